@@ -1,0 +1,424 @@
+"""Node configuration: TOML in, validated dataclasses out.
+
+Every problem is reported as ``ConfigError("<dotted.key>: <reason>")`` at start-up,
+so an operator never meets a bad value at request time.  Unknown keys are errors too
+(a typo in a cache setting should not silently leave the default in force).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
+    "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "load_config", "parse_config",
+    "default_config_text", "parse_size", "parse_duration",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message starts with the dotted key."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
+               "tb": 1000**4, "tib": 1024**4, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DUR_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Accept 1048576, "1MiB", "16 MB"; return bytes."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a size, got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative")
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m and (m.group(2) or "").lower() in _SIZE_UNITS:
+            return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+    raise ConfigError(f"{key}: expected a size like 1048576 or \"16MiB\", got {value!r}")
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """Accept 1.5 (seconds), "250ms", "2s", "5m"; return seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration, got a boolean")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DUR.match(value)
+        if m:
+            return float(m.group(1)) * _DUR_UNITS[m.group(2)]
+    raise ConfigError(f"{key}: expected a duration like 2.5 or \"250ms\", got {value!r}")
+
+
+def parse_listen(value: Any, key: str) -> tuple[str, int]:
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{key}: expected \"host:port\", got {value!r}")
+    host, _, port = value.rpartition(":")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise ConfigError(f"{key}: port {port!r} is not a number") from None
+    if not 0 <= port_n <= 65535:
+        raise ConfigError(f"{key}: port {port_n} is out of range")
+    return host.strip("[]") or "0.0.0.0", port_n
+
+
+class _Section:
+    """Reads one TOML table, tracking which keys were used so leftovers are errors."""
+
+    def __init__(self, data: Any, key: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(data).__name__}")
+        self.data = data
+        self.key = key
+        self.used: set[str] = set()
+
+    def path(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, default: Any, kind: type | tuple[type, ...] | None = None) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if kind is not None:
+            ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in (
+                kind if isinstance(kind, tuple) else (kind,)))
+            if not ok:
+                names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+                raise ConfigError(f"{self.path(name)}: expected {names}, got {value!r}")
+        return value
+
+    def size(self, name: str, default: int) -> int:
+        return parse_size(self.get(name, default), self.path(name))
+
+    def duration(self, name: str, default: float) -> float:
+        return parse_duration(self.get(name, default), self.path(name))
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(name, default, str)
+        if value not in choices:
+            raise ConfigError(f"{self.path(name)}: must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def str_list(self, name: str, default: list[str]) -> list[str]:
+        value = self.get(name, default, list)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.path(name)}[{i}]: expected a string, got {item!r}")
+        return list(value)
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise ConfigError(f"{self.path(extra[0])}: unknown key")
+
+
+@dataclass
+class ServerConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    workers: int = 1
+    max_header_bytes: int = 16384
+    max_request_line_bytes: int = 8192
+    keepalive_timeout: float = 75.0
+    request_timeout: float = 60.0
+    shutdown_grace: float = 10.0
+    server_timing: bool = True
+    via: str = "edgenode"
+
+
+@dataclass
+class AdminConfig:
+    listen: tuple[str, int] | None = ("127.0.0.1", 9090)
+    token: str | None = None
+
+
+@dataclass
+class CacheKeyConfig:
+    ignore_query: list[str] = field(default_factory=list)
+    query_whitelist: list[str] | None = None
+    sort_query: bool = False
+    headers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CacheConfig:
+    max_bytes: int = 256 * 1024 * 1024
+    max_object_bytes: int = 16 * 1024 * 1024
+    heuristic_fraction: float = 0.1
+    heuristic_max: float = 86400.0
+    default_ttl: float = 0.0
+    collapse: bool = True
+    collapse_timeout: float = 30.0
+    key: CacheKeyConfig = field(default_factory=CacheKeyConfig)
+
+
+@dataclass
+class OriginConfig:
+    name: str
+    url: str
+    scheme: str = "http"
+    host: str = "127.0.0.1"
+    port: int = 80
+    #: "pass" (client's Host), "origin" (origin's host:port), or a literal value
+    host_header: str = "pass"
+    connect_timeout: float = 3.0
+    first_byte_timeout: float = 30.0
+    between_bytes_timeout: float = 10.0
+    max_connections: int = 256
+    idle_timeout: float = 30.0
+
+
+@dataclass
+class RouteConfig:
+    origin: str
+    host: str | None = None
+    path_prefix: str = "/"
+
+
+@dataclass
+class StageConfig:
+    """One element of the chain: ``type = "cache"`` or ``type = "wasm"``."""
+
+    type: str
+    name: str
+    #: wasm only: the module path and its settings, validated by edgenode.wasm
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LogConfig:
+    access: str = "stdout"  # "stdout", "stderr", "off" or a file path
+    format: str = "text"  # "text" or "json"
+    level: str = "info"
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    origins: dict[str, OriginConfig] = field(default_factory=dict)
+    default_origin: str = "default"
+    routes: list[RouteConfig] = field(default_factory=list)
+    chain: list[StageConfig] = field(default_factory=list)
+    log: LogConfig = field(default_factory=LogConfig)
+    #: the directory relative paths (wasm modules) are resolved against
+    base_dir: Path = field(default_factory=Path.cwd)
+    #: named upstreams that filters may call (proxy_http_call); default: all origins
+    upstreams: dict[str, OriginConfig] = field(default_factory=dict)
+
+
+def _server(data: Any) -> ServerConfig:
+    s = _Section(data, "server")
+    workers = s.get("workers", 1, (int, str))
+    if workers == "auto":
+        workers = os.cpu_count() or 1
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"server.workers: must be a positive integer or \"auto\", got {workers!r}")
+    cfg = ServerConfig(
+        listen=parse_listen(s.get("listen", "127.0.0.1:8080"), "server.listen"),
+        workers=workers,
+        max_header_bytes=s.size("max_header_bytes", 16384),
+        max_request_line_bytes=s.size("max_request_line_bytes", 8192),
+        keepalive_timeout=s.duration("keepalive_timeout", 75.0),
+        request_timeout=s.duration("request_timeout", 60.0),
+        shutdown_grace=s.duration("shutdown_grace", 10.0),
+        server_timing=s.get("server_timing", True, bool),
+        via=s.get("via", "edgenode", str),
+    )
+    s.done()
+    return cfg
+
+
+def _admin(data: Any) -> AdminConfig:
+    s = _Section(data, "admin")
+    listen = s.get("listen", "127.0.0.1:9090", str)
+    token = s.get("token", None, str)
+    token_env = s.get("token_env", "EDGENODE_ADMIN_TOKEN", str)
+    s.done()
+    token = os.environ.get(token_env) or token
+    return AdminConfig(listen=None if listen in ("", "off") else parse_listen(listen, "admin.listen"),
+                       token=token)
+
+
+def _cache(data: Any) -> CacheConfig:
+    s = _Section(data, "cache")
+    key = _Section(s.get("key", {}, dict), "cache.key")
+    whitelist = key.get("query_whitelist", None, list)
+    if whitelist is not None:
+        whitelist = key.str_list("query_whitelist", [])
+    key_cfg = CacheKeyConfig(
+        ignore_query=key.str_list("ignore_query", []),
+        query_whitelist=whitelist,
+        sort_query=key.get("sort_query", False, bool),
+        headers=[h.lower() for h in key.str_list("headers", [])],
+    )
+    key.done()
+    fraction = s.get("heuristic_fraction", 0.1, (int, float))
+    if not 0 <= fraction <= 1:
+        raise ConfigError(f"cache.heuristic_fraction: must be between 0 and 1, got {fraction}")
+    cfg = CacheConfig(
+        max_bytes=s.size("max_bytes", 256 * 1024 * 1024),
+        max_object_bytes=s.size("max_object_bytes", 16 * 1024 * 1024),
+        heuristic_fraction=float(fraction),
+        heuristic_max=s.duration("heuristic_max", 86400.0),
+        default_ttl=s.duration("default_ttl", 0.0),
+        collapse=s.get("collapse", True, bool),
+        collapse_timeout=s.duration("collapse_timeout", 30.0),
+        key=key_cfg,
+    )
+    s.done()
+    if cfg.max_object_bytes > cfg.max_bytes:
+        raise ConfigError("cache.max_object_bytes: must not exceed cache.max_bytes")
+    return cfg
+
+
+def _origin(name: str, data: Any, key: str) -> OriginConfig:
+    s = _Section(data, key)
+    url = s.get("url", None, str)
+    if url is None:
+        raise ConfigError(f"{key}.url: required")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http",) or not parts.hostname:
+        raise ConfigError(f"{key}.url: expected http://host[:port], got {url!r}"
+                          + (" (https origins are not supported yet)" if parts.scheme == "https" else ""))
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise ConfigError(f"{key}.url: bad port in {url!r}") from None
+    max_conn = s.get("max_connections", 256, int)
+    if max_conn < 1:
+        raise ConfigError(f"{key}.max_connections: must be at least 1")
+    cfg = OriginConfig(
+        name=name, url=url, scheme=parts.scheme, host=parts.hostname, port=port,
+        host_header=s.get("host_header", "pass", str),
+        connect_timeout=s.duration("connect_timeout", 3.0),
+        first_byte_timeout=s.duration("first_byte_timeout", 30.0),
+        between_bytes_timeout=s.duration("between_bytes_timeout", 10.0),
+        max_connections=max_conn,
+        idle_timeout=s.duration("idle_timeout", 30.0),
+    )
+    s.done()
+    return cfg
+
+
+def _routes(data: Any, origins: dict[str, OriginConfig]) -> list[RouteConfig]:
+    if not isinstance(data, list):
+        raise ConfigError("routes: expected an array of tables ([[routes]])")
+    out = []
+    for i, item in enumerate(data):
+        key = f"routes[{i}]"
+        s = _Section(item, key)
+        origin = s.get("origin", None, str)
+        if origin is None:
+            raise ConfigError(f"{key}.origin: required")
+        if origin not in origins:
+            raise ConfigError(f"{key}.origin: no origin named {origin!r} (known: {', '.join(sorted(origins))})")
+        prefix = s.get("path_prefix", "/", str)
+        if not prefix.startswith("/"):
+            raise ConfigError(f"{key}.path_prefix: must start with '/', got {prefix!r}")
+        out.append(RouteConfig(origin=origin, host=s.get("host", None, str), path_prefix=prefix))
+        s.done()
+    return out
+
+
+def _chain(data: Any) -> list[StageConfig]:
+    if not isinstance(data, list):
+        raise ConfigError("chain: expected an array of tables ([[chain]])")
+    out: list[StageConfig] = []
+    names: set[str] = set()
+    for i, item in enumerate(data):
+        key = f"chain[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key}: expected a table")
+        kind = item.get("type")
+        if kind not in ("cache", "wasm"):
+            raise ConfigError(f"{key}.type: must be \"cache\" or \"wasm\", got {kind!r}")
+        name = item.get("name", kind)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}.name: expected a non-empty string")
+        if name in names:
+            raise ConfigError(f"{key}.name: duplicate stage name {name!r}")
+        names.add(name)
+        if kind == "cache" and set(item) - {"type", "name"}:
+            extra = sorted(set(item) - {"type", "name"})[0]
+            raise ConfigError(f"{key}.{extra}: unknown key (cache settings live in [cache])")
+        options = {k: v for k, v in item.items() if k not in ("type", "name")}
+        out.append(StageConfig(type=kind, name=name, options=options))
+    if sum(1 for st in out if st.type == "cache") > 1:
+        raise ConfigError("chain: at most one stage of type \"cache\"")
+    return out
+
+
+def _log(data: Any) -> LogConfig:
+    s = _Section(data, "log")
+    cfg = LogConfig(
+        access=s.get("access", "stdout", str),
+        format=s.choice("format", "text", ("text", "json")),
+        level=s.choice("level", "info", ("debug", "info", "warning", "error")),
+    )
+    s.done()
+    return cfg
+
+
+def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML document."""
+    top = _Section(data, "")
+    cfg = Config(base_dir=base_dir or Path.cwd())
+    cfg.server = _server(top.get("server", {}))
+    cfg.admin = _admin(top.get("admin", {}))
+    cfg.cache = _cache(top.get("cache", {}))
+    origins = top.get("origins", None)
+    if not isinstance(origins, dict) or not origins:
+        raise ConfigError("origins: at least one origin is required, e.g. [origins.default] url = \"http://127.0.0.1:8081\"")
+    cfg.origins = {name: _origin(name, o, f"origins.{name}") for name, o in origins.items()}
+    cfg.default_origin = top.get("default_origin", next(iter(cfg.origins)), str)
+    if cfg.default_origin not in cfg.origins:
+        raise ConfigError(f"default_origin: no origin named {cfg.default_origin!r}")
+    cfg.routes = _routes(top.get("routes", []), cfg.origins)
+    upstreams = top.get("upstreams", {}, dict)
+    cfg.upstreams = dict(cfg.origins)
+    cfg.upstreams.update({name: _origin(name, o, f"upstreams.{name}") for name, o in upstreams.items()})
+    cfg.chain = _chain(top.get("chain", [{"type": "cache"}]))
+    cfg.log = _log(top.get("log", {}))
+    top.done()
+    return cfg
+
+
+def default_config_text() -> str:
+    """The embedded default configuration (config/edgenode.toml ships the same text)."""
+    return resources.files("edgenode").joinpath("default.toml").read_text()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load a TOML file, or the embedded defaults when ``path`` is None."""
+    if path is None:
+        text, base = default_config_text(), Path.cwd()
+    else:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+        base = p.resolve().parent.parent if p.resolve().parent.name == "config" else p.resolve().parent
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path or 'default config'}: not valid TOML: {exc}") from None
+    return parse_config(data, base)

@@ -1,0 +1,6 @@
+"""The request path: an ``Exchange`` travels through a chain of stages to the origin."""
+
+from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.stage import Handler, Stage, build_chain
+
+__all__ = ["Exchange", "Handler", "Stage", "build_chain"]

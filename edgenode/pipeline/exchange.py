@@ -1,0 +1,62 @@
+"""Per-request state that every stage can read and annotate.
+
+One ``Exchange`` is created by the front end for each request and handed down the
+chain; stages record what they decided (chosen origin, cache status, filter timings)
+so that the access log, metrics and Proxy-Wasm properties read one source of truth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from edgenode.http.messages import Request
+
+_ids = itertools.count(1)
+
+
+class Exchange:
+    __slots__ = (
+        "request", "client", "local", "id", "start", "start_wall", "origin",
+        "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
+        "status", "server_timing",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        client: tuple[str, int] = ("127.0.0.1", 0),
+        local: tuple[str, int] = ("127.0.0.1", 0),
+    ) -> None:
+        self.request = request
+        self.client = client
+        self.local = local
+        self.id = next(_ids)
+        self.start = time.perf_counter()
+        self.start_wall = time.time()
+        #: name of the origin the request goes to (set by routing; None = default)
+        self.origin: str | None = None
+        #: RFC 9211 Cache-Status value for this node, e.g. 'edgenode; hit'
+        self.cache_status: str = ""
+        #: short form for X-Cache and metrics labels: HIT, MISS, STALE, BYPASS, ...
+        self.x_cache: str = ""
+        #: seconds spent waiting for the origin (first byte), None when not contacted
+        self.origin_time: float | None = None
+        #: (filter name, phase) -> seconds, summed over the callbacks of that phase
+        self.timings: dict[tuple[str, str], float] = {}
+        #: free-form properties set by stages and filters (Proxy-Wasm set_property)
+        self.props: dict[str, Any] = {}
+        #: bytes of response body sent to the client (filled by the front end)
+        self.response_bytes = 0
+        self.status = 0
+        #: whether the client asked for a Server-Timing header
+        self.server_timing = False
+
+    def add_timing(self, name: str, phase: str, seconds: float) -> None:
+        key = (name, phase)
+        self.timings[key] = self.timings.get(key, 0.0) + seconds
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
