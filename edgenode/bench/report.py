@@ -1,0 +1,147 @@
+"""Turn a bench result (a plain dict, the JSON we write) into a Markdown table, PNG plots,
+and before/after ratios.
+
+Result schema (all times in microseconds)::
+
+    {"meta": {"workload": str, "generator": "wrk"|"builtin", "duration_s": float, ...},
+     "summary": {"requests": int, "rps": float, "errors": {kind: n},
+                 "latency_us": {"p50", "p90", "p99", "max"}, "hit_ratio": float,
+                 "origin_requests": int, "origin_bytes": int,
+                 "origin_requests_saved": int, "bytes_saved": int},
+     "latencies_us": [float, ...],               # a sample, for the distribution plot
+     "filters": {filter: {phase: {"count", "p50_us", "p99_us", "mean_us"}}},
+     "timeline": [{"t": s, "requests": n, "hits": n}, ...]}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["to_markdown", "write_plots", "compare", "compare_markdown"]
+
+_HIGHER_IS_BETTER = {"rps", "hit_ratio", "origin_requests_saved", "bytes_saved"}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _flat_summary(result: dict) -> dict[str, Any]:
+    s = result.get("summary", {})
+    flat: dict[str, Any] = {}
+    for key, value in s.items():
+        if key == "latency_us":
+            flat.update({f"latency_{k}_us": v for k, v in value.items()})
+        elif key == "errors":
+            flat["errors"] = sum(value.values())
+        else:
+            flat[key] = value
+    return flat
+
+
+def to_markdown(result: dict) -> str:
+    """A Markdown report: summary table, errors by kind, per-filter per-phase costs."""
+    meta = result.get("meta", {})
+    lines = [f"# edgenode bench: {meta.get('workload', '?')}", ""]
+    lines.append(" ".join(f"{k}={v}" for k, v in meta.items() if not isinstance(v, (dict, list))))
+    lines += ["", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in _flat_summary(result).items()]
+    errors = result.get("summary", {}).get("errors", {})
+    if errors:
+        lines += ["", "| error kind | count |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in sorted(errors.items())]
+    filters = result.get("filters", {})
+    if filters:
+        lines += ["", "| filter | phase | calls | mean µs | p50 µs | p99 µs |", "|---|---|---|---|---|---|"]
+        for name, phases in filters.items():
+            for phase, st in phases.items():
+                lines.append(f"| {name} | {phase} | {st.get('count', 0)} | {_fmt(st.get('mean_us', 0.0))} "
+                             f"| {_fmt(st.get('p50_us', 0.0))} | {_fmt(st.get('p99_us', 0.0))} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(result: dict, outdir: Path, stem: str = "bench") -> list[Path]:
+    """Latency distribution, per-filter cost and hit ratio over time, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    lat = sorted(result.get("latencies_us", []))
+    if lat:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ys = [i / len(lat) for i in range(1, len(lat) + 1)]
+        ax.plot([v / 1000 for v in lat], ys)
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("share of requests (CDF)")
+        ax.set_title("Latency distribution")
+        ax.grid(True, which="both", alpha=0.3)
+        written.append(_save(fig, outdir / f"{stem}-latency.png"))
+
+    filters = result.get("filters", {})
+    bars = [(f"{n}\n{p}", st.get("p50_us", 0.0), st.get("p99_us", 0.0))
+            for n, phases in filters.items() for p, st in phases.items()]
+    if bars:
+        fig, ax = plt.subplots(figsize=(max(6, len(bars) * 0.9), 4))
+        xs = range(len(bars))
+        ax.bar([x - 0.2 for x in xs], [b[1] for b in bars], width=0.4, label="p50")
+        ax.bar([x + 0.2 for x in xs], [b[2] for b in bars], width=0.4, label="p99")
+        ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=8)
+        ax.set_ylabel("µs per callback phase")
+        ax.set_title("Per-filter cost")
+        ax.legend()
+        written.append(_save(fig, outdir / f"{stem}-filters.png"))
+
+    timeline = result.get("timeline", [])
+    if timeline:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot([p["t"] for p in timeline],
+                [p["hits"] / p["requests"] if p["requests"] else 0.0 for p in timeline])
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("hit ratio")
+        ax.set_title("Hit ratio over time")
+        ax.grid(True, alpha=0.3)
+        written.append(_save(fig, outdir / f"{stem}-hit-ratio.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def compare(before: dict, after: dict) -> list[dict[str, Any]]:
+    """Rows of (metric, before, after, after/before, better?) over the shared summary metrics."""
+    a, b = _flat_summary(before), _flat_summary(after)
+    rows = []
+    for key in a:
+        if key not in b or not isinstance(a[key], (int, float)) or not isinstance(b[key], (int, float)):
+            continue
+        ratio = b[key] / a[key] if a[key] else None
+        higher = key in _HIGHER_IS_BETTER
+        better = None if ratio is None or ratio == 1 else (ratio > 1) == higher
+        rows.append({"metric": key, "before": a[key], "after": b[key], "ratio": ratio, "better": better})
+    return rows
+
+
+def compare_markdown(before: dict, after: dict) -> str:
+    lines = ["| metric | before | after | after/before | |", "|---|---|---|---|---|"]
+    for r in compare(before, after):
+        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        mark = {True: "better", False: "worse", None: ""}[r["better"]]
+        lines.append(f"| {r['metric']} | {_fmt(r['before'])} | {_fmt(r['after'])} | {ratio} | {mark} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,121 @@
+"""Parsing of the caching header fields: Cache-Control directives and HTTP dates.
+
+Parsed once when a response is stored (and for requests only when they carry a
+Cache-Control field), so the hit path never re-parses them.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from typing import Iterable
+
+__all__ = ["parse_cache_control", "delta_seconds", "field_names", "parse_http_date",
+           "format_http_date", "split_list"]
+
+#: RFC 9111 §1.2.2: delta-seconds beyond this are treated as this value.
+MAX_DELTA = 2147483648
+
+_DIRECTIVE = re.compile(r'\s*([^\s=,"]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,]*))?\s*(?:,|$)')
+
+
+def parse_cache_control(values: Iterable[str]) -> dict[str, str | None]:
+    """Directives of all Cache-Control field lines: lowercase name -> argument or None.
+
+    A quoted argument is unquoted.  When a directive repeats, the first one wins
+    (RFC 9111 leaves duplicates undefined; conflicting freshness directives then
+    make ``delta_seconds`` see one consistent value).
+    """
+    out: dict[str, str | None] = {}
+    for value in values:
+        pos = 0
+        n = len(value)
+        while pos < n:
+            m = _DIRECTIVE.match(value, pos)
+            if m is None or m.end() == pos:
+                # garbage up to the next comma: skip it, keep the rest
+                comma = value.find(",", pos)
+                if comma < 0:
+                    break
+                pos = comma + 1
+                continue
+            pos = m.end()
+            name = m.group(1).lower()
+            arg = m.group(2)
+            if arg is not None:
+                arg = arg.strip()
+                if arg.startswith('"') and arg.endswith('"') and len(arg) >= 2:
+                    arg = re.sub(r"\\(.)", r"\1", arg[1:-1])
+            out.setdefault(name, arg)
+    return out
+
+
+def delta_seconds(arg: str | None) -> int | None:
+    """A delta-seconds argument as int; None when absent or malformed."""
+    if arg is None or not arg.isdigit():
+        return None
+    return min(int(arg), MAX_DELTA)
+
+
+def field_names(arg: str | None) -> list[str]:
+    """The field-name list of ``private="a, b"`` / ``no-cache="a"`` (lowercase)."""
+    if not arg:
+        return []
+    return [n.strip().lower() for n in arg.split(",") if n.strip()]
+
+
+def split_list(values: Iterable[str]) -> list[str]:
+    """Members of a comma-separated list field over all its field lines."""
+    return [m.strip() for v in values for m in v.split(",") if m.strip()]
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+# IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
+_IMF = re.compile(r"^\s*[A-Za-z]{3},\s+(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d\d):(\d\d):(\d\d)\s+GMT\s*$")
+# obsolete RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
+_RFC850 = re.compile(r"^\s*[A-Za-z]+,\s+(\d{1,2})-([A-Za-z]{3})-(\d{2})\s+(\d\d):(\d\d):(\d\d)\s+GMT\s*$")
+# asctime: Sun Nov  6 08:49:37 1994
+_ASCTIME = re.compile(r"^\s*[A-Za-z]{3}\s+([A-Za-z]{3})\s+(\d{1,2})\s+(\d\d):(\d\d):(\d\d)\s+(\d{4})\s*$")
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """Seconds since the epoch for the three HTTP-date formats (RFC 9110 §5.6.7); None if invalid."""
+    if not value:
+        return None
+    try:
+        m = _IMF.match(value)
+        if m:
+            day, mon, year, hh, mm, ss = m.groups()
+        else:
+            m = _RFC850.match(value)
+            if m:
+                day, mon, yy, hh, mm, ss = m.groups()
+                # RFC 9110: a two-digit year more than 50 years in the future is in the past century
+                year = str(2000 + int(yy) if int(yy) < 70 else 1900 + int(yy))
+            else:
+                m = _ASCTIME.match(value)
+                if not m:
+                    return None
+                mon, day, hh, mm, ss, year = m.groups()
+        month = _MONTHS.get(mon.lower())
+        if month is None:
+            return None
+        t = (int(year), month, int(day), int(hh), int(mm), int(ss))
+        if not (1 <= t[2] <= 31 and t[3] < 24 and t[4] < 60 and t[5] <= 60):
+            return None
+        return float(calendar.timegm(t + (0, 0, 0)))
+    except (ValueError, OverflowError):
+        return None
+
+
+_WD = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_http_date(ts: float) -> str:
+    """IMF-fixdate for a Date field we have to add."""
+    t = time.gmtime(ts)
+    return (f"{_WD[t.tm_wday]}, {t.tm_mday:02d} {_MN[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")

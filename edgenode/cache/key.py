@@ -1,0 +1,72 @@
+"""The cache key: which stored responses a request may be answered from.
+
+GET and HEAD share one key (HEAD is answered from a stored GET).  The key is the
+normalised absolute URL (lowercase host, default port dropped, query filtered per
+``[cache.key]``) plus the values of any configured request headers.  The URL part is
+also what ``purge_url`` takes, so the admin API and the stage agree on one spelling.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from edgenode.config import CacheKeyConfig
+from edgenode.http.messages import Request
+
+__all__ = ["KeyBuilder"]
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+class KeyBuilder:
+    """Builds ``(url, key)`` for requests and normalises URLs given to purge."""
+
+    __slots__ = ("_ignore", "_whitelist", "_sort", "_headers", "_query_work")
+
+    def __init__(self, cfg: CacheKeyConfig) -> None:
+        self._ignore = frozenset(cfg.ignore_query)
+        self._whitelist = frozenset(cfg.query_whitelist) if cfg.query_whitelist is not None else None
+        self._sort = cfg.sort_query
+        self._headers = tuple(h.lower() for h in cfg.headers)
+        self._query_work = bool(self._ignore or self._whitelist is not None or self._sort)
+
+    def host(self, raw: str, scheme: str) -> str:
+        host = raw.strip().lower()
+        if host.endswith(":" + _DEFAULT_PORTS.get(scheme, "")):
+            host = host.rpartition(":")[0]
+        return host
+
+    def query(self, query: str) -> str:
+        if not self._query_work or not query:
+            return query
+        params = [p for p in query.split("&") if p]
+        if self._whitelist is not None:
+            params = [p for p in params if p.partition("=")[0] in self._whitelist]
+        if self._ignore:
+            params = [p for p in params if p.partition("=")[0] not in self._ignore]
+        if self._sort:
+            params.sort()
+        return "&".join(params)
+
+    def url(self, scheme: str, host: str, path: str, query: str) -> str:
+        q = self.query(query)
+        return f"{scheme}://{self.host(host, scheme)}{path or '/'}{'?' + q if q else ''}"
+
+    def normalise_url(self, url: str) -> str:
+        """The key spelling of an absolute URL (for purge_url)."""
+        parts = urlsplit(url.strip())
+        return self.url(parts.scheme.lower() or "http", parts.netloc, parts.path, parts.query)
+
+    def for_request(self, req: Request) -> tuple[str, str]:
+        """``(url, key)``; key == url unless ``[cache.key] headers`` adds request header values."""
+        target = req.target
+        if target.startswith(("http://", "https://")):
+            url = self.normalise_url(target)
+        else:
+            url = self.url(req.scheme, req.headers.get("host", ""), req.path, req.query)
+        if not self._headers:
+            return url, url
+        h = req.headers
+        extra = "".join(f"\n{name}:{' '.join(','.join(h.getall(name, ())).split())}"
+                        for name in self._headers)
+        return url, url + extra

@@ -1,0 +1,268 @@
+"""Sans-IO RFC 9111 shared-cache decisions: storability, freshness, age, reuse.
+
+Nothing here reads a clock or touches a socket: times come in as ``now`` and
+friends.  Everything derived from the response's caching fields is computed once,
+when the response is stored, and kept on the ``Entry`` so that a hit is a few float
+comparisons (the hit path budget is tens of microseconds).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+from urllib.parse import urljoin, urlsplit
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from edgenode.cache.directives import (
+    delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, split_list,
+)
+
+__all__ = [
+    "HEURISTIC_STATUSES", "Entry", "storability", "freshness_lifetime", "initial_age",
+    "build_entry", "normalise_field", "request_directives", "evaluate", "refresh_entry",
+    "FRESH", "STALE_OK", "STALE_SWR", "REVALIDATE", "HOP_BY_HOP", "invalidation_targets",
+    "variant_signature",
+]
+
+#: RFC 9110 §15.1: statuses whose responses may get a heuristic freshness lifetime.
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
+#: statuses whose caching requirements we implement (for must-understand).
+UNDERSTOOD_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                        "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"})
+#: never stored: recomputed (age, length), ours (cache-status of this node is not stored),
+#: or surrogate-only fields that must not reach clients.
+_NOT_STORED = HOP_BY_HOP | {"age", "content-length", "surrogate-key", "surrogate-control"}
+#: RFC 9111 §3.2: a 304 updates every stored field except these (Content-Length among them).
+_NOT_REFRESHED = _NOT_STORED
+
+Headers = CIMultiDict[str] | CIMultiDictProxy[str]
+
+
+def normalise_field(values: list[str]) -> str | None:
+    """A request field as Vary compares it: lines combined, list members trimmed, whitespace folded."""
+    if not values:
+        return None
+    return ",".join(" ".join(m.split()) for m in ",".join(values).split(",") if m.strip())
+
+
+def _auth_allowed(cc: Mapping[str, str | None]) -> bool:
+    """RFC 9111 §3.5: directives that let a shared cache reuse a response to an authorised request."""
+    return "public" in cc or "s-maxage" in cc or "must-revalidate" in cc
+
+
+def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | None],
+                status: int, resp_headers: Headers, resp_cc: Mapping[str, str | None]) -> str | None:
+    """None when a shared cache may store the response (RFC 9111 §3), else the reason why not."""
+    if method != "GET":
+        return "method"
+    if status < 200 or status in (206, 304):
+        return "status"
+    if "no-store" in req_cc:
+        return "request-no-store"
+    if "must-understand" in resp_cc:
+        if status not in UNDERSTOOD_STATUSES:
+            return "must-understand"
+    elif "no-store" in resp_cc:
+        return "no-store"
+    if "private" in resp_cc and not resp_cc["private"]:
+        return "private"
+    if "authorization" in req_headers and not _auth_allowed(resp_cc):
+        return "authorization"
+    if "set-cookie" in resp_headers:
+        return "set-cookie"
+    if "*" in split_list(resp_headers.getall("vary", ())):
+        return "vary-star"
+    if not ("public" in resp_cc or "expires" in resp_headers or "max-age" in resp_cc
+            or "s-maxage" in resp_cc or status in HEURISTIC_STATUSES):
+        return "no-freshness-info"
+    return None
+
+
+def freshness_lifetime(status: int, resp_headers: Headers, cc: Mapping[str, str | None],
+                       date: float, heuristic_fraction: float, heuristic_max: float,
+                       default_ttl: float = 0.0) -> float:
+    """RFC 9111 §4.2.1 (shared cache): s-maxage, max-age, Expires - Date, then heuristics.
+
+    A malformed explicit value makes the response stale (lifetime 0), as §4.2.1 advises.
+    """
+    if "s-maxage" in cc:
+        return float(delta_seconds(cc["s-maxage"]) or 0)
+    if "max-age" in cc:
+        return float(delta_seconds(cc["max-age"]) or 0)
+    if "expires" in resp_headers:
+        expires = parse_http_date(resp_headers.get("expires"))
+        return max(0.0, expires - date) if expires is not None else 0.0
+    if status in HEURISTIC_STATUSES or "public" in cc:
+        last_modified = parse_http_date(resp_headers.get("last-modified"))
+        if last_modified is not None:
+            return min(heuristic_max, max(0.0, (date - last_modified) * heuristic_fraction))
+        return default_ttl
+    return 0.0
+
+
+def initial_age(age_header: str | None, date: float, request_time: float, response_time: float) -> float:
+    """RFC 9111 §4.2.3 corrected_initial_age."""
+    age_value = float(delta_seconds(age_header.strip()) or 0) if age_header else 0.0
+    apparent_age = max(0.0, response_time - date)
+    response_delay = response_time - request_time
+    return max(apparent_age, age_value + response_delay)
+
+
+class Entry:
+    """A stored response with its caching facts precomputed."""
+
+    __slots__ = (
+        "key", "url", "variant", "status", "reason", "headers", "body", "size",
+        "request_time", "response_time", "date", "age0", "lifetime", "fresh_until",
+        "swr", "sie", "no_stale", "no_cache", "auth_ok", "etag", "last_modified",
+        "last_modified_ts", "vary", "vary_values", "surrogate_keys",
+    )
+
+    def age(self, now: float) -> float:
+        return self.age0 + (now - self.response_time)
+
+    def ttl(self, now: float) -> float:
+        """Remaining freshness in seconds; negative once stale."""
+        return self.fresh_until - now
+
+    def vary_matches(self, req_headers: Headers) -> bool:
+        """RFC 9111 §4.1: every nominated request field matches the stored request's."""
+        for name, value in zip(self.vary, self.vary_values):
+            if normalise_field(req_headers.getall(name, [])) != value:
+                return False
+        return True
+
+    def stale_on_error(self, now: float) -> bool:
+        """RFC 5861 §4 within the stale-if-error window, unless a directive forbids stale."""
+        return (self.sie > 0 and not (self.no_stale or self.no_cache)
+                and now - self.fresh_until <= self.sie)
+
+    def make_stale(self, now: float) -> None:
+        """Soft purge: stale from now on, so stale-while-revalidate/-if-error still apply."""
+        self.fresh_until = min(self.fresh_until, now)
+
+
+def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tuple[str | None, ...], str]:
+    values = tuple(normalise_field(req_headers.getall(n, [])) for n in vary)
+    return values, "\x00".join(f"{n}={v}" for n, v in zip(vary, values))
+
+
+def _stored_headers(resp_headers: Headers, cc: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    drop = set(_NOT_STORED)
+    for token in split_list(resp_headers.getall("connection", ())):
+        drop.add(token.lower())
+    # private="f" / no-cache="f": a shared cache may store the response without those fields
+    drop.update(field_names(cc.get("private")))
+    drop.update(field_names(cc.get("no-cache")))
+    return [(k, v) for k, v in resp_headers.items() if k.lower() not in drop]
+
+
+def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: float,
+                 response_time: float, heuristic_fraction: float, heuristic_max: float,
+                 default_ttl: float) -> None:
+    """(Re)compute the freshness facts from the stored header list."""
+    h = CIMultiDict(e.headers)
+    cc = parse_cache_control(h.getall("cache-control", ()))
+    date = parse_http_date(h.get("date"))
+    if date is None:
+        date = response_time
+        e.headers.append(("Date", format_http_date(response_time)))
+    e.request_time = request_time
+    e.response_time = response_time
+    e.date = date
+    e.age0 = initial_age(resp_headers.get("age"), date, request_time, response_time)
+    e.lifetime = freshness_lifetime(status, h, cc, date, heuristic_fraction, heuristic_max, default_ttl)
+    e.fresh_until = response_time + e.lifetime - e.age0
+    e.swr = float(delta_seconds(cc.get("stale-while-revalidate")) or 0)
+    e.sie = float(delta_seconds(cc.get("stale-if-error")) or 0)
+    e.no_stale = "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
+    e.no_cache = "no-cache" in cc and not cc["no-cache"]
+    e.auth_ok = _auth_allowed(cc)
+    e.etag = h.get("etag")
+    e.last_modified = h.get("last-modified")
+    e.last_modified_ts = parse_http_date(e.last_modified)
+
+
+def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
+                req_headers: Headers, request_time: float, response_time: float,
+                heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0) -> Entry:
+    """Turn a storable response into an Entry (parsing its caching fields once)."""
+    cc = parse_cache_control(resp_headers.getall("cache-control", ()))
+    e = Entry()
+    e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
+    e.headers = _stored_headers(resp_headers, cc)
+    e.headers.append(("Content-Length", str(len(body))))
+    _apply_facts(e, status, resp_headers, request_time, response_time,
+                 heuristic_fraction, heuristic_max, default_ttl)
+    e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary", ())))
+    e.vary_values, e.variant = variant_signature(e.vary, req_headers)
+    e.surrogate_keys = tuple(k for v in resp_headers.getall("surrogate-key", ()) for k in v.split())
+    e.size = len(body) + sum(len(k) + len(v) + 4 for k, v in e.headers) + len(key) + 200
+    return e
+
+
+def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response_time: float,
+                  heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0) -> None:
+    """RFC 9111 §3.2/§4.3.4: update a stored response from a 304, then recompute its freshness."""
+    incoming = [(k, v) for k, v in resp_headers.items() if k.lower() not in _NOT_REFRESHED]
+    names = {k.lower() for k, _ in incoming}
+    e.headers = [(k, v) for k, v in e.headers if k.lower() not in names] + incoming
+    _apply_facts(e, e.status, resp_headers, request_time, response_time,
+                 heuristic_fraction, heuristic_max, default_ttl)
+
+
+def request_directives(req_headers: Headers) -> dict[str, str | None]:
+    values = req_headers.getall("cache-control", ())
+    return parse_cache_control(values) if values else {}
+
+
+# evaluate() outcomes
+FRESH = 0       # serve as is
+STALE_OK = 1    # stale, but the client accepts it (max-stale)
+STALE_SWR = 2   # serve stale now, refresh in the background
+REVALIDATE = 3  # must go to the origin (conditionally when validators exist)
+
+
+def evaluate(e: Entry, now: float, req_cc: Mapping[str, str | None]) -> tuple[int, bool]:
+    """RFC 9111 §4.2 + RFC 5861 reuse decision: (outcome, forced_by_request).
+
+    ``forced_by_request`` says the request's directives (no-cache, max-age, min-fresh)
+    ruled out an otherwise fresh response (RFC 9211 ``fwd=request``).
+    """
+    ttl = e.fresh_until - now
+    if req_cc:
+        if "no-cache" in req_cc:
+            return REVALIDATE, ttl > 0
+        max_age = delta_seconds(req_cc.get("max-age"))
+        if max_age is not None and e.age(now) > max_age:
+            return REVALIDATE, ttl > 0
+        min_fresh = delta_seconds(req_cc.get("min-fresh"))
+        if min_fresh is not None and ttl < min_fresh:
+            return REVALIDATE, ttl > 0
+    if e.no_cache:
+        return REVALIDATE, False
+    if ttl > 0:
+        return FRESH, False
+    if e.no_stale:
+        return REVALIDATE, False
+    if req_cc and "max-stale" in req_cc:
+        limit = req_cc["max-stale"]
+        if limit is None or -ttl <= (delta_seconds(limit) or 0):
+            return STALE_OK, False
+    if e.swr > 0 and -ttl <= e.swr:
+        return STALE_SWR, False
+    return REVALIDATE, False
+
+
+def invalidation_targets(request_url: str, resp_headers: Headers) -> list[str]:
+    """RFC 9111 §4.4: the target URI plus Location/Content-Location on the same host."""
+    out = [request_url]
+    origin = urlsplit(request_url).netloc.lower()
+    for name in ("location", "content-location"):
+        value = resp_headers.get(name)
+        if value:
+            target = urljoin(request_url, value.strip())
+            if urlsplit(target).netloc.lower() == origin:
+                out.append(target)
+    return out

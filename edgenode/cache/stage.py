@@ -1,0 +1,463 @@
+"""The cache as a chain stage: hits answered here, misses sent on through ``next``.
+
+Policy lives in ``policy``/``conditional``/``ranges`` (sans-IO); this module does the
+I/O around it: forwarding, teeing streamed bodies into the store, collapsing
+concurrent misses, background stale-while-revalidate refreshes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import AsyncIterator, Awaitable, Callable, Mapping
+
+from multidict import CIMultiDict
+
+from edgenode.cache import status
+from edgenode.cache.collapse import Collapser, Flight
+from edgenode.cache.conditional import (
+    CLIENT_VALIDATORS, client_not_modified, has_client_validators, if_range_matches,
+    not_modified_fields, revalidation_headers,
+)
+from edgenode.cache.directives import parse_cache_control
+from edgenode.cache.key import KeyBuilder
+from edgenode.cache.policy import (
+    FRESH, STALE_OK, STALE_SWR, Entry, build_entry, evaluate, invalidation_targets,
+    refresh_entry, request_directives, storability,
+)
+from edgenode.cache.ranges import multipart, parse_range
+from edgenode.cache.store import CacheStore
+from edgenode.config import CacheConfig
+from edgenode.http.messages import Request, Response
+from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.stage import Handler
+
+__all__ = ["CacheStage"]
+
+log = logging.getLogger("edgenode.cache")
+
+_ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
+_SURROGATE = ("surrogate-key", "surrogate-control")
+_STORE_STRIP = CLIENT_VALIDATORS + ("range", "if-range")
+Cc = Mapping[str, "str | None"]
+
+
+def _strip_surrogate(resp: Response) -> None:
+    """Surrogate-Key/-Control are for us (and purges), never for clients (as Fastly does)."""
+    h = resp.headers
+    if "surrogate-key" in h or "surrogate-control" in h:
+        for name in _SURROGATE:
+            h.popall(name, None)
+
+
+def _forward_request(req: Request, drop: tuple[str, ...], add: list[tuple[str, str]]) -> Request:
+    h = req.headers.copy()
+    for name in drop:
+        h.popall(name, None)
+    for name, value in add:
+        h[name] = value
+    return Request(req.method, req.target, h, req.body, req.version, req.scheme)
+
+
+async def _aclose(body: object) -> None:
+    close = getattr(body, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # a broken origin stream we are discarding anyway
+            pass
+
+
+class CacheStage:
+    """RFC 9111 shared cache stage; see docs/caching.md for the behaviour it implements."""
+
+    def __init__(self, cfg: CacheConfig, store: CacheStore | None = None,
+                 clock: Callable[[], float] = time.time, name: str = "cache",
+                 cache_name: str = "edgenode") -> None:
+        self.cfg = cfg
+        self.name = name
+        self.cache_name = cache_name
+        self.clock = clock
+        self.store = store if store is not None else CacheStore(cfg, clock)
+        self.keys = KeyBuilder(cfg.key)
+        self.collapser = Collapser()
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._counters = self.store.counters
+
+    def wrap(self, next_handler: Handler) -> Handler:
+        async def cache_handler(exchange: Exchange) -> Response:
+            return await self._handle(exchange, next_handler)
+        return cache_handler
+
+    async def close(self) -> None:
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, int]:
+        return self.store.stats()
+
+    # -- entry point ----------------------------------------------------------------------
+    async def _handle(self, ex: Exchange, nxt: Handler) -> Response:
+        req = ex.request
+        method = req.method
+        if method != "GET" and method != "HEAD":
+            return await self._unsafe(ex, nxt)
+        h = req.headers
+        if "upgrade" in h or "if-match" in h or "if-unmodified-since" in h:
+            return await self._bypass(ex, nxt, "request")
+        url, key = self.keys.for_request(req)
+        req_cc = request_directives(h) if "cache-control" in h else {}
+        now = self.clock()
+        entry, any_variant = self.store.lookup(key, h)
+        if entry is not None and "authorization" in h and not entry.auth_ok:
+            return await self._bypass(ex, nxt, "request")
+        if entry is not None:
+            outcome, forced = evaluate(entry, now, req_cc)
+            if outcome == FRESH:
+                self._counters["hits"] += 1
+                return self._serve(ex, entry, now, "HIT", status.hit(self.cache_name, entry.fresh_until - now))
+            if outcome == STALE_OK or outcome == STALE_SWR:
+                self._counters["stale"] += 1
+                if outcome == STALE_SWR:
+                    self._schedule_refresh(ex, nxt, entry, key, url)
+                detail = "stale-while-revalidate" if outcome == STALE_SWR else "max-stale"
+                return self._serve(ex, entry, now, "STALE",
+                                   status.hit(self.cache_name, entry.fresh_until - now, detail))
+            if "only-if-cached" in req_cc:
+                return self._gateway_timeout(ex, "only-if-cached")
+            fwd = "request" if forced else "stale"
+            return await self._collapsed(ex, nxt, key, req_cc,
+                                         lambda fl: self._revalidate(ex, nxt, entry, key, url, req_cc, fwd, fl))
+        if "only-if-cached" in req_cc:
+            return self._gateway_timeout(ex, "only-if-cached")
+        fwd = "vary-miss" if any_variant else "uri-miss"
+        if method == "HEAD":
+            return await self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
+        return await self._collapsed(ex, nxt, key, req_cc,
+                                     lambda fl: self._miss(ex, nxt, key, url, req_cc, fwd, fl))
+
+    # -- answers built from a stored entry -----------------------------------------------
+    def _serve(self, ex: Exchange, entry: Entry, now: float, x_cache: str, cache_status: str) -> Response:
+        """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
+        req = ex.request
+        h = req.headers
+        headers = CIMultiDict(entry.headers)
+        headers["Age"] = str(int(max(0.0, entry.age(now))))
+        status_code = entry.status
+        body = entry.body
+        if status_code == 200 and has_client_validators(h) and client_not_modified(h, entry):
+            headers = CIMultiDict((k, v) for k, v in headers.items()
+                                  if k.lower() in not_modified_fields or k == "Age")
+            status_code, body = 304, b""
+        elif status_code == 200 and "range" in h and req.method == "GET":
+            if_range = h.get("if-range")
+            if if_range is None or if_range_matches(if_range, entry):
+                ranges = parse_range(h["range"], len(body))
+                if ranges is not None:
+                    status_code, body = self._ranged(headers, ranges, body)
+        headers.add("Cache-Status", cache_status)
+        headers["X-Cache"] = x_cache
+        ex.cache_status = cache_status
+        ex.x_cache = x_cache
+        if req.method == "HEAD":
+            body = b""
+        return Response(status_code, headers, body, entry.reason if status_code == entry.status else "")
+
+    @staticmethod
+    def _ranged(headers: CIMultiDict[str], ranges: list[tuple[int, int]], body: bytes) -> tuple[int, bytes]:
+        length = len(body)
+        if not ranges:
+            headers["Content-Range"] = f"bytes */{length}"
+            headers["Content-Length"] = "0"
+            return 416, b""
+        if len(ranges) == 1:
+            first, last = ranges[0]
+            headers["Content-Range"] = f"bytes {first}-{last}/{length}"
+            part = body[first:last + 1]
+        else:
+            part, ctype = multipart(ranges, body, headers.get("content-type"))
+            headers["Content-Type"] = ctype
+        headers["Content-Length"] = str(len(part))
+        return 206, part
+
+    def _gateway_timeout(self, ex: Exchange, detail: str) -> Response:
+        cache_status = status.plain(self.cache_name, detail)
+        ex.cache_status, ex.x_cache = cache_status, "MISS"
+        self._counters["misses"] += 1
+        headers = CIMultiDict({"Content-Type": "text/plain", "Cache-Status": cache_status, "X-Cache": "MISS"})
+        return Response(504, headers, f"504 Gateway Timeout ({detail})\n".encode())
+
+    def _mark(self, ex: Exchange, resp: Response, x_cache: str, cache_status: str) -> None:
+        resp.headers.add("Cache-Status", cache_status)
+        resp.headers["X-Cache"] = x_cache
+        ex.cache_status, ex.x_cache = cache_status, x_cache
+
+    # -- pass-through ---------------------------------------------------------------------
+    async def _bypass(self, ex: Exchange, nxt: Handler, fwd: str, count: str = "bypass",
+                      x_cache: str = "BYPASS") -> Response:
+        resp = await nxt(ex)
+        _strip_surrogate(resp)
+        self._counters[count] += 1
+        self._mark(ex, resp, x_cache, status.forwarded(self.cache_name, fwd, fwd_status=resp.status))
+        return resp
+
+    async def _unsafe(self, ex: Exchange, nxt: Handler) -> Response:
+        """Unsafe methods go through; a non-error answer invalidates what they may change (§4.4)."""
+        url, _ = self.keys.for_request(ex.request)
+        resp = await self._bypass(ex, nxt, "method")
+        if 200 <= resp.status < 400 and ex.request.method not in ("OPTIONS", "TRACE"):
+            for target in invalidation_targets(url, resp.headers):
+                self.store.purge_url(target)
+        return resp
+
+    # -- collapsing -------------------------------------------------------------------------
+    async def _collapsed(self, ex: Exchange, nxt: Handler, key: str, req_cc: Cc,
+                         fetch: Callable[[Flight | None], Awaitable[Response]]) -> Response:
+        h = ex.request.headers
+        if (not self.cfg.collapse or "authorization" in h or "no-cache" in req_cc
+                or "no-store" in req_cc):
+            return await fetch(None)
+        flight, fut = self.collapser.join(key)
+        if flight is not None:
+            try:
+                return await fetch(flight)
+            finally:
+                # header-time outcomes resolve the flight; a streamed body resolves it at its
+                # end (the tee holds it).  Anything else (an exception) releases the waiters.
+                if not flight.handed_off:
+                    flight.release()
+        assert fut is not None
+        entry = await self.collapser.wait(fut, self.cfg.collapse_timeout)
+        if entry is not None and entry.vary_matches(h):
+            self._counters["collapsed"] += 1
+            now = self.clock()
+            return self._serve(ex, entry, now, "COLLAPSED", status.forwarded(
+                self.cache_name, "uri-miss", collapsed=True, ttl=entry.fresh_until - now))
+        return await fetch(None)
+
+    # -- origin fetches --------------------------------------------------------------------
+    async def _forward(self, ex: Exchange, nxt: Handler, fwd_req: Request) -> Response:
+        original = ex.request
+        ex.request = fwd_req
+        try:
+            return await nxt(ex)
+        finally:
+            ex.request = original
+
+    async def _miss(self, ex: Exchange, nxt: Handler, key: str, url: str, req_cc: Cc,
+                    fwd: str, flight: Flight | None) -> Response:
+        req = ex.request
+        # fetch a full, unconditional object to store; the client's Range and
+        # validators are then answered from the stored entry
+        storing = "no-store" not in req_cc
+        drop = tuple(n for n in _STORE_STRIP if n in req.headers) if storing else ()
+        fwd_req = _forward_request(req, drop, []) if drop else req
+        request_time = self.clock()
+        resp = await self._forward(ex, nxt, fwd_req)
+        self._counters["misses"] += 1
+        return await self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
+                                       flight, need_entry=bool(drop))
+
+    async def _revalidate(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
+                          req_cc: Cc, fwd: str, flight: Flight | None) -> Response:
+        req = ex.request
+        fwd_req = _forward_request(req, _STORE_STRIP, revalidation_headers(entry))
+        request_time = self.clock()
+        forced = fwd == "request"
+        try:
+            resp = await self._forward(ex, nxt, fwd_req)
+        except Exception as exc:
+            now = self.clock()
+            if not forced and entry.stale_on_error(now):
+                log.info("origin failed (%s); serving stale %s", type(exc).__name__, url)
+                self._counters["stale"] += 1
+                return self._serve(ex, entry, now, "STALE", status.forwarded(
+                    self.cache_name, fwd, ttl=entry.fresh_until - now, detail="stale-if-error"))
+            if entry.no_stale:
+                return self._gateway_timeout(ex, "must-revalidate")
+            raise
+        now = self.clock()
+        if resp.status == 304 and self._validates(resp, entry):
+            await _aclose(resp.body)
+            if "no-store" not in req_cc:
+                refresh_entry(entry, resp.headers, request_time, now, self.cfg.heuristic_fraction,
+                              self.cfg.heuristic_max, self.cfg.default_ttl)
+            if flight is not None:
+                flight.done(entry)
+            self._counters["revalidations"] += 1
+            return self._serve(ex, entry, now, "REVALIDATED",
+                               status.forwarded(self.cache_name, fwd, fwd_status=304,
+                                                ttl=entry.fresh_until - now))
+        if resp.status in _ORIGIN_ERRORS and not forced and entry.stale_on_error(now):
+            await _aclose(resp.body)
+            self._counters["stale"] += 1
+            return self._serve(ex, entry, now, "STALE", status.forwarded(
+                self.cache_name, fwd, fwd_status=resp.status, ttl=entry.fresh_until - now,
+                detail="stale-if-error"))
+        if resp.status == 304:
+            # a 304 for some other representation: fetch the full object instead
+            await _aclose(resp.body)
+            fwd_req = _forward_request(req, _STORE_STRIP, [])
+            request_time = self.clock()
+            resp = await self._forward(ex, nxt, fwd_req)
+        self._counters["misses"] += 1
+        return await self._from_origin(ex, resp, key, url, req_cc, fwd, resp.status, request_time,
+                                       flight, need_entry=True)
+
+    @staticmethod
+    def _validates(resp: Response, entry: Entry) -> bool:
+        """RFC 9111 §4.3.4: a 304 whose ETag names a different representation refreshes nothing."""
+        tag = resp.headers.get("etag")
+        if tag is None or entry.etag is None:
+            return True
+        strip = lambda t: t.strip()[2:] if t.strip().startswith("W/") else t.strip()  # noqa: E731
+        return strip(tag) == strip(entry.etag)
+
+    async def _from_origin(self, ex: Exchange, resp: Response, key: str, url: str, req_cc: Cc,
+                           fwd: str, fwd_status: int | None, request_time: float,
+                           flight: Flight | None, need_entry: bool) -> Response:
+        """Decide at header time whether to store; store bytes now or tee a streamed body."""
+        req = ex.request
+        response_time = self.clock()
+        resp_cc = parse_cache_control(resp.headers.getall("cache-control", ()))
+        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc)
+        cl = resp.headers.get("content-length")
+        expected = int(cl) if cl is not None and cl.isdigit() else None
+        if reason is None and expected is not None and expected > self.cfg.max_object_bytes:
+            reason = "too-large"
+
+        origin_headers = resp.headers.copy() if reason is None else resp.headers
+
+        def make_entry(body: bytes) -> Entry:
+            return build_entry(key=key, url=url, status=resp.status, reason=resp.reason,
+                               resp_headers=origin_headers, body=body, req_headers=req.headers,
+                               request_time=request_time, response_time=response_time,
+                               heuristic_fraction=self.cfg.heuristic_fraction,
+                               heuristic_max=self.cfg.heuristic_max, default_ttl=self.cfg.default_ttl)
+
+        if reason is None and isinstance(resp.body, (bytes, bytearray)):
+            body = bytes(resp.body)
+            if len(body) <= self.cfg.max_object_bytes and (expected is None or expected == len(body)):
+                return self._store_and_serve(ex, make_entry(body), flight, fwd, fwd_status)
+            reason = "too-large" if len(body) > self.cfg.max_object_bytes else "length-mismatch"
+        if reason is None and need_entry:
+            # the client's Range/validators must be answered from the entry: buffer it
+            buffered, rest = await self._buffer(resp.body)  # type: ignore[arg-type]
+            if rest is None and (expected is None or expected == len(buffered)):
+                return self._store_and_serve(ex, make_entry(buffered), flight, fwd, fwd_status)
+            resp.body = self._chain(buffered, rest) if rest is not None else buffered
+            reason = "too-large" if rest is not None else "length-mismatch"
+        _strip_surrogate(resp)
+        if reason is not None:
+            if flight is not None:
+                flight.release()
+            self._counters["uncacheable"] += 1
+            self._mark(ex, resp, "MISS", status.forwarded(self.cache_name, fwd, fwd_status=fwd_status,
+                                                          detail=reason))
+            return resp
+        # storable and streamed: pass chunks through while keeping a copy
+        if flight is not None:
+            flight.handed_off = True
+        resp.body = self._tee(resp.body, make_entry, flight, expected)  # type: ignore[arg-type]
+        self._mark(ex, resp, "MISS", status.forwarded(self.cache_name, fwd, fwd_status=fwd_status,
+                                                      stored=True))
+        return resp
+
+    def _store_and_serve(self, ex: Exchange, entry: Entry, flight: Flight | None, fwd: str,
+                         fwd_status: int | None) -> Response:
+        stored = self._put(entry)
+        if flight is not None:
+            flight.done(entry if stored else None)
+        now = self.clock()
+        return self._serve(ex, entry, now, "MISS", status.forwarded(
+            self.cache_name, fwd, fwd_status=fwd_status, stored=stored))
+
+    def _put(self, entry: Entry) -> bool:
+        """Store unless the entry could never be reused (no lifetime and nothing to revalidate)."""
+        if entry.lifetime <= 0 and entry.etag is None and entry.last_modified is None \
+                and entry.swr <= 0 and entry.sie <= 0:
+            self._counters["uncacheable"] += 1
+            return False
+        return self.store.put(entry)
+
+    async def _buffer(self, body: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator[bytes] | None]:
+        """Read up to max_object_bytes; ``rest`` is the unread iterator when it was longer."""
+        parts: list[bytes] = []
+        size = 0
+        it = body.__aiter__()
+        async for chunk in it:
+            parts.append(chunk)
+            size += len(chunk)
+            if size > self.cfg.max_object_bytes:
+                return b"".join(parts), it
+        return b"".join(parts), None
+
+    @staticmethod
+    async def _chain(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            yield head
+            async for chunk in rest:
+                yield chunk
+        finally:
+            await _aclose(rest)
+
+    async def _tee(self, body: AsyncIterator[bytes], make_entry: Callable[[bytes], Entry],
+                   flight: Flight | None, expected: int | None) -> AsyncIterator[bytes]:
+        """Yield the origin's chunks; store the whole body only if it ended normally and complete."""
+        parts: list[bytes] = []
+        size = 0
+        keep = True
+        complete = False
+        try:
+            async for chunk in body:
+                if keep:
+                    size += len(chunk)
+                    if size > self.cfg.max_object_bytes:
+                        keep = False
+                        parts = []
+                        if flight is not None:
+                            flight.release()
+                    else:
+                        parts.append(chunk)
+                yield chunk
+            complete = True
+        finally:
+            stored_entry = None
+            if complete and keep and (expected is None or size == expected):
+                entry = make_entry(b"".join(parts))
+                if self._put(entry):
+                    stored_entry = entry
+            if flight is not None:
+                flight.done(stored_entry)
+            if not complete:
+                await _aclose(body)
+
+    # -- stale-while-revalidate ------------------------------------------------------------
+    def _schedule_refresh(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str) -> None:
+        """One background revalidation per key at a time, through the rest of the chain."""
+        if key in self._refreshing:
+            return
+        req = ex.request
+        headers = req.headers.copy()
+        for name in _STORE_STRIP + ("cache-control",):
+            headers.popall(name, None)
+        bg = Exchange(Request("GET", req.target, headers, b"", req.version, req.scheme), ex.client, ex.local)
+        bg.origin = ex.origin
+        task = asyncio.get_running_loop().create_task(self._refresh(bg, nxt, entry, key, url))
+        self._refreshing[key] = task
+        task.add_done_callback(lambda _t: self._refreshing.pop(key, None))
+
+    async def _refresh(self, bg: Exchange, nxt: Handler, entry: Entry, key: str, url: str) -> None:
+        try:
+            resp = await self._revalidate(bg, nxt, entry, key, url, {}, "stale", None)
+            if not isinstance(resp.body, (bytes, bytearray)):
+                async for _ in resp.body:
+                    pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("background revalidation of %s failed", url, exc_info=True)

@@ -1,0 +1,155 @@
+"""Fixtures: a real aiohttp origin on 127.0.0.1 and a terminal handler that calls it.
+
+The terminal handler uses aiohttp's client so these tests do not depend on the
+node's own front end / origin client (written in parallel).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+
+from edgenode.cache.directives import format_http_date
+from edgenode.cache.stage import CacheStage
+from edgenode.cache.store import CacheStore
+from edgenode.config import CacheConfig
+from edgenode.http.messages import Request, Response, read_body
+from edgenode.pipeline.exchange import Exchange
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding"}
+
+
+class Clock:
+    """Injectable clock that starts at real time (origins stamp real Date fields)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Origin:
+    """Routes path -> handler; counts requests per path; records request headers."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
+        self.hits: Counter[str] = Counter()
+        self.seen: dict[str, list[CIMultiDict[str]]] = {}
+        self.url = ""
+        self.runner: web.AppRunner | None = None
+
+    def route(self, path: str, status: int = 200, body: bytes = b"hello", **headers: str) -> None:
+        hdrs = {k.replace("_", "-"): v for k, v in headers.items()}
+
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(status=status, body=body, headers=hdrs)
+        self.routes[path] = handler
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.hits[request.path] += 1
+        self.seen.setdefault(request.path, []).append(CIMultiDict(request.headers))
+        handler = self.routes.get(request.path)
+        if handler is None:
+            return web.Response(status=404, text="no route")
+        resp = await handler(request)
+        if "Date" not in resp.headers and not resp.prepared:
+            resp.headers["Date"] = format_http_date(self.clock())  # the origin shares the test clock
+        return resp
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+
+class Harness:
+    def __init__(self, origin: Origin, session: aiohttp.ClientSession, cfg: CacheConfig,
+                 clock: Clock) -> None:
+        self.origin = origin
+        self.session = session
+        self.clock = clock
+        self.store = CacheStore(cfg, clock)
+        self.stage = CacheStage(cfg, self.store, clock)
+        self.origin_url = origin.url
+        self.handler = self.stage.wrap(self.terminal)
+
+    async def terminal(self, ex: Exchange) -> Response:
+        req = ex.request
+        headers = [(k, v) for k, v in req.headers.items()]
+        body = await read_body(req.body)
+        resp = await self.session.request(
+            req.method, self.origin_url + req.target, headers=headers, data=body or None,
+            allow_redirects=False, auto_decompress=False)
+
+        async def stream():
+            try:
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+            finally:
+                resp.release()
+        h = CIMultiDict((k, v) for k, v in resp.headers.items() if k.lower() not in _HOP)
+        return Response(resp.status, h, stream(), resp.reason or "")
+
+    async def send(self, target: str, method: str = "GET", host: str = "example.com",
+                   **headers: str) -> tuple[Response, bytes, Exchange]:
+        h = CIMultiDict({"Host": host})
+        for k, v in headers.items():
+            h[k.replace("_", "-")] = v
+        ex = Exchange(Request(method, target, h))
+        resp = await self.handler(ex)
+        body = await read_body(resp.body)
+        return resp, body, ex
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+async def origin(clock):
+    o = Origin(clock)
+    await o.start()
+    yield o
+    await o.runner.cleanup()  # type: ignore[union-attr]
+
+
+@pytest.fixture
+async def session():
+    s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def make_harness(origin, session, clock):
+    made: list[Harness] = []
+
+    def make(**cfg_kw) -> Harness:
+        h = Harness(origin, session, CacheConfig(**cfg_kw), clock)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        await h.stage.close()
+
+
+@pytest.fixture
+def harness(make_harness):
+    return make_harness()
