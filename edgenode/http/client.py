@@ -1,0 +1,540 @@
+"""The origin side: a keep-alive connection pool per origin on Protocol + httptools.
+
+``OriginPool.request`` sends a request (streaming its body when it is an iterator) and
+returns as soon as the response head is in; the body comes back as an async iterator
+fed by the socket with back-pressure (reading pauses while the consumer lags).  A
+connection returns to the pool once its response is fully received and reusable; a
+consumer that stops early (``aclose``) closes it.  Failures map to the kinds of
+``edgenode.http.errors`` so the upstream can answer 502/504, and a body that breaks
+after the head raises from the iterator (the front end then aborts the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import AsyncIterator
+
+import httptools
+from multidict import CIMultiDict
+
+from edgenode.config import OriginConfig
+from edgenode.http.errors import (
+    ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
+)
+from edgenode.http.messages import Request, Response
+
+__all__ = ["OriginPool"]
+
+#: response body bytes buffered before the origin socket stops being read
+BODY_HIGH_WATER = 256 * 1024
+BODY_LOW_WATER = 64 * 1024
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: framing we write ourselves, so the caller's values never reach the wire
+_FRAMING = ("content-length", "transfer-encoding", "connection")
+
+
+class _Stale(Exception):
+    """A pooled connection died before any response byte arrived (safe to retry)."""
+
+
+class OriginBody:
+    """The response body as an async iterator with a between-bytes timeout."""
+
+    __slots__ = ("_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_timeout")
+
+    def __init__(self, conn: _OriginConnection, timeout: float) -> None:
+        self._conn: _OriginConnection | None = conn
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._timeout = timeout
+
+    def __aiter__(self) -> OriginBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._size -= len(chunk)
+                conn = self._conn
+                if conn is not None and self._size < BODY_LOW_WATER:
+                    conn.resume()
+                return chunk
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                raise StopAsyncIteration
+            conn = self._conn
+            assert conn is not None
+            waiter = self._waiter = conn.loop.create_future()
+            timer = conn.loop.call_later(self._timeout, self._on_timeout, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+
+    def _on_timeout(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done() or self._done:
+            return
+        conn = self._conn
+        self.fail(OriginTimeout("between_bytes"))
+        if conn is not None:
+            conn.abort()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > BODY_HIGH_WATER and self._conn is not None:
+            self._conn.pause()
+        self._wake()
+
+    def finish(self) -> None:
+        """All bytes are in: detach from the connection (it may serve someone else now)."""
+        self._done = True
+        self._conn = None
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self._done:
+            self._done = True
+            self._error = exc
+            self._conn = None
+            self._wake()
+
+    async def aclose(self) -> None:
+        """Stop early: the rest of the body is not wanted, so the connection is closed."""
+        conn = self._conn
+        self._chunks.clear()
+        self._size = 0
+        if not self._done:
+            self._done = True
+            self._conn = None
+            if conn is not None:
+                conn.abort()
+        self._wake()
+
+    def __del__(self) -> None:
+        conn = self._conn
+        if conn is not None and not self._done:
+            conn.abort()
+
+
+class _OriginConnection(asyncio.Protocol):
+    """One keep-alive connection to an origin, one request at a time."""
+
+    def __init__(self, pool: OriginPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self.uses = 0
+        self._method = "GET"
+        self._head_waiter: asyncio.Future[Response] | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._status = 0
+        self._body: OriginBody | None = None
+        self._eof_delimited = False
+        self._got_bytes = False
+        self._busy = False
+        self._paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._upload: asyncio.Task[None] | None = None
+        self._upload_done = True
+
+    # --- protocol callbacks ---------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy:
+            # bytes nobody asked for: the connection's framing can't be trusted
+            self.abort()
+            return
+        self._got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail_parse(f"invalid HTTP response from origin: {exc}")
+        except httptools.HttpParserUpgrade:
+            self._fail_parse("origin switched protocols, which is not supported")
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost settles what EOF means
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._resume_drain(exc or ConnectionResetError("origin closed the connection"))
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            if not self._got_bytes:
+                reason = "origin closed the connection before responding"
+                waiter.set_exception(_Stale(reason) if self.uses > 1 else OriginConnectError(reason))
+            else:
+                waiter.set_exception(OriginProtocolError(
+                    "origin closed the connection in the middle of the response head"))
+        body = self._body
+        if body is not None:
+            self._body = None
+            if self._eof_delimited:
+                body.finish()
+            else:
+                body.fail(OriginBodyError("origin closed the connection in the middle of the body"))
+        if self._upload is not None and not self._upload.done():
+            self._upload.cancel()
+        self.pool._lost(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resume_drain(None)
+
+    def _resume_drain(self, exc: BaseException | None) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    # --- parser callbacks -----------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            self._headers = []  # interim response (100 Continue, 103): wait for the final one
+            return
+        self._status = status
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers])
+        self._headers = []
+        if self._method == "HEAD" or status in (204, 304):
+            body: bytes | OriginBody = b""
+            if self._method == "HEAD" and status not in (204, 304):
+                # llhttp would wait for Content-Length bytes that a HEAD answer never has
+                version = self.parser.get_http_version()
+                self.parser = httptools.HttpResponseParser(self)
+                self._message_done(_keep_alive(headers, version))
+        else:
+            body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
+            self._eof_delimited = ("content-length" not in headers
+                                   and "transfer-encoding" not in headers)
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Response(status, headers, body))
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._status == 0 or not self._busy:
+            return  # end of an interim 1xx response
+        self._message_done(self.parser.should_keep_alive())
+
+    def _message_done(self, keep_alive: bool) -> None:
+        body = self._body
+        self._body = None
+        self._status = 0
+        if body is not None:
+            body.finish()
+        self._busy = False
+        self.pool._release(self, keep_alive and self._upload_done)
+
+    def _fail_parse(self, reason: str) -> None:
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(OriginProtocolError(reason))
+        body = self._body
+        if body is not None:
+            self._body = None
+            body.fail(OriginBodyError(reason))
+        self.abort()
+
+    # --- flow control ---------------------------------------------------------------
+    def pause(self) -> None:
+        if not self._paused and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume(self) -> None:
+        if self._paused and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    # --- the request ----------------------------------------------------------------
+    async def send(self, req: Request, head: bytes, length: int | None) -> Response:
+        """Write the request and wait for the final response head."""
+        self.uses += 1
+        self._busy = True
+        self._got_bytes = False
+        self._method = req.method
+        self._headers = []
+        waiter: asyncio.Future[Response] = self.loop.create_future()
+        self._head_waiter = waiter
+        transport = self.transport
+        assert transport is not None
+        body = req.body
+        if isinstance(body, (bytes, bytearray)):
+            transport.write(head + body if body else head)
+        else:
+            self._upload_done = False
+            self._upload = self.loop.create_task(self._send_body(head, body, length))
+        timer = self.loop.call_later(self.pool.cfg.first_byte_timeout, self._first_byte_timeout)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._head_waiter = None
+
+    def _first_byte_timeout(self) -> None:
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(OriginTimeout("first_byte"))
+            self.abort()
+
+    async def _send_body(self, head: bytes, body: AsyncIterator[bytes], length: int | None) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(head)
+        sent = 0
+        try:
+            async for chunk in body:
+                if not chunk:
+                    continue
+                if self.closed:
+                    return
+                sent += len(chunk)
+                if length is None:
+                    transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+                else:
+                    transport.write(chunk)
+                if self._write_paused:
+                    self._drain_waiter = self.loop.create_future()
+                    try:
+                        await self._drain_waiter
+                    finally:
+                        self._drain_waiter = None
+            if length is None:
+                transport.write(b"0\r\n\r\n")
+            elif sent != length:
+                raise ClientBodyError(f"request body was {sent} bytes, Content-Length said {length}")
+            self._upload_done = True
+        except (ClientBodyError, ConnectionError) as exc:
+            self._upload_failed(exc)
+        except Exception as exc:  # the body iterator itself broke
+            self._upload_failed(ClientBodyError(f"request body failed: {exc!r}"))
+
+    def _upload_failed(self, exc: BaseException) -> None:
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc if isinstance(exc, ClientBodyError)
+                                 else OriginConnectError(f"sending the request failed: {exc}"))
+        self.abort()
+
+
+def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
+    tokens = ",".join(headers.getall("connection", ())).lower()
+    if version == "1.0":
+        return "keep-alive" in tokens
+    return "close" not in tokens
+
+
+class OriginPool:
+    """Keep-alive connections to one origin: LIFO reuse, idle timeout, a size cap."""
+
+    def __init__(self, cfg: OriginConfig) -> None:
+        self.cfg = cfg
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._idle: list[_OriginConnection] = []
+        self._open = 0  # connections open or being opened
+        self._waiters: deque[asyncio.Future[_OriginConnection | None]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+        #: counters for metrics
+        self.opened = 0
+        self.reused = 0
+        self.requests = 0
+        self.retries = 0
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    @property
+    def open_count(self) -> int:
+        return self._open
+
+    async def request(self, req: Request) -> Response:
+        """Send ``req``; return the response with its body still streaming."""
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        if self._closed:
+            raise OriginConnectError("origin pool is closed")
+        self.requests += 1
+        head, length = _encode_head(req)
+        replayable = req.method in _IDEMPOTENT and isinstance(req.body, (bytes, bytearray))
+        for attempt in (0, 1):
+            conn = await self._acquire(fresh=attempt > 0)
+            try:
+                return await conn.send(req, head, length)
+            except _Stale as exc:
+                if replayable and attempt == 0:
+                    self.retries += 1
+                    continue
+                raise OriginConnectError(str(exc)) from None
+            except BaseException:
+                conn.abort()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _acquire(self, fresh: bool) -> _OriginConnection:
+        now = self.loop.time()
+        while self._idle and not fresh:
+            conn = self._idle.pop()
+            if conn.closed:
+                continue
+            if now - conn.idle_since > self.cfg.idle_timeout:
+                conn.abort()
+                continue
+            self.reused += 1
+            return conn
+        if self._open >= self.cfg.max_connections:
+            waiter: asyncio.Future[_OriginConnection | None] = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                conn_or_slot = await asyncio.wait_for(waiter, self.cfg.connect_timeout)
+            except asyncio.TimeoutError:
+                raise OriginTimeout("connect") from None
+            if conn_or_slot is not None:
+                self.reused += 1
+                return conn_or_slot
+        else:
+            self._open += 1
+        return await self._connect()
+
+    async def _connect(self) -> _OriginConnection:
+        """Open a connection for a slot already counted in ``_open``."""
+        cfg = self.cfg
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _OriginConnection(self), cfg.host, cfg.port),
+                cfg.connect_timeout)
+        except asyncio.TimeoutError:
+            self._slot_freed()
+            raise OriginTimeout("connect") from None
+        except OSError as exc:
+            self._slot_freed()
+            reason = exc.strerror or exc.__class__.__name__
+            raise OriginConnectError(f"cannot connect to {cfg.host}:{cfg.port}: {reason}") from None
+        except BaseException:
+            self._slot_freed()
+            raise
+        self.opened += 1
+        return conn
+
+    def _slot_freed(self) -> None:
+        self._open -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._open += 1
+                waiter.set_result(None)  # the waiter opens a connection in this slot
+                return
+
+    def _release(self, conn: _OriginConnection, reusable: bool) -> None:
+        if not reusable or conn.closed or self._closed:
+            conn.abort()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = self.loop.time()
+        self._idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.cfg.idle_timeout, self._sweep)
+
+    def _lost(self, conn: _OriginConnection) -> None:
+        try:
+            self._idle.remove(conn)
+        except ValueError:
+            pass
+        self._slot_freed()
+
+    def _sweep(self) -> None:
+        """Close connections idle longer than ``idle_timeout`` (one timer per pool)."""
+        self._sweeper = None
+        now = self.loop.time()
+        for conn in [c for c in self._idle if now - c.idle_since >= self.cfg.idle_timeout]:
+            conn.abort()
+        if self._idle:
+            oldest = min(c.idle_since for c in self._idle)
+            self._sweeper = self.loop.call_later(
+                max(0.01, oldest + self.cfg.idle_timeout - now), self._sweep)
+
+    async def close(self) -> None:
+        """Close idle connections and refuse new requests; busy ones close when done."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in list(self._idle):
+            conn.abort()
+        self._idle.clear()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(OriginConnectError("origin pool is closed"))
+        self._waiters.clear()
+        await asyncio.sleep(0)  # let the transports run connection_lost
+
+
+def _encode_head(req: Request) -> tuple[bytes, int | None]:
+    """Request line + headers with our framing; returns (head, streamed length or None)."""
+    headers = req.headers
+    body = req.body
+    lines = [f"{req.method} {req.target} HTTP/1.1\r\n"]
+    has_framing = any(name in headers for name in _FRAMING)
+    for k, v in headers.items():
+        if has_framing and k.lower() in _FRAMING:
+            continue
+        lines.append(f"{k}: {v}\r\n")
+    length: int | None = None
+    if isinstance(body, (bytes, bytearray)):
+        if body or req.method in _BODY_METHODS:
+            lines.append(f"Content-Length: {len(body)}\r\n")
+    else:
+        cl = headers.get("content-length")
+        if cl is not None and cl.isdigit():
+            length = int(cl)
+            lines.append(f"Content-Length: {length}\r\n")
+        else:
+            lines.append("Transfer-Encoding: chunked\r\n")
+    lines.append("\r\n")
+    text = "".join(lines)
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        raise ValueError("a request header contains CR or LF")
+    return text.encode("latin-1"), length

@@ -1,0 +1,742 @@
+"""The client-facing HTTP/1.1 front end: ``asyncio.Protocol`` + httptools (+ uvloop).
+
+Why not aiohttp: on this node's 1 KB cache hit an aiohttp server spends ~110 µs of CPU
+per request, a bare Protocol with httptools ~15 µs.  So this module stays lean on the
+hot path: one task per request, constant header bytes pre-encoded, and the head plus
+a ``bytes`` body leave in a single ``transport.write``.
+
+Per connection, requests are answered strictly in order (pipelining): later requests
+wait in a short queue while reading pauses once it grows.  Request bodies stream to
+the handler with back-pressure; response bodies stream with write flow control, and a
+body that breaks (raises, ends short of its Content-Length) aborts the connection so the
+client never sees a complete-looking truncated response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from http import HTTPStatus
+from typing import Any, AsyncIterator, Callable
+
+import httptools
+from multidict import CIMultiDict
+
+from edgenode.config import ServerConfig
+from edgenode.http.errors import ClientBodyError
+from edgenode.http.headers import DateCache
+from edgenode.http.messages import Request, Response
+from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.stage import Handler
+
+__all__ = ["FrontEnd", "install_event_loop", "error_response"]
+
+log = logging.getLogger("edgenode.http.server")
+
+OnComplete = Callable[[Exchange, Response], None]
+
+#: request body bytes buffered before the socket stops being read
+BODY_HIGH_WATER = 256 * 1024
+BODY_LOW_WATER = 64 * 1024
+#: pipelined requests queued behind the one in progress before reading pauses
+PIPELINE_DEPTH = 16
+#: response statuses that never carry a body
+_NO_BODY_STATUS = frozenset({204, 304})
+
+_status_lines: dict[tuple[int, str], bytes] = {}
+_date = DateCache()
+
+
+def install_event_loop() -> bool:
+    """Install uvloop's event loop policy when it is importable; return whether it was."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def error_response(status: int, message: str, close: bool = False) -> Response:
+    """A short ``text/plain`` error reply that says what was wrong."""
+    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/plain; charset=utf-8"})
+    if close:
+        headers["Connection"] = "close"
+    return Response(status, headers, f"edgenode: {message}\n".encode())
+
+
+def _status_line(status: int, reason: str) -> bytes:
+    key = (status, reason)
+    line = _status_lines.get(key)
+    if line is None:
+        if not reason:
+            try:
+                reason = HTTPStatus(status).phrase
+            except ValueError:
+                reason = "Unknown"
+        line = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+        if len(_status_lines) < 512:
+            _status_lines[key] = line
+    return line
+
+
+class _Reject(Exception):
+    """Raised inside parser callbacks to answer with a 4xx/5xx and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _BadHead(Exception):
+    """The handler's response head cannot be written (CR/LF or non-Latin-1 in a header)."""
+
+
+class _RequestBody:
+    """The request body as an async iterator fed by ``data_received``.
+
+    Buffering more than ``BODY_HIGH_WATER`` pauses the socket; consuming below
+    ``BODY_LOW_WATER`` resumes it, so a huge upload never piles up in memory.
+    """
+
+    __slots__ = ("_conn", "_chunks", "size", "done", "error", "_waiter", "discard", "expect")
+
+    def __init__(self, conn: _Connection, expect_continue: bool) -> None:
+        self._conn = conn
+        self._chunks: deque[bytes] = deque()
+        self.size = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        #: the handler is finished: drop further bytes up to the end of the message
+        self.discard = False
+        #: send "100 Continue" on the first read (the client waits for it)
+        self.expect = expect_continue
+
+    def __aiter__(self) -> _RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self.size -= len(chunk)
+                if self.size < BODY_LOW_WATER:
+                    self._conn.body_drained()
+                return chunk
+            if self.error is not None:
+                raise self.error
+            if self.done:
+                raise StopAsyncIteration
+            if self.expect:
+                self.expect = False
+                self._conn.send_continue()
+            self._waiter = self._conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def feed(self, chunk: bytes) -> None:
+        if self.discard:
+            return
+        self._chunks.append(chunk)
+        self.size += len(chunk)
+        if self.size > BODY_HIGH_WATER:
+            self._conn.pause_for_body()
+        self._wake()
+
+    def finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done:
+            self.error = exc
+            self.done = True
+            self._chunks.clear()
+            self.size = 0
+            self._wake()
+
+    def start_discard(self) -> None:
+        self.discard = True
+        self.expect = False
+        self._chunks.clear()
+        self.size = 0
+
+
+class _Pending:
+    """A parsed request waiting for its turn (or a protocol error to answer)."""
+
+    __slots__ = ("exchange", "body", "keep_alive", "error")
+
+    def __init__(self, exchange: Exchange, body: _RequestBody | None, keep_alive: bool,
+                 error: Response | None = None) -> None:
+        self.exchange = exchange
+        self.body = body
+        self.keep_alive = keep_alive
+        self.error = error
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, dispatch in order, write responses."""
+
+    def __init__(self, fe: FrontEnd) -> None:
+        self.fe = fe
+        self.loop = fe.loop
+        self.cfg = fe.cfg
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
+        # message being parsed
+        self._url = b""
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._head_fed = 0
+        self._head_start = 0.0
+        self._body: _RequestBody | None = None
+        # dispatch state
+        self._queue: deque[_Pending] = deque()
+        self._current: _Pending | None = None
+        self._dead = False  # stop parsing: a protocol error was queued or the peer left
+        self._closing = False  # graceful shutdown: close after the current response
+        self._read_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._idle_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    # --- connection lifecycle -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
+        self.local = (sock[0], sock[1]) if isinstance(sock, tuple) else ("", 0)
+        self.fe.connections.add(self)
+        self._idle_since = self.loop.time()
+        self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._dead = True
+        self.fe.connection_gone(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        gone = ClientBodyError("client closed the connection before sending the whole body")
+        if self._body is not None:
+            self._body.fail(gone)
+        for pending in self._queue:
+            if pending.body is not None:
+                pending.body.fail(gone)
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("client closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("client closed the connection")
+        self._drain_waiter = self.loop.create_future()
+        try:
+            await self._drain_waiter
+        finally:
+            self._drain_waiter = None
+
+    # --- read flow control ----------------------------------------------------------
+    def pause_for_body(self) -> None:
+        if not self._read_paused and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def body_drained(self) -> None:
+        if self._read_paused and len(self._queue) < PIPELINE_DEPTH and not self._dead:
+            if self._body is None or self._body.size < BODY_LOW_WATER:
+                self._read_paused = False
+                self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def send_continue(self) -> None:
+        if not self.closed:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+
+    # --- parsing --------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._dead:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops after an Upgrade/CONNECT head; the request was dispatched as a
+            # plain one (Upgrade is hop-by-hop), so keep parsing what follows it.
+            offset = exc.args[0] if exc.args else len(data)
+            if not self._dead and offset < len(data):
+                self.data_received(data[offset:])
+            return
+        except httptools.HttpParserError as exc:
+            reject = exc.__context__
+            if isinstance(reject, _Reject):
+                self._protocol_error(reject.status, reject.message)
+            else:
+                self._protocol_error(400, f"malformed request: {exc}")
+            return
+        if self._in_head:
+            # httptools buffers a header until it is complete, so bound the whole head
+            # here too: a never-ending header line must not grow without limit.
+            self._head_fed += len(data)
+            # (an over-long target is caught exactly in on_url, which sees partial spans)
+            if self._head_fed > self.cfg.max_header_bytes + self.cfg.max_request_line_bytes:
+                self._protocol_error(431, "request header fields too large")
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_fed = 0
+        self._url = b""
+        self._raw_headers = []
+        self._head_bytes = 0
+        self._head_start = self.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.cfg.max_request_line_bytes:
+            raise _Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.cfg.max_header_bytes:
+            raise _Reject(431, f"request header block larger than {self.cfg.max_header_bytes} bytes")
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Reject(505, f"HTTP version {version} is not supported")
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])
+        if method == "CONNECT":
+            raise _Reject(405, "CONNECT is not supported")
+        target = self._url.decode("latin-1")
+        if not target.startswith("/"):
+            target = _absolute_target(method, target, headers)
+        hosts = headers.getall("host", ())
+        if len(hosts) > 1 or (version == "1.1" and not hosts):
+            raise _Reject(400, "exactly one Host header is required")
+        te = headers.getall("transfer-encoding", None)
+        if te is not None:
+            _check_transfer_encoding(te, version)
+            has_body = True
+        else:
+            cl = headers.get("content-length")
+            has_body = cl is not None and cl != "0"
+        keep_alive = parser.should_keep_alive()
+        body: _RequestBody | None = None
+        if has_body:
+            expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
+            body = self._body = _RequestBody(self, expect)
+        request = Request(method, target, headers, body if body is not None else b"", version)
+        exchange = Exchange(request, self.client, self.local)
+        self._dispatch(_Pending(exchange, body, keep_alive))
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._body is not None:
+            self._body.finish()
+            self._body = None
+
+    def _protocol_error(self, status: int, message: str) -> None:
+        """Answer a malformed request after the ones already in flight, then close."""
+        if self._dead:
+            return
+        self._dead = True
+        self._in_head = False
+        if self._body is not None:
+            self._body.fail(ClientBodyError(f"bad request body: {message}"))
+            self._body = None
+        if not self._read_paused and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        method = "-"
+        if self._url:  # llhttp reports DELETE (method 0) when no method was parsed
+            method = self.parser.get_method().decode("ascii", "replace")
+        target = self._url.decode("latin-1")[:200] or "-"
+        request = Request(method, target, CIMultiDict())
+        exchange = Exchange(request, self.client, self.local)
+        self._dispatch(_Pending(exchange, None, False, error_response(status, message, close=True)))
+
+    # --- dispatch -------------------------------------------------------------------
+    def _dispatch(self, pending: _Pending) -> None:
+        if self._current is None:
+            self._start(pending)
+        else:
+            self._queue.append(pending)
+            if len(self._queue) >= PIPELINE_DEPTH and not self._read_paused:
+                self._read_paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def _start(self, pending: _Pending) -> None:
+        self._current = pending
+        if pending.error is not None:
+            self._finish_error(pending)
+            return
+        self._task = self.loop.create_task(self._run(pending))
+
+    def _finish_error(self, pending: _Pending) -> None:
+        response = pending.error
+        assert response is not None
+        self._write_bytes_response(pending.exchange, response, False)
+        self._complete(pending, response, False)
+
+    async def _run(self, pending: _Pending) -> None:
+        exchange = pending.exchange
+        try:
+            response = await self.fe.handler(exchange)
+        except ClientBodyError as exc:
+            response = error_response(400, str(exc), close=True)
+        except Exception:
+            log.exception("handler failed for %s %s", exchange.request.method, exchange.request.target)
+            response = error_response(500, "internal error while handling the request")
+        keep_alive = pending.keep_alive and not self._closing
+        body = response.body
+        if type(body) is not bytes and isinstance(body, (bytearray, memoryview)):
+            response.body = bytes(body)
+        try:
+            try:
+                if type(response.body) is bytes:
+                    keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+                else:
+                    keep_alive = await self._write_stream_response(exchange, response, keep_alive)
+            except _BadHead as exc:  # raised before any byte of the response was written
+                log.error("bad response for %s: %s", exchange.request.target, exc)
+                await _aclose(response.body)
+                response = error_response(500, f"invalid response from the handler: {exc}")
+                keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+        except Exception:
+            log.exception("writing the response failed for %s", exchange.request.target)
+            keep_alive = False
+            if self.transport is not None:
+                self.transport.abort()
+        self._complete(pending, response, keep_alive)
+
+    def _complete(self, pending: _Pending, response: Response, keep_alive: bool) -> None:
+        """The response is written (or aborted): report it and move to the next request."""
+        on_complete = self.fe.on_complete
+        if on_complete is not None:
+            try:
+                on_complete(pending.exchange, response)
+            except Exception:
+                log.exception("on_complete callback failed")
+        self._current = None
+        if self.closed:
+            return
+        body = pending.body
+        if not keep_alive:
+            self._dead = True
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        if body is not None and not body.done:
+            # The handler did not read the whole body: skip the rest of the message.
+            body.start_discard()
+            self.body_drained()
+        if self._queue:
+            self._start(self._queue.popleft())
+            self.body_drained()
+            return
+        self._idle_since = self.loop.time()
+        if self._timer is None:
+            self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+
+    # --- response writing -----------------------------------------------------------
+    def _head(self, exchange: Exchange, response: Response, framing: str,
+              keep_alive: bool) -> bytes:
+        """Status line and header block; framing and Connection are ours to write."""
+        headers = response.headers
+        if "connection" in headers or "content-length" in headers or "transfer-encoding" in headers:
+            headers = headers.copy()
+            for name in ("connection", "content-length", "transfer-encoding"):
+                headers.popall(name, None)
+        lines = [f"{k}: {v}\r\n" for k, v in headers.items()]
+        if "date" not in headers:
+            lines.append(_date.get_line())
+        if framing:
+            lines.append(framing)
+        if not keep_alive:
+            lines.append("Connection: close\r\n")
+        elif exchange.request.version == "1.0":
+            lines.append("Connection: keep-alive\r\n")
+        lines.append("\r\n")
+        text = "".join(lines)
+        n = len(lines)
+        if text.count("\n") != n or text.count("\r") != n:
+            raise _BadHead("a response header contains CR or LF")
+        try:
+            return _status_line(response.status, response.reason) + text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise _BadHead("a response header is not Latin-1 text") from None
+
+    def _write_bytes_response(self, exchange: Exchange, response: Response,
+                              keep_alive: bool, length_known: bool = True) -> bool:
+        """Write a response whose body is in memory; return whether to keep the connection.
+
+        ``length_known=False`` is for HEAD/304 answers to a streamed body of unknown
+        length: no Content-Length is invented then.
+        """
+        status = response.status
+        body: bytes = response.body  # type: ignore[assignment]
+        headers = response.headers
+        if status in _NO_BODY_STATUS or status < 200:
+            cl = headers.get("content-length") if status == 304 else None
+            framing = f"Content-Length: {cl}\r\n" if cl is not None else ""
+            body = b""
+        elif exchange.request.method == "HEAD":
+            cl = headers.get("content-length")
+            if body or cl is None:
+                framing = f"Content-Length: {len(body)}\r\n" if length_known else ""
+            else:
+                framing = f"Content-Length: {cl}\r\n"
+            body = b""
+        else:
+            framing = f"Content-Length: {len(body)}\r\n"
+        if keep_alive and "connection" in headers and "close" in headers.get("connection", "").lower():
+            keep_alive = False
+        head = self._head(exchange, response, framing, keep_alive)
+        exchange.status = status
+        if not self.closed:
+            if not body:
+                self.transport.write(head)  # type: ignore[union-attr]
+            elif len(body) <= 65536:
+                self.transport.write(head + body)  # type: ignore[union-attr]
+            else:
+                self.transport.writelines([head, body])  # type: ignore[union-attr]
+            exchange.response_bytes = len(body)
+        return keep_alive
+
+    async def _write_stream_response(self, exchange: Exchange, response: Response,
+                                     keep_alive: bool) -> bool:
+        body: AsyncIterator[bytes] = response.body  # type: ignore[assignment]
+        status = response.status
+        exchange.status = status
+        cl_text = response.headers.get("content-length")
+        if status in _NO_BODY_STATUS or status < 200 or exchange.request.method == "HEAD":
+            await _aclose(body)
+            return self._write_bytes_response(
+                exchange, Response(status, response.headers, b"", response.reason), keep_alive,
+                length_known=False)
+        length: int | None = None
+        if cl_text is not None and cl_text.isdigit():
+            length = int(cl_text)
+            framing = f"Content-Length: {length}\r\n"
+            chunked = False
+        elif exchange.request.version == "1.1":
+            framing = "Transfer-Encoding: chunked\r\n"
+            chunked = True
+        else:
+            framing = ""
+            chunked = False
+            keep_alive = False
+        if "close" in response.headers.get("connection", "").lower():
+            keep_alive = False
+        transport = self.transport
+        assert transport is not None
+        head = self._head(exchange, response, framing, keep_alive)
+        if self.closed:
+            await _aclose(body)
+            return False
+        transport.write(head)
+        sent = 0
+        finished = False
+        try:
+            async for chunk in body:
+                if not chunk:
+                    continue
+                if self.closed:
+                    break
+                sent += len(chunk)
+                if length is not None and sent > length:
+                    raise ValueError(f"body longer than its Content-Length {length}")
+                if chunked:
+                    transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+                else:
+                    transport.write(chunk)
+                if self._write_paused:
+                    await self._drain()
+            else:
+                finished = True
+        except ConnectionResetError:
+            pass
+        except Exception as exc:
+            log.warning("response body for %s broke after %d bytes: %r",
+                        exchange.request.target, sent, exc)
+        finally:
+            exchange.response_bytes = sent
+            if not finished:
+                await _aclose(body)
+        if finished and (length is None or sent == length):
+            if chunked:
+                transport.write(b"0\r\n\r\n")
+            return keep_alive
+        if finished:
+            log.warning("response body for %s ended after %d of %s bytes",
+                        exchange.request.target, sent, length)
+        exchange.props["response_aborted"] = True
+        transport.abort()
+        return False
+
+    # --- timers and shutdown ---------------------------------------------------------
+    def _arm_timer(self, delay: float) -> None:
+        self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed or self._current is not None:
+            return  # re-armed when the connection becomes idle again
+        now = self.loop.time()
+        if self._in_head:
+            deadline = self._head_start + self.cfg.request_timeout
+            if now >= deadline:
+                self._protocol_error(408, "timed out waiting for the request head")
+                return
+        else:
+            deadline = self._idle_since + self.cfg.keepalive_timeout
+            if now >= deadline:
+                self._dead = True
+                self.transport.close()  # type: ignore[union-attr]
+                return
+        self._arm_timer(deadline - now)
+
+    def start_shutdown(self) -> None:
+        """Finish the request in progress, then close; close at once when idle."""
+        self._closing = True
+        if self.closed:
+            return
+        if self._current is None and not self._queue and not self._in_head:
+            self._dead = True
+            self.transport.close()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        """Forced shutdown: drop the connection and cancel the request in progress."""
+        if not self.closed and self.transport is not None:
+            self.transport.abort()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+async def _aclose(body: Any) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.debug("closing a response body failed", exc_info=True)
+
+
+def _absolute_target(method: str, target: str, headers: CIMultiDict[str]) -> str:
+    """Turn an absolute-form target into origin-form; its authority replaces Host."""
+    if target == "*" and method == "OPTIONS":
+        return target
+    lower = target[:8].lower()
+    if lower.startswith("http://") or lower.startswith("https://"):
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        authority, path = (rest, "/") if slash == -1 else (rest[:slash], rest[slash:])
+        if "?" in authority:
+            authority, _, query = authority.partition("?")
+            path = "/?" + query
+        if not authority or "@" in authority:
+            raise _Reject(400, "bad absolute request target")
+        headers.popall("host", None)
+        headers["Host"] = authority
+        return path
+    raise _Reject(400, "request target must be an absolute path or absolute URL")
+
+
+def _check_transfer_encoding(values: list[str], version: str) -> None:
+    """Allow exactly ``chunked``: anything else is a smuggling risk or unsupported."""
+    if version == "1.0":
+        raise _Reject(400, "Transfer-Encoding is not allowed in HTTP/1.0 requests")
+    codings = [c.strip().lower() for v in values for c in v.split(",") if c.strip()]
+    if not codings or codings[-1] != "chunked" or codings.count("chunked") != 1:
+        raise _Reject(400, "Transfer-Encoding must end with a single 'chunked'")
+    if len(codings) > 1:
+        raise _Reject(501, f"transfer coding {codings[0]!r} is not supported")
+
+
+class FrontEnd:
+    """The listening side of the node: accepts connections and runs ``handler``."""
+
+    def __init__(self, handler: Handler, cfg: ServerConfig,
+                 on_complete: OnComplete | None = None) -> None:
+        self.handler = handler
+        self.cfg = cfg
+        self.on_complete = on_complete
+        self.connections: set[_Connection] = set()
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._all_gone: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+
+    async def start(self, host: str | None = None, port: int | None = None,
+                    reuse_port: bool = False, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (defaults: cfg.listen) or on an already bound ``sock``."""
+        self.loop = asyncio.get_running_loop()
+        if sock is not None:
+            self._server = await self.loop.create_server(
+                lambda: _Connection(self), sock=sock, backlog=1024)
+        else:
+            if host is None or port is None:
+                host, port = self.cfg.listen
+            self._server = await self.loop.create_server(
+                lambda: _Connection(self), host, port, reuse_port=reuse_port or None,
+                backlog=1024)
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1] if sockets else 0
+
+    def connection_gone(self, conn: _Connection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_gone is not None and not self._all_gone.done():
+            self._all_gone.set_result(None)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``grace`` seconds,
+        close idle keep-alive connections, then force-close whatever is left."""
+        if self._server is not None:
+            self._server.close()
+        if self.connections:
+            self._all_gone = self.loop.create_future()
+            for conn in list(self.connections):
+                conn.start_shutdown()
+            if self.connections:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._all_gone), grace)
+                except asyncio.TimeoutError:
+                    log.warning("shutdown grace over: aborting %d connection(s)",
+                                len(self.connections))
+                    for conn in list(self.connections):
+                        conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None

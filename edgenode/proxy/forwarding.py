@@ -1,0 +1,58 @@
+"""What a proxy changes in a message as it passes (RFC 9110 7.6), free of I/O.
+
+Toward the origin: hop-by-hop fields go, ``Via`` and the ``X-Forwarded-*`` family are
+added, ``Host`` follows the origin's ``host_header`` policy.  Toward the client:
+hop-by-hop fields go and ``Via`` is added.  ``Expect`` is dropped on the way in because
+the front end already answered ``100-continue`` to the client itself.
+"""
+
+from __future__ import annotations
+
+from multidict import CIMultiDict
+
+from edgenode.config import OriginConfig
+from edgenode.http.headers import append_value, strip_hop_by_hop
+from edgenode.http.messages import Request, Response
+
+__all__ = ["forward_request", "forward_response", "origin_authority"]
+
+
+def origin_authority(origin: OriginConfig) -> str:
+    """``host[:port]`` as a Host value for the origin (port omitted when it is 80)."""
+    host = f"[{origin.host}]" if ":" in origin.host else origin.host
+    return host if origin.port == 80 else f"{host}:{origin.port}"
+
+
+def forward_request(req: Request, client_ip: str, origin: OriginConfig, via: str) -> Request:
+    """A new Request for the origin; ``req`` itself is left untouched.
+
+    ``via`` is the full Via element, e.g. ``"1.1 edgenode"``.  X-Forwarded-For is
+    appended to (earlier proxies' entries kept); X-Forwarded-Proto and -Host are set
+    from what this edge saw, since a client could put anything there.
+    """
+    headers: CIMultiDict[str] = strip_hop_by_hop(req.headers.copy())
+    headers.popall("expect", None)
+    client_host = req.headers.get("host", "")
+    policy = origin.host_header
+    if policy == "pass":
+        host = client_host or origin_authority(origin)
+    elif policy == "origin":
+        host = origin_authority(origin)
+    else:
+        host = policy
+    headers.popall("host", None)
+    headers["Host"] = host
+    append_value(headers, "Via", via)
+    if client_ip:
+        append_value(headers, "X-Forwarded-For", client_ip)
+    headers["X-Forwarded-Proto"] = req.scheme
+    if client_host:
+        headers["X-Forwarded-Host"] = client_host
+    return Request(req.method, req.target, headers, req.body, "1.1", req.scheme)
+
+
+def forward_response(resp: Response, via: str) -> Response:
+    """Strip hop-by-hop fields and add ``Via``, in place (the origin's response is ours)."""
+    strip_hop_by_hop(resp.headers)
+    append_value(resp.headers, "Via", via)
+    return resp

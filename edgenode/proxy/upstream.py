@@ -1,0 +1,99 @@
+"""The chain's terminal handler: send the request to its origin and map failures.
+
+Origin failures before the response head become short ``text/plain`` 502/504 replies
+(and ``exchange.props["upstream_error"]`` names the kind for logs and metrics); a
+failure after the head surfaces from the body iterator, where the front end aborts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from multidict import CIMultiDict
+
+from edgenode.config import Config
+from edgenode.http.client import OriginPool
+from edgenode.http.errors import OriginConnectError, OriginError, OriginProtocolError, OriginTimeout
+from edgenode.http.messages import Request, Response, read_body
+from edgenode.pipeline.exchange import Exchange
+from edgenode.proxy.forwarding import forward_request, forward_response, origin_authority
+from edgenode.proxy.routes import RouteTable
+
+__all__ = ["Upstream"]
+
+
+class Upstream:
+    """``await upstream(exchange) -> Response``; also runs Proxy-Wasm HTTP callouts."""
+
+    def __init__(self, config: Config, pools: dict[str, OriginPool] | None = None) -> None:
+        self.config = config
+        self.routes = RouteTable(config.routes, config.default_origin)
+        self.pools: dict[str, OriginPool] = pools if pools is not None else {}
+        self._callout_pools: dict[str, OriginPool] = {}
+        self.via = f"1.1 {config.server.via}"
+
+    def pool(self, origin: str) -> OriginPool:
+        """The pool for a configured origin (created on first use); KeyError if unknown."""
+        pool = self.pools.get(origin)
+        if pool is None:
+            pool = self.pools[origin] = OriginPool(self.config.origins[origin])
+        return pool
+
+    async def __call__(self, exchange: Exchange) -> Response:
+        req = exchange.request
+        name = exchange.origin or self.routes.pick(req.headers.get("host", ""), req.path)
+        exchange.origin = name
+        try:
+            pool = self.pool(name)
+        except KeyError:
+            return _fail(exchange, 502, "unknown_origin", f"no origin named {name!r}")
+        forwarded = forward_request(req, exchange.client[0], pool.cfg, self.via)
+        started = time.perf_counter()
+        try:
+            response = await pool.request(forwarded)
+        except OriginTimeout as exc:
+            return _fail(exchange, 504, f"{exc.kind}_timeout",
+                         f"origin {exc.kind.replace('_', ' ')} timeout (origin {name!r})")
+        except OriginProtocolError as exc:
+            return _fail(exchange, 502, "protocol_error", f"{exc} (origin {name!r})")
+        except OriginConnectError as exc:
+            return _fail(exchange, 502, "connect_error", f"{exc.reason} (origin {name!r})")
+        except OriginError as exc:
+            return _fail(exchange, 502, "origin_error", f"{exc} (origin {name!r})")
+        exchange.origin_time = time.perf_counter() - started
+        return forward_response(response, self.via)
+
+    async def callout(self, upstream_name: str, req: Request, timeout: float) -> Response:
+        """An HTTP call from a filter to a named upstream; the body is read in full.
+
+        Raises KeyError for an unknown upstream, ``OriginTimeout("callout")`` past
+        ``timeout`` seconds, and the other ``OriginError`` kinds as they happen.
+        """
+        cfg = self.config.upstreams[upstream_name]
+        pool = self._callout_pools.get(upstream_name)
+        if pool is None:
+            pool = self._callout_pools[upstream_name] = OriginPool(cfg)
+        if "host" not in req.headers:
+            req.headers["Host"] = origin_authority(cfg) if cfg.host_header in ("pass", "origin") \
+                else cfg.host_header
+        try:
+            return await asyncio.wait_for(self._call(pool, req), timeout)
+        except asyncio.TimeoutError:
+            raise OriginTimeout("callout") from None
+
+    @staticmethod
+    async def _call(pool: OriginPool, req: Request) -> Response:
+        response = await pool.request(req)
+        body = await read_body(response.body)
+        return Response(response.status, response.headers, body, response.reason)
+
+    async def close(self) -> None:
+        for pool in [*self.pools.values(), *self._callout_pools.values()]:
+            await pool.close()
+
+
+def _fail(exchange: Exchange, status: int, kind: str, message: str) -> Response:
+    exchange.props["upstream_error"] = kind
+    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/plain; charset=utf-8"})
+    return Response(status, headers, f"edgenode: {message}\n".encode())
