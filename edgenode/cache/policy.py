@@ -14,14 +14,15 @@ from urllib.parse import urljoin, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from edgenode.cache.directives import (
-    delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, split_list,
+    delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
+    split_list,
 )
 
 __all__ = [
     "HEURISTIC_STATUSES", "Entry", "storability", "freshness_lifetime", "initial_age",
     "build_entry", "normalise_field", "request_directives", "evaluate", "refresh_entry",
     "FRESH", "STALE_OK", "STALE_SWR", "REVALIDATE", "HOP_BY_HOP", "invalidation_targets",
-    "variant_signature",
+    "variant_signature", "response_directives",
 ]
 
 #: RFC 9110 §15.1: statuses whose responses may get a heuristic freshness lifetime.
@@ -34,7 +35,9 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "t
 #: or surrogate-only fields that must not reach clients.
 _NOT_STORED = HOP_BY_HOP | {"age", "content-length", "surrogate-key", "surrogate-control"}
 #: RFC 9111 §3.2: a 304 updates every stored field except these (Content-Length among them).
-_NOT_REFRESHED = _NOT_STORED
+#: Set-Cookie too: we never share a personalised cookie (docs/caching.md), so one arriving
+#: on a 304 goes only to the client whose request was revalidated (the stage adds it).
+_NOT_REFRESHED = _NOT_STORED | {"set-cookie", "set-cookie2"}
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 
@@ -46,14 +49,41 @@ def normalise_field(values: list[str]) -> str | None:
     return ",".join(" ".join(m.split()) for m in ",".join(values).split(",") if m.strip())
 
 
+def response_directives(resp_headers: Headers, surrogate: tuple[str, ...] | None = None
+                        ) -> tuple[dict[str, str | None], bool]:
+    """The directives this cache obeys and whether they came from a targeted field.
+
+    RFC 9213 §2.1: the first valid, non-empty field of our target list (CDN-Cache-Control,
+    then Surrogate-Control, which Fastly and Akamai honour the same way) replaces
+    Cache-Control and Expires for our own decisions; clients still get Cache-Control.
+    ``surrogate`` gives the Surrogate-Control values when they are not in ``resp_headers``
+    (a stored entry keeps them aside: they never go to clients).
+    """
+    cdn = resp_headers.getall("cdn-cache-control", ())
+    if cdn:
+        targeted = parse_targeted(cdn)
+        if targeted:
+            return targeted, True
+    sc = surrogate if surrogate is not None else resp_headers.getall("surrogate-control", ())
+    if sc:
+        targeted = parse_cache_control(sc)
+        if targeted:
+            return targeted, True
+    return parse_cache_control(resp_headers.getall("cache-control", ())), False
+
+
 def _auth_allowed(cc: Mapping[str, str | None]) -> bool:
     """RFC 9111 §3.5: directives that let a shared cache reuse a response to an authorised request."""
     return "public" in cc or "s-maxage" in cc or "must-revalidate" in cc
 
 
 def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | None],
-                status: int, resp_headers: Headers, resp_cc: Mapping[str, str | None]) -> str | None:
-    """None when a shared cache may store the response (RFC 9111 §3), else the reason why not."""
+                status: int, resp_headers: Headers, resp_cc: Mapping[str, str | None],
+                targeted: bool = False) -> str | None:
+    """None when a shared cache may store the response (RFC 9111 §3), else the reason why not.
+
+    ``targeted``: ``resp_cc`` came from a targeted field, so Expires is ignored (RFC 9213).
+    """
     if method != "GET":
         return "method"
     if status < 200 or status in (206, 304):
@@ -73,7 +103,7 @@ def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | No
         return "set-cookie"
     if "*" in split_list(resp_headers.getall("vary", ())):
         return "vary-star"
-    if not ("public" in resp_cc or "expires" in resp_headers or "max-age" in resp_cc
+    if not ("public" in resp_cc or ("expires" in resp_headers and not targeted) or "max-age" in resp_cc
             or "s-maxage" in resp_cc or status in HEURISTIC_STATUSES):
         return "no-freshness-info"
     return None
@@ -81,7 +111,7 @@ def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | No
 
 def freshness_lifetime(status: int, resp_headers: Headers, cc: Mapping[str, str | None],
                        date: float, heuristic_fraction: float, heuristic_max: float,
-                       default_ttl: float = 0.0) -> float:
+                       default_ttl: float = 0.0, targeted: bool = False) -> float:
     """RFC 9111 §4.2.1 (shared cache): s-maxage, max-age, Expires - Date, then heuristics.
 
     A malformed explicit value makes the response stale (lifetime 0), as §4.2.1 advises.
@@ -90,7 +120,7 @@ def freshness_lifetime(status: int, resp_headers: Headers, cc: Mapping[str, str 
         return float(delta_seconds(cc["s-maxage"]) or 0)
     if "max-age" in cc:
         return float(delta_seconds(cc["max-age"]) or 0)
-    if "expires" in resp_headers:
+    if "expires" in resp_headers and not targeted:
         expires = parse_http_date(resp_headers.get("expires"))
         return max(0.0, expires - date) if expires is not None else 0.0
     if status in HEURISTIC_STATUSES or "public" in cc:
@@ -116,7 +146,7 @@ class Entry:
         "key", "url", "variant", "status", "reason", "headers", "body", "size",
         "request_time", "response_time", "date", "age0", "lifetime", "fresh_until",
         "swr", "sie", "no_stale", "no_cache", "auth_ok", "etag", "last_modified",
-        "last_modified_ts", "vary", "vary_values", "surrogate_keys",
+        "last_modified_ts", "vary", "vary_values", "surrogate_keys", "surrogate_control",
     )
 
     def age(self, now: float) -> float:
@@ -152,9 +182,12 @@ def _stored_headers(resp_headers: Headers, cc: Mapping[str, str | None]) -> list
     drop = set(_NOT_STORED)
     for token in split_list(resp_headers.getall("connection", ())):
         drop.add(token.lower())
-    # private="f" / no-cache="f": a shared cache may store the response without those fields
-    drop.update(field_names(cc.get("private")))
-    drop.update(field_names(cc.get("no-cache")))
+    # private="f" / no-cache="f": a shared cache may store the response without those fields;
+    # the ones Cache-Control names are dropped even when a targeted field rules freshness
+    plain = parse_cache_control(resp_headers.getall("cache-control", ()))
+    for directives in (cc, plain):
+        drop.update(field_names(directives.get("private")))
+        drop.update(field_names(directives.get("no-cache")))
     return [(k, v) for k, v in resp_headers.items() if k.lower() not in drop]
 
 
@@ -163,7 +196,7 @@ def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: flo
                  default_ttl: float) -> None:
     """(Re)compute the freshness facts from the stored header list."""
     h = CIMultiDict(e.headers)
-    cc = parse_cache_control(h.getall("cache-control", ()))
+    cc, targeted = response_directives(h, e.surrogate_control)
     date = parse_http_date(h.get("date"))
     if date is None:
         date = response_time
@@ -172,7 +205,8 @@ def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: flo
     e.response_time = response_time
     e.date = date
     e.age0 = initial_age(resp_headers.get("age"), date, request_time, response_time)
-    e.lifetime = freshness_lifetime(status, h, cc, date, heuristic_fraction, heuristic_max, default_ttl)
+    e.lifetime = freshness_lifetime(status, h, cc, date, heuristic_fraction, heuristic_max, default_ttl,
+                                    targeted)
     e.fresh_until = response_time + e.lifetime - e.age0
     e.swr = float(delta_seconds(cc.get("stale-while-revalidate")) or 0)
     e.sie = float(delta_seconds(cc.get("stale-if-error")) or 0)
@@ -188,9 +222,10 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
                 req_headers: Headers, request_time: float, response_time: float,
                 heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0) -> Entry:
     """Turn a storable response into an Entry (parsing its caching fields once)."""
-    cc = parse_cache_control(resp_headers.getall("cache-control", ()))
+    cc, _ = response_directives(resp_headers)
     e = Entry()
     e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
+    e.surrogate_control = tuple(resp_headers.getall("surrogate-control", ()))
     e.headers = _stored_headers(resp_headers, cc)
     e.headers.append(("Content-Length", str(len(body))))
     _apply_facts(e, status, resp_headers, request_time, response_time,
@@ -208,6 +243,8 @@ def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response
     incoming = [(k, v) for k, v in resp_headers.items() if k.lower() not in _NOT_REFRESHED]
     names = {k.lower() for k, _ in incoming}
     e.headers = [(k, v) for k, v in e.headers if k.lower() not in names] + incoming
+    if "surrogate-control" in resp_headers:
+        e.surrogate_control = tuple(resp_headers.getall("surrogate-control"))
     _apply_facts(e, e.status, resp_headers, request_time, response_time,
                  heuristic_fraction, heuristic_max, default_ttl)
 

@@ -20,11 +20,10 @@ from edgenode.cache.conditional import (
     CLIENT_VALIDATORS, client_not_modified, has_client_validators, if_range_matches,
     not_modified_fields, revalidation_headers,
 )
-from edgenode.cache.directives import parse_cache_control
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
     FRESH, STALE_OK, STALE_SWR, Entry, build_entry, evaluate, invalidation_targets,
-    refresh_entry, request_directives, storability,
+    refresh_entry, request_directives, response_directives, storability,
 )
 from edgenode.cache.ranges import multipart, parse_range
 from edgenode.cache.store import CacheStore
@@ -281,6 +280,10 @@ class CacheStage:
                 return self._gateway_timeout(ex, "must-revalidate")
             raise
         now = self.clock()
+        if entry.no_stale and "upstream_error" in ex.props:
+            # the origin could not be reached (Upstream's own 502/504): RFC 9111 §5.2.2.2
+            await _aclose(resp.body)
+            return self._gateway_timeout(ex, "must-revalidate")
         if resp.status == 304 and self._validates(resp, entry):
             await _aclose(resp.body)
             if "no-store" not in req_cc:
@@ -289,9 +292,12 @@ class CacheStage:
             if flight is not None:
                 flight.done(entry)
             self._counters["revalidations"] += 1
-            return self._serve(ex, entry, now, "REVALIDATED",
-                               status.forwarded(self.cache_name, fwd, fwd_status=304,
-                                                ttl=entry.fresh_until - now))
+            served = self._serve(ex, entry, now, "REVALIDATED",
+                                 status.forwarded(self.cache_name, fwd, fwd_status=304,
+                                                  ttl=entry.fresh_until - now))
+            for cookie in resp.headers.getall("set-cookie", ()):  # this client's, never stored
+                served.headers.add("Set-Cookie", cookie)
+            return served
         if resp.status in _ORIGIN_ERRORS and not forced and entry.stale_on_error(now):
             await _aclose(resp.body)
             self._counters["stale"] += 1
@@ -323,8 +329,8 @@ class CacheStage:
         """Decide at header time whether to store; store bytes now or tee a streamed body."""
         req = ex.request
         response_time = self.clock()
-        resp_cc = parse_cache_control(resp.headers.getall("cache-control", ()))
-        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc)
+        resp_cc, targeted = response_directives(resp.headers)
+        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted)
         cl = resp.headers.get("content-length")
         expected = int(cl) if cl is not None and cl.isdigit() else None
         if reason is None and expected is not None and expected > self.cfg.max_object_bytes:
