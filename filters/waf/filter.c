@@ -190,9 +190,13 @@ static bool inspect(pw_stream *s, stream_state *st, const char *body, size_t bod
     st->rules[0] = 0;
     for (int i = 0; i < res.n_matches && o + 12 < sizeof st->rules; i++)
         o += (size_t)snprintf(st->rules + o, sizeof st->rules - o, "%s%u", i ? "," : "", res.rules[i]);
+    /* request.id is the X-Request-Id header when the client sent one: read it from the
+     * headers already fetched, and ask the host (a property look-up) only otherwise */
     pw_bytes rid = {0};
-    pw_get_property("request.id", &rid);
-    const char *id = rid.data ? rid.data : "-";
+    size_t xl;
+    const char *xid = hdr(&st->headers, "x-request-id", &xl);
+    if (!xid) pw_get_property("request.id", &rid);
+    const char *id = xid ? xid : (rid.data ? rid.data : "-");
     pw_log(res.flagged ? PW_LOG_WARN : PW_LOG_INFO, "waf %s request_id=%s score=%d rules=%s path=%.*s",
            res.blocked ? "blocked" : (res.flagged ? "flagged" : "matched"), id, res.score, st->rules,
            (int)(pl > 200 ? 200 : pl), path ? path : "");

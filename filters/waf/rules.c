@@ -26,8 +26,12 @@ static size_t skip_sp(const char *s, size_t n, size_t i) {
 static long find_from(const char *h, size_t n, size_t from, const char *needle) {
     size_t L = strlen(needle);
     if (L == 0 || n < L) return -1;
-    for (size_t i = from; i + L <= n; i++)
-        if (h[i] == needle[0] && memcmp(h + i, needle, L) == 0) return (long)i;
+    for (size_t i = from; i + L <= n; i++) {
+        const char *p = memchr(h + i, needle[0], n - L + 1 - i);
+        if (!p) return -1;
+        i = (size_t)(p - h);
+        if (memcmp(p + 1, needle + 1, L - 1) == 0) return (long)i;
+    }
     return -1;
 }
 
@@ -51,17 +55,88 @@ static long find_word(const char *s, size_t n, size_t from, const char *w) {
     return -1;
 }
 
-static bool any_word(const char *s, size_t n, const char *const *words) {
-    for (; *words; words++)
-        if (find_word(s, n, 0, *words) >= 0) return true;
+/* ---- keyword lists: one pass over the value per list ----
+ * Each NULL-terminated list gets an index on first use (needle lengths and the
+ * needles grouped by first byte), cached by the list's address, so a scan costs
+ * O(length x needles sharing a first byte) instead of O(length x list size).
+ * The cache is filled lazily and never freed (the lists are static); the engine
+ * is single-threaded per instance (one Wasm instance, or one ctypes caller). */
+typedef struct {
+    const char *const *list;
+    uint16_t first[257];         /* needles with first byte b: order[first[b] .. first[b + 1]) */
+    uint16_t *order;
+    uint8_t *lens;
+} kwindex;
+
+enum { KW_SUB, KW_WORD, KW_FILE };
+
+#define KW_CACHE 128
+static kwindex *kw_cache[KW_CACHE];
+
+static kwindex *kw_build(const char *const *list) {
+    size_t count = 0;
+    while (list[count]) count++;
+    kwindex *k = calloc(1, sizeof *k);
+    if (!k) return NULL;
+    k->list = list;
+    k->order = calloc(count + 1, sizeof *k->order);
+    k->lens = calloc(count + 1, 1);
+    if (!k->order || !k->lens) { free(k->order); free(k->lens); free(k); return NULL; }
+    uint16_t counts[256] = {0};
+    for (size_t i = 0; i < count; i++) {
+        size_t L = strlen(list[i]);
+        k->lens[i] = (uint8_t)(L > 255 ? 255 : L);
+        counts[(unsigned char)list[i][0]]++;
+    }
+    k->first[0] = 0;
+    for (int b = 0; b < 256; b++) k->first[b + 1] = (uint16_t)(k->first[b] + counts[b]);
+    uint16_t fill[256];
+    memcpy(fill, k->first, sizeof fill);
+    for (size_t i = 0; i < count; i++) k->order[fill[(unsigned char)list[i][0]]++] = (uint16_t)i;
+    return k;
+}
+
+static const kwindex *kw_index(const char *const *list) {
+    size_t h = ((size_t)(uintptr_t)list >> 3) & (KW_CACHE - 1);
+    for (size_t probe = 0; probe < KW_CACHE; probe++, h = (h + 1) & (KW_CACHE - 1)) {
+        if (kw_cache[h] && kw_cache[h]->list == list) return kw_cache[h];
+        if (!kw_cache[h]) return kw_cache[h] = kw_build(list);
+    }
+    return NULL;
+}
+
+/* Does a needle of `list` occur in s?  KW_WORD: as a whole word; KW_FILE: a dot-file
+ * name (".env") must not continue with a word character (".environment"). */
+static bool kw_scan(const char *s, size_t n, const char *const *list, int mode) {
+    const kwindex *k = kw_index(list);
+    if (!k) {   /* allocation failure: plain scan */
+        for (; *list; list++) {
+            size_t L = strlen(*list);
+            for (size_t i = 0; i + L <= n; i++)
+                if (memcmp(s + i, *list, L) == 0) return true;
+        }
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        for (uint16_t q = k->first[c]; q < k->first[c + 1]; q++) {
+            uint16_t w = k->order[q];
+            size_t L = k->lens[w];
+            if (i + L > n || memcmp(s + i + 1, k->list[w] + 1, L - 1) != 0) continue;
+            if (mode == KW_WORD && ((i > 0 && is_w((unsigned char)s[i - 1])) ||
+                                    (i + L < n && is_w((unsigned char)s[i + L]))))
+                continue;
+            if (mode == KW_FILE && k->list[w][0] == '.' && is_w((unsigned char)k->list[w][L - 1]) &&
+                i + L < n && is_w((unsigned char)s[i + L]))
+                continue;
+            return true;
+        }
+    }
     return false;
 }
 
-static bool any_sub(const char *s, size_t n, const char *const *subs) {
-    for (; *subs; subs++)
-        if (find_from(s, n, 0, *subs) >= 0) return true;
-    return false;
-}
+static bool any_word(const char *s, size_t n, const char *const *words) { return kw_scan(s, n, words, KW_WORD); }
+static bool any_sub(const char *s, size_t n, const char *const *subs) { return kw_scan(s, n, subs, KW_SUB); }
 
 /* ---- hashed word sets: O(1) lexicon look-ups for token scans ---- */
 
@@ -729,7 +804,7 @@ static const char *const OS_FILES[] = {
 
 static bool lfi_os_files(const waf_norm *v, const waf_target *t) {
     (void)t;
-    return any_sub(v->s, v->sn, OS_FILES);
+    return kw_scan(v->s, v->sn, OS_FILES, KW_FILE);
 }
 
 static const char *const RESTRICTED_PATHS[] = {
@@ -1059,13 +1134,23 @@ static bool rce_windows(const waf_norm *v, const waf_target *t) {
     long f2 = find_word(s, n, 0, "if");
     if (f2 >= 0) {
         size_t j = skip_sp(s, n, (size_t)f2 + 2);
-        if (starts_at(s, n, j, "not ")) j = skip_sp(s, n, j + 4);
+        bool switched = false;        /* "/i": case-insensitive compare, cmd.exe-only syntax */
+        for (int round = 0; round < 2; round++) {
+            if (starts_at(s, n, j, "/i ")) { j = skip_sp(s, n, j + 3); switched = true; }
+            if (starts_at(s, n, j, "not ")) j = skip_sp(s, n, j + 4);
+        }
         if (starts_at(s, n, j, "exist ") || starts_at(s, n, j, "defined ") || starts_at(s, n, j, "errorlevel ") ||
-            (j < n && s[j] == '%'))
+            (j < n && s[j] == '%') || (j + 1 < n && (s[j] == '"' || s[j] == '[') && s[j + 1] == '%'))
             return true;
+        /* the whole value is a conditional: "IF a==b ...", "if "x" == "y" (" */
+        bool leading = skip_sp(s, n, 0) == (size_t)f2;
         static const char *const CMP[] = {" equ ", " neq ", " lss ", " leq ", " gtr ", " geq ", "==", NULL};
         for (const char *const *c = CMP; *c; c++) {
             long k = find_from(s, n, j, *c);
+            if (k >= 0 && k - (long)j < 40 && (leading || switched) && k > (long)j) {
+                size_t a = skip_sp(s, n, (size_t)k + strlen(*c));
+                if (a < n) return true;   /* a right-hand operand follows */
+            }
             if (k >= 0 && k - (long)j < 40) {
                 size_t a = skip_sp(s, n, (size_t)k + strlen(*c));
                 while (a < n && !is_sp((unsigned char)s[a])) a++;
@@ -1549,6 +1634,46 @@ static bool gen_dos_loop(const waf_norm *v, const waf_target *t) {
         if (j < n && (s[j] == '+' || s[j] == '-')) j++;
         if (j < n && is_digit((unsigned char)s[j])) return true;
         if (starts_at(s, n, j, "this")) return true;
+        /* constant conditions spelled with negation: while(!![]), while(!null), while(!!"") */
+        size_t b = (size_t)i + 6, e = b;
+        while (e < n && s[e] == '!') e++;
+        size_t bangs = e - b;
+        if (bangs == 0) continue;
+        static const char *const FALSY[] = {"false)", "null)", "undefined)", "nan)", "0)", "\"\")", "'')",
+                                            "``)", NULL};
+        static const char *const OBJ[] = {"[])", "{})", "true)", "1)", NULL};
+        for (const char *const *w = (bangs % 2) ? FALSY : OBJ; *w; w++)
+            if (starts_at(s, n, e, *w)) return true;
+    }
+    return false;
+}
+
+/* ORM filter injection: a Django-style field lookup ("username__startswith",
+ * "password__isnull") in a parameter name or JSON key lets a client query fields it
+ * should not (leaking hashes and secrets a character at a time). */
+static bool gen_orm_lookup(const waf_norm *v, const waf_target *t) {
+    static const char *const LOOKUPS[] = {
+        "exact", "iexact", "contains", "icontains", "in", "gt", "gte", "lt", "lte", "startswith",
+        "istartswith", "endswith", "iendswith", "range", "isnull", "regex", "iregex", "contained_by",
+        "overlap", "has_key", "has_keys", "has_any_keys", "search", "trigram_similar", "unaccent", NULL};
+    static wordset WS_LOOKUPS = {LOOKUPS, 0, 0};
+    const char *s = v->d; size_t n = v->dn;
+    long i = -1;
+    while ((i = find_from(s, n, (size_t)(i + 1), "__")) >= 0) {
+        if (i == 0 || !is_alpha((unsigned char)s[i - 1])) continue;
+        size_t a = (size_t)i + 2, e = a;
+        while (e < n && (is_alpha((unsigned char)s[e]) || s[e] == '_')) e++;
+        if (e < n && is_w((unsigned char)s[e])) continue;
+        /* a name ends with it; in a raw body only a JSON key does ("a__gte": ...), not prose */
+        if (t->kind == T_BODY) {
+            if (e >= n || s[e] != '"' || skip_sp(s, n, e + 1) >= n || s[skip_sp(s, n, e + 1)] != ':') continue;
+        } else if (e != n) {
+            continue;
+        }
+        /* the last lookup of a chain: "a__b__startswith" */
+        size_t last = a;
+        for (size_t k = a; k + 1 < e; k++) if (s[k] == '_' && s[k + 1] == '_') last = k + 2;
+        if (e > last && ws_has(&WS_LOOKUPS, s + last, e - last)) return true;
     }
     return false;
 }
@@ -1745,8 +1870,9 @@ const waf_rule WAF_RULES[] = {
     R(934170, WAF_FAM_GENERIC, 1, SEV_CRITICAL, T_ARG | T_BODY, gen_data_uri),
     R(934190, WAF_FAM_GENERIC, 1, SEV_CRITICAL, T_ARG | T_BODY, gen_ssrf),
     R(934200, WAF_FAM_GENERIC, 1, SEV_CRITICAL, T_ARGS_ALL, gen_ssti),
+    R(934210, WAF_FAM_GENERIC, 1, SEV_CRITICAL, T_ARG_NAME | T_COOKIE_NAME | T_BODY, gen_orm_lookup),
     /* XSS (941) */
-    R(941110, WAF_FAM_XSS, 1, SEV_CRITICAL, T_ARGS_ALL | T_PATH | T_UA | T_REFERER, xss_tag),
+    R(941110, WAF_FAM_XSS, 1, SEV_CRITICAL, T_ARGS_HDR | T_PATH, xss_tag),
     R(941120, WAF_FAM_XSS, 1, SEV_CRITICAL, T_ARGS_HDR | T_PATH, xss_handler),
     R(941170, WAF_FAM_XSS, 1, SEV_CRITICAL, T_ARGS_ALL, xss_uri),
     R(941180, WAF_FAM_XSS, 1, SEV_CRITICAL, T_ARGS_ALL, xss_js),

@@ -138,3 +138,36 @@ def test_paranoia_levels_gate_rules(waf: NativeWaf) -> None:
     assert waf.inspect("GET", "/?a=hello", [("Host", "a")], paranoia=4)[0] == 0
     assert waf.inspect("GET", "/?next=https://evil.example/", [("Host", "a")], paranoia=1)[0] >= 5
     assert waf.inspect("GET", "/?next=https://a/x", [("Host", "a")], paranoia=1)[0] == 0
+
+
+@pytest.mark.parametrize("uri,rule", [
+    ("/?c=IF /I NOT EXIST C:\\x echo hey", 932120),          # cmd.exe conditional, /I switch
+    ("/?c=if \"%VAR%\"==%%A do echo true", 932120),
+    ("/?c=if a==b foo", 932120),                              # the whole value is a conditional
+    ("/?e=while(!![]);", 934160), ("/?e=while(!null)", 934160),   # constant loop conditions
+    ("/?username__startswith=p", 934210), ("/?a__b__isnull=1", 934210),   # ORM lookups in names
+])
+def test_class_detectors(waf: NativeWaf, uri: str, rule: int) -> None:
+    assert rule in score(waf, uri.replace(" ", "%20").replace('"', "%22"))[1]
+
+
+@pytest.mark.parametrize("uri", [
+    "/?q=what if a==b in python",       # a conditional inside prose is not a cmd.exe command line
+    "/?e=while(!done)", "/?e=while(!!x)",
+    "/?sort__order=asc", "/?q=name__startswith",   # a lookup-looking value, or an unknown lookup
+])
+def test_class_detectors_stay_precise(waf: NativeWaf, uri: str) -> None:
+    assert score(waf, uri.replace(" ", "%20"))[0] == 0
+
+
+def test_ua_and_headers(waf: NativeWaf) -> None:
+    # a dot-file name must end where the word ends: ".env" is not ".environment"
+    assert waf.inspect("GET", "/", [("Host", "a"), ("User-Agent", "/test.environment")])[0] == 0
+    assert 930120 in waf.inspect("GET", "/?f=../.env", [("Host", "a")])[1]
+    # script tags in any non-structural header
+    assert 941110 in waf.inspect("GET", "/", [("Host", "a"), ("Remote-Ip", "<script>alert(1)</script>")])[1]
+    # a prose mention of a lookup in a text body is not a JSON key
+    body = '{"note": "filter by name__startswith please"}'
+    assert waf.inspect("POST", "/", [("Host", "a"), ("Content-Type", "text/plain")], body)[0] == 0
+    assert 934210 in waf.inspect("POST", "/", [("Host", "a"), ("Content-Type", "text/plain")],
+                                 '{"password__startswith": "a"}')[1]
