@@ -1,0 +1,127 @@
+"""Proxy-Wasm ABI constants and the header-map wire codec (pure, no I/O).
+
+Numeric values follow docs/proxy-wasm-abi.md §1; the map encoding follows §2.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+
+__all__ = [
+    "Status", "LogLevel", "BufferType", "MapType", "StreamType", "MetricType",
+    "ABI_VERSIONS", "encode_map", "decode_map", "MapDecodeError",
+]
+
+
+class Status(IntEnum):
+    OK = 0
+    NOT_FOUND = 1
+    BAD_ARGUMENT = 2
+    SERIALIZATION_FAILURE = 3
+    PARSE_FAILURE = 4
+    INVALID_MEMORY_ACCESS = 6
+    EMPTY = 7
+    CAS_MISMATCH = 8
+    INTERNAL_FAILURE = 10
+    BROKEN_CONNECTION = 11
+    UNIMPLEMENTED = 12
+
+
+class LogLevel(IntEnum):
+    TRACE = 0
+    DEBUG = 1
+    INFO = 2
+    WARN = 3
+    ERROR = 4
+    CRITICAL = 5
+
+
+class BufferType(IntEnum):
+    HTTP_REQUEST_BODY = 0
+    HTTP_RESPONSE_BODY = 1
+    DOWNSTREAM_DATA = 2
+    UPSTREAM_DATA = 3
+    HTTP_CALL_RESPONSE_BODY = 4
+    GRPC_CALL_MESSAGE = 5
+    VM_CONFIGURATION = 6
+    PLUGIN_CONFIGURATION = 7
+    FOREIGN_FUNCTION_ARGUMENTS = 8
+
+
+class MapType(IntEnum):
+    HTTP_REQUEST_HEADERS = 0
+    HTTP_REQUEST_TRAILERS = 1
+    HTTP_RESPONSE_HEADERS = 2
+    HTTP_RESPONSE_TRAILERS = 3
+    GRPC_CALL_INITIAL_METADATA = 4
+    GRPC_CALL_TRAILING_METADATA = 5
+    HTTP_CALL_RESPONSE_HEADERS = 6
+    HTTP_CALL_RESPONSE_TRAILERS = 7
+
+
+class StreamType(IntEnum):
+    HTTP_REQUEST = 0
+    HTTP_RESPONSE = 1
+    DOWNSTREAM = 2
+    UPSTREAM = 3
+
+
+class MetricType(IntEnum):
+    COUNTER = 0
+    GAUGE = 1
+    HISTOGRAM = 2
+
+
+#: export marker -> version tuple; anything else is refused (as cpp-host does)
+ABI_VERSIONS = {
+    "proxy_abi_version_0_2_1": (0, 2, 1),
+    "proxy_abi_version_0_2_0": (0, 2, 0),
+    "proxy_abi_version_0_1_0": (0, 1, 0),
+}
+
+_U32 = struct.Struct("<I")
+
+
+class MapDecodeError(ValueError):
+    """The guest sent a serialized map whose lengths do not add up."""
+
+
+def encode_map(pairs: list[tuple[str, str]]) -> bytes:
+    """Serialize pairs; an empty map is the empty byte string (AS SDK needs size 0)."""
+    if not pairs:
+        return b""
+    keys = [k.encode("utf-8", "surrogateescape") for k, _ in pairs]
+    vals = [v.encode("utf-8", "surrogateescape") for _, v in pairs]
+    head = struct.pack(f"<{1 + 2 * len(pairs)}I", len(pairs),
+                       *[n for kv in zip(keys, vals) for n in (len(kv[0]), len(kv[1]))])
+    return head + b"".join(k + b"\0" + v + b"\0" for k, v in zip(keys, vals))
+
+
+def decode_map(data: bytes) -> list[tuple[str, str]]:
+    """Parse a serialized map; accept b"", b"\\0" and a zero count as empty."""
+    if len(data) <= 1:
+        if data in (b"", b"\0"):
+            return []
+        raise MapDecodeError("map shorter than its count field")
+    if len(data) < 4:
+        raise MapDecodeError("map shorter than its count field")
+    (n,) = _U32.unpack_from(data, 0)
+    if n == 0:
+        return []
+    head = 4 + 8 * n
+    if head > len(data):
+        raise MapDecodeError(f"map declares {n} pairs but holds {len(data)} bytes")
+    sizes = struct.unpack_from(f"<{2 * n}I", data, 4)
+    pos = head
+    out: list[tuple[str, str]] = []
+    for i in range(n):
+        ks, vs = sizes[2 * i], sizes[2 * i + 1]
+        end = pos + ks + 1 + vs + 1
+        if end > len(data):
+            raise MapDecodeError("map entry runs past the end of the buffer")
+        key = data[pos:pos + ks].decode("utf-8", "surrogateescape")
+        val = data[pos + ks + 1:pos + ks + 1 + vs].decode("utf-8", "surrogateescape")
+        out.append((key, val))
+        pos = end
+    return out

@@ -1,0 +1,221 @@
+"""Root and stream contexts, and the header-map views the host functions act on.
+
+A view adapts one of the node's messages to Proxy-Wasm map semantics: lower-case
+names, pseudo-headers as ordinary entries (``:method :path :authority :scheme`` on
+requests, ``:status`` on responses), ``get`` returning the first value.  ``Host`` is
+the ``:authority`` entry (as in Envoy); the name ``host`` is accepted as an alias.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from edgenode.http.messages import CIMultiDict, Request, Response
+
+if TYPE_CHECKING:
+    from edgenode.pipeline.exchange import Exchange
+
+__all__ = ["RootContext", "StreamContext", "RequestHeaders", "ResponseHeaders", "PairsMap",
+           "HeaderMap"]
+
+
+class HeaderMap:
+    """Interface of a map view (the host only writes to views of the node's messages)."""
+
+
+    def pairs(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def get(self, key: str) -> str | None:
+        key = key.lower()
+        for k, v in self.pairs():
+            if k == key:
+                return v
+        return None
+
+    def add(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def replace(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def remove(self, key: str) -> None:
+        raise NotImplementedError
+
+    def set_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        raise NotImplementedError
+
+
+class PairsMap(HeaderMap):
+    """A read-only list of pairs (http call response headers/trailers, trailers)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return self._pairs
+
+
+class _MessageHeaders(HeaderMap):
+    _pseudo: tuple[str, ...] = ()
+
+    def __init__(self, headers: CIMultiDict[str]) -> None:
+        self.headers = headers
+
+    def _get_pseudo(self, key: str) -> str:
+        raise NotImplementedError
+
+    def _set_pseudo(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def pairs(self) -> list[tuple[str, str]]:
+        out = [(k, self._get_pseudo(k)) for k in self._pseudo]
+        out.extend((k.lower(), v) for k, v in self.headers.items() if not self._hidden(k))
+        return out
+
+    def _hidden(self, key: str) -> bool:
+        return False
+
+    def _alias(self, key: str) -> str:
+        return key.lower()
+
+    def get(self, key: str) -> str | None:
+        key = self._alias(key)
+        if key in self._pseudo:
+            return self._get_pseudo(key)
+        return self.headers.get(key)
+
+    def add(self, key: str, value: str) -> None:
+        key = self._alias(key)
+        if key in self._pseudo:
+            self._set_pseudo(key, value)
+        else:
+            self.headers.add(key, value)
+
+    def replace(self, key: str, value: str) -> None:
+        key = self._alias(key)
+        if key in self._pseudo:
+            self._set_pseudo(key, value)
+        else:
+            self.headers[key] = value
+
+    def remove(self, key: str) -> None:
+        key = self._alias(key)
+        if key not in self._pseudo:
+            self.headers.popall(key, None)
+
+    def set_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        for k in list(self.headers.keys()):
+            if not self._hidden(k):
+                self.headers.popall(k, None)
+        for k, v in pairs:
+            self.add(k, v)
+
+
+class RequestHeaders(_MessageHeaders):
+    _pseudo = (":method", ":path", ":authority", ":scheme")
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request.headers)
+        self.request = request
+
+    def _alias(self, key: str) -> str:
+        key = key.lower()
+        return ":authority" if key == "host" else key
+
+    def _hidden(self, key: str) -> bool:
+        return key.lower() == "host"
+
+    def _get_pseudo(self, key: str) -> str:
+        r = self.request
+        if key == ":method":
+            return r.method
+        if key == ":path":
+            return r.target
+        if key == ":authority":
+            return r.headers.get("host", "")
+        return r.scheme
+
+    def _set_pseudo(self, key: str, value: str) -> None:
+        r = self.request
+        if key == ":method":
+            r.method = value
+        elif key == ":path":
+            r.set_target(value)
+        elif key == ":authority":
+            r.headers["Host"] = value
+        else:
+            r.scheme = value
+
+
+class ResponseHeaders(_MessageHeaders):
+    _pseudo = (":status",)
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.headers)
+        self.response = response
+
+    def _get_pseudo(self, key: str) -> str:
+        return str(self.response.status)
+
+    def _set_pseudo(self, key: str, value: str) -> None:
+        if not (value.isdigit() and 100 <= int(value) <= 999):
+            raise ValueError(f"bad :status {value!r}")
+        self.response.status = int(value)
+
+
+class RootContext:
+    """The plugin's root context: configuration, ticks, callouts and queues."""
+
+    is_root = True
+
+    def __init__(self, context_id: int) -> None:
+        self.id = context_id
+        self.tick_handle: asyncio.TimerHandle | None = None
+        self.tick_ms = 0
+
+
+class StreamContext:
+    """One HTTP stream's state as the host functions see it."""
+
+    is_root = False
+
+    def __init__(self, context_id: int, root: RootContext, exchange: "Exchange") -> None:
+        self.id = context_id
+        self.root = root
+        self.exchange = exchange
+        self.request = exchange.request
+        self.response: Response | None = None
+        self.request_view = RequestHeaders(exchange.request)
+        self.response_view: ResponseHeaders | None = None
+        #: set_buffer_bytes changed the body buffer during the current body callback
+        self.body_modified = False
+        #: request headers readable/writable (request-header phase, or paused in it)
+        self.request_headers_open = True
+        self.response_headers_open = False
+        #: final phase: every header map readable, nothing writable
+        self.in_log = False
+        #: buffered body visible as buffer 0/1 during the body callbacks
+        self.request_body: bytearray | None = None
+        self.response_body: bytearray | None = None
+        self.local_response: Response | None = None
+        self.closed = False
+        #: the stream phase currently held by a Stop* result ("request"/"response")
+        self.paused: str | None = None
+        self.resume: asyncio.Future[None] | None = None
+        #: continue_stream() arrived during the callback that paused
+        self.continued = False
+        self.done_pending = False
+        self.finished = False
+
+    def set_response(self, response: Response) -> None:
+        self.response = response
+        self.response_view = ResponseHeaders(response)
+
+    def resume_stream(self, phase: str) -> None:
+        """continue_stream/close_stream/local reply: release a held phase."""
+        if self.resume is not None and not self.resume.done() and self.paused == phase:
+            self.resume.set_result(None)
+        else:
+            self.continued = True

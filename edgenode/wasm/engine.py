@@ -1,0 +1,243 @@
+"""The shared wasmtime engine: host-function linker, epoch ticker, module disk cache.
+
+One ``WasmEngine`` serves every filter of a worker process.  Compiling a module
+costs ~100 ms per 100 KB, deserializing a cached artifact ~0.1 ms, so compiled
+modules are cached on disk under a key of sha256(wasm) + engine settings + wasmtime
+version.  Imports are checked against the host table before linking so a missing
+host function is reported by name instead of a bare link error.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.metadata
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wasmtime import Config, Engine, FuncType, InstancePre, Linker, Module, ValType, WasmtimeError
+from wasmtime import _bindings as B
+
+from edgenode.wasm.abi import ABI_VERSIONS
+from edgenode.wasm.fastcall import host_callback
+from edgenode.wasm.hostcalls import HOST_FUNCTIONS, HostDef
+
+__all__ = ["WasmEngine", "LoadedModule", "FilterLoadError", "default_engine", "default_cache_dir"]
+
+_log = logging.getLogger("edgenode.wasm")
+
+#: how often the ticker advances the engine epoch; CPU deadlines are multiples of it
+EPOCH_TICK_SECONDS = 0.005
+
+
+class FilterLoadError(Exception):
+    """A filter's module cannot be loaded, linked or started; the message names the filter."""
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("EDGENODE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "edgenode"
+
+
+def _wasmtime_version() -> str:
+    try:
+        return importlib.metadata.version("wasmtime")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class LoadedModule:
+    """A compiled, import-checked module ready to instantiate cheaply."""
+
+    path: Path
+    sha256: str
+    module: Module
+    pre: InstancePre
+    version: tuple[int, int, int]
+    #: export name -> (param count, result count) for the functions the host may call
+    exports: dict[str, tuple[int, int]] = field(default_factory=dict)
+    memory_export: str = "memory"
+    cache_hit: bool = False
+    #: (name, encoded name, params, results) of the exports the host calls
+    hooks: list[tuple[str, bytes, int, int]] = field(default_factory=list)
+
+
+_NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+_KIND = {"i": ValType.i32, "I": ValType.i64}
+
+
+def _sig(ft: FuncType) -> str:
+    letters = []
+    for t in ft.params:
+        letters.append("i" if t == ValType.i32() else "I" if t == ValType.i64() else "?")
+    return "".join(letters)
+
+
+class WasmEngine:
+    """Engine + linker + ticker; keep one per process (FuncTypes/callbacks are per engine)."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        cfg = Config()
+        cfg.epoch_interruption = True
+        self.config_id = "epoch_interruption=1"
+        self.engine = Engine(cfg)
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.version = _wasmtime_version()
+        self.linker = Linker(self.engine)
+        # Everything the C side points at must stay referenced for the engine's life.
+        self._functypes: dict[tuple[str, bool], FuncType] = {}
+        self._callbacks: list[object] = []
+        for hdef in HOST_FUNCTIONS.values():
+            self._define(hdef)
+        self._modules: dict[str, LoadedModule] = {}
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.compiles = 0
+
+    # linker ----------------------------------------------------------------
+    def _functype(self, params: str, has_result: bool) -> FuncType:
+        key = (params, has_result)
+        ft = self._functypes.get(key)
+        if ft is None:
+            ft = FuncType([_KIND[c]() for c in params], [ValType.i32()] if has_result else [])
+            self._functypes[key] = ft
+        return ft
+
+    def _define(self, hdef: HostDef) -> None:
+        ft = self._functype(hdef.params, hdef.has_result)
+        cb, owner = host_callback(hdef.name, hdef.params, hdef.fn, hdef.has_result, hdef.fault)
+        self._callbacks.append((cb, owner))
+        mod, name = hdef.module.encode(), hdef.name.encode()
+        err = B._wasmtime_linker_define_func_unchecked(
+            self.linker.ptr(), mod, len(mod), name, len(name), ft.ptr(), cb, None, _NO_FINALIZER)
+        if err:
+            raise WasmtimeError._from_ptr(err)
+
+    # epoch ticker ------------------------------------------------------------
+    def ensure_ticker(self) -> None:
+        """Start the thread that advances the epoch (CPU deadlines need it)."""
+        with self._lock:
+            if self._ticker is None or not self._ticker.is_alive():
+                self._stop.clear()
+                self._ticker = threading.Thread(target=self._tick, name="edgenode-wasm-epoch",
+                                                daemon=True)
+                self._ticker.start()
+
+    def _tick(self) -> None:
+        engine = self.engine
+        while not self._stop.wait(EPOCH_TICK_SECONDS):
+            engine.increment_epoch()
+
+    def deadline_ticks(self, cpu_deadline_ms: float) -> int:
+        """Epoch ticks for a deadline; +1 because the current tick may be nearly over."""
+        return max(1, int(cpu_deadline_ms / 1000 / EPOCH_TICK_SECONDS + 0.999)) + 1
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=1)
+
+    # modules -----------------------------------------------------------------
+    def load(self, path: Path, filter_name: str) -> LoadedModule:
+        """Compile (or fetch from cache) and link ``path``; errors name the filter."""
+        try:
+            source = path.read_bytes()
+        except OSError as exc:
+            raise FilterLoadError(f"filter {filter_name!r}: cannot read module {path}: {exc.strerror}") from None
+        digest = hashlib.sha256(source + b"\0" + self.config_id.encode() + b"\0"
+                                + self.version.encode()).hexdigest()
+        cached = self._modules.get(digest)
+        if cached is not None:
+            return LoadedModule(path, cached.sha256, cached.module, cached.pre, cached.version,
+                                cached.exports, cached.memory_export, cache_hit=True,
+                                hooks=cached.hooks)
+        module, hit = self._compile(path, source, digest, filter_name)
+        loaded = self._link(path, digest, module, filter_name)
+        loaded.cache_hit = hit
+        self._modules[digest] = loaded
+        return loaded
+
+    def _compile(self, path: Path, source: bytes, digest: str, filter_name: str) -> tuple[Module, bool]:
+        artifact = self.cache_dir / f"{digest}.cwasm"
+        if artifact.is_file():
+            try:
+                return Module.deserialize_file(self.engine, str(artifact)), True
+            except WasmtimeError as exc:
+                _log.warning("discarding unusable module cache entry %s: %s", artifact, exc)
+        try:
+            text_or_bytes: str | bytes = source.decode() if path.suffix == ".wat" else source
+            module = Module(self.engine, text_or_bytes)
+        except (WasmtimeError, UnicodeDecodeError) as exc:
+            raise FilterLoadError(f"filter {filter_name!r}: {path} is not a valid Wasm module: {exc}") from None
+        self.compiles += 1
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.cache_dir, suffix=".tmp", delete=False) as f:
+                f.write(module.serialize())
+            os.replace(f.name, artifact)
+        except OSError as exc:  # a read-only cache only costs start-up time
+            _log.warning("cannot write module cache %s: %s", artifact, exc)
+        return module, False
+
+    def _link(self, path: Path, digest: str, module: Module, filter_name: str) -> LoadedModule:
+        exports: dict[str, tuple[int, int]] = {}
+        memory_export = ""
+        version: tuple[int, int, int] | None = None
+        for exp in module.exports:
+            ty = exp.type
+            if exp.name in ABI_VERSIONS:
+                version = ABI_VERSIONS[exp.name]
+            if isinstance(ty, FuncType):
+                exports[exp.name] = (len(ty.params), len(ty.results))
+            elif exp.name == "memory" or (not memory_export and type(ty).__name__ == "MemoryType"):
+                memory_export = exp.name
+        if version is None:
+            raise FilterLoadError(
+                f"filter {filter_name!r}: missing or unknown Proxy-Wasm ABI version export "
+                f"(expected one of {', '.join(sorted(ABI_VERSIONS))})")
+        if not memory_export:
+            raise FilterLoadError(f"filter {filter_name!r}: module exports no memory")
+        if "malloc" not in exports and "proxy_on_memory_allocate" not in exports:
+            raise FilterLoadError(f"filter {filter_name!r}: module exports no allocator "
+                                  "(malloc or proxy_on_memory_allocate)")
+        vtext = ".".join(map(str, version))
+        for imp in module.imports:
+            where = f"{imp.module}.{imp.name}"
+            hdef = HOST_FUNCTIONS.get((imp.module, imp.name or ""))
+            if hdef is None or not isinstance(imp.type, FuncType):
+                raise FilterLoadError(f"filter {filter_name!r}: module imports {where}, "
+                                      "which this host does not provide")
+            if version not in hdef.versions:
+                raise FilterLoadError(f"filter {filter_name!r}: module imports {where}, "
+                                      f"which this host does not provide for ABI {vtext}")
+            want = hdef.params
+            got = _sig(imp.type)
+            results = len(imp.type.results)
+            if got != want or results != (1 if hdef.has_result else 0):
+                raise FilterLoadError(
+                    f"filter {filter_name!r}: module imports {where} with {len(got)} params/"
+                    f"{results} results, but the host function takes ({', '.join(want) or 'none'})")
+        try:
+            pre = self.linker.instantiate_pre(module)
+        except WasmtimeError as exc:
+            raise FilterLoadError(f"filter {filter_name!r}: cannot link module: {exc}") from None
+        from edgenode.wasm.vm import HOOKS  # the VM owns the list of callbacks it drives
+        hooks = [(n, n.encode(), *exports[n]) for n in HOOKS if n in exports]
+        return LoadedModule(path, digest, module, pre, version, exports, memory_export, hooks=hooks)
+
+
+_default: WasmEngine | None = None
+
+
+def default_engine() -> WasmEngine:
+    """The process-wide engine (created on first use)."""
+    global _default
+    if _default is None:
+        _default = WasmEngine()
+    return _default

@@ -1,0 +1,177 @@
+"""Filter metrics: guest-defined metrics and per-callback timings, per filter name.
+
+Values live here (not in a VM) so they survive reloads and per-request instances.
+``wasm_collector`` is a prometheus-client custom collector; observe/metrics.py
+registers it (``REGISTRY.register(wasm_collector)``).  Every family is labelled by
+``filter``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import Iterator
+
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily, Metric)
+
+from edgenode.wasm.abi import MetricType, Status
+
+__all__ = ["FilterMetrics", "filter_metrics", "metrics_for", "wasm_collector", "WasmCollector",
+           "CALLBACK_BUCKETS", "VALUE_BUCKETS"]
+
+CALLBACK_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+                    0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+VALUE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 100000, 1000000)
+
+
+class _Histogram:
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out, acc = [], 0
+        for bound, n in zip(self.bounds, self.counts):
+            acc += n
+            out.append((repr(float(bound)), acc))
+        out.append(("+Inf", acc + self.counts[-1]))
+        return out
+
+
+class _UserMetric:
+    __slots__ = ("name", "type", "value", "hist")
+
+    def __init__(self, name: str, mtype: MetricType) -> None:
+        self.name = name
+        self.type = mtype
+        self.value = 0
+        self.hist = _Histogram(VALUE_BUCKETS) if mtype == MetricType.HISTOGRAM else None
+
+
+class FilterMetrics:
+    """Everything measured about one filter (by name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._by_name: dict[tuple[int, str], int] = {}
+        self._by_id: dict[int, _UserMetric] = {}
+        self.callbacks: dict[str, _Histogram] = {}
+        self.traps = 0
+        self.vm_starts = 0
+        self.failed_streams = 0
+
+    # guest-defined metrics -------------------------------------------------
+    def define(self, mtype: int, name: str) -> tuple[Status, int]:
+        try:
+            kind = MetricType(mtype)
+        except ValueError:
+            return Status.BAD_ARGUMENT, 0
+        key = (kind, name)
+        mid = self._by_name.get(key)
+        if mid is None:
+            mid = len(self._by_id) + 1
+            self._by_name[key] = mid
+            self._by_id[mid] = _UserMetric(name, kind)
+        return Status.OK, mid
+
+    def increment(self, mid: int, delta: int) -> Status:
+        m = self._by_id.get(mid)
+        if m is None:
+            return Status.NOT_FOUND
+        if m.type == MetricType.HISTOGRAM or (m.type == MetricType.COUNTER and delta < 0):
+            return Status.BAD_ARGUMENT
+        m.value += delta
+        return Status.OK
+
+    def record(self, mid: int, value: int) -> Status:
+        m = self._by_id.get(mid)
+        if m is None:
+            return Status.NOT_FOUND
+        if m.type == MetricType.COUNTER:
+            m.value += value
+        elif m.type == MetricType.GAUGE:
+            m.value = value
+        else:
+            assert m.hist is not None
+            m.hist.observe(value)
+        return Status.OK
+
+    def get(self, mid: int) -> tuple[Status, int]:
+        m = self._by_id.get(mid)
+        if m is None:
+            return Status.NOT_FOUND, 0
+        if m.type == MetricType.HISTOGRAM:
+            return Status.BAD_ARGUMENT, 0
+        return Status.OK, m.value
+
+    def user_metrics(self) -> list[_UserMetric]:
+        return list(self._by_id.values())
+
+    # host-side timings -------------------------------------------------------
+    def observe_callback(self, phase: str, seconds: float) -> None:
+        h = self.callbacks.get(phase)
+        if h is None:
+            h = self.callbacks[phase] = _Histogram(CALLBACK_BUCKETS)
+        h.observe(seconds)
+
+
+filter_metrics: dict[str, FilterMetrics] = {}
+
+
+def metrics_for(name: str) -> FilterMetrics:
+    m = filter_metrics.get(name)
+    if m is None:
+        m = filter_metrics[name] = FilterMetrics(name)
+    return m
+
+
+_BAD = re.compile(r"[^a-zA-Z0-9_:]")
+
+
+class WasmCollector:
+    """prometheus-client collector over ``filter_metrics`` (read at scrape time)."""
+
+    def collect(self) -> Iterator[Metric]:
+        cb = HistogramMetricFamily("edgenode_wasm_callback_seconds",
+                                   "Time spent in Proxy-Wasm callbacks", labels=["filter", "phase"])
+        traps = CounterMetricFamily("edgenode_wasm_traps", "Filter traps and deadline cut-offs",
+                                    labels=["filter"])
+        starts = CounterMetricFamily("edgenode_wasm_vm_starts", "Filter VM (instance) starts",
+                                     labels=["filter"])
+        failed = CounterMetricFamily("edgenode_wasm_failed_streams",
+                                     "Streams failed by the filter failure policy", labels=["filter"])
+        counters = CounterMetricFamily("edgenode_filter_counter", "Counters defined by filters",
+                                       labels=["filter", "metric"])
+        gauges = GaugeMetricFamily("edgenode_filter_gauge", "Gauges defined by filters",
+                                   labels=["filter", "metric"])
+        hists = HistogramMetricFamily("edgenode_filter_histogram", "Histograms defined by filters",
+                                      labels=["filter", "metric"])
+        for name, fm in sorted(filter_metrics.items()):
+            for phase, h in sorted(fm.callbacks.items()):
+                cb.add_metric([name, phase], h.buckets(), h.sum)
+            traps.add_metric([name], fm.traps)
+            starts.add_metric([name], fm.vm_starts)
+            failed.add_metric([name], fm.failed_streams)
+            for m in fm.user_metrics():
+                label = _BAD.sub("_", m.name)
+                if m.type == MetricType.COUNTER:
+                    counters.add_metric([name, label], m.value)
+                elif m.type == MetricType.GAUGE:
+                    gauges.add_metric([name, label], m.value)
+                else:
+                    assert m.hist is not None
+                    hists.add_metric([name, label], m.hist.buckets(), m.hist.sum)
+        yield from (cb, traps, starts, failed, counters, gauges, hists)
+
+
+wasm_collector = WasmCollector()

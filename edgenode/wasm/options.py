@@ -1,0 +1,108 @@
+"""Validation of a wasm stage's options (``[[chain]] type = "wasm"``).
+
+Every problem is a ``ConfigError("chain[i].<key>: <reason>")`` raised at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgenode.config import ConfigError, parse_duration, parse_size
+
+__all__ = ["WasmOptions", "parse_options", "ISOLATIONS", "FAILURE_POLICIES", "LOG_LEVELS"]
+
+ISOLATIONS = ("shared", "per-request")
+FAILURE_POLICIES = ("fail_closed", "fail_open", "reload")
+LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
+
+_KEYS = {"module", "config", "vm_config", "root_id", "vm_id", "isolation", "failure_policy",
+         "memory_limit", "cpu_deadline_ms", "env", "log_level", "server_timing", "reload_backoff",
+         "max_body_bytes"}
+
+
+@dataclass
+class WasmOptions:
+    module: Path
+    plugin_config: bytes = b""
+    vm_config: bytes = b""
+    root_id: str = ""
+    vm_id: str = ""
+    isolation: str = "shared"
+    failure_policy: str = "fail_closed"
+    memory_limit: int = 64 * 1024 * 1024
+    cpu_deadline_ms: float = 100.0
+    #: granted environment variables (name -> value read at start-up)
+    env: dict[str, str] = field(default_factory=dict)
+    log_level: int = 2
+    server_timing: bool = True
+    reload_backoff: float = 1.0
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+def _config_bytes(value: Any, key: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":")).encode()
+    raise ConfigError(f"{key}: expected a string or a table (sent as JSON), got {value!r}")
+
+
+def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmOptions:
+    """Validate ``options``; ``prefix`` is the dotted key of the stage, e.g. ``chain[2]``."""
+    for key in options:
+        if key not in _KEYS:
+            raise ConfigError(f"{prefix}.{key}: unknown key")
+    module = options.get("module")
+    if not isinstance(module, str) or not module:
+        raise ConfigError(f"{prefix}.module: required (path to a .wasm or .wat file)")
+    path = Path(module) if Path(module).is_absolute() else base_dir / module
+    if not path.is_file():
+        raise ConfigError(f"{prefix}.module: no such file {path}")
+    opts = WasmOptions(module=path)
+    if "config" in options:
+        opts.plugin_config = _config_bytes(options["config"], f"{prefix}.config")
+    if "vm_config" in options:
+        opts.vm_config = _config_bytes(options["vm_config"], f"{prefix}.vm_config")
+    for key in ("root_id", "vm_id"):
+        if key in options:
+            if not isinstance(options[key], str):
+                raise ConfigError(f"{prefix}.{key}: expected a string, got {options[key]!r}")
+            setattr(opts, key, options[key])
+    for key, choices in (("isolation", ISOLATIONS), ("failure_policy", FAILURE_POLICIES)):
+        if key in options:
+            if options[key] not in choices:
+                raise ConfigError(f"{prefix}.{key}: must be one of {', '.join(choices)}, "
+                                  f"got {options[key]!r}")
+            setattr(opts, key, options[key])
+    if "memory_limit" in options:
+        opts.memory_limit = parse_size(options["memory_limit"], f"{prefix}.memory_limit")
+        if opts.memory_limit < 64 * 1024:
+            raise ConfigError(f"{prefix}.memory_limit: must be at least 64KiB (one Wasm page)")
+    if "max_body_bytes" in options:
+        opts.max_body_bytes = parse_size(options["max_body_bytes"], f"{prefix}.max_body_bytes")
+    if "cpu_deadline_ms" in options:
+        value = options["cpu_deadline_ms"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{prefix}.cpu_deadline_ms: expected a positive number, got {value!r}")
+        opts.cpu_deadline_ms = float(value)
+    if "reload_backoff" in options:
+        opts.reload_backoff = parse_duration(options["reload_backoff"], f"{prefix}.reload_backoff")
+    if "env" in options:
+        names = options["env"]
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{prefix}.env: expected a list of environment variable names")
+        opts.env = {n: os.environ[n] for n in names if n in os.environ}
+    if "log_level" in options:
+        level = options["log_level"]
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"{prefix}.log_level: must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        opts.log_level = LOG_LEVELS.index(level)
+    if "server_timing" in options:
+        if not isinstance(options["server_timing"], bool):
+            raise ConfigError(f"{prefix}.server_timing: expected true or false")
+        opts.server_timing = options["server_timing"]
+    return opts

@@ -1,0 +1,184 @@
+"""``WasmStage``: a Proxy-Wasm filter as a chain stage, with isolation and failure policy.
+
+Failure policies (docs/filters-abi.md has the full table):
+* ``fail_closed`` - the failing stream gets 503; in shared mode the VM is failed and
+  every later stream gets 503 until ``reload()``.
+* ``fail_open`` - the failing stream continues without the filter; in shared mode
+  later streams bypass the filter until ``reload()``.
+* ``reload`` - the failing stream gets 503; the next stream starts a new VM; repeated
+  failures back off (0, base, 2*base, ... up to 60 s) and streams get 503 meanwhile.
+In ``per-request`` isolation each stream has its own instance, so a failure only
+ever affects that stream (``reload`` behaves as ``fail_closed``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Collection
+
+from edgenode.config import StageConfig
+from edgenode.http.messages import Response
+from edgenode.pipeline.exchange import Exchange
+from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
+from edgenode.wasm.metrics import metrics_for
+from edgenode.wasm.options import WasmOptions, parse_options
+from edgenode.wasm.properties import PluginInfo
+from edgenode.wasm.stream import StreamDriver, failure_response
+from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
+
+__all__ = ["WasmStage", "FilterLoadError"]
+
+Handler = Callable[[Exchange], Awaitable[Response]]
+MAX_BACKOFF = 60.0
+
+
+class WasmStage:
+    """A chain stage running one Proxy-Wasm filter."""
+
+    def __init__(self, stage_cfg: StageConfig, *, base_dir: Path, callout: Callout | None = None,
+                 node_props: dict[str, Any] | None = None, engine: WasmEngine | None = None,
+                 upstreams: Collection[str] | None = None, index: int | None = None,
+                 host_env: HostEnv | None = None, observer: CallObserver | None = None) -> None:
+        self.name = stage_cfg.name
+        self._prefix = f"chain[{index}]" if index is not None else f"chain[{stage_cfg.name}]"
+        self._base_dir = base_dir
+        self._callout = callout
+        self._node_props = node_props or {}
+        self._upstreams = upstreams
+        #: clocks/randomness for the guest (default: the real ones) and the per-callback
+        #: hook of developer tools; both survive reload()
+        self.host_env = host_env or HostEnv()
+        self.observer = observer
+        self.engine = engine or default_engine()
+        self.opts = parse_options(stage_cfg.options, self._prefix, base_dir)
+        self.plugin, self.loaded, self.vm = self._build(self.opts)
+        self._failures = 0
+        self._retry_at = 0.0
+
+    # --- construction ------------------------------------------------------------
+    def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None]:
+        loaded = self.engine.load(opts.module, self.name)
+        plugin = Plugin(
+            name=self.name,
+            info=PluginInfo(self.name, opts.root_id, opts.vm_id, self._node_props),
+            vm_config=opts.vm_config, plugin_config=opts.plugin_config, env=opts.env,
+            log_level=opts.log_level, metrics=metrics_for(self.name),
+            memory_limit=opts.memory_limit, cpu_deadline_ms=opts.cpu_deadline_ms,
+            callout=self._callout, upstreams=self._upstreams, max_body_bytes=opts.max_body_bytes,
+            ticks=opts.isolation == "shared", host_env=self.host_env, observer=self.observer,
+        )
+        vm = self._start_vm(plugin, loaded)  # per-request: a canary that validates the config
+        if opts.isolation == "per-request":
+            vm.close(graceful=False)
+            return plugin, loaded, None
+        return plugin, loaded, vm
+
+    def _start_vm(self, plugin: Plugin, loaded: LoadedModule) -> Vm:
+        vm = Vm(plugin, loaded, self.engine)
+        try:
+            vm.start()
+        except BaseException:
+            vm.close(graceful=False)
+            raise
+        return vm
+
+    # --- the stage contract ---------------------------------------------------------
+    def wrap(self, next_handler: Handler) -> Handler:
+        async def handle(exchange: Exchange) -> Response:
+            vm = self._acquire()
+            if vm is None:
+                if self.opts.failure_policy == "fail_open":
+                    return await next_handler(exchange)
+                self.plugin.metrics.failed_streams += 1
+                return failure_response(self.name)
+            if not vm.stream_hooks:
+                return await next_handler(exchange)
+            driver = StreamDriver(vm, exchange, self.opts.failure_policy == "fail_open",
+                                  self.opts.server_timing)
+            response = await driver.run(next_handler)
+            if vm.failed is None and self._failures and vm is self.vm:
+                self._failures = 0
+            return response
+        return handle
+
+    def _acquire(self) -> Vm | None:
+        """The VM for a new stream, or None when the filter is unavailable."""
+        if self.opts.isolation == "per-request":
+            try:
+                vm = self._start_vm(self.plugin, self.loaded)
+            except FilterLoadError as exc:
+                self.plugin.logger.error("%s", exc, extra={"filter": self.name})
+                return None
+            vm.on_idle = _close_quietly
+            return vm
+        vm = self.vm
+        assert vm is not None
+        if vm.failed is None:
+            vm.arm_tick()
+            return vm
+        if self.opts.failure_policy != "reload":
+            return None
+        now = time.monotonic()
+        if self._retry_at == 0.0:
+            self._failures += 1
+            delay = 0.0 if self._failures == 1 else min(
+                MAX_BACKOFF, self.opts.reload_backoff * 2 ** (self._failures - 2))
+            self._retry_at = now + delay
+        if now < self._retry_at:
+            return None
+        self._retry_at = 0.0
+        try:
+            new_vm = self._start_vm(self.plugin, self.loaded)
+        except FilterLoadError as exc:
+            self.plugin.logger.error("reload failed: %s", exc, extra={"filter": self.name})
+            return None
+        self._swap(new_vm)
+        new_vm.arm_tick()
+        return new_vm
+
+    def _swap(self, new_vm: Vm | None) -> None:
+        old, self.vm = self.vm, new_vm
+        if old is not None:
+            if old.active_streams == 0 or old.failed is not None:
+                old.close()
+            else:
+                old.on_idle = _close_quietly  # in-flight streams finish on the old VM
+
+    async def reload(self, stage_cfg: StageConfig | None = None) -> None:
+        """Load the module/config again and swap it in; in-flight streams keep the old VM.
+
+        On any error the running filter is left untouched and the error is raised.
+        """
+        opts = self.opts if stage_cfg is None else parse_options(stage_cfg.options, self._prefix,
+                                                                 self._base_dir)
+        plugin, loaded, vm = self._build(opts)
+        self.opts, self.plugin, self.loaded = opts, plugin, loaded
+        self._failures = 0
+        self._retry_at = 0.0
+        self._swap(vm)
+
+    def watch_paths(self) -> list[Path]:
+        """Files whose change should trigger ``reload()`` (the node polls their mtimes)."""
+        return [self.opts.module]
+
+    def call_foreign_function(self, function_id: int, args: bytes) -> None:
+        """Invoke the shared VM's proxy_on_foreign_function (buffer 8 holds ``args``)."""
+        if self.vm is None:
+            raise FilterLoadError(f"filter {self.name!r}: per-request filters have no long-lived VM")
+        self.vm.call_foreign(function_id, args)
+
+    def stats(self) -> dict[str, Any]:
+        m = self.plugin.metrics
+        return {"isolation": self.opts.isolation, "failure_policy": self.opts.failure_policy,
+                "failed": None if self.vm is None else self.vm.failed,
+                "abi": ".".join(map(str, self.loaded.version)), "traps": m.traps,
+                "vm_starts": m.vm_starts, "failed_streams": m.failed_streams}
+
+    async def close(self) -> None:
+        if self.vm is not None:
+            self.vm.close()
+
+
+def _close_quietly(vm: Vm) -> None:
+    vm.close(graceful=False)
