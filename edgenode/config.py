@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "load_config", "parse_config",
-    "default_config_text", "parse_size", "parse_duration",
+    "default_config_text", "parse_size", "parse_duration", "parse_listen", "with_overrides",
 ]
 
 
@@ -253,8 +253,16 @@ def _admin(data: Any) -> AdminConfig:
     token_env = s.get("token_env", "EDGENODE_ADMIN_TOKEN", str)
     s.done()
     token = os.environ.get(token_env) or token
-    return AdminConfig(listen=None if listen in ("", "off") else parse_listen(listen, "admin.listen"),
-                       token=token)
+    if token is not None and not token.strip():
+        raise ConfigError("admin.token: must not be empty (leave it out to disable authentication)")
+    addr = None if listen in ("", "off") else parse_listen(listen, "admin.listen")
+    if addr is not None and token is None and addr[0] not in _LOOPBACK:
+        raise ConfigError(f"admin.token: required when admin.listen is not a loopback address "
+                          f"(got {addr[0]!r}); set it or {token_env}")
+    return AdminConfig(listen=addr, token=token)
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def _cache(data: Any) -> CacheConfig:
@@ -398,6 +406,36 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     cfg.chain = _chain(top.get("chain", [{"type": "cache"}]))
     cfg.log = _log(top.get("log", {}))
     top.done()
+    return cfg
+
+
+def with_overrides(cfg: Config, listen: str | None = None, origin: str | None = None,
+                   workers: int | None = None, admin_listen: str | None = None) -> Config:
+    """Apply command-line overrides (``--listen``, ``--origin``, ...) to a loaded config.
+
+    ``origin`` replaces the URL of the default origin, keeping its other settings.
+    """
+    if listen is not None:
+        cfg.server.listen = parse_listen(listen, "--listen")
+    if admin_listen is not None:
+        cfg.admin.listen = None if admin_listen == "off" else parse_listen(admin_listen, "--admin-listen")
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError(f"--workers: must be at least 1, got {workers}")
+        cfg.server.workers = workers
+    if origin is not None:
+        old = cfg.origins[cfg.default_origin]
+        table = {"url": origin, "host_header": old.host_header, "connect_timeout": old.connect_timeout,
+                 "first_byte_timeout": old.first_byte_timeout,
+                 "between_bytes_timeout": old.between_bytes_timeout,
+                 "max_connections": old.max_connections, "idle_timeout": old.idle_timeout}
+        try:
+            new = _origin(old.name, table, "--origin")
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("--origin.url", "--origin", 1)) from None
+        cfg.origins[old.name] = new
+        if cfg.upstreams.get(old.name) is old:
+            cfg.upstreams[old.name] = new
     return cfg
 
 

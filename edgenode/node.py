@@ -1,0 +1,298 @@
+"""One edge node process: built once from a ``Config``, started, stopped gracefully.
+
+Everything is assembled at construction time (origin pools, the terminal upstream,
+the stage chain, metrics and access log), so a bad config fails before any socket
+opens.  ``start()`` opens the data-plane listener and, unless this node is a worker
+behind a master, the admin API; ``stop(grace)`` stops accepting and lets in-flight
+requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from edgenode.admin.app import build_admin_app
+from edgenode.cache.stage import CacheStage
+from edgenode.config import Config, ConfigError, StageConfig
+from edgenode.http.messages import Request, Response
+from edgenode.http.server import FrontEnd
+from edgenode.observe.accesslog import AccessLog
+from edgenode.observe.metrics import CacheCollector, NodeMetrics
+from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.stage import Handler, Stage, build_chain
+from edgenode.proxy.upstream import Upstream
+
+__all__ = ["Node", "Signals", "InternalUpstream", "LocalAdmin", "StopSignals", "serve_until", "announce"]
+
+log = logging.getLogger("edgenode.node")
+
+InternalUpstream = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Signals:
+    """Per-request hooks (like aiohttp's TraceConfig): metrics, the access log and
+    benchmark tools subscribe; a hook that raises is logged and never breaks a request."""
+
+    on_request_start: list[Callable[[Exchange], None]] = field(default_factory=list)
+    on_request_end: list[Callable[[Exchange, Response], None]] = field(default_factory=list)
+
+    def request_start(self, exchange: Exchange) -> None:
+        for hook in self.on_request_start:
+            try:
+                hook(exchange)
+            except Exception:
+                log.exception("on_request_start hook failed")
+
+    def request_end(self, exchange: Exchange, response: Response) -> None:
+        for hook in self.on_request_end:
+            try:
+                hook(exchange, response)
+            except Exception:
+                log.exception("on_request_end hook failed")
+
+
+class Node:
+    """The data plane (front end + chain + upstream) and, optionally, the admin API."""
+
+    def __init__(self, config: Config, *, worker: int | None = None, admin: bool = True) -> None:
+        self.config = config
+        self.worker = worker
+        self.signals = Signals()
+        self.metrics = NodeMetrics()
+        self._internal: dict[str, InternalUpstream] = {}
+        self.upstream = Upstream(config)
+        self.cache: CacheStage | None = None
+        self.filters: dict[str, Any] = {}
+        self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
+        if self.cache is not None:
+            self.metrics.add_collector(CacheCollector(self._cache_stats))
+        self._services: list[Any] = []
+        if self.filters:
+            from edgenode.images.service import IMAGE_UPSTREAM, ImageService
+            from edgenode.wasm.metrics import wasm_collector
+
+            self.metrics.add_collector(wasm_collector)
+            images = ImageService()  # its process pool starts on the first transform only
+            self._services.append(images)
+            self.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
+        self.access_log = AccessLog(config.log, worker)  # opened last: nothing left to fail
+        self.signals.on_request_end += [self.metrics.observe, self.access_log.log]
+        chain = build_chain(self.stages, self.upstream)
+        self.frontend = FrontEnd(self._entry(chain), config.server, on_complete=self.signals.request_end)
+        self._admin_enabled = admin and config.admin.listen is not None
+        self._admin_runner: web.AppRunner | None = None
+        self.admin_port = 0
+
+    # --- assembly -------------------------------------------------------------------
+    def _build_stage(self, index: int, sc: StageConfig) -> Stage:
+        if sc.type == "cache":
+            self.cache = CacheStage(self.config.cache, name=sc.name)
+            return self.cache
+        from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
+
+        try:
+            stage = WasmStage(sc, base_dir=self.config.base_dir, callout=self.callout,
+                              node_props={"worker": self.worker or 0, "node": self.config.server.via},
+                              index=index)
+        except FilterLoadError as exc:
+            raise ConfigError(f"chain[{index}].module: {exc}") from None
+        self.filters[sc.name] = stage
+        return stage
+
+    def _entry(self, chain: Handler) -> Handler:
+        signals = self.signals
+
+        async def entry(exchange: Exchange) -> Response:
+            if signals.on_request_start:
+                signals.request_start(exchange)
+            return await chain(exchange)
+
+        return entry
+
+    def register_internal_upstream(self, name: str, handler: InternalUpstream) -> None:
+        """Serve filter callouts to ``name`` in-process (e.g. the image service)."""
+        self._internal[name] = handler
+
+    def callout(self, name: str, request: Request, timeout: float | None) -> Awaitable[Response]:
+        """A filter's HTTP callout: internal services first, then configured upstreams.
+
+        Not a coroutine function on purpose: an unknown name raises ``KeyError`` at call
+        time, which the Proxy-Wasm host reports to the filter as BAD_ARGUMENT.
+        """
+        internal = self._internal.get(name)
+        if internal is not None:
+            return asyncio.wait_for(internal(request), timeout)
+        if name not in self.config.upstreams:
+            raise KeyError(name)
+        return self.upstream.callout(name, request, timeout)
+
+    # --- lifecycle ------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.frontend.port
+
+    async def start(self, host: str | None = None, port: int | None = None, *,
+                    reuse_port: bool = False) -> None:
+        await self.frontend.start(host, port, reuse_port=reuse_port)
+        if self._admin_enabled:
+            assert self.config.admin.listen is not None
+            ahost, aport = self.config.admin.listen
+            self._admin_runner = await self.start_admin(
+                build_admin_app(LocalAdmin(self), self.config.admin.token), ahost, aport)
+            self.admin_port = self._admin_runner.addresses[0][1]
+        log.info("edgenode listening on %s:%d%s", host or self.config.server.listen[0], self.port,
+                 f", admin on port {self.admin_port}" if self.admin_port else "")
+
+    @staticmethod
+    async def start_admin(app: web.Application, host: str | None, port: int | None = None, *,
+                          path: str | None = None) -> web.AppRunner:
+        """Serve ``app`` on TCP ``host:port`` or on the unix socket ``path``."""
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site: web.BaseSite = (web.UnixSite(runner, path) if path is not None
+                              else web.TCPSite(runner, host, port))
+        await site.start()
+        return runner
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, drain in-flight requests (up to ``grace`` s), release everything."""
+        grace = self.config.server.shutdown_grace if grace is None else grace
+        await self.frontend.shutdown(grace)
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+            self._admin_runner = None
+        for stage in reversed(self.stages):
+            try:
+                await stage.close()
+            except Exception:
+                log.exception("closing stage %s failed", stage.name)
+        await self.upstream.close()
+        for service in self._services:
+            await service.close()
+        self.access_log.close()
+
+    async def run(self, watch: list[Path] | None = None) -> None:
+        """Start, serve until SIGTERM/SIGINT, then shut down gracefully.
+
+        ``watch``: files whose change reloads the wasm filters (``serve --watch``).
+        """
+        with StopSignals() as stop:
+            await self.start()
+            announce(self.config, self.port, self.admin_port, 1)
+            await serve_until(stop, LocalAdmin(self), watch)
+        log.info("shutting down (grace %.1fs)", self.config.server.shutdown_grace)
+        await self.stop()
+
+    # --- admin operations -----------------------------------------------------------
+    def _cache_stats(self) -> dict[str, Any]:
+        return self.cache.stats() if self.cache is not None else {}
+
+    def purge(self, kind: str, values: list[str], soft: bool) -> int:
+        if self.cache is None:
+            return 0
+        store = self.cache.store
+        if kind == "url":
+            return sum(store.purge_url(url, soft=soft) for url in values)
+        if kind == "key":
+            return store.purge_keys(values, soft=soft)
+        if kind == "all":
+            return store.purge_all(soft=soft)
+        raise ValueError(f"unknown purge kind {kind!r}")
+
+    def stats(self) -> dict[str, Any]:
+        out = self.metrics.snapshot()
+        out["cache"] = self._cache_stats()
+        out["filters"] = {name: _filter_stats(stage) for name, stage in self.filters.items()}
+        if self.worker is not None:
+            out["worker"] = self.worker
+        return out
+
+    async def reload_filters(self, name: str | None) -> dict[str, Any]:
+        targets = [name] if name is not None else list(self.filters)
+        for n in targets:
+            if n not in self.filters:
+                raise KeyError(n)
+        for n in targets:
+            result = self.filters[n].reload()
+            if asyncio.iscoroutine(result):
+                await result
+        return {"reloaded": targets}
+
+
+def _filter_stats(stage: Any) -> dict[str, Any]:
+    stats = getattr(stage, "stats", None)
+    return stats() if callable(stats) else {}
+
+
+class LocalAdmin:
+    """AdminBackend for one in-process node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def purge(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
+        return {"purged": self.node.purge(kind, values, soft), "soft": soft}
+
+    async def stats(self) -> dict[str, Any]:
+        return self.node.stats()
+
+    async def metrics(self) -> bytes:
+        return self.node.metrics.exposition()
+
+    async def reload_filters(self, name: str | None) -> dict[str, Any]:
+        return await self.node.reload_filters(name)
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+
+
+def announce(config: Config, port: int, admin_port: int, workers: int) -> None:
+    """One stable line on stderr with the real ports (scripts and tests parse it)."""
+    host = config.server.listen[0]
+    admin = f"http://{config.admin.listen[0]}:{admin_port}" if config.admin.listen else "off"
+    print(f"edgenode: serving http://{host}:{port} admin={admin} workers={workers}",
+          file=sys.stderr, flush=True)
+
+
+async def serve_until(stop: asyncio.Event, backend: Any, watch: list[Path] | None) -> None:
+    """Wait for ``stop``, meanwhile reloading filters when a watched file changes."""
+    watcher = None
+    if watch:
+        from edgenode.watch import watch_files
+
+        watcher = asyncio.create_task(watch_files(watch, lambda: backend.reload_filters(None)))
+    try:
+        await stop.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+class StopSignals:
+    """``with StopSignals() as stop``: SIGTERM/SIGINT set the event ``stop``.
+
+    Entered before start-up, so a signal sent right after the ready banner is never
+    lost to the default handler (which would kill the process without draining).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __enter__(self) -> asyncio.Event:
+        self._loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, event.set)
+        return event
+
+    def __exit__(self, *exc: object) -> None:
+        for sig in self.SIGNALS:
+            self._loop.remove_signal_handler(sig)

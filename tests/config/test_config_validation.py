@@ -1,0 +1,84 @@
+"""Config validation: every error names the dotted key and the reason."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from edgenode.config import ConfigError, default_config_text, load_config, parse_config, with_overrides
+
+ORIGIN = {"origins": {"default": {"url": "http://127.0.0.1:8081"}}}
+
+
+def cfg(**tables: object) -> dict:
+    return {**ORIGIN, **tables}
+
+
+def test_embedded_default_loads_and_matches_shipped_file() -> None:
+    c = load_config()
+    assert c.server.listen == ("127.0.0.1", 8080) and c.server.workers == 1
+    assert c.admin.token == "change-me" and [s.type for s in c.chain] == ["cache"]
+    shipped = Path(__file__).resolve().parents[2] / "config" / "edgenode.toml"
+    assert tomllib.loads(shipped.read_text()) == tomllib.loads(default_config_text())
+
+
+@pytest.mark.parametrize("data,message", [
+    (cfg(server={"listen": "nope"}), r"^server\.listen: expected \"host:port\""),
+    (cfg(server={"listen": "1.2.3.4:99999"}), r"^server\.listen: port 99999 is out of range"),
+    (cfg(server={"workers": 0}), r"^server\.workers: must be a positive integer"),
+    (cfg(server={"workres": 2}), r"^server\.workres: unknown key"),
+    (cfg(server={"keepalive_timeout": "forever"}), r"^server\.keepalive_timeout: expected a duration"),
+    (cfg(cache={"max_bytes": "lots"}), r"^cache\.max_bytes: expected a size"),
+    (cfg(cache={"max_bytes": "1MiB", "max_object_bytes": "2MiB"}), r"^cache\.max_object_bytes: must not exceed"),
+    (cfg(cache={"key": {"ignore_query": [1]}}), r"^cache\.key\.ignore_query\[0\]: expected a string"),
+    (cfg(admin={"listen": "0.0.0.0:9090"}), r"^admin\.token: required when admin\.listen is not a loopback"),
+    (cfg(admin={"token": "  "}), r"^admin\.token: must not be empty"),
+    ({"origins": {"default": {"url": "https://x"}}}, r"^origins\.default\.url: .*https origins are not supported"),
+    ({"origins": {"default": {}}}, r"^origins\.default\.url: required"),
+    ({}, r"^origins: at least one origin is required"),
+    (cfg(routes=[{"origin": "nope"}]), r"^routes\[0\]\.origin: no origin named 'nope'"),
+    (cfg(chain=[{"type": "lua"}]), r"^chain\[0\]\.type: must be \"cache\" or \"wasm\""),
+    (cfg(chain=[{"type": "cache"}, {"type": "cache", "name": "c2"}]), r"^chain: at most one stage"),
+    (cfg(log={"format": "xml"}), r"^log\.format: must be one of text, json"),
+])
+def test_errors_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_admin_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGENODE_ADMIN_TOKEN", "from-env")
+    assert parse_config(cfg(admin={"token": "in-file"})).admin.token == "from-env"
+    assert parse_config(cfg(admin={"listen": "0.0.0.0:9090"})).admin.token == "from-env"
+
+
+def test_admin_off_and_open_on_loopback() -> None:
+    assert parse_config(cfg(admin={"listen": "off"})).admin.listen is None
+    open_admin = parse_config(cfg())
+    assert open_admin.admin.listen == ("127.0.0.1", 9090) and open_admin.admin.token is None
+
+
+def test_overrides() -> None:
+    c = with_overrides(load_config(), listen="127.0.0.1:0", origin="http://10.0.0.5:9000",
+                       workers=3, admin_listen="off")
+    assert c.server.listen == ("127.0.0.1", 0) and c.server.workers == 3 and c.admin.listen is None
+    o = c.origins["default"]
+    assert (o.host, o.port, o.url) == ("10.0.0.5", 9000, "http://10.0.0.5:9000")
+    assert o.connect_timeout == 3.0 and c.upstreams["default"] is o
+    with pytest.raises(ConfigError, match=r"^--origin: expected http://host\[:port\]"):
+        with_overrides(load_config(), origin="ftp://x")
+    with pytest.raises(ConfigError, match=r"^--listen: "):
+        with_overrides(load_config(), listen="nowhere")
+    with pytest.raises(ConfigError, match=r"^--workers: must be at least 1"):
+        with_overrides(load_config(), workers=0)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nlisten = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)

@@ -1,0 +1,120 @@
+"""The ``edgenode`` command line: demo end to end, serve as a process, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edgenode.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, PYTHONPATH=str(REPO))
+
+
+def test_demo_runs_end_to_end() -> None:
+    out = subprocess.run([sys.executable, "-m", "edgenode", "demo", "--requests", "600"],
+                         capture_output=True, text=True, env=ENV, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"hit ratio\s+(\d+\.\d)%", out.stdout)
+    assert m and 0 < float(m.group(1)) < 100
+    assert re.search(r"requests\s+600\b", out.stdout)
+    assert "errors                   none" in out.stdout or re.search(r"errors\s+none", out.stdout)
+
+
+@pytest.mark.parametrize("toml,key", [
+    ('[server]\nlisten = "x"\n[origins.default]\nurl = "http://127.0.0.1:1"\n', "server.listen"),
+    ('[origins.default]\nurl = "http://127.0.0.1:1"\n[cache]\nmax_bytes = "big"\n', "cache.max_bytes"),
+    ('[origins.default]\nurl = "http://127.0.0.1:1"\n[log]\naccess = "/no/such/dir/a.log"\n', "log.access"),
+])
+def test_config_error_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             toml: str, key: str) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text(toml)
+    assert main(["serve", "--config", str(conf), "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgenode: config error: {key}: ")
+
+
+def test_bad_flags_are_config_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--workers", "none"]) == 2
+    assert "config error: --workers:" in capsys.readouterr().err
+    assert main(["serve", "--origin", "ftp://x"]) == 2
+    assert "config error: --origin: " in capsys.readouterr().err
+
+
+def test_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgenode", "serve", "--listen", "127.0.0.1:0",
+         "--admin-listen", "127.0.0.1:0", "--origin", "http://127.0.0.1:9"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV)
+    try:
+        banner = ""
+        for _ in range(100):
+            banner = proc.stderr.readline()  # type: ignore[union-attr]
+            if banner.startswith("edgenode: serving") or not banner:
+                break
+        assert re.match(r"edgenode: serving http://127\.0\.0\.1:\d+ admin=http://127\.0\.0\.1:\d+ workers=1",
+                        banner)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_watch_reloads_a_changed_filter(tmp_path: Path) -> None:
+    module = tmp_path / "counters.wat"
+    module.write_text((REPO / "tests" / "wasm" / "wat" / "counters.wat").read_text())
+    conf = tmp_path / "watch.toml"
+    conf.write_text(f'''
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[origins.default]
+url = "http://127.0.0.1:9"
+[[chain]]
+type = "wasm"
+name = "watched"
+module = "{module}"
+[log]
+access = "off"
+''')
+    proc = subprocess.Popen([sys.executable, "-m", "edgenode", "serve", "--config", str(conf), "--watch"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV)
+    try:
+        admin = ""
+        for _ in range(100):
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            m = re.search(r"admin=(http://127\.0\.0\.1:\d+)", line)
+            if m or not line:
+                admin = m.group(1) if m else ""
+                break
+        assert admin, "serve did not start"
+
+        def vm_starts() -> int:
+            with urllib.request.urlopen(f"{admin}/stats", timeout=10) as r:
+                return json.load(r)["filters"]["watched"]["vm_starts"]
+
+        before = vm_starts()
+        st = module.stat()
+        os.utime(module, (st.st_atime, st.st_mtime + 10))
+        for _ in range(100):  # the watcher polls once a second
+            if vm_starts() > before:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the changed module was not reloaded")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
