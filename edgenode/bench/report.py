@@ -5,12 +5,21 @@ Result schema (all times in microseconds)::
 
     {"meta": {"workload": str, "generator": "wrk"|"builtin", "duration_s": float, ...},
      "summary": {"requests": int, "rps": float, "errors": {kind: n},
+                 "status": {"200": n, ...},       # sums to requests (completed responses)
                  "latency_us": {"p50", "p90", "p99", "max"}, "hit_ratio": float,
+                 "bytes_served": int,             # response body bytes sent to clients
                  "origin_requests": int, "origin_bytes": int,
                  "origin_requests_saved": int, "bytes_saved": int},
      "latencies_us": [float, ...],               # a sample, for the distribution plot
      "filters": {filter: {phase: {"count", "p50_us", "p99_us", "mean_us"}}},
-     "timeline": [{"t": s, "requests": n, "hits": n}, ...]}
+     "timeline": [{"t": s, "requests": n, "hits": n}, ...],
+     "node": {...}}                               # optional: the node's own counts
+
+``errors`` are transport errors by kind (connect, read, reset, timeout, protocol, ...)
+plus ``status_5xx``, the 5xx responses among ``requests``.  ``hit_ratio`` is the share
+of responses whose X-Cache says HIT or STALE.  ``timeline`` counts are per interval
+(not cumulative).  Values that could not be measured (e.g. origin figures when
+benchmarking a node at a URL without ``--origin-url``) are null.
 """
 
 from __future__ import annotations
@@ -20,10 +29,12 @@ from typing import Any
 
 __all__ = ["to_markdown", "write_plots", "compare", "compare_markdown"]
 
-_HIGHER_IS_BETTER = {"rps", "hit_ratio", "origin_requests_saved", "bytes_saved"}
+_HIGHER_IS_BETTER = {"requests", "rps", "hit_ratio", "bytes_served", "origin_requests_saved", "bytes_saved"}
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
     if isinstance(value, int):
@@ -39,6 +50,8 @@ def _flat_summary(result: dict) -> dict[str, Any]:
             flat.update({f"latency_{k}_us": v for k, v in value.items()})
         elif key == "errors":
             flat["errors"] = sum(value.values())
+        elif key == "status":
+            continue  # its own table; the requests total is in the summary already
         else:
             flat[key] = value
     return flat
@@ -51,6 +64,10 @@ def to_markdown(result: dict) -> str:
     lines.append(" ".join(f"{k}={v}" for k, v in meta.items() if not isinstance(v, (dict, list))))
     lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in _flat_summary(result).items()]
+    status = result.get("summary", {}).get("status", {})
+    if status:
+        lines += ["", "| status | count |", "|---|---|"]
+        lines += [f"| {k} | {v:,} |" for k, v in sorted(status.items())]
     errors = result.get("summary", {}).get("errors", {})
     if errors:
         lines += ["", "| error kind | count |", "|---|---|"]
@@ -88,15 +105,17 @@ def write_plots(result: dict, outdir: Path, stem: str = "bench") -> list[Path]:
         written.append(_save(fig, outdir / f"{stem}-latency.png"))
 
     filters = result.get("filters", {})
-    bars = [(f"{n}\n{p}", st.get("p50_us", 0.0), st.get("p99_us", 0.0))
+    bars = [(f"{n} / {p}", st.get("p50_us", 0.0), st.get("p99_us", 0.0))
             for n, phases in filters.items() for p, st in phases.items()]
     if bars:
-        fig, ax = plt.subplots(figsize=(max(6, len(bars) * 0.9), 4))
-        xs = range(len(bars))
-        ax.bar([x - 0.2 for x in xs], [b[1] for b in bars], width=0.4, label="p50")
-        ax.bar([x + 0.2 for x in xs], [b[2] for b in bars], width=0.4, label="p99")
-        ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=8)
-        ax.set_ylabel("µs per callback phase")
+        # horizontal bars: one row per (filter, phase), so labels never overlap
+        fig, ax = plt.subplots(figsize=(8, max(3, 0.32 * len(bars) + 1)))
+        ys = range(len(bars))
+        ax.barh([y - 0.2 for y in ys], [b[1] for b in bars], height=0.4, label="p50")
+        ax.barh([y + 0.2 for y in ys], [b[2] for b in bars], height=0.4, label="p99")
+        ax.set_yticks(list(ys), [b[0] for b in bars], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("µs per request and phase")
         ax.set_title("Per-filter cost")
         ax.legend()
         written.append(_save(fig, outdir / f"{stem}-filters.png"))

@@ -1,0 +1,156 @@
+"""``edgenode bench``: run a workload, compare two results, or cost one filter.
+
+    edgenode bench [WORKLOAD.toml] [--url URL | --config NODE.toml] [--duration S] ...
+    edgenode bench --compare BEFORE.json AFTER.json
+    edgenode bench filter FILTER.wasm [--config JSON] [--iterations N] [--isolation ...]
+
+One parser for all three (``filter`` is recognised as the first positional word), so
+``--config`` means the node's TOML for a run and the filter's JSON configuration for
+``bench filter``, as the two usages say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from edgenode.config import ConfigError
+
+__all__ = ["register"]
+
+DEFAULT_OUT = "benchmarks/results"
+
+
+def _setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="*", metavar="WORKLOAD.toml | filter FILTER.wasm",
+                   help="workload file (default: built-in defaults), or `filter FILTER.wasm`")
+    p.add_argument("--url", help="benchmark an already running node at this URL")
+    p.add_argument("--config", help="node TOML for a run; filter JSON config for `bench filter`")
+    p.add_argument("--metrics-url", help="with --url: the node's admin /metrics URL")
+    p.add_argument("--origin-url", help="with --url: the simulated origin's base URL (/__stats)")
+    p.add_argument("--duration", type=float, help="seconds (overrides the workload)")
+    p.add_argument("--concurrency", type=int, help="connections (overrides the workload)")
+    p.add_argument("--rate", type=float, help="requests/s, paced (built-in generator only)")
+    p.add_argument("--origin-latency-ms", type=float, help="simulated origin latency")
+    p.add_argument("--origin-jitter-ms", type=float, help="simulated origin jitter (+/-)")
+    p.add_argument("--origin-error-rate", type=float, help="simulated origin 5xx share, 0..1")
+    p.add_argument("--generator", default="auto", choices=("auto", "wrk", "builtin"),
+                   help="load generator: auto (wrk if installed and no --rate), wrk or builtin")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--log-level", default="error", choices=("debug", "info", "warning", "error"),
+                   help="node and filter log level during the run (default error: a log line "
+                        "per request, e.g. each WAF block, would cost the node time)")
+    p.add_argument("--compare", nargs=2, metavar=("BEFORE.json", "AFTER.json"),
+                   help="print the before/after table of two results and exit")
+    p.add_argument("--iterations", type=int, default=1000, help="bench filter: requests (default 1000)")
+    p.add_argument("--isolation", choices=("shared", "per-request"), default="shared",
+                   help="bench filter: VM isolation (default shared)")
+    p.add_argument("--root-id", default="", help="bench filter: root_id of the filter")
+    p.add_argument("--path", default="/index.html?q=1", help="bench filter: synthetic request path")
+
+
+def _load_json(path: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"--compare: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"--compare: {path} is not JSON: {exc}") from None
+
+
+def _free_stem(out: Path, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... so a run never overwrites an earlier one."""
+    stem, n = base, 1
+    while (out / f"{stem}.json").exists():
+        n += 1
+        stem = f"{base}-{n}"
+    return stem
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.compare:
+        from edgenode.bench.report import compare_markdown
+
+        print(compare_markdown(_load_json(args.compare[0]), _load_json(args.compare[1])), end="")
+        return 0
+    if args.target[:1] == ["filter"]:
+        return _filter(args)
+    if len(args.target) > 1:
+        raise ConfigError("bench: give at most one workload file")
+    return _bench(args)
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from edgenode.bench.filtercost import filter_cost_markdown, measure_filter
+
+    if len(args.target) != 2:
+        raise ConfigError("bench filter: give exactly one FILTER.wasm (or .wat)")
+    module = Path(args.target[1])
+    if not module.is_file():
+        raise ConfigError(f"bench filter: no such file {module}")
+    result = asyncio.run(measure_filter(module, args.config or "", iterations=args.iterations,
+                                        isolation=args.isolation, root_id=args.root_id,
+                                        path=args.path))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / (_free_stem(out, f"filter-{module.stem}-{time.strftime('%Y%m%d-%H%M%S')}") + ".json")
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(filter_cost_markdown(result), end="")
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edgenode.bench.report import to_markdown, write_plots
+    from edgenode.bench.runner import BenchOptions, run_bench
+    from edgenode.bench.spec import Workload, load_workload
+    from edgenode.http.server import install_event_loop
+
+    w = load_workload(args.target[0]) if args.target else Workload(name="default")
+    overrides = {"duration": args.duration, "concurrency": args.concurrency, "rate": args.rate,
+                 "origin_latency_ms": args.origin_latency_ms, "origin_jitter_ms": args.origin_jitter_ms,
+                 "origin_error_rate": args.origin_error_rate}
+    for key, value in overrides.items():
+        if value is not None:
+            if key == "concurrency" and value < 1:
+                raise ConfigError(f"--concurrency: must be at least 1, got {value}")
+            if value < 0 or (key in ("duration", "rate") and value == 0):
+                raise ConfigError(f"--{key.replace('_', '-')}: must be positive, got {value}")
+            w = replace(w, **{key: value})
+    if args.url and args.config:
+        raise ConfigError("--config: not with --url (the node at --url has its own config)")
+    opts = BenchOptions(workload=w, url=args.url, config=args.config, metrics_url=args.metrics_url,
+                        origin_url=args.origin_url, generator=args.generator,
+                        progress=not args.quiet)
+    install_event_loop()  # uvloop, as `edgenode serve` runs the node
+    try:
+        result = asyncio.run(run_bench(opts, sys.stderr))
+    except (RuntimeError, OSError) as exc:  # a generator or child process failed
+        print(f"edgenode: bench failed: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _free_stem(out, f"bench-{w.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    markdown = to_markdown(result)
+    (out / f"{stem}.md").write_text(markdown)
+    written = [] if args.no_plots else write_plots(result, out, stem)
+    print(markdown, end="")
+    print("\nwrote " + ", ".join(str(p) for p in [out / f"{stem}.json", out / f"{stem}.md", *written]))
+    return 0
+
+
+def register(command: Callable) -> None:
+    command("bench", "benchmark a node with a workload, compare results, or cost a filter",
+            _setup)(_run)
