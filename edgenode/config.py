@@ -447,7 +447,8 @@ def default_config_text() -> str:
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load a TOML file, or the embedded defaults when ``path`` is None."""
     if path is None:
-        text, base = default_config_text(), Path.cwd()
+        # the embedded defaults name filters/build/*.wasm of the source tree edgenode runs from
+        text, base = default_config_text(), Path(__file__).resolve().parent.parent
     else:
         p = Path(path)
         try:

@@ -19,7 +19,10 @@ def cfg(**tables: object) -> dict:
 def test_embedded_default_loads_and_matches_shipped_file() -> None:
     c = load_config()
     assert c.server.listen == ("127.0.0.1", 8080) and c.server.workers == 1
-    assert c.admin.token == "change-me" and [s.type for s in c.chain] == ["cache"]
+    assert c.admin.token == "change-me" and [(s.type, s.name) for s in c.chain] == [
+        ("wasm", "routing"), ("wasm", "waf"), ("wasm", "image-accept"), ("cache", "cache"), ("wasm", "image")]
+    # module paths resolve inside the source tree, wherever the node is started from
+    assert (c.base_dir / c.chain[0].options["module"]).parent == c.base_dir / "filters" / "build"
     shipped = Path(__file__).resolve().parents[2] / "config" / "edgenode.toml"
     assert tomllib.loads(shipped.read_text()) == tomllib.loads(default_config_text())
 
