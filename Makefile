@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 # Rebuild every .wasm from source (C via zig cc from the ziglang wheel, AssemblyScript via npm).
 filters: install
-	$(MAKE) -C filters PY=$(abspath $(VPY))
+	$(MAKE) -C filters ZIG_CC="$(abspath $(VPY)) -m ziglang cc"
+	$(MAKE) -C filters/examples/assemblyscript
 
 test: install filters
 	$(VPY) -m pytest -q
