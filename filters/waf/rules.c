@@ -963,13 +963,37 @@ static const char *const AMBIGUOUS[] = {"time", "more", "less", "at", "w", "who"
                                         "service", "mount", "stat", "diff", NULL};
 static wordset WS_AMBIG = {AMBIGUOUS, 0, 0};
 
+/* CRS keeps command words that are prone to false positives out of its paranoia-1 command
+ * rules (932230/932250/932260 exclude them; they are matched at PL2 by 932236): short words
+ * that are everyday English or common tokens in prose, and, without a shell prefix in front,
+ * longer English words (a version suffix makes them a command again: "python3").  Our PL1
+ * rules 932230/932250 do the same; 932236 keeps them all. */
+static const char *const PL1_SHORT_FP[] = {"cat", "top", "tar", "zip", "dig", "cut", "ftp", "id",
+                                           "ip", "ps", "nc", "rm", "mv", "cp", "dd", "ln", "od",
+                                           "at", "su", "ss", "nl", "tr", "du", "cd", "cc", "w",
+                                           "who", "set", "man", "tee", "rev", "apt", "gem", "pip",
+                                           "net", "reg", "cmd", "dir", "ed", "ex", NULL};
+static wordset WS_PL1_SHORT_FP = {PL1_SHORT_FP, 0, 0};
+static const char *const PL1_LEADING_FP[] = {"bash", "dash", "fish", "curl", "echo", "fetch",
+                                             "touch", "finger", "screen", "wall", "sleep",
+                                             "flock", "links", "host", "last", "more", "less",
+                                             "make", "find", "kill", "ping", "head", "tail",
+                                             "sort", "time", "nice", "script", "expect",
+                                             "timeout", "export", "source", "history", "alias",
+                                             "service", "mount", "diff", "file", "free", "stat",
+                                             "printf", "node", "java", "python", "ruby",
+                                             "mkdir", "unset", "exec", "eval", NULL};
+static wordset WS_PL1_LEADING_FP = {PL1_LEADING_FP, 0, 0};
+
+enum { CMD_STRICT = 1, CMD_PL1 = 2, CMD_PL1_LEADING = 4 };
+
 static size_t cmd_word_end(const char *s, size_t n, size_t j) {
     while (j < n && (is_w((unsigned char)s[j]) || s[j] == '-' || s[j] == '.' || s[j] == '+')) j++;
     return j;
 }
 
 /* Is there a command at s[j..]? Handles /bin/, /usr/bin/ prefixes and versions ("python3.10"). */
-static bool command_at(const char *s, size_t n, size_t j, bool strict) {
+static bool command_at(const char *s, size_t n, size_t j, int mode) {
     j = skip_sp(s, n, j);
     /* prefixes that run another command */
     while (j < n && (s[j] == '{' || s[j] == '(' || s[j] == '`' || s[j] == '$' || s[j] == '!')) j++;
@@ -989,8 +1013,14 @@ static bool command_at(const char *s, size_t n, size_t j, bool strict) {
     bool known = ws_has(&WS_UNIX, s + j, L) || (base > 1 && ws_has(&WS_UNIX, s + j, base));
     if (!known && L > 4 && memcmp(s + e - 4, ".exe", 4) == 0) known = ws_has(&WS_UNIX, s + j, L - 4);
     if (!known) return false;
-    bool ambiguous = ws_has(&WS_AMBIG, s + j, L);
     size_t k = skip_sp(s, n, e);
+    /* a false-positive-prone word still counts at PL1 as a bare command closing the value
+     * after a shell prefix (";ps"), like CRS 932340; with arguments it is left to 932236 */
+    bool bare = k >= n && !(mode & CMD_STRICT);
+    if ((mode & (CMD_PL1 | CMD_PL1_LEADING)) && !bare && ws_has(&WS_PL1_SHORT_FP, s + j, L)) return false;
+    if ((mode & CMD_PL1_LEADING) && ws_has(&WS_PL1_LEADING_FP, s + j, L)) return false;
+    bool strict = mode & CMD_STRICT;
+    bool ambiguous = ws_has(&WS_AMBIG, s + j, L);
     bool end = k >= n || s[k] == ';' || s[k] == '|' || s[k] == '&' || s[k] == '`' || s[k] == ')' ||
                s[k] == '<' || s[k] == '>' || s[k] == '\n';
     bool opt = k < n && k > e && (s[k] == '-' || s[k] == '/' || s[k] == '$' || s[k] == '~' || s[k] == '.');
@@ -999,7 +1029,7 @@ static bool command_at(const char *s, size_t n, size_t j, bool strict) {
     return opt || attached_path;
 }
 
-static bool time_prefix_then_cmd(const char *s, size_t n, size_t j) {
+static bool time_prefix_then_cmd(const char *s, size_t n, size_t j, bool pl1) {
     j = skip_sp(s, n, j);
     if (!starts_at(s, n, j, "time")) return false;
     size_t k = j + 4;
@@ -1008,13 +1038,12 @@ static bool time_prefix_then_cmd(const char *s, size_t n, size_t j) {
     if (k < n && s[k] == ';') k++;
     k = skip_sp(s, n, k);
     size_t e = cmd_word_end(s, n, k);
-    return e > k && ws_has(&WS_UNIX, s + k, e - k) && !ws_has(&WS_AMBIG, s + k, e - k);
+    return e > k && ws_has(&WS_UNIX, s + k, e - k) && !ws_has(&WS_AMBIG, s + k, e - k) &&
+           !(pl1 && ws_has(&WS_PL1_SHORT_FP, s + k, e - k));
 }
 
 /* A command after a shell separator: "; id", "| nc", "&& curl", "`whoami`", "$(id)", "<<<". */
-static bool rce_separator_cmd(const waf_norm *v, const waf_target *t) {
-    (void)t;
-    const char *s = v->s; size_t n = v->sn;
+static bool separator_cmd(const char *s, size_t n, bool pl1) {
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         size_t j;
@@ -1023,27 +1052,42 @@ static bool rce_separator_cmd(const waf_norm *v, const waf_target *t) {
         else if (c == '<' && starts_at(s, n, i, "<<<")) j = i + 3;
         else continue;
         while (j < n && (s[j] == '|' || s[j] == '&' || s[j] == '`' || s[j] == '(' || s[j] == ';')) j++;
-        if (command_at(s, n, j, false)) return true;
-        if (time_prefix_then_cmd(s, n, j)) return true;
+        if (command_at(s, n, j, pl1 ? CMD_PL1 : 0)) return true;
+        if (time_prefix_then_cmd(s, n, j, pl1)) return true;
     }
     return false;
 }
 
 /* A command at the very start of the value, with an argument that looks like one. */
-static bool rce_leading_cmd(const waf_norm *v, const waf_target *t) {
-    (void)t;
-    const char *s = v->s; size_t n = v->sn;
+static bool leading_cmd(const char *s, size_t n, bool pl1) {
     size_t j = skip_sp(s, n, 0);
-    if (time_prefix_then_cmd(s, n, j)) return true;
+    if (time_prefix_then_cmd(s, n, j, pl1)) return true;
     size_t e = cmd_word_end(s, n, j);
     if (e == j) return false;
-    if (!command_at(s, n, j, true)) return false;
+    if (!command_at(s, n, j, CMD_STRICT | (pl1 ? CMD_PL1_LEADING : 0))) return false;
     /* "word word" prose: need an option/path argument somewhere */
     for (size_t k = e; k < n; k++)
         if ((s[k] == '-' && k > 0 && s[k - 1] == ' ') || s[k] == '/' || s[k] == '|' || s[k] == '>' ||
             s[k] == '<' || s[k] == ';' || s[k] == '$')
             return true;
     return e >= n;
+}
+
+static bool rce_separator_cmd(const waf_norm *v, const waf_target *t) {
+    (void)t;
+    return separator_cmd(v->s, v->sn, true);
+}
+
+static bool rce_leading_cmd(const waf_norm *v, const waf_target *t) {
+    (void)t;
+    return leading_cmd(v->s, v->sn, true);
+}
+
+/* PL2 sibling (CRS 932236/932207): any known command word after a shell prefix, and in
+ * argument-like values also at the start without one (never in headers: "curl/8.0" UAs). */
+static bool rce_any_cmd(const waf_norm *v, const waf_target *t) {
+    if (separator_cmd(v->s, v->sn, false)) return true;
+    return (t->kind & (T_ARG | T_BODY | T_COOKIE)) && leading_cmd(v->s, v->sn, false);
 }
 
 static bool rce_expansion(const waf_norm *v, const waf_target *t) {
@@ -1058,21 +1102,19 @@ static bool rce_expansion(const waf_norm *v, const waf_target *t) {
             const char *e = memchr(s + i + 2, '}', n - i - 2);
             if (e && e > s + i + 2) return true;
         }
-        if (c == '`') {
-            const char *e = memchr(s + i + 1, '`', n - i - 1);
-            if (e && e > s + i + 1) {
-                size_t k = i + 1;
-                while (k < (size_t)(e - s) && (is_w((unsigned char)s[k]) || s[k] == '$' || s[k] == '{' ||
-                                               s[k] == '}' || s[k] == ' ' || s[k] == '-'))
-                    k++;
-                if (k == (size_t)(e - s) && command_at(s, n, i + 1, false)) return true;
-                if (waf_contains(s + i, (size_t)(e - s) - i, "${")) return true;
-            }
-        }
     }
-    /* glob evasion in paths: /e?c/, /[e]tc, /bi[n]/ */
+    /* glob evasion in paths: /e?c/, /[e]tc, /bi[n]/.  A bracket expression right after a
+     * path separator ("/etc/[p]asswd", "/a[b//]c") is one whatever follows it, as in CRS 932130;
+     * ? and * need the segment to end in another '/'. */
     for (size_t i = 0; i + 2 < n; i++) {
         if (s[i] != '/') continue;
+        size_t b = i + 1;
+        while (b < n && is_w((unsigned char)s[b])) b++;
+        if (b + 2 < n && s[b] == '[' && s[b + 1] != ']') {
+            const char *e = memchr(s + b + 2, ']', n - b - 2);
+            /* part of a path name: more of the name or the next '/' follows ("/[a-z]{1,5}/" is a regex) */
+            if (e && (size_t)(e - s) + 1 < n && (is_w((unsigned char)e[1]) || e[1] == '/')) return true;
+        }
         size_t j = i + 1, wild = 0;
         while (j < n && s[j] != '/' && !is_sp((unsigned char)s[j])) {
             if (s[j] == '?' || s[j] == '*') wild++;
@@ -1300,9 +1342,19 @@ static bool php_call_cb(const char *s, size_t n, size_t st, size_t en, void *arg
         if (!high) return false;
     }
     size_t j = skip_sp(s, n, en);
-    if (j < n && s[j] == '/' && j + 1 < n && s[j + 1] == '*') {   /* comment before "(" */
-        const char *e = waf_contains(s + j, n - j, "*/") ? strstr(s + j, "*/") : NULL;
-        if (e) j = skip_sp(s, n, (size_t)(e - s) + 2);
+    /* block, "//" and "#" comments between the name and "(", as CRS 933160 allows */
+    for (int round = 0; round < 4 && j < n; round++) {
+        if (s[j] == '/' && j + 1 < n && s[j + 1] == '*') {
+            long e = find_from(s, n, j + 2, "*/");
+            if (e < 0) break;
+            j = skip_sp(s, n, (size_t)e + 2);
+        } else if ((s[j] == '/' && j + 1 < n && s[j + 1] == '/') || s[j] == '#') {
+            const char *e = memchr(s + j, '\n', n - j);
+            if (!e) break;
+            j = skip_sp(s, n, (size_t)(e - s) + 1);
+        } else {
+            break;
+        }
     }
     if (j >= n || s[j] != '(') return false;
     if (high) return true;
@@ -1845,6 +1897,7 @@ const waf_rule WAF_RULES[] = {
     /* RCE (932) */
     R(932230, WAF_FAM_RCE, 1, SEV_CRITICAL, T_ARGS_ALL | T_UA | T_REFERER | T_HEADER, rce_separator_cmd),
     R(932250, WAF_FAM_RCE, 1, SEV_CRITICAL, T_ARG | T_BODY | T_COOKIE, rce_leading_cmd),
+    R(932236, WAF_FAM_RCE, 2, SEV_CRITICAL, T_ARGS_HDR, rce_any_cmd),
     R(932130, WAF_FAM_RCE, 1, SEV_CRITICAL, T_ARGS_ALL | T_UA | T_REFERER, rce_expansion),
     R(932160, WAF_FAM_RCE, 1, SEV_CRITICAL, T_ARGS_ALL | T_UA | T_REFERER, rce_unix_paths),
     R(932170, WAF_FAM_RCE, 1, SEV_CRITICAL, T_ARGS_HDR, rce_shellshock),

