@@ -8,7 +8,13 @@ answers so every request reaches the origin while wrk (no Lua) can still be used
 The reference servers are optional: run benchmarks/setup_reference.sh to install
 them.  Prints a table and writes benchmarks/results/proxy-<timestamp>.json.
 
+With ``--hit-ratio-workers N`` it also measures what per-worker caches cost: the same
+seeded Zipf workload (the demo mix of ``edgenode.bench.workload``) runs against a cold
+edgenode with 1 worker and with N workers, and the report gives each run's hit ratio
+and origin requests (the origin's own counter) and the difference.
+
     python benchmarks/bench_proxy.py --workers 1 --duration 5
+    python benchmarks/bench_proxy.py --targets "" --hit-ratio-workers 2
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgenode.bench.loadgen import LoadResult, run_load, run_wrk, wrk_available  # noqa: E402
+from edgenode.bench.workload import run_demo_workload  # noqa: E402
 
 REFERENCE = ROOT / "benchmarks" / "reference"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -164,7 +171,20 @@ access = "off"
     proc, logs = spawn([sys.executable, "-m", "edgenode", "serve", "--config", str(config),
                         "--workers", str(workers)], run_dir, "edgenode")
     wait_ready(proc, port, logs)
+    wait_banner(proc, logs[1])
     return Target("edgenode", proc, port, f"{workers} worker(s)")
+
+
+def wait_banner(proc: subprocess.Popen, err_log: Path, timeout: float = 60.0) -> None:
+    """Wait for serve's ready line: the port accepts as soon as the first worker listens,
+    and connections opened before the others are up would all stay on that one worker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "edgenode: serving " in err_log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"edgenode did not print its ready line:\n{err_log.read_text(errors='replace')[-1500:]}")
 
 
 def launch_nginx(origin_port: int, workers: int, run_dir: Path) -> Target:
@@ -256,6 +276,59 @@ def measure(target: Target, size: str, mode: str, args: argparse.Namespace) -> d
     return out
 
 
+def measure_worker_hit_ratio(origin_port: int, workers: int, run_dir: Path,
+                             args: argparse.Namespace) -> dict:
+    """The same seeded Zipf workload against a cold node with 1 and with ``workers`` workers,
+    once per request count: hit ratio and origin requests of each run, and the cost."""
+    out: dict = {"workload": {"mix": "edgenode.bench.workload.demo_paths (Zipf s=1.0, seed 1)",
+                              "objects": args.hit_ratio_objects, "connections": args.connections,
+                              "cache": "each worker its own cache (cache.max_bytes each)"},
+                 "runs": []}
+    for count in args.hit_ratio_requests:
+        row: dict = {"requests": count, "by_workers": {}}
+        for n in (1, workers):
+            tdir = run_dir / f"hit-ratio-{count}-w{n}"
+            tdir.mkdir()
+            target = launch_edgenode(origin_port, n, tdir)
+            print(f"edgenode hit ratio: {count} requests, {n} worker(s) ...", file=sys.stderr, flush=True)
+            try:
+                r = asyncio.run(run_demo_workload(
+                    f"http://{HOST}:{target.port}", count, origin_url=f"http://{HOST}:{origin_port}",
+                    connections=args.connections, objects=args.hit_ratio_objects, seed=1))
+            finally:
+                stop(target.proc)
+            row["by_workers"][str(n)] = {k: r[k] for k in (
+                "requests", "hits", "misses", "unclassified", "hit_ratio", "origin_requests", "rps", "errors")}
+        one, many = row["by_workers"]["1"], row["by_workers"][str(workers)]
+        if one["hit_ratio"] is not None and many["hit_ratio"] is not None:
+            row["hit_ratio_cost_points"] = round(100 * (one["hit_ratio"] - many["hit_ratio"]), 2)
+        if one["origin_requests"] and many["origin_requests"] is not None:
+            row["extra_origin_requests"] = many["origin_requests"] - one["origin_requests"]
+            row["origin_requests_ratio"] = round(many["origin_requests"] / one["origin_requests"], 3)
+        out["runs"].append(row)
+    return out
+
+
+def print_hit_ratio(section: dict, workers: int) -> None:
+    w = section["workload"]
+    print(f"\nper-worker caches: hit-ratio cost (demo Zipf mix, {w['objects']} objects, "
+          f"{w['connections']} connections, cold caches)")
+    head = (f"{'requests':>9} {'workers':>7} {'hit ratio':>9} {'origin req':>10} {'req/s':>8} {'errors':>6}"
+            f"  cost vs 1 worker")
+    print(head)
+    print("-" * len(head))
+    for row in section["runs"]:
+        for n in ("1", str(workers)):
+            r = row["by_workers"][n]
+            cost = "" if n == "1" else (
+                f"-{fmt(row.get('hit_ratio_cost_points'), '.2f')} pts, "
+                f"+{fmt(row.get('extra_origin_requests'), 'd')} origin req "
+                f"(x{fmt(row.get('origin_requests_ratio'), '.2f')})")
+            ratio_s = fmt(r["hit_ratio"] * 100 if r["hit_ratio"] is not None else None, ".2f")
+            print(f"{row['requests']:>9} {n:>7} {ratio_s + '%':>9} {fmt(r['origin_requests'], 'd'):>10} "
+                  f"{r['rps']:>8,.0f} {sum(r['errors'].values()):>6}  {cost}")
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return None
@@ -309,9 +382,22 @@ def main() -> int:
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--output", type=Path, help="JSON path (default benchmarks/results/proxy-<ts>.json)")
+    parser.add_argument("--hit-ratio-workers", type=int, default=0, metavar="N",
+                        help="also compare the hit ratio of 1 and N edgenode workers (0: skip)")
+    parser.add_argument("--hit-ratio-requests", default="5000,20000,100000",
+                        help="comma-separated request counts of the hit-ratio runs")
+    parser.add_argument("--hit-ratio-objects", type=int, default=200, help="objects in the Zipf catalogue")
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.hit_ratio_workers == 1 or args.hit_ratio_workers < 0:
+        parser.error("--hit-ratio-workers must be 0 (skip) or at least 2")
+    try:
+        args.hit_ratio_requests = [int(v) for v in args.hit_ratio_requests.split(",") if v.strip()]
+    except ValueError:
+        parser.error("--hit-ratio-requests: expected comma-separated integers")
+    if not args.hit_ratio_requests or min(args.hit_ratio_requests) < 1 or args.hit_ratio_objects < 1:
+        parser.error("--hit-ratio-requests and --hit-ratio-objects must be positive")
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     unknown = [n for n in names if n not in LAUNCHERS]
     if unknown:
@@ -358,6 +444,9 @@ def main() -> int:
                     report["targets"][name] = {"note": target.note, "loads": loads}
                 finally:
                     stop(target.proc)
+            if args.hit_ratio_workers:
+                report["workers_hit_ratio"] = measure_worker_hit_ratio(
+                    origin_port, args.hit_ratio_workers, run_dir, args)
         finally:
             stop(origin)
 
@@ -374,7 +463,10 @@ def main() -> int:
             r = report["ratios"]["edgenode/nginx"]["1k-hit"]["rps"]
             report["target_check"] = {"what": f"1 KB cache hits >= {TARGET_RATIO}x nginx req/s",
                                       "ratio": r, "met": r is not None and r >= TARGET_RATIO}
-    print_table(report)
+    if report["targets"]:
+        print_table(report)
+    if "workers_hit_ratio" in report:
+        print_hit_ratio(report["workers_hit_ratio"], args.hit_ratio_workers)
     out = args.output or RESULTS / f"proxy-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

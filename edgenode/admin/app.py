@@ -112,8 +112,14 @@ def build_admin_app(backend: AdminBackend, token: str | None) -> web.Application
         return _json(await backend.purge("all", [], _soft(data, request)))
 
     async def purge_method(request: web.Request) -> web.Response:
-        """Varnish/Fastly style: ``PURGE /path`` with the site's Host, or an absolute URL."""
-        url = f"http://{request.host}{request.raw_path}"
+        """Varnish/Fastly style: ``PURGE /path`` with the site's Host, or an absolute URL.
+
+        An absolute-form target names the site itself (RFC 9112 §3.2.2); the Host header
+        then only names the admin listener and is ignored.
+        """
+        target = request.raw_path
+        absolute = target[:8].lower().startswith(("http://", "https://"))
+        url = target if absolute else f"http://{request.host}{target}"
         soft = request.headers.get("Fastly-Soft-Purge") == "1" or request.query.get("soft") in ("1", "true")
         return _json(await backend.purge("url", [url], soft))
 
