@@ -132,6 +132,7 @@ class _Section:
 @dataclass
 class ServerConfig:
     listen: tuple[str, int] = ("127.0.0.1", 8080)
+    #: worker processes for `serve`; the TOML default "auto" means one per core
     workers: int = 1
     max_header_bytes: int = 16384
     max_request_line_bytes: int = 8192
@@ -226,7 +227,7 @@ class Config:
 
 def _server(data: Any) -> ServerConfig:
     s = _Section(data, "server")
-    workers = s.get("workers", 1, (int, str))
+    workers = s.get("workers", "auto", (int, str))
     if workers == "auto":
         workers = os.cpu_count() or 1
     if not isinstance(workers, int) or workers < 1:

@@ -98,9 +98,13 @@ class Supervisor:
         self._reserve = sock
         self.port = sock.getsockname()[1]
         try:
-            for w in self._workers:
+            # the first worker alone first: a config or filter error then shows once, not N times
+            first, rest = self._workers[0], self._workers[1:]
+            await self._spawn(first)
+            await self._wait_ready(first)
+            for w in rest:
                 await self._spawn(w)
-            await asyncio.gather(*(self._wait_ready(w) for w in self._workers))
+            await asyncio.gather(*(self._wait_ready(w) for w in rest))
         except BaseException:
             await self.stop(0.0)
             raise

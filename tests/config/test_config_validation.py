@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def cfg(**tables: object) -> dict:
 
 def test_embedded_default_loads_and_matches_shipped_file() -> None:
     c = load_config()
-    assert c.server.listen == ("127.0.0.1", 8080) and c.server.workers == 1
+    assert c.server.listen == ("127.0.0.1", 8080) and c.server.workers == (os.cpu_count() or 1)
     assert c.admin.token == "change-me" and [(s.type, s.name) for s in c.chain] == [
         ("wasm", "routing"), ("wasm", "waf"), ("wasm", "image-accept"), ("cache", "cache"), ("wasm", "image")]
     # module paths resolve inside the source tree, wherever the node is started from

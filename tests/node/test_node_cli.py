@@ -39,7 +39,7 @@ def test_config_error_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.Capt
                                              toml: str, key: str) -> None:
     conf = tmp_path / "bad.toml"
     conf.write_text(toml)
-    assert main(["serve", "--config", str(conf), "--listen", "127.0.0.1:0"]) == 2
+    assert main(["serve", "--config", str(conf), "--listen", "127.0.0.1:0", "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"edgenode: config error: {key}: ")
 
@@ -62,7 +62,7 @@ def test_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             banner = proc.stderr.readline()  # type: ignore[union-attr]
             if banner.startswith("edgenode: serving") or not banner:
                 break
-        assert re.match(r"edgenode: serving http://127\.0\.0\.1:\d+ admin=http://127\.0\.0\.1:\d+ workers=1",
+        assert re.match(r"edgenode: serving http://127\.0\.0\.1:\d+ admin=http://127\.0\.0\.1:\d+ workers=\d+",
                         banner)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
