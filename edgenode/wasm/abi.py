@@ -10,7 +10,7 @@ from enum import IntEnum
 
 __all__ = [
     "Status", "LogLevel", "BufferType", "MapType", "StreamType", "MetricType",
-    "ABI_VERSIONS", "encode_map", "decode_map", "MapDecodeError",
+    "ABI_VERSIONS", "encode_map", "decode_map", "encode_text", "MapDecodeError",
 ]
 
 
@@ -87,41 +87,68 @@ class MapDecodeError(ValueError):
     """The guest sent a serialized map whose lengths do not add up."""
 
 
+_HEADS: dict[int, struct.Struct] = {}
+
+
+def _head(n: int) -> struct.Struct:
+    """The count + sizes header format for ``n`` pairs (compiled once per count)."""
+    st = _HEADS.get(n)
+    if st is None:
+        st = _HEADS[n] = struct.Struct(f"<{1 + 2 * n}I")
+    return st
+
+
+def encode_text(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # lone surrogates from undecodable input round-trip
+        return text.encode("utf-8", "surrogateescape")
+
+
 def encode_map(pairs: list[tuple[str, str]]) -> bytes:
-    """Serialize pairs; an empty map is the empty byte string (AS SDK needs size 0)."""
-    if not pairs:
+    """Serialize pairs; an empty map is the empty byte string (AS SDK needs size 0).
+
+    One header pack and one join: ``count, (klen, vlen)*n`` then ``k\\0v\\0...``.
+    """
+    n = len(pairs)
+    if not n:
         return b""
-    keys = [k.encode("utf-8", "surrogateescape") for k, _ in pairs]
-    vals = [v.encode("utf-8", "surrogateescape") for _, v in pairs]
-    head = struct.pack(f"<{1 + 2 * len(pairs)}I", len(pairs),
-                       *[n for kv in zip(keys, vals) for n in (len(kv[0]), len(kv[1]))])
-    return head + b"".join(k + b"\0" + v + b"\0" for k, v in zip(keys, vals))
+    sizes: list[int] = [n]
+    parts: list[bytes] = []
+    for k, v in pairs:
+        kb, vb = encode_text(k), encode_text(v)
+        sizes.append(len(kb))
+        sizes.append(len(vb))
+        parts.append(kb)
+        parts.append(vb)
+    parts.append(b"")
+    return _head(n).pack(*sizes) + b"\0".join(parts)
 
 
 def decode_map(data: bytes) -> list[tuple[str, str]]:
     """Parse a serialized map; accept b"", b"\\0" and a zero count as empty."""
-    if len(data) <= 1:
+    size = len(data)
+    if size <= 1:
         if data in (b"", b"\0"):
             return []
         raise MapDecodeError("map shorter than its count field")
-    if len(data) < 4:
+    if size < 4:
         raise MapDecodeError("map shorter than its count field")
     (n,) = _U32.unpack_from(data, 0)
     if n == 0:
         return []
-    head = 4 + 8 * n
-    if head > len(data):
-        raise MapDecodeError(f"map declares {n} pairs but holds {len(data)} bytes")
+    pos = 4 + 8 * n
+    if pos > size:
+        raise MapDecodeError(f"map declares {n} pairs but holds {size} bytes")
     sizes = struct.unpack_from(f"<{2 * n}I", data, 4)
-    pos = head
     out: list[tuple[str, str]] = []
-    for i in range(n):
-        ks, vs = sizes[2 * i], sizes[2 * i + 1]
-        end = pos + ks + 1 + vs + 1
-        if end > len(data):
+    for i in range(0, 2 * n, 2):
+        ks, vs = sizes[i], sizes[i + 1]
+        kend = pos + ks
+        end = kend + vs + 2
+        if end > size:
             raise MapDecodeError("map entry runs past the end of the buffer")
-        key = data[pos:pos + ks].decode("utf-8", "surrogateescape")
-        val = data[pos + ks + 1:pos + ks + 1 + vs].decode("utf-8", "surrogateescape")
-        out.append((key, val))
+        out.append((data[pos:kend].decode("utf-8", "surrogateescape"),
+                    data[kend + 1:end - 1].decode("utf-8", "surrogateescape")))
         pos = end
     return out

@@ -127,6 +127,25 @@ class RequestHeaders(_MessageHeaders):
     def _hidden(self, key: str) -> bool:
         return key.lower() == "host"
 
+    def pairs(self) -> list[tuple[str, str]]:
+        r = self.request
+        headers = r.headers
+        out = [(":method", r.method), (":path", r.target), (":authority", headers.get("host", "")),
+               (":scheme", r.scheme)]
+        for k, v in headers.items():
+            k = k.lower()
+            if k != "host":
+                out.append((k, v))
+        return out
+
+    def get(self, key: str) -> str | None:
+        key = key.lower()
+        if key[:1] != ":":
+            return self.headers.get(key)  # "host" is the :authority entry itself
+        if key in self._pseudo:
+            return self._get_pseudo(key)
+        return None
+
     def _get_pseudo(self, key: str) -> str:
         r = self.request
         if key == ":method":
@@ -156,6 +175,17 @@ class ResponseHeaders(_MessageHeaders):
         super().__init__(response.headers)
         self.response = response
 
+    def pairs(self) -> list[tuple[str, str]]:
+        out = [(":status", str(self.response.status))]
+        out.extend((k.lower(), v) for k, v in self.headers.items())
+        return out
+
+    def get(self, key: str) -> str | None:
+        key = key.lower()
+        if key == ":status":
+            return str(self.response.status)
+        return None if key[:1] == ":" else self.headers.get(key)
+
     def _get_pseudo(self, key: str) -> str:
         return str(self.response.status)
 
@@ -168,6 +198,7 @@ class ResponseHeaders(_MessageHeaders):
 class RootContext:
     """The plugin's root context: configuration, ticks, callouts and queues."""
 
+    __slots__ = ("id", "tick_handle", "tick_ms")
     is_root = True
 
     def __init__(self, context_id: int) -> None:
@@ -179,6 +210,10 @@ class RootContext:
 class StreamContext:
     """One HTTP stream's state as the host functions see it."""
 
+    __slots__ = ("id", "root", "exchange", "request", "response", "request_view", "response_view",
+                 "body_modified", "request_headers_open", "response_headers_open", "in_log",
+                 "request_body", "response_body", "local_response", "closed", "paused", "stop_all",
+                 "resume", "continued", "done_pending", "finished")
     is_root = False
 
     def __init__(self, context_id: int, root: RootContext, exchange: "Exchange") -> None:
@@ -203,6 +238,8 @@ class StreamContext:
         self.closed = False
         #: the stream phase currently held by a Stop* result ("request"/"response")
         self.paused: str | None = None
+        #: the hold came from StopAllIteration* (only continue_stream ends it)
+        self.stop_all = False
         self.resume: asyncio.Future[None] | None = None
         #: continue_stream() arrived during the callback that paused
         self.continued = False

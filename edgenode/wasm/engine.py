@@ -84,7 +84,10 @@ class WasmEngine:
     def __init__(self, cache_dir: Path | None = None) -> None:
         cfg = Config()
         cfg.epoch_interruption = True
-        self.config_id = "epoch_interruption=1"
+        # a fixed memory base lets GuestMemory keep one view per instance (fastcall.py);
+        # 32-bit memories fit the default 4 GiB reservation, so growth is unaffected
+        cfg.memory_may_move = False
+        self.config_id = "epoch_interruption=1;memory_may_move=0"
         self.engine = Engine(cfg)
         self.cache_dir = cache_dir or default_cache_dir()
         self.version = _wasmtime_version()

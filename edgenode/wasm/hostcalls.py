@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from edgenode.wasm.abi import BufferType, MapDecodeError, MapType, Status, decode_map, encode_map
+from edgenode.wasm.abi import BufferType, MapDecodeError, Status, decode_map, encode_map, encode_text
 from edgenode.wasm.contexts import HeaderMap, PairsMap, StreamContext
 from edgenode.wasm.fastcall import HostTrap, MemoryFault
 from edgenode.wasm.foreign import lookup_foreign_function
@@ -88,25 +88,28 @@ def _vm() -> "Vm":
     vm = CURRENT
     if vm is None:  # only possible if a guest calls a host function outside a VM call
         raise HostTrap("host function called outside a filter callback")
-    vm.mem.stale = True
     return vm
 
 
-def _ret_bytes(vm: "Vm", data: bytes, ret_ptr: int, ret_size: int) -> int:
-    """Copy ``data`` into a guest allocation and write (ptr, size); empty -> 0/0."""
+def _ret_bytes(vm: "Vm", data: bytes | bytearray, ret_ptr: int, ret_size: int) -> int:
+    """Copy ``data`` into a guest allocation and write (ptr, size); empty -> 0/0.
+
+    Allocates before validating the return slots (one memory-size check instead of
+    two): a bad slot pointer only leaks the guest's own allocation.
+    """
     mem = vm.mem
-    mem.refresh()
-    if ret_ptr + 4 > mem.size or ret_size + 4 > mem.size:
-        raise MemoryFault("return pointer outside memory")
     n = len(data)
     if not n:
         mem.write_u32(ret_ptr, 0)
         mem.write_u32(ret_size, 0)
         return OK
     ptr = vm.alloc(n)
-    view = mem.refresh()
-    if ptr == 0 or ptr + n > mem.size:
+    size = mem.size
+    if (ret_ptr + 4 > size or ret_size + 4 > size) and not mem.fits(max(ret_ptr, ret_size) + 4):
+        raise MemoryFault("return pointer outside memory")
+    if ptr == 0 or (ptr + n > size and not mem.fits(ptr + n)):
         return INVALID_MEMORY_ACCESS
+    view = mem.view
     view[ptr:ptr + n] = data
     _pack_u32(view, ret_ptr, ptr)
     _pack_u32(view, ret_size, n)
@@ -118,31 +121,42 @@ def _stream(vm: "Vm") -> StreamContext | None:
     return None if ctx is None or ctx.is_root else ctx  # type: ignore[return-value]
 
 
+_REQ_HDRS, _REQ_TRL, _RESP_HDRS, _RESP_TRL = 0, 1, 2, 3
+_CALL_HDRS, _CALL_TRL = 6, 7
+_EMPTY_MAP = PairsMap([])
+
+
 def _map(vm: "Vm", mtype: int, write: bool) -> HeaderMap | None:
     """The map a call may touch now, or None (BAD_ARGUMENT: not available in this phase)."""
-    if mtype in (MapType.HTTP_CALL_RESPONSE_HEADERS, MapType.HTTP_CALL_RESPONSE_TRAILERS):
+    ctx = vm.effective
+    if mtype == _REQ_HDRS:
+        if ctx is None or ctx.is_root:
+            return None
+        if ctx.request_headers_open or (ctx.in_log and not write):  # type: ignore[union-attr]
+            return ctx.request_view  # type: ignore[union-attr]
+        return None
+    if mtype == _RESP_HDRS:
+        if ctx is None or ctx.is_root:
+            return None
+        view = ctx.response_view  # type: ignore[union-attr]
+        if view is not None and (ctx.response_headers_open or (ctx.in_log and not write)):  # type: ignore[union-attr]
+            return view
+        return None
+    if mtype == _CALL_HDRS or mtype == _CALL_TRL:
         result = vm.call_result
         if result is None or write:
             return None
-        return PairsMap(result.headers if mtype == MapType.HTTP_CALL_RESPONSE_HEADERS else [])
-    ctx = _stream(vm)
-    if ctx is None:
-        return None
-    if mtype == MapType.HTTP_REQUEST_HEADERS:
-        if ctx.request_headers_open or (ctx.in_log and not write):
-            return ctx.request_view
-        return None
-    if mtype == MapType.HTTP_RESPONSE_HEADERS:
-        if ctx.response_view is not None and (ctx.response_headers_open or (ctx.in_log and not write)):
-            return ctx.response_view
-        return None
-    if mtype in (MapType.HTTP_REQUEST_TRAILERS, MapType.HTTP_RESPONSE_TRAILERS) and not write:
-        return PairsMap([])  # the node's HTTP/1.1 messages carry no trailers
+        return PairsMap(result.headers) if mtype == _CALL_HDRS else _EMPTY_MAP
+    if (mtype == _REQ_TRL or mtype == _RESP_TRL) and not write and ctx is not None and not ctx.is_root:
+        return _EMPTY_MAP  # the node's HTTP/1.1 messages carry no trailers
     return None
 
 
 def _text(vm: "Vm", ptr: int, size: int) -> str:
-    return vm.mem.read(ptr, size).decode("utf-8", "surrogateescape")
+    mem = vm.mem
+    if ptr + size > mem.size and not mem.fits(ptr + size):
+        raise MemoryFault(f"read of {size} bytes at {ptr:#x} past memory end {mem.size:#x}")
+    return str(mem.view[ptr:ptr + size], "utf-8", "surrogateescape")
 
 
 # --- logging, time, config ---------------------------------------------------------
@@ -218,10 +232,11 @@ def proxy_get_buffer_bytes(raw: tuple[int, ...]) -> int:
     if isinstance(buf, int):
         return buf
     start, length = raw[1], raw[2]
-    ret_ptr, ret_size = raw[3], raw[4]
     if start > len(buf):
         return BAD_ARGUMENT
-    return _ret_bytes(vm, bytes(buf[start:start + length]), ret_ptr, ret_size)
+    # one copy (a slice), then straight into guest memory; no view that would pin the
+    # body buffer against resizing
+    return _ret_bytes(vm, buf[start:start + length], raw[3], raw[4])
 
 
 @_proxy("proxy_set_buffer_bytes", "iiiii")
@@ -301,7 +316,7 @@ def proxy_get_header_map_value(raw: tuple[int, ...]) -> int:
         if vm.version != V010:
             return NOT_FOUND
         value = ""  # v0.1.0 answered OK with an empty value
-    return _ret_bytes(vm, value.encode("utf-8", "surrogateescape"), raw[3], raw[4])
+    return _ret_bytes(vm, encode_text(value), raw[3], raw[4])
 
 
 def _set_value(raw: tuple[int, ...], op: str) -> int:

@@ -122,7 +122,10 @@ class FilterMetrics:
         h = self.callbacks.get(phase)
         if h is None:
             h = self.callbacks[phase] = _Histogram(CALLBACK_BUCKETS)
-        h.observe(seconds)
+        # _Histogram.observe inlined: this runs after every guest callback
+        h.counts[bisect.bisect_left(h.bounds, seconds)] += 1
+        h.sum += seconds
+        h.count += 1
 
 
 filter_metrics: dict[str, FilterMetrics] = {}

@@ -21,7 +21,7 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
 
 _KEYS = {"module", "config", "vm_config", "root_id", "vm_id", "isolation", "failure_policy",
          "memory_limit", "cpu_deadline_ms", "env", "log_level", "server_timing", "reload_backoff",
-         "max_body_bytes"}
+         "max_body_bytes", "pause_timeout", "prewarm"}
 
 
 @dataclass
@@ -41,6 +41,10 @@ class WasmOptions:
     server_timing: bool = True
     reload_backoff: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
+    #: longest a Stop* result may hold a stream before failure_policy applies (504 / continue)
+    pause_timeout: float = 30.0
+    #: per-request isolation: instances started ahead of time in idle loop iterations
+    prewarm: int = 2
 
 
 def _config_bytes(value: Any, key: str) -> bytes:
@@ -91,6 +95,15 @@ def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmO
         opts.cpu_deadline_ms = float(value)
     if "reload_backoff" in options:
         opts.reload_backoff = parse_duration(options["reload_backoff"], f"{prefix}.reload_backoff")
+    if "pause_timeout" in options:
+        opts.pause_timeout = parse_duration(options["pause_timeout"], f"{prefix}.pause_timeout")
+        if opts.pause_timeout <= 0:
+            raise ConfigError(f"{prefix}.pause_timeout: must be positive")
+    if "prewarm" in options:
+        value = options["prewarm"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
+            raise ConfigError(f"{prefix}.prewarm: expected an integer 0..64, got {value!r}")
+        opts.prewarm = value
     if "env" in options:
         names = options["env"]
         if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):

@@ -53,58 +53,64 @@ def _addr(peer: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _exchange_props(ex: "Exchange") -> dict[tuple[str, ...], Callable[[], Any]]:
-    req = ex.request
-    resp_status = ex.status
-    return {
-        ("request", "path"): lambda: req.target,
-        ("request", "url_path"): lambda: req.path,
-        ("request", "query"): lambda: req.query,
-        ("request", "host"): lambda: req.headers.get("host", ""),
-        ("request", "scheme"): lambda: req.scheme,
-        ("request", "method"): lambda: req.method,
-        ("request", "protocol"): lambda: f"HTTP/{req.version}",
-        ("request", "headers"): lambda: encode_map(RequestHeaders(req).pairs()),
-        ("request", "referer"): lambda: req.headers.get("referer"),
-        ("request", "useragent"): lambda: req.headers.get("user-agent"),
-        ("request", "id"): lambda: req.headers.get("x-request-id", str(ex.id)),
-        ("request", "time"): lambda: int(ex.start_wall * 1e9),
-        ("request", "duration"): lambda: int(ex.elapsed * 1e9),
-        ("source", "address"): lambda: _addr(ex.client),
-        ("source", "port"): lambda: int(ex.client[1]),
-        ("destination", "address"): lambda: _addr(ex.local),
-        ("destination", "port"): lambda: int(ex.local[1]),
-        ("connection", "id"): lambda: int(ex.props.get("connection.id", ex.id)),
-        ("edgenode", "cache_status"): lambda: ex.cache_status,
-        ("edgenode", "x_cache"): lambda: ex.x_cache,
-        ("edgenode", "origin"): lambda: ex.origin,
-        ("response", "code"): lambda: resp_status or None,
-    }
+def _request_id(ex: "Exchange") -> str:
+    rid = ex.request.headers.get("x-request-id")
+    return rid if rid is not None else str(ex.id)
+
+
+#: property path -> getter; built once (a lookup is one dict probe and one call)
+_PLUGIN_PROPS: dict[tuple[str, ...], Callable[[PluginInfo], Any]] = {
+    ("plugin_name",): lambda p: p.name,
+    ("plugin_root_id",): lambda p: p.root_id,
+    ("plugin_vm_id",): lambda p: p.vm_id,
+    ("edgenode", "worker"): lambda p: p.node_props.get("worker", 0),
+    ("edgenode", "node"): lambda p: p.node_props.get("node"),
+}
+_EXCHANGE_PROPS: dict[tuple[str, ...], Callable[["Exchange"], Any]] = {
+    ("request", "path"): lambda ex: ex.request.target,
+    ("request", "url_path"): lambda ex: ex.request.path,
+    ("request", "query"): lambda ex: ex.request.query,
+    ("request", "host"): lambda ex: ex.request.headers.get("host", ""),
+    ("request", "scheme"): lambda ex: ex.request.scheme,
+    ("request", "method"): lambda ex: ex.request.method,
+    ("request", "protocol"): lambda ex: f"HTTP/{ex.request.version}",
+    ("request", "headers"): lambda ex: encode_map(RequestHeaders(ex.request).pairs()),
+    ("request", "referer"): lambda ex: ex.request.headers.get("referer"),
+    ("request", "useragent"): lambda ex: ex.request.headers.get("user-agent"),
+    ("request", "id"): _request_id,
+    ("request", "time"): lambda ex: int(ex.start_wall * 1e9),
+    ("request", "duration"): lambda ex: int(ex.elapsed * 1e9),
+    ("source", "address"): lambda ex: _addr(ex.client),
+    ("source", "port"): lambda ex: int(ex.client[1]),
+    ("destination", "address"): lambda ex: _addr(ex.local),
+    ("destination", "port"): lambda ex: int(ex.local[1]),
+    ("connection", "id"): lambda ex: int(ex.props.get("connection.id", ex.id)),
+    ("edgenode", "cache_status"): lambda ex: ex.cache_status,
+    ("edgenode", "x_cache"): lambda ex: ex.x_cache,
+    ("edgenode", "origin"): lambda ex: ex.origin,
+    ("response", "code"): lambda ex: ex.status or None,
+}
 
 
 def get_property(path: tuple[str, ...], plugin: PluginInfo, ex: "Exchange | None",
                  response_headers: ResponseHeaders | None) -> bytes | None:
     """Return the encoded value, or None for NOT_FOUND."""
-    static = {
-        ("plugin_name",): plugin.name,
-        ("plugin_root_id",): plugin.root_id,
-        ("plugin_vm_id",): plugin.vm_id,
-        ("edgenode", "worker"): plugin.node_props.get("worker", 0),
-        ("edgenode", "node"): plugin.node_props.get("node"),
-    }
-    if path in static:
-        value = static[path]
+    getter = _EXCHANGE_PROPS.get(path)
+    if getter is not None:
+        if ex is None:
+            return None
+        if response_headers is not None and path == ("response", "code"):
+            return _enc(response_headers.response.status)
+        value = getter(ex)
+        return None if value is None else _enc(value)
+    pgetter = _PLUGIN_PROPS.get(path)
+    if pgetter is not None:
+        value = pgetter(plugin)
         return None if value is None else _enc(value)
     if ex is None:
         return None
-    if path == ("response", "code") and response_headers is not None:
-        return _enc(response_headers.response.status)
     if path == ("response", "headers") and response_headers is not None:
         return encode_map(response_headers.pairs())
-    getter = _exchange_props(ex).get(path)
-    if getter is not None:
-        value = getter()
-        return None if value is None else _enc(value)
     stored = ex.props.get("wasm." + ".".join(path))
     return None if stored is None else _enc(stored)
 

@@ -1,12 +1,18 @@
 """One filter's callbacks for one HTTP stream, in the onion model of the Stage contract.
 
 Request hooks run before ``next`` (chain order), response hooks after it (reverse
-order).  A Stop* result holds the stream until ``proxy_continue_stream``, a local
-reply or ``proxy_close_stream``; body hooks see the growing buffered body with an
-honest end_of_stream.  Request bodies are consumed before ``next`` when the filter
+order).  Pausing follows Envoy's filter contract: a Stop* result from a headers hook
+holds the headers, while body callbacks keep coming with the growing buffered size
+and an honest end_of_stream.  The hold ends with ``proxy_continue_stream``, a local
+reply, ``proxy_close_stream`` or, after ``StopIteration`` (1), a body callback
+returning Continue; ``StopAllIterationAndBuffer/Watermark`` (3/4) only end with an
+explicit continue.  Request bodies are consumed before ``next`` when the filter
 exports ``proxy_on_request_body`` (so it can still answer locally); response bodies
-are processed as they stream (a ``bytes`` body is processed at once and its
-Content-Length fixed).
+stream once the response headers are released.  A hold that nobody releases ends
+after the stage's ``pause_timeout``.
+
+The common case (no hold, no body hook) runs synchronously: no futures, no extra
+coroutine per phase.
 """
 
 from __future__ import annotations
@@ -14,30 +20,38 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Awaitable, Callable
 
-from edgenode.http.messages import Body, CIMultiDict, Response, read_body
+from edgenode.http.messages import Body, CIMultiDict, Response
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm.contexts import StreamContext
 from edgenode.wasm.vm import FilterFailure, Vm
 
-__all__ = ["StreamDriver", "StreamAborted", "failure_response"]
+__all__ = ["StreamDriver", "StreamAborted", "PauseTimeout", "failure_response"]
 
 Handler = Callable[[Exchange], Awaitable[Response]]
 
 REQ_HEADERS, REQ_BODY = "proxy_on_request_headers", "proxy_on_request_body"
 RESP_HEADERS, RESP_BODY = "proxy_on_response_headers", "proxy_on_response_body"
-#: Envoy FilterHeadersStatus::StopAllIterationAndBuffer
-STOP_ALL_AND_BUFFER = 3
+#: Envoy FilterHeadersStatus StopAllIterationAndBuffer / StopAllIterationAndWatermark
+STOP_ALL = (3, 4)
 
 
 class StreamAborted(Exception):
     """Raised from a response body: the filter broke the response after it started."""
 
 
+class PauseTimeout(Exception):
+    """A held stream was not released within the stage's pause_timeout."""
+
+
+def _text_response(status: int, text: str) -> Response:
+    body = text.encode()
+    headers = CIMultiDict({"Content-Type": "text/plain", "Content-Length": str(len(body))})
+    return Response(status, headers, body)
+
+
 def failure_response(name: str) -> Response:
     """Envoy's fail-closed reply: 503, details wasm_fail_stream."""
-    body = f"filter {name} failed\n".encode()
-    headers = CIMultiDict({"Content-Type": "text/plain", "Content-Length": str(len(body))})
-    return Response(503, headers, body)
+    return _text_response(503, f"filter {name} failed\n")
 
 
 def _reset_response() -> Response:
@@ -52,9 +66,8 @@ async def _chunks(body: Body) -> AsyncIterator[tuple[bytes, bool]]:
     if isinstance(body, (bytes, bytearray, memoryview)):
         yield bytes(body), True
         return
-    it = body.__aiter__()
     pending: bytes | None = None
-    async for chunk in it:
+    async for chunk in body:
         if not chunk:
             continue
         if pending is not None:
@@ -72,87 +85,181 @@ async def _prepend(parts: list[bytes], rest: AsyncIterator[tuple[bytes, bool]]) 
             yield chunk
 
 
-class StreamDriver:
-    __slots__ = ("vm", "ex", "ctx", "name", "fail_open", "v010", "server_timing")
+def _expire(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_exception(PauseTimeout())
 
-    def __init__(self, vm: Vm, exchange: Exchange, fail_open: bool, server_timing: bool) -> None:
+
+def _has_body(body: Body) -> bool:
+    return not isinstance(body, (bytes, bytearray)) or len(body) > 0
+
+
+class StreamDriver:
+    __slots__ = ("vm", "ex", "ctx", "name", "fail_open", "v010", "server_timing", "pause_timeout")
+
+    def __init__(self, vm: Vm, exchange: Exchange, fail_open: bool, server_timing: bool,
+                 pause_timeout: float = 30.0) -> None:
         self.vm = vm
-        self.server_timing = server_timing
         self.ex = exchange
         self.name = vm.plugin.name
         self.fail_open = fail_open
+        self.server_timing = server_timing
+        self.pause_timeout = pause_timeout
         self.v010 = vm.version == (0, 1, 0)
-        self.ctx: StreamContext = vm.new_stream(exchange)
+        self.ctx: StreamContext | None = None
 
     # --- helpers -------------------------------------------------------------
     def _call(self, name: str, phase: str, *args: int) -> int:
         ctx = self.ctx
-        ctx.continued = False
-        return self.vm.call(name, ctx, ctx.id, *args, phase=phase, exchange=self.ex)
+        ctx.continued = False  # type: ignore[union-attr]
+        return self.vm.call(name, ctx, ctx.id, *args, phase=phase, exchange=self.ex)  # type: ignore[union-attr]
 
     def _holds(self, action: int) -> bool:
         """Whether a callback's result holds the stream (any non-zero action pauses)."""
         ctx = self.ctx
-        return not (action == 0 or ctx.continued or ctx.local_response is not None or ctx.closed)
+        return not (action == 0 or ctx.continued or ctx.local_response is not None or ctx.closed)  # type: ignore[union-attr]
 
-    async def _wait(self, phase: str) -> None:
-        """Hold ``phase`` until continue_stream, a local reply or close_stream."""
+    def _hold(self, direction: str, action: int) -> None:
+        """Start holding ``direction``; continue_stream from now on completes ``ctx.resume``."""
         ctx = self.ctx
-        ctx.paused = phase
+        assert ctx is not None
+        ctx.paused = direction
+        ctx.stop_all = action in STOP_ALL
         ctx.resume = asyncio.get_running_loop().create_future()
+
+    def _unhold(self) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        ctx.paused = None
+        ctx.resume = None
+
+    def _released_by(self, action: int) -> bool:
+        """After a body callback during a hold: whether the hold is over.
+
+        Envoy: continue_stream (or a local reply / close) ends any hold; a body
+        callback returning Continue ends a StopIteration hold, not a StopAll* one.
+        A filter failure or pause timeout delivered meanwhile is raised here.
+        """
+        ctx = self.ctx
+        assert ctx is not None and ctx.resume is not None
+        if ctx.resume.done():
+            ctx.resume.result()
+            return True
+        return action == 0 and not ctx.stop_all
+
+    async def _wait(self) -> None:
+        """Wait until the hold ends (continue, local reply, close) or times out."""
+        ctx = self.ctx
+        assert ctx is not None and ctx.resume is not None
+        fut = ctx.resume
         try:
-            await ctx.resume
+            if not fut.done():
+                timer = asyncio.get_running_loop().call_later(self.pause_timeout, _expire, fut)
+                try:
+                    await fut
+                finally:
+                    timer.cancel()
+            else:
+                fut.result()
         finally:
-            ctx.paused = None
-            ctx.resume = None
+            self._unhold()
+
+    def _ended(self) -> bool:
+        ctx = self.ctx
+        return ctx.local_response is not None or ctx.closed  # type: ignore[union-attr]
 
     def _fail(self) -> Response:
         self.vm.plugin.metrics.failed_streams += 1
-        self.vm.finish_stream(self.ctx)
+        self.vm.finish_stream(self.ctx)  # type: ignore[arg-type]
         return failure_response(self.name)
+
+    def _timed_out(self) -> Response:
+        self.vm.plugin.metrics.failed_streams += 1
+        self.vm.plugin.logger.warning("stream %d held longer than pause_timeout (%.3g s)",
+                                      self.ex.id, self.pause_timeout, extra={"filter": self.name})
+        self.vm.finish_stream(self.ctx)  # type: ignore[arg-type]
+        return _text_response(504, f"filter {self.name} did not resume the stream\n")
 
     # --- the stream ------------------------------------------------------------
     async def run(self, next_handler: Handler) -> Response:
-        ex, ctx = self.ex, self.ctx
+        ex, vm = self.ex, self.vm
         try:
-            await self._request_phase()
+            ctx = self.ctx = vm.new_stream(ex)
+            if self._request_headers():
+                await self._request_rest()
         except FilterFailure:
+            if self.ctx is None:  # proxy_on_context_create trapped
+                vm.plugin.metrics.failed_streams += 1
+                if self.fail_open:
+                    return await next_handler(ex)
+                return failure_response(self.name)
             if self.fail_open:
-                self.vm.finish_stream(ctx)
+                vm.finish_stream(self.ctx)
                 return await next_handler(ex)
             return self._fail()
+        except PauseTimeout:
+            if not self.fail_open:
+                return self._timed_out()
+            self._log_timeout_open()
+            self.ctx.request_headers_open = False  # type: ignore[union-attr]
+        if ctx.paused is not None:  # ended by a local reply or close while held
+            self._unhold()
         if ctx.closed:
-            self.vm.finish_stream(ctx)
+            vm.finish_stream(ctx)
             return _reset_response()
         if ctx.local_response is not None:
-            return await self._response_phase(ctx.local_response)
-        try:
-            response = await next_handler(ex)
-        except BaseException:
-            self.vm.finish_stream(ctx)
-            raise
+            response = ctx.local_response
+        else:
+            try:
+                response = await next_handler(ex)
+            except BaseException:
+                vm.finish_stream(ctx)
+                raise
+        fast = self._response_fast(response)
+        if fast is not None:
+            return fast
         return await self._response_phase(response)
 
-    async def _request_phase(self) -> None:
+    def _log_timeout_open(self) -> None:
+        self.vm.plugin.logger.warning("stream %d held longer than pause_timeout (%.3g s); "
+                                      "continuing (fail_open)", self.ex.id, self.pause_timeout,
+                                      extra={"filter": self.name})
+
+    # --- request ---------------------------------------------------------------
+    def _request_headers(self) -> bool:
+        """Run the request headers hook; True when a hold or a body hook needs async work."""
         vm, ctx, req = self.vm, self.ctx, self.ex.request
-        body = req.body
-        has_body = not isinstance(body, (bytes, bytearray)) or len(body) > 0
+        assert ctx is not None
+        has_body = _has_body(req.body)
         if REQ_HEADERS in vm.funcs:
             n = len(req.headers) + 4 - ("host" in req.headers)
             if self.v010:
                 action = self._call(REQ_HEADERS, "request_headers", n)
             else:
                 action = self._call(REQ_HEADERS, "request_headers", n, 0 if has_body else 1)
-            if self._holds(action):
-                await self._wait("request")
             if ctx.local_response is not None or ctx.closed:
-                return
+                return False
+            if self._holds(action):
+                self._hold("request", action)
+                return True
         ctx.request_headers_open = False
-        if has_body and REQ_BODY in vm.funcs:
+        return has_body and REQ_BODY in vm.funcs
+
+    async def _request_rest(self) -> None:
+        ctx, req = self.ctx, self.ex.request
+        assert ctx is not None
+        if _has_body(req.body) and REQ_BODY in self.vm.funcs:
             await self._request_body()
+            if self._ended():
+                return
+        if ctx.paused is not None:
+            await self._wait()
+        ctx.request_headers_open = False
 
     async def _request_body(self) -> None:
+        """Feed the request body to the hook (held or not); the result goes downstream whole."""
         ctx, req = self.ctx, self.ex.request
+        assert ctx is not None
         limit = self.vm.plugin.max_body_bytes
         buf = ctx.request_body = bytearray()
         out: list[bytes] = []
@@ -161,15 +268,29 @@ class StreamDriver:
             async for chunk, eos in chunks:
                 buf += chunk
                 if len(buf) > limit:
-                    body = b"request body exceeds the filter's buffer limit\n"
-                    ctx.local_response = Response(413, CIMultiDict(
-                        {"Content-Type": "text/plain", "Content-Length": str(len(body))}), body)
+                    ctx.local_response = _text_response(
+                        413, "request body exceeds the filter's buffer limit\n")
                     return
                 action = self._call(REQ_BODY, "request_body", len(buf), int(eos))
-                if eos and self._holds(action):
-                    await self._wait("request")
-                if ctx.local_response is not None or ctx.closed:
+                if self._ended():
                     return
+                if ctx.paused is not None:
+                    if self._released_by(action):
+                        self._unhold()
+                        ctx.request_headers_open = False
+                elif eos and self._holds(action):
+                    self._hold("request", action)  # StopIteration at end of stream
+                if eos and ctx.paused is not None:
+                    try:
+                        await self._wait()
+                    except PauseTimeout:
+                        if not self.fail_open:
+                            raise
+                        self._log_timeout_open()
+                    ctx.request_headers_open = False
+                    if self._ended():
+                        return
+                    action = 0
                 if action == 0 or eos:
                     out.append(bytes(buf))
                     del buf[:]
@@ -185,86 +306,198 @@ class StreamDriver:
         req.headers.popall("Transfer-Encoding", None)
         req.headers["Content-Length"] = str(len(new_body))
 
-    async def _response_phase(self, response: Response) -> Response:
-        vm, ctx = self.vm, self.ctx
-        original = response
-        ctx.set_response(response)
-        ctx.response_headers_open = True
+    # --- response ----------------------------------------------------------------
+    def _response_fast(self, response: Response) -> Response | None:
+        """Synchronous response phase when nothing can wait; None means take the async path."""
+        vm = self.vm
         body = response.body
-        has_body = not isinstance(body, (bytes, bytearray)) or len(body) > 0
-        try:
-            if RESP_HEADERS in vm.funcs:
+        if RESP_BODY in vm.funcs and _has_body(body):
+            return None
+        ctx = self.ctx
+        assert ctx is not None
+        ctx.set_response(response)
+        if RESP_HEADERS in vm.funcs:
+            ctx.response_headers_open = True
+            try:
+                has_body = _has_body(body)
                 n = len(response.headers) + 1
                 if self.v010:
                     action = self._call(RESP_HEADERS, "response_headers", n)
                 else:
                     action = self._call(RESP_HEADERS, "response_headers", n, 0 if has_body else 1)
-                if (action == STOP_ALL_AND_BUFFER and has_body and RESP_BODY in vm.funcs
-                        and not ctx.continued and ctx.local_response is None and not ctx.closed):
-                    response = await self._buffer_then_body(response)
-                    has_body = False  # the body hook has run
-                else:
-                    if self._holds(action):
-                        await self._wait("response")
+            except FilterFailure:
+                if self.fail_open:
+                    vm.finish_stream(ctx)
+                    return response
+                return self._fail()
+            if self._holds(action):
+                self._hold("response", action)
+                return None
             ctx.response_headers_open = False
-            if ctx.closed:
-                vm.finish_stream(ctx)
-                return _reset_response()
-            if ctx.local_response is not None and ctx.local_response is not response:
-                vm.finish_stream(ctx)  # a reply sent while encoding replaces the response
-                return self._timed(ctx.local_response)
-            if has_body and RESP_BODY in vm.funcs:
-                if isinstance(body, (bytes, bytearray)):
-                    response = await self._response_body_bytes(response)
-                else:
-                    response.headers.popall("Content-Length", None)
-                    response.body = self._response_body_stream(body)
-                    return self._timed(response)
-        except FilterFailure:
-            if self.fail_open:
-                vm.finish_stream(ctx)
-                return original
-            return self._fail()
+        return self._finish_response(response)
+
+    def _finish_response(self, response: Response) -> Response:
+        vm, ctx = self.vm, self.ctx
+        assert ctx is not None
+        ctx.response_headers_open = False
+        if ctx.closed:
+            vm.finish_stream(ctx)
+            return _reset_response()
+        if ctx.local_response is not None and ctx.local_response is not response:
+            vm.finish_stream(ctx)  # a reply sent while encoding replaces the response
+            return self._timed(ctx.local_response)
         if isinstance(response.body, (bytes, bytearray)):
             vm.finish_stream(ctx)
         else:
             response.body = self._finish_after(response.body)
         return self._timed(response)
 
-    async def _buffer_then_body(self, response: Response) -> Response:
-        """StopAllIterationAndBuffer from the response headers hook (Envoy semantics):
-        collect the whole body, then run the body hook once with end_of_stream while the
-        response headers are still writable, so a body transform (the image filter) can
-        also set Content-Type/ETag/Vary."""
+    async def _response_phase(self, response: Response) -> Response:
+        """The async response path: a held response, or a body the hook must see."""
+        vm, ctx = self.vm, self.ctx
+        assert ctx is not None
+        original = response
+        body = response.body
         try:
-            response.body = await read_body(response.body, self.vm.plugin.max_body_bytes)
-        except ValueError:
-            body = b"response body exceeds the filter's buffer limit\n"
-            return Response(502, CIMultiDict({"Content-Type": "text/plain",
-                                              "Content-Length": str(len(body))}), body)
-        return await self._response_body_bytes(response)
+            if ctx.paused is None:  # the headers hook has not run yet
+                ctx.set_response(response)
+                if RESP_HEADERS in vm.funcs:
+                    ctx.response_headers_open = True
+                    n = len(response.headers) + 1
+                    if self.v010:
+                        action = self._call(RESP_HEADERS, "response_headers", n)
+                    else:
+                        action = self._call(RESP_HEADERS, "response_headers", n,
+                                            0 if _has_body(body) else 1)
+                    if self._holds(action):
+                        self._hold("response", action)
+            if not self._ended():
+                if RESP_BODY in vm.funcs and _has_body(body):
+                    if ctx.paused is not None:
+                        response = await self._response_body_held(response)
+                    elif isinstance(body, (bytes, bytearray)):
+                        ctx.response_headers_open = False
+                        response = await self._response_body_bytes(response)
+                    else:
+                        ctx.response_headers_open = False
+                        response.headers.popall("Content-Length", None)
+                        response.body = self._response_body_stream(_chunks(body), [])
+                        return self._timed(response)
+                elif ctx.paused is not None:
+                    await self._wait()
+        except FilterFailure:
+            if self.fail_open:
+                vm.finish_stream(ctx)
+                return original
+            return self._fail()
+        except PauseTimeout:
+            if not self.fail_open:
+                return self._timed_out()
+            self._log_timeout_open()
+        if response is not original and ctx.local_response is not response:
+            vm.finish_stream(ctx)  # the host's own reply (buffer limit)
+            return response
+        if (response.body is not body and not isinstance(response.body, (bytes, bytearray))
+                and not ctx.closed and ctx.local_response is None):
+            return self._timed(response)  # released mid-body: the rest finishes the stream
+        return self._finish_response(response)
 
-    async def _response_body_bytes(self, response: Response) -> Response:
-        ctx = self.ctx
-        ctx.response_body = bytearray(response.body)  # type: ignore[arg-type]
-        action = self._call(RESP_BODY, "response_body", len(ctx.response_body), 1)
-        if self._holds(action):
-            await self._wait("response")
-        if ctx.local_response is not None and ctx.local_response is not response:
-            return ctx.local_response
-        data = bytes(ctx.response_body)
-        ctx.response_body = None
+    async def _response_body_held(self, response: Response) -> Response:
+        """Response headers are held: feed the body to the hook until released.
+
+        Released at end of stream -> a bytes body with a fixed Content-Length; released
+        earlier -> the buffered part then the rest, still filtered as it streams.
+        """
+        vm, ctx = self.vm, self.ctx
+        assert ctx is not None
+        limit = vm.plugin.max_body_bytes
+        buf = ctx.response_body = bytearray()
+        out: list[bytes] = []
+        chunks = _chunks(response.body)
+        streaming = False
+        try:
+            async for chunk, eos in chunks:
+                buf += chunk
+                if len(buf) > limit:
+                    return _text_response(502, "response body exceeds the filter's buffer limit\n")
+                try:
+                    action = self._call(RESP_BODY, "response_body", len(buf), int(eos))
+                except FilterFailure:
+                    if self.fail_open:  # the response goes on untouched
+                        response.body = _prepend(out + [bytes(buf)], chunks)
+                        response.headers.popall("Content-Length", None)
+                    raise
+                if self._ended():
+                    return response
+                released = self._released_by(action)
+                if released:
+                    self._unhold()
+                if eos:
+                    if not released:
+                        try:
+                            await self._wait()
+                        except PauseTimeout:
+                            if not self.fail_open:
+                                raise
+                            self._log_timeout_open()
+                        if self._ended():
+                            return response
+                    out.append(bytes(buf))
+                    del buf[:]
+                    break
+                if action == 0:
+                    out.append(bytes(buf))
+                    del buf[:]
+                if released:
+                    streaming = True
+                    break
+        finally:
+            if not streaming:
+                ctx.response_body = None
+        ctx.response_headers_open = False
+        if streaming:
+            response.headers.popall("Content-Length", None)
+            response.body = self._response_body_stream(chunks, out, buf)
+            return response
+        data = b"".join(out)
         response.body = data
         response.headers["Content-Length"] = str(len(data))
         return response
 
-    async def _response_body_stream(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _response_body_bytes(self, response: Response) -> Response:
+        ctx = self.ctx
+        assert ctx is not None
+        ctx.response_body = bytearray(response.body)  # type: ignore[arg-type]
+        try:
+            action = self._call(RESP_BODY, "response_body", len(ctx.response_body), 1)
+            if self._holds(action):
+                self._hold("response", action)
+                await self._wait()
+            if ctx.local_response is not None and ctx.local_response is not response:
+                return ctx.local_response
+            data = bytes(ctx.response_body)
+        finally:
+            ctx.response_body = None
+        response.body = data
+        response.headers["Content-Length"] = str(len(data))
+        return response
+
+    async def _response_body_stream(self, chunks: AsyncIterator[tuple[bytes, bool]],
+                                    prefix: list[bytes], buf: bytearray | None = None
+                                    ) -> AsyncIterator[bytes]:
+        """Filter a response body as it streams (the headers are already on their way)."""
         vm, ctx = self.vm, self.ctx
+        assert ctx is not None
         limit = vm.plugin.max_body_bytes
-        buf = ctx.response_body = bytearray()
+        if buf is None:
+            buf = bytearray()
+        ctx.response_body = buf
         bypass = False
         try:
-            async for chunk, eos in _chunks(body):
+            for part in prefix:
+                if part:
+                    yield part
+            async for chunk, eos in chunks:
                 if bypass:
                     if chunk:
                         yield chunk
@@ -275,12 +508,19 @@ class StreamDriver:
                 try:
                     action = self._call(RESP_BODY, "response_body", len(buf), int(eos))
                     if eos and self._holds(action):
-                        await self._wait("response")
+                        self._hold("response", action)
+                        await self._wait()
                 except FilterFailure:
                     vm.plugin.metrics.failed_streams += 1
                     if not self.fail_open:
                         raise StreamAborted(f"filter {self.name} failed in the response body") from None
                     bypass = True
+                    action = 0
+                except PauseTimeout:
+                    vm.plugin.metrics.failed_streams += 1
+                    if not self.fail_open:
+                        raise StreamAborted(f"filter {self.name} did not resume the response body") from None
+                    self._log_timeout_open()
                     action = 0
                 if ctx.local_response is not None or ctx.closed:
                     raise StreamAborted(f"filter {self.name} ended the stream after the response started")
@@ -297,12 +537,13 @@ class StreamDriver:
             async for chunk in body:
                 yield chunk
         finally:
-            self.vm.finish_stream(self.ctx)
+            self.vm.finish_stream(self.ctx)  # type: ignore[arg-type]
 
     def _timed(self, response: Response) -> Response:
         """Add this filter's Server-Timing entry when the client asked for timings."""
         ex = self.ex
         if self.server_timing and (ex.server_timing or ex.request.headers.get("x-edgenode-timing") == "1"):
-            total = sum(s for (name, _), s in ex.timings.items() if name == self.name)
-            response.headers.add("Server-Timing", f"wasm-{self.name};dur={total * 1000:.3f}")
+            name = self.name
+            total = sum(s for (n, _), s in ex.timings.items() if n == name)
+            response.headers.add("Server-Timing", f"wasm-{name};dur={total * 1000:.3f}")
         return response

@@ -26,16 +26,18 @@ from edgenode.wasm import hostcalls
 from edgenode.wasm.abi import Status
 from edgenode.wasm.contexts import RootContext, StreamContext
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine
-from edgenode.wasm.fastcall import CallBuffers, GuestFunc, GuestMemory, GuestTrap
+from edgenode.wasm.fastcall import CallBuffers, GuestFunc, GuestMemory, GuestTrap, export_get
 from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.properties import PluginInfo
 
 __all__ = ["Plugin", "Vm", "FilterFailure", "CallResult", "Callout", "HostEnv", "CallObserver"]
 
 Callout = Callable[[str, Request, float | None], Awaitable[Response]]
-#: (filter name, export, phase or None, seconds, result or None if it trapped) after each guest call
-CallObserver = Callable[[str, str, "str | None", float, "int | None"], None]
+#: called after each guest call with (filter name, export, phase or None, seconds, result or
+#: None if it trapped, the stream's Exchange or None); it must not raise
+CallObserver = Callable[[str, str, "str | None", float, "int | None", "Exchange | None"], None]
 
+_perf_counter = time.perf_counter
 _PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 _export_get = B._wasmtime_instance_export_get
 #: the exports the host may call (looked up once per instance)
@@ -136,19 +138,21 @@ class Vm:
             raise FilterLoadError(f"filter {plugin.name!r}: cannot instantiate module: {exc}") from None
         self._instance = instance
         ctx = self.store._context()
-        inst_ref = ctypes.byref(instance._instance)
+        ctx_addr = ctypes.cast(ctx, ctypes.c_void_p).value
+        inst_addr = ctypes.addressof(instance._instance)
         self.funcs: dict[str, GuestFunc] = {}
         buffers = self._buffers = CallBuffers()
         self._ctx = ctx
         self._ticks = ticks
         for name, encoded, nparams, nresults in loaded.hooks:
             ext = B.wasmtime_extern_t()
-            if not _export_get(ctx, inst_ref, encoded, len(encoded), ctypes.byref(ext)):
+            if not export_get(ctx_addr, inst_addr, encoded, len(encoded), ctypes.addressof(ext)):
                 raise FilterLoadError(f"filter {plugin.name!r}: export {name} vanished")
-            self.funcs[name] = GuestFunc(ctx, ext.of.func, name, nparams, nresults, ticks, True, buffers)
+            self.funcs[name] = GuestFunc(ctx_addr, ext.of.func, name, nparams, nresults, ticks, True,
+                                         buffers)
         ext = B.wasmtime_extern_t()
         mem_name = loaded.memory_export.encode()
-        _export_get(ctx, inst_ref, mem_name, len(mem_name), ctypes.byref(ext))
+        export_get(ctx_addr, inst_addr, mem_name, len(mem_name), ctypes.addressof(ext))
         self.mem = GuestMemory(ctx, ext.of.memory)
         self._malloc = self.funcs.get("malloc") or self.funcs["proxy_on_memory_allocate"]
         self._ids = itertools.count(1)
@@ -182,9 +186,7 @@ class Vm:
         return fn
 
     def alloc(self, size: int) -> int:
-        ptr = self._malloc.nested(size) & 0xFFFFFFFF
-        self.mem.stale = True
-        return ptr
+        return self._malloc.nested(size) & 0xFFFFFFFF
 
     def call(self, name: str, ctx: RootContext | StreamContext | None, *args: int,
              phase: str | None = None, exchange: Exchange | None = None) -> int:
@@ -192,10 +194,11 @@ class Vm:
         if self.failed is not None:
             raise FilterFailure(self.failed)
         fn = self.funcs[name]
-        prev = hostcalls.set_current(self)
+        prev = hostcalls.CURRENT
+        hostcalls.CURRENT = self
         self.effective = ctx
-        t0 = time.perf_counter()
         result: int | None = None
+        t0 = _perf_counter()
         try:
             result = fn(*args)
             return result
@@ -205,15 +208,17 @@ class Vm:
             self.fail(str(exc))
             raise FilterFailure(self.failed) from None
         finally:
-            dt = time.perf_counter() - t0
-            hostcalls.set_current(prev)
+            dt = _perf_counter() - t0
+            hostcalls.CURRENT = prev
             self.effective = None
             if phase is not None:
                 self.plugin.metrics.observe_callback(phase, dt)
                 if exchange is not None:
-                    exchange.add_timing(self.plugin.name, phase, dt)
+                    key = (self.plugin.name, phase)
+                    timings = exchange.timings
+                    timings[key] = timings.get(key, 0.0) + dt
             if self.plugin.observer is not None:
-                self.plugin.observer(self.plugin.name, name, phase, dt, result)
+                self.plugin.observer(self.plugin.name, name, phase, dt, result, exchange)
 
     def fail(self, reason: str) -> None:
         """Mark the VM failed (cpp-host semantics) and release every held stream."""

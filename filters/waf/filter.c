@@ -234,9 +234,9 @@ static pw_action on_request_headers(pw_stream *s, size_t num_headers, bool end_o
     size_t cl;
     const char *ct = hdr(&st->headers, "content-type", &cl);
     if (!end_of_stream && p->cfg.max_body_bytes > 0 && waf_body_inspectable(ct, ct ? cl : 0)) {
-        /* The body callbacks run before the request is forwarded (edgenode's host consumes
-         * request bodies first for filters exporting on_request_body, and holds the whole
-         * stream on a Stop from the headers callback), so the decision waits for the body. */
+        /* Decide at the end of the body: the body callbacks return StopIterationAndBuffer
+         * until end_of_stream, so nothing reaches the origin before the verdict (in Envoy
+         * and in edgenode, which also reads bodies first for filters with a body hook). */
         st->waiting_body = true;
         return PW_CONTINUE;
     }
