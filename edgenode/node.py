@@ -85,7 +85,9 @@ class Node:
             self._services.append(images)
             self.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
         self.access_log = AccessLog(config.log, worker)  # opened last: nothing left to fail
-        self.signals.on_request_end += [self.metrics.observe, self.access_log.log]
+        self.signals.on_request_end.append(self.metrics.observe)
+        if self.access_log.enabled:  # a disabled log still cost a call per request
+            self.signals.on_request_end.append(self.access_log.log)
         chain = build_chain(self.stages, self.upstream)
         self.frontend = FrontEnd(self._entry(chain), config.server, on_complete=self.signals.request_end)
         self._admin_enabled = admin and config.admin.listen is not None

@@ -21,7 +21,12 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 class KeyBuilder:
     """Builds ``(url, key)`` for requests and normalises URLs given to purge."""
 
-    __slots__ = ("_ignore", "_whitelist", "_sort", "_headers", "_query_work")
+    __slots__ = ("_ignore", "_whitelist", "_sort", "_headers", "_query_work", "_memo")
+
+    #: normalised URLs remembered per (scheme, Host, target) when Host + target fit in
+    #: MEMO_TARGET characters (memory stays below ~MEMO_SIZE * MEMO_TARGET); cleared when full
+    MEMO_SIZE = 4096
+    MEMO_TARGET = 256
 
     def __init__(self, cfg: CacheKeyConfig) -> None:
         self._ignore = frozenset(cfg.ignore_query)
@@ -29,6 +34,7 @@ class KeyBuilder:
         self._sort = cfg.sort_query
         self._headers = tuple(h.lower() for h in cfg.headers)
         self._query_work = bool(self._ignore or self._whitelist is not None or self._sort)
+        self._memo: dict[tuple[str, str, str], str] = {}
 
     def host(self, raw: str, scheme: str) -> str:
         host = raw.strip().lower()
@@ -60,10 +66,18 @@ class KeyBuilder:
     def for_request(self, req: Request) -> tuple[str, str]:
         """``(url, key)``; key == url unless ``[cache.key] headers`` adds request header values."""
         target = req.target
-        if target.startswith(("http://", "https://")):
-            url = self.normalise_url(target)
-        else:
-            url = self.url(req.scheme, req.headers.get("host", ""), req.path, req.query)
+        memo_key = (req.scheme, req.headers.get("host", ""), target)
+        url = self._memo.get(memo_key)
+        if url is None:
+            # hot objects repeat: normalising (query filtering, host folding) is done once
+            if target.startswith(("http://", "https://")):
+                url = self.normalise_url(target)
+            else:
+                url = self.url(req.scheme, memo_key[1], req.path, req.query)
+            if len(target) + len(memo_key[1]) <= self.MEMO_TARGET:
+                if len(self._memo) >= self.MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[memo_key] = url
         if not self._headers:
             return url, url
         h = req.headers

@@ -147,6 +147,7 @@ class Entry:
         "request_time", "response_time", "date", "age0", "lifetime", "fresh_until",
         "swr", "sie", "no_stale", "no_cache", "auth_ok", "etag", "last_modified",
         "last_modified_ts", "vary", "vary_values", "surrogate_keys", "surrogate_control",
+        "proto", "wire",
     )
 
     def age(self, now: float) -> float:
@@ -234,7 +235,39 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     e.vary_values, e.variant = variant_signature(e.vary, req_headers)
     e.surrogate_keys = tuple(k for v in resp_headers.getall("surrogate-key", ()) for k in v.split())
     e.size = len(body) + sum(len(k) + len(v) + 4 for k, v in e.headers) + len(key) + 200
+    _prepare_hits(e)
     return e
+
+
+#: fields a hit adds or replaces (the stage), or that the front end frames itself
+_NOT_PRESERIALISED = frozenset({"age", "x-cache", "content-length", "transfer-encoding", "connection"})
+
+
+def _prepare_hits(e: Entry) -> None:
+    """Per-entry work done once at store time instead of on every hit.
+
+    ``proto`` is the header multidict a hit copies.  ``wire`` is the header block as the
+    front end would write it (see ``Response.wire_head``), or None when the stored fields
+    cannot be sent as they are (they hold a field a hit rewrites, or bad characters):
+    those hits take the general path.
+    """
+    e.proto = CIMultiDict(e.headers)
+    e.wire = None
+    lines = []
+    for k, v in e.headers:
+        lower = k.lower()
+        if lower in _NOT_PRESERIALISED:
+            if lower == "content-length":
+                continue
+            return
+        lines.append(f"{k}: {v}\r\n")
+    text = "".join(lines)
+    if "date" not in e.proto or text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        return
+    try:
+        e.wire = text.encode("latin-1")
+    except UnicodeEncodeError:
+        pass
 
 
 def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response_time: float,
@@ -247,6 +280,7 @@ def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response
         e.surrogate_control = tuple(resp_headers.getall("surrogate-control"))
     _apply_facts(e, e.status, resp_headers, request_time, response_time,
                  heuristic_fraction, heuristic_max, default_ttl)
+    _prepare_hits(e)
 
 
 def request_directives(req_headers: Headers) -> dict[str, str | None]:

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import AsyncIterator, Awaitable, Callable, Mapping
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.cache import status
 from edgenode.cache.collapse import Collapser, Flight
@@ -85,8 +85,10 @@ class CacheStage:
         self._counters = self.store.counters
 
     def wrap(self, next_handler: Handler) -> Handler:
-        async def cache_handler(exchange: Exchange) -> Response:
-            return await self._handle(exchange, next_handler)
+        handle = self._handle
+
+        def cache_handler(exchange: Exchange) -> Awaitable[Response]:
+            return handle(exchange, next_handler)  # no extra coroutine frame per request
         return cache_handler
 
     async def close(self) -> None:
@@ -144,10 +146,27 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        headers = CIMultiDict(entry.headers)
-        headers["Age"] = str(int(max(0.0, entry.age(now))))
+        headers = entry.proto.copy()
+        age = str(int(max(0.0, entry.age(now))))
         status_code = entry.status
         body = entry.body
+        wire = entry.wire
+        if wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
+                                 and "range" not in h):
+            # the common hit: stored fields as they are plus ours, pre-serialised at store time
+            headers["Age"] = age
+            headers.add("Cache-Status", cache_status)
+            headers["X-Cache"] = x_cache
+            ex.cache_status = cache_status
+            ex.x_cache = x_cache
+            resp = Response(status_code, headers, body if req.method != "HEAD" else b"", entry.reason)
+            try:
+                tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
+                resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
+            except UnicodeEncodeError:
+                pass
+            return resp
+        headers["Age"] = age
         if status_code == 200 and has_client_validators(h) and client_not_modified(h, entry):
             headers = CIMultiDict((k, v) for k, v in headers.items()
                                   if k.lower() in not_modified_fields or k == "Age")

@@ -79,6 +79,19 @@ class OriginBody:
                 timer.cancel()
                 self._waiter = None
 
+    def take_complete(self) -> bytes | None:
+        """The whole body if it has already arrived and nothing was read yet, else None.
+
+        A small response usually comes in one read with its head; handing it on as
+        ``bytes`` lets the cache store it and the front end write head and body at once.
+        """
+        if not self._done or self._error is not None:
+            return None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        return data
+
     def _on_timeout(self, waiter: asyncio.Future[None]) -> None:
         if waiter.done() or self._done:
             return
@@ -256,6 +269,9 @@ class _OriginConnection(asyncio.Protocol):
         if body is not None:
             body.finish()
         self._busy = False
+        # The finished body detached above and no longer resumes us: a connection paused by
+        # its back-pressure must read again before the pool hands it to the next request.
+        self.resume()
         self.pool._release(self, keep_alive and self._upload_done)
 
     def _fail_parse(self, reason: str) -> None:
@@ -302,16 +318,18 @@ class _OriginConnection(asyncio.Protocol):
         else:
             self._upload_done = False
             self._upload = self.loop.create_task(self._send_body(head, body, length))
-        timer = self.loop.call_later(self.pool.cfg.first_byte_timeout, self._first_byte_timeout)
+        timer = self.loop.call_later(self.pool.cfg.first_byte_timeout, self._first_byte_timeout, waiter)
         try:
             return await waiter
         finally:
             timer.cancel()
-            self._head_waiter = None
+            # Once the head is in, the body may complete and the pool hand this connection to
+            # another request before this task resumes: clear only our own waiter, never theirs.
+            if self._head_waiter is waiter:
+                self._head_waiter = None
 
-    def _first_byte_timeout(self) -> None:
-        waiter = self._head_waiter
-        if waiter is not None and not waiter.done():
+    def _first_byte_timeout(self, waiter: asyncio.Future[Response]) -> None:
+        if not waiter.done():
             waiter.set_exception(OriginTimeout("first_byte"))
             self.abort()
 
@@ -399,7 +417,12 @@ class OriginPool:
         for attempt in (0, 1):
             conn = await self._acquire(fresh=attempt > 0)
             try:
-                return await conn.send(req, head, length)
+                response = await conn.send(req, head, length)
+                if type(response.body) is OriginBody:
+                    data = response.body.take_complete()
+                    if data is not None:
+                        response.body = data
+                return response
             except _Stale as exc:
                 if replayable and attempt == 0:
                     self.retries += 1

@@ -54,9 +54,17 @@ class Request:
 
 
 class Response:
-    """A response on its way back to the client."""
+    """A response on its way back to the client.
 
-    __slots__ = ("status", "headers", "body", "reason")
+    ``wire_head``, when set, is ``(version, block)``: ``block`` is ``headers`` already
+    serialised (``Name: value\r\n`` lines, Date included, without Content-Length,
+    Transfer-Encoding and Connection, which the front end writes itself), valid while
+    ``multidict.getversion(headers) == version``.  A producer that holds the bytes anyway
+    (a cache hit) sets it so the front end skips re-encoding; any change to the headers
+    by a later stage changes the version and the front end serialises them afresh.
+    """
+
+    __slots__ = ("status", "headers", "body", "reason", "wire_head")
 
     def __init__(
         self,
@@ -69,6 +77,7 @@ class Response:
         self.headers = headers if headers is not None else CIMultiDict()
         self.body = body
         self.reason = reason
+        self.wire_head: tuple[int, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from typing import Any, AsyncIterator, Callable
 
 import httptools
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.errors import ClientBodyError
@@ -46,6 +46,8 @@ PIPELINE_DEPTH = 16
 _NO_BODY_STATUS = frozenset({204, 304})
 
 _status_lines: dict[tuple[int, str], bytes] = {}
+#: method names as str without a decode per request
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _date = DateCache()
 
 
@@ -329,7 +331,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self.parser
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise _Reject(505, f"HTTP version {version} is not supported")
@@ -343,9 +346,8 @@ class _Connection(asyncio.Protocol):
         hosts = headers.getall("host", ())
         if len(hosts) > 1 or (version == "1.1" and not hosts):
             raise _Reject(400, "exactly one Host header is required")
-        te = headers.getall("transfer-encoding", None)
-        if te is not None:
-            _check_transfer_encoding(te, version)
+        if "transfer-encoding" in headers:
+            _check_transfer_encoding(headers.getall("transfer-encoding"), version)
             has_body = True
         else:
             cl = headers.get("content-length")
@@ -475,6 +477,14 @@ class _Connection(asyncio.Protocol):
               keep_alive: bool) -> bytes:
         """Status line and header block; framing and Connection are ours to write."""
         headers = response.headers
+        wire = response.wire_head
+        if wire is not None and wire[0] == getversion(headers):
+            if not keep_alive:
+                framing += "Connection: close\r\n"
+            elif exchange.request.version == "1.0":
+                framing += "Connection: keep-alive\r\n"
+            return b"%s%s%s\r\n" % (_status_line(response.status, response.reason), wire[1],
+                                     framing.encode("latin-1"))
         if "connection" in headers or "content-length" in headers or "transfer-encoding" in headers:
             headers = headers.copy()
             for name in ("connection", "content-length", "transfer-encoding"):
