@@ -300,7 +300,7 @@ class FanoutAdmin:
 
 
 async def _worker_main(config: Config, index: int, control_path: str) -> None:
-    from edgenode.node import LocalAdmin, Node, StopSignals
+    from edgenode.node import LocalAdmin, Node, StopSignals, tune_gc
 
     node = Node(config, worker=index, admin=False)
     host, port = config.server.listen
@@ -311,6 +311,7 @@ async def _worker_main(config: Config, index: int, control_path: str) -> None:
         control = await Node.start_admin(build_admin_app(LocalAdmin(node), token), None,
                                          path=control_path)
         os.chmod(control_path, 0o600)
+        tune_gc()
         while not stop.is_set():  # also stop if the master dies without telling us
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
