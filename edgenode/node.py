@@ -77,11 +77,18 @@ class Node:
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
         self._services: list[Any] = []
+        self._foreign: dict[str, Callable[[bytes], bytes]] = {}  # our foreign functions
         if self.filters:
             from edgenode.images.service import IMAGE_UPSTREAM, ImageService
             from edgenode.wasm.metrics import wasm_collector
 
             self.metrics.add_collector(wasm_collector)
+            from edgenode.node_functions import node_functions
+            from edgenode.wasm.foreign import register_foreign_function
+
+            self._foreign = node_functions(self.purge)
+            for fname, fn in self._foreign.items():
+                register_foreign_function(fname, fn)
             images = ImageService()  # its process pool starts on the first transform only
             self._services.append(images)
             self.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
@@ -181,6 +188,12 @@ class Node:
         await self.upstream.close()
         for service in self._services:
             await service.close()
+        if self._foreign:
+            from edgenode.wasm.foreign import lookup_foreign_function, unregister_foreign_function
+
+            for fname, fn in self._foreign.items():
+                if lookup_foreign_function(fname) is fn:  # not replaced by another node since
+                    unregister_foreign_function(fname)
         self.access_log.close()
 
     async def run(self, watch: list[Path] | None = None) -> None:
