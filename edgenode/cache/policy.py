@@ -147,7 +147,7 @@ class Entry:
         "request_time", "response_time", "date", "age0", "lifetime", "fresh_until",
         "swr", "sie", "no_stale", "no_cache", "auth_ok", "etag", "last_modified",
         "last_modified_ts", "vary", "vary_values", "surrogate_keys", "surrogate_control",
-        "proto", "wire",
+        "proto", "wire", "trailers",
     )
 
     def age(self, now: float) -> float:
@@ -221,8 +221,13 @@ def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: flo
 
 def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
                 req_headers: Headers, request_time: float, response_time: float,
-                heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0) -> Entry:
-    """Turn a storable response into an Entry (parsing its caching fields once)."""
+                heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0,
+                trailers: Headers | None = None) -> Entry:
+    """Turn a storable response into an Entry (parsing its caching fields once).
+
+    ``trailers`` (the chunked response's trailer fields, RFC 9111 §3 lets a cache keep
+    them) are stored as they are and replayed on full hits.
+    """
     cc, _ = response_directives(resp_headers)
     e = Entry()
     e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
@@ -234,7 +239,10 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary", ())))
     e.vary_values, e.variant = variant_signature(e.vary, req_headers)
     e.surrogate_keys = tuple(k for v in resp_headers.getall("surrogate-key", ()) for k in v.split())
+    e.trailers = CIMultiDict(trailers) if trailers else None
     e.size = len(body) + sum(len(k) + len(v) + 4 for k, v in e.headers) + len(key) + 200
+    if e.trailers is not None:
+        e.size += sum(len(k) + len(v) + 4 for k, v in e.trailers.items())
     _prepare_hits(e)
     return e
 

@@ -28,7 +28,7 @@ from edgenode.cache.policy import (
 from edgenode.cache.ranges import multipart, parse_range
 from edgenode.cache.store import CacheStore
 from edgenode.config import CacheConfig
-from edgenode.http.messages import Request, Response
+from edgenode.http.messages import Request, Response, TrailerRelay, trailers_of
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
 
@@ -56,7 +56,7 @@ def _forward_request(req: Request, drop: tuple[str, ...], add: list[tuple[str, s
         h.popall(name, None)
     for name, value in add:
         h[name] = value
-    return Request(req.method, req.target, h, req.body, req.version, req.scheme)
+    return Request(req.method, req.target, h, req.body, req.version, req.scheme).adopt_trailers(req)
 
 
 async def _aclose(body: object) -> None:
@@ -160,6 +160,8 @@ class CacheStage:
             ex.cache_status = cache_status
             ex.x_cache = x_cache
             resp = Response(status_code, headers, body if req.method != "HEAD" else b"", entry.reason)
+            if entry.trailers is not None and req.method != "HEAD":
+                resp.trailers = entry.trailers.copy()  # a filter may edit them: not the stored ones
             try:
                 tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
                 resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
@@ -183,7 +185,10 @@ class CacheStage:
         ex.x_cache = x_cache
         if req.method == "HEAD":
             body = b""
-        return Response(status_code, headers, body, entry.reason if status_code == entry.status else "")
+        resp = Response(status_code, headers, body, entry.reason if status_code == entry.status else "")
+        if entry.trailers is not None and status_code == entry.status and req.method != "HEAD":
+            resp.trailers = entry.trailers.copy()  # whole-body metadata: not on 304/206/416
+        return resp
 
     @staticmethod
     def _ranged(headers: CIMultiDict[str], ranges: list[tuple[int, int]], body: bytes) -> tuple[int, bytes]:
@@ -357,24 +362,30 @@ class CacheStage:
 
         origin_headers = resp.headers.copy() if reason is None else resp.headers
 
-        def make_entry(body: bytes) -> Entry:
+        def make_entry(body: bytes, trailers: CIMultiDict[str] | None) -> Entry:
             return build_entry(key=key, url=url, status=resp.status, reason=resp.reason,
                                resp_headers=origin_headers, body=body, req_headers=req.headers,
                                request_time=request_time, response_time=response_time,
                                heuristic_fraction=self.cfg.heuristic_fraction,
-                               heuristic_max=self.cfg.heuristic_max, default_ttl=self.cfg.default_ttl)
+                               heuristic_max=self.cfg.heuristic_max, default_ttl=self.cfg.default_ttl,
+                               trailers=trailers)
 
         if reason is None and isinstance(resp.body, (bytes, bytearray)):
             body = bytes(resp.body)
             if len(body) <= self.cfg.max_object_bytes and (expected is None or expected == len(body)):
-                return self._store_and_serve(ex, make_entry(body), flight, fwd, fwd_status)
+                return self._store_and_serve(ex, make_entry(body, resp.trailers), flight, fwd, fwd_status)
             reason = "too-large" if len(body) > self.cfg.max_object_bytes else "length-mismatch"
         if reason is None and need_entry:
             # the client's Range/validators must be answered from the entry: buffer it
-            buffered, rest = await self._buffer(resp.body)  # type: ignore[arg-type]
+            source = resp.body
+            buffered, rest = await self._buffer(source)  # type: ignore[arg-type]
             if rest is None and (expected is None or expected == len(buffered)):
-                return self._store_and_serve(ex, make_entry(buffered), flight, fwd, fwd_status)
-            resp.body = self._chain(buffered, rest) if rest is not None else buffered
+                return self._store_and_serve(ex, make_entry(buffered, trailers_of(source)), flight,
+                                             fwd, fwd_status)
+            if rest is not None:
+                resp.body = TrailerRelay(self._chain(buffered, rest), source)
+            else:
+                resp.body, resp.trailers = buffered, trailers_of(source)
             reason = "too-large" if rest is not None else "length-mismatch"
         _strip_surrogate(resp)
         if reason is not None:
@@ -387,7 +398,8 @@ class CacheStage:
         # storable and streamed: pass chunks through while keeping a copy
         if flight is not None:
             flight.handed_off = True
-        resp.body = self._tee(resp.body, make_entry, flight, expected)  # type: ignore[arg-type]
+        source = resp.body
+        resp.body = TrailerRelay(self._tee(source, make_entry, flight, expected), source)  # type: ignore[arg-type]
         self._mark(ex, resp, "MISS", status.forwarded(self.cache_name, fwd, fwd_status=fwd_status,
                                                       stored=True))
         return resp
@@ -430,7 +442,8 @@ class CacheStage:
         finally:
             await _aclose(rest)
 
-    async def _tee(self, body: AsyncIterator[bytes], make_entry: Callable[[bytes], Entry],
+    async def _tee(self, body: AsyncIterator[bytes],
+                   make_entry: Callable[[bytes, CIMultiDict[str] | None], Entry],
                    flight: Flight | None, expected: int | None) -> AsyncIterator[bytes]:
         """Yield the origin's chunks; store the whole body only if it ended normally and complete."""
         parts: list[bytes] = []
@@ -453,7 +466,7 @@ class CacheStage:
         finally:
             stored_entry = None
             if complete and keep and (expected is None or size == expected):
-                entry = make_entry(b"".join(parts))
+                entry = make_entry(b"".join(parts), trailers_of(body))
                 if self._put(entry):
                     stored_entry = entry
             if flight is not None:

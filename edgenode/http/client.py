@@ -7,6 +7,11 @@ connection returns to the pool once its response is fully received and reusable;
 consumer that stops early (``aclose``) closes it.  Failures map to the kinds of
 ``edgenode.http.errors`` so the upstream can answer 502/504, and a body that breaks
 after the head raises from the iterator (the front end then aborts the client).
+
+Trailers: a chunked response's trailer fields (forbidden ones dropped) are set on the
+body's ``trailers`` before its iterator ends, or on ``Response.trailers`` when the whole
+body is handed on as ``bytes``.  A request's trailers go out after its body when it is
+sent chunked (a streamed body of unknown length, or a ``bytes`` body with trailers).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from edgenode.config import OriginConfig
 from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
+from edgenode.http.headers import last_chunk, parse_trailers
 from edgenode.http.messages import Request, Response
 
 __all__ = ["OriginPool"]
@@ -42,7 +48,7 @@ class _Stale(Exception):
 class OriginBody:
     """The response body as an async iterator with a between-bytes timeout."""
 
-    __slots__ = ("_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_timeout")
+    __slots__ = ("_conn", "_chunks", "_size", "_done", "_error", "_waiter", "_timeout", "trailers")
 
     def __init__(self, conn: _OriginConnection, timeout: float) -> None:
         self._conn: _OriginConnection | None = conn
@@ -52,6 +58,8 @@ class OriginBody:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._timeout = timeout
+        #: the chunked response's trailer fields, set before the iterator ends
+        self.trailers: CIMultiDict[str] | None = None
 
     def __aiter__(self) -> OriginBody:
         return self
@@ -260,6 +268,10 @@ class _OriginConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._status == 0 or not self._busy:
             return  # end of an interim 1xx response
+        if self._headers:  # fields after the head: the chunked body's trailer section
+            if self._body is not None:
+                self._body.trailers = parse_trailers(self._headers)
+            self._headers = []
         self._message_done(self.parser.should_keep_alive())
 
     def _message_done(self, keep_alive: bool) -> None:
@@ -314,10 +326,15 @@ class _OriginConnection(asyncio.Protocol):
         assert transport is not None
         body = req.body
         if isinstance(body, (bytes, bytearray)):
-            transport.write(head + body if body else head)
+            if length is None:  # a bytes body with trailers goes chunked to carry them
+                end = last_chunk(req.trailers)
+                transport.write(head + b"%x\r\n%s\r\n%s" % (len(body), body, end) if body
+                                else head + end)
+            else:
+                transport.write(head + body if body else head)
         else:
             self._upload_done = False
-            self._upload = self.loop.create_task(self._send_body(head, body, length))
+            self._upload = self.loop.create_task(self._send_body(req, head, length))
         timer = self.loop.call_later(self.pool.cfg.first_byte_timeout, self._first_byte_timeout, waiter)
         try:
             return await waiter
@@ -333,7 +350,8 @@ class _OriginConnection(asyncio.Protocol):
             waiter.set_exception(OriginTimeout("first_byte"))
             self.abort()
 
-    async def _send_body(self, head: bytes, body: AsyncIterator[bytes], length: int | None) -> None:
+    async def _send_body(self, req: Request, head: bytes, length: int | None) -> None:
+        body: AsyncIterator[bytes] = req.body  # type: ignore[assignment]
         transport = self.transport
         assert transport is not None
         transport.write(head)
@@ -356,7 +374,7 @@ class _OriginConnection(asyncio.Protocol):
                     finally:
                         self._drain_waiter = None
             if length is None:
-                transport.write(b"0\r\n\r\n")
+                transport.write(last_chunk(req.trailers))
             elif sent != length:
                 raise ClientBodyError(f"request body was {sent} bytes, Content-Length said {length}")
             self._upload_done = True
@@ -419,9 +437,12 @@ class OriginPool:
             try:
                 response = await conn.send(req, head, length)
                 if type(response.body) is OriginBody:
-                    data = response.body.take_complete()
+                    origin_body = response.body
+                    data = origin_body.take_complete()
                     if data is not None:
                         response.body = data
+                        if origin_body.trailers is not None:
+                            response.trailers = origin_body.trailers
                 return response
             except _Stale as exc:
                 if replayable and attempt == 0:
@@ -536,7 +557,10 @@ class OriginPool:
 
 
 def _encode_head(req: Request) -> tuple[bytes, int | None]:
-    """Request line + headers with our framing; returns (head, streamed length or None)."""
+    """Request line + headers with our framing; returns (head, length or None if chunked).
+
+    A ``bytes`` body is sent with Content-Length unless it carries trailers.
+    """
     headers = req.headers
     body = req.body
     lines = [f"{req.method} {req.target} HTTP/1.1\r\n"]
@@ -547,8 +571,12 @@ def _encode_head(req: Request) -> tuple[bytes, int | None]:
         lines.append(f"{k}: {v}\r\n")
     length: int | None = None
     if isinstance(body, (bytes, bytearray)):
-        if body or req.method in _BODY_METHODS:
-            lines.append(f"Content-Length: {len(body)}\r\n")
+        if req.trailers:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        else:
+            length = len(body)
+            if body or req.method in _BODY_METHODS:
+                lines.append(f"Content-Length: {length}\r\n")
     else:
         cl = headers.get("content-length")
         if cl is not None and cl.isdigit():

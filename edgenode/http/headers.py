@@ -1,11 +1,13 @@
 """Header helpers shared by the front end, the origin client and forwarding.
 
 Pure functions on ``CIMultiDict``: hop-by-hop removal (RFC 9110 7.6.1), list-valued
-field appends, and a once-per-second cached ``Date`` value for the hot path.
+field appends, trailer sections (RFC 9110 6.5, RFC 9112 7.1.2) and a once-per-second
+cached ``Date`` value for the hot path.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 
@@ -13,7 +15,7 @@ from multidict import CIMultiDict
 
 __all__ = [
     "HOP_BY_HOP", "connection_tokens", "strip_hop_by_hop", "append_value", "DateCache",
-    "split_host_port",
+    "split_host_port", "FORBIDDEN_TRAILERS", "parse_trailers", "last_chunk",
 ]
 
 #: fields that describe one connection and never travel past a proxy
@@ -21,6 +23,58 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authenticate", "proxy-authorization",
 })
+
+
+#: fields that must not be sent or honoured as trailers (RFC 9110 6.5.1): framing,
+#: routing, request modifiers (controls, conditionals, range, authentication), response
+#: control data, content processing, cookies, and every hop-by-hop field
+FORBIDDEN_TRAILERS = HOP_BY_HOP | frozenset({
+    "content-length", "host", "expect", "max-forwards", "cache-control", "pragma", "expires",
+    "age", "date", "vary", "location", "retry-after", "warning", "range", "if-match",
+    "if-none-match", "if-modified-since", "if-unmodified-since", "if-range",
+    "authorization", "www-authenticate", "authentication-info", "proxy-authentication-info",
+    "content-encoding", "content-type", "content-range", "content-location", "set-cookie",
+    "cookie", "surrogate-control", "surrogate-key",
+})
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def parse_trailers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str] | None:
+    """Trailer fields as parsed off the wire, without the forbidden ones (None if none left).
+
+    Dropped at parse time so no filter, cache entry or origin ever sees them.
+    """
+    trailers: CIMultiDict[str] = CIMultiDict()
+    for name, value in raw:
+        text = name.decode("latin-1")
+        if text.lower() not in FORBIDDEN_TRAILERS:
+            trailers.add(text, value.decode("latin-1"))
+    return trailers or None
+
+
+def last_chunk(trailers: CIMultiDict[str] | None) -> bytes:
+    """The end of a chunked body: ``0\r\n``, the allowed trailer fields, ``\r\n``.
+
+    Forbidden fields (a filter may have added one) and fields with CR/LF/NUL or
+    non-Latin-1 text are left out rather than breaking the message's framing.
+    """
+    if not trailers:
+        return b"0\r\n\r\n"
+    lines = [b"0\r\n"]
+    for name, value in trailers.items():
+        if name.lower() in FORBIDDEN_TRAILERS or not _TOKEN.fullmatch(name):
+            continue
+        line = f"{name}: {value}\r\n"
+        if line.count("\n") != 1 or line.count("\r") != 1 or "\x00" in line:
+            continue
+        try:
+            lines.append(line.encode("latin-1"))
+        except UnicodeEncodeError:
+            continue
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def connection_tokens(headers: CIMultiDict[str]) -> set[str]:

@@ -4,23 +4,87 @@ Bodies are either ``bytes`` (known, small, e.g. served from cache or built local
 or an async iterator of chunks (streamed from the client or the origin), so a large
 body never has to sit whole in memory.  Header names keep their case in the
 multidict but compare case-insensitively.
+
+Trailers (the fields after a chunked body) are only known once a streamed body has
+ended, so they travel with the body: an iterator that can end with trailers has a
+``trailers`` attribute, None until it is exhausted.  ``Request.trailers`` and
+``Response.trailers`` read that attribute unless a stage set the message's trailers
+explicitly (a ``bytes`` body can carry trailers only that way).  Nothing is allocated
+for a message without trailers.
 """
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Union
+from typing import Any, AsyncIterator, Union
 
 from multidict import CIMultiDict
 
 Body = Union[bytes, AsyncIterator[bytes]]
 
-__all__ = ["Body", "Request", "Response", "CIMultiDict", "read_body"]
+__all__ = ["Body", "Request", "Response", "CIMultiDict", "read_body", "trailers_of", "TrailerRelay"]
+
+
+class _FromBody:
+    """Marker: the message's trailers are whatever its body reports when it ends."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FROM_BODY"
+
+
+FROM_BODY: Any = _FromBody()
+
+
+def trailers_of(body: Body) -> CIMultiDict[str] | None:
+    """The trailers a finished streamed body ended with (None: none, or not ended yet)."""
+    if type(body) is bytes:
+        return None
+    return getattr(body, "trailers", None)
+
+
+class TrailerRelay:
+    """A transformed body (``chunks``) that still reports the trailers of ``source``.
+
+    A stage that wraps a body in its own generator (a tee, a filter) hands this on so
+    the trailers read at the end of the origin's (or client's) stream are not lost.
+    Setting ``trailers`` replaces what ``source`` reports.
+    """
+
+    __slots__ = ("_chunks", "_source", "_trailers")
+
+    def __init__(self, chunks: AsyncIterator[bytes], source: Body) -> None:
+        self._chunks = chunks
+        self._source = source
+        self._trailers: Any = FROM_BODY
+
+    def __aiter__(self) -> TrailerRelay:
+        return self
+
+    def __anext__(self) -> Any:
+        return self._chunks.__anext__()
+
+    @property
+    def trailers(self) -> CIMultiDict[str] | None:
+        t = self._trailers
+        return trailers_of(self._source) if t is FROM_BODY else t
+
+    @trailers.setter
+    def trailers(self, value: CIMultiDict[str] | None) -> None:
+        self._trailers = value
+
+    async def aclose(self) -> None:
+        """Close the wrapping iterator (its own cleanup closes ``source``)."""
+        close = getattr(self._chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class Request:
     """A request as received from a client (or built by a filter for a callout)."""
 
-    __slots__ = ("method", "target", "path", "query", "version", "headers", "body", "scheme")
+    __slots__ = ("method", "target", "path", "query", "version", "headers", "body", "scheme",
+                 "_trailers")
 
     def __init__(
         self,
@@ -36,6 +100,7 @@ class Request:
         self.headers = headers
         self.body = body
         self.scheme = scheme
+        self._trailers: Any = FROM_BODY
         self.set_target(target)
 
     def set_target(self, target: str) -> None:
@@ -48,6 +113,24 @@ class Request:
     @property
     def host(self) -> str:
         return self.headers.get("host", "")
+
+    @property
+    def trailers(self) -> CIMultiDict[str] | None:
+        """Trailer fields: set explicitly, else the body's once it has been read to the end."""
+        t = self._trailers
+        if t is FROM_BODY:
+            body = self.body
+            return None if type(body) is bytes else getattr(body, "trailers", None)
+        return t
+
+    @trailers.setter
+    def trailers(self, value: CIMultiDict[str] | None) -> None:
+        self._trailers = value
+
+    def adopt_trailers(self, other: Request) -> Request:
+        """Take ``other``'s trailers setting (explicit, or from the shared body); for copies."""
+        self._trailers = other._trailers
+        return self
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
@@ -64,7 +147,7 @@ class Response:
     by a later stage changes the version and the front end serialises them afresh.
     """
 
-    __slots__ = ("status", "headers", "body", "reason", "wire_head")
+    __slots__ = ("status", "headers", "body", "reason", "wire_head", "_trailers")
 
     def __init__(
         self,
@@ -78,6 +161,20 @@ class Response:
         self.body = body
         self.reason = reason
         self.wire_head: tuple[int, bytes] | None = None
+        self._trailers: Any = FROM_BODY
+
+    @property
+    def trailers(self) -> CIMultiDict[str] | None:
+        """Trailer fields: set explicitly, else the body's once it has been read to the end."""
+        t = self._trailers
+        if t is FROM_BODY:
+            body = self.body
+            return None if type(body) is bytes else getattr(body, "trailers", None)
+        return t
+
+    @trailers.setter
+    def trailers(self, value: CIMultiDict[str] | None) -> None:
+        self._trailers = value
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"

@@ -10,6 +10,15 @@ wait in a short queue while reading pauses once it grows.  Request bodies stream
 the handler with back-pressure; response bodies stream with write flow control, and a
 body that breaks (raises, ends short of its Content-Length) aborts the connection so the
 client never sees a complete-looking truncated response.
+
+Trailers: a chunked request's trailer fields (llhttp reports them through ``on_header``
+after ``on_headers_complete``) end up on the request body's ``trailers`` before its
+iterator ends; they get their own ``max_header_bytes`` budget.  A response's trailers
+(``Response.trailers``) go out whenever it is sent chunked, whatever the client's ``TE``
+says (Envoy's HTTP/1 codec with trailers enabled does the same; a chunked decoder must
+accept a trailer section); a ``bytes`` body that carries trailers is sent chunked to an
+HTTP/1.1 client for that reason, and trailers are dropped for HTTP/1.0 clients, HEAD,
+204 and 304.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.errors import ClientBodyError
-from edgenode.http.headers import DateCache
+from edgenode.http.headers import DateCache, last_chunk, parse_trailers
 from edgenode.http.messages import Request, Response
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
@@ -93,6 +102,14 @@ class _Reject(Exception):
         self.message = message
 
 
+class _BadBody(ClientBodyError):
+    """The request body (or its trailer section) broke the protocol; ``status`` answers it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _BadHead(Exception):
     """The handler's response head cannot be written (CR/LF or non-Latin-1 in a header)."""
 
@@ -104,7 +121,8 @@ class _RequestBody:
     ``BODY_LOW_WATER`` resumes it, so a huge upload never piles up in memory.
     """
 
-    __slots__ = ("_conn", "_chunks", "size", "done", "error", "_waiter", "discard", "expect")
+    __slots__ = ("_conn", "_chunks", "size", "done", "error", "_waiter", "discard", "expect",
+                 "trailers")
 
     def __init__(self, conn: _Connection, expect_continue: bool) -> None:
         self._conn = conn
@@ -117,6 +135,8 @@ class _RequestBody:
         self.discard = False
         #: send "100 Continue" on the first read (the client waits for it)
         self.expect = expect_continue
+        #: the chunked body's trailer fields, set just before the iterator ends
+        self.trailers: CIMultiDict[str] | None = None
 
     def __aiter__(self) -> _RequestBody:
         return self
@@ -206,6 +226,11 @@ class _Connection(asyncio.Protocol):
         self._head_fed = 0
         self._head_start = 0.0
         self._body: _RequestBody | None = None
+        # chunked request: header lines before the trailers (0: not chunked), and whether a
+        # chunk header came with no data after it yet (the last chunk's trailer section)
+        self._n_head = 0
+        self._chunk_pending = False
+        self._trailer_fed = 0
         # dispatch state
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None
@@ -285,6 +310,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return
+        in_trailers = self._chunk_pending
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -308,6 +334,12 @@ class _Connection(asyncio.Protocol):
             # (an over-long target is caught exactly in on_url, which sees partial spans)
             if self._head_fed > self.cfg.max_header_bytes + self.cfg.max_request_line_bytes:
                 self._protocol_error(431, "request header fields too large")
+        elif in_trailers and self._chunk_pending:
+            # a whole read spent inside the trailer section, which httptools buffers until
+            # each field is complete: bound it like the head
+            self._trailer_fed += len(data)
+            if self._trailer_fed > self.cfg.max_header_bytes:
+                self._protocol_error(431, "request trailer fields too large")
 
     def on_message_begin(self) -> None:
         self._in_head = True
@@ -325,7 +357,8 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.cfg.max_header_bytes:
-            raise _Reject(431, f"request header block larger than {self.cfg.max_header_bytes} bytes")
+            part = "header block" if self._in_head else "trailer section"
+            raise _Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
         self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -349,6 +382,8 @@ class _Connection(asyncio.Protocol):
         if "transfer-encoding" in headers:
             _check_transfer_encoding(headers.getall("transfer-encoding"), version)
             has_body = True
+            self._n_head = len(self._raw_headers)
+            self._head_bytes = 0  # the trailer section has its own budget
         else:
             cl = headers.get("content-length")
             has_body = cl is not None and cl != "0"
@@ -362,12 +397,24 @@ class _Connection(asyncio.Protocol):
         self._dispatch(_Pending(exchange, body, keep_alive))
 
     def on_body(self, chunk: bytes) -> None:
+        self._chunk_pending = False
         if self._body is not None:
             self._body.feed(chunk)
 
+    def on_chunk_header(self) -> None:
+        self._chunk_pending = True
+        self._trailer_fed = 0
+
     def on_message_complete(self) -> None:
-        if self._body is not None:
-            self._body.finish()
+        body = self._body
+        if body is not None:
+            n = self._n_head
+            if n:
+                self._n_head = 0
+                self._chunk_pending = False
+                if len(self._raw_headers) > n:
+                    body.trailers = parse_trailers(self._raw_headers[n:])
+            body.finish()
             self._body = None
 
     def _protocol_error(self, status: int, message: str) -> None:
@@ -377,7 +424,7 @@ class _Connection(asyncio.Protocol):
         self._dead = True
         self._in_head = False
         if self._body is not None:
-            self._body.fail(ClientBodyError(f"bad request body: {message}"))
+            self._body.fail(_BadBody(status, f"bad request body: {message}"))
             self._body = None
         if not self._read_paused and not self.closed:
             self._read_paused = True
@@ -418,7 +465,7 @@ class _Connection(asyncio.Protocol):
         try:
             response = await self.fe.handler(exchange)
         except ClientBodyError as exc:
-            response = error_response(400, str(exc), close=True)
+            response = error_response(getattr(exc, "status", 400), str(exc), close=True)
         except Exception:
             log.exception("handler failed for %s %s", exchange.request.method, exchange.request.target)
             response = error_response(500, "internal error while handling the request")
@@ -429,7 +476,12 @@ class _Connection(asyncio.Protocol):
         try:
             try:
                 if type(response.body) is bytes:
-                    keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+                    trailers = response.trailers
+                    if trailers and self._can_chunk(exchange, response):
+                        keep_alive = self._write_bytes_chunked(exchange, response, keep_alive,
+                                                               trailers)
+                    else:
+                        keep_alive = self._write_bytes_response(exchange, response, keep_alive)
                 else:
                     keep_alive = await self._write_stream_response(exchange, response, keep_alive)
             except _BadHead as exc:  # raised before any byte of the response was written
@@ -545,6 +597,30 @@ class _Connection(asyncio.Protocol):
             exchange.response_bytes = len(body)
         return keep_alive
 
+    @staticmethod
+    def _can_chunk(exchange: Exchange, response: Response) -> bool:
+        status = response.status
+        return (exchange.request.version == "1.1" and exchange.request.method != "HEAD"
+                and status >= 200 and status not in _NO_BODY_STATUS)
+
+    def _write_bytes_chunked(self, exchange: Exchange, response: Response, keep_alive: bool,
+                             trailers: CIMultiDict[str]) -> bool:
+        """A ``bytes`` body with trailers: one chunk, then the trailer section."""
+        if keep_alive and "close" in response.headers.get("connection", "").lower():
+            keep_alive = False
+        head = self._head(exchange, response, "Transfer-Encoding: chunked\r\n", keep_alive)
+        exchange.status = response.status
+        body: bytes = response.body  # type: ignore[assignment]
+        if not self.closed:
+            end = last_chunk(trailers)
+            if body:
+                self.transport.writelines(  # type: ignore[union-attr]
+                    [head, b"%x\r\n" % len(body), body, b"\r\n" + end])
+            else:
+                self.transport.write(head + end)  # type: ignore[union-attr]
+            exchange.response_bytes = len(body)
+        return keep_alive
+
     async def _write_stream_response(self, exchange: Exchange, response: Response,
                                      keep_alive: bool) -> bool:
         body: AsyncIterator[bytes] = response.body  # type: ignore[assignment]
@@ -607,7 +683,7 @@ class _Connection(asyncio.Protocol):
                 await _aclose(body)
         if finished and (length is None or sent == length):
             if chunked:
-                transport.write(b"0\r\n\r\n")
+                transport.write(last_chunk(response.trailers))
             return keep_alive
         if finished:
             log.warning("response body for %s ended after %d of %s bytes",

@@ -3,7 +3,9 @@
 Toward the origin: hop-by-hop fields go, ``Via`` and the ``X-Forwarded-*`` family are
 added, ``Host`` follows the origin's ``host_header`` policy.  Toward the client:
 hop-by-hop fields go and ``Via`` is added.  ``Expect`` is dropped on the way in because
-the front end already answered ``100-continue`` to the client itself.
+the front end already answered ``100-continue`` to the client itself.  Trailers travel
+with the body (forbidden fields were dropped where they were parsed); the announcing
+``Trailer`` field is hop-by-hop here, as in RFC 2616, and is not forwarded.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def forward_request(req: Request, client_ip: str, origin: OriginConfig, via: str
     headers["X-Forwarded-Proto"] = req.scheme
     if client_host:
         headers["X-Forwarded-Host"] = client_host
-    return Request(req.method, req.target, headers, req.body, "1.1", req.scheme)
+    return Request(req.method, req.target, headers, req.body, "1.1", req.scheme).adopt_trailers(req)
 
 
 def forward_response(resp: Response, via: str) -> Response:

@@ -67,6 +67,8 @@ class Upstream:
     async def callout(self, upstream_name: str, req: Request, timeout: float) -> Response:
         """An HTTP call from a filter to a named upstream; the body is read in full.
 
+        The returned Response carries the origin's trailers (``Response.trailers``), if any.
+
         Raises KeyError for an unknown upstream, ``OriginTimeout("callout")`` past
         ``timeout`` seconds, and the other ``OriginError`` kinds as they happen.
         """
@@ -86,7 +88,9 @@ class Upstream:
     async def _call(pool: OriginPool, req: Request) -> Response:
         response = await pool.request(req)
         body = await read_body(response.body)
-        return Response(response.status, response.headers, body, response.reason)
+        result = Response(response.status, response.headers, body, response.reason)
+        result.trailers = response.trailers  # known now that the body is read
+        return result
 
     async def close(self) -> None:
         for pool in [*self.pools.values(), *self._callout_pools.values()]:

@@ -1,0 +1,136 @@
+"""In-process CPU cost of a 1 KB cache hit through the whole node (no sockets).
+
+A ``Node`` with chain ``[cache]`` (access log off, no admin) serves keep-alive GETs fed
+straight into its front end's connection through a fake transport, so only the Python
+work per request is counted (parsing, Request/Exchange, the cache hit, the response
+head, completion hooks, one task and one loop turn).  The URL is primed once, so every
+measured request is a fresh hit.  Several rounds; the best round is the steadiest
+figure on a shared machine.
+
+    python benchmarks/bench_hit_inprocess.py [--n 20000] [--rounds 7] [--label before]
+
+Prints a table and writes benchmarks/results/hit_inprocess-<label>.json.  To compare two
+versions of the code, run a copy of this script inside each tree (it imports the
+``edgenode`` next to it), interleaved (ABBA): the machine's load moves the figures by ±1 µs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from multidict import CIMultiDict  # noqa: E402
+
+from edgenode.config import StageConfig, load_config, with_overrides  # noqa: E402
+from edgenode.http.messages import Response  # noqa: E402
+from edgenode.http.server import _Connection, install_event_loop  # noqa: E402
+from edgenode.node import Node  # noqa: E402
+from edgenode.pipeline.stage import build_chain  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+BODY = b"x" * 1024
+REQUEST = (b"GET /obj HTTP/1.1\r\nHost: example.com\r\nUser-Agent: bench/1.0\r\n"
+           b"Accept: */*\r\nAccept-Encoding: gzip\r\n\r\n")
+
+
+class FakeTransport:
+    """Just enough of ``asyncio.Transport`` for the front end; counts responses."""
+
+    def __init__(self) -> None:
+        self.responses = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.last = b""
+
+    def _wrote(self, data: bytes) -> None:
+        self.last = data
+        self.responses += 1
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        self._wrote(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self._wrote(b"".join(parts))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def is_closing(self) -> bool:
+        return False
+
+
+async def _origin_stub(exchange: Any) -> Response:
+    headers = CIMultiDict({"Content-Type": "text/plain", "Cache-Control": "public, max-age=3600",
+                           "ETag": '"abc"', "Date": time.strftime("%a, %d %b %Y %H:%M:%S GMT",
+                                                                  time.gmtime())})
+    return Response(200, headers, BODY)
+
+
+async def run(n: int, rounds: int) -> list[float]:
+    cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin="http://127.0.0.1:9")
+    cfg.chain = [StageConfig("cache", "cache")]
+    cfg.log.access = "off"
+    node = Node(cfg, admin=False)
+    # the origin is stubbed (no socket): only the first request reaches it
+    node.frontend.handler = node._entry(build_chain(node.stages, _origin_stub))
+    node.frontend.loop = asyncio.get_running_loop()
+    conn = _Connection(node.frontend)
+    tr = FakeTransport()
+    conn.connection_made(tr)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        tr.waiter = loop.create_future()
+        conn.data_received(REQUEST)
+        await tr.waiter
+
+    await one()  # miss: stores the object
+    assert b"X-Cache: MISS" in tr.last, tr.last[:400]
+    await one()
+    assert b"X-Cache: HIT" in tr.last, tr.last[:400]
+    per_round: list[float] = []
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(n):
+            await one()
+        per_round.append((time.process_time() - start) / n * 1e6)
+    assert b"X-Cache: HIT" in tr.last
+    if conn._timer is not None:
+        conn._timer.cancel()
+    return per_round
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--label", default="run")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    args = ap.parse_args()
+    if args.loop == "uvloop":
+        install_event_loop()
+    per_round = asyncio.run(run(args.n, args.rounds))
+    result = {"label": args.label, "loop": args.loop, "n": args.n, "rounds": per_round,
+              "best_us": min(per_round), "median_us": statistics.median(per_round)}
+    print(f"{'1 KB hit, in-process (' + args.label + ')':40} {'best':>8} {'median':>8}")
+    print(f"{'CPU µs / request':40} {result['best_us']:8.2f} {result['median_us']:8.2f}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"hit_inprocess-{args.label}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
