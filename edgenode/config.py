@@ -370,8 +370,6 @@ def _chain(data: Any) -> list[StageConfig]:
             raise ConfigError(f"{key}.{extra}: unknown key (cache settings live in [cache])")
         options = {k: v for k, v in item.items() if k not in ("type", "name")}
         out.append(StageConfig(type=kind, name=name, options=options))
-    if sum(1 for st in out if st.type == "cache") > 1:
-        raise ConfigError("chain: at most one stage of type \"cache\"")
     return out
 
 

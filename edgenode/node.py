@@ -105,8 +105,14 @@ class Node:
     # --- assembly -------------------------------------------------------------------
     def _build_stage(self, index: int, sc: StageConfig) -> Stage:
         if sc.type == "cache":
-            self.cache = CacheStage(self.config.cache, name=sc.name)
-            return self.cache
+            # every cache stage shares one store; the first answers as "edgenode" in
+            # Cache-Status, inner ones as "edgenode-<name>"
+            nested = sum(1 for s in self.config.chain if s.type == "cache") > 1
+            if self.cache is None:
+                self.cache = CacheStage(self.config.cache, name=sc.name, nested=nested)
+                return self.cache
+            return CacheStage(self.config.cache, self.cache.store, name=sc.name,
+                              cache_name=f"edgenode-{sc.name}", nested=nested)
         from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
 
         try:

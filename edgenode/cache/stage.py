@@ -69,14 +69,21 @@ async def _aclose(body: object) -> None:
 
 
 class CacheStage:
-    """RFC 9111 shared cache stage; see docs/caching.md for the behaviour it implements."""
+    """RFC 9111 shared cache stage; see docs/caching.md for the behaviour it implements.
+
+    A chain may hold several cache stages over one store (e.g. a second one after the
+    image filter keeps originals, so every variant's miss reuses one origin fetch).  With
+    ``nested`` set, a key is looked up by the outermost stage only: an inner stage passes a
+    request whose key an outer stage already missed straight on.
+    """
 
     def __init__(self, cfg: CacheConfig, store: CacheStore | None = None,
                  clock: Callable[[], float] = time.time, name: str = "cache",
-                 cache_name: str = "edgenode") -> None:
+                 cache_name: str = "edgenode", nested: bool = False) -> None:
         self.cfg = cfg
         self.name = name
         self.cache_name = cache_name
+        self.nested = nested
         self.clock = clock
         self.store = store if store is not None else CacheStore(cfg, clock)
         self.keys = KeyBuilder(cfg.key)
@@ -111,6 +118,11 @@ class CacheStage:
         if "upgrade" in h or "if-match" in h or "if-unmodified-since" in h:
             return await self._bypass(ex, nxt, "request")
         url, key = self.keys.for_request(req)
+        if self.nested:
+            seen = ex.props.setdefault("cache.keys", set())
+            if key in seen:
+                return await nxt(ex)
+            seen.add(key)
         req_cc = request_directives(h) if "cache-control" in h else {}
         now = self.clock()
         entry, any_variant = self.store.lookup(key, h)
