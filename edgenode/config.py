@@ -223,6 +223,9 @@ class Config:
     base_dir: Path = field(default_factory=Path.cwd)
     #: named upstreams that filters may call (proxy_http_call); default: all origins
     upstreams: dict[str, OriginConfig] = field(default_factory=dict)
+    #: the file this config was read from (None: the embedded defaults); filter reloads
+    #: re-read it so changed filter settings take effect without a restart
+    source: Path | None = None
 
 
 def _server(data: Any) -> ServerConfig:
@@ -459,4 +462,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path or 'default config'}: not valid TOML: {exc}") from None
-    return parse_config(data, base)
+    cfg = parse_config(data, base)
+    cfg.source = None if path is None else Path(path).resolve()
+    return cfg

@@ -22,8 +22,8 @@ from aiohttp import web
 
 from edgenode.admin.app import build_admin_app
 from edgenode.cache.stage import CacheStage
-from edgenode.config import Config, ConfigError, StageConfig
-from edgenode.http.messages import Request, Response
+from edgenode.config import Config, ConfigError, StageConfig, load_config
+from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
 from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
@@ -93,11 +93,14 @@ class Node:
             self._services.append(images)
             self.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
         self.access_log = AccessLog(config.log, worker)  # opened last: nothing left to fail
-        self.signals.on_request_end.append(self.metrics.observe)
+        self._observe = self.metrics.observe  # one bound method: _CacheFastPath checks for it
+        self.signals.on_request_end.append(self._observe)
         if self.access_log.enabled:  # a disabled log still cost a call per request
             self.signals.on_request_end.append(self.access_log.log)
         chain = build_chain(self.stages, self.upstream)
-        self.frontend = FrontEnd(self._entry(chain), config.server, on_complete=self.signals.request_end)
+        fast = _CacheFastPath(self) if self.stages and self.stages[0] is self.cache else None
+        self.frontend = FrontEnd(self._entry(chain), config.server, on_complete=self.signals.request_end,
+                                 fast_path=fast)
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0
@@ -240,15 +243,56 @@ class Node:
         return out
 
     async def reload_filters(self, name: str | None) -> dict[str, Any]:
+        """Reload wasm filters (all, or one by name) without dropping requests.
+
+        When the node was started from a config file, the file is read again first, so a
+        filter picks up its changed settings (module, config, limits); adding, removing or
+        reordering stages still needs a restart.  A bad file raises ConfigError and every
+        filter keeps running as it was.
+        """
         targets = [name] if name is not None else list(self.filters)
         for n in targets:
             if n not in self.filters:
                 raise KeyError(n)
+        fresh: dict[str, StageConfig] = {}
+        if self.config.source is not None:
+            fresh = {sc.name: sc for sc in load_config(self.config.source).chain if sc.type == "wasm"}
         for n in targets:
-            result = self.filters[n].reload()
+            result = self.filters[n].reload(fresh.get(n))
             if asyncio.iscoroutine(result):
                 await result
         return {"reloaded": targets}
+
+
+class _CacheFastPath:
+    """The front end's fast path (``http.server.FastPath``) for fresh cache hits.
+
+    Only for a chain that starts with the cache stage, so a hit there is the whole of
+    the request's work, and only while the metrics observer is the one per-request hook:
+    any other subscriber (the access log, a recorder, a request-start hook) gets the
+    real ``Exchange``, so then every request takes the chain.  A fast hit is counted in
+    the metrics exactly as the chain's hit would be.
+    """
+
+    __slots__ = ("_cache", "_signals", "_observe", "_metrics")
+
+    def __init__(self, node: Node) -> None:
+        assert node.cache is not None
+        self._cache = node.cache
+        self._signals = node.signals
+        self._observe = node._observe
+        self._metrics = node.metrics
+
+    def lookup(self, method: str, target: str, host: str,
+               fields: Callable[[], Any]) -> Prebuilt | None:
+        signals = self._signals
+        ends = signals.on_request_end
+        if signals.on_request_start or len(ends) != 1 or ends[0] is not self._observe:
+            return None
+        return self._cache.fast_hit(target, host, fields)
+
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        self._metrics.observe_parts(hit.x_cache, hit.status, sent, elapsed)
 
 
 def _filter_stats(stage: Any) -> dict[str, Any]:

@@ -44,6 +44,10 @@ MAX_BACKOFF = 5.0
 READY_TIMEOUT = 60.0
 
 
+#: the directory holding the edgenode package, for the workers' PYTHONPATH
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
 class WorkerStartError(RuntimeError):
     """A worker did not come up; ``status`` is its exit status (2: config error) or None."""
 
@@ -123,7 +127,10 @@ class Supervisor:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(w.control.path)
         host = self.config.server.listen[0]
-        cmd = [sys.executable, "-m", "edgenode", "worker", "--worker-id", str(w.index),
+        # -P: the current directory must not shadow modules (a stray inspect.py in the
+        # directory serve was started from killed every worker); the package is found
+        # through PYTHONPATH instead, installed or not
+        cmd = [sys.executable, "-P", "-m", "edgenode", "worker", "--worker-id", str(w.index),
                "--listen", f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}",
                "--control", w.control.path]
         if self.spec.config_path is not None:
@@ -131,6 +138,7 @@ class Supervisor:
         if self.spec.origin is not None:
             cmd += ["--origin", self.spec.origin]
         env = dict(os.environ, **{TOKEN_ENV: self._token})
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         w.proc = await asyncio.create_subprocess_exec(*cmd, env=env)
         w.started = time.monotonic()
 

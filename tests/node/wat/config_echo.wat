@@ -1,0 +1,22 @@
+;; Adds `x-config: <plugin configuration>` to every response.
+(module
+  (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add_header (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-config")
+  ;; 64: config ptr, 68: config size
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "malloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (i32.add (local.get $n) (i32.const 8))))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $get_buffer (i32.const 7) (i32.const 0) (local.get 1) (i32.const 64) (i32.const 68)))
+    (i32.const 1))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add_header (i32.const 2) (i32.const 16) (i32.const 8)
+                            (i32.load (i32.const 64)) (i32.load (i32.const 68))))
+    (i32.const 0))
+  (func (export "proxy_abi_version_0_2_1"))
+)
