@@ -239,15 +239,11 @@ async def run_bench(opts: BenchOptions, stream: TextIO | None = None) -> dict[st
 
 
 async def _start_node(cfg: Config, origin_url: str, stack: AsyncExitStack) -> tuple[Any, NodeRecorder]:
-    from edgenode.images.service import IMAGE_UPSTREAM, ImageService
     from edgenode.node import Node
 
     cfg = with_overrides(cfg, listen="127.0.0.1:0", origin=origin_url, admin_listen="off")
     cfg.log.access = "off"
-    node = Node(cfg)
-    images = ImageService()  # its process pool starts on the first image only
-    node.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
-    stack.push_async_callback(images.close)
+    node = Node(cfg)  # registers the image service itself when the chain has filters
     recorder = NodeRecorder()
     node.signals.on_request_end.append(recorder.on_end)
     await node.start()
