@@ -4,7 +4,9 @@ Run: python benchmarks/bench_wasm.py [--quick]
 Prints a table and writes benchmarks/results/bench_wasm.json.  Everything runs
 in-process (stage chain around a trivial terminal handler), so the figures are the
 host's own cost, without sockets.  Targets: shared VM header-only filter < 30 µs p50
-added; per-request instance < 100 µs p50 added.
+added; per-request instance < 100 µs p50 added (the ``prewarm=0`` row: a fresh instance
+started inside the request).  The ``no snapshot``/``no pool`` rows switch off the
+start-up snapshot and the pooling allocator for A/B in the same run.
 
 Between requests the loops yield to the event loop once (``asyncio.sleep(0)``), as a
 server does between network events: per-request isolation starts the next instances
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import ctypes
 import json
+import logging
 import platform
 import statistics
 import sys
@@ -37,6 +40,7 @@ from edgenode.http.messages import CIMultiDict, Request, Response  # noqa: E402
 from edgenode.pipeline.exchange import Exchange  # noqa: E402
 from edgenode.pipeline.stage import build_chain  # noqa: E402
 from edgenode.wasm.engine import WasmEngine  # noqa: E402
+from edgenode.wasm import fastcall  # noqa: E402
 from edgenode.wasm.fastcall import GuestMemory  # noqa: E402
 from edgenode.wasm.stage import WasmStage  # noqa: E402
 from edgenode.wasm.vm import Vm  # noqa: E402
@@ -105,18 +109,9 @@ def call_paths(engine: WasmEngine, n: int) -> dict[str, float]:
     checked = inst.exports(store)["noop"]
     checked_loop = inst.exports(store)["host_calls"]
     out["guest call, Func.__call__ (checked)"] = best_of(lambda: checked(store, 1), n)
-    from edgenode.wasm.fastcall import CallBuffers, GuestFunc
-    from wasmtime import _bindings as B
-    ext = B.wasmtime_extern_t()
-    name = b"noop"
-    ctx = vm.store._context()
-    inst_ref = ctypes.byref(vm._instance._instance)  # type: ignore[attr-defined]
-    B._wasmtime_instance_export_get(ctx, inst_ref, name, len(name), ctypes.byref(ext))
-    fast = GuestFunc(ctx, ext.of.func, "noop", 1, 1, 1 << 20, True, CallBuffers())
+    fast = vm.export("noop", 1, 1)
     out["guest call, unchecked + epoch deadline"] = best_of(lambda: fast(1), n)
-    name = b"host_calls"
-    B._wasmtime_instance_export_get(ctx, inst_ref, name, len(name), ctypes.byref(ext))
-    loop100 = GuestFunc(ctx, ext.of.func, "host_calls", 1, 1, 1 << 20, True, CallBuffers())
+    loop100 = vm.export("host_calls", 1, 1)
     from edgenode.wasm import hostcalls
     prev = hostcalls.set_current(vm)
     try:
@@ -128,11 +123,19 @@ def call_paths(engine: WasmEngine, n: int) -> dict[str, float]:
                                                        - out["guest call, Func.__call__ (checked)"]) / 100
     mem_export = inst.exports(store)["memory"]
     out["memory read 1 KiB, Memory.read"] = best_of(lambda: mem_export.read(store, 1024, 2048), n)
-    gm = GuestMemory(store._context(), mem_export._memory)
+    ctx = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+    gm = GuestMemory(ctx, ctypes.addressof(mem_export._memory), mem_export)
     out["memory read 1 KiB, cached memoryview"] = best_of(lambda: gm.read(1024, 1024), n)
-    out["set_epoch_deadline"] = best_of(lambda: vm.store.set_epoch_deadline(10), n)
-    out["Store + InstancePre.instantiate"] = best_of(
+    out["set_epoch_deadline (raw binding)"] = best_of(lambda: fastcall._set_deadline(vm._ctx, 10), n)
+    out["Store + instantiate + drop, wasmtime-py objects"] = best_of(
         lambda: st.loaded.pre.instantiate(_store(engine)), max(200, n // 20))
+    buffers = fastcall.CallBuffers()
+    for label, eng in (("pooling allocator", engine), ("on-demand", WasmEngine(pool_instances=0))):
+        loaded = eng.load(CALLS_FILTER, "calls")
+
+        def native() -> None:
+            fastcall.NativeInstance(eng.engine_ptr, loaded.pre_ptr, 1 << 26, 100, buffers).delete()
+        out[f"Store + instantiate + drop, C API, {label}"] = best_of(native, max(200, n // 20))
     return out
 
 
@@ -148,11 +151,19 @@ async def latencies(engine: WasmEngine, n: int) -> dict[str, dict[str, float]]:
     per_req = build_chain([stage(engine, "hdr-per-request", isolation="per-request")], terminal)
     cold_req = build_chain([stage(engine, "hdr-per-request-cold", isolation="per-request",
                                   prewarm=0)], terminal)
-    for h in (shared, per_req, cold_req):
+    cold_nosnap = build_chain([stage(engine, "hdr-per-request-cold-nosnap", isolation="per-request",
+                                     prewarm=0, snapshot=False)], terminal)
+    on_demand = WasmEngine(cache_dir=engine.cache_dir, pool_instances=0)
+    cold_od = build_chain([stage(on_demand, "hdr-per-request-cold-od", isolation="per-request",
+                                 prewarm=0, snapshot=False)], terminal)
+    for h in (shared, per_req, cold_req, cold_nosnap, cold_od):
         await latency(h, 200)
     results = {"no filter": base, "shared VM": await latency(shared, n),
                "per-request instance": await latency(per_req, n // 2),
-               "per-request, prewarm=0": await latency(cold_req, n // 2)}
+               "per-request, prewarm=0": await latency(cold_req, n // 2),
+               "per-request, prewarm=0, no snapshot": await latency(cold_nosnap, n // 2),
+               "prewarm=0, no snapshot, no pool": await latency(cold_od, n // 2)}
+    on_demand.close()
     b50, b99 = pct(base, 0.5), pct(base, 0.99)
     return {k: {"p50_us": pct(v, 0.5), "p99_us": pct(v, 0.99),
                 "added_p50_us": pct(v, 0.5) - b50, "added_p99_us": pct(v, 0.99) - b99}
@@ -181,11 +192,30 @@ def cold_start(cache_dir: Path, n: int) -> dict[str, float]:
         vm = Vm(st.plugin, loaded, engine)
         vm.start()
         vm.close()
-    return {"engine + linker creation (once per process) ms": statistics.median(compile_samples) * 1e3,
-            "VM cold start from disk cache (deserialize+instantiate+vm_start+configure) ms":
-                statistics.median(samples) * 1e3,
-            "per-request instance start+close (instantiate, root context, configure, root done/delete) us":
-                best_of(instance, 500)}
+    out = {"engine + linker creation (once per process) ms": statistics.median(compile_samples) * 1e3,
+           "VM cold start from disk cache (deserialize+instantiate+vm_start+configure) ms":
+               statistics.median(samples) * 1e3,
+           "per-request instance start+close (instantiate, root context, configure, root done/delete) us":
+               best_of(instance, 500)}
+    # the SDK-built filters: instance start+close with and without the start-up snapshot
+    for module in sorted((ROOT / "filters" / "build").glob("*.wasm")):
+        for snap in (True, False):
+            logging.disable(logging.CRITICAL)  # a filter that needs config it does not get here
+            try:
+                fst = WasmStage(StageConfig("wasm", f"{module.stem}-{snap}", {
+                    "module": str(module), "isolation": "per-request", "snapshot": snap}),
+                    base_dir=ROOT, engine=engine)
+            except Exception:  # noqa: BLE001 - skipped, see above
+                break
+            finally:
+                logging.disable(logging.NOTSET)
+            snapshot = fst._snapshot
+
+            def filter_instance() -> None:
+                fst._start_vm(fst.plugin, fst.loaded, snapshot).close()
+            label = "snapshot" if snapshot is not None else "start-up calls"
+            out[f"{module.name} per-request instance start+close, {label} us"] = best_of(filter_instance, 200)
+    return out
 
 
 def host_functions(engine: WasmEngine, n: int) -> dict[str, float]:
@@ -212,7 +242,7 @@ def host_functions(engine: WasmEngine, n: int) -> dict[str, float]:
     mem.write(300, b"\x00\x00\x00\x00")  # empty header map for the local reply
     prev = hostcalls.set_current(vm)
     vm.effective = ctx
-    vm.store.set_epoch_deadline(1 << 40)
+    fastcall._set_deadline(vm._ctx, 1 << 40)
     metric = vm.plugin.metrics.define(0, "bench")[1]
     out: dict[str, float] = {}
     try:

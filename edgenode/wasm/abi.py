@@ -10,8 +10,19 @@ from enum import IntEnum
 
 __all__ = [
     "Status", "LogLevel", "BufferType", "MapType", "StreamType", "MetricType",
-    "ABI_VERSIONS", "encode_map", "decode_map", "encode_text", "MapDecodeError",
+    "ABI_VERSIONS", "encode_map", "decode_map", "encode_text", "MapDecodeError", "HOOKS",
+    "STREAM_HOOKS",
 ]
+
+#: the exports the host may call (looked up once per instance)
+HOOKS = ("proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure", "proxy_on_tick",
+         "proxy_on_done", "proxy_on_log", "proxy_on_delete", "proxy_on_request_headers",
+         "proxy_on_request_body", "proxy_on_response_headers", "proxy_on_response_body",
+         "proxy_on_http_call_response", "proxy_on_queue_ready", "proxy_on_foreign_function",
+         "proxy_on_memory_allocate", "malloc", "_initialize", "_start", "main")
+#: the per-stream callbacks: a module without any needs no stream context at all
+STREAM_HOOKS = ("proxy_on_request_headers", "proxy_on_request_body", "proxy_on_response_headers",
+                "proxy_on_response_body", "proxy_on_log", "proxy_on_done")
 
 
 class Status(IntEnum):

@@ -91,6 +91,15 @@ def _vm() -> "Vm":
     return vm
 
 
+def _vm_effect() -> "Vm":
+    """``_vm()`` for host calls whose effect or answer lies outside the instance
+    (callouts, shared state, metrics, randomness): made during start-up, they rule out a
+    post-configure snapshot (snapshot.py), which would not repeat them."""
+    vm = _vm()
+    vm.effects = True
+    return vm
+
+
 def _ret_bytes(vm: "Vm", data: bytes | bytearray, ret_ptr: int, ret_size: int) -> int:
     """Copy ``data`` into a guest allocation and write (ptr, size); empty -> 0/0.
 
@@ -307,16 +316,21 @@ def proxy_set_header_map_pairs(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_get_header_map_value", "iiiii")
 def proxy_get_header_map_value(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    hmap = _map(vm, raw[0], False)
+    vm = CURRENT or _vm()  # the commonest host call: _vm() only to raise
+    mtype, kptr, klen, ret_ptr, ret_size = raw
+    hmap = _map(vm, mtype, False)
     if hmap is None:
         return BAD_ARGUMENT
-    value = hmap.get(_text(vm, raw[1], raw[2]))
+    mem = vm.mem
+    end = kptr + klen
+    if end > mem.size and not mem.fits(end):
+        raise MemoryFault(f"read of {klen} bytes at {kptr:#x} past memory end {mem.size:#x}")
+    value = hmap.get(str(mem.view[kptr:end], "utf-8", "surrogateescape"))
     if value is None:
         if vm.version != V010:
             return NOT_FOUND
         value = ""  # v0.1.0 answered OK with an empty value
-    return _ret_bytes(vm, encode_text(value), raw[3], raw[4])
+    return _ret_bytes(vm, encode_text(value), ret_ptr, ret_size)
 
 
 def _set_value(raw: tuple[int, ...], op: str) -> int:
@@ -427,7 +441,7 @@ def proxy_get_status(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_http_call", "iiiiiiiiii")
 def proxy_http_call(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     mem = vm.mem
     upstream = _text(vm, raw[0], raw[1])
     try:
@@ -459,7 +473,7 @@ for _name, _params in (("proxy_grpc_call", "i" * 12), ("proxy_grpc_stream", "i" 
 
 @_proxy("proxy_get_shared_data", "iiiii")
 def proxy_get_shared_data(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     key = vm.mem.read(raw[0], raw[1])
     found = shared_data.get(vm.plugin.vm_id, key)
     if found is None:
@@ -471,7 +485,7 @@ def proxy_get_shared_data(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_set_shared_data", "iiiii")
 def proxy_set_shared_data(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     key = vm.mem.read(raw[0], raw[1])
     value = vm.mem.read(raw[2], raw[3])
     return int(shared_data.set(vm.plugin.vm_id, key, value, raw[4]))
@@ -479,7 +493,7 @@ def proxy_set_shared_data(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_register_shared_queue", "iii")
 def proxy_register_shared_queue(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     name = _text(vm, raw[0], raw[1])
     qid = shared_queues.register(vm.plugin.vm_id, name, vm.queue_notifier())
     vm.mem.write_u32(raw[2], qid)
@@ -488,7 +502,7 @@ def proxy_register_shared_queue(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_resolve_shared_queue", "iiiii")
 def proxy_resolve_shared_queue(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     vm_id = _text(vm, raw[0], raw[1])
     name = _text(vm, raw[2], raw[3])
     qid = shared_queues.resolve(vm_id, name)
@@ -500,14 +514,14 @@ def proxy_resolve_shared_queue(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_enqueue_shared_queue", "iii")
 def proxy_enqueue_shared_queue(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     data = vm.mem.read(raw[1], raw[2])
     return int(shared_queues.enqueue(raw[0], data))
 
 
 @_proxy("proxy_dequeue_shared_queue", "iii")
 def proxy_dequeue_shared_queue(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     vm.mem.write_u32(raw[1], 0)
     vm.mem.write_u32(raw[2], 0)
     status, data = shared_queues.dequeue(raw[0])
@@ -532,17 +546,17 @@ def proxy_define_metric(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_increment_metric", "iI")
 def proxy_increment_metric(raw: tuple[int, ...]) -> int:
-    return int(_vm().plugin.metrics.increment(raw[0], raw[1]))
+    return int(_vm_effect().plugin.metrics.increment(raw[0], raw[1]))
 
 
 @_proxy("proxy_record_metric", "iI")
 def proxy_record_metric(raw: tuple[int, ...]) -> int:
-    return int(_vm().plugin.metrics.record(raw[0], raw[1] & 0xFFFFFFFFFFFFFFFF))
+    return int(_vm_effect().plugin.metrics.record(raw[0], raw[1] & 0xFFFFFFFFFFFFFFFF))
 
 
 @_proxy("proxy_get_metric", "ii")
 def proxy_get_metric(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     status, value = vm.plugin.metrics.get(raw[0])
     if status == Status.OK:
         vm.mem.write_u64(raw[1], value)
@@ -574,7 +588,7 @@ def proxy_set_property(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_call_foreign_function", "iiiiii", V02X)
 def proxy_call_foreign_function(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     name = _text(vm, raw[0], raw[1])
     args = vm.mem.read(raw[2], raw[3])
     fn = lookup_foreign_function(name)
@@ -642,7 +656,7 @@ def clock_res_get(raw: tuple[int, ...]) -> int:
 
 @_wasi("random_get", "ii")
 def random_get(raw: tuple[int, ...]) -> int:
-    vm = _vm()
+    vm = _vm_effect()
     size = raw[1]
     if size > 1 << 20:
         return _EINVAL

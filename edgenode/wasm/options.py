@@ -21,7 +21,7 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
 
 _KEYS = {"module", "config", "vm_config", "root_id", "vm_id", "isolation", "failure_policy",
          "memory_limit", "cpu_deadline_ms", "env", "log_level", "server_timing", "reload_backoff",
-         "max_body_bytes", "pause_timeout", "prewarm"}
+         "max_body_bytes", "pause_timeout", "prewarm", "snapshot"}
 
 
 @dataclass
@@ -45,6 +45,8 @@ class WasmOptions:
     pause_timeout: float = 30.0
     #: per-request isolation: instances started ahead of time in idle loop iterations
     prewarm: int = 2
+    #: per-request isolation: start instances from a post-configure snapshot (snapshot.py)
+    snapshot: bool = True
 
 
 def _config_bytes(value: Any, key: str) -> bytes:
@@ -114,8 +116,9 @@ def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmO
         if level not in LOG_LEVELS:
             raise ConfigError(f"{prefix}.log_level: must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
         opts.log_level = LOG_LEVELS.index(level)
-    if "server_timing" in options:
-        if not isinstance(options["server_timing"], bool):
-            raise ConfigError(f"{prefix}.server_timing: expected true or false")
-        opts.server_timing = options["server_timing"]
+    for key in ("server_timing", "snapshot"):
+        if key in options:
+            if not isinstance(options[key], bool):
+                raise ConfigError(f"{prefix}.{key}: expected true or false")
+            setattr(opts, key, options[key])
     return opts

@@ -25,9 +25,11 @@ from edgenode.config import StageConfig
 from edgenode.http.messages import Response
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
+from edgenode.wasm.fastcall import GlobalState
 from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
+from edgenode.wasm.snapshot import Snapshot
 from edgenode.wasm.stream import StreamDriver, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
@@ -39,6 +41,8 @@ MAX_BACKOFF = 60.0
 #: start of the heap in small modules) is made resident ahead of its stream; more costs
 #: idle CPU per instance (~0.5 µs per 4 KiB page) for pages a stream may never touch
 PREFAULT_BYTES = 64 * 1024
+#: a post-configure snapshot and the writer of its globals (per-request isolation)
+_Snap = tuple[Snapshot, GlobalState]
 
 
 class WasmStage:
@@ -64,13 +68,14 @@ class WasmStage:
         self._pool: list[Vm] = []
         self._refilling = False
         self._closed = False
-        self.plugin, self.loaded, self.vm = self._build(self.opts)
+        self.plugin, self.loaded, self.vm, self._snapshot = self._build(self.opts)
         self._failures = 0
         self._retry_at = 0.0
 
     # --- construction ------------------------------------------------------------
-    def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None]:
-        loaded = self.engine.load(opts.module, self.name)
+    def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None, _Snap | None]:
+        per_request = opts.isolation == "per-request"
+        loaded = self.engine.load(opts.module, self.name, snapshot=per_request and opts.snapshot)
         plugin = Plugin(
             name=self.name,
             info=PluginInfo(self.name, opts.root_id, opts.vm_id, self._node_props),
@@ -78,18 +83,35 @@ class WasmStage:
             log_level=opts.log_level, metrics=metrics_for(self.name),
             memory_limit=opts.memory_limit, cpu_deadline_ms=opts.cpu_deadline_ms,
             callout=self._callout, upstreams=self._upstreams, max_body_bytes=opts.max_body_bytes,
-            ticks=opts.isolation == "shared", host_env=self.host_env, observer=self.observer,
+            ticks=not per_request, host_env=self.host_env, observer=self.observer,
         )
-        vm = self._start_vm(plugin, loaded)  # per-request: a canary that validates the config
-        if opts.isolation == "per-request":
-            vm.close()
-            return plugin, loaded, None
-        return plugin, loaded, vm
+        fresh_memory = None
+        if per_request and loaded.global_exports is not None:
+            fresh = Vm(plugin, loaded, self.engine)  # never started: the diff's baseline
+            fresh_memory = bytes(fresh.mem.refresh())
+            fresh.close(graceful=False)
+        vm = self._start_vm(plugin, loaded, None)  # per-request: a canary that validates the config
+        if not per_request:
+            return plugin, loaded, vm, None
+        snap: _Snap | None = None
+        if fresh_memory is not None and loaded.global_exports is not None:
+            if vm.effects:
+                plugin.logger.info("no start-up snapshot: start-up made host calls with effects "
+                                   "outside the instance", extra={"filter": self.name})
+            else:
+                captured = vm.capture(fresh_memory, loaded.global_exports)
+                snap = (captured, GlobalState(captured.globals))
+        vm.close()
+        return plugin, loaded, None, snap
 
-    def _start_vm(self, plugin: Plugin, loaded: LoadedModule) -> Vm:
+    def _start_vm(self, plugin: Plugin, loaded: LoadedModule, snap: _Snap | None) -> Vm:
+        """A started VM: from the snapshot when there is one, else by running start-up."""
         vm = Vm(plugin, loaded, self.engine)
         try:
-            vm.start()
+            if snap is not None:
+                vm.restore(*snap)
+            else:
+                vm.start()
         except BaseException:
             vm.close(graceful=False)
             raise
@@ -99,16 +121,17 @@ class WasmStage:
     def wrap(self, next_handler: Handler) -> Handler:
         async def handle(exchange: Exchange) -> Response:
             vm = self.vm
-            if vm is None or vm.failed is not None or _tick_unarmed(vm):
-                vm = self._acquire()
+            if vm is None or vm.failed is not None or (vm.root.tick_ms  # type: ignore[union-attr]
+                                                       and vm.root.tick_handle is None):  # type: ignore[union-attr]
+                vm = self._acquire()  # per-request, failed, or a tick set before the loop ran
+            opts = self.opts
             if vm is None:
-                if self.opts.failure_policy == "fail_open":
+                if opts.failure_policy == "fail_open":
                     return await next_handler(exchange)
                 self.plugin.metrics.failed_streams += 1
                 return failure_response(self.name)
             if not vm.stream_hooks:
                 return await next_handler(exchange)
-            opts = self.opts
             driver = StreamDriver(vm, exchange, opts.failure_policy == "fail_open",
                                   opts.server_timing, opts.pause_timeout)
             response = await driver.run(next_handler)
@@ -124,7 +147,7 @@ class WasmStage:
                 vm = self._pool.pop()
             else:
                 try:
-                    vm = self._start_vm(self.plugin, self.loaded)
+                    vm = self._start_vm(self.plugin, self.loaded, self._snapshot)
                 except FilterLoadError as exc:
                     self.plugin.logger.error("%s", exc, extra={"filter": self.name})
                     return None
@@ -150,7 +173,7 @@ class WasmStage:
             return None
         self._retry_at = 0.0
         try:
-            new_vm = self._start_vm(self.plugin, self.loaded)
+            new_vm = self._start_vm(self.plugin, self.loaded, None)
         except FilterLoadError as exc:
             self.plugin.logger.error("reload failed: %s", exc, extra={"filter": self.name})
             return None
@@ -165,7 +188,7 @@ class WasmStage:
             self._refilling = False
             return
         try:
-            vm = self._start_vm(self.plugin, self.loaded)
+            vm = self._start_vm(self.plugin, self.loaded, self._snapshot)
         except FilterLoadError:
             self._refilling = False  # the next stream starts one itself and reports the error
             return
@@ -193,8 +216,8 @@ class WasmStage:
         """
         opts = self.opts if stage_cfg is None else parse_options(stage_cfg.options, self._prefix,
                                                                  self._base_dir)
-        plugin, loaded, vm = self._build(opts)
-        self.opts, self.plugin, self.loaded = opts, plugin, loaded
+        plugin, loaded, vm, snap = self._build(opts)
+        self.opts, self.plugin, self.loaded, self._snapshot = opts, plugin, loaded, snap
         self._failures = 0
         self._retry_at = 0.0
         self._drain_pool()
@@ -215,19 +238,14 @@ class WasmStage:
         return {"isolation": self.opts.isolation, "failure_policy": self.opts.failure_policy,
                 "failed": None if self.vm is None else self.vm.failed,
                 "abi": ".".join(map(str, self.loaded.version)), "traps": m.traps,
-                "vm_starts": m.vm_starts, "failed_streams": m.failed_streams}
+                "vm_starts": m.vm_starts, "failed_streams": m.failed_streams,
+                "snapshot": self._snapshot is not None}
 
     async def close(self) -> None:
         self._closed = True
         self._drain_pool()
         if self.vm is not None:
             self.vm.close()
-
-
-def _tick_unarmed(vm: Vm) -> bool:
-    """A tick period set at start-up (no running loop then) still needs its timer."""
-    root = vm.root
-    return root is not None and root.tick_ms != 0 and root.tick_handle is None
 
 
 def _close_now(vm: Vm) -> None:

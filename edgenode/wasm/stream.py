@@ -112,7 +112,7 @@ class StreamDriver:
     def _call(self, name: str, phase: str, *args: int) -> int:
         ctx = self.ctx
         ctx.continued = False  # type: ignore[union-attr]
-        return self.vm.call(name, ctx, ctx.id, *args, phase=phase, exchange=self.ex)  # type: ignore[union-attr]
+        return self.vm.invoke(name, ctx, phase, self.ex, (ctx.id, *args))  # type: ignore[union-attr]
 
     def _holds(self, action: int) -> bool:
         """Whether a callback's result holds the stream (any non-zero action pauses)."""
@@ -233,10 +233,9 @@ class StreamDriver:
         has_body = _has_body(req.body)
         if REQ_HEADERS in vm.funcs:
             n = len(req.headers) + 4 - ("host" in req.headers)
-            if self.v010:
-                action = self._call(REQ_HEADERS, "request_headers", n)
-            else:
-                action = self._call(REQ_HEADERS, "request_headers", n, 0 if has_body else 1)
+            ctx.continued = False
+            args = (ctx.id, n) if self.v010 else (ctx.id, n, 0 if has_body else 1)
+            action = vm.invoke(REQ_HEADERS, ctx, "request_headers", self.ex, args)
             if ctx.local_response is not None or ctx.closed:
                 return False
             if self._holds(action):
@@ -319,12 +318,10 @@ class StreamDriver:
         if RESP_HEADERS in vm.funcs:
             ctx.response_headers_open = True
             try:
-                has_body = _has_body(body)
                 n = len(response.headers) + 1
-                if self.v010:
-                    action = self._call(RESP_HEADERS, "response_headers", n)
-                else:
-                    action = self._call(RESP_HEADERS, "response_headers", n, 0 if has_body else 1)
+                ctx.continued = False
+                args = (ctx.id, n) if self.v010 else (ctx.id, n, 0 if _has_body(body) else 1)
+                action = vm.invoke(RESP_HEADERS, ctx, "response_headers", self.ex, args)
             except FilterFailure:
                 if self.fail_open:
                     vm.finish_stream(ctx)

@@ -9,26 +9,29 @@ decides what the stream and later streams get.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import ctypes
 import itertools
 import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Collection
+from typing import Any, Awaitable, Callable, Collection
 
-from wasmtime import Store, WasmtimeError
+from wasmtime import WasmtimeError
 from wasmtime import _bindings as B
 
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm import hostcalls
-from edgenode.wasm.abi import Status
+from edgenode.wasm.abi import STREAM_HOOKS, Status
 from edgenode.wasm.contexts import RootContext, StreamContext
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine
-from edgenode.wasm.fastcall import CallBuffers, GuestFunc, GuestMemory, GuestTrap, export_get
+from edgenode.wasm.fastcall import (EXTERN_OF, EXTERN_SIZE, CallBuffers, GlobalState, GuestFunc,
+                                    GuestMemory, GuestTrap, NativeInstance, export_get)
 from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.properties import PluginInfo
+from edgenode.wasm.snapshot import Snapshot, diff_pages
 
 __all__ = ["Plugin", "Vm", "FilterFailure", "CallResult", "Callout", "HostEnv", "CallObserver"]
 
@@ -38,20 +41,9 @@ Callout = Callable[[str, Request, float | None], Awaitable[Response]]
 CallObserver = Callable[[str, str, "str | None", float, "int | None", "Exchange | None"], None]
 
 _perf_counter = time.perf_counter
+_bisect = bisect.bisect_left
+_EXTERN = B.wasmtime_extern_t
 _PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
-_export_get = B._wasmtime_instance_export_get
-#: the exports the host may call (looked up once per instance)
-HOOKS = ("proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure", "proxy_on_tick",
-         "proxy_on_done", "proxy_on_log", "proxy_on_delete", "proxy_on_request_headers",
-         "proxy_on_request_body", "proxy_on_response_headers", "proxy_on_response_body",
-         "proxy_on_http_call_response", "proxy_on_queue_ready", "proxy_on_foreign_function",
-         "proxy_on_memory_allocate", "malloc", "_initialize", "_start", "main")
-
-
-_STREAM_HOOKS = ("proxy_on_request_headers", "proxy_on_request_body", "proxy_on_response_headers",
-                 "proxy_on_response_body", "proxy_on_log", "proxy_on_done")
-
-
 @dataclass(frozen=True)
 class HostEnv:
     """Where the guest's clocks and randomness come from; `filter test` injects fixed ones
@@ -102,9 +94,15 @@ class Plugin:
     observer: CallObserver | None = None
     logger: logging.Logger = field(init=False)
     last_log: str = ""
+    #: phase -> (callback histogram, Exchange.timings key), shared by the stage's VMs
+    phases: dict[str, tuple[Any, tuple[str, str]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
+
+    def phase_stats(self, phase: str) -> tuple[Any, tuple[str, str]]:
+        stats = self.phases[phase] = (self.metrics.callback_histogram(phase), (self.name, phase))
+        return stats
 
     @property
     def vm_id(self) -> str:
@@ -124,37 +122,34 @@ class Vm:
         self.plugin = plugin
         self.loaded = loaded
         self.version = loaded.version
-        self.store = Store(engine.engine)
-        self.store.set_limits(memory_size=plugin.memory_limit)
-        ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
-        self.store.set_epoch_deadline(ticks)
+        ticks = self._ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
+        self._tick_count = engine.tick
         engine.ensure_ticker()
         self.failed: str | None = None
         self.closed = False
         self.exit_code: int | None = None
-        try:
-            instance = loaded.pre.instantiate(self.store)
-        except (WasmtimeError, Exception) as exc:  # Trap is an Exception too
-            raise FilterLoadError(f"filter {plugin.name!r}: cannot instantiate module: {exc}") from None
-        self._instance = instance
-        ctx = self.store._context()
-        ctx_addr = ctypes.cast(ctx, ctypes.c_void_p).value
-        inst_addr = ctypes.addressof(instance._instance)
-        self.funcs: dict[str, GuestFunc] = {}
-        buffers = self._buffers = CallBuffers()
-        self._ctx = ctx
-        self._ticks = ticks
-        for name, encoded, nparams, nresults in loaded.hooks:
-            ext = B.wasmtime_extern_t()
-            if not export_get(ctx_addr, inst_addr, encoded, len(encoded), ctypes.addressof(ext)):
+        #: a host call with effects outside the instance ran (hostcalls._vm_effect)
+        self.effects = False
+        buffers = self._buffers = CallBuffers.take()
+        self.native = self._instantiate(engine, buffers)
+        ctx = self._ctx = self.native.ctx
+        inst_addr = self.native.inst_addr
+        hooks = loaded.hooks
+        # one ctypes array holds every export's extern (hooks, then the memory)
+        exts = self._exts = (_EXTERN * (len(hooks) + 1))()
+        addr = ctypes.addressof(exts)
+        funcs: dict[str, GuestFunc] = {}
+        for name, encoded, nparams, nresults in hooks:
+            if not export_get(ctx, inst_addr, encoded, len(encoded), addr):
                 raise FilterLoadError(f"filter {plugin.name!r}: export {name} vanished")
-            self.funcs[name] = GuestFunc(ctx_addr, ext.of.func, name, nparams, nresults, ticks, True,
-                                         buffers)
-        ext = B.wasmtime_extern_t()
+            funcs[name] = GuestFunc(ctx, addr + EXTERN_OF, exts, name, nparams, nresults, ticks, buffers,
+                                    engine.tick)
+            addr += EXTERN_SIZE
+        self.funcs = funcs
         mem_name = loaded.memory_export.encode()
-        export_get(ctx_addr, inst_addr, mem_name, len(mem_name), ctypes.addressof(ext))
-        self.mem = GuestMemory(ctx, ext.of.memory)
-        self._malloc = self.funcs.get("malloc") or self.funcs["proxy_on_memory_allocate"]
+        export_get(ctx, inst_addr, mem_name, len(mem_name), addr)
+        self.mem = GuestMemory(ctx, addr + EXTERN_OF, exts)
+        self._malloc = funcs.get("malloc") or funcs["proxy_on_memory_allocate"]
         self._ids = itertools.count(1)
         self.contexts: dict[int, RootContext | StreamContext] = {}
         self.root: RootContext | None = None
@@ -167,8 +162,30 @@ class Vm:
         self.active_streams = 0
         self.on_idle: Callable[["Vm"], None] | None = None
         #: whether streams need a context at all (filters without HTTP hooks cost nothing)
-        self.stream_hooks = any(h in self.funcs for h in _STREAM_HOOKS)
+        self.stream_hooks = any(h in funcs for h in STREAM_HOOKS)
+        self._on_done = "proxy_on_done" in funcs
+        self._on_log = "proxy_on_log" in funcs
+        self._on_delete = "proxy_on_delete" in funcs
+        self._on_create = "proxy_on_context_create" in funcs
         plugin.metrics.vm_starts += 1
+
+    def _instantiate(self, engine: WasmEngine, buffers: CallBuffers) -> NativeInstance:
+        """A Store + instance from the pool, else (pool full, module too big) on demand."""
+        plugin, loaded = self.plugin, self.loaded
+        try:
+            if loaded.sha256 not in engine.unpoolable:
+                try:
+                    return NativeInstance(engine.engine_ptr, loaded.pre_ptr, plugin.memory_limit,
+                                          self._ticks, buffers)
+                except WasmtimeError as exc:
+                    if not engine.pooling:
+                        raise
+                    if "concurrent" not in str(exc):  # not a full pool: this module never fits
+                        engine.unpoolable.add(loaded.sha256)
+            engine_ptr, pre_ptr = engine.overflow(loaded)
+            return NativeInstance(engine_ptr, pre_ptr, plugin.memory_limit, self._ticks, buffers)
+        except (WasmtimeError, Exception) as exc:  # Trap is an Exception too
+            raise FilterLoadError(f"filter {plugin.name!r}: cannot instantiate module: {exc}") from None
 
     # --- guest calls ---------------------------------------------------------
     def has(self, name: str) -> bool:
@@ -176,12 +193,13 @@ class Vm:
 
     def export(self, name: str, nparams: int, nresults: int) -> GuestFunc:
         """Bind any exported function (beyond the callbacks) for host-side calls."""
-        ext = B.wasmtime_extern_t()
+        ext = _EXTERN()
         encoded = name.encode()
-        if not _export_get(self._ctx, ctypes.byref(self._instance._instance), encoded, len(encoded),
-                           ctypes.byref(ext)) or ext.kind != 0:  # WASMTIME_EXTERN_FUNC
+        if not export_get(self._ctx, self.native.inst_addr, encoded, len(encoded),
+                          ctypes.addressof(ext)) or ext.kind != 0:  # WASMTIME_EXTERN_FUNC
             raise KeyError(name)
-        fn = GuestFunc(self._ctx, ext.of.func, name, nparams, nresults, self._ticks, True, self._buffers)
+        fn = GuestFunc(self._ctx, ctypes.addressof(ext) + EXTERN_OF, ext, name, nparams, nresults,
+                       self._ticks, self._buffers, self._tick_count)
         self.funcs[name] = fn
         return fn
 
@@ -191,8 +209,15 @@ class Vm:
     def call(self, name: str, ctx: RootContext | StreamContext | None, *args: int,
              phase: str | None = None, exchange: Exchange | None = None) -> int:
         """Call export ``name`` with ``ctx`` effective; a trap fails the VM and raises."""
+        return self.invoke(name, ctx, phase, exchange, args)
+
+    def invoke(self, name: str, ctx: RootContext | StreamContext | None, phase: str | None,
+               exchange: Exchange | None, args: tuple[int, ...]) -> int:
+        """``call`` with positional arguments (the per-stream hot path)."""
         if self.failed is not None:
             raise FilterFailure(self.failed)
+        if self.closed:
+            raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
         fn = self.funcs[name]
         prev = hostcalls.CURRENT
         hostcalls.CURRENT = self
@@ -211,14 +236,19 @@ class Vm:
             dt = _perf_counter() - t0
             hostcalls.CURRENT = prev
             self.effective = None
+            plugin = self.plugin
             if phase is not None:
-                self.plugin.metrics.observe_callback(phase, dt)
+                stats = plugin.phases.get(phase) or plugin.phase_stats(phase)
+                hist = stats[0]  # _Histogram.observe, inlined: this runs after every callback
+                hist.counts[_bisect(hist.bounds, dt)] += 1
+                hist.sum += dt
+                hist.count += 1
                 if exchange is not None:
-                    key = (self.plugin.name, phase)
                     timings = exchange.timings
+                    key = stats[1]
                     timings[key] = timings.get(key, 0.0) + dt
-            if self.plugin.observer is not None:
-                self.plugin.observer(self.plugin.name, name, phase, dt, result, exchange)
+            if plugin.observer is not None:
+                plugin.observer(plugin.name, name, phase, dt, result, exchange)
 
     def fail(self, reason: str) -> None:
         """Mark the VM failed (cpp-host semantics) and release every held stream."""
@@ -264,6 +294,32 @@ class Vm:
         finally:
             self.configuring = None
 
+    def capture(self, fresh_memory: bytes, global_exports: list[tuple[str, str]]) -> Snapshot:
+        """This started VM's state; ``fresh_memory`` is a never-started instance's memory."""
+        assert self.root is not None
+        self.mem.stale = True
+        started = bytes(self.mem.refresh())
+        return Snapshot(memory_size=len(started), pages=diff_pages(fresh_memory, started),
+                        globals=GlobalState.read(self._ctx, self.native.inst_addr, global_exports),
+                        root_id=self.root.id, next_context_id=next(self._ids),
+                        tick_ms=self.root.tick_ms)
+
+    def restore(self, snap: Snapshot, state: GlobalState) -> None:
+        """Start from ``snap`` instead of running start-up: the same state, none of the calls."""
+        try:
+            mem = self.mem
+            mem.grow_to(snap.memory_size)
+            view = mem.view
+            for off, data in snap.pages:
+                view[off:off + len(data)] = data
+            state.write(self._ctx, self.native.inst_addr)
+        except WasmtimeError as exc:
+            raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
+        root = self.root = RootContext(snap.root_id)
+        root.tick_ms = snap.tick_ms
+        self.contexts[root.id] = root
+        self._ids = itertools.count(snap.next_context_id)
+
     def _last_words(self) -> str:
         return f": {self.plugin.last_log}" if self.plugin.last_log else ""
 
@@ -273,7 +329,7 @@ class Vm:
         ctx = StreamContext(next(self._ids), self.root, exchange)
         self.contexts[ctx.id] = ctx
         self.active_streams += 1
-        if self.has("proxy_on_context_create"):
+        if self._on_create:
             self.call("proxy_on_context_create", ctx, ctx.id, self.root.id)
         return ctx
 
@@ -284,7 +340,7 @@ class Vm:
         ctx.in_log = True
         ctx.request_headers_open = ctx.response_headers_open = False
         ctx.request_body = ctx.response_body = None
-        if self.failed is None and self.has("proxy_on_done") and not ctx.done_pending:
+        if self.failed is None and self._on_done and not ctx.done_pending:
             try:
                 if not self.call("proxy_on_done", ctx, ctx.id, phase="done", exchange=ctx.exchange):
                     ctx.done_pending = True
@@ -296,9 +352,9 @@ class Vm:
     def _drop_stream(self, ctx: StreamContext) -> None:
         ctx.finished = True
         try:
-            if self.failed is None and self.has("proxy_on_log"):
+            if self.failed is None and self._on_log:
                 self.call("proxy_on_log", ctx, ctx.id, phase="log", exchange=ctx.exchange)
-            if self.failed is None and self.has("proxy_on_delete"):
+            if self.failed is None and self._on_delete:
                 self.call("proxy_on_delete", ctx, ctx.id, phase="delete", exchange=ctx.exchange)
         except FilterFailure:
             pass
@@ -494,4 +550,7 @@ class Vm:
         self.closed = True
         self.mem.release()
         self.contexts.clear()
+        if hostcalls.CURRENT is not self:  # else the store goes when the VM is collected
+            self.native.delete()
+            self._buffers.give()
 

@@ -92,6 +92,7 @@ def test_wasi_subset(engine: WasmEngine, caplog: pytest.LogCaptureFixture,
     ({"module": "rewrite.wat", "config": 5}, "chain[2].config: expected a string or a table"),
     ({"module": "rewrite.wat", "colour": "red"}, "chain[2].colour: unknown key"),
     ({"module": "rewrite.wat", "log_level": "loud"}, "chain[2].log_level: must be one of"),
+    ({"module": "rewrite.wat", "snapshot": "yes"}, "chain[2].snapshot: expected true or false"),
 ])
 def test_option_validation(engine: WasmEngine, opts: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -1,0 +1,199 @@
+"""Post-configure snapshots for per-request instances (the idea of Wizer, done at run time).
+
+A per-request instance would otherwise run ``_initialize``, ``proxy_on_vm_start`` and
+``proxy_on_configure`` for every stream (60-130 µs for the filters in filters/).  With a
+snapshot, the stage starts one instance, records how its linear memory (4 KiB pages
+that differ from a fresh instance's) and its mutable globals look after configure,
+and every later instance is a fresh instantiation with those pages and globals written
+back: the same state, none of the calls.
+
+Globals are not reachable from the host unless exported, so the module is rewritten
+once (``export_globals``) to export each mutable global under a reserved name; the
+rewritten module is cached like any other.  Everything here is pure (bytes in, bytes
+out); ``vm.py`` applies a ``Snapshot``.  What it cannot capture is documented in
+docs/filters-abi.md (tables, dropped segments) and start-up with effects outside the
+instance (callouts, shared data, queues, randomness, metric updates) disables it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["export_globals", "GLOBAL_PREFIX", "diff_pages", "Snapshot", "PAGE"]
+
+#: export names given to mutable globals (no SDK uses names like this)
+GLOBAL_PREFIX = "edgenode.snapshot.global."
+#: diff granularity: the OS page, so restoring touches only pages configure wrote
+PAGE = 4096
+#: value types a snapshot can carry (i32, i64, f32, f64)
+_NUMERIC = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
+_SECTION_IMPORT, _SECTION_GLOBAL, _SECTION_EXPORT = 2, 6, 7
+
+
+class _Unsupported(Exception):
+    """The module uses something the rewriter does not handle: no snapshot."""
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else end
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise _Unsupported("truncated module")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def uleb(self) -> int:
+        result = shift = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return result
+
+    def skip(self, n: int) -> None:
+        if self.pos + n > self.end:
+            raise _Unsupported("truncated module")
+        self.pos += n
+
+    def name(self) -> None:
+        self.skip(self.uleb())
+
+
+def _uleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _skip_const_expr(r: _Reader) -> None:
+    """A global initializer: constants, global.get, ref.*, extended-const arithmetic."""
+    while True:
+        op = r.byte()
+        if op == 0x0B:  # end
+            return
+        if op in (0x41, 0x42, 0x23, 0xD2):  # i32/i64.const, global.get, ref.func
+            r.uleb()
+        elif op == 0x43:
+            r.skip(4)
+        elif op == 0x44:
+            r.skip(8)
+        elif op == 0xD0:  # ref.null heaptype
+            r.byte()
+        elif op in (0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E):
+            continue
+        else:
+            raise _Unsupported(f"global initializer opcode {op:#x}")
+
+
+def export_globals(wasm: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """``wasm`` with every mutable global exported; returns (module, [(export, type)]).
+
+    Raises ValueError when the module has something a snapshot cannot carry
+    (imported globals/tables/memories, mutable non-numeric globals).
+    """
+    try:
+        return _export_globals(wasm)
+    except _Unsupported as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _export_globals(wasm: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    if wasm[:8] != b"\0asm\x01\0\0\0":
+        raise _Unsupported("not a core Wasm module")
+    r = _Reader(wasm, 8)
+    sections: list[tuple[int, int, int]] = []  # (id, start of contents, end)
+    while r.pos < r.end:
+        sid = r.byte()
+        size = r.uleb()
+        sections.append((sid, r.pos, r.pos + size))
+        r.skip(size)
+    mutable: list[tuple[int, str]] = []
+    for sid, start, end in sections:
+        s = _Reader(wasm, start, end)
+        if sid == _SECTION_IMPORT:
+            for _ in range(s.uleb()):
+                s.name()
+                s.name()
+                if s.byte() != 0x00:
+                    raise _Unsupported("imports other than functions")
+                s.uleb()
+        elif sid == _SECTION_GLOBAL:
+            for index in range(s.uleb()):
+                vtype, mut = s.byte(), s.byte()
+                if mut:
+                    if vtype not in _NUMERIC:
+                        raise _Unsupported(f"mutable global of type {vtype:#x}")
+                    mutable.append((index, _NUMERIC[vtype]))
+                elif vtype not in _NUMERIC and vtype not in (0x70, 0x6F, 0x7B):
+                    raise _Unsupported(f"global of type {vtype:#x}")
+                _skip_const_expr(s)
+    exports = [(f"{GLOBAL_PREFIX}{i}", t) for i, t in mutable]
+    if not exports:
+        return wasm, []
+    out = bytearray(wasm[:8])
+    found = False
+    for sid, start, end in sections:
+        body = wasm[start:end]
+        if sid == _SECTION_EXPORT:
+            found = True
+            s = _Reader(wasm, start, end)
+            count = s.uleb()
+            extra = b"".join(_uleb(len(n)) + n.encode() + b"\x03" + _uleb(i)
+                             for (i, _), (n, _) in zip(mutable, exports))
+            body = _uleb(count + len(exports)) + wasm[s.pos:end] + extra
+        out.append(sid)
+        out += _uleb(len(body))
+        out += body
+    if not found:
+        raise _Unsupported("module has no export section")
+    return bytes(out), exports
+
+
+def diff_pages(fresh: bytes | memoryview, started: bytes | memoryview) -> list[tuple[int, bytes]]:
+    """(offset, bytes) runs of PAGE-sized pages where ``started`` differs from ``fresh``
+    (memory past the end of ``fresh`` counts as zeros)."""
+    runs: list[tuple[int, bytes]] = []
+    zero = bytes(PAGE)
+    run_start = -1
+    n_fresh = len(fresh)
+    for off in range(0, len(started), PAGE):
+        page = started[off:off + PAGE]
+        before = fresh[off:off + PAGE] if off < n_fresh else zero[:len(page)]
+        if page != before:
+            if run_start < 0:
+                run_start = off
+        elif run_start >= 0:
+            runs.append((run_start, bytes(started[run_start:off])))
+            run_start = -1
+    if run_start >= 0:
+        runs.append((run_start, bytes(started[run_start:])))
+    return runs
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An instance's state after start-up, guest side and host side."""
+
+    memory_size: int
+    pages: list[tuple[int, bytes]]
+    #: (export name, wasm type, value) of every mutable global
+    globals: list[tuple[str, str, int | float]]
+    root_id: int
+    next_context_id: int
+    tick_ms: int
+
+    @property
+    def restored_bytes(self) -> int:
+        return sum(len(b) for _, b in self.pages)
