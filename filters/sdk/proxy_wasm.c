@@ -47,6 +47,8 @@ PW_IMPORT(proxy_send_local_response) int32_t proxy_send_local_response(uint32_t 
                                                                        size_t details_size, const char *body,
                                                                        size_t body_size, const void *headers,
                                                                        size_t headers_size, int32_t grpc);
+PW_IMPORT(proxy_call_foreign_function) int32_t proxy_call_foreign_function(const char *name, size_t name_len,
+        const void *args, size_t args_len, char **ret_ptr, size_t *ret_size);
 PW_IMPORT(proxy_get_property) int32_t proxy_get_property(const char *path, size_t path_size, char **ret_ptr,
                                                          size_t *ret_size);
 PW_IMPORT(proxy_set_property) int32_t proxy_set_property(const char *path, size_t path_size, const char *value,
@@ -474,6 +476,17 @@ static char *encode_path(const char *path, size_t *len) {
     for (size_t i = 0; i < *len; i++)
         if (p[i] == '.') p[i] = 0;
     return p;
+}
+
+pw_status pw_call_foreign_function(const char *name, const void *args, size_t args_len,
+                                   pw_bytes *out) {
+    char *ptr = NULL;
+    size_t size = 0;
+    int32_t st = proxy_call_foreign_function(name, strlen(name), args, args_len, &ptr, &size);
+    out->data = NULL;
+    out->len = 0;
+    if (st == PW_OK) take(ptr, size, out);
+    return (pw_status)st;
 }
 
 bool pw_get_property(const char *path, pw_bytes *out) {

@@ -170,6 +170,14 @@ pw_status pw_send_local_response(uint32_t status, const char *body, size_t body_
 bool pw_get_property(const char *path, pw_bytes *out);
 pw_status pw_set_property(const char *path, const char *value, size_t value_len);
 
+/* ---- Foreign functions ----------------------------------------------------------- */
+
+/* Call a host function by name (docs/filters-abi.md lists the node's: compress,
+ * uncompress, edgenode.image_info, edgenode.purge).  On PW_OK `out` holds the result
+ * (free it with pw_bytes_free); PW_NOT_FOUND means the host has no such function. */
+pw_status pw_call_foreign_function(const char *name, const void *args, size_t args_len,
+                                   pw_bytes *out);
+
 /* ---- HTTP callouts ---------------------------------------------------------------- */
 
 /* Call the named upstream; `headers` must contain :method, :path and :authority.
