@@ -11,7 +11,7 @@ from enum import IntEnum
 __all__ = [
     "Status", "LogLevel", "BufferType", "MapType", "StreamType", "MetricType",
     "ABI_VERSIONS", "encode_map", "decode_map", "encode_text", "MapDecodeError", "HOOKS",
-    "STREAM_HOOKS",
+    "STREAM_HOOKS", "REQUEST_TRAILERS", "RESPONSE_TRAILERS",
 ]
 
 #: the exports the host may call (looked up once per instance)
@@ -20,7 +20,9 @@ HOOKS = ("proxy_on_context_create", "proxy_on_vm_start", "proxy_on_configure", "
          "proxy_on_request_body", "proxy_on_response_headers", "proxy_on_response_body",
          "proxy_on_http_call_response", "proxy_on_queue_ready", "proxy_on_foreign_function",
          "proxy_on_memory_allocate", "malloc", "_initialize", "_start", "main")
-#: the per-stream callbacks: a module without any needs no stream context at all
+#: bound on a stream's first use, not per instance: few streams carry trailers
+REQUEST_TRAILERS, RESPONSE_TRAILERS = "proxy_on_request_trailers", "proxy_on_response_trailers"
+#: the per-stream callbacks: a module without any (nor a trailers hook) needs no stream context
 STREAM_HOOKS = ("proxy_on_request_headers", "proxy_on_request_body", "proxy_on_response_headers",
                 "proxy_on_response_body", "proxy_on_log", "proxy_on_done")
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from edgenode.pipeline.exchange import Exchange
 
 __all__ = ["RootContext", "StreamContext", "RequestHeaders", "ResponseHeaders", "PairsMap",
-           "HeaderMap"]
+           "HeaderMap", "TrailerFields"]
 
 
 class HeaderMap:
@@ -55,6 +55,60 @@ class PairsMap(HeaderMap):
 
     def pairs(self) -> list[tuple[str, str]]:
         return self._pairs
+
+
+class TrailerFields(HeaderMap):
+    """Map 1/3: a message's trailer fields, edited in place.
+
+    ``fields`` is the very CIMultiDict the wire writer serialises (docs/architecture.md,
+    Trailers), so an edit needs no copying back; it is None when the message ended
+    without trailers until a filter adds one (the stream driver then attaches the new
+    map to the message).  ``writable`` is True only in the window the host allows
+    (the trailers hook or the last body callback with end_of_stream, holds included).
+    """
+
+    __slots__ = ("fields", "writable")
+
+    def __init__(self, fields: CIMultiDict[str] | None) -> None:
+        self.fields = fields
+        self.writable = False
+
+    def __len__(self) -> int:
+        return 0 if self.fields is None else len(self.fields)
+
+    def _target(self) -> CIMultiDict[str]:
+        if self.fields is None:
+            self.fields = CIMultiDict()
+        return self.fields
+
+    def pairs(self) -> list[tuple[str, str]]:
+        fields = self.fields
+        return [] if fields is None else [(k.lower(), v) for k, v in fields.items()]
+
+    def get(self, key: str) -> str | None:
+        return None if self.fields is None else self.fields.get(key)
+
+    def add(self, key: str, value: str) -> None:
+        if key[:1] == ":":
+            raise ValueError("pseudo-header in trailers")
+        self._target().add(key.lower(), value)
+
+    def replace(self, key: str, value: str) -> None:
+        if key[:1] == ":":
+            raise ValueError("pseudo-header in trailers")
+        self._target()[key.lower()] = value
+
+    def remove(self, key: str) -> None:
+        if self.fields is not None:
+            self.fields.popall(key, None)
+
+    def set_pairs(self, pairs: list[tuple[str, str]]) -> None:
+        if any(k[:1] == ":" for k, _ in pairs):
+            raise ValueError("pseudo-header in trailers")
+        fields = self._target()
+        fields.clear()
+        for k, v in pairs:
+            fields.add(k.lower(), v)
 
 
 class _MessageHeaders(HeaderMap):
@@ -213,7 +267,8 @@ class StreamContext:
     __slots__ = ("id", "root", "exchange", "request", "response", "request_view", "response_view",
                  "body_modified", "request_headers_open", "response_headers_open", "in_log",
                  "request_body", "response_body", "local_response", "closed", "paused", "stop_all",
-                 "resume", "continued", "done_pending", "finished")
+                 "resume", "continued", "done_pending", "finished", "request_trailers",
+                 "response_trailers")
     is_root = False
 
     def __init__(self, context_id: int, root: RootContext, exchange: "Exchange") -> None:
@@ -245,6 +300,9 @@ class StreamContext:
         self.continued = False
         self.done_pending = False
         self.finished = False
+        #: maps 1/3 once the body they end is over (None before, and read as empty)
+        self.request_trailers: TrailerFields | None = None
+        self.response_trailers: TrailerFields | None = None
 
     def set_response(self, response: Response) -> None:
         self.response = response

@@ -155,9 +155,14 @@ def _map(vm: "Vm", mtype: int, write: bool) -> HeaderMap | None:
         result = vm.call_result
         if result is None or write:
             return None
-        return PairsMap(result.headers) if mtype == _CALL_HDRS else _EMPTY_MAP
-    if (mtype == _REQ_TRL or mtype == _RESP_TRL) and not write and ctx is not None and not ctx.is_root:
-        return _EMPTY_MAP  # the node's HTTP/1.1 messages carry no trailers
+        return PairsMap(result.headers if mtype == _CALL_HDRS else result.trailers)
+    if (mtype == _REQ_TRL or mtype == _RESP_TRL) and ctx is not None and not ctx.is_root:
+        trailers = ctx.request_trailers if mtype == _REQ_TRL else ctx.response_trailers  # type: ignore[union-attr]
+        if trailers is None:  # the body has not ended yet: nothing to read, nothing to write
+            return None if write else _EMPTY_MAP
+        if write and not trailers.writable:
+            return None
+        return trailers
     return None
 
 

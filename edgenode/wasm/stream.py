@@ -11,6 +11,14 @@ exports ``proxy_on_request_body`` (so it can still answer locally); response bod
 stream once the response headers are released.  A hold that nobody releases ends
 after the stage's ``pause_timeout``.
 
+Trailers (docs/architecture.md, Trailers): when a body ends with trailer fields and
+the module exports the matching trailers hook, the last body callback gets
+end_of_stream=0 and ``proxy_on_*_trailers(ctx, n)`` follows (Envoy's order); its
+result holds like an end-of-stream body result.  Otherwise the last body callback
+is the end of the stream, and may add trailers.  Maps 1/3 edit the message's own
+trailer CIMultiDict in place; streamed bodies are handed on as ``TrailerRelay`` so
+the trailers of the source survive the wrapping.
+
 The common case (no hold, no body hook) runs synchronously: no futures, no extra
 coroutine per phase.
 """
@@ -20,9 +28,10 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Awaitable, Callable
 
-from edgenode.http.messages import Body, CIMultiDict, Response
+from edgenode.http.messages import Body, CIMultiDict, Request, Response, TrailerRelay, trailers_of
 from edgenode.pipeline.exchange import Exchange
-from edgenode.wasm.contexts import StreamContext
+from edgenode.wasm.abi import REQUEST_TRAILERS, RESPONSE_TRAILERS
+from edgenode.wasm.contexts import StreamContext, TrailerFields
 from edgenode.wasm.vm import FilterFailure, Vm
 
 __all__ = ["StreamDriver", "StreamAborted", "PauseTimeout", "failure_response"]
@@ -92,6 +101,13 @@ def _expire(fut: "asyncio.Future[None]") -> None:
 
 def _has_body(body: Body) -> bool:
     return not isinstance(body, (bytes, bytearray)) or len(body) > 0
+
+
+def _may_have_trailers(req: Request) -> bool:
+    """Whether a request's body can end with trailers (a chunked one, or bytes carrying them)."""
+    if isinstance(req.body, (bytes, bytearray)):
+        return bool(req.trailers)
+    return "content-length" not in req.headers
 
 
 class StreamDriver:
@@ -168,6 +184,51 @@ class StreamDriver:
         ctx = self.ctx
         return ctx.local_response is not None or ctx.closed  # type: ignore[union-attr]
 
+    def _end_of_body(self, response: bool, fields: CIMultiDict[str] | None) -> TrailerFields | None:
+        """The body just ended with ``fields`` (None: no trailers).
+
+        Returns the trailers map when the trailers hook follows (the last body callback
+        then gets end_of_stream=0); else the map becomes map 1/3 at once, writable in
+        the last body callback (end_of_stream=1, where a filter may add trailers), and
+        None is returned.
+        """
+        trailers = TrailerFields(fields)
+        if fields and (self.vm.response_trailers_hook if response else self.vm.request_trailers_hook):
+            return trailers
+        trailers.writable = True
+        if response:
+            self.ctx.response_trailers = trailers  # type: ignore[union-attr]
+        else:
+            self.ctx.request_trailers = trailers  # type: ignore[union-attr]
+        return None
+
+    def _call_trailers(self, response: bool, trailers: TrailerFields) -> int:
+        """``proxy_on_{request,response}_trailers(ctx, n)`` with map 1/3 writable."""
+        ctx = self.ctx
+        assert ctx is not None
+        trailers.writable = True
+        if response:
+            ctx.response_trailers = trailers
+            hook, phase = RESPONSE_TRAILERS, "response_trailers"
+        else:
+            ctx.request_trailers = trailers
+            hook, phase = REQUEST_TRAILERS, "request_trailers"
+        self.vm.bind_hook(hook)
+        return self._call(hook, phase, len(trailers))
+
+    def _end_result(self, action: int, direction: str) -> bool:
+        """After the stream's last callback: release a hold or start one; True if released."""
+        ctx = self.ctx
+        assert ctx is not None
+        if ctx.paused is not None:
+            if self._released_by(action):
+                self._unhold()
+                return True
+            return False
+        if self._holds(action):
+            self._hold(direction, action)
+        return False
+
     def _fail(self) -> Response:
         self.vm.plugin.metrics.failed_streams += 1
         self.vm.finish_stream(self.ctx)  # type: ignore[arg-type]
@@ -242,12 +303,13 @@ class StreamDriver:
                 self._hold("request", action)
                 return True
         ctx.request_headers_open = False
-        return has_body and REQ_BODY in vm.funcs
+        return has_body and vm.request_body_hooks
 
     async def _request_rest(self) -> None:
-        ctx, req = self.ctx, self.ex.request
+        ctx, req, vm = self.ctx, self.ex.request, self.vm
         assert ctx is not None
-        if _has_body(req.body) and REQ_BODY in self.vm.funcs:
+        if vm.request_body_hooks and _has_body(req.body) and (
+                REQ_BODY in vm.funcs or _may_have_trailers(req)):
             await self._request_body()
             if self._ended():
                 return
@@ -256,13 +318,16 @@ class StreamDriver:
         ctx.request_headers_open = False
 
     async def _request_body(self) -> None:
-        """Feed the request body to the hook (held or not); the result goes downstream whole."""
-        ctx, req = self.ctx, self.ex.request
+        """Feed the request body (and trailers) to the hooks, held or not; the result goes
+        downstream whole, with the (possibly edited) trailers."""
+        ctx, req, vm = self.ctx, self.ex.request, self.vm
         assert ctx is not None
-        limit = self.vm.plugin.max_body_bytes
+        limit = vm.plugin.max_body_bytes
+        body_hook = REQ_BODY in vm.funcs
+        source = req.body
         buf = ctx.request_body = bytearray()
         out: list[bytes] = []
-        chunks = _chunks(req.body)
+        chunks = _chunks(source)
         try:
             async for chunk, eos in chunks:
                 buf += chunk
@@ -270,15 +335,25 @@ class StreamDriver:
                     ctx.local_response = _text_response(
                         413, "request body exceeds the filter's buffer limit\n")
                     return
-                action = self._call(REQ_BODY, "request_body", len(buf), int(eos))
-                if self._ended():
-                    return
-                if ctx.paused is not None:
-                    if self._released_by(action):
-                        self._unhold()
+                trailers = self._end_of_body(False, req.trailers) if eos else None
+                action = 0
+                if body_hook:
+                    action = self._call(REQ_BODY, "request_body", len(buf),
+                                        int(eos and trailers is None))
+                    if self._ended():
+                        return
+                    if ctx.paused is not None:
+                        if self._released_by(action):
+                            self._unhold()
+                            ctx.request_headers_open = False
+                    elif eos and trailers is None and self._holds(action):
+                        self._hold("request", action)  # StopIteration at end of stream
+                if trailers is not None:
+                    action = self._call_trailers(False, trailers)
+                    if self._ended():
+                        return
+                    if self._end_result(action, "request"):
                         ctx.request_headers_open = False
-                elif eos and self._holds(action):
-                    self._hold("request", action)  # StopIteration at end of stream
                 if eos and ctx.paused is not None:
                     try:
                         await self._wait()
@@ -294,23 +369,27 @@ class StreamDriver:
                     out.append(bytes(buf))
                     del buf[:]
         except FilterFailure:
-            if self.fail_open:  # the rest of the body goes on untouched
-                req.body = _prepend(out + [bytes(buf)], chunks)
+            if self.fail_open:  # the rest of the body (and its trailers) goes on untouched
+                req.body = TrailerRelay(_prepend(out + [bytes(buf)], chunks), source)
                 req.headers.popall("Content-Length", None)
             raise
         finally:
             ctx.request_body = None
+            if ctx.request_trailers is not None:
+                ctx.request_trailers.writable = False
         new_body = b"".join(out)
         req.body = new_body
         req.headers.popall("Transfer-Encoding", None)
-        req.headers["Content-Length"] = str(len(new_body))
+        req.headers["Content-Length"] = str(len(new_body))  # the client sends chunked if trailers
+        if ctx.request_trailers is not None:
+            req.trailers = ctx.request_trailers.fields  # a bytes body carries them explicitly
 
     # --- response ----------------------------------------------------------------
     def _response_fast(self, response: Response) -> Response | None:
         """Synchronous response phase when nothing can wait; None means take the async path."""
         vm = self.vm
         body = response.body
-        if RESP_BODY in vm.funcs and _has_body(body):
+        if vm.response_body_hooks and self._response_async(response):
             return None
         ctx = self.ctx
         assert ctx is not None
@@ -333,6 +412,13 @@ class StreamDriver:
             ctx.response_headers_open = False
         return self._finish_response(response)
 
+    def _response_async(self, response: Response) -> bool:
+        """A body for the body hook, or a bytes body's trailers for the trailers hook."""
+        body = response.body
+        if RESP_BODY in self.vm.funcs and _has_body(body):
+            return True
+        return isinstance(body, (bytes, bytearray)) and bool(response.trailers)
+
     def _finish_response(self, response: Response) -> Response:
         vm, ctx = self.vm, self.ctx
         assert ctx is not None
@@ -343,10 +429,11 @@ class StreamDriver:
         if ctx.local_response is not None and ctx.local_response is not response:
             vm.finish_stream(ctx)  # a reply sent while encoding replaces the response
             return self._timed(ctx.local_response)
-        if isinstance(response.body, (bytes, bytearray)):
+        body = response.body
+        if isinstance(body, (bytes, bytearray)):
             vm.finish_stream(ctx)
         else:
-            response.body = self._finish_after(response.body)
+            response.body = TrailerRelay(self._finish_after(body), body)
         return self._timed(response)
 
     async def _response_phase(self, response: Response) -> Response:
@@ -377,9 +464,11 @@ class StreamDriver:
                         response = await self._response_body_bytes(response)
                     else:
                         ctx.response_headers_open = False
-                        response.headers.popall("Content-Length", None)
-                        response.body = self._response_body_stream(_chunks(body), [])
+                        self._stream_body(response, _chunks(body), [], None, body)
                         return self._timed(response)
+                elif (vm.response_trailers_hook and isinstance(body, (bytes, bytearray))
+                      and response.trailers):
+                    await self._bytes_trailers(response)
                 elif ctx.paused is not None:
                     await self._wait()
         except FilterFailure:
@@ -408,27 +497,39 @@ class StreamDriver:
         vm, ctx = self.vm, self.ctx
         assert ctx is not None
         limit = vm.plugin.max_body_bytes
+        source = response.body
         buf = ctx.response_body = bytearray()
         out: list[bytes] = []
-        chunks = _chunks(response.body)
+        chunks = _chunks(source)
         streaming = False
         try:
             async for chunk, eos in chunks:
                 buf += chunk
                 if len(buf) > limit:
                     return _text_response(502, "response body exceeds the filter's buffer limit\n")
+                trailers = self._end_of_body(True, response.trailers) if eos else None
                 try:
-                    action = self._call(RESP_BODY, "response_body", len(buf), int(eos))
+                    action = self._call(RESP_BODY, "response_body", len(buf),
+                                        int(eos and trailers is None))
+                    if trailers is not None and not self._ended():
+                        if self._released_by(action):
+                            self._unhold()
+                        action = self._call_trailers(True, trailers)
                 except FilterFailure:
                     if self.fail_open:  # the response goes on untouched
-                        response.body = _prepend(out + [bytes(buf)], chunks)
+                        response.body = TrailerRelay(_prepend(out + [bytes(buf)], chunks), source)
                         response.headers.popall("Content-Length", None)
                     raise
                 if self._ended():
                     return response
-                released = self._released_by(action)
-                if released:
-                    self._unhold()
+                if ctx.paused is None:  # released by the body callback, held again by trailers?
+                    released = not self._holds(action)
+                    if not released:
+                        self._hold("response", action)
+                else:
+                    released = self._released_by(action)
+                    if released:
+                        self._unhold()
                 if eos:
                     if not released:
                         try:
@@ -451,22 +552,28 @@ class StreamDriver:
         finally:
             if not streaming:
                 ctx.response_body = None
+            if ctx.response_trailers is not None:
+                ctx.response_trailers.writable = False
         ctx.response_headers_open = False
         if streaming:
-            response.headers.popall("Content-Length", None)
-            response.body = self._response_body_stream(chunks, out, buf)
+            self._stream_body(response, chunks, out, buf, source)
             return response
         data = b"".join(out)
         response.body = data
         response.headers["Content-Length"] = str(len(data))
+        if ctx.response_trailers is not None:
+            response.trailers = ctx.response_trailers.fields  # a bytes body carries them explicitly
         return response
 
     async def _response_body_bytes(self, response: Response) -> Response:
         ctx = self.ctx
         assert ctx is not None
         ctx.response_body = bytearray(response.body)  # type: ignore[arg-type]
+        trailers = self._end_of_body(True, response.trailers)
         try:
-            action = self._call(RESP_BODY, "response_body", len(ctx.response_body), 1)
+            action = self._call(RESP_BODY, "response_body", len(ctx.response_body), int(trailers is None))
+            if trailers is not None and not self._ended():
+                action = self._call_trailers(True, trailers)
             if self._holds(action):
                 self._hold("response", action)
                 await self._wait()
@@ -475,12 +582,40 @@ class StreamDriver:
             data = bytes(ctx.response_body)
         finally:
             ctx.response_body = None
+            if ctx.response_trailers is not None:
+                ctx.response_trailers.writable = False
         response.body = data
         response.headers["Content-Length"] = str(len(data))
+        if ctx.response_trailers is not None:
+            response.trailers = ctx.response_trailers.fields
         return response
 
+    async def _bytes_trailers(self, response: Response) -> None:
+        """A bytes body's trailers through the trailers hook (no body hook), held or not."""
+        ctx = self.ctx
+        assert ctx is not None
+        trailers = TrailerFields(response.trailers)  # the message's own map: edits in place
+        try:
+            action = self._call_trailers(True, trailers)
+            if not self._ended():
+                self._end_result(action, "response")
+                if ctx.paused is not None:
+                    await self._wait()
+        finally:
+            trailers.writable = False
+
+    def _stream_body(self, response: Response, chunks: AsyncIterator[tuple[bytes, bool]],
+                     prefix: list[bytes], buf: bytearray | None, source: Body) -> None:
+        """Hand the rest of the response on, filtered as it streams, with its trailers."""
+        def attach(fields: CIMultiDict[str]) -> None:  # trailers a filter added to none
+            relay.trailers = fields
+        relay = TrailerRelay(self._response_body_stream(chunks, prefix, buf, source, attach), source)
+        response.headers.popall("Content-Length", None)
+        response.body = relay
+
     async def _response_body_stream(self, chunks: AsyncIterator[tuple[bytes, bool]],
-                                    prefix: list[bytes], buf: bytearray | None = None
+                                    prefix: list[bytes], buf: bytearray | None, source: Body,
+                                    attach: Callable[[CIMultiDict[str]], None]
                                     ) -> AsyncIterator[bytes]:
         """Filter a response body as it streams (the headers are already on their way)."""
         vm, ctx = self.vm, self.ctx
@@ -503,7 +638,13 @@ class StreamDriver:
                 if len(buf) > limit:
                     raise StreamAborted(f"filter {self.name}: buffered response body exceeds limit")
                 try:
-                    action = self._call(RESP_BODY, "response_body", len(buf), int(eos))
+                    trailers = None
+                    if eos:
+                        found = trailers_of(source)
+                        trailers = self._end_of_body(True, found)
+                    action = self._call(RESP_BODY, "response_body", len(buf), int(eos and trailers is None))
+                    if trailers is not None and not self._ended():
+                        action = self._call_trailers(True, trailers)
                     if eos and self._holds(action):
                         self._hold("response", action)
                         await self._wait()
@@ -521,20 +662,54 @@ class StreamDriver:
                     action = 0
                 if ctx.local_response is not None or ctx.closed:
                     raise StreamAborted(f"filter {self.name} ended the stream after the response started")
+                if eos and not bypass and ctx.response_trailers is not None:
+                    fields = ctx.response_trailers.fields
+                    if fields is not None and fields is not found:
+                        attach(fields)
                 if (action == 0 or eos) and buf:
                     data = bytes(buf)
                     del buf[:]
                     yield data
         finally:
             ctx.response_body = None
+            if ctx.response_trailers is not None:
+                ctx.response_trailers.writable = False
             vm.finish_stream(ctx)
 
     async def _finish_after(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
             async for chunk in body:
                 yield chunk
+            if self.vm.response_trailers_hook:
+                fields = trailers_of(body)
+                if fields:
+                    await self._streamed_trailers(fields)
         finally:
             self.vm.finish_stream(self.ctx)  # type: ignore[arg-type]
+
+    async def _streamed_trailers(self, fields: CIMultiDict[str]) -> None:
+        """The trailers hook at the end of a streamed response (no body hook)."""
+        ctx = self.ctx
+        assert ctx is not None
+        trailers = TrailerFields(fields)
+        try:
+            action = self._call_trailers(True, trailers)
+            if self._holds(action):
+                self._hold("response", action)
+                await self._wait()
+        except FilterFailure:
+            self.vm.plugin.metrics.failed_streams += 1
+            if not self.fail_open:
+                raise StreamAborted(f"filter {self.name} failed in the response trailers") from None
+        except PauseTimeout:
+            self.vm.plugin.metrics.failed_streams += 1
+            if not self.fail_open:
+                raise StreamAborted(f"filter {self.name} did not resume the response trailers") from None
+            self._log_timeout_open()
+        finally:
+            trailers.writable = False
+        if ctx.local_response is not None or ctx.closed:
+            raise StreamAborted(f"filter {self.name} ended the stream after the response started")
 
     def _timed(self, response: Response) -> Response:
         """Add this filter's Server-Timing entry when the client asked for timings."""

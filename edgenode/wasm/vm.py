@@ -24,7 +24,7 @@ from wasmtime import _bindings as B
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm import hostcalls
-from edgenode.wasm.abi import STREAM_HOOKS, Status
+from edgenode.wasm.abi import REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS, Status
 from edgenode.wasm.contexts import RootContext, StreamContext
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine
 from edgenode.wasm.fastcall import (EXTERN_OF, EXTERN_SIZE, CallBuffers, GlobalState, GuestFunc,
@@ -70,6 +70,8 @@ class CallResult:
     body: bytes
     status_code: int = 0
     status_message: str = ""
+    #: map 7, lower-case names
+    trailers: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -161,8 +163,16 @@ class Vm:
         self._callouts: dict[int, asyncio.Task[None]] = {}
         self.active_streams = 0
         self.on_idle: Callable[["Vm"], None] | None = None
+        # the trailers hooks are bound on first use (most streams have no trailers)
+        exports = loaded.exports
+        self.request_trailers_hook = REQUEST_TRAILERS in exports
+        self.response_trailers_hook = RESPONSE_TRAILERS in exports
+        #: the request/response body must pass through the stream driver
+        self.request_body_hooks = "proxy_on_request_body" in funcs or self.request_trailers_hook
+        self.response_body_hooks = "proxy_on_response_body" in funcs or self.response_trailers_hook
         #: whether streams need a context at all (filters without HTTP hooks cost nothing)
-        self.stream_hooks = any(h in funcs for h in STREAM_HOOKS)
+        self.stream_hooks = (any(h in funcs for h in STREAM_HOOKS) or self.request_trailers_hook
+                             or self.response_trailers_hook)
         self._on_done = "proxy_on_done" in funcs
         self._on_log = "proxy_on_log" in funcs
         self._on_delete = "proxy_on_delete" in funcs
@@ -202,6 +212,11 @@ class Vm:
                        self._ticks, self._buffers, self._tick_count)
         self.funcs[name] = fn
         return fn
+
+    def bind_hook(self, name: str) -> None:
+        """Bind an exported callback that is not looked up at instantiation (trailers)."""
+        if name not in self.funcs:
+            self.export(name, *self.loaded.exports[name])
 
     def alloc(self, size: int) -> int:
         return self._malloc.nested(size) & 0xFFFFFFFF
@@ -436,7 +451,9 @@ class Vm:
             body = await read_body(response.body, self.plugin.max_body_bytes)
             pairs = [(":status", str(response.status))]
             pairs.extend((k.lower(), v) for k, v in response.headers.items())
-            result = CallResult(pairs, body)
+            trailers = response.trailers  # known now that the body has been read
+            result = CallResult(pairs, body, trailers=[(k.lower(), v) for k, v in trailers.items()]
+                                if trailers else [])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the filter
@@ -456,8 +473,8 @@ class Vm:
         ok = bool(result.headers)
         try:
             self.call("proxy_on_http_call_response", self.root, self.root.id, token,
-                      len(result.headers) if ok else 0, len(result.body) if ok else 0, 0,
-                      phase="http_call_response")
+                      len(result.headers) if ok else 0, len(result.body) if ok else 0,
+                      len(result.trailers) if ok else 0, phase="http_call_response")
         except FilterFailure:
             pass
         finally:
