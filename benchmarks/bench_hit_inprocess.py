@@ -3,11 +3,12 @@
 A ``Node`` with chain ``[cache]`` (access log off, no admin) serves keep-alive GETs fed
 straight into its front end's connection through a fake transport, so only the Python
 work per request is counted (parsing, Request/Exchange, the cache hit, the response
-head, completion hooks, one task and one loop turn).  The URL is primed once, so every
-measured request is a fresh hit.  Several rounds; the best round is the steadiest
+head, completion hooks; on the general path also one task and one loop turn).  The
+URL is primed once, so every measured request is a fresh hit, answered by the front
+end's synchronous fast path unless ``--general`` turns it off.  Several rounds; the best round is the steadiest
 figure on a shared machine.
 
-    python benchmarks/bench_hit_inprocess.py [--n 20000] [--rounds 7] [--label before]
+    python benchmarks/bench_hit_inprocess.py [--n 20000] [--rounds 7] [--label before] [--general]
 
 Prints a table and writes benchmarks/results/hit_inprocess-<label>.json.  To compare two
 versions of the code, run a copy of this script inside each tree (it imports the
@@ -80,7 +81,7 @@ async def _origin_stub(exchange: Any) -> Response:
     return Response(200, headers, BODY)
 
 
-async def run(n: int, rounds: int) -> list[float]:
+async def run(n: int, rounds: int, general: bool = False) -> list[float]:
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin="http://127.0.0.1:9")
     cfg.chain = [StageConfig("cache", "cache")]
     cfg.log.access = "off"
@@ -88,6 +89,8 @@ async def run(n: int, rounds: int) -> list[float]:
     # the origin is stubbed (no socket): only the first request reaches it
     node.frontend.handler = node._entry(build_chain(node.stages, _origin_stub))
     node.frontend.loop = asyncio.get_running_loop()
+    if general:
+        node.frontend.fast_path = None
     conn = _Connection(node.frontend)
     tr = FakeTransport()
     conn.connection_made(tr)  # type: ignore[arg-type]
@@ -120,11 +123,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--label", default="run")
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    ap.add_argument("--general", action="store_true",
+                    help="turn the front end's fast path off: every hit goes through the chain")
     args = ap.parse_args()
     if args.loop == "uvloop":
         install_event_loop()
-    per_round = asyncio.run(run(args.n, args.rounds))
-    result = {"label": args.label, "loop": args.loop, "n": args.n, "rounds": per_round,
+    per_round = asyncio.run(run(args.n, args.rounds, args.general))
+    result = {"label": args.label, "loop": args.loop, "path": "general" if args.general else "fast",
+              "n": args.n, "rounds": per_round,
               "best_us": min(per_round), "median_us": statistics.median(per_round)}
     print(f"{'1 KB hit, in-process (' + args.label + ')':40} {'best':>8} {'median':>8}")
     print(f"{'CPU µs / request':40} {result['best_us']:8.2f} {result['median_us']:8.2f}")

@@ -8,8 +8,10 @@ also what ``purge_url`` takes, so the admin API and the stage agree on one spell
 
 from __future__ import annotations
 
+from typing import Callable
 from urllib.parse import urlsplit
 
+from edgenode.cache.policy import Headers
 from edgenode.config import CacheKeyConfig
 from edgenode.http.messages import Request
 
@@ -65,22 +67,29 @@ class KeyBuilder:
 
     def for_request(self, req: Request) -> tuple[str, str]:
         """``(url, key)``; key == url unless ``[cache.key] headers`` adds request header values."""
-        target = req.target
-        memo_key = (req.scheme, req.headers.get("host", ""), target)
+        h = req.headers
+        return self.for_parts(req.scheme, h.get("host", ""), req.target, lambda: h)
+
+    def for_parts(self, scheme: str, host: str, target: str,
+                  fields: Callable[[], Headers]) -> tuple[str, str]:
+        """``for_request`` from the request's pieces; ``fields()`` is only called when
+        ``[cache.key] headers`` needs the request's header fields."""
+        memo_key = (scheme, host, target)
         url = self._memo.get(memo_key)
         if url is None:
             # hot objects repeat: normalising (query filtering, host folding) is done once
             if target.startswith(("http://", "https://")):
                 url = self.normalise_url(target)
             else:
-                url = self.url(req.scheme, memo_key[1], req.path, req.query)
-            if len(target) + len(memo_key[1]) <= self.MEMO_TARGET:
+                path, sep, query = target.partition("?")
+                url = self.url(scheme, host, path, query if sep else "")
+            if len(target) + len(host) <= self.MEMO_TARGET:
                 if len(self._memo) >= self.MEMO_SIZE:
                     self._memo.clear()
                 self._memo[memo_key] = url
         if not self._headers:
             return url, url
-        h = req.headers
+        h = fields()
         extra = "".join(f"\n{name}:{' '.join(','.join(h.getall(name, ())).split())}"
                         for name in self._headers)
         return url, url + extra

@@ -147,7 +147,7 @@ class Entry:
         "request_time", "response_time", "date", "age0", "lifetime", "fresh_until",
         "swr", "sie", "no_stale", "no_cache", "auth_ok", "etag", "last_modified",
         "last_modified_ts", "vary", "vary_values", "surrogate_keys", "surrogate_control",
-        "proto", "wire", "trailers",
+        "proto", "wire", "trailers", "hit",
     )
 
     def age(self, now: float) -> float:
@@ -261,6 +261,8 @@ def _prepare_hits(e: Entry) -> None:
     """
     e.proto = CIMultiDict(e.headers)
     e.wire = None
+    #: the cache stage's pre-serialised fresh hit (``Prebuilt``), reused while valid
+    e.hit = None
     lines = []
     for k, v in e.headers:
         lower = k.lower()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import AsyncIterator, Awaitable, Callable, Mapping
 
@@ -22,13 +23,13 @@ from edgenode.cache.conditional import (
 )
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
-    FRESH, STALE_OK, STALE_SWR, Entry, build_entry, evaluate, invalidation_targets,
+    FRESH, STALE_OK, STALE_SWR, Entry, Headers, build_entry, evaluate, invalidation_targets,
     refresh_entry, request_directives, response_directives, storability,
 )
 from edgenode.cache.ranges import multipart, parse_range
 from edgenode.cache.store import CacheStore
 from edgenode.config import CacheConfig
-from edgenode.http.messages import Request, Response, TrailerRelay, trailers_of
+from edgenode.http.messages import Prebuilt, Request, Response, TrailerRelay, trailers_of
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
 
@@ -108,7 +109,47 @@ class CacheStage:
     def stats(self) -> dict[str, int]:
         return self.store.stats()
 
-    # -- entry point ----------------------------------------------------------------------
+    # -- entry points ---------------------------------------------------------------------
+    def fast_hit(self, target: str, host: str, fields: Callable[[], Headers]) -> Prebuilt | None:
+        """A fresh full hit for a plain GET/HEAD (the same for both: the front end leaves
+        out a HEAD's body), pre-serialised; None: use the chain.
+
+        For the front end's fast path (``FrontEnd(fast_path=...)``) when this is the
+        chain's first stage (with ``nested``, the outermost: no inner stage runs on a hit,
+        so none needs the key recorded).  The front end only asks about plain requests
+        (none of ``http.headers.NOT_PLAIN``: no cache directives, validators, ranges,
+        credentials, upgrade or body), so of ``_handle``'s decisions only the key, the
+        lookup (Vary included) and freshness are left.  Anything else (stale, trailers,
+        no pre-serialised block, a status without a body) declines, leaving nothing
+        behind but the LRU touch the general path's lookup makes too.  The bytes equal
+        what ``_serve`` and the front end write for the same request; the answer is kept
+        on the entry and handed out again while Age and the ttl (whole seconds) stay
+        the same.
+        """
+        _, key = self.keys.for_parts("http", host, target, fields)
+        entry = self.store.lookup_lazy(key, fields)
+        if entry is None or entry.wire is None or entry.trailers is not None or entry.no_cache:
+            return None
+        now = self.clock()
+        ttl = entry.fresh_until - now
+        code = entry.status
+        if ttl <= 0 or code < 200 or code == 204 or code == 304:
+            return None
+        stamp = (int(max(0.0, entry.age0 + (now - entry.response_time))), math.floor(ttl),
+                 self.cache_name)
+        hit = entry.hit
+        if hit is None or hit.stamp != stamp:
+            cache_status = status.hit(self.cache_name, ttl)
+            tail = f"Age: {stamp[0]}\r\nCache-Status: {cache_status}\r\nX-Cache: HIT\r\n"
+            try:
+                block = entry.wire + tail.encode("latin-1")
+            except UnicodeEncodeError:
+                return None
+            hit = entry.hit = Prebuilt(code, entry.reason, block, entry.body, "HIT",
+                                       cache_status, stamp)
+        self._counters["hits"] += 1
+        return hit
+
     async def _handle(self, ex: Exchange, nxt: Handler) -> Response:
         req = ex.request
         method = req.method

@@ -77,6 +77,19 @@ class CacheStore:
                 return entry, True
         return None, True
 
+    def lookup_lazy(self, key: str, fields: Callable[[], Headers]) -> Entry | None:
+        """``lookup`` for the fast path: ``fields()`` (the request's header fields) is only
+        built when the key holds a variant chosen by Vary."""
+        variants = self._variants.get(key)
+        if not variants:
+            return None
+        if len(variants) == 1:
+            entry = next(iter(variants.values()))
+            if not entry.vary:
+                self._lru[(key, entry.variant)]  # LRU touch
+                return entry
+        return self.lookup(key, fields())[0]
+
     def put(self, entry: Entry) -> bool:
         """Store (or replace) a variant; False when it can never fit."""
         if entry.size > self.cfg.max_bytes:

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 __all__ = [
     "HOP_BY_HOP", "connection_tokens", "strip_hop_by_hop", "append_value", "DateCache",
-    "split_host_port", "FORBIDDEN_TRAILERS", "parse_trailers", "last_chunk",
+    "split_host_port", "FORBIDDEN_TRAILERS", "parse_trailers", "last_chunk", "NOT_PLAIN",
 ]
 
 #: fields that describe one connection and never travel past a proxy
@@ -35,6 +35,18 @@ FORBIDDEN_TRAILERS = HOP_BY_HOP | frozenset({
     "authorization", "www-authenticate", "authentication-info", "proxy-authentication-info",
     "content-encoding", "content-type", "content-range", "content-location", "set-cookie",
     "cookie", "surrogate-control", "surrogate-key",
+})
+
+
+#: request fields (lower-case bytes, as llhttp hands names over) that make a GET/HEAD
+#: "not plain": it has a body, asks for something other than the stored representation
+#: as it is (cache directives, validators, ranges), carries credentials or wants a
+#: protocol switch.  Only plain requests may take the front end's synchronous fast path
+#: (``FrontEnd(fast_path=...)``); its producer relies on none of these being present.
+NOT_PLAIN = frozenset({
+    b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"cache-control", b"pragma",
+    b"authorization", b"if-match", b"if-none-match", b"if-modified-since",
+    b"if-unmodified-since", b"if-range", b"range",
 })
 
 

@@ -21,7 +21,8 @@ from multidict import CIMultiDict
 
 Body = Union[bytes, AsyncIterator[bytes]]
 
-__all__ = ["Body", "Request", "Response", "CIMultiDict", "read_body", "trailers_of", "TrailerRelay"]
+__all__ = ["Body", "Request", "Response", "CIMultiDict", "read_body", "trailers_of", "TrailerRelay",
+           "Prebuilt"]
 
 
 class _FromBody:
@@ -178,6 +179,32 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+
+class Prebuilt:
+    """A response its producer has serialised, all but the framing (a fresh cache hit).
+
+    ``block`` is the header block as ``Response.wire_head`` holds it (per-hit fields
+    included; no Content-Length, Transfer-Encoding or Connection, which the front end
+    writes), ``body`` the whole representation (a HEAD answer gets its length only).
+    Shared between requests and never modified: a producer may hand the same object to
+    every request until ``stamp`` (the producer's own validity token) changes.
+    """
+
+    __slots__ = ("status", "reason", "block", "body", "x_cache", "cache_status", "stamp")
+
+    def __init__(self, status: int, reason: str, block: bytes, body: bytes, x_cache: str,
+                 cache_status: str, stamp: Any = None) -> None:
+        self.status = status
+        self.reason = reason
+        self.block = block
+        self.body = body
+        self.x_cache = x_cache
+        self.cache_status = cache_status
+        self.stamp = stamp
+
+    def __repr__(self) -> str:
+        return f"<Prebuilt {self.status} {self.x_cache}>"
 
 
 async def read_body(body: Body, limit: int | None = None) -> bytes:

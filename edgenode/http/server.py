@@ -11,6 +11,13 @@ the handler with back-pressure; response bodies stream with write flow control, 
 body that breaks (raises, ends short of its Content-Length) aborts the connection so the
 client never sees a complete-looking truncated response.
 
+Fast path: a producer that can answer some requests synchronously with pre-serialised
+bytes (the cache, for a fresh hit: see ``FastPath``) gets every *plain* GET/HEAD (no
+body, none of ``headers.NOT_PLAIN``, origin-form target, one Host) that arrives while
+nothing else is in flight on the connection, straight from the parser callback: no
+Request, Exchange, task or coroutine is made, and the response leaves in one
+``transport.write``.  When it declines, the request takes the general path unchanged.
+
 Trailers: a chunked request's trailer fields (llhttp reports them through ``on_header``
 after ``on_headers_complete``) end up on the request body's ``trailers`` before its
 iterator ends; they get their own ``max_header_bytes`` budget.  A response's trailers
@@ -28,23 +35,42 @@ import logging
 import socket
 from collections import deque
 from http import HTTPStatus
-from typing import Any, AsyncIterator, Callable
+from time import perf_counter
+from typing import Any, AsyncIterator, Callable, Protocol
 
 import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.errors import ClientBodyError
-from edgenode.http.headers import DateCache, last_chunk, parse_trailers
-from edgenode.http.messages import Request, Response
+from edgenode.http.headers import NOT_PLAIN, DateCache, last_chunk, parse_trailers
+from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
 
-__all__ = ["FrontEnd", "install_event_loop", "error_response"]
+__all__ = ["FrontEnd", "FastPath", "install_event_loop", "error_response"]
 
 log = logging.getLogger("edgenode.http.server")
 
 OnComplete = Callable[[Exchange, Response], None]
+
+
+class FastPath(Protocol):
+    """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
+
+    def lookup(self, method: str, target: str, host: str,
+               fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
+        """The answer, or None to send the request down the general path.
+
+        ``fields()`` builds the request's header multidict (only call it when needed).
+        Declining must leave no trace: the general path will see the same request.
+        """
+        ...
+
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        """``hit`` was written: ``sent`` body bytes, ``elapsed`` seconds since the head was
+        parsed (what ``on_complete`` learns from the exchange on the general path)."""
+        ...
 
 #: request body bytes buffered before the socket stops being read
 BODY_HIGH_WATER = 256 * 1024
@@ -53,6 +79,11 @@ BODY_LOW_WATER = 64 * 1024
 PIPELINE_DEPTH = 16
 #: response statuses that never carry a body
 _NO_BODY_STATUS = frozenset({204, 304})
+
+#: fast-path answers kept whole per ``Prebuilt`` (GET, keep-alive, HTTP/1.1), bodies up to
+#: FAST_MEMO_BODY bytes, at most FAST_MEMO_ENTRIES of them (cleared when full): <= 2 MiB
+FAST_MEMO_BODY = 8192
+FAST_MEMO_ENTRIES = 256
 
 _status_lines: dict[tuple[int, str], bytes] = {}
 #: method names as str without a decode per request
@@ -91,6 +122,12 @@ def _status_line(status: int, reason: str) -> bytes:
         if len(_status_lines) < 512:
             _status_lines[key] = line
     return line
+
+
+def _fast_head(hit: Prebuilt, connection: bytes) -> bytes:
+    """The head ``_Connection._head`` writes for ``hit`` as a Response with ``wire_head``."""
+    return b"%s%sContent-Length: %d\r\n%s\r\n" % (
+        _status_line(hit.status, hit.reason), hit.block, len(hit.body), connection)
 
 
 class _Reject(Exception):
@@ -242,6 +279,7 @@ class _Connection(asyncio.Protocol):
         self._idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._fast_fields: CIMultiDict[str] | None = None
         self.closed = False
 
     # --- connection lifecycle -------------------------------------------------------
@@ -328,6 +366,8 @@ class _Connection(asyncio.Protocol):
                 self._protocol_error(400, f"malformed request: {exc}")
             return
         if self._in_head:
+            if self._head_start < 0:
+                self._head_start = self.loop.time()  # the read that began this message
             # httptools buffers a header until it is complete, so bound the whole head
             # here too: a never-ending header line must not grow without limit.
             self._head_fed += len(data)
@@ -347,7 +387,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._raw_headers = []
         self._head_bytes = 0
-        self._head_start = self.loop.time()
+        self._head_start = -1.0  # stamped below only if the head spans several reads
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -369,8 +409,16 @@ class _Connection(asyncio.Protocol):
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise _Reject(505, f"HTTP version {version} is not supported")
-        headers: CIMultiDict[str] = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])
+        headers: CIMultiDict[str] | None = None
+        fast = self.fe.fast_path
+        if (fast is not None and (method == "GET" or method == "HEAD") and self._current is None
+                and not self._dead and not self._write_paused and self._url.startswith(b"/")):
+            self._fast_fields = None
+            if self._fast(fast, method, version):
+                return
+            headers = self._fast_fields  # built already when the fast path looked at them
+        if headers is None:
+            headers = self._fields()
         if method == "CONNECT":
             raise _Reject(405, "CONNECT is not supported")
         target = self._url.decode("latin-1")
@@ -395,6 +443,88 @@ class _Connection(asyncio.Protocol):
         request = Request(method, target, headers, body if body is not None else b"", version)
         exchange = Exchange(request, self.client, self.local)
         self._dispatch(_Pending(exchange, body, keep_alive))
+
+    def _fields(self) -> CIMultiDict[str]:
+        return CIMultiDict([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])
+
+    def _fast_fields_once(self) -> CIMultiDict[str]:
+        fields = self._fast_fields
+        if fields is None:
+            fields = self._fast_fields = self._fields()
+        return fields
+
+    def _fast(self, fast: FastPath, method: str, version: str) -> bool:
+        """Answer a plain GET/HEAD from ``fast`` right here; False: take the general path.
+
+        Only called with nothing in flight on this connection, so the answer is in order,
+        and not while the transport asks us to stop writing (a client that pipelines
+        without reading gets the general path's pace, not a burst of answers per read).
+        The bytes are the ones ``_write_bytes_response`` writes for the equivalent
+        ``Response`` with ``wire_head`` set (tests/proxy/test_proxy_hit_wire.py holds
+        the two paths to that).
+        """
+        host: bytes | None = None
+        for name, value in self._raw_headers:
+            low = name.lower()
+            if low in NOT_PLAIN:
+                return False
+            if low == b"host":
+                if host is not None:
+                    return False  # the general path answers 400
+                host = value
+        if host is None:
+            return False
+        start = perf_counter()
+        try:
+            hit = fast.lookup(method, self._url.decode("latin-1"), host.decode("latin-1"),
+                              self._fast_fields_once)
+        except Exception:  # a bug there must not turn into a 400 from the parser
+            log.exception("fast path lookup failed for %r", self._url[:200])
+            return False
+        if hit is None:
+            return False
+        keep_alive = self.parser.should_keep_alive() and not self._closing
+        body = hit.body
+        if keep_alive and version == "1.1" and method == "GET" and len(body) <= FAST_MEMO_BODY:
+            # the common answer, kept whole: the same bytes go out until ``hit`` changes
+            memo = self.fe.fast_memo
+            data = memo.get(hit)
+            if data is None:
+                if len(memo) >= FAST_MEMO_ENTRIES:
+                    memo.clear()
+                data = memo[hit] = _fast_head(hit, b"") + body
+        else:
+            if not keep_alive:
+                conn = b"Connection: close\r\n"
+            elif version == "1.0":
+                conn = b"Connection: keep-alive\r\n"
+            else:
+                conn = b""
+            head = data = _fast_head(hit, conn)
+            if method == "GET" and body:
+                data = head + body if len(body) <= 65536 else None
+        sent = 0
+        if not self.closed:
+            if data is None:  # a large body: not copied behind the head
+                self.transport.writelines([head, body])  # type: ignore[union-attr]
+            else:
+                self.transport.write(data)  # type: ignore[union-attr]
+            if method == "GET":
+                sent = len(body)
+        try:
+            fast.done(hit, sent, perf_counter() - start)
+        except Exception:
+            log.exception("fast path completion failed")
+        if self.closed:
+            return True
+        if not keep_alive:
+            self._dead = True
+            self.transport.close()  # type: ignore[union-attr]
+            return True
+        self._idle_since = self.loop.time()
+        if self._timer is None:
+            self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+        return True
 
     def on_body(self, chunk: bytes) -> None:
         self._chunk_pending = False
@@ -775,10 +905,14 @@ class FrontEnd:
     """The listening side of the node: accepts connections and runs ``handler``."""
 
     def __init__(self, handler: Handler, cfg: ServerConfig,
-                 on_complete: OnComplete | None = None) -> None:
+                 on_complete: OnComplete | None = None,
+                 fast_path: FastPath | None = None) -> None:
         self.handler = handler
         self.cfg = cfg
         self.on_complete = on_complete
+        #: answers plain GET/HEAD requests without the handler when it can (cache hits)
+        self.fast_path = fast_path
+        self.fast_memo: dict[Prebuilt, bytes] = {}
         self.connections: set[_Connection] = set()
         self.port = 0
         self._server: asyncio.AbstractServer | None = None

@@ -30,8 +30,11 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
                     2.5, 5.0, 10.0, 30.0)
 
 
+_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
 def status_class(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+    return _CLASSES[status // 100] if 100 <= status <= 599 else "other"
 
 
 def cache_label(exchange: Exchange) -> str:
@@ -77,12 +80,7 @@ class NodeMetrics:
         self._origin: dict[str, _Buckets] = {}
         r.register(_RequestCollector(self))
         r.register(_StartCollector(self.started))
-        # plain tallies for /stats (cheaper to read back than the registry)
-        self.requests_by_cache: Tally[str] = Tally()
-        self.requests_by_class: Tally[str] = Tally()
         self.origin_requests: Tally[str] = Tally()
-        self.response_bytes = 0
-        self.requests = 0
 
     def add_collector(self, collector: Any) -> None:
         """Register a custom collector (cache store, wasm filters)."""
@@ -90,19 +88,9 @@ class NodeMetrics:
 
     def observe(self, exchange: Exchange, response: Response | None) -> None:
         """Record one finished request; called from the front end's completion hook."""
-        label = cache_label(exchange)
-        klass = status_class(exchange.status or (response.status if response else 0))
-        self.requests += 1
-        self.requests_by_cache[label] += 1
-        self.requests_by_class[klass] += 1
-        self.response_bytes += exchange.response_bytes
-        key = (label, klass)
-        self._requests[key] = self._requests.get(key, 0) + 1
-        self._bytes[label] = self._bytes.get(label, 0) + exchange.response_bytes
-        hist = self._duration.get(label)
-        if hist is None:
-            hist = self._duration[label] = _Buckets()
-        hist.observe(exchange.elapsed)
+        self.observe_parts(cache_label(exchange),
+                           exchange.status or (response.status if response else 0),
+                           exchange.response_bytes, exchange.elapsed)
         if exchange.origin_time is not None:
             origin = exchange.origin or "default"
             self.origin_requests[origin] += 1
@@ -110,6 +98,41 @@ class NodeMetrics:
             if hist is None:
                 hist = self._origin[origin] = _Buckets()
             hist.observe(exchange.origin_time)
+
+    def observe_parts(self, label: str, status: int, sent: int, elapsed: float) -> None:
+        """What ``observe`` records of every request, from plain values (the front end's
+        fast path has no exchange): cache label, status, body bytes sent, seconds taken."""
+        key = (label, status_class(status))
+        self._requests[key] = self._requests.get(key, 0) + 1
+        self._bytes[label] = self._bytes.get(label, 0) + sent
+        hist = self._duration.get(label)
+        if hist is None:
+            hist = self._duration[label] = _Buckets()
+        hist.counts[bisect_left(_LATENCY_BUCKETS, elapsed)] += 1  # hist.observe, inlined
+        hist.sum += elapsed
+
+    # totals for /stats, tallied from the metric series when read
+    @property
+    def requests(self) -> int:
+        return sum(self._requests.values())
+
+    @property
+    def response_bytes(self) -> int:
+        return sum(self._bytes.values())
+
+    @property
+    def requests_by_cache(self) -> Tally[str]:
+        out: Tally[str] = Tally()
+        for (label, _), n in list(self._requests.items()):
+            out[label] += n
+        return out
+
+    @property
+    def requests_by_class(self) -> Tally[str]:
+        out: Tally[str] = Tally()
+        for (_, klass), n in list(self._requests.items()):
+            out[klass] += n
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """The request half of ``GET /stats``."""

@@ -1,0 +1,307 @@
+"""The front end's synchronous cache-hit fast path against the general path.
+
+Every script runs twice, on a node with the fast path and on one without it (same
+origin, same fixed clock), and both must put exactly the same bytes on the wire and
+leave the same metrics and cache counters behind.  A spy around the fast path shows
+which requests it answered, so the tests also fail if it stops being taken.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from typing import Any, Callable
+
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from dataplane_support import RawClient, start_aiohttp
+from edgenode.cache.policy import build_entry
+from edgenode.config import StageConfig, load_config, parse_config, with_overrides
+from edgenode.cache.stage import CacheStage
+from edgenode.http.headers import NOT_PLAIN
+from edgenode.http.messages import CIMultiDict, Prebuilt
+from edgenode.node import Node
+
+NOW = 1_800_000_000.0
+DATE = email.utils.formatdate(NOW, usegmt=True)
+
+Step = tuple[str, Any]  # ("send", request bytes) on a new connection | ("advance", seconds)
+
+
+class Spy:
+    """Delegates to the node's fast path and records the targets it answered."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.asked: list[str] = []
+        self.answered: list[str] = []
+
+    def lookup(self, method: str, target: str, host: str, fields: Callable[[], Any]) -> Prebuilt | None:
+        self.asked.append(target)
+        hit = self.inner.lookup(method, target, host, fields)
+        if hit is not None:
+            self.answered.append(f"{method} {target}")
+        return hit
+
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        self.inner.done(hit, sent, elapsed)
+
+
+async def origin() -> tuple[web.AppRunner, int]:
+    async def obj(request: web.Request) -> web.Response:
+        size = int(request.query.get("size", "300"))
+        headers = {"Cache-Control": f"max-age={request.query.get('ttl', '600')}", "ETag": '"v1"',
+                   "Date": DATE, "X-Thing": "a"}
+        return web.Response(body=b"b" * size, headers=headers, content_type="text/plain")
+
+    async def vary(request: web.Request) -> web.Response:
+        coding = request.headers.get("Accept-Encoding", "none")
+        return web.Response(body=f"coding={coding}".encode(), content_type="text/plain",
+                            headers={"Cache-Control": "max-age=600", "Vary": "Accept-Encoding",
+                                     "Date": DATE})
+
+    app = web.Application()
+    app.router.add_get("/obj/{name}", obj)
+    app.router.add_get("/vary", vary)
+    return await start_aiohttp(app)
+
+
+async def run(origin_port: int, fast: bool, steps: list[Step], *,
+              key_headers: list[str] | None = None) -> dict[str, Any]:
+    """Run ``steps`` on a fresh node; the bytes each connection got and what was counted."""
+    cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{origin_port}")
+    cfg.chain = [StageConfig("cache", "cache")]
+    cfg.log.access = "off"
+    if key_headers:
+        cfg.cache.key.headers = key_headers
+    node = Node(cfg, admin=False)
+    now = [NOW]
+    assert node.cache is not None
+    node.cache.clock = node.cache.store.clock = lambda: now[0]
+    spy = Spy(node.frontend.fast_path)
+    node.frontend.fast_path = spy if fast else None
+    await node.start()
+    wire: list[bytes] = []
+    try:
+        for kind, arg in steps:
+            if kind == "advance":
+                now[0] += arg
+                continue
+            client = await RawClient.connect(node.port)
+            try:
+                await client.send(arg)
+                wire.append(await client.read_until_close())
+            finally:
+                await client.close()
+    finally:
+        await node.stop(1.0)
+    return {"wire": wire, "answered": spy.answered, "asked": spy.asked,
+            "stats": {k: v for k, v in node.metrics.snapshot().items() if k != "uptime_seconds"},
+            "cache": node.cache.stats(), "metrics": _counted(node.metrics.exposition())}
+
+
+def _counted(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every exposition sample except timings (bucket placement and sums of durations)."""
+    out = {}
+    for fam in text_string_to_metric_families(text.decode()):
+        for s in fam.samples:
+            timed = fam.type == "histogram" and not s.name.endswith("_count")
+            if not timed and s.name != "edgenode_start_time_seconds":
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def get(path: str, *extra: str, method: str = "GET", version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "Host: fast.test", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+CLOSE = "Connection: close"
+
+
+async def both(steps: list[Step], **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    runner, port = await origin()
+    try:
+        fast = await run(port, True, steps, **kw)
+        slow = await run(port, False, steps, **kw)
+    finally:
+        await runner.cleanup()
+    for key in ("wire", "stats", "cache", "metrics"):
+        assert fast[key] == slow[key], key
+    assert slow["asked"] == []
+    return fast, slow
+
+
+async def test_hits_get_head_http10_and_close_are_byte_identical() -> None:
+    prime = ("send", get("/obj/a", CLOSE))
+    pipelined = b"".join([get("/obj/a"), get("/obj/a", method="HEAD"),
+                          get("/obj/a", "Connection: keep-alive", version="1.0"),
+                          get("/obj/a", CLOSE)])
+    fast, _ = await both([prime, ("send", pipelined), ("send", get("/obj/a", version="1.0"))])
+    assert fast["answered"] == ["GET /obj/a", "HEAD /obj/a", "GET /obj/a", "GET /obj/a", "GET /obj/a"]
+    text = fast["wire"][1].decode("latin-1")
+    assert text.count("HTTP/1.1 200 OK\r\n") == 4
+    assert ("\r\nAge: 0\r\nCache-Status: edgenode; hit; ttl=600\r\nX-Cache: HIT\r\n"
+            "Content-Length: 300\r\n\r\n") in text
+    assert text.count("b" * 300) == 3  # HEAD: the length, no body
+    assert "Content-Length: 300\r\nConnection: keep-alive\r\n\r\n" in text
+    assert text.endswith("Content-Length: 300\r\nConnection: close\r\n\r\n" + "b" * 300)
+    assert fast["wire"][2].decode("latin-1").count("Connection: close\r\n") == 1
+    assert fast["stats"]["requests_by_cache_status"] == {"MISS": 1, "HIT": 5}
+    assert fast["cache"]["hits"] == 5
+
+
+async def test_age_and_ttl_move_on_and_stale_entries_fall_back() -> None:
+    steps: list[Step] = [
+        ("send", get("/obj/short?ttl=5", CLOSE)),
+        ("send", get("/obj/short?ttl=5", CLOSE)),
+        ("advance", 2.5),
+        ("send", get("/obj/short?ttl=5") + get("/obj/short?ttl=5", CLOSE)),
+        ("advance", 10),  # stale now: revalidated through the chain
+        ("send", get("/obj/short?ttl=5", CLOSE)),
+    ]
+    fast, _ = await both(steps)
+    assert fast["answered"] == ["GET /obj/short?ttl=5"] * 3
+    assert b"Age: 2\r\nCache-Status: edgenode; hit; ttl=2\r\n" in fast["wire"][2]
+    assert b"X-Cache: HIT" not in fast["wire"][3]
+    assert fast["asked"].count("/obj/short?ttl=5") == 5  # the stale one was asked, and declined
+
+
+async def test_vary_and_key_header_hits() -> None:
+    gzip, br = "Accept-Encoding: gzip", "Accept-Encoding: br"
+    steps: list[Step] = [
+        ("send", get("/vary", gzip, CLOSE)),
+        ("send", get("/vary", br, CLOSE)),
+        ("send", get("/vary", gzip) + get("/vary", br) + get("/vary", "Accept-Encoding:  gzip ")
+         + get("/vary", "Accept-Encoding: zstd") + get("/vary", gzip, CLOSE)),
+    ]
+    fast, _ = await both(steps)
+    # zstd: a new variant, fetched; the gzip queued behind that miss takes the general path
+    assert fast["answered"] == ["GET /vary"] * 3
+    assert b"coding=zstd" in fast["wire"][2] and fast["wire"][2].count(b"X-Cache: HIT") == 4
+
+    tenants: list[Step] = [
+        ("send", get("/obj/t", "X-Tenant: one", CLOSE)), ("send", get("/obj/t", "X-Tenant: two", CLOSE)),
+        ("send", get("/obj/t", "X-Tenant: one") + get("/obj/t", "X-Tenant: two")
+         + get("/obj/t", "X-Tenant: one", CLOSE))]
+    fast, _ = await both(tenants, key_headers=["X-Tenant"])
+    assert fast["answered"] == ["GET /obj/t"] * 3
+    assert fast["cache"]["misses"] == 2
+
+
+async def test_large_bodies_and_a_miss_inside_a_pipeline() -> None:
+    steps: list[Step] = [
+        ("send", get("/obj/big?size=100000", CLOSE)),
+        ("send", get("/obj/mid?size=20000", CLOSE)),
+        ("send", get("/obj/big?size=100000") + get("/obj/mid?size=20000")
+         + get("/obj/new") + get("/obj/mid?size=20000") + get("/obj/big?size=100000", CLOSE)),
+    ]
+    fast, _ = await both(steps)
+    # requests queued behind the miss take the general path; the bytes do not change
+    assert fast["answered"] == ["GET /obj/big?size=100000", "GET /obj/mid?size=20000"]
+    assert fast["wire"][2].count(b"X-Cache: HIT") == 4
+    assert fast["wire"][2].count(b"b" * 100000) == 2
+
+
+async def test_requests_that_are_not_plain_take_the_general_path() -> None:
+    extras = {
+        "cache-control": ["Cache-Control: max-age=0"], "pragma": ["Pragma: no-cache"],
+        "authorization": ["Authorization: Bearer x"], "if-match": ['If-Match: "v1"'],
+        "if-none-match": ['If-None-Match: "v1"'], "if-modified-since": [f"If-Modified-Since: {DATE}"],
+        "if-unmodified-since": [f"If-Unmodified-Since: {DATE}"], "if-range": ['If-Range: "v1"', "Range: bytes=0-9"],
+        "range": ["Range: bytes=0-9"], "content-length": ["Content-Length: 0"],
+        "expect": ["Expect: 100-continue"], "upgrade": ["Connection: upgrade", "Upgrade: websocket"],
+    }
+    chunked = ("send", b"GET /obj/p HTTP/1.1\r\nHost: fast.test\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: close\r\n\r\n0\r\n\r\n")
+    assert {n.decode() for n in NOT_PLAIN} == set(extras) | {"transfer-encoding"}
+    steps: list[Step] = [("send", get("/obj/p", CLOSE))]
+    steps += [("send", get("/obj/p", *lines, CLOSE)) for lines in extras.values()]
+    steps += [chunked, ("send", get("http://fast.test/obj/p", CLOSE)),  # absolute form
+              ("send", get("/obj/p", "Host: fast.test", CLOSE))]  # two Host fields: 400
+    fast, _ = await both(steps)
+    assert fast["asked"] == ["/obj/p"]  # only the first request (a miss) was plain
+    assert b" 206 " in fast["wire"][steps.index(("send", get("/obj/p", "Range: bytes=0-9", CLOSE)))]
+    assert fast["wire"][-1].startswith(b"HTTP/1.1 400 ")
+
+
+async def test_other_request_hooks_see_every_request() -> None:
+    runner, port = await origin()
+    cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{port}")
+    cfg.chain = [StageConfig("cache", "cache")]
+    cfg.log.access = "off"
+    node = Node(cfg, admin=False)
+    spy = Spy(node.frontend.fast_path)
+    node.frontend.fast_path = spy
+    await node.start()
+    seen: list[str] = []
+    try:
+        client = await RawClient.connect(node.port)
+        await client.send(get("/obj/h"))
+        await client.read_response()
+        await client.send(get("/obj/h"))
+        await client.read_response()
+        node.signals.on_request_end.append(lambda ex, resp: seen.append(ex.x_cache))
+        await client.send(get("/obj/h") + get("/obj/h", CLOSE))
+        await client.read_until_close()
+        await client.close()
+    finally:
+        await node.stop(1.0)
+        await runner.cleanup()
+    assert spy.answered == ["GET /obj/h"]
+    assert seen == ["HIT", "HIT"]
+    assert node.metrics.snapshot()["requests_by_cache_status"] == {"MISS": 1, "HIT": 3}
+
+
+def test_fast_hit_declines_what_it_cannot_answer_whole() -> None:
+    stage = CacheStage(parse_config({"origins": {"o": {"url": "http://127.0.0.1:1"}}}).cache,
+                       clock=lambda: NOW)
+    no_fields: Callable[[], Any] = lambda: CIMultiDict()  # noqa: E731
+
+    def store(path: str, status: int = 200, trailers: Any = None, **headers: str) -> None:
+        url = f"http://fast.test{path}"
+        entry = build_entry(key=url, url=url, status=status, reason="", resp_headers=CIMultiDict(
+            {"Cache-Control": "max-age=60", "Date": DATE, **headers}), body=b"x" if status != 204 else b"",
+            req_headers=CIMultiDict(), request_time=NOW, response_time=NOW,
+            heuristic_fraction=0.1, heuristic_max=3600, trailers=trailers)
+        assert stage.store.put(entry)
+
+    store("/ok")
+    store("/trailers", trailers=CIMultiDict({"X-Sum": "1"}))
+    store("/empty", status=204)
+    store("/nocache", **{"Cache-Control": "no-cache"})
+    store("/odd", **{"X-Cache": "from-origin"})  # no pre-serialised block
+    hit = stage.fast_hit("/ok", "fast.test", no_fields)
+    assert hit is not None and hit.block.endswith(b"X-Cache: HIT\r\n")
+    assert stage.fast_hit("/ok", "fast.test", no_fields) is hit  # same second: reused
+    for path in ("/trailers", "/empty", "/nocache", "/odd", "/absent"):
+        assert stage.fast_hit(path, "fast.test", no_fields) is None, path
+    assert stage.store.counters["hits"] == 2
+
+
+async def test_a_failing_fast_path_leaves_the_request_to_the_chain() -> None:
+    class Broken(Spy):
+        def lookup(self, method: str, target: str, host: str, fields: Callable[[], Any]) -> Prebuilt | None:
+            self.asked.append(target)
+            raise RuntimeError("fast path bug")
+
+    runner, port = await origin()
+    cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{port}")
+    cfg.chain = [StageConfig("cache", "cache")]
+    cfg.log.access = "off"
+    node = Node(cfg, admin=False)
+    broken = Broken(node.frontend.fast_path)
+    node.frontend.fast_path = broken
+    await node.start()
+    try:
+        client = await RawClient.connect(node.port)
+        await client.send(get("/obj/b"))
+        await client.read_response()
+        await client.send(get("/obj/b", CLOSE))
+        wire = await client.read_until_close()
+        await client.close()
+    finally:
+        await node.stop(1.0)
+        await runner.cleanup()
+    assert broken.asked == ["/obj/b", "/obj/b"]
+    assert wire.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-Cache: HIT" in wire
