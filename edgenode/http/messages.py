@@ -81,11 +81,29 @@ class TrailerRelay:
             await close()
 
 
-class Request:
+class _Message:
+    """What requests and responses share: a body and its trailer fields."""
+
+    __slots__ = ("headers", "body", "_trailers")
+    headers: CIMultiDict[str]
+    body: Body
+    _trailers: Any
+
+    @property
+    def trailers(self) -> CIMultiDict[str] | None:
+        """Trailer fields: set explicitly, else the body's once it has been read to the end."""
+        t = self._trailers
+        return trailers_of(self.body) if t is FROM_BODY else t
+
+    @trailers.setter
+    def trailers(self, value: CIMultiDict[str] | None) -> None:
+        self._trailers = value
+
+
+class Request(_Message):
     """A request as received from a client (or built by a filter for a callout)."""
 
-    __slots__ = ("method", "target", "path", "query", "version", "headers", "body", "scheme",
-                 "_trailers")
+    __slots__ = ("method", "target", "path", "query", "version", "scheme")
 
     def __init__(
         self,
@@ -115,19 +133,6 @@ class Request:
     def host(self) -> str:
         return self.headers.get("host", "")
 
-    @property
-    def trailers(self) -> CIMultiDict[str] | None:
-        """Trailer fields: set explicitly, else the body's once it has been read to the end."""
-        t = self._trailers
-        if t is FROM_BODY:
-            body = self.body
-            return None if type(body) is bytes else getattr(body, "trailers", None)
-        return t
-
-    @trailers.setter
-    def trailers(self, value: CIMultiDict[str] | None) -> None:
-        self._trailers = value
-
     def adopt_trailers(self, other: Request) -> Request:
         """Take ``other``'s trailers setting (explicit, or from the shared body); for copies."""
         self._trailers = other._trailers
@@ -137,7 +142,7 @@ class Request:
         return f"<Request {self.method} {self.target}>"
 
 
-class Response:
+class Response(_Message):
     """A response on its way back to the client.
 
     ``wire_head``, when set, is ``(version, block)``: ``block`` is ``headers`` already
@@ -148,7 +153,7 @@ class Response:
     by a later stage changes the version and the front end serialises them afresh.
     """
 
-    __slots__ = ("status", "headers", "body", "reason", "wire_head", "_trailers")
+    __slots__ = ("status", "reason", "wire_head")
 
     def __init__(
         self,
@@ -163,19 +168,6 @@ class Response:
         self.reason = reason
         self.wire_head: tuple[int, bytes] | None = None
         self._trailers: Any = FROM_BODY
-
-    @property
-    def trailers(self) -> CIMultiDict[str] | None:
-        """Trailer fields: set explicitly, else the body's once it has been read to the end."""
-        t = self._trailers
-        if t is FROM_BODY:
-            body = self.body
-            return None if type(body) is bytes else getattr(body, "trailers", None)
-        return t
-
-    @trailers.setter
-    def trailers(self, value: CIMultiDict[str] | None) -> None:
-        self._trailers = value
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
