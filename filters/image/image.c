@@ -14,6 +14,7 @@
  *             path   <path_prefix>w=400,h=300,fit=cover,f=webp/photo.jpg   (prefix "/img/")
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,7 +220,7 @@ static bool parse_dpr(pw_str s, double *out) {
     buf[s.n] = 0;
     char *end;
     double d = strtod(buf, &end);
-    if (*end) return false;
+    if (*end || !isfinite(d)) return false; /* "nan" would slip through every range check */
     *out = d;
     return true;
 }
@@ -443,6 +444,7 @@ static pw_action image_on_request_headers(pw_stream *s, size_t n, bool eos) {
         bool get = method.data && (strcmp(method.data, "GET") == 0);
         if (ok && get) {
             stream_state *st = calloc(1, sizeof *st);
+            if (!st) abort();
             st->st = ST_WANTED;
             st->p = pr.p;
             st->accept = accepted_formats(c);

@@ -194,6 +194,7 @@ static bool parse_split(const json_value *s, route *r, const char *key, cfg_erro
         double w = json_number(json_get(t, "weight"), -1);
         if (!origin || !*origin) return cfg_fail(e, k, "origin: expected a non-empty string");
         if (w < 0 || w > 1000000 || w != (double)(uint32_t)w) return cfg_fail(e, k, "weight: expected an integer 0..1000000");
+        if (r->total_weight > UINT32_MAX - (uint32_t)w) return cfg_fail(e, k, "weight: the weights add up to more than 2^32-1");
         r->split[i].origin = strdup(origin);
         r->split[i].weight = (uint32_t)w;
         r->total_weight += (uint32_t)w;
@@ -555,6 +556,8 @@ static pw_action on_request_headers(pw_stream *s, size_t n, bool eos) {
         for (size_t i = 0; i < hit->req_set.count; i++)
             pw_set_header(PW_MAP_REQUEST_HEADERS, hit->req_set.items[i].key, hit->req_set.items[i].value,
                           hit->req_set.items[i].value_len);
+        /* the route lives as long as the configuration, which the host sets once per
+         * root context (a new configuration means a new VM), so it outlives the stream */
         s->user = (void *)hit;
     }
     free(path_z);

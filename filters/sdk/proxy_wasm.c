@@ -71,8 +71,10 @@ PW_IMPORT(proxy_get_current_time_nanoseconds) int32_t proxy_get_current_time_nan
 
 /* ---- allocator exports ------------------------------------------------------------ */
 
-/* One spare byte so every host-written value is NUL-terminated for C callers. */
+/* One spare byte so every host-written value is NUL-terminated for C callers
+ * (size + 1 must not wrap: a wrapped malloc(0) would be written past its end). */
 static void *alloc_for_host(size_t size) {
+    if (size == SIZE_MAX) return NULL;
     char *p = malloc(size + 1);
     if (p) p[size] = 0;
     return p;
@@ -174,12 +176,14 @@ bool pw_headers_deserialize(const uint8_t *data, size_t len, pw_headers *out) {
     const uint8_t *sizes = data + 4, *p = data + 4 + 8 * (size_t)n, *end = data + len;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t kl = get_u32(sizes + 8 * i), vl = get_u32(sizes + 8 * i + 4);
-        if ((size_t)(end - p) < (size_t)kl + 1) return false;
+        /* each string is followed by a NUL; compare without computing kl + 1, which
+         * wraps to 0 for kl == UINT32_MAX where size_t is 32 bits (wasm32) */
+        if ((size_t)(end - p) <= kl) return false;
         const char *k = (const char *)p;
-        p += kl + 1;
-        if ((size_t)(end - p) < (size_t)vl + 1) return false;
+        p += (size_t)kl + 1;
+        if ((size_t)(end - p) <= vl) return false;
         pw_headers_add(out, k, kl, (const char *)p, vl);
-        p += vl + 1;
+        p += (size_t)vl + 1;
     }
     return true;
 }

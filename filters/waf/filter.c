@@ -43,13 +43,14 @@ static bool config_error(const char *key, const char *reason) {
 
 static bool read_int(const json_value *v, const char *key, long lo, long hi, long *out) {
     if (!v) return true;
-    if (!json_is(v, JSON_NUMBER) || v->number != (double)(long)v->number)
-        return config_error(key, "must be an integer");
-    if ((long)v->number < lo || (long)v->number > hi) {
+    if (!json_is(v, JSON_NUMBER)) return config_error(key, "must be an integer");
+    /* range first: converting a double outside long's range (1e30) is undefined */
+    if (v->number < (double)lo || v->number > (double)hi) {
         char reason[64];
         snprintf(reason, sizeof reason, "must be between %ld and %ld", lo, hi);
         return config_error(key, reason);
     }
+    if (v->number != (double)(long)v->number) return config_error(key, "must be an integer");
     *out = (long)v->number;
     return true;
 }

@@ -164,7 +164,7 @@ static size_t fold(const char *in, size_t n, char *out, bool *had_nul) {
                 char tmp[4];
                 size_t w = put_cp(tmp, cp);
                 if (w == 1) { out[o++] = (char)((tmp[0] >= 'A' && tmp[0] <= 'Z') ? tmp[0] | 0x20 : tmp[0]); i += len; continue; }
-                memcpy(out + o, in + i, len); o += len; i += len;
+                memmove(out + o, in + i, len); o += len; i += len; /* in-place: may overlap */
                 continue;
             }
         }

@@ -34,10 +34,22 @@ static bool on_configure(pw_root *root, const char *text, size_t len) {
         json_free(doc);
         return false;
     }
+    /* a present key of the wrong type is an error, not a silent fallback to the default */
+    static const char *const keys[] = {"greeting", "deny_prefix"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const json_value *v = json_get(doc, keys[i]);
+        if (v && !json_is(v, JSON_STRING)) {
+            pw_error("{{name}}: configuration key %s: expected a string", keys[i]);
+            json_free(doc);
+            return false;
+        }
+    }
     settings *s = calloc(1, sizeof *s);
+    if (!s) abort();
     s->greeting = strdup(json_string(json_get(doc, "greeting"), "hello from {{name}}"));
     s->deny_prefix = strdup(json_string(json_get(doc, "deny_prefix"), "/private"));
     json_free(doc);
+    if (!s->greeting || !s->deny_prefix) abort();
     free_settings(root->user);
     root->user = s;
     pw_info("{{name}}: configured greeting='%s' deny_prefix='%s'", s->greeting, s->deny_prefix);
@@ -53,6 +65,7 @@ static pw_action on_request_headers(pw_stream *st, size_t num_headers, bool end_
     (void)num_headers;
     (void)end_of_stream;
     const settings *s = st->root->user;
+    if (!s) return PW_CONTINUE; /* not configured: pass through untouched */
     pw_bytes path = {0};
     pw_get_header(PW_MAP_REQUEST_HEADERS, ":path", &path);
     bool deny = path.data && s->deny_prefix[0] &&
@@ -74,6 +87,7 @@ static pw_action on_response_headers(pw_stream *st, size_t num_headers, bool end
     (void)num_headers;
     (void)end_of_stream;
     const settings *s = st->root->user;
+    if (!s) return PW_CONTINUE;
     pw_set_header_cstr(PW_MAP_RESPONSE_HEADERS, "x-greeting", s->greeting);
     return PW_CONTINUE;
 }
