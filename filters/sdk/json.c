@@ -77,11 +77,15 @@ static void put_utf8(char *out, size_t *n, unsigned cp) {
     }
 }
 
-/* Parses a string starting at the opening quote; the decoded text is never longer than the source. */
+/* Parses a string starting at the opening quote; the decoded text is never longer than the
+ * source token, so the buffer is sized by the token (sizing it by the rest of the document
+ * made memory quadratic in the number of strings). */
 static char *parse_string_raw(parser *p, size_t *out_len) {
     p->pos++; /* opening quote */
-    size_t start = p->pos;
-    char *out = malloc(p->len - start + 1);
+    size_t start = p->pos, end = start;
+    while (end < p->len && p->s[end] != '"') end += (p->s[end] == '\\') ? 2 : 1;
+    if (end > p->len) end = p->len;
+    char *out = malloc(end - start + 1);
     if (!out) abort();
     size_t n = 0;
     while (p->pos < p->len) {

@@ -163,6 +163,8 @@ async def test_non_image_responses_pass_untouched(image_wasm, service) -> None:
     ("/p.jpg?w=2000&dpr=3", {}, 400, "exceeds the limit"),
     ("/p.jpg?w=300", {"allowed_widths": [100, 400]}, 400, "allowed widths"),
     ("/p.jpg?w=abc", {}, 400, "w: expected"),
+    ("/p.jpg?w=100&dpr=nan", {}, 400, "dpr: expected a number"),
+    ("/p.jpg?w=100&dpr=inf", {}, 400, "dpr: expected a number"),
     ("/p.jpg?fit=stretch&w=10", {}, 400, "fit: expected"),
     ("/img/w=10,zoom=2/p.jpg", {}, 400, "unknown image option zoom"),
     ("/p.jpg?w=100", {"max_source_pixels": 1_000_000}, 413, "over the limit"),

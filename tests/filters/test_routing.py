@@ -162,6 +162,8 @@ async def test_no_default_origin_leaves_the_choice_to_the_route_table(routing_wa
     ({"routes": [{"match": {"pathprefix": "/"}}]}, "routes[0].match.pathprefix: unknown key"),
     ({"routes": [{}, {"redirect": {"status": 200, "location": "/"}}]}, "routes[1].redirect.status"),
     ({"routes": [{"split": {"origins": [{"origin": "a", "weight": 0}]}}]}, "weights add up to 0"),
+    ({"routes": [{"split": {"origins": [{"origin": f"o{i}", "weight": 1000000} for i in range(4295)]}}]},
+     "weights add up to more than 2^32-1"),
     ({"no_match": "teapot"}, "no_match: expected"),
     ("{not json", "not valid JSON"),
 ])
