@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -119,13 +119,20 @@ class Node:
         from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
 
         try:
-            stage = WasmStage(sc, base_dir=self.config.base_dir, callout=self.callout,
+            stage = WasmStage(self._filter_settings(sc), base_dir=self.config.base_dir, callout=self.callout,
                               node_props={"worker": self.worker or 0, "node": self.config.server.via},
                               index=index)
         except FilterLoadError as exc:
             raise ConfigError(f"chain[{index}].module: {exc}") from None
         self.filters[sc.name] = stage
         return stage
+
+    def _filter_settings(self, sc: StageConfig) -> StageConfig:
+        """``[server] server_timing = false`` is a node-wide off switch for every filter's
+        ``Server-Timing`` entry, whatever the stage says (a bad stage value still errors)."""
+        if self.config.server.server_timing or sc.options.get("server_timing", True) is not True:
+            return sc
+        return replace(sc, options={**sc.options, "server_timing": False})
 
     def _entry(self, chain: Handler) -> Handler:
         signals = self.signals
@@ -256,7 +263,8 @@ class Node:
                 raise KeyError(n)
         fresh: dict[str, StageConfig] = {}
         if self.config.source is not None:
-            fresh = {sc.name: sc for sc in load_config(self.config.source).chain if sc.type == "wasm"}
+            fresh = {sc.name: self._filter_settings(sc)
+                     for sc in load_config(self.config.source).chain if sc.type == "wasm"}
         for n in targets:
             result = self.filters[n].reload(fresh.get(n))
             if asyncio.iscoroutine(result):

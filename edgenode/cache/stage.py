@@ -29,7 +29,7 @@ from edgenode.cache.policy import (
 from edgenode.cache.ranges import multipart, parse_range
 from edgenode.cache.store import CacheStore
 from edgenode.config import CacheConfig
-from edgenode.http.messages import Prebuilt, Request, Response, TrailerRelay, trailers_of
+from edgenode.http.messages import Prebuilt, Request, Response, TrailerRelay, close_body, trailers_of
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
 
@@ -58,15 +58,6 @@ def _forward_request(req: Request, drop: tuple[str, ...], add: list[tuple[str, s
     for name, value in add:
         h[name] = value
     return Request(req.method, req.target, h, req.body, req.version, req.scheme).adopt_trailers(req)
-
-
-async def _aclose(body: object) -> None:
-    close = getattr(body, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:  # a broken origin stream we are discarding anyway
-            pass
 
 
 class CacheStage:
@@ -359,10 +350,10 @@ class CacheStage:
         now = self.clock()
         if entry.no_stale and "upstream_error" in ex.props:
             # the origin could not be reached (Upstream's own 502/504): RFC 9111 §5.2.2.2
-            await _aclose(resp.body)
+            await close_body(resp.body)
             return self._gateway_timeout(ex, "must-revalidate")
         if resp.status == 304 and self._validates(resp, entry):
-            await _aclose(resp.body)
+            await close_body(resp.body)
             if "no-store" not in req_cc:
                 refresh_entry(entry, resp.headers, request_time, now, self.cfg.heuristic_fraction,
                               self.cfg.heuristic_max, self.cfg.default_ttl)
@@ -376,14 +367,14 @@ class CacheStage:
                 served.headers.add("Set-Cookie", cookie)
             return served
         if resp.status in _ORIGIN_ERRORS and not forced and entry.stale_on_error(now):
-            await _aclose(resp.body)
+            await close_body(resp.body)
             self._counters["stale"] += 1
             return self._serve(ex, entry, now, "STALE", status.forwarded(
                 self.cache_name, fwd, fwd_status=resp.status, ttl=entry.fresh_until - now,
                 detail="stale-if-error"))
         if resp.status == 304:
             # a 304 for some other representation: fetch the full object instead
-            await _aclose(resp.body)
+            await close_body(resp.body)
             fwd_req = _forward_request(req, _STORE_STRIP, [])
             request_time = self.clock()
             resp = await self._forward(ex, nxt, fwd_req)
@@ -493,7 +484,7 @@ class CacheStage:
             async for chunk in rest:
                 yield chunk
         finally:
-            await _aclose(rest)
+            await close_body(rest)
 
     async def _tee(self, body: AsyncIterator[bytes],
                    make_entry: Callable[[bytes, CIMultiDict[str] | None], Entry],
@@ -525,7 +516,7 @@ class CacheStage:
             if flight is not None:
                 flight.done(stored_entry)
             if not complete:
-                await _aclose(body)
+                await close_body(body)
 
     # -- stale-while-revalidate ------------------------------------------------------------
     def _schedule_refresh(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str) -> None:

@@ -21,8 +21,8 @@ from multidict import CIMultiDict
 
 Body = Union[bytes, AsyncIterator[bytes]]
 
-__all__ = ["Body", "Request", "Response", "CIMultiDict", "read_body", "trailers_of", "TrailerRelay",
-           "Prebuilt"]
+__all__ = ["Body", "Request", "Response", "CIMultiDict", "read_body", "close_body", "trailers_of",
+           "TrailerRelay", "Prebuilt"]
 
 
 class _FromBody:
@@ -214,3 +214,16 @@ async def read_body(body: Body, limit: int | None = None) -> bytes:
             raise ValueError("body exceeds limit")
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def close_body(body: Body) -> None:
+    """Close a streamed body we are abandoning, so its source (socket, generator) is released.
+
+    Errors are swallowed: the stream is being discarded, typically because it already broke.
+    """
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            pass

@@ -36,7 +36,7 @@ import socket
 from collections import deque
 from http import HTTPStatus
 from time import perf_counter
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import AsyncIterator, Callable, Protocol
 
 import httptools
 from multidict import CIMultiDict, getversion
@@ -44,7 +44,7 @@ from multidict import CIMultiDict, getversion
 from edgenode.config import ServerConfig
 from edgenode.http.errors import ClientBodyError
 from edgenode.http.headers import NOT_PLAIN, DateCache, last_chunk, parse_trailers
-from edgenode.http.messages import Prebuilt, Request, Response
+from edgenode.http.messages import Prebuilt, Request, Response, close_body
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
 
@@ -616,7 +616,7 @@ class _Connection(asyncio.Protocol):
                     keep_alive = await self._write_stream_response(exchange, response, keep_alive)
             except _BadHead as exc:  # raised before any byte of the response was written
                 log.error("bad response for %s: %s", exchange.request.target, exc)
-                await _aclose(response.body)
+                await close_body(response.body)
                 response = error_response(500, f"invalid response from the handler: {exc}")
                 keep_alive = self._write_bytes_response(exchange, response, keep_alive)
         except Exception:
@@ -758,7 +758,7 @@ class _Connection(asyncio.Protocol):
         exchange.status = status
         cl_text = response.headers.get("content-length")
         if status in _NO_BODY_STATUS or status < 200 or exchange.request.method == "HEAD":
-            await _aclose(body)
+            await close_body(body)
             return self._write_bytes_response(
                 exchange, Response(status, response.headers, b"", response.reason), keep_alive,
                 length_known=False)
@@ -780,7 +780,7 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         head = self._head(exchange, response, framing, keep_alive)
         if self.closed:
-            await _aclose(body)
+            await close_body(body)
             return False
         transport.write(head)
         sent = 0
@@ -810,7 +810,7 @@ class _Connection(asyncio.Protocol):
         finally:
             exchange.response_bytes = sent
             if not finished:
-                await _aclose(body)
+                await close_body(body)
         if finished and (length is None or sent == length):
             if chunked:
                 transport.write(last_chunk(response.trailers))
@@ -859,15 +859,6 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-
-
-async def _aclose(body: Any) -> None:
-    aclose = getattr(body, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            log.debug("closing a response body failed", exc_info=True)
 
 
 def _absolute_target(method: str, target: str, headers: CIMultiDict[str]) -> str:

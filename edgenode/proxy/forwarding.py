@@ -16,13 +16,24 @@ from edgenode.config import OriginConfig
 from edgenode.http.headers import append_value, strip_hop_by_hop
 from edgenode.http.messages import Request, Response
 
-__all__ = ["forward_request", "forward_response", "origin_authority"]
+__all__ = ["forward_request", "forward_response", "origin_authority", "origin_host"]
 
 
 def origin_authority(origin: OriginConfig) -> str:
     """``host[:port]`` as a Host value for the origin (port omitted when it is 80)."""
     host = f"[{origin.host}]" if ":" in origin.host else origin.host
     return host if origin.port == 80 else f"{host}:{origin.port}"
+
+
+def origin_host(origin: OriginConfig, client_host: str = "") -> str:
+    """The Host value to send, per the origin's ``host_header`` policy (``pass`` falls
+    back to the origin's own authority when the client sent none, e.g. a callout)."""
+    policy = origin.host_header
+    if policy == "pass":
+        return client_host or origin_authority(origin)
+    if policy == "origin":
+        return origin_authority(origin)
+    return policy
 
 
 def forward_request(req: Request, client_ip: str, origin: OriginConfig, via: str) -> Request:
@@ -35,15 +46,8 @@ def forward_request(req: Request, client_ip: str, origin: OriginConfig, via: str
     headers: CIMultiDict[str] = strip_hop_by_hop(req.headers.copy())
     headers.popall("expect", None)
     client_host = req.headers.get("host", "")
-    policy = origin.host_header
-    if policy == "pass":
-        host = client_host or origin_authority(origin)
-    elif policy == "origin":
-        host = origin_authority(origin)
-    else:
-        host = policy
     headers.popall("host", None)
-    headers["Host"] = host
+    headers["Host"] = origin_host(origin, client_host)
     append_value(headers, "Via", via)
     if client_ip:
         append_value(headers, "X-Forwarded-For", client_ip)

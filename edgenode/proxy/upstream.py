@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from multidict import CIMultiDict
-
 from edgenode.config import Config
 from edgenode.http.client import OriginPool
 from edgenode.http.errors import OriginConnectError, OriginError, OriginProtocolError, OriginTimeout
 from edgenode.http.messages import Request, Response, read_body
+from edgenode.http.server import error_response
 from edgenode.pipeline.exchange import Exchange
-from edgenode.proxy.forwarding import forward_request, forward_response, origin_authority
+from edgenode.proxy.forwarding import forward_request, forward_response, origin_host
 from edgenode.proxy.routes import RouteTable
 
 __all__ = ["Upstream"]
@@ -77,8 +76,7 @@ class Upstream:
         if pool is None:
             pool = self._callout_pools[upstream_name] = OriginPool(cfg)
         if "host" not in req.headers:
-            req.headers["Host"] = origin_authority(cfg) if cfg.host_header in ("pass", "origin") \
-                else cfg.host_header
+            req.headers["Host"] = origin_host(cfg)
         try:
             return await asyncio.wait_for(self._call(pool, req), timeout)
         except asyncio.TimeoutError:
@@ -99,5 +97,4 @@ class Upstream:
 
 def _fail(exchange: Exchange, status: int, kind: str, message: str) -> Response:
     exchange.props["upstream_error"] = kind
-    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/plain; charset=utf-8"})
-    return Response(status, headers, f"edgenode: {message}\n".encode())
+    return error_response(status, message)

@@ -121,3 +121,22 @@ async def test_watch_calls_back_on_mtime_change(tmp_path: Path) -> None:
     await asyncio.wait_for(changed.wait(), 10)
     task.cancel()
     assert calls == [1]
+
+
+@pytest.mark.parametrize("switch", [True, False])
+async def test_server_timing_switch(origin_url: str, config_for, switch: bool) -> None:  # type: ignore[no-untyped-def]
+    """``[server] server_timing = false`` turns every filter's Server-Timing entry off."""
+    cfg = config_for(origin_url)
+    cfg.server.server_timing = switch
+    cfg.chain = [StageConfig("wasm", "timed", {"module": str(WAT / "counters.wat")})]
+    node = Node(cfg)
+    await node.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{node.port}/obj/t?size=10",
+                             headers={"X-Edgenode-Timing": "1"}) as r:
+                assert r.status == 200
+                await r.read()
+                assert ("wasm-timed;dur=" in r.headers.get("server-timing", "")) is switch
+    finally:
+        await node.stop(1.0)
