@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgenode.config import ConfigError, _Section, parse_duration, parse_size
+from edgenode.config import ConfigError, _Section
 
 __all__ = ["Workload", "load_workload", "parse_workload", "request_paths"]
 

@@ -16,6 +16,7 @@ Protocol (docs/filters.md#image-service)::
 
     200  content-type: image/webp, x-image-width, x-image-height; body = the variant
     400 bad parameters | 413 source over the byte/pixel limits | 422 undecodable source
+    503 a worker process died (the next call starts a fresh pool)
     (errors carry x-image-error: <reason> and a text body)
 """
 

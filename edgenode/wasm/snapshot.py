@@ -193,7 +193,3 @@ class Snapshot:
     root_id: int
     next_context_id: int
     tick_ms: int
-
-    @property
-    def restored_bytes(self) -> int:
-        return sum(len(b) for _, b in self.pages)

@@ -124,6 +124,8 @@ class Vm:
         self.plugin = plugin
         self.loaded = loaded
         self.version = loaded.version
+        # the store calls host functions whose callbacks the engine owns: keep it alive
+        self._engine = engine
         ticks = self._ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
         self._tick_count = engine.tick
         engine.ensure_ticker()
