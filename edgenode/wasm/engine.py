@@ -1,8 +1,8 @@
 """The shared wasmtime engine: host-function linker, epoch ticker, module disk cache.
 
 One ``WasmEngine`` serves every filter of a worker process.  Compiling a module
-costs ~100 ms per 100 KB, deserializing a cached artifact ~0.1 ms, so compiled
-modules are cached on disk under a key of sha256(wasm) + engine settings + wasmtime
+costs ~100 ms per 100 KB (routing.wasm: ~300 ms), loading its cached artifact ~1 ms
+(`edgenode bench filter`), so compiled modules are cached on disk under a key of sha256(wasm) + engine settings + wasmtime
 version.  Imports are checked against the host table before linking so a missing
 host function is reported by name instead of a bare link error.
 
