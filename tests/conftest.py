@@ -1,4 +1,5 @@
-"""A real node in-process in front of the real simulated origin, on ephemeral ports."""
+"""Fixtures shared by the suites that run a whole node (tests/node, tests/admin):
+a real node in-process in front of the real simulated origin, on ephemeral ports."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any, AsyncIterator, Callable
 
 import pytest
 
-from edgenode.config import Config, load_config, with_overrides
+from edgenode.config import Config, StageConfig, load_config, with_overrides
 from edgenode.node import Node
 from edgenode.origin.app import start_origin
 from edgenode.origin.settings import OriginSettings
@@ -21,14 +22,23 @@ async def origin_url() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-def node_config(origin_url: str, **log: Any) -> Config:
+def node_config(origin_url: str, chain: list[StageConfig] | None = None, **log: Any) -> Config:
+    """The embedded defaults on free ports with a known admin token; ``chain`` replaces the chain."""
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=origin_url,
                          admin_listen="127.0.0.1:0")
     cfg.admin.token = TOKEN
+    if chain is not None:
+        cfg.chain = chain
     cfg.log.access = "off"
     for key, value in log.items():
         setattr(cfg.log, key, value)
     return cfg
+
+
+@pytest.fixture
+def node_chain() -> list[StageConfig] | None:
+    """The chain of the test node: None keeps the default chain; a suite may override it."""
+    return None
 
 
 @pytest.fixture
@@ -38,11 +48,11 @@ def config_for() -> Callable[..., Config]:
 
 
 @pytest.fixture
-async def make_node(origin_url: str) -> AsyncIterator[Callable[..., Any]]:
+async def make_node(origin_url: str, node_chain: list[StageConfig] | None) -> AsyncIterator[Callable[..., Any]]:
     nodes: list[Node] = []
 
     async def make(**log: Any) -> Node:
-        node = Node(node_config(origin_url, **log))
+        node = Node(node_config(origin_url, node_chain, **log))
         await node.start()
         nodes.append(node)
         return node
