@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "load_config", "parse_config",
-    "default_config_text", "parse_size", "parse_duration", "parse_listen", "with_overrides",
+    "default_config_text", "read_toml", "parse_size", "parse_duration", "parse_listen", "with_overrides",
 ]
 
 
@@ -446,22 +446,33 @@ def default_config_text() -> str:
     return resources.files("edgenode").joinpath("default.toml").read_text()
 
 
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+
+
+def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """Read a TOML file (a node config, a workload, a filter.toml), with errors that name it."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {p}: {exc.strerror}") from None
+    return _parse_toml(text, str(p))
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load a TOML file, or the embedded defaults when ``path`` is None."""
     if path is None:
         # the embedded defaults name filters/build/*.wasm of the source tree edgenode runs from
-        text, base = default_config_text(), Path(__file__).resolve().parent.parent
+        data = _parse_toml(default_config_text(), "default config")
+        base = Path(__file__).resolve().parent.parent
     else:
-        p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
-        base = p.resolve().parent.parent if p.resolve().parent.name == "config" else p.resolve().parent
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path or 'default config'}: not valid TOML: {exc}") from None
+        data = read_toml(path, "config file")
+        p = Path(path).resolve()
+        base = p.parent.parent if p.parent.name == "config" else p.parent
     cfg = parse_config(data, base)
     cfg.source = None if path is None else Path(path).resolve()
     return cfg

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import bisect
 import random
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgenode.config import ConfigError, _Section
+from edgenode.config import ConfigError, _Section, read_toml
 
 __all__ = ["Workload", "load_workload", "parse_workload", "request_paths"]
 
@@ -94,14 +93,7 @@ def parse_workload(data: dict[str, Any], name: str) -> Workload:
 
 
 def load_workload(path: str | Path) -> Workload:
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read workload {p}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return parse_workload(data, p.stem)
+    return parse_workload(read_toml(path, "workload"), Path(path).stem)
 
 
 def request_paths(w: Workload) -> Iterator[str]:

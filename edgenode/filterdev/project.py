@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgenode.config import ConfigError
+from edgenode.config import ConfigError, read_toml
 
 __all__ = ["Project", "load_project", "find_project", "MANIFEST", "LANGS", "config_text"]
 
@@ -50,12 +49,7 @@ def config_text(value: Any, key: str) -> str:
 def load_project(path: Path) -> Project:
     """Parse ``path`` (a filter.toml); errors name the key, as node config errors do."""
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    data = read_toml(path, "filter project")
     for key in data:
         if key not in _KEYS:
             raise ConfigError(f"{where}: {key}: unknown key (known: {', '.join(sorted(_KEYS))})")
