@@ -4,9 +4,23 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install filters test demo bench clean
+.PHONY: install system filters test demo bench clean
 
 install: $(STAMP)
+
+# Debian packages of the real servers the tests start themselves (each test fixture starts
+# its own instance on 127.0.0.1) and of the load generator.  Installed when missing; needs
+# root or sudo.
+DEB_PACKAGES := wrk
+
+system:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,7 +33,7 @@ filters: install
 	$(MAKE) -C filters ZIG_CC="$(abspath $(VPY)) -m ziglang cc"
 	$(MAKE) -C filters/examples/assemblyscript
 
-test: install filters
+test: install system filters
 	$(VPY) -m pytest -q
 
 demo: install filters
