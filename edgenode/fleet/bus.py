@@ -63,6 +63,7 @@ class ControlBus:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.connected = False
+        self._closing = False
         self.last_error: str | None = None
         self.since = time.time()
         #: called after every (re)connection, and with False after every disconnection
@@ -86,6 +87,8 @@ class ControlBus:
     async def open(self) -> None:
         """Connect once and make sure the fleet's stream and buckets exist (raises on failure)."""
         async def disconnected() -> None:
+            if self._closing:
+                return
             log.warning("fleet: disconnected from NATS; purge fan-out and rollout paused, reconnecting")
             await self._set(False, "disconnected")
 
@@ -128,13 +131,11 @@ class ControlBus:
                     first_attempt_done.set()
 
     async def close(self) -> None:
+        self._closing = True
         nc, self.nc, self.js = self.nc, None, None
         self.connected = False
         if nc is not None and not nc.is_closed:
-            try:
-                await asyncio.wait_for(nc.drain(), 3.0)
-            except Exception:
-                await nc.close()
+            await nc.close()  # flushes what is buffered (acks, the membership delete)
 
     # --- resources -------------------------------------------------------------------
     async def ensure(self) -> None:

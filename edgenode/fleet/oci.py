@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["OciError", "OciRef", "parse_ref", "pull_module", "push_module", "is_oci", "cached_module",
-           "WASM_LAYER_TYPES", "CONFIG_MEDIA_TYPE", "LAYER_MEDIA_TYPE"]
+           "WASM_LAYER_TYPES", "CONFIG_MEDIA_TYPE", "LAYER_MEDIA_TYPE", "write_atomic"]
 
 log = logging.getLogger("edgenode.fleet")
 
@@ -173,8 +173,8 @@ def pull_module(ref: str, cache_dir: Path) -> Path:
         raise OciError(f"{r}: the layer is not a Wasm binary")
     path, layer_file = _cache_paths(cache_dir, r.digest)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, wasm)
-    _write_atomic(layer_file, _sha256(wasm).encode())
+    write_atomic(path, wasm)
+    write_atomic(layer_file, _sha256(wasm).encode())
     log.info("oci: pulled %s (%d bytes)", r, len(wasm))
     return path
 
@@ -194,7 +194,8 @@ def _unpack(blob: bytes, media_type: str, r: OciRef) -> bytes:
     raise OciError(f"{r}: the image layer has no plugin.wasm")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` in one step: a reader sees the old bytes or the new, never half."""
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
         f.write(data)
     os.replace(f.name, path)

@@ -225,7 +225,6 @@ class Tier:
             return _relay_out(await origin.request(forwarded))
         key = f"{client_host}{forwarded.target}"
         retry_any = forwarded.method in _RETRY_ANY and isinstance(forwarded.body, (bytes, type(None)))
-        tried = 0
         for parent in self.ring.candidates(key):
             req = forwarded
             if client_host:
@@ -233,7 +232,6 @@ class Tier:
                               "1.1", forwarded.scheme).adopt_trailers(forwarded)
                 req.headers["Host"] = client_host
             parent.requests += 1
-            tried += 1
             try:
                 response = await parent.pool.request(req)
             except OriginError as exc:
@@ -246,8 +244,8 @@ class Tier:
                 continue
             parent.breaker.success()
             return _relay_in(response)
-        if tried:
-            self.origin_fallbacks += 1
+        if self.ring.parents:
+            self.origin_fallbacks += 1  # every parent down or its circuit open
         return await origin.request(forwarded)
 
     def status(self) -> dict[str, object]:
