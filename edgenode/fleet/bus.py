@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
@@ -39,13 +40,35 @@ CONFIG_HISTORY = 64
 
 async def connect(servers: list[str], *, name: str, credentials: str | None = None,
                   timeout: float = 2.0, **callbacks: Any) -> Client:
-    """One connection attempt; after it succeeds nats-py reconnects forever by itself."""
+    """One connection attempt that fails fast; once connected, nats-py reconnects by itself.
+
+    nats-py keeps retrying a first connection to an unreachable server forever; a node
+    must instead learn at once that NATS is not there (it serves meanwhile and retries
+    with back-off itself), so the servers are probed first and the attempt is bounded.
+    """
+    await _probe(servers, timeout)
     opts: dict[str, Any] = dict(servers=servers, name=name, connect_timeout=timeout,
                                 allow_reconnect=True, max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.5, **callbacks)
     if credentials:
         opts["user_credentials"] = credentials
-    return await nats.connect(**opts)
+    return await asyncio.wait_for(nats.connect(**opts), timeout * 2)
+
+
+async def _probe(servers: list[str], timeout: float) -> None:
+    """Raise ConnectionError unless one server accepts a TCP connection."""
+    errors = []
+    for url in servers:
+        parts = urlsplit(url)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 4222), timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            errors.append(f"{url}: {exc or type(exc).__name__}")
+            continue
+        writer.close()
+        return
+    raise ConnectionError("; ".join(errors))
 
 
 class ControlBus:
@@ -135,7 +158,10 @@ class ControlBus:
         nc, self.nc, self.js = self.nc, None, None
         self.connected = False
         if nc is not None and not nc.is_closed:
-            await nc.close()  # flushes what is buffered (acks, the membership delete)
+            try:
+                await nc.close()  # flushes what is buffered (acks, the membership delete)
+            except (OSError, asyncio.TimeoutError) as exc:  # the link was already gone
+                log.debug("fleet: closing the NATS connection: %r", exc)
 
     # --- resources -------------------------------------------------------------------
     async def ensure(self) -> None:

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -61,6 +62,9 @@ class Phase:
     duration_s: float = 0.0
     distinct_objects: int = 0
     origin_requests: int = 0
+    #: objects asked for at least ``popular_min`` times, and the origin fetches they cost
+    popular_objects: int = 0
+    popular_origin_requests: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
     status: dict[str, int] = field(default_factory=dict)
 
@@ -70,14 +74,14 @@ class _Recorded:
 
     def __init__(self, w: Workload) -> None:
         self._it = request_paths(w)
-        self.seen: set[str] = set()
+        self.seen: Counter[str] = Counter()
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
         path = next(self._it)
-        self.seen.add(path)
+        self.seen[path] += 1
         return path
 
 
@@ -192,11 +196,15 @@ class LocalFleet:
         w = self.spec.workload
         paths = _Recorded(w)
         before = (await self.origin.stats())["requests"]
+        paths_before = await self._origin_paths()
         per_edge = max(1, w.concurrency // max(1, len(edges)))
         results = await asyncio.gather(*(
             run_load("127.0.0.1", e.port, paths, connections=per_edge, duration=duration,
                      host_header=self.spec.site) for e in edges))
         after = (await self.origin.stats())["requests"]
+        paths_after = await self._origin_paths()
+        popular_min = 8 * len(edges)  # enough requests to reach every edge several times
+        popular = [p.split("?", 1)[0] for p, n in paths.seen.items() if n >= popular_min]
         lat = [x for r in results for x in r.latencies_us]
         status: dict[str, int] = {}
         for r in results:
@@ -204,9 +212,16 @@ class LocalFleet:
                 status[str(code)] = status.get(str(code), 0) + n
         return Phase(requests=sum(r.requests for r in results), errors=sum(sum(r.errors.values()) for r in results),
                      duration_s=max(r.duration_s for r in results), distinct_objects=len(paths.seen),
-                     origin_requests=after - before,
+                     origin_requests=after - before, popular_objects=len(popular),
+                     popular_origin_requests=sum(paths_after.get(p, 0) - paths_before.get(p, 0) for p in popular),
                      latency_ms={k: v / 1000 for k, v in percentiles(lat).items()} if lat else {},
                      status=status)
+
+    async def _origin_paths(self) -> dict[str, int]:
+        """The origin's per-path request counts (reading them is not counted)."""
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{self.origin.url}/__stats") as r:
+                return dict((await r.json())["paths"])
 
     async def purge_everything(self, via: NodeProcess, timeout: float = 10.0) -> None:
         """Empty every cache (one fleet purge) and wait until each node applied it."""

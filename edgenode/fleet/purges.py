@@ -55,6 +55,11 @@ class PurgeLog:
         self.counts = {"applied": 0, "duplicates": 0, "dropped": 0, "published": 0}
         self.last_error: str | None = None
         self.caught_up_at: float | None = None
+        bus.on_state.append(self._on_state)
+
+    def _on_state(self, connected: bool) -> None:
+        if not connected:  # purges may be published now that this node will only see later
+            self.caught_up.clear()
 
     # --- local side ---------------------------------------------------------------------
     def apply(self, order: PurgeOrder) -> int | None:
@@ -124,14 +129,13 @@ class PurgeLog:
             try:
                 if sub is None:
                     sub = await self._subscribe()
-                    info = await sub.consumer_info()
-                    if info.num_pending == 0 and info.num_ack_pending == 0:
-                        self._mark_caught_up()
+                    await self._check_pending(sub)
                     await self.flush_outbox()
                 try:
                     msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
                 except (asyncio.TimeoutError, FetchTimeoutError):
-                    self._mark_caught_up()
+                    if not self.caught_up.is_set():
+                        await self._check_pending(sub)
                     continue
                 for msg in msgs:
                     await self._handle(msg)
@@ -150,6 +154,12 @@ class PurgeLog:
                         pass
                 sub = None
                 await asyncio.sleep(0.5)
+
+    async def _check_pending(self, sub: Any) -> None:
+        """Caught up when the server says nothing is left for this node's consumer."""
+        info = await sub.consumer_info()
+        if info.num_pending == 0 and info.num_ack_pending == 0 and self.bus.connected:
+            self._mark_caught_up()
 
     def _mark_caught_up(self) -> None:
         if not self.caught_up.is_set():

@@ -27,6 +27,9 @@ def format_report(r: dict[str, Any]) -> str:
         f"| origin requests | {w['origin_requests']} | {s['origin_requests']} |",
         f"| origin requests per distinct object | {_f(r['origin_per_object_without_shield'])} "
         f"| {_f(r['origin_per_object_with_shield'])} |",
+        f"| objects requested >= 8x edges times | {w['popular_objects']} | {s['popular_objects']} |",
+        f"| origin requests per such object | {_f(r['origin_per_popular_object_without_shield'])} "
+        f"| {_f(r['origin_per_popular_object_with_shield'])} |",
         f"| client latency p50 / p99 (ms) | {_f(w['latency_ms'].get('p50'))} / {_f(w['latency_ms'].get('p99'))} "
         f"| {_f(s['latency_ms'].get('p50'))} / {_f(s['latency_ms'].get('p99'))} |",
         "",

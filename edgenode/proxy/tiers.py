@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+from typing import Callable, Iterable, Iterator
 
 from multidict import CIMultiDict
 from uhashring import HashRing
@@ -99,8 +100,6 @@ class Parent:
 
 
 def _parent_origin(pid: str, url: str, template: OriginConfig) -> OriginConfig:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return OriginConfig(name=f"parent:{pid}", url=url, host=parts.hostname or "127.0.0.1",
                         port=parts.port or 80, host_header="pass",
@@ -144,17 +143,16 @@ class ParentRing:
         """The parent id that owns ``key`` (whatever its breaker says)."""
         return self._ring.get_node(key) if self._ring is not None else None
 
-    def candidates(self, key: str) -> list[Parent]:
-        """Parents to try for ``key``, in ring order, skipping open circuits."""
+    def candidates(self, key: str) -> Iterator[Parent]:
+        """Parents to try for ``key``, in ring order, skipping open circuits (lazily:
+        the common case looks at the owner only)."""
         ring = self._ring
         if ring is None:
-            return []
-        first = self.parents[ring.get_node(key)]
-        if first.breaker.allow():
-            rest = [self.parents[n["nodename"]] for n in ring.range(key)][1:]
-            return [first, *rest]
-        return [self.parents[n["nodename"]] for n in ring.range(key)
-                if n["nodename"] != first.id and self.parents[n["nodename"]].breaker.allow()]
+            return
+        for node in ring.range(key):
+            parent = self.parents[node["nodename"]]
+            if parent.breaker.allow():
+                yield parent
 
     def status(self) -> list[dict[str, object]]:
         return [{"id": p.id, "url": p.url, "live": p.live, "circuit": p.breaker.state,
