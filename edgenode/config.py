@@ -444,7 +444,7 @@ def _fleet(data: Any) -> FleetConfig:
     if not _FLEET_NAME.match(cfg.name):
         raise ConfigError(f"fleet.name: 1-64 of A-Z a-z 0-9 _ - (got {cfg.name!r})")
     nats = s.get("nats", cfg.nats, (str, list))
-    cfg.nats = [nats] if isinstance(nats, str) else s.str_list("nats", [])
+    cfg.nats = [nats] if isinstance(nats, str) else s.str_list("nats", cfg.nats)
     for url in cfg.nats:
         if urlsplit(url).scheme not in ("nats", "tls"):
             raise ConfigError(f"fleet.nats: expected nats://host:port URLs, got {url!r}")

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
@@ -31,35 +32,45 @@ async def nats_server() -> AsyncIterator[NatsServer]:
     await server.stop()
 
 
+class Registry:
+    """A docker-registry process; ``addr`` is host:port, ``stop()`` takes it down."""
+
+    def __init__(self, root: Path) -> None:
+        cfg = root / "registry.yml"
+        cfg.write_text(f"version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
+                       f"    rootdirectory: {root / 'registry'}\n  delete:\n    enabled: true\n"
+                       f"http:\n  addr: 127.0.0.1:0\n")
+        self.proc = subprocess.Popen([REGISTRY, "serve", str(cfg)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        self.addr = ""
+        deadline = time.monotonic() + 20
+        for line in self.proc.stderr:
+            m = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+            if m:
+                self.addr = m.group(1)
+                break
+            if time.monotonic() > deadline:
+                break
+        if not self.addr:
+            self.stop()
+            pytest.fail("docker-registry did not start")
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # keep the pipe flowing
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    """``host:port`` of a fresh docker-registry (filesystem storage in tmp_path)."""
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """A fresh docker-registry (distribution v2) with filesystem storage in tmp_path."""
     if not Path(REGISTRY).exists():
         pytest.fail("docker-registry is not installed: run `make system` (Debian package docker-registry)")
-    cfg = tmp_path / "registry.yml"
-    cfg.write_text(f"version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
-                   f"    rootdirectory: {tmp_path / 'registry'}\n  delete:\n    enabled: true\n"
-                   f"http:\n  addr: 127.0.0.1:0\n")
-    proc = subprocess.Popen([REGISTRY, "serve", str(cfg)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 20
-    addr = None
-    for line in proc.stderr:
-        m = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-        if m:
-            addr = m.group(1)
-            break
-        if time.monotonic() > deadline:
-            break
-    if addr is None:
-        proc.kill()
-        pytest.fail("docker-registry did not start")
-    drain = __import__("threading").Thread(target=lambda: [None for _ in proc.stderr], daemon=True)  # type: ignore[union-attr]
-    drain.start()
-    yield addr
-    proc.terminate()
-    proc.wait(10)
+    reg = Registry(tmp_path)
+    yield reg
+    reg.stop()
 
 
 @pytest.fixture
