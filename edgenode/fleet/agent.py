@@ -70,6 +70,7 @@ class FleetAgent:
         self.config = ConfigApplier(_NodeHandle(node), self.bus, cfg.key, default_cache_dir())
         self.membership = Membership(self.bus, cfg.key, self.member_id, cfg.heartbeat, cfg.node_ttl,
                                      self.describe)
+        self.config.on_change.append(self.membership.kick)
         tier = node.upstream.tier
         if tier is not None and tier.ring is not None:
             self.membership.on_change.append(self._shields_changed)
@@ -184,7 +185,8 @@ class FleetAgent:
         then, before = self._rate
         self._rate = (now, requests)
         return {"id": self.member_id, "node": self.cfg.node_id, "tier": self.cfg.tier, "url": self.url or "",
-                "state": self.state(), "version": self.config.version, "refused": self.config.refused,
+                "state": self.state(), "version": self.config.version, "applied_at": self.config.applied_at,
+                "refused": self.config.refused,
                 "modules": self.config.module_digests(), "requests": requests,
                 "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
                 "rps": round((requests - before) / (now - then), 1) if now > then else 0.0,

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from edgenode.config import CacheConfig, StageConfig
 from edgenode.fleet.bus import ControlBus
@@ -59,6 +59,8 @@ class ConfigApplier:
         self.ready = asyncio.Event()  # the current version was looked at once
         self._running = {sc.name: sc for sc in node.chain}
         self._lock = asyncio.Lock()
+        #: called after each version is applied or refused
+        self.on_change: list[Callable[[], None]] = []
 
     def module_digests(self) -> dict[str, str]:
         """The sha256 of each filter module this node runs now (shown in fleet status)."""
@@ -114,10 +116,16 @@ class ConfigApplier:
                 self.refused = {"version": revision, "reason": str(exc), "at": time.time()}
                 log.error("fleet: refused config version %d: %s (still running version %s)",
                           revision, exc, self.version)
+                self._changed()
                 return False
             self.version, self.applied_at, self.refused = revision, time.time(), None
             log.info("fleet: running config version %d", revision)
+            self._changed()
             return True
+
+    def _changed(self) -> None:
+        for cb in self.on_change:
+            cb()
 
     def _parse(self, data: bytes) -> FleetDoc:
         try:
@@ -142,7 +150,8 @@ class ConfigApplier:
                 await self.node.reload_stage(name, sc)
             except Exception as exc:
                 await self._restore(swapped)
-                raise Refused(f"filter {name!r}: {exc}") from None
+                reason = str(exc).strip()
+                raise Refused(reason if reason.startswith(f"filter {name!r}") else f"filter {name!r}: {reason}") from None
             swapped.append(name)
         for name in swapped:
             self._running[name] = wanted[name]

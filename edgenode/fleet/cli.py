@@ -64,38 +64,40 @@ class _Target:
 
 # --- fleet rollout / rollback / status ----------------------------------------------------
 def _rollout(args: argparse.Namespace, t: _Target) -> Callable[[Any], Awaitable[int]]:
-    from edgenode.fleet.rollout import load_doc, publish
+    from edgenode.fleet.rollout import live_nodes, load_doc, publish
 
     doc, base = load_doc(Path(args.document))
 
     async def job(bus: Any) -> int:
+        expect = await live_nodes(bus, t.key, t.node_ttl)
         version = await publish(bus, t.key, doc, base, by=args.by, note=args.note or "")
         print(f"published fleet config version {version}")
-        return await _wait(bus, t, version, args.wait)
+        return await _wait(bus, t, version, args.wait, expect)
     return job
 
 
 def _rollback(args: argparse.Namespace, t: _Target) -> Callable[[Any], Awaitable[int]]:
-    from edgenode.fleet.rollout import rollback
+    from edgenode.fleet.rollout import live_nodes, rollback
 
     async def job(bus: Any) -> int:
+        expect = await live_nodes(bus, t.key, t.node_ttl)
         new, old = await rollback(bus, t.key, args.to)
         print(f"published version {new}: a copy of version {old}")
-        return await _wait(bus, t, new, args.wait)
+        return await _wait(bus, t, new, args.wait, expect)
     return job
 
 
-async def _wait(bus: Any, t: _Target, version: int, wait: str) -> int:
+async def _wait(bus: Any, t: _Target, version: int, wait: str, expect: set[str]) -> int:
     from edgenode.fleet.rollout import format_status, wait_for_version
 
     seconds = parse_duration(wait, "--wait")
     if seconds <= 0:
         return 0
-    rows, took = await wait_for_version(bus, t.key, version, seconds, t.node_ttl)
+    rows, took = await wait_for_version(bus, t.key, version, seconds, t.node_ttl, expect)
     print(format_status(rows, version), end="")
     on = sum(1 for r in rows if r.get("version") == version)
-    print(f"{on}/{len(rows)} live nodes on version {version} after {took:.2f} s")
-    return 0 if rows and on == len(rows) else 1
+    print(f"{on}/{len(expect)} live nodes on version {version} after {took:.2f} s")
+    return 0 if expect and on == len(expect) else 1
 
 
 def _status(args: argparse.Namespace, t: _Target) -> Callable[[Any], Awaitable[int]]:

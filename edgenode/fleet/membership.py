@@ -59,6 +59,11 @@ class Membership:
         self.on_change: list[Callable[[list[Member]], None]] = []
         self._last_live: frozenset[tuple[str, str, str]] = frozenset()
         self.dropped = 0
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """Heartbeat now (e.g. a new config version applied or refused: status shows it at once)."""
+        self._kick.set()
 
     def live(self, now: float | None = None) -> list[Member]:
         now = time.monotonic() if now is None else now
@@ -81,7 +86,11 @@ class Membership:
                 except Exception as exc:  # disconnected mid-beat: the next one retries
                     log.debug("fleet: heartbeat failed: %r", exc)
             self._changed()  # also ages members out
-            await asyncio.sleep(self.heartbeat)
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.heartbeat)
+            except asyncio.TimeoutError:
+                pass
+            self._kick.clear()
 
     async def watch_forever(self) -> None:
         while True:
@@ -92,10 +101,12 @@ class Membership:
             try:
                 kv = await self.bus.nodes_kv()
                 watcher = await kv.watchall()
+                replay = True  # the current records first (then None), then live updates
                 async for entry in watcher:
                     if entry is None:
+                        replay = False
                         continue
-                    self._on_entry(entry)
+                    self._on_entry(entry, replay)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -108,7 +119,7 @@ class Membership:
                     except Exception:
                         pass
 
-    def _on_entry(self, entry: Any) -> None:
+    def _on_entry(self, entry: Any, replay: bool = False) -> None:
         if entry.operation in ("DEL", "PURGE") or not entry.value:
             if self.members.pop(entry.key, None) is not None:
                 self._changed()
@@ -120,6 +131,10 @@ class Membership:
             log.warning("fleet: dropped a malformed heartbeat under key %r: %s", entry.key, exc)
             return
         member.seen = time.monotonic()
+        if replay and entry.created is not None:
+            # a replayed record is as old as its server timestamp says, not fresh: a dead
+            # member must not look alive again because this node re-read the bucket
+            member.seen -= min(max(0.0, time.time() - entry.created.timestamp()), 3600.0)
         self.members[member.id] = member
         self._changed()
 

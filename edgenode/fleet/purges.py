@@ -1,6 +1,6 @@
 """The fleet purge log: purges go into a JetStream stream, every node applies each once.
 
-Each node reads the stream through its own durable pull consumer, so the server
+Each node reads the stream through its own durable consumer, so the server
 remembers how far it got: a node that was stopped or cut off gets every purge it
 missed when it comes back (at-least-once).  A purge carries an id; the node remembers
 the ids it applied (and JetStream drops duplicate publishes of one id), so a
@@ -21,7 +21,6 @@ from collections import OrderedDict, deque
 from typing import Any, Callable
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError
 
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import MAX_PURGE_AGE, BadMessage, PurgeOrder, open_sealed, parse_purge, seal
@@ -33,7 +32,6 @@ log = logging.getLogger("edgenode.fleet")
 #: applied purge ids remembered (redeliveries come long before this many new purges)
 REMEMBER = 50_000
 OUTBOX_MAX = 10_000
-FETCH_BATCH = 256
 #: applied purges listed in status (id -> applied_at), newest last
 RECENT = 32
 
@@ -109,38 +107,32 @@ class PurgeLog:
 
     # --- the stream ---------------------------------------------------------------------
     async def _subscribe(self) -> Any:
+        """This node's durable push consumer; its callback applies purges in order."""
         js = self.bus.js
         assert js is not None
         start = datetime.datetime.fromtimestamp(self.started_at - 1.0, tz=datetime.timezone.utc)
         cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start,
                              ack_wait=30.0, max_ack_pending=10_000, inactive_threshold=MAX_PURGE_AGE)
-        return await js.pull_subscribe(self.bus.names.purge_subject,
-                                       durable=self.bus.names.consumer(self.node_id),
-                                       stream=self.bus.names.purge_stream, config=cfg)
+        return await js.subscribe(self.bus.names.purge_subject, durable=self.bus.names.consumer(self.node_id),
+                                  stream=self.bus.names.purge_stream, config=cfg, manual_ack=True,
+                                  cb=self._handle)
 
     async def run(self) -> None:
-        """Apply the stream's purges as they come, for as long as the node runs."""
+        """Keep the consumer subscribed and track whether this node has caught up."""
         sub = None
         while True:
             if not self.bus.connected:
-                self.caught_up.clear()
                 await asyncio.sleep(0.1)
                 continue
             try:
                 if sub is None:
                     sub = await self._subscribe()
-                    await self._check_pending(sub)
                     await self.flush_outbox()
-                try:
-                    msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
-                except (asyncio.TimeoutError, FetchTimeoutError):
-                    if not self.caught_up.is_set():
-                        await self._check_pending(sub)
-                    continue
-                for msg in msgs:
-                    await self._handle(msg)
-                if msgs and msgs[-1].metadata.num_pending == 0:
-                    self._mark_caught_up()
+                if not self.caught_up.is_set():
+                    await self._check_pending()
+                    await asyncio.sleep(0.02)
+                else:
+                    await asyncio.sleep(0.5)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken connection or consumer: start over
@@ -155,9 +147,11 @@ class PurgeLog:
                 sub = None
                 await asyncio.sleep(0.5)
 
-    async def _check_pending(self, sub: Any) -> None:
+    async def _check_pending(self) -> None:
         """Caught up when the server says nothing is left for this node's consumer."""
-        info = await sub.consumer_info()
+        js = self.bus.js
+        assert js is not None
+        info = await js.consumer_info(self.bus.names.purge_stream, self.bus.names.consumer(self.node_id))
         if info.num_pending == 0 and info.num_ack_pending == 0 and self.bus.connected:
             self._mark_caught_up()
 

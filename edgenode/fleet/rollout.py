@@ -24,7 +24,8 @@ from edgenode.fleet.modules import upload, wasm_bytes
 from edgenode.fleet.names import CONFIG_KEY
 from edgenode.fleet.oci import is_oci
 
-__all__ = ["load_doc", "publish", "rollback", "read_status", "wait_for_version", "format_status"]
+__all__ = ["load_doc", "publish", "rollback", "read_status", "live_nodes", "wait_for_version", "format_status",
+           "current_version"]
 
 
 def load_doc(path: Path) -> tuple[FleetDoc, Path]:
@@ -108,16 +109,24 @@ async def read_status(bus: ControlBus, key: bytes, node_ttl: float = 3.0) -> lis
     return sorted(rows, key=lambda r: (r.get("tier") != "shield", r.get("id", "")))
 
 
-async def wait_for_version(bus: ControlBus, key: bytes, version: int, timeout: float,
-                           node_ttl: float = 3.0) -> tuple[list[dict[str, Any]], float]:
-    """Poll status until every live node runs or refused ``version``; (rows, seconds)."""
+async def live_nodes(bus: ControlBus, key: bytes, node_ttl: float = 3.0) -> set[str]:
+    return {r["id"] for r in await read_status(bus, key, node_ttl) if r["live"]}
+
+
+async def wait_for_version(bus: ControlBus, key: bytes, version: int, timeout: float, node_ttl: float = 3.0,
+                           expect: set[str] | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Poll status until every node of ``expect`` (default: the live ones at the first
+    poll) runs or refused ``version``; (their rows, seconds waited)."""
     started = time.monotonic()
     while True:
-        rows = [r for r in await read_status(bus, key, node_ttl) if r["live"]]
+        rows = await read_status(bus, key, node_ttl)
+        if expect is None:
+            expect = {r["id"] for r in rows if r["live"]}
+        rows = [r for r in rows if r["id"] in expect]
         done = [r for r in rows if r.get("version") == version or (r.get("refused") or {}).get("version") == version]
-        if rows and len(done) == len(rows) or time.monotonic() - started > timeout:
+        if expect and len(done) == len(expect) or time.monotonic() - started > timeout:
             return rows, time.monotonic() - started
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
 
 
 def format_status(rows: list[dict[str, Any]], current: int | None = None) -> str:
@@ -129,7 +138,7 @@ def format_status(rows: list[dict[str, Any]], current: int | None = None) -> str
                       r.get("state", "?"), str(r.get("version")),
                       "-" if r.get("hit_ratio") is None else f"{r['hit_ratio']:.1%}",
                       f"{r.get('rps', 0):.0f}", str(r.get("purges_applied", 0)),
-                      f"v{refused['version']}: {refused['reason']}" if refused else ""))
+                      f"v{refused['version']}: {refused['reason'].splitlines()[0]}" if refused else ""))
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]) - 1)]
     out = [head.rstrip()]
     for row in lines:
