@@ -6,12 +6,14 @@ Measures (each figure is also in the JSON, benchmarks/results/bench_fleet.json):
     tier: origin requests / distinct objects (target with shields <= 1.1, ~4 for the
     objects popular enough to reach every edge without them)
   * purge: URL purges sent to random nodes' admin APIs, from the call to applied on all
-    6 nodes (target p99 <= 50 ms), idle and under the workload
+    6 nodes (target p99 <= 50 ms), idle and with the workload running at half the rate
+    the fleet reached flat out
   * restart: an edge stopped while 100 purges are sent applies all 100 before serving
   * shield failure: one of the 2 shields SIGKILLed under load: client errors (target:
     none beyond requests in flight on it; those are retried), its keys on the survivor
-  * rollout: a new filter version to all 6 nodes (target <= 2 s); a broken module
-    refused by every node, with the reason shown in fleet status
+  * rollout: a new filter version to all 6 nodes (target <= 2 s; each node compiles the
+    new module, 6 compiles share the machine's cores), a rollback to it (compiled
+    already); a broken module refused by every node, with the reason in fleet status
 Timing figures depend on the machine: compare ratios from one run, rerun on a quiet one.
 """
 
@@ -20,20 +22,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from wasmtime import Engine, Module  # noqa: E402
+
 from edgenode.bench.loadgen import run_load  # noqa: E402
 from edgenode.bench.spec import Workload, request_paths  # noqa: E402
 from edgenode.config import StageConfig  # noqa: E402
 from edgenode.fleet.fleetconfig import FleetDoc  # noqa: E402
 from edgenode.fleet.localfleet import FleetSpec, LocalFleet  # noqa: E402
-from edgenode.fleet.rollout import format_status, live_nodes, publish, wait_for_version  # noqa: E402
+from edgenode.fleet.rollout import format_status, live_nodes, publish, rollback, wait_for_version  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bench_fleet.json"
 ROUTING = ROOT / "filters" / "build" / "routing.wasm"
@@ -70,7 +77,9 @@ async def offload_and_purges(fleet: LocalFleet, duration: float, purges: int) ->
     await fleet.purge_everything(edges[0])
     with_shield = await fleet.replay(edges, duration / 2)
     idle = await fleet.measure_purges(purges, [*shields, *edges])
-    load = asyncio.create_task(fleet.replay(edges, 3600))  # the workload keeps running meanwhile
+    # the workload keeps running meanwhile, at half the rate the fleet managed flat out
+    rate = 0.5 * with_shield.requests / max(0.1, with_shield.duration_s)
+    load = asyncio.create_task(fleet.replay(edges, 3600, rate=rate))
     try:
         busy = await fleet.measure_purges(purges, [*shields, *edges], seed=8)
     finally:
@@ -88,7 +97,8 @@ async def offload_and_purges(fleet: LocalFleet, duration: float, purges: int) ->
             with_shield.popular_origin_requests / max(1, with_shield.popular_objects), 3),
         "requests": {"without_shield": without.requests, "with_shield": with_shield.requests},
         "purge_idle": {k: v for k, v in idle.items() if k != "latencies_ms"},
-        "purge_under_load": {k: v for k, v in busy.items() if k != "latencies_ms"},
+        "purge_under_load": {**{k: v for k, v in busy.items() if k != "latencies_ms"},
+                             "background_rps": round(rate, 1)},
         "purge_p99_ms": idle["p99_ms"],
     }
 
@@ -162,12 +172,21 @@ async def rollout(fleet: LocalFleet) -> dict:
     rows_bad, took_bad = await wait_for_version(fleet.bus, key, bad, 10.0, fleet.spec.node_ttl, expect)
     refused = [r for r in rows_bad if (r.get("refused") or {}).get("version") == bad]
     print(format_status(rows_bad, bad))
+    t1 = time.monotonic()  # back to v2, compiled already: the rollout without compile time
+    back, _ = await rollback(fleet.bus, key, to=good)
+    rows_back, _ = await wait_for_version(fleet.bus, key, back, 10.0, fleet.spec.node_ttl, expect)
+    took_back = time.monotonic() - t1
+    t2 = time.perf_counter()  # one compile of the new module, alone, for scale
+    await asyncio.to_thread(Module, Engine(), v2.read_bytes())
+    compile_s = time.perf_counter() - t2
     return {"nodes": len(expect), "on_new_version": len(on_new), "seconds_to_all": round(took, 3),
             "seconds_to_last_apply": round(applied, 3),
             "one_digest": len(digests) == 1,
             "broken_refused_by": len(refused), "broken_still_on": sorted({r.get("version") for r in rows_bad}),
             "refusal_reason": refused[0]["refused"]["reason"] if refused else None,
-            "seconds_to_all_refusals": round(took_bad, 3)}
+            "seconds_to_all_refusals": round(took_bad, 3),
+            "rollback_nodes_on_it": sum(1 for r in rows_back if r.get("version") == back),
+            "rollback_seconds_to_all": round(took_back, 3), "one_compile_seconds": round(compile_s, 3)}
 
 
 async def main() -> None:
@@ -177,7 +196,16 @@ async def main() -> None:
     args = ap.parse_args()
     if not ROUTING.is_file():
         sys.exit("filters/build/routing.wasm is missing: run `make filters`")
-    out: dict = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()}}
+    # a private module cache: the rollout then includes compiling the new module on every node
+    os.environ["EDGENODE_CACHE_DIR"] = modules = tempfile.mkdtemp(prefix="bench-fleet-modules-")
+    try:
+        await run(args)
+    finally:
+        shutil.rmtree(modules, ignore_errors=True)
+
+
+async def run(args: argparse.Namespace) -> None:
+    out: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
     async with LocalFleet(spec(args.duration, args.purges)) as fleet:
         out["offload_and_purge"] = await offload_and_purges(fleet, args.duration, args.purges)
         print(json.dumps(out["offload_and_purge"], indent=1))
@@ -199,6 +227,8 @@ async def main() -> None:
         ("shield killed: retried on the other parent", s["retried_on_another_parent"], ""),
         ("rollout to 6 nodes, seen in fleet status (s)", ro["seconds_to_all"], "<= 2"),
         ("rollout to 6 nodes, last node applied (s)", ro["seconds_to_last_apply"], "<= 2"),
+        ("  of which: one compile of the module, alone (s)", ro["one_compile_seconds"], ""),
+        ("rollback to it (compiled already) (s)", ro["rollback_seconds_to_all"], "<= 2"),
         ("broken module refused by", f"{ro['broken_refused_by']}/{ro['nodes']}", "all"),
     ]
     width = max(len(r[0]) for r in rows)

@@ -191,8 +191,9 @@ class LocalFleet:
                                 "requests": stats.get("requests", 0)}
         return out
 
-    async def replay(self, edges: list[NodeProcess], duration: float) -> Phase:
-        """The workload through ``edges`` for ``duration`` s; each request to any edge."""
+    async def replay(self, edges: list[NodeProcess], duration: float, rate: float | None = None) -> Phase:
+        """The workload through ``edges`` for ``duration`` s; each request to any edge
+        (``rate``: requests/s over all edges, else as fast as the connections go)."""
         w = self.spec.workload
         paths = _Recorded(w)
         before = (await self.origin.stats())["requests"]
@@ -200,7 +201,7 @@ class LocalFleet:
         per_edge = max(1, w.concurrency // max(1, len(edges)))
         results = await asyncio.gather(*(
             run_load("127.0.0.1", e.port, paths, connections=per_edge, duration=duration,
-                     host_header=self.spec.site) for e in edges))
+                     host_header=self.spec.site, rate=rate / len(edges) if rate else None) for e in edges))
         after = (await self.origin.stats())["requests"]
         paths_after = await self._origin_paths()
         popular_min = 8 * len(edges)  # enough requests to reach every edge several times
