@@ -507,6 +507,7 @@ typedef struct {
     int depth;
     /* entities declared in the internal DTD subset: names only (not expanded) */
     wstr ents[32]; int n_ents;
+    wstr *attrs; int n_attrs, cap_attrs;   /* attribute values in document order (XML://@*) */
 } xparser;
 
 static bool xerr(xparser *x, const char *m) {
@@ -636,13 +637,25 @@ static bool xelement(xparser *x) {
         xws(x);
         if (x->p >= x->end || (*x->p != '"' && *x->p != '\'')) return xerr(x, "AttValue: \" or ' expected");
         char q = *x->p++;
+        wbuf av = {0};
         while (x->p < x->end && *x->p != q) {
-            if (*x->p == '<') return xerr(x, "Unescaped '<' not allowed in attributes values");
-            if (*x->p == '&') { if (!xentity(x, NULL)) return false; continue; }
-            x->p++;
+            if (*x->p == '<') { wb_free(&av); return xerr(x, "Unescaped '<' not allowed in attributes values"); }
+            if (*x->p == '&') { if (!xentity(x, &av)) { wb_free(&av); return false; } continue; }
+            /* attribute-value normalisation: literal whitespace becomes a space */
+            char c = *x->p++;
+            wb_putc(&av, (c == '\t' || c == '\n' || c == '\r') ? ' ' : c);
         }
-        if (x->p >= x->end) return xerr(x, "AttValue: ' expected");
+        if (x->p >= x->end) { wb_free(&av); return xerr(x, "AttValue: ' expected"); }
         x->p++;
+        if (x->n_attrs == x->cap_attrs) {
+            int cap = x->cap_attrs ? x->cap_attrs * 2 : 16;
+            wstr *na = ar_alloc(&x->tx->a, (size_t)cap * sizeof(wstr));
+            if (x->n_attrs) memcpy(na, x->attrs, (size_t)x->n_attrs * sizeof(wstr));
+            x->attrs = na;
+            x->cap_attrs = cap;
+        }
+        x->attrs[x->n_attrs++] = dupw(x->tx, av.p ? av.p : "", av.n);
+        wb_free(&av);
     }
     /* content */
     for (;;) {
@@ -697,6 +710,7 @@ void body_xml(waf_tx *tx, wstr body) {
         tx_body_error(tx, msg);
     } else {
         coll_add(&tx->a, &tx->c[V_XML], WSTR("/*"), dupw(tx, x.text.p ? x.text.p : "", x.text.n));
+        for (int i = 0; i < x.n_attrs; i++) coll_add(&tx->a, &tx->c[V_XML], WSTR("//@*"), x.attrs[i]);
     }
     wb_free(&x.text);
 }

@@ -151,7 +151,6 @@ static void expand_coll(waf_tx *tx, const target *t, int base, int shown, bool n
     }
 }
 
-static wstr xml_text(waf_tx *tx);
 
 static void expand(waf_tx *tx, const target *t, tvals *out) {
     int v = t->var;
@@ -171,10 +170,12 @@ static void expand(waf_tx *tx, const target *t, tvals *out) {
     case V_MATCHED_VARS_NAMES: expand_coll(tx, t, V_MATCHED_VARS, v, true, out, false); return;
     case V_RESPONSE_HEADERS_NAMES: expand_coll(tx, t, V_RESPONSE_HEADERS, v, true, out, false); return;
     case V_XML: {
+        /* XPath: "/*" (the document's text) and "//@*" (every attribute value) */
         if (!tx->sc_set[V_REQBODY_PROCESSOR] || !ieqz(tx->sc[V_REQBODY_PROCESSOR], "XML")) return;
-        if (!tx->c[V_XML].n) return;
-        /* XPath support is limited to the root ("/*" or "/"): its text content */
-        tv_push(tx, out, V_XML, t->key, xml_text(tx), VID(V_XML, 0, 0));
+        coll *c = &tx->c[V_XML];
+        for (uint32_t i = 0; i < c->n; i++)
+            if (c->items[i].key.n == t->key.n && memcmp(c->items[i].key.p, t->key.p, t->key.n) == 0)
+                tv_push(tx, out, V_XML, t->key, c->items[i].val, VID(V_XML, i, 0));
         return;
     }
     case V_RULE: {
@@ -729,9 +730,4 @@ void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated) {
         set_sc(tx, V_REQUEST_BODY, copy);
         set_sc(tx, V_REQUEST_BODY_LENGTH, tx_num(tx, (long long)len));
     }
-}
-
-static wstr xml_text(waf_tx *tx) {
-    coll *c = &tx->c[V_XML];
-    return c->n ? c->items[0].val : (wstr){"", 0};
 }

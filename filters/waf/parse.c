@@ -141,6 +141,10 @@ static bool parse_targets(parser *ps, const char *p, size_t n, target **out, int
                 size_t ks = i;
                 while (i < n && p[i] != '|') i++;
                 tg->key = sdup(ps, p + ks, i - ks);
+                if (ieqz(tg->key, "/")) tg->key = WSTR("/*");
+                if (!ieqz(tg->key, "/*") && !ieqz(tg->key, "//@*"))
+                    return fail(ps, "XML:%.*s: only the XPath expressions /* and //@* are supported",
+                                (int)tg->key.n, tg->key.p);
             } else if (i < n && p[i] == '/') {
                 size_t ks = ++i;
                 while (i < n && !(p[i] == '/' && p[i - 1] != '\\' && (i + 1 == n || p[i + 1] == '|'))) i++;
