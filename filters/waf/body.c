@@ -35,40 +35,54 @@ static bool boundary_char_ok(unsigned char c) {
            strchr("'()+_,-./:=? ", c) != NULL;
 }
 
-/* Content-Type value -> boundary; flags as ModSecurity's multipart_init does. */
+static int count_sub(const char *p, size_t n, const char *needle) {
+    size_t nl = strlen(needle);
+    int c = 0;
+    for (size_t i = 0; i + nl <= n; i++)
+        if (memcmp(p + i, needle, nl) == 0) c++;
+    return c;
+}
+
+static bool is_sp(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* Content-Type value -> boundary, with ModSecurity's checks: one ';' before the
+ * (case-sensitive) "boundary" parameter, the value is the rest of the header,
+ * quoted whole or not at all, RFC 2046 characters, no second "boundary". */
 static bool mp_boundary(waf_tx *tx, wstr ct, wstr *out) {
-    const char *p = NULL;
-    for (size_t i = 0; i + 9 <= ct.n; i++)
-        if (ieq(ct.p + i, 9, "boundary=", 9) || (ieq(ct.p + i, 8, "boundary", 8))) { p = ct.p + i; break; }
-    if (!p) return false;
-    /* a second "boundary" parameter is an error */
-    const char *after = p + 8;
-    for (const char *q = after; q + 8 <= ct.p + ct.n; q++)
-        if (ieq(q, 8, "boundary", 8)) { flag(tx, V_MULTIPART_BOUNDARY_INVALID); return false; }
-    const char *s = after;
     const char *end = ct.p + ct.n;
-    while (s < end && (*s == ' ' || *s == '\t')) { flag(tx, V_MULTIPART_BOUNDARY_WHITESPACE); s++; }
-    if (s >= end || *s != '=') return false;
-    s++;
-    while (s < end && (*s == ' ' || *s == '\t')) { flag(tx, V_MULTIPART_BOUNDARY_WHITESPACE); s++; }
-    const char *b = s, *be;
-    if (s < end && *s == '"') {
+    const char *b = NULL;
+    for (const char *q = ct.p; q + 8 <= end; q++)
+        if (memcmp(q, "boundary", 8) == 0) { b = q; break; }
+    if (!b || ct.n < 19) return false;
+    bool semi = false;
+    for (const char *q = ct.p + 19; q < b; q++) {
+        if (is_sp(*q)) continue;
+        if (*q == ';' && !semi) { semi = true; continue; }
+        return false;
+    }
+    if (!semi) return false;
+    const char *eq = memchr(b + 8, '=', (size_t)(end - b - 8));
+    if (!eq) return false;
+    for (const char *q = b + 8; q < eq; q++) {
+        if (!is_sp(*q)) return false;
+        flag(tx, V_MULTIPART_BOUNDARY_WHITESPACE);
+    }
+    const char *v = eq + 1;
+    size_t len = (size_t)(end - v);
+    if (len && is_sp(*v)) flag(tx, V_MULTIPART_BOUNDARY_WHITESPACE);
+    wstr bd;
+    if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
         flag(tx, V_MULTIPART_BOUNDARY_QUOTED);
-        b = ++s;
-        while (s < end && *s != '"') s++;
-        if (s >= end) return false;
-        be = s;
+        bd = (wstr){v + 1, len - 2};
     } else {
-        while (s < end && *s != ';' && *s != ',') s++;
-        be = s;
-        while (be > b && (be[-1] == ' ' || be[-1] == '\t')) { flag(tx, V_MULTIPART_BOUNDARY_WHITESPACE); be--; }
+        if ((len && v[0] == '"') || (len >= 2 && v[len - 1] == '"')) return false;
+        bd = (wstr){v, len};
     }
-    if (be == b || be - b > 70) return false;
-    for (const char *q = b; q < be; q++) {
-        if (!boundary_char_ok((unsigned char)*q)) return false;
-        if (*q == ' ') flag(tx, V_MULTIPART_BOUNDARY_WHITESPACE);
-    }
-    *out = (wstr){b, (size_t)(be - b)};
+    if (count_sub(bd.p, bd.n, "boundary")) return false;
+    if (bd.n == 0 || bd.n > 70 || bd.p[bd.n - 1] == ' ') return false;
+    for (size_t i = 0; i < bd.n; i++) if (!boundary_char_ok((unsigned char)bd.p[i])) return false;
+    if (count_sub(ct.p, ct.n, "boundary") > 1) return false;
+    *out = bd;
     return true;
 }
 

@@ -5,7 +5,7 @@
  *    link of a chain, whether or not later links match);
  *  - msg/logdata, ctl, skipAfter and the disruptive action run once, when the
  *    whole chain matched; `block` takes the phase's SecDefaultAction;
- *  - MATCHED_VAR(S) keep their values until a rule does not match;
+ *  - MATCHED_VAR(S) start empty for each rule; chain links see their parents';
  *  - `!VAR:/regex/` exclusions compare the key of any collection.
  * Transformation results are cached per (value, transformation chain).
  */
@@ -533,6 +533,7 @@ bool waf_run_phase(waf_tx *tx, int phase) {
             i++;
             continue;
         }
+        clear_matched(tx);   /* MATCHED_VAR(S) start empty for every rule (not for chain links) */
         bool m = eval_rule(tx, ru);
         if (tx->intercepted && tx->engine == ENGINE_ON) return true;
         if (tx->engine == ENGINE_OFF) return false;
