@@ -245,24 +245,62 @@ static wstr full_name(waf_tx *tx, const tval *v) {
 
 /* ------------------------------------------------------------------ transformations */
 
-static wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
+static tcache_ent *tcache_slot(waf_tx *tx, uint32_t vid, int chain, bool *hit) {
+    uint32_t h = (vid * 2654435761u) ^ ((uint32_t)chain * 40503u);
+    for (uint32_t probe = 0; probe < 8; probe++) {
+        tcache_ent *c = &tx->tcache[(h + probe) & (tx->tcache_cap - 1)];
+        if (c->gen == tx->gen && c->vid == vid && c->chain == chain) { *hit = true; return c; }
+        if (c->gen != tx->gen) { *hit = false; return c; }
+    }
+    *hit = false;
+    return NULL;
+}
+
+/* The value after the chain's transformations (cached per value id); with `pf`, also
+ * the prefilter bitset of that transformed value (NULL when it cannot be cached). */
+static wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid, uint8_t **pf) {
     const waf_rules *r = tx->rules;
     int len = r->tchain_def[chain][0];
-    if (len == 0) return in;
-    tcache_ent *e = NULL;
-    if (vid) {
-        uint32_t h = (vid * 2654435761u) ^ ((uint32_t)chain * 40503u);
-        for (uint32_t probe = 0; probe < 8; probe++) {
-            tcache_ent *c = &tx->tcache[(h + probe) & (tx->tcache_cap - 1)];
-            if (c->gen == tx->gen && c->vid == vid && c->chain == chain) return c->val;
-            if (c->gen != tx->gen) { e = c; break; }
+    if (!vid) {
+        if (pf) *pf = NULL;
+        if (len == 0) return in;
+        int parent = r->tchain_parent[chain];
+        return tfn_apply(&tx->a, r->tchain_def[chain][len], parent >= 0 ? transform(tx, parent, in, 0, NULL) : in);
+    }
+    bool hit;
+    tcache_ent *e = tcache_slot(tx, vid, chain, &hit);
+    wstr out;
+    if (hit) {
+        out = e->val;
+    } else {
+        if (len == 0) out = in;
+        else {
+            int parent = r->tchain_parent[chain];
+            wstr base = parent >= 0 ? transform(tx, parent, in, vid, NULL) : in;
+            out = tfn_apply(&tx->a, r->tchain_def[chain][len], base);
+        }
+        if (e) {
+            bool again;
+            e = tcache_slot(tx, vid, chain, &again);   /* the recursion may have taken the slot */
+            if (e && !again) *e = (tcache_ent){vid, tx->gen, (uint16_t)chain, out, NULL};
         }
     }
-    int parent = r->tchain_parent[chain];
-    wstr base = parent >= 0 ? transform(tx, parent, in, vid) : in;
-    wstr out = tfn_apply(&tx->a, r->tchain_def[chain][len], base);
-    if (e) *e = (tcache_ent){vid, tx->gen, (uint16_t)chain, out};
+    if (pf) {
+        if (e && e->gen == tx->gen && e->vid == vid && e->chain == chain) {
+            if (!e->pf) e->pf = prefilter_scan(tx, out);
+            *pf = e->pf;
+        } else *pf = NULL;
+    }
     return out;
+}
+
+/* The operator on a transformed value, skipping PCRE2 when the prefilter rules a match out. */
+static bool apply_op(waf_tx *tx, const rule *ru, wstr tv, const uint8_t *pf, wstr *md) {
+    if (pf && !(pf[ru->pf_idx >> 3] & (1u << (ru->pf_idx & 7)))) {
+        *md = tv;
+        return ru->op.negate;
+    }
+    return op_exec(tx, ru, tv, md);
 }
 
 /* ------------------------------------------------------------------ actions */
@@ -364,7 +402,15 @@ static bool target_removed(waf_tx *tx, const rule *ru, wstr name) {
     return false;
 }
 
-static bool excluded(waf_tx *tx, const rule *ru, const tval *v) {
+/* Does any ctl:ruleRemoveTarget* of this request apply to the rule? (checked once per rule) */
+static bool rm_targets_apply(waf_tx *tx, const rule *ru) {
+    const rule *head = ru->parent ? ru->parent : ru;
+    for (int i = 0; i < tx->n_rm_targets; i++)
+        if (tx->rm_targets[i].id ? tx->rm_targets[i].id == head->id : has_tag(ru, tx->rm_targets[i].tag)) return true;
+    return false;
+}
+
+static bool excluded(waf_tx *tx, const rule *ru, const tval *v, bool rm_apply) {
     for (int i = 0; i < ru->n_targets; i++) {
         const target *e = &ru->targets[i];
         if (!e->exclude) continue;
@@ -374,19 +420,19 @@ static bool excluded(waf_tx *tx, const rule *ru, const tval *v) {
             if (e->var == v->coll && v->key.p && ieq(v->key.p, v->key.n, e->key.p, e->key.n)) return true;
         }
     }
-    if (tx->n_rm_targets) {
+    if (rm_apply) {
         wstr fn = full_name(tx, v);
         if (target_removed(tx, ru, fn)) return true;
     }
     return false;
 }
 
-static bool target_excluded_whole(waf_tx *tx, const rule *ru, const target *t) {
+static bool target_excluded_whole(waf_tx *tx, const rule *ru, const target *t, bool rm_apply) {
     for (int i = 0; i < ru->n_targets; i++) {
         const target *e = &ru->targets[i];
         if (e->exclude && !e->key.n && !e->key_rx && e->var == t->var && !t->key.n && !t->key_rx) return true;
     }
-    return tx->n_rm_targets && target_removed(tx, ru, t->full);
+    return rm_apply && target_removed(tx, ru, t->full);
 }
 
 static void record_match(waf_tx *tx, const rule *head, bool disruptive) {
@@ -460,10 +506,11 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
     }
     bool any = false;
     tvals vals = {0};
+    bool rm_apply = tx->n_rm_targets && rm_targets_apply(tx, ru);
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
-        if (target_excluded_whole(tx, ru, t)) continue;
+        if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
         vals.n = 0;
         if (t->count) {
             tvals tmp = {0};
@@ -480,7 +527,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         }
         for (int vi = 0; vi < vals.n; vi++) {
             const tval *v = &vals.v[vi];
-            if (!t->count && excluded(tx, ru, v)) continue;
+            if (!t->count && (ru->has_exclusions || rm_apply) && excluded(tx, ru, v, rm_apply)) continue;
             wstr md;
             if (ru->multi_match) {
                 /* the operator sees the value before and after every transformation that changed it */
@@ -500,8 +547,9 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                 }
                 continue;
             }
-            wstr tv = transform(tx, ru->tchain, v->val, v->vid);
-            if (op_exec(tx, ru, tv, &md)) {
+            uint8_t *pf = NULL;
+            wstr tv = transform(tx, ru->tchain, v->val, v->vid, ru->pf_idx >= 0 ? &pf : NULL);
+            if (apply_op(tx, ru, tv, pf, &md)) {
                 any = true;
                 matched(tx, v, tv);
                 run_setvars(tx, ru);

@@ -3,7 +3,7 @@
  * evaluated per value.  @rx runs on PCRE2 (DOTALL|MULTILINE, as ModSecurity),
  * with the ruleset's match limits: a value that hits a limit does not match,
  * and the hit is counted (TX:MSC_PCRE_LIMITS_EXCEEDED, the filter's metric).
- * @pm / @pmFromFile use a case-insensitive Aho-Corasick automaton.
+ * @pm / @pmFromFile use a case-insensitive Aho-Corasick automaton (ac.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,141 +62,8 @@ int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures) {
     return rc == 0 ? 1 : rc;
 }
 
-/* ------------------------------------------------------------------ Aho-Corasick */
-
-typedef struct ac_node {
-    uint32_t edge_start;         /* into edges after finalisation */
-    uint16_t n_edges;
-    bool out;
-    uint32_t fail;
-    uint32_t out_len;            /* length of the phrase ending here (or via fail) */
-    /* build-time: linked children */
-    uint32_t first, sibling;
-    uint8_t c;
-} ac_node;
-
-typedef struct { uint8_t c; uint32_t to; } ac_edge;
-
-typedef struct {
-    ac_node *nodes; uint32_t n, cap;
-    ac_edge *edges; uint32_t n_edges;
-    uint32_t root_table[256];
-} ac_impl;
-
-static uint32_t ac_new(ac_impl *ac, uint8_t c) {
-    if (ac->n == ac->cap) {
-        ac->cap = ac->cap ? ac->cap * 2 : 256;
-        ac->nodes = realloc(ac->nodes, ac->cap * sizeof(ac_node));
-        if (!ac->nodes) abort();
-    }
-    ac_node *nd = &ac->nodes[ac->n];
-    memset(nd, 0, sizeof *nd);
-    nd->c = c;
-    return ac->n++;
-}
-
-static void ac_add(ac_impl *ac, const char *p, size_t n) {
-    if (n == 0) return;
-    uint32_t s = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = (uint8_t)p[i];
-        if (c >= 'A' && c <= 'Z') c += 32;
-        uint32_t ch = ac->nodes[s].first, found = 0;
-        while (ch) {
-            if (ac->nodes[ch].c == c) { found = ch; break; }
-            ch = ac->nodes[ch].sibling;
-        }
-        if (!found) {
-            found = ac_new(ac, c);
-            ac->nodes[found].sibling = ac->nodes[s].first;
-            ac->nodes[s].first = found;
-        }
-        s = found;
-    }
-    if (!ac->nodes[s].out || ac->nodes[s].out_len > n) ac->nodes[s].out_len = (uint32_t)n;
-    ac->nodes[s].out = true;
-}
-
-static uint32_t ac_step(const ac_impl *ac, uint32_t s, uint8_t c) {
-    for (;;) {
-        if (s == 0) return ac->root_table[c];
-        const ac_node *nd = &ac->nodes[s];
-        const ac_edge *e = ac->edges + nd->edge_start;
-        /* binary search over sorted edges */
-        int lo = 0, hi = (int)nd->n_edges - 1;
-        while (lo <= hi) {
-            int mid = (lo + hi) >> 1;
-            if (e[mid].c == c) return e[mid].to;
-            if (e[mid].c < c) lo = mid + 1; else hi = mid - 1;
-        }
-        s = nd->fail;
-    }
-}
-
-static int edge_cmp(const void *a, const void *b) {
-    return (int)((const ac_edge *)a)->c - (int)((const ac_edge *)b)->c;
-}
-
-static void ac_finalize(ac_impl *ac) {
-    /* edges, sorted per node */
-    uint32_t total = 0;
-    for (uint32_t i = 0; i < ac->n; i++) {
-        uint32_t k = 0;
-        for (uint32_t ch = ac->nodes[i].first; ch; ch = ac->nodes[ch].sibling) k++;
-        ac->nodes[i].edge_start = total;
-        ac->nodes[i].n_edges = (uint16_t)k;
-        total += k;
-    }
-    ac->edges = malloc((total ? total : 1) * sizeof(ac_edge));
-    if (!ac->edges) abort();
-    for (uint32_t i = 0; i < ac->n; i++) {
-        uint32_t k = ac->nodes[i].edge_start;
-        for (uint32_t ch = ac->nodes[i].first; ch; ch = ac->nodes[ch].sibling) ac->edges[k++] = (ac_edge){ac->nodes[ch].c, ch};
-        qsort(ac->edges + ac->nodes[i].edge_start, ac->nodes[i].n_edges, sizeof(ac_edge), edge_cmp);
-    }
-    ac->n_edges = total;
-    memset(ac->root_table, 0, sizeof ac->root_table);
-    for (uint32_t ch = ac->nodes[0].first; ch; ch = ac->nodes[ch].sibling) ac->root_table[ac->nodes[ch].c] = ch;
-    /* BFS for fail links */
-    uint32_t *q = malloc(ac->n * sizeof(uint32_t));
-    if (!q) abort();
-    uint32_t qh = 0, qt = 0;
-    for (uint32_t ch = ac->nodes[0].first; ch; ch = ac->nodes[ch].sibling) { ac->nodes[ch].fail = 0; q[qt++] = ch; }
-    while (qh < qt) {
-        uint32_t s = q[qh++];
-        for (uint32_t ch = ac->nodes[s].first; ch; ch = ac->nodes[ch].sibling) {
-            uint32_t f = ac->nodes[s].fail;
-            uint32_t t = (s == 0) ? 0 : ac_step(ac, f, ac->nodes[ch].c);
-            if (t == ch) t = 0;
-            ac->nodes[ch].fail = t;
-            if (!ac->nodes[ch].out && ac->nodes[t].out) {
-                ac->nodes[ch].out = true;
-                ac->nodes[ch].out_len = ac->nodes[t].out_len;
-            }
-            q[qt++] = ch;
-        }
-    }
-    free(q);
-}
-
-/* first match: returns true and the matched phrase's offset/length */
-static bool ac_search(const ac_impl *ac, wstr v, size_t *at, size_t *len) {
-    uint32_t s = 0;
-    for (size_t i = 0; i < v.n; i++) {
-        uint8_t c = (uint8_t)v.p[i];
-        if (c >= 'A' && c <= 'Z') c += 32;
-        s = ac_step(ac, s, c);
-        if (ac->nodes[s].out) {
-            *len = ac->nodes[s].out_len;
-            *at = i + 1 - *len;
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Phrases of @pm: whitespace-separated, double quotes removed, |hex| bytes decoded. */
-static bool pm_parse(ac_impl *ac, const char *p, size_t n, char *err, size_t err_len) {
+static bool pm_parse(ac_automaton *ac, const char *p, size_t n, char *err, size_t err_len) {
     char *buf = malloc(n + 1);
     if (!buf) abort();
     size_t k = 0;
@@ -264,7 +131,7 @@ static const waf_file *find_file(const char *dir, const char *name, size_t n, co
     return NULL;
 }
 
-static bool pm_from_files(ac_impl *ac, const char *p, size_t n, const char *dir, const waf_file *files,
+static bool pm_from_files(ac_automaton *ac, const char *p, size_t n, const char *dir, const waf_file *files,
                           int n_files, char *err, size_t err_len) {
     size_t s = 0;
     int count = 0;
@@ -506,14 +373,12 @@ bool op_compile(waf_rules *r, rule *ru, const char *param, size_t n, const char 
             o->kind = OP_IPMATCH;
             return ok;
         }
-        ac_impl *ac = calloc(1, sizeof *ac);
-        if (!ac) abort();
-        ac_new(ac, 0);
+        ac_automaton *ac = ac_create();
         bool ok = o->kind == OP_PM ? pm_parse(ac, param, n, err, err_len)
                                    : pm_from_files(ac, param, n, dir, files, n_files, err, err_len);
-        if (!ok) { free(ac->nodes); free(ac); return false; }
+        if (!ok) { ac_destroy(ac); return false; }
         ac_finalize(ac);
-        o->ac = (ac_automaton *)ac;
+        o->ac = ac;
         return true;
     }
     case OP_IPMATCH:
@@ -534,13 +399,8 @@ bool op_compile(waf_rules *r, rule *ru, const char *param, size_t n, const char 
 
 void op_free(oper *o) {
     rx_free(&o->rx);
-    if (o->ac) {
-        ac_impl *ac = (ac_impl *)o->ac;
-        free(ac->nodes);
-        free(ac->edges);
-        free(ac);
-        o->ac = NULL;
-    }
+    ac_destroy(o->ac);
+    o->ac = NULL;
     free(o->nets);
     o->nets = NULL;
 }
@@ -586,7 +446,7 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
     }
     case OP_PM:
     case OP_PMFROMFILE:
-        if (!ac_search((const ac_impl *)o->ac, v, &at, &len)) return false;
+        if (!ac_first(o->ac, v, &at, &len)) return false;
         *md = (wstr){v.p + at, len};
         if (ru->capture) tx_set_var(tx, V_TX, WSTR("0"), (wstr){ar_dup(&tx->a, md->p, md->n), md->n});
         return true;

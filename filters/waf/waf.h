@@ -119,11 +119,16 @@ enum {
     OP_FUZZYHASH, OP_GSBLOOKUP, OP_RSUB
 };
 
-struct ac_node;
-typedef struct {
-    struct ac_node *nodes;       /* Aho-Corasick automaton for @pm */
-    uint32_t n;
-} ac_automaton;
+/* Case-insensitive Aho-Corasick automaton (ac.c): @pm phrases, regex prefilter factors. */
+typedef struct ac_automaton ac_automaton;
+ac_automaton *ac_create(void);
+int ac_add(ac_automaton *ac, const char *p, size_t n);   /* phrase id (same phrase: same id) */
+void ac_finalize(ac_automaton *ac);
+void ac_destroy(ac_automaton *ac);
+/* First phrase found: offset and length. */
+bool ac_first(const ac_automaton *ac, wstr v, size_t *at, size_t *len);
+/* Every phrase found (ids, repeated as often as found) -> cb. */
+void ac_all(const ac_automaton *ac, wstr v, void (*cb)(void *ctx, int id), void *ctx);
 
 typedef struct { uint8_t addr[16]; int bits; bool v6; } ip_net;
 
@@ -198,6 +203,8 @@ typedef struct rule {
     uint32_t hits;               /* metric id (filter) */
     uint32_t metric;
     bool metric_defined;
+    int pf_idx;                  /* index in the regex prefilter, -1: not prefiltered */
+    bool has_exclusions;         /* some target is a !VAR:key exclusion */
 } rule;
 
 /* Default actions per phase (SecDefaultAction). */
@@ -232,6 +239,10 @@ typedef struct {
     arena mem;
     uint32_t n_regex;
     double compile_ms;
+    ac_automaton *pf_ac;         /* prefilter.c: factors of all prefiltered regexes */
+    uint64_t *pf_factor_bits;    /* factor id -> bitset (pf_words words) of prefiltered rules */
+    int pf_words;
+    int n_pf, n_pf_factors;
 } waf_rules;
 
 /* Parse and compile. files[] are the files the directives may Include / @pmFromFile.
@@ -249,7 +260,7 @@ typedef struct {
     bool disruptive;
 } waf_match;
 
-typedef struct tcache_ent { uint32_t vid; uint32_t gen; uint16_t chain; wstr val; } tcache_ent;
+typedef struct tcache_ent { uint32_t vid; uint32_t gen; uint16_t chain; wstr val; uint8_t *pf; } tcache_ent;
 
 typedef struct waf_tx {
     const waf_rules *rules;
@@ -323,6 +334,11 @@ bool pcre2_match_simple(const regex *re, wstr s);
 bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err, size_t err_len);
 int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures);
 void rx_free(regex *re);
+
+/* regex prefilter (prefilter.c) */
+void prefilter_build(waf_rules *r);
+void prefilter_free(waf_rules *r);
+uint8_t *prefilter_scan(waf_tx *tx, wstr v);
 
 /* macros (exec.c) */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);
