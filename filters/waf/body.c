@@ -1,7 +1,7 @@
 /*
  * Request body processors: MULTIPART (with ModSecurity's strictness flags),
  * JSON (argument names json.a.b / json.a.array_0, as ModSecurity v3 builds
- * them) and XML (well-formedness and the document's text content for XML:/*).
+ * them) and XML (well-formedness, the document's text and its attribute values).
  * URLENCODED lives in exec.c next to the query-string parser it shares.
  * A body that does not parse sets REQBODY_ERROR=1 and REQBODY_ERROR_MSG; the
  * rules (e.g. 200002 of the base configuration) decide what that means.

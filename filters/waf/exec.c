@@ -170,7 +170,7 @@ static void expand(waf_tx *tx, const target *t, tvals *out) {
     case V_MATCHED_VARS_NAMES: expand_coll(tx, t, V_MATCHED_VARS, v, true, out, false); return;
     case V_RESPONSE_HEADERS_NAMES: expand_coll(tx, t, V_RESPONSE_HEADERS, v, true, out, false); return;
     case V_XML: {
-        /* XPath: "/*" (the document's text) and "//@*" (every attribute value) */
+        /* XPath: the root (the document's text) and every attribute value ("//@" "*") */
         if (!tx->sc_set[V_REQBODY_PROCESSOR] || !ieqz(tx->sc[V_REQBODY_PROCESSOR], "XML")) return;
         coll *c = &tx->c[V_XML];
         for (uint32_t i = 0; i < c->n; i++)

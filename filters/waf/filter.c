@@ -2,8 +2,10 @@
  * WAF Proxy-Wasm filter: runs a SecLang ruleset (e.g. the OWASP CRS) on every
  * request.  Glue between the SDK (filters/sdk) and the engine (waf.h).
  *
- * Plugin configuration (JSON):
- *   {"directives": "SecRuleEngine On\n..." | ["Include rules/*.conf", ...],
+ * Plugin configuration (JSON, every key optional):
+ *   {"directives": "SecRuleEngine On\n..." | ["Include rules/x.conf", ...],
+ *                                     (default: the built-in ruleset, rules/base.conf and
+ *                                      rules/edgenode.conf, compiled into the filter)
  *    "files": {"rules/a.conf": "...", "rules/x.data": "..."},   (added by the host
  *                                     from the stage's `files` option)
  *    "mode": "block" | "detect",      (overrides SecRuleEngine On / DetectionOnly)
@@ -26,6 +28,17 @@
 #include "proxy_wasm.h"
 #include "waf.h"
 
+/* the built-in ruleset (generated from filters/waf/rules by embed_rules.py) */
+extern const int waf_default_count;
+extern const char *const waf_default_names[];
+extern const char *const waf_default_texts[];
+extern const size_t waf_default_lens[];
+static const char DEFAULT_DIRECTIVES[] = "Include rules/base.conf\nInclude rules/edgenode.conf\n";
+
+/* counters per attack class, from the rules' "attack-<class>" tags */
+#define MAX_FAMILIES 48
+typedef struct { wstr tag; uint32_t metric; } family_metric;
+
 typedef struct pool_tx { waf_tx tx; struct pool_tx *next; } pool_tx;
 
 typedef struct {
@@ -34,6 +47,8 @@ typedef struct {
     char score_var[96];
     uint32_t m_inspected, m_blocked, m_flagged, m_limit_hits, m_body_errors;
     uint32_t *rule_metric;       /* per rule index in rules->all, 0 = not defined yet */
+    family_metric families[MAX_FAMILIES];
+    int n_families;
     pool_tx *free;
 } plugin;
 
@@ -72,8 +87,16 @@ static bool parse_config(plugin *p, const char *text, size_t len) {
         if (!known) { config_error(root->keys[i], "unknown key"); goto out; }
     }
     const json_value *d = json_get(root, "directives");
-    if (!d) { config_error("directives", "required: SecLang directives (a string or a list of lines)"); goto out; }
-    if (json_is(d, JSON_STRING)) {
+    const json_value *f = json_get(root, "files");
+    if (!d && f) { config_error("directives", "required with files: which of them to Include"); goto out; }
+    if (!d) {
+        wb_puts(&dir, DEFAULT_DIRECTIVES);
+        files = calloc((size_t)waf_default_count, sizeof *files);
+        if (!files) goto out;
+        for (int i = 0; i < waf_default_count; i++)
+            files[n_files++] = (waf_file){{waf_default_names[i], strlen(waf_default_names[i])},
+                                          (char *)waf_default_texts[i], waf_default_lens[i]};
+    } else if (json_is(d, JSON_STRING)) {
         wb_put(&dir, d->string, d->string_len);
     } else if (json_is(d, JSON_ARRAY)) {
         for (size_t i = 0; i < json_len(d); i++) {
@@ -83,7 +106,6 @@ static bool parse_config(plugin *p, const char *text, size_t len) {
             wb_putc(&dir, '\n');
         }
     } else { config_error("directives", "must be a string or a list of strings"); goto out; }
-    const json_value *f = json_get(root, "files");
     if (f) {
         if (!json_is(f, JSON_OBJECT)) { config_error("files", "must be an object {name: text}"); goto out; }
         files = calloc(f->count ? f->count : 1, sizeof *files);
@@ -215,6 +237,28 @@ static int score_of(plugin *p, waf_tx *tx) {
     return 0;
 }
 
+/* waf_matches_<class> for every "attack-<class>" tag of a matched rule */
+static void count_families(plugin *p, const rule *ru) {
+    for (int t = 0; t < ru->n_tags; t++) {
+        wstr tag = ru->tags[t];
+        if (tag.n <= 7 || memcmp(tag.p, "attack-", 7) != 0) continue;
+        family_metric *fm = NULL;
+        for (int i = 0; i < p->n_families; i++)
+            if (p->families[i].tag.n == tag.n && memcmp(p->families[i].tag.p, tag.p, tag.n) == 0) fm = &p->families[i];
+        if (!fm) {
+            if (p->n_families == MAX_FAMILIES) continue;
+            char name[80];
+            snprintf(name, sizeof name, "waf_matches_%.*s", (int)(tag.n - 7), tag.p + 7);
+            for (char *c = name; *c; c++) if (*c == '-') *c = '_';
+            fm = &p->families[p->n_families];
+            if (pw_define_metric(PW_METRIC_COUNTER, name, &fm->metric) != PW_OK) continue;
+            fm->tag = tag;
+            p->n_families++;
+        }
+        pw_increment_metric(fm->metric, 1);
+    }
+}
+
 /* After a phase: metrics, audit line, local reply.  True when the request was answered. */
 static bool conclude(pw_stream *s, stream_state *st, bool final) {
     plugin *p = s->root->user;
@@ -236,6 +280,7 @@ static bool conclude(pw_stream *s, stream_state *st, bool final) {
             *mid |= 0x80000000u;   /* defined (ids may be 0) */
         }
         pw_increment_metric(*mid & 0x7fffffffu, 1);
+        count_families(p, ru);
     }
     if (!tx->n_matches && !would_block) return false;
     st->score = score_of(p, tx);
@@ -310,7 +355,7 @@ static wstr prop(waf_tx *tx, const char *path) {
     return out;
 }
 
-static void connection_info(waf_tx *tx, wstr addr, wstr *ip, int *port) {
+static void connection_info(wstr addr, wstr *ip, int *port) {
     /* "1.2.3.4:5678" or "[::1]:5678" */
     *ip = addr;
     *port = 0;
@@ -354,7 +399,7 @@ static pw_action on_request_headers(pw_stream *s, size_t num_headers, bool end_o
     tx_set_unique_id(tx, rid.p ? rid : prop(tx, "request.id"));
     wstr ip;
     int port;
-    connection_info(tx, prop(tx, "source.address"), &ip, &port);
+    connection_info(prop(tx, "source.address"), &ip, &port);
     tx_set_connection(tx, ip, port, WSTR("127.0.0.1"), 0);
     tx_headers_done(tx);
     if (waf_run_phase(tx, 1) && conclude(s, st, true)) return PW_CONTINUE;
