@@ -505,7 +505,8 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         return true;
     }
     bool any = false;
-    tvals vals = {0};
+    /* the value list is reused across rules (a chain link runs after its parent's loop) */
+    tvals vals = {tx->scratch, 0, tx->scratch_cap};
     bool rm_apply = tx->n_rm_targets && rm_targets_apply(tx, ru);
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
@@ -517,13 +518,13 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
             target whole = *t;
             whole.count = false;
             expand(tx, &whole, &tmp);
-            tval cv = {t->var, t->key, tx_num(tx, tmp.n), 0};
-            vals.v = ar_alloc(&tx->a, sizeof(tval));
-            vals.v[0] = cv;
-            vals.n = 1;
-            vals.cap = 1;
+            tv_push(tx, &vals, t->var, t->key, tx_num(tx, tmp.n), 0);
+            tx->scratch = vals.v;
+            tx->scratch_cap = vals.cap;
         } else {
             expand(tx, t, &vals);
+            tx->scratch = vals.v;
+            tx->scratch_cap = vals.cap;
         }
         for (int vi = 0; vi < vals.n; vi++) {
             const tval *v = &vals.v[vi];

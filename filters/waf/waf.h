@@ -286,6 +286,7 @@ typedef struct waf_tx {
     uint32_t next_vid;           /* value ids for the transformation cache */
     tcache_ent *tcache; uint32_t tcache_cap, tcache_n, gen;
     const rule *cur_rule;        /* for %{RULE.*} */
+    void *scratch; int scratch_cap;  /* exec.c: a rule's target values, reused across rules */
     int skip_n;
     uint32_t pcre_limit_hits;
     void *match_data;            /* pcre2_match_data */
