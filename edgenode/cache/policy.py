@@ -132,8 +132,12 @@ def freshness_lifetime(status: int, resp_headers: Headers, cc: Mapping[str, str 
 
 
 def initial_age(age_header: str | None, date: float, request_time: float, response_time: float) -> float:
-    """RFC 9111 §4.2.3 corrected_initial_age."""
-    age_value = float(delta_seconds(age_header.strip()) or 0) if age_header else 0.0
+    """RFC 9111 §4.2.3 corrected_initial_age.
+
+    ``age_header`` is the first Age field line.  A list value counts by its first member
+    and an invalid one is ignored (RFC 9111 §5.1).
+    """
+    age_value = float(delta_seconds(age_header.split(",", 1)[0].strip()) or 0) if age_header else 0.0
     apparent_age = max(0.0, response_time - date)
     response_delay = response_time - request_time
     return max(apparent_age, age_value + response_delay)
