@@ -17,6 +17,7 @@ from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,
 )
+from edgenode.cache.vary import normalise_field, prefers_language
 
 __all__ = [
     "HEURISTIC_STATUSES", "Entry", "storability", "freshness_lifetime", "initial_age",
@@ -40,13 +41,6 @@ _NOT_STORED = HOP_BY_HOP | {"age", "content-length", "surrogate-key", "surrogate
 _NOT_REFRESHED = _NOT_STORED | {"set-cookie", "set-cookie2"}
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
-
-
-def normalise_field(values: list[str]) -> str | None:
-    """A request field as Vary compares it: lines combined, list members trimmed, whitespace folded."""
-    if not values:
-        return None
-    return ",".join(" ".join(m.split()) for m in ",".join(values).split(",") if m.strip())
 
 
 def response_directives(resp_headers: Headers, surrogate: tuple[str, ...] | None = None
@@ -162,9 +156,13 @@ class Entry:
         return self.fresh_until - now
 
     def vary_matches(self, req_headers: Headers) -> bool:
-        """RFC 9111 §4.1: every nominated request field matches the stored request's."""
+        """RFC 9111 §4.1: every nominated request field matches the stored request's
+        (normalised, see ``cache.vary``)."""
         for name, value in zip(self.vary, self.vary_values):
-            if normalise_field(req_headers.getall(name, [])) != value:
+            values = req_headers.getall(name, [])
+            if normalise_field(values, name) != value and not (
+                    name == "accept-language"
+                    and prefers_language(values, self.proto.get("content-language"))):
                 return False
         return True
 
@@ -179,7 +177,7 @@ class Entry:
 
 
 def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tuple[str | None, ...], str]:
-    values = tuple(normalise_field(req_headers.getall(n, [])) for n in vary)
+    values = tuple(normalise_field(req_headers.getall(n, []), n) for n in vary)
     return values, "\x00".join(f"{n}={v}" for n, v in zip(vary, values))
 
 

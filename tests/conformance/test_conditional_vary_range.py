@@ -150,6 +150,48 @@ async def test_vary(edge, vary, first, second, cached):
     assert (edge.origin.hits["/v"] == 1) is cached
 
 
+@pytest.mark.parametrize("field, first, second, cached", [
+    # RFC 9110 §12.5: weighted lists of case-insensitive tokens; order carries no meaning
+    ("Accept-Language", "en, de", "de, en", True),
+    ("Accept-Language", "en, de", "eN, De", True),
+    ("Accept-Language", "en, de", " en ,   de", True),
+    ("Accept-Language", "en;q=0.5, de", "de;q=1.0, EN; Q=0.500", True),
+    ("Accept-Language", "en;q=0.5, de", "en, de;q=0.5", False),
+    ("Accept-Language", "en, de", "en, de, fr", False),
+    ("Accept-Encoding", "gzip, br", "BR,gzip", True),
+    ("Accept-Encoding", "gzip;q=1.5, br", "br, gzip;q=1.5", False),  # invalid qvalue: kept as sent
+    ("Accept-Encoding", "gzip;q=1.5, br", "gzip;q=1.5,br", True),
+    ("Accept-Encoding", "gzip", "identity", False),
+    ("Foo", "a, b", "b, a", False),                                   # unknown field: order counts
+    ("Foo", "a", "A", False),
+])
+async def test_vary_normalises_negotiation_fields(edge, field, first, second, cached):
+    """RFC 9111 §4.1 normalisation (cache-tests vary-normalise-*)."""
+    await stored(edge, "/vn", VARY(edge, field), request_headers={field: first})
+    await edge.get("/vn", headers={field: second})
+    assert (edge.origin.hits["/vn"] == 1) is cached
+
+
+@pytest.mark.parametrize("content_language, second, cached", [
+    ("de", "fr;q=0.5, de;q=1.0", True),   # the stored language is the request's top choice
+    ("de-CH", "de, fr;q=0.5", True),      # basic filtering: "de" matches "de-CH"
+    ("de", "de-CH", False),
+    ("de", "de, fr", False),              # a tie at the top: the origin might choose fr
+    ("de", "*", False),
+    ("de", "fr", False),
+    ("de, en", "de", False),
+    (None, "de", False),
+])
+async def test_vary_accept_language_selects_content_language(edge, content_language, second, cached):
+    """RFC 9110 §12.5.4 (cache-tests vary-normalise-lang-select)."""
+    headers = VARY(edge, "Accept-Language")
+    if content_language:
+        headers = headers + [("Content-Language", content_language)]
+    await stored(edge, "/vl", headers, request_headers={"Accept-Language": "en, de"})
+    await edge.get("/vl", headers={"Accept-Language": second})
+    assert (edge.origin.hits["/vl"] == 1) is cached
+
+
 async def test_vary_combined_field_lines(edge):
     await stored(edge, "/vc", VARY(edge, "Foo"), request_headers={"Foo": "1, 2"})
     from multidict import CIMultiDict
