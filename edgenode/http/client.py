@@ -266,8 +266,7 @@ class _OriginConnection(asyncio.Protocol):
                 self._message_done(_keep_alive(headers, version))
         else:
             body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
-            self._eof_delimited = ("content-length" not in headers
-                                   and "transfer-encoding" not in headers)
+            self._eof_delimited = _read_to_close(headers)
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(Response(status, headers, body))
@@ -412,6 +411,21 @@ class _OriginConnection(asyncio.Protocol):
             waiter.set_exception(exc if isinstance(exc, ClientBodyError)
                                  else OriginConnectError(f"sending the request failed: {exc}"))
         self.abort()
+
+
+def _read_to_close(headers: CIMultiDict[str]) -> bool:
+    """RFC 9112 §6.3: a body framed neither by chunked nor by Content-Length ends at close.
+
+    That includes a Transfer-Encoding whose final coding is not chunked (llhttp reads it
+    to the end of the connection).  Such a coding is not decoded: we offer none in TE, so
+    the origin had no business applying one; its name goes with the hop-by-hop fields and
+    the bytes are forwarded as they came.
+    """
+    codings = headers.getall("transfer-encoding", ())
+    if codings:
+        last = ",".join(codings).rsplit(",", 1)[-1]
+        return last.strip().lower() != "chunked"
+    return "content-length" not in headers
 
 
 def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:

@@ -99,3 +99,31 @@ async def test_one_100_continue_for_the_client(raw_origin_edge):
     finally:
         await client.close()
 
+
+
+def close_delimited_origin(head: bytes, body: bytes) -> RawOrigin:
+    """One response per connection: ``head``, then ``body`` in pieces, then a clean close."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(head)
+        for i in range(0, len(body), 7):
+            writer.write(body[i:i + 7])
+            await writer.drain()
+        writer.write_eof()
+    return RawOrigin(handle)
+
+
+@pytest.mark.parametrize("coding", ["gzip-ish", "identity", "foo, bar"])
+async def test_non_chunked_transfer_coding_read_to_close(raw_origin_edge, coding):
+    """RFC 9112 §6.3: a final coding other than chunked means the body ends at close; the
+    response is whole, stored, and Transfer-Encoding (hop-by-hop) is not stored."""
+    body = b"0123456789" * 10
+    head = (f"HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nTransfer-Encoding: {coding}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    edge = await raw_origin_edge(close_delimited_origin(head, body))
+    first = (await request(edge.port, "/te"))[-1]
+    assert first.status == 200 and first.complete and first.body == body
+    assert first.headers.get("transfer-encoding", "chunked") == "chunked"
+    again = (await request(edge.port, "/te"))[-1]
+    assert again.headers["x-cache"] == "HIT" and again.body == body
+    assert "transfer-encoding" not in again.headers and again.headers["content-length"] == "100"
