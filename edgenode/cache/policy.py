@@ -23,7 +23,7 @@ __all__ = [
     "HEURISTIC_STATUSES", "Entry", "storability", "freshness_lifetime", "initial_age",
     "build_entry", "normalise_field", "request_directives", "evaluate", "refresh_entry",
     "FRESH", "STALE_OK", "STALE_SWR", "REVALIDATE", "HOP_BY_HOP", "invalidation_targets",
-    "variant_signature", "response_directives",
+    "variant_signature", "response_directives", "explicit_freshness",
 ]
 
 #: RFC 9110 §15.1: statuses whose responses may get a heuristic freshness lifetime.
@@ -71,14 +71,22 @@ def _auth_allowed(cc: Mapping[str, str | None]) -> bool:
     return "public" in cc or "s-maxage" in cc or "must-revalidate" in cc
 
 
+def explicit_freshness(resp_headers: Headers, cc: Mapping[str, str | None], targeted: bool) -> bool:
+    """RFC 9111 §4.2.1: an explicit expiration time (s-maxage, max-age or Expires)."""
+    return "s-maxage" in cc or "max-age" in cc or ("expires" in resp_headers and not targeted)
+
+
 def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | None],
                 status: int, resp_headers: Headers, resp_cc: Mapping[str, str | None],
-                targeted: bool = False) -> str | None:
+                targeted: bool = False, names_target: bool = False) -> str | None:
     """None when a shared cache may store the response (RFC 9111 §3), else the reason why not.
 
     ``targeted``: ``resp_cc`` came from a targeted field, so Expires is ignored (RFC 9213).
+    ``names_target``: the response's Content-Location is the request's target URI, which
+    with explicit freshness makes a POST response reusable for later GETs (RFC 9110 §9.3.3).
     """
-    if method != "GET":
+    if method != "GET" and not (method == "POST" and names_target
+                                and explicit_freshness(resp_headers, resp_cc, targeted)):
         return "method"
     if status < 200 or status in (206, 304):
         return "status"

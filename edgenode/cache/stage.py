@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from typing import AsyncIterator, Awaitable, Callable, Mapping
+from urllib.parse import urljoin
 
 from multidict import CIMultiDict, getversion
 
@@ -273,12 +274,27 @@ class CacheStage:
         return resp
 
     async def _unsafe(self, ex: Exchange, nxt: Handler) -> Response:
-        """Unsafe methods go through; a non-error answer invalidates what they may change (§4.4)."""
-        url, _ = self.keys.for_request(ex.request)
-        resp = await self._bypass(ex, nxt, "method")
-        if 200 <= resp.status < 400 and ex.request.method not in ("OPTIONS", "TRACE"):
+        """Unsafe methods go through; a non-error answer invalidates what they may change (§4.4).
+
+        A POST response that names its own target in Content-Location is then stored for
+        later GETs of that URI when it is storable (RFC 9110 §9.3.3).
+        """
+        req = ex.request
+        url, key = self.keys.for_request(req)
+        request_time = self.clock()
+        resp = await nxt(ex)
+        if 200 <= resp.status < 400 and req.method not in ("OPTIONS", "TRACE"):
             for target in invalidation_targets(url, resp.headers):
                 self.store.purge_url(target)
+            location = resp.headers.get("content-location")
+            if (req.method == "POST" and location is not None
+                    and self.keys.normalise_url(urljoin(url, location.strip())) == url):
+                self._counters["bypass"] += 1
+                return await self._from_origin(ex, resp, key, url, {}, "method", None, request_time,
+                                               None, need_entry=False, names_target=True)
+        _strip_surrogate(resp)
+        self._counters["bypass"] += 1
+        self._mark(ex, resp, "BYPASS", status.forwarded(self.cache_name, "method", fwd_status=resp.status))
         return resp
 
     # -- collapsing -------------------------------------------------------------------------
@@ -393,12 +409,14 @@ class CacheStage:
 
     async def _from_origin(self, ex: Exchange, resp: Response, key: str, url: str, req_cc: Cc,
                            fwd: str, fwd_status: int | None, request_time: float,
-                           flight: Flight | None, need_entry: bool) -> Response:
+                           flight: Flight | None, need_entry: bool,
+                           names_target: bool = False) -> Response:
         """Decide at header time whether to store; store bytes now or tee a streamed body."""
         req = ex.request
         response_time = self.clock()
         resp_cc, targeted = response_directives(resp.headers)
-        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted)
+        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted,
+                             names_target)
         cl = resp.headers.get("content-length")
         expected = int(cl) if cl is not None and cl.isdigit() else None
         if reason is None and expected is not None and expected > self.cfg.max_object_bytes:
