@@ -174,10 +174,14 @@ class Entry:
                 return False
         return True
 
-    def stale_on_error(self, now: float) -> bool:
-        """RFC 5861 §4 within the stale-if-error window, unless a directive forbids stale."""
-        return (self.sie > 0 and not (self.no_stale or self.no_cache)
-                and now - self.fresh_until <= self.sie)
+    def stale_on_error(self, now: float, unreachable: float = 0.0) -> bool:
+        """Whether an origin failure lets this stale response be served: within the
+        stale-if-error window (RFC 5861 §4), or within ``unreachable`` seconds when the
+        origin could not be reached at all (RFC 9111 §4.2.4), unless a directive forbids
+        serving it stale."""
+        window = max(self.sie, unreachable)
+        return (window > 0 and not (self.no_stale or self.no_cache)
+                and now - self.fresh_until <= window)
 
     def make_stale(self, now: float) -> None:
         """Soft purge: stale from now on, so stale-while-revalidate/-if-error still apply."""

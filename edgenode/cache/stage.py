@@ -354,18 +354,18 @@ class CacheStage:
         try:
             resp = await self._forward(ex, nxt, fwd_req)
         except Exception as exc:
-            now = self.clock()
-            if not forced and entry.stale_on_error(now):
+            stale = None if forced else self._stale_on_failure(ex, entry, fwd, None, True)
+            if stale is not None:
                 log.info("origin failed (%s); serving stale %s", type(exc).__name__, url)
-                self._counters["stale"] += 1
-                return self._serve(ex, entry, now, "STALE", status.forwarded(
-                    self.cache_name, fwd, ttl=entry.fresh_until - now, detail="stale-if-error"))
+                return stale
             if entry.no_stale:
                 return self._gateway_timeout(ex, "must-revalidate")
             raise
         now = self.clock()
-        if entry.no_stale and "upstream_error" in ex.props:
-            # the origin could not be reached (Upstream's own 502/504): RFC 9111 §5.2.2.2
+        # the Upstream's own 502/504: the origin could not be reached at all
+        unreachable = "upstream_error" in ex.props
+        if entry.no_stale and unreachable:
+            # RFC 9111 §5.2.2.2
             await close_body(resp.body)
             return self._gateway_timeout(ex, "must-revalidate")
         if resp.status == 304 and self._validates(resp, entry):
@@ -382,12 +382,12 @@ class CacheStage:
             for cookie in resp.headers.getall("set-cookie", ()):  # this client's, never stored
                 served.headers.add("Set-Cookie", cookie)
             return served
-        if resp.status in _ORIGIN_ERRORS and not forced and entry.stale_on_error(now):
-            await close_body(resp.body)
-            self._counters["stale"] += 1
-            return self._serve(ex, entry, now, "STALE", status.forwarded(
-                self.cache_name, fwd, fwd_status=resp.status, ttl=entry.fresh_until - now,
-                detail="stale-if-error"))
+        if resp.status in _ORIGIN_ERRORS and not forced:
+            stale = self._stale_on_failure(ex, entry, fwd, None if unreachable else resp.status,
+                                           unreachable)
+            if stale is not None:
+                await close_body(resp.body)
+                return stale
         if resp.status == 304:
             # a 304 for some other representation: fetch the full object instead
             await close_body(resp.body)
@@ -397,6 +397,23 @@ class CacheStage:
         self._counters["misses"] += 1
         return await self._from_origin(ex, resp, key, url, req_cc, fwd, resp.status, request_time,
                                        flight, need_entry=True)
+
+    def _stale_on_failure(self, ex: Exchange, entry: Entry, fwd: str, fwd_status: int | None,
+                          unreachable: bool) -> Response | None:
+        """The stale entry as the answer to a failed revalidation, when that is allowed:
+        within its stale-if-error window (RFC 5861 §4), or, when the origin could not be
+        reached, within ``stale_if_unreachable`` (RFC 9111 §4.2.4 lets a disconnected
+        cache serve stale); None otherwise."""
+        now = self.clock()
+        if entry.stale_on_error(now):
+            detail = "stale-if-error"
+        elif unreachable and entry.stale_on_error(now, self.cfg.stale_if_unreachable):
+            detail = "origin-unreachable"
+        else:
+            return None
+        self._counters["stale"] += 1
+        return self._serve(ex, entry, now, "STALE", status.forwarded(
+            self.cache_name, fwd, fwd_status=fwd_status, ttl=entry.fresh_until - now, detail=detail))
 
     @staticmethod
     def _validates(resp: Response, entry: Entry) -> bool:
