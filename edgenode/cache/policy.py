@@ -17,6 +17,7 @@ from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,
 )
+from edgenode.cache.ranges import Partial, parse_content_range
 from edgenode.cache.vary import normalise_field, prefers_language
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 #: RFC 9110 §15.1: statuses whose responses may get a heuristic freshness lifetime.
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 #: statuses whose caching requirements we implement (for must-understand).
-UNDERSTOOD_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+UNDERSTOOD_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"})
 #: never stored: recomputed (age, length), ours (cache-status of this node is not stored),
@@ -88,8 +89,10 @@ def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | No
     if method != "GET" and not (method == "POST" and names_target
                                 and explicit_freshness(resp_headers, resp_cc, targeted)):
         return "method"
-    if status < 200 or status in (206, 304):
+    if status < 200 or status == 304:
         return "status"
+    if status == 206 and parse_content_range(resp_headers.get("content-range")) is None:
+        return "content-range"  # several parts, or no complete length: nothing to combine
     if "no-store" in req_cc:
         return "request-no-store"
     if "must-understand" in resp_cc:
@@ -153,7 +156,7 @@ class Entry:
         "request_time", "response_time", "date", "age0", "lifetime", "fresh_until",
         "swr", "sie", "no_stale", "no_cache", "auth_ok", "etag", "last_modified",
         "last_modified_ts", "vary", "vary_values", "surrogate_keys", "surrogate_control",
-        "proto", "wire", "trailers", "hit",
+        "proto", "wire", "trailers", "hit", "partial",
     )
 
     def age(self, now: float) -> float:
@@ -236,18 +239,22 @@ def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: flo
 def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
                 req_headers: Headers, request_time: float, response_time: float,
                 heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0,
-                trailers: Headers | None = None) -> Entry:
+                trailers: Headers | None = None, partial: Partial | None = None) -> Entry:
     """Turn a storable response into an Entry (parsing its caching fields once).
 
     ``trailers`` (the chunked response's trailer fields, RFC 9111 §3 lets a cache keep
-    them) are stored as they are and replayed on full hits.
+    them) are stored as they are and replayed on full hits.  ``partial``: the entry is an
+    incomplete response (status 206) holding those spans (``resp_headers`` without the
+    206's Content-Range: it is made per answer).
     """
     cc, _ = response_directives(resp_headers)
     e = Entry()
     e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
+    e.partial = partial
     e.surrogate_control = tuple(resp_headers.getall("surrogate-control", ()))
     e.headers = _stored_headers(resp_headers, cc)
-    e.headers.append(("Content-Length", str(len(body))))
+    if partial is None:
+        e.headers.append(("Content-Length", str(len(body))))
     _apply_facts(e, status, resp_headers, request_time, response_time,
                  heuristic_fraction, heuristic_max, default_ttl)
     e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary", ())))
@@ -277,6 +284,8 @@ def _prepare_hits(e: Entry) -> None:
     e.wire = None
     #: the cache stage's pre-serialised fresh hit (``Prebuilt``), reused while valid
     e.hit = None
+    if e.partial is not None:
+        return  # never a whole hit: only ranges inside what it holds
     lines = []
     for k, v in e.headers:
         lower = k.lower()
