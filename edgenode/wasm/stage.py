@@ -82,6 +82,7 @@ class WasmStage:
             vm_config=opts.vm_config, plugin_config=opts.plugin_config, env=opts.env,
             log_level=opts.log_level, metrics=metrics_for(self.name),
             memory_limit=opts.memory_limit, cpu_deadline_ms=opts.cpu_deadline_ms,
+            startup_cpu_deadline=opts.startup_cpu_deadline, wasi=opts.wasi,
             callout=self._callout, upstreams=self._upstreams, max_body_bytes=opts.max_body_bytes,
             ticks=not per_request, host_env=self.host_env, observer=self.observer,
         )
@@ -95,9 +96,11 @@ class WasmStage:
             return plugin, loaded, vm, None
         snap: _Snap | None = None
         if fresh_memory is not None and loaded.global_exports is not None:
-            if vm.effects:
-                plugin.logger.info("no start-up snapshot: start-up made host calls with effects "
-                                   "outside the instance", extra={"filter": self.name})
+            if vm.effects or (vm.random_read and not opts.snapshot_random):
+                why = ("made host calls with effects outside the instance" if vm.effects else
+                       "read random bytes (snapshot = \"always\" freezes them for every instance)")
+                plugin.logger.info("no start-up snapshot: start-up %s", why,
+                                   extra={"filter": self.name})
             else:
                 captured = vm.capture(fresh_memory, loaded.global_exports)
                 snap = (captured, GlobalState(captured.globals))
