@@ -190,6 +190,8 @@ class RouteConfig:
     origin: str
     host: str | None = None
     path_prefix: str = "/"
+    #: what filters read as ``route_name`` (default ``routes[i]``)
+    name: str | None = None
 
 
 @dataclass
@@ -400,7 +402,8 @@ def _routes(data: Any, origins: dict[str, OriginConfig]) -> list[RouteConfig]:
         prefix = s.get("path_prefix", "/", str)
         if not prefix.startswith("/"):
             raise ConfigError(f"{key}.path_prefix: must start with '/', got {prefix!r}")
-        out.append(RouteConfig(origin=origin, host=s.get("host", None, str), path_prefix=prefix))
+        out.append(RouteConfig(origin=origin, host=s.get("host", None, str), path_prefix=prefix,
+                               name=s.get("name", None, str)))
         s.done()
     return out
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from wasmtime import Config, Engine, FuncType, InstancePre, Linker, Module, ValType, WasmtimeError, wat2wasm
 from wasmtime import _bindings as B
 
-from edgenode.wasm import hostcalls_redis, wasi  # noqa: F401  (register their host functions)
+from edgenode.wasm import foreign_envoy, hostcalls_redis, wasi  # noqa: F401  (registrations)
 from edgenode.wasm.abi import ABI_VERSIONS, HOOKS
 from edgenode.wasm.fastcall import host_callback
 from edgenode.wasm.hostcalls import HOST_FUNCTIONS, HostDef

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 from edgenode.wasm.abi import BufferType, MapDecodeError, Status, decode_map, encode_map, encode_text
 from edgenode.wasm.contexts import HeaderMap, PairsMap, StreamContext
 from edgenode.wasm.fastcall import HostTrap, MemoryFault
-from edgenode.wasm.foreign import lookup_foreign_function
+from edgenode.wasm.foreign import is_pure_foreign_function, lookup_foreign_function
 from edgenode.wasm.properties import get_property, set_property, split_path
 from edgenode.wasm.shared import shared_data, shared_queues
 
@@ -571,7 +571,7 @@ def proxy_get_property(raw: tuple[int, ...]) -> int:
     path = split_path(vm.mem.read(raw[0], raw[1]))
     ctx = _stream(vm)
     value = get_property(path, vm.plugin.info, ctx.exchange if ctx else None,
-                         ctx.response_view if ctx else None)
+                         ctx.response_view if ctx else None, vm)
     if value is None:
         return NOT_FOUND
     return _ret_bytes(vm, value, raw[2], raw[3])
@@ -583,13 +583,15 @@ def proxy_set_property(raw: tuple[int, ...]) -> int:
     path = split_path(vm.mem.read(raw[0], raw[1]))
     value = vm.mem.read(raw[2], raw[3])
     ctx = _stream(vm)
-    return OK if set_property(path, value, ctx.exchange if ctx else None) else NOT_FOUND
+    return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
 
 
 @_proxy("proxy_call_foreign_function", "iiiiii", V02X)
 def proxy_call_foreign_function(raw: tuple[int, ...]) -> int:
-    vm = _vm_effect()
+    vm = _vm()
     name = _text(vm, raw[0], raw[1])
+    if not is_pure_foreign_function(name):
+        vm.effects = True
     args = vm.mem.read(raw[2], raw[3])
     fn = lookup_foreign_function(name)
     if fn is None:

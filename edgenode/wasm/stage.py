@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, Collection
 from edgenode.config import StageConfig
 from edgenode.http.messages import Response
 from edgenode.pipeline.exchange import Exchange
+from edgenode.redis.services import RedisServices
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
 from edgenode.wasm.fastcall import GlobalState
 from edgenode.wasm.metrics import metrics_for
@@ -51,13 +52,15 @@ class WasmStage:
     def __init__(self, stage_cfg: StageConfig, *, base_dir: Path, callout: Callout | None = None,
                  node_props: dict[str, Any] | None = None, engine: WasmEngine | None = None,
                  upstreams: Collection[str] | None = None, index: int | None = None,
-                 host_env: HostEnv | None = None, observer: CallObserver | None = None) -> None:
+                 host_env: HostEnv | None = None, observer: CallObserver | None = None,
+                 redis: RedisServices | None = None) -> None:
         self.name = stage_cfg.name
         self._prefix = f"chain[{index}]" if index is not None else f"chain[{stage_cfg.name}]"
         self._base_dir = base_dir
         self._callout = callout
         self._node_props = node_props or {}
         self._upstreams = upstreams
+        self._redis = redis
         #: clocks/randomness for the guest (default: the real ones) and the per-callback
         #: hook of developer tools; both survive reload()
         self.host_env = host_env or HostEnv()
@@ -82,7 +85,7 @@ class WasmStage:
             vm_config=opts.vm_config, plugin_config=opts.plugin_config, env=opts.env,
             log_level=opts.log_level, metrics=metrics_for(self.name),
             memory_limit=opts.memory_limit, cpu_deadline_ms=opts.cpu_deadline_ms,
-            startup_cpu_deadline=opts.startup_cpu_deadline, wasi=opts.wasi,
+            startup_cpu_deadline=opts.startup_cpu_deadline, wasi=opts.wasi, redis=self._redis,
             callout=self._callout, upstreams=self._upstreams, max_body_bytes=opts.max_body_bytes,
             ticks=not per_request, host_env=self.host_env, observer=self.observer,
         )
