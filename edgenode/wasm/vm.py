@@ -319,17 +319,14 @@ class Vm:
                 fn.set_deadline(self._ticks)
 
     def _memory_note(self) -> str:
-        """How close linear memory came to the limit (a refused memory.grow looks like any
-        allocation failure to the guest, so the numbers tell the operator what to raise)."""
+        """Linear memory against the limit: a refused memory.grow looks like any other
+        allocation failure to the guest, so the numbers tell the operator what to raise."""
         if self.closed:
             return ""
         self.mem.stale = True
         size = len(self.mem.refresh())
-        limit = self.plugin.memory_limit
-        if size + (8 << 20) < limit:
-            return ""
-        return (f" (linear memory {size / 2**20:.1f} MiB of memory_limit {limit / 2**20:.1f} MiB "
-                "at start-up; raise the stage's memory_limit if it needs more)")
+        return (f" (linear memory {size / 2**20:.1f} MiB, memory_limit "
+                f"{self.plugin.memory_limit / 2**20:.1f} MiB: growing past it fails)")
 
     def _start(self) -> None:
         name = self.plugin.name
