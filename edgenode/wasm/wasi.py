@@ -47,7 +47,7 @@ _O_CREAT, _O_DIRECTORY, _O_EXCL, _O_TRUNC = 1, 2, 4, 8
 _RIGHT_FD_WRITE = 1 << 6
 _FILESTAT = struct.Struct("<QQB7xQQQQQ")  # dev ino filetype nlink size atim mtim ctim
 _DIRENT = struct.Struct("<QQIB3x")  # d_next d_ino d_namlen d_type
-_SUB = struct.Struct("<QB7xIxxxxQQH")  # userdata tag | clock: id timeout precision flags
+_SUB = struct.Struct("<QB7xIxxxxQQH6x")  # userdata tag | clock: id timeout precision flags
 _EVENT = struct.Struct("<QHB5xQH6x")  # userdata error type | nbytes flags
 
 
