@@ -266,18 +266,21 @@ class WasmEngine:
             self._ticker.join(timeout=1)
 
     # modules -----------------------------------------------------------------
-    def load(self, path: Path, filter_name: str, snapshot: bool = False) -> LoadedModule:
+    def load(self, path: Path, filter_name: str, snapshot: bool = False,
+             source: bytes | None = None) -> LoadedModule:
         """Compile (or fetch from cache) and link ``path``; errors name the filter.
 
         ``snapshot``: export the mutable globals (snapshot.py) so per-request instances
         can start from a post-configure snapshot; a module the rewrite cannot handle
-        loads as it is (``global_exports`` None).
+        loads as it is (``global_exports`` None).  ``source``: binary module bytes to
+        use instead of the file's (a module with a snapshot baked in).
         """
-        try:
-            source = path.read_bytes()
-        except OSError as exc:
-            raise FilterLoadError(f"filter {filter_name!r}: cannot read module {path}: {exc.strerror}") from None
-        text = path.suffix == ".wat"
+        text = source is None and path.suffix == ".wat"
+        if source is None:
+            try:
+                source = path.read_bytes()
+            except OSError as exc:
+                raise FilterLoadError(f"filter {filter_name!r}: cannot read module {path}: {exc.strerror}") from None
         global_exports: list[tuple[str, str]] | None = None
         if snapshot:
             try:

@@ -31,7 +31,7 @@ from edgenode.wasm.fastcall import (EXTERN_OF, EXTERN_SIZE, CallBuffers, GlobalS
                                     GuestMemory, GuestTrap, NativeInstance, export_get)
 from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.properties import PluginInfo
-from edgenode.wasm.snapshot import Snapshot, diff_pages
+from edgenode.wasm.snapshot import Snapshot, diff_pages, nonzero_pages
 from edgenode.wasm.wasi import WasiGrants
 
 if TYPE_CHECKING:
@@ -366,19 +366,25 @@ class Vm:
         return Snapshot(memory_size=len(started), pages=diff_pages(fresh_memory, started),
                         globals=GlobalState.read(self._ctx, self.native.inst_addr, global_exports),
                         root_id=self.root.id, next_context_id=next(self._ids),
-                        tick_ms=self.root.tick_ms)
+                        tick_ms=self.root.tick_ms, image=nonzero_pages(started))
 
-    def restore(self, snap: Snapshot, state: GlobalState) -> None:
-        """Start from ``snap`` instead of running start-up: the same state, none of the calls."""
-        try:
-            mem = self.mem
-            mem.grow_to(snap.memory_size)
-            view = mem.view
-            for off, data in snap.pages:
-                view[off:off + len(data)] = data
-            state.write(self._ctx, self.native.inst_addr)
-        except WasmtimeError as exc:
-            raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
+    def restore(self, snap: Snapshot, state: GlobalState | None) -> None:
+        """Start from ``snap`` instead of running start-up: the same state, none of the calls.
+
+        ``state`` None: the instance comes from a module with the snapshot baked in
+        (snapshot.bake), whose memory and globals already hold it; only the host side
+        (root context, context ids, tick period) is set.
+        """
+        if state is not None:
+            try:
+                mem = self.mem
+                mem.grow_to(snap.memory_size)
+                view = mem.view
+                for off, data in snap.pages:
+                    view[off:off + len(data)] = data
+                state.write(self._ctx, self.native.inst_addr)
+            except WasmtimeError as exc:
+                raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
         root = self.root = RootContext(snap.root_id)
         root.tick_ms = snap.tick_ms
         self.contexts[root.id] = root

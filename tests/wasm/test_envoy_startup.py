@@ -95,3 +95,22 @@ def test_configure_past_the_memory_limit_fails_with_the_numbers(engine: WasmEngi
 def test_pure_foreign_call_at_startup_keeps_the_snapshot(engine: WasmEngine) -> None:
     stage = _stage(engine, _config(0, 16), isolation="per-request")
     assert stage.stats()["snapshot"] is True
+
+
+def test_large_startup_state_is_baked_and_each_instance_is_fresh(engine: WasmEngine) -> None:
+    """A megabyte of configure-time state: instances come from a module with the snapshot
+    baked in (copy-on-write image) and each one starts from it, never from a sibling."""
+    stage = _stage(engine, _config(7, 0x10), isolation="per-request", prewarm=0)
+    assert stage.stats()["snapshot_baked"] is True
+    page = 3 * 65536  # inside the memory configure grew and filled (each page holds its address)
+    first = stage._start_vm(stage.plugin, stage.loaded, stage._snapshot)
+    assert struct.unpack("<I", first.mem.read(page, 4))[0] == page
+    assert first.mem.read(0, 1) == b"\x00" and first.root is not None
+    first.mem.write(page, b"\xff\xff\xff\xff")  # a stream's change...
+    first.close()
+    second = stage._start_vm(stage.plugin, stage.loaded, stage._snapshot)
+    assert struct.unpack("<I", second.mem.read(page, 4))[0] == page  # ...is not seen by the next one
+    assert len(second.mem.refresh()) == 17 * 65536
+    heap = {name: value for name, _, value in stage._snapshot[0].globals}["edgenode.snapshot.global.0"]
+    assert heap > 1024 and second.alloc(4) == heap  # the allocator's global starts where configure left it
+    second.close()
