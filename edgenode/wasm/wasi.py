@@ -356,6 +356,15 @@ def _read_at(entry: _Open, offset: int, size: int) -> bytes:
         return f.read(size)
 
 
+def _read_into(vm: "Vm", entry: _Open, offset: int, iovs: int, n: int) -> int:
+    """Read from ``offset`` into the guest's iovecs: bytes placed, or -1 on an OS error."""
+    try:
+        data = _read_at(entry, offset, min(_iov_total(vm, iovs, n), 16 << 20))
+    except OSError:
+        return -1
+    return _scatter(vm, iovs, n, data)
+
+
 @_wasi("fd_read", "iiii")
 def fd_read(raw: tuple[int, ...]) -> int:
     vm = _vm()
@@ -365,11 +374,9 @@ def fd_read(raw: tuple[int, ...]) -> int:
     entry = _file(vm, raw[0])
     if isinstance(entry, int):
         return entry
-    try:
-        data = _read_at(entry, entry.pos, min(_iov_total(vm, raw[1], raw[2]), 16 << 20))
-    except OSError:
+    placed = _read_into(vm, entry, entry.pos, raw[1], raw[2])
+    if placed < 0:
         return EBADF
-    placed = _scatter(vm, raw[1], raw[2], data)
     entry.pos += placed
     vm.mem.write_u32(raw[3], placed)
     return ESUCCESS
@@ -383,20 +390,21 @@ def fd_pread(raw: tuple[int, ...]) -> int:
         return entry
     if raw[3] < 0:
         return EINVAL
-    try:
-        data = _read_at(entry, raw[3], min(_iov_total(vm, raw[1], raw[2]), 16 << 20))
-    except OSError:
+    placed = _read_into(vm, entry, raw[3], raw[1], raw[2])
+    if placed < 0:
         return EBADF
-    vm.mem.write_u32(raw[4], _scatter(vm, raw[1], raw[2], data))
+    vm.mem.write_u32(raw[4], placed)
     return ESUCCESS
+
+
+def _seekable(vm: "Vm", fd: int) -> _Open | int:
+    return ESPIPE if fd in (0, 1, 2) else _file(vm, fd)
 
 
 @_wasi("fd_seek", "iIii")
 def fd_seek(raw: tuple[int, ...]) -> int:
     vm = _vm()
-    if raw[0] in (0, 1, 2):
-        return ESPIPE
-    entry = _file(vm, raw[0])
+    entry = _seekable(vm, raw[0])
     if isinstance(entry, int):
         return entry
     offset, whence = raw[1], raw[2]
@@ -414,9 +422,7 @@ def fd_seek(raw: tuple[int, ...]) -> int:
 @_wasi("fd_tell", "ii")
 def fd_tell(raw: tuple[int, ...]) -> int:
     vm = _vm()
-    if raw[0] in (0, 1, 2):
-        return ESPIPE
-    entry = _file(vm, raw[0])
+    entry = _seekable(vm, raw[0])
     if isinstance(entry, int):
         return entry
     vm.mem.write_u64(raw[1], entry.pos)
