@@ -169,9 +169,8 @@ class CacheStage:
                 return self._gateway_timeout(ex, "only-if-cached")
             if method == "HEAD":
                 return await self._bypass(ex, nxt, "partial", count="misses", x_cache="MISS")
-            partial_entry = entry
             return await self._collapsed(ex, nxt, key, req_cc,
-                                         lambda fl: self._complete(ex, nxt, partial_entry, key, url, req_cc, fl))
+                                         lambda fl: self._complete(ex, nxt, entry, key, url, req_cc, fl))
         if entry is not None:
             outcome, forced = evaluate(entry, now, req_cc)
             if outcome == FRESH:
@@ -227,7 +226,8 @@ class CacheStage:
         headers["Age"] = age
         partial = entry.partial
         if partial is not None:  # asked only for ranges it holds (``_answers``)
-            status_code, body = self._ranged(headers, parse_range(h["range"], partial.length) or [], entry)
+            ranges = parse_range(h.get("range", ""), partial.length) or []
+            status_code, body = self._ranged(headers, ranges, entry)
         elif status_code == 200 and has_client_validators(h) and client_not_modified(h, entry):
             headers = CIMultiDict((k, v) for k, v in headers.items()
                                   if k.lower() in not_modified_fields or k == "Age")
@@ -324,7 +324,8 @@ class CacheStage:
             if (req.method == "POST" and location is not None
                     and self.keys.normalise_url(urljoin(url, location.strip())) == url):
                 self._counters["bypass"] += 1
-                return await self._from_origin(ex, resp, key, url, {}, "method", None, request_time,
+                req_cc = request_directives(req.headers) if "cache-control" in req.headers else {}
+                return await self._from_origin(ex, resp, key, url, req_cc, "method", None, request_time,
                                                None, need_entry=False, names_target=True)
         _strip_surrogate(resp)
         self._counters["bypass"] += 1

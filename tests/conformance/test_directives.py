@@ -205,6 +205,13 @@ async def test_location_fields_invalidated(edge, field):
     assert edge.origin.hits["/target"] == 2
 
 
+async def test_post_with_request_no_store_not_stored(edge):
+    edge.origin.script("/post", Reply(headers=FRESH + [("Content-Location", "/post")], body=b"created"))
+    await edge.get("/post", method="POST", data=b"12345", headers={"Cache-Control": "no-store"})
+    await edge.get("/post")
+    assert edge.origin.hits["/post"] == 2
+
+
 @pytest.mark.parametrize("location, headers, reused", [
     ("/post", FRESH, True),                                   # Content-Location is the target
     ("http://127.0.0.1:{port}/post", FRESH, True),            # ... spelt as an absolute URI

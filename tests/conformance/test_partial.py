@@ -7,6 +7,8 @@ sees real 206 responses; ``edge.origin.seen`` shows the Range/If-Range it was se
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conformance_support import Reply
@@ -176,3 +178,22 @@ def test_combine_and_gaps():
     assert gaps(Partial(11, ((3, 4),))) == [(0, 2), (5, 10)]
     assert covers(Partial(11, ((0, 2), (8, 10))), [(0, 1), (9, 10)])
     assert not covers(Partial(11, ((0, 2), (8, 10))), [(1, 8)]) and not covers(Partial(11, ((0, 2),)), [])
+
+
+async def test_stale_partial_revalidated_in_the_background(edge, caplog):
+    """stale-while-revalidate on an incomplete entry: the stale range is served and the
+    background revalidation (a plain conditional GET) refreshes what we hold."""
+    swr = [("Cache-Control", "max-age=1, stale-while-revalidate=60"), ("ETag", '"v1"')]
+    edge.origin.script("/swr", Reply(headers=swr, body=BODY, ranges=True, conditional=True))
+    await edge.get("/swr", headers={"Range": "bytes=0-3"})
+    edge.clock.advance(5)
+    got = await edge.get("/swr", headers={"Range": "bytes=1-2"})
+    assert got.status == 206 and got.body == b"12" and got.headers["X-Cache"] == "STALE"
+    for _ in range(100):
+        if edge.origin.hits["/swr"] == 2 and not edge.stage._refreshing:
+            break
+        await asyncio.sleep(0.01)
+    assert edge.origin.statuses["/swr"] == [206, 304]
+    assert not [r for r in caplog.records if "background revalidation" in r.getMessage()]
+    again = await edge.get("/swr", headers={"Range": "bytes=0-3"})
+    assert again.headers["X-Cache"] == "HIT" and again.body == b"0123" and edge.origin.hits["/swr"] == 2
