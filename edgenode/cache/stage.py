@@ -163,7 +163,7 @@ class CacheStage:
         entry, any_variant = self.store.lookup(key, h)
         if entry is not None and "authorization" in h and not entry.auth_ok:
             return await self._bypass(ex, nxt, "request")
-        if entry is not None and not self._answers(entry, req):
+        if entry is not None and entry.partial is not None and not self._answers(entry, req):
             # RFC 9111 §3.3: an incomplete response answers only ranges inside what it holds
             if "only-if-cached" in req_cc:
                 return self._gateway_timeout(ex, "only-if-cached")
