@@ -166,6 +166,9 @@ class CacheConfig:
     default_ttl: float = 0.0
     collapse: bool = True
     collapse_timeout: float = 30.0
+    #: how long past its freshness a stored response may be served while the origin cannot
+    #: be reached (RFC 9111 §4.2.4 "disconnected"); 0 turns it off
+    stale_if_unreachable: float = 86400.0
     key: CacheKeyConfig = field(default_factory=CacheKeyConfig)
 
 
@@ -316,6 +319,7 @@ def _cache(data: Any) -> CacheConfig:
         default_ttl=s.duration("default_ttl", 0.0),
         collapse=s.get("collapse", True, bool),
         collapse_timeout=s.duration("collapse_timeout", 30.0),
+        stale_if_unreachable=s.duration("stale_if_unreachable", 86400.0),
         key=key_cfg,
     )
     s.done()
