@@ -217,10 +217,11 @@ class Tier:
     def mark(self, forwarded: Request) -> None:
         append_value(forwarded.headers, "CDN-Loop", self.loop_entry)
 
-    async def fetch(self, forwarded: Request, client_host: str, origin: OriginPool) -> Response:
+    async def fetch(self, forwarded: Request, client_host: str, origin: OriginPool,
+                    on_interim: Callable[[Response], object] | None = None) -> Response:
         """Send ``forwarded`` to the owning parent, the next ones, then the origin."""
         if self.ring is None:  # a shield
-            return _relay_out(await origin.request(forwarded))
+            return _relay_out(await origin.request(forwarded, on_interim))
         key = f"{client_host}{forwarded.target}"
         retry_any = forwarded.method in _RETRY_ANY and isinstance(forwarded.body, (bytes, type(None)))
         for parent in self.ring.candidates(key):
@@ -231,7 +232,7 @@ class Tier:
                 req.headers["Host"] = client_host
             parent.requests += 1
             try:
-                response = await parent.pool.request(req)
+                response = await parent.pool.request(req, on_interim)
             except OriginError as exc:
                 parent.failures += 1
                 parent.breaker.failure()
@@ -244,7 +245,7 @@ class Tier:
             return _relay_in(response)
         if self.ring.parents:
             self.origin_fallbacks += 1  # every parent down or its circuit open
-        return await origin.request(forwarded)
+        return await origin.request(forwarded, on_interim)
 
     def status(self) -> dict[str, object]:
         return {"tier": self.cfg.tier, "retries": self.retries, "origin_fallbacks": self.origin_fallbacks,
