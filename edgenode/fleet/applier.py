@@ -59,6 +59,7 @@ class ConfigApplier:
         self.ready = asyncio.Event()  # the current version was looked at once
         self._running = {sc.name: sc for sc in node.chain}
         self._lock = asyncio.Lock()
+        self._digests: dict[Path, tuple[int, str]] = {}  # module file -> (mtime, sha256)
         #: called after each version is applied or refused
         self.on_change: list[Callable[[], None]] = []
 
@@ -67,7 +68,11 @@ class ConfigApplier:
         out = {}
         for name, path in self.node.module_paths().items():
             try:
-                out[name] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+                stamp = path.stat().st_mtime_ns
+                known = self._digests.get(path)
+                if known is None or known[0] != stamp:
+                    known = self._digests[path] = (stamp, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
+                out[name] = known[1]
             except OSError:
                 pass
         return out
@@ -76,33 +81,13 @@ class ConfigApplier:
         return {"version": self.version, "applied_at": self.applied_at, "refused": self.refused}
 
     async def watch_forever(self) -> None:
-        while True:
-            if not self.bus.connected:
-                await asyncio.sleep(0.2)
-                continue
-            watcher = None
-            try:
-                kv = await self.bus.config_kv()
-                watcher = await kv.watch(CONFIG_KEY)
-                async for entry in watcher:
-                    if entry is None:
-                        self.ready.set()  # nothing published yet
-                        continue
-                    if entry.operation in ("DEL", "PURGE") or not entry.value:
-                        continue
-                    await self.offer(entry.revision, entry.value)
-                    self.ready.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("fleet: config watch restarts: %r", exc)
-                await asyncio.sleep(0.5)
-            finally:
-                if watcher is not None:
-                    try:
-                        await watcher.stop()
-                    except Exception:
-                        pass
+        await self.bus.watch_forever(self.bus.names.config_bucket, CONFIG_KEY, self._on_entry)
+
+    async def _on_entry(self, entry: Any, replay: bool) -> None:
+        if entry is not None and entry.operation not in ("DEL", "PURGE") and entry.value:
+            await self.offer(entry.revision, entry.value)
+        if entry is None or not replay:
+            self.ready.set()  # the version current at start-up was looked at (or there is none)
 
     async def offer(self, revision: int, data: bytes) -> bool:
         """Apply version ``revision`` unless it runs already; False when refused."""

@@ -10,6 +10,7 @@ missing (any node or the CLI may be first), so a fleet needs no set-up step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -198,6 +199,38 @@ class ControlBus:
             await _tolerate_race(js.create_object_store(self.names.modules_bucket,
                                                         config=ObjectStoreConfig()))
             return await js.object_store(self.names.modules_bucket)
+
+    async def watch_forever(self, bucket: str, keys: str,
+                            handle: Callable[[Any, bool], Awaitable[None] | None]) -> None:
+        """Follow ``keys`` of KV ``bucket`` for as long as the node runs, across NATS outages.
+
+        ``handle(entry, replay)`` gets each entry; ``replay`` is true for the records that
+        existed when the watch (re)started, and ``handle(None, False)`` marks their end.
+        """
+        while True:
+            if not self.connected:
+                await asyncio.sleep(0.2)
+                continue
+            watcher = None
+            try:
+                kv = await self._js().key_value(bucket)
+                watcher = await kv.watch(keys)
+                replay = True
+                async for entry in watcher:
+                    if entry is None:
+                        replay = False
+                    result = handle(entry, replay)
+                    if asyncio.iscoroutine(result):
+                        await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS went away: start over once it is back
+                log.debug("fleet: watch of %s restarts: %r", bucket, exc)
+                await asyncio.sleep(0.5)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
 
     def _js(self) -> JetStreamContext:
         if self.js is None:

@@ -93,33 +93,11 @@ class Membership:
             self._kick.clear()
 
     async def watch_forever(self) -> None:
-        while True:
-            if not self.bus.connected:
-                await asyncio.sleep(0.2)
-                continue
-            watcher = None
-            try:
-                kv = await self.bus.nodes_kv()
-                watcher = await kv.watchall()
-                replay = True  # the current records first (then None), then live updates
-                async for entry in watcher:
-                    if entry is None:
-                        replay = False
-                        continue
-                    self._on_entry(entry, replay)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("fleet: membership watch restarts: %r", exc)
-                await asyncio.sleep(0.5)
-            finally:
-                if watcher is not None:
-                    try:
-                        await watcher.stop()
-                    except Exception:
-                        pass
+        await self.bus.watch_forever(self.bus.names.nodes_bucket, ">", self._on_entry)
 
     def _on_entry(self, entry: Any, replay: bool = False) -> None:
+        if entry is None:
+            return
         if entry.operation in ("DEL", "PURGE") or not entry.value:
             if self.members.pop(entry.key, None) is not None:
                 self._changed()
