@@ -17,7 +17,6 @@ is revalidated with the origin until the node has caught up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -113,14 +112,15 @@ class FleetAgent:
             self._beat = asyncio.create_task(self.membership.beat_forever(), name="fleet-heartbeat")
 
     async def stop(self) -> None:
+        self.membership.stop()
         if self._beat is not None:
-            self._beat.cancel()
             await self.membership.leave()
-        for task in [*self._tasks, *([self._beat] if self._beat else [])]:
+        self.bus.stopping = True
+        tasks = [*self._tasks, *([self._beat] if self._beat else [])]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *([self._beat] if self._beat else [])]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
         if self._unsynced_timer is not None:
             self._unsynced_timer.cancel()
         await self.bus.close()

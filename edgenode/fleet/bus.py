@@ -87,7 +87,9 @@ class ControlBus:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.connected = False
-        self._closing = False
+        #: set by close(): every loop over this bus ends (nats-py can swallow a task's
+        #: cancellation inside its calls, so loops also check this flag)
+        self.stopping = False
         self.last_error: str | None = None
         self.since = time.time()
         #: called after every (re)connection, and with False after every disconnection
@@ -111,7 +113,7 @@ class ControlBus:
     async def open(self) -> None:
         """Connect once and make sure the fleet's stream and buckets exist (raises on failure)."""
         async def disconnected() -> None:
-            if self._closing:
+            if self.stopping:
                 return
             log.warning("fleet: disconnected from NATS; purge fan-out and rollout paused, reconnecting")
             await self._set(False, "disconnected")
@@ -138,7 +140,7 @@ class ControlBus:
     async def run(self, first_attempt_done: asyncio.Event | None = None) -> None:
         """Try ``open()`` until it succeeds, backing off between attempts."""
         delay = BACKOFF_FIRST
-        while True:
+        while not self.stopping:
             try:
                 await self.open()
                 return
@@ -155,7 +157,7 @@ class ControlBus:
                     first_attempt_done.set()
 
     async def close(self) -> None:
-        self._closing = True
+        self.stopping = True
         nc, self.nc, self.js = self.nc, None, None
         self.connected = False
         if nc is not None and not nc.is_closed:
@@ -207,7 +209,7 @@ class ControlBus:
         ``handle(entry, replay)`` gets each entry; ``replay`` is true for the records that
         existed when the watch (re)started, and ``handle(None, False)`` marks their end.
         """
-        while True:
+        while not self.stopping:
             if not self.connected:
                 await asyncio.sleep(0.2)
                 continue

@@ -60,6 +60,7 @@ class Membership:
         self._last_live: frozenset[tuple[str, str, str]] = frozenset()
         self.dropped = 0
         self._kick = asyncio.Event()
+        self._stopped = False
 
     def kick(self) -> None:
         """Heartbeat now (e.g. a new config version applied or refused: status shows it at once)."""
@@ -77,9 +78,14 @@ class Membership:
             for cb in self.on_change:
                 cb(live)
 
+    def stop(self) -> None:
+        """No more heartbeats (checked by the loop: nats-py may swallow a cancellation)."""
+        self._stopped = True
+        self._kick.set()
+
     async def beat_forever(self) -> None:
-        while True:
-            if self.bus.connected:
+        while not self._stopped and not self.bus.stopping:
+            if self.bus.connected and not self._stopped:
                 try:
                     kv = await self.bus.nodes_kv()
                     await kv.put(self.node_id, seal(self.key, {"type": "node", **self._describe()}))

@@ -120,7 +120,7 @@ class PurgeLog:
     async def run(self) -> None:
         """Keep the consumer subscribed and track whether this node has caught up."""
         sub = None
-        while True:
+        while not self.bus.stopping:
             if not self.bus.connected:
                 await asyncio.sleep(0.1)
                 continue

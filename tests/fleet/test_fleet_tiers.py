@@ -67,7 +67,7 @@ async def test_killed_shield_moves_its_keys_to_the_survivor(nats_server: NatsSer
     assert victim
     # the shield dies without leaving the fleet: its heartbeat just stops
     dead = shields[1]
-    dead.fleet._beat.cancel()
+    dead.fleet.membership.stop()
     await dead.frontend.shutdown(0.0)
     for p in paths:
         status, _, _ = await get(edge.port, p, Host=SITE)
