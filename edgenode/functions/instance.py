@@ -78,7 +78,9 @@ class GuestInstance:
             own_arg(self.ctx, out_rep, ResponseOutparam.TYPE, base + VAL_SIZE)
             self.store.set_epoch_deadline(ticks)
             self.calls += 1
+            t0 = time.perf_counter()
             err = call_func(self.func_addr, self.ctx, args, 2)
+            inv.guest_s += time.perf_counter() - t0 - inv.host_s
         finally:
             current.inv = prev
         if err:

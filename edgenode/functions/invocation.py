@@ -186,6 +186,8 @@ class Invocation:
         #: time spent in host functions, for the host-overhead figures
         self.host_s = 0.0
         self.host_calls = 0
+        #: time in guest code (the handle call minus host functions)
+        self.guest_s = 0.0
         self.cancelled = False
 
     def check(self) -> None:
