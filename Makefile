@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install system filters test demo bench clean
+.PHONY: install system filters functions test demo bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ system:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,functions]'
 	touch $@
 
 # Rebuild every .wasm from source (C via zig cc from the ziglang wheel, AssemblyScript via npm).
@@ -33,11 +33,25 @@ filters: install
 	$(MAKE) -C filters ZIG_CC="$(abspath $(VPY)) -m ziglang cc"
 	$(MAKE) -C filters/examples/assemblyscript
 
-test: install system filters
+# The npm toolchain for JavaScript functions (componentize-js, jco; pinned in its
+# package-lock.json), then the example functions the default config serves (skipped
+# when up to date; each build also fills the compiled-component cache).
+FN_TOOLCHAIN := edgenode/functions/toolchain
+FN_EXAMPLES  := edgenode/functions/examples
+
+$(FN_TOOLCHAIN)/node_modules/.package-lock.json: $(FN_TOOLCHAIN)/package.json $(FN_TOOLCHAIN)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(FN_TOOLCHAIN) && npm ci --no-audit --no-fund
+
+functions: install $(FN_TOOLCHAIN)/node_modules/.package-lock.json
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-js
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-py
+
+test: install system filters functions
 	$(VPY) -m pytest -q
 
-demo: install filters
+demo: install filters functions
 	$(VENV)/bin/edgenode demo
 
 clean:
-	rm -rf $(VENV) filters/build
+	rm -rf $(VENV) filters/build $(FN_EXAMPLES)/build $(FN_TOOLCHAIN)/node_modules

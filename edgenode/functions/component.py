@@ -153,6 +153,8 @@ class FunctionRuntime:
         self._ticker: threading.Thread | None = None
         self._lock = threading.Lock()
         self.compiles = 0
+        #: (path, mtime_ns, size) -> loaded function: stages and nodes of one process share it
+        self._loaded: dict[tuple[str, int, int], LoadedFunction] = {}
 
     # epoch ticker ------------------------------------------------------------------------
     def ensure_ticker(self) -> None:
@@ -201,9 +203,15 @@ class FunctionRuntime:
         return component, digest, False
 
     def load(self, path: Path, name: str) -> LoadedFunction:
+        """The loaded component at ``path`` (shared while the file is unchanged)."""
         where = f"function {name!r}: {path}"
         t0 = time.perf_counter()
         try:
+            st = path.stat()
+            key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+            known = self._loaded.get(key)
+            if known is not None:
+                return known
             source = path.read_bytes()
         except OSError as exc:
             raise FunctionLoadError(f"function {name!r}: cannot read component {path}: {exc.strerror}") from None
@@ -211,8 +219,10 @@ class FunctionRuntime:
         imports = self._check_imports(component, where)
         export, index = self._handler(component, where)
         linker = self._linker(component, imports, where)
-        return LoadedFunction(path, digest, component, linker, index, export, imports, hit,
-                              time.perf_counter() - t0)
+        loaded = LoadedFunction(path, digest, component, linker, index, export, imports, hit,
+                                time.perf_counter() - t0)
+        self._loaded[key] = loaded
+        return loaded
 
     def _check_imports(self, component: Component, where: str) -> list[str]:
         names = []

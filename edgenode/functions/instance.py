@@ -33,8 +33,18 @@ class GuestError(Exception):
 
 
 def first_line(message: str) -> str:
+    """The cause of a wasmtime error, without the guest backtrace: the last line of its
+    ``Caused by`` chain (the host's trap message, ``wasm trap: ...``), else its first line."""
     text = message.strip()
-    return text.splitlines()[0] if text else "trap"
+    if not text:
+        return "trap"
+    head, sep, causes = text.partition("Caused by:")
+    if sep:
+        lines = [ln.strip() for ln in causes.strip().splitlines() if ln.strip()]
+        if lines:
+            last = lines[-1]
+            return last.split(": ", 1)[1] if last[:1].isdigit() and ": " in last else last
+    return head.strip().splitlines()[0]
 
 
 class GuestInstance:

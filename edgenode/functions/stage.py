@@ -256,7 +256,7 @@ class FunctionStage:
                 loop.call_soon_threadsafe(chunks.put_nowait, _DONE)
 
         done = loop.run_in_executor(self._threads(), run)
-        done.add_done_callback(lambda _f: self._release(gi))
+        done.add_done_callback(lambda f: (self._release(gi), f.cancelled() or f.exception()))
         waited, _ = await asyncio.wait({head_fut, done}, timeout=max(0.0, inv.deadline - time.monotonic()),
                                        return_when=asyncio.FIRST_COMPLETED)
         if not waited:
@@ -296,6 +296,7 @@ class FunctionStage:
                 if chunk is None:
                     return
                 if chunk is _DONE:
+                    await asyncio.wait({done})
                     exc = done.exception()
                     kind, message = ((exc.kind, str(exc)) if isinstance(exc, GuestError) else
                                      ("no_response", "the handler returned without finishing the response body"))
