@@ -80,9 +80,9 @@ class Node:
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
         if self.functions:
-            from edgenode.functions.metrics import functions_collector
+            from edgenode.functions.metrics import FunctionsCollector
 
-            self.metrics.add_collector(functions_collector)
+            self.metrics.add_collector(FunctionsCollector(lambda: self.functions))
         self._services: list[Any] = []
         self._foreign: dict[str, Callable[[bytes], bytes]] = {}  # our foreign functions
         if self.filters:

@@ -1,17 +1,18 @@
 """Per-function counters and timings, exposed on ``/metrics`` (label ``function``).
 
-Values live here, keyed by function name, so they survive reloads.
+A stage owns its ``FunctionMetrics`` (they survive its reloads); the node registers one
+``FunctionsCollector`` over its function stages.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-__all__ = ["FunctionMetrics", "metrics_for", "functions_collector", "BUCKETS"]
+__all__ = ["FunctionMetrics", "FunctionsCollector", "BUCKETS"]
 
 BUCKETS = (5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
@@ -51,17 +52,12 @@ class FunctionMetrics:
         self.failures[kind] = self.failures.get(kind, 0) + 1
 
 
-_ALL: dict[str, FunctionMetrics] = {}
+class FunctionsCollector:
+    """prometheus-client collector over ``stages()``: name -> an object with ``metrics``."""
 
+    def __init__(self, stages: Callable[[], Mapping[str, Any]]) -> None:
+        self._stages = stages
 
-def metrics_for(name: str) -> FunctionMetrics:
-    m = _ALL.get(name)
-    if m is None:
-        m = _ALL[name] = FunctionMetrics()
-    return m
-
-
-class _Collector:
     def collect(self) -> Iterator[Metric]:
         req = CounterMetricFamily("edgenode_function_requests", "Requests served by a function.",
                                   labels=["function"])
@@ -77,7 +73,8 @@ class _Collector:
         host = HistogramMetricFamily("edgenode_function_host_seconds",
                                      "Host overhead per request (stage time minus guest code).",
                                      labels=["function"])
-        for name, m in _ALL.items():
+        for name, stage in self._stages().items():
+            m: FunctionMetrics = stage.metrics
             req.add_metric([name], m.requests)
             for kind, n in m.failures.items():
                 fail.add_metric([name, kind], n)
@@ -86,6 +83,3 @@ class _Collector:
             total.add_metric([name], m.total.buckets(), m.total.sum)
             host.add_metric([name], m.host.buckets(), m.host.sum)
         yield from (req, fail, inst, cold, total, host)
-
-
-functions_collector = _Collector()

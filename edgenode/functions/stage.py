@@ -30,8 +30,9 @@ from edgenode.functions.component import FunctionLoadError, FunctionRuntime, Loa
 from edgenode.functions.http_host import IncomingRequest
 from edgenode.functions.instance import GuestError, GuestInstance
 from edgenode.functions.invocation import ByteSource, Capabilities, Invocation, ResponseHead
-from edgenode.functions.metrics import metrics_for
+from edgenode.functions.metrics import FunctionMetrics
 from edgenode.functions.options import FunctionOptions, parse_function_options
+from edgenode.functions.table import ResourceTable
 from edgenode.http.messages import Request, Response, close_body
 from edgenode.http.server import error_response
 from edgenode.pipeline.exchange import Exchange
@@ -60,12 +61,14 @@ class FunctionStage:
         self._upstreams = upstreams or {}
         self._kv = kv
         self.runtime = fn_runtime or runtime()
-        self.metrics = metrics_for(self.name)
+        self.metrics = FunctionMetrics()
         self.prewarm = prewarm
         self._pool: list[GuestInstance] = []
         self._refilling = False
         self._reused: GuestInstance | None = None
         self._reuse_busy = False
+        #: set when the guest turned out to serve one request per instance
+        self._reuse_off = False
         self._executor: ThreadPoolExecutor | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
@@ -101,6 +104,7 @@ class FunctionStage:
         self._options = options
         self._pool.clear()
         self._reused = None
+        self._reuse_off = False
         self.metrics.reloads += 1
         log.info("function %s: reloaded %s", self.name, self.opts.component)
 
@@ -126,7 +130,9 @@ class FunctionStage:
         opts = self.opts
         body = req.body
         self.metrics.requests += 1
-        if type(body) is bytes and len(body) > opts.limits.max_body_bytes:
+        declared = req.headers.get("content-length", "")
+        size = len(body) if type(body) is bytes else int(declared) if declared.isdigit() else 0
+        if size > opts.limits.max_body_bytes:
             self.metrics.fail("body")
             return error_response(413, f"request body exceeds the function's max_body_bytes "
                                        f"({opts.limits.max_body_bytes})")
@@ -149,7 +155,7 @@ class FunctionStage:
 
     # --- instances -------------------------------------------------------------------------
     def _instance(self) -> GuestInstance:
-        if self.opts.isolation == "reuse":
+        if self.opts.isolation == "reuse" and not self._reuse_off:
             gi = self._reused
             if gi is not None and not gi.broken and not self._reuse_busy:
                 self._reuse_busy = True
@@ -184,7 +190,8 @@ class FunctionStage:
 
     def _refill(self) -> None:
         """Start one instance per idle loop iteration until ``prewarm`` wait."""
-        if self._closed or len(self._pool) >= self.prewarm or self.opts.isolation != "per-request":
+        if self._closed or len(self._pool) >= self.prewarm or (
+                self.opts.isolation != "per-request" and not self._reuse_off):
             self._refilling = False
             return
         try:
@@ -200,14 +207,22 @@ class FunctionStage:
 
     # --- inline ----------------------------------------------------------------------------
     def _serve_inline(self, inv: Invocation, req: Request) -> Response:
-        source = ByteSource(bytes(req.body))  # type: ignore[arg-type]
-        source.trailers = req.trailers
         try:
             gi = self._instance()
         except GuestError as exc:
             return self._failure("unavailable", f"cannot start an instance: {exc}")
         try:
-            self._call(gi, inv, req, source)
+            self._call(gi, inv, req, self._source(req))
+            if inv.head is None and gi is self._reused and gi.calls > 1:
+                # some guests answer one request per instance (componentize-js): serve
+                # this one on a fresh instance and stop reusing
+                log.warning("function %s: its instances serve one request each; reuse is off",
+                            self.name)
+                self._reuse_off = True
+                self._reused = None
+                inv.table = gi.table = ResourceTable()
+                gi = self._instance()
+                self._call(gi, inv, req, self._source(req))
         except GuestError as exc:
             return self._failure(exc.kind, str(exc))
         finally:
@@ -220,6 +235,12 @@ class FunctionStage:
         if head.body is not None and not head.body.closed:
             return self._failure("no_response", "the handler returned without finishing the response body")
         return Response(head.status, head.headers, head.body.data() if head.body is not None else b"")
+
+    @staticmethod
+    def _source(req: Request) -> ByteSource:
+        source = ByteSource(bytes(req.body))  # type: ignore[arg-type]
+        source.trailers = req.trailers
+        return source
 
     # --- threaded --------------------------------------------------------------------------
     def _threads(self) -> ThreadPoolExecutor:

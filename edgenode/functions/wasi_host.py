@@ -3,11 +3,13 @@
 Streams wrap the invocation's ``ByteSource``/``ByteSink``; pollables are ready-checks
 the invocation waits on.  The CLI world is what an edge function gets: environment
 variables from its config only, no arguments, stdout/stderr lines into the node's log,
-no stdin, no terminal, no preopened directories.
+no stdin, no terminal, no preopened directories.  stdout lines log at INFO, stderr
+lines (a guest's tracebacks) at WARNING.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any, Callable
@@ -184,7 +186,8 @@ def _write(inv: Invocation, rep: int, data: bytes) -> Any:
 def _log_output(inv: Invocation, stream: str, data: bytes) -> None:
     for line in data.decode(errors="replace").splitlines():
         if line:
-            inv.log.info("%s: %s", stream, line, extra={"function": inv.name})
+            inv.log.log(logging.WARNING if stream == "stderr" else logging.INFO, "function %s %s: %s",
+                        inv.name, stream, line, extra={"function": inv.name})
 
 
 @streams.fn("[method]output-stream.check-write", stream_result("u64"))

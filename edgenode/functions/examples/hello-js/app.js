@@ -42,8 +42,8 @@ async function handle(request) {
     }
     case "fetch": {
       const upstream = await fetch(`http://default${url.searchParams.get("path") || "/"}`);
-      const text = await upstream.text();
-      return json({ status: upstream.status, bytes: text.length });
+      const data = await upstream.arrayBuffer();
+      return json({ status: upstream.status, bytes: data.byteLength });
     }
     case "spin":
       for (;;) {}
