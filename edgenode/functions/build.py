@@ -10,8 +10,10 @@ comes from jco's bundled WASI 0.2 WIT, written into the project's build director
 interfaces a handler uses are the same).
 
 A build is skipped when the sources and toolchain versions are those of the last build
-(a hash kept beside the output), and every build precompiles the component into the
-node's cache, so a node (or a test) starting afterwards only deserializes it.
+(a hash kept beside the output); builds are also kept by that hash in the user's cache
+(``~/.cache/edgenode/function-builds``), so the same sources build once per machine.
+Every build precompiles the component into the node's cache, so a node (or a test)
+starting afterwards only deserializes it.
 """
 
 from __future__ import annotations
@@ -96,10 +98,15 @@ def build_function(project: FunctionProject, *, force: bool = False, precompile:
             raise BuildError(f"{project.source}: no such source file")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
-        if project.lang == "python":
-            _build_python(project, tmp)
+        kept = _build_cache() / f"{fingerprint}.wasm"
+        if kept.is_file() and not force:
+            shutil.copyfile(kept, tmp)
         else:
-            _build_js(project, tmp)
+            if project.lang == "python":
+                _build_python(project, tmp)
+            else:
+                _build_js(project, tmp)
+            _keep(tmp, kept)
         os.replace(tmp, out)
         stamp.write_text(fingerprint + "\n")
     if precompile:
@@ -110,6 +117,21 @@ def build_function(project: FunctionProject, *, force: bool = False, precompile:
         except FunctionLoadError as exc:
             raise BuildError(str(exc)) from None
     return BuildResult(out, out.stat().st_size, time.perf_counter() - t0, skipped)
+
+
+def _build_cache() -> Path:
+    from edgenode.wasm.engine import default_cache_dir
+
+    return default_cache_dir() / "function-builds"
+
+
+def _keep(built: Path, kept: Path) -> None:
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, kept.with_suffix(".tmp"))
+        os.replace(kept.with_suffix(".tmp"), kept)
+    except OSError:
+        pass  # a read-only cache only costs the next build its time
 
 
 def _run(cmd: list[str], cwd: Path, what: str, env: dict[str, str] | None = None) -> None:

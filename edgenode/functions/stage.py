@@ -74,6 +74,7 @@ class FunctionStage:
         self._closed = False
         self._options = stage_cfg.options
         self.opts, self.caps, self.loaded = self._build(stage_cfg.options)
+        self._loaded_stamp = self._stamp()
         self.runtime.ensure_ticker()
 
     # --- construction / reload -------------------------------------------------------------
@@ -100,8 +101,10 @@ class FunctionStage:
         On any error the running function is left untouched and the error is raised.
         """
         options = stage_cfg.options if stage_cfg is not None else self._options
+        stamp = self._stamp()
         self.opts, self.caps, self.loaded = self._build(options)
         self._options = options
+        self._loaded_stamp = stamp
         self._pool.clear()
         self._reused = None
         self._reuse_off = False
@@ -358,21 +361,20 @@ class FunctionStage:
         return error_response(status, f"function {self.name!r} failed: {message}")
 
     # --- hot reload --------------------------------------------------------------------------
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.opts.component)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
     async def _watch(self, interval: float = 0.5) -> None:
-        path = self.opts.component
-
-        def mtime() -> float | None:
-            try:
-                return os.stat(path).st_mtime
-            except OSError:
-                return None
-
-        seen = mtime()
+        """Reload when the component file changes (a build replaces it atomically)."""
         while not self._closed:
             await asyncio.sleep(interval)
-            now = mtime()
-            if now != seen and now is not None:
-                seen = now
+            now = self._stamp()
+            if now != self._loaded_stamp and now is not None:
+                self._loaded_stamp = now
                 try:
                     await self.reload()
                 except ConfigError as exc:
