@@ -1,4 +1,4 @@
-"""``edgenode function new|build|test|run``, registered into the node's CLI.
+"""``edgenode function new|build|test|run|bench``, registered into the node's CLI.
 
 Exit status: 0 success; 1 a build or a case failed; 2 bad input (config, case file, a
 component that will not load: the message names the key, file or import).
@@ -123,6 +123,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgenode.functions.cost import MODES, cold_start, request_cost
+
+    project = _project(Path(args.component) if args.component else Path.cwd())
+    component = Path(args.component) if args.component else project.component if project else None
+    if component is None or not component.is_file():
+        return _err(f"{component or 'component'}: no such file (build it with `edgenode function build`)")
+    options = project.options if project is not None and not args.component else {}
+    cold = cold_start(component, compile_too=args.compile)
+    compile_txt = f"compile {cold.compile_ms:.0f} ms, " if cold.compile_ms is not None else ""
+    print(f"{component} ({cold.size_bytes} bytes): cold start {compile_txt}load {cold.load_ms:.1f} ms "
+          f"(cached compile + link), first instance {cold.first_instance_ms:.2f} ms")
+    body = args.body.encode() if args.body else b""
+    print(f"{args.method} {args.path}, {args.iterations} requests per mode (µs):")
+    print(f"  {'mode':<18}{'host p50':>10}{'host p90':>10}{'guest p50':>11}{'total p50':>11}  status")
+    for mode in MODES:
+        cost = asyncio.run(request_cost(component, mode=mode, method=args.method, path=args.path, body=body,
+                                        iterations=args.iterations, options=options))
+        r = cost.summary()
+        print(f"  {mode:<18}{r['host_p50_us']:>10.1f}{r['host_p90_us']:>10.1f}{r['guest_p50_us']:>11.1f}"
+              f"{r['total_p50_us']:>11.1f}  {','.join(map(str, r['statuses']))}")
+    return 0
+
+
 def _setup(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="function_command", metavar="SUBCOMMAND")
     sub.required = True
@@ -147,6 +171,15 @@ def _setup(p: argparse.ArgumentParser) -> None:
     run.add_argument("--origin", metavar="URL", help="origin URL (default: the simulated origin)")
     run.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
     run.set_defaults(_fn_run=_cmd_run)
+
+    bench = sub.add_parser("bench", help="cold start and per-request cost (host overhead vs guest time)")
+    bench.add_argument("component", nargs="?", metavar="FILE.wasm", help="default: the project's component")
+    bench.add_argument("--method", default="GET")
+    bench.add_argument("--path", default="/")
+    bench.add_argument("--body", help="request body (text)")
+    bench.add_argument("--iterations", type=int, default=200)
+    bench.add_argument("--compile", action="store_true", help="also time a compile from scratch")
+    bench.set_defaults(_fn_run=_cmd_bench)
 
 
 def _run(args: argparse.Namespace) -> int:

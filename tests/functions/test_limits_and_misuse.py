@@ -86,3 +86,15 @@ async def test_request_body_over_the_limit_is_413(serve: Callable[..., Any], htt
     _, base = await serve([stage(py_component, max_body_bytes="1KiB")], cache=False)
     async with http.post(base + PY + "echo", data=b"x" * 2048) as r:
         assert r.status == 413
+
+
+async def test_streamed_request_body_over_the_limit_is_413(serve: Callable[..., Any], http: aiohttp.ClientSession,
+                                                           py_component: Path) -> None:
+    _, base = await serve([stage(py_component, max_body_bytes="1KiB")], cache=False)
+
+    async def chunks() -> Any:
+        for _ in range(8):
+            yield b"x" * 512  # chunked: no Content-Length to refuse up front
+
+    async with http.post(base + PY + "echo", data=chunks()) as r:
+        assert r.status == 413
