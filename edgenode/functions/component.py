@@ -66,20 +66,20 @@ def _on_host_error(exc: BaseException) -> str:
 
 
 def _bind(fn: HostFn) -> HostFn:
-    perf = time.perf_counter
-
-    def impl(_ctx: int, *args: Any) -> Any:
+    def impl(*args: Any) -> Any:
         inv = current.inv
         if inv is None:
             raise GuestTrap("host function called outside a request")
-        t0 = perf()
-        try:
-            return fn(inv, *args)
-        finally:
-            inv.host_s += perf() - t0
-            inv.host_calls += 1
+        return fn(inv, *args)
 
     return impl
+
+
+def _account(seconds: float) -> None:
+    inv = current.inv
+    if inv is not None:
+        inv.host_s += seconds
+        inv.host_calls += 1
 
 
 def _drop(rep: int) -> None:
@@ -89,14 +89,14 @@ def _drop(rep: int) -> None:
 
 
 class _Callbacks:
-    """The C callbacks for every host function, made once per process and kept alive."""
+    """The C callbacks for every host function, made once per process (never freed)."""
 
     def __init__(self) -> None:
-        self.funcs: dict[tuple[str, str], Any] = {}
+        self.funcs: dict[tuple[str, str], tuple[int, int]] = {}
         for iface in INTERFACES:
             for fname, (fn, result) in iface.funcs.items():
-                self.funcs[(iface.name, fname)] = host_callback(_bind(fn), result, _on_host_error)
-        self.dtor = dtor_callback(_drop, _on_host_error)
+                self.funcs[(iface.name, fname)] = host_callback(_bind(fn), result, _on_host_error, _account)
+        self.dtor = dtor_callback(_drop, _on_host_error, _account)
 
 
 _add_func = B.dll["wasmtime_component_linker_instance_add_func"]
@@ -271,15 +271,14 @@ class FunctionRuntime:
                     for rname, cls in iface.resources.items():
                         rb = rname.encode()
                         ty = ResourceType.host(cls.TYPE)
+                        dtor, data = self.callbacks.dtor
                         _check(_add_resource(ctypes.cast(inst.ptr(), ctypes.c_void_p), rb, len(rb),
-                                             ctypes.cast(ty.ptr(), ctypes.c_void_p),
-                                             ctypes.cast(self.callbacks.dtor, ctypes.c_void_p), None, None),
+                                             ctypes.cast(ty.ptr(), ctypes.c_void_p), dtor, data, None),
                                f"{where}: defining {name}#{rname}")
                     for fname in iface.funcs:
                         fb = fname.encode()
-                        cb = self.callbacks.funcs[(iface.name, fname)]
-                        _check(_add_func(ctypes.cast(inst.ptr(), ctypes.c_void_p), fb, len(fb),
-                                         ctypes.cast(cb, ctypes.c_void_p), None, None),
+                        cb, data = self.callbacks.funcs[(iface.name, fname)]
+                        _check(_add_func(ctypes.cast(inst.ptr(), ctypes.c_void_p), fb, len(fb), cb, data, None),
                                f"{where}: defining {name}#{fname}")
                 finally:
                     inst.close()

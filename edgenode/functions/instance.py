@@ -15,7 +15,7 @@ import time
 from wasmtime import Store, WasmtimeError
 from wasmtime import _bindings as B
 
-from edgenode.functions.capi import call_func, new_val_array, own_arg, VAL_SIZE
+from edgenode.functions.capi import call_handler
 from edgenode.functions.component import FunctionRuntime, LoadedFunction, current
 from edgenode.functions.http_host import IncomingRequest, ResponseOutparam
 from edgenode.functions.invocation import Invocation
@@ -79,17 +79,14 @@ class GuestInstance:
         table = self.table
         req_rep = table.add(request)
         out_rep = table.add(ResponseOutparam())
-        args = new_val_array(2)
-        base = ctypes.addressof(args)
         prev = current.inv
         current.inv = inv
         try:
-            own_arg(self.ctx, req_rep, IncomingRequest.TYPE, base)
-            own_arg(self.ctx, out_rep, ResponseOutparam.TYPE, base + VAL_SIZE)
             self.store.set_epoch_deadline(ticks)
             self.calls += 1
             t0 = time.perf_counter()
-            err = call_func(self.func_addr, self.ctx, args, 2)
+            err = call_handler(self.func_addr, self.ctx, (req_rep, IncomingRequest.TYPE),
+                               (out_rep, ResponseOutparam.TYPE))
             inv.guest_s += time.perf_counter() - t0 - inv.host_s
         finally:
             current.inv = prev
