@@ -63,7 +63,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from edgenode.filterdev.cases import load_cases
+    from edgenode.filterdev.cases import load_cases, print_result
     from edgenode.functions.devtools import run_cases
 
     project = _project(Path.cwd())
@@ -80,14 +80,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
         cf = load_cases(path)
         print(f"{path} ({component})")
         for result in run_cases(project, component, cf):
-            if result.passed:
+            if print_result(result):
                 passed += 1
-                print(f"  PASS  {result.name}")
             else:
                 failed += 1
-                print(f"  FAIL  {result.name}")
-                for f in result.failures:
-                    print(f"        - {f}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

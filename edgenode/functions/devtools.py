@@ -21,7 +21,8 @@ from typing import Any, TextIO
 from edgenode.config import ConfigError, StageConfig, parse_config
 from edgenode.filterdev.cases import CaseFile, CaseResult, check
 from edgenode.filterdev.harness import FilterResponse, LogEntry, OriginRequest
-from edgenode.functions.project import LANGS, MANIFEST, NAME_RE, FunctionProject
+from edgenode.filterdev.project import NAME_RE
+from edgenode.functions.project import LANGS, MANIFEST, FunctionProject
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
 

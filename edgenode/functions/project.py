@@ -14,18 +14,17 @@ a command needs::
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgenode.config import ConfigError, read_toml
+from edgenode.filterdev.project import NAME_RE
 
 __all__ = ["FunctionProject", "load_function_project", "find_function_project", "MANIFEST", "LANGS"]
 
 MANIFEST = "function.toml"
 LANGS = ("js", "python")
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _KEYS = {"name", "lang", "source", "component", "cases", "options"}
 
 
