@@ -202,11 +202,10 @@ class Invocation:
             return
         end = self.deadline if until is None else min(until, self.deadline)
         if not self.threaded:
-            # inline: only time passes; nothing else can make a pollable ready
-            if until is None or until > self.deadline:
-                if until is None:
-                    raise GuestTrap("the guest blocked on something that can never become ready "
-                                    "(inline execution)")
+            # inline: only time passes, so only a timer can become ready
+            if until is None:
+                raise GuestTrap("the guest blocked on something that can never become ready "
+                                "(inline execution)")
             left = end - time.monotonic()
             if left > 0:
                 time.sleep(left)
