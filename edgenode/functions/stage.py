@@ -218,7 +218,10 @@ class FunctionStage:
         asyncio.get_running_loop().call_soon(self._refill)
 
     def _call(self, gi: GuestInstance, inv: Invocation, req: Request, source: ByteSource) -> None:
-        gi.run(inv, IncomingRequest(req, source), self.runtime.deadline_ticks(self.opts.limits.cpu_ms))
+        # epoch ticks are wall-clock: a guest computing past the timeout is interrupted too
+        limits = self.opts.limits
+        gi.run(inv, IncomingRequest(req, source),
+               self.runtime.deadline_ticks(min(limits.cpu_ms, limits.timeout * 1000)))
 
     # --- inline ----------------------------------------------------------------------------
     def _serve_inline(self, inv: Invocation, req: Request) -> Response:

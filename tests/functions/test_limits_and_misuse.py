@@ -98,3 +98,14 @@ async def test_streamed_request_body_over_the_limit_is_413(serve: Callable[..., 
 
     async with http.post(base + PY + "echo", data=chunks()) as r:
         assert r.status == 413
+
+
+async def test_wall_clock_timeout_answers_503_and_stops_the_guest(
+        serve: Callable[..., Any], http: aiohttp.ClientSession, py_component: Path) -> None:
+    node, base = await serve([stage(py_component, execution="threaded", cpu_deadline_ms=60000,
+                                    timeout="300ms")], cache=False)
+    async with http.get(base + PY + "raw/loop") as r:
+        assert r.status == 503
+        assert "wall-clock timeout" in await r.text()
+    assert node.functions["hello-py"].metrics.failures == {"timeout": 1}
+    await _still_serves(http, base)
