@@ -186,10 +186,12 @@ class LocalFunctionRun:
 
     def _request_end(self, exchange: Exchange, response: Response) -> None:
         req = exchange.request
-        in_fn = sum(s for (n, _), s in exchange.timings.items() if n == self.name)
+        in_fn = exchange.timings.get((self.name, "function"))
+        guest = exchange.timings.get((self.name, "guest"), 0.0)
+        where = (f"function={in_fn * 1000:.3f} ms (guest {guest * 1000:.3f} ms)" if in_fn is not None
+                 else "function not called")
         self.say(f"#{exchange.id} {req.method} {req.target} -> {exchange.status or response.status} "
-                 f"cache={exchange.x_cache or '-'} total={exchange.elapsed * 1000:.2f} ms "
-                 f"function={in_fn * 1000:.3f} ms")
+                 f"cache={exchange.x_cache or '-'} total={exchange.elapsed * 1000:.2f} ms {where}")
 
     async def stop(self) -> None:
         if self.node is not None:
