@@ -1,6 +1,7 @@
 """What a function costs: cold start, and per request the stage's time split into guest
 code and host overhead, for fresh instances (started inside the request), prewarmed
 fresh instances (started in idle loop iterations, as a serving node does) and reuse.
+The garbage collector is tuned as a serving node tunes it (``node.tune_gc``).
 
 Host overhead = time in the stage minus time in guest code (the ``handle`` call minus
 the host functions it called), i.e. instantiation, the host functions, request and
@@ -94,6 +95,9 @@ async def request_cost(component: Path, *, mode: str, method: str = "GET", path:
     """Per-request figures of one mode, in-process (no sockets), inline execution."""
     from edgenode.functions.capabilities import MemoryKeyValue
 
+    from edgenode.node import tune_gc
+
+    tune_gc()
     extra, prewarm = MODES[mode]
     # no outbound HTTP here (it needs a node and threaded execution); key-value in memory
     opts = {k: v for k, v in (options or {}).items() if k != "allowed_outbound_hosts"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any, Callable
 
@@ -294,16 +295,42 @@ def _wall_res(inv: Invocation) -> dict[str, int]:
     return {"seconds": 0, "nanoseconds": 1000}
 
 
+class _Entropy:
+    """OS randomness read 64 KiB at a time: guests ask for a few bytes many times per
+    request (CPython seeds its hash and random modules per instance), one syscall each
+    would cost more than the rest of the call."""
+
+    CHUNK = 65536
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bytes:
+        if n > self.CHUNK:
+            return os.urandom(n)
+        with self._lock:
+            if self._pos + n > len(self._buf):
+                self._buf, self._pos = os.urandom(self.CHUNK), 0
+            out = self._buf[self._pos:self._pos + n]
+            self._pos += n
+            return out
+
+
+_entropy = _Entropy()
+
+
 @random.fn("get-random-bytes", "bytes")
 def _random_bytes(inv: Invocation, n: int) -> bytes:
     if n > 1 << 20:
         raise GuestTrap("get-random-bytes: at most 1 MiB per call")
-    return os.urandom(n)
+    return _entropy.take(n)
 
 
 @random.fn("get-random-u64", "u64")
 def _random_u64(inv: Invocation) -> int:
-    return int.from_bytes(os.urandom(8), "little")
+    return int.from_bytes(_entropy.take(8), "little")
 
 
 insecure.fn("get-insecure-random-bytes", "bytes")(_random_bytes)
@@ -312,7 +339,7 @@ insecure.fn("get-insecure-random-u64", "u64")(_random_u64)
 
 @insecure_seed.fn("insecure-seed", ("tuple", "u64", "u64"))
 def _seed(inv: Invocation) -> tuple[int, int]:
-    b = os.urandom(16)
+    b = _entropy.take(16)
     return int.from_bytes(b[:8], "little"), int.from_bytes(b[8:], "little")
 
 
