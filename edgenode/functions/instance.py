@@ -77,6 +77,7 @@ class GuestInstance:
         """Call ``handle(request, outparam)``; raises ``GuestError`` on a trap or limit."""
         inv.table = self.table
         table = self.table
+        first = table.next_rep
         req_rep = table.add(request)
         out_rep = table.add(ResponseOutparam())
         prev = current.inv
@@ -90,6 +91,7 @@ class GuestInstance:
             inv.guest_s += time.perf_counter() - t0 - inv.host_s
         finally:
             current.inv = prev
+            table.forget_from(first)
         if err:
             self.broken = True  # an instance that trapped may not be entered again
             exc = WasmtimeError._from_ptr(ctypes.cast(err, ctypes.POINTER(B.wasmtime_error_t)))

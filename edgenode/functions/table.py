@@ -82,6 +82,19 @@ class ResourceTable:
             parent.children -= 1
             obj.parent = None
 
+    def forget_from(self, rep: int) -> int:
+        """Drop the host side of every resource added since ``rep`` (the ones a request
+        created and the guest never dropped): a reused instance must not accumulate
+        requests; a later use of such a handle traps.  Returns how many were left."""
+        stale = [r for r in self.items if r >= rep]
+        for r in stale:
+            del self.items[r]
+        return len(stale)
+
+    @property
+    def next_rep(self) -> int:
+        return self._next
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -139,6 +139,8 @@ async def test_reuse_mode_keeps_one_instance(serve: Callable[..., Any], http: ai
             async with http.get(base + prefix + "hello") as r:
                 assert r.status == 200
     assert node.functions["hello-py"].metrics.instances == 1
+    # what a request created and the guest never dropped is forgotten after the request
+    assert node.functions["hello-py"]._reused.table.live() == {}
     # componentize-js instances answer one request each: detected, served fresh, reuse off
     assert node.functions["hello-js"].metrics.failures == {}
     assert any("hello-js: its instances serve one request each" in m for m in caplog.messages)
