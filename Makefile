@@ -46,6 +46,7 @@ $(FN_TOOLCHAIN)/node_modules/.package-lock.json: $(FN_TOOLCHAIN)/package.json $(
 functions: install $(FN_TOOLCHAIN)/node_modules/.package-lock.json
 	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-js
 	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-py
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-c
 
 # The http-tests/cache-tests suite (../shared/cache-tests, read-only) copied to build/ with its
 # npm dependencies, for tests/conformance/test_cache_tests_suite.py (see docs/conformance.md).

@@ -5,7 +5,8 @@ Run: python benchmarks/bench_functions.py [--quick] [--compile]
 (after `make functions`).  Prints one table per guest language and writes
 benchmarks/results/bench_functions.json.
 
-Per language, two handlers of the example functions: ``hello`` (GET, plain text) and
+Per language (C written against the canonical ABI: the small-component case; JavaScript;
+Python), two handlers of the example functions: ``hello`` (GET, plain text) and
 ``echo`` (POST of a 1 KB JSON body, answered with JSON).  Per handler, three modes:
 a fresh instance started inside the request, fresh instances prewarmed in idle loop
 iterations (what a serving node does), and reuse of one instance.  Host overhead =
@@ -41,7 +42,8 @@ from edgenode.pipeline.exchange import Exchange  # noqa: E402
 from edgenode.pipeline.stage import build_chain  # noqa: E402
 
 BUILD = ROOT / "edgenode" / "functions" / "examples" / "build"
-LANGS = {"js": (BUILD / "hello-js.wasm", "/fn/js/"), "python": (BUILD / "hello-py.wasm", "/fn/py/")}
+LANGS = {"c": (BUILD / "hello-c.wasm", "/fn/c/"), "js": (BUILD / "hello-js.wasm", "/fn/js/"),
+         "python": (BUILD / "hello-py.wasm", "/fn/py/")}
 ECHO_BODY = json.dumps({f"k{i}": "v" * 20 for i in range(35)}).encode()  # 1071 bytes
 OPTIONS = {"variables": {"greeting": "hello"}}
 

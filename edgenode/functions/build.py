@@ -1,6 +1,9 @@
 """``edgenode function build``: source -> ``wasi:http`` component -> compiled-component cache.
 
-Python projects build with componentize-py and Spin's Python SDK (``spin-sdk`` 3.x, world
+C projects (``lang = "c"``) are written against the canonical ABI directly: zig cc (the
+``ziglang`` wheel) compiles the core module, and ``toolchain/componentize-c.mjs`` adds the
+component type for a world importing ``wasi:http/types@0.2.0`` and exporting the
+handler (WIT from Spin's SDK).  Python projects build with componentize-py and Spin's Python SDK (``spin-sdk`` 3.x, world
 ``spin-http``: ``wasi:http`` plus Spin's key-value and variables), both installed by the
 ``functions`` extra.  JavaScript projects build with componentize-js (StarlingMonkey)
 from the npm toolchain in ``edgenode/functions/toolchain`` (``make functions`` installs
@@ -64,7 +67,7 @@ def _sources(project: FunctionProject) -> list[Path]:
     out = []
     for p in sorted(project.root.rglob("*")):
         rel = p.relative_to(project.root)
-        if p.is_file() and not (set(rel.parts) & skip) and p.suffix in (".py", ".js", ".mjs", ".toml", ".wit"):
+        if p.is_file() and not (set(rel.parts) & skip) and p.suffix in (".py", ".js", ".mjs", ".c", ".h", ".toml", ".wit"):
             out.append(p)
     return out
 
@@ -79,7 +82,7 @@ def _fingerprint(project: FunctionProject) -> str:
         except importlib.metadata.PackageNotFoundError:
             pass
     lock = toolchain_dir() / "package-lock.json"
-    if project.lang == "js" and lock.is_file():
+    if project.lang in ("js", "c") and lock.is_file():
         h.update(lock.read_bytes())
     return h.hexdigest()
 
@@ -104,6 +107,8 @@ def build_function(project: FunctionProject, *, force: bool = False, precompile:
         else:
             if project.lang == "python":
                 _build_python(project, tmp)
+            elif project.lang == "c":
+                _build_c(project, tmp)
             else:
                 _build_js(project, tmp)
             _keep(tmp, kept)
@@ -158,6 +163,40 @@ def _build_python(project: FunctionProject, out: Path) -> None:
     module = project.source.stem
     _run([str(tool), "-w", "spin-http", "componentize", "-p", str(project.source.parent), module,
           "-o", str(out)], project.root, "componentize-py", env)
+
+
+_C_WORLD = """package edgenode:function;
+
+world handler {
+  import wasi:http/types@0.2.0;
+  export wasi:http/incoming-handler@0.2.0;
+}
+"""
+_C_DEPS = ("cli", "clocks", "filesystem", "http", "io", "random", "sockets")
+
+
+def _build_c(project: FunctionProject, out: Path) -> None:
+    try:
+        import spin_sdk
+    except ImportError:
+        raise BuildError("C functions take their WIT from spin-sdk: pip install 'edgenode[functions]'") from None
+    script = toolchain_dir() / "componentize-c.mjs"
+    node = shutil.which("node")
+    if node is None or not (toolchain_dir() / "node_modules").is_dir():
+        raise BuildError(f"C functions need node and the npm toolchain: run `make functions` "
+                         f"(npm ci in {toolchain_dir()})")
+    build = project.component.parent
+    core = build / f"{project.name}.core.wasm"
+    _run([sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding", "-O2", "-nostdlib",
+          "-Wl,--no-entry", "-o", str(core), str(project.source)], project.root, "zig cc")
+    wit = build / "wit-c"
+    if wit.exists():
+        shutil.rmtree(wit)
+    deps = Path(spin_sdk.__file__).parent / "wit" / "deps"
+    for name in _C_DEPS:
+        shutil.copytree(deps / name, wit / "deps" / name)
+    (wit / "world.wit").write_text(_C_WORLD)
+    _run([node, str(script), str(wit), "handler", str(core), str(out)], project.root, "componentize-c")
 
 
 def _js_wit(project: FunctionProject) -> Path:

@@ -148,7 +148,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
     sub.required = True
     new = sub.add_parser("new", help="scaffold a function project")
     new.add_argument("name", metavar="NAME")
-    new.add_argument("--lang", required=True, choices=("js", "python"))
+    new.add_argument("--lang", required=True, choices=("js", "python"))  # devtools.TEMPLATES
     new.add_argument("--dir", help="where to create it (default: ./NAME)")
     new.set_defaults(_fn_run=_cmd_new)
 

@@ -22,11 +22,14 @@ from edgenode.config import ConfigError, StageConfig, parse_config
 from edgenode.filterdev.cases import CaseFile, CaseResult, check
 from edgenode.filterdev.harness import FilterResponse, LogEntry, OriginRequest
 from edgenode.filterdev.project import NAME_RE
-from edgenode.functions.project import LANGS, MANIFEST, FunctionProject
+from edgenode.functions.project import MANIFEST, FunctionProject
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
 
-__all__ = ["new_function", "run_cases", "LocalFunctionRun"]
+__all__ = ["new_function", "run_cases", "LocalFunctionRun", "TEMPLATES"]
+
+#: languages with a project template (C functions are written against the ABI by hand)
+TEMPLATES = ("js", "python")
 
 
 # --- new ------------------------------------------------------------------------------------
@@ -34,8 +37,8 @@ def new_function(name: str, lang: str, dest: Path) -> list[Path]:
     """Create a project from the template of ``lang``; refuses to overwrite files."""
     if not NAME_RE.match(name):
         raise ConfigError(f"NAME: expected lower-case letters, digits, '-' or '_', got {name!r}")
-    if lang not in LANGS:
-        raise ConfigError(f"--lang: must be one of {', '.join(LANGS)}")
+    if lang not in TEMPLATES:
+        raise ConfigError(f"--lang: must be one of {', '.join(TEMPLATES)}")
     if (dest / MANIFEST).exists():
         raise ConfigError(f"{dest / MANIFEST}: already exists")
     root = resources.files("edgenode.functions") / "templates"

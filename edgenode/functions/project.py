@@ -4,7 +4,7 @@ Every ``edgenode function`` command reads the same file, so a project directory 
 a command needs::
 
     name = "hello"
-    lang = "js"                       # or "python"
+    lang = "js"                       # or "python", "c"
     source = "app.js"                 # js: the entry module; python: app.py (module "app")
     component = "build/hello.wasm"    # where `build` writes the component
     cases = ["tests/cases.yaml"]      # `edgenode function test` with no arguments
@@ -24,7 +24,7 @@ from edgenode.filterdev.project import NAME_RE
 __all__ = ["FunctionProject", "load_function_project", "find_function_project", "MANIFEST", "LANGS"]
 
 MANIFEST = "function.toml"
-LANGS = ("js", "python")
+LANGS = ("js", "python", "c")
 _KEYS = {"name", "lang", "source", "component", "cases", "options"}
 
 
@@ -52,7 +52,7 @@ def load_function_project(path: Path) -> FunctionProject:
     if lang not in LANGS:
         raise ConfigError(f"{where}: lang: must be one of {', '.join(LANGS)}, got {lang!r}")
     root = path.parent.resolve()
-    source = data.get("source", "app.js" if lang == "js" else "app.py")
+    source = data.get("source", {"js": "app.js", "python": "app.py", "c": "handler.c"}[lang])
     component = data.get("component", f"build/{name}.wasm")
     for key, value in (("source", source), ("component", component)):
         if not isinstance(value, str) or not value:

@@ -33,6 +33,11 @@ def py_component() -> Path:
     return _built("hello-py")
 
 
+@pytest.fixture(scope="session")
+def c_component() -> Path:
+    return _built("hello-c")
+
+
 def config_with(origin_url: str, stages: list[dict[str, Any]], cache: bool = True) -> Config:
     chain = ([{"type": "cache"}] if cache else []) + stages
     return parse_config({"server": {"listen": "127.0.0.1:0"}, "admin": {"listen": "off"},

@@ -154,3 +154,22 @@ async def test_server_timing_and_metrics(serve: Callable[..., Any], http: aiohtt
     exposition = node.metrics.exposition().decode()
     assert 'edgenode_function_requests_total{function="hello-js"}' in exposition
     assert 'edgenode_function_host_seconds_count{function="hello-js"}' in exposition
+
+
+async def test_c_component_against_the_canonical_abi(serve: Callable[..., Any], http: aiohttp.ClientSession,
+                                                    c_component: Path) -> None:
+    """A guest with no bindings generator and no libc (zig cc + componentize-c.mjs)."""
+    node, base = await serve([{"type": "function", "name": "hello-c", "component": str(c_component),
+                               "match": {"path_prefix": "/fn/c/"}, "isolation": "reuse"}], cache=False)
+    async with http.get(base + "/fn/c/hello") as r:
+        assert (r.status, await r.text(), r.headers["Content-Type"]) == (200, "hello from c\n", "text/plain")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 1000
+
+    for data in (b"y" * 1024, chunks()):
+        async with http.post(base + "/fn/c/echo", data=data) as r:
+            assert r.status == 200
+            assert await r.json() == {"bytes": 1024 if isinstance(data, bytes) else 40000}
+    assert node.functions["hello-c"].metrics.instances <= 2  # reused (a streamed body runs threaded)
