@@ -1,7 +1,7 @@
 /* The C example function: wasi:http/incoming-handler written against the canonical ABI
  * directly (no bindings generator, no libc), to show what the host costs with a guest
  * that costs next to nothing.
- *   GET  .../hello   "hello from c"
+ *   GET  .../hello   "hello from c", cacheable for 60 s
  *   POST .../echo    reads the body, answers {"bytes":N}
  * `edgenode function build` compiles it with zig cc and adds the component type. */
 #include <stddef.h>
@@ -111,6 +111,7 @@ void handle(int32_t request, int32_t outparam) {
     drop_request(request);
     int32_t headers = fields_new();
     fields_append(headers, "content-type", 12, type, echo ? 16 : 10, ret);
+    if (!echo) fields_append(headers, "cache-control", 13, "public, max-age=60", 18, ret);
     int32_t response = response_new(headers);
     response_body(response, ret);
     int32_t body = handle_of();
