@@ -127,6 +127,8 @@ class ConfigApplier:
             raise Refused(f"chain differs from this node's ({', '.join(theirs)} vs {', '.join(mine)}); "
                           "adding, removing or reordering stages needs a restart")
         live, refuse = cache_changes(doc.cache, self.node.cache_config)
+        refuse += [f"{sc.type} stage {sc.name!r}: its settings change with a restart" for sc in doc.chain
+                   if sc.type not in ("wasm", "cache") and sc.options != self._running[sc.name].options]
         if refuse:
             raise Refused("; ".join(refuse))
         wanted = {sc.name: await self._resolve(i, sc) for i, sc in enumerate(doc.chain) if sc.type == "wasm"}
