@@ -119,6 +119,8 @@ def _worker_args(p: argparse.ArgumentParser) -> None:
     _node_args(p)
     p.add_argument("--worker-id", type=int, required=True)
     p.add_argument("--control", required=True, help="unix socket path of the control channel")
+    p.add_argument("--listen-fd", type=int, help="inherited listening socket to serve")
+    p.add_argument("--of", type=int, default=1, help="how many workers the node runs")
 
 
 @command("worker", "internal: one worker process of `serve --workers N`", _worker_args, hidden=True)
@@ -127,7 +129,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     cfg = _node_config(args)
     _setup_logging(cfg.log.level)
-    run_worker(cfg, args.worker_id, args.control)
+    run_worker(cfg, args.worker_id, args.control, args.listen_fd, args.of)
     return 0
 
 

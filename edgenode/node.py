@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,8 @@ from aiohttp import web
 
 from edgenode.admin.app import build_admin_app
 from edgenode.cache.stage import CacheStage
-from edgenode.config import Config, ConfigError, StageConfig, load_config
+from edgenode.cache.store import Store, open_store, purge_store
+from edgenode.config import Config, ConfigError, StageConfig, cache_path, load_config
 from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
 from edgenode.observe.accesslog import AccessLog
@@ -64,7 +66,8 @@ class Signals:
 class Node:
     """The data plane (front end + chain + upstream) and, optionally, the admin API."""
 
-    def __init__(self, config: Config, *, worker: int | None = None, admin: bool = True) -> None:
+    def __init__(self, config: Config, *, worker: int | None = None, admin: bool = True,
+                 workers: int = 1) -> None:
         self.config = config
         self.worker = worker
         self.signals = Signals()
@@ -73,7 +76,21 @@ class Node:
         self.upstream = Upstream(config)
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
-        self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
+        # a worker joins the store (and filter state) its master opened; a node alone owns them
+        self.store: Store | None = None
+        if any(sc.type == "cache" for sc in config.chain):
+            self.store = open_store(config.cache, cache_path(config), owner=worker is None,
+                                    workers=workers)
+        self._state: Any = None
+        if any(sc.type == "wasm" for sc in config.chain):
+            from edgenode.wasm.shared import NodeState  # wasmtime only when needed
+
+            self._state = NodeState.open(config, owner=worker is None, workers=workers)
+        try:
+            self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
+        except BaseException:
+            self._release_state()
+            raise
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
         self._services: list[Any] = []
@@ -112,7 +129,7 @@ class Node:
             # Cache-Status, inner ones as "edgenode-<name>"
             nested = sum(1 for s in self.config.chain if s.type == "cache") > 1
             if self.cache is None:
-                self.cache = CacheStage(self.config.cache, name=sc.name, nested=nested)
+                self.cache = CacheStage(self.config.cache, self.store, name=sc.name, nested=nested)
                 return self.cache
             return CacheStage(self.config.cache, self.cache.store, name=sc.name,
                               cache_name=f"edgenode-{sc.name}", nested=nested)
@@ -167,8 +184,10 @@ class Node:
         return self.frontend.port
 
     async def start(self, host: str | None = None, port: int | None = None, *,
-                    reuse_port: bool = False) -> None:
-        await self.frontend.start(host, port, reuse_port=reuse_port)
+                    reuse_port: bool = False, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (default: ``server.listen``) or on the bound ``sock``
+        (a worker's share of its master's listening socket)."""
+        await self.frontend.start(host, port, reuse_port=reuse_port, sock=sock)
         if self._admin_enabled:
             assert self.config.admin.listen is not None
             ahost, aport = self.config.admin.listen
@@ -202,6 +221,7 @@ class Node:
             except Exception:
                 log.exception("closing stage %s failed", stage.name)
         await self.upstream.close()
+        self._release_state()
         for service in self._services:
             await service.close()
         if self._foreign:
@@ -225,6 +245,15 @@ class Node:
         log.info("shutting down (grace %.1fs)", self.config.server.shutdown_grace)
         await self.stop()
 
+    def _release_state(self) -> None:
+        """Close the store and the filter state (idempotent)."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+
     # --- admin operations -----------------------------------------------------------
     def _cache_stats(self) -> dict[str, Any]:
         return self.cache.stats() if self.cache is not None else {}
@@ -232,14 +261,7 @@ class Node:
     def purge(self, kind: str, values: list[str], soft: bool) -> int:
         if self.cache is None:
             return 0
-        store = self.cache.store
-        if kind == "url":
-            return sum(store.purge_url(url, soft=soft) for url in values)
-        if kind == "key":
-            return store.purge_keys(values, soft=soft)
-        if kind == "all":
-            return store.purge_all(soft=soft)
-        raise ValueError(f"unknown purge kind {kind!r}")
+        return purge_store(self.cache.store, kind, values, soft)
 
     def stats(self) -> dict[str, Any]:
         out = self.metrics.snapshot()
@@ -326,8 +348,16 @@ class LocalAdmin:
     async def reload_filters(self, name: str | None) -> dict[str, Any]:
         return await self.node.reload_filters(name)
 
+    async def restart(self) -> dict[str, Any]:
+        raise NotImplementedError("a graceful restart replaces worker processes: "
+                                  "run the node with workers (serve --workers N)")
+
     async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        out: dict[str, Any] = {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        state = self.node._cache_stats().get("state", "ok")
+        if state != "ok":  # a pass-through node works, but not as the operator meant
+            out.update(status="degraded", cache=state)
+        return out
 
 
 def tune_gc() -> None:

@@ -1,5 +1,5 @@
-"""``edgenode serve --workers 2`` as a real subprocess: one port, purge fan-out, merged
-metrics and stats, restart of a dead worker, graceful stop of everything."""
+"""``edgenode serve --workers 2`` as a real subprocess: one port and one cache store,
+node-wide purge, merged metrics and stats, restart of a dead worker, graceful stop."""
 
 from __future__ import annotations
 
@@ -78,29 +78,34 @@ async def _spread(port: int, path: str, admin_port: int, s: aiohttp.ClientSessio
             per = (await r.json())["per_worker"]
         if len(per) == 2 and all(w["requests"] > 0 for w in per):
             return per
-    raise AssertionError("SO_REUSEPORT never spread connections over both workers")
+    raise AssertionError("the kernel never spread connections over both workers")
 
 
-async def test_two_workers_share_a_port(cluster: tuple[int, int, asyncio.subprocess.Process]) -> None:
+async def test_two_workers_share_a_port_and_one_cache(
+        cluster: tuple[int, int, asyncio.subprocess.Process], origin_url: str) -> None:
     port, admin_port, proc = cluster
     async with aiohttp.ClientSession() as s:
         path = "/obj/shared?size=1k&keys=wk"
         per = await _spread(port, path, admin_port, s)
         assert sorted(w["worker"] for w in per) == [0, 1]
-        assert all(w["cache"]["entries"] == 1 for w in per)  # each worker keeps its own cache
+        # one worker stored it, the other served it from the node's store
+        assert sorted(w["cache"]["stored"] for w in per) == [0, 1]
+        assert all(w["cache"]["hot_entries"] == 1 for w in per)
+        async with s.get(f"{origin_url}/__stats") as r:
+            assert (await r.json())["paths"]["/obj/shared"] == 1
 
-        # purge by URL reaches both workers
         url = f"http://127.0.0.1:{port}{path}"
         async with s.post(f"http://127.0.0.1:{admin_port}/purge", json={"url": url}, headers=AUTH) as r:
             body = await r.json()
-        assert r.status == 200 and body["per_worker"] == [1, 1] and body["purged"] == 2
+        assert r.status == 200 and body == {"purged": 1, "soft": False}
         async with s.get(f"http://127.0.0.1:{admin_port}/stats", headers=AUTH) as r:
             stats = await r.json()
-        assert stats["cache"]["entries"] == 0 and stats["cache"]["purged"] == 2
+        assert stats["cache"]["entries"] == 0 and stats["cache"]["max_bytes"] == 256 * 1024 * 1024
+        assert stats["cache"]["store"] == "lmdb"
         assert stats["requests"] == sum(w["requests"] for w in stats["per_worker"])
         assert len(stats["workers"]) == 2 and all(w["alive"] for w in stats["workers"])
 
-        # metrics cover both workers: the merged counter equals the sum over workers
+        # metrics: merged request counters add up; the store's gauges count once (node-wide)
         async with s.get(f"http://127.0.0.1:{admin_port}/metrics") as r:
             text = await r.text()
         values = {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
@@ -108,7 +113,11 @@ async def test_two_workers_share_a_port(cluster: tuple[int, int, asyncio.subproc
         total = sum(v for (n, _), v in values.items() if n == "edgenode_requests_total")
         assert total == stats["requests"]
         assert values[("edgenode_workers", ())] == 2
-        assert values[("edgenode_cache_max_bytes", ())] == 2 * 256 * 1024 * 1024
+        assert values[("edgenode_cache_max_bytes", ())] == 256 * 1024 * 1024
+        assert values[("edgenode_cache_entries", ())] == 0
+        per_worker = {labels: v for (n, labels), v in values.items() if n == "edgenode_worker_requests_total"}
+        assert sorted(per_worker) == [(("worker", "0"),), (("worker", "1"),)]
+        assert sum(per_worker.values()) == stats["requests"]
 
         # unauthenticated fan-out is refused at the master
         async with s.post(f"http://127.0.0.1:{admin_port}/purge/all") as r:
@@ -131,7 +140,7 @@ async def test_dead_worker_is_restarted(cluster: tuple[int, int, asyncio.subproc
         else:
             raise AssertionError("worker 0 was not restarted")
         async with s.post(f"http://127.0.0.1:{admin_port}/purge/all", headers=AUTH) as r:
-            assert r.status == 200 and len((await r.json())["per_worker"]) == 2
+            assert r.status == 200 and (await r.json())["purged"] == 0
         # graceful stop: a request in flight when the master gets SIGTERM still completes
         slow = asyncio.create_task(s.get(f"http://127.0.0.1:{port}/slow?delay_ms=600"))
         for _ in range(200):  # until the origin has the request, i.e. it is in flight
