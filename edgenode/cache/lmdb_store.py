@@ -266,6 +266,7 @@ class SharedStore:
         self._write_error: str | None = None
         self._write_retry = 0.0
         self.errors = 0
+        self._totals: dict[str, int] = {}
 
     # -- reading ---------------------------------------------------------------------------
     def lookup(self, key: str, req_headers: Headers) -> tuple[Entry | None, bool]:
@@ -537,13 +538,15 @@ class SharedStore:
 
     def stats(self) -> dict[str, Any]:
         """Node-wide store figures and this process's counters and hot memory."""
-        totals: dict[str, int] = {}
-        try:
-            with self.env.begin() as txn:
-                for name in ("bytes", "entries", "urls"):
-                    totals[name] = _read_u64(txn, META[name], self._db["meta"])
-        except lmdb.Error as exc:
-            self._read_failed(exc)
+        totals = self._totals
+        if self.files.env is not None:  # once closed: the figures it had then
+            try:
+                with self.env.begin() as txn:
+                    totals = {name: _read_u64(txn, META[name], self._db["meta"])
+                              for name in ("bytes", "entries", "urls")}
+            except lmdb.Error as exc:
+                self._read_failed(exc)
+            self._totals = totals
         state = "ok" if self._write_error is None else f"writes failing: {self._write_error}"
         return {**self.counters, **totals, "max_bytes": self.cfg.max_bytes, "store": "lmdb",
                 "path": str(self.path), "state": state, "errors": self.errors,
@@ -551,10 +554,14 @@ class SharedStore:
                 "hot_bytes": self._hot_bytes}
 
     def close(self) -> None:
+        if self.files.env is None:
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pending and self.files.env is not None:
+        if self._pending:
             self._write(lambda w: None, None)
+        self.stats()
         self._hot.clear()
+        self._hot_bytes = 0
         self.files.close()

@@ -90,7 +90,6 @@ async def test_two_workers_share_a_port_and_one_cache(
         assert sorted(w["worker"] for w in per) == [0, 1]
         # one worker stored it, the other served it from the node's store
         assert sorted(w["cache"]["stored"] for w in per) == [0, 1]
-        assert all(w["cache"]["hot_entries"] == 1 for w in per)
         async with s.get(f"{origin_url}/__stats") as r:
             assert (await r.json())["paths"]["/obj/shared"] == 1
 
