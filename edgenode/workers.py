@@ -441,6 +441,8 @@ class FanoutAdmin:
             cache.update({k: node[k] for k in NODE_WIDE_CACHE if k in node})
             for name in COUNTERS:  # purges run here, in the master
                 cache[name] = cache.get(name, 0) + node[name]
+            cache["state"] = _worst([node.get("state", "ok")] +
+                                    [p.get("cache", {}).get("state", "ok") for p in parts])
         out["workers"] = self.sup.worker_info()
         out["per_worker"] = parts
         if _errors(results):
@@ -474,11 +476,19 @@ class FanoutAdmin:
         info = self.sup.worker_info()
         out: dict[str, Any] = {"status": "ok" if all(w["alive"] for w in info) else "degraded",
                                "port": self.sup.port, "workers": info}
+        states = [r.get("cache", "ok") for r in await self.sup.each("GET", "/healthz")
+                  if isinstance(r, dict)]
         if self.sup.store is not None:
-            state = self.sup.store.stats().get("state", "ok")
-            if state != "ok":
-                out.update(status="degraded", cache=state)
+            states.append(self.sup.store.stats().get("state", "ok"))
+        state = _worst(states)
+        if state != "ok":  # a pass-through node serves, but not as its operator meant
+            out.update(status="degraded", cache=state)
         return out
+
+
+def _worst(states: list[str]) -> str:
+    """The first cache state that is not "ok" (a store failing in any process), else "ok"."""
+    return next((s for s in states if s != "ok"), "ok")
 
 
 def _die_with_parent() -> None:

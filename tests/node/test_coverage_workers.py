@@ -7,83 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import sys
 from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
 import pytest
+from cluster_support import (
+    BOUND, REPO, Cluster, Conn, one_connection_per_worker, only_if_cached, spread, start_cluster, stop_cluster,
+    write_conf,
+)
 from prometheus_client.parser import text_string_to_metric_families
-
-TOKEN = "cw-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-REPO = Path(__file__).resolve().parents[2]
-BOUND = 30.0
-
-
-class Cluster:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, admin_port: int) -> None:
-        self.proc, self.port, self.admin_port = proc, port, admin_port
-        self.terminated = False
-
-    def terminate(self) -> None:
-        """SIGTERM the master once (it drains; a second signal would not be graceful)."""
-        if not self.terminated and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        self.terminated = True
-
-    async def admin(self, s: aiohttp.ClientSession, method: str, path: str, **kw: object) -> dict:
-        async with s.request(method, f"http://127.0.0.1:{self.admin_port}{path}", headers=AUTH, **kw) as r:
-            assert r.status == 200, await r.text()
-            return await r.json()
-
-
-async def start_cluster(conf: Path, *extra: str) -> Cluster:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgenode", "serve", "--config", str(conf), "--workers", "2", *extra,
-        stderr=asyncio.subprocess.PIPE, env=env)
-    assert proc.stderr is not None
-    for _ in range(200):
-        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
-        if not line:
-            break
-        m = re.search(r"serving http://127\.0\.0\.1:(\d+) admin=http://127\.0\.0\.1:(\d+) workers=2", line)
-        if m:
-            return Cluster(proc, int(m.group(1)), int(m.group(2)))
-    proc.kill()
-    await proc.wait()
-    raise AssertionError("serve --workers 2 did not print its banner")
-
-
-async def stop_cluster(c: Cluster) -> int:
-    c.terminate()
-    code = await asyncio.wait_for(c.proc.wait(), BOUND)
-    assert c.proc.stderr is not None
-    err = await c.proc.stderr.read()
-    if code != 0:
-        sys.stderr.write(err.decode(errors="replace"))
-    return code
-
-
-def write_conf(tmp_path: Path, origin_url: str, extra: str = "") -> Path:
-    conf = tmp_path / "edgenode.toml"
-    conf.write_text(f'''
-[server]
-listen = "127.0.0.1:0"
-shutdown_grace = "5s"
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-[origins.default]
-url = "{origin_url}"
-[log]
-access = "off"
-{extra}
-''')
-    return conf
-
 
 @pytest.fixture
 async def cluster(origin_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
@@ -92,79 +25,6 @@ async def cluster(origin_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
         yield c
     finally:
         await stop_cluster(c)
-
-
-class Conn:
-    """One raw keep-alive client connection (so we know which worker holds it)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> Conn:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def send(self, path: str) -> None:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        await self.writer.drain()
-
-    async def response(self) -> tuple[int, bytes]:
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), BOUND)
-        m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
-        assert m, head
-        body = await asyncio.wait_for(self.reader.readexactly(int(m.group(1))), BOUND)
-        return int(head.split(b" ", 2)[1]), body
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-async def per_worker_requests(c: Cluster, s: aiohttp.ClientSession) -> list[int]:
-    stats = await c.admin(s, "GET", "/stats")
-    return [w["requests"] for w in sorted(stats["per_worker"], key=lambda w: w["worker"])]
-
-
-async def one_connection_per_worker(c: Cluster, s: aiohttp.ClientSession) -> dict[int, Conn]:
-    """Open connections until each worker holds one; a probe request on each connection,
-    seen in that worker's request count, tells which worker the kernel gave it to."""
-    held: dict[int, Conn] = {}
-    spare: list[Conn] = []
-    for i in range(200):
-        conn = await Conn.open(c.port)
-        before = await per_worker_requests(c, s)
-        await conn.send(f"/obj/probe{i}?size=10")
-        assert (await conn.response())[0] == 200
-        after = await per_worker_requests(c, s)
-        worker = next(w for w in range(2) if after[w] > before[w])
-        if worker in held:
-            spare.append(conn)
-        else:
-            held[worker] = conn
-        if len(held) == 2:
-            break
-    for conn in spare:
-        conn.close()
-    assert len(held) == 2, "SO_REUSEPORT never gave a connection to both workers"
-    return held
-
-
-async def spread(c: Cluster, path: str, s: aiohttp.ClientSession) -> None:
-    """Fetch ``path`` on the connection of each worker, so both caches hold it."""
-    conns = await one_connection_per_worker(c, s)
-    for conn in conns.values():
-        await conn.send(path)
-        assert (await conn.response())[0] == 200
-        conn.close()
-
-
-async def only_if_cached(conn: Conn, path: str, max_stale: bool = False) -> bytes:
-    """The head of the worker's answer from its cache alone (504 when nothing usable)."""
-    cc = "only-if-cached, max-stale" if max_stale else "only-if-cached"
-    conn.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCache-Control: {cc}\r\n\r\n".encode())
-    head = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), BOUND)
-    n = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))  # type: ignore[union-attr]
-    await conn.reader.readexactly(n)
-    return head
 
 
 async def test_purge_by_surrogate_key_reaches_both_workers(cluster: Cluster) -> None:
