@@ -64,7 +64,7 @@ def _workers(value: str) -> int:
 
 
 def _node_config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     return with_overrides(cfg, listen=args.listen, origin=args.origin,
                           workers=_workers(args.workers) if getattr(args, "workers", None) else None,
                           admin_listen=getattr(args, "admin_listen", None))
@@ -74,6 +74,8 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (default: the embedded default config)")
     p.add_argument("--listen", help="HOST:PORT for client traffic (overrides server.listen)")
     p.add_argument("--origin", help="URL of the default origin (overrides origins.<default>.url)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config value, e.g. --set cache.max_bytes=1GiB (repeatable)")
 
 
 # --- serve -----------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from edgenode.workers import Supervisor, WorkerSpec, WorkerStartError
 
         config_path = os.path.abspath(args.config) if args.config else None
-        sup = Supervisor(cfg, WorkerSpec(config_path, args.origin), cfg.server.workers)
+        sup = Supervisor(cfg, WorkerSpec(config_path, args.origin, args.set), cfg.server.workers)
         try:
             asyncio.run(sup.run(watch))
         except WorkerStartError as exc:  # the worker printed its own reason on stderr

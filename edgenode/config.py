@@ -20,7 +20,7 @@ __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig", "CACHE_STORES",
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "load_config", "parse_config",
     "default_config_text", "read_toml", "parse_size", "parse_duration", "parse_listen", "with_overrides",
-    "default_state_dir", "cache_path",
+    "default_state_dir", "cache_path", "apply_settings",
 ]
 
 
@@ -242,6 +242,8 @@ class Config:
     #: the file this config was read from (None: the embedded defaults); filter reloads
     #: re-read it so changed filter settings take effect without a restart
     source: Path | None = None
+    #: ``--set KEY=VALUE`` items applied on top of the file (workers and reloads get them too)
+    settings: list[str] = field(default_factory=list)
 
 
 def _server(data: Any) -> ServerConfig:
@@ -509,8 +511,32 @@ def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     return _parse_toml(text, str(p))
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load a TOML file, or the embedded defaults when ``path`` is None."""
+def apply_settings(data: dict[str, Any], settings: list[str]) -> None:
+    """``--set dotted.key=value`` on a parsed document, before validation.
+
+    The value is read as a TOML value (``4``, ``true``, ``"16MiB"``, ``[1, 2]``) and
+    otherwise taken as a string (``--set log.access=off``); tables are created as needed.
+    """
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set: expected KEY=VALUE with a dotted key, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        table = data
+        for i, part in enumerate(parts[:-1]):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a table")
+        table[parts[-1]] = value
+
+
+def load_config(path: str | os.PathLike[str] | None = None, settings: list[str] | None = None) -> Config:
+    """Load a TOML file, or the embedded defaults when ``path`` is None, with ``settings``
+    (``--set`` items) applied on top."""
     if path is None:
         # the embedded defaults name filters/build/*.wasm of the source tree edgenode runs from
         data = _parse_toml(default_config_text(), "default config")
@@ -519,6 +545,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = read_toml(path, "config file")
         p = Path(path).resolve()
         base = p.parent.parent if p.parent.name == "config" else p.parent
+    apply_settings(data, settings or [])
     cfg = parse_config(data, base)
     cfg.source = None if path is None else Path(path).resolve()
+    cfg.settings = list(settings or [])
     return cfg

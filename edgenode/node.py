@@ -94,6 +94,7 @@ class Node:
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
         self._services: list[Any] = []
+        self.images: Any = None
         self._foreign: dict[str, Callable[[bytes], bytes]] = {}  # our foreign functions
         if self.filters:
             from edgenode.images.service import IMAGE_UPSTREAM, ImageService
@@ -106,7 +107,7 @@ class Node:
             self._foreign = node_functions(self.purge)
             for fname, fn in self._foreign.items():
                 register_foreign_function(fname, fn)
-            images = ImageService()  # its process pool starts on the first transform only
+            images = self.images = ImageService()  # its pool starts on the first transform only
             self._services.append(images)
             self.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
         self.access_log = AccessLog(config.log, worker)  # opened last: nothing left to fail
@@ -267,6 +268,8 @@ class Node:
         out = self.metrics.snapshot()
         out["cache"] = self._cache_stats()
         out["filters"] = {name: _filter_stats(stage) for name, stage in self.filters.items()}
+        if self.images is not None:
+            out["images"] = self.images.stats()
         if self.worker is not None:
             out["worker"] = self.worker
         return out
@@ -286,7 +289,8 @@ class Node:
         fresh: dict[str, StageConfig] = {}
         if self.config.source is not None:
             fresh = {sc.name: self._filter_settings(sc)
-                     for sc in load_config(self.config.source).chain if sc.type == "wasm"}
+                     for sc in load_config(self.config.source, self.config.settings).chain
+                     if sc.type == "wasm"}
         for n in targets:
             result = self.filters[n].reload(fresh.get(n))
             if asyncio.iscoroutine(result):

@@ -31,7 +31,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class WorkerSpec:
 
     config_path: str | None
     origin: str | None = None
+    #: ``--set KEY=VALUE`` items, passed on as they are
+    settings: list[str] = field(default_factory=list)
 
 
 class _Worker:
@@ -180,6 +182,8 @@ class Supervisor:
             cmd += ["--config", self.spec.config_path]
         if self.spec.origin is not None:
             cmd += ["--origin", self.spec.origin]
+        for item in self.spec.settings:
+            cmd += ["--set", item]
         env = dict(os.environ, **{TOKEN_ENV: self._token})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         w.proc = await asyncio.create_subprocess_exec(*cmd, env=env, pass_fds=(slot,))
@@ -232,8 +236,7 @@ class Supervisor:
         """
         assert self._restarting is not None
         async with self._restarting:
-            if self.spec.config_path is not None:
-                load_config(self.spec.config_path)  # validate before touching anything
+            load_config(self.spec.config_path, self.spec.settings)  # validate before any change
             self._generation += 1
             draining: list[_Worker] = []
             for i, old in enumerate(list(self._workers)):
