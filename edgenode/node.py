@@ -238,11 +238,18 @@ class Node:
 
         ``watch``: files whose change reloads the wasm filters (``serve --watch``).
         """
+        loop = asyncio.get_running_loop()
+        admin = LocalAdmin(self)
         with StopSignals() as stop:
             await self.start()
             tune_gc()
+            # SIGHUP: no workers to replace here; reload the filters (config file re-read)
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged(admin)))
             announce(self.config, self.port, self.admin_port, 1)
-            await serve_until(stop, LocalAdmin(self), watch)
+            try:
+                await serve_until(stop, admin, watch)
+            finally:
+                loop.remove_signal_handler(signal.SIGHUP)
         log.info("shutting down (grace %.1fs)", self.config.server.shutdown_grace)
         await self.stop()
 
@@ -362,6 +369,13 @@ class LocalAdmin:
         if state != "ok":  # a pass-through node works, but not as the operator meant
             out.update(status="degraded", cache=state)
         return out
+
+
+async def _reload_logged(admin: LocalAdmin) -> None:
+    try:
+        await admin.reload_filters(None)
+    except Exception as exc:  # a bad file or module: the running filters stay
+        log.error("filter reload on SIGHUP failed: %s", exc)
 
 
 def tune_gc() -> None:

@@ -216,6 +216,9 @@ class Supervisor:
             if self._stopping or w.retired:
                 return
             log.warning("worker %d exited with status %s; restarting", w.index, code)
+            check = getattr(self.store, "check_readers", None)
+            if check is not None:
+                check()  # it may have died inside a read of the shared store
             backoff = 0.25 if time.monotonic() - w.started > 10 else min(backoff * 2, MAX_BACKOFF)
             await asyncio.sleep(backoff)
             if self._stopping or w.retired:
