@@ -4,14 +4,14 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install system filters test demo bench clean
+.PHONY: install system filters cache-tests test demo bench clean
 
 install: $(STAMP)
 
 # Debian packages of the real servers the tests start themselves (each test fixture starts
 # its own instance on 127.0.0.1) and of the load generator.  Installed when missing; needs
 # root or sudo.
-DEB_PACKAGES := wrk
+DEB_PACKAGES := wrk redis-server
 
 system:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -33,11 +33,25 @@ filters: install
 	$(MAKE) -C filters ZIG_CC="$(abspath $(VPY)) -m ziglang cc"
 	$(MAKE) -C filters/examples/assemblyscript
 
-test: install system filters
+# The http-tests/cache-tests suite (../shared/cache-tests, read-only) copied to build/ with its
+# npm dependencies, for tests/conformance/test_cache_tests_suite.py (see docs/conformance.md).
+SHARED      ?= ../shared
+CACHE_TESTS := build/cache-tests
+
+cache-tests: $(CACHE_TESTS)/.installed
+
+$(CACHE_TESTS)/.installed: $(wildcard $(SHARED)/cache-tests/cache-tests/package.json)
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	@test -f $(SHARED)/cache-tests/cache-tests/package.json || { echo "$(SHARED)/cache-tests not found" >&2; exit 1; }
+	rm -rf $(CACHE_TESTS) && mkdir -p build && cp -r $(SHARED)/cache-tests $(CACHE_TESTS)
+	cd $(CACHE_TESTS)/cache-tests && npm install --omit=dev --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install system filters cache-tests
 	$(VPY) -m pytest -q
 
 demo: install filters
 	$(VENV)/bin/edgenode demo
 
 clean:
-	rm -rf $(VENV) filters/build
+	rm -rf $(VENV) filters/build $(CACHE_TESTS)

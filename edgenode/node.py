@@ -32,6 +32,7 @@ from edgenode.observe.metrics import CacheCollector, NodeMetrics
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler, Stage, build_chain
 from edgenode.proxy.upstream import Upstream
+from edgenode.redis.services import RedisServices
 
 __all__ = ["Node", "Signals", "InternalUpstream", "LocalAdmin", "StopSignals", "serve_until", "announce"]
 
@@ -74,6 +75,7 @@ class Node:
         self.metrics = NodeMetrics()
         self._internal: dict[str, InternalUpstream] = {}
         self.upstream = Upstream(config)
+        self.redis = RedisServices(config.redis)
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
         # a worker joins the store (and filter state) its master opened; a node alone owns them
@@ -138,7 +140,9 @@ class Node:
 
         try:
             stage = WasmStage(self._filter_settings(sc), base_dir=self.config.base_dir, callout=self.callout,
-                              node_props={"worker": self.worker or 0, "node": self.config.server.via},
+                              node_props={"worker": self.worker or 0, "node": self.config.server.via,
+                                          "routes": self.upstream.routes, "origins": self.config.origins},
+                              redis=self.redis,
                               index=index)
         except FilterLoadError as exc:
             raise ConfigError(f"chain[{index}].module: {exc}") from None
@@ -222,6 +226,7 @@ class Node:
             except Exception:
                 log.exception("closing stage %s failed", stage.name)
         await self.upstream.close()
+        await self.redis.close()
         self._release_state()
         for service in self._services:
             await service.close()

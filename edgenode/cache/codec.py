@@ -2,20 +2,23 @@
 
 Every ``Entry`` field except the body and what is rebuilt from the rest (the header
 multidict a hit copies, the fast path's pre-serialised answer) is kept, in the order
-of ``FIELDS``, as one ``marshal`` record, so decoding is a single C call.  ``FORMAT``
-names the layout: it changes whenever ``Entry`` gains, loses or reorders a field, and
-a store written in another format is wiped rather than misread.
+of ``FIELDS``, as one ``marshal`` record, so decoding is a single C call.  Fields whose
+values are not plain data (a multidict, a named tuple) have a converter each way in
+``_CONVERTERS``.  ``FORMAT`` names the layout: it changes whenever ``Entry`` gains,
+loses or reorders a field, and a store written in another format is wiped rather than
+misread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import marshal
-from typing import Any
+from typing import Any, Callable
 
 from multidict import CIMultiDict
 
 from edgenode.cache.policy import Entry
+from edgenode.cache.ranges import Partial
 
 __all__ = ["FORMAT", "FIELDS", "encode", "decode", "decode_record", "StoreRecord"]
 
@@ -26,13 +29,25 @@ _DERIVED = frozenset({"body", "proto", "hit"})
 FIELDS: tuple[str, ...] = tuple(f for f in Entry.__slots__ if f not in _DERIVED)
 FORMAT = "edgenode-cache/{}/{}".format(
     CODEC_VERSION, hashlib.sha256(" ".join(FIELDS).encode()).hexdigest()[:16])
-_TRAILERS = FIELDS.index("trailers")
-_HEADERS = FIELDS.index("headers")
 _MARSHAL_VERSION = 4
 
 
+def _pairs(pairs: Any) -> list[tuple[str, str]]:
+    """Plain ``str`` pairs (multidict names are a ``str`` subclass marshal refuses)."""
+    return [(str(k), str(v)) for k, v in pairs]
+
+
+#: field -> (to plain data, back); None values are stored as None
+_CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "headers": (_pairs, list),
+    "trailers": (lambda t: _pairs(t.items()), CIMultiDict),
+    "partial": (lambda p: (p.length, p.spans), lambda v: Partial(*v)),
+}
+_CONVERTED = [(FIELDS.index(name), to, back) for name, (to, back) in _CONVERTERS.items() if name in FIELDS]
+
+
 class StoreRecord:
-    """An entry's metadata as stored: the field values, in ``FIELDS`` order."""
+    """An entry's metadata as stored: the field values, in ``FIELDS`` order (plain data)."""
 
     __slots__ = ("values",)
 
@@ -53,15 +68,10 @@ _INDEX = {name: i for i, name in enumerate(FIELDS)}
 def encode(entry: Entry) -> bytes:
     """The metadata record of ``entry`` (ValueError when a field cannot be stored)."""
     values = [getattr(entry, f) for f in FIELDS]
-    if values[_TRAILERS] is not None:
-        values[_TRAILERS] = _fields(values[_TRAILERS].items())
-    values[_HEADERS] = _fields(values[_HEADERS])
+    for i, to, _ in _CONVERTED:
+        if values[i] is not None:
+            values[i] = to(values[i])
     return marshal.dumps(tuple(values), _MARSHAL_VERSION)
-
-
-def _fields(pairs: Any) -> list[tuple[str, str]]:
-    """Plain ``str`` pairs (multidict names are a ``str`` subclass marshal refuses)."""
-    return [(str(k), str(v)) for k, v in pairs]
 
 
 def decode_record(data: bytes | memoryview) -> StoreRecord:
@@ -72,10 +82,12 @@ def decode(record: StoreRecord, body: bytes) -> Entry:
     """An ``Entry`` equal to the one encoded, with ``body`` (the stored one, or b"" when
     only the metadata is wanted)."""
     e = Entry()
-    for name, value in zip(FIELDS, record.values):
+    values = list(record.values)
+    for i, _, back in _CONVERTED:
+        if values[i] is not None:
+            values[i] = back(values[i])
+    for name, value in zip(FIELDS, values):
         setattr(e, name, value)
-    if e.trailers is not None:
-        e.trailers = CIMultiDict(e.trailers)
     e.body = body
     e.proto = CIMultiDict(e.headers)
     e.hit = None

@@ -446,17 +446,16 @@ class SharedStore:
         """Store (or replace) a variant; False when it can never fit or the store fails."""
         if entry.size > self.max_bytes:
             return False
-        try:
-            encode(entry)
-        except ValueError:
-            log.exception("cache entry for %s cannot be stored", entry.url)
-            return False
 
         def work(w: _Txn) -> bool:
             w.insert(entry)
             return True
 
-        stored = bool(self._write(work, False))
+        try:
+            stored = bool(self._write(work, False))
+        except ValueError:  # a field the codec cannot write: the transaction was aborted
+            log.exception("cache entry for %s cannot be stored", entry.url)
+            return False
         if stored:
             self.counters["stored"] += 1
         return stored

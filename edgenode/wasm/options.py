@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenode.config import ConfigError, parse_duration, parse_size
+from edgenode.wasm.wasi import WasiGrants
 
 __all__ = ["WasmOptions", "parse_options", "ISOLATIONS", "FAILURE_POLICIES", "LOG_LEVELS"]
 
@@ -21,7 +22,8 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
 
 _KEYS = {"module", "config", "vm_config", "root_id", "vm_id", "isolation", "failure_policy",
          "memory_limit", "cpu_deadline_ms", "env", "log_level", "server_timing", "reload_backoff",
-         "max_body_bytes", "pause_timeout", "prewarm", "snapshot"}
+         "max_body_bytes", "pause_timeout", "prewarm", "snapshot", "startup_cpu_deadline", "args",
+         "wasi_dirs"}
 
 
 @dataclass
@@ -35,8 +37,13 @@ class WasmOptions:
     failure_policy: str = "fail_closed"
     memory_limit: int = 64 * 1024 * 1024
     cpu_deadline_ms: float = 100.0
+    #: CPU deadline of each start-up call (_initialize/main, root context create,
+    #: on_vm_start, on_configure): runtimes and configure-time loading need more than a request
+    startup_cpu_deadline: float = 5.0
     #: granted environment variables (name -> value read at start-up)
     env: dict[str, str] = field(default_factory=dict)
+    #: WASI arguments and read-only preopened directories
+    wasi: WasiGrants = field(default_factory=WasiGrants)
     log_level: int = 2
     server_timing: bool = True
     reload_backoff: float = 1.0
@@ -47,6 +54,9 @@ class WasmOptions:
     prewarm: int = 2
     #: per-request isolation: start instances from a post-configure snapshot (snapshot.py)
     snapshot: bool = True
+    #: snapshot even when start-up read random bytes (``snapshot = "always"``): every
+    #: instance then starts with the same seeds (Go's and Rust's runtimes read some)
+    snapshot_random: bool = False
 
 
 def _config_bytes(value: Any, key: str) -> bytes:
@@ -95,6 +105,11 @@ def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmO
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{prefix}.cpu_deadline_ms: expected a positive number, got {value!r}")
         opts.cpu_deadline_ms = float(value)
+    if "startup_cpu_deadline" in options:
+        opts.startup_cpu_deadline = parse_duration(options["startup_cpu_deadline"],
+                                                   f"{prefix}.startup_cpu_deadline")
+        if opts.startup_cpu_deadline <= 0:
+            raise ConfigError(f"{prefix}.startup_cpu_deadline: must be positive")
     if "reload_backoff" in options:
         opts.reload_backoff = parse_duration(options["reload_backoff"], f"{prefix}.reload_backoff")
     if "pause_timeout" in options:
@@ -116,9 +131,32 @@ def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmO
         if level not in LOG_LEVELS:
             raise ConfigError(f"{prefix}.log_level: must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
         opts.log_level = LOG_LEVELS.index(level)
-    for key in ("server_timing", "snapshot"):
-        if key in options:
-            if not isinstance(options[key], bool):
-                raise ConfigError(f"{prefix}.{key}: expected true or false")
-            setattr(opts, key, options[key])
+    if "server_timing" in options:
+        if not isinstance(options["server_timing"], bool):
+            raise ConfigError(f"{prefix}.server_timing: expected true or false")
+        opts.server_timing = options["server_timing"]
+    if "snapshot" in options:
+        value = options["snapshot"]
+        if value not in (True, False, "always"):
+            raise ConfigError(f"{prefix}.snapshot: expected true or false (or \"always\"), got {value!r}")
+        opts.snapshot, opts.snapshot_random = value is not False, value == "always"
+    opts.wasi = _wasi_grants(options, prefix, base_dir)
     return opts
+
+
+def _wasi_grants(options: dict[str, Any], prefix: str, base_dir: Path) -> WasiGrants:
+    args = options.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ConfigError(f"{prefix}.args: expected a list of strings")
+    dirs = options.get("wasi_dirs", {})
+    if not isinstance(dirs, dict):
+        raise ConfigError(f"{prefix}.wasi_dirs: expected a table of guest directory = host directory")
+    granted: list[tuple[str, Path]] = []
+    for guest, host in dirs.items():
+        if not isinstance(host, str) or not guest:
+            raise ConfigError(f"{prefix}.wasi_dirs.{guest}: expected a host directory path")
+        path = Path(host) if Path(host).is_absolute() else base_dir / host
+        if not path.is_dir():
+            raise ConfigError(f"{prefix}.wasi_dirs.{guest}: no such directory {path}")
+        granted.append((guest, path.resolve()))
+    return WasiGrants(tuple(args), tuple(granted))
