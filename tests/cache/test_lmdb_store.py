@@ -21,6 +21,7 @@ from edgenode.cache.codec import FORMAT
 from edgenode.cache.lmdb_store import SharedStore
 from edgenode.cache.passthrough import PassThroughStore
 from edgenode.cache.policy import Entry, build_entry
+from edgenode.cache.ranges import Partial
 from edgenode.cache.store import open_store
 from edgenode.cache.store_files import StoreInUse
 from edgenode.config import CacheConfig
@@ -260,8 +261,9 @@ def test_codec_keeps_every_entry_field() -> None:
 
     e = entry("/t", b"body", Surrogate_Control="max-age=9")
     e.trailers = CIMultiDict({"X-Sum": "1"})
+    e.partial = Partial(100, ((0, 1), (50, 51)))
     back = decode(decode_record(encode(e)), e.body)
     for name in FIELDS + ("body",):
         assert getattr(back, name) == getattr(e, name), name
-    assert isinstance(back.trailers, CIMultiDict)
+    assert isinstance(back.trailers, CIMultiDict) and isinstance(back.partial, Partial)
     assert marshal.loads(encode(e))[FIELDS.index("key")] == e.key
