@@ -472,11 +472,15 @@ def main() -> int:
         print_table(report)
     if "workers_hit_ratio" in report:
         print_hit_ratio(report["workers_hit_ratio"], args.hit_ratio_workers)
-    out = args.output or RESULTS / f"proxy-{stamp}.json"
+    write_report(report, args.output or RESULTS / f"proxy-{stamp}.json")
+    return 0
+
+
+def write_report(report: dict, out: Path) -> None:
+    """The JSON next to the printed table (benchmarks/results/ by default)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -554,10 +554,7 @@ def main() -> int:
             sdir.mkdir()
             report[name] = runners[name](args, sdir)
     print_report(report)
-    out = args.output or RESULTS / f"store-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    bp.write_report(report, args.output or RESULTS / f"store-{stamp}.json")
     return 0
 
 

@@ -23,10 +23,11 @@ from aiohttp import web
 
 from edgenode.admin.app import build_admin_app
 from edgenode.cache.stage import CacheStage
-from edgenode.cache.store import Store, open_store, purge_store
-from edgenode.config import Config, ConfigError, StageConfig, cache_path, load_config
+from edgenode.cache.store import Store, purge_store
+from edgenode.config import Config, ConfigError, StageConfig, load_config
 from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
+from edgenode.node_state import NodeResources
 from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
 from edgenode.pipeline.exchange import Exchange
@@ -79,19 +80,12 @@ class Node:
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
         # a worker joins the store (and filter state) its master opened; a node alone owns them
-        self.store: Store | None = None
-        if any(sc.type == "cache" for sc in config.chain):
-            self.store = open_store(config.cache, cache_path(config), owner=worker is None,
-                                    workers=workers)
-        self._state: Any = None
-        if any(sc.type == "wasm" for sc in config.chain):
-            from edgenode.wasm.shared import NodeState  # wasmtime only when needed
-
-            self._state = NodeState.open(config, owner=worker is None, workers=workers)
+        self._state = NodeResources(config, owner=worker is None, workers=workers)
+        self.store: Store | None = self._state.store
         try:
             self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
         except BaseException:
-            self._release_state()
+            self._state.close()
             raise
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
@@ -227,7 +221,7 @@ class Node:
                 log.exception("closing stage %s failed", stage.name)
         await self.upstream.close()
         await self.redis.close()
-        self._release_state()
+        self._state.close()
         for service in self._services:
             await service.close()
         if self._foreign:
@@ -257,15 +251,6 @@ class Node:
                 loop.remove_signal_handler(signal.SIGHUP)
         log.info("shutting down (grace %.1fs)", self.config.server.shutdown_grace)
         await self.stop()
-
-    def _release_state(self) -> None:
-        """Close the store and the filter state (idempotent)."""
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-        if self._state is not None:
-            self._state.close()
-            self._state = None
 
     # --- admin operations -----------------------------------------------------------
     def _cache_stats(self) -> dict[str, Any]:

@@ -40,9 +40,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edgenode.admin.app import build_admin_app
-from edgenode.cache.store import COUNTERS, Store, open_store, purge_store
-from edgenode.config import Config, ConfigError, cache_path, load_config
+from edgenode.cache.store import COUNTERS, Store, purge_store
+from edgenode.config import Config, ConfigError, load_config
 from edgenode.control import TOKEN_ENV, ControlClient, ControlError
+from edgenode.node_state import NodeResources
 from edgenode.observe.metrics import CacheCollector, merge_expositions
 
 __all__ = ["Supervisor", "WorkerSpec", "WorkerStartError", "merge_stats", "run_worker",
@@ -111,9 +112,9 @@ class Supervisor:
         self._admin: web.AppRunner | None = None
         self._stopping = False
         self._restarting: asyncio.Lock | None = None
-        #: the shared cache store (lmdb), opened here first: node lock and format check
+        #: the shared cache store (lmdb) and filter state, opened here before any worker
+        self._state: NodeResources | None = None
         self.store: Store | None = None
-        self._state: Any = None
 
     def _new_worker(self, index: int) -> _Worker:
         return _Worker(index, os.path.join(self._dir, f"w{index}-{self._generation}.sock"), self._token)
@@ -147,14 +148,8 @@ class Supervisor:
                  f", admin on port {self.admin_port}" if self.admin_port else "")
 
     def _open_state(self) -> None:
-        cfg = self.config
-        chain = {sc.type for sc in cfg.chain}
-        if "cache" in chain and cfg.cache.store == "lmdb":
-            self.store = open_store(cfg.cache, cache_path(cfg), owner=True, workers=self.count)
-        if "wasm" in chain:
-            from edgenode.wasm.shared import NodeState
-
-            self._state = NodeState.open(cfg, owner=True, workers=self.count)
+        self._state = NodeResources(self.config, owner=True, workers=self.count, shared_only=True)
+        self.store = self._state.store
 
     def _bind(self) -> None:
         host, port = self.config.server.listen
@@ -298,12 +293,9 @@ class Supervisor:
         for sock in self._slots:
             sock.close()
         self._slots = []
-        if self.store is not None:
-            self.store.close()
-            self.store = None
         if self._state is not None:
             self._state.close()
-            self._state = None
+            self.store = None
         shutil.rmtree(self._dir, ignore_errors=True)
 
     async def run(self, watch: list[Path] | None = None) -> None:

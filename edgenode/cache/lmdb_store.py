@@ -284,15 +284,9 @@ class SharedStore:
 
     def lookup_lazy(self, key: str, fields: Callable[[], Headers]) -> Entry | None:
         """``lookup`` for the fast path: ``fields()`` only when a variant is chosen by Vary."""
-        if self._cell[0] != self._seen:
-            self._sync()
-        hot = self._hot.get(key)
+        hot = self._variants(key)
         if hot is None:
-            hot = self._load(key)
-            if hot is None:
-                return None
-        if hot.epoch != self._epoch:
-            self._note(hot)
+            return None
         entries = hot.entries
         if len(entries) == 1 and not entries[0].vary:
             return entries[0]
@@ -303,6 +297,7 @@ class SharedStore:
         return hot.entries[-1] if hot is not None else None
 
     def _variants(self, key: str) -> _Hot | None:
+        """The key's variants: kept ones unless another process changed the key since."""
         if self._cell[0] != self._seen:
             self._sync()
         hot = self._hot.get(key)

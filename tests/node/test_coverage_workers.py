@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest
@@ -17,14 +15,6 @@ from cluster_support import (
     write_conf,
 )
 from prometheus_client.parser import text_string_to_metric_families
-
-@pytest.fixture
-async def cluster(origin_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = await start_cluster(write_conf(tmp_path, origin_url))
-    try:
-        yield c
-    finally:
-        await stop_cluster(c)
 
 
 async def test_purge_by_surrogate_key_reaches_both_workers(cluster: Cluster) -> None:

@@ -5,66 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import sys
-from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
-import pytest
+from cluster_support import AUTH, Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgenode.observe.metrics import merge_expositions
 from edgenode.workers import merge_stats
-
-AUTH = {"Authorization": "Bearer w-token"}
-REPO = Path(__file__).resolve().parents[2]
-
-
-async def _read_banner(proc: asyncio.subprocess.Process) -> tuple[int, int]:
-    assert proc.stderr is not None
-    for _ in range(200):
-        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
-        if not line:
-            break
-        m = re.search(r"serving http://127\.0\.0\.1:(\d+) admin=http://127\.0\.0\.1:(\d+) workers=2", line)
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    raise AssertionError("serve did not print its banner")
-
-
-@pytest.fixture
-async def cluster(origin_url: str, tmp_path: Path) -> AsyncIterator[tuple[int, int, asyncio.subprocess.Process]]:
-    conf = tmp_path / "edgenode.toml"
-    conf.write_text(f'''
-[server]
-listen = "127.0.0.1:0"
-shutdown_grace = "5s"
-[admin]
-listen = "127.0.0.1:0"
-token = "w-token"
-[origins.default]
-url = "{origin_url}"
-[log]
-access = "off"
-''')
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgenode", "serve", "--config", str(conf), "--workers", "2",
-        stderr=asyncio.subprocess.PIPE, env=env)
-    drain: asyncio.Task[bytes] | None = None
-    try:
-        port, admin_port = await _read_banner(proc)
-        drain = asyncio.create_task(proc.stderr.read())  # type: ignore[union-attr]
-        yield port, admin_port, proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), 30)
-        if drain is not None:
-            drain.cancel()
-
 
 async def _spread(port: int, path: str, admin_port: int, s: aiohttp.ClientSession) -> list[dict]:
     """New connection per request until both workers have served ``path`` (bounded)."""
@@ -81,9 +29,8 @@ async def _spread(port: int, path: str, admin_port: int, s: aiohttp.ClientSessio
     raise AssertionError("the kernel never spread connections over both workers")
 
 
-async def test_two_workers_share_a_port_and_one_cache(
-        cluster: tuple[int, int, asyncio.subprocess.Process], origin_url: str) -> None:
-    port, admin_port, proc = cluster
+async def test_two_workers_share_a_port_and_one_cache(cluster: Cluster, origin_url: str) -> None:
+    port, admin_port = cluster.port, cluster.admin_port
     async with aiohttp.ClientSession() as s:
         path = "/obj/shared?size=1k&keys=wk"
         per = await _spread(port, path, admin_port, s)
@@ -123,9 +70,8 @@ async def test_two_workers_share_a_port_and_one_cache(
             assert r.status == 401
 
 
-async def test_dead_worker_is_restarted(cluster: tuple[int, int, asyncio.subprocess.Process],
-                                        origin_url: str) -> None:
-    port, admin_port, proc = cluster
+async def test_dead_worker_is_restarted(cluster: Cluster, origin_url: str) -> None:
+    port, admin_port, proc = cluster.port, cluster.admin_port, cluster.proc
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://127.0.0.1:{admin_port}/healthz") as r:
             victim = (await r.json())["workers"][0]["pid"]

@@ -15,24 +15,13 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
-import pytest
 from cluster_support import BOUND, Cluster, one_connection_per_worker, start_cluster, stop_cluster, write_conf
 
 from edgenode.cache.store_files import META, StoreFiles
 
 HOST = {"Host": "cdn.test"}  # keys name the site, not the node's (new) port after a restart
-
-
-@pytest.fixture
-async def cluster(origin_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = await start_cluster(write_conf(tmp_path, origin_url))
-    try:
-        yield c
-    finally:
-        await stop_cluster(c)
 
 
 def verified(body: bytes, digest: str) -> bool:
