@@ -267,3 +267,17 @@ def test_codec_keeps_every_entry_field() -> None:
         assert getattr(back, name) == getattr(e, name), name
     assert isinstance(back.trailers, CIMultiDict) and isinstance(back.partial, Partial)
     assert marshal.loads(encode(e))[FIELDS.index("key")] == e.key
+
+
+def test_max_bytes_is_the_nodes_bound_with_either_store(tmp_path: Path) -> None:
+    """Per-process memory stores split ``max_bytes`` (the merged /stats adds up to it);
+    the lmdb store is one bound for every process that opens it."""
+    from edgenode.workers import merge_stats
+
+    cfg = CacheConfig(store="memory", max_bytes=256 << 20)
+    parts = [{"cache": open_store(cfg, tmp_path / "unused", workers=2).stats()} for _ in range(2)]
+    assert [p["cache"]["max_bytes"] for p in parts] == [128 << 20, 128 << 20]
+    assert merge_stats(parts)["cache"]["max_bytes"] == 256 << 20
+    shared = open_store(CacheConfig(store="lmdb", max_bytes=256 << 20), tmp_path / "c", workers=2)
+    assert isinstance(shared, SharedStore) and shared.stats()["max_bytes"] == 256 << 20
+    shared.close()

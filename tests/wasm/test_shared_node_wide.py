@@ -121,3 +121,19 @@ async def test_a_filter_counts_requests_node_wide(origin_url: str, tmp_path: Pat
         assert all(w["requests"] > 0 for w in stats["per_worker"])
     finally:
         assert await stop_cluster(c) == 0
+
+
+def test_shared_data_starts_afresh_unless_persisted(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    for persist, survives in ((False, False), (True, True)):
+        cfg.server.persist_shared_data = persist
+        state = NodeState.open(cfg, owner=True, workers=2)
+        assert shared_data.set("vm", b"k", b"kept", 0) == Status.OK
+        state.close()
+        assert shared_data.get("vm", b"k") is None  # back to this process's own (empty) data
+        state = NodeState.open(cfg, owner=True, workers=1)  # a restart (a lone node persists too)
+        found = shared_data.get("vm", b"k")
+        assert (found is not None and found[0] == b"kept") == survives
+        state.close()
+        cfg.server.persist_shared_data = False
+        NodeState.open(cfg, owner=True, workers=2).close()  # not persisted: wiped at start
