@@ -23,7 +23,9 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
 _KEYS = {"module", "config", "vm_config", "root_id", "vm_id", "isolation", "failure_policy",
          "memory_limit", "cpu_deadline_ms", "env", "log_level", "server_timing", "reload_backoff",
          "max_body_bytes", "pause_timeout", "prewarm", "snapshot", "startup_cpu_deadline", "args",
-         "wasi_dirs"}
+         "wasi_dirs", "files"}
+#: total size of the files a stage's `files` option may hand to its filter
+MAX_FILES_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -57,6 +59,8 @@ class WasmOptions:
     #: snapshot even when start-up read random bytes (``snapshot = "always"``): every
     #: instance then starts with the same seeds (Go's and Rust's runtimes read some)
     snapshot_random: bool = False
+    #: files read for the filter (`files` option), watched for reloads
+    files: list[Path] = field(default_factory=list)
 
 
 def _config_bytes(value: Any, key: str) -> bytes:
@@ -65,6 +69,41 @@ def _config_bytes(value: Any, key: str) -> bytes:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":")).encode()
     raise ConfigError(f"{key}: expected a string or a table (sent as JSON), got {value!r}")
+
+
+def _read_files(spec: Any, key: str, base_dir: Path) -> tuple[dict[str, str], list[Path]]:
+    """``{mount: path}`` -> ``{"mount/rel/path": text}`` for every file under each path.
+
+    Hands data files (e.g. the WAF's rule files) to a filter inside its plugin
+    configuration, re-read on every reload, with no filesystem access granted.
+    """
+    if not isinstance(spec, dict) or not spec:
+        raise ConfigError(f"{key}: expected a table {{name = \"path\"}} of files or directories")
+    out: dict[str, str] = {}
+    paths: list[Path] = []
+    total = 0
+    for mount, value in spec.items():
+        if not isinstance(value, str) or not value or "/" in mount or not mount:
+            raise ConfigError(f"{key}.{mount}: expected a path (string) under a name without '/'")
+        root = Path(value) if Path(value).is_absolute() else base_dir / value
+        if root.is_file():
+            found = [(mount, root)]
+        elif root.is_dir():
+            found = [(f"{mount}/{p.relative_to(root).as_posix()}", p) for p in sorted(root.rglob("*"))
+                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        else:
+            raise ConfigError(f"{key}.{mount}: no such file or directory {root}")
+        for name, path in found:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{key}.{mount}: cannot read {path}: {exc}") from None
+            total += len(text)
+            if total > MAX_FILES_BYTES:
+                raise ConfigError(f"{key}: more than {MAX_FILES_BYTES} bytes of files")
+            out[name] = text
+            paths.append(path)
+    return out, paths
 
 
 def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmOptions:
@@ -79,7 +118,14 @@ def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmO
     if not path.is_file():
         raise ConfigError(f"{prefix}.module: no such file {path}")
     opts = WasmOptions(module=path)
-    if "config" in options:
+    if "files" in options:
+        config = options.get("config", {})
+        if not isinstance(config, dict) or "files" in config:
+            raise ConfigError(f"{prefix}.config: with `files`, config must be a table without a `files` key "
+                              "(the host adds it)")
+        files, opts.files = _read_files(options["files"], f"{prefix}.files", base_dir)
+        opts.plugin_config = _config_bytes({**config, "files": files}, f"{prefix}.config")
+    elif "config" in options:
         opts.plugin_config = _config_bytes(options["config"], f"{prefix}.config")
     if "vm_config" in options:
         opts.vm_config = _config_bytes(options["vm_config"], f"{prefix}.vm_config")

@@ -252,7 +252,7 @@ class WasmStage:
 
     def watch_paths(self) -> list[Path]:
         """Files whose change should trigger ``reload()`` (the node polls their mtimes)."""
-        return [self.opts.module]
+        return [self.opts.module, *self.opts.files]
 
     def call_foreign_function(self, function_id: int, args: bytes) -> None:
         """Invoke the shared VM's proxy_on_foreign_function (buffer 8 holds ``args``)."""
