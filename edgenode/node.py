@@ -91,6 +91,7 @@ class Node:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
         self._services: list[Any] = []
         self.images: Any = None
+        self._warming: asyncio.Task[None] | None = None
         self._foreign: dict[str, Callable[[bytes], bytes]] = {}  # our foreign functions
         if self.filters:
             from edgenode.images.service import IMAGE_UPSTREAM, ImageService
@@ -207,10 +208,20 @@ class Node:
         await site.start()
         return runner
 
+    def warm_up(self) -> asyncio.Task[None] | None:
+        """For a serving process: start the image service's worker processes now, so the
+        first transform does not wait for them (seconds on a busy host); await the task
+        to be sure they are up."""
+        if self.images is not None and self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self.images.warm_up())
+        return self._warming
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, drain in-flight requests (up to ``grace`` s), release everything."""
         grace = self.config.server.shutdown_grace if grace is None else grace
         await self.frontend.shutdown(grace)
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
             self._admin_runner = None
@@ -241,6 +252,7 @@ class Node:
         admin = LocalAdmin(self)
         with StopSignals() as stop:
             await self.start()
+            self.warm_up()
             tune_gc()
             # SIGHUP: no workers to replace here; reload the filters (config file re-read)
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged(admin)))

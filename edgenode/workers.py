@@ -508,6 +508,9 @@ async def _worker_main(config: Config, index: int, control_path: str, listen_fd:
         else:
             host, port = config.server.listen
             await node.start(host, port, reuse_port=True)
+        warming = node.warm_up()
+        if warming is not None:  # ready (to the master) once it can transform images too
+            await warming
         token = os.environ.get(TOKEN_ENV)
         control = await Node.start_admin(build_admin_app(LocalAdmin(node), token), None,
                                          path=control_path)
