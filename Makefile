@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install system filters cache-tests test demo bench clean
+.PHONY: install system filters functions cache-tests test demo bench clean
 
 install: $(STAMP)
 
@@ -25,13 +25,28 @@ system:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,functions]'
 	touch $@
 
 # Rebuild every .wasm from source (C via zig cc from the ziglang wheel, AssemblyScript via npm).
 filters: install
 	$(MAKE) -C filters ZIG_CC="$(abspath $(VPY)) -m ziglang cc"
 	$(MAKE) -C filters/examples/assemblyscript
+
+# The npm toolchain for JavaScript functions (componentize-js, jco; pinned in its
+# package-lock.json), then the example functions the default config serves (skipped
+# when up to date; each build also fills the compiled-component cache).
+FN_TOOLCHAIN := edgenode/functions/toolchain
+FN_EXAMPLES  := edgenode/functions/examples
+
+$(FN_TOOLCHAIN)/node_modules/.package-lock.json: $(FN_TOOLCHAIN)/package.json $(FN_TOOLCHAIN)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(FN_TOOLCHAIN) && npm ci --no-audit --no-fund
+
+functions: install $(FN_TOOLCHAIN)/node_modules/.package-lock.json
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-js
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-py
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-c
 
 # The http-tests/cache-tests suite (../shared/cache-tests, read-only) copied to build/ with its
 # npm dependencies, for tests/conformance/test_cache_tests_suite.py (see docs/conformance.md).
@@ -47,11 +62,11 @@ $(CACHE_TESTS)/.installed: $(wildcard $(SHARED)/cache-tests/cache-tests/package.
 	cd $(CACHE_TESTS)/cache-tests && npm install --omit=dev --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: install system filters cache-tests
+test: install system filters functions cache-tests
 	$(VPY) -m pytest -q
 
-demo: install filters
+demo: install filters functions
 	$(VENV)/bin/edgenode demo
 
 clean:
-	rm -rf $(VENV) filters/build $(CACHE_TESTS)
+	rm -rf $(VENV) filters/build $(CACHE_TESTS) $(FN_EXAMPLES)/build $(FN_TOOLCHAIN)/node_modules

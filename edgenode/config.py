@@ -215,11 +215,12 @@ class RouteConfig:
 
 @dataclass
 class StageConfig:
-    """One element of the chain: ``type = "cache"`` or ``type = "wasm"``."""
+    """One element of the chain: ``type = "cache"``, ``"wasm"`` or ``"function"``."""
 
     type: str
     name: str
-    #: wasm only: the module path and its settings, validated by edgenode.wasm
+    #: wasm/function: the module or component path and its settings, validated by
+    #: edgenode.wasm / edgenode.functions
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -464,8 +465,8 @@ def _chain(data: Any) -> list[StageConfig]:
         if not isinstance(item, dict):
             raise ConfigError(f"{key}: expected a table")
         kind = item.get("type")
-        if kind not in ("cache", "wasm"):
-            raise ConfigError(f"{key}.type: must be \"cache\" or \"wasm\", got {kind!r}")
+        if kind not in ("cache", "wasm", "function"):
+            raise ConfigError(f"{key}.type: must be \"cache\", \"wasm\" or \"function\", got {kind!r}")
         name = item.get("name", kind)
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{key}.name: expected a non-empty string")

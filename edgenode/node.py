@@ -79,6 +79,9 @@ class Node:
         self.redis = RedisServices(config.redis)
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
+        #: function stages by name, and the key-value data they share (created on need)
+        self.functions: dict[str, Any] = {}
+        self._function_kv: Any = None
         # a worker joins the store (and filter state) its master opened; a node alone owns them
         self._state = NodeResources(config, owner=worker is None, workers=workers)
         self.store: Store | None = self._state.store
@@ -89,6 +92,10 @@ class Node:
             raise
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
+        if self.functions:
+            from edgenode.functions.metrics import FunctionsCollector
+
+            self.metrics.add_collector(FunctionsCollector(lambda: self.functions))
         self._services: list[Any] = []
         self.images: Any = None
         self._warming: asyncio.Task[None] | None = None
@@ -131,6 +138,8 @@ class Node:
                 return self.cache
             return CacheStage(self.config.cache, self.cache.store, name=sc.name,
                               cache_name=f"edgenode-{sc.name}", nested=nested)
+        if sc.type == "function":
+            return self._build_function(index, sc)
         from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
 
         try:
@@ -142,6 +151,21 @@ class Node:
         except FilterLoadError as exc:
             raise ConfigError(f"chain[{index}].module: {exc}") from None
         self.filters[sc.name] = stage
+        return stage
+
+    def _build_function(self, index: int, sc: StageConfig) -> Stage:
+        """A ``wasi:http`` component stage; its key-value stores live in this node's
+        ``function_kv`` (one per worker process)."""
+        from edgenode.functions.stage import FunctionStage
+
+        if self._function_kv is None:
+            from edgenode.functions.capabilities import MemoryKeyValue
+
+            self._function_kv = MemoryKeyValue()
+        settings = self._filter_settings(sc)
+        stage = FunctionStage(settings, base_dir=self.config.base_dir, callout=self.callout,
+                              upstreams=self.config.upstreams, kv=self._function_kv, index=index)
+        self.functions[sc.name] = stage
         return stage
 
     def _filter_settings(self, sc: StageConfig) -> StageConfig:
@@ -279,6 +303,8 @@ class Node:
         out["filters"] = {name: _filter_stats(stage) for name, stage in self.filters.items()}
         if self.images is not None:
             out["images"] = self.images.stats()
+        if self.functions:
+            out["functions"] = {name: stage.stats() for name, stage in self.functions.items()}
         if self.worker is not None:
             out["worker"] = self.worker
         return out
@@ -291,17 +317,18 @@ class Node:
         reordering stages still needs a restart.  A bad file raises ConfigError and every
         filter keeps running as it was.
         """
-        targets = [name] if name is not None else list(self.filters)
+        stages = {**self.filters, **self.functions}
+        targets = [name] if name is not None else list(stages)
         for n in targets:
-            if n not in self.filters:
+            if n not in stages:
                 raise KeyError(n)
         fresh: dict[str, StageConfig] = {}
         if self.config.source is not None:
             fresh = {sc.name: self._filter_settings(sc)
                      for sc in load_config(self.config.source, self.config.settings).chain
-                     if sc.type == "wasm"}
+                     if sc.type in ("wasm", "function")}
         for n in targets:
-            result = self.filters[n].reload(fresh.get(n))
+            result = stages[n].reload(fresh.get(n))
             if asyncio.iscoroutine(result):
                 await result
         return {"reloaded": targets}
