@@ -65,7 +65,7 @@ def _workers(value: str) -> int:
 
 
 def _node_config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     return with_overrides(cfg, listen=args.listen, origin=args.origin,
                           workers=_workers(args.workers) if getattr(args, "workers", None) else None,
                           admin_listen=getattr(args, "admin_listen", None))
@@ -75,6 +75,8 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (default: the embedded default config)")
     p.add_argument("--listen", help="HOST:PORT for client traffic (overrides server.listen)")
     p.add_argument("--origin", help="URL of the default origin (overrides origins.<default>.url)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config value, e.g. --set cache.max_bytes=1GiB (repeatable)")
 
 
 # --- serve -----------------------------------------------------------------------------
@@ -99,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from edgenode.workers import Supervisor, WorkerSpec, WorkerStartError
 
         config_path = os.path.abspath(args.config) if args.config else None
-        sup = Supervisor(cfg, WorkerSpec(config_path, args.origin), cfg.server.workers)
+        sup = Supervisor(cfg, WorkerSpec(config_path, args.origin, args.set), cfg.server.workers)
         try:
             asyncio.run(sup.run(watch))
         except WorkerStartError as exc:  # the worker printed its own reason on stderr
@@ -120,6 +122,8 @@ def _worker_args(p: argparse.ArgumentParser) -> None:
     _node_args(p)
     p.add_argument("--worker-id", type=int, required=True)
     p.add_argument("--control", required=True, help="unix socket path of the control channel")
+    p.add_argument("--listen-fd", type=int, help="inherited listening socket to serve")
+    p.add_argument("--of", type=int, default=1, help="how many workers the node runs")
 
 
 @command("worker", "internal: one worker process of `serve --workers N`", _worker_args, hidden=True)
@@ -128,7 +132,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     cfg = _node_config(args)
     _setup_logging(cfg.log.level)
-    run_worker(cfg, args.worker_id, args.control)
+    run_worker(cfg, args.worker_id, args.control, args.listen_fd, args.of)
     return 0
 
 

@@ -17,10 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
-    "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
+    "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig", "CACHE_STORES",
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "RedisConfig", "FleetConfig", "ParentConfig",
     "load_config", "parse_config",
     "default_config_text", "read_toml", "parse_size", "parse_duration", "parse_listen", "with_overrides",
+    "default_state_dir", "cache_path", "apply_settings",
 ]
 
 
@@ -142,6 +143,10 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     server_timing: bool = True
     via: str = "edgenode"
+    #: the node's state directory (the cache store and filter state live under it)
+    state_dir: Path = field(default_factory=lambda: default_state_dir())
+    #: keep Proxy-Wasm shared data and queues across restarts (in ``state_dir``)
+    persist_shared_data: bool = False
 
 
 @dataclass
@@ -158,10 +163,21 @@ class CacheKeyConfig:
     headers: list[str] = field(default_factory=list)
 
 
+#: cache store kinds: ``lmdb`` (one store for all workers, kept across restarts) or
+#: ``memory`` (per process, for tests and tiny setups)
+CACHE_STORES = ("lmdb", "memory")
+
+
 @dataclass
 class CacheConfig:
+    #: node-wide bound on what the cache holds (the lmdb store: all workers together)
     max_bytes: int = 256 * 1024 * 1024
     max_object_bytes: int = 16 * 1024 * 1024
+    store: str = "memory"
+    #: the lmdb store's directory; None: ``<server.state_dir>/cache``
+    path: Path | None = None
+    #: per-worker memory for decoded hot objects of the lmdb store (0: none)
+    hot_bytes: int = 32 * 1024 * 1024
     heuristic_fraction: float = 0.1
     heuristic_max: float = 86400.0
     default_ttl: float = 0.0
@@ -297,6 +313,8 @@ class Config:
     source: Path | None = None
     #: fleet membership (None: a standalone node)
     fleet: FleetConfig | None = None
+    #: ``--set KEY=VALUE`` items applied on top of the file (workers and reloads get them too)
+    settings: list[str] = field(default_factory=list)
 
 
 def _server(data: Any) -> ServerConfig:
@@ -316,9 +334,25 @@ def _server(data: Any) -> ServerConfig:
         shutdown_grace=s.duration("shutdown_grace", 10.0),
         server_timing=s.get("server_timing", True, bool),
         via=s.get("via", "edgenode", str),
+        persist_shared_data=s.get("persist_shared_data", False, bool),
     )
+    state_dir = s.get("state_dir", None, str)
+    if state_dir is not None:
+        if not state_dir.strip():
+            raise ConfigError("server.state_dir: must not be empty")
+        cfg.state_dir = Path(state_dir).expanduser()
     s.done()
     return cfg
+
+
+def default_state_dir() -> Path:
+    """``$EDGENODE_STATE_DIR``, else ``$XDG_STATE_HOME/edgenode``, else ``~/.local/state/edgenode``."""
+    explicit = os.environ.get("EDGENODE_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "edgenode"
 
 
 def _admin(data: Any) -> AdminConfig:
@@ -356,9 +390,15 @@ def _cache(data: Any) -> CacheConfig:
     fraction = s.get("heuristic_fraction", 0.1, (int, float))
     if not 0 <= fraction <= 1:
         raise ConfigError(f"cache.heuristic_fraction: must be between 0 and 1, got {fraction}")
+    path = s.get("path", None, str)
+    if path is not None and not path.strip():
+        raise ConfigError("cache.path: must not be empty (leave it out for <server.state_dir>/cache)")
     cfg = CacheConfig(
         max_bytes=s.size("max_bytes", 256 * 1024 * 1024),
         max_object_bytes=s.size("max_object_bytes", 16 * 1024 * 1024),
+        store=s.choice("store", "lmdb", CACHE_STORES),
+        path=Path(path).expanduser() if path is not None else None,
+        hot_bytes=s.size("hot_bytes", 32 * 1024 * 1024),
         heuristic_fraction=float(fraction),
         heuristic_max=s.duration("heuristic_max", 86400.0),
         default_ttl=s.duration("default_ttl", 0.0),
@@ -370,6 +410,8 @@ def _cache(data: Any) -> CacheConfig:
     s.done()
     if cfg.max_object_bytes > cfg.max_bytes:
         raise ConfigError("cache.max_object_bytes: must not exceed cache.max_bytes")
+    if cfg.max_bytes < 1:
+        raise ConfigError("cache.max_bytes: must be at least 1 byte")
     return cfg
 
 
@@ -605,6 +647,12 @@ def with_overrides(cfg: Config, listen: str | None = None, origin: str | None = 
     return cfg
 
 
+def cache_path(cfg: Config) -> Path:
+    """The lmdb store's directory: ``[cache] path``, else ``<server.state_dir>/cache``."""
+    path = cfg.cache.path if cfg.cache.path is not None else cfg.server.state_dir / "cache"
+    return path if path.is_absolute() else cfg.base_dir / path
+
+
 def default_config_text() -> str:
     """The embedded default configuration (config/edgenode.toml ships the same text)."""
     return resources.files("edgenode").joinpath("default.toml").read_text()
@@ -627,8 +675,32 @@ def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     return _parse_toml(text, str(p))
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load a TOML file, or the embedded defaults when ``path`` is None."""
+def apply_settings(data: dict[str, Any], settings: list[str]) -> None:
+    """``--set dotted.key=value`` on a parsed document, before validation.
+
+    The value is read as a TOML value (``4``, ``true``, ``"16MiB"``, ``[1, 2]``) and
+    otherwise taken as a string (``--set log.access=off``); tables are created as needed.
+    """
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set: expected KEY=VALUE with a dotted key, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        table = data
+        for i, part in enumerate(parts[:-1]):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a table")
+        table[parts[-1]] = value
+
+
+def load_config(path: str | os.PathLike[str] | None = None, settings: list[str] | None = None) -> Config:
+    """Load a TOML file, or the embedded defaults when ``path`` is None, with ``settings``
+    (``--set`` items) applied on top."""
     if path is None:
         # the embedded defaults name filters/build/*.wasm of the source tree edgenode runs from
         data = _parse_toml(default_config_text(), "default config")
@@ -637,6 +709,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         data = read_toml(path, "config file")
         p = Path(path).resolve()
         base = p.parent.parent if p.parent.name == "config" else p.parent
+    apply_settings(data, settings or [])
     cfg = parse_config(data, base)
     cfg.source = None if path is None else Path(path).resolve()
+    cfg.settings = list(settings or [])
     return cfg

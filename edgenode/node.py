@@ -23,10 +23,12 @@ from aiohttp import web
 
 from edgenode.admin.app import build_admin_app
 from edgenode.cache.stage import CacheStage
+from edgenode.cache.store import Store, purge_store
 from edgenode.config import Config, ConfigError, StageConfig, load_config
 from edgenode.fleet.oci import OciError, is_oci, pull_module
 from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
+from edgenode.node_state import NodeResources
 from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
 from edgenode.pipeline.exchange import Exchange
@@ -67,7 +69,8 @@ class Signals:
 class Node:
     """The data plane (front end + chain + upstream) and, optionally, the admin API."""
 
-    def __init__(self, config: Config, *, worker: int | None = None, admin: bool = True) -> None:
+    def __init__(self, config: Config, *, worker: int | None = None, admin: bool = True,
+                 workers: int = 1) -> None:
         self.config = config
         self.worker = worker
         self.signals = Signals()
@@ -80,7 +83,14 @@ class Node:
         #: function stages by name, and the key-value data they share (created on need)
         self.functions: dict[str, Any] = {}
         self._function_kv: Any = None
-        self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
+        # a worker joins the store (and filter state) its master opened; a node alone owns them
+        self._state = NodeResources(config, owner=worker is None, workers=workers)
+        self.store: Store | None = self._state.store
+        try:
+            self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
+        except BaseException:
+            self._state.close()
+            raise
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
         if self.functions:
@@ -88,6 +98,8 @@ class Node:
 
             self.metrics.add_collector(FunctionsCollector(lambda: self.functions))
         self._services: list[Any] = []
+        self.images: Any = None
+        self._warming: asyncio.Task[None] | None = None
         self._foreign: dict[str, Callable[[bytes], bytes]] = {}  # our foreign functions
         if self.filters:
             from edgenode.images.service import IMAGE_UPSTREAM, ImageService
@@ -100,7 +112,7 @@ class Node:
             self._foreign = node_functions(self.purge)
             for fname, fn in self._foreign.items():
                 register_foreign_function(fname, fn)
-            images = ImageService()  # its process pool starts on the first transform only
+            images = self.images = ImageService()  # its pool starts on the first transform only
             self._services.append(images)
             self.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
         self.access_log = AccessLog(config.log, worker)  # opened last: nothing left to fail
@@ -130,7 +142,7 @@ class Node:
             # fleet nodes answer under their node id, so Cache-Status names every hop
             member = self.config.fleet.node_id if self.config.fleet is not None else "edgenode"
             if self.cache is None:
-                self.cache = CacheStage(self.config.cache, name=sc.name, cache_name=member, nested=nested)
+                self.cache = CacheStage(self.config.cache, self.store, name=sc.name, cache_name=member, nested=nested)
                 return self.cache
             return CacheStage(self.config.cache, self.cache.store, name=sc.name,
                               cache_name=f"{member}-{sc.name}", nested=nested)
@@ -210,10 +222,12 @@ class Node:
         return self.frontend.port
 
     async def start(self, host: str | None = None, port: int | None = None, *,
-                    reuse_port: bool = False) -> None:
+                    reuse_port: bool = False, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (default: ``server.listen``) or on the bound ``sock``
+        (a worker's share of its master's listening socket)."""
         if self.fleet is not None:
             await self.fleet.sync()  # missed purges and the fleet config before serving
-        await self.frontend.start(host, port, reuse_port=reuse_port)
+        await self.frontend.start(host, port, reuse_port=reuse_port, sock=sock)
         if self.fleet is not None:
             self.fleet.announce(f"http://{_reachable(host or self.config.server.listen[0])}:{self.port}")
         if self._admin_enabled:
@@ -236,12 +250,22 @@ class Node:
         await site.start()
         return runner
 
+    def warm_up(self) -> asyncio.Task[None] | None:
+        """For a serving process: start the image service's worker processes now, so the
+        first transform does not wait for them (seconds on a busy host); await the task
+        to be sure they are up."""
+        if self.images is not None and self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self.images.warm_up())
+        return self._warming
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, drain in-flight requests (up to ``grace`` s), release everything."""
         grace = self.config.server.shutdown_grace if grace is None else grace
         if self.fleet is not None:
             await self.fleet.stop()  # leave the fleet first: edges stop sending misses here
         await self.frontend.shutdown(grace)
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
             self._admin_runner = None
@@ -252,6 +276,7 @@ class Node:
                 log.exception("closing stage %s failed", stage.name)
         await self.upstream.close()
         await self.redis.close()
+        self._state.close()
         for service in self._services:
             await service.close()
         if self._foreign:
@@ -267,11 +292,19 @@ class Node:
 
         ``watch``: files whose change reloads the wasm filters (``serve --watch``).
         """
+        loop = asyncio.get_running_loop()
+        admin = LocalAdmin(self)
         with StopSignals() as stop:
             await self.start()
+            self.warm_up()
             tune_gc()
+            # SIGHUP: no workers to replace here; reload the filters (config file re-read)
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged(admin)))
             announce(self.config, self.port, self.admin_port, 1)
-            await serve_until(stop, LocalAdmin(self), watch)
+            try:
+                await serve_until(stop, admin, watch)
+            finally:
+                loop.remove_signal_handler(signal.SIGHUP)
         log.info("shutting down (grace %.1fs)", self.config.server.shutdown_grace)
         await self.stop()
 
@@ -282,19 +315,14 @@ class Node:
     def purge(self, kind: str, values: list[str], soft: bool) -> int:
         if self.cache is None:
             return 0
-        store = self.cache.store
-        if kind == "url":
-            return sum(store.purge_url(url, soft=soft) for url in values)
-        if kind == "key":
-            return store.purge_keys(values, soft=soft)
-        if kind == "all":
-            return store.purge_all(soft=soft)
-        raise ValueError(f"unknown purge kind {kind!r}")
+        return purge_store(self.cache.store, kind, values, soft)
 
     def stats(self) -> dict[str, Any]:
         out = self.metrics.snapshot()
         out["cache"] = self._cache_stats()
         out["filters"] = {name: _filter_stats(stage) for name, stage in self.filters.items()}
+        if self.images is not None:
+            out["images"] = self.images.stats()
         if self.functions:
             out["functions"] = {name: stage.stats() for name, stage in self.functions.items()}
         if self.fleet is not None:
@@ -318,7 +346,8 @@ class Node:
                 raise KeyError(n)
         fresh: dict[str, StageConfig] = {}
         if self.config.source is not None:
-            fresh = {sc.name: self._filter_settings(sc) for sc in load_config(self.config.source).chain
+            fresh = {sc.name: self._filter_settings(sc)
+                     for sc in load_config(self.config.source, self.config.settings).chain
                      if sc.type in ("wasm", "function")}
         for n in targets:
             result = stages[n].reload(fresh.get(n))
@@ -399,11 +428,25 @@ class LocalAdmin:
     async def reload_filters(self, name: str | None) -> dict[str, Any]:
         return await self.node.reload_filters(name)
 
+    async def restart(self) -> dict[str, Any]:
+        raise NotImplementedError("a graceful restart replaces worker processes: "
+                                  "run the node with workers (serve --workers N)")
+
     async def health(self) -> dict[str, Any]:
-        out = {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        out: dict[str, Any] = {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        state = self.node._cache_stats().get("state", "ok")
+        if state != "ok":  # a pass-through node works, but not as the operator meant
+            out.update(status="degraded", cache=state)
         if self.node.fleet is not None:  # the node serves either way; this says how in sync it is
             out["fleet"] = self.node.fleet.health()
         return out
+
+
+async def _reload_logged(admin: LocalAdmin) -> None:
+    try:
+        await admin.reload_filters(None)
+    except Exception as exc:  # a bad file or module: the running filters stay
+        log.error("filter reload on SIGHUP failed: %s", exc)
 
 
 def tune_gc() -> None:

@@ -36,6 +36,10 @@ class AdminBackend(Protocol):
 
     async def health(self) -> dict[str, Any]: ...
 
+    async def restart(self) -> dict[str, Any]:
+        """Replace the worker processes gracefully; NotImplementedError without workers."""
+        ...
+
 
 class BadRequest(Exception):
     pass
@@ -140,6 +144,14 @@ def build_admin_app(backend: AdminBackend, token: str | None) -> web.Application
             return _error(422, f"reload failed: {exc}")
         return _json(result)
 
+    async def restart(request: web.Request) -> web.Response:
+        try:
+            return _json(await backend.restart())
+        except NotImplementedError as exc:
+            return _error(409, str(exc))
+        except Exception as exc:  # a bad config file: the running workers stay
+            return _error(422, f"restart failed: {exc}")
+
     async def healthz(request: web.Request) -> web.Response:
         return _json(await backend.health())
 
@@ -153,6 +165,7 @@ def build_admin_app(backend: AdminBackend, token: str | None) -> web.Application
         web.post("/filters/reload", reload),
         web.post("/filters/{name}/reload", reload),
         web.get("/healthz", healthz),
+        web.post("/restart", restart),
         web.route("PURGE", "/{tail:.*}", purge_method),
     ])
     return app

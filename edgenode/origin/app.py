@@ -103,6 +103,7 @@ async def obj(request: web.Request) -> web.Response:
     }
     if request.query.get("vary"):
         headers["Vary"] = request.query["vary"]
+    headers["Repr-Digest"] = content.object_digest(name, size, version)
     etag = content.object_etag(name, size, version)
     body = content.object_body(name, size, version)
     return _validated(request, headers, etag, content.last_modified(name), body)

@@ -71,6 +71,7 @@ async def run(origin_port: int, fast: bool, steps: list[Step], *,
     """Run ``steps`` on a fresh node; the bytes each connection got and what was counted."""
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{origin_port}")
     cfg.chain = [StageConfig("cache", "cache")]
+    cfg.cache.path = cfg.server.state_dir / ("fast" if fast else "slow")  # both start empty
     cfg.log.access = "off"
     if key_headers:
         cfg.cache.key.headers = key_headers
@@ -97,7 +98,8 @@ async def run(origin_port: int, fast: bool, steps: list[Step], *,
         await node.stop(1.0)
     return {"wire": wire, "answered": spy.answered, "asked": spy.asked,
             "stats": {k: v for k, v in node.metrics.snapshot().items() if k != "uptime_seconds"},
-            "cache": node.cache.stats(), "metrics": _counted(node.metrics.exposition())}
+            "cache": {k: v for k, v in node.cache.stats().items() if k != "path"},
+            "metrics": _counted(node.metrics.exposition())}
 
 
 def _counted(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
