@@ -119,7 +119,8 @@ class LocalFleet:
 
     def node_config(self, node_id: str, tier: str) -> dict[str, Any]:
         cfg: dict[str, Any] = {
-            "server": {"listen": "127.0.0.1:0", "workers": 1, "shutdown_grace": "2s"},
+            "server": {"listen": "127.0.0.1:0", "workers": 1, "shutdown_grace": "2s",
+                       "state_dir": str(self.workdir / "state" / node_id)},  # its own cache store
             "admin": {"listen": "127.0.0.1:0", "token": self.token},
             "origins": {"default": {"url": self.origin.url}},
             "log": {"access": "off", "level": "info"},

@@ -83,15 +83,17 @@ def module_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-async def make_fleet_node(origin_url: str, module_cache: Path,
-                          config_for: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
-    """``await make_fleet_node(nats_url, node_id, tier="edge", chain=None, start=True, **fleet)``."""
+async def make_fleet_node(origin_url: str, module_cache: Path, config_for: Callable[..., Any],
+                          tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_fleet_node(nats_url, node_id, tier="edge", chain=None, start=True, **fleet)``;
+    each node id has its own state directory (its cache store), as on separate machines."""
     nodes: list[Node] = []
 
     async def make(nats_url: str, node_id: str, tier: str = "edge", chain: list[StageConfig] | None = None,
                    start: bool = True, parents: list[ParentConfig] | None = None, **fleet: Any) -> Node:
         cfg = config_for(origin_url)
         cfg.chain = chain or [StageConfig("cache", "cache")]
+        cfg.server.state_dir = tmp_path / "nodes" / node_id
         cfg.fleet = fleet_settings(nats_url, node_id, tier, parents=parents or [], **fleet)
         node = Node(cfg)
         nodes.append(node)
