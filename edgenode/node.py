@@ -27,6 +27,7 @@ from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
 from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
+from edgenode.observe.origins import OriginCollector
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler, Stage, build_chain
 from edgenode.proxy.upstream import Upstream
@@ -71,6 +72,7 @@ class Node:
         self.metrics = NodeMetrics()
         self._internal: dict[str, InternalUpstream] = {}
         self.upstream = Upstream(config)
+        self.metrics.add_collector(OriginCollector(lambda: self.upstream.pools, self.upstream.health))
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
         self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]

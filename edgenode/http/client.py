@@ -30,7 +30,7 @@ from edgenode.http.errors import (
 from edgenode.http.headers import last_chunk, parse_trailers
 from edgenode.http.messages import Request, Response
 
-__all__ = ["OriginPool"]
+__all__ = ["OriginPool", "OriginBody"]
 
 #: response body bytes buffered before the origin socket stops being read
 BODY_HIGH_WATER = 256 * 1024
@@ -135,6 +135,10 @@ class OriginBody:
 
     async def aclose(self) -> None:
         """Stop early: the rest of the body is not wanted, so the connection is closed."""
+        self.close()
+
+    def close(self) -> None:
+        """``aclose`` without the coroutine (``Exchange.release`` calls it)."""
         conn = self._conn
         self._chunks.clear()
         self._size = 0

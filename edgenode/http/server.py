@@ -628,6 +628,7 @@ class _Connection(asyncio.Protocol):
 
     def _complete(self, pending: _Pending, response: Response, keep_alive: bool) -> None:
         """The response is written (or aborted): report it and move to the next request."""
+        pending.exchange.release()
         on_complete = self.fe.on_complete
         if on_complete is not None:
             try:
