@@ -172,6 +172,7 @@ class _OriginConnection(asyncio.Protocol):
         self._status = 0
         self._body: OriginBody | None = None
         self._eof_delimited = False
+        self._eof = False  # the origin half-closed cleanly (a FIN, not a reset)
         self._got_bytes = False
         self._busy = False
         self._paused = False
@@ -198,6 +199,7 @@ class _OriginConnection(asyncio.Protocol):
             self._fail_parse("origin switched protocols, which is not supported")
 
     def eof_received(self) -> bool | None:
+        self._eof = True
         return None  # close the transport; connection_lost settles what EOF means
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -214,8 +216,11 @@ class _OriginConnection(asyncio.Protocol):
         body = self._body
         if body is not None:
             self._body = None
-            if self._eof_delimited:
-                body.finish()
+            if self._eof_delimited and self._eof and exc is None:
+                body.finish()  # only a clean end completes a close-delimited body
+            elif self._eof_delimited:
+                body.fail(OriginBodyError("origin connection broke before the end of a "
+                                          "close-delimited body"))
             else:
                 body.fail(OriginBodyError("origin closed the connection in the middle of the body"))
         if self._upload is not None and not self._upload.done():
