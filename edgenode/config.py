@@ -183,6 +183,9 @@ class OriginConfig:
     between_bytes_timeout: float = 10.0
     max_connections: int = 256
     idle_timeout: float = 30.0
+    #: the largest response head (and trailer section) accepted from the origin; past it
+    #: the request gets a 502
+    max_header_bytes: int = 64 * 1024
 
 
 @dataclass
@@ -325,8 +328,11 @@ def _origin(name: str, data: Any, key: str) -> OriginConfig:
         between_bytes_timeout=s.duration("between_bytes_timeout", 10.0),
         max_connections=max_conn,
         idle_timeout=s.duration("idle_timeout", 30.0),
+        max_header_bytes=s.size("max_header_bytes", 64 * 1024),
     )
     s.done()
+    if cfg.max_header_bytes < 1024:
+        raise ConfigError(f"{key}.max_header_bytes: must be at least 1 KiB, got {cfg.max_header_bytes}")
     return cfg
 
 
@@ -430,7 +436,8 @@ def with_overrides(cfg: Config, listen: str | None = None, origin: str | None = 
         table = {"url": origin, "host_header": old.host_header, "connect_timeout": old.connect_timeout,
                  "first_byte_timeout": old.first_byte_timeout,
                  "between_bytes_timeout": old.between_bytes_timeout,
-                 "max_connections": old.max_connections, "idle_timeout": old.idle_timeout}
+                 "max_connections": old.max_connections, "idle_timeout": old.idle_timeout,
+                 "max_header_bytes": old.max_header_bytes}
         try:
             new = _origin(old.name, table, "--origin")
         except ConfigError as exc:

@@ -41,6 +41,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _FRAMING = ("content-length", "transfer-encoding", "connection")
 
 
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: the origin's header section passed ``max_header_bytes``."""
+
+
 class _Stale(Exception):
     """A pooled connection died before any response byte arrived (safe to retry)."""
 
@@ -173,6 +177,12 @@ class _OriginConnection(asyncio.Protocol):
         self._body: OriginBody | None = None
         self._eof_delimited = False
         self._eof = False  # the origin half-closed cleanly (a FIN, not a reset)
+        # the header section being parsed (head or trailers): bytes in its complete fields,
+        # bytes fed since the parser last reported progress, and the limit for both
+        self._fields_size = 0
+        self._stalled = 0
+        self._progress = False
+        self._max_head = pool.cfg.max_header_bytes
         self._got_bytes = False
         self._busy = False
         self._paused = False
@@ -194,9 +204,23 @@ class _OriginConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail_parse(f"invalid HTTP response from origin: {exc}")
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._fail_parse(str(exc.__context__), "head_too_large")
+            else:
+                self._fail_parse(f"invalid HTTP response from origin: {exc}")
+            return
         except httptools.HttpParserUpgrade:
             self._fail_parse("origin switched protocols, which is not supported")
+            return
+        if self._progress:
+            self._progress = False
+            self._stalled = 0
+        else:
+            # a whole read without one complete field (or body byte): httptools keeps an
+            # unfinished field line itself, and a never-ending one must not grow unbounded
+            self._stalled += len(data)
+            if self._stalled > self._max_head:
+                self._fail_parse(self._too_large(), "head_too_large")
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -244,9 +268,19 @@ class _OriginConnection(asyncio.Protocol):
 
     # --- parser callbacks -----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
+        self._fields_size += len(name) + len(value) + 4
+        if self._fields_size > self._max_head:
+            raise _HeadTooLarge(self._too_large())
         self._headers.append((name, value))
 
+    def _too_large(self) -> str:
+        part = "response head" if self._status == 0 else "trailer section"
+        return f"origin {part} larger than {self._max_head} bytes (max_header_bytes)"
+
     def on_headers_complete(self) -> None:
+        self._progress = True
+        self._fields_size = 0  # the trailer section, if any, has a budget of its own
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             self._headers = []  # interim response (100 Continue, 103): wait for the final one
@@ -271,10 +305,12 @@ class _OriginConnection(asyncio.Protocol):
             waiter.set_result(Response(status, headers, body))
 
     def on_body(self, chunk: bytes) -> None:
+        self._progress = True
         if self._body is not None:
             self._body.feed(chunk)
 
     def on_message_complete(self) -> None:
+        self._progress = True
         if self._status == 0 or not self._busy:
             return  # end of an interim 1xx response
         if self._headers:  # fields after the head: the chunked body's trailer section
@@ -295,10 +331,10 @@ class _OriginConnection(asyncio.Protocol):
         self.resume()
         self.pool._release(self, keep_alive and self._upload_done)
 
-    def _fail_parse(self, reason: str) -> None:
+    def _fail_parse(self, reason: str, kind: str = "protocol_error") -> None:
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(OriginProtocolError(reason))
+            waiter.set_exception(OriginProtocolError(reason, kind))
         body = self._body
         if body is not None:
             self._body = None
@@ -329,6 +365,7 @@ class _OriginConnection(asyncio.Protocol):
         self._got_bytes = False
         self._method = req.method
         self._headers = []
+        self._fields_size = self._stalled = 0
         waiter: asyncio.Future[Response] = self.loop.create_future()
         self._head_waiter = waiter
         transport = self.transport

@@ -95,3 +95,70 @@ async def test_close_delimited_body_with_clean_end_is_cached(start) -> None:
         resp = parse_responses(await _get(node.port, "/doc"))[0]
         assert resp.body == FULL and resp.headers["x-cache"] == expected
     assert raw.connections == 1
+
+
+async def _metric(node: Node, name: str, **labels: str) -> float:
+    text = node.metrics.exposition().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_endless_origin_header_line_is_502_and_counted(start) -> None:
+    """An origin that never ends its header section: the node stops reading at the
+    limit (64 KiB by default), answers 502, counts it, and keeps serving."""
+    sent = 0
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await read_request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+        for _ in range(4096):  # up to 16 MiB, one header value that never ends
+            writer.write(b"a" * 4096)
+            sent += 4096
+            await writer.drain()
+
+    node, raw = await start(origin)
+    resp = parse_responses(await _get(node.port, "/endless"))[0]
+    assert resp.status == 502 and b"larger than 65536 bytes" in resp.body
+    assert sent < 4 * 1024 * 1024  # the node stopped reading long before the end
+    assert await _metric(node, "edgenode_origin_errors_total", origin="default",
+                         kind="head_too_large") == 1
+
+
+async def test_origin_head_limit_is_per_origin_and_counts_many_fields(start) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + b"".join(
+        b"X-Field-%03d: %s\r\n" % (i, b"v" * 40) for i in range(100)) + b"\r\nok"
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request_head(reader)
+            writer.write(head)  # ~5.5 KB of fields in one write
+            await writer.drain()
+
+    small, _ = await start(origin, max_header_bytes="4KiB")
+    resp = parse_responses(await _get(small.port, "/many"))[0]
+    assert resp.status == 502 and b"larger than 4096 bytes" in resp.body
+    roomy, _ = await start(origin)
+    resp = parse_responses(await _get(roomy.port, "/many"))[0]
+    assert resp.status == 200 and resp.body == b"ok" and resp.headers["x-field-099"] == "v" * 40
+
+
+async def test_origin_head_in_small_pieces_is_parsed(start) -> None:
+    """A legitimate 60 KB head trickling in 256-byte writes: parsed as it comes, accepted."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + b"".join(
+        b"X-F%04d: %s\r\n" % (i, b"w" * 100) for i in range(550)) + b"\r\nok"
+    assert 60_000 < len(head) < 64 * 1024
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        for i in range(0, len(head), 256):
+            writer.write(head[i:i + 256])
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    node, _ = await start(origin)
+    resp = parse_responses(await _get(node.port, "/trickle"))[0]
+    assert resp.status == 200 and resp.body == b"ok"
