@@ -260,14 +260,16 @@ class _Connection(asyncio.Protocol):
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._in_head = False
-        self._head_fed = 0
         self._head_start = 0.0
         self._body: _RequestBody | None = None
         # chunked request: header lines before the trailers (0: not chunked), and whether a
         # chunk header came with no data after it yet (the last chunk's trailer section)
         self._n_head = 0
         self._chunk_pending = False
-        self._trailer_fed = 0
+        # bytes the parser callbacks accounted for during the current read, and the bytes
+        # of the unfinished field line httptools is holding (an estimate from above)
+        self._seen = 0
+        self._partial = 0
         # dispatch state
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None
@@ -348,13 +350,13 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return
-        in_trailers = self._chunk_pending
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops after an Upgrade/CONNECT head; the request was dispatched as a
             # plain one (Upgrade is hop-by-hop), so keep parsing what follows it.
             offset = exc.args[0] if exc.args else len(data)
+            self._seen = 0
             if not self._dead and offset < len(data):
                 self.data_received(data[offset:])
             return
@@ -365,37 +367,40 @@ class _Connection(asyncio.Protocol):
             else:
                 self._protocol_error(400, f"malformed request: {exc}")
             return
-        if self._in_head:
-            if self._head_start < 0:
+        seen = self._seen
+        self._seen = 0
+        if self._in_head or self._chunk_pending:
+            if self._in_head and self._head_start < 0:
                 self._head_start = self.loop.time()  # the read that began this message
-            # httptools buffers a header until it is complete, so bound the whole head
-            # here too: a never-ending header line must not grow without limit.
-            self._head_fed += len(data)
-            # (an over-long target is caught exactly in on_url, which sees partial spans)
-            if self._head_fed > self.cfg.max_header_bytes + self.cfg.max_request_line_bytes:
-                self._protocol_error(431, "request header fields too large")
-        elif in_trailers and self._chunk_pending:
-            # a whole read spent inside the trailer section, which httptools buffers until
-            # each field is complete: bound it like the head
-            self._trailer_fed += len(data)
-            if self._trailer_fed > self.cfg.max_header_bytes:
-                self._protocol_error(431, "request trailer fields too large")
+            # The read ended inside a header section (the head, or a chunked body's trailer
+            # section).  Complete fields are counted per message in on_header, the target
+            # in on_url; httptools keeps an unfinished field line to itself, so its bytes
+            # are what this read held beyond what the callbacks accounted for (plus the
+            # whole of earlier reads that accounted for nothing).
+            self._partial = len(data) - seen if seen else self._partial + len(data)
+            if self._head_bytes + self._partial > self.cfg.max_header_bytes:
+                part = "header" if self._in_head else "trailer"
+                self._protocol_error(431, f"request {part} fields too large")
 
     def on_message_begin(self) -> None:
         self._in_head = True
-        self._head_fed = 0
+        self._partial = 0
         self._url = b""
         self._raw_headers = []
         self._head_bytes = 0
         self._head_start = -1.0  # stamped below only if the head spans several reads
 
     def on_url(self, url: bytes) -> None:
+        self._seen += len(url)
         self._url += url
         if len(self._url) > self.cfg.max_request_line_bytes:
             raise _Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
+        size = len(name) + len(value) + 4  # "Name: value\r\n"
+        self._seen += size
+        self._partial = 0
+        self._head_bytes += size
         if self._head_bytes > self.cfg.max_header_bytes:
             part = "header block" if self._in_head else "trailer section"
             raise _Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
@@ -403,6 +408,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._seen += len(self._url) + 16  # method, version, line ends: roughly
         parser = self.parser
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
@@ -527,21 +533,24 @@ class _Connection(asyncio.Protocol):
         return True
 
     def on_body(self, chunk: bytes) -> None:
+        self._seen += len(chunk)
         self._chunk_pending = False
         if self._body is not None:
             self._body.feed(chunk)
 
     def on_chunk_header(self) -> None:
+        # until data follows, this may be the last chunk: its trailer section comes next
+        self._seen += 6  # size line and the CRLF after the data: roughly
         self._chunk_pending = True
-        self._trailer_fed = 0
+        self._partial = 0
 
     def on_message_complete(self) -> None:
+        self._chunk_pending = False
         body = self._body
         if body is not None:
             n = self._n_head
             if n:
                 self._n_head = 0
-                self._chunk_pending = False
                 if len(self._raw_headers) > n:
                     body.trailers = parse_trailers(self._raw_headers[n:])
             body.finish()

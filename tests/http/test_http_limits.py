@@ -1,0 +1,72 @@
+"""FrontEnd limits on a real socket: per-request head budgets with pipelining,
+write back-pressure, request-body timeouts and lingering close after an error."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import pytest
+from multidict import CIMultiDict
+
+from dataplane_support import BOUND, RawClient, parse_responses
+from edgenode.config import ServerConfig
+from edgenode.http.messages import Response, read_body
+from edgenode.http.server import FrontEnd
+from edgenode.pipeline.exchange import Exchange
+
+BIG = b"B" * (256 * 1024)
+
+
+async def app(exchange: Exchange) -> Response:
+    req = exchange.request
+    if req.path == "/big":
+        return Response(200, CIMultiDict({"Content-Type": "application/octet-stream"}), BIG)
+    if req.path == "/upload":
+        body = await read_body(req.body)
+        return Response(200, body=str(len(body)).encode())
+    return Response(200, body=req.target.encode())
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Any]:
+    ends: list[FrontEnd] = []
+
+    async def make(**server: Any) -> FrontEnd:
+        settings = {"max_header_bytes": 2048, "max_request_line_bytes": 512,
+                    "keepalive_timeout": 5.0, "request_timeout": 5.0, **server}
+        fe = FrontEnd(app, ServerConfig(**settings))
+        await fe.start("127.0.0.1", 0)
+        ends.append(fe)
+        return fe
+
+    yield make
+    for fe in ends:
+        await fe.shutdown(1.0)
+
+
+async def test_pipelined_batch_larger_than_the_head_limit_is_not_431(start) -> None:
+    """Many small pipelined requests in one read (20 KB, ten times the 2 KB head limit)
+    ending inside a head: each head is counted on its own."""
+    fe = await start()
+    heads = [b"GET /r%03d HTTP/1.1\r\nHost: a\r\nX-Pad: %s\r\n\r\n" % (i, b"p" * 60)
+             for i in range(200)]
+    batch = b"".join(heads)
+    assert len(batch) > 9 * 2048
+    client = await RawClient.connect(fe.port)
+    await client.send(batch + b"GET /last HTTP/1.1\r\nHost: a\r\nX-Pad: ")  # ends mid-head
+    await asyncio.sleep(0.1)
+    await client.send(b"done\r\nConnection: close\r\n\r\n")
+    responses = parse_responses(await client.read_until_close())
+    await client.close()
+    assert [r.status for r in responses] == [200] * 201
+    assert responses[-1].body == b"/last"
+
+
+async def test_endless_header_line_in_one_read_is_431(start) -> None:
+    fe = await start()
+    client = await RawClient.connect(fe.port)
+    await client.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"v" * 8192)
+    responses = parse_responses(await client.read_until_close())
+    await client.close()
+    assert responses[0].status == 431
