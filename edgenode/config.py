@@ -138,6 +138,11 @@ class ServerConfig:
     max_request_line_bytes: int = 8192
     keepalive_timeout: float = 75.0
     request_timeout: float = 60.0
+    #: a client that reads nothing of its responses for this long is dropped
+    send_timeout: float = 60.0
+    #: response bytes buffered per connection before the node stops writing, parsing and
+    #: starting pipelined requests on it until the client reads
+    write_high_water: int = 256 * 1024
     shutdown_grace: float = 10.0
     server_timing: bool = True
     via: str = "edgenode"
@@ -245,6 +250,8 @@ def _server(data: Any) -> ServerConfig:
         max_request_line_bytes=s.size("max_request_line_bytes", 8192),
         keepalive_timeout=s.duration("keepalive_timeout", 75.0),
         request_timeout=s.duration("request_timeout", 60.0),
+        send_timeout=s.duration("send_timeout", 60.0),
+        write_high_water=s.size("write_high_water", 256 * 1024),
         shutdown_grace=s.duration("shutdown_grace", 10.0),
         server_timing=s.get("server_timing", True, bool),
         via=s.get("via", "edgenode", str),

@@ -77,6 +77,8 @@ BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
 #: pipelined requests queued behind the one in progress before reading pauses
 PIPELINE_DEPTH = 16
+#: a read larger than this is parsed in slices of it, so parsing can stop at a full queue
+PARSE_SLICE = 4096
 #: response statuses that never carry a body
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -270,6 +272,9 @@ class _Connection(asyncio.Protocol):
         # of the unfinished field line httptools is holding (an estimate from above)
         self._seen = 0
         self._partial = 0
+        # the part of a read left unparsed while the pipeline queue was full
+        self._unparsed = b""
+        self._parse_scheduled = False
         # dispatch state
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None
@@ -278,6 +283,7 @@ class _Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
         self._idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -287,6 +293,7 @@ class _Connection(asyncio.Protocol):
     # --- connection lifecycle -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=self.cfg.write_high_water)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
@@ -308,18 +315,45 @@ class _Connection(asyncio.Protocol):
         for pending in self._queue:
             if pending.body is not None:
                 pending.body.fail(gone)
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client closed the connection"))
 
+    # --- write flow control ---------------------------------------------------------
     def pause_writing(self) -> None:
+        """The write buffer passed its high-water mark: the client is not reading.
+
+        Nothing more is parsed or started on this connection until it drains (a client
+        that pipelines without reading holds one response's worth of memory, not one per
+        request), and a client that stops reading for ``send_timeout`` is dropped.
+        """
         self._write_paused = True
+        self._pause_reading()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.cfg.send_timeout, self._send_timed_out)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._current is None and self._queue and not self.closed:
+            self._start(self._queue.popleft())
+        self.body_drained()
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        if not self.closed:
+            log.debug("client %s:%d read nothing for %.0fs: closing", *self.client,
+                      self.cfg.send_timeout)
+            self._dead = True
+            self.transport.abort()  # type: ignore[union-attr]
 
     async def _drain(self) -> None:
         if self.closed:
@@ -331,14 +365,24 @@ class _Connection(asyncio.Protocol):
             self._drain_waiter = None
 
     # --- read flow control ----------------------------------------------------------
-    def pause_for_body(self) -> None:
+    def _pause_reading(self) -> None:
         if not self._read_paused and not self.closed:
             self._read_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
 
+    def pause_for_body(self) -> None:
+        self._pause_reading()
+
     def body_drained(self) -> None:
-        if self._read_paused and len(self._queue) < PIPELINE_DEPTH and not self._dead:
-            if self._body is None or self._body.size < BODY_LOW_WATER:
+        """Read again unless something still holds reading back: the request body's
+        buffer, the pipeline queue, or a client that is not reading its responses."""
+        if (self._read_paused and len(self._queue) < PIPELINE_DEPTH and not self._dead
+                and not self._write_paused and not self.closed):
+            if self._unparsed:  # the rest of the last read first (never from a callback)
+                if not self._parse_scheduled:
+                    self._parse_scheduled = True
+                    self.loop.call_soon(self._parse_unparsed)
+            elif self._body is None or self._body.size < BODY_LOW_WATER:
                 self._read_paused = False
                 self.transport.resume_reading()  # type: ignore[union-attr]
 
@@ -350,6 +394,38 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return
+        if len(data) <= PARSE_SLICE:
+            self._feed(data)
+        else:
+            self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Parse a large read a slice at a time, keeping what follows a full pipeline
+        queue unparsed (reading stays paused until the queue has room again).
+
+        A read can hold thousands of small pipelined requests; parsed at once, each would
+        become a queued request object.  Inside a request body the rest is fed whole (a
+        large upload is not cut into small pieces).
+        """
+        start, end = 0, len(data)
+        while start < end and not self._dead:
+            if len(self._queue) >= PIPELINE_DEPTH and self._body is None:
+                self._unparsed = data[start:]
+                self._pause_reading()
+                return
+            stop = end if self._body is not None else min(end, start + PARSE_SLICE)
+            self._feed(data if start == 0 and stop == end else data[start:stop])
+            start = stop
+
+    def _parse_unparsed(self) -> None:
+        """The pipeline queue has room again: parse the rest of the read it stopped."""
+        self._parse_scheduled = False
+        data, self._unparsed = self._unparsed, b""
+        if data and not self._dead:
+            self._parse(data)
+            self.body_drained()
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -358,7 +434,7 @@ class _Connection(asyncio.Protocol):
             offset = exc.args[0] if exc.args else len(data)
             self._seen = 0
             if not self._dead and offset < len(data):
-                self.data_received(data[offset:])
+                self._feed(data[offset:])
             return
         except httptools.HttpParserError as exc:
             reject = exc.__context__
@@ -578,13 +654,12 @@ class _Connection(asyncio.Protocol):
 
     # --- dispatch -------------------------------------------------------------------
     def _dispatch(self, pending: _Pending) -> None:
-        if self._current is None:
+        if self._current is None and not self._write_paused:
             self._start(pending)
-        else:
+        else:  # behind the one in progress, or until the client reads what it was sent
             self._queue.append(pending)
-            if len(self._queue) >= PIPELINE_DEPTH and not self._read_paused:
-                self._read_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+            if len(self._queue) >= PIPELINE_DEPTH:
+                self._pause_reading()
 
     def _start(self, pending: _Pending) -> None:
         self._current = pending
@@ -657,7 +732,8 @@ class _Connection(asyncio.Protocol):
             body.start_discard()
             self.body_drained()
         if self._queue:
-            self._start(self._queue.popleft())
+            if not self._write_paused:  # else resume_writing starts it
+                self._start(self._queue.popleft())
             self.body_drained()
             return
         self._idle_since = self.loop.time()
@@ -838,7 +914,7 @@ class _Connection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.closed or self._current is not None:
+        if self.closed or self._current is not None or self._queue:
             return  # re-armed when the connection becomes idle again
         now = self.loop.time()
         if self._in_head:

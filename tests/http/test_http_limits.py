@@ -4,6 +4,7 @@ write back-pressure, request-body timeouts and lingering close after an error.""
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from typing import Any, AsyncIterator
 
 import pytest
@@ -16,12 +17,15 @@ from edgenode.http.server import FrontEnd
 from edgenode.pipeline.exchange import Exchange
 
 BIG = b"B" * (256 * 1024)
+SMALL = b"s" * 1024
 
 
 async def app(exchange: Exchange) -> Response:
     req = exchange.request
     if req.path == "/big":
         return Response(200, CIMultiDict({"Content-Type": "application/octet-stream"}), BIG)
+    if req.path == "/small":
+        return Response(200, CIMultiDict({"Content-Type": "text/plain"}), SMALL)
     if req.path == "/upload":
         body = await read_body(req.body)
         return Response(200, body=str(len(body)).encode())
@@ -70,3 +74,34 @@ async def test_endless_header_line_in_one_read_is_431(start) -> None:
     responses = parse_responses(await client.read_until_close())
     await client.close()
     assert responses[0].status == 431
+
+
+@pytest.mark.parametrize("path,count", [("/big", 100), ("/small", 3000)])
+async def test_pipelining_client_that_never_reads_holds_bounded_memory(start, path, count) -> None:
+    """Three clients pipeline requests (100 for a 256 KiB answer, or 3,000 for a 1 KiB
+    one) and read nothing.  Per connection the node holds at most its write high-water
+    mark plus one answer in write buffers, and a bounded amount of parsed requests; once
+    the clients read, every answer arrives, in order."""
+    fe = await start(write_high_water=128 * 1024)
+    answer = BIG if path == "/big" else SMALL
+    budget = 128 * 1024 + len(answer) + 512 * 1024
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        clients = [await RawClient.connect(fe.port) for _ in range(3)]
+        for client in clients:
+            client.writer.write(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode() * (count - 1)
+                                + f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        await asyncio.sleep(0.5)  # the node answers until the clients' socket buffers are full
+        parsed = (tracemalloc.get_traced_memory()[0] - before) / 3
+    finally:
+        tracemalloc.stop()
+    buffered = [conn.transport.get_write_buffer_size() for conn in fe.connections]
+    assert len(buffered) == 3
+    for held in buffered:
+        assert held + parsed <= budget, (buffered, parsed)
+    for client in clients:
+        responses = parse_responses(await client.read_until_close())
+        assert len(responses) == count
+        assert all(r.status == 200 and r.complete and r.body == answer for r in responses)
+        await client.close()
