@@ -138,8 +138,15 @@ class ServerConfig:
     max_request_line_bytes: int = 8192
     keepalive_timeout: float = 75.0
     request_timeout: float = 60.0
+    #: a request body with no byte for this long, or not complete after the total, is a 408
+    body_between_bytes_timeout: float = 30.0
+    body_timeout: float = 300.0
     #: a client that reads nothing of its responses for this long is dropped
     send_timeout: float = 60.0
+    #: lingering close after an error answered mid-message: at most this long in all, and
+    #: at most ``lingering_timeout`` without input (0: close at once)
+    lingering_time: float = 10.0
+    lingering_timeout: float = 2.0
     #: response bytes buffered per connection before the node stops writing, parsing and
     #: starting pipelined requests on it until the client reads
     write_high_water: int = 256 * 1024
@@ -250,13 +257,22 @@ def _server(data: Any) -> ServerConfig:
         max_request_line_bytes=s.size("max_request_line_bytes", 8192),
         keepalive_timeout=s.duration("keepalive_timeout", 75.0),
         request_timeout=s.duration("request_timeout", 60.0),
+        body_between_bytes_timeout=s.duration("body_between_bytes_timeout", 30.0),
+        body_timeout=s.duration("body_timeout", 300.0),
         send_timeout=s.duration("send_timeout", 60.0),
+        lingering_time=s.duration("lingering_time", 10.0),
+        lingering_timeout=s.duration("lingering_timeout", 2.0),
         write_high_water=s.size("write_high_water", 256 * 1024),
         shutdown_grace=s.duration("shutdown_grace", 10.0),
         server_timing=s.get("server_timing", True, bool),
         via=s.get("via", "edgenode", str),
     )
     s.done()
+    for name in ("body_between_bytes_timeout", "body_timeout", "send_timeout"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"server.{name}: must be more than 0")
+    if cfg.write_high_water < 1024:
+        raise ConfigError(f"server.write_high_water: must be at least 1 KiB, got {cfg.write_high_water}")
     return cfg
 
 

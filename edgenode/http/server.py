@@ -158,13 +158,24 @@ class _RequestBody:
 
     Buffering more than ``BODY_HIGH_WATER`` pauses the socket; consuming below
     ``BODY_LOW_WATER`` resumes it, so a huge upload never piles up in memory.
+
+    Two clocks bound a client that sends the body slowly or stops half-way (which would
+    hold the request, and a filter buffering the body, forever): no byte for
+    ``body_between_bytes_timeout`` or the whole body taking longer than ``body_timeout``
+    fails it with a 408, whoever is reading it.  Neither clock runs while the node is
+    the one holding the client back (reading paused, ``100 Continue`` not yet sent).
     """
 
     __slots__ = ("_conn", "_chunks", "size", "done", "error", "_waiter", "discard", "expect",
-                 "trailers")
+                 "trailers", "_timer", "_started", "_last", "_checked")
 
     def __init__(self, conn: _Connection, expect_continue: bool) -> None:
         self._conn = conn
+        now = conn.loop.time()
+        self._started = self._last = self._checked = now
+        cfg = conn.cfg
+        self._timer: asyncio.TimerHandle | None = conn.loop.call_later(
+            min(cfg.body_between_bytes_timeout, cfg.body_timeout), self._check_clock)
         self._chunks: deque[bytes] = deque()
         self.size = 0
         self.done = False
@@ -205,7 +216,36 @@ class _RequestBody:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _check_clock(self) -> None:
+        self._timer = None
+        if self.done:
+            return
+        conn = self._conn
+        cfg = conn.cfg
+        now = conn.loop.time()
+        if conn.closed:
+            return
+        if conn.holds_client_back(self):
+            self._started += now - self._checked  # neither clock runs meanwhile
+            self._last = now
+        elif now - self._last >= cfg.body_between_bytes_timeout:
+            conn.body_timed_out(self, f"no request body bytes for "
+                                      f"{cfg.body_between_bytes_timeout:g}s")
+            return
+        elif now - self._started >= cfg.body_timeout:
+            conn.body_timed_out(self, f"request body not received within {cfg.body_timeout:g}s")
+            return
+        self._checked = now
+        due = min(self._last + cfg.body_between_bytes_timeout, self._started + cfg.body_timeout)
+        self._timer = conn.loop.call_later(max(0.001, due - now), self._check_clock)
+
+    def stop_clock(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def feed(self, chunk: bytes) -> None:
+        self._last = self._conn.loop.time()
         if self.discard:
             return
         self._chunks.append(chunk)
@@ -216,10 +256,12 @@ class _RequestBody:
 
     def finish(self) -> None:
         self.done = True
+        self.stop_clock()
         self._wake()
 
     def fail(self, exc: BaseException) -> None:
         if not self.done:
+            self.stop_clock()
             self.error = exc
             self.done = True
             self._chunks.clear()
@@ -284,6 +326,9 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._send_timer: asyncio.TimerHandle | None = None
+        # lingering close: when the last input arrived, and when it ends at the latest
+        self._linger_last = 0.0
+        self._linger_end = 0.0
         self._idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -386,6 +431,63 @@ class _Connection(asyncio.Protocol):
                 self._read_paused = False
                 self.transport.resume_reading()  # type: ignore[union-attr]
 
+    def holds_client_back(self, body: _RequestBody) -> bool:
+        """Whether the node, not the client, is why ``body`` gets no bytes right now."""
+        return self._read_paused or body.expect
+
+    def body_timed_out(self, body: _RequestBody, reason: str) -> None:
+        """The client stalled in the middle of a request body: whoever reads it gets a
+        408, and nothing after it is parsed (the connection closes after the answer)."""
+        log.info("client %s:%d: %s", *self.client, reason)
+        answered = body.discard  # the handler is done: only the rest was being skipped
+        body.fail(_BadBody(408, reason))
+        self._dead = True
+        self._pause_reading()
+        if answered and self._current is None and not self._queue:
+            self._close(linger=True)
+
+    # --- closing --------------------------------------------------------------------
+    def _close(self, linger: bool) -> None:
+        """Close after the last response; with ``linger``, as nginx's lingering_close.
+
+        Closing a socket with unread input makes the kernel send a reset, which can
+        destroy the response still on its way (the client sees a reset, not the 4xx).
+        So when the client may still be sending (an error answered mid-message, a body
+        not read), the node half-closes, reads and drops what arrives until the client
+        closes, goes quiet for ``lingering_timeout``, or ``lingering_time`` is over.
+        """
+        self._dead = True
+        transport = self.transport
+        assert transport is not None
+        if transport.is_closing():  # aborted already
+            return
+        if not linger or self.cfg.lingering_time <= 0 or not transport.can_write_eof():
+            transport.close()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = self.loop.time()
+        self._linger_last = now
+        self._linger_end = now + self.cfg.lingering_time
+        transport.write_eof()  # after what is buffered: the response is complete
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+        self._timer = self.loop.call_later(
+            min(self.cfg.lingering_timeout, self.cfg.lingering_time), self._linger_check)
+
+    def _linger_check(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        due = min(self._linger_last + self.cfg.lingering_timeout, self._linger_end)
+        if now >= due:
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            self._timer = self.loop.call_later(due - now, self._linger_check)
+
     def send_continue(self) -> None:
         if not self.closed:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
@@ -393,6 +495,8 @@ class _Connection(asyncio.Protocol):
     # --- parsing --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self._dead:
+            if self._linger_end:
+                self._linger_last = self.loop.time()  # lingering: read and dropped
             return
         if len(data) <= PARSE_SLICE:
             self._feed(data)
@@ -723,9 +827,9 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         body = pending.body
-        if not keep_alive:
-            self._dead = True
-            self.transport.close()  # type: ignore[union-attr]
+        if not keep_alive or (self._dead and not self._queue):
+            # input may be left unread: after a protocol error, or a body not read to its end
+            self._close(linger=self._dead or (body is not None and not body.done))
             return
         if body is not None and not body.done:
             # The handler did not read the whole body: skip the rest of the message.
@@ -934,6 +1038,9 @@ class _Connection(asyncio.Protocol):
         """Finish the request in progress, then close; close at once when idle."""
         self._closing = True
         if self.closed:
+            return
+        if self._linger_end:
+            self.transport.close()  # type: ignore[union-attr]
             return
         if self._current is None and not self._queue and not self._in_head:
             self._dead = True

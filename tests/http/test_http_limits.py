@@ -4,6 +4,7 @@ write back-pressure, request-body timeouts and lingering close after an error.""
 from __future__ import annotations
 
 import asyncio
+import socket
 import tracemalloc
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -114,3 +115,75 @@ async def test_pipelining_client_that_never_reads_holds_bounded_memory(start, pa
         assert len(responses) == count
         assert all(r.status == 200 and r.complete and r.body == answer for r in responses)
         await client.close()
+
+
+async def _stall_body(port: int, sent: bytes, length: int, trickle: float = 0.0) -> tuple[bytes, float]:
+    """POST /upload announcing ``length`` bytes, send ``sent`` (a byte per ``trickle``
+    seconds when set), then nothing; return what came back and how long it took."""
+    client = await RawClient.connect(port)
+    started = asyncio.get_running_loop().time()
+    await client.send(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % length)
+    if trickle:
+        for byte in sent:
+            await client.send(bytes([byte]))
+            await asyncio.sleep(trickle)
+    else:
+        await client.send(sent)
+    raw = await client.read_until_close()
+    await client.close()
+    return raw, asyncio.get_running_loop().time() - started
+
+
+async def test_stalled_request_body_is_408(start) -> None:
+    fe = await start(body_between_bytes_timeout=0.3, body_timeout=30.0)
+    raw, took = await _stall_body(fe.port, b"x" * 10, 100)
+    resp = parse_responses(raw)[0]
+    assert resp.status == 408 and b"no request body bytes for 0.3s" in resp.body
+    assert resp.headers["connection"] == "close"
+    assert took < BOUND
+
+
+async def test_trickled_request_body_hits_the_total_timeout(start) -> None:
+    fe = await start(body_between_bytes_timeout=5.0, body_timeout=0.5)
+    raw, took = await _stall_body(fe.port, b"y" * 40, 100, trickle=0.05)
+    resp = parse_responses(raw)[0]
+    assert resp.status == 408 and b"not received within 0.5s" in resp.body
+    assert took < 2.0 + 0.5  # the trickle would have taken 2 s and never finished
+
+
+async def _bad_request_behind_a_big_answer(port: int, bad: bytes, junk: int) -> bytes:
+    """Ask for a 256 KiB answer, then send a request the node rejects and ``junk`` more
+    bytes (as a client uploading a body does), all before reading anything, through a
+    small receive window: the node's answers are still queued in its kernel socket when
+    it decides to close.  Then read everything."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    client = RawClient(reader, writer)
+    try:
+        writer.write(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n" + bad)
+        for _ in range(junk // 16384):
+            writer.write(b"j" * 16384)
+            await asyncio.wait_for(writer.drain(), BOUND)
+    except ConnectionError:
+        pass
+    await asyncio.sleep(0.2)
+    raw = await client.read_until_close()
+    await client.close()
+    return raw
+
+
+@pytest.mark.parametrize("bad,status", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400),
+    (b"POST /upload HTTP/1.1\r\nHost: a\r\nX-Big: " + b"h" * 4000 + b"\r\n\r\n", 431),
+    (b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nContent-Length: 11\r\n\r\n", 400),
+])
+async def test_error_answer_survives_unread_input(start, bad, status) -> None:
+    """With input left unread, a plain close makes the kernel reset the connection and
+    drop what it still had to send; a lingering close delivers every answer."""
+    fe = await start()
+    responses = parse_responses(await _bad_request_behind_a_big_answer(fe.port, bad, 512 * 1024))
+    assert [(r.status, r.complete) for r in responses] == [(200, True), (status, True)]
+    assert responses[0].body == BIG
