@@ -7,6 +7,7 @@ so an operator never meets a bad value at request time.  Unknown keys are errors
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "load_config", "parse_config",
     "default_config_text", "read_toml", "parse_size", "parse_duration", "parse_listen", "with_overrides",
+    "check_admin", "is_loopback",
 ]
 
 
@@ -158,7 +160,10 @@ class ServerConfig:
 @dataclass
 class AdminConfig:
     listen: tuple[str, int] | None = ("127.0.0.1", 9090)
+    #: None: ``edgenode serve`` generates one per run (only allowed on a loopback address)
     token: str | None = None
+    #: the environment variable that overrides ``token`` (named in error messages)
+    token_env: str = "EDGENODE_ADMIN_TOKEN"
 
 
 @dataclass
@@ -284,15 +289,47 @@ def _admin(data: Any) -> AdminConfig:
     s.done()
     token = os.environ.get(token_env) or token
     if token is not None and not token.strip():
-        raise ConfigError("admin.token: must not be empty (leave it out to disable authentication)")
+        raise ConfigError("admin.token: must not be empty (leave it out on a loopback address "
+                          "to get one generated at start)")
     addr = None if listen in ("", "off") else parse_listen(listen, "admin.listen")
-    if addr is not None and token is None and addr[0] not in _LOOPBACK:
-        raise ConfigError(f"admin.token: required when admin.listen is not a loopback address "
-                          f"(got {addr[0]!r}); set it or {token_env}")
-    return AdminConfig(listen=addr, token=token)
+    cfg = AdminConfig(listen=addr, token=token, token_env=token_env)
+    check_admin(cfg, "admin.listen")
+    return cfg
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+#: example values found in old configs and tutorials: never accepted as a token
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "secret", "token", "admin", "password"})
+#: the shortest token accepted for an admin API reachable from other hosts
+MIN_REMOTE_TOKEN = 16
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_admin(admin: AdminConfig, where: str) -> None:
+    """Refuse an admin API other hosts can reach without a real token, and placeholders.
+
+    ``where`` names what set the listen address (``admin.listen`` or ``--admin-listen``).
+    """
+    token = admin.token
+    hint = (f"set admin.token or {admin.token_env} to a random value, e.g. "
+            f"python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    if token is not None and token.strip().lower() in PLACEHOLDER_TOKENS:
+        raise ConfigError(f"admin.token: {token!r} is a placeholder, not a secret; {hint}")
+    if admin.listen is None or is_loopback(admin.listen[0]):
+        return
+    if token is None:
+        raise ConfigError(f"admin.token: required when {where} is not a loopback address "
+                          f"(got {admin.listen[0]!r}); {hint}")
+    if len(token) < MIN_REMOTE_TOKEN:
+        raise ConfigError(f"admin.token: at least {MIN_REMOTE_TOKEN} characters when {where} is "
+                          f"not a loopback address (got {len(token)}); {hint}")
 
 
 def _cache(data: Any) -> CacheConfig:
@@ -450,6 +487,7 @@ def with_overrides(cfg: Config, listen: str | None = None, origin: str | None = 
         cfg.server.listen = parse_listen(listen, "--listen")
     if admin_listen is not None:
         cfg.admin.listen = None if admin_listen == "off" else parse_listen(admin_listen, "--admin-listen")
+        check_admin(cfg.admin, "--admin-listen")
     if workers is not None:
         if workers < 1:
             raise ConfigError(f"--workers: must be at least 1, got {workers}")

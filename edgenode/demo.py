@@ -104,7 +104,7 @@ async def run_demo(requests: int | None = None, duration: float | None = None,
     origin_url = f"http://127.0.0.1:{origin_port}"
     try:
         cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=origin_url,
-                             admin_listen="127.0.0.1:0")
+                             admin_listen="off")
         cfg.log.access = "stderr" if access_log else "off"
         node = Node(cfg)
         recorder = NodeRecorder()

@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from edgenode.admin.app import build_admin_app
+from edgenode.admin.token import admin_token
 from edgenode.cache.stage import CacheStage
 from edgenode.config import Config, ConfigError, StageConfig, load_config
 from edgenode.http.messages import Prebuilt, Request, Response
@@ -175,7 +176,7 @@ class Node:
             assert self.config.admin.listen is not None
             ahost, aport = self.config.admin.listen
             self._admin_runner = await self.start_admin(
-                build_admin_app(LocalAdmin(self), self.config.admin.token), ahost, aport)
+                build_admin_app(LocalAdmin(self), admin_token(self.config.admin)), ahost, aport)
             self.admin_port = self._admin_runner.addresses[0][1]
         log.info("edgenode listening on %s:%d%s", host or self.config.server.listen[0], self.port,
                  f", admin on port {self.admin_port}" if self.admin_port else "")

@@ -30,6 +30,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edgenode.admin.app import build_admin_app
+from edgenode.admin.token import admin_token
 from edgenode.config import Config
 from edgenode.control import TOKEN_ENV, ControlClient, ControlError
 from edgenode.observe.metrics import merge_expositions
@@ -117,7 +118,7 @@ class Supervisor:
             from edgenode.node import Node
 
             ahost, aport = self.config.admin.listen
-            app = build_admin_app(FanoutAdmin(self), self.config.admin.token)
+            app = build_admin_app(FanoutAdmin(self), admin_token(self.config.admin))
             self._admin = await Node.start_admin(app, ahost, aport)
             self.admin_port = self._admin.addresses[0][1]
         log.info("edgenode master: %d workers on port %d%s", self.count, self.port,
@@ -315,7 +316,7 @@ async def _worker_main(config: Config, index: int, control_path: str) -> None:
     parent = os.getppid()
     with StopSignals() as stop:
         await node.start(host, port, reuse_port=True)
-        token = os.environ.get(TOKEN_ENV)
+        token = os.environ[TOKEN_ENV]  # set by the master
         control = await Node.start_admin(build_admin_app(LocalAdmin(node), token), None,
                                          path=control_path)
         os.chmod(control_path, 0o600)
