@@ -17,7 +17,9 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from edgenode import __version__
 from edgenode.config import Config, ConfigError, load_config, with_overrides
+from edgenode.http.listen import ListenError
 
 __all__ = ["main", "command", "Command", "COMMANDS", "PLUGIN_MODULES"]
 
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         if register is not None:
             register(command)
     parser = argparse.ArgumentParser(prog="edgenode", description="An edge CDN node.")
+    parser.add_argument("--version", action="version", version=f"edgenode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for cmd in COMMANDS.values():
@@ -205,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return args._run(args)
     except ConfigError as exc:
         print(f"edgenode: config error: {exc}", file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(f"edgenode: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -24,6 +24,7 @@ from edgenode.admin.app import build_admin_app
 from edgenode.admin.token import admin_token
 from edgenode.cache.stage import CacheStage
 from edgenode.config import Config, ConfigError, StageConfig, load_config
+from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
 from edgenode.observe.accesslog import AccessLog
@@ -189,7 +190,13 @@ class Node:
         await runner.setup()
         site: web.BaseSite = (web.UnixSite(runner, path) if path is not None
                               else web.TCPSite(runner, host, port))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if path is not None:
+                raise
+            raise listen_error("admin.listen", host or "0.0.0.0", port or 0, exc) from None
         return runner
 
     async def stop(self, grace: float | None = None) -> None:

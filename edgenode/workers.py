@@ -33,6 +33,7 @@ from edgenode.admin.app import build_admin_app
 from edgenode.admin.token import admin_token
 from edgenode.config import Config
 from edgenode.control import TOKEN_ENV, ControlClient, ControlError
+from edgenode.http.listen import reserve_worker_port
 from edgenode.observe.metrics import merge_expositions
 
 __all__ = ["Supervisor", "WorkerSpec", "WorkerStartError", "merge_stats", "run_worker"]
@@ -95,11 +96,7 @@ class Supervisor:
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         host, port = self.config.server.listen
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
+        sock = reserve_worker_port(host, port)  # only this node's workers share the port
         self._reserve = sock
         self.port = sock.getsockname()[1]
         try:

@@ -44,6 +44,7 @@ from multidict import CIMultiDict, getversion
 from edgenode.config import ServerConfig
 from edgenode.http.errors import ClientBodyError
 from edgenode.http.headers import NOT_PLAIN, DateCache, last_chunk, parse_trailers
+from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response, close_body
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
@@ -1113,9 +1114,12 @@ class FrontEnd:
         else:
             if host is None or port is None:
                 host, port = self.cfg.listen
-            self._server = await self.loop.create_server(
-                lambda: _Connection(self), host, port, reuse_port=reuse_port or None,
-                backlog=1024)
+            try:
+                self._server = await self.loop.create_server(
+                    lambda: _Connection(self), host, port, reuse_port=reuse_port or None,
+                    backlog=1024)
+            except OSError as exc:
+                raise listen_error("server.listen", host, port, exc) from None
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else 0
 

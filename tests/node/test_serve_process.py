@@ -7,11 +7,14 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
@@ -92,3 +95,65 @@ def test_memory_returns_after_a_burst_of_malformed_requests(tmp_path: Path) -> N
         after = _rss(proc.pid)
     assert all(a.startswith(b"HTTP/1.1 400 ") for a in answers)
     assert after <= before * 1.10, (before, after)
+
+
+def _serve_refused(conf: Path, *args: str) -> str:
+    """``edgenode serve`` that must refuse to start: exit 2, one line, no traceback."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "edgenode", "serve", "--config", str(conf), *args],
+                             capture_output=True, text=True, env=ENV, timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("serve started instead of refusing") from None
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    return out.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path, workers: int) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    conf = tmp_path / "node.toml"
+    conf.write_text(CACHE_ONLY.format(port=port, workers=workers))
+    try:
+        err = _serve_refused(conf)
+    finally:
+        taken.close()
+    assert err == (f"edgenode: server.listen: cannot listen on 127.0.0.1:{port}: the address is "
+                   "already in use (another edgenode, or another server?)\n")
+
+
+def test_admin_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    conf = tmp_path / "node.toml"
+    conf.write_text(CACHE_ONLY.format(port=0, workers=1).replace(
+        'listen = "off"', f'listen = "127.0.0.1:{port}"\ntoken = "admin-test-token"'))
+    try:
+        err = _serve_refused(conf)
+    finally:
+        taken.close()
+    assert err.startswith(f"edgenode: admin.listen: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_second_node_never_shares_a_workers_port(tmp_path: Path) -> None:
+    """Workers share their port through SO_REUSEPORT; a second node asking for that
+    port (with workers too, admin off) is refused instead of silently taking half the
+    traffic."""
+    first = tmp_path / "first.toml"
+    first.write_text(CACHE_ONLY.format(port=0, workers=2))
+    with serving(first) as (_, port):
+        second = tmp_path / "second.toml"
+        second.write_text(CACHE_ONLY.format(port=port, workers=2))
+        err = _serve_refused(second)
+        assert f"server.listen: cannot listen on 127.0.0.1:{port}: the address is already in use" in err
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "edgenode", "--version"], capture_output=True,
+                         text=True, env=ENV, timeout=BOUND)
+    assert out.returncode == 0 and re.fullmatch(r"edgenode \d+\.\d+\.\d+\n", out.stdout)
