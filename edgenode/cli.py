@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -49,8 +48,9 @@ def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], Non
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edgenode.observe.logs import setup_logging
+
+    setup_logging(level)
 
 
 def _workers(value: str) -> int:

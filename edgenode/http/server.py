@@ -46,6 +46,7 @@ from edgenode.http.errors import ClientBodyError
 from edgenode.http.headers import NOT_PLAIN, DateCache, last_chunk, parse_trailers
 from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response, close_body
+from edgenode.http.request_id import RequestIds, current_request_id
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
 
@@ -83,8 +84,9 @@ PARSE_SLICE = 4096
 #: response statuses that never carry a body
 _NO_BODY_STATUS = frozenset({204, 304})
 
-#: fast-path answers kept whole per ``Prebuilt`` (GET, keep-alive, HTTP/1.1), bodies up to
-#: FAST_MEMO_BODY bytes, at most FAST_MEMO_ENTRIES of them (cleared when full): <= 2 MiB
+#: fast-path heads (up to the request id) kept per ``Prebuilt`` for GET, keep-alive, HTTP/1.1
+#: answers with bodies up to FAST_MEMO_BODY bytes (written with the head in one buffer), at
+#: most FAST_MEMO_ENTRIES of them (cleared when full)
 FAST_MEMO_BODY = 8192
 FAST_MEMO_ENTRIES = 256
 
@@ -127,10 +129,14 @@ def _status_line(status: int, reason: str) -> bytes:
     return line
 
 
-def _fast_head(hit: Prebuilt, connection: bytes) -> bytes:
-    """The head ``_Connection._head`` writes for ``hit`` as a Response with ``wire_head``."""
-    return b"%s%sContent-Length: %d\r\n%s\r\n" % (
-        _status_line(hit.status, hit.reason), hit.block, len(hit.body), connection)
+def _fast_prefix(hit: Prebuilt) -> bytes | None:
+    """The head ``_Connection._head`` writes for ``hit`` as a Response with ``wire_head``,
+    up to its per-request fields (X-Request-Id, Connection); None when the stored block
+    carries an X-Request-Id of its own (the general path replaces it)."""
+    if b"x-request-id:" in hit.block.lower():
+        return None
+    return b"%s%sContent-Length: %d\r\n" % (_status_line(hit.status, hit.reason), hit.block,
+                                               len(hit.body))
 
 
 class _Reject(Exception):
@@ -311,10 +317,13 @@ class _Connection(asyncio.Protocol):
         # chunk header came with no data after it yet (the last chunk's trailer section)
         self._n_head = 0
         self._chunk_pending = False
-        # bytes the parser callbacks accounted for during the current read, and the bytes
-        # of the unfinished field line httptools is holding (an estimate from above)
+        # bytes of the current read the parser accounted for (complete heads, body bytes,
+        # chunk framing), what the current head had accounted for before the read, and the
+        # bytes of the unfinished field line httptools is holding (an estimate from above)
         self._seen = 0
+        self._mark = 0
         self._partial = 0
+        self._slicing = False  # _parse is feeding a slice of a large read
         # the part of a read left unparsed while the pipeline queue was full
         self._unparsed = b""
         self._parse_scheduled = False
@@ -499,10 +508,48 @@ class _Connection(asyncio.Protocol):
             if self._linger_end:
                 self._linger_last = self.loop.time()  # lingering: read and dropped
             return
-        if len(data) <= PARSE_SLICE:
-            self._feed(data)
-        else:
+        if len(data) > PARSE_SLICE and not self._slicing:
             self._parse(data)
+            return
+        if self._in_head:  # what the current header section had accounted for before this read
+            self._mark = len(self._url) + self._head_bytes
+        elif self._chunk_pending:
+            self._mark = self._head_bytes
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops after an Upgrade/CONNECT head; the request was dispatched as a
+            # plain one (Upgrade is hop-by-hop), so keep parsing what follows it.
+            offset = exc.args[0] if exc.args else len(data)
+            self._seen = 0
+            if not self._dead and offset < len(data):
+                self.data_received(data[offset:])
+            return
+        except httptools.HttpParserError as exc:
+            reject = exc.__context__
+            if isinstance(reject, _Reject):
+                self._protocol_error(reject.status, reject.message)
+            else:
+                self._protocol_error(400, f"malformed request: {exc}")
+            return
+        seen = self._seen
+        self._seen = 0
+        if self._in_head or self._chunk_pending:
+            if self._in_head:
+                if self._head_start < 0:
+                    self._head_start = self.loop.time()  # the read that began this message
+                seen += len(self._url) + self._head_bytes - self._mark  # the head so far
+            else:
+                seen += self._head_bytes - self._mark  # the trailer fields so far
+            # The read ended inside a header section (the head, or a chunked body's trailer
+            # section).  Complete fields are counted per message (on_header), the target in
+            # on_url; httptools keeps an unfinished field line to itself, so its bytes are
+            # what this read held beyond what was accounted for (plus the whole of earlier
+            # reads that accounted for nothing).
+            self._partial = len(data) - seen if seen > 0 else self._partial + len(data)
+            if self._head_bytes + self._partial > self.cfg.max_header_bytes:
+                part = "header" if self._in_head else "trailer"
+                self._protocol_error(431, f"request {part} fields too large")
 
     def _parse(self, data: bytes) -> None:
         """Parse a large read a slice at a time, keeping what follows a full pipeline
@@ -519,7 +566,11 @@ class _Connection(asyncio.Protocol):
                 self._pause_reading()
                 return
             stop = end if self._body is not None else min(end, start + PARSE_SLICE)
-            self._feed(data if start == 0 and stop == end else data[start:stop])
+            self._slicing = True
+            try:
+                self.data_received(data if start == 0 and stop == end else data[start:stop])
+            finally:
+                self._slicing = False
             start = stop
 
     def _parse_unparsed(self) -> None:
@@ -530,58 +581,21 @@ class _Connection(asyncio.Protocol):
             self._parse(data)
             self.body_drained()
 
-    def _feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            # llhttp stops after an Upgrade/CONNECT head; the request was dispatched as a
-            # plain one (Upgrade is hop-by-hop), so keep parsing what follows it.
-            offset = exc.args[0] if exc.args else len(data)
-            self._seen = 0
-            if not self._dead and offset < len(data):
-                self._feed(data[offset:])
-            return
-        except httptools.HttpParserError as exc:
-            reject = exc.__context__
-            if isinstance(reject, _Reject):
-                self._protocol_error(reject.status, reject.message)
-            else:
-                self._protocol_error(400, f"malformed request: {exc}")
-            return
-        seen = self._seen
-        self._seen = 0
-        if self._in_head or self._chunk_pending:
-            if self._in_head and self._head_start < 0:
-                self._head_start = self.loop.time()  # the read that began this message
-            # The read ended inside a header section (the head, or a chunked body's trailer
-            # section).  Complete fields are counted per message in on_header, the target
-            # in on_url; httptools keeps an unfinished field line to itself, so its bytes
-            # are what this read held beyond what the callbacks accounted for (plus the
-            # whole of earlier reads that accounted for nothing).
-            self._partial = len(data) - seen if seen else self._partial + len(data)
-            if self._head_bytes + self._partial > self.cfg.max_header_bytes:
-                part = "header" if self._in_head else "trailer"
-                self._protocol_error(431, f"request {part} fields too large")
-
     def on_message_begin(self) -> None:
         self._in_head = True
-        self._partial = 0
+        self._mark = 0
         self._url = b""
         self._raw_headers = []
         self._head_bytes = 0
         self._head_start = -1.0  # stamped below only if the head spans several reads
 
     def on_url(self, url: bytes) -> None:
-        self._seen += len(url)
         self._url += url
         if len(self._url) > self.cfg.max_request_line_bytes:
             raise _Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value) + 4  # "Name: value\r\n"
-        self._seen += size
-        self._partial = 0
-        self._head_bytes += size
+        self._head_bytes += len(name) + len(value) + 4  # "Name: value\r\n"
         if self._head_bytes > self.cfg.max_header_bytes:
             part = "header block" if self._in_head else "trailer section"
             raise _Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
@@ -589,7 +603,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._seen += len(self._url) + 16  # method, version, line ends: roughly
+        # the head's bytes in this read (method, version, line ends: roughly)
+        self._seen += len(self._url) + self._head_bytes + 16 - self._mark
         parser = self.parser
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
@@ -627,8 +642,14 @@ class _Connection(asyncio.Protocol):
         if has_body:
             expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
             body = self._body = _RequestBody(self, expect)
+        incoming = headers.get("x-request-id")
+        rid = self.fe.request_ids.pick(incoming)
+        if rid is not incoming or len(headers.getall("x-request-id")) > 1:
+            headers.popall("x-request-id", None)
+            headers["X-Request-Id"] = rid  # the origin and the filters see it too
         request = Request(method, target, headers, body if body is not None else b"", version)
         exchange = Exchange(request, self.client, self.local)
+        exchange.request_id = rid
         self._dispatch(_Pending(exchange, body, keep_alive))
 
     def _fields(self) -> CIMultiDict[str]:
@@ -651,6 +672,7 @@ class _Connection(asyncio.Protocol):
         the two paths to that).
         """
         host: bytes | None = None
+        incoming: bytes | None = None
         for name, value in self._raw_headers:
             low = name.lower()
             if low in NOT_PLAIN:
@@ -659,6 +681,10 @@ class _Connection(asyncio.Protocol):
                 if host is not None:
                     return False  # the general path answers 400
                 host = value
+            elif low == b"x-request-id":
+                if incoming is not None:
+                    return False  # the general path replaces repeated ids
+                incoming = value
         if host is None:
             return False
         start = perf_counter()
@@ -672,22 +698,33 @@ class _Connection(asyncio.Protocol):
             return False
         keep_alive = self.parser.should_keep_alive() and not self._closing
         body = hit.body
-        if keep_alive and version == "1.1" and method == "GET" and len(body) <= FAST_MEMO_BODY:
-            # the common answer, kept whole: the same bytes go out until ``hit`` changes
+        ids = self.fe.request_ids
+        if (incoming is None and keep_alive and version == "1.1" and method == "GET"
+                and len(body) <= FAST_MEMO_BODY):
+            # the common answer: its head up to the request id's number is kept until
+            # ``hit`` changes, and the id is formatted straight into the bytes written
             memo = self.fe.fast_memo
-            data = memo.get(hit)
-            if data is None:
+            prefix = memo.get(hit, b"")
+            if prefix == b"":
                 if len(memo) >= FAST_MEMO_ENTRIES:
                     memo.clear()
-                data = memo[hit] = _fast_head(hit, b"") + body
+                head = _fast_prefix(hit)
+                prefix = memo[hit] = None if head is None else head + b"X-Request-Id: " + ids.prefix
+            if prefix is None:
+                return False
+            data = b"%s%x\r\n\r\n%s" % (prefix, next(ids.count), body)
         else:
+            head = _fast_prefix(hit)
+            if head is None:
+                return False
+            rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
             if not keep_alive:
                 conn = b"Connection: close\r\n"
             elif version == "1.0":
                 conn = b"Connection: keep-alive\r\n"
             else:
                 conn = b""
-            head = data = _fast_head(hit, conn)
+            head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
             if method == "GET" and body:
                 data = head + body if len(body) <= 65536 else None
         sent = 0
@@ -723,6 +760,7 @@ class _Connection(asyncio.Protocol):
         # until data follows, this may be the last chunk: its trailer section comes next
         self._seen += 6  # size line and the CRLF after the data: roughly
         self._chunk_pending = True
+        self._mark = 0
         self._partial = 0
 
     def on_message_complete(self) -> None:
@@ -755,6 +793,7 @@ class _Connection(asyncio.Protocol):
         target = self._url.decode("latin-1")[:200] or "-"
         request = Request(method, target, CIMultiDict())
         exchange = Exchange(request, self.client, self.local)
+        exchange.request_id = self.fe.request_ids.new()
         self._dispatch(_Pending(exchange, None, False, error_response(status, message, close=True)))
 
     # --- dispatch -------------------------------------------------------------------
@@ -781,6 +820,7 @@ class _Connection(asyncio.Protocol):
 
     async def _run(self, pending: _Pending) -> None:
         exchange = pending.exchange
+        current_request_id.set(exchange.request_id)  # this task's log lines carry it
         try:
             response = await self.fe.handler(exchange)
         except ClientBodyError as exc:
@@ -848,20 +888,26 @@ class _Connection(asyncio.Protocol):
     # --- response writing -----------------------------------------------------------
     def _head(self, exchange: Exchange, response: Response, framing: str,
               keep_alive: bool) -> bytes:
-        """Status line and header block; framing and Connection are ours to write."""
+        """Status line and header block; framing, Connection and X-Request-Id are ours to write."""
         headers = response.headers
         wire = response.wire_head
-        if wire is not None and wire[0] == getversion(headers):
+        rid = exchange.request_id
+        if rid:
+            framing += f"X-Request-Id: {rid}\r\n"
+        if wire is not None and wire[0] == getversion(headers) and "x-request-id" not in headers:
             if not keep_alive:
                 framing += "Connection: close\r\n"
             elif exchange.request.version == "1.0":
                 framing += "Connection: keep-alive\r\n"
             return b"%s%s%s\r\n" % (_status_line(response.status, response.reason), wire[1],
                                      framing.encode("latin-1"))
-        if "connection" in headers or "content-length" in headers or "transfer-encoding" in headers:
+        if ("connection" in headers or "content-length" in headers or "transfer-encoding" in headers
+                or (rid and "x-request-id" in headers)):
             headers = headers.copy()
             for name in ("connection", "content-length", "transfer-encoding"):
                 headers.popall(name, None)
+            if rid:
+                headers.popall("x-request-id", None)
         lines = [f"{k}: {v}\r\n" for k, v in headers.items()]
         if "date" not in headers:
             lines.append(_date.get_line())
@@ -873,7 +919,7 @@ class _Connection(asyncio.Protocol):
             lines.append("Connection: keep-alive\r\n")
         lines.append("\r\n")
         text = "".join(lines)
-        n = len(lines)
+        n = len(lines) + framing.count("\n") - (1 if framing else 0)  # framing: our own lines
         if text.count("\n") != n or text.count("\r") != n:
             raise _BadHead("a response header contains CR or LF")
         try:
@@ -1097,7 +1143,8 @@ class FrontEnd:
         self.on_complete = on_complete
         #: answers plain GET/HEAD requests without the handler when it can (cache hits)
         self.fast_path = fast_path
-        self.fast_memo: dict[Prebuilt, bytes] = {}
+        self.fast_memo: dict[Prebuilt, bytes | None] = {}
+        self.request_ids = RequestIds()
         self.connections: set[_Connection] = set()
         self.port = 0
         self._server: asyncio.AbstractServer | None = None

@@ -26,7 +26,7 @@ class Exchange:
     __slots__ = (
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
-        "status", "server_timing", "_open",
+        "status", "server_timing", "_open", "target", "request_id",
     )
 
     def __init__(
@@ -36,6 +36,10 @@ class Exchange:
         local: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:
         self.request = request
+        #: the request target as the client sent it (stages may rewrite the request's)
+        self.target = request.target
+        #: the request's X-Request-Id (set by the front end; "" for internal requests)
+        self.request_id = ""
         self.client = client
         self.local = local
         self.id = next(_ids)

@@ -54,6 +54,8 @@ def _addr(peer: tuple[str, int]) -> str:
 
 
 def _request_id(ex: "Exchange") -> str:
+    if ex.request_id:  # the front end's (also the X-Request-Id header): one id everywhere
+        return ex.request_id
     rid = ex.request.headers.get("x-request-id")
     return rid if rid is not None else str(ex.id)
 

@@ -70,6 +70,25 @@ async def test_pipelined_batch_larger_than_the_head_limit_is_not_431(start) -> N
     assert responses[-1].body == b"/last"
 
 
+async def test_trailer_section_split_across_reads_behind_a_batch_is_not_431(start) -> None:
+    """The same per-message count for a chunked body's trailer section (1.5 KB, under the
+    2 KB limit) arriving in pieces after a large pipelined batch."""
+    fe = await start()
+    batch = b"GET /r HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 60 + b"\r\n\r\n"
+    trailers = b"".join(b"X-T%02d: %s\r\n" % (i, b"t" * 40) for i in range(30))
+    upload = (b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+              b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n")
+    client = await RawClient.connect(fe.port)
+    await client.send(batch * 150 + upload + trailers[:700])
+    await asyncio.sleep(0.1)
+    await client.send(trailers[700:])
+    await asyncio.sleep(0.1)
+    await client.send(b"\r\n")
+    responses = parse_responses(await client.read_until_close())
+    await client.close()
+    assert [r.status for r in responses] == [200] * 151 and responses[-1].body == b"5"
+
+
 async def test_endless_header_line_in_one_read_is_431(start) -> None:
     fe = await start()
     client = await RawClient.connect(fe.port)
