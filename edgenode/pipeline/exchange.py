@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
-from edgenode.http.messages import Request
+from edgenode.http.messages import Request, Response
 
 _ids = itertools.count(1)
 
@@ -26,7 +26,7 @@ class Exchange:
     __slots__ = (
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
-        "status", "server_timing", "_open", "target", "request_id",
+        "status", "server_timing", "interim", "_open", "target", "request_id",
     )
 
     def __init__(
@@ -64,6 +64,9 @@ class Exchange:
         self.server_timing = False
         #: resources bound to this request (origin bodies), released when it ends
         self._open: list[Closable] | None = None
+        #: sends an interim (1xx) response to the client ahead of the final one; set by
+        #: the front end when the client can take one (HTTP/1.1), called by the Upstream
+        self.interim: Callable[[Response], None] | None = None
 
     def add_timing(self, name: str, phase: str, seconds: float) -> None:
         key = (name, phase)

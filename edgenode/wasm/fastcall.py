@@ -174,6 +174,11 @@ class GuestFunc:
         self._argv = (*head, buffers.raw_ref, n, buffers.trap_ref)
         self._nargv = (*head, buffers.nraw_ref, n, buffers.trap_ref)
 
+    def set_deadline(self, ticks: int) -> None:
+        """Use ``ticks`` from the next call on (start-up calls get a longer deadline)."""
+        self.deadline_ticks = ticks
+        self._set_at = -1
+
     def _check(self, err: int | None, exc: type[Exception]) -> None:
         self._set_at = -1  # a deadline trap leaves the deadline behind: set it anew
         trap_holder = self._buf.trap

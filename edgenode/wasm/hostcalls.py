@@ -1,4 +1,5 @@
-"""The host functions (``env.proxy_*`` and the WASI subset) and their signatures.
+"""The core host functions (``env.proxy_*``) and their signatures; WASI is in wasi.py,
+the Redis calls in hostcalls_redis.py.
 
 Each function receives its arguments as a tuple of ints (i32 as unsigned, i64 as
 signed), unpacked in one step from the unchecked call path's raw array, and acts on ``CURRENT``, the VM whose guest call is in progress (guest calls never
@@ -18,14 +19,14 @@ from typing import TYPE_CHECKING, Callable
 from edgenode.wasm.abi import BufferType, MapDecodeError, Status, decode_map, encode_map, encode_text
 from edgenode.wasm.contexts import HeaderMap, PairsMap, StreamContext
 from edgenode.wasm.fastcall import HostTrap, MemoryFault
-from edgenode.wasm.foreign import lookup_foreign_function
+from edgenode.wasm.foreign import is_pure_foreign_function, lookup_foreign_function
 from edgenode.wasm.properties import get_property, set_property, split_path
 from edgenode.wasm.shared import shared_data, shared_queues
 
 if TYPE_CHECKING:
     from edgenode.wasm.vm import Vm
 
-__all__ = ["HOST_FUNCTIONS", "HostDef", "set_current", "WASI_MODULES"]
+__all__ = ["HOST_FUNCTIONS", "HostDef", "set_current"]
 
 CURRENT: "Vm | None" = None
 M32 = 0xFFFFFFFF
@@ -37,10 +38,11 @@ UNIMPLEMENTED = int(Status.UNIMPLEMENTED)
 EMPTY = int(Status.EMPTY)
 INTERNAL_FAILURE = int(Status.INTERNAL_FAILURE)
 
+#: Higress's buffer type of the Redis reply being delivered (hostcalls_redis.py)
+REDIS_CALL_RESPONSE = 9
 V010, V020, V021 = (0, 1, 0), (0, 2, 0), (0, 2, 1)
 ALL_VERSIONS = frozenset({V010, V020, V021})
 V02X = frozenset({V020, V021})
-WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
 
 _log = logging.getLogger("edgenode.wasm")
 _pack_u32 = struct.Struct("<I").pack_into
@@ -71,15 +73,6 @@ def _proxy(name: str, params: str, versions: frozenset = ALL_VERSIONS) -> Callab
     def deco(fn: Callable) -> Callable:
         HOST_FUNCTIONS[("env", name)] = HostDef("env", name, params, True, fn,
                                                 INVALID_MEMORY_ACCESS, versions)
-        return fn
-    return deco
-
-
-def _wasi(name: str, params: str, has_result: bool = True) -> Callable[[Callable], Callable]:
-    def deco(fn: Callable) -> Callable:
-        for module in WASI_MODULES:
-            HOST_FUNCTIONS[(module, name)] = HostDef(module, name, params, has_result, fn,
-                                                     WASI_FAULT, ALL_VERSIONS)
         return fn
     return deco
 
@@ -236,6 +229,8 @@ def _buffer(vm: "Vm", btype: int) -> bytes | bytearray | int:
         return NOT_FOUND if vm.foreign_args is None else vm.foreign_args
     if btype in (BufferType.DOWNSTREAM_DATA, BufferType.UPSTREAM_DATA, BufferType.GRPC_CALL_MESSAGE):
         return NOT_FOUND
+    if btype == REDIS_CALL_RESPONSE:
+        return NOT_FOUND if vm.redis_reply is None else vm.redis_reply
     return BAD_ARGUMENT
 
 
@@ -576,7 +571,7 @@ def proxy_get_property(raw: tuple[int, ...]) -> int:
     path = split_path(vm.mem.read(raw[0], raw[1]))
     ctx = _stream(vm)
     value = get_property(path, vm.plugin.info, ctx.exchange if ctx else None,
-                         ctx.response_view if ctx else None)
+                         ctx.response_view if ctx else None, vm)
     if value is None:
         return NOT_FOUND
     return _ret_bytes(vm, value, raw[2], raw[3])
@@ -588,13 +583,15 @@ def proxy_set_property(raw: tuple[int, ...]) -> int:
     path = split_path(vm.mem.read(raw[0], raw[1]))
     value = vm.mem.read(raw[2], raw[3])
     ctx = _stream(vm)
-    return OK if set_property(path, value, ctx.exchange if ctx else None) else NOT_FOUND
+    return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
 
 
 @_proxy("proxy_call_foreign_function", "iiiiii", V02X)
 def proxy_call_foreign_function(raw: tuple[int, ...]) -> int:
-    vm = _vm_effect()
+    vm = _vm()
     name = _text(vm, raw[0], raw[1])
+    if not is_pure_foreign_function(name):
+        vm.effects = True
     args = vm.mem.read(raw[2], raw[3])
     fn = lookup_foreign_function(name)
     if fn is None:
@@ -608,153 +605,3 @@ def proxy_call_foreign_function(raw: tuple[int, ...]) -> int:
     if ret_ptr == 0:
         return OK
     return _ret_bytes(vm, result, ret_ptr, ret_size)
-
-
-# --- WASI subset -------------------------------------------------------------------
-
-WASI_FAULT = 21
-_ESUCCESS, _EBADF, _EINVAL, _ENOTSUP = 0, 8, 28, 58
-
-
-@_wasi("fd_write", "iiii")
-def fd_write(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    fd, iovs, n = raw[0], raw[1], raw[2]
-    if fd not in (1, 2):
-        return _EBADF
-    mem = vm.mem
-    parts = []
-    for i in range(min(n, 1024)):
-        ptr = mem.read_u32(iovs + 8 * i)
-        size = mem.read_u32(iovs + 8 * i + 4)
-        parts.append(mem.read(ptr, size))
-    data = b"".join(parts)
-    mem.write_u32(raw[3], len(data))
-    text = data.decode("utf-8", "replace").rstrip("\n")
-    if text:
-        vm.plugin.log(2 if fd == 1 else 4, text)
-    return _ESUCCESS
-
-
-@_wasi("clock_time_get", "iIi")
-def clock_time_get(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    clock = raw[0]
-    if clock == 0:
-        now = vm.plugin.host_env.wall_ns()
-    elif clock in (1, 2, 3):
-        now = vm.plugin.host_env.monotonic_ns()
-    else:
-        return _EINVAL
-    vm.mem.write_u64(raw[2], now)
-    return _ESUCCESS
-
-
-@_wasi("clock_res_get", "ii")
-def clock_res_get(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    if not 0 <= raw[0] <= 3:
-        return _EINVAL
-    vm.mem.write_u64(raw[1], 1000)
-    return _ESUCCESS
-
-
-@_wasi("random_get", "ii")
-def random_get(raw: tuple[int, ...]) -> int:
-    vm = _vm_effect()
-    size = raw[1]
-    if size > 1 << 20:
-        return _EINVAL
-    vm.mem.write(raw[0], vm.plugin.host_env.random_bytes(size))
-    return _ESUCCESS
-
-
-def _environ(vm: "Vm") -> list[bytes]:
-    return [f"{k}={v}".encode() for k, v in vm.plugin.env.items()]
-
-
-@_wasi("environ_sizes_get", "ii")
-def environ_sizes_get(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    env = _environ(vm)
-    vm.mem.write_u32(raw[0], len(env))
-    vm.mem.write_u32(raw[1], sum(len(e) + 1 for e in env))
-    return _ESUCCESS
-
-
-@_wasi("environ_get", "ii")
-def environ_get(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    ptrs, buf = raw[0], raw[1]
-    for i, entry in enumerate(_environ(vm)):
-        vm.mem.write_u32(ptrs + 4 * i, buf)
-        vm.mem.write(buf, entry + b"\0")
-        buf += len(entry) + 1
-    return _ESUCCESS
-
-
-@_wasi("args_sizes_get", "ii")
-def args_sizes_get(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    vm.mem.write_u32(raw[0], 0)
-    vm.mem.write_u32(raw[1], 0)
-    return _ESUCCESS
-
-
-@_wasi("args_get", "ii")
-def args_get(raw: tuple[int, ...]) -> int:
-    _vm()
-    return _ESUCCESS
-
-
-@_wasi("proc_exit", "i", has_result=False)
-def proc_exit(raw: tuple[int, ...]) -> None:
-    vm = _vm()
-    vm.exit_code = raw[0]
-    raise HostTrap(f"filter {vm.plugin.name!r} called proc_exit({raw[0]})")
-
-
-@_wasi("sched_yield", "")
-def sched_yield(raw: tuple[int, ...]) -> int:
-    return _ESUCCESS
-
-
-@_wasi("fd_fdstat_get", "ii")
-def fd_fdstat_get(raw: tuple[int, ...]) -> int:
-    vm = _vm()
-    fd = raw[0]
-    if fd not in (0, 1, 2):
-        return _EBADF
-    out = raw[1]
-    vm.mem.write(out, bytes(24))
-    vm.mem.write(out, b"\x02")  # filetype CHARACTER_DEVICE, no flags, no rights beyond write
-    vm.mem.write_u64(out + 8, 1 << 6)  # rights: fd_write
-    return _ESUCCESS
-
-
-def _stub(errno: int) -> Callable:
-    def stub(raw: tuple[int, ...]) -> int:
-        return errno
-    return stub
-
-
-# No filesystem, sockets or polling: every such call fails cleanly.
-for _name, _params, _errno in (
-    ("fd_read", "iiii", _EBADF), ("fd_close", "i", _EBADF), ("fd_seek", "iIii", _EBADF),
-    ("fd_tell", "ii", _EBADF), ("fd_sync", "i", _EBADF), ("fd_datasync", "i", _EBADF),
-    ("fd_prestat_get", "ii", _EBADF), ("fd_prestat_dir_name", "iii", _EBADF),
-    ("fd_fdstat_set_flags", "ii", _ENOTSUP), ("fd_fdstat_set_rights", "iII", _ENOTSUP),
-    ("fd_filestat_get", "ii", _EBADF), ("fd_filestat_set_size", "iI", _ENOTSUP),
-    ("fd_filestat_set_times", "iIIi", _ENOTSUP), ("fd_pread", "iiiIi", _EBADF),
-    ("fd_pwrite", "iiiIi", _EBADF), ("fd_readdir", "iiiIi", _EBADF), ("fd_renumber", "ii", _EBADF),
-    ("fd_advise", "iIIi", _ENOTSUP), ("fd_allocate", "iII", _ENOTSUP),
-    ("path_open", "iiiiiIIii", _ENOTSUP), ("path_filestat_get", "iiiii", _ENOTSUP),
-    ("path_filestat_set_times", "iiiiIIi", _ENOTSUP), ("path_create_directory", "iii", _ENOTSUP),
-    ("path_link", "iiiiiii", _ENOTSUP), ("path_readlink", "iiiiii", _ENOTSUP),
-    ("path_remove_directory", "iii", _ENOTSUP), ("path_rename", "iiiiii", _ENOTSUP),
-    ("path_symlink", "iiiii", _ENOTSUP), ("path_unlink_file", "iii", _ENOTSUP),
-    ("poll_oneoff", "iiii", _ENOTSUP), ("proc_raise", "i", _ENOTSUP),
-    ("sock_accept", "iii", _ENOTSUP), ("sock_recv", "iiiiii", _ENOTSUP),
-    ("sock_send", "iiiii", _ENOTSUP), ("sock_shutdown", "ii", _ENOTSUP),
-):
-    _wasi(_name, _params)(_stub(_errno))

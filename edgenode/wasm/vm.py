@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Collection
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection
 
 from wasmtime import WasmtimeError
 from wasmtime import _bindings as B
@@ -31,7 +31,12 @@ from edgenode.wasm.fastcall import (EXTERN_OF, EXTERN_SIZE, CallBuffers, GlobalS
                                     GuestMemory, GuestTrap, NativeInstance, export_get)
 from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.properties import PluginInfo
-from edgenode.wasm.snapshot import Snapshot, diff_pages
+from edgenode.wasm.snapshot import Snapshot, diff_pages, nonzero_pages
+from edgenode.wasm.wasi import WasiGrants
+
+if TYPE_CHECKING:
+    from edgenode.redis.pool import RedisPool
+    from edgenode.redis.services import RedisServices
 
 __all__ = ["Plugin", "Vm", "FilterFailure", "CallResult", "Callout", "HostEnv", "CallObserver"]
 
@@ -43,6 +48,9 @@ CallObserver = Callable[[str, str, "str | None", float, "int | None", "Exchange 
 _perf_counter = time.perf_counter
 _bisect = bisect.bisect_left
 _EXTERN = B.wasmtime_extern_t
+#: the calls of start-up, run under the start-up CPU deadline
+_STARTUP_CALLS = frozenset({"_initialize", "_start", "main", "proxy_on_context_create",
+                            "proxy_on_vm_start", "proxy_on_configure"})
 _PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 @dataclass(frozen=True)
 class HostEnv:
@@ -87,6 +95,14 @@ class Plugin:
     metrics: FilterMetrics
     memory_limit: int
     cpu_deadline_ms: float
+    #: CPU deadline of each start-up call, seconds (options.py)
+    startup_cpu_deadline: float = 5.0
+    wasi: WasiGrants = field(default_factory=WasiGrants)
+    #: the node's Redis services (proxy_redis_init/call), and the clusters this filter
+    #: initialised: cluster name -> (pool, timeout seconds); kept per filter, not per
+    #: instance, so per-request instances started from a snapshot still have them
+    redis: "RedisServices | None" = None
+    redis_clients: "dict[str, tuple[RedisPool, float]]" = field(default_factory=dict)
     callout: Callout | None = None
     upstreams: Collection[str] | None = None
     max_body_bytes: int = 16 * 1024 * 1024
@@ -127,6 +143,7 @@ class Vm:
         # the store calls host functions whose callbacks the engine owns: keep it alive
         self._engine = engine
         ticks = self._ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
+        self._startup_ticks = engine.deadline_ticks(plugin.startup_cpu_deadline * 1000)
         self._tick_count = engine.tick
         engine.ensure_ticker()
         self.failed: str | None = None
@@ -134,6 +151,8 @@ class Vm:
         self.exit_code: int | None = None
         #: a host call with effects outside the instance ran (hostcalls._vm_effect)
         self.effects = False
+        #: WASI random_get ran (a snapshot would freeze what it returned)
+        self.random_read = False
         buffers = self._buffers = CallBuffers.take()
         self.native = self._instantiate(engine, buffers)
         ctx = self._ctx = self.native.ctx
@@ -161,6 +180,8 @@ class Vm:
         self.configuring: str | None = None
         self.call_result: CallResult | None = None
         self.foreign_args: bytes | None = None
+        #: the Redis reply being delivered (buffer 9, hostcalls_redis.py)
+        self.redis_reply: bytes | None = None
         self._tokens = itertools.count(1)
         self._callouts: dict[int, asyncio.Task[None]] = {}
         self.active_streams = 0
@@ -188,14 +209,14 @@ class Vm:
             if loaded.sha256 not in engine.unpoolable:
                 try:
                     return NativeInstance(engine.engine_ptr, loaded.pre_ptr, plugin.memory_limit,
-                                          self._ticks, buffers)
+                                          self._startup_ticks, buffers)
                 except WasmtimeError as exc:
                     if not engine.pooling:
                         raise
                     if "concurrent" not in str(exc):  # not a full pool: this module never fits
                         engine.unpoolable.add(loaded.sha256)
             engine_ptr, pre_ptr = engine.overflow(loaded)
-            return NativeInstance(engine_ptr, pre_ptr, plugin.memory_limit, self._ticks, buffers)
+            return NativeInstance(engine_ptr, pre_ptr, plugin.memory_limit, self._startup_ticks, buffers)
         except (WasmtimeError, Exception) as exc:  # Trap is an Exception too
             raise FilterLoadError(f"filter {plugin.name!r}: cannot instantiate module: {exc}") from None
 
@@ -281,7 +302,33 @@ class Vm:
 
     # --- start-up ------------------------------------------------------------
     def start(self) -> None:
-        """WASI init, root context, on_vm_start, on_configure; errors name the filter."""
+        """WASI init, root context, on_vm_start, on_configure; errors name the filter.
+
+        Each of these calls runs under the stage's start-up CPU deadline; memory grows
+        under the same ``memory_limit`` as at request time (a failure reports both).
+        """
+        startup = [f for n, f in self.funcs.items() if n in _STARTUP_CALLS]
+        for fn in startup:
+            fn.set_deadline(self._startup_ticks)
+        try:
+            self._start()
+        except FilterLoadError as exc:
+            raise FilterLoadError(f"{exc}{self._memory_note()}") from None
+        finally:
+            for fn in startup:
+                fn.set_deadline(self._ticks)
+
+    def _memory_note(self) -> str:
+        """Linear memory against the limit: a refused memory.grow looks like any other
+        allocation failure to the guest, so the numbers tell the operator what to raise."""
+        if self.closed:
+            return ""
+        self.mem.stale = True
+        size = len(self.mem.refresh())
+        return (f" (linear memory {size / 2**20:.1f} MiB, memory_limit "
+                f"{self.plugin.memory_limit / 2**20:.1f} MiB: growing past it fails)")
+
+    def _start(self) -> None:
         name = self.plugin.name
         try:
             if self.has("_initialize"):
@@ -319,19 +366,25 @@ class Vm:
         return Snapshot(memory_size=len(started), pages=diff_pages(fresh_memory, started),
                         globals=GlobalState.read(self._ctx, self.native.inst_addr, global_exports),
                         root_id=self.root.id, next_context_id=next(self._ids),
-                        tick_ms=self.root.tick_ms)
+                        tick_ms=self.root.tick_ms, image=nonzero_pages(started))
 
-    def restore(self, snap: Snapshot, state: GlobalState) -> None:
-        """Start from ``snap`` instead of running start-up: the same state, none of the calls."""
-        try:
-            mem = self.mem
-            mem.grow_to(snap.memory_size)
-            view = mem.view
-            for off, data in snap.pages:
-                view[off:off + len(data)] = data
-            state.write(self._ctx, self.native.inst_addr)
-        except WasmtimeError as exc:
-            raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
+    def restore(self, snap: Snapshot, state: GlobalState | None) -> None:
+        """Start from ``snap`` instead of running start-up: the same state, none of the calls.
+
+        ``state`` None: the instance comes from a module with the snapshot baked in
+        (snapshot.bake), whose memory and globals already hold it; only the host side
+        (root context, context ids, tick period) is set.
+        """
+        if state is not None:
+            try:
+                mem = self.mem
+                mem.grow_to(snap.memory_size)
+                view = mem.view
+                for off, data in snap.pages:
+                    view[off:off + len(data)] = data
+                state.write(self._ctx, self.native.inst_addr)
+            except WasmtimeError as exc:
+                raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
         root = self.root = RootContext(snap.root_id)
         root.tick_ms = snap.tick_ms
         self.contexts[root.id] = root
@@ -446,6 +499,26 @@ class Vm:
         token = next(self._tokens)
         self._callouts[token] = loop.create_task(self._await_callout(token, awaitable))
         return int(Status.OK), token
+
+    def start_callout(self, work: Callable[[int], Awaitable[None]]) -> int:
+        """Run ``work(token)`` as a callout owned by this VM: cancelled when the VM fails or
+        closes, like an HTTP callout.  Needs a running loop (RuntimeError otherwise)."""
+        loop = asyncio.get_running_loop()
+        token = next(self._tokens)
+        task = self._callouts[token] = loop.create_task(work(token))
+        task.add_done_callback(lambda _t: self._callouts.pop(token, None))
+        return token
+
+    def notify_root(self, hook: str, *args: int, phase: str) -> None:
+        """Call root callback ``hook(root_id, *args)`` if the module exports it (callout
+        replies); a trap fails the VM as usual and is not raised here."""
+        if self.failed is not None or self.closed or self.root is None or hook not in self.loaded.exports:
+            return
+        self.bind_hook(hook)
+        try:
+            self.call(hook, self.root, self.root.id, *args, phase=phase)
+        except FilterFailure:
+            pass
 
     async def _await_callout(self, token: int, awaitable: Awaitable[Response]) -> None:
         try:
