@@ -69,8 +69,9 @@ async def test_filter_log_lines_carry_the_request_id(node: Node) -> None:
         waf_log.removeHandler(handler)
     assert status == 403
     rid = headers["X-Request-Id"]
-    line = next(line for line in out.getvalue().splitlines() if "waf blocked" in line)
-    assert f"request_id={rid} " in line and line.endswith(f" rid={rid}")
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("edgenode.filter.waf:")]
+    assert lines and all(line.endswith(f" rid={rid}") for line in lines)
+    assert any(f'"request_id":"{rid}"' in line for line in lines)  # the WAF's own audit record
 
 
 async def test_compact_text_line_with_the_original_image_path(make_node, tmp_path: Path) -> None:
