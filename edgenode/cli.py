@@ -23,7 +23,8 @@ from edgenode.http.listen import ListenError
 __all__ = ["main", "command", "Command", "COMMANDS", "PLUGIN_MODULES"]
 
 #: modules that may add subcommands via ``register(command)``; missing ones are skipped
-PLUGIN_MODULES = ("edgenode.filterdev.cli", "edgenode.bench.cli", "edgenode.functions.cli")
+PLUGIN_MODULES = ("edgenode.filterdev.cli", "edgenode.bench.cli", "edgenode.functions.cli",
+                  "edgenode.fleet.cli")
 
 
 @dataclass

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
-    "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "RedisConfig", "load_config", "parse_config",
+    "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "RedisConfig", "FleetConfig", "ParentConfig",
+    "load_config", "parse_config",
     "default_config_text", "read_toml", "parse_size", "parse_duration", "parse_listen", "with_overrides",
     "check_admin", "is_loopback",
 ]
@@ -255,6 +256,47 @@ class LogConfig:
 
 
 @dataclass
+class ParentConfig:
+    """A parent cache of an edge node (a shield), by node id and data-plane URL."""
+
+    id: str
+    url: str
+
+
+@dataclass
+class FleetConfig:
+    """``[fleet]``: this node as a member of a fleet (docs/fleet.md)."""
+
+    node_id: str
+    tier: str = "edge"  # "edge" or "shield"
+    #: the fleet's name: the prefix of its NATS subjects, streams and buckets
+    name: str = "edgenode"
+    nats: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    #: a NATS credentials file (JWT + nkey seed), for NATS-side authorization
+    credentials: str | None = None
+    #: the shared fleet key: every control message carries an HMAC-SHA256 made with it
+    key: bytes = b""
+    #: the data-plane URL other nodes use to reach this one (default: from server.listen)
+    advertise: str | None = None
+    #: static parents of an edge; live shields from membership are added unless
+    #: ``discover_parents`` is false
+    parents: list[ParentConfig] = field(default_factory=list)
+    discover_parents: bool = True
+    heartbeat: float = 1.0
+    #: a member whose last heartbeat is older than this is taken as gone
+    node_ttl: float = 3.0
+    #: how long start-up waits to apply missed purges before serving anyway
+    catchup_timeout: float = 10.0
+    #: what a node serves while it may have missed purges: "serve" (what it has) or
+    #: "revalidate" (soft-purge everything, so each hit revalidates first)
+    unsynced: str = "serve"
+    connect_timeout: float = 2.0
+    #: consecutive failed fetches that open a parent's circuit, and for how long
+    breaker_failures: int = 3
+    breaker_cooldown: float = 5.0
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -273,6 +315,8 @@ class Config:
     #: the file this config was read from (None: the embedded defaults); filter reloads
     #: re-read it so changed filter settings take effect without a restart
     source: Path | None = None
+    #: fleet membership (None: a standalone node)
+    fleet: FleetConfig | None = None
 
 
 def _server(data: Any) -> ServerConfig:
@@ -516,6 +560,60 @@ def _log(data: Any) -> LogConfig:
     return cfg
 
 
+_FLEET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _fleet(data: Any) -> FleetConfig:
+    s = _Section(data, "fleet")
+    node_id = s.get("node_id", None, str)
+    if node_id is None or not _FLEET_NAME.match(node_id):
+        raise ConfigError(f"fleet.node_id: required, 1-64 of A-Z a-z 0-9 _ - (got {node_id!r})")
+    cfg = FleetConfig(node_id=node_id, tier=s.choice("tier", "edge", ("edge", "shield")))
+    cfg.name = s.get("name", cfg.name, str)
+    if not _FLEET_NAME.match(cfg.name):
+        raise ConfigError(f"fleet.name: 1-64 of A-Z a-z 0-9 _ - (got {cfg.name!r})")
+    nats = s.get("nats", cfg.nats, (str, list))
+    cfg.nats = [nats] if isinstance(nats, str) else s.str_list("nats", cfg.nats)
+    for url in cfg.nats:
+        if urlsplit(url).scheme not in ("nats", "tls"):
+            raise ConfigError(f"fleet.nats: expected nats://host:port URLs, got {url!r}")
+    if not cfg.nats:
+        raise ConfigError("fleet.nats: at least one server URL")
+    cfg.credentials = s.get("credentials", None, str)
+    key_env = s.get("key_env", "EDGENODE_FLEET_KEY", str)
+    key = os.environ.get(key_env) or s.get("key", None, str)
+    if not key or len(key) < 16:
+        raise ConfigError(f"fleet.key: required, at least 16 characters (set it or {key_env}); "
+                          "control messages are authenticated with it")
+    cfg.key = key.encode()
+    cfg.advertise = s.get("advertise", None, str)
+    if cfg.advertise is not None and urlsplit(cfg.advertise).scheme != "http":
+        raise ConfigError(f"fleet.advertise: expected http://host:port, got {cfg.advertise!r}")
+    for i, item in enumerate(s.get("parents", [], list)):
+        p = _Section(item, f"fleet.parents[{i}]")
+        pid, url = p.get("id", None, str), p.get("url", None, str)
+        if not pid or not url or urlsplit(url).scheme != "http" or not urlsplit(url).hostname:
+            raise ConfigError(f"fleet.parents[{i}]: expected {{id = \"shield-1\", url = \"http://host:port\"}}")
+        p.done()
+        cfg.parents.append(ParentConfig(pid, url.rstrip("/")))
+    if cfg.parents and cfg.tier != "edge":
+        raise ConfigError("fleet.parents: only an edge node has parents (a shield fetches from the origin)")
+    cfg.discover_parents = s.get("discover_parents", True, bool)
+    cfg.heartbeat = s.duration("heartbeat", cfg.heartbeat)
+    cfg.node_ttl = s.duration("node_ttl", max(cfg.node_ttl, 3 * cfg.heartbeat))
+    if cfg.heartbeat <= 0 or cfg.node_ttl <= cfg.heartbeat:
+        raise ConfigError("fleet.node_ttl: must be longer than fleet.heartbeat (which must be positive)")
+    cfg.catchup_timeout = s.duration("catchup_timeout", cfg.catchup_timeout)
+    cfg.unsynced = s.choice("unsynced", cfg.unsynced, ("serve", "revalidate"))
+    cfg.connect_timeout = s.duration("connect_timeout", cfg.connect_timeout)
+    cfg.breaker_failures = s.get("breaker_failures", cfg.breaker_failures, int)
+    if cfg.breaker_failures < 1:
+        raise ConfigError("fleet.breaker_failures: must be at least 1")
+    cfg.breaker_cooldown = s.duration("breaker_cooldown", cfg.breaker_cooldown)
+    s.done()
+    return cfg
+
+
 def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Validate a parsed TOML document."""
     top = _Section(data, "")
@@ -536,6 +634,8 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     cfg.upstreams.update({name: _origin(name, o, f"upstreams.{name}") for name, o in upstreams.items()})
     cfg.chain = _chain(top.get("chain", [{"type": "cache"}]))
     cfg.log = _log(top.get("log", {}))
+    fleet = top.get("fleet", None)
+    cfg.fleet = None if fleet is None else _fleet(fleet)
     cfg.redis = {name: _redis(name, r) for name, r in top.get("redis", {}, dict).items()}
     top.done()
     return cfg

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from edgenode.admin.app import build_admin_app
 from edgenode.admin.token import admin_token
 from edgenode.cache.stage import CacheStage
 from edgenode.config import Config, ConfigError, StageConfig, load_config
+from edgenode.fleet.oci import OciError, is_oci, pull_module
 from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
@@ -117,6 +119,11 @@ class Node:
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0
+        self.fleet: Any = None  # a FleetAgent when [fleet] is configured
+        if config.fleet is not None:
+            from edgenode.fleet.agent import FleetAgent
+
+            self.fleet = FleetAgent(self, config.fleet)
 
     # --- assembly -------------------------------------------------------------------
     def _build_stage(self, index: int, sc: StageConfig) -> Stage:
@@ -124,11 +131,13 @@ class Node:
             # every cache stage shares one store; the first answers as "edgenode" in
             # Cache-Status, inner ones as "edgenode-<name>"
             nested = sum(1 for s in self.config.chain if s.type == "cache") > 1
+            # fleet nodes answer under their node id, so Cache-Status names every hop
+            member = self.config.fleet.node_id if self.config.fleet is not None else "edgenode"
             if self.cache is None:
-                self.cache = CacheStage(self.config.cache, name=sc.name, nested=nested)
+                self.cache = CacheStage(self.config.cache, name=sc.name, cache_name=member, nested=nested)
                 return self.cache
             return CacheStage(self.config.cache, self.cache.store, name=sc.name,
-                              cache_name=f"edgenode-{sc.name}", nested=nested)
+                              cache_name=f"{member}-{sc.name}", nested=nested)
         if sc.type == "function":
             return self._build_function(index, sc)
         from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
@@ -139,7 +148,7 @@ class Node:
                                           "routes": self.upstream.routes, "origins": self.config.origins},
                               redis=self.redis,
                               index=index)
-        except FilterLoadError as exc:
+        except (FilterLoadError, OciError) as exc:
             raise ConfigError(f"chain[{index}].module: {exc}") from None
         self.filters[sc.name] = stage
         return stage
@@ -161,7 +170,13 @@ class Node:
 
     def _filter_settings(self, sc: StageConfig) -> StageConfig:
         """``[server] server_timing = false`` is a node-wide off switch for every filter's
-        ``Server-Timing`` entry, whatever the stage says (a bad stage value still errors)."""
+        ``Server-Timing`` entry, whatever the stage says (a bad stage value still errors).
+        A module named ``oci://...`` is replaced by its verified local copy (pulled once)."""
+        module = sc.options.get("module")
+        if isinstance(module, str) and is_oci(module):
+            from edgenode.wasm.engine import default_cache_dir
+
+            sc = replace(sc, options={**sc.options, "module": str(pull_module(module, default_cache_dir()))})
         if self.config.server.server_timing or sc.options.get("server_timing", True) is not True:
             return sc
         return replace(sc, options={**sc.options, "server_timing": False})
@@ -200,7 +215,11 @@ class Node:
 
     async def start(self, host: str | None = None, port: int | None = None, *,
                     reuse_port: bool = False) -> None:
+        if self.fleet is not None:
+            await self.fleet.sync()  # missed purges and the fleet config before serving
         await self.frontend.start(host, port, reuse_port=reuse_port)
+        if self.fleet is not None:
+            self.fleet.announce(f"http://{_reachable(host or self.config.server.listen[0])}:{self.port}")
         if self._admin_enabled:
             assert self.config.admin.listen is not None
             ahost, aport = self.config.admin.listen
@@ -230,6 +249,8 @@ class Node:
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, drain in-flight requests (up to ``grace`` s), release everything."""
         grace = self.config.server.shutdown_grace if grace is None else grace
+        if self.fleet is not None:
+            await self.fleet.stop()  # leave the fleet first: edges stop sending misses here
         await self.frontend.shutdown(grace)
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
@@ -286,6 +307,8 @@ class Node:
         out["filters"] = {name: _filter_stats(stage) for name, stage in self.filters.items()}
         if self.functions:
             out["functions"] = {name: stage.stats() for name, stage in self.functions.items()}
+        if self.fleet is not None:
+            out["fleet"] = self.fleet.health()
         if self.worker is not None:
             out["worker"] = self.worker
         return out
@@ -312,6 +335,22 @@ class Node:
             if asyncio.iscoroutine(result):
                 await result
         return {"reloaded": targets}
+
+
+    async def reload_stage(self, name: str, settings: StageConfig) -> None:
+        """Reload one wasm stage with explicit settings (a fleet rollout); on failure
+        the error is raised and the stage keeps running as it was."""
+        if name not in self.filters:
+            raise KeyError(name)
+        sc = await asyncio.to_thread(self._filter_settings, settings)  # may pull from a registry
+        result = self.filters[name].reload(sc)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def _reachable(host: str) -> str:
+    """The host other machines reach a wildcard listener on (``fleet.advertise`` overrides)."""
+    return socket.getfqdn() if host in ("", "0.0.0.0", "::") else host
 
 
 class _CacheFastPath:
@@ -357,6 +396,8 @@ class LocalAdmin:
         self.node = node
 
     async def purge(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
+        if self.node.fleet is not None:  # applied here and sent to every node of the fleet
+            return await self.node.fleet.purge(kind, values, soft)
         return {"purged": self.node.purge(kind, values, soft), "soft": soft}
 
     async def stats(self) -> dict[str, Any]:
@@ -369,7 +410,10 @@ class LocalAdmin:
         return await self.node.reload_filters(name)
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        out = {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        if self.node.fleet is not None:  # the node serves either way; this says how in sync it is
+            out["fleet"] = self.node.fleet.health()
+        return out
 
 
 def tune_gc() -> None:

@@ -20,6 +20,7 @@ from edgenode.observe.origins import OriginHealth
 from edgenode.pipeline.exchange import Exchange
 from edgenode.proxy.forwarding import forward_request, forward_response, origin_host
 from edgenode.proxy.routes import RouteTable
+from edgenode.proxy.tiers import Tier
 
 __all__ = ["Upstream"]
 
@@ -35,6 +36,11 @@ class Upstream:
         self.via = f"1.1 {config.server.via}"
         #: failures by origin and kind (metrics), reported by a rate-limited WARN
         self.health = OriginHealth()
+        #: fleet nodes: parent selection (edges), loop protection, surrogate-key relay
+        self.tier: Tier | None = None
+        if config.fleet is not None:
+            self.tier = Tier(config.fleet, config.origins[config.default_origin])
+            self.via = f"1.1 {config.fleet.node_id}"
 
     def pool(self, origin: str) -> OriginPool:
         """The pool for a configured origin (created on first use); KeyError if unknown."""
@@ -52,11 +58,20 @@ class Upstream:
         except KeyError:
             return self._fail(exchange, name, 502, "unknown_origin", f"no origin named {name!r}")
         forwarded = forward_request(req, exchange.client[0], pool.cfg, self.via)
+        tier = self.tier
+        if tier is not None:
+            loop = tier.loop_reason(req.headers)
+            if loop is not None:
+                return self._fail(exchange, name, 508, "loop", f"loop detected: {loop}")
+            tier.mark(forwarded)
         started = time.perf_counter()
         interim = exchange.interim
         on_interim = None if interim is None else (lambda r: interim(forward_response(r, self.via)))
         try:
-            response = await pool.request(forwarded, on_interim)
+            if tier is not None:
+                response = await tier.fetch(forwarded, req.headers.get("host", ""), pool, on_interim)
+            else:
+                response = await pool.request(forwarded, on_interim)
         except OriginTimeout as exc:
             return self._fail(exchange, name, 504, f"{exc.kind}_timeout",
                               f"origin {exc.kind.replace('_', ' ')} timeout")
@@ -108,3 +123,6 @@ class Upstream:
     async def close(self) -> None:
         for pool in [*self.pools.values(), *self._callout_pools.values()]:
             await pool.close()
+        if self.tier is not None:
+            await self.tier.close()
+
