@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
 import os
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from edgenode import __version__
 from edgenode.config import Config, ConfigError, load_config, with_overrides
+from edgenode.http.listen import ListenError
 
 __all__ = ["main", "command", "Command", "COMMANDS", "PLUGIN_MODULES"]
 
@@ -48,8 +49,9 @@ def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], Non
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edgenode.observe.logs import setup_logging
+
+    setup_logging(level)
 
 
 def _workers(value: str) -> int:
@@ -193,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         if register is not None:
             register(command)
     parser = argparse.ArgumentParser(prog="edgenode", description="An edge CDN node.")
+    parser.add_argument("--version", action="version", version=f"edgenode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for cmd in COMMANDS.values():
@@ -210,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         return args._run(args)
     except ConfigError as exc:
         print(f"edgenode: config error: {exc}", file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(f"edgenode: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ so an operator never meets a bad value at request time.  Unknown keys are errors
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -21,7 +22,7 @@ __all__ = [
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "RedisConfig", "FleetConfig", "ParentConfig",
     "load_config", "parse_config",
     "default_config_text", "read_toml", "parse_size", "parse_duration", "parse_listen", "with_overrides",
-    "default_state_dir", "cache_path", "apply_settings",
+    "default_state_dir", "cache_path", "apply_settings", "check_admin", "is_loopback",
 ]
 
 
@@ -140,6 +141,18 @@ class ServerConfig:
     max_request_line_bytes: int = 8192
     keepalive_timeout: float = 75.0
     request_timeout: float = 60.0
+    #: a request body with no byte for this long, or not complete after the total, is a 408
+    body_between_bytes_timeout: float = 30.0
+    body_timeout: float = 300.0
+    #: a client that reads nothing of its responses for this long is dropped
+    send_timeout: float = 60.0
+    #: lingering close after an error answered mid-message: at most this long in all, and
+    #: at most ``lingering_timeout`` without input (0: close at once)
+    lingering_time: float = 10.0
+    lingering_timeout: float = 2.0
+    #: response bytes buffered per connection before the node stops writing, parsing and
+    #: starting pipelined requests on it until the client reads
+    write_high_water: int = 256 * 1024
     shutdown_grace: float = 10.0
     server_timing: bool = True
     via: str = "edgenode"
@@ -152,7 +165,10 @@ class ServerConfig:
 @dataclass
 class AdminConfig:
     listen: tuple[str, int] | None = ("127.0.0.1", 9090)
+    #: None: ``edgenode serve`` generates one per run (only allowed on a loopback address)
     token: str | None = None
+    #: the environment variable that overrides ``token`` (named in error messages)
+    token_env: str = "EDGENODE_ADMIN_TOKEN"
 
 
 @dataclass
@@ -203,6 +219,9 @@ class OriginConfig:
     between_bytes_timeout: float = 10.0
     max_connections: int = 256
     idle_timeout: float = 30.0
+    #: the largest response head (and trailer section) accepted from the origin; past it
+    #: the request gets a 502
+    max_header_bytes: int = 64 * 1024
 
 
 @dataclass
@@ -331,6 +350,12 @@ def _server(data: Any) -> ServerConfig:
         max_request_line_bytes=s.size("max_request_line_bytes", 8192),
         keepalive_timeout=s.duration("keepalive_timeout", 75.0),
         request_timeout=s.duration("request_timeout", 60.0),
+        body_between_bytes_timeout=s.duration("body_between_bytes_timeout", 30.0),
+        body_timeout=s.duration("body_timeout", 300.0),
+        send_timeout=s.duration("send_timeout", 60.0),
+        lingering_time=s.duration("lingering_time", 10.0),
+        lingering_timeout=s.duration("lingering_timeout", 2.0),
+        write_high_water=s.size("write_high_water", 256 * 1024),
         shutdown_grace=s.duration("shutdown_grace", 10.0),
         server_timing=s.get("server_timing", True, bool),
         via=s.get("via", "edgenode", str),
@@ -342,6 +367,11 @@ def _server(data: Any) -> ServerConfig:
             raise ConfigError("server.state_dir: must not be empty")
         cfg.state_dir = Path(state_dir).expanduser()
     s.done()
+    for name in ("body_between_bytes_timeout", "body_timeout", "send_timeout"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"server.{name}: must be more than 0")
+    if cfg.write_high_water < 1024:
+        raise ConfigError(f"server.write_high_water: must be at least 1 KiB, got {cfg.write_high_water}")
     return cfg
 
 
@@ -363,15 +393,47 @@ def _admin(data: Any) -> AdminConfig:
     s.done()
     token = os.environ.get(token_env) or token
     if token is not None and not token.strip():
-        raise ConfigError("admin.token: must not be empty (leave it out to disable authentication)")
+        raise ConfigError("admin.token: must not be empty (leave it out on a loopback address "
+                          "to get one generated at start)")
     addr = None if listen in ("", "off") else parse_listen(listen, "admin.listen")
-    if addr is not None and token is None and addr[0] not in _LOOPBACK:
-        raise ConfigError(f"admin.token: required when admin.listen is not a loopback address "
-                          f"(got {addr[0]!r}); set it or {token_env}")
-    return AdminConfig(listen=addr, token=token)
+    cfg = AdminConfig(listen=addr, token=token, token_env=token_env)
+    check_admin(cfg, "admin.listen")
+    return cfg
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+#: example values found in old configs and tutorials: never accepted as a token
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "secret", "token", "admin", "password"})
+#: the shortest token accepted for an admin API reachable from other hosts
+MIN_REMOTE_TOKEN = 16
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_admin(admin: AdminConfig, where: str) -> None:
+    """Refuse an admin API other hosts can reach without a real token, and placeholders.
+
+    ``where`` names what set the listen address (``admin.listen`` or ``--admin-listen``).
+    """
+    token = admin.token
+    hint = (f"set admin.token or {admin.token_env} to a random value, e.g. "
+            f"python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    if token is not None and token.strip().lower() in PLACEHOLDER_TOKENS:
+        raise ConfigError(f"admin.token: {token!r} is a placeholder, not a secret; {hint}")
+    if admin.listen is None or is_loopback(admin.listen[0]):
+        return
+    if token is None:
+        raise ConfigError(f"admin.token: required when {where} is not a loopback address "
+                          f"(got {admin.listen[0]!r}); {hint}")
+    if len(token) < MIN_REMOTE_TOKEN:
+        raise ConfigError(f"admin.token: at least {MIN_REMOTE_TOKEN} characters when {where} is "
+                          f"not a loopback address (got {len(token)}); {hint}")
 
 
 def _cache(data: Any) -> CacheConfig:
@@ -439,8 +501,11 @@ def _origin(name: str, data: Any, key: str) -> OriginConfig:
         between_bytes_timeout=s.duration("between_bytes_timeout", 10.0),
         max_connections=max_conn,
         idle_timeout=s.duration("idle_timeout", 30.0),
+        max_header_bytes=s.size("max_header_bytes", 64 * 1024),
     )
     s.done()
+    if cfg.max_header_bytes < 1024:
+        raise ConfigError(f"{key}.max_header_bytes: must be at least 1 KiB, got {cfg.max_header_bytes}")
     return cfg
 
 
@@ -627,6 +692,7 @@ def with_overrides(cfg: Config, listen: str | None = None, origin: str | None = 
         cfg.server.listen = parse_listen(listen, "--listen")
     if admin_listen is not None:
         cfg.admin.listen = None if admin_listen == "off" else parse_listen(admin_listen, "--admin-listen")
+        check_admin(cfg.admin, "--admin-listen")
     if workers is not None:
         if workers < 1:
             raise ConfigError(f"--workers: must be at least 1, got {workers}")
@@ -636,7 +702,8 @@ def with_overrides(cfg: Config, listen: str | None = None, origin: str | None = 
         table = {"url": origin, "host_header": old.host_header, "connect_timeout": old.connect_timeout,
                  "first_byte_timeout": old.first_byte_timeout,
                  "between_bytes_timeout": old.between_bytes_timeout,
-                 "max_connections": old.max_connections, "idle_timeout": old.idle_timeout}
+                 "max_connections": old.max_connections, "idle_timeout": old.idle_timeout,
+                 "max_header_bytes": old.max_header_bytes}
         try:
             new = _origin(old.name, table, "--origin")
         except ConfigError as exc:

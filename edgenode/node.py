@@ -22,15 +22,18 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from edgenode.admin.app import build_admin_app
+from edgenode.admin.token import admin_token
 from edgenode.cache.stage import CacheStage
 from edgenode.cache.store import Store, purge_store
 from edgenode.config import Config, ConfigError, StageConfig, load_config
 from edgenode.fleet.oci import OciError, is_oci, pull_module
+from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
 from edgenode.node_state import NodeResources
 from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
+from edgenode.observe.origins import OriginCollector
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler, Stage, build_chain
 from edgenode.proxy.upstream import Upstream
@@ -77,6 +80,7 @@ class Node:
         self.metrics = NodeMetrics()
         self._internal: dict[str, InternalUpstream] = {}
         self.upstream = Upstream(config)
+        self.metrics.add_collector(OriginCollector(lambda: self.upstream.pools, self.upstream.health))
         self.redis = RedisServices(config.redis)
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
@@ -234,7 +238,7 @@ class Node:
             assert self.config.admin.listen is not None
             ahost, aport = self.config.admin.listen
             self._admin_runner = await self.start_admin(
-                build_admin_app(LocalAdmin(self), self.config.admin.token), ahost, aport)
+                build_admin_app(LocalAdmin(self), admin_token(self.config.admin)), ahost, aport)
             self.admin_port = self._admin_runner.addresses[0][1]
         log.info("edgenode listening on %s:%d%s", host or self.config.server.listen[0], self.port,
                  f", admin on port {self.admin_port}" if self.admin_port else "")
@@ -247,7 +251,13 @@ class Node:
         await runner.setup()
         site: web.BaseSite = (web.UnixSite(runner, path) if path is not None
                               else web.TCPSite(runner, host, port))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if path is not None:
+                raise
+            raise listen_error("admin.listen", host or "0.0.0.0", port or 0, exc) from None
         return runner
 
     def warm_up(self) -> asyncio.Task[None] | None:

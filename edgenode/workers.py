@@ -40,9 +40,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edgenode.admin.app import build_admin_app
+from edgenode.admin.token import admin_token
 from edgenode.cache.store import COUNTERS, Store, purge_store
 from edgenode.config import Config, ConfigError, load_config
 from edgenode.control import TOKEN_ENV, ControlClient, ControlError
+from edgenode.http.listen import bind_worker_slots
 from edgenode.node_state import NodeResources
 from edgenode.observe.metrics import CacheCollector, merge_expositions
 
@@ -123,8 +125,8 @@ class Supervisor:
     async def start(self) -> None:
         self._restarting = asyncio.Lock()
         try:
+            self._bind()  # first: a port taken by another node is the error to report
             self._open_state()
-            self._bind()
             # the first worker alone first: a config or filter error then shows once, not N times
             first, rest = self._workers[0], self._workers[1:]
             await self._spawn(first)
@@ -141,7 +143,7 @@ class Supervisor:
             from edgenode.node import Node
 
             ahost, aport = self.config.admin.listen
-            app = build_admin_app(FanoutAdmin(self), self.config.admin.token)
+            app = build_admin_app(FanoutAdmin(self), admin_token(self.config.admin))
             self._admin = await Node.start_admin(app, ahost, aport)
             self.admin_port = self._admin.addresses[0][1]
         log.info("edgenode master: %d workers on port %d%s", self.count, self.port,
@@ -153,16 +155,9 @@ class Supervisor:
 
     def _bind(self) -> None:
         host, port = self.config.server.listen
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for _ in range(self.count):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            sock.listen(1024)
-            self._slots.append(sock)
-            port = sock.getsockname()[1]  # a port picked with :0 is shared by every slot
-        self.port = port
+        # only this node's workers share the port: a second node is refused, not merged in
+        self._slots = bind_worker_slots(host, port, self.count)
+        self.port = self._slots[0].getsockname()[1]
 
     async def _spawn(self, w: _Worker) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -511,7 +506,7 @@ async def _worker_main(config: Config, index: int, control_path: str, listen_fd:
         warming = node.warm_up()
         if warming is not None:  # ready (to the master) once it can transform images too
             await warming
-        token = os.environ.get(TOKEN_ENV)
+        token = os.environ[TOKEN_ENV]  # set by the master
         control = await Node.start_admin(build_admin_app(LocalAdmin(node), token), None,
                                          path=control_path)
         os.chmod(control_path, 0o600)

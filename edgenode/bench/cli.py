@@ -52,7 +52,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="node and filter log level during the run (default error: a log line "
                         "per request, e.g. each WAF block, would cost the node time)")
     p.add_argument("--compare", nargs=2, metavar=("BEFORE.json", "AFTER.json"),
-                   help="print the before/after table of two results and exit")
+                   help="compare two results (rates, latencies, shares, each against its "
+                        "noise band) and exit")
     p.add_argument("--iterations", type=int, default=1000, help="bench filter: requests (default 1000)")
     p.add_argument("--isolation", choices=("shared", "per-request"), default="shared",
                    help="bench filter: VM isolation (default shared)")
@@ -82,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.compare:
-        from edgenode.bench.report import compare_markdown
+        from edgenode.bench.compare import compare_markdown
 
         print(compare_markdown(_load_json(args.compare[0]), _load_json(args.compare[1])), end="")
         return 0
