@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgenode.observe.loglevel import LEVELS
+
 __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "load_config", "parse_config",
@@ -381,7 +383,7 @@ def _log(data: Any) -> LogConfig:
     cfg = LogConfig(
         access=s.get("access", "stdout", str),
         format=s.choice("format", "text", ("text", "json")),
-        level=s.choice("level", "info", ("debug", "info", "warning", "error")),
+        level=s.choice("level", "info", LEVELS),
     )
     s.done()
     return cfg

@@ -37,7 +37,8 @@ class WasmOptions:
     cpu_deadline_ms: float = 100.0
     #: granted environment variables (name -> value read at start-up)
     env: dict[str, str] = field(default_factory=dict)
-    log_level: int = 2
+    #: Proxy-Wasm log level (0 trace .. 5 critical); None follows the node's ``[log] level``
+    log_level: int | None = None
     server_timing: bool = True
     reload_backoff: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024

@@ -22,6 +22,7 @@ from wasmtime import WasmtimeError
 from wasmtime import _bindings as B
 
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
+from edgenode.observe.loglevel import TRACE
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm import hostcalls
 from edgenode.wasm.abi import REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS, Status
@@ -43,7 +44,7 @@ CallObserver = Callable[[str, str, "str | None", float, "int | None", "Exchange 
 _perf_counter = time.perf_counter
 _bisect = bisect.bisect_left
 _EXTERN = B.wasmtime_extern_t
-_PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+_PY_LEVELS = (TRACE, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 @dataclass(frozen=True)
 class HostEnv:
     """Where the guest's clocks and randomness come from; `filter test` injects fixed ones
@@ -83,7 +84,8 @@ class Plugin:
     vm_config: bytes
     plugin_config: bytes
     env: dict[str, str]
-    log_level: int
+    #: the filter's log level (0 trace .. 5 critical); None: the node's (``[log] level``)
+    log_level: int | None
     metrics: FilterMetrics
     memory_limit: int
     cpu_deadline_ms: float
@@ -100,7 +102,13 @@ class Plugin:
     phases: dict[str, tuple[Any, tuple[str, str]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
+        logger = self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
+        if self.log_level is None:  # follow the node's level, also for proxy_get_log_level
+            logger.setLevel(logging.NOTSET)
+            effective = logger.getEffectiveLevel()
+            self.log_level = next((i for i, py in enumerate(_PY_LEVELS) if py >= effective), 5)
+        else:  # a per-filter level lets this filter's records through the node's level
+            logger.setLevel(_PY_LEVELS[self.log_level])
 
     def phase_stats(self, phase: str) -> tuple[Any, tuple[str, str]]:
         stats = self.phases[phase] = (self.metrics.callback_histogram(phase), (self.name, phase))

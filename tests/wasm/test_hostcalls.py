@@ -288,11 +288,12 @@ def test_metrics_and_collector(probe: Probe) -> None:
     assert ({"filter": "probe", "metric": "hits_total"}, 5) in samples
 
 
-def test_log_and_level(probe: Probe, caplog: pytest.LogCaptureFixture) -> None:
+def test_log_and_level(make_stage, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    probe = Probe(make_stage("abi_probe.wat", "probe", log_level="info").vm)
     msg = probe.put(b"hello from wasm")
     with caplog.at_level(logging.DEBUG, logger="edgenode.filter.probe"):
         assert probe.call("proxy_log", 2, *msg) == OK
-        assert probe.call("proxy_log", 1, *msg) == OK  # below the default level (info)
+        assert probe.call("proxy_log", 1, *msg) == OK  # below the filter's level (info)
         assert probe.call("proxy_log", 9, *msg) == BAD_ARG
     recs = [r for r in caplog.records if r.name == "edgenode.filter.probe"]
     assert [(r.levelno, r.getMessage()) for r in recs] == [(logging.INFO, "hello from wasm")]
