@@ -11,11 +11,13 @@ take the node down.
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from edgenode.wasm.abi import BufferType, MapDecodeError, Status, decode_map, encode_map, encode_text
+from edgenode.wasm.abi import (BufferType, MapDecodeError, Status, decode_map, decode_text, encode_map,
+                               encode_text)
 from edgenode.wasm.contexts import HeaderMap, PairsMap, StreamContext
 from edgenode.wasm.fastcall import HostTrap, MemoryFault
 from edgenode.wasm.foreign import lookup_foreign_function
@@ -43,6 +45,8 @@ V02X = frozenset({V020, V021})
 WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
 
 _log = logging.getLogger("edgenode.wasm")
+#: bytes no header name or value may carry (RFC 9110 §5.5: CR, LF and NUL)
+_FORBIDDEN = re.compile("[\r\n\0]")
 _pack_u32 = struct.Struct("<I").pack_into
 
 
@@ -167,10 +171,19 @@ def _map(vm: "Vm", mtype: int, write: bool) -> HeaderMap | None:
 
 
 def _text(vm: "Vm", ptr: int, size: int) -> str:
+    """UTF-8 text from the guest (log messages, names of upstreams, queues, metrics)."""
     mem = vm.mem
     if ptr + size > mem.size and not mem.fits(ptr + size):
         raise MemoryFault(f"read of {size} bytes at {ptr:#x} past memory end {mem.size:#x}")
     return str(mem.view[ptr:ptr + size], "utf-8", "surrogateescape")
+
+
+def _field(vm: "Vm", ptr: int, size: int) -> str:
+    """A header name or value from the guest, as wire text (abi.decode_text)."""
+    mem = vm.mem
+    if ptr + size > mem.size and not mem.fits(ptr + size):
+        raise MemoryFault(f"read of {size} bytes at {ptr:#x} past memory end {mem.size:#x}")
+    return decode_text(mem.view[ptr:ptr + size])
 
 
 # --- logging, time, config ---------------------------------------------------------
@@ -313,6 +326,8 @@ def proxy_set_header_map_pairs(raw: tuple[int, ...]) -> int:
         return BAD_ARGUMENT
     try:
         pairs = decode_map(vm.mem.read(raw[1], raw[2]))
+        if any(_FORBIDDEN.search(k) or _FORBIDDEN.search(v) for k, v in pairs):
+            return BAD_ARGUMENT
         hmap.set_pairs(pairs)
     except (MapDecodeError, ValueError):
         return BAD_ARGUMENT
@@ -330,7 +345,7 @@ def proxy_get_header_map_value(raw: tuple[int, ...]) -> int:
     end = kptr + klen
     if end > mem.size and not mem.fits(end):
         raise MemoryFault(f"read of {klen} bytes at {kptr:#x} past memory end {mem.size:#x}")
-    value = hmap.get(str(mem.view[kptr:end], "utf-8", "surrogateescape"))
+    value = hmap.get(decode_text(mem.view[kptr:end]))
     if value is None:
         if vm.version != V010:
             return NOT_FOUND
@@ -343,9 +358,9 @@ def _set_value(raw: tuple[int, ...], op: str) -> int:
     hmap = _map(vm, raw[0], True)
     if hmap is None:
         return BAD_ARGUMENT
-    key = _text(vm, raw[1], raw[2])
-    value = _text(vm, raw[3], raw[4])
-    if not key or "\n" in key or "\r" in key or "\n" in value or "\r" in value:
+    key = _field(vm, raw[1], raw[2])
+    value = _field(vm, raw[3], raw[4])
+    if not key or _FORBIDDEN.search(key) or _FORBIDDEN.search(value):
         return BAD_ARGUMENT
     try:
         (hmap.add if op == "add" else hmap.replace)(key, value)
@@ -370,7 +385,7 @@ def proxy_remove_header_map_value(raw: tuple[int, ...]) -> int:
     hmap = _map(vm, raw[0], True)
     if hmap is None:
         return BAD_ARGUMENT
-    hmap.remove(_text(vm, raw[1], raw[2]))
+    hmap.remove(_field(vm, raw[1], raw[2]))
     return OK
 
 

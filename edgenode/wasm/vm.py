@@ -45,6 +45,8 @@ _perf_counter = time.perf_counter
 _bisect = bisect.bisect_left
 _EXTERN = B.wasmtime_extern_t
 _PY_LEVELS = (TRACE, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+#: filter loggers whose level a ``log_level`` option set
+_LEVEL_SET: set[str] = set()
 @dataclass(frozen=True)
 class HostEnv:
     """Where the guest's clocks and randomness come from; `filter test` injects fixed ones
@@ -103,12 +105,15 @@ class Plugin:
 
     def __post_init__(self) -> None:
         logger = self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
-        if self.log_level is None:  # follow the node's level, also for proxy_get_log_level
-            logger.setLevel(logging.NOTSET)
+        if self.log_level is None:  # follow the logging set-up ([log] level), also for get_log_level
+            if logger.name in _LEVEL_SET:  # undo a per-filter level of an earlier configuration
+                _LEVEL_SET.discard(logger.name)
+                logger.setLevel(logging.NOTSET)
             effective = logger.getEffectiveLevel()
             self.log_level = next((i for i, py in enumerate(_PY_LEVELS) if py >= effective), 5)
         else:  # a per-filter level lets this filter's records through the node's level
             logger.setLevel(_PY_LEVELS[self.log_level])
+            _LEVEL_SET.add(logger.name)
 
     def phase_stats(self, phase: str) -> tuple[Any, tuple[str, str]]:
         stats = self.phases[phase] = (self.metrics.callback_histogram(phase), (self.name, phase))
