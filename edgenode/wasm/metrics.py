@@ -68,6 +68,8 @@ class FilterMetrics:
         self.callbacks: dict[str, _Histogram] = {}
         self.traps = 0
         self.vm_starts = 0
+        #: VMs recreated by the reload policy after a trap
+        self.vm_reloads = 0
         self.failed_streams = 0
 
     # guest-defined metrics -------------------------------------------------
@@ -149,6 +151,9 @@ class WasmCollector:
                                     labels=["filter"])
         starts = CounterMetricFamily("edgenode_wasm_vm_starts", "Filter VM (instance) starts",
                                      labels=["filter"])
+        reloads = CounterMetricFamily("edgenode_wasm_vm_reloads",
+                                      "Filter VMs recreated by the reload failure policy after a trap",
+                                      labels=["filter"])
         failed = CounterMetricFamily("edgenode_wasm_failed_streams",
                                      "Streams failed by the filter failure policy", labels=["filter"])
         counters = CounterMetricFamily("edgenode_filter_counter", "Counters defined by filters",
@@ -162,6 +167,7 @@ class WasmCollector:
                 cb.add_metric([name, phase], h.buckets(), h.sum)
             traps.add_metric([name], fm.traps)
             starts.add_metric([name], fm.vm_starts)
+            reloads.add_metric([name], fm.vm_reloads)
             failed.add_metric([name], fm.failed_streams)
             for m in fm.user_metrics():
                 label = _BAD.sub("_", m.name)
@@ -172,7 +178,7 @@ class WasmCollector:
                 else:
                     assert m.hist is not None
                     hists.add_metric([name, label], m.hist.buckets(), m.hist.sum)
-        yield from (cb, traps, starts, failed, counters, gauges, hists)
+        yield from (cb, traps, starts, reloads, failed, counters, gauges, hists)
 
 
 wasm_collector = WasmCollector()

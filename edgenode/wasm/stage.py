@@ -6,7 +6,8 @@ Failure policies (docs/filters-abi.md has the full table):
 * ``fail_open`` - the failing stream continues without the filter; in shared mode
   later streams bypass the filter until ``reload()``.
 * ``reload`` - the failing stream gets 503; the next stream starts a new VM; repeated
-  failures back off (0, base, 2*base, ... up to 60 s) and streams get 503 meanwhile.
+  failures back off (0, base, 2*base, ... up to 60 s) and streams get 503 meanwhile
+  (recovery.py); each new VM counts in ``edgenode_wasm_vm_reloads``.
 In ``per-request`` isolation each stream has its own instance, so a failure only
 ever affects that stream (``reload`` behaves as ``fail_closed``).  Instances are
 started ahead of time in idle loop iterations (``prewarm`` of them wait, fully
@@ -29,6 +30,7 @@ from edgenode.wasm.fastcall import GlobalState
 from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
+from edgenode.wasm.recovery import ReloadBackoff
 from edgenode.wasm.snapshot import Snapshot
 from edgenode.wasm.stream import StreamDriver, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
@@ -36,7 +38,6 @@ from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 __all__ = ["WasmStage", "FilterLoadError"]
 
 Handler = Callable[[Exchange], Awaitable[Response]]
-MAX_BACKOFF = 60.0
 #: how much of a pooled instance's linear memory (from address 0: data, stack and the
 #: start of the heap in small modules) is made resident ahead of its stream; more costs
 #: idle CPU per instance (~0.5 µs per 4 KiB page) for pages a stream may never touch
@@ -69,8 +70,7 @@ class WasmStage:
         self._refilling = False
         self._closed = False
         self.plugin, self.loaded, self.vm, self._snapshot = self._build(self.opts)
-        self._failures = 0
-        self._retry_at = 0.0
+        self._backoff = ReloadBackoff(self.opts.reload_backoff)
 
     # --- construction ------------------------------------------------------------
     def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None, _Snap | None]:
@@ -135,8 +135,8 @@ class WasmStage:
             driver = StreamDriver(vm, exchange, opts.failure_policy == "fail_open",
                                   opts.server_timing, opts.pause_timeout)
             response = await driver.run(next_handler)
-            if vm.failed is None and self._failures and vm is self.vm:
-                self._failures = 0
+            if vm.failed is None and self._backoff.failures and vm is self.vm:
+                self._backoff.succeeded()
             return response
         return handle
 
@@ -161,22 +161,14 @@ class WasmStage:
         if vm.failed is None:
             vm.arm_tick()
             return vm
-        if self.opts.failure_policy != "reload":
+        if self.opts.failure_policy != "reload" or not self._backoff.may_reload(time.monotonic()):
             return None
-        now = time.monotonic()
-        if self._retry_at == 0.0:
-            self._failures += 1
-            delay = 0.0 if self._failures == 1 else min(
-                MAX_BACKOFF, self.opts.reload_backoff * 2 ** (self._failures - 2))
-            self._retry_at = now + delay
-        if now < self._retry_at:
-            return None
-        self._retry_at = 0.0
         try:
             new_vm = self._start_vm(self.plugin, self.loaded, None)
         except FilterLoadError as exc:
             self.plugin.logger.error("reload failed: %s", exc, extra={"filter": self.name})
             return None
+        self.plugin.metrics.vm_reloads += 1
         self._swap(new_vm)
         new_vm.arm_tick()
         return new_vm
@@ -218,8 +210,7 @@ class WasmStage:
                                                                  self._base_dir)
         plugin, loaded, vm, snap = self._build(opts)
         self.opts, self.plugin, self.loaded, self._snapshot = opts, plugin, loaded, snap
-        self._failures = 0
-        self._retry_at = 0.0
+        self._backoff = ReloadBackoff(opts.reload_backoff)
         self._drain_pool()
         self._swap(vm)
 
@@ -238,7 +229,7 @@ class WasmStage:
         return {"isolation": self.opts.isolation, "failure_policy": self.opts.failure_policy,
                 "failed": None if self.vm is None else self.vm.failed,
                 "abi": ".".join(map(str, self.loaded.version)), "traps": m.traps,
-                "vm_starts": m.vm_starts, "failed_streams": m.failed_streams,
+                "vm_starts": m.vm_starts, "vm_reloads": m.vm_reloads, "failed_streams": m.failed_streams,
                 "snapshot": self._snapshot is not None}
 
     async def close(self) -> None:

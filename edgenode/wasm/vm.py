@@ -32,6 +32,7 @@ from edgenode.wasm.fastcall import (EXTERN_OF, EXTERN_SIZE, CallBuffers, GlobalS
                                     GuestMemory, GuestTrap, NativeInstance, export_get)
 from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.properties import PluginInfo
+from edgenode.wasm.recovery import TrapBurst
 from edgenode.wasm.snapshot import Snapshot, diff_pages
 
 __all__ = ["Plugin", "Vm", "FilterFailure", "CallResult", "Callout", "HostEnv", "CallObserver"]
@@ -99,6 +100,8 @@ class Plugin:
     #: per-callback hook for developer tools (`edgenode filter run`); None costs nothing
     observer: CallObserver | None = None
     logger: logging.Logger = field(init=False)
+    #: which traps get an error line (one per burst, shared by the stage's VMs)
+    trap_burst: TrapBurst = field(init=False, default_factory=TrapBurst)
     last_log: str = ""
     #: phase -> (callback histogram, Exchange.timings key), shared by the stage's VMs
     phases: dict[str, tuple[Any, tuple[str, str]]] = field(init=False, default_factory=dict)
@@ -284,9 +287,15 @@ class Vm:
         """Mark the VM failed (cpp-host semantics) and release every held stream."""
         if self.failed is not None:
             return
-        self.failed = f"filter {self.plugin.name!r} failed: {reason}"
-        self.plugin.metrics.traps += 1
-        self.plugin.logger.error("%s", self.failed, extra={"filter": self.plugin.name})
+        plugin = self.plugin
+        self.failed = f"filter {plugin.name!r} failed: {reason}"
+        plugin.metrics.traps += 1
+        if plugin.trap_burst.starts_burst(time.monotonic()):
+            plugin.logger.error("%s (traps in the next %g s are counted in edgenode_wasm_traps, "
+                                "not logged)", self.failed, plugin.trap_burst.gap,
+                                extra={"filter": plugin.name})
+        else:
+            plugin.logger.debug("%s", self.failed, extra={"filter": plugin.name})
         for ctx in list(self.contexts.values()):
             if isinstance(ctx, StreamContext) and ctx.resume is not None and not ctx.resume.done():
                 ctx.resume.set_exception(FilterFailure(self.failed))
