@@ -12,6 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from edgenode.http.messages import CIMultiDict, Request, Response
+from edgenode.wasm.holds import Hold
 
 if TYPE_CHECKING:
     from edgenode.pipeline.exchange import Exchange
@@ -266,7 +267,7 @@ class StreamContext:
 
     __slots__ = ("id", "root", "exchange", "request", "response", "request_view", "response_view",
                  "body_modified", "request_headers_open", "response_headers_open", "in_log",
-                 "request_body", "response_body", "local_response", "closed", "paused", "stop_all",
+                 "request_body", "response_body", "local_response", "closed", "paused", "hold",
                  "resume", "continued", "done_pending", "finished", "request_trailers",
                  "response_trailers")
     is_root = False
@@ -293,8 +294,8 @@ class StreamContext:
         self.closed = False
         #: the stream phase currently held by a Stop* result ("request"/"response")
         self.paused: str | None = None
-        #: the hold came from StopAllIteration* (only continue_stream ends it)
-        self.stop_all = False
+        #: what kind of hold it is (holds.py)
+        self.hold = Hold.NONE
         self.resume: asyncio.Future[None] | None = None
         #: continue_stream() arrived during the callback that paused
         self.continued = False

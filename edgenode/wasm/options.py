@@ -21,7 +21,7 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
 
 _KEYS = {"module", "config", "vm_config", "root_id", "vm_id", "isolation", "failure_policy",
          "memory_limit", "cpu_deadline_ms", "env", "log_level", "server_timing", "reload_backoff",
-         "max_body_bytes", "pause_timeout", "prewarm", "snapshot"}
+         "max_body_bytes", "pause_timeout", "prewarm", "snapshot", "allow_on_headers_stop_iteration"}
 
 
 @dataclass
@@ -48,6 +48,9 @@ class WasmOptions:
     prewarm: int = 2
     #: per-request isolation: start instances from a post-configure snapshot (snapshot.py)
     snapshot: bool = True
+    #: StopIteration from a headers hook stays StopIteration (Envoy's option): body
+    #: callbacks go on while the headers are held; else it is StopAllIterationAndWatermark
+    allow_on_headers_stop_iteration: bool = False
 
 
 def _config_bytes(value: Any, key: str) -> bytes:
@@ -117,7 +120,7 @@ def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmO
         if level not in LOG_LEVELS:
             raise ConfigError(f"{prefix}.log_level: must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
         opts.log_level = LOG_LEVELS.index(level)
-    for key in ("server_timing", "snapshot"):
+    for key in ("server_timing", "snapshot", "allow_on_headers_stop_iteration"):
         if key in options:
             if not isinstance(options[key], bool):
                 raise ConfigError(f"{prefix}.{key}: expected true or false")

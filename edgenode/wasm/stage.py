@@ -133,7 +133,8 @@ class WasmStage:
             if not vm.stream_hooks:
                 return await next_handler(exchange)
             driver = StreamDriver(vm, exchange, opts.failure_policy == "fail_open",
-                                  opts.server_timing, opts.pause_timeout)
+                                  opts.server_timing, opts.pause_timeout,
+                                  opts.allow_on_headers_stop_iteration)
             response = await driver.run(next_handler)
             if vm.failed is None and self._backoff.failures and vm is self.vm:
                 self._backoff.succeeded()
