@@ -20,7 +20,7 @@ class Exchange:
     __slots__ = (
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
-        "status", "server_timing",
+        "status", "server_timing", "wasm_maps",
     )
 
     def __init__(
@@ -52,6 +52,9 @@ class Exchange:
         self.status = 0
         #: whether the client asked for a Server-Timing header
         self.server_timing = False
+        #: the Proxy-Wasm filters' serialised header maps [request, response], shared by
+        #: every filter of the stream until one changes them (wasm/contexts.py)
+        self.wasm_maps: list[Any] | None = None
 
     def add_timing(self, name: str, phase: str, seconds: float) -> None:
         key = (name, phase)

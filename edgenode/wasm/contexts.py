@@ -1,5 +1,9 @@
 """Root and stream contexts, and the header-map views the host functions act on.
 
+A stream context holds its messages' maps serialised (``native.HeaderBlock``, read by the
+host core) over the views below (through which every write goes); the blocks live on the
+Exchange, so the filters of one stream share them until one changes a map.
+
 A view adapts one of the node's messages to Proxy-Wasm map semantics: lower-case
 names, pseudo-headers as ordinary entries (``:method :path :authority :scheme`` on
 requests, ``:status`` on responses), ``get`` returning the first value.  ``Host`` is
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from edgenode.http.messages import CIMultiDict, Request, Response
 from edgenode.wasm.holds import Hold
+from edgenode.wasm.native import HeaderBlock
 
 if TYPE_CHECKING:
     from edgenode.pipeline.exchange import Exchange
@@ -266,6 +271,7 @@ class StreamContext:
     """One HTTP stream's state as the host functions see it."""
 
     __slots__ = ("id", "root", "exchange", "request", "response", "request_view", "response_view",
+                 "request_block", "response_block",
                  "body_modified", "request_headers_open", "response_headers_open", "in_log",
                  "request_body", "response_body", "local_response", "closed", "paused", "hold",
                  "resume", "continued", "done_pending", "finished", "request_trailers",
@@ -276,9 +282,18 @@ class StreamContext:
         self.id = context_id
         self.root = root
         self.exchange = exchange
-        self.request = exchange.request
+        request = self.request = exchange.request
         self.response: Response | None = None
-        self.request_view = RequestHeaders(exchange.request)
+        maps = exchange.wasm_maps
+        if maps is None:
+            maps = exchange.wasm_maps = [None, None]
+        block = maps[0]
+        if block is None or block.message is not request:
+            block = maps[0] = HeaderBlock(RequestHeaders(request), request, True)
+        #: map 0 serialised (host core) and the view its writes go through
+        self.request_block = block
+        self.request_view: RequestHeaders = block.view
+        self.response_block: HeaderBlock | None = None
         self.response_view: ResponseHeaders | None = None
         #: set_buffer_bytes changed the body buffer during the current body callback
         self.body_modified = False
@@ -307,7 +322,12 @@ class StreamContext:
 
     def set_response(self, response: Response) -> None:
         self.response = response
-        self.response_view = ResponseHeaders(response)
+        maps = self.exchange.wasm_maps
+        block = maps[1]  # type: ignore[index]
+        if block is None or block.message is not response:
+            block = maps[1] = HeaderBlock(ResponseHeaders(response), response, False)  # type: ignore[index]
+        self.response_block = block
+        self.response_view = block.view
 
     def resume_stream(self, phase: str) -> None:
         """continue_stream/close_stream/local reply: release a held phase."""

@@ -18,18 +18,18 @@ from edgenode.wasm.vm import FilterFailure
 
 __all__ = ["request_headers", "request_rest"]
 
-REQ_HEADERS, REQ_BODY = "proxy_on_request_headers", "proxy_on_request_body"
+REQ_BODY = "proxy_on_request_body"
 
 
 def request_headers(s: Stream) -> bool:
-    """Run the request headers hook; True when a hold or a body hook needs async work."""
+    """Announce the stream and run the request headers hook (one call into the host core);
+    True when a hold or a body hook needs async work."""
     vm, ctx, req = s.vm, s.ctx, s.ex.request
     body = has_body(req.body)
-    if REQ_HEADERS in vm.funcs:
-        n = len(req.headers) + 4 - ("host" in req.headers)
-        ctx.continued = False
-        args = (ctx.id, n) if s.v010 else (ctx.id, n, 0 if body else 1)
-        action = vm.invoke(REQ_HEADERS, ctx, "request_headers", s.ex, args)
+    headers = req.headers
+    ctx.continued = False
+    action = vm.start_stream(ctx, len(headers) + 4 - ("host" in headers), not body)
+    if action or ctx.local_response is not None or ctx.closed:
         if ctx.local_response is not None or ctx.closed:
             return False
         if s.hold_headers("request", action):

@@ -26,7 +26,7 @@ from edgenode.config import StageConfig
 from edgenode.http.messages import Response
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
-from edgenode.wasm.fastcall import GlobalState
+from edgenode.wasm.globalstate import GlobalState
 from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo

@@ -41,13 +41,7 @@ class StreamDriver(Stream):
 
     async def run(self, next_handler: Handler) -> Response:
         ex, vm = self.ex, self.vm
-        try:
-            ctx = self.ctx = vm.new_stream(ex)
-        except FilterFailure:  # proxy_on_context_create trapped
-            vm.plugin.metrics.failed_streams += 1
-            if self.fail_open:
-                return await next_handler(ex)
-            return failure_response(self.name)
+        ctx = self.ctx = vm.new_stream(ex)
         try:
             if request_headers(self):
                 await request_rest(self)

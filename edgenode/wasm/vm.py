@@ -9,8 +9,6 @@ decides what the stream and later streams get.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import ctypes
 import itertools
 import logging
 import os
@@ -19,18 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Collection
 
 from wasmtime import WasmtimeError
-from wasmtime import _bindings as B
 
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.observe.loglevel import TRACE
 from edgenode.pipeline.exchange import Exchange
-from edgenode.wasm import hostcalls
 from edgenode.wasm.abi import REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS, Status
 from edgenode.wasm.contexts import RootContext, StreamContext
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine
-from edgenode.wasm.fastcall import (EXTERN_OF, EXTERN_SIZE, CallBuffers, GlobalState, GuestFunc,
-                                    GuestMemory, GuestTrap, NativeInstance, export_get)
+from edgenode.wasm.errors import GuestTrap
+from edgenode.wasm.globalstate import GlobalState
+from edgenode.wasm.guestmem import GuestMemory
 from edgenode.wasm.metrics import FilterMetrics
+from edgenode.wasm.native import Histogram, Instance
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import TrapBurst
 from edgenode.wasm.snapshot import Snapshot, diff_pages
@@ -43,11 +41,11 @@ Callout = Callable[[str, Request, float | None], Awaitable[Response]]
 CallObserver = Callable[[str, str, "str | None", float, "int | None", "Exchange | None"], None]
 
 _perf_counter = time.perf_counter
-_bisect = bisect.bisect_left
-_EXTERN = B.wasmtime_extern_t
 _PY_LEVELS = (TRACE, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 #: filter loggers whose level a ``log_level`` option set
 _LEVEL_SET: set[str] = set()
+
+
 @dataclass(frozen=True)
 class HostEnv:
     """Where the guest's clocks and randomness come from; `filter test` injects fixed ones
@@ -103,8 +101,9 @@ class Plugin:
     #: which traps get an error line (one per burst, shared by the stage's VMs)
     trap_burst: TrapBurst = field(init=False, default_factory=TrapBurst)
     last_log: str = ""
-    #: phase -> (callback histogram, Exchange.timings key), shared by the stage's VMs
-    phases: dict[str, tuple[Any, tuple[str, str]]] = field(init=False, default_factory=dict)
+    #: phase -> callback histogram (its ``key`` is the Exchange.timings key), shared by
+    #: the stage's VMs
+    phases: dict[str, Histogram] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         logger = self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
@@ -118,8 +117,11 @@ class Plugin:
             logger.setLevel(_PY_LEVELS[self.log_level])
             _LEVEL_SET.add(logger.name)
 
-    def phase_stats(self, phase: str) -> tuple[Any, tuple[str, str]]:
-        stats = self.phases[phase] = (self.metrics.callback_histogram(phase), (self.name, phase))
+    def phase_stats(self, phase: str) -> Histogram:
+        """The callback-time histogram of ``phase`` (the host core updates it)."""
+        stats = self.phases.get(phase)
+        if stats is None:
+            stats = self.phases[phase] = self.metrics.callback_histogram(phase)
         return stats
 
     @property
@@ -142,38 +144,20 @@ class Vm:
         self.version = loaded.version
         # the store calls host functions whose callbacks the engine owns: keep it alive
         self._engine = engine
-        ticks = self._ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
-        self._tick_count = engine.tick
+        self._ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
         engine.ensure_ticker()
         self.failed: str | None = None
         self.closed = False
         self.exit_code: int | None = None
         #: a host call with effects outside the instance ran (hostcalls._vm_effect)
         self.effects = False
-        buffers = self._buffers = CallBuffers.take()
-        self.native = self._instantiate(engine, buffers)
-        ctx = self._ctx = self.native.ctx
-        inst_addr = self.native.inst_addr
-        hooks = loaded.hooks
-        # one ctypes array holds every export's extern (hooks, then the memory)
-        exts = self._exts = (_EXTERN * (len(hooks) + 1))()
-        addr = ctypes.addressof(exts)
-        funcs: dict[str, GuestFunc] = {}
-        for name, encoded, nparams, nresults in hooks:
-            if not export_get(ctx, inst_addr, encoded, len(encoded), addr):
-                raise FilterLoadError(f"filter {plugin.name!r}: export {name} vanished")
-            funcs[name] = GuestFunc(ctx, addr + EXTERN_OF, exts, name, nparams, nresults, ticks, buffers,
-                                    engine.tick)
-            addr += EXTERN_SIZE
-        self.funcs = funcs
-        mem_name = loaded.memory_export.encode()
-        export_get(ctx, inst_addr, mem_name, len(mem_name), addr)
-        self.mem = GuestMemory(ctx, addr + EXTERN_OF, exts)
-        self._malloc = funcs.get("malloc") or funcs["proxy_on_memory_allocate"]
+        self.inst = self._instantiate(engine)
+        #: hook name -> id in ``inst`` (the module's table until export() adds one)
+        self.funcs = loaded.hook_ids
+        self.mem = GuestMemory(self.inst)
         self._ids = itertools.count(1)
         self.contexts: dict[int, RootContext | StreamContext] = {}
         self.root: RootContext | None = None
-        self.effective: RootContext | StreamContext | None = None
         self.configuring: str | None = None
         self.call_result: CallResult | None = None
         self.foreign_args: bytes | None = None
@@ -181,6 +165,7 @@ class Vm:
         self._callouts: dict[int, asyncio.Task[None]] = {}
         self.active_streams = 0
         self.on_idle: Callable[["Vm"], None] | None = None
+        funcs = self.funcs
         # the trailers hooks are bound on first use (most streams have no trailers)
         exports = loaded.exports
         self.request_trailers_hook = REQUEST_TRAILERS in exports
@@ -191,45 +176,51 @@ class Vm:
         #: whether streams need a context at all (filters without HTTP hooks cost nothing)
         self.stream_hooks = (any(h in funcs for h in STREAM_HOOKS) or self.request_trailers_hook
                              or self.response_trailers_hook)
-        self._on_done = "proxy_on_done" in funcs
-        self._on_log = "proxy_on_log" in funcs
-        self._on_delete = "proxy_on_delete" in funcs
-        self._on_create = "proxy_on_context_create" in funcs
+        # hook ids of the stream's start and end (-1: not exported, skipped)
+        self._create_id = funcs.get("proxy_on_context_create", -1)
+        self._headers_id = funcs.get("proxy_on_request_headers", -1)
+        self._done_id = funcs.get("proxy_on_done", -1)
+        self._log_id = funcs.get("proxy_on_log", -1)
+        self._delete_id = funcs.get("proxy_on_delete", -1)
         plugin.metrics.vm_starts += 1
 
-    def _instantiate(self, engine: WasmEngine, buffers: CallBuffers) -> NativeInstance:
+    def _instantiate(self, engine: WasmEngine) -> Instance:
         """A Store + instance from the pool, else (pool full, module too big) on demand."""
         plugin, loaded = self.plugin, self.loaded
+        args = (self._ticks, loaded.hooks, loaded.memory_export, loaded.allocator, self,
+                loaded.version == (0, 1, 0), plugin.log_level)
         try:
             if loaded.sha256 not in engine.unpoolable:
                 try:
-                    return NativeInstance(engine.engine_ptr, loaded.pre_ptr, plugin.memory_limit,
-                                          self._ticks, buffers)
+                    return Instance(engine.engine_ptr, loaded.pre_ptr, plugin.memory_limit, *args)
                 except WasmtimeError as exc:
                     if not engine.pooling:
                         raise
                     if "concurrent" not in str(exc):  # not a full pool: this module never fits
                         engine.unpoolable.add(loaded.sha256)
             engine_ptr, pre_ptr = engine.overflow(loaded)
-            return NativeInstance(engine_ptr, pre_ptr, plugin.memory_limit, self._ticks, buffers)
-        except (WasmtimeError, Exception) as exc:  # Trap is an Exception too
+            return Instance(engine_ptr, pre_ptr, plugin.memory_limit, *args)
+        except Exception as exc:  # noqa: BLE001 - WasmtimeError, or a trap in a start function
             raise FilterLoadError(f"filter {plugin.name!r}: cannot instantiate module: {exc}") from None
+
+    @property
+    def effective(self) -> RootContext | StreamContext | None:
+        """The context the running callback's host calls act on (proxy_set_effective_context)."""
+        return self.inst.effective
+
+    @effective.setter
+    def effective(self, ctx: RootContext | StreamContext | None) -> None:
+        self.inst.effective = ctx
 
     # --- guest calls ---------------------------------------------------------
     def has(self, name: str) -> bool:
         return name in self.funcs
 
-    def export(self, name: str, nparams: int, nresults: int) -> GuestFunc:
-        """Bind any exported function (beyond the callbacks) for host-side calls."""
-        ext = _EXTERN()
-        encoded = name.encode()
-        if not export_get(self._ctx, self.native.inst_addr, encoded, len(encoded),
-                          ctypes.addressof(ext)) or ext.kind != 0:  # WASMTIME_EXTERN_FUNC
-            raise KeyError(name)
-        fn = GuestFunc(self._ctx, ctypes.addressof(ext) + EXTERN_OF, ext, name, nparams, nresults,
-                       self._ticks, self._buffers, self._tick_count)
-        self.funcs[name] = fn
-        return fn
+    def export(self, name: str, nparams: int, nresults: int) -> int:
+        """Bind any exported function (beyond the callbacks) for ``call``; its hook id."""
+        hook = self.inst.bind(name, nparams, nresults)
+        self.funcs = {**self.funcs, name: hook}
+        return hook
 
     def bind_hook(self, name: str) -> None:
         """Bind an exported callback that is not looked up at instantiation (trailers)."""
@@ -237,7 +228,7 @@ class Vm:
             self.export(name, *self.loaded.exports[name])
 
     def alloc(self, size: int) -> int:
-        return self._malloc.nested(size) & 0xFFFFFFFF
+        return self.inst.alloc(size)
 
     def call(self, name: str, ctx: RootContext | StreamContext | None, *args: int,
              phase: str | None = None, exchange: Exchange | None = None) -> int:
@@ -246,42 +237,42 @@ class Vm:
 
     def invoke(self, name: str, ctx: RootContext | StreamContext | None, phase: str | None,
                exchange: Exchange | None, args: tuple[int, ...]) -> int:
-        """``call`` with positional arguments (the per-stream hot path)."""
+        """``call`` with positional arguments: one transition into the host core."""
         if self.failed is not None:
             raise FilterFailure(self.failed)
         if self.closed:
             raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
-        fn = self.funcs[name]
-        prev = hostcalls.CURRENT
-        hostcalls.CURRENT = self
-        self.effective = ctx
+        plugin = self.plugin
+        stats = None if phase is None else plugin.phase_stats(phase)
+        timings = None if exchange is None else exchange.timings
+        if plugin.observer is not None:
+            return self._observed(name, ctx, phase, exchange, args, stats, timings)
+        try:
+            return self.inst.call(self.funcs[name], ctx, stats, timings, *args)
+        except GuestTrap as exc:
+            return self._trapped(name, exc)
+
+    def _trapped(self, name: str, exc: GuestTrap) -> int:
+        """A callback trapped: fail the VM and raise (``_start`` exiting 0 is a clean exit)."""
+        if name == "_start" and self.exit_code == 0:
+            return 0
+        self.fail(exc.args[0])
+        raise FilterFailure(self.failed) from None
+
+    def _observed(self, name: str, ctx: RootContext | StreamContext | None, phase: str | None,
+                  exchange: Exchange | None, args: tuple[int, ...], stats: Histogram | None,
+                  timings: dict | None) -> int:
+        """``invoke`` for developer tools: the observer sees every callback."""
         result: int | None = None
         t0 = _perf_counter()
         try:
-            result = fn(*args)
+            result = self.inst.call(self.funcs[name], ctx, stats, timings, *args)
             return result
         except GuestTrap as exc:
-            if name == "_start" and self.exit_code == 0:
-                return 0
-            self.fail(str(exc))
-            raise FilterFailure(self.failed) from None
+            return self._trapped(name, exc)
         finally:
-            dt = _perf_counter() - t0
-            hostcalls.CURRENT = prev
-            self.effective = None
-            plugin = self.plugin
-            if phase is not None:
-                stats = plugin.phases.get(phase) or plugin.phase_stats(phase)
-                hist = stats[0]  # _Histogram.observe, inlined: this runs after every callback
-                hist.counts[_bisect(hist.bounds, dt)] += 1
-                hist.sum += dt
-                hist.count += 1
-                if exchange is not None:
-                    timings = exchange.timings
-                    key = stats[1]
-                    timings[key] = timings.get(key, 0.0) + dt
-            if plugin.observer is not None:
-                plugin.observer(plugin.name, name, phase, dt, result, exchange)
+            self.plugin.observer(self.plugin.name, name, phase,  # type: ignore[misc]
+                                 _perf_counter() - t0, result, exchange)
 
     def fail(self, reason: str) -> None:
         """Mark the VM failed (cpp-host semantics) and release every held stream."""
@@ -339,7 +330,7 @@ class Vm:
         self.mem.stale = True
         started = bytes(self.mem.refresh())
         return Snapshot(memory_size=len(started), pages=diff_pages(fresh_memory, started),
-                        globals=GlobalState.read(self._ctx, self.native.inst_addr, global_exports),
+                        globals=GlobalState.read(self.inst.ctx_ptr, self.inst.instance_ptr, global_exports),
                         root_id=self.root.id, next_context_id=next(self._ids),
                         tick_ms=self.root.tick_ms)
 
@@ -351,7 +342,7 @@ class Vm:
             view = mem.view
             for off, data in snap.pages:
                 view[off:off + len(data)] = data
-            state.write(self._ctx, self.native.inst_addr)
+            state.write(self.inst.ctx_ptr, self.inst.instance_ptr)
         except WasmtimeError as exc:
             raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
         root = self.root = RootContext(snap.root_id)
@@ -364,13 +355,39 @@ class Vm:
 
     # --- streams ---------------------------------------------------------------
     def new_stream(self, exchange: Exchange) -> StreamContext:
+        """A stream's context; the guest hears of it in ``start_stream``."""
         assert self.root is not None
         ctx = StreamContext(next(self._ids), self.root, exchange)
         self.contexts[ctx.id] = ctx
         self.active_streams += 1
-        if self._on_create:
-            self.call("proxy_on_context_create", ctx, ctx.id, self.root.id)
         return ctx
+
+    def start_stream(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
+        """``proxy_on_context_create`` then ``proxy_on_request_headers`` (each if exported),
+        in one transition; returns the headers result (0 without the hook)."""
+        create, headers = self._create_id, self._headers_id
+        if create < 0 and headers < 0:
+            return 0
+        if self.failed is not None:
+            raise FilterFailure(self.failed)
+        if self.closed:
+            raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
+        plugin = self.plugin
+        assert self.root is not None
+        eos = -1 if self.version == (0, 1, 0) else int(end_of_stream)
+        if plugin.observer is not None:  # developer tools see each callback
+            if create >= 0:
+                self.invoke("proxy_on_context_create", ctx, None, ctx.exchange, (ctx.id, self.root.id))
+            if headers < 0:
+                return 0
+            args = (ctx.id, nheaders) if eos < 0 else (ctx.id, nheaders, eos)
+            return self.invoke("proxy_on_request_headers", ctx, "request_headers", ctx.exchange, args)
+        try:
+            return self.inst.start_stream(ctx, ctx.exchange.timings, create, None, headers,
+                                          plugin.phase_stats("request_headers"), ctx.id,
+                                          self.root.id, nheaders, eos)
+        except GuestTrap as exc:
+            return self._trapped("", exc)
 
     def finish_stream(self, ctx: StreamContext) -> None:
         """done -> log -> delete (spec order); on_done false waits for proxy_done."""
@@ -379,35 +396,52 @@ class Vm:
         ctx.in_log = True
         ctx.request_headers_open = ctx.response_headers_open = False
         ctx.request_body = ctx.response_body = None
-        if self.failed is None and self._on_done and not ctx.done_pending:
-            try:
-                if not self.call("proxy_on_done", ctx, ctx.id, phase="done", exchange=ctx.exchange):
-                    ctx.done_pending = True
-                    return
-            except FilterFailure:
-                pass
-        self._drop_stream(ctx)
+        self._end(ctx, not ctx.done_pending)
 
-    def _drop_stream(self, ctx: StreamContext) -> None:
+    def _end(self, ctx: StreamContext, done: bool) -> None:
+        """``proxy_on_done`` (if ``done``), ``proxy_on_log``, ``proxy_on_delete`` in one
+        transition, then forget the context (unless on_done asked to wait)."""
+        ids = (self._done_id if done else -1, self._log_id, self._delete_id)
+        if self.failed is None and not self.closed and ids != (-1, -1, -1):
+            plugin = self.plugin
+            if plugin.observer is not None:
+                completed = self._end_observed(ctx, ids)
+            else:
+                try:
+                    completed = self.inst.end_stream(
+                        ctx, ctx.exchange.timings, ids[0], plugin.phase_stats("done"), ids[1],
+                        plugin.phase_stats("log"), ids[2], plugin.phase_stats("delete"), ctx.id)
+                except GuestTrap as exc:
+                    self.fail(exc.args[0])
+                    completed = True
+            if not completed:
+                ctx.done_pending = True
+                return
         ctx.finished = True
-        try:
-            if self.failed is None and self._on_log:
-                self.call("proxy_on_log", ctx, ctx.id, phase="log", exchange=ctx.exchange)
-            if self.failed is None and self._on_delete:
-                self.call("proxy_on_delete", ctx, ctx.id, phase="delete", exchange=ctx.exchange)
-        except FilterFailure:
-            pass
         self.contexts.pop(ctx.id, None)
         self.active_streams -= 1
         if self.active_streams == 0 and self.on_idle is not None:
             self.on_idle(self)
+
+    def _end_observed(self, ctx: StreamContext, ids: tuple[int, int, int]) -> bool:
+        """``_end``'s calls one by one, for developer tools' observer."""
+        try:
+            for hook, phase in zip(ids, ("done", "log", "delete")):
+                if hook >= 0:
+                    name = f"proxy_on_{phase}"
+                    result = self.invoke(name, ctx, phase, ctx.exchange, (ctx.id,))
+                    if phase == "done" and not result:
+                        return False
+        except FilterFailure:
+            pass
+        return True
 
     def proxy_done(self) -> int:
         ctx = self.effective
         if not isinstance(ctx, StreamContext) or not ctx.done_pending or ctx.finished:
             return int(Status.NOT_FOUND)
         ctx.done_pending = False
-        asyncio.get_running_loop().call_soon(self._drop_stream, ctx)
+        asyncio.get_running_loop().call_soon(self._end, ctx, False)
         return int(Status.OK)
 
     def continue_stream(self, stream_type: int, close: bool) -> int:
@@ -591,7 +625,5 @@ class Vm:
         self.closed = True
         self.mem.release()
         self.contexts.clear()
-        if hostcalls.CURRENT is not self:  # else the store goes when the VM is collected
-            self.native.delete()
-            self._buffers.give()
+        self.inst.delete()  # during a guest call (a host function closing it): when it returns
 

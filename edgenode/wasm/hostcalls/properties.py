@@ -1,0 +1,51 @@
+"""Properties (properties.py) and foreign functions (foreign.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from edgenode.wasm.foreign import lookup_foreign_function
+from edgenode.wasm.hostcalls.registry import (INTERNAL_FAILURE, NOT_FOUND, OK, V02X, _proxy,
+                                              _ret_bytes, _stream, _text, _vm, _vm_effect)
+from edgenode.wasm.properties import get_property, set_property, split_path
+
+_log = logging.getLogger("edgenode.wasm")
+
+@_proxy("proxy_get_property", "iiii")
+def proxy_get_property(raw: tuple[int, ...]) -> int:
+    vm = _vm()
+    path = split_path(vm.mem.read(raw[0], raw[1]))
+    ctx = _stream(vm)
+    value = get_property(path, vm.plugin.info, ctx.exchange if ctx else None,
+                         ctx.response_view if ctx else None)
+    if value is None:
+        return NOT_FOUND
+    return _ret_bytes(vm, value, raw[2], raw[3])
+
+
+@_proxy("proxy_set_property", "iiii")
+def proxy_set_property(raw: tuple[int, ...]) -> int:
+    vm = _vm()
+    path = split_path(vm.mem.read(raw[0], raw[1]))
+    value = vm.mem.read(raw[2], raw[3])
+    ctx = _stream(vm)
+    return OK if set_property(path, value, ctx.exchange if ctx else None) else NOT_FOUND
+
+
+@_proxy("proxy_call_foreign_function", "iiiiii", V02X)
+def proxy_call_foreign_function(raw: tuple[int, ...]) -> int:
+    vm = _vm_effect()
+    name = _text(vm, raw[0], raw[1])
+    args = vm.mem.read(raw[2], raw[3])
+    fn = lookup_foreign_function(name)
+    if fn is None:
+        return NOT_FOUND
+    try:
+        result = bytes(fn(args))
+    except Exception:  # noqa: BLE001 - a broken host helper must not trap the filter
+        _log.exception("foreign function %r failed (filter %s)", name, vm.plugin.name)
+        return INTERNAL_FAILURE
+    ret_ptr, ret_size = raw[4], raw[5]
+    if ret_ptr == 0:
+        return OK
+    return _ret_bytes(vm, result, ret_ptr, ret_size)

@@ -1,0 +1,481 @@
+/* Host functions: the trampoline every import goes through, and the native answers to
+ * the hot ones.
+ *
+ * define() registers an import with wasmtime's linker.  At call time the native
+ * implementation (if the import has one) answers, or says HC_FALLBACK; then the Python
+ * implementation runs with hostcalls.CURRENT set to the calling VM, its arguments as a
+ * tuple of ints (i32 unsigned, i64 signed).  A MemoryFault from Python becomes the
+ * import's fault code, a HostTrap (or any other exception, logged) a trap. */
+#include "hostcore.h"
+
+enum {
+    N_NONE = 0,
+    N_GET_HEADER_MAP_VALUE,
+    N_GET_HEADER_MAP_PAIRS,
+    N_GET_HEADER_MAP_SIZE,
+    N_ADD_HEADER_MAP_VALUE,
+    N_REPLACE_HEADER_MAP_VALUE,
+    N_REMOVE_HEADER_MAP_VALUE,
+    N_SET_HEADER_MAP_PAIRS,
+    N_GET_LOG_LEVEL,
+    N_LOG,
+    N_GET_BUFFER_BYTES,
+    N_GET_BUFFER_STATUS,
+};
+
+static const char *NATIVE_NAMES[] = {
+    "", "proxy_get_header_map_value", "proxy_get_header_map_pairs", "proxy_get_header_map_size",
+    "proxy_add_header_map_value", "proxy_replace_header_map_value", "proxy_remove_header_map_value",
+    "proxy_set_header_map_pairs", "proxy_get_log_level", "proxy_log", "proxy_get_buffer_bytes",
+    "proxy_get_buffer_status", NULL,
+};
+
+int hc_native_id(const char *name) {
+    for (int i = 1; NATIVE_NAMES[i] != NULL; i++)
+        if (strcmp(NATIVE_NAMES[i], name) == 0) return i;
+    return N_NONE;
+}
+
+typedef struct {
+    PyObject *py_fn;
+    PyObject *name;
+    char sig[32];
+    int nparams;
+    int has_result;
+    int32_t fault;
+    int native;
+} HostFn;
+
+static inline uint32_t U32(wt_val_raw *raw, int i) { return (uint32_t)raw[i].i32; }
+
+/* --- guest memory helpers ------------------------------------------------------------- */
+
+static int put_u32(Instance *inst, uint32_t ptr, uint32_t value) {
+    uint8_t *p = hc_mem(inst, ptr, 4);
+    if (p == NULL) return -1;
+    memcpy(p, &value, 4);
+    return 0;
+}
+
+/* Copy ``data`` into a guest allocation and write (pointer, size); as hostcalls._ret_bytes. */
+static int64_t ret_bytes(Instance *inst, const char *data, size_t n, uint32_t ret_ptr, uint32_t ret_size,
+                         wasm_trap_t **trap) {
+    if (n == 0) {
+        if (put_u32(inst, ret_ptr, 0) < 0 || put_u32(inst, ret_size, 0) < 0) return ST_INVALID_MEMORY_ACCESS;
+        return ST_OK;
+    }
+    int64_t ptr = hc_guest_alloc(inst, (uint32_t)n, trap);
+    if (ptr < 0) return 0;
+    if (hc_mem(inst, ret_ptr, 4) == NULL || hc_mem(inst, ret_size, 4) == NULL) return ST_INVALID_MEMORY_ACCESS;
+    uint8_t *dst = ptr ? hc_mem(inst, (uint64_t)ptr, n) : NULL;
+    if (dst == NULL) return ST_INVALID_MEMORY_ACCESS;
+    memcpy(dst, data, n);
+    put_u32(inst, ret_ptr, (uint32_t)ptr);
+    put_u32(inst, ret_size, (uint32_t)n);
+    return ST_OK;
+}
+
+/* --- the effective stream's maps --------------------------------------------------------- */
+
+/* 1 / 0 for a bool attribute of the effective context, -1 on error */
+static int ctx_flag(PyObject *ctx, PyObject *name) {
+    PyObject *v = PyObject_GetAttr(ctx, name);
+    if (v == NULL) return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* The block of map 0 / 2 a call may use now (a new reference); *status BAD_ARGUMENT if
+ * not available in this phase (as hostcalls._map); HC_FALLBACK for the other maps. */
+static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int write, int64_t *status) {
+    *status = ST_BAD_ARGUMENT;
+    if (mtype != 0 && mtype != 2) {
+        *status = HC_FALLBACK;
+        return NULL;
+    }
+    PyObject *ctx = inst->effective;
+    if (ctx == Py_None) return NULL;
+    int root = ctx_flag(ctx, s_is_root);
+    if (root != 0) return NULL; /* root context (or error: the Python path reports it) */
+    int open = ctx_flag(ctx, mtype == 0 ? s_request_headers_open : s_response_headers_open);
+    if (open < 0) return NULL;
+    if (!open) {
+        if (write) return NULL;
+        int in_log = ctx_flag(ctx, s_in_log);
+        if (in_log != 1) return NULL;
+    }
+    PyObject *block = PyObject_GetAttr(ctx, mtype == 0 ? s_request_block : s_response_block);
+    if (block == NULL) return NULL;
+    if (!Py_IS_TYPE(block, &HeaderBlockType)) { /* no response yet */
+        Py_DECREF(block);
+        return NULL;
+    }
+    if (!write && hc_block_fresh((HeaderBlock *)block) < 0) { /* writes need no serialisation */
+        Py_DECREF(block);
+        *status = HC_FALLBACK; /* let the Python implementation meet (and report) the problem */
+        PyErr_Clear();
+        return NULL;
+    }
+    return (HeaderBlock *)block;
+}
+
+static int64_t get_header_map_value(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 0, &status);
+    if (b == NULL) return status;
+    uint32_t klen = U32(raw, 2);
+    uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
+    if (key == NULL) {
+        Py_DECREF(b);
+        return ST_INVALID_MEMORY_ACCESS;
+    }
+    char small[128];
+    char *lower = klen <= sizeof small ? small : PyMem_Malloc(klen);
+    if (lower == NULL) {
+        Py_DECREF(b);
+        return HC_FALLBACK;
+    }
+    for (uint32_t i = 0; i < klen; i++) {
+        unsigned char c = key[i];
+        lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
+    }
+    size_t vlen = 0;
+    const char *v = hc_block_lookup(b, lower, klen, &vlen);
+    if (lower != small) PyMem_Free(lower);
+    int64_t r;
+    if (v == NULL && !inst->v010) {
+        r = ST_NOT_FOUND;
+    } else {
+        /* ret_bytes may run the guest allocator; the block stays alive (referenced) */
+        r = ret_bytes(inst, v ? v : "", v ? vlen : 0, U32(raw, 3), U32(raw, 4), trap);
+    }
+    Py_DECREF(b);
+    return r;
+}
+
+static int64_t get_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, int size_only) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 0, &status);
+    if (b == NULL) return status;
+    PyObject *wire = b->wire;
+    Py_INCREF(wire);
+    Py_DECREF(b);
+    int64_t r;
+    if (size_only) {
+        r = put_u32(inst, U32(raw, 1), (uint32_t)PyBytes_GET_SIZE(wire)) < 0 ? ST_INVALID_MEMORY_ACCESS : ST_OK;
+    } else {
+        r = ret_bytes(inst, PyBytes_AS_STRING(wire), (size_t)PyBytes_GET_SIZE(wire), U32(raw, 1), U32(raw, 2),
+                      trap);
+    }
+    Py_DECREF(wire);
+    return r;
+}
+
+static int forbidden(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == 0) return 1;
+    return 0;
+}
+
+/* add / replace / remove through the Python view (ValueError: BAD_ARGUMENT) */
+static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, int with_value,
+                            wasm_trap_t **trap, PyObject *fn_name) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 1, &status);
+    if (b == NULL) return status;
+    uint32_t klen = U32(raw, 2), vlen = with_value ? U32(raw, 4) : 0;
+    uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
+    uint8_t *value = with_value ? hc_mem(inst, U32(raw, 3), vlen) : (uint8_t *)"";
+    int64_t r = ST_OK;
+    if (key == NULL || value == NULL) {
+        r = ST_INVALID_MEMORY_ACCESS;
+    } else if (with_value && (klen == 0 || forbidden(key, klen) || forbidden(value, vlen))) {
+        r = ST_BAD_ARGUMENT;
+    } else {
+        PyObject *k = PyUnicode_DecodeLatin1((const char *)key, klen, NULL);
+        PyObject *v = with_value ? PyUnicode_DecodeLatin1((const char *)value, vlen, NULL) : NULL;
+        PyObject *res = NULL;
+        if (k != NULL && (!with_value || v != NULL))
+            res = with_value ? PyObject_CallMethodObjArgs(b->view, method, k, v, NULL)
+                             : PyObject_CallMethodObjArgs(b->view, method, k, NULL);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (res == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_Clear();
+                r = ST_BAD_ARGUMENT;
+            } else {
+                *trap = hc_trap_from_pyerr(fn_name);
+            }
+        }
+        Py_XDECREF(res);
+        Py_CLEAR(b->wire); /* stale: rebuilt on the next read */
+    }
+    Py_DECREF(b);
+    return r;
+}
+
+/* proxy_set_header_map_pairs: decode (as abi.decode_map), then view.set_pairs */
+static int64_t set_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 1, &status);
+    if (b == NULL) return status;
+    uint32_t size = U32(raw, 2);
+    uint8_t *data = hc_mem(inst, U32(raw, 1), size);
+    int64_t r = ST_OK;
+    PyObject *pairs = NULL;
+    if (data == NULL) {
+        r = ST_INVALID_MEMORY_ACCESS;
+        goto done;
+    }
+    pairs = PyList_New(0);
+    if (pairs == NULL) {
+        r = HC_FALLBACK;
+        goto done;
+    }
+    if (size > 1 || (size == 1 && data[0] != 0)) {
+        uint32_t n;
+        if (size < 4) {
+            r = ST_BAD_ARGUMENT;
+            goto done;
+        }
+        memcpy(&n, data, 4);
+        uint64_t pos = 4 + 8 * (uint64_t)n;
+        if (pos > size) {
+            r = ST_BAD_ARGUMENT;
+            goto done;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t lens[2];
+            memcpy(lens, data + 4 + 8 * (uint64_t)i, 8);
+            uint64_t end = pos + lens[0] + lens[1] + 2;
+            if (end > size) {
+                r = ST_BAD_ARGUMENT;
+                goto done;
+            }
+            const uint8_t *k = data + pos, *v = data + pos + lens[0] + 1;
+            if (forbidden(k, lens[0]) || forbidden(v, lens[1])) {
+                r = ST_BAD_ARGUMENT;
+                goto done;
+            }
+            PyObject *pair = Py_BuildValue("(NN)", PyUnicode_DecodeLatin1((const char *)k, lens[0], NULL),
+                                           PyUnicode_DecodeLatin1((const char *)v, lens[1], NULL));
+            if (pair == NULL || PyList_Append(pairs, pair) < 0) {
+                Py_XDECREF(pair);
+                r = HC_FALLBACK;
+                PyErr_Clear();
+                goto done;
+            }
+            Py_DECREF(pair);
+            pos = end;
+        }
+    }
+    PyObject *res = PyObject_CallMethodOneArg(b->view, s_set_pairs, pairs);
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            r = ST_BAD_ARGUMENT;
+        } else {
+            *trap = hc_trap_from_pyerr(fn_name);
+        }
+    }
+    Py_XDECREF(res);
+    Py_CLEAR(b->wire);
+done:
+    Py_XDECREF(pairs);
+    Py_DECREF(b);
+    return r;
+}
+
+/* buffers 0/1 (the bodies) during body callbacks; the rest in Python */
+static int64_t body_buffer(Instance *inst, uint32_t btype, PyObject **out) {
+    *out = NULL;
+    if (btype > 1) return HC_FALLBACK;
+    PyObject *ctx = inst->effective;
+    if (ctx == Py_None) return ST_NOT_FOUND;
+    int root = ctx_flag(ctx, s_is_root);
+    if (root != 0) return root < 0 ? HC_FALLBACK : ST_NOT_FOUND;
+    PyObject *buf = PyObject_GetAttr(ctx, btype == 0 ? s_request_body : s_response_body);
+    if (buf == NULL) {
+        PyErr_Clear();
+        return HC_FALLBACK;
+    }
+    if (!PyByteArray_Check(buf)) {
+        int none = buf == Py_None;
+        Py_DECREF(buf);
+        return none ? ST_NOT_FOUND : HC_FALLBACK;
+    }
+    *out = buf;
+    return ST_OK;
+}
+
+static int64_t get_buffer_bytes(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap) {
+    PyObject *buf;
+    int64_t r = body_buffer(inst, U32(raw, 0), &buf);
+    if (buf == NULL) return r;
+    size_t len = (size_t)PyByteArray_GET_SIZE(buf), start = U32(raw, 1), want = U32(raw, 2);
+    if (start > len) {
+        r = ST_BAD_ARGUMENT;
+    } else {
+        size_t n = len - start < want ? len - start : want;
+        PyObject *copy = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(buf) + start, (Py_ssize_t)n);
+        r = copy ? ret_bytes(inst, PyBytes_AS_STRING(copy), n, U32(raw, 3), U32(raw, 4), trap) : HC_FALLBACK;
+        Py_XDECREF(copy);
+        PyErr_Clear();
+    }
+    Py_DECREF(buf);
+    return r;
+}
+
+static int64_t get_buffer_status(Instance *inst, wt_val_raw *raw) {
+    PyObject *buf;
+    int64_t r = body_buffer(inst, U32(raw, 0), &buf);
+    if (buf == NULL) return r;
+    uint32_t len = (uint32_t)PyByteArray_GET_SIZE(buf);
+    Py_DECREF(buf);
+    if (put_u32(inst, U32(raw, 1), len) < 0 || put_u32(inst, U32(raw, 2), 0) < 0) return ST_INVALID_MEMORY_ACCESS;
+    return ST_OK;
+}
+
+int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    switch (id) {
+    case N_GET_HEADER_MAP_VALUE:
+        return get_header_map_value(inst, raw, trap);
+    case N_GET_HEADER_MAP_PAIRS:
+        return get_header_map_pairs(inst, raw, trap, 0);
+    case N_GET_HEADER_MAP_SIZE:
+        return get_header_map_pairs(inst, raw, trap, 1);
+    case N_ADD_HEADER_MAP_VALUE:
+        return write_header(inst, raw, s_add, 1, trap, fn_name);
+    case N_REPLACE_HEADER_MAP_VALUE:
+        return write_header(inst, raw, s_replace, 1, trap, fn_name);
+    case N_REMOVE_HEADER_MAP_VALUE:
+        return write_header(inst, raw, s_remove, 0, trap, fn_name);
+    case N_SET_HEADER_MAP_PAIRS:
+        return set_header_map_pairs(inst, raw, trap, fn_name);
+    case N_GET_LOG_LEVEL:
+        return put_u32(inst, U32(raw, 0), (uint32_t)inst->log_level) < 0 ? ST_INVALID_MEMORY_ACCESS : ST_OK;
+    case N_LOG: {
+        /* below the filter's level and below warn (whose text becomes last_log): drop */
+        uint32_t level = U32(raw, 0);
+        if (level > 5 || (int)level >= inst->log_level || level >= 3) return HC_FALLBACK;
+        return hc_mem(inst, U32(raw, 1), U32(raw, 2)) == NULL ? ST_INVALID_MEMORY_ACCESS : ST_OK;
+    }
+    case N_GET_BUFFER_BYTES:
+        return get_buffer_bytes(inst, raw, trap);
+    case N_GET_BUFFER_STATUS:
+        return get_buffer_status(inst, raw);
+    }
+    return HC_FALLBACK;
+}
+
+/* --- the trampoline ------------------------------------------------------------------------ */
+
+static wasm_trap_t *call_python(HostFn *h, Instance *inst, wt_val_raw *raw) {
+    PyObject *args = PyTuple_New(h->nparams);
+    if (args == NULL) return hc_trap_from_pyerr(h->name);
+    for (int i = 0; i < h->nparams; i++) {
+        PyObject *v = h->sig[i] == 'I' ? PyLong_FromLongLong(raw[i].i64) : PyLong_FromUnsignedLong(U32(raw, i));
+        if (v == NULL) {
+            Py_DECREF(args);
+            return hc_trap_from_pyerr(h->name);
+        }
+        PyTuple_SET_ITEM(args, i, v);
+    }
+    PyObject *prev = PyDict_GetItemWithError(hc_current_dict, s_CURRENT);
+    Py_XINCREF(prev);
+    PyObject *owner = inst->owner ? inst->owner : Py_None;
+    PyDict_SetItem(hc_current_dict, s_CURRENT, owner);
+    PyObject *res = PyObject_CallOneArg(h->py_fn, args);
+    Py_DECREF(args);
+    PyDict_SetItem(hc_current_dict, s_CURRENT, prev ? prev : Py_None);
+    Py_XDECREF(prev);
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(hc_MemoryFault)) {
+            PyErr_Clear();
+            if (h->has_result) raw[0].i32 = h->fault;
+            return NULL;
+        }
+        return hc_trap_from_pyerr(h->name);
+    }
+    if (h->has_result) {
+        long r = res == Py_None ? 0 : PyLong_AsLong(res);
+        if (r == -1 && PyErr_Occurred()) {
+            Py_DECREF(res);
+            return hc_trap_from_pyerr(h->name);
+        }
+        raw[0].i32 = (int32_t)r;
+    }
+    Py_DECREF(res);
+    return NULL;
+}
+
+static wasm_trap_t *trampoline(void *env, wasmtime_caller_t *caller, wt_val_raw *raw, size_t n) {
+    HostFn *h = env;
+    Instance *inst = hc_current;
+    if (inst == NULL) return hc_trap_from_text("host function called outside a filter callback");
+    if (h->native) {
+        wasm_trap_t *trap = NULL;
+        int64_t r = hc_native(h->native, inst, raw, &trap, h->name);
+        if (trap != NULL) return trap;
+        if (r != HC_FALLBACK) {
+            if (h->has_result) raw[0].i32 = (int32_t)r;
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    return call_python(h, inst, raw);
+}
+
+static void hostfn_free(void *env) {
+    HostFn *h = env;
+    PyGILState_STATE g = PyGILState_Ensure();
+    Py_XDECREF(h->py_fn);
+    Py_XDECREF(h->name);
+    PyGILState_Release(g);
+    PyMem_RawFree(h);
+}
+
+/* define(linker_ptr, module, name, functype_ptr, params, has_result, fault, fn, native) */
+PyObject *hc_define(PyObject *self, PyObject *args) {
+    unsigned long long linker, functype;
+    const char *module, *name, *params;
+    Py_ssize_t module_len, name_len;
+    int has_result, fault, native;
+    PyObject *fn;
+    if (!PyArg_ParseTuple(args, "Ks#s#KspiOp", &linker, &module, &module_len, &name, &name_len, &functype,
+                          &params, &has_result, &fault, &fn, &native))
+        return NULL;
+    size_t np = strlen(params);
+    if (np >= sizeof(((HostFn *)0)->sig)) {
+        PyErr_SetString(PyExc_ValueError, "too many parameters");
+        return NULL;
+    }
+    HostFn *h = PyMem_RawCalloc(1, sizeof(HostFn));
+    if (h == NULL) return PyErr_NoMemory();
+    memcpy(h->sig, params, np);
+    h->nparams = (int)np;
+    h->has_result = has_result;
+    h->fault = fault;
+    h->native = native ? hc_native_id(name) : N_NONE;
+    Py_INCREF(fn);
+    h->py_fn = fn;
+    h->name = PyUnicode_FromStringAndSize(name, name_len);
+    if (h->name == NULL) {
+        hostfn_free(h);
+        return NULL;
+    }
+    wasmtime_error_t *err = WT.linker_define_func_unchecked(
+        (wasmtime_linker_t *)(uintptr_t)linker, module, (size_t)module_len, name, (size_t)name_len,
+        (const wasm_functype_t *)(uintptr_t)functype, trampoline, h, hostfn_free);
+    if (err != NULL) {
+        wt_byte_vec vec;
+        WT.error_message(err, &vec);
+        PyErr_Format(PyExc_RuntimeError, "cannot define %s.%s: %.*s", module, name, (int)vec.size, vec.data);
+        WT.byte_vec_delete(&vec);
+        WT.error_delete(err);
+        return NULL;
+    }
+    return PyBool_FromLong(h->native != N_NONE);
+}
