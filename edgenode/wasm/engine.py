@@ -29,11 +29,12 @@ from wasmtime import Config, Engine, FuncType, InstancePre, Linker, Module, ValT
 from wasmtime import _bindings as B
 
 from edgenode.wasm import native
-from edgenode.wasm.abi import ABI_VERSIONS, HOOKS
+from edgenode.wasm.abi import ABI_VERSIONS, HOOKS, REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS
 from edgenode.wasm.hostcalls.table import HOST_FUNCTIONS, HostDef
 from edgenode.wasm.snapshot import export_globals
 
-__all__ = ["WasmEngine", "LoadedModule", "FilterLoadError", "default_engine", "default_cache_dir"]
+__all__ = ["WasmEngine", "LoadedModule", "FilterLoadError", "default_engine", "default_cache_dir",
+           "deadline_ticks"]
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -43,6 +44,15 @@ EPOCH_TICK_SECONDS = 0.005
 POOL_INSTANCES = 1000
 KEEP_RESIDENT_BYTES = 64 * 1024
 _VP = ctypes.c_void_p
+
+
+#: the stream callbacks whose ids and timing histograms the VMs keep at hand
+STREAM_PHASES = ("context_create", "request_headers", "response_headers", "done", "log", "delete")
+
+
+def deadline_ticks(cpu_deadline_ms: float) -> int:
+    """Epoch ticks for a CPU deadline; +1 because the current tick may be nearly over."""
+    return max(1, int(cpu_deadline_ms / 1000 / EPOCH_TICK_SECONDS + 0.999)) + 1
 
 
 class FilterLoadError(Exception):
@@ -80,13 +90,32 @@ class LoadedModule:
     global_exports: list[tuple[str, str]] | None = None
     #: hook name -> id (its index in ``hooks``), shared by the module's VMs
     hook_ids: dict[str, int] = field(init=False)
+    #: address of ``pre`` (the C API's wasmtime_instance_pre_t)
+    pre_ptr: int = field(init=False)
+    #: which of the stream's callbacks the module exports (engine-independent facts
+    #: every VM of the module shares)
+    request_trailers_hook: bool = field(init=False)
+    response_trailers_hook: bool = field(init=False)
+    #: the request/response body must pass through the stream driver
+    request_body_hooks: bool = field(init=False)
+    response_body_hooks: bool = field(init=False)
+    #: whether streams need a context at all (filters without HTTP hooks cost nothing)
+    stream_hooks: bool = field(init=False)
+    #: hook ids of context_create, request_headers, response_headers, done, log, delete
+    #: (-1: not exported)
+    stream_ids: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.hook_ids = {name: i for i, (name, _, _) in enumerate(self.hooks)}
-
-    @property
-    def pre_ptr(self) -> int:
-        return ctypes.cast(self.pre.ptr(), _VP).value or 0
+        self.hook_ids = ids = {name: i for i, (name, _, _) in enumerate(self.hooks)}
+        self.pre_ptr = ctypes.cast(self.pre.ptr(), _VP).value or 0
+        exports = self.exports
+        self.request_trailers_hook = REQUEST_TRAILERS in exports
+        self.response_trailers_hook = RESPONSE_TRAILERS in exports
+        self.request_body_hooks = "proxy_on_request_body" in ids or self.request_trailers_hook
+        self.response_body_hooks = "proxy_on_response_body" in ids or self.response_trailers_hook
+        self.stream_hooks = (any(h in ids for h in STREAM_HOOKS) or self.request_trailers_hook
+                             or self.response_trailers_hook)
+        self.stream_ids = tuple(ids.get(f"proxy_on_{h}", -1) for h in STREAM_PHASES)
 
 
     @property
@@ -220,10 +249,6 @@ class WasmEngine:
             if self._overflow is not None:
                 native.ticker_add(self._overflow.engine, self._overflow.ptr, EPOCH_TICK_SECONDS)
             self._ticking, self._ticking_pid = True, os.getpid()
-
-    def deadline_ticks(self, cpu_deadline_ms: float) -> int:
-        """Epoch ticks for a deadline; +1 because the current tick may be nearly over."""
-        return max(1, int(cpu_deadline_ms / 1000 / EPOCH_TICK_SECONDS + 0.999)) + 1
 
     def close(self) -> None:
         """Stop ticking this engine's epochs (the engine may then be dropped)."""

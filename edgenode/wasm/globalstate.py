@@ -1,17 +1,15 @@
-"""Exported globals of an instance read and written through the wasmtime C API
-(post-configure snapshots, snapshot.py)."""
+"""Exported globals of an instance, read through the wasmtime C API when a post-configure
+snapshot is taken (snapshot.py); ``native.Instance.restore`` writes them back."""
 
 from __future__ import annotations
 
 import ctypes
 
-from wasmtime import WasmtimeError
 from wasmtime import _bindings as B
 
 __all__ = ["GlobalState"]
 
 _VP = ctypes.c_void_p
-_ErrPtr = ctypes.POINTER(B.wasmtime_error_t)
 _addressof = ctypes.addressof
 
 
@@ -27,8 +25,6 @@ def _raw_fn(name: str, restype: object, *argtypes: object) -> object:
 _export_get = _raw_fn("wasmtime_instance_export_get", ctypes.c_bool, _VP, _VP, ctypes.c_char_p,
                       ctypes.c_size_t, _VP)
 _global_get = _raw_fn("wasmtime_global_get", None, _VP, _VP, _VP)
-_global_set = _raw_fn("wasmtime_global_set", _VP, _VP, _VP, _VP)
-EXTERN_SIZE = ctypes.sizeof(B.wasmtime_extern_t)
 #: offset of the union (the global struct) inside a wasmtime_extern_t
 EXTERN_OF = B.wasmtime_extern_t.of.offset
 
@@ -38,11 +34,8 @@ _EXTERN_GLOBAL = 1
 
 
 class GlobalState:
-    """Reads and writes exported globals of an instance through the C API.
-
-    Built once per snapshot: the values sit in one preallocated ``wasmtime_val_t``
-    array, so writing them into a new instance allocates nothing per global.
-    """
+    """A snapshot's global values: one preallocated ``wasmtime_val_t`` array (and the
+    export names in its order), so writing them into a new instance allocates nothing."""
 
     def __init__(self, globals_: list[tuple[str, str, int | float]]) -> None:
         self.names = [name.encode() for name, _, _ in globals_]
@@ -52,6 +45,7 @@ class GlobalState:
             val.kind = kind
             setattr(val.of, field, value)
         self.values_addr = _addressof(self.values)
+        self.value_size = _VAL_SIZE
 
     @staticmethod
     def read(ctx: int, inst_addr: int, exports: list[tuple[str, str]]) -> list[tuple[str, str, int | float]]:
@@ -66,19 +60,3 @@ class GlobalState:
             _global_get(ctx, _addressof(ext) + EXTERN_OF, _addressof(val))
             out.append((name, wtype, getattr(val.of, _VAL_KINDS[wtype][1])))
         return out
-
-    def write(self, ctx: int, inst_addr: int) -> None:
-        n = len(self.names)
-        if not n:
-            return
-        exts = (B.wasmtime_extern_t * n)()
-        addr = _addressof(exts)
-        val_addr = self.values_addr
-        for name in self.names:
-            if not _export_get(ctx, inst_addr, name, len(name), addr):
-                raise WasmtimeError(f"snapshot global {name.decode()} is not exported")
-            err = _global_set(ctx, addr + EXTERN_OF, val_addr)
-            if err:
-                raise WasmtimeError._from_ptr(ctypes.cast(err, _ErrPtr))
-            addr += EXTERN_SIZE
-            val_addr += _VAL_SIZE

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import struct
-import sys
-from typing import Callable
 
 from edgenode.wasm.errors import MemoryFault
 
@@ -18,24 +16,6 @@ _memview.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
 _PyBUF_WRITE = 0x200
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_MADV_POPULATE_WRITE = 23
-
-
-def _libc_madvise() -> Callable[[int, int, int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_madvise = _libc_madvise()
-
-
 class GuestMemory:
     """Linear memory as a memoryview over its fixed base address.
 
@@ -109,20 +89,6 @@ class GuestMemory:
             self._inst.memory_grow((size - self.size) // 65536)  # type: ignore[attr-defined]
             self.stale = True
             self.refresh()
-
-    def prefault(self, limit: int) -> None:
-        """Make the first ``limit`` bytes resident and writable without changing them.
-
-        A fresh instance's first stores into each page otherwise take a page fault
-        (~1-5 µs each) on the request path; pooled instances pay it in idle time.
-        MADV_POPULATE_WRITE needs Linux 5.14+; elsewhere this is a no-op.
-        """
-        if _madvise is None:
-            return
-        self.stale = True
-        self.refresh()
-        if self.size > 0:
-            _madvise(self.base, min(self.size, limit), _MADV_POPULATE_WRITE)
 
     def release(self) -> None:
         self.view = memoryview(b"")

@@ -39,6 +39,17 @@ def response_fast(s: Stream, response: Response) -> Response | None:
         return None
     ctx = s.ctx
     ctx.set_response(response)
+    if isinstance(body, (bytes, bytearray)):  # headers hook and the stream's end in one call
+        try:
+            action = vm.respond(ctx, len(response.headers) + 1, not body)
+        except FilterFailure:
+            if s.fail_open:
+                vm.finish_stream(ctx)
+                return response
+            return s.fail()
+        if action and s.hold_headers("response", action):
+            return None
+        return _finish_response(s, response)
     if RESP_HEADERS in vm.funcs:
         ctx.response_headers_open = True
         try:

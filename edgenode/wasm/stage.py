@@ -32,7 +32,7 @@ from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import ReloadBackoff
 from edgenode.wasm.snapshot import Snapshot
-from edgenode.wasm.stream import StreamDriver, failure_response
+from edgenode.wasm.stream import StreamDriver, StreamSettings, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
 __all__ = ["WasmStage", "FilterLoadError"]
@@ -71,6 +71,7 @@ class WasmStage:
         self._closed = False
         self.plugin, self.loaded, self.vm, self._snapshot = self._build(self.opts)
         self._backoff = ReloadBackoff(self.opts.reload_backoff)
+        self._make_settings()
 
     # --- construction ------------------------------------------------------------
     def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None, _Snap | None]:
@@ -119,27 +120,36 @@ class WasmStage:
 
     # --- the stage contract ---------------------------------------------------------
     def wrap(self, next_handler: Handler) -> Handler:
-        async def handle(exchange: Exchange) -> Response:
+        def handle(exchange: Exchange) -> Awaitable[Response]:
             vm = self.vm
             if vm is None or vm.failed is not None or (vm.root.tick_ms  # type: ignore[union-attr]
                                                        and vm.root.tick_handle is None):  # type: ignore[union-attr]
                 vm = self._acquire()  # per-request, failed, or a tick set before the loop ran
-            opts = self.opts
-            if vm is None:
-                if opts.failure_policy == "fail_open":
-                    return await next_handler(exchange)
-                self.plugin.metrics.failed_streams += 1
-                return failure_response(self.name)
+                if vm is None:
+                    return self._unavailable(exchange, next_handler)
+                settings = self._settings if vm is self.vm else self._instance_settings
+            else:
+                settings = self._settings
             if not vm.stream_hooks:
-                return await next_handler(exchange)
-            driver = StreamDriver(vm, exchange, opts.failure_policy == "fail_open",
-                                  opts.server_timing, opts.pause_timeout,
-                                  opts.allow_on_headers_stop_iteration)
-            response = await driver.run(next_handler)
-            if vm.failed is None and self._backoff.failures and vm is self.vm:
-                self._backoff.succeeded()
-            return response
+                return next_handler(exchange)
+            return StreamDriver(vm, exchange, settings).run(next_handler)
         return handle
+
+    async def _unavailable(self, exchange: Exchange, next_handler: Handler) -> Response:
+        """The filter has no VM to give (failed, backing off, cannot start)."""
+        if self.opts.failure_policy == "fail_open":
+            return await next_handler(exchange)
+        self.plugin.metrics.failed_streams += 1
+        return failure_response(self.name)
+
+    def _make_settings(self) -> None:
+        """Stream settings of the shared VM (resets the reload back-off) and of one-stream
+        instances (no back-off)."""
+        opts = self.opts
+        common = (opts.failure_policy == "fail_open", opts.server_timing, opts.pause_timeout,
+                  opts.allow_on_headers_stop_iteration)
+        self._settings = StreamSettings(*common, self._backoff)
+        self._instance_settings = StreamSettings(*common)
 
     def _acquire(self) -> Vm | None:
         """The VM for a new stream, or None when the filter is unavailable."""
@@ -185,7 +195,7 @@ class WasmStage:
         except FilterLoadError:
             self._refilling = False  # the next stream starts one itself and reports the error
             return
-        vm.mem.prefault(PREFAULT_BYTES)
+        vm.inst.prefault(PREFAULT_BYTES)
         self._pool.append(vm)
         asyncio.get_running_loop().call_soon(self._refill)
 
@@ -212,6 +222,7 @@ class WasmStage:
         plugin, loaded, vm, snap = self._build(opts)
         self.opts, self.plugin, self.loaded, self._snapshot = opts, plugin, loaded, snap
         self._backoff = ReloadBackoff(opts.reload_backoff)
+        self._make_settings()
         self._drain_pool()
         self._swap(vm)
 

@@ -26,10 +26,10 @@ from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm.replies import StreamAborted, failure_response, reset_response
 from edgenode.wasm.request_phase import request_headers, request_rest
 from edgenode.wasm.response_phase import response_fast, response_phase
-from edgenode.wasm.streamstate import PauseTimeout, Stream
+from edgenode.wasm.streamstate import PauseTimeout, Stream, StreamSettings
 from edgenode.wasm.vm import FilterFailure
 
-__all__ = ["StreamDriver", "StreamAborted", "PauseTimeout", "failure_response"]
+__all__ = ["StreamDriver", "StreamSettings", "StreamAborted", "PauseTimeout", "failure_response"]
 
 Handler = Callable[[Exchange], Awaitable[Response]]
 
@@ -72,6 +72,9 @@ class StreamDriver(Stream):
                 vm.finish_stream(ctx)
                 raise
         fast = response_fast(self, response)
-        if fast is not None:
-            return fast
-        return await response_phase(self, response)
+        if fast is None:
+            fast = await response_phase(self, response)
+        backoff = self.cfg.backoff
+        if backoff is not None and backoff.failures and vm.failed is None:
+            backoff.succeeded()  # a stream completed on the reloaded VM
+        return fast

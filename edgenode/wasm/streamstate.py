@@ -16,10 +16,11 @@ from edgenode.wasm.abi import REQUEST_TRAILERS, RESPONSE_TRAILERS
 from edgenode.wasm.bodies import ChunkReader
 from edgenode.wasm.contexts import StreamContext, TrailerFields
 from edgenode.wasm.holds import Hold, headers_hold
+from edgenode.wasm.recovery import ReloadBackoff
 from edgenode.wasm.replies import failure_response, text_response
 from edgenode.wasm.vm import Vm
 
-__all__ = ["Stream", "PauseTimeout"]
+__all__ = ["Stream", "StreamSettings", "PauseTimeout"]
 
 
 class PauseTimeout(Exception):
@@ -31,23 +32,47 @@ def _expire(fut: "asyncio.Future[None]") -> None:
         fut.set_exception(PauseTimeout())
 
 
-class Stream:
-    """Per-stream state of one filter and the primitives of both directions."""
+class StreamSettings:
+    """What a stage's streams share (its options, built once per configuration)."""
 
-    __slots__ = ("vm", "ex", "ctx", "name", "fail_open", "v010", "server_timing", "pause_timeout",
-                 "allow_stop_iteration")
+    __slots__ = ("fail_open", "server_timing", "pause_timeout", "allow_stop_iteration", "backoff")
 
-    def __init__(self, vm: Vm, exchange: Exchange, fail_open: bool, server_timing: bool,
-                 pause_timeout: float = 30.0, allow_stop_iteration: bool = False) -> None:
-        self.vm = vm
-        self.ex = exchange
-        self.name = vm.plugin.name
+    def __init__(self, fail_open: bool = False, server_timing: bool = True, pause_timeout: float = 30.0,
+                 allow_stop_iteration: bool = False, backoff: ReloadBackoff | None = None) -> None:
         self.fail_open = fail_open
         self.server_timing = server_timing
         self.pause_timeout = pause_timeout
         self.allow_stop_iteration = allow_stop_iteration
-        self.v010 = vm.version == (0, 1, 0)
+        #: the shared VM's reload back-off, reset when one of its streams completes
+        self.backoff = backoff
+
+
+class Stream:
+    """Per-stream state of one filter and the primitives of both directions."""
+
+    __slots__ = ("vm", "ex", "ctx", "cfg")
+
+    def __init__(self, vm: Vm, exchange: Exchange, cfg: StreamSettings) -> None:
+        self.vm = vm
+        self.ex = exchange
+        self.cfg = cfg
         self.ctx: StreamContext = None  # type: ignore[assignment]  # set by StreamDriver.run
+
+    @property
+    def name(self) -> str:
+        return self.vm.plugin.name
+
+    @property
+    def fail_open(self) -> bool:
+        return self.cfg.fail_open
+
+    @property
+    def pause_timeout(self) -> float:
+        return self.cfg.pause_timeout
+
+    @property
+    def v010(self) -> bool:
+        return self.vm.version == (0, 1, 0)
 
     # --- callbacks and holds ------------------------------------------------------
     def call(self, name: str, phase: str, *args: int) -> int:
@@ -65,7 +90,7 @@ class Stream:
         """After a headers hook: start the hold its result asks for; True if held."""
         if not self.holds(action):
             return False
-        kind = headers_hold(action, self.allow_stop_iteration)
+        kind = headers_hold(action, self.cfg.allow_stop_iteration)
         if kind is Hold.NONE:
             return False
         self.hold(direction, kind)
@@ -221,7 +246,7 @@ class Stream:
     def timed(self, response: Response) -> Response:
         """Add this filter's Server-Timing entry when the client asked for timings."""
         ex = self.ex
-        if self.server_timing and (ex.server_timing or ex.request.headers.get("x-edgenode-timing") == "1"):
+        if self.cfg.server_timing and (ex.server_timing or ex.request.headers.get("x-edgenode-timing") == "1"):
             name = self.name
             total = sum(s for (n, _), s in ex.timings.items() if n == name)
             response.headers.add("Server-Timing", f"wasm-{name};dur={total * 1000:.3f}")

@@ -21,9 +21,9 @@ from wasmtime import WasmtimeError
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.observe.loglevel import TRACE
 from edgenode.pipeline.exchange import Exchange
-from edgenode.wasm.abi import REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS, Status
+from edgenode.wasm.abi import Status
 from edgenode.wasm.contexts import RootContext, StreamContext
-from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine
+from edgenode.wasm.engine import STREAM_PHASES, FilterLoadError, LoadedModule, WasmEngine, deadline_ticks
 from edgenode.wasm.errors import GuestTrap
 from edgenode.wasm.globalstate import GlobalState
 from edgenode.wasm.guestmem import GuestMemory
@@ -98,14 +98,18 @@ class Plugin:
     #: per-callback hook for developer tools (`edgenode filter run`); None costs nothing
     observer: CallObserver | None = None
     logger: logging.Logger = field(init=False)
+    #: epoch ticks of a callback's CPU deadline
+    deadline_ticks: int = field(init=False)
     #: which traps get an error line (one per burst, shared by the stage's VMs)
     trap_burst: TrapBurst = field(init=False, default_factory=TrapBurst)
     last_log: str = ""
     #: phase -> callback histogram (its ``key`` is the Exchange.timings key), shared by
     #: the stage's VMs
     phases: dict[str, Histogram] = field(init=False, default_factory=dict)
+    _stream_stats: dict[str, tuple[Histogram | None, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.deadline_ticks = deadline_ticks(self.cpu_deadline_ms)
         logger = self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
         if self.log_level is None:  # follow the logging set-up ([log] level), also for get_log_level
             if logger.name in _LEVEL_SET:  # undo a per-filter level of an earlier configuration
@@ -116,6 +120,16 @@ class Plugin:
         else:  # a per-filter level lets this filter's records through the node's level
             logger.setLevel(_PY_LEVELS[self.log_level])
             _LEVEL_SET.add(logger.name)
+
+    def stream_stats(self, loaded: LoadedModule) -> tuple[Histogram | None, ...]:
+        """The histograms of ``loaded.stream_ids``' callbacks (None: not exported, and for
+        context_create, which is not timed)."""
+        stats = self._stream_stats.get(loaded.sha256)
+        if stats is None:
+            stats = self._stream_stats[loaded.sha256] = tuple(
+                None if hook < 0 or phase == "context_create" else self.phase_stats(phase)
+                for hook, phase in zip(loaded.stream_ids, STREAM_PHASES))
+        return stats
 
     def phase_stats(self, phase: str) -> Histogram:
         """The callback-time histogram of ``phase`` (the host core updates it)."""
@@ -144,7 +158,6 @@ class Vm:
         self.version = loaded.version
         # the store calls host functions whose callbacks the engine owns: keep it alive
         self._engine = engine
-        self._ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
         engine.ensure_ticker()
         self.failed: str | None = None
         self.closed = False
@@ -153,8 +166,8 @@ class Vm:
         self.effects = False
         self.inst = self._instantiate(engine)
         #: hook name -> id in ``inst`` (the module's table until export() adds one)
-        self.funcs = loaded.hook_ids
-        self.mem = GuestMemory(self.inst)
+        self.funcs = funcs = loaded.hook_ids
+        self._mem: GuestMemory | None = None
         self._ids = itertools.count(1)
         self.contexts: dict[int, RootContext | StreamContext] = {}
         self.root: RootContext | None = None
@@ -165,29 +178,28 @@ class Vm:
         self._callouts: dict[int, asyncio.Task[None]] = {}
         self.active_streams = 0
         self.on_idle: Callable[["Vm"], None] | None = None
-        funcs = self.funcs
         # the trailers hooks are bound on first use (most streams have no trailers)
-        exports = loaded.exports
-        self.request_trailers_hook = REQUEST_TRAILERS in exports
-        self.response_trailers_hook = RESPONSE_TRAILERS in exports
-        #: the request/response body must pass through the stream driver
-        self.request_body_hooks = "proxy_on_request_body" in funcs or self.request_trailers_hook
-        self.response_body_hooks = "proxy_on_response_body" in funcs or self.response_trailers_hook
-        #: whether streams need a context at all (filters without HTTP hooks cost nothing)
-        self.stream_hooks = (any(h in funcs for h in STREAM_HOOKS) or self.request_trailers_hook
-                             or self.response_trailers_hook)
-        # hook ids of the stream's start and end (-1: not exported, skipped)
-        self._create_id = funcs.get("proxy_on_context_create", -1)
-        self._headers_id = funcs.get("proxy_on_request_headers", -1)
-        self._done_id = funcs.get("proxy_on_done", -1)
-        self._log_id = funcs.get("proxy_on_log", -1)
-        self._delete_id = funcs.get("proxy_on_delete", -1)
+        self.request_trailers_hook = loaded.request_trailers_hook
+        self.response_trailers_hook = loaded.response_trailers_hook
+        self.request_body_hooks = loaded.request_body_hooks
+        self.response_body_hooks = loaded.response_body_hooks
+        self.stream_hooks = loaded.stream_hooks
+        self._hook_ids = loaded.stream_ids
+        self._stats = plugin.stream_stats(loaded)
         plugin.metrics.vm_starts += 1
+
+    @property
+    def mem(self) -> GuestMemory:
+        """Linear memory for the Python host functions and snapshots (made on first use)."""
+        mem = self._mem
+        if mem is None:
+            mem = self._mem = GuestMemory(self.inst)
+        return mem
 
     def _instantiate(self, engine: WasmEngine) -> Instance:
         """A Store + instance from the pool, else (pool full, module too big) on demand."""
         plugin, loaded = self.plugin, self.loaded
-        args = (self._ticks, loaded.hooks, loaded.memory_export, loaded.allocator, self,
+        args = (plugin.deadline_ticks, loaded.hooks, loaded.memory_export, loaded.allocator, self,
                 loaded.version == (0, 1, 0), plugin.log_level)
         try:
             if loaded.sha256 not in engine.unpoolable:
@@ -337,12 +349,8 @@ class Vm:
     def restore(self, snap: Snapshot, state: GlobalState) -> None:
         """Start from ``snap`` instead of running start-up: the same state, none of the calls."""
         try:
-            mem = self.mem
-            mem.grow_to(snap.memory_size)
-            view = mem.view
-            for off, data in snap.pages:
-                view[off:off + len(data)] = data
-            state.write(self.inst.ctx_ptr, self.inst.instance_ptr)
+            self.inst.restore(snap.memory_size, snap.pages, state.names, state.values_addr,
+                              state.value_size)
         except WasmtimeError as exc:
             raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
         root = self.root = RootContext(snap.root_id)
@@ -365,7 +373,7 @@ class Vm:
     def start_stream(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
         """``proxy_on_context_create`` then ``proxy_on_request_headers`` (each if exported),
         in one transition; returns the headers result (0 without the hook)."""
-        create, headers = self._create_id, self._headers_id
+        create, headers = self._hook_ids[0], self._hook_ids[1]
         if create < 0 and headers < 0:
             return 0
         if self.failed is not None:
@@ -384,8 +392,7 @@ class Vm:
             return self.invoke("proxy_on_request_headers", ctx, "request_headers", ctx.exchange, args)
         try:
             return self.inst.start_stream(ctx, ctx.exchange.timings, create, None, headers,
-                                          plugin.phase_stats("request_headers"), ctx.id,
-                                          self.root.id, nheaders, eos)
+                                          self._stats[1], ctx.id, self.root.id, nheaders, eos)
         except GuestTrap as exc:
             return self._trapped("", exc)
 
@@ -398,25 +405,65 @@ class Vm:
         ctx.request_body = ctx.response_body = None
         self._end(ctx, not ctx.done_pending)
 
+    def respond(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
+        """``proxy_on_response_headers`` and, when it returns Continue, the stream's end
+        (``finish_stream``) in the same transition; returns the headers result (the
+        stream is finished if it is 0).  For responses whose body needs no callback."""
+        if self.failed is not None:
+            raise FilterFailure(self.failed)
+        if self.closed:
+            raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
+        plugin = self.plugin
+        hook = self._hook_ids[2]
+        eos = -1 if self.version == (0, 1, 0) else int(end_of_stream)
+        ctx.response_headers_open = True
+        if plugin.observer is not None:  # developer tools see each callback
+            action = 0
+            if hook >= 0:
+                args = (ctx.id, nheaders) if eos < 0 else (ctx.id, nheaders, eos)
+                action = self.invoke("proxy_on_response_headers", ctx, "response_headers", ctx.exchange, args)
+            if action == 0:
+                self.finish_stream(ctx)
+            return action
+        ids, stats = self._hook_ids, self._stats
+        try:
+            action, ended = self.inst.respond(ctx, ctx.exchange.timings, hook, stats[2], ids[3], stats[3],
+                                              ids[4], stats[4], ids[5], stats[5], ctx.id, nheaders, eos)
+        except GuestTrap as exc:
+            if exc.args[1] == hook:
+                return self._trapped("proxy_on_response_headers", exc)
+            self.fail(exc.args[0])  # on_done/on_log/on_delete trapped: the response stands
+            action, ended = 0, 1
+        if ended >= 0:
+            ctx.request_body = ctx.response_body = None
+            if ended:
+                self._forget(ctx)
+            else:
+                ctx.done_pending = True
+        return action
+
     def _end(self, ctx: StreamContext, done: bool) -> None:
         """``proxy_on_done`` (if ``done``), ``proxy_on_log``, ``proxy_on_delete`` in one
         transition, then forget the context (unless on_done asked to wait)."""
-        ids = (self._done_id if done else -1, self._log_id, self._delete_id)
+        ids = ((self._hook_ids[3] if done else -1), self._hook_ids[4], self._hook_ids[5])
         if self.failed is None and not self.closed and ids != (-1, -1, -1):
             plugin = self.plugin
             if plugin.observer is not None:
                 completed = self._end_observed(ctx, ids)
             else:
                 try:
-                    completed = self.inst.end_stream(
-                        ctx, ctx.exchange.timings, ids[0], plugin.phase_stats("done"), ids[1],
-                        plugin.phase_stats("log"), ids[2], plugin.phase_stats("delete"), ctx.id)
+                    stats = self._stats
+                    completed = self.inst.end_stream(ctx, ctx.exchange.timings, ids[0], stats[3], ids[1],
+                                                     stats[4], ids[2], stats[5], ctx.id)
                 except GuestTrap as exc:
                     self.fail(exc.args[0])
                     completed = True
             if not completed:
                 ctx.done_pending = True
                 return
+        self._forget(ctx)
+
+    def _forget(self, ctx: StreamContext) -> None:
         ctx.finished = True
         self.contexts.pop(ctx.id, None)
         self.active_streams -= 1
@@ -613,17 +660,16 @@ class Vm:
         if self.closed:
             return
         self._stop_async()
-        if graceful and self.failed is None and self.root is not None:
-            try:
-                done = True
-                if self.has("proxy_on_done"):
-                    done = bool(self.call("proxy_on_done", self.root, self.root.id))
-                if done and self.has("proxy_on_delete"):
-                    self.call("proxy_on_delete", self.root, self.root.id)
-            except FilterFailure:
-                pass
+        root = self.root
+        ids = self._hook_ids
+        if graceful and self.failed is None and root is not None and (ids[3] >= 0 or ids[5] >= 0):
+            try:  # root on_done, then on_delete unless on_done returned false: one transition
+                self.inst.end_stream(root, None, ids[3], None, -1, None, ids[5], None, root.id)
+            except GuestTrap as exc:
+                self.fail(exc.args[0])
         self.closed = True
-        self.mem.release()
+        if self._mem is not None:
+            self._mem.release()
         self.contexts.clear()
         self.inst.delete()  # during a guest call (a host function closing it): when it returns
 

@@ -10,6 +10,8 @@
 
 #include <structmember.h>
 
+int hc_block_check(HeaderBlock *b);
+
 typedef struct {
     const char *k, *v;
     Py_ssize_t kl, vl;
@@ -21,14 +23,16 @@ typedef struct {
     PyObject *keep; /* list of temporary encodings */
 } Pairs;
 
-static int pairs_add(Pairs *p, const char *k, Py_ssize_t kl, const char *v, Py_ssize_t vl) {
+static int pairs_add(Pairs *p, const char *k, Py_ssize_t kl, const char *v, Py_ssize_t vl, Pair *stack) {
     if (p->n == p->cap) {
-        Py_ssize_t cap = p->cap ? p->cap * 2 : 32;
-        Pair *np = PyMem_Realloc(p->pairs, sizeof(Pair) * (size_t)cap);
+        Py_ssize_t cap = p->cap * 2;
+        Pair *np = PyMem_Malloc(sizeof(Pair) * (size_t)cap);
         if (np == NULL) {
             PyErr_NoMemory();
             return -1;
         }
+        memcpy(np, p->pairs, sizeof(Pair) * (size_t)p->n);
+        if (p->pairs != stack) PyMem_Free(p->pairs);
         p->pairs = np;
         p->cap = cap;
     }
@@ -43,6 +47,7 @@ static const char *text_bytes(Pairs *p, PyObject *s, Py_ssize_t *len) {
         return (const char *)PyUnicode_1BYTE_DATA(s);
     }
     PyObject *enc;
+    if (p->keep == NULL && (p->keep = PyList_New(0)) == NULL) return NULL;
     if (PyUnicode_Check(s)) {
         enc = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
     } else {
@@ -89,13 +94,14 @@ static int block_build(HeaderBlock *b) {
     PyObject *msg = b->message;
     PyObject *headers = PyObject_GetAttr(msg, s_headers);
     if (headers == NULL) return -1;
-    Pairs p = {NULL, 0, 0, PyList_New(0)};
+    Pair stack[48];
+    Pairs p = {stack, 0, 48, NULL};
     PyObject *items = NULL, *list = NULL, *method = NULL, *target = NULL, *scheme = NULL, *status = NULL;
     PyObject *wire = NULL;
     int rc = -1;
     char status_text[24];
     unsigned long long version;
-    if (p.keep == NULL || headers_version(headers, &version) < 0) goto done;
+    if (headers_version(headers, &version) < 0) goto done;
     items = PyObject_CallMethodNoArgs(headers, s_items);
     if (items == NULL) goto done;
     list = PySequence_List(items);
@@ -109,18 +115,18 @@ static int block_build(HeaderBlock *b) {
         target = method ? PyObject_GetAttr(msg, s_target) : NULL;
         scheme = target ? PyObject_GetAttr(msg, s_scheme) : NULL;
         if (scheme == NULL) goto done;
-        if ((v = text_bytes(&p, method, &vl)) == NULL || pairs_add(&p, ":method", 7, v, vl) < 0) goto done;
-        if ((v = text_bytes(&p, target, &vl)) == NULL || pairs_add(&p, ":path", 5, v, vl) < 0) goto done;
+        if ((v = text_bytes(&p, method, &vl)) == NULL || pairs_add(&p, ":method", 7, v, vl, stack) < 0) goto done;
+        if ((v = text_bytes(&p, target, &vl)) == NULL || pairs_add(&p, ":path", 5, v, vl, stack) < 0) goto done;
         authority = p.n;
-        if (pairs_add(&p, ":authority", 10, "", 0) < 0) goto done;
-        if ((v = text_bytes(&p, scheme, &vl)) == NULL || pairs_add(&p, ":scheme", 7, v, vl) < 0) goto done;
+        if (pairs_add(&p, ":authority", 10, "", 0, stack) < 0) goto done;
+        if ((v = text_bytes(&p, scheme, &vl)) == NULL || pairs_add(&p, ":scheme", 7, v, vl, stack) < 0) goto done;
     } else {
         status = PyObject_GetAttr(msg, s_status);
         if (status == NULL) goto done;
         b->status = PyLong_AsLong(status);
         if (b->status == -1 && PyErr_Occurred()) goto done;
         int len = snprintf(status_text, sizeof status_text, "%ld", b->status);
-        if (pairs_add(&p, ":status", 7, status_text, len) < 0) goto done;
+        if (pairs_add(&p, ":status", 7, status_text, len, stack) < 0) goto done;
     }
     int have_host = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -136,7 +142,7 @@ static int block_build(HeaderBlock *b) {
             have_host = 1;
             continue;
         }
-        if (pairs_add(&p, k, kl, v, vl) < 0) goto done;
+        if (pairs_add(&p, k, kl, v, vl, stack) < 0) goto done;
     }
     Py_ssize_t size = 4 + 8 * p.n;
     for (Py_ssize_t i = 0; i < p.n; i++) size += p.pairs[i].kl + p.pairs[i].vl + 2;
@@ -180,7 +186,7 @@ static int block_build(HeaderBlock *b) {
     method = target = scheme = NULL;
     rc = 0;
 done:
-    PyMem_Free(p.pairs);
+    if (p.pairs != stack) PyMem_Free(p.pairs);
     Py_XDECREF(p.keep);
     Py_XDECREF(items);
     Py_XDECREF(list);
@@ -203,6 +209,13 @@ static int same_attr(PyObject *msg, PyObject *name, PyObject *have) {
 
 /* Make the serialisation current: 0, or -1 with an exception set. */
 int hc_block_fresh(HeaderBlock *b) {
+    if (b->wire != NULL && b->checked == hc_serial) return 0;
+    int rc = hc_block_check(b);
+    if (rc == 0) b->checked = hc_serial;
+    return rc;
+}
+
+int hc_block_check(HeaderBlock *b) {
     if (b->wire == NULL) return block_build(b);
     PyObject *msg = b->message;
     int same = same_attr(msg, s_headers, b->headers);

@@ -56,6 +56,7 @@ typedef struct {
     unsigned long long version;
     PyObject *method, *target, *scheme;
     long status;
+    unsigned long long checked; /* hc_serial when last found current */
 } HeaderBlock;
 
 typedef struct {
@@ -81,6 +82,9 @@ extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_head
 
 /* the instance whose guest call is in progress (calls never nest across instances) */
 extern Instance *hc_current;
+/* advanced whenever Python code may have run (a call starts, a Python host function
+ * ran): a block checked at the current serial is still current */
+extern unsigned long long hc_serial;
 
 /* instance.c */
 wasm_trap_t *hc_trap_from_text(const char *text);

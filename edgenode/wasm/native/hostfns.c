@@ -388,6 +388,7 @@ static wasm_trap_t *call_python(HostFn *h, Instance *inst, wt_val_raw *raw) {
     PyObject *owner = inst->owner ? inst->owner : Py_None;
     PyDict_SetItem(hc_current_dict, s_CURRENT, owner);
     PyObject *res = PyObject_CallOneArg(h->py_fn, args);
+    hc_serial++; /* Python ran: maps may have changed */
     Py_DECREF(args);
     PyDict_SetItem(hc_current_dict, s_CURRENT, prev ? prev : Py_None);
     Py_XDECREF(prev);

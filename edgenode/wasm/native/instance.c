@@ -6,6 +6,7 @@
  * Histogram and the stream's Exchange.timings.  A trap raises GuestTrap(message, hook).
  * The GIL stays held: the epoch ticker is a native thread (ticker.c), so a runaway guest
  * is still cut off. */
+#include <sys/mman.h>
 #include <time.h>
 
 #include "hostcore.h"
@@ -13,6 +14,7 @@
 #include <structmember.h>
 
 Instance *hc_current = NULL;
+unsigned long long hc_serial = 0;
 PyObject *hc_instantiate_error = NULL;
 
 #define MAX_SLOTS 16
@@ -105,7 +107,10 @@ static int guest_call(Instance *self, int id, const int64_t *args, int nargs, in
     if (n == 0) n = 1;
     Instance *prev = hc_current;
     hc_current = self;
-    if (self->depth++ == 0) WT.context_set_epoch_deadline(self->ctx, self->deadline);
+    if (self->depth++ == 0) {
+        WT.context_set_epoch_deadline(self->ctx, self->deadline);
+        hc_serial++;
+    }
     wasm_trap_t *trap = NULL;
     wasmtime_error_t *err = WT.func_call_unchecked(self->ctx, &h->func, raw, n, &trap);
     hc_current = prev;
@@ -263,6 +268,22 @@ done:
     return r;
 }
 
+/* proxy_on_done, proxy_on_log, proxy_on_delete (ids < 0 skipped): 1 done, 0 on_done
+ * returned false (log/delete wait for proxy_done), -1 trapped (GuestTrap set). */
+static int end_calls(Instance *self, PyObject *timings, PyObject *const *hooks_and_stats, int64_t ctx_id) {
+    for (int i = 0; i < 3; i++) {
+        int64_t id;
+        if (int_args(hooks_and_stats + 2 * i, 1, &id) < 0) return -1;
+        if (id < 0) continue;
+        PyObject *r = timed_call(self, (int)id, hooks_and_stats[2 * i + 1], timings, &ctx_id, 1);
+        if (r == NULL) return -1;
+        int stop = i == 0 && self->hooks[id].nresults && PyLong_AsLong(r) == 0;
+        Py_DECREF(r);
+        if (stop) return 0;
+    }
+    return 1;
+}
+
 /* end_stream(ctx, timings, done, done_stats, log, log_stats, delete, delete_stats, ctx_id)
  * -> bool: proxy_on_done, proxy_on_log, proxy_on_delete in one transition (hook ids < 0
  * skipped).  False: on_done returned false (log/delete wait for proxy_done). */
@@ -271,29 +292,119 @@ static PyObject *Instance_end_stream(Instance *self, PyObject *const *args, Py_s
         PyErr_SetString(PyExc_TypeError, "end_stream takes 9 arguments");
         return NULL;
     }
-    int64_t ids[3], ctx_id;
-    for (int i = 0; i < 3; i++)
-        if (int_args(args + 2 + 2 * i, 1, &ids[i]) < 0) return NULL;
+    int64_t ctx_id;
     if (int_args(args + 8, 1, &ctx_id) < 0) return NULL;
     PyObject *prev = enter(self, args[0]);
-    PyObject *out = Py_True;
-    for (int i = 0; i < 3; i++) {
-        if (ids[i] < 0) continue;
-        PyObject *r = timed_call(self, (int)ids[i], args[3 + 2 * i], args[1], &ctx_id, 1);
-        if (r == NULL) {
-            out = NULL;
-            break;
-        }
-        int stop = i == 0 && self->hooks[ids[i]].nresults && PyLong_AsLong(r) == 0;
+    int rc = end_calls(self, args[1], args + 2, ctx_id);
+    leave(self, prev);
+    if (rc < 0) return NULL;
+    return PyBool_FromLong(rc);
+}
+
+/* respond(ctx, timings, headers, headers_stats, done, done_stats, log, log_stats, delete,
+ *         delete_stats, ctx_id, n, eos) -> (action, ended): proxy_on_response_headers
+ * (eos < 0: the 0.1.0 form), and when it returns Continue the stream's end (done, log,
+ * delete) in the same transition, with the maps closed as finish_stream closes them.
+ * ended: 1 done, 0 on_done returned false, -1 not ended (a non-zero action). */
+static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "respond takes 13 arguments");
+        return NULL;
+    }
+    int64_t v[4];
+    if (int_args(args + 2, 1, &v[0]) < 0 || int_args(args + 10, 3, &v[1]) < 0) return NULL;
+    PyObject *prev = enter(self, args[0]);
+    PyObject *out = NULL;
+    long action = 0;
+    int ended = -1;
+    if (v[0] >= 0) {
+        int64_t a[3] = {v[1], v[2], v[3]};
+        PyObject *r = timed_call(self, (int)v[0], args[3], args[1], a, v[3] < 0 ? 2 : 3);
+        if (r == NULL) goto done;
+        action = PyLong_AsLong(r);
         Py_DECREF(r);
-        if (stop) {
-            out = Py_False;
-            break;
+    }
+    if (action == 0) {
+        PyObject *ctx = args[0];
+        if (PyObject_SetAttr(ctx, s_in_log, Py_True) < 0 ||
+            PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
+            PyObject_SetAttr(ctx, s_request_headers_open, Py_False) < 0)
+            goto done;
+        ended = end_calls(self, args[1], args + 4, v[1]);
+        if (ended < 0) goto done;
+    }
+    out = Py_BuildValue("(li)", action, ended);
+done:
+    leave(self, prev);
+    return out;
+}
+
+/* restore(memory_size, pages, globals, values_addr, value_size): the state of a
+ * post-configure snapshot (snapshot.py) written into this fresh instance: memory grown to
+ * memory_size, each (offset, bytes) page written, each exported global (names, in the
+ * order of the wasmtime_val_t array at values_addr) set. */
+static PyObject *Instance_restore(Instance *self, PyObject *args) {
+    unsigned long long size, values_addr;
+    PyObject *pages, *names;
+    Py_ssize_t value_size;
+    if (!PyArg_ParseTuple(args, "KOOKn", &size, &pages, &names, &values_addr, &value_size)) return NULL;
+    size_t have = WT.memory_data_size(self->ctx, &self->memory);
+    if (size > have) {
+        uint64_t prev;
+        wasmtime_error_t *err = WT.memory_grow(self->ctx, &self->memory, (size - have) / 65536, &prev);
+        if (err != NULL) {
+            PyObject *msg = message_of(NULL, err);
+            PyErr_SetObject(hc_instantiate_error, msg);
+            Py_XDECREF(msg);
+            return NULL;
         }
     }
-    leave(self, prev);
-    Py_XINCREF(out);
-    return out;
+    PyObject *seq = PySequence_Fast(pages, "pages must be a sequence");
+    if (seq == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        unsigned long long off;
+        const char *data;
+        Py_ssize_t len;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Ky#", &off, &data, &len)) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        uint8_t *dst = hc_mem(self, off, (uint64_t)len);
+        if (dst == NULL) {
+            Py_DECREF(seq);
+            PyErr_SetString(hc_instantiate_error, "snapshot page outside memory");
+            return NULL;
+        }
+        memcpy(dst, data, (size_t)len);
+    }
+    Py_DECREF(seq);
+    seq = PySequence_Fast(names, "names must be a sequence");
+    if (seq == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        char *name;
+        Py_ssize_t len;
+        wt_extern ext;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &name, &len) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (!WT.instance_export_get(self->ctx, &self->instance, name, (size_t)len, &ext) ||
+            ext.kind != WT_EXTERN_GLOBAL) {
+            Py_DECREF(seq);
+            PyErr_Format(hc_instantiate_error, "snapshot global %s is not exported", name);
+            return NULL;
+        }
+        wasmtime_error_t *err = WT.global_set(self->ctx, &ext.of, (const void *)(uintptr_t)(values_addr + (unsigned long long)i * (unsigned long long)value_size));
+        if (err != NULL) {
+            Py_DECREF(seq);
+            PyObject *msg = message_of(NULL, err);
+            PyErr_SetObject(hc_instantiate_error, msg);
+            Py_XDECREF(msg);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
 }
 
 /* alloc(size) -> guest pointer, from Python host functions (HostTrap if it traps) */
@@ -362,6 +473,24 @@ static PyObject *Instance_memory_size(Instance *self, PyObject *unused) {
 static PyObject *Instance_memory_base(Instance *self, PyObject *unused) {
     if (self->store == NULL) return PyLong_FromLong(0);
     return PyLong_FromVoidPtr(WT.memory_data(self->ctx, &self->memory));
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* prefault(limit): make the first ``limit`` bytes of linear memory resident and writable
+ * without changing them, so the stream does not take the page faults (Linux 5.14+;
+ * elsewhere a no-op).  For instances started ahead of their stream, in idle time. */
+static PyObject *Instance_prefault(Instance *self, PyObject *arg) {
+    size_t limit = PyLong_AsSize_t(arg);
+    if (PyErr_Occurred()) return NULL;
+    if (self->store != NULL) {
+        size_t size = WT.memory_data_size(self->ctx, &self->memory);
+        if (size > 0) madvise(WT.memory_data(self->ctx, &self->memory), size < limit ? size : limit,
+                              MADV_POPULATE_WRITE);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *Instance_memory_grow(Instance *self, PyObject *arg) {
@@ -499,11 +628,15 @@ static PyMethodDef Instance_methods[] = {
      "proxy_on_context_create + proxy_on_request_headers in one call"},
     {"end_stream", (PyCFunction)(void (*)(void))Instance_end_stream, METH_FASTCALL,
      "proxy_on_done + proxy_on_log + proxy_on_delete in one call"},
+    {"respond", (PyCFunction)(void (*)(void))Instance_respond, METH_FASTCALL,
+     "proxy_on_response_headers and, on Continue, the stream's end in one call"},
+    {"restore", (PyCFunction)Instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
     {"alloc", (PyCFunction)Instance_alloc, METH_O, "the guest allocator (nested call)"},
     {"bind", (PyCFunction)Instance_bind, METH_VARARGS, "bind(name, nparams, nresults) -> hook id"},
     {"memory_size", (PyCFunction)Instance_memory_size, METH_NOARGS, "linear memory size in bytes"},
     {"memory_base", (PyCFunction)Instance_memory_base, METH_NOARGS, "linear memory base address"},
     {"memory_grow", (PyCFunction)Instance_memory_grow, METH_O, "grow by pages; returns the old size"},
+    {"prefault", (PyCFunction)Instance_prefault, METH_O, "make the first bytes of memory resident"},
     {"delete", (PyCFunction)Instance_delete, METH_NOARGS, "drop the store (returns a pool slot)"},
     {NULL},
 };

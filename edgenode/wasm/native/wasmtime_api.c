@@ -41,5 +41,6 @@ int wt_load(const char *path) {
     RESOLVE(store_delete, "wasmtime_store_delete");
     RESOLVE(instance_pre_instantiate, "wasmtime_instance_pre_instantiate");
     RESOLVE(engine_increment_epoch, "wasmtime_engine_increment_epoch");
+    RESOLVE(global_set, "wasmtime_global_set");
     return 0;
 }

@@ -31,7 +31,7 @@ typedef struct {
 } wt_extern;
 typedef struct { size_t size; char *data; } wt_byte_vec;
 
-enum { WT_EXTERN_FUNC = 0, WT_EXTERN_MEMORY = 3 };
+enum { WT_EXTERN_FUNC = 0, WT_EXTERN_GLOBAL = 1, WT_EXTERN_MEMORY = 3 };
 
 typedef wasm_trap_t *(*wt_callback)(void *env, wasmtime_caller_t *caller, wt_val_raw *args, size_t n);
 
@@ -59,6 +59,8 @@ struct wt_api {
     wasmtime_error_t *(*instance_pre_instantiate)(const wasmtime_instance_pre_t *, wasmtime_context_t *,
                                                   wt_instance *, wasm_trap_t **);
     void (*engine_increment_epoch)(wasm_engine_t *);
+    /* the value is a wasmtime_val_t, passed through from wasmtime-py's ctypes array */
+    wasmtime_error_t *(*global_set)(wasmtime_context_t *, const void *global, const void *val);
 };
 
 extern struct wt_api WT;
