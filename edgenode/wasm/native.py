@@ -3,8 +3,9 @@ wasmtime C API inside the wasmtime wheel and to the Python side.
 
 ``Instance`` runs guest calls (a whole hook per Python->native transition, with the hot
 host functions answered in C), ``HeaderBlock`` holds a header map serialised once per
-change, ``Histogram`` counts callback times, ``define`` registers a host function with a
-linker, ``ticker_add``/``ticker_remove`` drive engine epochs from a native thread.
+change (``set_view_types`` names the view classes its writes go through, contexts.py),
+``Histogram`` counts callback times, ``define`` registers a host function with a linker,
+``ticker_add``/``ticker_remove`` drive engine epochs from a native thread.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from edgenode.wasm import _hostcore
 from edgenode.wasm.errors import GuestTrap, HostTrap, MemoryFault
 from edgenode.wasm.hostcalls import registry
 
-__all__ = ["Instance", "HeaderBlock", "Histogram", "define", "ticker_add", "ticker_remove"]
+__all__ = ["Instance", "HeaderBlock", "Histogram", "define", "ticker_add", "ticker_remove",
+           "set_view_types"]
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -41,3 +43,4 @@ Histogram = _hostcore.Histogram
 define = _hostcore.define
 ticker_add = _hostcore.ticker_add
 ticker_remove = _hostcore.ticker_remove
+set_view_types = _hostcore.set_view_types

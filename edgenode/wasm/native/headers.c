@@ -256,12 +256,36 @@ const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t
 
 /* --- Python interface ------------------------------------------------------------------- */
 
+static PyObject *view_types[2]; /* ResponseHeaders, RequestHeaders (set_view_types) */
+
+/* The view writes go through, made on first use (most streams never write a map). */
+PyObject *hc_block_view(HeaderBlock *b) {
+    if (b->view == NULL) {
+        PyObject *cls = view_types[b->is_request ? 1 : 0];
+        if (cls == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "_hostcore.set_view_types() first");
+            return NULL;
+        }
+        b->view = PyObject_CallOneArg(cls, b->message);
+    }
+    return b->view;
+}
+
+PyObject *hc_set_view_types(PyObject *self, PyObject *args) {
+    PyObject *request, *response;
+    if (!PyArg_ParseTuple(args, "OO", &request, &response)) return NULL;
+    Py_INCREF(request);
+    Py_XSETREF(view_types[1], request);
+    Py_INCREF(response);
+    Py_XSETREF(view_types[0], response);
+    Py_RETURN_NONE;
+}
+
 static int HeaderBlock_init(HeaderBlock *self, PyObject *args, PyObject *kwds) {
-    PyObject *view, *message;
+    PyObject *message;
     int is_request;
-    if (!PyArg_ParseTuple(args, "OOp", &view, &message, &is_request)) return -1;
-    Py_INCREF(view);
-    Py_XSETREF(self->view, view);
+    if (!PyArg_ParseTuple(args, "Op", &message, &is_request)) return -1;
+    Py_CLEAR(self->view);
     Py_INCREF(message);
     Py_XSETREF(self->message, message);
     self->is_request = is_request;
@@ -317,8 +341,18 @@ static PyMethodDef HeaderBlock_methods[] = {
     {NULL},
 };
 
+static PyObject *HeaderBlock_get_view(HeaderBlock *self, void *closure) {
+    PyObject *view = hc_block_view(self);
+    Py_XINCREF(view);
+    return view;
+}
+
+static PyGetSetDef HeaderBlock_getset[] = {
+    {"view", (getter)HeaderBlock_get_view, NULL, "the map's view, which writes go through", NULL},
+    {NULL},
+};
+
 static PyMemberDef HeaderBlock_members[] = {
-    {"view", T_OBJECT, offsetof(HeaderBlock, view), READONLY, "where writes go"},
     {"message", T_OBJECT, offsetof(HeaderBlock, message), READONLY, "the Request or Response"},
     {NULL},
 };
@@ -327,7 +361,7 @@ PyTypeObject HeaderBlockType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edgenode.wasm._hostcore.HeaderBlock",
     .tp_basicsize = sizeof(HeaderBlock),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "HeaderBlock(view, message, is_request): a header map serialised once per change",
+    .tp_doc = "HeaderBlock(message, is_request): a header map serialised once per change",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)HeaderBlock_init,
     .tp_dealloc = (destructor)HeaderBlock_dealloc,
@@ -335,4 +369,5 @@ PyTypeObject HeaderBlockType = {
     .tp_clear = (inquiry)HeaderBlock_clear,
     .tp_methods = HeaderBlock_methods,
     .tp_members = HeaderBlock_members,
+    .tp_getset = HeaderBlock_getset,
 };

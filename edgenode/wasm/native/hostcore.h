@@ -45,7 +45,7 @@ typedef struct Instance {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *view;    /* RequestHeaders / ResponseHeaders: writes go through it */
+    PyObject *view;    /* RequestHeaders / ResponseHeaders: writes go through it (lazy) */
     PyObject *message; /* the Request / Response */
     int is_request;
     PyObject *wire;    /* the map serialised (Proxy-Wasm format); NULL: stale */
@@ -94,6 +94,8 @@ uint8_t *hc_mem(Instance *inst, uint64_t ptr, uint64_t len);
 
 /* headers.c */
 int hc_block_fresh(HeaderBlock *b);
+PyObject *hc_block_view(HeaderBlock *b); /* borrowed; NULL with an exception */
+PyObject *hc_set_view_types(PyObject *self, PyObject *args);
 const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t *vlen);
 
 /* hostfns.c */

@@ -196,9 +196,10 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
         PyObject *k = PyUnicode_DecodeLatin1((const char *)key, klen, NULL);
         PyObject *v = with_value ? PyUnicode_DecodeLatin1((const char *)value, vlen, NULL) : NULL;
         PyObject *res = NULL;
-        if (k != NULL && (!with_value || v != NULL))
-            res = with_value ? PyObject_CallMethodObjArgs(b->view, method, k, v, NULL)
-                             : PyObject_CallMethodObjArgs(b->view, method, k, NULL);
+        PyObject *view = hc_block_view(b);
+        if (view != NULL && k != NULL && (!with_value || v != NULL))
+            res = with_value ? PyObject_CallMethodObjArgs(view, method, k, v, NULL)
+                             : PyObject_CallMethodObjArgs(view, method, k, NULL);
         Py_XDECREF(k);
         Py_XDECREF(v);
         if (res == NULL) {
@@ -271,7 +272,8 @@ static int64_t set_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t
             pos = end;
         }
     }
-    PyObject *res = PyObject_CallMethodOneArg(b->view, s_set_pairs, pairs);
+    PyObject *view = hc_block_view(b);
+    PyObject *res = view ? PyObject_CallMethodOneArg(view, s_set_pairs, pairs) : NULL;
     if (res == NULL) {
         if (PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();
