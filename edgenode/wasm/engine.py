@@ -167,7 +167,8 @@ def _engine_config(pool_instances: int) -> Config:
 class _Runtime:
     """One wasmtime Engine and its linker with every host function defined."""
 
-    def __init__(self, pool_instances: int) -> None:
+    def __init__(self, pool_instances: int, native_hostcalls: bool) -> None:
+        self.native_hostcalls = native_hostcalls
         self.engine = Engine(_engine_config(pool_instances))
         self.ptr = ctypes.cast(self.engine.ptr(), _VP).value or 0
         self.linker = Linker(self.engine)
@@ -190,7 +191,8 @@ class _Runtime:
         ft = self._functype(hdef.params, hdef.has_result)
         addr = lambda obj: ctypes.cast(obj.ptr(), _VP).value or 0  # noqa: E731
         if native.define(addr(self.linker), hdef.module.encode(), hdef.name.encode(), addr(ft),
-                         hdef.params, hdef.has_result, hdef.fault, hdef.fn, hdef.module == "env"):
+                         hdef.params, hdef.has_result, hdef.fault, hdef.fn,
+                         self.native_hostcalls and hdef.module == "env"):
             self.native.add(hdef.name)
 
 
@@ -198,11 +200,14 @@ class WasmEngine:
     """Engine + linker + ticker; keep one per process (FuncTypes/callbacks are per engine).
 
     ``pool_instances`` = 0 turns the pooling allocator off (every instance on demand).
+    ``native_hostcalls`` = False has every host function run its Python implementation
+    (the host core's fallback), so the ABI tests cover both.
     """
 
-    def __init__(self, cache_dir: Path | None = None, pool_instances: int = POOL_INSTANCES) -> None:
+    def __init__(self, cache_dir: Path | None = None, pool_instances: int = POOL_INSTANCES,
+                 native_hostcalls: bool = True) -> None:
         self.pooling = pool_instances > 0
-        self._main = _Runtime(pool_instances)
+        self._main = _Runtime(pool_instances, native_hostcalls)
         self.config_id = "epoch_interruption=1;memory_may_move=0"
         self.engine = self._main.engine
         self.engine_ptr = self._main.ptr
@@ -228,7 +233,7 @@ class WasmEngine:
         if got is None:
             with self._lock:
                 if self._overflow is None:
-                    self._overflow = _Runtime(0)
+                    self._overflow = _Runtime(0, self._main.native_hostcalls)
                     if self._ticking:
                         native.ticker_add(self._overflow.engine, self._overflow.ptr, EPOCH_TICK_SECONDS)
             rt = self._overflow
