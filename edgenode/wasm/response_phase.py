@@ -47,6 +47,8 @@ def response_fast(s: Stream, response: Response) -> Response | None:
                 vm.finish_stream(ctx)
                 return response
             return s.fail()
+        if not action and ctx.local_response is None and not ctx.closed:
+            return s.timed(response)  # the common case: the stream is already finished
         if action and s.hold_headers("response", action):
             return None
         return _finish_response(s, response)

@@ -6,6 +6,8 @@
  * implementation runs with hostcalls.CURRENT set to the calling VM, its arguments as a
  * tuple of ints (i32 unsigned, i64 signed).  A MemoryFault from Python becomes the
  * import's fault code, a HostTrap (or any other exception, logged) a trap. */
+#include <strings.h>
+
 #include "hostcore.h"
 
 enum {
@@ -193,13 +195,41 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
     } else if (with_value && (klen == 0 || forbidden(key, klen) || forbidden(value, vlen))) {
         r = ST_BAD_ARGUMENT;
     } else {
-        PyObject *k = PyUnicode_DecodeLatin1((const char *)key, klen, NULL);
+        /* an ordinary field goes straight to the message's multidict (lower-cased, as the
+         * view stores it); pseudo-headers and the request's Host alias through the view */
+        int direct = klen > 0 && key[0] != ':' && !(b->is_request && klen == 4 && strncasecmp((const char *)key, "host", 4) == 0);
+        char small[128];
+        char *lower = !direct || klen <= sizeof small ? small : PyMem_Malloc(klen);
+        if (direct && lower != NULL)
+            for (uint32_t i = 0; i < klen; i++) {
+                unsigned char c = key[i];
+                lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
+            }
+        PyObject *k = lower == NULL ? NULL
+                      : PyUnicode_DecodeLatin1(direct ? lower : (const char *)key, klen, NULL);
+        if (lower != small) PyMem_Free(lower);
         PyObject *v = with_value ? PyUnicode_DecodeLatin1((const char *)value, vlen, NULL) : NULL;
         PyObject *res = NULL;
-        PyObject *view = hc_block_view(b);
-        if (view != NULL && k != NULL && (!with_value || v != NULL))
-            res = with_value ? PyObject_CallMethodObjArgs(view, method, k, v, NULL)
-                             : PyObject_CallMethodObjArgs(view, method, k, NULL);
+        if (k != NULL && (!with_value || v != NULL)) {
+            if (direct) {
+                PyObject *headers = PyObject_GetAttr(b->message, s_headers);
+                if (headers != NULL) {
+                    if (method == s_add) {
+                        res = PyObject_CallMethodObjArgs(headers, s_add, k, v, NULL);
+                    } else if (method == s_replace) {
+                        res = PyObject_SetItem(headers, k, v) < 0 ? NULL : Py_NewRef(Py_None);
+                    } else {
+                        res = PyObject_CallMethodObjArgs(headers, s_popall, k, Py_None, NULL);
+                    }
+                    Py_DECREF(headers);
+                }
+            } else {
+                PyObject *view = hc_block_view(b);
+                if (view != NULL)
+                    res = with_value ? PyObject_CallMethodObjArgs(view, method, k, v, NULL)
+                                     : PyObject_CallMethodObjArgs(view, method, k, NULL);
+            }
+        }
         Py_XDECREF(k);
         Py_XDECREF(v);
         if (res == NULL) {
