@@ -55,6 +55,7 @@ HEADER_FILTER = WAT / "header_only.wat"
 CALLS_FILTER = WAT / "bench_calls.wat"
 HOLD_FILTER = WAT / "pause.wat"
 WAF = ROOT / "filters" / "build" / "waf.wasm"
+ROUTING = ROOT / "filters" / "build" / "routing.wasm"
 Handler = Callable[[Exchange], Awaitable[Response]]
 
 
@@ -238,8 +239,12 @@ async def cpu_added(engine: WasmEngine, n: int, rounds: int) -> dict[str, dict[s
         "header-only, shared VM": [stage(engine, "cpu-shared")],
         "header-only, per-request instance": [stage(engine, "cpu-per-request", isolation="per-request")],
     }
+    if ROUTING.is_file():
+        chains["routing (default route), shared VM"] = [stage(engine, "cpu-routing", ROUTING, config={
+            "default_origin": "default", "routes": [{"name": "health", "match": {"path_prefix": "/edge-health"},
+                                                      "respond": {"status": 200, "body": "ok"}}]})]
     if WAF.is_file():
-        chains["WAF (CRS-like rules, clean GET), shared VM"] = [stage(engine, "cpu-waf", WAF, config={
+        chains["WAF (block mode, clean GET), shared VM"] = [stage(engine, "cpu-waf", WAF, config={
             "mode": "block", "paranoia": 1, "threshold": 5})]
     handlers = {k: build_chain(v, terminal) for k, v in chains.items()}
     samples: dict[str, list[float]] = {k: [] for k in ["bare terminal", *handlers]}
@@ -271,9 +276,24 @@ async def cpu_added(engine: WasmEngine, n: int, rounds: int) -> dict[str, dict[s
 
 # --- memory ------------------------------------------------------------------------------
 
+async def _held(handler: Handler, streams: int) -> tuple[int, list[asyncio.Future[Response]]]:
+    """Python heap growth while ``streams`` requests are held in ``handler``."""
+    exchanges = [Exchange(Request("GET", "/h", CIMultiDict({"Host": "bench.example", "X-Pause": "1000"})))
+                 for _ in range(streams)]
+    gc.collect()
+    before, _ = tracemalloc.get_traced_memory()
+    tasks = [asyncio.ensure_future(handler(ex)) for ex in exchanges]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gc.collect()
+    after, _ = tracemalloc.get_traced_memory()
+    return after - before, tasks
+
+
 async def memory(engine: WasmEngine, vms: int, streams: int) -> dict[str, float]:
-    """Per-VM baseline (a shared VM of the header-only filter: RSS and Python heap) and the
-    host state of one held stream (Python heap, streams held open by pause.wat)."""
+    """Per-VM baseline (a shared VM of the header-only filter: RSS, Python heap, its linear
+    memory) and the host state of one held stream: the Python heap of streams held open by
+    pause.wat, minus the same number of requests waiting in a bare handler."""
     out: dict[str, float] = {}
     gc.collect()
     tracemalloc.start()
@@ -283,22 +303,21 @@ async def memory(engine: WasmEngine, vms: int, streams: int) -> dict[str, float]
     rss1, (py1, _) = rss_kib(), tracemalloc.get_traced_memory()
     out["per shared VM, RSS KiB"] = (rss1 - rss0) / vms
     out["per shared VM, Python heap KiB"] = (py1 - py0) / vms / 1024
+    out["per shared VM, linear memory KiB (reserved by the module)"] = held[0].vm.mem.size / 1024  # type: ignore[union-attr]
+    stuck: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def waiting(ex: Exchange) -> Response:
+        await stuck
+        return await terminal(ex)
+    base, base_tasks = await _held(waiting, streams)
     hold = stage(engine, "mem-stream", HOLD_FILTER, pause_timeout="60s")
-    handler = build_chain([hold], terminal)
-    gc.collect()
-    py2, _ = tracemalloc.get_traced_memory()
-    tasks = [asyncio.ensure_future(handler(Exchange(Request("GET", "/h", CIMultiDict(
-        {"Host": "bench.example", "X-Pause": "1000"}))))) for _ in range(streams)]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    with_filter, tasks = await _held(build_chain([hold], terminal), streams)
     assert hold.vm is not None and hold.vm.active_streams == streams
-    gc.collect()
-    py3, _ = tracemalloc.get_traced_memory()
-    out["per held stream, host state bytes (Python heap)"] = (py3 - py2) / streams
+    out["per held stream, host state bytes (Python heap)"] = (with_filter - base) / streams
     tracemalloc.stop()
-    for t in tasks:
+    for t in [*base_tasks, *tasks]:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*base_tasks, *tasks, return_exceptions=True)
     for st in [*held, hold]:
         await st.close()
     return out
@@ -415,7 +434,7 @@ async def main() -> None:
             "host_functions_us": host_functions(engine, n),
             "cpu_added_us": await cpu_added(engine, n // 4, 5 if args.quick else 9),
             "latency_us": await latencies(engine, n),
-            "memory": await memory(engine, 20, 200),
+            "memory": await memory(engine, 100, 500),
             "long_run": await long_run(engine, long_n),
             "start": cold_start(cache, 5 if args.quick else 20),
             "throughput": await throughput(engine, n // 4),

@@ -275,6 +275,10 @@ class _StreamDefaults:
     #: set_buffer_bytes changed the body buffer during the current body callback
     body_modified = False
     response_headers_open = False
+    #: the response headers callback ran (response_phase.py)
+    response_started = False
+    #: the body callback of an in-memory response ran with the headers (and held)
+    response_body_delivered = False
     #: final phase: every header map readable, nothing writable
     in_log = False
     #: buffered body visible as buffer 0/1 during the body callbacks

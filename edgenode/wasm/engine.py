@@ -47,7 +47,8 @@ _VP = ctypes.c_void_p
 
 
 #: the stream callbacks whose ids and timing histograms the VMs keep at hand
-STREAM_PHASES = ("context_create", "request_headers", "response_headers", "done", "log", "delete")
+STREAM_PHASES = ("context_create", "request_headers", "response_headers", "done", "log", "delete",
+                 "response_body")
 
 
 def deadline_ticks(cpu_deadline_ms: float) -> int:
@@ -101,8 +102,7 @@ class LoadedModule:
     response_body_hooks: bool = field(init=False)
     #: whether streams need a context at all (filters without HTTP hooks cost nothing)
     stream_hooks: bool = field(init=False)
-    #: hook ids of context_create, request_headers, response_headers, done, log, delete
-    #: (-1: not exported)
+    #: hook ids of STREAM_PHASES' callbacks (-1: not exported)
     stream_ids: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:

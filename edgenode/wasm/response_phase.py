@@ -35,29 +35,21 @@ def response_fast(s: Stream, response: Response) -> Response | None:
     """Synchronous response phase when nothing can wait; None means take the async path."""
     vm = s.vm
     body = response.body
-    if vm.response_body_hooks and _needs_async(s, response):
-        return None
+    if isinstance(body, (bytes, bytearray)):
+        if vm.response_body_hooks and response.trailers:
+            return None  # a bytes body's trailers go through the trailers hook
+        return _in_memory(s, response, body if isinstance(body, bytes) else bytes(body))
+    if vm.response_body_hooks and RESP_BODY in vm.funcs:
+        return None  # a streamed body through the body hook
     ctx = s.ctx
     ctx.set_response(response)
-    if isinstance(body, (bytes, bytearray)):  # headers hook and the stream's end in one call
-        try:
-            action = vm.respond(ctx, len(response.headers) + 1, not body)
-        except FilterFailure:
-            if s.fail_open:
-                vm.finish_stream(ctx)
-                return response
-            return s.fail()
-        if not action and ctx.local_response is None and not ctx.closed:
-            return s.timed(response)  # the common case: the stream is already finished
-        if action and s.hold_headers("response", action):
-            return None
-        return _finish_response(s, response)
     if RESP_HEADERS in vm.funcs:
         ctx.response_headers_open = True
+        ctx.response_started = True
         try:
             n = len(response.headers) + 1
             ctx.continued = False
-            args = (ctx.id, n) if s.v010 else (ctx.id, n, 0 if has_body(body) else 1)
+            args = (ctx.id, n) if s.v010 else (ctx.id, n, 0)
             action = vm.invoke(RESP_HEADERS, ctx, "response_headers", s.ex, args)
         except FilterFailure:
             if s.fail_open:
@@ -70,12 +62,44 @@ def response_fast(s: Stream, response: Response) -> Response | None:
     return _finish_response(s, response)
 
 
-def _needs_async(s: Stream, response: Response) -> bool:
-    """A body for the body hook, or a bytes body's trailers for the trailers hook."""
-    body = response.body
-    if RESP_BODY in s.vm.funcs and has_body(body):
-        return True
-    return isinstance(body, (bytes, bytearray)) and bool(response.trailers)
+def _in_memory(s: Stream, response: Response, body: bytes) -> Response | None:
+    """A response whose body is in memory: headers hook, body hook and the stream's end in
+    one call into the host core; a hold or a reply from them continues in response_phase."""
+    vm, ctx = s.vm, s.ctx
+    ctx.set_response(response)
+    ctx.continued = False
+    if body and RESP_BODY in vm.funcs:
+        s.end_of_body(True, None)  # the last body callback may add trailers (map 3)
+    try:
+        action, stage, buffer = vm.respond(ctx, len(response.headers) + 1, body)
+    except FilterFailure:
+        if s.fail_open:
+            vm.finish_stream(ctx)
+            return response
+        return s.fail()
+    if buffer is not None and buffer is not body:  # the body callback changed the body
+        data = bytes(buffer)
+        response.body = data
+        response.headers["Content-Length"] = str(len(data))
+    trailers = ctx.response_trailers
+    if trailers is not None and trailers.fields:  # added by the body callback
+        response.trailers = trailers.fields
+    if stage == 2:
+        if ctx.local_response is None and not ctx.closed:
+            return s.timed(response)  # the common case: the stream is already finished
+        return _finish_response(s, response)
+    if stage == 0:
+        if s.hold_headers("response", action):
+            return None
+        if ctx.local_response is not None or ctx.closed or not body or RESP_BODY not in vm.funcs:
+            return _finish_response(s, response)
+        return None  # continued in the callback: the body callback comes in response_phase
+    if s.holds(action):  # the body callback stopped at end of stream: wait for continue
+        ctx.response_body_delivered = True
+        s.hold("response", Hold.END)
+        return None
+    vm.finish_stream(ctx)
+    return _finish_response(s, response)
 
 
 def _finish_response(s: Stream, response: Response) -> Response:
@@ -99,9 +123,12 @@ async def response_phase(s: Stream, response: Response) -> Response:
     """The async response path: a held response, or a body the hooks must see."""
     vm, ctx = s.vm, s.ctx
     original = response
+    if ctx.response_body_delivered:
+        return await _held_after_body(s, response)
     body = response.body
     try:
-        if ctx.paused is None:  # the headers hook has not run yet
+        if not ctx.response_started:  # the headers hook has not run yet
+            ctx.response_started = True
             ctx.set_response(response)
             if RESP_HEADERS in vm.funcs:
                 ctx.response_headers_open = True
@@ -148,6 +175,30 @@ async def response_phase(s: Stream, response: Response) -> Response:
     if (response.body is not body and not isinstance(response.body, (bytes, bytearray))
             and not ctx.closed and ctx.local_response is None):
         return s.timed(response)  # released mid-body: the rest finishes the stream
+    return _finish_response(s, response)
+
+
+async def _held_after_body(s: Stream, response: Response) -> Response:
+    """The body callback of an in-memory response (run with the headers) held the end of
+    the stream: wait for the filter to continue, then finish with its body."""
+    vm, ctx = s.vm, s.ctx
+    try:
+        await s.wait()
+    except FilterFailure:
+        if s.fail_open:
+            vm.finish_stream(ctx)
+            return response
+        return s.fail()
+    except PauseTimeout:
+        if not s.fail_open:
+            return s.timed_out()
+        s.log_timeout_open()
+    buffer = ctx.response_body
+    if buffer is not None and buffer is not response.body:
+        data = bytes(buffer)
+        response.body = data
+        response.headers["Content-Length"] = str(len(data))
+    vm.finish_stream(ctx)
     return _finish_response(s, response)
 
 

@@ -405,42 +405,64 @@ class Vm:
         ctx.request_body = ctx.response_body = None
         self._end(ctx, not ctx.done_pending)
 
-    def respond(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
-        """``proxy_on_response_headers`` and, when it returns Continue, the stream's end
-        (``finish_stream``) in the same transition; returns the headers result (the
-        stream is finished if it is 0).  For responses whose body needs no callback."""
+    def respond(self, ctx: StreamContext, nheaders: int, body: bytes) -> tuple[int, int, Any]:
+        """The response side of a stream whose body is in memory, in one transition:
+        ``proxy_on_response_headers``; if it continues, ``proxy_on_response_body`` over the
+        whole body (end_of_stream=1, if the module exports it and there is a body); if that
+        continues too, the stream's end (as ``finish_stream``).  Returns (action, stage,
+        buffer): stage 0 or 1 when the headers or the body callback returned ``action``
+        (non-zero), 2 when the stream finished; ``buffer`` is the body as the body
+        callback left it (None without a body callback)."""
         if self.failed is not None:
             raise FilterFailure(self.failed)
         if self.closed:
             raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
-        plugin = self.plugin
-        hook = self._hook_ids[2]
-        eos = -1 if self.version == (0, 1, 0) else int(end_of_stream)
-        ctx.response_headers_open = True
-        if plugin.observer is not None:  # developer tools see each callback
-            action = 0
-            if hook >= 0:
-                args = (ctx.id, nheaders) if eos < 0 else (ctx.id, nheaders, eos)
-                action = self.invoke("proxy_on_response_headers", ctx, "response_headers", ctx.exchange, args)
-            if action == 0:
-                self.finish_stream(ctx)
-            return action
         ids, stats = self._hook_ids, self._stats
+        body_hook = ids[6] if body else -1
+        ctx.response_headers_open = True
+        ctx.response_started = True
+        if body_hook >= 0:
+            ctx.response_body = body  # the message's bytes: copied if the filter writes them
+        if self.plugin.observer is not None:  # developer tools see each callback
+            return self._respond_observed(ctx, nheaders, body, body_hook)
+        eos = -1 if self.version == (0, 1, 0) else int(not body)
         try:
-            action, ended = self.inst.respond(ctx, ctx.exchange.timings, hook, stats[2], ids[3], stats[3],
-                                              ids[4], stats[4], ids[5], stats[5], ctx.id, nheaders, eos)
+            action, stage, ended, buffer = self.inst.respond(
+                ctx, ctx.exchange.timings, ids[2], stats[2], body_hook, stats[6], ids[3], stats[3],
+                ids[4], stats[4], ids[5], stats[5], ctx.id, nheaders, eos, len(body) if body_hook >= 0 else 0)
         except GuestTrap as exc:
-            if exc.args[1] == hook:
-                return self._trapped("proxy_on_response_headers", exc)
+            if exc.args[1] in (ids[2], body_hook):
+                return self._trapped("", exc), 0, None
             self.fail(exc.args[0])  # on_done/on_log/on_delete trapped: the response stands
-            action, ended = 0, 1
+            action, stage, ended, buffer = 0, 2, 1, ctx.response_body
         if ended >= 0:
             ctx.request_body = ctx.response_body = None
             if ended:
                 self._forget(ctx)
             else:
                 ctx.done_pending = True
-        return action
+        return action, stage, buffer
+
+    def _respond_observed(self, ctx: StreamContext, nheaders: int, body: bytes,
+                          body_hook: int) -> tuple[int, int, Any]:
+        """``respond`` one callback at a time, for developer tools' observer."""
+        v010 = self.version == (0, 1, 0)
+        action = 0
+        if self._hook_ids[2] >= 0:
+            args = (ctx.id, nheaders) if v010 else (ctx.id, nheaders, int(not body))
+            action = self.invoke("proxy_on_response_headers", ctx, "response_headers", ctx.exchange, args)
+            if action:
+                return action, 0, None
+        buffer = None
+        if body_hook >= 0:
+            ctx.response_headers_open = False
+            action = self.invoke("proxy_on_response_body", ctx, "response_body", ctx.exchange,
+                                 (ctx.id, len(body), 1))
+            buffer = ctx.response_body
+            if action:
+                return action, 1, buffer
+        self.finish_stream(ctx)
+        return 0, 2, buffer
 
     def _end(self, ctx: StreamContext, done: bool) -> None:
         """``proxy_on_done`` (if ``done``), ``proxy_on_log``, ``proxy_on_delete`` in one

@@ -7,6 +7,7 @@ from edgenode.wasm.abi import BufferType
 from edgenode.wasm.hostcalls.registry import (BAD_ARGUMENT, NOT_FOUND, OK, V010, HostVm, _proxy,
                                               _ret_bytes, _stream, _vm)
 
+
 def _buffer(vm: HostVm, btype: int) -> bytes | bytearray | int:
     """The buffer of ``btype``, or a status (NOT_FOUND / BAD_ARGUMENT)."""
     if btype == BufferType.HTTP_REQUEST_BODY or btype == BufferType.HTTP_RESPONSE_BODY:
@@ -51,6 +52,14 @@ def proxy_set_buffer_bytes(raw: tuple[int, ...]) -> int:
     buf = _buffer(vm, raw[0])
     if isinstance(buf, int):
         return buf
+    ctx = _stream(vm)
+    btype = raw[0]
+    if isinstance(buf, bytes) and ctx is not None and btype <= BufferType.HTTP_RESPONSE_BODY:
+        buf = bytearray(buf)  # a body handed over as the message's bytes: copied on first write
+        if btype == BufferType.HTTP_REQUEST_BODY:
+            ctx.request_body = buf
+        else:
+            ctx.response_body = buf
     if not isinstance(buf, bytearray):
         return BAD_ARGUMENT  # configuration and callout buffers are read-only
     start, size = raw[1], raw[2]
@@ -59,7 +68,6 @@ def proxy_set_buffer_bytes(raw: tuple[int, ...]) -> int:
         buf.extend(data)  # append
     else:
         buf[start:start + size] = data  # replace `size` bytes at `start` (prepend: size 0)
-    ctx = _stream(vm)
     if ctx is not None:
         ctx.body_modified = True
     return OK

@@ -333,7 +333,7 @@ static int64_t body_buffer(Instance *inst, uint32_t btype, PyObject **out) {
         PyErr_Clear();
         return HC_FALLBACK;
     }
-    if (!PyByteArray_Check(buf)) {
+    if (!PyByteArray_Check(buf) && !PyBytes_Check(buf)) {
         int none = buf == Py_None;
         Py_DECREF(buf);
         return none ? ST_NOT_FOUND : HC_FALLBACK;
@@ -342,16 +342,28 @@ static int64_t body_buffer(Instance *inst, uint32_t btype, PyObject **out) {
     return ST_OK;
 }
 
+/* a body buffer's bytes: a bytearray, or the message's bytes until a filter writes it */
+static const char *buffer_data(PyObject *buf, size_t *len) {
+    if (PyByteArray_Check(buf)) {
+        *len = (size_t)PyByteArray_GET_SIZE(buf);
+        return PyByteArray_AS_STRING(buf);
+    }
+    *len = (size_t)PyBytes_GET_SIZE(buf);
+    return PyBytes_AS_STRING(buf);
+}
+
 static int64_t get_buffer_bytes(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap) {
     PyObject *buf;
     int64_t r = body_buffer(inst, U32(raw, 0), &buf);
     if (buf == NULL) return r;
-    size_t len = (size_t)PyByteArray_GET_SIZE(buf), start = U32(raw, 1), want = U32(raw, 2);
+    size_t len, start = U32(raw, 1), want = U32(raw, 2);
+    const char *data = buffer_data(buf, &len);
     if (start > len) {
         r = ST_BAD_ARGUMENT;
     } else {
+        /* copied out first: the allocator may run Python that resizes the buffer */
         size_t n = len - start < want ? len - start : want;
-        PyObject *copy = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(buf) + start, (Py_ssize_t)n);
+        PyObject *copy = PyBytes_FromStringAndSize(data + start, (Py_ssize_t)n);
         r = copy ? ret_bytes(inst, PyBytes_AS_STRING(copy), n, U32(raw, 3), U32(raw, 4), trap) : HC_FALLBACK;
         Py_XDECREF(copy);
         PyErr_Clear();
@@ -364,9 +376,11 @@ static int64_t get_buffer_status(Instance *inst, wt_val_raw *raw) {
     PyObject *buf;
     int64_t r = body_buffer(inst, U32(raw, 0), &buf);
     if (buf == NULL) return r;
-    uint32_t len = (uint32_t)PyByteArray_GET_SIZE(buf);
+    size_t len;
+    buffer_data(buf, &len);
     Py_DECREF(buf);
-    if (put_u32(inst, U32(raw, 1), len) < 0 || put_u32(inst, U32(raw, 2), 0) < 0) return ST_INVALID_MEMORY_ACCESS;
+    if (put_u32(inst, U32(raw, 1), (uint32_t)len) < 0 || put_u32(inst, U32(raw, 2), 0) < 0)
+        return ST_INVALID_MEMORY_ACCESS;
     return ST_OK;
 }
 

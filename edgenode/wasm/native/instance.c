@@ -301,40 +301,75 @@ static PyObject *Instance_end_stream(Instance *self, PyObject *const *args, Py_s
     return PyBool_FromLong(rc);
 }
 
-/* respond(ctx, timings, headers, headers_stats, done, done_stats, log, log_stats, delete,
- *         delete_stats, ctx_id, n, eos) -> (action, ended): proxy_on_response_headers
- * (eos < 0: the 0.1.0 form), and when it returns Continue the stream's end (done, log,
- * delete) in the same transition, with the maps closed as finish_stream closes them.
- * ended: 1 done, 0 on_done returned false, -1 not ended (a non-zero action). */
+/* respond(ctx, timings, headers, headers_stats, body, body_stats, done, done_stats, log,
+ *         log_stats, delete, delete_stats, ctx_id, n, eos, body_size)
+ *   -> (action, stage, ended, body_buffer)
+ * The response side of a stream whose body is already in memory, in one transition:
+ * proxy_on_response_headers (eos < 0: the 0.1.0 form); if it continues and body_size > 0,
+ * proxy_on_response_body(ctx, body_size, 1) over ctx.response_body; if that continues
+ * too, the stream's end (done, log, delete) with the maps and buffers closed as
+ * finish_stream closes them.  stage: the callback whose non-zero action stopped it (0
+ * headers, 1 body) or 2 when both continued; ended: 1 done, 0 on_done returned false,
+ * -1 not ended; body_buffer: ctx.response_body as the body callback left it. */
 static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 13) {
-        PyErr_SetString(PyExc_TypeError, "respond takes 13 arguments");
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "respond takes 16 arguments");
         return NULL;
     }
-    int64_t v[4];
-    if (int_args(args + 2, 1, &v[0]) < 0 || int_args(args + 10, 3, &v[1]) < 0) return NULL;
-    PyObject *prev = enter(self, args[0]);
-    PyObject *out = NULL;
+    int64_t head, body, v[4];
+    if (int_args(args + 2, 1, &head) < 0 || int_args(args + 4, 1, &body) < 0 ||
+        int_args(args + 12, 4, v) < 0)
+        return NULL;
+    PyObject *ctx = args[0];
+    PyObject *prev = enter(self, ctx);
+    PyObject *out = NULL, *buffer = NULL;
     long action = 0;
-    int ended = -1;
-    if (v[0] >= 0) {
-        int64_t a[3] = {v[1], v[2], v[3]};
-        PyObject *r = timed_call(self, (int)v[0], args[3], args[1], a, v[3] < 0 ? 2 : 3);
+    int stage = 0, ended = -1;
+    if (head >= 0) {
+        int64_t a[3] = {v[0], v[1], v[2]};
+        PyObject *r = timed_call(self, (int)head, args[3], args[1], a, v[2] < 0 ? 2 : 3);
         if (r == NULL) goto done;
         action = PyLong_AsLong(r);
         Py_DECREF(r);
     }
-    if (action == 0) {
-        PyObject *ctx = args[0];
-        if (PyObject_SetAttr(ctx, s_in_log, Py_True) < 0 ||
-            PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
-            PyObject_SetAttr(ctx, s_request_headers_open, Py_False) < 0)
+    if (action == 0 && body >= 0 && v[3] > 0) {
+        stage = 1;
+        if (PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
+            PyObject_SetAttr(ctx, s_continued, Py_False) < 0)
             goto done;
-        ended = end_calls(self, args[1], args + 4, v[1]);
-        if (ended < 0) goto done;
+        int64_t a[3] = {v[0], v[3], 1};
+        PyObject *r = timed_call(self, (int)body, args[5], args[1], a, 3);
+        if (r == NULL) goto done;
+        action = PyLong_AsLong(r);
+        Py_DECREF(r);
+        /* the trailers a filter may add in the last body callback: closed after it */
+        PyObject *trailers = PyObject_GetAttr(ctx, s_response_trailers);
+        if (trailers == NULL || (trailers != Py_None && PyObject_SetAttr(trailers, s_writable, Py_False) < 0)) {
+            Py_XDECREF(trailers);
+            goto done;
+        }
+        Py_DECREF(trailers);
     }
-    out = Py_BuildValue("(li)", action, ended);
+    if (action == 0) {
+        stage = 2;
+        buffer = PyObject_GetAttr(ctx, s_response_body);
+        if (buffer == NULL || PyObject_SetAttr(ctx, s_in_log, Py_True) < 0 ||
+            PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
+            PyObject_SetAttr(ctx, s_request_headers_open, Py_False) < 0 ||
+            PyObject_SetAttr(ctx, s_response_body, Py_None) < 0)
+            goto done;
+        ended = end_calls(self, args[1], args + 6, v[0]);
+        if (ended < 0) { /* the body buffer stays with the stream for the caller to use */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            if (PyObject_SetAttr(ctx, s_response_body, buffer) < 0) PyErr_Clear();
+            PyErr_Restore(type, value, tb);
+            goto done;
+        }
+    }
+    out = Py_BuildValue("(liiO)", action, stage, ended, buffer ? buffer : Py_None);
 done:
+    Py_XDECREF(buffer);
     leave(self, prev);
     return out;
 }
@@ -413,7 +448,7 @@ static PyObject *Instance_alloc(Instance *self, PyObject *arg) {
     if (size == -1 && PyErr_Occurred()) return NULL;
     Instance *prev = hc_current;
     hc_current = self;
-    self->depth++;
+    if (self->depth++ == 0) WT.context_set_epoch_deadline(self->ctx, self->deadline); /* not nested */
     wasm_trap_t *trap = NULL;
     int64_t ptr = hc_guest_alloc(self, (uint32_t)size, &trap);
     self->depth--;
@@ -629,7 +664,7 @@ static PyMethodDef Instance_methods[] = {
     {"end_stream", (PyCFunction)(void (*)(void))Instance_end_stream, METH_FASTCALL,
      "proxy_on_done + proxy_on_log + proxy_on_delete in one call"},
     {"respond", (PyCFunction)(void (*)(void))Instance_respond, METH_FASTCALL,
-     "proxy_on_response_headers and, on Continue, the stream's end in one call"},
+     "response headers, the body callback of a bytes body, and the stream's end in one call"},
     {"restore", (PyCFunction)Instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
     {"alloc", (PyCFunction)Instance_alloc, METH_O, "the guest allocator (nested call)"},
     {"bind", (PyCFunction)Instance_bind, METH_VARARGS, "bind(name, nparams, nresults) -> hook id"},
