@@ -122,12 +122,11 @@ class Plugin:
             _LEVEL_SET.add(logger.name)
 
     def stream_stats(self, loaded: LoadedModule) -> tuple[Histogram | None, ...]:
-        """The histograms of ``loaded.stream_ids``' callbacks (None: not exported, and for
-        context_create, which is not timed)."""
+        """The histograms of ``loaded.stream_ids``' callbacks (None: not exported)."""
         stats = self._stream_stats.get(loaded.sha256)
         if stats is None:
             stats = self._stream_stats[loaded.sha256] = tuple(
-                None if hook < 0 or phase == "context_create" else self.phase_stats(phase)
+                None if hook < 0 else self.phase_stats(phase)
                 for hook, phase in zip(loaded.stream_ids, STREAM_PHASES))
         return stats
 
@@ -385,13 +384,14 @@ class Vm:
         eos = -1 if self.version == (0, 1, 0) else int(end_of_stream)
         if plugin.observer is not None:  # developer tools see each callback
             if create >= 0:
-                self.invoke("proxy_on_context_create", ctx, None, ctx.exchange, (ctx.id, self.root.id))
+                self.invoke("proxy_on_context_create", ctx, "context_create", ctx.exchange,
+                            (ctx.id, self.root.id))
             if headers < 0:
                 return 0
             args = (ctx.id, nheaders) if eos < 0 else (ctx.id, nheaders, eos)
             return self.invoke("proxy_on_request_headers", ctx, "request_headers", ctx.exchange, args)
         try:
-            return self.inst.start_stream(ctx, ctx.exchange.timings, create, None, headers,
+            return self.inst.start_stream(ctx, ctx.exchange.timings, create, self._stats[0], headers,
                                           self._stats[1], ctx.id, self.root.id, nheaders, eos)
         except GuestTrap as exc:
             return self._trapped("", exc)
