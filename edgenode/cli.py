@@ -22,7 +22,7 @@ from edgenode.config import Config, ConfigError, load_config, with_overrides
 __all__ = ["main", "command", "Command", "COMMANDS", "PLUGIN_MODULES"]
 
 #: modules that may add subcommands via ``register(command)``; missing ones are skipped
-PLUGIN_MODULES = ("edgenode.filterdev.cli", "edgenode.bench.cli")
+PLUGIN_MODULES = ("edgenode.filterdev.cli", "edgenode.bench.cli", "edgenode.functions.cli")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from edgenode.observe.loglevel import LEVELS
 
 __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig",
-    "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "load_config", "parse_config",
+    "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "RedisConfig", "load_config", "parse_config",
     "default_config_text", "read_toml", "parse_size", "parse_duration", "parse_listen", "with_overrides",
 ]
 
@@ -168,6 +168,9 @@ class CacheConfig:
     default_ttl: float = 0.0
     collapse: bool = True
     collapse_timeout: float = 30.0
+    #: how long past its freshness a stored response may be served while the origin cannot
+    #: be reached (RFC 9111 §4.2.4 "disconnected"); 0 turns it off
+    stale_if_unreachable: float = 86400.0
     key: CacheKeyConfig = field(default_factory=CacheKeyConfig)
 
 
@@ -192,16 +195,38 @@ class RouteConfig:
     origin: str
     host: str | None = None
     path_prefix: str = "/"
+    #: what filters read as ``route_name`` (default ``routes[i]``)
+    name: str | None = None
 
 
 @dataclass
 class StageConfig:
-    """One element of the chain: ``type = "cache"`` or ``type = "wasm"``."""
+    """One element of the chain: ``type = "cache"``, ``"wasm"`` or ``"function"``."""
 
     type: str
     name: str
-    #: wasm only: the module path and its settings, validated by edgenode.wasm
+    #: wasm/function: the module or component path and its settings, validated by
+    #: edgenode.wasm / edgenode.functions
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RedisConfig:
+    """A Redis service filters may call (``[redis.NAME]``), configured like an origin."""
+
+    name: str
+    url: str
+    host: str = "127.0.0.1"
+    port: int = 6379
+    username: str = ""
+    password: str = ""
+    db: int = 0
+    connect_timeout: float = 1.0
+    #: per-command timeout when the filter's proxy_redis_init passes 0
+    timeout: float = 1.0
+    max_connections: int = 16
+    #: further cluster names that mean this service (e.g. an Envoy cluster name)
+    aliases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -225,6 +250,8 @@ class Config:
     base_dir: Path = field(default_factory=Path.cwd)
     #: named upstreams that filters may call (proxy_http_call); default: all origins
     upstreams: dict[str, OriginConfig] = field(default_factory=dict)
+    #: Redis services filters may call (proxy_redis_call)
+    redis: dict[str, RedisConfig] = field(default_factory=dict)
     #: the file this config was read from (None: the embedded defaults); filter reloads
     #: re-read it so changed filter settings take effect without a restart
     source: Path | None = None
@@ -295,6 +322,7 @@ def _cache(data: Any) -> CacheConfig:
         default_ttl=s.duration("default_ttl", 0.0),
         collapse=s.get("collapse", True, bool),
         collapse_timeout=s.duration("collapse_timeout", 30.0),
+        stale_if_unreachable=s.duration("stale_if_unreachable", 86400.0),
         key=key_cfg,
     )
     s.done()
@@ -332,6 +360,40 @@ def _origin(name: str, data: Any, key: str) -> OriginConfig:
     return cfg
 
 
+def _redis(name: str, data: Any) -> RedisConfig:
+    key = f"redis.{name}"
+    s = _Section(data, key)
+    url = s.get("url", None, str)
+    if url is None:
+        raise ConfigError(f"{key}.url: required, e.g. \"redis://127.0.0.1:6379/0\"")
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise ConfigError(f"{key}.url: expected redis://[user:password@]host[:port][/db], got {url!r}"
+                          + (" (TLS is not supported)" if parts.scheme == "rediss" else ""))
+    try:
+        port = parts.port or 6379
+        db = int(parts.path.strip("/") or 0)
+    except ValueError:
+        raise ConfigError(f"{key}.url: bad port or database number in {url!r}") from None
+    password_env = s.get("password_env", None, str)
+    password = s.get("password", parts.password or "", str)
+    if password_env is not None:
+        password = os.environ.get(password_env, password)
+    max_conn = s.get("max_connections", 16, int)
+    if max_conn < 1:
+        raise ConfigError(f"{key}.max_connections: must be at least 1")
+    cfg = RedisConfig(
+        name=name, url=url, host=parts.hostname, port=port, db=db,
+        username=s.get("username", parts.username or "", str), password=password,
+        connect_timeout=s.duration("connect_timeout", 1.0), timeout=s.duration("timeout", 1.0),
+        max_connections=max_conn, aliases=s.str_list("aliases", []),
+    )
+    s.done()
+    if cfg.timeout <= 0 or cfg.connect_timeout <= 0:
+        raise ConfigError(f"{key}.timeout: timeouts must be positive")
+    return cfg
+
+
 def _routes(data: Any, origins: dict[str, OriginConfig]) -> list[RouteConfig]:
     if not isinstance(data, list):
         raise ConfigError("routes: expected an array of tables ([[routes]])")
@@ -347,7 +409,8 @@ def _routes(data: Any, origins: dict[str, OriginConfig]) -> list[RouteConfig]:
         prefix = s.get("path_prefix", "/", str)
         if not prefix.startswith("/"):
             raise ConfigError(f"{key}.path_prefix: must start with '/', got {prefix!r}")
-        out.append(RouteConfig(origin=origin, host=s.get("host", None, str), path_prefix=prefix))
+        out.append(RouteConfig(origin=origin, host=s.get("host", None, str), path_prefix=prefix,
+                               name=s.get("name", None, str)))
         s.done()
     return out
 
@@ -362,8 +425,8 @@ def _chain(data: Any) -> list[StageConfig]:
         if not isinstance(item, dict):
             raise ConfigError(f"{key}: expected a table")
         kind = item.get("type")
-        if kind not in ("cache", "wasm"):
-            raise ConfigError(f"{key}.type: must be \"cache\" or \"wasm\", got {kind!r}")
+        if kind not in ("cache", "wasm", "function"):
+            raise ConfigError(f"{key}.type: must be \"cache\", \"wasm\" or \"function\", got {kind!r}")
         name = item.get("name", kind)
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{key}.name: expected a non-empty string")
@@ -409,6 +472,7 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     cfg.upstreams.update({name: _origin(name, o, f"upstreams.{name}") for name, o in upstreams.items()})
     cfg.chain = _chain(top.get("chain", [{"type": "cache"}]))
     cfg.log = _log(top.get("log", {}))
+    cfg.redis = {name: _redis(name, r) for name, r in top.get("redis", {}, dict).items()}
     top.done()
     return cfg
 

@@ -30,10 +30,13 @@ from edgenode.observe.metrics import CacheCollector, NodeMetrics
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler, Stage, build_chain
 from edgenode.proxy.upstream import Upstream
+from edgenode.redis.services import RedisServices
 
 __all__ = ["Node", "Signals", "InternalUpstream", "LocalAdmin", "StopSignals", "serve_until", "announce"]
 
 log = logging.getLogger("edgenode.node")
+#: ``[log] level`` -> the Proxy-Wasm level name of a filter's ``log_level``
+_FILTER_LOG_LEVELS = {"trace": "trace", "debug": "debug", "info": "info", "warning": "warn", "error": "error"}
 
 InternalUpstream = Callable[[Request], Awaitable[Response]]
 
@@ -71,11 +74,19 @@ class Node:
         self.metrics = NodeMetrics()
         self._internal: dict[str, InternalUpstream] = {}
         self.upstream = Upstream(config)
+        self.redis = RedisServices(config.redis)
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
+        #: function stages by name, and the key-value data they share (created on need)
+        self.functions: dict[str, Any] = {}
+        self._function_kv: Any = None
         self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
+        if self.functions:
+            from edgenode.functions.metrics import FunctionsCollector
+
+            self.metrics.add_collector(FunctionsCollector(lambda: self.functions))
         self._services: list[Any] = []
         self._foreign: dict[str, Callable[[bytes], bytes]] = {}  # our foreign functions
         if self.filters:
@@ -116,16 +127,43 @@ class Node:
                 return self.cache
             return CacheStage(self.config.cache, self.cache.store, name=sc.name,
                               cache_name=f"edgenode-{sc.name}", nested=nested)
+        if sc.type == "function":
+            return self._build_function(index, sc)
         from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
 
         try:
-            stage = WasmStage(self._filter_settings(sc), base_dir=self.config.base_dir, callout=self.callout,
-                              node_props={"worker": self.worker or 0, "node": self.config.server.via},
+            stage = WasmStage(self._wasm_settings(sc), base_dir=self.config.base_dir, callout=self.callout,
+                              node_props={"worker": self.worker or 0, "node": self.config.server.via,
+                                          "routes": self.upstream.routes, "origins": self.config.origins},
+                              redis=self.redis,
                               index=index)
         except FilterLoadError as exc:
             raise ConfigError(f"chain[{index}].module: {exc}") from None
         self.filters[sc.name] = stage
         return stage
+
+    def _build_function(self, index: int, sc: StageConfig) -> Stage:
+        """A ``wasi:http`` component stage; its key-value stores live in this node's
+        ``function_kv`` (one per worker process)."""
+        from edgenode.functions.stage import FunctionStage
+
+        if self._function_kv is None:
+            from edgenode.functions.capabilities import MemoryKeyValue
+
+            self._function_kv = MemoryKeyValue()
+        settings = self._filter_settings(sc)
+        stage = FunctionStage(settings, base_dir=self.config.base_dir, callout=self.callout,
+                              upstreams=self.config.upstreams, kv=self._function_kv, index=index)
+        self.functions[sc.name] = stage
+        return stage
+
+    def _wasm_settings(self, sc: StageConfig) -> StageConfig:
+        """A Proxy-Wasm filter's settings: the node's ``[log] level`` is its default
+        ``log_level`` (what ``proxy_get_log_level`` reports)."""
+        sc = self._filter_settings(sc)
+        if "log_level" in sc.options:
+            return sc
+        return replace(sc, options={**sc.options, "log_level": _FILTER_LOG_LEVELS[self.config.log.level]})
 
     def _filter_settings(self, sc: StageConfig) -> StageConfig:
         """``[server] server_timing = false`` is a node-wide off switch for every filter's
@@ -202,6 +240,7 @@ class Node:
             except Exception:
                 log.exception("closing stage %s failed", stage.name)
         await self.upstream.close()
+        await self.redis.close()
         for service in self._services:
             await service.close()
         if self._foreign:
@@ -245,6 +284,8 @@ class Node:
         out = self.metrics.snapshot()
         out["cache"] = self._cache_stats()
         out["filters"] = {name: _filter_stats(stage) for name, stage in self.filters.items()}
+        if self.functions:
+            out["functions"] = {name: stage.stats() for name, stage in self.functions.items()}
         if self.worker is not None:
             out["worker"] = self.worker
         return out
@@ -257,16 +298,17 @@ class Node:
         reordering stages still needs a restart.  A bad file raises ConfigError and every
         filter keeps running as it was.
         """
-        targets = [name] if name is not None else list(self.filters)
+        stages = {**self.filters, **self.functions}
+        targets = [name] if name is not None else list(stages)
         for n in targets:
-            if n not in self.filters:
+            if n not in stages:
                 raise KeyError(n)
         fresh: dict[str, StageConfig] = {}
         if self.config.source is not None:
-            fresh = {sc.name: self._filter_settings(sc)
-                     for sc in load_config(self.config.source).chain if sc.type == "wasm"}
+            fresh = {sc.name: self._wasm_settings(sc) if sc.type == "wasm" else self._filter_settings(sc)
+                     for sc in load_config(self.config.source).chain if sc.type in ("wasm", "function")}
         for n in targets:
-            result = self.filters[n].reload(fresh.get(n))
+            result = stages[n].reload(fresh.get(n))
             if asyncio.iscoroutine(result):
                 await result
         return {"reloaded": targets}

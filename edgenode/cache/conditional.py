@@ -1,7 +1,8 @@
 """Conditional requests against a stored response (RFC 9110 §13, RFC 9111 §4.3).
 
-Three jobs: does a client's If-None-Match / If-Modified-Since let us answer 304 from
-the cache; which validators we send when revalidating; does If-Range still match.
+Four jobs: does a client's If-None-Match / If-Modified-Since let us answer 304 from
+the cache; which validators we send when revalidating; does If-Range still match; is a
+new partial response part of the same representation as a stored one (strong validators).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from edgenode.cache.directives import parse_http_date
 from edgenode.cache.policy import Entry, Headers
 
 __all__ = ["client_not_modified", "has_client_validators", "revalidation_headers", "if_range_matches",
-           "not_modified_fields", "CLIENT_VALIDATORS"]
+           "not_modified_fields", "CLIENT_VALIDATORS", "strong_validator", "same_representation"]
 
 #: request fields a cache answers itself on a hit (stripped when we fetch to store)
 CLIENT_VALIDATORS = ("if-none-match", "if-modified-since")
@@ -70,3 +71,28 @@ def if_range_matches(value: str, entry: Entry) -> bool:
                 and not entry.etag.startswith("W/") and entry.etag == value)
     when = parse_http_date(value)
     return when is not None and entry.last_modified_ts is not None and when == entry.last_modified_ts
+
+
+def strong_validator(entry: Entry) -> str | None:
+    """The entry's strong validator as an If-Range value (RFC 9110 §13.1.5), or None.
+
+    A strong ETag; else a Last-Modified that a cache may treat as strong because the
+    entry's Date is at least one second later (RFC 9110 §8.8.2.2).
+    """
+    if entry.etag is not None:
+        return None if entry.etag.startswith(("W/", "w/")) else entry.etag
+    lm = entry.last_modified_ts
+    if lm is not None and entry.date >= lm + 1:
+        return entry.last_modified
+    return None
+
+
+def same_representation(entry: Entry, resp_headers: Headers) -> bool:
+    """RFC 9111 §3.4: a new 206 may be combined with the stored one only when their strong
+    validators match (no validators: never)."""
+    mine = strong_validator(entry)
+    if mine is None:
+        return False
+    if entry.etag is not None:
+        return resp_headers.get("etag") == mine
+    return "etag" not in resp_headers and resp_headers.get("last-modified") == mine

@@ -17,18 +17,20 @@ from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,
 )
+from edgenode.cache.ranges import Partial, parse_content_range
+from edgenode.cache.vary import normalise_field, prefers_language
 
 __all__ = [
     "HEURISTIC_STATUSES", "Entry", "storability", "freshness_lifetime", "initial_age",
     "build_entry", "normalise_field", "request_directives", "evaluate", "refresh_entry",
     "FRESH", "STALE_OK", "STALE_SWR", "REVALIDATE", "HOP_BY_HOP", "invalidation_targets",
-    "variant_signature", "response_directives",
+    "variant_signature", "response_directives", "explicit_freshness",
 ]
 
 #: RFC 9110 §15.1: statuses whose responses may get a heuristic freshness lifetime.
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 #: statuses whose caching requirements we implement (for must-understand).
-UNDERSTOOD_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+UNDERSTOOD_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"})
 #: never stored: recomputed (age, length), ours (cache-status of this node is not stored),
@@ -40,13 +42,6 @@ _NOT_STORED = HOP_BY_HOP | {"age", "content-length", "surrogate-key", "surrogate
 _NOT_REFRESHED = _NOT_STORED | {"set-cookie", "set-cookie2"}
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
-
-
-def normalise_field(values: list[str]) -> str | None:
-    """A request field as Vary compares it: lines combined, list members trimmed, whitespace folded."""
-    if not values:
-        return None
-    return ",".join(" ".join(m.split()) for m in ",".join(values).split(",") if m.strip())
 
 
 def response_directives(resp_headers: Headers, surrogate: tuple[str, ...] | None = None
@@ -77,17 +72,27 @@ def _auth_allowed(cc: Mapping[str, str | None]) -> bool:
     return "public" in cc or "s-maxage" in cc or "must-revalidate" in cc
 
 
+def explicit_freshness(resp_headers: Headers, cc: Mapping[str, str | None], targeted: bool) -> bool:
+    """RFC 9111 §4.2.1: an explicit expiration time (s-maxage, max-age or Expires)."""
+    return "s-maxage" in cc or "max-age" in cc or ("expires" in resp_headers and not targeted)
+
+
 def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | None],
                 status: int, resp_headers: Headers, resp_cc: Mapping[str, str | None],
-                targeted: bool = False) -> str | None:
+                targeted: bool = False, names_target: bool = False) -> str | None:
     """None when a shared cache may store the response (RFC 9111 §3), else the reason why not.
 
     ``targeted``: ``resp_cc`` came from a targeted field, so Expires is ignored (RFC 9213).
+    ``names_target``: the response's Content-Location is the request's target URI, which
+    with explicit freshness makes a POST response reusable for later GETs (RFC 9110 §9.3.3).
     """
-    if method != "GET":
+    if method != "GET" and not (method == "POST" and names_target
+                                and explicit_freshness(resp_headers, resp_cc, targeted)):
         return "method"
-    if status < 200 or status in (206, 304):
+    if status < 200 or status == 304:
         return "status"
+    if status == 206 and parse_content_range(resp_headers.get("content-range")) is None:
+        return "content-range"  # several parts, or no complete length: nothing to combine
     if "no-store" in req_cc:
         return "request-no-store"
     if "must-understand" in resp_cc:
@@ -132,8 +137,12 @@ def freshness_lifetime(status: int, resp_headers: Headers, cc: Mapping[str, str 
 
 
 def initial_age(age_header: str | None, date: float, request_time: float, response_time: float) -> float:
-    """RFC 9111 §4.2.3 corrected_initial_age."""
-    age_value = float(delta_seconds(age_header.strip()) or 0) if age_header else 0.0
+    """RFC 9111 §4.2.3 corrected_initial_age.
+
+    ``age_header`` is the first Age field line.  A list value counts by its first member
+    and an invalid one is ignored (RFC 9111 §5.1).
+    """
+    age_value = float(delta_seconds(age_header.split(",", 1)[0].strip()) or 0) if age_header else 0.0
     apparent_age = max(0.0, response_time - date)
     response_delay = response_time - request_time
     return max(apparent_age, age_value + response_delay)
@@ -147,7 +156,7 @@ class Entry:
         "request_time", "response_time", "date", "age0", "lifetime", "fresh_until",
         "swr", "sie", "no_stale", "no_cache", "auth_ok", "etag", "last_modified",
         "last_modified_ts", "vary", "vary_values", "surrogate_keys", "surrogate_control",
-        "proto", "wire", "trailers", "hit",
+        "proto", "wire", "trailers", "hit", "partial",
     )
 
     def age(self, now: float) -> float:
@@ -158,16 +167,24 @@ class Entry:
         return self.fresh_until - now
 
     def vary_matches(self, req_headers: Headers) -> bool:
-        """RFC 9111 §4.1: every nominated request field matches the stored request's."""
+        """RFC 9111 §4.1: every nominated request field matches the stored request's
+        (normalised, see ``cache.vary``)."""
         for name, value in zip(self.vary, self.vary_values):
-            if normalise_field(req_headers.getall(name, [])) != value:
+            values = req_headers.getall(name, [])
+            if normalise_field(values, name) != value and not (
+                    name == "accept-language"
+                    and prefers_language(values, self.proto.get("content-language"))):
                 return False
         return True
 
-    def stale_on_error(self, now: float) -> bool:
-        """RFC 5861 §4 within the stale-if-error window, unless a directive forbids stale."""
-        return (self.sie > 0 and not (self.no_stale or self.no_cache)
-                and now - self.fresh_until <= self.sie)
+    def stale_on_error(self, now: float, unreachable: float = 0.0) -> bool:
+        """Whether an origin failure lets this stale response be served: within the
+        stale-if-error window (RFC 5861 §4), or within ``unreachable`` seconds when the
+        origin could not be reached at all (RFC 9111 §4.2.4), unless a directive forbids
+        serving it stale."""
+        window = max(self.sie, unreachable)
+        return (window > 0 and not (self.no_stale or self.no_cache)
+                and now - self.fresh_until <= window)
 
     def make_stale(self, now: float) -> None:
         """Soft purge: stale from now on, so stale-while-revalidate/-if-error still apply."""
@@ -175,7 +192,7 @@ class Entry:
 
 
 def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tuple[str | None, ...], str]:
-    values = tuple(normalise_field(req_headers.getall(n, [])) for n in vary)
+    values = tuple(normalise_field(req_headers.getall(n, []), n) for n in vary)
     return values, "\x00".join(f"{n}={v}" for n, v in zip(vary, values))
 
 
@@ -222,18 +239,22 @@ def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: flo
 def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
                 req_headers: Headers, request_time: float, response_time: float,
                 heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0,
-                trailers: Headers | None = None) -> Entry:
+                trailers: Headers | None = None, partial: Partial | None = None) -> Entry:
     """Turn a storable response into an Entry (parsing its caching fields once).
 
     ``trailers`` (the chunked response's trailer fields, RFC 9111 §3 lets a cache keep
-    them) are stored as they are and replayed on full hits.
+    them) are stored as they are and replayed on full hits.  ``partial``: the entry is an
+    incomplete response (status 206) holding those spans (``resp_headers`` without the
+    206's Content-Range: it is made per answer).
     """
     cc, _ = response_directives(resp_headers)
     e = Entry()
     e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
+    e.partial = partial
     e.surrogate_control = tuple(resp_headers.getall("surrogate-control", ()))
     e.headers = _stored_headers(resp_headers, cc)
-    e.headers.append(("Content-Length", str(len(body))))
+    if partial is None:
+        e.headers.append(("Content-Length", str(len(body))))
     _apply_facts(e, status, resp_headers, request_time, response_time,
                  heuristic_fraction, heuristic_max, default_ttl)
     e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary", ())))
@@ -263,6 +284,8 @@ def _prepare_hits(e: Entry) -> None:
     e.wire = None
     #: the cache stage's pre-serialised fresh hit (``Prebuilt``), reused while valid
     e.hit = None
+    if e.partial is not None:
+        return  # never a whole hit: only ranges inside what it holds
     lines = []
     for k, v in e.headers:
         lower = k.lower()

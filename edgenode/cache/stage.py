@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from typing import AsyncIterator, Awaitable, Callable, Mapping
+from urllib.parse import urljoin
 
 from multidict import CIMultiDict, getversion
 
@@ -19,14 +20,16 @@ from edgenode.cache import status
 from edgenode.cache.collapse import Collapser, Flight
 from edgenode.cache.conditional import (
     CLIENT_VALIDATORS, client_not_modified, has_client_validators, if_range_matches,
-    not_modified_fields, revalidation_headers,
+    not_modified_fields, revalidation_headers, same_representation, strong_validator,
 )
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
     FRESH, STALE_OK, STALE_SWR, Entry, Headers, build_entry, evaluate, invalidation_targets,
     refresh_entry, request_directives, response_directives, storability,
 )
-from edgenode.cache.ranges import multipart, parse_range
+from edgenode.cache.ranges import (
+    Partial, combine, covers, extract, gaps, multipart, parse_content_range, parse_range,
+)
 from edgenode.cache.store import CacheStore
 from edgenode.config import CacheConfig
 from edgenode.http.messages import Prebuilt, Request, Response, TrailerRelay, close_body, trailers_of
@@ -160,6 +163,14 @@ class CacheStage:
         entry, any_variant = self.store.lookup(key, h)
         if entry is not None and "authorization" in h and not entry.auth_ok:
             return await self._bypass(ex, nxt, "request")
+        if entry is not None and entry.partial is not None and not self._answers(entry, req):
+            # RFC 9111 §3.3: an incomplete response answers only ranges inside what it holds
+            if "only-if-cached" in req_cc:
+                return self._gateway_timeout(ex, "only-if-cached")
+            if method == "HEAD":
+                return await self._bypass(ex, nxt, "partial", count="misses", x_cache="MISS")
+            return await self._collapsed(ex, nxt, key, req_cc,
+                                         lambda fl: self._complete(ex, nxt, entry, key, url, req_cc, fl))
         if entry is not None:
             outcome, forced = evaluate(entry, now, req_cc)
             if outcome == FRESH:
@@ -213,7 +224,11 @@ class CacheStage:
                 pass
             return resp
         headers["Age"] = age
-        if status_code == 200 and has_client_validators(h) and client_not_modified(h, entry):
+        partial = entry.partial
+        if partial is not None:  # asked only for ranges it holds (``_answers``)
+            ranges = parse_range(h.get("range", ""), partial.length) or []
+            status_code, body = self._ranged(headers, ranges, entry)
+        elif status_code == 200 and has_client_validators(h) and client_not_modified(h, entry):
             headers = CIMultiDict((k, v) for k, v in headers.items()
                                   if k.lower() in not_modified_fields or k == "Age")
             status_code, body = 304, b""
@@ -222,7 +237,7 @@ class CacheStage:
             if if_range is None or if_range_matches(if_range, entry):
                 ranges = parse_range(h["range"], len(body))
                 if ranges is not None:
-                    status_code, body = self._ranged(headers, ranges, body)
+                    status_code, body = self._ranged(headers, ranges, entry)
         headers.add("Cache-Status", cache_status)
         headers["X-Cache"] = x_cache
         ex.cache_status = cache_status
@@ -230,26 +245,46 @@ class CacheStage:
         if req.method == "HEAD":
             body = b""
         resp = Response(status_code, headers, body, entry.reason if status_code == entry.status else "")
-        if entry.trailers is not None and status_code == entry.status and req.method != "HEAD":
+        if (entry.trailers is not None and status_code == entry.status and partial is None
+                and req.method != "HEAD"):
             resp.trailers = entry.trailers.copy()  # whole-body metadata: not on 304/206/416
         return resp
 
     @staticmethod
-    def _ranged(headers: CIMultiDict[str], ranges: list[tuple[int, int]], body: bytes) -> tuple[int, bytes]:
-        length = len(body)
+    def _ranged(headers: CIMultiDict[str], ranges: list[tuple[int, int]], entry: Entry) -> tuple[int, bytes]:
+        partial = entry.partial
+        length = partial.length if partial is not None else len(entry.body)
         if not ranges:
             headers["Content-Range"] = f"bytes */{length}"
             headers["Content-Length"] = "0"
             return 416, b""
+        parts = [extract(entry.body, partial, first, last) for first, last in ranges]
         if len(ranges) == 1:
             first, last = ranges[0]
             headers["Content-Range"] = f"bytes {first}-{last}/{length}"
-            part = body[first:last + 1]
+            part = parts[0]
         else:
-            part, ctype = multipart(ranges, body, headers.get("content-type"))
+            part, ctype = multipart(ranges, parts, length, headers.get("content-type"))
             headers["Content-Type"] = ctype
         headers["Content-Length"] = str(len(part))
         return 206, part
+
+    @staticmethod
+    def _answers(entry: Entry, req: Request) -> bool:
+        """Whether ``entry`` can answer ``req``: it is complete, or the request is a GET for
+        ranges wholly inside what it holds and asks nothing else of the whole (RFC 9111 §3.3)."""
+        partial = entry.partial
+        if partial is None:
+            return True
+        h = req.headers
+        value = h.get("range")
+        if req.method != "GET" or value is None or has_client_validators(h):
+            return False
+        if_range = h.get("if-range")
+        if if_range is not None and not if_range_matches(if_range, entry):
+            return False
+        ranges = parse_range(value, partial.length)
+        return ranges is not None and covers(partial, ranges)
 
     def _gateway_timeout(self, ex: Exchange, detail: str) -> Response:
         cache_status = status.plain(self.cache_name, detail)
@@ -273,12 +308,28 @@ class CacheStage:
         return resp
 
     async def _unsafe(self, ex: Exchange, nxt: Handler) -> Response:
-        """Unsafe methods go through; a non-error answer invalidates what they may change (§4.4)."""
-        url, _ = self.keys.for_request(ex.request)
-        resp = await self._bypass(ex, nxt, "method")
-        if 200 <= resp.status < 400 and ex.request.method not in ("OPTIONS", "TRACE"):
+        """Unsafe methods go through; a non-error answer invalidates what they may change (§4.4).
+
+        A POST response that names its own target in Content-Location is then stored for
+        later GETs of that URI when it is storable (RFC 9110 §9.3.3).
+        """
+        req = ex.request
+        url, key = self.keys.for_request(req)
+        request_time = self.clock()
+        resp = await nxt(ex)
+        if 200 <= resp.status < 400 and req.method not in ("OPTIONS", "TRACE"):
             for target in invalidation_targets(url, resp.headers):
                 self.store.purge_url(target)
+            location = resp.headers.get("content-location")
+            if (req.method == "POST" and location is not None
+                    and self.keys.normalise_url(urljoin(url, location.strip())) == url):
+                self._counters["bypass"] += 1
+                req_cc = request_directives(req.headers) if "cache-control" in req.headers else {}
+                return await self._from_origin(ex, resp, key, url, req_cc, "method", None, request_time,
+                                               None, need_entry=False, names_target=True)
+        _strip_surrogate(resp)
+        self._counters["bypass"] += 1
+        self._mark(ex, resp, "BYPASS", status.forwarded(self.cache_name, "method", fwd_status=resp.status))
         return resp
 
     # -- collapsing -------------------------------------------------------------------------
@@ -299,7 +350,7 @@ class CacheStage:
                     flight.release()
         assert fut is not None
         entry = await self.collapser.wait(fut, self.cfg.collapse_timeout)
-        if entry is not None and entry.vary_matches(h):
+        if entry is not None and entry.vary_matches(h) and self._answers(entry, ex.request):
             self._counters["collapsed"] += 1
             now = self.clock()
             return self._serve(ex, entry, now, "COLLAPSED", status.forwarded(
@@ -318,16 +369,47 @@ class CacheStage:
     async def _miss(self, ex: Exchange, nxt: Handler, key: str, url: str, req_cc: Cc,
                     fwd: str, flight: Flight | None) -> Response:
         req = ex.request
-        # fetch a full, unconditional object to store; the client's Range and
-        # validators are then answered from the stored entry
+        # an unconditional request, so the answer can be stored; the client's validators
+        # are then answered from the entry.  Its Range goes on: a 206 is stored as an
+        # incomplete response, a 200 whole (and the range answered from it).
         storing = "no-store" not in req_cc
-        drop = tuple(n for n in _STORE_STRIP if n in req.headers) if storing else ()
+        drop = tuple(n for n in CLIENT_VALIDATORS if n in req.headers) if storing else ()
         fwd_req = _forward_request(req, drop, []) if drop else req
         request_time = self.clock()
         resp = await self._forward(ex, nxt, fwd_req)
         self._counters["misses"] += 1
         return await self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
-                                       flight, need_entry=bool(drop))
+                                       flight, need_entry=bool(drop) or "range" in req.headers)
+
+    async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
+                        req_cc: Cc, flight: Flight | None) -> Response:
+        """A request that the incomplete ``entry`` cannot answer (RFC 9111 §3.3-3.4).
+
+        A GET for the whole representation asks the origin for the one span we lack (with
+        our strong validator as If-Range) and combines the 206 with what we hold; when that
+        does not complete it (another representation, or no strong validator to tell), the
+        whole representation is fetched.  Anything else (the client's own ranges, several
+        gaps) goes to the origin as a miss.
+        """
+        assert entry.partial is not None
+        req = ex.request
+        missing = gaps(entry.partial)
+        if "range" in req.headers or len(missing) != 1:
+            return await self._miss(ex, nxt, key, url, req_cc, "partial", flight)
+        first, last = missing[0]
+        add = [("Range", f"bytes={first}-" if last == entry.partial.length - 1 else f"bytes={first}-{last}")]
+        validator = strong_validator(entry)
+        if validator is not None:
+            add.append(("If-Range", validator))
+        request_time = self.clock()
+        resp = await self._forward(ex, nxt, _forward_request(req, _STORE_STRIP, add))
+        self._counters["misses"] += 1
+        out = await self._from_origin(ex, resp, key, url, req_cc, "partial", None, request_time,
+                                      flight, need_entry=True)
+        if out.status != 206:
+            return out
+        await close_body(out.body)
+        return await self._miss(ex, nxt, key, url, req_cc, "partial", None)
 
     async def _revalidate(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                           req_cc: Cc, fwd: str, flight: Flight | None) -> Response:
@@ -338,18 +420,18 @@ class CacheStage:
         try:
             resp = await self._forward(ex, nxt, fwd_req)
         except Exception as exc:
-            now = self.clock()
-            if not forced and entry.stale_on_error(now):
+            stale = None if forced else self._stale_on_failure(ex, entry, fwd, None, True)
+            if stale is not None:
                 log.info("origin failed (%s); serving stale %s", type(exc).__name__, url)
-                self._counters["stale"] += 1
-                return self._serve(ex, entry, now, "STALE", status.forwarded(
-                    self.cache_name, fwd, ttl=entry.fresh_until - now, detail="stale-if-error"))
+                return stale
             if entry.no_stale:
                 return self._gateway_timeout(ex, "must-revalidate")
             raise
         now = self.clock()
-        if entry.no_stale and "upstream_error" in ex.props:
-            # the origin could not be reached (Upstream's own 502/504): RFC 9111 §5.2.2.2
+        # the Upstream's own 502/504: the origin could not be reached at all
+        unreachable = "upstream_error" in ex.props
+        if entry.no_stale and unreachable:
+            # RFC 9111 §5.2.2.2
             await close_body(resp.body)
             return self._gateway_timeout(ex, "must-revalidate")
         if resp.status == 304 and self._validates(resp, entry):
@@ -366,12 +448,12 @@ class CacheStage:
             for cookie in resp.headers.getall("set-cookie", ()):  # this client's, never stored
                 served.headers.add("Set-Cookie", cookie)
             return served
-        if resp.status in _ORIGIN_ERRORS and not forced and entry.stale_on_error(now):
-            await close_body(resp.body)
-            self._counters["stale"] += 1
-            return self._serve(ex, entry, now, "STALE", status.forwarded(
-                self.cache_name, fwd, fwd_status=resp.status, ttl=entry.fresh_until - now,
-                detail="stale-if-error"))
+        if resp.status in _ORIGIN_ERRORS and not forced:
+            stale = self._stale_on_failure(ex, entry, fwd, None if unreachable else resp.status,
+                                           unreachable)
+            if stale is not None:
+                await close_body(resp.body)
+                return stale
         if resp.status == 304:
             # a 304 for some other representation: fetch the full object instead
             await close_body(resp.body)
@@ -381,6 +463,23 @@ class CacheStage:
         self._counters["misses"] += 1
         return await self._from_origin(ex, resp, key, url, req_cc, fwd, resp.status, request_time,
                                        flight, need_entry=True)
+
+    def _stale_on_failure(self, ex: Exchange, entry: Entry, fwd: str, fwd_status: int | None,
+                          unreachable: bool) -> Response | None:
+        """The stale entry as the answer to a failed revalidation, when that is allowed:
+        within its stale-if-error window (RFC 5861 §4), or, when the origin could not be
+        reached, within ``stale_if_unreachable`` (RFC 9111 §4.2.4 lets a disconnected
+        cache serve stale); None otherwise."""
+        now = self.clock()
+        if entry.stale_on_error(now):
+            detail = "stale-if-error"
+        elif unreachable and entry.stale_on_error(now, self.cfg.stale_if_unreachable):
+            detail = "origin-unreachable"
+        else:
+            return None
+        self._counters["stale"] += 1
+        return self._serve(ex, entry, now, "STALE", status.forwarded(
+            self.cache_name, fwd, fwd_status=fwd_status, ttl=entry.fresh_until - now, detail=detail))
 
     @staticmethod
     def _validates(resp: Response, entry: Entry) -> bool:
@@ -393,38 +492,67 @@ class CacheStage:
 
     async def _from_origin(self, ex: Exchange, resp: Response, key: str, url: str, req_cc: Cc,
                            fwd: str, fwd_status: int | None, request_time: float,
-                           flight: Flight | None, need_entry: bool) -> Response:
+                           flight: Flight | None, need_entry: bool,
+                           names_target: bool = False) -> Response:
         """Decide at header time whether to store; store bytes now or tee a streamed body."""
         req = ex.request
         response_time = self.clock()
         resp_cc, targeted = response_directives(resp.headers)
-        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted)
+        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted,
+                             names_target)
         cl = resp.headers.get("content-length")
         expected = int(cl) if cl is not None and cl.isdigit() else None
+        # a storable 206 is combined with what we hold before it is stored: buffer it, and
+        # check its body against its Content-Range
+        span = None
+        if resp.status == 206 and reason is None:
+            span = parse_content_range(resp.headers.get("content-range"))
+            assert span is not None  # storability checked it
+            need_entry = True
+            size = span[1] - span[0] + 1
+            if expected is None:
+                expected = size
+            elif expected != size:
+                reason = "length-mismatch"
         if reason is None and expected is not None and expected > self.cfg.max_object_bytes:
             reason = "too-large"
 
         origin_headers = resp.headers.copy() if reason is None else resp.headers
+        if span is not None and reason is None:
+            origin_headers.popall("content-range")  # made per answer from what we hold
 
         def make_entry(body: bytes, trailers: CIMultiDict[str] | None) -> Entry:
-            return build_entry(key=key, url=url, status=resp.status, reason=resp.reason,
+            code, phrase, partial = resp.status, resp.reason, None
+            if span is not None:
+                first, last, length = span
+                spans: tuple[tuple[int, int], ...] = ((first, last),)
+                base = self._combinable(key, req.headers, origin_headers, length)
+                if base is not None and base.partial is not None:
+                    spans, body = combine(base.partial, base.body, (first, last), body)
+                if spans == ((0, length - 1),):
+                    code, phrase = 200, ""  # complete now: a whole response
+                else:
+                    partial = Partial(length, spans)
+            return build_entry(key=key, url=url, status=code, reason=phrase,
                                resp_headers=origin_headers, body=body, req_headers=req.headers,
                                request_time=request_time, response_time=response_time,
                                heuristic_fraction=self.cfg.heuristic_fraction,
                                heuristic_max=self.cfg.heuristic_max, default_ttl=self.cfg.default_ttl,
-                               trailers=trailers)
+                               trailers=trailers, partial=partial)
 
         if reason is None and isinstance(resp.body, (bytes, bytearray)):
             body = bytes(resp.body)
             if len(body) <= self.cfg.max_object_bytes and (expected is None or expected == len(body)):
-                return self._store_and_serve(ex, make_entry(body, resp.trailers), flight, fwd, fwd_status)
+                return self._store_and_serve(ex, resp, make_entry(body, resp.trailers), flight, fwd,
+                                             fwd_status)
             reason = "too-large" if len(body) > self.cfg.max_object_bytes else "length-mismatch"
         if reason is None and need_entry:
             # the client's Range/validators must be answered from the entry: buffer it
             source = resp.body
             buffered, rest = await self._buffer(source)  # type: ignore[arg-type]
             if rest is None and (expected is None or expected == len(buffered)):
-                return self._store_and_serve(ex, make_entry(buffered, trailers_of(source)), flight,
+                resp.body, resp.trailers = buffered, trailers_of(source)
+                return self._store_and_serve(ex, resp, make_entry(buffered, resp.trailers), flight,
                                              fwd, fwd_status)
             if rest is not None:
                 resp.body = TrailerRelay(self._chain(buffered, rest), source)
@@ -448,19 +576,40 @@ class CacheStage:
                                                       stored=True))
         return resp
 
-    def _store_and_serve(self, ex: Exchange, entry: Entry, flight: Flight | None, fwd: str,
-                         fwd_status: int | None) -> Response:
+    def _store_and_serve(self, ex: Exchange, resp: Response, entry: Entry, flight: Flight | None,
+                         fwd: str, fwd_status: int | None) -> Response:
+        """Store ``entry`` (made from ``resp``, whose body is in memory) and answer from it;
+        ``resp`` itself when the entry holds no answer to the request (an origin's 206
+        for other bytes than the client asked for)."""
         stored = self._put(entry)
         if flight is not None:
             flight.done(entry if stored else None)
         now = self.clock()
-        return self._serve(ex, entry, now, "MISS", status.forwarded(
-            self.cache_name, fwd, fwd_status=fwd_status, stored=stored))
+        cache_status = status.forwarded(self.cache_name, fwd, fwd_status=fwd_status, stored=stored)
+        if self._answers(entry, ex.request):
+            return self._serve(ex, entry, now, "MISS", cache_status)
+        _strip_surrogate(resp)
+        self._mark(ex, resp, "MISS", cache_status)
+        return resp
+
+    def _combinable(self, key: str, req_headers: Headers, resp_headers: Headers,
+                    length: int) -> Entry | None:
+        """The stored incomplete response a new 206 for the same representation extends
+        (RFC 9111 §3.4: matching strong validators), if any."""
+        base, _ = self.store.lookup(key, req_headers)
+        if (base is None or base.partial is None or base.partial.length != length
+                or not same_representation(base, resp_headers)):
+            return None
+        return base
 
     def _put(self, entry: Entry) -> bool:
-        """Store unless the entry could never be reused (no lifetime and nothing to revalidate)."""
+        """Store unless the entry could never be reused (no lifetime and nothing to revalidate)
+        or combined partial content grew past ``max_object_bytes``."""
         if entry.lifetime <= 0 and entry.etag is None and entry.last_modified is None \
                 and entry.swr <= 0 and entry.sie <= 0:
+            self._counters["uncacheable"] += 1
+            return False
+        if len(entry.body) > self.cfg.max_object_bytes:
             self._counters["uncacheable"] += 1
             return False
         return self.store.put(entry)

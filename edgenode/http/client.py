@@ -17,8 +17,9 @@ sent chunked (a streamed body of unknown length, or a ``bytes`` body with traile
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import httptools
 from multidict import CIMultiDict
@@ -30,7 +31,12 @@ from edgenode.http.errors import (
 from edgenode.http.headers import last_chunk, parse_trailers
 from edgenode.http.messages import Request, Response
 
-__all__ = ["OriginPool"]
+__all__ = ["OriginPool", "OnInterim"]
+
+log = logging.getLogger("edgenode.http.client")
+
+#: receives each interim (1xx) response that arrives before the final one
+OnInterim = Callable[[Response], None]
 
 #: response body bytes buffered before the origin socket stops being read
 BODY_HIGH_WATER = 256 * 1024
@@ -175,6 +181,7 @@ class _OriginConnection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._upload: asyncio.Task[None] | None = None
         self._upload_done = True
+        self._on_interim: OnInterim | None = None
 
     # --- protocol callbacks ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -240,7 +247,11 @@ class _OriginConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200:
-            self._headers = []  # interim response (100 Continue, 103): wait for the final one
+            # an interim response (100 Continue, 102, 103 Early Hints): hand it on, then
+            # wait for the final one; it is never part of the response (nor cached)
+            raw, self._headers = self._headers, []
+            if self._on_interim is not None and status != 101:
+                self._interim(status, raw)
             return
         self._status = status
         headers: CIMultiDict[str] = CIMultiDict(
@@ -255,11 +266,18 @@ class _OriginConnection(asyncio.Protocol):
                 self._message_done(_keep_alive(headers, version))
         else:
             body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
-            self._eof_delimited = ("content-length" not in headers
-                                   and "transfer-encoding" not in headers)
+            self._eof_delimited = _read_to_close(headers)
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(Response(status, headers, body))
+
+    def _interim(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw])
+        try:
+            self._on_interim(Response(status, headers))  # type: ignore[misc]
+        except Exception:  # the client side's trouble must not break this response
+            log.exception("forwarding an interim %d response failed", status)
 
     def on_body(self, chunk: bytes) -> None:
         if self._body is not None:
@@ -281,6 +299,7 @@ class _OriginConnection(asyncio.Protocol):
         if body is not None:
             body.finish()
         self._busy = False
+        self._on_interim = None
         # The finished body detached above and no longer resumes us: a connection paused by
         # its back-pressure must read again before the pool hands it to the next request.
         self.resume()
@@ -313,9 +332,12 @@ class _OriginConnection(asyncio.Protocol):
             self.transport.abort()
 
     # --- the request ----------------------------------------------------------------
-    async def send(self, req: Request, head: bytes, length: int | None) -> Response:
-        """Write the request and wait for the final response head."""
+    async def send(self, req: Request, head: bytes, length: int | None,
+                   on_interim: OnInterim | None = None) -> Response:
+        """Write the request and wait for the final response head (interim ones go to
+        ``on_interim``)."""
         self.uses += 1
+        self._on_interim = on_interim
         self._busy = True
         self._got_bytes = False
         self._method = req.method
@@ -391,6 +413,21 @@ class _OriginConnection(asyncio.Protocol):
         self.abort()
 
 
+def _read_to_close(headers: CIMultiDict[str]) -> bool:
+    """RFC 9112 §6.3: a body framed neither by chunked nor by Content-Length ends at close.
+
+    That includes a Transfer-Encoding whose final coding is not chunked (llhttp reads it
+    to the end of the connection).  Such a coding is not decoded: we offer none in TE, so
+    the origin had no business applying one; its name goes with the hop-by-hop fields and
+    the bytes are forwarded as they came.
+    """
+    codings = headers.getall("transfer-encoding", ())
+    if codings:
+        last = ",".join(codings).rsplit(",", 1)[-1]
+        return last.strip().lower() != "chunked"
+    return "content-length" not in headers
+
+
 def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
     tokens = ",".join(headers.getall("connection", ())).lower()
     if version == "1.0":
@@ -423,8 +460,11 @@ class OriginPool:
     def open_count(self) -> int:
         return self._open
 
-    async def request(self, req: Request) -> Response:
-        """Send ``req``; return the response with its body still streaming."""
+    async def request(self, req: Request, on_interim: OnInterim | None = None) -> Response:
+        """Send ``req``; return the response with its body still streaming.
+
+        Interim (1xx) responses that precede it are passed to ``on_interim`` as they come.
+        """
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         if self._closed:
@@ -435,7 +475,7 @@ class OriginPool:
         for attempt in (0, 1):
             conn = await self._acquire(fresh=attempt > 0)
             try:
-                response = await conn.send(req, head, length)
+                response = await conn.send(req, head, length, on_interim)
                 if type(response.body) is OriginBody:
                     origin_body = response.body
                     data = origin_body.take_complete()

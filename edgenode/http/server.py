@@ -344,6 +344,37 @@ class _Connection(asyncio.Protocol):
         if not self.closed:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
 
+    def send_interim(self, response: Response) -> None:
+        """Write an interim (1xx) response ahead of the current request's final one.
+
+        RFC 9110 §15.2: a proxy forwards the 1xx responses it receives.  A 100 Continue
+        goes only to a client that asked for one and has not had it yet (``send_continue``
+        answers ``Expect`` itself); 101 never (protocol switches are not supported).
+        """
+        current = self._current
+        if self.closed or current is None or current.exchange.status:
+            return  # the final response has begun: too late for an interim one
+        status = response.status
+        if status == 100:
+            body = current.body
+            if body is None or not body.expect:
+                return
+            body.expect = False
+        elif not 101 < status < 200:
+            return
+        lines = [f"{k}: {v}\r\n" for k, v in response.headers.items()
+                 if k.lower() != "content-length"]
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            log.warning("interim %d response dropped: a header contains CR or LF", status)
+            return
+        try:
+            head = _status_line(status, response.reason) + text.encode("latin-1") + b"\r\n"
+        except UnicodeEncodeError:
+            log.warning("interim %d response dropped: a header is not Latin-1 text", status)
+            return
+        self.transport.write(head)  # type: ignore[union-attr]
+
     # --- parsing --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self._dead:
@@ -442,6 +473,8 @@ class _Connection(asyncio.Protocol):
             body = self._body = _RequestBody(self, expect)
         request = Request(method, target, headers, body if body is not None else b"", version)
         exchange = Exchange(request, self.client, self.local)
+        if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
+            exchange.interim = self.send_interim
         self._dispatch(_Pending(exchange, body, keep_alive))
 
     def _fields(self) -> CIMultiDict[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import Any, Callable
 
-from edgenode.http.messages import Request
+from edgenode.http.messages import Request, Response
 
 _ids = itertools.count(1)
 
@@ -20,7 +20,7 @@ class Exchange:
     __slots__ = (
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
-        "status", "server_timing", "wasm_maps",
+        "status", "server_timing", "interim", "wasm_maps",
     )
 
     def __init__(
@@ -52,6 +52,9 @@ class Exchange:
         self.status = 0
         #: whether the client asked for a Server-Timing header
         self.server_timing = False
+        #: sends an interim (1xx) response to the client ahead of the final one; set by
+        #: the front end when the client can take one (HTTP/1.1), called by the Upstream
+        self.interim: Callable[[Response], None] | None = None
         #: the Proxy-Wasm filters' serialised header maps [request, response], shared by
         #: every filter of the stream until one changes them (wasm/contexts.py)
         self.wasm_maps: list[Any] | None = None

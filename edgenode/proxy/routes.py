@@ -18,6 +18,8 @@ class RouteTable:
     def __init__(self, routes: list[RouteConfig], default_origin: str) -> None:
         self.default_origin = default_origin
         self._routes: list[tuple[str | None, bool, str, str]] = []
+        #: route names, as filters see them (``route_name``): ``name`` or ``routes[i]``
+        self.names = [route.name or f"routes[{i}]" for i, route in enumerate(routes)]
         for route in routes:
             host = route.host.lower() if route.host else None
             wildcard = bool(host and host.startswith("*."))
@@ -27,10 +29,15 @@ class RouteTable:
 
     def pick(self, host: str, path: str) -> str:
         """The origin name for a request's Host value and path."""
+        return self.match(host, path)[1]
+
+    def match(self, host: str, path: str) -> tuple[str, str]:
+        """(route name, origin name) for a request's Host value and path; the route is
+        ``default`` when no entry matches."""
         if not self._routes:
-            return self.default_origin
+            return "default", self.default_origin
         name = split_host_port(host)[0] if host else ""
-        for pattern, wildcard, prefix, origin in self._routes:
+        for index, (pattern, wildcard, prefix, origin) in enumerate(self._routes):
             if pattern is not None:
                 if wildcard:
                     if not name.endswith(pattern):
@@ -38,8 +45,8 @@ class RouteTable:
                 elif name != pattern:
                     continue
             if _prefix_matches(prefix, path):
-                return origin
-        return self.default_origin
+                return self.names[index], origin
+        return "default", self.default_origin
 
 
 def _prefix_matches(prefix: str, path: str) -> bool:

@@ -3,6 +3,7 @@
 Origin failures before the response head become short ``text/plain`` 502/504 replies
 (and ``exchange.props["upstream_error"]`` names the kind for logs and metrics); a
 failure after the head surfaces from the body iterator, where the front end aborts.
+Interim (1xx) responses go straight back to the client through ``exchange.interim``.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ class Upstream:
             return _fail(exchange, 502, "unknown_origin", f"no origin named {name!r}")
         forwarded = forward_request(req, exchange.client[0], pool.cfg, self.via)
         started = time.perf_counter()
+        interim = exchange.interim
+        on_interim = None if interim is None else (lambda r: interim(forward_response(r, self.via)))
         try:
-            response = await pool.request(forwarded)
+            response = await pool.request(forwarded, on_interim)
         except OriginTimeout as exc:
             return _fail(exchange, 504, f"{exc.kind}_timeout",
                          f"origin {exc.kind.replace('_', ' ')} timeout (origin {name!r})")

@@ -28,7 +28,7 @@ from pathlib import Path
 from wasmtime import Config, Engine, FuncType, InstancePre, Linker, Module, ValType, WasmtimeError, wat2wasm
 from wasmtime import _bindings as B
 
-from edgenode.wasm import native
+from edgenode.wasm import foreign_envoy, native  # noqa: F401  (foreign_envoy registers functions)
 from edgenode.wasm.abi import ABI_VERSIONS, HOOKS, REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS
 from edgenode.wasm.hostcalls.table import HOST_FUNCTIONS, HostDef
 from edgenode.wasm.snapshot import export_globals
@@ -89,6 +89,8 @@ class LoadedModule:
     hooks: tuple[tuple[str, int, int], ...] = ()
     #: (export, type) of the mutable globals, exported for snapshots; None: not rewritten
     global_exports: list[tuple[str, str]] | None = None
+    #: the ABI marker export, e.g. ``proxy_abi_version_0_2_100``
+    abi_marker: str = ""
     #: hook name -> id (its index in ``hooks``), shared by the module's VMs
     hook_ids: dict[str, int] = field(init=False)
     #: address of ``pre`` (the C API's wasmtime_instance_pre_t)
@@ -117,12 +119,38 @@ class LoadedModule:
                              or self.response_trailers_hook)
         self.stream_ids = tuple(ids.get(f"proxy_on_{h}", -1) for h in STREAM_PHASES)
 
-
     @property
     def allocator(self) -> str:
         """malloc first, then proxy_on_memory_allocate (cpp-host's order)."""
         return "malloc" if "malloc" in self.exports else "proxy_on_memory_allocate"
 
+
+#: ABI markers of host-extended versions, and the version they build on: Envoy and
+#: Higress's host accept ``0_2_100`` (0.2.1 plus host extensions such as Redis calls),
+#: which proxy-wasm-go-sdk's Higress fork exports
+ABI_EXTENSION_MARKERS = {"proxy_abi_version_0_2_100": (0, 2, 1)}
+_ABI_PREFIX = "proxy_abi_version_"
+
+
+def abi_version(export_names: list[str], filter_name: str) -> tuple[tuple[int, int, int], str]:
+    """The ABI version a module declares and the marker that declared it.
+
+    Several known markers: the newest wins (as cpp-host).  An unknown
+    ``proxy_abi_version_*`` marker and no marker at all are refused by name.
+    """
+    known = {**ABI_VERSIONS, **ABI_EXTENSION_MARKERS}
+    found = [n for n in export_names if n in known]
+    if found:
+        marker = max(found, key=lambda n: (known[n], n))
+        return known[marker], marker
+    supported = ", ".join(sorted(known))
+    unknown = [n for n in export_names if n.startswith(_ABI_PREFIX)]
+    if unknown:
+        raise FilterLoadError(f"filter {filter_name!r}: module declares Proxy-Wasm ABI "
+                              f"{unknown[0][len(_ABI_PREFIX):].replace('_', '.')} ({unknown[0]}), "
+                              f"which this host does not support (supported markers: {supported})")
+    raise FilterLoadError(f"filter {filter_name!r}: missing Proxy-Wasm ABI version export "
+                          f"(expected one of {supported})")
 
 _KIND = {"i": ValType.i32, "I": ValType.i64}
 
@@ -263,18 +291,21 @@ class WasmEngine:
         self._ticking = False
 
     # modules -----------------------------------------------------------------
-    def load(self, path: Path, filter_name: str, snapshot: bool = False) -> LoadedModule:
+    def load(self, path: Path, filter_name: str, snapshot: bool = False,
+             source: bytes | None = None) -> LoadedModule:
         """Compile (or fetch from cache) and link ``path``; errors name the filter.
 
         ``snapshot``: export the mutable globals (snapshot.py) so per-request instances
         can start from a post-configure snapshot; a module the rewrite cannot handle
-        loads as it is (``global_exports`` None).
+        loads as it is (``global_exports`` None).  ``source``: binary module bytes to
+        use instead of the file's (a module with a snapshot baked in).
         """
-        try:
-            source = path.read_bytes()
-        except OSError as exc:
-            raise FilterLoadError(f"filter {filter_name!r}: cannot read module {path}: {exc.strerror}") from None
-        text = path.suffix == ".wat"
+        text = source is None and path.suffix == ".wat"
+        if source is None:
+            try:
+                source = path.read_bytes()
+            except OSError as exc:
+                raise FilterLoadError(f"filter {filter_name!r}: cannot read module {path}: {exc.strerror}") from None
         global_exports: list[tuple[str, str]] | None = None
         if snapshot:
             try:
@@ -289,7 +320,8 @@ class WasmEngine:
         if cached is not None:
             return LoadedModule(path, cached.sha256, cached.module, cached.pre, cached.version,
                                 cached.exports, cached.memory_export, cache_hit=True,
-                                hooks=cached.hooks, global_exports=cached.global_exports)
+                                hooks=cached.hooks, global_exports=cached.global_exports,
+                                abi_marker=cached.abi_marker)
         module, hit = self._compile(path, source, text, digest, filter_name)
         loaded = self._link(path, digest, module, filter_name)
         loaded.cache_hit = hit
@@ -323,19 +355,14 @@ class WasmEngine:
     def _link(self, path: Path, digest: str, module: Module, filter_name: str) -> LoadedModule:
         exports: dict[str, tuple[int, int]] = {}
         memory_export = ""
-        version: tuple[int, int, int] | None = None
+        names = [exp.name for exp in module.exports]
+        version, marker = abi_version(names, filter_name)
         for exp in module.exports:
             ty = exp.type
-            if exp.name in ABI_VERSIONS:
-                version = ABI_VERSIONS[exp.name]
             if isinstance(ty, FuncType):
                 exports[exp.name] = (len(ty.params), len(ty.results))
             elif exp.name == "memory" or (not memory_export and type(ty).__name__ == "MemoryType"):
                 memory_export = exp.name
-        if version is None:
-            raise FilterLoadError(
-                f"filter {filter_name!r}: missing or unknown Proxy-Wasm ABI version export "
-                f"(expected one of {', '.join(sorted(ABI_VERSIONS))})")
         if not memory_export:
             raise FilterLoadError(f"filter {filter_name!r}: module exports no memory")
         if "malloc" not in exports and "proxy_on_memory_allocate" not in exports:
@@ -363,7 +390,8 @@ class WasmEngine:
         except WasmtimeError as exc:
             raise FilterLoadError(f"filter {filter_name!r}: cannot link module: {exc}") from None
         hooks = tuple((n, *exports[n]) for n in HOOKS if n in exports)
-        return LoadedModule(path, digest, module, pre, version, exports, memory_export, hooks=hooks)
+        return LoadedModule(path, digest, module, pre, version, exports, memory_export, hooks=hooks,
+                            abi_marker=marker)
 
 
 _default: WasmEngine | None = None

@@ -17,9 +17,11 @@ instance (callouts, shared data, queues, randomness, metric updates) disables it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 
-__all__ = ["export_globals", "GLOBAL_PREFIX", "diff_pages", "Snapshot", "PAGE"]
+__all__ = ["export_globals", "GLOBAL_PREFIX", "diff_pages", "nonzero_pages", "bake", "Snapshot",
+           "PAGE", "BAKE_MIN_BYTES"]
 
 #: export names given to mutable globals (no SDK uses names like this)
 GLOBAL_PREFIX = "edgenode.snapshot.global."
@@ -28,6 +30,10 @@ PAGE = 4096
 #: value types a snapshot can carry (i32, i64, f32, f64)
 _NUMERIC = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
 _SECTION_IMPORT, _SECTION_GLOBAL, _SECTION_EXPORT = 2, 6, 7
+_SECTION_MEMORY, _SECTION_START, _SECTION_DATA, _SECTION_DATACOUNT = 5, 8, 11, 12
+#: snapshots with at least this much initialised memory are baked into the module
+#: (``bake``): copying them into every instance costs more than mapping an image
+BAKE_MIN_BYTES = 256 * 1024
 
 
 class _Unsupported(Exception):
@@ -109,16 +115,22 @@ def export_globals(wasm: bytes) -> tuple[bytes, list[tuple[str, str]]]:
         raise ValueError(str(exc)) from None
 
 
-def _export_globals(wasm: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+def _sections(wasm: bytes) -> list[tuple[int, int, int]]:
+    """(id, start of contents, end) of every section."""
     if wasm[:8] != b"\0asm\x01\0\0\0":
         raise _Unsupported("not a core Wasm module")
     r = _Reader(wasm, 8)
-    sections: list[tuple[int, int, int]] = []  # (id, start of contents, end)
+    sections: list[tuple[int, int, int]] = []
     while r.pos < r.end:
         sid = r.byte()
         size = r.uleb()
         sections.append((sid, r.pos, r.pos + size))
         r.skip(size)
+    return sections
+
+
+def _export_globals(wasm: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    sections = _sections(wasm)
     mutable: list[tuple[int, str]] = []
     for sid, start, end in sections:
         s = _Reader(wasm, start, end)
@@ -182,6 +194,125 @@ def diff_pages(fresh: bytes | memoryview, started: bytes | memoryview) -> list[t
     return runs
 
 
+def nonzero_pages(memory: bytes | memoryview) -> list[tuple[int, bytes]]:
+    """(offset, bytes) runs of PAGE-sized pages that are not all zero: a memory image."""
+    return diff_pages(b"", memory)
+
+
+def _sleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if (value == 0 and not b & 0x40) or (value == -1 and b & 0x40):
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def _const(wtype: str, value: int | float) -> bytes:
+    if wtype == "i32":
+        return b"\x41" + _sleb(int(value)) + b"\x0b"
+    if wtype == "i64":
+        return b"\x42" + _sleb(int(value)) + b"\x0b"
+    if wtype == "f32":
+        return b"\x43" + struct.pack("<f", value) + b"\x0b"
+    return b"\x44" + struct.pack("<d", value) + b"\x0b"
+
+
+def _vec(items: list[bytes]) -> bytes:
+    return _uleb(len(items)) + b"".join(items)
+
+
+def bake(wasm: bytes, snapshot: "Snapshot", image: list[tuple[int, bytes]]) -> bytes:
+    """``wasm`` (as ``export_globals`` returned it) rewritten to *start* in ``snapshot``'s
+    state, the way Wizer bakes a pre-initialised module: memory starts at the snapshot's
+    size with ``image`` (its non-zero pages) as the data, mutable globals start at their
+    snapshot values, the start function is gone.  wasmtime then maps the data as a
+    copy-on-write image, so an instance costs the same however much memory start-up
+    initialised.  Active data segments keep their index (emptied: their bytes are in the
+    image); passive ones are unchanged.  Raises ValueError for a layout it cannot carry."""
+    try:
+        return _bake(wasm, snapshot, image)
+    except _Unsupported as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _bake(wasm: bytes, snapshot: "Snapshot", image: list[tuple[int, bytes]]) -> bytes:
+    sections = _sections(wasm)
+    values = {int(name[len(GLOBAL_PREFIX):]): (wtype, value) for name, wtype, value in snapshot.globals}
+    pages = snapshot.memory_size // 65536
+    new_segments = [b"\x00\x41" + _sleb(off) + b"\x0b" + _uleb(len(data)) + data for off, data in image]
+    out = bytearray(wasm[:8])
+    seen_data = False
+    for sid, start, end in sections:
+        s = _Reader(wasm, start, end)
+        body = wasm[start:end]
+        if sid == _SECTION_MEMORY:
+            if s.uleb() != 1:
+                raise _Unsupported("not exactly one memory")
+            flags = s.byte()
+            if flags not in (0, 1):
+                raise _Unsupported(f"memory flags {flags:#x}")
+            s.uleb()
+            body = _uleb(1) + bytes([flags]) + _uleb(pages) + (_uleb(s.uleb()) if flags == 1 else b"")
+        elif sid == _SECTION_GLOBAL:
+            items = []
+            for index in range(s.uleb()):
+                head = wasm[s.pos:s.pos + 2]
+                s.skip(2)
+                init_start = s.pos
+                _skip_const_expr(s)
+                init = wasm[init_start:s.pos]
+                if index in values and head[1]:
+                    init = _const(*values[index])
+                items.append(head + init)
+            body = _vec(items)
+        elif sid == _SECTION_START:
+            continue
+        elif sid == _SECTION_DATACOUNT:
+            body = b""  # rewritten once the data section's count is known
+        elif sid == _SECTION_DATA:
+            seen_data = True
+            segments = []
+            for _ in range(s.uleb()):
+                flag = s.uleb()
+                if flag == 1:
+                    seg_start = s.pos
+                    s.skip(s.uleb())
+                    segments.append(b"\x01" + wasm[seg_start:s.pos])
+                    continue
+                if flag == 2:
+                    if s.uleb() != 0:
+                        raise _Unsupported("data for a second memory")
+                elif flag != 0:
+                    raise _Unsupported(f"data segment flag {flag}")
+                _skip_const_expr(s)
+                s.skip(s.uleb())
+                segments.append(b"\x00\x41\x00\x0b\x00")  # emptied: its bytes are in the image
+            body = _vec(segments + new_segments)
+        out.append(sid)
+        out += _uleb(len(body))
+        out += body
+    if not seen_data and new_segments:
+        out.append(_SECTION_DATA)
+        body = _vec(new_segments)
+        out += _uleb(len(body)) + body
+    return _fix_datacount(bytes(out))
+
+
+def _fix_datacount(wasm: bytes) -> bytes:
+    """Fill the (emptied) data count section with the data section's segment count."""
+    sections = _sections(wasm)
+    count = next((_Reader(wasm, st, en).uleb() for sid, st, en in sections if sid == _SECTION_DATA), 0)
+    out = bytearray(wasm[:8])
+    for sid, start, end in sections:
+        body = _uleb(count) if sid == _SECTION_DATACOUNT else wasm[start:end]
+        out.append(sid)
+        out += _uleb(len(body)) + body
+    return bytes(out)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """An instance's state after start-up, guest side and host side."""
@@ -193,3 +324,9 @@ class Snapshot:
     root_id: int
     next_context_id: int
     tick_ms: int
+    #: the non-zero pages of the started memory (what ``bake`` writes as the image)
+    image: list[tuple[int, bytes]] = field(default_factory=list)
+
+    @property
+    def image_bytes(self) -> int:
+        return sum(len(data) for _, data in self.image)

@@ -22,16 +22,19 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Collection
 
+from wasmtime import WasmtimeError, wat2wasm
+
 from edgenode.config import StageConfig
 from edgenode.http.messages import Response
 from edgenode.pipeline.exchange import Exchange
+from edgenode.redis.services import RedisServices
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
 from edgenode.wasm.globalstate import GlobalState
 from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import ReloadBackoff
-from edgenode.wasm.snapshot import Snapshot
+from edgenode.wasm.snapshot import BAKE_MIN_BYTES, Snapshot, bake, export_globals
 from edgenode.wasm.stream import StreamDriver, StreamSettings, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
@@ -42,8 +45,9 @@ Handler = Callable[[Exchange], Awaitable[Response]]
 #: start of the heap in small modules) is made resident ahead of its stream; more costs
 #: idle CPU per instance (~0.5 µs per 4 KiB page) for pages a stream may never touch
 PREFAULT_BYTES = 64 * 1024
-#: a post-configure snapshot and the writer of its globals (per-request isolation)
-_Snap = tuple[Snapshot, GlobalState]
+#: a post-configure snapshot and the writer of its globals (per-request isolation);
+#: None when the snapshot is baked into the module the instances come from
+_Snap = tuple[Snapshot, GlobalState | None]
 
 
 class WasmStage:
@@ -52,13 +56,15 @@ class WasmStage:
     def __init__(self, stage_cfg: StageConfig, *, base_dir: Path, callout: Callout | None = None,
                  node_props: dict[str, Any] | None = None, engine: WasmEngine | None = None,
                  upstreams: Collection[str] | None = None, index: int | None = None,
-                 host_env: HostEnv | None = None, observer: CallObserver | None = None) -> None:
+                 host_env: HostEnv | None = None, observer: CallObserver | None = None,
+                 redis: RedisServices | None = None) -> None:
         self.name = stage_cfg.name
         self._prefix = f"chain[{index}]" if index is not None else f"chain[{stage_cfg.name}]"
         self._base_dir = base_dir
         self._callout = callout
         self._node_props = node_props or {}
         self._upstreams = upstreams
+        self._redis = redis
         #: clocks/randomness for the guest (default: the real ones) and the per-callback
         #: hook of developer tools; both survive reload()
         self.host_env = host_env or HostEnv()
@@ -83,6 +89,7 @@ class WasmStage:
             vm_config=opts.vm_config, plugin_config=opts.plugin_config, env=opts.env,
             log_level=opts.log_level, metrics=metrics_for(self.name),
             memory_limit=opts.memory_limit, cpu_deadline_ms=opts.cpu_deadline_ms,
+            startup_cpu_deadline=opts.startup_cpu_deadline, wasi=opts.wasi, redis=self._redis,
             callout=self._callout, upstreams=self._upstreams, max_body_bytes=opts.max_body_bytes,
             ticks=not per_request, host_env=self.host_env, observer=self.observer,
         )
@@ -96,14 +103,34 @@ class WasmStage:
             return plugin, loaded, vm, None
         snap: _Snap | None = None
         if fresh_memory is not None and loaded.global_exports is not None:
-            if vm.effects:
-                plugin.logger.info("no start-up snapshot: start-up made host calls with effects "
-                                   "outside the instance", extra={"filter": self.name})
+            if vm.effects or (vm.random_read and not opts.snapshot_random):
+                why = ("made host calls with effects outside the instance" if vm.effects else
+                       "read random bytes (snapshot = \"always\" freezes them for every instance)")
+                plugin.logger.info("no start-up snapshot: start-up %s", why,
+                                   extra={"filter": self.name})
             else:
                 captured = vm.capture(fresh_memory, loaded.global_exports)
-                snap = (captured, GlobalState(captured.globals))
+                baked = (self._bake(opts, captured, plugin) if captured.image_bytes >= BAKE_MIN_BYTES
+                         else None)
+                if baked is not None:
+                    loaded, snap = baked, (captured, None)
+                else:
+                    snap = (captured, GlobalState(captured.globals))
         vm.close()
         return plugin, loaded, None, snap
+
+    def _bake(self, opts: WasmOptions, captured: Snapshot, plugin: Plugin) -> LoadedModule | None:
+        """The module with ``captured`` baked in (snapshot.bake), or None (logged) if the
+        module's layout does not allow it; instances then copy the snapshot instead."""
+        try:
+            source = opts.module.read_bytes()
+            binary = bytes(wat2wasm(source.decode())) if opts.module.suffix == ".wat" else source
+            baked = bake(export_globals(binary)[0], captured, captured.image)
+            return self.engine.load(opts.module, self.name, source=baked)
+        except (OSError, ValueError, WasmtimeError, FilterLoadError) as exc:
+            plugin.logger.info("start-up snapshot copied into each instance, not baked: %s", exc,
+                               extra={"filter": self.name})
+            return None
 
     def _start_vm(self, plugin: Plugin, loaded: LoadedModule, snap: _Snap | None) -> Vm:
         """A started VM: from the snapshot when there is one, else by running start-up."""
@@ -228,7 +255,7 @@ class WasmStage:
 
     def watch_paths(self) -> list[Path]:
         """Files whose change should trigger ``reload()`` (the node polls their mtimes)."""
-        return [self.opts.module]
+        return [self.opts.module, *self.opts.files]
 
     def call_foreign_function(self, function_id: int, args: bytes) -> None:
         """Invoke the shared VM's proxy_on_foreign_function (buffer 8 holds ``args``)."""
@@ -242,7 +269,8 @@ class WasmStage:
                 "failed": None if self.vm is None else self.vm.failed,
                 "abi": ".".join(map(str, self.loaded.version)), "traps": m.traps,
                 "vm_starts": m.vm_starts, "vm_reloads": m.vm_reloads, "failed_streams": m.failed_streams,
-                "snapshot": self._snapshot is not None}
+                "snapshot": self._snapshot is not None,
+                "snapshot_baked": self._snapshot is not None and self._snapshot[1] is None}
 
     async def close(self) -> None:
         self._closed = True

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Collection
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection
 
 from wasmtime import WasmtimeError
 
@@ -31,7 +31,12 @@ from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.native import Histogram, Instance
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import TrapBurst
-from edgenode.wasm.snapshot import Snapshot, diff_pages
+from edgenode.wasm.snapshot import Snapshot, diff_pages, nonzero_pages
+from edgenode.wasm.wasi import WasiGrants
+
+if TYPE_CHECKING:
+    from edgenode.redis.pool import RedisPool
+    from edgenode.redis.services import RedisServices
 
 __all__ = ["Plugin", "Vm", "FilterFailure", "CallResult", "Callout", "HostEnv", "CallObserver"]
 
@@ -85,11 +90,19 @@ class Plugin:
     vm_config: bytes
     plugin_config: bytes
     env: dict[str, str]
-    #: the filter's log level (0 trace .. 5 critical); None: the node's (``[log] level``)
+    #: the filter's log level (0 trace .. 5 critical); None: not set (info)
     log_level: int | None
     metrics: FilterMetrics
     memory_limit: int
     cpu_deadline_ms: float
+    #: CPU deadline of each start-up call, seconds (options.py)
+    startup_cpu_deadline: float = 5.0
+    wasi: WasiGrants = field(default_factory=WasiGrants)
+    #: the node's Redis services (proxy_redis_init/call), and the clusters this filter
+    #: initialised: cluster name -> (pool, timeout seconds); kept per filter, not per
+    #: instance, so per-request instances started from a snapshot still have them
+    redis: "RedisServices | None" = None
+    redis_clients: "dict[str, tuple[RedisPool, float]]" = field(default_factory=dict)
     callout: Callout | None = None
     upstreams: Collection[str] | None = None
     max_body_bytes: int = 16 * 1024 * 1024
@@ -98,8 +111,9 @@ class Plugin:
     #: per-callback hook for developer tools (`edgenode filter run`); None costs nothing
     observer: CallObserver | None = None
     logger: logging.Logger = field(init=False)
-    #: epoch ticks of a callback's CPU deadline
+    #: epoch ticks of a callback's CPU deadline, and of a start-up call's
     deadline_ticks: int = field(init=False)
+    startup_deadline_ticks: int = field(init=False)
     #: which traps get an error line (one per burst, shared by the stage's VMs)
     trap_burst: TrapBurst = field(init=False, default_factory=TrapBurst)
     last_log: str = ""
@@ -110,14 +124,14 @@ class Plugin:
 
     def __post_init__(self) -> None:
         self.deadline_ticks = deadline_ticks(self.cpu_deadline_ms)
+        self.startup_deadline_ticks = deadline_ticks(self.startup_cpu_deadline * 1000)
         logger = self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
-        if self.log_level is None:  # follow the logging set-up ([log] level), also for get_log_level
-            if logger.name in _LEVEL_SET:  # undo a per-filter level of an earlier configuration
+        if self.log_level is None:  # not set: info, records filtered by the logging set-up
+            self.log_level = 2
+            if logger.name in _LEVEL_SET:  # undo a level an earlier configuration set
                 _LEVEL_SET.discard(logger.name)
                 logger.setLevel(logging.NOTSET)
-            effective = logger.getEffectiveLevel()
-            self.log_level = next((i for i, py in enumerate(_PY_LEVELS) if py >= effective), 5)
-        else:  # a per-filter level lets this filter's records through the node's level
+        else:  # set (per filter, or the node's [log] level): its records pass at that level
             logger.setLevel(_PY_LEVELS[self.log_level])
             _LEVEL_SET.add(logger.name)
 
@@ -163,9 +177,12 @@ class Vm:
         self.exit_code: int | None = None
         #: a host call with effects outside the instance ran (hostcalls._vm_effect)
         self.effects = False
-        self.inst = self._instantiate(engine)
+        #: WASI random_get ran (a snapshot would freeze what it returned)
+        self.random_read = False
+        self.inst = self._instantiate(engine)  # instantiation runs under the start-up deadline
+        self.inst.deadline = plugin.deadline_ticks
         #: hook name -> id in ``inst`` (the module's table until export() adds one)
-        self.funcs = funcs = loaded.hook_ids
+        self.funcs = loaded.hook_ids
         self._mem: GuestMemory | None = None
         self._ids = itertools.count(1)
         self.contexts: dict[int, RootContext | StreamContext] = {}
@@ -173,6 +190,8 @@ class Vm:
         self.configuring: str | None = None
         self.call_result: CallResult | None = None
         self.foreign_args: bytes | None = None
+        #: the Redis reply being delivered (buffer 9, hostcalls_redis.py)
+        self.redis_reply: bytes | None = None
         self._tokens = itertools.count(1)
         self._callouts: dict[int, asyncio.Task[None]] = {}
         self.active_streams = 0
@@ -198,7 +217,7 @@ class Vm:
     def _instantiate(self, engine: WasmEngine) -> Instance:
         """A Store + instance from the pool, else (pool full, module too big) on demand."""
         plugin, loaded = self.plugin, self.loaded
-        args = (plugin.deadline_ticks, loaded.hooks, loaded.memory_export, loaded.allocator, self,
+        args = (plugin.startup_deadline_ticks, loaded.hooks, loaded.memory_export, loaded.allocator, self,
                 loaded.version == (0, 1, 0), plugin.log_level)
         try:
             if loaded.sha256 not in engine.unpoolable:
@@ -305,7 +324,30 @@ class Vm:
 
     # --- start-up ------------------------------------------------------------
     def start(self) -> None:
-        """WASI init, root context, on_vm_start, on_configure; errors name the filter."""
+        """WASI init, root context, on_vm_start, on_configure; errors name the filter.
+
+        Each of these calls runs under the stage's start-up CPU deadline; memory grows
+        under the same ``memory_limit`` as at request time (a failure reports both).
+        """
+        self.inst.deadline = self.plugin.startup_deadline_ticks
+        try:
+            self._start()
+        except FilterLoadError as exc:
+            raise FilterLoadError(f"{exc}{self._memory_note()}") from None
+        finally:
+            self.inst.deadline = self.plugin.deadline_ticks
+
+    def _memory_note(self) -> str:
+        """Linear memory against the limit: a refused memory.grow looks like any other
+        allocation failure to the guest, so the numbers tell the operator what to raise."""
+        if self.closed:
+            return ""
+        self.mem.stale = True
+        size = len(self.mem.refresh())
+        return (f" (linear memory {size / 2**20:.1f} MiB, memory_limit "
+                f"{self.plugin.memory_limit / 2**20:.1f} MiB: growing past it fails)")
+
+    def _start(self) -> None:
         name = self.plugin.name
         try:
             if self.has("_initialize"):
@@ -343,15 +385,21 @@ class Vm:
         return Snapshot(memory_size=len(started), pages=diff_pages(fresh_memory, started),
                         globals=GlobalState.read(self.inst.ctx_ptr, self.inst.instance_ptr, global_exports),
                         root_id=self.root.id, next_context_id=next(self._ids),
-                        tick_ms=self.root.tick_ms)
+                        tick_ms=self.root.tick_ms, image=nonzero_pages(started))
 
-    def restore(self, snap: Snapshot, state: GlobalState) -> None:
-        """Start from ``snap`` instead of running start-up: the same state, none of the calls."""
-        try:
-            self.inst.restore(snap.memory_size, snap.pages, state.names, state.values_addr,
-                              state.value_size)
-        except WasmtimeError as exc:
-            raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
+    def restore(self, snap: Snapshot, state: GlobalState | None) -> None:
+        """Start from ``snap`` instead of running start-up: the same state, none of the calls.
+
+        ``state`` None: the instance comes from a module with the snapshot baked in
+        (snapshot.bake), whose memory and globals already hold it; only the host side
+        (root context, context ids, tick period) is set.
+        """
+        if state is not None:
+            try:
+                self.inst.restore(snap.memory_size, snap.pages, state.names, state.values_addr,
+                                  state.value_size)
+            except WasmtimeError as exc:
+                raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
         root = self.root = RootContext(snap.root_id)
         root.tick_ms = snap.tick_ms
         self.contexts[root.id] = root
@@ -571,6 +619,26 @@ class Vm:
         token = next(self._tokens)
         self._callouts[token] = loop.create_task(self._await_callout(token, awaitable))
         return int(Status.OK), token
+
+    def start_callout(self, work: Callable[[int], Awaitable[None]]) -> int:
+        """Run ``work(token)`` as a callout owned by this VM: cancelled when the VM fails or
+        closes, like an HTTP callout.  Needs a running loop (RuntimeError otherwise)."""
+        loop = asyncio.get_running_loop()
+        token = next(self._tokens)
+        task = self._callouts[token] = loop.create_task(work(token))
+        task.add_done_callback(lambda _t: self._callouts.pop(token, None))
+        return token
+
+    def notify_root(self, hook: str, *args: int, phase: str) -> None:
+        """Call root callback ``hook(root_id, *args)`` if the module exports it (callout
+        replies); a trap fails the VM as usual and is not raised here."""
+        if self.failed is not None or self.closed or self.root is None or hook not in self.loaded.exports:
+            return
+        self.bind_hook(hook)
+        try:
+            self.call(hook, self.root, self.root.id, *args, phase=phase)
+        except FilterFailure:
+            pass
 
     async def _await_callout(self, token: int, awaitable: Awaitable[Response]) -> None:
         try:

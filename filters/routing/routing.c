@@ -22,6 +22,7 @@ typedef struct { char *origin; uint32_t weight; } split_target;
 typedef struct { char **items; size_t n; } str_list;
 
 typedef struct {
+    char *label; /* route_name as filters read it: "name", or "routes[i]" */
     str_list hosts, methods;
     char *prefix;
     bool has_regex;
@@ -230,6 +231,10 @@ static bool parse_route(const json_value *v, route *r, size_t idx, cfg_error *e)
     if (!check_keys(v, keys, key, e)) return false;
     snprintf(k, sizeof k, "%s.match", key);
     if (!parse_match(json_get(v, "match"), r, k, e)) return false;
+    snprintf(k, sizeof k, "%s.name", key);
+    r->label = opt_string(json_get(v, "name"), k, e, &ok);
+    if (!ok) return false;
+    if (!r->label) r->label = strdup(key);
     snprintf(k, sizeof k, "%s.origin", key);
     r->origin = opt_string(json_get(v, "origin"), k, e, &ok);
     snprintf(k, sizeof k, "%s.rewrite", key);
@@ -291,6 +296,7 @@ static void free_config(config *c) {
     if (!c) return;
     for (size_t i = 0; i < c->nroutes; i++) {
         route *r = &c->routes[i];
+        free(r->label);
         free_list(&r->hosts);
         free_list(&r->methods);
         free_list(&r->req_remove);
@@ -544,6 +550,8 @@ static pw_action on_request_headers(pw_stream *s, size_t n, bool eos) {
         pw_headers_free(&h);
         pw_sb_free(&loc);
     } else {
+        if (pw_set_property("edgenode.route_name", hit->label, strlen(hit->label)) != PW_OK)
+            pw_warn("routing: cannot set edgenode.route_name");
         set_origin(hit->nsplit ? pick_split(hit) : hit->origin ? hit->origin : c->default_origin);
         if (hit->rewrite) {
             pw_sb np = {0};

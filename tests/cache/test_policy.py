@@ -206,7 +206,9 @@ def test_vary_normalisation_and_matching():
     assert e.vary_matches(CIMultiDict([("Accept-Encoding", "gzip"), ("Accept-Encoding", "br"),
                                        ("Accept-Language", "en")]))
     assert not e.vary_matches(H(accept_encoding="gzip, br"))
-    assert not e.vary_matches(H(accept_encoding="br, gzip", accept_language="en"))
+    # Accept-Encoding ranks by qvalue, not by order (RFC 9110 §12.5.3): the same variant
+    assert e.vary_matches(H(accept_encoding="br, gzip", accept_language="en"))
+    assert not e.vary_matches(H(accept_encoding="br;q=0.5, gzip", accept_language="en"))
 
 
 # -- conditionals ---------------------------------------------------------------------------

@@ -21,8 +21,8 @@ def test_embedded_default_loads_and_matches_shipped_file() -> None:
     c = load_config()
     assert c.server.listen == ("127.0.0.1", 8080) and c.server.workers == (os.cpu_count() or 1)
     assert c.admin.token == "change-me" and [(s.type, s.name) for s in c.chain] == [
-        ("wasm", "routing"), ("wasm", "waf"), ("wasm", "image-accept"), ("cache", "cache"), ("wasm", "image"),
-        ("cache", "originals")]
+        ("wasm", "routing"), ("wasm", "waf"), ("wasm", "image-accept"), ("cache", "cache"),
+        ("function", "hello-js"), ("function", "hello-py"), ("wasm", "image"), ("cache", "originals")]
     # module paths resolve inside the source tree, wherever the node is started from
     assert (c.base_dir / c.chain[0].options["module"]).parent == c.base_dir / "filters" / "build"
     shipped = Path(__file__).resolve().parents[2] / "config" / "edgenode.toml"
@@ -44,7 +44,7 @@ def test_embedded_default_loads_and_matches_shipped_file() -> None:
     ({"origins": {"default": {}}}, r"^origins\.default\.url: required"),
     ({}, r"^origins: at least one origin is required"),
     (cfg(routes=[{"origin": "nope"}]), r"^routes\[0\]\.origin: no origin named 'nope'"),
-    (cfg(chain=[{"type": "lua"}]), r"^chain\[0\]\.type: must be \"cache\" or \"wasm\""),
+    (cfg(chain=[{"type": "lua"}]), r"^chain\[0\]\.type: must be \"cache\", \"wasm\" or \"function\""),
     (cfg(log={"format": "xml"}), r"^log\.format: must be one of text, json"),
 ])
 def test_errors_name_the_key(data: dict, message: str) -> None:

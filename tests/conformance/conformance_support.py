@@ -58,7 +58,8 @@ class Reply:
     If-None-Match names our ETag or its If-Modified-Since is not older than our
     Last-Modified, as the cache-tests server does.  ``reset_after``: send that many
     body bytes of a larger Content-Length, then reset the connection.  ``chunked``:
-    stream the body with chunked transfer coding (no Content-Length).
+    stream the body with chunked transfer coding (no Content-Length).  ``ranges``: honour
+    a single-range Range (and an If-Range naming our ETag or Last-Modified) with a 206.
     """
 
     status: int = 200
@@ -68,6 +69,7 @@ class Reply:
     reset_after: int | None = None
     delay: float = 0.0
     chunked: bool = False
+    ranges: bool = False
 
 
 class Origin:
@@ -105,6 +107,12 @@ class Origin:
         status, body = reply.status, reply.body
         if reply.conditional and _matches(request, headers):
             status, body = 304, b""
+        elif reply.ranges and status == 200 and _range_applies(request, headers):
+            span = _single_range(request.headers["Range"], len(body))
+            if span is not None:
+                first, last = span
+                status, body = 206, body[first:last + 1]
+                headers["Content-Range"] = f"bytes {first}-{last}/{len(reply.body)}"
         self.statuses.setdefault(path, []).append(status)
         if reply.chunked and status != 304:
             resp = web.StreamResponse(status=status, headers=headers)
@@ -147,6 +155,23 @@ def _matches(request: web.Request, headers: CIMultiDict[str]) -> bool:
     ims = parse_http_date(request.headers.get("If-Modified-Since"))
     lm = parse_http_date(headers.get("Last-Modified"))
     return ims is not None and lm is not None and lm <= ims
+
+
+def _range_applies(request: web.Request, headers: CIMultiDict[str]) -> bool:
+    if "Range" not in request.headers:
+        return False
+    if_range = request.headers.get("If-Range")
+    return if_range is None or if_range in (headers.get("ETag"), headers.get("Last-Modified"))
+
+
+def _single_range(value: str, length: int) -> tuple[int, int] | None:
+    unit, _, spec = value.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None
+    first, _, last = spec.strip().partition("-")
+    if not first:
+        return (max(0, length - int(last)), length - 1)
+    return (int(first), min(int(last), length - 1) if last else length - 1)
 
 
 @dataclass

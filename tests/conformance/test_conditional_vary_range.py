@@ -55,6 +55,10 @@ async def test_if_modified_since(edge, ims_offset, status):
 
 
 async def test_if_modified_since_rfc850_and_no_last_modified_uses_date(edge):
+    """RFC 9111 §4.3.2: without Last-Modified the stored Date stands in for it, so an IMS
+    older than Date gets the 200.  (cache-tests conditional-lm-fresh-no-lm expects a 304
+    here; its own design notes asked for a Date *earlier* than the IMS, see
+    http-tests/cache-tests issue 204.)"""
     await stored(edge, "/ims2", [("Cache-Control", "max-age=10000")])
     t = edge.clock.now - 3000
     import time
@@ -64,6 +68,8 @@ async def test_if_modified_since_rfc850_and_no_last_modified_uses_date(edge):
     assert got.status == 200                          # Date is newer than IMS
     got = await edge.get("/ims2", headers={"If-Modified-Since": edge.clock.date(10)})
     assert got.status == 304
+    got = await edge.get("/ims2", headers={"If-Modified-Since": edge.clock.date()})
+    assert got.status == 304 and got.headers["X-Cache"] == "HIT"      # Date equal to IMS
 
 
 async def test_conditional_on_a_stale_entry_validates_then_answers_304(edge):
@@ -150,6 +156,48 @@ async def test_vary(edge, vary, first, second, cached):
     assert (edge.origin.hits["/v"] == 1) is cached
 
 
+@pytest.mark.parametrize("field, first, second, cached", [
+    # RFC 9110 §12.5: weighted lists of case-insensitive tokens; order carries no meaning
+    ("Accept-Language", "en, de", "de, en", True),
+    ("Accept-Language", "en, de", "eN, De", True),
+    ("Accept-Language", "en, de", " en ,   de", True),
+    ("Accept-Language", "en;q=0.5, de", "de;q=1.0, EN; Q=0.500", True),
+    ("Accept-Language", "en;q=0.5, de", "en, de;q=0.5", False),
+    ("Accept-Language", "en, de", "en, de, fr", False),
+    ("Accept-Encoding", "gzip, br", "BR,gzip", True),
+    ("Accept-Encoding", "gzip;q=1.5, br", "br, gzip;q=1.5", False),  # invalid qvalue: kept as sent
+    ("Accept-Encoding", "gzip;q=1.5, br", "gzip;q=1.5,br", True),
+    ("Accept-Encoding", "gzip", "identity", False),
+    ("Foo", "a, b", "b, a", False),                                   # unknown field: order counts
+    ("Foo", "a", "A", False),
+])
+async def test_vary_normalises_negotiation_fields(edge, field, first, second, cached):
+    """RFC 9111 §4.1 normalisation (cache-tests vary-normalise-*)."""
+    await stored(edge, "/vn", VARY(edge, field), request_headers={field: first})
+    await edge.get("/vn", headers={field: second})
+    assert (edge.origin.hits["/vn"] == 1) is cached
+
+
+@pytest.mark.parametrize("content_language, second, cached", [
+    ("de", "fr;q=0.5, de;q=1.0", True),   # the stored language is the request's top choice
+    ("de-CH", "de, fr;q=0.5", True),      # basic filtering: "de" matches "de-CH"
+    ("de", "de-CH", False),
+    ("de", "de, fr", False),              # a tie at the top: the origin might choose fr
+    ("de", "*", False),
+    ("de", "fr", False),
+    ("de, en", "de", False),
+    (None, "de", False),
+])
+async def test_vary_accept_language_selects_content_language(edge, content_language, second, cached):
+    """RFC 9110 §12.5.4 (cache-tests vary-normalise-lang-select)."""
+    headers = VARY(edge, "Accept-Language")
+    if content_language:
+        headers = headers + [("Content-Language", content_language)]
+    await stored(edge, "/vl", headers, request_headers={"Accept-Language": "en, de"})
+    await edge.get("/vl", headers={"Accept-Language": second})
+    assert (edge.origin.hits["/vl"] == 1) is cached
+
+
 async def test_vary_combined_field_lines(edge):
     await stored(edge, "/vc", VARY(edge, "Foo"), request_headers={"Foo": "1, 2"})
     from multidict import CIMultiDict
@@ -208,21 +256,15 @@ async def test_if_range(edge):
     assert (await edge.get("/ir", headers={"Range": "bytes=0-1", "If-Range": edge.clock.date(-50)})).status == 200
 
 
-async def test_range_on_miss_fetches_full_and_answers_range(edge):
+async def test_range_miss_answered_from_a_whole_200(edge):
+    """The Range goes to the origin; one that ignores it sends the whole 200: stored, and
+    the range answered from it (test_partial.py covers origins that answer 206)."""
     edge.origin.script("/rm", Reply(headers=FRESH, body=BODY))
     got = await edge.get("/rm", headers={"Range": "bytes=2-4"})
-    assert "Range" not in edge.origin.last("/rm")
+    assert edge.origin.last("/rm")["Range"] == "bytes=2-4"
     assert got.status == 206 and got.body == b"234"
     got = await edge.get("/rm")
     assert got.status == 200 and got.body == BODY and edge.origin.hits["/rm"] == 1
-
-
-async def test_origin_206_not_stored(edge):
-    """Deviation (optimal in cache-tests): partial responses are not stored."""
-    edge.origin.script("/p206", Reply(206, FRESH + [("Content-Range", "bytes 4-9/10")], b"01234"))
-    await edge.get("/p206")
-    await edge.get("/p206")
-    assert edge.origin.hits["/p206"] == 2
 
 
 # -- HEAD (RFC 9110 §9.3.2) -------------------------------------------------------------------

@@ -205,6 +205,39 @@ async def test_location_fields_invalidated(edge, field):
     assert edge.origin.hits["/target"] == 2
 
 
+async def test_post_with_request_no_store_not_stored(edge):
+    edge.origin.script("/post", Reply(headers=FRESH + [("Content-Location", "/post")], body=b"created"))
+    await edge.get("/post", method="POST", data=b"12345", headers={"Cache-Control": "no-store"})
+    await edge.get("/post")
+    assert edge.origin.hits["/post"] == 2
+
+
+@pytest.mark.parametrize("location, headers, reused", [
+    ("/post", FRESH, True),                                   # Content-Location is the target
+    ("http://127.0.0.1:{port}/post", FRESH, True),            # ... spelt as an absolute URI
+    ("", FRESH, True),                                        # ... as a same-document reference
+    ("/other", FRESH, False),
+    (None, FRESH, False),
+    ("/post", [], False),                                     # no explicit freshness
+    ("/post", [("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")], False),  # heuristic only
+    ("/post", [("Cache-Control", "max-age=3600, no-store")], False),
+    ("/post", [("Cache-Control", "max-age=3600, private")], False),
+])
+async def test_post_response_reused_for_get(edge, location, headers, reused):
+    """RFC 9110 §9.3.3 (cache-tests method-POST): explicit freshness + Content-Location naming
+    the POST's target make the response reusable for a later GET of that URI."""
+    hdrs = list(headers)
+    if location is not None:
+        hdrs.append(("Content-Location", location.format(port=edge.port)))
+    edge.origin.script("/post", Reply(headers=hdrs, body=b"created"))
+    posted = await edge.get("/post", method="POST", data=b"12345")
+    assert posted.status == 200 and posted.body == b"created"
+    got = await edge.get("/post")
+    assert got.body == b"created"
+    assert (edge.origin.hits["/post"] == 1) is reused
+    assert edge.origin.methods["/post"][0] == "POST"
+
+
 async def test_location_on_other_host_not_invalidated(edge):
     edge.origin.script("/target", Reply(headers=FRESH))
     edge.origin.script("/poster", Reply(headers=[("Location", "http://elsewhere.example/target")]))
@@ -217,7 +250,8 @@ async def test_location_on_other_host_not_invalidated(edge):
 # -- stored header fields (§3.1) --------------------------------------------------------------
 @pytest.mark.parametrize("name, value", [("Test-Header", "t"), ("X-Test-Header", "x"), ("Content-Type", "text/plain"),
                                          ("X-Frame-Options", "deny"), ("Strict-Transport-Security", "max-age=1"),
-                                         ("WWW-Authenticate", "Basic"), ("Clear-Site-Data", "cookies")])
+                                         ("WWW-Authenticate", "Basic"), ("Clear-Site-Data", "cookies"),
+                                         ("Content-Range", "ananananan")])  # on a 200: just a field
 async def test_end_to_end_fields_stored(edge, name, value):
     got, resp = await check(edge, "/st", [(name, value), ("Cache-Control", "max-age=3600")])
     assert got and resp.headers[name] == value

@@ -87,9 +87,45 @@ async def test_stale_if_error_when_origin_refuses_connections(edge, make_edge, c
     got = await dead.get("/mr", headers={"Host": f"127.0.0.1:{edge.port}"})
     assert got.status == 504 and got.body != b"old"                 # RFC 9111 §5.2.2.2
     assert got.headers["Cache-Status"] == "edgenode; detail=must-revalidate"
-    clock.advance(1000)                                    # past the stale-if-error window
+    clock.advance(1000)                       # past stale-if-error: disconnected operation
+    got = await dead.get("/sie", headers={"Host": f"127.0.0.1:{edge.port}"})
+    assert got.status == 200 and got.body == b"old"
+    assert "detail=origin-unreachable" in got.headers["Cache-Status"]
+    assert "fwd-status" not in got.headers["Cache-Status"]       # the origin sent nothing
+    clock.advance(86400)                      # past stale_if_unreachable (one day)
     got = await dead.get("/sie", headers={"Host": f"127.0.0.1:{edge.port}"})
     assert got.status == 502
+
+
+@pytest.mark.parametrize("cc, window, served", [
+    ("max-age=1", 86400, True),              # RFC 9111 §4.2.4: a disconnected cache may serve stale
+    ("max-age=1", 5, False),                 # ... within stale_if_unreachable
+    ("max-age=1", 0, False),                 # ... which 0 turns off
+    ("max-age=1, no-cache", 86400, False),   # never when a directive forbids stale
+    ("max-age=1, proxy-revalidate", 86400, False),
+    ("max-age=1, s-maxage=1", 86400, False),
+])
+async def test_stale_served_when_origin_unreachable(edge, make_edge, clock, cc, window, served):
+    """cache-tests stale-close and stale-close-*: the origin closes the connection."""
+    edge.origin.script("/un", Reply(headers=[("Cache-Control", cc), ("ETag", '"u"')], body=b"old"))
+    await edge.get("/un")
+    dead = await make_edge(origin_port=_refused_port(), store=edge.store, stale_if_unreachable=window)
+    clock.advance(10)
+    got = await dead.get("/un", headers={"Host": f"127.0.0.1:{edge.port}"})
+    assert (got.status == 200 and got.body == b"old") is served
+    if served:
+        assert got.headers["X-Cache"] == "STALE"
+    else:
+        assert got.status in (502, 504)
+
+
+async def test_origin_5xx_is_not_unreachable(edge, clock):
+    """An origin that answers (here 503) is reachable: only stale-if-error covers it."""
+    edge.origin.script("/5", Reply(headers=[("Cache-Control", "max-age=1")], body=b"old"), Reply(503))
+    await edge.get("/5")
+    clock.advance(10)
+    got = await edge.get("/5")
+    assert got.status == 503
 
 
 async def test_twenty_concurrent_requests_collapse_to_one(edge):

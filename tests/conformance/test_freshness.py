@@ -130,6 +130,17 @@ async def test_age_parse_oddities_ignored(edge, ages):
     assert got
 
 
+@pytest.mark.parametrize("ages, cached", [
+    (["7200, 0"], False), (["0, 7200"], True),      # one line holding a list: its first member
+    (["7200", "0"], False), (["0", "7200"], True),  # several lines: the first one
+])
+async def test_age_list_uses_first_member(edge, ages, cached):
+    """RFC 9111 §5.1: a list-valued Age counts by its first member (cache-tests age-parse-suffix)."""
+    hdrs = [("Date", edge.clock.date()), ("Cache-Control", "max-age=3600")] + [("Age", a) for a in ages]
+    got, _ = await check(edge, "/al", hdrs, pause=1)
+    assert got is cached
+
+
 async def test_age_is_generated_and_advances(edge):
     edge.origin.script("/ag", Reply(headers=[("Cache-Control", "max-age=600"), ("Age", "30")]))
     first = await edge.get("/ag")

@@ -74,7 +74,9 @@ def test_http_date_round_trip():
 
 
 @pytest.mark.parametrize("age, expected", [
-    ("30", 30.0), ("abc", 0.0), ("-7200", 0.0), ("7200.0", 0.0), ("7200,0", 0.0), ("0, 0", 0.0),
+    ("30", 30.0), ("abc", 0.0), ("-7200", 0.0), ("7200.0", 0.0), ("0, 0", 0.0),
+    ("7200, 0", 7200.0), ("7200,0", 7200.0), ("0, 7200", 0.0),  # a list: its first member (§5.1)
+    ("7200;foo=bar", 0.0), (" 30 ", 30.0),
     ("99999999999999", float(MAX_DELTA)),
 ])
 def test_age_values(age, expected):

@@ -117,7 +117,7 @@ async def test_detect_mode_tags_and_passes(start_node, origin: Origin) -> None:
     status, headers, _ = await fetch("GET", base + "/s?q=%3Cscript%3Ealert(1)%3C/script%3E")
     assert status == 200
     assert int(headers["x-waf-score"]) >= 5
-    assert "941110" in headers["x-waf-rules"].split(",")
+    assert "101300" in headers["x-waf-rules"].split(",")
     assert [p for _, p, _ in origin.seen] == ["/s?q=%3Cscript%3Ealert(1)%3C/script%3E"]
 
 

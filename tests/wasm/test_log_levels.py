@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import logging
 import struct
+from pathlib import Path
 
 import pytest
 
-from edgenode.config import parse_config
+from edgenode.config import StageConfig, parse_config
 from edgenode.observe.loglevel import TRACE
 
 from wasm_helpers import request
 
+WAT = Path(__file__).parent / "wat"
 MSG_PTR, LEVEL_PTR = 1024, 40
 
 
@@ -52,14 +54,21 @@ def test_per_filter_trace_passes_a_quieter_node(make_stage, caplog: pytest.LogCa
     assert caplog.records[0].levelname == "TRACE"
 
 
-def test_filters_follow_the_node_level(make_stage, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    caplog.set_level(TRACE)  # [log] level = "trace"
-    level = run_probe(make_stage, "lv-node-trace")
-    assert level == 0
-    assert filter_records(caplog, "lv-node-trace")[0] == TRACE
-    caplog.clear()
-    caplog.set_level(logging.INFO)  # the default [log] level
-    level = run_probe(make_stage, "lv-node-info")
-    assert level == 2
-    assert filter_records(caplog, "lv-node-info") == [logging.INFO, logging.WARNING,
-                                                      logging.ERROR, logging.CRITICAL]
+@pytest.fixture
+def node_chain() -> list[StageConfig]:  # the node of tests/conftest.py runs the probe
+    return [StageConfig("wasm", "lv-node", {"module": str(WAT / "abi_probe.wat")})]
+
+
+@pytest.mark.parametrize("level, expected", [("trace", 0), ("info", 2), ("warning", 3)])
+async def test_filters_follow_the_node_level(make_node, level: str, expected: int) -> None:  # type: ignore[no-untyped-def]
+    node = await make_node(level=level)  # [log] level
+    vm = node.filters["lv-node"].vm
+    ctx = vm.new_stream(request())
+    vm.export("t_proxy_get_log_level", 1, 1)
+    assert vm.call("t_proxy_get_log_level", ctx, LEVEL_PTR) == 0
+    assert struct.unpack("<I", vm.mem.read(LEVEL_PTR, 4))[0] == expected
+    assert logging.getLogger("edgenode.filter.lv-node").isEnabledFor(TRACE) == (level == "trace")
+
+
+def test_unset_level_is_info(make_stage) -> None:  # type: ignore[no-untyped-def]
+    assert run_probe(make_stage, "lv-unset") == 2

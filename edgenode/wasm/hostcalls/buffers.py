@@ -7,6 +7,9 @@ from edgenode.wasm.abi import BufferType
 from edgenode.wasm.hostcalls.registry import (BAD_ARGUMENT, NOT_FOUND, OK, V010, HostVm, _proxy,
                                               _ret_bytes, _stream, _vm)
 
+#: Higress's buffer type of the Redis reply being delivered (hostcalls_redis.py)
+REDIS_CALL_RESPONSE = 9
+
 
 def _buffer(vm: HostVm, btype: int) -> bytes | bytearray | int:
     """The buffer of ``btype``, or a status (NOT_FOUND / BAD_ARGUMENT)."""
@@ -29,6 +32,8 @@ def _buffer(vm: HostVm, btype: int) -> bytes | bytearray | int:
         return NOT_FOUND if vm.foreign_args is None else vm.foreign_args
     if btype in (BufferType.DOWNSTREAM_DATA, BufferType.UPSTREAM_DATA, BufferType.GRPC_CALL_MESSAGE):
         return NOT_FOUND
+    if btype == REDIS_CALL_RESPONSE:
+        return NOT_FOUND if vm.redis_reply is None else vm.redis_reply
     return BAD_ARGUMENT
 
 

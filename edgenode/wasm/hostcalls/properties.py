@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from edgenode.wasm.foreign import lookup_foreign_function
+from edgenode.wasm.foreign import is_pure_foreign_function, lookup_foreign_function
 from edgenode.wasm.hostcalls.registry import (INTERNAL_FAILURE, NOT_FOUND, OK, V02X, _proxy,
-                                              _ret_bytes, _stream, _text, _vm, _vm_effect)
+                                              _ret_bytes, _stream, _text, _vm)
 from edgenode.wasm.properties import get_property, set_property, split_path
 
 _log = logging.getLogger("edgenode.wasm")
@@ -17,7 +17,7 @@ def proxy_get_property(raw: tuple[int, ...]) -> int:
     path = split_path(vm.mem.read(raw[0], raw[1]))
     ctx = _stream(vm)
     value = get_property(path, vm.plugin.info, ctx.exchange if ctx else None,
-                         ctx.response_view if ctx else None)
+                         ctx.response_view if ctx else None, vm)
     if value is None:
         return NOT_FOUND
     return _ret_bytes(vm, value, raw[2], raw[3])
@@ -29,13 +29,15 @@ def proxy_set_property(raw: tuple[int, ...]) -> int:
     path = split_path(vm.mem.read(raw[0], raw[1]))
     value = vm.mem.read(raw[2], raw[3])
     ctx = _stream(vm)
-    return OK if set_property(path, value, ctx.exchange if ctx else None) else NOT_FOUND
+    return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
 
 
 @_proxy("proxy_call_foreign_function", "iiiiii", V02X)
 def proxy_call_foreign_function(raw: tuple[int, ...]) -> int:
-    vm = _vm_effect()
+    vm = _vm()
     name = _text(vm, raw[0], raw[1])
+    if not is_pure_foreign_function(name):
+        vm.effects = True
     args = vm.mem.read(raw[2], raw[3])
     fn = lookup_foreign_function(name)
     if fn is None:

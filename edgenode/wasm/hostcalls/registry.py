@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from edgenode.wasm.abi import Status, decode_text
 from edgenode.wasm.errors import HostTrap, MemoryFault
@@ -37,6 +37,9 @@ class HostVm(Protocol):
     foreign_args: bytes | None
     effects: bool
     exit_code: int | None
+    #: WASI random_get ran (wasi.py); the Redis reply being delivered (hostcalls_redis.py)
+    random_read: bool
+    redis_reply: bytes | None
 
     def alloc(self, size: int) -> int: ...
     def set_tick_period(self, ms: int) -> None: ...
@@ -47,6 +50,8 @@ class HostVm(Protocol):
     def http_call(self, upstream: str, headers: list[tuple[str, str]], body: bytes,
                   timeout_ms: int) -> tuple[int, int]: ...
     def queue_notifier(self) -> Callable[[int], None]: ...
+    def start_callout(self, work: Callable[[int], Awaitable[None]]) -> int: ...
+    def notify_root(self, hook: str, *args: int, phase: str) -> None: ...
 
 
 #: the VM whose guest call is running a Python host function (set by the host core)

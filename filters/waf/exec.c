@@ -1,0 +1,783 @@
+/*
+ * Rule execution: a transaction's variables, phases, chains and actions, with
+ * ModSecurity v3's semantics where CRS depends on them:
+ *  - a rule's setvar actions run once per matching value (and per matching
+ *    link of a chain, whether or not later links match);
+ *  - msg/logdata, ctl, skipAfter and the disruptive action run once, when the
+ *    whole chain matched; `block` takes the phase's SecDefaultAction;
+ *  - MATCHED_VAR(S) start empty for each rule; chain links see their parents';
+ *  - `!VAR:/regex/` exclusions compare the key of any collection.
+ * Transformation results are cached per (value, transformation chain).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pcre2.h"
+#include "waf.h"
+
+/* ------------------------------------------------------------------ transaction */
+
+#define TCACHE_CAP 4096u
+
+void waf_tx_init(waf_tx *tx, const waf_rules *rules) {
+    memset(tx, 0, sizeof *tx);
+    tx->rules = rules;
+    tx->match_data = pcre2_match_data_create(10, NULL);
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    pcre2_set_match_limit(mc, (uint32_t)rules->pcre_match_limit);
+    pcre2_set_depth_limit(mc, (uint32_t)rules->pcre_match_limit_recursion);
+    tx->match_ctx = mc;
+    tx->tcache = calloc(TCACHE_CAP, sizeof(tcache_ent));
+    if (!tx->match_data || !mc || !tx->tcache) abort();
+    tx->tcache_cap = TCACHE_CAP;
+    waf_tx_reset(tx);
+}
+
+void waf_tx_reset(waf_tx *tx) {
+    const waf_rules *r = tx->rules;
+    void *md = tx->match_data, *mc = tx->match_ctx;
+    tcache_ent *tc = tx->tcache;
+    uint32_t gen = tx->gen + 1;
+    arena a = tx->a;
+    ar_reset(&a);
+    memset(tx, 0, sizeof *tx);
+    tx->a = a;
+    tx->rules = r;
+    tx->match_data = md;
+    tx->match_ctx = mc;
+    tx->tcache = tc;
+    tx->tcache_cap = TCACHE_CAP;
+    tx->gen = gen;
+    tx->engine = r->engine;
+    tx->body_access = r->body_access;
+    tx->next_vid = 1;
+    tx->highest_severity = 255;
+}
+
+void waf_tx_free(waf_tx *tx) {
+    pcre2_match_data_free(tx->match_data);
+    pcre2_match_context_free(tx->match_ctx);
+    free(tx->tcache);
+    ar_free(&tx->a);
+}
+
+static void set_sc(waf_tx *tx, int v, wstr val) {
+    tx->sc[v] = val;
+    tx->sc_set[v] = 1;
+}
+
+static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
+
+wstr tx_num(waf_tx *tx, long long v) {
+    char b[24];
+    int n = snprintf(b, sizeof b, "%lld", v);
+    return dupw(tx, b, (size_t)n);
+}
+
+/* ------------------------------------------------------------------ collections in the tx */
+
+static coll *named_coll(waf_tx *tx, int var, bool create) {
+    if (var == V_TX || var < V_GEO || var > V_RESOURCE) return &tx->c[var];
+    /* IP, SESSION, USER, GLOBAL, RESOURCE, GEO: per-transaction collections */
+    return &tx->c[var];
+    (void)create;
+}
+
+const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key) {
+    kv *it = coll_find(named_coll(tx, coll_var, false), key);
+    return it ? &it->val : NULL;
+}
+
+void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val) {
+    coll *c = named_coll(tx, coll_var, true);
+    kv *it = coll_find(c, key);
+    if (it) it->val = val;
+    else coll_add(&tx->a, c, dupw(tx, key.p, key.n), val);
+}
+
+/* ------------------------------------------------------------------ macros */
+
+static wstr var_first(waf_tx *tx, int var, wstr key);
+
+wstr macro_expand(waf_tx *tx, const macro_str *m) {
+    if (!m->has_macro) return m->raw;
+    if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key);
+    wbuf b = {0};
+    for (int i = 0; i < m->n; i++) {
+        const macro_part *p = &m->parts[i];
+        if (!p->var) { wb_put(&b, p->lit.p, p->lit.n); continue; }
+        wstr v = var_first(tx, p->var, p->key);
+        wb_put(&b, v.p, v.n);
+    }
+    wstr out = dupw(tx, b.p ? b.p : "", b.n);
+    wb_free(&b);
+    return out;
+}
+
+/* ------------------------------------------------------------------ value expansion */
+
+typedef struct { int coll; wstr key; wstr val; uint32_t vid; } tval;
+typedef struct { tval *v; int n, cap; } tvals;
+
+static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32_t vid) {
+    if (out->n == out->cap) {
+        int cap = out->cap ? out->cap * 2 : 32;
+        tval *nv = ar_alloc(&tx->a, (size_t)cap * sizeof(tval));
+        if (out->n) memcpy(nv, out->v, (size_t)out->n * sizeof(tval));
+        out->v = nv;
+        out->cap = cap;
+    }
+    out->v[out->n++] = (tval){coll, key, val, vid};
+}
+
+/* vids: request collections are stable for the whole request once the body is
+ * parsed; a value's id is (collection, index); names get their own id space. */
+#define VID(coll, idx, names) ((((uint32_t)(coll)) << 24) | ((uint32_t)(idx) << 1) | (names))
+
+static bool key_selected(const target *t, wstr key) {
+    if (t->key_rx) return t->key_rx->code && pcre2_match_simple(t->key_rx, key);
+    if (t->key.n) return ieq(key.p, key.n, t->key.p, t->key.n);
+    return true;
+}
+
+static void expand_coll(waf_tx *tx, const target *t, int base, int shown, bool names, tvals *out, bool stable) {
+    coll *c = &tx->c[base];
+    for (uint32_t i = 0; i < c->n; i++) {
+        kv *it = &c->items[i];
+        if (!it->key.p) continue;
+        if (!key_selected(t, it->key)) continue;
+        tv_push(tx, out, shown, it->key, names ? it->key : it->val, stable ? VID(base, i, names) : 0);
+    }
+}
+
+
+static void expand(waf_tx *tx, const target *t, tvals *out) {
+    int v = t->var;
+    switch (v) {
+    case V_ARGS:
+        expand_coll(tx, t, V_ARGS_GET, V_ARGS, false, out, true);
+        expand_coll(tx, t, V_ARGS_POST, V_ARGS, false, out, true);
+        return;
+    case V_ARGS_NAMES:
+        expand_coll(tx, t, V_ARGS_GET, V_ARGS_NAMES, true, out, true);
+        expand_coll(tx, t, V_ARGS_POST, V_ARGS_NAMES, true, out, true);
+        return;
+    case V_ARGS_GET_NAMES: expand_coll(tx, t, V_ARGS_GET, V_ARGS_GET_NAMES, true, out, true); return;
+    case V_ARGS_POST_NAMES: expand_coll(tx, t, V_ARGS_POST, V_ARGS_POST_NAMES, true, out, true); return;
+    case V_REQUEST_HEADERS_NAMES: expand_coll(tx, t, V_REQUEST_HEADERS, v, true, out, true); return;
+    case V_REQUEST_COOKIES_NAMES: expand_coll(tx, t, V_REQUEST_COOKIES, v, true, out, true); return;
+    case V_MATCHED_VARS_NAMES: expand_coll(tx, t, V_MATCHED_VARS, v, true, out, false); return;
+    case V_RESPONSE_HEADERS_NAMES: expand_coll(tx, t, V_RESPONSE_HEADERS, v, true, out, false); return;
+    case V_XML: {
+        /* XPath: the root (the document's text) and every attribute value ("//@" "*") */
+        if (!tx->sc_set[V_REQBODY_PROCESSOR] || !ieqz(tx->sc[V_REQBODY_PROCESSOR], "XML")) return;
+        coll *c = &tx->c[V_XML];
+        for (uint32_t i = 0; i < c->n; i++)
+            if (c->items[i].key.n == t->key.n && memcmp(c->items[i].key.p, t->key.p, t->key.n) == 0)
+                tv_push(tx, out, V_XML, t->key, c->items[i].val, VID(V_XML, i, 0));
+        return;
+    }
+    case V_RULE: {
+        const rule *ru = tx->cur_rule;
+        if (!ru) return;
+        const rule *head = ru->parent ? ru->parent : ru;
+        char buf[16];
+        if (!t->key.n || ieqz(t->key, "id")) {
+            int n = snprintf(buf, sizeof buf, "%u", head->id);
+            tv_push(tx, out, V_RULE, WSTR("id"), dupw(tx, buf, (size_t)n), 0);
+        } else if (ieqz(t->key, "msg")) {
+            tv_push(tx, out, V_RULE, WSTR("msg"), macro_expand(tx, &head->msg), 0);
+        } else if (ieqz(t->key, "severity") && head->severity >= 0) {
+            int n = snprintf(buf, sizeof buf, "%d", head->severity);
+            tv_push(tx, out, V_RULE, WSTR("severity"), dupw(tx, buf, (size_t)n), 0);
+        } else if (ieqz(t->key, "logdata")) {
+            tv_push(tx, out, V_RULE, WSTR("logdata"), macro_expand(tx, &head->logdata), 0);
+        }
+        return;
+    }
+    case V_ENV:
+        return;
+    default:
+        break;
+    }
+    if (IS_COLLECTION(v)) {
+        expand_coll(tx, t, v, v, false, out, v != V_TX && v != V_MATCHED_VARS && v < V_GEO);
+        return;
+    }
+    if (v == V_MATCHED_VAR || v == V_MATCHED_VAR_NAME || v == V_DURATION || v == V_HIGHEST_SEVERITY) {
+        if (v == V_HIGHEST_SEVERITY) {
+            tv_push(tx, out, v, (wstr){0}, tx_num(tx, tx->highest_severity), 0);
+            return;
+        }
+        if (tx->sc_set[v]) tv_push(tx, out, v, (wstr){0}, tx->sc[v], 0);
+        return;
+    }
+    if (tx->sc_set[v]) tv_push(tx, out, v, (wstr){0}, tx->sc[v], VID(v, 0, 0));
+}
+
+static wstr var_first(waf_tx *tx, int var, wstr key) {
+    target t = {0};
+    t.var = var;
+    t.key = key;
+    if (var == V_TX || (IS_COLLECTION(var) && var >= V_GEO)) {
+        if (!key.n) return (wstr){"", 0};
+        const wstr *v = tx_get_var(tx, var, key);
+        return v ? *v : (wstr){"", 0};
+    }
+    tvals vals = {0};
+    expand(tx, &t, &vals);
+    return vals.n ? vals.v[0].val : (wstr){"", 0};
+}
+
+/* "ARGS:foo" / "REQUEST_URI" */
+static wstr full_name(waf_tx *tx, const tval *v) {
+    const char *cn = var_name(v->coll);
+    size_t cl = strlen(cn);
+    if (!IS_COLLECTION(v->coll) || !v->key.p) return (wstr){cn, cl};
+    char *o = ar_alloc(&tx->a, cl + 1 + v->key.n + 1);
+    memcpy(o, cn, cl);
+    o[cl] = ':';
+    memcpy(o + cl + 1, v->key.p, v->key.n);
+    o[cl + 1 + v->key.n] = 0;
+    return (wstr){o, cl + 1 + v->key.n};
+}
+
+/* ------------------------------------------------------------------ transformations */
+
+static tcache_ent *tcache_slot(waf_tx *tx, uint32_t vid, int chain, bool *hit) {
+    uint32_t h = (vid * 2654435761u) ^ ((uint32_t)chain * 40503u);
+    for (uint32_t probe = 0; probe < 8; probe++) {
+        tcache_ent *c = &tx->tcache[(h + probe) & (tx->tcache_cap - 1)];
+        if (c->gen == tx->gen && c->vid == vid && c->chain == chain) { *hit = true; return c; }
+        if (c->gen != tx->gen) { *hit = false; return c; }
+    }
+    *hit = false;
+    return NULL;
+}
+
+/* The value after the chain's transformations (cached per value id); with `pf`, also
+ * the prefilter bitset of that transformed value (NULL when it cannot be cached). */
+static wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid, uint8_t **pf) {
+    const waf_rules *r = tx->rules;
+    int len = r->tchain_def[chain][0];
+    if (!vid) {
+        if (pf) *pf = NULL;
+        if (len == 0) return in;
+        int parent = r->tchain_parent[chain];
+        return tfn_apply(&tx->a, r->tchain_def[chain][len], parent >= 0 ? transform(tx, parent, in, 0, NULL) : in);
+    }
+    bool hit;
+    tcache_ent *e = tcache_slot(tx, vid, chain, &hit);
+    wstr out;
+    if (hit) {
+        out = e->val;
+    } else {
+        if (len == 0) out = in;
+        else {
+            int parent = r->tchain_parent[chain];
+            wstr base = parent >= 0 ? transform(tx, parent, in, vid, NULL) : in;
+            out = tfn_apply(&tx->a, r->tchain_def[chain][len], base);
+        }
+        if (e) {
+            bool again;
+            e = tcache_slot(tx, vid, chain, &again);   /* the recursion may have taken the slot */
+            if (e && !again) *e = (tcache_ent){vid, tx->gen, (uint16_t)chain, out, NULL};
+        }
+    }
+    if (pf) {
+        if (e && e->gen == tx->gen && e->vid == vid && e->chain == chain) {
+            if (!e->pf) e->pf = prefilter_scan(tx, out);
+            *pf = e->pf;
+        } else *pf = NULL;
+    }
+    return out;
+}
+
+/* The operator on a transformed value, skipping PCRE2 when the prefilter rules a match out. */
+static bool apply_op(waf_tx *tx, const rule *ru, wstr tv, const uint8_t *pf, wstr *md) {
+    if (pf && !(pf[ru->pf_idx >> 3] & (1u << (ru->pf_idx & 7)))) {
+        *md = tv;
+        return ru->op.negate;
+    }
+    return op_exec(tx, ru, tv, md);
+}
+
+/* ------------------------------------------------------------------ actions */
+
+static void run_setvars(waf_tx *tx, const rule *ru) {
+    for (int i = 0; i < ru->n_setvars; i++) {
+        const setvar_act *sv = &ru->setvars[i];
+        wstr key = macro_expand(tx, &sv->key);
+        if (sv->op == SV_DEL) { coll_del(named_coll(tx, sv->coll, true), key); continue; }
+        wstr val = macro_expand(tx, &sv->val);
+        if (sv->op == SV_SET) {
+            tx_set_var(tx, sv->coll, key, val.p == sv->val.raw.p ? val : dupw(tx, val.p, val.n));
+            continue;
+        }
+        long long cur = 0, d = 0;
+        const wstr *old = tx_get_var(tx, sv->coll, key);
+        if (old) parse_num(*old, &cur);
+        parse_num(val, &d);
+        tx_set_var(tx, sv->coll, key, tx_num(tx, sv->op == SV_ADD ? cur + d : cur - d));
+    }
+}
+
+static bool has_tag(const rule *ru, wstr tag) {
+    const rule *head = ru->parent ? ru->parent : ru;
+    for (int i = 0; i < head->n_tags; i++)
+        if (head->tags[i].n == tag.n && memcmp(head->tags[i].p, tag.p, tag.n) == 0) return true;
+    return false;
+}
+
+static void run_ctls(waf_tx *tx, const rule *ru) {
+    for (int i = 0; i < ru->n_ctls; i++) {
+        const ctl_act *c = &ru->ctls[i];
+        switch (c->kind) {
+        case CTL_RULE_ENGINE: tx->engine = c->ival; break;
+        case CTL_REMOVE_BY_ID:
+            if (tx->n_rm_ids == tx->cap_rm_ids) {
+                int cap = tx->cap_rm_ids ? tx->cap_rm_ids * 2 : 16;
+                uint32_t (*n)[2] = ar_alloc(&tx->a, (size_t)cap * sizeof *n);
+                if (tx->n_rm_ids) memcpy(n, tx->rm_ids, (size_t)tx->n_rm_ids * sizeof *n);
+                tx->rm_ids = n;
+                tx->cap_rm_ids = cap;
+            }
+            tx->rm_ids[tx->n_rm_ids][0] = c->id_lo;
+            tx->rm_ids[tx->n_rm_ids++][1] = c->id_hi;
+            break;
+        case CTL_REMOVE_BY_TAG:
+            if (tx->n_rm_tags == tx->cap_rm_tags) {
+                int cap = tx->cap_rm_tags ? tx->cap_rm_tags * 2 : 8;
+                wstr *n = ar_alloc(&tx->a, (size_t)cap * sizeof *n);
+                if (tx->n_rm_tags) memcpy(n, tx->rm_tags, (size_t)tx->n_rm_tags * sizeof *n);
+                tx->rm_tags = n;
+                tx->cap_rm_tags = cap;
+            }
+            tx->rm_tags[tx->n_rm_tags++] = c->str;
+            break;
+        case CTL_REMOVE_TARGET_BY_ID:
+        case CTL_REMOVE_TARGET_BY_TAG:
+            if (tx->n_rm_targets == tx->cap_rm_targets) {
+                int cap = tx->cap_rm_targets ? tx->cap_rm_targets * 2 : 16;
+                void *n = ar_alloc(&tx->a, (size_t)cap * sizeof *tx->rm_targets);
+                if (tx->n_rm_targets) memcpy(n, tx->rm_targets, (size_t)tx->n_rm_targets * sizeof *tx->rm_targets);
+                tx->rm_targets = n;
+                tx->cap_rm_targets = cap;
+            }
+            tx->rm_targets[tx->n_rm_targets].id = c->kind == CTL_REMOVE_TARGET_BY_ID ? c->id_lo : 0;
+            tx->rm_targets[tx->n_rm_targets].tag = c->kind == CTL_REMOVE_TARGET_BY_TAG ? c->tag : (wstr){0};
+            tx->rm_targets[tx->n_rm_targets++].target = c->str;
+            break;
+        case CTL_BODY_PROCESSOR: {
+            static const char *const NAMES[] = {"", "URLENCODED", "MULTIPART", "JSON", "XML"};
+            tx->body_processor = c->ival;
+            set_sc(tx, V_REQBODY_PROCESSOR, (wstr){NAMES[c->ival], strlen(NAMES[c->ival])});
+            break;
+        }
+        case CTL_BODY_ACCESS: tx->body_access = c->ival; break;
+        case CTL_FORCE_BODY_VAR: tx->force_body_var = c->ival; break;
+        default: break;
+        }
+    }
+}
+
+static bool rule_removed_at_runtime(waf_tx *tx, const rule *ru) {
+    for (int i = 0; i < tx->n_rm_ids; i++)
+        if (ru->id >= tx->rm_ids[i][0] && ru->id <= tx->rm_ids[i][1]) return true;
+    for (int i = 0; i < tx->n_rm_tags; i++)
+        if (has_tag(ru, tx->rm_tags[i])) return true;
+    return false;
+}
+
+/* ctl:ruleRemoveTarget*: "ARGS:foo" (exact, as ModSecurity compares) or a whole "ARGS" */
+static bool target_removed(waf_tx *tx, const rule *ru, wstr name) {
+    const rule *head = ru->parent ? ru->parent : ru;
+    for (int i = 0; i < tx->n_rm_targets; i++) {
+        bool applies = tx->rm_targets[i].id ? tx->rm_targets[i].id == head->id : has_tag(ru, tx->rm_targets[i].tag);
+        if (!applies) continue;
+        wstr t = tx->rm_targets[i].target;
+        if (t.n == name.n && memcmp(t.p, name.p, t.n) == 0) return true;
+    }
+    return false;
+}
+
+/* Does any ctl:ruleRemoveTarget* of this request apply to the rule? (checked once per rule) */
+static bool rm_targets_apply(waf_tx *tx, const rule *ru) {
+    const rule *head = ru->parent ? ru->parent : ru;
+    for (int i = 0; i < tx->n_rm_targets; i++)
+        if (tx->rm_targets[i].id ? tx->rm_targets[i].id == head->id : has_tag(ru, tx->rm_targets[i].tag)) return true;
+    return false;
+}
+
+static bool excluded(waf_tx *tx, const rule *ru, const tval *v, bool rm_apply) {
+    for (int i = 0; i < ru->n_targets; i++) {
+        const target *e = &ru->targets[i];
+        if (!e->exclude) continue;
+        if (e->key_rx) {
+            if (v->key.p && pcre2_match_simple(e->key_rx, v->key)) return true;
+        } else if (e->key.n) {
+            if (e->var == v->coll && v->key.p && ieq(v->key.p, v->key.n, e->key.p, e->key.n)) return true;
+        }
+    }
+    if (rm_apply) {
+        wstr fn = full_name(tx, v);
+        if (target_removed(tx, ru, fn)) return true;
+    }
+    return false;
+}
+
+static bool target_excluded_whole(waf_tx *tx, const rule *ru, const target *t, bool rm_apply) {
+    for (int i = 0; i < ru->n_targets; i++) {
+        const target *e = &ru->targets[i];
+        if (e->exclude && !e->key.n && !e->key_rx && e->var == t->var && !t->key.n && !t->key_rx) return true;
+    }
+    return rm_apply && target_removed(tx, ru, t->full);
+}
+
+static void record_match(waf_tx *tx, const rule *head, bool disruptive) {
+    if (tx->n_matches == tx->cap_matches) {
+        int cap = tx->cap_matches ? tx->cap_matches * 2 : 32;
+        waf_match *n = ar_alloc(&tx->a, (size_t)cap * sizeof *n);
+        if (tx->n_matches) memcpy(n, tx->matches, (size_t)tx->n_matches * sizeof *n);
+        tx->matches = n;
+        tx->cap_matches = cap;
+    }
+    waf_match *m = &tx->matches[tx->n_matches++];
+    m->r = head;
+    m->var_name = tx->sc_set[V_MATCHED_VAR_NAME] ? tx->sc[V_MATCHED_VAR_NAME] : (wstr){"", 0};
+    m->var_val = tx->sc_set[V_MATCHED_VAR] ? tx->sc[V_MATCHED_VAR] : (wstr){"", 0};
+    m->msg = macro_expand(tx, &head->msg);
+    m->logdata = macro_expand(tx, &head->logdata);
+    m->severity = head->severity;
+    m->disruptive = disruptive;
+    if (head->severity >= 0 && head->severity < tx->highest_severity) tx->highest_severity = head->severity;
+}
+
+/* actions once the whole chain (from this link on) matched */
+static void after_full_match(waf_tx *tx, const rule *ru) {
+    run_ctls(tx, ru);
+    if (ru->parent) return;
+    int d = ru->disruptive;
+    int status = ru->status;
+    if (d == D_BLOCK) {
+        const default_act *da = &tx->rules->defaults[ru->phase];
+        d = da->set ? da->disruptive : D_NONE;
+        if (!status) status = da->status;
+    }
+    bool disruptive = d == D_DENY || d == D_DROP || d == D_REDIRECT;
+    if (!ru->is_action || ru->log || disruptive) {
+        if (ru->id && (ru->log || disruptive || ru->msg.raw.n)) record_match(tx, ru, disruptive && tx->engine != ENGINE_OFF);
+    }
+    if (tx->engine == ENGINE_OFF) return;
+    if (disruptive && !tx->intercepted) {
+        tx->intercepted = true;
+        tx->disruptive_rule = ru;
+        tx->status = status ? status : (d == D_REDIRECT ? 302 : 403);
+        if (d == D_REDIRECT) tx->redirect = macro_expand(tx, &ru->redirect_url);
+    } else if (d == D_ALLOW && tx->engine == ENGINE_ON) {
+        if (ru->allow_scope == 1) tx->allow_phase = true;
+        else if (ru->allow_scope == 2) tx->allow_request = true;
+        else tx->allow_all = true;
+    }
+}
+
+static void clear_matched(waf_tx *tx) {
+    tx->sc_set[V_MATCHED_VAR] = tx->sc_set[V_MATCHED_VAR_NAME] = 0;
+    tx->c[V_MATCHED_VARS].n = 0;
+    tx->c[V_MATCHED_VARS].indexed = false;
+}
+
+static void matched(waf_tx *tx, const tval *v, wstr val) {
+    wstr name = full_name(tx, v);
+    set_sc(tx, V_MATCHED_VAR, val);
+    set_sc(tx, V_MATCHED_VAR_NAME, name);
+    coll_add(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
+}
+
+static bool eval_rule(waf_tx *tx, const rule *ru) {
+    tx->cur_rule = ru;
+    if (ru->is_action) {
+        run_setvars(tx, ru);
+        if (ru->chain && ru->next_link && !eval_rule(tx, ru->next_link)) return false;
+        tx->cur_rule = ru;
+        after_full_match(tx, ru);
+        return true;
+    }
+    bool any = false;
+    /* the value list is reused across rules (a chain link runs after its parent's loop) */
+    tvals vals = {tx->scratch, 0, tx->scratch_cap};
+    bool rm_apply = tx->n_rm_targets && rm_targets_apply(tx, ru);
+    for (int ti = 0; ti < ru->n_targets; ti++) {
+        const target *t = &ru->targets[ti];
+        if (t->exclude) continue;
+        if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
+        vals.n = 0;
+        if (t->count) {
+            tvals tmp = {0};
+            target whole = *t;
+            whole.count = false;
+            expand(tx, &whole, &tmp);
+            tv_push(tx, &vals, t->var, t->key, tx_num(tx, tmp.n), 0);
+            tx->scratch = vals.v;
+            tx->scratch_cap = vals.cap;
+        } else {
+            expand(tx, t, &vals);
+            tx->scratch = vals.v;
+            tx->scratch_cap = vals.cap;
+        }
+        for (int vi = 0; vi < vals.n; vi++) {
+            const tval *v = &vals.v[vi];
+            if (!t->count && (ru->has_exclusions || rm_apply) && excluded(tx, ru, v, rm_apply)) continue;
+            wstr md;
+            if (ru->multi_match) {
+                /* the operator sees the value before and after every transformation that changed it */
+                wstr cur = v->val;
+                const uint8_t *def = tx->rules->tchain_def[ru->tchain];
+                for (int k = -1; k < def[0]; k++) {
+                    if (k >= 0) {
+                        wstr next = tfn_apply(&tx->a, def[k + 1], cur);
+                        if (next.n == cur.n && (next.p == cur.p || memcmp(next.p, cur.p, cur.n) == 0)) continue;
+                        cur = next;
+                    }
+                    if (op_exec(tx, ru, cur, &md)) {
+                        any = true;
+                        matched(tx, v, cur);
+                        run_setvars(tx, ru);
+                    }
+                }
+                continue;
+            }
+            uint8_t *pf = NULL;
+            wstr tv = transform(tx, ru->tchain, v->val, v->vid, ru->pf_idx >= 0 ? &pf : NULL);
+            if (apply_op(tx, ru, tv, pf, &md)) {
+                any = true;
+                matched(tx, v, tv);
+                run_setvars(tx, ru);
+            }
+        }
+    }
+    if (!any) {
+        clear_matched(tx);
+        return false;
+    }
+    if (ru->chain) {
+        if (!ru->next_link || !eval_rule(tx, ru->next_link)) return false;
+        tx->cur_rule = ru;
+    }
+    after_full_match(tx, ru);
+    return true;
+}
+
+bool waf_run_phase(waf_tx *tx, int phase) {
+    const waf_rules *r = tx->rules;
+    tx->phase = phase;
+    if (tx->engine == ENGINE_OFF || tx->allow_all || (tx->allow_request && phase <= 2)) return false;
+    if (tx->intercepted && tx->engine == ENGINE_ON) return true;
+    int n = r->n_phase[phase];
+    rule *const *list = r->phase[phase];
+    for (int i = 0; i < n;) {
+        const rule *ru = list[i];
+        if (ru->is_marker || ru->removed || (tx->n_rm_ids + tx->n_rm_tags && rule_removed_at_runtime(tx, ru))) {
+            i++;
+            continue;
+        }
+        clear_matched(tx);   /* MATCHED_VAR(S) start empty for every rule (not for chain links) */
+        bool m = eval_rule(tx, ru);
+        if (tx->intercepted && tx->engine == ENGINE_ON) return true;
+        if (tx->engine == ENGINE_OFF) return false;
+        if (tx->allow_phase) { tx->allow_phase = false; return false; }
+        if (tx->allow_all || (tx->allow_request && phase <= 2)) return false;
+        if (m && ru->skip_after.n) {
+            i = ru->skip_after_idx + 1;
+            continue;
+        }
+        i++;
+        if (m && ru->skip) {
+            int left = ru->skip;
+            while (i < n && left > 0) {
+                if (!list[i]->is_marker) left--;
+                i++;
+            }
+        }
+    }
+    return tx->intercepted && tx->engine == ENGINE_ON;
+}
+
+/* ------------------------------------------------------------------ request input */
+
+void tx_set_connection(waf_tx *tx, wstr client_ip, int client_port, wstr server_ip, int server_port) {
+    set_sc(tx, V_REMOTE_ADDR, dupw(tx, client_ip.p, client_ip.n));
+    set_sc(tx, V_REMOTE_HOST, tx->sc[V_REMOTE_ADDR]);
+    set_sc(tx, V_REMOTE_PORT, tx_num(tx, client_port));
+    set_sc(tx, V_SERVER_ADDR, dupw(tx, server_ip.p, server_ip.n));
+    set_sc(tx, V_SERVER_PORT, tx_num(tx, server_port));
+}
+
+void tx_set_unique_id(waf_tx *tx, wstr id) { set_sc(tx, V_UNIQUE_ID, dupw(tx, id.p, id.n)); }
+
+void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val) {
+    if (tx->rules->args_limit && (int)(tx->c[V_ARGS_GET].n + tx->c[V_ARGS_POST].n) >= tx->rules->args_limit) return;
+    coll_add(&tx->a, &tx->c[coll_var], key, val);
+    long long size = 0;
+    if (tx->sc_set[V_ARGS_COMBINED_SIZE]) parse_num(tx->sc[V_ARGS_COMBINED_SIZE], &size);
+    set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, size + (long long)key.n + (long long)val.n));
+}
+
+static inline bool hexc(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+static inline int hv(char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
+
+/* %XX decoding (invalid sequences kept), '+' -> space when `plus`; sets *invalid */
+static wstr url_decode(waf_tx *tx, wstr s, bool plus, bool *invalid) {
+    char *o = ar_alloc(&tx->a, s.n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < s.n;) {
+        char c = s.p[i];
+        if (c == '%') {
+            if (i + 2 < s.n + 0 && hexc(s.p[i + 1]) && hexc(s.p[i + 2])) {
+                o[k++] = (char)(hv(s.p[i + 1]) * 16 + hv(s.p[i + 2]));
+                i += 3;
+                continue;
+            }
+            if (invalid) *invalid = true;
+            o[k++] = c;
+            i++;
+        } else if (c == '+' && plus) {
+            o[k++] = ' ';
+            i++;
+        } else {
+            o[k++] = c;
+            i++;
+        }
+    }
+    o[k] = 0;
+    return (wstr){o, k};
+}
+
+void body_urlencoded(waf_tx *tx, wstr body, int target_coll) {
+    size_t i = 0;
+    while (i < body.n) {
+        const char *amp = memchr(body.p + i, '&', body.n - i);
+        size_t e = amp ? (size_t)(amp - body.p) : body.n;
+        wstr part = {body.p + i, e - i};
+        const char *eq = memchr(part.p, '=', part.n);
+        wstr k = eq ? (wstr){part.p, (size_t)(eq - part.p)} : part;
+        wstr v = eq ? (wstr){eq + 1, part.n - (size_t)(eq - part.p) - 1} : (wstr){"", 0};
+        bool invalid = false;
+        wstr dk = url_decode(tx, k, true, &invalid), dv = url_decode(tx, v, true, &invalid);
+        if (invalid) set_sc(tx, V_URLENCODED_ERROR, WSTR("1"));
+        tx_add_arg(tx, target_coll, dk, dv);
+        i = e + 1;
+    }
+}
+
+void tx_set_request_line(waf_tx *tx, wstr method, wstr uri, wstr protocol) {
+    method = dupw(tx, method.p, method.n);
+    uri = dupw(tx, uri.p, uri.n);
+    protocol = dupw(tx, protocol.p, protocol.n);
+    set_sc(tx, V_REQUEST_METHOD, method);
+    set_sc(tx, V_REQUEST_PROTOCOL, protocol);
+    set_sc(tx, V_REQUEST_URI_RAW, uri);
+    size_t ln = method.n + 1 + uri.n + 1 + protocol.n;
+    char *line = ar_alloc(&tx->a, ln + 1);
+    snprintf(line, ln + 1, "%.*s %.*s %.*s", (int)method.n, method.p, (int)uri.n, uri.p, (int)protocol.n, protocol.p);
+    set_sc(tx, V_REQUEST_LINE, (wstr){line, ln});
+    const char *q = memchr(uri.p, '?', uri.n);
+    if (q) set_sc(tx, V_QUERY_STRING, (wstr){q + 1, uri.n - (size_t)(q - uri.p) - 1});
+    else set_sc(tx, V_QUERY_STRING, (wstr){"", 0});
+    wstr dec = url_decode(tx, uri, false, NULL);
+    const char *dq = memchr(dec.p, '?', dec.n);
+    wstr path = dq ? (wstr){dec.p, (size_t)(dq - dec.p)} : dec;
+    set_sc(tx, V_REQUEST_FILENAME, path);
+    set_sc(tx, V_PATH_INFO, path);
+    for (size_t i = path.n; i-- > 0;) {
+        if (path.p[i] == '/' || path.p[i] == '\\') {
+            if (i + 1 < path.n) set_sc(tx, V_REQUEST_BASENAME, (wstr){path.p + i + 1, path.n - i - 1});
+            break;
+        }
+    }
+    if (!tx->sc_set[V_REQUEST_BASENAME] && path.n && !memchr(path.p, '/', path.n)) set_sc(tx, V_REQUEST_BASENAME, path);
+    /* absolute-form: REQUEST_URI keeps only the path and query */
+    wstr parsed = dec;
+    if (dec.n && dec.p[0] != '/') {
+        const char *colon = memchr(dec.p, ':', dec.n);
+        if (colon && (size_t)(colon - dec.p) + 3 <= dec.n && colon[1] == '/' && colon[2] == '/') {
+            const char *host = colon + 3;
+            const char *slash = memchr(host, '/', (size_t)(dec.p + dec.n - host));
+            if (slash) parsed = (wstr){slash, (size_t)(dec.p + dec.n - slash)};
+        }
+    }
+    set_sc(tx, V_REQUEST_URI, parsed);
+    if (q) body_urlencoded(tx, tx->sc[V_QUERY_STRING], V_ARGS_GET);
+}
+
+void tx_add_header(waf_tx *tx, wstr name, wstr value) {
+    name = dupw(tx, name.p, name.n);
+    value = dupw(tx, value.p, value.n);
+    coll_add(&tx->a, &tx->c[V_REQUEST_HEADERS], name, value);
+    if (ieqz(name, "cookie")) {
+        /* split on ';', key up to the first '=', leading spaces of the key dropped */
+        size_t end = value.n;
+        size_t i = 0;
+        /* the last pair loses trailing whitespace */
+        while (end > 0 && (value.p[end - 1] == ' ' || value.p[end - 1] == '\t')) end--;
+        while (i < end) {
+            const char *semi = memchr(value.p + i, ';', end - i);
+            size_t e = semi ? (size_t)(semi - value.p) : end;
+            wstr c = {value.p + i, e - i};
+            i = e + 1;
+            if (!c.n) continue;
+            const char *eq = memchr(c.p, '=', c.n);
+            wstr k = eq ? (wstr){c.p, (size_t)(eq - c.p)} : c;
+            wstr v = eq ? (wstr){eq + 1, c.n - (size_t)(eq - c.p) - 1} : (wstr){"", 0};
+            while (k.n && (k.p[0] == ' ' || k.p[0] == '\t' || k.p[0] == '\n' || k.p[0] == '\r')) { k.p++; k.n--; }
+            if (!k.n) continue;
+            coll_add(&tx->a, &tx->c[V_REQUEST_COOKIES], k, v);
+        }
+    } else if (ieqz(name, "content-type")) {
+        if (value.n >= 19 && ieq(value.p, 19, "multipart/form-data", 19)) {
+            tx->body_processor = BP_MULTIPART;
+            set_sc(tx, V_REQBODY_PROCESSOR, WSTR("MULTIPART"));
+        }
+        if (value.n >= 33 && ieq(value.p, 33, "application/x-www-form-urlencoded", 33)) {
+            tx->body_processor = BP_URLENCODED;
+            set_sc(tx, V_REQBODY_PROCESSOR, WSTR("URLENCODED"));
+        }
+    }
+}
+
+void tx_headers_done(waf_tx *tx) {
+    if (!tx->sc_set[V_ARGS_COMBINED_SIZE]) set_sc(tx, V_ARGS_COMBINED_SIZE, WSTR("0"));
+    set_sc(tx, V_DURATION, WSTR("0"));
+}
+
+void tx_body_error(waf_tx *tx, const char *msg) {
+    set_sc(tx, V_REQBODY_ERROR, WSTR("1"));
+    set_sc(tx, V_REQBODY_PROCESSOR_ERROR, WSTR("1"));
+    wstr m = dupw(tx, msg, strlen(msg));
+    set_sc(tx, V_REQBODY_ERROR_MSG, m);
+    set_sc(tx, V_REQBODY_PROCESSOR_ERROR_MSG, m);
+}
+
+void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated) {
+    (void)truncated;
+    tx->body_processed = true;
+    wstr b = {body ? body : "", len};
+    set_sc(tx, V_REQBODY_ERROR, WSTR("0"));
+    set_sc(tx, V_REQBODY_PROCESSOR_ERROR, WSTR("0"));
+    if (!tx->body_access) return;
+    wstr copy = dupw(tx, b.p, b.n);
+    switch (tx->body_processor) {
+    case BP_URLENCODED: body_urlencoded(tx, copy, V_ARGS_POST); break;
+    case BP_MULTIPART: body_multipart(tx, copy); break;
+    case BP_JSON: body_json(tx, copy); break;
+    case BP_XML: body_xml(tx, copy); break;
+    default: break;
+    }
+    if (len) {
+        set_sc(tx, V_REQUEST_BODY, copy);
+        set_sc(tx, V_REQUEST_BODY_LENGTH, tx_num(tx, (long long)len));
+    }
+}

@@ -1,0 +1,254 @@
+/*
+ * Engine utilities: the per-request arena, byte buffers, case-insensitive
+ * helpers, the variable name table and ordered collections with an index.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "waf.h"
+
+/* ------------------------------------------------------------------ arena */
+
+#define ARENA_MIN (64 * 1024)
+
+void *ar_alloc(arena *a, size_t n) {
+    n = (n + 7) & ~(size_t)7;
+    arena_blk *b = a->head;
+    if (!b || b->used + n > b->cap) {
+        size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
+        if (b && b->cap * 2 > cap && b->cap < 16 * ARENA_MIN) cap = b->cap * 2;
+        arena_blk *nb = malloc(sizeof *nb + cap);
+        if (!nb) abort();
+        nb->cap = cap;
+        nb->used = 0;
+        nb->next = b;
+        a->head = b = nb;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    a->total += n;
+    return p;
+}
+
+char *ar_dup(arena *a, const char *p, size_t n) {
+    char *d = ar_alloc(a, n + 1);
+    if (n) memcpy(d, p, n);
+    d[n] = 0;
+    return d;
+}
+
+void ar_reset(arena *a) {
+    arena_blk *b = a->head;
+    if (!b) return;
+    /* keep the last (oldest) block: it is the smallest; free the others */
+    while (b->next) {
+        arena_blk *n = b->next;
+        free(b);
+        b = n;
+    }
+    b->used = 0;
+    a->head = b;
+    a->total = 0;
+}
+
+void ar_free(arena *a) {
+    arena_blk *b = a->head;
+    while (b) {
+        arena_blk *n = b->next;
+        free(b);
+        b = n;
+    }
+    a->head = NULL;
+    a->total = 0;
+}
+
+/* ------------------------------------------------------------------ buffers, strings */
+
+void wb_put(wbuf *b, const char *p, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) abort();
+        b->p = np;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->n, p, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+void wb_putc(wbuf *b, char c) { wb_put(b, &c, 1); }
+void wb_puts(wbuf *b, const char *s) { wb_put(b, s, strlen(s)); }
+void wb_free(wbuf *b) { free(b->p); b->p = NULL; b->n = b->cap = 0; }
+
+static inline unsigned char lc(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+
+bool ieq(const char *a, size_t an, const char *b, size_t bn) {
+    if (an != bn) return false;
+    for (size_t i = 0; i < an; i++)
+        if (lc((unsigned char)a[i]) != lc((unsigned char)b[i])) return false;
+    return true;
+}
+
+bool ieqz(wstr a, const char *z) { return ieq(a.p, a.n, z, strlen(z)); }
+
+char *xstrndup(const char *p, size_t n) {
+    char *d = malloc(n + 1);
+    if (!d) abort();
+    memcpy(d, p, n);
+    d[n] = 0;
+    return d;
+}
+
+uint32_t hash_ci(const char *p, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) { h ^= lc((unsigned char)p[i]); h *= 16777619u; }
+    return h;
+}
+
+bool parse_num(wstr s, long long *out) {
+    size_t i = 0;
+    while (i < s.n && (s.p[i] == ' ' || s.p[i] == '\t')) i++;
+    bool neg = false;
+    if (i < s.n && (s.p[i] == '-' || s.p[i] == '+')) { neg = s.p[i] == '-'; i++; }
+    size_t start = i;
+    long long v = 0;
+    while (i < s.n && s.p[i] >= '0' && s.p[i] <= '9') {
+        if (v < 100000000000000000LL) v = v * 10 + (s.p[i] - '0');
+        i++;
+    }
+    *out = neg ? -v : v;
+    return i > start;
+}
+
+/* ------------------------------------------------------------------ variable names */
+
+static const char *const VAR_NAMES[V_COUNT] = {
+    [V_ARGS] = "ARGS", [V_ARGS_GET] = "ARGS_GET", [V_ARGS_POST] = "ARGS_POST",
+    [V_ARGS_NAMES] = "ARGS_NAMES", [V_ARGS_GET_NAMES] = "ARGS_GET_NAMES",
+    [V_ARGS_POST_NAMES] = "ARGS_POST_NAMES", [V_REQUEST_HEADERS] = "REQUEST_HEADERS",
+    [V_REQUEST_HEADERS_NAMES] = "REQUEST_HEADERS_NAMES", [V_REQUEST_COOKIES] = "REQUEST_COOKIES",
+    [V_REQUEST_COOKIES_NAMES] = "REQUEST_COOKIES_NAMES", [V_FILES] = "FILES",
+    [V_FILES_NAMES] = "FILES_NAMES", [V_FILES_SIZES] = "FILES_SIZES",
+    [V_FILES_TMPNAMES] = "FILES_TMPNAMES", [V_FILES_TMP_CONTENT] = "FILES_TMP_CONTENT",
+    [V_MULTIPART_PART_HEADERS] = "MULTIPART_PART_HEADERS", [V_XML] = "XML",
+    [V_MATCHED_VARS] = "MATCHED_VARS", [V_MATCHED_VARS_NAMES] = "MATCHED_VARS_NAMES",
+    [V_ENV] = "ENV", [V_RULE] = "RULE", [V_TX] = "TX", [V_GEO] = "GEO", [V_IP] = "IP",
+    [V_SESSION] = "SESSION", [V_USER] = "USER", [V_GLOBAL] = "GLOBAL", [V_RESOURCE] = "RESOURCE",
+    [V_RESPONSE_HEADERS] = "RESPONSE_HEADERS", [V_RESPONSE_HEADERS_NAMES] = "RESPONSE_HEADERS_NAMES",
+    [V_REQUEST_FILENAME] = "REQUEST_FILENAME", [V_REQUEST_BASENAME] = "REQUEST_BASENAME",
+    [V_REQUEST_URI] = "REQUEST_URI", [V_REQUEST_URI_RAW] = "REQUEST_URI_RAW",
+    [V_REQUEST_LINE] = "REQUEST_LINE", [V_REQUEST_METHOD] = "REQUEST_METHOD",
+    [V_REQUEST_PROTOCOL] = "REQUEST_PROTOCOL", [V_QUERY_STRING] = "QUERY_STRING",
+    [V_REQUEST_BODY] = "REQUEST_BODY", [V_REQUEST_BODY_LENGTH] = "REQUEST_BODY_LENGTH",
+    [V_REQBODY_ERROR] = "REQBODY_ERROR", [V_REQBODY_ERROR_MSG] = "REQBODY_ERROR_MSG",
+    [V_REQBODY_PROCESSOR] = "REQBODY_PROCESSOR",
+    [V_REQBODY_PROCESSOR_ERROR] = "REQBODY_PROCESSOR_ERROR",
+    [V_REQBODY_PROCESSOR_ERROR_MSG] = "REQBODY_PROCESSOR_ERROR_MSG",
+    [V_INBOUND_DATA_ERROR] = "INBOUND_DATA_ERROR", [V_URLENCODED_ERROR] = "URLENCODED_ERROR",
+    [V_MULTIPART_BOUNDARY_QUOTED] = "MULTIPART_BOUNDARY_QUOTED",
+    [V_MULTIPART_BOUNDARY_WHITESPACE] = "MULTIPART_BOUNDARY_WHITESPACE",
+    [V_MULTIPART_DATA_AFTER] = "MULTIPART_DATA_AFTER", [V_MULTIPART_DATA_BEFORE] = "MULTIPART_DATA_BEFORE",
+    [V_MULTIPART_FILE_LIMIT_EXCEEDED] = "MULTIPART_FILE_LIMIT_EXCEEDED",
+    [V_MULTIPART_HEADER_FOLDING] = "MULTIPART_HEADER_FOLDING",
+    [V_MULTIPART_INVALID_HEADER_FOLDING] = "MULTIPART_INVALID_HEADER_FOLDING",
+    [V_MULTIPART_INVALID_PART] = "MULTIPART_INVALID_PART",
+    [V_MULTIPART_INVALID_QUOTING] = "MULTIPART_INVALID_QUOTING",
+    [V_MULTIPART_LF_LINE] = "MULTIPART_LF_LINE", [V_MULTIPART_CRLF_LF_LINES] = "MULTIPART_CRLF_LF_LINES",
+    [V_MULTIPART_MISSING_SEMICOLON] = "MULTIPART_MISSING_SEMICOLON",
+    [V_MULTIPART_STRICT_ERROR] = "MULTIPART_STRICT_ERROR",
+    [V_MULTIPART_UNMATCHED_BOUNDARY] = "MULTIPART_UNMATCHED_BOUNDARY",
+    [V_MULTIPART_FILENAME] = "MULTIPART_FILENAME", [V_MULTIPART_NAME] = "MULTIPART_NAME",
+    [V_MULTIPART_BOUNDARY_INVALID] = "MULTIPART_BOUNDARY_INVALID",
+    [V_UNIQUE_ID] = "UNIQUE_ID", [V_MATCHED_VAR] = "MATCHED_VAR",
+    [V_MATCHED_VAR_NAME] = "MATCHED_VAR_NAME", [V_REMOTE_ADDR] = "REMOTE_ADDR",
+    [V_REMOTE_HOST] = "REMOTE_HOST", [V_REMOTE_PORT] = "REMOTE_PORT", [V_REMOTE_USER] = "REMOTE_USER",
+    [V_SERVER_ADDR] = "SERVER_ADDR", [V_SERVER_NAME] = "SERVER_NAME", [V_SERVER_PORT] = "SERVER_PORT",
+    [V_ARGS_COMBINED_SIZE] = "ARGS_COMBINED_SIZE", [V_FILES_COMBINED_SIZE] = "FILES_COMBINED_SIZE",
+    [V_FULL_REQUEST] = "FULL_REQUEST", [V_FULL_REQUEST_LENGTH] = "FULL_REQUEST_LENGTH",
+    [V_AUTH_TYPE] = "AUTH_TYPE", [V_DURATION] = "DURATION", [V_HIGHEST_SEVERITY] = "HIGHEST_SEVERITY",
+    [V_STATUS_LINE] = "STATUS_LINE", [V_RESPONSE_STATUS] = "RESPONSE_STATUS",
+    [V_RESPONSE_BODY] = "RESPONSE_BODY", [V_RESPONSE_PROTOCOL] = "RESPONSE_PROTOCOL",
+    [V_RESPONSE_CONTENT_TYPE] = "RESPONSE_CONTENT_TYPE",
+    [V_RESPONSE_CONTENT_LENGTH] = "RESPONSE_CONTENT_LENGTH",
+    [V_OUTBOUND_DATA_ERROR] = "OUTBOUND_DATA_ERROR", [V_TIME] = "TIME", [V_TIME_DAY] = "TIME_DAY",
+    [V_TIME_EPOCH] = "TIME_EPOCH", [V_TIME_HOUR] = "TIME_HOUR", [V_TIME_MIN] = "TIME_MIN",
+    [V_TIME_MON] = "TIME_MON", [V_TIME_SEC] = "TIME_SEC", [V_TIME_WDAY] = "TIME_WDAY",
+    [V_TIME_YEAR] = "TIME_YEAR", [V_WEBSERVER_ERROR_LOG] = "WEBSERVER_ERROR_LOG",
+    [V_USERID] = "USERID", [V_SESSIONID] = "SESSIONID", [V_WEBAPPID] = "WEBAPPID",
+    [V_PATH_INFO] = "PATH_INFO", [V_SCRIPT_FILENAME] = "SCRIPT_FILENAME",
+    [V_MODSEC_BUILD] = "MODSEC_BUILD",
+};
+
+const char *var_name(int v) { return (v > 0 && v < V_COUNT && VAR_NAMES[v]) ? VAR_NAMES[v] : "?"; }
+
+int var_lookup(const char *name, size_t n) {
+    for (int v = 1; v < V_COUNT; v++)
+        if (VAR_NAMES[v] && ieq(name, n, VAR_NAMES[v], strlen(VAR_NAMES[v]))) return v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ collections */
+
+#define INDEX_FROM 16   /* collections with more items get a hash index */
+
+static void coll_reindex(arena *a, coll *c) {
+    uint32_t cap = 64;
+    while (cap < c->n * 2) cap *= 2;
+    c->index = ar_alloc(a, cap * sizeof(int32_t));
+    memset(c->index, 0xff, cap * sizeof(int32_t));
+    c->index_cap = cap;
+    c->indexed = true;
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (!c->items[i].key.p) continue;
+        uint32_t h = hash_ci(c->items[i].key.p, c->items[i].key.n) & (cap - 1);
+        while (c->index[h] >= 0) {
+            /* keep the first occurrence of a key findable: later equal keys go after */
+            h = (h + 1) & (cap - 1);
+        }
+        c->index[h] = (int32_t)i;
+    }
+}
+
+void coll_add(arena *a, coll *c, wstr key, wstr val) {
+    if (c->n == c->cap) {
+        uint32_t cap = c->cap ? c->cap * 2 : 16;
+        kv *items = ar_alloc(a, cap * sizeof(kv));
+        if (c->n) memcpy(items, c->items, c->n * sizeof(kv));
+        c->items = items;
+        c->cap = cap;
+    }
+    c->items[c->n++] = (kv){key, val};
+    if (c->indexed) {
+        if (c->n * 2 > c->index_cap) { coll_reindex(a, c); return; }
+        uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
+        while (c->index[h] >= 0) h = (h + 1) & (c->index_cap - 1);
+        c->index[h] = (int32_t)(c->n - 1);
+    } else if (c->n >= INDEX_FROM) {
+        coll_reindex(a, c);
+    }
+}
+
+kv *coll_find(coll *c, wstr key) {
+    if (c->indexed) {
+        uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
+        kv *best = NULL;
+        while (c->index[h] >= 0) {
+            kv *it = &c->items[c->index[h]];
+            if (it->key.p && ieq(it->key.p, it->key.n, key.p, key.n) && (!best || it < best)) best = it;
+            h = (h + 1) & (c->index_cap - 1);
+        }
+        return best;
+    }
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->items[i].key.p && ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) return &c->items[i];
+    return NULL;
+}
+
+void coll_del(coll *c, wstr key) {
+    /* tombstone: the key pointer is cleared; iteration skips it */
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->items[i].key.p && ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n))
+            c->items[i].key.p = NULL;
+}

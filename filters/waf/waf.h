@@ -1,0 +1,357 @@
+/*
+ * SecLang engine: shared types.
+ *
+ * A ruleset (waf_rules) is parsed and compiled once from SecLang text (parse.c)
+ * and is read-only afterwards; a transaction (waf_tx) holds one request's
+ * variables, collections and matches, allocated from a per-request arena that
+ * is reset between requests.  No Proxy-Wasm calls in the engine files: only
+ * filter.c talks to the host, so the engine also builds natively.
+ */
+#ifndef WAF_H
+#define WAF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ strings, arena */
+
+typedef struct { const char *p; size_t n; } wstr;
+#define WSTR(lit) ((wstr){(lit), sizeof(lit) - 1})
+
+typedef struct arena_blk { struct arena_blk *next; size_t cap, used; char data[]; } arena_blk;
+typedef struct { arena_blk *head; size_t total; } arena;
+
+void *ar_alloc(arena *a, size_t n);            /* 8-aligned, never NULL (aborts on OOM) */
+char *ar_dup(arena *a, const char *p, size_t n); /* NUL-terminated copy */
+void ar_reset(arena *a);                       /* keeps the first block */
+void ar_free(arena *a);
+
+/* A growable byte buffer (malloc) */
+typedef struct { char *p; size_t n, cap; } wbuf;
+void wb_put(wbuf *b, const char *p, size_t n);
+void wb_putc(wbuf *b, char c);
+void wb_puts(wbuf *b, const char *s);
+void wb_free(wbuf *b);
+
+bool ieq(const char *a, size_t an, const char *b, size_t bn);
+bool ieqz(wstr a, const char *z);
+char *xstrndup(const char *p, size_t n);
+uint32_t hash_ci(const char *p, size_t n);
+bool parse_num(wstr s, long long *out);      /* ModSecurity-style atoi: leading digits */
+
+/* ------------------------------------------------------------------ variables */
+
+enum {
+    /* collections (key -> value, ordered) */
+    V_ARGS = 1, V_ARGS_GET, V_ARGS_POST, V_ARGS_NAMES, V_ARGS_GET_NAMES, V_ARGS_POST_NAMES,
+    V_REQUEST_HEADERS, V_REQUEST_HEADERS_NAMES, V_REQUEST_COOKIES, V_REQUEST_COOKIES_NAMES,
+    V_FILES, V_FILES_NAMES, V_FILES_SIZES, V_FILES_TMPNAMES, V_FILES_TMP_CONTENT,
+    V_MULTIPART_PART_HEADERS, V_XML, V_MATCHED_VARS, V_MATCHED_VARS_NAMES, V_ENV, V_RULE,
+    V_TX, V_GEO, V_IP, V_SESSION, V_USER, V_GLOBAL, V_RESOURCE,
+    V_RESPONSE_HEADERS, V_RESPONSE_HEADERS_NAMES,
+    V_LAST_COLLECTION = V_RESPONSE_HEADERS_NAMES,
+    /* scalars */
+    V_REQUEST_FILENAME, V_REQUEST_BASENAME, V_REQUEST_URI, V_REQUEST_URI_RAW, V_REQUEST_LINE,
+    V_REQUEST_METHOD, V_REQUEST_PROTOCOL, V_QUERY_STRING, V_REQUEST_BODY, V_REQUEST_BODY_LENGTH,
+    V_REQBODY_ERROR, V_REQBODY_ERROR_MSG, V_REQBODY_PROCESSOR, V_REQBODY_PROCESSOR_ERROR,
+    V_REQBODY_PROCESSOR_ERROR_MSG, V_INBOUND_DATA_ERROR, V_URLENCODED_ERROR,
+    V_MULTIPART_BOUNDARY_QUOTED, V_MULTIPART_BOUNDARY_WHITESPACE, V_MULTIPART_DATA_AFTER,
+    V_MULTIPART_DATA_BEFORE, V_MULTIPART_FILE_LIMIT_EXCEEDED, V_MULTIPART_HEADER_FOLDING,
+    V_MULTIPART_INVALID_HEADER_FOLDING, V_MULTIPART_INVALID_PART, V_MULTIPART_INVALID_QUOTING,
+    V_MULTIPART_LF_LINE, V_MULTIPART_CRLF_LF_LINES, V_MULTIPART_MISSING_SEMICOLON,
+    V_MULTIPART_STRICT_ERROR, V_MULTIPART_UNMATCHED_BOUNDARY, V_MULTIPART_FILENAME,
+    V_MULTIPART_NAME, V_MULTIPART_BOUNDARY_INVALID,
+    V_UNIQUE_ID, V_MATCHED_VAR, V_MATCHED_VAR_NAME, V_REMOTE_ADDR, V_REMOTE_HOST,
+    V_REMOTE_PORT, V_REMOTE_USER, V_SERVER_ADDR, V_SERVER_NAME, V_SERVER_PORT,
+    V_ARGS_COMBINED_SIZE, V_FILES_COMBINED_SIZE, V_FULL_REQUEST, V_FULL_REQUEST_LENGTH,
+    V_AUTH_TYPE, V_DURATION, V_HIGHEST_SEVERITY, V_STATUS_LINE, V_RESPONSE_STATUS,
+    V_RESPONSE_BODY, V_RESPONSE_PROTOCOL, V_RESPONSE_CONTENT_TYPE, V_RESPONSE_CONTENT_LENGTH,
+    V_OUTBOUND_DATA_ERROR, V_TIME, V_TIME_DAY, V_TIME_EPOCH, V_TIME_HOUR, V_TIME_MIN,
+    V_TIME_MON, V_TIME_SEC, V_TIME_WDAY, V_TIME_YEAR, V_WEBSERVER_ERROR_LOG, V_USERID,
+    V_SESSIONID, V_WEBAPPID, V_PATH_INFO, V_SCRIPT_FILENAME, V_MODSEC_BUILD,
+    V_COUNT
+};
+
+#define IS_COLLECTION(v) ((v) <= V_LAST_COLLECTION)
+const char *var_name(int v);
+int var_lookup(const char *name, size_t n);   /* 0 when unknown */
+
+/* An ordered key/value list (request collections, TX) with a case-insensitive index. */
+typedef struct { wstr key, val; } kv;
+typedef struct {
+    kv *items;
+    uint32_t n, cap;
+    int32_t *index;              /* open addressing over items (NULL: linear scan) */
+    uint32_t index_cap;
+    bool indexed;
+} coll;
+
+/* ------------------------------------------------------------------ rules */
+
+struct pcre2_real_code_8;
+typedef struct pcre2_real_code_8 rx_code;
+
+typedef struct {
+    rx_code *code;
+    wstr src;
+} regex;
+
+/* A string with %{...} macros, split at compile time. */
+typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
+typedef struct { macro_part *parts; int n; wstr raw; bool has_macro; } macro_str;
+
+typedef struct {
+    int var;
+    bool count;                  /* &VAR */
+    bool exclude;                /* !VAR:key */
+    wstr key;                    /* empty: whole collection */
+    regex *key_rx;               /* VAR:/regex/ */
+    wstr full;                   /* "ARGS:foo" as written (for ctl target removal) */
+} target;
+
+enum {
+    OP_RX = 1, OP_PM, OP_PMFROMFILE, OP_STREQ, OP_CONTAINS, OP_CONTAINSWORD, OP_BEGINSWITH,
+    OP_ENDSWITH, OP_WITHIN, OP_EQ, OP_GE, OP_GT, OP_LE, OP_LT, OP_IPMATCH, OP_IPMATCHFROMFILE,
+    OP_VALIDATEBYTERANGE, OP_VALIDATEURLENCODING, OP_VALIDATEUTF8ENCODING, OP_UNCONDITIONAL,
+    OP_NOMATCH, OP_DETECTSQLI, OP_DETECTXSS, OP_STRMATCH, OP_RBL, OP_GEOLOOKUP,
+    OP_VALIDATEDTD, OP_VALIDATESCHEMA, OP_VERIFYCC, OP_VERIFYSSN, OP_VERIFYCPF, OP_INSPECTFILE,
+    OP_FUZZYHASH, OP_GSBLOOKUP, OP_RSUB
+};
+
+/* Case-insensitive Aho-Corasick automaton (ac.c): @pm phrases, regex prefilter factors. */
+typedef struct ac_automaton ac_automaton;
+ac_automaton *ac_create(void);
+int ac_add(ac_automaton *ac, const char *p, size_t n);   /* phrase id (same phrase: same id) */
+void ac_finalize(ac_automaton *ac);
+void ac_destroy(ac_automaton *ac);
+/* First phrase found: offset and length. */
+bool ac_first(const ac_automaton *ac, wstr v, size_t *at, size_t *len);
+/* Every phrase found (ids, repeated as often as found) -> cb. */
+void ac_all(const ac_automaton *ac, wstr v, void (*cb)(void *ctx, int id), void *ctx);
+
+typedef struct { uint8_t addr[16]; int bits; bool v6; } ip_net;
+
+typedef struct {
+    int kind;
+    bool negate;
+    macro_str param;             /* raw parameter, macros expanded at run time when needed */
+    regex rx;                    /* OP_RX (param without macros) */
+    ac_automaton *ac;            /* OP_PM / OP_PMFROMFILE */
+    ip_net *nets; int n_nets;    /* OP_IPMATCH */
+    uint8_t byte_ok[32];         /* OP_VALIDATEBYTERANGE bitmap */
+    long long num;               /* numeric comparisons without macros */
+    bool num_static;
+} oper;
+
+enum {
+    T_NONE = 1, T_LOWERCASE, T_UPPERCASE, T_URLDECODE, T_URLDECODEUNI, T_HTMLENTITYDECODE,
+    T_JSDECODE, T_CSSDECODE, T_CMDLINE, T_COMPRESSWHITESPACE, T_REMOVEWHITESPACE,
+    T_REMOVENULLS, T_REPLACENULLS, T_REPLACECOMMENTS, T_REMOVECOMMENTS, T_REMOVECOMMENTSCHAR,
+    T_NORMALIZEPATH, T_NORMALIZEPATHWIN, T_UTF8TOUNICODE, T_BASE64DECODE, T_BASE64DECODEEXT,
+    T_BASE64ENCODE, T_HEXDECODE, T_HEXENCODE, T_SQLHEXDECODE, T_LENGTH, T_TRIM, T_TRIMLEFT,
+    T_TRIMRIGHT, T_ESCAPESEQDECODE, T_URLENCODE, T_MD5, T_SHA1, T_PARITYEVEN7BIT,
+    T_PARITYODD7BIT, T_PARITYZERO7BIT, T_COUNT
+};
+
+enum { SV_SET = 1, SV_ADD, SV_SUB, SV_DEL };
+typedef struct { int coll; macro_str key; int op; macro_str val; } setvar_act;
+
+enum {
+    CTL_RULE_ENGINE = 1, CTL_REMOVE_BY_ID, CTL_REMOVE_BY_TAG, CTL_REMOVE_TARGET_BY_ID,
+    CTL_REMOVE_TARGET_BY_TAG, CTL_BODY_PROCESSOR, CTL_BODY_ACCESS, CTL_FORCE_BODY_VAR,
+    CTL_IGNORED
+};
+typedef struct {
+    int kind;
+    int ival;                    /* engine mode, body processor, on/off */
+    uint32_t id_lo, id_hi;       /* remove by id (range) */
+    wstr str;                    /* tag, or target spec "ARGS:foo" */
+    wstr tag;                    /* ruleRemoveTargetByTag */
+    regex *tag_rx;
+} ctl_act;
+
+enum { D_NONE = 0, D_PASS, D_DENY, D_DROP, D_BLOCK, D_ALLOW, D_REDIRECT };
+enum { ENGINE_OFF = 0, ENGINE_ON, ENGINE_DETECT };
+enum { BP_NONE = 0, BP_URLENCODED, BP_MULTIPART, BP_JSON, BP_XML };
+
+typedef struct rule {
+    uint32_t id;
+    int phase;
+    const char *file; int line;
+    target *targets; int n_targets;
+    oper op;
+    uint8_t tfns[24]; int n_tfns;
+    uint16_t tchain;             /* id of the transformation chain (cache key) */
+    bool has_tfn_none;
+    int disruptive;              /* D_*, D_NONE when absent */
+    int allow_scope;             /* allow: 0 all, 1 phase, 2 request */
+    int status;
+    bool chain, capture, multi_match, log, nolog, auditlog, noauditlog, log_set;
+    int severity;                /* -1 absent */
+    macro_str msg, logdata, redirect_url;
+    wstr *tags; int n_tags;
+    setvar_act *setvars; int n_setvars;
+    ctl_act *ctls; int n_ctls;
+    wstr skip_after; int skip_after_idx; /* index in the phase list, -1: end */
+    int skip;
+    struct rule *next_link;      /* chained rule */
+    struct rule *parent;         /* chain head for links */
+    bool is_marker; wstr marker;
+    bool is_action;              /* SecAction */
+    bool removed;                /* SecRuleRemoveBy* at configure time */
+    uint32_t hits;               /* metric id (filter) */
+    uint32_t metric;
+    bool metric_defined;
+    int pf_idx;                  /* index in the regex prefilter, -1: not prefiltered */
+    bool has_exclusions;         /* some target is a !VAR:key exclusion */
+} rule;
+
+/* Default actions per phase (SecDefaultAction). */
+typedef struct {
+    int disruptive, status;
+    uint8_t tfns[8]; int n_tfns;
+    bool log, auditlog, set;
+    wstr *tags; int n_tags;
+} default_act;
+
+typedef struct {
+    wstr name;
+    char *text; size_t len;
+} waf_file;
+
+typedef struct {
+    int engine;                  /* SecRuleEngine */
+    bool body_access;
+    size_t body_limit, body_nofiles_limit;
+    bool body_limit_reject;      /* SecRequestBodyLimitAction Reject */
+    int args_limit;
+    int json_depth_limit;
+    unsigned long pcre_match_limit, pcre_match_limit_recursion;
+    char *component_signature;
+    rule **phase[6]; int n_phase[6]; int cap_phase[6];
+    rule **all; int n_all, cap_all;
+    default_act defaults[6];
+    int n_rules;                 /* ids */
+    int n_tchains;
+    uint8_t (*tchain_def)[25];   /* per chain id: [len, tfns...] */
+    int16_t *tchain_parent;      /* chain id of the prefix without the last step, -1 for none */
+    arena mem;
+    uint32_t n_regex;
+    double compile_ms;
+    ac_automaton *pf_ac;         /* prefilter.c: factors of all prefiltered regexes */
+    uint64_t *pf_factor_bits;    /* factor id -> bitset (pf_words words) of prefiltered rules */
+    int pf_words;
+    int n_pf, n_pf_factors;
+} waf_rules;
+
+/* Parse and compile. files[] are the files the directives may Include / @pmFromFile.
+ * On error returns NULL and writes "file:line: reason" to err. */
+waf_rules *waf_compile(const char *directives, size_t len, const waf_file *files, int n_files,
+                       char *err, size_t err_len);
+void waf_rules_free(waf_rules *r);
+
+/* ------------------------------------------------------------------ transaction */
+
+typedef struct {
+    const rule *r;
+    wstr var_name, var_val, msg, logdata;
+    int severity;
+    bool disruptive;
+} waf_match;
+
+typedef struct tcache_ent { uint32_t vid; uint32_t gen; uint16_t chain; wstr val; uint8_t *pf; } tcache_ent;
+
+typedef struct waf_tx {
+    const waf_rules *rules;
+    arena a;
+    wstr sc[V_COUNT];            /* scalars */
+    uint8_t sc_set[V_COUNT];
+    coll c[V_LAST_COLLECTION + 1];
+    coll extra_colls[8]; wstr extra_names[8]; int n_extra; /* initcol'd collections */
+    int engine;
+    int body_processor;
+    bool body_access;
+    bool force_body_var;
+    /* runtime exclusions (ctl) */
+    uint32_t (*rm_ids)[2]; int n_rm_ids, cap_rm_ids;
+    struct { uint32_t id; wstr tag; wstr target; } *rm_targets; int n_rm_targets, cap_rm_targets;
+    wstr *rm_tags; int n_rm_tags, cap_rm_tags;
+    /* state */
+    int phase;
+    bool allow_all, allow_phase, allow_request;
+    bool intercepted;            /* a disruptive action ran (or would, in detect mode) */
+    int status; wstr redirect; const rule *disruptive_rule;
+    waf_match *matches; int n_matches, cap_matches;
+    uint32_t next_vid;           /* value ids for the transformation cache */
+    tcache_ent *tcache; uint32_t tcache_cap, tcache_n, gen;
+    const rule *cur_rule;        /* for %{RULE.*} */
+    void *scratch; int scratch_cap;  /* exec.c: a rule's target values, reused across rules */
+    int skip_n;
+    uint32_t pcre_limit_hits;
+    void *match_data;            /* pcre2_match_data */
+    void *match_ctx;             /* pcre2_match_context */
+    bool body_processed;
+    int highest_severity;
+} waf_tx;
+
+void waf_tx_init(waf_tx *tx, const waf_rules *rules);
+void waf_tx_reset(waf_tx *tx);
+void waf_tx_free(waf_tx *tx);
+
+/* Request input (filter.c fills these, then runs the phases). */
+void tx_set_connection(waf_tx *tx, wstr client_ip, int client_port, wstr server_ip, int server_port);
+void tx_set_request_line(waf_tx *tx, wstr method, wstr uri, wstr protocol);
+void tx_add_header(waf_tx *tx, wstr name, wstr value);
+void tx_set_unique_id(waf_tx *tx, wstr id);
+void tx_headers_done(waf_tx *tx);      /* cookies, REQUEST_HEADERS-derived variables */
+/* The body (possibly cut at the limit); `truncated` when it was longer. */
+void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated);
+
+/* Run one phase; true when a disruptive action intercepted the request. */
+bool waf_run_phase(waf_tx *tx, int phase);
+
+/* TX value by name (case-insensitive); NULL when unset. */
+const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key);
+void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val);
+
+/* collections */
+void coll_add(arena *a, coll *c, wstr key, wstr val);
+kv *coll_find(coll *c, wstr key);
+void coll_del(coll *c, wstr key);
+
+/* transformations (transform.c); out may alias nothing, result in arena */
+wstr tfn_apply(arena *a, int t, wstr in);
+int tfn_lookup(const char *name, size_t n);
+const char *tfn_name(int t);
+
+/* operators (operator.c) */
+int op_lookup(const char *name, size_t n);
+bool op_compile(waf_rules *r, rule *ru, const char *param, size_t n, const char *dir,
+                const waf_file *files, int n_files, char *err, size_t err_len);
+bool op_exec(waf_tx *tx, const rule *ru, wstr val, wstr *matched_data);
+void op_free(oper *o);
+bool pcre2_match_simple(const regex *re, wstr s);
+bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err, size_t err_len);
+int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures);
+void rx_free(regex *re);
+
+/* regex prefilter (prefilter.c) */
+void prefilter_build(waf_rules *r);
+void prefilter_free(waf_rules *r);
+uint8_t *prefilter_scan(waf_tx *tx, wstr v);
+
+/* macros (exec.c) */
+bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);
+wstr macro_expand(waf_tx *tx, const macro_str *m);
+
+/* body processors (body.c) */
+void body_urlencoded(waf_tx *tx, wstr body, int target_coll);
+void body_multipart(waf_tx *tx, wstr body);
+void body_json(waf_tx *tx, wstr body);
+void body_xml(waf_tx *tx, wstr body);
+void tx_body_error(waf_tx *tx, const char *msg);
+void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val);
+wstr tx_num(waf_tx *tx, long long v);
+
+#endif
