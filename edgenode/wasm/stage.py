@@ -148,26 +148,33 @@ class WasmStage:
     # --- the stage contract ---------------------------------------------------------
     def wrap(self, next_handler: Handler) -> Handler:
         def handle(exchange: Exchange) -> Awaitable[Response]:
-            vm = self.vm
-            if vm is None or vm.failed is not None or (vm.root.tick_ms  # type: ignore[union-attr]
-                                                       and vm.root.tick_handle is None):  # type: ignore[union-attr]
-                vm = self._acquire()  # per-request, failed, or a tick set before the loop ran
-                if vm is None:
-                    return self._unavailable(exchange, next_handler)
-                settings = self._settings if vm is self.vm else self._instance_settings
-            else:
-                settings = self._settings
-            if not vm.stream_hooks:
+            stream = self.open_stream(exchange)
+            if stream is None:
                 return next_handler(exchange)
-            return StreamDriver(vm, exchange, settings).run(next_handler)
+            if isinstance(stream, Response):
+                return _answer(stream)
+            return stream.run(next_handler)
         return handle
 
-    async def _unavailable(self, exchange: Exchange, next_handler: Handler) -> Response:
-        """The filter has no VM to give (failed, backing off, cannot start)."""
-        if self.opts.failure_policy == "fail_open":
-            return await next_handler(exchange)
-        self.plugin.metrics.failed_streams += 1
-        return failure_response(self.name)
+    def open_stream(self, exchange: Exchange) -> StreamDriver | Response | None:
+        """This filter's part in ``exchange``: a driver to run (``run``, or its
+        synchronous steps), None when the filter takes no part (no stream callbacks, or
+        unavailable under ``fail_open``), or the failure reply when it is unavailable."""
+        vm = self.vm
+        if vm is None or vm.failed is not None or (vm.root.tick_ms  # type: ignore[union-attr]
+                                                   and vm.root.tick_handle is None):  # type: ignore[union-attr]
+            vm = self._acquire()  # per-request, failed, or a tick set before the loop ran
+            if vm is None:  # failed, backing off, cannot start
+                if self.opts.failure_policy == "fail_open":
+                    return None
+                self.plugin.metrics.failed_streams += 1
+                return failure_response(self.name)
+            settings = self._settings if vm is self.vm else self._instance_settings
+        else:
+            settings = self._settings
+        if not vm.stream_hooks:
+            return None
+        return StreamDriver(vm, exchange, settings)
 
     def _make_settings(self) -> None:
         """Stream settings of the shared VM (resets the reload back-off) and of one-stream
@@ -290,3 +297,7 @@ def _close_later(vm: Vm) -> None:
         asyncio.get_running_loop().call_soon(vm.close)
     except RuntimeError:
         vm.close()
+
+
+async def _answer(response: Response) -> Response:
+    return response

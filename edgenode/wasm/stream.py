@@ -19,6 +19,7 @@ coroutine per phase.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Awaitable, Callable
 
 from edgenode.http.messages import Response
@@ -29,52 +30,116 @@ from edgenode.wasm.response_phase import response_fast, response_phase
 from edgenode.wasm.streamstate import PauseTimeout, Stream, StreamSettings
 from edgenode.wasm.vm import FilterFailure
 
-__all__ = ["StreamDriver", "StreamSettings", "StreamAborted", "PauseTimeout", "failure_response"]
+__all__ = ["StreamDriver", "Step", "StreamSettings", "StreamAborted", "PauseTimeout", "failure_response"]
 
 Handler = Callable[[Exchange], Awaitable[Response]]
 
 
+class Step(Enum):
+    """What the chain does after a filter's request side (``StreamDriver.begin``)."""
+
+    #: call the next stage, then this filter's response side (``respond``)
+    NEXT = "next"
+    #: the request side needs the event loop: ``await finish_request()``
+    ASYNC = "async"
+    #: the filter answered (``ctx.local_response``): skip the next stage, run the
+    #: response side over the reply (Envoy: the sender's own response hooks see it)
+    REPLY = "reply"
+    #: the filter failed under ``fail_open``: call the next stage without it
+    BYPASS = "bypass"
+
+
 class StreamDriver(Stream):
-    """Runs one stream through one filter: request hooks, ``next``, response hooks."""
+    """Runs one stream through one filter: request hooks, ``next``, response hooks.
+
+    ``run`` is the coroutine a chain stage awaits.  It is made of synchronous steps a
+    caller without a coroutine per stage can use directly (docs/architecture.md):
+    ``begin()`` -> ``Step`` or a final ``Response``; on ``ASYNC`` ``await
+    finish_request()``; then ``respond(response)`` -> the response, or None: ``await
+    respond_async(response)``.  Nothing here pauses unless a filter holds the stream or
+    a body callback must see a streamed body.
+    """
 
     __slots__ = ()
 
-    async def run(self, next_handler: Handler) -> Response:
-        ex, vm = self.ex, self.vm
-        ctx = self.ctx = vm.new_stream(ex)
+    def begin(self) -> Step | Response:
+        """Create the stream's context and run its request headers callback."""
+        ctx = self.ctx = self.vm.new_stream(self.ex)
         try:
             if request_headers(self):
-                await request_rest(self)
+                return Step.ASYNC
         except FilterFailure:
-            if self.fail_open:
-                vm.finish_stream(ctx)
-                return await next_handler(ex)
-            return self.fail()
+            return self._request_failed()
+        except BaseException:
+            self.vm.finish_stream(ctx)
+            raise
+        return self._after_request()
+
+    async def finish_request(self) -> Step | Response:
+        """The request side that needs the event loop: a hold, a body the hooks must see."""
+        try:
+            await request_rest(self)
+        except FilterFailure:
+            return self._request_failed()
         except PauseTimeout:
             if not self.fail_open:
                 return self.timed_out()
             self.log_timeout_open()
-            ctx.request_headers_open = False
+            self.ctx.request_headers_open = False
         except BaseException:  # the client went away mid-body, or cancellation
-            vm.finish_stream(ctx)
+            self.vm.finish_stream(self.ctx)
             raise
+        return self._after_request()
+
+    def respond(self, response: Response) -> Response | None:
+        """The response side when nothing can wait (None: ``await respond_async``)."""
+        out = response_fast(self, response)
+        if out is not None:
+            self._succeeded()
+        return out
+
+    async def respond_async(self, response: Response) -> Response:
+        out = await response_phase(self, response)
+        self._succeeded()
+        return out
+
+    async def run(self, next_handler: Handler) -> Response:
+        step = self.begin()
+        if step is Step.ASYNC:
+            step = await self.finish_request()
+        if isinstance(step, Response):
+            return step
+        if step is Step.BYPASS:
+            return await next_handler(self.ex)
+        if step is Step.REPLY:
+            response = self.ctx.local_response
+        else:
+            try:
+                response = await next_handler(self.ex)
+            except BaseException:
+                self.vm.finish_stream(self.ctx)
+                raise
+        out = self.respond(response)  # type: ignore[arg-type]
+        if out is None:
+            out = await self.respond_async(response)  # type: ignore[arg-type]
+        return out
+
+    def _request_failed(self) -> Step | Response:
+        if self.fail_open:
+            self.vm.finish_stream(self.ctx)
+            return Step.BYPASS
+        return self.fail()
+
+    def _after_request(self) -> Step | Response:
+        ctx = self.ctx
         if ctx.paused is not None:  # ended by a local reply or close while held
             self.unhold()
         if ctx.closed:
-            vm.finish_stream(ctx)
+            self.vm.finish_stream(ctx)
             return reset_response()
-        if ctx.local_response is not None:
-            response = ctx.local_response
-        else:
-            try:
-                response = await next_handler(ex)
-            except BaseException:
-                vm.finish_stream(ctx)
-                raise
-        fast = response_fast(self, response)
-        if fast is None:
-            fast = await response_phase(self, response)
+        return Step.NEXT if ctx.local_response is None else Step.REPLY
+
+    def _succeeded(self) -> None:
         backoff = self.cfg.backoff
-        if backoff is not None and backoff.failures and vm.failed is None:
+        if backoff is not None and backoff.failures and self.vm.failed is None:
             backoff.succeeded()  # a stream completed on the reloaded VM
-        return fast
