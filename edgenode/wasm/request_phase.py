@@ -13,7 +13,7 @@ from edgenode.http.messages import TrailerRelay
 from edgenode.wasm.bodies import ChunkReader, has_body, may_have_trailers, prepend
 from edgenode.wasm.holds import STOP_ALL, Hold
 from edgenode.wasm.replies import text_response
-from edgenode.wasm.streamstate import PauseTimeout, Stream
+from edgenode.wasm.streamstate import Stream
 from edgenode.wasm.vm import FilterFailure
 
 __all__ = ["request_headers", "request_rest"]
@@ -122,12 +122,7 @@ async def _deliver(s: Stream, buf: bytearray, out: list[bytes], eos: bool) -> bo
         if s.end_result(action, "request"):
             ctx.request_headers_open = False
     if eos and ctx.paused is not None:
-        try:
-            await s.wait()
-        except PauseTimeout:
-            if not s.fail_open:
-                raise
-            s.log_timeout_open()
+        await s.wait_or_open()
         ctx.request_headers_open = False
         if s.ended():
             return False

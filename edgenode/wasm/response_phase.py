@@ -271,12 +271,7 @@ async def _body_while_held(s: Stream, response: Response) -> Response:
                     s.unhold()
             if eos:
                 if not released:
-                    try:
-                        await s.wait()
-                    except PauseTimeout:
-                        if not s.fail_open:
-                            raise
-                        s.log_timeout_open()
+                    await s.wait_or_open()
                     if s.ended():
                         return response
                 out.append(bytes(buf))

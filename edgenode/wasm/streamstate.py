@@ -140,6 +140,15 @@ class Stream:
         finally:
             self.unhold()
 
+    async def wait_or_open(self) -> None:
+        """``wait``, except that under ``fail_open`` a pause timeout counts as a continue."""
+        try:
+            await self.wait()
+        except PauseTimeout:
+            if not self.fail_open:
+                raise
+            self.log_timeout_open()
+
     async def gather_held(self, reader: ChunkReader, held: bytearray, limit: int) -> bool | None:
         """While a StopAll* hold lasts, read the body into ``held`` without callbacks.
 

@@ -180,7 +180,25 @@ static int forbidden(const uint8_t *p, size_t n) {
     return 0;
 }
 
-/* add / replace / remove through the Python view (ValueError: BAD_ARGUMENT) */
+/* The status of a map write whose Python call returned ``res`` (a new reference or
+ * NULL): a ValueError is BAD_ARGUMENT, any other exception traps; the block goes stale. */
+static int64_t write_status(HeaderBlock *b, PyObject *res, wasm_trap_t **trap, PyObject *fn_name) {
+    int64_t r = ST_OK;
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            r = ST_BAD_ARGUMENT;
+        } else {
+            *trap = hc_trap_from_pyerr(fn_name);
+        }
+    }
+    Py_XDECREF(res);
+    Py_CLEAR(b->wire); /* rebuilt on the next read */
+    return r;
+}
+
+/* add / replace / remove: an ordinary field on the message's multidict, a pseudo-header
+ * or the request's Host through the view (ValueError: BAD_ARGUMENT) */
 static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, int with_value,
                             wasm_trap_t **trap, PyObject *fn_name) {
     int64_t status;
@@ -232,16 +250,7 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
         }
         Py_XDECREF(k);
         Py_XDECREF(v);
-        if (res == NULL) {
-            if (PyErr_ExceptionMatches(PyExc_ValueError)) {
-                PyErr_Clear();
-                r = ST_BAD_ARGUMENT;
-            } else {
-                *trap = hc_trap_from_pyerr(fn_name);
-            }
-        }
-        Py_XDECREF(res);
-        Py_CLEAR(b->wire); /* stale: rebuilt on the next read */
+        r = write_status(b, res, trap, fn_name);
     }
     Py_DECREF(b);
     return r;
@@ -303,17 +312,7 @@ static int64_t set_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t
         }
     }
     PyObject *view = hc_block_view(b);
-    PyObject *res = view ? PyObject_CallMethodOneArg(view, s_set_pairs, pairs) : NULL;
-    if (res == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
-            PyErr_Clear();
-            r = ST_BAD_ARGUMENT;
-        } else {
-            *trap = hc_trap_from_pyerr(fn_name);
-        }
-    }
-    Py_XDECREF(res);
-    Py_CLEAR(b->wire);
+    r = write_status(b, view ? PyObject_CallMethodOneArg(view, s_set_pairs, pairs) : NULL, trap, fn_name);
 done:
     Py_XDECREF(pairs);
     Py_DECREF(b);
