@@ -3,7 +3,8 @@ wasmtime C API inside the wasmtime wheel and to the Python side.
 
 ``Instance`` runs guest calls (a whole hook per Python->native transition, with the hot
 host functions answered in C), ``HeaderBlock`` holds a header map serialised once per
-change (``set_view_types`` names the view classes its writes go through, contexts.py),
+change (``set_view_types`` names the view classes its writes go through, contexts.py;
+``set_property_functions`` the Python functions behind properties, hostcalls/properties.py),
 ``Histogram`` counts callback times, ``define`` registers a host function with a linker,
 ``ticker_add``/``ticker_remove`` drive engine epochs from a native thread.
 """
@@ -22,7 +23,7 @@ from edgenode.wasm.errors import GuestTrap, HostTrap, MemoryFault
 from edgenode.wasm.hostcalls import registry
 
 __all__ = ["Instance", "HeaderBlock", "Histogram", "define", "ticker_add", "ticker_remove",
-           "set_view_types"]
+           "set_view_types", "set_property_functions"]
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -44,3 +45,4 @@ define = _hostcore.define
 ticker_add = _hostcore.ticker_add
 ticker_remove = _hostcore.ticker_remove
 set_view_types = _hostcore.set_view_types
+set_property_functions = _hostcore.set_property_functions

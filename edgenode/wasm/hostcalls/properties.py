@@ -1,23 +1,38 @@
-"""Properties (properties.py) and foreign functions (foreign.py)."""
+"""Properties (properties.py: what each path means) and foreign functions (foreign.py)."""
 
 from __future__ import annotations
 
 import logging
 
+from edgenode.wasm import native
 from edgenode.wasm.foreign import is_pure_foreign_function, lookup_foreign_function
-from edgenode.wasm.hostcalls.registry import (INTERNAL_FAILURE, NOT_FOUND, OK, V02X, _proxy,
+from edgenode.wasm.hostcalls.registry import (INTERNAL_FAILURE, NOT_FOUND, OK, V02X, HostVm, _proxy,
                                               _ret_bytes, _stream, _text, _vm)
 from edgenode.wasm.properties import get_property, set_property, split_path
 
 _log = logging.getLogger("edgenode.wasm")
 
+
+def property_value(vm: HostVm, path: tuple[str, ...]) -> bytes | None:
+    """The encoded value of property ``path`` for the running callback (None: NOT_FOUND)."""
+    ctx = _stream(vm)
+    return get_property(path, vm.plugin.info, ctx.exchange if ctx else None,
+                        ctx.response_view if ctx else None, vm)
+
+
+def store_property(vm: HostVm, path: tuple[str, ...], value: bytes) -> int:
+    ctx = _stream(vm)
+    return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
+
+
+# the host core answers both host functions itself through these (and split_path)
+native.set_property_functions(split_path, property_value, store_property)
+
+
 @_proxy("proxy_get_property", "iiii")
 def proxy_get_property(raw: tuple[int, ...]) -> int:
     vm = _vm()
-    path = split_path(vm.mem.read(raw[0], raw[1]))
-    ctx = _stream(vm)
-    value = get_property(path, vm.plugin.info, ctx.exchange if ctx else None,
-                         ctx.response_view if ctx else None, vm)
+    value = property_value(vm, split_path(vm.mem.read(raw[0], raw[1])))
     if value is None:
         return NOT_FOUND
     return _ret_bytes(vm, value, raw[2], raw[3])
@@ -26,10 +41,7 @@ def proxy_get_property(raw: tuple[int, ...]) -> int:
 @_proxy("proxy_set_property", "iiii")
 def proxy_set_property(raw: tuple[int, ...]) -> int:
     vm = _vm()
-    path = split_path(vm.mem.read(raw[0], raw[1]))
-    value = vm.mem.read(raw[2], raw[3])
-    ctx = _stream(vm)
-    return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
+    return store_property(vm, split_path(vm.mem.read(raw[0], raw[1])), vm.mem.read(raw[2], raw[3]))
 
 
 @_proxy("proxy_call_foreign_function", "iiiiii", V02X)

@@ -101,6 +101,7 @@ const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t
 /* hostfns.c */
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name);
 PyObject *hc_define(PyObject *self, PyObject *args);
+PyObject *hc_set_property_functions(PyObject *self, PyObject *args);
 int hc_native_id(const char *name);
 
 /* histogram.c */

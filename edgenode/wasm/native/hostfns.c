@@ -23,13 +23,15 @@ enum {
     N_LOG,
     N_GET_BUFFER_BYTES,
     N_GET_BUFFER_STATUS,
+    N_GET_PROPERTY,
+    N_SET_PROPERTY,
 };
 
 static const char *NATIVE_NAMES[] = {
     "", "proxy_get_header_map_value", "proxy_get_header_map_pairs", "proxy_get_header_map_size",
     "proxy_add_header_map_value", "proxy_replace_header_map_value", "proxy_remove_header_map_value",
     "proxy_set_header_map_pairs", "proxy_get_log_level", "proxy_log", "proxy_get_buffer_bytes",
-    "proxy_get_buffer_status", NULL,
+    "proxy_get_buffer_status", "proxy_get_property", "proxy_set_property", NULL,
 };
 
 int hc_native_id(const char *name) {
@@ -383,6 +385,100 @@ static int64_t get_buffer_status(Instance *inst, wt_val_raw *raw) {
     return ST_OK;
 }
 
+/* --- properties: paths split once (a bounded cache), values from properties.py ---------- */
+
+static PyObject *split_fn, *get_fn, *set_fn; /* set_property_functions */
+static PyObject *paths;                      /* raw path bytes -> tuple of segments */
+#define MAX_PATHS 1024
+
+PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
+    PyObject *split, *get, *set;
+    if (!PyArg_ParseTuple(args, "OOO", &split, &get, &set)) return NULL;
+    Py_INCREF(split);
+    Py_XSETREF(split_fn, split);
+    Py_INCREF(get);
+    Py_XSETREF(get_fn, get);
+    Py_INCREF(set);
+    Py_XSETREF(set_fn, set);
+    Py_XSETREF(paths, PyDict_New());
+    if (paths == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The path tuple for the guest's bytes at (ptr, len), a new reference; NULL: *status set
+ * (INVALID_MEMORY_ACCESS) or an exception. */
+static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64_t *status) {
+    uint8_t *raw = hc_mem(inst, ptr, len);
+    if (raw == NULL) {
+        *status = ST_INVALID_MEMORY_ACCESS;
+        return NULL;
+    }
+    PyObject *key = PyBytes_FromStringAndSize((const char *)raw, len);
+    if (key == NULL) return NULL;
+    PyObject *path = PyDict_GetItemWithError(paths, key);
+    if (path != NULL) {
+        Py_INCREF(path);
+    } else if (!PyErr_Occurred() && (path = PyObject_CallOneArg(split_fn, key)) != NULL) {
+        if (PyDict_GET_SIZE(paths) >= MAX_PATHS) PyDict_Clear(paths);
+        if (PyDict_SetItem(paths, key, path) < 0) Py_CLEAR(path);
+    }
+    Py_DECREF(key);
+    return path;
+}
+
+static int64_t get_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    if (get_fn == NULL || inst->owner == NULL) return HC_FALLBACK;
+    int64_t status = ST_OK;
+    PyObject *path = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
+    if (path == NULL) {
+        if (status != ST_OK) return status;
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    PyObject *value = PyObject_CallFunctionObjArgs(get_fn, inst->owner, path, NULL);
+    hc_serial++; /* Python ran */
+    Py_DECREF(path);
+    if (value == NULL) {
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    int64_t r;
+    if (value == Py_None) {
+        r = ST_NOT_FOUND;
+    } else if (PyBytes_Check(value)) {
+        r = ret_bytes(inst, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value), U32(raw, 2), U32(raw, 3), trap);
+    } else {
+        r = HC_FALLBACK;
+    }
+    Py_DECREF(value);
+    return r;
+}
+
+static int64_t set_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    if (set_fn == NULL || inst->owner == NULL) return HC_FALLBACK;
+    uint8_t *data = hc_mem(inst, U32(raw, 2), U32(raw, 3));
+    if (data == NULL) return ST_INVALID_MEMORY_ACCESS;
+    int64_t status = ST_OK;
+    PyObject *path = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
+    if (path == NULL) {
+        if (status != ST_OK) return status;
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    PyObject *value = PyBytes_FromStringAndSize((const char *)data, U32(raw, 3));
+    PyObject *res = value ? PyObject_CallFunctionObjArgs(set_fn, inst->owner, path, value, NULL) : NULL;
+    hc_serial++;
+    Py_DECREF(path);
+    Py_XDECREF(value);
+    if (res == NULL) {
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    long r = PyLong_AsLong(res);
+    Py_DECREF(res);
+    return r;
+}
+
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
     switch (id) {
     case N_GET_HEADER_MAP_VALUE:
@@ -411,6 +507,10 @@ int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, P
         return get_buffer_bytes(inst, raw, trap);
     case N_GET_BUFFER_STATUS:
         return get_buffer_status(inst, raw);
+    case N_GET_PROPERTY:
+        return get_property(inst, raw, trap, fn_name);
+    case N_SET_PROPERTY:
+        return set_property(inst, raw, trap, fn_name);
     }
     return HC_FALLBACK;
 }

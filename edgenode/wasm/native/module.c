@@ -64,6 +64,8 @@ static PyMethodDef methods[] = {
      "define(linker, module, name, functype, params, has_result, fault, fn, native) -> bool (answered natively)"},
     {"ticker_add", ticker_add, METH_VARARGS, "ticker_add(engine, engine_ptr, interval): advance its epoch"},
     {"ticker_remove", hc_ticker_remove, METH_O, "ticker_remove(engine_ptr): stop advancing it"},
+    {"set_property_functions", hc_set_property_functions, METH_VARARGS,
+     "set_property_functions(split_path, get(vm, path), set(vm, path, value)): properties' Python side"},
     {"set_view_types", hc_set_view_types, METH_VARARGS,
      "set_view_types(RequestHeaders, ResponseHeaders): the views HeaderBlock writes through"},
     {NULL},
