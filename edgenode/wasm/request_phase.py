@@ -25,7 +25,8 @@ def request_headers(s: Stream) -> bool:
     """Announce the stream and run the request headers hook (one call into the host core);
     True when a hold or a body hook needs async work."""
     vm, ctx, req = s.vm, s.ctx, s.ex.request
-    body = has_body(req.body)
+    body = req.body
+    body = not isinstance(body, (bytes, bytearray)) or len(body) > 0  # bodies.has_body, inlined
     headers = req.headers
     ctx.continued = False
     action = vm.start_stream(ctx, len(headers) + 4 - ("host" in headers), not body)

@@ -73,6 +73,8 @@ class StreamDriver(Stream):
         except BaseException:
             self.vm.finish_stream(ctx)
             raise
+        if ctx.paused is None and ctx.local_response is None and not ctx.closed:
+            return Step.NEXT  # the common case, without a call
         return self._after_request()
 
     async def finish_request(self) -> Step | Response:
@@ -94,7 +96,7 @@ class StreamDriver(Stream):
     def respond(self, response: Response) -> Response | None:
         """The response side when nothing can wait (None: ``await respond_async``)."""
         out = response_fast(self, response)
-        if out is not None:
+        if out is not None and self.cfg.backoff is not None:
             self._succeeded()
         return out
 
