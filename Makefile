@@ -11,7 +11,7 @@ install: $(STAMP)
 # Debian packages of the real servers the tests start themselves (each test fixture starts
 # its own instance on 127.0.0.1) and of the load generator.  Installed when missing; needs
 # root or sudo.
-DEB_PACKAGES := wrk redis-server modsecurity-crs
+DEB_PACKAGES := wrk redis-server modsecurity-crs docker-registry
 
 system:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -192,6 +192,10 @@ def _setup(p: argparse.ArgumentParser) -> None:
     insp.add_argument("--json", action="store_true", help="machine-readable output")
     insp.set_defaults(_filter_run=_cmd_inspect)
 
+    from edgenode.fleet.cli import add_filter_push
+
+    add_filter_push(sub)
+
 
 def _run(args: argparse.Namespace) -> int:
     return args._filter_run(args)
