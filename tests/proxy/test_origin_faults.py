@@ -24,7 +24,7 @@ async def start() -> AsyncIterator[Callable[..., Any]]:
         raw = await RawOrigin(handler).start()
         origins.append(raw)
         cfg = parse_config({"server": {"listen": "127.0.0.1:0"}, "admin": {"listen": "off"},
-                            "log": {"access": "off"},
+                            "log": {"access": "off"}, "cache": {"store": "memory"},  # several per test
                             "origins": {"default": {"url": f"http://127.0.0.1:{raw.port}", **origin}}})
         node = Node(cfg)
         await node.start()
