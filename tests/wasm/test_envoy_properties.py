@@ -30,11 +30,13 @@ ROUTES = RouteTable([RouteConfig("images", path_prefix="/img", name="img-route")
                      RouteConfig("default", host="api.example.com")], "default")
 
 
-@pytest.fixture
-def stage(engine: WasmEngine):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["core", "python"])
+def stage(request: pytest.FixtureRequest, engine: WasmEngine, python_engine: WasmEngine):  # type: ignore[no-untyped-def]
+    """Both ways a property is answered: the host core (which calls the common attributes'
+    getters itself) and the Python host functions alone."""
     st = WasmStage(StageConfig("wasm", "attrs", {"module": str(WAT / "envoy_probe.wat"),
                                                  "root_id": "r1", "vm_id": "v1"}),
-                   base_dir=WAT, engine=engine,
+                   base_dir=WAT, engine=python_engine if request.param == "python" else engine,
                    node_props={"worker": 1, "node": "edge-7", "routes": ROUTES, "origins": ORIGINS})
     yield st
     st.vm.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
 from edgenode.wasm import native
 from edgenode.wasm.foreign import is_pure_foreign_function, lookup_foreign_function
 from edgenode.wasm.hostcalls.registry import (INTERNAL_FAILURE, NOT_FOUND, OK, V02X, HostVm, _proxy,
                                               _ret_bytes, _stream, _text, _vm)
-from edgenode.wasm.properties import get_property, set_property, split_path
+from edgenode.wasm.properties import exchange_getter, get_property, set_property, split_path
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -25,8 +26,15 @@ def store_property(vm: HostVm, path: tuple[str, ...], value: bytes) -> int:
     return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
 
 
-# the host core answers both host functions itself through these (and split_path)
-native.set_property_functions(split_path, property_value, store_property)
+def resolve_path(raw: bytes) -> tuple[tuple[str, ...], Callable[[Any], Any] | None]:
+    """What the host core keeps per distinct path: its segments, and the getter it may
+    call with the stream's exchange instead of ``property_value`` (common attributes)."""
+    path = split_path(raw)
+    return path, exchange_getter(path)
+
+
+# the host core answers both host functions itself through these
+native.set_property_functions(resolve_path, property_value, store_property)
 
 
 @_proxy("proxy_get_property", "iiii")

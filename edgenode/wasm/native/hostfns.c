@@ -385,17 +385,17 @@ static int64_t get_buffer_status(Instance *inst, wt_val_raw *raw) {
     return ST_OK;
 }
 
-/* --- properties: paths split once (a bounded cache), values from properties.py ---------- */
+/* --- properties: paths resolved once (a bounded cache), values from properties.py -------- */
 
-static PyObject *split_fn, *get_fn, *set_fn; /* set_property_functions */
-static PyObject *paths;                      /* raw path bytes -> tuple of segments */
+static PyObject *resolve_fn, *get_fn, *set_fn; /* set_property_functions */
+static PyObject *paths; /* raw path bytes -> (segments, exchange getter or None) */
 #define MAX_PATHS 1024
 
 PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
-    PyObject *split, *get, *set;
-    if (!PyArg_ParseTuple(args, "OOO", &split, &get, &set)) return NULL;
-    Py_INCREF(split);
-    Py_XSETREF(split_fn, split);
+    PyObject *resolve, *get, *set;
+    if (!PyArg_ParseTuple(args, "OOO", &resolve, &get, &set)) return NULL;
+    Py_INCREF(resolve);
+    Py_XSETREF(resolve_fn, resolve);
     Py_INCREF(get);
     Py_XSETREF(get_fn, get);
     Py_INCREF(set);
@@ -405,8 +405,8 @@ PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* The path tuple for the guest's bytes at (ptr, len), a new reference; NULL: *status set
- * (INVALID_MEMORY_ACCESS) or an exception. */
+/* The cached (segments, getter) pair for the guest's path bytes at (ptr, len), a new
+ * reference; NULL: *status set (INVALID_MEMORY_ACCESS) or an exception. */
 static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64_t *status) {
     uint8_t *raw = hc_mem(inst, ptr, len);
     if (raw == NULL) {
@@ -415,29 +415,66 @@ static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64
     }
     PyObject *key = PyBytes_FromStringAndSize((const char *)raw, len);
     if (key == NULL) return NULL;
-    PyObject *path = PyDict_GetItemWithError(paths, key);
-    if (path != NULL) {
-        Py_INCREF(path);
-    } else if (!PyErr_Occurred() && (path = PyObject_CallOneArg(split_fn, key)) != NULL) {
-        if (PyDict_GET_SIZE(paths) >= MAX_PATHS) PyDict_Clear(paths);
-        if (PyDict_SetItem(paths, key, path) < 0) Py_CLEAR(path);
+    PyObject *entry = PyDict_GetItemWithError(paths, key);
+    if (entry != NULL) {
+        Py_INCREF(entry);
+    } else if (!PyErr_Occurred() && (entry = PyObject_CallOneArg(resolve_fn, key)) != NULL) {
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "property path resolver must return a pair");
+            Py_CLEAR(entry);
+        } else {
+            if (PyDict_GET_SIZE(paths) >= MAX_PATHS) PyDict_Clear(paths);
+            if (PyDict_SetItem(paths, key, entry) < 0) Py_CLEAR(entry);
+        }
     }
     Py_DECREF(key);
-    return path;
+    return entry;
+}
+
+/* The effective stream's exchange (a new reference), or NULL: no stream (no exception)
+ * or an exception. */
+static PyObject *stream_exchange(Instance *inst) {
+    PyObject *ctx = inst->effective;
+    if (ctx == Py_None) return NULL;
+    int root = ctx_flag(ctx, s_is_root);
+    if (root != 0) return NULL;
+    PyObject *ex = PyObject_GetAttr(ctx, s_exchange);
+    if (ex == Py_None) Py_CLEAR(ex);
+    return ex;
+}
+
+/* An attribute computed from the exchange alone, by its getter: bytes / text / absent
+ * answered here, NULL (no exception) for anything else (the generic path encodes it). */
+static PyObject *exchange_value(Instance *inst, PyObject *getter) {
+    PyObject *ex = stream_exchange(inst);
+    if (ex == NULL) return NULL;
+    PyObject *value = PyObject_CallOneArg(getter, ex);
+    Py_DECREF(ex);
+    if (value == NULL || value == Py_None || PyBytes_CheckExact(value)) return value;
+    if (PyUnicode_CheckExact(value)) {
+        PyObject *b = PyUnicode_AsUTF8String(value);
+        Py_DECREF(value);
+        return b;
+    }
+    Py_DECREF(value);
+    return NULL;
 }
 
 static int64_t get_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
     if (get_fn == NULL || inst->owner == NULL) return HC_FALLBACK;
     int64_t status = ST_OK;
-    PyObject *path = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
-    if (path == NULL) {
+    PyObject *entry = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
+    if (entry == NULL) {
         if (status != ST_OK) return status;
         *trap = hc_trap_from_pyerr(fn_name);
         return 0;
     }
-    PyObject *value = PyObject_CallFunctionObjArgs(get_fn, inst->owner, path, NULL);
+    PyObject *getter = PyTuple_GET_ITEM(entry, 1), *value = NULL;
+    if (getter != Py_None) value = exchange_value(inst, getter);
+    if (value == NULL && !PyErr_Occurred())
+        value = PyObject_CallFunctionObjArgs(get_fn, inst->owner, PyTuple_GET_ITEM(entry, 0), NULL);
     hc_serial++; /* Python ran */
-    Py_DECREF(path);
+    Py_DECREF(entry);
     if (value == NULL) {
         *trap = hc_trap_from_pyerr(fn_name);
         return 0;
@@ -459,16 +496,16 @@ static int64_t set_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap,
     uint8_t *data = hc_mem(inst, U32(raw, 2), U32(raw, 3));
     if (data == NULL) return ST_INVALID_MEMORY_ACCESS;
     int64_t status = ST_OK;
-    PyObject *path = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
-    if (path == NULL) {
+    PyObject *entry = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
+    if (entry == NULL) {
         if (status != ST_OK) return status;
         *trap = hc_trap_from_pyerr(fn_name);
         return 0;
     }
     PyObject *value = PyBytes_FromStringAndSize((const char *)data, U32(raw, 3));
-    PyObject *res = value ? PyObject_CallFunctionObjArgs(set_fn, inst->owner, path, value, NULL) : NULL;
+    PyObject *res = value ? PyObject_CallFunctionObjArgs(set_fn, inst->owner, PyTuple_GET_ITEM(entry, 0), value, NULL) : NULL;
     hc_serial++;
-    Py_DECREF(path);
+    Py_DECREF(entry);
     Py_XDECREF(value);
     if (res == NULL) {
         *trap = hc_trap_from_pyerr(fn_name);
