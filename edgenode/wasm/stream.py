@@ -96,7 +96,7 @@ class StreamDriver(Stream):
     def respond(self, response: Response) -> Response | None:
         """The response side when nothing can wait (None: ``await respond_async``)."""
         out = response_fast(self, response)
-        if out is not None and self.cfg.backoff is not None:
+        if out is not None and self.cfg.backoff is not None and self.cfg.backoff.failures:
             self._succeeded()
         return out
 
@@ -122,9 +122,7 @@ class StreamDriver(Stream):
                 self.vm.finish_stream(self.ctx)
                 raise
         out = self.respond(response)  # type: ignore[arg-type]
-        if out is None:
-            out = await self.respond_async(response)  # type: ignore[arg-type]
-        return out
+        return out if out is not None else await self.respond_async(response)  # type: ignore[arg-type]
 
     def _request_failed(self) -> Step | Response:
         if self.fail_open:
