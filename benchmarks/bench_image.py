@@ -92,7 +92,7 @@ def run_node(conn, origin_url: str, wasm: str, workers: int) -> None:  # child p
                 {"type": "wasm", "name": "image-accept", "module": wasm, "root_id": "image-accept", "config": cfg},
                 {"type": "cache"},
                 {"type": "wasm", "name": "image", "module": wasm, "root_id": "image", "config": cfg,
-                 "cpu_deadline_ms": 1000},
+                 "cpu_deadline_ms": 1000, "allow_on_headers_stop_iteration": True},
             ],
             "log": {"access": "off"},
         }, ROOT)

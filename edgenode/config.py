@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgenode.observe.loglevel import LEVELS
+
 __all__ = [
     "ConfigError", "Config", "ServerConfig", "AdminConfig", "CacheConfig", "CacheKeyConfig", "CACHE_STORES",
     "OriginConfig", "RouteConfig", "StageConfig", "LogConfig", "RedisConfig", "FleetConfig", "ParentConfig",
@@ -595,7 +597,7 @@ def _log(data: Any) -> LogConfig:
     cfg = LogConfig(
         access=s.get("access", "stdout", str),
         format=s.choice("format", "text", ("text", "json")),
-        level=s.choice("level", "info", ("debug", "info", "warning", "error")),
+        level=s.choice("level", "info", LEVELS),
     )
     s.done()
     return cfg

@@ -42,6 +42,8 @@ from edgenode.redis.services import RedisServices
 __all__ = ["Node", "Signals", "InternalUpstream", "LocalAdmin", "StopSignals", "serve_until", "announce"]
 
 log = logging.getLogger("edgenode.node")
+#: ``[log] level`` -> the Proxy-Wasm level name of a filter's ``log_level``
+_FILTER_LOG_LEVELS = {"trace": "trace", "debug": "debug", "info": "info", "warning": "warn", "error": "error"}
 
 InternalUpstream = Callable[[Request], Awaitable[Response]]
 
@@ -155,7 +157,7 @@ class Node:
         from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
 
         try:
-            stage = WasmStage(self._filter_settings(sc), base_dir=self.config.base_dir, callout=self.callout,
+            stage = WasmStage(self._wasm_settings(sc), base_dir=self.config.base_dir, callout=self.callout,
                               node_props={"worker": self.worker or 0, "node": self.config.server.via,
                                           "routes": self.upstream.routes, "origins": self.config.origins},
                               redis=self.redis,
@@ -179,6 +181,14 @@ class Node:
                               upstreams=self.config.upstreams, kv=self._function_kv, index=index)
         self.functions[sc.name] = stage
         return stage
+
+    def _wasm_settings(self, sc: StageConfig) -> StageConfig:
+        """A Proxy-Wasm filter's settings: the node's ``[log] level`` is its default
+        ``log_level`` (what ``proxy_get_log_level`` reports)."""
+        sc = self._filter_settings(sc)
+        if "log_level" in sc.options:
+            return sc
+        return replace(sc, options={**sc.options, "log_level": _FILTER_LOG_LEVELS[self.config.log.level]})
 
     def _filter_settings(self, sc: StageConfig) -> StageConfig:
         """``[server] server_timing = false`` is a node-wide off switch for every filter's
@@ -356,7 +366,7 @@ class Node:
                 raise KeyError(n)
         fresh: dict[str, StageConfig] = {}
         if self.config.source is not None:
-            fresh = {sc.name: self._filter_settings(sc)
+            fresh = {sc.name: self._wasm_settings(sc) if sc.type == "wasm" else self._filter_settings(sc)
                      for sc in load_config(self.config.source, self.config.settings).chain
                      if sc.type in ("wasm", "function")}
         for n in targets:
@@ -371,7 +381,7 @@ class Node:
         the error is raised and the stage keeps running as it was."""
         if name not in self.filters:
             raise KeyError(name)
-        sc = await asyncio.to_thread(self._filter_settings, settings)  # may pull from a registry
+        sc = await asyncio.to_thread(self._wasm_settings, settings)  # may pull from a registry
         result = self.filters[name].reload(sc)
         if asyncio.iscoroutine(result):
             await result

@@ -26,7 +26,7 @@ class Exchange:
     __slots__ = (
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
-        "status", "server_timing", "interim", "_open", "target", "request_id",
+        "status", "server_timing", "interim", "_open", "target", "request_id", "wasm_maps",
     )
 
     def __init__(
@@ -67,6 +67,9 @@ class Exchange:
         #: sends an interim (1xx) response to the client ahead of the final one; set by
         #: the front end when the client can take one (HTTP/1.1), called by the Upstream
         self.interim: Callable[[Response], None] | None = None
+        #: the Proxy-Wasm filters' serialised header maps [request, response], shared by
+        #: every filter of the stream until one changes them (wasm/contexts.py)
+        self.wasm_maps: list[Any] | None = None
 
     def add_timing(self, name: str, phase: str, seconds: float) -> None:
         key = (name, phase)

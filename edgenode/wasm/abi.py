@@ -10,7 +10,7 @@ from enum import IntEnum
 
 __all__ = [
     "Status", "LogLevel", "BufferType", "MapType", "StreamType", "MetricType",
-    "ABI_VERSIONS", "encode_map", "decode_map", "encode_text", "MapDecodeError", "HOOKS",
+    "ABI_VERSIONS", "encode_map", "decode_map", "encode_text", "decode_text", "MapDecodeError", "HOOKS",
     "STREAM_HOOKS", "REQUEST_TRAILERS", "RESPONSE_TRAILERS",
 ]
 
@@ -112,10 +112,22 @@ def _head(n: int) -> struct.Struct:
 
 
 def encode_text(text: str) -> bytes:
+    """A header name or value as its wire bytes.
+
+    The node holds header text as Latin-1 (one character per byte on the wire, as the
+    front end and the origin client decode and encode it), so filters get exactly the
+    bytes that arrived.  Text with characters past U+00FF cannot have come off the wire
+    (a value set in Python); it goes out as UTF-8.
+    """
     try:
-        return text.encode()
-    except UnicodeEncodeError:  # lone surrogates from undecodable input round-trip
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
         return text.encode("utf-8", "surrogateescape")
+
+
+def decode_text(data: bytes | memoryview) -> str:
+    """Header bytes from a filter as the node's Latin-1 text: written out byte for byte."""
+    return str(data, "latin-1")
 
 
 def encode_map(pairs: list[tuple[str, str]]) -> bytes:
@@ -139,7 +151,8 @@ def encode_map(pairs: list[tuple[str, str]]) -> bytes:
 
 
 def decode_map(data: bytes) -> list[tuple[str, str]]:
-    """Parse a serialized map; accept b"", b"\\0" and a zero count as empty."""
+    """Parse a serialized map (names and values as wire text, see ``decode_text``);
+    accept b"", b"\\0" and a zero count as empty."""
     size = len(data)
     if size <= 1:
         if data in (b"", b"\0"):
@@ -161,7 +174,6 @@ def decode_map(data: bytes) -> list[tuple[str, str]]:
         end = kend + vs + 2
         if end > size:
             raise MapDecodeError("map entry runs past the end of the buffer")
-        out.append((data[pos:kend].decode("utf-8", "surrogateescape"),
-                    data[kend + 1:end - 1].decode("utf-8", "surrogateescape")))
+        out.append((data[pos:kend].decode("latin-1"), data[kend + 1:end - 1].decode("latin-1")))
         pos = end
     return out

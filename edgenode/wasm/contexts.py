@@ -1,5 +1,9 @@
 """Root and stream contexts, and the header-map views the host functions act on.
 
+A stream context holds its messages' maps serialised (``native.HeaderBlock``, read by the
+host core) over the views below (through which every write goes); the blocks live on the
+Exchange, so the filters of one stream share them until one changes a map.
+
 A view adapts one of the node's messages to Proxy-Wasm map semantics: lower-case
 names, pseudo-headers as ordinary entries (``:method :path :authority :scheme`` on
 requests, ``:status`` on responses), ``get`` returning the first value.  ``Host`` is
@@ -12,6 +16,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from edgenode.http.messages import CIMultiDict, Request, Response
+from edgenode.wasm.holds import Hold
+from edgenode.wasm.native import HeaderBlock, set_view_types
 
 if TYPE_CHECKING:
     from edgenode.pipeline.exchange import Exchange
@@ -261,52 +267,77 @@ class RootContext:
         self.tick_ms = 0
 
 
-class StreamContext:
+class _StreamDefaults:
+    """A stream's state that most streams never change: read from the class until set."""
+
+    response: Response | None = None
+    response_block: HeaderBlock | None = None
+    #: set_buffer_bytes changed the body buffer during the current body callback
+    body_modified = False
+    response_headers_open = False
+    #: the response headers callback ran (response_phase.py)
+    response_started = False
+    #: the body callback of an in-memory response ran with the headers (and held)
+    response_body_delivered = False
+    #: final phase: every header map readable, nothing writable
+    in_log = False
+    #: buffered body visible as buffer 0/1 during the body callbacks
+    request_body: bytearray | None = None
+    response_body: bytearray | None = None
+    local_response: Response | None = None
+    closed = False
+    #: the stream phase currently held by a Stop* result ("request"/"response")
+    paused: str | None = None
+    #: what kind of hold it is (holds.py)
+    hold = Hold.NONE
+    resume: "asyncio.Future[None] | None" = None
+    #: continue_stream() arrived during the callback that paused
+    continued = False
+    done_pending = False
+    finished = False
+    #: maps 1/3 once the body they end is over (None before, and read as empty)
+    request_trailers: TrailerFields | None = None
+    response_trailers: TrailerFields | None = None
+
+
+class StreamContext(_StreamDefaults):
     """One HTTP stream's state as the host functions see it."""
 
-    __slots__ = ("id", "root", "exchange", "request", "response", "request_view", "response_view",
-                 "body_modified", "request_headers_open", "response_headers_open", "in_log",
-                 "request_body", "response_body", "local_response", "closed", "paused", "stop_all",
-                 "resume", "continued", "done_pending", "finished", "request_trailers",
-                 "response_trailers")
+    __slots__ = ("id", "root", "exchange", "request", "request_block", "request_headers_open")
     is_root = False
 
     def __init__(self, context_id: int, root: RootContext, exchange: "Exchange") -> None:
         self.id = context_id
         self.root = root
         self.exchange = exchange
-        self.request = exchange.request
-        self.response: Response | None = None
-        self.request_view = RequestHeaders(exchange.request)
-        self.response_view: ResponseHeaders | None = None
-        #: set_buffer_bytes changed the body buffer during the current body callback
-        self.body_modified = False
+        request = self.request = exchange.request
+        maps = exchange.wasm_maps
+        if maps is None:
+            maps = exchange.wasm_maps = [None, None]
+        block = maps[0]
+        if block is None or block.message is not request:
+            block = maps[0] = HeaderBlock(request, True)
+        #: map 0 serialised (host core); writes go through its view
+        self.request_block = block
         #: request headers readable/writable (request-header phase, or paused in it)
         self.request_headers_open = True
-        self.response_headers_open = False
-        #: final phase: every header map readable, nothing writable
-        self.in_log = False
-        #: buffered body visible as buffer 0/1 during the body callbacks
-        self.request_body: bytearray | None = None
-        self.response_body: bytearray | None = None
-        self.local_response: Response | None = None
-        self.closed = False
-        #: the stream phase currently held by a Stop* result ("request"/"response")
-        self.paused: str | None = None
-        #: the hold came from StopAllIteration* (only continue_stream ends it)
-        self.stop_all = False
-        self.resume: asyncio.Future[None] | None = None
-        #: continue_stream() arrived during the callback that paused
-        self.continued = False
-        self.done_pending = False
-        self.finished = False
-        #: maps 1/3 once the body they end is over (None before, and read as empty)
-        self.request_trailers: TrailerFields | None = None
-        self.response_trailers: TrailerFields | None = None
+
+    @property
+    def request_view(self) -> RequestHeaders:
+        return self.request_block.view  # type: ignore[no-any-return]
+
+    @property
+    def response_view(self) -> ResponseHeaders | None:
+        block = self.response_block
+        return None if block is None else block.view  # type: ignore[no-any-return]
 
     def set_response(self, response: Response) -> None:
         self.response = response
-        self.response_view = ResponseHeaders(response)
+        maps = self.exchange.wasm_maps
+        block = maps[1]  # type: ignore[index]
+        if block is None or block.message is not response:
+            block = maps[1] = HeaderBlock(response, False)  # type: ignore[index]
+        self.response_block = block
 
     def resume_stream(self, phase: str) -> None:
         """continue_stream/close_stream/local reply: release a held phase."""
@@ -314,3 +345,6 @@ class StreamContext:
             self.resume.set_result(None)
         else:
             self.continued = True
+
+
+set_view_types(RequestHeaders, ResponseHeaders)  # the views HeaderBlock writes through

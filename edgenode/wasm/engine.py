@@ -28,13 +28,13 @@ from pathlib import Path
 from wasmtime import Config, Engine, FuncType, InstancePre, Linker, Module, ValType, WasmtimeError, wat2wasm
 from wasmtime import _bindings as B
 
-from edgenode.wasm import foreign_envoy, hostcalls_redis, wasi  # noqa: F401  (registrations)
-from edgenode.wasm.abi import ABI_VERSIONS, HOOKS
-from edgenode.wasm.fastcall import host_callback
-from edgenode.wasm.hostcalls import HOST_FUNCTIONS, HostDef
+from edgenode.wasm import foreign_envoy, native  # noqa: F401  (foreign_envoy registers functions)
+from edgenode.wasm.abi import ABI_VERSIONS, HOOKS, REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS
+from edgenode.wasm.hostcalls.table import HOST_FUNCTIONS, HostDef
 from edgenode.wasm.snapshot import export_globals
 
-__all__ = ["WasmEngine", "LoadedModule", "FilterLoadError", "default_engine", "default_cache_dir"]
+__all__ = ["WasmEngine", "LoadedModule", "FilterLoadError", "default_engine", "default_cache_dir",
+           "deadline_ticks"]
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -44,6 +44,16 @@ EPOCH_TICK_SECONDS = 0.005
 POOL_INSTANCES = 1000
 KEEP_RESIDENT_BYTES = 64 * 1024
 _VP = ctypes.c_void_p
+
+
+#: the stream callbacks whose ids and timing histograms the VMs keep at hand
+STREAM_PHASES = ("context_create", "request_headers", "response_headers", "done", "log", "delete",
+                 "response_body")
+
+
+def deadline_ticks(cpu_deadline_ms: float) -> int:
+    """Epoch ticks for a CPU deadline; +1 because the current tick may be nearly over."""
+    return max(1, int(cpu_deadline_ms / 1000 / EPOCH_TICK_SECONDS + 0.999)) + 1
 
 
 class FilterLoadError(Exception):
@@ -75,16 +85,44 @@ class LoadedModule:
     exports: dict[str, tuple[int, int]] = field(default_factory=dict)
     memory_export: str = "memory"
     cache_hit: bool = False
-    #: (name, encoded name, params, results) of the exports the host calls
-    hooks: list[tuple[str, bytes, int, int]] = field(default_factory=list)
+    #: (name, params, results) of the exports the host calls; a hook's id is its index
+    hooks: tuple[tuple[str, int, int], ...] = ()
     #: (export, type) of the mutable globals, exported for snapshots; None: not rewritten
     global_exports: list[tuple[str, str]] | None = None
     #: the ABI marker export, e.g. ``proxy_abi_version_0_2_100``
     abi_marker: str = ""
+    #: hook name -> id (its index in ``hooks``), shared by the module's VMs
+    hook_ids: dict[str, int] = field(init=False)
+    #: address of ``pre`` (the C API's wasmtime_instance_pre_t)
+    pre_ptr: int = field(init=False)
+    #: which of the stream's callbacks the module exports (engine-independent facts
+    #: every VM of the module shares)
+    request_trailers_hook: bool = field(init=False)
+    response_trailers_hook: bool = field(init=False)
+    #: the request/response body must pass through the stream driver
+    request_body_hooks: bool = field(init=False)
+    response_body_hooks: bool = field(init=False)
+    #: whether streams need a context at all (filters without HTTP hooks cost nothing)
+    stream_hooks: bool = field(init=False)
+    #: hook ids of STREAM_PHASES' callbacks (-1: not exported)
+    stream_ids: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hook_ids = ids = {name: i for i, (name, _, _) in enumerate(self.hooks)}
+        self.pre_ptr = ctypes.cast(self.pre.ptr(), _VP).value or 0
+        exports = self.exports
+        self.request_trailers_hook = REQUEST_TRAILERS in exports
+        self.response_trailers_hook = RESPONSE_TRAILERS in exports
+        self.request_body_hooks = "proxy_on_request_body" in ids or self.request_trailers_hook
+        self.response_body_hooks = "proxy_on_response_body" in ids or self.response_trailers_hook
+        self.stream_hooks = (any(h in ids for h in STREAM_HOOKS) or self.request_trailers_hook
+                             or self.response_trailers_hook)
+        self.stream_ids = tuple(ids.get(f"proxy_on_{h}", -1) for h in STREAM_PHASES)
 
     @property
-    def pre_ptr(self) -> int:
-        return ctypes.cast(self.pre.ptr(), _VP).value or 0
+    def allocator(self) -> str:
+        """malloc first, then proxy_on_memory_allocate (cpp-host's order)."""
+        return "malloc" if "malloc" in self.exports else "proxy_on_memory_allocate"
 
 
 #: ABI markers of host-extended versions, and the version they build on: Envoy and
@@ -114,8 +152,6 @@ def abi_version(export_names: list[str], filter_name: str) -> tuple[tuple[int, i
     raise FilterLoadError(f"filter {filter_name!r}: missing Proxy-Wasm ABI version export "
                           f"(expected one of {supported})")
 
-
-_NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
 _KIND = {"i": ValType.i32, "I": ValType.i64}
 
 
@@ -136,7 +172,7 @@ def _pooling_fn(name: str, *argtypes: object) -> object:
 def _engine_config(pool_instances: int) -> Config:
     cfg = Config()
     cfg.epoch_interruption = True
-    # a fixed memory base lets GuestMemory keep one view per instance (fastcall.py);
+    # a fixed memory base lets GuestMemory keep one view per instance (guestmem.py);
     # 32-bit memories fit the default 4 GiB reservation, so growth is unaffected
     cfg.memory_may_move = False
     if pool_instances:
@@ -159,13 +195,15 @@ def _engine_config(pool_instances: int) -> Config:
 class _Runtime:
     """One wasmtime Engine and its linker with every host function defined."""
 
-    def __init__(self, pool_instances: int) -> None:
+    def __init__(self, pool_instances: int, native_hostcalls: bool) -> None:
+        self.native_hostcalls = native_hostcalls
         self.engine = Engine(_engine_config(pool_instances))
         self.ptr = ctypes.cast(self.engine.ptr(), _VP).value or 0
         self.linker = Linker(self.engine)
-        # Everything the C side points at must stay referenced for the engine's life.
+        # FuncTypes are per engine (reusing one across engines aborts): keep them here
         self._functypes: dict[tuple[str, bool], FuncType] = {}
-        self._callbacks: list[object] = []
+        #: host functions the core answers natively (the rest run their Python version)
+        self.native: set[str] = set()
         for hdef in HOST_FUNCTIONS.values():
             self._define(hdef)
 
@@ -179,24 +217,25 @@ class _Runtime:
 
     def _define(self, hdef: HostDef) -> None:
         ft = self._functype(hdef.params, hdef.has_result)
-        cb, owner = host_callback(hdef.name, hdef.params, hdef.fn, hdef.has_result, hdef.fault)
-        self._callbacks.append((cb, owner))
-        mod, name = hdef.module.encode(), hdef.name.encode()
-        err = B._wasmtime_linker_define_func_unchecked(
-            self.linker.ptr(), mod, len(mod), name, len(name), ft.ptr(), cb, None, _NO_FINALIZER)
-        if err:
-            raise WasmtimeError._from_ptr(err)
+        addr = lambda obj: ctypes.cast(obj.ptr(), _VP).value or 0  # noqa: E731
+        if native.define(addr(self.linker), hdef.module.encode(), hdef.name.encode(), addr(ft),
+                         hdef.params, hdef.has_result, hdef.fault, hdef.fn,
+                         self.native_hostcalls and hdef.module == "env"):
+            self.native.add(hdef.name)
 
 
 class WasmEngine:
     """Engine + linker + ticker; keep one per process (FuncTypes/callbacks are per engine).
 
     ``pool_instances`` = 0 turns the pooling allocator off (every instance on demand).
+    ``native_hostcalls`` = False has every host function run its Python implementation
+    (the host core's fallback), so the ABI tests cover both.
     """
 
-    def __init__(self, cache_dir: Path | None = None, pool_instances: int = POOL_INSTANCES) -> None:
+    def __init__(self, cache_dir: Path | None = None, pool_instances: int = POOL_INSTANCES,
+                 native_hostcalls: bool = True) -> None:
         self.pooling = pool_instances > 0
-        self._main = _Runtime(pool_instances)
+        self._main = _Runtime(pool_instances, native_hostcalls)
         self.config_id = "epoch_interruption=1;memory_may_move=0"
         self.engine = self._main.engine
         self.engine_ptr = self._main.ptr
@@ -211,10 +250,8 @@ class WasmEngine:
         self.unpoolable: set[str] = set()
         #: instances started on the on-demand engine (pool full or module unpoolable)
         self.overflow_starts = 0
-        #: ticks so far, advanced just *before* each epoch increment (fastcall.GuestFunc)
-        self.tick = [0]
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._ticking = False
+        self._ticking_pid = 0
         self._lock = threading.Lock()
         self.compiles = 0
 
@@ -224,7 +261,9 @@ class WasmEngine:
         if got is None:
             with self._lock:
                 if self._overflow is None:
-                    self._overflow = _Runtime(0)
+                    self._overflow = _Runtime(0, self._main.native_hostcalls)
+                    if self._ticking:
+                        native.ticker_add(self._overflow.engine, self._overflow.ptr, EPOCH_TICK_SECONDS)
             rt = self._overflow
             # the compiled artifact does not depend on the allocation strategy
             module = Module.deserialize(rt.engine, loaded.module.serialize())
@@ -236,34 +275,20 @@ class WasmEngine:
 
     # epoch ticker ------------------------------------------------------------
     def ensure_ticker(self) -> None:
-        """Start the thread that advances the epoch (CPU deadlines need it)."""
-        with self._lock:
-            if self._ticker is None or not self._ticker.is_alive():
-                self._stop.clear()
-                self._ticker = threading.Thread(target=self._tick, name="edgenode-wasm-epoch",
-                                                daemon=True)
-                self._ticker.start()
-
-    def _tick(self) -> None:
-        engine, tick = self.engine, self.tick
-        while not self._stop.wait(EPOCH_TICK_SECONDS):
-            tick[0] += 1  # the only writer
-            engine.increment_epoch()
+        """Have the host core's native thread advance this engine's epochs (CPU
+        deadlines need it; guest calls hold the GIL, so it cannot be a Python thread)."""
+        if not self._ticking or self._ticking_pid != os.getpid():
+            native.ticker_add(self.engine, self.engine_ptr, EPOCH_TICK_SECONDS)
             if self._overflow is not None:
-                self._overflow.engine.increment_epoch()
-
-    def deadline_ticks(self, cpu_deadline_ms: float) -> int:
-        """Epoch ticks for a deadline; +1 because the current tick may be nearly over.
-
-        A guest call reuses its export's deadline when no tick came since it was set;
-        a set racing the ticker's two steps may leave the budget one tick short.
-        """
-        return max(1, int(cpu_deadline_ms / 1000 / EPOCH_TICK_SECONDS + 0.999)) + 1
+                native.ticker_add(self._overflow.engine, self._overflow.ptr, EPOCH_TICK_SECONDS)
+            self._ticking, self._ticking_pid = True, os.getpid()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(timeout=1)
+        """Stop ticking this engine's epochs (the engine may then be dropped)."""
+        native.ticker_remove(self.engine_ptr)
+        if self._overflow is not None:
+            native.ticker_remove(self._overflow.ptr)
+        self._ticking = False
 
     # modules -----------------------------------------------------------------
     def load(self, path: Path, filter_name: str, snapshot: bool = False,
@@ -364,7 +389,7 @@ class WasmEngine:
             pre = self.linker.instantiate_pre(module)
         except WasmtimeError as exc:
             raise FilterLoadError(f"filter {filter_name!r}: cannot link module: {exc}") from None
-        hooks = [(n, n.encode(), *exports[n]) for n in HOOKS if n in exports]
+        hooks = tuple((n, *exports[n]) for n in HOOKS if n in exports)
         return LoadedModule(path, digest, module, pre, version, exports, memory_export, hooks=hooks,
                             abi_marker=marker)
 

@@ -18,19 +18,17 @@ start-up snapshot possible.  Unknown names stay NOT_FOUND (foreign.py), never a 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import Any
 
-from edgenode.wasm import hostcalls
 from edgenode.wasm.foreign import register_foreign_function
-
-if TYPE_CHECKING:
-    from edgenode.wasm.vm import Plugin
+from edgenode.wasm.hostcalls import registry
 
 __all__ = ["parse_declare_property"]
 
 
-def _caller_info() -> "Plugin":
-    vm = hostcalls.CURRENT
+def _caller_info() -> Any:
+    """The calling filter's Plugin (vm.Plugin)."""
+    vm = registry.CURRENT
     if vm is None:
         raise LookupError("foreign function called outside a filter callback")
     return vm.plugin

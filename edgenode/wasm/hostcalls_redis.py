@@ -16,15 +16,10 @@ the filter's ``proxy_continue_stream`` as with HTTP callouts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from edgenode.redis.pool import RedisCallError, RedisPool
 from edgenode.redis.resp import RespError, frame_end
-from edgenode.wasm.hostcalls import (BAD_ARGUMENT, INTERNAL_FAILURE, OK, V02X, _proxy, _text, _vm,
+from edgenode.wasm.hostcalls import (BAD_ARGUMENT, INTERNAL_FAILURE, OK, V02X, HostVm, _proxy, _text, _vm,
                                      _vm_effect)
-
-if TYPE_CHECKING:
-    from edgenode.wasm.vm import Vm
 
 __all__ = ["RESPONSE_HOOK", "STATUS_OK", "STATUS_FAILED"]
 
@@ -74,7 +69,7 @@ def proxy_redis_call(raw: tuple[int, ...]) -> int:
     return OK
 
 
-async def _call(vm: "Vm", token: int, pool: RedisPool, timeout: float, query: bytes) -> None:
+async def _call(vm: HostVm, token: int, pool: RedisPool, timeout: float, query: bytes) -> None:
     try:
         reply, status = await pool.call(query, timeout), STATUS_OK
     except RedisCallError as exc:
@@ -84,7 +79,7 @@ async def _call(vm: "Vm", token: int, pool: RedisPool, timeout: float, query: by
     deliver(vm, token, status, reply)
 
 
-def deliver(vm: "Vm", token: int, status: int, reply: bytes) -> None:
+def deliver(vm: HostVm, token: int, status: int, reply: bytes) -> None:
     """Hand a reply (or a failure) to the root context, as for an HTTP callout."""
     vm.redis_reply = reply
     try:

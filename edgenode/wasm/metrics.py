@@ -8,7 +8,6 @@ registers it (``REGISTRY.register(wasm_collector)``).  Every family is labelled 
 
 from __future__ import annotations
 
-import bisect
 import re
 from typing import Iterator
 
@@ -16,6 +15,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, Metric)
 
 from edgenode.wasm.abi import MetricType, Status
+from edgenode.wasm.native import Histogram
 
 __all__ = ["FilterMetrics", "filter_metrics", "metrics_for", "wasm_collector", "WasmCollector",
            "CALLBACK_BUCKETS", "VALUE_BUCKETS"]
@@ -25,29 +25,6 @@ CALLBACK_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 
 VALUE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 100000, 1000000)
 
 
-class _Histogram:
-    __slots__ = ("bounds", "counts", "sum", "count")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def buckets(self) -> list[tuple[str, int]]:
-        out, acc = [], 0
-        for bound, n in zip(self.bounds, self.counts):
-            acc += n
-            out.append((repr(float(bound)), acc))
-        out.append(("+Inf", acc + self.counts[-1]))
-        return out
-
-
 class _UserMetric:
     __slots__ = ("name", "type", "value", "hist")
 
@@ -55,7 +32,7 @@ class _UserMetric:
         self.name = name
         self.type = mtype
         self.value = 0
-        self.hist = _Histogram(VALUE_BUCKETS) if mtype == MetricType.HISTOGRAM else None
+        self.hist = Histogram(VALUE_BUCKETS) if mtype == MetricType.HISTOGRAM else None
 
 
 class FilterMetrics:
@@ -65,9 +42,11 @@ class FilterMetrics:
         self.name = name
         self._by_name: dict[tuple[int, str], int] = {}
         self._by_id: dict[int, _UserMetric] = {}
-        self.callbacks: dict[str, _Histogram] = {}
+        self.callbacks: dict[str, Histogram] = {}
         self.traps = 0
         self.vm_starts = 0
+        #: VMs recreated by the reload policy after a trap
+        self.vm_reloads = 0
         self.failed_streams = 0
 
     # guest-defined metrics -------------------------------------------------
@@ -118,11 +97,12 @@ class FilterMetrics:
         return list(self._by_id.values())
 
     # host-side timings -------------------------------------------------------
-    def callback_histogram(self, phase: str) -> _Histogram:
-        """The histogram of one callback phase (the VM updates it inline after each call)."""
+    def callback_histogram(self, phase: str) -> Histogram:
+        """The histogram of one callback phase, keyed (filter, phase) for Exchange.timings
+        (the host core updates both after each call)."""
         h = self.callbacks.get(phase)
         if h is None:
-            h = self.callbacks[phase] = _Histogram(CALLBACK_BUCKETS)
+            h = self.callbacks[phase] = Histogram(CALLBACK_BUCKETS, (self.name, phase))
         return h
 
 
@@ -149,6 +129,9 @@ class WasmCollector:
                                     labels=["filter"])
         starts = CounterMetricFamily("edgenode_wasm_vm_starts", "Filter VM (instance) starts",
                                      labels=["filter"])
+        reloads = CounterMetricFamily("edgenode_wasm_vm_reloads",
+                                      "Filter VMs recreated by the reload failure policy after a trap",
+                                      labels=["filter"])
         failed = CounterMetricFamily("edgenode_wasm_failed_streams",
                                      "Streams failed by the filter failure policy", labels=["filter"])
         counters = CounterMetricFamily("edgenode_filter_counter", "Counters defined by filters",
@@ -162,6 +145,7 @@ class WasmCollector:
                 cb.add_metric([name, phase], h.buckets(), h.sum)
             traps.add_metric([name], fm.traps)
             starts.add_metric([name], fm.vm_starts)
+            reloads.add_metric([name], fm.vm_reloads)
             failed.add_metric([name], fm.failed_streams)
             for m in fm.user_metrics():
                 label = _BAD.sub("_", m.name)
@@ -172,7 +156,7 @@ class WasmCollector:
                 else:
                     assert m.hist is not None
                     hists.add_metric([name, label], m.hist.buckets(), m.hist.sum)
-        yield from (cb, traps, starts, failed, counters, gauges, hists)
+        yield from (cb, traps, starts, reloads, failed, counters, gauges, hists)
 
 
 wasm_collector = WasmCollector()

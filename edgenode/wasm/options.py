@@ -23,7 +23,7 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
 _KEYS = {"module", "config", "vm_config", "root_id", "vm_id", "isolation", "failure_policy",
          "memory_limit", "cpu_deadline_ms", "env", "log_level", "server_timing", "reload_backoff",
          "max_body_bytes", "pause_timeout", "prewarm", "snapshot", "startup_cpu_deadline", "args",
-         "wasi_dirs", "files"}
+         "wasi_dirs", "files", "allow_on_headers_stop_iteration"}
 #: total size of the files a stage's `files` option may hand to its filter
 MAX_FILES_BYTES = 32 * 1024 * 1024
 
@@ -46,7 +46,9 @@ class WasmOptions:
     env: dict[str, str] = field(default_factory=dict)
     #: WASI arguments and read-only preopened directories
     wasi: WasiGrants = field(default_factory=WasiGrants)
-    log_level: int = 2
+    #: Proxy-Wasm log level (0 trace .. 5 critical); None: not set (info; a node sets its
+    #: ``[log] level``)
+    log_level: int | None = None
     server_timing: bool = True
     reload_backoff: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
@@ -61,6 +63,9 @@ class WasmOptions:
     snapshot_random: bool = False
     #: files read for the filter (`files` option), watched for reloads
     files: list[Path] = field(default_factory=list)
+    #: StopIteration from a headers hook stays StopIteration (Envoy's option): body
+    #: callbacks go on while the headers are held; else it is StopAllIterationAndWatermark
+    allow_on_headers_stop_iteration: bool = False
 
 
 def _config_bytes(value: Any, key: str) -> bytes:
@@ -177,10 +182,11 @@ def parse_options(options: dict[str, Any], prefix: str, base_dir: Path) -> WasmO
         if level not in LOG_LEVELS:
             raise ConfigError(f"{prefix}.log_level: must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
         opts.log_level = LOG_LEVELS.index(level)
-    if "server_timing" in options:
-        if not isinstance(options["server_timing"], bool):
-            raise ConfigError(f"{prefix}.server_timing: expected true or false")
-        opts.server_timing = options["server_timing"]
+    for key in ("server_timing", "allow_on_headers_stop_iteration"):
+        if key in options:
+            if not isinstance(options[key], bool):
+                raise ConfigError(f"{prefix}.{key}: expected true or false")
+            setattr(opts, key, options[key])
     if "snapshot" in options:
         value = options["snapshot"]
         if value not in (True, False, "always"):

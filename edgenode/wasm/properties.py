@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edgenode.wasm.abi import encode_map
 from edgenode.wasm.contexts import RequestHeaders, ResponseHeaders
+from edgenode.wasm.hostcalls.registry import HostVm
 
 if TYPE_CHECKING:
     from edgenode.pipeline.exchange import Exchange
-    from edgenode.wasm.vm import Vm
 
-__all__ = ["PluginInfo", "split_path", "get_property", "set_property", "RESPONSE_FLAGS",
-           "WRITABLE_NO_OPS"]
+__all__ = ["PluginInfo", "split_path", "get_property", "set_property", "exchange_getter",
+           "RESPONSE_FLAGS", "WRITABLE_NO_OPS"]
 
 _I64 = struct.Struct("<q")
 #: Envoy's response flag bits (StreamInfo::ResponseFlag) for what the node records
@@ -61,7 +61,7 @@ class _Scope:
     plugin: PluginInfo
     ex: "Exchange | None"
     response: ResponseHeaders | None
-    vm: "Vm | None"
+    vm: HostVm | None
 
 
 def split_path(raw: bytes) -> tuple[str, ...]:
@@ -282,7 +282,9 @@ def _vm_memory(s: _Scope) -> int | None:
 
 def _ex(getter: Callable[["Exchange"], Any]) -> Callable[[_Scope], Any]:
     """A stream-only attribute: NOT_FOUND in the root context."""
-    return lambda s: None if s.ex is None else getter(s.ex)
+    scoped = lambda s: None if s.ex is None else getter(s.ex)  # noqa: E731
+    scoped.exchange_getter = getter  # type: ignore[attr-defined]
+    return scoped
 
 
 #: property path -> getter(scope) -> value or None (NOT_FOUND); maps are dicts (path
@@ -367,12 +369,24 @@ _PROPS: dict[tuple[str, ...], Callable[[_Scope], Any]] = {
     ("edgenode", "origin"): _ex(lambda ex: ex.origin),
     ("edgenode", "route_name"): _route_name,
 }
+
+#: the getters of the attributes computed from the exchange alone (see exchange_getter)
+_EXCHANGE_GETTERS = {path: g.exchange_getter for path, g in _PROPS.items() if hasattr(g, "exchange_getter")}
+
+
+def exchange_getter(path: tuple[str, ...]) -> Callable[["Exchange"], Any] | None:
+    """The getter of a stream-only attribute computed from the exchange alone, for a host
+    that calls it directly in a stream context (its value encodes as get_property does:
+    bytes as they are, text as UTF-8); None: the path needs get_property."""
+    return _EXCHANGE_GETTERS.get(path)
+
+
 #: messages whose fields a path expression may name
 _MESSAGE_FIELDS = {("node",): _NODE_FIELDS, ("xds", "node"): _NODE_FIELDS}
 
 
 def get_property(path: tuple[str, ...], plugin: PluginInfo, ex: "Exchange | None",
-                 response_headers: ResponseHeaders | None, vm: "Vm | None" = None) -> bytes | None:
+                 response_headers: ResponseHeaders | None, vm: HostVm | None = None) -> bytes | None:
     """Return the encoded value, or None for NOT_FOUND."""
     scope = _Scope(plugin, ex, response_headers, vm)
     getter = _PROPS.get(path)

@@ -6,7 +6,8 @@ Failure policies (docs/filters-abi.md has the full table):
 * ``fail_open`` - the failing stream continues without the filter; in shared mode
   later streams bypass the filter until ``reload()``.
 * ``reload`` - the failing stream gets 503; the next stream starts a new VM; repeated
-  failures back off (0, base, 2*base, ... up to 60 s) and streams get 503 meanwhile.
+  failures back off (0, base, 2*base, ... up to 60 s) and streams get 503 meanwhile
+  (recovery.py); each new VM counts in ``edgenode_wasm_vm_reloads``.
 In ``per-request`` isolation each stream has its own instance, so a failure only
 ever affects that stream (``reload`` behaves as ``fail_closed``).  Instances are
 started ahead of time in idle loop iterations (``prewarm`` of them wait, fully
@@ -28,18 +29,18 @@ from edgenode.http.messages import Response
 from edgenode.pipeline.exchange import Exchange
 from edgenode.redis.services import RedisServices
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
-from edgenode.wasm.fastcall import GlobalState
+from edgenode.wasm.globalstate import GlobalState
 from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
+from edgenode.wasm.recovery import ReloadBackoff
 from edgenode.wasm.snapshot import BAKE_MIN_BYTES, Snapshot, bake, export_globals
-from edgenode.wasm.stream import StreamDriver, failure_response
+from edgenode.wasm.stream import StreamDriver, StreamSettings, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
 __all__ = ["WasmStage", "FilterLoadError"]
 
 Handler = Callable[[Exchange], Awaitable[Response]]
-MAX_BACKOFF = 60.0
 #: how much of a pooled instance's linear memory (from address 0: data, stack and the
 #: start of the heap in small modules) is made resident ahead of its stream; more costs
 #: idle CPU per instance (~0.5 µs per 4 KiB page) for pages a stream may never touch
@@ -75,8 +76,8 @@ class WasmStage:
         self._refilling = False
         self._closed = False
         self.plugin, self.loaded, self.vm, self._snapshot = self._build(self.opts)
-        self._failures = 0
-        self._retry_at = 0.0
+        self._backoff = ReloadBackoff(self.opts.reload_backoff)
+        self._make_settings()
 
     # --- construction ------------------------------------------------------------
     def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None, _Snap | None]:
@@ -146,26 +147,43 @@ class WasmStage:
 
     # --- the stage contract ---------------------------------------------------------
     def wrap(self, next_handler: Handler) -> Handler:
-        async def handle(exchange: Exchange) -> Response:
-            vm = self.vm
-            if vm is None or vm.failed is not None or (vm.root.tick_ms  # type: ignore[union-attr]
-                                                       and vm.root.tick_handle is None):  # type: ignore[union-attr]
-                vm = self._acquire()  # per-request, failed, or a tick set before the loop ran
-            opts = self.opts
-            if vm is None:
-                if opts.failure_policy == "fail_open":
-                    return await next_handler(exchange)
+        def handle(exchange: Exchange) -> Awaitable[Response]:
+            stream = self.open_stream(exchange)
+            if stream is None:
+                return next_handler(exchange)
+            if isinstance(stream, Response):
+                return _answer(stream)
+            return stream.run(next_handler)
+        return handle
+
+    def open_stream(self, exchange: Exchange) -> StreamDriver | Response | None:
+        """This filter's part in ``exchange``: a driver to run (``run``, or its
+        synchronous steps), None when the filter takes no part (no stream callbacks, or
+        unavailable under ``fail_open``), or the failure reply when it is unavailable."""
+        vm = self.vm
+        if vm is None or vm.failed is not None or (vm.root.tick_ms  # type: ignore[union-attr]
+                                                   and vm.root.tick_handle is None):  # type: ignore[union-attr]
+            vm = self._acquire()  # per-request, failed, or a tick set before the loop ran
+            if vm is None:  # failed, backing off, cannot start
+                if self.opts.failure_policy == "fail_open":
+                    return None
                 self.plugin.metrics.failed_streams += 1
                 return failure_response(self.name)
-            if not vm.stream_hooks:
-                return await next_handler(exchange)
-            driver = StreamDriver(vm, exchange, opts.failure_policy == "fail_open",
-                                  opts.server_timing, opts.pause_timeout)
-            response = await driver.run(next_handler)
-            if vm.failed is None and self._failures and vm is self.vm:
-                self._failures = 0
-            return response
-        return handle
+            settings = self._settings if vm is self.vm else self._instance_settings
+        else:
+            settings = self._settings
+        if not vm.stream_hooks:
+            return None
+        return StreamDriver(vm, exchange, settings)
+
+    def _make_settings(self) -> None:
+        """Stream settings of the shared VM (resets the reload back-off) and of one-stream
+        instances (no back-off)."""
+        opts = self.opts
+        common = (opts.failure_policy == "fail_open", opts.server_timing, opts.pause_timeout,
+                  opts.allow_on_headers_stop_iteration)
+        self._settings = StreamSettings(*common, self._backoff)
+        self._instance_settings = StreamSettings(*common)
 
     def _acquire(self) -> Vm | None:
         """The VM for a new stream, or None when the filter is unavailable."""
@@ -188,22 +206,14 @@ class WasmStage:
         if vm.failed is None:
             vm.arm_tick()
             return vm
-        if self.opts.failure_policy != "reload":
+        if self.opts.failure_policy != "reload" or not self._backoff.may_reload(time.monotonic()):
             return None
-        now = time.monotonic()
-        if self._retry_at == 0.0:
-            self._failures += 1
-            delay = 0.0 if self._failures == 1 else min(
-                MAX_BACKOFF, self.opts.reload_backoff * 2 ** (self._failures - 2))
-            self._retry_at = now + delay
-        if now < self._retry_at:
-            return None
-        self._retry_at = 0.0
         try:
             new_vm = self._start_vm(self.plugin, self.loaded, None)
         except FilterLoadError as exc:
             self.plugin.logger.error("reload failed: %s", exc, extra={"filter": self.name})
             return None
+        self.plugin.metrics.vm_reloads += 1
         self._swap(new_vm)
         new_vm.arm_tick()
         return new_vm
@@ -219,7 +229,7 @@ class WasmStage:
         except FilterLoadError:
             self._refilling = False  # the next stream starts one itself and reports the error
             return
-        vm.mem.prefault(PREFAULT_BYTES)
+        vm.inst.prefault(PREFAULT_BYTES)
         self._pool.append(vm)
         asyncio.get_running_loop().call_soon(self._refill)
 
@@ -245,8 +255,8 @@ class WasmStage:
                                                                  self._base_dir)
         plugin, loaded, vm, snap = self._build(opts)
         self.opts, self.plugin, self.loaded, self._snapshot = opts, plugin, loaded, snap
-        self._failures = 0
-        self._retry_at = 0.0
+        self._backoff = ReloadBackoff(opts.reload_backoff)
+        self._make_settings()
         self._drain_pool()
         self._swap(vm)
 
@@ -265,7 +275,7 @@ class WasmStage:
         return {"isolation": self.opts.isolation, "failure_policy": self.opts.failure_policy,
                 "failed": None if self.vm is None else self.vm.failed,
                 "abi": ".".join(map(str, self.loaded.version)), "traps": m.traps,
-                "vm_starts": m.vm_starts, "failed_streams": m.failed_streams,
+                "vm_starts": m.vm_starts, "vm_reloads": m.vm_reloads, "failed_streams": m.failed_streams,
                 "snapshot": self._snapshot is not None,
                 "snapshot_baked": self._snapshot is not None and self._snapshot[1] is None}
 
@@ -287,3 +297,7 @@ def _close_later(vm: Vm) -> None:
         asyncio.get_running_loop().call_soon(vm.close)
     except RuntimeError:
         vm.close()
+
+
+async def _answer(response: Response) -> Response:
+    return response

@@ -9,8 +9,6 @@ decides what the stream and later streams get.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import ctypes
 import itertools
 import logging
 import os
@@ -19,18 +17,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection
 
 from wasmtime import WasmtimeError
-from wasmtime import _bindings as B
 
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
+from edgenode.observe.loglevel import TRACE
 from edgenode.pipeline.exchange import Exchange
-from edgenode.wasm import hostcalls
-from edgenode.wasm.abi import REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS, Status
+from edgenode.wasm.abi import Status
 from edgenode.wasm.contexts import RootContext, StreamContext
-from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine
-from edgenode.wasm.fastcall import (EXTERN_OF, EXTERN_SIZE, CallBuffers, GlobalState, GuestFunc,
-                                    GuestMemory, GuestTrap, NativeInstance, export_get)
+from edgenode.wasm.engine import STREAM_PHASES, FilterLoadError, LoadedModule, WasmEngine, deadline_ticks
+from edgenode.wasm.errors import GuestTrap
+from edgenode.wasm.globalstate import GlobalState
+from edgenode.wasm.guestmem import GuestMemory
 from edgenode.wasm.metrics import FilterMetrics
+from edgenode.wasm.native import Histogram, Instance
 from edgenode.wasm.properties import PluginInfo
+from edgenode.wasm.recovery import TrapBurst
 from edgenode.wasm.snapshot import Snapshot, diff_pages, nonzero_pages
 from edgenode.wasm.wasi import WasiGrants
 
@@ -46,12 +46,11 @@ Callout = Callable[[str, Request, float | None], Awaitable[Response]]
 CallObserver = Callable[[str, str, "str | None", float, "int | None", "Exchange | None"], None]
 
 _perf_counter = time.perf_counter
-_bisect = bisect.bisect_left
-_EXTERN = B.wasmtime_extern_t
-#: the calls of start-up, run under the start-up CPU deadline
-_STARTUP_CALLS = frozenset({"_initialize", "_start", "main", "proxy_on_context_create",
-                            "proxy_on_vm_start", "proxy_on_configure"})
-_PY_LEVELS = (5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+_PY_LEVELS = (TRACE, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+#: filter loggers whose level a ``log_level`` option set
+_LEVEL_SET: set[str] = set()
+
+
 @dataclass(frozen=True)
 class HostEnv:
     """Where the guest's clocks and randomness come from; `filter test` injects fixed ones
@@ -91,7 +90,8 @@ class Plugin:
     vm_config: bytes
     plugin_config: bytes
     env: dict[str, str]
-    log_level: int
+    #: the filter's log level (0 trace .. 5 critical); None: not set (info)
+    log_level: int | None
     metrics: FilterMetrics
     memory_limit: int
     cpu_deadline_ms: float
@@ -111,15 +111,44 @@ class Plugin:
     #: per-callback hook for developer tools (`edgenode filter run`); None costs nothing
     observer: CallObserver | None = None
     logger: logging.Logger = field(init=False)
+    #: epoch ticks of a callback's CPU deadline, and of a start-up call's
+    deadline_ticks: int = field(init=False)
+    startup_deadline_ticks: int = field(init=False)
+    #: which traps get an error line (one per burst, shared by the stage's VMs)
+    trap_burst: TrapBurst = field(init=False, default_factory=TrapBurst)
     last_log: str = ""
-    #: phase -> (callback histogram, Exchange.timings key), shared by the stage's VMs
-    phases: dict[str, tuple[Any, tuple[str, str]]] = field(init=False, default_factory=dict)
+    #: phase -> callback histogram (its ``key`` is the Exchange.timings key), shared by
+    #: the stage's VMs
+    phases: dict[str, Histogram] = field(init=False, default_factory=dict)
+    _stream_stats: dict[str, tuple[Histogram | None, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
+        self.deadline_ticks = deadline_ticks(self.cpu_deadline_ms)
+        self.startup_deadline_ticks = deadline_ticks(self.startup_cpu_deadline * 1000)
+        logger = self.logger = logging.getLogger(f"edgenode.filter.{self.name}")
+        if self.log_level is None:  # not set: info, records filtered by the logging set-up
+            self.log_level = 2
+            if logger.name in _LEVEL_SET:  # undo a level an earlier configuration set
+                _LEVEL_SET.discard(logger.name)
+                logger.setLevel(logging.NOTSET)
+        else:  # set (per filter, or the node's [log] level): its records pass at that level
+            logger.setLevel(_PY_LEVELS[self.log_level])
+            _LEVEL_SET.add(logger.name)
 
-    def phase_stats(self, phase: str) -> tuple[Any, tuple[str, str]]:
-        stats = self.phases[phase] = (self.metrics.callback_histogram(phase), (self.name, phase))
+    def stream_stats(self, loaded: LoadedModule) -> tuple[Histogram | None, ...]:
+        """The histograms of ``loaded.stream_ids``' callbacks (None: not exported)."""
+        stats = self._stream_stats.get(loaded.sha256)
+        if stats is None:
+            stats = self._stream_stats[loaded.sha256] = tuple(
+                None if hook < 0 else self.phase_stats(phase)
+                for hook, phase in zip(loaded.stream_ids, STREAM_PHASES))
+        return stats
+
+    def phase_stats(self, phase: str) -> Histogram:
+        """The callback-time histogram of ``phase`` (the host core updates it)."""
+        stats = self.phases.get(phase)
+        if stats is None:
+            stats = self.phases[phase] = self.metrics.callback_histogram(phase)
         return stats
 
     @property
@@ -142,9 +171,6 @@ class Vm:
         self.version = loaded.version
         # the store calls host functions whose callbacks the engine owns: keep it alive
         self._engine = engine
-        ticks = self._ticks = engine.deadline_ticks(plugin.cpu_deadline_ms)
-        self._startup_ticks = engine.deadline_ticks(plugin.startup_cpu_deadline * 1000)
-        self._tick_count = engine.tick
         engine.ensure_ticker()
         self.failed: str | None = None
         self.closed = False
@@ -153,30 +179,14 @@ class Vm:
         self.effects = False
         #: WASI random_get ran (a snapshot would freeze what it returned)
         self.random_read = False
-        buffers = self._buffers = CallBuffers.take()
-        self.native = self._instantiate(engine, buffers)
-        ctx = self._ctx = self.native.ctx
-        inst_addr = self.native.inst_addr
-        hooks = loaded.hooks
-        # one ctypes array holds every export's extern (hooks, then the memory)
-        exts = self._exts = (_EXTERN * (len(hooks) + 1))()
-        addr = ctypes.addressof(exts)
-        funcs: dict[str, GuestFunc] = {}
-        for name, encoded, nparams, nresults in hooks:
-            if not export_get(ctx, inst_addr, encoded, len(encoded), addr):
-                raise FilterLoadError(f"filter {plugin.name!r}: export {name} vanished")
-            funcs[name] = GuestFunc(ctx, addr + EXTERN_OF, exts, name, nparams, nresults, ticks, buffers,
-                                    engine.tick)
-            addr += EXTERN_SIZE
-        self.funcs = funcs
-        mem_name = loaded.memory_export.encode()
-        export_get(ctx, inst_addr, mem_name, len(mem_name), addr)
-        self.mem = GuestMemory(ctx, addr + EXTERN_OF, exts)
-        self._malloc = funcs.get("malloc") or funcs["proxy_on_memory_allocate"]
+        self.inst = self._instantiate(engine)  # instantiation runs under the start-up deadline
+        self.inst.deadline = plugin.deadline_ticks
+        #: hook name -> id in ``inst`` (the module's table until export() adds one)
+        self.funcs = loaded.hook_ids
+        self._mem: GuestMemory | None = None
         self._ids = itertools.count(1)
         self.contexts: dict[int, RootContext | StreamContext] = {}
         self.root: RootContext | None = None
-        self.effective: RootContext | StreamContext | None = None
         self.configuring: str | None = None
         self.call_result: CallResult | None = None
         self.foreign_args: bytes | None = None
@@ -187,54 +197,60 @@ class Vm:
         self.active_streams = 0
         self.on_idle: Callable[["Vm"], None] | None = None
         # the trailers hooks are bound on first use (most streams have no trailers)
-        exports = loaded.exports
-        self.request_trailers_hook = REQUEST_TRAILERS in exports
-        self.response_trailers_hook = RESPONSE_TRAILERS in exports
-        #: the request/response body must pass through the stream driver
-        self.request_body_hooks = "proxy_on_request_body" in funcs or self.request_trailers_hook
-        self.response_body_hooks = "proxy_on_response_body" in funcs or self.response_trailers_hook
-        #: whether streams need a context at all (filters without HTTP hooks cost nothing)
-        self.stream_hooks = (any(h in funcs for h in STREAM_HOOKS) or self.request_trailers_hook
-                             or self.response_trailers_hook)
-        self._on_done = "proxy_on_done" in funcs
-        self._on_log = "proxy_on_log" in funcs
-        self._on_delete = "proxy_on_delete" in funcs
-        self._on_create = "proxy_on_context_create" in funcs
+        self.request_trailers_hook = loaded.request_trailers_hook
+        self.response_trailers_hook = loaded.response_trailers_hook
+        self.request_body_hooks = loaded.request_body_hooks
+        self.response_body_hooks = loaded.response_body_hooks
+        self.stream_hooks = loaded.stream_hooks
+        self._hook_ids = loaded.stream_ids
+        self._stats = plugin.stream_stats(loaded)
         plugin.metrics.vm_starts += 1
 
-    def _instantiate(self, engine: WasmEngine, buffers: CallBuffers) -> NativeInstance:
+    @property
+    def mem(self) -> GuestMemory:
+        """Linear memory for the Python host functions and snapshots (made on first use)."""
+        mem = self._mem
+        if mem is None:
+            mem = self._mem = GuestMemory(self.inst)
+        return mem
+
+    def _instantiate(self, engine: WasmEngine) -> Instance:
         """A Store + instance from the pool, else (pool full, module too big) on demand."""
         plugin, loaded = self.plugin, self.loaded
+        args = (plugin.startup_deadline_ticks, loaded.hooks, loaded.memory_export, loaded.allocator, self,
+                loaded.version == (0, 1, 0), plugin.log_level)
         try:
             if loaded.sha256 not in engine.unpoolable:
                 try:
-                    return NativeInstance(engine.engine_ptr, loaded.pre_ptr, plugin.memory_limit,
-                                          self._startup_ticks, buffers)
+                    return Instance(engine.engine_ptr, loaded.pre_ptr, plugin.memory_limit, *args)
                 except WasmtimeError as exc:
                     if not engine.pooling:
                         raise
                     if "concurrent" not in str(exc):  # not a full pool: this module never fits
                         engine.unpoolable.add(loaded.sha256)
             engine_ptr, pre_ptr = engine.overflow(loaded)
-            return NativeInstance(engine_ptr, pre_ptr, plugin.memory_limit, self._startup_ticks, buffers)
-        except (WasmtimeError, Exception) as exc:  # Trap is an Exception too
+            return Instance(engine_ptr, pre_ptr, plugin.memory_limit, *args)
+        except Exception as exc:  # noqa: BLE001 - WasmtimeError, or a trap in a start function
             raise FilterLoadError(f"filter {plugin.name!r}: cannot instantiate module: {exc}") from None
+
+    @property
+    def effective(self) -> RootContext | StreamContext | None:
+        """The context the running callback's host calls act on (proxy_set_effective_context)."""
+        return self.inst.effective
+
+    @effective.setter
+    def effective(self, ctx: RootContext | StreamContext | None) -> None:
+        self.inst.effective = ctx
 
     # --- guest calls ---------------------------------------------------------
     def has(self, name: str) -> bool:
         return name in self.funcs
 
-    def export(self, name: str, nparams: int, nresults: int) -> GuestFunc:
-        """Bind any exported function (beyond the callbacks) for host-side calls."""
-        ext = _EXTERN()
-        encoded = name.encode()
-        if not export_get(self._ctx, self.native.inst_addr, encoded, len(encoded),
-                          ctypes.addressof(ext)) or ext.kind != 0:  # WASMTIME_EXTERN_FUNC
-            raise KeyError(name)
-        fn = GuestFunc(self._ctx, ctypes.addressof(ext) + EXTERN_OF, ext, name, nparams, nresults,
-                       self._ticks, self._buffers, self._tick_count)
-        self.funcs[name] = fn
-        return fn
+    def export(self, name: str, nparams: int, nresults: int) -> int:
+        """Bind any exported function (beyond the callbacks) for ``call``; its hook id."""
+        hook = self.inst.bind(name, nparams, nresults)
+        self.funcs = {**self.funcs, name: hook}
+        return hook
 
     def bind_hook(self, name: str) -> None:
         """Bind an exported callback that is not looked up at instantiation (trailers)."""
@@ -242,7 +258,7 @@ class Vm:
             self.export(name, *self.loaded.exports[name])
 
     def alloc(self, size: int) -> int:
-        return self._malloc.nested(size) & 0xFFFFFFFF
+        return self.inst.alloc(size)
 
     def call(self, name: str, ctx: RootContext | StreamContext | None, *args: int,
              phase: str | None = None, exchange: Exchange | None = None) -> int:
@@ -251,50 +267,56 @@ class Vm:
 
     def invoke(self, name: str, ctx: RootContext | StreamContext | None, phase: str | None,
                exchange: Exchange | None, args: tuple[int, ...]) -> int:
-        """``call`` with positional arguments (the per-stream hot path)."""
+        """``call`` with positional arguments: one transition into the host core."""
         if self.failed is not None:
             raise FilterFailure(self.failed)
         if self.closed:
             raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
-        fn = self.funcs[name]
-        prev = hostcalls.CURRENT
-        hostcalls.CURRENT = self
-        self.effective = ctx
+        plugin = self.plugin
+        stats = None if phase is None else plugin.phase_stats(phase)
+        timings = None if exchange is None else exchange.timings
+        if plugin.observer is not None:
+            return self._observed(name, ctx, phase, exchange, args, stats, timings)
+        try:
+            return self.inst.call(self.funcs[name], ctx, stats, timings, *args)
+        except GuestTrap as exc:
+            return self._trapped(name, exc)
+
+    def _trapped(self, name: str, exc: GuestTrap) -> int:
+        """A callback trapped: fail the VM and raise (``_start`` exiting 0 is a clean exit)."""
+        if name == "_start" and self.exit_code == 0:
+            return 0
+        self.fail(exc.args[0])
+        raise FilterFailure(self.failed) from None
+
+    def _observed(self, name: str, ctx: RootContext | StreamContext | None, phase: str | None,
+                  exchange: Exchange | None, args: tuple[int, ...], stats: Histogram | None,
+                  timings: dict | None) -> int:
+        """``invoke`` for developer tools: the observer sees every callback."""
         result: int | None = None
         t0 = _perf_counter()
         try:
-            result = fn(*args)
+            result = self.inst.call(self.funcs[name], ctx, stats, timings, *args)
             return result
         except GuestTrap as exc:
-            if name == "_start" and self.exit_code == 0:
-                return 0
-            self.fail(str(exc))
-            raise FilterFailure(self.failed) from None
+            return self._trapped(name, exc)
         finally:
-            dt = _perf_counter() - t0
-            hostcalls.CURRENT = prev
-            self.effective = None
-            plugin = self.plugin
-            if phase is not None:
-                stats = plugin.phases.get(phase) or plugin.phase_stats(phase)
-                hist = stats[0]  # _Histogram.observe, inlined: this runs after every callback
-                hist.counts[_bisect(hist.bounds, dt)] += 1
-                hist.sum += dt
-                hist.count += 1
-                if exchange is not None:
-                    timings = exchange.timings
-                    key = stats[1]
-                    timings[key] = timings.get(key, 0.0) + dt
-            if plugin.observer is not None:
-                plugin.observer(plugin.name, name, phase, dt, result, exchange)
+            self.plugin.observer(self.plugin.name, name, phase,  # type: ignore[misc]
+                                 _perf_counter() - t0, result, exchange)
 
     def fail(self, reason: str) -> None:
         """Mark the VM failed (cpp-host semantics) and release every held stream."""
         if self.failed is not None:
             return
-        self.failed = f"filter {self.plugin.name!r} failed: {reason}"
-        self.plugin.metrics.traps += 1
-        self.plugin.logger.error("%s", self.failed, extra={"filter": self.plugin.name})
+        plugin = self.plugin
+        self.failed = f"filter {plugin.name!r} failed: {reason}"
+        plugin.metrics.traps += 1
+        if plugin.trap_burst.starts_burst(time.monotonic()):
+            plugin.logger.error("%s (traps in the next %g s are counted in edgenode_wasm_traps, "
+                                "not logged)", self.failed, plugin.trap_burst.gap,
+                                extra={"filter": plugin.name})
+        else:
+            plugin.logger.debug("%s", self.failed, extra={"filter": plugin.name})
         for ctx in list(self.contexts.values()):
             if isinstance(ctx, StreamContext) and ctx.resume is not None and not ctx.resume.done():
                 ctx.resume.set_exception(FilterFailure(self.failed))
@@ -307,16 +329,13 @@ class Vm:
         Each of these calls runs under the stage's start-up CPU deadline; memory grows
         under the same ``memory_limit`` as at request time (a failure reports both).
         """
-        startup = [f for n, f in self.funcs.items() if n in _STARTUP_CALLS]
-        for fn in startup:
-            fn.set_deadline(self._startup_ticks)
+        self.inst.deadline = self.plugin.startup_deadline_ticks
         try:
             self._start()
         except FilterLoadError as exc:
             raise FilterLoadError(f"{exc}{self._memory_note()}") from None
         finally:
-            for fn in startup:
-                fn.set_deadline(self._ticks)
+            self.inst.deadline = self.plugin.deadline_ticks
 
     def _memory_note(self) -> str:
         """Linear memory against the limit: a refused memory.grow looks like any other
@@ -364,7 +383,7 @@ class Vm:
         self.mem.stale = True
         started = bytes(self.mem.refresh())
         return Snapshot(memory_size=len(started), pages=diff_pages(fresh_memory, started),
-                        globals=GlobalState.read(self._ctx, self.native.inst_addr, global_exports),
+                        globals=GlobalState.read(self.inst.ctx_ptr, self.inst.instance_ptr, global_exports),
                         root_id=self.root.id, next_context_id=next(self._ids),
                         tick_ms=self.root.tick_ms, image=nonzero_pages(started))
 
@@ -377,12 +396,8 @@ class Vm:
         """
         if state is not None:
             try:
-                mem = self.mem
-                mem.grow_to(snap.memory_size)
-                view = mem.view
-                for off, data in snap.pages:
-                    view[off:off + len(data)] = data
-                state.write(self._ctx, self.native.inst_addr)
+                self.inst.restore(snap.memory_size, snap.pages, state.names, state.values_addr,
+                                  state.value_size)
             except WasmtimeError as exc:
                 raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
         root = self.root = RootContext(snap.root_id)
@@ -395,13 +410,39 @@ class Vm:
 
     # --- streams ---------------------------------------------------------------
     def new_stream(self, exchange: Exchange) -> StreamContext:
+        """A stream's context; the guest hears of it in ``start_stream``."""
         assert self.root is not None
         ctx = StreamContext(next(self._ids), self.root, exchange)
         self.contexts[ctx.id] = ctx
         self.active_streams += 1
-        if self._on_create:
-            self.call("proxy_on_context_create", ctx, ctx.id, self.root.id)
         return ctx
+
+    def start_stream(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
+        """``proxy_on_context_create`` then ``proxy_on_request_headers`` (each if exported),
+        in one transition; returns the headers result (0 without the hook)."""
+        create, headers = self._hook_ids[0], self._hook_ids[1]
+        if create < 0 and headers < 0:
+            return 0
+        if self.failed is not None:
+            raise FilterFailure(self.failed)
+        if self.closed:
+            raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
+        plugin = self.plugin
+        assert self.root is not None
+        eos = -1 if self.version == (0, 1, 0) else int(end_of_stream)
+        if plugin.observer is not None:  # developer tools see each callback
+            if create >= 0:
+                self.invoke("proxy_on_context_create", ctx, "context_create", ctx.exchange,
+                            (ctx.id, self.root.id))
+            if headers < 0:
+                return 0
+            args = (ctx.id, nheaders) if eos < 0 else (ctx.id, nheaders, eos)
+            return self.invoke("proxy_on_request_headers", ctx, "request_headers", ctx.exchange, args)
+        try:
+            return self.inst.start_stream(ctx, ctx.exchange.timings, create, self._stats[0], headers,
+                                          self._stats[1], ctx.id, self.root.id, nheaders, eos)
+        except GuestTrap as exc:
+            return self._trapped("", exc)
 
     def finish_stream(self, ctx: StreamContext) -> None:
         """done -> log -> delete (spec order); on_done false waits for proxy_done."""
@@ -410,35 +451,114 @@ class Vm:
         ctx.in_log = True
         ctx.request_headers_open = ctx.response_headers_open = False
         ctx.request_body = ctx.response_body = None
-        if self.failed is None and self._on_done and not ctx.done_pending:
-            try:
-                if not self.call("proxy_on_done", ctx, ctx.id, phase="done", exchange=ctx.exchange):
-                    ctx.done_pending = True
-                    return
-            except FilterFailure:
-                pass
-        self._drop_stream(ctx)
+        self._end(ctx, not ctx.done_pending)
 
-    def _drop_stream(self, ctx: StreamContext) -> None:
-        ctx.finished = True
+    def respond(self, ctx: StreamContext, nheaders: int, body: bytes) -> tuple[int, int, Any]:
+        """The response side of a stream whose body is in memory, in one transition:
+        ``proxy_on_response_headers``; if it continues, ``proxy_on_response_body`` over the
+        whole body (end_of_stream=1, if the module exports it and there is a body); if that
+        continues too, the stream's end (as ``finish_stream``).  Returns (action, stage,
+        buffer): stage 0 or 1 when the headers or the body callback returned ``action``
+        (non-zero), 2 when the stream finished; ``buffer`` is the body as the body
+        callback left it (None without a body callback)."""
+        if self.failed is not None:
+            raise FilterFailure(self.failed)
+        if self.closed:
+            raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
+        ids, stats = self._hook_ids, self._stats
+        body_hook = ids[6] if body else -1
+        ctx.response_headers_open = True
+        ctx.response_started = True
+        if body_hook >= 0:
+            ctx.response_body = body  # the message's bytes: copied if the filter writes them
+        if self.plugin.observer is not None:  # developer tools see each callback
+            return self._respond_observed(ctx, nheaders, body, body_hook)
+        eos = -1 if self.version == (0, 1, 0) else int(not body)
         try:
-            if self.failed is None and self._on_log:
-                self.call("proxy_on_log", ctx, ctx.id, phase="log", exchange=ctx.exchange)
-            if self.failed is None and self._on_delete:
-                self.call("proxy_on_delete", ctx, ctx.id, phase="delete", exchange=ctx.exchange)
-        except FilterFailure:
-            pass
+            action, stage, ended, buffer = self.inst.respond(
+                ctx, ctx.exchange.timings, ids[2], stats[2], body_hook, stats[6], ids[3], stats[3],
+                ids[4], stats[4], ids[5], stats[5], ctx.id, nheaders, eos, len(body) if body_hook >= 0 else 0)
+        except GuestTrap as exc:
+            if exc.args[1] in (ids[2], body_hook):
+                return self._trapped("", exc), 0, None
+            self.fail(exc.args[0])  # on_done/on_log/on_delete trapped: the response stands
+            action, stage, ended, buffer = 0, 2, 1, ctx.response_body
+        if ended >= 0:
+            ctx.request_body = ctx.response_body = None
+            if ended:
+                self._forget(ctx)
+            else:
+                ctx.done_pending = True
+        return action, stage, buffer
+
+    def _respond_observed(self, ctx: StreamContext, nheaders: int, body: bytes,
+                          body_hook: int) -> tuple[int, int, Any]:
+        """``respond`` one callback at a time, for developer tools' observer."""
+        v010 = self.version == (0, 1, 0)
+        action = 0
+        if self._hook_ids[2] >= 0:
+            args = (ctx.id, nheaders) if v010 else (ctx.id, nheaders, int(not body))
+            action = self.invoke("proxy_on_response_headers", ctx, "response_headers", ctx.exchange, args)
+            if action:
+                return action, 0, None
+        buffer = None
+        if body_hook >= 0:
+            ctx.response_headers_open = False
+            action = self.invoke("proxy_on_response_body", ctx, "response_body", ctx.exchange,
+                                 (ctx.id, len(body), 1))
+            buffer = ctx.response_body
+            if action:
+                return action, 1, buffer
+        self.finish_stream(ctx)
+        return 0, 2, buffer
+
+    def _end(self, ctx: StreamContext, done: bool) -> None:
+        """``proxy_on_done`` (if ``done``), ``proxy_on_log``, ``proxy_on_delete`` in one
+        transition, then forget the context (unless on_done asked to wait)."""
+        ids = ((self._hook_ids[3] if done else -1), self._hook_ids[4], self._hook_ids[5])
+        if self.failed is None and not self.closed and ids != (-1, -1, -1):
+            plugin = self.plugin
+            if plugin.observer is not None:
+                completed = self._end_observed(ctx, ids)
+            else:
+                try:
+                    stats = self._stats
+                    completed = self.inst.end_stream(ctx, ctx.exchange.timings, ids[0], stats[3], ids[1],
+                                                     stats[4], ids[2], stats[5], ctx.id)
+                except GuestTrap as exc:
+                    self.fail(exc.args[0])
+                    completed = True
+            if not completed:
+                ctx.done_pending = True
+                return
+        self._forget(ctx)
+
+    def _forget(self, ctx: StreamContext) -> None:
+        ctx.finished = True
         self.contexts.pop(ctx.id, None)
         self.active_streams -= 1
         if self.active_streams == 0 and self.on_idle is not None:
             self.on_idle(self)
+
+    def _end_observed(self, ctx: StreamContext, ids: tuple[int, int, int]) -> bool:
+        """``_end``'s calls one by one, for developer tools' observer."""
+        try:
+            for hook, phase in zip(ids, ("done", "log", "delete")):
+                if hook >= 0:
+                    name = f"proxy_on_{phase}"
+                    result = self.invoke(name, ctx, phase, ctx.exchange, (ctx.id,))
+                    if phase == "done" and not result:
+                        return False
+        except FilterFailure:
+            pass
+        return True
 
     def proxy_done(self) -> int:
         ctx = self.effective
         if not isinstance(ctx, StreamContext) or not ctx.done_pending or ctx.finished:
             return int(Status.NOT_FOUND)
         ctx.done_pending = False
-        asyncio.get_running_loop().call_soon(self._drop_stream, ctx)
+        asyncio.get_running_loop().call_soon(self._end, ctx, False)
         return int(Status.OK)
 
     def continue_stream(self, stream_type: int, close: bool) -> int:
@@ -630,19 +750,16 @@ class Vm:
         if self.closed:
             return
         self._stop_async()
-        if graceful and self.failed is None and self.root is not None:
-            try:
-                done = True
-                if self.has("proxy_on_done"):
-                    done = bool(self.call("proxy_on_done", self.root, self.root.id))
-                if done and self.has("proxy_on_delete"):
-                    self.call("proxy_on_delete", self.root, self.root.id)
-            except FilterFailure:
-                pass
+        root = self.root
+        ids = self._hook_ids
+        if graceful and self.failed is None and root is not None and (ids[3] >= 0 or ids[5] >= 0):
+            try:  # root on_done, then on_delete unless on_done returned false: one transition
+                self.inst.end_stream(root, None, ids[3], None, -1, None, ids[5], None, root.id)
+            except GuestTrap as exc:
+                self.fail(exc.args[0])
         self.closed = True
-        self.mem.release()
+        if self._mem is not None:
+            self._mem.release()
         self.contexts.clear()
-        if hostcalls.CURRENT is not self:  # else the store goes when the VM is collected
-            self.native.delete()
-            self._buffers.give()
+        self.inst.delete()  # during a guest call (a host function closing it): when it returns
 

@@ -22,13 +22,11 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from edgenode.wasm.fastcall import HostTrap
-from edgenode.wasm.hostcalls import ALL_VERSIONS, HOST_FUNCTIONS, HostDef, _vm
+from edgenode.wasm.errors import HostTrap
+from edgenode.wasm.hostcalls import ALL_VERSIONS, HOST_FUNCTIONS, HostDef, HostVm, _vm
 
-if TYPE_CHECKING:
-    from edgenode.wasm.vm import Vm
 
 __all__ = ["WasiGrants", "WASI_MODULES", "WASI_FAULT", "MAX_POLL_SLEEP"]
 
@@ -82,7 +80,7 @@ class _FdTable:
 _TABLES: "weakref.WeakKeyDictionary[Vm, _FdTable]" = weakref.WeakKeyDictionary()
 
 
-def _table(vm: "Vm") -> _FdTable:
+def _table(vm: HostVm) -> _FdTable:
     table = _TABLES.get(vm)
     if table is None:
         table = _TABLES[vm] = _FdTable()
@@ -103,7 +101,7 @@ def _wasi(name: str, params: str, has_result: bool = True) -> Callable[[Callable
 
 # --- stdio, clocks, randomness, args, environment ------------------------------------
 
-def _gather(vm: "Vm", iovs: int, n: int) -> bytes:
+def _gather(vm: HostVm, iovs: int, n: int) -> bytes:
     mem = vm.mem
     parts = []
     for i in range(min(n, 1024)):
@@ -182,7 +180,7 @@ def _fill(raw: tuple[int, ...], items: list[bytes]) -> int:
     return ESUCCESS
 
 
-def _environ(vm: "Vm") -> list[bytes]:
+def _environ(vm: HostVm) -> list[bytes]:
     return _strings(tuple(f"{k}={v}" for k, v in vm.plugin.env.items()))
 
 
@@ -323,7 +321,7 @@ def fd_prestat_dir_name(raw: tuple[int, ...]) -> int:
     return ESUCCESS
 
 
-def _file(vm: "Vm", fd: int) -> _Open | int:
+def _file(vm: HostVm, fd: int) -> _Open | int:
     entry = _table(vm).fds.get(fd)
     if entry is None:
         return EBADF
@@ -332,7 +330,7 @@ def _file(vm: "Vm", fd: int) -> _Open | int:
     return entry
 
 
-def _scatter(vm: "Vm", iovs: int, n: int, data: bytes) -> int:
+def _scatter(vm: HostVm, iovs: int, n: int, data: bytes) -> int:
     """Copy ``data`` into the guest's iovecs; returns the bytes placed."""
     mem = vm.mem
     placed = 0
@@ -346,7 +344,7 @@ def _scatter(vm: "Vm", iovs: int, n: int, data: bytes) -> int:
     return placed
 
 
-def _iov_total(vm: "Vm", iovs: int, n: int) -> int:
+def _iov_total(vm: HostVm, iovs: int, n: int) -> int:
     return sum(vm.mem.read_u32(iovs + 8 * i + 4) for i in range(min(n, 1024)))
 
 
@@ -356,7 +354,7 @@ def _read_at(entry: _Open, offset: int, size: int) -> bytes:
         return f.read(size)
 
 
-def _read_into(vm: "Vm", entry: _Open, offset: int, iovs: int, n: int) -> int:
+def _read_into(vm: HostVm, entry: _Open, offset: int, iovs: int, n: int) -> int:
     """Read from ``offset`` into the guest's iovecs: bytes placed, or -1 on an OS error."""
     try:
         data = _read_at(entry, offset, min(_iov_total(vm, iovs, n), 16 << 20))
@@ -397,7 +395,7 @@ def fd_pread(raw: tuple[int, ...]) -> int:
     return ESUCCESS
 
 
-def _seekable(vm: "Vm", fd: int) -> _Open | int:
+def _seekable(vm: HostVm, fd: int) -> _Open | int:
     return ESPIPE if fd in (0, 1, 2) else _file(vm, fd)
 
 
@@ -475,7 +473,7 @@ def fd_readdir(raw: tuple[int, ...]) -> int:
 
 # --- paths --------------------------------------------------------------------------
 
-def _resolve(vm: "Vm", dirfd: int, ptr: int, size: int) -> tuple[_Open, Path] | int:
+def _resolve(vm: HostVm, dirfd: int, ptr: int, size: int) -> tuple[_Open, Path] | int:
     """The host path of a guest path under an open directory, never outside its root."""
     table = _table(vm)
     if not vm.plugin.wasi.dirs:

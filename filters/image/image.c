@@ -506,7 +506,9 @@ static pw_action image_on_response_headers(pw_stream *s, size_t n, bool eos) {
             st->etag_weak = strncmp(etag.data, "W/", 2) == 0;
             st->source_etag = strdup(etag.data);
         }
-        action = PW_STOP_ALL_ITERATION_AND_BUFFER; /* buffer the body; headers stay writable */
+        /* hold the headers (writable) while the body callbacks buffer the body: plain
+         * StopIteration, which the stage must allow (allow_on_headers_stop_iteration) */
+        action = PW_STOP_ITERATION;
     } else {
         st->st = ST_NONE;
     }

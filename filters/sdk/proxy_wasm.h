@@ -44,8 +44,12 @@ typedef enum {
 /* Return values of the stream hooks (Envoy's FilterHeadersStatus / FilterDataStatus). */
 typedef enum {
     PW_CONTINUE = 0,
-    PW_STOP_ITERATION = 1,              /* headers: pause; body: pause and buffer */
-    PW_STOP_ALL_ITERATION_AND_BUFFER = 3 /* headers: pause, buffer the body meanwhile */
+    /* headers: pause; as StopAllIterationAndWatermark (no body callbacks until
+     * pw_continue_stream) unless the stage sets allow_on_headers_stop_iteration, then the
+     * body callbacks go on while the headers are held; body: pause and buffer */
+    PW_STOP_ITERATION = 1,
+    /* headers: pause; the body is buffered, no body callbacks until pw_continue_stream */
+    PW_STOP_ALL_ITERATION_AND_BUFFER = 3
 } pw_action;
 
 typedef enum {

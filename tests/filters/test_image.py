@@ -60,7 +60,8 @@ def stages(image_wasm, service, config=None):
 
     cfg = config or {}
     return [make_stage(image_wasm, cfg, name="image-accept", root_id="image-accept"),
-            make_stage(image_wasm, cfg, name="image", root_id="image", callout=callout)]
+            make_stage(image_wasm, cfg, name="image", root_id="image", callout=callout,
+                       allow_on_headers_stop_iteration=True)]
 
 
 def decode(body: bytes) -> Image.Image:

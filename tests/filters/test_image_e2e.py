@@ -60,7 +60,8 @@ async def node(build_filter, origin):
         "chain": [
             {"type": "wasm", "name": "image-accept", "module": wasm, "root_id": "image-accept", "config": cfg},
             {"type": "cache"},
-            {"type": "wasm", "name": "image", "module": wasm, "root_id": "image", "config": cfg},
+            {"type": "wasm", "name": "image", "module": wasm, "root_id": "image", "config": cfg,
+             "allow_on_headers_stop_iteration": True},
         ],
         "log": {"access": "off"},
     }, ROOT)

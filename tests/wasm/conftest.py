@@ -27,6 +27,15 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> WasmEngine:
     eng.close()
 
 
+@pytest.fixture(scope="session")
+def python_engine(tmp_path_factory: pytest.TempPathFactory) -> WasmEngine:
+    """An engine whose host functions all run their Python implementation (the core's fallback)."""
+    eng = WasmEngine(cache_dir=tmp_path_factory.mktemp("wasm-cache-py"), pool_instances=0,
+                     native_hostcalls=False)
+    yield eng
+    eng.close()
+
+
 class Origin:
     """A real HTTP origin: echoes what it received, serves /auth for callouts."""
 
@@ -109,7 +118,7 @@ def callout(origin: Origin, session: aiohttp.ClientSession) -> Callable:
 def make_stage(engine: WasmEngine, callout: Callable) -> Callable[..., WasmStage]:
     stages: list[WasmStage] = []
 
-    def make(module: str, name: str = "f", **options: Any) -> WasmStage:
+    def make(module: str, name: str = "f", engine: WasmEngine = engine, **options: Any) -> WasmStage:
         opts = {"module": str(WAT / module), **options}
         st = WasmStage(StageConfig("wasm", name, opts), base_dir=WAT, callout=callout,
                        node_props={"worker": 3}, engine=engine)

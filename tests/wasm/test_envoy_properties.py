@@ -30,11 +30,13 @@ ROUTES = RouteTable([RouteConfig("images", path_prefix="/img", name="img-route")
                      RouteConfig("default", host="api.example.com")], "default")
 
 
-@pytest.fixture
-def stage(engine: WasmEngine):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["core", "python"])
+def stage(request: pytest.FixtureRequest, engine: WasmEngine, python_engine: WasmEngine):  # type: ignore[no-untyped-def]
+    """Both ways a property is answered: the host core (which calls the common attributes'
+    getters itself) and the Python host functions alone."""
     st = WasmStage(StageConfig("wasm", "attrs", {"module": str(WAT / "envoy_probe.wat"),
                                                  "root_id": "r1", "vm_id": "v1"}),
-                   base_dir=WAT, engine=engine,
+                   base_dir=WAT, engine=python_engine if request.param == "python" else engine,
                    node_props={"worker": 1, "node": "edge-7", "routes": ROUTES, "origins": ORIGINS})
     yield st
     st.vm.close()
@@ -129,7 +131,7 @@ def test_response_attributes(stage: WasmStage) -> None:
     assert p.prop("response.code")[0] == NOT_FOUND  # no response yet
     resp = Response(200, CIMultiDict({"Content-Type": "text/plain", "grpc-status": "0"}), b"x")
     resp.trailers = CIMultiDict({"grpc-status": "14"})
-    p.ctx.response_view = ResponseHeaders(resp)
+    p.ctx.set_response(resp)
     p.ex.origin_time = 0.25
     assert p.prop("response.code") == (OK, I64.pack(200))
     assert p.prop("response.code_details") == (OK, b"via_upstream")
@@ -146,7 +148,7 @@ def test_response_attributes(stage: WasmStage) -> None:
 
 def test_upstream_failure_attributes(stage: WasmStage) -> None:
     p = probe_for(stage)
-    p.ctx.response_view = ResponseHeaders(Response(502, CIMultiDict(), b""))
+    p.ctx.set_response(Response(502, CIMultiDict(), b""))
     p.ex.props["upstream_error"] = "connect_error"
     assert p.prop("upstream.transport_failure_reason") == (OK, b"connect_error")
     assert p.prop("response.code_details") == (OK, b"upstream_reset_before_response_started{connection_failure}")

@@ -53,10 +53,15 @@ class Probe:
         return struct.unpack("<Q", self.vm.mem.read(ptr, 8))[0]
 
 
-@pytest.fixture
-def probe(make_stage) -> Probe:  # type: ignore[no-untyped-def]
-    st = make_stage("abi_probe.wat", "probe", config="plugin-cfg", vm_config={"v": 1},
-                    root_id="root1", vm_id="vm-probe")
+@pytest.fixture(params=["core", "python"])
+def probe(request: pytest.FixtureRequest, make_stage, python_engine) -> Probe:  # type: ignore[no-untyped-def]
+    """The probe with the host core answering the hot host functions, and with every host
+    function in its Python implementation (the core's fallback): the same answers."""
+    python = request.param == "python"
+    engine = {"engine": python_engine} if python else {}
+    suffix = "-py" if python else ""  # metrics and shared data are per process
+    st = make_stage("abi_probe.wat", f"probe{suffix}", config="plugin-cfg", vm_config={"v": 1},
+                    root_id="root1", vm_id=f"vm-probe{suffix}", **engine)
     return Probe(st.vm)
 
 
@@ -209,9 +214,9 @@ def prop(p: Probe, path: bytes, root: bool = False) -> tuple[int, bytes]:
 
 
 def test_properties(probe: Probe) -> None:
-    assert prop(probe, b"plugin_name") == (OK, b"probe")
+    assert prop(probe, b"plugin_name") == (OK, probe.vm.plugin.name.encode())
     assert prop(probe, b"plugin_root_id", root=True) == (OK, b"root1")
-    assert prop(probe, b"plugin_vm_id") == (OK, b"vm-probe")
+    assert prop(probe, b"plugin_vm_id") == (OK, probe.vm.plugin.vm_id.encode())
     assert prop(probe, b"source\0address") == (OK, b"10.1.2.3:5555")
     assert prop(probe, b"source\0port") == (OK, struct.pack("<q", 5555))
     assert prop(probe, b"destination\0port") == (OK, struct.pack("<q", 8080))
@@ -239,7 +244,7 @@ def test_set_property_origin_and_filter_state(probe: Probe) -> None:
 # --- shared data, queues -------------------------------------------------------------
 
 def test_shared_data_cas(probe: Probe, make_stage) -> None:  # type: ignore[no-untyped-def]
-    key, v1, v2 = probe.put(b"probe-key"), probe.put(b"one"), probe.put(b"two")
+    key, v1, v2 = probe.put(b"probe-key"), probe.put(b"one"), probe.put(b"two")  # per vm_id
     assert probe.call("proxy_get_shared_data", *key, RET_PTR, RET_SIZE, 40) == NOT_FOUND
     assert probe.call("proxy_set_shared_data", *key, *v1, 0) == OK
     assert probe.call("proxy_get_shared_data", *key, RET_PTR, RET_SIZE, 40) == OK
@@ -257,7 +262,7 @@ async def test_shared_queue_and_on_queue_ready(probe: Probe) -> None:
     name, data = probe.put(b"jobs"), probe.put(b"job-1")
     assert probe.call("proxy_register_shared_queue", *name, 40, root=True) == OK
     qid = probe.u32(40)
-    vmid = probe.put(b"vm-probe")
+    vmid = probe.put(probe.vm.plugin.vm_id.encode())
     assert probe.call("proxy_resolve_shared_queue", *vmid, *name, 44) == OK and probe.u32(44) == qid
     nope = probe.put(b"nope")
     assert probe.call("proxy_resolve_shared_queue", *vmid, *nope, 44) == NOT_FOUND
@@ -285,14 +290,15 @@ def test_metrics_and_collector(probe: Probe) -> None:
     assert probe.call("proxy_get_metric", 9999, 48) == NOT_FOUND
     families = {f.name: f for f in wasm_collector.collect()}
     samples = [(s.labels, s.value) for s in families["edgenode_filter_counter"].samples]
-    assert ({"filter": "probe", "metric": "hits_total"}, 5) in samples
+    assert ({"filter": probe.vm.plugin.name, "metric": "hits_total"}, 5) in samples
 
 
-def test_log_and_level(probe: Probe, caplog: pytest.LogCaptureFixture) -> None:
+def test_log_and_level(make_stage, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    probe = Probe(make_stage("abi_probe.wat", "probe", log_level="info").vm)
     msg = probe.put(b"hello from wasm")
     with caplog.at_level(logging.DEBUG, logger="edgenode.filter.probe"):
         assert probe.call("proxy_log", 2, *msg) == OK
-        assert probe.call("proxy_log", 1, *msg) == OK  # below the default level (info)
+        assert probe.call("proxy_log", 1, *msg) == OK  # below the filter's level (info)
         assert probe.call("proxy_log", 9, *msg) == BAD_ARG
     recs = [r for r in caplog.records if r.name == "edgenode.filter.probe"]
     assert [(r.levelno, r.getMessage()) for r in recs] == [(logging.INFO, "hello from wasm")]

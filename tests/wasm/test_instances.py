@@ -1,5 +1,5 @@
 """Instance plumbing: the pooling allocator, its on-demand overflow, slot reuse and
-closed instances (engine.py, fastcall.NativeInstance, vm.Vm)."""
+closed instances (engine.py, native.Instance, vm.Vm)."""
 
 from __future__ import annotations
 

@@ -232,13 +232,13 @@ async def test_held_response_is_released_from_the_trailers_hook(engine, pieces) 
                                  pieces).start()
     plain = await TrailerOrigin(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain").start()
     try:
-        async with Harness(engine, origin, ["trailers_hold.wat"]) as h:
+        async with Harness(engine, origin, ["trailers_hold.wat"], allow_on_headers_stop_iteration=True) as h:
             [resp] = await roundtrip(h.node.port, GET)
             assert resp.complete and resp.body == b"e" * 3000 + b"f" * 3000
             assert fields(resp.trailers) == {"x-status": "done", "x-held-resp": "yes"}
             log = events(h.stages[0])
             assert log[-2] == (RESP_BODY, 6000, 0) and log[-1] == (RESP_TRAILERS, 1, 0)
-        async with Harness(engine, plain, ["trailers_hold.wat"]) as h:
+        async with Harness(engine, plain, ["trailers_hold.wat"], allow_on_headers_stop_iteration=True) as h:
             [resp] = await roundtrip(h.node.port, GET)
             assert resp.body == b"plain" and resp.trailers == []
             assert events(h.stages[0])[-1] == (RESP_BODY, 5, 1)

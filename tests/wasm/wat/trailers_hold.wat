@@ -1,5 +1,5 @@
-;; Holds the response headers (StopAllIterationAndBuffer) and buffers the body (Stop)
-;; until the stream's last callback: the trailers hook when trailers follow (it adds
+;; Holds the response headers (StopIteration; the stage allows it, so the body callbacks
+;; go on while held) and buffers the body (Stop) until the stream's last callback: the trailers hook when trailers follow (it adds
 ;; x-held-resp: yes to map 3 and calls proxy_continue_stream), else the eos body
 ;; callback (which continues).  Logs (code, a, b) at 2000 (count at 1996): 3 = response
 ;; body (size, eos), 4 = response trailers (n, 0).
@@ -16,7 +16,7 @@
     (i32.store (i32.add (local.get $at) (i32.const 4)) (local.get $a))
     (i32.store (i32.add (local.get $at) (i32.const 8)) (local.get $b))
     (i32.store (i32.const 1996) (i32.add (i32.load (i32.const 1996)) (i32.const 1))))
-  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 3))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_response_body") (param $ctx i32) (param $size i32) (param $eos i32) (result i32)
     (call $log (i32.const 3) (local.get $size) (local.get $eos))
     (if (local.get $eos) (then (drop (call $continue (i32.const 1))) (return (i32.const 0))))

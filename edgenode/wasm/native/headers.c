@@ -1,0 +1,373 @@
+/* HeaderBlock: a message's header map serialised once in the Proxy-Wasm wire format.
+ *
+ * Built from the node's Request/Response (pseudo-headers first, names lower-cased,
+ * names and values as their wire bytes: the node's header text is Latin-1), shared by
+ * every filter of the stream, and rebuilt only when the message changed (the header
+ * multidict's version, or a new method/target/scheme/status object).  Reads (value by
+ * name, all pairs, size) are answered from it; writes go through the Python view (the
+ * single place the map semantics live) and mark it stale. */
+#include "hostcore.h"
+
+#include <structmember.h>
+
+int hc_block_check(HeaderBlock *b);
+
+typedef struct {
+    const char *k, *v;
+    Py_ssize_t kl, vl;
+} Pair;
+
+typedef struct {
+    Pair *pairs;
+    Py_ssize_t n, cap;
+    PyObject *keep; /* list of temporary encodings */
+} Pairs;
+
+static int pairs_add(Pairs *p, const char *k, Py_ssize_t kl, const char *v, Py_ssize_t vl, Pair *stack) {
+    if (p->n == p->cap) {
+        Py_ssize_t cap = p->cap * 2;
+        Pair *np = PyMem_Malloc(sizeof(Pair) * (size_t)cap);
+        if (np == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(np, p->pairs, sizeof(Pair) * (size_t)p->n);
+        if (p->pairs != stack) PyMem_Free(p->pairs);
+        p->pairs = np;
+        p->cap = cap;
+    }
+    p->pairs[p->n++] = (Pair){k, v, kl, vl};
+    return 0;
+}
+
+/* The wire bytes of a str: its Latin-1 bytes, or UTF-8 for text beyond U+00FF (abi.encode_text). */
+static const char *text_bytes(Pairs *p, PyObject *s, Py_ssize_t *len) {
+    if (PyUnicode_Check(s) && PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
+        *len = PyUnicode_GET_LENGTH(s);
+        return (const char *)PyUnicode_1BYTE_DATA(s);
+    }
+    PyObject *enc;
+    if (p->keep == NULL && (p->keep = PyList_New(0)) == NULL) return NULL;
+    if (PyUnicode_Check(s)) {
+        enc = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
+    } else {
+        PyObject *str = PyObject_Str(s);
+        if (str == NULL) return NULL;
+        enc = PyUnicode_AsEncodedString(str, "utf-8", "surrogateescape");
+        Py_DECREF(str);
+    }
+    if (enc == NULL) return NULL;
+    if (PyList_Append(p->keep, enc) < 0) {
+        Py_DECREF(enc);
+        return NULL;
+    }
+    Py_DECREF(enc);
+    *len = PyBytes_GET_SIZE(enc);
+    return PyBytes_AS_STRING(enc);
+}
+
+static int is_host(const char *k, Py_ssize_t kl) {
+    return kl == 4 && (k[0] | 0x20) == 'h' && (k[1] | 0x20) == 'o' && (k[2] | 0x20) == 's' && (k[3] | 0x20) == 't';
+}
+
+static void block_reset(HeaderBlock *b) {
+    Py_CLEAR(b->wire);
+    PyMem_Free(b->index);
+    b->index = NULL;
+    b->n = 0;
+    Py_CLEAR(b->headers);
+    Py_CLEAR(b->method);
+    Py_CLEAR(b->target);
+    Py_CLEAR(b->scheme);
+}
+
+static int headers_version(PyObject *headers, unsigned long long *out) {
+    PyObject *v = PyObject_CallOneArg(hc_getversion, headers);
+    if (v == NULL) return -1;
+    *out = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* (Re)serialise the map from the message. */
+static int block_build(HeaderBlock *b) {
+    PyObject *msg = b->message;
+    PyObject *headers = PyObject_GetAttr(msg, s_headers);
+    if (headers == NULL) return -1;
+    Pair stack[48];
+    Pairs p = {stack, 0, 48, NULL};
+    PyObject *items = NULL, *list = NULL, *method = NULL, *target = NULL, *scheme = NULL, *status = NULL;
+    PyObject *wire = NULL;
+    int rc = -1;
+    char status_text[24];
+    unsigned long long version;
+    if (headers_version(headers, &version) < 0) goto done;
+    items = PyObject_CallMethodNoArgs(headers, s_items);
+    if (items == NULL) goto done;
+    list = PySequence_List(items);
+    if (list == NULL) goto done;
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    const char *k, *v;
+    Py_ssize_t kl, vl;
+    Py_ssize_t authority = -1;
+    if (b->is_request) {
+        method = PyObject_GetAttr(msg, s_method);
+        target = method ? PyObject_GetAttr(msg, s_target) : NULL;
+        scheme = target ? PyObject_GetAttr(msg, s_scheme) : NULL;
+        if (scheme == NULL) goto done;
+        if ((v = text_bytes(&p, method, &vl)) == NULL || pairs_add(&p, ":method", 7, v, vl, stack) < 0) goto done;
+        if ((v = text_bytes(&p, target, &vl)) == NULL || pairs_add(&p, ":path", 5, v, vl, stack) < 0) goto done;
+        authority = p.n;
+        if (pairs_add(&p, ":authority", 10, "", 0, stack) < 0) goto done;
+        if ((v = text_bytes(&p, scheme, &vl)) == NULL || pairs_add(&p, ":scheme", 7, v, vl, stack) < 0) goto done;
+    } else {
+        status = PyObject_GetAttr(msg, s_status);
+        if (status == NULL) goto done;
+        b->status = PyLong_AsLong(status);
+        if (b->status == -1 && PyErr_Occurred()) goto done;
+        int len = snprintf(status_text, sizeof status_text, "%ld", b->status);
+        if (pairs_add(&p, ":status", 7, status_text, len, stack) < 0) goto done;
+    }
+    int have_host = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "headers.items() must yield pairs");
+            goto done;
+        }
+        if ((k = text_bytes(&p, PyTuple_GET_ITEM(item, 0), &kl)) == NULL) goto done;
+        if ((v = text_bytes(&p, PyTuple_GET_ITEM(item, 1), &vl)) == NULL) goto done;
+        if (b->is_request && is_host(k, kl)) {
+            if (!have_host) p.pairs[authority].v = v, p.pairs[authority].vl = vl;
+            have_host = 1;
+            continue;
+        }
+        if (pairs_add(&p, k, kl, v, vl, stack) < 0) goto done;
+    }
+    Py_ssize_t size = 4 + 8 * p.n;
+    for (Py_ssize_t i = 0; i < p.n; i++) size += p.pairs[i].kl + p.pairs[i].vl + 2;
+    wire = PyBytes_FromStringAndSize(NULL, size);
+    uint32_t *index = PyMem_Malloc(sizeof(uint32_t) * 4 * (size_t)(p.n ? p.n : 1));
+    if (wire == NULL || index == NULL) {
+        PyMem_Free(index);
+        if (wire != NULL) PyErr_NoMemory();
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(wire);
+    uint32_t head[1] = {(uint32_t)p.n};
+    memcpy(out, head, 4);
+    unsigned char *data = out + 4 + 8 * p.n;
+    for (Py_ssize_t i = 0; i < p.n; i++) {
+        Pair *q = &p.pairs[i];
+        uint32_t lens[2] = {(uint32_t)q->kl, (uint32_t)q->vl};
+        memcpy(out + 4 + 8 * i, lens, 8);
+        index[4 * i] = (uint32_t)(data - out);
+        index[4 * i + 1] = (uint32_t)q->kl;
+        for (Py_ssize_t j = 0; j < q->kl; j++) {
+            unsigned char c = (unsigned char)q->k[j];
+            *data++ = (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
+        }
+        *data++ = 0;
+        index[4 * i + 2] = (uint32_t)(data - out);
+        index[4 * i + 3] = (uint32_t)q->vl;
+        memcpy(data, q->v, (size_t)q->vl);
+        data += q->vl;
+        *data++ = 0;
+    }
+    block_reset(b);
+    b->wire = wire;
+    wire = NULL;
+    b->index = index;
+    b->n = p.n;
+    b->headers = headers;
+    headers = NULL;
+    b->version = version;
+    b->method = method, b->target = target, b->scheme = scheme;
+    method = target = scheme = NULL;
+    rc = 0;
+done:
+    if (p.pairs != stack) PyMem_Free(p.pairs);
+    Py_XDECREF(p.keep);
+    Py_XDECREF(items);
+    Py_XDECREF(list);
+    Py_XDECREF(headers);
+    Py_XDECREF(method);
+    Py_XDECREF(target);
+    Py_XDECREF(scheme);
+    Py_XDECREF(status);
+    Py_XDECREF(wire);
+    return rc;
+}
+
+static int same_attr(PyObject *msg, PyObject *name, PyObject *have) {
+    PyObject *now = PyObject_GetAttr(msg, name);
+    if (now == NULL) return -1;
+    int same = now == have;
+    Py_DECREF(now);
+    return same;
+}
+
+/* Make the serialisation current: 0, or -1 with an exception set. */
+int hc_block_fresh(HeaderBlock *b) {
+    if (b->wire != NULL && b->checked == hc_serial) return 0;
+    int rc = hc_block_check(b);
+    if (rc == 0) b->checked = hc_serial;
+    return rc;
+}
+
+int hc_block_check(HeaderBlock *b) {
+    if (b->wire == NULL) return block_build(b);
+    PyObject *msg = b->message;
+    int same = same_attr(msg, s_headers, b->headers);
+    if (same == 1) {
+        unsigned long long version;
+        if (headers_version(b->headers, &version) < 0) return -1;
+        same = version == b->version;
+    }
+    if (same == 1 && b->is_request) {
+        same = same_attr(msg, s_method, b->method);
+        if (same == 1) same = same_attr(msg, s_target, b->target);
+        if (same == 1) same = same_attr(msg, s_scheme, b->scheme);
+    } else if (same == 1) {
+        PyObject *status = PyObject_GetAttr(msg, s_status);
+        if (status == NULL) return -1;
+        long code = PyLong_AsLong(status);
+        Py_DECREF(status);
+        if (code == -1 && PyErr_Occurred()) return -1;
+        same = code == b->status;
+    }
+    if (same < 0) return -1;
+    return same ? 0 : block_build(b);
+}
+
+/* The first value of ``key`` (lower-case bytes) in a fresh block, or NULL. */
+const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t *vlen) {
+    if (b->is_request && klen == 4 && memcmp(key, "host", 4) == 0) key = ":authority", klen = 10;
+    const char *base = PyBytes_AS_STRING(b->wire);
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        const uint32_t *e = &b->index[4 * i];
+        if (e[1] == klen && memcmp(base + e[0], key, klen) == 0) {
+            *vlen = e[3];
+            return base + e[2];
+        }
+    }
+    return NULL;
+}
+
+/* --- Python interface ------------------------------------------------------------------- */
+
+static PyObject *view_types[2]; /* ResponseHeaders, RequestHeaders (set_view_types) */
+
+/* The view writes go through, made on first use (most streams never write a map). */
+PyObject *hc_block_view(HeaderBlock *b) {
+    if (b->view == NULL) {
+        PyObject *cls = view_types[b->is_request ? 1 : 0];
+        if (cls == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "_hostcore.set_view_types() first");
+            return NULL;
+        }
+        b->view = PyObject_CallOneArg(cls, b->message);
+    }
+    return b->view;
+}
+
+PyObject *hc_set_view_types(PyObject *self, PyObject *args) {
+    PyObject *request, *response;
+    if (!PyArg_ParseTuple(args, "OO", &request, &response)) return NULL;
+    Py_INCREF(request);
+    Py_XSETREF(view_types[1], request);
+    Py_INCREF(response);
+    Py_XSETREF(view_types[0], response);
+    Py_RETURN_NONE;
+}
+
+static int HeaderBlock_init(HeaderBlock *self, PyObject *args, PyObject *kwds) {
+    PyObject *message;
+    int is_request;
+    if (!PyArg_ParseTuple(args, "Op", &message, &is_request)) return -1;
+    Py_CLEAR(self->view);
+    Py_INCREF(message);
+    Py_XSETREF(self->message, message);
+    self->is_request = is_request;
+    block_reset(self);
+    return 0;
+}
+
+static PyObject *HeaderBlock_wire(HeaderBlock *self, PyObject *unused) {
+    if (hc_block_fresh(self) < 0) return NULL;
+    Py_INCREF(self->wire);
+    return self->wire;
+}
+
+static PyObject *HeaderBlock_get(HeaderBlock *self, PyObject *arg) {
+    char *key;
+    Py_ssize_t klen;
+    if (PyBytes_AsStringAndSize(arg, &key, &klen) < 0 || hc_block_fresh(self) < 0) return NULL;
+    size_t vlen;
+    const char *v = hc_block_lookup(self, key, (size_t)klen, &vlen);
+    if (v == NULL) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(v, (Py_ssize_t)vlen);
+}
+
+static PyObject *HeaderBlock_invalidate(HeaderBlock *self, PyObject *unused) {
+    Py_CLEAR(self->wire);
+    Py_RETURN_NONE;
+}
+
+static int HeaderBlock_traverse(HeaderBlock *self, visitproc visit, void *arg) {
+    Py_VISIT(self->view);
+    Py_VISIT(self->message);
+    Py_VISIT(self->headers);
+    return 0;
+}
+
+static int HeaderBlock_clear(HeaderBlock *self) {
+    Py_CLEAR(self->view);
+    Py_CLEAR(self->message);
+    block_reset(self);
+    return 0;
+}
+
+static void HeaderBlock_dealloc(HeaderBlock *self) {
+    PyObject_GC_UnTrack(self);
+    HeaderBlock_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef HeaderBlock_methods[] = {
+    {"wire", (PyCFunction)HeaderBlock_wire, METH_NOARGS, "the map in the Proxy-Wasm format (current)"},
+    {"get", (PyCFunction)HeaderBlock_get, METH_O, "first value of a lower-case name, or None"},
+    {"invalidate", (PyCFunction)HeaderBlock_invalidate, METH_NOARGS, "rebuild on the next read"},
+    {NULL},
+};
+
+static PyObject *HeaderBlock_get_view(HeaderBlock *self, void *closure) {
+    PyObject *view = hc_block_view(self);
+    Py_XINCREF(view);
+    return view;
+}
+
+static PyGetSetDef HeaderBlock_getset[] = {
+    {"view", (getter)HeaderBlock_get_view, NULL, "the map's view, which writes go through", NULL},
+    {NULL},
+};
+
+static PyMemberDef HeaderBlock_members[] = {
+    {"message", T_OBJECT, offsetof(HeaderBlock, message), READONLY, "the Request or Response"},
+    {NULL},
+};
+
+PyTypeObject HeaderBlockType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edgenode.wasm._hostcore.HeaderBlock",
+    .tp_basicsize = sizeof(HeaderBlock),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "HeaderBlock(message, is_request): a header map serialised once per change",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)HeaderBlock_init,
+    .tp_dealloc = (destructor)HeaderBlock_dealloc,
+    .tp_traverse = (traverseproc)HeaderBlock_traverse,
+    .tp_clear = (inquiry)HeaderBlock_clear,
+    .tp_methods = HeaderBlock_methods,
+    .tp_members = HeaderBlock_members,
+    .tp_getset = HeaderBlock_getset,
+};

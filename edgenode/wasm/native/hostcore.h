@@ -1,0 +1,114 @@
+/* Shared declarations of the Proxy-Wasm host core (the _hostcore extension).
+ *
+ * The core runs a whole hook per Python->native transition: it calls the guest through
+ * wasmtime's unchecked C API and answers the hot host functions itself (header maps,
+ * body buffers, log level), falling back to the Python implementation of every host
+ * function for the rest (hostcalls/).  See native.py for the Python side. */
+#ifndef EDGENODE_HOSTCORE_H
+#define EDGENODE_HOSTCORE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "wasmtime_api.h"
+
+/* Proxy-Wasm statuses the core returns */
+enum { ST_OK = 0, ST_NOT_FOUND = 1, ST_BAD_ARGUMENT = 2, ST_INVALID_MEMORY_ACCESS = 6 };
+
+/* A host function result meaning "run the Python implementation" */
+#define HC_FALLBACK INT64_MIN
+
+typedef struct {
+    wt_func func;
+    int nparams;
+    int nresults;
+    PyObject *name; /* str, for trap messages */
+} Hook;
+
+typedef struct Instance {
+    PyObject_HEAD
+    wasmtime_store_t *store;
+    wasmtime_context_t *ctx;
+    wt_instance instance;
+    wt_memory memory;
+    Hook *hooks;
+    int nhooks;
+    int alloc_hook; /* malloc / proxy_on_memory_allocate, -1: none */
+    uint64_t deadline;
+    int log_level;
+    int v010;
+    int depth;            /* guest calls in progress on this instance */
+    int delete_pending;   /* delete() came during a call: drop the store when it returns */
+    PyObject *owner;      /* the Python Vm: hostcalls.CURRENT while Python host functions run */
+    PyObject *effective;  /* the context host functions act on, None between calls */
+} Instance;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *view;    /* RequestHeaders / ResponseHeaders: writes go through it (lazy) */
+    PyObject *message; /* the Request / Response */
+    int is_request;
+    PyObject *wire;    /* the map serialised (Proxy-Wasm format); NULL: stale */
+    uint32_t *index;   /* per pair: key offset, key length, value offset, value length */
+    Py_ssize_t n;
+    /* what the serialisation was built from */
+    PyObject *headers;
+    unsigned long long version;
+    PyObject *method, *target, *scheme;
+    long status;
+    unsigned long long checked; /* hc_serial when last found current */
+} HeaderBlock;
+
+typedef struct {
+    PyObject_HEAD
+    int nb;
+    double *bounds;
+    unsigned long long *counts; /* nb + 1 */
+    double sum;
+    unsigned long long count;
+    PyObject *key; /* (filter, phase): the Exchange.timings key, or None */
+} Histogram;
+
+extern PyTypeObject InstanceType, HeaderBlockType, HistogramType;
+
+/* set up by setup() */
+extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report,
+    *hc_current_dict;
+/* interned attribute names */
+extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_open,
+    *s_response_headers_open, *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method,
+    *s_target, *s_scheme, *s_status, *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable,
+    *s_CURRENT, *s_host, *s_get, *s_exchange;
+
+/* the instance whose guest call is in progress (calls never nest across instances) */
+extern Instance *hc_current;
+/* advanced whenever Python code may have run (a call starts, a Python host function
+ * ran): a block checked at the current serial is still current */
+extern unsigned long long hc_serial;
+
+/* instance.c */
+wasm_trap_t *hc_trap_from_text(const char *text);
+wasm_trap_t *hc_trap_from_pyerr(PyObject *fn_name);
+int64_t hc_guest_alloc(Instance *inst, uint32_t size, wasm_trap_t **trap);
+uint8_t *hc_mem(Instance *inst, uint64_t ptr, uint64_t len);
+
+/* headers.c */
+int hc_block_fresh(HeaderBlock *b);
+PyObject *hc_block_view(HeaderBlock *b); /* borrowed; NULL with an exception */
+PyObject *hc_set_view_types(PyObject *self, PyObject *args);
+const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t *vlen);
+
+/* hostfns.c */
+int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name);
+PyObject *hc_define(PyObject *self, PyObject *args);
+PyObject *hc_set_property_functions(PyObject *self, PyObject *args);
+int hc_native_id(const char *name);
+
+/* histogram.c */
+void hc_observe(Histogram *h, double value);
+
+/* ticker.c */
+PyObject *hc_ticker_add(PyObject *self, PyObject *args);
+PyObject *hc_ticker_remove(PyObject *self, PyObject *arg);
+
+#endif

@@ -1,0 +1,664 @@
+/* Host functions: the trampoline every import goes through, and the native answers to
+ * the hot ones.
+ *
+ * define() registers an import with wasmtime's linker.  At call time the native
+ * implementation (if the import has one) answers, or says HC_FALLBACK; then the Python
+ * implementation runs with hostcalls.CURRENT set to the calling VM, its arguments as a
+ * tuple of ints (i32 unsigned, i64 signed).  A MemoryFault from Python becomes the
+ * import's fault code, a HostTrap (or any other exception, logged) a trap. */
+#include <strings.h>
+
+#include "hostcore.h"
+
+enum {
+    N_NONE = 0,
+    N_GET_HEADER_MAP_VALUE,
+    N_GET_HEADER_MAP_PAIRS,
+    N_GET_HEADER_MAP_SIZE,
+    N_ADD_HEADER_MAP_VALUE,
+    N_REPLACE_HEADER_MAP_VALUE,
+    N_REMOVE_HEADER_MAP_VALUE,
+    N_SET_HEADER_MAP_PAIRS,
+    N_GET_LOG_LEVEL,
+    N_LOG,
+    N_GET_BUFFER_BYTES,
+    N_GET_BUFFER_STATUS,
+    N_GET_PROPERTY,
+    N_SET_PROPERTY,
+};
+
+static const char *NATIVE_NAMES[] = {
+    "", "proxy_get_header_map_value", "proxy_get_header_map_pairs", "proxy_get_header_map_size",
+    "proxy_add_header_map_value", "proxy_replace_header_map_value", "proxy_remove_header_map_value",
+    "proxy_set_header_map_pairs", "proxy_get_log_level", "proxy_log", "proxy_get_buffer_bytes",
+    "proxy_get_buffer_status", "proxy_get_property", "proxy_set_property", NULL,
+};
+
+int hc_native_id(const char *name) {
+    for (int i = 1; NATIVE_NAMES[i] != NULL; i++)
+        if (strcmp(NATIVE_NAMES[i], name) == 0) return i;
+    return N_NONE;
+}
+
+typedef struct {
+    PyObject *py_fn;
+    PyObject *name;
+    char sig[32];
+    int nparams;
+    int has_result;
+    int32_t fault;
+    int native;
+} HostFn;
+
+static inline uint32_t U32(wt_val_raw *raw, int i) { return (uint32_t)raw[i].i32; }
+
+/* --- guest memory helpers ------------------------------------------------------------- */
+
+static int put_u32(Instance *inst, uint32_t ptr, uint32_t value) {
+    uint8_t *p = hc_mem(inst, ptr, 4);
+    if (p == NULL) return -1;
+    memcpy(p, &value, 4);
+    return 0;
+}
+
+/* Copy ``data`` into a guest allocation and write (pointer, size); as hostcalls._ret_bytes. */
+static int64_t ret_bytes(Instance *inst, const char *data, size_t n, uint32_t ret_ptr, uint32_t ret_size,
+                         wasm_trap_t **trap) {
+    if (n == 0) {
+        if (put_u32(inst, ret_ptr, 0) < 0 || put_u32(inst, ret_size, 0) < 0) return ST_INVALID_MEMORY_ACCESS;
+        return ST_OK;
+    }
+    int64_t ptr = hc_guest_alloc(inst, (uint32_t)n, trap);
+    if (ptr < 0) return 0;
+    if (hc_mem(inst, ret_ptr, 4) == NULL || hc_mem(inst, ret_size, 4) == NULL) return ST_INVALID_MEMORY_ACCESS;
+    uint8_t *dst = ptr ? hc_mem(inst, (uint64_t)ptr, n) : NULL;
+    if (dst == NULL) return ST_INVALID_MEMORY_ACCESS;
+    memcpy(dst, data, n);
+    put_u32(inst, ret_ptr, (uint32_t)ptr);
+    put_u32(inst, ret_size, (uint32_t)n);
+    return ST_OK;
+}
+
+/* --- the effective stream's maps --------------------------------------------------------- */
+
+/* 1 / 0 for a bool attribute of the effective context, -1 on error */
+static int ctx_flag(PyObject *ctx, PyObject *name) {
+    PyObject *v = PyObject_GetAttr(ctx, name);
+    if (v == NULL) return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* The block of map 0 / 2 a call may use now (a new reference); *status BAD_ARGUMENT if
+ * not available in this phase (as hostcalls._map); HC_FALLBACK for the other maps. */
+static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int write, int64_t *status) {
+    *status = ST_BAD_ARGUMENT;
+    if (mtype != 0 && mtype != 2) {
+        *status = HC_FALLBACK;
+        return NULL;
+    }
+    PyObject *ctx = inst->effective;
+    if (ctx == Py_None) return NULL;
+    int root = ctx_flag(ctx, s_is_root);
+    if (root != 0) return NULL; /* root context (or error: the Python path reports it) */
+    int open = ctx_flag(ctx, mtype == 0 ? s_request_headers_open : s_response_headers_open);
+    if (open < 0) return NULL;
+    if (!open) {
+        if (write) return NULL;
+        int in_log = ctx_flag(ctx, s_in_log);
+        if (in_log != 1) return NULL;
+    }
+    PyObject *block = PyObject_GetAttr(ctx, mtype == 0 ? s_request_block : s_response_block);
+    if (block == NULL) return NULL;
+    if (!Py_IS_TYPE(block, &HeaderBlockType)) { /* no response yet */
+        Py_DECREF(block);
+        return NULL;
+    }
+    if (!write && hc_block_fresh((HeaderBlock *)block) < 0) { /* writes need no serialisation */
+        Py_DECREF(block);
+        *status = HC_FALLBACK; /* let the Python implementation meet (and report) the problem */
+        PyErr_Clear();
+        return NULL;
+    }
+    return (HeaderBlock *)block;
+}
+
+static int64_t get_header_map_value(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 0, &status);
+    if (b == NULL) return status;
+    uint32_t klen = U32(raw, 2);
+    uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
+    if (key == NULL) {
+        Py_DECREF(b);
+        return ST_INVALID_MEMORY_ACCESS;
+    }
+    char small[128];
+    char *lower = klen <= sizeof small ? small : PyMem_Malloc(klen);
+    if (lower == NULL) {
+        Py_DECREF(b);
+        return HC_FALLBACK;
+    }
+    for (uint32_t i = 0; i < klen; i++) {
+        unsigned char c = key[i];
+        lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
+    }
+    size_t vlen = 0;
+    const char *v = hc_block_lookup(b, lower, klen, &vlen);
+    if (lower != small) PyMem_Free(lower);
+    int64_t r;
+    if (v == NULL && !inst->v010) {
+        r = ST_NOT_FOUND;
+    } else {
+        /* ret_bytes may run the guest allocator; the block stays alive (referenced) */
+        r = ret_bytes(inst, v ? v : "", v ? vlen : 0, U32(raw, 3), U32(raw, 4), trap);
+    }
+    Py_DECREF(b);
+    return r;
+}
+
+static int64_t get_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, int size_only) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 0, &status);
+    if (b == NULL) return status;
+    PyObject *wire = b->wire;
+    Py_INCREF(wire);
+    Py_DECREF(b);
+    int64_t r;
+    if (size_only) {
+        r = put_u32(inst, U32(raw, 1), (uint32_t)PyBytes_GET_SIZE(wire)) < 0 ? ST_INVALID_MEMORY_ACCESS : ST_OK;
+    } else {
+        r = ret_bytes(inst, PyBytes_AS_STRING(wire), (size_t)PyBytes_GET_SIZE(wire), U32(raw, 1), U32(raw, 2),
+                      trap);
+    }
+    Py_DECREF(wire);
+    return r;
+}
+
+static int forbidden(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == 0) return 1;
+    return 0;
+}
+
+/* The status of a map write whose Python call returned ``res`` (a new reference or
+ * NULL): a ValueError is BAD_ARGUMENT, any other exception traps; the block goes stale. */
+static int64_t write_status(HeaderBlock *b, PyObject *res, wasm_trap_t **trap, PyObject *fn_name) {
+    int64_t r = ST_OK;
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            r = ST_BAD_ARGUMENT;
+        } else {
+            *trap = hc_trap_from_pyerr(fn_name);
+        }
+    }
+    Py_XDECREF(res);
+    Py_CLEAR(b->wire); /* rebuilt on the next read */
+    return r;
+}
+
+/* add / replace / remove: an ordinary field on the message's multidict, a pseudo-header
+ * or the request's Host through the view (ValueError: BAD_ARGUMENT) */
+static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, int with_value,
+                            wasm_trap_t **trap, PyObject *fn_name) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 1, &status);
+    if (b == NULL) return status;
+    uint32_t klen = U32(raw, 2), vlen = with_value ? U32(raw, 4) : 0;
+    uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
+    uint8_t *value = with_value ? hc_mem(inst, U32(raw, 3), vlen) : (uint8_t *)"";
+    int64_t r = ST_OK;
+    if (key == NULL || value == NULL) {
+        r = ST_INVALID_MEMORY_ACCESS;
+    } else if (with_value && (klen == 0 || forbidden(key, klen) || forbidden(value, vlen))) {
+        r = ST_BAD_ARGUMENT;
+    } else {
+        /* an ordinary field goes straight to the message's multidict (lower-cased, as the
+         * view stores it); pseudo-headers and the request's Host alias through the view */
+        int direct = klen > 0 && key[0] != ':' && !(b->is_request && klen == 4 && strncasecmp((const char *)key, "host", 4) == 0);
+        char small[128];
+        char *lower = !direct || klen <= sizeof small ? small : PyMem_Malloc(klen);
+        if (direct && lower != NULL)
+            for (uint32_t i = 0; i < klen; i++) {
+                unsigned char c = key[i];
+                lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
+            }
+        PyObject *k = lower == NULL ? NULL
+                      : PyUnicode_DecodeLatin1(direct ? lower : (const char *)key, klen, NULL);
+        if (lower != small) PyMem_Free(lower);
+        PyObject *v = with_value ? PyUnicode_DecodeLatin1((const char *)value, vlen, NULL) : NULL;
+        PyObject *res = NULL;
+        if (k != NULL && (!with_value || v != NULL)) {
+            if (direct) {
+                PyObject *headers = PyObject_GetAttr(b->message, s_headers);
+                if (headers != NULL) {
+                    if (method == s_add) {
+                        res = PyObject_CallMethodObjArgs(headers, s_add, k, v, NULL);
+                    } else if (method == s_replace) {
+                        res = PyObject_SetItem(headers, k, v) < 0 ? NULL : Py_NewRef(Py_None);
+                    } else {
+                        res = PyObject_CallMethodObjArgs(headers, s_popall, k, Py_None, NULL);
+                    }
+                    Py_DECREF(headers);
+                }
+            } else {
+                PyObject *view = hc_block_view(b);
+                if (view != NULL)
+                    res = with_value ? PyObject_CallMethodObjArgs(view, method, k, v, NULL)
+                                     : PyObject_CallMethodObjArgs(view, method, k, NULL);
+            }
+        }
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        r = write_status(b, res, trap, fn_name);
+    }
+    Py_DECREF(b);
+    return r;
+}
+
+/* proxy_set_header_map_pairs: decode (as abi.decode_map), then view.set_pairs */
+static int64_t set_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    int64_t status;
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 1, &status);
+    if (b == NULL) return status;
+    uint32_t size = U32(raw, 2);
+    uint8_t *data = hc_mem(inst, U32(raw, 1), size);
+    int64_t r = ST_OK;
+    PyObject *pairs = NULL;
+    if (data == NULL) {
+        r = ST_INVALID_MEMORY_ACCESS;
+        goto done;
+    }
+    pairs = PyList_New(0);
+    if (pairs == NULL) {
+        r = HC_FALLBACK;
+        goto done;
+    }
+    if (size > 1 || (size == 1 && data[0] != 0)) {
+        uint32_t n;
+        if (size < 4) {
+            r = ST_BAD_ARGUMENT;
+            goto done;
+        }
+        memcpy(&n, data, 4);
+        uint64_t pos = 4 + 8 * (uint64_t)n;
+        if (pos > size) {
+            r = ST_BAD_ARGUMENT;
+            goto done;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t lens[2];
+            memcpy(lens, data + 4 + 8 * (uint64_t)i, 8);
+            uint64_t end = pos + lens[0] + lens[1] + 2;
+            if (end > size) {
+                r = ST_BAD_ARGUMENT;
+                goto done;
+            }
+            const uint8_t *k = data + pos, *v = data + pos + lens[0] + 1;
+            if (forbidden(k, lens[0]) || forbidden(v, lens[1])) {
+                r = ST_BAD_ARGUMENT;
+                goto done;
+            }
+            PyObject *pair = Py_BuildValue("(NN)", PyUnicode_DecodeLatin1((const char *)k, lens[0], NULL),
+                                           PyUnicode_DecodeLatin1((const char *)v, lens[1], NULL));
+            if (pair == NULL || PyList_Append(pairs, pair) < 0) {
+                Py_XDECREF(pair);
+                r = HC_FALLBACK;
+                PyErr_Clear();
+                goto done;
+            }
+            Py_DECREF(pair);
+            pos = end;
+        }
+    }
+    PyObject *view = hc_block_view(b);
+    r = write_status(b, view ? PyObject_CallMethodOneArg(view, s_set_pairs, pairs) : NULL, trap, fn_name);
+done:
+    Py_XDECREF(pairs);
+    Py_DECREF(b);
+    return r;
+}
+
+/* buffers 0/1 (the bodies) during body callbacks; the rest in Python */
+static int64_t body_buffer(Instance *inst, uint32_t btype, PyObject **out) {
+    *out = NULL;
+    if (btype > 1) return HC_FALLBACK;
+    PyObject *ctx = inst->effective;
+    if (ctx == Py_None) return ST_NOT_FOUND;
+    int root = ctx_flag(ctx, s_is_root);
+    if (root != 0) return root < 0 ? HC_FALLBACK : ST_NOT_FOUND;
+    PyObject *buf = PyObject_GetAttr(ctx, btype == 0 ? s_request_body : s_response_body);
+    if (buf == NULL) {
+        PyErr_Clear();
+        return HC_FALLBACK;
+    }
+    if (!PyByteArray_Check(buf) && !PyBytes_Check(buf)) {
+        int none = buf == Py_None;
+        Py_DECREF(buf);
+        return none ? ST_NOT_FOUND : HC_FALLBACK;
+    }
+    *out = buf;
+    return ST_OK;
+}
+
+/* a body buffer's bytes: a bytearray, or the message's bytes until a filter writes it */
+static const char *buffer_data(PyObject *buf, size_t *len) {
+    if (PyByteArray_Check(buf)) {
+        *len = (size_t)PyByteArray_GET_SIZE(buf);
+        return PyByteArray_AS_STRING(buf);
+    }
+    *len = (size_t)PyBytes_GET_SIZE(buf);
+    return PyBytes_AS_STRING(buf);
+}
+
+static int64_t get_buffer_bytes(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap) {
+    PyObject *buf;
+    int64_t r = body_buffer(inst, U32(raw, 0), &buf);
+    if (buf == NULL) return r;
+    size_t len, start = U32(raw, 1), want = U32(raw, 2);
+    const char *data = buffer_data(buf, &len);
+    if (start > len) {
+        r = ST_BAD_ARGUMENT;
+    } else {
+        /* copied out first: the allocator may run Python that resizes the buffer */
+        size_t n = len - start < want ? len - start : want;
+        PyObject *copy = PyBytes_FromStringAndSize(data + start, (Py_ssize_t)n);
+        r = copy ? ret_bytes(inst, PyBytes_AS_STRING(copy), n, U32(raw, 3), U32(raw, 4), trap) : HC_FALLBACK;
+        Py_XDECREF(copy);
+        PyErr_Clear();
+    }
+    Py_DECREF(buf);
+    return r;
+}
+
+static int64_t get_buffer_status(Instance *inst, wt_val_raw *raw) {
+    PyObject *buf;
+    int64_t r = body_buffer(inst, U32(raw, 0), &buf);
+    if (buf == NULL) return r;
+    size_t len;
+    buffer_data(buf, &len);
+    Py_DECREF(buf);
+    if (put_u32(inst, U32(raw, 1), (uint32_t)len) < 0 || put_u32(inst, U32(raw, 2), 0) < 0)
+        return ST_INVALID_MEMORY_ACCESS;
+    return ST_OK;
+}
+
+/* --- properties: paths resolved once (a bounded cache), values from properties.py -------- */
+
+static PyObject *resolve_fn, *get_fn, *set_fn; /* set_property_functions */
+static PyObject *paths; /* raw path bytes -> (segments, exchange getter or None) */
+#define MAX_PATHS 1024
+
+PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
+    PyObject *resolve, *get, *set;
+    if (!PyArg_ParseTuple(args, "OOO", &resolve, &get, &set)) return NULL;
+    Py_INCREF(resolve);
+    Py_XSETREF(resolve_fn, resolve);
+    Py_INCREF(get);
+    Py_XSETREF(get_fn, get);
+    Py_INCREF(set);
+    Py_XSETREF(set_fn, set);
+    Py_XSETREF(paths, PyDict_New());
+    if (paths == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The cached (segments, getter) pair for the guest's path bytes at (ptr, len), a new
+ * reference; NULL: *status set (INVALID_MEMORY_ACCESS) or an exception. */
+static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64_t *status) {
+    uint8_t *raw = hc_mem(inst, ptr, len);
+    if (raw == NULL) {
+        *status = ST_INVALID_MEMORY_ACCESS;
+        return NULL;
+    }
+    PyObject *key = PyBytes_FromStringAndSize((const char *)raw, len);
+    if (key == NULL) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(paths, key);
+    if (entry != NULL) {
+        Py_INCREF(entry);
+    } else if (!PyErr_Occurred() && (entry = PyObject_CallOneArg(resolve_fn, key)) != NULL) {
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "property path resolver must return a pair");
+            Py_CLEAR(entry);
+        } else {
+            if (PyDict_GET_SIZE(paths) >= MAX_PATHS) PyDict_Clear(paths);
+            if (PyDict_SetItem(paths, key, entry) < 0) Py_CLEAR(entry);
+        }
+    }
+    Py_DECREF(key);
+    return entry;
+}
+
+/* The effective stream's exchange (a new reference), or NULL: no stream (no exception)
+ * or an exception. */
+static PyObject *stream_exchange(Instance *inst) {
+    PyObject *ctx = inst->effective;
+    if (ctx == Py_None) return NULL;
+    int root = ctx_flag(ctx, s_is_root);
+    if (root != 0) return NULL;
+    PyObject *ex = PyObject_GetAttr(ctx, s_exchange);
+    if (ex == Py_None) Py_CLEAR(ex);
+    return ex;
+}
+
+/* An attribute computed from the exchange alone, by its getter: bytes / text / absent
+ * answered here, NULL (no exception) for anything else (the generic path encodes it). */
+static PyObject *exchange_value(Instance *inst, PyObject *getter) {
+    PyObject *ex = stream_exchange(inst);
+    if (ex == NULL) return NULL;
+    PyObject *value = PyObject_CallOneArg(getter, ex);
+    Py_DECREF(ex);
+    if (value == NULL || value == Py_None || PyBytes_CheckExact(value)) return value;
+    if (PyUnicode_CheckExact(value)) {
+        PyObject *b = PyUnicode_AsUTF8String(value);
+        Py_DECREF(value);
+        return b;
+    }
+    Py_DECREF(value);
+    return NULL;
+}
+
+static int64_t get_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    if (get_fn == NULL || inst->owner == NULL) return HC_FALLBACK;
+    int64_t status = ST_OK;
+    PyObject *entry = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
+    if (entry == NULL) {
+        if (status != ST_OK) return status;
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    PyObject *getter = PyTuple_GET_ITEM(entry, 1), *value = NULL;
+    if (getter != Py_None) value = exchange_value(inst, getter);
+    if (value == NULL && !PyErr_Occurred())
+        value = PyObject_CallFunctionObjArgs(get_fn, inst->owner, PyTuple_GET_ITEM(entry, 0), NULL);
+    hc_serial++; /* Python ran */
+    Py_DECREF(entry);
+    if (value == NULL) {
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    int64_t r;
+    if (value == Py_None) {
+        r = ST_NOT_FOUND;
+    } else if (PyBytes_Check(value)) {
+        r = ret_bytes(inst, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value), U32(raw, 2), U32(raw, 3), trap);
+    } else {
+        r = HC_FALLBACK;
+    }
+    Py_DECREF(value);
+    return r;
+}
+
+static int64_t set_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    if (set_fn == NULL || inst->owner == NULL) return HC_FALLBACK;
+    uint8_t *data = hc_mem(inst, U32(raw, 2), U32(raw, 3));
+    if (data == NULL) return ST_INVALID_MEMORY_ACCESS;
+    int64_t status = ST_OK;
+    PyObject *entry = property_path(inst, U32(raw, 0), U32(raw, 1), &status);
+    if (entry == NULL) {
+        if (status != ST_OK) return status;
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    PyObject *value = PyBytes_FromStringAndSize((const char *)data, U32(raw, 3));
+    PyObject *res = value ? PyObject_CallFunctionObjArgs(set_fn, inst->owner, PyTuple_GET_ITEM(entry, 0), value, NULL) : NULL;
+    hc_serial++;
+    Py_DECREF(entry);
+    Py_XDECREF(value);
+    if (res == NULL) {
+        *trap = hc_trap_from_pyerr(fn_name);
+        return 0;
+    }
+    long r = PyLong_AsLong(res);
+    Py_DECREF(res);
+    return r;
+}
+
+int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
+    switch (id) {
+    case N_GET_HEADER_MAP_VALUE:
+        return get_header_map_value(inst, raw, trap);
+    case N_GET_HEADER_MAP_PAIRS:
+        return get_header_map_pairs(inst, raw, trap, 0);
+    case N_GET_HEADER_MAP_SIZE:
+        return get_header_map_pairs(inst, raw, trap, 1);
+    case N_ADD_HEADER_MAP_VALUE:
+        return write_header(inst, raw, s_add, 1, trap, fn_name);
+    case N_REPLACE_HEADER_MAP_VALUE:
+        return write_header(inst, raw, s_replace, 1, trap, fn_name);
+    case N_REMOVE_HEADER_MAP_VALUE:
+        return write_header(inst, raw, s_remove, 0, trap, fn_name);
+    case N_SET_HEADER_MAP_PAIRS:
+        return set_header_map_pairs(inst, raw, trap, fn_name);
+    case N_GET_LOG_LEVEL:
+        return put_u32(inst, U32(raw, 0), (uint32_t)inst->log_level) < 0 ? ST_INVALID_MEMORY_ACCESS : ST_OK;
+    case N_LOG: {
+        /* below the filter's level and below warn (whose text becomes last_log): drop */
+        uint32_t level = U32(raw, 0);
+        if (level > 5 || (int)level >= inst->log_level || level >= 3) return HC_FALLBACK;
+        return hc_mem(inst, U32(raw, 1), U32(raw, 2)) == NULL ? ST_INVALID_MEMORY_ACCESS : ST_OK;
+    }
+    case N_GET_BUFFER_BYTES:
+        return get_buffer_bytes(inst, raw, trap);
+    case N_GET_BUFFER_STATUS:
+        return get_buffer_status(inst, raw);
+    case N_GET_PROPERTY:
+        return get_property(inst, raw, trap, fn_name);
+    case N_SET_PROPERTY:
+        return set_property(inst, raw, trap, fn_name);
+    }
+    return HC_FALLBACK;
+}
+
+/* --- the trampoline ------------------------------------------------------------------------ */
+
+static wasm_trap_t *call_python(HostFn *h, Instance *inst, wt_val_raw *raw) {
+    PyObject *args = PyTuple_New(h->nparams);
+    if (args == NULL) return hc_trap_from_pyerr(h->name);
+    for (int i = 0; i < h->nparams; i++) {
+        PyObject *v = h->sig[i] == 'I' ? PyLong_FromLongLong(raw[i].i64) : PyLong_FromUnsignedLong(U32(raw, i));
+        if (v == NULL) {
+            Py_DECREF(args);
+            return hc_trap_from_pyerr(h->name);
+        }
+        PyTuple_SET_ITEM(args, i, v);
+    }
+    PyObject *prev = PyDict_GetItemWithError(hc_current_dict, s_CURRENT);
+    Py_XINCREF(prev);
+    PyObject *owner = inst->owner ? inst->owner : Py_None;
+    PyDict_SetItem(hc_current_dict, s_CURRENT, owner);
+    PyObject *res = PyObject_CallOneArg(h->py_fn, args);
+    hc_serial++; /* Python ran: maps may have changed */
+    Py_DECREF(args);
+    PyDict_SetItem(hc_current_dict, s_CURRENT, prev ? prev : Py_None);
+    Py_XDECREF(prev);
+    if (res == NULL) {
+        if (PyErr_ExceptionMatches(hc_MemoryFault)) {
+            PyErr_Clear();
+            if (h->has_result) raw[0].i32 = h->fault;
+            return NULL;
+        }
+        return hc_trap_from_pyerr(h->name);
+    }
+    if (h->has_result) {
+        long r = res == Py_None ? 0 : PyLong_AsLong(res);
+        if (r == -1 && PyErr_Occurred()) {
+            Py_DECREF(res);
+            return hc_trap_from_pyerr(h->name);
+        }
+        raw[0].i32 = (int32_t)r;
+    }
+    Py_DECREF(res);
+    return NULL;
+}
+
+static wasm_trap_t *trampoline(void *env, wasmtime_caller_t *caller, wt_val_raw *raw, size_t n) {
+    HostFn *h = env;
+    Instance *inst = hc_current;
+    if (inst == NULL) return hc_trap_from_text("host function called outside a filter callback");
+    if (h->native) {
+        wasm_trap_t *trap = NULL;
+        int64_t r = hc_native(h->native, inst, raw, &trap, h->name);
+        if (trap != NULL) return trap;
+        if (r != HC_FALLBACK) {
+            if (h->has_result) raw[0].i32 = (int32_t)r;
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    return call_python(h, inst, raw);
+}
+
+static void hostfn_free(void *env) {
+    HostFn *h = env;
+    PyGILState_STATE g = PyGILState_Ensure();
+    Py_XDECREF(h->py_fn);
+    Py_XDECREF(h->name);
+    PyGILState_Release(g);
+    PyMem_RawFree(h);
+}
+
+/* define(linker_ptr, module, name, functype_ptr, params, has_result, fault, fn, native) */
+PyObject *hc_define(PyObject *self, PyObject *args) {
+    unsigned long long linker, functype;
+    const char *module, *name, *params;
+    Py_ssize_t module_len, name_len;
+    int has_result, fault, native;
+    PyObject *fn;
+    if (!PyArg_ParseTuple(args, "Ks#s#KspiOp", &linker, &module, &module_len, &name, &name_len, &functype,
+                          &params, &has_result, &fault, &fn, &native))
+        return NULL;
+    size_t np = strlen(params);
+    if (np >= sizeof(((HostFn *)0)->sig)) {
+        PyErr_SetString(PyExc_ValueError, "too many parameters");
+        return NULL;
+    }
+    HostFn *h = PyMem_RawCalloc(1, sizeof(HostFn));
+    if (h == NULL) return PyErr_NoMemory();
+    memcpy(h->sig, params, np);
+    h->nparams = (int)np;
+    h->has_result = has_result;
+    h->fault = fault;
+    h->native = native ? hc_native_id(name) : N_NONE;
+    Py_INCREF(fn);
+    h->py_fn = fn;
+    h->name = PyUnicode_FromStringAndSize(name, name_len);
+    if (h->name == NULL) {
+        hostfn_free(h);
+        return NULL;
+    }
+    wasmtime_error_t *err = WT.linker_define_func_unchecked(
+        (wasmtime_linker_t *)(uintptr_t)linker, module, (size_t)module_len, name, (size_t)name_len,
+        (const wasm_functype_t *)(uintptr_t)functype, trampoline, h, hostfn_free);
+    if (err != NULL) {
+        wt_byte_vec vec;
+        WT.error_message(err, &vec);
+        PyErr_Format(PyExc_RuntimeError, "cannot define %s.%s: %.*s", module, name, (int)vec.size, vec.data);
+        WT.byte_vec_delete(&vec);
+        WT.error_delete(err);
+        return NULL;
+    }
+    return PyBool_FromLong(h->native != N_NONE);
+}
