@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import BadMessage, open_sealed, seal
@@ -47,7 +47,7 @@ class Membership:
     """Heartbeats this node and keeps the live view of the fleet."""
 
     def __init__(self, bus: ControlBus, key: bytes, node_id: str, heartbeat: float, node_ttl: float,
-                 describe: Callable[[], dict[str, Any]]) -> None:
+                 describe: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self.bus = bus
         self.key = key
         self.node_id = node_id
@@ -87,8 +87,9 @@ class Membership:
         while not self._stopped and not self.bus.stopping:
             if self.bus.connected and not self._stopped:
                 try:
+                    record = await self._describe()
                     kv = await self.bus.nodes_kv()
-                    await kv.put(self.node_id, seal(self.key, {"type": "node", **self._describe()}))
+                    await kv.put(self.node_id, seal(self.key, {"type": "node", **record}))
                 except Exception as exc:  # disconnected mid-beat: the next one retries
                     log.debug("fleet: heartbeat failed: %r", exc)
             self._changed()  # also ages members out

@@ -57,6 +57,7 @@ class NodeProcess:
                     m = _READY.search(line)
                     if m:
                         self.port, self.admin_port = int(m.group(2)), int(m.group(3))
+                        log.flush()  # the start-up log is complete on disk once the node is ready
                         break
         except BaseException:
             log.close()
