@@ -71,7 +71,9 @@ class FleetAgent:
         self._tasks = [asyncio.create_task(self.bus.run(first), name="fleet-connect"),
                        asyncio.create_task(self.purges.run(), name="fleet-purges"),
                        asyncio.create_task(self.membership.watch_forever(), name="fleet-members"),
-                       asyncio.create_task(self.config.watch_forever(), name="fleet-config")]
+                       asyncio.create_task(self.config.watch_forever(), name="fleet-config"),
+                       asyncio.create_task(self.config.poll_forever(max(2 * self.cfg.heartbeat, 1.0)),
+                                           name="fleet-config-poll")]
         await first.wait()
         if not self.bus.connected:
             if self.cfg.unsynced == "revalidate":

@@ -115,6 +115,20 @@ class ConfigApplier:
     async def watch_forever(self) -> None:
         await self.bus.watch_forever(self.bus.names.config_bucket, CONFIG_KEY, self._on_entry)
 
+    async def poll_forever(self, interval: float) -> None:
+        """Also read the current version every ``interval`` s: a watch served by a NATS
+        server that died is silent for a while, a read is answered by any server."""
+        while not self.bus.stopping:
+            await asyncio.sleep(interval)
+            if not self.bus.connected or not self.ready.is_set():
+                continue
+            try:
+                entry = await (await self.bus.config_kv()).get(CONFIG_KEY)
+            except Exception:  # no version yet, or NATS went away: the next round retries
+                continue
+            if entry.value and entry.operation not in ("DEL", "PURGE"):
+                await self.offer(entry.revision, entry.value)
+
     async def _on_entry(self, entry: Any, replay: bool) -> None:
         if entry is not None and entry.operation not in ("DEL", "PURGE") and entry.value:
             await self.offer(entry.revision, entry.value)
@@ -122,10 +136,10 @@ class ConfigApplier:
             self.ready.set()  # the version current at start-up was looked at (or there is none)
 
     async def offer(self, revision: int, data: bytes) -> bool:
-        """Apply version ``revision`` unless it runs already; False when refused."""
+        """Apply version ``revision`` unless it runs it or a later one; False when refused."""
         async with self.lock:
-            if revision == self.version or (self.refused and self.refused["version"] == revision):
-                return True
+            if revision <= max(self.version or 0, self.refused["version"] if self.refused else 0):
+                return True  # runs it, refused it, or newer than it (versions only grow)
             try:
                 doc = self._parse(data)
                 await self._apply(revision, doc)

@@ -3,7 +3,9 @@ every node watches the bucket to know which members (and so which shields) are a
 
 A member counts as live while its last heartbeat, as received here, is younger than
 ``node_ttl`` (the bucket's own TTL removes the record a little later); a node that
-stops cleanly deletes its record so the others drop it at once.
+stops cleanly deletes its record so the others drop it at once.  A node sees its own
+heartbeats come back through its watch: when they stop coming while it is connected,
+the watch is lost (its server died) and every watch starts again.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Membership:
         self.dropped = 0
         self._kick = asyncio.Event()
         self._stopped = False
+        #: when the watch last delivered anything (our own heartbeats come back through it)
+        self.last_entry = time.monotonic()
 
     def kick(self) -> None:
         """Heartbeat now (e.g. a new config version applied or refused: status shows it at once)."""
@@ -90,6 +94,7 @@ class Membership:
                     record = await self._describe()
                     kv = await self.bus.nodes_kv()
                     await kv.put(self.node_id, seal(self.key, {"type": "node", **record}))
+                    self._check_watch()
                 except Exception as exc:  # disconnected mid-beat: the next one retries
                     log.debug("fleet: heartbeat failed: %r", exc)
             self._changed()  # also ages members out
@@ -99,10 +104,18 @@ class Membership:
                 pass
             self._kick.clear()
 
+    def _check_watch(self) -> None:
+        quiet = time.monotonic() - self.last_entry
+        if quiet > max(3 * self.heartbeat, 1.0):
+            log.warning("fleet: no membership updates for %.1fs though connected; watching again", quiet)
+            self.last_entry = time.monotonic()
+            self.bus.restart_watches()
+
     async def watch_forever(self) -> None:
         await self.bus.watch_forever(self.bus.names.nodes_bucket, ">", self._on_entry)
 
     def _on_entry(self, entry: Any, replay: bool = False) -> None:
+        self.last_entry = time.monotonic()
         if entry is None:
             return
         if entry.operation in ("DEL", "PURGE") or not entry.value:
