@@ -373,7 +373,7 @@ class Node:
     async def reload_stage(self, name: str, settings: StageConfig) -> None:
         """Reload one wasm or function stage with explicit settings (a fleet rollout); on
         failure the error is raised and the stage keeps running as it was."""
-        stage = self.filters.get(name) or self.functions.get(name)
+        stage = self.filters[name] if name in self.filters else self.functions.get(name)
         if stage is None:
             raise KeyError(name)
         sc = await asyncio.to_thread(self._filter_settings, settings)  # may pull from a registry

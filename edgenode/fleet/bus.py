@@ -252,7 +252,8 @@ class ControlBus:
         error, until its consumer misses two of its 5 s heartbeats."""
         for watcher in list(self._watchers):
             self._watchers.discard(watcher)
-            asyncio.ensure_future(watcher.stop())
+            stopping = asyncio.ensure_future(watcher.stop())
+            stopping.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _js(self) -> JetStreamContext:
         if self.js is None:

@@ -88,6 +88,7 @@ class Membership:
         self._kick.set()
 
     async def beat_forever(self) -> None:
+        self.last_entry = time.monotonic()  # our own heartbeats come back from now on
         while not self._stopped and not self.bus.stopping:
             if self.bus.connected and not self._stopped:
                 try:

@@ -139,7 +139,7 @@ async def test_restarted_node_catches_up_before_its_workers_serve(nats_server: N
     # the master dies: its workers die with it, and the fleet sees the node gone after node_ttl
     pids = [w["pid"] for w in (await node.admin("GET", "/stats"))["workers"]]
     assert (await status_of(operator, "again"))["live"]
-    await node.kill()
+    await node.kill(whole_node=False)  # the master alone
     await eventually(lambda: _gone(pids), what="workers exit with their master")
     await eventually(lambda: _not_live(operator, "again"), timeout=5.0, what="membership TTL")
 
