@@ -1,7 +1,9 @@
 """Fleet targets on one machine: 2 shields + 4 edges, real nats-server, real processes.
 
-Run: python benchmarks/bench_fleet.py [--duration 20] [--purges 100]
-Measures (each figure is also in the JSON, benchmarks/results/bench_fleet.json):
+Run: python benchmarks/bench_fleet.py [--duration 20] [--purges 100] [--workers 2] [--nats-servers 3]
+(``--workers``: every node runs that many worker processes, one fleet member each;
+``--nats-servers``: a local NATS cluster of that many servers, each node on one of them.)
+Measures (each figure is also in the JSON, benchmarks/results/bench_fleet[-wN-nM].json):
   * offload: Zipf(1.0) over 10k objects through 4 edges, without then with the shield
     tier: origin requests / distinct objects (target with shields <= 1.1, ~4 for the
     objects popular enough to reach every edge without them)
@@ -61,11 +63,13 @@ def with_custom_section(wasm: bytes, name: str, payload: bytes) -> bytes:
     return wasm + b"\x00" + leb(len(body)) + body
 
 
-def spec(duration: float, purges: int) -> FleetSpec:
-    s = FleetSpec(name="bench", shields=2, edges=4, duration=duration, purges=purges, heartbeat=0.5, node_ttl=2.0)
+def spec(args: argparse.Namespace) -> FleetSpec:
+    s = FleetSpec(name="bench", shields=2, edges=4, duration=args.duration, purges=args.purges, heartbeat=0.5,
+                  node_ttl=2.0, nats_servers=args.nats_servers)
     s.workload = Workload(name="fleet", objects=10_000, zipf=1.0, concurrency=16, ttl=3600, sizes=[(2048, 1.0)])
     s.node = {"chain": [{"type": "wasm", "name": "routing", "module": str(ROUTING), "config": ROUTING_CONFIG},
-                        {"type": "cache"}]}
+                        {"type": "cache"}],
+              "server": {"workers": args.workers}}
     return s
 
 
@@ -197,6 +201,8 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=20.0, help="workload seconds (half without shields)")
     ap.add_argument("--purges", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=1, help="worker processes per node")
+    ap.add_argument("--nats-servers", type=int, default=1, help="local NATS servers (3: a cluster)")
     args = ap.parse_args()
     if not ROUTING.is_file():
         sys.exit("filters/build/routing.wasm is missing: run `make filters`")
@@ -209,8 +215,10 @@ async def main() -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    out: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    async with LocalFleet(spec(args.duration, args.purges)) as fleet:
+    out: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+                 "fleet": {"shields": 2, "edges": 4, "workers_per_node": args.workers,
+                           "nats_servers": args.nats_servers}}
+    async with LocalFleet(spec(args)) as fleet:
         out["offload_and_purge"] = await offload_and_purges(fleet, args.duration, args.purges)
         print(json.dumps(out["offload_and_purge"], indent=1))
         out["restart"] = await restart_catch_up(fleet)
@@ -238,9 +246,12 @@ async def run(args: argparse.Namespace) -> None:
     ]
     width = max(len(r[0]) for r in rows)
     print("\n".join(f"{name.ljust(width)}  {value!s:>12}  {target}" for name, value, target in rows))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2, sort_keys=True))
-    print(f"wrote {RESULTS}")
+    results = RESULTS
+    if args.workers != 1 or args.nats_servers != 1:
+        results = RESULTS.with_name(f"bench_fleet-w{args.workers}-n{args.nats_servers}.json")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(out, indent=2, sort_keys=True))
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

@@ -39,10 +39,13 @@ class ControlClient:
                 headers=self._headers)
         return self._session
 
-    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One request; JSON answers are decoded, anything else comes back as bytes."""
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> Any:
+        """One request; JSON answers are decoded, anything else comes back as bytes.
+        ``timeout`` replaces the client's for this call (e.g. a reload that compiles)."""
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=timeout)}
         try:
-            async with self._client().request(method, f"http://worker{path}",
+            async with self._client().request(method, f"http://worker{path}", **extra,
                                                data=None if body is None else json.dumps(body)) as resp:
                 data = await resp.read()
                 if resp.status >= 400:

@@ -133,11 +133,13 @@ class Node:
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0
-        self.fleet: Any = None  # a FleetAgent when [fleet] is configured
-        if config.fleet is not None:
+        #: a FleetAgent when [fleet] is configured; a worker has none (its master is the member)
+        self.fleet: Any = None
+        if config.fleet is not None and worker is None:
             from edgenode.fleet.agent import FleetAgent
+            from edgenode.fleet.host import NodeHost
 
-            self.fleet = FleetAgent(self, config.fleet)
+            self.fleet = FleetAgent(NodeHost(self), config.fleet)
 
     # --- assembly -------------------------------------------------------------------
     def _build_stage(self, index: int, sc: StageConfig) -> Stage:
@@ -243,7 +245,7 @@ class Node:
             await self.fleet.sync()  # missed purges and the fleet config before serving
         await self.frontend.start(host, port, reuse_port=reuse_port, sock=sock)
         if self.fleet is not None:
-            self.fleet.announce(f"http://{_reachable(host or self.config.server.listen[0])}:{self.port}")
+            self.fleet.announce(f"http://{reachable_host(host or self.config.server.listen[0])}:{self.port}")
         if self._admin_enabled:
             assert self.config.admin.listen is not None
             ahost, aport = self.config.admin.listen
@@ -347,6 +349,8 @@ class Node:
             out["functions"] = {name: stage.stats() for name, stage in self.functions.items()}
         if self.fleet is not None:
             out["fleet"] = self.fleet.health()
+        elif self.upstream.tier is not None:  # a worker of a fleet node: its master merges these
+            out["tiers"] = self.upstream.tier.status()
         if self.worker is not None:
             out["worker"] = self.worker
         return out
@@ -377,17 +381,25 @@ class Node:
 
 
     async def reload_stage(self, name: str, settings: StageConfig) -> None:
-        """Reload one wasm stage with explicit settings (a fleet rollout); on failure
-        the error is raised and the stage keeps running as it was."""
-        if name not in self.filters:
+        """Reload one wasm or function stage with explicit settings (a fleet rollout); on
+        failure the error is raised and the stage keeps running as it was."""
+        stage = self.filters[name] if name in self.filters else self.functions.get(name)
+        if stage is None:
             raise KeyError(name)
-        sc = await asyncio.to_thread(self._wasm_settings, settings)  # may pull from a registry
-        result = self.filters[name].reload(sc)
+        prepare = self._wasm_settings if name in self.filters else self._filter_settings
+        sc = await asyncio.to_thread(prepare, settings)  # may pull from a registry
+        result = stage.reload(sc)
         if asyncio.iscoroutine(result):
             await result
 
+    def stage_binaries(self) -> dict[str, Path]:
+        """The Wasm file each filter (module) and function (component) runs now."""
+        out = {name: stage.opts.module for name, stage in self.filters.items()}
+        out.update({name: stage.opts.component for name, stage in self.functions.items()})
+        return out
 
-def _reachable(host: str) -> str:
+
+def reachable_host(host: str) -> str:
     """The host other machines reach a wildcard listener on (``fleet.advertise`` overrides)."""
     return socket.getfqdn() if host in ("", "0.0.0.0", "::") else host
 

@@ -117,6 +117,8 @@ class Supervisor:
         #: the shared cache store (lmdb) and filter state, opened here before any worker
         self._state: NodeResources | None = None
         self.store: Store | None = None
+        #: the node's fleet member (edgenode.fleet.master.MasterMember) when [fleet] is set
+        self.fleet: Any = None
 
     def _new_worker(self, index: int) -> _Worker:
         return _Worker(index, os.path.join(self._dir, f"w{index}-{self._generation}.sock"), self._token)
@@ -127,10 +129,17 @@ class Supervisor:
         try:
             self._bind()  # first: a port taken by another node is the error to report
             self._open_state()
+            if self.config.fleet is not None:  # the node's one fleet member, caught up before any worker serves
+                from edgenode.fleet.master import MasterMember
+
+                self.fleet = MasterMember(self, Path(self._dir) / "fleet-state.json")
+                await self.fleet.sync()
             # the first worker alone first: a config or filter error then shows once, not N times
             first, rest = self._workers[0], self._workers[1:]
             await self._spawn(first)
             await self._wait_ready(first)
+            if self.fleet is not None:
+                await self.fleet.first_worker_ready()
             for w in rest:
                 await self._spawn(w)
             await asyncio.gather(*(self._wait_ready(w) for w in rest))
@@ -146,6 +155,10 @@ class Supervisor:
             app = build_admin_app(FanoutAdmin(self), admin_token(self.config.admin))
             self._admin = await Node.start_admin(app, ahost, aport)
             self.admin_port = self._admin.addresses[0][1]
+        if self.fleet is not None:
+            from edgenode.node import reachable_host
+
+            self.fleet.announce(f"http://{reachable_host(self.config.server.listen[0])}:{self.port}")
         log.info("edgenode master: %d workers on port %d%s", self.count, self.port,
                  f", admin on port {self.admin_port}" if self.admin_port else "")
 
@@ -175,6 +188,10 @@ class Supervisor:
         for item in self.spec.settings:
             cmd += ["--set", item]
         env = dict(os.environ, **{TOKEN_ENV: self._token})
+        if self.fleet is not None:
+            from edgenode.fleet.worker import STATE_ENV
+
+            env[STATE_ENV] = str(self.fleet.state_path)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         w.proc = await asyncio.create_subprocess_exec(*cmd, env=env, pass_fds=(slot,))
         w.started = time.monotonic()
@@ -266,6 +283,9 @@ class Supervisor:
     async def stop(self, grace: float | None = None) -> None:
         """SIGTERM every worker (each drains its in-flight requests), then clean up."""
         self._stopping = True
+        if self.fleet is not None:  # leave the fleet first: edges stop sending misses here
+            await self.fleet.stop()
+            self.fleet = None
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
@@ -322,6 +342,11 @@ class Supervisor:
         asyncio.get_running_loop().create_task(restart())
 
     # --- fan-out --------------------------------------------------------------------
+    async def call(self, index: int, method: str, path: str, body: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> Any:
+        """One worker's control API (ControlError when it does not answer)."""
+        return await self._workers[index].control.call(method, path, body, timeout)
+
     async def each(self, method: str, path: str, body: dict[str, Any] | None = None) -> list[Any]:
         """Call every live worker; a worker that fails answers with a ControlError."""
         return await asyncio.gather(*(w.control.call(method, path, body) for w in self._workers),
@@ -407,6 +432,12 @@ class FanoutAdmin:
         self.sup = sup
 
     async def purge(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
+        if self.sup.fleet is not None:  # applied here once and sent to every node of the fleet
+            return await self.sup.fleet.purge(kind, values, soft)
+        return await self.purge_here(kind, values, soft)
+
+    async def purge_here(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
+        """The purge on this node alone: the shared store's, else each worker's."""
         store = self.sup.store
         if store is not None:  # one store for the node: every worker sees it on return
             return {"purged": purge_store(store, kind, values, soft), "soft": soft}
@@ -438,6 +469,9 @@ class FanoutAdmin:
                                     [p.get("cache", {}).get("state", "ok") for p in parts])
         out["workers"] = self.sup.worker_info()
         out["per_worker"] = parts
+        out.pop("tiers", None)  # per worker; the fleet member merges them
+        if self.sup.fleet is not None:
+            out["fleet"] = self.sup.fleet.health()
         if _errors(results):
             out["errors"] = _errors(results)
         return out
@@ -476,6 +510,9 @@ class FanoutAdmin:
         state = _worst(states)
         if state != "ok":  # a pass-through node serves, but not as its operator meant
             out.update(status="degraded", cache=state)
+        if self.sup.fleet is not None:  # the node serves either way; this says how in sync it is
+            await self.sup.fleet.refresh()
+            out["fleet"] = self.sup.fleet.health()
         return out
 
 
@@ -496,7 +533,14 @@ async def _worker_main(config: Config, index: int, control_path: str, listen_fd:
     from edgenode.node import LocalAdmin, Node, StopSignals, tune_gc
 
     parent = os.getppid()
-    node = Node(config, worker=index, admin=False, workers=workers)
+    fleet = None
+    if config.fleet is not None:  # the master is the fleet member; this worker runs its version
+        from edgenode.fleet.worker import WorkerFleet
+
+        fleet = WorkerFleet.from_env()
+        node = fleet.build(config, index, workers)
+    else:
+        node = Node(config, worker=index, admin=False, workers=workers)
     with StopSignals() as stop:
         if listen_fd is not None:
             await node.start(sock=socket.socket(fileno=listen_fd))
@@ -507,8 +551,10 @@ async def _worker_main(config: Config, index: int, control_path: str, listen_fd:
         if warming is not None:  # ready (to the master) once it can transform images too
             await warming
         token = os.environ[TOKEN_ENV]  # set by the master
-        control = await Node.start_admin(build_admin_app(LocalAdmin(node), token), None,
-                                         path=control_path)
+        app = build_admin_app(LocalAdmin(node), token)
+        if fleet is not None:
+            fleet.add_routes(app, node)
+        control = await Node.start_admin(app, None, path=control_path)
         os.chmod(control_path, 0o600)
         tune_gc()
         while not stop.is_set():  # also stop if the master dies without telling us

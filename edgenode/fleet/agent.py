@@ -19,45 +19,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edgenode.config import CacheConfig, FleetConfig, StageConfig
+from edgenode.config import FleetConfig
 from edgenode.fleet.applier import ConfigApplier
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import PurgeOrder, new_purge
+from edgenode.fleet.host import FleetHost
 from edgenode.fleet.membership import Member, Membership
 from edgenode.fleet.names import FleetNames
 from edgenode.fleet.purges import PurgeLog
-
-if TYPE_CHECKING:
-    from edgenode.node import Node
 
 __all__ = ["FleetAgent"]
 
 log = logging.getLogger("edgenode.fleet")
 
 
-class _NodeHandle:
-    """The node as the config applier sees it."""
-
-    def __init__(self, node: Node) -> None:
-        self._node = node
-        self.chain: list[StageConfig] = node.config.chain
-        self.cache_config: CacheConfig = node.config.cache
-
-    async def reload_stage(self, name: str, settings: StageConfig) -> None:
-        await self._node.reload_stage(name, settings)
-
-    def module_paths(self) -> dict[str, Path]:
-        return {name: stage.opts.module for name, stage in self._node.filters.items()}
-
-
 class FleetAgent:
-    def __init__(self, node: Node, cfg: FleetConfig) -> None:
-        self.node = node
+    """The node's membership of the fleet: one per node, in the process that owns the
+    node's cache store (the node itself, or the master of its workers)."""
+
+    def __init__(self, host: FleetHost, cfg: FleetConfig) -> None:
+        self.host = host
         self.cfg = cfg
-        self.member_id = cfg.node_id if node.worker is None else f"{cfg.node_id}-w{node.worker}"
+        self.member_id = cfg.node_id
         self.names = FleetNames(cfg.name)
         self.bus = ControlBus(cfg.nats, self.names, client_name=f"edgenode {self.member_id}",
                               credentials=cfg.credentials, connect_timeout=cfg.connect_timeout,
@@ -66,12 +51,11 @@ class FleetAgent:
         self.purges = PurgeLog(self.bus, cfg.key, self.member_id, self._apply_purge, self.started_at)
         from edgenode.wasm.engine import default_cache_dir
 
-        self.config = ConfigApplier(_NodeHandle(node), self.bus, cfg.key, default_cache_dir())
+        self.config = ConfigApplier(host, self.bus, cfg.key, default_cache_dir())
         self.membership = Membership(self.bus, cfg.key, self.member_id, cfg.heartbeat, cfg.node_ttl,
                                      self.describe)
         self.config.on_change.append(self.membership.kick)
-        tier = node.upstream.tier
-        if tier is not None and tier.ring is not None:
+        if cfg.tier == "edge":
             self.membership.on_change.append(self._shields_changed)
         self.bus.on_state.append(self._connection_changed)
         self.url = cfg.advertise
@@ -79,8 +63,6 @@ class FleetAgent:
         self._beat: asyncio.Task[None] | None = None
         self._unsynced_timer: asyncio.TimerHandle | None = None
         self._rate = (time.monotonic(), 0)
-        #: only one process of a multi-worker node publishes admin purges to the fleet
-        self.publishes = node.worker in (None, 0)
 
     # --- lifecycle --------------------------------------------------------------------
     async def sync(self) -> None:
@@ -89,7 +71,9 @@ class FleetAgent:
         self._tasks = [asyncio.create_task(self.bus.run(first), name="fleet-connect"),
                        asyncio.create_task(self.purges.run(), name="fleet-purges"),
                        asyncio.create_task(self.membership.watch_forever(), name="fleet-members"),
-                       asyncio.create_task(self.config.watch_forever(), name="fleet-config")]
+                       asyncio.create_task(self.config.watch_forever(), name="fleet-config"),
+                       asyncio.create_task(self.config.poll_forever(max(2 * self.cfg.heartbeat, 1.0)),
+                                           name="fleet-config-poll")]
         await first.wait()
         if not self.bus.connected:
             if self.cfg.unsynced == "revalidate":
@@ -126,18 +110,16 @@ class FleetAgent:
         await self.bus.close()
 
     # --- purges -----------------------------------------------------------------------
-    def _apply_purge(self, order: PurgeOrder) -> int:
-        return self.node.purge(order.kind, list(order.values), order.soft)
+    async def _apply_purge(self, order: PurgeOrder) -> int:
+        return await self.host.purge(order.kind, list(order.values), order.soft)
 
     async def purge(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
         """A purge from this node's admin API: applied here now, and sent to the fleet."""
         order = new_purge(kind, values, soft, self.member_id)
-        purged = self.purges.apply(order) or 0
-        out: dict[str, Any] = {"purged": purged, "soft": soft}
-        if self.publishes:
-            sent = await self.purges.publish(order)
-            out["fleet"] = {"id": order.id, "state": "published" if sent else "queued until NATS is back"}
-        return out
+        purged = await self.purges.apply(order) or 0
+        sent = await self.purges.publish(order)
+        return {"purged": purged, "soft": soft,
+                "fleet": {"id": order.id, "state": "published" if sent else "queued until NATS is back"}}
 
     # --- state ------------------------------------------------------------------------
     async def _connection_changed(self, connected: bool) -> None:
@@ -152,17 +134,18 @@ class FleetAgent:
                                                    "disconnected from NATS")
 
     def _revalidate_all(self, why: str) -> None:
-        n = self.node.purge("all", [], True)
-        log.warning("fleet: %s: marked %d cached objects stale (unsynced = \"revalidate\")", why, n)
+        async def revalidate() -> None:
+            n = await self.host.purge("all", [], True)
+            log.warning("fleet: %s: marked %d cached objects stale (unsynced = \"revalidate\")", why, n)
+
+        self._tasks.append(asyncio.ensure_future(revalidate()))
 
     def _shields_changed(self, live: list[Member]) -> None:
-        tier = self.node.upstream.tier
-        assert tier is not None and tier.ring is not None
         shields = {}
         for m in live:
             if m.tier == "shield" and m.info.get("node", m.id) != self.cfg.node_id:
                 shields.setdefault(m.info.get("node", m.id), m.url)
-        tier.ring.update(shields.items())
+        self.host.set_parents(sorted(shields.items()))
         log.info("fleet: live shields: %s", ", ".join(sorted(shields)) or "none (misses go to the origin)")
 
     def state(self) -> str:
@@ -173,12 +156,12 @@ class FleetAgent:
     def health(self) -> dict[str, Any]:
         return {"state": self.state(), "node": self.member_id, "tier": self.cfg.tier,
                 "control_plane": self.bus.status(), "purges": self.purges.status(),
-                "config": self.config.status(),
-                "tiers": self.node.upstream.tier.status() if self.node.upstream.tier else None}
+                "config": self.config.status(), "tiers": self.host.tier_status()}
 
-    def describe(self) -> dict[str, Any]:
-        """This node's heartbeat record (what ``edgenode fleet status`` shows)."""
-        stats = self.node.stats()
+    async def describe(self) -> dict[str, Any]:
+        """This node's heartbeat record (what ``edgenode fleet status`` shows), with
+        node-wide figures (all workers together)."""
+        stats = await self.host.stats()
         cache = stats.get("cache", {})
         hits, misses = cache.get("hits", 0), cache.get("misses", 0)
         now, requests = time.monotonic(), stats.get("requests", 0)

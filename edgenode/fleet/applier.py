@@ -2,10 +2,12 @@
 
 A version is applied with the node's own reload path (``Node.reload_stage``, which
 loads the new module and settings before swapping, so in-flight requests finish on the
-old filter).  All of a version's stages are applied or none: when one stage fails to
-load or configure, the stages already swapped go back to what they ran, and the node
-reports the refusal (version and reason) in its heartbeat while it keeps serving the
-version it had.
+old filter or function).  All of a version's stages are applied or none: when one stage
+fails to load or configure, the stages already swapped go back to what they ran, and
+the node reports the refusal (version and reason) in its heartbeat while it keeps
+serving the version it had.  A node with workers applies a version in each worker the
+same way, and the master undoes it everywhere when one worker refuses
+(:mod:`edgenode.fleet.master`).
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
-from edgenode.config import CacheConfig, StageConfig
+from edgenode.config import Config, StageConfig
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import BadMessage, open_sealed
-from edgenode.fleet.fleetconfig import OBJECT_MODULE, FleetDoc, cache_changes, chain_shape, parse_doc
+from edgenode.fleet.files import materialise
+from edgenode.fleet.fleetconfig import (
+    OBJECT_NAME, ROLLABLE, FleetDoc, cache_changes, chain_shape, parse_doc, stage_artifact,
+)
 from edgenode.fleet.modules import ModuleError, fetch
 from edgenode.fleet.names import CONFIG_KEY
 from edgenode.fleet.oci import OciError, pull_module
 
-__all__ = ["ConfigApplier", "Refused", "NodeTarget"]
+__all__ = ["ConfigApplier", "Refused", "NodeTarget", "swap_stages"]
 
 log = logging.getLogger("edgenode.fleet")
 
@@ -39,14 +44,37 @@ class Refused(Exception):
 
 
 class NodeTarget(Protocol):
-    """What the applier needs from a node."""
+    """What the applier needs from a node (one process, or a master and its workers)."""
 
-    chain: list[StageConfig]
-    cache_config: CacheConfig
+    config: Config
 
-    async def reload_stage(self, name: str, settings: StageConfig) -> None: ...
+    async def apply(self, version: int, new: dict[str, StageConfig], old: dict[str, StageConfig],
+                    cache: dict[str, Any]) -> None:
+        """Run version ``version``: the ``new`` stage settings (``old``: what they replace)
+        and the ``cache`` keys, all or none (raises Refused)."""
+        ...
 
     def module_paths(self) -> dict[str, Path]: ...
+
+
+async def swap_stages(reload: Callable[[str, StageConfig], Awaitable[None]],
+                      new: dict[str, StageConfig], old: dict[str, StageConfig]) -> None:
+    """Reload each stage of ``new`` in this process, all or none: when one fails, the ones
+    already swapped are reloaded with their ``old`` settings and Refused says why."""
+    swapped: list[str] = []
+    for name, sc in new.items():
+        try:
+            await reload(name, sc)
+        except Exception as exc:
+            for done in reversed(swapped):
+                try:
+                    await reload(done, old[done])
+                except Exception:
+                    log.exception("fleet: could not restore stage %r after a refused version", done)
+            what = "filter" if sc.type == "wasm" else sc.type
+            reason = str(exc).strip()
+            raise Refused(reason if reason.startswith(f"{what} {name!r}") else f"{what} {name!r}: {reason}") from None
+        swapped.append(name)
 
 
 class ConfigApplier:
@@ -60,8 +88,9 @@ class ConfigApplier:
         self.applied_at: float | None = None
         self.refused: dict[str, Any] | None = None
         self.ready = asyncio.Event()  # the current version was looked at once
-        self._running = {sc.name: sc for sc in node.chain}
-        self._lock = asyncio.Lock()
+        self._running = {sc.name: sc for sc in node.config.chain}
+        #: held while a version is applied
+        self.lock = asyncio.Lock()
         self._digests: dict[Path, tuple[int, str]] = {}  # module file -> (mtime, sha256)
         #: called after each version is applied or refused
         self.on_change: list[Callable[[], None]] = []
@@ -86,6 +115,20 @@ class ConfigApplier:
     async def watch_forever(self) -> None:
         await self.bus.watch_forever(self.bus.names.config_bucket, CONFIG_KEY, self._on_entry)
 
+    async def poll_forever(self, interval: float) -> None:
+        """Also read the current version every ``interval`` s: a watch served by a NATS
+        server that died is silent for a while, a read is answered by any server."""
+        while not self.bus.stopping:
+            await asyncio.sleep(interval)
+            if not self.bus.connected or not self.ready.is_set():
+                continue
+            try:
+                entry = await (await self.bus.config_kv()).get(CONFIG_KEY)
+            except Exception:  # no version yet, or NATS went away: the next round retries
+                continue
+            if entry.value and entry.operation not in ("DEL", "PURGE"):
+                await self.offer(entry.revision, entry.value)
+
     async def _on_entry(self, entry: Any, replay: bool) -> None:
         if entry is not None and entry.operation not in ("DEL", "PURGE") and entry.value:
             await self.offer(entry.revision, entry.value)
@@ -93,13 +136,13 @@ class ConfigApplier:
             self.ready.set()  # the version current at start-up was looked at (or there is none)
 
     async def offer(self, revision: int, data: bytes) -> bool:
-        """Apply version ``revision`` unless it runs already; False when refused."""
-        async with self._lock:
-            if revision == self.version or (self.refused and self.refused["version"] == revision):
-                return True
+        """Apply version ``revision`` unless it runs it or a later one; False when refused."""
+        async with self.lock:
+            if revision <= max(self.version or 0, self.refused["version"] if self.refused else 0):
+                return True  # runs it, refused it, or newer than it (versions only grow)
             try:
                 doc = self._parse(data)
-                await self._apply(doc)
+                await self._apply(revision, doc)
             except Refused as exc:
                 self.refused = {"version": revision, "reason": str(exc), "at": time.time()}
                 log.error("fleet: refused config version %d: %s (still running version %s)",
@@ -121,53 +164,55 @@ class ConfigApplier:
         except BadMessage as exc:
             raise Refused(f"malformed config: {exc}") from None
 
-    async def _apply(self, doc: FleetDoc) -> None:
-        mine, theirs = chain_shape(self.node.chain), chain_shape(doc.chain)
+    def disown(self, reason: str) -> None:
+        """The version applied before any worker ran did not load in the first worker
+        (which then serves the node's own config): it counts as refused after all."""
+        if self.version is None:
+            return
+        log.error("fleet: refused config version %d: %s (running the node's own config)", self.version, reason)
+        self.refused = {"version": self.version, "reason": reason, "at": time.time()}
+        self.version = self.applied_at = None
+        self._running = {sc.name: sc for sc in self.node.config.chain}
+        self._changed()
+
+    async def _apply(self, version: int, doc: FleetDoc) -> None:
+        config = self.node.config
+        mine, theirs = chain_shape(config.chain), chain_shape(doc.chain)
         if mine != theirs:
             raise Refused(f"chain differs from this node's ({', '.join(theirs)} vs {', '.join(mine)}); "
                           "adding, removing or reordering stages needs a restart")
-        live, refuse = cache_changes(doc.cache, self.node.cache_config)
+        live, refuse = cache_changes(doc.cache, config.cache)
         refuse += [f"{sc.type} stage {sc.name!r}: its settings change with a restart" for sc in doc.chain
-                   if sc.type not in ("wasm", "cache") and sc.options != self._running[sc.name].options]
+                   if sc.type not in ROLLABLE and sc.type != "cache"
+                   and sc.options != self._running[sc.name].options]
         if refuse:
             raise Refused("; ".join(refuse))
-        wanted = {sc.name: await self._resolve(i, sc) for i, sc in enumerate(doc.chain) if sc.type == "wasm"}
-        swapped: list[str] = []
+        wanted = {sc.name: await self._resolve(i, sc) for i, sc in enumerate(doc.chain) if sc.type in ROLLABLE}
+        new = {name: sc for name, sc in wanted.items() if sc.options != self._running[name].options}
         async with _one_node_at_a_time(self.cache_dir / "fleet-modules" / ".apply.lock"):
-            for name, sc in wanted.items():
-                if sc.options == self._running[name].options:
-                    continue
-                try:
-                    await self.node.reload_stage(name, sc)
-                except Exception as exc:
-                    await self._restore(swapped)
-                    reason = str(exc).strip()
-                    raise Refused(reason if reason.startswith(f"filter {name!r}")
-                                  else f"filter {name!r}: {reason}") from None
-                swapped.append(name)
-        for name in swapped:
-            self._running[name] = wanted[name]
-        for key, value in live.items():
-            setattr(self.node.cache_config, key, value)
+            await self.node.apply(version, new, {name: self._running[name] for name in new}, live)
+        self._running.update(new)
 
     async def _resolve(self, index: int, sc: StageConfig) -> StageConfig:
-        """The stage with its module as a local, verified file."""
-        module = sc.options["module"]
+        """The stage with its module (or component) and its files as local, verified copies."""
+        key = stage_artifact(sc.type)
+        options = dict(sc.options)
         try:
-            if OBJECT_MODULE.match(module):
-                path = await fetch(self.bus, module, self.cache_dir)
+            ref = options[key]
+            if OBJECT_NAME.match(ref):
+                options[key] = str(await fetch(self.bus, ref, self.cache_dir))
             else:
-                path = await asyncio.to_thread(pull_module, module, self.cache_dir)
+                options[key] = str(await asyncio.to_thread(pull_module, ref, self.cache_dir))
         except (ModuleError, OciError) as exc:
-            raise Refused(f"chain[{index}].module: {exc}") from None
-        return replace(sc, options={**sc.options, "module": str(path)})
-
-    async def _restore(self, names: list[str]) -> None:
-        for name in reversed(names):
+            raise Refused(f"chain[{index}].{key}: {exc}") from None
+        files = options.get("files")
+        if isinstance(files, dict):
             try:
-                await self.node.reload_stage(name, self._running[name])
-            except Exception:
-                log.exception("fleet: could not restore filter %r after a refused version", name)
+                options["files"] = {mount: str(await materialise(self.bus, tree, self.cache_dir))
+                                    for mount, tree in files.items()}
+            except ModuleError as exc:
+                raise Refused(f"chain[{index}].files: {exc}") from None
+        return replace(sc, options=options)
 
 
 @contextlib.asynccontextmanager

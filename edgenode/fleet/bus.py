@@ -4,7 +4,9 @@ A node must serve whether NATS is there or not, so ``ControlBus.run()`` keeps tr
 to connect with capped exponential back-off (with jitter) and reports its state for
 /healthz; once connected, nats-py reconnects by itself after a drop and the bus
 follows its callbacks.  ``ensure()`` creates the purge stream and the buckets when
-missing (any node or the CLI may be first), so a fleet needs no set-up step.
+missing (any node or the CLI may be first), so a fleet needs no set-up step; on a NATS
+cluster of three or more servers (the servers a client knows: its own list and those the
+cluster announced) they get three replicas, so the control plane outlives a server.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 5.0
 #: versions of the fleet config kept (rollback reaches back this far)
 CONFIG_HISTORY = 64
+#: replicas of the fleet's stream and buckets on a NATS cluster of at least this many servers
+CLUSTER_REPLICAS = 3
 
 
 async def connect(servers: list[str], *, name: str, credentials: str | None = None,
@@ -94,6 +98,7 @@ class ControlBus:
         self.since = time.time()
         #: called after every (re)connection, and with False after every disconnection
         self.on_state: list[Callable[[bool], Awaitable[None] | None]] = []
+        self._watchers: set[Any] = set()
 
     def status(self) -> dict[str, Any]:
         return {"connected": self.connected, "servers": self.servers, "since": self.since,
@@ -167,6 +172,11 @@ class ControlBus:
                 log.debug("fleet: closing the NATS connection: %r", exc)
 
     # --- resources -------------------------------------------------------------------
+    def replicas(self) -> int:
+        """Replicas for what this bus creates: 3 on a cluster, else 1."""
+        known = len(self.nc.servers) if self.nc is not None else 1
+        return CLUSTER_REPLICAS if known >= CLUSTER_REPLICAS else 1
+
     async def ensure(self) -> None:
         js = self._js()
         n = self.names
@@ -175,7 +185,7 @@ class ControlBus:
         except NotFoundError:
             await _tolerate_race(js.add_stream(StreamConfig(
                 name=n.purge_stream, subjects=[n.purge_subject], storage=StorageType.FILE,
-                max_age=MAX_PURGE_AGE, duplicate_window=120.0)))
+                max_age=MAX_PURGE_AGE, duplicate_window=120.0, num_replicas=self.replicas())))
         await self._bucket(n.config_bucket, history=CONFIG_HISTORY)
         await self._bucket(n.nodes_bucket, ttl=max(self.node_ttl * 4, 10.0))
 
@@ -184,7 +194,7 @@ class ControlBus:
         try:
             return await js.key_value(name)
         except BucketNotFoundError:
-            await _tolerate_race(js.create_key_value(KeyValueConfig(bucket=name, **kw)))
+            await _tolerate_race(js.create_key_value(KeyValueConfig(bucket=name, replicas=self.replicas(), **kw)))
             return await js.key_value(name)
 
     async def config_kv(self) -> KeyValue:
@@ -199,7 +209,7 @@ class ControlBus:
             return await js.object_store(self.names.modules_bucket)
         except (BucketNotFoundError, NotFoundError):
             await _tolerate_race(js.create_object_store(self.names.modules_bucket,
-                                                        config=ObjectStoreConfig()))
+                                                        config=ObjectStoreConfig(replicas=self.replicas())))
             return await js.object_store(self.names.modules_bucket)
 
     async def watch_forever(self, bucket: str, keys: str,
@@ -217,6 +227,7 @@ class ControlBus:
             try:
                 kv = await self._js().key_value(bucket)
                 watcher = await kv.watch(keys)
+                self._watchers.add(watcher)
                 replay = True
                 async for entry in watcher:
                     if entry is None:
@@ -231,8 +242,18 @@ class ControlBus:
                 await asyncio.sleep(0.5)
             finally:
                 if watcher is not None:
+                    self._watchers.discard(watcher)
                     with contextlib.suppress(Exception):
                         await watcher.stop()
+
+    def restart_watches(self) -> None:
+        """Start every watch again (each replays its bucket).  A watch is served by one
+        server of a cluster: when that server dies, the watch goes quiet without an
+        error, until its consumer misses two of its 5 s heartbeats."""
+        for watcher in list(self._watchers):
+            self._watchers.discard(watcher)
+            stopping = asyncio.ensure_future(watcher.stop())
+            stopping.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _js(self) -> JetStreamContext:
         if self.js is None:

@@ -1,11 +1,13 @@
 """The fleet config document: what every node of a fleet runs, versioned in a KV bucket.
 
 A document is a node-config fragment: ``[[chain]]`` (the same tables as a node's
-chain; wasm stages' settings and modules may change, the stages themselves - names,
-types, order - must match the node's, since adding or removing stages needs a
-restart) and ``[cache]`` keys.  Published modules are named by digest
-(``sha256-<hex>`` in the fleet's Object Store) or by pinned OCI reference.  Each KV
-revision of the document is a version; a rollback re-publishes an older one.  Free of I/O.
+chain; wasm and function stages' settings, modules, components and files may change,
+the stages themselves - names, types, order - must match the node's, since adding or
+removing stages needs a restart) and ``[cache]`` keys.  In a published document every
+module and component is named by digest (``sha256-<hex>`` in the fleet's Object Store)
+or by pinned OCI reference, and each ``files`` entry by the digest of its file tree
+(:mod:`edgenode.fleet.files`).  Each KV revision of the document is a version; a
+rollback re-publishes an older one.  Free of I/O.
 """
 
 from __future__ import annotations
@@ -17,14 +19,22 @@ from typing import Any
 from edgenode.config import CacheConfig, ConfigError, StageConfig, _cache, _chain
 from edgenode.fleet.envelope import BadMessage
 
-__all__ = ["FleetDoc", "parse_doc", "LIVE_CACHE_KEYS", "cache_changes", "chain_shape", "OBJECT_MODULE"]
+__all__ = ["FleetDoc", "parse_doc", "LIVE_CACHE_KEYS", "cache_changes", "chain_shape", "OBJECT_NAME",
+           "ROLLABLE", "stage_artifact"]
 
 #: cache settings a running node applies at once (the cache reads them per request);
 #: any other key in a document must equal what the node runs
 LIVE_CACHE_KEYS = ("default_ttl", "heuristic_fraction", "heuristic_max", "max_object_bytes",
                    "collapse", "collapse_timeout")
-#: a module published in the fleet's Object Store
-OBJECT_MODULE = re.compile(r"^sha256-[0-9a-f]{64}$")
+#: an object (module, component, file or file tree) in the fleet's Object Store
+OBJECT_NAME = re.compile(r"^sha256-[0-9a-f]{64}$")
+#: stage types a rollout may change (each has a Wasm binary and a reload path)
+ROLLABLE = ("wasm", "function")
+
+
+def stage_artifact(stage_type: str) -> str:
+    """The option naming a stage's Wasm binary: a filter's module, a function's component."""
+    return "component" if stage_type == "function" else "module"
 
 
 @dataclass
@@ -44,7 +54,8 @@ class FleetDoc:
 
 
 def parse_doc(body: dict[str, Any], *, published: bool = True) -> FleetDoc:
-    """Validate a document; ``published`` ones must name modules by digest or OCI ref."""
+    """Validate a document; ``published`` ones must name modules, components and file
+    trees by digest (modules and components may be pinned OCI references)."""
     try:
         chain = _chain(body.get("chain", []))
         cache = body.get("cache", {})
@@ -57,10 +68,19 @@ def parse_doc(body: dict[str, Any], *, published: bool = True) -> FleetDoc:
         raise BadMessage("chain: a fleet config needs the chain")
     if published:
         for i, sc in enumerate(chain):
-            module = sc.options.get("module")
-            if sc.type == "wasm" and not (isinstance(module, str) and (
-                    OBJECT_MODULE.match(module) or module.startswith("oci://"))):
-                raise BadMessage(f"chain[{i}].module: expected sha256-<hex> or oci://..., got {module!r}")
+            if sc.type not in ROLLABLE:
+                continue
+            key = stage_artifact(sc.type)
+            ref = sc.options.get(key)
+            if not (isinstance(ref, str) and (OBJECT_NAME.match(ref) or ref.startswith("oci://"))):
+                raise BadMessage(f"chain[{i}].{key}: expected sha256-<hex> or oci://..., got {ref!r}")
+            files = sc.options.get("files", {})
+            if not isinstance(files, dict):
+                raise BadMessage(f"chain[{i}].files: expected a table of published file trees")
+            for mount, tree in files.items():
+                if not (isinstance(tree, str) and OBJECT_NAME.match(tree)):
+                    raise BadMessage(f"chain[{i}].files.{mount}: expected sha256-<hex> (a published "
+                                     f"file tree), got {tree!r}")
     rollback = body.get("rollback_of")
     if rollback is not None and (isinstance(rollback, bool) or not isinstance(rollback, int)):
         raise BadMessage("rollback_of: expected a version number")

@@ -27,7 +27,7 @@ from edgenode.bench.spec import Workload, request_paths
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import BadMessage, open_sealed
 from edgenode.fleet.names import FleetNames
-from edgenode.fleet.natsserver import NatsServer
+from edgenode.fleet.natsserver import NatsCluster, NatsServer
 from edgenode.fleet.procs import NodeProcess
 from edgenode.origin.settings import OriginSettings
 
@@ -39,8 +39,11 @@ class FleetSpec:
     name: str = "demo"
     shields: int = 2
     edges: int = 4
-    #: NATS servers to use; empty: start a local nats-server
+    #: NATS servers to use; empty: start local ones
     nats: list[str] = field(default_factory=list)
+    #: local nats-servers to start when ``nats`` is empty: 1, or a cluster of several
+    #: (each node then talks to one of them, in turn)
+    nats_servers: int = 1
     site: str = "www.example.com"
     origin: OriginSettings = field(default_factory=lambda: OriginSettings(listen=("127.0.0.1", 0)))
     workload: Workload = field(default_factory=lambda: Workload(name="fleet", objects=10_000, zipf=1.0,
@@ -92,8 +95,9 @@ class LocalFleet:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="edgenode-fleet-"))
         self.key = secrets.token_urlsafe(24)
         self.token = secrets.token_urlsafe(16)
-        self.nats: NatsServer | None = None
+        self.nats: NatsServer | NatsCluster | None = None
         self.nats_urls = list(spec.nats)
+        self._started = 0  # nodes started so far: the next one's NATS server, on a local cluster
         self.origin = OriginProcess(spec.origin)
         self.nodes: dict[str, NodeProcess] = {}
         self.bus: ControlBus | None = None
@@ -101,7 +105,10 @@ class LocalFleet:
 
     # --- processes ------------------------------------------------------------------
     async def start(self) -> None:
-        if not self.nats_urls:
+        if not self.nats_urls and self.spec.nats_servers > 1:
+            self.nats = NatsCluster(self.spec.nats_servers, name=self.spec.name)
+            self.nats_urls = await self.nats.start()
+        elif not self.nats_urls:
             self.nats = NatsServer()
             self.nats_urls = [await self.nats.start()]
         await self.origin.start()
@@ -118,13 +125,17 @@ class LocalFleet:
         self._applied.setdefault(str(body["id"]), {})[str(body["node"])] = float(body["applied_at"])
 
     def node_config(self, node_id: str, tier: str) -> dict[str, Any]:
+        nats = self.nats_urls
+        if isinstance(self.nats, NatsCluster):  # each node on one server; it learns the others
+            nats = [nats[self._started % len(nats)]]
+            self._started += 1
         cfg: dict[str, Any] = {
             "server": {"listen": "127.0.0.1:0", "workers": 1, "shutdown_grace": "2s",
                        "state_dir": str(self.workdir / "state" / node_id)},  # its own cache store
             "admin": {"listen": "127.0.0.1:0", "token": self.token},
             "origins": {"default": {"url": self.origin.url}},
             "log": {"access": "off", "level": "info"},
-            "fleet": {"node_id": node_id, "tier": tier, "name": self.spec.name, "nats": self.nats_urls,
+            "fleet": {"node_id": node_id, "tier": tier, "name": self.spec.name, "nats": nats,
                       "heartbeat": self.spec.heartbeat, "node_ttl": self.spec.node_ttl},
         }
         for table, value in self.spec.node.items():

@@ -3,7 +3,9 @@ every node watches the bucket to know which members (and so which shields) are a
 
 A member counts as live while its last heartbeat, as received here, is younger than
 ``node_ttl`` (the bucket's own TTL removes the record a little later); a node that
-stops cleanly deletes its record so the others drop it at once.
+stops cleanly deletes its record so the others drop it at once.  A node sees its own
+heartbeats come back through its watch: when they stop coming while it is connected,
+the watch is lost (its server died) and every watch starts again.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import BadMessage, open_sealed, seal
@@ -47,7 +49,7 @@ class Membership:
     """Heartbeats this node and keeps the live view of the fleet."""
 
     def __init__(self, bus: ControlBus, key: bytes, node_id: str, heartbeat: float, node_ttl: float,
-                 describe: Callable[[], dict[str, Any]]) -> None:
+                 describe: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self.bus = bus
         self.key = key
         self.node_id = node_id
@@ -61,6 +63,8 @@ class Membership:
         self.dropped = 0
         self._kick = asyncio.Event()
         self._stopped = False
+        #: when the watch last delivered anything (our own heartbeats come back through it)
+        self.last_entry = time.monotonic()
 
     def kick(self) -> None:
         """Heartbeat now (e.g. a new config version applied or refused: status shows it at once)."""
@@ -84,11 +88,14 @@ class Membership:
         self._kick.set()
 
     async def beat_forever(self) -> None:
+        self.last_entry = time.monotonic()  # our own heartbeats come back from now on
         while not self._stopped and not self.bus.stopping:
             if self.bus.connected and not self._stopped:
                 try:
+                    record = await self._describe()
                     kv = await self.bus.nodes_kv()
-                    await kv.put(self.node_id, seal(self.key, {"type": "node", **self._describe()}))
+                    await kv.put(self.node_id, seal(self.key, {"type": "node", **record}))
+                    self._check_watch()
                 except Exception as exc:  # disconnected mid-beat: the next one retries
                     log.debug("fleet: heartbeat failed: %r", exc)
             self._changed()  # also ages members out
@@ -98,10 +105,18 @@ class Membership:
                 pass
             self._kick.clear()
 
+    def _check_watch(self) -> None:
+        quiet = time.monotonic() - self.last_entry
+        if quiet > max(3 * self.heartbeat, 1.0):
+            log.warning("fleet: no membership updates for %.1fs though connected; watching again", quiet)
+            self.last_entry = time.monotonic()
+            self.bus.restart_watches()
+
     async def watch_forever(self) -> None:
         await self.bus.watch_forever(self.bus.names.nodes_bucket, ">", self._on_entry)
 
     def _on_entry(self, entry: Any, replay: bool = False) -> None:
+        self.last_entry = time.monotonic()
         if entry is None:
             return
         if entry.operation in ("DEL", "PURGE") or not entry.value:

@@ -1,8 +1,10 @@
-"""Filter modules in the fleet's Object Store, named by content digest.
+"""Objects in the fleet's Object Store (filter modules, function components, files),
+named by content digest.
 
-``upload`` stores a module once under ``sha256-<hex>``; ``fetch`` brings it into the
-node's module cache (beside the compiled modules) and checks the bytes against the
-name before anything loads them, so a node never runs a module it was not sent.
+``upload`` stores bytes once under ``sha256-<hex>``; ``fetch_bytes`` reads an object
+back and checks the bytes against the name, so a node never runs or reads what it was
+not sent; ``fetch`` keeps a module or component in the node's module cache (beside the
+compiled modules).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from nats.js.errors import ObjectNotFoundError
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.oci import write_atomic
 
-__all__ = ["module_name", "wasm_bytes", "upload", "fetch", "ModuleError"]
+__all__ = ["module_name", "wasm_bytes", "upload", "fetch", "fetch_bytes", "ModuleError"]
 
 
 class ModuleError(Exception):
@@ -47,21 +49,27 @@ async def upload(bus: ControlBus, data: bytes) -> str:
     return name
 
 
+async def fetch_bytes(bus: ControlBus, name: str) -> bytes:
+    """Object ``name`` from the Object Store, verified against its digest."""
+    try:
+        store = await bus.modules()
+        result = await store.get(name)
+    except ObjectNotFoundError:
+        raise ModuleError(f"{name} is not in the fleet's Object Store") from None
+    except Exception as exc:
+        raise ModuleError(f"{name}: {type(exc).__name__}: {exc}") from None
+    data = bytes(result.data or b"")
+    if module_name(data) != name:
+        raise ModuleError(f"{name}: content does not match its digest; refused")
+    return data
+
+
 async def fetch(bus: ControlBus, name: str, cache_dir: Path) -> Path:
     """The local, verified copy of module ``name`` (fetched from the Object Store if needed)."""
     path = cache_dir / "fleet-modules" / f"{name}.wasm"
     if path.is_file() and module_name(path.read_bytes()) == name:
         return path
-    try:
-        store = await bus.modules()
-        result = await store.get(name)
-    except ObjectNotFoundError:
-        raise ModuleError(f"module {name} is not in the fleet's Object Store") from None
-    except Exception as exc:
-        raise ModuleError(f"module {name}: {type(exc).__name__}: {exc}") from None
-    data = bytes(result.data or b"")
-    if module_name(data) != name:
-        raise ModuleError(f"module {name}: content does not match its digest; refused")
+    data = await fetch_bytes(bus, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(write_atomic, path, data)
     return path

@@ -8,6 +8,8 @@ and reads the real ports from it; the child's log goes to a file beside its conf
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import signal
 import sys
@@ -42,9 +44,11 @@ class NodeProcess:
 
     async def start(self, timeout: float = 60.0) -> None:
         env = {**child_env(), **self.env}
+        # its own process group: kill() takes down everything the node started, as when
+        # its machine dies (helpers left behind would keep its log pipe open)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edgenode", "serve", "--config", str(self.config_path),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         assert self.proc.stderr is not None
         log = self.log_path.open("ab")
         try:
@@ -57,6 +61,7 @@ class NodeProcess:
                     m = _READY.search(line)
                     if m:
                         self.port, self.admin_port = int(m.group(2)), int(m.group(3))
+                        log.flush()  # the start-up log is complete on disk once the node is ready
                         break
         except BaseException:
             log.close()
@@ -88,16 +93,31 @@ class NodeProcess:
         try:
             await asyncio.wait_for(proc.wait(), grace + 5.0)
         except asyncio.TimeoutError:
-            proc.kill()
+            self._kill_group()
             await proc.wait()
         await self._reap()
 
-    async def kill(self) -> None:
-        """SIGKILL: the node dies without leaving the fleet (a crash)."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
+    async def kill(self, whole_node: bool = True) -> None:
+        """SIGKILL: the node dies without leaving the fleet (a crash).  ``whole_node``:
+        with every process it started (a machine that died); else only its main process
+        (the master of a node with workers: they exit by themselves when it dies)."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            if whole_node:
+                self._kill_group()
+            else:
+                proc.kill()
+            try:
+                await asyncio.wait_for(proc.wait(), 15.0)  # also waits for its log pipe to close
+            except asyncio.TimeoutError:
+                self._kill_group()
+                await proc.wait()
         await self._reap()
+
+    def _kill_group(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     async def _reap(self) -> None:
         if self._log_task is not None:

@@ -18,7 +18,7 @@ import datetime
 import logging
 import time
 from collections import OrderedDict, deque
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -40,7 +40,7 @@ class PurgeLog:
     """Publishes purges and applies the fleet's purges to this node, once each."""
 
     def __init__(self, bus: ControlBus, key: bytes, node_id: str,
-                 apply: Callable[[PurgeOrder], int], started_at: float | None = None) -> None:
+                 apply: Callable[[PurgeOrder], Awaitable[int]], started_at: float | None = None) -> None:
         self.bus = bus
         self.key = key
         self.node_id = node_id
@@ -60,14 +60,18 @@ class PurgeLog:
             self.caught_up.clear()
 
     # --- local side ---------------------------------------------------------------------
-    def apply(self, order: PurgeOrder) -> int | None:
+    async def apply(self, order: PurgeOrder) -> int | None:
         """Apply ``order`` here unless it was applied already (then None)."""
         if order.id in self._applied:
             self.counts["duplicates"] += 1
             return None
-        purged = self._apply_fn(order)
-        now = time.time()
-        self._applied[order.id] = now
+        self._applied[order.id] = time.time()  # taken before the await: a copy arriving meanwhile is a duplicate
+        try:
+            purged = await self._apply_fn(order)
+        except BaseException:
+            self._applied.pop(order.id, None)
+            raise
+        now = self._applied[order.id] = time.time()
         if len(self._applied) > REMEMBER:
             self._applied.popitem(last=False)
         self.counts["applied"] += 1
@@ -171,7 +175,7 @@ class PurgeLog:
             await msg.term()  # never redelivered
             return
         try:
-            self.apply(order)
+            await self.apply(order)
         except Exception:
             log.exception("fleet: applying purge %s failed", order.id)
             await msg.nak(delay=1.0)

@@ -1,8 +1,8 @@
 """Operator side of the fleet: publish a config version, roll back, read the fleet's status.
 
-``publish`` uploads each local filter module to the fleet's Object Store (by digest),
-rewrites the document to name modules by digest, and puts it in the config bucket: the
-KV revision is the version number.  ``rollback`` re-publishes an older revision as a
+``publish`` uploads each local filter module, function component and stage file to the
+fleet's Object Store (by digest), rewrites the document to name them by digest, and
+puts it in the config bucket: the KV revision is the version number.  ``rollback`` re-publishes an older revision as a
 new version.  ``status`` reads the membership bucket: one signed heartbeat per node with
 its tier, the version it runs, what it refused and why, hit ratio and req/s.
 """
@@ -15,10 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgenode.config import ConfigError, read_toml
+from edgenode.config import ConfigError, StageConfig, read_toml
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import BadMessage, open_sealed, seal
-from edgenode.fleet.fleetconfig import FleetDoc, parse_doc
+from edgenode.fleet.files import upload_tree
+from edgenode.fleet.fleetconfig import OBJECT_NAME, ROLLABLE, FleetDoc, parse_doc, stage_artifact
 from edgenode.fleet.membership import parse_member
 from edgenode.fleet.modules import upload, wasm_bytes
 from edgenode.fleet.names import CONFIG_KEY
@@ -42,21 +43,44 @@ def load_doc(path: Path) -> tuple[FleetDoc, Path]:
 
 async def publish(bus: ControlBus, key: bytes, doc: FleetDoc, base: Path, *, by: str = "cli",
                   note: str = "", rollback_of: int | None = None) -> int:
-    chain = []
-    for i, sc in enumerate(doc.chain):
-        module = sc.options.get("module")
-        if sc.type == "wasm" and isinstance(module, str) and not is_oci(module) and not module.startswith("sha256-"):
-            path = Path(module) if Path(module).is_absolute() else base / module
-            try:
-                data = wasm_bytes(path)
-            except OSError as exc:
-                raise ConfigError(f"chain[{i}].module: cannot read {path}: {exc.strerror}") from None
-            sc = replace(sc, options={**sc.options, "module": await upload(bus, data)})
-        chain.append(sc)
+    chain = [await _upload_stage(bus, i, sc, base) if sc.type in ROLLABLE else sc for i, sc in enumerate(doc.chain)]
     out = replace(doc, chain=chain, published_at=time.time(), by=by, note=note or doc.note,
                   rollback_of=rollback_of)
     kv = await bus.config_kv()
     return await kv.put(CONFIG_KEY, seal(key, out.body()))
+
+
+async def _upload_stage(bus: ControlBus, index: int, sc: StageConfig, base: Path) -> StageConfig:
+    """The stage with its local module (or component) and files uploaded, named by digest."""
+    options = dict(sc.options)
+    key = stage_artifact(sc.type)
+    ref = options.get(key)
+    if isinstance(ref, str) and not is_oci(ref) and not OBJECT_NAME.match(ref):
+        path = _local(ref, base)
+        try:
+            data = wasm_bytes(path)
+        except OSError as exc:
+            raise ConfigError(f"chain[{index}].{key}: cannot read {path}: {exc.strerror}") from None
+        options[key] = await upload(bus, data)
+    files = options.get("files")
+    if isinstance(files, dict):
+        trees = {}
+        for mount, value in files.items():
+            if isinstance(value, str) and OBJECT_NAME.match(value):
+                trees[mount] = value
+                continue
+            path = _local(str(value), base)
+            try:
+                trees[mount] = await upload_tree(bus, path)
+            except OSError as exc:
+                raise ConfigError(f"chain[{index}].files.{mount}: cannot read {path}: "
+                                  f"{exc.strerror or exc}") from None
+        options["files"] = trees
+    return replace(sc, options=options)
+
+
+def _local(path: str, base: Path) -> Path:
+    return Path(path) if Path(path).is_absolute() else base / path
 
 
 async def rollback(bus: ControlBus, key: bytes, to: int | None = None) -> tuple[int, int]:

@@ -32,6 +32,9 @@ def parse_fleet_file(data: dict[str, Any]) -> FleetSpec:
     spec.shields = f.get("shields", spec.shields, int)
     spec.edges = f.get("edges", spec.edges, int)
     spec.nats = f.str_list("nats", [])
+    spec.nats_servers = f.get("nats_servers", spec.nats_servers, int)
+    if spec.nats_servers < 1:
+        raise ConfigError("fleet.nats_servers: at least 1 (3 or more: a NATS cluster)")
     spec.site = f.get("site", spec.site, str)
     spec.heartbeat = f.duration("heartbeat", spec.heartbeat)
     spec.node_ttl = f.duration("node_ttl", spec.node_ttl)

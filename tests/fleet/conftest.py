@@ -15,13 +15,20 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import pytest
 
+import tomli_w
+
 from edgenode.config import ParentConfig, StageConfig
+from edgenode.fleet.bus import ControlBus
+from edgenode.fleet.names import FleetNames
 from edgenode.fleet.natsserver import NatsServer
+from edgenode.fleet.procs import NodeProcess
 from edgenode.node import Node
 
-from fleet_support import fleet_settings  # noqa: E402
+from fleet_support import FLEET_KEY, fleet_settings  # noqa: E402
 
 REGISTRY = "/usr/bin/docker-registry"
+#: the admin token of the fleet tests' nodes
+TOKEN = "test-token"
 
 
 @pytest.fixture
@@ -30,6 +37,15 @@ async def nats_server() -> AsyncIterator[NatsServer]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def operator(nats_server: NatsServer) -> AsyncIterator[ControlBus]:
+    """The operator's connection to the fleet (what ``edgenode fleet ...`` uses)."""
+    bus = ControlBus([nats_server.url], FleetNames("test"), client_name="test operator")
+    await bus.open()
+    yield bus
+    await bus.close()
 
 
 class Registry:
@@ -104,3 +120,33 @@ async def make_fleet_node(origin_url: str, module_cache: Path, config_for: Calla
     yield make
     for node in nodes:
         await node.stop(0.5)
+
+
+@pytest.fixture
+async def make_worker_node(origin_url: str, module_cache: Path,
+                           tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_worker_node(nats_url, node_id, tier="shield", chain=None, workers=2, **fleet)``:
+    ``edgenode serve`` with workers as a real process tree (``.start()``/``.stop()``/``.kill()``;
+    its log in ``.log_path``); its cache store in its own state directory."""
+    procs: list[NodeProcess] = []
+
+    async def make(nats_url: str, node_id: str, tier: str = "shield", chain: list[dict[str, Any]] | None = None,
+                   workers: int = 2, **fleet: Any) -> NodeProcess:
+        cfg = {"server": {"listen": "127.0.0.1:0", "workers": workers, "shutdown_grace": 1.0,
+                          "state_dir": str(tmp_path / "nodes" / node_id)},
+               "admin": {"listen": "127.0.0.1:0", "token": TOKEN},
+               "origins": {"default": {"url": origin_url}},
+               "log": {"access": "off", "level": "info"},
+               "chain": chain or [{"type": "cache", "name": "cache"}],
+               "fleet": {"node_id": node_id, "tier": tier, "name": "test", "nats": [nats_url], "heartbeat": 0.2,
+                         "node_ttl": 1.0, "catchup_timeout": 5.0, "connect_timeout": 1.0, **fleet}}
+        path = tmp_path / f"{node_id}.toml"
+        path.write_text(tomli_w.dumps(cfg))
+        node = NodeProcess(node_id, tier, path, TOKEN, {"EDGENODE_FLEET_KEY": FLEET_KEY})
+        procs.append(node)
+        await node.start()
+        return node
+
+    yield make
+    for node in procs:
+        await node.stop(1.0)

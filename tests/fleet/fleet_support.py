@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
@@ -45,6 +45,15 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """``until`` for a condition that needs I/O to check."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 class LinkProxy:
@@ -94,3 +103,45 @@ class LinkProxy:
 
         await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
         self._writers -= {writer, up_w}
+
+
+class Conn:
+    """One keep-alive client connection; ``worker`` names the process that serves it (the
+    per-process prefix of the node's ``X-Request-Id``), so a test can ask each worker."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.worker = ""
+
+    async def get(self, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+        fields = "".join(f"{k}: {v}\r\n" for k, v in {"Host": SITE, **headers}.items())
+        self.writer.write(f"GET {path} HTTP/1.1\r\n{fields}\r\n".encode())
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 30)
+        lines = head.decode("latin-1").split("\r\n")
+        joined: dict[str, str] = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                k = k.strip().lower()
+                joined[k] = f"{joined[k]}, {v.strip()}" if k in joined else v.strip()
+        body = await asyncio.wait_for(self.reader.readexactly(int(joined.get("content-length", 0))), 30)
+        self.worker = joined.get("x-request-id", "").split("-")[0]
+        return int(lines[0].split()[1]), joined, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def per_worker(port: int, workers: int = 2) -> list[Conn]:
+    """One connection held by each worker of a node (the kernel spreads new connections)."""
+    held: dict[str, Conn] = {}
+    for i in range(200):
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", port))
+        await conn.get(f"/obj/which-{i}?size=10&cc=no-store")
+        if conn.worker in held:
+            conn.close()
+        else:
+            held[conn.worker] = conn
+        if len(held) == workers:
+            return list(held.values())
+    raise AssertionError(f"connections reached {len(held)} of {workers} workers")

@@ -4,28 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator
-
-import pytest
 
 from edgenode.config import StageConfig
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.fleetconfig import FleetDoc
-from edgenode.fleet.names import FleetNames
 from edgenode.fleet.natsserver import NatsServer
 from edgenode.fleet.rollout import publish, read_status, rollback, wait_for_version
 
 from fleet_support import FLEET_KEY, SITE, WAT, get, stamp_chain, until  # noqa: E402
 
 KEY = FLEET_KEY.encode()
-
-
-@pytest.fixture
-async def operator(nats_server: NatsServer) -> AsyncIterator[ControlBus]:
-    bus = ControlBus([nats_server.url], FleetNames("test"), client_name="test operator")
-    await bus.open()
-    yield bus
-    await bus.close()
 
 
 def doc(module: str, **cache: object) -> FleetDoc:

@@ -9,7 +9,10 @@ import pytest
 
 from edgenode.config import CacheConfig, ConfigError, FleetConfig, OriginConfig, ParentConfig, parse_config
 from edgenode.fleet.envelope import BadMessage, new_purge, open_sealed, parse_purge, seal
+from edgenode.fleet.files import parse_tree
 from edgenode.fleet.fleetconfig import cache_changes, parse_doc
+from edgenode.fleet.master import merge_tiers
+from edgenode.fleet.modules import ModuleError
 from edgenode.proxy.tiers import CircuitBreaker, ParentRing, parse_cdn_loop
 
 KEY = b"k" * 20
@@ -123,7 +126,39 @@ def test_fleet_documents() -> None:
         parse_doc({"chain": []})
     with pytest.raises(BadMessage, match=r"chain\[0\].module: expected sha256-<hex> or oci://"):
         parse_doc({"chain": [{"type": "wasm", "name": "f", "module": "f.wasm"}]})
+    with pytest.raises(BadMessage, match=r"chain\[0\].component: expected sha256-<hex> or oci://"):
+        parse_doc({"chain": [{"type": "function", "name": "f", "component": "f.wasm"}]})
+    digest = "sha256-" + "0" * 64
+    with pytest.raises(BadMessage, match=r"chain\[0\].files.rules: expected sha256-<hex> \(a published file tree\)"):
+        parse_doc({"chain": [{"type": "wasm", "name": "f", "module": digest, "files": {"rules": "rules/"}}]})
+    doc = parse_doc({"chain": [{"type": "wasm", "name": "f", "module": digest, "files": {"rules": digest}}]})
+    assert doc.chain[0].options["files"] == {"rules": digest}
     with pytest.raises(BadMessage, match="cache.default_ttl"):
         parse_doc({"chain": [{"type": "cache"}], "cache": {"default_ttl": "soon"}})
     live, refuse = cache_changes({"default_ttl": "5s", "max_bytes": "1GiB", "collapse": True}, CacheConfig())
     assert live == {"default_ttl": 5.0} and refuse == ["cache.max_bytes: changing it needs a restart"]
+
+
+@pytest.mark.parametrize("tree, reason", [
+    (b"{}", "not a file tree"), (b'{"v": 2, "files": {}}', "not a file tree"),
+    (b'{"v": 1, "files": {"../etc/passwd": "x"}}', "not a relative path"),
+    (b'{"v": 1, "files": {"/etc/passwd": "x"}}', "not a relative path"),
+    (b'{"v": 1, "files": {"a//b": "x"}}', "not a relative path"),
+    (b'{"v": 1, "files": {"": "x", "b": "y"}}', "a single file and a directory at once"),
+])
+def test_file_trees_are_checked_before_anything_is_written(tree: bytes, reason: str) -> None:
+    with pytest.raises(ModuleError, match=reason):
+        parse_tree(tree)
+    assert parse_tree(b'{"v": 1, "files": {"rules/a.conf": "x", "b.data": "y"}}') == {"rules/a.conf": "x", "b.data": "y"}
+
+
+def test_workers_tier_figures_merge_into_the_nodes() -> None:
+    def part(requests: int, circuit: str) -> dict:
+        return {"tiers": {"tier": "edge", "retries": 1, "origin_fallbacks": 0, "parents": [
+            {"id": "s1", "url": "http://s1", "live": True, "circuit": circuit, "requests": requests, "failures": 0}]}}
+
+    merged = merge_tiers([part(3, "closed"), part(4, "open"), {}])
+    assert merged is not None and merged["retries"] == 2
+    assert merged["parents"] == [{"id": "s1", "url": "http://s1", "live": True, "circuit": "open", "requests": 7,
+                                  "failures": 0}]
+    assert merge_tiers([{}]) is None
