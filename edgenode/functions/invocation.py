@@ -44,12 +44,14 @@ class Capabilities:
     __slots__ = ("outbound", "variables", "kv", "kv_stores", "env")
 
     def __init__(self, outbound: Callable[..., Any] | None = None, variables: dict[str, str] | None = None,
-                 kv: Any = None, kv_stores: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 kv: Any = None, kv_stores: dict[str, int] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         #: ``outbound(authority) -> upstream name | None`` and the call itself (see http_host)
         self.outbound = outbound
         self.variables = variables or {}
         self.kv = kv
-        self.kv_stores = kv_stores
+        #: store label -> size limit
+        self.kv_stores = kv_stores or {}
         self.env = env or {}
 
 
@@ -189,6 +191,8 @@ class Invocation:
         #: time in guest code (the handle call minus host functions)
         self.guest_s = 0.0
         self.cancelled = False
+        #: key-value stores open now (Spin's store table is bounded)
+        self.kv_open = 0
 
     def check(self) -> None:
         if self.cancelled:

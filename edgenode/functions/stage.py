@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from edgenode.config import ConfigError, StageConfig
-from edgenode.functions.capabilities import KeyValueBackend, outbound_policy
+from edgenode.functions.capabilities import outbound_policy
 from edgenode.functions.component import FunctionLoadError, FunctionRuntime, LoadedFunction, runtime
 from edgenode.functions.http_host import IncomingRequest
 from edgenode.functions.instance import GuestError, GuestInstance
 from edgenode.functions.invocation import ByteSource, Capabilities, Invocation, ResponseHead
+from edgenode.functions.kv import KeyValueBackend
 from edgenode.functions.metrics import FunctionMetrics
 from edgenode.functions.options import FunctionOptions, parse_function_options
 from edgenode.functions.table import ResourceTable
@@ -89,7 +90,7 @@ class FunctionStage:
             raise ConfigError(str(exc)) from None
         if opts.key_value_stores and self._kv is None:
             raise ConfigError(f"{self._prefix}.key_value_stores: no key-value backend on this node")
-        caps = Capabilities(outbound, opts.variables, self._kv, tuple(opts.key_value_stores), opts.env)
+        caps = Capabilities(outbound, opts.variables, self._kv, opts.key_value_stores, opts.env)
         try:
             loaded = self.runtime.load(opts.component, self.name)
         except FunctionLoadError as exc:
