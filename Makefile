@@ -22,7 +22,8 @@ system:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+# the edge-function host's C core is compiled by the install: its sources count too
+$(STAMP): pyproject.toml $(wildcard edgenode/functions/*.c edgenode/functions/*.h)
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test,functions]'

@@ -23,7 +23,7 @@ from edgenode.functions.kv import MAX_KEY_BYTES, KeyValueBackend, KeyValueError
 from edgenode.functions.table import Resource
 from edgenode.http.messages import Request, Response, read_body
 
-__all__ = ["INTERFACES", "Outbound", "outbound_policy", "MAX_OPEN_STORES"]
+__all__ = ["INTERFACES", "TYPE_NAMES", "Outbound", "outbound_policy", "MAX_OPEN_STORES"]
 
 Callout = Callable[[str, Request, float | None], Awaitable[Response]]
 
@@ -89,7 +89,6 @@ class KvStore(Resource):
     __slots__ = ("store", "label", "max_bytes", "inv")
 
     def __init__(self, inv: Invocation, label: str, max_bytes: int) -> None:
-        super().__init__()
         self.store = f"{inv.name}\0{label}"
         self.label = label
         self.max_bytes = max_bytes
@@ -101,7 +100,7 @@ class KvStore(Resource):
 
 KV_ERROR = ("variant", {"store-table-full": None, "no-such-store": None, "access-denied": None,
                         "other": "string"})
-spin_kv = Interface("fermyon:spin/key-value@2.0.0", {"store": KvStore})
+spin_kv = Interface("fermyon:spin/key-value@2.0.0", {"store": KvStore.TYPE})
 
 
 def _kv_op(inv: Invocation, rep: int, key: str | None, op: Callable[[KeyValueBackend, KvStore], Any]) -> Any:
@@ -184,3 +183,5 @@ def _config_all(inv: Invocation) -> Any:
 
 
 INTERFACES = [spin_kv, spin_vars, config_store]
+#: WIT names of the resource types defined here
+TYPE_NAMES = {KvStore.TYPE: KvStore.WIT}
