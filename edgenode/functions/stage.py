@@ -33,7 +33,7 @@ from edgenode.functions.invocation import Capabilities, Invocation
 from edgenode.functions.kv import KeyValueBackend
 from edgenode.functions.metrics import FunctionMetrics
 from edgenode.functions.options import FunctionOptions, parse_function_options
-from edgenode.http.messages import Request, Response, close_body
+from edgenode.http.messages import Request, Response, close_body, trailers_of
 from edgenode.http.server import error_response
 from edgenode.pipeline.exchange import Exchange
 
@@ -143,6 +143,10 @@ class FunctionStage:
                                        f"({opts.limits.max_body_bytes})")
         inline = opts.execution == "inline" or (
             opts.execution == "auto" and type(body) is bytes and self.caps.outbound is None)
+        if inline and type(body) is not bytes and not await self._buffer(req, opts.limits.max_body_bytes):
+            self.metrics.fail("body")
+            return error_response(413, f"request body exceeds the function's max_body_bytes "
+                                       f"({opts.limits.max_body_bytes})")
         inv = Invocation(limits=opts.limits, caps=self.caps, logger=log, name=self.name,
                          loop=None if inline else asyncio.get_running_loop(), threaded=not inline)
         if inline:
@@ -251,6 +255,24 @@ class FunctionStage:
         if sink is not None and not sink.closed:
             return self._failure("no_response", "the handler returned without finishing the response body")
         return Response(status, headers, sink.data() if sink is not None else b"")
+
+    @staticmethod
+    async def _buffer(req: Request, limit: int) -> bool:
+        """Read a streamed request body whole into ``req.body`` (inline execution runs the
+        guest once the body is complete); False when it passes ``limit``."""
+        body = req.body
+        parts, size = [], 0
+        try:
+            async for chunk in body:  # type: ignore[union-attr]
+                size += len(chunk)
+                if size > limit:
+                    return False
+                parts.append(chunk)
+        finally:
+            await close_body(body)
+        req.trailers = trailers_of(body)
+        req.body = b"".join(parts)
+        return True
 
     @staticmethod
     def _source(req: Request) -> Source:
