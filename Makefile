@@ -22,7 +22,8 @@ system:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml $(wildcard edgenode/wasm/native/*.c edgenode/wasm/native/*.h)
+# the C extensions are compiled by the install: their sources count too
+$(STAMP): pyproject.toml $(wildcard edgenode/wasm/native/*.c edgenode/wasm/native/*.h edgenode/functions/*.c edgenode/functions/*.h)
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test,functions]'

@@ -7,7 +7,8 @@ it needs nothing but the installed package.  The node runs as it does under ``ed
 serve``: this process is its master, the workers are child processes sharing one cache
 store.  The edge mix (``run_demo_workload(edge=True)``) exercises every stage; what the
 node saw comes from the master's own admin view: node-wide ``/stats`` (cache, images),
-the merged Prometheus exposition (the WAF's counters, per-filter callback histograms).
+the merged Prometheus exposition (the WAF's counters, per-filter callback histograms,
+the functions' time histograms).
 """
 
 from __future__ import annotations
@@ -78,12 +79,14 @@ async def run_demo(requests: int | None = None, duration: float | None = None,
         try:
             counters0 = filter_counters(await admin.metrics())
             hist0 = await scraper.histograms()
+            fn0 = await scraper.function_histograms()
             bound: float | int = duration if duration is not None else (requests or DEFAULT_REQUESTS)
             result = await run_demo_workload(f"http://127.0.0.1:{sup.port}", bound,
                                              origin_url=origin_url, edge=True)
             stats = await admin.stats()
             waf = _waf_observed(counters0, filter_counters(await admin.metrics()))
             filters = MetricsScraper.filters(hist0, await scraper.histograms())
+            functions = MetricsScraper.filters(fn0, await scraper.function_histograms())
         finally:
             await scraper.close()
             await sup.stop(2.0)
@@ -91,7 +94,7 @@ async def run_demo(requests: int | None = None, duration: float | None = None,
         await runner.cleanup()
         shutil.rmtree(state, ignore_errors=True)
     observed = {"stats": stats, "waf": waf, "images": stats.get("images", {}), "filters": filters,
-                "workers": sup.count}
+                "functions": functions, "workers": sup.count}
     return "\n".join([format_demo_report(result), format_node_report(result, observed),
                       narrative(result, observed)])
 
@@ -124,9 +127,26 @@ def format_node_report(result: dict, observed: dict[str, Any]) -> str:
                   f"{cache.get('collapsed', 0)} collapsed, {cache.get('evictions', 0)} evictions"),
         ("node by cache status", ", ".join(f"{k}: {v}" for k, v in
                                            sorted(stats["requests_by_cache_status"].items()))),
+        ("functions", _functions_row(stats, observed["functions"])),
         ("server errors (5xx)", str(server_errors)),
     ]
     return format_table("what the node saw", rows) + "\n" + _timing_table(observed["filters"])
+
+
+def _functions_row(stats: dict[str, Any], timings: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Per function: calls (requests its cache did not answer), p50 time in the stage and
+    host overhead (estimated from histogram buckets), failures and cold start."""
+    parts = []
+    for name, fn in stats.get("functions", {}).items():
+        t = timings.get(name, {})
+        cold = max((w.get("functions", {}).get(name, {}).get("cold_start_ms", 0.0)
+                    for w in stats.get("per_worker", [])), default=0.0)
+        timing = (f", p50 {t['total']['p50_us']:.0f} µs (host {t['host']['p50_us']:.0f} µs)"
+                  if "total" in t and "host" in t else "")
+        failures = sum(fn.get("failures", {}).values())
+        parts.append(f"{name}: {fn.get('requests', 0)} calls{timing}, {failures} failed, "
+                     f"cold start {cold:.0f} ms")
+    return "; ".join(parts) or "none"
 
 
 def _timing_table(filters: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -172,4 +192,9 @@ def narrative(result: dict, observed: dict[str, Any]) -> str:
                      "got those variants from the cache (or collapsed onto their fetch).")
     lines.append(f"The routing filter answered {mix.get('health', 0)} health checks itself; "
                  f"{mix.get('no-store', 0)} no-store requests went to the origin every time.")
+    calls = sum(fn.get("requests", 0) for fn in observed["stats"].get("functions", {}).values())
+    if mix.get("function"):
+        lines.append(f"Of {mix['function']} requests to the edge functions' routes, the functions "
+                     f"ran {calls} times; the cache answered the rest (their hello responses are "
+                     "cacheable).")
     return "what happened:\n" + "\n".join(f"  - {line}" for line in lines)

@@ -86,9 +86,8 @@ class Node:
         self.redis = RedisServices(config.redis)
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
-        #: function stages by name, and the key-value data they share (created on need)
+        #: function stages by name
         self.functions: dict[str, Any] = {}
-        self._function_kv: Any = None
         # a worker joins the store (and filter state) its master opened; a node alone owns them
         self._state = NodeResources(config, owner=worker is None, workers=workers)
         self.store: Store | None = self._state.store
@@ -170,17 +169,13 @@ class Node:
         return stage
 
     def _build_function(self, index: int, sc: StageConfig) -> Stage:
-        """A ``wasi:http`` component stage; its key-value stores live in this node's
-        ``function_kv`` (one per worker process)."""
+        """A ``wasi:http`` component stage; its key-value stores live in the node's
+        function key-value backend (node-wide with the lmdb store)."""
         from edgenode.functions.stage import FunctionStage
 
-        if self._function_kv is None:
-            from edgenode.functions.capabilities import MemoryKeyValue
-
-            self._function_kv = MemoryKeyValue()
         settings = self._filter_settings(sc)
         stage = FunctionStage(settings, base_dir=self.config.base_dir, callout=self.callout,
-                              upstreams=self.config.upstreams, kv=self._function_kv, index=index)
+                              upstreams=self.config.upstreams, kv=self._state.function_kv, index=index)
         self.functions[sc.name] = stage
         return stage
 

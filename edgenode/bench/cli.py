@@ -1,12 +1,14 @@
-"""``edgenode bench``: run a workload, compare two results, or cost one filter.
+"""``edgenode bench``: run a workload, compare two results, or cost one filter or function.
 
     edgenode bench [WORKLOAD.toml] [--url URL | --config NODE.toml] [--duration S] ...
     edgenode bench --compare BEFORE.json AFTER.json
     edgenode bench filter FILTER.wasm [--config JSON] [--iterations N] [--isolation ...]
+    edgenode bench function COMPONENT.wasm [--config JSON] [--path P] [--method M] [--body B]
 
-One parser for all three (``filter`` is recognised as the first positional word), so
-``--config`` means the node's TOML for a run and the filter's JSON configuration for
-``bench filter``, as the two usages say.
+One parser for all four (``filter`` and ``function`` are recognised as the first
+positional word), so ``--config`` means the node's TOML for a run, the filter's JSON
+configuration for ``bench filter`` and the stage options (JSON) for ``bench function``,
+as the usages say.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ DEFAULT_OUT = "benchmarks/results"
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", nargs="*", metavar="WORKLOAD.toml | filter FILTER.wasm",
-                   help="workload file (default: built-in defaults), or `filter FILTER.wasm`")
+    p.add_argument("target", nargs="*", metavar="WORKLOAD.toml | filter FILTER.wasm | function COMPONENT.wasm",
+                   help="workload file (default: built-in defaults), `filter FILTER.wasm` or "
+                        "`function COMPONENT.wasm`")
     p.add_argument("--url", help="benchmark an already running node at this URL")
-    p.add_argument("--config", help="node TOML for a run; filter JSON config for `bench filter`")
+    p.add_argument("--config", help="node TOML for a run; filter JSON config for `bench filter`; "
+                                    "stage options (JSON) for `bench function`")
     p.add_argument("--metrics-url", help="with --url: the node's admin /metrics URL")
     p.add_argument("--origin-url", help="with --url: the simulated origin's base URL (/__stats)")
     p.add_argument("--duration", type=float, help="seconds (overrides the workload)")
@@ -58,7 +62,11 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolation", choices=("shared", "per-request"), default="shared",
                    help="bench filter: VM isolation (default shared)")
     p.add_argument("--root-id", default="", help="bench filter: root_id of the filter")
-    p.add_argument("--path", default="/index.html?q=1", help="bench filter: synthetic request path")
+    p.add_argument("--path", default="/index.html?q=1", help="bench filter/function: synthetic request path")
+    p.add_argument("--method", default="GET", help="bench function: request method (default GET)")
+    p.add_argument("--body", default="", help="bench function: request body (text)")
+    p.add_argument("--compile", action="store_true",
+                   help="bench function: also time a compile from scratch (seconds for big guests)")
 
 
 def _load_json(path: str) -> dict:
@@ -89,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.target[:1] == ["filter"]:
         return _filter(args)
+    if args.target[:1] == ["function"]:
+        return _function(args)
     if len(args.target) > 1:
         raise ConfigError("bench: give at most one workload file")
     return _bench(args)
@@ -110,6 +120,32 @@ def _filter(args: argparse.Namespace) -> int:
     path = out / (_free_stem(out, f"filter-{module.stem}-{time.strftime('%Y%m%d-%H%M%S')}") + ".json")
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(filter_cost_markdown(result), end="")
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _function(args: argparse.Namespace) -> int:
+    from edgenode.bench.functioncost import function_cost_markdown, measure_function
+
+    if len(args.target) != 2:
+        raise ConfigError("bench function: give exactly one COMPONENT.wasm")
+    component = Path(args.target[1])
+    if not component.is_file():
+        raise ConfigError(f"bench function: no such file {component}")
+    try:
+        options = json.loads(args.config) if args.config else {}
+    except ValueError as exc:
+        raise ConfigError(f"--config: not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise ConfigError("--config: expected a JSON object of stage options")
+    result = asyncio.run(measure_function(component, options, method=args.method, path=args.path,
+                                          body=args.body.encode(), iterations=args.iterations,
+                                          compile_too=args.compile))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / (_free_stem(out, f"function-{component.stem}-{time.strftime('%Y%m%d-%H%M%S')}") + ".json")
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(function_cost_markdown(result), end="")
     print(f"\nwrote {path}")
     return 0
 
@@ -155,5 +191,5 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def register(command: Callable) -> None:
-    command("bench", "benchmark a node with a workload, compare results, or cost a filter",
+    command("bench", "benchmark a node with a workload, compare results, or cost a filter or function",
             _setup)(_run)

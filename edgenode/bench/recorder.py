@@ -8,7 +8,8 @@ Two sources with one shape:
 * ``MetricsScraper`` reads a remote node's admin ``/metrics``: request counters by
   cache status for the live line and timeline, and the per-callback histogram
   ``edgenode_wasm_callback_seconds`` before and after the run, from whose bucket
-  deltas p50/p99 are estimated (linear within a bucket).
+  deltas p50/p99 are estimated (linear within a bucket); likewise each function's
+  ``edgenode_function_seconds`` (time in the stage) and ``_host_seconds`` histograms.
 """
 
 from __future__ import annotations
@@ -131,12 +132,26 @@ class MetricsScraper:
         return requests, hits
 
     async def histograms(self) -> Histograms:
+        """(filter, phase) -> the filter callback histogram."""
+        return self._histograms(await self._families(), {"edgenode_wasm_callback_seconds": None})
+
+    async def function_histograms(self) -> Histograms:
+        """(function, "total" | "host") -> the function's time histograms."""
+        return self._histograms(await self._families(), {"edgenode_function_seconds": "total",
+                                                          "edgenode_function_host_seconds": "host"})
+
+    @staticmethod
+    def _histograms(families: list[Any], wanted: dict[str, str | None]) -> Histograms:
+        """Histograms of the ``wanted`` families, keyed by (filter or function, phase); a
+        family mapped to a name stands for that phase."""
         out: Histograms = {}
-        for fam in await self._families():
-            if fam.name != "edgenode_wasm_callback_seconds":
+        for fam in families:
+            if fam.name not in wanted:
                 continue
+            phase = wanted[fam.name]
             for s in fam.samples:
-                key = (s.labels.get("filter", "?"), s.labels.get("phase", "?"))
+                key = (s.labels.get("filter") or s.labels.get("function", "?"),
+                       phase or s.labels.get("phase", "?"))
                 buckets, total, count = out.get(key, ([], 0.0, 0.0))
                 if s.name.endswith("_bucket"):
                     buckets.append((float(s.labels["le"]), s.value))

@@ -9,7 +9,7 @@ Two mixes, both seeded, sent through the node by the load generator:
   objects plus what the default chain exists for: attack samples for the WAF, image
   transforms (explicit formats, and ``format=auto`` under three browser-like Accept
   headers, each on its own connection because the load generator sends one header
-  set per run), and the routing filter's health route.
+  set per run), the routing filter's health route, and the edge functions' routes.
 
 The report shows what the cache did: hit ratio from X-Cache / Cache-Status, and the
 origin requests actually saved, read from the origin's own ``/__stats`` counter before
@@ -33,7 +33,7 @@ from edgenode.bench.loadgen import LoadResult, percentiles, run_load
 
 __all__ = ["demo_paths", "edge_paths", "edge_streams", "EdgeTally", "Stream", "run_demo_workload",
            "format_demo_report", "format_table", "classify_cache", "ATTACK_SAMPLES", "IMAGE_SOURCES",
-           "ACCEPT_PROFILES", "HEALTH_PATH"]
+           "ACCEPT_PROFILES", "HEALTH_PATH", "FUNCTION_PATHS"]
 
 #: (share of objects, size) of the object population
 _SIZE_MIX = ((0.55, "1k"), (0.25, "10k"), (0.15, "100k"), (0.05, "1m"))
@@ -90,6 +90,9 @@ ATTACK_SAMPLES: tuple[tuple[str, str], ...] = (
 )
 #: the routing filter's fixed reply in the default config (edgenode/default.toml)
 HEALTH_PATH = "/edge-health"
+#: the default config's function routes: the hello answers are cacheable (60 s), the
+#: other two reach their function on every request
+FUNCTION_PATHS = ("/fn/js/hello", "/fn/py/hello", "/fn/js/headers", "/fn/py/echo")
 #: source photos: the simulated origin's default render, a 2000x1500 JPEG
 IMAGE_SOURCES = ("/image/photo-1.jpg", "/image/photo-2.jpg", "/image/photo-3.jpg")
 #: explicit-format variants, in the image filter's path and query schemes (no Vary)
@@ -104,8 +107,8 @@ ACCEPT_PROFILES = (
     ("legacy", "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"),
 )
 #: share of requests of each kind in the main stream of the edge mix
-_EDGE_SHARES = (("object", 0.87), ("no-store", 0.03), ("attack", 0.03), ("image", 0.05),
-                ("health", 0.02))
+_EDGE_SHARES = (("object", 0.85), ("no-store", 0.03), ("attack", 0.03), ("image", 0.05),
+                ("health", 0.02), ("function", 0.02))
 #: share of all requests sent by each format=auto (Accept profile) stream
 AUTO_SHARE = 0.02
 #: requests/s of each format=auto stream in a timed run (a count splits by AUTO_SHARE)
@@ -135,7 +138,7 @@ def edge_paths(tally: EdgeTally, objects: int = 200, seed: int = 1,
                zipf_s: float = 1.0) -> Iterator[str]:
     """The main stream of the edge mix (seeded, endless): Zipf-popular cacheable objects
     of mixed sizes, ``no-store`` objects, attack samples, explicit-format image
-    transforms and health checks, in the shares of ``_EDGE_SHARES``."""
+    transforms, health checks and function routes, in the shares of ``_EDGE_SHARES``."""
     rng = random.Random(seed)
     catalogue = [f"/obj/demo-{i}?size={_pick_size(rng)}&ttl=300&keys=demo" for i in range(objects)]
     cum = _zipf_cum(objects, zipf_s)
@@ -153,6 +156,8 @@ def edge_paths(tally: EdgeTally, objects: int = 200, seed: int = 1,
             tally.attacks[family] += 1
         elif kind == "image":
             path = images[rng.randrange(len(images))]
+        elif kind == "function":
+            path = FUNCTION_PATHS[rng.randrange(len(FUNCTION_PATHS))]
         else:
             path = HEALTH_PATH
         tally.kinds[kind] += 1

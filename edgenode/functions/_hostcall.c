@@ -1,67 +1,27 @@
-/* Host-call trampolines for edge functions: wasmtime component values <-> Python.
+/* The edge-function host's C core: the module, value conversion, host-call trampolines,
+ * instances and the epoch ticker (see _hostcall.h for the layout of the sources).
  *
  * wasmtime's C API calls a host function with an array of wasmtime_component_val_t and
- * expects its result written into another.  Doing that conversion in Python (ctypes)
- * costs several microseconds per call; here one C callback decodes the arguments into
- * Python values, calls the host function, and encodes its return value following a
- * result type spec compiled once (see capi.py for the value conventions).
- *
- * The wasmtime functions used are looked up by the Python side in the wheel's shared
- * library and handed over as addresses (configure()), so nothing here links against it.
- * The value layout mirrors wasmtime's component/val.h: a one-byte kind, then a union at
- * offset 8; 32 bytes per value.
+ * expects its result written into another.  Host functions written in C (the hot ones:
+ * wasi:io, wasi:clocks, wasi:random, most of wasi:http/types) read and write those values
+ * directly.  Host functions written in Python (outbound HTTP, key-value, variables, the
+ * CLI world) go through one trampoline that decodes the arguments into Python values,
+ * calls the function with the request's call state first, and encodes its return value
+ * following a result type spec compiled once (see capi.py for the conventions).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "_hostcall.h"
+
+#include <errno.h>
 #include <string.h>
+#include <structmember.h>
 #include <time.h>
 
-typedef struct { size_t size; uint8_t *data; } name_t;
-typedef struct val val_t;
-typedef struct { size_t size; val_t *data; } vallist_t;
-typedef struct { size_t size; void *data; } valrecord_t;
-struct val {
-    uint8_t kind;
-    union {
-        bool b; int8_t s8; uint8_t u8; int16_t s16; uint16_t u16; int32_t s32; uint32_t u32;
-        int64_t s64; uint64_t u64; float f32; double f64;
-        name_t string;
-        vallist_t list;
-        valrecord_t record;
-        struct { name_t disc; val_t *val; } variant;
-        val_t *option;
-        struct { bool is_ok; val_t *val; } result;
-        void *resource;
-    } of;
-};
-typedef struct { name_t name; val_t val; } entry_t;
+api_t W;
+PyObject *GuestTrap, *MultiDict;
+static PyObject *OnError;    /* on_error(exception, call | None) -> the trap message (logs it) */
+static PyObject *WasmError;  /* _hostcall.WasmError: instantiation failed */
 
-enum { K_BOOL, K_S8, K_U8, K_S16, K_U16, K_S32, K_U32, K_S64, K_U64, K_F32, K_F64, K_CHAR,
-       K_STRING, K_LIST, K_RECORD, K_TUPLE, K_VARIANT, K_ENUM, K_OPTION, K_RESULT, K_FLAGS,
-       K_RESOURCE };
-
-/* the wasmtime C API, by address */
-static void *(*any_to_host)(void *ctx, void *any, void **host);
-static uint32_t (*host_rep)(void *host);
-static void (*host_delete)(void *host);
-static void *(*host_new)(bool owned, uint32_t rep, uint32_t ty);
-static void *(*host_to_any)(void *ctx, void *host, void **any);
-static void (*byte_vec_new)(name_t *out, size_t size, const uint8_t *data);
-static void (*vallist_new_uninit)(vallist_t *out, size_t size);
-static void (*valtuple_new_uninit)(vallist_t *out, size_t size);
-static void (*valrecord_new_uninit)(valrecord_t *out, size_t size);
-static val_t *(*val_new)(val_t *src);
-static void *(*error_new)(const char *message);
-static void (*error_delete)(void *err);
-static void *(*func_call)(void *func, void *ctx, val_t *args, size_t nargs, val_t *res, size_t nres);
-static void *(*post_return)(void *func, void *ctx);
-
-static PyObject *GuestTrap;  /* edgenode.functions.capi.GuestTrap */
-
-/* --- result specs ------------------------------------------------------------------ */
+/* --- result specs (host functions written in Python) ------------------------------------- */
 enum { S_INT, S_STRING, S_BYTES, S_OWN, S_BORROW, S_OPTION, S_RESULT, S_LIST, S_TUPLE,
        S_RECORD, S_VARIANT, S_ENUM };
 
@@ -113,8 +73,7 @@ static spec_t *compile_spec(PyObject *o) {
         s->subs = PyMem_Calloc(s->n, sizeof(spec_t *));
         s->names = PyMem_Calloc(s->n, sizeof(PyObject *));
         while (PyDict_Next(cases, &pos, &key, &value)) {
-            Py_INCREF(key);
-            s->names[i] = key;
+            s->names[i] = Py_NewRef(key);
             if (value != Py_None && !(s->subs[i] = compile_spec(value))) return NULL;
             i++;
         }
@@ -127,8 +86,7 @@ static spec_t *compile_spec(PyObject *o) {
         s->names = PyMem_Calloc(n, sizeof(PyObject *));
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *field = PyTuple_GET_ITEM(o, i + 1);
-            s->names[i] = PyTuple_GET_ITEM(field, 0);
-            Py_INCREF(s->names[i]);
+            s->names[i] = Py_NewRef(PyTuple_GET_ITEM(field, 0));
             if (!(s->subs[i] = compile_spec(PyTuple_GET_ITEM(field, 1)))) return NULL;
         }
         return s;
@@ -145,7 +103,7 @@ static spec_t *compile_spec(PyObject *o) {
     return s;
 }
 
-/* --- decoding arguments ------------------------------------------------------------ */
+/* --- decoding arguments for Python ---------------------------------------------------------- */
 static PyObject *decode(void *ctx, val_t *v);
 
 static PyObject *decode_list(void *ctx, val_t *items, size_t n, bool tuple) {
@@ -188,12 +146,12 @@ static PyObject *decode(void *ctx, val_t *v) {
         if (!v->of.option) Py_RETURN_NONE;
         return decode(ctx, v->of.option);
     case K_RESULT: {
-        PyObject *payload = v->of.result.val ? decode(ctx, v->of.result.val) : (Py_INCREF(Py_None), Py_None);
+        PyObject *payload = v->of.result.val ? decode(ctx, v->of.result.val) : Py_NewRef(Py_None);
         if (!payload) return NULL;
         return Py_BuildValue("(sN)", v->of.result.is_ok ? "ok" : "err", payload);
     }
     case K_VARIANT: {
-        PyObject *payload = v->of.variant.val ? decode(ctx, v->of.variant.val) : (Py_INCREF(Py_None), Py_None);
+        PyObject *payload = v->of.variant.val ? decode(ctx, v->of.variant.val) : Py_NewRef(Py_None);
         if (!payload) return NULL;
         return Py_BuildValue("(s#N)", (const char *)v->of.variant.disc.data,
                              (Py_ssize_t)v->of.variant.disc.size, payload);
@@ -213,14 +171,14 @@ static PyObject *decode(void *ctx, val_t *v) {
     }
     case K_RESOURCE: {
         void *host = NULL;
-        void *err = any_to_host(ctx, v->of.resource, &host);
+        void *err = W.any_to_host(ctx, v->of.resource, &host);
         if (err) {
-            error_delete(err);
+            W.error_delete(err);
             PyErr_SetString(GuestTrap, "a guest-defined resource was passed where a host resource is expected");
             return NULL;
         }
-        uint32_t rep = host_rep(host);
-        host_delete(host);
+        uint32_t rep = W.host_rep(host);
+        W.host_delete(host);
         return PyLong_FromUnsignedLong(rep);
     }
     default:
@@ -229,50 +187,131 @@ static PyObject *decode(void *ctx, val_t *v) {
     }
 }
 
-/* --- encoding results -------------------------------------------------------------- */
-static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out);
+/* --- result helpers ---------------------------------------------------------------------------- */
+int arg_rep(CallObject *c, val_t *v, uint32_t *rep) {
+    void *host = NULL;
+    void *err = v->kind == K_RESOURCE ? W.any_to_host(c->ctx, v->of.resource, &host) : (void *)1;
+    if (err) {
+        if (v->kind == K_RESOURCE) W.error_delete(err);
+        PyErr_SetString(GuestTrap, "a guest-defined resource was passed where a host resource is expected");
+        return -1;
+    }
+    *rep = W.host_rep(host);
+    W.host_delete(host);
+    return 0;
+}
 
-static int put_resource(void *ctx, bool owned, PyObject *o, uint32_t ty, val_t *out) {
-    unsigned long rep = PyLong_AsUnsignedLong(o);
-    if (PyErr_Occurred()) return -1;
-    void *host = host_new(owned, (uint32_t)rep, ty), *any = NULL;
-    void *err = host_to_any(ctx, host, &any);
-    host_delete(host);
-    if (err) { error_delete(err); PyErr_SetString(GuestTrap, "cannot hand a resource to the guest"); return -1; }
+int arg_opt_rep(CallObject *c, val_t *v, uint32_t *rep) {
+    *rep = 0;
+    return v->of.option ? arg_rep(c, v->of.option, rep) : 0;
+}
+
+static int put_resource(void *ctx, bool owned, uint32_t rep, uint32_t ty, val_t *out) {
+    void *host = W.host_new(owned, rep, ty), *any = NULL;
+    void *err = W.host_to_any(ctx, host, &any);
+    W.host_delete(host);
+    if (err) {
+        W.error_delete(err);
+        PyErr_SetString(GuestTrap, "cannot hand a resource to the guest");
+        return -1;
+    }
     out->kind = K_RESOURCE;
     out->of.resource = any;
     return 0;
 }
 
+int ret_own(CallObject *c, val_t *out, uint32_t rep, uint8_t type) {
+    return put_resource(c->ctx, true, rep, type, out);
+}
+
+int ret_own_new(CallObject *c, val_t *out, PyObject *obj, uint8_t type, uint32_t parent) {
+    if (!obj) return -1;
+    uint32_t rep = table_add(c->table, obj, type, parent);
+    Py_DECREF(obj);
+    return rep ? ret_own(c, out, rep, type) : -1;
+}
+
+void ret_bool(val_t *out, bool b) { out->kind = K_BOOL; out->of.b = b; }
+void ret_u16(val_t *out, uint16_t x) { out->kind = K_U16; out->of.u16 = x; }
+void ret_u32(val_t *out, uint32_t x) { out->kind = K_U32; out->of.u32 = x; }
+void ret_u64(val_t *out, uint64_t x) { out->kind = K_U64; out->of.u64 = x; }
+
+void ret_string(val_t *out, const char *s, size_t n) {
+    out->kind = K_STRING;
+    W.byte_vec_new(&out->of.string, n, (const uint8_t *)s);
+}
+
+void ret_bytes(val_t *out, const uint8_t *data, size_t n) {
+    out->kind = K_LIST;
+    W.vallist_new_uninit(&out->of.list, n);
+    val_t *items = out->of.list.data;
+    for (size_t i = 0; i < n; i++) {
+        items[i].kind = K_U8;
+        items[i].of.u8 = data[i];
+    }
+}
+
+void ret_case(val_t *out, const char *name, val_t *payload) {
+    out->kind = K_VARIANT;
+    W.byte_vec_new(&out->of.variant.disc, strlen(name), (const uint8_t *)name);
+    out->of.variant.val = payload ? W.val_new(payload) : NULL;
+}
+
+void ret_result(val_t *out, bool ok, val_t *payload) {
+    out->kind = K_RESULT;
+    out->of.result.is_ok = ok;
+    out->of.result.val = payload ? W.val_new(payload) : NULL;
+}
+
+void ret_option(val_t *out, val_t *payload) {
+    out->kind = K_OPTION;
+    out->of.option = payload ? W.val_new(payload) : NULL;
+}
+
+void ret_list(val_t *out, size_t n) {
+    out->kind = K_LIST;
+    W.vallist_new_uninit(&out->of.list, n);
+    memset(out->of.list.data, 0, n * sizeof(val_t));
+}
+
+void ret_tuple(val_t *out, size_t n) {
+    out->kind = K_TUPLE;
+    W.valtuple_new_uninit(&out->of.list, n);
+    memset(out->of.list.data, 0, n * sizeof(val_t));
+}
+
+void ret_record(val_t *out, size_t n, const char *const *names) {
+    out->kind = K_RECORD;
+    W.valrecord_new_uninit(&out->of.record, n);
+    entry_t *e = out->of.record.data;
+    memset(e, 0, n * sizeof(entry_t));
+    for (size_t i = 0; i < n; i++) W.byte_vec_new(&e[i].name, strlen(names[i]), (const uint8_t *)names[i]);
+}
+
+/* --- encoding results from Python ---------------------------------------------------------------- */
+static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out);
+
 static val_t *boxed(void *ctx, spec_t *s, PyObject *o) {
     val_t tmp;
     memset(&tmp, 0, sizeof tmp);
     if (encode(ctx, s, o, &tmp) < 0) return NULL;
-    return val_new(&tmp);
+    return W.val_new(&tmp);
 }
 
 static int put_utf8(PyObject *o, name_t *out) {
     Py_ssize_t len;
     const char *p = PyUnicode_AsUTF8AndSize(o, &len);
     if (!p) return -1;
-    byte_vec_new(out, (size_t)len, (const uint8_t *)p);
+    W.byte_vec_new(out, (size_t)len, (const uint8_t *)p);
     return 0;
 }
 
 static spec_t *case_spec(spec_t *s, PyObject *name, Py_ssize_t *index) {
     for (Py_ssize_t i = 0; i < s->n; i++) {
-        int eq = PyUnicode_Compare(s->names[i], name);
-        if (eq == 0) { *index = i; return s->subs[i]; }
+        if (PyUnicode_Compare(s->names[i], name) == 0) { *index = i; return s->subs[i]; }
     }
     *index = -1;
     return NULL;
-}
-
-static int encode_seq(void *ctx, spec_t *item, PyObject *seq, val_t *data, Py_ssize_t n, spec_t **subs) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (encode(ctx, subs ? subs[i] : item, PySequence_Fast_GET_ITEM(seq, i), &data[i]) < 0) return -1;
-    }
-    return 0;
 }
 
 static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out) {
@@ -300,29 +339,26 @@ static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out) {
     case S_BYTES: {
         Py_buffer view;
         if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0) return -1;
-        out->kind = K_LIST;
-        vallist_new_uninit(&out->of.list, (size_t)view.len);
-        for (Py_ssize_t i = 0; i < view.len; i++) {
-            out->of.list.data[i].kind = K_U8;
-            out->of.list.data[i].of.u8 = ((const uint8_t *)view.buf)[i];
-        }
+        ret_bytes(out, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
         return 0;
     }
-    case S_OWN: case S_BORROW: return put_resource(ctx, s->tag == S_OWN, o, s->type_id, out);
+    case S_OWN: case S_BORROW: {
+        unsigned long rep = PyLong_AsUnsignedLong(o);
+        if (PyErr_Occurred()) return -1;
+        return put_resource(ctx, s->tag == S_OWN, (uint32_t)rep, s->type_id, out);
+    }
     case S_OPTION:
         out->kind = K_OPTION;
         out->of.option = NULL;
         if (o == Py_None) return 0;
         return (out->of.option = boxed(ctx, s->subs[0], o)) ? 0 : -1;
     case S_RESULT: case S_VARIANT: {
-        PyObject *name, *payload;
         if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 2) {
             PyErr_SetString(PyExc_TypeError, "expected a (case, payload) tuple");
             return -1;
         }
-        name = PyTuple_GET_ITEM(o, 0);
-        payload = PyTuple_GET_ITEM(o, 1);
+        PyObject *name = PyTuple_GET_ITEM(o, 0), *payload = PyTuple_GET_ITEM(o, 1);
         spec_t *sub;
         if (s->tag == S_RESULT) {
             const char *c = PyUnicode_AsUTF8(name);
@@ -347,24 +383,18 @@ static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out) {
         PyObject *seq = PySequence_Fast(o, "expected a sequence");
         if (!seq) return -1;
         Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        int rc;
-        if (s->tag == S_LIST) {
-            out->kind = K_LIST;
-            vallist_new_uninit(&out->of.list, (size_t)n);
-            memset(out->of.list.data, 0, n * sizeof(val_t));
-            rc = encode_seq(ctx, s->subs[0], seq, out->of.list.data, n, NULL);
-        } else {
-            out->kind = K_TUPLE;
-            valtuple_new_uninit(&out->of.list, (size_t)n);
-            memset(out->of.list.data, 0, n * sizeof(val_t));
-            rc = encode_seq(ctx, NULL, seq, out->of.list.data, n, s->subs);
-        }
+        if (s->tag == S_LIST) ret_list(out, (size_t)n);
+        else ret_tuple(out, (size_t)n);
+        int rc = 0;
+        for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
+            rc = encode(ctx, s->tag == S_LIST ? s->subs[0] : s->subs[i], PySequence_Fast_GET_ITEM(seq, i),
+                        &out->of.list.data[i]);
         Py_DECREF(seq);
         return rc;
     }
     case S_RECORD: {
         out->kind = K_RECORD;
-        valrecord_new_uninit(&out->of.record, (size_t)s->n);
+        W.valrecord_new_uninit(&out->of.record, (size_t)s->n);
         entry_t *e = out->of.record.data;
         memset(e, 0, s->n * sizeof(entry_t));
         for (Py_ssize_t i = 0; i < s->n; i++) {
@@ -379,169 +409,489 @@ static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out) {
     return -1;
 }
 
-/* --- the callbacks ----------------------------------------------------------------- */
-typedef struct {
-    PyObject *impl, *on_error, *account;
-    spec_t *result;
-} hostfn_t;
-
-static void *fail(PyObject *on_error) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
+/* --- the trampolines ----------------------------------------------------------------------------- */
+void *trap_from_python(void) {
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc && tb) PyException_SetTraceback(exc, tb);
     PyObject *msg = NULL;
-    if (type && PyErr_GivenExceptionMatches(type, GuestTrap)) msg = PyObject_Str(value);
-    else if (value) msg = PyObject_CallOneArg(on_error, value);
-    void *err = error_new(msg && PyUnicode_Check(msg) ? PyUnicode_AsUTF8(msg) : "host error");
+    if (exc && PyErr_GivenExceptionMatches(exc, GuestTrap)) msg = PyObject_Str(exc);
+    else if (exc) msg = PyObject_CallFunctionObjArgs(OnError, exc, current_call ? (PyObject *)current_call : Py_None,
+                                                     NULL);
+    void *err = W.error_new(msg && PyUnicode_Check(msg) ? PyUnicode_AsUTF8(msg) : "host error");
     PyErr_Clear();
-    Py_XDECREF(msg); Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+    Py_XDECREF(msg);
+    Py_XDECREF(type);
+    Py_XDECREF(exc);
+    Py_XDECREF(tb);
     return err;
 }
 
-static void account(PyObject *fn, double seconds) {
-    PyObject *arg = PyFloat_FromDouble(seconds);
-    PyObject *r = arg ? PyObject_CallOneArg(fn, arg) : NULL;
-    Py_XDECREF(arg);
-    Py_XDECREF(r);
-    PyErr_Clear();
+static CallObject *enter(void) {
+    CallObject *c = current_call;
+    if (!c) PyErr_SetString(GuestTrap, "host function called outside a request");
+    return c;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+typedef struct { PyObject *impl; spec_t *result; } pyfn_t;
 
-static void *host_trampoline(void *data, void *ctx, void *ty, val_t *args, size_t nargs,
-                             val_t *results, size_t nresults) {
+static void *python_trampoline(void *data, void *ctx, void *ty, val_t *args, size_t nargs,
+                               val_t *results, size_t nresults) {
     (void)ty;
-    hostfn_t *h = data;
+    pyfn_t *h = data;
     PyGILState_STATE g = PyGILState_Ensure();
-    double t0 = now();
-    void *err = NULL;
-    PyObject *tuple = PyTuple_New((Py_ssize_t)nargs), *ret = NULL;
-    for (size_t i = 0; tuple && i < nargs; i++) {
-        PyObject *x = decode(ctx, &args[i]);
-        if (!x) { Py_CLEAR(tuple); break; }
-        PyTuple_SET_ITEM(tuple, i, x);
+    double t0 = now_monotonic();
+    CallObject *c = enter();
+    PyObject *stack[16] = {(PyObject *)c}, *ret = NULL;
+    size_t n = 0;
+    if (c && nargs >= 16) PyErr_SetString(GuestTrap, "too many arguments");
+    else if (c) {
+        for (n = 0; n < nargs; n++) if (!(stack[n + 1] = decode(ctx, &args[n]))) break;
+        if (n == nargs) ret = PyObject_Vectorcall(h->impl, stack, nargs + 1, NULL);
+        c->python_calls++;
     }
-    if (tuple) ret = PyObject_Call(h->impl, tuple, NULL);
+    for (size_t i = 0; i < n; i++) Py_DECREF(stack[i + 1]);
     if (ret && nresults && h->result) {
         memset(results, 0, sizeof(val_t));
         if (encode(ctx, h->result, ret, results) < 0) Py_CLEAR(ret);
     }
-    if (!ret) err = fail(h->on_error);
+    void *err = ret ? NULL : trap_from_python();
     Py_XDECREF(ret);
-    Py_XDECREF(tuple);
-    account(h->account, now() - t0);
+    if (c) {
+        c->host_s += now_monotonic() - t0;
+        c->host_calls++;
+    }
+    PyGILState_Release(g);
+    return err;
+}
+
+static void *native_trampoline(void *data, void *ctx, void *ty, val_t *args, size_t nargs,
+                               val_t *results, size_t nresults) {
+    (void)ty; (void)ctx; (void)nargs; (void)nresults;
+    PyGILState_STATE g = PyGILState_Ensure();
+    double t0 = now_monotonic();
+    CallObject *c = enter();
+    void *err = NULL;
+    if (!c || ((native_fn)data)(c, args, results) < 0) err = trap_from_python();
+    if (c) {
+        c->host_s += now_monotonic() - t0;
+        c->host_calls++;
+    }
     PyGILState_Release(g);
     return err;
 }
 
 static void *dtor_trampoline(void *data, void *ctx, uint32_t rep) {
-    (void)ctx;
-    hostfn_t *h = data;
+    (void)data; (void)ctx;
     PyGILState_STATE g = PyGILState_Ensure();
-    double t0 = now();
+    double t0 = now_monotonic();
+    CallObject *c = enter();
     void *err = NULL;
-    PyObject *ret = PyObject_CallFunction(h->impl, "k", (unsigned long)rep);
-    if (!ret) err = fail(h->on_error);
-    Py_XDECREF(ret);
-    account(h->account, now() - t0);
+    if (!c || table_drop(c->table, rep) < 0) err = trap_from_python();
+    if (c) {
+        c->host_s += now_monotonic() - t0;
+        c->host_calls++;
+    }
     PyGILState_Release(g);
     return err;
 }
 
-/* --- module functions -------------------------------------------------------------- */
+/* --- instances ---------------------------------------------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    void *store, *ctx;
+    wasm_handle_t instance, func;
+    TableObject *table;
+    PyObject *keep;            /* the engine, linker and component this store uses */
+    long calls;
+    int broken;
+    double instantiate_s;
+} InstanceObject;
+
+static PyObject *error_text(void *err) {
+    name_t msg = {0, NULL};
+    W.error_message(err, &msg);
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)msg.data, (Py_ssize_t)msg.size, "replace");
+    W.byte_vec_delete(&msg);
+    W.error_delete(err);
+    return text;
+}
+
+static PyObject *instance_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    static char *names[] = {"engine", "linker", "component", "export_index", "memory_limit", "keep", NULL};
+    unsigned long long engine, linker, component, index;
+    long long memory;
+    PyObject *keep;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "KKKKLO", names, &engine, &linker, &component, &index,
+                                     &memory, &keep)) return NULL;
+    double t0 = now_monotonic();
+    InstanceObject *self = (InstanceObject *)type->tp_alloc(type, 0);
+    if (!self) return NULL;
+    self->keep = Py_NewRef(keep);
+    self->table = (TableObject *)PyObject_CallNoArgs((PyObject *)&TableType);
+    if (!self->table) { Py_DECREF(self); return NULL; }
+    self->store = W.store_new((void *)engine, NULL, NULL);
+    self->ctx = W.store_context(self->store);
+    W.store_limiter(self->store, memory, -1, -1, -1, -1);
+    W.set_epoch_deadline(self->ctx, (uint64_t)1 << 40);  /* instantiation runs no guest code worth bounding */
+    void *err = W.instantiate((void *)linker, self->ctx, (void *)component, &self->instance);
+    if (err) {
+        PyObject *text = error_text(err);
+        if (text) { PyErr_SetObject(WasmError, text); Py_DECREF(text); }
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (!W.get_func(&self->instance, self->ctx, (void *)index, &self->func)) {
+        PyErr_SetString(WasmError, "the handler export is not a function");
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->instantiate_s = now_monotonic() - t0;
+    return (PyObject *)self;
+}
+
+/* run(call, request, source, ticks) -> None, or the error text of a trap or limit */
+static PyObject *instance_run(InstanceObject *self, PyObject *args) {
+    CallObject *c;
+    PyObject *request, *source;
+    unsigned long long ticks;
+    if (!PyArg_ParseTuple(args, "O!OO!K", &CallType, &c, &request, &SourceType, &source, &ticks)) return NULL;
+    TableObject *t = self->table;
+    uint32_t first = t->next;
+    NativeObject *req = native_new(request, source);
+    NativeObject *out = native_new(NULL, NULL);
+    if (!req || !out) goto fail;
+    uint32_t req_rep = table_add(t, (PyObject *)req, T_INCOMING_REQUEST, 0);
+    uint32_t out_rep = req_rep ? table_add(t, (PyObject *)out, T_RESPONSE_OUTPARAM, 0) : 0;
+    Py_CLEAR(req);
+    Py_CLEAR(out);
+    if (!out_rep) goto fail;
+    Py_XSETREF(c->table, (TableObject *)Py_NewRef(t));
+    c->ctx = self->ctx;
+    val_t params[2];  /* func_call copies its arguments: ours are freed after the call */
+    memset(params, 0, sizeof params);
+    if (put_resource(self->ctx, true, req_rep, T_INCOMING_REQUEST, &params[0]) < 0) goto fail;
+    if (put_resource(self->ctx, true, out_rep, T_RESPONSE_OUTPARAM, &params[1]) < 0) {
+        W.val_delete(&params[0]);
+        goto fail;
+    }
+    W.set_epoch_deadline(self->ctx, ticks);
+    self->calls++;
+    CallObject *prev = current_call;
+    current_call = c;
+    double t0 = now_monotonic(), host0 = c->host_s;
+    void *err;
+    if (c->threaded) {
+        Py_BEGIN_ALLOW_THREADS
+        err = W.func_call(&self->func, self->ctx, params, 2, NULL, 0);
+        if (!err) err = W.post_return(&self->func, self->ctx);
+        Py_END_ALLOW_THREADS
+    } else {
+        err = W.func_call(&self->func, self->ctx, params, 2, NULL, 0);
+        if (!err) err = W.post_return(&self->func, self->ctx);
+    }
+    c->guest_s += now_monotonic() - t0 - (c->host_s - host0);
+    current_call = prev;
+    W.val_delete(&params[0]);
+    W.val_delete(&params[1]);
+    int forgotten = table_forget_from(t, first);
+    if (forgotten < 0) {
+        if (err) W.error_delete(err);
+        return NULL;
+    }
+    if (!err) Py_RETURN_NONE;
+    self->broken = 1;  /* an instance that trapped may not be entered again */
+    return error_text(err);
+fail:
+    Py_XDECREF(req);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static int instance_traverse(InstanceObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->table);
+    Py_VISIT(self->keep);
+    return 0;
+}
+
+static void instance_dealloc(InstanceObject *self) {
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->table);
+    if (self->store) W.store_delete(self->store);  /* unmaps its memories: ~0.1-1 ms */
+    Py_CLEAR(self->keep);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef instance_methods[] = {
+    {"run", (PyCFunction)instance_run, METH_VARARGS,
+     "run(call, request, source, ticks) -> None, or the error text of a trap or a limit"},
+    {NULL},
+};
+static PyMemberDef instance_members[] = {
+    {"table", T_OBJECT, offsetof(InstanceObject, table), READONLY, NULL},
+    {"calls", T_LONG, offsetof(InstanceObject, calls), READONLY, "handle calls made"},
+    {"broken", T_INT, offsetof(InstanceObject, broken), 0, "trapped: never enter it again"},
+    {"instantiate_s", T_DOUBLE, offsetof(InstanceObject, instantiate_s), READONLY, NULL},
+    {NULL},
+};
+
+static PyTypeObject InstanceType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.functions._hostcall.Instance",
+    .tp_doc = "Instance(engine, linker, component, export_index, memory_limit, keep): a store and "
+              "an instance of a component, and its resource table.",
+    .tp_basicsize = sizeof(InstanceObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = instance_tp_new,
+    .tp_dealloc = (destructor)instance_dealloc,
+    .tp_traverse = (traverseproc)instance_traverse,
+    .tp_methods = instance_methods,
+    .tp_members = instance_members,
+};
+
+/* --- the epoch ticker: a thread without the GIL, so a guest that holds it is still
+ * interrupted at its deadline ------------------------------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    pthread_t thread;
+    void *engine;
+    double interval;
+    volatile int stop, running;
+    PyObject *keep;
+} TickerObject;
+
+static void *tick(void *arg) {
+    TickerObject *t = arg;
+    struct timespec ts = {(time_t)t->interval, (long)((t->interval - (time_t)t->interval) * 1e9)};
+    while (!t->stop) {
+        struct timespec left = ts;
+        while (nanosleep(&left, &left) < 0 && errno == EINTR) {}
+        W.increment_epoch(t->engine);
+    }
+    return NULL;
+}
+
+static PyObject *ticker_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    unsigned long long engine;
+    double interval;
+    PyObject *keep;
+    if (!PyArg_ParseTuple(args, "KdO", &engine, &interval, &keep)) return NULL;
+    TickerObject *t = (TickerObject *)type->tp_alloc(type, 0);
+    if (!t) return NULL;
+    t->engine = (void *)engine;
+    t->interval = interval;
+    t->keep = Py_NewRef(keep);
+    if (pthread_create(&t->thread, NULL, tick, t) != 0) {
+        Py_DECREF(t);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    t->running = 1;
+    return (PyObject *)t;
+}
+
+static PyObject *ticker_stop(TickerObject *t, PyObject *unused) {
+    if (t->running) {
+        t->stop = 1;
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(t->thread, NULL);
+        Py_END_ALLOW_THREADS
+        t->running = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+static void ticker_dealloc(TickerObject *t) {
+    PyObject *r = ticker_stop(t, NULL);
+    Py_XDECREF(r);
+    Py_CLEAR(t->keep);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyMethodDef ticker_methods[] = {
+    {"stop", (PyCFunction)ticker_stop, METH_NOARGS, "stop ticking (waits for the thread)"},
+    {NULL},
+};
+
+static PyTypeObject TickerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.functions._hostcall.Ticker",
+    .tp_doc = "Ticker(engine, interval_s, keep): increments the engine's epoch every interval.",
+    .tp_basicsize = sizeof(TickerObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = ticker_tp_new,
+    .tp_dealloc = (destructor)ticker_dealloc,
+    .tp_methods = ticker_methods,
+};
+
+/* --- module functions ---------------------------------------------------------------------------- */
 static PyObject *py_configure(PyObject *self, PyObject *args) {
-    PyObject *addrs, *trap;
-    if (!PyArg_ParseTuple(args, "O!O", &PyDict_Type, &addrs, &trap)) return NULL;
+    PyObject *addrs, *trap, *multidict, *on_error, *names;
+    Py_ssize_t instance_size, func_size;
+    if (!PyArg_ParseTuple(args, "O!OOOO!nn", &PyDict_Type, &addrs, &trap, &multidict, &on_error,
+                          &PyDict_Type, &names, &instance_size, &func_size)) return NULL;
+    if (instance_size > (Py_ssize_t)sizeof(wasm_handle_t) || func_size > (Py_ssize_t)sizeof(wasm_handle_t)) {
+        PyErr_SetString(PyExc_ImportError, "wasmtime's component instance/func handles grew");
+        return NULL;
+    }
 #define GET(var, name) do { PyObject *a = PyDict_GetItemString(addrs, name); \
         if (!a) { PyErr_Format(PyExc_KeyError, "%s", name); return NULL; } \
-        *(void **)&var = PyLong_AsVoidPtr(a); } while (0)
+        *(void **)&W.var = PyLong_AsVoidPtr(a); } while (0)
     GET(any_to_host, "wasmtime_component_resource_any_to_host");
     GET(host_rep, "wasmtime_component_resource_host_rep");
     GET(host_delete, "wasmtime_component_resource_host_delete");
     GET(host_new, "wasmtime_component_resource_host_new");
     GET(host_to_any, "wasmtime_component_resource_host_to_any");
     GET(byte_vec_new, "wasm_byte_vec_new");
+    GET(byte_vec_delete, "wasm_byte_vec_delete");
     GET(vallist_new_uninit, "wasmtime_component_vallist_new_uninit");
     GET(valtuple_new_uninit, "wasmtime_component_valtuple_new_uninit");
     GET(valrecord_new_uninit, "wasmtime_component_valrecord_new_uninit");
     GET(val_new, "wasmtime_component_val_new");
+    GET(val_delete, "wasmtime_component_val_delete");
     GET(error_new, "wasmtime_error_new");
     GET(error_delete, "wasmtime_error_delete");
+    GET(error_message, "wasmtime_error_message");
     GET(func_call, "wasmtime_component_func_call");
     GET(post_return, "wasmtime_component_func_post_return");
+    GET(store_new, "wasmtime_store_new");
+    GET(store_context, "wasmtime_store_context");
+    GET(store_limiter, "wasmtime_store_limiter");
+    GET(store_delete, "wasmtime_store_delete");
+    GET(set_epoch_deadline, "wasmtime_context_set_epoch_deadline");
+    GET(instantiate, "wasmtime_component_linker_instantiate");
+    GET(get_func, "wasmtime_component_instance_get_func");
+    GET(increment_epoch, "wasmtime_engine_increment_epoch");
 #undef GET
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(names, &pos, &key, &value)) {  /* leaked on purpose: process lifetime */
+        long type = PyLong_AsLong(key);
+        const char *name = PyUnicode_AsUTF8(value);
+        if (!name || type <= 0 || type >= T_MAX) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "bad resource type %ld", type);
+            return NULL;
+        }
+        type_names[type] = strdup(name);
+    }
     Py_XSETREF(GuestTrap, Py_NewRef(trap));
+    Py_XSETREF(MultiDict, Py_NewRef(multidict));
+    Py_XSETREF(OnError, Py_NewRef(on_error));
     Py_RETURN_NONE;
 }
 
-static hostfn_t *new_hostfn(PyObject *impl, PyObject *on_error, PyObject *acct) {
-    hostfn_t *h = PyMem_Calloc(1, sizeof(hostfn_t));  /* lives as long as the process */
-    if (!h) { PyErr_NoMemory(); return NULL; }
+static PyObject *callback_pair(void *cb, void *data) {
+    return Py_BuildValue("(NN)", PyLong_FromVoidPtr(cb), PyLong_FromVoidPtr(data));
+}
+
+/* python_function(impl, result_spec | None) -> (callback, data) addresses */
+static PyObject *py_python_function(PyObject *self, PyObject *args) {
+    PyObject *impl, *spec;
+    if (!PyArg_ParseTuple(args, "OO", &impl, &spec)) return NULL;
+    pyfn_t *h = PyMem_Calloc(1, sizeof(pyfn_t));  /* lives as long as the process */
+    if (!h) return PyErr_NoMemory();
     h->impl = Py_NewRef(impl);
-    h->on_error = Py_NewRef(on_error);
-    h->account = Py_NewRef(acct);
-    return h;
-}
-
-/* host_function(impl, result_spec | None, on_error, account) -> (callback, data) addresses */
-static PyObject *py_host_function(PyObject *self, PyObject *args) {
-    PyObject *impl, *spec, *on_error, *acct;
-    if (!PyArg_ParseTuple(args, "OOOO", &impl, &spec, &on_error, &acct)) return NULL;
-    hostfn_t *h = new_hostfn(impl, on_error, acct);
-    if (!h) return NULL;
     if (spec != Py_None && !(h->result = compile_spec(spec))) return NULL;
-    return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)host_trampoline), PyLong_FromVoidPtr(h));
+    return callback_pair((void *)python_trampoline, h);
 }
 
-/* destructor(drop, on_error, account) -> (callback, data) addresses */
-static PyObject *py_destructor(PyObject *self, PyObject *args) {
-    PyObject *drop, *on_error, *acct;
-    if (!PyArg_ParseTuple(args, "OOO", &drop, &on_error, &acct)) return NULL;
-    hostfn_t *h = new_hostfn(drop, on_error, acct);
-    if (!h) return NULL;
-    return Py_BuildValue("(NN)", PyLong_FromVoidPtr((void *)dtor_trampoline), PyLong_FromVoidPtr(h));
+/* native_function(interface, name) -> (callback, data) addresses, or None */
+static PyObject *py_native_function(PyObject *self, PyObject *args) {
+    const char *iface, *name;
+    if (!PyArg_ParseTuple(args, "ss", &iface, &name)) return NULL;
+    const native_t *tables[] = {io_natives, http_natives};
+    for (size_t i = 0; i < 2; i++)
+        for (const native_t *n = tables[i]; n->iface; n++)
+            if (!strcmp(n->iface, iface) && !strcmp(n->name, name))
+                return callback_pair((void *)native_trampoline, (void *)n->fn);
+    Py_RETURN_NONE;
 }
 
-/* call_handler(func, ctx, (rep, type), (rep, type)) -> error address (0: success)
- * Calls a function taking two own<host resource> parameters and returning nothing, then
- * post_return; the GIL is released while the guest runs. */
-static PyObject *py_call_handler(PyObject *self, PyObject *args) {
-    unsigned long long func, ctx;
-    unsigned int rep0, ty0, rep1, ty1;
-    if (!PyArg_ParseTuple(args, "KK(II)(II)", &func, &ctx, &rep0, &ty0, &rep1, &ty1)) return NULL;
-    val_t params[2];
-    memset(params, 0, sizeof params);
-    PyObject *r0 = PyLong_FromUnsignedLong(rep0), *r1 = PyLong_FromUnsignedLong(rep1);
-    int bad = put_resource((void *)ctx, true, r0, ty0, &params[0]) < 0
-              || put_resource((void *)ctx, true, r1, ty1, &params[1]) < 0;
-    Py_DECREF(r0); Py_DECREF(r1);
-    if (bad) return NULL;
-    void *err;
-    Py_BEGIN_ALLOW_THREADS
-    err = func_call((void *)func, (void *)ctx, params, 2, NULL, 0);
-    if (!err) err = post_return((void *)func, (void *)ctx);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromVoidPtr(err);
+/* native_functions() -> {interface: [name, ...]} */
+static PyObject *py_native_functions(PyObject *self, PyObject *unused) {
+    PyObject *out = PyDict_New();
+    const native_t *tables[] = {io_natives, http_natives};
+    for (size_t i = 0; out && i < 2; i++) {
+        for (const native_t *n = tables[i]; out && n->iface; n++) {
+            PyObject *list = PyDict_GetItemString(out, n->iface), *name = PyUnicode_FromString(n->name);
+            if (!list && (list = PyList_New(0))) {
+                if (PyDict_SetItemString(out, n->iface, list) < 0) Py_CLEAR(out);
+                Py_DECREF(list);
+            }
+            if (!out || !list || !name || PyList_Append(list, name) < 0) Py_CLEAR(out);
+            Py_XDECREF(name);
+        }
+    }
+    return out;
+}
+
+static PyObject *py_destructor(PyObject *self, PyObject *unused) {
+    return callback_pair((void *)dtor_trampoline, NULL);
+}
+
+static PyObject *py_add_native(PyObject *self, PyObject *args) {
+    /* add_native(table, type, a, parent=0, kind=0) -> rep: a C-implemented resource made in
+     * Python (an outbound response's body, a pollable on a Python condition, stdio) */
+    TableObject *t;
+    int type, kind = 0;
+    PyObject *a;
+    unsigned int parent = 0;
+    if (!PyArg_ParseTuple(args, "O!iO|Ii", &TableType, &t, &type, &a, &parent, &kind)) return NULL;
+    if (type <= 0 || type >= T_MAX) return PyErr_Format(PyExc_ValueError, "bad resource type %d", type);
+    NativeObject *o = native_new(a == Py_None ? NULL : a, NULL);
+    if (!o) return NULL;
+    o->kind = kind;
+    uint32_t rep = table_add(t, (PyObject *)o, (uint8_t)type, parent);
+    Py_DECREF(o);
+    return rep ? PyLong_FromUnsignedLong(rep) : NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"configure", py_configure, METH_VARARGS, "Hand over the wasmtime C API addresses and GuestTrap."},
-    {"host_function", py_host_function, METH_VARARGS, "A host-function callback and its data."},
-    {"destructor", py_destructor, METH_VARARGS, "A resource-destructor callback and its data."},
-    {"call_handler", py_call_handler, METH_VARARGS, "Call handle(own, own) with the GIL released."},
+    {"configure", py_configure, METH_VARARGS,
+     "configure(addresses, GuestTrap, CIMultiDict, on_error, type_names, instance_size, func_size)"},
+    {"python_function", py_python_function, METH_VARARGS, "(callback, data) of a host function in Python"},
+    {"native_function", py_native_function, METH_VARARGS, "(callback, data) of a host function in C, or None"},
+    {"native_functions", py_native_functions, METH_NOARGS, "{interface: [function, ...]} implemented in C"},
+    {"destructor", py_destructor, METH_NOARGS, "(callback, data) of the host resource destructor"},
+    {"add_native", py_add_native, METH_VARARGS, "add_native(table, type, a, parent=0, kind=0) -> rep"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hostcall", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+static int set_class_attrs(PyTypeObject *type, int type_id, const char *wit) {
+    PyObject *id = PyLong_FromLong(type_id), *name = PyUnicode_FromString(wit);
+    int rc = id && name && PyDict_SetItemString(type->tp_dict, "TYPE", id) == 0
+             && PyDict_SetItemString(type->tp_dict, "WIT", name) == 0 ? 0 : -1;
+    Py_XDECREF(id);
+    Py_XDECREF(name);
+    PyType_Modified(type);
+    return rc;
+}
 
 PyMODINIT_FUNC PyInit__hostcall(void) {
     if (sizeof(val_t) != 32 || offsetof(val_t, of) != 8 || sizeof(entry_t) != 48) {
         PyErr_SetString(PyExc_ImportError, "unexpected wasmtime_component_val_t layout");
         return NULL;
     }
-    return PyModule_Create(&module);
+    PyTypeObject *types[] = {&TableType, &CallType, &SourceType, &SinkType, &NativeType, &FieldsType,
+                             &InstanceType, &TickerType};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) if (PyType_Ready(types[i]) < 0) return NULL;
+    if (set_class_attrs(&FieldsType, T_FIELDS, "fields") < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    WasmError = PyErr_NewException("edgenode.functions._hostcall.WasmError", NULL, NULL);
+    if (!WasmError || PyModule_AddObjectRef(m, "WasmError", WasmError) < 0) return NULL;
+    const char *type_names_py[] = {"Table", "Call", "Source", "Sink", "Native", "Fields", "Instance", "Ticker"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (PyModule_AddObjectRef(m, type_names_py[i], (PyObject *)types[i]) < 0) return NULL;
+    PyObject *ids = Py_BuildValue("{si si si si si si si si si si si}", "pollable", T_POLLABLE,
+                                  "error", T_IO_ERROR, "input-stream", T_INPUT_STREAM,
+                                  "output-stream", T_OUTPUT_STREAM, "fields", T_FIELDS,
+                                  "incoming-request", T_INCOMING_REQUEST, "response-outparam", T_RESPONSE_OUTPARAM,
+                                  "incoming-body", T_INCOMING_BODY, "future-trailers", T_FUTURE_TRAILERS,
+                                  "outgoing-response", T_OUTGOING_RESPONSE, "outgoing-body", T_OUTGOING_BODY);
+    if (!ids || PyModule_AddObject(m, "TYPES", ids) < 0) return NULL;
+    if (PyModule_AddIntConstant(m, "P_PYTHON", P_PYTHON) < 0) return NULL;
+    return m;
 }

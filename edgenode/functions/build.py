@@ -2,8 +2,8 @@
 
 C projects (``lang = "c"``) are written against the canonical ABI directly: zig cc (the
 ``ziglang`` wheel) compiles the core module, and ``toolchain/componentize-c.mjs`` adds the
-component type for a world importing ``wasi:http/types@0.2.0`` and exporting the
-handler (WIT from Spin's SDK).  Python projects build with componentize-py and Spin's Python SDK (``spin-sdk`` 3.x, world
+component type for the ``wasi:http/proxy@0.2.0`` world (WIT from Spin's SDK; the
+component imports only what the module uses).  Python projects build with componentize-py and Spin's Python SDK (``spin-sdk`` 3.x, world
 ``spin-http``: ``wasi:http`` plus Spin's key-value and variables), both installed by the
 ``functions`` extra.  JavaScript projects build with componentize-js (StarlingMonkey)
 from the npm toolchain in ``edgenode/functions/toolchain`` (``make functions`` installs
@@ -168,8 +168,7 @@ def _build_python(project: FunctionProject, out: Path) -> None:
 _C_WORLD = """package edgenode:function;
 
 world handler {
-  import wasi:http/types@0.2.0;
-  export wasi:http/incoming-handler@0.2.0;
+  include wasi:http/proxy@0.2.0;
 }
 """
 _C_DEPS = ("cli", "clocks", "filesystem", "http", "io", "random", "sockets")

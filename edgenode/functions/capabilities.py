@@ -4,25 +4,26 @@ Everything is denied by default.  Outbound HTTP goes to the node's configured up
 only, named in ``allowed_outbound_hosts`` (by upstream name or URL, Spin-style), through
 the node's callout (its origin pools and timeouts).  Variables come from the stage's
 ``variables`` table (Spin's ``variables`` and ``wasi:config/store``).  The key-value
-store is Spin's ``key-value`` interface over a ``KeyValueBackend`` the node provides.
+store is Spin's ``key-value`` interface over the node's ``KeyValueBackend`` (kv.py): a
+label the config does not grant answers ``access-denied``, a storage failure or a full
+store ``other`` with the reason.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
-from edgenode.functions.capi import OWN, GuestTrap
+from edgenode.functions.capi import OWN
 from edgenode.functions.interfaces import Interface
 from edgenode.functions.invocation import Invocation
+from edgenode.functions.kv import MAX_KEY_BYTES, KeyValueBackend, KeyValueError
 from edgenode.functions.table import Resource
 from edgenode.http.messages import Request, Response, read_body
 
-__all__ = ["INTERFACES", "Outbound", "KeyValueBackend", "MemoryKeyValue", "outbound_policy"]
+__all__ = ["INTERFACES", "TYPE_NAMES", "Outbound", "outbound_policy", "MAX_OPEN_STORES"]
 
 Callout = Callable[[str, Request, float | None], Awaitable[Response]]
 
@@ -79,110 +80,80 @@ def outbound_policy(allowed: list[str], upstreams: dict[str, Any], callout: Call
 
 
 # --- key-value -------------------------------------------------------------------------------
-class KeyValueBackend(Protocol):
-    """The store functions' key-value data lives in; keys are namespaced by the caller."""
-
-    def get(self, key: str) -> bytes | None: ...
-    def set(self, key: str, value: bytes) -> None: ...
-    def delete(self, key: str) -> None: ...
-    def keys(self, prefix: str) -> list[str]: ...
-
-
-class MemoryKeyValue:
-    """A byte-bounded, thread-safe in-process backend (one per worker process)."""
-
-    def __init__(self, max_bytes: int = 64 << 20) -> None:
-        self._data: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            return self._data.get(key)
-
-    def set(self, key: str, value: bytes) -> None:
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._size -= len(key) + len(old)
-            self._data[key] = value
-            self._size += len(key) + len(value)
-            while self._size > self.max_bytes and self._data:
-                k, v = self._data.popitem(last=False)
-                self._size -= len(k) + len(v)
-
-    def delete(self, key: str) -> None:
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._size -= len(key) + len(old)
-
-    def keys(self, prefix: str) -> list[str]:
-        with self._lock:
-            return [k[len(prefix):] for k in self._data if k.startswith(prefix)]
+#: how many stores one request may have open at once (Spin's store table capacity)
+MAX_OPEN_STORES = 256
 
 
 class KvStore(Resource):
     TYPE, WIT = 40, "store"
-    __slots__ = ("prefix",)
+    __slots__ = ("store", "label", "max_bytes", "inv")
 
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
+    def __init__(self, inv: Invocation, label: str, max_bytes: int) -> None:
+        self.store = f"{inv.name}\0{label}"
+        self.label = label
+        self.max_bytes = max_bytes
+        self.inv = inv
+
+    def on_drop(self) -> None:
+        self.inv.kv_open -= 1
 
 
 KV_ERROR = ("variant", {"store-table-full": None, "no-such-store": None, "access-denied": None,
                         "other": "string"})
-spin_kv = Interface("fermyon:spin/key-value@2.0.0", {"store": KvStore})
+spin_kv = Interface("fermyon:spin/key-value@2.0.0", {"store": KvStore.TYPE})
 
 
-def _kv(inv: Invocation, rep: int) -> tuple[KvStore, KeyValueBackend]:
+def _kv_op(inv: Invocation, rep: int, key: str | None, op: Callable[[KeyValueBackend, KvStore], Any]) -> Any:
+    """``op`` on the store behind ``rep``; a bad key or a storage failure is ``other``."""
     store = inv.table.get(rep, KvStore)
-    if inv.caps.kv is None:
-        raise GuestTrap("key-value store used without a backend")
-    return store, inv.caps.kv
+    if key is not None and len(key.encode()) > MAX_KEY_BYTES:
+        return ("err", ("other", f"key longer than {MAX_KEY_BYTES} bytes"))
+    try:
+        return ("ok", op(inv.caps.kv, store))
+    except KeyValueError as exc:
+        inv.log.warning("function %s: key-value store %r: %s", inv.name, store.label, exc,
+                        extra={"function": inv.name})
+        return ("err", ("other", str(exc)))
 
 
 @spin_kv.fn("[static]store.open", ("result", (OWN, KvStore.TYPE), KV_ERROR))
 def _kv_open(inv: Invocation, label: str) -> Any:
-    if inv.caps.kv is None or label not in inv.caps.kv_stores:
+    max_bytes = inv.caps.kv_stores.get(label)
+    if max_bytes is None:
         inv.log.warning("key-value store %r denied (not in key_value_stores)", label,
                         extra={"function": inv.name})
         return ("err", ("access-denied", None))
-    return ("ok", inv.table.add(KvStore(f"{inv.name}/{label}/")))
+    if inv.caps.kv is None:
+        return ("err", ("no-such-store", None))
+    if inv.kv_open >= MAX_OPEN_STORES:
+        return ("err", ("store-table-full", None))
+    inv.kv_open += 1
+    return ("ok", inv.table.add(KvStore(inv, label, max_bytes)))
 
 
 @spin_kv.fn("[method]store.get", ("result", ("option", "bytes"), KV_ERROR))
 def _kv_get(inv: Invocation, rep: int, key: str) -> Any:
-    store, backend = _kv(inv, rep)
-    return ("ok", backend.get(store.prefix + key))
+    return _kv_op(inv, rep, key, lambda kv, s: kv.get(s.store, key))
 
 
 @spin_kv.fn("[method]store.set", ("result", None, KV_ERROR))
 def _kv_set(inv: Invocation, rep: int, key: str, value: Any) -> Any:
-    store, backend = _kv(inv, rep)
-    backend.set(store.prefix + key, bytes(value))
-    return ("ok", None)
+    return _kv_op(inv, rep, key, lambda kv, s: kv.set(s.store, key, bytes(value), s.max_bytes))
 
 
 @spin_kv.fn("[method]store.delete", ("result", None, KV_ERROR))
 def _kv_delete(inv: Invocation, rep: int, key: str) -> Any:
-    store, backend = _kv(inv, rep)
-    backend.delete(store.prefix + key)
-    return ("ok", None)
+    return _kv_op(inv, rep, key, lambda kv, s: kv.delete(s.store, key))
 
 
 @spin_kv.fn("[method]store.exists", ("result", "bool", KV_ERROR))
 def _kv_exists(inv: Invocation, rep: int, key: str) -> Any:
-    store, backend = _kv(inv, rep)
-    return ("ok", backend.get(store.prefix + key) is not None)
+    return _kv_op(inv, rep, key, lambda kv, s: kv.get(s.store, key) is not None)
 
 
 @spin_kv.fn("[method]store.get-keys", ("result", ("list", "string"), KV_ERROR))
 def _kv_keys(inv: Invocation, rep: int) -> Any:
-    store, backend = _kv(inv, rep)
-    return ("ok", backend.keys(store.prefix))
+    return _kv_op(inv, rep, None, lambda kv, s: kv.keys(s.store))
 
 
 # --- variables ------------------------------------------------------------------------------
@@ -212,3 +183,5 @@ def _config_all(inv: Invocation) -> Any:
 
 
 INTERFACES = [spin_kv, spin_vars, config_store]
+#: WIT names of the resource types defined here
+TYPE_NAMES = {KvStore.TYPE: KvStore.WIT}

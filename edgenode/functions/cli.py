@@ -120,26 +120,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edgenode.functions.cost import MODES, cold_start, request_cost
+    from edgenode.bench.functioncost import function_cost_markdown, measure_function
 
     project = _project(Path(args.component) if args.component else Path.cwd())
     component = Path(args.component) if args.component else project.component if project else None
     if component is None or not component.is_file():
         return _err(f"{component or 'component'}: no such file (build it with `edgenode function build`)")
     options = project.options if project is not None and not args.component else {}
-    cold = cold_start(component, compile_too=args.compile)
-    compile_txt = f"compile {cold.compile_ms:.0f} ms, " if cold.compile_ms is not None else ""
-    print(f"{component} ({cold.size_bytes} bytes): cold start {compile_txt}load {cold.load_ms:.1f} ms "
-          f"(cached compile + link), first instance {cold.first_instance_ms:.2f} ms")
-    body = args.body.encode() if args.body else b""
-    print(f"{args.method} {args.path}, {args.iterations} requests per mode (µs):")
-    print(f"  {'mode':<18}{'host p50':>10}{'host p90':>10}{'guest p50':>11}{'total p50':>11}  status")
-    for mode in MODES:
-        cost = asyncio.run(request_cost(component, mode=mode, method=args.method, path=args.path, body=body,
-                                        iterations=args.iterations, options=options))
-        r = cost.summary()
-        print(f"  {mode:<18}{r['host_p50_us']:>10.1f}{r['host_p90_us']:>10.1f}{r['guest_p50_us']:>11.1f}"
-              f"{r['total_p50_us']:>11.1f}  {','.join(map(str, r['statuses']))}")
+    result = asyncio.run(measure_function(component, options, method=args.method, path=args.path,
+                                          body=(args.body or "").encode(), iterations=args.iterations,
+                                          compile_too=args.compile))
+    print(function_cost_markdown(result), end="")
     return 0
 
 

@@ -6,7 +6,9 @@ only deserializes).  Its imports are checked against the node's interfaces befor
 linking: an interface the node does not know fails the load with the import's full
 name; a known interface the node deliberately does not grant (sockets, files, databases)
 links as functions that trap.  The linker is built once per component; each request
-then only creates a store and instantiates.
+then only creates a store and instantiates (wasmtime-py 50's C API has no component
+``InstancePre``: the import check and type resolution run once here, wasmtime's own
+type check runs per instantiation).
 """
 
 from __future__ import annotations
@@ -26,13 +28,10 @@ from wasmtime import Config, Engine, WasmtimeError
 from wasmtime import _bindings as B
 from wasmtime.component import Component, ExportIndex, Linker, ResourceType
 
-from edgenode.functions import capabilities, http_host, wasi_host
-from edgenode.functions.capi import GuestTrap, dtor_callback, host_callback
-from edgenode.functions.interfaces import HostFn, Interface
-from edgenode.functions.invocation import Invocation
+from edgenode.functions import _hostcall, capabilities, capi, http_host, wasi_host
+from edgenode.functions.interfaces import Interface
 
-__all__ = ["FunctionLoadError", "FunctionRuntime", "LoadedFunction", "INTERFACES", "current",
-           "runtime", "HANDLER"]
+__all__ = ["FunctionLoadError", "FunctionRuntime", "LoadedFunction", "INTERFACES", "runtime", "HANDLER"]
 
 log = logging.getLogger("edgenode.functions")
 
@@ -50,42 +49,14 @@ class FunctionLoadError(Exception):
     """A function's component cannot be loaded or linked; the message says why."""
 
 
-class _Current(threading.local):
-    inv: Invocation | None = None
-
-
-#: the invocation whose guest runs on this thread (host functions read it)
-current = _Current()
-
-
-def _on_host_error(exc: BaseException) -> str:
-    inv = current.inv
-    name = inv.name if inv is not None else "?"
+def _on_host_error(exc: BaseException, inv: Any) -> str:
+    """A host function raised something other than GuestTrap: log it, trap the guest."""
+    name = getattr(inv, "name", "?")
     log.error("function %s: host function failed: %r", name, exc, exc_info=exc)
     return f"host error: {type(exc).__name__}: {exc}"
 
 
-def _bind(fn: HostFn) -> HostFn:
-    def impl(*args: Any) -> Any:
-        inv = current.inv
-        if inv is None:
-            raise GuestTrap("host function called outside a request")
-        return fn(inv, *args)
-
-    return impl
-
-
-def _account(seconds: float) -> None:
-    inv = current.inv
-    if inv is not None:
-        inv.host_s += seconds
-        inv.host_calls += 1
-
-
-def _drop(rep: int) -> None:
-    inv = current.inv
-    if inv is not None:
-        inv.table.drop(rep)
+capi.configure(_on_host_error, {**wasi_host.TYPE_NAMES, **http_host.TYPE_NAMES, **capabilities.TYPE_NAMES})
 
 
 class _Callbacks:
@@ -95,8 +66,12 @@ class _Callbacks:
         self.funcs: dict[tuple[str, str], tuple[int, int]] = {}
         for iface in INTERFACES:
             for fname, (fn, result) in iface.funcs.items():
-                self.funcs[(iface.name, fname)] = host_callback(_bind(fn), result, _on_host_error, _account)
-        self.dtor = dtor_callback(_drop, _on_host_error, _account)
+                self.funcs[(iface.name, fname)] = capi.python_callback(fn, result)
+            for fname in iface.natives:
+                native = capi.native_callback(iface.unversioned, fname)
+                assert native is not None
+                self.funcs[(iface.name, fname)] = native
+        self.dtor = capi.dtor_callback()
 
 
 _add_func = B.dll["wasmtime_component_linker_instance_add_func"]
@@ -148,26 +123,18 @@ class FunctionRuntime:
         except Exception:  # noqa: BLE001 - only a cache key
             self.version = "unknown"
         self.callbacks = _Callbacks()
-        self.ticks = 0
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._ticker: Any = None
         self._lock = threading.Lock()
         self.compiles = 0
         #: (path, mtime_ns, size) -> loaded function: stages and nodes of one process share it
         self._loaded: dict[tuple[str, int, int], LoadedFunction] = {}
 
-    # epoch ticker ------------------------------------------------------------------------
+    # epoch ticker: a C thread, so it ticks while an inline guest holds the GIL -----------------
     def ensure_ticker(self) -> None:
         with self._lock:
-            if self._ticker is None or not self._ticker.is_alive():
-                self._ticker = threading.Thread(target=self._tick, name="edgenode-functions-epoch",
-                                                daemon=True)
-                self._ticker.start()
-
-    def _tick(self) -> None:
-        while not self._stop.wait(EPOCH_TICK):
-            self.ticks += 1
-            self.engine.increment_epoch()
+            if self._ticker is None:
+                engine = ctypes.cast(self.engine.ptr(), ctypes.c_void_p).value
+                self._ticker = _hostcall.Ticker(engine, EPOCH_TICK, self.engine)
 
     def deadline_ticks(self, cpu_ms: float) -> int:
         return max(1, int(cpu_ms / 1000 / EPOCH_TICK + 0.999)) + 1
@@ -241,7 +208,7 @@ class FunctionRuntime:
             ty = ext.ty
             for item, item_ext in ty.exports(self.engine).items():
                 kind = type(item_ext.ty).__name__
-                if kind == "FuncType" and item not in iface.funcs:
+                if kind == "FuncType" and not iface.provides(item):
                     raise FunctionLoadError(f"{where}: imports {name}#{item}, which this node does not provide")
         return names
 
@@ -268,14 +235,14 @@ class FunctionRuntime:
                     continue
                 inst = root.add_instance(name)
                 try:
-                    for rname, cls in iface.resources.items():
+                    for rname, type_id in iface.resources.items():
                         rb = rname.encode()
-                        ty = ResourceType.host(cls.TYPE)
+                        ty = ResourceType.host(type_id)
                         dtor, data = self.callbacks.dtor
                         _check(_add_resource(ctypes.cast(inst.ptr(), ctypes.c_void_p), rb, len(rb),
                                              ctypes.cast(ty.ptr(), ctypes.c_void_p), dtor, data, None),
                                f"{where}: defining {name}#{rname}")
-                    for fname in iface.funcs:
+                    for fname in [*iface.funcs, *iface.natives]:
                         fb = fname.encode()
                         cb, data = self.callbacks.funcs[(iface.name, fname)]
                         _check(_add_func(ctypes.cast(inst.ptr(), ctypes.c_void_p), fb, len(fb), cb, data, None),
@@ -291,9 +258,8 @@ class FunctionRuntime:
         return linker
 
     def close(self) -> None:
-        self._stop.set()
         if self._ticker is not None:
-            self._ticker.join(timeout=1)
+            self._ticker.stop()
 
 
 def _compatible(imported: str, provided: str) -> bool:

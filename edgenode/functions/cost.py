@@ -93,7 +93,7 @@ async def request_cost(component: Path, *, mode: str, method: str = "GET", path:
                        body: bytes = b"", iterations: int = 200, warmup: int = 20,
                        options: dict[str, Any] | None = None) -> ModeCost:
     """Per-request figures of one mode, in-process (no sockets), inline execution."""
-    from edgenode.functions.capabilities import MemoryKeyValue
+    from edgenode.functions.kv import MemoryKeyValue
 
     from edgenode.node import tune_gc
 

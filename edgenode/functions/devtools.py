@@ -87,7 +87,7 @@ def run_cases(project: FunctionProject | None, component: Path, cases: CaseFile,
 
 async def _run_cases(project: FunctionProject | None, component: Path, cases: CaseFile,
                      options: dict[str, Any]) -> list[CaseResult]:
-    from edgenode.functions.capabilities import MemoryKeyValue
+    from edgenode.functions.kv import MemoryKeyValue
     from edgenode.functions.stage import FunctionStage
 
     seen: list[OriginRequest] = []

@@ -1,11 +1,10 @@
 """``wasi:http/types`` and ``wasi:http/outgoing-handler``: the request handler's world.
 
-Fields follow WASI 0.2: names must be tokens, values free of CR/LF/NUL, hop-by-hop and
-``host`` fields are forbidden, and fields handed to a request/response (or read from
-an incoming one) are immutable.  A body is taken once (``consume``/``body``), its stream
-once (``stream``/``write``), and a body is finished only after its stream was dropped:
-anything else traps the guest.  Outgoing requests go to the node's origin pools, to
-allowed upstreams only (``Capabilities.outbound``), with their bodies buffered.
+Fields, the incoming request and its body, the outgoing response and its body and the
+response outparam are implemented in C (hostcall_http.c).  Outgoing requests, their
+options and what answers them are Python: they go to the node's origin pools, to
+allowed upstreams only (``Capabilities.outbound``), and use the C fields, bodies and
+streams through the table.
 """
 
 from __future__ import annotations
@@ -17,25 +16,19 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from edgenode.functions.capi import OWN, GuestTrap
+from edgenode.functions._hostcall import P_PYTHON, Fields, Sink, Source, add_native
+from edgenode.functions.capi import OWN, TYPES
 from edgenode.functions.interfaces import Interface
-from edgenode.functions.invocation import ByteSink, ByteSource, Invocation, ResponseHead
+from edgenode.functions.invocation import Invocation
 from edgenode.functions.table import Resource
-from edgenode.functions.wasi_host import InputStream, OutputStream, Pollable
-from edgenode.http.messages import Request
 
-__all__ = ["INTERFACES", "Fields", "IncomingRequest", "ResponseOutparam", "IncomingBody",
-           "FORBIDDEN_FIELDS"]
+__all__ = ["INTERFACES", "TYPE_NAMES"]
 
 V = "@0.2.0"
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-FORBIDDEN_FIELDS = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-                              "proxy-authorization", "te", "transfer-encoding", "upgrade", "host",
-                              "http2-settings"})
 METHODS = ("get", "head", "post", "put", "delete", "connect", "options", "trace", "patch")
 METHOD_VARIANT = ("variant", {**{m: None for m in METHODS}, "other": "string"})
 SCHEME_VARIANT = ("variant", {"HTTP": None, "HTTPS": None, "other": "string"})
-HEADER_ERROR = ("variant", {"invalid-syntax": None, "forbidden": None, "immutable": None})
 _FIELD_SIZE = ("option", ("record", ("field-name", ("option", "string")), ("field-size", ("option", "u32"))))
 #: error-code: cases the host produces carry their payload types; the rest are listed so
 #: any case the guest sends decodes
@@ -59,45 +52,22 @@ ERROR_CODE = ("variant", {
     "loop-detected": None, "configuration-error": None, "internal-error": ("option", "string"),
 })
 UNIT_RESULT = ("result", None, None)
+FIELDS = (OWN, TYPES["fields"])
 
 
-# --- resources ----------------------------------------------------------------------------
-class Fields(Resource):
-    TYPE, WIT = 10, "fields"
-    __slots__ = ("items", "immutable")
-
-    def __init__(self, items: list[tuple[str, bytes]] | None = None, immutable: bool = False) -> None:
-        super().__init__()
-        self.items = items if items is not None else []
-        self.immutable = immutable
-
-    def multidict(self) -> CIMultiDict[str]:
-        return CIMultiDict((k, v.decode("latin-1")) for k, v in self.items)
-
-
-class IncomingRequest(Resource):
-    TYPE, WIT = 11, "incoming-request"
-    __slots__ = ("request", "body_source", "consumed")
-
-    def __init__(self, request: Request, body_source: ByteSource) -> None:
-        super().__init__()
-        self.request = request
-        self.body_source = body_source
-        self.consumed = False
-
-
+# --- resources written in Python --------------------------------------------------------------
 class OutgoingRequest(Resource):
     TYPE, WIT = 12, "outgoing-request"
     __slots__ = ("headers", "method", "path", "scheme", "authority", "body")
 
-    def __init__(self, headers: Fields) -> None:
-        super().__init__()
+    def __init__(self, headers: list[tuple[str, bytes]]) -> None:
         self.headers = headers
         self.method: Any = ("get", None)
         self.path: str | None = None
         self.scheme: Any = None
         self.authority: str | None = None
-        self.body: OutgoingBody | None = None
+        #: the outgoing-body's sink once asked for
+        self.body: Sink | None = None
 
 
 class RequestOptions(Resource):
@@ -105,68 +75,18 @@ class RequestOptions(Resource):
     __slots__ = ("timeouts",)
 
     def __init__(self) -> None:
-        super().__init__()
         self.timeouts: dict[str, int | None] = {"connect": None, "first-byte": None, "between-bytes": None}
-
-
-class ResponseOutparam(Resource):
-    TYPE, WIT = 14, "response-outparam"
 
 
 class IncomingResponse(Resource):
     TYPE, WIT = 15, "incoming-response"
     __slots__ = ("status", "headers", "source", "consumed")
 
-    def __init__(self, status: int, headers: list[tuple[str, bytes]], source: ByteSource) -> None:
-        super().__init__()
+    def __init__(self, status: int, headers: list[tuple[str, bytes]], source: Source) -> None:
         self.status = status
         self.headers = headers
         self.source = source
         self.consumed = False
-
-
-class IncomingBody(Resource):
-    TYPE, WIT = 16, "incoming-body"
-    __slots__ = ("source", "streamed")
-
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__()
-        self.source = source
-        self.streamed = False
-
-
-class FutureTrailers(Resource):
-    TYPE, WIT = 17, "future-trailers"
-    __slots__ = ("source", "taken")
-
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__()
-        self.source = source
-        self.taken = False
-
-
-class OutgoingResponse(Resource):
-    TYPE, WIT = 18, "outgoing-response"
-    __slots__ = ("status", "headers", "body")
-
-    def __init__(self, headers: Fields) -> None:
-        super().__init__()
-        self.status = 200
-        self.headers = headers
-        self.body: OutgoingBody | None = None
-
-
-class OutgoingBody(Resource):
-    TYPE, WIT = 19, "outgoing-body"
-    __slots__ = ("sink", "written", "finished", "trailers", "on_finish")
-
-    def __init__(self, sink: ByteSink) -> None:
-        super().__init__()
-        self.sink = sink
-        self.written = False
-        self.finished = False
-        self.trailers: Fields | None = None
-        self.on_finish: Any = None
 
 
 class FutureIncomingResponse(Resource):
@@ -174,7 +94,6 @@ class FutureIncomingResponse(Resource):
     __slots__ = ("future", "taken", "denied")
 
     def __init__(self, future: Future[Any] | None, denied: Any = None) -> None:
-        super().__init__()
         self.future = future
         self.taken = False
         self.denied = denied
@@ -182,291 +101,31 @@ class FutureIncomingResponse(Resource):
 
 # --- wasi:http/types ------------------------------------------------------------------------
 types = Interface("wasi:http/types" + V, {
-    "fields": Fields, "incoming-request": IncomingRequest, "outgoing-request": OutgoingRequest,
-    "request-options": RequestOptions, "response-outparam": ResponseOutparam,
-    "incoming-response": IncomingResponse, "incoming-body": IncomingBody,
-    "future-trailers": FutureTrailers, "outgoing-response": OutgoingResponse,
-    "outgoing-body": OutgoingBody, "future-incoming-response": FutureIncomingResponse,
+    **{name: TYPES[name] for name in ("fields", "incoming-request", "response-outparam", "incoming-body",
+                                      "future-trailers", "outgoing-response", "outgoing-body")},
+    "outgoing-request": OutgoingRequest.TYPE, "request-options": RequestOptions.TYPE,
+    "incoming-response": IncomingResponse.TYPE, "future-incoming-response": FutureIncomingResponse.TYPE,
 })
-FIELDS = (OWN, Fields.TYPE)
 
 
-def _check_field(name: str, value: bytes | None = None) -> Any:
-    if not _TOKEN.match(name.encode()):
-        return ("err", ("invalid-syntax", None))
-    if name.lower() in FORBIDDEN_FIELDS:
-        return ("err", ("forbidden", None))
-    if value is not None and (b"\r" in value or b"\n" in value or b"\0" in value):
-        return ("err", ("invalid-syntax", None))
-    return None
-
-
-def _mutable(inv: Invocation, rep: int) -> Fields:
-    return inv.table.get(rep, Fields)
-
-
-@types.fn("[constructor]fields", FIELDS)
-def _fields_new(inv: Invocation) -> int:
-    return inv.table.add(Fields())
-
-
-@types.fn("[static]fields.from-list", ("result", FIELDS, HEADER_ERROR))
-def _fields_from_list(inv: Invocation, entries: list[tuple[str, Any]]) -> Any:
-    items = []
-    for name, value in entries:
-        value = bytes(value)
-        bad = _check_field(name, value)
-        if bad is not None:
-            return bad
-        items.append((name, value))
-    return ("ok", inv.table.add(Fields(items)))
-
-
-@types.fn("[method]fields.get", ("list", "bytes"))
-def _fields_get(inv: Invocation, rep: int, name: str) -> list[bytes]:
-    key = name.lower()
-    return [v for k, v in inv.table.get(rep, Fields).items if k.lower() == key]
-
-
-@types.fn("[method]fields.has", "bool")
-def _fields_has(inv: Invocation, rep: int, name: str) -> bool:
-    key = name.lower()
-    return any(k.lower() == key for k, _ in inv.table.get(rep, Fields).items)
-
-
-def _editable(inv: Invocation, rep: int, name: str, value: bytes | None = None) -> tuple[Fields | None, Any]:
-    f = inv.table.get(rep, Fields)
-    if f.immutable:
-        return None, ("err", ("immutable", None))
-    bad = _check_field(name, value)
-    return (None, bad) if bad is not None else (f, None)
-
-
-@types.fn("[method]fields.set", ("result", None, HEADER_ERROR))
-def _fields_set(inv: Invocation, rep: int, name: str, values: list[Any]) -> Any:
-    values = [bytes(v) for v in values]
-    for v in values or [b""]:
-        f, bad = _editable(inv, rep, name, v)
-        if bad is not None:
-            return bad
-    assert f is not None
-    key = name.lower()
-    f.items = [(k, v) for k, v in f.items if k.lower() != key] + [(name, v) for v in values]
-    return ("ok", None)
-
-
-@types.fn("[method]fields.delete", ("result", None, HEADER_ERROR))
-def _fields_delete(inv: Invocation, rep: int, name: str) -> Any:
-    f, bad = _editable(inv, rep, name)
-    if bad is not None:
-        return bad
-    assert f is not None
-    key = name.lower()
-    f.items = [(k, v) for k, v in f.items if k.lower() != key]
-    return ("ok", None)
-
-
-@types.fn("[method]fields.append", ("result", None, HEADER_ERROR))
-def _fields_append(inv: Invocation, rep: int, name: str, value: Any) -> Any:
-    value = bytes(value)
-    f, bad = _editable(inv, rep, name, value)
-    if bad is not None:
-        return bad
-    assert f is not None
-    f.items.append((name, value))
-    return ("ok", None)
-
-
-@types.fn("[method]fields.entries", ("list", ("tuple", "string", "bytes")))
-def _fields_entries(inv: Invocation, rep: int) -> list[tuple[str, bytes]]:
-    return list(inv.table.get(rep, Fields).items)
-
-
-@types.fn("[method]fields.clone", FIELDS)
-def _fields_clone(inv: Invocation, rep: int) -> int:
-    return inv.table.add(Fields(list(inv.table.get(rep, Fields).items)))
-
-
-def _view(inv: Invocation, items: list[tuple[str, bytes]], parent: Resource) -> int:
-    """An immutable fields child (the headers of a request or response)."""
-    return inv.table.add(Fields(items, immutable=True), parent)
-
-
-# incoming-request
-@types.fn("[method]incoming-request.method", METHOD_VARIANT)
-def _in_method(inv: Invocation, rep: int) -> Any:
-    m = inv.table.get(rep, IncomingRequest).request.method
-    low = m.lower()
-    return (low, None) if low in METHODS and m == m.upper() else ("other", m)
-
-
-@types.fn("[method]incoming-request.path-with-query", ("option", "string"))
-def _in_path(inv: Invocation, rep: int) -> str:
-    return inv.table.get(rep, IncomingRequest).request.target
-
-
-@types.fn("[method]incoming-request.scheme", ("option", SCHEME_VARIANT))
-def _in_scheme(inv: Invocation, rep: int) -> Any:
-    scheme = inv.table.get(rep, IncomingRequest).request.scheme
-    return ("HTTPS", None) if scheme == "https" else ("HTTP", None)
-
-
-@types.fn("[method]incoming-request.authority", ("option", "string"))
-def _in_authority(inv: Invocation, rep: int) -> str | None:
-    return inv.table.get(rep, IncomingRequest).request.headers.get("host")
-
-
-@types.fn("[method]incoming-request.headers", FIELDS)
-def _in_headers(inv: Invocation, rep: int) -> int:
-    req = inv.table.get(rep, IncomingRequest)
-    items = [(k, v.encode("latin-1")) for k, v in req.request.headers.items()]
-    return _view(inv, items, req)
-
-
-@types.fn("[method]incoming-request.consume", ("result", (OWN, IncomingBody.TYPE), None))
-def _in_consume(inv: Invocation, rep: int) -> Any:
-    req = inv.table.get(rep, IncomingRequest)
-    if req.consumed:
-        return ("err", None)
-    req.consumed = True
-    return ("ok", inv.table.add(IncomingBody(req.body_source), req))
-
-
-# incoming-body / future-trailers
-@types.fn("[method]incoming-body.stream", ("result", (OWN, InputStream.TYPE), None))
-def _in_body_stream(inv: Invocation, rep: int) -> Any:
-    body = inv.table.get(rep, IncomingBody)
-    if body.streamed:
-        return ("err", None)
-    body.streamed = True
-    return ("ok", inv.table.add(InputStream(body.source), body))
-
-
-@types.fn("[static]incoming-body.finish", (OWN, FutureTrailers.TYPE))
-def _in_body_finish(inv: Invocation, rep: int) -> int:
-    body = inv.table.take(rep, IncomingBody)
-    return inv.table.add(FutureTrailers(body.source))
-
-
-@types.fn("[method]future-trailers.subscribe", (OWN, Pollable.TYPE))
-def _trailers_subscribe(inv: Invocation, rep: int) -> int:
-    ft = inv.table.get(rep, FutureTrailers)
-    return inv.table.add(Pollable(lambda: ft.source.eof), ft)
-
-
-@types.fn("[method]future-trailers.get",
-          ("option", ("result", ("result", ("option", FIELDS), ERROR_CODE), None)))
-def _trailers_get(inv: Invocation, rep: int) -> Any:
-    ft = inv.table.get(rep, FutureTrailers)
-    if not ft.source.eof:
-        return None
-    if ft.taken:
-        return ("err", None)
-    ft.taken = True
-    if ft.source.error:
-        return ("ok", ("err", ("internal-error", ft.source.error)))
-    t = ft.source.trailers
-    if not t:
-        return ("ok", ("ok", None))
-    return ("ok", ("ok", inv.table.add(Fields([(k, v.encode("latin-1")) for k, v in t.items()], True))))
-
-
-# outgoing-response / outgoing-body
-@types.fn("[constructor]outgoing-response", (OWN, OutgoingResponse.TYPE))
-def _out_response(inv: Invocation, headers: int) -> int:
-    fields = inv.table.take(headers, Fields)
-    fields.immutable = True
-    return inv.table.add(OutgoingResponse(fields))
-
-
-@types.fn("[method]outgoing-response.status-code", "u16")
-def _out_status(inv: Invocation, rep: int) -> int:
-    return inv.table.get(rep, OutgoingResponse).status
-
-
-@types.fn("[method]outgoing-response.set-status-code", UNIT_RESULT)
-def _out_set_status(inv: Invocation, rep: int, status: int) -> Any:
-    resp = inv.table.get(rep, OutgoingResponse)
-    if not 100 <= status <= 999:
-        return ("err", None)
-    resp.status = status
-    return ("ok", None)
-
-
-@types.fn("[method]outgoing-response.headers", FIELDS)
-def _out_headers(inv: Invocation, rep: int) -> int:
-    resp = inv.table.get(rep, OutgoingResponse)
-    return _shared_view(inv, resp.headers, resp)
-
-
-def _shared_view(inv: Invocation, fields: Fields, parent: Resource) -> int:
-    view = Fields(fields.items, immutable=True)
-    return inv.table.add(view, parent)
-
-
-@types.fn("[method]outgoing-response.body", ("result", (OWN, OutgoingBody.TYPE), None))
-def _out_body(inv: Invocation, rep: int) -> Any:
-    resp = inv.table.get(rep, OutgoingResponse)
-    if resp.body is not None:
-        return ("err", None)
-    resp.body = OutgoingBody(ByteSink(inv.limits.max_body_bytes, inv.body_relay))
-    return ("ok", inv.table.add(resp.body))
-
-
-@types.fn("[method]outgoing-body.write", ("result", (OWN, OutputStream.TYPE), None))
-def _out_body_write(inv: Invocation, rep: int) -> Any:
-    body = inv.table.get(rep, OutgoingBody)
-    if body.written:
-        return ("err", None)
-    body.written = True
-    return ("ok", inv.table.add(OutputStream(body.sink), body))
-
-
-@types.fn("[static]outgoing-body.finish", ("result", None, ERROR_CODE))
-def _out_body_finish(inv: Invocation, rep: int, trailers: int | None) -> Any:
-    body = inv.table.get(rep, OutgoingBody)
-    if body.children:
-        raise GuestTrap("outgoing-body finished while its output-stream is still alive")
-    inv.table.take(rep, OutgoingBody)
-    if trailers is not None:
-        body.trailers = inv.table.take(trailers, Fields)
-    body.finished = True
-    body.sink.close()
-    if body.on_finish is not None:
-        body.on_finish(body)
-    return ("ok", None)
-
-
-# response-outparam
-@types.fn("[static]response-outparam.set")
-def _outparam_set(inv: Invocation, rep: int, response: Any) -> None:
-    inv.table.take(rep, ResponseOutparam)
-    case, payload = response
-    if case == "ok":
-        resp = inv.table.take(payload, OutgoingResponse)
-        inv.set_head(ResponseHead(resp.status, resp.headers.multidict(),
-                                  resp.body.sink if resp.body is not None else None))
-    else:
-        code, detail = payload if payload else ("internal-error", None)
-        inv.set_head(ResponseHead(500, CIMultiDict(), None,
-                                  error=code + (f": {detail}" if isinstance(detail, str) else "")))
+def _headers_view(inv: Invocation, items: list[tuple[str, bytes]], parent: int) -> int:
+    """Immutable fields, a child of ``parent`` (the headers of a request or response)."""
+    return inv.table.add(Fields(items, True), parent)
 
 
 # outgoing-request / request-options
 @types.fn("[constructor]outgoing-request", (OWN, OutgoingRequest.TYPE))
 def _out_request(inv: Invocation, headers: int) -> int:
-    fields = inv.table.take(headers, Fields)
-    fields.immutable = True
-    return inv.table.add(OutgoingRequest(fields))
+    return inv.table.add(OutgoingRequest(inv.table.take(headers, Fields).items()))
 
 
-@types.fn("[method]outgoing-request.body", ("result", (OWN, OutgoingBody.TYPE), None))
+@types.fn("[method]outgoing-request.body", ("result", (OWN, TYPES["outgoing-body"]), None))
 def _out_req_body(inv: Invocation, rep: int) -> Any:
     req = inv.table.get(rep, OutgoingRequest)
     if req.body is not None:
         return ("err", None)
-    req.body = OutgoingBody(ByteSink(inv.limits.max_body_bytes))
-    return ("ok", inv.table.add(req.body))
+    req.body = Sink(inv.limits.max_body_bytes)
+    return ("ok", add_native(inv.table, TYPES["outgoing-body"], req.body))
 
 
 def _accessor(attr: str, spec: Any, validate: Any = None) -> None:
@@ -497,8 +156,7 @@ _accessor("authority", ("option", "string"))
 
 @types.fn("[method]outgoing-request.headers", FIELDS)
 def _out_req_headers(inv: Invocation, rep: int) -> int:
-    req = inv.table.get(rep, OutgoingRequest)
-    return _shared_view(inv, req.headers, req)
+    return _headers_view(inv, inv.table.get(rep, OutgoingRequest).headers, rep)
 
 
 @types.fn("[constructor]request-options", (OWN, RequestOptions.TYPE))
@@ -526,23 +184,23 @@ def _resp_status(inv: Invocation, rep: int) -> int:
 
 @types.fn("[method]incoming-response.headers", FIELDS)
 def _resp_headers(inv: Invocation, rep: int) -> int:
-    resp = inv.table.get(rep, IncomingResponse)
-    return _view(inv, resp.headers, resp)
+    return _headers_view(inv, inv.table.get(rep, IncomingResponse).headers, rep)
 
 
-@types.fn("[method]incoming-response.consume", ("result", (OWN, IncomingBody.TYPE), None))
+@types.fn("[method]incoming-response.consume", ("result", (OWN, TYPES["incoming-body"]), None))
 def _resp_consume(inv: Invocation, rep: int) -> Any:
     resp = inv.table.get(rep, IncomingResponse)
     if resp.consumed:
         return ("err", None)
     resp.consumed = True
-    return ("ok", inv.table.add(IncomingBody(resp.source), resp))
+    return ("ok", add_native(inv.table, TYPES["incoming-body"], resp.source, rep))
 
 
-@types.fn("[method]future-incoming-response.subscribe", (OWN, Pollable.TYPE))
+@types.fn("[method]future-incoming-response.subscribe", (OWN, TYPES["pollable"]))
 def _future_subscribe(inv: Invocation, rep: int) -> int:
     fut = inv.table.get(rep, FutureIncomingResponse)
-    return inv.table.add(Pollable(lambda: fut.future is None or fut.future.done()), fut)
+    return add_native(inv.table, TYPES["pollable"], lambda: fut.future is None or fut.future.done(), rep,
+                      P_PYTHON)
 
 
 @types.fn("[method]future-incoming-response.get",
@@ -561,7 +219,7 @@ def _future_get(inv: Invocation, rep: int) -> Any:
     if exc is not None:
         return ("ok", ("err", _error_code(exc)))
     status, headers, body, trailers = fut.future.result()
-    src = ByteSource(body)
+    src = Source(body)
     src.trailers = trailers
     return ("ok", ("ok", inv.table.add(IncomingResponse(status, headers, src))))
 
@@ -576,11 +234,6 @@ def _error_code(exc: BaseException) -> Any:
     if isinstance(exc, asyncio.TimeoutError):
         return ("HTTP-response-timeout", None)
     return ("internal-error", str(exc) or type(exc).__name__)
-
-
-@types.fn("http-error-code", ("option", ERROR_CODE))
-def _http_error_code(inv: Invocation, rep: int) -> None:
-    return None
 
 
 # --- wasi:http/outgoing-handler -----------------------------------------------------------
@@ -601,23 +254,26 @@ def _outgoing_handle(inv: Invocation, rep: int, options: int | None) -> Any:
     if not inv.threaded or inv.loop is None:
         return ("err", ("internal-error", "outgoing HTTP needs threaded execution"))
     method = req.method[0].upper() if req.method[0] != "other" else req.method[1]
-    headers = req.headers.multidict()
+    headers = CIMultiDict((k, v.decode("latin-1")) for k, v in req.headers)
     body = req.body
+    loop = inv.loop
 
     def start(_: Any = None) -> None:
-        data = body.sink.data() if body is not None else b""
+        data = body.data() if body is not None else b""
         fut.future = asyncio.run_coroutine_threadsafe(
-            outbound.call(upstream, method, req.path or "/", headers, data, timeouts), inv.loop)
-        fut.future.add_done_callback(lambda _f: inv.waker.notify())
+            outbound.call(upstream, method, req.path or "/", headers, data, timeouts), loop)
+        fut.future.add_done_callback(lambda _f: inv.notify())
 
     fut = FutureIncomingResponse(None)
-    if body is not None and not body.finished:
-        placeholder: Future[Any] = Future()  # until the body is finished
-        fut.future = placeholder
-        body.on_finish = start
+    if body is not None and not body.closed:
+        fut.future = Future()  # a placeholder until the body is finished
+        body.on_close = start
     else:
         start()
     return ("ok", inv.table.add(fut))
 
 
 INTERFACES = [types, outgoing]
+#: WIT names of the resource types defined here in Python
+TYPE_NAMES = {cls.TYPE: cls.WIT for cls in (OutgoingRequest, RequestOptions, IncomingResponse,
+                                            FutureIncomingResponse)}

@@ -12,10 +12,13 @@ from typing import Any
 from edgenode.config import ConfigError, parse_duration, parse_size
 from edgenode.functions.invocation import Limits
 
-__all__ = ["FunctionOptions", "parse_function_options", "ISOLATIONS", "EXECUTIONS"]
+__all__ = ["FunctionOptions", "parse_function_options", "parse_key_value_stores", "ISOLATIONS", "EXECUTIONS",
+           "STORE_BYTES"]
 
 ISOLATIONS = ("per-request", "reuse")
 EXECUTIONS = ("auto", "inline", "threaded")
+#: a key-value store's size limit unless its config names one
+STORE_BYTES = 16 << 20
 _KEYS = {"component", "match", "isolation", "execution", "allowed_outbound_hosts", "variables",
          "key_value_stores", "env", "memory_limit", "cpu_deadline_ms", "timeout", "max_body_bytes",
          "server_timing", "watch", "threads"}
@@ -31,7 +34,8 @@ class FunctionOptions:
     execution: str = "auto"
     allowed_outbound_hosts: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
-    key_value_stores: list[str] = field(default_factory=list)
+    #: key-value store label -> its size limit (keys + values, bytes)
+    key_value_stores: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     server_timing: bool = True
@@ -56,6 +60,20 @@ def _str_list(value: Any, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{key}: expected an array of strings")
     return list(value)
+
+
+def parse_key_value_stores(value: Any, key: str) -> dict[str, int]:
+    """``["a", "b"]`` (each ``STORE_BYTES``) or ``{ a = "64MiB", b = "1MiB" }``."""
+    if isinstance(value, list):
+        return {label: STORE_BYTES for label in _str_list(value, key)}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected an array of store labels or a table of label = size")
+    out = {}
+    for label, size in value.items():
+        out[str(label)] = parse_size(size, f"{key}.{label}")
+        if out[str(label)] <= 0:
+            raise ConfigError(f"{key}.{label}: must be a positive size")
+    return out
 
 
 def parse_function_options(options: dict[str, Any], prefix: str, base_dir: Path) -> FunctionOptions:
@@ -85,7 +103,8 @@ def parse_function_options(options: dict[str, Any], prefix: str, base_dir: Path)
         setattr(opts, key, value)
     opts.allowed_outbound_hosts = _str_list(options.get("allowed_outbound_hosts", []),
                                             f"{prefix}.allowed_outbound_hosts")
-    opts.key_value_stores = _str_list(options.get("key_value_stores", []), f"{prefix}.key_value_stores")
+    opts.key_value_stores = parse_key_value_stores(options.get("key_value_stores", []),
+                                                   f"{prefix}.key_value_stores")
     opts.variables = _str_table(options.get("variables", {}), f"{prefix}.variables")
     opts.env = _str_table(options.get("env", {}), f"{prefix}.env")
     cpu = options.get("cpu_deadline_ms", 1000)

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from edgenode.config import ConfigError, StageConfig
-from edgenode.functions.capabilities import KeyValueBackend, outbound_policy
+from edgenode.functions._hostcall import Source
+from edgenode.functions.capabilities import outbound_policy
 from edgenode.functions.component import FunctionLoadError, FunctionRuntime, LoadedFunction, runtime
-from edgenode.functions.http_host import IncomingRequest
 from edgenode.functions.instance import GuestError, GuestInstance
-from edgenode.functions.invocation import ByteSource, Capabilities, Invocation, ResponseHead
+from edgenode.functions.invocation import Capabilities, Invocation
+from edgenode.functions.kv import KeyValueBackend
 from edgenode.functions.metrics import FunctionMetrics
 from edgenode.functions.options import FunctionOptions, parse_function_options
-from edgenode.functions.table import ResourceTable
-from edgenode.http.messages import Request, Response, close_body
+from edgenode.http.messages import Request, Response, close_body, trailers_of
 from edgenode.http.server import error_response
 from edgenode.pipeline.exchange import Exchange
 
@@ -89,7 +89,7 @@ class FunctionStage:
             raise ConfigError(str(exc)) from None
         if opts.key_value_stores and self._kv is None:
             raise ConfigError(f"{self._prefix}.key_value_stores: no key-value backend on this node")
-        caps = Capabilities(outbound, opts.variables, self._kv, tuple(opts.key_value_stores), opts.env)
+        caps = Capabilities(outbound, opts.variables, self._kv, opts.key_value_stores, opts.env)
         try:
             loaded = self.runtime.load(opts.component, self.name)
         except FunctionLoadError as exc:
@@ -143,6 +143,10 @@ class FunctionStage:
                                        f"({opts.limits.max_body_bytes})")
         inline = opts.execution == "inline" or (
             opts.execution == "auto" and type(body) is bytes and self.caps.outbound is None)
+        if inline and type(body) is not bytes and not await self._buffer(req, opts.limits.max_body_bytes):
+            self.metrics.fail("body")
+            return error_response(413, f"request body exceeds the function's max_body_bytes "
+                                       f"({opts.limits.max_body_bytes})")
         inv = Invocation(limits=opts.limits, caps=self.caps, logger=log, name=self.name,
                          loop=None if inline else asyncio.get_running_loop(), threaded=not inline)
         if inline:
@@ -217,11 +221,10 @@ class FunctionStage:
             return
         asyncio.get_running_loop().call_soon(self._refill)
 
-    def _call(self, gi: GuestInstance, inv: Invocation, req: Request, source: ByteSource) -> None:
+    def _call(self, gi: GuestInstance, inv: Invocation, req: Request, source: Source) -> None:
         # epoch ticks are wall-clock: a guest computing past the timeout is interrupted too
         limits = self.opts.limits
-        gi.run(inv, IncomingRequest(req, source),
-               self.runtime.deadline_ticks(min(limits.cpu_ms, limits.timeout * 1000)))
+        gi.run(inv, req, source, self.runtime.deadline_ticks(min(limits.cpu_ms, limits.timeout * 1000)))
 
     # --- inline ----------------------------------------------------------------------------
     def _serve_inline(self, inv: Invocation, req: Request) -> Response:
@@ -238,25 +241,42 @@ class FunctionStage:
                             self.name)
                 self._reuse_off = True
                 self._reused = None
-                inv.table = gi.table = ResourceTable()
                 gi = self._instance()
                 self._call(gi, inv, req, self._source(req))
         except GuestError as exc:
             return self._failure(exc.kind, str(exc))
         finally:
             self._release(gi)
-        head = inv.head
-        if head is None:
+        if inv.head is None:
             return self._failure("no_response", "the handler returned without setting a response")
-        if head.error is not None:
-            return self._failure("trap", f"the handler answered with error {head.error}")
-        if head.body is not None and not head.body.closed:
+        status, headers, sink, error = inv.head
+        if error is not None:
+            return self._failure("trap", f"the handler answered with error {error}")
+        if sink is not None and not sink.closed:
             return self._failure("no_response", "the handler returned without finishing the response body")
-        return Response(head.status, head.headers, head.body.data() if head.body is not None else b"")
+        return Response(status, headers, sink.data() if sink is not None else b"")
 
     @staticmethod
-    def _source(req: Request) -> ByteSource:
-        source = ByteSource(bytes(req.body))  # type: ignore[arg-type]
+    async def _buffer(req: Request, limit: int) -> bool:
+        """Read a streamed request body whole into ``req.body`` (inline execution runs the
+        guest once the body is complete); False when it passes ``limit``."""
+        body = req.body
+        parts, size = [], 0
+        try:
+            async for chunk in body:  # type: ignore[union-attr]
+                size += len(chunk)
+                if size > limit:
+                    return False
+                parts.append(chunk)
+        finally:
+            await close_body(body)
+        req.trailers = trailers_of(body)
+        req.body = b"".join(parts)
+        return True
+
+    @staticmethod
+    def _source(req: Request) -> Source:
+        source = Source(bytes(req.body))  # type: ignore[arg-type]
         source.trailers = req.trailers
         return source
 
@@ -268,20 +288,20 @@ class FunctionStage:
 
     async def _serve_threaded(self, inv: Invocation, req: Request) -> Response:
         loop = asyncio.get_running_loop()
-        head_fut: asyncio.Future[ResponseHead] = loop.create_future()
+        head_fut: asyncio.Future[tuple[Any, ...]] = loop.create_future()
         chunks: asyncio.Queue[Any] = asyncio.Queue()
 
-        def on_head(head: ResponseHead) -> None:
+        def on_head(head: tuple[Any, ...]) -> None:
             loop.call_soon_threadsafe(lambda: head_fut.done() or head_fut.set_result(head))
 
         inv.on_head = on_head
         inv.body_relay = lambda chunk: loop.call_soon_threadsafe(chunks.put_nowait, chunk)
         body = req.body
         if type(body) is bytes:
-            source = ByteSource(body)
+            source = Source(body)
             pump = None
         else:
-            source = ByteSource(None, inv.waker)
+            source = Source(None, inv)
             pump = loop.create_task(self._pump(body, source, inv.limits.max_body_bytes))  # type: ignore[arg-type]
         try:
             gi = self._instance()
@@ -299,7 +319,7 @@ class FunctionStage:
         waited, _ = await asyncio.wait({head_fut, done}, timeout=max(0.0, inv.deadline - time.monotonic()),
                                        return_when=asyncio.FIRST_COMPLETED)
         if not waited:
-            _cancel(inv)
+            inv.cancel()
             if pump is not None:
                 pump.cancel()
             return self._failure("timeout", f"no response within the wall-clock timeout ({inv.limits.timeout:g}s)")
@@ -315,12 +335,12 @@ class FunctionStage:
             if exc is not None:
                 return self._failure("trap", f"host error: {exc!r}")
             return self._failure("no_response", "the handler returned without setting a response")
-        head = head_fut.result()
-        if head.error is not None:
-            return self._failure("trap", f"the handler answered with error {head.error}")
-        if head.body is None:
-            return Response(head.status, head.headers, b"")
-        return Response(head.status, head.headers, self._relay(inv, chunks, done, pump))
+        status, headers, sink, error = head_fut.result()
+        if error is not None:
+            return self._failure("trap", f"the handler answered with error {error}")
+        if sink is None:
+            return Response(status, headers, b"")
+        return Response(status, headers, self._relay(inv, chunks, done, pump))
 
     async def _relay(self, inv: Invocation, chunks: asyncio.Queue[Any], done: asyncio.Future[None],
                      pump: asyncio.Task[None] | None) -> AsyncIterator[bytes]:
@@ -332,7 +352,7 @@ class FunctionStage:
                 try:
                     chunk = await asyncio.wait_for(chunks.get(), max(left, 0.0))
                 except asyncio.TimeoutError:
-                    _cancel(inv)
+                    inv.cancel()
                     self._log_failure("timeout", "response body not finished within the wall-clock timeout")
                     raise
                 if chunk is None:
@@ -350,7 +370,7 @@ class FunctionStage:
                 pump.cancel()
 
     @staticmethod
-    async def _pump(body: AsyncIterator[bytes], source: ByteSource, limit: int) -> None:
+    async def _pump(body: AsyncIterator[bytes], source: Source, limit: int) -> None:
         size = 0
         try:
             async for chunk in body:
@@ -413,8 +433,3 @@ class FunctionStage:
             self._watcher.cancel()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _cancel(inv: Invocation) -> None:
-    inv.cancelled = True
-    inv.waker.notify()

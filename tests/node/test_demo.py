@@ -82,6 +82,16 @@ def test_images_transformed_from_large_jpegs_per_accept(demo: str) -> None:
     assert "image/avif" not in auto.split("webp:")[1], auto  # only the avif browser gets AVIF
 
 
+def test_function_routes_behind_the_cache(demo: str) -> None:
+    mix = dict((k, int(v)) for k, v in (p.rsplit(" ", 1) for p in row(demo, "request mix").split(", ")))
+    functions = row(demo, "functions")
+    calls = {name: int(n) for name, n in re.findall(r"(hello-js|hello-py): (\d+) calls", functions)}
+    assert set(calls) == {"hello-js", "hello-py"} and all(n > 0 for n in calls.values()), functions
+    assert sum(calls.values()) <= mix["function"]  # cacheable answers come from the cache
+    assert "0 failed" in functions and "cold start" in functions
+    assert f"Of {mix['function']} requests to the edge functions' routes" in demo
+
+
 def test_filter_timings_and_narrative(demo: str) -> None:
     table = demo[demo.index("filter p50 µs"):demo.index("what happened:")].splitlines()
     assert "request_headers" in table[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
-from edgenode.bench.workload import (ACCEPT_PROFILES, ATTACK_SAMPLES, AUTO_SHARE, HEALTH_PATH,
+from edgenode.bench.workload import (ACCEPT_PROFILES, ATTACK_SAMPLES, AUTO_SHARE, FUNCTION_PATHS, HEALTH_PATH,
                                      IMAGE_SOURCES, EdgeTally, _budgets, edge_paths, edge_streams)
 
 
@@ -18,9 +18,11 @@ def test_edge_paths_are_seeded_and_tallied() -> None:
     assert sum(tally.attacks.values()) == tally.kinds["attack"]
     shares = {k: n / 5000 for k, n in tally.kinds.items()}
     assert 0.84 < shares["object"] < 0.90
-    for kind in ("no-store", "attack", "image", "health"):
+    for kind in ("no-store", "attack", "image", "health", "function"):
         assert 0.01 < shares[kind] < 0.07, (kind, shares)
     assert a.count(HEALTH_PATH) == tally.kinds["health"]
+    assert sum(a.count(p) for p in FUNCTION_PATHS) == tally.kinds["function"]
+    assert set(FUNCTION_PATHS) <= set(a)
     assert {p for _, p in ATTACK_SAMPLES} <= set(a)
 
 

@@ -5,6 +5,8 @@ Spin SDK routes (buffered request/response):
   POST .../echo      JSON describing the request body
   GET  .../count     a counter in the `default` key-value store
   GET  .../fetch     an outbound request to the `default` upstream (the origin)
+  GET  .../kv/OP?store=S&key=K&size=N  set (N bytes), get (its length), delete, exists,
+                     keys: key-value operations, answering the result or the error's name
 Raw wasi:http routes (the Spin SDK's generated bindings), used by the host's tests:
   .../raw/stream?n=N  N chunks written one by one after the response head is set
   .../raw/fields      how the host answers field edits (forbidden, invalid, immutable)
@@ -101,6 +103,30 @@ def _raw(route: str, query: str, response_out: ResponseOutparam) -> None:
         _finish(body, stream)
 
 
+def _kv(op: str, query: str) -> Response:
+    args = dict(p.partition("=")[::2] for p in query.split("&") if p)
+    key = args.get("key", "k")
+    try:
+        store = key_value.open(args.get("store", "default"))
+        if op == "set":
+            store.set(key, b"v" * int(args.get("size", "1")))
+            out = "ok"
+        elif op == "get":
+            value = store.get(key)
+            out = "none" if value is None else str(len(value))
+        elif op == "delete":
+            store.delete(key)
+            out = "ok"
+        elif op == "exists":
+            out = str(store.exists(key)).lower()
+        else:
+            out = json.dumps(sorted(store.get_keys()))
+    except Err as exc:
+        name = type(exc.value).__name__.removeprefix("Error_")
+        out = name + (f": {exc.value.value}" if hasattr(exc.value, "value") else "")
+    return Response(200, {"content-type": "text/plain"}, out.encode())
+
+
 class IncomingHandler(http.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
         path, _, query = (request.path_with_query() or "/").partition("?")
@@ -111,8 +137,10 @@ class IncomingHandler(http.IncomingHandler):
         super().handle(request, response_out)
 
     def handle_request(self, request: Request) -> Response:
-        path = request.uri.split("?", 1)[0]
+        path, _, query = request.uri.partition("?")
         route = path.rsplit("/", 1)[-1]
+        if path.rsplit("/", 2)[-2:-1] == ["kv"]:
+            return _kv(route, query)
         if route == "hello":
             return Response(200, {"content-type": "text/plain; charset=utf-8",
                                   "cache-control": "public, max-age=60"},
