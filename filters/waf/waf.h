@@ -203,7 +203,8 @@ typedef struct rule {
     uint32_t hits;               /* metric id (filter) */
     uint32_t metric;
     bool metric_defined;
-    int pf_idx;                  /* index in the regex prefilter, -1: not prefiltered */
+    int16_t pf_group;            /* firstpass.c: regex set of the rule's pattern, -1: none */
+    uint8_t pf_bit;              /* the pattern's bit in that set's scan mask */
     bool has_exclusions;         /* some target is a !VAR:key exclusion */
 } rule;
 
@@ -239,10 +240,8 @@ typedef struct {
     arena mem;
     uint32_t n_regex;
     double compile_ms;
-    ac_automaton *pf_ac;         /* prefilter.c: factors of all prefiltered regexes */
-    uint64_t *pf_factor_bits;    /* factor id -> bitset (pf_words words) of prefiltered rules */
-    int pf_words;
-    int n_pf, n_pf_factors;
+    struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
+    int n_pf_groups, n_pf_rules;
 } waf_rules;
 
 /* Parse and compile. files[] are the files the directives may Include / @pmFromFile.
@@ -260,7 +259,7 @@ typedef struct {
     bool disruptive;
 } waf_match;
 
-typedef struct tcache_ent { uint32_t vid; uint32_t gen; uint16_t chain; wstr val; uint8_t *pf; } tcache_ent;
+struct src_state;
 
 typedef struct waf_tx {
     const waf_rules *rules;
@@ -283,8 +282,7 @@ typedef struct waf_tx {
     bool intercepted;            /* a disruptive action ran (or would, in detect mode) */
     int status; wstr redirect; const rule *disruptive_rule;
     waf_match *matches; int n_matches, cap_matches;
-    uint32_t next_vid;           /* value ids for the transformation cache */
-    tcache_ent *tcache; uint32_t tcache_cap, tcache_n, gen;
+    struct src_state *src[2 * (V_COUNT + 1)]; /* tcache.c: per source (variable, names?) */
     const rule *cur_rule;        /* for %{RULE.*} */
     void *scratch; int scratch_cap;  /* exec.c: a rule's target values, reused across rules */
     int skip_n;
@@ -314,6 +312,8 @@ bool waf_run_phase(waf_tx *tx, int phase);
 /* TX value by name (case-insensitive); NULL when unset. */
 const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key);
 void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val);
+/* Set a scalar variable (REQUEST_BODY, MULTIPART_* flags, ...). */
+void tx_set_sc(waf_tx *tx, int v, wstr val);
 
 /* collections */
 void coll_add(arena *a, coll *c, wstr key, wstr val);
@@ -336,10 +336,24 @@ bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err,
 int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures);
 void rx_free(regex *re);
 
-/* regex prefilter (prefilter.c) */
-void prefilter_build(waf_rules *r);
-void prefilter_free(waf_rules *r);
-uint8_t *prefilter_scan(waf_tx *tx, wstr v);
+/* Request values by source: a source is a request collection's values or names, or a
+ * scalar, stable once set.  A value id (vid) names one value of a source; 0: not stable. */
+#define VID(base, idx, names) ((((uint32_t)(base)) << 24) | ((uint32_t)(idx) << 1) | (names))
+/* tcache.c: a value after a transformation chain, computed once per request */
+wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
+/* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
+const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
+void source_changed(waf_tx *tx, int base);   /* a scalar was set */
+/* firstpass.c's per-request scan results for a source: [group] masks, then [group] done flags */
+uint64_t *source_masks(waf_tx *tx, int base, bool names);
+
+/* firstpass.c: regex sets over each source's joined values, to skip rules that cannot match */
+void firstpass_build(waf_rules *r);
+void firstpass_free(waf_rules *r);
+/* false when no value of target t can match rule ru's operator */
+bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t);
+/* false when the transformed value v cannot match rule ru's regex */
+bool firstpass_value_may_match(waf_tx *tx, const rule *ru, wstr v);
 
 /* macros (exec.c) */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);
