@@ -93,16 +93,21 @@ static wstr var_first(waf_tx *tx, int var, wstr key);
 wstr macro_expand(waf_tx *tx, const macro_str *m) {
     if (!m->has_macro) return m->raw;
     if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key);
-    wbuf b = {0};
+    wstr one[16], *vals = m->n <= 16 ? one : ar_alloc(&tx->a, (size_t)m->n * sizeof *vals);
+    size_t total = 0;
     for (int i = 0; i < m->n; i++) {
         const macro_part *p = &m->parts[i];
-        if (!p->var) { wb_put(&b, p->lit.p, p->lit.n); continue; }
-        wstr v = var_first(tx, p->var, p->key);
-        wb_put(&b, v.p, v.n);
+        vals[i] = p->var ? var_first(tx, p->var, p->key) : p->lit;
+        total += vals[i].n;
     }
-    wstr out = dupw(tx, b.p ? b.p : "", b.n);
-    wb_free(&b);
-    return out;
+    char *o = ar_alloc(&tx->a, total + 1);
+    size_t k = 0;
+    for (int i = 0; i < m->n; i++) {
+        if (vals[i].n) memcpy(o + k, vals[i].p, vals[i].n);
+        k += vals[i].n;
+    }
+    o[k] = 0;
+    return (wstr){o, k};
 }
 
 /* ------------------------------------------------------------------ value expansion */
@@ -132,6 +137,15 @@ static bool key_selected(const target *t, wstr key) {
 
 static void expand_coll(waf_tx *tx, const target *t, int base, int shown, bool names, tvals *out, bool stable) {
     coll *c = &tx->c[base];
+    if (t->key.n && !t->key_rx) {
+        uint32_t idx[32];
+        int n = coll_find_all(c, t->key, idx, 32);
+        for (int k = 0; k < n; k++) {
+            kv *it = &c->items[idx[k]];
+            tv_push(tx, out, shown, it->key, names ? it->key : it->val, stable ? VID(base, idx[k], names) : 0);
+        }
+        if (n >= 0) return;
+    }
     for (uint32_t i = 0; i < c->n; i++) {
         kv *it = &c->items[i];
         if (!it->key.p) continue;
@@ -469,7 +483,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                     wstr cur = transform(tx, pre[k], v->val, v->vid);
                     if (k < np - 1 && cur.n == prev.n && (cur.p == prev.p || memcmp(cur.p, prev.p, cur.n) == 0)) continue;
                     prev = cur;
-                    if (firstpass_value_may_match(tx, ru, cur) && op_exec(tx, ru, cur, &md)) {
+                    if (firstpass_value_may_match(tx, ru, pre[k], cur) && op_exec(tx, ru, cur, &md)) {
                         any = true;
                         matched(tx, v, cur);
                         run_setvars(tx, ru);
@@ -478,7 +492,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                 continue;
             }
             wstr tv = transform(tx, ru->tchain, v->val, v->vid);
-            if (firstpass_value_may_match(tx, ru, tv) && op_exec(tx, ru, tv, &md)) {
+            if (firstpass_value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
                 any = true;
                 matched(tx, v, tv);
                 run_setvars(tx, ru);

@@ -20,7 +20,8 @@ typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
-    uint64_t *masks;             /* firstpass.c: [group] scan masks, then [group] done flags */
+    uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
+    uint8_t *done;               /* [group / 8] bitmap */
 } src_state;
 
 /* The values of a source: the collection's values (or keys), or the scalar. */
@@ -32,7 +33,7 @@ static uint32_t source_size(waf_tx *tx, int base) {
 static src_state *source(waf_tx *tx, int base, bool names) {
     src_state **slot = &tx->src[2 * base + (names ? 1 : 0)];
     uint32_t n = source_size(tx, base);
-    if (*slot && (*slot)->n == n) return *slot;
+    if (__builtin_expect(*slot && (*slot)->n == n, 1)) return *slot;
     int chains = tx->rules->n_tchains;
     src_state *s = ar_alloc(&tx->a, sizeof *s);
     s->n = n;
@@ -41,6 +42,7 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
     s->masks = NULL;
+    s->done = NULL;
     *slot = s;
     return s;
 }
@@ -52,11 +54,11 @@ static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
 /* The cached result of `chain` for value `idx` of a source. */
 static wstr cached(waf_tx *tx, src_state *s, int chain, uint32_t idx, wstr in, uint32_t vid) {
     wstr *tv = s->tv[chain];
+    if (tv && tv[idx].p) return tv[idx];
     if (!tv) {
         tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
         memset(tv, 0, (size_t)(s->n ? s->n : 1) * sizeof *tv);
     }
-    if (tv[idx].p) return tv[idx];
     wstr out = apply_chain(tx, chain, in, vid);
     if (!out.p) out.p = "";
     tv[idx] = out;
@@ -95,41 +97,55 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     }
     coll *c = &tx->c[base];
     size_t total = 0;
-    wstr one = {0};
-    uint32_t live = 0;
+    uint32_t live = 0, last = 0;
     for (uint32_t i = 0; i < s->n; i++) {
         kv *it = &c->items[i];
         if (!it->key.p) continue;
-        one = transform(tx, chain, names ? it->key : it->val, VID(base, i, names));
-        total += one.n + 1;
+        total += cached(tx, s, chain, i, names ? it->key : it->val, VID(base, i, names)).n + 1;
         live++;
+        last = i;
     }
     if (!live) return NULL;
+    const wstr *tv = s->tv[chain];
     if (live == 1) {
-        *j = one;
-        if (!j->p) j->p = "";
+        *j = tv[last];
         return j;
+    }
+    /* the last step changed no value (urlDecode of text without '%', ...): the parent's
+     * joined values serve (no copy) */
+    int parent = tx->rules->tchain_parent[chain];
+    if (parent >= 0) {
+        bool same = true;
+        for (uint32_t i = 0; i < s->n && same; i++) {
+            if (!c->items[i].key.p) continue;
+            wstr prev = tx->rules->tchain_def[parent][0] ? s->tv[parent][i] : (names ? c->items[i].key : c->items[i].val);
+            same = prev.p == tv[i].p && prev.n == tv[i].n;
+        }
+        if (same) {
+            *j = *source_joined(tx, base, names, parent);
+            return j;
+        }
     }
     char *o = ar_alloc(&tx->a, total);
     size_t k = 0;
     for (uint32_t i = 0; i < s->n; i++) {
-        kv *it = &c->items[i];
-        if (!it->key.p) continue;
-        wstr v = transform(tx, chain, names ? it->key : it->val, VID(base, i, names));
+        if (!c->items[i].key.p) continue;
         if (k) o[k++] = '\n';
-        if (v.n) memcpy(o + k, v.p, v.n);
-        k += v.n;
+        if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
+        k += tv[i].n;
     }
     *j = (wstr){o, k};
     return j;
 }
 
-uint64_t *source_masks(waf_tx *tx, int base, bool names) {
+uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done) {
     src_state *s = source(tx, base, names);
     if (!s->masks) {
-        size_t n = 2 * (size_t)(tx->rules->n_pf_groups ? tx->rules->n_pf_groups : 1);
+        size_t n = (size_t)(tx->rules->n_pf_groups ? tx->rules->n_pf_groups : 1);
         s->masks = ar_alloc(&tx->a, n * sizeof *s->masks);
-        memset(s->masks, 0, n * sizeof *s->masks);
+        s->done = ar_alloc(&tx->a, (n + 7) / 8);
+        memset(s->done, 0, (n + 7) / 8);
     }
+    *done = s->done;
     return s->masks;
 }

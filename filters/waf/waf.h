@@ -20,11 +20,11 @@ typedef struct { const char *p; size_t n; } wstr;
 #define WSTR(lit) ((wstr){(lit), sizeof(lit) - 1})
 
 typedef struct arena_blk { struct arena_blk *next; size_t cap, used; char data[]; } arena_blk;
-typedef struct { arena_blk *head; size_t total; } arena;
+typedef struct { arena_blk *head, *spare; size_t total; } arena;
 
 void *ar_alloc(arena *a, size_t n);            /* 8-aligned, never NULL (aborts on OOM) */
 char *ar_dup(arena *a, const char *p, size_t n); /* NUL-terminated copy */
-void ar_reset(arena *a);                       /* keeps the first block */
+void ar_reset(arena *a);                       /* keeps blocks for reuse, up to AR_KEEP bytes */
 void ar_free(arena *a);
 
 /* A growable byte buffer (malloc) */
@@ -95,7 +95,12 @@ typedef struct pcre2_real_code_8 rx_code;
 typedef struct {
     rx_code *code;
     wstr src;
+    /* a pattern that is only a literal: ^lit (RX_LIT_PREFIX) or ^lit$ (RX_LIT_EXACT), for
+     * pcre2_match_simple's fast path */
+    int lit_mode;
+    wstr lit;
 } regex;
+enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT };
 
 /* A string with %{...} macros, split at compile time. */
 typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
@@ -138,6 +143,7 @@ typedef struct {
     macro_str param;             /* raw parameter, macros expanded at run time when needed */
     regex rx;                    /* OP_RX (param without macros) */
     ac_automaton *ac;            /* OP_PM / OP_PMFROMFILE */
+    wstr pm_phrases;             /* the same phrases, each after its length (uint32_t) */
     ip_net *nets; int n_nets;    /* OP_IPMATCH */
     uint8_t byte_ok[32];         /* OP_VALIDATEBYTERANGE bitmap */
     long long num;               /* numeric comparisons without macros */
@@ -203,8 +209,8 @@ typedef struct rule {
     uint32_t hits;               /* metric id (filter) */
     uint32_t metric;
     bool metric_defined;
-    int16_t pf_group;            /* firstpass.c: regex set of the rule's pattern, -1: none */
-    uint8_t pf_bit;              /* the pattern's bit in that set's scan mask */
+    struct pf_slot *pf;          /* firstpass.c: the sets holding the rule's pattern, one per */
+    int n_pf;                    /* chain it is scanned after (multiMatch: every prefix); 0: none */
     bool has_exclusions;         /* some target is a !VAR:key exclusion */
 } rule;
 
@@ -239,7 +245,7 @@ typedef struct {
     int16_t *tchain_parent;      /* chain id of the prefix without the last step, -1 for none */
     arena mem;
     uint32_t n_regex;
-    double compile_ms;
+    double compile_ms, warm_up_ms;
     struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
     int n_pf_groups, n_pf_rules;
 } waf_rules;
@@ -318,6 +324,9 @@ void tx_set_sc(waf_tx *tx, int v, wstr val);
 /* collections */
 void coll_add(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
+/* Indices of every item with this key (case-insensitive), in order; -1 when the collection
+ * has no index or more than max match (then scan it). */
+int coll_find_all(const coll *c, wstr key, uint32_t *out, int max);
 void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
@@ -344,16 +353,20 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
 /* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
 void source_changed(waf_tx *tx, int base);   /* a scalar was set */
-/* firstpass.c's per-request scan results for a source: [group] masks, then [group] done flags */
-uint64_t *source_masks(waf_tx *tx, int base, bool names);
+/* firstpass.c's per-request scan results for a source: [group] masks, valid where the
+ * [group / 8] bitmap *done says so */
+uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done);
 
 /* firstpass.c: regex sets over each source's joined values, to skip rules that cannot match */
 void firstpass_build(waf_rules *r);
 void firstpass_free(waf_rules *r);
+/* Run ordinary requests through the rules once, so the regex sets they reach are compiled
+ * (and their DFAs warm) before the first real request. */
+void firstpass_warm_up(const waf_rules *r);
 /* false when no value of target t can match rule ru's operator */
 bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t);
-/* false when the transformed value v cannot match rule ru's regex */
-bool firstpass_value_may_match(waf_tx *tx, const rule *ru, wstr v);
+/* false when v, a value after transformation chain `chain`, cannot match rule ru's regex */
+bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v);
 
 /* macros (exec.c) */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);

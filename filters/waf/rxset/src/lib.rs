@@ -7,22 +7,31 @@
 //!  1. one alternation of the members, stopping at its first match: on benign
 //!     input nothing matches and the buffer is scanned once for the whole set;
 //!  2. only when it matched, each member alone (each stops at its own first
-//!     match).  A member's own regex is compiled the first time it is needed:
-//!     most never are, which keeps configure time and memory down.
+//!     match).
+//! Regexes are compiled the first time they are needed: a set whose rules never
+//! run (a paranoia level above the configured one) costs no compile time and no
+//! memory, and most members' own regexes are never needed.
 //! Regex 1.7's multi-pattern `RegexSet::matches` is not used: once any member
 //! matched, every later byte takes its slow path.  Members the caller marks
 //! "common" (they match ordinary values, e.g. format checks such as `^\d+$`)
 //! would make step 2 run on every request: they stay out of the alternation
 //! and are always checked alone.
 //!
+//! A set can instead hold one phrase list (@pm: any of many literal phrases,
+//! ASCII case-insensitive), run by the `aho-corasick` crate.
+//!
 //! C ABI for the engine: filters/waf/rxset.h.
 pub mod translate;
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use regex::bytes::{Regex, RegexBuilder};
 use std::slice;
 
 /// At most this many patterns per set (the scan returns a 64-bit mask).
 pub const MAX_PATTERNS: usize = 64;
+/// pattern flags (rxset.h)
+pub const COMMON: u8 = 1;
+pub const CASELESS: u8 = 2;
 const SIZE_LIMIT: usize = 16 << 20;
 /// lazy DFA cache of one member's own regex (the alternation gets the caller's limit)
 const MEMBER_DFA_LIMIT: usize = 2 << 20;
@@ -36,9 +45,13 @@ struct Member {
 }
 
 pub struct RxSet {
-    /// the members that are not common, as one alternation (None: no such member)
-    any: Option<Regex>,
+    /// the members that are not common, as one alternation: None until the first scan,
+    /// then the compiled regex (None: no such member), or Err when it does not compile
+    any: Option<Result<Option<Regex>, ()>>,
     members: Vec<Member>,
+    /// a phrase list instead of patterns: the set's only member
+    phrases: Option<AhoCorasick>,
+    dfa_limit: usize,
 }
 
 fn build(pat: &str, dfa_limit: usize) -> Result<Regex, ()> {
@@ -59,53 +72,51 @@ impl Member {
 }
 
 impl RxSet {
-    /// `common[i]`: pattern i matches ordinary values.  Returns the set and, per pattern,
-    /// whether it is in it (untranslatable or too big: not, the caller runs it).
-    pub fn new(pats: &[&[u8]], common: &[bool], dfa_limit: usize) -> (RxSet, Vec<bool>) {
-        let mut members: Vec<Member> = pats
+    /// `flags[i]`: COMMON (pattern i matches ordinary values), CASELESS (match it in any
+    /// case: the caller scans values before a final t:lowercase).  Returns the set and, per
+    /// pattern, whether it is in it (no translation: not, the caller always runs it).
+    /// Nothing is compiled before the set is first used.
+    pub fn new(pats: &[&[u8]], flags: &[u8], dfa_limit: usize) -> (RxSet, Vec<bool>) {
+        let members: Vec<Member> = pats
             .iter()
-            .zip(common)
+            .zip(flags)
             .take(MAX_PATTERNS)
-            .map(|(p, &c)| Member { src: translate::translate(p), re: None, common: c })
+            .map(|(p, &f)| Member {
+                src: translate::translate(p, f & CASELESS != 0),
+                re: None,
+                common: f & COMMON != 0,
+            })
             .collect();
-        for m in members.iter_mut().filter(|m| m.common && m.src.is_some()) {
-            match build(m.src.as_deref().unwrap_or_default(), MEMBER_DFA_LIMIT) {
-                Ok(re) => m.re = Some(Ok(re)),
-                Err(()) => m.src = None,
-            }
-        }
-        let mut any = RxSet::alternation(&members, dfa_limit);
-        if any.is_err() {
-            // some member does not compile in Rust (or the whole is too big): keep those that do
-            for m in members.iter_mut().filter(|m| !m.common && m.src.is_some()) {
-                if build(m.src.as_deref().unwrap_or_default(), dfa_limit).is_err() {
-                    m.src = None;
-                }
-            }
-            any = RxSet::alternation(&members, dfa_limit);
-        }
-        if any.is_err() {
-            for m in members.iter_mut().filter(|m| !m.common) {
-                m.src = None;
-            }
-        }
         let ok = members.iter().map(|m| m.src.is_some()).collect();
-        (RxSet { any: any.unwrap_or(None), members }, ok)
+        (RxSet { any: None, members, phrases: None, dfa_limit }, ok)
     }
 
-    fn alternation(members: &[Member], dfa_limit: usize) -> Result<Option<Regex>, ()> {
-        let rare: Vec<&str> = members.iter().filter(|m| !m.common).filter_map(|m| m.src.as_deref()).collect();
+    /// One member: any of `phrases`, ASCII case-insensitive.
+    pub fn phrases(phrases: &[&[u8]]) -> RxSet {
+        let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).build(phrases);
+        RxSet { any: None, members: Vec::new(), phrases: Some(ac), dfa_limit: 0 }
+    }
+
+    fn alternation(&self) -> Result<Option<Regex>, ()> {
+        let rare: Vec<&str> = self.members.iter().filter(|m| !m.common).filter_map(|m| m.src.as_deref()).collect();
         if rare.is_empty() {
             return Ok(None);
         }
-        build(&rare.join("|"), dfa_limit).map(Some)
+        build(&rare.join("|"), self.dfa_limit).map(Some)
     }
 
     /// Bit i: pattern i may match somewhere in `hay`.
     pub fn scan(&mut self, hay: &[u8]) -> u64 {
+        if let Some(ac) = &self.phrases {
+            return ac.is_match(hay) as u64;
+        }
+        if self.any.is_none() {
+            self.any = Some(self.alternation());
+        }
         let rare_possible = match &self.any {
-            Some(any) => any.is_match(hay),
-            None => false,
+            Some(Ok(Some(any))) => any.is_match(hay),
+            Some(Ok(None)) => false,
+            _ => true, // no alternation (too big): each member alone
         };
         let mut mask = 0u64;
         for (i, m) in self.members.iter_mut().enumerate() {
@@ -118,6 +129,9 @@ impl RxSet {
 
     /// Whether pattern i alone may match `hay`.
     pub fn may_match(&mut self, i: usize, hay: &[u8]) -> bool {
+        if let Some(ac) = &self.phrases {
+            return ac.is_match(hay);
+        }
         self.members.get_mut(i).map_or(true, |m| m.may_match(hay))
     }
 }
@@ -131,20 +145,29 @@ unsafe fn bytes<'a>(p: *const u8, len: usize) -> &'a [u8] {
 }
 
 /// # Safety
-/// For i < n: `pats[i]` points to `lens[i]` bytes; `common` and `ok` have n bytes.
+/// For i < n: `pats[i]` points to `lens[i]` bytes; `flags` and `ok` have n bytes.
 #[no_mangle]
-pub unsafe extern "C" fn rxset_new(pats: *const *const u8, lens: *const usize, common: *const u8, n: usize,
+pub unsafe extern "C" fn rxset_new(pats: *const *const u8, lens: *const usize, flags: *const u8, n: usize,
                                    ok: *mut u8, dfa_limit: usize) -> *mut RxSet {
     let n = n.min(MAX_PATTERNS);
     let ps = slice::from_raw_parts(pats, n);
     let ls = slice::from_raw_parts(lens, n);
     let v: Vec<&[u8]> = ps.iter().zip(ls).map(|(&p, &l)| bytes(p, l)).collect();
-    let c: Vec<bool> = slice::from_raw_parts(common, n).iter().map(|&b| b != 0).collect();
-    let (set, okv) = RxSet::new(&v, &c, dfa_limit);
+    let (set, okv) = RxSet::new(&v, slice::from_raw_parts(flags, n), dfa_limit);
     for (o, k) in slice::from_raw_parts_mut(ok, n).iter_mut().zip(okv) {
         *o = k as u8;
     }
     Box::into_raw(Box::new(set))
+}
+
+/// # Safety
+/// For i < n: `phrases[i]` points to `lens[i]` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rxset_new_phrases(phrases: *const *const u8, lens: *const usize, n: usize) -> *mut RxSet {
+    let ps = slice::from_raw_parts(phrases, n);
+    let ls = slice::from_raw_parts(lens, n);
+    let v: Vec<&[u8]> = ps.iter().zip(ls).map(|(&p, &l)| bytes(p, l)).collect();
+    Box::into_raw(Box::new(RxSet::phrases(&v)))
 }
 
 /// # Safety
@@ -172,12 +195,12 @@ pub unsafe extern "C" fn rxset_free(s: *mut RxSet) {
 
 #[cfg(test)]
 mod tests {
-    use super::RxSet;
+    use super::{RxSet, CASELESS, COMMON};
 
     #[test]
     fn scan_reports_each_member_that_can_match() {
         let pats: [&[u8]; 3] = [b"(?i)union\\s+select", b"a(?=b)", b"^\\d+$"];
-        let (mut s, ok) = RxSet::new(&pats, &[false, false, true], 1 << 20);
+        let (mut s, ok) = RxSet::new(&pats, &[0, 0, COMMON], 1 << 20);
         assert_eq!(ok, vec![true, true, true]);
         assert_eq!(s.scan(b"x UNION  Select y"), 0b001);
         assert_eq!(s.scan(b"ac\n42"), 0b110);
@@ -187,10 +210,17 @@ mod tests {
     }
 
     #[test]
+    fn phrase_lists_ignore_ascii_case() {
+        let mut s = RxSet::phrases(&[b"etc/passwd", b"boot.ini"]);
+        assert_eq!(s.scan(b"x\n../ETC/Passwd"), 1);
+        assert!(!s.may_match(0, b"etc/shadow"));
+    }
+
+    #[test]
     fn untranslatable_members_stay_out() {
         let pats: [&[u8]; 2] = [b"(a)(?1)", b"b"];
-        let (mut s, ok) = RxSet::new(&pats, &[false, false], 1 << 20);
+        let (mut s, ok) = RxSet::new(&pats, &[0, CASELESS], 1 << 20);
         assert_eq!(ok, vec![false, true]);
-        assert_eq!(s.scan(b"aa b"), 0b10);
+        assert_eq!(s.scan(b"aa B"), 0b10);
     }
 }

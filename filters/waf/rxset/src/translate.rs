@@ -8,10 +8,11 @@
 
 use std::fmt::Write;
 
-/// Translate `pat`; `None` when it has no safe superset in Rust syntax.
-pub fn translate(pat: &[u8]) -> Option<String> {
-    let mut t = Tr { p: pat, i: 0, groups: 0, out: String::with_capacity(pat.len() * 2) };
-    t.out.push_str("(?sm-u)(?:");
+/// Translate `pat`; `None` when it has no safe superset in Rust syntax.  `caseless`: match
+/// ASCII letters in any case throughout (a superset of the pattern on a lowercased subject).
+pub fn translate(pat: &[u8], caseless: bool) -> Option<String> {
+    let mut t = Tr { p: pat, i: 0, groups: 0, caseless, out: String::with_capacity(pat.len() * 2) };
+    t.out.push_str(if caseless { "(?ism-u)(?:" } else { "(?sm-u)(?:" });
     t.alternation()?;
     if t.i != t.p.len() {
         return None;
@@ -28,6 +29,8 @@ struct Tr<'a> {
     p: &'a [u8],
     i: usize,
     groups: usize,
+    /// never turn case-insensitivity off
+    caseless: bool,
     out: String,
 }
 
@@ -214,13 +217,19 @@ impl<'a> Tr<'a> {
     /// `(?imsU-imsU)` or `(?imsU-imsU:...)`; `n` and `J` are dropped, `x` unsupported.
     fn flags(&mut self) -> Option<bool> {
         let mut f = String::new();
+        let mut off = false;
         loop {
             let c = self.peek()?;
             self.i += 1;
             match c {
-                b'i' | b'm' | b's' | b'U' | b'-' => f.push(c as char),
+                b'i' if off && self.caseless => {}
+                b'i' | b'm' | b's' | b'U' => f.push(c as char),
+                b'-' => {
+                    off = true;
+                    f.push('-');
+                }
                 b'n' | b'J' => {}
-                b'^' => f.push_str("-ims"),
+                b'^' => f.push_str(if self.caseless { "-ms" } else { "-ims" }),
                 b')' => {
                     if !f.is_empty() && f != "-" {
                         let _ = write!(self.out, "(?{})", f.trim_end_matches('-'));
@@ -551,7 +560,7 @@ mod tests {
     use super::translate;
 
     fn t(p: &str) -> String {
-        translate(p.as_bytes()).unwrap()
+        translate(p.as_bytes(), false).unwrap()
     }
 
     #[test]
@@ -566,6 +575,11 @@ mod tests {
 
     #[test]
     fn recursion_is_refused() {
-        assert!(translate(b"a(?R)").is_none());
+        assert!(translate(b"a(?R)", false).is_none());
+    }
+
+    #[test]
+    fn caseless_keeps_case_insensitivity_on() {
+        assert_eq!(translate(b"a(?-i)b", true).unwrap(), "(?ism-u)(?:ab)");
     }
 }
