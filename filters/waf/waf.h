@@ -124,16 +124,14 @@ enum {
     OP_FUZZYHASH, OP_GSBLOOKUP, OP_RSUB
 };
 
-/* Case-insensitive Aho-Corasick automaton (ac.c): @pm phrases, regex prefilter factors. */
+/* Case-insensitive Aho-Corasick automaton (ac.c): @pm phrases and what they matched. */
 typedef struct ac_automaton ac_automaton;
 ac_automaton *ac_create(void);
-int ac_add(ac_automaton *ac, const char *p, size_t n);   /* phrase id (same phrase: same id) */
+void ac_add(ac_automaton *ac, const char *p, size_t n);
 void ac_finalize(ac_automaton *ac);
 void ac_destroy(ac_automaton *ac);
 /* First phrase found: offset and length. */
 bool ac_first(const ac_automaton *ac, wstr v, size_t *at, size_t *len);
-/* Every phrase found (ids, repeated as often as found) -> cb. */
-void ac_all(const ac_automaton *ac, wstr v, void (*cb)(void *ctx, int id), void *ctx);
 
 typedef struct { uint8_t addr[16]; int bits; bool v6; } ip_net;
 
