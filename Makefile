@@ -4,7 +4,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install system filters cache-tests test demo bench clean
+.PHONY: install system filters functions cache-tests test demo bench clean
 
 install: $(STAMP)
 
@@ -12,7 +12,7 @@ install: $(STAMP)
 # its own instance on 127.0.0.1) and of the load generator.  Installed when missing; needs
 # root or sudo.  The WAF filter's regex first pass (filters/waf/rxset) is Rust, built offline
 # with Debian's rustc, its wasm32 standard library and Debian's packaged `regex` crate.
-DEB_PACKAGES := wrk redis-server modsecurity-crs rustc cargo libstd-rust-dev-wasm32 librust-regex-dev
+DEB_PACKAGES := wrk redis-server modsecurity-crs docker-registry rustc cargo libstd-rust-dev-wasm32 librust-regex-dev
 
 system:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -26,13 +26,28 @@ system:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test,functions]'
 	touch $@
 
 # Rebuild every .wasm from source (C via zig cc from the ziglang wheel, AssemblyScript via npm).
 filters: install system
 	$(MAKE) -C filters ZIG_CC="$(abspath $(VPY)) -m ziglang cc"
 	$(MAKE) -C filters/examples/assemblyscript
+
+# The npm toolchain for JavaScript functions (componentize-js, jco; pinned in its
+# package-lock.json), then the example functions the default config serves (skipped
+# when up to date; each build also fills the compiled-component cache).
+FN_TOOLCHAIN := edgenode/functions/toolchain
+FN_EXAMPLES  := edgenode/functions/examples
+
+$(FN_TOOLCHAIN)/node_modules/.package-lock.json: $(FN_TOOLCHAIN)/package.json $(FN_TOOLCHAIN)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(FN_TOOLCHAIN) && npm ci --no-audit --no-fund
+
+functions: install $(FN_TOOLCHAIN)/node_modules/.package-lock.json
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-js
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-py
+	$(VENV)/bin/edgenode function build $(FN_EXAMPLES)/hello-c
 
 # The http-tests/cache-tests suite (../shared/cache-tests, read-only) copied to build/ with its
 # npm dependencies, for tests/conformance/test_cache_tests_suite.py (see docs/conformance.md).
@@ -48,11 +63,11 @@ $(CACHE_TESTS)/.installed: $(wildcard $(SHARED)/cache-tests/cache-tests/package.
 	cd $(CACHE_TESTS)/cache-tests && npm install --omit=dev --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: install system filters cache-tests
+test: install system filters functions cache-tests
 	$(VPY) -m pytest -q
 
-demo: install filters
+demo: install filters functions
 	$(VENV)/bin/edgenode demo
 
 clean:
-	rm -rf $(VENV) filters/build $(CACHE_TESTS)
+	rm -rf $(VENV) filters/build $(CACHE_TESTS) $(FN_EXAMPLES)/build $(FN_TOOLCHAIN)/node_modules

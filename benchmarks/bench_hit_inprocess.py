@@ -9,6 +9,7 @@ end's synchronous fast path unless ``--general`` turns it off.  Several rounds; 
 figure on a shared machine.
 
     python benchmarks/bench_hit_inprocess.py [--n 20000] [--rounds 7] [--label before] [--general]
+                                             [--store lmdb|memory]
 
 Prints a table and writes benchmarks/results/hit_inprocess-<label>.json.  To compare two
 versions of the code, run a copy of this script inside each tree (it imports the
@@ -20,8 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,7 @@ class FakeTransport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
     def close(self) -> None: ...
@@ -81,10 +85,12 @@ async def _origin_stub(exchange: Any) -> Response:
     return Response(200, headers, BODY)
 
 
-async def run(n: int, rounds: int, general: bool = False) -> list[float]:
+async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb") -> list[float]:
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin="http://127.0.0.1:9")
     cfg.chain = [StageConfig("cache", "cache")]
     cfg.log.access = "off"
+    cfg.cache.store = store
+    cfg.server.state_dir = Path(tempfile.mkdtemp(prefix="edgenode-hit-"))  # a cold store
     node = Node(cfg, admin=False)
     # the origin is stubbed (no socket): only the first request reaches it
     node.frontend.handler = node._entry(build_chain(node.stages, _origin_stub))
@@ -114,6 +120,9 @@ async def run(n: int, rounds: int, general: bool = False) -> list[float]:
     assert b"X-Cache: HIT" in tr.last
     if conn._timer is not None:
         conn._timer.cancel()
+    conn.connection_lost(None)
+    await node.stop(0.1)
+    shutil.rmtree(cfg.server.state_dir, ignore_errors=True)
     return per_round
 
 
@@ -125,11 +134,13 @@ def main() -> None:
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     ap.add_argument("--general", action="store_true",
                     help="turn the front end's fast path off: every hit goes through the chain")
+    ap.add_argument("--store", choices=("lmdb", "memory"), default="lmdb", help="[cache] store")
     args = ap.parse_args()
     if args.loop == "uvloop":
         install_event_loop()
-    per_round = asyncio.run(run(args.n, args.rounds, args.general))
+    per_round = asyncio.run(run(args.n, args.rounds, args.general, args.store))
     result = {"label": args.label, "loop": args.loop, "path": "general" if args.general else "fast",
+              "store": args.store,
               "n": args.n, "rounds": per_round,
               "best_us": min(per_round), "median_us": statistics.median(per_round)}
     print(f"{'1 KB hit, in-process (' + args.label + ')':40} {'best':>8} {'median':>8}")

@@ -8,10 +8,10 @@ answers so every request reaches the origin while wrk (no Lua) can still be used
 The reference servers are optional: run benchmarks/setup_reference.sh to install
 them.  Prints a table and writes benchmarks/results/proxy-<timestamp>.json.
 
-With ``--hit-ratio-workers N`` it also measures what per-worker caches cost: the same
-seeded Zipf workload (the demo mix of ``edgenode.bench.workload``) runs against a cold
-edgenode with 1 worker and with N workers, and the report gives each run's hit ratio
-and origin requests (the origin's own counter) and the difference.
+With ``--hit-ratio-workers N`` it also measures what more workers cost in hit ratio: the
+same seeded Zipf workload (the demo mix of ``edgenode.bench.workload``) runs against a
+cold edgenode with 1 worker and with N workers, and the report gives each run's hit
+ratio and origin requests (the origin's own counter) and the difference.
 
     python benchmarks/bench_proxy.py --workers 1 --duration 5
     python benchmarks/bench_proxy.py --targets "" --hit-ratio-workers 2
@@ -144,20 +144,25 @@ def start_origin(run_dir: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def launch_edgenode(origin_port: int, workers: int, run_dir: Path) -> Target:
-    """``python -m edgenode serve`` with a generated config: cache only, no admin, no log."""
+def launch_edgenode(origin_port: int, workers: int, run_dir: Path, store: str = "lmdb",
+                    name: str = "edgenode", cache: str = "") -> Target:
+    """``python -m edgenode serve`` with a generated config: cache only, no admin, no log,
+    a cold ``store`` in ``run_dir`` (``cache``: more ``[cache]`` lines)."""
     port = free_port()
     config = run_dir / "edgenode.toml"
     config.write_text(f"""\
 [server]
 listen = "{HOST}:{port}"
 workers = {workers}
+state_dir = "{run_dir / 'state'}"
 
 [admin]
 listen = "off"
 
 [cache]
 max_bytes = "2GiB"
+store = "{store}"
+{cache}
 
 [origins.default]
 url = "http://{HOST}:{origin_port}"
@@ -169,10 +174,10 @@ type = "cache"
 access = "off"
 """)
     proc, logs = spawn([sys.executable, "-m", "edgenode", "serve", "--config", str(config),
-                        "--workers", str(workers)], run_dir, "edgenode")
+                        "--workers", str(workers)], run_dir, name)
     wait_ready(proc, port, logs)
     wait_banner(proc, logs[1])
-    return Target("edgenode", proc, port, f"{workers} worker(s)")
+    return Target(name, proc, port, f"{workers} worker(s), {store} store")
 
 
 def wait_banner(proc: subprocess.Popen, err_log: Path, timeout: float = 60.0) -> None:
@@ -282,7 +287,7 @@ def measure_worker_hit_ratio(origin_port: int, workers: int, run_dir: Path,
     once per request count: hit ratio and origin requests of each run, and the cost."""
     out: dict = {"workload": {"mix": "edgenode.bench.workload.demo_paths (Zipf s=1.0, seed 1)",
                               "objects": args.hit_ratio_objects, "connections": args.connections,
-                              "cache": "each worker its own cache (cache.max_bytes each)"},
+                              "cache": "one lmdb store shared by the workers"},
                  "runs": []}
     for count in args.hit_ratio_requests:
         row: dict = {"requests": count, "by_workers": {}}
@@ -311,7 +316,7 @@ def measure_worker_hit_ratio(origin_port: int, workers: int, run_dir: Path,
 
 def print_hit_ratio(section: dict, workers: int) -> None:
     w = section["workload"]
-    print(f"\nper-worker caches: hit-ratio cost (demo Zipf mix, {w['objects']} objects, "
+    print(f"\nworkers: hit-ratio cost (demo Zipf mix, {w['objects']} objects, "
           f"{w['connections']} connections, cold caches)")
     head = (f"{'requests':>9} {'workers':>7} {'hit ratio':>9} {'origin req':>10} {'req/s':>8} {'errors':>6}"
             f"  cost vs 1 worker")
@@ -467,11 +472,15 @@ def main() -> int:
         print_table(report)
     if "workers_hit_ratio" in report:
         print_hit_ratio(report["workers_hit_ratio"], args.hit_ratio_workers)
-    out = args.output or RESULTS / f"proxy-{stamp}.json"
+    write_report(report, args.output or RESULTS / f"proxy-{stamp}.json")
+    return 0
+
+
+def write_report(report: dict, out: Path) -> None:
+    """The JSON next to the printed table (benchmarks/results/ by default)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

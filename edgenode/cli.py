@@ -11,18 +11,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
 import os
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from edgenode import __version__
 from edgenode.config import Config, ConfigError, load_config, with_overrides
+from edgenode.http.listen import ListenError
 
 __all__ = ["main", "command", "Command", "COMMANDS", "PLUGIN_MODULES"]
 
 #: modules that may add subcommands via ``register(command)``; missing ones are skipped
-PLUGIN_MODULES = ("edgenode.filterdev.cli", "edgenode.bench.cli")
+PLUGIN_MODULES = ("edgenode.filterdev.cli", "edgenode.bench.cli", "edgenode.functions.cli",
+                  "edgenode.fleet.cli")
 
 
 @dataclass
@@ -47,8 +49,9 @@ def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], Non
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edgenode.observe.logs import setup_logging
+
+    setup_logging(level)
 
 
 def _workers(value: str) -> int:
@@ -64,7 +67,7 @@ def _workers(value: str) -> int:
 
 
 def _node_config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     return with_overrides(cfg, listen=args.listen, origin=args.origin,
                           workers=_workers(args.workers) if getattr(args, "workers", None) else None,
                           admin_listen=getattr(args, "admin_listen", None))
@@ -74,6 +77,8 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (default: the embedded default config)")
     p.add_argument("--listen", help="HOST:PORT for client traffic (overrides server.listen)")
     p.add_argument("--origin", help="URL of the default origin (overrides origins.<default>.url)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config value, e.g. --set cache.max_bytes=1GiB (repeatable)")
 
 
 # --- serve -----------------------------------------------------------------------------
@@ -98,7 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from edgenode.workers import Supervisor, WorkerSpec, WorkerStartError
 
         config_path = os.path.abspath(args.config) if args.config else None
-        sup = Supervisor(cfg, WorkerSpec(config_path, args.origin), cfg.server.workers)
+        sup = Supervisor(cfg, WorkerSpec(config_path, args.origin, args.set), cfg.server.workers)
         try:
             asyncio.run(sup.run(watch))
         except WorkerStartError as exc:  # the worker printed its own reason on stderr
@@ -119,6 +124,8 @@ def _worker_args(p: argparse.ArgumentParser) -> None:
     _node_args(p)
     p.add_argument("--worker-id", type=int, required=True)
     p.add_argument("--control", required=True, help="unix socket path of the control channel")
+    p.add_argument("--listen-fd", type=int, help="inherited listening socket to serve")
+    p.add_argument("--of", type=int, default=1, help="how many workers the node runs")
 
 
 @command("worker", "internal: one worker process of `serve --workers N`", _worker_args, hidden=True)
@@ -127,7 +134,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     cfg = _node_config(args)
     _setup_logging(cfg.log.level)
-    run_worker(cfg, args.worker_id, args.control)
+    run_worker(cfg, args.worker_id, args.control, args.listen_fd, args.of)
     return 0
 
 
@@ -188,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         if register is not None:
             register(command)
     parser = argparse.ArgumentParser(prog="edgenode", description="An edge CDN node.")
+    parser.add_argument("--version", action="version", version=f"edgenode {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for cmd in COMMANDS.values():
@@ -205,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         return args._run(args)
     except ConfigError as exc:
         print(f"edgenode: config error: {exc}", file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(f"edgenode: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

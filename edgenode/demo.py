@@ -1,33 +1,32 @@
-"""``edgenode demo``: origin + node + workload in one process, on free ports.
+"""``edgenode demo``: origin + a multi-worker node + workload, on free ports.
 
-Uses the embedded default config (routing -> waf -> image-accept -> cache -> image)
-with its default origin pointed at a simulated origin started here, so it needs
-nothing but the installed package.  The edge mix (``run_demo_workload(edge=True)``)
-exercises every stage; what the node itself saw comes from in-process observation
-only: its ``on_request_end`` signal (per-filter timings), its Prometheus exposition
-(the WAF's counters), its stats (cache) and a wrapper around the image service it
-calls out to (``register_internal_upstream``).
+Uses the embedded default config (routing -> waf -> image-accept -> cache -> image,
+``workers = "auto"``) with its default origin pointed at a simulated origin started
+here, and a fresh state directory (so the cache starts cold and is removed after), so
+it needs nothing but the installed package.  The node runs as it does under ``edgenode
+serve``: this process is its master, the workers are child processes sharing one cache
+store.  The edge mix (``run_demo_workload(edge=True)``) exercises every stage; what the
+node saw comes from the master's own admin view: node-wide ``/stats`` (cache, images),
+the merged Prometheus exposition (the WAF's counters, per-filter callback histograms).
 """
 
 from __future__ import annotations
 
-import io
-import logging
+import shutil
+import tempfile
 from collections import Counter
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgenode.bench.recorder import NodeRecorder
+from edgenode.bench.recorder import MetricsScraper
 from edgenode.bench.workload import format_demo_report, format_table, run_demo_workload
 from edgenode.config import load_config, with_overrides
-from edgenode.http.messages import Request, Response
-from edgenode.images.service import IMAGE_UPSTREAM, ImageService
-from edgenode.node import Node
 from edgenode.origin.app import start_origin
 from edgenode.origin.settings import OriginSettings
+from edgenode.workers import FanoutAdmin, Supervisor, WorkerSpec
 
-__all__ = ["run_demo", "DEFAULT_REQUESTS", "ImageTally", "filter_counters", "format_node_report", "narrative"]
+__all__ = ["run_demo", "DEFAULT_REQUESTS", "filter_counters", "format_node_report", "narrative"]
 
 DEFAULT_REQUESTS = 2000
 #: filter phases shown in the timing table, in the order a request meets them
@@ -35,48 +34,10 @@ _PHASES = ("request_headers", "request_body", "response_headers", "response_body
            "delete")
 
 
-class ImageTally:
-    """The image service, counting what it transformed (bytes in and out, formats)."""
-
-    def __init__(self, service: ImageService) -> None:
-        self.service = service
-        self.transforms = 0
-        self.failures = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.outputs: Counter[str] = Counter()
-        #: "2000x1500 JPEG" -> transforms from sources of that shape
-        self.sources: Counter[str] = Counter()
-
-    async def handle(self, request: Request) -> Response:
-        source = request.body
-        response = await self.service.handle(request)
-        if response.status != 200 or not isinstance(source, bytes) or not isinstance(response.body, bytes):
-            self.failures += 1
-            return response
-        self.transforms += 1
-        self.bytes_in += len(source)
-        self.bytes_out += len(response.body)
-        self.outputs[response.headers.get("content-type", "?")] += 1
-        self.sources[_image_shape(source)] += 1
-        return response
-
-
-def _image_shape(data: bytes) -> str:
-    """"2000x1500 JPEG" from the image header (Pillow reads no pixels for this)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return f"{im.width}x{im.height} {im.format}"
-    except (UnidentifiedImageError, OSError):
-        return "unreadable"
-
-
-def filter_counters(node: Node) -> dict[tuple[str, str], float]:
-    """Counters the wasm filters define, from the node's own Prometheus exposition."""
+def filter_counters(exposition: bytes) -> dict[tuple[str, str], float]:
+    """Counters the wasm filters define, from a Prometheus exposition."""
     out: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(node.metrics.exposition().decode()):
+    for family in text_string_to_metric_families(exposition.decode()):
         if family.name == "edgenode_filter_counter":
             for sample in family.samples:
                 if sample.name.endswith("_total"):
@@ -102,37 +63,35 @@ async def run_demo(requests: int | None = None, duration: float | None = None,
     """Run the demo workload and return the printable report."""
     runner, origin_port = await start_origin(OriginSettings(listen=("127.0.0.1", 0), seed=1))
     origin_url = f"http://127.0.0.1:{origin_port}"
+    state = tempfile.mkdtemp(prefix="edgenode-demo-")
+    # the workers read the same settings: a cold store of their own, the log as asked
+    # (one warning per blocked attack would bury the report)
+    settings = [f"server.state_dir={state}", f"log.access={'stderr' if access_log else 'off'}",
+                f"log.level={'info' if access_log else 'error'}"]
     try:
-        cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=origin_url,
+        cfg = with_overrides(load_config(None, settings), listen="127.0.0.1:0", origin=origin_url,
                              admin_listen="127.0.0.1:0")
-        cfg.log.access = "stderr" if access_log else "off"
-        node = Node(cfg)
-        recorder = NodeRecorder()
-        node.signals.on_request_end.append(recorder.on_end)
-        images = ImageTally(ImageService())
-        node.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
-        counters0 = filter_counters(node)
-        waf_names = {name for name, metric in counters0 if metric == "waf_requests_blocked"}
-        quiet = [] if access_log else [logging.getLogger(f"edgenode.filter.{n}") for n in waf_names]
-        levels = [lg.level for lg in quiet]
-        await node.start()
+        sup = Supervisor(cfg, WorkerSpec(None, origin_url, settings), cfg.server.workers)
+        await sup.start()
+        admin = FanoutAdmin(sup)
+        scraper = MetricsScraper(f"http://127.0.0.1:{sup.admin_port}/metrics")
         try:
-            for lg in quiet:  # one warning per blocked attack would bury the report
-                lg.setLevel(logging.ERROR)
-            await images.service.warm_up()  # worker start-up is not part of the measurement
+            counters0 = filter_counters(await admin.metrics())
+            hist0 = await scraper.histograms()
             bound: float | int = duration if duration is not None else (requests or DEFAULT_REQUESTS)
-            result = await run_demo_workload(f"http://127.0.0.1:{node.port}", bound,
+            result = await run_demo_workload(f"http://127.0.0.1:{sup.port}", bound,
                                              origin_url=origin_url, edge=True)
-            stats = node.stats()
-            waf = _waf_observed(counters0, filter_counters(node))
+            stats = await admin.stats()
+            waf = _waf_observed(counters0, filter_counters(await admin.metrics()))
+            filters = MetricsScraper.filters(hist0, await scraper.histograms())
         finally:
-            await node.stop(2.0)
-            await images.service.close()
-            for lg, level in zip(quiet, levels):
-                lg.setLevel(level)
+            await scraper.close()
+            await sup.stop(2.0)
     finally:
         await runner.cleanup()
-    observed = {"stats": stats, "waf": waf, "images": images, "filters": recorder.filters()}
+        shutil.rmtree(state, ignore_errors=True)
+    observed = {"stats": stats, "waf": waf, "images": stats.get("images", {}), "filters": filters,
+                "workers": sup.count}
     return "\n".join([format_demo_report(result), format_node_report(result, observed),
                       narrative(result, observed)])
 
@@ -147,15 +106,20 @@ def format_node_report(result: dict, observed: dict[str, Any]) -> str:
     cache = stats["cache"]
     server_errors = sum(n for code, n in result["status"].items() if code.startswith("5"))
     families = ", ".join(f"{k} {v}" for k, v in waf["families"].items()) or "none"
-    shrink = (f" ({1 - images.bytes_out / images.bytes_in:.0%} smaller)" if images.bytes_in else "")
+    bytes_in, bytes_out = images.get("bytes_in", 0), images.get("bytes_out", 0)
+    shrink = f" ({1 - bytes_out / bytes_in:.0%} smaller)" if bytes_in else ""
+    per_worker = ", ".join(f"{w.get('requests', 0)}" for w in stats.get("per_worker", []))
     rows = [
+        ("node", f"{observed['workers']} workers sharing one {cache.get('store', '?')} cache store "
+                 f"(requests per worker: {per_worker})"),
         ("WAF blocks (403)", f"{waf['blocked']} (client saw {result['status'].get('403', 0)} 403s; "
                              f"{sum(result.get('attacks_sent', {}).values())} attack samples sent)"),
         ("WAF rule families", families),
-        ("images transformed", f"{images.transforms} ({images.failures} failed), "
-                               f"{_mb(images.bytes_in)} -> {_mb(images.bytes_out)}{shrink}"),
-        ("image sources", ", ".join(f"{k} x{v}" for k, v in images.sources.items()) or "none"),
-        ("image outputs", ", ".join(f"{k} {v}" for k, v in sorted(images.outputs.items())) or "none"),
+        ("images transformed", f"{images.get('transforms', 0)} ({images.get('errors', 0)} failed), "
+                               f"{_mb(bytes_in)} -> {_mb(bytes_out)}{shrink}"),
+        ("image sources", ", ".join(f"{k} x{v}" for k, v in images.get("sources", {}).items()) or "none"),
+        ("image outputs", ", ".join(f"{k} {v}" for k, v in sorted(images.get("outputs", {}).items()))
+         or "none"),
         ("cache", f"{cache.get('entries', 0)} objects stored, {cache.get('bytes', 0):,} bytes, "
                   f"{cache.get('collapsed', 0)} collapsed, {cache.get('evictions', 0)} evictions"),
         ("node by cache status", ", ".join(f"{k}: {v}" for k, v in
@@ -166,10 +130,13 @@ def format_node_report(result: dict, observed: dict[str, Any]) -> str:
 
 
 def _timing_table(filters: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Per-filter p50 µs of each phase (the host's own Exchange timings)."""
+    """Per-filter p50 µs of each phase (from the node's callback histograms, so estimated
+    within a bucket)."""
     phases = [p for p in _PHASES if any(p in ph for ph in filters.values())]
     head = ["filter p50 µs", "calls"] + phases
-    rows = [[name, str(max(v["count"] for v in ph.values()))]
+    # calls: requests the filter saw (body callbacks run once per chunk)
+    rows = [[name, str(ph["request_headers"]["count"] if "request_headers" in ph
+                       else max(v["count"] for v in ph.values()))]
             + [f"{ph[p]['p50_us']:.1f}" if p in ph else "-" for p in phases]
             for name, ph in filters.items()]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
@@ -196,12 +163,13 @@ def narrative(result: dict, observed: dict[str, Any]) -> str:
     lines.append(f"The WAF blocked {waf['blocked']} requests ({attacks} attack samples sent) before "
                  "the cache or the origin saw them"
                  + (f"; rules matched: {', '.join(families)}." if families else "."))
-    if images.transforms:
-        others = mix.get("image", 0) + mix.get("image-auto", 0) - images.transforms
-        lines.append(f"The image filter made {images.transforms} variants of "
-                     f"{', '.join(images.sources)} originals ({_mb(images.bytes_in)} in, "
-                     f"{_mb(images.bytes_out)} out); the other {others} image requests got "
-                     "those variants from the cache (or collapsed onto their fetch).")
+    transforms = images.get("transforms", 0)
+    if transforms:
+        others = mix.get("image", 0) + mix.get("image-auto", 0) - transforms
+        lines.append(f"The image filter made {transforms} variants of "
+                     f"{', '.join(images.get('sources', {}))} originals ({_mb(images.get('bytes_in', 0))} "
+                     f"in, {_mb(images.get('bytes_out', 0))} out); the other {others} image requests "
+                     "got those variants from the cache (or collapsed onto their fetch).")
     lines.append(f"The routing filter answered {mix.get('health', 0)} health checks itself; "
                  f"{mix.get('no-store', 0)} no-store requests went to the origin every time.")
     return "what happened:\n" + "\n".join(f"  - {line}" for line in lines)

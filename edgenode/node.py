@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,12 +22,18 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from edgenode.admin.app import build_admin_app
+from edgenode.admin.token import admin_token
 from edgenode.cache.stage import CacheStage
+from edgenode.cache.store import Store, purge_store
 from edgenode.config import Config, ConfigError, StageConfig, load_config
+from edgenode.fleet.oci import OciError, is_oci, pull_module
+from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response
 from edgenode.http.server import FrontEnd
+from edgenode.node_state import NodeResources
 from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
+from edgenode.observe.origins import OriginCollector
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler, Stage, build_chain
 from edgenode.proxy.upstream import Upstream
@@ -65,20 +72,38 @@ class Signals:
 class Node:
     """The data plane (front end + chain + upstream) and, optionally, the admin API."""
 
-    def __init__(self, config: Config, *, worker: int | None = None, admin: bool = True) -> None:
+    def __init__(self, config: Config, *, worker: int | None = None, admin: bool = True,
+                 workers: int = 1) -> None:
         self.config = config
         self.worker = worker
         self.signals = Signals()
         self.metrics = NodeMetrics()
         self._internal: dict[str, InternalUpstream] = {}
         self.upstream = Upstream(config)
+        self.metrics.add_collector(OriginCollector(lambda: self.upstream.pools, self.upstream.health))
         self.redis = RedisServices(config.redis)
         self.cache: CacheStage | None = None
         self.filters: dict[str, Any] = {}
-        self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
+        #: function stages by name, and the key-value data they share (created on need)
+        self.functions: dict[str, Any] = {}
+        self._function_kv: Any = None
+        # a worker joins the store (and filter state) its master opened; a node alone owns them
+        self._state = NodeResources(config, owner=worker is None, workers=workers)
+        self.store: Store | None = self._state.store
+        try:
+            self.stages: list[Stage] = [self._build_stage(i, sc) for i, sc in enumerate(config.chain)]
+        except BaseException:
+            self._state.close()
+            raise
         if self.cache is not None:
             self.metrics.add_collector(CacheCollector(self._cache_stats))
+        if self.functions:
+            from edgenode.functions.metrics import FunctionsCollector
+
+            self.metrics.add_collector(FunctionsCollector(lambda: self.functions))
         self._services: list[Any] = []
+        self.images: Any = None
+        self._warming: asyncio.Task[None] | None = None
         self._foreign: dict[str, Callable[[bytes], bytes]] = {}  # our foreign functions
         if self.filters:
             from edgenode.images.service import IMAGE_UPSTREAM, ImageService
@@ -91,7 +116,7 @@ class Node:
             self._foreign = node_functions(self.purge)
             for fname, fn in self._foreign.items():
                 register_foreign_function(fname, fn)
-            images = ImageService()  # its process pool starts on the first transform only
+            images = self.images = ImageService()  # its pool starts on the first transform only
             self._services.append(images)
             self.register_internal_upstream(IMAGE_UPSTREAM, images.handle)
         self.access_log = AccessLog(config.log, worker)  # opened last: nothing left to fail
@@ -106,6 +131,11 @@ class Node:
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0
+        self.fleet: Any = None  # a FleetAgent when [fleet] is configured
+        if config.fleet is not None:
+            from edgenode.fleet.agent import FleetAgent
+
+            self.fleet = FleetAgent(self, config.fleet)
 
     # --- assembly -------------------------------------------------------------------
     def _build_stage(self, index: int, sc: StageConfig) -> Stage:
@@ -113,11 +143,15 @@ class Node:
             # every cache stage shares one store; the first answers as "edgenode" in
             # Cache-Status, inner ones as "edgenode-<name>"
             nested = sum(1 for s in self.config.chain if s.type == "cache") > 1
+            # fleet nodes answer under their node id, so Cache-Status names every hop
+            member = self.config.fleet.node_id if self.config.fleet is not None else "edgenode"
             if self.cache is None:
-                self.cache = CacheStage(self.config.cache, name=sc.name, nested=nested)
+                self.cache = CacheStage(self.config.cache, self.store, name=sc.name, cache_name=member, nested=nested)
                 return self.cache
             return CacheStage(self.config.cache, self.cache.store, name=sc.name,
-                              cache_name=f"edgenode-{sc.name}", nested=nested)
+                              cache_name=f"{member}-{sc.name}", nested=nested)
+        if sc.type == "function":
+            return self._build_function(index, sc)
         from edgenode.wasm.stage import FilterLoadError, WasmStage  # wasmtime only when needed
 
         try:
@@ -126,14 +160,35 @@ class Node:
                                           "routes": self.upstream.routes, "origins": self.config.origins},
                               redis=self.redis,
                               index=index)
-        except FilterLoadError as exc:
+        except (FilterLoadError, OciError) as exc:
             raise ConfigError(f"chain[{index}].module: {exc}") from None
         self.filters[sc.name] = stage
         return stage
 
+    def _build_function(self, index: int, sc: StageConfig) -> Stage:
+        """A ``wasi:http`` component stage; its key-value stores live in this node's
+        ``function_kv`` (one per worker process)."""
+        from edgenode.functions.stage import FunctionStage
+
+        if self._function_kv is None:
+            from edgenode.functions.capabilities import MemoryKeyValue
+
+            self._function_kv = MemoryKeyValue()
+        settings = self._filter_settings(sc)
+        stage = FunctionStage(settings, base_dir=self.config.base_dir, callout=self.callout,
+                              upstreams=self.config.upstreams, kv=self._function_kv, index=index)
+        self.functions[sc.name] = stage
+        return stage
+
     def _filter_settings(self, sc: StageConfig) -> StageConfig:
         """``[server] server_timing = false`` is a node-wide off switch for every filter's
-        ``Server-Timing`` entry, whatever the stage says (a bad stage value still errors)."""
+        ``Server-Timing`` entry, whatever the stage says (a bad stage value still errors).
+        A module named ``oci://...`` is replaced by its verified local copy (pulled once)."""
+        module = sc.options.get("module")
+        if isinstance(module, str) and is_oci(module):
+            from edgenode.wasm.engine import default_cache_dir
+
+            sc = replace(sc, options={**sc.options, "module": str(pull_module(module, default_cache_dir()))})
         if self.config.server.server_timing or sc.options.get("server_timing", True) is not True:
             return sc
         return replace(sc, options={**sc.options, "server_timing": False})
@@ -171,13 +226,19 @@ class Node:
         return self.frontend.port
 
     async def start(self, host: str | None = None, port: int | None = None, *,
-                    reuse_port: bool = False) -> None:
-        await self.frontend.start(host, port, reuse_port=reuse_port)
+                    reuse_port: bool = False, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port`` (default: ``server.listen``) or on the bound ``sock``
+        (a worker's share of its master's listening socket)."""
+        if self.fleet is not None:
+            await self.fleet.sync()  # missed purges and the fleet config before serving
+        await self.frontend.start(host, port, reuse_port=reuse_port, sock=sock)
+        if self.fleet is not None:
+            self.fleet.announce(f"http://{_reachable(host or self.config.server.listen[0])}:{self.port}")
         if self._admin_enabled:
             assert self.config.admin.listen is not None
             ahost, aport = self.config.admin.listen
             self._admin_runner = await self.start_admin(
-                build_admin_app(LocalAdmin(self), self.config.admin.token), ahost, aport)
+                build_admin_app(LocalAdmin(self), admin_token(self.config.admin)), ahost, aport)
             self.admin_port = self._admin_runner.addresses[0][1]
         log.info("edgenode listening on %s:%d%s", host or self.config.server.listen[0], self.port,
                  f", admin on port {self.admin_port}" if self.admin_port else "")
@@ -190,13 +251,31 @@ class Node:
         await runner.setup()
         site: web.BaseSite = (web.UnixSite(runner, path) if path is not None
                               else web.TCPSite(runner, host, port))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if path is not None:
+                raise
+            raise listen_error("admin.listen", host or "0.0.0.0", port or 0, exc) from None
         return runner
+
+    def warm_up(self) -> asyncio.Task[None] | None:
+        """For a serving process: start the image service's worker processes now, so the
+        first transform does not wait for them (seconds on a busy host); await the task
+        to be sure they are up."""
+        if self.images is not None and self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self.images.warm_up())
+        return self._warming
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, drain in-flight requests (up to ``grace`` s), release everything."""
         grace = self.config.server.shutdown_grace if grace is None else grace
+        if self.fleet is not None:
+            await self.fleet.stop()  # leave the fleet first: edges stop sending misses here
         await self.frontend.shutdown(grace)
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
             self._admin_runner = None
@@ -207,6 +286,7 @@ class Node:
                 log.exception("closing stage %s failed", stage.name)
         await self.upstream.close()
         await self.redis.close()
+        self._state.close()
         for service in self._services:
             await service.close()
         if self._foreign:
@@ -222,11 +302,19 @@ class Node:
 
         ``watch``: files whose change reloads the wasm filters (``serve --watch``).
         """
+        loop = asyncio.get_running_loop()
+        admin = LocalAdmin(self)
         with StopSignals() as stop:
             await self.start()
+            self.warm_up()
             tune_gc()
+            # SIGHUP: no workers to replace here; reload the filters (config file re-read)
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged(admin)))
             announce(self.config, self.port, self.admin_port, 1)
-            await serve_until(stop, LocalAdmin(self), watch)
+            try:
+                await serve_until(stop, admin, watch)
+            finally:
+                loop.remove_signal_handler(signal.SIGHUP)
         log.info("shutting down (grace %.1fs)", self.config.server.shutdown_grace)
         await self.stop()
 
@@ -237,19 +325,18 @@ class Node:
     def purge(self, kind: str, values: list[str], soft: bool) -> int:
         if self.cache is None:
             return 0
-        store = self.cache.store
-        if kind == "url":
-            return sum(store.purge_url(url, soft=soft) for url in values)
-        if kind == "key":
-            return store.purge_keys(values, soft=soft)
-        if kind == "all":
-            return store.purge_all(soft=soft)
-        raise ValueError(f"unknown purge kind {kind!r}")
+        return purge_store(self.cache.store, kind, values, soft)
 
     def stats(self) -> dict[str, Any]:
         out = self.metrics.snapshot()
         out["cache"] = self._cache_stats()
         out["filters"] = {name: _filter_stats(stage) for name, stage in self.filters.items()}
+        if self.images is not None:
+            out["images"] = self.images.stats()
+        if self.functions:
+            out["functions"] = {name: stage.stats() for name, stage in self.functions.items()}
+        if self.fleet is not None:
+            out["fleet"] = self.fleet.health()
         if self.worker is not None:
             out["worker"] = self.worker
         return out
@@ -262,19 +349,37 @@ class Node:
         reordering stages still needs a restart.  A bad file raises ConfigError and every
         filter keeps running as it was.
         """
-        targets = [name] if name is not None else list(self.filters)
+        stages = {**self.filters, **self.functions}
+        targets = [name] if name is not None else list(stages)
         for n in targets:
-            if n not in self.filters:
+            if n not in stages:
                 raise KeyError(n)
         fresh: dict[str, StageConfig] = {}
         if self.config.source is not None:
             fresh = {sc.name: self._filter_settings(sc)
-                     for sc in load_config(self.config.source).chain if sc.type == "wasm"}
+                     for sc in load_config(self.config.source, self.config.settings).chain
+                     if sc.type in ("wasm", "function")}
         for n in targets:
-            result = self.filters[n].reload(fresh.get(n))
+            result = stages[n].reload(fresh.get(n))
             if asyncio.iscoroutine(result):
                 await result
         return {"reloaded": targets}
+
+
+    async def reload_stage(self, name: str, settings: StageConfig) -> None:
+        """Reload one wasm stage with explicit settings (a fleet rollout); on failure
+        the error is raised and the stage keeps running as it was."""
+        if name not in self.filters:
+            raise KeyError(name)
+        sc = await asyncio.to_thread(self._filter_settings, settings)  # may pull from a registry
+        result = self.filters[name].reload(sc)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def _reachable(host: str) -> str:
+    """The host other machines reach a wildcard listener on (``fleet.advertise`` overrides)."""
+    return socket.getfqdn() if host in ("", "0.0.0.0", "::") else host
 
 
 class _CacheFastPath:
@@ -320,6 +425,8 @@ class LocalAdmin:
         self.node = node
 
     async def purge(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
+        if self.node.fleet is not None:  # applied here and sent to every node of the fleet
+            return await self.node.fleet.purge(kind, values, soft)
         return {"purged": self.node.purge(kind, values, soft), "soft": soft}
 
     async def stats(self) -> dict[str, Any]:
@@ -331,8 +438,25 @@ class LocalAdmin:
     async def reload_filters(self, name: str | None) -> dict[str, Any]:
         return await self.node.reload_filters(name)
 
+    async def restart(self) -> dict[str, Any]:
+        raise NotImplementedError("a graceful restart replaces worker processes: "
+                                  "run the node with workers (serve --workers N)")
+
     async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        out: dict[str, Any] = {"status": "ok", "port": self.node.port, "worker": self.node.worker}
+        state = self.node._cache_stats().get("state", "ok")
+        if state != "ok":  # a pass-through node works, but not as the operator meant
+            out.update(status="degraded", cache=state)
+        if self.node.fleet is not None:  # the node serves either way; this says how in sync it is
+            out["fleet"] = self.node.fleet.health()
+        return out
+
+
+async def _reload_logged(admin: LocalAdmin) -> None:
+    try:
+        await admin.reload_filters(None)
+    except Exception as exc:  # a bad file or module: the running filters stay
+        log.error("filter reload on SIGHUP failed: %s", exc)
 
 
 def tune_gc() -> None:

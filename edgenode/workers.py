@@ -1,18 +1,27 @@
-"""Multi-process serving: N worker processes share one port through SO_REUSEPORT.
+"""Multi-process serving: N worker processes, one node.
 
-The master holds a SO_REUSEPORT socket bound to the port (never listening, so the
-kernel hands it no connections) to pin the port number across worker restarts,
-spawns ``python -m edgenode worker ...`` processes (clean interpreter state each),
-restarts the ones that die, serves the admin API and fans it out to the workers over
-their control sockets (:mod:`edgenode.control`).  Each worker keeps its own cache, so
-the node-wide hit ratio is lower than one process's until every worker has seen an
-object (about ``N`` misses per object instead of one).
+The master binds one listening socket per worker slot (SO_REUSEPORT among themselves,
+so the kernel spreads connections over them) and keeps them for its lifetime; worker
+``i`` serves slot ``i``'s socket, inherited at spawn (``python -m edgenode worker ...``,
+a clean interpreter each).  Because the socket outlives its worker, a worker that is
+replaced (SIGHUP, ``POST /restart``) or restarted after dying never takes queued
+connections down with it: its successor accepts them from the same socket.  The port
+(also one picked with ``:0``) stays the same for the node's life.
+
+The node's state is shared: the master opens the cache store (``[cache] store =
+"lmdb"``: its node lock, format check) and the filter state before any worker starts,
+and the workers join them, so every worker serves what any worker stored, collapses
+misses with the others, and sees every purge.  The master serves the admin API: a
+purge of the shared store runs here, once, and is visible in every worker when it
+returns; reloads go to every worker over their control sockets (:mod:`edgenode.control`);
+``/stats`` and ``/metrics`` give node-wide figures and each worker's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import secrets
@@ -22,19 +31,25 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edgenode.admin.app import build_admin_app
-from edgenode.config import Config
+from edgenode.admin.token import admin_token
+from edgenode.cache.store import COUNTERS, Store, purge_store
+from edgenode.config import Config, ConfigError, load_config
 from edgenode.control import TOKEN_ENV, ControlClient, ControlError
-from edgenode.observe.metrics import merge_expositions
+from edgenode.http.listen import bind_worker_slots
+from edgenode.node_state import NodeResources
+from edgenode.observe.metrics import CacheCollector, merge_expositions
 
-__all__ = ["Supervisor", "WorkerSpec", "WorkerStartError", "merge_stats", "run_worker"]
+__all__ = ["Supervisor", "WorkerSpec", "WorkerStartError", "merge_stats", "run_worker",
+           "NODE_WIDE_CACHE"]
 
 log = logging.getLogger("edgenode.workers")
 
@@ -42,6 +57,10 @@ log = logging.getLogger("edgenode.workers")
 MAX_BACKOFF = 5.0
 #: how long a worker may take to come up (filters compile at start)
 READY_TIMEOUT = 60.0
+#: /stats cache figures that describe the shared store itself, not one worker
+NODE_WIDE_CACHE = ("entries", "bytes", "urls", "max_bytes", "store", "path", "state")
+#: gauges of the shared store that every worker would report (the master reports them once)
+_NODE_WIDE_GAUGES = ("edgenode_cache_entries", "edgenode_cache_bytes", "edgenode_cache_max_bytes")
 
 
 #: the directory holding the edgenode package, for the workers' PYTHONPATH
@@ -62,6 +81,8 @@ class WorkerSpec:
 
     config_path: str | None
     origin: str | None = None
+    #: ``--set KEY=VALUE`` items, passed on as they are
+    settings: list[str] = field(default_factory=list)
 
 
 class _Worker:
@@ -71,6 +92,8 @@ class _Worker:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.started = 0.0
+        #: replaced by a newer worker on its slot: stop monitoring, let it drain
+        self.retired = False
 
 
 class Supervisor:
@@ -84,24 +107,26 @@ class Supervisor:
         self.admin_port = 0
         self._dir = tempfile.mkdtemp(prefix="edgenode-")
         self._token = secrets.token_urlsafe(24)
-        self._workers = [_Worker(i, os.path.join(self._dir, f"w{i}.sock"), self._token)
-                         for i in range(workers)]
-        self._reserve: socket.socket | None = None
-        self._monitors: list[asyncio.Task[None]] = []
+        self._generation = 0
+        self._workers = [self._new_worker(i) for i in range(workers)]
+        self._slots: list[socket.socket] = []
+        self._monitors: dict[int, asyncio.Task[None]] = {}
         self._admin: web.AppRunner | None = None
         self._stopping = False
+        self._restarting: asyncio.Lock | None = None
+        #: the shared cache store (lmdb) and filter state, opened here before any worker
+        self._state: NodeResources | None = None
+        self.store: Store | None = None
+
+    def _new_worker(self, index: int) -> _Worker:
+        return _Worker(index, os.path.join(self._dir, f"w{index}-{self._generation}.sock"), self._token)
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        host, port = self.config.server.listen
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        self._reserve = sock
-        self.port = sock.getsockname()[1]
+        self._restarting = asyncio.Lock()
         try:
+            self._bind()  # first: a port taken by another node is the error to report
+            self._open_state()
             # the first worker alone first: a config or filter error then shows once, not N times
             first, rest = self._workers[0], self._workers[1:]
             await self._spawn(first)
@@ -112,34 +137,46 @@ class Supervisor:
         except BaseException:
             await self.stop(0.0)
             raise
-        self._monitors = [asyncio.create_task(self._monitor(w)) for w in self._workers]
+        for w in self._workers:
+            self._watch(w)
         if self.config.admin.listen is not None:
             from edgenode.node import Node
 
             ahost, aport = self.config.admin.listen
-            app = build_admin_app(FanoutAdmin(self), self.config.admin.token)
+            app = build_admin_app(FanoutAdmin(self), admin_token(self.config.admin))
             self._admin = await Node.start_admin(app, ahost, aport)
             self.admin_port = self._admin.addresses[0][1]
         log.info("edgenode master: %d workers on port %d%s", self.count, self.port,
                  f", admin on port {self.admin_port}" if self.admin_port else "")
 
+    def _open_state(self) -> None:
+        self._state = NodeResources(self.config, owner=True, workers=self.count, shared_only=True)
+        self.store = self._state.store
+
+    def _bind(self) -> None:
+        host, port = self.config.server.listen
+        # only this node's workers share the port: a second node is refused, not merged in
+        self._slots = bind_worker_slots(host, port, self.count)
+        self.port = self._slots[0].getsockname()[1]
+
     async def _spawn(self, w: _Worker) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(w.control.path)
-        host = self.config.server.listen[0]
+        slot = self._slots[w.index].fileno()
         # -P: the current directory must not shadow modules (a stray inspect.py in the
         # directory serve was started from killed every worker); the package is found
         # through PYTHONPATH instead, installed or not
         cmd = [sys.executable, "-P", "-m", "edgenode", "worker", "--worker-id", str(w.index),
-               "--listen", f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}",
-               "--control", w.control.path]
+               "--listen-fd", str(slot), "--of", str(self.count), "--control", w.control.path]
         if self.spec.config_path is not None:
             cmd += ["--config", self.spec.config_path]
         if self.spec.origin is not None:
             cmd += ["--origin", self.spec.origin]
+        for item in self.spec.settings:
+            cmd += ["--set", item]
         env = dict(os.environ, **{TOKEN_ENV: self._token})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
-        w.proc = await asyncio.create_subprocess_exec(*cmd, env=env)
+        w.proc = await asyncio.create_subprocess_exec(*cmd, env=env, pass_fds=(slot,))
         w.started = time.monotonic()
 
     async def _wait_ready(self, w: _Worker) -> None:
@@ -157,18 +194,24 @@ class Supervisor:
                 raise WorkerStartError(f"worker {w.index} did not become ready in {READY_TIMEOUT:.0f}s")
             await asyncio.sleep(0.05)
 
+    def _watch(self, w: _Worker) -> None:
+        self._monitors[w.index] = asyncio.create_task(self._monitor(w))
+
     async def _monitor(self, w: _Worker) -> None:
         """Restart ``w`` whenever it dies, backing off if it keeps dying quickly."""
         backoff = 0.25
-        while not self._stopping:
+        while not self._stopping and not w.retired:
             assert w.proc is not None
             code = await w.proc.wait()
-            if self._stopping:
+            if self._stopping or w.retired:
                 return
             log.warning("worker %d exited with status %s; restarting", w.index, code)
+            check = getattr(self.store, "check_readers", None)
+            if check is not None:
+                check()  # it may have died inside a read of the shared store
             backoff = 0.25 if time.monotonic() - w.started > 10 else min(backoff * 2, MAX_BACKOFF)
             await asyncio.sleep(backoff)
-            if self._stopping:
+            if self._stopping or w.retired:
                 return
             w.restarts += 1
             await self._spawn(w)
@@ -177,9 +220,51 @@ class Supervisor:
             except WorkerStartError as exc:
                 log.error("%s", exc)
 
+    async def restart(self) -> dict[str, Any]:
+        """Replace every worker, one slot at a time, without dropping a request.
+
+        The config file is read again first (a bad one changes nothing and raises
+        ConfigError).  Each new worker takes over its slot's socket once ready; the old
+        one then stops accepting and drains its in-flight requests (SIGTERM).
+        """
+        assert self._restarting is not None
+        async with self._restarting:
+            load_config(self.spec.config_path, self.spec.settings)  # validate before any change
+            self._generation += 1
+            draining: list[_Worker] = []
+            for i, old in enumerate(list(self._workers)):
+                new = self._new_worker(i)
+                new.restarts = old.restarts
+                await self._spawn(new)
+                try:
+                    await self._wait_ready(new)
+                except WorkerStartError:
+                    if new.proc is not None and new.proc.returncode is None:
+                        new.proc.kill()
+                        await new.proc.wait()
+                    raise
+                old.retired = True
+                self._workers[i] = new
+                self._watch(new)
+                if old.proc is not None and old.proc.returncode is None:
+                    old.proc.send_signal(signal.SIGTERM)
+                draining.append(old)
+            await asyncio.gather(*(self._reap(w) for w in draining))
+        log.info("replaced %d workers (generation %d)", self.count, self._generation)
+        return {"restarted": self.count, "generation": self._generation}
+
+    async def _reap(self, w: _Worker) -> None:
+        if w.proc is not None:
+            try:
+                await asyncio.wait_for(w.proc.wait(), self.config.server.shutdown_grace + 5.0)
+            except asyncio.TimeoutError:
+                log.warning("worker %d did not stop in time; killing it", w.index)
+                w.proc.kill()
+                await w.proc.wait()
+        await w.control.close()
+
     async def stop(self, grace: float | None = None) -> None:
         """SIGTERM every worker (each drains its in-flight requests), then clean up."""
-        grace = self.config.server.shutdown_grace if grace is None else grace
         self._stopping = True
         if self._admin is not None:
             await self._admin.cleanup()
@@ -187,6 +272,7 @@ class Supervisor:
         for w in self._workers:
             if w.proc is not None and w.proc.returncode is None:
                 w.proc.send_signal(signal.SIGTERM)
+        grace = self.config.server.shutdown_grace if grace is None else grace
         for w in self._workers:
             if w.proc is None:
                 continue
@@ -197,23 +283,43 @@ class Supervisor:
                 w.proc.kill()
                 await w.proc.wait()
             await w.control.close()
-        for task in self._monitors:
+        for task in self._monitors.values():
             task.cancel()
-        if self._reserve is not None:
-            self._reserve.close()
-            self._reserve = None
+        for sock in self._slots:
+            sock.close()
+        self._slots = []
+        if self._state is not None:
+            self._state.close()
+            self.store = None
         shutil.rmtree(self._dir, ignore_errors=True)
 
     async def run(self, watch: list[Path] | None = None) -> None:
-        """Like ``Node.run``: serve until SIGTERM/SIGINT, then drain every worker."""
+        """Like ``Node.run``: serve until SIGTERM/SIGINT, then drain every worker.
+
+        SIGHUP replaces the workers gracefully (as ``POST /restart`` does).
+        """
         from edgenode.node import StopSignals, announce, serve_until
 
+        loop = asyncio.get_running_loop()
         with StopSignals() as stop:
             await self.start()
+            loop.add_signal_handler(signal.SIGHUP, self._restart_in_background)
             announce(self.config, self.port, self.admin_port, self.count)
-            await serve_until(stop, FanoutAdmin(self), watch)
+            try:
+                await serve_until(stop, FanoutAdmin(self), watch)
+            finally:
+                loop.remove_signal_handler(signal.SIGHUP)
         log.info("shutting down %d workers", self.count)
         await self.stop()
+
+    def _restart_in_background(self) -> None:
+        async def restart() -> None:
+            try:
+                await self.restart()
+            except (ConfigError, WorkerStartError) as exc:
+                log.error("restart on SIGHUP failed, the running workers stay: %s", exc)
+
+        asyncio.get_running_loop().create_task(restart())
 
     # --- fan-out --------------------------------------------------------------------
     async def each(self, method: str, path: str, body: dict[str, Any] | None = None) -> list[Any]:
@@ -223,9 +329,19 @@ class Supervisor:
 
     def master_metrics(self) -> list[Any]:
         up = sum(1 for w in self._workers if w.proc is not None and w.proc.returncode is None)
-        return [GaugeMetricFamily("edgenode_workers", "Worker processes running.", value=up),
-                CounterMetricFamily("edgenode_worker_restarts", "Worker processes restarted after dying.",
-                                    value=sum(w.restarts for w in self._workers))]
+        out: list[Any] = [
+            GaugeMetricFamily("edgenode_workers", "Worker processes running.", value=up),
+            CounterMetricFamily("edgenode_worker_restarts", "Worker processes restarted after dying.",
+                                value=sum(w.restarts for w in self._workers))]
+        return out
+
+    def store_exposition(self) -> str:
+        """The shared store's figures as the master sees them: its node-wide gauges and
+        the purges run here (merged with the workers' own counters)."""
+        assert self.store is not None
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(CacheCollector(self.store.stats))
+        return generate_latest(registry).decode()
 
     def worker_info(self) -> list[dict[str, Any]]:
         return [{"worker": w.index, "pid": w.proc.pid if w.proc else None, "restarts": w.restarts,
@@ -256,13 +372,44 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _without_families(text: str, names: tuple[str, ...]) -> str:
+    """Exposition ``text`` without the samples (and HELP/TYPE lines) of ``names``."""
+    keep = []
+    for line in text.splitlines():
+        body = line[7:] if line.startswith(("# HELP ", "# TYPE ")) else line
+        name = body.split("{", 1)[0].split(" ", 1)[0]
+        if name not in names:
+            keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+def _per_worker_metrics(parts: list[dict[str, Any]]) -> list[Any]:
+    """Each worker's own figures, labelled by worker (the merged series sum them)."""
+    requests = CounterMetricFamily("edgenode_worker_requests", "Client requests served by each worker.",
+                                   labels=["worker"])
+    hits = CounterMetricFamily("edgenode_worker_cache_hits", "Fresh cache hits served by each worker.",
+                               labels=["worker"])
+    hot = GaugeMetricFamily("edgenode_worker_cache_hot_bytes",
+                            "Bytes of decoded hot objects each worker keeps in memory.", labels=["worker"])
+    for part in parts:
+        w = str(part.get("worker", "?"))
+        cache = part.get("cache", {})
+        requests.add_metric([w], float(part.get("requests", 0)))
+        hits.add_metric([w], float(cache.get("hits", 0)))
+        hot.add_metric([w], float(cache.get("hot_bytes", 0)))
+    return [requests, hits, hot]
+
+
 class FanoutAdmin:
-    """AdminBackend of the master: every operation goes to every worker."""
+    """AdminBackend of the master: the shared store's purge here, the rest to every worker."""
 
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
 
     async def purge(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
+        store = self.sup.store
+        if store is not None:  # one store for the node: every worker sees it on return
+            return {"purged": purge_store(store, kind, values, soft), "soft": soft}
         if kind == "url":
             path, body = "/purge", {"urls": values, "soft": soft}
         elif kind == "key":
@@ -280,6 +427,15 @@ class FanoutAdmin:
         results = await self.sup.each("GET", "/stats")
         parts = [r for r in results if isinstance(r, dict)]
         out = merge_stats(parts)
+        store = self.sup.store
+        if store is not None and "cache" in out:
+            node = store.stats()
+            cache = out["cache"]
+            cache.update({k: node[k] for k in NODE_WIDE_CACHE if k in node})
+            for name in COUNTERS:  # purges run here, in the master
+                cache[name] = cache.get(name, 0) + node[name]
+            cache["state"] = _worst([node.get("state", "ok")] +
+                                    [p.get("cache", {}).get("state", "ok") for p in parts])
         out["workers"] = self.sup.worker_info()
         out["per_worker"] = parts
         if _errors(results):
@@ -287,9 +443,14 @@ class FanoutAdmin:
         return out
 
     async def metrics(self) -> bytes:
-        results = await self.sup.each("GET", "/metrics")
+        results, stats = await asyncio.gather(self.sup.each("GET", "/metrics"),
+                                              self.sup.each("GET", "/stats"))
         texts = [r.decode() for r in results if isinstance(r, bytes)]
-        return merge_expositions(texts, self.sup.master_metrics())
+        extra = self.sup.master_metrics() + _per_worker_metrics([s for s in stats if isinstance(s, dict)])
+        if self.sup.store is not None:
+            texts = [_without_families(t, _NODE_WIDE_GAUGES) for t in texts]
+            texts.append(self.sup.store_exposition())
+        return merge_expositions(texts, extra)
 
     async def reload_filters(self, name: str | None) -> dict[str, Any]:
         path = "/filters/reload" if name is None else f"/filters/{name}/reload"
@@ -301,21 +462,51 @@ class FanoutAdmin:
             raise RuntimeError("; ".join(failures))
         return {"reloaded": results[0]["reloaded"], "workers": len(results)}
 
+    async def restart(self) -> dict[str, Any]:
+        return await self.sup.restart()
+
     async def health(self) -> dict[str, Any]:
         info = self.sup.worker_info()
-        return {"status": "ok" if all(w["alive"] for w in info) else "degraded",
-                "port": self.sup.port, "workers": info}
+        out: dict[str, Any] = {"status": "ok" if all(w["alive"] for w in info) else "degraded",
+                               "port": self.sup.port, "workers": info}
+        states = [r.get("cache", "ok") for r in await self.sup.each("GET", "/healthz")
+                  if isinstance(r, dict)]
+        if self.sup.store is not None:
+            states.append(self.sup.store.stats().get("state", "ok"))
+        state = _worst(states)
+        if state != "ok":  # a pass-through node serves, but not as its operator meant
+            out.update(status="degraded", cache=state)
+        return out
 
 
-async def _worker_main(config: Config, index: int, control_path: str) -> None:
+def _worst(states: list[str]) -> str:
+    """The first cache state that is not "ok" (a store failing in any process), else "ok"."""
+    return next((s for s in states if s != "ok"), "ok")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the master dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def _worker_main(config: Config, index: int, control_path: str, listen_fd: int | None,
+                       workers: int) -> None:
     from edgenode.node import LocalAdmin, Node, StopSignals, tune_gc
 
-    node = Node(config, worker=index, admin=False)
-    host, port = config.server.listen
     parent = os.getppid()
+    node = Node(config, worker=index, admin=False, workers=workers)
     with StopSignals() as stop:
-        await node.start(host, port, reuse_port=True)
-        token = os.environ.get(TOKEN_ENV)
+        if listen_fd is not None:
+            await node.start(sock=socket.socket(fileno=listen_fd))
+        else:
+            host, port = config.server.listen
+            await node.start(host, port, reuse_port=True)
+        warming = node.warm_up()
+        if warming is not None:  # ready (to the master) once it can transform images too
+            await warming
+        token = os.environ[TOKEN_ENV]  # set by the master
         control = await Node.start_admin(build_admin_app(LocalAdmin(node), token), None,
                                          path=control_path)
         os.chmod(control_path, 0o600)
@@ -331,9 +522,11 @@ async def _worker_main(config: Config, index: int, control_path: str) -> None:
     await node.stop()
 
 
-def run_worker(config: Config, index: int, control_path: str) -> None:
+def run_worker(config: Config, index: int, control_path: str, listen_fd: int | None = None,
+               workers: int = 1) -> None:
     """Blocking entry point of ``edgenode worker`` (started by the master only)."""
     from edgenode.http.server import install_event_loop
 
+    _die_with_parent()
     install_event_loop()
-    asyncio.run(_worker_main(config, index, control_path))
+    asyncio.run(_worker_main(config, index, control_path, listen_fd, workers))

@@ -15,6 +15,13 @@ from edgenode.origin.settings import OriginSettings
 TOKEN = "test-token"
 
 
+@pytest.fixture(autouse=True)
+def _node_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own node state directory (the default home of the cache store
+    and the filter state), so no test sees another's objects or the user's own."""
+    monkeypatch.setenv("EDGENODE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 async def origin_url() -> AsyncIterator[str]:
     runner, port = await start_origin(OriginSettings(listen=("127.0.0.1", 0)))

@@ -38,6 +38,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, help="seconds (overrides the workload)")
     p.add_argument("--concurrency", type=int, help="connections (overrides the workload)")
     p.add_argument("--rate", type=float, help="requests/s, paced (built-in generator only)")
+    p.add_argument("--requests", type=int,
+                   help="stop after this many requests instead of a duration (built-in generator)")
     p.add_argument("--origin-latency-ms", type=float, help="simulated origin latency")
     p.add_argument("--origin-jitter-ms", type=float, help="simulated origin jitter (+/-)")
     p.add_argument("--origin-error-rate", type=float, help="simulated origin 5xx share, 0..1")
@@ -50,7 +52,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="node and filter log level during the run (default error: a log line "
                         "per request, e.g. each WAF block, would cost the node time)")
     p.add_argument("--compare", nargs=2, metavar=("BEFORE.json", "AFTER.json"),
-                   help="print the before/after table of two results and exit")
+                   help="compare two results (rates, latencies, shares, each against its "
+                        "noise band) and exit")
     p.add_argument("--iterations", type=int, default=1000, help="bench filter: requests (default 1000)")
     p.add_argument("--isolation", choices=("shared", "per-request"), default="shared",
                    help="bench filter: VM isolation (default shared)")
@@ -80,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.compare:
-        from edgenode.bench.report import compare_markdown
+        from edgenode.bench.compare import compare_markdown
 
         print(compare_markdown(_load_json(args.compare[0]), _load_json(args.compare[1])), end="")
         return 0
@@ -120,11 +123,11 @@ def _bench(args: argparse.Namespace) -> int:
     w = load_workload(args.target[0]) if args.target else Workload(name="default")
     overrides = {"duration": args.duration, "concurrency": args.concurrency, "rate": args.rate,
                  "origin_latency_ms": args.origin_latency_ms, "origin_jitter_ms": args.origin_jitter_ms,
-                 "origin_error_rate": args.origin_error_rate}
+                 "origin_error_rate": args.origin_error_rate, "requests": args.requests}
     for key, value in overrides.items():
         if value is not None:
-            if key == "concurrency" and value < 1:
-                raise ConfigError(f"--concurrency: must be at least 1, got {value}")
+            if key in ("concurrency", "requests") and value < 1:
+                raise ConfigError(f"--{key}: must be at least 1, got {value}")
             if value < 0 or (key in ("duration", "rate") and value == 0):
                 raise ConfigError(f"--{key.replace('_', '-')}: must be positive, got {value}")
             w = replace(w, **{key: value})

@@ -160,10 +160,12 @@ async def run_wrk_paths(url: str, paths: Sequence[str], *, connections: int, dur
 
 
 async def run_builtin(host: str, port: int, paths: Sequence[str], *, connections: int,
-                      duration: float, rate: float | None = None) -> ClientResult:
-    """Run ``loadgen.run_load`` in a child process (own interpreter, own event loop)."""
+                      duration: float, rate: float | None = None,
+                      requests: int | None = None) -> ClientResult:
+    """Run ``loadgen.run_load`` in a child process (own interpreter, own event loop), for
+    ``duration`` s or, given ``requests``, for exactly that many requests."""
     job = {"host": host, "port": port, "paths": list(paths), "connections": connections,
-           "duration": duration, "rate": rate}
+           "duration": duration, "rate": rate, "requests": requests}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgenode.bench.generators", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=child_env())
@@ -184,8 +186,12 @@ async def _child(job: dict[str, Any]) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if job.get("rate"):
         kw["rate"] = job["rate"]
+    if job.get("requests"):
+        kw["requests"] = job["requests"]
+    else:
+        kw["duration"] = job["duration"]
     r = await run_load(job["host"], job["port"], paths, connections=job["connections"],
-                       duration=job["duration"], sample_headers=("x-cache",), **kw)
+                       sample_headers=("x-cache",), **kw)
     lat = list(r.latencies_us)
     stats = percentiles(lat, (50, 90, 99)) if lat else {"p50": math.nan, "p90": math.nan, "p99": math.nan}
     stats["max"] = float(max(lat)) if lat else math.nan

@@ -1,5 +1,5 @@
-"""Turn a bench result (a plain dict, the JSON we write) into a Markdown table, PNG plots,
-and before/after ratios.
+"""Turn a bench result (a plain dict, the JSON we write) into a Markdown table and PNG
+plots (``edgenode.bench.compare`` sets two results side by side).
 
 Result schema (all times in microseconds)::
 
@@ -27,9 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["to_markdown", "write_plots", "compare", "compare_markdown"]
-
-_HIGHER_IS_BETTER = {"requests", "rps", "hit_ratio", "bytes_served", "origin_requests_saved", "bytes_saved"}
+__all__ = ["to_markdown", "write_plots"]
 
 
 def _fmt(value: Any) -> str:
@@ -141,26 +139,3 @@ def _save(fig: Any, path: Path) -> Path:
 
     plt.close(fig)
     return path
-
-
-def compare(before: dict, after: dict) -> list[dict[str, Any]]:
-    """Rows of (metric, before, after, after/before, better?) over the shared summary metrics."""
-    a, b = _flat_summary(before), _flat_summary(after)
-    rows = []
-    for key in a:
-        if key not in b or not isinstance(a[key], (int, float)) or not isinstance(b[key], (int, float)):
-            continue
-        ratio = b[key] / a[key] if a[key] else None
-        higher = key in _HIGHER_IS_BETTER
-        better = None if ratio is None or ratio == 1 else (ratio > 1) == higher
-        rows.append({"metric": key, "before": a[key], "after": b[key], "ratio": ratio, "better": better})
-    return rows
-
-
-def compare_markdown(before: dict, after: dict) -> str:
-    lines = ["| metric | before | after | after/before | |", "|---|---|---|---|---|"]
-    for r in compare(before, after):
-        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        mark = {True: "better", False: "worse", None: ""}[r["better"]]
-        lines.append(f"| {r['metric']} | {_fmt(r['before'])} | {_fmt(r['after'])} | {ratio} | {mark} |")
-    return "\n".join(lines) + "\n"

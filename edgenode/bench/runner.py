@@ -17,9 +17,12 @@ import json
 import math
 import os
 import platform
+import shutil
+import tempfile
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -52,20 +55,25 @@ class BenchOptions:
 
 
 def path_count(w: Workload) -> int:
-    """How many paths to pre-generate: enough that a run rarely wraps around."""
+    """How many paths to pre-generate: enough that a run rarely wraps around (and never
+    when it is bounded by a request count)."""
+    if w.requests is not None:
+        return w.requests
     return int(min(400_000, max(20_000, w.duration * 25_000)))
 
 
-def _pick_generator(choice: str, rate: float | None) -> str:
+def _pick_generator(choice: str, w: Workload) -> str:
     if choice not in GENERATORS:
         raise ConfigError(f"--generator: must be one of {', '.join(GENERATORS)}, got {choice!r}")
+    paced = w.rate is not None or w.requests is not None
     if choice == "wrk":
         if generators.wrk_path() is None:
             raise ConfigError("--generator: wrk is not installed")
-        if rate is not None:
-            raise ConfigError("--rate: wrk cannot pace requests; use --generator builtin")
+        if paced:
+            raise ConfigError("--rate/--requests: wrk can neither pace nor count requests; "
+                              "use --generator builtin")
         return "wrk"
-    if choice == "auto" and rate is None and generators.wrk_path() is not None:
+    if choice == "auto" and not paced and generators.wrk_path() is not None:
         return "wrk"
     return "builtin"
 
@@ -109,7 +117,8 @@ async def _run_client(kind: str, url: str, paths: list[str], w: Workload) -> Cli
                                               duration=w.duration)
     parts = urlsplit(url)
     return await generators.run_builtin(parts.hostname or "127.0.0.1", parts.port or 80, paths,
-                                        connections=w.concurrency, duration=w.duration, rate=w.rate)
+                                        connections=w.concurrency, duration=w.duration, rate=w.rate,
+                                        requests=w.requests)
 
 
 async def _origin_total(origin_url: str) -> int | None:
@@ -137,7 +146,7 @@ async def run_bench(opts: BenchOptions, stream: TextIO | None = None) -> dict[st
         parts = urlsplit(opts.url)
         if parts.scheme != "http" or not parts.hostname:
             raise ConfigError(f"--url: expected http://host:port, got {opts.url!r}")
-    kind = _pick_generator(opts.generator, w.rate)
+    kind = _pick_generator(opts.generator, w)
     paths = list(itertools.islice(request_paths(w), path_count(w)))
     node_info: dict[str, Any] = {}
     async with AsyncExitStack() as stack:
@@ -218,7 +227,8 @@ async def run_bench(opts: BenchOptions, stream: TextIO | None = None) -> dict[st
     meta = {
         "workload": w.name, "generator": kind, "target": "managed" if opts.url is None else target,
         "config": opts.config or "default", "duration_s": round(client.duration_s, 3),
-        "concurrency": w.concurrency, "rate": w.rate, "objects": w.objects, "zipf": w.zipf,
+        "concurrency": w.concurrency, "rate": w.rate, "request_bound": w.requests,
+        "objects": w.objects, "zipf": w.zipf,
         "origin_latency_ms": w.origin_latency_ms, "origin_jitter_ms": w.origin_jitter_ms,
         "origin_error_rate": w.origin_error_rate, "seed": w.seed,
         "latency_sample": "quantiles" if kind == "wrk" else "random sample",
@@ -243,6 +253,10 @@ async def _start_node(cfg: Config, origin_url: str, stack: AsyncExitStack) -> tu
 
     cfg = with_overrides(cfg, listen="127.0.0.1:0", origin=origin_url, admin_listen="off")
     cfg.log.access = "off"
+    # a cold cache of its own every run, whatever store the config names
+    state = Path(tempfile.mkdtemp(prefix="edgenode-bench-"))
+    stack.callback(shutil.rmtree, state, ignore_errors=True)
+    cfg.server.state_dir, cfg.cache.path = state, None
     node = Node(cfg)  # registers the image service itself when the chain has filters
     recorder = NodeRecorder()
     node.signals.on_request_end.append(recorder.on_end)

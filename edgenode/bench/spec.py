@@ -41,6 +41,9 @@ class Workload:
     concurrency: int = 32
     rate: float | None = None
     duration: float = 10.0
+    #: stop after this many requests (the first ones of the seeded sequence) instead of
+    #: after ``duration``: two runs then send exactly the same requests
+    requests: int | None = None
     ttl: int = 300
     seed: int = 1
     origin_latency_ms: float = 0.0
@@ -77,6 +80,9 @@ def parse_workload(data: dict[str, Any], name: str) -> Workload:
     rate = s.get("rate", None, (int, float))
     w.rate = float(rate) if rate is not None else None
     w.duration = s.duration("duration", w.duration)
+    w.requests = s.get("requests", None, int)
+    if w.requests is not None and w.requests < 1:
+        raise ConfigError("requests: must be at least 1")
     w.ttl = s.get("ttl", w.ttl, int)
     w.seed = s.get("seed", w.seed, int)
     origin = _Section(s.get("origin", {}, dict), "origin")

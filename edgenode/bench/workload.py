@@ -94,9 +94,9 @@ HEALTH_PATH = "/edge-health"
 IMAGE_SOURCES = ("/image/photo-1.jpg", "/image/photo-2.jpg", "/image/photo-3.jpg")
 #: explicit-format variants, in the image filter's path and query schemes (no Vary)
 _IMAGE_VARIANTS = ("/img/w=400,f=webp{src}", "/img/w=800,h=600,fit=cover,f=avif{src}",
-                   "{src}?w=320&f=webp", "{src}?w=1280&q=70&f=jpeg")
+                   "/img{src}?w=320&f=webp", "/img{src}?w=1280&q=70&f=jpeg")
 #: format=auto variants (``f`` defaults to auto): one cached variant per normalised Accept
-_AUTO_VARIANTS = ("/img/w=640,f=auto{src}", "{src}?width=480")
+_AUTO_VARIANTS = ("/img/w=640,f=auto{src}", "/img{src}?width=480")
 #: (label, Accept) of the browsers the format=auto streams pretend to be
 ACCEPT_PROFILES = (
     ("avif", "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"),

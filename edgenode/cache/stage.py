@@ -82,7 +82,7 @@ class CacheStage:
         self.clock = clock
         self.store = store if store is not None else CacheStore(cfg, clock)
         self.keys = KeyBuilder(cfg.key)
-        self.collapser = Collapser()
+        self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._counters = self.store.counters
 
@@ -94,6 +94,7 @@ class CacheStage:
         return cache_handler
 
     async def close(self) -> None:
+        self.collapser.close()
         tasks = list(self._refreshing.values())
         for task in tasks:
             task.cancel()
@@ -439,6 +440,7 @@ class CacheStage:
             if "no-store" not in req_cc:
                 refresh_entry(entry, resp.headers, request_time, now, self.cfg.heuristic_fraction,
                               self.cfg.heuristic_max, self.cfg.default_ttl)
+                self.store.refresh(entry)
             if flight is not None:
                 flight.done(entry)
             self._counters["revalidations"] += 1

@@ -1,4 +1,4 @@
-"""Byte-bounded LRU storage of cached responses, with Vary variants and surrogate keys.
+"""Cache stores: the interface the cache stage uses, and the in-memory store.
 
 One URL key holds several variants (one per distinct set of values of the request
 fields named by the response's Vary).  Each variant is an LRU item sized by its body
@@ -6,12 +6,19 @@ plus an estimate of its headers, so ``max_bytes`` bounds what the cache holds.
 Surrogate-Key members are indexed so a purge by key finds every object tagged with it.
 A soft purge marks entries stale instead of removing them: stale-while-revalidate and
 stale-if-error still apply and the next request revalidates.
+
+Two stores implement :class:`Store` with the same semantics: :class:`CacheStore`
+(this module: one process's memory, for tests and tiny setups) and
+``lmdb_store.SharedStore`` (one store for every worker of a node, kept across
+restarts).  :func:`open_store` picks one from ``[cache] store``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from cachetools import LRUCache
 
@@ -19,10 +26,63 @@ from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import Entry, Headers
 from edgenode.config import CacheConfig
 
-__all__ = ["CacheStore"]
+__all__ = ["CacheStore", "MemoryStore", "Store", "Leases", "open_store", "purge_store", "COUNTERS"]
 
-_COUNTERS = ("hits", "misses", "stale", "revalidations", "collapsed", "stored", "uncacheable",
-             "bypass", "evictions", "purged")
+log = logging.getLogger("edgenode.cache.store")
+
+#: per-process tallies every store keeps in ``counters`` (the stage increments most)
+COUNTERS = ("hits", "misses", "stale", "revalidations", "collapsed", "stored", "uncacheable",
+            "bypass", "evictions", "purged")
+
+
+class Leases(Protocol):
+    """Node-wide leases on cache keys: one origin fetch per key across processes."""
+
+    def acquire(self, key: str) -> bool:
+        """Take the lease on ``key`` without waiting; False when another process holds it."""
+        ...
+
+    def release(self, key: str) -> None: ...
+
+    def held_elsewhere(self, key: str) -> bool:
+        """Whether another process holds the lease on ``key`` right now."""
+        ...
+
+
+class Store(Protocol):
+    """What the cache stage (and the purge API) needs from a store."""
+
+    cfg: CacheConfig
+    keys: KeyBuilder
+    clock: Callable[[], float]
+    #: per-process counters read by stats() and the metrics collector
+    counters: dict[str, int]
+    #: cross-process leases for request collapsing (None: this process is the node)
+    leases: Leases | None
+
+    def lookup(self, key: str, req_headers: Headers) -> tuple[Entry | None, bool]: ...
+
+    def lookup_lazy(self, key: str, fields: Callable[[], Headers]) -> Entry | None: ...
+
+    def newest(self, key: str) -> Entry | None:
+        """The most recently stored variant of ``key`` (a collapsed waiter's answer)."""
+        ...
+
+    def put(self, entry: Entry) -> bool: ...
+
+    def refresh(self, entry: Entry) -> None:
+        """``entry`` (from lookup) was updated in place by a 304: keep the update."""
+        ...
+
+    def purge_url(self, url: str, soft: bool = False) -> int: ...
+
+    def purge_keys(self, keys: list[str], soft: bool = False) -> int: ...
+
+    def purge_all(self, soft: bool = False) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class _LRU(LRUCache):
@@ -43,13 +103,18 @@ def _size(entry: Entry) -> int:
 
 
 class CacheStore:
-    """The shared object store (one per worker process) and the purge API."""
+    """The in-memory store: one process's byte-bounded LRU, and the purge API."""
 
-    def __init__(self, cfg: CacheConfig, clock: Callable[[], float] = time.time) -> None:
+    leases: Leases | None = None
+
+    def __init__(self, cfg: CacheConfig, clock: Callable[[], float] = time.time,
+                 max_bytes: int | None = None) -> None:
         self.cfg = cfg
         self.clock = clock
+        #: this process's share of ``cfg.max_bytes`` (workers split it: the bound is node-wide)
+        self.max_bytes = cfg.max_bytes if max_bytes is None else max_bytes
         self.keys = KeyBuilder(cfg.key)
-        self._lru = _LRU(cfg.max_bytes, self._evicted)
+        self._lru = _LRU(self.max_bytes, self._evicted)
         #: key -> variant signature -> entry (most recently stored last)
         self._variants: dict[str, dict[str, Entry]] = {}
         #: normalised URL -> keys (several when [cache.key] headers add values)
@@ -57,7 +122,7 @@ class CacheStore:
         #: surrogate key -> {(key, variant)}
         self._tags: dict[str, set[tuple[str, str]]] = {}
         #: counters read by stats() and the metrics collector; the stage increments them
-        self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
 
     # -- lookup and store -------------------------------------------------------------
     def lookup(self, key: str, req_headers: Headers) -> tuple[Entry | None, bool]:
@@ -90,9 +155,13 @@ class CacheStore:
                 return entry
         return self.lookup(key, fields())[0]
 
+    def newest(self, key: str) -> Entry | None:
+        variants = self._variants.get(key)
+        return next(reversed(variants.values())) if variants else None
+
     def put(self, entry: Entry) -> bool:
         """Store (or replace) a variant; False when it can never fit."""
-        if entry.size > self.cfg.max_bytes:
+        if entry.size > self.max_bytes:
             return False
         variants = self._variants.get(entry.key)
         if variants:
@@ -107,6 +176,9 @@ class CacheStore:
             self._tags.setdefault(tag, set()).add((entry.key, entry.variant))
         self.counters["stored"] += 1
         return True
+
+    def refresh(self, entry: Entry) -> None:
+        """Nothing to do: the stored object is the one the 304 updated."""
 
     def _unindex(self, entry: Entry) -> None:
         variants = self._variants.get(entry.key)
@@ -165,6 +237,48 @@ class CacheStore:
     def purge_all(self, soft: bool = False) -> int:
         return self._purge([e for v in list(self._variants.values()) for e in v.values()], soft)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         return {**self.counters, "entries": len(self._lru), "bytes": int(self._lru.currsize),
-                "max_bytes": self.cfg.max_bytes, "urls": len(self._urls)}
+                "max_bytes": self.max_bytes, "urls": len(self._urls), "store": "memory"}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+MemoryStore = CacheStore
+
+
+def open_store(cfg: CacheConfig, path: Path, *, owner: bool = True, workers: int = 1,
+               clock: Callable[[], float] = time.time) -> Store:
+    """The store ``[cache] store`` names.
+
+    ``owner``: this process runs the node's store (a single-process node, or the master
+    of a multi-worker node): it takes the store's node lock and checks its format.
+    Workers open it with ``owner=False`` after the master did.  The memory store is per
+    process, so with ``workers`` processes each gets ``max_bytes / workers``.  An lmdb
+    store that cannot be opened (read-only, unwritable, in use) leaves the node a
+    pass-through proxy, with the reason in the log and in ``stats()``.
+    """
+    if cfg.store == "memory":
+        return CacheStore(cfg, clock, max_bytes=max(1, cfg.max_bytes // max(1, workers)))
+    from edgenode.cache.lmdb_store import SharedStore
+    from edgenode.cache.passthrough import PassThroughStore
+    from edgenode.cache.store_files import StoreUnavailable
+
+    try:
+        return SharedStore(cfg, path, owner=owner, clock=clock)
+    except StoreUnavailable as exc:
+        log.error("cache store %s unavailable: %s; serving as a pass-through proxy "
+                  "(nothing is cached until it is fixed and the node restarted)", path, exc)
+        return PassThroughStore(cfg, str(exc))
+
+
+def purge_store(store: Store, kind: str, values: list[str], soft: bool) -> int:
+    """The admin API's purge (``kind``: "url", "key" or "all") on ``store``."""
+    if kind == "url":
+        return sum(store.purge_url(url, soft=soft) for url in values)
+    if kind == "key":
+        return store.purge_keys(values, soft=soft)
+    if kind == "all":
+        return store.purge_all(soft=soft)
+    raise ValueError(f"unknown purge kind {kind!r}")

@@ -32,7 +32,8 @@ from edgenode.filterdev.harness import FIXED_EPOCH_NS, FilterHarness, FilterResp
 from edgenode.filterdev.project import config_text
 from edgenode.http.messages import CIMultiDict
 
-__all__ = ["Case", "CaseFile", "CaseResult", "load_cases", "parse_cases", "run_case", "check"]
+__all__ = ["Case", "CaseFile", "CaseResult", "load_cases", "parse_cases", "run_case", "check",
+           "print_result"]
 
 _FILE_KEYS = {"filter", "config", "root_id", "options", "seed", "clock_ns", "upstreams", "cases"}
 _CASE_KEYS = {"name", "request", "origin", "expect"}
@@ -77,6 +78,14 @@ class CaseResult:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+
+def print_result(result: CaseResult) -> bool:
+    """Print a case's PASS/FAIL line (and its failures); True when it passed."""
+    print(f"  {'PASS' if result.passed else 'FAIL'}  {result.name}")
+    for f in result.failures:
+        print(f"        - {f}")
+    return result.passed
 
 
 # --- parsing -------------------------------------------------------------------------

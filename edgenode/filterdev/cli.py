@@ -62,7 +62,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 # --- test ----------------------------------------------------------------------------
 def _cmd_test(args: argparse.Namespace) -> int:
-    from edgenode.filterdev.cases import load_cases, run_case
+    from edgenode.filterdev.cases import load_cases, print_result, run_case
     from edgenode.wasm.engine import FilterLoadError
 
     files = [Path(c) for c in args.cases]
@@ -92,14 +92,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
                 result = run_case(case, cf, wasm, config, root_id, options)
             except FilterLoadError as exc:
                 return _err(str(exc))
-            if result.passed:
+            if print_result(result):
                 passed += 1
-                print(f"  PASS  {result.name}")
             else:
                 failed += 1
-                print(f"  FAIL  {result.name}")
-                for f in result.failures:
-                    print(f"        - {f}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
@@ -195,6 +191,10 @@ def _setup(p: argparse.ArgumentParser) -> None:
     insp.add_argument("filter", metavar="FILTER.wasm")
     insp.add_argument("--json", action="store_true", help="machine-readable output")
     insp.set_defaults(_filter_run=_cmd_inspect)
+
+    from edgenode.fleet.cli import add_filter_push
+
+    add_filter_push(sub)
 
 
 def _run(args: argparse.Namespace) -> int:

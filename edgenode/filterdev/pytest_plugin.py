@@ -12,6 +12,7 @@ also override the ``filter_settings`` fixture to return its own ``FilterSettings
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("edgenode_filter", "the filter's .wasm (default: wasm in filter.toml)")
     parser.addini("edgenode_filter_config", "the plugin configuration (default: config in filter.toml)")
     parser.addini("edgenode_filter_root_id", "the root id (default: root_id in filter.toml)")
+    if importlib.util.find_spec("pytest_asyncio") is None:
+        # Scaffolded projects set pytest-asyncio's loop scope (without it, pytest-asyncio
+        # prints a deprecation warning on every run); known here too, so a project run
+        # without pytest-asyncio gets no unknown-option warning either.
+        parser.addini("asyncio_default_fixture_loop_scope",
+                      "pytest-asyncio's loop scope for async fixtures (unused without it)")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from edgenode.http.errors import (
 from edgenode.http.headers import last_chunk, parse_trailers
 from edgenode.http.messages import Request, Response
 
-__all__ = ["OriginPool", "OnInterim"]
+__all__ = ["OriginPool", "OriginBody", "OnInterim"]
 
 log = logging.getLogger("edgenode.http.client")
 
@@ -45,6 +45,10 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: framing we write ourselves, so the caller's values never reach the wire
 _FRAMING = ("content-length", "transfer-encoding", "connection")
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback: the origin's header section passed ``max_header_bytes``."""
 
 
 class _Stale(Exception):
@@ -141,6 +145,10 @@ class OriginBody:
 
     async def aclose(self) -> None:
         """Stop early: the rest of the body is not wanted, so the connection is closed."""
+        self.close()
+
+    def close(self) -> None:
+        """``aclose`` without the coroutine (``Exchange.release`` calls it)."""
         conn = self._conn
         self._chunks.clear()
         self._size = 0
@@ -174,6 +182,13 @@ class _OriginConnection(asyncio.Protocol):
         self._status = 0
         self._body: OriginBody | None = None
         self._eof_delimited = False
+        self._eof = False  # the origin half-closed cleanly (a FIN, not a reset)
+        # the header section being parsed (head or trailers): bytes in its complete fields,
+        # bytes fed since the parser last reported progress, and the limit for both
+        self._fields_size = 0
+        self._stalled = 0
+        self._progress = False
+        self._max_head = pool.cfg.max_header_bytes
         self._got_bytes = False
         self._busy = False
         self._paused = False
@@ -196,11 +211,26 @@ class _OriginConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail_parse(f"invalid HTTP response from origin: {exc}")
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._fail_parse(str(exc.__context__), "head_too_large")
+            else:
+                self._fail_parse(f"invalid HTTP response from origin: {exc}")
+            return
         except httptools.HttpParserUpgrade:
             self._fail_parse("origin switched protocols, which is not supported")
+            return
+        if self._progress:
+            self._progress = False
+            self._stalled = 0
+        else:
+            # a whole read without one complete field (or body byte): httptools keeps an
+            # unfinished field line itself, and a never-ending one must not grow unbounded
+            self._stalled += len(data)
+            if self._stalled > self._max_head:
+                self._fail_parse(self._too_large(), "head_too_large")
 
     def eof_received(self) -> bool | None:
+        self._eof = True
         return None  # close the transport; connection_lost settles what EOF means
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -217,8 +247,11 @@ class _OriginConnection(asyncio.Protocol):
         body = self._body
         if body is not None:
             self._body = None
-            if self._eof_delimited:
-                body.finish()
+            if self._eof_delimited and self._eof and exc is None:
+                body.finish()  # only a clean end completes a close-delimited body
+            elif self._eof_delimited:
+                body.fail(OriginBodyError("origin connection broke before the end of a "
+                                          "close-delimited body"))
             else:
                 body.fail(OriginBodyError("origin closed the connection in the middle of the body"))
         if self._upload is not None and not self._upload.done():
@@ -242,9 +275,19 @@ class _OriginConnection(asyncio.Protocol):
 
     # --- parser callbacks -----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress = True
+        self._fields_size += len(name) + len(value) + 4
+        if self._fields_size > self._max_head:
+            raise _HeadTooLarge(self._too_large())
         self._headers.append((name, value))
 
+    def _too_large(self) -> str:
+        part = "response head" if self._status == 0 else "trailer section"
+        return f"origin {part} larger than {self._max_head} bytes (max_header_bytes)"
+
     def on_headers_complete(self) -> None:
+        self._progress = True
+        self._fields_size = 0  # the trailer section, if any, has a budget of its own
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             # an interim response (100 Continue, 102, 103 Early Hints): hand it on, then
@@ -280,10 +323,12 @@ class _OriginConnection(asyncio.Protocol):
             log.exception("forwarding an interim %d response failed", status)
 
     def on_body(self, chunk: bytes) -> None:
+        self._progress = True
         if self._body is not None:
             self._body.feed(chunk)
 
     def on_message_complete(self) -> None:
+        self._progress = True
         if self._status == 0 or not self._busy:
             return  # end of an interim 1xx response
         if self._headers:  # fields after the head: the chunked body's trailer section
@@ -305,10 +350,10 @@ class _OriginConnection(asyncio.Protocol):
         self.resume()
         self.pool._release(self, keep_alive and self._upload_done)
 
-    def _fail_parse(self, reason: str) -> None:
+    def _fail_parse(self, reason: str, kind: str = "protocol_error") -> None:
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_exception(OriginProtocolError(reason))
+            waiter.set_exception(OriginProtocolError(reason, kind))
         body = self._body
         if body is not None:
             self._body = None
@@ -342,6 +387,7 @@ class _OriginConnection(asyncio.Protocol):
         self._got_bytes = False
         self._method = req.method
         self._headers = []
+        self._fields_size = self._stalled = 0
         waiter: asyncio.Future[Response] = self.loop.create_future()
         self._head_waiter = waiter
         transport = self.transport

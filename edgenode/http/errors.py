@@ -34,7 +34,12 @@ class OriginTimeout(OriginError):
 
 
 class OriginProtocolError(OriginError):
-    """The origin answered with something that is not a valid HTTP/1.x response head."""
+    """The origin answered with something that is not a valid HTTP/1.x response head;
+    ``kind`` names it for metrics (``protocol_error``, ``head_too_large``)."""
+
+    def __init__(self, reason: str, kind: str = "protocol_error") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class OriginBodyError(OriginError):

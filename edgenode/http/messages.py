@@ -75,10 +75,21 @@ class TrailerRelay:
         self._trailers = value
 
     async def aclose(self) -> None:
-        """Close the wrapping iterator (its own cleanup closes ``source``)."""
+        """Close the wrapping iterator, then ``source``.
+
+        The wrapper's own cleanup cannot be relied on to close ``source``: an async
+        generator closed before its first step runs no ``finally``, and one suspended in
+        ``async for`` leaves the iterator it was reading open.  Closing an already
+        finished or closed body is a no-op, so this is always safe.
+        """
         close = getattr(self._chunks, "aclose", None)
         if close is not None:
-            await close()
+            try:
+                await close()
+            finally:
+                await close_body(self._source)
+        else:
+            await close_body(self._source)
 
 
 class _Message:

@@ -44,7 +44,9 @@ from multidict import CIMultiDict, getversion
 from edgenode.config import ServerConfig
 from edgenode.http.errors import ClientBodyError
 from edgenode.http.headers import NOT_PLAIN, DateCache, last_chunk, parse_trailers
+from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response, close_body
+from edgenode.http.request_id import RequestIds, current_request_id
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler
 
@@ -77,11 +79,14 @@ BODY_HIGH_WATER = 256 * 1024
 BODY_LOW_WATER = 64 * 1024
 #: pipelined requests queued behind the one in progress before reading pauses
 PIPELINE_DEPTH = 16
+#: a read larger than this is parsed in slices of it, so parsing can stop at a full queue
+PARSE_SLICE = 4096
 #: response statuses that never carry a body
 _NO_BODY_STATUS = frozenset({204, 304})
 
-#: fast-path answers kept whole per ``Prebuilt`` (GET, keep-alive, HTTP/1.1), bodies up to
-#: FAST_MEMO_BODY bytes, at most FAST_MEMO_ENTRIES of them (cleared when full): <= 2 MiB
+#: fast-path heads (up to the request id) kept per ``Prebuilt`` for GET, keep-alive, HTTP/1.1
+#: answers with bodies up to FAST_MEMO_BODY bytes (written with the head in one buffer), at
+#: most FAST_MEMO_ENTRIES of them (cleared when full)
 FAST_MEMO_BODY = 8192
 FAST_MEMO_ENTRIES = 256
 
@@ -124,10 +129,14 @@ def _status_line(status: int, reason: str) -> bytes:
     return line
 
 
-def _fast_head(hit: Prebuilt, connection: bytes) -> bytes:
-    """The head ``_Connection._head`` writes for ``hit`` as a Response with ``wire_head``."""
-    return b"%s%sContent-Length: %d\r\n%s\r\n" % (
-        _status_line(hit.status, hit.reason), hit.block, len(hit.body), connection)
+def _fast_prefix(hit: Prebuilt) -> bytes | None:
+    """The head ``_Connection._head`` writes for ``hit`` as a Response with ``wire_head``,
+    up to its per-request fields (X-Request-Id, Connection); None when the stored block
+    carries an X-Request-Id of its own (the general path replaces it)."""
+    if b"x-request-id:" in hit.block.lower():
+        return None
+    return b"%s%sContent-Length: %d\r\n" % (_status_line(hit.status, hit.reason), hit.block,
+                                               len(hit.body))
 
 
 class _Reject(Exception):
@@ -156,13 +165,24 @@ class _RequestBody:
 
     Buffering more than ``BODY_HIGH_WATER`` pauses the socket; consuming below
     ``BODY_LOW_WATER`` resumes it, so a huge upload never piles up in memory.
+
+    Two clocks bound a client that sends the body slowly or stops half-way (which would
+    hold the request, and a filter buffering the body, forever): no byte for
+    ``body_between_bytes_timeout`` or the whole body taking longer than ``body_timeout``
+    fails it with a 408, whoever is reading it.  Neither clock runs while the node is
+    the one holding the client back (reading paused, ``100 Continue`` not yet sent).
     """
 
     __slots__ = ("_conn", "_chunks", "size", "done", "error", "_waiter", "discard", "expect",
-                 "trailers")
+                 "trailers", "_timer", "_started", "_last", "_checked")
 
     def __init__(self, conn: _Connection, expect_continue: bool) -> None:
         self._conn = conn
+        now = conn.loop.time()
+        self._started = self._last = self._checked = now
+        cfg = conn.cfg
+        self._timer: asyncio.TimerHandle | None = conn.loop.call_later(
+            min(cfg.body_between_bytes_timeout, cfg.body_timeout), self._check_clock)
         self._chunks: deque[bytes] = deque()
         self.size = 0
         self.done = False
@@ -203,7 +223,36 @@ class _RequestBody:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _check_clock(self) -> None:
+        self._timer = None
+        if self.done:
+            return
+        conn = self._conn
+        cfg = conn.cfg
+        now = conn.loop.time()
+        if conn.closed:
+            return
+        if conn.holds_client_back(self):
+            self._started += now - self._checked  # neither clock runs meanwhile
+            self._last = now
+        elif now - self._last >= cfg.body_between_bytes_timeout:
+            conn.body_timed_out(self, f"no request body bytes for "
+                                      f"{cfg.body_between_bytes_timeout:g}s")
+            return
+        elif now - self._started >= cfg.body_timeout:
+            conn.body_timed_out(self, f"request body not received within {cfg.body_timeout:g}s")
+            return
+        self._checked = now
+        due = min(self._last + cfg.body_between_bytes_timeout, self._started + cfg.body_timeout)
+        self._timer = conn.loop.call_later(max(0.001, due - now), self._check_clock)
+
+    def stop_clock(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def feed(self, chunk: bytes) -> None:
+        self._last = self._conn.loop.time()
         if self.discard:
             return
         self._chunks.append(chunk)
@@ -214,10 +263,12 @@ class _RequestBody:
 
     def finish(self) -> None:
         self.done = True
+        self.stop_clock()
         self._wake()
 
     def fail(self, exc: BaseException) -> None:
         if not self.done:
+            self.stop_clock()
             self.error = exc
             self.done = True
             self._chunks.clear()
@@ -260,14 +311,22 @@ class _Connection(asyncio.Protocol):
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._in_head = False
-        self._head_fed = 0
         self._head_start = 0.0
         self._body: _RequestBody | None = None
         # chunked request: header lines before the trailers (0: not chunked), and whether a
         # chunk header came with no data after it yet (the last chunk's trailer section)
         self._n_head = 0
         self._chunk_pending = False
-        self._trailer_fed = 0
+        # bytes of the current read the parser accounted for (complete heads, body bytes,
+        # chunk framing), what the current head had accounted for before the read, and the
+        # bytes of the unfinished field line httptools is holding (an estimate from above)
+        self._seen = 0
+        self._mark = 0
+        self._partial = 0
+        self._slicing = False  # _parse is feeding a slice of a large read
+        # the part of a read left unparsed while the pipeline queue was full
+        self._unparsed = b""
+        self._parse_scheduled = False
         # dispatch state
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None
@@ -276,6 +335,10 @@ class _Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+        # lingering close: when the last input arrived, and when it ends at the latest
+        self._linger_last = 0.0
+        self._linger_end = 0.0
         self._idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -285,6 +348,7 @@ class _Connection(asyncio.Protocol):
     # --- connection lifecycle -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=self.cfg.write_high_water)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
@@ -306,18 +370,45 @@ class _Connection(asyncio.Protocol):
         for pending in self._queue:
             if pending.body is not None:
                 pending.body.fail(gone)
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client closed the connection"))
 
+    # --- write flow control ---------------------------------------------------------
     def pause_writing(self) -> None:
+        """The write buffer passed its high-water mark: the client is not reading.
+
+        Nothing more is parsed or started on this connection until it drains (a client
+        that pipelines without reading holds one response's worth of memory, not one per
+        request), and a client that stops reading for ``send_timeout`` is dropped.
+        """
         self._write_paused = True
+        self._pause_reading()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.cfg.send_timeout, self._send_timed_out)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._current is None and self._queue and not self.closed:
+            self._start(self._queue.popleft())
+        self.body_drained()
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        if not self.closed:
+            log.debug("client %s:%d read nothing for %.0fs: closing", *self.client,
+                      self.cfg.send_timeout)
+            self._dead = True
+            self.transport.abort()  # type: ignore[union-attr]
 
     async def _drain(self) -> None:
         if self.closed:
@@ -329,16 +420,83 @@ class _Connection(asyncio.Protocol):
             self._drain_waiter = None
 
     # --- read flow control ----------------------------------------------------------
-    def pause_for_body(self) -> None:
+    def _pause_reading(self) -> None:
         if not self._read_paused and not self.closed:
             self._read_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
 
+    def pause_for_body(self) -> None:
+        self._pause_reading()
+
     def body_drained(self) -> None:
-        if self._read_paused and len(self._queue) < PIPELINE_DEPTH and not self._dead:
-            if self._body is None or self._body.size < BODY_LOW_WATER:
+        """Read again unless something still holds reading back: the request body's
+        buffer, the pipeline queue, or a client that is not reading its responses."""
+        if (self._read_paused and len(self._queue) < PIPELINE_DEPTH and not self._dead
+                and not self._write_paused and not self.closed):
+            if self._unparsed:  # the rest of the last read first (never from a callback)
+                if not self._parse_scheduled:
+                    self._parse_scheduled = True
+                    self.loop.call_soon(self._parse_unparsed)
+            elif self._body is None or self._body.size < BODY_LOW_WATER:
                 self._read_paused = False
                 self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def holds_client_back(self, body: _RequestBody) -> bool:
+        """Whether the node, not the client, is why ``body`` gets no bytes right now."""
+        return self._read_paused or body.expect
+
+    def body_timed_out(self, body: _RequestBody, reason: str) -> None:
+        """The client stalled in the middle of a request body: whoever reads it gets a
+        408, and nothing after it is parsed (the connection closes after the answer)."""
+        log.info("client %s:%d: %s", *self.client, reason)
+        answered = body.discard  # the handler is done: only the rest was being skipped
+        body.fail(_BadBody(408, reason))
+        self._dead = True
+        self._pause_reading()
+        if answered and self._current is None and not self._queue:
+            self._close(linger=True)
+
+    # --- closing --------------------------------------------------------------------
+    def _close(self, linger: bool) -> None:
+        """Close after the last response; with ``linger``, as nginx's lingering_close.
+
+        Closing a socket with unread input makes the kernel send a reset, which can
+        destroy the response still on its way (the client sees a reset, not the 4xx).
+        So when the client may still be sending (an error answered mid-message, a body
+        not read), the node half-closes, reads and drops what arrives until the client
+        closes, goes quiet for ``lingering_timeout``, or ``lingering_time`` is over.
+        """
+        self._dead = True
+        transport = self.transport
+        assert transport is not None
+        if transport.is_closing():  # aborted already
+            return
+        if not linger or self.cfg.lingering_time <= 0 or not transport.can_write_eof():
+            transport.close()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = self.loop.time()
+        self._linger_last = now
+        self._linger_end = now + self.cfg.lingering_time
+        transport.write_eof()  # after what is buffered: the response is complete
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+        self._timer = self.loop.call_later(
+            min(self.cfg.lingering_timeout, self.cfg.lingering_time), self._linger_check)
+
+    def _linger_check(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        due = min(self._linger_last + self.cfg.lingering_timeout, self._linger_end)
+        if now >= due:
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            self._timer = self.loop.call_later(due - now, self._linger_check)
 
     def send_continue(self) -> None:
         if not self.closed:
@@ -378,14 +536,23 @@ class _Connection(asyncio.Protocol):
     # --- parsing --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self._dead:
+            if self._linger_end:
+                self._linger_last = self.loop.time()  # lingering: read and dropped
             return
-        in_trailers = self._chunk_pending
+        if len(data) > PARSE_SLICE and not self._slicing:
+            self._parse(data)
+            return
+        if self._in_head:  # what the current header section had accounted for before this read
+            self._mark = len(self._url) + self._head_bytes
+        elif self._chunk_pending:
+            self._mark = self._head_bytes
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops after an Upgrade/CONNECT head; the request was dispatched as a
             # plain one (Upgrade is hop-by-hop), so keep parsing what follows it.
             offset = exc.args[0] if exc.args else len(data)
+            self._seen = 0
             if not self._dead and offset < len(data):
                 self.data_received(data[offset:])
             return
@@ -396,25 +563,58 @@ class _Connection(asyncio.Protocol):
             else:
                 self._protocol_error(400, f"malformed request: {exc}")
             return
-        if self._in_head:
-            if self._head_start < 0:
-                self._head_start = self.loop.time()  # the read that began this message
-            # httptools buffers a header until it is complete, so bound the whole head
-            # here too: a never-ending header line must not grow without limit.
-            self._head_fed += len(data)
-            # (an over-long target is caught exactly in on_url, which sees partial spans)
-            if self._head_fed > self.cfg.max_header_bytes + self.cfg.max_request_line_bytes:
-                self._protocol_error(431, "request header fields too large")
-        elif in_trailers and self._chunk_pending:
-            # a whole read spent inside the trailer section, which httptools buffers until
-            # each field is complete: bound it like the head
-            self._trailer_fed += len(data)
-            if self._trailer_fed > self.cfg.max_header_bytes:
-                self._protocol_error(431, "request trailer fields too large")
+        seen = self._seen
+        self._seen = 0
+        if self._in_head or self._chunk_pending:
+            if self._in_head:
+                if self._head_start < 0:
+                    self._head_start = self.loop.time()  # the read that began this message
+                seen += len(self._url) + self._head_bytes - self._mark  # the head so far
+            else:
+                seen += self._head_bytes - self._mark  # the trailer fields so far
+            # The read ended inside a header section (the head, or a chunked body's trailer
+            # section).  Complete fields are counted per message (on_header), the target in
+            # on_url; httptools keeps an unfinished field line to itself, so its bytes are
+            # what this read held beyond what was accounted for (plus the whole of earlier
+            # reads that accounted for nothing).
+            self._partial = len(data) - seen if seen > 0 else self._partial + len(data)
+            if self._head_bytes + self._partial > self.cfg.max_header_bytes:
+                part = "header" if self._in_head else "trailer"
+                self._protocol_error(431, f"request {part} fields too large")
+
+    def _parse(self, data: bytes) -> None:
+        """Parse a large read a slice at a time, keeping what follows a full pipeline
+        queue unparsed (reading stays paused until the queue has room again).
+
+        A read can hold thousands of small pipelined requests; parsed at once, each would
+        become a queued request object.  Inside a request body the rest is fed whole (a
+        large upload is not cut into small pieces).
+        """
+        start, end = 0, len(data)
+        while start < end and not self._dead:
+            if len(self._queue) >= PIPELINE_DEPTH and self._body is None:
+                self._unparsed = data[start:]
+                self._pause_reading()
+                return
+            stop = end if self._body is not None else min(end, start + PARSE_SLICE)
+            self._slicing = True
+            try:
+                self.data_received(data if start == 0 and stop == end else data[start:stop])
+            finally:
+                self._slicing = False
+            start = stop
+
+    def _parse_unparsed(self) -> None:
+        """The pipeline queue has room again: parse the rest of the read it stopped."""
+        self._parse_scheduled = False
+        data, self._unparsed = self._unparsed, b""
+        if data and not self._dead:
+            self._parse(data)
+            self.body_drained()
 
     def on_message_begin(self) -> None:
         self._in_head = True
-        self._head_fed = 0
+        self._mark = 0
         self._url = b""
         self._raw_headers = []
         self._head_bytes = 0
@@ -426,7 +626,7 @@ class _Connection(asyncio.Protocol):
             raise _Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
+        self._head_bytes += len(name) + len(value) + 4  # "Name: value\r\n"
         if self._head_bytes > self.cfg.max_header_bytes:
             part = "header block" if self._in_head else "trailer section"
             raise _Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
@@ -434,6 +634,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        # the head's bytes in this read (method, version, line ends: roughly)
+        self._seen += len(self._url) + self._head_bytes + 16 - self._mark
         parser = self.parser
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
@@ -471,8 +673,14 @@ class _Connection(asyncio.Protocol):
         if has_body:
             expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
             body = self._body = _RequestBody(self, expect)
+        incoming = headers.get("x-request-id")
+        rid = self.fe.request_ids.pick(incoming)
+        if rid is not incoming or len(headers.getall("x-request-id")) > 1:
+            headers.popall("x-request-id", None)
+            headers["X-Request-Id"] = rid  # the origin and the filters see it too
         request = Request(method, target, headers, body if body is not None else b"", version)
         exchange = Exchange(request, self.client, self.local)
+        exchange.request_id = rid
         if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
             exchange.interim = self.send_interim
         self._dispatch(_Pending(exchange, body, keep_alive))
@@ -497,6 +705,7 @@ class _Connection(asyncio.Protocol):
         the two paths to that).
         """
         host: bytes | None = None
+        incoming: bytes | None = None
         for name, value in self._raw_headers:
             low = name.lower()
             if low in NOT_PLAIN:
@@ -505,6 +714,10 @@ class _Connection(asyncio.Protocol):
                 if host is not None:
                     return False  # the general path answers 400
                 host = value
+            elif low == b"x-request-id":
+                if incoming is not None:
+                    return False  # the general path replaces repeated ids
+                incoming = value
         if host is None:
             return False
         start = perf_counter()
@@ -518,22 +731,33 @@ class _Connection(asyncio.Protocol):
             return False
         keep_alive = self.parser.should_keep_alive() and not self._closing
         body = hit.body
-        if keep_alive and version == "1.1" and method == "GET" and len(body) <= FAST_MEMO_BODY:
-            # the common answer, kept whole: the same bytes go out until ``hit`` changes
+        ids = self.fe.request_ids
+        if (incoming is None and keep_alive and version == "1.1" and method == "GET"
+                and len(body) <= FAST_MEMO_BODY):
+            # the common answer: its head up to the request id's number is kept until
+            # ``hit`` changes, and the id is formatted straight into the bytes written
             memo = self.fe.fast_memo
-            data = memo.get(hit)
-            if data is None:
+            prefix = memo.get(hit, b"")
+            if prefix == b"":
                 if len(memo) >= FAST_MEMO_ENTRIES:
                     memo.clear()
-                data = memo[hit] = _fast_head(hit, b"") + body
+                head = _fast_prefix(hit)
+                prefix = memo[hit] = None if head is None else head + b"X-Request-Id: " + ids.prefix
+            if prefix is None:
+                return False
+            data = b"%s%x\r\n\r\n%s" % (prefix, next(ids.count), body)
         else:
+            head = _fast_prefix(hit)
+            if head is None:
+                return False
+            rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
             if not keep_alive:
                 conn = b"Connection: close\r\n"
             elif version == "1.0":
                 conn = b"Connection: keep-alive\r\n"
             else:
                 conn = b""
-            head = data = _fast_head(hit, conn)
+            head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
             if method == "GET" and body:
                 data = head + body if len(body) <= 65536 else None
         sent = 0
@@ -560,21 +784,25 @@ class _Connection(asyncio.Protocol):
         return True
 
     def on_body(self, chunk: bytes) -> None:
+        self._seen += len(chunk)
         self._chunk_pending = False
         if self._body is not None:
             self._body.feed(chunk)
 
     def on_chunk_header(self) -> None:
+        # until data follows, this may be the last chunk: its trailer section comes next
+        self._seen += 6  # size line and the CRLF after the data: roughly
         self._chunk_pending = True
-        self._trailer_fed = 0
+        self._mark = 0
+        self._partial = 0
 
     def on_message_complete(self) -> None:
+        self._chunk_pending = False
         body = self._body
         if body is not None:
             n = self._n_head
             if n:
                 self._n_head = 0
-                self._chunk_pending = False
                 if len(self._raw_headers) > n:
                     body.trailers = parse_trailers(self._raw_headers[n:])
             body.finish()
@@ -598,17 +826,17 @@ class _Connection(asyncio.Protocol):
         target = self._url.decode("latin-1")[:200] or "-"
         request = Request(method, target, CIMultiDict())
         exchange = Exchange(request, self.client, self.local)
+        exchange.request_id = self.fe.request_ids.new()
         self._dispatch(_Pending(exchange, None, False, error_response(status, message, close=True)))
 
     # --- dispatch -------------------------------------------------------------------
     def _dispatch(self, pending: _Pending) -> None:
-        if self._current is None:
+        if self._current is None and not self._write_paused:
             self._start(pending)
-        else:
+        else:  # behind the one in progress, or until the client reads what it was sent
             self._queue.append(pending)
-            if len(self._queue) >= PIPELINE_DEPTH and not self._read_paused:
-                self._read_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+            if len(self._queue) >= PIPELINE_DEPTH:
+                self._pause_reading()
 
     def _start(self, pending: _Pending) -> None:
         self._current = pending
@@ -625,6 +853,7 @@ class _Connection(asyncio.Protocol):
 
     async def _run(self, pending: _Pending) -> None:
         exchange = pending.exchange
+        current_request_id.set(exchange.request_id)  # this task's log lines carry it
         try:
             response = await self.fe.handler(exchange)
         except ClientBodyError as exc:
@@ -661,6 +890,7 @@ class _Connection(asyncio.Protocol):
 
     def _complete(self, pending: _Pending, response: Response, keep_alive: bool) -> None:
         """The response is written (or aborted): report it and move to the next request."""
+        pending.exchange.release()
         on_complete = self.fe.on_complete
         if on_complete is not None:
             try:
@@ -671,16 +901,17 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         body = pending.body
-        if not keep_alive:
-            self._dead = True
-            self.transport.close()  # type: ignore[union-attr]
+        if not keep_alive or (self._dead and not self._queue):
+            # input may be left unread: after a protocol error, or a body not read to its end
+            self._close(linger=self._dead or (body is not None and not body.done))
             return
         if body is not None and not body.done:
             # The handler did not read the whole body: skip the rest of the message.
             body.start_discard()
             self.body_drained()
         if self._queue:
-            self._start(self._queue.popleft())
+            if not self._write_paused:  # else resume_writing starts it
+                self._start(self._queue.popleft())
             self.body_drained()
             return
         self._idle_since = self.loop.time()
@@ -690,20 +921,26 @@ class _Connection(asyncio.Protocol):
     # --- response writing -----------------------------------------------------------
     def _head(self, exchange: Exchange, response: Response, framing: str,
               keep_alive: bool) -> bytes:
-        """Status line and header block; framing and Connection are ours to write."""
+        """Status line and header block; framing, Connection and X-Request-Id are ours to write."""
         headers = response.headers
         wire = response.wire_head
-        if wire is not None and wire[0] == getversion(headers):
+        rid = exchange.request_id
+        if rid:
+            framing += f"X-Request-Id: {rid}\r\n"
+        if wire is not None and wire[0] == getversion(headers) and "x-request-id" not in headers:
             if not keep_alive:
                 framing += "Connection: close\r\n"
             elif exchange.request.version == "1.0":
                 framing += "Connection: keep-alive\r\n"
             return b"%s%s%s\r\n" % (_status_line(response.status, response.reason), wire[1],
                                      framing.encode("latin-1"))
-        if "connection" in headers or "content-length" in headers or "transfer-encoding" in headers:
+        if ("connection" in headers or "content-length" in headers or "transfer-encoding" in headers
+                or (rid and "x-request-id" in headers)):
             headers = headers.copy()
             for name in ("connection", "content-length", "transfer-encoding"):
                 headers.popall(name, None)
+            if rid:
+                headers.popall("x-request-id", None)
         lines = [f"{k}: {v}\r\n" for k, v in headers.items()]
         if "date" not in headers:
             lines.append(_date.get_line())
@@ -715,7 +952,7 @@ class _Connection(asyncio.Protocol):
             lines.append("Connection: keep-alive\r\n")
         lines.append("\r\n")
         text = "".join(lines)
-        n = len(lines)
+        n = len(lines) + framing.count("\n") - (1 if framing else 0)  # framing: our own lines
         if text.count("\n") != n or text.count("\r") != n:
             raise _BadHead("a response header contains CR or LF")
         try:
@@ -861,7 +1098,7 @@ class _Connection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.closed or self._current is not None:
+        if self.closed or self._current is not None or self._queue:
             return  # re-armed when the connection becomes idle again
         now = self.loop.time()
         if self._in_head:
@@ -881,6 +1118,9 @@ class _Connection(asyncio.Protocol):
         """Finish the request in progress, then close; close at once when idle."""
         self._closing = True
         if self.closed:
+            return
+        if self._linger_end:
+            self.transport.close()  # type: ignore[union-attr]
             return
         if self._current is None and not self._queue and not self._in_head:
             self._dead = True
@@ -936,7 +1176,8 @@ class FrontEnd:
         self.on_complete = on_complete
         #: answers plain GET/HEAD requests without the handler when it can (cache hits)
         self.fast_path = fast_path
-        self.fast_memo: dict[Prebuilt, bytes] = {}
+        self.fast_memo: dict[Prebuilt, bytes | None] = {}
+        self.request_ids = RequestIds()
         self.connections: set[_Connection] = set()
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
@@ -953,9 +1194,12 @@ class FrontEnd:
         else:
             if host is None or port is None:
                 host, port = self.cfg.listen
-            self._server = await self.loop.create_server(
-                lambda: _Connection(self), host, port, reuse_port=reuse_port or None,
-                backlog=1024)
+            try:
+                self._server = await self.loop.create_server(
+                    lambda: _Connection(self), host, port, reuse_port=reuse_port or None,
+                    backlog=1024)
+            except OSError as exc:
+                raise listen_error("server.listen", host, port, exc) from None
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else 0
 

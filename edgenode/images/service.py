@@ -25,10 +25,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import concurrent.futures.process
+import io
 import multiprocessing
 import os
+from collections import Counter
 from functools import partial
 from urllib.parse import parse_qsl
+
+from PIL import Image, UnidentifiedImageError
 
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.images.params import Limits, TransformError, parse_spec
@@ -49,6 +53,15 @@ def _init_worker() -> None:
         pass
 
 
+def _shape(data: bytes) -> str:
+    """"2000x1500 JPEG" from the image header (Pillow reads no pixels for this)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return f"{im.width}x{im.height} {im.format}"
+    except (UnidentifiedImageError, OSError):
+        return "unreadable"
+
+
 def _error(status: int, reason: str) -> Response:
     body = (reason + "\n").encode()
     headers = CIMultiDict({"content-type": "text/plain; charset=utf-8", "x-image-error": reason,
@@ -65,6 +78,11 @@ class ImageService:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.transforms = 0
         self.errors = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        #: output content types and source shapes ("2000x1500 JPEG") of the transforms
+        self.outputs: Counter[str] = Counter()
+        self.sources: Counter[str] = Counter()
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -109,9 +127,18 @@ class ImageService:
             self.errors += 1
             return _error(exc.status, exc.reason)
         self.transforms += 1
+        self.bytes_in += len(source)
+        self.bytes_out += len(body)
+        self.outputs[ctype] += 1
+        self.sources[_shape(source)] += 1
         headers = CIMultiDict({"content-type": ctype, "content-length": str(len(body)),
                                "x-image-width": str(width), "x-image-height": str(height)})
         return Response(200, headers, body)
+
+    def stats(self) -> dict[str, object]:
+        """What this process transformed (``/stats`` sums the workers)."""
+        return {"transforms": self.transforms, "errors": self.errors, "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out, "outputs": dict(self.outputs), "sources": dict(self.sources)}
 
     def shutdown(self) -> None:
         """Stop the worker processes (blocking; see ``close`` inside an event loop)."""

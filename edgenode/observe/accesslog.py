@@ -1,4 +1,11 @@
-"""Access log: one line per request, text (combined-log-like) or JSON.
+"""Access log: one line per request, compact text or JSON.
+
+The text line keeps to what an operator scans for (time, client, method, the target as
+the client sent it, status, body bytes, cache status, total time, request id), about
+110 characters plus the target; JSON adds the details (URL, protocol, origin and its
+time, referer, user agent, per-filter timings, the target sent upstream when a filter
+rewrote it).  The request id is the one in the ``X-Request-Id`` headers and in log lines
+written while the request ran.
 
 Formatting is pure (``format_text`` / ``format_json``); :class:`AccessLog` buffers the
 lines and writes them in batches, at most every ``flush_interval`` seconds or when
@@ -39,13 +46,14 @@ def _ms(seconds: float | None) -> float | None:
 def log_record(exchange: Exchange, response: Response | None, worker: int | None = None) -> dict[str, Any]:
     """The fields of one access-log line, as plain data."""
     req = exchange.request
-    rid = exchange.props.get("request_id") or req.headers.get("x-request-id") or (
-        f"{worker}-{exchange.id}" if worker is not None else str(exchange.id))
+    rid = exchange.request_id or (f"{worker}-{exchange.id}" if worker is not None else str(exchange.id))
+    target = exchange.target
     rec: dict[str, Any] = {
         "time": _iso(exchange.start_wall),
         "client": exchange.client[0],
         "method": req.method,
-        "url": f"{req.scheme}://{req.host}{req.target}",
+        "target": target,
+        "url": f"{req.scheme}://{req.host}{target}",
         "protocol": f"HTTP/{req.version}",
         "status": exchange.status or (response.status if response is not None else 0),
         "bytes": exchange.response_bytes,
@@ -57,27 +65,26 @@ def log_record(exchange: Exchange, response: Response | None, worker: int | None
         "referer": req.headers.get("referer"),
         "user_agent": req.headers.get("user-agent"),
     }
+    if req.target != target:
+        rec["upstream_target"] = req.target  # a filter rewrote it (an image variant's source)
     if exchange.timings:
         rec["filters"] = {f"{name}.{phase}": _ms(sec) for (name, phase), sec in exchange.timings.items()}
     return rec
 
 
-def _q(value: str | None) -> str:
-    if not value:
-        return '"-"'
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _field(value: str) -> str:
+    """A space-free, printable field (a request target never has spaces; bytes outside
+    printable ASCII are escaped so a line cannot be forged)."""
+    if value.isascii() and value.isprintable() and " " not in value:
+        return value
+    return "".join(c if "!" <= c <= "~" else f"\\x{ord(c):02x}" for c in value) or "-"
 
 
 def format_text(rec: dict[str, Any]) -> str:
-    """``client - - [time] "METHOD url proto" status bytes "referer" "ua" key=value...``."""
-    dash = lambda v: "-" if v is None else str(v)  # noqa: E731
-    line = (f'{rec["client"]} - - [{rec["time"]}] {_q(rec["method"] + " " + rec["url"] + " " + rec["protocol"])} '
-            f'{rec["status"]} {rec["bytes"]} {_q(rec["referer"])} {_q(rec["user_agent"])} '
-            f'cache={rec["cache"]} origin={dash(rec["origin"])} origin_ms={dash(rec["origin_ms"])} '
-            f'total_ms={rec["total_ms"]} rid={rec["request_id"]}')
-    if "filters" in rec:
-        line += " filters=" + ",".join(f"{k}:{v}" for k, v in rec["filters"].items())
-    return line
+    """``time client METHOD target status bytes cache total_ms request_id``, e.g.
+    ``2026-05-01T10:00:00.123Z 10.0.0.7 GET /a?b=1 200 1024 HIT 0.412ms 5f0c9e21d3a8-1c``."""
+    return (f'{rec["time"]} {rec["client"] or "-"} {_field(rec["method"])} {_field(rec["target"])} '
+            f'{rec["status"]} {rec["bytes"]} {rec["cache"]} {rec["total_ms"]:.3f}ms {rec["request_id"]}')
 
 
 def format_json(rec: dict[str, Any]) -> str:

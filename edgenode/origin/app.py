@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Awaitable, Callable
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from edgenode.origin import content
 from edgenode.origin.images import render_image
@@ -103,6 +104,7 @@ async def obj(request: web.Request) -> web.Response:
     }
     if request.query.get("vary"):
         headers["Vary"] = request.query["vary"]
+    headers["Repr-Digest"] = content.object_digest(name, size, version)
     etag = content.object_etag(name, size, version)
     body = content.object_body(name, size, version)
     return _validated(request, headers, etag, content.last_modified(name), body)
@@ -277,9 +279,24 @@ async def inject(request: web.Request, handler: Handler) -> web.StreamResponse:
                         headers={"Cache-Control": "no-store"})
 
 
+@web.middleware
+async def latin1_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Header bytes as Latin-1 text, as every HTTP stack reads them (RFC 9110 §5.5).
+
+    aiohttp decodes them as UTF-8 with surrogate escapes, so a value with obs-text
+    (``caf\\xe9``) held lone surrogates that no handler could encode back: a 500.  Any
+    non-ASCII value is re-read from its bytes, so each byte is one character.
+    """
+    if not all(v.isascii() for v in request.headers.values()):
+        fixed = CIMultiDict((k, v.encode("utf-8", "surrogateescape").decode("latin-1"))
+                            for k, v in request.headers.items())
+        request = request.clone(headers=fixed)
+    return await handler(request)
+
+
 def build_origin_app(settings: OriginSettings | None = None) -> web.Application:
     settings = settings or OriginSettings()
-    app = web.Application(middlewares=[inject])
+    app = web.Application(middlewares=[latin1_headers, inject])
     app[_SETTINGS] = settings
     app[STATS_KEY] = Counter()
     # Separate streams: the error sequence must not depend on whether jitter is on.

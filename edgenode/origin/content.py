@@ -7,6 +7,7 @@ body of any size can be produced piece by piece (/stream never holds it whole).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 import re
@@ -14,7 +15,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 
 __all__ = [
-    "parse_size", "object_body", "object_etag", "last_modified", "body_chunks",
+    "parse_size", "object_body", "object_etag", "object_digest", "last_modified", "body_chunks",
     "etag_matches", "not_modified_since", "http_date", "BLOCK",
 ]
 
@@ -90,6 +91,16 @@ def object_etag(name: str, size: int, version: str = "1") -> str:
         h.update(piece)
     h.update(version.encode())
     return f'"{h.hexdigest()[:20]}"'
+
+
+@lru_cache(maxsize=4096)
+def object_digest(name: str, size: int, version: str = "1") -> str:
+    """RFC 9530 ``Repr-Digest`` value of the body: ``sha-256=:<base64>:``, so a client can
+    check every byte it got (through any number of caches) against the origin's."""
+    h = hashlib.sha256()
+    for piece in body_chunks(name, size, 1 << 20, version):
+        h.update(piece)
+    return f"sha-256=:{base64.b64encode(h.digest()).decode()}:"
 
 
 def last_modified(name: str) -> int:

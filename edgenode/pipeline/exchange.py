@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from edgenode.http.messages import Request, Response
 
 _ids = itertools.count(1)
 
 
+class Closable(Protocol):
+    def close(self) -> None:
+        """Release the resource now; a no-op when it is already finished or closed."""
+        ...
+
+
 class Exchange:
     __slots__ = (
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
-        "status", "server_timing", "interim",
+        "status", "server_timing", "interim", "_open", "target", "request_id",
     )
 
     def __init__(
@@ -30,6 +36,10 @@ class Exchange:
         local: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:
         self.request = request
+        #: the request target as the client sent it (stages may rewrite the request's)
+        self.target = request.target
+        #: the request's X-Request-Id (set by the front end; "" for internal requests)
+        self.request_id = ""
         self.client = client
         self.local = local
         self.id = next(_ids)
@@ -52,6 +62,8 @@ class Exchange:
         self.status = 0
         #: whether the client asked for a Server-Timing header
         self.server_timing = False
+        #: resources bound to this request (origin bodies), released when it ends
+        self._open: list[Closable] | None = None
         #: sends an interim (1xx) response to the client ahead of the final one; set by
         #: the front end when the client can take one (HTTP/1.1), called by the Upstream
         self.interim: Callable[[Response], None] | None = None
@@ -59,6 +71,26 @@ class Exchange:
     def add_timing(self, name: str, phase: str, seconds: float) -> None:
         key = (name, phase)
         self.timings[key] = self.timings.get(key, 0.0) + seconds
+
+    def hold(self, resource: Closable) -> None:
+        """Tie ``resource`` (an origin response body) to this request's lifetime.
+
+        Whatever a stage does with the body (wrap it, buffer it, drop it for a reply of
+        its own) and however the client leaves, ``release`` closes it when the request
+        ends, so its origin connection goes back to the pool or is closed.
+        """
+        if self._open is None:
+            self._open = [resource]
+        else:
+            self._open.append(resource)
+
+    def release(self) -> None:
+        """The request is over (answered, aborted or failed): close what it still holds."""
+        held = self._open
+        if held is not None:
+            self._open = None
+            for resource in held:
+                resource.close()
 
     @property
     def elapsed(self) -> float:

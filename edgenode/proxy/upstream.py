@@ -12,13 +12,15 @@ import asyncio
 import time
 
 from edgenode.config import Config
-from edgenode.http.client import OriginPool
+from edgenode.http.client import OriginBody, OriginPool
 from edgenode.http.errors import OriginConnectError, OriginError, OriginProtocolError, OriginTimeout
 from edgenode.http.messages import Request, Response, read_body
 from edgenode.http.server import error_response
+from edgenode.observe.origins import OriginHealth
 from edgenode.pipeline.exchange import Exchange
 from edgenode.proxy.forwarding import forward_request, forward_response, origin_host
 from edgenode.proxy.routes import RouteTable
+from edgenode.proxy.tiers import Tier
 
 __all__ = ["Upstream"]
 
@@ -32,6 +34,13 @@ class Upstream:
         self.pools: dict[str, OriginPool] = pools if pools is not None else {}
         self._callout_pools: dict[str, OriginPool] = {}
         self.via = f"1.1 {config.server.via}"
+        #: failures by origin and kind (metrics), reported by a rate-limited WARN
+        self.health = OriginHealth()
+        #: fleet nodes: parent selection (edges), loop protection, surrogate-key relay
+        self.tier: Tier | None = None
+        if config.fleet is not None:
+            self.tier = Tier(config.fleet, config.origins[config.default_origin])
+            self.via = f"1.1 {config.fleet.node_id}"
 
     def pool(self, origin: str) -> OriginPool:
         """The pool for a configured origin (created on first use); KeyError if unknown."""
@@ -47,23 +56,34 @@ class Upstream:
         try:
             pool = self.pool(name)
         except KeyError:
-            return _fail(exchange, 502, "unknown_origin", f"no origin named {name!r}")
+            return self._fail(exchange, name, 502, "unknown_origin", f"no origin named {name!r}")
         forwarded = forward_request(req, exchange.client[0], pool.cfg, self.via)
+        tier = self.tier
+        if tier is not None:
+            loop = tier.loop_reason(req.headers)
+            if loop is not None:
+                return self._fail(exchange, name, 508, "loop", f"loop detected: {loop}")
+            tier.mark(forwarded)
         started = time.perf_counter()
         interim = exchange.interim
         on_interim = None if interim is None else (lambda r: interim(forward_response(r, self.via)))
         try:
-            response = await pool.request(forwarded, on_interim)
+            if tier is not None:
+                response = await tier.fetch(forwarded, req.headers.get("host", ""), pool, on_interim)
+            else:
+                response = await pool.request(forwarded, on_interim)
         except OriginTimeout as exc:
-            return _fail(exchange, 504, f"{exc.kind}_timeout",
-                         f"origin {exc.kind.replace('_', ' ')} timeout (origin {name!r})")
+            return self._fail(exchange, name, 504, f"{exc.kind}_timeout",
+                              f"origin {exc.kind.replace('_', ' ')} timeout")
         except OriginProtocolError as exc:
-            return _fail(exchange, 502, "protocol_error", f"{exc} (origin {name!r})")
+            return self._fail(exchange, name, 502, exc.kind, str(exc))
         except OriginConnectError as exc:
-            return _fail(exchange, 502, "connect_error", f"{exc.reason} (origin {name!r})")
+            return self._fail(exchange, name, 502, "connect_error", exc.reason)
         except OriginError as exc:
-            return _fail(exchange, 502, "origin_error", f"{exc} (origin {name!r})")
+            return self._fail(exchange, name, 502, "origin_error", str(exc))
         exchange.origin_time = time.perf_counter() - started
+        if type(response.body) is OriginBody:
+            exchange.hold(response.body)  # closed when the request ends, whatever happens to it
         return forward_response(response, self.via)
 
     async def callout(self, upstream_name: str, req: Request, timeout: float) -> Response:
@@ -93,11 +113,16 @@ class Upstream:
         result.trailers = response.trailers  # known now that the body is read
         return result
 
+    def _fail(self, exchange: Exchange, origin: str, status: int, kind: str,
+              message: str) -> Response:
+        """The short reply for a failure before the response head, counted and reported."""
+        exchange.props["upstream_error"] = kind
+        self.health.failed(origin, kind, message)
+        return error_response(status, f"{message} (origin {origin!r})")
+
     async def close(self) -> None:
         for pool in [*self.pools.values(), *self._callout_pools.values()]:
             await pool.close()
+        if self.tier is not None:
+            await self.tier.close()
 
-
-def _fail(exchange: Exchange, status: int, kind: str, message: str) -> Response:
-    exchange.props["upstream_error"] = kind
-    return error_response(status, message)

@@ -181,6 +181,8 @@ _NODE_FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
 # --- request, response ------------------------------------------------------------------
 
 def _request_id(ex: "Exchange") -> str:
+    if ex.request_id:  # the front end's (also the X-Request-Id header): one id everywhere
+        return ex.request_id
     rid = ex.request.headers.get("x-request-id")
     return rid if rid is not None else str(ex.id)
 

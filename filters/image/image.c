@@ -10,8 +10,11 @@
  *                   strips them from the upstream request (every variant fetches the same
  *                   origin URL), buffers the origin image, calls the service, replaces the
  *                   body and sets Content-Type, Content-Length, ETag and Vary.
- * Parameters: query  /photo.jpg?w=400&h=300&fit=cover&f=auto&q=75&dpr=2
- *             path   <path_prefix>w=400,h=300,fit=cover,f=webp/photo.jpg   (prefix "/img/")
+ * Parameters apply under path_prefix only ("/img/"; the prefix is not part of the origin
+ * URL); every other request passes untouched, query string and all:
+ *             query  <path_prefix>photo.jpg?w=400&h=300&fit=cover&f=auto&q=75&dpr=2
+ *             path   <path_prefix>w=400,h=300,fit=cover,f=webp/photo.jpg
+ * path_prefix "" puts every path in scope, with the query scheme only.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -27,7 +30,7 @@
 enum { FMT_AVIF = 1, FMT_WEBP = 2 };
 
 typedef struct {
-    char *path_prefix;      /* "" disables the path scheme */
+    char *path_prefix;      /* the image namespace; "": every path, query scheme only */
     bool query_params;
     uint32_t auto_formats;  /* FMT_* the auto format may pick */
     int default_quality;
@@ -294,6 +297,7 @@ static bool check_limits(const params *p, const config *c, violation *why) {
 /* The parsed request: parameters, the origin target without them, and the signed message. */
 typedef struct {
     params p;
+    bool in_scope;        /* under path_prefix: the filter owns this URL */
     pw_sb origin_target;  /* what the origin is asked for */
     pw_sb signed_msg;     /* target without the sig parameter */
     pw_str sig;
@@ -301,7 +305,8 @@ typedef struct {
 } parsed;
 
 /* Parses either scheme; false with `why` set on a bad parameter (the origin target is
- * complete either way).  p.any == false: not an image transform request. */
+ * complete either way).  in_scope == false: not under path_prefix, nothing to do;
+ * p.any == false: in scope but no transform asked for (the original is served). */
 static bool parse_request(const config *c, pw_str target, parsed *out, violation *why) {
     pw_str rest = target;
     pw_str path = pw_str_split(&rest, '?');
@@ -309,10 +314,15 @@ static bool parse_request(const config *c, pw_str target, parsed *out, violation
     bool has_query = pw_str_index(target, '?') >= 0;
     default_params(&out->p, c);
     pw_str prefix = pw_str_c(c->path_prefix);
-    bool path_scheme = prefix.n && pw_str_starts_with(path, prefix);
-    if (path_scheme) {
+    out->in_scope = !prefix.n || pw_str_starts_with(path, prefix);
+    if (!out->in_scope) return true;
+    bool path_scheme = false;
+    if (prefix.n) {
+        /* <prefix>[options/]origin-path: options are a first segment holding "=" */
         pw_str after = {path.p + prefix.n, path.n - prefix.n};
-        pw_str opts = pw_str_split(&after, '/');
+        long slash = pw_str_index(after, '/');
+        path_scheme = slash > 0 && pw_str_index((pw_str){after.p, (size_t)slash}, '=') >= 0;
+        pw_str opts = path_scheme ? pw_str_split(&after, '/') : (pw_str){after.p, 0};
         while (opts.n) {
             pw_str kv = pw_str_split(&opts, ',');
             pw_str k = pw_str_split(&kv, '=');
@@ -322,7 +332,7 @@ static bool parse_request(const config *c, pw_str target, parsed *out, violation
                 violate(why, 400, "unknown image option %s", key);
             }
         }
-        out->p.any = true;
+        if (path_scheme) out->p.any = true;
         pw_sb_append(&out->origin_target, "/", 1);
         pw_sb_append(&out->origin_target, after.p, after.n);
         pw_sb_append(&out->signed_msg, path.p, path.n);
@@ -438,11 +448,12 @@ static pw_action image_on_request_headers(pw_stream *s, size_t n, bool eos) {
     if (ok && pr.p.any) ok = check_limits(&pr.p, c, &why);
     if (!ok && !c->violation_original) {
         action = reply_error(why.status, why.reason);
-    } else if (pr.p.any) {
-        /* every variant (and a rejected one served as the original) fetches the same URL */
+    } else if (pr.p.any || (pr.in_scope && c->path_prefix[0])) {
+        /* every variant (and a rejected one served as the original) fetches the same URL,
+         * without the prefix, which only names the image namespace */
         pw_set_header(PW_MAP_REQUEST_HEADERS, ":path", pr.origin_target.data, pr.origin_target.len);
         bool get = method.data && (strcmp(method.data, "GET") == 0);
-        if (ok && get) {
+        if (ok && get && pr.p.any) {
             stream_state *st = calloc(1, sizeof *st);
             if (!st) abort();
             st->st = ST_WANTED;

@@ -86,13 +86,16 @@ async def test_purge_all_and_soft_purge(node: Node) -> None:
         assert body["purged"] == 3 and node.stats()["cache"]["entries"] == 0
 
 
-async def test_purge_method_varnish_style(node: Node) -> None:
+async def test_purge_method_needs_an_absolute_url(node: Node) -> None:
+    """``PURGE /path`` would take the site from the Host header alone: refused (400) and
+    nothing is purged; ``PURGE http://site/path`` purges that URL."""
     async with aiohttp.ClientSession() as s:
         path = "/obj/varnish?size=1k"
         await fetch(s, node, path)
         host = f"127.0.0.1:{node.port}"
         status, body = await admin(s, node, "PURGE", path, headers={**AUTH, "Host": host})
-        assert status == 200 and body["purged"] == 1
+        assert status == 400 and "absolute URL" in body["error"]
+        assert (await fetch(s, node, path))[1] == "HIT"
         status, _ = await admin(s, node, "PURGE", path, headers={"Host": host})
         assert status == 401
 

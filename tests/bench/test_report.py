@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgenode.bench.recorder import histogram_stats
-from edgenode.bench.report import compare, compare_markdown, to_markdown
+from edgenode.bench.compare import compare, compare_markdown
+from edgenode.bench.report import to_markdown
 from edgenode.bench.spec import parse_workload
 from edgenode.config import ConfigError
 
@@ -40,33 +42,69 @@ def test_cli_run_writes_json_markdown_plots_and_compares(tmp_path: Path) -> None
             assert Path(stem + suffix).stat().st_size > 0, stem + suffix
     first, second = (json.loads(p.read_text()) for p in jsons)
     assert first["meta"]["concurrency"] == 1 and second["meta"]["concurrency"] == 3
-    second["summary"]["rps"] = first["summary"]["rps"] / 2
-    after = tmp_path / "after.json"
-    after.write_text(json.dumps(second))
-    cmp_proc = bench("--compare", str(jsons[0]), str(after))
+    cmp_proc = bench("--compare", str(jsons[0]), str(jsons[1]))
     assert cmp_proc.returncode == 0, cmp_proc.stderr
-    rps_row = next(line for line in cmp_proc.stdout.splitlines() if line.startswith("| rps |"))
-    assert "| 0.500 | worse |" in rps_row
+    rps_row = next(line for line in cmp_proc.stdout.splitlines() if line.startswith("| requests_per_s |"))
+    assert rps_row.count("|") == 7 and "%" in rps_row
 
 
-def _result(rps: float, p99: float, errors: dict[str, int]) -> dict:
-    return {"meta": {"workload": "w"},
-            "summary": {"requests": 100, "rps": rps, "status": {"200": 100}, "errors": errors,
-                        "latency_us": {"p50": 10.0, "p90": 20.0, "p99": p99, "max": 90.0},
-                        "hit_ratio": 0.5, "bytes_served": 1000, "origin_requests": None,
-                        "origin_bytes": None, "origin_requests_saved": None, "bytes_saved": None}}
+def _run(duration: float, rate: float, latency_us: float, seed: int, *, hits: float = 0.5,
+         errors: int = 0, intervals: int = 10) -> dict:
+    """A result as the runner writes it: ``rate`` requests/s for ``duration`` s, a
+    timeline of ``intervals`` samples and a latency sample around ``latency_us``."""
+    rng = random.Random(seed)
+    step = duration / intervals
+    timeline = [{"t": round(step * (i + 1), 3), "requests": round(rate * step * rng.uniform(0.97, 1.03)),
+                 "hits": 0} for i in range(intervals)]
+    requests = sum(p["requests"] for p in timeline)
+    sample = [latency_us * rng.uniform(0.8, 1.2) for _ in range(2000)]
+    ordered = sorted(sample)
+    return {"meta": {"workload": "w", "duration_s": duration},
+            "summary": {"requests": requests, "rps": requests / duration, "status": {"200": requests},
+                        "errors": {"reset": errors} if errors else {},
+                        "latency_us": {"p50": ordered[999], "p90": ordered[1799], "p99": ordered[1979],
+                                       "max": ordered[-1]},
+                        "hit_ratio": hits, "bytes_served": requests * 1024, "origin_requests": None,
+                        "origin_bytes": None, "origin_requests_saved": None, "bytes_saved": None},
+            "latencies_us": sample, "timeline": timeline}
 
 
-def test_compare_rows_and_markdown_with_unknowns() -> None:
-    a, b = _result(1000.0, 50.0, {}), _result(1500.0, 40.0, {"reset": 2})
-    rows = {r["metric"]: r for r in compare(a, b)}
-    assert rows["rps"]["ratio"] == pytest.approx(1.5) and rows["rps"]["better"] is True
-    assert rows["latency_p99_us"]["better"] is True  # lower latency is better
-    assert rows["errors"]["ratio"] is None  # 0 -> 2 has no ratio
-    assert "origin_requests" not in rows  # unknown (null) values are not compared
-    md = to_markdown(b)
-    assert "| origin_requests | n/a |" in md and "| reset | 2 |" in md and "| 200 | 100 |" in md
-    assert compare_markdown(a, b).count("\n") == len(rows) + 2
+def test_compare_uses_rates_not_totals_across_run_lengths() -> None:
+    """A 10 s and a 30 s run of the same node: three times the requests, the same rate."""
+    short, long = _run(10, 5000, 400, seed=1), _run(30, 5000, 400, seed=2)
+    rows = {r.metric: r for r in compare(short, long)}
+    assert long["summary"]["requests"] > 2.5 * short["summary"]["requests"]
+    for metric in ("requests_per_s", "bytes_per_s", "latency_p50_us", "latency_p99_us", "hit_ratio"):
+        assert rows[metric].verdict == "within noise", (metric, rows[metric])
+    md = compare_markdown(short, long)
+    assert "Runs of different length (10 s vs 30 s)" in md and "within noise" in md
+    assert "| requests |" not in md  # no raw totals
+
+
+def test_compare_judges_differences_outside_the_noise() -> None:
+    before, after = _run(10, 5000, 400, seed=3), _run(10, 3500, 600, seed=4, hits=0.3, errors=500)
+    rows = {r.metric: r for r in compare(before, after)}
+    assert rows["requests_per_s"].verdict == "worse" and rows["requests_per_s"].change < -0.25
+    assert rows["latency_p50_us"].verdict == "worse" and rows["latency_p99_us"].verdict == "worse"
+    assert rows["hit_ratio"].verdict == "worse" and rows["errors_per_request"].verdict == "worse"
+    assert 0 < rows["requests_per_s"].noise < 0.05  # a steady run has a narrow band
+    faster = compare(after, before)
+    assert {r.metric: r.verdict for r in faster}["requests_per_s"] == "better"
+
+
+def test_compare_without_samples_reports_but_does_not_judge() -> None:
+    a, b = _run(10, 5000, 400, seed=5), _run(10, 9000, 400, seed=6)
+    for r in (a, b):
+        r["timeline"], r["latencies_us"] = [], []
+    rows = {r.metric: r for r in compare(a, b)}
+    assert rows["requests_per_s"].change == pytest.approx(b["summary"]["rps"] / a["summary"]["rps"] - 1)
+    assert rows["requests_per_s"].verdict == "no noise estimate"
+    assert rows["origin_requests_per_request"].verdict == "n/a"  # not measured in either run
+
+
+def test_markdown_report_with_unknowns() -> None:
+    md = to_markdown(_run(5, 1000, 300, seed=7, errors=2))
+    assert "| origin_requests | n/a |" in md and "| reset | 2 |" in md
 
 
 @pytest.mark.parametrize("data,key", [

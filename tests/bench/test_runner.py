@@ -15,7 +15,7 @@ from edgenode.bench.generators import wrk_path
 from edgenode.bench.progress import Progress
 from edgenode.bench.report import to_markdown, write_plots
 from edgenode.bench.runner import BenchOptions, run_bench
-from edgenode.bench.spec import Workload
+from edgenode.bench.spec import Workload, parse_workload
 from edgenode.config import ConfigError, load_config, with_overrides
 from edgenode.node import Node
 from edgenode.origin.app import start_origin
@@ -118,6 +118,21 @@ async def test_origin_errors_and_rate(tmp_path: Path) -> None:
     fivexx = sum(v for k, v in s["status"].items() if k.startswith("5"))
     assert fivexx > 0 and s["errors"]["status_5xx"] == fivexx
     assert s["requests"] <= 150 * result["meta"]["duration_s"] + 3
+
+
+async def test_a_request_count_sends_the_same_requests_every_run() -> None:
+    """``requests = N`` bounds a run by count, so two runs (each on a cold cache of its
+    own) ask the origin for exactly the same objects."""
+    w = hot(objects=60, zipf=0.8, requests=300, duration=30.0)
+    runs = [await run_bench(BenchOptions(w, generator="auto", progress=False)) for _ in range(2)]
+    assert [r["meta"]["generator"] for r in runs] == ["builtin", "builtin"]
+    assert [r["summary"]["requests"] for r in runs] == [300, 300]
+    assert runs[0]["summary"]["origin_requests"] == runs[1]["summary"]["origin_requests"] > 0
+    assert runs[0]["meta"]["request_bound"] == 300
+    with pytest.raises(ConfigError, match="wrk can neither pace nor count"):
+        await run_bench(BenchOptions(w, generator="wrk", progress=False))
+    with pytest.raises(ConfigError, match="requests: must be at least 1"):
+        parse_workload({"requests": 0}, "w")
 
 
 async def test_url_mode_scrapes_metrics(filter_config: Path) -> None:

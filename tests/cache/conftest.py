@@ -16,8 +16,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from edgenode.cache.directives import format_http_date
+from edgenode.cache.lmdb_store import SharedStore
 from edgenode.cache.stage import CacheStage
-from edgenode.cache.store import CacheStore
+from edgenode.cache.store import CacheStore, Store
 from edgenode.config import CacheConfig
 from edgenode.http.messages import Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
@@ -80,11 +81,11 @@ class Origin:
 
 class Harness:
     def __init__(self, origin: Origin, session: aiohttp.ClientSession, cfg: CacheConfig,
-                 clock: Clock) -> None:
+                 clock: Clock, store: Store) -> None:
         self.origin = origin
         self.session = session
         self.clock = clock
-        self.store = CacheStore(cfg, clock)
+        self.store = store
         self.stage = CacheStage(cfg, self.store, clock)
         self.origin_url = origin.url
         self.handler = self.stage.wrap(self.terminal)
@@ -137,12 +138,30 @@ async def session():
     await s.close()
 
 
+@pytest.fixture(params=["memory", "lmdb"])
+def make_store(request, tmp_path, clock):
+    """Every stage test runs on both stores: they must behave the same."""
+    made: list[Store] = []
+
+    def make(cfg: CacheConfig) -> Store:
+        if request.param == "memory":
+            store: Store = CacheStore(cfg, clock)
+        else:
+            store = SharedStore(cfg, tmp_path / f"store{len(made)}", clock=clock)
+        made.append(store)
+        return store
+    yield make
+    for store in made:
+        store.close()
+
+
 @pytest.fixture
-async def make_harness(origin, session, clock):
+async def make_harness(origin, session, clock, make_store):
     made: list[Harness] = []
 
     def make(**cfg_kw) -> Harness:
-        h = Harness(origin, session, CacheConfig(**cfg_kw), clock)
+        cfg = CacheConfig(**cfg_kw)
+        h = Harness(origin, session, cfg, clock, make_store(cfg))
         made.append(h)
         return h
     yield make

@@ -20,9 +20,9 @@ def cfg(**tables: object) -> dict:
 def test_embedded_default_loads_and_matches_shipped_file() -> None:
     c = load_config()
     assert c.server.listen == ("127.0.0.1", 8080) and c.server.workers == (os.cpu_count() or 1)
-    assert c.admin.token == "change-me" and [(s.type, s.name) for s in c.chain] == [
-        ("wasm", "routing"), ("wasm", "waf"), ("wasm", "image-accept"), ("cache", "cache"), ("wasm", "image"),
-        ("cache", "originals")]
+    assert c.admin.token is None and [(s.type, s.name) for s in c.chain] == [
+        ("wasm", "routing"), ("wasm", "waf"), ("wasm", "image-accept"), ("cache", "cache"),
+        ("function", "hello-js"), ("function", "hello-py"), ("wasm", "image"), ("cache", "originals")]
     # module paths resolve inside the source tree, wherever the node is started from
     assert (c.base_dir / c.chain[0].options["module"]).parent == c.base_dir / "filters" / "build"
     shipped = Path(__file__).resolve().parents[2] / "config" / "edgenode.toml"
@@ -44,7 +44,7 @@ def test_embedded_default_loads_and_matches_shipped_file() -> None:
     ({"origins": {"default": {}}}, r"^origins\.default\.url: required"),
     ({}, r"^origins: at least one origin is required"),
     (cfg(routes=[{"origin": "nope"}]), r"^routes\[0\]\.origin: no origin named 'nope'"),
-    (cfg(chain=[{"type": "lua"}]), r"^chain\[0\]\.type: must be \"cache\" or \"wasm\""),
+    (cfg(chain=[{"type": "lua"}]), r"^chain\[0\]\.type: must be \"cache\", \"wasm\" or \"function\""),
     (cfg(log={"format": "xml"}), r"^log\.format: must be one of text, json"),
 ])
 def test_errors_name_the_key(data: dict, message: str) -> None:
@@ -53,12 +53,12 @@ def test_errors_name_the_key(data: dict, message: str) -> None:
 
 
 def test_admin_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EDGENODE_ADMIN_TOKEN", "from-env")
-    assert parse_config(cfg(admin={"token": "in-file"})).admin.token == "from-env"
-    assert parse_config(cfg(admin={"listen": "0.0.0.0:9090"})).admin.token == "from-env"
+    monkeypatch.setenv("EDGENODE_ADMIN_TOKEN", "from-env-0123456789")
+    assert parse_config(cfg(admin={"token": "in-file"})).admin.token == "from-env-0123456789"
+    assert parse_config(cfg(admin={"listen": "0.0.0.0:9090"})).admin.token == "from-env-0123456789"
 
 
-def test_admin_off_and_open_on_loopback() -> None:
+def test_admin_off_and_without_token_on_loopback() -> None:
     assert parse_config(cfg(admin={"listen": "off"})).admin.listen is None
     open_admin = parse_config(cfg())
     assert open_admin.admin.listen == ("127.0.0.1", 9090) and open_admin.admin.token is None

@@ -37,6 +37,8 @@ def test_round_trip(lang: str, tmp_path: Path) -> None:
     tests = run_pytest(project)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "3 passed" in tests.stdout
+    # as generated, the project's tests print no warning (pytest-asyncio's loop scope is set)
+    assert "warning" not in (tests.stdout + tests.stderr).lower(), tests.stdout + tests.stderr
     inspect = run_cli("filter", "inspect", str(wasm), cwd=project)
     assert inspect.returncode == 0 and "loads in this node" in inspect.stdout
 

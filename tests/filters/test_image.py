@@ -69,7 +69,7 @@ def decode(body: bytes) -> Image.Image:
 
 async def test_query_params_resize_to_webp(image_wasm, service) -> None:
     terminal, seen = image_origin()
-    resp, _ = await run_stage(stages(image_wasm, service), request("/photo.jpg?w=400&f=webp&v=3"), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service), request("/img/photo.jpg?w=400&f=webp&v=3"), terminal)
     assert resp.status == 200
     assert resp.headers["content-type"] == "image/webp"
     assert int(resp.headers["content-length"]) == len(resp.body)
@@ -86,9 +86,9 @@ async def test_query_params_resize_to_webp(image_wasm, service) -> None:
 async def test_variant_etag_is_stable_and_distinct_per_parameters(image_wasm, service) -> None:
     terminal, _ = image_origin()
     chain = stages(image_wasm, service)
-    a1, _ = await run_stage(chain, request("/photo.jpg?w=400&f=webp"), terminal)
-    a2, _ = await run_stage(chain, request("/photo.jpg?w=400&f=webp"), terminal)
-    b, _ = await run_stage(chain, request("/photo.jpg?w=401&f=webp"), terminal)
+    a1, _ = await run_stage(chain, request("/img/photo.jpg?w=400&f=webp"), terminal)
+    a2, _ = await run_stage(chain, request("/img/photo.jpg?w=400&f=webp"), terminal)
+    b, _ = await run_stage(chain, request("/img/photo.jpg?w=401&f=webp"), terminal)
     assert a1.headers["etag"] == a2.headers["etag"] != b.headers["etag"]
     assert a1.headers["etag"].startswith('"img-')
 
@@ -113,14 +113,14 @@ async def test_path_scheme_cover_to_png(image_wasm, service) -> None:
 async def test_fit_modes(image_wasm, service, fit, box, size) -> None:
     terminal, _ = image_origin()
     resp, _ = await run_stage(stages(image_wasm, service, {"max_width": 4096}),
-                              request(f"/p.jpg?width={box[0]}&height={box[1]}&fit={fit}&format=jpeg"), terminal)
+                              request(f"/img/p.jpg?width={box[0]}&height={box[1]}&fit={fit}&format=jpeg"), terminal)
     assert resp.status == 200, resp.body
     assert decode(resp.body).size == size
 
 
 async def test_dpr_multiplies_the_size(image_wasm, service) -> None:
     terminal, _ = image_origin()
-    resp, _ = await run_stage(stages(image_wasm, service), request("/p.jpg?w=200&dpr=2&f=jpeg&q=60"), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service), request("/img/p.jpg?w=200&dpr=2&f=jpeg&q=60"), terminal)
     assert decode(resp.body).size == (400, 300)
 
 
@@ -131,7 +131,7 @@ async def test_dpr_multiplies_the_size(image_wasm, service) -> None:
 ])
 async def test_format_auto_follows_normalised_accept(image_wasm, service, accept, fmt, normalised) -> None:
     terminal, seen = image_origin()
-    resp, _ = await run_stage(stages(image_wasm, service), request("/p.jpg?w=320", {"Accept": accept}), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service), request("/img/p.jpg?w=320", {"Accept": accept}), terminal)
     assert resp.status == 200
     assert seen[0].request.headers["accept"] == normalised  # what the cache keys the variant on
     assert decode(resp.body).format == fmt
@@ -141,34 +141,34 @@ async def test_format_auto_follows_normalised_accept(image_wasm, service, accept
 async def test_auto_formats_config_restricts_the_choice(image_wasm, service) -> None:
     terminal, _ = image_origin()
     resp, _ = await run_stage(stages(image_wasm, service, {"auto_formats": ["webp"]}),
-                              request("/p.jpg?w=320", {"Accept": "image/avif,image/webp"}), terminal)
+                              request("/img/p.jpg?w=320", {"Accept": "image/avif,image/webp"}), terminal)
     assert decode(resp.body).format == "WEBP"
 
 
 async def test_requests_without_parameters_pass_untouched(image_wasm, service) -> None:
     terminal, seen = image_origin()
-    resp, _ = await run_stage(stages(image_wasm, service), request("/p.jpg?v=1", {"Accept": "image/webp"}), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service), request("/img/p.jpg?v=1", {"Accept": "image/webp"}), terminal)
     assert resp.body == SOURCE and resp.headers["etag"] == SRC_ETAG
     assert seen[0].request.headers["accept"] == "image/webp"
 
 
 async def test_non_image_responses_pass_untouched(image_wasm, service) -> None:
     terminal, _ = origin_ok(b"<html>", {"Content-Type": "text/html"})
-    resp, _ = await run_stage(stages(image_wasm, service), request("/page?w=100"), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service), request("/img/page?w=100"), terminal)
     assert resp.body == b"<html>"
 
 
 @pytest.mark.parametrize("target,config,status,reason", [
-    ("/p.jpg?w=5000", {}, 400, "exceeds the limit"),
-    ("/p.jpg?w=2000&dpr=3", {}, 400, "exceeds the limit"),
-    ("/p.jpg?w=300", {"allowed_widths": [100, 400]}, 400, "allowed widths"),
-    ("/p.jpg?w=abc", {}, 400, "w: expected"),
-    ("/p.jpg?w=100&dpr=nan", {}, 400, "dpr: expected a number"),
-    ("/p.jpg?w=100&dpr=inf", {}, 400, "dpr: expected a number"),
-    ("/p.jpg?fit=stretch&w=10", {}, 400, "fit: expected"),
+    ("/img/p.jpg?w=5000", {}, 400, "exceeds the limit"),
+    ("/img/p.jpg?w=2000&dpr=3", {}, 400, "exceeds the limit"),
+    ("/img/p.jpg?w=300", {"allowed_widths": [100, 400]}, 400, "allowed widths"),
+    ("/img/p.jpg?w=abc", {}, 400, "w: expected"),
+    ("/img/p.jpg?w=100&dpr=nan", {}, 400, "dpr: expected a number"),
+    ("/img/p.jpg?w=100&dpr=inf", {}, 400, "dpr: expected a number"),
+    ("/img/p.jpg?fit=stretch&w=10", {}, 400, "fit: expected"),
     ("/img/w=10,zoom=2/p.jpg", {}, 400, "unknown image option zoom"),
-    ("/p.jpg?w=100", {"max_source_pixels": 1_000_000}, 413, "over the limit"),
-    ("/p.jpg?w=100", {"max_source_bytes": 1000}, 413, "size limit"),
+    ("/img/p.jpg?w=100", {"max_source_pixels": 1_000_000}, 413, "over the limit"),
+    ("/img/p.jpg?w=100", {"max_source_bytes": 1000}, 413, "size limit"),
 ])
 async def test_limits_answer_4xx(image_wasm, service, target, config, status, reason) -> None:
     terminal, _ = image_origin()
@@ -180,16 +180,16 @@ async def test_limits_answer_4xx(image_wasm, service, target, config, status, re
 async def test_violation_can_serve_the_original(image_wasm, service) -> None:
     terminal, seen = image_origin()
     cfg = {"allowed_widths": [100], "on_violation": "original"}
-    resp, _ = await run_stage(stages(image_wasm, service, cfg), request("/p.jpg?w=300"), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service, cfg), request("/img/p.jpg?w=300"), terminal)
     assert resp.status == 200 and resp.body == SOURCE
     assert seen[0].request.target == "/p.jpg"
 
 
 async def test_broken_source_serves_original_or_502(image_wasm, service) -> None:
     terminal, _ = image_origin(b"not really a jpeg")
-    resp, _ = await run_stage(stages(image_wasm, service), request("/p.jpg?w=100"), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service), request("/img/p.jpg?w=100"), terminal)
     assert (resp.status, resp.body) == (200, b"not really a jpeg")
-    resp, _ = await run_stage(stages(image_wasm, service, {"on_error": "error"}), request("/p.jpg?w=100"), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service, {"on_error": "error"}), request("/img/p.jpg?w=100"), terminal)
     assert resp.status == 502
     assert "cannot decode" in resp.body.decode()
 
@@ -201,15 +201,15 @@ def _sign(secret: str, message: str) -> str:
 async def test_signed_urls(image_wasm, service) -> None:
     terminal, _ = image_origin()
     chain = stages(image_wasm, service, {"signing_secret": "s3cret"})
-    good = _sign("s3cret", "/p.jpg?w=100&f=webp")
-    resp, _ = await run_stage(chain, request(f"/p.jpg?w=100&f=webp&sig={good}"), terminal)
+    good = _sign("s3cret", "/img/p.jpg?w=100&f=webp")
+    resp, _ = await run_stage(chain, request(f"/img/p.jpg?w=100&f=webp&sig={good}"), terminal)
     assert resp.status == 200 and decode(resp.body).size == (100, 75)
     path_sig = _sign("s3cret", "/img/w=50/p.jpg")
     resp, _ = await run_stage(chain, request(f"/img/w=50/p.jpg?sig={path_sig}"), terminal)
     assert resp.status == 200 and decode(resp.body).size == (50, 38)
-    resp, _ = await run_stage(chain, request(f"/p.jpg?w=101&f=webp&sig={good}"), terminal)
+    resp, _ = await run_stage(chain, request(f"/img/p.jpg?w=101&f=webp&sig={good}"), terminal)
     assert resp.status == 403
-    resp, _ = await run_stage(chain, request("/p.jpg?w=100&f=webp"), terminal)
+    resp, _ = await run_stage(chain, request("/img/p.jpg?w=100&f=webp"), terminal)
     assert resp.status == 403
 
 
@@ -229,7 +229,7 @@ async def test_bad_config_names_the_key(image_wasm, config, key) -> None:
 
 @pytest.mark.parametrize("target,origin_target", [
     ("/img/w=10,zoom=2/a/p.jpg?v=1", "/a/p.jpg?v=1"),
-    ("/p.jpg?v=1&w=abc&fit=cover", "/p.jpg?v=1"),
+    ("/img/p.jpg?v=1&w=abc&fit=cover", "/p.jpg?v=1"),
 ])
 async def test_bad_parameters_with_original_policy_fetch_the_clean_url(image_wasm, service, target,
                                                                        origin_target) -> None:
@@ -237,3 +237,29 @@ async def test_bad_parameters_with_original_policy_fetch_the_clean_url(image_was
     resp, _ = await run_stage(stages(image_wasm, service, {"on_violation": "original"}), request(target), terminal)
     assert resp.status == 200 and resp.body == SOURCE
     assert seen[0].request.target == origin_target
+
+
+@pytest.mark.parametrize("target", ["/1k.txt?q=hello", "/p.jpg?w=400&f=webp", "/p.jpg?w=abc&dpr=nan",
+                                    "/imgx/w=10/p.jpg?sig=00", "/photos/img/w=10/p.jpg"])
+async def test_requests_outside_the_prefix_pass_untouched(image_wasm, service, target) -> None:
+    """Image parameters apply under path_prefix only: elsewhere even a bad ``q`` or ``w``
+    is the site's own query parameter."""
+    terminal, seen = image_origin()
+    resp, _ = await run_stage(stages(image_wasm, service), request(target, {"Accept": "image/webp"}), terminal)
+    assert resp.status == 200 and resp.body == SOURCE and resp.headers["etag"] == SRC_ETAG
+    assert seen[0].request.target == target
+    assert seen[0].request.headers["accept"] == "image/webp"
+
+
+async def test_prefix_without_parameters_serves_the_original(image_wasm, service) -> None:
+    terminal, seen = image_origin()
+    resp, _ = await run_stage(stages(image_wasm, service), request("/img/photos/p.jpg?v=2"), terminal)
+    assert resp.status == 200 and resp.body == SOURCE
+    assert seen[0].request.target == "/photos/p.jpg?v=2"
+
+
+async def test_empty_prefix_applies_the_query_scheme_everywhere(image_wasm, service) -> None:
+    terminal, seen = image_origin()
+    chain = stages(image_wasm, service, {"path_prefix": ""})
+    resp, _ = await run_stage(chain, request("/photos/p.jpg?w=100&f=png"), terminal)
+    assert decode(resp.body).size == (100, 75) and seen[0].request.target == "/photos/p.jpg"

@@ -83,8 +83,8 @@ async def fetch(session, url, **headers):
 async def test_transform_then_cache_hit(node, origin) -> None:
     _, hits = origin
     async with aiohttp.ClientSession() as s:
-        status, h1, body1 = await fetch(s, node + "/photo.jpg?w=400&f=webp")
-        status2, h2, body2 = await fetch(s, node + "/photo.jpg?w=400&f=webp")
+        status, h1, body1 = await fetch(s, node + "/img/photo.jpg?w=400&f=webp")
+        status2, h2, body2 = await fetch(s, node + "/img/photo.jpg?w=400&f=webp")
         status3, h3, body3 = await fetch(s, node + "/img/w=200,f=png/photo.jpg")
     assert status == status2 == status3 == 200
     im = Image.open(io.BytesIO(body1))
@@ -100,7 +100,7 @@ async def test_transform_then_cache_hit(node, origin) -> None:
 
 async def test_auto_format_varies_on_normalised_accept(node, origin) -> None:
     _, hits = origin
-    url = node + "/photo.jpg?w=200"
+    url = node + "/img/photo.jpg?w=200"
     async with aiohttp.ClientSession() as s:
         _, h1, b1 = await fetch(s, url, Accept="image/avif,image/webp,*/*;q=0.8")
         _, h2, b2 = await fetch(s, url, Accept="image/avif,image/webp,image/apng,*/*")  # same canonical
@@ -117,7 +117,7 @@ async def test_auto_format_varies_on_normalised_accept(node, origin) -> None:
 async def test_limit_violation_is_a_clear_400(node, origin) -> None:
     _, hits = origin
     async with aiohttp.ClientSession() as s:
-        status, headers, body = await fetch(s, node + "/photo.jpg?w=300")
+        status, headers, body = await fetch(s, node + "/img/photo.jpg?w=300")
     assert status == 400
     assert b"width 300 is not in the allowed widths" in body
     assert hits == []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -232,7 +234,11 @@ class RawOrigin:
 
 
 def abort_writer(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP reset rather than a FIN."""
+    """Close with a TCP reset rather than a FIN (SO_LINGER 0: a plain close sends a FIN
+    when no received byte is left unread)."""
+    sock = writer.transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
 
 

@@ -107,13 +107,11 @@ async def test_access_log_text_has_every_field(make_node, tmp_path: Path) -> Non
     await get(node, "/obj/tlog?size=77")
     await node.stop(1.0)
     line = path.read_text().splitlines()[0]
-    assert line.startswith("127.0.0.1 - - [20") and "Z] " in line  # client, time
-    assert f'"GET http://127.0.0.1:{node.port}/obj/tlog?size=77 HTTP/1.1" 200 77 ' in line
-    for field in ("cache=MISS", "origin_ms=", "total_ms="):
-        assert field in line
-    origin_ms = float(line.split("origin_ms=")[1].split()[0])
-    total_ms = float(line.split("total_ms=")[1].split()[0])
-    assert 0 < origin_ms <= total_ms
+    time, client, rest = line.split(" ", 2)
+    assert time.startswith("20") and time.endswith("Z") and client == "127.0.0.1"
+    assert rest.startswith("GET /obj/tlog?size=77 200 77 MISS ")
+    total_ms = float(rest.split()[-2].removesuffix("ms"))
+    assert total_ms > 0 and len(line) < 200
 
 
 MULTI = '''

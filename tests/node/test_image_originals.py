@@ -19,7 +19,7 @@ async def origin_count(s: aiohttp.ClientSession, origin_url: str, path: str) -> 
 async def test_variants_share_one_origin_fetch(node: Node, origin_url: str) -> None:
     base = f"http://127.0.0.1:{node.port}"
     variants = ["/img/w=200,f=webp/image/cat.jpg", "/img/w=400,f=webp/image/cat.jpg",
-                "/img/w=300,f=png/image/cat.jpg", "/image/cat.jpg?width=250&format=jpeg"]
+                "/img/w=300,f=png/image/cat.jpg", "/img/image/cat.jpg?width=250&format=jpeg"]
     async with aiohttp.ClientSession() as s:
         widths = []
         for path in variants:

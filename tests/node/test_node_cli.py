@@ -81,6 +81,7 @@ def test_serve_watch_reloads_a_changed_filter(tmp_path: Path) -> None:
 listen = "127.0.0.1:0"
 [admin]
 listen = "127.0.0.1:0"
+token = "watch-test-token"
 [origins.default]
 url = "http://127.0.0.1:9"
 [[chain]]
@@ -103,7 +104,9 @@ access = "off"
         assert admin, "serve did not start"
 
         def vm_starts() -> int:
-            with urllib.request.urlopen(f"{admin}/stats", timeout=10) as r:
+            req = urllib.request.Request(f"{admin}/stats",
+                                         headers={"Authorization": "Bearer watch-test-token"})
+            with urllib.request.urlopen(req, timeout=10) as r:
                 return json.load(r)["filters"]["watched"]["vm_starts"]
 
         before = vm_starts()

@@ -51,12 +51,12 @@ async def test_access_log_text(make_node, tmp_path: Path) -> None:
     node.access_log.flush()
     lines = path.read_text().splitlines()
     assert len(lines) == 2
-    first = lines[0]
-    assert first.startswith("127.0.0.1 - - [20")
-    assert f'"GET http://127.0.0.1:{node.port}/obj/log?size=100 HTTP/1.1" 200 100 "-" "tester/1"' in first
-    assert "cache=MISS" in first and "origin=default" in first and "rid=abc-1" in first
-    assert "origin_ms=-" not in first and "total_ms=" in first
-    assert "cache=HIT" in lines[1] and "origin_ms=-" in lines[1]
+    time, client, method, target, status, size, cache, total, rid = lines[0].split(" ")
+    assert time.startswith("20") and time.endswith("Z") and client == "127.0.0.1"
+    assert (method, target, status, size, cache, rid) == ("GET", "/obj/log?size=100", "200", "100",
+                                                          "MISS", "abc-1")
+    assert total.endswith("ms") and float(total[:-2]) > 0
+    assert " HIT " in lines[1] and len(lines[1]) < 200
 
 
 async def test_access_log_json(make_node, tmp_path: Path) -> None:

@@ -1,70 +1,18 @@
-"""``edgenode serve --workers 2`` as a real subprocess: one port, purge fan-out, merged
-metrics and stats, restart of a dead worker, graceful stop of everything."""
+"""``edgenode serve --workers 2`` as a real subprocess: one port and one cache store,
+node-wide purge, merged metrics and stats, restart of a dead worker, graceful stop."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import sys
-from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
-import pytest
+from cluster_support import AUTH, Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgenode.observe.metrics import merge_expositions
 from edgenode.workers import merge_stats
-
-AUTH = {"Authorization": "Bearer w-token"}
-REPO = Path(__file__).resolve().parents[2]
-
-
-async def _read_banner(proc: asyncio.subprocess.Process) -> tuple[int, int]:
-    assert proc.stderr is not None
-    for _ in range(200):
-        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
-        if not line:
-            break
-        m = re.search(r"serving http://127\.0\.0\.1:(\d+) admin=http://127\.0\.0\.1:(\d+) workers=2", line)
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    raise AssertionError("serve did not print its banner")
-
-
-@pytest.fixture
-async def cluster(origin_url: str, tmp_path: Path) -> AsyncIterator[tuple[int, int, asyncio.subprocess.Process]]:
-    conf = tmp_path / "edgenode.toml"
-    conf.write_text(f'''
-[server]
-listen = "127.0.0.1:0"
-shutdown_grace = "5s"
-[admin]
-listen = "127.0.0.1:0"
-token = "w-token"
-[origins.default]
-url = "{origin_url}"
-[log]
-access = "off"
-''')
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgenode", "serve", "--config", str(conf), "--workers", "2",
-        stderr=asyncio.subprocess.PIPE, env=env)
-    drain: asyncio.Task[bytes] | None = None
-    try:
-        port, admin_port = await _read_banner(proc)
-        drain = asyncio.create_task(proc.stderr.read())  # type: ignore[union-attr]
-        yield port, admin_port, proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), 30)
-        if drain is not None:
-            drain.cancel()
-
 
 async def _spread(port: int, path: str, admin_port: int, s: aiohttp.ClientSession) -> list[dict]:
     """New connection per request until both workers have served ``path`` (bounded)."""
@@ -78,29 +26,32 @@ async def _spread(port: int, path: str, admin_port: int, s: aiohttp.ClientSessio
             per = (await r.json())["per_worker"]
         if len(per) == 2 and all(w["requests"] > 0 for w in per):
             return per
-    raise AssertionError("SO_REUSEPORT never spread connections over both workers")
+    raise AssertionError("the kernel never spread connections over both workers")
 
 
-async def test_two_workers_share_a_port(cluster: tuple[int, int, asyncio.subprocess.Process]) -> None:
-    port, admin_port, proc = cluster
+async def test_two_workers_share_a_port_and_one_cache(cluster: Cluster, origin_url: str) -> None:
+    port, admin_port = cluster.port, cluster.admin_port
     async with aiohttp.ClientSession() as s:
         path = "/obj/shared?size=1k&keys=wk"
         per = await _spread(port, path, admin_port, s)
         assert sorted(w["worker"] for w in per) == [0, 1]
-        assert all(w["cache"]["entries"] == 1 for w in per)  # each worker keeps its own cache
+        # one worker stored it, the other served it from the node's store
+        assert sorted(w["cache"]["stored"] for w in per) == [0, 1]
+        async with s.get(f"{origin_url}/__stats") as r:
+            assert (await r.json())["paths"]["/obj/shared"] == 1
 
-        # purge by URL reaches both workers
         url = f"http://127.0.0.1:{port}{path}"
         async with s.post(f"http://127.0.0.1:{admin_port}/purge", json={"url": url}, headers=AUTH) as r:
             body = await r.json()
-        assert r.status == 200 and body["per_worker"] == [1, 1] and body["purged"] == 2
+        assert r.status == 200 and body == {"purged": 1, "soft": False}
         async with s.get(f"http://127.0.0.1:{admin_port}/stats", headers=AUTH) as r:
             stats = await r.json()
-        assert stats["cache"]["entries"] == 0 and stats["cache"]["purged"] == 2
+        assert stats["cache"]["entries"] == 0 and stats["cache"]["max_bytes"] == 256 * 1024 * 1024
+        assert stats["cache"]["store"] == "lmdb"
         assert stats["requests"] == sum(w["requests"] for w in stats["per_worker"])
         assert len(stats["workers"]) == 2 and all(w["alive"] for w in stats["workers"])
 
-        # metrics cover both workers: the merged counter equals the sum over workers
+        # metrics: merged request counters add up; the store's gauges count once (node-wide)
         async with s.get(f"http://127.0.0.1:{admin_port}/metrics") as r:
             text = await r.text()
         values = {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
@@ -108,16 +59,19 @@ async def test_two_workers_share_a_port(cluster: tuple[int, int, asyncio.subproc
         total = sum(v for (n, _), v in values.items() if n == "edgenode_requests_total")
         assert total == stats["requests"]
         assert values[("edgenode_workers", ())] == 2
-        assert values[("edgenode_cache_max_bytes", ())] == 2 * 256 * 1024 * 1024
+        assert values[("edgenode_cache_max_bytes", ())] == 256 * 1024 * 1024
+        assert values[("edgenode_cache_entries", ())] == 0
+        per_worker = {labels: v for (n, labels), v in values.items() if n == "edgenode_worker_requests_total"}
+        assert sorted(per_worker) == [(("worker", "0"),), (("worker", "1"),)]
+        assert sum(per_worker.values()) == stats["requests"]
 
         # unauthenticated fan-out is refused at the master
         async with s.post(f"http://127.0.0.1:{admin_port}/purge/all") as r:
             assert r.status == 401
 
 
-async def test_dead_worker_is_restarted(cluster: tuple[int, int, asyncio.subprocess.Process],
-                                        origin_url: str) -> None:
-    port, admin_port, proc = cluster
+async def test_dead_worker_is_restarted(cluster: Cluster, origin_url: str) -> None:
+    port, admin_port, proc = cluster.port, cluster.admin_port, cluster.proc
     async with aiohttp.ClientSession() as s:
         async with s.get(f"http://127.0.0.1:{admin_port}/healthz") as r:
             victim = (await r.json())["workers"][0]["pid"]
@@ -131,7 +85,7 @@ async def test_dead_worker_is_restarted(cluster: tuple[int, int, asyncio.subproc
         else:
             raise AssertionError("worker 0 was not restarted")
         async with s.post(f"http://127.0.0.1:{admin_port}/purge/all", headers=AUTH) as r:
-            assert r.status == 200 and len((await r.json())["per_worker"]) == 2
+            assert r.status == 200 and (await r.json())["purged"] == 0
         # graceful stop: a request in flight when the master gets SIGTERM still completes
         slow = asyncio.create_task(s.get(f"http://127.0.0.1:{port}/slow?delay_ms=600"))
         for _ in range(200):  # until the origin has the request, i.e. it is in flight

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import random
 import tracemalloc
 
@@ -281,3 +282,23 @@ def test_size_parsing():
     assert content.parse_size(None, 77, 10) == 77
     with pytest.raises(ValueError):
         content.parse_size("1x", 0, 10**9)
+
+
+@pytest.mark.parametrize("path", ["/vary/x-bin", "/echo", "/obj/latin?size=10"])
+async def test_header_bytes_outside_utf8_are_latin1(path) -> None:
+    """obs-text in a header (``caf\\xe9 \\xff``, not UTF-8) is read as Latin-1, never a 500."""
+    runner, _, port = await _origin()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: a\r\nX-Bin: caf\xe9 \xff\r\n"
+                     b"If-None-Match: \"\xe9\"\r\nConnection: close\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw[:200]
+    if path == "/vary/x-bin":
+        assert body.decode() == "x-bin: caf\xe9 \xff\n"
+    elif path == "/echo":
+        assert json.loads(body)["headers"]["x-bin"] == "caf\xe9 \xff"

@@ -1,0 +1,569 @@
+"""The node-wide cache store: one LMDB environment shared by every worker, kept across restarts.
+
+Layout (``store_files.py``): each variant is an object id (16 bytes of the key's hash
++ 8 of its variant signature's), so a key's variants sit together in key order.  Its
+metadata (``codec``) and its body are separate records, so a soft purge or a 304
+refresh rewrites the small one only; the ``url`` and ``tag`` indexes map a URL's hash
+and a Surrogate-Key's hash to object ids, for purges.  Every change is one write
+transaction, so an object with its body and indexes appears whole or not at all.
+
+Reading: each worker keeps decoded hot objects (``[cache] hot_bytes``) so a fresh hit
+costs what the in-memory store's does.  What makes a kept object wrong is a change
+by any process (purge, replacement, 304 refresh, eviction): every such change appends
+the affected keys to the ``inval`` log in its transaction and then publishes the log's
+sequence number in the shared generation cell.  A lookup compares that cell with the
+value it last saw (one memory read) and, when it moved, drops the keys logged since.
+So a purge is visible in every worker as soon as the purging call returns.
+
+Eviction: LRU with lazy, batched promotion.  Every object has a tick (its place in
+the ``lru`` index); a hit does not write: it only notes the object in this process,
+at most once per second per object, and the notes are written as new ticks once a
+second, or before this process's next write.  A store writes to make room by
+removing the objects with the lowest ticks.  So the hit path takes no lock at all,
+a popular object costs one small write per second per worker, and the order is exact
+LRU up to that second (memcached bumps items the same way).  Exact LRU keeps the two
+stores' behaviour the same; sampled LRU, CLOCK or S3-FIFO would need the same per-hit
+note and buy nothing a byte-bounded edge cache measured here needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import marshal
+import struct
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import lmdb
+
+from edgenode.cache.codec import StoreRecord, decode, decode_record, encode
+from edgenode.cache.key import KeyBuilder
+from edgenode.cache.leases import FileLeases
+from edgenode.cache.policy import Entry, Headers
+from edgenode.cache.store import COUNTERS
+from edgenode.cache.store_files import META, StoreFiles, u64
+from edgenode.config import CacheConfig
+
+__all__ = ["SharedStore"]
+
+log = logging.getLogger("edgenode.cache.store")
+
+_U64 = struct.Struct(">Q")
+#: seconds between writes of this process's LRU promotions (and log catch-ups)
+FLUSH_INTERVAL = 1.0
+#: invalidation log records kept (a worker further behind drops all its hot objects)
+LOG_KEEP = 65536
+#: how long writes stay off after one failed (full disk, I/O error) before a retry
+WRITE_RETRY = 30.0
+#: one object may take at most this share of the hot memory
+_HOT_SHARE = 4
+#: Python memory of a decoded entry beyond its ``size`` (objects, multidict, header
+#: tuples; measured ~1.3 KB with tracemalloc), so ``hot_bytes`` bounds real memory
+_HOT_OVERHEAD = 1536
+
+
+def _h(text: str, size: int) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).digest()
+
+
+def _oid(key: str, variant: str) -> bytes:
+    return _h(key, 16) + _h(variant, 8)
+
+
+class _Hot:
+    """A key's variants as this worker decoded them (newest last), and their ids."""
+
+    __slots__ = ("entries", "oids", "size", "epoch")
+
+    def __init__(self, entries: list[Entry], oids: list[bytes], size: int) -> None:
+        self.entries = entries
+        self.oids = oids
+        self.size = size
+        #: the flush epoch in which this worker last noted a hit on it
+        self.epoch = -1
+
+
+class _WriteBlocked(Exception):
+    """Writes are off for a while after a failure."""
+
+
+class _Txn:
+    """One write transaction's view of the store: objects, indexes, totals, invalidations."""
+
+    def __init__(self, store: SharedStore, txn: Any) -> None:
+        self.s = store
+        self.txn = txn
+        self.db = store.files.dbs
+        meta = self.db["meta"]
+        self.totals = {name: _read_u64(txn, META[name], meta)
+                       for name in ("bytes", "entries", "urls", "seq", "tick")}
+        self.start = dict(self.totals)
+        self.invalid: list[str] = []
+        self.everything = False
+
+    # -- reading ---------------------------------------------------------------------------
+    def variants(self, kh: bytes) -> list[tuple[bytes, StoreRecord]]:
+        cur = self.txn.cursor(db=self.db["obj"])
+        out = []
+        if cur.set_range(kh):
+            for oid, raw in cur:
+                if oid[:16] != kh:
+                    break
+                out.append((bytes(oid), decode_record(raw)))
+        return out
+
+    def prefixed(self, db: str, prefix: bytes) -> list[bytes]:
+        """The keys of ``db`` that start with ``prefix``, without it."""
+        cur = self.txn.cursor(db=self.db[db])
+        out = []
+        if cur.set_range(prefix):
+            n = len(prefix)
+            for key in cur.iternext(keys=True, values=False):
+                if key[:n] != prefix:
+                    break
+                out.append(bytes(key[n:]))
+        return out
+
+    # -- changing ----------------------------------------------------------------------------
+    def next_tick(self) -> int:
+        self.totals["tick"] += 1
+        return self.totals["tick"]
+
+    def insert(self, entry: Entry) -> None:
+        kh = _h(entry.key, 16)
+        oid = kh + _h(entry.variant, 8)
+        for old_oid, old in self.variants(kh):
+            # same variant, or the origin changed what it varies on: the old one goes
+            if old_oid == oid or old.variant == entry.variant or old.vary != entry.vary:
+                self.remove(old_oid, old)
+        self.make_room(entry.size)
+        txn, db = self.txn, self.db
+        tick = u64(self.next_tick())
+        txn.put(oid, encode(entry), db=db["obj"])
+        txn.put(oid, entry.body, db=db["body"])
+        txn.put(oid, tick, db=db["tick"])
+        txn.put(tick + oid, b"", db=db["lru"])
+        uh = _h(entry.url, 16)
+        if not self.prefixed("url", uh):
+            self.totals["urls"] += 1
+        txn.put(uh + kh, b"", db=db["url"])
+        for tag in entry.surrogate_keys:
+            txn.put(_h(tag, 16) + oid, b"", db=db["tag"])
+        self.totals["bytes"] += entry.size
+        self.totals["entries"] += 1
+        self.invalid.append(entry.key)
+
+    def remove(self, oid: bytes, record: StoreRecord) -> None:
+        txn, db = self.txn, self.db
+        txn.delete(oid, db=db["obj"])
+        txn.delete(oid, db=db["body"])
+        tick = txn.pop(oid, db=db["tick"])
+        if tick is not None:
+            txn.delete(bytes(tick) + oid, db=db["lru"])
+        for tag in record.surrogate_keys:
+            txn.delete(_h(tag, 16) + oid, db=db["tag"])
+        kh = oid[:16]
+        if not self.variants(kh):
+            uh = _h(record.url, 16)
+            txn.delete(uh + kh, db=db["url"])
+            if not self.prefixed("url", uh):
+                self.totals["urls"] -= 1
+        self.totals["bytes"] -= record.size
+        self.totals["entries"] -= 1
+        self.invalid.append(record.key)
+
+    def soften(self, oid: bytes, record: StoreRecord, now: float) -> None:
+        """Soft purge: stale from now on (stale-while-revalidate / -if-error still apply)."""
+        entry = decode(record, b"")
+        entry.make_stale(now)
+        self.txn.put(oid, encode(entry), db=self.db["obj"])
+        self.invalid.append(record.key)
+
+    def make_room(self, size: int) -> None:
+        """Evict least recently used objects until ``size`` more bytes fit."""
+        limit = self.s.max_bytes
+        if self.totals["bytes"] + size <= limit:
+            return
+        cur = self.txn.cursor(db=self.db["lru"])
+        obj = self.db["obj"]
+        while self.totals["bytes"] + size > limit and cur.first():
+            oid = bytes(cur.key()[8:])
+            raw = self.txn.get(oid, db=obj)
+            if raw is None:  # an index row without its object: drop the row
+                cur.delete()
+                continue
+            self.remove(oid, decode_record(raw))
+            self.s.counters["evictions"] += 1
+
+    def promote(self, oids: Iterator[bytes]) -> None:
+        """Write the LRU notes: each object gets a new, highest tick."""
+        txn, db = self.txn, self.db
+        for oid in oids:
+            old = txn.get(oid, db=db["tick"])
+            if old is None:
+                continue
+            txn.delete(bytes(old) + oid, db=db["lru"])
+            tick = u64(self.next_tick())
+            txn.put(oid, tick, db=db["tick"])
+            txn.put(tick + oid, b"", db=db["lru"])
+
+    def clear(self) -> int:
+        n = self.totals["entries"]
+        for name in ("obj", "body", "tick", "lru", "url", "tag"):
+            self.txn.drop(self.db[name], delete=False)
+        self.totals.update(bytes=0, entries=0, urls=0)
+        self.everything = True
+        return n
+
+    def finish(self) -> int:
+        """Log the invalidations and write the totals; the new log position (0: none)."""
+        txn, meta = self.txn, self.db["meta"]
+        seq = 0
+        if self.invalid or self.everything:
+            seq = self.totals["seq"] = self.totals["seq"] + 1
+            payload = b"*" if self.everything else marshal.dumps(sorted(set(self.invalid)))
+            txn.put(u64(seq), payload, db=self.db["inval"])
+            if seq > LOG_KEEP:
+                cur = txn.cursor(db=self.db["inval"])
+                while cur.first() and _U64.unpack(cur.key())[0] <= seq - LOG_KEEP:
+                    cur.delete()
+        for name, value in self.totals.items():
+            if value != self.start[name]:
+                txn.put(META[name], u64(value), db=meta)
+        return seq
+
+
+def _read_u64(txn: Any, key: bytes, db: Any) -> int:
+    raw = txn.get(key, db=db)
+    return _U64.unpack(raw)[0] if raw is not None else 0
+
+
+class SharedStore:
+    """The lmdb store (``[cache] store = "lmdb"``); see the module doc."""
+
+    def __init__(self, cfg: CacheConfig, path: Path, *, owner: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.path = path
+        self.max_bytes = cfg.max_bytes
+        self.keys = KeyBuilder(cfg.key)
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.files = StoreFiles(path, cfg.max_bytes, owner)
+        self.env = self.files.env
+        self._db = self.files.dbs
+        self.leases = FileLeases(self.files.leases_fd)
+        self._cell = self.files.generation.cell
+        self._seen = self._cell[0]
+        self._log_pos = self.files.seq()
+        self._hot: dict[str, _Hot] = {}
+        self._hot_bytes = 0
+        self._hot_limit = cfg.hot_bytes
+        #: object ids hit since the last flush (LRU promotions to write)
+        self._pending: dict[bytes, None] = {}
+        self._epoch = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._write_error: str | None = None
+        self._write_retry = 0.0
+        self.errors = 0
+        self._totals: dict[str, int] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+    def lookup(self, key: str, req_headers: Headers) -> tuple[Entry | None, bool]:
+        """The newest variant that matches the request, and whether any variant exists."""
+        hot = self._variants(key)
+        if hot is None:
+            return None, False
+        for entry in reversed(hot.entries):
+            if entry.vary_matches(req_headers):
+                return entry, True
+        return None, True
+
+    def lookup_lazy(self, key: str, fields: Callable[[], Headers]) -> Entry | None:
+        """``lookup`` for the fast path: ``fields()`` only when a variant is chosen by Vary."""
+        hot = self._variants(key)
+        if hot is None:
+            return None
+        entries = hot.entries
+        if len(entries) == 1 and not entries[0].vary:
+            return entries[0]
+        return self.lookup(key, fields())[0]
+
+    def newest(self, key: str) -> Entry | None:
+        hot = self._variants(key)
+        return hot.entries[-1] if hot is not None else None
+
+    def _variants(self, key: str) -> _Hot | None:
+        """The key's variants: kept ones unless another process changed the key since."""
+        if self._cell[0] != self._seen:
+            self._sync()
+        hot = self._hot.get(key)
+        if hot is None:
+            hot = self._load(key)
+            if hot is None:
+                return None
+        if hot.epoch != self._epoch:
+            self._note(hot)
+        return hot
+
+    def _note(self, hot: _Hot) -> None:
+        """A hit: promote the key's objects at the next flush (the hit path never writes)."""
+        hot.epoch = self._epoch
+        pending = self._pending
+        for oid in hot.oids:
+            pending[oid] = None
+        if self._timer is None:
+            self._arm()
+
+    def _load(self, key: str) -> _Hot | None:
+        """Read a key's variants; keep them decoded when they fit the hot memory."""
+        kh = _h(key, 16)
+        found: list[tuple[Entry, bytes]] = []
+        try:
+            with self.env.begin() as txn:
+                cur = txn.cursor(db=self._db["obj"])
+                if not cur.set_range(kh):
+                    return None
+                body_db = self._db["body"]
+                for oid, raw in cur:
+                    if oid[:16] != kh:
+                        break
+                    record = decode_record(raw)
+                    if record.key != key:  # a hash collision: not ours
+                        continue
+                    body = txn.get(oid, db=body_db)  # the one copy of the body
+                    if body is None:
+                        continue
+                    found.append((decode(record, body), bytes(oid)))
+        except lmdb.Error as exc:
+            self._read_failed(exc)
+            return None
+        if not found:
+            return None
+        found.sort(key=lambda pair: pair[0].response_time)
+        entries = [e for e, _ in found]
+        hot = _Hot(entries, [oid for _, oid in found], sum(e.size + _HOT_OVERHEAD for e in entries))
+        if hot.size <= self._hot_limit // _HOT_SHARE:
+            self._keep(key, hot)
+        return hot
+
+    def _keep(self, key: str, hot: _Hot) -> None:
+        self._hot[key] = hot
+        self._hot_bytes += hot.size
+        while self._hot_bytes > self._hot_limit and self._hot:
+            old = next(iter(self._hot))  # first in, first out: a popular key comes back in one read
+            self._drop(old)
+
+    def _drop(self, key: str) -> None:
+        hot = self._hot.pop(key, None)
+        if hot is not None:
+            self._hot_bytes -= hot.size
+
+    def _sync(self) -> None:
+        """Catch up with the invalidation log: drop every kept key changed since."""
+        self._seen = self._cell[0]
+        try:
+            with self.env.begin() as txn:
+                cur = txn.cursor(db=self._db["inval"])
+                if not cur.set_range(u64(self._log_pos + 1)):
+                    return
+                first = True
+                for k, payload in cur:
+                    seq = _U64.unpack(k)[0]
+                    if (first and seq != self._log_pos + 1) or payload == b"*":
+                        self._hot.clear()  # records we never saw were pruned, or all purged
+                        self._hot_bytes = 0
+                    else:
+                        for key in marshal.loads(payload):
+                            self._drop(key)
+                    first = False
+                    self._log_pos = seq
+        except lmdb.Error as exc:
+            self._read_failed(exc)
+            self._hot.clear()
+            self._hot_bytes = 0
+
+    # -- writing ---------------------------------------------------------------------------
+    def _write(self, work: Callable[[_Txn], Any], default: Any) -> Any:
+        """Run ``work`` in one write transaction (with this process's LRU notes), publish its
+        invalidations; ``default`` when writes fail (the failure is logged and counted)."""
+        if self._write_error is not None:
+            if time.monotonic() < self._write_retry:
+                return default
+            self._write_error = None
+        pending, self._pending = self._pending, {}
+        self._epoch += 1
+        try:
+            with self.env.begin(write=True) as txn:
+                w = _Txn(self, txn)
+                w.promote(iter(pending))
+                result = work(w)
+                seq = w.finish()
+        except lmdb.MapFullError:
+            # more pages in use than the bytes accounted (indexes, pages kept for readers)
+            self.max_bytes = max(self.cfg.max_object_bytes, int(self.max_bytes * 0.9))
+            log.warning("cache store %s: map full, lowering the byte bound to %d", self.path,
+                        self.max_bytes)
+            self.errors += 1
+            return default
+        except lmdb.Error as exc:
+            self._write_failed(exc)
+            return default
+        if w.everything:
+            self._hot.clear()
+            self._hot_bytes = 0
+        for key in w.invalid:
+            self._drop(key)
+        if seq:
+            self._publish(seq)
+        return result
+
+    def _publish(self, seq: int) -> None:
+        cell = self._cell
+        if cell[0] < seq:
+            cell[0] = seq
+
+    def _write_failed(self, exc: Exception) -> None:
+        self.errors += 1
+        self._write_error = str(exc)
+        self._write_retry = time.monotonic() + WRITE_RETRY
+        log.error("cache store %s: write failed (%s); not storing new objects for %.0f s, "
+                  "serving what is stored", self.path, exc, WRITE_RETRY)
+
+    def _read_failed(self, exc: Exception) -> None:
+        self.errors += 1
+        log.error("cache store %s: read failed (%s); answering as a miss", self.path, exc)
+
+    def put(self, entry: Entry) -> bool:
+        """Store (or replace) a variant; False when it can never fit or the store fails."""
+        if entry.size > self.max_bytes:
+            return False
+
+        def work(w: _Txn) -> bool:
+            w.insert(entry)
+            return True
+
+        try:
+            stored = bool(self._write(work, False))
+        except ValueError:  # a field the codec cannot write: the transaction was aborted
+            log.exception("cache entry for %s cannot be stored", entry.url)
+            return False
+        if stored:
+            self.counters["stored"] += 1
+        return stored
+
+    def refresh(self, entry: Entry) -> None:
+        """Write back a 304's update of ``entry`` (unless it was removed meanwhile)."""
+        oid = _oid(entry.key, entry.variant)
+
+        def work(w: _Txn) -> None:
+            if w.txn.get(oid, db=w.db["obj"]) is not None:
+                w.txn.put(oid, encode(entry), db=w.db["obj"])
+                w.invalid.append(entry.key)
+
+        self._write(work, None)
+
+    # -- purge -----------------------------------------------------------------------------
+    def _purge(self, find: Callable[[_Txn], list[tuple[bytes, StoreRecord]]], soft: bool) -> int:
+        now = self.clock()
+
+        def work(w: _Txn) -> int:
+            found = find(w)
+            for oid, record in found:
+                if soft:
+                    w.soften(oid, record, now)
+                else:
+                    w.remove(oid, record)
+            return len(found)
+
+        n = self._write(work, 0)
+        self.counters["purged"] += n
+        return n
+
+    def purge_url(self, url: str, soft: bool = False) -> int:
+        """Every variant stored for ``url`` (GET and HEAD share it); returns how many."""
+        uh = _h(self.keys.normalise_url(url), 16)
+        return self._purge(lambda w: [v for kh in w.prefixed("url", uh) for v in w.variants(kh)], soft)
+
+    def purge_keys(self, keys: list[str], soft: bool = False) -> int:
+        """Every object tagged with any of the Surrogate-Key ``keys``."""
+        def find(w: _Txn) -> list[tuple[bytes, StoreRecord]]:
+            oids = {oid for tag in keys for oid in w.prefixed("tag", _h(tag, 16))}
+            out = []
+            for oid in sorted(oids):
+                raw = w.txn.get(oid, db=w.db["obj"])
+                if raw is not None:
+                    out.append((oid, decode_record(raw)))
+            return out
+
+        return self._purge(find, soft)
+
+    def purge_all(self, soft: bool = False) -> int:
+        if soft:
+            def every(w: _Txn) -> list[tuple[bytes, StoreRecord]]:
+                cur = w.txn.cursor(db=w.db["obj"])
+                return [(bytes(oid), decode_record(raw)) for oid, raw in cur]
+
+            return self._purge(every, True)
+        n = self._write(lambda w: w.clear(), 0)
+        self.counters["purged"] += n
+        return n
+
+    # -- upkeep ----------------------------------------------------------------------------
+    def _arm(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: notes are written with this process's next write
+        self._timer = loop.call_later(FLUSH_INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        """Once a second: write this process's LRU notes, catch up with the log."""
+        self._timer = None
+        if self.files.env is None:
+            return
+        if self._pending:
+            self._write(lambda w: None, None)
+        else:
+            self._epoch += 1
+        if self.files.seq() != self._log_pos:  # a writer died between commit and publish
+            self._sync()
+        self._arm()
+
+    def check_readers(self) -> int:
+        """Free the reader slots of dead processes (a worker killed inside a read), so
+        the pages they pinned can be reused; returns how many were freed."""
+        return int(self.env.reader_check()) if self.files.env is not None else 0
+
+    def stats(self) -> dict[str, Any]:
+        """Node-wide store figures and this process's counters and hot memory."""
+        totals = self._totals
+        if self.files.env is not None:  # once closed: the figures it had then
+            try:
+                with self.env.begin() as txn:
+                    totals = {name: _read_u64(txn, META[name], self._db["meta"])
+                              for name in ("bytes", "entries", "urls")}
+            except lmdb.Error as exc:
+                self._read_failed(exc)
+            self._totals = totals
+        state = "ok" if self._write_error is None else f"writes failing: {self._write_error}"
+        return {**self.counters, **totals, "max_bytes": self.cfg.max_bytes, "store": "lmdb",
+                "path": str(self.path), "state": state, "errors": self.errors,
+                "hot_entries": sum(len(h.entries) for h in self._hot.values()),
+                "hot_bytes": self._hot_bytes}
+
+    def close(self) -> None:
+        if self.files.env is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:
+            self._write(lambda w: None, None)
+        self.stats()
+        self._hot.clear()
+        self._hot_bytes = 0
+        self.files.close()

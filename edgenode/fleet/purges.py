@@ -1,0 +1,185 @@
+"""The fleet purge log: purges go into a JetStream stream, every node applies each once.
+
+Each node reads the stream through its own durable consumer, so the server
+remembers how far it got: a node that was stopped or cut off gets every purge it
+missed when it comes back (at-least-once).  A purge carries an id; the node remembers
+the ids it applied (and JetStream drops duplicate publishes of one id), so a
+redelivered or re-published purge is applied once.  A new consumer starts at the
+node's start time, so purges sent while a fresh node was still connecting are not lost.
+
+Purges accepted while NATS is unreachable wait in a bounded outbox and are published
+on reconnection (each node applies them then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections import OrderedDict, deque
+from typing import Any, Callable
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from edgenode.fleet.bus import ControlBus
+from edgenode.fleet.envelope import MAX_PURGE_AGE, BadMessage, PurgeOrder, open_sealed, parse_purge, seal
+
+__all__ = ["PurgeLog"]
+
+log = logging.getLogger("edgenode.fleet")
+
+#: applied purge ids remembered (redeliveries come long before this many new purges)
+REMEMBER = 50_000
+OUTBOX_MAX = 10_000
+#: applied purges listed in status (id -> applied_at), newest last
+RECENT = 32
+
+
+class PurgeLog:
+    """Publishes purges and applies the fleet's purges to this node, once each."""
+
+    def __init__(self, bus: ControlBus, key: bytes, node_id: str,
+                 apply: Callable[[PurgeOrder], int], started_at: float | None = None) -> None:
+        self.bus = bus
+        self.key = key
+        self.node_id = node_id
+        self._apply_fn = apply
+        self.started_at = started_at or time.time()
+        self._applied: OrderedDict[str, float] = OrderedDict()
+        self._outbox: deque[PurgeOrder] = deque(maxlen=OUTBOX_MAX)
+        #: set while this node has applied everything in the stream (cleared on disconnect)
+        self.caught_up = asyncio.Event()
+        self.counts = {"applied": 0, "duplicates": 0, "dropped": 0, "published": 0}
+        self.last_error: str | None = None
+        self.caught_up_at: float | None = None
+        bus.on_state.append(self._on_state)
+
+    def _on_state(self, connected: bool) -> None:
+        if not connected:  # purges may be published now that this node will only see later
+            self.caught_up.clear()
+
+    # --- local side ---------------------------------------------------------------------
+    def apply(self, order: PurgeOrder) -> int | None:
+        """Apply ``order`` here unless it was applied already (then None)."""
+        if order.id in self._applied:
+            self.counts["duplicates"] += 1
+            return None
+        purged = self._apply_fn(order)
+        now = time.time()
+        self._applied[order.id] = now
+        if len(self._applied) > REMEMBER:
+            self._applied.popitem(last=False)
+        self.counts["applied"] += 1
+        self._announce(order, now, purged)
+        return purged
+
+    async def publish(self, order: PurgeOrder) -> bool:
+        """Send ``order`` to the fleet; False when it had to wait in the outbox."""
+        js = self.bus.js
+        if js is None or not self.bus.connected:
+            self._outbox.append(order)
+            return False
+        try:
+            await js.publish(self.bus.names.purge_subject, seal(self.key, order.body()),
+                             headers={"Nats-Msg-Id": order.id})
+        except Exception as exc:  # NATS went away mid-call: keep it for later
+            self.last_error = f"publish: {exc!r}"
+            self._outbox.append(order)
+            return False
+        self.counts["published"] += 1
+        return True
+
+    async def flush_outbox(self) -> None:
+        while self._outbox and self.bus.connected:
+            order = self._outbox.popleft()
+            if not await self.publish(order):
+                return
+
+    def _announce(self, order: PurgeOrder, applied_at: float, purged: int) -> None:
+        nc = self.bus.nc
+        if nc is None or not self.bus.connected:
+            return
+        body = {"type": "purge-applied", "id": order.id, "node": self.node_id,
+                "applied_at": applied_at, "purged": purged}
+        task = asyncio.ensure_future(nc.publish(self.bus.names.applied_subject, seal(self.key, body)))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- the stream ---------------------------------------------------------------------
+    async def _subscribe(self) -> Any:
+        """This node's durable push consumer; its callback applies purges in order."""
+        js = self.bus.js
+        assert js is not None
+        start = datetime.datetime.fromtimestamp(self.started_at - 1.0, tz=datetime.timezone.utc)
+        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start,
+                             ack_wait=30.0, max_ack_pending=10_000, inactive_threshold=MAX_PURGE_AGE)
+        return await js.subscribe(self.bus.names.purge_subject, durable=self.bus.names.consumer(self.node_id),
+                                  stream=self.bus.names.purge_stream, config=cfg, manual_ack=True,
+                                  cb=self._handle)
+
+    async def run(self) -> None:
+        """Keep the consumer subscribed and track whether this node has caught up."""
+        sub = None
+        while not self.bus.stopping:
+            if not self.bus.connected:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                if sub is None:
+                    sub = await self._subscribe()
+                    await self.flush_outbox()
+                if not self.caught_up.is_set():
+                    await self._check_pending()
+                    await asyncio.sleep(0.02)
+                else:
+                    await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken connection or consumer: start over
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.debug("fleet: purge consumer error: %s", self.last_error)
+                self.caught_up.clear()
+                if sub is not None:
+                    try:
+                        await sub.unsubscribe()
+                    except Exception:
+                        pass
+                sub = None
+                await asyncio.sleep(0.5)
+
+    async def _check_pending(self) -> None:
+        """Caught up when the server says nothing is left for this node's consumer."""
+        js = self.bus.js
+        assert js is not None
+        info = await js.consumer_info(self.bus.names.purge_stream, self.bus.names.consumer(self.node_id))
+        if info.num_pending == 0 and info.num_ack_pending == 0 and self.bus.connected:
+            self._mark_caught_up()
+
+    def _mark_caught_up(self) -> None:
+        if not self.caught_up.is_set():
+            self.caught_up_at = time.time()
+            log.info("fleet: purge log caught up (%d applied so far)", self.counts["applied"])
+            self.caught_up.set()
+
+    async def _handle(self, msg: Any) -> None:
+        try:
+            order = parse_purge(open_sealed(self.key, msg.data, "purge"))
+        except BadMessage as exc:
+            self.counts["dropped"] += 1
+            log.warning("fleet: dropped a malformed purge message (stream seq %s): %s",
+                        getattr(msg.metadata.sequence, "stream", "?"), exc)
+            await msg.term()  # never redelivered
+            return
+        try:
+            self.apply(order)
+        except Exception:
+            log.exception("fleet: applying purge %s failed", order.id)
+            await msg.nak(delay=1.0)
+            return
+        await msg.ack()
+
+    def status(self) -> dict[str, Any]:
+        recent = list(self._applied.items())[-RECENT:]
+        return {"caught_up": self.caught_up.is_set(), "caught_up_at": self.caught_up_at,
+                "outbox": len(self._outbox), "last_error": self.last_error, **self.counts,
+                "recent": dict(recent)}

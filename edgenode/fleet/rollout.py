@@ -1,0 +1,146 @@
+"""Operator side of the fleet: publish a config version, roll back, read the fleet's status.
+
+``publish`` uploads each local filter module to the fleet's Object Store (by digest),
+rewrites the document to name modules by digest, and puts it in the config bucket: the
+KV revision is the version number.  ``rollback`` re-publishes an older revision as a
+new version.  ``status`` reads the membership bucket: one signed heartbeat per node with
+its tier, the version it runs, what it refused and why, hit ratio and req/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgenode.config import ConfigError, read_toml
+from edgenode.fleet.bus import ControlBus
+from edgenode.fleet.envelope import BadMessage, open_sealed, seal
+from edgenode.fleet.fleetconfig import FleetDoc, parse_doc
+from edgenode.fleet.membership import parse_member
+from edgenode.fleet.modules import upload, wasm_bytes
+from edgenode.fleet.names import CONFIG_KEY
+from edgenode.fleet.oci import is_oci
+
+__all__ = ["load_doc", "publish", "rollback", "read_status", "live_nodes", "wait_for_version", "format_status",
+           "current_version"]
+
+
+def load_doc(path: Path) -> tuple[FleetDoc, Path]:
+    """A document file and the directory its module paths are relative to (as for a
+    node config: the directory holding ``config/``, else the file's own)."""
+    data = read_toml(path, "fleet config")
+    try:
+        doc = parse_doc(data, published=False)
+    except BadMessage as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    p = path.resolve()
+    return doc, (p.parent.parent if p.parent.name == "config" else p.parent)
+
+
+async def publish(bus: ControlBus, key: bytes, doc: FleetDoc, base: Path, *, by: str = "cli",
+                  note: str = "", rollback_of: int | None = None) -> int:
+    chain = []
+    for i, sc in enumerate(doc.chain):
+        module = sc.options.get("module")
+        if sc.type == "wasm" and isinstance(module, str) and not is_oci(module) and not module.startswith("sha256-"):
+            path = Path(module) if Path(module).is_absolute() else base / module
+            try:
+                data = wasm_bytes(path)
+            except OSError as exc:
+                raise ConfigError(f"chain[{i}].module: cannot read {path}: {exc.strerror}") from None
+            sc = replace(sc, options={**sc.options, "module": await upload(bus, data)})
+        chain.append(sc)
+    out = replace(doc, chain=chain, published_at=time.time(), by=by, note=note or doc.note,
+                  rollback_of=rollback_of)
+    kv = await bus.config_kv()
+    return await kv.put(CONFIG_KEY, seal(key, out.body()))
+
+
+async def rollback(bus: ControlBus, key: bytes, to: int | None = None) -> tuple[int, int]:
+    """Re-publish version ``to`` (default: the one before the current); (new, old) versions."""
+    kv = await bus.config_kv()
+    history = [e for e in await kv.history(CONFIG_KEY) if e.value and e.operation not in ("DEL", "PURGE")]
+    if len(history) < (1 if to is not None else 2):
+        raise ConfigError("rollback: no earlier version to go back to")
+    if to is None:
+        target = history[-2]
+    else:
+        found = [e for e in history if e.revision == to]
+        if not found:
+            kept = ", ".join(str(e.revision) for e in history)
+            raise ConfigError(f"rollback: no version {to} (kept: {kept})")
+        target = found[0]
+    doc = parse_doc(open_sealed(key, target.value, "config"))
+    new = await kv.put(CONFIG_KEY, seal(key, replace(doc, published_at=time.time(), by="rollback",
+                                                      rollback_of=target.revision).body()))
+    return new, target.revision
+
+
+async def current_version(bus: ControlBus) -> int | None:
+    kv = await bus.config_kv()
+    try:
+        entry = await kv.get(CONFIG_KEY)
+    except Exception:
+        return None
+    return entry.revision
+
+
+async def read_status(bus: ControlBus, key: bytes, node_ttl: float = 3.0) -> list[dict[str, Any]]:
+    """One row per member with a heartbeat in the bucket; ``live`` from its age."""
+    kv = await bus.nodes_kv()
+    rows = []
+    try:
+        keys = await kv.keys()
+    except Exception:  # an empty bucket raises NoKeysError
+        return []
+    now = time.time()
+    for k in keys:
+        try:
+            entry = await kv.get(k)
+            member = parse_member(open_sealed(key, entry.value or b"", "node"))
+        except (BadMessage, Exception):
+            continue
+        info = dict(member.info)
+        info["live"] = now - float(info.get("ts", 0)) < node_ttl
+        rows.append(info)
+    return sorted(rows, key=lambda r: (r.get("tier") != "shield", r.get("id", "")))
+
+
+async def live_nodes(bus: ControlBus, key: bytes, node_ttl: float = 3.0) -> set[str]:
+    return {r["id"] for r in await read_status(bus, key, node_ttl) if r["live"]}
+
+
+async def wait_for_version(bus: ControlBus, key: bytes, version: int, timeout: float, node_ttl: float = 3.0,
+                           expect: set[str] | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Poll status until every node of ``expect`` (default: the live ones at the first
+    poll) runs or refused ``version``; (their rows, seconds waited)."""
+    started = time.monotonic()
+    while True:
+        rows = await read_status(bus, key, node_ttl)
+        if expect is None:
+            expect = {r["id"] for r in rows if r["live"]}
+        rows = [r for r in rows if r["id"] in expect]
+        done = [r for r in rows if r.get("version") == version or (r.get("refused") or {}).get("version") == version]
+        if expect and len(done) == len(expect) or time.monotonic() - started > timeout:
+            return rows, time.monotonic() - started
+        await asyncio.sleep(0.02)
+
+
+def format_status(rows: list[dict[str, Any]], current: int | None = None) -> str:
+    head = f"fleet config version: {current if current is not None else '(none published)'}\n"
+    lines = [("node", "tier", "state", "version", "hit ratio", "req/s", "purges", "refused")]
+    for r in rows:
+        refused = r.get("refused")
+        lines.append((r.get("id", "?") + ("" if r.get("live") else " (gone)"), r.get("tier", "?"),
+                      r.get("state", "?"), str(r.get("version")),
+                      "-" if r.get("hit_ratio") is None else f"{r['hit_ratio']:.1%}",
+                      f"{r.get('rps', 0):.0f}", str(r.get("purges_applied", 0)),
+                      f"v{refused['version']}: {refused['reason'].splitlines()[0]}" if refused else ""))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]) - 1)]
+    out = [head.rstrip()]
+    for row in lines:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    return "\n".join(line.rstrip() for line in out) + "\n"
