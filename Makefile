@@ -10,8 +10,9 @@ install: $(STAMP)
 
 # Debian packages of the real servers the tests start themselves (each test fixture starts
 # its own instance on 127.0.0.1) and of the load generator.  Installed when missing; needs
-# root or sudo.
-DEB_PACKAGES := wrk redis-server modsecurity-crs docker-registry
+# root or sudo.  The WAF filter's regex first pass (filters/waf/rxset) is Rust, built offline
+# with Debian's rustc, its wasm32 standard library and Debian's packaged `regex` crate.
+DEB_PACKAGES := wrk redis-server modsecurity-crs docker-registry rustc cargo libstd-rust-dev-wasm32 librust-regex-dev
 
 system:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,7 +31,7 @@ $(STAMP): pyproject.toml $(wildcard edgenode/wasm/native/*.c edgenode/wasm/nativ
 	touch $@
 
 # Rebuild every .wasm from source (C via zig cc from the ziglang wheel, AssemblyScript via npm).
-filters: install
+filters: install system
 	$(MAKE) -C filters ZIG_CC="$(abspath $(VPY)) -m ziglang cc"
 	$(MAKE) -C filters/examples/assemblyscript
 

@@ -1,8 +1,9 @@
 """WAF benchmark: OWASP CRS v4 in the WAF filter, agreement with libmodsecurity and latency.
 
-    python benchmarks/bench_waf.py                       # everything (~1-2 min on 2 cores)
+    python benchmarks/bench_waf.py                       # everything (~2-3 min on 2 cores)
     python benchmarks/bench_waf.py --skip-corpus         # latency, compile time and memory only
     python benchmarks/bench_waf.py --rounds 400 --json benchmarks/results/waf.json
+    python benchmarks/bench_waf.py --skip-corpus --baseline /tmp/waf-old.wasm   # before/after
 
 1. Agreement: a node per paranoia level (benchmarks/configs/waf-crs.toml, CRS from
    ../shared/crs unchanged; PL2 sets tx.blocking_paranoia_level=2) on 127.0.0.1:0, scored
@@ -10,11 +11,15 @@
    crs.pl2): recall, over-blocking, per family, per-rule detection.  Its tables are
    printed as score.py prints them.
 2. Latency inside the node, per request class (benign GET with 10 headers and 5 query
-   arguments, 4 KB form POST, 64 KB JSON POST): the WAF stage and an empty chain run the
-   same requests in the same process, one after the other; "added" = stage - empty at
-   p50 and p99.  Timings are noisy on a shared machine: compare ratios of one run.
-3. Rule compile time at configure (the filter's own figure) and the VM's linear memory
-   with CRS loaded, before and after the latency run.
+   arguments, 4 KB form POST, 64 KB JSON POST, and 64 KB of JSON made of attack
+   fragments, the worst case): the WAF stage, an empty chain, the same filter with no
+   rules (what its host calls cost) and, with --baseline, the stage running another
+   build of waf.wasm take turns on the same requests in the same process; "added" =
+   stage - empty at p50 and p99.  Timings are noisy on a shared machine: compare ratios
+   of one run.
+3. Rule compile time at configure (the filter's own figures: parsing and compiling, then
+   the warm-up that compiles the regex sets ordinary requests reach) and the VM's linear
+   memory with CRS loaded, after configure and after each request class.
 Results: a table on stdout and JSON (--json).
 """
 
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import copy
 import json
+import random
 import re
 import subprocess
 import sys
@@ -89,12 +95,20 @@ def request_classes() -> dict[str, tuple[str, str, dict[str, str], bytes]]:
         items.append({"id": len(items), "name": f"item {len(items)}",
                       "description": "an ordinary product description with a few words in it " * 3})
         body = json.dumps({"items": items}).encode()
+    rnd = random.Random(7)
+    bits = ["cat /etc/passwd", "' or 1=1 --", "<script>alert(1)</script>", "$(curl x)", "../../", "union select",
+            "eval(", "${jndi:", "; ls -la", "onerror=", "|| wget", "<?php"]
+    attack: list[str] = []
+    while len(json.dumps({"k": attack})) < 64 * 1024:
+        attack.append(" ".join(rnd.choice(bits) for _ in range(6)))
     return {
         "GET 10 headers, 5 args": ("GET", "/products/list?page=2&sort=price&q=blue+shoes&size=42&color=navy",
                                    HEADERS, b""),
         "POST form 4 KB": ("POST", "/account/profile", {**HEADERS, "Content-Type": "application/x-www-form-urlencoded"},
                            form),
         "POST JSON 64 KB": ("POST", "/api/cart", {**HEADERS, "Content-Type": "application/json"}, body),
+        "POST JSON 64 KB, attack fragments": ("POST", "/api/cart", {**HEADERS, "Content-Type": "application/json"},
+                                              json.dumps({"k": attack}).encode()),
     }
 
 
@@ -103,54 +117,72 @@ def quantiles(samples: list[float]) -> tuple[float, float]:
     return s[len(s) // 2], s[min(len(s) - 1, int(len(s) * 0.99))]
 
 
-async def latency(rounds: int) -> dict[str, Any]:
-    from edgenode.http.messages import CIMultiDict, Request, Response
-    from edgenode.pipeline.exchange import Exchange
-    from edgenode.pipeline.stage import build_chain
+def waf_stage(module: Path | None = None, rules: bool = True):
+    """The CRS PL1 WAF stage of benchmarks/configs/waf-crs.toml (optionally another waf.wasm;
+    `rules=False`: the same filter with no rules, i.e. what its host calls cost)."""
     from edgenode.wasm.stage import WasmStage
 
     cfg = crs_config(1)
     sc = next(s for s in cfg.chain if s.name == "waf")
+    if module is not None:
+        sc.options = {**sc.options, "module": str(module.resolve())}
+    if not rules:
+        sc.options = {**sc.options, "config": {"directives": "SecRuleEngine On\nSecRequestBodyAccess On"}}
+    return WasmStage(sc, base_dir=cfg.base_dir)
+
+
+async def latency(rounds: int, baseline: Path | None) -> dict[str, Any]:
+    from edgenode.http.messages import CIMultiDict, Request, Response
+    from edgenode.pipeline.exchange import Exchange
+    from edgenode.pipeline.stage import build_chain
+
     t0 = time.perf_counter()
-    stage = WasmStage(sc, base_dir=cfg.base_dir)
+    stages = {"waf": waf_stage()}
     build_ms = (time.perf_counter() - t0) * 1000
-    assert stage.vm is not None
-    mem_configured = stage.vm.mem.size
+    if baseline is not None:
+        stages["baseline"] = waf_stage(baseline)
+    stages["no rules"] = waf_stage(rules=False)
 
     async def origin(_ex: Exchange) -> Response:
         return Response(200, CIMultiDict({"Content-Length": "2"}), b"ok")
 
-    chains = {"empty": build_chain([], origin), "waf": build_chain([stage], origin)}
-    out: dict[str, Any] = {"stage_build_ms": round(build_ms, 1), "classes": {}}
+    def memory(stage: Any) -> int:
+        stage.vm.mem.stale = True
+        return stage.vm.mem.refresh().nbytes
+
+    chains = {"empty": build_chain([], origin), **{k: build_chain([st], origin) for k, st in stages.items()}}
+    out: dict[str, Any] = {"stage_build_ms": round(build_ms, 1), "classes": {},
+                           "memory": {k: {"after configure": memory(st)} for k, st in stages.items()}}
     for name, (method, target, headers, body) in request_classes().items():
         row: dict[str, Any] = {"body_bytes": len(body)}
-        for label, chain in chains.items():
-            n = rounds if not body or len(body) < 10000 else max(20, rounds // 8)
-            samples = []
-            for _ in range(n):
+        samples: dict[str, list[float]] = {label: [] for label in chains}
+        n = rounds if len(body) < 10000 else max(20, rounds // 8)
+        for _ in range(n):
+            for label, chain in chains.items():   # take turns: drift hits every label alike
                 h = CIMultiDict(headers)
                 if body:
                     h["Content-Length"] = str(len(body))
-                req = Request(method, target, h, body)
                 t = time.perf_counter()
-                resp = await chain(Exchange(req))
-                samples.append((time.perf_counter() - t) * 1e6)
-                row["status"] = resp.status
-            row[label] = dict(zip(("p50_us", "p99_us"), (round(v, 1) for v in quantiles(samples))))
-        row["added_p50_us"] = round(row["waf"]["p50_us"] - row["empty"]["p50_us"], 1)
-        row["added_p99_us"] = round(row["waf"]["p99_us"] - row["empty"]["p99_us"], 1)
+                resp = await chain(Exchange(Request(method, target, h, body)))
+                samples[label].append((time.perf_counter() - t) * 1e6)
+                row[f"status_{label}"] = resp.status
+        for label, got in samples.items():
+            row[label] = dict(zip(("p50_us", "p99_us"), (round(v, 1) for v in quantiles(got))))
+            if label != "empty":
+                row[f"{label}_added_p50_us"] = round(row[label]["p50_us"] - row["empty"]["p50_us"], 1)
+                row[f"{label}_added_p99_us"] = round(row[label]["p99_us"] - row["empty"]["p99_us"], 1)
         out["classes"][name] = row
-    stage.vm.mem.stale = True
-    out["memory"] = {"linear_memory_after_configure": mem_configured, "linear_memory_after_run": stage.vm.mem.refresh().nbytes}
-    await stage.close()
+        for k, st in stages.items():
+            out["memory"][k][f"after {name}"] = memory(st)
+    for st in stages.values():
+        await st.close()
     return out
 
 
-def compile_ms() -> float | None:
-    """The filter's own compile figure ("N rules compiled in X ms"), from a fresh stage's log."""
+def configure_figures(module: Path | None = None) -> dict[str, float]:
+    """The filter's own figures from a fresh stage's log: "N rules compiled in X ms (...;
+    regex sets warmed up in Y ms)" -> {"compile_ms": X, "warm_up_ms": Y}."""
     import logging
-
-    from edgenode.wasm.stage import WasmStage
 
     records: list[str] = []
 
@@ -159,26 +191,45 @@ def compile_ms() -> float | None:
             records.append(record.getMessage())
 
     log = logging.getLogger("edgenode.filter.waf")
-    handler = Grab()
+    handler, level = Grab(), log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        cfg = crs_config(1)
-        stage = WasmStage(next(s for s in cfg.chain if s.name == "waf"), base_dir=cfg.base_dir)
-        asyncio.run(stage.close())
+        asyncio.run(waf_stage(module).close())
     finally:
         log.removeHandler(handler)
+        log.setLevel(level)
+    figures: dict[str, float] = {}
     for line in records:
-        m = re.search(r"rules compiled in ([0-9.]+) ms", line)
-        if m:
-            return float(m.group(1))
-    return None
+        for key, pattern in (("compile_ms", r"rules compiled in ([0-9.]+) ms"), ("warm_up_ms", r"warmed up in ([0-9.]+) ms")):
+            m = re.search(pattern, line)
+            if m:
+                figures[key] = float(m.group(1))
+    return figures
+
+
+def print_latency(lat: dict[str, Any], labels: list[str]) -> None:
+    print("### Latency inside the node (CRS v4, paranoia 1; stages take turns, same run)\n")
+    head = " | ".join(f"{k} added p50 / p99 µs" for k in labels)
+    print(f"| request class | empty p50 / p99 µs | {head} |")
+    print("|---|---|" + "---|" * len(labels))
+    for name, row in lat["classes"].items():
+        cells = " | ".join(f"{row[f'{k}_added_p50_us']} / {row[f'{k}_added_p99_us']} (status {row[f'status_{k}']})"
+                           for k in labels)
+        print(f"| {name} | {row['empty']['p50_us']} / {row['empty']['p99_us']} | {cells} |")
+    print()
+    for k, mem in lat["memory"].items():
+        if k == "no rules":
+            continue
+        steps = ", ".join(f"{step} {v / 2**20:.1f}" for step, v in mem.items())
+        print(f"linear memory of the {k} VM (MiB): {steps}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=300, help="requests per class and chain (default 300)")
     ap.add_argument("--skip-corpus", action="store_true", help="latency, compile time and memory only")
+    ap.add_argument("--baseline", type=Path, help="another waf.wasm to measure in the same run (before/after)")
     ap.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS.relative_to(ROOT)})")
     args = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(ROOT / "filters"), "build/waf.wasm",
@@ -189,20 +240,18 @@ def main() -> int:
             doc = asyncio.run(score_corpus(pl))
             print(doc.pop("report"))
             result[f"pl{pl}"] = doc
-    result["compile_ms"] = compile_ms()
-    result["latency"] = asyncio.run(latency(args.rounds))
-    lat = result["latency"]
-    print("### Latency inside the node (CRS v4, paranoia 1; WAF stage vs empty chain, same run)\n")
-    print("| request class | status | empty p50 / p99 µs | WAF p50 / p99 µs | added p50 | added p99 |")
-    print("|---|---|---|---|---|---|")
-    for name, row in lat["classes"].items():
-        print(f"| {name} | {row['status']} | {row['empty']['p50_us']} / {row['empty']['p99_us']} | "
-              f"{row['waf']['p50_us']} / {row['waf']['p99_us']} | {row['added_p50_us']} µs | {row['added_p99_us']} µs |")
-    mem = lat["memory"]
-    print(f"\nrule compile at configure: {result['compile_ms']} ms (filter's figure); stage build incl. "
-          f"module load and file reading: {lat['stage_build_ms']} ms")
-    print(f"linear memory with CRS loaded: {mem['linear_memory_after_configure'] / 2**20:.1f} MiB after configure, "
-          f"{mem['linear_memory_after_run'] / 2**20:.1f} MiB after the latency run")
+    result["configure"] = {"waf": configure_figures()}
+    if args.baseline:
+        result["configure"]["baseline"] = configure_figures(args.baseline)
+    import logging
+
+    logging.getLogger("edgenode.filter").setLevel(logging.ERROR)   # no audit line per blocked request
+    result["latency"] = asyncio.run(latency(args.rounds, args.baseline))
+    print_latency(result["latency"], ["waf", "baseline", "no rules"] if args.baseline else ["waf", "no rules"])
+    for k, fig in result["configure"].items():
+        warm = f", regex sets warmed up in {fig['warm_up_ms']} ms" if "warm_up_ms" in fig else ""
+        print(f"configure ({k}, the filter's figures): rules compiled in {fig.get('compile_ms')} ms{warm}")
+    print(f"stage build incl. module load and file reading: {result['latency']['stage_build_ms']} ms")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {args.json}")

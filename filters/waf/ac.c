@@ -14,8 +14,6 @@ typedef struct {
     bool out;                    /* a phrase ends here or at a suffix (via fail links) */
     uint32_t fail;
     uint32_t out_len;            /* shortest phrase ending here */
-    int32_t id;                  /* phrase ending exactly here, or -1 */
-    uint32_t dict;               /* next node on the fail chain with id >= 0 (0: none) */
     uint32_t first, sibling;     /* build time: linked children */
     uint8_t c;
 } ac_node;
@@ -26,7 +24,6 @@ struct ac_automaton {
     ac_node *nodes; uint32_t n, cap;
     ac_edge *edges;
     uint32_t root_table[256];
-    int n_ids;
 };
 
 static uint32_t node_new(ac_automaton *ac, uint8_t c) {
@@ -38,7 +35,6 @@ static uint32_t node_new(ac_automaton *ac, uint8_t c) {
     ac_node *nd = &ac->nodes[ac->n];
     memset(nd, 0, sizeof *nd);
     nd->c = c;
-    nd->id = -1;
     return ac->n++;
 }
 
@@ -58,8 +54,8 @@ void ac_destroy(ac_automaton *ac) {
 
 static inline uint8_t fold(uint8_t c) { return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c; }
 
-int ac_add(ac_automaton *ac, const char *p, size_t n) {
-    if (n == 0) return -1;
+void ac_add(ac_automaton *ac, const char *p, size_t n) {
+    if (n == 0) return;
     uint32_t s = 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t c = fold((uint8_t)p[i]);
@@ -75,10 +71,8 @@ int ac_add(ac_automaton *ac, const char *p, size_t n) {
         }
         s = found;
     }
+    if (!ac->nodes[s].out || ac->nodes[s].out_len > n) ac->nodes[s].out_len = (uint32_t)n;
     ac->nodes[s].out = true;
-    ac->nodes[s].out_len = (uint32_t)n;
-    if (ac->nodes[s].id < 0) ac->nodes[s].id = ac->n_ids++;
-    return ac->nodes[s].id;
 }
 
 static uint32_t step(const ac_automaton *ac, uint32_t s, uint8_t c) {
@@ -118,7 +112,7 @@ void ac_finalize(ac_automaton *ac) {
     }
     memset(ac->root_table, 0, sizeof ac->root_table);
     for (uint32_t ch = ac->nodes[0].first; ch; ch = ac->nodes[ch].sibling) ac->root_table[ac->nodes[ch].c] = ch;
-    /* breadth first: fail links, inherited outputs, dictionary links */
+    /* breadth first: fail links, inherited outputs */
     uint32_t *q = malloc(ac->n * sizeof(uint32_t));
     if (!q) abort();
     uint32_t qh = 0, qt = 0;
@@ -127,7 +121,6 @@ void ac_finalize(ac_automaton *ac) {
         uint32_t s = q[qh++];
         ac_node *nd = &ac->nodes[s];
         uint32_t f = nd->fail;
-        nd->dict = ac->nodes[f].id >= 0 ? f : ac->nodes[f].dict;
         if (!nd->out && ac->nodes[f].out) { nd->out = true; nd->out_len = ac->nodes[f].out_len; }
         for (uint32_t ch = nd->first; ch; ch = ac->nodes[ch].sibling) {
             uint32_t t = s == 0 ? 0 : step(ac, f, ac->nodes[ch].c);
@@ -150,14 +143,4 @@ bool ac_first(const ac_automaton *ac, wstr v, size_t *at, size_t *len) {
         }
     }
     return false;
-}
-
-void ac_all(const ac_automaton *ac, wstr v, void (*cb)(void *ctx, int id), void *ctx) {
-    uint32_t s = 0;
-    for (size_t i = 0; i < v.n; i++) {
-        s = step(ac, s, fold((uint8_t)v.p[i]));
-        if (!ac->nodes[s].out) continue;
-        for (uint32_t d = ac->nodes[s].id >= 0 ? s : ac->nodes[s].dict; d; d = ac->nodes[d].dict)
-            cb(ctx, ac->nodes[d].id);
-    }
 }

@@ -14,10 +14,7 @@
 
 static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
 
-static void flag(waf_tx *tx, int v) {
-    tx->sc[v] = WSTR("1");
-    tx->sc_set[v] = 1;
-}
+static void flag(waf_tx *tx, int v) { tx_set_sc(tx, v, WSTR("1")); }
 
 /* ------------------------------------------------------------------ multipart */
 
@@ -137,8 +134,7 @@ static bool mp_disposition(waf_tx *tx, wstr v, wstr *name, wstr *filename, bool 
 
 void body_multipart(waf_tx *tx, wstr body) {
     for (size_t i = 0; i < sizeof MP_FLAGS / sizeof MP_FLAGS[0]; i++) {
-        tx->sc[MP_FLAGS[i]] = WSTR("0");
-        tx->sc_set[MP_FLAGS[i]] = 1;
+        tx_set_sc(tx, MP_FLAGS[i], WSTR("0"));
     }
     kv *ct = coll_find(&tx->c[V_REQUEST_HEADERS], WSTR("content-type"));
     wstr boundary;
@@ -254,13 +250,11 @@ void body_multipart(waf_tx *tx, wstr body) {
                 coll_add(&tx->a, &tx->c[V_FILES_SIZES], name, tx_num(tx, (long long)value.n));
                 coll_add(&tx->a, &tx->c[V_FILES_TMP_CONTENT], name, value);
                 files_size += (long long)value.n;
-                tx->sc[V_MULTIPART_FILENAME] = filename;
-                tx->sc_set[V_MULTIPART_FILENAME] = 1;
+                tx_set_sc(tx, V_MULTIPART_FILENAME, filename);
             } else {
                 tx_add_arg(tx, V_ARGS_POST, name, value);
             }
-            tx->sc[V_MULTIPART_NAME] = name;
-            tx->sc_set[V_MULTIPART_NAME] = 1;
+            tx_set_sc(tx, V_MULTIPART_NAME, name);
             continue;
         }
         /* a line that is not a boundary */
@@ -285,8 +279,7 @@ void body_multipart(waf_tx *tx, wstr body) {
         flag(tx, V_MULTIPART_LF_LINE);
         if (crlf) flag(tx, V_MULTIPART_CRLF_LF_LINES);
     }
-    tx->sc[V_FILES_COMBINED_SIZE] = tx_num(tx, files_size);
-    tx->sc_set[V_FILES_COMBINED_SIZE] = 1;
+    tx_set_sc(tx, V_FILES_COMBINED_SIZE, tx_num(tx, files_size));
     (void)parts;
     static const int STRICT[] = {
         V_MULTIPART_BOUNDARY_QUOTED, V_MULTIPART_BOUNDARY_WHITESPACE, V_MULTIPART_DATA_BEFORE,
@@ -342,7 +335,10 @@ static bool jhex4(const char *p, unsigned *v) {
 
 static bool jstring(jparser *j, wstr *out) {
     j->p++;
-    char *o = ar_alloc(&j->tx->a, (size_t)(j->end - j->p) + 1);
+    /* the decoded string is never longer than its escaped form */
+    const char *q = j->p;
+    while (q < j->end && *q != '"') q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
+    char *o = ar_alloc(&j->tx->a, (size_t)(q - j->p) + 1);
     size_t k = 0;
     while (j->p < j->end && *j->p != '"') {
         unsigned char c = (unsigned char)*j->p;

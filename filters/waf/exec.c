@@ -18,8 +18,6 @@
 
 /* ------------------------------------------------------------------ transaction */
 
-#define TCACHE_CAP 4096u
-
 void waf_tx_init(waf_tx *tx, const waf_rules *rules) {
     memset(tx, 0, sizeof *tx);
     tx->rules = rules;
@@ -28,17 +26,13 @@ void waf_tx_init(waf_tx *tx, const waf_rules *rules) {
     pcre2_set_match_limit(mc, (uint32_t)rules->pcre_match_limit);
     pcre2_set_depth_limit(mc, (uint32_t)rules->pcre_match_limit_recursion);
     tx->match_ctx = mc;
-    tx->tcache = calloc(TCACHE_CAP, sizeof(tcache_ent));
-    if (!tx->match_data || !mc || !tx->tcache) abort();
-    tx->tcache_cap = TCACHE_CAP;
+    if (!tx->match_data || !mc) abort();
     waf_tx_reset(tx);
 }
 
 void waf_tx_reset(waf_tx *tx) {
     const waf_rules *r = tx->rules;
     void *md = tx->match_data, *mc = tx->match_ctx;
-    tcache_ent *tc = tx->tcache;
-    uint32_t gen = tx->gen + 1;
     arena a = tx->a;
     ar_reset(&a);
     memset(tx, 0, sizeof *tx);
@@ -46,25 +40,21 @@ void waf_tx_reset(waf_tx *tx) {
     tx->rules = r;
     tx->match_data = md;
     tx->match_ctx = mc;
-    tx->tcache = tc;
-    tx->tcache_cap = TCACHE_CAP;
-    tx->gen = gen;
     tx->engine = r->engine;
     tx->body_access = r->body_access;
-    tx->next_vid = 1;
     tx->highest_severity = 255;
 }
 
 void waf_tx_free(waf_tx *tx) {
     pcre2_match_data_free(tx->match_data);
     pcre2_match_context_free(tx->match_ctx);
-    free(tx->tcache);
     ar_free(&tx->a);
 }
 
-static void set_sc(waf_tx *tx, int v, wstr val) {
+void tx_set_sc(waf_tx *tx, int v, wstr val) {
     tx->sc[v] = val;
     tx->sc_set[v] = 1;
+    source_changed(tx, v);
 }
 
 static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
@@ -103,16 +93,21 @@ static wstr var_first(waf_tx *tx, int var, wstr key);
 wstr macro_expand(waf_tx *tx, const macro_str *m) {
     if (!m->has_macro) return m->raw;
     if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key);
-    wbuf b = {0};
+    wstr one[16], *vals = m->n <= 16 ? one : ar_alloc(&tx->a, (size_t)m->n * sizeof *vals);
+    size_t total = 0;
     for (int i = 0; i < m->n; i++) {
         const macro_part *p = &m->parts[i];
-        if (!p->var) { wb_put(&b, p->lit.p, p->lit.n); continue; }
-        wstr v = var_first(tx, p->var, p->key);
-        wb_put(&b, v.p, v.n);
+        vals[i] = p->var ? var_first(tx, p->var, p->key) : p->lit;
+        total += vals[i].n;
     }
-    wstr out = dupw(tx, b.p ? b.p : "", b.n);
-    wb_free(&b);
-    return out;
+    char *o = ar_alloc(&tx->a, total + 1);
+    size_t k = 0;
+    for (int i = 0; i < m->n; i++) {
+        if (vals[i].n) memcpy(o + k, vals[i].p, vals[i].n);
+        k += vals[i].n;
+    }
+    o[k] = 0;
+    return (wstr){o, k};
 }
 
 /* ------------------------------------------------------------------ value expansion */
@@ -131,9 +126,8 @@ static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32
     out->v[out->n++] = (tval){coll, key, val, vid};
 }
 
-/* vids: request collections are stable for the whole request once the body is
+/* vids (waf.h): request collections are stable for the whole request once the body is
  * parsed; a value's id is (collection, index); names get their own id space. */
-#define VID(coll, idx, names) ((((uint32_t)(coll)) << 24) | ((uint32_t)(idx) << 1) | (names))
 
 static bool key_selected(const target *t, wstr key) {
     if (t->key_rx) return t->key_rx->code && pcre2_match_simple(t->key_rx, key);
@@ -143,6 +137,15 @@ static bool key_selected(const target *t, wstr key) {
 
 static void expand_coll(waf_tx *tx, const target *t, int base, int shown, bool names, tvals *out, bool stable) {
     coll *c = &tx->c[base];
+    if (t->key.n && !t->key_rx) {
+        uint32_t idx[32];
+        int n = coll_find_all(c, t->key, idx, 32);
+        for (int k = 0; k < n; k++) {
+            kv *it = &c->items[idx[k]];
+            tv_push(tx, out, shown, it->key, names ? it->key : it->val, stable ? VID(base, idx[k], names) : 0);
+        }
+        if (n >= 0) return;
+    }
     for (uint32_t i = 0; i < c->n; i++) {
         kv *it = &c->items[i];
         if (!it->key.p) continue;
@@ -243,66 +246,6 @@ static wstr full_name(waf_tx *tx, const tval *v) {
     return (wstr){o, cl + 1 + v->key.n};
 }
 
-/* ------------------------------------------------------------------ transformations */
-
-static tcache_ent *tcache_slot(waf_tx *tx, uint32_t vid, int chain, bool *hit) {
-    uint32_t h = (vid * 2654435761u) ^ ((uint32_t)chain * 40503u);
-    for (uint32_t probe = 0; probe < 8; probe++) {
-        tcache_ent *c = &tx->tcache[(h + probe) & (tx->tcache_cap - 1)];
-        if (c->gen == tx->gen && c->vid == vid && c->chain == chain) { *hit = true; return c; }
-        if (c->gen != tx->gen) { *hit = false; return c; }
-    }
-    *hit = false;
-    return NULL;
-}
-
-/* The value after the chain's transformations (cached per value id); with `pf`, also
- * the prefilter bitset of that transformed value (NULL when it cannot be cached). */
-static wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid, uint8_t **pf) {
-    const waf_rules *r = tx->rules;
-    int len = r->tchain_def[chain][0];
-    if (!vid) {
-        if (pf) *pf = NULL;
-        if (len == 0) return in;
-        int parent = r->tchain_parent[chain];
-        return tfn_apply(&tx->a, r->tchain_def[chain][len], parent >= 0 ? transform(tx, parent, in, 0, NULL) : in);
-    }
-    bool hit;
-    tcache_ent *e = tcache_slot(tx, vid, chain, &hit);
-    wstr out;
-    if (hit) {
-        out = e->val;
-    } else {
-        if (len == 0) out = in;
-        else {
-            int parent = r->tchain_parent[chain];
-            wstr base = parent >= 0 ? transform(tx, parent, in, vid, NULL) : in;
-            out = tfn_apply(&tx->a, r->tchain_def[chain][len], base);
-        }
-        if (e) {
-            bool again;
-            e = tcache_slot(tx, vid, chain, &again);   /* the recursion may have taken the slot */
-            if (e && !again) *e = (tcache_ent){vid, tx->gen, (uint16_t)chain, out, NULL};
-        }
-    }
-    if (pf) {
-        if (e && e->gen == tx->gen && e->vid == vid && e->chain == chain) {
-            if (!e->pf) e->pf = prefilter_scan(tx, out);
-            *pf = e->pf;
-        } else *pf = NULL;
-    }
-    return out;
-}
-
-/* The operator on a transformed value, skipping PCRE2 when the prefilter rules a match out. */
-static bool apply_op(waf_tx *tx, const rule *ru, wstr tv, const uint8_t *pf, wstr *md) {
-    if (pf && !(pf[ru->pf_idx >> 3] & (1u << (ru->pf_idx & 7)))) {
-        *md = tv;
-        return ru->op.negate;
-    }
-    return op_exec(tx, ru, tv, md);
-}
-
 /* ------------------------------------------------------------------ actions */
 
 static void run_setvars(waf_tx *tx, const rule *ru) {
@@ -372,7 +315,7 @@ static void run_ctls(waf_tx *tx, const rule *ru) {
         case CTL_BODY_PROCESSOR: {
             static const char *const NAMES[] = {"", "URLENCODED", "MULTIPART", "JSON", "XML"};
             tx->body_processor = c->ival;
-            set_sc(tx, V_REQBODY_PROCESSOR, (wstr){NAMES[c->ival], strlen(NAMES[c->ival])});
+            tx_set_sc(tx, V_REQBODY_PROCESSOR, (wstr){NAMES[c->ival], strlen(NAMES[c->ival])});
             break;
         }
         case CTL_BODY_ACCESS: tx->body_access = c->ival; break;
@@ -490,8 +433,8 @@ static void clear_matched(waf_tx *tx) {
 
 static void matched(waf_tx *tx, const tval *v, wstr val) {
     wstr name = full_name(tx, v);
-    set_sc(tx, V_MATCHED_VAR, val);
-    set_sc(tx, V_MATCHED_VAR_NAME, name);
+    tx_set_sc(tx, V_MATCHED_VAR, val);
+    tx_set_sc(tx, V_MATCHED_VAR_NAME, name);
     coll_add(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
 }
 
@@ -512,6 +455,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
         if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
+        if (!firstpass_may_match(tx, ru, t)) continue;
         vals.n = 0;
         if (t->count) {
             tvals tmp = {0};
@@ -532,15 +476,14 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
             wstr md;
             if (ru->multi_match) {
                 /* the operator sees the value before and after every transformation that changed it */
-                wstr cur = v->val;
-                const uint8_t *def = tx->rules->tchain_def[ru->tchain];
-                for (int k = -1; k < def[0]; k++) {
-                    if (k >= 0) {
-                        wstr next = tfn_apply(&tx->a, def[k + 1], cur);
-                        if (next.n == cur.n && (next.p == cur.p || memcmp(next.p, cur.p, cur.n) == 0)) continue;
-                        cur = next;
-                    }
-                    if (op_exec(tx, ru, cur, &md)) {
+                int pre[sizeof ru->tfns + 1], np = 0;
+                for (int c = ru->tchain; c >= 0; c = tx->rules->tchain_parent[c]) pre[np++] = c;
+                wstr prev = {0};
+                for (int k = np - 1; k >= 0; k--) {
+                    wstr cur = transform(tx, pre[k], v->val, v->vid);
+                    if (k < np - 1 && cur.n == prev.n && (cur.p == prev.p || memcmp(cur.p, prev.p, cur.n) == 0)) continue;
+                    prev = cur;
+                    if (firstpass_value_may_match(tx, ru, pre[k], cur) && op_exec(tx, ru, cur, &md)) {
                         any = true;
                         matched(tx, v, cur);
                         run_setvars(tx, ru);
@@ -548,9 +491,8 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                 }
                 continue;
             }
-            uint8_t *pf = NULL;
-            wstr tv = transform(tx, ru->tchain, v->val, v->vid, ru->pf_idx >= 0 ? &pf : NULL);
-            if (apply_op(tx, ru, tv, pf, &md)) {
+            wstr tv = transform(tx, ru->tchain, v->val, v->vid);
+            if (firstpass_value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
                 any = true;
                 matched(tx, v, tv);
                 run_setvars(tx, ru);
@@ -607,21 +549,21 @@ bool waf_run_phase(waf_tx *tx, int phase) {
 /* ------------------------------------------------------------------ request input */
 
 void tx_set_connection(waf_tx *tx, wstr client_ip, int client_port, wstr server_ip, int server_port) {
-    set_sc(tx, V_REMOTE_ADDR, dupw(tx, client_ip.p, client_ip.n));
-    set_sc(tx, V_REMOTE_HOST, tx->sc[V_REMOTE_ADDR]);
-    set_sc(tx, V_REMOTE_PORT, tx_num(tx, client_port));
-    set_sc(tx, V_SERVER_ADDR, dupw(tx, server_ip.p, server_ip.n));
-    set_sc(tx, V_SERVER_PORT, tx_num(tx, server_port));
+    tx_set_sc(tx, V_REMOTE_ADDR, dupw(tx, client_ip.p, client_ip.n));
+    tx_set_sc(tx, V_REMOTE_HOST, tx->sc[V_REMOTE_ADDR]);
+    tx_set_sc(tx, V_REMOTE_PORT, tx_num(tx, client_port));
+    tx_set_sc(tx, V_SERVER_ADDR, dupw(tx, server_ip.p, server_ip.n));
+    tx_set_sc(tx, V_SERVER_PORT, tx_num(tx, server_port));
 }
 
-void tx_set_unique_id(waf_tx *tx, wstr id) { set_sc(tx, V_UNIQUE_ID, dupw(tx, id.p, id.n)); }
+void tx_set_unique_id(waf_tx *tx, wstr id) { tx_set_sc(tx, V_UNIQUE_ID, dupw(tx, id.p, id.n)); }
 
 void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val) {
     if (tx->rules->args_limit && (int)(tx->c[V_ARGS_GET].n + tx->c[V_ARGS_POST].n) >= tx->rules->args_limit) return;
     coll_add(&tx->a, &tx->c[coll_var], key, val);
     long long size = 0;
     if (tx->sc_set[V_ARGS_COMBINED_SIZE]) parse_num(tx->sc[V_ARGS_COMBINED_SIZE], &size);
-    set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, size + (long long)key.n + (long long)val.n));
+    tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, size + (long long)key.n + (long long)val.n));
 }
 
 static inline bool hexc(char c) {
@@ -667,7 +609,7 @@ void body_urlencoded(waf_tx *tx, wstr body, int target_coll) {
         wstr v = eq ? (wstr){eq + 1, part.n - (size_t)(eq - part.p) - 1} : (wstr){"", 0};
         bool invalid = false;
         wstr dk = url_decode(tx, k, true, &invalid), dv = url_decode(tx, v, true, &invalid);
-        if (invalid) set_sc(tx, V_URLENCODED_ERROR, WSTR("1"));
+        if (invalid) tx_set_sc(tx, V_URLENCODED_ERROR, WSTR("1"));
         tx_add_arg(tx, target_coll, dk, dv);
         i = e + 1;
     }
@@ -677,28 +619,28 @@ void tx_set_request_line(waf_tx *tx, wstr method, wstr uri, wstr protocol) {
     method = dupw(tx, method.p, method.n);
     uri = dupw(tx, uri.p, uri.n);
     protocol = dupw(tx, protocol.p, protocol.n);
-    set_sc(tx, V_REQUEST_METHOD, method);
-    set_sc(tx, V_REQUEST_PROTOCOL, protocol);
-    set_sc(tx, V_REQUEST_URI_RAW, uri);
+    tx_set_sc(tx, V_REQUEST_METHOD, method);
+    tx_set_sc(tx, V_REQUEST_PROTOCOL, protocol);
+    tx_set_sc(tx, V_REQUEST_URI_RAW, uri);
     size_t ln = method.n + 1 + uri.n + 1 + protocol.n;
     char *line = ar_alloc(&tx->a, ln + 1);
     snprintf(line, ln + 1, "%.*s %.*s %.*s", (int)method.n, method.p, (int)uri.n, uri.p, (int)protocol.n, protocol.p);
-    set_sc(tx, V_REQUEST_LINE, (wstr){line, ln});
+    tx_set_sc(tx, V_REQUEST_LINE, (wstr){line, ln});
     const char *q = memchr(uri.p, '?', uri.n);
-    if (q) set_sc(tx, V_QUERY_STRING, (wstr){q + 1, uri.n - (size_t)(q - uri.p) - 1});
-    else set_sc(tx, V_QUERY_STRING, (wstr){"", 0});
+    if (q) tx_set_sc(tx, V_QUERY_STRING, (wstr){q + 1, uri.n - (size_t)(q - uri.p) - 1});
+    else tx_set_sc(tx, V_QUERY_STRING, (wstr){"", 0});
     wstr dec = url_decode(tx, uri, false, NULL);
     const char *dq = memchr(dec.p, '?', dec.n);
     wstr path = dq ? (wstr){dec.p, (size_t)(dq - dec.p)} : dec;
-    set_sc(tx, V_REQUEST_FILENAME, path);
-    set_sc(tx, V_PATH_INFO, path);
+    tx_set_sc(tx, V_REQUEST_FILENAME, path);
+    tx_set_sc(tx, V_PATH_INFO, path);
     for (size_t i = path.n; i-- > 0;) {
         if (path.p[i] == '/' || path.p[i] == '\\') {
-            if (i + 1 < path.n) set_sc(tx, V_REQUEST_BASENAME, (wstr){path.p + i + 1, path.n - i - 1});
+            if (i + 1 < path.n) tx_set_sc(tx, V_REQUEST_BASENAME, (wstr){path.p + i + 1, path.n - i - 1});
             break;
         }
     }
-    if (!tx->sc_set[V_REQUEST_BASENAME] && path.n && !memchr(path.p, '/', path.n)) set_sc(tx, V_REQUEST_BASENAME, path);
+    if (!tx->sc_set[V_REQUEST_BASENAME] && path.n && !memchr(path.p, '/', path.n)) tx_set_sc(tx, V_REQUEST_BASENAME, path);
     /* absolute-form: REQUEST_URI keeps only the path and query */
     wstr parsed = dec;
     if (dec.n && dec.p[0] != '/') {
@@ -709,7 +651,7 @@ void tx_set_request_line(waf_tx *tx, wstr method, wstr uri, wstr protocol) {
             if (slash) parsed = (wstr){slash, (size_t)(dec.p + dec.n - slash)};
         }
     }
-    set_sc(tx, V_REQUEST_URI, parsed);
+    tx_set_sc(tx, V_REQUEST_URI, parsed);
     if (q) body_urlencoded(tx, tx->sc[V_QUERY_STRING], V_ARGS_GET);
 }
 
@@ -739,34 +681,34 @@ void tx_add_header(waf_tx *tx, wstr name, wstr value) {
     } else if (ieqz(name, "content-type")) {
         if (value.n >= 19 && ieq(value.p, 19, "multipart/form-data", 19)) {
             tx->body_processor = BP_MULTIPART;
-            set_sc(tx, V_REQBODY_PROCESSOR, WSTR("MULTIPART"));
+            tx_set_sc(tx, V_REQBODY_PROCESSOR, WSTR("MULTIPART"));
         }
         if (value.n >= 33 && ieq(value.p, 33, "application/x-www-form-urlencoded", 33)) {
             tx->body_processor = BP_URLENCODED;
-            set_sc(tx, V_REQBODY_PROCESSOR, WSTR("URLENCODED"));
+            tx_set_sc(tx, V_REQBODY_PROCESSOR, WSTR("URLENCODED"));
         }
     }
 }
 
 void tx_headers_done(waf_tx *tx) {
-    if (!tx->sc_set[V_ARGS_COMBINED_SIZE]) set_sc(tx, V_ARGS_COMBINED_SIZE, WSTR("0"));
-    set_sc(tx, V_DURATION, WSTR("0"));
+    if (!tx->sc_set[V_ARGS_COMBINED_SIZE]) tx_set_sc(tx, V_ARGS_COMBINED_SIZE, WSTR("0"));
+    tx_set_sc(tx, V_DURATION, WSTR("0"));
 }
 
 void tx_body_error(waf_tx *tx, const char *msg) {
-    set_sc(tx, V_REQBODY_ERROR, WSTR("1"));
-    set_sc(tx, V_REQBODY_PROCESSOR_ERROR, WSTR("1"));
+    tx_set_sc(tx, V_REQBODY_ERROR, WSTR("1"));
+    tx_set_sc(tx, V_REQBODY_PROCESSOR_ERROR, WSTR("1"));
     wstr m = dupw(tx, msg, strlen(msg));
-    set_sc(tx, V_REQBODY_ERROR_MSG, m);
-    set_sc(tx, V_REQBODY_PROCESSOR_ERROR_MSG, m);
+    tx_set_sc(tx, V_REQBODY_ERROR_MSG, m);
+    tx_set_sc(tx, V_REQBODY_PROCESSOR_ERROR_MSG, m);
 }
 
 void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated) {
     (void)truncated;
     tx->body_processed = true;
     wstr b = {body ? body : "", len};
-    set_sc(tx, V_REQBODY_ERROR, WSTR("0"));
-    set_sc(tx, V_REQBODY_PROCESSOR_ERROR, WSTR("0"));
+    tx_set_sc(tx, V_REQBODY_ERROR, WSTR("0"));
+    tx_set_sc(tx, V_REQBODY_PROCESSOR_ERROR, WSTR("0"));
     if (!tx->body_access) return;
     wstr copy = dupw(tx, b.p, b.n);
     switch (tx->body_processor) {
@@ -777,7 +719,7 @@ void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated) {
     default: break;
     }
     if (len) {
-        set_sc(tx, V_REQUEST_BODY, copy);
-        set_sc(tx, V_REQUEST_BODY_LENGTH, tx_num(tx, (long long)len));
+        tx_set_sc(tx, V_REQUEST_BODY, copy);
+        tx_set_sc(tx, V_REQUEST_BODY_LENGTH, tx_num(tx, (long long)len));
     }
 }

@@ -5,6 +5,7 @@
  * and the hit is counted (TX:MSC_PCRE_LIMITS_EXCEEDED, the filter's metric).
  * @pm / @pmFromFile use a case-insensitive Aho-Corasick automaton (ac.c).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,34 @@
 
 /* ------------------------------------------------------------------ regex */
 
+/* ^lit or ^lit$ where lit has no metacharacters (escaped punctuation allowed) */
+static void rx_literal(regex *re, const char *pat, size_t n) {
+    re->lit_mode = RX_LIT_NONE;
+    if (n < 2 || pat[0] != '^') return;
+    bool exact = pat[n - 1] == '$' && !(n >= 3 && pat[n - 2] == '\\');
+    size_t end = exact ? n - 1 : n;
+    char *o = malloc(end + 1);
+    if (!o) abort();
+    size_t k = 0;
+    for (size_t i = 1; i < end; i++) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < end && !isalnum((unsigned char)pat[i + 1])) c = pat[++i];
+        else if (strchr("\\^$.|?*+()[]{}", c)) { free(o); return; }
+        o[k++] = c;
+    }
+    o[k] = 0;
+    re->lit = (wstr){o, k};
+    re->lit_mode = exact ? RX_LIT_EXACT : RX_LIT_PREFIX;
+}
+
 bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err, size_t err_len) {
     int code;
     PCRE2_SIZE off;
     uint32_t opts = PCRE2_DOTALL | PCRE2_MULTILINE | (caseless ? PCRE2_CASELESS : 0);
     out->code = (rx_code *)pcre2_compile((PCRE2_SPTR)pat, n, opts, &code, &off, NULL);
     out->src = (wstr){pat, n};
+    out->lit_mode = RX_LIT_NONE;
+    if (caseless && out->code) rx_literal(out, pat, n);
     if (!out->code) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);
@@ -33,6 +56,8 @@ bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err,
 void rx_free(regex *re) {
     if (re->code) pcre2_code_free((pcre2_code *)re->code);
     re->code = NULL;
+    if (re->lit_mode) free((void *)re->lit.p);
+    re->lit_mode = RX_LIT_NONE;
 }
 
 /* >0: match (number of ovector pairs), 0: no match, <0: error (limit). */
@@ -62,8 +87,17 @@ int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures) {
     return rc == 0 ? 1 : rc;
 }
 
+/* A phrase into the automaton, and into `rx` (the phrases back to back, each after its
+ * length as a uint32_t) for firstpass.c. */
+static void pm_phrase(ac_automaton *ac, wbuf *rx, const char *p, size_t n) {
+    ac_add(ac, p, n);
+    uint32_t len = (uint32_t)n;
+    wb_put(rx, (const char *)&len, sizeof len);
+    wb_put(rx, p, n);
+}
+
 /* Phrases of @pm: whitespace-separated, double quotes removed, |hex| bytes decoded. */
-static bool pm_parse(ac_automaton *ac, const char *p, size_t n, char *err, size_t err_len) {
+static bool pm_parse(ac_automaton *ac, wbuf *rx, const char *p, size_t n, char *err, size_t err_len) {
     char *buf = malloc(n + 1);
     if (!buf) abort();
     size_t k = 0;
@@ -96,7 +130,7 @@ static bool pm_parse(ac_automaton *ac, const char *p, size_t n, char *err, size_
         while (s < k && (buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\n' || buf[s] == '\r')) s++;
         size_t e = s;
         while (e < k && !(buf[e] == ' ' || buf[e] == '\t' || buf[e] == '\n' || buf[e] == '\r')) e++;
-        if (e > s) ac_add(ac, buf + s, e - s);
+        if (e > s) pm_phrase(ac, rx, buf + s, e - s);
         s = e;
     }
     free(buf);
@@ -131,8 +165,8 @@ static const waf_file *find_file(const char *dir, const char *name, size_t n, co
     return NULL;
 }
 
-static bool pm_from_files(ac_automaton *ac, const char *p, size_t n, const char *dir, const waf_file *files,
-                          int n_files, char *err, size_t err_len) {
+static bool pm_from_files(ac_automaton *ac, wbuf *rx, const char *p, size_t n, const char *dir,
+                          const waf_file *files, int n_files, char *err, size_t err_len) {
     size_t s = 0;
     int count = 0;
     while (s < n) {
@@ -152,7 +186,7 @@ static bool pm_from_files(ac_automaton *ac, const char *p, size_t n, const char 
             const char *le = nl ? nl : end;
             size_t ll = (size_t)(le - t);
             if (ll && t[ll - 1] == '\r') ll--;
-            if (ll && t[0] != '#') ac_add(ac, t, ll);
+            if (ll && t[0] != '#') pm_phrase(ac, rx, t, ll);
             t = nl ? nl + 1 : end;
         }
         count++;
@@ -374,11 +408,13 @@ bool op_compile(waf_rules *r, rule *ru, const char *param, size_t n, const char 
             return ok;
         }
         ac_automaton *ac = ac_create();
-        bool ok = o->kind == OP_PM ? pm_parse(ac, param, n, err, err_len)
-                                   : pm_from_files(ac, param, n, dir, files, n_files, err, err_len);
-        if (!ok) { ac_destroy(ac); return false; }
+        wbuf rx = {0};
+        bool ok = o->kind == OP_PM ? pm_parse(ac, &rx, param, n, err, err_len)
+                                   : pm_from_files(ac, &rx, param, n, dir, files, n_files, err, err_len);
+        if (!ok) { ac_destroy(ac); wb_free(&rx); return false; }
         ac_finalize(ac);
         o->ac = ac;
+        o->pm_phrases = (wstr){rx.p, rx.n};
         return true;
     }
     case OP_IPMATCH:
@@ -399,6 +435,8 @@ bool op_compile(waf_rules *r, rule *ru, const char *param, size_t n, const char 
 
 void op_free(oper *o) {
     rx_free(&o->rx);
+    free((void *)o->pm_phrases.p);
+    o->pm_phrases = (wstr){0};
     ac_destroy(o->ac);
     o->ac = NULL;
     free(o->nets);
@@ -553,10 +591,14 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
 
 /* One-off match without a transaction (configure time: tags, messages). */
 bool pcre2_match_simple(const regex *re, wstr s) {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern((pcre2_code *)re->code, NULL);
-    if (!md) return false;
+    /* a literal pattern (caseless, multiline: only for subjects without a newline) */
+    if (re->lit_mode && !(s.n && memchr(s.p, '\n', s.n))) {
+        if (s.n < re->lit.n || (re->lit_mode == RX_LIT_EXACT && s.n != re->lit.n)) return false;
+        return ieq(s.p, re->lit.n, re->lit.p, re->lit.n);
+    }
+    static pcre2_match_data *md;   /* one engine per Wasm instance: never used concurrently */
+    if (!md && !(md = pcre2_match_data_create(1, NULL))) return false;
     int rc = pcre2_match((pcre2_code *)re->code, (PCRE2_SPTR)(s.p ? s.p : ""), s.n, 0, 0, md, NULL);
-    pcre2_match_data_free(md);
     return rc >= 0;
 }
 

@@ -950,7 +950,7 @@ waf_rules *waf_compile(const char *directives, size_t len, const waf_file *files
     for (int i = 0; i < r->n_all; i++)
         for (int t = 0; t < r->all[i]->n_targets; t++)
             if (r->all[i]->targets[t].exclude) r->all[i]->has_exclusions = true;
-    prefilter_build(r);
+    firstpass_build(r);
     return r;
 }
 
@@ -968,7 +968,7 @@ void waf_rules_free(waf_rules *r) {
         free(ru->ctls);
         free(ru);
     }
-    if (r->pf_ac) prefilter_free(r);
+    firstpass_free(r);
     for (int ph = 0; ph < 6; ph++) free(r->phase[ph]);
     free(r->all);
     free(r->tchain_def);

@@ -358,6 +358,8 @@ static wstr t_remove_comments_char(arena *a, wstr in) {
 /* ModSecurity's normalize_path_inplace: resolves ./ ../ and // segments. */
 static wstr t_normpath(arena *a, wstr in, bool win) {
     if (in.n == 0) return in;
+    /* without a separator the path only changes when it ends in '.' */
+    if (!memchr(in.p, '/', in.n) && !(win && memchr(in.p, '\\', in.n)) && in.p[in.n - 1] != '.') return in;
     unsigned char *buf = ar_alloc(a, in.n + 1);
     memcpy(buf, in.p, in.n);
     buf[in.n] = 0;

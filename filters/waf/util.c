@@ -10,16 +10,32 @@
 /* ------------------------------------------------------------------ arena */
 
 #define ARENA_MIN (64 * 1024)
+/* blocks an idle arena keeps for the next request; more is freed (a request's peak is
+ * bounded by its body, the next one starts from at most this) */
+#define AR_KEEP (8u * 1024 * 1024)
+
+static arena_blk *take_spare(arena *a, size_t n) {
+    for (arena_blk **pb = &a->spare; *pb; pb = &(*pb)->next) {
+        if ((*pb)->cap < n) continue;
+        arena_blk *b = *pb;
+        *pb = b->next;
+        return b;
+    }
+    return NULL;
+}
 
 void *ar_alloc(arena *a, size_t n) {
     n = (n + 7) & ~(size_t)7;
     arena_blk *b = a->head;
     if (!b || b->used + n > b->cap) {
-        size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
-        if (b && b->cap * 2 > cap && b->cap < 16 * ARENA_MIN) cap = b->cap * 2;
-        arena_blk *nb = malloc(sizeof *nb + cap);
-        if (!nb) abort();
-        nb->cap = cap;
+        arena_blk *nb = take_spare(a, n);
+        if (!nb) {
+            size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
+            if (b && b->cap * 2 > cap && b->cap < 16 * ARENA_MIN) cap = b->cap * 2;
+            nb = malloc(sizeof *nb + cap);
+            if (!nb) abort();
+            nb->cap = cap;
+        }
         nb->used = 0;
         nb->next = b;
         a->head = b = nb;
@@ -38,28 +54,29 @@ char *ar_dup(arena *a, const char *p, size_t n) {
 }
 
 void ar_reset(arena *a) {
-    arena_blk *b = a->head;
-    if (!b) return;
-    /* keep the last (oldest) block: it is the smallest; free the others */
-    while (b->next) {
-        arena_blk *n = b->next;
-        free(b);
-        b = n;
+    size_t kept = 0;
+    for (arena_blk *b = a->spare; b; b = b->next) kept += b->cap;
+    while (a->head) {
+        arena_blk *b = a->head;
+        a->head = b->next;
+        if (kept + b->cap > AR_KEEP) {
+            free(b);
+            continue;
+        }
+        kept += b->cap;
+        b->next = a->spare;
+        a->spare = b;
     }
-    b->used = 0;
-    a->head = b;
     a->total = 0;
 }
 
 void ar_free(arena *a) {
-    arena_blk *b = a->head;
-    while (b) {
-        arena_blk *n = b->next;
+    ar_reset(a);
+    while (a->spare) {
+        arena_blk *b = a->spare;
+        a->spare = b->next;
         free(b);
-        b = n;
     }
-    a->head = NULL;
-    a->total = 0;
 }
 
 /* ------------------------------------------------------------------ buffers, strings */
@@ -244,6 +261,21 @@ kv *coll_find(coll *c, wstr key) {
     for (uint32_t i = 0; i < c->n; i++)
         if (c->items[i].key.p && ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) return &c->items[i];
     return NULL;
+}
+
+int coll_find_all(const coll *c, wstr key, uint32_t *out, int max) {
+    if (!c->indexed) return -1;
+    int n = 0;
+    for (uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
+        const kv *it = &c->items[c->index[h]];
+        if (!it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
+        if (n == max) return -1;
+        uint32_t idx = (uint32_t)c->index[h];
+        int k = n++;
+        while (k > 0 && out[k - 1] > idx) { out[k] = out[k - 1]; k--; }   /* keep them in order */
+        out[k] = idx;
+    }
+    return n;
 }
 
 void coll_del(coll *c, wstr key) {

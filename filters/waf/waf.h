@@ -20,11 +20,11 @@ typedef struct { const char *p; size_t n; } wstr;
 #define WSTR(lit) ((wstr){(lit), sizeof(lit) - 1})
 
 typedef struct arena_blk { struct arena_blk *next; size_t cap, used; char data[]; } arena_blk;
-typedef struct { arena_blk *head; size_t total; } arena;
+typedef struct { arena_blk *head, *spare; size_t total; } arena;
 
 void *ar_alloc(arena *a, size_t n);            /* 8-aligned, never NULL (aborts on OOM) */
 char *ar_dup(arena *a, const char *p, size_t n); /* NUL-terminated copy */
-void ar_reset(arena *a);                       /* keeps the first block */
+void ar_reset(arena *a);                       /* keeps blocks for reuse, up to AR_KEEP bytes */
 void ar_free(arena *a);
 
 /* A growable byte buffer (malloc) */
@@ -95,7 +95,12 @@ typedef struct pcre2_real_code_8 rx_code;
 typedef struct {
     rx_code *code;
     wstr src;
+    /* a pattern that is only a literal: ^lit (RX_LIT_PREFIX) or ^lit$ (RX_LIT_EXACT), for
+     * pcre2_match_simple's fast path */
+    int lit_mode;
+    wstr lit;
 } regex;
+enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT };
 
 /* A string with %{...} macros, split at compile time. */
 typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
@@ -119,16 +124,14 @@ enum {
     OP_FUZZYHASH, OP_GSBLOOKUP, OP_RSUB
 };
 
-/* Case-insensitive Aho-Corasick automaton (ac.c): @pm phrases, regex prefilter factors. */
+/* Case-insensitive Aho-Corasick automaton (ac.c): @pm phrases and what they matched. */
 typedef struct ac_automaton ac_automaton;
 ac_automaton *ac_create(void);
-int ac_add(ac_automaton *ac, const char *p, size_t n);   /* phrase id (same phrase: same id) */
+void ac_add(ac_automaton *ac, const char *p, size_t n);
 void ac_finalize(ac_automaton *ac);
 void ac_destroy(ac_automaton *ac);
 /* First phrase found: offset and length. */
 bool ac_first(const ac_automaton *ac, wstr v, size_t *at, size_t *len);
-/* Every phrase found (ids, repeated as often as found) -> cb. */
-void ac_all(const ac_automaton *ac, wstr v, void (*cb)(void *ctx, int id), void *ctx);
 
 typedef struct { uint8_t addr[16]; int bits; bool v6; } ip_net;
 
@@ -138,6 +141,7 @@ typedef struct {
     macro_str param;             /* raw parameter, macros expanded at run time when needed */
     regex rx;                    /* OP_RX (param without macros) */
     ac_automaton *ac;            /* OP_PM / OP_PMFROMFILE */
+    wstr pm_phrases;             /* the same phrases, each after its length (uint32_t) */
     ip_net *nets; int n_nets;    /* OP_IPMATCH */
     uint8_t byte_ok[32];         /* OP_VALIDATEBYTERANGE bitmap */
     long long num;               /* numeric comparisons without macros */
@@ -203,7 +207,8 @@ typedef struct rule {
     uint32_t hits;               /* metric id (filter) */
     uint32_t metric;
     bool metric_defined;
-    int pf_idx;                  /* index in the regex prefilter, -1: not prefiltered */
+    struct pf_slot *pf;          /* firstpass.c: the sets holding the rule's pattern, one per */
+    int n_pf;                    /* chain it is scanned after (multiMatch: every prefix); 0: none */
     bool has_exclusions;         /* some target is a !VAR:key exclusion */
 } rule;
 
@@ -238,11 +243,9 @@ typedef struct {
     int16_t *tchain_parent;      /* chain id of the prefix without the last step, -1 for none */
     arena mem;
     uint32_t n_regex;
-    double compile_ms;
-    ac_automaton *pf_ac;         /* prefilter.c: factors of all prefiltered regexes */
-    uint64_t *pf_factor_bits;    /* factor id -> bitset (pf_words words) of prefiltered rules */
-    int pf_words;
-    int n_pf, n_pf_factors;
+    double compile_ms, warm_up_ms;
+    struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
+    int n_pf_groups, n_pf_rules;
 } waf_rules;
 
 /* Parse and compile. files[] are the files the directives may Include / @pmFromFile.
@@ -260,7 +263,7 @@ typedef struct {
     bool disruptive;
 } waf_match;
 
-typedef struct tcache_ent { uint32_t vid; uint32_t gen; uint16_t chain; wstr val; uint8_t *pf; } tcache_ent;
+struct src_state;
 
 typedef struct waf_tx {
     const waf_rules *rules;
@@ -283,8 +286,7 @@ typedef struct waf_tx {
     bool intercepted;            /* a disruptive action ran (or would, in detect mode) */
     int status; wstr redirect; const rule *disruptive_rule;
     waf_match *matches; int n_matches, cap_matches;
-    uint32_t next_vid;           /* value ids for the transformation cache */
-    tcache_ent *tcache; uint32_t tcache_cap, tcache_n, gen;
+    struct src_state *src[2 * (V_COUNT + 1)]; /* tcache.c: per source (variable, names?) */
     const rule *cur_rule;        /* for %{RULE.*} */
     void *scratch; int scratch_cap;  /* exec.c: a rule's target values, reused across rules */
     int skip_n;
@@ -314,10 +316,15 @@ bool waf_run_phase(waf_tx *tx, int phase);
 /* TX value by name (case-insensitive); NULL when unset. */
 const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key);
 void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val);
+/* Set a scalar variable (REQUEST_BODY, MULTIPART_* flags, ...). */
+void tx_set_sc(waf_tx *tx, int v, wstr val);
 
 /* collections */
 void coll_add(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
+/* Indices of every item with this key (case-insensitive), in order; -1 when the collection
+ * has no index or more than max match (then scan it). */
+int coll_find_all(const coll *c, wstr key, uint32_t *out, int max);
 void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
@@ -336,10 +343,28 @@ bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err,
 int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures);
 void rx_free(regex *re);
 
-/* regex prefilter (prefilter.c) */
-void prefilter_build(waf_rules *r);
-void prefilter_free(waf_rules *r);
-uint8_t *prefilter_scan(waf_tx *tx, wstr v);
+/* Request values by source: a source is a request collection's values or names, or a
+ * scalar, stable once set.  A value id (vid) names one value of a source; 0: not stable. */
+#define VID(base, idx, names) ((((uint32_t)(base)) << 24) | ((uint32_t)(idx) << 1) | (names))
+/* tcache.c: a value after a transformation chain, computed once per request */
+wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
+/* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
+const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
+void source_changed(waf_tx *tx, int base);   /* a scalar was set */
+/* firstpass.c's per-request scan results for a source: [group] masks, valid where the
+ * [group / 8] bitmap *done says so */
+uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done);
+
+/* firstpass.c: regex sets over each source's joined values, to skip rules that cannot match */
+void firstpass_build(waf_rules *r);
+void firstpass_free(waf_rules *r);
+/* Run ordinary requests through the rules once, so the regex sets they reach are compiled
+ * (and their DFAs warm) before the first real request. */
+void firstpass_warm_up(const waf_rules *r);
+/* false when no value of target t can match rule ru's operator */
+bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t);
+/* false when v, a value after transformation chain `chain`, cannot match rule ru's regex */
+bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v);
 
 /* macros (exec.c) */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);

@@ -1,0 +1,281 @@
+/*
+ * First pass: which rules could match a request at all.
+ *
+ * PCRE2 runs interpreted in Wasm and CRS applies ~250 regexes to every request
+ * value; nearly all of that work proves that benign values do not match.  Here
+ * the @rx patterns are grouped into sets (rxset.h: Rust's `regex` RegexSet, one
+ * lazy DFA per set, linear in the input) and a set runs once per source of
+ * request values (ARGS_GET's values, REQUEST_HEADERS' names, REQUEST_URI, ...)
+ * over that source's values after the set's transformation chain, joined by
+ * '\n'.  A rule whose pattern the set says cannot match anywhere in a source
+ * skips that target; otherwise its values are evaluated as usual (PCRE2, with
+ * captures and match limits).  The translation is a superset of PCRE2's
+ * language, and anchors match at the '\n' between values, so a value PCRE2
+ * matches always makes the joined scan match.
+ *
+ * A set holds the @rx patterns of one transformation chain between two control
+ * points of a phase (a marker, skip or skipAfter): CRS's paranoia-level blocks,
+ * so the sets of levels above the configured one are never scanned.  @pm rules
+ * join the sets too, their phrases written as one caseless alternation.
+ *
+ * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
+ * only where that matched: PCRE2's cost on a long value that does not match is
+ * bounded only by the match limit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rxset.h"
+#include "waf.h"
+
+/* patterns per set, and their total length: larger sets scan fewer times, but the states
+ * of their DFA grow with the patterns' size (and a DFA that keeps outgrowing its cache
+ * falls back to a much slower NFA simulation) */
+#define GROUP_MAX 32
+#define GROUP_MAX_BYTES 4096
+/* each set's lazy DFA cache (bytes); a set that outgrows it keeps working, slower */
+#define DFA_LIMIT (1u << 20)
+
+static bool is_pm(const rule *ru) { return ru->op.kind == OP_PM || ru->op.kind == OP_PMFROMFILE; }
+
+/* @rx without macros, or @pm, not negated */
+static bool eligible(const rule *ru) {
+    if (ru->op.negate) return false;
+    if (is_pm(ru)) return ru->op.ac && ru->op.pm_phrases.n;
+    return ru->op.kind == OP_RX && !ru->op.param.has_macro && ru->op.rx.code;
+}
+
+/* Ordinary request values: a pattern that matches one of them would make its set's
+ * alternation match on most requests, so it is checked on its own (rxset.h). */
+static const char *const ORDINARY[] = {
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "en-US,en;q=0.9", "gzip, deflate, br", "keep-alive", "no-cache",
+    "https://www.example.com/products/list.html?page=2", "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW", "application/json",
+    "session=6f1c2a9e; theme=dark", "/products/list", "www.example.com", "HTTP/1.1", "GET",
+    "1", "42", "blue shoes", "An ordinary sentence, with some punctuation.",
+};
+
+static bool matches_ordinary(const rule *ru) {
+    for (size_t i = 0; i < sizeof ORDINARY / sizeof ORDINARY[0]; i++)
+        if (pcre2_match_simple(&ru->op.rx, (wstr){ORDINARY[i], strlen(ORDINARY[i])})) return true;
+    return false;
+}
+
+typedef struct pf_group {
+    RxSet *set;
+    uint16_t chain;              /* the set scans values after this chain */
+    bool phrases;                /* one @pm rule: its phrase list */
+    int n;
+    size_t bytes;                /* the members' pattern lengths */
+    rule *members[GROUP_MAX];
+    uint8_t flags[GROUP_MAX];    /* RXSET_CASELESS */
+} pf_group;
+
+/* where a rule's pattern sits: set and bit, for the values after chain `chain` */
+typedef struct pf_slot { int16_t group; uint8_t bit; uint16_t chain; } pf_slot;
+
+/* A slot for rule ru's pattern after `chain`, in the open set of that chain (a new set when
+ * there is none).  A chain that ends in t:lowercase is scanned before it, caseless: one set
+ * (and one scan) serves both. */
+static pf_slot assign(waf_rules *r, int *open, int *cap, rule *ru, int chain) {
+    bool alone = is_pm(ru);
+    int len_c = r->tchain_def[chain][0], scan = chain;
+    bool caseless = !alone && len_c > 0 && r->tchain_def[chain][len_c] == T_LOWERCASE;
+    if (caseless) scan = r->tchain_parent[chain];
+    int g = alone ? -1 : open[scan];
+    size_t len = ru->op.param.raw.n;
+    if (g < 0 || r->pf_groups[g].n == GROUP_MAX || r->pf_groups[g].bytes + len > GROUP_MAX_BYTES) {
+        if (r->n_pf_groups == *cap) {
+            *cap = *cap ? *cap * 2 : 64;
+            r->pf_groups = realloc(r->pf_groups, (size_t)*cap * sizeof *r->pf_groups);
+            if (!r->pf_groups) abort();
+        }
+        g = r->n_pf_groups++;
+        memset(&r->pf_groups[g], 0, sizeof r->pf_groups[g]);
+        r->pf_groups[g].chain = (uint16_t)scan;
+        r->pf_groups[g].phrases = alone;
+        if (!alone) open[scan] = g;
+    }
+    pf_group *pg = &r->pf_groups[g];
+    pf_slot slot = {(int16_t)g, (uint8_t)pg->n, (uint16_t)chain};
+    pg->bytes += len;
+    pg->flags[pg->n] = caseless ? RXSET_CASELESS : 0;
+    pg->members[pg->n++] = ru;
+    return slot;
+}
+
+/* ru's slots: its chain, or (multiMatch: the operator sees the value after every prefix of
+ * the chain) each prefix, the empty one included */
+static void assign_rule(waf_rules *r, int *open, int *cap, rule *ru) {
+    int chains[sizeof ru->tfns + 1], n = 0;
+    for (int c = ru->tchain; c >= 0; c = ru->multi_match && !is_pm(ru) ? r->tchain_parent[c] : -1) chains[n++] = c;
+    ru->pf = ar_alloc(&r->mem, (size_t)n * sizeof *ru->pf);
+    for (int k = 0; k < n; k++) ru->pf[k] = assign(r, open, cap, ru, chains[k]);
+    ru->n_pf = n;
+}
+
+/* an @pm rule's set: its phrase list (operator.c: each phrase after its length) */
+static void build_phrases(pf_group *pg) {
+    rule *ru = pg->members[0];
+    wstr b = ru->op.pm_phrases;
+    size_t n = 0;
+    for (size_t off = 0; off + 4 <= b.n; n++) {
+        uint32_t len;
+        memcpy(&len, b.p + off, 4);
+        off += 4 + len;
+    }
+    const uint8_t **ps = malloc((n ? n : 1) * sizeof *ps);
+    size_t *ls = malloc((n ? n : 1) * sizeof *ls);
+    if (!ps || !ls) abort();
+    size_t k = 0;
+    for (size_t off = 0; off + 4 <= b.n; k++) {
+        uint32_t len;
+        memcpy(&len, b.p + off, 4);
+        ps[k] = (const uint8_t *)b.p + off + 4;
+        ls[k] = len;
+        off += 4 + len;
+    }
+    pg->set = rxset_new_phrases(ps, ls, n);
+    free(ps);
+    free(ls);
+}
+
+void firstpass_build(waf_rules *r) {
+    for (int i = 0; i < r->n_all; i++) r->all[i]->n_pf = 0;
+    int *open = malloc((size_t)(r->n_tchains ? r->n_tchains : 1) * sizeof *open);
+    if (!open) abort();
+    int cap = 0;
+    for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
+        for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+        for (int i = 0; i < r->n_phase[ph]; i++) {
+            rule *ru = r->phase[ph][i];
+            for (rule *l = ru; l; l = l->next_link)
+                if (eligible(l)) assign_rule(r, open, &cap, l);
+            if (getenv("NOSECT") == NULL && (ru->is_marker || ru->skip_after.n || ru->skip))
+                for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+        }
+    }
+    free(open);
+    const uint8_t *pats[GROUP_MAX];
+    size_t lens[GROUP_MAX];
+    uint8_t ok[GROUP_MAX];
+    for (int g = 0; g < r->n_pf_groups; g++) {
+        pf_group *pg = &r->pf_groups[g];
+        if (pg->phrases) {
+            build_phrases(pg);
+            continue;
+        }
+        for (int k = 0; k < pg->n; k++) {
+            pats[k] = (const uint8_t *)pg->members[k]->op.param.raw.p;
+            lens[k] = pg->members[k]->op.param.raw.n;
+            if (matches_ordinary(pg->members[k])) pg->flags[k] |= RXSET_COMMON;
+        }
+        pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
+        for (int k = 0; k < pg->n; k++)
+            if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
+    }
+    for (int i = 0; i < r->n_all; i++) r->n_pf_rules += r->all[i]->n_pf > 0;
+}
+
+void firstpass_free(waf_rules *r) {
+    for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
+    free(r->pf_groups);
+    r->pf_groups = NULL;
+    r->n_pf_groups = 0;
+}
+
+/* The stable sources of a target's values: (collection or scalar, names?); 0 when its
+ * values change during the request (TX, MATCHED_VARS, ...) and cannot be pre-scanned. */
+static int target_sources(const target *t, int base[2], bool names[2]) {
+    int v = t->var;
+    switch (v) {
+    case V_ARGS:
+    case V_ARGS_NAMES:
+        base[0] = V_ARGS_GET;
+        base[1] = V_ARGS_POST;
+        names[0] = names[1] = v == V_ARGS_NAMES;
+        return 2;
+    case V_ARGS_GET_NAMES: base[0] = V_ARGS_GET; names[0] = true; return 1;
+    case V_ARGS_POST_NAMES: base[0] = V_ARGS_POST; names[0] = true; return 1;
+    case V_REQUEST_HEADERS_NAMES: base[0] = V_REQUEST_HEADERS; names[0] = true; return 1;
+    case V_REQUEST_COOKIES_NAMES: base[0] = V_REQUEST_COOKIES; names[0] = true; return 1;
+    case V_TX: case V_MATCHED_VARS: case V_MATCHED_VARS_NAMES: case V_RULE: case V_ENV:
+    case V_MATCHED_VAR: case V_MATCHED_VAR_NAME: case V_DURATION: case V_HIGHEST_SEVERITY:
+        return 0;
+    default:
+        if (IS_COLLECTION(v) && v >= V_GEO) return 0;
+        base[0] = v;
+        names[0] = false;
+        return 1;
+    }
+}
+
+static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) {
+    uint8_t *done;
+    uint64_t *masks = source_masks(tx, base, names, &done);
+    int g = sl->group;
+    if (!(done[g >> 3] & (1u << (g & 7)))) {
+        const wstr *j = source_joined(tx, base, names, tx->rules->pf_groups[g].chain);
+        masks[g] = j ? rxset_scan(tx->rules->pf_groups[g].set, (const uint8_t *)j->p, j->n) : 0;
+        done[g >> 3] |= (uint8_t)(1u << (g & 7));
+    }
+    return (masks[g] >> sl->bit) & 1;
+}
+
+bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t) {
+    if (!ru->n_pf || t->count || t->exclude) return true;
+    int base[2];
+    bool names[2];
+    int n = target_sources(t, base, names);
+    if (!n) return true;
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < ru->n_pf; i++)
+            if (slot_may_match(tx, &ru->pf[i], base[k], names[k])) return true;
+    return false;
+}
+
+bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v) {
+    if (!ru->n_pf || is_pm(ru)) return true;   /* @pm's own automaton is as fast */
+    for (int i = 0; i < ru->n_pf; i++)
+        if (ru->pf[i].chain == chain)
+            return rxset_match(tx->rules->pf_groups[ru->pf[i].group].set, ru->pf[i].bit, (const uint8_t *)v.p, v.n);
+    return true;
+}
+
+/* Ordinary requests for firstpass_warm_up: a page view, a form post and a JSON post. */
+static const char *const WARM_HEADERS[][2] = {
+    {"Host", "www.example.com"},
+    {"User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"},
+    {"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+    {"Accept-Language", "en-US,en;q=0.9"}, {"Accept-Encoding", "gzip, deflate, br"},
+    {"Cookie", "session=6f1c2a9e; theme=dark"}, {"Referer", "https://www.example.com/home"},
+};
+
+static void warm_one(waf_tx *tx, const char *method, const char *uri, const char *ctype, const char *body) {
+    waf_tx_reset(tx);
+    tx->engine = ENGINE_DETECT;   /* run every rule, intercept nothing */
+    tx_set_request_line(tx, (wstr){method, strlen(method)}, (wstr){uri, strlen(uri)}, WSTR("HTTP/1.1"));
+    for (size_t i = 0; i < sizeof WARM_HEADERS / sizeof WARM_HEADERS[0]; i++)
+        tx_add_header(tx, (wstr){WARM_HEADERS[i][0], strlen(WARM_HEADERS[i][0])},
+                      (wstr){WARM_HEADERS[i][1], strlen(WARM_HEADERS[i][1])});
+    if (ctype) tx_add_header(tx, WSTR("Content-Type"), (wstr){ctype, strlen(ctype)});
+    tx_set_unique_id(tx, WSTR("warm-up"));
+    tx_set_connection(tx, WSTR("127.0.0.1"), 40000, WSTR("127.0.0.1"), 80);
+    tx_headers_done(tx);
+    waf_run_phase(tx, 1);
+    tx_process_body(tx, body, body ? strlen(body) : 0, false);
+    waf_run_phase(tx, 2);
+}
+
+void firstpass_warm_up(const waf_rules *r) {
+    waf_tx tx;
+    waf_tx_init(&tx, r);
+    warm_one(&tx, "GET", "/products/list?page=2&sort=price&q=blue+shoes", NULL, NULL);
+    warm_one(&tx, "POST", "/account/profile", "application/x-www-form-urlencoded",
+             "name=Jane+Doe&email=jane%40example.com&comment=An+ordinary+sentence%2C+with+punctuation.");
+    warm_one(&tx, "POST", "/api/cart", "application/json",
+             "{\"items\":[{\"id\":1,\"name\":\"blue shoes\",\"note\":\"an ordinary product\"}]}");
+    waf_tx_free(&tx);
+}

@@ -1,0 +1,35 @@
+/*
+ * C ABI of the Rust static library in rxset/ (Rust's `regex` and `aho-corasick`
+ * crates): a set of up to 64 PCRE2 patterns, translated to a superset in Rust's
+ * syntax and run as lazy DFAs, linear in the subject's length; or one list of
+ * phrases (@pm).
+ */
+#ifndef WAF_RXSET_H
+#define WAF_RXSET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct RxSet RxSet;
+
+#define RXSET_MAX 64
+
+/* pattern flags */
+#define RXSET_COMMON 1    /* it matches ordinary values: always checked on its own */
+#define RXSET_CASELESS 2  /* match it in any case (subjects are scanned before a t:lowercase) */
+
+/* Compile n (<= RXSET_MAX) patterns with their flags.  ok[i] = 1 when pattern i is in the
+ * set (0: it has no translation, the caller must always run it).  dfa_limit bounds the lazy
+ * DFA cache of the set's alternation, in bytes. */
+RxSet *rxset_new(const uint8_t *const *pats, const size_t *lens, const uint8_t *flags, size_t n, uint8_t *ok,
+                 size_t dfa_limit);
+/* One member (bit 0): any of n phrases, ASCII case-insensitive (@pm). */
+RxSet *rxset_new_phrases(const uint8_t *const *phrases, const size_t *lens, size_t n);
+/* Bit i set: pattern i may match somewhere in hay (never clear when PCRE2 would match). */
+uint64_t rxset_scan(RxSet *s, const uint8_t *hay, size_t len);
+/* Pattern i alone on one subject: false only when PCRE2 would not match it either. */
+bool rxset_match(RxSet *s, size_t i, const uint8_t *hay, size_t len);
+void rxset_free(RxSet *s);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * Transformed request values, computed once per request.
+ *
+ * CRS applies ~40 distinct transformation chains to the same few request
+ * values, and rules that share a chain (or a prefix of one: t:none,
+ * t:urlDecodeUni is the parent of t:none,t:urlDecodeUni,t:lowercase) need the
+ * same result.  A value that stays put for the request (a request collection's
+ * value or name, a request scalar) has an id; its result per chain is kept in
+ * an array per (source, chain), so a lookup is two indexations and the memory
+ * is bounded by the request's values times the chains in use.
+ *
+ * The first pass (firstpass.c) also needs every value of a source after a
+ * chain, joined by '\n': it is built here from the same results.
+ */
+#include <string.h>
+
+#include "waf.h"
+
+typedef struct src_state {
+    uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
+    wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
+    wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
+    uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
+    uint8_t *done;               /* [group / 8] bitmap */
+} src_state;
+
+/* The values of a source: the collection's values (or keys), or the scalar. */
+static uint32_t source_size(waf_tx *tx, int base) {
+    if (IS_COLLECTION(base)) return tx->c[base].n;
+    return tx->sc_set[base] ? 1 : 0;
+}
+
+static src_state *source(waf_tx *tx, int base, bool names) {
+    src_state **slot = &tx->src[2 * base + (names ? 1 : 0)];
+    uint32_t n = source_size(tx, base);
+    if (__builtin_expect(*slot && (*slot)->n == n, 1)) return *slot;
+    int chains = tx->rules->n_tchains;
+    src_state *s = ar_alloc(&tx->a, sizeof *s);
+    s->n = n;
+    s->tv = ar_alloc(&tx->a, (size_t)chains * sizeof *s->tv);
+    memset(s->tv, 0, (size_t)chains * sizeof *s->tv);
+    s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
+    memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
+    s->masks = NULL;
+    s->done = NULL;
+    *slot = s;
+    return s;
+}
+
+void source_changed(waf_tx *tx, int base) { tx->src[2 * base] = tx->src[2 * base + 1] = NULL; }
+
+static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
+
+/* The cached result of `chain` for value `idx` of a source. */
+static wstr cached(waf_tx *tx, src_state *s, int chain, uint32_t idx, wstr in, uint32_t vid) {
+    wstr *tv = s->tv[chain];
+    if (tv && tv[idx].p) return tv[idx];
+    if (!tv) {
+        tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+        memset(tv, 0, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+    }
+    wstr out = apply_chain(tx, chain, in, vid);
+    if (!out.p) out.p = "";
+    tv[idx] = out;
+    return out;
+}
+
+static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid) {
+    const waf_rules *r = tx->rules;
+    int len = r->tchain_def[chain][0];
+    if (len == 0) return in;
+    int parent = r->tchain_parent[chain];
+    wstr base = parent >= 0 ? transform(tx, parent, in, vid) : in;
+    return tfn_apply(&tx->a, r->tchain_def[chain][len], base);
+}
+
+wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
+    if (tx->rules->tchain_def[chain][0] == 0) return in;
+    if (vid) {
+        int base = (int)(vid >> 24);
+        uint32_t idx = (vid & 0xffffffu) >> 1;
+        src_state *s = source(tx, base, vid & 1);
+        if (idx < s->n) return cached(tx, s, chain, idx, in, vid);
+    }
+    return apply_chain(tx, chain, in, vid);
+}
+
+const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
+    src_state *s = source(tx, base, names);
+    if (!s->n) return NULL;
+    wstr *j = &s->joined[chain];
+    if (j->p) return j;
+    if (!IS_COLLECTION(base)) {
+        *j = transform(tx, chain, tx->sc[base], VID(base, 0, 0));
+        if (!j->p) j->p = "";
+        return j;
+    }
+    coll *c = &tx->c[base];
+    size_t total = 0;
+    uint32_t live = 0, last = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        kv *it = &c->items[i];
+        if (!it->key.p) continue;
+        total += cached(tx, s, chain, i, names ? it->key : it->val, VID(base, i, names)).n + 1;
+        live++;
+        last = i;
+    }
+    if (!live) return NULL;
+    const wstr *tv = s->tv[chain];
+    if (live == 1) {
+        *j = tv[last];
+        return j;
+    }
+    /* the last step changed no value (urlDecode of text without '%', ...): the parent's
+     * joined values serve (no copy) */
+    int parent = tx->rules->tchain_parent[chain];
+    if (parent >= 0) {
+        bool same = true;
+        for (uint32_t i = 0; i < s->n && same; i++) {
+            if (!c->items[i].key.p) continue;
+            wstr prev = tx->rules->tchain_def[parent][0] ? s->tv[parent][i] : (names ? c->items[i].key : c->items[i].val);
+            same = prev.p == tv[i].p && prev.n == tv[i].n;
+        }
+        if (same) {
+            *j = *source_joined(tx, base, names, parent);
+            return j;
+        }
+    }
+    char *o = ar_alloc(&tx->a, total);
+    size_t k = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (!c->items[i].key.p) continue;
+        if (k) o[k++] = '\n';
+        if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
+        k += tv[i].n;
+    }
+    *j = (wstr){o, k};
+    return j;
+}
+
+uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done) {
+    src_state *s = source(tx, base, names);
+    if (!s->masks) {
+        size_t n = (size_t)(tx->rules->n_pf_groups ? tx->rules->n_pf_groups : 1);
+        s->masks = ar_alloc(&tx->a, n * sizeof *s->masks);
+        s->done = ar_alloc(&tx->a, (n + 7) / 8);
+        memset(s->done, 0, (n + 7) / 8);
+    }
+    *done = s->done;
+    return s->masks;
+}

@@ -1,0 +1,95 @@
+"""The WAF's linear-time first pass (filters/waf/firstpass.c, rxset/) never hides a match.
+
+@rx patterns are translated to Rust `regex` syntax and scanned per source of request
+values, joined by newlines, before PCRE2 runs.  The translation widens what a DFA
+cannot express (lookarounds, backreferences, atomic groups, possessive quantifiers),
+moves anchors to line boundaries and scans values before a final t:lowercase with the
+pattern caseless.  Each case below is a rule whose PCRE2 verdict depends on one of those
+constructs: it must block exactly when PCRE2 matches, through the real Wasm filter.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from tests.filters.conftest import make_stage, origin_ok, run_stage
+from tests.filters.test_waf import DENY, FORM, make_request, send, waf_wasm  # noqa: F401  (fixture)
+
+B64 = base64.b64encode(b"attack").decode()
+# (case, pattern and transformations, request, blocked?)
+CASES: list[tuple[str, str, dict[str, Any], bool]] = [
+    ("lookahead holds", '"@rx foo(?=bar)" "{d}"', {"target": "/?q=foobar"}, True),
+    ("lookahead fails", '"@rx foo(?=bar)" "{d}"', {"target": "/?q=foobaz"}, False),
+    ("negative lookbehind", '"@rx (?<!x)b" "{d}"', {"target": "/?q=xb"}, False),
+    ("lookbehind", '"@rx (?<=a)b" "{d}"', {"target": "/?q=ab"}, True),
+    ("backreference", '"@rx (\\w)\\1" "{d}"', {"target": "/?q=xaay"}, True),
+    ("backreference no repeat", '"@rx (\\w)\\1" "{d}"', {"target": "/?q=xayb"}, False),
+    ("atomic group", '"@rx (?>a+)b" "{d}"', {"target": "/?q=aab"}, True),
+    ("atomic group gives nothing back", '"@rx (?>a+)ab" "{d}"', {"target": "/?q=aab"}, False),
+    ("possessive", '"@rx a++b" "{d}"', {"target": "/?q=aab"}, True),
+    ("multiline anchors", '"@rx ^admin$" "{d}"', {"target": "/?q=x%0aadmin%0ay"}, True),
+    ("start of subject", '"@rx \\Afoo" "{d}"', {"target": "/?q=x%0afoo"}, False),
+    ("end of subject", '"@rx foo\\z" "{d}"', {"target": "/?q=xfoo"}, True),
+    ("escapes \\h and \\R", '"@rx a\\hb\\Rc" "{d}"', {"target": "/?q=a%09b%0d%0ac"}, True),
+    ("escaped slash and hex", '"@rx \\/etc\\/\\x70asswd" "{d}"', {"target": "/?q=..%2fetc%2fpasswd"}, True),
+    ("class with escapes", '"@rx [\\x00-\\x08\\-]{{2}}" "{d}"', {"target": "/?q=a--b"}, True),
+    ("t:lowercase scanned caseless", '"@rx ^abc$" "{d},t:none,t:lowercase"', {"target": "/?q=ABC"}, True),
+    ("t:lowercase still lowercases", '"@rx ^ABC$" "{d},t:none,t:lowercase"', {"target": "/?q=ABC"}, False),
+    ("(?-i) under t:lowercase", '"@rx (?i)a(?-i)b" "{d},t:none,t:lowercase"', {"target": "/?q=AB"}, True),
+    ("multiMatch sees each step", f'"@rx ^attack$" "{{d}},t:none,t:base64Decode,multiMatch"',
+     {"target": f"/?q={B64}"}, True),
+    ("recursion runs on PCRE2", '"@rx ^(\\((?1)*\\))$" "{d}"', {"target": "/?q=(())"}, True),
+    ("conditional runs on PCRE2", '"@rx ^(a)?(?(1)b|c)$" "{d}"', {"target": "/?q=c"}, True),
+    ("no match across two values", '"@rx a.b" "{d}"', {"target": "/?q=xa&r=by"}, False),
+    ("pm across two values", '"@pm evil" "{d}"', {"target": "/?q=ev&r=il"}, False),
+    ("pm in one value", '"@pm evil" "{d}"', {"target": "/?q=ev&r=xEViLx"}, True),
+]
+
+
+@pytest.mark.parametrize("rule,req,blocked", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+async def test_first_pass_keeps_pcre2_verdicts(waf_wasm, rule: str, req: dict[str, Any], blocked: bool) -> None:
+    resp, seen = await send(waf_wasm, "SecRule ARGS " + rule.format(d=DENY), **req)
+    assert resp.status == (403 if blocked else 200), resp.body
+    assert (seen == []) == blocked
+
+
+async def test_rules_sharing_a_set_report_their_own_matches(waf_wasm) -> None:
+    """Twenty rules of one chain land in one set; only those whose pattern matches fire."""
+    words = [f"word{i:02d}x" for i in range(20)]
+    rules = "\n".join(f'SecRule ARGS "@rx \\b{w}\\b" "id:{100 + i},phase:2,pass,log,msg:\'{w}\'"'
+                      for i, w in enumerate(words))
+    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-set")
+    terminal, _ = origin_ok()
+    resp, _ = await run_stage([stage], make_request("/?a=word03x&b=xx+word17x+yy"), terminal)
+    assert resp.headers["x-waf-rules"].split(",") == ["103", "117"]
+    await stage.close()
+
+
+async def test_large_json_body_finds_the_one_bad_value(waf_wasm) -> None:
+    items = [{"id": i, "text": f"an ordinary product description number {i}"} for i in range(400)]
+    items[-1]["text"] = "x' union select password from users --"
+    body = json.dumps({"items": items}).encode()
+    rules = ('SecRule REQUEST_HEADERS:Content-Type "@beginsWith application/json" '
+             '"id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
+             f'SecRule ARGS "@rx (?i)union\\s+select" "{DENY},t:none,t:urlDecodeUni"')
+    resp, seen = await send(waf_wasm, rules, method="POST", headers={"Content-Type": "application/json"}, body=body)
+    assert resp.status == 403 and seen == []
+    items[-1]["text"] = "nothing to see"
+    body = json.dumps({"items": items}).encode()
+    resp, seen = await send(waf_wasm, rules, method="POST", headers={"Content-Type": "application/json"}, body=body)
+    assert resp.status == 200 and len(seen) == 1
+
+
+async def test_configure_reports_compile_and_warm_up(waf_wasm, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    stage = make_stage(waf_wasm, {"directives": f'SecRule ARGS "@rx abc" "{DENY}"'}, name="waf-warm")
+    await stage.close()
+    assert any("rules compiled in" in r.getMessage() and "warmed up in" in r.getMessage() for r in caplog.records)
+    resp, _ = await send(waf_wasm, f'SecRule ARGS "@rx abc" "{DENY}"', target="/?q=xabcx", method="POST",
+                         headers=FORM, body=b"z=1")
+    assert resp.status == 403
