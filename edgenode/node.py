@@ -35,7 +35,8 @@ from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
 from edgenode.observe.origins import OriginCollector
 from edgenode.pipeline.exchange import Exchange
-from edgenode.pipeline.stage import Handler, Stage, build_chain
+from edgenode.pipeline.chain import Chain, Outcome
+from edgenode.pipeline.stage import Stage
 from edgenode.proxy.upstream import Upstream
 from edgenode.redis.services import RedisServices
 
@@ -69,6 +70,21 @@ class Signals:
                 hook(exchange, response)
             except Exception:
                 log.exception("on_request_end hook failed")
+
+
+class _Entry:
+    """The front end's handler: the request-start signals, then the chain's first step."""
+
+    __slots__ = ("signals", "chain")
+
+    def __init__(self, signals: Signals, chain: Chain) -> None:
+        self.signals = signals
+        self.chain = chain
+
+    def __call__(self, exchange: Exchange) -> Outcome:
+        if self.signals.on_request_start:
+            self.signals.request_start(exchange)
+        return self.chain(exchange)
 
 
 class Node:
@@ -125,10 +141,11 @@ class Node:
         self.signals.on_request_end.append(self._observe)
         if self.access_log.enabled:  # a disabled log still cost a call per request
             self.signals.on_request_end.append(self.access_log.log)
-        chain = build_chain(self.stages, self.upstream)
+        #: the request path, linked once: the stages' steps, then the origin
+        self.chain = Chain(self.stages, self.upstream)
         fast = _CacheFastPath(self) if self.stages and self.stages[0] is self.cache else None
-        self.frontend = FrontEnd(self._entry(chain), config.server, on_complete=self.signals.request_end,
-                                 fast_path=fast)
+        self.frontend = FrontEnd(_Entry(self.signals, self.chain), config.server,
+                                 on_complete=self.signals.request_end, fast_path=fast)
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0
@@ -199,16 +216,6 @@ class Node:
         if self.config.server.server_timing or sc.options.get("server_timing", True) is not True:
             return sc
         return replace(sc, options={**sc.options, "server_timing": False})
-
-    def _entry(self, chain: Handler) -> Handler:
-        signals = self.signals
-
-        async def entry(exchange: Exchange) -> Response:
-            if signals.on_request_start:
-                signals.request_start(exchange)
-            return await chain(exchange)
-
-        return entry
 
     def register_internal_upstream(self, name: str, handler: InternalUpstream) -> None:
         """Serve filter callouts to ``name`` in-process (e.g. the image service)."""

@@ -34,7 +34,8 @@ from edgenode.cache.store import CacheStore
 from edgenode.config import CacheConfig
 from edgenode.http.messages import Prebuilt, Request, Response, TrailerRelay, close_body, trailers_of
 from edgenode.pipeline.exchange import Exchange
-from edgenode.pipeline.stage import Handler
+from edgenode.pipeline.chain import Next, Outcome
+from edgenode.pipeline.stage import Handler, wrap_stage
 
 __all__ = ["CacheStage"]
 
@@ -87,11 +88,7 @@ class CacheStage:
         self._counters = self.store.counters
 
     def wrap(self, next_handler: Handler) -> Handler:
-        handle = self._handle
-
-        def cache_handler(exchange: Exchange) -> Awaitable[Response]:
-            return handle(exchange, next_handler)  # no extra coroutine frame per request
-        return cache_handler
+        return wrap_stage(self, next_handler)
 
     async def close(self) -> None:
         self.collapser.close()
@@ -145,33 +142,36 @@ class CacheStage:
         self._counters["hits"] += 1
         return hit
 
-    async def _handle(self, ex: Exchange, nxt: Handler) -> Response:
+    def handle(self, ex: Exchange, rest: Next) -> Outcome:
+        """The cache's step (pipeline/chain.py): a hit is answered synchronously; what
+        needs the origin returns the coroutine that fetches it."""
         req = ex.request
+        nxt = rest.settled
         method = req.method
         if method != "GET" and method != "HEAD":
-            return await self._unsafe(ex, nxt)
+            return self._unsafe(ex, nxt)
         h = req.headers
         if "upgrade" in h or "if-match" in h or "if-unmodified-since" in h:
-            return await self._bypass(ex, nxt, "request")
+            return self._bypass(ex, nxt, "request")
         url, key = self.keys.for_request(req)
         if self.nested:
             seen = ex.props.setdefault("cache.keys", set())
             if key in seen:
-                return await nxt(ex)
+                return rest(ex)
             seen.add(key)
         req_cc = request_directives(h) if "cache-control" in h else {}
         now = self.clock()
         entry, any_variant = self.store.lookup(key, h)
         if entry is not None and "authorization" in h and not entry.auth_ok:
-            return await self._bypass(ex, nxt, "request")
+            return self._bypass(ex, nxt, "request")
         if entry is not None and entry.partial is not None and not self._answers(entry, req):
             # RFC 9111 §3.3: an incomplete response answers only ranges inside what it holds
             if "only-if-cached" in req_cc:
                 return self._gateway_timeout(ex, "only-if-cached")
             if method == "HEAD":
-                return await self._bypass(ex, nxt, "partial", count="misses", x_cache="MISS")
-            return await self._collapsed(ex, nxt, key, req_cc,
-                                         lambda fl: self._complete(ex, nxt, entry, key, url, req_cc, fl))
+                return self._bypass(ex, nxt, "partial", count="misses", x_cache="MISS")
+            return self._collapsed(ex, nxt, key, req_cc,
+                                  lambda fl: self._complete(ex, nxt, entry, key, url, req_cc, fl))
         if entry is not None:
             outcome, forced = evaluate(entry, now, req_cc)
             if outcome == FRESH:
@@ -187,15 +187,15 @@ class CacheStage:
             if "only-if-cached" in req_cc:
                 return self._gateway_timeout(ex, "only-if-cached")
             fwd = "request" if forced else "stale"
-            return await self._collapsed(ex, nxt, key, req_cc,
-                                         lambda fl: self._revalidate(ex, nxt, entry, key, url, req_cc, fwd, fl))
+            return self._collapsed(ex, nxt, key, req_cc,
+                                  lambda fl: self._revalidate(ex, nxt, entry, key, url, req_cc, fwd, fl))
         if "only-if-cached" in req_cc:
             return self._gateway_timeout(ex, "only-if-cached")
         fwd = "vary-miss" if any_variant else "uri-miss"
         if method == "HEAD":
-            return await self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
-        return await self._collapsed(ex, nxt, key, req_cc,
-                                     lambda fl: self._miss(ex, nxt, key, url, req_cc, fwd, fl))
+            return self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
+        return self._collapsed(ex, nxt, key, req_cc,
+                              lambda fl: self._miss(ex, nxt, key, url, req_cc, fwd, fl))
 
     # -- answers built from a stored entry -----------------------------------------------
     def _serve(self, ex: Exchange, entry: Entry, now: float, x_cache: str, cache_status: str) -> Response:

@@ -48,6 +48,7 @@ from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response, close_body
 from edgenode.http.request_id import RequestIds, current_request_id
 from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.chain import Outcome
 from edgenode.pipeline.stage import Handler
 
 __all__ = ["FrontEnd", "FastPath", "install_event_loop", "error_response"]
@@ -839,11 +840,30 @@ class _Connection(asyncio.Protocol):
                 self._pause_reading()
 
     def _start(self, pending: _Pending) -> None:
+        """Run the handler's synchronous steps now; a task only when something waits.
+
+        A request without a body whose chain finishes synchronously (a cache hit behind
+        filters that did not pause) is answered from here, without a task or coroutine.
+        """
         self._current = pending
         if pending.error is not None:
             self._finish_error(pending)
             return
-        self._task = self.loop.create_task(self._run(pending))
+        if pending.body is not None:  # the handler reads the body: it needs the loop
+            self._task = self.loop.create_task(self._run(pending, None))
+            return
+        exchange = pending.exchange
+        token = current_request_id.set(exchange.request_id)  # log lines of the steps carry it
+        try:
+            outcome = self.fe.handler(exchange)
+        except Exception as exc:
+            outcome = _handler_error(exchange, exc)
+        finally:
+            current_request_id.reset(token)
+        if isinstance(outcome, Response) and type(outcome.body) is bytes:
+            self._respond(pending, outcome)
+        else:
+            self._task = self.loop.create_task(self._run(pending, outcome))
 
     def _finish_error(self, pending: _Pending) -> None:
         response = pending.error
@@ -851,34 +871,52 @@ class _Connection(asyncio.Protocol):
         self._write_bytes_response(pending.exchange, response, False)
         self._complete(pending, response, False)
 
-    async def _run(self, pending: _Pending) -> None:
+    async def _run(self, pending: _Pending, outcome: Outcome | None) -> None:
+        """The handler's steps that wait (``outcome``: what its synchronous part returned;
+        None: run it here), then the response."""
         exchange = pending.exchange
         current_request_id.set(exchange.request_id)  # this task's log lines carry it
         try:
-            response = await self.fe.handler(exchange)
-        except ClientBodyError as exc:
-            response = error_response(getattr(exc, "status", 400), str(exc), close=True)
-        except Exception:
-            log.exception("handler failed for %s %s", exchange.request.method, exchange.request.target)
-            response = error_response(500, "internal error while handling the request")
-        keep_alive = pending.keep_alive and not self._closing
+            if outcome is None:
+                outcome = self.fe.handler(exchange)
+            response = outcome if isinstance(outcome, Response) else await outcome
+        except Exception as exc:
+            response = _handler_error(exchange, exc)
         body = response.body
         if type(body) is not bytes and isinstance(body, (bytearray, memoryview)):
             response.body = bytes(body)
+        if type(response.body) is bytes:
+            self._respond(pending, response)
+            return
+        keep_alive = pending.keep_alive and not self._closing
         try:
             try:
-                if type(response.body) is bytes:
-                    trailers = response.trailers
-                    if trailers and self._can_chunk(exchange, response):
-                        keep_alive = self._write_bytes_chunked(exchange, response, keep_alive,
-                                                               trailers)
-                    else:
-                        keep_alive = self._write_bytes_response(exchange, response, keep_alive)
-                else:
-                    keep_alive = await self._write_stream_response(exchange, response, keep_alive)
+                keep_alive = await self._write_stream_response(exchange, response, keep_alive)
             except _BadHead as exc:  # raised before any byte of the response was written
                 log.error("bad response for %s: %s", exchange.request.target, exc)
                 await close_body(response.body)
+                response = error_response(500, f"invalid response from the handler: {exc}")
+                keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+        except Exception:
+            log.exception("writing the response failed for %s", exchange.request.target)
+            keep_alive = False
+            if self.transport is not None:
+                self.transport.abort()
+        self._complete(pending, response, keep_alive)
+
+    def _respond(self, pending: _Pending, response: Response) -> None:
+        """Write a response whose body is in memory, then move on."""
+        exchange = pending.exchange
+        keep_alive = pending.keep_alive and not self._closing
+        try:
+            try:
+                trailers = response.trailers
+                if trailers and self._can_chunk(exchange, response):
+                    keep_alive = self._write_bytes_chunked(exchange, response, keep_alive, trailers)
+                else:
+                    keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+            except _BadHead as exc:  # raised before any byte of the response was written
+                log.error("bad response for %s: %s", exchange.request.target, exc)
                 response = error_response(500, f"invalid response from the handler: {exc}")
                 keep_alive = self._write_bytes_response(exchange, response, keep_alive)
         except Exception:
@@ -1132,6 +1170,15 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+
+def _handler_error(exchange: Exchange, exc: Exception) -> Response:
+    """The answer when the handler raised: the client's body error, or a logged 500."""
+    if isinstance(exc, ClientBodyError):
+        return error_response(getattr(exc, "status", 400), str(exc), close=True)
+    log.error("handler failed for %s %s", exchange.request.method, exchange.request.target,
+              exc_info=exc)
+    return error_response(500, "internal error while handling the request")
 
 
 def _absolute_target(method: str, target: str, headers: CIMultiDict[str]) -> str:

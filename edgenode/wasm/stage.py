@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Collection
+from typing import Any, Collection
 
 from wasmtime import WasmtimeError, wat2wasm
 
 from edgenode.config import StageConfig
 from edgenode.http.messages import Response
+from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.stage import Handler, wrap_stage
 from edgenode.redis.services import RedisServices
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
 from edgenode.wasm.globalstate import GlobalState
@@ -40,7 +42,6 @@ from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
 __all__ = ["WasmStage", "FilterLoadError"]
 
-Handler = Callable[[Exchange], Awaitable[Response]]
 #: how much of a pooled instance's linear memory (from address 0: data, stack and the
 #: start of the heap in small modules) is made resident ahead of its stream; more costs
 #: idle CPU per instance (~0.5 µs per 4 KiB page) for pages a stream may never touch
@@ -146,15 +147,17 @@ class WasmStage:
         return vm
 
     # --- the stage contract ---------------------------------------------------------
+    def handle(self, exchange: Exchange, rest: Next) -> Outcome:
+        """The filter's step (pipeline/chain.py): synchronous unless the stream pauses."""
+        stream = self.open_stream(exchange)
+        if stream is None:
+            return rest(exchange)
+        if isinstance(stream, Response):
+            return stream
+        return stream.through(rest)
+
     def wrap(self, next_handler: Handler) -> Handler:
-        def handle(exchange: Exchange) -> Awaitable[Response]:
-            stream = self.open_stream(exchange)
-            if stream is None:
-                return next_handler(exchange)
-            if isinstance(stream, Response):
-                return _answer(stream)
-            return stream.run(next_handler)
-        return handle
+        return wrap_stage(self, next_handler)
 
     def open_stream(self, exchange: Exchange) -> StreamDriver | Response | None:
         """This filter's part in ``exchange``: a driver to run (``run``, or its
@@ -297,7 +300,3 @@ def _close_later(vm: Vm) -> None:
         asyncio.get_running_loop().call_soon(vm.close)
     except RuntimeError:
         vm.close()
-
-
-async def _answer(response: Response) -> Response:
-    return response

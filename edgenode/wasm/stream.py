@@ -20,10 +20,10 @@ coroutine per phase.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Awaitable, Callable
+from typing import Awaitable
 
 from edgenode.http.messages import Response
-from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.chain import Next, Outcome, settle
 from edgenode.wasm.replies import StreamAborted, failure_response, reset_response
 from edgenode.wasm.request_phase import request_headers, request_rest
 from edgenode.wasm.response_phase import response_fast, response_phase
@@ -31,8 +31,6 @@ from edgenode.wasm.streamstate import PauseTimeout, Stream, StreamSettings
 from edgenode.wasm.vm import FilterFailure
 
 __all__ = ["StreamDriver", "Step", "StreamSettings", "StreamAborted", "PauseTimeout", "failure_response"]
-
-Handler = Callable[[Exchange], Awaitable[Response]]
 
 
 class Step(Enum):
@@ -52,8 +50,8 @@ class Step(Enum):
 class StreamDriver(Stream):
     """Runs one stream through one filter: request hooks, ``next``, response hooks.
 
-    ``run`` is the coroutine a chain stage awaits.  It is made of synchronous steps a
-    caller without a coroutine per stage can use directly (docs/architecture.md):
+    ``through(rest)`` is the filter's step in the chain (pipeline/chain.py): made of
+    synchronous steps a caller can also use directly (docs/architecture.md):
     ``begin()`` -> ``Step`` or a final ``Response``; on ``ASYNC`` ``await
     finish_request()``; then ``respond(response)`` -> the response, or None: ``await
     respond_async(response)``.  Nothing here pauses unless a filter holds the stream or
@@ -105,24 +103,44 @@ class StreamDriver(Stream):
         self._succeeded()
         return out
 
-    async def run(self, next_handler: Handler) -> Response:
+    def through(self, rest: Next) -> Outcome:
+        """This filter around ``rest`` (the chain after it): the response when nothing
+        paused, else an awaitable that continues the same steps."""
         step = self.begin()
         if step is Step.ASYNC:
-            step = await self.finish_request()
+            return self._resume_request(rest)
+        return self._after_request_step(step, rest)
+
+    def _after_request_step(self, step: Step | Response, rest: Next) -> Outcome:
         if isinstance(step, Response):
             return step
         if step is Step.BYPASS:
-            return await next_handler(self.ex)
+            return rest(self.ex)
         if step is Step.REPLY:
             response = self.ctx.local_response
         else:
             try:
-                response = await next_handler(self.ex)
+                response = rest(self.ex)
             except BaseException:
                 self.vm.finish_stream(self.ctx)
                 raise
+            if not isinstance(response, Response):
+                return self._resume_response(response)
         out = self.respond(response)  # type: ignore[arg-type]
-        return out if out is not None else await self.respond_async(response)  # type: ignore[arg-type]
+        return out if out is not None else self.respond_async(response)  # type: ignore[arg-type]
+
+    async def _resume_request(self, rest: Next) -> Response:
+        step = await self.finish_request()
+        return await settle(self._after_request_step(step, rest))
+
+    async def _resume_response(self, pending: Awaitable[Response]) -> Response:
+        try:
+            response = await pending
+        except BaseException:
+            self.vm.finish_stream(self.ctx)
+            raise
+        out = self.respond(response)
+        return out if out is not None else await self.respond_async(response)
 
     def _request_failed(self) -> Step | Response:
         if self.fail_open:
