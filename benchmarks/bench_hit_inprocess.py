@@ -1,6 +1,7 @@
 """In-process CPU cost of a 1 KB cache hit through the whole node (no sockets).
 
-A ``Node`` with chain ``[cache]`` (access log off, no admin) serves keep-alive GETs fed
+A ``Node`` with chain ``[cache]`` (or ``--chain``: one of bench_proxy's chains, filters
+before the cache; access log off, no admin) serves keep-alive GETs fed
 straight into its front end's connection through a fake transport, so only the Python
 work per request is counted (parsing, Request/Exchange, the cache hit, the response
 head, completion hooks; on the general path also one task and one loop turn).  The
@@ -9,7 +10,7 @@ end's synchronous fast path unless ``--general`` turns it off.  Several rounds; 
 figure on a shared machine.
 
     python benchmarks/bench_hit_inprocess.py [--n 20000] [--rounds 7] [--label before] [--general]
-                                             [--store lmdb|memory]
+                                             [--store lmdb|memory] [--chain header-shared]
 
 Prints a table and writes benchmarks/results/hit_inprocess-<label>.json.  To compare two
 versions of the code, run a copy of this script inside each tree (it imports the
@@ -38,7 +39,10 @@ from edgenode.config import StageConfig, load_config, with_overrides  # noqa: E4
 from edgenode.http.messages import Response  # noqa: E402
 from edgenode.http.server import _Connection, install_event_loop  # noqa: E402
 from edgenode.node import Node  # noqa: E402
-from edgenode.pipeline.stage import build_chain  # noqa: E402
+from edgenode.pipeline.chain import Chain  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_proxy import CHAINS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BODY = b"x" * 1024
@@ -85,15 +89,24 @@ async def _origin_stub(exchange: Any) -> Response:
     return Response(200, headers, BODY)
 
 
-async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb") -> list[float]:
+def chain_config(name: str) -> list[StageConfig]:
+    """bench_proxy's chain ``name`` (filters, then the cache) as stage configs."""
+    import tomllib
+
+    stages = tomllib.loads(CHAINS[name]).get("chain", [])
+    return [StageConfig(s.pop("type"), s.pop("name"), s) for s in stages] + [StageConfig("cache", "cache")]
+
+
+async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb",
+              chain: str = "edgenode") -> list[float]:
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin="http://127.0.0.1:9")
-    cfg.chain = [StageConfig("cache", "cache")]
+    cfg.chain = chain_config(chain)
     cfg.log.access = "off"
     cfg.cache.store = store
     cfg.server.state_dir = Path(tempfile.mkdtemp(prefix="edgenode-hit-"))  # a cold store
     node = Node(cfg, admin=False)
     # the origin is stubbed (no socket): only the first request reaches it
-    node.frontend.handler = node._entry(build_chain(node.stages, _origin_stub))
+    node.entry.chain = Chain(node.stages, _origin_stub)
     node.frontend.loop = asyncio.get_running_loop()
     if general:
         node.frontend.fast_path = None
@@ -135,12 +148,14 @@ def main() -> None:
     ap.add_argument("--general", action="store_true",
                     help="turn the front end's fast path off: every hit goes through the chain")
     ap.add_argument("--store", choices=("lmdb", "memory"), default="lmdb", help="[cache] store")
+    ap.add_argument("--chain", choices=sorted(CHAINS), default="edgenode",
+                    help="filters before the cache (bench_proxy's chains; edgenode: none)")
     args = ap.parse_args()
     if args.loop == "uvloop":
         install_event_loop()
-    per_round = asyncio.run(run(args.n, args.rounds, args.general, args.store))
+    per_round = asyncio.run(run(args.n, args.rounds, args.general, args.store, args.chain))
     result = {"label": args.label, "loop": args.loop, "path": "general" if args.general else "fast",
-              "store": args.store,
+              "store": args.store, "chain": args.chain,
               "n": args.n, "rounds": per_round,
               "best_us": min(per_round), "median_us": statistics.median(per_round)}
     print(f"{'1 KB hit, in-process (' + args.label + ')':40} {'best':>8} {'median':>8}")

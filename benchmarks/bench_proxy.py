@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
-"""Proxy benchmark: edgenode against nginx and Varnish, same origin, same worker count.
+"""Proxy benchmark: edgenode's chains against nginx and Varnish, same origin, same run.
 
-For a 1 KB and a 100 KB object it measures cache-hit and cache-miss requests/s,
-p50/p99 latency and server CPU per request (utime+stime of the proxy's whole process
-tree from /proc, before/after).  Misses use ``Cache-Control: no-store`` origin
-answers so every request reaches the origin while wrk (no Lua) can still be used.
-The reference servers are optional: run benchmarks/setup_reference.sh to install
-them.  Prints a table and writes benchmarks/results/proxy-<timestamp>.json.
+Every target runs at once, each server pinned to one CPU (``--pin``, default CPU 0) and
+wrk to the other, and the loads are interleaved: round after round, every target gets
+each load in turn, so a ratio compares figures measured minutes apart at most.  The
+edgenode targets are the cache alone and the cache behind filters (``CHAINS``: each
+built-in filter alone, the header-only filter with a shared VM and with an instance per
+request, the default chain without and with the WAF).  Loads: a 1 KB cache hit and a
+1 KB miss (a new URL per request, stored; wrk with a Lua script), optionally 100 KB and
+no-store ones.  Per load it reports requests/s, latency and server CPU per request
+(utime+stime of the server's process tree from /proc, before/after: the steadier
+figure), the median over rounds, ratios to nginx, and checks the targets (``TARGETS``).
+``--baseline DIR`` also runs the edgenode targets from another checkout (e.g. the main
+branch) in the same rounds, for before/after tables.  Prints tables and writes
+benchmarks/results/proxy-<timestamp>.json.
 
 With ``--hit-ratio-workers N`` it also measures what more workers cost in hit ratio: the
 same seeded Zipf workload (the demo mix of ``edgenode.bench.workload``) runs against a
 cold edgenode with 1 worker and with N workers, and the report gives each run's hit
 ratio and origin requests (the origin's own counter) and the difference.
 
-    python benchmarks/bench_proxy.py --workers 1 --duration 5
+    python benchmarks/bench_proxy.py --rounds 3 --duration 5
+    python benchmarks/bench_proxy.py --chains edgenode,routing --loads 1k-hit --baseline /work/main
     python benchmarks/bench_proxy.py --targets "" --hit-ratio-workers 2
 """
 
@@ -28,6 +36,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -48,8 +57,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: (object size, cache mode) measured for every target
-LOADS = tuple((size, mode) for size in ("1k", "100k") for mode in ("hit", "miss", "nostore"))
-TARGET_RATIO = 0.75  # edgenode 1 KB hits must reach this share of nginx's req/s
+LOADS = tuple(f"{size}-{mode}" for size in ("1k", "100k") for mode in ("hit", "miss", "nostore"))
+#: (target, load, kind, bound): CPU per request as a multiple of nginx's, or CPU added over
+#: the cache alone (µs), medians of the same run
+TARGETS = (
+    ("edgenode", "1k-hit", "x nginx", 1.0),
+    ("edgenode", "1k-miss", "x nginx", 1.2),
+    ("routing", "1k-hit", "x nginx", 2.0),
+    ("default-no-waf", "1k-hit", "x nginx", 2.5),
+    ("header-shared", "1k-hit", "added", 5.0),
+    ("header-per-request", "1k-hit", "added", 25.0),
+)
 
 
 @dataclass
@@ -127,10 +145,12 @@ def tree_cpu_seconds(pid: int) -> float:
     return ticks / CLK_TCK
 
 
-def spawn(cmd: list[str], run_dir: Path, name: str) -> tuple[subprocess.Popen, list[Path]]:
+def spawn(cmd: list[str], run_dir: Path, name: str, root: Path = ROOT) -> tuple[subprocess.Popen, list[Path]]:
     out, err = run_dir / f"{name}.out", run_dir / f"{name}.err"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+        [str(root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    if root != ROOT:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave the other checkout as it is
     proc = subprocess.Popen(cmd, stdout=out.open("w"), stderr=err.open("w"), env=env,
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=run_dir)
     return proc, [out, err]
@@ -144,10 +164,56 @@ def start_origin(run_dir: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
+#: edgenode chains measured beside nginx: name -> the ``[[chain]]`` stages before the cache
+#: (TOML, module paths absolute); every chain ends with the cache stage
+_ROUTING = f"""[[chain]]
+type = "wasm"
+name = "routing"
+module = "{ROOT / 'filters/build/routing.wasm'}"
+config = {{ default_origin = "default", routes = [ {{ name = "health", match = {{ path_prefix = "/edge-health" }}, respond = {{ status = 200, body = "ok" }} }} ] }}
+"""
+_WAF = f"""[[chain]]
+type = "wasm"
+name = "waf"
+module = "{ROOT / 'filters/build/waf.wasm'}"
+config = {{ mode = "block" }}
+"""
+_IMAGE_ACCEPT = f"""[[chain]]
+type = "wasm"
+name = "image-accept"
+module = "{ROOT / 'filters/build/image.wasm'}"
+root_id = "image-accept"
+config = {{ path_prefix = "/img/" }}
+"""
+
+
+def _header_only(isolation: str) -> str:
+    return f"""[[chain]]
+type = "wasm"
+name = "header-only"
+module = "{ROOT / 'tests/wasm/wat/header_only.wat'}"
+isolation = "{isolation}"
+"""
+
+
+CHAINS: dict[str, str] = {
+    "edgenode": "",
+    "routing": _ROUTING,
+    "waf": _WAF,
+    "image-accept": _IMAGE_ACCEPT,
+    "header-shared": _header_only("shared"),
+    "header-per-request": _header_only("per-request"),
+    "default-no-waf": _ROUTING + _IMAGE_ACCEPT,
+    "default": _ROUTING + _WAF + _IMAGE_ACCEPT,
+}
+
+
 def launch_edgenode(origin_port: int, workers: int, run_dir: Path, store: str = "lmdb",
-                    name: str = "edgenode", cache: str = "") -> Target:
-    """``python -m edgenode serve`` with a generated config: cache only, no admin, no log,
-    a cold ``store`` in ``run_dir`` (``cache``: more ``[cache]`` lines)."""
+                    name: str = "edgenode", cache: str = "", chain: str = "", pin: str = "",
+                    root: Path = ROOT) -> Target:
+    """``python -m edgenode serve`` with a generated config: ``chain`` (filters, TOML) then
+    the cache, no admin, no log, a cold ``store`` in ``run_dir`` (``cache``: more ``[cache]``
+    lines); ``pin``: the CPUs it runs on (taskset); ``root``: the source tree it runs from."""
     port = free_port()
     config = run_dir / "edgenode.toml"
     config.write_text(f"""\
@@ -167,17 +233,20 @@ store = "{store}"
 [origins.default]
 url = "http://{HOST}:{origin_port}"
 
+{chain}
 [[chain]]
 type = "cache"
 
 [log]
 access = "off"
 """)
-    proc, logs = spawn([sys.executable, "-m", "edgenode", "serve", "--config", str(config),
-                        "--workers", str(workers)], run_dir, name)
+    cmd = pinned([sys.executable, "-m", "edgenode", "serve", "--config", str(config),
+                  "--workers", str(workers)], pin)
+    proc, logs = spawn(cmd, run_dir, name, root)
     wait_ready(proc, port, logs)
     wait_banner(proc, logs[1])
-    return Target(name, proc, port, f"{workers} worker(s), {store} store")
+    note = f"{workers} worker(s), {store} store" + (f", from {root}" if root != ROOT else "")
+    return Target(name, proc, port, note)
 
 
 def wait_banner(proc: subprocess.Popen, err_log: Path, timeout: float = 60.0) -> None:
@@ -192,7 +261,12 @@ def wait_banner(proc: subprocess.Popen, err_log: Path, timeout: float = 60.0) ->
     raise RuntimeError(f"edgenode did not print its ready line:\n{err_log.read_text(errors='replace')[-1500:]}")
 
 
-def launch_nginx(origin_port: int, workers: int, run_dir: Path) -> Target:
+def pinned(cmd: list[str], pin: str) -> list[str]:
+    """``cmd`` run on the CPUs ``pin`` (taskset), when given and available."""
+    return ["taskset", "-c", pin] + cmd if pin and shutil.which("taskset") else cmd
+
+
+def launch_nginx(origin_port: int, workers: int, run_dir: Path, pin: str = "") -> Target:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(binary):
         raise FileNotFoundError("nginx is not installed (benchmarks/setup_reference.sh)")
@@ -207,12 +281,12 @@ def launch_nginx(origin_port: int, workers: int, run_dir: Path) -> Target:
         host=HOST, port=port)
     conf_path = nginx_dir / "nginx.conf"
     conf_path.write_text(conf)
-    proc, logs = spawn([binary, "-p", str(nginx_dir), "-c", str(conf_path)], run_dir, "nginx")
+    proc, logs = spawn(pinned([binary, "-p", str(nginx_dir), "-c", str(conf_path)], pin), run_dir, "nginx")
     wait_ready(proc, port, logs + [nginx_dir / "error.log"])
     return Target("nginx", proc, port, f"{workers} worker process(es), cache on {cache_dir.parent}")
 
 
-def launch_varnish(origin_port: int, workers: int, run_dir: Path) -> Target:
+def launch_varnish(origin_port: int, workers: int, run_dir: Path, pin: str = "") -> Target:
     """Varnish is threaded, so 'same worker count' means pinned to ``workers`` CPUs."""
     binary = shutil.which("varnishd") or "/usr/sbin/varnishd"
     if not os.path.exists(binary):
@@ -228,7 +302,9 @@ def launch_varnish(origin_port: int, workers: int, run_dir: Path) -> Target:
            "-s", "malloc,2g", "-T", "none"]
     cpus = os.cpu_count() or 1
     note = "threads, all CPUs"
-    if shutil.which("taskset") and workers < cpus:
+    if pin:
+        cmd, note = pinned(cmd, pin), f"threads pinned to CPU(s) {pin}"
+    elif shutil.which("taskset") and workers < cpus:
         cmd = ["taskset", "-c", f"0-{workers - 1}"] + cmd
         note = f"threads pinned to {workers} CPU(s)"
     proc, logs = spawn(cmd, run_dir, "varnish")
@@ -236,7 +312,25 @@ def launch_varnish(origin_port: int, workers: int, run_dir: Path) -> Target:
     return Target("varnish", proc, port, note)
 
 
-LAUNCHERS = {"edgenode": launch_edgenode, "nginx": launch_nginx, "varnish": launch_varnish}
+LAUNCHERS = {"nginx": launch_nginx, "varnish": launch_varnish}
+
+#: a new URL per request for wrk (each thread its own prefix): 1 KB misses that are stored
+MISS_LUA = """\
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  prefix = args[1] .. "-t" .. tid
+  size = args[2]
+  n = 0
+end
+function request()
+  n = n + 1
+  return wrk.format("GET", "/obj/" .. prefix .. "-" .. n .. "?size=" .. size .. "&ttl=3600")
+end
+"""
 
 
 def load_paths(target: str, size: str, mode: str) -> Iterator[str] | list[str]:
@@ -261,25 +355,58 @@ async def probe(port: int, paths: Iterator[str] | list[str], warm: bool) -> str:
     return values[0] if values else "-"
 
 
-def measure(target: Target, size: str, mode: str, args: argparse.Namespace) -> dict:
-    paths = load_paths(target.name, size, mode)
+def rss_kib(pid: int) -> int | None:
+    """Resident memory of ``pid`` (VmRSS), None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def measure(target: Target, load: str, args: argparse.Namespace, run_dir: Path, rnd: int) -> dict:
+    """One load against one target: wrk (or the Python generator) for ``args.duration``."""
+    size, mode = load.split("-")
+    paths = load_paths(f"{target.name}-r{rnd}", size, mode)
     cache_header = asyncio.run(probe(target.port, paths, warm=mode != "miss"))
-    # wrk without Lua repeats one URL, so unique-URL misses always use the Python generator.
-    use_wrk = args.generator == "wrk" and isinstance(paths, list)
+    url = f"http://{HOST}:{target.port}"
     cpu0 = tree_cpu_seconds(target.proc.pid)
-    if use_wrk:
-        load: LoadResult = run_wrk(f"http://{HOST}:{target.port}{paths[0]}", connections=args.connections,
-                                   duration=args.duration, threads=args.wrk_threads)
+    if args.generator == "wrk" and mode == "miss":
+        script = run_dir / "miss.lua"
+        script.write_text(MISS_LUA)
+        load_r: LoadResult = run_wrk(url + "/", connections=args.connections, duration=args.duration,
+                                     threads=args.wrk_threads, script=script,
+                                     script_args=[f"miss-{target.name}-r{rnd}", size])
+    elif args.generator == "wrk":
+        load_r = run_wrk(url + paths[0], connections=args.connections,  # type: ignore[index]
+                         duration=args.duration, threads=args.wrk_threads)
     else:
-        load = asyncio.run(run_load(HOST, target.port, paths, connections=args.connections,
-                                    duration=args.duration))
+        load_r = asyncio.run(run_load(HOST, target.port, paths, connections=args.connections,
+                                      duration=args.duration))
     cpu1 = tree_cpu_seconds(target.proc.pid)
-    out = load.summary()
+    out = load_r.summary()
     out["cache_header"] = cache_header
     out["cpu_s"] = round(cpu1 - cpu0, 3)
-    out["cpu_us_per_request"] = round((cpu1 - cpu0) * 1e6 / load.requests, 1) if load.requests else None
+    out["cpu_us_per_request"] = round((cpu1 - cpu0) * 1e6 / load_r.requests, 1) if load_r.requests else None
     return out
 
+
+def summarize(rounds: list[dict]) -> dict:
+    """The median over rounds of each figure, the errors summed, the rounds kept."""
+    def med(values: list[float | None]) -> float | None:
+        got = [v for v in values if v is not None]
+        return round(statistics.median(got), 2) if got else None
+
+    errors = sum(sum(r["errors"].values()) + sum(v for k, v in r["status"].items()
+                                                   if k not in ("200", "2xx/3xx")) for r in rounds)
+    p50 = [r["latency_us"].get("p50") for r in rounds]
+    p99 = [r["latency_us"].get("p99") for r in rounds]
+    return {"cpu_us_per_request": med([r["cpu_us_per_request"] for r in rounds]),
+            "cpu_us_per_request_rounds": [r["cpu_us_per_request"] for r in rounds],
+            "rps": med([r["rps"] for r in rounds]), "p50_us": med(p50), "p99_us": med(p99),
+            "errors": errors, "cache_header": rounds[-1]["cache_header"], "rounds": rounds}
 
 def measure_worker_hit_ratio(origin_port: int, workers: int, run_dir: Path,
                              args: argparse.Namespace) -> dict:
@@ -346,44 +473,101 @@ def fmt(value: object, spec: str) -> str:
 
 def print_table(report: dict) -> None:
     print(f"\nload generator: {report['generator']}, {report['connections']} connections, "
-          f"{report['duration_s']} s per load, workers={report['workers']}, "
-          f"{report['machine']['cpus']} CPUs")
-    head = f"{'target':<9} {'object':<6} {'mode':<5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} " \
-           f"{'CPU us/req':>10} {'errors':>7}  cache header"
+          f"{report['duration_s']} s per load, {report['rounds']} interleaved round(s), "
+          f"workers={report['workers']}, servers on CPU {report['pin'] or 'any'}, "
+          f"{report['machine']['cpus']} CPUs; median over rounds")
+    head = (f"{'target':<24} {'load':<9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} "
+            f"{'x nginx':>7} {'+us vs cache':>12} {'errors':>6}  cache header")
     print(head)
     print("-" * len(head))
     for name, t in report["targets"].items():
         if "error" in t:
-            print(f"{name:<9} failed to start: {t['error'].splitlines()[0]}")
+            print(f"{name:<24} failed to start: {t['error'].splitlines()[0]}")
             continue
-        for key, r in t["loads"].items():
-            size, mode = key.split("-")
-            lat = r["latency_us"]
-            p50 = lat.get("p50") / 1000 if lat.get("p50") is not None else None
-            p99 = lat.get("p99") / 1000 if lat.get("p99") is not None else None
-            errors = sum(r["errors"].values()) + sum(v for k, v in r["status"].items()
-                                                     if k not in ("200", "2xx/3xx"))
-            print(f"{name:<9} {size:<6} {mode:<5} {r['rps']:>10,.0f} {fmt(p50, '.2f'):>8} "
-                  f"{fmt(p99, '.2f'):>8} {fmt(r['cpu_us_per_request'], '.1f'):>10} {errors:>7}  "
-                  f"{r['cache_header']}")
-    for pair, loads in report["ratios"].items():
-        print(f"\n{pair}: " + ", ".join(
-            f"{k} req/s x{fmt(v['rps'], '.2f')} CPU/req x{fmt(v['cpu_per_request'], '.2f')}"
-            for k, v in loads.items()))
-    check = report.get("target_check")
-    if check:
-        verdict = "n/a" if check["ratio"] is None else ("MET" if check["met"] else "NOT MET")
-        print(f"\ntarget: 1 KB cache hits >= {TARGET_RATIO}x nginx req/s: "
-              f"{fmt(check['ratio'], '.2f')}x -> {verdict}")
+        for load, r in t["loads"].items():
+            rel = report["ratios"].get(name, {}).get(load, {})
+            p50 = r["p50_us"] / 1000 if r["p50_us"] is not None else None
+            p99 = r["p99_us"] / 1000 if r["p99_us"] is not None else None
+            print(f"{name:<24} {load:<9} {r['rps']:>9,.0f} {fmt(p50, '.2f'):>7} {fmt(p99, '.2f'):>7} "
+                  f"{fmt(r['cpu_us_per_request'], '.1f'):>10} {fmt(rel.get('cpu_per_request'), '.2f'):>7} "
+                  f"{fmt(rel.get('added_us'), '+.1f'):>12} {r['errors']:>6}  {r['cache_header']}")
+    checks = report.get("target_checks") or []
+    if checks:
+        print("\ntargets (same run):")
+    for c in checks:
+        verdict = "n/a" if c["value"] is None else ("MET" if c["met"] else "NOT MET")
+        print(f"  {c['what']:<58} {fmt(c['value'], '.2f'):>7}  {verdict}")
+
+
+def relate(report: dict) -> None:
+    """Ratios of CPU/request and req/s to nginx, CPU added over the cache alone, target checks."""
+    measured = {n: t["loads"] for n, t in report["targets"].items() if "loads" in t}
+    nginx = measured.get("nginx", {})
+    for name, loads in measured.items():
+        prefix = name.split(":")[0] + ":" if ":" in name else ""
+        cache_only = measured.get(prefix + "edgenode", {})
+        rel = report["ratios"][name] = {}
+        for load, r in loads.items():
+            ref = nginx.get(load)
+            row = rel[load] = {}
+            if ref is not None and name != "nginx":
+                row["cpu_per_request"] = ratio(r["cpu_us_per_request"], ref["cpu_us_per_request"])
+                row["rps"] = ratio(r["rps"], ref["rps"])
+            base = cache_only.get(load)
+            chain = name.rpartition(":")[2]
+            if (base is not None and chain in CHAINS and chain != "edgenode"
+                    and r["cpu_us_per_request"] is not None and base["cpu_us_per_request"] is not None):
+                row["added_us"] = round(r["cpu_us_per_request"] - base["cpu_us_per_request"], 1)
+    checks = report["target_checks"] = []
+    for name, load, kind, bound in TARGETS:
+        row = report["ratios"].get(name, {}).get(load)
+        if row is None:
+            continue
+        value = row.get("cpu_per_request" if kind == "x nginx" else "added_us")
+        what = (f"{name} {load}: CPU/request <= {bound}x nginx" if kind == "x nginx"
+                else f"{name} {load}: adds <= {bound} us CPU over the cache alone")
+        checks.append({"what": what, "value": value, "bound": bound,
+                       "met": value is not None and value <= bound})
+
+
+def start_targets(names: list[str], origin_port: int, args: argparse.Namespace, run_dir: Path,
+                  report: dict) -> list[Target]:
+    """Start every target (servers pinned to ``args.pin``); a failure is reported, not fatal."""
+    started = []
+    for name in names:
+        tdir = run_dir / name.replace(":", "-")
+        tdir.mkdir()
+        try:
+            if name in LAUNCHERS:
+                target = LAUNCHERS[name](origin_port, args.workers, tdir, pin=args.pin)
+            else:
+                base, _, chain = name.rpartition(":")
+                root = args.baseline if base else ROOT
+                target = launch_edgenode(origin_port, args.workers, tdir, name=name, chain=CHAINS[chain],
+                                         pin=args.pin, root=root)
+                target.name = name
+        except (RuntimeError, OSError) as exc:
+            report["targets"][name] = {"error": str(exc)}
+            print(f"{name}: not measured: {str(exc).splitlines()[0]}", file=sys.stderr)
+            continue
+        report["targets"][name] = {"note": target.note, "loads": {}, "rss_kib": {"start": rss_kib(target.proc.pid)}}
+        started.append(target)
+    return started
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="worker processes per proxy")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per load")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (median reported)")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--targets", default="edgenode,nginx,varnish",
-                        help="comma-separated subset of edgenode,nginx,varnish")
+    parser.add_argument("--targets", default="nginx,varnish", help="reference servers: nginx, varnish")
+    parser.add_argument("--chains", default=",".join(CHAINS),
+                        help=f"edgenode chains, comma-separated subset of {','.join(CHAINS)}")
+    parser.add_argument("--loads", default="1k-hit,1k-miss", help=f"comma-separated subset of {','.join(LOADS)}")
+    parser.add_argument("--baseline", type=Path, help="also run the chains from this source tree (before/after)")
+    parser.add_argument("--pin", default="0", help="CPUs the servers run on ('' to not pin); the load "
+                        "generator and the origin run on the others")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--output", type=Path, help="JSON path (default benchmarks/results/proxy-<ts>.json)")
@@ -393,8 +577,8 @@ def main() -> int:
                         help="comma-separated request counts of the hit-ratio runs")
     parser.add_argument("--hit-ratio-objects", type=int, default=200, help="objects in the Zipf catalogue")
     args = parser.parse_args()
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    if args.workers < 1 or args.rounds < 1:
+        parser.error("--workers and --rounds must be at least 1")
     if args.hit_ratio_workers == 1 or args.hit_ratio_workers < 0:
         parser.error("--hit-ratio-workers must be 0 (skip) or at least 2")
     try:
@@ -403,10 +587,16 @@ def main() -> int:
         parser.error("--hit-ratio-requests: expected comma-separated integers")
     if not args.hit_ratio_requests or min(args.hit_ratio_requests) < 1 or args.hit_ratio_objects < 1:
         parser.error("--hit-ratio-requests and --hit-ratio-objects must be positive")
-    names = [n.strip() for n in args.targets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in LAUNCHERS]
-    if unknown:
-        parser.error(f"--targets: unknown target(s) {', '.join(unknown)}")
+    refs = [n.strip() for n in args.targets.split(",") if n.strip()]
+    chains = [n.strip() for n in args.chains.split(",") if n.strip()]
+    loads = [n.strip() for n in args.loads.split(",") if n.strip()]
+    for what, got, known in (("--targets", refs, LAUNCHERS), ("--chains", chains, CHAINS), ("--loads", loads, LOADS)):
+        unknown = [n for n in got if n not in known]
+        if unknown:
+            parser.error(f"{what}: unknown {', '.join(unknown)}")
+    if args.baseline is not None and not (args.baseline / "edgenode" / "__init__.py").is_file():
+        parser.error(f"--baseline: {args.baseline} holds no edgenode source tree")
+    names = refs + chains + ([f"base:{c}" for c in chains] if args.baseline else [])
     if args.generator == "auto":
         args.generator = "wrk" if wrk_available() else "python"
     try:
@@ -414,16 +604,23 @@ def main() -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
+    if args.pin and hasattr(os, "sched_setaffinity"):
+        others = set(range(os.cpu_count() or 1)) - {int(c) for c in args.pin.split(",") if c.isdigit()}
+        if others:  # the load generator, and the origin started below, off the servers' CPU
+            os.sched_setaffinity(0, others)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     report: dict = {
-        "timestamp": stamp, "workers": args.workers, "duration_s": args.duration,
-        "connections": args.connections, "generator": args.generator,
+        "timestamp": stamp, "workers": args.workers, "duration_s": args.duration, "rounds": args.rounds,
+        "connections": args.connections, "generator": args.generator, "pin": args.pin,
+        "baseline": str(args.baseline) if args.baseline else None,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "modes": {"hit": "one cached URL",
-                  "miss": "a new URL per request, stored (always the Python generator)",
+                    "platform": platform.platform(), "loadavg": os.getloadavg()},
+        "loads": {"hit": "one cached URL",
+                  "miss": "a new URL per request, stored (wrk with a Lua script)",
                   "nostore": "one URL the origin answers with Cache-Control: no-store"},
+        "chains": {name: [line.split('"')[1] for line in CHAINS[name].splitlines() if line.startswith("name =")]
+                   + ["cache"] for name in chains},
         "targets": {}, "ratios": {},
     }
     with tempfile.TemporaryDirectory(prefix="edgenode-bench-") as tmp:
@@ -431,43 +628,30 @@ def main() -> int:
         os.chmod(run_dir, 0o755)  # varnishd's unprivileged child must reach its work dir
         origin, origin_port = start_origin(run_dir)
         report["origin"] = f"edgenode.origin on port {origin_port} (1 process)"
+        targets: list[Target] = []
         try:
-            for name in names:
-                tdir = run_dir / name
-                tdir.mkdir()
-                try:
-                    target = LAUNCHERS[name](origin_port, args.workers, tdir)
-                except (RuntimeError, OSError) as exc:
-                    report["targets"][name] = {"error": str(exc)}
-                    print(f"{name}: not measured: {str(exc).splitlines()[0]}", file=sys.stderr)
-                    continue
-                try:
-                    loads = {}
-                    for size, mode in LOADS:
-                        print(f"{name}: {size} {mode} ...", file=sys.stderr, flush=True)
-                        loads[f"{size}-{mode}"] = measure(target, size, mode, args)
-                    report["targets"][name] = {"note": target.note, "loads": loads}
-                finally:
-                    stop(target.proc)
+            targets = start_targets(names, origin_port, args, run_dir, report)
+            samples: dict[tuple[str, str], list[dict]] = {}
+            for rnd in range(args.rounds):
+                for load in loads:
+                    for target in targets:
+                        print(f"round {rnd + 1}/{args.rounds}: {target.name} {load} ...", file=sys.stderr, flush=True)
+                        samples.setdefault((target.name, load), []).append(
+                            measure(target, load, args, run_dir, rnd))
+            for (name, load), rounds in samples.items():
+                report["targets"][name]["loads"][load] = summarize(rounds)
+            for target in targets:
+                report["targets"][target.name]["rss_kib"]["end"] = rss_kib(target.proc.pid)
+        finally:
+            for target in targets:
+                stop(target.proc)
+        try:
             if args.hit_ratio_workers:
                 report["workers_hit_ratio"] = measure_worker_hit_ratio(
                     origin_port, args.hit_ratio_workers, run_dir, args)
         finally:
             stop(origin)
-
-    measured = {n: t["loads"] for n, t in report["targets"].items() if "loads" in t}
-    if "nginx" in measured:
-        for other in ("edgenode", "varnish"):
-            if other in measured:
-                report["ratios"][f"{other}/nginx"] = {
-                    k: {"rps": ratio(measured[other][k]["rps"], v["rps"]),
-                        "cpu_per_request": ratio(measured[other][k]["cpu_us_per_request"],
-                                                 v["cpu_us_per_request"])}
-                    for k, v in measured["nginx"].items()}
-        if "edgenode" in measured:
-            r = report["ratios"]["edgenode/nginx"]["1k-hit"]["rps"]
-            report["target_check"] = {"what": f"1 KB cache hits >= {TARGET_RATIO}x nginx req/s",
-                                      "ratio": r, "met": r is not None and r >= TARGET_RATIO}
+    relate(report)
     if report["targets"]:
         print_table(report)
     if "workers_hit_ratio" in report:

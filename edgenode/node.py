@@ -144,8 +144,10 @@ class Node:
         #: the request path, linked once: the stages' steps, then the origin
         self.chain = Chain(self.stages, self.upstream)
         fast = _CacheFastPath(self) if self.stages and self.stages[0] is self.cache else None
-        self.frontend = FrontEnd(_Entry(self.signals, self.chain), config.server,
-                                 on_complete=self.signals.request_end, fast_path=fast)
+        #: the front end's handler (tools swap its ``chain``, e.g. to stub the origin)
+        self.entry = _Entry(self.signals, self.chain)
+        self.frontend = FrontEnd(self.entry, config.server, on_complete=self.signals.request_end,
+                                 fast_path=fast)
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0

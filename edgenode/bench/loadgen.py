@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 from array import array
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -398,8 +399,12 @@ def parse_wrk_output(text: str) -> LoadResult:
 
 
 def run_wrk(url: str, *, connections: int, duration: float, threads: int = 1,
-            headers: dict[str, str] | None = None, wrk: str | None = None) -> LoadResult:
-    """Run ``wrk --latency`` (blocking) and parse its summary; needs ``wrk`` on PATH."""
+            headers: dict[str, str] | None = None, wrk: str | None = None,
+            script: Path | None = None, script_args: Sequence[str] = ()) -> LoadResult:
+    """Run ``wrk --latency`` (blocking) and parse its summary; needs ``wrk`` on PATH.
+
+    ``script``: a Lua script (``-s``, e.g. one whose ``request()`` makes a new path per
+    request) that leaves wrk's summary as it is; ``script_args`` reach its ``init``."""
     binary = wrk or wrk_available()
     if binary is None:
         raise FileNotFoundError("wrk is not installed (benchmarks/setup_reference.sh installs it)")
@@ -407,7 +412,11 @@ def run_wrk(url: str, *, connections: int, duration: float, threads: int = 1,
            f"-d{max(1, round(duration))}s", "--timeout", "10s"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     cmd.append(url)
+    if script_args:
+        cmd += ["--", *script_args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
