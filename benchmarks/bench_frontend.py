@@ -38,7 +38,7 @@ def serve(port_file: str, loop_kind: str) -> None:
 
     from edgenode.config import ServerConfig
     from edgenode.http.messages import Response
-    from edgenode.http.server import FrontEnd, install_event_loop
+    from edgenode.frontend.server import FrontEnd, install_event_loop
 
     if loop_kind == "uvloop":
         install_event_loop()

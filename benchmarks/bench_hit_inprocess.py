@@ -37,7 +37,8 @@ from multidict import CIMultiDict  # noqa: E402
 
 from edgenode.config import StageConfig, load_config, with_overrides  # noqa: E402
 from edgenode.http.messages import Response  # noqa: E402
-from edgenode.http.server import _Connection, install_event_loop  # noqa: E402
+from edgenode.frontend.connection import Connection  # noqa: E402
+from edgenode.frontend.server import install_event_loop  # noqa: E402
 from edgenode.node import Node  # noqa: E402
 from edgenode.pipeline.chain import Chain  # noqa: E402
 
@@ -110,7 +111,7 @@ async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb",
     node.frontend.loop = asyncio.get_running_loop()
     if general:
         node.frontend.fast_path = None
-    conn = _Connection(node.frontend)
+    conn = Connection(node.frontend)
     tr = FakeTransport()
     conn.connection_made(tr)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_proxy import CHAINS, HOST, launch_edgenode, probe, start_origin, stop  # noqa: E402
 
 from edgenode.bench.loadgen import run_wrk  # noqa: E402
-from edgenode.http.server import install_event_loop  # noqa: E402
+from edgenode.frontend.server import install_event_loop  # noqa: E402
 
 PATH = "/obj/profile-1k?size=1k&ttl=3600"
 CO_COROUTINE = 0x80

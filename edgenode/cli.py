@@ -92,7 +92,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 @command("serve", "run the edge node", _serve_args)
 def cmd_serve(args: argparse.Namespace) -> int:
-    from edgenode.http.server import install_event_loop
+    from edgenode.frontend.server import install_event_loop
     from edgenode.watch import watched_paths
 
     cfg = _node_config(args)
@@ -170,7 +170,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 @command("demo", "start an origin and a node, drive a demo workload, print what happened", _demo_args)
 def cmd_demo(args: argparse.Namespace) -> int:
     from edgenode.demo import run_demo
-    from edgenode.http.server import install_event_loop
+    from edgenode.frontend.server import install_event_loop
 
     if args.requests is not None and args.requests < 1:
         raise ConfigError(f"--requests: must be at least 1, got {args.requests}")

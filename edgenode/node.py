@@ -29,7 +29,7 @@ from edgenode.config import Config, ConfigError, StageConfig, load_config
 from edgenode.fleet.oci import OciError, is_oci, pull_module
 from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Request, Response
-from edgenode.http.server import FrontEnd
+from edgenode.frontend.server import FrontEnd
 from edgenode.node_state import NodeResources
 from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
@@ -409,7 +409,7 @@ def reachable_host(host: str) -> str:
 
 
 class _CacheFastPath:
-    """The front end's fast path (``http.server.FastPath``) for fresh cache hits.
+    """The front end's fast path (``frontend.fast_hits.FastPath``) for fresh cache hits.
 
     Only for a chain that starts with the cache stage, so a hit there is the whole of
     the request's work, and only while the metrics observer is the one per-request hook:

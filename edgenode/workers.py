@@ -571,7 +571,7 @@ async def _worker_main(config: Config, index: int, control_path: str, listen_fd:
 def run_worker(config: Config, index: int, control_path: str, listen_fd: int | None = None,
                workers: int = 1) -> None:
     """Blocking entry point of ``edgenode worker`` (started by the master only)."""
-    from edgenode.http.server import install_event_loop
+    from edgenode.frontend.server import install_event_loop
 
     _die_with_parent()
     install_event_loop()

@@ -154,7 +154,7 @@ def _bench(args: argparse.Namespace) -> int:
     from edgenode.bench.report import to_markdown, write_plots
     from edgenode.bench.runner import BenchOptions, run_bench
     from edgenode.bench.spec import Workload, load_workload
-    from edgenode.http.server import install_event_loop
+    from edgenode.frontend.server import install_event_loop
 
     w = load_workload(args.target[0]) if args.target else Workload(name="default")
     overrides = {"duration": args.duration, "concurrency": args.concurrency, "rate": args.rate,

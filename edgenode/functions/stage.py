@@ -34,7 +34,7 @@ from edgenode.functions.kv import KeyValueBackend
 from edgenode.functions.metrics import FunctionMetrics
 from edgenode.functions.options import FunctionOptions, parse_function_options
 from edgenode.http.messages import Request, Response, close_body, trailers_of
-from edgenode.http.server import error_response
+from edgenode.http.error_reply import error_response
 from edgenode.pipeline.exchange import Exchange
 
 __all__ = ["FunctionStage", "FunctionLoadError"]

@@ -15,7 +15,7 @@ from edgenode.config import Config
 from edgenode.http.client import OriginBody, OriginPool
 from edgenode.http.errors import OriginConnectError, OriginError, OriginProtocolError, OriginTimeout
 from edgenode.http.messages import Request, Response, read_body
-from edgenode.http.server import error_response
+from edgenode.http.error_reply import error_response
 from edgenode.observe.origins import OriginHealth
 from edgenode.pipeline.exchange import Exchange
 from edgenode.proxy.forwarding import forward_request, forward_response, origin_host

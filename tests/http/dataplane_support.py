@@ -19,7 +19,7 @@ from aiohttp import web
 
 from edgenode.config import Config, parse_config
 from edgenode.http.messages import Response
-from edgenode.http.server import FrontEnd
+from edgenode.frontend.server import FrontEnd
 from edgenode.pipeline.exchange import Exchange
 from edgenode.proxy.upstream import Upstream
 

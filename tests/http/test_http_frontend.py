@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 from dataplane_support import BOUND, RawClient, exchange_raw, get, parse_responses
 from edgenode.config import ServerConfig
 from edgenode.http.messages import Response, read_body
-from edgenode.http.server import FrontEnd
+from edgenode.frontend.server import FrontEnd
 from edgenode.pipeline.exchange import Exchange
 
 ONE_KB = b"k" * 1024

@@ -16,7 +16,7 @@ from dataplane_support import BOUND, RawClient, parse_responses
 import edgenode
 from edgenode.config import ServerConfig
 from edgenode.http.messages import Response, read_body
-from edgenode.http.server import FrontEnd
+from edgenode.frontend.server import FrontEnd
 from edgenode.pipeline.exchange import Exchange
 
 BIG = b"B" * (256 * 1024)

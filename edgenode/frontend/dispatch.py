@@ -1,0 +1,199 @@
+"""Running parsed requests on a client connection, in order: the handler's synchronous
+steps, a task only when something waits, then the response and the next request.
+
+Per connection, requests are answered strictly in order (pipelining): later requests
+wait in a short queue while reading pauses once it grows.  A request without a body
+whose chain finishes synchronously (a cache hit behind filters that did not pause) is
+answered from the parser callback, without a task or coroutine; when a step waits, the
+same steps continue in one task per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from edgenode.http.error_reply import error_response
+from edgenode.http.errors import ClientBodyError
+from edgenode.http.messages import Response, close_body
+from edgenode.frontend.request_body import RequestBody
+from edgenode.http.request_id import current_request_id
+from edgenode.frontend.response_writer import BadHead
+from edgenode.pipeline.chain import Outcome
+from edgenode.pipeline.exchange import Exchange
+
+if TYPE_CHECKING:
+    from edgenode.frontend.server import FrontEnd
+
+__all__ = ["Dispatcher", "Pending", "PIPELINE_DEPTH", "handler_error"]
+
+log = logging.getLogger("edgenode.frontend")
+
+#: pipelined requests queued behind the one in progress before reading pauses
+PIPELINE_DEPTH = 16
+
+
+class Pending:
+    """A parsed request waiting for its turn (or a protocol error to answer)."""
+
+    __slots__ = ("exchange", "body", "keep_alive", "error")
+
+    def __init__(self, exchange: Exchange, body: RequestBody | None, keep_alive: bool,
+                 error: Response | None = None) -> None:
+        self.exchange = exchange
+        self.body = body
+        self.keep_alive = keep_alive
+        self.error = error
+
+
+class Dispatcher:
+    """The request-running part of a client connection (``http/connection.py``)."""
+
+    fe: FrontEnd
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport | None
+    closed: bool
+    _closing: bool
+    _dead: bool
+    _current: Pending | None
+    _queue: deque[Pending]
+    _write_paused: bool
+    _task: asyncio.Task[None] | None
+    _idle_since: float
+    _timer: asyncio.TimerHandle | None
+
+    def _dispatch(self, pending: Pending) -> None:
+        if self._current is None and not self._write_paused:
+            self._start(pending)
+        else:  # behind the one in progress, or until the client reads what it was sent
+            self._queue.append(pending)
+            if len(self._queue) >= PIPELINE_DEPTH:
+                self._pause_reading()
+
+    def _start(self, pending: Pending) -> None:
+        """Run the handler's synchronous steps now; a task only when something waits.
+
+        A request without a body whose chain finishes synchronously (a cache hit behind
+        filters that did not pause) is answered from here, without a task or coroutine.
+        """
+        self._current = pending
+        if pending.error is not None:
+            self._finish_error(pending)
+            return
+        if pending.body is not None:  # the handler reads the body: it needs the loop
+            self._task = self.loop.create_task(self._run(pending, None))
+            return
+        exchange = pending.exchange
+        token = current_request_id.set(exchange.request_id)  # log lines of the steps carry it
+        try:
+            outcome = self.fe.handler(exchange)
+        except Exception as exc:
+            outcome = handler_error(exchange, exc)
+        finally:
+            current_request_id.reset(token)
+        if isinstance(outcome, Response) and type(outcome.body) is bytes:
+            self._respond(pending, outcome)
+        else:
+            self._task = self.loop.create_task(self._run(pending, outcome))
+
+    def _finish_error(self, pending: Pending) -> None:
+        response = pending.error
+        assert response is not None
+        self._write_bytes_response(pending.exchange, response, False)
+        self._complete(pending, response, False)
+
+    async def _run(self, pending: Pending, outcome: Outcome | None) -> None:
+        """The handler's steps that wait (``outcome``: what its synchronous part returned;
+        None: run it here), then the response."""
+        exchange = pending.exchange
+        current_request_id.set(exchange.request_id)  # this task's log lines carry it
+        try:
+            if outcome is None:
+                outcome = self.fe.handler(exchange)
+            response = outcome if isinstance(outcome, Response) else await outcome
+        except Exception as exc:
+            response = handler_error(exchange, exc)
+        body = response.body
+        if type(body) is not bytes and isinstance(body, (bytearray, memoryview)):
+            response.body = bytes(body)
+        if type(response.body) is bytes:
+            self._respond(pending, response)
+            return
+        keep_alive = pending.keep_alive and not self._closing
+        try:
+            try:
+                keep_alive = await self._write_stream_response(exchange, response, keep_alive)
+            except BadHead as exc:  # raised before any byte of the response was written
+                log.error("bad response for %s: %s", exchange.request.target, exc)
+                await close_body(response.body)
+                response = error_response(500, f"invalid response from the handler: {exc}")
+                keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+        except Exception:
+            log.exception("writing the response failed for %s", exchange.request.target)
+            keep_alive = False
+            if self.transport is not None:
+                self.transport.abort()
+        self._complete(pending, response, keep_alive)
+
+    def _respond(self, pending: Pending, response: Response) -> None:
+        """Write a response whose body is in memory, then move on."""
+        exchange = pending.exchange
+        keep_alive = pending.keep_alive and not self._closing
+        try:
+            try:
+                trailers = response.trailers
+                if trailers and self._can_chunk(exchange, response):
+                    keep_alive = self._write_bytes_chunked(exchange, response, keep_alive, trailers)
+                else:
+                    keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+            except BadHead as exc:  # raised before any byte of the response was written
+                log.error("bad response for %s: %s", exchange.request.target, exc)
+                response = error_response(500, f"invalid response from the handler: {exc}")
+                keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+        except Exception:
+            log.exception("writing the response failed for %s", exchange.request.target)
+            keep_alive = False
+            if self.transport is not None:
+                self.transport.abort()
+        self._complete(pending, response, keep_alive)
+
+    def _complete(self, pending: Pending, response: Response, keep_alive: bool) -> None:
+        """The response is written (or aborted): report it and move to the next request."""
+        pending.exchange.release()
+        on_complete = self.fe.on_complete
+        if on_complete is not None:
+            try:
+                on_complete(pending.exchange, response)
+            except Exception:
+                log.exception("on_complete callback failed")
+        self._current = None
+        if self.closed:
+            return
+        body = pending.body
+        if not keep_alive or (self._dead and not self._queue):
+            # input may be left unread: after a protocol error, or a body not read to its end
+            self._close(linger=self._dead or (body is not None and not body.done))
+            return
+        if body is not None and not body.done:
+            # The handler did not read the whole body: skip the rest of the message.
+            body.start_discard()
+            self.body_drained()
+        if self._queue:
+            if not self._write_paused:  # else resume_writing starts it
+                self._start(self._queue.popleft())
+            self.body_drained()
+            return
+        self._idle_since = self.loop.time()
+        if self._timer is None:
+            self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+
+
+def handler_error(exchange: Exchange, exc: Exception) -> Response:
+    """The answer when the handler raised: the client's body error, or a logged 500."""
+    if isinstance(exc, ClientBodyError):
+        return error_response(getattr(exc, "status", 400), str(exc), close=True)
+    log.error("handler failed for %s %s", exchange.request.method, exchange.request.target,
+              exc_info=exc)
+    return error_response(500, "internal error while handling the request")

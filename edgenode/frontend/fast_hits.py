@@ -1,0 +1,183 @@
+"""Answers for plain GET/HEAD requests straight from the parser callback (fresh cache hits).
+
+A producer that can answer some requests synchronously with pre-serialised bytes (the
+cache, for a fresh hit: see ``FastPath``) gets every *plain* GET/HEAD (no body, none of
+``headers.NOT_PLAIN``, origin-form target, one Host) that arrives while nothing else is in
+flight on the connection: no Request, Exchange, task or coroutine is made, and the
+response leaves in one ``transport.write``.  When it declines, the request takes the
+general path unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import perf_counter
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from multidict import CIMultiDict
+
+from edgenode.config import ServerConfig
+from edgenode.http.headers import NOT_PLAIN
+from edgenode.http.messages import Prebuilt
+from edgenode.frontend.response_writer import status_line
+
+if TYPE_CHECKING:
+    import httptools
+
+    from edgenode.frontend.server import FrontEnd
+
+__all__ = ["FastPath", "FastHits", "fast_prefix"]
+
+log = logging.getLogger("edgenode.frontend")
+
+
+class FastPath(Protocol):
+    """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
+
+    def lookup(self, method: str, target: str, host: str,
+               fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
+        """The answer, or None to send the request down the general path.
+
+        ``fields()`` builds the request's header multidict (only call it when needed).
+        Declining must leave no trace: the general path will see the same request.
+        """
+        ...
+
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        """``hit`` was written: ``sent`` body bytes, ``elapsed`` seconds since the head was
+        parsed (what ``on_complete`` learns from the exchange on the general path)."""
+        ...
+
+
+#: fast-path heads (up to the request id) kept per ``Prebuilt`` for GET, keep-alive, HTTP/1.1
+#: answers with bodies up to FAST_MEMO_BODY bytes (written with the head in one buffer), at
+#: most FAST_MEMO_ENTRIES of them (cleared when full)
+FAST_MEMO_BODY = 8192
+FAST_MEMO_ENTRIES = 256
+
+
+def fast_prefix(hit: Prebuilt) -> bytes | None:
+    """The head ``Connection._head`` writes for ``hit`` as a Response with ``wire_head``,
+    up to its per-request fields (X-Request-Id, Connection); None when the stored block
+    carries an X-Request-Id of its own (the general path replaces it)."""
+    if b"x-request-id:" in hit.block.lower():
+        return None
+    return b"%s%sContent-Length: %d\r\n" % (status_line(hit.status, hit.reason), hit.block,
+                                               len(hit.body))
+
+
+class FastHits:
+    """The fast-hit part of a client connection (``http/connection.py``)."""
+
+    fe: FrontEnd
+    cfg: ServerConfig
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport | None
+    parser: httptools.HttpRequestParser
+    closed: bool
+    _closing: bool
+    _dead: bool
+    _url: bytes
+    _raw_headers: list[tuple[bytes, bytes]]
+    _fast_fields: CIMultiDict[str] | None
+    _idle_since: float
+    _timer: asyncio.TimerHandle | None
+
+    def _fields(self) -> CIMultiDict[str]: ...
+    def _arm_timer(self, delay: float) -> None: ...
+
+    def _fast_fields_once(self) -> CIMultiDict[str]:
+        fields = self._fast_fields
+        if fields is None:
+            fields = self._fast_fields = self._fields()
+        return fields
+
+    def _fast(self, fast: FastPath, method: str, version: str) -> bool:
+        """Answer a plain GET/HEAD from ``fast`` right here; False: take the general path.
+
+        Only called with nothing in flight on this connection, so the answer is in order,
+        and not while the transport asks us to stop writing (a client that pipelines
+        without reading gets the general path's pace, not a burst of answers per read).
+        The bytes are the ones ``_write_bytes_response`` writes for the equivalent
+        ``Response`` with ``wire_head`` set (tests/proxy/test_proxy_hit_wire.py holds
+        the two paths to that).
+        """
+        host: bytes | None = None
+        incoming: bytes | None = None
+        for name, value in self._raw_headers:
+            low = name.lower()
+            if low in NOT_PLAIN:
+                return False
+            if low == b"host":
+                if host is not None:
+                    return False  # the general path answers 400
+                host = value
+            elif low == b"x-request-id":
+                if incoming is not None:
+                    return False  # the general path replaces repeated ids
+                incoming = value
+        if host is None:
+            return False
+        start = perf_counter()
+        try:
+            hit = fast.lookup(method, self._url.decode("latin-1"), host.decode("latin-1"),
+                              self._fast_fields_once)
+        except Exception:  # a bug there must not turn into a 400 from the parser
+            log.exception("fast path lookup failed for %r", self._url[:200])
+            return False
+        if hit is None:
+            return False
+        keep_alive = self.parser.should_keep_alive() and not self._closing
+        body = hit.body
+        ids = self.fe.request_ids
+        if (incoming is None and keep_alive and version == "1.1" and method == "GET"
+                and len(body) <= FAST_MEMO_BODY):
+            # the common answer: its head up to the request id's number is kept until
+            # ``hit`` changes, and the id is formatted straight into the bytes written
+            memo = self.fe.fast_memo
+            prefix = memo.get(hit, b"")
+            if prefix == b"":
+                if len(memo) >= FAST_MEMO_ENTRIES:
+                    memo.clear()
+                head = fast_prefix(hit)
+                prefix = memo[hit] = None if head is None else head + b"X-Request-Id: " + ids.prefix
+            if prefix is None:
+                return False
+            data = b"%s%x\r\n\r\n%s" % (prefix, next(ids.count), body)
+        else:
+            head = fast_prefix(hit)
+            if head is None:
+                return False
+            rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
+            if not keep_alive:
+                conn = b"Connection: close\r\n"
+            elif version == "1.0":
+                conn = b"Connection: keep-alive\r\n"
+            else:
+                conn = b""
+            head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
+            if method == "GET" and body:
+                data = head + body if len(body) <= 65536 else None
+        sent = 0
+        if not self.closed:
+            if data is None:  # a large body: not copied behind the head
+                self.transport.writelines([head, body])  # type: ignore[union-attr]
+            else:
+                self.transport.write(data)  # type: ignore[union-attr]
+            if method == "GET":
+                sent = len(body)
+        try:
+            fast.done(hit, sent, perf_counter() - start)
+        except Exception:
+            log.exception("fast path completion failed")
+        if self.closed:
+            return True
+        if not keep_alive:
+            self._dead = True
+            self.transport.close()  # type: ignore[union-attr]
+            return True
+        self._idle_since = self.loop.time()
+        if self._timer is None:
+            self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+        return True

@@ -1,0 +1,260 @@
+"""Parsing a client connection's bytes with httptools (llhttp): heads, bodies, trailers,
+the size limits, and malformed input answered with a 4xx after the requests before it.
+
+Trailers: a chunked request's trailer fields (llhttp reports them through ``on_header``
+after ``on_headers_complete``) end up on the request body's ``trailers`` before its
+iterator ends; they get their own ``max_header_bytes`` budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+from multidict import CIMultiDict
+
+from edgenode.config import ServerConfig
+from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
+from edgenode.http.error_reply import error_response
+from edgenode.http.headers import parse_trailers
+from edgenode.http.messages import Request
+from edgenode.frontend.request_body import BadBody, RequestBody
+from edgenode.frontend.request_head import METHODS, Reject, absolute_target, check_transfer_encoding
+from edgenode.pipeline.exchange import Exchange
+
+if TYPE_CHECKING:
+    from edgenode.frontend.server import FrontEnd
+
+__all__ = ["RequestParser", "PARSE_SLICE"]
+
+log = logging.getLogger("edgenode.frontend")
+
+#: a read larger than this is parsed in slices of it, so parsing can stop at a full queue
+PARSE_SLICE = 4096
+
+
+class RequestParser:
+    """The parsing part of a client connection (``http/connection.py``); httptools calls
+    the ``on_*`` methods."""
+
+    fe: FrontEnd
+    cfg: ServerConfig
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport | None
+    parser: httptools.HttpRequestParser
+    client: tuple[str, int]
+    local: tuple[str, int]
+    closed: bool
+    _dead: bool
+    _current: Pending | None
+    _queue: deque[Pending]
+    _write_paused: bool
+    _read_paused: bool
+    _body: RequestBody | None
+    _url: bytes
+    _raw_headers: list[tuple[bytes, bytes]]
+    _fast_fields: CIMultiDict[str] | None
+
+    def data_received(self, data: bytes) -> None:
+        if self._dead:
+            if self._linger_end:
+                self._linger_last = self.loop.time()  # lingering: read and dropped
+            return
+        if len(data) > PARSE_SLICE and not self._slicing:
+            self._parse(data)
+            return
+        if self._in_head:  # what the current header section had accounted for before this read
+            self._mark = len(self._url) + self._head_bytes
+        elif self._chunk_pending:
+            self._mark = self._head_bytes
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops after an Upgrade/CONNECT head; the request was dispatched as a
+            # plain one (Upgrade is hop-by-hop), so keep parsing what follows it.
+            offset = exc.args[0] if exc.args else len(data)
+            self._seen = 0
+            if not self._dead and offset < len(data):
+                self.data_received(data[offset:])
+            return
+        except httptools.HttpParserError as exc:
+            reject = exc.__context__
+            if isinstance(reject, Reject):
+                self._protocol_error(reject.status, reject.message)
+            else:
+                self._protocol_error(400, f"malformed request: {exc}")
+            return
+        seen = self._seen
+        self._seen = 0
+        if self._in_head or self._chunk_pending:
+            if self._in_head:
+                if self._head_start < 0:
+                    self._head_start = self.loop.time()  # the read that began this message
+                seen += len(self._url) + self._head_bytes - self._mark  # the head so far
+            else:
+                seen += self._head_bytes - self._mark  # the trailer fields so far
+            # The read ended inside a header section (the head, or a chunked body's trailer
+            # section).  Complete fields are counted per message (on_header), the target in
+            # on_url; httptools keeps an unfinished field line to itself, so its bytes are
+            # what this read held beyond what was accounted for (plus the whole of earlier
+            # reads that accounted for nothing).
+            self._partial = len(data) - seen if seen > 0 else self._partial + len(data)
+            if self._head_bytes + self._partial > self.cfg.max_header_bytes:
+                part = "header" if self._in_head else "trailer"
+                self._protocol_error(431, f"request {part} fields too large")
+
+    def _parse(self, data: bytes) -> None:
+        """Parse a large read a slice at a time, keeping what follows a full pipeline
+        queue unparsed (reading stays paused until the queue has room again).
+
+        A read can hold thousands of small pipelined requests; parsed at once, each would
+        become a queued request object.  Inside a request body the rest is fed whole (a
+        large upload is not cut into small pieces).
+        """
+        start, end = 0, len(data)
+        while start < end and not self._dead:
+            if len(self._queue) >= PIPELINE_DEPTH and self._body is None:
+                self._unparsed = data[start:]
+                self._pause_reading()
+                return
+            stop = end if self._body is not None else min(end, start + PARSE_SLICE)
+            self._slicing = True
+            try:
+                self.data_received(data if start == 0 and stop == end else data[start:stop])
+            finally:
+                self._slicing = False
+            start = stop
+
+    def _parse_unparsed(self) -> None:
+        """The pipeline queue has room again: parse the rest of the read it stopped."""
+        self._parse_scheduled = False
+        data, self._unparsed = self._unparsed, b""
+        if data and not self._dead:
+            self._parse(data)
+            self.body_drained()
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._mark = 0
+        self._url = b""
+        self._raw_headers = []
+        self._head_bytes = 0
+        self._head_start = -1.0  # stamped below only if the head spans several reads
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.cfg.max_request_line_bytes:
+            raise Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4  # "Name: value\r\n"
+        if self._head_bytes > self.cfg.max_header_bytes:
+            part = "header block" if self._in_head else "trailer section"
+            raise Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        # the head's bytes in this read (method, version, line ends: roughly)
+        self._seen += len(self._url) + self._head_bytes + 16 - self._mark
+        parser = self.parser
+        raw_method = parser.get_method()
+        method = METHODS.get(raw_method) or raw_method.decode("ascii")
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise Reject(505, f"HTTP version {version} is not supported")
+        headers: CIMultiDict[str] | None = None
+        fast = self.fe.fast_path
+        if (fast is not None and (method == "GET" or method == "HEAD") and self._current is None
+                and not self._dead and not self._write_paused and self._url.startswith(b"/")):
+            self._fast_fields = None
+            if self._fast(fast, method, version):
+                return
+            headers = self._fast_fields  # built already when the fast path looked at them
+        if headers is None:
+            headers = self._fields()
+        if method == "CONNECT":
+            raise Reject(405, "CONNECT is not supported")
+        target = self._url.decode("latin-1")
+        if not target.startswith("/"):
+            target = absolute_target(method, target, headers)
+        hosts = headers.getall("host", ())
+        if len(hosts) > 1 or (version == "1.1" and not hosts):
+            raise Reject(400, "exactly one Host header is required")
+        if "transfer-encoding" in headers:
+            check_transfer_encoding(headers.getall("transfer-encoding"), version)
+            has_body = True
+            self._n_head = len(self._raw_headers)
+            self._head_bytes = 0  # the trailer section has its own budget
+        else:
+            cl = headers.get("content-length")
+            has_body = cl is not None and cl != "0"
+        keep_alive = parser.should_keep_alive()
+        body: RequestBody | None = None
+        if has_body:
+            expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
+            body = self._body = RequestBody(self, expect)
+        incoming = headers.get("x-request-id")
+        rid = self.fe.request_ids.pick(incoming)
+        if rid is not incoming or len(headers.getall("x-request-id")) > 1:
+            headers.popall("x-request-id", None)
+            headers["X-Request-Id"] = rid  # the origin and the filters see it too
+        request = Request(method, target, headers, body if body is not None else b"", version)
+        exchange = Exchange(request, self.client, self.local)
+        exchange.request_id = rid
+        if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
+            exchange.interim = self.send_interim
+        self._dispatch(Pending(exchange, body, keep_alive))
+
+    def _fields(self) -> CIMultiDict[str]:
+        return CIMultiDict([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])
+
+
+    def on_body(self, chunk: bytes) -> None:
+        self._seen += len(chunk)
+        self._chunk_pending = False
+        if self._body is not None:
+            self._body.feed(chunk)
+
+    def on_chunk_header(self) -> None:
+        # until data follows, this may be the last chunk: its trailer section comes next
+        self._seen += 6  # size line and the CRLF after the data: roughly
+        self._chunk_pending = True
+        self._mark = 0
+        self._partial = 0
+
+    def on_message_complete(self) -> None:
+        self._chunk_pending = False
+        body = self._body
+        if body is not None:
+            n = self._n_head
+            if n:
+                self._n_head = 0
+                if len(self._raw_headers) > n:
+                    body.trailers = parse_trailers(self._raw_headers[n:])
+            body.finish()
+            self._body = None
+
+    def _protocol_error(self, status: int, message: str) -> None:
+        """Answer a malformed request after the ones already in flight, then close."""
+        if self._dead:
+            return
+        self._dead = True
+        self._in_head = False
+        if self._body is not None:
+            self._body.fail(BadBody(status, f"bad request body: {message}"))
+            self._body = None
+        if not self._read_paused and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        method = "-"
+        if self._url:  # llhttp reports DELETE (method 0) when no method was parsed
+            method = self.parser.get_method().decode("ascii", "replace")
+        target = self._url.decode("latin-1")[:200] or "-"
+        request = Request(method, target, CIMultiDict())
+        exchange = Exchange(request, self.client, self.local)
+        exchange.request_id = self.fe.request_ids.new()
+        self._dispatch(Pending(exchange, None, False, error_response(status, message, close=True)))
