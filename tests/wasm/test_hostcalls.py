@@ -8,6 +8,7 @@ import struct
 import time
 
 import pytest
+from multidict import CIMultiDict, getversion
 
 from edgenode.http.messages import Response
 from edgenode.wasm.abi import Status, decode_map, encode_map
@@ -112,6 +113,43 @@ def test_header_add_replace_remove(probe: Probe) -> None:
     assert probe.ex.request.path == "/moved" and probe.ex.request.query == "x=2"
     bad = probe.put(b"a\r\nb")
     assert probe.call("proxy_add_header_map_value", 0, *k, *bad) == BAD_ARG
+
+
+def _hit_response() -> Response:
+    """A response as a cache hit hands it on: its head pre-serialised (``wire_head``)."""
+    headers = CIMultiDict({"Content-Type": "text/plain", "Age": "3"})
+    response = Response(200, headers, b"hello")
+    response.wire_head = (getversion(headers), b"Content-Type: text/plain\r\nAge: 3\r\n")
+    return response
+
+
+def test_added_response_field_keeps_the_pre_serialised_head(probe: Probe,
+                                                            request: pytest.FixtureRequest) -> None:
+    """Whatever answers the map writes (the core or Python), the head the front end
+    writes from ``wire_head`` is the one it would serialise field by field; the core
+    keeps it current (appends the field), Python lets it go stale."""
+    response = _hit_response()
+    probe.ctx.set_response(response)
+    probe.ctx.response_headers_open = True
+    k, v = probe.put(b"X-Filtered"), probe.put(b"yes")
+    assert probe.call("proxy_add_header_map_value", 2, *k, *v) == OK
+    full = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items()).encode()
+    current = response.wire_head is not None and response.wire_head[0] == getversion(response.headers)
+    assert current == (request.node.callspec.params["probe"] == "core")
+    if current:
+        assert response.wire_head[1] == full  # type: ignore[index]
+    assert response.headers["x-filtered"] == "yes"
+
+
+@pytest.mark.parametrize("name", [b"Content-Length", b"Connection", b"Transfer-Encoding", b"X-Request-Id"])
+def test_added_framing_field_makes_the_head_stale(probe: Probe, name: bytes) -> None:
+    """Fields the front end writes itself are never appended to a pre-serialised head."""
+    response = _hit_response()
+    probe.ctx.set_response(response)
+    probe.ctx.response_headers_open = True
+    k, v = probe.put(name), probe.put(b"1")
+    assert probe.call("proxy_add_header_map_value", 2, *k, *v) == OK
+    assert response.wire_head is not None and response.wire_head[0] != getversion(response.headers)
 
 
 def test_response_status_pseudo_header(probe: Probe) -> None:

@@ -199,6 +199,61 @@ static int64_t write_status(HeaderBlock *b, PyObject *res, wasm_trap_t **trap, P
     return r;
 }
 
+/* The response's pre-serialised head (``Response.wire_head``, a cache hit's) when it is
+ * current for ``headers`` (a new reference), else NULL with no error set. */
+static PyObject *current_wire(PyObject *message, PyObject *headers) {
+    PyObject *wire = PyObject_GetAttr(message, s_wire_head);
+    if (wire == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (PyTuple_Check(wire) && PyTuple_GET_SIZE(wire) == 2 && PyBytes_Check(PyTuple_GET_ITEM(wire, 1))) {
+        PyObject *version = PyObject_CallOneArg(hc_getversion, headers);
+        int same = version == NULL ? -1 : PyObject_RichCompareBool(version, PyTuple_GET_ITEM(wire, 0), Py_EQ);
+        Py_XDECREF(version);
+        if (same == 1) return wire;
+        PyErr_Clear();
+    }
+    Py_DECREF(wire);
+    return NULL;
+}
+
+/* Fields the front end writes itself (framing, Connection, X-Request-Id): a head that
+ * holds one of them is serialised field by field, never from ``wire_head``. */
+static int own_field(const char *k, uint32_t n) {
+    static const char *names[] = {"connection", "content-length", "transfer-encoding", "x-request-id"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == n && memcmp(names[i], k, n) == 0) return 1;
+    return 0;
+}
+
+/* A field added to a response whose ``wire`` head was current: the head with the field
+ * appended, as the front end would write it, stays current (a cache hit behind a filter
+ * that adds a header is still written from bytes, not field by field). */
+static void extend_wire(PyObject *message, PyObject *headers, PyObject *wire, const char *k,
+                        uint32_t kl, const uint8_t *v, uint32_t vl) {
+    PyObject *block = PyTuple_GET_ITEM(wire, 1);
+    Py_ssize_t old = PyBytes_GET_SIZE(block);
+    PyObject *version = PyObject_CallOneArg(hc_getversion, headers);
+    PyObject *grown = version == NULL ? NULL : PyBytes_FromStringAndSize(NULL, old + kl + vl + 4);
+    PyObject *pair = NULL;
+    if (grown != NULL) {
+        char *p = PyBytes_AS_STRING(grown);
+        memcpy(p, PyBytes_AS_STRING(block), old);
+        p += old;
+        memcpy(p, k, kl);
+        p += kl;
+        memcpy(p, ": ", 2);
+        memcpy(p + 2, v, vl);
+        memcpy(p + 2 + vl, "\r\n", 2);
+        pair = PyTuple_Pack(2, version, grown);
+    }
+    if (pair == NULL || PyObject_SetAttr(message, s_wire_head, pair) < 0) PyErr_Clear();
+    Py_XDECREF(pair);
+    Py_XDECREF(grown);
+    Py_XDECREF(version);
+}
+
 /* add / replace / remove: an ordinary field on the message's multidict, a pseudo-header
  * or the request's Host through the view (ValueError: BAD_ARGUMENT) */
 static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, int with_value,
@@ -227,7 +282,6 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
             }
         PyObject *k = lower == NULL ? NULL
                       : PyUnicode_DecodeLatin1(direct ? lower : (const char *)key, klen, NULL);
-        if (lower != small) PyMem_Free(lower);
         PyObject *v = with_value ? PyUnicode_DecodeLatin1((const char *)value, vlen, NULL) : NULL;
         PyObject *res = NULL;
         if (k != NULL && (!with_value || v != NULL)) {
@@ -235,7 +289,11 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
                 PyObject *headers = PyObject_GetAttr(b->message, s_headers);
                 if (headers != NULL) {
                     if (method == s_add) {
+                        PyObject *wire = b->is_request || own_field(lower, klen) ? NULL
+                                         : current_wire(b->message, headers);
                         res = PyObject_CallMethodObjArgs(headers, s_add, k, v, NULL);
+                        if (res != NULL && wire != NULL) extend_wire(b->message, headers, wire, lower, klen, value, vlen);
+                        Py_XDECREF(wire);
                     } else if (method == s_replace) {
                         res = PyObject_SetItem(headers, k, v) < 0 ? NULL : Py_NewRef(Py_None);
                     } else {
@@ -250,6 +308,7 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
                                      : PyObject_CallMethodObjArgs(view, method, k, NULL);
             }
         }
+        if (lower != small) PyMem_Free(lower);
         Py_XDECREF(k);
         Py_XDECREF(v);
         r = write_status(b, res, trap, fn_name);
