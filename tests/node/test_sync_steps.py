@@ -1,0 +1,130 @@
+"""The request path's synchronous steps through a real node on 127.0.0.1: a cache hit
+behind filters that do not pause is answered without a task; a filter that traps, loops
+or exhausts its memory there is contained as on the awaited path; a filter that pauses
+on the same chain continues in a task (the same steps, resumed)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import aiohttp
+import pytest
+
+from edgenode.config import StageConfig
+from edgenode.node import Node
+
+WAT = Path(__file__).resolve().parents[1] / "wasm" / "wat"
+
+
+class TaskCount:
+    """Counts the front end's request tasks (``Dispatcher._run``) on the running loop."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.loop = asyncio.get_running_loop()
+        self._factory = self.loop.get_task_factory()
+        self.loop.set_task_factory(self._task)
+
+    def _task(self, loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        if getattr(coro, "__qualname__", "") == "Dispatcher._run":
+            self.runs += 1
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    def close(self) -> None:
+        self.loop.set_task_factory(self._factory)
+
+
+@pytest.fixture
+async def start_node(origin_url: str, config_for: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
+    nodes: list[Node] = []
+
+    async def start(*filters: StageConfig) -> Node:
+        cfg = config_for(origin_url)
+        cfg.chain = [*filters, StageConfig("cache", "cache")]
+        cfg.cache.store = "memory"  # several nodes per test
+        node = Node(cfg, admin=False)
+        await node.start()
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        await node.stop(1.0)
+
+
+def wasm(name: str, module: str, **options: Any) -> StageConfig:
+    return StageConfig("wasm", name, {"module": str(WAT / module), **options})
+
+
+async def get(s: aiohttp.ClientSession, node: Node, path: str, **headers: str) -> tuple[int, Any, bytes]:
+    async with s.get(f"http://127.0.0.1:{node.port}{path}", headers=headers) as r:
+        return r.status, r.headers, await r.read()
+
+
+async def test_hits_behind_a_filter_take_no_task(start_node: Callable[..., Any]) -> None:
+    node = await start_node(wasm("sync-header", "header_only.wat"))
+    async with aiohttp.ClientSession() as s:
+        status, headers, body = await get(s, node, "/obj/sync?size=300")  # the miss: a task
+        assert status == 200 and headers["X-Cache"] == "MISS" and len(body) == 300
+        count = TaskCount()
+        try:
+            for _ in range(20):
+                status, headers, body = await get(s, node, "/obj/sync?size=300")
+                assert status == 200 and headers["X-Cache"] == "HIT" and len(body) == 300
+                assert headers.getall("x-filtered") == ["yes"]  # added once, by the filter
+                assert int(headers["Content-Length"]) == 300
+        finally:
+            count.close()
+    assert count.runs == 0
+
+
+@pytest.mark.parametrize("what", ["trap", "loop", "bomb"])
+@pytest.mark.parametrize("where", ["request", "response"])
+async def test_a_misbehaving_filter_on_the_synchronous_path_is_contained(
+        start_node: Callable[..., Any], what: str, where: str) -> None:
+    """Per-request isolation: only the failing stream gets 503, the next hit is served;
+    a shared VM under fail_open: the hit goes out without the filter."""
+    isolated = wasm(f"sync-{what}-{where}", "misbehave.wat", isolation="per-request",
+                    cpu_deadline_ms=20, memory_limit="2MiB")
+    node = await start_node(isolated)
+    bad = {"x-misbehave": what} | ({"x-misbehave-in": "response"} if where == "response" else {})
+    path = f"/obj/contained-{what}-{where}?size=100"
+    async with aiohttp.ClientSession() as s:
+        assert (await get(s, node, path))[0] == 200  # stored
+        count = TaskCount()
+        try:
+            status, _, body = await get(s, node, path, **bad)
+            assert status == 503 and b"failed" in body
+            status, headers, _ = await get(s, node, path)
+            assert status == 200 and headers["X-Cache"] == "HIT" and headers["x-ok"] == "1"
+        finally:
+            count.close()
+        assert count.runs == 0  # both answered on the synchronous path
+
+    opened = await start_node(wasm(f"sync-open-{what}-{where}", "misbehave.wat", failure_policy="fail_open",
+                                   cpu_deadline_ms=20, memory_limit="2MiB"))
+    async with aiohttp.ClientSession() as s:
+        assert (await get(s, opened, path))[0] == 200
+        status, headers, _ = await get(s, opened, path, **bad)
+        assert status == 200 and headers["X-Cache"] == "HIT" and "x-ok" not in headers
+
+
+async def test_a_pausing_filter_continues_in_a_task(start_node: Callable[..., Any]) -> None:
+    """pause.wat holds the response headers and resumes from its tick: that request
+    continues in a task; the others on the same chain stay synchronous."""
+    node = await start_node(wasm("sync-pause", "pause.wat"))
+    async with aiohttp.ClientSession() as s:
+        assert (await get(s, node, "/obj/paused?size=50"))[0] == 200
+        count = TaskCount()
+        try:
+            status, headers, body = await get(s, node, "/obj/paused?size=50", **{"x-resp": "100t"})
+            assert status == 200 and headers["x-resumed"] == "1" and headers["X-Cache"] == "HIT"
+            assert len(body) == 50
+            held = count.runs
+            status, headers, _ = await get(s, node, "/obj/paused?size=50")
+            assert status == 200 and "x-resumed" not in headers
+        finally:
+            count.close()
+    assert held == 1 and count.runs == 1
