@@ -4,7 +4,7 @@
 For one of bench_proxy's chains (``--chain``, e.g. ``header-shared``) it starts the
 simulated origin and ``edgenode serve`` (one worker), warms a 1 KB object, then:
 
-* ``py-spy record`` of the worker while wrk sends cache hits: the functions with the
+* ``py-spy record`` of the worker while wrk sends cache hits (``--miss``: misses): the functions with the
   most samples, by own time and with their callees (``--top``), and the collapsed
   stacks (``--out``, for flamegraph tools);
 * ``--count N``: the same chain in this process (``Node``, a real socket on 127.0.0.1),
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_proxy import CHAINS, HOST, launch_edgenode, probe, start_origin, stop  # noqa: E402
+from bench_proxy import CHAINS, HOST, MISS_LUA, launch_edgenode, probe, start_origin, stop  # noqa: E402
 
 from edgenode.bench.loadgen import run_wrk  # noqa: E402
 from edgenode.frontend.server import install_event_loop  # noqa: E402
@@ -37,14 +37,22 @@ PATH = "/obj/profile-1k?size=1k&ttl=3600"
 CO_COROUTINE = 0x80
 
 
-def pyspy(pid: int, seconds: float, port: int, out: Path, connections: int) -> tuple[collections.Counter, collections.Counter, int]:
-    """Record ``pid`` while wrk runs; (own samples, inclusive samples) by function, total."""
+def pyspy(pid: int, seconds: float, port: int, out: Path, connections: int,
+          miss: bool) -> tuple[collections.Counter, collections.Counter, int]:
+    """Record ``pid`` while wrk runs (hits, or ``miss``: a new URL per request);
+    (own samples, inclusive samples) by function, total."""
     spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
                             "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
                             "--duration", str(int(seconds)), "--output", str(out), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)
-    run_wrk(f"http://{HOST}:{port}{PATH}", connections=connections, duration=seconds)
+    if miss:
+        script = out.with_suffix(".lua")
+        script.write_text(MISS_LUA)
+        run_wrk(f"http://{HOST}:{port}/", connections=connections, duration=seconds, script=script,
+                script_args=["profile-miss", "1k"])
+    else:
+        run_wrk(f"http://{HOST}:{port}{PATH}", connections=connections, duration=seconds)
     _, err = spy.communicate(timeout=seconds + 30)
     if not out.exists():
         raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-1000:]}")
@@ -132,6 +140,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--miss", action="store_true", help="profile 1 KB misses (a new URL per request)")
     parser.add_argument("--count", type=int, default=0, metavar="N", help="count frames over N hits (0: skip)")
     parser.add_argument("--out", type=Path, help="collapsed stacks (default: a temp file)")
     args = parser.parse_args()
@@ -150,7 +159,7 @@ def main() -> int:
                     print(asyncio.run(probe(target.port, [PATH], warm=True)))
                     out = args.out or run_dir / "stacks.txt"
                     own, incl, total = pyspy(target.proc.pid, args.seconds, target.port,
-                                             out, args.connections)
+                                             out, args.connections, args.miss)
                 finally:
                     stop(target.proc)
                 print(f"{total} samples; own time:")
