@@ -19,6 +19,7 @@ from typing import Callable
 
 from edgenode.config import ServerConfig
 from edgenode.frontend.connection import Connection
+from edgenode.frontend.dispatch import Batch
 from edgenode.frontend.fast_hits import FastPath
 from edgenode.http.listen import listen_error
 from edgenode.http.messages import Prebuilt, Response
@@ -58,6 +59,8 @@ class FrontEnd:
         self.fast_path = fast_path
         self.fast_memo: dict[Prebuilt, bytes | None] = {}
         self.request_ids = RequestIds()
+        #: requests whose synchronous steps run in this loop iteration's batch
+        self.batch = Batch()
         self.connections: set[Connection] = set()
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
