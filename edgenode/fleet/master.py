@@ -189,7 +189,7 @@ class MasterHost:
 
 
 def _cache_dir() -> Path:
-    from edgenode.wasm.engine import default_cache_dir
+    from edgenode.wasmcache import default_cache_dir
 
     return default_cache_dir()
 
