@@ -438,6 +438,18 @@ static void matched(waf_tx *tx, const tval *v, wstr val) {
     coll_add(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
 }
 
+/* The operator's result depends on the value alone (no macros, no side effects) and costs
+ * enough to be worth remembering a miss (exec.c: repeated values). */
+static bool pure_operator(const oper *op) {
+    switch (op->kind) {
+    case OP_DETECTSQLI: case OP_DETECTXSS: case OP_VALIDATEBYTERANGE: case OP_VALIDATEURLENCODING:
+    case OP_VALIDATEUTF8ENCODING:
+        return !op->param.has_macro;
+    default:
+        return false;
+    }
+}
+
 static bool eval_rule(waf_tx *tx, const rule *ru) {
     tx->cur_rule = ru;
     if (ru->is_action) {
@@ -447,10 +459,15 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         after_full_match(tx, ru);
         return true;
     }
+    if (ru->pf_all && !firstpass_rule_may_match(tx, ru)) {
+        clear_matched(tx);
+        return false;
+    }
     bool any = false;
     /* the value list is reused across rules (a chain link runs after its parent's loop) */
     tvals vals = {tx->scratch, 0, tx->scratch_cap};
     bool rm_apply = tx->n_rm_targets && rm_targets_apply(tx, ru);
+    bool pure = pure_operator(&ru->op);
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
@@ -491,11 +508,15 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                 }
                 continue;
             }
+            bool memo = pure && v->vid;
+            if (memo && value_known_no_match(tx, ru, v->vid)) continue;
             wstr tv = transform(tx, ru->tchain, v->val, v->vid);
             if (firstpass_value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
                 any = true;
                 matched(tx, v, tv);
                 run_setvars(tx, ru);
+            } else if (memo) {
+                value_no_match(tx, ru, v->vid);
             }
         }
     }
@@ -514,6 +535,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
 bool waf_run_phase(waf_tx *tx, int phase) {
     const waf_rules *r = tx->rules;
     tx->phase = phase;
+    tx->src_epoch++;   /* the body's values arrived, or a previous phase changed some */
     if (tx->engine == ENGINE_OFF || tx->allow_all || (tx->allow_request && phase <= 2)) return false;
     if (tx->intercepted && tx->engine == ENGINE_ON) return true;
     int n = r->n_phase[phase];

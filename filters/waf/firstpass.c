@@ -67,6 +67,7 @@ typedef struct pf_group {
     RxSet *set;
     uint16_t chain;              /* the set scans values after this chain */
     bool phrases;                /* one @pm rule: its phrase list */
+    int list;                    /* its sources: the union of its members' targets (lists[]) */
     int n;
     size_t bytes;                /* the members' pattern lengths */
     rule *members[GROUP_MAX];
@@ -142,50 +143,6 @@ static void build_phrases(pf_group *pg) {
     free(ls);
 }
 
-void firstpass_build(waf_rules *r) {
-    for (int i = 0; i < r->n_all; i++) r->all[i]->n_pf = 0;
-    int *open = malloc((size_t)(r->n_tchains ? r->n_tchains : 1) * sizeof *open);
-    if (!open) abort();
-    int cap = 0;
-    for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
-        for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
-        for (int i = 0; i < r->n_phase[ph]; i++) {
-            rule *ru = r->phase[ph][i];
-            for (rule *l = ru; l; l = l->next_link)
-                if (eligible(l)) assign_rule(r, open, &cap, l);
-            if (getenv("NOSECT") == NULL && (ru->is_marker || ru->skip_after.n || ru->skip))
-                for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
-        }
-    }
-    free(open);
-    const uint8_t *pats[GROUP_MAX];
-    size_t lens[GROUP_MAX];
-    uint8_t ok[GROUP_MAX];
-    for (int g = 0; g < r->n_pf_groups; g++) {
-        pf_group *pg = &r->pf_groups[g];
-        if (pg->phrases) {
-            build_phrases(pg);
-            continue;
-        }
-        for (int k = 0; k < pg->n; k++) {
-            pats[k] = (const uint8_t *)pg->members[k]->op.param.raw.p;
-            lens[k] = pg->members[k]->op.param.raw.n;
-            if (matches_ordinary(pg->members[k])) pg->flags[k] |= RXSET_COMMON;
-        }
-        pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
-        for (int k = 0; k < pg->n; k++)
-            if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
-    }
-    for (int i = 0; i < r->n_all; i++) r->n_pf_rules += r->all[i]->n_pf > 0;
-}
-
-void firstpass_free(waf_rules *r) {
-    for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
-    free(r->pf_groups);
-    r->pf_groups = NULL;
-    r->n_pf_groups = 0;
-}
-
 /* The stable sources of a target's values: (collection or scalar, names?); 0 when its
  * values change during the request (TX, MATCHED_VARS, ...) and cannot be pre-scanned. */
 static int target_sources(const target *t, int base[2], bool names[2]) {
@@ -212,10 +169,160 @@ static int target_sources(const target *t, int base[2], bool names[2]) {
     }
 }
 
+/* A set's sources, sorted and without duplicates (2 * variable + names), interned in
+ * r->pf_sources: [count, ids...] per list, a set's `list` is the offset of its own. */
+static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) {
+    int16_t ids[64];
+    int n = 0;
+    for (int m = 0; m < pg->n; m++) {
+        const rule *ru = pg->members[m];
+        for (int ti = 0; ti < ru->n_targets; ti++) {
+            const target *t = &ru->targets[ti];
+            int base[2];
+            bool names[2];
+            int k = t->exclude || t->count ? 0 : target_sources(t, base, names);
+            for (int q = 0; q < k; q++) {
+                int16_t id = (int16_t)(2 * base[q] + names[q]);
+                int at = 0;
+                while (at < n && ids[at] < id) at++;
+                if ((at < n && ids[at] == id) || n == 64) continue;
+                memmove(ids + at + 1, ids + at, (size_t)(n - at) * sizeof *ids);
+                ids[at] = id;
+                n++;
+            }
+        }
+    }
+    for (int off = 0; off < *n_used; off += 1 + r->pf_sources[off])
+        if (r->pf_sources[off] == n && memcmp(r->pf_sources + off + 1, ids, (size_t)n * sizeof *ids) == 0) return off;
+    if (*n_used + n + 1 > *cap) {
+        *cap = (*n_used + n + 1) * 2;
+        r->pf_sources = realloc(r->pf_sources, (size_t)*cap * sizeof *r->pf_sources);
+        if (!r->pf_sources) abort();
+    }
+    int off = *n_used;
+    r->pf_sources[off] = (int16_t)n;
+    memcpy(r->pf_sources + off + 1, ids, (size_t)n * sizeof *ids);
+    *n_used += n + 1;
+    return off;
+}
+
+void firstpass_build(waf_rules *r) {
+    for (int i = 0; i < r->n_all; i++) r->all[i]->n_pf = 0;
+    int *open = malloc((size_t)(r->n_tchains ? r->n_tchains : 1) * sizeof *open);
+    if (!open) abort();
+    int cap = 0;
+    for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
+        for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+        for (int i = 0; i < r->n_phase[ph]; i++) {
+            rule *ru = r->phase[ph][i];
+            for (rule *l = ru; l; l = l->next_link)
+                if (eligible(l)) assign_rule(r, open, &cap, l);
+            if (getenv("NOSECT") == NULL && (ru->is_marker || ru->skip_after.n || ru->skip))
+                for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+        }
+    }
+    free(open);
+    const uint8_t *pats[GROUP_MAX];
+    size_t lens[GROUP_MAX];
+    uint8_t ok[GROUP_MAX];
+    int used = 0, lcap = 0;
+    for (int g = 0; g < r->n_pf_groups; g++) {
+        pf_group *pg = &r->pf_groups[g];
+        pg->list = source_list(r, pg, &used, &lcap);
+        if (pg->phrases) {
+            build_phrases(pg);
+            continue;
+        }
+        for (int k = 0; k < pg->n; k++) {
+            pats[k] = (const uint8_t *)pg->members[k]->op.param.raw.p;
+            lens[k] = pg->members[k]->op.param.raw.n;
+            if (matches_ordinary(pg->members[k])) pg->flags[k] |= RXSET_COMMON;
+        }
+        pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
+        for (int k = 0; k < pg->n; k++)
+            if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
+    }
+    for (int i = 0; i < r->n_all; i++) {
+        rule *ru = r->all[i];
+        r->n_pf_rules += ru->n_pf > 0;
+        ru->pf_all = ru->n_pf > 0;
+        for (int ti = 0; ti < ru->n_targets && ru->pf_all; ti++) {
+            const target *t = &ru->targets[ti];
+            int base[2];
+            bool names[2];
+            if (!t->exclude && (t->count || !target_sources(t, base, names))) ru->pf_all = false;
+        }
+    }
+}
+
+void firstpass_free(waf_rules *r) {
+    for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
+    free(r->pf_groups);
+    free(r->pf_sources);
+    r->pf_sources = NULL;
+    r->pf_groups = NULL;
+    r->n_pf_groups = 0;
+}
+
+/* A set's scan over all its sources at once (valid while tx->src_epoch stays put): the
+ * values of every source its members target, after its chain, joined by '\n'.  On an
+ * ordinary request nothing matches and one scan clears the set for every rule and target;
+ * a set that did match is scanned again per source, to know where. */
+typedef struct pf_scan { uint32_t epoch; uint64_t mask; } pf_scan;
+
+static uint64_t set_scan(waf_tx *tx, int g) {
+    const waf_rules *r = tx->rules;
+    if (!tx->pf_scans) {
+        tx->pf_scans = ar_alloc(&tx->a, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
+        memset(tx->pf_scans, 0, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
+    }
+    pf_scan *sc = &tx->pf_scans[g];
+    if (sc->epoch == tx->src_epoch + 1) return sc->mask;
+    const pf_group *pg = &r->pf_groups[g];
+    const int16_t *ids = r->pf_sources + pg->list + 1;
+    int n_ids = r->pf_sources[pg->list];
+    const wstr *parts[64];
+    int live = 0, only = 0;
+    size_t total = 0;
+    for (int k = 0; k < n_ids; k++) {
+        if (source_empty(tx, ids[k] >> 1)) continue;
+        const wstr *j = source_joined(tx, ids[k] >> 1, ids[k] & 1, pg->chain);
+        if (!j) continue;
+        parts[live++] = j;
+        total += j->n + 1;
+        only = ids[k];
+    }
+    uint64_t mask = 0;
+    if (live == 1) {
+        mask = rxset_scan(pg->set, (const uint8_t *)parts[0]->p, parts[0]->n);
+        uint8_t *done;
+        uint64_t *masks = source_masks(tx, only >> 1, only & 1, &done);
+        masks[g] = mask;
+        done[g >> 3] |= (uint8_t)(1u << (g & 7));
+    } else if (live > 1) {
+        union_join *u = &tx->union_joins[(pg->list * 31u + pg->chain) % UNION_CACHE];
+        if (u->epoch != tx->src_epoch + 1 || u->list != pg->list || u->chain != pg->chain) {
+            char *o = ar_alloc(&tx->a, total);
+            size_t at = 0;
+            for (int k = 0; k < live; k++) {
+                if (at) o[at++] = '\n';
+                memcpy(o + at, parts[k]->p, parts[k]->n);
+                at += parts[k]->n;
+            }
+            *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};
+        }
+        mask = rxset_scan(pg->set, (const uint8_t *)u->joined.p, u->joined.n);
+    }
+    sc->mask = mask;
+    sc->epoch = tx->src_epoch + 1;
+    return mask;
+}
+
 static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) {
+    int g = sl->group;
+    if (!((set_scan(tx, g) >> sl->bit) & 1)) return false;
     uint8_t *done;
     uint64_t *masks = source_masks(tx, base, names, &done);
-    int g = sl->group;
     if (!(done[g >> 3] & (1u << (g & 7)))) {
         const wstr *j = source_joined(tx, base, names, tx->rules->pf_groups[g].chain);
         masks[g] = j ? rxset_scan(tx->rules->pf_groups[g].set, (const uint8_t *)j->p, j->n) : 0;
@@ -224,15 +331,23 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
     return (masks[g] >> sl->bit) & 1;
 }
 
+bool firstpass_rule_may_match(waf_tx *tx, const rule *ru) {
+    for (int i = 0; i < ru->n_pf; i++)
+        if ((set_scan(tx, ru->pf[i].group) >> ru->pf[i].bit) & 1) return true;
+    return false;
+}
+
 bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t) {
     if (!ru->n_pf || t->count || t->exclude) return true;
     int base[2];
     bool names[2];
     int n = target_sources(t, base, names);
     if (!n) return true;
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < n; k++) {
+        if (source_empty(tx, base[k])) continue;
         for (int i = 0; i < ru->n_pf; i++)
             if (slot_may_match(tx, &ru->pf[i], base[k], names[k])) return true;
+    }
     return false;
 }
 

@@ -18,6 +18,8 @@
 
 typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
+    uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
+    const void **no_match;       /* [n] the last rule whose operator did not match value i */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
@@ -41,13 +43,46 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     memset(s->tv, 0, (size_t)chains * sizeof *s->tv);
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
+    s->first = NULL;
+    s->no_match = NULL;
     s->masks = NULL;
     s->done = NULL;
     *slot = s;
     return s;
 }
 
-void source_changed(waf_tx *tx, int base) { tx->src[2 * base] = tx->src[2 * base + 1] = NULL; }
+void source_changed(waf_tx *tx, int base) {
+    tx->src[2 * base] = tx->src[2 * base + 1] = NULL;
+    if (base != V_MATCHED_VAR && base != V_MATCHED_VAR_NAME) tx->src_epoch++;
+}
+
+bool source_empty(waf_tx *tx, int base) { return source_size(tx, base) == 0; }
+
+/* first[i]: the index of the first value (or name) of the collection equal to value i.  A
+ * value repeated in a source (JSON arrays of records, repeated form fields) is joined and
+ * scanned once: transformations are functions of the value alone. */
+static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool names) {
+    if (s->first) return s->first;
+    uint32_t cap = 16;
+    while (cap < 2 * s->n) cap <<= 1;
+    uint32_t *slots = ar_alloc(&tx->a, (size_t)cap * sizeof *slots);   /* index + 1, 0: empty */
+    memset(slots, 0, (size_t)cap * sizeof *slots);
+    s->first = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->first);
+    for (uint32_t i = 0; i < s->n; i++) {
+        s->first[i] = i;
+        if (!c->items[i].key.p) continue;
+        wstr v = names ? c->items[i].key : c->items[i].val;
+        uint32_t h = 2166136261u;
+        for (size_t k = 0; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 16777619u;
+        for (uint32_t at = h & (cap - 1);; at = (at + 1) & (cap - 1)) {
+            if (!slots[at]) { slots[at] = i + 1; break; }
+            const kv *o = &c->items[slots[at] - 1];
+            wstr w = names ? o->key : o->val;
+            if (w.n == v.n && memcmp(w.p, v.p, v.n) == 0) { s->first[i] = slots[at] - 1; break; }
+        }
+    }
+    return s->first;
+}
 
 static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
 
@@ -96,11 +131,12 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
         return j;
     }
     coll *c = &tx->c[base];
+    const uint32_t *first = firsts(tx, s, c, names);
     size_t total = 0;
     uint32_t live = 0, last = 0;
     for (uint32_t i = 0; i < s->n; i++) {
         kv *it = &c->items[i];
-        if (!it->key.p) continue;
+        if (!it->key.p || first[i] != i) continue;
         total += cached(tx, s, chain, i, names ? it->key : it->val, VID(base, i, names)).n + 1;
         live++;
         last = i;
@@ -117,7 +153,7 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     if (parent >= 0) {
         bool same = true;
         for (uint32_t i = 0; i < s->n && same; i++) {
-            if (!c->items[i].key.p) continue;
+            if (!c->items[i].key.p || first[i] != i) continue;
             wstr prev = tx->rules->tchain_def[parent][0] ? s->tv[parent][i] : (names ? c->items[i].key : c->items[i].val);
             same = prev.p == tv[i].p && prev.n == tv[i].n;
         }
@@ -129,7 +165,7 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     char *o = ar_alloc(&tx->a, total);
     size_t k = 0;
     for (uint32_t i = 0; i < s->n; i++) {
-        if (!c->items[i].key.p) continue;
+        if (!c->items[i].key.p || first[i] != i) continue;
         if (k) o[k++] = '\n';
         if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
         k += tv[i].n;
@@ -148,4 +184,32 @@ uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done) {
     }
     *done = s->done;
     return s->masks;
+}
+
+/* The value's source state and index, when vid names a value of a request collection. */
+static src_state *value_source(waf_tx *tx, uint32_t vid, uint32_t *idx) {
+    int base = (int)(vid >> 24);
+    if (!vid || !IS_COLLECTION(base)) return NULL;
+    src_state *s = source(tx, base, vid & 1);
+    *idx = (vid & 0xffffffu) >> 1;
+    return *idx < s->n ? s : NULL;
+}
+
+bool value_known_no_match(waf_tx *tx, const void *op_owner, uint32_t vid) {
+    uint32_t idx;
+    src_state *s = value_source(tx, vid, &idx);
+    if (!s || !s->no_match) return false;
+    uint32_t f = firsts(tx, s, &tx->c[vid >> 24], vid & 1)[idx];
+    return f != idx && s->no_match[f] == op_owner;
+}
+
+void value_no_match(waf_tx *tx, const void *op_owner, uint32_t vid) {
+    uint32_t idx;
+    src_state *s = value_source(tx, vid, &idx);
+    if (!s) return;
+    if (!s->no_match) {
+        s->no_match = ar_alloc(&tx->a, (size_t)s->n * sizeof *s->no_match);
+        memset(s->no_match, 0, (size_t)s->n * sizeof *s->no_match);
+    }
+    s->no_match[idx] = op_owner;
 }
