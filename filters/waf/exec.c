@@ -60,9 +60,12 @@ void tx_set_sc(waf_tx *tx, int v, wstr val) {
 static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
 
 wstr tx_num(waf_tx *tx, long long v) {
-    char b[24];
-    int n = snprintf(b, sizeof b, "%lld", v);
-    return dupw(tx, b, (size_t)n);
+    /* decimal digits by hand: setvar arithmetic and per-argument sizes call this often */
+    char b[24], *e = b + sizeof b, *p = e;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--p = '-';
+    return dupw(tx, p, (size_t)(e - p));
 }
 
 /* ------------------------------------------------------------------ collections in the tx */
@@ -583,9 +586,8 @@ void tx_set_unique_id(waf_tx *tx, wstr id) { tx_set_sc(tx, V_UNIQUE_ID, dupw(tx,
 void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val) {
     if (tx->rules->args_limit && (int)(tx->c[V_ARGS_GET].n + tx->c[V_ARGS_POST].n) >= tx->rules->args_limit) return;
     coll_add(&tx->a, &tx->c[coll_var], key, val);
-    long long size = 0;
-    if (tx->sc_set[V_ARGS_COMBINED_SIZE]) parse_num(tx->sc[V_ARGS_COMBINED_SIZE], &size);
-    tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, size + (long long)key.n + (long long)val.n));
+    tx->args_size += (long long)key.n + (long long)val.n;
+    tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, tx->args_size));
 }
 
 static inline bool hexc(char c) {

@@ -20,6 +20,9 @@ typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
     uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
+    int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
+    uint8_t present[32];         /* the bytes of the values (valid once keeps is allocated) */
+    wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
@@ -45,6 +48,8 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
     s->first = NULL;
     s->no_match = NULL;
+    s->keeps = NULL;
+    s->raw_joined = (wstr){NULL, 0};
     s->masks = NULL;
     s->done = NULL;
     *slot = s;
@@ -85,6 +90,67 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
 }
 
 static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
+static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool names);
+
+/* The source's values (or names), one by one: false past the end. */
+static bool value_at(waf_tx *tx, int base, bool names, uint32_t i, wstr *v) {
+    if (!IS_COLLECTION(base)) { *v = tx->sc[base]; return true; }
+    const kv *it = &tx->c[base].items[i];
+    if (!it->key.p) return false;
+    *v = names ? it->key : it->val;
+    return true;
+}
+
+/* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
+ * made of the bytes the values hold (transform.c, tfn_keeps).  Then its results are the
+ * values themselves and its joined values the source's own: nothing is computed per value.
+ * (Each step sees the values unchanged, by induction along the chain.) */
+static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chain) {
+    const waf_rules *r = tx->rules;
+    if (r->tchain_def[chain][0] == 0) return true;
+    if (!s->keeps) {
+        s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
+        memset(s->keeps, -1, (size_t)r->n_tchains);
+        memset(s->present, 0, sizeof s->present);
+        for (uint32_t i = 0; i < s->n; i++) {
+            wstr v;
+            if (!value_at(tx, base, names, i, &v)) continue;
+            for (size_t k = 0; k < v.n; k++) s->present[(uint8_t)v.p[k] >> 3] |= (uint8_t)(1u << ((uint8_t)v.p[k] & 7));
+        }
+    }
+    if (s->keeps[chain] < 0) {
+        int parent = r->tchain_parent[chain];
+        bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent)) &&
+                     tfn_keeps(r->tchain_def[chain][r->tchain_def[chain][0]], s->present);
+        s->keeps[chain] = keeps;
+    }
+    return s->keeps[chain];
+}
+
+/* The source's values joined by '\n', repeats left out. */
+static const wstr *raw_joined(waf_tx *tx, src_state *s, int base, bool names) {
+    if (s->raw_joined.p) return &s->raw_joined;
+    if (!IS_COLLECTION(base)) {
+        s->raw_joined = tx->sc[base];
+    } else {
+        const uint32_t *first = firsts(tx, s, &tx->c[base], names);
+        size_t total = 0;
+        wstr v;
+        for (uint32_t i = 0; i < s->n; i++)
+            if (first[i] == i && value_at(tx, base, names, i, &v)) total += v.n + 1;
+        char *o = ar_alloc(&tx->a, total + 1);
+        size_t k = 0;
+        for (uint32_t i = 0; i < s->n; i++) {
+            if (first[i] != i || !value_at(tx, base, names, i, &v)) continue;
+            if (k) o[k++] = '\n';
+            memcpy(o + k, v.p, v.n);
+            k += v.n;
+        }
+        s->raw_joined = (wstr){o, k};
+    }
+    if (!s->raw_joined.p) s->raw_joined.p = "";
+    return &s->raw_joined;
+}
 
 /* The cached result of `chain` for value `idx` of a source. */
 static wstr cached(waf_tx *tx, src_state *s, int chain, uint32_t idx, wstr in, uint32_t vid) {
@@ -115,7 +181,7 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
         int base = (int)(vid >> 24);
         uint32_t idx = (vid & 0xffffffu) >> 1;
         src_state *s = source(tx, base, vid & 1);
-        if (idx < s->n) return cached(tx, s, chain, idx, in, vid);
+        if (idx < s->n) return chain_keeps(tx, s, base, vid & 1, chain) ? in : cached(tx, s, chain, idx, in, vid);
     }
     return apply_chain(tx, chain, in, vid);
 }
@@ -125,6 +191,17 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     if (!s->n) return NULL;
     wstr *j = &s->joined[chain];
     if (j->p) return j;
+    if (chain_keeps(tx, s, base, names, chain)) {
+        const wstr *raw = raw_joined(tx, s, base, names);
+        if (!raw->n && IS_COLLECTION(base)) {
+            /* no live value (every item deleted): as below */
+            uint32_t live = 0;
+            for (uint32_t i = 0; i < s->n; i++) live += tx->c[base].items[i].key.p != NULL;
+            if (!live) return NULL;
+        }
+        *j = *raw;
+        return j;
+    }
     if (!IS_COLLECTION(base)) {
         *j = transform(tx, chain, tx->sc[base], VID(base, 0, 0));
         if (!j->p) j->p = "";

@@ -733,6 +733,35 @@ wstr tfn_apply(arena *a, int t, wstr in) {
     }
 }
 
+/* Whether transformation t returns every text made only of the bytes in `present` (a
+ * 256-bit set) unchanged: each case names the bytes its function acts on (see its early
+ * return above).  False when not known. */
+bool tfn_keeps(int t, const uint8_t present[32]) {
+#define HAS(c) ((present[(uint8_t)(c) >> 3] >> ((uint8_t)(c) & 7)) & 1)
+    static const char SPACES[] = " \t\n\v\f\r";
+    bool spaces = HAS(NBSP);
+    for (const char *c = SPACES; *c; c++) spaces |= HAS(*c);
+    switch (t) {
+    case T_NONE: return true;
+    case T_LOWERCASE:
+        for (int c = 'A'; c <= 'Z'; c++) if (HAS(c)) return false;
+        return true;
+    case T_URLDECODE: case T_URLDECODEUNI: return !HAS('%') && !HAS('+');
+    case T_HTMLENTITYDECODE: return !HAS('&');
+    case T_JSDECODE: case T_CSSDECODE: case T_ESCAPESEQDECODE: return !HAS('\\');
+    case T_REMOVENULLS: case T_REPLACENULLS: return !HAS(0);
+    case T_UTF8TOUNICODE:
+        for (int k = 16; k < 32; k++) if (present[k]) return false;
+        return !HAS(0);
+    case T_REMOVEWHITESPACE: case T_TRIM: case T_TRIMLEFT: case T_TRIMRIGHT: return !spaces;
+    case T_REPLACECOMMENTS: return !HAS('*');
+    case T_REMOVECOMMENTS: case T_REMOVECOMMENTSCHAR: return !HAS('#') && !HAS('-') && !HAS('*');
+    case T_SQLHEXDECODE: return !HAS('x') && !HAS('X');
+    default: return false;
+    }
+#undef HAS
+}
+
 static const struct { const char *name; int id; } TFNS[] = {
     {"none", T_NONE}, {"lowercase", T_LOWERCASE}, {"uppercase", T_UPPERCASE},
     {"urlDecode", T_URLDECODE}, {"urlDecodeUni", T_URLDECODEUNI},

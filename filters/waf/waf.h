@@ -303,6 +303,7 @@ typedef struct waf_tx {
     void *match_ctx;             /* pcre2_match_context */
     bool body_processed;
     int highest_severity;
+    long long args_size;         /* ARGS_COMBINED_SIZE */
 } waf_tx;
 
 void waf_tx_init(waf_tx *tx, const waf_rules *rules);
@@ -337,6 +338,8 @@ void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
+/* t returns any text made only of the bytes in `present` (a 256-bit set) unchanged */
+bool tfn_keeps(int t, const uint8_t present[32]);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);
 
