@@ -169,8 +169,22 @@ static int target_sources(const target *t, int base[2], bool names[2]) {
     }
 }
 
-/* A set's sources, sorted and without duplicates (2 * variable + names), interned in
- * r->pf_sources: [count, ids...] per list, a set's `list` is the offset of its own. */
+/* Source ids in a set's list: 2 * variable + names, or one request header by name
+ * (REQUEST_HEADERS:User-Agent: only that header's values are scanned for the set). */
+#define HEADER_KEY_ID (2 * (V_COUNT + 1))
+
+static int16_t header_key_id(waf_rules *r, wstr key) {
+    for (int i = 0; i < r->n_pf_header_keys; i++)
+        if (ieq(r->pf_header_keys[i].p, r->pf_header_keys[i].n, key.p, key.n)) return (int16_t)(HEADER_KEY_ID + i);
+    if (r->n_pf_header_keys == 256) return -1;
+    r->pf_header_keys = realloc(r->pf_header_keys, (size_t)(r->n_pf_header_keys + 1) * sizeof *r->pf_header_keys);
+    if (!r->pf_header_keys) abort();
+    r->pf_header_keys[r->n_pf_header_keys] = key;
+    return (int16_t)(HEADER_KEY_ID + r->n_pf_header_keys++);
+}
+
+/* A set's sources, sorted and without duplicates, interned in r->pf_sources: [count,
+ * ids...] per list, a set's `list` is the offset of its own. */
 static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) {
     int16_t ids[64];
     int n = 0;
@@ -181,8 +195,9 @@ static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) 
             int base[2];
             bool names[2];
             int k = t->exclude || t->count ? 0 : target_sources(t, base, names);
+            int16_t keyed = t->var == V_REQUEST_HEADERS && t->key.n && !t->key_rx ? header_key_id(r, t->key) : -1;
             for (int q = 0; q < k; q++) {
-                int16_t id = (int16_t)(2 * base[q] + names[q]);
+                int16_t id = keyed >= 0 ? keyed : (int16_t)(2 * base[q] + names[q]);
                 int at = 0;
                 while (at < n && ids[at] < id) at++;
                 if ((at < n && ids[at] == id) || n == 64) continue;
@@ -191,6 +206,14 @@ static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) 
                 n++;
             }
         }
+    }
+    if (n && ids[0] <= 2 * V_REQUEST_HEADERS && 2 * V_REQUEST_HEADERS <= ids[n - 1]) {
+        /* all request headers are scanned: no header needs its own */
+        bool whole = false;
+        for (int i = 0; i < n; i++) whole |= ids[i] == 2 * V_REQUEST_HEADERS;
+        int k = 0;
+        for (int i = 0; i < n; i++) if (!whole || ids[i] < HEADER_KEY_ID) ids[k++] = ids[i];
+        n = k;
     }
     for (int off = 0; off < *n_used; off += 1 + r->pf_sources[off])
         if (r->pf_sources[off] == n && memcmp(r->pf_sources + off + 1, ids, (size_t)n * sizeof *ids) == 0) return off;
@@ -260,6 +283,9 @@ void firstpass_free(waf_rules *r) {
     free(r->pf_groups);
     free(r->pf_sources);
     r->pf_sources = NULL;
+    free(r->pf_header_keys);
+    r->pf_header_keys = NULL;
+    r->n_pf_header_keys = 0;
     r->pf_groups = NULL;
     r->n_pf_groups = 0;
 }
@@ -281,20 +307,33 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     const pf_group *pg = &r->pf_groups[g];
     const int16_t *ids = r->pf_sources + pg->list + 1;
     int n_ids = r->pf_sources[pg->list];
-    const wstr *parts[64];
-    int live = 0, only = 0;
+    wstr parts[64];
+    int live = 0, only = -1;
     size_t total = 0;
     for (int k = 0; k < n_ids; k++) {
-        if (source_empty(tx, ids[k] >> 1)) continue;
+        if (ids[k] >= HEADER_KEY_ID) {   /* one header by name: its values after the chain */
+            const coll *c = &tx->c[V_REQUEST_HEADERS];
+            wstr key = r->pf_header_keys[ids[k] - HEADER_KEY_ID];
+            for (uint32_t i = 0; i < c->n && live < 64; i++) {
+                if (!c->items[i].key.p || !ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) continue;
+                parts[live] = transform(tx, pg->chain, c->items[i].val, VID(V_REQUEST_HEADERS, i, 0));
+                total += parts[live++].n + 1;
+                only = -1;
+            }
+            continue;
+        }
+        if (source_empty(tx, ids[k] >> 1) || live == 64) continue;
         const wstr *j = source_joined(tx, ids[k] >> 1, ids[k] & 1, pg->chain);
         if (!j) continue;
-        parts[live++] = j;
+        parts[live++] = *j;
         total += j->n + 1;
         only = ids[k];
     }
     uint64_t mask = 0;
     if (live == 1) {
-        mask = rxset_scan(pg->set, (const uint8_t *)parts[0]->p, parts[0]->n);
+        mask = rxset_scan(pg->set, (const uint8_t *)parts[0].p, parts[0].n);
+    }
+    if (live == 1 && only >= 0) {
         uint8_t *done;
         uint64_t *masks = source_masks(tx, only >> 1, only & 1, &done);
         masks[g] = mask;
@@ -306,8 +345,8 @@ static uint64_t set_scan(waf_tx *tx, int g) {
             size_t at = 0;
             for (int k = 0; k < live; k++) {
                 if (at) o[at++] = '\n';
-                memcpy(o + at, parts[k]->p, parts[k]->n);
-                at += parts[k]->n;
+                memcpy(o + at, parts[k].p, parts[k].n);
+                at += parts[k].n;
             }
             *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};
         }

@@ -111,12 +111,15 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
     if (!s->keeps) {
         s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
         memset(s->keeps, -1, (size_t)r->n_tchains);
-        memset(s->present, 0, sizeof s->present);
+        uint8_t seen[256] = {0};
+        const uint32_t *first = IS_COLLECTION(base) ? firsts(tx, s, &tx->c[base], names) : NULL;
         for (uint32_t i = 0; i < s->n; i++) {
             wstr v;
-            if (!value_at(tx, base, names, i, &v)) continue;
-            for (size_t k = 0; k < v.n; k++) s->present[(uint8_t)v.p[k] >> 3] |= (uint8_t)(1u << ((uint8_t)v.p[k] & 7));
+            if ((first && first[i] != i) || !value_at(tx, base, names, i, &v)) continue;
+            for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
         }
+        memset(s->present, 0, sizeof s->present);
+        for (int c = 0; c < 256; c++) s->present[c >> 3] |= (uint8_t)(seen[c] << (c & 7));
     }
     if (s->keeps[chain] < 0) {
         int parent = r->tchain_parent[chain];

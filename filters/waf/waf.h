@@ -248,6 +248,8 @@ typedef struct {
     struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
     int n_pf_groups, n_pf_rules;
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
+    wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
+    int n_pf_header_keys;
 } waf_rules;
 
 /* Parse and compile. files[] are the files the directives may Include / @pmFromFile.
