@@ -21,7 +21,7 @@ typedef struct src_state {
     uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
-    uint8_t present[32];         /* the bytes of the values (valid once keeps is allocated) */
+    uint8_t *present;            /* [256] the bytes of the values (with keeps) */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
@@ -111,15 +111,14 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
     if (!s->keeps) {
         s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
         memset(s->keeps, -1, (size_t)r->n_tchains);
-        uint8_t seen[256] = {0};
+        uint8_t *seen = s->present = ar_alloc(&tx->a, 256);
+        memset(seen, 0, 256);
         const uint32_t *first = IS_COLLECTION(base) ? firsts(tx, s, &tx->c[base], names) : NULL;
         for (uint32_t i = 0; i < s->n; i++) {
             wstr v;
             if ((first && first[i] != i) || !value_at(tx, base, names, i, &v)) continue;
             for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
         }
-        memset(s->present, 0, sizeof s->present);
-        for (int c = 0; c < 256; c++) s->present[c >> 3] |= (uint8_t)(seen[c] << (c & 7));
     }
     if (s->keeps[chain] < 0) {
         int parent = r->tchain_parent[chain];

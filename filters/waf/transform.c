@@ -733,11 +733,11 @@ wstr tfn_apply(arena *a, int t, wstr in) {
     }
 }
 
-/* Whether transformation t returns every text made only of the bytes in `present` (a
- * 256-bit set) unchanged: each case names the bytes its function acts on (see its early
- * return above).  False when not known. */
-bool tfn_keeps(int t, const uint8_t present[32]) {
-#define HAS(c) ((present[(uint8_t)(c) >> 3] >> ((uint8_t)(c) & 7)) & 1)
+/* Whether transformation t returns every text made only of the bytes present (present[b]
+ * != 0) unchanged: each case names the bytes its function acts on (see its early return
+ * above).  False when not known. */
+bool tfn_keeps(int t, const uint8_t present[256]) {
+#define HAS(c) (present[(uint8_t)(c)] != 0)
     static const char SPACES[] = " \t\n\v\f\r";
     bool spaces = HAS(NBSP);
     for (const char *c = SPACES; *c; c++) spaces |= HAS(*c);
@@ -751,7 +751,7 @@ bool tfn_keeps(int t, const uint8_t present[32]) {
     case T_JSDECODE: case T_CSSDECODE: case T_ESCAPESEQDECODE: return !HAS('\\');
     case T_REMOVENULLS: case T_REPLACENULLS: return !HAS(0);
     case T_UTF8TOUNICODE:
-        for (int k = 16; k < 32; k++) if (present[k]) return false;
+        for (int k = 0x80; k < 0x100; k++) if (present[k]) return false;
         return !HAS(0);
     case T_REMOVEWHITESPACE: case T_TRIM: case T_TRIMLEFT: case T_TRIMRIGHT: return !spaces;
     case T_REPLACECOMMENTS: return !HAS('*');

@@ -340,8 +340,8 @@ void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
-/* t returns any text made only of the bytes in `present` (a 256-bit set) unchanged */
-bool tfn_keeps(int t, const uint8_t present[32]);
+/* t returns any text made only of the bytes present (present[b] != 0) unchanged */
+bool tfn_keeps(int t, const uint8_t present[256]);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);
 
