@@ -18,6 +18,12 @@
  * so the sets of levels above the configured one are never scanned.  @pm rules
  * join the sets too, their phrases written as one caseless alternation.
  *
+ * A set first scans all its sources at once: the values of every source its
+ * members target (the request headers a rule names, not all of them), after the
+ * set's chain, joined.  On an ordinary request that scan finds nothing and one
+ * mask test clears every rule of the set; only a set that matched is scanned again
+ * per source, to tell which targets may match.
+ *
  * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
  * only where that matched: PCRE2's cost on a long value that does not match is
  * bounded only by the match limit.

@@ -10,7 +10,10 @@
  * is bounded by the request's values times the chains in use.
  *
  * The first pass (firstpass.c) also needs every value of a source after a
- * chain, joined by '\n': it is built here from the same results.
+ * chain, joined by '\n': it is built here from the same results.  A value equal
+ * to an earlier one of its source is joined once (transformations are functions
+ * of the value), and a chain none of whose steps can change the source's values
+ * (tfn_keeps: no byte it acts on occurs) is not computed at all.
  */
 #include <string.h>
 
