@@ -246,7 +246,7 @@ void firstpass_build(waf_rules *r) {
             rule *ru = r->phase[ph][i];
             for (rule *l = ru; l; l = l->next_link)
                 if (eligible(l)) assign_rule(r, open, &cap, l);
-            if (getenv("NOSECT") == NULL && (ru->is_marker || ru->skip_after.n || ru->skip))
+            if (ru->is_marker || ru->skip_after.n || ru->skip)
                 for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
         }
     }
