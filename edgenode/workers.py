@@ -132,7 +132,7 @@ class Supervisor:
             if self.config.fleet is not None:  # the node's one fleet member, caught up before any worker serves
                 from edgenode.fleet.master import MasterMember
 
-                self.fleet = MasterMember(self, Path(self._dir) / "fleet-state.json")
+                self.fleet = MasterMember(self, Path(self._dir) / "fleet-state.json", FanoutAdmin(self))
                 await self.fleet.sync()
             # the first worker alone first: a config or filter error then shows once, not N times
             first, rest = self._workers[0], self._workers[1:]

@@ -29,8 +29,10 @@ async def origin_url() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-def node_config(origin_url: str, chain: list[StageConfig] | None = None, **log: Any) -> Config:
-    """The embedded defaults on free ports with a known admin token; ``chain`` replaces the chain."""
+def node_config(origin_url: str, chain: list[StageConfig] | None = None,
+                cache: dict[str, Any] | None = None, **log: Any) -> Config:
+    """The embedded defaults on free ports with a known admin token; ``chain`` replaces the
+    chain, ``cache`` and ``log`` set fields of those sections."""
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=origin_url,
                          admin_listen="127.0.0.1:0")
     cfg.admin.token = TOKEN
@@ -39,6 +41,8 @@ def node_config(origin_url: str, chain: list[StageConfig] | None = None, **log: 
     cfg.log.access = "off"
     for key, value in log.items():
         setattr(cfg.log, key, value)
+    for key, value in (cache or {}).items():
+        setattr(cfg.cache, key, value)
     return cfg
 
 
@@ -58,8 +62,8 @@ def config_for() -> Callable[..., Config]:
 async def make_node(origin_url: str, node_chain: list[StageConfig] | None) -> AsyncIterator[Callable[..., Any]]:
     nodes: list[Node] = []
 
-    async def make(**log: Any) -> Node:
-        node = Node(node_config(origin_url, node_chain, **log))
+    async def make(cache: dict[str, Any] | None = None, **log: Any) -> Node:
+        node = Node(node_config(origin_url, node_chain, cache, **log))
         await node.start()
         nodes.append(node)
         return node

@@ -104,34 +104,41 @@ def _run(args: argparse.Namespace) -> int:
     return _bench(args)
 
 
+def _cost_target(args: argparse.Namespace, what: str, metavar: str) -> Path:
+    """The one file of ``bench filter|function FILE``."""
+    if len(args.target) != 2:
+        raise ConfigError(f"bench {what}: give exactly one {metavar}")
+    target = Path(args.target[1])
+    if not target.is_file():
+        raise ConfigError(f"bench {what}: no such file {target}")
+    return target
+
+
+def _write_cost(args: argparse.Namespace, stem: str, result: dict, markdown: str) -> None:
+    """Save a cost result as JSON under ``--out`` (never over an earlier one) and print it."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / (_free_stem(out, f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}") + ".json")
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown, end="")
+    print(f"\nwrote {path}")
+
+
 def _filter(args: argparse.Namespace) -> int:
     from edgenode.bench.filtercost import filter_cost_markdown, measure_filter
 
-    if len(args.target) != 2:
-        raise ConfigError("bench filter: give exactly one FILTER.wasm (or .wat)")
-    module = Path(args.target[1])
-    if not module.is_file():
-        raise ConfigError(f"bench filter: no such file {module}")
+    module = _cost_target(args, "filter", "FILTER.wasm (or .wat)")
     result = asyncio.run(measure_filter(module, args.config or "", iterations=args.iterations,
                                         isolation=args.isolation, root_id=args.root_id,
                                         path=args.path))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / (_free_stem(out, f"filter-{module.stem}-{time.strftime('%Y%m%d-%H%M%S')}") + ".json")
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(filter_cost_markdown(result), end="")
-    print(f"\nwrote {path}")
+    _write_cost(args, f"filter-{module.stem}", result, filter_cost_markdown(result))
     return 0
 
 
 def _function(args: argparse.Namespace) -> int:
     from edgenode.bench.functioncost import function_cost_markdown, measure_function
 
-    if len(args.target) != 2:
-        raise ConfigError("bench function: give exactly one COMPONENT.wasm")
-    component = Path(args.target[1])
-    if not component.is_file():
-        raise ConfigError(f"bench function: no such file {component}")
+    component = _cost_target(args, "function", "COMPONENT.wasm")
     try:
         options = json.loads(args.config) if args.config else {}
     except ValueError as exc:
@@ -141,12 +148,7 @@ def _function(args: argparse.Namespace) -> int:
     result = asyncio.run(measure_function(component, options, method=args.method, path=args.path,
                                           body=args.body.encode(), iterations=args.iterations,
                                           compile_too=args.compile))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / (_free_stem(out, f"function-{component.stem}-{time.strftime('%Y%m%d-%H%M%S')}") + ".json")
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(function_cost_markdown(result), end="")
-    print(f"\nwrote {path}")
+    _write_cost(args, f"function-{component.stem}", result, function_cost_markdown(result))
     return 0
 
 

@@ -86,10 +86,6 @@ class _Hot:
         self.epoch = -1
 
 
-class _WriteBlocked(Exception):
-    """Writes are off for a while after a failure."""
-
-
 class _Txn:
     """One write transaction's view of the store: objects, indexes, totals, invalidations."""
 

@@ -7,14 +7,13 @@ file, a module that will not load: the message names the key, file or import).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from edgenode.config import parse_listen
+from edgenode.filterdev.project import find_project
 
 __all__ = ["register"]
 
@@ -22,14 +21,6 @@ __all__ = ["register"]
 def _err(message: str, status: int = 2) -> int:
     print(f"edgenode filter: {message}", file=sys.stderr)
     return status
-
-
-def _project_at(path: Path):  # -> Project | None
-    from edgenode.filterdev.project import MANIFEST, find_project, load_project
-
-    if path.is_file() and path.name == MANIFEST:
-        return load_project(path)
-    return find_project(path if path.is_dir() else path.parent)
 
 
 # --- new -----------------------------------------------------------------------------
@@ -47,7 +38,7 @@ def _cmd_new(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from edgenode.filterdev.build import BuildError, build_project
 
-    project = _project_at(Path(args.path))
+    project = find_project(Path(args.path))
     if project is None:
         return _err(f"no filter.toml in {Path(args.path).resolve()} or its parents "
                     "(create a project with `edgenode filter new NAME --lang c`)")
@@ -67,14 +58,14 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     files = [Path(c) for c in args.cases]
     if not files:
-        project = _project_at(Path.cwd())
+        project = find_project(Path.cwd())
         if project is None or not project.cases:
             return _err("no case files given and no filter.toml with `cases` here")
         files = project.cases
     passed = failed = 0
     for path in files:
         cf = load_cases(path)
-        project = _project_at(path.resolve().parent)
+        project = find_project(path.resolve().parent)
         wasm = Path(args.filter) if args.filter else cf.filter or (project.wasm if project else None)
         if wasm is None:
             return _err(f"{path}: which filter? give --filter FILTER.wasm, `filter:` in the file, "
@@ -102,10 +93,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 # --- run -----------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace) -> int:
+    from edgenode.devkit.localnode import serve_until_signal
     from edgenode.filterdev.runlocal import LocalRun
     from edgenode.wasm.engine import FilterLoadError
 
-    project = _project_at(Path(args.filter) if args.filter else Path.cwd())
+    project = find_project(Path(args.filter) if args.filter else Path.cwd())
     if args.filter:
         wasm = Path(args.filter)
     elif project is not None:
@@ -122,19 +114,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       listen=parse_listen(args.listen, "--listen"),
                       options=project.options if in_project else {}, watch=args.watch)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runner.start()
-        try:
-            await stop.wait()
-        finally:
-            await runner.stop()
-
     try:
-        asyncio.run(main())
+        serve_until_signal(runner)
     except FilterLoadError as exc:
         return _err(str(exc))
     return 0

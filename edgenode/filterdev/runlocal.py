@@ -1,7 +1,6 @@
 """``edgenode filter run``: a real node with one filter in front of an origin, and a log view.
 
-The node is the production one (``Node`` with chain = [this filter, cache]); the origin is
-the simulated one started in-process unless ``--origin`` names another.  Every guest
+The node is a ``LocalNode`` with chain = [this filter, cache].  Every guest
 callback is printed with its result and time (through the host's per-callback observer),
 every ``proxy_log`` line as it happens, and a summary per request.  ``watch`` reloads the
 filter when its .wasm changes (``WasmStage.reload``: in-flight requests finish on the old
@@ -13,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgenode.config import parse_config
+from edgenode.devkit.localnode import LocalNode
 from edgenode.filterdev.harness import LEVEL_NAMES, action_name
 from edgenode.http.messages import Response
 from edgenode.pipeline.exchange import Exchange
@@ -34,81 +32,50 @@ class _LogView(logging.Handler):
         self.run.say(f"     log {LEVEL_NAMES.get(record.levelno, record.levelno):<5} {record.getMessage()}")
 
 
-class LocalRun:
-    """Start with ``await start()``, stop with ``await stop()``; ``port`` is the node's port."""
+class LocalRun(LocalNode):
+    """A node with [this filter, cache] that prints every callback; see ``LocalNode``."""
 
     def __init__(self, wasm: Path, config: str = "", *, root_id: str = "", name: str = "filter",
                  origin_url: str | None = None, listen: tuple[str, int] = ("127.0.0.1", 8080),
                  options: dict[str, Any] | None = None, watch: bool = False,
                  watch_interval: float = 0.5, out: TextIO | None = None) -> None:
+        super().__init__(origin_url=origin_url, listen=listen, out=out)
         self.wasm = wasm.resolve()
         self.config = config
         self.root_id = root_id
         self.name = name
-        self.origin_url = origin_url
-        self.listen = listen
         self.options = dict(options or {})
         self.watch = watch
         self.watch_interval = watch_interval
-        self.out = out or sys.stdout
         self.reloads = 0
-        self.node: Any = None
-        self._origin_runner: Any = None
         self._watcher: asyncio.Task[None] | None = None
         self._logger = logging.getLogger(f"edgenode.filter.{name}")
         self._log_view = _LogView(self)
 
-    def say(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
-
-    @property
-    def port(self) -> int:
-        return self.node.port
-
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        from edgenode.node import Node
-
-        origin_note = ""
-        if self.origin_url is None:
-            from edgenode.origin.app import start_origin
-            from edgenode.origin.settings import OriginSettings
-
-            self._origin_runner, oport = await start_origin(OriginSettings(listen=("127.0.0.1", 0)))
-            self.origin_url = f"http://127.0.0.1:{oport}"
-            origin_note = " (simulated origin)"
         stage = {"type": "wasm", "name": self.name, "module": str(self.wasm), "log_level": "debug",
                  **self.options}
         if self.config:
             stage["config"] = self.config
         if self.root_id:
             stage["root_id"] = self.root_id
-        cfg = parse_config({
-            "server": {"listen": f"{self.listen[0]}:{self.listen[1]}"},
-            "admin": {"listen": "off"},
-            "origins": {"default": {"url": self.origin_url}},
-            "chain": [stage, {"type": "cache"}],
-            "log": {"access": "off"},
-        }, self.wasm.parent)
         self._logger.addHandler(self._log_view)
         self._logger.setLevel(1)
         self._logger.propagate = False
         loaded = self._stamp()  # before loading: a change from here on triggers a reload
         try:
-            node = Node(cfg, admin=False)
+            node = await self._create_node([stage, {"type": "cache"}], self.wasm.parent)
         except BaseException:
-            await self._cleanup_origin()
             self._detach_log()
             raise
-        self.node = node
         filt = node.filters[self.name]
         filt.observer = filt.plugin.observer = self._observe
         node.signals.on_request_start.append(self._request_start)
         node.signals.on_request_end.append(self._request_end)
         await node.start()
         self.say(f"edgenode filter run: {self.wasm.name} (ABI {filt.stats()['abi']}) in front of "
-                 f"{self.origin_url}{origin_note}")
+                 f"{self.origin_url}{self.origin_note}")
         self.say(f"listening on http://{self.listen[0]}:{node.port}"
                  + (f", watching {self.wasm}" if self.watch else ""))
         if self.watch:
@@ -121,15 +88,8 @@ class LocalRun:
                 await self._watcher
             except asyncio.CancelledError:
                 pass
-        if self.node is not None:
-            await self.node.stop(grace=1.0)
-        await self._cleanup_origin()
+        await super().stop()
         self._detach_log()
-
-    async def _cleanup_origin(self) -> None:
-        if self._origin_runner is not None:
-            await self._origin_runner.cleanup()
-            self._origin_runner = None
 
     def _detach_log(self) -> None:
         self._logger.removeHandler(self._log_view)

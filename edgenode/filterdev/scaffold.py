@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Callable
 
 from edgenode.config import ConfigError
-from edgenode.filterdev.project import LANGS, NAME_RE
+from edgenode.devkit.manifest import NAME_RE
+from edgenode.devkit.templates import copy_tree
+from edgenode.filterdev.project import LANGS
 
 __all__ = ["new_project", "c_sdk_dir"]
 
@@ -31,23 +33,11 @@ def c_sdk_dir() -> Path:
     return sdk
 
 
-def _render(text: str, name: str) -> str:
+def _renderer(name: str) -> Callable[[str], str]:
+    """Fills ``{{name}}``, and ``{{ident}}``/``{{Ident}}`` where code needs an identifier."""
     ident = name.replace("-", "_")
     camel = "".join(part.capitalize() for part in ident.split("_"))
-    return text.replace("{{name}}", name).replace("{{ident}}", ident).replace("{{Ident}}", camel)
-
-
-def _copy_tree(src: Traversable, dest: Path, name: str) -> list[Path]:
-    out = []
-    for item in src.iterdir():
-        target = dest / ("." + item.name if item.name == "gitignore" else item.name)
-        if item.is_dir():
-            target.mkdir(exist_ok=True)
-            out += _copy_tree(item, target, name)
-        else:
-            target.write_text(_render(item.read_text(), name))
-            out.append(target)
-    return out
+    return lambda text: text.replace("{{name}}", name).replace("{{ident}}", ident).replace("{{Ident}}", camel)
 
 
 def new_project(name: str, lang: str, dest: Path | None = None) -> list[Path]:
@@ -62,7 +52,8 @@ def new_project(name: str, lang: str, dest: Path | None = None) -> list[Path]:
     sdk = c_sdk_dir() if lang == "c" else None
     dest.mkdir(parents=True, exist_ok=True)
     templates = resources.files("edgenode.filterdev") / "templates"
-    written = _copy_tree(templates / "common", dest, name) + _copy_tree(templates / lang, dest, name)
+    render = _renderer(name)
+    written = copy_tree(templates / "common", dest, render) + copy_tree(templates / lang, dest, render)
     if sdk is not None:
         (dest / "sdk").mkdir()
         for f in sorted(sdk.iterdir()):

@@ -49,7 +49,7 @@ class FleetAgent:
                               node_ttl=cfg.node_ttl)
         self.started_at = time.time()
         self.purges = PurgeLog(self.bus, cfg.key, self.member_id, self._apply_purge, self.started_at)
-        from edgenode.wasm.engine import default_cache_dir
+        from edgenode.wasmcache import default_cache_dir
 
         self.config = ConfigApplier(host, self.bus, cfg.key, default_cache_dir())
         self.membership = Membership(self.bus, cfg.key, self.member_id, cfg.heartbeat, cfg.node_ttl,

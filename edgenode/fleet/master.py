@@ -23,7 +23,7 @@ import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgenode.config import StageConfig
 from edgenode.control import ControlError
@@ -63,11 +63,20 @@ def merge_tiers(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
             "parents": list(parents.values())}
 
 
+class WorkerFanout(Protocol):
+    """The master's admin backend (``edgenode.workers.FanoutAdmin``): what reaches every worker."""
+
+    async def purge_here(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+
 class MasterHost:
     """The node as its master sees it: the shared store, and the workers."""
 
-    def __init__(self, sup: Supervisor, state_path: Path) -> None:
+    def __init__(self, sup: Supervisor, state_path: Path, fanout: WorkerFanout) -> None:
         self.sup = sup
+        self.fanout = fanout
         self.config = sup.config
         self.state_path = state_path
         self.state = FleetState(stages=[sc for sc in sup.config.chain if sc.type in ROLLABLE])
@@ -80,14 +89,10 @@ class MasterHost:
 
     # --- purges and figures ------------------------------------------------------------
     async def purge(self, kind: str, values: list[str], soft: bool) -> int:
-        from edgenode.workers import FanoutAdmin
-
-        return int((await FanoutAdmin(self.sup).purge_here(kind, values, soft))["purged"])
+        return int((await self.fanout.purge_here(kind, values, soft))["purged"])
 
     async def stats(self) -> dict[str, Any]:
-        from edgenode.workers import FanoutAdmin
-
-        out = await FanoutAdmin(self.sup).stats()
+        out = await self.fanout.stats()
         self._tiers = merge_tiers(out.get("per_worker", []))
         return out
 
@@ -189,7 +194,7 @@ class MasterHost:
 
 
 def _cache_dir() -> Path:
-    from edgenode.wasm.engine import default_cache_dir
+    from edgenode.wasmcache import default_cache_dir
 
     return default_cache_dir()
 
@@ -197,8 +202,8 @@ def _cache_dir() -> Path:
 class MasterMember:
     """What the master runs: the node's fleet agent over a :class:`MasterHost`."""
 
-    def __init__(self, sup: Supervisor, state_path: Path) -> None:
-        self.host = MasterHost(sup, state_path)
+    def __init__(self, sup: Supervisor, state_path: Path, fanout: WorkerFanout) -> None:
+        self.host = MasterHost(sup, state_path, fanout)
         assert sup.config.fleet is not None
         self.agent = FleetAgent(self.host, sup.config.fleet)
         self.state_path = state_path

@@ -60,7 +60,6 @@ class Membership:
         #: called with the live members whenever the set of live members changes
         self.on_change: list[Callable[[list[Member]], None]] = []
         self._last_live: frozenset[tuple[str, str, str]] = frozenset()
-        self.dropped = 0
         self._kick = asyncio.Event()
         self._stopped = False
         #: when the watch last delivered anything (our own heartbeats come back through it)
@@ -126,7 +125,6 @@ class Membership:
         try:
             member = parse_member(open_sealed(self.key, entry.value, "node"))
         except BadMessage as exc:
-            self.dropped += 1
             log.warning("fleet: dropped a malformed heartbeat under key %r: %s", entry.key, exc)
             return
         member.seen = time.monotonic()

@@ -125,7 +125,7 @@ def build_function(project: FunctionProject, *, force: bool = False, precompile:
 
 
 def _build_cache() -> Path:
-    from edgenode.wasm.engine import default_cache_dir
+    from edgenode.wasmcache import default_cache_dir
 
     return default_cache_dir() / "function-builds"
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from edgenode.config import ConfigError, parse_listen
+from edgenode.functions.project import find_function_project
 
 __all__ = ["register"]
 
@@ -21,14 +21,6 @@ __all__ = ["register"]
 def _err(message: str, status: int = 2) -> int:
     print(f"edgenode function: {message}", file=sys.stderr)
     return status
-
-
-def _project(path: Path) -> Any:
-    from edgenode.functions.project import MANIFEST, find_function_project, load_function_project
-
-    if path.is_file() and path.name == MANIFEST:
-        return load_function_project(path)
-    return find_function_project(path if path.is_dir() else path.parent)
 
 
 def _no_project(where: Path) -> int:
@@ -49,7 +41,7 @@ def _cmd_new(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from edgenode.functions.build import BuildError, build_function
 
-    project = _project(Path(args.path))
+    project = find_function_project(Path(args.path))
     if project is None:
         return _no_project(Path(args.path))
     print(f"building {project.name} ({project.lang}) -> {project.component}", flush=True)
@@ -66,7 +58,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     from edgenode.filterdev.cases import load_cases, print_result
     from edgenode.functions.devtools import run_cases
 
-    project = _project(Path.cwd())
+    project = find_function_project(Path.cwd())
     files = [Path(c) for c in args.cases] or (project.cases if project else [])
     if not files:
         return _err("no case files given and no function.toml with `cases` here")
@@ -89,9 +81,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from edgenode.devkit.localnode import serve_until_signal
     from edgenode.functions.devtools import LocalFunctionRun
 
-    project = _project(Path(args.component) if args.component else Path.cwd())
+    project = find_function_project(Path(args.component) if args.component else Path.cwd())
     if args.component:
         component, name = Path(args.component), Path(args.component).stem
     elif project is not None:
@@ -104,25 +97,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runner = LocalFunctionRun(component, name, options=options, origin_url=args.origin,
                               listen=parse_listen(args.listen, "--listen"))
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runner.start()
-        try:
-            await stop.wait()
-        finally:
-            await runner.stop()
-
-    asyncio.run(main())
+    serve_until_signal(runner)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edgenode.bench.functioncost import function_cost_markdown, measure_function
 
-    project = _project(Path(args.component) if args.component else Path.cwd())
+    project = find_function_project(Path(args.component) if args.component else Path.cwd())
     component = Path(args.component) if args.component else project.component if project else None
     if component is None or not component.is_file():
         return _err(f"{component or 'component'}: no such file (build it with `edgenode function build`)")

@@ -14,10 +14,7 @@ type check runs per instantiation).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from wasmtime.component import Component, ExportIndex, Linker, ResourceType
 
 from edgenode.functions import _hostcall, capabilities, capi, http_host, wasi_host
 from edgenode.functions.interfaces import Interface
+from edgenode.wasmcache import cache_key, default_cache_dir, load_or_compile, wasmtime_version
 
 __all__ = ["FunctionLoadError", "FunctionRuntime", "LoadedFunction", "INTERFACES", "runtime", "HANDLER"]
 
@@ -110,18 +108,12 @@ class FunctionRuntime:
     """The engine for functions: epoch ticker, compiled-component cache, linkers."""
 
     def __init__(self, cache_dir: Path | None = None) -> None:
-        from edgenode.wasm.engine import default_cache_dir
-
         cfg = Config()
         cfg.epoch_interruption = True
         self.engine = Engine(cfg)
         self.config_id = "component;epoch_interruption=1"
         self.cache_dir = (cache_dir or default_cache_dir()) / "functions"
-        try:
-            import importlib.metadata as md
-            self.version = md.version("wasmtime")
-        except Exception:  # noqa: BLE001 - only a cache key
-            self.version = "unknown"
+        self.version = wasmtime_version()
         self.callbacks = _Callbacks()
         self._ticker: Any = None
         self._lock = threading.Lock()
@@ -142,32 +134,22 @@ class FunctionRuntime:
     # loading -----------------------------------------------------------------------------
     def compile(self, source: bytes, where: str) -> tuple[Component, str, bool]:
         """The compiled component for ``source`` (from the disk cache when possible)."""
-        digest = hashlib.sha256(source + b"\0" + self.config_id.encode() + b"\0"
-                                + self.version.encode()).hexdigest()
-        artifact = self.cache_dir / f"{digest}.cwasm"
-        if artifact.is_file():
+        digest = cache_key(source, self.config_id, self.version)
+
+        def compile_() -> Component:
+            if source[:4] != b"\0asm":
+                raise FunctionLoadError(f"{where}: not a WebAssembly binary")
+            if source[4:8] == b"\x01\0\0\0":
+                raise FunctionLoadError(f"{where}: a core Wasm module, not a component "
+                                        "(build it with componentize-py, jco, or wasm-tools component new)")
             try:
-                return Component.deserialize_file(self.engine, str(artifact)), digest, True
+                return Component(self.engine, source)
             except WasmtimeError as exc:
-                log.warning("discarding unusable component cache entry %s: %s", artifact, exc)
-        if source[:4] != b"\0asm":
-            raise FunctionLoadError(f"{where}: not a WebAssembly binary")
-        if source[4:8] == b"\x01\0\0\0":
-            raise FunctionLoadError(f"{where}: a core Wasm module, not a component "
-                                    "(build it with componentize-py, jco, or wasm-tools component new)")
-        try:
-            component = Component(self.engine, source)
-        except WasmtimeError as exc:
-            raise FunctionLoadError(f"{where}: not a valid component: {exc}") from None
-        self.compiles += 1
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.cache_dir, suffix=".tmp", delete=False) as f:
-                f.write(component.serialize())
-            os.replace(f.name, artifact)
-        except OSError as exc:  # a read-only cache only costs start-up time
-            log.warning("cannot write component cache %s: %s", artifact, exc)
-        return component, digest, False
+                raise FunctionLoadError(f"{where}: not a valid component: {exc}") from None
+
+        component, hit = load_or_compile(self.engine, Component, self.cache_dir / f"{digest}.cwasm", compile_)
+        self.compiles += not hit
+        return component, digest, hit
 
     def load(self, path: Path, name: str) -> LoadedFunction:
         """The loaded component at ``path`` (shared while the file is unchanged)."""

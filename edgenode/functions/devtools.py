@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgenode.config import ConfigError, StageConfig, parse_config
+from edgenode.config import ConfigError, StageConfig
+from edgenode.devkit.localnode import LocalNode
+from edgenode.devkit.manifest import NAME_RE
+from edgenode.devkit.templates import copy_tree
 from edgenode.filterdev.cases import CaseFile, CaseResult, check
 from edgenode.filterdev.harness import FilterResponse, LogEntry, OriginRequest
-from edgenode.filterdev.project import NAME_RE
 from edgenode.functions.project import MANIFEST, FunctionProject
 from edgenode.http.messages import CIMultiDict, Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
@@ -42,25 +43,11 @@ def new_function(name: str, lang: str, dest: Path) -> list[Path]:
     if (dest / MANIFEST).exists():
         raise ConfigError(f"{dest / MANIFEST}: already exists")
     root = resources.files("edgenode.functions") / "templates"
-    written = []
-    for base, prefix in ((root / lang, ""), (root / "common", "")):
-        for src, rel in _walk(base, prefix):
-            target = dest / (".gitignore" if rel == "gitignore" else rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(src.read_text().replace("{{name}}", name))
-            written.append(target)
-    return written
 
+    def render(text: str) -> str:
+        return text.replace("{{name}}", name)
 
-def _walk(node: Any, prefix: str) -> list[tuple[Any, str]]:
-    out = []
-    for child in node.iterdir():
-        rel = f"{prefix}{child.name}"
-        if child.is_dir():
-            out += _walk(child, rel + "/")
-        elif child.name != "__init__.py":
-            out.append((child, rel))
-    return out
+    return copy_tree(root / lang, dest, render) + copy_tree(root / "common", dest, render)
 
 
 # --- test -----------------------------------------------------------------------------------
@@ -131,60 +118,27 @@ async def _run_cases(project: FunctionProject | None, component: Path, cases: Ca
 
 
 # --- run ------------------------------------------------------------------------------------
-class LocalFunctionRun:
-    """A node with [cache, this function] in front of an origin; ``await start()``/``stop()``."""
+class LocalFunctionRun(LocalNode):
+    """A node with [cache, this function] that prints every request; see ``LocalNode``."""
 
     def __init__(self, component: Path, name: str, *, options: dict[str, Any] | None = None,
                  origin_url: str | None = None, listen: tuple[str, int] = ("127.0.0.1", 8080),
                  out: TextIO | None = None) -> None:
+        super().__init__(origin_url=origin_url, listen=listen, out=out)
         self.component = component.resolve()
         self.name = name
         self.options = dict(options or {})
-        self.origin_url = origin_url
-        self.listen = listen
-        self.out = out or sys.stdout
-        self.node: Any = None
-        self._origin_runner: Any = None
-
-    def say(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
-
-    @property
-    def port(self) -> int:
-        return self.node.port
 
     async def start(self) -> None:
-        from edgenode.node import Node
-
-        note = ""
-        if self.origin_url is None:
-            from edgenode.origin.app import start_origin
-            from edgenode.origin.settings import OriginSettings
-
-            self._origin_runner, oport = await start_origin(OriginSettings(listen=("127.0.0.1", 0)))
-            self.origin_url = f"http://127.0.0.1:{oport}"
-            note = " (simulated origin)"
         stage = {"type": "function", "name": self.name, "watch": True, **self.options,
                  "component": str(self.component)}
-        cfg = parse_config({
-            "server": {"listen": f"{self.listen[0]}:{self.listen[1]}"},
-            "admin": {"listen": "off"},
-            "origins": {"default": {"url": self.origin_url}},
-            "chain": [{"type": "cache"}, stage],
-            "log": {"access": "off"},
-        }, self.component.parent)
-        try:
-            self.node = Node(cfg, admin=False)
-        except BaseException:
-            await self._cleanup_origin()
-            raise
-        self.node.signals.on_request_end.append(self._request_end)
-        await self.node.start()
-        fn = self.node.functions[self.name]
+        node = await self._create_node([{"type": "cache"}, stage], self.component.parent)
+        node.signals.on_request_end.append(self._request_end)
+        await node.start()
+        fn = node.functions[self.name]
         self.say(f"edgenode function run: {self.component.name} (cold start "
-                 f"{fn.metrics.cold_start_s * 1000:.1f} ms), origin {self.origin_url}{note}")
-        self.say(f"listening on http://{self.listen[0]}:{self.node.port}, reloading when "
+                 f"{fn.metrics.cold_start_s * 1000:.1f} ms), origin {self.origin_url}{self.origin_note}")
+        self.say(f"listening on http://{self.listen[0]}:{node.port}, reloading when "
                  f"{self.component} changes")
 
     def _request_end(self, exchange: Exchange, response: Response) -> None:
@@ -195,13 +149,3 @@ class LocalFunctionRun:
                  else "function not called")
         self.say(f"#{exchange.id} {req.method} {req.target} -> {exchange.status or response.status} "
                  f"cache={exchange.x_cache or '-'} total={exchange.elapsed * 1000:.2f} ms {where}")
-
-    async def stop(self) -> None:
-        if self.node is not None:
-            await self.node.stop(grace=1.0)
-        await self._cleanup_origin()
-
-    async def _cleanup_origin(self) -> None:
-        if self._origin_runner is not None:
-            await self._origin_runner.cleanup()
-            self._origin_runner = None

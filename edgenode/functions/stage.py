@@ -113,9 +113,6 @@ class FunctionStage:
         self.metrics.reloads += 1
         log.info("function %s: reloaded %s", self.name, self.opts.component)
 
-    def watch_paths(self) -> list[Path]:
-        return [self.opts.component]
-
     # --- the stage contract ----------------------------------------------------------------
     def wrap(self, next_handler: Handler) -> Handler:
         async def handle(exchange: Exchange) -> Response:

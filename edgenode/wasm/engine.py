@@ -16,11 +16,8 @@ performance knob and never a capacity limit.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import importlib.metadata
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from edgenode.wasm import foreign_envoy, native  # noqa: F401  (foreign_envoy re
 from edgenode.wasm.abi import ABI_VERSIONS, HOOKS, REQUEST_TRAILERS, RESPONSE_TRAILERS, STREAM_HOOKS
 from edgenode.wasm.hostcalls.table import HOST_FUNCTIONS, HostDef
 from edgenode.wasm.snapshot import export_globals
+from edgenode.wasmcache import cache_key, default_cache_dir, load_or_compile, wasmtime_version
 
 __all__ = ["WasmEngine", "LoadedModule", "FilterLoadError", "default_engine", "default_cache_dir",
            "deadline_ticks"]
@@ -58,18 +56,6 @@ def deadline_ticks(cpu_deadline_ms: float) -> int:
 
 class FilterLoadError(Exception):
     """A filter's module cannot be loaded, linked or started; the message names the filter."""
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("EDGENODE_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "edgenode"
-
-
-def _wasmtime_version() -> str:
-    try:
-        return importlib.metadata.version("wasmtime")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass
@@ -241,7 +227,7 @@ class WasmEngine:
         self.engine_ptr = self._main.ptr
         self.linker = self._main.linker
         self.cache_dir = cache_dir or default_cache_dir()
-        self.version = _wasmtime_version()
+        self.version = wasmtime_version()
         self._modules: dict[str, LoadedModule] = {}
         #: on-demand engine for instances the pool cannot hold, and its InstancePres by sha256
         self._overflow: _Runtime | None = None
@@ -314,8 +300,7 @@ class WasmEngine:
                 text = False
             except (ValueError, UnicodeDecodeError, WasmtimeError) as exc:
                 _log.info("filter %r: no start-up snapshot: %s", filter_name, exc)
-        digest = hashlib.sha256(source + b"\0" + self.config_id.encode() + b"\0"
-                                + self.version.encode()).hexdigest()
+        digest = cache_key(source, self.config_id, self.version)
         cached = self._modules.get(digest)
         if cached is not None:
             return LoadedModule(path, cached.sha256, cached.module, cached.pre, cached.version,
@@ -331,26 +316,15 @@ class WasmEngine:
 
     def _compile(self, path: Path, source: bytes, text: bool, digest: str,
                  filter_name: str) -> tuple[Module, bool]:
-        artifact = self.cache_dir / f"{digest}.cwasm"
-        if artifact.is_file():
+        def compile_() -> Module:
             try:
-                return Module.deserialize_file(self.engine, str(artifact)), True
-            except WasmtimeError as exc:
-                _log.warning("discarding unusable module cache entry %s: %s", artifact, exc)
-        try:
-            text_or_bytes: str | bytes = source.decode() if text else source
-            module = Module(self.engine, text_or_bytes)
-        except (WasmtimeError, UnicodeDecodeError) as exc:
-            raise FilterLoadError(f"filter {filter_name!r}: {path} is not a valid Wasm module: {exc}") from None
-        self.compiles += 1
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.cache_dir, suffix=".tmp", delete=False) as f:
-                f.write(module.serialize())
-            os.replace(f.name, artifact)
-        except OSError as exc:  # a read-only cache only costs start-up time
-            _log.warning("cannot write module cache %s: %s", artifact, exc)
-        return module, False
+                return Module(self.engine, source.decode() if text else source)
+            except (WasmtimeError, UnicodeDecodeError) as exc:
+                raise FilterLoadError(f"filter {filter_name!r}: {path} is not a valid Wasm module: {exc}") from None
+
+        module, hit = load_or_compile(self.engine, Module, self.cache_dir / f"{digest}.cwasm", compile_)
+        self.compiles += not hit
+        return module, hit
 
     def _link(self, path: Path, digest: str, module: Module, filter_name: str) -> LoadedModule:
         exports: dict[str, tuple[int, int]] = {}

@@ -5,41 +5,17 @@ histogram buckets, evictions, collapsed requests)."""
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable
+from typing import Any, Callable
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgenode.config import StageConfig, load_config, with_overrides
 from edgenode.node import Node
 
-TOKEN = "cov-token"
+TOKEN = "test-token"  # what conftest.node_config sets
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BOUND = 10.0
-
-
-@pytest.fixture
-async def start(origin_url: str) -> AsyncIterator[Callable[..., object]]:
-    """``await start(max_bytes=..., max_object_bytes=...)``: a cache-only node on free ports."""
-    nodes: list[Node] = []
-
-    async def make(**cache: int) -> Node:
-        cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=origin_url,
-                             admin_listen="127.0.0.1:0")
-        cfg.admin.token = TOKEN
-        cfg.chain = [StageConfig(type="cache", name="cache")]
-        cfg.log.access = "off"
-        for key, value in cache.items():
-            setattr(cfg.cache, key, value)
-        node = Node(cfg)
-        await node.start()
-        nodes.append(node)
-        return node
-
-    yield make
-    for node in nodes:
-        await node.stop(1.0)
 
 
 async def fetch(node: Node, path: str) -> tuple[int, str, bytes]:
@@ -72,10 +48,10 @@ async def metrics(node: Node) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 @pytest.mark.parametrize("soft", [False, True])
-async def test_purge_method_with_absolute_url(start: Callable[..., object], soft: bool) -> None:
+async def test_purge_method_with_absolute_url(make_node: Callable[..., Any], soft: bool) -> None:
     """``PURGE http://host/path`` on the admin port purges that URL: the target's authority
     names the site (RFC 9112 §3.2.2), not the Host header, which names the admin listener."""
-    node: Node = await start()  # type: ignore[assignment]
+    node: Node = await make_node()
     path = f"/obj/abs-{int(soft)}?size=1k"
     assert (await fetch(node, path))[1] == "MISS"
     assert (await fetch(node, path))[1] == "HIT"
@@ -96,8 +72,8 @@ async def test_purge_method_with_absolute_url(start: Callable[..., object], soft
     assert (await fetch(node, path))[1] == "HIT"
 
 
-async def test_origin_latency_histogram_buckets_move(start: Callable[..., object]) -> None:
-    node: Node = await start()  # type: ignore[assignment]
+async def test_origin_latency_histogram_buckets_move(make_node: Callable[..., Any]) -> None:
+    node: Node = await make_node()
     before = await metrics(node)
     # the origin sleeps 300 ms before its first byte: the sample must land above 0.25 s
     assert (await fetch(node, "/obj/lat?size=100&latency_ms=300"))[0] == 200
@@ -115,8 +91,8 @@ async def test_origin_latency_histogram_buckets_move(start: Callable[..., object
     assert after[count] == before.get(count, 0.0) + 1
 
 
-async def test_evictions_counter_moves(start: Callable[..., object]) -> None:
-    node: Node = await start(max_bytes=64 * 1024, max_object_bytes=32 * 1024)  # type: ignore[assignment]
+async def test_evictions_counter_moves(make_node: Callable[..., Any]) -> None:
+    node: Node = await make_node(cache={"max_bytes": 64 * 1024, "max_object_bytes": 32 * 1024})
     assert (await metrics(node))[("edgenode_cache_evictions_total", ())] == 0
     for i in range(6):  # 6 x 20 KiB into 64 KiB: the oldest go
         assert (await fetch(node, f"/obj/ev{i}?size=20k"))[1] == "MISS"
@@ -130,8 +106,8 @@ async def test_evictions_counter_moves(start: Callable[..., object]) -> None:
     assert (await fetch(node, "/obj/ev5?size=20k"))[1] == "HIT"
 
 
-async def test_collapsed_counter_moves(start: Callable[..., object]) -> None:
-    node: Node = await start()  # type: ignore[assignment]
+async def test_collapsed_counter_moves(make_node: Callable[..., Any]) -> None:
+    node: Node = await make_node()
     before = (await metrics(node))[("edgenode_cache_collapsed_total", ())]
     path = "/obj/col?size=1k&latency_ms=300"
     results = await asyncio.gather(*(fetch(node, path) for _ in range(5)))

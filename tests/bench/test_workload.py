@@ -13,6 +13,7 @@ from aiohttp import web
 from edgenode.bench.workload import classify_cache, demo_paths, format_demo_report, run_demo_workload
 from edgenode.origin.app import start_origin
 from edgenode.origin.settings import OriginSettings
+from tests.aiohttp_support import serve_app
 
 
 def test_demo_paths_are_seeded_and_zipf_skewed():
@@ -68,11 +69,7 @@ def _caching_proxy(origin_url: str) -> web.Application:
 async def test_run_demo_workload_reports_what_the_cache_saved():
     origin_runner, origin_port = await start_origin(OriginSettings(listen=("127.0.0.1", 0)))
     origin_url = f"http://127.0.0.1:{origin_port}"
-    runner = web.AppRunner(_caching_proxy(origin_url), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    node_port = site._server.sockets[0].getsockname()[1]
+    runner, node_port = await serve_app(_caching_proxy(origin_url))
     try:
         result = await run_demo_workload(f"http://127.0.0.1:{node_port}", 400,
                                          origin_url=origin_url, connections=4, objects=60)

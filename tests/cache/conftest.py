@@ -6,6 +6,7 @@ node's own front end / origin client (written in parallel).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Awaitable, Callable
@@ -22,6 +23,7 @@ from edgenode.cache.store import CacheStore, Store
 from edgenode.config import CacheConfig
 from edgenode.http.messages import Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
+from tests.aiohttp_support import serve_app
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding"}
 
@@ -57,6 +59,13 @@ class Origin:
             return web.Response(status=status, body=body, headers=hdrs)
         self.routes[path] = handler
 
+    async def first_request(self, path: str) -> None:
+        """Wait (at most about a second) until a request for ``path`` has arrived."""
+        for _ in range(200):
+            if self.hits[path]:
+                return
+            await asyncio.sleep(0.005)
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.hits[request.path] += 1
         self.seen.setdefault(request.path, []).append(CIMultiDict(request.headers))
@@ -71,11 +80,7 @@ class Origin:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, port = await serve_app(app)
         self.url = f"http://127.0.0.1:{port}"
 
 
@@ -106,6 +111,13 @@ class Harness:
                 resp.release()
         h = CIMultiDict((k, v) for k, v in resp.headers.items() if k.lower() not in _HOP)
         return Response(resp.status, h, stream(), resp.reason or "")
+
+    async def refreshes_done(self) -> None:
+        """Wait (at most about two seconds) until no background revalidation runs."""
+        for _ in range(200):
+            if not self.stage._refreshing:
+                return
+            await asyncio.sleep(0.01)
 
     async def send(self, target: str, method: str = "GET", host: str = "example.com",
                    **headers: str) -> tuple[Response, bytes, Exchange]:

@@ -41,10 +41,7 @@ async def test_collapsing_twenty_concurrent_misses(harness, origin):
         return web.Response(body=BODY, headers={"Cache-Control": "max-age=60"})
     origin.routes["/c"] = slow
     tasks = [asyncio.create_task(harness.send("/c")) for _ in range(20)]
-    for _ in range(200):
-        if origin.hits["/c"]:
-            break
-        await asyncio.sleep(0.005)
+    await origin.first_request("/c")
     await asyncio.sleep(0.05)
     gate.set()
     results = await asyncio.gather(*tasks)
@@ -71,10 +68,7 @@ async def test_uncacheable_leader_releases_waiters_while_streaming(harness, orig
         return resp
     origin.routes["/u"] = streaming
     leader = asyncio.create_task(harness.send("/u"))
-    for _ in range(200):
-        if origin.hits["/u"]:
-            break
-        await asyncio.sleep(0.005)
+    await origin.first_request("/u")
     waiters = [asyncio.create_task(harness.send("/u")) for _ in range(5)]
     done = await asyncio.gather(*waiters)  # must finish while the leader's body is still open
     assert not leader.done() and origin.hits["/u"] == 6
@@ -98,10 +92,7 @@ async def test_leader_failure_sends_waiters_to_origin(harness, origin):
         return web.Response(body=b"ok", headers={"Cache-Control": "max-age=60"})
     origin.routes["/f"] = flaky
     leader = asyncio.create_task(harness.send("/f"))
-    for _ in range(200):
-        if origin.hits["/f"]:
-            break
-        await asyncio.sleep(0.005)
+    await origin.first_request("/f")
     waiters = [asyncio.create_task(harness.send("/f")) for _ in range(3)]
     await asyncio.sleep(0.02)
     assert origin.hits["/f"] == 1  # the waiters wait for the leader
@@ -206,10 +197,7 @@ async def test_soft_purge_keeps_stale_while_revalidate(harness, origin, clock):
     assert harness.store.purge_url("http://example.com/sw", soft=True) == 1
     r, _, _ = await harness.send("/sw")
     assert r.headers["X-Cache"] == "STALE"
-    for _ in range(200):
-        if not harness.stage._refreshing:
-            break
-        await asyncio.sleep(0.01)
+    await harness.refreshes_done()
     assert origin.hits["/sw"] == 2
 
 
@@ -223,10 +211,7 @@ async def test_collapse_timeout_sends_waiter_to_origin(make_harness, origin):
         return web.Response(body=b"t", headers={"Cache-Control": "max-age=60"})
     origin.routes["/t"] = slow
     leader = asyncio.create_task(h.send("/t"))
-    for _ in range(200):
-        if origin.hits["/t"]:
-            break
-        await asyncio.sleep(0.005)
+    await origin.first_request("/t")
     r, b, _ = await h.send("/t")  # gives up waiting, fetches itself
     assert b == b"t" and r.headers["X-Cache"] == "MISS" and not leader.done()
     gate.set()

@@ -31,6 +31,7 @@ from edgenode.cache.stage import CacheStage  # noqa: E402
 from edgenode.cache.store import CacheStore  # noqa: E402
 from edgenode.config import CacheConfig  # noqa: E402
 from edgenode.pipeline.stage import build_chain  # noqa: E402
+from tests.aiohttp_support import serve_app  # noqa: E402
 
 
 class Clock:
@@ -136,11 +137,7 @@ class Origin:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve_app(app)
 
     async def close(self) -> None:
         assert self.runner is not None

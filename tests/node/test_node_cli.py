@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edgenode.cli import main
+from serve_process import REPO, serving
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
 
 
@@ -51,25 +50,12 @@ def test_bad_flags_are_config_errors(capsys: pytest.CaptureFixture[str]) -> None
     assert "config error: --origin: " in capsys.readouterr().err
 
 
-def test_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgenode", "serve", "--listen", "127.0.0.1:0",
-         "--admin-listen", "127.0.0.1:0", "--origin", "http://127.0.0.1:9"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV)
-    try:
-        banner = ""
-        for _ in range(100):
-            banner = proc.stderr.readline()  # type: ignore[union-attr]
-            if banner.startswith("edgenode: serving") or not banner:
-                break
+def test_serve_process_stops_cleanly_on_sigterm() -> None:
+    with serving("--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                 "--origin", "http://127.0.0.1:9") as served:
         assert re.match(r"edgenode: serving http://127\.0\.0\.1:\d+ admin=http://127\.0\.0\.1:\d+ workers=\d+",
-                        banner)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+                        served.banner)
+        assert served.stop() == 0
 
 
 def test_serve_watch_reloads_a_changed_filter(tmp_path: Path) -> None:
@@ -91,17 +77,8 @@ module = "{module}"
 [log]
 access = "off"
 ''')
-    proc = subprocess.Popen([sys.executable, "-m", "edgenode", "serve", "--config", str(conf), "--watch"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV)
-    try:
-        admin = ""
-        for _ in range(100):
-            line = proc.stderr.readline()  # type: ignore[union-attr]
-            m = re.search(r"admin=(http://127\.0\.0\.1:\d+)", line)
-            if m or not line:
-                admin = m.group(1) if m else ""
-                break
-        assert admin, "serve did not start"
+    with serving("--config", str(conf), "--watch") as served:
+        admin = re.search(r"admin=(http://127\.0\.0\.1:\d+)", served.banner).group(1)  # type: ignore[union-attr]
 
         def vm_starts() -> int:
             req = urllib.request.Request(f"{admin}/stats",
@@ -118,6 +95,4 @@ access = "off"
             time.sleep(0.1)
         else:
             raise AssertionError("the changed module was not reloaded")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert served.stop() == 0

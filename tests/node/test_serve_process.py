@@ -6,19 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from serve_process import BOUND, REPO, serving
 
-REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
-BOUND = 30.0
 
 CACHE_ONLY = """
 [server]
@@ -33,27 +29,6 @@ type = "cache"
 [log]
 access = "off"
 """
-
-
-@contextmanager
-def serving(conf: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Run ``edgenode serve`` until its banner; yield the process and its port."""
-    proc = subprocess.Popen([sys.executable, "-m", "edgenode", "serve", "--config", str(conf), *args],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=ENV)
-    try:
-        port = 0
-        for _ in range(200):
-            line = proc.stderr.readline()  # type: ignore[union-attr]
-            m = re.match(r"edgenode: serving http://127\.0\.0\.1:(\d+) ", line)
-            if m or not line:
-                port = int(m.group(1)) if m else 0
-                break
-        assert port, "serve did not start"
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=BOUND)
 
 
 def _rss(pid: int) -> int:
@@ -86,13 +61,13 @@ def test_memory_returns_after_a_burst_of_malformed_requests(tmp_path: Path) -> N
     burst is within 10% of its level before it (a first burst warms the allocator)."""
     conf = tmp_path / "node.toml"
     conf.write_text(CACHE_ONLY.format(port=0, workers=1))
-    with serving(conf) as (proc, port):
-        asyncio.run(_malformed_burst(port, 400))
+    with serving("--config", str(conf)) as served:
+        asyncio.run(_malformed_burst(served.port, 400))
         asyncio.run(asyncio.sleep(0.5))
-        before = _rss(proc.pid)
-        answers = asyncio.run(_malformed_burst(port, 400))
+        before = _rss(served.proc.pid)
+        answers = asyncio.run(_malformed_burst(served.port, 400))
         asyncio.run(asyncio.sleep(0.5))
-        after = _rss(proc.pid)
+        after = _rss(served.proc.pid)
     assert all(a.startswith(b"HTTP/1.1 400 ") for a in answers)
     assert after <= before * 1.10, (before, after)
 
@@ -146,7 +121,8 @@ def test_second_node_never_shares_a_workers_port(tmp_path: Path) -> None:
     traffic."""
     first = tmp_path / "first.toml"
     first.write_text(CACHE_ONLY.format(port=0, workers=2))
-    with serving(first) as (_, port):
+    with serving("--config", str(first)) as served:
+        port = served.port
         second = tmp_path / "second.toml"
         second.write_text(CACHE_ONLY.format(port=port, workers=2))
         err = _serve_refused(second)

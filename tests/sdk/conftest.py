@@ -14,6 +14,7 @@ from aiohttp import web
 
 from edgenode.http.messages import CIMultiDict, Response, read_body
 from edgenode.pipeline.exchange import Exchange
+from tests.aiohttp_support import serve_app
 
 REPO = Path(__file__).resolve().parents[2]
 AS_EXAMPLE_DIR = REPO / "filters" / "examples" / "assemblyscript"
@@ -70,11 +71,7 @@ async def origin() -> AsyncIterator[Origin]:
     app = web.Application()
     app.router.add_get("/auth", auth)
     app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_app(app)
     state.url = f"http://127.0.0.1:{port}"
     try:
         yield state

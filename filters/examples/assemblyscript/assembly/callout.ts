@@ -10,6 +10,7 @@ import {
   WasmResultValues,
 } from "@solo-io/proxy-runtime";
 import { get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runtime";
+import { parseConfig } from "./config";
 
 function pair(key: string, value: string): HeaderPair {
   return new HeaderPair(String.UTF8.encode(key), String.UTF8.encode(value));
@@ -25,16 +26,9 @@ class CalloutRoot extends RootContext {
 
   onConfigure(configuration_size: u32): bool {
     const raw = get_buffer_bytes(BufferTypeValues.PluginConfiguration, 0, configuration_size);
-    const items = String.UTF8.decode(raw).split(";");
-    for (let i = 0; i < items.length; i++) {
-      const item = items[i].trim();
-      const eq = item.indexOf("=");
-      if (eq < 0) continue;
-      const key = item.substring(0, eq).trim();
-      const value = item.substring(eq + 1).trim();
-      if (key == "upstream") this.upstream = value;
-      else if (key == "auth_path") this.authPath = value;
-    }
+    const items = parseConfig(String.UTF8.decode(raw));
+    if (items.has("upstream")) this.upstream = items.get("upstream");
+    if (items.has("auth_path")) this.authPath = items.get("auth_path");
     return this.upstream.length > 0;
   }
 }

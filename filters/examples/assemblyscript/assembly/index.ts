@@ -14,6 +14,7 @@ import {
 } from "@solo-io/proxy-runtime";
 // Not re-exported by the SDK's index; needed to read the configuration safely (see onConfigure).
 import { get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runtime";
+import { parseConfig } from "./config";
 
 /** Settings parsed from the plugin configuration, e.g. "tag=edge-1; reply_path=/as-hello". */
 class Settings {
@@ -23,15 +24,12 @@ class Settings {
 
 function parseSettings(text: string): Settings {
   const settings = new Settings();
-  const items = text.replaceAll("\n", ";").split(";");
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i].trim();
-    const eq = item.indexOf("=");
-    if (eq < 0) continue;
-    const key = item.substring(0, eq).trim();
-    const value = item.substring(eq + 1).trim();
-    if (key == "tag") settings.tag = value;
-    else if (key == "reply_path") settings.replyPath = value;
+  const items = parseConfig(text);
+  const keys = items.keys();
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    if (key == "tag") settings.tag = items.get(key);
+    else if (key == "reply_path") settings.replyPath = items.get(key);
     else log(LogLevelValues.warn, "as_example: unknown config key '" + key + "' ignored");
   }
   return settings;
