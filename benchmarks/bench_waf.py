@@ -71,6 +71,7 @@ async def score_corpus(paranoia: int) -> dict[str, Any]:
 
     node = Node(crs_config(paranoia), admin=False)
     await node.start("127.0.0.1", 0)
+    logging.getLogger("edgenode.filter.waf").setLevel(logging.ERROR)   # no audit line per blocked request
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "score.json"
@@ -243,7 +244,10 @@ def configure_figures(module: Path | None = None) -> dict[str, float]:
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record.getMessage())
 
-    log = logging.getLogger("edgenode.filter.waf")
+    # on the parent: a node started in this process (the corpus run) leaves a level on the
+    # filter's own logger, which the stage's VM clears again
+    logging.getLogger("edgenode.filter.waf").setLevel(logging.NOTSET)
+    log = logging.getLogger("edgenode.filter")
     handler, level = Grab(), log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -301,6 +305,7 @@ def main() -> int:
     result["configure"] = {"waf": configure_figures()}
     if args.baseline:
         result["configure"]["baseline"] = configure_figures(args.baseline)
+    logging.getLogger("edgenode.filter.waf").setLevel(logging.NOTSET)
     logging.getLogger("edgenode.filter").setLevel(logging.ERROR)   # no audit line per blocked request
     result["latency"] = asyncio.run(latency(args.rounds, args.baseline))
     print_latency(result["latency"], ["waf", "baseline", "no rules"] if args.baseline else ["waf", "no rules"])
