@@ -11,8 +11,10 @@ install: $(STAMP)
 # Debian packages of the real servers the tests start themselves (each test fixture starts
 # its own instance on 127.0.0.1) and of the load generator.  Installed when missing; needs
 # root or sudo.  The WAF filter's regex first pass (filters/waf/rxset) is Rust, built offline
-# with Debian's rustc, its wasm32 standard library and Debian's packaged `regex` crate.
-DEB_PACKAGES := wrk redis-server modsecurity-crs docker-registry rustc cargo libstd-rust-dev-wasm32 librust-regex-dev
+# with Debian's rustc, its wasm32 standard library and Debian's packaged `regex`,
+# `aho-corasick` and `memchr` crates (the `perf` feature's literal search; not pulled in
+# by librust-regex-dev without recommends).
+DEB_PACKAGES := wrk redis-server modsecurity-crs docker-registry rustc cargo libstd-rust-dev-wasm32 librust-regex-dev librust-aho-corasick-dev librust-memchr-dev
 
 system:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -4,6 +4,7 @@
     python benchmarks/bench_waf.py --skip-corpus         # latency, compile time and memory only
     python benchmarks/bench_waf.py --rounds 400 --json benchmarks/results/waf.json
     python benchmarks/bench_waf.py --skip-corpus --baseline /tmp/waf-old.wasm   # before/after
+    python benchmarks/bench_waf.py --skip-corpus --compare-rules /tmp/waf-old.wasm   # same verdicts?
 
 1. Agreement: a node per paranoia level (benchmarks/configs/waf-crs.toml, CRS from
    ../shared/crs unchanged; PL2 sets tx.blocking_paranoia_level=2) on 127.0.0.1:0, scored
@@ -20,6 +21,10 @@
 3. Rule compile time at configure (the filter's own figures: parsing and compiling, then
    the warm-up that compiles the regex sets ordinary requests reach) and the VM's linear
    memory with CRS loaded, after configure and after each request class.
+4. With --compare-rules: every corpus request through this build and another waf.wasm in
+   detect mode (in process, PL1 and PL2): the matched rule ids, status and score must be the
+   same request by request; the requests that differ are counted and listed.  A change
+   meant only to make the engine faster must leave this at zero.
 Results: a table on stdout and JSON (--json).
 """
 
@@ -29,6 +34,7 @@ import argparse
 import asyncio
 import copy
 import json
+import logging
 import random
 import re
 import subprocess
@@ -65,6 +71,7 @@ async def score_corpus(paranoia: int) -> dict[str, Any]:
 
     node = Node(crs_config(paranoia), admin=False)
     await node.start("127.0.0.1", 0)
+    logging.getLogger("edgenode.filter.waf").setLevel(logging.ERROR)   # no audit line per blocked request
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "score.json"
@@ -117,15 +124,19 @@ def quantiles(samples: list[float]) -> tuple[float, float]:
     return s[len(s) // 2], s[min(len(s) - 1, int(len(s) * 0.99))]
 
 
-def waf_stage(module: Path | None = None, rules: bool = True):
-    """The CRS PL1 WAF stage of benchmarks/configs/waf-crs.toml (optionally another waf.wasm;
-    `rules=False`: the same filter with no rules, i.e. what its host calls cost)."""
+def waf_stage(module: Path | None = None, rules: bool = True, paranoia: int = 1, detect: bool = False):
+    """The CRS WAF stage of benchmarks/configs/waf-crs.toml at `paranoia` (optionally another
+    waf.wasm; `rules=False`: the same filter with no rules, i.e. what its host calls cost;
+    `detect`: detect mode, no per-callback deadline)."""
     from edgenode.wasm.stage import WasmStage
 
-    cfg = crs_config(1)
+    cfg = crs_config(paranoia)
     sc = next(s for s in cfg.chain if s.name == "waf")
     if module is not None:
         sc.options = {**sc.options, "module": str(module.resolve())}
+    if detect:
+        sc.options = {**sc.options, "cpu_deadline_ms": 60000,
+                      "config": {**sc.options["config"], "mode": "detect"}}
     if not rules:
         sc.options = {**sc.options, "config": {"directives": "SecRuleEngine On\nSecRequestBodyAccess On"}}
     return WasmStage(sc, base_dir=cfg.base_dir)
@@ -179,10 +190,53 @@ async def latency(rounds: int, baseline: Path | None) -> dict[str, Any]:
     return out
 
 
+CORPUS = ROOT.parent / "shared" / "waf-corpus" / "crs-dev-v2.jsonl"
+
+
+async def corpus_verdicts(module: Path | None, paranoia: int) -> dict[str, list[Any]]:
+    """[status, X-WAF-Rules, X-WAF-Score] per corpus request id, the stage in detect mode."""
+    from edgenode.http.messages import CIMultiDict, Request, Response
+    from edgenode.pipeline.exchange import Exchange
+    from edgenode.pipeline.stage import build_chain
+
+    stage = waf_stage(module, paranoia=paranoia, detect=True)
+
+    async def origin(_ex: Exchange) -> Response:
+        return Response(200, CIMultiDict({"Content-Length": "2"}), b"ok")
+
+    chain = build_chain([stage], origin)
+    out: dict[str, list[Any]] = {}
+    try:
+        for line in CORPUS.read_text().splitlines():
+            rec = json.loads(line)
+            headers = CIMultiDict()
+            for k, v in rec["headers"]:
+                headers.add(k, v)
+            body = rec["body"].encode("utf-8", "surrogateescape") if rec.get("body") else b""
+            resp = await chain(Exchange(Request(rec["method"], rec["uri"], headers, body)))
+            out[rec["id"]] = [resp.status, resp.headers.get("x-waf-rules", ""), resp.headers.get("x-waf-score", "")]
+    finally:
+        await stage.close()
+    return out
+
+
+def compare_rules(other: Path) -> dict[str, Any]:
+    """Per paranoia level: how many corpus requests get other rule ids, status or score
+    from `other` than from this build (and the first few of them)."""
+    result: dict[str, Any] = {}
+    for pl in (1, 2):
+        mine, theirs = asyncio.run(corpus_verdicts(None, pl)), asyncio.run(corpus_verdicts(other, pl))
+        differ = {k: {"this": v, "other": theirs.get(k)} for k, v in mine.items() if v != theirs.get(k)}
+        result[f"pl{pl}"] = {"requests": len(mine), "differ": len(differ), "examples": dict(list(differ.items())[:10])}
+        print(f"rule ids per corpus request, PL{pl}: {len(differ)} of {len(mine)} requests differ from {other}")
+        for k, v in list(differ.items())[:10]:
+            print(f"  {k}: this {v['this']}, other {v['other']}")
+    return result
+
+
 def configure_figures(module: Path | None = None) -> dict[str, float]:
     """The filter's own figures from a fresh stage's log: "N rules compiled in X ms (...;
     regex sets warmed up in Y ms)" -> {"compile_ms": X, "warm_up_ms": Y}."""
-    import logging
 
     records: list[str] = []
 
@@ -190,7 +244,10 @@ def configure_figures(module: Path | None = None) -> dict[str, float]:
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record.getMessage())
 
-    log = logging.getLogger("edgenode.filter.waf")
+    # on the parent: a node started in this process (the corpus run) leaves a level on the
+    # filter's own logger, which the stage's VM clears again
+    logging.getLogger("edgenode.filter.waf").setLevel(logging.NOTSET)
+    log = logging.getLogger("edgenode.filter")
     handler, level = Grab(), log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -230,6 +287,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=300, help="requests per class and chain (default 300)")
     ap.add_argument("--skip-corpus", action="store_true", help="latency, compile time and memory only")
     ap.add_argument("--baseline", type=Path, help="another waf.wasm to measure in the same run (before/after)")
+    ap.add_argument("--compare-rules", type=Path, metavar="WASM",
+                    help="check that another waf.wasm matches the same rules on every corpus request")
     ap.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS.relative_to(ROOT)})")
     args = ap.parse_args()
     subprocess.run(["make", "-s", "-C", str(ROOT / "filters"), "build/waf.wasm",
@@ -240,11 +299,13 @@ def main() -> int:
             doc = asyncio.run(score_corpus(pl))
             print(doc.pop("report"))
             result[f"pl{pl}"] = doc
+    if args.compare_rules:
+        logging.getLogger("edgenode.filter").setLevel(logging.ERROR)
+        result["rule_ids"] = compare_rules(args.compare_rules)
     result["configure"] = {"waf": configure_figures()}
     if args.baseline:
         result["configure"]["baseline"] = configure_figures(args.baseline)
-    import logging
-
+    logging.getLogger("edgenode.filter.waf").setLevel(logging.NOTSET)
     logging.getLogger("edgenode.filter").setLevel(logging.ERROR)   # no audit line per blocked request
     result["latency"] = asyncio.run(latency(args.rounds, args.baseline))
     print_latency(result["latency"], ["waf", "baseline", "no rules"] if args.baseline else ["waf", "no rules"])

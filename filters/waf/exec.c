@@ -60,9 +60,12 @@ void tx_set_sc(waf_tx *tx, int v, wstr val) {
 static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
 
 wstr tx_num(waf_tx *tx, long long v) {
-    char b[24];
-    int n = snprintf(b, sizeof b, "%lld", v);
-    return dupw(tx, b, (size_t)n);
+    /* decimal digits by hand: setvar arithmetic and per-argument sizes call this often */
+    char b[24], *e = b + sizeof b, *p = e;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--p = '-';
+    return dupw(tx, p, (size_t)(e - p));
 }
 
 /* ------------------------------------------------------------------ collections in the tx */
@@ -438,6 +441,18 @@ static void matched(waf_tx *tx, const tval *v, wstr val) {
     coll_add(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
 }
 
+/* The operator's result depends on the value alone (no macros, no side effects) and costs
+ * enough to be worth remembering a miss (exec.c: repeated values). */
+static bool pure_operator(const oper *op) {
+    switch (op->kind) {
+    case OP_DETECTSQLI: case OP_DETECTXSS: case OP_VALIDATEBYTERANGE: case OP_VALIDATEURLENCODING:
+    case OP_VALIDATEUTF8ENCODING:
+        return !op->param.has_macro;
+    default:
+        return false;
+    }
+}
+
 static bool eval_rule(waf_tx *tx, const rule *ru) {
     tx->cur_rule = ru;
     if (ru->is_action) {
@@ -447,10 +462,15 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         after_full_match(tx, ru);
         return true;
     }
+    if (ru->pf_all && !firstpass_rule_may_match(tx, ru)) {
+        clear_matched(tx);
+        return false;
+    }
     bool any = false;
     /* the value list is reused across rules (a chain link runs after its parent's loop) */
     tvals vals = {tx->scratch, 0, tx->scratch_cap};
     bool rm_apply = tx->n_rm_targets && rm_targets_apply(tx, ru);
+    bool pure = pure_operator(&ru->op);
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
@@ -491,11 +511,15 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                 }
                 continue;
             }
+            bool memo = pure && v->vid;
+            if (memo && value_known_no_match(tx, ru, v->vid)) continue;
             wstr tv = transform(tx, ru->tchain, v->val, v->vid);
             if (firstpass_value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
                 any = true;
                 matched(tx, v, tv);
                 run_setvars(tx, ru);
+            } else if (memo) {
+                value_no_match(tx, ru, v->vid);
             }
         }
     }
@@ -514,6 +538,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
 bool waf_run_phase(waf_tx *tx, int phase) {
     const waf_rules *r = tx->rules;
     tx->phase = phase;
+    tx->src_epoch++;   /* the body's values arrived, or a previous phase changed some */
     if (tx->engine == ENGINE_OFF || tx->allow_all || (tx->allow_request && phase <= 2)) return false;
     if (tx->intercepted && tx->engine == ENGINE_ON) return true;
     int n = r->n_phase[phase];
@@ -561,9 +586,8 @@ void tx_set_unique_id(waf_tx *tx, wstr id) { tx_set_sc(tx, V_UNIQUE_ID, dupw(tx,
 void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val) {
     if (tx->rules->args_limit && (int)(tx->c[V_ARGS_GET].n + tx->c[V_ARGS_POST].n) >= tx->rules->args_limit) return;
     coll_add(&tx->a, &tx->c[coll_var], key, val);
-    long long size = 0;
-    if (tx->sc_set[V_ARGS_COMBINED_SIZE]) parse_num(tx->sc[V_ARGS_COMBINED_SIZE], &size);
-    tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, size + (long long)key.n + (long long)val.n));
+    tx->args_size += (long long)key.n + (long long)val.n;
+    tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, tx->args_size));
 }
 
 static inline bool hexc(char c) {

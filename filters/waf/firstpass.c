@@ -18,6 +18,12 @@
  * so the sets of levels above the configured one are never scanned.  @pm rules
  * join the sets too, their phrases written as one caseless alternation.
  *
+ * A set first scans all its sources at once: the values of every source its
+ * members target (the request headers a rule names, not all of them), after the
+ * set's chain, joined.  On an ordinary request that scan finds nothing and one
+ * mask test clears every rule of the set; only a set that matched is scanned again
+ * per source, to tell which targets may match.
+ *
  * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
  * only where that matched: PCRE2's cost on a long value that does not match is
  * bounded only by the match limit.
@@ -67,6 +73,7 @@ typedef struct pf_group {
     RxSet *set;
     uint16_t chain;              /* the set scans values after this chain */
     bool phrases;                /* one @pm rule: its phrase list */
+    int list;                    /* its sources: the union of its members' targets (lists[]) */
     int n;
     size_t bytes;                /* the members' pattern lengths */
     rule *members[GROUP_MAX];
@@ -142,50 +149,6 @@ static void build_phrases(pf_group *pg) {
     free(ls);
 }
 
-void firstpass_build(waf_rules *r) {
-    for (int i = 0; i < r->n_all; i++) r->all[i]->n_pf = 0;
-    int *open = malloc((size_t)(r->n_tchains ? r->n_tchains : 1) * sizeof *open);
-    if (!open) abort();
-    int cap = 0;
-    for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
-        for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
-        for (int i = 0; i < r->n_phase[ph]; i++) {
-            rule *ru = r->phase[ph][i];
-            for (rule *l = ru; l; l = l->next_link)
-                if (eligible(l)) assign_rule(r, open, &cap, l);
-            if (getenv("NOSECT") == NULL && (ru->is_marker || ru->skip_after.n || ru->skip))
-                for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
-        }
-    }
-    free(open);
-    const uint8_t *pats[GROUP_MAX];
-    size_t lens[GROUP_MAX];
-    uint8_t ok[GROUP_MAX];
-    for (int g = 0; g < r->n_pf_groups; g++) {
-        pf_group *pg = &r->pf_groups[g];
-        if (pg->phrases) {
-            build_phrases(pg);
-            continue;
-        }
-        for (int k = 0; k < pg->n; k++) {
-            pats[k] = (const uint8_t *)pg->members[k]->op.param.raw.p;
-            lens[k] = pg->members[k]->op.param.raw.n;
-            if (matches_ordinary(pg->members[k])) pg->flags[k] |= RXSET_COMMON;
-        }
-        pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
-        for (int k = 0; k < pg->n; k++)
-            if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
-    }
-    for (int i = 0; i < r->n_all; i++) r->n_pf_rules += r->all[i]->n_pf > 0;
-}
-
-void firstpass_free(waf_rules *r) {
-    for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
-    free(r->pf_groups);
-    r->pf_groups = NULL;
-    r->n_pf_groups = 0;
-}
-
 /* The stable sources of a target's values: (collection or scalar, names?); 0 when its
  * values change during the request (TX, MATCHED_VARS, ...) and cannot be pre-scanned. */
 static int target_sources(const target *t, int base[2], bool names[2]) {
@@ -212,10 +175,199 @@ static int target_sources(const target *t, int base[2], bool names[2]) {
     }
 }
 
+/* Source ids in a set's list: 2 * variable + names, or one request header by name
+ * (REQUEST_HEADERS:User-Agent: only that header's values are scanned for the set). */
+#define HEADER_KEY_ID (2 * (V_COUNT + 1))
+
+static int16_t header_key_id(waf_rules *r, wstr key) {
+    for (int i = 0; i < r->n_pf_header_keys; i++)
+        if (ieq(r->pf_header_keys[i].p, r->pf_header_keys[i].n, key.p, key.n)) return (int16_t)(HEADER_KEY_ID + i);
+    if (r->n_pf_header_keys == 256) return -1;
+    r->pf_header_keys = realloc(r->pf_header_keys, (size_t)(r->n_pf_header_keys + 1) * sizeof *r->pf_header_keys);
+    if (!r->pf_header_keys) abort();
+    r->pf_header_keys[r->n_pf_header_keys] = key;
+    return (int16_t)(HEADER_KEY_ID + r->n_pf_header_keys++);
+}
+
+/* A set's sources, sorted and without duplicates, interned in r->pf_sources: [count,
+ * ids...] per list, a set's `list` is the offset of its own. */
+static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) {
+    int16_t ids[64];
+    int n = 0;
+    for (int m = 0; m < pg->n; m++) {
+        const rule *ru = pg->members[m];
+        for (int ti = 0; ti < ru->n_targets; ti++) {
+            const target *t = &ru->targets[ti];
+            int base[2];
+            bool names[2];
+            int k = t->exclude || t->count ? 0 : target_sources(t, base, names);
+            int16_t keyed = t->var == V_REQUEST_HEADERS && t->key.n && !t->key_rx ? header_key_id(r, t->key) : -1;
+            for (int q = 0; q < k; q++) {
+                int16_t id = keyed >= 0 ? keyed : (int16_t)(2 * base[q] + names[q]);
+                int at = 0;
+                while (at < n && ids[at] < id) at++;
+                if ((at < n && ids[at] == id) || n == 64) continue;
+                memmove(ids + at + 1, ids + at, (size_t)(n - at) * sizeof *ids);
+                ids[at] = id;
+                n++;
+            }
+        }
+    }
+    if (n && ids[0] <= 2 * V_REQUEST_HEADERS && 2 * V_REQUEST_HEADERS <= ids[n - 1]) {
+        /* all request headers are scanned: no header needs its own */
+        bool whole = false;
+        for (int i = 0; i < n; i++) whole |= ids[i] == 2 * V_REQUEST_HEADERS;
+        int k = 0;
+        for (int i = 0; i < n; i++) if (!whole || ids[i] < HEADER_KEY_ID) ids[k++] = ids[i];
+        n = k;
+    }
+    for (int off = 0; off < *n_used; off += 1 + r->pf_sources[off])
+        if (r->pf_sources[off] == n && memcmp(r->pf_sources + off + 1, ids, (size_t)n * sizeof *ids) == 0) return off;
+    if (*n_used + n + 1 > *cap) {
+        *cap = (*n_used + n + 1) * 2;
+        r->pf_sources = realloc(r->pf_sources, (size_t)*cap * sizeof *r->pf_sources);
+        if (!r->pf_sources) abort();
+    }
+    int off = *n_used;
+    r->pf_sources[off] = (int16_t)n;
+    memcpy(r->pf_sources + off + 1, ids, (size_t)n * sizeof *ids);
+    *n_used += n + 1;
+    return off;
+}
+
+void firstpass_build(waf_rules *r) {
+    for (int i = 0; i < r->n_all; i++) r->all[i]->n_pf = 0;
+    int *open = malloc((size_t)(r->n_tchains ? r->n_tchains : 1) * sizeof *open);
+    if (!open) abort();
+    int cap = 0;
+    for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
+        for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+        for (int i = 0; i < r->n_phase[ph]; i++) {
+            rule *ru = r->phase[ph][i];
+            for (rule *l = ru; l; l = l->next_link)
+                if (eligible(l)) assign_rule(r, open, &cap, l);
+            if (ru->is_marker || ru->skip_after.n || ru->skip)
+                for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+        }
+    }
+    free(open);
+    const uint8_t *pats[GROUP_MAX];
+    size_t lens[GROUP_MAX];
+    uint8_t ok[GROUP_MAX];
+    int used = 0, lcap = 0;
+    for (int g = 0; g < r->n_pf_groups; g++) {
+        pf_group *pg = &r->pf_groups[g];
+        pg->list = source_list(r, pg, &used, &lcap);
+        if (pg->phrases) {
+            build_phrases(pg);
+            continue;
+        }
+        for (int k = 0; k < pg->n; k++) {
+            pats[k] = (const uint8_t *)pg->members[k]->op.param.raw.p;
+            lens[k] = pg->members[k]->op.param.raw.n;
+            if (matches_ordinary(pg->members[k])) pg->flags[k] |= RXSET_COMMON;
+        }
+        pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
+        for (int k = 0; k < pg->n; k++)
+            if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
+    }
+    for (int i = 0; i < r->n_all; i++) {
+        rule *ru = r->all[i];
+        r->n_pf_rules += ru->n_pf > 0;
+        ru->pf_all = ru->n_pf > 0;
+        for (int ti = 0; ti < ru->n_targets && ru->pf_all; ti++) {
+            const target *t = &ru->targets[ti];
+            int base[2];
+            bool names[2];
+            if (!t->exclude && (t->count || !target_sources(t, base, names))) ru->pf_all = false;
+        }
+    }
+}
+
+void firstpass_free(waf_rules *r) {
+    for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
+    free(r->pf_groups);
+    free(r->pf_sources);
+    r->pf_sources = NULL;
+    free(r->pf_header_keys);
+    r->pf_header_keys = NULL;
+    r->n_pf_header_keys = 0;
+    r->pf_groups = NULL;
+    r->n_pf_groups = 0;
+}
+
+/* A set's scan over all its sources at once (valid while tx->src_epoch stays put): the
+ * values of every source its members target, after its chain, joined by '\n'.  On an
+ * ordinary request nothing matches and one scan clears the set for every rule and target;
+ * a set that did match is scanned again per source, to know where. */
+typedef struct pf_scan { uint32_t epoch; uint64_t mask; } pf_scan;
+
+static uint64_t set_scan(waf_tx *tx, int g) {
+    const waf_rules *r = tx->rules;
+    if (!tx->pf_scans) {
+        tx->pf_scans = ar_alloc(&tx->a, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
+        memset(tx->pf_scans, 0, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
+    }
+    pf_scan *sc = &tx->pf_scans[g];
+    if (sc->epoch == tx->src_epoch + 1) return sc->mask;
+    const pf_group *pg = &r->pf_groups[g];
+    const int16_t *ids = r->pf_sources + pg->list + 1;
+    int n_ids = r->pf_sources[pg->list];
+    wstr parts[64];
+    int live = 0, only = -1;
+    size_t total = 0;
+    for (int k = 0; k < n_ids; k++) {
+        if (ids[k] >= HEADER_KEY_ID) {   /* one header by name: its values after the chain */
+            const coll *c = &tx->c[V_REQUEST_HEADERS];
+            wstr key = r->pf_header_keys[ids[k] - HEADER_KEY_ID];
+            for (uint32_t i = 0; i < c->n && live < 64; i++) {
+                if (!c->items[i].key.p || !ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) continue;
+                parts[live] = transform(tx, pg->chain, c->items[i].val, VID(V_REQUEST_HEADERS, i, 0));
+                total += parts[live++].n + 1;
+                only = -1;
+            }
+            continue;
+        }
+        if (source_empty(tx, ids[k] >> 1) || live == 64) continue;
+        const wstr *j = source_joined(tx, ids[k] >> 1, ids[k] & 1, pg->chain);
+        if (!j) continue;
+        parts[live++] = *j;
+        total += j->n + 1;
+        only = ids[k];
+    }
+    uint64_t mask = 0;
+    if (live == 1) {
+        mask = rxset_scan(pg->set, (const uint8_t *)parts[0].p, parts[0].n);
+    }
+    if (live == 1 && only >= 0) {
+        uint8_t *done;
+        uint64_t *masks = source_masks(tx, only >> 1, only & 1, &done);
+        masks[g] = mask;
+        done[g >> 3] |= (uint8_t)(1u << (g & 7));
+    } else if (live > 1) {
+        union_join *u = &tx->union_joins[(pg->list * 31u + pg->chain) % UNION_CACHE];
+        if (u->epoch != tx->src_epoch + 1 || u->list != pg->list || u->chain != pg->chain) {
+            char *o = ar_alloc(&tx->a, total);
+            size_t at = 0;
+            for (int k = 0; k < live; k++) {
+                if (at) o[at++] = '\n';
+                memcpy(o + at, parts[k].p, parts[k].n);
+                at += parts[k].n;
+            }
+            *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};
+        }
+        mask = rxset_scan(pg->set, (const uint8_t *)u->joined.p, u->joined.n);
+    }
+    sc->mask = mask;
+    sc->epoch = tx->src_epoch + 1;
+    return mask;
+}
+
 static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) {
+    int g = sl->group;
+    if (!((set_scan(tx, g) >> sl->bit) & 1)) return false;
     uint8_t *done;
     uint64_t *masks = source_masks(tx, base, names, &done);
-    int g = sl->group;
     if (!(done[g >> 3] & (1u << (g & 7)))) {
         const wstr *j = source_joined(tx, base, names, tx->rules->pf_groups[g].chain);
         masks[g] = j ? rxset_scan(tx->rules->pf_groups[g].set, (const uint8_t *)j->p, j->n) : 0;
@@ -224,15 +376,23 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
     return (masks[g] >> sl->bit) & 1;
 }
 
+bool firstpass_rule_may_match(waf_tx *tx, const rule *ru) {
+    for (int i = 0; i < ru->n_pf; i++)
+        if ((set_scan(tx, ru->pf[i].group) >> ru->pf[i].bit) & 1) return true;
+    return false;
+}
+
 bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t) {
     if (!ru->n_pf || t->count || t->exclude) return true;
     int base[2];
     bool names[2];
     int n = target_sources(t, base, names);
     if (!n) return true;
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < n; k++) {
+        if (source_empty(tx, base[k])) continue;
         for (int i = 0; i < ru->n_pf; i++)
             if (slot_may_match(tx, &ru->pf[i], base[k], names[k])) return true;
+    }
     return false;
 }
 

@@ -10,7 +10,10 @@
  * is bounded by the request's values times the chains in use.
  *
  * The first pass (firstpass.c) also needs every value of a source after a
- * chain, joined by '\n': it is built here from the same results.
+ * chain, joined by '\n': it is built here from the same results.  A value equal
+ * to an earlier one of its source is joined once (transformations are functions
+ * of the value), and a chain none of whose steps can change the source's values
+ * (tfn_keeps: no byte it acts on occurs) is not computed at all.
  */
 #include <string.h>
 
@@ -18,6 +21,11 @@
 
 typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
+    uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
+    const void **no_match;       /* [n] the last rule whose operator did not match value i */
+    int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
+    uint8_t *present;            /* [256] the bytes of the values (with keeps) */
+    wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
@@ -41,15 +49,113 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     memset(s->tv, 0, (size_t)chains * sizeof *s->tv);
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
+    s->first = NULL;
+    s->no_match = NULL;
+    s->keeps = NULL;
+    s->raw_joined = (wstr){NULL, 0};
     s->masks = NULL;
     s->done = NULL;
     *slot = s;
     return s;
 }
 
-void source_changed(waf_tx *tx, int base) { tx->src[2 * base] = tx->src[2 * base + 1] = NULL; }
+void source_changed(waf_tx *tx, int base) {
+    tx->src[2 * base] = tx->src[2 * base + 1] = NULL;
+    if (base != V_MATCHED_VAR && base != V_MATCHED_VAR_NAME) tx->src_epoch++;
+}
+
+bool source_empty(waf_tx *tx, int base) { return source_size(tx, base) == 0; }
+
+/* first[i]: the index of the first value (or name) of the collection equal to value i.  A
+ * value repeated in a source (JSON arrays of records, repeated form fields) is joined and
+ * scanned once: transformations are functions of the value alone. */
+static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool names) {
+    if (s->first) return s->first;
+    uint32_t cap = 16;
+    while (cap < 2 * s->n) cap <<= 1;
+    uint32_t *slots = ar_alloc(&tx->a, (size_t)cap * sizeof *slots);   /* index + 1, 0: empty */
+    memset(slots, 0, (size_t)cap * sizeof *slots);
+    s->first = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->first);
+    for (uint32_t i = 0; i < s->n; i++) {
+        s->first[i] = i;
+        if (!c->items[i].key.p) continue;
+        wstr v = names ? c->items[i].key : c->items[i].val;
+        uint32_t h = 2166136261u;
+        for (size_t k = 0; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 16777619u;
+        for (uint32_t at = h & (cap - 1);; at = (at + 1) & (cap - 1)) {
+            if (!slots[at]) { slots[at] = i + 1; break; }
+            const kv *o = &c->items[slots[at] - 1];
+            wstr w = names ? o->key : o->val;
+            if (w.n == v.n && memcmp(w.p, v.p, v.n) == 0) { s->first[i] = slots[at] - 1; break; }
+        }
+    }
+    return s->first;
+}
 
 static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
+static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool names);
+
+/* The source's values (or names), one by one: false past the end. */
+static bool value_at(waf_tx *tx, int base, bool names, uint32_t i, wstr *v) {
+    if (!IS_COLLECTION(base)) { *v = tx->sc[base]; return true; }
+    const kv *it = &tx->c[base].items[i];
+    if (!it->key.p) return false;
+    *v = names ? it->key : it->val;
+    return true;
+}
+
+/* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
+ * made of the bytes the values hold (transform.c, tfn_keeps).  Then its results are the
+ * values themselves and its joined values the source's own: nothing is computed per value.
+ * (Each step sees the values unchanged, by induction along the chain.) */
+static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chain) {
+    const waf_rules *r = tx->rules;
+    if (r->tchain_def[chain][0] == 0) return true;
+    if (!s->keeps) {
+        s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
+        memset(s->keeps, -1, (size_t)r->n_tchains);
+        uint8_t *seen = s->present = ar_alloc(&tx->a, 256);
+        memset(seen, 0, 256);
+        const uint32_t *first = IS_COLLECTION(base) ? firsts(tx, s, &tx->c[base], names) : NULL;
+        for (uint32_t i = 0; i < s->n; i++) {
+            wstr v;
+            if ((first && first[i] != i) || !value_at(tx, base, names, i, &v)) continue;
+            for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
+        }
+    }
+    if (s->keeps[chain] < 0) {
+        int parent = r->tchain_parent[chain];
+        bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent)) &&
+                     tfn_keeps(r->tchain_def[chain][r->tchain_def[chain][0]], s->present);
+        s->keeps[chain] = keeps;
+    }
+    return s->keeps[chain];
+}
+
+/* The source's values joined by '\n', repeats left out. */
+static const wstr *raw_joined(waf_tx *tx, src_state *s, int base, bool names) {
+    if (s->raw_joined.p) return &s->raw_joined;
+    if (!IS_COLLECTION(base)) {
+        s->raw_joined = tx->sc[base];
+    } else {
+        const uint32_t *first = firsts(tx, s, &tx->c[base], names);
+        size_t total = 0;
+        wstr v;
+        for (uint32_t i = 0; i < s->n; i++)
+            if (first[i] == i && value_at(tx, base, names, i, &v)) total += v.n + 1;
+        char *o = ar_alloc(&tx->a, total + 1);
+        size_t k = 0;
+        for (uint32_t i = 0; i < s->n; i++) {
+            if (first[i] != i || !value_at(tx, base, names, i, &v)) continue;
+            if (k) o[k++] = '\n';
+            memcpy(o + k, v.p, v.n);
+            k += v.n;
+        }
+        s->raw_joined = (wstr){o, k};
+    }
+    if (!s->raw_joined.p) s->raw_joined.p = "";
+    return &s->raw_joined;
+}
 
 /* The cached result of `chain` for value `idx` of a source. */
 static wstr cached(waf_tx *tx, src_state *s, int chain, uint32_t idx, wstr in, uint32_t vid) {
@@ -80,7 +186,7 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
         int base = (int)(vid >> 24);
         uint32_t idx = (vid & 0xffffffu) >> 1;
         src_state *s = source(tx, base, vid & 1);
-        if (idx < s->n) return cached(tx, s, chain, idx, in, vid);
+        if (idx < s->n) return chain_keeps(tx, s, base, vid & 1, chain) ? in : cached(tx, s, chain, idx, in, vid);
     }
     return apply_chain(tx, chain, in, vid);
 }
@@ -90,17 +196,29 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     if (!s->n) return NULL;
     wstr *j = &s->joined[chain];
     if (j->p) return j;
+    if (chain_keeps(tx, s, base, names, chain)) {
+        const wstr *raw = raw_joined(tx, s, base, names);
+        if (!raw->n && IS_COLLECTION(base)) {
+            /* no live value (every item deleted): as below */
+            uint32_t live = 0;
+            for (uint32_t i = 0; i < s->n; i++) live += tx->c[base].items[i].key.p != NULL;
+            if (!live) return NULL;
+        }
+        *j = *raw;
+        return j;
+    }
     if (!IS_COLLECTION(base)) {
         *j = transform(tx, chain, tx->sc[base], VID(base, 0, 0));
         if (!j->p) j->p = "";
         return j;
     }
     coll *c = &tx->c[base];
+    const uint32_t *first = firsts(tx, s, c, names);
     size_t total = 0;
     uint32_t live = 0, last = 0;
     for (uint32_t i = 0; i < s->n; i++) {
         kv *it = &c->items[i];
-        if (!it->key.p) continue;
+        if (!it->key.p || first[i] != i) continue;
         total += cached(tx, s, chain, i, names ? it->key : it->val, VID(base, i, names)).n + 1;
         live++;
         last = i;
@@ -117,7 +235,7 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     if (parent >= 0) {
         bool same = true;
         for (uint32_t i = 0; i < s->n && same; i++) {
-            if (!c->items[i].key.p) continue;
+            if (!c->items[i].key.p || first[i] != i) continue;
             wstr prev = tx->rules->tchain_def[parent][0] ? s->tv[parent][i] : (names ? c->items[i].key : c->items[i].val);
             same = prev.p == tv[i].p && prev.n == tv[i].n;
         }
@@ -129,7 +247,7 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     char *o = ar_alloc(&tx->a, total);
     size_t k = 0;
     for (uint32_t i = 0; i < s->n; i++) {
-        if (!c->items[i].key.p) continue;
+        if (!c->items[i].key.p || first[i] != i) continue;
         if (k) o[k++] = '\n';
         if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
         k += tv[i].n;
@@ -148,4 +266,32 @@ uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done) {
     }
     *done = s->done;
     return s->masks;
+}
+
+/* The value's source state and index, when vid names a value of a request collection. */
+static src_state *value_source(waf_tx *tx, uint32_t vid, uint32_t *idx) {
+    int base = (int)(vid >> 24);
+    if (!vid || !IS_COLLECTION(base)) return NULL;
+    src_state *s = source(tx, base, vid & 1);
+    *idx = (vid & 0xffffffu) >> 1;
+    return *idx < s->n ? s : NULL;
+}
+
+bool value_known_no_match(waf_tx *tx, const void *op_owner, uint32_t vid) {
+    uint32_t idx;
+    src_state *s = value_source(tx, vid, &idx);
+    if (!s || !s->no_match) return false;
+    uint32_t f = firsts(tx, s, &tx->c[vid >> 24], vid & 1)[idx];
+    return f != idx && s->no_match[f] == op_owner;
+}
+
+void value_no_match(waf_tx *tx, const void *op_owner, uint32_t vid) {
+    uint32_t idx;
+    src_state *s = value_source(tx, vid, &idx);
+    if (!s) return;
+    if (!s->no_match) {
+        s->no_match = ar_alloc(&tx->a, (size_t)s->n * sizeof *s->no_match);
+        memset(s->no_match, 0, (size_t)s->n * sizeof *s->no_match);
+    }
+    s->no_match[idx] = op_owner;
 }

@@ -258,7 +258,20 @@ static wstr t_cmdline(arena *a, wstr in) {
     return (wstr){o, k};
 }
 
+/* Whether any byte of in is whitespace (NBSP included): compressWhitespace and
+ * removeWhitespace change nothing otherwise, except runs compressWhitespace folds. */
+static bool plain_spaces(wstr in, bool single_space_ok) {
+    for (size_t i = 0; i < in.n; i++) {
+        unsigned char c = (unsigned char)in.p[i];
+        if (c == ' ' && single_space_ok && !(i + 1 < in.n && (is_space((unsigned char)in.p[i + 1]) || (unsigned char)in.p[i + 1] == NBSP)))
+            continue;
+        if (is_space(c) || c == NBSP) return false;
+    }
+    return true;
+}
+
 static wstr t_compress_ws(arena *a, wstr in) {
+    if (plain_spaces(in, true)) return in;
     char *o = ar_alloc(a, in.n + 1);
     size_t k = 0;
     bool ws = false;
@@ -275,6 +288,7 @@ static wstr t_compress_ws(arena *a, wstr in) {
 }
 
 static wstr t_remove_ws(arena *a, wstr in) {
+    if (plain_spaces(in, false)) return in;
     char *o = ar_alloc(a, in.n + 1);
     size_t k = 0;
     for (size_t i = 0; i < in.n; i++) {
@@ -295,7 +309,18 @@ static wstr t_nulls(arena *a, wstr in, bool replace) {
     return (wstr){o, k};
 }
 
+/* Whether in holds none of the comment marks the comment transformations act on:
+ * "/" "*", "*" "/" (with star_slash), "--" and "#". */
+static bool no_comment_marks(wstr in, bool star_slash) {
+    for (size_t i = 0; i < in.n; i++) {
+        char c = in.p[i], d = i + 1 < in.n ? in.p[i + 1] : 0;
+        if (c == '#' || (c == '-' && d == '-') || (c == '/' && d == '*') || (star_slash && c == '*' && d == '/')) return false;
+    }
+    return true;
+}
+
 static wstr t_replace_comments(arena *a, wstr in) {
+    if (!memmem(in.p, in.n, "/*", 2)) return in;
     char *o = ar_alloc(a, in.n + 2);
     size_t i = 0, j = 0, n = in.n;
     bool inc = false;
@@ -314,6 +339,7 @@ static wstr t_replace_comments(arena *a, wstr in) {
 }
 
 static wstr t_remove_comments(arena *a, wstr in) {
+    if (no_comment_marks(in, false)) return in;
     char *o = ar_alloc(a, in.n + 2);
     size_t i = 0, j = 0, n = in.n;
     bool inc = false;
@@ -340,6 +366,7 @@ static wstr t_remove_comments(arena *a, wstr in) {
 }
 
 static wstr t_remove_comments_char(arena *a, wstr in) {
+    if (no_comment_marks(in, true)) return in;
     char *o = ar_alloc(a, in.n + 1);
     size_t i = 0, j = 0, n = in.n;
     const char *s = in.p;
@@ -540,6 +567,7 @@ static wstr t_hexenc(arena *a, wstr in) {
 }
 
 static wstr t_sqlhex(arena *a, wstr in) {
+    if (!memmem(in.p, in.n, "0x", 2) && !memmem(in.p, in.n, "0X", 2)) return in;
     char *o = ar_alloc(a, in.n + 1);
     size_t k = 0, i = 0, n = in.n;
     const char *s = in.p;
@@ -703,6 +731,35 @@ wstr tfn_apply(arena *a, int t, wstr in) {
     case T_SHA1: return t_sha1(a, in);
     default: return in;
     }
+}
+
+/* Whether transformation t returns every text made only of the bytes present (present[b]
+ * != 0) unchanged: each case names the bytes its function acts on (see its early return
+ * above).  False when not known. */
+bool tfn_keeps(int t, const uint8_t present[256]) {
+#define HAS(c) (present[(uint8_t)(c)] != 0)
+    static const char SPACES[] = " \t\n\v\f\r";
+    bool spaces = HAS(NBSP);
+    for (const char *c = SPACES; *c; c++) spaces |= HAS(*c);
+    switch (t) {
+    case T_NONE: return true;
+    case T_LOWERCASE:
+        for (int c = 'A'; c <= 'Z'; c++) if (HAS(c)) return false;
+        return true;
+    case T_URLDECODE: case T_URLDECODEUNI: return !HAS('%') && !HAS('+');
+    case T_HTMLENTITYDECODE: return !HAS('&');
+    case T_JSDECODE: case T_CSSDECODE: case T_ESCAPESEQDECODE: return !HAS('\\');
+    case T_REMOVENULLS: case T_REPLACENULLS: return !HAS(0);
+    case T_UTF8TOUNICODE:
+        for (int k = 0x80; k < 0x100; k++) if (present[k]) return false;
+        return !HAS(0);
+    case T_REMOVEWHITESPACE: case T_TRIM: case T_TRIMLEFT: case T_TRIMRIGHT: return !spaces;
+    case T_REPLACECOMMENTS: return !HAS('*');
+    case T_REMOVECOMMENTS: case T_REMOVECOMMENTSCHAR: return !HAS('#') && !HAS('-') && !HAS('*');
+    case T_SQLHEXDECODE: return !HAS('x') && !HAS('X');
+    default: return false;
+    }
+#undef HAS
 }
 
 static const struct { const char *name; int id; } TFNS[] = {

@@ -209,6 +209,7 @@ typedef struct rule {
     bool metric_defined;
     struct pf_slot *pf;          /* firstpass.c: the sets holding the rule's pattern, one per */
     int n_pf;                    /* chain it is scanned after (multiMatch: every prefix); 0: none */
+    bool pf_all;                 /* every target is a source the sets scan: one look decides */
     bool has_exclusions;         /* some target is a !VAR:key exclusion */
 } rule;
 
@@ -246,6 +247,9 @@ typedef struct {
     double compile_ms, warm_up_ms;
     struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
     int n_pf_groups, n_pf_rules;
+    int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
+    wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
+    int n_pf_header_keys;
 } waf_rules;
 
 /* Parse and compile. files[] are the files the directives may Include / @pmFromFile.
@@ -264,6 +268,9 @@ typedef struct {
 } waf_match;
 
 struct src_state;
+/* firstpass.c: the joined values of a set's sources, per (source list, chain) */
+#define UNION_CACHE 64
+typedef struct { uint32_t epoch; int list, chain; wstr joined; } union_join;
 
 typedef struct waf_tx {
     const waf_rules *rules;
@@ -287,6 +294,9 @@ typedef struct waf_tx {
     int status; wstr redirect; const rule *disruptive_rule;
     waf_match *matches; int n_matches, cap_matches;
     struct src_state *src[2 * (V_COUNT + 1)]; /* tcache.c: per source (variable, names?) */
+    uint32_t src_epoch;          /* bumped whenever a source of values may have changed */
+    struct pf_scan *pf_scans;    /* firstpass.c: per set, its scan over all its sources */
+    union_join union_joins[UNION_CACHE];
     const rule *cur_rule;        /* for %{RULE.*} */
     void *scratch; int scratch_cap;  /* exec.c: a rule's target values, reused across rules */
     int skip_n;
@@ -295,6 +305,7 @@ typedef struct waf_tx {
     void *match_ctx;             /* pcre2_match_context */
     bool body_processed;
     int highest_severity;
+    long long args_size;         /* ARGS_COMBINED_SIZE */
 } waf_tx;
 
 void waf_tx_init(waf_tx *tx, const waf_rules *rules);
@@ -329,6 +340,8 @@ void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
+/* t returns any text made only of the bytes present (present[b] != 0) unchanged */
+bool tfn_keeps(int t, const uint8_t present[256]);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);
 
@@ -351,6 +364,12 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
 /* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
 void source_changed(waf_tx *tx, int base);   /* a scalar was set */
+bool source_empty(waf_tx *tx, int base);
+/* An operator that is a function of the value alone (libinjection, validators) need not run
+ * again on a value equal to an earlier value of the same source it did not match: the owner
+ * (a rule) records its misses, and asks before running on a repeated value. */
+void value_no_match(waf_tx *tx, const void *op_owner, uint32_t vid);
+bool value_known_no_match(waf_tx *tx, const void *op_owner, uint32_t vid);
 /* firstpass.c's per-request scan results for a source: [group] masks, valid where the
  * [group / 8] bitmap *done says so */
 uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done);
@@ -361,6 +380,8 @@ void firstpass_free(waf_rules *r);
 /* Run ordinary requests through the rules once, so the regex sets they reach are compiled
  * (and their DFAs warm) before the first real request. */
 void firstpass_warm_up(const waf_rules *r);
+/* false when no value of any target of rule ru (pf_all) can match its operator */
+bool firstpass_rule_may_match(waf_tx *tx, const rule *ru);
 /* false when no value of target t can match rule ru's operator */
 bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t);
 /* false when v, a value after transformation chain `chain`, cannot match rule ru's regex */

@@ -93,3 +93,62 @@ async def test_configure_reports_compile_and_warm_up(waf_wasm, caplog) -> None:
     resp, _ = await send(waf_wasm, f'SecRule ARGS "@rx abc" "{DENY}"', target="/?q=xabcx", method="POST",
                          headers=FORM, body=b"z=1")
     assert resp.status == 403
+
+
+# Repeated values are scanned once and a pure operator's miss is remembered, yet every value
+# still counts on its own: exclusions, setvar per value, a later equal value after an excluded one.
+COUNT = 'SecRule TX:n "@eq {n}" "id:9,phase:2,deny,log,msg:\'count\'"'
+REPEATS: list[tuple[str, str, str, bool]] = [
+    ("equal value after an excluded one", f'SecRule ARGS|!ARGS:a "@detectSQLi" "{DENY}"',
+     "/?a=1'+or+'1'='1&b=1'+or+'1'='1", True),
+    ("excluded value alone", f'SecRule ARGS|!ARGS:a "@detectSQLi" "{DENY}"', "/?a=1'+or+'1'='1&b=hello", False),
+    ("repeated miss, then a hit", f'SecRule ARGS "@detectSQLi" "{DENY}"', "/?a=hello&b=hello&c=1'+or+'1'='1", True),
+    ("repeated miss only", f'SecRule ARGS "@detectXSS" "{DENY}"', "/?a=hello&b=hello&c=hello", False),
+    ("regex after an excluded one", f'SecRule ARGS|!ARGS:a "@rx evil" "{DENY}"', "/?a=evil&b=evil", True),
+    ("setvar per repeated regex match",
+     'SecRule ARGS "@rx evil" "id:1,phase:2,pass,nolog,setvar:tx.n=+1"\n' + COUNT.format(n=3),
+     "/?a=evil&b=evil&c=evil", True),
+    ("setvar per repeated libinjection match",
+     'SecRule ARGS "@detectSQLi" "id:1,phase:2,pass,nolog,setvar:tx.n=+1"\n' + COUNT.format(n=2),
+     "/?a=1'+or+'1'='1&b=1'+or+'1'='1", True),
+]
+
+
+@pytest.mark.parametrize("rules,target,blocked", [c[1:] for c in REPEATS], ids=[c[0] for c in REPEATS])
+async def test_repeated_values_each_count(waf_wasm, rules: str, target: str, blocked: bool) -> None:
+    resp, seen = await send(waf_wasm, rules, target=target)
+    assert resp.status == (403 if blocked else 200), resp.body
+    assert (seen == []) == blocked
+
+
+# A set scans only the headers its rules name; a rule on all headers in the same set sees them all.
+HEADER_RULES = (f'SecRule REQUEST_HEADERS:X-Test "@rx evil" "{DENY}"\n'
+                'SecRule ARGS "@rx other" "id:2,phase:2,pass,nolog"\n')
+
+
+@pytest.mark.parametrize("rules,headers,blocked", [
+    (HEADER_RULES, {"X-Test": "an evil value"}, True),
+    (HEADER_RULES, {"X-Other": "an evil value"}, False),
+    (HEADER_RULES + 'SecRule REQUEST_HEADERS "@rx nasty" "id:3,phase:2,deny"', {"X-Other": "nasty"}, True),
+    (HEADER_RULES + 'SecRule REQUEST_HEADERS "@rx nasty" "id:3,phase:2,deny"', {"X-Other": "evil"}, False),
+], ids=["named header", "other header", "all headers in the same set", "named rule ignores other headers"])
+async def test_rules_naming_a_header_scan_that_header(waf_wasm, rules: str, headers: dict[str, str],
+                                                     blocked: bool) -> None:
+    resp, _ = await send(waf_wasm, rules, target="/?q=1", headers=headers)
+    assert resp.status == (403 if blocked else 200), resp.body
+
+
+# A chain is skipped for a source only when no value holds a byte its steps act on.
+@pytest.mark.parametrize("rule,target,blocked", [
+    ('"@rx <script" "{d},t:none,t:urlDecodeUni"', "/?a=plain&b=%253cscript", True),
+    ('"@rx select" "{d},t:none,t:removeWhitespace"', "/?a=plain&b=sel+ect", True),
+    ('"@rx unionselect" "{d},t:none,t:removeComments"', "/?a=plain&b=union/**/select", True),
+    ('"@rx unionselect" "{d},t:none,t:replaceComments"', "/?a=plain&b=union/**/select", False),
+    ('"@rx ^a b$" "{d},t:none,t:compressWhitespace"', "/?a=plain&b=a%20%09b", True),
+    ('"@rx ^ab$" "{d},t:none,t:htmlEntityDecode,t:jsDecode"', "/?a=plain&b=%26%2397;\\x62", True),
+    ('"@rx ^AB$" "{d},t:none,t:urlDecodeUni"', "/?a=plain&b=AB", True),
+], ids=["urlDecodeUni", "removeWhitespace", "removeComments", "replaceComments keeps a space",
+        "compressWhitespace", "entities then js escapes", "nothing to decode"])
+async def test_chains_run_wherever_a_value_needs_them(waf_wasm, rule: str, target: str, blocked: bool) -> None:
+    resp, _ = await send(waf_wasm, "SecRule ARGS " + rule.format(d=DENY), target=target)
+    assert resp.status == (403 if blocked else 200), resp.body

@@ -93,7 +93,7 @@ impl RxSet {
 
     /// One member: any of `phrases`, ASCII case-insensitive.
     pub fn phrases(phrases: &[&[u8]]) -> RxSet {
-        let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).build(phrases);
+        let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).dfa(true).build(phrases);
         RxSet { any: None, members: Vec::new(), phrases: Some(ac), dfa_limit: 0 }
     }
 
