@@ -41,7 +41,10 @@ def pyspy(pid: int, seconds: float, port: int, out: Path, connections: int,
           miss: bool) -> tuple[collections.Counter, collections.Counter, int]:
     """Record ``pid`` while wrk runs (hits, or ``miss``: a new URL per request);
     (own samples, inclusive samples) by function, total."""
-    spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).is_file():
+        raise SystemExit("profile_proxy: py-spy not found; install it with: .venv/bin/pip install -e '.[profile]'")
+    spy = subprocess.Popen([exe,
                             "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
                             "--duration", str(int(seconds)), "--output", str(out), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
