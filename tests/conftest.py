@@ -59,18 +59,28 @@ def config_for() -> Callable[..., Config]:
 
 
 @pytest.fixture
-async def make_node(origin_url: str, node_chain: list[StageConfig] | None) -> AsyncIterator[Callable[..., Any]]:
+async def run_node() -> AsyncIterator[Callable[..., Any]]:
+    """``await run_node(cfg, **node_kwargs)``: a started Node, stopped after the test."""
     nodes: list[Node] = []
 
-    async def make(cache: dict[str, Any] | None = None, **log: Any) -> Node:
-        node = Node(node_config(origin_url, node_chain, cache, **log))
+    async def run(cfg: Config, **kwargs: Any) -> Node:
+        node = Node(cfg, **kwargs)
         await node.start()
         nodes.append(node)
         return node
 
-    yield make
+    yield run
     for node in nodes:
         await node.stop(1.0)
+
+
+@pytest.fixture
+def make_node(origin_url: str, node_chain: list[StageConfig] | None,
+              run_node: Callable[..., Any]) -> Callable[..., Any]:
+    async def make(cache: dict[str, Any] | None = None, **log: Any) -> Node:
+        return await run_node(node_config(origin_url, node_chain, cache, **log))
+
+    return make
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 import aiohttp
 import pytest
@@ -37,21 +37,15 @@ class TaskCount:
 
 
 @pytest.fixture
-async def start_node(origin_url: str, config_for: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
-    nodes: list[Node] = []
-
+def start_node(origin_url: str, config_for: Callable[..., Any],
+               run_node: Callable[..., Any]) -> Callable[..., Any]:
     async def start(*filters: StageConfig) -> Node:
         cfg = config_for(origin_url)
         cfg.chain = [*filters, StageConfig("cache", "cache")]
         cfg.cache.store = "memory"  # several nodes per test
-        node = Node(cfg, admin=False)
-        await node.start()
-        nodes.append(node)
-        return node
+        return await run_node(cfg, admin=False)
 
-    yield start
-    for node in nodes:
-        await node.stop(1.0)
+    return start
 
 
 def wasm(name: str, module: str, **options: Any) -> StageConfig:

@@ -35,20 +35,12 @@ async def origins() -> AsyncIterator[list[str]]:
 
 
 @pytest.fixture
-async def start() -> AsyncIterator[Callable[..., Any]]:
-    nodes: list[Node] = []
-
+def start(run_node: Callable[..., Any]) -> Callable[..., Any]:
     async def make(origins: dict[str, dict[str, Any]], **top: Any) -> Node:
-        cfg = parse_config({"server": {"listen": "127.0.0.1:0"}, "admin": {"listen": "off"},
-                            "log": {"access": "off"}, "origins": origins, **top})
-        node = Node(cfg)
-        await node.start()
-        nodes.append(node)
-        return node
+        return await run_node(parse_config({"server": {"listen": "127.0.0.1:0"}, "admin": {"listen": "off"},
+                                            "log": {"access": "off"}, "origins": origins, **top}))
 
-    yield make
-    for node in nodes:
-        await node.stop(1.0)
+    return make
 
 
 async def get(node: Node, path: str, **headers: str) -> tuple[int, Any, bytes]:

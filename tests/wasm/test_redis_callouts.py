@@ -10,7 +10,7 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -47,18 +47,12 @@ def _with_redis(cfg: Config, port: int, **extra: Any) -> Config:
 
 
 @pytest.fixture
-async def start_node(origin_url: str, config_for: Callable[..., Config]) -> AsyncIterator[Callable[..., Any]]:
-    nodes: list[Node] = []
-
+def start_node(origin_url: str, config_for: Callable[..., Config],
+               run_node: Callable[..., Any]) -> Callable[..., Any]:
     async def start(port: int, **extra: Any) -> Node:
-        node = Node(_with_redis(config_for(origin_url), port, **extra), admin=False)
-        await node.start()
-        nodes.append(node)
-        return node
+        return await run_node(_with_redis(config_for(origin_url), port, **extra), admin=False)
 
-    yield start
-    for node in nodes:
-        await node.stop(1.0)
+    return start
 
 
 async def _get(session: aiohttp.ClientSession, node: Node) -> tuple[int, str]:
