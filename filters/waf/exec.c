@@ -494,25 +494,28 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
             const tval *v = &vals.v[vi];
             if (!t->count && (ru->has_exclusions || rm_apply) && excluded(tx, ru, v, rm_apply)) continue;
             wstr md;
+            bool memo = pure && v->vid;
+            if (memo && value_known_no_match(tx, ru, v->vid)) continue;
             if (ru->multi_match) {
-                /* the operator sees the value before and after every transformation that changed it */
+                /* the operator sees the value before and after every transformation that changed
+                 * it; a miss at every step is a miss of the value (remembered like one step's) */
                 int pre[sizeof ru->tfns + 1], np = 0;
                 for (int c = ru->tchain; c >= 0; c = tx->rules->tchain_parent[c]) pre[np++] = c;
                 wstr prev = {0};
+                bool hit = false;
                 for (int k = np - 1; k >= 0; k--) {
                     wstr cur = transform(tx, pre[k], v->val, v->vid);
                     if (k < np - 1 && cur.n == prev.n && (cur.p == prev.p || memcmp(cur.p, prev.p, cur.n) == 0)) continue;
                     prev = cur;
                     if (firstpass_value_may_match(tx, ru, pre[k], cur) && op_exec(tx, ru, cur, &md)) {
-                        any = true;
+                        any = hit = true;
                         matched(tx, v, cur);
                         run_setvars(tx, ru);
                     }
                 }
+                if (memo && !hit) value_no_match(tx, ru, v->vid);
                 continue;
             }
-            bool memo = pure && v->vid;
-            if (memo && value_known_no_match(tx, ru, v->vid)) continue;
             wstr tv = transform(tx, ru->tchain, v->val, v->vid);
             if (firstpass_value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
                 any = true;

@@ -108,6 +108,13 @@ REPEATS: list[tuple[str, str, str, bool]] = [
     ("setvar per repeated regex match",
      'SecRule ARGS "@rx evil" "id:1,phase:2,pass,nolog,setvar:tx.n=+1"\n' + COUNT.format(n=3),
      "/?a=evil&b=evil&c=evil", True),
+    ("multiMatch: repeated miss, then a hit", f'SecRule ARGS "@detectSQLi" "{DENY},t:urlDecodeUni,multiMatch"',
+     "/?a=hello&b=hello&c=1%2527+or+%25271%2527=%25271", True),
+    ("multiMatch: repeated miss only", f'SecRule ARGS "@detectXSS" "{DENY},t:urlDecodeUni,multiMatch"',
+     "/?a=hello%2521&b=hello%2521", False),
+    ("multiMatch: setvar per repeated match",
+     'SecRule ARGS "@detectSQLi" "id:1,phase:2,pass,nolog,t:urlDecodeUni,multiMatch,setvar:tx.n=+1"\n'
+     + COUNT.format(n=2), "/?a=1%2527+or+%25271%2527=%25271&b=1%2527+or+%25271%2527=%25271", True),
     ("setvar per repeated libinjection match",
      'SecRule ARGS "@detectSQLi" "id:1,phase:2,pass,nolog,setvar:tx.n=+1"\n' + COUNT.format(n=2),
      "/?a=1'+or+'1'='1&b=1'+or+'1'='1", True),
