@@ -4,8 +4,9 @@
  * names and values as their wire bytes: the node's header text is Latin-1), shared by
  * every filter of the stream, and rebuilt only when the message changed (the header
  * multidict's version, or a new method/target/scheme/status object).  Reads (value by
- * name, all pairs, size) are answered from it; writes go through the Python view (the
- * single place the map semantics live) and mark it stale. */
+ * name, all pairs, size) are answered from it -- except a request value read before
+ * anything serialised the map, which comes from the message (hc_block_value); writes go
+ * through the Python view (the single place the map semantics live) and mark it stale. */
 #include "hostcore.h"
 
 #include <structmember.h>
