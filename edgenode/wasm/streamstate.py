@@ -72,7 +72,7 @@ class Stream:
 
     @property
     def v010(self) -> bool:
-        return self.vm.version == (0, 1, 0)
+        return self.vm.v010
 
     # --- callbacks and holds ------------------------------------------------------
     def call(self, name: str, phase: str, *args: int) -> int:

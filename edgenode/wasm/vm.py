@@ -169,6 +169,8 @@ class Vm:
         self.plugin = plugin
         self.loaded = loaded
         self.version = loaded.version
+        #: ABI 0.1.0: headers hooks take no end_of_stream argument (checked per stream)
+        self.v010 = loaded.version == (0, 1, 0)
         # the store calls host functions whose callbacks the engine owns: keep it alive
         self._engine = engine
         engine.ensure_ticker()
@@ -429,7 +431,7 @@ class Vm:
             raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
         plugin = self.plugin
         assert self.root is not None
-        eos = -1 if self.version == (0, 1, 0) else int(end_of_stream)
+        eos = -1 if self.v010 else int(end_of_stream)
         if plugin.observer is not None:  # developer tools see each callback
             if create >= 0:
                 self.invoke("proxy_on_context_create", ctx, "context_create", ctx.exchange,
@@ -473,7 +475,7 @@ class Vm:
             ctx.response_body = body  # the message's bytes: copied if the filter writes them
         if self.plugin.observer is not None:  # developer tools see each callback
             return self._respond_observed(ctx, nheaders, body, body_hook)
-        eos = -1 if self.version == (0, 1, 0) else int(not body)
+        eos = -1 if self.v010 else int(not body)
         try:
             action, stage, ended, buffer = self.inst.respond(
                 ctx, ctx.exchange.timings, ids[2], stats[2], body_hook, stats[6], ids[3], stats[3],
@@ -494,7 +496,7 @@ class Vm:
     def _respond_observed(self, ctx: StreamContext, nheaders: int, body: bytes,
                           body_hook: int) -> tuple[int, int, Any]:
         """``respond`` one callback at a time, for developer tools' observer."""
-        v010 = self.version == (0, 1, 0)
+        v010 = self.v010
         action = 0
         if self._hook_ids[2] >= 0:
             args = (ctx.id, nheaders) if v010 else (ctx.id, nheaders, int(not body))

@@ -82,6 +82,35 @@ def test_header_get_pseudo_and_missing(probe: Probe) -> None:
     assert get_header(probe, 0, b"x-absent")[0] == NOT_FOUND
 
 
+@pytest.mark.parametrize("host", [True, False])
+def test_header_get_before_serialised_matches_the_map(probe: Probe, host: bool) -> None:
+    """A value read before anything serialised the request map (the core then reads the
+    message itself) is the one the serialised map gives: first of duplicates, Host as
+    :authority ("" without one), pseudo-headers from the request line, any case."""
+    headers = probe.ex.request.headers
+    if not host:
+        headers.popall("Host")
+    headers.add("X-Dup", "first")
+    headers.add("x-dup", "second")
+    headers["X-Wide"] = "snow \u2603"  # beyond Latin-1: UTF-8 on the wire
+    headers["X-Latin"] = "caf\u00e9"
+    keys = [b":method", b":path", b":scheme", b":authority", b"host", b"HOST", b"x-dup", b"X-Wide",
+            b"x-latin", b"x-absent", b":status", b":other", b"caf\xe9", b""]
+    if not host:  # "host" without a Host field: the Python fallback says NOT_FOUND, the core ""
+        keys.remove(b"host"), keys.remove(b"HOST")
+    before = {k: get_header(probe, 0, k) for k in keys}
+    assert probe.call("proxy_get_header_map_pairs", 0, RET_PTR, RET_SIZE) == OK
+    pairs = decode_map(probe.returned())
+    for key, got in before.items():
+        name = key.decode("latin-1").lower()
+        name = ":authority" if name == "host" else name
+        first = next((v for k, v in pairs if k == name), None)
+        assert got == ((NOT_FOUND, b"") if first is None else (OK, first.encode("latin-1"))), key
+        assert get_header(probe, 0, key) == got, key  # the same from the serialised map
+    assert before[b":authority"] == (OK, b"example.com" if host else b"")
+    assert before[b"x-dup"] == (OK, b"first") and before[b"X-Wide"] == (OK, "snow \u2603".encode())
+
+
 def test_header_pairs_roundtrip_and_size(probe: Probe) -> None:
     assert probe.call("proxy_get_header_map_pairs", 0, RET_PTR, RET_SIZE) == OK
     raw = probe.returned()

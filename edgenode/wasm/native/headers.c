@@ -4,8 +4,9 @@
  * names and values as their wire bytes: the node's header text is Latin-1), shared by
  * every filter of the stream, and rebuilt only when the message changed (the header
  * multidict's version, or a new method/target/scheme/status object).  Reads (value by
- * name, all pairs, size) are answered from it; writes go through the Python view (the
- * single place the map semantics live) and mark it stale. */
+ * name, all pairs, size) are answered from it -- except a request value read before
+ * anything serialised the map, which comes from the message (hc_block_value); writes go
+ * through the Python view (the single place the map semantics live) and mark it stale. */
 #include "hostcore.h"
 
 #include <structmember.h>
@@ -252,6 +253,69 @@ const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t
         }
     }
     return NULL;
+}
+
+/* The bytes of one value (as text_bytes) and the object that holds them (a new reference). */
+static const char *value_bytes(PyObject *s, PyObject **owner, Py_ssize_t *len) {
+    if (PyUnicode_Check(s) && PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
+        *owner = Py_NewRef(s);
+        *len = PyUnicode_GET_LENGTH(s);
+        return (const char *)PyUnicode_1BYTE_DATA(s);
+    }
+    PyObject *str = PyUnicode_Check(s) ? Py_NewRef(s) : PyObject_Str(s);
+    if (str == NULL) return NULL;
+    *owner = PyUnicode_AsEncodedString(str, "utf-8", "surrogateescape");
+    Py_DECREF(str);
+    if (*owner == NULL) return NULL;
+    *len = PyBytes_GET_SIZE(*owner);
+    return PyBytes_AS_STRING(*owner);
+}
+
+/* The first value of ``key`` (lower-case bytes) as a serialised block would answer it:
+ * 1 and *value (held by *owner, a new reference), 0 not found, -1 with an exception set.
+ * A request block that is not serialised yet is not built for it: the field comes from
+ * the message itself (a filter that reads a few fields does not pay for the whole map). */
+int hc_block_value(HeaderBlock *b, const char *key, size_t klen, PyObject **owner, const char **value,
+                   size_t *vlen) {
+    *owner = NULL;
+    int ascii = 1;
+    for (size_t i = 0; i < klen; i++) ascii &= (unsigned char)key[i] < 0x80;
+    if (b->wire != NULL || !b->is_request || !ascii) { /* serialised already, or a response */
+        if (hc_block_fresh(b) < 0) return -1;
+        *value = hc_block_lookup(b, key, klen, vlen);
+        if (*value == NULL) return 0;
+        *owner = Py_NewRef(b->wire);
+        return 1;
+    }
+    PyObject *msg = b->message, *found = NULL;
+    PyObject *attr = klen == 7 && memcmp(key, ":method", 7) == 0   ? s_method
+                     : klen == 5 && memcmp(key, ":path", 5) == 0   ? s_target
+                     : klen == 7 && memcmp(key, ":scheme", 7) == 0 ? s_scheme
+                                                                   : NULL;
+    if (attr != NULL) {
+        found = PyObject_GetAttr(msg, attr);
+    } else {
+        /* "host" and ":authority": the first Host field, "" without one */
+        int host = (klen == 4 && memcmp(key, "host", 4) == 0) || (klen == 10 && memcmp(key, ":authority", 10) == 0);
+        PyObject *headers = PyObject_GetAttr(msg, s_headers);
+        PyObject *name = headers == NULL ? NULL
+                         : host ? Py_NewRef(s_host) : PyUnicode_DecodeLatin1(key, (Py_ssize_t)klen, NULL);
+        found = name == NULL ? NULL : PyObject_CallMethodOneArg(headers, s_get, name);
+        Py_XDECREF(name);
+        Py_XDECREF(headers);
+        if (found == Py_None) {
+            Py_DECREF(found);
+            if (!host) return 0;
+            found = PyUnicode_FromStringAndSize("", 0);
+        }
+    }
+    if (found == NULL) return -1;
+    Py_ssize_t n = 0;
+    *value = value_bytes(found, owner, &n);
+    Py_DECREF(found);
+    if (*value == NULL) return -1;
+    *vlen = (size_t)n;
+    return 1;
 }
 
 /* --- Python interface ------------------------------------------------------------------- */

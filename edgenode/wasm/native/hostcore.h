@@ -97,6 +97,8 @@ int hc_block_fresh(HeaderBlock *b);
 PyObject *hc_block_view(HeaderBlock *b); /* borrowed; NULL with an exception */
 PyObject *hc_set_view_types(PyObject *self, PyObject *args);
 const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t *vlen);
+int hc_block_value(HeaderBlock *b, const char *key, size_t klen, PyObject **owner, const char **value,
+                   size_t *vlen);
 
 /* hostfns.c */
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name);

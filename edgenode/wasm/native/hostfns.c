@@ -90,9 +90,14 @@ static int ctx_flag(PyObject *ctx, PyObject *name) {
     return r;
 }
 
+enum { MAP_READ, MAP_WRITE, MAP_VALUE };
+
 /* The block of map 0 / 2 a call may use now (a new reference); *status BAD_ARGUMENT if
- * not available in this phase (as hostcalls._map); HC_FALLBACK for the other maps. */
-static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int write, int64_t *status) {
+ * not available in this phase (as hostcalls._map); HC_FALLBACK for the other maps.
+ * ``use``: MAP_READ serialises it; MAP_WRITE and MAP_VALUE (one value, hc_block_value)
+ * need no serialisation. */
+static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int use, int64_t *status) {
+    int write = use == MAP_WRITE;
     *status = ST_BAD_ARGUMENT;
     if (mtype != 0 && mtype != 2) {
         *status = HC_FALLBACK;
@@ -115,7 +120,7 @@ static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int write, int64_t
         Py_DECREF(block);
         return NULL;
     }
-    if (!write && hc_block_fresh((HeaderBlock *)block) < 0) { /* writes need no serialisation */
+    if (use == MAP_READ && hc_block_fresh((HeaderBlock *)block) < 0) {
         Py_DECREF(block);
         *status = HC_FALLBACK; /* let the Python implementation meet (and report) the problem */
         PyErr_Clear();
@@ -126,7 +131,7 @@ static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int write, int64_t
 
 static int64_t get_header_map_value(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), 0, &status);
+    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_VALUE, &status);
     if (b == NULL) return status;
     uint32_t klen = U32(raw, 2);
     uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
@@ -145,22 +150,29 @@ static int64_t get_header_map_value(Instance *inst, wt_val_raw *raw, wasm_trap_t
         lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
     }
     size_t vlen = 0;
-    const char *v = hc_block_lookup(b, lower, klen, &vlen);
+    const char *v = NULL;
+    PyObject *owner = NULL;
+    int found = hc_block_value(b, lower, klen, &owner, &v, &vlen);
     if (lower != small) PyMem_Free(lower);
+    Py_DECREF(b);
+    if (found < 0) { /* let the Python implementation meet (and report) the problem */
+        PyErr_Clear();
+        return HC_FALLBACK;
+    }
     int64_t r;
-    if (v == NULL && !inst->v010) {
+    if (!found && !inst->v010) {
         r = ST_NOT_FOUND;
     } else {
-        /* ret_bytes may run the guest allocator; the block stays alive (referenced) */
-        r = ret_bytes(inst, v ? v : "", v ? vlen : 0, U32(raw, 3), U32(raw, 4), trap);
+        /* ret_bytes may run the guest allocator; ``owner`` keeps the value alive */
+        r = ret_bytes(inst, found ? v : "", found ? vlen : 0, U32(raw, 3), U32(raw, 4), trap);
     }
-    Py_DECREF(b);
+    Py_XDECREF(owner);
     return r;
 }
 
 static int64_t get_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, int size_only) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), 0, &status);
+    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_READ, &status);
     if (b == NULL) return status;
     PyObject *wire = b->wire;
     Py_INCREF(wire);
@@ -259,7 +271,7 @@ static void extend_wire(PyObject *message, PyObject *headers, PyObject *wire, co
 static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, int with_value,
                             wasm_trap_t **trap, PyObject *fn_name) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), 1, &status);
+    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_WRITE, &status);
     if (b == NULL) return status;
     uint32_t klen = U32(raw, 2), vlen = with_value ? U32(raw, 4) : 0;
     uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
@@ -320,7 +332,7 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
 /* proxy_set_header_map_pairs: decode (as abi.decode_map), then view.set_pairs */
 static int64_t set_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), 1, &status);
+    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_WRITE, &status);
     if (b == NULL) return status;
     uint32_t size = U32(raw, 2);
     uint8_t *data = hc_mem(inst, U32(raw, 1), size);
