@@ -163,15 +163,10 @@ class Dispatcher:
             try:
                 keep_alive = await self._write_stream_response(exchange, response, keep_alive)
             except BadHead as exc:  # raised before any byte of the response was written
-                log.error("bad response for %s: %s", exchange.request.target, exc)
                 await close_body(response.body)
-                response = error_response(500, f"invalid response from the handler: {exc}")
-                keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+                response, keep_alive = self._answer_bad_head(exchange, exc, keep_alive)
         except Exception:
-            log.exception("writing the response failed for %s", exchange.request.target)
-            keep_alive = False
-            if self.transport is not None:
-                self.transport.abort()
+            keep_alive = self._write_failed(exchange)
         self._complete(pending, response, keep_alive)
 
     def _respond(self, pending: Pending, response: Response) -> None:
@@ -186,15 +181,23 @@ class Dispatcher:
                 else:
                     keep_alive = self._write_bytes_response(exchange, response, keep_alive)
             except BadHead as exc:  # raised before any byte of the response was written
-                log.error("bad response for %s: %s", exchange.request.target, exc)
-                response = error_response(500, f"invalid response from the handler: {exc}")
-                keep_alive = self._write_bytes_response(exchange, response, keep_alive)
+                response, keep_alive = self._answer_bad_head(exchange, exc, keep_alive)
         except Exception:
-            log.exception("writing the response failed for %s", exchange.request.target)
-            keep_alive = False
-            if self.transport is not None:
-                self.transport.abort()
+            keep_alive = self._write_failed(exchange)
         self._complete(pending, response, keep_alive)
+
+    def _answer_bad_head(self, exchange: Exchange, exc: BadHead, keep_alive: bool) -> tuple[Response, bool]:
+        """The handler's response head cannot be written: log it and answer 500 instead."""
+        log.error("bad response for %s: %s", exchange.request.target, exc)
+        response = error_response(500, f"invalid response from the handler: {exc}")
+        return response, self._write_bytes_response(exchange, response, keep_alive)
+
+    def _write_failed(self, exchange: Exchange) -> bool:
+        """Writing failed part-way (called in the except block): log it, abort the connection."""
+        log.exception("writing the response failed for %s", exchange.request.target)
+        if self.transport is not None:
+            self.transport.abort()
+        return False
 
     def _complete(self, pending: Pending, response: Response, keep_alive: bool) -> None:
         """The response is written (or aborted): report it and move to the next request."""

@@ -56,6 +56,8 @@ async def app(exchange: Exchange) -> Response:
         raise RuntimeError("handler bug")
     if path == "/inject":
         return Response(200, CIMultiDict({"X-Bad": "a\r\nSet-Cookie: evil=1"}), b"")
+    if path == "/inject-stream":
+        return Response(200, CIMultiDict({"X-Bad": "a\r\nSet-Cookie: evil=1"}), _chunks([b"ab"]))
     if path == "/slow-reader":
         total = 0
         async for chunk in req.body:
@@ -183,9 +185,12 @@ async def test_handler_exception_is_500_and_connection_survives(frontend):
 
 
 async def test_header_with_crlf_is_not_written(frontend):
-    resp = await get(frontend.port, "/inject")
-    assert resp.status == 500
-    assert "set-cookie" not in resp.headers
+    for path in ("/inject", "/inject-stream"):  # in-memory and streamed bodies
+        resp = await get(frontend.port, path)
+        assert resp.status == 500
+        assert "set-cookie" not in resp.headers
+        assert b"invalid response from the handler" in resp.body
+    await assert_still_serving(frontend.port)
 
 
 BAD_REQUESTS = {
