@@ -200,8 +200,10 @@ class RequestHeaders(_MessageHeaders):
 
     def get(self, key: str) -> str | None:
         key = key.lower()
+        if key == "host":  # the :authority entry itself ("" without a Host field, as in the map)
+            return self._get_pseudo(":authority")
         if key[:1] != ":":
-            return self.headers.get(key)  # "host" is the :authority entry itself
+            return self.headers.get(key)
         if key in self._pseudo:
             return self._get_pseudo(key)
         return None
