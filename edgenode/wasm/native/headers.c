@@ -41,30 +41,32 @@ static int pairs_add(Pairs *p, const char *k, Py_ssize_t kl, const char *v, Py_s
     return 0;
 }
 
-/* The wire bytes of a str: its Latin-1 bytes, or UTF-8 for text beyond U+00FF (abi.encode_text). */
-static const char *text_bytes(Pairs *p, PyObject *s, Py_ssize_t *len) {
+/* The wire bytes of a str: its Latin-1 bytes, or UTF-8 for text beyond U+00FF
+ * (abi.encode_text).  *enc: NULL when the bytes are the str's own, else the new bytes
+ * object holding them (a new reference). */
+static const char *wire_text(PyObject *s, PyObject **enc, Py_ssize_t *len) {
+    *enc = NULL;
     if (PyUnicode_Check(s) && PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
         *len = PyUnicode_GET_LENGTH(s);
         return (const char *)PyUnicode_1BYTE_DATA(s);
     }
+    PyObject *str = PyUnicode_Check(s) ? Py_NewRef(s) : PyObject_Str(s);
+    if (str == NULL) return NULL;
+    *enc = PyUnicode_AsEncodedString(str, "utf-8", "surrogateescape");
+    Py_DECREF(str);
+    if (*enc == NULL) return NULL;
+    *len = PyBytes_GET_SIZE(*enc);
+    return PyBytes_AS_STRING(*enc);
+}
+
+/* wire_text for a block being built: an encoding is kept alive by p->keep. */
+static const char *text_bytes(Pairs *p, PyObject *s, Py_ssize_t *len) {
     PyObject *enc;
-    if (p->keep == NULL && (p->keep = PyList_New(0)) == NULL) return NULL;
-    if (PyUnicode_Check(s)) {
-        enc = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
-    } else {
-        PyObject *str = PyObject_Str(s);
-        if (str == NULL) return NULL;
-        enc = PyUnicode_AsEncodedString(str, "utf-8", "surrogateescape");
-        Py_DECREF(str);
-    }
-    if (enc == NULL) return NULL;
-    if (PyList_Append(p->keep, enc) < 0) {
-        Py_DECREF(enc);
-        return NULL;
-    }
+    const char *v = wire_text(s, &enc, len);
+    if (v == NULL || enc == NULL) return v;
+    if ((p->keep == NULL && (p->keep = PyList_New(0)) == NULL) || PyList_Append(p->keep, enc) < 0) v = NULL;
     Py_DECREF(enc);
-    *len = PyBytes_GET_SIZE(enc);
-    return PyBytes_AS_STRING(enc);
+    return v;
 }
 
 static int is_host(const char *k, Py_ssize_t kl) {
@@ -255,20 +257,11 @@ const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t
     return NULL;
 }
 
-/* The bytes of one value (as text_bytes) and the object that holds them (a new reference). */
+/* wire_text for one value handed out: *owner holds the bytes (a new reference). */
 static const char *value_bytes(PyObject *s, PyObject **owner, Py_ssize_t *len) {
-    if (PyUnicode_Check(s) && PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND) {
-        *owner = Py_NewRef(s);
-        *len = PyUnicode_GET_LENGTH(s);
-        return (const char *)PyUnicode_1BYTE_DATA(s);
-    }
-    PyObject *str = PyUnicode_Check(s) ? Py_NewRef(s) : PyObject_Str(s);
-    if (str == NULL) return NULL;
-    *owner = PyUnicode_AsEncodedString(str, "utf-8", "surrogateescape");
-    Py_DECREF(str);
-    if (*owner == NULL) return NULL;
-    *len = PyBytes_GET_SIZE(*owner);
-    return PyBytes_AS_STRING(*owner);
+    const char *v = wire_text(s, owner, len);
+    if (v != NULL && *owner == NULL) *owner = Py_NewRef(s);
+    return v;
 }
 
 /* The first value of ``key`` (lower-case bytes) as a serialised block would answer it:
@@ -296,7 +289,7 @@ int hc_block_value(HeaderBlock *b, const char *key, size_t klen, PyObject **owne
         found = PyObject_GetAttr(msg, attr);
     } else {
         /* "host" and ":authority": the first Host field, "" without one */
-        int host = (klen == 4 && memcmp(key, "host", 4) == 0) || (klen == 10 && memcmp(key, ":authority", 10) == 0);
+        int host = is_host(key, (Py_ssize_t)klen) || (klen == 10 && memcmp(key, ":authority", 10) == 0);
         PyObject *headers = PyObject_GetAttr(msg, s_headers);
         PyObject *name = headers == NULL ? NULL
                          : host ? Py_NewRef(s_host) : PyUnicode_DecodeLatin1(key, (Py_ssize_t)klen, NULL);
