@@ -93,7 +93,6 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
 }
 
 static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
-static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool names);
 
 /* The source's values (or names), one by one: false past the end. */
 static bool value_at(waf_tx *tx, int base, bool names, uint32_t i, wstr *v) {

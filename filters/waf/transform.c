@@ -258,8 +258,9 @@ static wstr t_cmdline(arena *a, wstr in) {
     return (wstr){o, k};
 }
 
-/* Whether any byte of in is whitespace (NBSP included): compressWhitespace and
- * removeWhitespace change nothing otherwise, except runs compressWhitespace folds. */
+/* True when the function would leave in unchanged: it holds no whitespace (NBSP
+ * included), or with single_space_ok (compressWhitespace) only single ' ' characters,
+ * which a run fold keeps as they are. */
 static bool plain_spaces(wstr in, bool single_space_ok) {
     for (size_t i = 0; i < in.n; i++) {
         unsigned char c = (unsigned char)in.p[i];
