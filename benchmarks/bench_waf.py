@@ -46,7 +46,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SCORE = ROOT.parent / "shared" / "waf-corpus" / "score.py"
+WAF_CORPUS = ROOT.parent / "shared" / "waf-corpus"
+SCORE = WAF_CORPUS / "score.py"
+CORPUS = WAF_CORPUS / "crs-dev-v2.jsonl"
 CONFIG = ROOT / "benchmarks" / "configs" / "waf-crs.toml"
 RESULTS = ROOT / "benchmarks" / "results" / "waf.json"
 
@@ -188,9 +190,6 @@ async def latency(rounds: int, baseline: Path | None) -> dict[str, Any]:
     for st in stages.values():
         await st.close()
     return out
-
-
-CORPUS = ROOT.parent / "shared" / "waf-corpus" / "crs-dev-v2.jsonl"
 
 
 async def corpus_verdicts(module: Path | None, paranoia: int) -> dict[str, list[Any]]:
