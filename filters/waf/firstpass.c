@@ -30,7 +30,8 @@
  * every set.  It runs once per distinct input (a source's joined values after a
  * chain; chains that change nothing share one input) and says which sets' literals
  * occur in it; a set none of whose literals occur in any of its inputs matches
- * nothing there, and neither its join nor its DFA is run.  Patterns are grouped so
+ * nothing there, and neither its join nor its DFA is run.  An @pm set's phrases are
+ * in that automaton too, which then answers for the set.  Patterns are grouped so
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
  *
@@ -284,6 +285,7 @@ void firstpass_build(waf_rules *r) {
         pg->list = source_list(r, pg, &used, &lcap);
         if (pg->phrases) {
             build_phrases(pg);
+            pg->gated = rxset_gated(pg->set);
             continue;
         }
         bool common = false;
@@ -398,8 +400,9 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     /* none of the set's literals in any input: nothing can match, nothing to join or scan */
     bool possible = !pg->gated;
     for (int k = 0; k < live && !possible; k++) possible = literal_occurs(tx, parts[k], g);
-    uint64_t mask = 0;
-    if (live == 1 && possible) {
+    bool answered = pg->gated && pg->phrases;   /* the literal pass found a phrase, or none */
+    uint64_t mask = answered ? possible : 0;
+    if (live == 1 && possible && !answered) {
         mask = rxset_scan(pg->set, (const uint8_t *)parts[0].p, parts[0].n);
     }
     if (live == 1 && only >= 0) {
@@ -407,7 +410,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         uint64_t *masks = source_masks(tx, only >> 1, only & 1, &done);
         masks[g] = mask;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
-    } else if (live > 1 && possible) {
+    } else if (live > 1 && possible && !answered) {
         union_join *u = &tx->union_joins[(pg->list * 31u + pg->chain) % UNION_CACHE];
         if (u->epoch != tx->src_epoch + 1 || u->list != pg->list || u->chain != pg->chain) {
             char *o = ar_alloc(&tx->a, total);
@@ -435,7 +438,7 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
         const pf_group *pg = &tx->rules->pf_groups[g];
         const wstr *j = source_joined(tx, base, names, pg->chain);
         bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
-        masks[g] = possible ? rxset_scan(pg->set, (const uint8_t *)j->p, j->n) : 0;
+        masks[g] = possible && !(pg->gated && pg->phrases) ? rxset_scan(pg->set, (const uint8_t *)j->p, j->n) : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }
     return (masks[g] >> sl->bit) & 1;

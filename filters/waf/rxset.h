@@ -37,7 +37,8 @@ void rxset_free(RxSet *s);
  * one of a few literal strings of 3 bytes or more. */
 bool rxset_pattern_has_literals(const uint8_t *pat, size_t len, bool caseless);
 /* Whether the set's members that are not common all have such literals: then an input none
- * of them occurs in (ASCII case-insensitively) cannot match the set's alternation. */
+ * of them occurs in (ASCII case-insensitively) cannot match the set's alternation.  A phrase
+ * list: whether its phrases are in the literal pass, whose answer is then exactly its own. */
 bool rxset_gated(const RxSet *s);
 /* One automaton for the literals of the n sets (sets[i] NULL or not gated: none). */
 RxGate *rxgate_new(RxSet *const *sets, size_t n);

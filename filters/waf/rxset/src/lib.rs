@@ -57,11 +57,28 @@ pub struct RxSet {
     any: Option<Result<Option<Regex>, ()>>,
     members: Vec<Member>,
     /// a phrase list instead of patterns: the set's only member
-    phrases: Option<AhoCorasick>,
+    phrases: Option<Phrases>,
     /// the required literals of the members that are not common, when every such member has
-    /// some: an input none of them occurs in cannot match the alternation
+    /// some: an input none of them occurs in cannot match the alternation (a phrase list:
+    /// its phrases, then the literal pass is its whole answer)
     literals: Option<Vec<Vec<u8>>>,
     dfa_limit: usize,
+}
+
+/// A phrase list and its automaton, built on first use: a list the literal pass answers for
+/// (RxGate) never needs its own.
+struct Phrases {
+    list: Vec<Vec<u8>>,
+    ac: Option<AhoCorasick>,
+}
+
+impl Phrases {
+    fn is_match(&mut self, hay: &[u8]) -> bool {
+        let list = &self.list;
+        self.ac
+            .get_or_insert_with(|| AhoCorasickBuilder::new().ascii_case_insensitive(true).dfa(true).build(list))
+            .is_match(hay)
+    }
 }
 
 fn build(pat: &str, dfa_limit: usize) -> Result<Regex, ()> {
@@ -117,8 +134,10 @@ impl RxSet {
 
     /// One member: any of `phrases`, ASCII case-insensitive.
     pub fn phrases(phrases: &[&[u8]]) -> RxSet {
-        let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).dfa(true).build(phrases);
-        RxSet { any: None, members: Vec::new(), phrases: Some(ac), literals: None, dfa_limit: 0 }
+        let list: Vec<Vec<u8>> = phrases.iter().map(|p| p.to_vec()).collect();
+        // an empty phrase is in every input: nothing for the literal pass to look for
+        let literals = if list.iter().any(|p| p.is_empty()) { None } else { Some(list.clone()) };
+        RxSet { any: None, members: Vec::new(), phrases: Some(Phrases { list, ac: None }), literals, dfa_limit: 0 }
     }
 
     fn alternation(&self) -> Result<Option<Regex>, ()> {
@@ -131,8 +150,8 @@ impl RxSet {
 
     /// Bit i: pattern i may match somewhere in `hay`.
     pub fn scan(&mut self, hay: &[u8]) -> u64 {
-        if let Some(ac) = &self.phrases {
-            return ac.is_match(hay) as u64;
+        if let Some(p) = &mut self.phrases {
+            return p.is_match(hay) as u64;
         }
         if self.any.is_none() {
             self.any = Some(self.alternation());
@@ -153,8 +172,8 @@ impl RxSet {
 
     /// Whether pattern i alone may match `hay`.
     pub fn may_match(&mut self, i: usize, hay: &[u8]) -> bool {
-        if let Some(ac) = &self.phrases {
-            return ac.is_match(hay);
+        if let Some(p) = &mut self.phrases {
+            return p.is_match(hay);
         }
         self.members.get_mut(i).map_or(true, |m| m.may_match(hay))
     }
