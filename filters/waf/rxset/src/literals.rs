@@ -26,8 +26,9 @@ const EXACT_CAP: usize = 64;
 const MAX_LEN: usize = 32;
 /// a class of at most this many bytes (letters counted once) is a set of exact strings
 const CLASS_BYTES: usize = 4;
-/// shorter required strings occur in ordinary text too often to be worth a look
-pub const MIN_USEFUL: usize = 3;
+/// shorter required strings occur in ordinary text too often to be worth a look, except two
+/// punctuation bytes (`${`, `{{`, `/*`, `';`: rare outside attacks)
+const MIN_USEFUL: usize = 3;
 
 type Set = Vec<Vec<u8>>;
 
@@ -60,14 +61,18 @@ impl Info {
 }
 
 /// The strings one of which every match of `src` (Rust syntax, bytes) contains, each at
-/// least MIN_USEFUL bytes long; None when there are none.
+/// least MIN_USEFUL bytes long (or two of punctuation); None when there are none.
 pub fn required(src: &str) -> Option<Set> {
     let hir = ParserBuilder::new().allow_invalid_utf8(true).build().parse(src).ok()?;
     let set = info(&hir).req().clone();
-    if set.is_empty() || set.iter().any(|s| s.len() < MIN_USEFUL) {
+    if set.is_empty() || !set.iter().all(|s| useful(s)) {
         return None;
     }
     Some(minimal(set))
+}
+
+fn useful(s: &[u8]) -> bool {
+    s.len() >= MIN_USEFUL || (s.len() == 2 && s.iter().all(|b| b.is_ascii_punctuation()))
 }
 
 /// Without the strings that contain another one of the set (which is found wherever they are).
@@ -321,5 +326,7 @@ mod tests {
         // an assembled word list: its words
         assert_eq!(req("(?i)\\b(?:a(?:bs|cosh?)|sin)\\b"), Some(vec!["abs".into(), "acos".into(), "sin".into()]));
         assert_eq!(req("x(?:ab|cd)y"), Some(vec!["xaby".into(), "xcdy".into()]));
+        assert_eq!(req("\\{\\{.*?}}"), Some(vec!["{{".into()]));
+        assert_eq!(req("ab.*cd"), None);
     }
 }
