@@ -34,7 +34,7 @@ bool rxset_match(RxSet *s, size_t i, const uint8_t *hay, size_t len);
 void rxset_free(RxSet *s);
 
 /* The literal pass.  Whether every match of the pattern (as rxset_new translates it) contains
- * one of a few literal strings of 3 bytes or more. */
+ * one of a few literal strings (3 bytes or more, or two punctuation bytes). */
 bool rxset_pattern_has_literals(const uint8_t *pat, size_t len, bool caseless);
 /* Whether the set's members that are not common all have such literals: then an input none
  * of them occurs in (ASCII case-insensitively) cannot match the set's alternation.  A phrase

@@ -22,16 +22,17 @@
 //! in an input is not scanned over it at all.
 //!
 //! A set can instead hold one phrase list (@pm: any of many literal phrases,
-//! ASCII case-insensitive), run by the `aho-corasick` crate.
+//! ASCII case-insensitive), run by the `aho-corasick` crate; its phrases are its
+//! literals, and the literal pass answers for it.
 //!
 //! C ABI for the engine: filters/waf/rxset.h.
 pub mod literals;
 pub mod translate;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use regex::bytes::{Regex, RegexBuilder};
 use std::slice;
 
 /// At most this many patterns per set (the scan returns a 64-bit mask).
@@ -201,8 +202,7 @@ pub struct RxGate {
 }
 
 impl RxGate {
-    /// `sets[i]`: the sets to gate, by index (None, a phrase list or a set without
-    /// literals: never gated, `gated` says false).
+    /// `sets[i]`: the sets to gate, by index (None, or a set without literals: not in it).
     pub fn new(sets: &[Option<&RxSet>]) -> RxGate {
         let mut index: HashMap<&[u8], usize> = HashMap::new();
         let mut pats: Vec<&[u8]> = Vec::new();
