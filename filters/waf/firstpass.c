@@ -24,6 +24,17 @@
  * mask test clears every rule of the set; only a set that matched is scanned again
  * per source, to tell which targets may match.
  *
+ * Before a set scans, one literal pass decides whether it needs to: every match of
+ * most CRS patterns contains one of a few literal strings (`<script`, `union`,
+ * `/etc/`: rxset.h, rxset_gated), and one Aho-Corasick automaton holds those of
+ * every set.  It runs once per distinct input (a source's joined values after a
+ * chain; chains that change nothing share one input) and says which sets' literals
+ * occur in it; a set none of whose literals occur in any of its inputs matches
+ * nothing there, and neither its join nor its DFA is run.  An @pm set's phrases are
+ * in that automaton too, which then answers for the set.  Patterns are grouped so
+ * that this works: those with literals, those without, and those that match ordinary
+ * values ("common", always checked alone) go to separate sets.
+ *
  * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
  * only where that matched: PCRE2's cost on a long value that does not match is
  * bounded only by the match limit.
@@ -73,6 +84,7 @@ typedef struct pf_group {
     RxSet *set;
     uint16_t chain;              /* the set scans values after this chain */
     bool phrases;                /* one @pm rule: its phrase list */
+    bool gated;                  /* it matches only input holding one of its literals (r->pf_gate) */
     int list;                    /* its sources: the union of its members' targets (lists[]) */
     int n;
     size_t bytes;                /* the members' pattern lengths */
@@ -83,15 +95,27 @@ typedef struct pf_group {
 /* where a rule's pattern sits: set and bit, for the values after chain `chain` */
 typedef struct pf_slot { int16_t group; uint8_t bit; uint16_t chain; } pf_slot;
 
-/* A slot for rule ru's pattern after `chain`, in the open set of that chain (a new set when
- * there is none).  A chain that ends in t:lowercase is scanned before it, caseless: one set
- * (and one scan) serves both. */
+/* The kinds of pattern that share no set (the literal pass, above): open[] has one open set
+ * per (chain, kind). */
+enum { PF_LITERALS, PF_NO_LITERALS, PF_COMMON, PF_KINDS };
+
+static int pattern_kind(const rule *ru, bool caseless) {
+    if (matches_ordinary(ru)) return PF_COMMON;
+    const wstr *p = &ru->op.param.raw;
+    return rxset_pattern_has_literals((const uint8_t *)p->p, p->n, caseless) ? PF_LITERALS : PF_NO_LITERALS;
+}
+
+/* A slot for rule ru's pattern after `chain`, in the open set of that chain and kind (a new
+ * set when there is none).  A chain that ends in t:lowercase is scanned before it, caseless:
+ * one set (and one scan) serves both. */
 static pf_slot assign(waf_rules *r, int *open, int *cap, rule *ru, int chain) {
     bool alone = is_pm(ru);
     int len_c = r->tchain_def[chain][0], scan = chain;
     bool caseless = !alone && len_c > 0 && r->tchain_def[chain][len_c] == T_LOWERCASE;
     if (caseless) scan = r->tchain_parent[chain];
-    int g = alone ? -1 : open[scan];
+    int kind = alone ? 0 : pattern_kind(ru, caseless);
+    int *open_at = &open[scan * PF_KINDS + kind];
+    int g = alone ? -1 : *open_at;
     size_t len = ru->op.param.raw.n;
     if (g < 0 || r->pf_groups[g].n == GROUP_MAX || r->pf_groups[g].bytes + len > GROUP_MAX_BYTES) {
         if (r->n_pf_groups == *cap) {
@@ -103,12 +127,12 @@ static pf_slot assign(waf_rules *r, int *open, int *cap, rule *ru, int chain) {
         memset(&r->pf_groups[g], 0, sizeof r->pf_groups[g]);
         r->pf_groups[g].chain = (uint16_t)scan;
         r->pf_groups[g].phrases = alone;
-        if (!alone) open[scan] = g;
+        if (!alone) *open_at = g;
     }
     pf_group *pg = &r->pf_groups[g];
     pf_slot slot = {(int16_t)g, (uint8_t)pg->n, (uint16_t)chain};
     pg->bytes += len;
-    pg->flags[pg->n] = caseless ? RXSET_CASELESS : 0;
+    pg->flags[pg->n] = (caseless ? RXSET_CASELESS : 0) | (kind == PF_COMMON ? RXSET_COMMON : 0);
     pg->members[pg->n++] = ru;
     return slot;
 }
@@ -237,17 +261,18 @@ static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) 
 
 void firstpass_build(waf_rules *r) {
     for (int i = 0; i < r->n_all; i++) r->all[i]->n_pf = 0;
-    int *open = malloc((size_t)(r->n_tchains ? r->n_tchains : 1) * sizeof *open);
+    int n_open = (r->n_tchains ? r->n_tchains : 1) * PF_KINDS;
+    int *open = malloc((size_t)n_open * sizeof *open);
     if (!open) abort();
     int cap = 0;
     for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
-        for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+        for (int c = 0; c < n_open; c++) open[c] = -1;
         for (int i = 0; i < r->n_phase[ph]; i++) {
             rule *ru = r->phase[ph][i];
             for (rule *l = ru; l; l = l->next_link)
                 if (eligible(l)) assign_rule(r, open, &cap, l);
             if (ru->is_marker || ru->skip_after.n || ru->skip)
-                for (int c = 0; c < r->n_tchains; c++) open[c] = -1;
+                for (int c = 0; c < n_open; c++) open[c] = -1;
         }
     }
     free(open);
@@ -260,17 +285,25 @@ void firstpass_build(waf_rules *r) {
         pg->list = source_list(r, pg, &used, &lcap);
         if (pg->phrases) {
             build_phrases(pg);
+            pg->gated = rxset_gated(pg->set);
             continue;
         }
+        bool common = false;
         for (int k = 0; k < pg->n; k++) {
             pats[k] = (const uint8_t *)pg->members[k]->op.param.raw.p;
             lens[k] = pg->members[k]->op.param.raw.n;
-            if (matches_ordinary(pg->members[k])) pg->flags[k] |= RXSET_COMMON;
+            common |= pg->flags[k] & RXSET_COMMON;
         }
         pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
+        pg->gated = !common && rxset_gated(pg->set);
         for (int k = 0; k < pg->n; k++)
             if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
     }
+    RxSet **gated = malloc((size_t)(r->n_pf_groups ? r->n_pf_groups : 1) * sizeof *gated);
+    if (!gated) abort();
+    for (int g = 0; g < r->n_pf_groups; g++) gated[g] = r->pf_groups[g].gated ? r->pf_groups[g].set : NULL;
+    r->pf_gate = rxgate_new(gated, (size_t)r->n_pf_groups);
+    free(gated);
     for (int i = 0; i < r->n_all; i++) {
         rule *ru = r->all[i];
         r->n_pf_rules += ru->n_pf > 0;
@@ -286,6 +319,8 @@ void firstpass_build(waf_rules *r) {
 
 void firstpass_free(waf_rules *r) {
     for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
+    rxgate_free(r->pf_gate);
+    r->pf_gate = NULL;
     free(r->pf_groups);
     free(r->pf_sources);
     r->pf_sources = NULL;
@@ -294,6 +329,33 @@ void firstpass_free(waf_rules *r) {
     r->n_pf_header_keys = 0;
     r->pf_groups = NULL;
     r->n_pf_groups = 0;
+}
+
+/* The literal pass's answer per distinct input: the sets whose literals occur in it.  An
+ * input is a buffer of the request (its values, their transformations, their joins), which
+ * stays put while the sources do (tx->src_epoch): its address and length name it. */
+#define LIT_MEMO 256   /* distinct inputs remembered (an ordinary request has ~30) */
+typedef struct lit_memo { uint32_t epoch; const char *p; size_t n; uint64_t *bits; } lit_memo;
+
+static bool literal_occurs(waf_tx *tx, wstr in, int g) {
+    const waf_rules *r = tx->rules;
+    size_t words = ((size_t)r->n_pf_groups + 63) / 64;
+    if (!tx->lit_memo) {
+        tx->lit_memo = ar_alloc(&tx->a, LIT_MEMO * sizeof *tx->lit_memo);
+        memset(tx->lit_memo, 0, LIT_MEMO * sizeof *tx->lit_memo);
+    }
+    uint32_t h = (uint32_t)(((uintptr_t)in.p >> 3) * 2654435761u ^ (uint32_t)in.n * 40503u);
+    lit_memo *e = NULL;
+    for (int probe = 0; probe < 8; probe++) {
+        lit_memo *m = &tx->lit_memo[(h + (uint32_t)probe) % LIT_MEMO];
+        if (m->epoch == tx->src_epoch + 1 && m->p == in.p && m->n == in.n) return (m->bits[g / 64] >> (g % 64)) & 1;
+        if (m->epoch != tx->src_epoch + 1) { e = m; break; }
+    }
+    uint64_t *bits = ar_alloc(&tx->a, words * sizeof *bits);
+    memset(bits, 0, words * sizeof *bits);
+    rxgate_scan(r->pf_gate, (const uint8_t *)in.p, in.n, bits, words);
+    if (e) *e = (lit_memo){tx->src_epoch + 1, in.p, in.n, bits};   /* else: full, not kept */
+    return (bits[g / 64] >> (g % 64)) & 1;
 }
 
 /* A set's scan over all its sources at once (valid while tx->src_epoch stays put): the
@@ -335,8 +397,12 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         total += j->n + 1;
         only = ids[k];
     }
-    uint64_t mask = 0;
-    if (live == 1) {
+    /* none of the set's literals in any input: nothing can match, nothing to join or scan */
+    bool possible = !pg->gated;
+    for (int k = 0; k < live && !possible; k++) possible = literal_occurs(tx, parts[k], g);
+    bool answered = pg->gated && pg->phrases;   /* the literal pass found a phrase, or none */
+    uint64_t mask = answered ? possible : 0;
+    if (live == 1 && possible && !answered) {
         mask = rxset_scan(pg->set, (const uint8_t *)parts[0].p, parts[0].n);
     }
     if (live == 1 && only >= 0) {
@@ -344,7 +410,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         uint64_t *masks = source_masks(tx, only >> 1, only & 1, &done);
         masks[g] = mask;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
-    } else if (live > 1) {
+    } else if (live > 1 && possible && !answered) {
         union_join *u = &tx->union_joins[(pg->list * 31u + pg->chain) % UNION_CACHE];
         if (u->epoch != tx->src_epoch + 1 || u->list != pg->list || u->chain != pg->chain) {
             char *o = ar_alloc(&tx->a, total);
@@ -369,8 +435,10 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
     uint8_t *done;
     uint64_t *masks = source_masks(tx, base, names, &done);
     if (!(done[g >> 3] & (1u << (g & 7)))) {
-        const wstr *j = source_joined(tx, base, names, tx->rules->pf_groups[g].chain);
-        masks[g] = j ? rxset_scan(tx->rules->pf_groups[g].set, (const uint8_t *)j->p, j->n) : 0;
+        const pf_group *pg = &tx->rules->pf_groups[g];
+        const wstr *j = source_joined(tx, base, names, pg->chain);
+        bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
+        masks[g] = possible && !(pg->gated && pg->phrases) ? rxset_scan(pg->set, (const uint8_t *)j->p, j->n) : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }
     return (masks[g] >> sl->bit) & 1;

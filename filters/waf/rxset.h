@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 typedef struct RxSet RxSet;
+typedef struct RxGate RxGate;
 
 #define RXSET_MAX 64
 
@@ -31,5 +32,18 @@ uint64_t rxset_scan(RxSet *s, const uint8_t *hay, size_t len);
 /* Pattern i alone on one subject: false only when PCRE2 would not match it either. */
 bool rxset_match(RxSet *s, size_t i, const uint8_t *hay, size_t len);
 void rxset_free(RxSet *s);
+
+/* The literal pass.  Whether every match of the pattern (as rxset_new translates it) contains
+ * one of a few literal strings (3 bytes or more, or two punctuation bytes). */
+bool rxset_pattern_has_literals(const uint8_t *pat, size_t len, bool caseless);
+/* Whether the set's members that are not common all have such literals: then an input none
+ * of them occurs in (ASCII case-insensitively) cannot match the set's alternation.  A phrase
+ * list: whether its phrases are in the literal pass, whose answer is then exactly its own. */
+bool rxset_gated(const RxSet *s);
+/* One automaton for the literals of the n sets (sets[i] NULL or not gated: none). */
+RxGate *rxgate_new(RxSet *const *sets, size_t n);
+/* ORs bit i (64 per word) into bits for each set i one of whose literals occurs in hay. */
+void rxgate_scan(const RxGate *g, const uint8_t *hay, size_t len, uint64_t *bits, size_t words);
+void rxgate_free(RxGate *g);
 
 #endif

@@ -247,6 +247,7 @@ typedef struct {
     double compile_ms, warm_up_ms;
     struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
     int n_pf_groups, n_pf_rules;
+    struct RxGate *pf_gate;      /* firstpass.c: the literal pass over every set's literals */
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
     wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
     int n_pf_header_keys;
@@ -297,6 +298,7 @@ typedef struct waf_tx {
     uint32_t src_epoch;          /* bumped whenever a source of values may have changed */
     struct pf_scan *pf_scans;    /* firstpass.c: per set, its scan over all its sources */
     union_join union_joins[UNION_CACHE];
+    struct lit_memo *lit_memo;   /* firstpass.c: the literal pass's answers per input */
     const rule *cur_rule;        /* for %{RULE.*} */
     void *scratch; int scratch_cap;  /* exec.c: a rule's target values, reused across rules */
     int skip_n;

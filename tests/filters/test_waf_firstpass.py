@@ -159,3 +159,41 @@ async def test_rules_naming_a_header_scan_that_header(waf_wasm, rules: str, head
 async def test_chains_run_wherever_a_value_needs_them(waf_wasm, rule: str, target: str, blocked: bool) -> None:
     resp, _ = await send(waf_wasm, "SecRule ARGS " + rule.format(d=DENY), target=target)
     assert resp.status == (403 if blocked else 200), resp.body
+
+
+# The literal pass: a set scans only input holding one of its members' required literals,
+# looked for in the values after the set's chain, in any case, in every source it scans.
+@pytest.mark.parametrize("rule,req,blocked", [
+    ('ARGS "@rx (?i)union\\s+select" "{d},t:none,t:urlDecodeUni"', {"target": "/?a=plain&b=%2555NION%20%53elect"},
+     True),
+    ('ARGS "@rx union\\s+select" "{d},t:none,t:lowercase"', {"target": "/?a=UNION%20SELECT"}, True),
+    ('ARGS "@rx union\\s+select" "{d}"', {"target": "/?a=UNION%20SELECT"}, False),
+    ('REQUEST_HEADERS:X-Probe "@rx (?i)<script" "{d}"', {"headers": {"X-Probe": "x<SCRIPT>"}}, True),
+    ('ARGS|REQUEST_HEADERS "@rx /etc/(?:passwd|shadow)" "{d}"', {"target": "/?a=1", "headers": {"X-P": "/etc/shadow"}},
+     True),
+    ('ARGS "@rx \\b(?:a(?:bs|cosh?)|sin)\\(" "{d}"', {"target": "/?q=ACOSH(1)"}, False),
+    ('ARGS "@rx (?i)\\b(?:a(?:bs|cosh?)|sin)\\(" "{d}"', {"target": "/?q=ACOSH(1)"}, True),
+    ('ARGS "@rx (?i)\\b(?:a(?:bs|cosh?)|sin)\\(" "{d}"', {"target": "/?q=cos(1)"}, False),
+    ('ARGS "@rx foobar" "{d}"', {"target": "/?a=foo&b=bar"}, False),
+], ids=["decoded", "caseless before t:lowercase", "case kept", "one header", "second source", "word list case",
+        "word list", "word list miss", "not across values"])
+async def test_literal_pass_finds_literals_where_the_set_scans(waf_wasm, rule: str, req: dict[str, Any],
+                                                               blocked: bool) -> None:
+    resp, _ = await send(waf_wasm, "SecRule " + rule.format(d=DENY), **req)
+    assert resp.status == (403 if blocked else 200), resp.body
+
+
+async def test_rules_with_and_without_literals_in_one_chain(waf_wasm) -> None:
+    """Patterns with literals, without, and matching ordinary values sit in separate sets of
+    one chain: each still reports its own match."""
+    rules = "\n".join([
+        'SecRule ARGS "@rx (?i)<script" "id:201,phase:2,pass,log"',
+        'SecRule ARGS "@rx [<>]{3}" "id:202,phase:2,pass,log"',
+        'SecRule ARGS "@rx ^\\d+$" "id:203,phase:2,pass,log"',
+        'SecRule ARGS "@rx (?i)onerror\\s*=" "id:204,phase:2,pass,log"',
+    ])
+    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-kinds")
+    terminal, _ = origin_ok()
+    resp, _ = await run_stage([stage], make_request("/?a=%3CScRipt%3E&b=%3C%3C%3C&c=42"), terminal)
+    assert resp.headers["x-waf-rules"].split(",") == ["201", "202", "203"]
+    await stage.close()

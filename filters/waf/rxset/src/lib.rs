@@ -17,14 +17,22 @@
 //! would make step 2 run on every request: they stay out of the alternation
 //! and are always checked alone.
 //!
+//! Before any of that, one literal pass (`RxGate`, literals.rs) searches an input for the
+//! required literals of every set's members at once; a set none of whose literals occur
+//! in an input is not scanned over it at all.
+//!
 //! A set can instead hold one phrase list (@pm: any of many literal phrases,
-//! ASCII case-insensitive), run by the `aho-corasick` crate.
+//! ASCII case-insensitive), run by the `aho-corasick` crate; its phrases are its
+//! literals, and the literal pass answers for it.
 //!
 //! C ABI for the engine: filters/waf/rxset.h.
+pub mod literals;
 pub mod translate;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use regex::bytes::{Regex, RegexBuilder};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::slice;
 
 /// At most this many patterns per set (the scan returns a 64-bit mask).
@@ -50,8 +58,28 @@ pub struct RxSet {
     any: Option<Result<Option<Regex>, ()>>,
     members: Vec<Member>,
     /// a phrase list instead of patterns: the set's only member
-    phrases: Option<AhoCorasick>,
+    phrases: Option<Phrases>,
+    /// the required literals of the members that are not common, when every such member has
+    /// some: an input none of them occurs in cannot match the alternation (a phrase list:
+    /// its phrases, then the literal pass is its whole answer)
+    literals: Option<Vec<Vec<u8>>>,
     dfa_limit: usize,
+}
+
+/// A phrase list and its automaton, built on first use: a list the literal pass answers for
+/// (RxGate) never needs its own.
+struct Phrases {
+    list: Vec<Vec<u8>>,
+    ac: Option<AhoCorasick>,
+}
+
+impl Phrases {
+    fn is_match(&mut self, hay: &[u8]) -> bool {
+        let list = &self.list;
+        self.ac
+            .get_or_insert_with(|| AhoCorasickBuilder::new().ascii_case_insensitive(true).dfa(true).build(list))
+            .is_match(hay)
+    }
 }
 
 fn build(pat: &str, dfa_limit: usize) -> Result<Regex, ()> {
@@ -88,13 +116,29 @@ impl RxSet {
             })
             .collect();
         let ok = members.iter().map(|m| m.src.is_some()).collect();
-        (RxSet { any: None, members, phrases: None, dfa_limit }, ok)
+        let literals = Self::literals(&members);
+        (RxSet { any: None, members, phrases: None, literals, dfa_limit }, ok)
+    }
+
+    fn literals(members: &[Member]) -> Option<Vec<Vec<u8>>> {
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        for src in members.iter().filter(|m| !m.common).filter_map(|m| m.src.as_deref()) {
+            all.extend(required_memo(src)?);
+        }
+        if all.is_empty() {
+            return None;
+        }
+        all.sort();
+        all.dedup();
+        Some(all)
     }
 
     /// One member: any of `phrases`, ASCII case-insensitive.
     pub fn phrases(phrases: &[&[u8]]) -> RxSet {
-        let ac = AhoCorasickBuilder::new().ascii_case_insensitive(true).dfa(true).build(phrases);
-        RxSet { any: None, members: Vec::new(), phrases: Some(ac), dfa_limit: 0 }
+        let list: Vec<Vec<u8>> = phrases.iter().map(|p| p.to_vec()).collect();
+        // an empty phrase is in every input: nothing for the literal pass to look for
+        let literals = if list.iter().any(|p| p.is_empty()) { None } else { Some(list.clone()) };
+        RxSet { any: None, members: Vec::new(), phrases: Some(Phrases { list, ac: None }), literals, dfa_limit: 0 }
     }
 
     fn alternation(&self) -> Result<Option<Regex>, ()> {
@@ -107,8 +151,8 @@ impl RxSet {
 
     /// Bit i: pattern i may match somewhere in `hay`.
     pub fn scan(&mut self, hay: &[u8]) -> u64 {
-        if let Some(ac) = &self.phrases {
-            return ac.is_match(hay) as u64;
+        if let Some(p) = &mut self.phrases {
+            return p.is_match(hay) as u64;
         }
         if self.any.is_none() {
             self.any = Some(self.alternation());
@@ -129,10 +173,68 @@ impl RxSet {
 
     /// Whether pattern i alone may match `hay`.
     pub fn may_match(&mut self, i: usize, hay: &[u8]) -> bool {
-        if let Some(ac) = &self.phrases {
-            return ac.is_match(hay);
+        if let Some(p) = &mut self.phrases {
+            return p.is_match(hay);
         }
         self.members.get_mut(i).map_or(true, |m| m.may_match(hay))
+    }
+}
+
+thread_local! {
+    /// literals::required per translated pattern while sets are being built: the engine asks
+    /// for a pattern's literals to group it, then again when its set is made (parsing a
+    /// pattern costs as much as the extraction); emptied once the gate is built
+    static REQUIRED: RefCell<HashMap<String, Option<Vec<Vec<u8>>>>> = RefCell::new(HashMap::new());
+}
+
+fn required_memo(src: &str) -> Option<Vec<Vec<u8>>> {
+    REQUIRED.with(|m| {
+        m.borrow_mut().entry(src.to_string()).or_insert_with(|| literals::required(src)).clone()
+    })
+}
+
+/// The literal pass: the required literals of many sets as one Aho-Corasick automaton
+/// (ASCII case-insensitive), each literal knowing the sets that require it.
+pub struct RxGate {
+    ac: Option<AhoCorasick>,
+    /// per automaton pattern: the indices of the sets it belongs to
+    owners: Vec<Vec<u32>>,
+}
+
+impl RxGate {
+    /// `sets[i]`: the sets to gate, by index (None, or a set without literals: not in it).
+    pub fn new(sets: &[Option<&RxSet>]) -> RxGate {
+        let mut index: HashMap<&[u8], usize> = HashMap::new();
+        let mut pats: Vec<&[u8]> = Vec::new();
+        let mut owners: Vec<Vec<u32>> = Vec::new();
+        for (i, s) in sets.iter().enumerate() {
+            for lit in s.and_then(|s| s.literals.as_ref()).into_iter().flatten() {
+                let k = *index.entry(lit.as_slice()).or_insert_with(|| {
+                    pats.push(lit.as_slice());
+                    owners.push(Vec::new());
+                    pats.len() - 1
+                });
+                owners[k].push(i as u32);
+            }
+        }
+        REQUIRED.with(|m| m.borrow_mut().clear());
+        let ac = if pats.is_empty() {
+            None
+        } else {
+            Some(AhoCorasickBuilder::new().ascii_case_insensitive(true).dfa(true).build(&pats))
+        };
+        RxGate { ac, owners }
+    }
+
+    /// Sets bit i of `bits` (64 per word) for each set i one of whose literals occurs in `hay`.
+    pub fn scan(&self, hay: &[u8], bits: &mut [u64]) {
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(hay) {
+                for &i in &self.owners[m.pattern()] {
+                    bits[i as usize / 64] |= 1u64 << (i % 64);
+                }
+            }
+        }
     }
 }
 
@@ -193,9 +295,47 @@ pub unsafe extern "C" fn rxset_free(s: *mut RxSet) {
     }
 }
 
+/// # Safety
+/// `s` from rxset_new.
+#[no_mangle]
+pub unsafe extern "C" fn rxset_gated(s: *const RxSet) -> bool {
+    (*s).literals.is_some()
+}
+
+/// # Safety
+/// `sets` points to n pointers from rxset_new / rxset_new_phrases (or NULL).
+#[no_mangle]
+pub unsafe extern "C" fn rxgate_new(sets: *const *const RxSet, n: usize) -> *mut RxGate {
+    let v: Vec<Option<&RxSet>> = slice::from_raw_parts(sets, n).iter().map(|&p| p.as_ref()).collect();
+    Box::into_raw(Box::new(RxGate::new(&v)))
+}
+
+/// # Safety
+/// `g` from rxgate_new; `hay` points to `len` bytes; `bits` has a bit per set given to it.
+#[no_mangle]
+pub unsafe extern "C" fn rxgate_scan(g: *const RxGate, hay: *const u8, len: usize, bits: *mut u64, words: usize) {
+    (*g).scan(bytes(hay, len), slice::from_raw_parts_mut(bits, words))
+}
+
+/// # Safety
+/// `g` from rxgate_new (or NULL), not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn rxgate_free(g: *mut RxGate) {
+    if !g.is_null() {
+        drop(Box::from_raw(g));
+    }
+}
+
+/// # Safety
+/// `pat` points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rxset_pattern_has_literals(pat: *const u8, len: usize, caseless: bool) -> bool {
+    translate::translate(bytes(pat, len), caseless).map_or(false, |src| required_memo(&src).is_some())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{RxSet, CASELESS, COMMON};
+    use super::{RxGate, RxSet, CASELESS, COMMON};
 
     #[test]
     fn scan_reports_each_member_that_can_match() {
@@ -214,6 +354,20 @@ mod tests {
         let mut s = RxSet::phrases(&[b"etc/passwd", b"boot.ini"]);
         assert_eq!(s.scan(b"x\n../ETC/Passwd"), 1);
         assert!(!s.may_match(0, b"etc/shadow"));
+    }
+
+    #[test]
+    fn gate_finds_each_sets_literals_in_any_case() {
+        let (a, _) = RxSet::new(&[b"(?i)union\\s+select", b"<script"], &[0, 0], 1 << 20);
+        let (b, _) = RxSet::new(&[b"/etc/(?:passwd|shadow)"], &[0], 1 << 20);
+        let (c, _) = RxSet::new(&[b"^\\d+$"], &[0], 1 << 20);
+        assert!(a.literals.is_some() && b.literals.is_some() && c.literals.is_none());
+        let g = RxGate::new(&[Some(&a), Some(&b), Some(&c)]);
+        let mut bits = [0u64];
+        g.scan(b"an ordinary sentence\n42", &mut bits);
+        assert_eq!(bits[0], 0);
+        g.scan(b"x UNION  Select y\n../ETC/Shadow", &mut bits);
+        assert_eq!(bits[0], 0b011);
     }
 
     #[test]
