@@ -40,6 +40,7 @@ from edgenode.http.messages import Response  # noqa: E402
 from edgenode.frontend.connection import Connection  # noqa: E402
 from edgenode.frontend.server import install_event_loop  # noqa: E402
 from edgenode.node import Node  # noqa: E402
+from edgenode.pipeline.chain import Chain  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_proxy import CHAINS  # noqa: E402
@@ -106,7 +107,7 @@ async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb",
     cfg.server.state_dir = Path(tempfile.mkdtemp(prefix="edgenode-hit-"))  # a cold store
     node = Node(cfg, admin=False)
     # the origin is stubbed (no socket): only the first request reaches it
-    node.entry.chain = node.link(_origin_stub)
+    node.entry.chain = Chain(node.stages, _origin_stub)
     node.frontend.loop = asyncio.get_running_loop()
     if general:
         node.frontend.fast_path = None

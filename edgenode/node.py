@@ -35,7 +35,7 @@ from edgenode.observe.accesslog import AccessLog
 from edgenode.observe.metrics import CacheCollector, NodeMetrics
 from edgenode.observe.origins import OriginCollector
 from edgenode.pipeline.exchange import Exchange
-from edgenode.pipeline.chain import Chain, Handler, Outcome
+from edgenode.pipeline.chain import Chain, Outcome
 from edgenode.pipeline.stage import Stage
 from edgenode.proxy.upstream import Upstream
 from edgenode.redis.services import RedisServices
@@ -142,7 +142,7 @@ class Node:
         if self.access_log.enabled:  # a disabled log still cost a call per request
             self.signals.on_request_end.append(self.access_log.log)
         #: the request path, linked once: the stages' steps, then the origin
-        self.chain = self.link(self.upstream)
+        self.chain = Chain(self.stages, self.upstream)
         fast = _CacheFastPath(self) if self.stages and self.stages[0] is self.cache else None
         #: the front end's handler (tools swap its ``chain``, e.g. to stub the origin)
         self.entry = _Entry(self.signals, self.chain)
@@ -160,21 +160,6 @@ class Node:
             self.fleet = FleetAgent(NodeHost(self), config.fleet)
 
     # --- assembly -------------------------------------------------------------------
-    def link(self, terminal: Handler) -> Callable[[Exchange], Outcome]:
-        """The stages linked around ``terminal`` (the origin; tools pass a stub): the
-        chain, with its leading Proxy-Wasm filters run as one flat step and a fresh hit
-        of a cache stage right behind them answered from its kept block (wasm/prefix.py)."""
-        chain = Chain(self.stages, terminal)
-        if not self.filters:
-            return chain
-        from edgenode.wasm.prefix import FilterPrefix, leading_filters
-
-        n = leading_filters(self.stages)
-        if n == 0:
-            return chain
-        after = self.stages[n] if n < len(self.stages) else None
-        return FilterPrefix(chain, self.stages[:n], after if isinstance(after, CacheStage) else None)
-
     def _build_stage(self, index: int, sc: StageConfig) -> Stage:
         if sc.type == "cache":
             # every cache stage shares one store; the first answers as "edgenode" in

@@ -106,11 +106,19 @@ class StreamDriver(Stream):
     def through(self, rest: Next) -> Outcome:
         """This filter around ``rest`` (the chain after it): the response when nothing
         paused, else an awaitable that continues the same steps."""
-        return self.continue_from(self.begin(), rest)
+        return self._after_begin(self.begin(), rest)
 
-    def continue_from(self, step: Step | Response, rest: Next) -> Outcome:
-        """The rest of ``through`` after ``begin`` returned ``step``: a caller that ran
-        ``begin`` itself hands the stream on here without running a hook twice."""
+    def enter(self, rest: Next) -> Outcome | None:
+        """The request side (pipeline/chain.py ``StreamSteps``): None when the stream
+        continues (the caller runs ``rest``, then ``around``), else this filter's
+        outcome, going on with ``rest`` as ``through`` does."""
+        step = self.begin()
+        return None if step is Step.NEXT else self._after_begin(step, rest)
+
+    def abort(self) -> None:
+        self.vm.finish_stream(self.ctx)
+
+    def _after_begin(self, step: Step | Response, rest: Next) -> Outcome:
         if step is Step.ASYNC:
             return self._resume_request(rest)
         return self._after_request_step(step, rest)

@@ -14,6 +14,7 @@ import pytest
 
 from edgenode.config import StageConfig
 from edgenode.node import Node
+from edgenode.pipeline.chain import Chain
 
 WAT = Path(__file__).resolve().parents[1] / "wasm" / "wat"
 
@@ -145,7 +146,7 @@ class HitSpy:
 
         monkeypatch.setattr(cache, "handle", counted_handle)
         monkeypatch.setattr(cache, "hit_response", counted_hit)
-        node.entry.chain = node.link(node.upstream)  # relinked around the counting methods
+        node.entry.chain = Chain(node.stages, node.upstream)  # relinked around the counting methods
 
 
 async def test_hits_behind_filters_skip_the_caches_general_step(
@@ -187,7 +188,7 @@ async def test_a_filter_that_rewrites_the_path_gets_the_rewritten_key(
 
     node = await start_node(wasm("rewrite", "rewrite.wat"))
     spy = HitSpy(node, monkeypatch)
-    node.entry.chain = node.link(origin)
+    node.entry.chain = Chain(node.stages, origin)
     async with aiohttp.ClientSession() as s:
         status, headers, _ = await get(s, node, "/obj/one")
         assert status == 200 and headers["X-Cache"] == "MISS" and seen == ["/rewritten"]
