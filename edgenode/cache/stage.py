@@ -129,10 +129,10 @@ class CacheStage:
         """``handle``'s answer to a plain GET/HEAD that is a fresh full hit, built from the
         entry's pre-serialised answer (``fast_hit``); None: run ``handle``.
 
-        For the stage right after the chain's leading filters (wasm/prefix.py): they
-        may have rewritten the request, so it is checked here as the front end checks
-        the raw head (method, none of ``NOT_PLAIN``), and the key is the rewritten
-        request's.  The response is ``_serve``'s for the same hit, its ``wire_head``
+        For the stage right after the chain's leading filters (pipeline/chain.py runs
+        them as one flat step and asks this first): they may have rewritten the
+        request, so it is checked here as the front end checks the raw head (method,
+        none of ``NOT_PLAIN``), and the key is the rewritten request's.  The response is ``_serve``'s for the same hit, its ``wire_head``
         the kept block; declining leaves nothing behind but the LRU touch ``handle``'s
         lookup makes too.
         """

@@ -116,6 +116,7 @@ class StreamDriver(Stream):
         return None if step is Step.NEXT else self._after_begin(step, rest)
 
     def abort(self) -> None:
+        """The chain after this filter raised: end the stream (done, log, delete)."""
         self.vm.finish_stream(self.ctx)
 
     def _after_begin(self, step: Step | Response, rest: Next) -> Outcome:

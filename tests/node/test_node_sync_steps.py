@@ -78,12 +78,14 @@ async def test_hits_behind_a_filter_take_no_task(start_node: Callable[..., Any])
 @pytest.mark.parametrize("what", ["trap", "loop", "bomb"])
 @pytest.mark.parametrize("where", ["request", "response"])
 async def test_a_misbehaving_filter_on_the_synchronous_path_is_contained(
-        start_node: Callable[..., Any], what: str, where: str) -> None:
-    """Per-request isolation: only the failing stream gets 503, the next hit is served;
-    a shared VM under fail_open: the hit goes out without the filter."""
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, what: str, where: str) -> None:
+    """Per-request isolation: only the failing stream gets 503, the next hit is served
+    (by the chain's flat step and the kept block); a shared VM under fail_open: the hit
+    goes out without the filter."""
     isolated = wasm(f"sync-{what}-{where}", "misbehave.wat", isolation="per-request",
                     cpu_deadline_ms=20, memory_limit="2MiB")
     node = await start_node(isolated)
+    spy = HitSpy(node, monkeypatch)
     bad = {"x-misbehave": what} | ({"x-misbehave-in": "response"} if where == "response" else {})
     path = f"/obj/contained-{what}-{where}?size=100"
     async with aiohttp.ClientSession() as s:
@@ -97,6 +99,7 @@ async def test_a_misbehaving_filter_on_the_synchronous_path_is_contained(
         finally:
             count.close()
         assert count.runs == 0  # both answered on the synchronous path
+        assert spy.answered >= 1  # the hit after the failure: the flat step, the kept block
 
     opened = await start_node(wasm(f"sync-open-{what}-{where}", "misbehave.wat", failure_policy="fail_open",
                                    cpu_deadline_ms=20, memory_limit="2MiB"))
@@ -196,3 +199,25 @@ async def test_a_filter_that_rewrites_the_path_gets_the_rewritten_key(
         assert status == 200 and headers["X-Cache"] == "HIT" and body == b"r" * 64
         assert headers["x-served-by"] == "wasm" and "Server" not in headers
     assert seen == ["/rewritten"] and spy.answered == 1
+
+
+async def test_a_request_hold_behind_a_filter_hands_the_stream_on(
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """header_only, then pause.wat holding the request headers until its tick: the hold
+    continues in a task from the held filter on (the cache's own step answers the hit),
+    and the first filter's hooks still run once each around it."""
+    node = await start_node(wasm("hand-first", "header_only.wat"), wasm("hand-pause", "pause.wat"))
+    spy = HitSpy(node, monkeypatch)
+    async with aiohttp.ClientSession() as s:
+        assert (await get(s, node, "/obj/handover?size=40"))[0] == 200
+        count = TaskCount()
+        try:
+            status, headers, body = await get(s, node, "/obj/handover?size=40", **{"x-pause": "300t"})
+            assert status == 200 and headers["X-Cache"] == "HIT" and len(body) == 40
+            assert headers.getall("x-filtered") == ["yes"]
+            held = (count.runs, spy.answered)
+            status, headers, _ = await get(s, node, "/obj/handover?size=40")
+            assert status == 200 and headers.getall("x-filtered") == ["yes"]
+        finally:
+            count.close()
+    assert held == (1, 0) and count.runs == 1 and spy.answered == 1
