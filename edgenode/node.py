@@ -77,7 +77,7 @@ class _Entry:
 
     __slots__ = ("signals", "chain")
 
-    def __init__(self, signals: Signals, chain: Chain) -> None:
+    def __init__(self, signals: Signals, chain: Callable[[Exchange], Outcome]) -> None:
         self.signals = signals
         self.chain = chain
 

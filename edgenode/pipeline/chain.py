@@ -11,6 +11,15 @@ pause, the same steps continue in a coroutine from where they stopped.
 
 Stages that only implement the older ``wrap(next) -> Handler`` contract are wrapped
 once here and always take the awaitable route.
+
+The chain's leading stages that open a stream around the rest (``Opens``: the
+Proxy-Wasm filters in front of the cache) are run by one flat step (``_Streams``)
+instead of one nested step each: every stream's request side in chain order, the rest
+of the chain, the response sides in reverse order -- the same hooks in the same order
+as the nested steps.  A request side that does not simply continue (a hold, a body to
+read, a local reply, a failure) goes on with the chain after it, as the nested step
+would; the stage right after them may answer a request by itself first
+(``hit_response``: a cache stage's fresh plain hit, from its kept answer).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Awaitable, Callable, Protocol, Sequence, Union
 from edgenode.http.messages import Response
 from edgenode.pipeline.exchange import Exchange
 
-__all__ = ["Chain", "Next", "Outcome", "settle"]
+__all__ = ["Chain", "Next", "Outcome", "Opens", "StreamSteps", "settle"]
 
 Outcome = Union[Response, Awaitable[Response]]
 Handler = Callable[[Exchange], Awaitable[Response]]
@@ -35,6 +44,31 @@ class Next(Protocol):
 
     def settled(self, exchange: Exchange) -> Awaitable[Response]:
         """Run the rest, always as an awaitable (for code that awaits it)."""
+        ...
+
+
+class StreamSteps(Protocol):
+    """One stage's part in one request, split around the rest of the chain."""
+
+    def enter(self, rest: Next) -> Outcome | None:
+        """The request side: None when it continues (the caller runs ``rest``, then
+        ``around``); else the stage's whole outcome, going on with ``rest`` itself."""
+        ...
+
+    def around(self, outcome: Outcome) -> Outcome:
+        """The response side over what ``rest`` answered."""
+        ...
+
+    def abort(self) -> None:
+        """``rest`` (or an inner response side) raised: end the stream."""
+        ...
+
+
+class Opens(Protocol):
+    """A stage whose step is a ``StreamSteps`` around the rest (a Proxy-Wasm filter)."""
+
+    def open_stream(self, exchange: Exchange) -> StreamSteps | Response | None:
+        """Its part in ``exchange``; None: it takes no part; a Response: its reply."""
         ...
 
 
@@ -89,6 +123,65 @@ class _Wrapped:
         return self.settled(exchange)
 
 
+class _Streams:
+    """The chain's leading ``Opens`` stages as one step (see the module doc)."""
+
+    __slots__ = ("stages", "rests", "after", "hit")
+
+    def __init__(self, stages: Sequence[Opens], rests: Sequence[Next],
+                 hit: Callable[[Exchange], Response | None] | None) -> None:
+        self.stages = tuple(stages)
+        #: the chain after each stage (what its nested step would call)
+        self.rests = tuple(rests)
+        self.after = rests[-1]
+        self.hit = hit
+
+    def __call__(self, exchange: Exchange) -> Outcome:
+        entered: list[StreamSteps] = []
+        try:
+            outcome = self._enter(exchange, entered)
+        except BaseException:
+            for steps in entered:
+                steps.abort()
+            raise
+        k = len(entered)
+        while k:
+            k -= 1
+            try:
+                outcome = entered[k].around(outcome)
+            except BaseException:
+                for steps in entered[:k]:
+                    steps.abort()
+                raise
+        return outcome
+
+    def _enter(self, exchange: Exchange, entered: list[StreamSteps]) -> Outcome:
+        """The request sides, then the rest; ``entered``: the streams that continued."""
+        rests = self.rests
+        for i, stage in enumerate(self.stages):
+            steps = stage.open_stream(exchange)
+            if steps is None:
+                continue
+            if isinstance(steps, Response):
+                return steps
+            outcome = steps.enter(rests[i])
+            if outcome is not None:
+                return outcome
+            entered.append(steps)
+        hit = self.hit
+        if hit is not None:
+            response = hit(exchange)
+            if response is not None:
+                return response
+        return self.after(exchange)
+
+    async def settled(self, exchange: Exchange) -> Response:
+        out = self(exchange)
+        if isinstance(out, Response):
+            return out
+        return await out
+
+
 class Chain:
     """``stages`` (outermost first) linked around ``terminal``, once; call it per request."""
 
@@ -96,9 +189,18 @@ class Chain:
 
     def __init__(self, stages: Sequence[object], terminal: Handler) -> None:
         step: Next = _Terminal(terminal)
+        rests: list[Next] = []
         for stage in reversed(stages):
+            rests.append(step)
             handle = getattr(stage, "handle", None)
             step = _Link(handle, step) if handle is not None else _Wrapped(stage.wrap(step.settled))  # type: ignore[attr-defined]
+        rests.reverse()
+        n = 0
+        while n < len(stages) and hasattr(stages[n], "open_stream"):
+            n += 1
+        if n:
+            hit = getattr(stages[n], "hit_response", None) if n < len(stages) else None
+            step = _Streams(stages[:n], rests[:n], hit)  # type: ignore[arg-type]
         self.first = step
         self.names = tuple(getattr(s, "name", type(s).__name__) for s in stages)
 

@@ -106,10 +106,31 @@ class StreamDriver(Stream):
     def through(self, rest: Next) -> Outcome:
         """This filter around ``rest`` (the chain after it): the response when nothing
         paused, else an awaitable that continues the same steps."""
+        return self._after_begin(self.begin(), rest)
+
+    def enter(self, rest: Next) -> Outcome | None:
+        """The request side (pipeline/chain.py ``StreamSteps``): None when the stream
+        continues (the caller runs ``rest``, then ``around``), else this filter's
+        outcome, going on with ``rest`` as ``through`` does."""
         step = self.begin()
+        return None if step is Step.NEXT else self._after_begin(step, rest)
+
+    def abort(self) -> None:
+        """The chain after this filter raised: end the stream (done, log, delete)."""
+        self.vm.finish_stream(self.ctx)
+
+    def _after_begin(self, step: Step | Response, rest: Next) -> Outcome:
         if step is Step.ASYNC:
             return self._resume_request(rest)
         return self._after_request_step(step, rest)
+
+    def around(self, outcome: Outcome) -> Outcome:
+        """The response side over what the chain after this filter answered (``begin``
+        returned ``Step.NEXT``): a response, or an awaitable continuing the same steps."""
+        if not isinstance(outcome, Response):
+            return self._resume_response(outcome)
+        out = self.respond(outcome)
+        return out if out is not None else self.respond_async(outcome)
 
     def _after_request_step(self, step: Step | Response, rest: Next) -> Outcome:
         if isinstance(step, Response):
@@ -117,17 +138,14 @@ class StreamDriver(Stream):
         if step is Step.BYPASS:
             return rest(self.ex)
         if step is Step.REPLY:
-            response = self.ctx.local_response
+            outcome: Outcome = self.ctx.local_response  # type: ignore[assignment]
         else:
             try:
-                response = rest(self.ex)
+                outcome = rest(self.ex)
             except BaseException:
                 self.vm.finish_stream(self.ctx)
                 raise
-            if not isinstance(response, Response):
-                return self._resume_response(response)
-        out = self.respond(response)  # type: ignore[arg-type]
-        return out if out is not None else self.respond_async(response)  # type: ignore[arg-type]
+        return self.around(outcome)
 
     async def _resume_request(self, rest: Next) -> Response:
         step = await self.finish_request()

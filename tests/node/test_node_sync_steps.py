@@ -14,6 +14,7 @@ import pytest
 
 from edgenode.config import StageConfig
 from edgenode.node import Node
+from edgenode.pipeline.chain import Chain
 
 WAT = Path(__file__).resolve().parents[1] / "wasm" / "wat"
 
@@ -77,12 +78,14 @@ async def test_hits_behind_a_filter_take_no_task(start_node: Callable[..., Any])
 @pytest.mark.parametrize("what", ["trap", "loop", "bomb"])
 @pytest.mark.parametrize("where", ["request", "response"])
 async def test_a_misbehaving_filter_on_the_synchronous_path_is_contained(
-        start_node: Callable[..., Any], what: str, where: str) -> None:
-    """Per-request isolation: only the failing stream gets 503, the next hit is served;
-    a shared VM under fail_open: the hit goes out without the filter."""
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, what: str, where: str) -> None:
+    """Per-request isolation: only the failing stream gets 503, the next hit is served
+    (by the chain's flat step and the kept block); a shared VM under fail_open: the hit
+    goes out without the filter."""
     isolated = wasm(f"sync-{what}-{where}", "misbehave.wat", isolation="per-request",
                     cpu_deadline_ms=20, memory_limit="2MiB")
     node = await start_node(isolated)
+    spy = HitSpy(node, monkeypatch)
     bad = {"x-misbehave": what} | ({"x-misbehave-in": "response"} if where == "response" else {})
     path = f"/obj/contained-{what}-{where}?size=100"
     async with aiohttp.ClientSession() as s:
@@ -96,6 +99,7 @@ async def test_a_misbehaving_filter_on_the_synchronous_path_is_contained(
         finally:
             count.close()
         assert count.runs == 0  # both answered on the synchronous path
+        assert spy.answered >= 1  # the hit after the failure: the flat step, the kept block
 
     opened = await start_node(wasm(f"sync-open-{what}-{where}", "misbehave.wat", failure_policy="fail_open",
                                    cpu_deadline_ms=20, memory_limit="2MiB"))
@@ -122,3 +126,98 @@ async def test_a_pausing_filter_continues_in_a_task(start_node: Callable[..., An
         finally:
             count.close()
     assert held == 1 and count.runs == 1
+
+
+class HitSpy:
+    """Counts the cache's general steps (``handle``) and its hits answered beside them
+    (``hit_response``) on ``node``."""
+
+    def __init__(self, node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.handled = self.answered = 0
+        cache = node.cache
+        assert cache is not None
+        handle, hit_response = cache.handle, cache.hit_response
+
+        def counted_handle(ex: Any, rest: Any) -> Any:
+            self.handled += 1
+            return handle(ex, rest)
+
+        def counted_hit(ex: Any) -> Any:
+            out = hit_response(ex)
+            self.answered += out is not None
+            return out
+
+        monkeypatch.setattr(cache, "handle", counted_handle)
+        monkeypatch.setattr(cache, "hit_response", counted_hit)
+        node.entry.chain = Chain(node.stages, node.upstream)  # relinked around the counting methods
+
+
+async def test_hits_behind_filters_skip_the_caches_general_step(
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two filters, then the cache: a fresh plain hit is answered from the entry's kept
+    block, each filter's hooks run once (one x-filtered per filter) and the per-filter
+    timings still reach Server-Timing; a request the cache must decide (Range) takes
+    its general step after the same filters."""
+    node = await start_node(wasm("first", "header_only.wat"), wasm("second", "header_only.wat"))
+    spy = HitSpy(node, monkeypatch)
+    async with aiohttp.ClientSession() as s:
+        status, headers, _ = await get(s, node, "/obj/prefix?size=200")
+        assert status == 200 and headers["X-Cache"] == "MISS" and spy.handled == 1
+        status, headers, body = await get(s, node, "/obj/prefix?size=200", **{"x-edgenode-timing": "1"})
+        assert status == 200 and headers["X-Cache"] == "HIT" and len(body) == 200
+        assert headers.getall("x-filtered") == ["yes", "yes"]
+        timing = ", ".join(headers.getall("Server-Timing", []))
+        assert "wasm-first;dur=" in timing and "wasm-second;dur=" in timing
+        assert (spy.handled, spy.answered) == (1, 1)
+        status, headers, body = await get(s, node, "/obj/prefix?size=200", Range="bytes=0-9")
+        assert status == 206 and len(body) == 10 and headers.getall("x-filtered") == ["yes", "yes"]
+        assert (spy.handled, spy.answered) == (2, 1)
+    stats = node.stats()
+    assert stats["cache"]["hits"] >= 2
+
+
+async def test_a_filter_that_rewrites_the_path_gets_the_rewritten_key(
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """rewrite.wat sets :path to /rewritten: every client path is a hit of that one entry
+    once stored, and the response hook's edits (x-served-by added, Server removed) apply
+    to the hit."""
+    from edgenode.http.messages import CIMultiDict, Response
+
+    seen: list[str] = []
+
+    async def origin(ex: Any) -> Response:
+        seen.append(ex.request.target)
+        return Response(200, CIMultiDict({"Cache-Control": "max-age=60", "Server": "stub"}), b"r" * 64)
+
+    node = await start_node(wasm("rewrite", "rewrite.wat"))
+    spy = HitSpy(node, monkeypatch)
+    node.entry.chain = Chain(node.stages, origin)
+    async with aiohttp.ClientSession() as s:
+        status, headers, _ = await get(s, node, "/obj/one")
+        assert status == 200 and headers["X-Cache"] == "MISS" and seen == ["/rewritten"]
+        status, headers, body = await get(s, node, "/obj/two")
+        assert status == 200 and headers["X-Cache"] == "HIT" and body == b"r" * 64
+        assert headers["x-served-by"] == "wasm" and "Server" not in headers
+    assert seen == ["/rewritten"] and spy.answered == 1
+
+
+async def test_a_request_hold_behind_a_filter_hands_the_stream_on(
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """header_only, then pause.wat holding the request headers until its tick: the hold
+    continues in a task from the held filter on (the cache's own step answers the hit),
+    and the first filter's hooks still run once each around it."""
+    node = await start_node(wasm("hand-first", "header_only.wat"), wasm("hand-pause", "pause.wat"))
+    spy = HitSpy(node, monkeypatch)
+    async with aiohttp.ClientSession() as s:
+        assert (await get(s, node, "/obj/handover?size=40"))[0] == 200
+        count = TaskCount()
+        try:
+            status, headers, body = await get(s, node, "/obj/handover?size=40", **{"x-pause": "300t"})
+            assert status == 200 and headers["X-Cache"] == "HIT" and len(body) == 40
+            assert headers.getall("x-filtered") == ["yes"]
+            held = (count.runs, spy.answered)
+            status, headers, _ = await get(s, node, "/obj/handover?size=40")
+            assert status == 200 and headers.getall("x-filtered") == ["yes"]
+        finally:
+            count.close()
+    assert held == (1, 0) and count.runs == 1 and spy.answered == 1

@@ -83,6 +83,100 @@ async def test_the_origin_makes_it_awaitable_through_every_kind_of_stage() -> No
     assert (await handler(exchange())).body == b"local"
 
 
+class Streamed:
+    """A stage that opens a stream around the rest (``Opens``), logging its calls in
+    ``log``; ``reply``: its request side answers (a local reply), ``pause``: its request
+    side waits, then goes on with the rest itself."""
+
+    def __init__(self, name: str, log: list[str], reply: bool = False, pause: bool = False) -> None:
+        self.name, self.log, self.reply, self.pause = name, log, reply, pause
+
+    def handle(self, exchange: Exchange, rest: Next) -> Outcome:
+        """The nested step (a stream after one that went on by itself)."""
+        steps = self.open_stream(exchange)
+        out = steps.enter(rest)
+        return out if out is not None else steps.around(rest(exchange))
+
+    def open_stream(self, exchange: Exchange) -> "Streamed._Steps":
+        return Streamed._Steps(self, exchange)
+
+    class _Steps:
+        def __init__(self, stage: "Streamed", exchange: Exchange) -> None:
+            self.stage, self.ex = stage, exchange
+
+        def enter(self, rest: Next) -> Outcome | None:
+            self.stage.log.append(f"enter {self.stage.name}")
+            if self.stage.reply:
+                return Response(403, CIMultiDict(), b"no")
+            if self.stage.pause:
+                return self._later(rest)
+            return None
+
+        async def _later(self, rest: Next) -> Response:
+            await asyncio.sleep(0)
+            response = await settle(rest(self.ex))
+            self.stage.log.append(f"around {self.stage.name}")
+            return response
+
+        def around(self, outcome: Outcome) -> Outcome:
+            self.stage.log.append(f"around {self.stage.name}")
+            return outcome
+
+        def abort(self) -> None:
+            self.stage.log.append(f"abort {self.stage.name}")
+
+
+class Hits(Tag):
+    """A tag stage that answers "/hit" by itself (``hit_response``)."""
+
+    def hit_response(self, exchange: Exchange) -> Response | None:
+        if exchange.request.target != "/hit":
+            return None
+        return Response(200, CIMultiDict(), b"hit")
+
+
+async def test_leading_streams_run_flat_around_the_rest() -> None:
+    log: list[str] = []
+    chain = Chain([Streamed("a", log), Streamed("b", log), Hits("cache")], origin)
+    ex = Exchange(Request("GET", "/hit", CIMultiDict({"Host": "example.com"})))
+    out = chain(ex)
+    assert isinstance(out, Response) and out.body == b"hit" and "x-in" not in ex.request.headers
+    assert log == ["enter a", "enter b", "around b", "around a"]
+    log.clear()
+    response = await settle(chain(exchange()))  # declined: the stage's own step, then the origin
+    assert response.body == b"origin" and response.headers.getall("x-out") == ["cache"]
+    assert log == ["enter a", "enter b", "around b", "around a"]
+
+
+async def test_a_stream_that_does_not_continue_goes_on_by_itself() -> None:
+    log: list[str] = []
+    chain = Chain([Streamed("a", log), Streamed("b", log, reply=True), Streamed("c", log)], origin)
+    out = chain(exchange())
+    assert isinstance(out, Response) and out.status == 403
+    assert log == ["enter a", "enter b", "around a"]  # c never entered, b's reply wraps a
+    log.clear()
+    chain = Chain([Streamed("a", log), Streamed("b", log, pause=True), Streamed("c", log)], origin)
+    response = await settle(chain(exchange()))
+    assert response.body == b"origin"
+    assert log == ["enter a", "enter b", "around a", "enter c", "around c", "around b"]
+
+
+async def test_a_failing_rest_aborts_the_streams_that_entered() -> None:
+    log: list[str] = []
+
+    def broken(exchange: Exchange) -> Response:
+        raise RuntimeError("boom")
+
+    chain = Chain([Streamed("a", log), Streamed("b", log)], broken)  # type: ignore[arg-type]
+    try:
+        chain(exchange())
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failure must propagate")
+    assert log == ["enter a", "enter b", "abort a", "abort b"]
+
+
 def _modules() -> set[str]:
     """Every edgenode module and package, C extensions included."""
     names = {".".join(p.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
