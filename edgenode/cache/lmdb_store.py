@@ -145,7 +145,7 @@ class _Txn:
         txn.put(oid, entry.body, db=db["body"])
         txn.put(oid, tick, db=db["tick"])
         txn.put(tick + oid, b"", db=db["lru"])
-        uh = _h(entry.url, 16)
+        uh = kh if entry.url == entry.key else _h(entry.url, 16)
         if not self.prefixed("url", uh):
             self.totals["urls"] += 1
         txn.put(uh + kh, b"", db=db["url"])
