@@ -18,10 +18,15 @@ origin are separate processes on 127.0.0.1.  It reports:
   memory with them open minus before, divided by the count; and after they end (what
   stays).
 
+``--isolation per-request`` runs the filter with a fresh instance per request instead: no
+long-lived VM, and a held stream's figures then include its instance (the per-VM cost of
+that mode is the difference from the shared run's).
+
 Prints a table and writes benchmarks/results/memory-<timestamp>.json.
 
     python benchmarks/bench_memory.py                        # 1M requests, 200 streams
     python benchmarks/bench_memory.py --requests 100000 --checkpoints 5
+    python benchmarks/bench_memory.py --isolation per-request --requests 200000
 """
 
 from __future__ import annotations
@@ -51,15 +56,20 @@ from edgenode.frontend.server import install_event_loop  # noqa: E402
 from edgenode.node import Node, tune_gc  # noqa: E402
 
 HIT_PATH = "/obj/memory-1k?size=1k&ttl=3600"
-FILTER = f"""[[chain]]
+
+
+def filter_stage(isolation: str) -> str:
+    return f"""[[chain]]
 type = "wasm"
 name = "header-only"
 module = "{ROOT / 'tests/wasm/wat/header_only.wat'}"
-isolation = "shared"
+isolation = "{isolation}"
 """
 
 
-def node_config(run_dir: Path, origin_port: int, store: str, with_filter: bool) -> Path:
+def node_config(run_dir: Path, origin_port: int, store: str, isolation: str | None) -> Path:
+    """The node's config: the header-only filter (``isolation``; None: no filter), the cache."""
+    with_filter = isolation is not None
     name = "filter" if with_filter else "cache-only"
     path = run_dir / f"{name}.toml"
     path.write_text(f"""\
@@ -76,7 +86,7 @@ store = "{store}"
 [origins.default]
 url = "http://{HOST}:{origin_port}"
 
-{FILTER if with_filter else ""}
+{filter_stage(isolation) if isolation else ""}
 [[chain]]
 type = "cache"
 
@@ -161,11 +171,11 @@ async def held_streams(node: Node, port: int, n: int, latency_ms: int) -> dict[s
 async def run(args: argparse.Namespace, origin_port: int, run_dir: Path) -> dict[str, Any]:
     report: dict[str, Any] = {}
     # per-VM baseline: the same node without the filter first, then with it
-    base = Node(load_config(node_config(run_dir, origin_port, args.store, with_filter=False)))
+    base = Node(load_config(node_config(run_dir, origin_port, args.store, None)))
     await base.start(HOST, 0)
     gc.collect()
     rss_plain = rss_kib(os.getpid())
-    node = Node(load_config(node_config(run_dir, origin_port, args.store, with_filter=True)))
+    node = Node(load_config(node_config(run_dir, origin_port, args.store, args.isolation)))
     await node.start(HOST, 0)
     gc.collect()
     rss_filter = rss_kib(os.getpid())
@@ -207,7 +217,7 @@ async def run(args: argparse.Namespace, origin_port: int, run_dir: Path) -> dict
 
 def print_report(r: dict[str, Any]) -> None:
     b, g = r["vm_baseline"], r["growth"]
-    print(f"\nheader-only filter (shared VM) before the cache, {r['store']} store, one process")
+    print(f"\nheader-only filter ({r['chain'][0]}) before the cache, {r['store']} store, one process")
     print(f"{'figure':<58} {'value':>14}")
     print("-" * 73)
     rows = [
@@ -245,6 +255,9 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=200, help="requests held in flight for the per-stream figure")
     parser.add_argument("--latency-ms", type=int, default=3000, help="origin delay that holds them")
     parser.add_argument("--store", choices=("lmdb", "memory"), default="lmdb")
+    parser.add_argument("--isolation", choices=("shared", "per-request"), default="shared",
+                        help="per-request: a fresh instance per stream, so a held stream's figures "
+                        "include its VM")
     parser.add_argument("--pin", default="0", help="CPU of the node (this process); wrk and the origin use the others")
     parser.add_argument("--tolerance-kib", type=int, default=2048, help="RSS change still called flat")
     parser.add_argument("--output", type=Path)
@@ -267,8 +280,8 @@ def main() -> int:
             report = asyncio.run(run(args, origin_port, run_dir))
         finally:
             stop(origin)
-    report.update(timestamp=stamp, store=args.store, tolerance_kib=args.tolerance_kib,
-                  chain=["header-only (shared VM)", "cache"],
+    report.update(timestamp=stamp, store=args.store, tolerance_kib=args.tolerance_kib, isolation=args.isolation,
+                  chain=[f"header-only ({args.isolation})", "cache"],
                   machine={"cpus": os.cpu_count(), "python": platform.python_version(),
                            "loadavg": os.getloadavg()})
     g = report["growth"]
