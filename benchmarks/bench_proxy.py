@@ -11,6 +11,10 @@ request, the default chain without and with the WAF).  Loads: a 1 KB cache hit a
 no-store ones.  Per load it reports requests/s, latency and server CPU per request
 (utime+stime of the server's process tree from /proc, before/after: the steadier
 figure), the median over rounds, ratios to nginx, and checks the targets (``TARGETS``).
+Every target fetches from the same simulated origin, a process of its own whose CPU is in
+no target's figure; "origin/req" is the origin's fetches per request during the load
+(1.00 on a miss load: every request missed, for nginx as for edgenode), and every proxy
+keeps its cache on tmpfs (/dev/shm).
 ``--baseline DIR`` also runs the edgenode targets from another checkout (e.g. the main
 branch) in the same rounds, for before/after tables.  Prints tables and writes
 benchmarks/results/proxy-<timestamp>.json.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import itertools
 import json
 import math
@@ -42,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -76,6 +82,31 @@ class Target:
     proc: subprocess.Popen
     port: int
     note: str = ""
+
+
+@dataclass
+class Origin:
+    """The one simulated origin every target fetches from."""
+    proc: subprocess.Popen
+    port: int
+
+    def fetches(self) -> int:
+        """Requests that reached the origin since the last call (its counter is reset)."""
+        req = urllib.request.Request(f"http://{HOST}:{self.port}/__stats")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            total = json.loads(r.read())["total"]
+        reset = urllib.request.Request(f"http://{HOST}:{self.port}/__stats", method="DELETE")
+        urllib.request.urlopen(reset, timeout=30).close()
+        return total
+
+
+def tmpfs_dir(prefix: str) -> Path:
+    """A fresh directory on tmpfs (/dev/shm) when there is one, removed at exit: every
+    proxy keeps its cache there, so the benchmark compares proxies, not disks."""
+    shm = Path("/dev/shm")
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=shm if shm.is_dir() else None))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def free_port() -> int:
@@ -220,7 +251,7 @@ def launch_edgenode(origin_port: int, workers: int, run_dir: Path, store: str = 
 [server]
 listen = "{HOST}:{port}"
 workers = {workers}
-state_dir = "{run_dir / 'state'}"
+state_dir = "{tmpfs_dir('edgenode-state-')}"
 
 [admin]
 listen = "off"
@@ -273,8 +304,7 @@ def launch_nginx(origin_port: int, workers: int, run_dir: Path, pin: str = "") -
     port = free_port()
     nginx_dir = run_dir / "nginx"
     nginx_dir.mkdir()
-    shm = Path("/dev/shm")
-    cache_dir = Path(tempfile.mkdtemp(prefix="edgenode-nginx-", dir=shm if shm.is_dir() else None))
+    cache_dir = tmpfs_dir("edgenode-nginx-")
     conf = (REFERENCE / "nginx.conf").read_text().format(
         user_directive="user root;" if os.geteuid() == 0 else "", workers=workers,
         run_dir=nginx_dir, cache_dir=cache_dir, origin_host=HOST, origin_port=origin_port,
@@ -366,12 +396,20 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def measure(target: Target, load: str, args: argparse.Namespace, run_dir: Path, rnd: int) -> dict:
-    """One load against one target: wrk (or the Python generator) for ``args.duration``."""
+def measure(target: Target, load: str, args: argparse.Namespace, run_dir: Path, rnd: int,
+            origin: Origin | None = None) -> dict:
+    """One load against one target: wrk (or the Python generator) for ``args.duration``.
+
+    The CPU is the target's own process tree (the origin is another process, excluded
+    for every target); with ``origin`` the origin's fetches and CPU during the load are
+    recorded beside it, so a miss load shows it really missed (one fetch per request)."""
     size, mode = load.split("-")
     paths = load_paths(f"{target.name}-r{rnd}", size, mode)
     cache_header = asyncio.run(probe(target.port, paths, warm=mode != "miss"))
     url = f"http://{HOST}:{target.port}"
+    if origin is not None:
+        origin.fetches()
+        origin_cpu0 = tree_cpu_seconds(origin.proc.pid)
     cpu0 = tree_cpu_seconds(target.proc.pid)
     if args.generator == "wrk" and mode == "miss":
         script = run_dir / "miss.lua"
@@ -390,6 +428,10 @@ def measure(target: Target, load: str, args: argparse.Namespace, run_dir: Path, 
     out["cache_header"] = cache_header
     out["cpu_s"] = round(cpu1 - cpu0, 3)
     out["cpu_us_per_request"] = round((cpu1 - cpu0) * 1e6 / load_r.requests, 1) if load_r.requests else None
+    if origin is not None and load_r.requests:
+        origin_cpu = tree_cpu_seconds(origin.proc.pid) - origin_cpu0
+        out["origin_fetches_per_request"] = round(origin.fetches() / load_r.requests, 3)
+        out["origin_cpu_us_per_request"] = round(origin_cpu * 1e6 / load_r.requests, 1)
     return out
 
 
@@ -405,6 +447,8 @@ def summarize(rounds: list[dict]) -> dict:
     p99 = [r["latency_us"].get("p99") for r in rounds]
     return {"cpu_us_per_request": med([r["cpu_us_per_request"] for r in rounds]),
             "cpu_us_per_request_rounds": [r["cpu_us_per_request"] for r in rounds],
+            "origin_fetches_per_request": med([r.get("origin_fetches_per_request") for r in rounds]),
+            "origin_cpu_us_per_request": med([r.get("origin_cpu_us_per_request") for r in rounds]),
             "rps": med([r["rps"] for r in rounds]), "p50_us": med(p50), "p99_us": med(p99),
             "errors": errors, "cache_header": rounds[-1]["cache_header"], "rounds": rounds}
 
@@ -477,7 +521,7 @@ def print_table(report: dict) -> None:
           f"workers={report['workers']}, servers on CPU {report['pin'] or 'any'}, "
           f"{report['machine']['cpus']} CPUs; median over rounds")
     head = (f"{'target':<24} {'load':<9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} "
-            f"{'x nginx':>7} {'+us vs cache':>12} {'errors':>6}  cache header")
+            f"{'x nginx':>7} {'+us vs cache':>12} {'origin/req':>10} {'errors':>6}  cache header")
     print(head)
     print("-" * len(head))
     for name, t in report["targets"].items():
@@ -490,7 +534,8 @@ def print_table(report: dict) -> None:
             p99 = r["p99_us"] / 1000 if r["p99_us"] is not None else None
             print(f"{name:<24} {load:<9} {r['rps']:>9,.0f} {fmt(p50, '.2f'):>7} {fmt(p99, '.2f'):>7} "
                   f"{fmt(r['cpu_us_per_request'], '.1f'):>10} {fmt(rel.get('cpu_per_request'), '.2f'):>7} "
-                  f"{fmt(rel.get('added_us'), '+.1f'):>12} {r['errors']:>6}  {r['cache_header']}")
+                  f"{fmt(rel.get('added_us'), '+.1f'):>12} {fmt(r.get('origin_fetches_per_request'), '.2f'):>10} "
+                  f"{r['errors']:>6}  {r['cache_header']}")
     checks = report.get("target_checks") or []
     if checks:
         print("\ntargets (same run):")
@@ -627,7 +672,8 @@ def main() -> int:
         run_dir = Path(tmp)
         os.chmod(run_dir, 0o755)  # varnishd's unprivileged child must reach its work dir
         origin, origin_port = start_origin(run_dir)
-        report["origin"] = f"edgenode.origin on port {origin_port} (1 process)"
+        report["origin"] = (f"edgenode.origin on port {origin_port} (1 process, shared by every target; "
+                            "its CPU is not in any target's figure)")
         targets: list[Target] = []
         try:
             targets = start_targets(names, origin_port, args, run_dir, report)
@@ -637,7 +683,7 @@ def main() -> int:
                     for target in targets:
                         print(f"round {rnd + 1}/{args.rounds}: {target.name} {load} ...", file=sys.stderr, flush=True)
                         samples.setdefault((target.name, load), []).append(
-                            measure(target, load, args, run_dir, rnd))
+                            measure(target, load, args, run_dir, rnd, Origin(origin, origin_port)))
             for (name, load), rounds in samples.items():
                 report["targets"][name]["loads"][load] = summarize(rounds)
             for target in targets:

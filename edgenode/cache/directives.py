@@ -22,13 +22,30 @@ MAX_DELTA = 2147483648
 _DIRECTIVE = re.compile(r'\s*([^\s=,"]+)(?:=("(?:[^"\\]|\\.)*"|[^\s,"]*))?\s*(?:,|$)')
 
 
+#: parsed field values kept per process (origins repeat a handful of Cache-Control values
+#: and dates; a miss parses each several times); cleared when full
+MEMO_SIZE = 1024
+_CC_MEMO: dict[tuple[str, ...], dict[str, str | None]] = {}
+_DATE_MEMO: dict[str, float | None] = {}
+
+
 def parse_cache_control(values: Iterable[str]) -> dict[str, str | None]:
     """Directives of all Cache-Control field lines: lowercase name -> argument or None.
 
     A quoted argument is unquoted.  When a directive repeats, the first one wins
     (RFC 9111 leaves duplicates undefined; conflicting freshness directives then
-    make ``delta_seconds`` see one consistent value).
+    make ``delta_seconds`` see one consistent value).  Each caller gets its own dict.
     """
+    lines = tuple(values)
+    parsed = _CC_MEMO.get(lines)
+    if parsed is None:
+        if len(_CC_MEMO) >= MEMO_SIZE:
+            _CC_MEMO.clear()
+        parsed = _CC_MEMO[lines] = _parse_cache_control(lines)
+    return dict(parsed)
+
+
+def _parse_cache_control(values: tuple[str, ...]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for value in values:
         pos = 0
@@ -158,6 +175,17 @@ def parse_http_date(value: str | None) -> float | None:
     """Seconds since the epoch for the three HTTP-date formats (RFC 9110 §5.6.7); None if invalid."""
     if not value:
         return None
+    try:
+        return _DATE_MEMO[value]
+    except KeyError:
+        pass
+    if len(_DATE_MEMO) >= MEMO_SIZE:
+        _DATE_MEMO.clear()
+    ts = _DATE_MEMO[value] = _parse_http_date(value)
+    return ts
+
+
+def _parse_http_date(value: str) -> float | None:
     try:
         m = _IMF.match(value)
         if m:

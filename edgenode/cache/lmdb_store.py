@@ -129,9 +129,12 @@ class _Txn:
         return self.totals["tick"]
 
     def insert(self, entry: Entry) -> None:
+        """Store ``entry``; a key that had no variants is logged for no one (no process
+        can hold what was not there), so a plain miss moves no worker's generation."""
         kh = _h(entry.key, 16)
         oid = kh + _h(entry.variant, 8)
-        for old_oid, old in self.variants(kh):
+        olds = self.variants(kh)
+        for old_oid, old in olds:
             # same variant, or the origin changed what it varies on: the old one goes
             if old_oid == oid or old.variant == entry.variant or old.vary != entry.vary:
                 self.remove(old_oid, old)
@@ -142,7 +145,7 @@ class _Txn:
         txn.put(oid, entry.body, db=db["body"])
         txn.put(oid, tick, db=db["tick"])
         txn.put(tick + oid, b"", db=db["lru"])
-        uh = _h(entry.url, 16)
+        uh = kh if entry.url == entry.key else _h(entry.url, 16)
         if not self.prefixed("url", uh):
             self.totals["urls"] += 1
         txn.put(uh + kh, b"", db=db["url"])
@@ -150,7 +153,8 @@ class _Txn:
             txn.put(_h(tag, 16) + oid, b"", db=db["tag"])
         self.totals["bytes"] += entry.size
         self.totals["entries"] += 1
-        self.invalid.append(entry.key)
+        if olds:  # workers may hold the key's other (or removed) variants
+            self.invalid.append(entry.key)
 
     def remove(self, oid: bytes, record: StoreRecord) -> None:
         txn, db = self.txn, self.db
@@ -240,8 +244,10 @@ def _read_u64(txn: Any, key: bytes, db: Any) -> int:
 class SharedStore:
     """The lmdb store (``[cache] store = "lmdb"``); see the module doc."""
 
-    def __init__(self, cfg: CacheConfig, path: Path, *, owner: bool = True,
+    def __init__(self, cfg: CacheConfig, path: Path, *, owner: bool = True, alone: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
+        """``alone``: this process is the only one serving from the store (a single-process
+        node), so its own collapsing is node-wide and it takes no cross-process leases."""
         self.cfg = cfg
         self.clock = clock
         self.path = path
@@ -251,7 +257,7 @@ class SharedStore:
         self.files = StoreFiles(path, cfg.max_bytes, owner)
         self.env = self.files.env
         self._db = self.files.dbs
-        self.leases = FileLeases(self.files.leases_fd)
+        self.leases = None if alone else FileLeases(self.files.leases_fd)
         self._cell = self.files.generation.cell
         self._seen = self._cell[0]
         self._log_pos = self.files.seq()

@@ -197,28 +197,29 @@ def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tupl
 
 
 def _stored_headers(resp_headers: Headers, cc: Mapping[str, str | None]) -> list[tuple[str, str]]:
-    drop = set(_NOT_STORED)
-    for token in split_list(resp_headers.getall("connection", ())):
-        drop.add(token.lower())
+    extra = {token.lower() for token in split_list(resp_headers.getall("connection", ()))}
     # private="f" / no-cache="f": a shared cache may store the response without those fields;
     # the ones Cache-Control names are dropped even when a targeted field rules freshness
     plain = parse_cache_control(resp_headers.getall("cache-control", ()))
     for directives in (cc, plain):
-        drop.update(field_names(directives.get("private")))
-        drop.update(field_names(directives.get("no-cache")))
+        extra.update(field_names(directives.get("private")))
+        extra.update(field_names(directives.get("no-cache")))
+    drop = _NOT_STORED | extra if extra else _NOT_STORED
     return [(k, v) for k, v in resp_headers.items() if k.lower() not in drop]
 
 
 def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: float,
                  response_time: float, heuristic_fraction: float, heuristic_max: float,
-                 default_ttl: float) -> None:
-    """(Re)compute the freshness facts from the stored header list."""
+                 default_ttl: float) -> CIMultiDict[str]:
+    """(Re)compute the freshness facts from the stored header list; the list as a multidict."""
     h = CIMultiDict(e.headers)
     cc, targeted = response_directives(h, e.surrogate_control)
     date = parse_http_date(h.get("date"))
     if date is None:
         date = response_time
-        e.headers.append(("Date", format_http_date(response_time)))
+        field = format_http_date(response_time)
+        e.headers.append(("Date", field))
+        h.add("Date", field)
     e.request_time = request_time
     e.response_time = response_time
     e.date = date
@@ -234,6 +235,7 @@ def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: flo
     e.etag = h.get("etag")
     e.last_modified = h.get("last-modified")
     e.last_modified_ts = parse_http_date(e.last_modified)
+    return h
 
 
 def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
@@ -255,8 +257,8 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     e.headers = _stored_headers(resp_headers, cc)
     if partial is None:
         e.headers.append(("Content-Length", str(len(body))))
-    _apply_facts(e, status, resp_headers, request_time, response_time,
-                 heuristic_fraction, heuristic_max, default_ttl)
+    proto = _apply_facts(e, status, resp_headers, request_time, response_time,
+                         heuristic_fraction, heuristic_max, default_ttl)
     e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary", ())))
     e.vary_values, e.variant = variant_signature(e.vary, req_headers)
     e.surrogate_keys = tuple(k for v in resp_headers.getall("surrogate-key", ()) for k in v.split())
@@ -264,7 +266,7 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     e.size = len(body) + sum(len(k) + len(v) + 4 for k, v in e.headers) + len(key) + 200
     if e.trailers is not None:
         e.size += sum(len(k) + len(v) + 4 for k, v in e.trailers.items())
-    _prepare_hits(e)
+    _prepare_hits(e, proto)
     return e
 
 
@@ -272,15 +274,15 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
 _NOT_PRESERIALISED = frozenset({"age", "x-cache", "content-length", "transfer-encoding", "connection"})
 
 
-def _prepare_hits(e: Entry) -> None:
+def _prepare_hits(e: Entry, proto: CIMultiDict[str]) -> None:
     """Per-entry work done once at store time instead of on every hit.
 
-    ``proto`` is the header multidict a hit copies.  ``wire`` is the header block as the
+    ``proto`` (``e.headers`` as a multidict) is the header multidict a hit copies.  ``wire`` is the header block as the
     front end would write it (see ``Response.wire_head``), or None when the stored fields
     cannot be sent as they are (they hold a field a hit rewrites, or bad characters):
     those hits take the general path.
     """
-    e.proto = CIMultiDict(e.headers)
+    e.proto = proto
     e.wire = None
     #: the cache stage's pre-serialised fresh hit (``Prebuilt``), reused while valid
     e.hit = None
@@ -311,9 +313,9 @@ def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response
     e.headers = [(k, v) for k, v in e.headers if k.lower() not in names] + incoming
     if "surrogate-control" in resp_headers:
         e.surrogate_control = tuple(resp_headers.getall("surrogate-control"))
-    _apply_facts(e, e.status, resp_headers, request_time, response_time,
-                 heuristic_fraction, heuristic_max, default_ttl)
-    _prepare_hits(e)
+    proto = _apply_facts(e, e.status, resp_headers, request_time, response_time,
+                         heuristic_fraction, heuristic_max, default_ttl)
+    _prepare_hits(e, proto)
 
 
 def request_directives(req_headers: Headers) -> dict[str, str | None]:

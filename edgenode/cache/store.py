@@ -254,7 +254,8 @@ def open_store(cfg: CacheConfig, path: Path, *, owner: bool = True, workers: int
 
     ``owner``: this process runs the node's store (a single-process node, or the master
     of a multi-worker node): it takes the store's node lock and checks its format.
-    Workers open it with ``owner=False`` after the master did.  The memory store is per
+    Workers open it with ``owner=False`` after the master did; a single-process node
+    (``owner`` and one worker) takes no cross-process collapsing leases.  The memory store is per
     process, so with ``workers`` processes each gets ``max_bytes / workers``.  An lmdb
     store that cannot be opened (read-only, unwritable, in use) leaves the node a
     pass-through proxy, with the reason in the log and in ``stats()``.
@@ -266,7 +267,7 @@ def open_store(cfg: CacheConfig, path: Path, *, owner: bool = True, workers: int
     from edgenode.cache.store_files import StoreUnavailable
 
     try:
-        return SharedStore(cfg, path, owner=owner, clock=clock)
+        return SharedStore(cfg, path, owner=owner, alone=owner and workers == 1, clock=clock)
     except StoreUnavailable as exc:
         log.error("cache store %s unavailable: %s; serving as a pass-through proxy "
                   "(nothing is cached until it is fixed and the node restarted)", path, exc)

@@ -269,6 +269,45 @@ def test_codec_keeps_every_entry_field() -> None:
     assert marshal.loads(encode(e))[FIELDS.index("key")] == e.key
 
 
+def test_a_new_key_moves_no_generation_a_change_does(tmp_path: Path) -> None:
+    """A miss stored under a key no process holds is logged for no one (other workers need
+    not catch up on every miss); replacing it, or adding a variant beside it, is logged,
+    and another process sees each."""
+    store = SharedStore(CacheConfig(), tmp_path / "c")
+    peer = Peer(tmp_path / "c")
+    key = "http://example.com/new"
+    try:
+        seq = store.files.seq()
+        assert store.put(entry("/new", b"one", at=time.time()))
+        assert store.files.seq() == seq
+        assert peer.ask("get", key) == "one"  # read, and now kept decoded in the peer
+        assert store.put(entry("/new", b"two", at=time.time()))
+        assert store.files.seq() == seq + 1
+        assert peer.ask("get", key) == "two"
+        h = CIMultiDict({"Cache-Control": "max-age=60", "Vary": "Accept"})
+        for accept in ("a", "b"):
+            assert store.put(build_entry(
+                key=key + "v", url=key + "v", status=200, reason="OK", resp_headers=h, body=accept.encode(),
+                req_headers=CIMultiDict({"Accept": accept}), request_time=time.time(),
+                response_time=time.time(), heuristic_fraction=0.1, heuristic_max=86400))
+        assert store.files.seq() == seq + 2  # the second variant: holders of the first must look
+    finally:
+        peer.close()
+        store.close()
+
+
+def test_a_single_process_node_takes_no_leases(tmp_path: Path) -> None:
+    """Collapsing across processes is only needed when several serve from the store."""
+    cfg = CacheConfig(store="lmdb")
+    alone = open_store(cfg, tmp_path / "one")
+    assert isinstance(alone, SharedStore) and alone.leases is None
+    alone.close()
+    for owner in (True, False):  # the master of two workers, and a worker (one per process)
+        shared = open_store(cfg, tmp_path / "many", owner=owner, workers=2)
+        assert isinstance(shared, SharedStore) and shared.leases is not None
+        shared.close()
+
+
 def test_max_bytes_is_the_nodes_bound_with_either_store(tmp_path: Path) -> None:
     """Per-process memory stores split ``max_bytes`` (the merged /stats adds up to it);
     the lmdb store is one bound for every process that opens it."""

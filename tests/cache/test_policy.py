@@ -10,6 +10,7 @@ from hishel._core._spec import CacheMiss, StoreAndUse, get_freshness_lifetime
 from multidict import CIMultiDict
 
 from edgenode.cache.conditional import client_not_modified, if_range_matches
+from edgenode.cache import directives
 from edgenode.cache.directives import format_http_date, parse_cache_control, parse_http_date
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
@@ -41,6 +42,22 @@ def test_cache_control_parsing():
     assert cc == {"max-age": "60", "no-cache": "Set-Cookie, X-A", "public": None, "bogus": None}
     assert parse_cache_control(['private="a,b", max-age=1']) == {"private": "a,b", "max-age": "1"}
     assert parse_cache_control(["max-age=1, max-age=9"])["max-age"] == "1"
+
+
+def test_parsed_values_are_remembered_but_each_caller_owns_its_dict():
+    """A value parsed before is not parsed again (origins repeat them), and what one caller
+    does to its directives never shows in the next caller's."""
+    first = parse_cache_control(("public, max-age=3600",))
+    first["no-store"] = None
+    again = parse_cache_control(["public, max-age=3600"])
+    assert again == {"public": None, "max-age": "3600"} and again is not first
+    for _ in range(3):  # a full memo is cleared, the answers stay the same
+        for i in range(directives.MEMO_SIZE + 1):
+            assert parse_cache_control([f"max-age={i}"]) == {"max-age": str(i)}
+    assert parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777.0
+    assert parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777.0
+    assert parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT") is None
+    assert parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT") is None
 
 
 @pytest.mark.parametrize("text", ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT",
