@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_proxy import HOST, RESULTS, rss_kib, start_origin, stop, write_report  # noqa: E402
+from bench_proxy import HOST, RESULTS, header_only_stage, rss_kib, start_origin, stop, write_report  # noqa: E402
 
 from edgenode.bench.loadgen import parse_wrk_output, wrk_available  # noqa: E402
 from edgenode.config import load_config  # noqa: E402
@@ -56,15 +56,6 @@ from edgenode.frontend.server import install_event_loop  # noqa: E402
 from edgenode.node import Node, tune_gc  # noqa: E402
 
 HIT_PATH = "/obj/memory-1k?size=1k&ttl=3600"
-
-
-def filter_stage(isolation: str) -> str:
-    return f"""[[chain]]
-type = "wasm"
-name = "header-only"
-module = "{ROOT / 'tests/wasm/wat/header_only.wat'}"
-isolation = "{isolation}"
-"""
 
 
 def node_config(run_dir: Path, origin_port: int, store: str, isolation: str | None) -> Path:
@@ -86,7 +77,7 @@ store = "{store}"
 [origins.default]
 url = "http://{HOST}:{origin_port}"
 
-{filter_stage(isolation) if isolation else ""}
+{header_only_stage(isolation) if isolation else ""}
 [[chain]]
 type = "cache"
 

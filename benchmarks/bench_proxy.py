@@ -218,7 +218,8 @@ config = {{ path_prefix = "/img/" }}
 """
 
 
-def _header_only(isolation: str) -> str:
+def header_only_stage(isolation: str) -> str:
+    """The header-only test filter as a chain stage in ``isolation`` (also bench_memory's)."""
     return f"""[[chain]]
 type = "wasm"
 name = "header-only"
@@ -232,8 +233,8 @@ CHAINS: dict[str, str] = {
     "routing": _ROUTING,
     "waf": _WAF,
     "image-accept": _IMAGE_ACCEPT,
-    "header-shared": _header_only("shared"),
-    "header-per-request": _header_only("per-request"),
+    "header-shared": header_only_stage("shared"),
+    "header-per-request": header_only_stage("per-request"),
     "default-no-waf": _ROUTING + _IMAGE_ACCEPT,
     "default": _ROUTING + _WAF + _IMAGE_ACCEPT,
 }
