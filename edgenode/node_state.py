@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edgenode.cache.store import Store, open_store
+from edgenode.cache.store import Store
+from edgenode.cache.store_open import open_store
 from edgenode.config import Config, cache_path
 
 if TYPE_CHECKING:

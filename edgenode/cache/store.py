@@ -10,14 +10,12 @@ stale-if-error still apply and the next request revalidates.
 Two stores implement :class:`Store` with the same semantics: :class:`CacheStore`
 (this module: one process's memory, for tests and tiny setups) and
 ``lmdb_store.SharedStore`` (one store for every worker of a node, kept across
-restarts).  :func:`open_store` picks one from ``[cache] store``.
+restarts).  ``store_open.open_store`` picks one from ``[cache] store``.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from cachetools import LRUCache
@@ -26,9 +24,8 @@ from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import Entry, Headers
 from edgenode.config import CacheConfig
 
-__all__ = ["CacheStore", "MemoryStore", "Store", "Leases", "open_store", "purge_store", "COUNTERS"]
+__all__ = ["CacheStore", "MemoryStore", "Store", "Leases", "purge_store", "COUNTERS"]
 
-log = logging.getLogger("edgenode.cache.store")
 
 #: per-process tallies every store keeps in ``counters`` (the stage increments most)
 COUNTERS = ("hits", "misses", "stale", "revalidations", "collapsed", "stored", "uncacheable",
@@ -246,32 +243,6 @@ class CacheStore:
 
 
 MemoryStore = CacheStore
-
-
-def open_store(cfg: CacheConfig, path: Path, *, owner: bool = True, workers: int = 1,
-               clock: Callable[[], float] = time.time) -> Store:
-    """The store ``[cache] store`` names.
-
-    ``owner``: this process runs the node's store (a single-process node, or the master
-    of a multi-worker node): it takes the store's node lock and checks its format.
-    Workers open it with ``owner=False`` after the master did; a single-process node
-    (``owner`` and one worker) takes no cross-process collapsing leases.  The memory store is per
-    process, so with ``workers`` processes each gets ``max_bytes / workers``.  An lmdb
-    store that cannot be opened (read-only, unwritable, in use) leaves the node a
-    pass-through proxy, with the reason in the log and in ``stats()``.
-    """
-    if cfg.store == "memory":
-        return CacheStore(cfg, clock, max_bytes=max(1, cfg.max_bytes // max(1, workers)))
-    from edgenode.cache.lmdb_store import SharedStore
-    from edgenode.cache.passthrough import PassThroughStore
-    from edgenode.cache.store_files import StoreUnavailable
-
-    try:
-        return SharedStore(cfg, path, owner=owner, alone=owner and workers == 1, clock=clock)
-    except StoreUnavailable as exc:
-        log.error("cache store %s unavailable: %s; serving as a pass-through proxy "
-                  "(nothing is cached until it is fixed and the node restarted)", path, exc)
-        return PassThroughStore(cfg, str(exc))
 
 
 def purge_store(store: Store, kind: str, values: list[str], soft: bool) -> int:

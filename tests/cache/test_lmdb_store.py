@@ -22,7 +22,7 @@ from edgenode.cache.lmdb_store import SharedStore
 from edgenode.cache.passthrough import PassThroughStore
 from edgenode.cache.policy import Entry, build_entry
 from edgenode.cache.ranges import Partial
-from edgenode.cache.store import open_store
+from edgenode.cache.store_open import open_store
 from edgenode.cache.store_files import StoreInUse
 from edgenode.config import CacheConfig
 
