@@ -233,7 +233,25 @@ static wstr t_css(arena *a, wstr in) {
     return (wstr){(char *)o, (size_t)(d - o)};
 }
 
+/* True when t_cmdline would return in as it is: nothing it deletes (`"'\\^`), replaces
+ * (`,;\t\r\n`) or lowercases, and no ' ' it would fold (before another space, `/` or `(`). */
+static bool cmdline_keeps(wstr in) {
+    for (size_t i = 0; i < in.n; i++) {
+        switch (in.p[i]) {
+        case '"': case '\'': case '\\': case '^': case ',': case ';': case '\t': case '\r': case '\n':
+            return false;
+        case ' ':
+            if (i + 1 < in.n && (in.p[i + 1] == ' ' || in.p[i + 1] == '/' || in.p[i + 1] == '(')) return false;
+            break;
+        default:
+            if (in.p[i] >= 'A' && in.p[i] <= 'Z') return false;
+        }
+    }
+    return true;
+}
+
 static wstr t_cmdline(arena *a, wstr in) {
+    if (cmdline_keeps(in)) return in;
     char *o = ar_alloc(a, in.n + 1);
     size_t k = 0;
     bool space = false;
@@ -758,6 +776,10 @@ bool tfn_keeps(int t, const uint8_t present[256]) {
     case T_REPLACECOMMENTS: return !HAS('*');
     case T_REMOVECOMMENTS: case T_REMOVECOMMENTSCHAR: return !HAS('#') && !HAS('-') && !HAS('*');
     case T_SQLHEXDECODE: return !HAS('x') && !HAS('X');
+    case T_CMDLINE:   /* cmdline_keeps, for every value: no byte it deletes, replaces or lowercases, no ' ' */
+        for (const char *c = "\"'\\^,; \t\r\n"; *c; c++) if (HAS(*c)) return false;
+        for (int c = 'A'; c <= 'Z'; c++) if (HAS(c)) return false;
+        return true;
     default: return false;
     }
 #undef HAS
