@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 
 __all__ = ["export_globals", "GLOBAL_PREFIX", "diff_pages", "nonzero_pages", "bake", "Snapshot",
-           "PAGE", "BAKE_MIN_BYTES"]
+           "PAGE", "BAKE_MIN_BYTES", "resettable"]
 
 #: export names given to mutable globals (no SDK uses names like this)
 GLOBAL_PREFIX = "edgenode.snapshot.global."
@@ -29,7 +29,7 @@ GLOBAL_PREFIX = "edgenode.snapshot.global."
 PAGE = 4096
 #: value types a snapshot can carry (i32, i64, f32, f64)
 _NUMERIC = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
-_SECTION_IMPORT, _SECTION_GLOBAL, _SECTION_EXPORT = 2, 6, 7
+_SECTION_IMPORT, _SECTION_TABLE, _SECTION_GLOBAL, _SECTION_EXPORT = 2, 4, 6, 7
 _SECTION_MEMORY, _SECTION_START, _SECTION_DATA, _SECTION_DATACOUNT = 5, 8, 11, 12
 #: snapshots with at least this much initialised memory are baked into the module
 #: (``bake``): copying them into every instance costs more than mapping an image
@@ -199,6 +199,46 @@ def nonzero_pages(memory: bytes | memoryview) -> list[tuple[int, bytes]]:
     return diff_pages(b"", memory)
 
 
+def resettable(wasm: bytes) -> bool:
+    """Whether a used instance of ``wasm`` is back in its snapshot state once its linear
+    memory and mutable globals are, i.e. it has no other state a stream could change.
+
+    That rules out a table (table.set/grow/fill/copy/init would change it, and a reset
+    does not restore tables), other than exactly one memory, any import but functions
+    (state outside the instance) and passive data segments (a data.drop would outlive
+    the reset; active ones are dropped at instantiation already).  A module that fails
+    to parse is not resettable."""
+    memories = 0
+    try:
+        for sid, start, end in _sections(wasm):
+            s = _Reader(wasm, start, end)
+            if sid == _SECTION_TABLE and s.uleb():
+                return False
+            if sid == _SECTION_MEMORY:
+                memories = s.uleb()
+            elif sid == _SECTION_IMPORT:
+                for _ in range(s.uleb()):
+                    s.name()
+                    s.name()
+                    if s.byte() != 0x00:
+                        return False
+                    s.uleb()
+            elif sid == _SECTION_DATA:
+                for _ in range(s.uleb()):
+                    flag = s.uleb()
+                    if flag == 1:
+                        return False
+                    if flag == 2:
+                        s.uleb()
+                    elif flag != 0:
+                        return False
+                    _skip_const_expr(s)
+                    s.skip(s.uleb())
+    except _Unsupported:
+        return False
+    return memories == 1
+
+
 def _sleb(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -330,3 +370,10 @@ class Snapshot:
     @property
     def image_bytes(self) -> int:
         return sum(len(data) for _, data in self.image)
+
+    def memory(self) -> bytes:
+        """The whole started memory (``memory_size`` bytes), what a reset compares with."""
+        out = bytearray(self.memory_size)
+        for off, data in self.image:
+            out[off:off + len(data)] = data
+        return bytes(out)

@@ -12,7 +12,10 @@ In ``per-request`` isolation each stream has its own instance, so a failure only
 ever affects that stream (``reload`` behaves as ``fail_closed``).  Instances are
 started ahead of time in idle loop iterations (``prewarm`` of them wait, fully
 configured) and closed after their stream in idle time too, so a request only pays
-for its own stream callbacks; every instance still serves exactly one stream.
+for its own stream callbacks.  When the module's state is only its memory and globals
+(snapshot.resettable), an instance whose stream ended cleanly is reset to the snapshot
+in place instead (``Vm.recycle``) and waits for the next stream: what a stream sees is
+still exactly a fresh instance.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import ReloadBackoff
-from edgenode.wasm.snapshot import BAKE_MIN_BYTES, Snapshot, bake, export_globals
+from edgenode.wasm.snapshot import BAKE_MIN_BYTES, Snapshot, bake, export_globals, resettable
 from edgenode.wasm.stream import StreamDriver, StreamSettings, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
@@ -46,9 +49,15 @@ __all__ = ["WasmStage", "FilterLoadError"]
 #: start of the heap in small modules) is made resident ahead of its stream; more costs
 #: idle CPU per instance (~0.5 µs per 4 KiB page) for pages a stream may never touch
 PREFAULT_BYTES = 64 * 1024
+#: reset per-request instances kept for later streams: as many as were in use at once
+#: (a loop pass runs a batch of hits, each with its own instance), up to this many
+REUSE_LIMIT = 64
 #: a post-configure snapshot and the writer of its globals (per-request isolation);
 #: None when the snapshot is baked into the module the instances come from
 _Snap = tuple[Snapshot, GlobalState | None]
+#: what ``Vm.recycle`` resets a used instance to: the snapshot, its globals' writer, the
+#: whole started memory
+_Reset = tuple[Snapshot, GlobalState, bytes]
 
 
 class WasmStage:
@@ -74,14 +83,19 @@ class WasmStage:
         self.opts = parse_options(stage_cfg.options, self._prefix, base_dir)
         #: per-request isolation: started instances waiting for a stream
         self._pool: list[Vm] = []
+        #: resettable instances out with a stream, and whether the last one came back to
+        #: the pool (then the refill counts those out as coming back: ``_recycle``)
+        self._lent = 0
+        self._reusing = True
         self._refilling = False
         self._closed = False
-        self.plugin, self.loaded, self.vm, self._snapshot = self._build(self.opts)
+        self.plugin, self.loaded, self.vm, self._snapshot, self._reset = self._build(self.opts)
         self._backoff = ReloadBackoff(self.opts.reload_backoff)
         self._make_settings()
 
     # --- construction ------------------------------------------------------------
-    def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None, _Snap | None]:
+    def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None, _Snap | None,
+                                                 _Reset | None]:
         per_request = opts.isolation == "per-request"
         loaded = self.engine.load(opts.module, self.name, snapshot=per_request and opts.snapshot)
         plugin = Plugin(
@@ -101,8 +115,9 @@ class WasmStage:
             fresh.close(graceful=False)
         vm = self._start_vm(plugin, loaded, None)  # per-request: a canary that validates the config
         if not per_request:
-            return plugin, loaded, vm, None
+            return plugin, loaded, vm, None, None
         snap: _Snap | None = None
+        reset: _Reset | None = None
         if fresh_memory is not None and loaded.global_exports is not None:
             if vm.effects or (vm.random_read and not opts.snapshot_random):
                 why = ("made host calls with effects outside the instance" if vm.effects else
@@ -113,20 +128,27 @@ class WasmStage:
                 captured = vm.capture(fresh_memory, loaded.global_exports)
                 baked = (self._bake(opts, captured, plugin) if captured.image_bytes >= BAKE_MIN_BYTES
                          else None)
+                state = GlobalState(captured.globals)
                 if baked is not None:
                     loaded, snap = baked, (captured, None)
                 else:
-                    snap = (captured, GlobalState(captured.globals))
+                    snap = (captured, state)
+                if resettable(self._binary(opts)):
+                    reset = (captured, state, captured.memory())
         vm.close()
-        return plugin, loaded, None, snap
+        return plugin, loaded, None, snap, reset
+
+    @staticmethod
+    def _binary(opts: WasmOptions) -> bytes:
+        """The module's binary (a .wat file compiled)."""
+        source = opts.module.read_bytes()
+        return bytes(wat2wasm(source.decode())) if opts.module.suffix == ".wat" else source
 
     def _bake(self, opts: WasmOptions, captured: Snapshot, plugin: Plugin) -> LoadedModule | None:
         """The module with ``captured`` baked in (snapshot.bake), or None (logged) if the
         module's layout does not allow it; instances then copy the snapshot instead."""
         try:
-            source = opts.module.read_bytes()
-            binary = bytes(wat2wasm(source.decode())) if opts.module.suffix == ".wat" else source
-            baked = bake(export_globals(binary)[0], captured, captured.image)
+            baked = bake(export_globals(self._binary(opts))[0], captured, captured.image)
             return self.engine.load(opts.module, self.name, source=baked)
         except (OSError, ValueError, WasmtimeError, FilterLoadError) as exc:
             plugin.logger.info("start-up snapshot copied into each instance, not baked: %s", exc,
@@ -199,10 +221,12 @@ class WasmStage:
                 except FilterLoadError as exc:
                     self.plugin.logger.error("%s", exc, extra={"filter": self.name})
                     return None
-            vm.on_idle = _close_later
-            if not self._refilling and self.opts.prewarm:
-                self._refilling = True
-                asyncio.get_running_loop().call_soon(self._refill)
+            if self._reset is not None:
+                vm.on_idle = self._after_stream
+                self._lent += 1
+            else:
+                vm.on_idle = _close_later
+            self._start_refill()
             return vm
         vm = self.vm
         assert vm is not None
@@ -221,9 +245,16 @@ class WasmStage:
         new_vm.arm_tick()
         return new_vm
 
+    def _start_refill(self) -> None:
+        """Schedule ``_refill`` (unless it is running or ``prewarm`` is 0)."""
+        if not self._refilling and self.opts.prewarm:
+            self._refilling = True
+            asyncio.get_running_loop().call_soon(self._refill)
+
     def _refill(self) -> None:
         """Start one per-request instance per idle loop iteration until ``prewarm`` wait."""
-        if (self._closed or len(self._pool) >= self.opts.prewarm
+        lent = self._lent if self._reusing else 0
+        if (self._closed or len(self._pool) + lent >= self.opts.prewarm
                 or self.opts.isolation != "per-request"):
             self._refilling = False
             return
@@ -235,6 +266,31 @@ class WasmStage:
         vm.inst.prefault(PREFAULT_BYTES)
         self._pool.append(vm)
         asyncio.get_running_loop().call_soon(self._refill)
+
+    def _after_stream(self, vm: Vm) -> None:
+        """A resettable per-request instance after its stream: recycled in idle time."""
+        try:
+            asyncio.get_running_loop().call_soon(self._recycle, vm)
+        except RuntimeError:  # no loop: nothing to reuse it for
+            self._lent -= 1
+            vm.close()
+
+    def _recycle(self, vm: Vm) -> None:
+        """Reset ``vm`` into the pool (``Vm.recycle``); else (the pool has ``REUSE_LIMIT``
+        waiting, the stage closed or reloaded since, or the reset refused) it is closed
+        and the pool refilled."""
+        self._lent -= 1
+        reset = self._reset
+        if (reset is not None and not self._closed and vm.plugin is self.plugin
+                and len(self._pool) < REUSE_LIMIT):
+            self._reusing = vm.recycle(*reset)
+            if self._reusing:
+                vm.on_idle = None
+                self._pool.append(vm)
+                return
+        vm.close()  # a refused reset has closed it already
+        if not self._closed:
+            self._start_refill()
 
     def _drain_pool(self) -> None:
         pool, self._pool = self._pool, []
@@ -256,8 +312,8 @@ class WasmStage:
         """
         opts = self.opts if stage_cfg is None else parse_options(stage_cfg.options, self._prefix,
                                                                  self._base_dir)
-        plugin, loaded, vm, snap = self._build(opts)
-        self.opts, self.plugin, self.loaded, self._snapshot = opts, plugin, loaded, snap
+        plugin, loaded, vm, snap, reset = self._build(opts)
+        self.opts, self.plugin, self.loaded, self._snapshot, self._reset = opts, plugin, loaded, snap, reset
         self._backoff = ReloadBackoff(opts.reload_backoff)
         self._make_settings()
         self._drain_pool()

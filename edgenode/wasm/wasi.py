@@ -28,7 +28,7 @@ from edgenode.wasm.errors import HostTrap
 from edgenode.wasm.hostcalls import ALL_VERSIONS, HOST_FUNCTIONS, HostDef, HostVm, _vm
 
 
-__all__ = ["WasiGrants", "WASI_MODULES", "WASI_FAULT", "MAX_POLL_SLEEP"]
+__all__ = ["WasiGrants", "WASI_MODULES", "WASI_FAULT", "MAX_POLL_SLEEP", "forget_fds"]
 
 WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
 #: errno values (wasi_snapshot_preview1 ``errno``)
@@ -78,6 +78,11 @@ class _FdTable:
 
 
 _TABLES: "weakref.WeakKeyDictionary[Vm, _FdTable]" = weakref.WeakKeyDictionary()
+
+
+def forget_fds(vm: HostVm) -> None:
+    """Drop ``vm``'s open files: it starts over from its snapshot (Vm.recycle)."""
+    _TABLES.pop(vm, None)
 
 
 def _table(vm: HostVm) -> _FdTable:

@@ -442,6 +442,28 @@ static PyObject *Instance_restore(Instance *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* reset_memory(image) -> bool: linear memory made equal to ``image`` again (a used
+ * per-request instance going back to its post-configure snapshot), comparing page by
+ * page and copying only the pages that differ, so pages the stream never touched stay
+ * clean.  False, with memory untouched, when the size differs (it grew). */
+static PyObject *Instance_reset_memory(Instance *self, PyObject *arg) {
+    Py_buffer image;
+    if (PyObject_GetBuffer(arg, &image, PyBUF_SIMPLE) < 0) return NULL;
+    size_t size = self->store == NULL ? 0 : WT.memory_data_size(self->ctx, &self->memory);
+    if (self->store == NULL || size != (size_t)image.len) {
+        PyBuffer_Release(&image);
+        Py_RETURN_FALSE;
+    }
+    uint8_t *mem = WT.memory_data(self->ctx, &self->memory);
+    const uint8_t *src = image.buf;
+    for (size_t off = 0; off < size; off += 4096) {
+        size_t n = size - off < 4096 ? size - off : 4096;
+        if (memcmp(mem + off, src + off, n) != 0) memcpy(mem + off, src + off, n);
+    }
+    PyBuffer_Release(&image);
+    Py_RETURN_TRUE;
+}
+
 /* alloc(size) -> guest pointer, from Python host functions (HostTrap if it traps) */
 static PyObject *Instance_alloc(Instance *self, PyObject *arg) {
     long size = PyLong_AsLong(arg);
@@ -666,6 +688,7 @@ static PyMethodDef Instance_methods[] = {
     {"respond", (PyCFunction)(void (*)(void))Instance_respond, METH_FASTCALL,
      "response headers, the body callback of a bytes body, and the stream's end in one call"},
     {"restore", (PyCFunction)Instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
+    {"reset_memory", (PyCFunction)Instance_reset_memory, METH_O, "memory back to an image of its size"},
     {"alloc", (PyCFunction)Instance_alloc, METH_O, "the guest allocator (nested call)"},
     {"bind", (PyCFunction)Instance_bind, METH_VARARGS, "bind(name, nparams, nresults) -> hook id"},
     {"memory_size", (PyCFunction)Instance_memory_size, METH_NOARGS, "linear memory size in bytes"},
