@@ -240,7 +240,7 @@ class CacheStage:
         if method == "HEAD":
             return self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
         return self._collapsed(ex, nxt, key, req_cc,
-                              lambda fl: self._miss(ex, nxt, key, url, req_cc, fwd, fl))
+                              lambda fl: self._miss(ex, nxt, key, url, req_cc, fwd, fl), missed=True)
 
     # -- answers built from a stored entry -----------------------------------------------
     def _serve(self, ex: Exchange, entry: Entry, now: float, x_cache: str, cache_status: str) -> Response:
@@ -380,12 +380,24 @@ class CacheStage:
 
     # -- collapsing -------------------------------------------------------------------------
     async def _collapsed(self, ex: Exchange, nxt: Handler, key: str, req_cc: Cc,
-                         fetch: Callable[[Flight | None], Awaitable[Response]]) -> Response:
+                         fetch: Callable[[Flight | None], Awaitable[Response]],
+                         missed: bool = False) -> Response:
+        """``fetch`` as the key's leader, or wait for the leader's entry.  ``missed``: the
+        lookup found nothing; a leader that finished between that lookup and this
+        coroutine's start has stored the entry, so a new leader looks again first."""
         h = ex.request.headers
         if (not self.cfg.collapse or "authorization" in h or "no-cache" in req_cc
                 or "no-store" in req_cc):
             return await fetch(None)
         flight, fut = self.collapser.join(key)
+        if flight is not None and missed:
+            entry, _ = self.store.lookup(key, h)
+            now = self.clock()
+            if (entry is not None and entry.partial is None and entry.fresh_until > now
+                    and evaluate(entry, now, req_cc)[0] == FRESH):
+                flight.done(entry)
+                self._counters["hits"] += 1
+                return self._serve(ex, entry, now, "HIT", status.hit(self.cache_name, entry.fresh_until - now))
         if flight is not None:
             try:
                 return await fetch(flight)

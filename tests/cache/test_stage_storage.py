@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from aiohttp import web
+from multidict import CIMultiDict
+
+from edgenode.http.messages import Request, Response, read_body
+from edgenode.pipeline.exchange import Exchange
 
 BODY = bytes(range(256)) * 4  # 1024 bytes
 
@@ -217,3 +222,20 @@ async def test_collapse_timeout_sends_waiter_to_origin(make_harness, origin):
     gate.set()
     await leader
     assert origin.hits["/t"] == 2
+
+
+async def test_a_miss_whose_leader_finished_before_its_fetch_began_is_a_hit(harness, origin):
+    """The cache step finds no entry and returns the fetch; if the key's leader stores
+    the entry before that fetch starts, the request is answered from it: one origin
+    request, however the two interleave."""
+    origin.route("/late", body=BODY, cache_control="max-age=60")
+    ex = Exchange(Request("GET", "/late", CIMultiDict({"Host": "example.com"})))
+    rest = SimpleNamespace(settled=harness.terminal)
+    pending = harness.stage.handle(ex, rest)  # type: ignore[arg-type]
+    assert not isinstance(pending, Response)  # the lookup missed; the fetch has not begun
+    first, body, _ = await harness.send("/late")
+    assert first.headers["X-Cache"] == "MISS" and body == BODY
+    resp = await pending
+    assert await read_body(resp.body) == BODY
+    assert resp.headers["X-Cache"] == "HIT"
+    assert origin.hits["/late"] == 1
