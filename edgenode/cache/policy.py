@@ -277,10 +277,11 @@ _NOT_PRESERIALISED = frozenset({"age", "x-cache", "content-length", "transfer-en
 def _prepare_hits(e: Entry, proto: CIMultiDict[str]) -> None:
     """Per-entry work done once at store time instead of on every hit.
 
-    ``proto`` (``e.headers`` as a multidict) is the header multidict a hit copies.  ``wire`` is the header block as the
-    front end would write it (see ``Response.wire_head``), or None when the stored fields
-    cannot be sent as they are (they hold a field a hit rewrites, or bad characters):
-    those hits take the general path.
+    ``proto`` (``e.headers`` as a multidict) is the header multidict a hit copies.
+    ``wire`` is the header block as the front end would write it (see
+    ``Response.wire_head``), or None when the stored fields cannot be sent as they are
+    (they hold a field a hit rewrites, or bad characters): those hits take the general
+    path.
     """
     e.proto = proto
     e.wire = None

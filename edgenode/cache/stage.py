@@ -132,9 +132,9 @@ class CacheStage:
         For the stage right after the chain's leading filters (pipeline/chain.py runs
         them as one flat step and asks this first): they may have rewritten the
         request, so it is checked here as the front end checks the raw head (method,
-        none of ``NOT_PLAIN``), and the key is the rewritten request's.  The response is ``_serve``'s for the same hit, its ``wire_head``
-        the kept block; declining leaves nothing behind but the LRU touch ``handle``'s
-        lookup makes too.
+        none of ``NOT_PLAIN``), and the key is the rewritten request's.  The response is
+        ``_serve``'s for the same hit (``_full_hit``), its ``wire_head`` the kept block;
+        declining leaves nothing behind but the LRU touch ``handle``'s lookup makes too.
         """
         req = ex.request
         method = req.method
@@ -148,21 +148,12 @@ class CacheStage:
         if found is None:
             return None
         entry, hit = found
-        if entry.partial is not None:
-            return None
-        headers = entry.proto.copy()
-        headers["Age"] = str(hit.stamp[0])
-        headers.add("Cache-Status", hit.cache_status)
-        headers["X-Cache"] = "HIT"
-        ex.cache_status = hit.cache_status
-        ex.x_cache = "HIT"
-        resp = Response(hit.status, headers, hit.body if method != "HEAD" else b"", hit.reason)
-        resp.wire_head = (getversion(headers), hit.block)
-        return resp
+        return self._full_hit(ex, entry, str(hit.stamp[0]), hit.cache_status, "HIT", hit.block)
 
     def _fresh(self, scheme: str, target: str, host: str,
                fields: Callable[[], Headers]) -> tuple[Entry, Prebuilt] | None:
-        """The entry and its kept answer for a fresh full hit (counted), or None."""
+        """The entry and its kept answer for a fresh full hit (counted), or None (an
+        incomplete entry has no ``wire``: never a full hit)."""
         _, key = self.keys.for_parts(scheme, host, target, fields)
         entry = self.store.lookup_lazy(key, fields)
         if entry is None or entry.wire is None or entry.trailers is not None or entry.no_cache:
@@ -243,6 +234,25 @@ class CacheStage:
                               lambda fl: self._miss(ex, nxt, key, url, req_cc, fwd, fl), missed=True)
 
     # -- answers built from a stored entry -----------------------------------------------
+    @staticmethod
+    def _full_hit(ex: Exchange, entry: Entry, age: str, cache_status: str, x_cache: str,
+                  block: bytes | None) -> Response:
+        """The stored answer as it is plus Age, Cache-Status and X-Cache; ``block``: its
+        wire head with those three, when it can be written as bytes."""
+        headers = entry.proto.copy()
+        headers["Age"] = age
+        headers.add("Cache-Status", cache_status)
+        headers["X-Cache"] = x_cache
+        ex.cache_status = cache_status
+        ex.x_cache = x_cache
+        head = ex.request.method == "HEAD"
+        resp = Response(entry.status, headers, b"" if head else entry.body, entry.reason)
+        if entry.trailers is not None and not head:
+            resp.trailers = entry.trailers.copy()  # a filter may edit them: not the stored ones
+        if block is not None:
+            resp.wire_head = (getversion(headers), block)
+        return resp
+
     def _serve(self, ex: Exchange, entry: Entry, now: float, x_cache: str, cache_status: str) -> Response:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
@@ -255,20 +265,12 @@ class CacheStage:
         if wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
                                  and "range" not in h):
             # the common hit: stored fields as they are plus ours, pre-serialised at store time
-            headers["Age"] = age
-            headers.add("Cache-Status", cache_status)
-            headers["X-Cache"] = x_cache
-            ex.cache_status = cache_status
-            ex.x_cache = x_cache
-            resp = Response(status_code, headers, body if req.method != "HEAD" else b"", entry.reason)
-            if entry.trailers is not None and req.method != "HEAD":
-                resp.trailers = entry.trailers.copy()  # a filter may edit them: not the stored ones
             try:
                 tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
-                resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
+                block: bytes | None = wire + tail.encode("latin-1")
             except UnicodeEncodeError:
-                pass
-            return resp
+                block = None
+            return self._full_hit(ex, entry, age, cache_status, x_cache, block)
         headers["Age"] = age
         partial = entry.partial
         if partial is not None:  # asked only for ranges it holds (``_answers``)
@@ -393,8 +395,7 @@ class CacheStage:
         if flight is not None and missed:
             entry, _ = self.store.lookup(key, h)
             now = self.clock()
-            if (entry is not None and entry.partial is None and entry.fresh_until > now
-                    and evaluate(entry, now, req_cc)[0] == FRESH):
+            if entry is not None and entry.partial is None and evaluate(entry, now, req_cc)[0] == FRESH:
                 flight.done(entry)
                 self._counters["hits"] += 1
                 return self._serve(ex, entry, now, "HIT", status.hit(self.cache_name, entry.fresh_until - now))
