@@ -27,6 +27,7 @@ typedef struct src_state {
     uint8_t *present;            /* [256] the bytes of the values (with keeps) */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
+    uint8_t *col_done;           /* [chain] 1: tv[chain] holds every distinct value's result */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
     uint8_t *done;               /* [group / 8] bitmap */
@@ -47,6 +48,8 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     s->n = n;
     s->tv = ar_alloc(&tx->a, (size_t)chains * sizeof *s->tv);
     memset(s->tv, 0, (size_t)chains * sizeof *s->tv);
+    s->col_done = ar_alloc(&tx->a, (size_t)chains);
+    memset(s->col_done, 0, (size_t)chains);
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
     s->first = NULL;
@@ -185,9 +188,45 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
         int base = (int)(vid >> 24);
         uint32_t idx = (vid & 0xffffffu) >> 1;
         src_state *s = source(tx, base, vid & 1);
-        if (idx < s->n) return chain_keeps(tx, s, base, vid & 1, chain) ? in : cached(tx, s, chain, idx, in, vid);
+        if (idx < s->n) {
+            if (chain_keeps(tx, s, base, vid & 1, chain)) return in;
+            /* a value repeated in its source shares the first one's result */
+            if (IS_COLLECTION(base)) {
+                uint32_t f = firsts(tx, s, &tx->c[base], vid & 1)[idx];
+                if (f != idx) { idx = f; vid = VID(base, f, vid & 1); }
+            }
+            return cached(tx, s, chain, idx, in, vid);
+        }
     }
     return apply_chain(tx, chain, in, vid);
+}
+
+/* The results of `chain` for every distinct value of a collection source, computed a
+ * column at a time: the parent chain's column, then the last step on each of its results
+ * (no per-value walk up the chain).  NULL: the chain changes no value of the source. */
+static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int chain) {
+    const waf_rules *r = tx->rules;
+    if (chain_keeps(tx, s, base, names, chain)) return NULL;
+    if (s->col_done[chain]) return s->tv[chain];
+    int parent = r->tchain_parent[chain];
+    const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
+    int step = r->tchain_def[chain][r->tchain_def[chain][0]];
+    const coll *c = &tx->c[base];
+    const uint32_t *first = firsts(tx, s, c, names);
+    wstr *tv = s->tv[chain];
+    if (!tv) {
+        tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+        memset(tv, 0, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+    }
+    for (uint32_t i = 0; i < s->n; i++) {
+        const kv *it = &c->items[i];
+        if (!it->key.p || first[i] != i || tv[i].p) continue;
+        wstr out = tfn_apply(&tx->a, step, ptv ? ptv[i] : (names ? it->key : it->val));
+        if (!out.p) out.p = "";
+        tv[i] = out;
+    }
+    s->col_done[chain] = 1;
+    return tv;
 }
 
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
@@ -213,17 +252,16 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     }
     coll *c = &tx->c[base];
     const uint32_t *first = firsts(tx, s, c, names);
+    const wstr *tv = column(tx, s, base, names, chain);
     size_t total = 0;
     uint32_t live = 0, last = 0;
     for (uint32_t i = 0; i < s->n; i++) {
-        kv *it = &c->items[i];
-        if (!it->key.p || first[i] != i) continue;
-        total += cached(tx, s, chain, i, names ? it->key : it->val, VID(base, i, names)).n + 1;
+        if (!c->items[i].key.p || first[i] != i) continue;
+        total += tv[i].n + 1;
         live++;
         last = i;
     }
     if (!live) return NULL;
-    const wstr *tv = s->tv[chain];
     if (live == 1) {
         *j = tv[last];
         return j;
@@ -232,10 +270,12 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
      * joined values serve (no copy) */
     int parent = tx->rules->tchain_parent[chain];
     if (parent >= 0) {
+        /* a parent that changes no value has no results of its own: the value is its result */
+        const wstr *ptv = column(tx, s, base, names, parent);
         bool same = true;
         for (uint32_t i = 0; i < s->n && same; i++) {
             if (!c->items[i].key.p || first[i] != i) continue;
-            wstr prev = tx->rules->tchain_def[parent][0] ? s->tv[parent][i] : (names ? c->items[i].key : c->items[i].val);
+            wstr prev = ptv ? ptv[i] : (names ? c->items[i].key : c->items[i].val);
             same = prev.p == tv[i].p && prev.n == tv[i].n;
         }
         if (same) {

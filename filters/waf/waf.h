@@ -95,12 +95,13 @@ typedef struct pcre2_real_code_8 rx_code;
 typedef struct {
     rx_code *code;
     wstr src;
-    /* a pattern that is only a literal: ^lit (RX_LIT_PREFIX) or ^lit$ (RX_LIT_EXACT), for
+    /* a pattern that is only a literal: ^lit (RX_LIT_PREFIX) or ^lit$ (RX_LIT_EXACT), or
+     * starts with one (RX_LIT_LEAD: a subject must start with lit), for
      * pcre2_match_simple's fast path */
     int lit_mode;
     wstr lit;
 } regex;
-enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT };
+enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT, RX_LIT_LEAD };
 
 /* A string with %{...} macros, split at compile time. */
 typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
