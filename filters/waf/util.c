@@ -263,10 +263,10 @@ kv *coll_find(coll *c, wstr key) {
     return NULL;
 }
 
-int coll_find_all(const coll *c, wstr key, uint32_t *out, int max) {
+int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
     if (!c->indexed) return -1;
     int n = 0;
-    for (uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
+    for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
         const kv *it = &c->items[c->index[h]];
         if (!it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
         if (n == max) return -1;

@@ -112,6 +112,7 @@ typedef struct {
     bool count;                  /* &VAR */
     bool exclude;                /* !VAR:key */
     wstr key;                    /* empty: whole collection */
+    uint32_t key_hash;           /* hash_ci(key): collection lookups by key */
     regex *key_rx;               /* VAR:/regex/ */
     wstr full;                   /* "ARGS:foo" as written (for ctl target removal) */
 } target;
@@ -338,7 +339,7 @@ void coll_add(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
 /* Indices of every item with this key (case-insensitive), in order; -1 when the collection
  * has no index or more than max match (then scan it). */
-int coll_find_all(const coll *c, wstr key, uint32_t *out, int max);
+int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
 void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
