@@ -19,6 +19,8 @@
 
 #include "waf.h"
 
+enum { COL_DONE = 1, COL_KEEPS = 2 };
+
 typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
     uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
@@ -27,7 +29,8 @@ typedef struct src_state {
     uint8_t *present;            /* [256] the bytes of the values (with keeps) */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
-    uint8_t *col_done;           /* [chain] 1: tv[chain] holds every distinct value's result */
+    uint8_t *col_done;           /* [chain] COL_DONE: tv[chain] holds every distinct value's result
+                                  * (value i's at first[i]); COL_KEEPS: the chain changes no value */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
     uint8_t *done;               /* [group / 8] bitmap */
@@ -130,6 +133,7 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
         bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent)) &&
                      tfn_keeps(r->tchain_def[chain][r->tchain_def[chain][0]], s->present);
         s->keeps[chain] = keeps;
+        if (keeps) s->col_done[chain] = COL_KEEPS;
     }
     return s->keeps[chain];
 }
@@ -189,6 +193,9 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
         uint32_t idx = (vid & 0xffffffu) >> 1;
         src_state *s = source(tx, base, vid & 1);
         if (idx < s->n) {
+            /* the chain's column is complete, or known to change nothing */
+            if (s->col_done[chain] == COL_KEEPS) return in;
+            if (s->col_done[chain] == COL_DONE) return s->tv[chain][s->first[idx]];
             if (chain_keeps(tx, s, base, vid & 1, chain)) return in;
             /* a value repeated in its source shares the first one's result */
             if (IS_COLLECTION(base)) {
@@ -207,7 +214,7 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
 static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int chain) {
     const waf_rules *r = tx->rules;
     if (chain_keeps(tx, s, base, names, chain)) return NULL;
-    if (s->col_done[chain]) return s->tv[chain];
+    if (s->col_done[chain] == COL_DONE) return s->tv[chain];
     int parent = r->tchain_parent[chain];
     const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
@@ -225,7 +232,7 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
         if (!out.p) out.p = "";
         tv[i] = out;
     }
-    s->col_done[chain] = 1;
+    s->col_done[chain] = COL_DONE;
     return tv;
 }
 
