@@ -24,6 +24,7 @@ enum { COL_DONE = 1, COL_KEEPS = 2 };
 typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
     uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
+    uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
     uint8_t *present;            /* [256] the bytes of the values (with keeps) */
@@ -56,6 +57,8 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
     s->first = NULL;
+    s->uniq = NULL;
+    s->n_uniq = 0;
     s->no_match = NULL;
     s->keeps = NULL;
     s->raw_joined = (wstr){NULL, 0};
@@ -82,18 +85,28 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
     uint32_t *slots = ar_alloc(&tx->a, (size_t)cap * sizeof *slots);   /* index + 1, 0: empty */
     memset(slots, 0, (size_t)cap * sizeof *slots);
     s->first = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->first);
+    s->uniq = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->uniq);
+    s->n_uniq = 0;
     for (uint32_t i = 0; i < s->n; i++) {
         s->first[i] = i;
         if (!c->items[i].key.p) continue;
         wstr v = names ? c->items[i].key : c->items[i].val;
-        uint32_t h = 2166136261u;
-        for (size_t k = 0; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 16777619u;
-        for (uint32_t at = h & (cap - 1);; at = (at + 1) & (cap - 1)) {
+        uint64_t h = v.n;   /* 8 bytes a step: values add up to the whole body */
+        size_t k = 0;
+        for (; k + 8 <= v.n; k += 8) {
+            uint64_t w;
+            memcpy(&w, v.p + k, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        }
+        for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
+        h *= 0x9E3779B97F4A7C15ull;   /* the product's high half mixes every byte */
+        for (uint32_t at = (uint32_t)(h >> 32) & (cap - 1);; at = (at + 1) & (cap - 1)) {
             if (!slots[at]) { slots[at] = i + 1; break; }
             const kv *o = &c->items[slots[at] - 1];
             wstr w = names ? o->key : o->val;
             if (w.n == v.n && memcmp(w.p, v.p, v.n) == 0) { s->first[i] = slots[at] - 1; break; }
         }
+        if (s->first[i] == i) s->uniq[s->n_uniq++] = i;
     }
     return s->first;
 }
@@ -121,10 +134,11 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
         memset(s->keeps, -1, (size_t)r->n_tchains);
         uint8_t *seen = s->present = ar_alloc(&tx->a, 256);
         memset(seen, 0, 256);
-        const uint32_t *first = IS_COLLECTION(base) ? firsts(tx, s, &tx->c[base], names) : NULL;
-        for (uint32_t i = 0; i < s->n; i++) {
+        if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
+        uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
+        for (uint32_t u = 0; u < n; u++) {
             wstr v;
-            if ((first && first[i] != i) || !value_at(tx, base, names, i, &v)) continue;
+            if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
             for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
         }
     }
@@ -144,15 +158,15 @@ static const wstr *raw_joined(waf_tx *tx, src_state *s, int base, bool names) {
     if (!IS_COLLECTION(base)) {
         s->raw_joined = tx->sc[base];
     } else {
-        const uint32_t *first = firsts(tx, s, &tx->c[base], names);
+        firsts(tx, s, &tx->c[base], names);
         size_t total = 0;
         wstr v;
-        for (uint32_t i = 0; i < s->n; i++)
-            if (first[i] == i && value_at(tx, base, names, i, &v)) total += v.n + 1;
+        for (uint32_t u = 0; u < s->n_uniq; u++)
+            if (value_at(tx, base, names, s->uniq[u], &v)) total += v.n + 1;
         char *o = ar_alloc(&tx->a, total + 1);
         size_t k = 0;
-        for (uint32_t i = 0; i < s->n; i++) {
-            if (first[i] != i || !value_at(tx, base, names, i, &v)) continue;
+        for (uint32_t u = 0; u < s->n_uniq; u++) {
+            if (!value_at(tx, base, names, s->uniq[u], &v)) continue;
             if (k) o[k++] = '\n';
             memcpy(o + k, v.p, v.n);
             k += v.n;
@@ -219,15 +233,16 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
     const coll *c = &tx->c[base];
-    const uint32_t *first = firsts(tx, s, c, names);
+    firsts(tx, s, c, names);
     wstr *tv = s->tv[chain];
     if (!tv) {
         tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
         memset(tv, 0, (size_t)(s->n ? s->n : 1) * sizeof *tv);
     }
-    for (uint32_t i = 0; i < s->n; i++) {
+    for (uint32_t u = 0; u < s->n_uniq; u++) {
+        uint32_t i = s->uniq[u];
         const kv *it = &c->items[i];
-        if (!it->key.p || first[i] != i || tv[i].p) continue;
+        if (!it->key.p || tv[i].p) continue;
         wstr out = tfn_apply(&tx->a, step, ptv ? ptv[i] : (names ? it->key : it->val));
         if (!out.p) out.p = "";
         tv[i] = out;
@@ -258,12 +273,13 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
         return j;
     }
     coll *c = &tx->c[base];
-    const uint32_t *first = firsts(tx, s, c, names);
+    firsts(tx, s, c, names);
     const wstr *tv = column(tx, s, base, names, chain);
     size_t total = 0;
     uint32_t live = 0, last = 0;
-    for (uint32_t i = 0; i < s->n; i++) {
-        if (!c->items[i].key.p || first[i] != i) continue;
+    for (uint32_t u = 0; u < s->n_uniq; u++) {
+        uint32_t i = s->uniq[u];
+        if (!c->items[i].key.p) continue;
         total += tv[i].n + 1;
         live++;
         last = i;
@@ -280,8 +296,9 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
         /* a parent that changes no value has no results of its own: the value is its result */
         const wstr *ptv = column(tx, s, base, names, parent);
         bool same = true;
-        for (uint32_t i = 0; i < s->n && same; i++) {
-            if (!c->items[i].key.p || first[i] != i) continue;
+        for (uint32_t u = 0; u < s->n_uniq && same; u++) {
+            uint32_t i = s->uniq[u];
+            if (!c->items[i].key.p) continue;
             wstr prev = ptv ? ptv[i] : (names ? c->items[i].key : c->items[i].val);
             same = prev.p == tv[i].p && prev.n == tv[i].n;
         }
@@ -292,8 +309,9 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     }
     char *o = ar_alloc(&tx->a, total);
     size_t k = 0;
-    for (uint32_t i = 0; i < s->n; i++) {
-        if (!c->items[i].key.p || first[i] != i) continue;
+    for (uint32_t u = 0; u < s->n_uniq; u++) {
+        uint32_t i = s->uniq[u];
+        if (!c->items[i].key.p) continue;
         if (k) o[k++] = '\n';
         if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
         k += tv[i].n;
