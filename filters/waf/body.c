@@ -335,10 +335,28 @@ static bool jhex4(const char *p, unsigned *v) {
 
 static bool jstring(jparser *j, wstr *out) {
     j->p++;
-    /* the decoded string is never longer than its escaped form */
+    /* the decoded string is never longer than its escaped form; one without escapes or
+     * control characters (nearly all) is copied as it is */
     const char *q = j->p;
-    while (q < j->end && *q != '"') q += (*q == '\\' && q + 1 < j->end) ? 2 : 1;
+    bool plain = true;
+    while (q < j->end && *q != '"') {
+        unsigned char c = (unsigned char)*q;
+        if (c == '\\' || c < 0x20) {
+            plain = false;
+            q += (c == '\\' && q + 1 < j->end) ? 2 : 1;
+        } else {
+            q++;
+        }
+    }
     char *o = ar_alloc(&j->tx->a, (size_t)(q - j->p) + 1);
+    if (plain && q < j->end) {
+        size_t n = (size_t)(q - j->p);
+        memcpy(o, j->p, n);
+        o[n] = 0;
+        j->p = q + 1;
+        *out = (wstr){o, n};
+        return true;
+    }
     size_t k = 0;
     while (j->p < j->end && *j->p != '"') {
         unsigned char c = (unsigned char)*j->p;
@@ -416,8 +434,10 @@ static bool jcontainer(jparser *j, wstr name, bool is_array) {
         jws(j);
         if (j->p >= j->end) return jerr(j, "premature EOF");
         if (is_array) {
-            char b[24];
-            int bl = snprintf(b, sizeof b, ".array_%d", idx);
+            char b[24] = ".array_", d[12];
+            int nd = 0, bl = 7;
+            for (unsigned v = (unsigned)idx; nd == 0 || v; v /= 10) d[nd++] = (char)('0' + v % 10);
+            while (nd) b[bl++] = d[--nd];
             j->path.n = base;
             wb_put(&j->path, b, (size_t)bl);
             if (!jvalue(j, (wstr){"", 0}, true)) return false;

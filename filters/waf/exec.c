@@ -142,7 +142,7 @@ static void expand_coll(waf_tx *tx, const target *t, int base, int shown, bool n
     coll *c = &tx->c[base];
     if (t->key.n && !t->key_rx) {
         uint32_t idx[32];
-        int n = coll_find_all(c, t->key, idx, 32);
+        int n = coll_find_all(c, t->key, t->key_hash ? t->key_hash : hash_ci(t->key.p, t->key.n), idx, 32);
         for (int k = 0; k < n; k++) {
             kv *it = &c->items[idx[k]];
             tv_push(tx, out, shown, it->key, names ? it->key : it->val, stable ? VID(base, idx[k], names) : 0);
@@ -356,6 +356,24 @@ static bool rm_targets_apply(waf_tx *tx, const rule *ru) {
     return false;
 }
 
+/* Whether a ctl target ("ARGS:foo", "REQUEST_URI") names value v, without building its name. */
+static bool names_value(wstr t, const tval *v) {
+    const char *cn = var_name(v->coll);
+    size_t cl = strlen(cn);
+    if (!IS_COLLECTION(v->coll) || !v->key.p) return t.n == cl && memcmp(t.p, cn, cl) == 0;
+    return t.n == cl + 1 + v->key.n && memcmp(t.p, cn, cl) == 0 && t.p[cl] == ':' &&
+           memcmp(t.p + cl + 1, v->key.p, v->key.n) == 0;
+}
+
+static bool value_removed(waf_tx *tx, const rule *ru, const tval *v) {
+    const rule *head = ru->parent ? ru->parent : ru;
+    for (int i = 0; i < tx->n_rm_targets; i++) {
+        if (!names_value(tx->rm_targets[i].target, v)) continue;
+        if (tx->rm_targets[i].id ? tx->rm_targets[i].id == head->id : has_tag(ru, tx->rm_targets[i].tag)) return true;
+    }
+    return false;
+}
+
 static bool excluded(waf_tx *tx, const rule *ru, const tval *v, bool rm_apply) {
     for (int i = 0; i < ru->n_targets; i++) {
         const target *e = &ru->targets[i];
@@ -366,11 +384,7 @@ static bool excluded(waf_tx *tx, const rule *ru, const tval *v, bool rm_apply) {
             if (e->var == v->coll && v->key.p && ieq(v->key.p, v->key.n, e->key.p, e->key.n)) return true;
         }
     }
-    if (rm_apply) {
-        wstr fn = full_name(tx, v);
-        if (target_removed(tx, ru, fn)) return true;
-    }
-    return false;
+    return rm_apply && value_removed(tx, ru, v);
 }
 
 static bool target_excluded_whole(waf_tx *tx, const rule *ru, const target *t, bool rm_apply) {
@@ -589,8 +603,7 @@ void tx_set_unique_id(waf_tx *tx, wstr id) { tx_set_sc(tx, V_UNIQUE_ID, dupw(tx,
 void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val) {
     if (tx->rules->args_limit && (int)(tx->c[V_ARGS_GET].n + tx->c[V_ARGS_POST].n) >= tx->rules->args_limit) return;
     coll_add(&tx->a, &tx->c[coll_var], key, val);
-    tx->args_size += (long long)key.n + (long long)val.n;
-    tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, tx->args_size));
+    tx->args_size += (long long)key.n + (long long)val.n;   /* ARGS_COMBINED_SIZE: set once the args are in */
 }
 
 static inline bool hexc(char c) {
@@ -718,7 +731,7 @@ void tx_add_header(waf_tx *tx, wstr name, wstr value) {
 }
 
 void tx_headers_done(waf_tx *tx) {
-    if (!tx->sc_set[V_ARGS_COMBINED_SIZE]) tx_set_sc(tx, V_ARGS_COMBINED_SIZE, WSTR("0"));
+    tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx->args_size ? tx_num(tx, tx->args_size) : WSTR("0"));
     tx_set_sc(tx, V_DURATION, WSTR("0"));
 }
 
@@ -738,6 +751,7 @@ void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated) {
     tx_set_sc(tx, V_REQBODY_PROCESSOR_ERROR, WSTR("0"));
     if (!tx->body_access) return;
     wstr copy = dupw(tx, b.p, b.n);
+    long long args_before = tx->args_size;
     switch (tx->body_processor) {
     case BP_URLENCODED: body_urlencoded(tx, copy, V_ARGS_POST); break;
     case BP_MULTIPART: body_multipart(tx, copy); break;
@@ -745,6 +759,7 @@ void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated) {
     case BP_XML: body_xml(tx, copy); break;
     default: break;
     }
+    if (tx->args_size != args_before) tx_set_sc(tx, V_ARGS_COMBINED_SIZE, tx_num(tx, tx->args_size));
     if (len) {
         tx_set_sc(tx, V_REQUEST_BODY, copy);
         tx_set_sc(tx, V_REQUEST_BODY_LENGTH, tx_num(tx, (long long)len));

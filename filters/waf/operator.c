@@ -16,7 +16,8 @@
 
 /* ------------------------------------------------------------------ regex */
 
-/* ^lit or ^lit$ where lit has no metacharacters (escaped punctuation allowed) */
+/* ^lit or ^lit$ where lit has no metacharacters (escaped punctuation allowed); else ^lit
+ * followed by more pattern (no alternation anywhere): lit is what every match starts with */
 static void rx_literal(regex *re, const char *pat, size_t n) {
     re->lit_mode = RX_LIT_NONE;
     if (n < 2 || pat[0] != '^') return;
@@ -27,8 +28,20 @@ static void rx_literal(regex *re, const char *pat, size_t n) {
     size_t k = 0;
     for (size_t i = 1; i < end; i++) {
         char c = pat[i];
-        if (c == '\\' && i + 1 < end && !isalnum((unsigned char)pat[i + 1])) c = pat[++i];
-        else if (strchr("\\^$.|?*+()[]{}", c)) { free(o); return; }
+        if (c == '\\' && i + 1 < end && !isalnum((unsigned char)pat[i + 1])) {
+            c = pat[++i];
+        } else if (strchr("\\^$.|?*+()[]{}", c)) {
+            /* a quantifier applies to the literal's last character */
+            if (k && strchr("?*{", c)) k--;
+            if (k && !memchr(pat, '|', n)) {
+                o[k] = 0;
+                re->lit = (wstr){o, k};
+                re->lit_mode = RX_LIT_LEAD;
+                return;
+            }
+            free(o);
+            return;
+        }
         o[k++] = c;
     }
     o[k] = 0;
@@ -594,7 +607,8 @@ bool pcre2_match_simple(const regex *re, wstr s) {
     /* a literal pattern (caseless, multiline: only for subjects without a newline) */
     if (re->lit_mode && !(s.n && memchr(s.p, '\n', s.n))) {
         if (s.n < re->lit.n || (re->lit_mode == RX_LIT_EXACT && s.n != re->lit.n)) return false;
-        return ieq(s.p, re->lit.n, re->lit.p, re->lit.n);
+        bool lead = ieq(s.p, re->lit.n, re->lit.p, re->lit.n);
+        if (re->lit_mode != RX_LIT_LEAD || !lead) return lead;
     }
     static pcre2_match_data *md;   /* one engine per Wasm instance: never used concurrently */
     if (!md && !(md = pcre2_match_data_create(1, NULL))) return false;

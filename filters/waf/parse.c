@@ -948,8 +948,12 @@ waf_rules *waf_compile(const char *directives, size_t len, const waf_file *files
     }
     resolve_skips(r);
     for (int i = 0; i < r->n_all; i++)
-        for (int t = 0; t < r->all[i]->n_targets; t++)
-            if (r->all[i]->targets[t].exclude) r->all[i]->has_exclusions = true;
+        for (rule *ru = r->all[i]; ru; ru = ru->next_link)
+            for (int t = 0; t < ru->n_targets; t++) {
+                target *tg = &ru->targets[t];
+                if (tg->exclude) ru->has_exclusions = true;
+                tg->key_hash = hash_ci(tg->key.p, tg->key.n);
+            }
     firstpass_build(r);
     return r;
 }

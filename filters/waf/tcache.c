@@ -19,14 +19,19 @@
 
 #include "waf.h"
 
+enum { COL_DONE = 1, COL_KEEPS = 2 };
+
 typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
     uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
+    uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
     uint8_t *present;            /* [256] the bytes of the values (with keeps) */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
+    uint8_t *col_done;           /* [chain] COL_DONE: tv[chain] holds every distinct value's result
+                                  * (value i's at first[i]); COL_KEEPS: the chain changes no value */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
     uint8_t *done;               /* [group / 8] bitmap */
@@ -47,9 +52,13 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     s->n = n;
     s->tv = ar_alloc(&tx->a, (size_t)chains * sizeof *s->tv);
     memset(s->tv, 0, (size_t)chains * sizeof *s->tv);
+    s->col_done = ar_alloc(&tx->a, (size_t)chains);
+    memset(s->col_done, 0, (size_t)chains);
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
     s->first = NULL;
+    s->uniq = NULL;
+    s->n_uniq = 0;
     s->no_match = NULL;
     s->keeps = NULL;
     s->raw_joined = (wstr){NULL, 0};
@@ -76,18 +85,28 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
     uint32_t *slots = ar_alloc(&tx->a, (size_t)cap * sizeof *slots);   /* index + 1, 0: empty */
     memset(slots, 0, (size_t)cap * sizeof *slots);
     s->first = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->first);
+    s->uniq = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->uniq);
+    s->n_uniq = 0;
     for (uint32_t i = 0; i < s->n; i++) {
         s->first[i] = i;
         if (!c->items[i].key.p) continue;
         wstr v = names ? c->items[i].key : c->items[i].val;
-        uint32_t h = 2166136261u;
-        for (size_t k = 0; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 16777619u;
-        for (uint32_t at = h & (cap - 1);; at = (at + 1) & (cap - 1)) {
+        uint64_t h = v.n;   /* 8 bytes a step: values add up to the whole body */
+        size_t k = 0;
+        for (; k + 8 <= v.n; k += 8) {
+            uint64_t w;
+            memcpy(&w, v.p + k, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        }
+        for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
+        h *= 0x9E3779B97F4A7C15ull;   /* the product's high half mixes every byte */
+        for (uint32_t at = (uint32_t)(h >> 32) & (cap - 1);; at = (at + 1) & (cap - 1)) {
             if (!slots[at]) { slots[at] = i + 1; break; }
             const kv *o = &c->items[slots[at] - 1];
             wstr w = names ? o->key : o->val;
             if (w.n == v.n && memcmp(w.p, v.p, v.n) == 0) { s->first[i] = slots[at] - 1; break; }
         }
+        if (s->first[i] == i) s->uniq[s->n_uniq++] = i;
     }
     return s->first;
 }
@@ -115,10 +134,11 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
         memset(s->keeps, -1, (size_t)r->n_tchains);
         uint8_t *seen = s->present = ar_alloc(&tx->a, 256);
         memset(seen, 0, 256);
-        const uint32_t *first = IS_COLLECTION(base) ? firsts(tx, s, &tx->c[base], names) : NULL;
-        for (uint32_t i = 0; i < s->n; i++) {
+        if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
+        uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
+        for (uint32_t u = 0; u < n; u++) {
             wstr v;
-            if ((first && first[i] != i) || !value_at(tx, base, names, i, &v)) continue;
+            if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
             for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
         }
     }
@@ -127,6 +147,7 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
         bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent)) &&
                      tfn_keeps(r->tchain_def[chain][r->tchain_def[chain][0]], s->present);
         s->keeps[chain] = keeps;
+        if (keeps) s->col_done[chain] = COL_KEEPS;
     }
     return s->keeps[chain];
 }
@@ -137,15 +158,15 @@ static const wstr *raw_joined(waf_tx *tx, src_state *s, int base, bool names) {
     if (!IS_COLLECTION(base)) {
         s->raw_joined = tx->sc[base];
     } else {
-        const uint32_t *first = firsts(tx, s, &tx->c[base], names);
+        firsts(tx, s, &tx->c[base], names);
         size_t total = 0;
         wstr v;
-        for (uint32_t i = 0; i < s->n; i++)
-            if (first[i] == i && value_at(tx, base, names, i, &v)) total += v.n + 1;
+        for (uint32_t u = 0; u < s->n_uniq; u++)
+            if (value_at(tx, base, names, s->uniq[u], &v)) total += v.n + 1;
         char *o = ar_alloc(&tx->a, total + 1);
         size_t k = 0;
-        for (uint32_t i = 0; i < s->n; i++) {
-            if (first[i] != i || !value_at(tx, base, names, i, &v)) continue;
+        for (uint32_t u = 0; u < s->n_uniq; u++) {
+            if (!value_at(tx, base, names, s->uniq[u], &v)) continue;
             if (k) o[k++] = '\n';
             memcpy(o + k, v.p, v.n);
             k += v.n;
@@ -185,9 +206,49 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
         int base = (int)(vid >> 24);
         uint32_t idx = (vid & 0xffffffu) >> 1;
         src_state *s = source(tx, base, vid & 1);
-        if (idx < s->n) return chain_keeps(tx, s, base, vid & 1, chain) ? in : cached(tx, s, chain, idx, in, vid);
+        if (idx < s->n) {
+            /* the chain's column is complete, or known to change nothing */
+            if (s->col_done[chain] == COL_KEEPS) return in;
+            if (s->col_done[chain] == COL_DONE) return s->tv[chain][s->first[idx]];
+            if (chain_keeps(tx, s, base, vid & 1, chain)) return in;
+            /* a value repeated in its source shares the first one's result */
+            if (IS_COLLECTION(base)) {
+                uint32_t f = firsts(tx, s, &tx->c[base], vid & 1)[idx];
+                if (f != idx) { idx = f; vid = VID(base, f, vid & 1); }
+            }
+            return cached(tx, s, chain, idx, in, vid);
+        }
     }
     return apply_chain(tx, chain, in, vid);
+}
+
+/* The results of `chain` for every distinct value of a collection source, computed a
+ * column at a time: the parent chain's column, then the last step on each of its results
+ * (no per-value walk up the chain).  NULL: the chain changes no value of the source. */
+static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int chain) {
+    const waf_rules *r = tx->rules;
+    if (chain_keeps(tx, s, base, names, chain)) return NULL;
+    if (s->col_done[chain] == COL_DONE) return s->tv[chain];
+    int parent = r->tchain_parent[chain];
+    const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
+    int step = r->tchain_def[chain][r->tchain_def[chain][0]];
+    const coll *c = &tx->c[base];
+    firsts(tx, s, c, names);
+    wstr *tv = s->tv[chain];
+    if (!tv) {
+        tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+        memset(tv, 0, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+    }
+    for (uint32_t u = 0; u < s->n_uniq; u++) {
+        uint32_t i = s->uniq[u];
+        const kv *it = &c->items[i];
+        if (!it->key.p || tv[i].p) continue;
+        wstr out = tfn_apply(&tx->a, step, ptv ? ptv[i] : (names ? it->key : it->val));
+        if (!out.p) out.p = "";
+        tv[i] = out;
+    }
+    s->col_done[chain] = COL_DONE;
+    return tv;
 }
 
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
@@ -212,18 +273,18 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
         return j;
     }
     coll *c = &tx->c[base];
-    const uint32_t *first = firsts(tx, s, c, names);
+    firsts(tx, s, c, names);
+    const wstr *tv = column(tx, s, base, names, chain);
     size_t total = 0;
     uint32_t live = 0, last = 0;
-    for (uint32_t i = 0; i < s->n; i++) {
-        kv *it = &c->items[i];
-        if (!it->key.p || first[i] != i) continue;
-        total += cached(tx, s, chain, i, names ? it->key : it->val, VID(base, i, names)).n + 1;
+    for (uint32_t u = 0; u < s->n_uniq; u++) {
+        uint32_t i = s->uniq[u];
+        if (!c->items[i].key.p) continue;
+        total += tv[i].n + 1;
         live++;
         last = i;
     }
     if (!live) return NULL;
-    const wstr *tv = s->tv[chain];
     if (live == 1) {
         *j = tv[last];
         return j;
@@ -232,10 +293,13 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
      * joined values serve (no copy) */
     int parent = tx->rules->tchain_parent[chain];
     if (parent >= 0) {
+        /* a parent that changes no value has no results of its own: the value is its result */
+        const wstr *ptv = column(tx, s, base, names, parent);
         bool same = true;
-        for (uint32_t i = 0; i < s->n && same; i++) {
-            if (!c->items[i].key.p || first[i] != i) continue;
-            wstr prev = tx->rules->tchain_def[parent][0] ? s->tv[parent][i] : (names ? c->items[i].key : c->items[i].val);
+        for (uint32_t u = 0; u < s->n_uniq && same; u++) {
+            uint32_t i = s->uniq[u];
+            if (!c->items[i].key.p) continue;
+            wstr prev = ptv ? ptv[i] : (names ? c->items[i].key : c->items[i].val);
             same = prev.p == tv[i].p && prev.n == tv[i].n;
         }
         if (same) {
@@ -245,8 +309,9 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     }
     char *o = ar_alloc(&tx->a, total);
     size_t k = 0;
-    for (uint32_t i = 0; i < s->n; i++) {
-        if (!c->items[i].key.p || first[i] != i) continue;
+    for (uint32_t u = 0; u < s->n_uniq; u++) {
+        uint32_t i = s->uniq[u];
+        if (!c->items[i].key.p) continue;
         if (k) o[k++] = '\n';
         if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
         k += tv[i].n;

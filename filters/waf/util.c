@@ -101,9 +101,29 @@ void wb_free(wbuf *b) { free(b->p); b->p = NULL; b->n = b->cap = 0; }
 
 static inline unsigned char lc(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
+/* 8 bytes ASCII-lowercased at once: 0x20 added to each byte in 'A'..'Z' (bytes >= 0x80 kept). */
+#define ONES8 0x0101010101010101ull
+#define HIGHS8 0x8080808080808080ull
+static inline uint64_t lc8(uint64_t w) {
+    uint64_t low7 = w & ~HIGHS8;
+    uint64_t ge_a = low7 + (0x80 - 'A') * ONES8;       /* high bit: byte >= 'A' */
+    uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * ONES8;   /* high bit: byte > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~w & HIGHS8;
+    return w | (upper >> 2);
+}
+
+static inline uint64_t load8(const char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
 bool ieq(const char *a, size_t an, const char *b, size_t bn) {
     if (an != bn) return false;
-    for (size_t i = 0; i < an; i++)
+    size_t i = 0;
+    for (; i + 8 <= an; i += 8)
+        if (lc8(load8(a + i)) != lc8(load8(b + i))) return false;
+    for (; i < an; i++)
         if (lc((unsigned char)a[i]) != lc((unsigned char)b[i])) return false;
     return true;
 }
@@ -119,9 +139,12 @@ char *xstrndup(const char *p, size_t n) {
 }
 
 uint32_t hash_ci(const char *p, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) { h ^= lc((unsigned char)p[i]); h *= 16777619u; }
-    return h;
+    uint64_t h = n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) h = (h ^ lc8(load8(p + i))) * 0x9E3779B97F4A7C15ull;
+    for (; i < n; i++) h = (h ^ lc((unsigned char)p[i])) * 0x100000001B3ull;
+    h *= 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(h >> 32);
 }
 
 bool parse_num(wstr s, long long *out) {
@@ -263,10 +286,10 @@ kv *coll_find(coll *c, wstr key) {
     return NULL;
 }
 
-int coll_find_all(const coll *c, wstr key, uint32_t *out, int max) {
+int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
     if (!c->indexed) return -1;
     int n = 0;
-    for (uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
+    for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
         const kv *it = &c->items[c->index[h]];
         if (!it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
         if (n == max) return -1;

@@ -95,12 +95,13 @@ typedef struct pcre2_real_code_8 rx_code;
 typedef struct {
     rx_code *code;
     wstr src;
-    /* a pattern that is only a literal: ^lit (RX_LIT_PREFIX) or ^lit$ (RX_LIT_EXACT), for
+    /* a pattern that is only a literal: ^lit (RX_LIT_PREFIX) or ^lit$ (RX_LIT_EXACT), or
+     * starts with one (RX_LIT_LEAD: a subject must start with lit), for
      * pcre2_match_simple's fast path */
     int lit_mode;
     wstr lit;
 } regex;
-enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT };
+enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT, RX_LIT_LEAD };
 
 /* A string with %{...} macros, split at compile time. */
 typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
@@ -111,6 +112,7 @@ typedef struct {
     bool count;                  /* &VAR */
     bool exclude;                /* !VAR:key */
     wstr key;                    /* empty: whole collection */
+    uint32_t key_hash;           /* hash_ci(key): collection lookups by key */
     regex *key_rx;               /* VAR:/regex/ */
     wstr full;                   /* "ARGS:foo" as written (for ctl target removal) */
 } target;
@@ -337,7 +339,7 @@ void coll_add(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
 /* Indices of every item with this key (case-insensitive), in order; -1 when the collection
  * has no index or more than max match (then scan it). */
-int coll_find_all(const coll *c, wstr key, uint32_t *out, int max);
+int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
 void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
