@@ -173,6 +173,9 @@ class Dispatcher:
         """Write a response whose body is in memory, then move on."""
         exchange = pending.exchange
         keep_alive = pending.keep_alive and not self._closing
+        if self._write_wire(exchange, response, keep_alive):  # a hit: its kept head as bytes
+            self._complete(pending, response, keep_alive)
+            return
         try:
             try:
                 trailers = response.trailers

@@ -20,7 +20,7 @@ from typing import AsyncIterator
 from multidict import CIMultiDict, getversion
 
 from edgenode.http.headers import DateCache, last_chunk
-from edgenode.http.messages import Response, close_body
+from edgenode.http.messages import FROM_BODY, Response, close_body
 from edgenode.pipeline.exchange import Exchange
 
 __all__ = ["ResponseWriter", "BadHead", "status_line", "NO_BODY_STATUS"]
@@ -148,6 +148,37 @@ class ResponseWriter:
             return status_line(response.status, response.reason) + text.encode("latin-1")
         except UnicodeEncodeError:
             raise BadHead("a response header is not Latin-1 text") from None
+
+    def _write_wire(self, exchange: Exchange, response: Response, keep_alive: bool) -> bool:
+        """Write a GET's full answer whose head is kept as bytes (``wire_head`` current: a
+        cache hit, whatever filters added to it) in one buffer, as ``_write_bytes_response``
+        would, without its general checks; False (nothing written): not such an answer.
+
+        The bytes are ``_write_bytes_response``'s (tests/http/test_write_wire.py).
+        """
+        wire = response.wire_head
+        if wire is None:
+            return False
+        headers = response.headers
+        status = response.status
+        body = response.body
+        if (type(body) is not bytes or status < 200 or status in NO_BODY_STATUS
+                or response._trailers is not FROM_BODY or wire[0] != getversion(headers)
+                or exchange.request.method != "GET" or "x-request-id" in headers
+                or "connection" in headers or not keep_alive or exchange.request.version != "1.1"):
+            return False
+        rid = exchange.request_id
+        head = b"%s%sContent-Length: %d\r\n%s\r\n" % (
+            status_line(status, response.reason), wire[1], len(body),
+            b"X-Request-Id: %s\r\n" % rid.encode("latin-1") if rid else b"")
+        exchange.status = status
+        if not self.closed:
+            if len(body) <= 65536:
+                self.transport.write(head + body)  # type: ignore[union-attr]
+            else:
+                self.transport.writelines([head, body])  # type: ignore[union-attr]
+            exchange.response_bytes = len(body)
+        return True
 
     def _write_bytes_response(self, exchange: Exchange, response: Response,
                               keep_alive: bool, length_known: bool = True) -> bool:
