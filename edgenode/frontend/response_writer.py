@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from multidict import CIMultiDict, getversion
 
 from edgenode.http.headers import DateCache, last_chunk
 from edgenode.http.messages import FROM_BODY, Response, close_body
 from edgenode.pipeline.exchange import Exchange
+
+if TYPE_CHECKING:
+    from edgenode.frontend.server import FrontEnd
 
 __all__ = ["ResponseWriter", "BadHead", "status_line", "NO_BODY_STATUS"]
 
@@ -55,8 +58,10 @@ class BadHead(Exception):
 class ResponseWriter:
     """The response-writing part of a client connection (``http/connection.py``)."""
 
+    fe: FrontEnd
     transport: asyncio.Transport | None
     closed: bool
+    _dead: bool
     _current: object
     _write_paused: bool
     _drain_waiter: asyncio.Future[None] | None
@@ -173,10 +178,12 @@ class ResponseWriter:
             b"X-Request-Id: %s\r\n" % rid.encode("latin-1") if rid else b"")
         exchange.status = status
         if not self.closed:
-            if len(body) <= 65536:
-                self.transport.write(head + body)  # type: ignore[union-attr]
-            else:
+            if len(body) > 65536:
                 self.transport.writelines([head, body])  # type: ignore[union-attr]
+            elif self.fe.batch.running and not self._dead:  # with the batch's other writes
+                self.fe.batch.send(self.transport, head + body)  # type: ignore[arg-type]
+            else:
+                self.transport.write(head + body)  # type: ignore[union-attr]
             exchange.response_bytes = len(body)
         return True
 

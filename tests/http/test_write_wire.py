@@ -4,11 +4,13 @@ cannot write that way."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from multidict import CIMultiDict, getversion
 
+from edgenode.frontend.dispatch import Batch
 from edgenode.frontend.response_writer import ResponseWriter
 from edgenode.http.messages import Request, Response
 from edgenode.pipeline.exchange import Exchange
@@ -27,8 +29,9 @@ class Transport:
 
 class Writer(ResponseWriter):
     def __init__(self) -> None:
+        self.fe = SimpleNamespace(batch=Batch())  # type: ignore[assignment]
         self.transport = Transport()  # type: ignore[assignment]
-        self.closed = False
+        self.closed = self._dead = False
 
 
 def hit(body: bytes = b"x" * 300, **extra: str) -> Response:
