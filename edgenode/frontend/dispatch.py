@@ -79,6 +79,13 @@ class Batch:
         """Write ``data`` when this batch's steps are over (only while ``running``)."""
         self._out.append((transport, data))
 
+    def flush(self) -> None:
+        """Write what ``send`` holds now, in order (before anything closes a connection)."""
+        out, self._out = self._out, []
+        for transport, data in out:
+            if not transport.is_closing():
+                transport.write(data)
+
     def run(self) -> None:
         self._scheduled = False
         ready, self._ready = self._ready, []
@@ -91,10 +98,7 @@ class Batch:
                     log.exception("request steps failed")
         finally:
             self.running = False
-            out, self._out = self._out, []
-            for transport, data in out:
-                if not transport.is_closing():
-                    transport.write(data)
+            self.flush()
 
 
 class Dispatcher:

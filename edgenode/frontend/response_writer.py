@@ -61,7 +61,6 @@ class ResponseWriter:
     fe: FrontEnd
     transport: asyncio.Transport | None
     closed: bool
-    _dead: bool
     _current: object
     _write_paused: bool
     _drain_waiter: asyncio.Future[None] | None
@@ -178,14 +177,29 @@ class ResponseWriter:
             b"X-Request-Id: %s\r\n" % rid.encode("latin-1") if rid else b"")
         exchange.status = status
         if not self.closed:
-            if len(body) > 65536:
-                self.transport.writelines([head, body])  # type: ignore[union-attr]
-            elif self.fe.batch.running and not self._dead:  # with the batch's other writes
-                self.fe.batch.send(self.transport, head + body)  # type: ignore[arg-type]
+            if len(body) <= 65536:
+                self._send(head + body)
             else:
-                self.transport.write(head + body)  # type: ignore[union-attr]
+                self._send_large(head, body)
             exchange.response_bytes = len(body)
         return True
+
+    def _send(self, data: bytes) -> None:
+        """Write one buffer: with the batch's other writes when its steps are running
+        (``Batch.send``; closing a connection flushes them first), else now."""
+        batch = self.fe.batch
+        if batch.running:
+            batch.send(self.transport, data)  # type: ignore[arg-type]
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def _send_large(self, head: bytes, body: bytes) -> None:
+        """Write a head and a large body without copying them into one buffer, after what
+        the batch holds (order on the connection)."""
+        batch = self.fe.batch
+        if batch.running:
+            batch.flush()
+        self.transport.writelines([head, body])  # type: ignore[union-attr]
 
     def _write_bytes_response(self, exchange: Exchange, response: Response,
                               keep_alive: bool, length_known: bool = True) -> bool:
@@ -216,11 +230,11 @@ class ResponseWriter:
         exchange.status = status
         if not self.closed:
             if not body:
-                self.transport.write(head)  # type: ignore[union-attr]
+                self._send(head)
             elif len(body) <= 65536:
-                self.transport.write(head + body)  # type: ignore[union-attr]
+                self._send(head + body)
             else:
-                self.transport.writelines([head, body])  # type: ignore[union-attr]
+                self._send_large(head, body)
             exchange.response_bytes = len(body)
         return keep_alive
 
@@ -240,6 +254,8 @@ class ResponseWriter:
         body: bytes = response.body  # type: ignore[assignment]
         if not self.closed:
             end = last_chunk(trailers)
+            if self.fe.batch.running:
+                self.fe.batch.flush()  # after what the batch holds (order on the connection)
             if body:
                 self.transport.writelines(  # type: ignore[union-attr]
                     [head, b"%x\r\n" % len(body), body, b"\r\n" + end])

@@ -270,3 +270,44 @@ async def test_a_filtered_hit_writes_the_general_writers_bytes(
 
     assert added(0, 0) == added(1, 0) == {("HIT", "2xx"): 2}
     assert added(0, 1) == added(1, 1) == {"HIT": 1000}
+
+
+async def test_pipelined_answers_held_by_the_batch_keep_their_order(
+        start_node: Callable[..., Any]) -> None:
+    """Hits behind a filter leave after their batch's steps (``Batch.send``): pipelined
+    on one connection they come back in order, and an answer held by the batch still
+    goes out before a close (Connection: close, or a protocol error after it)."""
+    node = await start_node(wasm("order", "header_only.wat"))
+    await raw_hit(node, "/obj/order?size=64")  # stored
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    try:
+        one = "GET /obj/order?size=64&n={} HTTP/1.1\r\nHost: t\r\n{}\r\n"
+        await raw_hit(node, "/obj/order?size=64&n=0")
+        await raw_hit(node, "/obj/order?size=64&n=1")
+        writer.write((one.format(0, "") + one.format(1, "") + one.format(0, "")
+                      + "GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n").encode())
+        data = await asyncio.wait_for(reader.read(1 << 20), 5)
+        while True:
+            more = await asyncio.wait_for(reader.read(1 << 20), 5)
+            if not more:
+                break
+            data += more
+    finally:
+        writer.close()
+    heads = re.findall(rb"HTTP/1.1 (\d+)[^\r]*\r\n", data)
+    assert heads == [b"200", b"200", b"200", b"400"]
+    assert data.count(b"X-Cache: HIT\r\n") == 3 and data.count(b"x-filtered: yes\r\n") == 3
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    try:
+        writer.write((one.format(0, "") + one.format(1, "Connection: close\r\n")).encode())
+        data = b""
+        while True:
+            more = await asyncio.wait_for(reader.read(1 << 20), 5)
+            if not more:
+                break
+            data += more
+    finally:
+        writer.close()
+    assert re.findall(rb"HTTP/1.1 (\d+)", data) == [b"200", b"200"]
+    assert data.count(b"X-Cache: HIT\r\n") == 2 and b"Connection: close\r\n" in data
