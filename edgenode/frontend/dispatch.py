@@ -6,8 +6,10 @@ wait in a short queue while reading pauses once it grows.  A request without a b
 run in the loop iteration's batch (``Batch``: one callback for every request parsed in
 that iteration, so the chain's code runs back to back instead of between each socket's
 kernel work); when its chain finishes synchronously (a cache hit behind filters that did
-not pause) it is answered there, without a task or coroutine; when a step waits, the
-same steps continue in one task per request.
+not pause) it is answered there, without a task or coroutine, and its bytes leave with
+the batch's other answers once every request's steps have run (``Batch.send``: the
+kernel's send work back to back too); when a step waits, the same steps continue in one
+task per request.
 """
 
 from __future__ import annotations
