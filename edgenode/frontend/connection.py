@@ -194,6 +194,8 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         assert transport is not None
         if transport.is_closing():  # aborted already
             return
+        if self.fe.batch.running:
+            self.fe.batch.flush()  # the answers the batch holds go before the close
         if not linger or self.cfg.lingering_time <= 0 or not transport.can_write_eof():
             transport.close()
             return

@@ -199,9 +199,11 @@ class RequestParser:
             body = self._body = RequestBody(self, expect)
         incoming = headers.get("x-request-id")
         rid = self.fe.request_ids.pick(incoming)
-        if rid is not incoming or len(headers.getall("x-request-id")) > 1:
-            headers.popall("x-request-id", None)
+        if incoming is None:
             headers["X-Request-Id"] = rid  # the origin and the filters see it too
+        elif rid is not incoming or len(headers.getall("x-request-id")) > 1:
+            headers.popall("x-request-id")
+            headers["X-Request-Id"] = rid
         request = Request(method, target, headers, body if body is not None else b"", version)
         exchange = Exchange(request, self.client, self.local)
         exchange.request_id = rid

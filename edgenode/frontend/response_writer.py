@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from multidict import CIMultiDict, getversion
 
 from edgenode.http.headers import DateCache, last_chunk
-from edgenode.http.messages import Response, close_body
+from edgenode.http.messages import FROM_BODY, Response, close_body
 from edgenode.pipeline.exchange import Exchange
+
+if TYPE_CHECKING:
+    from edgenode.frontend.server import FrontEnd
 
 __all__ = ["ResponseWriter", "BadHead", "status_line", "NO_BODY_STATUS"]
 
@@ -55,6 +58,7 @@ class BadHead(Exception):
 class ResponseWriter:
     """The response-writing part of a client connection (``http/connection.py``)."""
 
+    fe: FrontEnd
     transport: asyncio.Transport | None
     closed: bool
     _current: object
@@ -149,6 +153,54 @@ class ResponseWriter:
         except UnicodeEncodeError:
             raise BadHead("a response header is not Latin-1 text") from None
 
+    def _write_wire(self, exchange: Exchange, response: Response, keep_alive: bool) -> bool:
+        """Write a GET's full answer whose head is kept as bytes (``wire_head`` current: a
+        cache hit, whatever filters added to it) in one buffer, as ``_write_bytes_response``
+        would, without its general checks; False (nothing written): not such an answer.
+
+        The bytes are ``_write_bytes_response``'s (tests/http/test_write_wire.py).
+        """
+        wire = response.wire_head
+        if wire is None:
+            return False
+        headers = response.headers
+        status = response.status
+        body = response.body
+        if (type(body) is not bytes or status < 200 or status in NO_BODY_STATUS
+                or response._trailers is not FROM_BODY or wire[0] != getversion(headers)
+                or exchange.request.method != "GET" or "x-request-id" in headers
+                or "connection" in headers or not keep_alive or exchange.request.version != "1.1"):
+            return False
+        rid = exchange.request_id
+        head = b"%s%sContent-Length: %d\r\n%s\r\n" % (
+            status_line(status, response.reason), wire[1], len(body),
+            b"X-Request-Id: %s\r\n" % rid.encode("latin-1") if rid else b"")
+        exchange.status = status
+        if not self.closed:
+            if len(body) <= 65536:
+                self._send(head + body)
+            else:
+                self._send_large(head, body)
+            exchange.response_bytes = len(body)
+        return True
+
+    def _send(self, data: bytes) -> None:
+        """Write one buffer: with the batch's other writes when its steps are running
+        (``Batch.send``; closing a connection flushes them first), else now."""
+        batch = self.fe.batch
+        if batch.running:
+            batch.send(self.transport, data)  # type: ignore[arg-type]
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def _send_large(self, head: bytes, body: bytes) -> None:
+        """Write a head and a large body without copying them into one buffer, after what
+        the batch holds (order on the connection)."""
+        batch = self.fe.batch
+        if batch.running:
+            batch.flush()
+        self.transport.writelines([head, body])  # type: ignore[union-attr]
+
     def _write_bytes_response(self, exchange: Exchange, response: Response,
                               keep_alive: bool, length_known: bool = True) -> bool:
         """Write a response whose body is in memory; return whether to keep the connection.
@@ -178,11 +230,11 @@ class ResponseWriter:
         exchange.status = status
         if not self.closed:
             if not body:
-                self.transport.write(head)  # type: ignore[union-attr]
+                self._send(head)
             elif len(body) <= 65536:
-                self.transport.write(head + body)  # type: ignore[union-attr]
+                self._send(head + body)
             else:
-                self.transport.writelines([head, body])  # type: ignore[union-attr]
+                self._send_large(head, body)
             exchange.response_bytes = len(body)
         return keep_alive
 
@@ -202,6 +254,8 @@ class ResponseWriter:
         body: bytes = response.body  # type: ignore[assignment]
         if not self.closed:
             end = last_chunk(trailers)
+            if self.fe.batch.running:
+                self.fe.batch.flush()  # after what the batch holds (order on the connection)
             if body:
                 self.transport.writelines(  # type: ignore[union-attr]
                     [head, b"%x\r\n" % len(body), body, b"\r\n" + end])

@@ -137,15 +137,33 @@ class _Streams:
         self.hit = hit
 
     def __call__(self, exchange: Exchange) -> Outcome:
-        entered: list[StreamSteps] = []
+        entered: list[StreamSteps] = []  # the streams that continued
+        outcome: Outcome | None = None
         try:
-            outcome = self._enter(exchange, entered)
+            rests = self.rests
+            for i, stage in enumerate(self.stages):  # the request sides, in chain order
+                steps = stage.open_stream(exchange)
+                if steps is None:
+                    continue
+                if isinstance(steps, Response):
+                    outcome = steps
+                    break
+                outcome = steps.enter(rests[i])
+                if outcome is not None:
+                    break
+                entered.append(steps)
+            else:  # every stream continued: the stage behind them, its answer first
+                hit = self.hit
+                if hit is not None:
+                    outcome = hit(exchange)
+                if outcome is None:
+                    outcome = self.after(exchange)
         except BaseException:
             for steps in entered:
                 steps.abort()
             raise
         k = len(entered)
-        while k:
+        while k:  # the response sides, in reverse
             k -= 1
             try:
                 outcome = entered[k].around(outcome)
@@ -154,26 +172,6 @@ class _Streams:
                     steps.abort()
                 raise
         return outcome
-
-    def _enter(self, exchange: Exchange, entered: list[StreamSteps]) -> Outcome:
-        """The request sides, then the rest; ``entered``: the streams that continued."""
-        rests = self.rests
-        for i, stage in enumerate(self.stages):
-            steps = stage.open_stream(exchange)
-            if steps is None:
-                continue
-            if isinstance(steps, Response):
-                return steps
-            outcome = steps.enter(rests[i])
-            if outcome is not None:
-                return outcome
-            entered.append(steps)
-        hit = self.hit
-        if hit is not None:
-            response = hit(exchange)
-            if response is not None:
-                return response
-        return self.after(exchange)
 
     async def settled(self, exchange: Exchange) -> Response:
         out = self(exchange)

@@ -6,6 +6,7 @@ on the same chain continues in a task (the same steps, resumed)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 
 from edgenode.config import StageConfig
+from edgenode.frontend.connection import Connection
 from edgenode.node import Node
 from edgenode.pipeline.chain import Chain
 
@@ -221,3 +223,91 @@ async def test_a_request_hold_behind_a_filter_hands_the_stream_on(
         finally:
             count.close()
     assert held == (1, 0) and count.runs == 1 and spy.answered == 1
+
+
+async def raw_hit(node: Node, path: str, extra: str = "") -> bytes:
+    """One GET on a new connection: the exact response bytes, the request id masked."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nUser-Agent: raw\r\n{extra}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        body = await reader.readexactly(length)
+    finally:
+        writer.close()
+    head = re.sub(rb"\r\nX-Request-Id: [!-~]+\r\n", b"\r\nX-Request-Id: *\r\n", head)
+    head = re.sub(rb"wasm-([\w-]+);dur=[0-9.]+", rb"wasm-\1;dur=*", head)
+    head = re.sub(rb"\r\nAge: [0-9]+\r\n", b"\r\nAge: *\r\n", head)  # a second may pass
+    head = re.sub(rb"; ttl=[0-9]+", b"; ttl=*", head)
+    return head + body
+
+
+async def test_a_filtered_hit_writes_the_general_writers_bytes(
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two filters, then the cache: a hit written from its kept head (``_write_wire``)
+    is byte for byte the general writer's answer (Server-Timing per filter, Cache-Status,
+    the fields the filters added), and counts the same in the node's metrics."""
+    node = await start_node(wasm("wire-first", "header_only.wat"), wasm("wire-second", "header_only.wat"))
+    path = "/obj/wire?size=500"
+    await raw_hit(node, path)  # stored
+    metrics = node.metrics
+    timing = ("", "X-Edgenode-Timing: 1\r\n")
+    counts = [(dict(metrics._requests), dict(metrics._bytes))]
+    fast = [await raw_hit(node, path, extra) for extra in timing]
+    counts.append((dict(metrics._requests), dict(metrics._bytes)))
+    monkeypatch.setattr(Connection, "_write_wire", lambda *args: False)
+    general = [await raw_hit(node, path, extra) for extra in timing]
+    counts.append((dict(metrics._requests), dict(metrics._bytes)))
+    assert fast == general
+    assert b"x-filtered: yes\r\nx-filtered: yes\r\n" in fast[0] and b"X-Cache: HIT\r\n" in fast[0]
+    assert b"Cache-Status: " in fast[0]
+    assert b"Server-Timing: wasm-wire-second;dur=*" in fast[1] and b"wasm-wire-first;dur=*" in fast[1]
+
+    def added(i: int, j: int) -> dict[Any, int]:
+        old, new = counts[i][j], counts[i + 1][j]
+        return {k: v - old.get(k, 0) for k, v in new.items() if v != old.get(k, 0)}
+
+    assert added(0, 0) == added(1, 0) == {("HIT", "2xx"): 2}
+    assert added(0, 1) == added(1, 1) == {"HIT": 1000}
+
+
+async def test_pipelined_answers_held_by_the_batch_keep_their_order(
+        start_node: Callable[..., Any]) -> None:
+    """Hits behind a filter leave after their batch's steps (``Batch.send``): pipelined
+    on one connection they come back in order, and an answer held by the batch still
+    goes out before a close (Connection: close, or a protocol error after it)."""
+    node = await start_node(wasm("order", "header_only.wat"))
+    await raw_hit(node, "/obj/order?size=64")  # stored
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    try:
+        one = "GET /obj/order?size=64&n={} HTTP/1.1\r\nHost: t\r\n{}\r\n"
+        await raw_hit(node, "/obj/order?size=64&n=0")
+        await raw_hit(node, "/obj/order?size=64&n=1")
+        writer.write((one.format(0, "") + one.format(1, "") + one.format(0, "")
+                      + "GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n").encode())
+        data = await asyncio.wait_for(reader.read(1 << 20), 5)
+        while True:
+            more = await asyncio.wait_for(reader.read(1 << 20), 5)
+            if not more:
+                break
+            data += more
+    finally:
+        writer.close()
+    heads = re.findall(rb"HTTP/1.1 (\d+)[^\r]*\r\n", data)
+    assert heads == [b"200", b"200", b"200", b"400"]
+    assert data.count(b"X-Cache: HIT\r\n") == 3 and data.count(b"x-filtered: yes\r\n") == 3
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    try:
+        writer.write((one.format(0, "") + one.format(1, "Connection: close\r\n")).encode())
+        data = b""
+        while True:
+            more = await asyncio.wait_for(reader.read(1 << 20), 5)
+            if not more:
+                break
+            data += more
+    finally:
+        writer.close()
+    assert re.findall(rb"HTTP/1.1 (\d+)", data) == [b"200", b"200"]
+    assert data.count(b"X-Cache: HIT\r\n") == 2 and b"Connection: close\r\n" in data
