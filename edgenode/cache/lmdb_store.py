@@ -506,8 +506,9 @@ class SharedStore:
         self._batch.append((entry, record))
         self._batch_keys.add(entry.key)
         if self._flush_handle is None:
-            loop = asyncio._get_running_loop()
-            if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (tools, tests): commit now
                 return self.flush() > 0
             self._flush_handle = loop.call_soon(self.flush)
         return True
