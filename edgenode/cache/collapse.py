@@ -49,7 +49,7 @@ class Flight:
             self.future.set_result(entry)
             if self._collapser._flights.get(self.key) is self.future:
                 del self._collapser._flights[self.key]
-            if self._leased:  # after the store: other processes find the entry once free
+            if self._leased:  # the store frees it once the entry is committed: others find it
                 self._collapser.release_lease(self.key)
 
     def release(self) -> None:

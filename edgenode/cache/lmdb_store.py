@@ -4,8 +4,17 @@ Layout (``store_files.py``): each variant is an object id (16 bytes of the key's
 + 8 of its variant signature's), so a key's variants sit together in key order.  Its
 metadata (``codec``) and its body are separate records, so a soft purge or a 304
 refresh rewrites the small one only; the ``url`` and ``tag`` indexes map a URL's hash
-and a Surrogate-Key's hash to object ids, for purges.  Every change is one write
-transaction, so an object with its body and indexes appears whole or not at all.
+and a Surrogate-Key's hash to object ids, for purges.  An object with its body and
+indexes is written in one write transaction, so it appears whole or not at all.
+
+Writing: the stores a worker makes in one pass of its event loop are committed together
+in one transaction when the pass ends (``put`` queues, ``flush`` commits), so the
+commit, the totals and the shared pages are paid once for all of them, not once per
+miss.  Until then the objects are in no other process's view; this process's lookups
+of a queued key, purges, refreshes and ``stats`` commit the queue first, and a
+collapsing lease on a queued key is released only after its commit, so a worker that
+waited for it finds the object.  The response to a miss may reach its client up to one
+loop pass before its object is committed.
 
 Reading: each worker keeps decoded hot objects (``[cache] hot_bytes``) so a fresh hit
 costs what the in-memory store's does.  What makes a kept object wrong is a change
@@ -128,9 +137,10 @@ class _Txn:
         self.totals["tick"] += 1
         return self.totals["tick"]
 
-    def insert(self, entry: Entry) -> None:
-        """Store ``entry``; a key that had no variants is logged for no one (no process
-        can hold what was not there), so a plain miss moves no worker's generation."""
+    def insert(self, entry: Entry, record: bytes) -> None:
+        """Store ``entry`` (``record``: its encoded metadata); a key that had no variants is
+        logged for no one (no process can hold what was not there), so a plain miss moves
+        no worker's generation."""
         kh = _h(entry.key, 16)
         oid = kh + _h(entry.variant, 8)
         olds = self.variants(kh)
@@ -141,7 +151,7 @@ class _Txn:
         self.make_room(entry.size)
         txn, db = self.txn, self.db
         tick = u64(self.next_tick())
-        txn.put(oid, encode(entry), db=db["obj"])
+        txn.put(oid, record, db=db["obj"])
         txn.put(oid, entry.body, db=db["body"])
         txn.put(oid, tick, db=db["tick"])
         txn.put(tick + oid, b"", db=db["lru"])
@@ -236,6 +246,28 @@ class _Txn:
         return seq
 
 
+class _BatchLeases:
+    """The store's leases; one whose key has a store queued is released after its commit,
+    so the process that waited for it finds the object."""
+
+    def __init__(self, leases: FileLeases, store: SharedStore) -> None:
+        self._leases = leases
+        self._store = store
+        self.held_elsewhere = leases.held_elsewhere
+
+    def acquire(self, key: str) -> bool:
+        if key in self._store._held:  # this process's store of it is queued: commit it first
+            self._store.flush()
+        return self._leases.acquire(key)
+
+    def release(self, key: str) -> None:
+        store = self._store
+        if key in store._batch_keys:
+            store._held.add(key)
+        else:
+            self._leases.release(key)
+
+
 def _read_u64(txn: Any, key: bytes, db: Any) -> int:
     raw = txn.get(key, db=db)
     return _U64.unpack(raw)[0] if raw is not None else 0
@@ -257,7 +289,8 @@ class SharedStore:
         self.files = StoreFiles(path, cfg.max_bytes, owner)
         self.env = self.files.env
         self._db = self.files.dbs
-        self.leases = None if alone else FileLeases(self.files.leases_fd)
+        self._file_leases = None if alone else FileLeases(self.files.leases_fd)
+        self.leases = None if self._file_leases is None else _BatchLeases(self._file_leases, self)
         self._cell = self.files.generation.cell
         self._seen = self._cell[0]
         self._log_pos = self.files.seq()
@@ -272,6 +305,12 @@ class SharedStore:
         self._write_retry = 0.0
         self.errors = 0
         self._totals: dict[str, int] = {}
+        #: stores queued in this loop pass (entry, encoded metadata), committed by ``flush``
+        self._batch: list[tuple[Entry, bytes]] = []
+        self._batch_keys: set[str] = set()
+        self._flush_handle: asyncio.Handle | None = None
+        #: keys whose lease is released once their queued store is committed
+        self._held: set[str] = set()
 
     # -- reading ---------------------------------------------------------------------------
     def lookup(self, key: str, req_headers: Headers) -> tuple[Entry | None, bool]:
@@ -300,6 +339,8 @@ class SharedStore:
 
     def _variants(self, key: str) -> _Hot | None:
         """The key's variants: kept ones unless another process changed the key since."""
+        if self._batch_keys and key in self._batch_keys:
+            self.flush()  # a store of the key is queued: commit it, then read
         if self._cell[0] != self._seen:
             self._sync()
         hot = self._hot.get(key)
@@ -390,6 +431,13 @@ class SharedStore:
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, work: Callable[[_Txn], Any], default: Any) -> Any:
+        """Run ``work`` in a write transaction of its own, after the queued stores commit
+        (so a purge or refresh applies to them as it would have to stores made one by one)."""
+        if self._batch:
+            self.flush()
+        return self._commit(work, default)
+
+    def _commit(self, work: Callable[[_Txn], Any], default: Any) -> Any:
         """Run ``work`` in one write transaction (with this process's LRU notes), publish its
         invalidations; ``default`` when writes fail (the failure is logged and counted)."""
         if self._write_error is not None:
@@ -440,22 +488,74 @@ class SharedStore:
         log.error("cache store %s: read failed (%s); answering as a miss", self.path, exc)
 
     def put(self, entry: Entry) -> bool:
-        """Store (or replace) a variant; False when it can never fit or the store fails."""
+        """Queue a variant to store (or replace); False when it can never fit, cannot be
+        encoded or writes are failing.
+
+        Under an event loop the stores of one loop pass are committed together at the
+        end of it (``flush``); without one, at once.  Until then this process's lookups
+        of the key commit first, and a collapsing lease on it is held."""
         if entry.size > self.max_bytes:
             return False
-
-        def work(w: _Txn) -> bool:
-            w.insert(entry)
-            return True
-
+        if self._write_error is not None and time.monotonic() < self._write_retry:
+            return False
         try:
-            stored = bool(self._write(work, False))
-        except ValueError:  # a field the codec cannot write: the transaction was aborted
+            record = encode(entry)
+        except ValueError:  # a field the codec cannot write
             log.exception("cache entry for %s cannot be stored", entry.url)
             return False
-        if stored:
-            self.counters["stored"] += 1
+        self._batch.append((entry, record))
+        self._batch_keys.add(entry.key)
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (tools, tests): commit now
+                return self.flush() > 0
+            self._flush_handle = loop.call_soon(self.flush)
+        return True
+
+    def flush(self) -> int:
+        """Commit the queued stores in one transaction; how many were stored.
+
+        LMDB commits a transaction whole or not at all, so a crash leaves every queued
+        object either stored with all its records or absent.  When the batch's
+        transaction fails, each object is retried in a transaction of its own, so one that
+        cannot be stored loses no other.  Leases held for the batch's keys are released
+        once it is committed (or given up), so another process that waited for one finds
+        the object."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._batch = self._batch, []
+        keys, self._batch_keys = self._batch_keys, set()
+        stored = 0
+        try:
+            if batch:
+                stored = self._commit_batch(batch)
+                if stored < 0 and len(batch) > 1:
+                    stored = sum(max(0, self._commit_batch([one])) for one in batch)
+                stored = max(0, stored)
+                self.counters["stored"] += stored
+        finally:
+            if self._held:
+                for key in keys & self._held:
+                    self._held.discard(key)
+                    assert self._file_leases is not None
+                    self._file_leases.release(key)
         return stored
+
+    def _commit_batch(self, batch: list[tuple[Entry, bytes]]) -> int:
+        """Store ``batch`` in one transaction: its size, or -1 when that failed."""
+        def work(w: _Txn) -> int:
+            for entry, record in batch:
+                w.insert(entry, record)
+            return len(batch)
+
+        try:
+            return int(self._commit(work, -1))
+        except Exception:  # a transaction that raised was aborted: nothing of it is stored
+            log.exception("cache store %s: storing %d objects failed", self.path, len(batch))
+            self.errors += 1
+            return -1
 
     def refresh(self, entry: Entry) -> None:
         """Write back a 304's update of ``entry`` (unless it was removed meanwhile)."""
@@ -527,8 +627,10 @@ class SharedStore:
         self._timer = None
         if self.files.env is None:
             return
-        if self._pending:
-            self._write(lambda w: None, None)
+        if self._batch:
+            self.flush()  # the notes go with the queued stores
+        elif self._pending:
+            self._commit(lambda w: None, None)
         else:
             self._epoch += 1
         if self.files.seq() != self._log_pos:  # a writer died between commit and publish
@@ -542,6 +644,8 @@ class SharedStore:
 
     def stats(self) -> dict[str, Any]:
         """Node-wide store figures and this process's counters and hot memory."""
+        if self._batch:
+            self.flush()
         totals = self._totals
         if self.files.env is not None:  # once closed: the figures it had then
             try:
@@ -563,8 +667,9 @@ class SharedStore:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.flush()
         if self._pending:
-            self._write(lambda w: None, None)
+            self._commit(lambda w: None, None)
         self.stats()
         self._hot.clear()
         self._hot_bytes = 0
