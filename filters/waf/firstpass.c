@@ -28,9 +28,10 @@
  * most CRS patterns contains one of a few literal strings (`<script`, `union`,
  * `/etc/`: rxset.h, rxset_gated), and one Aho-Corasick automaton holds those of
  * every set.  It runs once per distinct input (a source's joined values after a
- * chain; chains that change nothing share one input, and an input with the same bytes
- * as an earlier one takes its answer) and says which sets' literals occur in it; a set none of whose literals occur in any of its inputs matches
- * nothing there, and neither its join nor its DFA is run.  An @pm set's phrases are
+ * chain; chains that change nothing share one input, and an input with the same
+ * bytes as an earlier one takes its answer) and says which sets' literals occur in
+ * it; a set none of whose literals occur in any of its inputs matches nothing
+ * there, and neither its join nor its DFA is run.  An @pm set's phrases are
  * in that automaton too, which then answers for the set.  Patterns are grouped so
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
@@ -333,7 +334,8 @@ void firstpass_free(waf_rules *r) {
 
 /* The literal pass's answer per distinct input: the sets whose literals occur in it.  An
  * input is a buffer of the request (its values, their transformations, their joins), which
- * stays put while the sources do (tx->src_epoch): its address and length name it. */
+ * stays put while the sources do (tx->src_epoch): its address and length name it, and one
+ * not found that way is compared by bytes with the inputs already searched. */
 #define LIT_MEMO 256   /* distinct inputs remembered (an ordinary request has ~30) */
 typedef struct lit_entry { uint32_t epoch; const char *p; size_t n; uint64_t *bits; } lit_entry;
 /* by address (open addressing), and this epoch's entries in order: an input missed by address
