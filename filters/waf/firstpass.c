@@ -28,9 +28,10 @@
  * most CRS patterns contains one of a few literal strings (`<script`, `union`,
  * `/etc/`: rxset.h, rxset_gated), and one Aho-Corasick automaton holds those of
  * every set.  It runs once per distinct input (a source's joined values after a
- * chain; chains that change nothing share one input) and says which sets' literals
- * occur in it; a set none of whose literals occur in any of its inputs matches
- * nothing there, and neither its join nor its DFA is run.  An @pm set's phrases are
+ * chain; chains that change nothing share one input, and an input with the same
+ * bytes as an earlier one takes its answer) and says which sets' literals occur in
+ * it; a set none of whose literals occur in any of its inputs matches nothing
+ * there, and neither its join nor its DFA is run.  An @pm set's phrases are
  * in that automaton too, which then answers for the set.  Patterns are grouped so
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
@@ -333,28 +334,50 @@ void firstpass_free(waf_rules *r) {
 
 /* The literal pass's answer per distinct input: the sets whose literals occur in it.  An
  * input is a buffer of the request (its values, their transformations, their joins), which
- * stays put while the sources do (tx->src_epoch): its address and length name it. */
+ * stays put while the sources do (tx->src_epoch): its address and length name it, and one
+ * not found that way is compared by bytes with the inputs already searched. */
 #define LIT_MEMO 256   /* distinct inputs remembered (an ordinary request has ~30) */
-typedef struct lit_memo { uint32_t epoch; const char *p; size_t n; uint64_t *bits; } lit_memo;
+typedef struct lit_entry { uint32_t epoch; const char *p; size_t n; uint64_t *bits; } lit_entry;
+/* by address (open addressing), and this epoch's entries in order: an input missed by address
+ * may hold the same bytes as one of them */
+struct lit_memo { lit_entry table[LIT_MEMO]; uint32_t epoch; int n_kept; uint16_t kept[LIT_MEMO]; };
 
 static bool literal_occurs(waf_tx *tx, wstr in, int g) {
     const waf_rules *r = tx->rules;
     size_t words = ((size_t)r->n_pf_groups + 63) / 64;
-    if (!tx->lit_memo) {
-        tx->lit_memo = ar_alloc(&tx->a, LIT_MEMO * sizeof *tx->lit_memo);
-        memset(tx->lit_memo, 0, LIT_MEMO * sizeof *tx->lit_memo);
+    struct lit_memo *lm = tx->lit_memo;
+    if (!lm) {
+        lm = tx->lit_memo = ar_alloc(&tx->a, sizeof *lm);
+        memset(lm, 0, sizeof *lm);
+    }
+    uint32_t now = tx->src_epoch + 1;
+    if (lm->epoch != now) {
+        lm->epoch = now;
+        lm->n_kept = 0;
     }
     uint32_t h = (uint32_t)(((uintptr_t)in.p >> 3) * 2654435761u ^ (uint32_t)in.n * 40503u);
-    lit_memo *e = NULL;
+    lit_entry *e = NULL;
     for (int probe = 0; probe < 8; probe++) {
-        lit_memo *m = &tx->lit_memo[(h + (uint32_t)probe) % LIT_MEMO];
-        if (m->epoch == tx->src_epoch + 1 && m->p == in.p && m->n == in.n) return (m->bits[g / 64] >> (g % 64)) & 1;
-        if (m->epoch != tx->src_epoch + 1) { e = m; break; }
+        lit_entry *m = &lm->table[(h + (uint32_t)probe) % LIT_MEMO];
+        if (m->epoch == now && m->p == in.p && m->n == in.n) return (m->bits[g / 64] >> (g % 64)) & 1;
+        if (m->epoch != now) { e = m; break; }
     }
-    uint64_t *bits = ar_alloc(&tx->a, words * sizeof *bits);
-    memset(bits, 0, words * sizeof *bits);
-    rxgate_scan(r->pf_gate, (const uint8_t *)in.p, in.n, bits, words);
-    if (e) *e = (lit_memo){tx->src_epoch + 1, in.p, in.n, bits};   /* else: full, not kept */
+    /* the same bytes at another address (chains whose results are equal but were built
+     * anew, e.g. ARGS_NAMES of a JSON body): the same answer */
+    uint64_t *bits = NULL;
+    for (int k = 0; k < lm->n_kept && !bits; k++) {
+        const lit_entry *m = &lm->table[lm->kept[k]];
+        if (m->n == in.n && memcmp(m->p, in.p, in.n) == 0) bits = m->bits;
+    }
+    if (!bits) {
+        bits = ar_alloc(&tx->a, words * sizeof *bits);
+        memset(bits, 0, words * sizeof *bits);
+        rxgate_scan(r->pf_gate, (const uint8_t *)in.p, in.n, bits, words);
+    }
+    if (e) {   /* else: full, not kept */
+        *e = (lit_entry){now, in.p, in.n, bits};
+        lm->kept[lm->n_kept++] = (uint16_t)(e - lm->table);
+    }
     return (bits[g / 64] >> (g % 64)) & 1;
 }
 
