@@ -90,11 +90,11 @@ async def test_a_lease_on_a_queued_key_is_released_after_its_commit(tmp_path: Pa
         store.close()
 
 
+@pytest.mark.parametrize("make_store", ["lmdb"], indirect=True)  # batching is the lmdb store's
 async def test_a_collapsed_waiter_and_a_peer_get_the_batched_entry(make_harness, origin) -> None:
     """Waiters get the leader's entry; another process finds it committed after the pass."""
     h = make_harness()
-    if not isinstance(h.store, SharedStore):
-        pytest.skip("batching is the lmdb store's")
+    assert isinstance(h.store, SharedStore)
     origin.route("/c", body=b"collapsed", cache_control="max-age=60")
     results = await asyncio.gather(*(h.send("/c") for _ in range(4)))
     assert sorted(r.headers["X-Cache"] for r, _, _ in results) == ["COLLAPSED"] * 3 + ["MISS"]
