@@ -39,7 +39,7 @@ from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import ReloadBackoff
-from edgenode.wasm.snapshot import BAKE_MIN_BYTES, Snapshot, bake, export_globals, resettable
+from edgenode.wasm.snapshot import BAKE_MIN_BYTES, ResetImage, Snapshot, bake, export_globals, resettable
 from edgenode.wasm.stream import StreamDriver, StreamSettings, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
@@ -56,8 +56,8 @@ REUSE_LIMIT = 64
 #: None when the snapshot is baked into the module the instances come from
 _Snap = tuple[Snapshot, GlobalState | None]
 #: what ``Vm.recycle`` resets a used instance to: the snapshot, its globals' writer, the
-#: whole started memory
-_Reset = tuple[Snapshot, GlobalState, bytes]
+#: started memory
+_Reset = tuple[Snapshot, GlobalState, ResetImage]
 
 
 class WasmStage:
@@ -134,7 +134,7 @@ class WasmStage:
                 else:
                     snap = (captured, state)
                 if resettable(self._binary(opts)):
-                    reset = (captured, state, captured.memory())
+                    reset = (captured, state, captured.reset_image())
         vm.close()
         return plugin, loaded, None, snap, reset
 
@@ -336,7 +336,8 @@ class WasmStage:
                 "abi": ".".join(map(str, self.loaded.version)), "traps": m.traps,
                 "vm_starts": m.vm_starts, "vm_reloads": m.vm_reloads, "failed_streams": m.failed_streams,
                 "snapshot": self._snapshot is not None,
-                "snapshot_baked": self._snapshot is not None and self._snapshot[1] is None}
+                "snapshot_baked": self._snapshot is not None and self._snapshot[1] is None,
+                "reset": self._reset is not None}
 
     async def close(self) -> None:
         self._closed = True

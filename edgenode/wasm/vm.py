@@ -31,7 +31,7 @@ from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.native import Histogram, Instance
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import TrapBurst
-from edgenode.wasm.snapshot import Snapshot, diff_pages, nonzero_pages
+from edgenode.wasm.snapshot import ResetImage, Snapshot, diff_pages, nonzero_pages
 from edgenode.wasm.wasi import WasiGrants, forget_fds
 
 if TYPE_CHECKING:
@@ -756,7 +756,7 @@ class Vm:
             except GuestTrap as exc:
                 self.fail(exc.args[0])
 
-    def recycle(self, snap: Snapshot, state: GlobalState, image: bytes) -> bool:
+    def recycle(self, snap: Snapshot, state: GlobalState, image: ResetImage) -> bool:
         """Put a per-request instance whose stream has ended back into ``snap``'s state for
         another stream, or close it; True when it was put back.
 
@@ -769,11 +769,12 @@ class Vm:
         effects outside the instance (callouts, shared data and queues, metrics) or left
         anything open.  The close's root on_done/on_delete run here as well."""
         if (self.failed is not None or self.closed or self.effects or self.active_streams
-                or self._callouts or len(self.contexts) != 1 or self.inst.memory_size() != len(image)):
+                or self._callouts or len(self.contexts) != 1 or self.inst.memory_size() != image.size):
             self.close()
             return False
         self._end_root()
-        if self.failed is not None or self.effects or not self.inst.reset_memory(image):
+        if (self.failed is not None or self.effects
+                or not self.inst.reset_memory(image.size, image.index, image.pages)):
             self.close(graceful=False)
             return False
         self.inst.restore(snap.memory_size, (), state.names, state.values_addr, state.value_size)
