@@ -17,6 +17,7 @@ instance (callouts, shared data, queues, randomness, metric updates) disables it
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from array import array
 from dataclasses import dataclass, field
@@ -200,6 +201,10 @@ def nonzero_pages(memory: bytes | memoryview) -> list[tuple[int, bytes]]:
     return diff_pages(b"", memory)
 
 
+#: sha256 of a module -> ``resettable``'s verdict (a large module's scan takes ~0.3 s)
+_VERDICTS: dict[bytes, bool] = {}
+
+
 def resettable(wasm: bytes) -> bool:
     """Whether a used instance of ``wasm`` is back in its snapshot state once its linear
     memory and mutable globals are, i.e. it has no other state a stream could change.
@@ -209,6 +214,14 @@ def resettable(wasm: bytes) -> bool:
     tables then keep the elements instantiation gave them and segments stay as they
     are, so a reset need not look at either.  A module that fails to parse (or uses
     an instruction the scan does not know) is not resettable."""
+    key = hashlib.sha256(wasm).digest()
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        verdict = _VERDICTS[key] = _resettable(wasm)
+    return verdict
+
+
+def _resettable(wasm: bytes) -> bool:
     memories = 0
     try:
         for sid, start, end in _sections(wasm):

@@ -58,15 +58,35 @@ async def test_grown_or_trapped_instance_is_discarded(make_stage, terminal, orig
     await st.close()
 
 
-async def test_stream_with_effects_outside_the_instance_gets_a_new_one(make_stage, terminal,  # type: ignore[no-untyped-def]
-                                                                        origin) -> None:
+async def test_metrics_and_shared_data_do_not_stop_a_reset(make_stage, terminal, origin) -> None:  # type: ignore[no-untyped-def]
+    # counters.wat counts streams in a global, a metric and shared data: the global is the
+    # instance's (reset: "1" every time), the metric and shared data the node's (they go on)
     st = make_stage("counters.wat", "reset-counters", isolation="per-request", prewarm=0,
                     vm_id="reset-counters")
+    handler = build_chain([st], terminal)
+    await asyncio.sleep(0)
+    starts = st.plugin.metrics.vm_starts
+    seen = []
+    for _ in range(3):
+        resp = await handler(request())
+        seen.append((resp.status, resp.headers["x-count"], resp.headers["x-hits"]))
+        await asyncio.sleep(0)
+    assert seen == [(200, "1", "x"), (200, "1", "xx"), (200, "1", "xxx")]
+    assert st.plugin.metrics.get(1) == (0, 3)  # "requests": every stream counted
+    assert st.plugin.metrics.vm_starts == starts + 1  # one instance, reset after each stream
+    await st.close()
+
+
+async def test_stream_that_registers_a_queue_gets_a_new_instance(make_stage, terminal) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("reset_queue.wat", "reset-queue", isolation="per-request", prewarm=0,
+                    vm_id="reset-queue")
+    assert st.stats()["reset"] is True
     handler = build_chain([st], terminal)
     starts = st.plugin.metrics.vm_starts
     for _ in range(3):
         assert (await handler(request())).status == 200
-    assert st.plugin.metrics.vm_starts == starts + 3  # metrics/shared data: never reused
+        await asyncio.sleep(0)
+    assert st.plugin.metrics.vm_starts == starts + 3  # its notifications would reach a later stream
     await st.close()
 
 
