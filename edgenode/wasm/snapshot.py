@@ -561,7 +561,7 @@ _ZERO_PAGE = 0xFFFFFFFF
 
 @dataclass(frozen=True)
 class ResetImage:
-    """The started memory in the form ``Instance.reset_memory`` reads: per PAGE-sized page
+    """The started memory in the form ``Instance.reset`` reads: per PAGE-sized page
     a native uint32 in ``index``, the page's number in ``pages`` (the non-zero pages,
     packed) or 0xFFFFFFFF for a zero page.  Compact where a whole copy would not be:
     C filters start with 16 MiB of memory, nearly all of it zeros."""

@@ -780,10 +780,10 @@ class Vm:
             return False
         self._end_root()
         if (self.failed is not None or self.tied or self._callouts
-                or not self.inst.reset_memory(image.size, image.index, image.pages)):
+                or not self.inst.reset(image.size, image.index, image.pages, state.names, state.values_addr,
+                                       state.value_size)):
             self.close(graceful=False)
             return False
-        self.inst.restore(snap.memory_size, (), state.names, state.values_addr, state.value_size)
         forget_fds(self)
         self.contexts.clear()
         self._tokens = itertools.count(1)

@@ -12,6 +12,7 @@
 #include "hostcore.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -378,10 +379,41 @@ done:
     return out;
 }
 
+/* Each exported global named in ``names`` set from the wasmtime_val_t array at
+ * ``values_addr`` (one per name, in order): 0, or -1 with an error set. */
+static int write_globals(Instance *self, PyObject *names, unsigned long long values_addr, Py_ssize_t value_size) {
+    PyObject *seq = PySequence_Fast(names, "names must be a sequence");
+    if (seq == NULL) return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        char *name;
+        Py_ssize_t len;
+        wt_extern ext;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &name, &len) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (!WT.instance_export_get(self->ctx, &self->instance, name, (size_t)len, &ext) ||
+            ext.kind != WT_EXTERN_GLOBAL) {
+            Py_DECREF(seq);
+            PyErr_Format(hc_instantiate_error, "snapshot global %s is not exported", name);
+            return -1;
+        }
+        wasmtime_error_t *err = WT.global_set(self->ctx, &ext.of, (const void *)(uintptr_t)(values_addr + (unsigned long long)i * (unsigned long long)value_size));
+        if (err != NULL) {
+            Py_DECREF(seq);
+            PyObject *msg = message_of(NULL, err);
+            PyErr_SetObject(hc_instantiate_error, msg);
+            Py_XDECREF(msg);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
 /* restore(memory_size, pages, globals, values_addr, value_size): the state of a
  * post-configure snapshot (snapshot.py) written into this fresh instance: memory grown to
- * memory_size, each (offset, bytes) page written, each exported global (names, in the
- * order of the wasmtime_val_t array at values_addr) set. */
+ * memory_size, each (offset, bytes) page written, each exported global set. */
 static PyObject *Instance_restore(Instance *self, PyObject *args) {
     unsigned long long size, values_addr;
     PyObject *pages, *names;
@@ -417,32 +449,7 @@ static PyObject *Instance_restore(Instance *self, PyObject *args) {
         memcpy(dst, data, (size_t)len);
     }
     Py_DECREF(seq);
-    seq = PySequence_Fast(names, "names must be a sequence");
-    if (seq == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        char *name;
-        Py_ssize_t len;
-        wt_extern ext;
-        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &name, &len) < 0) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-        if (!WT.instance_export_get(self->ctx, &self->instance, name, (size_t)len, &ext) ||
-            ext.kind != WT_EXTERN_GLOBAL) {
-            Py_DECREF(seq);
-            PyErr_Format(hc_instantiate_error, "snapshot global %s is not exported", name);
-            return NULL;
-        }
-        wasmtime_error_t *err = WT.global_set(self->ctx, &ext.of, (const void *)(uintptr_t)(values_addr + (unsigned long long)i * (unsigned long long)value_size));
-        if (err != NULL) {
-            Py_DECREF(seq);
-            PyObject *msg = message_of(NULL, err);
-            PyErr_SetObject(hc_instantiate_error, msg);
-            Py_XDECREF(msg);
-            return NULL;
-        }
-    }
-    Py_DECREF(seq);
+    if (write_globals(self, names, values_addr, value_size) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -473,17 +480,23 @@ struct hc_page_region {
 
 static const uint8_t zero_page[RESET_PAGE];
 static int pagemap_fd = -1;
-static pid_t pagemap_pid = 0;
+static int pagemap_opened = 0;
 static int pagemap_scan = 1; /* PAGEMAP_SCAN works (cleared at its first failure) */
 
-/* This process's /proc/self/pagemap (reopened in a forked child: the open resolved
- * "self"), or -1 where there is none or pages are not 4 KiB. */
+/* A forked child opens its own: the parent's file is the parent's page table. */
+static void pagemap_forget(void) {
+    if (pagemap_fd >= 0) close(pagemap_fd);
+    pagemap_fd = -1;
+    pagemap_opened = 0;
+}
+
+/* This process's /proc/self/pagemap, or -1 where there is none or pages are not 4 KiB. */
 static int pagemap(void) {
-    pid_t pid = getpid();
-    if (pid != pagemap_pid) {
-        if (pagemap_fd >= 0) close(pagemap_fd);
+    if (!pagemap_opened) {
+        static int registered = 0;
+        if (!registered) registered = pthread_atfork(NULL, NULL, pagemap_forget) == 0;
         pagemap_fd = sysconf(_SC_PAGESIZE) == RESET_PAGE ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
-        pagemap_pid = pid;
+        pagemap_opened = 1;
     }
     return pagemap_fd;
 }
@@ -553,20 +566,23 @@ static int reset_entries(const ResetImage *r, int fd) {
     return 0;
 }
 
-/* reset_memory(size, index, pages) -> bool: linear memory made equal to a snapshot's
- * started memory again (a used per-request instance going back to its post-configure
- * state; snapshot.ResetImage: per 4 KiB page a uint32 in ``index``, the page's number in
- * ``pages`` or 0xFFFFFFFF for zeros).  Only pages the process's page table says were
- * ever touched (present or swapped out) are compared: an untouched page still reads
- * what the instance started with, which is the snapshot's.  C filters start with 16 MiB
- * of memory of which a stream touches a few dozen pages, so the page table is asked for
- * ranges (PAGEMAP_SCAN) rather than one entry per page where the kernel can.  Pages
- * that differ are copied.  False, with memory untouched, when the size differs (it
- * grew). */
-static PyObject *Instance_reset_memory(Instance *self, PyObject *args) {
-    unsigned long long want;
+/* reset(size, index, pages, names, values_addr, value_size) -> bool: a used per-request
+ * instance put back into its post-configure snapshot's state: linear memory made equal
+ * to the snapshot's started memory again (snapshot.ResetImage: per 4 KiB page a uint32
+ * in ``index``, the page's number in ``pages`` or 0xFFFFFFFF for zeros), then the
+ * mutable globals written (as restore() writes them).  Only pages the process's page
+ * table says were ever touched (present or swapped out) are compared: an untouched
+ * page still reads what the instance started with, which is the snapshot's.  C filters
+ * start with 16 MiB of memory of which a stream touches a few dozen pages, so the page
+ * table is asked for ranges (PAGEMAP_SCAN) rather than one entry per page where the
+ * kernel can.  Pages that differ are copied.  False, with the instance untouched, when
+ * the memory size differs (it grew). */
+static PyObject *Instance_reset(Instance *self, PyObject *args) {
+    unsigned long long want, values_addr;
     Py_buffer index, pages;
-    if (!PyArg_ParseTuple(args, "Ky*y*", &want, &index, &pages)) return NULL;
+    PyObject *names;
+    Py_ssize_t value_size;
+    if (!PyArg_ParseTuple(args, "Ky*y*OKn", &want, &index, &pages, &names, &values_addr, &value_size)) return NULL;
     PyObject *result = Py_False;
     size_t size = self->store == NULL ? 0 : WT.memory_data_size(self->ctx, &self->memory);
     if (self->store == NULL || size != want || size % RESET_PAGE || (size_t)index.len != size / RESET_PAGE * 4)
@@ -576,7 +592,7 @@ static PyObject *Instance_reset_memory(Instance *self, PyObject *args) {
     int fd = (uintptr_t)r.mem % RESET_PAGE ? -1 : pagemap();
     int rc = fd >= 0 && pagemap_scan ? reset_scanned(&r, fd) : 1;
     if (rc == 1) rc = reset_entries(&r, fd);
-    result = rc < 0 ? NULL : Py_True;
+    result = rc < 0 || write_globals(self, names, values_addr, value_size) < 0 ? NULL : Py_True;
 out:
     PyBuffer_Release(&index);
     PyBuffer_Release(&pages);
@@ -808,7 +824,7 @@ static PyMethodDef Instance_methods[] = {
     {"respond", (PyCFunction)(void (*)(void))Instance_respond, METH_FASTCALL,
      "response headers, the body callback of a bytes body, and the stream's end in one call"},
     {"restore", (PyCFunction)Instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
-    {"reset_memory", (PyCFunction)Instance_reset_memory, METH_VARARGS, "memory back to a snapshot's (touched pages compared)"},
+    {"reset", (PyCFunction)Instance_reset, METH_VARARGS, "memory and globals back to a snapshot's"},
     {"alloc", (PyCFunction)Instance_alloc, METH_O, "the guest allocator (nested call)"},
     {"bind", (PyCFunction)Instance_bind, METH_VARARGS, "bind(name, nparams, nresults) -> hook id"},
     {"memory_size", (PyCFunction)Instance_memory_size, METH_NOARGS, "linear memory size in bytes"},
