@@ -286,6 +286,7 @@ class WasmStage:
         self._returned.append(vm)
 
     def _recycle_returned(self) -> None:
+        """``_recycle`` each instance returned since the last pass."""
         returned, self._returned = self._returned, []
         for vm in returned:
             self._recycle(vm)
