@@ -235,6 +235,7 @@ CHAINS: dict[str, str] = {
     "image-accept": _IMAGE_ACCEPT,
     "header-shared": header_only_stage("shared"),
     "header-per-request": header_only_stage("per-request"),
+    "routing-per-request": _ROUTING + 'isolation = "per-request"\n',
     "default-no-waf": _ROUTING + _IMAGE_ACCEPT,
     "default": _ROUTING + _WAF + _IMAGE_ACCEPT,
 }

@@ -250,9 +250,11 @@ async def cpu_added(engine: WasmEngine, n: int, rounds: int) -> dict[str, dict[s
         "header-only, per-request instance": [stage(engine, "cpu-per-request", isolation="per-request")],
     }
     if ROUTING.is_file():
-        chains["routing (default route), shared VM"] = [stage(engine, "cpu-routing", ROUTING, config={
-            "default_origin": "default", "routes": [{"name": "health", "match": {"path_prefix": "/edge-health"},
-                                                      "respond": {"status": 200, "body": "ok"}}]})]
+        routes = {"default_origin": "default", "routes": [
+            {"name": "health", "match": {"path_prefix": "/edge-health"}, "respond": {"status": 200, "body": "ok"}}]}
+        chains["routing (default route), shared VM"] = [stage(engine, "cpu-routing", ROUTING, config=routes)]
+        chains["routing (default route), per-request instance"] = [
+            stage(engine, "cpu-routing-per-request", ROUTING, config=routes, isolation="per-request")]
     if WAF.is_file():
         chains["WAF (block mode, clean GET), shared VM"] = [stage(engine, "cpu-waf", WAF, config={
             "mode": "block"})]  # its built-in rules
@@ -274,10 +276,11 @@ async def cpu_added(engine: WasmEngine, n: int, rounds: int) -> dict[str, dict[s
         inside = []
         for _ in range(200):
             ex = Exchange(request())
-            out = h(ex)
-            if not isinstance(out, Response):
-                await out
+            step = h(ex)
+            if not isinstance(step, Response):
+                await step
             inside.append(sum(ex.timings.values()) * 1e6)
+            await asyncio.sleep(0)  # idle time between requests, as in cpu_per_request
         out[label]["in_callbacks_us_median"] = statistics.median(inside)
         out[label]["host_around_us_median"] = out[label]["added_us_median"] - statistics.median(inside)
     for stages in chains.values():

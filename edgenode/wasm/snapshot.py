@@ -17,11 +17,13 @@ instance (callouts, shared data, queues, randomness, metric updates) disables it
 
 from __future__ import annotations
 
+import hashlib
 import struct
+from array import array
 from dataclasses import dataclass, field
 
 __all__ = ["export_globals", "GLOBAL_PREFIX", "diff_pages", "nonzero_pages", "bake", "Snapshot",
-           "PAGE", "BAKE_MIN_BYTES", "resettable"]
+           "PAGE", "BAKE_MIN_BYTES", "resettable", "mutations", "ResetImage"]
 
 #: export names given to mutable globals (no SDK uses names like this)
 GLOBAL_PREFIX = "edgenode.snapshot.global."
@@ -29,8 +31,8 @@ GLOBAL_PREFIX = "edgenode.snapshot.global."
 PAGE = 4096
 #: value types a snapshot can carry (i32, i64, f32, f64)
 _NUMERIC = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
-_SECTION_IMPORT, _SECTION_TABLE, _SECTION_GLOBAL, _SECTION_EXPORT = 2, 4, 6, 7
-_SECTION_MEMORY, _SECTION_START, _SECTION_DATA, _SECTION_DATACOUNT = 5, 8, 11, 12
+_SECTION_IMPORT, _SECTION_MEMORY, _SECTION_GLOBAL, _SECTION_EXPORT = 2, 5, 6, 7
+_SECTION_START, _SECTION_CODE, _SECTION_DATA, _SECTION_DATACOUNT = 8, 10, 11, 12
 #: snapshots with at least this much initialised memory are baked into the module
 #: (``bake``): copying them into every instance costs more than mapping an image
 BAKE_MIN_BYTES = 256 * 1024
@@ -199,21 +201,31 @@ def nonzero_pages(memory: bytes | memoryview) -> list[tuple[int, bytes]]:
     return diff_pages(b"", memory)
 
 
+#: sha256 of a module -> ``resettable``'s verdict (a large module's scan takes ~0.3 s)
+_VERDICTS: dict[bytes, bool] = {}
+
+
 def resettable(wasm: bytes) -> bool:
     """Whether a used instance of ``wasm`` is back in its snapshot state once its linear
     memory and mutable globals are, i.e. it has no other state a stream could change.
 
-    That rules out a table (table.set/grow/fill/copy/init would change it, and a reset
-    does not restore tables), other than exactly one memory, any import but functions
-    (state outside the instance) and passive data segments (a data.drop would outlive
-    the reset; active ones are dropped at instantiation already).  A module that fails
-    to parse is not resettable."""
+    That needs exactly one memory, no import but functions (state outside the instance)
+    and code with no instruction that changes a table or a segment (``mutations``):
+    tables then keep the elements instantiation gave them and segments stay as they
+    are, so a reset need not look at either.  A module that fails to parse (or uses
+    an instruction the scan does not know) is not resettable."""
+    key = hashlib.sha256(wasm).digest()
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        verdict = _VERDICTS[key] = _resettable(wasm)
+    return verdict
+
+
+def _resettable(wasm: bytes) -> bool:
     memories = 0
     try:
         for sid, start, end in _sections(wasm):
             s = _Reader(wasm, start, end)
-            if sid == _SECTION_TABLE and s.uleb():
-                return False
             if sid == _SECTION_MEMORY:
                 memories = s.uleb()
             elif sid == _SECTION_IMPORT:
@@ -223,20 +235,178 @@ def resettable(wasm: bytes) -> bool:
                     if s.byte() != 0x00:
                         return False
                     s.uleb()
-            elif sid == _SECTION_DATA:
-                for _ in range(s.uleb()):
-                    flag = s.uleb()
-                    if flag == 1:
-                        return False
-                    if flag == 2:
-                        s.uleb()
-                    elif flag != 0:
-                        return False
-                    _skip_const_expr(s)
-                    s.skip(s.uleb())
+        return memories == 1 and not _mutations(wasm)
     except _Unsupported:
         return False
-    return memories == 1
+
+
+#: immediates of one-byte opcodes (kinds below); _UNKNOWN: an opcode the scan refuses
+_NONE, _LEB, _LEB2, _MEMARG, _BLOCK, _BR_TABLE, _F32, _F64, _SELECT_T, _TRY_TABLE = range(10)
+_PREFIX_FC, _PREFIX_FD, _PREFIX_FE, _TABLE_SET, _UNKNOWN = range(10, 15)
+_KNOWN_OPS: dict[int, int] = {
+    0x00: _NONE, 0x01: _NONE, 0x02: _BLOCK, 0x03: _BLOCK, 0x04: _BLOCK, 0x05: _NONE,
+    0x06: _BLOCK, 0x07: _LEB, 0x08: _LEB, 0x09: _LEB, 0x0A: _NONE, 0x0B: _NONE,
+    0x0C: _LEB, 0x0D: _LEB, 0x0E: _BR_TABLE, 0x0F: _NONE, 0x10: _LEB, 0x11: _LEB2,
+    0x12: _LEB, 0x13: _LEB2, 0x14: _LEB, 0x15: _LEB, 0x18: _LEB, 0x19: _NONE,
+    0x1A: _NONE, 0x1B: _NONE, 0x1C: _SELECT_T, 0x1F: _TRY_TABLE,
+    0x20: _LEB, 0x21: _LEB, 0x22: _LEB, 0x23: _LEB, 0x24: _LEB, 0x25: _LEB, 0x26: _TABLE_SET,
+    **{op: _MEMARG for op in range(0x28, 0x3F)},
+    0x3F: _LEB, 0x40: _LEB, 0x41: _LEB, 0x42: _LEB, 0x43: _F32, 0x44: _F64,
+    **{op: _NONE for op in range(0x45, 0xC5)},
+    0xD0: _LEB, 0xD1: _NONE, 0xD2: _LEB, 0xD3: _NONE, 0xD4: _LEB, 0xD5: _NONE, 0xD6: _LEB,
+    0xFC: _PREFIX_FC, 0xFD: _PREFIX_FD, 0xFE: _PREFIX_FE,
+}
+_OPS = [_KNOWN_OPS.get(op, _UNKNOWN) for op in range(256)]
+#: 0xFC-prefixed instructions: sub-opcode -> (LEB immediates, name if it changes a table
+#: or a segment).  memory.init writes memory (restored) and leaves its segment as it is.
+_FC_OPS: dict[int, tuple[int, str | None]] = {
+    **{op: (0, None) for op in range(8)}, 8: (2, None), 9: (1, "data.drop"), 10: (2, None),
+    11: (1, None), 12: (2, "table.init"), 13: (1, "elem.drop"), 14: (2, "table.copy"),
+    15: (1, "table.grow"), 16: (1, None), 17: (1, "table.fill"),
+}
+#: 0xFD (SIMD): sub-opcodes with a memarg, with a memarg and a lane, with 16 bytes, with a
+#: lane; every other one up to the last relaxed-SIMD opcode has no immediate
+_FD_MEMARG = frozenset(range(0, 12)) | {92, 93}
+_FD_MEMARG_LANE = frozenset(range(84, 92))
+_FD_BYTES16 = frozenset((12, 13))
+_FD_LANE = frozenset(range(21, 35))
+_FD_LAST = 0x113
+
+
+def _leb_end(data: bytes, pos: int) -> int:
+    """Where the LEB128 number starting at ``pos`` ends."""
+    while data[pos] & 0x80:
+        pos += 1
+    return pos + 1
+
+
+def _type_end(data: bytes, pos: int) -> int:
+    """Where the value or block type starting at ``pos`` ends."""
+    if data[pos] in (0x63, 0x64):  # (ref null? heaptype)
+        return _leb_end(data, pos + 1)
+    return _leb_end(data, pos)  # one byte, or a type index
+
+
+def _memarg_end(data: bytes, pos: int) -> int:
+    if data[pos] & 0x40:  # multi-memory: a memory index follows the alignment
+        pos = _leb_end(data, pos)
+    return _leb_end(data, _leb_end(data, pos))
+
+
+def mutations(wasm: bytes) -> set[str]:
+    """The instructions in ``wasm``'s code that change a table or a segment (table.set,
+    table.grow/fill/copy/init, elem.drop, data.drop): a linear decode of every function
+    body.  Raises ValueError for an opcode it does not know (GC, a future proposal), so
+    an unknown instruction can never pass as harmless."""
+    try:
+        return _mutations(wasm)
+    except _Unsupported as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _mutations(wasm: bytes) -> set[str]:
+    found: set[str] = set()
+    for sid, start, end in _sections(wasm):
+        if sid == _SECTION_CODE:
+            r = _Reader(wasm, start, end)
+            for _ in range(r.uleb()):
+                size = r.uleb()
+                try:
+                    _scan_body(wasm, r.pos, r.pos + size, found)
+                except IndexError:
+                    raise _Unsupported("truncated function body") from None
+                r.skip(size)
+    return found
+
+
+def _scan_body(data: bytes, pos: int, end: int, found: set[str]) -> None:
+    """Decode one function body (locals, then instructions up to ``end``), adding the
+    names of the state-changing instructions to ``found``."""
+    leb_end, memarg_end, type_end, ops = _leb_end, _memarg_end, _type_end, _OPS
+    body = _Reader(data, pos, end)
+    for _ in range(body.uleb()):  # locals: (count, type)
+        body.uleb()
+        body.pos = type_end(data, body.pos)
+    pos = body.pos
+    while pos < end:
+        op = data[pos]
+        kind = ops[op]
+        pos += 1
+        if kind == _NONE:
+            continue
+        if kind == _LEB:
+            while data[pos] & 0x80:
+                pos += 1
+            pos += 1
+        elif kind == _MEMARG:
+            pos = memarg_end(data, pos)
+        elif kind == _LEB2:
+            pos = leb_end(data, leb_end(data, pos))
+        elif kind == _BLOCK:
+            pos = type_end(data, pos)
+        elif kind == _PREFIX_FC:
+            sub = _Reader(data, pos, end)
+            n, name = _FC_OPS.get(sub.uleb(), (-1, None))
+            if n < 0:
+                raise _Unsupported(f"opcode 0xfc at {pos}")
+            pos = sub.pos
+            for _ in range(n):
+                pos = leb_end(data, pos)
+            if name is not None:
+                found.add(name)
+        elif kind == _TABLE_SET:
+            pos = leb_end(data, pos)
+            found.add("table.set")
+        elif kind == _F32:
+            pos += 4
+        elif kind == _F64:
+            pos += 8
+        elif kind == _BR_TABLE:
+            sub = _Reader(data, pos, end)
+            for _ in range(sub.uleb() + 1):
+                sub.pos = leb_end(data, sub.pos)
+            pos = sub.pos
+        elif kind == _SELECT_T:
+            sub = _Reader(data, pos, end)
+            for _ in range(sub.uleb()):
+                sub.pos = type_end(data, sub.pos)
+            pos = sub.pos
+        elif kind == _PREFIX_FD:
+            sub = _Reader(data, pos, end)
+            op = sub.uleb()
+            pos = sub.pos
+            if op in _FD_MEMARG:
+                pos = memarg_end(data, pos)
+            elif op in _FD_MEMARG_LANE:
+                pos = memarg_end(data, pos) + 1
+            elif op in _FD_BYTES16:
+                pos += 16
+            elif op in _FD_LANE:
+                pos += 1
+            elif op > _FD_LAST:
+                raise _Unsupported(f"opcode 0xfd {op}")
+        elif kind == _PREFIX_FE:
+            sub = _Reader(data, pos, end)
+            op = sub.uleb()
+            pos = sub.pos
+            if op == 0x03:  # atomic.fence
+                pos += 1
+            elif op <= 0x02 or 0x10 <= op <= 0x4E:
+                pos = memarg_end(data, pos)
+            else:
+                raise _Unsupported(f"opcode 0xfe {op}")
+        elif kind == _TRY_TABLE:
+            sub = _Reader(data, type_end(data, pos), end)
+            for _ in range(sub.uleb()):
+                catch = sub.byte()
+                sub.pos = leb_end(data, sub.pos)
+                if catch in (0, 1):  # catch / catch_ref: a tag and a label
+                    sub.pos = leb_end(data, sub.pos)
+            pos = sub.pos
+        else:
+            raise _Unsupported(f"opcode {op:#x} at {pos - 1}")
+    if pos != end:
+        raise _Unsupported("function body overran its size")
 
 
 def _sleb(value: int) -> bytes:
@@ -371,9 +541,31 @@ class Snapshot:
     def image_bytes(self) -> int:
         return sum(len(data) for _, data in self.image)
 
-    def memory(self) -> bytes:
-        """The whole started memory (``memory_size`` bytes), what a reset compares with."""
-        out = bytearray(self.memory_size)
+    def reset_image(self) -> "ResetImage":
+        """What a reset compares a used instance's memory with (``ResetImage``)."""
+        zero = bytes(PAGE)
+        index = array("I", [_ZERO_PAGE]) * (self.memory_size // PAGE)
+        pages: list[bytes] = []
         for off, data in self.image:
-            out[off:off + len(data)] = data
-        return bytes(out)
+            for at in range(0, len(data), PAGE):
+                page = data[at:at + PAGE].ljust(PAGE, b"\0")
+                if page != zero:
+                    index[(off + at) // PAGE] = len(pages)
+                    pages.append(page)
+        return ResetImage(self.memory_size, index.tobytes(), b"".join(pages))
+
+
+#: a ``ResetImage.index`` entry: the page is all zeros
+_ZERO_PAGE = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class ResetImage:
+    """The started memory in the form ``Instance.reset`` reads: per PAGE-sized page
+    a native uint32 in ``index``, the page's number in ``pages`` (the non-zero pages,
+    packed) or 0xFFFFFFFF for a zero page.  Compact where a whole copy would not be:
+    C filters start with 16 MiB of memory, nearly all of it zeros."""
+
+    size: int
+    index: bytes
+    pages: bytes

@@ -39,7 +39,7 @@ from edgenode.wasm.metrics import metrics_for
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import ReloadBackoff
-from edgenode.wasm.snapshot import BAKE_MIN_BYTES, Snapshot, bake, export_globals, resettable
+from edgenode.wasm.snapshot import BAKE_MIN_BYTES, ResetImage, Snapshot, bake, export_globals, resettable
 from edgenode.wasm.stream import StreamDriver, StreamSettings, failure_response
 from edgenode.wasm.vm import CallObserver, Callout, HostEnv, Plugin, Vm
 
@@ -56,8 +56,8 @@ REUSE_LIMIT = 64
 #: None when the snapshot is baked into the module the instances come from
 _Snap = tuple[Snapshot, GlobalState | None]
 #: what ``Vm.recycle`` resets a used instance to: the snapshot, its globals' writer, the
-#: whole started memory
-_Reset = tuple[Snapshot, GlobalState, bytes]
+#: started memory
+_Reset = tuple[Snapshot, GlobalState, ResetImage]
 
 
 class WasmStage:
@@ -87,6 +87,8 @@ class WasmStage:
         #: the pool (then the refill counts those out as coming back: ``_recycle``)
         self._lent = 0
         self._reusing = True
+        #: instances whose stream ended, waiting for ``_recycle_returned``
+        self._returned: list[Vm] = []
         self._refilling = False
         self._closed = False
         self.plugin, self.loaded, self.vm, self._snapshot, self._reset = self._build(self.opts)
@@ -134,7 +136,7 @@ class WasmStage:
                 else:
                     snap = (captured, state)
                 if resettable(self._binary(opts)):
-                    reset = (captured, state, captured.memory())
+                    reset = (captured, state, captured.reset_image())
         vm.close()
         return plugin, loaded, None, snap, reset
 
@@ -246,16 +248,20 @@ class WasmStage:
         return new_vm
 
     def _start_refill(self) -> None:
-        """Schedule ``_refill`` (unless it is running or ``prewarm`` is 0)."""
-        if not self._refilling and self.opts.prewarm:
+        """Schedule ``_refill`` (unless it is running or has nothing to do)."""
+        if not self._refilling and not self._filled():
             self._refilling = True
             asyncio.get_running_loop().call_soon(self._refill)
 
+    def _filled(self) -> bool:
+        """Whether ``prewarm`` instances wait, counting those out with a stream as coming
+        back when the last one did (``_recycle``)."""
+        lent = self._lent if self._reusing else 0
+        return len(self._pool) + lent >= self.opts.prewarm
+
     def _refill(self) -> None:
         """Start one per-request instance per idle loop iteration until ``prewarm`` wait."""
-        lent = self._lent if self._reusing else 0
-        if (self._closed or len(self._pool) + lent >= self.opts.prewarm
-                or self.opts.isolation != "per-request"):
+        if self._closed or self._filled() or self.opts.isolation != "per-request":
             self._refilling = False
             return
         try:
@@ -268,12 +274,22 @@ class WasmStage:
         asyncio.get_running_loop().call_soon(self._refill)
 
     def _after_stream(self, vm: Vm) -> None:
-        """A resettable per-request instance after its stream: recycled in idle time."""
-        try:
-            asyncio.get_running_loop().call_soon(self._recycle, vm)
-        except RuntimeError:  # no loop: nothing to reuse it for
-            self._lent -= 1
-            vm.close()
+        """A resettable per-request instance after its stream: recycled in idle time, the
+        instances of one loop pass (a batch of hits) in one callback."""
+        if not self._returned:
+            try:
+                asyncio.get_running_loop().call_soon(self._recycle_returned)
+            except RuntimeError:  # no loop: nothing to reuse it for
+                self._lent -= 1
+                vm.close()
+                return
+        self._returned.append(vm)
+
+    def _recycle_returned(self) -> None:
+        """``_recycle`` each instance returned since the last pass."""
+        returned, self._returned = self._returned, []
+        for vm in returned:
+            self._recycle(vm)
 
     def _recycle(self, vm: Vm) -> None:
         """Reset ``vm`` into the pool (``Vm.recycle``); else (the pool has ``REUSE_LIMIT``
@@ -336,7 +352,8 @@ class WasmStage:
                 "abi": ".".join(map(str, self.loaded.version)), "traps": m.traps,
                 "vm_starts": m.vm_starts, "vm_reloads": m.vm_reloads, "failed_streams": m.failed_streams,
                 "snapshot": self._snapshot is not None,
-                "snapshot_baked": self._snapshot is not None and self._snapshot[1] is None}
+                "snapshot_baked": self._snapshot is not None and self._snapshot[1] is None,
+                "reset": self._reset is not None}
 
     async def close(self) -> None:
         self._closed = True

@@ -31,7 +31,7 @@ from edgenode.wasm.metrics import FilterMetrics
 from edgenode.wasm.native import Histogram, Instance
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import TrapBurst
-from edgenode.wasm.snapshot import Snapshot, diff_pages, nonzero_pages
+from edgenode.wasm.snapshot import ResetImage, Snapshot, diff_pages, nonzero_pages
 from edgenode.wasm.wasi import WasiGrants, forget_fds
 
 if TYPE_CHECKING:
@@ -177,8 +177,10 @@ class Vm:
         self.failed: str | None = None
         self.closed = False
         self.exit_code: int | None = None
-        #: a host call with effects outside the instance ran (hostcalls._vm_effect)
+        #: a host call with effects outside the instance ran (hostcalls._vm_effect), and one
+        #: after which something outside refers to the instance (hostcalls._vm_tie)
         self.effects = False
+        self.tied = False
         #: WASI random_get ran (a snapshot would freeze what it returned)
         self.random_read = False
         self.inst = self._instantiate(engine)  # instantiation runs under the start-up deadline
@@ -756,27 +758,32 @@ class Vm:
             except GuestTrap as exc:
                 self.fail(exc.args[0])
 
-    def recycle(self, snap: Snapshot, state: GlobalState, image: bytes) -> bool:
+    def recycle(self, snap: Snapshot, state: GlobalState, image: ResetImage) -> bool:
         """Put a per-request instance whose stream has ended back into ``snap``'s state for
         another stream, or close it; True when it was put back.
 
         Starting an instance from the snapshot (instantiation, the snapshot's pages, the
-        prefault) and closing it cost ~150 µs per stream; a reset compares the memory
-        with ``image`` (``snap.memory()``) and copies back the pages that differ.  It
-        must leave nothing a fresh instance would not have, so it only runs for modules
-        whose state is memory and globals (``snapshot.resettable``) and the instance is
-        closed instead when the stream failed it, grew its memory, made a host call with
-        effects outside the instance (callouts, shared data and queues, metrics) or left
-        anything open.  The close's root on_done/on_delete run here as well."""
-        if (self.failed is not None or self.closed or self.effects or self.active_streams
-                or self._callouts or len(self.contexts) != 1 or self.inst.memory_size() != len(image)):
+        prefault) and closing it cost ~150 µs per stream; a reset compares the pages the
+        stream touched with ``image`` and copies back those that differ, and writes the
+        mutable globals.  It must leave nothing a fresh instance would not have, so it
+        only runs for modules whose code changes no other instance state
+        (``snapshot.resettable``: no table or segment changes), and the instance is
+        closed instead when the stream failed it, grew its memory, left anything open
+        (contexts, callouts) or made a host call after which something outside refers to
+        the instance (``tied``: a registered shared queue, a foreign function with
+        unknown effects).  Metrics, shared data and finished callouts changed the
+        node's state, not the instance's: a fresh instance would see the same.  The
+        close's root on_done/on_delete run here as well."""
+        if (self.failed is not None or self.closed or self.tied or self.active_streams
+                or self._callouts or len(self.contexts) != 1 or self.inst.memory_size() != image.size):
             self.close()
             return False
         self._end_root()
-        if self.failed is not None or self.effects or not self.inst.reset_memory(image):
+        if (self.failed is not None or self.tied or self._callouts
+                or not self.inst.reset(image.size, image.index, image.pages, state.names, state.values_addr,
+                                       state.value_size)):
             self.close(graceful=False)
             return False
-        self.inst.restore(snap.memory_size, (), state.names, state.values_addr, state.value_size)
         forget_fds(self)
         self.contexts.clear()
         self._tokens = itertools.count(1)

@@ -81,8 +81,11 @@ _TABLES: "weakref.WeakKeyDictionary[Vm, _FdTable]" = weakref.WeakKeyDictionary()
 
 
 def forget_fds(vm: HostVm) -> None:
-    """Drop ``vm``'s open files: it starts over from its snapshot (Vm.recycle)."""
-    _TABLES.pop(vm, None)
+    """Drop ``vm``'s open files: it starts over from its snapshot (Vm.recycle).  Most
+    filters never open one: then the weak dictionary is not asked (a lookup makes a
+    weak reference)."""
+    if _TABLES:
+        _TABLES.pop(vm, None)
 
 
 def _table(vm: HostVm) -> _FdTable:

@@ -57,7 +57,7 @@ def proxy_call_foreign_function(raw: tuple[int, ...]) -> int:
     vm = _vm()
     name = _text(vm, raw[0], raw[1])
     if not is_pure_foreign_function(name):
-        vm.effects = True
+        vm.effects = vm.tied = True
     args = vm.mem.read(raw[2], raw[3])
     fn = lookup_foreign_function(name)
     if fn is None:

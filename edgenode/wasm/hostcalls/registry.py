@@ -36,6 +36,7 @@ class HostVm(Protocol):
     call_result: Any
     foreign_args: bytes | None
     effects: bool
+    tied: bool
     exit_code: int | None
     #: WASI random_get ran (wasi.py); the Redis reply being delivered (hostcalls_redis.py)
     random_read: bool
@@ -107,9 +108,21 @@ def _vm() -> HostVm:
 def _vm_effect() -> HostVm:
     """``_vm()`` for host calls whose effect or answer lies outside the instance
     (callouts, shared state, metrics, randomness): made during start-up, they rule out a
-    post-configure snapshot (snapshot.py), which would not repeat them."""
+    post-configure snapshot (snapshot.py), which would not repeat them.  Made by a
+    stream, they leave the instance as a fresh one would be after its reset (what they
+    changed is the node's or the filter's, not the instance's; a pending callout is the
+    VM's and closes it instead), so they do not stop ``Vm.recycle``: ``_vm_tie``."""
     vm = _vm()
     vm.effects = True
+    return vm
+
+
+def _vm_tie() -> HostVm:
+    """``_vm_effect()`` for host calls after which something outside the instance refers
+    to it (a registered shared queue notifies it, a foreign function's effects are
+    unknown): such an instance is never reset for another stream (``Vm.recycle``)."""
+    vm = _vm_effect()
+    vm.tied = True
     return vm
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgenode.wasm.abi import Status
-from edgenode.wasm.hostcalls.registry import NOT_FOUND, OK, _proxy, _ret_bytes, _text, _vm_effect
+from edgenode.wasm.hostcalls.registry import NOT_FOUND, OK, _proxy, _ret_bytes, _text, _vm_effect, _vm_tie
 from edgenode.wasm.shared import shared_data, shared_queues
 
 @_proxy("proxy_get_shared_data", "iiiii")
@@ -28,7 +28,7 @@ def proxy_set_shared_data(raw: tuple[int, ...]) -> int:
 
 @_proxy("proxy_register_shared_queue", "iii")
 def proxy_register_shared_queue(raw: tuple[int, ...]) -> int:
-    vm = _vm_effect()
+    vm = _vm_tie()  # the queue's notifications come to this instance
     name = _text(vm, raw[0], raw[1])
     qid = shared_queues.register(vm.plugin.vm_id, name, vm.queue_notifier())
     vm.mem.write_u32(raw[2], qid)
