@@ -27,7 +27,7 @@ typedef struct src_state {
     uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
-    uint8_t *present;            /* [256] the bytes of the values (with keeps) */
+    uint8_t *present;            /* [TFN_PRESENT] the bytes of the values (with keeps) */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     uint8_t *col_done;           /* [chain] COL_DONE: tv[chain] holds every distinct value's result
@@ -132,14 +132,21 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
     if (!s->keeps) {
         s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
         memset(s->keeps, -1, (size_t)r->n_tchains);
-        uint8_t *seen = s->present = ar_alloc(&tx->a, 256);
-        memset(seen, 0, 256);
+        uint8_t *seen = s->present = ar_alloc(&tx->a, TFN_PRESENT);
+        memset(seen, 0, TFN_PRESENT);
         if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
         uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
         for (uint32_t u = 0; u < n; u++) {
             wstr v;
             if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
-            for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
+            uint8_t prev = 0, pair = 0;
+            for (size_t k = 0; k < v.n; k++) {
+                uint8_t b = (uint8_t)v.p[k];
+                seen[b] = 1;
+                pair |= (b == ' ') & (prev == ' ');
+                prev = b;
+            }
+            seen[TFN_SPACE_PAIR] |= pair;
         }
     }
     if (s->keeps[chain] < 0) {
