@@ -27,7 +27,8 @@ typedef struct src_state {
     uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
-    uint8_t *present;            /* [256] the bytes of the values (with keeps) */
+    uint8_t *present;            /* [TFN_PRESENT] the bytes of the values (with keeps) */
+    bool pairs_known;            /* present[TFN_SPACE_PAIR] is computed */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     uint8_t *col_done;           /* [chain] COL_DONE: tv[chain] holds every distinct value's result
@@ -61,6 +62,7 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     s->n_uniq = 0;
     s->no_match = NULL;
     s->keeps = NULL;
+    s->pairs_known = false;
     s->raw_joined = (wstr){NULL, 0};
     s->masks = NULL;
     s->done = NULL;
@@ -122,6 +124,19 @@ static bool value_at(waf_tx *tx, int base, bool names, uint32_t i, wstr *v) {
     return true;
 }
 
+/* Whether a distinct value of the source holds two ' ' in a row (only compressWhitespace
+ * asks: a scan of its own rather than a cost added to every byte of chain_keeps's). */
+static bool space_pair(waf_tx *tx, src_state *s, int base, bool names) {
+    uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
+    for (uint32_t u = 0; u < n; u++) {
+        wstr v;
+        if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
+        for (const char *p = v.p, *e = v.p + v.n; (p = memchr(p, ' ', (size_t)(e - p))) && p + 1 < e; p++)
+            if (p[1] == ' ') return true;
+    }
+    return false;
+}
+
 /* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
  * made of the bytes the values hold (transform.c, tfn_keeps).  Then its results are the
  * values themselves and its joined values the source's own: nothing is computed per value.
@@ -132,8 +147,8 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
     if (!s->keeps) {
         s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
         memset(s->keeps, -1, (size_t)r->n_tchains);
-        uint8_t *seen = s->present = ar_alloc(&tx->a, 256);
-        memset(seen, 0, 256);
+        uint8_t *seen = s->present = ar_alloc(&tx->a, TFN_PRESENT);
+        memset(seen, 0, TFN_PRESENT);
         if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
         uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
         for (uint32_t u = 0; u < n; u++) {
@@ -144,8 +159,13 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
     }
     if (s->keeps[chain] < 0) {
         int parent = r->tchain_parent[chain];
-        bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent)) &&
-                     tfn_keeps(r->tchain_def[chain][r->tchain_def[chain][0]], s->present);
+        int step = r->tchain_def[chain][r->tchain_def[chain][0]];
+        bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent));
+        if (keeps && step == T_COMPRESSWHITESPACE && s->present[' '] && !s->pairs_known) {
+            s->present[TFN_SPACE_PAIR] = space_pair(tx, s, base, names);
+            s->pairs_known = true;
+        }
+        keeps = keeps && tfn_keeps(step, s->present);
         s->keeps[chain] = keeps;
         if (keeps) s->col_done[chain] = COL_KEEPS;
     }
