@@ -4,9 +4,9 @@ A producer that can answer some requests synchronously with pre-serialised bytes
 cache, for a fresh hit: see ``FastPath``) gets every *plain* GET/HEAD (no body, none of
 ``headers.NOT_PLAIN``, origin-form target, one Host) that arrives while nothing else is in
 flight on the connection: no Request, Exchange, task or coroutine is made, and the
-response leaves in one ``transport.write``, with the loop iteration's other answers
-(``Batch.send``: after the iteration's reads, so the socket writes run back to back).  When it declines, the request takes the
-general path unchanged.
+response leaves in one ``transport.write`` with the loop iteration's other answers
+(``Batch.send``: after the iteration's reads, so the socket writes run back to back).
+When it declines, the request takes the general path unchanged.
 """
 
 from __future__ import annotations
