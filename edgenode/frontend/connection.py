@@ -194,8 +194,7 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         assert transport is not None
         if transport.is_closing():  # aborted already
             return
-        if self.fe.batch.running:
-            self.fe.batch.flush()  # the answers the batch holds go before the close
+        self._flush_held()  # the answers the batch holds go before the close
         if not linger or self.cfg.lingering_time <= 0 or not transport.can_write_eof():
             transport.close()
             return
@@ -242,6 +241,7 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
             deadline = self._idle_since + self.cfg.keepalive_timeout
             if now >= deadline:
                 self._dead = True
+                self._flush_held()
                 self.transport.close()  # type: ignore[union-attr]
                 return
         self._arm_timer(deadline - now)
@@ -256,6 +256,7 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
             return
         if self._current is None and not self._queue and not self._in_head:
             self._dead = True
+            self._flush_held()  # a fast hit's answer may be held
             self.transport.close()  # type: ignore[union-attr]
 
     def abort(self) -> None:

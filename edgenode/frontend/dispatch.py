@@ -37,6 +37,9 @@ log = logging.getLogger("edgenode.frontend")
 
 #: pipelined requests queued behind the one in progress before reading pauses
 PIPELINE_DEPTH = 16
+#: bytes a batch holds before it writes them at once (a client pipelining many fast hits
+#: in one read meets the transport's flow control, not an unbounded list)
+HOLD_LIMIT = 64 * 1024
 
 
 class Pending:
@@ -57,18 +60,24 @@ class Batch:
     one loop callback (what a task per request got from the loop: the requests of one
     read batch processed back to back, which keeps the chain's code and data in cache).
 
-    The answers they write as one buffer on a connection that stays open (``send``) leave
-    after the last request's steps, in order: the socket writes of a batch run back to
-    back too, instead of a kernel send between two requests' Python.
+    The answers written as one buffer on a connection that stays open (``send``) leave
+    together: those of the batch's steps after the last request's steps, a fast hit's
+    (``fast_hits.py``, answered from the parser callback) after the loop iteration's
+    reads, in a callback of their own.  So the socket writes run back to back too,
+    instead of a kernel send between two requests' Python.  Whatever closes a
+    connection or writes to it directly flushes what is held first (``flush``), so order
+    on a connection holds.
     """
 
-    __slots__ = ("_ready", "_scheduled", "_out", "running")
+    __slots__ = ("_ready", "_scheduled", "_out", "_held", "_flush_scheduled", "running")
 
     def __init__(self) -> None:
         self._ready: list[Dispatcher] = []
         self._scheduled = False
         self._out: list[tuple[asyncio.Transport, bytes]] = []
-        #: the batch's steps are running: ``send`` may hold a write until they end
+        self._held = 0  # bytes in _out
+        self._flush_scheduled = False
+        #: the batch's steps are running: ``send`` holds a write until they end
         self.running = False
 
     def add(self, conn: Dispatcher) -> None:
@@ -78,14 +87,29 @@ class Batch:
             asyncio.get_running_loop().call_soon(self.run)
 
     def send(self, transport: asyncio.Transport, data: bytes) -> None:
-        """Write ``data`` when this batch's steps are over (only while ``running``)."""
+        """Write ``data`` when this batch's steps are over, or (outside them) in a callback
+        after the loop iteration's reads."""
         self._out.append((transport, data))
+        self._held += len(data)
+        if self._held > HOLD_LIMIT:
+            self.flush()
+        elif not self.running and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    @property
+    def holding(self) -> bool:
+        """Writes are held: a direct write or a close must ``flush`` first."""
+        return bool(self._out)
 
     def flush(self) -> None:
-        """Write what ``send`` holds now, in order (before anything closes a connection)."""
+        """Write what ``send`` holds now, in order (before anything closes a connection
+        or writes to it directly)."""
+        self._flush_scheduled = False
+        self._held = 0
         out, self._out = self._out, []
         for transport, data in out:
-            if not transport.is_closing():
+            if not transport.is_closing():  # the peer left: its answers go nowhere
                 transport.write(data)
 
     def run(self) -> None:

@@ -4,8 +4,9 @@ A producer that can answer some requests synchronously with pre-serialised bytes
 cache, for a fresh hit: see ``FastPath``) gets every *plain* GET/HEAD (no body, none of
 ``headers.NOT_PLAIN``, origin-form target, one Host) that arrives while nothing else is in
 flight on the connection: no Request, Exchange, task or coroutine is made, and the
-response leaves in one ``transport.write``.  When it declines, the request takes the
-general path unchanged.
+response leaves in one ``transport.write`` with the loop iteration's other answers
+(``Batch.send``: after the iteration's reads, so the socket writes run back to back).
+When it declines, the request takes the general path unchanged.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class FastHits:
     _timer: asyncio.TimerHandle | None
 
     def _fields(self) -> CIMultiDict[str]: ...
+    _flush_held: Callable[[], None]  # ResponseWriter's (a stub here would shadow it)
+
     def _arm_timer(self, delay: float) -> None: ...
 
     def _fast_fields_once(self) -> CIMultiDict[str]:
@@ -162,9 +165,10 @@ class FastHits:
         sent = 0
         if not self.closed:
             if data is None:  # a large body: not copied behind the head
+                self._flush_held()
                 self.transport.writelines([head, body])  # type: ignore[union-attr]
-            else:
-                self.transport.write(data)  # type: ignore[union-attr]
+            else:  # with the loop iteration's other answers (``Batch.send``)
+                self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
             if method == "GET":
                 sent = len(body)
         try:
@@ -175,6 +179,7 @@ class FastHits:
             return True
         if not keep_alive:
             self._dead = True
+            self._flush_held()
             self.transport.close()  # type: ignore[union-attr]
             return True
         self._idle_since = self.loop.time()

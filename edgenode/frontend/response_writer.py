@@ -66,8 +66,16 @@ class ResponseWriter:
     _drain_waiter: asyncio.Future[None] | None
     loop: asyncio.AbstractEventLoop
 
+    def _flush_held(self) -> None:
+        """Write what the batch holds before writing to the socket directly (order on the
+        connection: ``Batch.send``)."""
+        batch = self.fe.batch
+        if batch.holding:
+            batch.flush()
+
     def send_continue(self) -> None:
         if not self.closed:
+            self._flush_held()
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
 
     def send_interim(self, response: Response) -> None:
@@ -99,6 +107,7 @@ class ResponseWriter:
         except UnicodeEncodeError:
             log.warning("interim %d response dropped: a header is not Latin-1 text", status)
             return
+        self._flush_held()
         self.transport.write(head)  # type: ignore[union-attr]
 
 
@@ -185,10 +194,10 @@ class ResponseWriter:
         return True
 
     def _send(self, data: bytes) -> None:
-        """Write one buffer: with the batch's other writes when its steps are running
-        (``Batch.send``; closing a connection flushes them first), else now."""
+        """Write one buffer: with the batch's other writes when its steps are running or
+        it holds writes (``Batch.send``; closing a connection flushes them first), else now."""
         batch = self.fe.batch
-        if batch.running:
+        if batch.running or batch.holding:
             batch.send(self.transport, data)  # type: ignore[arg-type]
         else:
             self.transport.write(data)  # type: ignore[union-attr]
@@ -196,9 +205,7 @@ class ResponseWriter:
     def _send_large(self, head: bytes, body: bytes) -> None:
         """Write a head and a large body without copying them into one buffer, after what
         the batch holds (order on the connection)."""
-        batch = self.fe.batch
-        if batch.running:
-            batch.flush()
+        self._flush_held()
         self.transport.writelines([head, body])  # type: ignore[union-attr]
 
     def _write_bytes_response(self, exchange: Exchange, response: Response,
@@ -254,8 +261,7 @@ class ResponseWriter:
         body: bytes = response.body  # type: ignore[assignment]
         if not self.closed:
             end = last_chunk(trailers)
-            if self.fe.batch.running:
-                self.fe.batch.flush()  # after what the batch holds (order on the connection)
+            self._flush_held()
             if body:
                 self.transport.writelines(  # type: ignore[union-attr]
                     [head, b"%x\r\n" % len(body), body, b"\r\n" + end])
@@ -295,6 +301,7 @@ class ResponseWriter:
         if self.closed:
             await close_body(body)
             return False
+        self._flush_held()
         transport.write(head)
         sent = 0
         finished = False
