@@ -184,14 +184,20 @@ class ResponseWriter:
         head = b"%s%sContent-Length: %d\r\n%s\r\n" % (
             status_line(status, response.reason), wire[1], len(body),
             b"X-Request-Id: %s\r\n" % rid.encode("latin-1") if rid else b"")
-        exchange.status = status
-        if not self.closed:
-            if len(body) <= 65536:
-                self._send(head + body)
-            else:
-                self._send_large(head, body)
-            exchange.response_bytes = len(body)
+        self._send_message(exchange, status, head, body)
         return True
+
+    def _send_message(self, exchange: Exchange, status: int, head: bytes, body: bytes) -> None:
+        """Write a head and its in-memory body: one buffer when small (one send), else the
+        two without copying the body."""
+        exchange.status = status
+        if self.closed:
+            return
+        if len(body) <= 65536:
+            self._send(head + body)
+        else:
+            self._send_large(head, body)
+        exchange.response_bytes = len(body)
 
     def _send(self, data: bytes) -> None:
         """Write one buffer: with the batch's other writes when its steps are running or
@@ -234,15 +240,7 @@ class ResponseWriter:
         if keep_alive and "connection" in headers and "close" in headers.get("connection", "").lower():
             keep_alive = False
         head = self._head(exchange, response, framing, keep_alive)
-        exchange.status = status
-        if not self.closed:
-            if not body:
-                self._send(head)
-            elif len(body) <= 65536:
-                self._send(head + body)
-            else:
-                self._send_large(head, body)
-            exchange.response_bytes = len(body)
+        self._send_message(exchange, status, head, body)
         return keep_alive
 
     @staticmethod

@@ -272,6 +272,14 @@ async def test_a_filtered_hit_writes_the_general_writers_bytes(
     assert added(0, 1) == added(1, 1) == {"HIT": 1000}
 
 
+async def read_to_close(reader: asyncio.StreamReader) -> bytes:
+    """Everything the node sends until it closes the connection (5 s per read at most)."""
+    data = b""
+    while more := await asyncio.wait_for(reader.read(1 << 20), 5):
+        data += more
+    return data
+
+
 async def test_pipelined_answers_held_by_the_batch_keep_their_order(
         start_node: Callable[..., Any]) -> None:
     """Hits behind a filter leave after their batch's steps (``Batch.send``): pipelined
@@ -286,12 +294,7 @@ async def test_pipelined_answers_held_by_the_batch_keep_their_order(
         await raw_hit(node, "/obj/order?size=64&n=1")
         writer.write((one.format(0, "") + one.format(1, "") + one.format(0, "")
                       + "GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n").encode())
-        data = await asyncio.wait_for(reader.read(1 << 20), 5)
-        while True:
-            more = await asyncio.wait_for(reader.read(1 << 20), 5)
-            if not more:
-                break
-            data += more
+        data = await read_to_close(reader)
     finally:
         writer.close()
     heads = re.findall(rb"HTTP/1.1 (\d+)[^\r]*\r\n", data)
@@ -301,12 +304,7 @@ async def test_pipelined_answers_held_by_the_batch_keep_their_order(
     reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
     try:
         writer.write((one.format(0, "") + one.format(1, "Connection: close\r\n")).encode())
-        data = b""
-        while True:
-            more = await asyncio.wait_for(reader.read(1 << 20), 5)
-            if not more:
-                break
-            data += more
+        data = await read_to_close(reader)
     finally:
         writer.close()
     assert re.findall(rb"HTTP/1.1 (\d+)", data) == [b"200", b"200"]
