@@ -9,13 +9,10 @@ rollouts and the shield ring to every worker.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from edgenode.config import Config, StageConfig
 from edgenode.fleet.applier import swap_stages
-
-if TYPE_CHECKING:
-    from edgenode.node import Node
 
 __all__ = ["FleetHost", "NodeHost", "set_cache_keys"]
 
@@ -47,6 +44,21 @@ def set_cache_keys(config: Config, cache: dict[str, Any]) -> None:
     """Live cache settings: the cache stage reads them from the shared CacheConfig per request."""
     for key, value in cache.items():
         setattr(config.cache, key, value)
+
+
+class Node(Protocol):
+    """A single-process node (``edgenode.node.Node``) as its fleet agent acts on it."""
+
+    config: Config
+    upstream: Any
+
+    def purge(self, kind: str, values: list[str], soft: bool) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def reload_stage(self, name: str, settings: StageConfig) -> None: ...
+
+    def stage_binaries(self) -> dict[str, Path]: ...
 
 
 class NodeHost:

@@ -23,9 +23,9 @@ import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from edgenode.config import StageConfig
+from edgenode.config import Config, StageConfig
 from edgenode.control import ControlError
 from edgenode.fleet.agent import FleetAgent
 from edgenode.fleet.applier import Refused
@@ -33,9 +33,6 @@ from edgenode.fleet.fleetconfig import ROLLABLE, stage_artifact
 from edgenode.fleet.host import set_cache_keys
 from edgenode.fleet.oci import cached_module, is_oci
 from edgenode.fleet.worker import FleetState, stage_json, write_state
-
-if TYPE_CHECKING:
-    from edgenode.workers import Supervisor
 
 __all__ = ["MasterHost", "MasterMember", "merge_tiers"]
 
@@ -61,6 +58,19 @@ def merge_tiers(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"tier": tiers[0].get("tier"), "retries": sum(t.get("retries", 0) for t in tiers),
             "origin_fallbacks": sum(t.get("origin_fallbacks", 0) for t in tiers),
             "parents": list(parents.values())}
+
+
+class Supervisor(Protocol):
+    """The master process (``edgenode.workers.Supervisor``) as its fleet member uses it:
+    the node's config and each worker's control API."""
+
+    config: Config
+    count: int
+
+    async def call(self, index: int, method: str, path: str, body: dict[str, Any] | None = None,
+                   timeout: float | None = None) -> Any: ...
+
+    async def each(self, method: str, path: str, body: dict[str, Any] | None = None) -> list[Any]: ...
 
 
 class WorkerFanout(Protocol):
