@@ -36,6 +36,11 @@
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
  *
+ * On large inputs (a JSON body's joined values) the sets without literals of one block
+ * also share a union, one DFA of all their patterns, that scans such an input first, once:
+ * where it finds nothing, none of those sets scans it.  Smaller inputs, and inputs the
+ * union matches, go to the sets as above, so an ordinary GET never runs a union.
+ *
  * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
  * only where that matched: PCRE2's cost on a long value that does not match is
  * bounded only by the match limit.
