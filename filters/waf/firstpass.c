@@ -36,6 +36,11 @@
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
  *
+ * On large inputs (a JSON body's joined values) the sets without literals of one block
+ * also share a union, one DFA of all their patterns, that scans such an input first, once:
+ * where it finds nothing, none of those sets scans it.  Smaller inputs, and inputs the
+ * union matches, go to the sets as above, so an ordinary GET never runs a union.
+ *
  * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
  * only where that matched: PCRE2's cost on a long value that does not match is
  * bounded only by the match limit.
@@ -53,6 +58,15 @@
 #define GROUP_MAX_BYTES 4096
 /* each set's lazy DFA cache (bytes); a set that outgrows it keeps working, slower */
 #define DFA_LIMIT (1u << 20)
+/* A block's sets without literals are also merged into one union DFA, scanned first over
+ * inputs at least this long: where it finds nothing, none of those sets is scanned there.
+ * Smaller inputs go straight to the sets (on a GET the union would match joined ordinary
+ * values, and each set would be scanned anyway). */
+#define UNION_MIN_INPUT 4096
+/* the union's lazy DFA cache per byte of its patterns (at least DFA_LIMIT), and its patterns'
+ * total length: a block with more gets several unions */
+#define UNION_DFA_PER_BYTE 256
+#define UNION_MAX_BYTES 16384
 
 static bool is_pm(const rule *ru) { return ru->op.kind == OP_PM || ru->op.kind == OP_PMFROMFILE; }
 
@@ -86,11 +100,15 @@ typedef struct pf_group {
     uint16_t chain;              /* the set scans values after this chain */
     bool phrases;                /* one @pm rule: its phrase list */
     bool gated;                  /* it matches only input holding one of its literals (r->pf_gate) */
+    bool links;                  /* a member is a chained rule's later link */
     int list;                    /* its sources: the union of its members' targets (lists[]) */
+    int block;                   /* the control points it sits between, counted per phase */
+    int uni;                     /* its block's union (r->pf_unions), or -1 */
     int n;
     size_t bytes;                /* the members' pattern lengths */
     rule *members[GROUP_MAX];
     uint8_t flags[GROUP_MAX];    /* RXSET_CASELESS */
+    uint8_t ok[GROUP_MAX];       /* the member is in the set (it has a translation) */
 } pf_group;
 
 /* where a rule's pattern sits: set and bit, for the values after chain `chain` */
@@ -109,7 +127,7 @@ static int pattern_kind(const rule *ru, bool caseless) {
 /* A slot for rule ru's pattern after `chain`, in the open set of that chain and kind (a new
  * set when there is none).  A chain that ends in t:lowercase is scanned before it, caseless:
  * one set (and one scan) serves both. */
-static pf_slot assign(waf_rules *r, int *open, int *cap, rule *ru, int chain) {
+static pf_slot assign(waf_rules *r, int *open, int *cap, rule *ru, int chain, int block, bool link) {
     bool alone = is_pm(ru);
     int len_c = r->tchain_def[chain][0], scan = chain;
     bool caseless = !alone && len_c > 0 && r->tchain_def[chain][len_c] == T_LOWERCASE;
@@ -128,11 +146,14 @@ static pf_slot assign(waf_rules *r, int *open, int *cap, rule *ru, int chain) {
         memset(&r->pf_groups[g], 0, sizeof r->pf_groups[g]);
         r->pf_groups[g].chain = (uint16_t)scan;
         r->pf_groups[g].phrases = alone;
+        r->pf_groups[g].block = block;
+        r->pf_groups[g].uni = -1;
         if (!alone) *open_at = g;
     }
     pf_group *pg = &r->pf_groups[g];
     pf_slot slot = {(int16_t)g, (uint8_t)pg->n, (uint16_t)chain};
     pg->bytes += len;
+    pg->links |= link;
     pg->flags[pg->n] = (caseless ? RXSET_CASELESS : 0) | (kind == PF_COMMON ? RXSET_COMMON : 0);
     pg->members[pg->n++] = ru;
     return slot;
@@ -140,11 +161,11 @@ static pf_slot assign(waf_rules *r, int *open, int *cap, rule *ru, int chain) {
 
 /* ru's slots: its chain, or (multiMatch: the operator sees the value after every prefix of
  * the chain) each prefix, the empty one included */
-static void assign_rule(waf_rules *r, int *open, int *cap, rule *ru) {
+static void assign_rule(waf_rules *r, int *open, int *cap, rule *ru, int block, bool link) {
     int chains[sizeof ru->tfns + 1], n = 0;
     for (int c = ru->tchain; c >= 0; c = ru->multi_match && !is_pm(ru) ? r->tchain_parent[c] : -1) chains[n++] = c;
     ru->pf = ar_alloc(&r->mem, (size_t)n * sizeof *ru->pf);
-    for (int k = 0; k < n; k++) ru->pf[k] = assign(r, open, cap, ru, chains[k]);
+    for (int k = 0; k < n; k++) ru->pf[k] = assign(r, open, cap, ru, chains[k], block, link);
     ru->n_pf = n;
 }
 
@@ -260,20 +281,73 @@ static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) 
     return off;
 }
 
+/* a set a union may answer for: patterns without literals, first links only (a chained
+ * link's set scans only once its rule's earlier links matched) */
+static bool unionable(const pf_group *pg) { return pg->set && !pg->phrases && !pg->gated && !pg->links; }
+
+/* Per block, its unionable sets as few unions of two sets or more (each of up to
+ * UNION_MAX_BYTES of patterns, sets in order). */
+static void build_unions(waf_rules *r) {
+    int n = r->n_pf_groups;
+    const uint8_t **pats = malloc((size_t)(n ? n : 1) * GROUP_MAX * sizeof *pats);
+    size_t *lens = malloc((size_t)(n ? n : 1) * GROUP_MAX * sizeof *lens);
+    uint8_t *flags = malloc((size_t)(n ? n : 1) * GROUP_MAX);
+    int *in = malloc((size_t)(n ? n : 1) * sizeof *in);
+    if (!pats || !lens || !flags || !in) abort();
+    for (int g = 0; g < n; g++) {
+        pf_group *pg = &r->pf_groups[g];
+        if (!unionable(pg) || pg->uni >= 0) continue;
+        int sets = 0;
+        size_t k = 0, bytes = 0;
+        for (int h = g; h < n; h++) {
+            const pf_group *ph = &r->pf_groups[h];
+            if (ph->block != pg->block || !unionable(ph) || ph->uni >= 0) continue;
+            if (sets && bytes + ph->bytes > UNION_MAX_BYTES) continue;
+            in[sets++] = h;
+            for (int m = 0; m < ph->n; m++) {
+                if (!ph->ok[m]) continue;
+                const wstr *p = &ph->members[m]->op.param.raw;
+                bool dup = false;
+                for (size_t q = 0; q < k && !dup; q++)
+                    dup = pats[q] == (const uint8_t *)p->p && lens[q] == p->n && flags[q] == ph->flags[m];
+                if (dup) continue;
+                pats[k] = (const uint8_t *)p->p;
+                lens[k] = p->n;
+                flags[k++] = ph->flags[m];
+                bytes += p->n;
+            }
+        }
+        if (sets < 2) continue;
+        r->pf_unions = realloc(r->pf_unions, (size_t)(r->n_pf_unions + 1) * sizeof *r->pf_unions);
+        if (!r->pf_unions) abort();
+        size_t limit = bytes * UNION_DFA_PER_BYTE > DFA_LIMIT ? bytes * UNION_DFA_PER_BYTE : DFA_LIMIT;
+        r->pf_unions[r->n_pf_unions] = rxset_new_union(pats, lens, flags, k, limit);
+        for (int i = 0; i < sets; i++) r->pf_groups[in[i]].uni = r->n_pf_unions;
+        r->n_pf_unions++;
+    }
+    free(pats);
+    free(lens);
+    free(flags);
+    free(in);
+}
+
 void firstpass_build(waf_rules *r) {
     for (int i = 0; i < r->n_all; i++) r->all[i]->n_pf = 0;
     int n_open = (r->n_tchains ? r->n_tchains : 1) * PF_KINDS;
     int *open = malloc((size_t)n_open * sizeof *open);
     if (!open) abort();
-    int cap = 0;
+    int cap = 0, block = 0;
     for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
         for (int c = 0; c < n_open; c++) open[c] = -1;
+        block++;
         for (int i = 0; i < r->n_phase[ph]; i++) {
             rule *ru = r->phase[ph][i];
             for (rule *l = ru; l; l = l->next_link)
-                if (eligible(l)) assign_rule(r, open, &cap, l);
-            if (ru->is_marker || ru->skip_after.n || ru->skip)
+                if (eligible(l)) assign_rule(r, open, &cap, l, block, l != ru);
+            if (ru->is_marker || ru->skip_after.n || ru->skip) {
                 for (int c = 0; c < n_open; c++) open[c] = -1;
+                block++;
+            }
         }
     }
     free(open);
@@ -297,9 +371,13 @@ void firstpass_build(waf_rules *r) {
         }
         pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
         pg->gated = !common && rxset_gated(pg->set);
-        for (int k = 0; k < pg->n; k++)
+        pg->links |= common;   /* a set with common members always scans: no union */
+        for (int k = 0; k < pg->n; k++) {
+            pg->ok[k] = ok[k];
             if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
+        }
     }
+    build_unions(r);
     RxSet **gated = malloc((size_t)(r->n_pf_groups ? r->n_pf_groups : 1) * sizeof *gated);
     if (!gated) abort();
     for (int g = 0; g < r->n_pf_groups; g++) gated[g] = r->pf_groups[g].gated ? r->pf_groups[g].set : NULL;
@@ -320,6 +398,10 @@ void firstpass_build(waf_rules *r) {
 
 void firstpass_free(waf_rules *r) {
     for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
+    for (int u = 0; u < r->n_pf_unions; u++) rxset_free(r->pf_unions[u]);
+    free(r->pf_unions);
+    r->pf_unions = NULL;
+    r->n_pf_unions = 0;
     rxgate_free(r->pf_gate);
     r->pf_gate = NULL;
     free(r->pf_groups);
@@ -381,6 +463,44 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
     return (bits[g / 64] >> (g % 64)) & 1;
 }
 
+/* The unions' answers per large input (valid while tx->src_epoch stays put), by address or
+ * by bytes: a union scans each distinct input once for all its sets. */
+#define UNION_MEMO 64
+struct union_memo {
+    uint32_t epoch;
+    int n;
+    struct { int uni; const char *p; size_t n; bool any; } e[UNION_MEMO];
+};
+
+static bool union_any(waf_tx *tx, int uni, wstr in) {
+    struct union_memo *um = tx->union_memo;
+    if (!um) {
+        um = tx->union_memo = ar_alloc(&tx->a, sizeof *um);
+        memset(um, 0, sizeof *um);
+    }
+    if (um->epoch != tx->src_epoch + 1) {
+        um->epoch = tx->src_epoch + 1;
+        um->n = 0;
+    }
+    for (int k = 0; k < um->n; k++)
+        if (um->e[k].uni == uni && um->e[k].n == in.n && (um->e[k].p == in.p || memcmp(um->e[k].p, in.p, in.n) == 0))
+            return um->e[k].any;
+    bool any = rxset_any(tx->rules->pf_unions[uni], (const uint8_t *)in.p, in.n);
+    if (um->n < UNION_MEMO) {
+        um->e[um->n].uni = uni;
+        um->e[um->n].p = in.p;
+        um->e[um->n].n = in.n;
+        um->e[um->n++].any = any;
+    }
+    return any;
+}
+
+/* A set's DFA over one input: nothing where its block's union found nothing. */
+static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
+    if (pg->uni >= 0 && in.n >= UNION_MIN_INPUT && !union_any(tx, pg->uni, in)) return 0;
+    return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
+}
+
 /* A set's scan over all its sources at once (valid while tx->src_epoch stays put): the
  * values of every source its members target, after its chain, joined by '\n'.  On an
  * ordinary request nothing matches and one scan clears the set for every rule and target;
@@ -426,7 +546,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     bool answered = pg->gated && pg->phrases;   /* the literal pass found a phrase, or none */
     uint64_t mask = answered ? possible : 0;
     if (live == 1 && possible && !answered) {
-        mask = rxset_scan(pg->set, (const uint8_t *)parts[0].p, parts[0].n);
+        mask = group_scan(tx, pg, parts[0]);
     }
     if (live == 1 && only >= 0) {
         uint8_t *done;
@@ -445,7 +565,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
             }
             *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};
         }
-        mask = rxset_scan(pg->set, (const uint8_t *)u->joined.p, u->joined.n);
+        mask = group_scan(tx, pg, u->joined);
     }
     sc->mask = mask;
     sc->epoch = tx->src_epoch + 1;
@@ -461,7 +581,7 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
         const pf_group *pg = &tx->rules->pf_groups[g];
         const wstr *j = source_joined(tx, base, names, pg->chain);
         bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
-        masks[g] = possible && !(pg->gated && pg->phrases) ? rxset_scan(pg->set, (const uint8_t *)j->p, j->n) : possible;
+        masks[g] = possible && !(pg->gated && pg->phrases) ? group_scan(tx, pg, *j) : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }
     return (masks[g] >> sl->bit) & 1;
@@ -518,6 +638,12 @@ static void warm_one(waf_tx *tx, const char *method, const char *uri, const char
     waf_run_phase(tx, 1);
     tx_process_body(tx, body, body ? strlen(body) : 0, false);
     waf_run_phase(tx, 2);
+    /* the unions of the sets that ran (those of the configured paranoia level), which inputs
+     * this small never reach, are compiled here too */
+    const waf_rules *r = tx->rules;
+    for (int g = 0; g < r->n_pf_groups && tx->pf_scans; g++)
+        if (r->pf_groups[g].uni >= 0 && tx->pf_scans[g].epoch)
+            rxset_any(r->pf_unions[r->pf_groups[g].uni], (const uint8_t *)"", 0);
 }
 
 void firstpass_warm_up(const waf_rules *r) {

@@ -31,6 +31,11 @@ RxSet *rxset_new_phrases(const uint8_t *const *phrases, const size_t *lens, size
 uint64_t rxset_scan(RxSet *s, const uint8_t *hay, size_t len);
 /* Pattern i alone on one subject: false only when PCRE2 would not match it either. */
 bool rxset_match(RxSet *s, size_t i, const uint8_t *hay, size_t len);
+/* n patterns (any number) as one alternation, only asked whether any of them matches. */
+RxSet *rxset_new_union(const uint8_t *const *pats, const size_t *lens, const uint8_t *flags, size_t n,
+                       size_t dfa_limit);
+/* From rxset_new_union: false only when no member can match anywhere in hay. */
+bool rxset_any(RxSet *s, const uint8_t *hay, size_t len);
 void rxset_free(RxSet *s);
 
 /* The literal pass.  Whether every match of the pattern (as rxset_new translates it) contains

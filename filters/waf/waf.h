@@ -249,6 +249,8 @@ typedef struct {
     double compile_ms, warm_up_ms;
     struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
     int n_pf_groups, n_pf_rules;
+    struct RxSet **pf_unions;    /* firstpass.c: per block, its sets without literals as one */
+    int n_pf_unions;
     struct RxGate *pf_gate;      /* firstpass.c: the literal pass over every set's literals */
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
     wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
@@ -301,6 +303,7 @@ typedef struct waf_tx {
     struct pf_scan *pf_scans;    /* firstpass.c: per set, its scan over all its sources */
     union_join union_joins[UNION_CACHE];
     struct lit_memo *lit_memo;   /* firstpass.c: the literal pass's answers per input */
+    struct union_memo *union_memo; /* firstpass.c: the block unions' answers per large input */
     const rule *cur_rule;        /* for %{RULE.*} */
     void *scratch; int scratch_cap;  /* exec.c: a rule's target values, reused across rules */
     int skip_n;

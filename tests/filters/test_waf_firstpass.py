@@ -85,6 +85,33 @@ async def test_large_json_body_finds_the_one_bad_value(waf_wasm) -> None:
     assert resp.status == 200 and len(seen) == 1
 
 
+async def test_large_input_union_keeps_each_sets_matches(waf_wasm) -> None:
+    """Sets without literals of one block, on different chains, also share a union scanned
+    first over large inputs: where it matches, each set still reports its own rules."""
+    rules = "\n".join([
+        'SecRule REQUEST_HEADERS:Content-Type "@beginsWith application/json" '
+        '"id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"',
+        'SecRule ARGS "@rx \\d{3}-\\d{4}" "id:301,phase:2,pass,log,t:none"',
+        'SecRule ARGS "@rx ^[qz]{6}$" "id:302,phase:2,pass,log,t:none,t:urlDecodeUni"',
+        'SecRule ARGS "@rx ^[qz]{6}$" "id:303,phase:2,pass,log,t:none,t:lowercase"',
+    ])
+    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-union")
+    terminal, _ = origin_ok()
+    items = [{"id": i, "text": f"an ordinary product description number {i}"} for i in range(400)]
+
+    async def fired(body: dict[str, Any]) -> list[str]:
+        req = make_request("/api", method="POST", headers={"Content-Type": "application/json"},
+                           body=json.dumps(body).encode())
+        resp, _ = await run_stage([stage], req, terminal)
+        return [r for r in resp.headers.get("x-waf-rules", "").split(",") if r]
+
+    assert await fired({"items": items}) == []
+    items[7]["text"] = "call 555-1234"
+    items[300]["text"] = "QZQZQZ"
+    assert await fired({"items": items}) == ["301", "303"]
+    await stage.close()
+
+
 async def test_configure_reports_compile_and_warm_up(waf_wasm, caplog) -> None:
     caplog.set_level(logging.INFO)
     stage = make_stage(waf_wasm, {"directives": f'SecRule ARGS "@rx abc" "{DENY}"'}, name="waf-warm")

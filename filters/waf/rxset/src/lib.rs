@@ -171,6 +171,32 @@ impl RxSet {
         mask
     }
 
+    /// Many patterns as one alternation that is only asked whether any of them matches
+    /// (rxset_new_union): compiled on first use.
+    pub fn union(pats: &[&[u8]], flags: &[u8], dfa_limit: usize) -> RxSet {
+        let members = pats
+            .iter()
+            .zip(flags)
+            .map(|(p, &f)| Member { src: translate::translate(p, f & CASELESS != 0), re: None, common: false })
+            .collect();
+        RxSet { any: None, members, phrases: None, literals: None, dfa_limit }
+    }
+
+    /// Whether any member may match `hay` (a member without translation: always).
+    pub fn any_match(&mut self, hay: &[u8]) -> bool {
+        if self.members.iter().any(|m| m.src.is_none()) {
+            return true;
+        }
+        if self.any.is_none() {
+            self.any = Some(self.alternation());
+        }
+        match &self.any {
+            Some(Ok(Some(any))) => any.is_match(hay),
+            Some(Ok(None)) => false,
+            _ => true,
+        }
+    }
+
     /// Whether pattern i alone may match `hay`.
     pub fn may_match(&mut self, i: usize, hay: &[u8]) -> bool {
         if let Some(p) = &mut self.phrases {
@@ -277,6 +303,24 @@ pub unsafe extern "C" fn rxset_new_phrases(phrases: *const *const u8, lens: *con
 #[no_mangle]
 pub unsafe extern "C" fn rxset_scan(s: *mut RxSet, hay: *const u8, len: usize) -> u64 {
     (*s).scan(bytes(hay, len))
+}
+
+/// # Safety
+/// For i < n: `pats[i]` points to `lens[i]` bytes; `flags` has n bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rxset_new_union(pats: *const *const u8, lens: *const usize, flags: *const u8, n: usize,
+                                         dfa_limit: usize) -> *mut RxSet {
+    let ps = slice::from_raw_parts(pats, n);
+    let ls = slice::from_raw_parts(lens, n);
+    let v: Vec<&[u8]> = ps.iter().zip(ls).map(|(&p, &l)| bytes(p, l)).collect();
+    Box::into_raw(Box::new(RxSet::union(&v, slice::from_raw_parts(flags, n), dfa_limit)))
+}
+
+/// # Safety
+/// `s` from rxset_new_union; `hay` points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rxset_any(s: *mut RxSet, hay: *const u8, len: usize) -> bool {
+    (*s).any_match(bytes(hay, len))
 }
 
 /// # Safety
