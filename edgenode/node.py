@@ -24,6 +24,7 @@ from aiohttp import web
 from edgenode.admin.app import build_admin_app
 from edgenode.admin.token import admin_token
 from edgenode.cache.stage import CacheStage
+from edgenode.cache.lmdb_store import SharedStore
 from edgenode.cache.store import Store, purge_store
 from edgenode.config import Config, ConfigError, StageConfig, load_config
 from edgenode.fleet.oci import OciError, is_oci, pull_module
@@ -148,6 +149,8 @@ class Node:
         self.entry = _Entry(self.signals, self.chain)
         self.frontend = FrontEnd(self.entry, config.server, on_complete=self.signals.request_end,
                                  fast_path=fast)
+        if isinstance(self.store, SharedStore):  # its writes are committed before answers leave
+            self.frontend.batch.stores = self.store
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0

@@ -513,6 +513,10 @@ class SharedStore:
             self._flush_handle = loop.call_soon(self.flush)
         return True
 
+    def queued(self) -> bool:
+        """Stores wait for this loop pass's commit (``flush``)."""
+        return bool(self._batch)
+
     def flush(self) -> int:
         """Commit the queued stores in one transaction; how many were stored.
 

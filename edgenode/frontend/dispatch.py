@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from edgenode.http.error_reply import error_response
 from edgenode.http.errors import ClientBodyError
@@ -55,6 +55,16 @@ class Pending:
         self.error = error
 
 
+class StoreQueue(Protocol):
+    """A cache store that commits its writes once per loop pass (the lmdb store): they are
+    committed before an answer leaves, so a client that has its answer finds the object
+    in every worker process."""
+
+    def queued(self) -> bool: ...
+
+    def flush(self) -> int: ...
+
+
 class Batch:
     """Connections whose current request waits for its synchronous steps, run together in
     one loop callback (what a task per request got from the loop: the requests of one
@@ -69,7 +79,7 @@ class Batch:
     on a connection holds.
     """
 
-    __slots__ = ("_ready", "_scheduled", "_out", "_held", "_flush_scheduled", "running")
+    __slots__ = ("_ready", "_scheduled", "_out", "_held", "_flush_scheduled", "running", "stores")
 
     def __init__(self) -> None:
         self._ready: list[Dispatcher] = []
@@ -79,6 +89,8 @@ class Batch:
         self._flush_scheduled = False
         #: the batch's steps are running: ``send`` holds a write until they end
         self.running = False
+        #: the cache store whose writes wait for the end of the loop pass, if any
+        self.stores: StoreQueue | None = None
 
     def add(self, conn: Dispatcher) -> None:
         self._ready.append(conn)
@@ -99,14 +111,17 @@ class Batch:
 
     @property
     def holding(self) -> bool:
-        """Writes are held: a direct write or a close must ``flush`` first."""
-        return bool(self._out)
+        """A write must wait for ``flush`` (a direct write or a close flushes first):
+        answers are held, or stores are queued for the loop pass's commit."""
+        return bool(self._out) or (self.stores is not None and self.stores.queued())
 
     def flush(self) -> None:
         """Write what ``send`` holds now, in order (before anything closes a connection
         or writes to it directly)."""
         self._flush_scheduled = False
         self._held = 0
+        if self.stores is not None and self.stores.queued():
+            self.stores.flush()  # stored before answered: the client then finds it everywhere
         out, self._out = self._out, []
         for transport, data in out:
             if not transport.is_closing():  # the peer left: its answers go nowhere

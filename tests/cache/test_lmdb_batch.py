@@ -207,3 +207,34 @@ def test_a_process_dying_with_stores_queued_leaves_the_last_commit(tmp_path: Pat
         assert store.lookup("http://example.com/lost0", CIMultiDict())[0] is None
     finally:
         store.close()
+
+
+async def test_an_answer_leaves_after_the_stores_queued_before_it(tmp_path: Path) -> None:
+    """The front end's batch commits the store's queue before it writes an answer, so a
+    client that has its answer finds the object in every worker (then a HIT, not a wait
+    on the lease)."""
+    from edgenode.frontend.dispatch import Batch
+
+    store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
+    batch = Batch()
+    batch.stores = store
+    writes: list[tuple[bytes, bool]] = []
+
+    class Transport:  # the socket's end: what was queued when the bytes left
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            writes.append((data, store.queued()))
+
+    try:
+        assert not batch.holding
+        batch.send(Transport(), b"hit")  # type: ignore[arg-type]  # its flush is scheduled first
+        store.put(entry("/a", b"one", at=time.time()))
+        assert batch.holding  # a direct write now would overtake the commit
+        batch.send(Transport(), b"miss")  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert writes == [(b"hit", False), (b"miss", False)]
+        assert store.stats()["stored"] == 1
+    finally:
+        store.close()
