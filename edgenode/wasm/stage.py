@@ -128,14 +128,15 @@ class WasmStage:
                                    extra={"filter": self.name})
             else:
                 captured = vm.capture(fresh_memory, loaded.global_exports)
-                baked = (self._bake(opts, captured, plugin) if captured.image_bytes >= BAKE_MIN_BYTES
+                binary = self._binary(opts)  # read (and a .wat compiled) once for both uses
+                baked = (self._bake(opts, binary, captured, plugin) if captured.image_bytes >= BAKE_MIN_BYTES
                          else None)
                 state = GlobalState(captured.globals)
                 if baked is not None:
                     loaded, snap = baked, (captured, None)
                 else:
                     snap = (captured, state)
-                if resettable(self._binary(opts)):
+                if resettable(binary):
                     reset = (captured, state, captured.reset_image())
         vm.close()
         return plugin, loaded, None, snap, reset
@@ -146,11 +147,11 @@ class WasmStage:
         source = opts.module.read_bytes()
         return bytes(wat2wasm(source.decode())) if opts.module.suffix == ".wat" else source
 
-    def _bake(self, opts: WasmOptions, captured: Snapshot, plugin: Plugin) -> LoadedModule | None:
+    def _bake(self, opts: WasmOptions, binary: bytes, captured: Snapshot, plugin: Plugin) -> LoadedModule | None:
         """The module with ``captured`` baked in (snapshot.bake), or None (logged) if the
         module's layout does not allow it; instances then copy the snapshot instead."""
         try:
-            baked = bake(export_globals(self._binary(opts))[0], captured, captured.image)
+            baked = bake(export_globals(binary)[0], captured, captured.image)
             return self.engine.load(opts.module, self.name, source=baked)
         except (OSError, ValueError, WasmtimeError, FilterLoadError) as exc:
             plugin.logger.info("start-up snapshot copied into each instance, not baked: %s", exc,

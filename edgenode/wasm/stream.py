@@ -26,7 +26,7 @@ from edgenode.http.messages import Response
 from edgenode.pipeline.chain import Next, Outcome, settle
 from edgenode.wasm.replies import StreamAborted, failure_response, reset_response
 from edgenode.wasm.request_phase import request_headers, request_rest
-from edgenode.wasm.response_phase import response_fast, response_in_memory, response_phase
+from edgenode.wasm.response_phase import response_fast, response_phase
 from edgenode.wasm.streamstate import PauseTimeout, Stream, StreamSettings
 from edgenode.wasm.vm import FilterFailure
 
@@ -129,15 +129,6 @@ class StreamDriver(Stream):
         returned ``Step.NEXT``): a response, or an awaitable continuing the same steps."""
         if not isinstance(outcome, Response):
             return self._resume_response(outcome)
-        body = outcome.body
-        if type(body) is bytes and not self.vm.response_body_hooks:
-            out = response_in_memory(self, outcome, body)  # a hit: ``respond`` without its checks
-            if out is not None:
-                backoff = self.cfg.backoff
-                if backoff is not None and backoff.failures:
-                    self._succeeded()
-                return out
-            return self.respond_async(outcome)
         out = self.respond(outcome)
         return out if out is not None else self.respond_async(outcome)
 
