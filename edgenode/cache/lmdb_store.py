@@ -13,8 +13,8 @@ commit, the totals and the shared pages are paid once for all of them, not once 
 miss.  Until then the objects are in no other process's view; this process's lookups
 of a queued key, purges, refreshes and ``stats`` commit the queue first, and a
 collapsing lease on a queued key is released only after its commit, so a worker that
-waited for it finds the object.  The response to a miss may reach its client up to one
-loop pass before its object is committed.
+waited for it finds the object.  The front end holds an answer written while stores
+are queued until they are committed (``frontend/dispatch.py`` ``Batch.stores``).
 
 Reading: each worker keeps decoded hot objects (``[cache] hot_bytes``) so a fresh hit
 costs what the in-memory store's does.  What makes a kept object wrong is a change

@@ -86,7 +86,9 @@ class FastHits:
     _timer: asyncio.TimerHandle | None
 
     def _fields(self) -> CIMultiDict[str]: ...
-    _flush_held: Callable[[], None]  # ResponseWriter's (a stub here would shadow it)
+    #: ResponseWriter's (stubs here would shadow them)
+    _flush_held: Callable[[], None]
+    _send_large: Callable[[bytes, bytes], None]
 
     def _arm_timer(self, delay: float) -> None: ...
 
@@ -165,8 +167,7 @@ class FastHits:
         sent = 0
         if not self.closed:
             if data is None:  # a large body: not copied behind the head
-                self._flush_held()
-                self.transport.writelines([head, body])  # type: ignore[union-attr]
+                self._send_large(head, body)
             else:  # with the loop iteration's other answers (``Batch.send``)
                 self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
             if method == "GET":
