@@ -224,3 +224,20 @@ async def test_rules_with_and_without_literals_in_one_chain(waf_wasm) -> None:
     resp, _ = await run_stage([stage], make_request("/?a=%3CScRipt%3E&b=%3C%3C%3C&c=42"), terminal)
     assert resp.headers["x-waf-rules"].split(",") == ["201", "202", "203"]
     await stage.close()
+
+
+async def test_literal_pass_finds_literals_inside_and_across_other_literals(waf_wasm) -> None:
+    """The literal pass's automaton (rxset/src/gate.rs) answers for every set whose literal
+    occurs, also where it ends inside another literal ("union5" after "xunion") or starts
+    in a partial one ("bcxy" inside "abcxy", past "abcd"'s prefix): four chains, four sets."""
+    rules = "\n".join([
+        'SecRule ARGS "@rx xunion" "id:301,phase:2,pass,log,t:none"',
+        'SecRule ARGS "@rx union[0-9]" "id:302,phase:2,pass,log,t:none,t:urlDecodeUni"',
+        'SecRule ARGS "@rx abcd" "id:303,phase:2,pass,log,t:none,t:removeNulls"',
+        'SecRule ARGS "@rx bcxy" "id:304,phase:2,pass,log,t:none,t:trim"',
+    ])
+    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-gate")
+    terminal, _ = origin_ok()
+    resp, _ = await run_stage([stage], make_request("/?a=xunion5&b=ABCXY&c=abcxy"), terminal)
+    assert resp.headers["x-waf-rules"].split(",") == ["301", "302", "304"]
+    await stage.close()

@@ -17,7 +17,7 @@
 //! would make step 2 run on every request: they stay out of the alternation
 //! and are always checked alone.
 //!
-//! Before any of that, one literal pass (`RxGate`, literals.rs) searches an input for the
+//! Before any of that, one literal pass (`RxGate`, literals.rs, gate.rs) searches an input for the
 //! required literals of every set's members at once; a set none of whose literals occur
 //! in an input is not scanned over it at all.
 //!
@@ -26,6 +26,7 @@
 //! literals, and the literal pass answers for it.
 //!
 //! C ABI for the engine: filters/waf/rxset.h.
+pub mod gate;
 pub mod literals;
 pub mod translate;
 
@@ -220,11 +221,9 @@ fn required_memo(src: &str) -> Option<Vec<Vec<u8>>> {
 }
 
 /// The literal pass: the required literals of many sets as one Aho-Corasick automaton
-/// (ASCII case-insensitive), each literal knowing the sets that require it.
+/// (ASCII case-insensitive, gate.rs), each literal knowing the sets that require it.
 pub struct RxGate {
-    ac: Option<AhoCorasick>,
-    /// per automaton pattern: the indices of the sets it belongs to
-    owners: Vec<Vec<u32>>,
+    gate: Option<gate::Gate>,
 }
 
 impl RxGate {
@@ -244,22 +243,14 @@ impl RxGate {
             }
         }
         REQUIRED.with(|m| m.borrow_mut().clear());
-        let ac = if pats.is_empty() {
-            None
-        } else {
-            Some(AhoCorasickBuilder::new().ascii_case_insensitive(true).dfa(true).build(&pats))
-        };
-        RxGate { ac, owners }
+        let gate = if pats.is_empty() { None } else { Some(gate::Gate::new(&pats, &owners)) };
+        RxGate { gate }
     }
 
     /// Sets bit i of `bits` (64 per word) for each set i one of whose literals occurs in `hay`.
     pub fn scan(&self, hay: &[u8], bits: &mut [u64]) {
-        if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(hay) {
-                for &i in &self.owners[m.pattern()] {
-                    bits[i as usize / 64] |= 1u64 << (i % 64);
-                }
-            }
+        if let Some(g) = &self.gate {
+            g.scan(hay, bits);
         }
     }
 }
