@@ -74,13 +74,28 @@ LOG_KEEP = 65536
 WRITE_RETRY = 30.0
 #: one object may take at most this share of the hot memory
 _HOT_SHARE = 4
+#: absent keys remembered at most (``SharedStore._absent``)
+_ABSENT_KEPT = 4096
 #: Python memory of a decoded entry beyond its ``size`` (objects, multidict, header
 #: tuples; measured ~1.3 KB with tracemalloc), so ``hot_bytes`` bounds real memory
 _HOT_OVERHEAD = 1536
 
 
+#: hashes of recent keys, variants and URLs by digest size (a miss hashes its key for each
+#: lookup and for the store); cleared when full
+_HASHES: dict[int, dict[str, bytes]] = {16: {}, 8: {}}
+_HASHES_KEPT = 1024
+
+
 def _h(text: str, size: int) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).digest()
+    memo = _HASHES[size]
+    digest = memo.get(text)
+    if digest is None:
+        if len(memo) >= _HASHES_KEPT:
+            memo.clear()
+        digest = memo[text] = hashlib.blake2b(text.encode("utf-8", "surrogatepass"),
+                                              digest_size=size).digest()
+    return digest
 
 
 def _oid(key: str, variant: str) -> bytes:
@@ -326,6 +341,10 @@ class SharedStore:
         self.env = self.files.env
         self._db = self.files.dbs
         self._file_leases = None if alone else FileLeases(self.files.leases_fd)
+        #: keys a lookup found absent, in a single-process node (nothing but this process's
+        #: own ``put`` can store one, and it forgets the key): a miss reads its key once,
+        #: not once per lookup (the fast path's, the cache stage's, collapsing's recheck)
+        self._absent: set[str] | None = set() if alone else None
         self.leases = None if self._file_leases is None else _BatchLeases(self._file_leases, self)
         self._cell = self.files.generation.cell
         self._seen = self._cell[0]
@@ -381,8 +400,15 @@ class SharedStore:
             self._sync()
         hot = self._hot.get(key)
         if hot is None:
+            absent = self._absent
+            if absent is not None and key in absent:
+                return None
             hot = self._load(key)
             if hot is None:
+                if absent is not None:
+                    if len(absent) >= _ABSENT_KEPT:
+                        absent.clear()
+                    absent.add(key)
                 return None
         if hot.epoch != self._epoch:
             self._note(hot)
@@ -545,6 +571,8 @@ class SharedStore:
             return False
         self._batch.append((entry, record))
         self._batch_keys.add(entry.key)
+        if self._absent is not None:
+            self._absent.discard(entry.key)
         if self._flush_handle is None:
             try:
                 loop = asyncio.get_running_loop()

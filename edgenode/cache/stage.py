@@ -432,9 +432,11 @@ class CacheStage:
         # incomplete response, a 200 whole (and the range answered from it).
         storing = "no-store" not in req_cc
         drop = tuple(n for n in CLIENT_VALIDATORS if n in req.headers) if storing else ()
-        fwd_req = _forward_request(req, drop, []) if drop else req
         request_time = self.clock()
-        resp = await self._forward(ex, nxt, fwd_req)
+        if drop:
+            resp = await self._forward(ex, nxt, _forward_request(req, drop, []))
+        else:
+            resp = await nxt(ex)
         self._counters["misses"] += 1
         return await self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
                                        flight, need_entry=bool(drop) or "range" in req.headers)

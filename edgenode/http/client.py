@@ -650,11 +650,10 @@ def _encode_head(req: Request) -> tuple[bytes, int | None]:
     headers = req.headers
     body = req.body
     lines = [f"{req.method} {req.target} HTTP/1.1\r\n"]
-    has_framing = any(name in headers for name in _FRAMING)
-    for k, v in headers.items():
-        if has_framing and k.lower() in _FRAMING:
-            continue
-        lines.append(f"{k}: {v}\r\n")
+    if "content-length" in headers or "transfer-encoding" in headers or "connection" in headers:
+        lines += [f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _FRAMING]
+    else:
+        lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
     length: int | None = None
     if isinstance(body, (bytes, bytearray)):
         if req.trailers:

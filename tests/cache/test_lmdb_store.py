@@ -250,6 +250,10 @@ _PEER = textwrap.dedent("""
         elif cmd == "release":
             store.leases.release(arg)
             print("ok", flush=True)
+        elif cmd == "put":  # no event loop here: committed at once
+            from tests.cache.test_lmdb_store import entry
+            store.put(entry(arg, b"peer", at=time.time()))
+            print("ok", flush=True)
 """)
 
 
