@@ -256,7 +256,6 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        headers = entry.proto.copy()
         age = str(int(max(0.0, entry.age(now))))
         status_code = entry.status
         body = entry.body
@@ -270,6 +269,7 @@ class CacheStage:
             except UnicodeEncodeError:
                 block = None
             return self._full_hit(ex, entry, age, cache_status, x_cache, block)
+        headers = entry.proto.copy()
         headers["Age"] = age
         partial = entry.partial
         if partial is not None:  # asked only for ranges it holds (``_answers``)
