@@ -30,11 +30,11 @@ value it last saw (one memory read) and, when it moved, drops the keys logged si
 So a purge is visible in every worker as soon as the purging call returns.
 
 Eviction: LRU with lazy, batched promotion.  Every object has a tick (its place in
-``obj``); a hit does not write: it only notes the object in this process,
-at most once per second per object, and the notes are written as new ticks once a
-second, or before this process's next write (the object moves to a new tick).  A
-store makes room by removing the first objects of ``obj``.  So the hit path takes no
-lock at all, a popular object costs one small write per second per worker, and the order is exact
+``obj``); a hit does not write: it only notes the object in this process, at most once
+per second per object, and the notes are written once a second, or before this
+process's next write (each noted object moves to a new tick, at the end).  A store
+makes room by removing the first objects of ``obj``.  So the hit path takes no lock at
+all, a popular object costs one small write per second per worker, and the order is exact
 LRU up to that second (memcached bumps items the same way).  Exact LRU keeps the two
 stores' behaviour the same; sampled LRU, CLOCK or S3-FIFO would need the same per-hit
 note and buy nothing a byte-bounded edge cache measured here needs.
