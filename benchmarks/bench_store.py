@@ -416,6 +416,7 @@ store.close()
 def section_million(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """Fill one store in this process (the owner, in bulk); at each size a fresh process
     opens it as a worker does and measures lookups and its own memory."""
+    from edgenode.cache.codec import encode
     from edgenode.cache.lmdb_store import SharedStore
     from edgenode.cache.policy import build_entry
     from edgenode.config import CacheConfig
@@ -443,7 +444,7 @@ def section_million(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             while done < target:
                 batch = [entry(i) for i in range(done, min(target, done + 10_000))]
                 # the store's own insert, many objects per transaction (a bulk load)
-                store._write(lambda w, b=batch: [w.insert(e) for e in b], None)
+                store._write(lambda w, b=batch: [w.insert(e, encode(e)) for e in b], None)
                 done += len(batch)
             probe = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(done), "1",
                                     str(Path(__file__).resolve().parent)],

@@ -1,12 +1,15 @@
-"""How a stored response's metadata is laid out on disk (the lmdb store's records).
+"""How a stored response is laid out on disk (the lmdb store's object records).
 
 Every ``Entry`` field except the body and what is rebuilt from the rest (the header
 multidict a hit copies, the fast path's pre-serialised answer) is kept, in the order
 of ``FIELDS``, as one ``marshal`` record, so decoding is a single C call.  Fields whose
 values are not plain data (a multidict, a named tuple) have a converter each way in
-``_CONVERTERS``.  ``FORMAT`` names the layout: it changes whenever ``Entry`` gains,
-loses or reorders a field, and a store written in another format is wiped rather than
-misread.
+``_CONVERTERS``.  An object's value in the store (``pack``) is a short head (the
+object id, the record's length, whether the body follows), the record, and a body of
+at most ``INLINE_BODY`` bytes, so a small object is one value: one B-tree row written
+per miss instead of two.  ``FORMAT`` names the layout: it changes whenever ``Entry``
+gains, loses or reorders a field or ``CODEC_VERSION`` is bumped, and a store written in
+another format is wiped rather than misread.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import operator
+import struct
 from typing import Any, Callable
 
 from multidict import CIMultiDict
@@ -21,10 +25,16 @@ from multidict import CIMultiDict
 from edgenode.cache.policy import Entry
 from edgenode.cache.ranges import Partial
 
-__all__ = ["FORMAT", "FIELDS", "encode", "decode", "decode_record", "StoreRecord"]
+__all__ = ["FORMAT", "FIELDS", "INLINE_BODY", "encode", "decode", "decode_record", "StoreRecord",
+           "pack", "unpack", "repack"]
 
-#: bump when the meaning of a field changes without its name changing
-CODEC_VERSION = 1
+#: bump when the meaning of a field changes without its name changing, or the store's
+#: values or databases are laid out differently (2: objects in LRU order with small
+#: bodies inline, one totals record)
+CODEC_VERSION = 2
+#: bodies up to this size are kept in the object's value (a refresh or an LRU promotion
+#: then rewrites them too: cheap at this size); larger ones in a record of their own
+INLINE_BODY = 4096
 #: derived from other fields when decoding (the body is kept in its own record)
 _DERIVED = frozenset({"body", "proto", "hit"})
 FIELDS: tuple[str, ...] = tuple(f for f in Entry.__slots__ if f not in _DERIVED)
@@ -95,3 +105,31 @@ def decode(record: StoreRecord, body: bytes) -> Entry:
     e.proto = CIMultiDict(e.headers)
     e.hit = None
     return e
+
+
+#: an object value's head: its 24-byte id, the record's length, 1 when the body follows
+_HEAD = struct.Struct(">24sIB")
+_HEAD_SIZE = _HEAD.size
+
+
+def pack(oid: bytes, record: bytes, body: bytes) -> bytes:
+    """The stored value of an object: head, metadata record, and the body when it is
+    small (``INLINE_BODY``; a larger one is stored on its own under the object id)."""
+    if len(body) <= INLINE_BODY:
+        return _HEAD.pack(oid, len(record), 1) + record + body
+    return _HEAD.pack(oid, len(record), 0) + record
+
+
+def unpack(value: bytes | memoryview) -> tuple[bytes, StoreRecord, bytes | memoryview | None]:
+    """``(oid, record, inline body or None)`` of a stored value."""
+    oid, size, inline = _HEAD.unpack_from(value)
+    end = _HEAD_SIZE + size
+    record = StoreRecord(marshal.loads(value[_HEAD_SIZE:end]))
+    return oid, record, value[end:] if inline else None
+
+
+def repack(value: bytes | memoryview, record: bytes) -> bytes:
+    """``value`` with its metadata replaced by ``record`` (its body kept)."""
+    oid, size, inline = _HEAD.unpack_from(value)
+    rest = bytes(value[_HEAD_SIZE + size:]) if inline else b""
+    return _HEAD.pack(oid, len(record), inline) + record + rest

@@ -1,11 +1,16 @@
 """The node-wide cache store: one LMDB environment shared by every worker, kept across restarts.
 
-Layout (``store_files.py``): each variant is an object id (16 bytes of the key's hash
-+ 8 of its variant signature's), so a key's variants sit together in key order.  Its
-metadata (``codec``) and its body are separate records, so a soft purge or a 304
-refresh rewrites the small one only; the ``url`` and ``tag`` indexes map a URL's hash
-and a Surrogate-Key's hash to object ids, for purges.  An object with its body and
-indexes is written in one write transaction, so it appears whole or not at all.
+Layout (``store_files.py``): each variant has an object id (16 bytes of the key's hash
++ 8 of its variant signature's), so a key's variants sit together in the ``key``
+database, which maps each id to the object's tick.  The object itself (``codec.pack``:
+its metadata and, when small, its body) is stored under that tick in ``obj``, so
+``obj`` is in LRU order and a new object is appended at its end; a larger body is a
+record of its own under the object id.  The ``url`` index maps a URL's hash to the keys
+stored for it when a key is not its URL (``[cache.key] headers``), and ``tag`` a
+Surrogate-Key's hash to object ids, for purges.  So a small object is two rows plus one
+per Surrogate-Key, and only its id's and tags' rows land at random places in their
+B-trees (each such row dirties a page per commit).  An object with its body and index
+rows is written in one write transaction: it appears whole or not at all.
 
 Writing: the stores a worker makes in one pass of its event loop are committed together
 in one transaction when the pass ends (``put`` queues, ``flush`` commits), so the
@@ -25,11 +30,11 @@ value it last saw (one memory read) and, when it moved, drops the keys logged si
 So a purge is visible in every worker as soon as the purging call returns.
 
 Eviction: LRU with lazy, batched promotion.  Every object has a tick (its place in
-the ``lru`` index); a hit does not write: it only notes the object in this process,
-at most once per second per object, and the notes are written as new ticks once a
-second, or before this process's next write.  A store writes to make room by
-removing the objects with the lowest ticks.  So the hit path takes no lock at all,
-a popular object costs one small write per second per worker, and the order is exact
+``obj``); a hit does not write: it only notes the object in this process, at most once
+per second per object, and the notes are written once a second, or before this
+process's next write (each noted object moves to a new tick, at the end).  A store
+makes room by removing the first objects of ``obj``.  So the hit path takes no lock at
+all, a popular object costs one small write per second per worker, and the order is exact
 LRU up to that second (memcached bumps items the same way).  Exact LRU keeps the two
 stores' behaviour the same; sampled LRU, CLOCK or S3-FIFO would need the same per-hit
 note and buy nothing a byte-bounded edge cache measured here needs.
@@ -48,12 +53,12 @@ from typing import Any, Callable, Iterator
 
 import lmdb
 
-from edgenode.cache.codec import StoreRecord, decode, decode_record, encode
+from edgenode.cache.codec import INLINE_BODY, StoreRecord, decode, encode, pack, repack, unpack
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.leases import FileLeases
 from edgenode.cache.policy import Entry, Headers
 from edgenode.cache.store import COUNTERS
-from edgenode.cache.store_files import META, StoreFiles, u64
+from edgenode.cache.store_files import META, StoreFiles, pack_totals, read_totals, u64
 from edgenode.config import CacheConfig
 
 __all__ = ["SharedStore"]
@@ -69,13 +74,28 @@ LOG_KEEP = 65536
 WRITE_RETRY = 30.0
 #: one object may take at most this share of the hot memory
 _HOT_SHARE = 4
+#: absent keys remembered at most (``SharedStore._absent``)
+_ABSENT_KEPT = 4096
 #: Python memory of a decoded entry beyond its ``size`` (objects, multidict, header
 #: tuples; measured ~1.3 KB with tracemalloc), so ``hot_bytes`` bounds real memory
 _HOT_OVERHEAD = 1536
 
 
+#: hashes of recent keys, variants and URLs by digest size (a miss hashes its key for each
+#: lookup and for the store); cleared when full
+_HASHES: dict[int, dict[str, bytes]] = {16: {}, 8: {}}
+_HASHES_KEPT = 1024
+
+
 def _h(text: str, size: int) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).digest()
+    memo = _HASHES[size]
+    digest = memo.get(text)
+    if digest is None:
+        if len(memo) >= _HASHES_KEPT:
+            memo.clear()
+        digest = memo[text] = hashlib.blake2b(text.encode("utf-8", "surrogatepass"),
+                                              digest_size=size).digest()
+    return digest
 
 
 def _oid(key: str, variant: str) -> bytes:
@@ -101,24 +121,39 @@ class _Txn:
     def __init__(self, store: SharedStore, txn: Any) -> None:
         self.s = store
         self.txn = txn
-        self.db = store.files.dbs
-        meta = self.db["meta"]
-        self.totals = {name: _read_u64(txn, META[name], meta)
-                       for name in ("bytes", "entries", "urls", "seq", "tick")}
+        self.db = db = store.files.dbs
+        self._key, self._obj = db["key"], db["obj"]
+        self.totals = read_totals(txn, db["meta"])
         self.start = dict(self.totals)
         self.invalid: list[str] = []
         self.everything = False
 
     # -- reading ---------------------------------------------------------------------------
-    def variants(self, kh: bytes) -> list[tuple[bytes, StoreRecord]]:
-        cur = self.txn.cursor(db=self.db["obj"])
+    def variants(self, kh: bytes) -> list[tuple[bytes, bytes, StoreRecord]]:
+        """The key hash's objects: ``(oid, tick, record)``."""
+        cur = self.txn.cursor(db=self._key)
         out = []
         if cur.set_range(kh):
-            for oid, raw in cur:
+            obj, get = self._obj, self.txn.get
+            for oid, tick in cur:
                 if oid[:16] != kh:
                     break
-                out.append((bytes(oid), decode_record(raw)))
+                value = get(tick, db=obj)
+                if value is not None:
+                    out.append((bytes(oid), bytes(tick), unpack(value)[1]))
         return out
+
+    def object(self, oid: bytes) -> tuple[bytes, StoreRecord] | None:
+        """``(tick, record)`` of the object ``oid``, if stored."""
+        tick = self.txn.get(oid, db=self._key)
+        if tick is None:
+            return None
+        value = self.txn.get(tick, db=self._obj)
+        return None if value is None else (bytes(tick), unpack(value)[1])
+
+    def has_prefix(self, db: str, prefix: bytes) -> bool:
+        cur = self.txn.cursor(db=self.db[db])
+        return cur.set_range(prefix) and cur.key()[:len(prefix)] == prefix
 
     def prefixed(self, db: str, prefix: bytes) -> list[bytes]:
         """The keys of ``db`` that start with ``prefix``, without it."""
@@ -132,64 +167,88 @@ class _Txn:
                 out.append(bytes(key[n:]))
         return out
 
+    def url_stored(self, uh: bytes) -> bool:
+        """Whether any object of the URL hash ``uh`` is stored (under the URL itself as
+        its key, or under a key the URL index names)."""
+        return self.has_prefix("key", uh) or self.has_prefix("url", uh)
+
     # -- changing ----------------------------------------------------------------------------
-    def next_tick(self) -> int:
+    def next_tick(self) -> bytes:
         self.totals["tick"] += 1
-        return self.totals["tick"]
+        return u64(self.totals["tick"])
 
     def insert(self, entry: Entry, record: bytes) -> None:
         """Store ``entry`` (``record``: its encoded metadata); a key that had no variants is
         logged for no one (no process can hold what was not there), so a plain miss moves
-        no worker's generation."""
-        kh = _h(entry.key, 16)
+        no worker's generation.
+
+        Rows written: the object (its tick's value, a small body inline), its id's tick,
+        its Surrogate-Keys; a large body on its own; a URL index row only for a key that
+        is not its URL (``[cache.key] headers``): the others are found by the URL's hash."""
+        key, url = entry.key, entry.url
+        kh = _h(key, 16)
         oid = kh + _h(entry.variant, 8)
         olds = self.variants(kh)
-        for old_oid, old in olds:
+        for old_oid, tick, old in olds:
             # same variant, or the origin changed what it varies on: the old one goes
             if old_oid == oid or old.variant == entry.variant or old.vary != entry.vary:
-                self.remove(old_oid, old)
+                self.remove(old_oid, tick, old)
         self.make_room(entry.size)
         txn, db = self.txn, self.db
-        tick = u64(self.next_tick())
-        txn.put(oid, record, db=db["obj"])
-        txn.put(oid, entry.body, db=db["body"])
-        txn.put(oid, tick, db=db["tick"])
-        txn.put(tick + oid, b"", db=db["lru"])
-        uh = kh if entry.url == entry.key else _h(entry.url, 16)
-        if not self.prefixed("url", uh):
+        uh = kh if url == key else _h(url, 16)
+        if olds or uh != kh:
+            known = self.url_stored(uh)
+        else:  # a new key that is its URL: only the URL index can name the URL yet
+            known = self.has_prefix("url", uh)
+        if not known:
             self.totals["urls"] += 1
-        txn.put(uh + kh, b"", db=db["url"])
+        tick = self.next_tick()
+        body = entry.body
+        txn.put(tick, pack(oid, record, body), db=self._obj, append=True)
+        txn.put(oid, tick, db=self._key)
+        if len(body) > INLINE_BODY:
+            txn.put(oid, body, db=db["body"])
+        if uh != kh:
+            txn.put(uh + kh, b"", db=db["url"])
         for tag in entry.surrogate_keys:
             txn.put(_h(tag, 16) + oid, b"", db=db["tag"])
         self.totals["bytes"] += entry.size
         self.totals["entries"] += 1
         if olds:  # workers may hold the key's other (or removed) variants
-            self.invalid.append(entry.key)
+            self.invalid.append(key)
 
-    def remove(self, oid: bytes, record: StoreRecord) -> None:
+    def remove(self, oid: bytes, tick: bytes, record: StoreRecord) -> None:
         txn, db = self.txn, self.db
-        txn.delete(oid, db=db["obj"])
-        txn.delete(oid, db=db["body"])
-        tick = txn.pop(oid, db=db["tick"])
-        if tick is not None:
-            txn.delete(bytes(tick) + oid, db=db["lru"])
+        txn.delete(tick, db=self._obj)
+        txn.delete(oid, db=self._key)
+        if record.size - 200 > INLINE_BODY:  # maybe a body of its own (size counts more than it)
+            txn.delete(oid, db=db["body"])
         for tag in record.surrogate_keys:
             txn.delete(_h(tag, 16) + oid, db=db["tag"])
         kh = oid[:16]
-        if not self.variants(kh):
+        if not self.has_prefix("key", kh):
             uh = _h(record.url, 16)
-            txn.delete(uh + kh, db=db["url"])
-            if not self.prefixed("url", uh):
+            if uh != kh:
+                txn.delete(uh + kh, db=db["url"])
+            if not self.url_stored(uh):
                 self.totals["urls"] -= 1
         self.totals["bytes"] -= record.size
         self.totals["entries"] -= 1
         self.invalid.append(record.key)
 
-    def soften(self, oid: bytes, record: StoreRecord, now: float) -> None:
+    def rewrite(self, tick: bytes, record: bytes) -> bool:
+        """Replace the metadata of the object at ``tick`` (its body kept); False if gone."""
+        value = self.txn.get(tick, db=self._obj)
+        if value is None:
+            return False
+        self.txn.put(tick, repack(value, record), db=self._obj)
+        return True
+
+    def soften(self, tick: bytes, record: StoreRecord, now: float) -> None:
         """Soft purge: stale from now on (stale-while-revalidate / -if-error still apply)."""
         entry = decode(record, b"")
         entry.make_stale(now)
-        self.txn.put(oid, encode(entry), db=self.db["obj"])
+        self.rewrite(tick, encode(entry))
         self.invalid.append(record.key)
 
     def make_room(self, size: int) -> None:
@@ -197,32 +256,30 @@ class _Txn:
         limit = self.s.max_bytes
         if self.totals["bytes"] + size <= limit:
             return
-        cur = self.txn.cursor(db=self.db["lru"])
-        obj = self.db["obj"]
+        cur = self.txn.cursor(db=self._obj)
         while self.totals["bytes"] + size > limit and cur.first():
-            oid = bytes(cur.key()[8:])
-            raw = self.txn.get(oid, db=obj)
-            if raw is None:  # an index row without its object: drop the row
-                cur.delete()
-                continue
-            self.remove(oid, decode_record(raw))
+            tick = bytes(cur.key())
+            oid, record, _ = unpack(cur.value())
+            self.remove(oid, tick, record)
             self.s.counters["evictions"] += 1
 
     def promote(self, oids: Iterator[bytes]) -> None:
-        """Write the LRU notes: each object gets a new, highest tick."""
-        txn, db = self.txn, self.db
+        """Write the LRU notes: each object moves to a new, highest tick."""
+        txn, key, obj = self.txn, self._key, self._obj
         for oid in oids:
-            old = txn.get(oid, db=db["tick"])
+            old = txn.get(oid, db=key)
             if old is None:
                 continue
-            txn.delete(bytes(old) + oid, db=db["lru"])
-            tick = u64(self.next_tick())
-            txn.put(oid, tick, db=db["tick"])
-            txn.put(tick + oid, b"", db=db["lru"])
+            value = txn.pop(old, db=obj)
+            if value is None:
+                continue
+            tick = self.next_tick()
+            txn.put(tick, value, db=obj, append=True)
+            txn.put(oid, tick, db=key)
 
     def clear(self) -> int:
         n = self.totals["entries"]
-        for name in ("obj", "body", "tick", "lru", "url", "tag"):
+        for name in ("key", "obj", "body", "url", "tag"):
             self.txn.drop(self.db[name], delete=False)
         self.totals.update(bytes=0, entries=0, urls=0)
         self.everything = True
@@ -230,7 +287,7 @@ class _Txn:
 
     def finish(self) -> int:
         """Log the invalidations and write the totals; the new log position (0: none)."""
-        txn, meta = self.txn, self.db["meta"]
+        txn = self.txn
         seq = 0
         if self.invalid or self.everything:
             seq = self.totals["seq"] = self.totals["seq"] + 1
@@ -240,9 +297,8 @@ class _Txn:
                 cur = txn.cursor(db=self.db["inval"])
                 while cur.first() and _U64.unpack(cur.key())[0] <= seq - LOG_KEEP:
                     cur.delete()
-        for name, value in self.totals.items():
-            if value != self.start[name]:
-                txn.put(META[name], u64(value), db=meta)
+        if self.totals != self.start:
+            txn.put(META["totals"], pack_totals(self.totals), db=self.db["meta"])
         return seq
 
 
@@ -268,11 +324,6 @@ class _BatchLeases:
             self._leases.release(key)
 
 
-def _read_u64(txn: Any, key: bytes, db: Any) -> int:
-    raw = txn.get(key, db=db)
-    return _U64.unpack(raw)[0] if raw is not None else 0
-
-
 class SharedStore:
     """The lmdb store (``[cache] store = "lmdb"``); see the module doc."""
 
@@ -290,6 +341,10 @@ class SharedStore:
         self.env = self.files.env
         self._db = self.files.dbs
         self._file_leases = None if alone else FileLeases(self.files.leases_fd)
+        #: keys a lookup found absent, in a single-process node (nothing but this process's
+        #: own ``put`` can store one, and it forgets the key): a miss reads its key once,
+        #: not once per lookup (the fast path's, the cache stage's, collapsing's recheck)
+        self._absent: set[str] | None = set() if alone else None
         self.leases = None if self._file_leases is None else _BatchLeases(self._file_leases, self)
         self._cell = self.files.generation.cell
         self._seen = self._cell[0]
@@ -345,8 +400,15 @@ class SharedStore:
             self._sync()
         hot = self._hot.get(key)
         if hot is None:
+            absent = self._absent
+            if absent is not None and key in absent:
+                return None
             hot = self._load(key)
             if hot is None:
+                if absent is not None:
+                    if len(absent) >= _ABSENT_KEPT:
+                        absent.clear()
+                    absent.add(key)
                 return None
         if hot.epoch != self._epoch:
             self._note(hot)
@@ -367,20 +429,24 @@ class SharedStore:
         found: list[tuple[Entry, bytes]] = []
         try:
             with self.env.begin() as txn:
-                cur = txn.cursor(db=self._db["obj"])
-                if not cur.set_range(kh):
+                cur = txn.cursor(db=self._db["key"])
+                if not cur.set_range(kh) or cur.key()[:16] != kh:
                     return None
-                body_db = self._db["body"]
-                for oid, raw in cur:
+                obj = self._db["obj"]
+                for oid, tick in cur:
                     if oid[:16] != kh:
                         break
-                    record = decode_record(raw)
+                    value = txn.get(tick, db=obj)
+                    if value is None:
+                        continue
+                    _, record, body = unpack(value)
                     if record.key != key:  # a hash collision: not ours
                         continue
-                    body = txn.get(oid, db=body_db)  # the one copy of the body
                     if body is None:
-                        continue
-                    found.append((decode(record, body), bytes(oid)))
+                        body = txn.get(oid, db=self._db["body"])  # the one copy of the body
+                        if body is None:
+                            continue
+                    found.append((decode(record, bytes(body)), bytes(oid)))
         except lmdb.Error as exc:
             self._read_failed(exc)
             return None
@@ -505,6 +571,8 @@ class SharedStore:
             return False
         self._batch.append((entry, record))
         self._batch_keys.add(entry.key)
+        if self._absent is not None:
+            self._absent.discard(entry.key)
         if self._flush_handle is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -566,23 +634,24 @@ class SharedStore:
         oid = _oid(entry.key, entry.variant)
 
         def work(w: _Txn) -> None:
-            if w.txn.get(oid, db=w.db["obj"]) is not None:
-                w.txn.put(oid, encode(entry), db=w.db["obj"])
+            tick = w.txn.get(oid, db=w.db["key"])
+            if tick is not None and w.rewrite(bytes(tick), encode(entry)):
                 w.invalid.append(entry.key)
 
         self._write(work, None)
 
     # -- purge -----------------------------------------------------------------------------
-    def _purge(self, find: Callable[[_Txn], list[tuple[bytes, StoreRecord]]], soft: bool) -> int:
+    def _purge(self, find: Callable[[_Txn], list[tuple[bytes, bytes, StoreRecord]]],
+               soft: bool) -> int:
         now = self.clock()
 
         def work(w: _Txn) -> int:
             found = find(w)
-            for oid, record in found:
+            for oid, tick, record in found:
                 if soft:
-                    w.soften(oid, record, now)
+                    w.soften(tick, record, now)
                 else:
-                    w.remove(oid, record)
+                    w.remove(oid, tick, record)
             return len(found)
 
         n = self._write(work, 0)
@@ -590,28 +659,38 @@ class SharedStore:
         return n
 
     def purge_url(self, url: str, soft: bool = False) -> int:
-        """Every variant stored for ``url`` (GET and HEAD share it); returns how many."""
+        """Every variant stored for ``url`` (GET and HEAD share it); returns how many: the
+        objects whose key is the URL, and those of the keys the URL index names for it."""
         uh = _h(self.keys.normalise_url(url), 16)
-        return self._purge(lambda w: [v for kh in w.prefixed("url", uh) for v in w.variants(kh)], soft)
+
+        def find(w: _Txn) -> list[tuple[bytes, bytes, StoreRecord]]:
+            found = {oid: (oid, tick, r) for kh in [uh, *w.prefixed("url", uh)]
+                     for oid, tick, r in w.variants(kh)}
+            return list(found.values())
+
+        return self._purge(find, soft)
 
     def purge_keys(self, keys: list[str], soft: bool = False) -> int:
         """Every object tagged with any of the Surrogate-Key ``keys``."""
-        def find(w: _Txn) -> list[tuple[bytes, StoreRecord]]:
+        def find(w: _Txn) -> list[tuple[bytes, bytes, StoreRecord]]:
             oids = {oid for tag in keys for oid in w.prefixed("tag", _h(tag, 16))}
             out = []
             for oid in sorted(oids):
-                raw = w.txn.get(oid, db=w.db["obj"])
-                if raw is not None:
-                    out.append((oid, decode_record(raw)))
+                found = w.object(oid)
+                if found is not None:
+                    out.append((oid, *found))
             return out
 
         return self._purge(find, soft)
 
     def purge_all(self, soft: bool = False) -> int:
         if soft:
-            def every(w: _Txn) -> list[tuple[bytes, StoreRecord]]:
-                cur = w.txn.cursor(db=w.db["obj"])
-                return [(bytes(oid), decode_record(raw)) for oid, raw in cur]
+            def every(w: _Txn) -> list[tuple[bytes, bytes, StoreRecord]]:
+                out = []
+                for tick, value in w.txn.cursor(db=w.db["obj"]):
+                    oid, record, _ = unpack(value)
+                    out.append((oid, bytes(tick), record))
+                return out
 
             return self._purge(every, True)
         n = self._write(lambda w: w.clear(), 0)
@@ -654,8 +733,8 @@ class SharedStore:
         if self.files.env is not None:  # once closed: the figures it had then
             try:
                 with self.env.begin() as txn:
-                    totals = {name: _read_u64(txn, META[name], self._db["meta"])
-                              for name in ("bytes", "entries", "urls")}
+                    found = read_totals(txn, self._db["meta"])
+                totals = {name: found[name] for name in ("bytes", "entries", "urls")}
             except lmdb.Error as exc:
                 self._read_failed(exc)
             self._totals = totals

@@ -8,6 +8,7 @@ comparisons (the hit path budget is tens of microseconds).
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -192,18 +193,24 @@ class Entry:
 
 
 def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tuple[str | None, ...], str]:
+    if not vary:
+        return (), ""
     values = tuple(normalise_field(req_headers.getall(n, []), n) for n in vary)
     return values, "\x00".join(f"{n}={v}" for n, v in zip(vary, values))
 
 
 def _stored_headers(resp_headers: Headers, cc: Mapping[str, str | None]) -> list[tuple[str, str]]:
-    extra = {token.lower() for token in split_list(resp_headers.getall("connection", ()))}
+    extra: set[str] = set()
+    if "connection" in resp_headers:
+        extra.update(token.lower() for token in split_list(resp_headers.getall("connection")))
     # private="f" / no-cache="f": a shared cache may store the response without those fields;
     # the ones Cache-Control names are dropped even when a targeted field rules freshness
     plain = parse_cache_control(resp_headers.getall("cache-control", ()))
     for directives in (cc, plain):
-        extra.update(field_names(directives.get("private")))
-        extra.update(field_names(directives.get("no-cache")))
+        if "private" in directives:
+            extra.update(field_names(directives["private"]))
+        if "no-cache" in directives:
+            extra.update(field_names(directives["no-cache"]))
     drop = _NOT_STORED | extra if extra else _NOT_STORED
     return [(k, v) for k, v in resp_headers.items() if k.lower() not in drop]
 
@@ -259,19 +266,23 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
         e.headers.append(("Content-Length", str(len(body))))
     proto = _apply_facts(e, status, resp_headers, request_time, response_time,
                          heuristic_fraction, heuristic_max, default_ttl)
-    e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary", ())))
+    vary = resp_headers.getall("vary", ())
+    e.vary = tuple(n.lower() for n in split_list(vary)) if vary else ()
     e.vary_values, e.variant = variant_signature(e.vary, req_headers)
     e.surrogate_keys = tuple(k for v in resp_headers.getall("surrogate-key", ()) for k in v.split())
     e.trailers = CIMultiDict(trailers) if trailers else None
-    e.size = len(body) + sum(len(k) + len(v) + 4 for k, v in e.headers) + len(key) + 200
+    # each field counted as its "name: value\r\n" line
+    e.size = len(body) + sum(map(len, chain.from_iterable(e.headers))) + 4 * len(e.headers) + len(key) + 200
     if e.trailers is not None:
         e.size += sum(len(k) + len(v) + 4 for k, v in e.trailers.items())
     _prepare_hits(e, proto)
     return e
 
 
-#: fields a hit adds or replaces (the stage), or that the front end frames itself
-_NOT_PRESERIALISED = frozenset({"age", "x-cache", "content-length", "transfer-encoding", "connection"})
+#: fields a hit adds or replaces (the stage), or that the front end frames itself; the
+#: stored Content-Length is always ours, spelt so (``build_entry``: the origin's is not
+#: stored), and is left out of the block
+_NOT_PRESERIALISED = ("age", "x-cache", "transfer-encoding", "connection")
 
 
 def _prepare_hits(e: Entry, proto: CIMultiDict[str]) -> None:
@@ -289,16 +300,11 @@ def _prepare_hits(e: Entry, proto: CIMultiDict[str]) -> None:
     e.hit = None
     if e.partial is not None:
         return  # never a whole hit: only ranges inside what it holds
-    lines = []
-    for k, v in e.headers:
-        lower = k.lower()
-        if lower in _NOT_PRESERIALISED:
-            if lower == "content-length":
-                continue
-            return
-        lines.append(f"{k}: {v}\r\n")
+    if "date" not in proto or any(name in proto for name in _NOT_PRESERIALISED):
+        return
+    lines = [f"{k}: {v}\r\n" for k, v in e.headers if k != "Content-Length"]
     text = "".join(lines)
-    if "date" not in e.proto or text.count("\n") != len(lines) or text.count("\r") != len(lines):
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
         return
     try:
         e.wire = text.encode("latin-1")

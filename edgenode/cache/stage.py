@@ -256,7 +256,6 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        headers = entry.proto.copy()
         age = str(int(max(0.0, entry.age(now))))
         status_code = entry.status
         body = entry.body
@@ -270,6 +269,7 @@ class CacheStage:
             except UnicodeEncodeError:
                 block = None
             return self._full_hit(ex, entry, age, cache_status, x_cache, block)
+        headers = entry.proto.copy()
         headers["Age"] = age
         partial = entry.partial
         if partial is not None:  # asked only for ranges it holds (``_answers``)
@@ -432,9 +432,11 @@ class CacheStage:
         # incomplete response, a 200 whole (and the range answered from it).
         storing = "no-store" not in req_cc
         drop = tuple(n for n in CLIENT_VALIDATORS if n in req.headers) if storing else ()
-        fwd_req = _forward_request(req, drop, []) if drop else req
         request_time = self.clock()
-        resp = await self._forward(ex, nxt, fwd_req)
+        if drop:
+            resp = await self._forward(ex, nxt, _forward_request(req, drop, []))
+        else:
+            resp = await nxt(ex)
         self._counters["misses"] += 1
         return await self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
                                        flight, need_entry=bool(drop) or "range" in req.headers)

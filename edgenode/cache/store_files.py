@@ -31,16 +31,31 @@ import lmdb
 from edgenode.cache.codec import FORMAT
 from edgenode.config import ConfigError
 
-__all__ = ["StoreFiles", "StoreUnavailable", "StoreInUse", "DB_NAMES", "u64", "META"]
+__all__ = ["StoreFiles", "StoreUnavailable", "StoreInUse", "DB_NAMES", "u64", "META", "TOTALS",
+           "read_totals", "pack_totals"]
 
 log = logging.getLogger("edgenode.cache.store")
 
-#: named databases: object metadata, bodies, each object's LRU tick and the LRU order,
-#: the URL and Surrogate-Key indexes, the invalidation log, and the store's totals
-DB_NAMES = ("meta", "obj", "body", "tick", "lru", "url", "tag", "inval")
+#: named databases: the format and totals, each object id's tick, the objects keyed by
+#: tick (so in LRU order; small bodies inline), large bodies by object id, the URL index
+#: (keys other than their URL) and the Surrogate-Key index, the invalidation log
+DB_NAMES = ("meta", "key", "obj", "body", "url", "tag", "inval")
 _U64 = struct.Struct(">Q")
 #: keys of the ``meta`` database
-META = {name: name.encode() for name in ("format", "bytes", "entries", "urls", "seq", "tick")}
+META = {name: name.encode() for name in ("format", "totals")}
+#: the store's figures, kept in one ``meta`` record: object bytes and count, URLs, the
+#: invalidation log's last sequence number, the last LRU tick given out
+TOTALS = ("bytes", "entries", "urls", "seq", "tick")
+_TOTALS = struct.Struct(">5Q")
+
+
+def read_totals(txn: Any, meta: Any) -> dict[str, int]:
+    raw = txn.get(META["totals"], db=meta)
+    return dict(zip(TOTALS, _TOTALS.unpack(raw) if raw is not None else (0,) * len(TOTALS)))
+
+
+def pack_totals(totals: dict[str, int]) -> bytes:
+    return _TOTALS.pack(*(totals[name] for name in TOTALS))
 
 
 def u64(n: int) -> bytes:
@@ -164,8 +179,8 @@ class StoreFiles:
         return bytes(value) if value is not None else None
 
     def seq(self) -> int:
-        raw = self.read_meta("seq")
-        return _U64.unpack(raw)[0] if raw else 0
+        with self.env.begin() as txn:
+            return read_totals(txn, self.dbs["meta"])["seq"]
 
     def close(self) -> None:
         if self.env is not None:

@@ -178,6 +178,8 @@ class _OriginConnection(asyncio.Protocol):
         self.uses = 0
         self._method = "GET"
         self._head_waiter: asyncio.Future[Response] | None = None
+        #: when the response head must have arrived (``OriginPool._check_heads``)
+        self.head_deadline = 0.0
         self._headers: list[tuple[bytes, bytes]] = []
         self._status = 0
         self._body: OriginBody | None = None
@@ -403,17 +405,17 @@ class _OriginConnection(asyncio.Protocol):
         else:
             self._upload_done = False
             self._upload = self.loop.create_task(self._send_body(req, head, length))
-        timer = self.loop.call_later(self.pool.cfg.first_byte_timeout, self._first_byte_timeout, waiter)
+        self.head_deadline = self.loop.time() + self.pool.cfg.first_byte_timeout
+        self.pool._awaiting_head(self)
         try:
             return await waiter
         finally:
-            timer.cancel()
             # Once the head is in, the body may complete and the pool hand this connection to
             # another request before this task resumes: clear only our own waiter, never theirs.
             if self._head_waiter is waiter:
                 self._head_waiter = None
 
-    def _first_byte_timeout(self, waiter: asyncio.Future[Response]) -> None:
+    def first_byte_timeout(self, waiter: asyncio.Future[Response]) -> None:
         if not waiter.done():
             waiter.set_exception(OriginTimeout("first_byte"))
             self.abort()
@@ -491,6 +493,9 @@ class OriginPool:
         self._open = 0  # connections open or being opened
         self._waiters: deque[asyncio.Future[_OriginConnection | None]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        #: connections waiting for a response head, and the one timer for their deadlines
+        self._heads: set[_OriginConnection] = set()
+        self._head_timer: asyncio.TimerHandle | None = None
         self._closed = False
         #: counters for metrics
         self.opened = 0
@@ -585,6 +590,31 @@ class OriginPool:
         self.opened += 1
         return conn
 
+    def _awaiting_head(self, conn: _OriginConnection) -> None:
+        """``conn`` waits for a response head until its ``head_deadline``.  One timer per
+        pool, at the earliest pending deadline, instead of one per request: every request
+        of the pool has the same timeout, so a later one's deadline is never earlier."""
+        self._heads.add(conn)
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(conn.head_deadline, self._check_heads)
+
+    def _check_heads(self) -> None:
+        """Fail the requests whose head is overdue; wait for the next deadline."""
+        self._head_timer = None
+        now = self.loop.time()
+        nearest = None
+        for conn in list(self._heads):
+            waiter = conn._head_waiter
+            if waiter is None or waiter.done():
+                self._heads.discard(conn)
+            elif conn.head_deadline <= now:
+                self._heads.discard(conn)
+                conn.first_byte_timeout(waiter)
+            elif nearest is None or conn.head_deadline < nearest:
+                nearest = conn.head_deadline
+        if nearest is not None:
+            self._head_timer = self.loop.call_at(nearest, self._check_heads)
+
     def _slot_freed(self) -> None:
         self._open -= 1
         while self._waiters:
@@ -650,11 +680,10 @@ def _encode_head(req: Request) -> tuple[bytes, int | None]:
     headers = req.headers
     body = req.body
     lines = [f"{req.method} {req.target} HTTP/1.1\r\n"]
-    has_framing = any(name in headers for name in _FRAMING)
-    for k, v in headers.items():
-        if has_framing and k.lower() in _FRAMING:
-            continue
-        lines.append(f"{k}: {v}\r\n")
+    if "content-length" in headers or "transfer-encoding" in headers or "connection" in headers:
+        lines += [f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _FRAMING]
+    else:
+        lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
     length: int | None = None
     if isinstance(body, (bytes, bytearray)):
         if req.trailers:

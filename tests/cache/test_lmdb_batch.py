@@ -238,3 +238,40 @@ async def test_an_answer_leaves_after_the_stores_queued_before_it(tmp_path: Path
         assert store.stats()["stored"] == 1
     finally:
         store.close()
+
+
+async def test_a_single_process_node_reads_an_absent_key_once(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alone on its store, a node knows a key it found absent stays absent until its own
+    ``put``: the fast path's, the stage's and collapsing's lookups of a miss read it once.
+    A node with other workers reads every time (another process may have stored it)."""
+    reads: list[str] = []
+    load = SharedStore._load
+
+    def counting(self: SharedStore, key: str) -> object:
+        reads.append(key)
+        return load(self, key)
+
+    monkeypatch.setattr(SharedStore, "_load", counting)
+    key = "http://example.com/a"
+    store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
+    try:
+        for _ in range(3):
+            assert store.lookup(key, CIMultiDict()) == (None, False)
+        assert reads == [key]
+        assert store.put(entry("/a", b"one", at=time.time()))  # forgets the key: read again
+        found, _ = store.lookup(key, CIMultiDict())
+        assert found is not None and found.body == b"one" and reads == [key, key]
+    finally:
+        store.close()
+    reads.clear()
+    shared = SharedStore(CacheConfig(), tmp_path / "d")
+    peer = Peer(tmp_path / "d")
+    try:
+        assert shared.lookup(key, CIMultiDict()) == (None, False)
+        assert peer.ask("put", "/a") == "ok"  # another worker stores it meanwhile
+        found, _ = shared.lookup(key, CIMultiDict())
+        assert found is not None and reads == [key, key]
+    finally:
+        peer.close()
+        shared.close()

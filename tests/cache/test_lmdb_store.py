@@ -82,6 +82,96 @@ def test_other_format_or_garbage_is_wiped_with_a_log_line(tmp_path: Path, caplog
     store.close()
 
 
+def test_a_store_of_the_previous_layout_is_wiped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A store written by the release before this layout (format version 1: metadata,
+    bodies, ticks and LRU rows in databases of their own) is wiped on open, never read."""
+    import hashlib
+    import lmdb
+
+    from edgenode.cache.codec import FIELDS
+
+    path = tmp_path / "c"
+    path.mkdir()
+    old = "edgenode-cache/1/" + hashlib.sha256(" ".join(FIELDS).encode()).hexdigest()[:16]
+    env = lmdb.open(str(path), max_dbs=8, map_size=64 << 20)
+    dbs = {n: env.open_db(n.encode()) for n in ("meta", "obj", "body", "tick", "lru", "url", "tag", "inval")}
+    with env.begin(write=True) as txn:
+        txn.put(b"format", old.encode(), db=dbs["meta"])
+        txn.put(b"entries", (1).to_bytes(8, "big"), db=dbs["meta"])
+        txn.put(b"\x01" * 24, marshal.dumps((1,)), db=dbs["obj"])
+        txn.put(b"\x01" * 24, b"old body", db=dbs["body"])
+    env.close()
+    with caplog.at_level(logging.WARNING, "edgenode.cache.store"):
+        store = open_at(path)
+    assert f"has format {old}, this node writes {FORMAT}: wiping it" in caplog.text
+    assert FORMAT.startswith("edgenode-cache/2/")
+    assert store.stats()["entries"] == 0 and store.put(entry("/a", b"new"))
+    store.close()
+    store = open_at(path)
+    got = store.lookup("http://example.com/a", CIMultiDict())[0]
+    assert got is not None and got.body == b"new" and store.stats()["entries"] == 1
+    store.close()
+
+
+def test_objects_in_lru_order_small_bodies_inline(tmp_path: Path) -> None:
+    """The layout: objects keyed by tick (LRU order, a promotion moves one to the end), a
+    body up to ``INLINE_BODY`` inside the object's value and a larger one on its own, no
+    URL index row for a key that is its URL; every row goes with its object."""
+    from edgenode.cache.codec import INLINE_BODY, unpack
+
+    store = open_at(tmp_path / "c")
+    small, large = b"s" * INLINE_BODY, b"L" * (INLINE_BODY + 1)
+    for name, body in (("a", small), ("b", large), ("c", small)):
+        assert store.put(entry(f"/{name}", body, Surrogate_Key=f"t-{name}"))
+
+    def rows() -> tuple[list[str], dict[str, int]]:
+        dbs = store.files.dbs
+        with store.env.begin() as txn:
+            order = [unpack(v)[1].url.rsplit("/", 1)[1] for _, v in txn.cursor(db=dbs["obj"])]
+            counts = {n: txn.stat(dbs[n])["entries"] for n in ("key", "obj", "body", "url", "tag")}
+        return order, counts
+
+    order, counts = rows()
+    assert order == ["a", "b", "c"]
+    assert counts == {"key": 3, "obj": 3, "body": 1, "url": 0, "tag": 3}
+    store.close()
+    store = open_at(tmp_path / "c")
+    got = {n: store.lookup(f"http://example.com/{n}", CIMultiDict())[0] for n in "abc"}
+    assert [got[n].body for n in "abc"] == [small, large, small]  # type: ignore[union-attr]
+    store.close()  # writes the three LRU notes: a, b, c promoted in the order they were read
+    store = open_at(tmp_path / "c")
+    assert store.lookup("http://example.com/a", CIMultiDict())[0] is not None
+    store._commit(lambda w: None, None)  # the note on a: it moves behind b and c
+    assert rows()[0] == ["b", "c", "a"]
+    assert store.purge_url("http://example.com/b") == 1 and store.purge_keys(["t-c"]) == 1
+    order, counts = rows()
+    assert order == ["a"] and counts == {"key": 1, "obj": 1, "body": 0, "url": 0, "tag": 1}
+    assert store.stats()["urls"] == 1 and store.stats()["entries"] == 1
+    store.close()
+
+
+def test_keys_other_than_their_url_keep_the_url_index(tmp_path: Path) -> None:
+    """With ``[cache.key] headers`` a key is the URL plus header values: the URL index
+    names its keys, so a URL purge finds every one, and ``urls`` counts URLs, not keys."""
+    store = open_at(tmp_path / "c")
+    url = "http://example.com/k"
+    for key in (url, url + "\nx-device:mobile", url + "\nx-device:desktop"):
+        e = build_entry(key=key, url=url, status=200, reason="OK",
+                        resp_headers=CIMultiDict({"Cache-Control": "max-age=60"}), body=b"k",
+                        req_headers=CIMultiDict(), request_time=NOW, response_time=NOW,
+                        heuristic_fraction=0.1, heuristic_max=86400)
+        assert store.put(e)
+    assert store.put(entry("/other"))
+    with store.env.begin() as txn:
+        assert txn.stat(store.files.dbs["url"])["entries"] == 2
+    assert store.stats()["urls"] == 2 and store.stats()["entries"] == 4
+    assert store.purge_url(url) == 3
+    with store.env.begin() as txn:
+        assert txn.stat(store.files.dbs["url"])["entries"] == 0
+    assert store.stats()["urls"] == 1 and store.stats()["entries"] == 1
+    store.close()
+
+
 def test_one_node_per_store(tmp_path: Path) -> None:
     first = open_at(tmp_path / "c")
     with pytest.raises(StoreInUse, match=r"cache.path: .* is in use by another running node \(pid \d+\)"):
@@ -159,6 +249,10 @@ _PEER = textwrap.dedent("""
             print(store.leases.acquire(arg), flush=True)
         elif cmd == "release":
             store.leases.release(arg)
+            print("ok", flush=True)
+        elif cmd == "put":  # no event loop here: committed at once
+            from tests.cache.test_lmdb_store import entry
+            store.put(entry(arg, b"peer", at=time.time()))
             print("ok", flush=True)
 """)
 

@@ -133,6 +133,38 @@ async def test_first_byte_timeout():
     await origin.close()
 
 
+async def test_each_request_times_out_a_first_byte_timeout_after_its_own_send():
+    """One timer per pool serves every waiting request: a request sent later times out
+    later, and one whose head comes in time is not failed by an earlier one's deadline."""
+    async def by_path(reader, writer):
+        head = await read_request_head(reader)
+        if b"/fast" in head:
+            await asyncio.sleep(0.15)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        await asyncio.sleep(30)
+
+    origin = await raw_origin(by_path)
+    pool = OriginPool(origin_cfg(origin.port, first_byte_timeout=0.3))
+    loop = asyncio.get_running_loop()
+
+    async def timed(path: str, delay: float) -> tuple[float, object]:
+        await asyncio.sleep(delay)
+        start = loop.time()
+        try:
+            result: object = (await pool.request(get_req(path))).status
+        except OriginTimeout as exc:
+            result = exc.kind
+        return loop.time() - start, result
+
+    (t1, r1), (t2, r2), (t3, r3) = await asyncio.gather(
+        timed("/slow", 0), timed("/fast", 0.1), timed("/slow", 0.2))
+    assert r1 == r3 == "first_byte" and r2 == 200
+    assert 0.29 <= t1 < 0.45 and 0.29 <= t3 < 0.45 and t2 < 0.29
+    await pool.close()
+    await origin.close()
+
+
 async def test_between_bytes_timeout_raises_from_the_body():
     async def stalls(reader, writer):
         await read_request_head(reader)

@@ -73,10 +73,13 @@ def test_memory_returns_after_a_burst_of_malformed_requests(tmp_path: Path) -> N
 
 
 def _serve_refused(conf: Path, *args: str) -> str:
-    """``edgenode serve`` that must refuse to start: exit 2, one line, no traceback."""
+    """``edgenode serve`` that must refuse to start: exit 2, one line, no traceback.  Its
+    cache store is its own (not the user's default one, which a node of another format
+    would wipe with a log line of its own)."""
+    env = dict(ENV, EDGENODE_STATE_DIR=str(conf.parent / "state"))
     try:
         out = subprocess.run([sys.executable, "-m", "edgenode", "serve", "--config", str(conf), *args],
-                             capture_output=True, text=True, env=ENV, timeout=BOUND)
+                             capture_output=True, text=True, env=env, timeout=BOUND)
     except subprocess.TimeoutExpired:
         raise AssertionError("serve started instead of refusing") from None
     assert out.returncode == 2, out.stderr

@@ -1,0 +1,177 @@
+"""In-process CPU cost of a 1 KB cache miss through the whole node (no client sockets).
+
+A ``Node`` with chain ``[cache]`` (lmdb store unless ``--store``, access log off, no
+admin) gets GETs for a new URL each, fed straight into ``--conns`` front-end connections
+through fake transports, ``--conns`` at a time (so the loop pass batches them as under
+wrk); every one is fetched from an origin in this process over real loopback sockets
+(a bare ``asyncio.Protocol`` answering with the simulated origin's fields and a 1 KB
+body) and stored.  So the figure is the node's Python per miss (parsing, the general
+path's objects, the cache's lookups, the origin client, ``build_entry``, the store's
+batched commit, the response) plus the origin sockets' kernel work, and the constant
+cost of the stand-in origin.  CPU time (``process_time``) per miss, several rounds.
+
+    python benchmarks/bench_miss_inprocess.py [--n 4000] [--rounds 5] [--conns 8] [--label x]
+
+Compare two trees by running this script in each, alternated (ABBA).  For instruction
+counts: ``valgrind --tool=callgrind --callgrind-out-file=cg.out python
+benchmarks/bench_miss_inprocess.py --rounds 1 --n 1000`` and ``--n 3000``, difference / 2000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgenode.config import StageConfig, load_config, with_overrides  # noqa: E402
+from edgenode.frontend.connection import Connection  # noqa: E402
+from edgenode.frontend.server import install_event_loop  # noqa: E402
+from edgenode.node import Node, tune_gc  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+BODY = b"x" * 1024
+
+
+def origin_response() -> bytes:
+    """What ``edgenode origin`` answers for ``/obj/NAME?size=1k&ttl=3600`` (fields in its order)."""
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            b"Cache-Control: public, max-age=3600\r\nSurrogate-Key: obj-bench\r\n"
+            b"Repr-Digest: sha-256=:FpNzA8r9iSPJpfJQ1dVAS79vx0uaF8yeZWMtUZWjZhE=:\r\n"
+            b"ETag: \"21cc9ed62e6315059089\"\r\nLast-Modified: Fri, 23 Aug 2024 15:28:58 GMT\r\n"
+            b"Content-Length: 1024\r\nDate: " + date.encode() + b"\r\n"
+            b"Server: Python/3.11 aiohttp/3.14.5\r\n\r\n" + BODY)
+
+
+class Origin(asyncio.Protocol):
+    """Answers every request head it reads with the same response (GETs, no bodies)."""
+
+    reply = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        n = self.buf.count(b"\r\n\r\n")
+        if n:
+            self.buf = self.buf[self.buf.rindex(b"\r\n\r\n") + 4:]
+            self.transport.write(self.reply * n)  # type: ignore[attr-defined]
+
+
+class FakeTransport:
+    """Just enough of ``asyncio.Transport`` for the front end; signals each response."""
+
+    def __init__(self, done: list[int], wake: dict[str, asyncio.Future[None] | None]) -> None:
+        self.done = done
+        self.wake = wake
+        self.last = b""
+
+    def write(self, data: bytes) -> None:
+        self.last = data
+        self.done[0] += 1
+        waiter = self.wake["w"]
+        if waiter is not None and self.done[0] >= self.done[1] and not waiter.done():
+            waiter.set_result(None)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.write(b"".join(parts))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def is_closing(self) -> bool:
+        return False
+
+
+async def run(n: int, rounds: int, conns: int, store: str) -> list[float]:
+    loop = asyncio.get_running_loop()
+    Origin.reply = origin_response()
+    server = await loop.create_server(Origin, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{port}")
+    cfg.chain = [StageConfig("cache", "cache", {})]
+    cfg.log.access = "off"
+    cfg.cache.store = store
+    cfg.server.state_dir = Path(tempfile.mkdtemp(prefix="edgenode-miss-"))
+    node = Node(cfg, admin=False)
+    node.frontend.loop = loop
+    tune_gc()  # as a serving process does
+    done = [0, 0]
+    wake: dict[str, asyncio.Future[None] | None] = {"w": None}
+    clients = []
+    for _ in range(conns):
+        conn = Connection(node.frontend)
+        tr = FakeTransport(done, wake)
+        conn.connection_made(tr)  # type: ignore[arg-type]
+        clients.append((conn, tr))
+    serial = iter(range(10**9))
+
+    async def batch() -> None:
+        done[0] = 0
+        done[1] = conns
+        wake["w"] = loop.create_future()
+        for conn, _ in clients:
+            i = next(serial)
+            conn.data_received(b"GET /obj/miss-%d?size=1k&ttl=3600 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"User-Agent: wrk\r\n\r\n" % i)
+        await wake["w"]
+
+    for _ in range(20):  # connections opened, code warm
+        await batch()
+    assert b"X-Cache: MISS" in clients[0][1].last, clients[0][1].last[:400]
+    per_round: list[float] = []
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(n // conns):
+            await batch()
+        per_round.append((time.process_time() - start) / (n // conns * conns) * 1e6)
+    assert b"X-Cache: MISS" in clients[-1][1].last
+    stored = node.store.stats()["entries"]
+    assert stored >= rounds * (n // conns * conns), stored
+    for conn, _ in clients:
+        if conn._timer is not None:
+            conn._timer.cancel()
+        conn.connection_lost(None)
+    await node.stop(0.1)
+    server.close()
+    shutil.rmtree(cfg.server.state_dir, ignore_errors=True)
+    return per_round
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=4000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=8, help="misses in flight at once")
+    ap.add_argument("--label", default="run")
+    ap.add_argument("--store", choices=("lmdb", "memory"), default="lmdb", help="[cache] store")
+    args = ap.parse_args()
+    install_event_loop()
+    per_round = asyncio.run(run(args.n, args.rounds, args.conns, args.store))
+    result = {"label": args.label, "store": args.store, "conns": args.conns, "n": args.n,
+              "rounds": per_round, "best_us": min(per_round), "median_us": statistics.median(per_round)}
+    print(f"{'1 KB miss, in-process (' + args.label + ')':40} {'best':>8} {'median':>8}")
+    print(f"{'CPU µs / request':40} {result['best_us']:8.2f} {result['median_us']:8.2f}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"miss_inprocess-{args.label}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
