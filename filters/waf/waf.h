@@ -396,6 +396,10 @@ bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t);
 /* false when v, a value after transformation chain `chain`, cannot match rule ru's regex */
 bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v);
 
+/* inject.c: values libinjection_sqli / libinjection_xss would call benign, told cheaply */
+bool sqli_impossible(wstr v);
+bool xss_impossible(wstr v);
+
 /* macros (exec.c) */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);
 wstr macro_expand(waf_tx *tx, const macro_str *m);
