@@ -24,6 +24,24 @@ bool xss_impossible(wstr v) {
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
+#define TOKEN_KEPT (sizeof ((stoken_t *)0)->val - 1)   /* the bytes of a word its token keeps */
+
+/* Whether libinjection's keyword table types the word w (the text before a '.') as anything
+ * but a bareword.  The table is a binary search over ~9 000 entries; dotted argument names
+ * share their first parts (json.items.…), so the last answers are kept. */
+static bool keyword_prefix(const char *w, size_t n) {
+    static struct { uint8_t n; char w[TOKEN_KEPT]; bool kw; } memo[64];
+    uint32_t h = (uint32_t)n * 2654435761u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)w[i]) * 16777619u;
+    __typeof__(memo[0]) *m = &memo[h >> 26];
+    if (m->n == n && n && memcmp(m->w, w, n) == 0) return m->kw;
+    char t = libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, w, n);
+    m->n = (uint8_t)n;
+    memcpy(m->w, w, n);
+    m->kw = t != '\0' && t != 'n';   /* 'n': a bareword */
+    return m->kw;
+}
+
 /* libinjection_sqli tokenizes the value; a value that is one token (a number, or a word)
  * has a one-character fingerprint, and the only such fingerprint it reports is 'X' (a value
  * it cannot parse), which neither a number nor a keyword lookup gives.  Only with a quote
@@ -46,10 +64,7 @@ bool sqli_impossible(wstr v) {
     if (!is_alpha(s[0])) return false;
     for (size_t i = 1; i < v.n; i++)
         if (!is_alpha(s[i]) && !is_digit(s[i]) && s[i] != '_' && s[i] != '.') return false;
-    size_t kept = sizeof ((stoken_t *)0)->val - 1;
-    for (const char *d = s; (d = memchr(d, '.', v.n - (size_t)(d - s))) && (size_t)(d - s) < kept; d++) {
-        char t = libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, s, (size_t)(d - s));
-        if (t != '\0' && t != 'n') return false;   /* 'n': a bareword */
-    }
+    for (const char *d = s; (d = memchr(d, '.', v.n - (size_t)(d - s))) && (size_t)(d - s) < TOKEN_KEPT; d++)
+        if (keyword_prefix(s, (size_t)(d - s))) return false;
     return true;
 }
