@@ -501,6 +501,52 @@ static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
     return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
 }
 
+/* A set's sources joined by '\n' (kept per source list and chain while tx->src_epoch stays
+ * put: sets of one chain and list share it). */
+static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int live, size_t total) {
+    union_join *u = &tx->union_joins[(pg->list * 31u + pg->chain) % UNION_CACHE];
+    if (u->epoch != tx->src_epoch + 1 || u->list != pg->list || u->chain != pg->chain) {
+        char *o = ar_alloc(&tx->a, total);
+        size_t at = 0;
+        for (int k = 0; k < live; k++) {
+            if (at) o[at++] = '\n';
+            memcpy(o + at, parts[k].p, parts[k].n);
+            at += parts[k].n;
+        }
+        *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};
+    }
+    return u->joined;
+}
+
+/* A set over several sources of UNION_MIN_INPUT bytes or more (a JSON body's argument values
+ * and names).  A value lies within one source's part, so a match of a value is a match in
+ * its part: each part is asked apart, which a part that is the same bytes under several
+ * chains or source lists (the argument names, which most chains keep) answers once.
+ *  - gated: only the parts holding one of the set's literals can match;
+ *  - in a union: where the union finds nothing in any part, the set matches nothing;
+ *  - otherwise the set scans the parts with a literal, or all of them joined. */
+static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const wstr *parts, int live, size_t total) {
+    const pf_group *pg = &tx->rules->pf_groups[g];
+    uint64_t lit = 0, all = live == 64 ? ~0ull : (1ull << live) - 1;
+    for (int k = 0; k < live && pg->gated; k++)
+        if (literal_occurs(tx, parts[k], g)) lit |= 1ull << k;
+    if (pg->gated && pg->phrases) return lit != 0;   /* the literal pass found a phrase, or none */
+    if (pg->gated && !lit) return 0;
+    if (pg->uni >= 0) {
+        bool any = false;
+        for (int k = 0; k < live && !any; k++) any = (!pg->gated || ((lit >> k) & 1)) && union_any(tx, pg->uni, parts[k]);
+        if (!any) return 0;
+    }
+    if (!pg->gated || lit == all) {
+        wstr in = join_parts(tx, pg, parts, live, total);
+        return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
+    }
+    uint64_t mask = 0;
+    for (int k = 0; k < live; k++)
+        if ((lit >> k) & 1) mask |= rxset_scan(pg->set, (const uint8_t *)parts[k].p, parts[k].n);
+    return mask;
+}
+
 /* A set's scan over all its sources at once (valid while tx->src_epoch stays put): the
  * values of every source its members target, after its chain, joined by '\n'.  On an
  * ordinary request nothing matches and one scan clears the set for every rule and target;
@@ -540,6 +586,11 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         total += j->n + 1;
         only = ids[k];
     }
+    if (live > 1 && total >= UNION_MIN_INPUT) {
+        sc->mask = scan_large(tx, g, parts, live, total);
+        sc->epoch = tx->src_epoch + 1;
+        return sc->mask;
+    }
     /* none of the set's literals in any input: nothing can match, nothing to join or scan */
     bool possible = !pg->gated;
     for (int k = 0; k < live && !possible; k++) possible = literal_occurs(tx, parts[k], g);
@@ -554,18 +605,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         masks[g] = mask;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     } else if (live > 1 && possible && !answered) {
-        union_join *u = &tx->union_joins[(pg->list * 31u + pg->chain) % UNION_CACHE];
-        if (u->epoch != tx->src_epoch + 1 || u->list != pg->list || u->chain != pg->chain) {
-            char *o = ar_alloc(&tx->a, total);
-            size_t at = 0;
-            for (int k = 0; k < live; k++) {
-                if (at) o[at++] = '\n';
-                memcpy(o + at, parts[k].p, parts[k].n);
-                at += parts[k].n;
-            }
-            *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};
-        }
-        mask = group_scan(tx, pg, u->joined);
+        mask = group_scan(tx, pg, join_parts(tx, pg, parts, live, total));
     }
     sc->mask = mask;
     sc->epoch = tx->src_epoch + 1;
