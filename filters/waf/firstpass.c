@@ -100,6 +100,7 @@ typedef struct pf_group {
     uint16_t chain;              /* the set scans values after this chain */
     bool phrases;                /* one @pm rule: its phrase list */
     bool gated;                  /* it matches only input holding one of its literals (r->pf_gate) */
+    bool body;                   /* gated, REQUEST_BODY among its sources: in r->pf_gate_body too */
     bool links;                  /* a member is a chained rule's later link */
     int list;                    /* its sources: the union of its members' targets (lists[]) */
     int block;                   /* the control points it sits between, counted per phase */
@@ -382,6 +383,18 @@ void firstpass_build(waf_rules *r) {
     if (!gated) abort();
     for (int g = 0; g < r->n_pf_groups; g++) gated[g] = r->pf_groups[g].gated ? r->pf_groups[g].set : NULL;
     r->pf_gate = rxgate_new(gated, (size_t)r->n_pf_groups);
+    /* REQUEST_BODY, the largest input (the whole body, beside its parsed arguments), is only
+     * asked about by the sets that target it: a small automaton of their literals only,
+     * whose rare hits keep its search at prefilter speed */
+    bool any_body = false;
+    for (int g = 0; g < r->n_pf_groups; g++) {
+        pf_group *pg = &r->pf_groups[g];
+        const int16_t *ids = r->pf_sources + pg->list + 1;
+        for (int k = 0; k < r->pf_sources[pg->list]; k++) pg->body |= pg->gated && ids[k] == 2 * V_REQUEST_BODY;
+        if (!pg->body) gated[g] = NULL;
+        any_body |= pg->body;
+    }
+    r->pf_gate_body = any_body ? rxgate_new(gated, (size_t)r->n_pf_groups) : NULL;
     free(gated);
     for (int i = 0; i < r->n_all; i++) {
         rule *ru = r->all[i];
@@ -404,6 +417,8 @@ void firstpass_free(waf_rules *r) {
     r->n_pf_unions = 0;
     rxgate_free(r->pf_gate);
     r->pf_gate = NULL;
+    rxgate_free(r->pf_gate_body);
+    r->pf_gate_body = NULL;
     free(r->pf_groups);
     free(r->pf_sources);
     r->pf_sources = NULL;
@@ -422,7 +437,25 @@ void firstpass_free(waf_rules *r) {
 typedef struct lit_entry { uint32_t epoch; const char *p; size_t n; uint64_t *bits; } lit_entry;
 /* by address (open addressing), and this epoch's entries in order: an input missed by address
  * may hold the same bytes as one of them */
-struct lit_memo { lit_entry table[LIT_MEMO]; uint32_t epoch; int n_kept; uint16_t kept[LIT_MEMO]; };
+struct lit_memo {
+    lit_entry table[LIT_MEMO]; uint32_t epoch; int n_kept; uint16_t kept[LIT_MEMO];
+    lit_entry body[8]; int n_body;   /* REQUEST_BODY after the chains asked, r->pf_gate_body's answers */
+};
+
+/* A set that targets REQUEST_BODY asking about it (after the set's chain): the small automaton
+ * of only such sets' literals answers, at prefilter speed on the whole body (its few hits). */
+static __attribute__((noinline)) bool body_literal_occurs(waf_tx *tx, struct lit_memo *lm, wstr in, int g) {
+    const waf_rules *r = tx->rules;
+    for (int k = 0; k < lm->n_body; k++)
+        if (lm->body[k].n == in.n && (lm->body[k].p == in.p || memcmp(lm->body[k].p, in.p, in.n) == 0))
+            return (lm->body[k].bits[g / 64] >> (g % 64)) & 1;
+    size_t words = ((size_t)r->n_pf_groups + 63) / 64;
+    uint64_t *bits = ar_alloc(&tx->a, words * sizeof *bits);
+    memset(bits, 0, words * sizeof *bits);
+    rxgate_scan(r->pf_gate_body, (const uint8_t *)in.p, in.n, bits, words);
+    if (lm->n_body < 8) lm->body[lm->n_body++] = (lit_entry){lm->epoch, in.p, in.n, bits};
+    return (bits[g / 64] >> (g % 64)) & 1;
+}
 
 static bool literal_occurs(waf_tx *tx, wstr in, int g) {
     const waf_rules *r = tx->rules;
@@ -435,7 +468,11 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
     uint32_t now = tx->src_epoch + 1;
     if (lm->epoch != now) {
         lm->epoch = now;
-        lm->n_kept = 0;
+        lm->n_kept = lm->n_body = 0;
+    }
+    if (r->pf_groups[g].body && tx->sc_set[V_REQUEST_BODY]) {
+        const wstr *b = source_joined(tx, V_REQUEST_BODY, false, r->pf_groups[g].chain);
+        if (b && b->p == in.p && b->n == in.n) return body_literal_occurs(tx, lm, in, g);
     }
     uint32_t h = (uint32_t)(((uintptr_t)in.p >> 3) * 2654435761u ^ (uint32_t)in.n * 40503u);
     lit_entry *e = NULL;

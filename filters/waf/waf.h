@@ -252,6 +252,7 @@ typedef struct {
     struct RxSet **pf_unions;    /* firstpass.c: per block, its sets without literals as one */
     int n_pf_unions;
     struct RxGate *pf_gate;      /* firstpass.c: the literal pass over every set's literals */
+    struct RxGate *pf_gate_body; /* firstpass.c: the same over those of the sets targeting REQUEST_BODY */
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
     wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
     int n_pf_header_keys;
