@@ -349,8 +349,9 @@ void coll_del(coll *c, wstr key);
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
 /* t returns any text made only of the bytes present (present[b] != 0) unchanged; beyond
- * the 256 bytes, present[TFN_SPACE_PAIR] says whether some text holds two ' ' in a row */
-enum { TFN_SPACE_PAIR = 256, TFN_PRESENT };
+ * the 256 bytes, present[TFN_SPACE_PAIR] says whether some text holds two ' ' in a row and
+ * present[TFN_FINAL_DOT] whether some text ends in '.' */
+enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT, TFN_PRESENT };
 bool tfn_keeps(int t, const uint8_t present[TFN_PRESENT]);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);

@@ -117,6 +117,10 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("normalizePath one value of several changes", f'SecRule ARGS "@rx ^a/b$" "{DENY},t:normalizePath"',
      {"target": "/?x=plain&a=a//b"}, True),
     ("normalizePath no value changes", f'SecRule ARGS "@rx ^a//b$" "{DENY},t:normalizePath"', {"target": "/?x=plain&a=ab"}, False),
+    # dotted values keep unless one ends in '.' ("." normalizes to "")
+    ("normalizePath a final dot among dotted values", f'SecRule ARGS "@rx ^$" "{DENY},t:normalizePath"',
+     {"target": "/?x=a.b&a=."}, True),
+    ("normalizePath dotted values only", f'SecRule ARGS "@rx ^$" "{DENY},t:normalizePath"', {"target": "/?x=a.b&a=c.d"}, False),
     ("normalizePathWin backslash only", f'SecRule ARGS:a "@streq a/b" "{DENY},t:normalizePathWin"', {"target": "/?a=a%5C.%5Cb"}, True),
     ("normalizePathWin", f'SecRule ARGS:a "@streq /a/c" "{DENY},t:normalizePathWin"', {"target": "/?a=%5Ca%5Cb%5C..%5Cc"}, True),
     ("utf8toUnicode", f'SecRule ARGS:a "@streq %u00e9" "{DENY},t:utf8toUnicode"', {"target": "/?a=%C3%A9"}, True),
