@@ -87,6 +87,9 @@ static const char *const ORDINARY[] = {
     "multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW", "application/json",
     "session=6f1c2a9e; theme=dark", "/products/list", "www.example.com", "HTTP/1.1", "GET",
     "1", "42", "blue shoes", "An ordinary sentence, with some punctuation.",
+    /* the '\n' between joined values: a pattern that matches it ([\n\r]) would make every
+     * scan of two values or more match, and any union holding it */
+    "an ordinary line\nand the next one",
 };
 
 static bool matches_ordinary(const rule *ru) {
@@ -104,6 +107,7 @@ typedef struct pf_group {
     bool links;                  /* a member is a chained rule's later link */
     int list;                    /* its sources: the union of its members' targets (lists[]) */
     int block;                   /* the control points it sits between, counted per phase */
+    int phase;
     int uni;                     /* its block's union (r->pf_unions), or -1 */
     int n;
     size_t bytes;                /* the members' pattern lengths */
@@ -286,9 +290,10 @@ static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) 
  * link's set scans only once its rule's earlier links matched) */
 static bool unionable(const pf_group *pg) { return pg->set && !pg->phrases && !pg->gated && !pg->links; }
 
-/* Per block, its unionable sets as few unions of two sets or more (each of up to
- * UNION_MAX_BYTES of patterns, sets in order). */
-static void build_unions(waf_rules *r) {
+/* Per phase, the unionable sets of the blocks the warm-up requests reached (reached[block]:
+ * those of the configured paranoia level) as few unions of two sets or more, each of up to
+ * UNION_MAX_BYTES of patterns, sets in order. */
+static void build_unions(waf_rules *r, const bool *reached) {
     int n = r->n_pf_groups;
     const uint8_t **pats = malloc((size_t)(n ? n : 1) * GROUP_MAX * sizeof *pats);
     size_t *lens = malloc((size_t)(n ? n : 1) * GROUP_MAX * sizeof *lens);
@@ -297,12 +302,12 @@ static void build_unions(waf_rules *r) {
     if (!pats || !lens || !flags || !in) abort();
     for (int g = 0; g < n; g++) {
         pf_group *pg = &r->pf_groups[g];
-        if (!unionable(pg) || pg->uni >= 0) continue;
+        if (!unionable(pg) || pg->uni >= 0 || !reached[pg->block]) continue;
         int sets = 0;
         size_t k = 0, bytes = 0;
         for (int h = g; h < n; h++) {
             const pf_group *ph = &r->pf_groups[h];
-            if (ph->block != pg->block || !unionable(ph) || ph->uni >= 0) continue;
+            if (ph->phase != pg->phase || !reached[ph->block] || !unionable(ph) || ph->uni >= 0) continue;
             if (sets && bytes + ph->bytes > UNION_MAX_BYTES) continue;
             in[sets++] = h;
             for (int m = 0; m < ph->n; m++) {
@@ -337,8 +342,9 @@ void firstpass_build(waf_rules *r) {
     int n_open = (r->n_tchains ? r->n_tchains : 1) * PF_KINDS;
     int *open = malloc((size_t)n_open * sizeof *open);
     if (!open) abort();
-    int cap = 0, block = 0;
+    int cap = 0, block = 0, phase2 = 0;
     for (int ph = 1; ph <= 2; ph++) {   /* the request phases (3-5 are not run) */
+        if (ph == 2) phase2 = r->n_pf_groups;
         for (int c = 0; c < n_open; c++) open[c] = -1;
         block++;
         for (int i = 0; i < r->n_phase[ph]; i++) {
@@ -352,6 +358,8 @@ void firstpass_build(waf_rules *r) {
         }
     }
     free(open);
+    for (int g = 0; g < r->n_pf_groups; g++) r->pf_groups[g].phase = g >= phase2 ? 2 : 1;
+    r->n_pf_blocks = block + 1;
     const uint8_t *pats[GROUP_MAX];
     size_t lens[GROUP_MAX];
     uint8_t ok[GROUP_MAX];
@@ -378,7 +386,6 @@ void firstpass_build(waf_rules *r) {
             if (!ok[k]) pg->members[k]->n_pf = 0;   /* no translation: always evaluated */
         }
     }
-    build_unions(r);
     RxSet **gated = malloc((size_t)(r->n_pf_groups ? r->n_pf_groups : 1) * sizeof *gated);
     if (!gated) abort();
     for (int g = 0; g < r->n_pf_groups; g++) gated[g] = r->pf_groups[g].gated ? r->pf_groups[g].set : NULL;
@@ -560,8 +567,8 @@ static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int li
  * its part: each part is asked apart, which a part that is the same bytes under several
  * chains or source lists (the argument names, which most chains keep) answers once.
  *  - gated: only the parts holding one of the set's literals can match;
- *  - in a union: where the union finds nothing in any part, the set matches nothing;
- *  - otherwise the set scans the parts with a literal, or all of them joined. */
+ *  - in a union: only the parts where the union (a superset) matches can match;
+ *  - the set scans the parts left, or all of them joined. */
 static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const wstr *parts, int live, size_t total) {
     const pf_group *pg = &tx->rules->pf_groups[g];
     uint64_t lit = 0, all = live == 64 ? ~0ull : (1ull << live) - 1;
@@ -569,18 +576,21 @@ static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const ws
         if (literal_occurs(tx, parts[k], g)) lit |= 1ull << k;
     if (pg->gated && pg->phrases) return lit != 0;   /* the literal pass found a phrase, or none */
     if (pg->gated && !lit) return 0;
+    uint64_t need = pg->gated ? lit : all;   /* the parts where the set may match */
     if (pg->uni >= 0) {
-        bool any = false;
-        for (int k = 0; k < live && !any; k++) any = (!pg->gated || ((lit >> k) & 1)) && union_any(tx, pg->uni, parts[k]);
-        if (!any) return 0;
+        uint64_t any = 0;
+        for (int k = 0; k < live; k++)
+            if (((need >> k) & 1) && union_any(tx, pg->uni, parts[k])) any |= 1ull << k;
+        need = any;
     }
-    if (!pg->gated || lit == all) {
+    if (!need) return 0;
+    if (need == all) {
         wstr in = join_parts(tx, pg, parts, live, total);
         return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
     }
     uint64_t mask = 0;
     for (int k = 0; k < live; k++)
-        if ((lit >> k) & 1) mask |= rxset_scan(pg->set, (const uint8_t *)parts[k].p, parts[k].n);
+        if ((need >> k) & 1) mask |= rxset_scan(pg->set, (const uint8_t *)parts[k].p, parts[k].n);
     return mask;
 }
 
@@ -701,7 +711,8 @@ static const char *const WARM_HEADERS[][2] = {
     {"Cookie", "session=6f1c2a9e; theme=dark"}, {"Referer", "https://www.example.com/home"},
 };
 
-static void warm_one(waf_tx *tx, const char *method, const char *uri, const char *ctype, const char *body) {
+static void warm_one(waf_tx *tx, const char *method, const char *uri, const char *ctype, const char *body,
+                     bool *reached) {
     waf_tx_reset(tx);
     tx->engine = ENGINE_DETECT;   /* run every rule, intercept nothing */
     tx_set_request_line(tx, (wstr){method, strlen(method)}, (wstr){uri, strlen(uri)}, WSTR("HTTP/1.1"));
@@ -715,21 +726,25 @@ static void warm_one(waf_tx *tx, const char *method, const char *uri, const char
     waf_run_phase(tx, 1);
     tx_process_body(tx, body, body ? strlen(body) : 0, false);
     waf_run_phase(tx, 2);
-    /* the unions of the sets that ran (those of the configured paranoia level), which inputs
-     * this small never reach, are compiled here too */
     const waf_rules *r = tx->rules;
     for (int g = 0; g < r->n_pf_groups && tx->pf_scans; g++)
-        if (r->pf_groups[g].uni >= 0 && tx->pf_scans[g].epoch)
-            rxset_any(r->pf_unions[r->pf_groups[g].uni], (const uint8_t *)"", 0);
+        if (tx->pf_scans[g].epoch) reached[r->pf_groups[g].block] = true;
 }
 
-void firstpass_warm_up(const waf_rules *r) {
+void firstpass_warm_up(waf_rules *r) {
+    bool *reached = calloc((size_t)r->n_pf_blocks + 1, sizeof *reached);
+    if (!reached) abort();
     waf_tx tx;
     waf_tx_init(&tx, r);
-    warm_one(&tx, "GET", "/products/list?page=2&sort=price&q=blue+shoes", NULL, NULL);
+    warm_one(&tx, "GET", "/products/list?page=2&sort=price&q=blue+shoes", NULL, NULL, reached);
     warm_one(&tx, "POST", "/account/profile", "application/x-www-form-urlencoded",
-             "name=Jane+Doe&email=jane%40example.com&comment=An+ordinary+sentence%2C+with+punctuation.");
+             "name=Jane+Doe&email=jane%40example.com&comment=An+ordinary+sentence%2C+with+punctuation.", reached);
     warm_one(&tx, "POST", "/api/cart", "application/json",
-             "{\"items\":[{\"id\":1,\"name\":\"blue shoes\",\"note\":\"an ordinary product\"}]}");
+             "{\"items\":[{\"id\":1,\"name\":\"blue shoes\",\"note\":\"an ordinary product\"}]}", reached);
     waf_tx_free(&tx);
+    /* the unions of the sets of the blocks that ran (the configured paranoia level), compiled
+     * now: inputs as small as these never reach them */
+    build_unions(r, reached);
+    for (int u = 0; u < r->n_pf_unions; u++) rxset_any(r->pf_unions[u], (const uint8_t *)"", 0);
+    free(reached);
 }

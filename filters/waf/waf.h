@@ -249,8 +249,9 @@ typedef struct {
     double compile_ms, warm_up_ms;
     struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
     int n_pf_groups, n_pf_rules;
-    struct RxSet **pf_unions;    /* firstpass.c: per block, its sets without literals as one */
+    struct RxSet **pf_unions;    /* firstpass.c: per phase, the sets without literals the warm-up reached */
     int n_pf_unions;
+    int n_pf_blocks;             /* firstpass.c: control points counted over the phases */
     struct RxGate *pf_gate;      /* firstpass.c: the literal pass over every set's literals */
     struct RxGate *pf_gate_body; /* firstpass.c: the same over those of the sets targeting REQUEST_BODY */
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
@@ -390,7 +391,7 @@ void firstpass_build(waf_rules *r);
 void firstpass_free(waf_rules *r);
 /* Run ordinary requests through the rules once, so the regex sets they reach are compiled
  * (and their DFAs warm) before the first real request. */
-void firstpass_warm_up(const waf_rules *r);
+void firstpass_warm_up(waf_rules *r);
 /* false when no value of any target of rule ru (pf_all) can match its operator */
 bool firstpass_rule_may_match(waf_tx *tx, const rule *ru);
 /* false when no value of target t can match rule ru's operator */
