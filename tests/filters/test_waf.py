@@ -186,6 +186,15 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("JSON arrays", 'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
                     f'SecRule ARGS:json.tags.array_1 "@streq b" "{DENY}"',
      {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": b'{"tags": ["a", "b"]}'}, True),
+    # strings are scanned eight bytes a step for '"', '\\' and control bytes: escapes at every offset
+    *((f"JSON escape at offset {k}",
+       'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
+       f'SecRule ARGS:json.s "@streq {"x" * k}q\\"A{"y" * (13 - k)}" "{DENY}"',
+       {"method": "POST", "headers": {"Content-Type": "application/json"},
+        "body": b'{"s": "' + b"x" * k + b'q\\"\\u0041' + b"y" * (13 - k) + b'"}'}, True) for k in range(0, 12, 3)),
+    ("JSON control byte in a long string", 'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
+                                           f'SecRule REQBODY_ERROR "@eq 1" "{DENY}"',
+     {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": b'{"s": "abcdefghijklm\x01nopq"}'}, True),
     ("REQBODY_ERROR on bad JSON", 'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
                                   f'SecRule REQBODY_ERROR "@eq 1" "{DENY}"',
      {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": b'{"a": [1, 2'}, True),
