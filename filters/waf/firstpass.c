@@ -36,10 +36,12 @@
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
  *
- * On large inputs (a JSON body's joined values) the sets without literals of one block
- * also share a union, one DFA of all their patterns, that scans such an input first, once:
- * where it finds nothing, none of those sets scans it.  Smaller inputs, and inputs the
- * union matches, go to the sets as above, so an ordinary GET never runs a union.
+ * On large inputs (a JSON body's joined values) the sets without literals of one phase (of
+ * the blocks the warm-up reached) also share unions, DFAs of all their patterns, that scan
+ * such an input first, once: where they find nothing, none of those sets scans it.  A large
+ * input of several sources is asked about a source at a time (scan_large), and REQUEST_BODY
+ * has a literal automaton of its own.  Smaller inputs, and inputs the union matches, go to
+ * the sets as above, so an ordinary GET never runs a union.
  *
  * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
  * only where that matched: PCRE2's cost on a long value that does not match is
