@@ -60,13 +60,13 @@
 #define GROUP_MAX_BYTES 4096
 /* each set's lazy DFA cache (bytes); a set that outgrows it keeps working, slower */
 #define DFA_LIMIT (1u << 20)
-/* A block's sets without literals are also merged into one union DFA, scanned first over
+/* A phase's sets without literals are also merged into union DFAs, scanned first over
  * inputs at least this long: where it finds nothing, none of those sets is scanned there.
  * Smaller inputs go straight to the sets (on a GET the union would match joined ordinary
  * values, and each set would be scanned anyway). */
 #define UNION_MIN_INPUT 4096
 /* the union's lazy DFA cache per byte of its patterns (at least DFA_LIMIT), and its patterns'
- * total length: a block with more gets several unions */
+ * total length: a phase with more gets several unions */
 #define UNION_DFA_PER_BYTE 256
 #define UNION_MAX_BYTES 16384
 
@@ -110,7 +110,7 @@ typedef struct pf_group {
     int list;                    /* its sources: the union of its members' targets (lists[]) */
     int block;                   /* the control points it sits between, counted per phase */
     int phase;
-    int uni;                     /* its block's union (r->pf_unions), or -1 */
+    int uni;                     /* its phase's union holding it (r->pf_unions), or -1 */
     int n;
     size_t bytes;                /* the members' pattern lengths */
     rule *members[GROUP_MAX];
@@ -541,7 +541,7 @@ static bool union_any(waf_tx *tx, int uni, wstr in) {
     return any;
 }
 
-/* A set's DFA over one input: nothing where its block's union found nothing. */
+/* A set's DFA over one input: nothing where its union found nothing. */
 static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
     if (pg->uni >= 0 && in.n >= UNION_MIN_INPUT && !union_any(tx, pg->uni, in)) return 0;
     return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
