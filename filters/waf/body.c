@@ -333,11 +333,29 @@ static bool jhex4(const char *p, unsigned *v) {
     return true;
 }
 
+/* The first byte at or after p that is '"', '\\' or a control character (end when none):
+ * eight bytes a step, as the body's strings are most of its bytes. */
+static const char *plain_run(const char *p, const char *end) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; end - p >= 8; p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+        /* a zero byte of quote or slash, or a byte below 0x20 (high bit clear, below after
+         * subtracting 0x20): the usual has-zero-byte tests, exact up to false positives that
+         * the byte loop after them sorts out */
+        uint64_t hit = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w);
+        if (hit & highs) break;
+    }
+    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+    return p;
+}
+
 static bool jstring(jparser *j, wstr *out) {
     j->p++;
     /* the decoded string is never longer than its escaped form; one without escapes or
      * control characters (nearly all) is copied as it is */
-    const char *q = j->p;
+    const char *q = plain_run(j->p, j->end);
     bool plain = true;
     while (q < j->end && *q != '"') {
         unsigned char c = (unsigned char)*q;

@@ -574,7 +574,7 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
         return false;
     case OP_DETECTSQLI: {
         char fp[8] = {0};
-        if (!libinjection_sqli(v.p ? v.p : "", v.n, fp)) return false;
+        if (sqli_impossible(v) || !libinjection_sqli(v.p ? v.p : "", v.n, fp)) return false;
         size_t fl = strlen(fp);
         *md = (wstr){ar_dup(&tx->a, fp, fl), fl};
         if (ru->capture) tx_set_var(tx, V_TX, WSTR("0"), *md);
@@ -582,7 +582,7 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
     }
     case OP_DETECTXSS:
         *md = v;
-        return libinjection_xss(v.p ? v.p : "", v.n) != 0;
+        return !xss_impossible(v) && libinjection_xss(v.p ? v.p : "", v.n) != 0;
     case OP_VERIFYCC: {
         if (!o->rx.code) return false;
         size_t off = 0;

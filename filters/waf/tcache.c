@@ -155,6 +155,7 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
             wstr v;
             if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
             for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
+            if (v.n && v.p[v.n - 1] == '.') seen[TFN_FINAL_DOT] = 1;
         }
     }
     if (s->keeps[chain] < 0) {

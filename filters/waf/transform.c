@@ -754,7 +754,8 @@ wstr tfn_apply(arena *a, int t, wstr in) {
 
 /* Whether transformation t returns every text made only of the bytes present (present[b]
  * != 0) unchanged: each case names the bytes its function acts on (see its early return
- * above).  present[TFN_SPACE_PAIR]: some text holds "  ".  False when not known. */
+ * above).  present[TFN_SPACE_PAIR]: some text holds "  ", present[TFN_FINAL_DOT]: some text ends in
+ * '.' (dotted names such as JSON arguments' keep under normalizePath).  False when not known. */
 bool tfn_keeps(int t, const uint8_t present[TFN_PRESENT]) {
 #define HAS(c) (present[(uint8_t)(c)] != 0)
     static const char SPACES[] = " \t\n\v\f\r";
@@ -777,8 +778,8 @@ bool tfn_keeps(int t, const uint8_t present[TFN_PRESENT]) {
         if (HAS(' ') && present[TFN_SPACE_PAIR]) return false;
         for (const char *c = SPACES + 1; *c; c++) if (HAS(*c)) return false;
         return !HAS(NBSP);
-    case T_NORMALIZEPATH: return !HAS('/') && !HAS('.');   /* t_normpath: no separator, no final '.' */
-    case T_NORMALIZEPATHWIN: return !HAS('/') && !HAS('\\') && !HAS('.');
+    case T_NORMALIZEPATH: return !HAS('/') && !present[TFN_FINAL_DOT];   /* t_normpath: no separator, no final '.' */
+    case T_NORMALIZEPATHWIN: return !HAS('/') && !HAS('\\') && !present[TFN_FINAL_DOT];
     case T_REPLACECOMMENTS: return !HAS('*');
     case T_REMOVECOMMENTS: case T_REMOVECOMMENTSCHAR: return !HAS('#') && !HAS('-') && !HAS('*');
     case T_SQLHEXDECODE: return !HAS('x') && !HAS('X');

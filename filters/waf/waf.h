@@ -249,9 +249,11 @@ typedef struct {
     double compile_ms, warm_up_ms;
     struct pf_group *pf_groups;  /* firstpass.c: the regex sets */
     int n_pf_groups, n_pf_rules;
-    struct RxSet **pf_unions;    /* firstpass.c: per block, its sets without literals as one */
+    struct RxSet **pf_unions;    /* firstpass.c: per phase, the sets without literals the warm-up reached */
     int n_pf_unions;
+    int n_pf_blocks;             /* firstpass.c: control points counted over the phases */
     struct RxGate *pf_gate;      /* firstpass.c: the literal pass over every set's literals */
+    struct RxGate *pf_gate_body; /* firstpass.c: the same over those of the sets targeting REQUEST_BODY */
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
     wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
     int n_pf_header_keys;
@@ -348,8 +350,9 @@ void coll_del(coll *c, wstr key);
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
 /* t returns any text made only of the bytes present (present[b] != 0) unchanged; beyond
- * the 256 bytes, present[TFN_SPACE_PAIR] says whether some text holds two ' ' in a row */
-enum { TFN_SPACE_PAIR = 256, TFN_PRESENT };
+ * the 256 bytes, present[TFN_SPACE_PAIR] says whether some text holds two ' ' in a row and
+ * present[TFN_FINAL_DOT] whether some text ends in '.' */
+enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT, TFN_PRESENT };
 bool tfn_keeps(int t, const uint8_t present[TFN_PRESENT]);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);
@@ -388,13 +391,17 @@ void firstpass_build(waf_rules *r);
 void firstpass_free(waf_rules *r);
 /* Run ordinary requests through the rules once, so the regex sets they reach are compiled
  * (and their DFAs warm) before the first real request. */
-void firstpass_warm_up(const waf_rules *r);
+void firstpass_warm_up(waf_rules *r);
 /* false when no value of any target of rule ru (pf_all) can match its operator */
 bool firstpass_rule_may_match(waf_tx *tx, const rule *ru);
 /* false when no value of target t can match rule ru's operator */
 bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t);
 /* false when v, a value after transformation chain `chain`, cannot match rule ru's regex */
 bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v);
+
+/* inject.c: values libinjection_sqli / libinjection_xss would call benign, told cheaply */
+bool sqli_impossible(wstr v);
+bool xss_impossible(wstr v);
 
 /* macros (exec.c) */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);

@@ -117,6 +117,10 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("normalizePath one value of several changes", f'SecRule ARGS "@rx ^a/b$" "{DENY},t:normalizePath"',
      {"target": "/?x=plain&a=a//b"}, True),
     ("normalizePath no value changes", f'SecRule ARGS "@rx ^a//b$" "{DENY},t:normalizePath"', {"target": "/?x=plain&a=ab"}, False),
+    # dotted values keep unless one ends in '.' ("." normalizes to "")
+    ("normalizePath a final dot among dotted values", f'SecRule ARGS "@rx ^$" "{DENY},t:normalizePath"',
+     {"target": "/?x=a.b&a=."}, True),
+    ("normalizePath dotted values only", f'SecRule ARGS "@rx ^$" "{DENY},t:normalizePath"', {"target": "/?x=a.b&a=c.d"}, False),
     ("normalizePathWin backslash only", f'SecRule ARGS:a "@streq a/b" "{DENY},t:normalizePathWin"', {"target": "/?a=a%5C.%5Cb"}, True),
     ("normalizePathWin", f'SecRule ARGS:a "@streq /a/c" "{DENY},t:normalizePathWin"', {"target": "/?a=%5Ca%5Cb%5C..%5Cc"}, True),
     ("utf8toUnicode", f'SecRule ARGS:a "@streq %u00e9" "{DENY},t:utf8toUnicode"', {"target": "/?a=%C3%A9"}, True),
@@ -182,6 +186,15 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("JSON arrays", 'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
                     f'SecRule ARGS:json.tags.array_1 "@streq b" "{DENY}"',
      {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": b'{"tags": ["a", "b"]}'}, True),
+    # strings are scanned eight bytes a step for '"', '\\' and control bytes: escapes at every offset
+    *((f"JSON escape at offset {k}",
+       'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
+       f'SecRule ARGS:json.s "@streq {"x" * k}q\\"A{"y" * (13 - k)}" "{DENY}"',
+       {"method": "POST", "headers": {"Content-Type": "application/json"},
+        "body": b'{"s": "' + b"x" * k + b'q\\"\\u0041' + b"y" * (13 - k) + b'"}'}, True) for k in range(0, 12, 3)),
+    ("JSON control byte in a long string", 'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
+                                           f'SecRule REQBODY_ERROR "@eq 1" "{DENY}"',
+     {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": b'{"s": "abcdefghijklm\x01nopq"}'}, True),
     ("REQBODY_ERROR on bad JSON", 'SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
                                   f'SecRule REQBODY_ERROR "@eq 1" "{DENY}"',
      {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": b'{"a": [1, 2'}, True),

@@ -241,3 +241,29 @@ async def test_literal_pass_finds_literals_inside_and_across_other_literals(waf_
     resp, _ = await run_stage([stage], make_request("/?a=xunion5&b=ABCXY&c=abcxy"), terminal)
     assert resp.headers["x-waf-rules"].split(",") == ["301", "302", "304"]
     await stage.close()
+
+
+def _large_form(extra: str) -> bytes:
+    """A form body whose distinct values and names are ~9 KB (the first pass's large inputs)."""
+    return ("&".join(f"field{i}=some+ordinary+text+number+{i}" for i in range(240)) + "&" + extra).encode()
+
+
+# Two blocks (a marker between them) of patterns without literals, one with a literal: on a
+# large body the union of the phase screens ARGS_POST's values and names apart, and a gated
+# set scans only the part holding its literal.  A match in either part still blocks.
+LARGE_RULES = "\n".join([
+    'SecRule ARGS|ARGS_NAMES "@rx ^[0-9]{3}x$" "id:301,phase:2,deny,status:403"',
+    'SecMarker "BETWEEN"',
+    'SecRule ARGS|ARGS_NAMES "@rx ^q[a-z]{2}z$" "id:302,phase:2,deny,status:403"',
+    'SecRule ARGS|ARGS_NAMES "@rx evil[0-9]+done" "id:303,phase:2,deny,status:403"',
+])
+
+
+@pytest.mark.parametrize("extra,blocked", [
+    ("tail=123x", True), ("qabz=1", True), ("tail=qabz", True), ("evil42done=1", True), ("a=evil42done", True),
+    ("tail=123y", False), ("evil=done", False),
+], ids=["value, first block", "name, second block", "value, second block", "literal in a name",
+        "literal in a value", "benign", "literal parts apart"])
+async def test_large_inputs_screened_per_source(waf_wasm, extra: str, blocked: bool) -> None:
+    resp, _ = await send(waf_wasm, LARGE_RULES, method="POST", target="/f", headers=FORM, body=_large_form(extra))
+    assert resp.status == (403 if blocked else 200), resp.body

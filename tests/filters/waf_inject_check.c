@@ -1,0 +1,103 @@
+/*
+ * Checks filters/waf/inject.c against libinjection itself: every generated value the
+ * shortcuts call impossible must be one libinjection_sqli / libinjection_xss reject.
+ * Values are drawn from the pieces libinjection's parsers react to (keywords, quotes,
+ * comments, operators, tag and attribute names, whitespace), so that many of them land
+ * in the shortcuts' domain near its edges.  Usage: waf_inject_check N SEED; prints
+ * "checked S X sqli_short S' xss_short X' mismatches M" and exits 1 on a mismatch.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libinjection.h"
+#include "libinjection_sqli.h"
+#include "waf.h"
+
+static unsigned long long rng;
+static unsigned rnd(unsigned n) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned)((rng >> 33) % n);
+}
+
+static const char *const PIECES[] = {
+    "select", "union", "SELECT", "Union", "from", "where", "or", "and", "not", "NOT", "like",
+    "sleep", "benchmark", "json", "items", "array_", "id", "name", "user", "char", "concat",
+    "version", "sp_password", "into", "outfile", "null", "true", "case", "when", "drop",
+    "table", "exec", "xp_cmdshell", "waitfor", "delay", "ascii", "substr", "sha1", "md5",
+    "onerror", "onload", "onclick", "style", "href", "src", "xmlns", "xlink", "javascript:",
+    "data:", "vbscript:", "script", "svg", "iframe", "import", "entity", "doctype", "[if",
+    "e", "b", "n", "q", "u", "x", "N", "Q", "X", "0x", "0b", "1e", "1.", ".5", "1f", "1d",
+    "0", "1", "7", "42", "123", "9999", "_", "__", ".", "..", "$", "@", "@@", "`", "'", "\"",
+    "--", "#", "/*", "*/", "/", "\\", "(", ")", ",", ";", ":", "=", "<", ">", "!", "?", "%",
+    "&", "&#", "|", "^", "~", "+", "-", "*", "[", "]", "{", "}", " ", "  ", "\t", "\n", "\r",
+    "\v", "\f", "\xa0", "\x80", "\xff",
+};
+#define N_PIECES (sizeof PIECES / sizeof PIECES[0])
+
+static const char ALNUM[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.";
+
+/* One value: pieces, or (often) letters, digits, '_' and '.' only, of every length up to ~40 */
+static size_t gen(char *out, size_t cap) {
+    size_t n = 0;
+    switch (rnd(4)) {
+    case 0: {   /* digits */
+        size_t len = 1 + rnd(20);
+        for (size_t i = 0; i < len; i++) out[n++] = (char)('0' + rnd(10));
+        break;
+    }
+    case 1: {   /* a word: pieces and word bytes, dotted */
+        size_t len = 1 + rnd(40);
+        while (n < len && n + 16 < cap) {
+            if (rnd(3) == 0) {
+                const char *p = PIECES[rnd(30)];
+                size_t l = strlen(p);
+                memcpy(out + n, p, l);
+                n += l;
+            } else {
+                out[n++] = ALNUM[rnd(sizeof ALNUM - 1)];
+            }
+        }
+        break;
+    }
+    default: {  /* anything */
+        size_t k = 1 + rnd(8);
+        for (size_t i = 0; i < k; i++) {
+            const char *p = PIECES[rnd(N_PIECES)];
+            size_t l = strlen(p);
+            if (n + l >= cap) break;
+            memcpy(out + n, p, l);
+            n += l;
+        }
+    }
+    }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    long count = argc > 1 ? atol(argv[1]) : 1000000;
+    rng = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
+    long sqli_short = 0, xss_short = 0, bad = 0;
+    char buf[512];
+    for (long k = 0; k < count; k++) {
+        size_t n = gen(buf, sizeof buf);
+        wstr v = {buf, n};
+        if (sqli_impossible(v)) {
+            sqli_short++;
+            char fp[8];
+            if (libinjection_sqli(buf, n, fp)) {
+                bad++;
+                fprintf(stderr, "sqli: %.*s (%s)\n", (int)n, buf, fp);
+            }
+        }
+        if (xss_impossible(v)) {
+            xss_short++;
+            if (libinjection_xss(buf, n)) {
+                bad++;
+                fprintf(stderr, "xss: %.*s\n", (int)n, buf);
+            }
+        }
+    }
+    printf("checked %ld sqli_short %ld xss_short %ld mismatches %ld\n", count, sqli_short, xss_short, bad);
+    return bad ? 1 : 0;
+}
