@@ -61,6 +61,28 @@ typedef struct {
     char rules[512];
 } stream_state;
 
+/* ------------------------------------------------------------------ transactions */
+
+/* a plugin keeps its finished transactions (and their arenas) for the next streams */
+static pool_tx *tx_get(plugin *p) {
+    pool_tx *t = p->free;
+    if (t) {
+        p->free = t->next;
+        waf_tx_reset(&t->tx);
+        return t;
+    }
+    t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    waf_tx_init(&t->tx, p->rules);
+    return t;
+}
+
+static void tx_put(plugin *p, pool_tx *t) {
+    ar_reset(&t->tx.a);
+    t->next = p->free;
+    p->free = t;
+}
+
 /* ------------------------------------------------------------------ config */
 
 static bool config_error(const char *key, const char *reason) {
@@ -138,7 +160,10 @@ static bool parse_config(plugin *p, const char *text, size_t len) {
     if (!p->rules) { pw_error("waf: rules rejected: %s", err); goto out; }
     p->rules->compile_ms = (double)(pw_now_ns() - t0) / 1e6;
     t0 = pw_now_ns();
-    firstpass_warm_up(p->rules);
+    pool_tx *warm = tx_get(p);
+    if (!warm) { pw_error("waf: out of memory"); goto out; }
+    firstpass_warm_up(p->rules, &warm->tx);
+    tx_put(p, warm);
     p->rules->warm_up_ms = (double)(pw_now_ns() - t0) / 1e6;
     if (p->detect) p->rules->engine = ENGINE_DETECT;
     ok = true;
@@ -187,25 +212,6 @@ static void on_root_delete(pw_root *root) {
 }
 
 /* ------------------------------------------------------------------ per request */
-
-static pool_tx *tx_get(plugin *p) {
-    pool_tx *t = p->free;
-    if (t) {
-        p->free = t->next;
-        waf_tx_reset(&t->tx);
-        return t;
-    }
-    t = calloc(1, sizeof *t);
-    if (!t) return NULL;
-    waf_tx_init(&t->tx, p->rules);
-    return t;
-}
-
-static void tx_put(plugin *p, pool_tx *t) {
-    ar_reset(&t->tx.a);
-    t->next = p->free;
-    p->free = t;
-}
 
 static stream_state *state(pw_stream *s) {
     if (!s->user) s->user = calloc(1, sizeof(stream_state));

@@ -733,17 +733,14 @@ static void warm_one(waf_tx *tx, const char *method, const char *uri, const char
         if (tx->pf_scans[g].epoch) reached[r->pf_groups[g].block] = true;
 }
 
-void firstpass_warm_up(waf_rules *r) {
+void firstpass_warm_up(waf_rules *r, waf_tx *tx) {
     bool *reached = calloc((size_t)r->n_pf_blocks + 1, sizeof *reached);
     if (!reached) abort();
-    waf_tx tx;
-    waf_tx_init(&tx, r);
-    warm_one(&tx, "GET", "/products/list?page=2&sort=price&q=blue+shoes", NULL, NULL, reached);
-    warm_one(&tx, "POST", "/account/profile", "application/x-www-form-urlencoded",
+    warm_one(tx, "GET", "/products/list?page=2&sort=price&q=blue+shoes", NULL, NULL, reached);
+    warm_one(tx, "POST", "/account/profile", "application/x-www-form-urlencoded",
              "name=Jane+Doe&email=jane%40example.com&comment=An+ordinary+sentence%2C+with+punctuation.", reached);
-    warm_one(&tx, "POST", "/api/cart", "application/json",
+    warm_one(tx, "POST", "/api/cart", "application/json",
              "{\"items\":[{\"id\":1,\"name\":\"blue shoes\",\"note\":\"an ordinary product\"}]}", reached);
-    waf_tx_free(&tx);
     /* the unions of the sets of the blocks that ran (the configured paranoia level), compiled
      * now: inputs as small as these never reach them */
     build_unions(r, reached);

@@ -391,7 +391,9 @@ void firstpass_build(waf_rules *r);
 void firstpass_free(waf_rules *r);
 /* Run ordinary requests through the rules once, so the regex sets they reach are compiled
  * (and their DFAs warm) before the first real request. */
-void firstpass_warm_up(waf_rules *r);
+/* runs ordinary requests through `tx` (the caller's, kept for the first real request: its
+ * arena and per-set tables are then part of the configured instance, not a heap growth) */
+void firstpass_warm_up(waf_rules *r, waf_tx *tx);
 /* false when no value of any target of rule ru (pf_all) can match its operator */
 bool firstpass_rule_may_match(waf_tx *tx, const rule *ru);
 /* false when no value of target t can match rule ru's operator */
