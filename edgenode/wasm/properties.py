@@ -29,7 +29,7 @@ from edgenode.wasm.hostcalls.registry import HostVm
 if TYPE_CHECKING:
     from edgenode.pipeline.exchange import Exchange
 
-__all__ = ["PluginInfo", "split_path", "get_property", "set_property", "exchange_getter",
+__all__ = ["PluginInfo", "split_path", "get_property", "set_property", "exchange_getter", "exchange_setter",
            "RESPONSE_FLAGS", "WRITABLE_NO_OPS"]
 
 _I64 = struct.Struct("<q")
@@ -415,6 +415,23 @@ def get_property(path: tuple[str, ...], plugin: PluginInfo, ex: "Exchange | None
     return None if stored is None else _enc(stored)
 
 
+#: the paths set_property stores on the exchange itself, as a host core may store them
+#: without calling it: (an Exchange attribute, else a key of Exchange.props; its name; an
+#: empty value stored as None)
+_EXCHANGE_SETTERS: dict[tuple[str, ...], tuple[bool, str, bool]] = {
+    ("edgenode", "origin"): (True, "origin", True),
+    ("edgenode", "route_name"): (False, "route_name", True),
+    ("x_request_id",): (False, "x_request_id", False),
+}
+
+
+def exchange_setter(path: tuple[str, ...]) -> tuple[bool, str, bool] | None:
+    """How set_property stores ``path`` on a stream's exchange (the text of the value,
+    UTF-8 with replacement), for a host that stores it directly; None: the path needs
+    set_property."""
+    return _EXCHANGE_SETTERS.get(path)
+
+
 def set_property(path: tuple[str, ...], value: bytes, ex: "Exchange | None",
                  plugin: PluginInfo | None = None) -> bool:
     """``edgenode.origin``/``edgenode.route_name`` record the routing decision;
@@ -423,15 +440,15 @@ def set_property(path: tuple[str, ...], value: bytes, ex: "Exchange | None",
     property that already has a value."""
     if ex is None or not path:
         return False
-    text = value.decode("utf-8", "replace")
-    if path == ("edgenode", "origin"):
-        ex.origin = text or None
-        return True
-    if path == ("edgenode", "route_name"):
-        ex.props["route_name"] = text or None
-        return True
-    if path == ("x_request_id",):
-        ex.props["x_request_id"] = text
+    setter = _EXCHANGE_SETTERS.get(path)
+    if setter is not None:
+        is_attr, name, empty_none = setter
+        text = value.decode("utf-8", "replace")
+        stored = (text or None) if empty_none else text
+        if is_attr:
+            setattr(ex, name, stored)
+        else:
+            ex.props[name] = stored
         return True
     key = "wasm." + ".".join(path)
     if plugin is not None and plugin.declared.get(".".join(path)) and key in ex.props:

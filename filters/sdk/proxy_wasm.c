@@ -3,6 +3,12 @@
  * See proxy_wasm.h for the API; ABI facts from /work/shared/docs/proxy-wasm-abi.md.
  */
 #include "proxy_wasm.h"
+#if __has_include("pw_hooks.h")
+#include "pw_hooks.h"
+#endif
+#ifndef PW_HOOKS
+#define PW_HOOKS PW_HOOK_ALL
+#endif
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -259,6 +265,26 @@ static const pw_filter *pick_filter(void) {
     return found ? found : fallback;
 }
 
+/* Whether the module exports every stream hook `f` defines (PW_HOOKS); logs the first
+ * one it does not. */
+static bool hooks_exported(const pw_filter *f) {
+    static const struct { unsigned bit; const char *name; } hooks[] = {
+        {PW_HOOK_REQUEST_HEADERS, "request_headers"}, {PW_HOOK_REQUEST_BODY, "request_body"},
+        {PW_HOOK_RESPONSE_HEADERS, "response_headers"}, {PW_HOOK_RESPONSE_BODY, "response_body"},
+        {PW_HOOK_LOG, "log"},
+    };
+    const bool defined[] = {f->on_request_headers, f->on_request_body, f->on_response_headers,
+                            f->on_response_body, f->on_log};
+    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
+        if (defined[i] && !(PW_HOOKS & hooks[i].bit)) {
+            pw_error("filter defines on_%s but its module does not export it (PW_HOOKS in pw_hooks.h)",
+                     hooks[i].name);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Pending callouts: token -> stream id. */
 typedef struct call_entry { uint32_t token, stream; struct call_entry *next; } call_entry;
 static call_entry *calls;
@@ -270,6 +296,7 @@ PW_EXPORT(proxy_on_context_create) void pw_on_context_create(uint32_t id, uint32
         ctx_entry *e = ctx_insert(id, true);
         e->u.root.id = id;
         e->u.root.filter = pick_filter();
+        if (e->u.root.filter && !hooks_exported(e->u.root.filter)) e->u.root.filter = NULL;
         return;
     }
     pw_root *root = root_of(parent);
@@ -313,10 +340,18 @@ static const pw_filter *filter_of(pw_stream *s) {
         return f && f->hook ? (uint32_t)f->hook(s, n, eos != 0) : PW_CONTINUE;        \
     }
 
+#if PW_HOOKS & PW_HOOK_REQUEST_HEADERS
 STREAM_HOOK(proxy_on_request_headers, on_request_headers)
+#endif
+#if PW_HOOKS & PW_HOOK_REQUEST_BODY
 STREAM_HOOK(proxy_on_request_body, on_request_body)
+#endif
+#if PW_HOOKS & PW_HOOK_RESPONSE_HEADERS
 STREAM_HOOK(proxy_on_response_headers, on_response_headers)
+#endif
+#if PW_HOOKS & PW_HOOK_RESPONSE_BODY
 STREAM_HOOK(proxy_on_response_body, on_response_body)
+#endif
 
 PW_EXPORT(proxy_on_http_call_response) void pw_on_http_call_response(uint32_t root_id, uint32_t token,
                                                                       size_t nh, size_t body, size_t nt) {
@@ -336,16 +371,16 @@ PW_EXPORT(proxy_on_http_call_response) void pw_on_http_call_response(uint32_t ro
     }
 }
 
+#if PW_HOOKS & PW_HOOK_LOG
 PW_EXPORT(proxy_on_log) void pw_on_log(uint32_t id) {
     pw_stream *s = stream_of(id);
     const pw_filter *f = filter_of(s);
     if (f && f->on_log) f->on_log(s);
 }
+#endif
 
-PW_EXPORT(proxy_on_done) uint32_t pw_on_done(uint32_t id) {
-    (void)id;
-    return 1;
-}
+/* No proxy_on_done: a host treats an absent one as "done" (Envoy's cpp-host, this node),
+ * which is all the SDK's would answer, and it is a guest call per stream. */
 
 PW_EXPORT(proxy_on_delete) void pw_on_delete(uint32_t id) {
     ctx_entry *e = ctx_find(id);

@@ -132,6 +132,23 @@ typedef struct pw_filter {
 /* Defined by the filter module: NULL-terminated list of hook tables. */
 extern const pw_filter *const pw_filters[];
 
+/* The per-stream hooks the module exports.  A Proxy-Wasm host calls only the hooks a
+ * module exports (Envoy: an absent export is not called), and each exported one is a guest
+ * call per request even when it does nothing, so a module whose filters leave hooks unset
+ * lists the ones they define in a `pw_hooks.h` next to its sources (the build puts the
+ * module's directory on the include path):
+ *
+ *     #define PW_HOOKS (PW_HOOK_REQUEST_HEADERS | PW_HOOK_RESPONSE_HEADERS)
+ *
+ * Without it every hook is exported.  A filter whose hook is not exported fails its
+ * configuration (logged), rather than silently not being called. */
+#define PW_HOOK_REQUEST_HEADERS  0x01
+#define PW_HOOK_REQUEST_BODY     0x02
+#define PW_HOOK_RESPONSE_HEADERS 0x04
+#define PW_HOOK_RESPONSE_BODY    0x08
+#define PW_HOOK_LOG              0x10
+#define PW_HOOK_ALL              0x1f
+
 /* ---- Logging ------------------------------------------------------------------ */
 
 void pw_log(pw_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

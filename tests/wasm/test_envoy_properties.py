@@ -169,3 +169,15 @@ def test_writable_properties(stage: WasmStage) -> None:
     state = dict(decode_map(p.prop("filter_state")[1]))
     assert state["custom_log"] == '{"a":1}' and state["clear_route_cache"] == "off"
     assert p.set_prop("anything", b"v", root=True) == NOT_FOUND  # no request in the root context
+
+
+def test_routing_decision_stored_as_set_property_stores_it(stage: WasmStage) -> None:
+    """The host core stores these paths on the exchange itself: the same values as
+    set_property (text with replacement characters; an empty origin or route is None)."""
+    p = probe_for(stage, "/img/x")
+    assert p.set_prop("edgenode.origin", b"images\xff") == OK
+    assert p.ex.origin == "images\ufffd"
+    assert p.set_prop("edgenode.origin", b"") == OK and p.ex.origin is None
+    assert p.set_prop("edgenode.route_name", b"") == OK and p.ex.props["route_name"] is None
+    assert p.set_prop("x_request_id", b"") == OK and p.ex.props["x_request_id"] == ""
+    assert p.set_prop("edgenode.origin", b"images", root=True) == NOT_FOUND

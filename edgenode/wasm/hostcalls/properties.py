@@ -9,7 +9,7 @@ from edgenode.wasm import native
 from edgenode.wasm.foreign import is_pure_foreign_function, lookup_foreign_function
 from edgenode.wasm.hostcalls.registry import (INTERNAL_FAILURE, NOT_FOUND, OK, V02X, HostVm, _proxy,
                                               _ret_bytes, _stream, _text, _vm)
-from edgenode.wasm.properties import exchange_getter, get_property, set_property, split_path
+from edgenode.wasm.properties import exchange_getter, exchange_setter, get_property, set_property, split_path
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -26,11 +26,14 @@ def store_property(vm: HostVm, path: tuple[str, ...], value: bytes) -> int:
     return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
 
 
-def resolve_path(raw: bytes) -> tuple[tuple[str, ...], Callable[[Any], Any] | None]:
-    """What the host core keeps per distinct path: its segments, and the getter it may
-    call with the stream's exchange instead of ``property_value`` (common attributes)."""
+def resolve_path(raw: bytes) -> tuple[tuple[str, ...], Callable[[Any], Any] | None,
+                                      tuple[bool, str, bool] | None]:
+    """What the host core keeps per distinct path: its segments, the getter it may call
+    with the stream's exchange instead of ``property_value`` (common attributes), and how
+    it may store a value on the exchange instead of calling ``store_property`` (the
+    routing decision)."""
     path = split_path(raw)
-    return path, exchange_getter(path)
+    return path, exchange_getter(path), exchange_setter(path)
 
 
 # the host core answers both host functions itself through these

@@ -78,7 +78,7 @@ extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *h
 extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_open,
     *s_response_headers_open, *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method,
     *s_target, *s_scheme, *s_status, *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable,
-    *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head;
+    *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props;
 
 /* the instance whose guest call is in progress (calls never nest across instances) */
 extern Instance *hc_current;

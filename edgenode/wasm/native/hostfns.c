@@ -459,7 +459,7 @@ static int64_t get_buffer_status(Instance *inst, wt_val_raw *raw) {
 /* --- properties: paths resolved once (a bounded cache), values from properties.py -------- */
 
 static PyObject *resolve_fn, *get_fn, *set_fn; /* set_property_functions */
-static PyObject *paths; /* raw path bytes -> (segments, exchange getter or None) */
+static PyObject *paths; /* raw path bytes -> (segments, exchange getter or None, exchange setter or None) */
 #define MAX_PATHS 1024
 
 PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
@@ -476,7 +476,7 @@ PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* The cached (segments, getter) pair for the guest's path bytes at (ptr, len), a new
+/* The cached (segments, getter, setter) triple for the guest's path bytes at (ptr, len), a new
  * reference; NULL: *status set (INVALID_MEMORY_ACCESS) or an exception. */
 static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64_t *status) {
     uint8_t *raw = hc_mem(inst, ptr, len);
@@ -490,8 +490,8 @@ static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64
     if (entry != NULL) {
         Py_INCREF(entry);
     } else if (!PyErr_Occurred() && (entry = PyObject_CallOneArg(resolve_fn, key)) != NULL) {
-        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
-            PyErr_SetString(PyExc_TypeError, "property path resolver must return a pair");
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3) {
+            PyErr_SetString(PyExc_TypeError, "property path resolver must return a triple");
             Py_CLEAR(entry);
         } else {
             if (PyDict_GET_SIZE(paths) >= MAX_PATHS) PyDict_Clear(paths);
@@ -562,6 +562,27 @@ static int64_t get_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap,
     return r;
 }
 
+/* A value of the routing decision stored on the stream's exchange as properties.py's
+ * set_property does (setter: (attribute or Exchange.props key, name, empty as None)), with no
+ * Python call.  Status, or -1 with an exception. */
+static int64_t exchange_store(Instance *inst, PyObject *setter, const char *data, uint32_t len) {
+    PyObject *ex = stream_exchange(inst);
+    if (ex == NULL) return PyErr_Occurred() ? -1 : ST_NOT_FOUND;
+    PyObject *name = PyTuple_GET_ITEM(setter, 1), *target = NULL;
+    PyObject *value = len == 0 && PyTuple_GET_ITEM(setter, 2) == Py_True
+                          ? Py_NewRef(Py_None)
+                          : PyUnicode_DecodeUTF8(data, len, "replace");
+    int rc = -1;
+    if (value != NULL) {
+        if (PyTuple_GET_ITEM(setter, 0) == Py_True) rc = PyObject_SetAttr(ex, name, value);
+        else if ((target = PyObject_GetAttr(ex, s_props)) != NULL) rc = PyObject_SetItem(target, name, value);
+    }
+    Py_XDECREF(target);
+    Py_XDECREF(value);
+    Py_DECREF(ex);
+    return rc < 0 ? -1 : ST_OK;
+}
+
 static int64_t set_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
     if (set_fn == NULL || inst->owner == NULL) return HC_FALLBACK;
     uint8_t *data = hc_mem(inst, U32(raw, 2), U32(raw, 3));
@@ -572,6 +593,13 @@ static int64_t set_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap,
         if (status != ST_OK) return status;
         *trap = hc_trap_from_pyerr(fn_name);
         return 0;
+    }
+    PyObject *setter = PyTuple_GET_ITEM(entry, 2);
+    if (setter != Py_None) {
+        int64_t r = exchange_store(inst, setter, (const char *)data, U32(raw, 3));
+        Py_DECREF(entry);
+        if (r < 0) *trap = hc_trap_from_pyerr(fn_name);
+        return r < 0 ? 0 : r;
     }
     PyObject *value = PyBytes_FromStringAndSize((const char *)data, U32(raw, 3));
     PyObject *res = value ? PyObject_CallFunctionObjArgs(set_fn, inst->owner, PyTuple_GET_ITEM(entry, 0), value, NULL) : NULL;

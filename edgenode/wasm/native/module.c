@@ -5,7 +5,7 @@ PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_repor
 extern PyObject *hc_instantiate_error;
 PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_open, *s_response_headers_open,
     *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method, *s_target, *s_scheme, *s_status,
-    *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable, *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head;
+    *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable, *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props;
 
 static int ready = 0;
 
@@ -111,6 +111,7 @@ PyMODINIT_FUNC PyInit__hostcore(void) {
     INTERN(s_get, "get");
     INTERN(s_exchange, "exchange");
     INTERN(s_wire_head, "wire_head");
+    INTERN(s_props, "props");
     PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType};
     for (int i = 0; i < 3; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;
