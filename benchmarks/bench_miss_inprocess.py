@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,6 +36,9 @@ from edgenode.config import StageConfig, load_config, with_overrides  # noqa: E4
 from edgenode.frontend.connection import Connection  # noqa: E402
 from edgenode.frontend.server import install_event_loop  # noqa: E402
 from edgenode.node import Node, tune_gc  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_hit_inprocess import FakeTransport as HitTransport  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BODY = b"x" * 1024
@@ -70,34 +72,20 @@ class Origin(asyncio.Protocol):
             self.transport.write(self.reply * n)  # type: ignore[attr-defined]
 
 
-class FakeTransport:
-    """Just enough of ``asyncio.Transport`` for the front end; signals each response."""
+class FakeTransport(HitTransport):
+    """The hit bench's transport, signalling when the awaited number of responses is in."""
 
     def __init__(self, done: list[int], wake: dict[str, asyncio.Future[None] | None]) -> None:
         self.done = done
         self.wake = wake
         self.last = b""
 
-    def write(self, data: bytes) -> None:
+    def _wrote(self, data: bytes) -> None:
         self.last = data
         self.done[0] += 1
         waiter = self.wake["w"]
         if waiter is not None and self.done[0] >= self.done[1] and not waiter.done():
             waiter.set_result(None)
-
-    def writelines(self, parts: list[bytes]) -> None:
-        self.write(b"".join(parts))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
-    def is_closing(self) -> bool:
-        return False
 
 
 async def run(n: int, rounds: int, conns: int, store: str) -> list[float]:

@@ -210,6 +210,15 @@ async def test_literal_pass_finds_literals_where_the_set_scans(waf_wasm, rule: s
     assert resp.status == (403 if blocked else 200), resp.body
 
 
+async def _detected(waf_wasm: Any, rules: str, target: str) -> list[str]:
+    """The rule ids a detect-only WAF with ``rules`` reports for a GET of ``target``."""
+    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-detected")
+    terminal, _ = origin_ok()
+    resp, _ = await run_stage([stage], make_request(target), terminal)
+    await stage.close()
+    return resp.headers["x-waf-rules"].split(",")
+
+
 async def test_rules_with_and_without_literals_in_one_chain(waf_wasm) -> None:
     """Patterns with literals, without, and matching ordinary values sit in separate sets of
     one chain: each still reports its own match."""
@@ -219,11 +228,7 @@ async def test_rules_with_and_without_literals_in_one_chain(waf_wasm) -> None:
         'SecRule ARGS "@rx ^\\d+$" "id:203,phase:2,pass,log"',
         'SecRule ARGS "@rx (?i)onerror\\s*=" "id:204,phase:2,pass,log"',
     ])
-    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-kinds")
-    terminal, _ = origin_ok()
-    resp, _ = await run_stage([stage], make_request("/?a=%3CScRipt%3E&b=%3C%3C%3C&c=42"), terminal)
-    assert resp.headers["x-waf-rules"].split(",") == ["201", "202", "203"]
-    await stage.close()
+    assert await _detected(waf_wasm, rules, "/?a=%3CScRipt%3E&b=%3C%3C%3C&c=42") == ["201", "202", "203"]
 
 
 async def test_literal_pass_finds_literals_inside_and_across_other_literals(waf_wasm) -> None:
@@ -236,11 +241,7 @@ async def test_literal_pass_finds_literals_inside_and_across_other_literals(waf_
         'SecRule ARGS "@rx abcd" "id:303,phase:2,pass,log,t:none,t:removeNulls"',
         'SecRule ARGS "@rx bcxy" "id:304,phase:2,pass,log,t:none,t:trim"',
     ])
-    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-gate")
-    terminal, _ = origin_ok()
-    resp, _ = await run_stage([stage], make_request("/?a=xunion5&b=ABCXY&c=abcxy"), terminal)
-    assert resp.headers["x-waf-rules"].split(",") == ["301", "302", "304"]
-    await stage.close()
+    assert await _detected(waf_wasm, rules, "/?a=xunion5&b=ABCXY&c=abcxy") == ["301", "302", "304"]
 
 
 def _large_form(extra: str) -> bytes:
