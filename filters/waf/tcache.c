@@ -272,6 +272,17 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     return tv;
 }
 
+uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx) {
+    src_state *s = source(tx, base, names);
+    firsts(tx, s, &tx->c[base], names);
+    *idx = s->uniq;
+    return s->n_uniq;
+}
+
+const wstr *source_column(waf_tx *tx, int base, bool names, int chain) {
+    return column(tx, source(tx, base, names), base, names, chain);
+}
+
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     src_state *s = source(tx, base, names);
     if (!s->n) return NULL;

@@ -375,6 +375,12 @@ void rx_free(regex *re);
 wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
 /* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
+/* The distinct values of a collection source (repeats left out, deleted items too): their
+ * count and their indices in the collection, in order. */
+uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx);
+/* The results of `chain` for the distinct values of a collection source, by item index;
+ * NULL when the chain changes no value (the results are the values themselves). */
+const wstr *source_column(waf_tx *tx, int base, bool names, int chain);
 void source_changed(waf_tx *tx, int base);   /* a scalar was set */
 bool source_empty(waf_tx *tx, int base);
 /* An operator that is a function of the value alone (libinjection, validators) need not run
