@@ -511,6 +511,7 @@ static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t) {
             if (q < np - 1 && col == prev) continue;   /* the same results as the previous prefix */
             for (uint32_t u = 0; u < nu; u++) {
                 uint32_t i = idx[u];
+                if (!items[i].key.p) continue;
                 wstr cur = col ? col[i] : (names ? items[i].key : items[i].val);
                 if (q < np - 1) {
                     wstr was = prev ? prev[i] : (names ? items[i].key : items[i].val);

@@ -82,8 +82,8 @@ bool source_empty(waf_tx *tx, int base) { return source_size(tx, base) == 0; }
  * scanned once: transformations are functions of the value alone. */
 static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool names) {
     if (s->first) return s->first;
-    uint32_t cap = 16;
-    while (cap < 2 * s->n) cap <<= 1;
+    uint32_t cap = 16, bits = 4;
+    while (cap < 2 * s->n) cap <<= 1, bits++;
     uint32_t *slots = ar_alloc(&tx->a, (size_t)cap * sizeof *slots);   /* index + 1, 0: empty */
     memset(slots, 0, (size_t)cap * sizeof *slots);
     s->first = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->first);
@@ -101,8 +101,8 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
             h = (h ^ w) * 0x9E3779B97F4A7C15ull;
         }
         for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
-        h *= 0x9E3779B97F4A7C15ull;   /* the product's high half mixes every byte */
-        for (uint32_t at = (uint32_t)(h >> 32) & (cap - 1);; at = (at + 1) & (cap - 1)) {
+        h *= 0x9E3779B97F4A7C15ull;   /* the product's top bits mix every byte */
+        for (uint32_t at = (uint32_t)(h >> (64 - bits));; at = (at + 1) & (cap - 1)) {
             if (!slots[at]) { slots[at] = i + 1; break; }
             const kv *o = &c->items[slots[at] - 1];
             wstr w = names ? o->key : o->val;
@@ -255,15 +255,15 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
     const coll *c = &tx->c[base];
     firsts(tx, s, c, names);
+    /* only the distinct values' entries are ever read (value i's result is at first[i]): a
+     * column begun here needs no clearing, one that transform() began keeps its results */
     wstr *tv = s->tv[chain];
-    if (!tv) {
-        tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
-        memset(tv, 0, (size_t)(s->n ? s->n : 1) * sizeof *tv);
-    }
+    bool fresh = !tv;
+    if (fresh) tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
     for (uint32_t u = 0; u < s->n_uniq; u++) {
         uint32_t i = s->uniq[u];
         const kv *it = &c->items[i];
-        if (!it->key.p || tv[i].p) continue;
+        if (!it->key.p || (!fresh && tv[i].p)) continue;
         wstr out = tfn_apply(&tx->a, step, ptv ? ptv[i] : (names ? it->key : it->val));
         if (!out.p) out.p = "";
         tv[i] = out;
