@@ -27,8 +27,8 @@ typedef struct src_state {
     uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
-    uint8_t *present;            /* [TFN_PRESENT] the bytes of the values (with keeps) */
-    bool pairs_known;            /* present[TFN_SPACE_PAIR] is computed */
+    tfn_set present;             /* the bytes of the values (with keeps) */
+    bool pairs_known;            /* present's TFN_SPACE_PAIR is computed */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     uint8_t *col_done;           /* [chain] COL_DONE: tv[chain] holds every distinct value's result
@@ -142,6 +142,31 @@ static bool space_pair(waf_tx *tx, src_state *s, int base, bool names) {
     return false;
 }
 
+/* The bytes the source's values hold (s->present), once per source: a byte store per byte
+ * of the values, packed into the set after. */
+static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, int base, bool names) {
+    const waf_rules *r = tx->rules;
+    s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
+    memset(s->keeps, -1, (size_t)r->n_tchains);
+    uint8_t seen[256];
+    memset(seen, 0, sizeof seen);
+    tfn_set *set = &s->present;
+    memset(set, 0, sizeof *set);
+    if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
+    uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
+    for (uint32_t u = 0; u < n; u++) {
+        wstr v;
+        if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
+        for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
+        if (v.n && v.p[v.n - 1] == '.') set->w[TFN_FINAL_DOT >> 6] |= 1ull << (TFN_FINAL_DOT & 63);
+    }
+    for (int k = 0; k < 32; k++) {   /* eight 0/1 bytes -> eight bits (bit i: byte i) */
+        uint64_t x;
+        memcpy(&x, seen + 8 * k, 8);
+        set->w[k >> 3] |= ((x * 0x0102040810204080ull) >> 56) << (8 * (k & 7));
+    }
+}
+
 /* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
  * made of the bytes the values hold (transform.c, tfn_keeps).  Then its results are the
  * values themselves and its joined values the source's own: nothing is computed per value.
@@ -149,29 +174,17 @@ static bool space_pair(waf_tx *tx, src_state *s, int base, bool names) {
 static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chain) {
     const waf_rules *r = tx->rules;
     if (r->tchain_def[chain][0] == 0) return true;
-    if (!s->keeps) {
-        s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
-        memset(s->keeps, -1, (size_t)r->n_tchains);
-        uint8_t *seen = s->present = ar_alloc(&tx->a, TFN_PRESENT);
-        memset(seen, 0, TFN_PRESENT);
-        if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
-        uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
-        for (uint32_t u = 0; u < n; u++) {
-            wstr v;
-            if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
-            for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
-            if (v.n && v.p[v.n - 1] == '.') seen[TFN_FINAL_DOT] = 1;
-        }
-    }
+    if (!s->keeps) present_bytes(tx, s, base, names);
     if (s->keeps[chain] < 0) {
         int parent = r->tchain_parent[chain];
         int step = r->tchain_def[chain][r->tchain_def[chain][0]];
         bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent));
-        if (keeps && step == T_COMPRESSWHITESPACE && s->present[' '] && !s->pairs_known) {
-            s->present[TFN_SPACE_PAIR] = space_pair(tx, s, base, names);
+        bool space = (s->present.w[0] >> ' ') & 1;
+        if (keeps && step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
+            if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
             s->pairs_known = true;
         }
-        keeps = keeps && tfn_keeps(step, s->present);
+        keeps = keeps && tfn_keeps(step, &s->present);
         s->keeps[chain] = keeps;
         if (keeps) s->col_done[chain] = COL_KEEPS;
     }
@@ -272,8 +285,8 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     int parent = r->tchain_parent[chain];
     const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
-    static const uint8_t NO_BYTES[TFN_PRESENT];
-    if (ptv && (s->col_done[parent] & COL_EMPTY) && tfn_keeps(step, NO_BYTES)) {
+    static const tfn_set NO_BYTES;
+    if (ptv && (s->col_done[parent] & COL_EMPTY) && tfn_keeps(step, &NO_BYTES)) {
         s->tv[chain] = (wstr *)ptv;
         s->col_done[chain] = s->col_done[parent];
         return ptv;

@@ -349,11 +349,12 @@ void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
-/* t returns any text made only of the bytes present (present[b] != 0) unchanged; beyond
- * the 256 bytes, present[TFN_SPACE_PAIR] says whether some text holds two ' ' in a row and
- * present[TFN_FINAL_DOT] whether some text ends in '.' */
-enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT, TFN_PRESENT };
-bool tfn_keeps(int t, const uint8_t present[TFN_PRESENT]);
+/* A set of bytes (bit b) and, beyond them, TFN_SPACE_PAIR (some text holds two ' ' in a
+ * row; only with ' ') and TFN_FINAL_DOT (some text ends in '.') */
+enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT };
+typedef struct { uint64_t w[5]; } tfn_set;
+/* t returns any text made only of the bytes in `present` unchanged */
+bool tfn_keeps(int t, const tfn_set *present);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);
 
