@@ -249,9 +249,11 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
             /* the chain's column is complete, or known to change nothing */
             if (s->col_done[chain] & COL_KEEPS) return in;
             if (s->col_done[chain] & COL_DONE) return s->tv[chain][s->first[idx]];
-            if (chain_keeps(tx, s, base, vid & 1, chain)) return in;
-            /* a value repeated in its source shares the first one's result */
+            /* a scalar's chain is applied (each step returns its input when it changes
+             * nothing): a scan of its bytes would cost more than the few steps on it */
             if (IS_COLLECTION(base)) {
+                if (chain_keeps(tx, s, base, vid & 1, chain)) return in;
+                /* a value repeated in its source shares the first one's result */
                 uint32_t f = firsts(tx, s, &tx->c[base], vid & 1)[idx];
                 if (f != idx) { idx = f; vid = VID(base, f, vid & 1); }
             }
@@ -279,9 +281,9 @@ static const wstr *parent_results(const waf_rules *r, const src_state *s, int ch
  * the values) have the same results. */
 static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int chain) {
     const waf_rules *r = tx->rules;
-    if (chain_keeps(tx, s, base, names, chain)) return NULL;
     if (s->col_done[chain] & COL_KEEPS) return NULL;
     if (s->col_done[chain] & COL_DONE) return s->tv[chain];
+    if (chain_keeps(tx, s, base, names, chain)) return NULL;
     int parent = r->tchain_parent[chain];
     const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
@@ -345,7 +347,7 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     if (!s->n) return NULL;
     wstr *j = &s->joined[chain];
     if (j->p) return j;
-    if (!IS_COLLECTION(base) && !chain_keeps(tx, s, base, names, chain)) {
+    if (!IS_COLLECTION(base)) {
         *j = transform(tx, chain, tx->sc[base], VID(base, 0, 0));
         if (!j->p) j->p = "";
         return j;
