@@ -487,12 +487,14 @@ static int whole_sources(const target *t, int base[2], bool *names) {
     }
 }
 
-/* Whether a pure operator misses every value of a whole-collection target: it is a function
- * of the (transformed) value, so it misses all of them when it misses each distinct one.
- * Asked over the distinct values and their columns of results, without listing the values;
- * on the first hit the caller lists and evaluates them as usual (matches, setvars, order).
- * Exclusions only take values away, so they need not be applied here. */
-static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t) {
+/* Whether a rule misses every value of a whole-collection target, told over the distinct
+ * values and their columns of results without listing the values: a pure operator (`run`)
+ * is a function of the (transformed) value, so it misses all of them when it misses each
+ * distinct one; an @rx rule's pattern DFA (firstpass_value_may_match, no side effects)
+ * rules out a value PCRE2 would not match.  On the first value neither rules out, the
+ * caller lists and evaluates them as usual (matches, setvars, order).  Exclusions only take
+ * values away, so they need not be applied here. */
+static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t, bool run) {
     int base[2];
     bool names;
     int n = whole_sources(t, base, &names);
@@ -517,7 +519,7 @@ static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t) {
                     wstr was = prev ? prev[i] : (names ? items[i].key : items[i].val);
                     if (cur.n == was.n && (cur.p == was.p || memcmp(cur.p, was.p, cur.n) == 0)) continue;
                 }
-                if (firstpass_value_may_match(tx, ru, pre[q], cur) && op_exec(tx, ru, cur, &md)) return false;
+                if (firstpass_value_may_match(tx, ru, pre[q], cur) && (!run || op_exec(tx, ru, cur, &md))) return false;
             }
             prev = col;
         }
@@ -543,12 +545,13 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
     tvals vals = {tx->scratch, 0, tx->scratch_cap};
     bool rm_apply = tx->n_rm_targets && rm_targets_apply(tx, ru);
     bool pure = pure_operator(&ru->op);
+    bool screened = ru->op.kind == OP_RX && ru->n_pf;   /* each value is screened by its DFA */
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
         if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
         if (!firstpass_may_match(tx, ru, t)) continue;
-        if (pure && distinct_all_miss(tx, ru, t)) continue;
+        if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
         if (t->count) {
             tvals tmp = {0};
