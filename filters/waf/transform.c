@@ -87,6 +87,13 @@ static wstr t_html(arena *a, wstr in) {
     const unsigned char *s = (const unsigned char *)in.p;
     size_t n = in.n, i = 0;
     while (i < n) {
+        /* text up to the next '&' is copied as it is, in one piece */
+        const unsigned char *amp = memchr(s + i, '&', n - i);
+        size_t run = amp ? (size_t)(amp - (s + i)) : n - i;
+        memcpy(d, s + i, run);
+        d += run;
+        i += run;
+        if (i == n) break;
         size_t copy = 1;
         if (s[i] == '&' && i + 1 < n) {
             size_t j = i + 1, k;
