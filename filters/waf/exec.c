@@ -467,6 +467,66 @@ static bool pure_operator(const oper *op) {
     }
 }
 
+/* The request collections whose values a whole-collection target lists (expand's order):
+ * their count, 0 when the target is keyed, counted or not such a collection. */
+static int whole_sources(const target *t, int base[2], bool *names) {
+    if (t->key.n || t->key_rx || t->count || t->exclude) return 0;
+    *names = false;
+    switch (t->var) {
+    case V_ARGS_NAMES: *names = true; /* fall through */
+    case V_ARGS: base[0] = V_ARGS_GET; base[1] = V_ARGS_POST; return 2;
+    case V_ARGS_GET_NAMES: *names = true; /* fall through */
+    case V_ARGS_GET: base[0] = V_ARGS_GET; return 1;
+    case V_ARGS_POST_NAMES: *names = true; /* fall through */
+    case V_ARGS_POST: base[0] = V_ARGS_POST; return 1;
+    case V_REQUEST_HEADERS_NAMES: *names = true; /* fall through */
+    case V_REQUEST_HEADERS: base[0] = V_REQUEST_HEADERS; return 1;
+    case V_REQUEST_COOKIES_NAMES: *names = true; /* fall through */
+    case V_REQUEST_COOKIES: base[0] = V_REQUEST_COOKIES; return 1;
+    default: return 0;
+    }
+}
+
+/* Whether a rule misses every value of a whole-collection target, told over the distinct
+ * values and their columns of results without listing the values: a pure operator (`run`)
+ * is a function of the (transformed) value, so it misses all of them when it misses each
+ * distinct one; an @rx rule's pattern DFA (firstpass_value_may_match, no side effects)
+ * rules out a value PCRE2 would not match.  On the first value neither rules out, the
+ * caller lists and evaluates them as usual (matches, setvars, order).  Exclusions only take
+ * values away, so they need not be applied here. */
+static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t, bool run) {
+    int base[2];
+    bool names;
+    int n = whole_sources(t, base, &names);
+    if (!n) return false;
+    int pre[sizeof ru->tfns + 1], np = 0;
+    for (int c = ru->tchain; c >= 0; c = ru->multi_match ? tx->rules->tchain_parent[c] : -1) pre[np++] = c;
+    wstr md;
+    for (int k = 0; k < n; k++) {
+        const uint32_t *idx;
+        uint32_t nu = source_distinct(tx, base[k], names, &idx);
+        if (!nu) continue;
+        const kv *items = tx->c[base[k]].items;
+        const wstr *prev = NULL;   /* multiMatch: the previous prefix's results (NULL: the values) */
+        for (int q = np - 1; q >= 0; q--) {
+            const wstr *col = source_column(tx, base[k], names, pre[q]);
+            if (q < np - 1 && col == prev) continue;   /* the same results as the previous prefix */
+            for (uint32_t u = 0; u < nu; u++) {
+                uint32_t i = idx[u];
+                if (!items[i].key.p) continue;
+                wstr cur = col ? col[i] : (names ? items[i].key : items[i].val);
+                if (q < np - 1) {
+                    wstr was = prev ? prev[i] : (names ? items[i].key : items[i].val);
+                    if (cur.n == was.n && (cur.p == was.p || memcmp(cur.p, was.p, cur.n) == 0)) continue;
+                }
+                if (firstpass_value_may_match(tx, ru, pre[q], cur) && (!run || op_exec(tx, ru, cur, &md))) return false;
+            }
+            prev = col;
+        }
+    }
+    return true;
+}
+
 static bool eval_rule(waf_tx *tx, const rule *ru) {
     tx->cur_rule = ru;
     if (ru->is_action) {
@@ -485,11 +545,13 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
     tvals vals = {tx->scratch, 0, tx->scratch_cap};
     bool rm_apply = tx->n_rm_targets && rm_targets_apply(tx, ru);
     bool pure = pure_operator(&ru->op);
+    bool screened = ru->op.kind == OP_RX && ru->n_pf;   /* each value is screened by its DFA */
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
         if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
         if (!firstpass_may_match(tx, ru, t)) continue;
+        if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
         if (t->count) {
             tvals tmp = {0};

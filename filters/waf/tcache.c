@@ -19,7 +19,7 @@
 
 #include "waf.h"
 
-enum { COL_DONE = 1, COL_KEEPS = 2 };
+enum { COL_DONE = 1, COL_KEEPS = 2, COL_EMPTY = 4 };
 
 typedef struct src_state {
     uint32_t n;                  /* values when the state was made (a grown collection: rebuilt) */
@@ -27,13 +27,16 @@ typedef struct src_state {
     uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
-    uint8_t *present;            /* [TFN_PRESENT] the bytes of the values (with keeps) */
-    bool pairs_known;            /* present[TFN_SPACE_PAIR] is computed */
+    tfn_set present;             /* the bytes of the values (with keeps) */
+    bool pairs_known;            /* present's TFN_SPACE_PAIR is computed */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
     uint8_t *col_done;           /* [chain] COL_DONE: tv[chain] holds every distinct value's result
-                                  * (value i's at first[i]); COL_KEEPS: the chain changes no value */
+                                  * (value i's at first[i]; maybe another chain's array, the same
+                                  * results), with COL_EMPTY when all are empty; COL_KEEPS: the
+                                  * chain changes no value */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
+    uint16_t *computed, n_computed; /* the chains whose column column() computed, in order */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
     uint8_t *done;               /* [group / 8] bitmap */
 } src_state;
@@ -57,6 +60,8 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     memset(s->col_done, 0, (size_t)chains);
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
+    s->computed = NULL;
+    s->n_computed = 0;
     s->first = NULL;
     s->uniq = NULL;
     s->n_uniq = 0;
@@ -82,8 +87,8 @@ bool source_empty(waf_tx *tx, int base) { return source_size(tx, base) == 0; }
  * scanned once: transformations are functions of the value alone. */
 static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool names) {
     if (s->first) return s->first;
-    uint32_t cap = 16;
-    while (cap < 2 * s->n) cap <<= 1;
+    uint32_t cap = 16, bits = 4;
+    while (cap < 2 * s->n) cap <<= 1, bits++;
     uint32_t *slots = ar_alloc(&tx->a, (size_t)cap * sizeof *slots);   /* index + 1, 0: empty */
     memset(slots, 0, (size_t)cap * sizeof *slots);
     s->first = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *s->first);
@@ -101,8 +106,8 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
             h = (h ^ w) * 0x9E3779B97F4A7C15ull;
         }
         for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
-        h *= 0x9E3779B97F4A7C15ull;   /* the product's high half mixes every byte */
-        for (uint32_t at = (uint32_t)(h >> 32) & (cap - 1);; at = (at + 1) & (cap - 1)) {
+        h *= 0x9E3779B97F4A7C15ull;   /* the product's top bits mix every byte */
+        for (uint32_t at = (uint32_t)(h >> (64 - bits));; at = (at + 1) & (cap - 1)) {
             if (!slots[at]) { slots[at] = i + 1; break; }
             const kv *o = &c->items[slots[at] - 1];
             wstr w = names ? o->key : o->val;
@@ -137,6 +142,31 @@ static bool space_pair(waf_tx *tx, src_state *s, int base, bool names) {
     return false;
 }
 
+/* The bytes the source's values hold (s->present), once per source: a byte store per byte
+ * of the values, packed into the set after. */
+static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, int base, bool names) {
+    const waf_rules *r = tx->rules;
+    s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
+    memset(s->keeps, -1, (size_t)r->n_tchains);
+    uint8_t seen[256];
+    memset(seen, 0, sizeof seen);
+    tfn_set *set = &s->present;
+    memset(set, 0, sizeof *set);
+    if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
+    uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
+    for (uint32_t u = 0; u < n; u++) {
+        wstr v;
+        if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
+        for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
+        if (v.n && v.p[v.n - 1] == '.') set->w[TFN_FINAL_DOT >> 6] |= 1ull << (TFN_FINAL_DOT & 63);
+    }
+    for (int k = 0; k < 32; k++) {   /* eight 0/1 bytes -> eight bits (bit i: byte i) */
+        uint64_t x;
+        memcpy(&x, seen + 8 * k, 8);
+        set->w[k >> 3] |= ((x * 0x0102040810204080ull) >> 56) << (8 * (k & 7));
+    }
+}
+
 /* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
  * made of the bytes the values hold (transform.c, tfn_keeps).  Then its results are the
  * values themselves and its joined values the source's own: nothing is computed per value.
@@ -144,29 +174,17 @@ static bool space_pair(waf_tx *tx, src_state *s, int base, bool names) {
 static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chain) {
     const waf_rules *r = tx->rules;
     if (r->tchain_def[chain][0] == 0) return true;
-    if (!s->keeps) {
-        s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
-        memset(s->keeps, -1, (size_t)r->n_tchains);
-        uint8_t *seen = s->present = ar_alloc(&tx->a, TFN_PRESENT);
-        memset(seen, 0, TFN_PRESENT);
-        if (IS_COLLECTION(base)) firsts(tx, s, &tx->c[base], names);
-        uint32_t n = IS_COLLECTION(base) ? s->n_uniq : s->n;
-        for (uint32_t u = 0; u < n; u++) {
-            wstr v;
-            if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
-            for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
-            if (v.n && v.p[v.n - 1] == '.') seen[TFN_FINAL_DOT] = 1;
-        }
-    }
+    if (!s->keeps) present_bytes(tx, s, base, names);
     if (s->keeps[chain] < 0) {
         int parent = r->tchain_parent[chain];
         int step = r->tchain_def[chain][r->tchain_def[chain][0]];
         bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent));
-        if (keeps && step == T_COMPRESSWHITESPACE && s->present[' '] && !s->pairs_known) {
-            s->present[TFN_SPACE_PAIR] = space_pair(tx, s, base, names);
+        bool space = (s->present.w[0] >> ' ') & 1;
+        if (keeps && step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
+            if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
             s->pairs_known = true;
         }
-        keeps = keeps && tfn_keeps(step, s->present);
+        keeps = keeps && tfn_keeps(step, &s->present);
         s->keeps[chain] = keeps;
         if (keeps) s->col_done[chain] = COL_KEEPS;
     }
@@ -229,11 +247,13 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
         src_state *s = source(tx, base, vid & 1);
         if (idx < s->n) {
             /* the chain's column is complete, or known to change nothing */
-            if (s->col_done[chain] == COL_KEEPS) return in;
-            if (s->col_done[chain] == COL_DONE) return s->tv[chain][s->first[idx]];
-            if (chain_keeps(tx, s, base, vid & 1, chain)) return in;
-            /* a value repeated in its source shares the first one's result */
+            if (s->col_done[chain] & COL_KEEPS) return in;
+            if (s->col_done[chain] & COL_DONE) return s->tv[chain][s->first[idx]];
+            /* a scalar's chain is applied (each step returns its input when it changes
+             * nothing): a scan of its bytes would cost more than the few steps on it */
             if (IS_COLLECTION(base)) {
+                if (chain_keeps(tx, s, base, vid & 1, chain)) return in;
+                /* a value repeated in its source shares the first one's result */
                 uint32_t f = firsts(tx, s, &tx->c[base], vid & 1)[idx];
                 if (f != idx) { idx = f; vid = VID(base, f, vid & 1); }
             }
@@ -243,33 +263,83 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
     return apply_chain(tx, chain, in, vid);
 }
 
+/* The results a chain's parent gives a column: NULL for the values themselves. */
+static const wstr *parent_results(const waf_rules *r, const src_state *s, int chain) {
+    int p = r->tchain_parent[chain];
+    return p < 0 || r->tchain_def[p][0] == 0 || (s->col_done[p] & COL_KEEPS) ? NULL : s->tv[p];
+}
+
 /* The results of `chain` for every distinct value of a collection source, computed a
  * column at a time: the parent chain's column, then the last step on each of its results
- * (no per-value walk up the chain).  NULL: the chain changes no value of the source. */
+ * (no per-value walk up the chain).  NULL: the chain changes no value of the source.
+ * A column is shared rather than computed when it is known to be another's: a step that
+ * changed no result leaves its parent's column (urlDecodeUni after base64Decode of text
+ * without '%' or '+'), a step that keeps the empty text leaves a column of empty results
+ * (every step after a strict base64Decode of dotted argument names), and two chains that
+ * end in the same step over the same column (t:urlDecodeUni,t:jsDecode,t:base64Decode and
+ * t:urlDecodeUni,t:jsDecode,t:removeWhitespace,t:base64Decode where removeWhitespace keeps
+ * the values) have the same results. */
 static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int chain) {
     const waf_rules *r = tx->rules;
+    if (s->col_done[chain] & COL_KEEPS) return NULL;
+    if (s->col_done[chain] & COL_DONE) return s->tv[chain];
     if (chain_keeps(tx, s, base, names, chain)) return NULL;
-    if (s->col_done[chain] == COL_DONE) return s->tv[chain];
     int parent = r->tchain_parent[chain];
     const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
+    static const tfn_set NO_BYTES;
+    if (ptv && (s->col_done[parent] & COL_EMPTY) && tfn_keeps(step, &NO_BYTES)) {
+        s->tv[chain] = (wstr *)ptv;
+        s->col_done[chain] = s->col_done[parent];
+        return ptv;
+    }
+    for (int k = 0; k < s->n_computed; k++) {
+        int o = s->computed[k];
+        if (r->tchain_def[o][r->tchain_def[o][0]] != step || parent_results(r, s, o) != ptv) continue;
+        s->tv[chain] = s->tv[o];
+        s->col_done[chain] = s->col_done[o];
+        return s->col_done[chain] & COL_KEEPS ? NULL : s->tv[chain];
+    }
     const coll *c = &tx->c[base];
     firsts(tx, s, c, names);
+    /* only the distinct values' entries are ever read (value i's result is at first[i]): a
+     * column begun here needs no clearing, one that transform() began keeps its results */
     wstr *tv = s->tv[chain];
-    if (!tv) {
-        tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
-        memset(tv, 0, (size_t)(s->n ? s->n : 1) * sizeof *tv);
-    }
+    bool fresh = !tv, same = true, empty = true;
+    if (fresh) tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
     for (uint32_t u = 0; u < s->n_uniq; u++) {
         uint32_t i = s->uniq[u];
         const kv *it = &c->items[i];
-        if (!it->key.p || tv[i].p) continue;
-        wstr out = tfn_apply(&tx->a, step, ptv ? ptv[i] : (names ? it->key : it->val));
-        if (!out.p) out.p = "";
-        tv[i] = out;
+        if (!it->key.p) continue;
+        wstr in = ptv ? ptv[i] : (names ? it->key : it->val);
+        if (fresh || !tv[i].p) {
+            wstr out = tfn_apply(&tx->a, step, in);
+            if (!out.p) out.p = "";
+            tv[i] = out;
+        }
+        same = same && tv[i].p == in.p && tv[i].n == in.n;
+        empty = empty && !tv[i].n;
     }
-    s->col_done[chain] = COL_DONE;
+    if (!s->computed) s->computed = ar_alloc(&tx->a, (size_t)r->n_tchains * sizeof *s->computed);
+    s->computed[s->n_computed++] = (uint16_t)chain;
+    if (same && !ptv) {   /* the values themselves */
+        s->col_done[chain] = COL_KEEPS;
+        return NULL;
+    }
+    if (same) tv = s->tv[chain] = (wstr *)ptv;
+    s->col_done[chain] = COL_DONE | (empty ? COL_EMPTY : 0) | (same ? s->col_done[parent] & COL_EMPTY : 0);
     return tv;
+}
+
+uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx) {
+    src_state *s = source(tx, base, names);
+    firsts(tx, s, &tx->c[base], names);
+    *idx = s->uniq;
+    return s->n_uniq;
+}
+
+const wstr *source_column(waf_tx *tx, int base, bool names, int chain) {
+    return column(tx, source(tx, base, names), base, names, chain);
 }
 
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
@@ -277,7 +347,13 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     if (!s->n) return NULL;
     wstr *j = &s->joined[chain];
     if (j->p) return j;
-    if (chain_keeps(tx, s, base, names, chain)) {
+    if (!IS_COLLECTION(base)) {
+        *j = transform(tx, chain, tx->sc[base], VID(base, 0, 0));
+        if (!j->p) j->p = "";
+        return j;
+    }
+    const wstr *tv = IS_COLLECTION(base) ? column(tx, s, base, names, chain) : NULL;
+    if (!tv) {   /* the chain changes no value: the values themselves */
         const wstr *raw = raw_joined(tx, s, base, names);
         if (!raw->n && IS_COLLECTION(base)) {
             /* no live value (every item deleted): as below */
@@ -288,14 +364,14 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
         *j = *raw;
         return j;
     }
-    if (!IS_COLLECTION(base)) {
-        *j = transform(tx, chain, tx->sc[base], VID(base, 0, 0));
-        if (!j->p) j->p = "";
-        return j;
-    }
+    /* a column shared with another chain (the same results): its join */
+    const waf_rules *r = tx->rules;
+    for (int k = 0; k < s->n_computed; k++)
+        if (s->joined[s->computed[k]].p && s->tv[s->computed[k]] == tv) {
+            *j = s->joined[s->computed[k]];
+            return j;
+        }
     coll *c = &tx->c[base];
-    firsts(tx, s, c, names);
-    const wstr *tv = column(tx, s, base, names, chain);
     size_t total = 0;
     uint32_t live = 0, last = 0;
     for (uint32_t u = 0; u < s->n_uniq; u++) {
@@ -312,21 +388,10 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     }
     /* the last step changed no value (urlDecode of text without '%', ...): the parent's
      * joined values serve (no copy) */
-    int parent = tx->rules->tchain_parent[chain];
-    if (parent >= 0) {
-        /* a parent that changes no value has no results of its own: the value is its result */
-        const wstr *ptv = column(tx, s, base, names, parent);
-        bool same = true;
-        for (uint32_t u = 0; u < s->n_uniq && same; u++) {
-            uint32_t i = s->uniq[u];
-            if (!c->items[i].key.p) continue;
-            wstr prev = ptv ? ptv[i] : (names ? c->items[i].key : c->items[i].val);
-            same = prev.p == tv[i].p && prev.n == tv[i].n;
-        }
-        if (same) {
-            *j = *source_joined(tx, base, names, parent);
-            return j;
-        }
+    int parent = r->tchain_parent[chain];
+    if (parent >= 0 && tv == parent_results(r, s, chain)) {
+        *j = *source_joined(tx, base, names, parent);
+        return j;
     }
     char *o = ar_alloc(&tx->a, total);
     size_t k = 0;

@@ -87,6 +87,13 @@ static wstr t_html(arena *a, wstr in) {
     const unsigned char *s = (const unsigned char *)in.p;
     size_t n = in.n, i = 0;
     while (i < n) {
+        /* text up to the next '&' is copied as it is, in one piece */
+        const unsigned char *amp = memchr(s + i, '&', n - i);
+        size_t run = amp ? (size_t)(amp - (s + i)) : n - i;
+        memcpy(d, s + i, run);
+        d += run;
+        i += run;
+        if (i == n) break;
         size_t copy = 1;
         if (s[i] == '&' && i + 1 < n) {
             size_t j = i + 1, k;
@@ -752,44 +759,65 @@ wstr tfn_apply(arena *a, int t, wstr in) {
     }
 }
 
-/* Whether transformation t returns every text made only of the bytes present (present[b]
- * != 0) unchanged: each case names the bytes its function acts on (see its early return
- * above).  present[TFN_SPACE_PAIR]: some text holds "  ", present[TFN_FINAL_DOT]: some text ends in
- * '.' (dotted names such as JSON arguments' keep under normalizePath).  False when not known. */
-bool tfn_keeps(int t, const uint8_t present[TFN_PRESENT]) {
-#define HAS(c) (present[(uint8_t)(c)] != 0)
+/* The bytes (and TFN_SPACE_PAIR, TFN_FINAL_DOT) each transformation acts on: it returns
+ * every text holding none of them unchanged (see each function's early return above).
+ * Built once; `never` for the transformations not listed (no such promise). */
+static tfn_set ACTS[T_COUNT];
+static bool NEVER[T_COUNT], acts_built;
+
+static void acts_add(tfn_set *s, unsigned b) { s->w[b >> 6] |= 1ull << (b & 63); }
+static void acts_add_all(tfn_set *s, const char *bytes) {
+    for (const char *c = bytes; *c; c++) acts_add(s, (uint8_t)*c);
+}
+static void acts_add_range(tfn_set *s, unsigned lo, unsigned hi) {
+    for (unsigned b = lo; b <= hi; b++) acts_add(s, b);
+}
+
+static void acts_build(void) {
     static const char SPACES[] = " \t\n\v\f\r";
-    bool spaces = HAS(NBSP);
-    for (const char *c = SPACES; *c; c++) spaces |= HAS(*c);
-    switch (t) {
-    case T_NONE: return true;
-    case T_LOWERCASE:
-        for (int c = 'A'; c <= 'Z'; c++) if (HAS(c)) return false;
-        return true;
-    case T_URLDECODE: case T_URLDECODEUNI: return !HAS('%') && !HAS('+');
-    case T_HTMLENTITYDECODE: return !HAS('&');
-    case T_JSDECODE: case T_CSSDECODE: case T_ESCAPESEQDECODE: return !HAS('\\');
-    case T_REMOVENULLS: case T_REPLACENULLS: return !HAS(0);
-    case T_UTF8TOUNICODE:
-        for (int k = 0x80; k < 0x100; k++) if (present[k]) return false;
-        return !HAS(0);
-    case T_REMOVEWHITESPACE: case T_TRIM: case T_TRIMLEFT: case T_TRIMRIGHT: return !spaces;
-    case T_COMPRESSWHITESPACE:   /* plain_spaces(in, true): single ' ' only */
-        if (HAS(' ') && present[TFN_SPACE_PAIR]) return false;
-        for (const char *c = SPACES + 1; *c; c++) if (HAS(*c)) return false;
-        return !HAS(NBSP);
-    case T_NORMALIZEPATH: return !HAS('/') && !present[TFN_FINAL_DOT];   /* t_normpath: no separator, no final '.' */
-    case T_NORMALIZEPATHWIN: return !HAS('/') && !HAS('\\') && !present[TFN_FINAL_DOT];
-    case T_REPLACECOMMENTS: return !HAS('*');
-    case T_REMOVECOMMENTS: case T_REMOVECOMMENTSCHAR: return !HAS('#') && !HAS('-') && !HAS('*');
-    case T_SQLHEXDECODE: return !HAS('x') && !HAS('X');
-    case T_CMDLINE:   /* cmdline_keeps, for every value: no byte it deletes, replaces or lowercases, no ' ' */
-        for (const char *c = "\"'\\^,; \t\r\n"; *c; c++) if (HAS(*c)) return false;
-        for (int c = 'A'; c <= 'Z'; c++) if (HAS(c)) return false;
-        return true;
-    default: return false;
+    for (int t = 0; t < T_COUNT; t++) {
+        tfn_set *a = &ACTS[t];
+        switch (t) {
+        case T_NONE: break;
+        case T_LOWERCASE: acts_add_range(a, 'A', 'Z'); break;
+        case T_URLDECODE: case T_URLDECODEUNI: acts_add_all(a, "%+"); break;
+        case T_HTMLENTITYDECODE: acts_add(a, '&'); break;
+        case T_JSDECODE: case T_CSSDECODE: case T_ESCAPESEQDECODE: acts_add(a, '\\'); break;
+        case T_REMOVENULLS: case T_REPLACENULLS: acts_add(a, 0); break;
+        case T_UTF8TOUNICODE: acts_add_range(a, 0x80, 0xff); acts_add(a, 0); break;
+        case T_REMOVEWHITESPACE: case T_TRIM: case T_TRIMLEFT: case T_TRIMRIGHT:
+            acts_add_all(a, SPACES);
+            acts_add(a, NBSP);
+            break;
+        case T_COMPRESSWHITESPACE:   /* plain_spaces(in, true): single ' ' only */
+            acts_add_all(a, SPACES + 1);
+            acts_add(a, NBSP);
+            acts_add(a, TFN_SPACE_PAIR);
+            break;
+        case T_NORMALIZEPATH:   /* t_normpath: no separator, no final '.' */
+            acts_add(a, '/');
+            acts_add(a, TFN_FINAL_DOT);
+            break;
+        case T_NORMALIZEPATHWIN: acts_add_all(a, "/\\"); acts_add(a, TFN_FINAL_DOT); break;
+        case T_REPLACECOMMENTS: acts_add(a, '*'); break;
+        case T_REMOVECOMMENTS: case T_REMOVECOMMENTSCHAR: acts_add_all(a, "#-*"); break;
+        case T_SQLHEXDECODE: acts_add_all(a, "xX"); break;
+        case T_CMDLINE:   /* cmdline_keeps: no byte it deletes, replaces or lowercases, no ' ' */
+            acts_add_all(a, "\"'\\^,; \t\r\n");
+            acts_add_range(a, 'A', 'Z');
+            break;
+        default: NEVER[t] = true;
+        }
     }
-#undef HAS
+    acts_built = true;
+}
+
+bool tfn_keeps(int t, const tfn_set *present) {
+    if (!acts_built) acts_build();
+    if (t <= 0 || t >= T_COUNT || NEVER[t]) return false;
+    const tfn_set *a = &ACTS[t];
+    return !((a->w[0] & present->w[0]) | (a->w[1] & present->w[1]) | (a->w[2] & present->w[2]) |
+             (a->w[3] & present->w[3]) | (a->w[4] & present->w[4]));
 }
 
 static const struct { const char *name; int id; } TFNS[] = {

@@ -349,11 +349,12 @@ void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
-/* t returns any text made only of the bytes present (present[b] != 0) unchanged; beyond
- * the 256 bytes, present[TFN_SPACE_PAIR] says whether some text holds two ' ' in a row and
- * present[TFN_FINAL_DOT] whether some text ends in '.' */
-enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT, TFN_PRESENT };
-bool tfn_keeps(int t, const uint8_t present[TFN_PRESENT]);
+/* A set of bytes (bit b) and, beyond them, TFN_SPACE_PAIR (some text holds two ' ' in a
+ * row; only with ' ') and TFN_FINAL_DOT (some text ends in '.') */
+enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT };
+typedef struct { uint64_t w[5]; } tfn_set;
+/* t returns any text made only of the bytes in `present` unchanged */
+bool tfn_keeps(int t, const tfn_set *present);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);
 
@@ -375,6 +376,12 @@ void rx_free(regex *re);
 wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
 /* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
+/* The distinct values of a collection source (repeats left out, deleted items too): their
+ * count and their indices in the collection, in order. */
+uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx);
+/* The results of `chain` for the distinct values of a collection source, by item index;
+ * NULL when the chain changes no value (the results are the values themselves). */
+const wstr *source_column(waf_tx *tx, int base, bool names, int chain);
 void source_changed(waf_tx *tx, int base);   /* a scalar was set */
 bool source_empty(waf_tx *tx, int base);
 /* An operator that is a function of the value alone (libinjection, validators) need not run
