@@ -56,6 +56,7 @@ bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err,
     out->code = (rx_code *)pcre2_compile((PCRE2_SPTR)pat, n, opts, &code, &off, NULL);
     out->src = (wstr){pat, n};
     out->lit_mode = RX_LIT_NONE;
+    out->match_all = n == 4 && memcmp(pat, "^.*$", 4) == 0;
     if (caseless && out->code) rx_literal(out, pat, n);
     if (!out->code) {
         PCRE2_UCHAR msg[160];
@@ -487,6 +488,11 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
             rx_free(&re);
             if (rc > 0) *md = v;
             return rc > 0;
+        }
+        if (o->rx.match_all) {   /* what PCRE2 would answer: all of v, as TX.0 when capturing */
+            if (ru->capture) tx_set_var(tx, V_TX, WSTR("0"), (wstr){ar_dup(&tx->a, v.p, v.n), v.n});
+            *md = v;
+            return true;
         }
         int rc = rx_match(tx, &o->rx, v, ru->capture);
         if (rc > 0) {

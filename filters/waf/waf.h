@@ -100,6 +100,9 @@ typedef struct {
      * pcre2_match_simple's fast path */
     int lit_mode;
     wstr lit;
+    /* `^.*$`, which the engine's options (dot-all, multiline) make match every subject
+     * whole (CRS 920450 captures each header name with it): answered without PCRE2 */
+    bool match_all;
 } regex;
 enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT, RX_LIT_LEAD };
 
