@@ -16,11 +16,38 @@
 
 /* ------------------------------------------------------------------ regex */
 
+/* Unanchored ASCII text (escaped punctuation allowed) whose last character may carry `*`,
+ * `?` or `+`: a subject matches exactly when it contains the text without that optional
+ * character (CRS 922110's key regex `MULTIPART_HEADERS_CONTENT_TYPES_*`, tried on
+ * every TX key of every request). */
+static void rx_literal_any(regex *re, const char *pat, size_t n) {
+    char *o = malloc(n + 1);
+    if (!o) abort();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < n && !isalnum((unsigned char)pat[i + 1])) {
+            c = pat[++i];
+        } else if (strchr("\\^$.|?*+()[]{}", c)) {
+            if (i + 1 != n || !strchr("*?+", c) || !k) { free(o); return; }
+            if (c != '+') k--;
+            break;
+        }
+        if ((unsigned char)c >= 0x80) { free(o); return; }
+        o[k++] = c;
+    }
+    if (!k) { free(o); return; }
+    o[k] = 0;
+    re->lit = (wstr){o, k};
+    re->lit_mode = RX_LIT_ANY;
+}
+
 /* ^lit or ^lit$ where lit has no metacharacters (escaped punctuation allowed); else ^lit
  * followed by more pattern (no alternation anywhere): lit is what every match starts with */
 static void rx_literal(regex *re, const char *pat, size_t n) {
     re->lit_mode = RX_LIT_NONE;
-    if (n < 2 || pat[0] != '^') return;
+    if (n && pat[0] != '^') { rx_literal_any(re, pat, n); return; }
+    if (n < 2) return;
     bool exact = pat[n - 1] == '$' && !(n >= 3 && pat[n - 2] == '\\');
     size_t end = exact ? n - 1 : n;
     char *o = malloc(end + 1);
@@ -610,6 +637,12 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
 
 /* One-off match without a transaction (configure time: tags, messages). */
 bool pcre2_match_simple(const regex *re, wstr s) {
+    if (re->lit_mode == RX_LIT_ANY) {   /* caseless: ASCII letters fold, as PCRE2's default tables */
+        wstr l = re->lit;
+        for (size_t i = 0; i + l.n <= s.n; i++)
+            if ((s.p[i] | 0x20) == (l.p[0] | 0x20) && ieq(s.p + i, l.n, l.p, l.n)) return true;
+        return false;
+    }
     /* a literal pattern (caseless, multiline: only for subjects without a newline) */
     if (re->lit_mode && !(s.n && memchr(s.p, '\n', s.n))) {
         if (s.n < re->lit.n || (re->lit_mode == RX_LIT_EXACT && s.n != re->lit.n)) return false;
