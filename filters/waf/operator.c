@@ -486,14 +486,19 @@ void op_free(oper *o) {
 
 /* ------------------------------------------------------------------ evaluation */
 
+/* The first occurrence of needle in hay.  Candidates are found by the needle's second byte:
+ * @within lists separate their words by a delimiter that also starts the needle (CRS
+ * 920450's `/%{tx.0}/` in `/content-encoding/ /proxy/ ...`), so its first byte is
+ * everywhere in the list. */
 static bool find_sub(wstr hay, wstr needle, size_t *at) {
     if (needle.n == 0) { *at = 0; return true; }
     if (needle.n > hay.n) return false;
-    for (size_t i = 0; i + needle.n <= hay.n; i++) {
-        const char *p = memchr(hay.p + i, needle.p[0], hay.n - needle.n + 1 - i);
+    size_t k = needle.n >= 2, last = hay.n - needle.n;   /* candidate starts: 0..last */
+    for (size_t i = 0; i <= last; i++) {
+        const char *p = memchr(hay.p + i + k, needle.p[k], last + 1 - i);
         if (!p) return false;
-        i = (size_t)(p - hay.p);
-        if (memcmp(p, needle.p, needle.n) == 0) { *at = i; return true; }
+        i = (size_t)(p - hay.p) - k;
+        if (memcmp(hay.p + i, needle.p, needle.n) == 0) { *at = i; return true; }
     }
     return false;
 }
