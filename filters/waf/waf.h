@@ -149,6 +149,7 @@ typedef struct {
     wstr pm_phrases;             /* the same phrases, each after its length (uint32_t) */
     ip_net *nets; int n_nets;    /* OP_IPMATCH */
     uint8_t byte_ok[32];         /* OP_VALIDATEBYTERANGE bitmap */
+    uint8_t byte_floor;          /* every byte from it up is allowed (0: no such floor <= 128) */
     long long num;               /* numeric comparisons without macros */
     bool num_static;
 } oper;
