@@ -16,7 +16,17 @@
  * text, attribute names, tag closes and a quoted start state's first value, which no
  * attribute name precedes. */
 bool xss_impossible(wstr v) {
-    for (size_t i = 0; i < v.n; i++)
+    /* eight bytes a step: a byte equal to '<' or '=' leaves a zero byte in x ^ that byte */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= v.n; i += 8) {
+        uint64_t x, a, b;
+        memcpy(&x, v.p + i, 8);
+        a = x ^ (ones * '<');
+        b = x ^ (ones * '=');
+        if (((a - ones) & ~a & highs) | ((b - ones) & ~b & highs)) return false;
+    }
+    for (; i < v.n; i++)
         if (v.p[i] == '<' || v.p[i] == '=') return false;
     return true;
 }
@@ -24,15 +34,26 @@ bool xss_impossible(wstr v) {
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
+/* the bytes of a one-token word: letters, digits, '_' and '.' */
+static const bool WORD_BYTE[256] = {
+    ['.'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 #define TOKEN_KEPT (sizeof ((stoken_t *)0)->val - 1)   /* the bytes of a word its token keeps */
 
 /* Whether libinjection's keyword table types the word w (the text before a '.') as anything
  * but a bareword.  The table is a binary search over ~9 000 entries; dotted argument names
- * share their first parts (json.items.…), so the last answers are kept. */
-static bool keyword_prefix(const char *w, size_t n) {
+ * share their first parts (json.items.…), so the last answers are kept, found by h (the
+ * caller's hash of w, built a byte at a time as it reads the value). */
+static bool keyword_prefix(const char *w, size_t n, uint32_t h) {
     static struct { uint8_t n; char w[TOKEN_KEPT]; bool kw; } memo[64];
-    uint32_t h = (uint32_t)n * 2654435761u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)w[i]) * 16777619u;
     __typeof__(memo[0]) *m = &memo[h >> 26];
     if (m->n == n && n && memcmp(m->w, w, n) == 0) return m->kw;
     char t = libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, w, n);
@@ -52,7 +73,8 @@ static bool keyword_prefix(const char *w, size_t n) {
  *  - a letter, then letters, digits, '_' and '.': parse_word takes it all (none of these
  *    ends a word; a leading b, e, n, q, u or x parses a string only before a quote or '&'),
  *    unless the text before a '.' is a keyword (`select.1`): each such prefix among the
- *    first 31 bytes (what the token keeps) is looked up as libinjection does. */
+ *    first 31 bytes (what the token keeps) is looked up as libinjection does.
+ * One pass: the bytes are checked and the prefix's hash grows as they are read. */
 bool sqli_impossible(wstr v) {
     if (!v.n) return true;
     const char *s = v.p;
@@ -62,9 +84,18 @@ bool sqli_impossible(wstr v) {
         return true;
     }
     if (!is_alpha(s[0])) return false;
-    for (size_t i = 1; i < v.n; i++)
-        if (!is_alpha(s[i]) && !is_digit(s[i]) && s[i] != '_' && s[i] != '.') return false;
-    for (const char *d = s; (d = memchr(d, '.', v.n - (size_t)(d - s))) && (size_t)(d - s) < TOKEN_KEPT; d++)
-        if (keyword_prefix(s, (size_t)(d - s))) return false;
+    uint32_t h = 2166136261u;
+    size_t i = 0;
+    for (size_t n = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (keyword_prefix(s, i, h ^ ((uint32_t)i * 2654435761u))) return false;
+        } else if (!WORD_BYTE[(uint8_t)c]) {
+            return false;
+        }
+        h = (h ^ (uint8_t)c) * 16777619u;
+    }
+    for (; i < v.n; i++)
+        if (!WORD_BYTE[(uint8_t)s[i]]) return false;
     return true;
 }

@@ -16,11 +16,38 @@
 
 /* ------------------------------------------------------------------ regex */
 
+/* Unanchored ASCII text (escaped punctuation allowed) whose last character may carry `*`,
+ * `?` or `+`: a subject matches exactly when it contains the text without that optional
+ * character (CRS 922110's key regex `MULTIPART_HEADERS_CONTENT_TYPES_*`, tried on
+ * every TX key of every request). */
+static void rx_literal_any(regex *re, const char *pat, size_t n) {
+    char *o = malloc(n + 1);
+    if (!o) abort();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < n && !isalnum((unsigned char)pat[i + 1])) {
+            c = pat[++i];
+        } else if (strchr("\\^$.|?*+()[]{}", c)) {
+            if (i + 1 != n || !strchr("*?+", c) || !k) { free(o); return; }
+            if (c != '+') k--;
+            break;
+        }
+        if ((unsigned char)c >= 0x80) { free(o); return; }
+        o[k++] = c;
+    }
+    if (!k) { free(o); return; }
+    o[k] = 0;
+    re->lit = (wstr){o, k};
+    re->lit_mode = RX_LIT_ANY;
+}
+
 /* ^lit or ^lit$ where lit has no metacharacters (escaped punctuation allowed); else ^lit
  * followed by more pattern (no alternation anywhere): lit is what every match starts with */
 static void rx_literal(regex *re, const char *pat, size_t n) {
     re->lit_mode = RX_LIT_NONE;
-    if (n < 2 || pat[0] != '^') return;
+    if (n && pat[0] != '^') { rx_literal_any(re, pat, n); return; }
+    if (n < 2) return;
     bool exact = pat[n - 1] == '$' && !(n >= 3 && pat[n - 2] == '\\');
     size_t end = exact ? n - 1 : n;
     char *o = malloc(end + 1);
@@ -56,6 +83,7 @@ bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err,
     out->code = (rx_code *)pcre2_compile((PCRE2_SPTR)pat, n, opts, &code, &off, NULL);
     out->src = (wstr){pat, n};
     out->lit_mode = RX_LIT_NONE;
+    out->match_all = n == 4 && memcmp(pat, "^.*$", 4) == 0;
     if (caseless && out->code) rx_literal(out, pat, n);
     if (!out->code) {
         PCRE2_UCHAR msg[160];
@@ -312,6 +340,9 @@ static bool byte_range_compile(oper *o, const char *p, size_t n, char *err, size
         if (lo < 0 || hi > 255 || lo > hi) { snprintf(err, err_len, "@validateByteRange: invalid range"); return false; }
         for (long b = lo; b <= hi; b++) o->byte_ok[b >> 3] |= (uint8_t)(1u << (b & 7));
     }
+    int floor = 256;
+    while (floor > 0 && (o->byte_ok[(floor - 1) >> 3] & (1u << ((floor - 1) & 7)))) floor--;
+    o->byte_floor = floor >= 1 && floor <= 128 ? (uint8_t)floor : 0;
     return true;
 }
 
@@ -458,14 +489,19 @@ void op_free(oper *o) {
 
 /* ------------------------------------------------------------------ evaluation */
 
+/* The first occurrence of needle in hay.  Candidates are found by the needle's second byte:
+ * @within lists separate their words by a delimiter that also starts the needle (CRS
+ * 920450's `/%{tx.0}/` in `/content-encoding/ /proxy/ ...`), so its first byte is
+ * everywhere in the list. */
 static bool find_sub(wstr hay, wstr needle, size_t *at) {
     if (needle.n == 0) { *at = 0; return true; }
     if (needle.n > hay.n) return false;
-    for (size_t i = 0; i + needle.n <= hay.n; i++) {
-        const char *p = memchr(hay.p + i, needle.p[0], hay.n - needle.n + 1 - i);
+    size_t k = needle.n >= 2, last = hay.n - needle.n;   /* candidate starts: 0..last */
+    for (size_t i = 0; i <= last; i++) {
+        const char *p = memchr(hay.p + i + k, needle.p[k], last + 1 - i);
         if (!p) return false;
-        i = (size_t)(p - hay.p);
-        if (memcmp(p, needle.p, needle.n) == 0) { *at = i; return true; }
+        i = (size_t)(p - hay.p) - k;
+        if (memcmp(hay.p + i, needle.p, needle.n) == 0) { *at = i; return true; }
     }
     return false;
 }
@@ -487,6 +523,11 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
             rx_free(&re);
             if (rc > 0) *md = v;
             return rc > 0;
+        }
+        if (o->rx.match_all) {   /* what PCRE2 would answer: all of v, as TX.0 when capturing */
+            if (ru->capture) tx_set_var(tx, V_TX, WSTR("0"), (wstr){ar_dup(&tx->a, v.p, v.n), v.n});
+            *md = v;
+            return true;
         }
         int rc = rx_match(tx, &o->rx, v, ru->capture);
         if (rc > 0) {
@@ -555,12 +596,22 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
             if (ip_in(&o->nets[i], addr, v6)) { *md = v; return true; }
         return false;
     }
-    case OP_VALIDATEBYTERANGE:
-        for (size_t i = 0; i < v.n; i++) {
+    case OP_VALIDATEBYTERANGE: {
+        size_t i = 0;
+        if (o->byte_floor) {
+            /* eight bytes a step while none is below the floor (CRS 920270: 1-255) */
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            for (uint64_t x; i + 8 <= v.n; i += 8) {
+                memcpy(&x, v.p + i, 8);
+                if ((x - ones * o->byte_floor) & ~x & highs) break;
+            }
+        }
+        for (; i < v.n; i++) {
             unsigned char c = (unsigned char)v.p[i];
             if (!(o->byte_ok[c >> 3] & (1u << (c & 7)))) { *md = (wstr){v.p + i, 1}; return true; }
         }
         return false;
+    }
     case OP_VALIDATEURLENCODING:
         *md = v;
         return url_encoding_invalid(v);
@@ -604,6 +655,12 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
 
 /* One-off match without a transaction (configure time: tags, messages). */
 bool pcre2_match_simple(const regex *re, wstr s) {
+    if (re->lit_mode == RX_LIT_ANY) {   /* caseless: ASCII letters fold, as PCRE2's default tables */
+        wstr l = re->lit;
+        for (size_t i = 0; i + l.n <= s.n; i++)
+            if ((s.p[i] | 0x20) == (l.p[0] | 0x20) && ieq(s.p + i, l.n, l.p, l.n)) return true;
+        return false;
+    }
     /* a literal pattern (caseless, multiline: only for subjects without a newline) */
     if (re->lit_mode && !(s.n && memchr(s.p, '\n', s.n))) {
         if (s.n < re->lit.n || (re->lit_mode == RX_LIT_EXACT && s.n != re->lit.n)) return false;

@@ -96,12 +96,15 @@ typedef struct {
     rx_code *code;
     wstr src;
     /* a pattern that is only a literal: ^lit (RX_LIT_PREFIX) or ^lit$ (RX_LIT_EXACT), or
-     * starts with one (RX_LIT_LEAD: a subject must start with lit), for
-     * pcre2_match_simple's fast path */
+     * starts with one (RX_LIT_LEAD: a subject must start with lit), or lit anywhere
+     * (RX_LIT_ANY), for pcre2_match_simple's fast path */
     int lit_mode;
     wstr lit;
+    /* `^.*$`, which the engine's options (dot-all, multiline) make match every subject
+     * whole (CRS 920450 captures each header name with it): answered without PCRE2 */
+    bool match_all;
 } regex;
-enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT, RX_LIT_LEAD };
+enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT, RX_LIT_LEAD, RX_LIT_ANY };
 
 /* A string with %{...} macros, split at compile time. */
 typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
@@ -146,6 +149,7 @@ typedef struct {
     wstr pm_phrases;             /* the same phrases, each after its length (uint32_t) */
     ip_net *nets; int n_nets;    /* OP_IPMATCH */
     uint8_t byte_ok[32];         /* OP_VALIDATEBYTERANGE bitmap */
+    uint8_t byte_floor;          /* every byte from it up is allowed (0: no such floor <= 128) */
     long long num;               /* numeric comparisons without macros */
     bool num_static;
 } oper;

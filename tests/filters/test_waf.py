@@ -73,6 +73,19 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
                       f'SecRule ARGS:n "@ge %{{tx.limit}}" "{DENY}"', {"target": "/?n=3"}, True),
     ("ipMatch", f'SecRule REMOTE_ADDR "@ipMatch 10.0.0.0/8,127.0.0.0/8" "{DENY}"', {}, True),
     ("validateByteRange", f'SecRule ARGS "@validateByteRange 32-126" "{DENY}"', {"target": "/?a=x%01"}, True),
+    # 1-255 is checked eight bytes a step: a NUL past the first eight
+    ("validateByteRange, NUL after eight bytes", f'SecRule ARGS "@validateByteRange 1-255" "{DENY}"',
+     {"target": "/?a=abcdefghij%00k"}, True),
+    ("validateByteRange 1-255, no NUL", f'SecRule ARGS "@validateByteRange 1-255" "{DENY}"',
+     {"target": "/?a=abcdefghij%01%FFk"}, False),
+    # ^.*$ (answered without PCRE2) captures the whole value, newlines included
+    ("rx ^.*$ captures the value", 'SecRule ARGS:q "@rx ^.*$" "id:2,phase:2,pass,nolog,capture,setvar:tx.got=%{tx.0}"\n'
+     f'SecRule TX:got "@rx ^ab\\ncd$" "{DENY}"', {"target": "/?q=ab%0Acd"}, True),
+    # an unanchored literal key regex (a substring test, caseless; the last character optional)
+    ("literal key regex", 'SecAction "id:2,phase:1,pass,nolog,setvar:tx.x_Multipart_Headers_Content_Type=1"\n'
+     f'SecRule TX:/MULTIPART_HEADERS_CONTENT_TYPES*/ "@eq 1" "{DENY}"', {}, True),
+    ("literal key regex, no such key", 'SecAction "id:2,phase:1,pass,nolog,setvar:tx.multipart_headers_content=1"\n'
+     f'SecRule TX:/MULTIPART_HEADERS_CONTENT_TYPES*/ "@eq 1" "{DENY}"', {}, False),
     ("validateUrlEncoding", f'SecRule QUERY_STRING "@validateUrlEncoding" "{DENY}"', {"target": "/?a=%zz"}, True),
     ("validateUtf8Encoding", f'SecRule ARGS "@validateUtf8Encoding" "{DENY}"', {"target": "/?a=%c3%28"}, True),
     ("unconditionalMatch", f'SecRule REQUEST_URI "@unconditionalMatch" "{DENY}"', {}, True),
