@@ -22,7 +22,7 @@ from collections import deque
 from typing import AsyncIterator, Callable
 
 import httptools
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
 from edgenode.http.errors import (
@@ -299,8 +299,8 @@ class _OriginConnection(asyncio.Protocol):
                 self._interim(status, raw)
             return
         self._status = status
-        headers: CIMultiDict[str] = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers])
+        pairs = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
+        headers: CIMultiDict[str] = CIMultiDict(pairs)
         self._headers = []
         if self._method == "HEAD" or status in (204, 304):
             body: bytes | OriginBody = b""
@@ -314,7 +314,9 @@ class _OriginConnection(asyncio.Protocol):
             self._eof_delimited = _read_to_close(headers)
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(Response(status, headers, body))
+            response = Response(status, headers, body)
+            response.fields = (getversion(headers), pairs)
+            waiter.set_result(response)
 
     def _interim(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
         headers: CIMultiDict[str] = CIMultiDict(
