@@ -677,32 +677,34 @@ class OriginPool:
 def _encode_head(req: Request) -> tuple[bytes, int | None]:
     """Request line + headers with our framing; returns (head, length or None if chunked).
 
-    A ``bytes`` body is sent with Content-Length unless it carries trailers.
+    A ``bytes`` body is sent with Content-Length unless it carries trailers.  The field
+    lines are joined by C calls (``": ".join`` per pair), not formatted one by one.
     """
     headers = req.headers
     body = req.body
-    lines = [f"{req.method} {req.target} HTTP/1.1\r\n"]
     if "content-length" in headers or "transfer-encoding" in headers or "connection" in headers:
-        lines += [f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _FRAMING]
+        fields = [(k, v) for k, v in headers.items() if k.lower() not in _FRAMING]
     else:
-        lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
+        fields = list(headers.items())
+    framing = ""
     length: int | None = None
     if isinstance(body, (bytes, bytearray)):
         if req.trailers:
-            lines.append("Transfer-Encoding: chunked\r\n")
+            framing = "Transfer-Encoding: chunked\r\n"
         else:
             length = len(body)
             if body or req.method in _BODY_METHODS:
-                lines.append(f"Content-Length: {length}\r\n")
+                framing = f"Content-Length: {length}\r\n"
     else:
         cl = headers.get("content-length")
         if cl is not None and cl.isdigit():
             length = int(cl)
-            lines.append(f"Content-Length: {length}\r\n")
+            framing = f"Content-Length: {length}\r\n"
         else:
-            lines.append("Transfer-Encoding: chunked\r\n")
-    lines.append("\r\n")
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            framing = "Transfer-Encoding: chunked\r\n"
+    lines = len(fields) + 2 + (framing != "")
+    text = (f"{req.method} {req.target} HTTP/1.1\r\n" + "\r\n".join(map(": ".join, fields))
+            + ("\r\n" if fields else "") + framing + "\r\n")
+    if text.count("\n") != lines or text.count("\r") != lines:
         raise ValueError("a request header contains CR or LF")
     return text.encode("latin-1"), length
