@@ -50,7 +50,6 @@ def _pairs(pairs: Any) -> list[tuple[str, str]]:
 
 #: field -> (to plain data, back); None values are stored as None
 _CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
-    "headers": (_pairs, list),
     "trailers": (lambda t: _pairs(t.items()), CIMultiDict),
     "partial": (lambda p: (p.length, p.spans), lambda v: Partial(*v)),
 }
@@ -74,6 +73,7 @@ class StoreRecord:
 
 
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
+_HEADERS = _INDEX["headers"]
 #: the stored fields of an entry, in ``FIELDS`` order, in one call
 _GET_FIELDS = operator.attrgetter(*FIELDS)
 
@@ -84,7 +84,11 @@ def encode(entry: Entry) -> bytes:
     for i, to, _ in _CONVERTED:
         if values[i] is not None:
             values[i] = to(values[i])
-    return marshal.dumps(tuple(values), _MARSHAL_VERSION)
+    try:  # ``build_entry`` makes the stored fields plain ``str`` pairs: no pass over them
+        return marshal.dumps(tuple(values), _MARSHAL_VERSION)
+    except ValueError:
+        values[_HEADERS] = _pairs(values[_HEADERS])
+        return marshal.dumps(tuple(values), _MARSHAL_VERSION)
 
 
 def decode_record(data: bytes | memoryview) -> StoreRecord:

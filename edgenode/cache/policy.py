@@ -8,7 +8,6 @@ comparisons (the hit path budget is tens of microseconds).
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -43,6 +42,8 @@ _NOT_STORED = HOP_BY_HOP | {"age", "content-length", "surrogate-key", "surrogate
 _NOT_REFRESHED = _NOT_STORED | {"set-cookie", "set-cookie2"}
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
+#: header fields as plain (name, value) pairs, in order
+Fields = list[tuple[str, str]]
 
 
 def response_directives(resp_headers: Headers, surrogate: tuple[str, ...] | None = None
@@ -199,96 +200,122 @@ def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tupl
     return values, "\x00".join(f"{n}={v}" for n, v in zip(vary, values))
 
 
-def _stored_headers(resp_headers: Headers, cc: Mapping[str, str | None]) -> list[tuple[str, str]]:
+def _not_stored(resp_headers: Headers, names: set[str], cc: Mapping[str, str | None],
+                targeted: bool) -> frozenset[str]:
+    """The lower-case names not stored: ``_NOT_STORED``, the fields ``Connection`` names,
+    and those of private="f" / no-cache="f" (a shared cache may store the response without
+    them; the ones Cache-Control names are dropped even when a targeted field rules
+    freshness)."""
     extra: set[str] = set()
-    if "connection" in resp_headers:
+    if "connection" in names:
         extra.update(token.lower() for token in split_list(resp_headers.getall("connection")))
-    # private="f" / no-cache="f": a shared cache may store the response without those fields;
-    # the ones Cache-Control names are dropped even when a targeted field rules freshness
-    plain = parse_cache_control(resp_headers.getall("cache-control", ()))
+    plain = parse_cache_control(resp_headers.getall("cache-control", ())) if targeted else cc
     for directives in (cc, plain):
         if "private" in directives:
             extra.update(field_names(directives["private"]))
         if "no-cache" in directives:
             extra.update(field_names(directives["no-cache"]))
-    drop = _NOT_STORED | extra if extra else _NOT_STORED
-    return [(k, v) for k, v in resp_headers.items() if k.lower() not in drop]
+    return _NOT_STORED | extra if extra else _NOT_STORED
 
 
-def _apply_facts(e: Entry, status: int, resp_headers: Headers, request_time: float,
-                 response_time: float, heuristic_fraction: float, heuristic_max: float,
-                 default_ttl: float) -> CIMultiDict[str]:
-    """(Re)compute the freshness facts from the stored header list; the list as a multidict."""
-    h = CIMultiDict(e.headers)
-    cc, targeted = response_directives(h, e.surrogate_control)
-    date = parse_http_date(h.get("date"))
+def _set_facts(e: Entry, status: int, fields: Headers, cc: Mapping[str, str | None],
+               targeted: bool, age: str | None, request_time: float, response_time: float,
+               heuristic_fraction: float, heuristic_max: float, default_ttl: float) -> str | None:
+    """Compute the freshness facts from the stored fields; the Date value to add when
+    the response had none."""
+    added = None
+    date = parse_http_date(fields.get("date"))
     if date is None:
         date = response_time
-        field = format_http_date(response_time)
-        e.headers.append(("Date", field))
-        h.add("Date", field)
+        added = format_http_date(response_time)
     e.request_time = request_time
     e.response_time = response_time
     e.date = date
-    e.age0 = initial_age(resp_headers.get("age"), date, request_time, response_time)
-    e.lifetime = freshness_lifetime(status, h, cc, date, heuristic_fraction, heuristic_max, default_ttl,
-                                    targeted)
+    e.age0 = initial_age(age, date, request_time, response_time)
+    e.lifetime = freshness_lifetime(status, fields, cc, date, heuristic_fraction, heuristic_max,
+                                    default_ttl, targeted)
     e.fresh_until = response_time + e.lifetime - e.age0
     e.swr = float(delta_seconds(cc.get("stale-while-revalidate")) or 0)
     e.sie = float(delta_seconds(cc.get("stale-if-error")) or 0)
     e.no_stale = "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
     e.no_cache = "no-cache" in cc and not cc["no-cache"]
     e.auth_ok = _auth_allowed(cc)
-    e.etag = h.get("etag")
-    e.last_modified = h.get("last-modified")
+    e.etag = fields.get("etag")
+    e.last_modified = fields.get("last-modified")
     e.last_modified_ts = parse_http_date(e.last_modified)
-    return h
+    return added
 
 
 def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
                 req_headers: Headers, request_time: float, response_time: float,
                 heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0,
-                trailers: Headers | None = None, partial: Partial | None = None) -> Entry:
+                trailers: Headers | None = None, partial: Partial | None = None,
+                fields: Fields | None = None) -> Entry:
     """Turn a storable response into an Entry (parsing its caching fields once).
 
-    ``trailers`` (the chunked response's trailer fields, RFC 9111 §3 lets a cache keep
-    them) are stored as they are and replayed on full hits.  ``partial``: the entry is an
-    incomplete response (status 206) holding those spans (``resp_headers`` without the
-    206's Content-Range: it is made per answer).
+    ``fields``: ``resp_headers`` as plain ``str`` pairs, when the caller has them
+    (``Response.fields``): the stored list, the wire block and the size come from the
+    pairs, whose names are cheap to lower, join and marshal (a multidict's are ``istr``,
+    dear one by one); the lookups go to the multidicts, where they are single C calls.
+    The stored multidict (the hits' ``proto``) is built once.  ``trailers`` (the chunked response's
+    trailer fields, RFC 9111 §3 lets a cache keep them) are stored as they are and
+    replayed on full hits.  ``partial``: the entry is an incomplete response (status 206)
+    holding those spans (``resp_headers`` without the 206's Content-Range: it is made per
+    answer).
     """
-    cc, _ = response_directives(resp_headers)
+    pairs: Fields = [(str(k), v) for k, v in resp_headers.items()] if fields is None else fields
+    lows = [k.lower() for k, _ in pairs]
+    names = set(lows)
+    if "cdn-cache-control" in names or "surrogate-control" in names:
+        cc, targeted = response_directives(resp_headers)
+    else:
+        cc, targeted = parse_cache_control(resp_headers.getall("cache-control", ())), False
+    drop = _not_stored(resp_headers, names, cc, targeted)
     e = Entry()
     e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
     e.partial = partial
-    e.surrogate_control = tuple(resp_headers.getall("surrogate-control", ()))
-    e.headers = _stored_headers(resp_headers, cc)
+    e.surrogate_control = tuple(resp_headers.getall("surrogate-control")) if "surrogate-control" in names else ()
+    stored = [pair for pair, low in zip(pairs, lows) if low not in drop]
+    kept = names - drop
+    text = "\r\n".join(map(": ".join, stored)) + "\r\n" if stored else ""
+    lines = len(stored)
+    e.headers = stored
     if partial is None:
-        e.headers.append(("Content-Length", str(len(body))))
-    proto = _apply_facts(e, status, resp_headers, request_time, response_time,
-                         heuristic_fraction, heuristic_max, default_ttl)
-    vary = resp_headers.getall("vary", ())
-    e.vary = tuple(n.lower() for n in split_list(vary)) if vary else ()
+        length = str(len(body))
+        stored.append(("Content-Length", length))
+    proto = CIMultiDict(stored)
+    added = _set_facts(e, status, proto, cc, targeted, resp_headers.get("age"), request_time, response_time,
+                       heuristic_fraction, heuristic_max, default_ttl)
+    if added is not None:
+        stored.append(("Date", added))
+        proto.add("Date", added)
+        kept.add("date")
+        text += f"Date: {added}\r\n"
+        lines += 1
+    e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary"))) if "vary" in names else ()
     e.vary_values, e.variant = variant_signature(e.vary, req_headers)
-    e.surrogate_keys = tuple(k for v in resp_headers.getall("surrogate-key", ()) for k in v.split())
+    e.surrogate_keys = (tuple(k for v in resp_headers.getall("surrogate-key") for k in v.split())
+                        if "surrogate-key" in names else ())
     e.trailers = CIMultiDict(trailers) if trailers else None
-    # each field counted as its "name: value\r\n" line
-    e.size = len(body) + sum(map(len, chain.from_iterable(e.headers))) + 4 * len(e.headers) + len(key) + 200
+    # each field counted as its "name: value\r\n" line (Content-Length's is not in ``text``)
+    e.size = len(body) + len(text) + (len(length) + 18 if partial is None else 0) + len(key) + 200
     if e.trailers is not None:
         e.size += sum(len(k) + len(v) + 4 for k, v in e.trailers.items())
-    _prepare_hits(e, proto)
+    _prepare_hits(e, proto, kept, text, lines)
     return e
 
 
 #: fields a hit adds or replaces (the stage), or that the front end frames itself; the
 #: stored Content-Length is always ours, spelt so (``build_entry``: the origin's is not
 #: stored), and is left out of the block
-_NOT_PRESERIALISED = ("age", "x-cache", "transfer-encoding", "connection")
+_NOT_PRESERIALISED = frozenset({"age", "x-cache", "transfer-encoding", "connection"})
 
 
-def _prepare_hits(e: Entry, proto: CIMultiDict[str]) -> None:
+def _prepare_hits(e: Entry, proto: CIMultiDict[str], names: set[str], text: str, lines: int) -> None:
     """Per-entry work done once at store time instead of on every hit.
 
-    ``proto`` (``e.headers`` as a multidict) is the header multidict a hit copies.
+    ``proto`` (``e.headers`` as a multidict) is the header multidict a hit copies, ``names``
+    its lower-case names, ``text`` its ``lines`` field lines but Content-Length's.
     ``wire`` is the header block as the front end would write it (see
     ``Response.wire_head``), or None when the stored fields cannot be sent as they are
     (they hold a field a hit rewrites, or bad characters): those hits take the general
@@ -300,11 +327,9 @@ def _prepare_hits(e: Entry, proto: CIMultiDict[str]) -> None:
     e.hit = None
     if e.partial is not None:
         return  # never a whole hit: only ranges inside what it holds
-    if "date" not in proto or any(name in proto for name in _NOT_PRESERIALISED):
+    if "date" not in names or not _NOT_PRESERIALISED.isdisjoint(names):
         return
-    lines = [f"{k}: {v}\r\n" for k, v in e.headers if k != "Content-Length"]
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+    if text.count("\n") != lines or text.count("\r") != lines:
         return
     try:
         e.wire = text.encode("latin-1")
@@ -315,14 +340,21 @@ def _prepare_hits(e: Entry, proto: CIMultiDict[str]) -> None:
 def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response_time: float,
                   heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0) -> None:
     """RFC 9111 §3.2/§4.3.4: update a stored response from a 304, then recompute its freshness."""
-    incoming = [(k, v) for k, v in resp_headers.items() if k.lower() not in _NOT_REFRESHED]
+    incoming = [(str(k), v) for k, v in resp_headers.items() if k.lower() not in _NOT_REFRESHED]
     names = {k.lower() for k, _ in incoming}
     e.headers = [(k, v) for k, v in e.headers if k.lower() not in names] + incoming
     if "surrogate-control" in resp_headers:
         e.surrogate_control = tuple(resp_headers.getall("surrogate-control"))
-    proto = _apply_facts(e, e.status, resp_headers, request_time, response_time,
-                         heuristic_fraction, heuristic_max, default_ttl)
-    _prepare_hits(e, proto)
+    h = CIMultiDict(e.headers)
+    cc, targeted = response_directives(h, e.surrogate_control)
+    added = _set_facts(e, e.status, h, cc, targeted, resp_headers.get("age"), request_time,
+                       response_time, heuristic_fraction, heuristic_max, default_ttl)
+    if added is not None:
+        e.headers.append(("Date", added))
+        h.add("Date", added)
+    wired = [pair for pair in e.headers if pair[0] != "Content-Length"]
+    _prepare_hits(e, h, {k.lower() for k, _ in e.headers}, "".join(map("%s: %s\r\n".__mod__, wired)),
+                  len(wired))
 
 
 def request_directives(req_headers: Headers) -> dict[str, str | None]:

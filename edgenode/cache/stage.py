@@ -581,6 +581,10 @@ class CacheStage:
         origin_headers = resp.headers.copy() if reason is None else resp.headers
         if span is not None and reason is None:
             origin_headers.popall("content-range")  # made per answer from what we hold
+        # the origin client's plain pairs, while no one has changed the fields since
+        plain = resp.fields
+        fields = (plain[1] if plain is not None and span is None and plain[0] == getversion(resp.headers)
+                  else None)
 
         def make_entry(body: bytes, trailers: CIMultiDict[str] | None) -> Entry:
             code, phrase, partial = resp.status, resp.reason, None
@@ -599,7 +603,7 @@ class CacheStage:
                                request_time=request_time, response_time=response_time,
                                heuristic_fraction=self.cfg.heuristic_fraction,
                                heuristic_max=self.cfg.heuristic_max, default_ttl=self.cfg.default_ttl,
-                               trailers=trailers, partial=partial)
+                               trailers=trailers, partial=partial, fields=fields)
 
         if reason is None and isinstance(resp.body, (bytes, bytearray)):
             body = bytes(resp.body)

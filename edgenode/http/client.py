@@ -22,7 +22,7 @@ from collections import deque
 from typing import AsyncIterator, Callable
 
 import httptools
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
 from edgenode.http.errors import (
@@ -299,8 +299,8 @@ class _OriginConnection(asyncio.Protocol):
                 self._interim(status, raw)
             return
         self._status = status
-        headers: CIMultiDict[str] = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers])
+        pairs = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
+        headers: CIMultiDict[str] = CIMultiDict(pairs)
         self._headers = []
         if self._method == "HEAD" or status in (204, 304):
             body: bytes | OriginBody = b""
@@ -314,7 +314,9 @@ class _OriginConnection(asyncio.Protocol):
             self._eof_delimited = _read_to_close(headers)
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(Response(status, headers, body))
+            response = Response(status, headers, body)
+            response.fields = (getversion(headers), pairs)
+            waiter.set_result(response)
 
     def _interim(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
         headers: CIMultiDict[str] = CIMultiDict(
@@ -675,32 +677,34 @@ class OriginPool:
 def _encode_head(req: Request) -> tuple[bytes, int | None]:
     """Request line + headers with our framing; returns (head, length or None if chunked).
 
-    A ``bytes`` body is sent with Content-Length unless it carries trailers.
+    A ``bytes`` body is sent with Content-Length unless it carries trailers.  The field
+    lines are joined by C calls (``": ".join`` per pair), not formatted one by one.
     """
     headers = req.headers
     body = req.body
-    lines = [f"{req.method} {req.target} HTTP/1.1\r\n"]
     if "content-length" in headers or "transfer-encoding" in headers or "connection" in headers:
-        lines += [f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _FRAMING]
+        fields = [(k, v) for k, v in headers.items() if k.lower() not in _FRAMING]
     else:
-        lines += [f"{k}: {v}\r\n" for k, v in headers.items()]
+        fields = list(headers.items())
+    framing = ""
     length: int | None = None
     if isinstance(body, (bytes, bytearray)):
         if req.trailers:
-            lines.append("Transfer-Encoding: chunked\r\n")
+            framing = "Transfer-Encoding: chunked\r\n"
         else:
             length = len(body)
             if body or req.method in _BODY_METHODS:
-                lines.append(f"Content-Length: {length}\r\n")
+                framing = f"Content-Length: {length}\r\n"
     else:
         cl = headers.get("content-length")
         if cl is not None and cl.isdigit():
             length = int(cl)
-            lines.append(f"Content-Length: {length}\r\n")
+            framing = f"Content-Length: {length}\r\n"
         else:
-            lines.append("Transfer-Encoding: chunked\r\n")
-    lines.append("\r\n")
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            framing = "Transfer-Encoding: chunked\r\n"
+    lines = len(fields) + 2 + (framing != "")
+    text = (f"{req.method} {req.target} HTTP/1.1\r\n" + "\r\n".join(map(": ".join, fields))
+            + ("\r\n" if fields else "") + framing + "\r\n")
+    if text.count("\n") != lines or text.count("\r") != lines:
         raise ValueError("a request header contains CR or LF")
     return text.encode("latin-1"), length

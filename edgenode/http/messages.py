@@ -162,9 +162,14 @@ class Response(_Message):
     ``multidict.getversion(headers) == version``.  A producer that holds the bytes anyway
     (a cache hit) sets it so the front end skips re-encoding; any change to the headers
     by a later stage changes the version and the front end serialises them afresh.
+
+    ``fields``, when set, is ``(version, pairs)``: ``headers`` as plain ``str`` (name,
+    value) pairs in order, valid while ``getversion(headers) == version``.  The origin
+    client keeps the list it decoded anyway, so the cache can build a stored record
+    without a pass over the multidict's case-insensitive names.
     """
 
-    __slots__ = ("status", "reason", "wire_head")
+    __slots__ = ("status", "reason", "wire_head", "fields")
 
     def __init__(
         self,
@@ -178,6 +183,7 @@ class Response(_Message):
         self.body = body
         self.reason = reason
         self.wire_head: tuple[int, bytes] | None = None
+        self.fields: tuple[int, list[tuple[str, str]]] | None = None
         self._trailers: Any = FROM_BODY
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ with the body (forbidden fields were dropped where they were parsed); the announ
 
 from __future__ import annotations
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
 from edgenode.http.headers import append_value, strip_hop_by_hop
@@ -58,7 +58,20 @@ def forward_request(req: Request, client_ip: str, origin: OriginConfig, via: str
 
 
 def forward_response(resp: Response, via: str) -> Response:
-    """Strip hop-by-hop fields and add ``Via``, in place (the origin's response is ours)."""
-    strip_hop_by_hop(resp.headers)
-    append_value(resp.headers, "Via", via)
+    """Strip hop-by-hop fields and add ``Via``, in place (the origin's response is ours).
+
+    The response's plain ``fields`` stay valid when that is only a new Via line at the
+    end (the common case: no hop-by-hop field, no Via from the origin); otherwise they
+    are dropped and their users go through the multidict.
+    """
+    h = resp.headers
+    fields = resp.fields
+    strip_hop_by_hop(h)
+    if fields is not None and fields[0] == getversion(h) and "via" not in h:
+        h.add("Via", via)
+        fields[1].append(("Via", via))
+        resp.fields = (getversion(h), fields[1])
+    else:
+        append_value(h, "Via", via)
+        resp.fields = None
     return resp

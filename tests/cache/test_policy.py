@@ -281,3 +281,28 @@ def test_cache_key():
     assert url == "http://h/p?id=7&v=2" and key == "http://h/p?id=7&v=2\nx-dev:mobile"
     kb = KeyBuilder(CacheKeyConfig(ignore_query=["utm"]))
     assert kb.normalise_url("HTTP://H:80/p?utm=1") == "http://h/p"
+
+
+@pytest.mark.parametrize("fields", [
+    [("Content-Type", "text/plain"), ("Cache-Control", "max-age=60"), ("Surrogate-Key", "a b"),
+     ("ETag", '"x"'), ("Content-Length", "4"), ("Age", "3"), ("Via", "1.1 edge")],
+    [("Cache-Control", 'max-age=60, private="X-Secret"'), ("X-Secret", "s"), ("Vary", "Accept"),
+     ("Last-Modified", DATE), ("X-Cache", "HIT")],
+    [("Cache-Control", "public"), ("Date", DATE), ("Connection", "X-Hop"), ("X-Hop", "1"),
+     ("Expires", format_http_date(NOW + 30))],
+])
+def test_an_entry_from_plain_pairs_equals_the_one_from_the_multidict(fields):
+    """``fields`` (the origin client's plain pairs) only make ``build_entry`` cheaper: the
+    stored fields, facts, wire block and size are the same as from the multidict alone."""
+    def made(pairs):
+        return build_entry(key="k", url="http://h/", status=200, reason="OK", resp_headers=CIMultiDict(fields),
+                           body=b"body", req_headers=H(accept="text/html"), request_time=NOW,
+                           response_time=NOW + 1, heuristic_fraction=0.1, heuristic_max=86400.0,
+                           fields=pairs)
+    a, b = made(None), made(list(fields))
+    for name in ("headers", "wire", "size", "lifetime", "age0", "etag", "last_modified", "vary",
+                 "vary_values", "surrogate_keys", "no_cache", "auth_ok"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert list(a.proto.items()) == list(b.proto.items())
+    assert all(type(k) is str for k, _ in b.headers)  # marshal takes them as they are
+    assert ("X-Secret" in dict(b.headers)) is False and ("X-Hop" in dict(b.headers)) is False

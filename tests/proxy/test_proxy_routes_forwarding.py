@@ -75,3 +75,27 @@ def test_forward_response_strips_and_adds_via():
                                       ("Transfer-Encoding", "chunked"), ("ETag", '"e"')]))
     out = forward_response(resp, "1.1 edgenode")
     assert dict(out.headers) == {"ETag": '"e"', "Via": "1.1 edgenode"}
+
+
+def test_forward_response_keeps_plain_fields_only_while_they_match():
+    """``Response.fields`` survive a plain Via append and are dropped when a hop-by-hop
+    field, an origin's Via or an earlier edit makes them differ from the multidict."""
+    from multidict import CIMultiDict, getversion
+    from edgenode.http.messages import Response
+    from edgenode.proxy.forwarding import forward_response
+
+    def sent(pairs, edit=None):
+        h = CIMultiDict(pairs)
+        resp = Response(200, h)
+        resp.fields = (getversion(h), list(pairs))
+        if edit is not None:
+            edit(h)
+        return forward_response(resp, "1.1 edge")
+
+    plain = sent([("Content-Type", "text/plain"), ("ETag", '"1"')])
+    assert plain.fields is not None and plain.fields[0] == getversion(plain.headers)
+    assert plain.fields[1] == list(plain.headers.items()) == [
+        ("Content-Type", "text/plain"), ("ETag", '"1"'), ("Via", "1.1 edge")]
+    assert sent([("Keep-Alive", "5"), ("ETag", '"1"')]).fields is None
+    assert sent([("Via", "1.0 origin")]).fields is None
+    assert sent([("ETag", '"1"')], edit=lambda h: h.add("X-Late", "1")).fields is None
