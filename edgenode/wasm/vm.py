@@ -183,6 +183,8 @@ class Vm:
         self.tied = False
         #: WASI random_get ran (a snapshot would freeze what it returned)
         self.random_read = False
+        #: WASI made it a file table (wasi.forget_fds drops it on a reset)
+        self.files_opened = False
         self.inst = self._instantiate(engine)  # instantiation runs under the start-up deadline
         self.inst.deadline = plugin.deadline_ticks
         #: hook name -> id in ``inst`` (the module's table until export() adds one)
@@ -781,19 +783,24 @@ class Vm:
         node's state, not the instance's: a fresh instance would see the same.  The
         close's root on_done/on_delete run here as well."""
         if (self.failed is not None or self.closed or self.tied or self.active_streams
-                or self._callouts or len(self.contexts) != 1 or self.inst.memory_size() != image.size):
+                or self._callouts or len(self.contexts) != 1):
             self.close()
             return False
         self._end_root()
         if (self.failed is not None or self.tied or self._callouts
                 or not self.inst.reset(image.size, image.index, image.pages, state.names, state.values_addr,
-                                       state.value_size)):
+                                       state.value_size)):  # False: the memory grew
             self.close(graceful=False)
             return False
         forget_fds(self)
-        self.contexts.clear()
         self._tokens = itertools.count(1)
-        self.restore(snap, None)  # the host side: root context, context ids, tick period
+        root = self.root
+        if root is not None and root.id == snap.root_id and root.tick_handle is None:
+            root.tick_ms = snap.tick_ms  # the host side as restore() sets it, the root kept
+            self._ids = itertools.count(snap.next_context_id)
+        else:
+            self.contexts.clear()
+            self.restore(snap, None)  # the host side: root context, context ids, tick period
         return True
 
     def close(self, graceful: bool = True) -> None:
