@@ -183,6 +183,8 @@ class Vm:
         self.tied = False
         #: WASI random_get ran (a snapshot would freeze what it returned)
         self.random_read = False
+        #: WASI made it a file table (wasi.forget_fds drops it on a reset)
+        self.files_opened = False
         self.inst = self._instantiate(engine)  # instantiation runs under the start-up deadline
         self.inst.deadline = plugin.deadline_ticks
         #: hook name -> id in ``inst`` (the module's table until export() adds one)
@@ -208,6 +210,10 @@ class Vm:
         self.stream_hooks = loaded.stream_hooks
         self._hook_ids = loaded.stream_ids
         self._stats = plugin.stream_stats(loaded)
+        # a stream's calls pass only what is the stream's own (instance.c open_stream, respond)
+        self.inst.set_stream_hooks(self._hook_ids, self._stats)
+        #: start_stream calls into the core (a create or request headers hook is exported)
+        self._opens = self._hook_ids[0] >= 0 or self._hook_ids[1] >= 0
         plugin.metrics.vm_starts += 1
 
     @property
@@ -424,29 +430,31 @@ class Vm:
     def start_stream(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
         """``proxy_on_context_create`` then ``proxy_on_request_headers`` (each if exported),
         in one transition; returns the headers result (0 without the hook)."""
-        create, headers = self._hook_ids[0], self._hook_ids[1]
-        if create < 0 and headers < 0:
+        if not self._opens:
             return 0
+        if self.failed is not None or self.closed or self.plugin.observer is not None:
+            return self._start_checked(ctx, nheaders, end_of_stream)
+        try:
+            return self.inst.open_stream(ctx, ctx.exchange.timings, ctx.id, ctx.root.id, nheaders,
+                                         -1 if self.v010 else end_of_stream)
+        except GuestTrap as exc:
+            return self._trapped("", exc)
+
+    def _start_checked(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
+        """``start_stream`` on a failed or closed VM, or for developer tools' observer."""
         if self.failed is not None:
             raise FilterFailure(self.failed)
         if self.closed:
             raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
-        plugin = self.plugin
         assert self.root is not None
-        eos = -1 if self.v010 else int(end_of_stream)
-        if plugin.observer is not None:  # developer tools see each callback
-            if create >= 0:
-                self.invoke("proxy_on_context_create", ctx, "context_create", ctx.exchange,
-                            (ctx.id, self.root.id))
-            if headers < 0:
-                return 0
-            args = (ctx.id, nheaders) if eos < 0 else (ctx.id, nheaders, eos)
-            return self.invoke("proxy_on_request_headers", ctx, "request_headers", ctx.exchange, args)
-        try:
-            return self.inst.start_stream(ctx, ctx.exchange.timings, create, self._stats[0], headers,
-                                          self._stats[1], ctx.id, self.root.id, nheaders, eos)
-        except GuestTrap as exc:
-            return self._trapped("", exc)
+        create, headers = self._hook_ids[0], self._hook_ids[1]
+        if create >= 0:
+            self.invoke("proxy_on_context_create", ctx, "context_create", ctx.exchange,
+                        (ctx.id, self.root.id))
+        if headers < 0:
+            return 0
+        args = (ctx.id, nheaders) if self.v010 else (ctx.id, nheaders, int(end_of_stream))
+        return self.invoke("proxy_on_request_headers", ctx, "request_headers", ctx.exchange, args)
 
     def finish_stream(self, ctx: StreamContext) -> None:
         """done -> log -> delete (spec order); on_done false waits for proxy_done."""
@@ -469,7 +477,7 @@ class Vm:
             raise FilterFailure(self.failed)
         if self.closed:
             raise FilterFailure(f"filter {self.plugin.name!r}: instance already closed")
-        ids, stats = self._hook_ids, self._stats
+        ids = self._hook_ids
         body_hook = ids[6] if body else -1
         ctx.response_headers_open = True
         ctx.response_started = True
@@ -477,22 +485,22 @@ class Vm:
             ctx.response_body = body  # the message's bytes: copied if the filter writes them
         if self.plugin.observer is not None:  # developer tools see each callback
             return self._respond_observed(ctx, nheaders, body, body_hook)
-        eos = -1 if self.v010 else int(not body)
         try:
             action, stage, ended, buffer = self.inst.respond(
-                ctx, ctx.exchange.timings, ids[2], stats[2], body_hook, stats[6], ids[3], stats[3],
-                ids[4], stats[4], ids[5], stats[5], ctx.id, nheaders, eos, len(body) if body_hook >= 0 else 0)
+                ctx, ctx.exchange.timings, ctx.id, nheaders, -1 if self.v010 else not body,
+                len(body) if body_hook >= 0 else 0)
         except GuestTrap as exc:
             if exc.args[1] in (ids[2], body_hook):
                 return self._trapped("", exc), 0, None
             self.fail(exc.args[0])  # on_done/on_log/on_delete trapped: the response stands
-            action, stage, ended, buffer = 0, 2, 1, ctx.response_body
-        if ended >= 0:
+            buffer = ctx.response_body
             ctx.request_body = ctx.response_body = None
-            if ended:
-                self._forget(ctx)
-            else:
-                ctx.done_pending = True
+            self._forget(ctx)
+            return 0, 2, buffer
+        if ended > 0:
+            self._forget(ctx)
+        elif ended == 0:
+            ctx.done_pending = True
         return action, stage, buffer
 
     def _respond_observed(self, ctx: StreamContext, nheaders: int, body: bytes,
@@ -775,19 +783,24 @@ class Vm:
         node's state, not the instance's: a fresh instance would see the same.  The
         close's root on_done/on_delete run here as well."""
         if (self.failed is not None or self.closed or self.tied or self.active_streams
-                or self._callouts or len(self.contexts) != 1 or self.inst.memory_size() != image.size):
+                or self._callouts or len(self.contexts) != 1):
             self.close()
             return False
         self._end_root()
         if (self.failed is not None or self.tied or self._callouts
                 or not self.inst.reset(image.size, image.index, image.pages, state.names, state.values_addr,
-                                       state.value_size)):
+                                       state.value_size)):  # False: the memory grew
             self.close(graceful=False)
             return False
         forget_fds(self)
-        self.contexts.clear()
         self._tokens = itertools.count(1)
-        self.restore(snap, None)  # the host side: root context, context ids, tick period
+        root = self.root
+        if root is not None and root.id == snap.root_id and root.tick_handle is None:
+            root.tick_ms = snap.tick_ms  # the host side as restore() sets it, the root kept
+            self._ids = itertools.count(snap.next_context_id)
+        else:
+            self.contexts.clear()
+            self.restore(snap, None)  # the host side: root context, context ids, tick period
         return True
 
     def close(self, graceful: bool = True) -> None:

@@ -83,8 +83,9 @@ _TABLES: "weakref.WeakKeyDictionary[Vm, _FdTable]" = weakref.WeakKeyDictionary()
 def forget_fds(vm: HostVm) -> None:
     """Drop ``vm``'s open files: it starts over from its snapshot (Vm.recycle).  Most
     filters never open one: then the weak dictionary is not asked (a lookup makes a
-    weak reference)."""
-    if _TABLES:
+    weak reference, and even its ``len`` runs Python code)."""
+    if vm.files_opened:
+        vm.files_opened = False
         _TABLES.pop(vm, None)
 
 
@@ -92,6 +93,7 @@ def _table(vm: HostVm) -> _FdTable:
     table = _TABLES.get(vm)
     if table is None:
         table = _TABLES[vm] = _FdTable()
+        vm.files_opened = True
         for guest, host in vm.plugin.wasi.dirs:
             table.fds[table.next_fd] = _Open(host, host, True, guest)
             table.next_fd += 1

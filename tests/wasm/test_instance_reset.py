@@ -179,3 +179,21 @@ def test_scan_refuses_what_it_cannot_decode() -> None:
     with pytest.raises(ValueError):
         mutations(bytes(wasm))
     assert resettable(bytes(wasm)) is False
+
+
+async def test_reset_drops_the_wasi_file_table(make_stage, terminal, origin) -> None:  # type: ignore[no-untyped-def]
+    """A WASI file table made during a stream is gone after the reset (forget_fds: the
+    flag the table sets, so instances without one never touch the weak dictionary)."""
+    from edgenode.wasm import wasi
+
+    st = make_stage("reset_probe.wat", "reset", isolation="per-request", prewarm=0)
+    await _run(st, terminal, origin, "")
+    vm = st._pool[-1]  # the reset instance the next stream gets
+    assert not vm.files_opened
+    wasi._table(vm)  # what the first WASI fd call of a stream does
+    assert vm.files_opened and vm in wasi._TABLES
+    starts = st.plugin.metrics.vm_starts
+    assert await _run(st, terminal, origin, "") == [(200, FRESH)]
+    assert st.plugin.metrics.vm_starts == starts and st._pool[-1] is vm  # reset, not replaced
+    assert not vm.files_opened and vm not in wasi._TABLES
+    await st.close()

@@ -40,6 +40,8 @@ class HostVm(Protocol):
     exit_code: int | None
     #: WASI random_get ran (wasi.py); the Redis reply being delivered (hostcalls_redis.py)
     random_read: bool
+    #: WASI opened a file table for it (wasi.py), which a reset drops
+    files_opened: bool
     redis_reply: bytes | None
 
     def alloc(self, size: int) -> int: ...

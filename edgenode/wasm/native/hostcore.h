@@ -41,6 +41,10 @@ typedef struct Instance {
     int delete_pending;   /* delete() came during a call: drop the store when it returns */
     PyObject *owner;      /* the Python Vm: hostcalls.CURRENT while Python host functions run */
     PyObject *effective;  /* the context host functions act on, None between calls */
+    /* the stream callbacks (engine.STREAM_PHASES order: hook id, -1 not exported) and
+     * their histograms, set once by set_stream_hooks() so a stream's calls pass neither */
+    int stream_ids[7];
+    PyObject *stream_stats[7];
 } Instance;
 
 typedef struct {

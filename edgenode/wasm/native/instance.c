@@ -1,6 +1,6 @@
 /* Instance: one wasmtime Store holding one filter instance, and its guest calls.
  *
- * Every call into the guest goes through call()/start_stream()/end_stream(): the epoch
+ * Every call into the guest goes through call()/open_stream()/respond()/end_stream(): the epoch
  * deadline is set, the instance becomes hc_current (the target of host functions) and
  * ``effective`` the context they act on; the callback's time goes into the phase's
  * Histogram and the stream's Exchange.timings.  A trap raises GuestTrap(message, hook).
@@ -239,32 +239,31 @@ static PyObject *Instance_call(Instance *self, PyObject *const *args, Py_ssize_t
     return r;
 }
 
-/* start_stream(ctx, timings, create, create_stats, headers, headers_stats, ctx_id, root_id,
- *              n, eos) -> int: proxy_on_context_create(ctx, root) then
- * proxy_on_request_headers(ctx, n[, eos]) in one transition; a hook id < 0 is skipped
- * (eos < 0: the 0.1.0 two-argument form).  Returns the headers result (0 if skipped). */
-static PyObject *Instance_start_stream(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "start_stream takes 10 arguments");
+/* open_stream(ctx, timings, ctx_id, root_id, n, eos) -> int: proxy_on_context_create(ctx,
+ * root) then proxy_on_request_headers(ctx, n[, eos]) in one transition, each if
+ * set_stream_hooks() named it (eos < 0: the 0.1.0 two-argument form); the headers result
+ * (0 if skipped).  The hooks and histograms are the instance's, so a stream's first
+ * transition passes only what is its own. */
+static PyObject *Instance_open_stream(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "open_stream takes 6 arguments");
         return NULL;
     }
-    int64_t v[6];
-    if (int_args(args + 2, 1, &v[0]) < 0 || int_args(args + 4, 1, &v[1]) < 0 ||
-        int_args(args + 6, 4, &v[2]) < 0)
-        return NULL;
-    int create = (int)v[0], headers = (int)v[1];
+    int64_t v[4];
+    if (int_args(args + 2, 4, v) < 0) return NULL;
+    int create = self->stream_ids[0], headers = self->stream_ids[1];
     PyObject *prev = enter(self, args[0]);
     PyObject *r = NULL;
     if (create >= 0) {
-        int64_t a[2] = {v[2], v[3]};
-        r = timed_call(self, create, args[3], args[1], a, 2);
+        int64_t a[2] = {v[0], v[1]};
+        r = timed_call(self, create, self->stream_stats[0], args[1], a, 2);
         if (r == NULL) goto done;
         Py_DECREF(r);
         r = NULL;
     }
     if (headers >= 0) {
-        int64_t a[3] = {v[2], v[4], v[5]};
-        r = timed_call(self, headers, args[5], args[1], a, v[5] < 0 ? 2 : 3);
+        int64_t a[3] = {v[0], v[2], v[3]};
+        r = timed_call(self, headers, self->stream_stats[1], args[1], a, v[3] < 0 ? 2 : 3);
     } else {
         r = PyLong_FromLong(0);
     }
@@ -275,12 +274,11 @@ done:
 
 /* proxy_on_done, proxy_on_log, proxy_on_delete (ids < 0 skipped): 1 done, 0 on_done
  * returned false (log/delete wait for proxy_done), -1 trapped (GuestTrap set). */
-static int end_calls(Instance *self, PyObject *timings, PyObject *const *hooks_and_stats, int64_t ctx_id) {
+static int end_calls(Instance *self, PyObject *timings, const int *ids, PyObject *const *stats, int64_t ctx_id) {
     for (int i = 0; i < 3; i++) {
-        int64_t id;
-        if (int_args(hooks_and_stats + 2 * i, 1, &id) < 0) return -1;
+        int id = ids[i];
         if (id < 0) continue;
-        PyObject *r = timed_call(self, (int)id, hooks_and_stats[2 * i + 1], timings, &ctx_id, 1);
+        PyObject *r = timed_call(self, id, stats[i], timings, &ctx_id, 1);
         if (r == NULL) return -1;
         int stop = i == 0 && self->hooks[id].nresults && PyLong_AsLong(r) == 0;
         Py_DECREF(r);
@@ -297,42 +295,46 @@ static PyObject *Instance_end_stream(Instance *self, PyObject *const *args, Py_s
         PyErr_SetString(PyExc_TypeError, "end_stream takes 9 arguments");
         return NULL;
     }
-    int64_t ctx_id;
-    if (int_args(args + 8, 1, &ctx_id) < 0) return NULL;
+    int64_t ctx_id, v[3];
+    int ids[3];
+    PyObject *stats[3] = {args[3], args[5], args[7]};
+    if (int_args(args + 8, 1, &ctx_id) < 0 || int_args(args + 2, 1, &v[0]) < 0 || int_args(args + 4, 1, &v[1]) < 0 ||
+        int_args(args + 6, 1, &v[2]) < 0)
+        return NULL;
+    for (int i = 0; i < 3; i++) ids[i] = v[i] < 0 ? -1 : (int)v[i];
     PyObject *prev = enter(self, args[0]);
-    int rc = end_calls(self, args[1], args + 2, ctx_id);
+    int rc = end_calls(self, args[1], ids, stats, ctx_id);
     leave(self, prev);
     if (rc < 0) return NULL;
     return PyBool_FromLong(rc);
 }
 
-/* respond(ctx, timings, headers, headers_stats, body, body_stats, done, done_stats, log,
- *         log_stats, delete, delete_stats, ctx_id, n, eos, body_size)
- *   -> (action, stage, ended, body_buffer)
- * The response side of a stream whose body is already in memory, in one transition:
- * proxy_on_response_headers (eos < 0: the 0.1.0 form); if it continues and body_size > 0,
+/* respond(ctx, timings, ctx_id, n, eos, body_size) -> (action, stage, ended, body_buffer)
+ * The response side of a stream whose body is already in memory, in one transition, with
+ * the hooks of set_stream_hooks(): proxy_on_response_headers (eos < 0: the 0.1.0 form);
+ * if it continues, body_size > 0 and the body hook is exported,
  * proxy_on_response_body(ctx, body_size, 1) over ctx.response_body; if that continues
  * too, the stream's end (done, log, delete) with the maps and buffers closed as
  * finish_stream closes them.  stage: the callback whose non-zero action stopped it (0
  * headers, 1 body) or 2 when both continued; ended: 1 done, 0 on_done returned false,
- * -1 not ended; body_buffer: ctx.response_body as the body callback left it. */
+ * -1 not ended; body_buffer: ctx.response_body as the body callback left it (at the
+ * stream's end ctx.request_body and ctx.response_body are None). */
 static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 16) {
-        PyErr_SetString(PyExc_TypeError, "respond takes 16 arguments");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "respond takes 6 arguments");
         return NULL;
     }
-    int64_t head, body, v[4];
-    if (int_args(args + 2, 1, &head) < 0 || int_args(args + 4, 1, &body) < 0 ||
-        int_args(args + 12, 4, v) < 0)
-        return NULL;
-    PyObject *ctx = args[0];
+    int64_t v[4];
+    if (int_args(args + 2, 4, v) < 0) return NULL;
+    int head = self->stream_ids[2], body = self->stream_ids[6];
+    PyObject *ctx = args[0], *timings = args[1];
     PyObject *prev = enter(self, ctx);
     PyObject *out = NULL, *buffer = NULL;
     long action = 0;
     int stage = 0, ended = -1;
     if (head >= 0) {
         int64_t a[3] = {v[0], v[1], v[2]};
-        PyObject *r = timed_call(self, (int)head, args[3], args[1], a, v[2] < 0 ? 2 : 3);
+        PyObject *r = timed_call(self, head, self->stream_stats[2], timings, a, v[2] < 0 ? 2 : 3);
         if (r == NULL) goto done;
         action = PyLong_AsLong(r);
         Py_DECREF(r);
@@ -343,7 +345,7 @@ static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssiz
             PyObject_SetAttr(ctx, s_continued, Py_False) < 0)
             goto done;
         int64_t a[3] = {v[0], v[3], 1};
-        PyObject *r = timed_call(self, (int)body, args[5], args[1], a, 3);
+        PyObject *r = timed_call(self, body, self->stream_stats[6], timings, a, 3);
         if (r == NULL) goto done;
         action = PyLong_AsLong(r);
         Py_DECREF(r);
@@ -363,7 +365,7 @@ static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssiz
             PyObject_SetAttr(ctx, s_request_headers_open, Py_False) < 0 ||
             PyObject_SetAttr(ctx, s_response_body, Py_None) < 0)
             goto done;
-        ended = end_calls(self, args[1], args + 6, v[0]);
+        ended = end_calls(self, timings, self->stream_ids + 3, self->stream_stats + 3, v[0]);
         if (ended < 0) { /* the body buffer stays with the stream for the caller to use */
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
@@ -371,12 +373,41 @@ static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssiz
             PyErr_Restore(type, value, tb);
             goto done;
         }
+        if (PyObject_SetAttr(ctx, s_request_body, Py_None) < 0) goto done;
     }
     out = Py_BuildValue("(liiO)", action, stage, ended, buffer ? buffer : Py_None);
 done:
     Py_XDECREF(buffer);
     leave(self, prev);
     return out;
+}
+
+/* set_stream_hooks(ids, stats): the stream callbacks' hook ids (engine.STREAM_PHASES
+ * order, -1 not exported) and histograms (None: not recorded), for open_stream/respond */
+static PyObject *Instance_set_stream_hooks(Instance *self, PyObject *args) {
+    PyObject *ids, *stats;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &ids, &PyTuple_Type, &stats)) return NULL;
+    if (PyTuple_GET_SIZE(ids) != 7 || PyTuple_GET_SIZE(stats) != 7) {
+        PyErr_SetString(PyExc_ValueError, "set_stream_hooks takes 7 ids and 7 histograms");
+        return NULL;
+    }
+    int v[7];
+    for (int i = 0; i < 7; i++) {
+        long id = PyLong_AsLong(PyTuple_GET_ITEM(ids, i));
+        if (id == -1 && PyErr_Occurred()) return NULL;
+        if (id >= self->nhooks) {
+            PyErr_SetString(PyExc_IndexError, "no such hook");
+            return NULL;
+        }
+        v[i] = id < 0 ? -1 : (int)id;
+    }
+    for (int i = 0; i < 7; i++) {
+        self->stream_ids[i] = v[i];
+        PyObject *h = PyTuple_GET_ITEM(stats, i);
+        Py_INCREF(h);
+        Py_XSETREF(self->stream_stats[i], h);
+    }
+    Py_RETURN_NONE;
 }
 
 /* Each exported global named in ``names`` set from the wasmtime_val_t array at
@@ -786,12 +817,14 @@ fail:
 static int Instance_traverse(Instance *self, visitproc visit, void *arg) {
     Py_VISIT(self->owner);
     Py_VISIT(self->effective);
+    for (int i = 0; i < 7; i++) Py_VISIT(self->stream_stats[i]);
     return 0;
 }
 
 static int Instance_clear(Instance *self) {
     Py_CLEAR(self->owner);
     Py_CLEAR(self->effective);
+    for (int i = 0; i < 7; i++) Py_CLEAR(self->stream_stats[i]);
     return 0;
 }
 
@@ -810,6 +843,11 @@ static PyObject *Instance_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         self->alloc_hook = -1;
         Py_INCREF(Py_None);
         self->effective = Py_None;
+        for (int i = 0; i < 7; i++) {
+            self->stream_ids[i] = -1;
+            Py_INCREF(Py_None);
+            self->stream_stats[i] = Py_None;
+        }
     }
     return (PyObject *)self;
 }
@@ -817,12 +855,14 @@ static PyObject *Instance_new(PyTypeObject *type, PyObject *args, PyObject *kwds
 static PyMethodDef Instance_methods[] = {
     {"call", (PyCFunction)(void (*)(void))Instance_call, METH_FASTCALL,
      "call(hook, ctx, stats, timings, *args) -> int: one callback with ctx effective"},
-    {"start_stream", (PyCFunction)(void (*)(void))Instance_start_stream, METH_FASTCALL,
-     "proxy_on_context_create + proxy_on_request_headers in one call"},
     {"end_stream", (PyCFunction)(void (*)(void))Instance_end_stream, METH_FASTCALL,
      "proxy_on_done + proxy_on_log + proxy_on_delete in one call"},
+    {"open_stream", (PyCFunction)(void (*)(void))Instance_open_stream, METH_FASTCALL,
+     "proxy_on_context_create + proxy_on_request_headers in one call"},
     {"respond", (PyCFunction)(void (*)(void))Instance_respond, METH_FASTCALL,
      "response headers, the body callback of a bytes body, and the stream's end in one call"},
+    {"set_stream_hooks", (PyCFunction)Instance_set_stream_hooks, METH_VARARGS,
+     "set_stream_hooks(ids, stats): the stream callbacks open_stream/respond call"},
     {"restore", (PyCFunction)Instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
     {"reset", (PyCFunction)Instance_reset, METH_VARARGS, "memory and globals back to a snapshot's"},
     {"alloc", (PyCFunction)Instance_alloc, METH_O, "the guest allocator (nested call)"},
