@@ -16,12 +16,15 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.headers import NOT_PLAIN
-from edgenode.http.messages import Prebuilt
+from edgenode.http.messages import Prebuilt, Response
+from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
+from edgenode.pipeline.chain import Outcome
+from edgenode.pipeline.exchange import Exchange
 
 if TYPE_CHECKING:
     import httptools
@@ -35,6 +38,11 @@ log = logging.getLogger("edgenode.frontend")
 
 class FastPath(Protocol):
     """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
+
+    #: the chain starts with filters whose steps run synchronously (Proxy-Wasm streams),
+    #: then the producer: a plain request runs the chain (``FrontEnd.handler``) right
+    #: here instead of ``lookup``, and a kept-bytes answer leaves as a fast hit's does
+    filtered: bool
 
     def lookup(self, method: str, target: str, host: str,
                fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
@@ -91,6 +99,13 @@ class FastHits:
     _send_large: Callable[[bytes, bytes], None]
 
     def _arm_timer(self, delay: float) -> None: ...
+    def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
+                  body: bytes) -> Exchange: ...
+    #: Dispatcher's and ResponseWriter's
+    run_handler: Callable[[Exchange], Outcome]
+    run_outcome: Callable[[Pending, Outcome], None]
+    _completed: Callable[[Exchange, Response], None]
+    _wire_ok: Callable[[Exchange, Response, bool], bool]
 
     def _fast_fields_once(self) -> CIMultiDict[str]:
         fields = self._fast_fields
@@ -124,6 +139,9 @@ class FastHits:
                 incoming = value
         if host is None:
             return False
+        if fast.filtered:
+            self._fast_filtered(method, version)
+            return True
         start = perf_counter()
         try:
             hit = fast.lookup(method, self._url.decode("latin-1"), host.decode("latin-1"),
@@ -186,4 +204,49 @@ class FastHits:
         self._idle_since = self.loop.time()
         if self._timer is None:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+        return True
+
+    def _fast_filtered(self, method: str, version: str) -> None:
+        """A plain GET/HEAD behind filters: the chain's steps run right here, in order:
+
+        1. the request's ``Exchange``, as the general path makes it (``_exchange``);
+        2. the chain (``FrontEnd.handler``): the filters' request sides, the cache's kept
+           answer (``CacheStage.hit_response``), the filters' response sides, each as a
+           synchronous step;
+        3. an answer whose head is kept as bytes (a hit, with what the filters appended)
+           leaves with the loop iteration's other answers (``Batch.send``) and completes
+           as the general path completes it (``on_complete``: metrics, access log);
+           anything else -- another response, a step that waits (a pause, a callout, a
+           miss), a failure -- goes on as the general path from that point
+           (``Dispatcher.run_outcome``).
+        """
+        headers = self._fast_fields_once()
+        exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, b"")
+        exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
+        outcome = self.run_handler(exchange)
+        keep_alive = self.parser.should_keep_alive() and not self._closing
+        if (isinstance(outcome, Response) and not self.closed
+                and self._send_kept(exchange, outcome, keep_alive)):
+            self._completed(exchange, outcome)
+            self._idle_since = self.loop.time()
+            if self._timer is None:
+                self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+            return
+        self.run_outcome(Pending(exchange, None, keep_alive), outcome)
+
+    def _send_kept(self, exchange: Exchange, response: Response, keep_alive: bool) -> bool:
+        """Hold the bytes of a GET's answer whose head is kept (``wire_head`` current) for
+        the batch's flush, as ``_write_wire`` writes them; False (nothing written): any
+        other answer."""
+        wire = response.wire_head
+        body = response.body
+        if (wire is None or type(body) is not bytes or len(body) > FAST_MEMO_BODY * 8
+                or not self._wire_ok(exchange, response, keep_alive)):
+            return False
+        status = response.status
+        exchange.status = status
+        exchange.response_bytes = len(body)
+        self.fe.batch.send(self.transport, b"%s%sContent-Length: %d\r\nX-Request-Id: %s\r\n\r\n%s" % (  # type: ignore[arg-type]
+            status_line(status, response.reason), wire[1], len(body),
+            exchange.request_id.encode("latin-1"), body))
         return True
