@@ -132,9 +132,11 @@ class CacheStage:
         For the stage right after the chain's leading filters (pipeline/chain.py runs
         them as one flat step and asks this first): they may have rewritten the
         request, so it is checked here as the front end checks the raw head (method,
-        none of ``NOT_PLAIN``), and the key is the rewritten request's.  The response is
-        ``_serve``'s for the same hit (``_full_hit``), its ``wire_head`` the kept block;
-        declining leaves nothing behind but the LRU touch ``handle``'s lookup makes too.
+        none of ``NOT_PLAIN``: skipped while the fields are the ones the front end found
+        plain, ``Exchange.plain``), and the key is the rewritten request's.  The response
+        is ``_serve``'s for the same hit: its fields a copy of the kept answer's
+        (``Prebuilt.fields``), its ``wire_head`` the kept block; declining leaves nothing
+        behind but the LRU touch ``handle``'s lookup makes too.
         """
         req = ex.request
         method = req.method

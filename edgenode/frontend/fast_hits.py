@@ -7,6 +7,14 @@ flight on the connection: no Request, Exchange, task or coroutine is made, and t
 response leaves in one ``transport.write`` with the loop iteration's other answers
 (``Batch.send``: after the iteration's reads, so the socket writes run back to back).
 When it declines, the request takes the general path unchanged.
+
+Behind Proxy-Wasm filters (``FastPath.filtered``: the chain's leading stages open a
+stream around the rest, then the cache) the same plain request runs the chain right
+here (``_fast_filtered``): the filters' hooks, the cache's kept answer and the filters'
+response hooks as synchronous steps over a real ``Exchange``; the answer leaves as
+bytes with the iteration's others when its head is still the kept one, and whatever
+else happens (a pause, a callout, a miss, a local reply, a failure) goes on as the
+general path from that point.
 """
 
 from __future__ import annotations
@@ -20,10 +28,9 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.headers import NOT_PLAIN
-from edgenode.http.messages import Prebuilt, Response
+from edgenode.http.messages import Prebuilt
 from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
-from edgenode.pipeline.chain import Outcome
 from edgenode.pipeline.exchange import Exchange
 
 if TYPE_CHECKING:
@@ -101,11 +108,8 @@ class FastHits:
     def _arm_timer(self, delay: float) -> None: ...
     def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
                   body: bytes) -> Exchange: ...
-    #: Dispatcher's and ResponseWriter's
-    run_handler: Callable[[Exchange], Outcome]
-    run_outcome: Callable[[Pending, Outcome], None]
-    _completed: Callable[[Exchange, Response], None]
-    _wire_ok: Callable[[Exchange, Response, bool], bool]
+    #: Dispatcher's
+    _dispatch: Callable[[Pending], None]
 
     def _fast_fields_once(self) -> CIMultiDict[str]:
         fields = self._fast_fields
@@ -207,46 +211,13 @@ class FastHits:
         return True
 
     def _fast_filtered(self, method: str, version: str) -> None:
-        """A plain GET/HEAD behind filters: the chain's steps run right here, in order:
-
-        1. the request's ``Exchange``, as the general path makes it (``_exchange``);
-        2. the chain (``FrontEnd.handler``): the filters' request sides, the cache's kept
-           answer (``CacheStage.hit_response``), the filters' response sides, each as a
-           synchronous step;
-        3. an answer whose head is kept as bytes (a hit, with what the filters appended)
-           leaves with the loop iteration's other answers (``Batch.send``) and completes
-           as the general path completes it (``on_complete``: metrics, access log);
-           anything else -- another response, a step that waits (a pause, a callout, a
-           miss), a failure -- goes on as the general path from that point
-           (``Dispatcher.run_outcome``).
-        """
+        """A plain GET/HEAD behind filters: its ``Exchange`` (as ``_exchange`` makes every
+        request's), marked plain, runs in the loop iteration's batch like any request
+        (``Dispatcher``): there the filters' hooks and the cache's kept answer
+        (``CacheStage.hit_response``, which trusts the mark while the filters leave the
+        fields alone) run back to back with the batch's other requests, and a kept-bytes
+        answer leaves with its other answers (``_write_wire``)."""
         headers = self._fast_fields_once()
         exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, b"")
         exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
-        outcome = self.run_handler(exchange)
-        keep_alive = self.parser.should_keep_alive() and not self._closing
-        if (isinstance(outcome, Response) and not self.closed
-                and self._send_kept(exchange, outcome, keep_alive)):
-            self._completed(exchange, outcome)
-            self._idle_since = self.loop.time()
-            if self._timer is None:
-                self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
-            return
-        self.run_outcome(Pending(exchange, None, keep_alive), outcome)
-
-    def _send_kept(self, exchange: Exchange, response: Response, keep_alive: bool) -> bool:
-        """Hold the bytes of a GET's answer whose head is kept (``wire_head`` current) for
-        the batch's flush, as ``_write_wire`` writes them; False (nothing written): any
-        other answer."""
-        wire = response.wire_head
-        body = response.body
-        if (wire is None or type(body) is not bytes or len(body) > FAST_MEMO_BODY * 8
-                or not self._wire_ok(exchange, response, keep_alive)):
-            return False
-        status = response.status
-        exchange.status = status
-        exchange.response_bytes = len(body)
-        self.fe.batch.send(self.transport, b"%s%sContent-Length: %d\r\nX-Request-Id: %s\r\n\r\n%s" % (  # type: ignore[arg-type]
-            status_line(status, response.reason), wire[1], len(body),
-            exchange.request_id.encode("latin-1"), body))
-        return True
+        self._dispatch(Pending(exchange, None, self.parser.should_keep_alive()))
