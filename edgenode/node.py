@@ -166,7 +166,7 @@ class Node:
     def _fast_chain(self) -> bool:
         """Whether the chain suits the front end's fast path: the cache first, or after
         filters that open a stream around the rest (``pipeline.chain.Opens``), which the
-        chain runs as one synchronous step before asking the cache for its kept answer."""
+        chain runs as one step before asking the cache for its kept answer."""
         n = 0
         while n < len(self.stages) and hasattr(self.stages[n], "open_stream"):
             n += 1
@@ -428,9 +428,9 @@ class _CacheFastPath:
     per-request hook: any other subscriber (the access log, a recorder, a request-start
     hook) gets the real ``Exchange``, so then every request takes the chain.  A fast
     hit is counted in the metrics exactly as the chain's hit would be.  For a chain
-    whose filters come before the cache (``filtered``) the front end runs the chain
-    itself over a real ``Exchange``, so every hook and signal sees what it sees on the
-    general path.
+    whose filters come before the cache (``filtered``) the front end only marks a plain
+    request so (``Exchange.plain``) and it runs its chain in the batch: every hook and
+    signal sees a real ``Exchange``, as on the general path.
     """
 
     __slots__ = ("_cache", "_signals", "_observe", "_metrics", "filtered")
@@ -438,7 +438,7 @@ class _CacheFastPath:
     def __init__(self, node: Node) -> None:
         assert node.cache is not None
         self._cache = node.cache
-        #: filters come first: the front end runs the chain for a plain request
+        #: filters come first: the front end marks a plain request for the chain
         self.filtered = node.stages[0] is not node.cache
         self._signals = node.signals
         self._observe = node._observe

@@ -187,23 +187,14 @@ class Dispatcher:
         """
         pending = self._current
         assert pending is not None
-        self.run_outcome(pending, self.run_handler(pending.exchange))
-
-    def run_handler(self, exchange: Exchange) -> Outcome:
-        """The handler's synchronous steps for ``exchange`` (its failure as its answer)."""
+        exchange = pending.exchange
         token = current_request_id.set(exchange.request_id)  # log lines of the steps carry it
         try:
-            return self.fe.handler(exchange)
+            outcome = self.fe.handler(exchange)
         except Exception as exc:
-            return handler_error(exchange, exc)
+            outcome = handler_error(exchange, exc)
         finally:
             current_request_id.reset(token)
-
-    def run_outcome(self, pending: Pending, outcome: Outcome) -> None:
-        """Answer ``pending`` (now the connection's current request) with what its steps
-        returned: written here when it is a response in memory, else in a task that
-        awaits the rest."""
-        self._current = pending
         if isinstance(outcome, Response) and type(outcome.body) is bytes:
             self._respond(pending, outcome)
         else:
@@ -278,7 +269,13 @@ class Dispatcher:
 
     def _complete(self, pending: Pending, response: Response, keep_alive: bool) -> None:
         """The response is written (or aborted): report it and move to the next request."""
-        self._completed(pending.exchange, response)
+        pending.exchange.release()
+        on_complete = self.fe.on_complete
+        if on_complete is not None:
+            try:
+                on_complete(pending.exchange, response)
+            except Exception:
+                log.exception("on_complete callback failed")
         self._current = None
         if self.closed:
             return
@@ -299,17 +296,6 @@ class Dispatcher:
         self._idle_since = self.loop.time()
         if self._timer is None:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
-
-
-    def _completed(self, exchange: Exchange, response: Response) -> None:
-        """``exchange`` was answered: release what it holds, report it (``on_complete``)."""
-        exchange.release()
-        on_complete = self.fe.on_complete
-        if on_complete is not None:
-            try:
-                on_complete(exchange, response)
-            except Exception:
-                log.exception("on_complete callback failed")
 
 
 def handler_error(exchange: Exchange, exc: Exception) -> Response:

@@ -9,12 +9,12 @@ response leaves in one ``transport.write`` with the loop iteration's other answe
 When it declines, the request takes the general path unchanged.
 
 Behind Proxy-Wasm filters (``FastPath.filtered``: the chain's leading stages open a
-stream around the rest, then the cache) the same plain request runs the chain right
-here (``_fast_filtered``): the filters' hooks, the cache's kept answer and the filters'
-response hooks as synchronous steps over a real ``Exchange``; the answer leaves as
-bytes with the iteration's others when its head is still the kept one, and whatever
-else happens (a pause, a callout, a miss, a local reply, a failure) goes on as the
-general path from that point.
+stream around the rest, then the cache) a plain request cannot be answered before the
+filters' hooks ran (they may rewrite it, reply, pause), so it is marked plain
+(``Exchange.plain``, ``_fast_filtered``) and runs its chain in the loop iteration's
+batch like any request: there the cache answers it from the entry's kept answer without
+checking the fields again (``CacheStage.hit_response``), and the answer leaves as bytes
+with the batch's others (``ResponseWriter._write_wire``).
 """
 
 from __future__ import annotations
@@ -46,9 +46,8 @@ log = logging.getLogger("edgenode.frontend")
 class FastPath(Protocol):
     """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
 
-    #: the chain starts with filters whose steps run synchronously (Proxy-Wasm streams),
-    #: then the producer: a plain request runs the chain (``FrontEnd.handler``) right
-    #: here instead of ``lookup``, and a kept-bytes answer leaves as a fast hit's does
+    #: the chain starts with filters (Proxy-Wasm streams), then the producer: a plain
+    #: request is not looked up but marked plain for its chain (``_fast_filtered``)
     filtered: bool
 
     def lookup(self, method: str, target: str, host: str,

@@ -170,28 +170,22 @@ class ResponseWriter:
         The bytes are ``_write_bytes_response``'s (tests/http/test_write_wire.py).
         """
         wire = response.wire_head
-        if wire is None or type(response.body) is not bytes or not self._wire_ok(exchange, response, keep_alive):
+        if wire is None:
             return False
+        headers = response.headers
         status = response.status
         body = response.body
+        if (type(body) is not bytes or status < 200 or status in NO_BODY_STATUS
+                or response._trailers is not FROM_BODY or wire[0] != getversion(headers)
+                or exchange.request.method != "GET" or "x-request-id" in headers
+                or "connection" in headers or not keep_alive or exchange.request.version != "1.1"):
+            return False
         rid = exchange.request_id
         head = b"%s%sContent-Length: %d\r\n%s\r\n" % (
             status_line(status, response.reason), wire[1], len(body),
             b"X-Request-Id: %s\r\n" % rid.encode("latin-1") if rid else b"")
         self._send_message(exchange, status, head, body)
         return True
-
-    @staticmethod
-    def _wire_ok(exchange: Exchange, response: Response, keep_alive: bool) -> bool:
-        """Whether the bytes answer ``exchange`` as the general writer would: a GET on a
-        kept-alive HTTP/1.1 connection, a status with a body, no trailers, the kept head
-        current and none of the fields the front end writes itself in it."""
-        headers = response.headers
-        status = response.status
-        return not (status < 200 or status in NO_BODY_STATUS or response._trailers is not FROM_BODY
-                    or response.wire_head[0] != getversion(headers)  # type: ignore[index]
-                    or exchange.request.method != "GET" or "x-request-id" in headers
-                    or "connection" in headers or not keep_alive or exchange.request.version != "1.1")
 
     def _send_message(self, exchange: Exchange, status: int, head: bytes, body: bytes) -> None:
         """Write a head and its in-memory body: one buffer when small (one send), else the
