@@ -144,7 +144,7 @@ class Node:
             self.signals.on_request_end.append(self.access_log.log)
         #: the request path, linked once: the stages' steps, then the origin
         self.chain = Chain(self.stages, self.upstream)
-        fast = _CacheFastPath(self) if self.stages and self.stages[0] is self.cache else None
+        fast = _CacheFastPath(self) if self._fast_chain() else None
         #: the front end's handler (tools swap its ``chain``, e.g. to stub the origin)
         self.entry = _Entry(self.signals, self.chain)
         self.frontend = FrontEnd(self.entry, config.server, on_complete=self.signals.request_end,
@@ -163,6 +163,15 @@ class Node:
             self.fleet = FleetAgent(NodeHost(self), config.fleet)
 
     # --- assembly -------------------------------------------------------------------
+    def _fast_chain(self) -> bool:
+        """Whether the chain suits the front end's fast path: the cache first, or after
+        filters that open a stream around the rest (``pipeline.chain.Opens``), which the
+        chain runs as one step before asking the cache for its kept answer."""
+        n = 0
+        while n < len(self.stages) and hasattr(self.stages[n], "open_stream"):
+            n += 1
+        return n < len(self.stages) and self.stages[n] is self.cache
+
     def _build_stage(self, index: int, sc: StageConfig) -> Stage:
         if sc.type == "cache":
             # every cache stage shares one store; the first answers as "edgenode" in
@@ -414,18 +423,23 @@ def reachable_host(host: str) -> str:
 class _CacheFastPath:
     """The front end's fast path (``frontend.fast_hits.FastPath``) for fresh cache hits.
 
-    Only for a chain that starts with the cache stage, so a hit there is the whole of
-    the request's work, and only while the metrics observer is the one per-request hook:
-    any other subscriber (the access log, a recorder, a request-start hook) gets the
-    real ``Exchange``, so then every request takes the chain.  A fast hit is counted in
-    the metrics exactly as the chain's hit would be.
+    For a chain that starts with the cache stage (a hit there is the whole of the
+    request's work): ``lookup`` answers, but only while the metrics observer is the one
+    per-request hook: any other subscriber (the access log, a recorder, a request-start
+    hook) gets the real ``Exchange``, so then every request takes the chain.  A fast
+    hit is counted in the metrics exactly as the chain's hit would be.  For a chain
+    whose filters come before the cache (``filtered``) the front end only marks a plain
+    request so (``Exchange.plain``) and it runs its chain in the batch: every hook and
+    signal sees a real ``Exchange``, as on the general path.
     """
 
-    __slots__ = ("_cache", "_signals", "_observe", "_metrics")
+    __slots__ = ("_cache", "_signals", "_observe", "_metrics", "filtered")
 
     def __init__(self, node: Node) -> None:
         assert node.cache is not None
         self._cache = node.cache
+        #: filters come first: the front end marks a plain request for the chain
+        self.filtered = node.stages[0] is not node.cache
         self._signals = node.signals
         self._observe = node._observe
         self._metrics = node.metrics

@@ -132,22 +132,32 @@ class CacheStage:
         For the stage right after the chain's leading filters (pipeline/chain.py runs
         them as one flat step and asks this first): they may have rewritten the
         request, so it is checked here as the front end checks the raw head (method,
-        none of ``NOT_PLAIN``), and the key is the rewritten request's.  The response is
-        ``_serve``'s for the same hit (``_full_hit``), its ``wire_head`` the kept block;
-        declining leaves nothing behind but the LRU touch ``handle``'s lookup makes too.
+        none of ``NOT_PLAIN``: skipped while the fields are the ones the front end found
+        plain, ``Exchange.plain``), and the key is the rewritten request's.  The response
+        is ``_serve``'s for the same hit: its fields a copy of the kept answer's
+        (``Prebuilt.fields``), its ``wire_head`` the kept block; declining leaves nothing
+        behind but the LRU touch ``handle``'s lookup makes too.
         """
         req = ex.request
         method = req.method
         if (method != "GET" and method != "HEAD") or self.nested:
             return None
         h = req.headers
-        if not _NOT_PLAIN.isdisjoint(map(str.lower, h)):  # the request's few names, in one C pass
-            return None
+        if ex.plain != getversion(h) and not _NOT_PLAIN.isdisjoint(map(str.lower, h)):
+            return None  # (the front end's check stands while the filters left the fields alone)
         found = self._fresh(req.scheme, req.target, h.get("host", ""), lambda: h)
         if found is None:
             return None
-        entry, hit = found
-        return self._full_hit(ex, entry, str(hit.stamp[0]), hit.cache_status, "HIT", hit.block)
+        hit = found[1]
+        fields = hit.fields
+        if fields is None:  # the stored fields and the hit's three, once per kept answer
+            fields = hit.fields = self._hit_fields(found[0], str(hit.stamp[0]), hit.cache_status, "HIT")
+        ex.cache_status = hit.cache_status
+        ex.x_cache = "HIT"
+        headers = fields.copy()
+        resp = Response(hit.status, headers, b"" if method == "HEAD" else hit.body, hit.reason)
+        resp.wire_head = (getversion(headers), hit.block)
+        return resp
 
     def _fresh(self, scheme: str, target: str, host: str,
                fields: Callable[[], Headers]) -> tuple[Entry, Prebuilt] | None:
@@ -238,10 +248,7 @@ class CacheStage:
                   block: bytes | None) -> Response:
         """The stored answer as it is plus Age, Cache-Status and X-Cache; ``block``: its
         wire head with those three, when it can be written as bytes."""
-        headers = entry.proto.copy()
-        headers["Age"] = age
-        headers.add("Cache-Status", cache_status)
-        headers["X-Cache"] = x_cache
+        headers = CacheStage._hit_fields(entry, age, cache_status, x_cache)
         ex.cache_status = cache_status
         ex.x_cache = x_cache
         head = ex.request.method == "HEAD"
@@ -251,6 +258,15 @@ class CacheStage:
         if block is not None:
             resp.wire_head = (getversion(headers), block)
         return resp
+
+    @staticmethod
+    def _hit_fields(entry: Entry, age: str, cache_status: str, x_cache: str) -> CIMultiDict[str]:
+        """The stored fields plus Age, Cache-Status and X-Cache (a full hit's)."""
+        headers = entry.proto.copy()
+        headers["Age"] = age
+        headers.add("Cache-Status", cache_status)
+        headers["X-Cache"] = x_cache
+        return headers
 
     def _serve(self, ex: Exchange, entry: Entry, now: float, x_cache: str, cache_status: str) -> Response:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""

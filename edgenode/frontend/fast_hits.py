@@ -7,6 +7,14 @@ flight on the connection: no Request, Exchange, task or coroutine is made, and t
 response leaves in one ``transport.write`` with the loop iteration's other answers
 (``Batch.send``: after the iteration's reads, so the socket writes run back to back).
 When it declines, the request takes the general path unchanged.
+
+Behind Proxy-Wasm filters (``FastPath.filtered``: the chain's leading stages open a
+stream around the rest, then the cache) a plain request cannot be answered before the
+filters' hooks ran (they may rewrite it, reply, pause), so it is marked plain
+(``Exchange.plain``, ``_fast_filtered``) and runs its chain in the loop iteration's
+batch like any request: there the cache answers it from the entry's kept answer without
+checking the fields again (``CacheStage.hit_response``), and the answer leaves as bytes
+with the batch's others (``ResponseWriter._write_wire``).
 """
 
 from __future__ import annotations
@@ -16,12 +24,14 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import Prebuilt
+from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
+from edgenode.pipeline.exchange import Exchange
 
 if TYPE_CHECKING:
     import httptools
@@ -35,6 +45,10 @@ log = logging.getLogger("edgenode.frontend")
 
 class FastPath(Protocol):
     """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
+
+    #: the chain starts with filters (Proxy-Wasm streams), then the producer: a plain
+    #: request is not looked up but marked plain for its chain (``_fast_filtered``)
+    filtered: bool
 
     def lookup(self, method: str, target: str, host: str,
                fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
@@ -91,6 +105,10 @@ class FastHits:
     _send_large: Callable[[bytes, bytes], None]
 
     def _arm_timer(self, delay: float) -> None: ...
+    def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
+                  body: bytes) -> Exchange: ...
+    #: Dispatcher's
+    _dispatch: Callable[[Pending], None]
 
     def _fast_fields_once(self) -> CIMultiDict[str]:
         fields = self._fast_fields
@@ -124,6 +142,9 @@ class FastHits:
                 incoming = value
         if host is None:
             return False
+        if fast.filtered:
+            self._fast_filtered(method, version)
+            return True
         start = perf_counter()
         try:
             hit = fast.lookup(method, self._url.decode("latin-1"), host.decode("latin-1"),
@@ -187,3 +208,15 @@ class FastHits:
         if self._timer is None:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
         return True
+
+    def _fast_filtered(self, method: str, version: str) -> None:
+        """A plain GET/HEAD behind filters: its ``Exchange`` (as ``_exchange`` makes every
+        request's), marked plain, runs in the loop iteration's batch like any request
+        (``Dispatcher``): there the filters' hooks and the cache's kept answer
+        (``CacheStage.hit_response``, which trusts the mark while the filters leave the
+        fields alone) run back to back with the batch's other requests, and a kept-bytes
+        answer leaves with its other answers (``_write_wire``)."""
+        headers = self._fast_fields_once()
+        exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, b"")
+        exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
+        self._dispatch(Pending(exchange, None, self.parser.should_keep_alive()))

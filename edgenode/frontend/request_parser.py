@@ -20,7 +20,7 @@ from edgenode.config import ServerConfig
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
-from edgenode.http.messages import Request
+from edgenode.http.messages import Body, Request
 from edgenode.frontend.request_body import BadBody, RequestBody
 from edgenode.frontend.request_head import METHODS, Reject, absolute_target, check_transfer_encoding
 from edgenode.pipeline.exchange import Exchange
@@ -197,6 +197,13 @@ class RequestParser:
         if has_body:
             expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
             body = self._body = RequestBody(self, expect)
+        exchange = self._exchange(method, target, headers, version, body if body is not None else b"")
+        self._dispatch(Pending(exchange, body, keep_alive))
+
+    def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
+                  body: Body) -> Exchange:
+        """The request and its exchange, with the request id the origin, the filters and
+        the response carry (the fast path's filtered hits make theirs here too)."""
         incoming = headers.get("x-request-id")
         rid = self.fe.request_ids.pick(incoming)
         if incoming is None:
@@ -204,12 +211,11 @@ class RequestParser:
         elif rid is not incoming or len(headers.getall("x-request-id")) > 1:
             headers.popall("x-request-id")
             headers["X-Request-Id"] = rid
-        request = Request(method, target, headers, body if body is not None else b"", version)
-        exchange = Exchange(request, self.client, self.local)
+        exchange = Exchange(Request(method, target, headers, body, version), self.client, self.local)
         exchange.request_id = rid
         if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
             exchange.interim = self.send_interim
-        self._dispatch(Pending(exchange, body, keep_alive))
+        return exchange
 
     def _fields(self) -> CIMultiDict[str]:
         return CIMultiDict([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])

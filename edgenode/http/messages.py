@@ -200,7 +200,7 @@ class Prebuilt:
     every request until ``stamp`` (the producer's own validity token) changes.
     """
 
-    __slots__ = ("status", "reason", "block", "body", "x_cache", "cache_status", "stamp")
+    __slots__ = ("status", "reason", "block", "body", "x_cache", "cache_status", "stamp", "fields")
 
     def __init__(self, status: int, reason: str, block: bytes, body: bytes, x_cache: str,
                  cache_status: str, stamp: Any = None) -> None:
@@ -211,6 +211,9 @@ class Prebuilt:
         self.x_cache = x_cache
         self.cache_status = cache_status
         self.stamp = stamp
+        #: ``block``'s fields as a multidict, made when a stage first needs the answer as
+        #: a ``Response`` (each response gets a copy: a filter may edit it)
+        self.fields: CIMultiDict[str] | None = None
 
     def __repr__(self) -> str:
         return f"<Prebuilt {self.status} {self.x_cache}>"

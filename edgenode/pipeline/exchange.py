@@ -27,6 +27,7 @@ class Exchange:
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
         "status", "server_timing", "interim", "_open", "target", "request_id", "wasm_maps",
+        "plain",
     )
 
     def __init__(
@@ -70,6 +71,10 @@ class Exchange:
         #: the Proxy-Wasm filters' serialised header maps [request, response], shared by
         #: every filter of the stream until one changes them (wasm/contexts.py)
         self.wasm_maps: list[Any] | None = None
+        #: the request's header multidict version when the front end found none of
+        #: ``http.headers.NOT_PLAIN`` in it (-1: not checked); while it is unchanged, a
+        #: stage need not look again (``CacheStage.hit_response``)
+        self.plain = -1
 
     def add_timing(self, name: str, phase: str, seconds: float) -> None:
         key = (name, phase)

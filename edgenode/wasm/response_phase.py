@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator, Callable
 
-from edgenode.http.messages import Body, CIMultiDict, Response, TrailerRelay, trailers_of
+from edgenode.http.messages import FROM_BODY, Body, CIMultiDict, Response, TrailerRelay, trailers_of
 from edgenode.wasm.bodies import ChunkReader, has_body, prepend
 from edgenode.wasm.contexts import TrailerFields
 from edgenode.wasm.holds import STOP_ALL, Hold
@@ -35,6 +35,8 @@ def response_fast(s: Stream, response: Response) -> Response | None:
     """Synchronous response phase when nothing can wait; None means take the async path."""
     vm = s.vm
     body = response.body
+    if type(body) is bytes and response._trailers is FROM_BODY:  # the common case: a hit, no trailers
+        return _in_memory(s, response, body)
     if isinstance(body, (bytes, bytearray)):
         if vm.response_body_hooks and response.trailers:
             return None  # a bytes body's trailers go through the trailers hook

@@ -34,6 +34,7 @@ class Spy:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
+        self.filtered = inner.filtered
         self.asked: list[str] = []
         self.answered: list[str] = []
 
