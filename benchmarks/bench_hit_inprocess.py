@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -107,25 +107,24 @@ def chain_config(name: str) -> list[StageConfig]:
     return [StageConfig(s.pop("type"), s.pop("name"), s) for s in stages] + [StageConfig("cache", "cache")]
 
 
-def count_calls(feed: Callable[[], None], n: int) -> tuple[float, list[tuple[str, int]]]:
-    """Python function calls per request over ``n`` requests of ``feed`` (a profile hook
-    sees every Python frame entered, generators' resumptions included): the total and
-    the most frequent functions (a load-independent measure of the per-request path)."""
-    counts: Counter[str] = Counter()
+class CallCounter:
+    """Python function calls per request (a profile hook sees every Python frame entered,
+    generators' resumptions included): a load-independent measure of the request path."""
 
-    def hook(frame: Any, event: str, arg: Any) -> None:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def hook(self, frame: Any, event: str, arg: Any) -> None:
         if event == "call":
             code = frame.f_code
-            counts[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
+            self.counts[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
 
-    sys.setprofile(hook)
-    try:
-        for _ in range(n):
-            feed()
-    finally:
-        sys.setprofile(None)
-    counts.pop("bench_hit_inprocess.py:feed", None)
-    return sum(counts.values()) / n, [(k, v // n) for k, v in counts.most_common() if v >= n]
+    def result(self, n: int) -> tuple[float, list[tuple[str, int]]]:
+        """Calls per request over ``n`` requests, and the functions called at least once
+        per request (with how many times)."""
+        counts = self.counts
+        counts.pop("bench_hit_inprocess.py:run", None)  # the measuring loop's own resumptions
+        return sum(counts.values()) / n, [(k, v // n) for k, v in counts.most_common() if v >= n]
 
 
 async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb",
@@ -159,11 +158,18 @@ async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb",
     per_round: list[float] = []
     batch = node.frontend.batch
     turns = "per-request" in CHAINS.get(chain, "")  # instances are reset in idle loop turns
-    if calls is not None:
-        def feed() -> None:
-            conn.data_received(REQUEST)
-            batch.run()
-        calls.extend(count_calls(feed, 1000))
+    if calls is not None:  # 1,000 requests as the --sync rounds run them, counted
+        counter = CallCounter()
+        sys.setprofile(counter.hook)
+        try:
+            for _ in range(1000):
+                conn.data_received(REQUEST)
+                batch.run()
+                if turns:
+                    await asyncio.sleep(0)
+        finally:
+            sys.setprofile(None)
+        calls.extend(counter.result(1000))
     for _ in range(rounds):
         answered = tr.responses
         start = time.process_time()
