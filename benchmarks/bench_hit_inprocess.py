@@ -35,8 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
