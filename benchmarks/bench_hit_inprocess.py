@@ -18,6 +18,7 @@ stream in idle loop time, and without the turn every request would start a new i
 
     python benchmarks/bench_hit_inprocess.py [--n 20000] [--rounds 7] [--label before] [--general]
                                              [--store lmdb|memory] [--chain header-shared] [--sync]
+                                             [--calls]
 
 Prints a table and writes benchmarks/results/hit_inprocess-<label>.json.  To compare two
 versions of the code, run a copy of this script inside each tree (it imports the
@@ -34,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +107,29 @@ def chain_config(name: str) -> list[StageConfig]:
     return [StageConfig(s.pop("type"), s.pop("name"), s) for s in stages] + [StageConfig("cache", "cache")]
 
 
+class CallCounter:
+    """Python function calls per request (a profile hook sees every Python frame entered,
+    generators' resumptions included): a load-independent measure of the request path."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def hook(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            self.counts[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
+
+    def result(self, n: int) -> tuple[float, list[tuple[str, int]]]:
+        """Calls per request over ``n`` requests, and the functions called at least once
+        per request (with how many times)."""
+        counts = Counter({k: v for k, v in self.counts.items()  # not this script's own (the
+                          if not k.startswith("bench_hit_inprocess.py:")})  # loop, FakeTransport)
+        return sum(counts.values()) / n, [(k, v // n) for k, v in counts.most_common() if v >= n]
+
+
 async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb",
-              chain: str = "edgenode", sync: bool = False) -> list[float]:
+              chain: str = "edgenode", sync: bool = False,
+              calls: list[Any] | None = None) -> list[float]:
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin="http://127.0.0.1:9")
     cfg.chain = chain_config(chain)
     cfg.log.access = "off"
@@ -135,6 +158,18 @@ async def run(n: int, rounds: int, general: bool = False, store: str = "lmdb",
     per_round: list[float] = []
     batch = node.frontend.batch
     turns = "per-request" in CHAINS.get(chain, "")  # instances are reset in idle loop turns
+    if calls is not None:  # 1,000 requests as the --sync rounds run them, counted
+        counter = CallCounter()
+        sys.setprofile(counter.hook)
+        try:
+            for _ in range(1000):
+                conn.data_received(REQUEST)
+                batch.run()
+                if turns:
+                    await asyncio.sleep(0)
+        finally:
+            sys.setprofile(None)
+        calls.extend(counter.result(1000))
     for _ in range(rounds):
         answered = tr.responses
         start = time.process_time()
@@ -172,15 +207,25 @@ def main() -> None:
                     help="filters before the cache (bench_proxy's chains; edgenode: none)")
     ap.add_argument("--sync", action="store_true",
                     help="run each request's batch from the measuring loop (no loop turns)")
+    ap.add_argument("--calls", action="store_true",
+                    help="also count Python function calls per request (1,000 synchronous requests, "
+                         "before the timed rounds) and list the functions called")
     args = ap.parse_args()
     if args.loop == "uvloop":
         install_event_loop()
-    per_round = asyncio.run(run(args.n, args.rounds, args.general, args.store, args.chain, args.sync))
+    calls: list[Any] | None = [] if args.calls else None
+    per_round = asyncio.run(run(args.n, args.rounds, args.general, args.store, args.chain, args.sync,
+                                calls))
     result = {"label": args.label, "loop": args.loop, "path": "general" if args.general else "fast",
               "driver": "sync" if args.sync else "loop",
               "store": args.store, "chain": args.chain,
               "n": args.n, "rounds": per_round,
               "best_us": min(per_round), "median_us": statistics.median(per_round)}
+    if calls:
+        result["python_calls"], result["functions"] = calls[0], calls[1]
+        print(f"Python function calls per request: {calls[0]:.1f}")
+        for name, count in calls[1]:
+            print(f"  {count:3d}  {name}")
     print(f"{'1 KB hit, in-process (' + args.label + ')':40} {'best':>8} {'median':>8}")
     print(f"{'CPU µs / request':40} {result['best_us']:8.2f} {result['median_us']:8.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)

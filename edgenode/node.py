@@ -78,14 +78,14 @@ class _Entry:
 
     __slots__ = ("signals", "chain")
 
-    def __init__(self, signals: Signals, chain: Callable[[Exchange], Outcome]) -> None:
+    def __init__(self, signals: Signals, chain: Chain) -> None:
         self.signals = signals
         self.chain = chain
 
     def __call__(self, exchange: Exchange) -> Outcome:
         if self.signals.on_request_start:
             self.signals.request_start(exchange)
-        return self.chain(exchange)
+        return self.chain.first(exchange)  # ``Chain.__call__`` without its frame
 
 
 class Node:

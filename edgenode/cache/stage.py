@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import urljoin
@@ -172,8 +171,8 @@ class CacheStage:
         code = entry.status
         if ttl <= 0 or code < 200 or code == 204 or code == 304:
             return None
-        stamp = (int(max(0.0, entry.age0 + (now - entry.response_time))), math.floor(ttl),
-                 self.cache_name)
+        age = entry.age0 + (now - entry.response_time)
+        stamp = (int(age) if age > 0 else 0, int(ttl), self.cache_name)  # ttl > 0: int is floor
         hit = entry.hit
         if hit is None or hit.stamp != stamp:
             cache_status = status.hit(self.cache_name, ttl)

@@ -106,9 +106,9 @@ class FastHits:
 
     def _arm_timer(self, delay: float) -> None: ...
     def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
-                  body: bytes) -> Exchange: ...
+                  body: bytes, new_id: bool = False) -> Exchange: ...
     #: Dispatcher's
-    _dispatch: Callable[[Pending], None]
+    _start: Callable[[Pending], None]
 
     def _fast_fields_once(self) -> CIMultiDict[str]:
         fields = self._fast_fields
@@ -143,7 +143,7 @@ class FastHits:
         if host is None:
             return False
         if fast.filtered:
-            self._fast_filtered(method, version)
+            self._fast_filtered(method, version, incoming is None)
             return True
         start = perf_counter()
         try:
@@ -209,14 +209,16 @@ class FastHits:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
         return True
 
-    def _fast_filtered(self, method: str, version: str) -> None:
+    def _fast_filtered(self, method: str, version: str, new_id: bool) -> None:
         """A plain GET/HEAD behind filters: its ``Exchange`` (as ``_exchange`` makes every
         request's), marked plain, runs in the loop iteration's batch like any request
         (``Dispatcher``): there the filters' hooks and the cache's kept answer
         (``CacheStage.hit_response``, which trusts the mark while the filters leave the
         fields alone) run back to back with the batch's other requests, and a kept-bytes
-        answer leaves with its other answers (``_write_wire``)."""
-        headers = self._fast_fields_once()
-        exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, b"")
+        answer leaves with its other answers (``_write_wire``).  ``new_id``: the request
+        carries no X-Request-Id (the node makes one)."""
+        headers = self._fields()
+        exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, b"", new_id)
         exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
-        self._dispatch(Pending(exchange, None, self.parser.should_keep_alive()))
+        # not ``_dispatch``: nothing is in flight and writing is not paused (``_fast``'s terms)
+        self._start(Pending(exchange, None, self.parser.should_keep_alive()))

@@ -201,16 +201,19 @@ class RequestParser:
         self._dispatch(Pending(exchange, body, keep_alive))
 
     def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
-                  body: Body) -> Exchange:
+                  body: Body, new_id: bool = False) -> Exchange:
         """The request and its exchange, with the request id the origin, the filters and
-        the response carry (the fast path's filtered hits make theirs here too)."""
-        incoming = headers.get("x-request-id")
-        rid = self.fe.request_ids.pick(incoming)
+        the response carry (the fast path's filtered hits make theirs here too; ``new_id``:
+        the caller knows ``headers`` hold no X-Request-Id)."""
+        incoming = None if new_id else headers.get("x-request-id")
         if incoming is None:
+            rid = self.fe.request_ids.new()
             headers["X-Request-Id"] = rid  # the origin and the filters see it too
-        elif rid is not incoming or len(headers.getall("x-request-id")) > 1:
-            headers.popall("x-request-id")
-            headers["X-Request-Id"] = rid
+        else:
+            rid = self.fe.request_ids.pick(incoming)
+            if rid is not incoming or len(headers.getall("x-request-id")) > 1:
+                headers.popall("x-request-id")
+                headers["X-Request-Id"] = rid
         exchange = Exchange(Request(method, target, headers, body, version), self.client, self.local)
         exchange.request_id = rid
         if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client

@@ -181,9 +181,12 @@ class ResponseWriter:
                 or "connection" in headers or not keep_alive or exchange.request.version != "1.1"):
             return False
         rid = exchange.request_id
-        head = b"%s%sContent-Length: %d\r\n%s\r\n" % (
-            status_line(status, response.reason), wire[1], len(body),
-            b"X-Request-Id: %s\r\n" % rid.encode("latin-1") if rid else b"")
+        if rid:  # every request the front end parsed has one: one format for the head
+            head = b"%s%sContent-Length: %d\r\nX-Request-Id: %s\r\n\r\n" % (
+                status_line(status, response.reason), wire[1], len(body), rid.encode("latin-1"))
+        else:
+            head = b"%s%sContent-Length: %d\r\n\r\n" % (status_line(status, response.reason), wire[1],
+                                                        len(body))
         self._send_message(exchange, status, head, body)
         return True
 

@@ -131,7 +131,10 @@ class Request(_Message):
         self.body = body
         self.scheme = scheme
         self._trailers: Any = FROM_BODY
-        self.set_target(target)
+        self.target = target  # ``set_target``, inlined: every request makes one
+        path, sep, query = target.partition("?")
+        self.path = path
+        self.query = query if sep else ""
 
     def set_target(self, target: str) -> None:
         """Replace the request target, keeping ``path`` and ``query`` in step."""

@@ -34,14 +34,15 @@ class RequestIds:
     unique without coordination.  ``prefix`` and ``count`` let a hot path format an id
     straight into bytes (``b"%s%x" % (prefix, next(count))``)."""
 
-    __slots__ = ("prefix", "count")
+    __slots__ = ("prefix", "count", "_text")
 
     def __init__(self) -> None:
-        self.prefix = (secrets.token_hex(6) + "-").encode()
+        self._text = secrets.token_hex(6) + "-"
+        self.prefix = self._text.encode()
         self.count = itertools.count(1)
 
     def new(self) -> str:
-        return f"{self.prefix.decode()}{next(self.count):x}"
+        return f"{self._text}{next(self.count):x}"
 
     def pick(self, incoming: str | None) -> str:
         """``incoming`` when it is a valid id, else a new one."""

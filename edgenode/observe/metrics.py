@@ -88,9 +88,10 @@ class NodeMetrics:
 
     def observe(self, exchange: Exchange, response: Response | None) -> None:
         """Record one finished request; called from the front end's completion hook."""
-        self.observe_parts(cache_label(exchange),
+        x_cache = exchange.x_cache  # ``cache_label`` and ``exchange.elapsed``, inlined (every request)
+        self.observe_parts(x_cache.upper() if x_cache else "NONE",
                            exchange.status or (response.status if response else 0),
-                           exchange.response_bytes, exchange.elapsed)
+                           exchange.response_bytes, time.perf_counter() - exchange.start)
         if exchange.origin_time is not None:
             origin = exchange.origin or "default"
             self.origin_requests[origin] += 1

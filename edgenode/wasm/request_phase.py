@@ -1,4 +1,5 @@
-"""A filter's request callbacks, before the next stage: headers, then body and trailers.
+"""A filter's request callbacks after the headers hook (``StreamDriver.begin``), before
+the next stage: a held stream, then body and trailers.
 
 When the module exports ``proxy_on_request_body`` (or a trailers hook and the body may
 end with trailers), the body is consumed here, so the filter can still answer locally,
@@ -16,27 +17,9 @@ from edgenode.wasm.replies import text_response
 from edgenode.wasm.streamstate import Stream
 from edgenode.wasm.vm import FilterFailure
 
-__all__ = ["request_headers", "request_rest"]
+__all__ = ["request_rest"]
 
 REQ_BODY = "proxy_on_request_body"
-
-
-def request_headers(s: Stream) -> bool:
-    """Announce the stream and run the request headers hook (one call into the host core);
-    True when a hold or a body hook needs async work."""
-    vm, ctx, req = s.vm, s.ctx, s.ex.request
-    body = req.body
-    body = not isinstance(body, (bytes, bytearray)) or len(body) > 0  # bodies.has_body, inlined
-    headers = req.headers
-    ctx.continued = False
-    action = vm.start_stream(ctx, len(headers) + 4 - ("host" in headers), not body)
-    if action or ctx.local_response is not None or ctx.closed:
-        if ctx.local_response is not None or ctx.closed:
-            return False
-        if s.hold_headers("request", action):
-            return True
-    ctx.request_headers_open = False
-    return body and vm.request_body_hooks
 
 
 async def request_rest(s: Stream) -> None:

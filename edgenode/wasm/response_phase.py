@@ -22,7 +22,7 @@ from edgenode.wasm.replies import StreamAborted, reset_response, text_response
 from edgenode.wasm.streamstate import PauseTimeout, Stream
 from edgenode.wasm.vm import FilterFailure
 
-__all__ = ["response_fast", "response_phase"]
+__all__ = ["in_memory", "response_fast", "response_phase"]
 
 RESP_HEADERS, RESP_BODY = "proxy_on_response_headers", "proxy_on_response_body"
 
@@ -36,11 +36,11 @@ def response_fast(s: Stream, response: Response) -> Response | None:
     vm = s.vm
     body = response.body
     if type(body) is bytes and response._trailers is FROM_BODY:  # the common case: a hit, no trailers
-        return _in_memory(s, response, body)
+        return in_memory(s, response, body)
     if isinstance(body, (bytes, bytearray)):
         if vm.response_body_hooks and response.trailers:
             return None  # a bytes body's trailers go through the trailers hook
-        return _in_memory(s, response, body if isinstance(body, bytes) else bytes(body))
+        return in_memory(s, response, body if isinstance(body, bytes) else bytes(body))
     if vm.response_body_hooks and RESP_BODY in vm.funcs:
         return None  # a streamed body through the body hook
     ctx = s.ctx
@@ -64,7 +64,7 @@ def response_fast(s: Stream, response: Response) -> Response | None:
     return _finish_response(s, response)
 
 
-def _in_memory(s: Stream, response: Response, body: bytes) -> Response | None:
+def in_memory(s: Stream, response: Response, body: bytes) -> Response | None:
     """A response whose body is in memory: headers hook, body hook and the stream's end in
     one call into the host core; a hold or a reply from them continues in response_phase."""
     vm, ctx = s.vm, s.ctx
