@@ -769,6 +769,7 @@ static int Instance_init(Instance *self, PyObject *args, PyObject *kwds) {
     self->alloc_hook = -1;
     Py_INCREF(owner);
     Py_XSETREF(self->owner, owner);
+    Py_CLEAR(self->metrics);
     self->store = WT.store_new((wasm_engine_t *)(uintptr_t)engine_ptr, NULL, NULL);
     self->ctx = WT.store_context(self->store);
     WT.store_limiter(self->store, memory_limit, -1, -1, -1, -1);
@@ -817,6 +818,7 @@ fail:
 static int Instance_traverse(Instance *self, visitproc visit, void *arg) {
     Py_VISIT(self->owner);
     Py_VISIT(self->effective);
+    Py_VISIT(self->metrics);
     for (int i = 0; i < 7; i++) Py_VISIT(self->stream_stats[i]);
     return 0;
 }
@@ -824,6 +826,7 @@ static int Instance_traverse(Instance *self, visitproc visit, void *arg) {
 static int Instance_clear(Instance *self) {
     Py_CLEAR(self->owner);
     Py_CLEAR(self->effective);
+    Py_CLEAR(self->metrics);
     for (int i = 0; i < 7; i++) Py_CLEAR(self->stream_stats[i]);
     return 0;
 }
