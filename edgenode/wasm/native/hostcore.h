@@ -72,6 +72,7 @@ typedef struct {
     double sum;
     unsigned long long count;
     PyObject *key; /* (filter, phase): the Exchange.timings key, or None */
+    Py_hash_t key_hash; /* its hash, once: a tuple's is not cached, and every callback updates the entry */
 } Histogram;
 
 typedef struct {

@@ -645,6 +645,13 @@ static int native_value(int id, PyObject *ex, PropValue *out) {
 /* --- properties: paths resolved once (a bounded cache), values from properties.py -------- */
 
 static PyObject *resolve_fn, *get_fn, *set_fn; /* set_property_functions */
+/* the paths last resolved, by hash of their bytes: a filter's few paths found with no
+ * allocation (the dict below holds every path resolved, bounded) */
+#define RECENT 64
+typedef struct {
+    PyObject *key, *entry;
+} RecentPath;
+static RecentPath recent[RECENT];
 /* raw path bytes -> (segments, exchange getter or None, exchange setter or None, native id) */
 static PyObject *paths;
 #define MAX_PATHS 1024
@@ -660,6 +667,10 @@ PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
     Py_XSETREF(set_fn, set);
     Py_XSETREF(paths, PyDict_New());
     if (paths == NULL) return NULL;
+    for (int i = 0; i < RECENT; i++) {
+        Py_CLEAR(recent[i].key);
+        Py_CLEAR(recent[i].entry);
+    }
     Py_RETURN_NONE;
 }
 
@@ -671,6 +682,12 @@ static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64
         *status = ST_INVALID_MEMORY_ACCESS;
         return NULL;
     }
+    uint32_t h = 2166136261u; /* FNV-1a: the slot of the recent-paths cache */
+    for (uint32_t i = 0; i < len; i++) h = (h ^ raw[i]) * 16777619u;
+    RecentPath *slot = &recent[h % RECENT];
+    if (slot->key != NULL && PyBytes_GET_SIZE(slot->key) == (Py_ssize_t)len &&
+        memcmp(PyBytes_AS_STRING(slot->key), raw, len) == 0)
+        return Py_NewRef(slot->entry);
     PyObject *key = PyBytes_FromStringAndSize((const char *)raw, len);
     if (key == NULL) return NULL;
     PyObject *entry = PyDict_GetItemWithError(paths, key);
@@ -684,6 +701,10 @@ static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64
             if (PyDict_GET_SIZE(paths) >= MAX_PATHS) PyDict_Clear(paths);
             if (PyDict_SetItem(paths, key, entry) < 0) Py_CLEAR(entry);
         }
+    }
+    if (entry != NULL) {
+        Py_XSETREF(slot->key, Py_NewRef(key));
+        Py_XSETREF(slot->entry, Py_NewRef(entry));
     }
     Py_DECREF(key);
     return entry;

@@ -167,10 +167,10 @@ static void record(Instance *self, PyObject *stats, PyObject *timings, double dt
     Histogram *h = (Histogram *)stats;
     hc_observe(h, dt);
     if (timings != Py_None && h->key != Py_None) {
-        PyObject *old = PyDict_GetItemWithError(timings, h->key);
+        PyObject *old = _PyDict_GetItem_KnownHash(timings, h->key, h->key_hash);
         double total = dt + (old != NULL ? PyFloat_AsDouble(old) : 0.0);
         PyObject *f = PyFloat_FromDouble(total);
-        if (f == NULL || PyDict_SetItem(timings, h->key, f) < 0) PyErr_Clear();
+        if (f == NULL || _PyDict_SetItem_KnownHash(timings, h->key, f, h->key_hash) < 0) PyErr_Clear();
         Py_XDECREF(f);
     }
 }
