@@ -513,17 +513,17 @@ static int text_value(PyObject *text, PropValue *out) {
         return -1;
     }
     out->owner = text;
-    return 1;
+    return 0;
 }
 
 static int int_value(long long v, PropValue *out) { /* _enc(int): 8 bytes little-endian */
     for (int i = 0; i < 8; i++) out->buf[i] = (char)((unsigned long long)v >> (8 * i));
     out->data = out->buf;
     out->len = 8;
-    return 1;
+    return 0;
 }
 
-/* (host, port) of the exchange's peer ``which`` (client / local), borrowed; 0 if not a plain pair */
+/* (host, port) of the exchange's peer ``which`` (client / local), borrowed: 1, or 0 if not a plain pair */
 static int peer(PyObject *ex, PyObject *which, PyObject **host, long long *port) {
     PyObject *t = PyObject_GetAttr(ex, which);
     if (t == NULL) return 0;
@@ -546,7 +546,7 @@ static int address_value(PyObject *host, long long port, PropValue *out) {
     int v6 = memchr(h, ':', (size_t)n) != NULL;
     out->len = snprintf(out->buf, sizeof out->buf, v6 ? "[%.*s]:%lld" : "%.*s:%lld", (int)n, h, port);
     out->data = out->buf;
-    return 1;
+    return 0;
 }
 
 /* request.headers.get(name, default) (a new reference) */
@@ -558,8 +558,8 @@ static PyObject *request_header(PyObject *request, PyObject *name, PyObject *dfl
     return v;
 }
 
-/* The value of attribute ``id`` for exchange ``ex``: 1 (``out`` set; release ``out->owner``),
- * 0 absent, -1 not answered here (an exception may be set: the Python getter decides). */
+/* The value of attribute ``id`` for exchange ``ex``: 0 (``out`` set; release ``out->owner``),
+ * or -1, not answered here (an exception may be set: the Python getter decides). */
 static int native_value(int id, PyObject *ex, PropValue *out) {
     out->owner = NULL;
     PyObject *host;
@@ -632,7 +632,7 @@ static int native_value(int id, PyObject *ex, PropValue *out) {
             memcpy(out->buf + 5, text, (size_t)n);
             out->data = out->buf;
             out->len = n + 5;
-            r = 1;
+            r = 0;
         }
         Py_DECREF(version);
         return r;
@@ -756,11 +756,11 @@ static int64_t get_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap,
             return ST_NOT_FOUND;
         }
         PropValue v;
-        int found = ex ? native_value((int)nid, ex, &v) : -1;
+        int answered = ex != NULL && native_value((int)nid, ex, &v) == 0;
         Py_XDECREF(ex);
-        if (found >= 0) {
+        if (answered) {
             Py_DECREF(entry);
-            int64_t r = found ? ret_bytes(inst, v.data, (size_t)v.len, U32(raw, 2), U32(raw, 3), trap) : ST_NOT_FOUND;
+            int64_t r = ret_bytes(inst, v.data, (size_t)v.len, U32(raw, 2), U32(raw, 3), trap);
             Py_XDECREF(v.owner);
             return r;
         }
