@@ -1,7 +1,8 @@
 """CPU per stream of one filter's host work around a 1 KB in-memory response, no node.
 
-A ``WasmStage`` (the routing filter with bench_proxy's routing config, or the header-only
-filter ``tests/wasm/wat/header_only.wat``; a shared VM, or with ``--isolation per-request``
+A ``WasmStage`` (the routing filter with bench_proxy's routing config, the header-only
+filter ``tests/wasm/wat/header_only.wat``, or the WAF filter with no rules: what its host
+calls cost, bench_waf.py's "no rules" stage; a shared VM, or with ``--isolation per-request``
 an instance per stream) runs its synchronous steps for a fresh ``Exchange`` per request: ``open_stream``, ``enter`` (context create + request
 headers hook) and ``around`` (response headers, body hook if exported, the stream's end)
 over a new 1 KB ``Response``.  Per-request instances are reset (or replaced) in idle
@@ -11,7 +12,7 @@ adds to a hit, steady to a few per cent where the whole-hit benches move by ±20
 change of a few hundred ns in the filter's path can be read.  To compare two trees, run
 each tree's copy of this script alternately (ABBA)::
 
-    python benchmarks/bench_filter_stream.py [--filter routing|header] [--n 10000] [--rounds 5]
+    python benchmarks/bench_filter_stream.py [--filter routing|header|waf] [--n 10000] [--rounds 5]
                                              [--isolation shared|per-request]
                                              [--module other/routing.wasm] [--label x]
 
@@ -45,6 +46,9 @@ BODY = b"x" * 1024
 def make_stage(which: str, module: str | None, isolation: str) -> WasmStage:
     if which == "routing":
         opts = {"module": module or str(ROOT / "filters/build/routing.wasm"), "config": ROUTING_CONFIG}
+    elif which == "waf":
+        opts = {"module": module or str(ROOT / "filters/build/waf.wasm"),
+                "config": {"directives": "SecRuleEngine On\nSecRequestBodyAccess On"}}
     else:
         opts = {"module": module or str(ROOT / "tests/wasm/wat/header_only.wat")}
     opts["isolation"] = isolation
@@ -83,7 +87,7 @@ async def measure(stage: WasmStage, n: int, rounds: int, per_request: bool) -> t
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--filter", choices=("routing", "header"), default="routing")
+    ap.add_argument("--filter", choices=("routing", "header", "waf"), default="routing")
     ap.add_argument("--isolation", choices=("shared", "per-request"), default="shared")
     ap.add_argument("--module", help="another build of the filter's module")
     ap.add_argument("--n", type=int, default=10000)

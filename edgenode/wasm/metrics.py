@@ -1,6 +1,8 @@
 """Filter metrics: guest-defined metrics and per-callback timings, per filter name.
 
-Values live here (not in a VM) so they survive reloads and per-request instances.
+Values live here (not in a VM) so they survive reloads and per-request instances; a
+filter's own metrics are in a native ``MetricTable``, which the host core updates itself
+(proxy_increment_metric / proxy_record_metric / proxy_get_metric, hostfns.c).
 ``wasm_collector`` is a prometheus-client custom collector; observe/metrics.py
 registers it (``REGISTRY.register(wasm_collector)``).  Every family is labelled by
 ``filter``.
@@ -15,7 +17,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, Metric)
 
 from edgenode.wasm.abi import MetricType, Status
-from edgenode.wasm.native import Histogram
+from edgenode.wasm.native import Histogram, MetricTable
 
 __all__ = ["FilterMetrics", "filter_metrics", "metrics_for", "wasm_collector", "WasmCollector",
            "CALLBACK_BUCKETS", "VALUE_BUCKETS"]
@@ -26,13 +28,18 @@ VALUE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 10000
 
 
 class _UserMetric:
-    __slots__ = ("name", "type", "value", "hist")
+    __slots__ = ("name", "type", "hist", "id", "_table")
 
-    def __init__(self, name: str, mtype: MetricType) -> None:
+    def __init__(self, name: str, mtype: MetricType, table: MetricTable) -> None:
         self.name = name
         self.type = mtype
-        self.value = 0
         self.hist = Histogram(VALUE_BUCKETS) if mtype == MetricType.HISTOGRAM else None
+        self._table = table
+        self.id: int = table.add(int(mtype), self.hist)
+
+    @property
+    def value(self) -> int:
+        return self._table.value(self.id)
 
 
 class FilterMetrics:
@@ -42,6 +49,8 @@ class FilterMetrics:
         self.name = name
         self._by_name: dict[tuple[int, str], int] = {}
         self._by_id: dict[int, _UserMetric] = {}
+        #: the values, by metric id (what the host core updates)
+        self.table = MetricTable()
         self.callbacks: dict[str, Histogram] = {}
         self.traps = 0
         self.vm_starts = 0
@@ -58,40 +67,23 @@ class FilterMetrics:
         key = (kind, name)
         mid = self._by_name.get(key)
         if mid is None:
-            mid = len(self._by_id) + 1
-            self._by_name[key] = mid
-            self._by_id[mid] = _UserMetric(name, kind)
+            m = _UserMetric(name, kind, self.table)
+            mid = self._by_name[key] = m.id
+            self._by_id[mid] = m
         return Status.OK, mid
 
     def increment(self, mid: int, delta: int) -> Status:
-        m = self._by_id.get(mid)
-        if m is None:
-            return Status.NOT_FOUND
-        if m.type == MetricType.HISTOGRAM or (m.type == MetricType.COUNTER and delta < 0):
-            return Status.BAD_ARGUMENT
-        m.value += delta
-        return Status.OK
+        """Counters take deltas >= 0, gauges any; histograms none."""
+        return Status(self.table.increment(mid, delta))
 
     def record(self, mid: int, value: int) -> Status:
-        m = self._by_id.get(mid)
-        if m is None:
-            return Status.NOT_FOUND
-        if m.type == MetricType.COUNTER:
-            m.value += value
-        elif m.type == MetricType.GAUGE:
-            m.value = value
-        else:
-            assert m.hist is not None
-            m.hist.observe(value)
-        return Status.OK
+        """``value`` (u64) is added to a counter, set on a gauge, observed by a histogram."""
+        return Status(self.table.record(mid, value))
 
     def get(self, mid: int) -> tuple[Status, int]:
-        m = self._by_id.get(mid)
-        if m is None:
-            return Status.NOT_FOUND, 0
-        if m.type == MetricType.HISTOGRAM:
-            return Status.BAD_ARGUMENT, 0
-        return Status.OK, m.value
+        """A counter's or gauge's value, its low 64 bits (what the guest reads)."""
+        status, value = self.table.get(mid)
+        return Status(status), value
 
     def user_metrics(self) -> list[_UserMetric]:
         return list(self._by_id.values())

@@ -5,7 +5,8 @@ wasmtime C API inside the wasmtime wheel and to the Python side.
 host functions answered in C), ``HeaderBlock`` holds a header map serialised once per
 change (``set_view_types`` names the view classes its writes go through, contexts.py;
 ``set_property_functions`` the Python functions behind properties, hostcalls/properties.py),
-``Histogram`` counts callback times, ``define`` registers a host function with a linker,
+``Histogram`` counts callback times, ``MetricTable`` holds a filter's own metrics
+(``NATIVE_PROPERTIES``: the property paths the core answers itself), ``define`` registers a host function with a linker,
 ``ticker_add``/``ticker_remove`` drive engine epochs from a native thread.
 """
 
@@ -22,7 +23,7 @@ from edgenode.wasm import _hostcore
 from edgenode.wasm.errors import GuestTrap, HostTrap, MemoryFault
 from edgenode.wasm.hostcalls import registry
 
-__all__ = ["Instance", "HeaderBlock", "Histogram", "define", "ticker_add", "ticker_remove",
+__all__ = ["Instance", "HeaderBlock", "Histogram", "MetricTable", "NATIVE_PROPERTIES", "define", "ticker_add", "ticker_remove",
            "set_view_types", "set_property_functions"]
 
 _log = logging.getLogger("edgenode.wasm")
@@ -41,6 +42,8 @@ _hostcore.setup(B.dll._name, _LAYOUT, GuestTrap, HostTrap, MemoryFault, Wasmtime
 Instance = _hostcore.Instance
 HeaderBlock = _hostcore.HeaderBlock
 Histogram = _hostcore.Histogram
+MetricTable = _hostcore.MetricTable
+NATIVE_PROPERTIES: tuple[str, ...] = _hostcore.NATIVE_PROPERTIES
 define = _hostcore.define
 ticker_add = _hostcore.ticker_add
 ticker_remove = _hostcore.ticker_remove

@@ -26,14 +26,18 @@ def store_property(vm: HostVm, path: tuple[str, ...], value: bytes) -> int:
     return OK if set_property(path, value, ctx.exchange if ctx else None, vm.plugin.info) else NOT_FOUND
 
 
+#: the attributes the host core reads from the exchange itself: path -> its id there
+_NATIVE_IDS = {split_path(name.encode()): i for i, name in enumerate(native.NATIVE_PROPERTIES, 1)}
+
+
 def resolve_path(raw: bytes) -> tuple[tuple[str, ...], Callable[[Any], Any] | None,
-                                      tuple[bool, str, bool] | None]:
+                                      tuple[bool, str, bool] | None, int]:
     """What the host core keeps per distinct path: its segments, the getter it may call
-    with the stream's exchange instead of ``property_value`` (common attributes), and how
-    it may store a value on the exchange instead of calling ``store_property`` (the
-    routing decision)."""
+    with the stream's exchange instead of ``property_value`` (other exchange attributes),
+    how it may store a value on the exchange instead of calling ``store_property`` (the
+    routing decision), and the id of the attribute it answers itself (0: none)."""
     path = split_path(raw)
-    return path, exchange_getter(path), exchange_setter(path)
+    return path, exchange_getter(path), exchange_setter(path), _NATIVE_IDS.get(path, 0)
 
 
 # the host core answers both host functions itself through these

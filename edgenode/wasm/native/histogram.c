@@ -42,8 +42,11 @@ static int Histogram_init(Histogram *self, PyObject *args, PyObject *kwds) {
     self->nb = (int)n;
     self->sum = 0;
     self->count = 0;
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -1;
     Py_INCREF(key);
     Py_XSETREF(self->key, key);
+    self->key_hash = hash;
     return 0;
 }
 

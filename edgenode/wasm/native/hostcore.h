@@ -45,6 +45,7 @@ typedef struct Instance {
      * their histograms, set once by set_stream_hooks() so a stream's calls pass neither */
     int stream_ids[7];
     PyObject *stream_stats[7];
+    PyObject *metrics; /* the owner's filter's MetricTable, found at the first metric call */
 } Instance;
 
 typedef struct {
@@ -71,9 +72,16 @@ typedef struct {
     double sum;
     unsigned long long count;
     PyObject *key; /* (filter, phase): the Exchange.timings key, or None */
+    Py_hash_t key_hash; /* its hash, once: a tuple's is not cached, and every callback updates the entry */
 } Histogram;
 
-extern PyTypeObject InstanceType, HeaderBlockType, HistogramType;
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n, cap;
+    struct Metric *items;
+} MetricTable;
+
+extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType;
 
 /* set up by setup() */
 extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report,
@@ -82,7 +90,9 @@ extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *h
 extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_open,
     *s_response_headers_open, *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method,
     *s_target, *s_scheme, *s_status, *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable,
-    *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props;
+    *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props, *s_request, *s_path, *s_query,
+    *s_version, *s_request_id, *s_x_request_id, *s_id, *s_client, *s_local, *s_empty, *s_plugin, *s_metrics,
+    *s_table, *s_effects;
 
 /* the instance whose guest call is in progress (calls never nest across instances) */
 extern Instance *hc_current;
@@ -109,9 +119,15 @@ int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, P
 PyObject *hc_define(PyObject *self, PyObject *args);
 PyObject *hc_set_property_functions(PyObject *self, PyObject *args);
 int hc_native_id(const char *name);
+PyObject *hc_native_property_names(void);
 
 /* histogram.c */
 void hc_observe(Histogram *h, double value);
+
+/* metrics.c: statuses */
+int hc_metric_increment(MetricTable *t, uint32_t mid, int64_t delta);
+int hc_metric_record(MetricTable *t, uint32_t mid, uint64_t value);
+int hc_metric_get(MetricTable *t, uint32_t mid, uint64_t *out);
 
 /* ticker.c */
 PyObject *hc_ticker_add(PyObject *self, PyObject *args);

@@ -25,13 +25,17 @@ enum {
     N_GET_BUFFER_STATUS,
     N_GET_PROPERTY,
     N_SET_PROPERTY,
+    N_INCREMENT_METRIC,
+    N_RECORD_METRIC,
+    N_GET_METRIC,
 };
 
 static const char *NATIVE_NAMES[] = {
     "", "proxy_get_header_map_value", "proxy_get_header_map_pairs", "proxy_get_header_map_size",
     "proxy_add_header_map_value", "proxy_replace_header_map_value", "proxy_remove_header_map_value",
     "proxy_set_header_map_pairs", "proxy_get_log_level", "proxy_log", "proxy_get_buffer_bytes",
-    "proxy_get_buffer_status", "proxy_get_property", "proxy_set_property", NULL,
+    "proxy_get_buffer_status", "proxy_get_property", "proxy_set_property", "proxy_increment_metric",
+    "proxy_record_metric", "proxy_get_metric", NULL,
 };
 
 int hc_native_id(const char *name) {
@@ -456,10 +460,200 @@ static int64_t get_buffer_status(Instance *inst, wt_val_raw *raw) {
     return ST_OK;
 }
 
+/* --- properties answered here: the common stream attributes ------------------------------ */
+
+/* Read live from the exchange at each call (slot reads), so a filter's change to the
+ * request (:path, Host) shows at once; values as properties.py's getters give them.
+ * NATIVE_PROPERTIES (this order) tells properties.py which paths these are. */
+enum {
+    P_NONE = 0,
+    P_REQUEST_PATH,
+    P_REQUEST_URL_PATH,
+    P_REQUEST_QUERY,
+    P_REQUEST_HOST,
+    P_REQUEST_SCHEME,
+    P_REQUEST_METHOD,
+    P_REQUEST_PROTOCOL,
+    P_REQUEST_ID,
+    P_SOURCE_ADDRESS,
+    P_SOURCE_PORT,
+    P_DESTINATION_ADDRESS,
+    P_DESTINATION_PORT,
+    P_COUNT,
+};
+
+static const char *PROPERTY_NAMES[P_COUNT] = {
+    "", "request.path", "request.url_path", "request.query", "request.host", "request.scheme",
+    "request.method", "request.protocol", "request.id", "source.address", "source.port",
+    "destination.address", "destination.port",
+};
+
+PyObject *hc_native_property_names(void) {
+    PyObject *t = PyTuple_New(P_COUNT - 1);
+    for (int i = 1; t != NULL && i < P_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(PROPERTY_NAMES[i]);
+        if (name == NULL) Py_CLEAR(t);
+        else PyTuple_SET_ITEM(t, i - 1, name);
+    }
+    return t;
+}
+
+typedef struct {
+    PyObject *owner; /* holds ``data`` (a str), or NULL: ``data`` is ``buf`` */
+    const char *data;
+    Py_ssize_t len;
+    char buf[160];
+} PropValue;
+
+/* ``text`` (a new reference; exact str only, as str(value).encode() would give it) as the value */
+static int text_value(PyObject *text, PropValue *out) {
+    if (text == NULL) return -1;
+    if (!PyUnicode_CheckExact(text) || (out->data = PyUnicode_AsUTF8AndSize(text, &out->len)) == NULL) {
+        Py_DECREF(text);
+        return -1;
+    }
+    out->owner = text;
+    return 0;
+}
+
+static int int_value(long long v, PropValue *out) { /* _enc(int): 8 bytes little-endian */
+    for (int i = 0; i < 8; i++) out->buf[i] = (char)((unsigned long long)v >> (8 * i));
+    out->data = out->buf;
+    out->len = 8;
+    return 0;
+}
+
+/* (host, port) of the exchange's peer ``which`` (client / local), borrowed: 1, or 0 if not a plain pair */
+static int peer(PyObject *ex, PyObject *which, PyObject **host, long long *port) {
+    PyObject *t = PyObject_GetAttr(ex, which);
+    if (t == NULL) return 0;
+    int ok = PyTuple_CheckExact(t) && PyTuple_GET_SIZE(t) >= 2 && PyUnicode_CheckExact(PyTuple_GET_ITEM(t, 0)) &&
+             PyLong_CheckExact(PyTuple_GET_ITEM(t, 1));
+    if (ok) {
+        *host = PyTuple_GET_ITEM(t, 0);
+        *port = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 1));
+        ok = !(*port == -1 && PyErr_Occurred());
+    }
+    Py_DECREF(t); /* the exchange holds the tuple, the tuple its items */
+    return ok;
+}
+
+/* _addr(peer): "host:port", "[host]:port" for IPv6 */
+static int address_value(PyObject *host, long long port, PropValue *out) {
+    Py_ssize_t n;
+    const char *h = PyUnicode_AsUTF8AndSize(host, &n);
+    if (h == NULL || n > (Py_ssize_t)sizeof out->buf - 32) return -1;
+    int v6 = memchr(h, ':', (size_t)n) != NULL;
+    out->len = snprintf(out->buf, sizeof out->buf, v6 ? "[%.*s]:%lld" : "%.*s:%lld", (int)n, h, port);
+    out->data = out->buf;
+    return 0;
+}
+
+/* request.headers.get(name, default) (a new reference) */
+static PyObject *request_header(PyObject *request, PyObject *name, PyObject *dflt) {
+    PyObject *headers = PyObject_GetAttr(request, s_headers);
+    if (headers == NULL) return NULL;
+    PyObject *v = PyObject_CallMethodObjArgs(headers, s_get, name, dflt, NULL);
+    Py_DECREF(headers);
+    return v;
+}
+
+/* The value of attribute ``id`` for exchange ``ex``: 0 (``out`` set; release ``out->owner``),
+ * or -1, not answered here (an exception may be set: the Python getter decides). */
+static int native_value(int id, PyObject *ex, PropValue *out) {
+    out->owner = NULL;
+    PyObject *host;
+    long long port;
+    switch (id) {
+    case P_SOURCE_ADDRESS:
+    case P_DESTINATION_ADDRESS:
+        return peer(ex, id == P_SOURCE_ADDRESS ? s_client : s_local, &host, &port) ? address_value(host, port, out)
+                                                                                    : -1;
+    case P_SOURCE_PORT:
+    case P_DESTINATION_PORT:
+        return peer(ex, id == P_SOURCE_PORT ? s_client : s_local, &host, &port) ? int_value(port, out) : -1;
+    case P_REQUEST_ID: {
+        PyObject *rid = PyObject_GetAttr(ex, s_request_id);
+        if (rid == NULL || !PyUnicode_CheckExact(rid)) {
+            Py_XDECREF(rid);
+            return -1;
+        }
+        if (PyUnicode_GET_LENGTH(rid) > 0) return text_value(rid, out);
+        Py_DECREF(rid);
+        PyObject *req = PyObject_GetAttr(ex, s_request);
+        rid = req ? request_header(req, s_x_request_id, Py_None) : NULL;
+        Py_XDECREF(req);
+        if (rid != Py_None) return text_value(rid, out);
+        Py_DECREF(rid);
+        PyObject *num = PyObject_GetAttr(ex, s_id);
+        if (num == NULL || !PyLong_CheckExact(num)) {
+            Py_XDECREF(num);
+            return -1;
+        }
+        PyObject *text = PyObject_Str(num);
+        Py_DECREF(num);
+        return text_value(text, out);
+    }
+    }
+    PyObject *req = PyObject_GetAttr(ex, s_request);
+    if (req == NULL) return -1;
+    PyObject *v = NULL;
+    switch (id) {
+    case P_REQUEST_PATH:
+        v = PyObject_GetAttr(req, s_target);
+        break;
+    case P_REQUEST_URL_PATH:
+        v = PyObject_GetAttr(req, s_path);
+        break;
+    case P_REQUEST_QUERY:
+        v = PyObject_GetAttr(req, s_query);
+        break;
+    case P_REQUEST_SCHEME:
+        v = PyObject_GetAttr(req, s_scheme);
+        break;
+    case P_REQUEST_METHOD:
+        v = PyObject_GetAttr(req, s_method);
+        break;
+    case P_REQUEST_HOST:
+        v = request_header(req, s_host, s_empty);
+        break;
+    case P_REQUEST_PROTOCOL: { /* f"HTTP/{version}" */
+        PyObject *version = PyObject_GetAttr(req, s_version);
+        Py_DECREF(req);
+        if (version == NULL || !PyUnicode_CheckExact(version)) {
+            Py_XDECREF(version);
+            return -1;
+        }
+        Py_ssize_t n;
+        const char *text = PyUnicode_AsUTF8AndSize(version, &n);
+        int r = -1;
+        if (text != NULL && n <= (Py_ssize_t)sizeof out->buf - 5) {
+            memcpy(out->buf, "HTTP/", 5);
+            memcpy(out->buf + 5, text, (size_t)n);
+            out->data = out->buf;
+            out->len = n + 5;
+            r = 0;
+        }
+        Py_DECREF(version);
+        return r;
+    }
+    }
+    Py_DECREF(req);
+    return text_value(v, out);
+}
+
 /* --- properties: paths resolved once (a bounded cache), values from properties.py -------- */
 
 static PyObject *resolve_fn, *get_fn, *set_fn; /* set_property_functions */
-static PyObject *paths; /* raw path bytes -> (segments, exchange getter or None, exchange setter or None) */
+/* the paths last resolved, by hash of their bytes: a filter's few paths found with no
+ * allocation (the dict below holds every path resolved, bounded) */
+#define RECENT 64
+typedef struct {
+    PyObject *key, *entry;
+} RecentPath;
+static RecentPath recent[RECENT];
+/* raw path bytes -> (segments, exchange getter or None, exchange setter or None, native id) */
+static PyObject *paths;
 #define MAX_PATHS 1024
 
 PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
@@ -473,10 +667,14 @@ PyObject *hc_set_property_functions(PyObject *self, PyObject *args) {
     Py_XSETREF(set_fn, set);
     Py_XSETREF(paths, PyDict_New());
     if (paths == NULL) return NULL;
+    for (int i = 0; i < RECENT; i++) {
+        Py_CLEAR(recent[i].key);
+        Py_CLEAR(recent[i].entry);
+    }
     Py_RETURN_NONE;
 }
 
-/* The cached (segments, getter, setter) triple for the guest's path bytes at (ptr, len), a new
+/* The cached (segments, getter, setter, native id) entry for the guest's path bytes at (ptr, len), a new
  * reference; NULL: *status set (INVALID_MEMORY_ACCESS) or an exception. */
 static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64_t *status) {
     uint8_t *raw = hc_mem(inst, ptr, len);
@@ -484,19 +682,29 @@ static PyObject *property_path(Instance *inst, uint32_t ptr, uint32_t len, int64
         *status = ST_INVALID_MEMORY_ACCESS;
         return NULL;
     }
+    uint32_t h = 2166136261u; /* FNV-1a: the slot of the recent-paths cache */
+    for (uint32_t i = 0; i < len; i++) h = (h ^ raw[i]) * 16777619u;
+    RecentPath *slot = &recent[h % RECENT];
+    if (slot->key != NULL && PyBytes_GET_SIZE(slot->key) == (Py_ssize_t)len &&
+        memcmp(PyBytes_AS_STRING(slot->key), raw, len) == 0)
+        return Py_NewRef(slot->entry);
     PyObject *key = PyBytes_FromStringAndSize((const char *)raw, len);
     if (key == NULL) return NULL;
     PyObject *entry = PyDict_GetItemWithError(paths, key);
     if (entry != NULL) {
         Py_INCREF(entry);
     } else if (!PyErr_Occurred() && (entry = PyObject_CallOneArg(resolve_fn, key)) != NULL) {
-        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3) {
-            PyErr_SetString(PyExc_TypeError, "property path resolver must return a triple");
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4 || !PyLong_CheckExact(PyTuple_GET_ITEM(entry, 3))) {
+            PyErr_SetString(PyExc_TypeError, "property path resolver must return (segments, getter, setter, id)");
             Py_CLEAR(entry);
         } else {
             if (PyDict_GET_SIZE(paths) >= MAX_PATHS) PyDict_Clear(paths);
             if (PyDict_SetItem(paths, key, entry) < 0) Py_CLEAR(entry);
         }
+    }
+    if (entry != NULL) {
+        Py_XSETREF(slot->key, Py_NewRef(key));
+        Py_XSETREF(slot->entry, Py_NewRef(entry));
     }
     Py_DECREF(key);
     return entry;
@@ -539,6 +747,24 @@ static int64_t get_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap,
         if (status != ST_OK) return status;
         *trap = hc_trap_from_pyerr(fn_name);
         return 0;
+    }
+    long nid = PyLong_AsLong(PyTuple_GET_ITEM(entry, 3));
+    if (nid > P_NONE && nid < P_COUNT) {
+        PyObject *ex = stream_exchange(inst);
+        if (ex == NULL && !PyErr_Occurred()) { /* a stream attribute: absent outside a stream */
+            Py_DECREF(entry);
+            return ST_NOT_FOUND;
+        }
+        PropValue v;
+        int answered = ex != NULL && native_value((int)nid, ex, &v) == 0;
+        Py_XDECREF(ex);
+        if (answered) {
+            Py_DECREF(entry);
+            int64_t r = ret_bytes(inst, v.data, (size_t)v.len, U32(raw, 2), U32(raw, 3), trap);
+            Py_XDECREF(v.owner);
+            return r;
+        }
+        PyErr_Clear(); /* the Python getter meets (and reports) the problem */
     }
     PyObject *getter = PyTuple_GET_ITEM(entry, 1), *value = NULL;
     if (getter != Py_None) value = exchange_value(inst, getter);
@@ -615,6 +841,46 @@ static int64_t set_property(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap,
     return r;
 }
 
+/* --- metrics: the owner's filter's MetricTable ------------------------------------------ */
+
+/* The table (borrowed), found once per instance through owner.plugin.metrics.table, with
+ * ``owner.effects`` set as hostcalls._vm_effect does; NULL (no exception): Python answers. */
+static MetricTable *metric_table(Instance *inst) {
+    if (inst->owner == NULL) return NULL;
+    if (inst->metrics == NULL) {
+        PyObject *plugin = PyObject_GetAttr(inst->owner, s_plugin);
+        PyObject *fm = plugin ? PyObject_GetAttr(plugin, s_metrics) : NULL;
+        PyObject *table = fm ? PyObject_GetAttr(fm, s_table) : NULL;
+        Py_XDECREF(plugin);
+        Py_XDECREF(fm);
+        if (table == NULL || !Py_IS_TYPE(table, &MetricTableType)) {
+            Py_XDECREF(table);
+            PyErr_Clear();
+            return NULL;
+        }
+        inst->metrics = table;
+    }
+    if (PyObject_SetAttr(inst->owner, s_effects, Py_True) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return (MetricTable *)inst->metrics;
+}
+
+static int64_t metric_call(int id, Instance *inst, wt_val_raw *raw) {
+    MetricTable *t = metric_table(inst);
+    if (t == NULL) return HC_FALLBACK;
+    if (id == N_INCREMENT_METRIC) return hc_metric_increment(t, U32(raw, 0), raw[1].i64);
+    if (id == N_RECORD_METRIC) return hc_metric_record(t, U32(raw, 0), (uint64_t)raw[1].i64);
+    uint64_t value;
+    int status = hc_metric_get(t, U32(raw, 0), &value);
+    if (status != ST_OK) return status;
+    uint8_t *p = hc_mem(inst, U32(raw, 1), 8);
+    if (p == NULL) return ST_INVALID_MEMORY_ACCESS;
+    memcpy(p, &value, 8);
+    return ST_OK;
+}
+
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
     switch (id) {
     case N_GET_HEADER_MAP_VALUE:
@@ -647,6 +913,10 @@ int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, P
         return get_property(inst, raw, trap, fn_name);
     case N_SET_PROPERTY:
         return set_property(inst, raw, trap, fn_name);
+    case N_INCREMENT_METRIC:
+    case N_RECORD_METRIC:
+    case N_GET_METRIC:
+        return metric_call(id, inst, raw);
     }
     return HC_FALLBACK;
 }

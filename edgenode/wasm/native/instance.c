@@ -167,10 +167,10 @@ static void record(Instance *self, PyObject *stats, PyObject *timings, double dt
     Histogram *h = (Histogram *)stats;
     hc_observe(h, dt);
     if (timings != Py_None && h->key != Py_None) {
-        PyObject *old = PyDict_GetItemWithError(timings, h->key);
+        PyObject *old = _PyDict_GetItem_KnownHash(timings, h->key, h->key_hash);
         double total = dt + (old != NULL ? PyFloat_AsDouble(old) : 0.0);
         PyObject *f = PyFloat_FromDouble(total);
-        if (f == NULL || PyDict_SetItem(timings, h->key, f) < 0) PyErr_Clear();
+        if (f == NULL || _PyDict_SetItem_KnownHash(timings, h->key, f, h->key_hash) < 0) PyErr_Clear();
         Py_XDECREF(f);
     }
 }
@@ -769,6 +769,7 @@ static int Instance_init(Instance *self, PyObject *args, PyObject *kwds) {
     self->alloc_hook = -1;
     Py_INCREF(owner);
     Py_XSETREF(self->owner, owner);
+    Py_CLEAR(self->metrics);
     self->store = WT.store_new((wasm_engine_t *)(uintptr_t)engine_ptr, NULL, NULL);
     self->ctx = WT.store_context(self->store);
     WT.store_limiter(self->store, memory_limit, -1, -1, -1, -1);
@@ -817,6 +818,7 @@ fail:
 static int Instance_traverse(Instance *self, visitproc visit, void *arg) {
     Py_VISIT(self->owner);
     Py_VISIT(self->effective);
+    Py_VISIT(self->metrics);
     for (int i = 0; i < 7; i++) Py_VISIT(self->stream_stats[i]);
     return 0;
 }
@@ -824,6 +826,7 @@ static int Instance_traverse(Instance *self, visitproc visit, void *arg) {
 static int Instance_clear(Instance *self) {
     Py_CLEAR(self->owner);
     Py_CLEAR(self->effective);
+    Py_CLEAR(self->metrics);
     for (int i = 0; i < 7; i++) Py_CLEAR(self->stream_stats[i]);
     return 0;
 }

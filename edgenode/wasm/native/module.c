@@ -5,7 +5,9 @@ PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_repor
 extern PyObject *hc_instantiate_error;
 PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_open, *s_response_headers_open,
     *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method, *s_target, *s_scheme, *s_status,
-    *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable, *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props;
+    *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable, *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props,
+    *s_request, *s_path, *s_query, *s_version, *s_request_id, *s_x_request_id, *s_id, *s_client, *s_local, *s_empty,
+    *s_plugin, *s_metrics, *s_table, *s_effects;
 
 static int ready = 0;
 
@@ -112,15 +114,30 @@ PyMODINIT_FUNC PyInit__hostcore(void) {
     INTERN(s_exchange, "exchange");
     INTERN(s_wire_head, "wire_head");
     INTERN(s_props, "props");
-    PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType};
-    for (int i = 0; i < 3; i++)
+    INTERN(s_request, "request");
+    INTERN(s_path, "path");
+    INTERN(s_query, "query");
+    INTERN(s_version, "version");
+    INTERN(s_request_id, "request_id");
+    INTERN(s_x_request_id, "x-request-id");
+    INTERN(s_id, "id");
+    INTERN(s_client, "client");
+    INTERN(s_local, "local");
+    INTERN(s_empty, "");
+    INTERN(s_plugin, "plugin");
+    INTERN(s_metrics, "metrics");
+    INTERN(s_table, "table");
+    INTERN(s_effects, "effects");
+    PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType, &MetricTableType};
+    for (int i = 0; i < 4; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
-    const char *names[] = {"Instance", "HeaderBlock", "Histogram"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"Instance", "HeaderBlock", "Histogram", "MetricTable"};
+    for (int i = 0; i < 4; i++) {
         Py_INCREF(types[i]);
         if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) < 0) return NULL;
     }
+    if (PyModule_AddObject(m, "NATIVE_PROPERTIES", hc_native_property_names()) < 0) return NULL;
     return m;
 }
