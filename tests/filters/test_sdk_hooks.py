@@ -26,8 +26,7 @@ def exported_hooks(module: Path) -> set[str]:
 @pytest.mark.parametrize("name,hooks", [
     ("routing", {"proxy_on_request_headers", "proxy_on_response_headers"}),
     ("image", {"proxy_on_request_headers", "proxy_on_response_headers", "proxy_on_response_body"}),
-    # no pw_hooks.h: every hook the SDK has, except proxy_on_done (absent means done)
-    ("waf", STREAM_HOOKS - {"proxy_on_done"}),
+    ("waf", {"proxy_on_request_headers", "proxy_on_request_body", "proxy_on_response_headers"}),
 ])
 def test_module_exports_the_hooks_its_filters_define(build_filter, name: str, hooks: set[str]) -> None:
     assert exported_hooks(build_filter(name)) == hooks
@@ -41,15 +40,27 @@ const pw_filter *const pw_filters[] = {&f, NULL};
 """
 
 
-def test_a_hook_the_module_does_not_export_fails_the_configuration(tmp_path: Path) -> None:
+def build_module(tmp_path: Path, pw_hooks: str | None) -> Path:
+    """Compile FILTER_C with the SDK, with `pw_hooks` as its pw_hooks.h (None: no such file)."""
     (tmp_path / "f.c").write_text(FILTER_C)
-    (tmp_path / "pw_hooks.h").write_text("#define PW_HOOKS PW_HOOK_REQUEST_HEADERS\n")
+    if pw_hooks is not None:
+        (tmp_path / "pw_hooks.h").write_text(pw_hooks)
     out = tmp_path / "f.wasm"
     sdk = FILTERS / "sdk"
     proc = subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=wasm32-wasi", "-mexec-model=reactor",
                            "-O2", f"-I{sdk}", f"-I{tmp_path}", "-o", str(out), str(tmp_path / "f.c"),
                            *map(str, sorted(sdk.glob("*.c")))], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_a_module_without_pw_hooks_exports_every_hook(tmp_path: Path) -> None:
+    # every hook the SDK has, except proxy_on_done (absent means done)
+    assert exported_hooks(build_module(tmp_path, None)) == STREAM_HOOKS - {"proxy_on_done"}
+
+
+def test_a_hook_the_module_does_not_export_fails_the_configuration(tmp_path: Path) -> None:
+    out = build_module(tmp_path, "#define PW_HOOKS PW_HOOK_REQUEST_HEADERS\n")
     assert exported_hooks(out) == {"proxy_on_request_headers"}
     with pytest.raises(FilterLoadError) as info:
         make_stage(out, {})
