@@ -82,25 +82,31 @@ const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key) {
     return it ? &it->val : NULL;
 }
 
-void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val) {
+/* key's item in the collection, added (empty) when missing; hash: hash_ci(key) */
+static kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash) {
     coll *c = named_coll(tx, coll_var, true);
-    kv *it = coll_find(c, key);
-    if (it) it->val = val;
-    else coll_add(&tx->a, c, dupw(tx, key.p, key.n), val);
+    kv *it = coll_find_h(c, key, hash);
+    if (it) return it;
+    coll_add(&tx->a, c, dupw(tx, key.p, key.n), (wstr){"", 0});
+    return &c->items[c->n - 1];
+}
+
+void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val) {
+    var_slot(tx, coll_var, key, hash_ci(key.p, key.n))->val = val;
 }
 
 /* ------------------------------------------------------------------ macros */
 
-static wstr var_first(waf_tx *tx, int var, wstr key);
+static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
 
 wstr macro_expand(waf_tx *tx, const macro_str *m) {
     if (!m->has_macro) return m->raw;
-    if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key);
+    if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key, m->parts[0].key_hash);
     wstr one[16], *vals = m->n <= 16 ? one : ar_alloc(&tx->a, (size_t)m->n * sizeof *vals);
     size_t total = 0;
     for (int i = 0; i < m->n; i++) {
         const macro_part *p = &m->parts[i];
-        vals[i] = p->var ? var_first(tx, p->var, p->key) : p->lit;
+        vals[i] = p->var ? var_first(tx, p->var, p->key, p->key_hash) : p->lit;
         total += vals[i].n;
     }
     char *o = ar_alloc(&tx->a, total + 1);
@@ -222,14 +228,15 @@ static void expand(waf_tx *tx, const target *t, tvals *out) {
     if (tx->sc_set[v]) tv_push(tx, out, v, (wstr){0}, tx->sc[v], VID(v, 0, 0));
 }
 
-static wstr var_first(waf_tx *tx, int var, wstr key) {
+static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash) {
     target t = {0};
     t.var = var;
     t.key = key;
+    t.key_hash = hash;
     if (var == V_TX || (IS_COLLECTION(var) && var >= V_GEO)) {
         if (!key.n) return (wstr){"", 0};
-        const wstr *v = tx_get_var(tx, var, key);
-        return v ? *v : (wstr){"", 0};
+        const kv *it = coll_find_h(named_coll(tx, var, false), key, hash);
+        return it ? it->val : (wstr){"", 0};
     }
     tvals vals = {0};
     expand(tx, &t, &vals);
@@ -257,15 +264,15 @@ static void run_setvars(waf_tx *tx, const rule *ru) {
         wstr key = macro_expand(tx, &sv->key);
         if (sv->op == SV_DEL) { coll_del(named_coll(tx, sv->coll, true), key); continue; }
         wstr val = macro_expand(tx, &sv->val);
+        kv *it = var_slot(tx, sv->coll, key, sv->key.has_macro ? hash_ci(key.p, key.n) : sv->key_hash);
         if (sv->op == SV_SET) {
-            tx_set_var(tx, sv->coll, key, val.p == sv->val.raw.p ? val : dupw(tx, val.p, val.n));
+            it->val = val.p == sv->val.raw.p ? val : dupw(tx, val.p, val.n);
             continue;
         }
         long long cur = 0, d = 0;
-        const wstr *old = tx_get_var(tx, sv->coll, key);
-        if (old) parse_num(*old, &cur);
+        parse_num(it->val, &cur);
         parse_num(val, &d);
-        tx_set_var(tx, sv->coll, key, tx_num(tx, sv->op == SV_ADD ? cur + d : cur - d));
+        it->val = tx_num(tx, sv->op == SV_ADD ? cur + d : cur - d);
     }
 }
 

@@ -70,7 +70,7 @@ bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, siz
             if (i > lit) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, i - lit}, 0, {0}};
             wstr key = {NULL, 0};
             if (dot) key = (wstr){m->raw.p + (dot + 1 - p), nl - vl - 1};
-            m->parts[m->n++] = (macro_part){{0}, var, key};
+            m->parts[m->n++] = (macro_part){{0}, var, key, hash_ci(key.p, key.n)};
             m->has_macro = true;
             i = (size_t)(close - p) + 1;
             lit = i;
@@ -268,6 +268,7 @@ static bool parse_setvar(parser *ps, rule *ru, const char *v, size_t n) {
     size_t kl = eq ? (size_t)(eq - ks) : (size_t)(v + n - ks);
     char err[200];
     if (!macro_parse(&ps->r->mem, &sv.key, ks, kl, err, sizeof err)) return fail(ps, "setvar: %s", err);
+    sv.key_hash = hash_ci(sv.key.raw.p, sv.key.raw.n);
     if (sv.op != SV_DEL) {
         const char *vs = "1";
         size_t vl = 1;

@@ -242,7 +242,7 @@ static void coll_reindex(arena *a, coll *c) {
     c->indexed = true;
     for (uint32_t i = 0; i < c->n; i++) {
         if (!c->items[i].key.p) continue;
-        uint32_t h = hash_ci(c->items[i].key.p, c->items[i].key.n) & (cap - 1);
+        uint32_t h = c->hashes[i] & (cap - 1);
         while (c->index[h] >= 0) {
             /* keep the first occurrence of a key findable: later equal keys go after */
             h = (h + 1) & (cap - 1);
@@ -255,14 +255,21 @@ void coll_add(arena *a, coll *c, wstr key, wstr val) {
     if (c->n == c->cap) {
         uint32_t cap = c->cap ? c->cap * 2 : 16;
         kv *items = ar_alloc(a, cap * sizeof(kv));
-        if (c->n) memcpy(items, c->items, c->n * sizeof(kv));
+        uint32_t *hashes = ar_alloc(a, cap * sizeof(uint32_t));
+        if (c->n) {
+            memcpy(items, c->items, c->n * sizeof(kv));
+            memcpy(hashes, c->hashes, c->n * sizeof(uint32_t));
+        }
         c->items = items;
+        c->hashes = hashes;
         c->cap = cap;
     }
+    uint32_t hk = hash_ci(key.p, key.n);
+    c->hashes[c->n] = hk;
     c->items[c->n++] = (kv){key, val};
     if (c->indexed) {
         if (c->n * 2 > c->index_cap) { coll_reindex(a, c); return; }
-        uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
+        uint32_t h = hk & (c->index_cap - 1);
         while (c->index[h] >= 0) h = (h + 1) & (c->index_cap - 1);
         c->index[h] = (int32_t)(c->n - 1);
     } else if (c->n >= INDEX_FROM) {
@@ -270,30 +277,43 @@ void coll_add(arena *a, coll *c, wstr key, wstr val) {
     }
 }
 
-kv *coll_find(coll *c, wstr key) {
+kv *coll_find_h(coll *c, wstr key, uint32_t hash) {
     if (c->indexed) {
-        uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
         kv *best = NULL;
-        while (c->index[h] >= 0) {
-            kv *it = &c->items[c->index[h]];
-            if (it->key.p && ieq(it->key.p, it->key.n, key.p, key.n) && (!best || it < best)) best = it;
-            h = (h + 1) & (c->index_cap - 1);
+        for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
+            int32_t i = c->index[h];
+            kv *it = &c->items[i];
+            if (c->hashes[i] == hash && it->key.p && ieq(it->key.p, it->key.n, key.p, key.n) && (!best || it < best)) best = it;
         }
         return best;
     }
     for (uint32_t i = 0; i < c->n; i++)
-        if (c->items[i].key.p && ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) return &c->items[i];
+        if (c->hashes[i] == hash && c->items[i].key.p && ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n))
+            return &c->items[i];
     return NULL;
 }
 
+kv *coll_find(coll *c, wstr key) {
+    if (!c->n) return NULL;
+    return coll_find_h(c, key, hash_ci(key.p, key.n));
+}
+
 int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
-    if (!c->indexed) return -1;
     int n = 0;
+    if (!c->indexed) {   /* in order already */
+        for (uint32_t i = 0; i < c->n; i++) {
+            const kv *it = &c->items[i];
+            if (c->hashes[i] != hash || !it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
+            if (n == max) return -1;
+            out[n++] = i;
+        }
+        return n;
+    }
     for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
-        const kv *it = &c->items[c->index[h]];
-        if (!it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
-        if (n == max) return -1;
         uint32_t idx = (uint32_t)c->index[h];
+        const kv *it = &c->items[idx];
+        if (c->hashes[idx] != hash || !it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
+        if (n == max) return -1;
         int k = n++;
         while (k > 0 && out[k - 1] > idx) { out[k] = out[k - 1]; k--; }   /* keep them in order */
         out[k] = idx;

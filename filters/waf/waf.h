@@ -85,6 +85,7 @@ typedef struct {
     int32_t *index;              /* open addressing over items (NULL: linear scan) */
     uint32_t index_cap;
     bool indexed;
+    uint32_t *hashes;            /* [cap] hash_ci of each item's key: probes compare it first */
 } coll;
 
 /* ------------------------------------------------------------------ rules */
@@ -107,7 +108,7 @@ typedef struct {
 enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT, RX_LIT_LEAD, RX_LIT_ANY };
 
 /* A string with %{...} macros, split at compile time. */
-typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
+typedef struct { wstr lit; int var; wstr key; uint32_t key_hash; } macro_part;   /* var 0: literal; key_hash: hash_ci(key) */
 typedef struct { macro_part *parts; int n; wstr raw; bool has_macro; } macro_str;
 
 typedef struct {
@@ -165,7 +166,7 @@ enum {
 };
 
 enum { SV_SET = 1, SV_ADD, SV_SUB, SV_DEL };
-typedef struct { int coll; macro_str key; int op; macro_str val; } setvar_act;
+typedef struct { int coll; macro_str key; int op; macro_str val; uint32_t key_hash; } setvar_act;   /* key_hash: hash_ci(key) without macros */
 
 enum {
     CTL_RULE_ENGINE = 1, CTL_REMOVE_BY_ID, CTL_REMOVE_BY_TAG, CTL_REMOVE_TARGET_BY_ID,
@@ -346,8 +347,9 @@ void tx_set_sc(waf_tx *tx, int v, wstr val);
 /* collections */
 void coll_add(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
-/* Indices of every item with this key (case-insensitive), in order; -1 when the collection
- * has no index or more than max match (then scan it). */
+kv *coll_find_h(coll *c, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
+/* Indices of every item with this key (case-insensitive), in order; -1 when more than max
+ * match (then scan it). */
 int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
 void coll_del(coll *c, wstr key);
 
