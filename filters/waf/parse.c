@@ -192,11 +192,13 @@ static int intern_tchain(waf_rules *r, const uint8_t *t, int n) {
         int cap = r->n_tchains ? r->n_tchains * 2 : 64;
         r->tchain_def = realloc(r->tchain_def, (size_t)cap * sizeof *r->tchain_def);
         r->tchain_parent = realloc(r->tchain_parent, (size_t)cap * sizeof *r->tchain_parent);
-        if (!r->tchain_def || !r->tchain_parent) abort();
+        r->tchain_steps = realloc(r->tchain_steps, (size_t)cap * sizeof *r->tchain_steps);
+        if (!r->tchain_def || !r->tchain_parent || !r->tchain_steps) abort();
     }
     r->tchain_def[r->n_tchains][0] = (uint8_t)n;
     memcpy(&r->tchain_def[r->n_tchains][1], t, (size_t)n);
     r->tchain_parent[r->n_tchains] = (int16_t)parent;
+    r->tchain_steps[r->n_tchains] = parent >= 0 ? r->tchain_steps[parent] | 1ull << t[n - 1] : 0;
     return r->n_tchains++;
 }
 
@@ -978,6 +980,7 @@ void waf_rules_free(waf_rules *r) {
     free(r->all);
     free(r->tchain_def);
     free(r->tchain_parent);
+    free(r->tchain_steps);
     free(r->component_signature);
     ar_free(&r->mem);
     free(r);

@@ -249,6 +249,7 @@ typedef struct {
     int n_tchains;
     uint8_t (*tchain_def)[25];   /* per chain id: [len, tfns...] */
     int16_t *tchain_parent;      /* chain id of the prefix without the last step, -1 for none */
+    uint64_t *tchain_steps;      /* per chain id: its transformations, bit T_* */
     arena mem;
     uint32_t n_regex;
     double compile_ms, warm_up_ms;
