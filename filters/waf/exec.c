@@ -140,7 +140,7 @@ static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32
 
 static bool key_selected(const target *t, wstr key) {
     if (t->key_rx) return t->key_rx->code && pcre2_match_simple(t->key_rx, key);
-    if (t->key.n) return ieq(key.p, key.n, t->key.p, t->key.n);
+    if (t->key.n) return ieq(key.p, key.n, t->key_lc.p, t->key_lc.n);
     return true;
 }
 
@@ -148,7 +148,7 @@ static void expand_coll(waf_tx *tx, const target *t, int base, int shown, bool n
     coll *c = &tx->c[base];
     if (t->key.n && !t->key_rx) {
         uint32_t idx[32];
-        int n = coll_find_all(c, t->key, t->key_hash ? t->key_hash : hash_ci(t->key.p, t->key.n), idx, 32);
+        int n = coll_find_all(c, t->key_lc, t->key_hash, idx, 32);
         for (int k = 0; k < n; k++) {
             kv *it = &c->items[idx[k]];
             tv_push(tx, out, shown, it->key, names ? it->key : it->val, stable ? VID(base, idx[k], names) : 0);
@@ -233,6 +233,7 @@ static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash) {
     t.var = var;
     t.key = key;
     t.key_hash = hash;
+    t.key_lc = key;   /* any case: only a hint for the comparison */
     if (var == V_TX || (IS_COLLECTION(var) && var >= V_GEO)) {
         if (!key.n) return (wstr){"", 0};
         const kv *it = coll_find_h(named_coll(tx, var, false), key, hash);
@@ -388,7 +389,7 @@ static bool excluded(waf_tx *tx, const rule *ru, const tval *v, bool rm_apply) {
         if (e->key_rx) {
             if (v->key.p && pcre2_match_simple(e->key_rx, v->key)) return true;
         } else if (e->key.n) {
-            if (e->var == v->coll && v->key.p && ieq(v->key.p, v->key.n, e->key.p, e->key.n)) return true;
+            if (e->var == v->coll && v->key.p && ieq(v->key.p, v->key.n, e->key_lc.p, e->key_lc.n)) return true;
         }
     }
     return rm_apply && value_removed(tx, ru, v);

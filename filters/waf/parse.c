@@ -956,6 +956,9 @@ waf_rules *waf_compile(const char *directives, size_t len, const waf_file *files
                 target *tg = &ru->targets[t];
                 if (tg->exclude) ru->has_exclusions = true;
                 tg->key_hash = hash_ci(tg->key.p, tg->key.n);
+                char *lc = ar_dup(&r->mem, tg->key.p, tg->key.n);
+                for (size_t k = 0; k < tg->key.n; k++) if (lc[k] >= 'A' && lc[k] <= 'Z') lc[k] += 32;
+                tg->key_lc = (wstr){lc, tg->key.n};
             }
     firstpass_build(r);
     return r;

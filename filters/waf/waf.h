@@ -117,6 +117,7 @@ typedef struct {
     bool exclude;                /* !VAR:key */
     wstr key;                    /* empty: whole collection */
     uint32_t key_hash;           /* hash_ci(key): collection lookups by key */
+    wstr key_lc;                 /* key in lower case: keys set in lower case compare as they are */
     regex *key_rx;               /* VAR:/regex/ */
     wstr full;                   /* "ARGS:foo" as written (for ctl target removal) */
 } target;
