@@ -67,7 +67,7 @@ bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, siz
                 snprintf(err, err_len, "unknown variable in macro %%{%.*s}", (int)nl, name);
                 return false;
             }
-            if (i > lit) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, i - lit}, 0, {0}};
+            if (i > lit) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, i - lit}, 0, {0}, 0};
             wstr key = {NULL, 0};
             if (dot) key = (wstr){m->raw.p + (dot + 1 - p), nl - vl - 1};
             m->parts[m->n++] = (macro_part){{0}, var, key, hash_ci(key.p, key.n)};
@@ -76,7 +76,7 @@ bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, siz
             lit = i;
         } else i++;
     }
-    if (lit < n || m->n == 0) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, n - lit}, 0, {0}};
+    if (lit < n || m->n == 0) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, n - lit}, 0, {0}, 0};
     return true;
 }
 

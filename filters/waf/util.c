@@ -144,11 +144,20 @@ char *xstrndup(const char *p, size_t n) {
     return d;
 }
 
+/* A word at a time, the last one overlapping the one before (a key shorter than a word is
+ * packed into one): one multiply per word, none per byte. */
 uint32_t hash_ci(const char *p, size_t n) {
     uint64_t h = n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) h = (h ^ lc8(load8(p + i))) * 0x9E3779B97F4A7C15ull;
-    for (; i < n; i++) h = (h ^ lc((unsigned char)p[i])) * 0x100000001B3ull;
+    if (n < 8) {
+        uint64_t w = 0;
+        for (size_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)p[i] << (8 * i);
+        h ^= lc8(w);
+    } else {
+        for (size_t i = 0; i + 8 < n; i += 8) h = (h ^ lc8(load8(p + i))) * 0x9E3779B97F4A7C15ull;
+        h ^= lc8(load8(p + n - 8));
+    }
+    h *= 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
     h *= 0x9E3779B97F4A7C15ull;
     return (uint32_t)(h >> 32);
 }
