@@ -24,22 +24,19 @@ static arena_blk *take_spare(arena *a, size_t n) {
     return NULL;
 }
 
-void *ar_alloc(arena *a, size_t n) {
-    n = (n + 7) & ~(size_t)7;
+void *ar_alloc_block(arena *a, size_t n) {
     arena_blk *b = a->head;
-    if (!b || b->used + n > b->cap) {
-        arena_blk *nb = take_spare(a, n);
-        if (!nb) {
-            size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
-            if (b && b->cap * 2 > cap && b->cap < 16 * ARENA_MIN) cap = b->cap * 2;
-            nb = malloc(sizeof *nb + cap);
-            if (!nb) abort();
-            nb->cap = cap;
-        }
-        nb->used = 0;
-        nb->next = b;
-        a->head = b = nb;
+    arena_blk *nb = take_spare(a, n);
+    if (!nb) {
+        size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
+        if (b && b->cap * 2 > cap && b->cap < 16 * ARENA_MIN) cap = b->cap * 2;
+        nb = malloc(sizeof *nb + cap);
+        if (!nb) abort();
+        nb->cap = cap;
     }
+    nb->used = 0;
+    nb->next = b;
+    a->head = b = nb;
     void *p = b->data + b->used;
     b->used += n;
     a->total += n;

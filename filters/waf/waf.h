@@ -22,7 +22,17 @@ typedef struct { const char *p; size_t n; } wstr;
 typedef struct arena_blk { struct arena_blk *next; size_t cap, used; char data[]; } arena_blk;
 typedef struct { arena_blk *head, *spare; size_t total; } arena;
 
-void *ar_alloc(arena *a, size_t n);            /* 8-aligned, never NULL (aborts on OOM) */
+void *ar_alloc_block(arena *a, size_t n);      /* ar_alloc's slow path: a new block */
+/* 8-aligned, never NULL (aborts on OOM); inline: most allocations fit the current block */
+static inline void *ar_alloc(arena *a, size_t n) {
+    n = (n + 7) & ~(size_t)7;
+    arena_blk *b = a->head;
+    if (__builtin_expect(!b || b->used + n > b->cap, 0)) return ar_alloc_block(a, n);
+    void *p = b->data + b->used;
+    b->used += n;
+    a->total += n;
+    return p;
+}
 char *ar_dup(arena *a, const char *p, size_t n); /* NUL-terminated copy */
 void ar_reset(arena *a);                       /* keeps blocks for reuse, up to AR_KEEP bytes */
 void ar_free(arena *a);
