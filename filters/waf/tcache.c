@@ -44,15 +44,24 @@ typedef struct src_state {
 } src_state;
 
 /* The values of a source: the collection's values (or keys), or the scalar. */
-static uint32_t source_size(waf_tx *tx, int base) {
+static inline uint32_t source_size(waf_tx *tx, int base) {
     if (IS_COLLECTION(base)) return tx->c[base].n;
     return tx->sc_set[base] ? 1 : 0;
 }
 
-static src_state *source(waf_tx *tx, int base, bool names) {
-    src_state **slot = &tx->src[2 * base + (names ? 1 : 0)];
+static src_state *source_new(waf_tx *tx, int base, bool names, uint32_t n);
+
+/* the source's state (inline: asked per value and per set) */
+static inline src_state *source(waf_tx *tx, int base, bool names) {
+    src_state *s = tx->src[2 * base + (names ? 1 : 0)];
     uint32_t n = source_size(tx, base);
-    if (__builtin_expect(*slot && (*slot)->n == n, 1)) return *slot;
+    if (__builtin_expect(s && s->n == n, 1)) return s;
+    return source_new(tx, base, names, n);
+}
+
+/* a state for the source as it is now (its collection grew, or it was never asked) */
+static __attribute__((noinline)) src_state *source_new(waf_tx *tx, int base, bool names, uint32_t n) {
+    src_state **slot = &tx->src[2 * base + (names ? 1 : 0)];
     int chains = tx->rules->n_tchains;
     src_state *s = ar_alloc(&tx->a, sizeof *s);
     s->n = n;
