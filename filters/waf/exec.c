@@ -87,7 +87,7 @@ static kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash) {
     coll *c = named_coll(tx, coll_var, true);
     kv *it = coll_find_h(c, key, hash);
     if (it) return it;
-    coll_add(&tx->a, c, dupw(tx, key.p, key.n), (wstr){"", 0});
+    coll_add_h(&tx->a, c, dupw(tx, key.p, key.n), (wstr){"", 0}, hash);
     return &c->items[c->n - 1];
 }
 

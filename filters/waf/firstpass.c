@@ -76,7 +76,8 @@ static bool is_pm(const rule *ru) { return ru->op.kind == OP_PM || ru->op.kind =
 static bool eligible(const rule *ru) {
     if (ru->op.negate) return false;
     if (is_pm(ru)) return ru->op.ac && ru->op.pm_phrases.n;
-    return ru->op.kind == OP_RX && !ru->op.param.has_macro && ru->op.rx.code;
+    /* a pattern that matches every value (920450's `^.*$`) rules nothing out */
+    return ru->op.kind == OP_RX && !ru->op.param.has_macro && ru->op.rx.code && !ru->op.rx.match_all;
 }
 
 /* Ordinary request values: a pattern that matches one of them would make its set's

@@ -263,7 +263,9 @@ static void coll_reindex(arena *a, coll *c) {
     }
 }
 
-void coll_add(arena *a, coll *c, wstr key, wstr val) {
+void coll_add(arena *a, coll *c, wstr key, wstr val) { coll_add_h(a, c, key, val, hash_ci(key.p, key.n)); }
+
+void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hk) {
     if (c->n == c->cap) {
         uint32_t cap = c->cap ? c->cap * 2 : 16;
         kv *items = ar_alloc(a, cap * sizeof(kv));
@@ -276,7 +278,6 @@ void coll_add(arena *a, coll *c, wstr key, wstr val) {
         c->hashes = hashes;
         c->cap = cap;
     }
-    uint32_t hk = hash_ci(key.p, key.n);
     c->hashes[c->n] = hk;
     c->items[c->n++] = (kv){key, val};
     if (c->indexed) {

@@ -358,6 +358,7 @@ void tx_set_sc(waf_tx *tx, int v, wstr val);
 
 /* collections */
 void coll_add(arena *a, coll *c, wstr key, wstr val);
+void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hash);   /* hash: hash_ci(key) */
 kv *coll_find(coll *c, wstr key);
 kv *coll_find_h(coll *c, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
 /* Indices of every item with this key (case-insensitive), in order; -1 when more than max
