@@ -139,7 +139,12 @@ static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32
  * parsed; a value's id is (collection, index); names get their own id space. */
 
 static bool key_selected(const target *t, wstr key) {
-    if (t->key_rx) return t->key_rx->code && pcre2_match_simple(t->key_rx, key);
+    if (t->key_rx) {
+        /* a literal pattern longer than the key cannot match it (922110's 32-byte
+         * MULTIPART_HEADERS_CONTENT_TYPES_ tried on every TX key) */
+        if (t->key_rx->lit_mode && key.n < t->key_rx->lit.n) return false;
+        return t->key_rx->code && pcre2_match_simple(t->key_rx, key);
+    }
     if (t->key.n) return ieq(key.p, key.n, t->key_lc.p, t->key_lc.n);
     return true;
 }

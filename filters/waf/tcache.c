@@ -92,8 +92,6 @@ void source_changed(waf_tx *tx, int base) {
     if (base != V_MATCHED_VAR && base != V_MATCHED_VAR_NAME) tx->src_epoch++;
 }
 
-bool source_empty(waf_tx *tx, int base) { return source_size(tx, base) == 0; }
-
 /* first[i]: the index of the first value (or name) of the collection equal to value i.  A
  * value repeated in a source (JSON arrays of records, repeated form fields) is joined and
  * scanned once: transformations are functions of the value alone. */

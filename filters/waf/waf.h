@@ -402,7 +402,9 @@ uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx)
  * NULL when the chain changes no value (the results are the values themselves). */
 const wstr *source_column(waf_tx *tx, int base, bool names, int chain);
 void source_changed(waf_tx *tx, int base);   /* a scalar was set */
-bool source_empty(waf_tx *tx, int base);
+static inline bool source_empty(const waf_tx *tx, int base) {
+    return IS_COLLECTION(base) ? !tx->c[base].n : !tx->sc_set[base];
+}
 /* An operator that is a function of the value alone (libinjection, validators) need not run
  * again on a value equal to an earlier value of the same source it did not match: the owner
  * (a rule) records its misses, and asks before running on a repeated value. */
