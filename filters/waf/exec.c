@@ -138,12 +138,38 @@ static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32
 /* vids (waf.h): request collections are stable for the whole request once the body is
  * parsed; a value's id is (collection, index); names get their own id space. */
 
+/* 0x80 in each byte of w equal to b, exactly (no borrow from one byte into the next) */
+static inline uint64_t bytes_eq(uint64_t w, uint8_t b) {
+    uint64_t x = w ^ (0x0101010101010101ull * b);
+    return ~(((x & 0x7F7F7F7F7F7F7F7Full) + 0x7F7F7F7F7F7F7F7Full) | x | 0x7F7F7F7F7F7F7F7Full);
+}
+
+/* Whether s holds a '\n', eight bytes a step. */
+static bool has_newline(wstr s) {
+    size_t i = 0;
+    for (; i + 8 <= s.n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s.p + i, 8);
+        if (bytes_eq(w, '\n')) return true;
+    }
+    for (; i < s.n; i++)
+        if (s.p[i] == '\n') return true;
+    return false;
+}
+
 static bool key_selected(const target *t, wstr key) {
     if (t->key_rx) {
+        const regex *re = t->key_rx;
         /* a literal pattern longer than the key cannot match it (922110's 32-byte
          * MULTIPART_HEADERS_CONTENT_TYPES_ tried on every TX key) */
-        if (t->key_rx->lit_mode && key.n < t->key_rx->lit.n) return false;
-        return t->key_rx->code && pcre2_match_simple(t->key_rx, key);
+        if (re->lit_mode && key.n < re->lit.n) return false;
+        /* `^lit` matches at the start or after a '\n' (multiline): not in a key whose first
+         * byte is not lit's (letters caseless) and that holds no '\n' (920450's
+         * `^header_name_920450_`, 200005's `^MSC_`, tried on every TX key) */
+        if ((re->lit_mode == RX_LIT_PREFIX || re->lit_mode == RX_LIT_EXACT || re->lit_mode == RX_LIT_LEAD) &&
+            re->lit.n && (key.p[0] | 0x20) != (re->lit.p[0] | 0x20) && !has_newline(key))
+            return false;
+        return re->code && pcre2_match_simple(re, key);
     }
     if (t->key.n) return ieq(key.p, key.n, t->key_lc.p, t->key_lc.n);
     return true;
@@ -685,12 +711,6 @@ static inline bool hexc(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 static inline int hv(char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
-
-/* 0x80 in each byte of w equal to b, exactly (no borrow from one byte into the next) */
-static inline uint64_t bytes_eq(uint64_t w, uint8_t b) {
-    uint64_t x = w ^ (0x0101010101010101ull * b);
-    return ~(((x & 0x7F7F7F7F7F7F7F7Full) + 0x7F7F7F7F7F7F7F7Full) | x | 0x7F7F7F7F7F7F7F7Full);
-}
 
 /* %XX decoding (invalid sequences kept), '+' -> space when `plus`; sets *invalid.  Eight bytes
  * a step up to each '%' (a form body's '+' every few bytes leaves no long plain runs), the
