@@ -483,7 +483,7 @@ static void after_full_match(waf_tx *tx, const rule *ru) {
 
 static void clear_matched(waf_tx *tx) {
     tx->sc_set[V_MATCHED_VAR] = tx->sc_set[V_MATCHED_VAR_NAME] = 0;
-    tx->c[V_MATCHED_VARS].n = 0;
+    tx->c[V_MATCHED_VARS].n = tx->c[V_MATCHED_VARS].hashed = 0;
     tx->c[V_MATCHED_VARS].indexed = false;
 }
 
@@ -491,7 +491,7 @@ static void matched(waf_tx *tx, const tval *v, wstr val) {
     wstr name = full_name(tx, v);
     tx_set_sc(tx, V_MATCHED_VAR, val);
     tx_set_sc(tx, V_MATCHED_VAR_NAME, name);
-    coll_add(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
+    coll_add_unhashed(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
 }
 
 /* The operator's result depends on the value alone (no macros, no side effects) and costs

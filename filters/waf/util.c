@@ -245,6 +245,14 @@ int var_lookup(const char *name, size_t n) {
 
 #define INDEX_FROM 16   /* collections with more items get a hash index */
 
+/* the hashes of the items added without one */
+static void coll_hash_rest(coll *c) {
+    for (; c->hashed < c->n; c->hashed++) {
+        const kv *it = &c->items[c->hashed];
+        c->hashes[c->hashed] = it->key.p ? hash_ci(it->key.p, it->key.n) : 0;
+    }
+}
+
 static void coll_reindex(arena *a, coll *c) {
     uint32_t cap = 64;
     while (cap < c->n * 2) cap *= 2;
@@ -252,6 +260,7 @@ static void coll_reindex(arena *a, coll *c) {
     memset(c->index, 0xff, cap * sizeof(int32_t));
     c->index_cap = cap;
     c->indexed = true;
+    coll_hash_rest(c);
     for (uint32_t i = 0; i < c->n; i++) {
         if (!c->items[i].key.p) continue;
         uint32_t h = c->hashes[i] & (cap - 1);
@@ -265,21 +274,24 @@ static void coll_reindex(arena *a, coll *c) {
 
 void coll_add(arena *a, coll *c, wstr key, wstr val) { coll_add_h(a, c, key, val, hash_ci(key.p, key.n)); }
 
-void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hk) {
-    if (c->n == c->cap) {
-        uint32_t cap = c->cap ? c->cap * 2 : 16;
-        kv *items = ar_alloc(a, cap * sizeof(kv));
-        uint32_t *hashes = ar_alloc(a, cap * sizeof(uint32_t));
-        if (c->n) {
-            memcpy(items, c->items, c->n * sizeof(kv));
-            memcpy(hashes, c->hashes, c->n * sizeof(uint32_t));
-        }
-        c->items = items;
-        c->hashes = hashes;
-        c->cap = cap;
+static void coll_grow(arena *a, coll *c) {
+    uint32_t cap = c->cap ? c->cap * 2 : 16;
+    kv *items = ar_alloc(a, cap * sizeof(kv));
+    uint32_t *hashes = ar_alloc(a, cap * sizeof(uint32_t));
+    if (c->n) {
+        memcpy(items, c->items, c->n * sizeof(kv));
+        memcpy(hashes, c->hashes, c->n * sizeof(uint32_t));
     }
+    c->items = items;
+    c->hashes = hashes;
+    c->cap = cap;
+}
+
+void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hk) {
+    if (c->n == c->cap) coll_grow(a, c);
     c->hashes[c->n] = hk;
     c->items[c->n++] = (kv){key, val};
+    if (c->hashed == c->n - 1) c->hashed = c->n;
     if (c->indexed) {
         if (c->n * 2 > c->index_cap) { coll_reindex(a, c); return; }
         uint32_t h = hk & (c->index_cap - 1);
@@ -290,7 +302,17 @@ void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hk) {
     }
 }
 
+void coll_add_unhashed(arena *a, coll *c, wstr key, wstr val) {
+    if (c->indexed || c->n + 1 >= INDEX_FROM) {   /* the index needs every hash */
+        coll_add(a, c, key, val);
+        return;
+    }
+    if (c->n == c->cap) coll_grow(a, c);
+    c->items[c->n++] = (kv){key, val};
+}
+
 kv *coll_find_h(coll *c, wstr key, uint32_t hash) {
+    if (c->hashed < c->n) coll_hash_rest(c);
     if (c->indexed) {
         kv *best = NULL;
         for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
@@ -311,8 +333,9 @@ kv *coll_find(coll *c, wstr key) {
     return coll_find_h(c, key, hash_ci(key.p, key.n));
 }
 
-int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
+int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
     int n = 0;
+    if (c->hashed < c->n) coll_hash_rest(c);
     if (!c->indexed) {   /* in order already */
         for (uint32_t i = 0; i < c->n; i++) {
             const kv *it = &c->items[i];

@@ -96,6 +96,7 @@ typedef struct {
     uint32_t index_cap;
     bool indexed;
     uint32_t *hashes;            /* [cap] hash_ci of each item's key: probes compare it first */
+    uint32_t hashed;             /* items whose hash is set (the rest were added without one) */
 } coll;
 
 /* ------------------------------------------------------------------ rules */
@@ -359,11 +360,14 @@ void tx_set_sc(waf_tx *tx, int v, wstr val);
 /* collections */
 void coll_add(arena *a, coll *c, wstr key, wstr val);
 void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hash);   /* hash: hash_ci(key) */
+/* Added without its hash, computed when the collection is first searched (MATCHED_VARS, added
+ * to per match, is seldom searched by key). */
+void coll_add_unhashed(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
 kv *coll_find_h(coll *c, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
 /* Indices of every item with this key (case-insensitive), in order; -1 when more than max
  * match (then scan it). */
-int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
+int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
 void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
