@@ -82,25 +82,31 @@ const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key) {
     return it ? &it->val : NULL;
 }
 
-void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val) {
+/* key's item in the collection, added (empty) when missing; hash: hash_ci(key) */
+static kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash) {
     coll *c = named_coll(tx, coll_var, true);
-    kv *it = coll_find(c, key);
-    if (it) it->val = val;
-    else coll_add(&tx->a, c, dupw(tx, key.p, key.n), val);
+    kv *it = coll_find_h(c, key, hash);
+    if (it) return it;
+    coll_add_h(&tx->a, c, dupw(tx, key.p, key.n), (wstr){"", 0}, hash);
+    return &c->items[c->n - 1];
+}
+
+void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val) {
+    var_slot(tx, coll_var, key, hash_ci(key.p, key.n))->val = val;
 }
 
 /* ------------------------------------------------------------------ macros */
 
-static wstr var_first(waf_tx *tx, int var, wstr key);
+static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
 
 wstr macro_expand(waf_tx *tx, const macro_str *m) {
     if (!m->has_macro) return m->raw;
-    if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key);
+    if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key, m->parts[0].key_hash);
     wstr one[16], *vals = m->n <= 16 ? one : ar_alloc(&tx->a, (size_t)m->n * sizeof *vals);
     size_t total = 0;
     for (int i = 0; i < m->n; i++) {
         const macro_part *p = &m->parts[i];
-        vals[i] = p->var ? var_first(tx, p->var, p->key) : p->lit;
+        vals[i] = p->var ? var_first(tx, p->var, p->key, p->key_hash) : p->lit;
         total += vals[i].n;
     }
     char *o = ar_alloc(&tx->a, total + 1);
@@ -132,9 +138,40 @@ static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32
 /* vids (waf.h): request collections are stable for the whole request once the body is
  * parsed; a value's id is (collection, index); names get their own id space. */
 
+/* 0x80 in each byte of w equal to b, exactly (no borrow from one byte into the next) */
+static inline uint64_t bytes_eq(uint64_t w, uint8_t b) {
+    uint64_t x = w ^ (0x0101010101010101ull * b);
+    return ~(((x & 0x7F7F7F7F7F7F7F7Full) + 0x7F7F7F7F7F7F7F7Full) | x | 0x7F7F7F7F7F7F7F7Full);
+}
+
+/* Whether s holds a '\n', eight bytes a step. */
+static bool has_newline(wstr s) {
+    size_t i = 0;
+    for (; i + 8 <= s.n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s.p + i, 8);
+        if (bytes_eq(w, '\n')) return true;
+    }
+    for (; i < s.n; i++)
+        if (s.p[i] == '\n') return true;
+    return false;
+}
+
 static bool key_selected(const target *t, wstr key) {
-    if (t->key_rx) return t->key_rx->code && pcre2_match_simple(t->key_rx, key);
-    if (t->key.n) return ieq(key.p, key.n, t->key.p, t->key.n);
+    if (t->key_rx) {
+        const regex *re = t->key_rx;
+        /* a literal pattern longer than the key cannot match it (922110's 32-byte
+         * MULTIPART_HEADERS_CONTENT_TYPES_ tried on every TX key) */
+        if (re->lit_mode && key.n < re->lit.n) return false;
+        /* `^lit` matches at the start or after a '\n' (multiline): not in a key whose first
+         * byte is not lit's (letters caseless) and that holds no '\n' (920450's
+         * `^header_name_920450_`, 200005's `^MSC_`, tried on every TX key) */
+        if ((re->lit_mode == RX_LIT_PREFIX || re->lit_mode == RX_LIT_EXACT || re->lit_mode == RX_LIT_LEAD) &&
+            re->lit.n && (key.p[0] | 0x20) != (re->lit.p[0] | 0x20) && !has_newline(key))
+            return false;
+        return re->code && pcre2_match_simple(re, key);
+    }
+    if (t->key.n) return ieq(key.p, key.n, t->key_lc.p, t->key_lc.n);
     return true;
 }
 
@@ -142,7 +179,7 @@ static void expand_coll(waf_tx *tx, const target *t, int base, int shown, bool n
     coll *c = &tx->c[base];
     if (t->key.n && !t->key_rx) {
         uint32_t idx[32];
-        int n = coll_find_all(c, t->key, t->key_hash ? t->key_hash : hash_ci(t->key.p, t->key.n), idx, 32);
+        int n = coll_find_all(c, t->key_lc, t->key_hash, idx, 32);
         for (int k = 0; k < n; k++) {
             kv *it = &c->items[idx[k]];
             tv_push(tx, out, shown, it->key, names ? it->key : it->val, stable ? VID(base, idx[k], names) : 0);
@@ -222,14 +259,16 @@ static void expand(waf_tx *tx, const target *t, tvals *out) {
     if (tx->sc_set[v]) tv_push(tx, out, v, (wstr){0}, tx->sc[v], VID(v, 0, 0));
 }
 
-static wstr var_first(waf_tx *tx, int var, wstr key) {
+static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash) {
     target t = {0};
     t.var = var;
     t.key = key;
+    t.key_hash = hash;
+    t.key_lc = key;   /* any case: only a hint for the comparison */
     if (var == V_TX || (IS_COLLECTION(var) && var >= V_GEO)) {
         if (!key.n) return (wstr){"", 0};
-        const wstr *v = tx_get_var(tx, var, key);
-        return v ? *v : (wstr){"", 0};
+        const kv *it = coll_find_h(named_coll(tx, var, false), key, hash);
+        return it ? it->val : (wstr){"", 0};
     }
     tvals vals = {0};
     expand(tx, &t, &vals);
@@ -257,15 +296,15 @@ static void run_setvars(waf_tx *tx, const rule *ru) {
         wstr key = macro_expand(tx, &sv->key);
         if (sv->op == SV_DEL) { coll_del(named_coll(tx, sv->coll, true), key); continue; }
         wstr val = macro_expand(tx, &sv->val);
+        kv *it = var_slot(tx, sv->coll, key, sv->key.has_macro ? hash_ci(key.p, key.n) : sv->key_hash);
         if (sv->op == SV_SET) {
-            tx_set_var(tx, sv->coll, key, val.p == sv->val.raw.p ? val : dupw(tx, val.p, val.n));
+            it->val = val.p == sv->val.raw.p ? val : dupw(tx, val.p, val.n);
             continue;
         }
         long long cur = 0, d = 0;
-        const wstr *old = tx_get_var(tx, sv->coll, key);
-        if (old) parse_num(*old, &cur);
+        parse_num(it->val, &cur);
         parse_num(val, &d);
-        tx_set_var(tx, sv->coll, key, tx_num(tx, sv->op == SV_ADD ? cur + d : cur - d));
+        it->val = tx_num(tx, sv->op == SV_ADD ? cur + d : cur - d);
     }
 }
 
@@ -381,7 +420,7 @@ static bool excluded(waf_tx *tx, const rule *ru, const tval *v, bool rm_apply) {
         if (e->key_rx) {
             if (v->key.p && pcre2_match_simple(e->key_rx, v->key)) return true;
         } else if (e->key.n) {
-            if (e->var == v->coll && v->key.p && ieq(v->key.p, v->key.n, e->key.p, e->key.n)) return true;
+            if (e->var == v->coll && v->key.p && ieq(v->key.p, v->key.n, e->key_lc.p, e->key_lc.n)) return true;
         }
     }
     return rm_apply && value_removed(tx, ru, v);
@@ -444,7 +483,7 @@ static void after_full_match(waf_tx *tx, const rule *ru) {
 
 static void clear_matched(waf_tx *tx) {
     tx->sc_set[V_MATCHED_VAR] = tx->sc_set[V_MATCHED_VAR_NAME] = 0;
-    tx->c[V_MATCHED_VARS].n = 0;
+    tx->c[V_MATCHED_VARS].n = tx->c[V_MATCHED_VARS].hashed = 0;
     tx->c[V_MATCHED_VARS].indexed = false;
 }
 
@@ -452,7 +491,7 @@ static void matched(waf_tx *tx, const tval *v, wstr val) {
     wstr name = full_name(tx, v);
     tx_set_sc(tx, V_MATCHED_VAR, val);
     tx_set_sc(tx, V_MATCHED_VAR_NAME, name);
-    coll_add(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
+    coll_add_unhashed(&tx->a, &tx->c[V_MATCHED_VARS], name, val);
 }
 
 /* The operator's result depends on the value alone (no macros, no side effects) and costs
@@ -673,28 +712,37 @@ static inline bool hexc(char c) {
 }
 static inline int hv(char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
 
-/* %XX decoding (invalid sequences kept), '+' -> space when `plus`; sets *invalid */
+/* %XX decoding (invalid sequences kept), '+' -> space when `plus`; sets *invalid.  Eight bytes
+ * a step up to each '%' (a form body's '+' every few bytes leaves no long plain runs), the
+ * escape itself byte by byte; words load little-endian (wasm32, x86). */
 static wstr url_decode(waf_tx *tx, wstr s, bool plus, bool *invalid) {
     char *o = ar_alloc(&tx->a, s.n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < s.n;) {
+    size_t i = 0, k = 0;
+    while (i < s.n) {
+        if (i + 8 <= s.n) {   /* o has room: k <= i */
+            uint64_t w;
+            memcpy(&w, s.p + i, 8);
+            uint64_t pct = bytes_eq(w, '%');
+            if (plus) w ^= (bytes_eq(w, '+') >> 7) * ('+' ^ ' ');
+            memcpy(o + k, &w, 8);
+            size_t run = pct ? (size_t)__builtin_ctzll(pct) / 8 : 8;
+            i += run;
+            k += run;
+            if (run == 8) continue;
+        }
         char c = s.p[i];
         if (c == '%') {
-            if (i + 2 < s.n + 0 && hexc(s.p[i + 1]) && hexc(s.p[i + 2])) {
+            if (i + 2 < s.n && hexc(s.p[i + 1]) && hexc(s.p[i + 2])) {
                 o[k++] = (char)(hv(s.p[i + 1]) * 16 + hv(s.p[i + 2]));
                 i += 3;
                 continue;
             }
             if (invalid) *invalid = true;
             o[k++] = c;
-            i++;
-        } else if (c == '+' && plus) {
-            o[k++] = ' ';
-            i++;
         } else {
-            o[k++] = c;
-            i++;
+            o[k++] = c == '+' && plus ? ' ' : c;
         }
+        i++;
     }
     o[k] = 0;
     return (wstr){o, k};

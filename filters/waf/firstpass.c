@@ -76,7 +76,8 @@ static bool is_pm(const rule *ru) { return ru->op.kind == OP_PM || ru->op.kind =
 static bool eligible(const rule *ru) {
     if (ru->op.negate) return false;
     if (is_pm(ru)) return ru->op.ac && ru->op.pm_phrases.n;
-    return ru->op.kind == OP_RX && !ru->op.param.has_macro && ru->op.rx.code;
+    /* a pattern that matches every value (920450's `^.*$`) rules nothing out */
+    return ru->op.kind == OP_RX && !ru->op.param.has_macro && ru->op.rx.code && !ru->op.rx.match_all;
 }
 
 /* Ordinary request values: a pattern that matches one of them would make its set's
@@ -439,15 +440,16 @@ void firstpass_free(waf_rules *r) {
 }
 
 /* The literal pass's answer per distinct input: the sets whose literals occur in it.  An
- * input is a buffer of the request (its values, their transformations, their joins), which
- * stays put while the sources do (tx->src_epoch): its address and length name it, and one
- * not found that way is compared by bytes with the inputs already searched. */
-#define LIT_MEMO 256   /* distinct inputs remembered (an ordinary request has ~30) */
-typedef struct lit_entry { uint32_t epoch; const char *p; size_t n; uint64_t *bits; } lit_entry;
-/* by address (open addressing), and this epoch's entries in order: an input missed by address
- * may hold the same bytes as one of them */
+ * input is a buffer of the request's arena (its values, their transformations, their joins),
+ * never written again nor freed before the request ends: its address and length name it for
+ * the whole request (phase 2 takes phase 1's answers for the inputs both search), and one not
+ * found that way is compared by bytes with the inputs already searched. */
+#define LIT_MEMO 256   /* distinct inputs remembered (an ordinary request has ~30 per phase) */
+typedef struct lit_entry { const char *p; size_t n; uint64_t *bits; } lit_entry;   /* bits NULL: free */
+/* by address (open addressing), and the entries in order: an input missed by address may
+ * hold the same bytes as one of them */
 struct lit_memo {
-    lit_entry table[LIT_MEMO]; uint32_t epoch; int n_kept; uint16_t kept[LIT_MEMO];
+    lit_entry table[LIT_MEMO]; int n_kept; uint16_t kept[LIT_MEMO];
     lit_entry body[8]; int n_body;   /* REQUEST_BODY after the chains asked, r->pf_gate_body's answers */
 };
 
@@ -462,7 +464,7 @@ static __attribute__((noinline)) bool body_literal_occurs(waf_tx *tx, struct lit
     uint64_t *bits = ar_alloc(&tx->a, words * sizeof *bits);
     memset(bits, 0, words * sizeof *bits);
     rxgate_scan(r->pf_gate_body, (const uint8_t *)in.p, in.n, bits, words);
-    if (lm->n_body < 8) lm->body[lm->n_body++] = (lit_entry){lm->epoch, in.p, in.n, bits};
+    if (lm->n_body < 8) lm->body[lm->n_body++] = (lit_entry){in.p, in.n, bits};
     return (bits[g / 64] >> (g % 64)) & 1;
 }
 
@@ -474,11 +476,6 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
         lm = tx->lit_memo = ar_alloc(&tx->a, sizeof *lm);
         memset(lm, 0, sizeof *lm);
     }
-    uint32_t now = tx->src_epoch + 1;
-    if (lm->epoch != now) {
-        lm->epoch = now;
-        lm->n_kept = lm->n_body = 0;
-    }
     if (r->pf_groups[g].body && tx->sc_set[V_REQUEST_BODY]) {
         const wstr *b = source_joined(tx, V_REQUEST_BODY, false, r->pf_groups[g].chain);
         if (b && b->p == in.p && b->n == in.n) return body_literal_occurs(tx, lm, in, g);
@@ -487,8 +484,8 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
     lit_entry *e = NULL;
     for (int probe = 0; probe < 8; probe++) {
         lit_entry *m = &lm->table[(h + (uint32_t)probe) % LIT_MEMO];
-        if (m->epoch == now && m->p == in.p && m->n == in.n) return (m->bits[g / 64] >> (g % 64)) & 1;
-        if (m->epoch != now) { e = m; break; }
+        if (!m->bits) { e = m; break; }
+        if (m->p == in.p && m->n == in.n) return (m->bits[g / 64] >> (g % 64)) & 1;
     }
     /* the same bytes at another address (chains whose results are equal but were built
      * anew, e.g. ARGS_NAMES of a JSON body): the same answer */
@@ -503,7 +500,7 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
         rxgate_scan(r->pf_gate, (const uint8_t *)in.p, in.n, bits, words);
     }
     if (e) {   /* else: full, not kept */
-        *e = (lit_entry){now, in.p, in.n, bits};
+        *e = (lit_entry){in.p, in.n, bits};
         lm->kept[lm->n_kept++] = (uint16_t)(e - lm->table);
     }
     return (bits[g / 64] >> (g % 64)) & 1;
@@ -620,8 +617,9 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         if (ids[k] >= HEADER_KEY_ID) {   /* one header by name: its values after the chain */
             const coll *c = &tx->c[V_REQUEST_HEADERS];
             wstr key = r->pf_header_keys[ids[k] - HEADER_KEY_ID];
+            uint32_t hash = hash_ci(key.p, key.n);
             for (uint32_t i = 0; i < c->n && live < 64; i++) {
-                if (!c->items[i].key.p || !ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) continue;
+                if (c->hashes[i] != hash || !c->items[i].key.p || !ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) continue;
                 parts[live] = transform(tx, pg->chain, c->items[i].val, VID(V_REQUEST_HEADERS, i, 0));
                 total += parts[live++].n + 1;
                 only = -1;

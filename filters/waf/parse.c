@@ -67,16 +67,16 @@ bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, siz
                 snprintf(err, err_len, "unknown variable in macro %%{%.*s}", (int)nl, name);
                 return false;
             }
-            if (i > lit) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, i - lit}, 0, {0}};
+            if (i > lit) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, i - lit}, 0, {0}, 0};
             wstr key = {NULL, 0};
             if (dot) key = (wstr){m->raw.p + (dot + 1 - p), nl - vl - 1};
-            m->parts[m->n++] = (macro_part){{0}, var, key};
+            m->parts[m->n++] = (macro_part){{0}, var, key, hash_ci(key.p, key.n)};
             m->has_macro = true;
             i = (size_t)(close - p) + 1;
             lit = i;
         } else i++;
     }
-    if (lit < n || m->n == 0) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, n - lit}, 0, {0}};
+    if (lit < n || m->n == 0) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, n - lit}, 0, {0}, 0};
     return true;
 }
 
@@ -192,11 +192,13 @@ static int intern_tchain(waf_rules *r, const uint8_t *t, int n) {
         int cap = r->n_tchains ? r->n_tchains * 2 : 64;
         r->tchain_def = realloc(r->tchain_def, (size_t)cap * sizeof *r->tchain_def);
         r->tchain_parent = realloc(r->tchain_parent, (size_t)cap * sizeof *r->tchain_parent);
-        if (!r->tchain_def || !r->tchain_parent) abort();
+        r->tchain_steps = realloc(r->tchain_steps, (size_t)cap * sizeof *r->tchain_steps);
+        if (!r->tchain_def || !r->tchain_parent || !r->tchain_steps) abort();
     }
     r->tchain_def[r->n_tchains][0] = (uint8_t)n;
     memcpy(&r->tchain_def[r->n_tchains][1], t, (size_t)n);
     r->tchain_parent[r->n_tchains] = (int16_t)parent;
+    r->tchain_steps[r->n_tchains] = parent >= 0 ? r->tchain_steps[parent] | 1ull << t[n - 1] : 0;
     return r->n_tchains++;
 }
 
@@ -268,6 +270,7 @@ static bool parse_setvar(parser *ps, rule *ru, const char *v, size_t n) {
     size_t kl = eq ? (size_t)(eq - ks) : (size_t)(v + n - ks);
     char err[200];
     if (!macro_parse(&ps->r->mem, &sv.key, ks, kl, err, sizeof err)) return fail(ps, "setvar: %s", err);
+    sv.key_hash = hash_ci(sv.key.raw.p, sv.key.raw.n);
     if (sv.op != SV_DEL) {
         const char *vs = "1";
         size_t vl = 1;
@@ -953,6 +956,9 @@ waf_rules *waf_compile(const char *directives, size_t len, const waf_file *files
                 target *tg = &ru->targets[t];
                 if (tg->exclude) ru->has_exclusions = true;
                 tg->key_hash = hash_ci(tg->key.p, tg->key.n);
+                char *lc = ar_dup(&r->mem, tg->key.p, tg->key.n);
+                for (size_t k = 0; k < tg->key.n; k++) if (lc[k] >= 'A' && lc[k] <= 'Z') lc[k] += 32;
+                tg->key_lc = (wstr){lc, tg->key.n};
             }
     firstpass_build(r);
     return r;
@@ -977,6 +983,7 @@ void waf_rules_free(waf_rules *r) {
     free(r->all);
     free(r->tchain_def);
     free(r->tchain_parent);
+    free(r->tchain_steps);
     free(r->component_signature);
     ar_free(&r->mem);
     free(r);

@@ -27,6 +27,8 @@ typedef struct src_state {
     uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
     int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
+    uint64_t t_known, t_keeps;   /* transformations (bit T_*) decided for the values, and those
+                                  * that keep them */
     tfn_set present;             /* the bytes of the values (with keeps) */
     bool pairs_known;            /* present's TFN_SPACE_PAIR is computed */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
@@ -42,15 +44,24 @@ typedef struct src_state {
 } src_state;
 
 /* The values of a source: the collection's values (or keys), or the scalar. */
-static uint32_t source_size(waf_tx *tx, int base) {
+static inline uint32_t source_size(waf_tx *tx, int base) {
     if (IS_COLLECTION(base)) return tx->c[base].n;
     return tx->sc_set[base] ? 1 : 0;
 }
 
-static src_state *source(waf_tx *tx, int base, bool names) {
-    src_state **slot = &tx->src[2 * base + (names ? 1 : 0)];
+static src_state *source_new(waf_tx *tx, int base, bool names, uint32_t n);
+
+/* the source's state (inline: asked per value and per set) */
+static inline src_state *source(waf_tx *tx, int base, bool names) {
+    src_state *s = tx->src[2 * base + (names ? 1 : 0)];
     uint32_t n = source_size(tx, base);
-    if (__builtin_expect(*slot && (*slot)->n == n, 1)) return *slot;
+    if (__builtin_expect(s && s->n == n, 1)) return s;
+    return source_new(tx, base, names, n);
+}
+
+/* a state for the source as it is now (its collection grew, or it was never asked) */
+static __attribute__((noinline)) src_state *source_new(waf_tx *tx, int base, bool names, uint32_t n) {
+    src_state **slot = &tx->src[2 * base + (names ? 1 : 0)];
     int chains = tx->rules->n_tchains;
     src_state *s = ar_alloc(&tx->a, sizeof *s);
     s->n = n;
@@ -67,6 +78,7 @@ static src_state *source(waf_tx *tx, int base, bool names) {
     s->n_uniq = 0;
     s->no_match = NULL;
     s->keeps = NULL;
+    s->t_known = s->t_keeps = 0;
     s->pairs_known = false;
     s->raw_joined = (wstr){NULL, 0};
     s->masks = NULL;
@@ -79,8 +91,6 @@ void source_changed(waf_tx *tx, int base) {
     tx->src[2 * base] = tx->src[2 * base + 1] = NULL;
     if (base != V_MATCHED_VAR && base != V_MATCHED_VAR_NAME) tx->src_epoch++;
 }
-
-bool source_empty(waf_tx *tx, int base) { return source_size(tx, base) == 0; }
 
 /* first[i]: the index of the first value (or name) of the collection equal to value i.  A
  * value repeated in a source (JSON arrays of records, repeated form fields) is joined and
@@ -170,21 +180,26 @@ static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, in
 /* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
  * made of the bytes the values hold (transform.c, tfn_keeps).  Then its results are the
  * values themselves and its joined values the source's own: nothing is computed per value.
- * (Each step sees the values unchanged, by induction along the chain.) */
+ * (Each step sees the values unchanged, by induction along the chain.)  Each transformation
+ * is decided once per source, and a chain by its set of steps. */
 static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chain) {
     const waf_rules *r = tx->rules;
     if (r->tchain_def[chain][0] == 0) return true;
     if (!s->keeps) present_bytes(tx, s, base, names);
     if (s->keeps[chain] < 0) {
-        int parent = r->tchain_parent[chain];
-        int step = r->tchain_def[chain][r->tchain_def[chain][0]];
-        bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent));
-        bool space = (s->present.w[0] >> ' ') & 1;
-        if (keeps && step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
-            if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
-            s->pairs_known = true;
+        uint64_t steps = r->tchain_steps[chain];
+        /* decide the steps not decided yet, while none is known to change a value */
+        for (uint64_t left = steps & ~s->t_known; left && !(steps & s->t_known & ~s->t_keeps); left &= left - 1) {
+            int step = __builtin_ctzll(left);
+            bool space = (s->present.w[0] >> ' ') & 1;
+            if (step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
+                if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
+                s->pairs_known = true;
+            }
+            s->t_known |= 1ull << step;
+            if (tfn_keeps(step, &s->present)) s->t_keeps |= 1ull << step;
         }
-        keeps = keeps && tfn_keeps(step, &s->present);
+        bool keeps = (steps & ~s->t_keeps) == 0;
         s->keeps[chain] = keeps;
         if (keeps) s->col_done[chain] = COL_KEEPS;
     }

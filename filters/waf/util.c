@@ -24,22 +24,19 @@ static arena_blk *take_spare(arena *a, size_t n) {
     return NULL;
 }
 
-void *ar_alloc(arena *a, size_t n) {
-    n = (n + 7) & ~(size_t)7;
+void *ar_alloc_block(arena *a, size_t n) {
     arena_blk *b = a->head;
-    if (!b || b->used + n > b->cap) {
-        arena_blk *nb = take_spare(a, n);
-        if (!nb) {
-            size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
-            if (b && b->cap * 2 > cap && b->cap < 16 * ARENA_MIN) cap = b->cap * 2;
-            nb = malloc(sizeof *nb + cap);
-            if (!nb) abort();
-            nb->cap = cap;
-        }
-        nb->used = 0;
-        nb->next = b;
-        a->head = b = nb;
+    arena_blk *nb = take_spare(a, n);
+    if (!nb) {
+        size_t cap = n > ARENA_MIN ? n : ARENA_MIN;
+        if (b && b->cap * 2 > cap && b->cap < 16 * ARENA_MIN) cap = b->cap * 2;
+        nb = malloc(sizeof *nb + cap);
+        if (!nb) abort();
+        nb->cap = cap;
     }
+    nb->used = 0;
+    nb->next = b;
+    a->head = b = nb;
     void *p = b->data + b->used;
     b->used += n;
     a->total += n;
@@ -118,14 +115,20 @@ static inline uint64_t load8(const char *p) {
     return w;
 }
 
+/* Words equal as they are (keys are mostly written in one case) are not folded; the last
+ * word of a key of 8 bytes or more overlaps the one before instead of a byte loop. */
+static inline bool ieq8(uint64_t x, uint64_t y) { return x == y || lc8(x) == lc8(y); }
+
 bool ieq(const char *a, size_t an, const char *b, size_t bn) {
     if (an != bn) return false;
-    size_t i = 0;
-    for (; i + 8 <= an; i += 8)
-        if (lc8(load8(a + i)) != lc8(load8(b + i))) return false;
-    for (; i < an; i++)
-        if (lc((unsigned char)a[i]) != lc((unsigned char)b[i])) return false;
-    return true;
+    if (an < 8) {
+        for (size_t i = 0; i < an; i++)
+            if (a[i] != b[i] && lc((unsigned char)a[i]) != lc((unsigned char)b[i])) return false;
+        return true;
+    }
+    for (size_t i = 0; i + 8 < an; i += 8)
+        if (!ieq8(load8(a + i), load8(b + i))) return false;
+    return ieq8(load8(a + an - 8), load8(b + an - 8));
 }
 
 bool ieqz(wstr a, const char *z) { return ieq(a.p, a.n, z, strlen(z)); }
@@ -138,11 +141,20 @@ char *xstrndup(const char *p, size_t n) {
     return d;
 }
 
+/* A word at a time, the last one overlapping the one before (a key shorter than a word is
+ * packed into one): one multiply per word, none per byte. */
 uint32_t hash_ci(const char *p, size_t n) {
     uint64_t h = n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) h = (h ^ lc8(load8(p + i))) * 0x9E3779B97F4A7C15ull;
-    for (; i < n; i++) h = (h ^ lc((unsigned char)p[i])) * 0x100000001B3ull;
+    if (n < 8) {
+        uint64_t w = 0;
+        for (size_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)p[i] << (8 * i);
+        h ^= lc8(w);
+    } else {
+        for (size_t i = 0; i + 8 < n; i += 8) h = (h ^ lc8(load8(p + i))) * 0x9E3779B97F4A7C15ull;
+        h ^= lc8(load8(p + n - 8));
+    }
+    h *= 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
     h *= 0x9E3779B97F4A7C15ull;
     return (uint32_t)(h >> 32);
 }
@@ -233,6 +245,14 @@ int var_lookup(const char *name, size_t n) {
 
 #define INDEX_FROM 16   /* collections with more items get a hash index */
 
+/* the hashes of the items added without one */
+static void coll_hash_rest(coll *c) {
+    for (; c->hashed < c->n; c->hashed++) {
+        const kv *it = &c->items[c->hashed];
+        c->hashes[c->hashed] = it->key.p ? hash_ci(it->key.p, it->key.n) : 0;
+    }
+}
+
 static void coll_reindex(arena *a, coll *c) {
     uint32_t cap = 64;
     while (cap < c->n * 2) cap *= 2;
@@ -240,9 +260,10 @@ static void coll_reindex(arena *a, coll *c) {
     memset(c->index, 0xff, cap * sizeof(int32_t));
     c->index_cap = cap;
     c->indexed = true;
+    coll_hash_rest(c);
     for (uint32_t i = 0; i < c->n; i++) {
         if (!c->items[i].key.p) continue;
-        uint32_t h = hash_ci(c->items[i].key.p, c->items[i].key.n) & (cap - 1);
+        uint32_t h = c->hashes[i] & (cap - 1);
         while (c->index[h] >= 0) {
             /* keep the first occurrence of a key findable: later equal keys go after */
             h = (h + 1) & (cap - 1);
@@ -251,18 +272,29 @@ static void coll_reindex(arena *a, coll *c) {
     }
 }
 
-void coll_add(arena *a, coll *c, wstr key, wstr val) {
-    if (c->n == c->cap) {
-        uint32_t cap = c->cap ? c->cap * 2 : 16;
-        kv *items = ar_alloc(a, cap * sizeof(kv));
-        if (c->n) memcpy(items, c->items, c->n * sizeof(kv));
-        c->items = items;
-        c->cap = cap;
+void coll_add(arena *a, coll *c, wstr key, wstr val) { coll_add_h(a, c, key, val, hash_ci(key.p, key.n)); }
+
+static void coll_grow(arena *a, coll *c) {
+    uint32_t cap = c->cap ? c->cap * 2 : 16;
+    kv *items = ar_alloc(a, cap * sizeof(kv));
+    uint32_t *hashes = ar_alloc(a, cap * sizeof(uint32_t));
+    if (c->n) {
+        memcpy(items, c->items, c->n * sizeof(kv));
+        memcpy(hashes, c->hashes, c->n * sizeof(uint32_t));
     }
+    c->items = items;
+    c->hashes = hashes;
+    c->cap = cap;
+}
+
+void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hk) {
+    if (c->n == c->cap) coll_grow(a, c);
+    c->hashes[c->n] = hk;
     c->items[c->n++] = (kv){key, val};
+    if (c->hashed == c->n - 1) c->hashed = c->n;
     if (c->indexed) {
         if (c->n * 2 > c->index_cap) { coll_reindex(a, c); return; }
-        uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
+        uint32_t h = hk & (c->index_cap - 1);
         while (c->index[h] >= 0) h = (h + 1) & (c->index_cap - 1);
         c->index[h] = (int32_t)(c->n - 1);
     } else if (c->n >= INDEX_FROM) {
@@ -270,30 +302,54 @@ void coll_add(arena *a, coll *c, wstr key, wstr val) {
     }
 }
 
-kv *coll_find(coll *c, wstr key) {
+void coll_add_unhashed(arena *a, coll *c, wstr key, wstr val) {
+    if (c->indexed || c->n + 1 >= INDEX_FROM) {   /* the index needs every hash */
+        coll_add(a, c, key, val);
+        return;
+    }
+    if (c->n == c->cap) coll_grow(a, c);
+    c->items[c->n++] = (kv){key, val};
+}
+
+kv *coll_find_h(coll *c, wstr key, uint32_t hash) {
+    if (c->hashed < c->n) coll_hash_rest(c);
     if (c->indexed) {
-        uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
         kv *best = NULL;
-        while (c->index[h] >= 0) {
-            kv *it = &c->items[c->index[h]];
-            if (it->key.p && ieq(it->key.p, it->key.n, key.p, key.n) && (!best || it < best)) best = it;
-            h = (h + 1) & (c->index_cap - 1);
+        for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
+            int32_t i = c->index[h];
+            kv *it = &c->items[i];
+            if (c->hashes[i] == hash && it->key.p && ieq(it->key.p, it->key.n, key.p, key.n) && (!best || it < best)) best = it;
         }
         return best;
     }
     for (uint32_t i = 0; i < c->n; i++)
-        if (c->items[i].key.p && ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) return &c->items[i];
+        if (c->hashes[i] == hash && c->items[i].key.p && ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n))
+            return &c->items[i];
     return NULL;
 }
 
-int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
-    if (!c->indexed) return -1;
+kv *coll_find(coll *c, wstr key) {
+    if (!c->n) return NULL;
+    return coll_find_h(c, key, hash_ci(key.p, key.n));
+}
+
+int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
     int n = 0;
+    if (c->hashed < c->n) coll_hash_rest(c);
+    if (!c->indexed) {   /* in order already */
+        for (uint32_t i = 0; i < c->n; i++) {
+            const kv *it = &c->items[i];
+            if (c->hashes[i] != hash || !it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
+            if (n == max) return -1;
+            out[n++] = i;
+        }
+        return n;
+    }
     for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
-        const kv *it = &c->items[c->index[h]];
-        if (!it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
-        if (n == max) return -1;
         uint32_t idx = (uint32_t)c->index[h];
+        const kv *it = &c->items[idx];
+        if (c->hashes[idx] != hash || !it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;
+        if (n == max) return -1;
         int k = n++;
         while (k > 0 && out[k - 1] > idx) { out[k] = out[k - 1]; k--; }   /* keep them in order */
         out[k] = idx;

@@ -22,7 +22,17 @@ typedef struct { const char *p; size_t n; } wstr;
 typedef struct arena_blk { struct arena_blk *next; size_t cap, used; char data[]; } arena_blk;
 typedef struct { arena_blk *head, *spare; size_t total; } arena;
 
-void *ar_alloc(arena *a, size_t n);            /* 8-aligned, never NULL (aborts on OOM) */
+void *ar_alloc_block(arena *a, size_t n);      /* ar_alloc's slow path: a new block */
+/* 8-aligned, never NULL (aborts on OOM); inline: most allocations fit the current block */
+static inline void *ar_alloc(arena *a, size_t n) {
+    n = (n + 7) & ~(size_t)7;
+    arena_blk *b = a->head;
+    if (__builtin_expect(!b || b->used + n > b->cap, 0)) return ar_alloc_block(a, n);
+    void *p = b->data + b->used;
+    b->used += n;
+    a->total += n;
+    return p;
+}
 char *ar_dup(arena *a, const char *p, size_t n); /* NUL-terminated copy */
 void ar_reset(arena *a);                       /* keeps blocks for reuse, up to AR_KEEP bytes */
 void ar_free(arena *a);
@@ -85,6 +95,8 @@ typedef struct {
     int32_t *index;              /* open addressing over items (NULL: linear scan) */
     uint32_t index_cap;
     bool indexed;
+    uint32_t *hashes;            /* [cap] hash_ci of each item's key: probes compare it first */
+    uint32_t hashed;             /* items whose hash is set (the rest were added without one) */
 } coll;
 
 /* ------------------------------------------------------------------ rules */
@@ -107,7 +119,7 @@ typedef struct {
 enum { RX_LIT_NONE = 0, RX_LIT_PREFIX, RX_LIT_EXACT, RX_LIT_LEAD, RX_LIT_ANY };
 
 /* A string with %{...} macros, split at compile time. */
-typedef struct { wstr lit; int var; wstr key; } macro_part;   /* var 0: literal */
+typedef struct { wstr lit; int var; wstr key; uint32_t key_hash; } macro_part;   /* var 0: literal; key_hash: hash_ci(key) */
 typedef struct { macro_part *parts; int n; wstr raw; bool has_macro; } macro_str;
 
 typedef struct {
@@ -116,6 +128,7 @@ typedef struct {
     bool exclude;                /* !VAR:key */
     wstr key;                    /* empty: whole collection */
     uint32_t key_hash;           /* hash_ci(key): collection lookups by key */
+    wstr key_lc;                 /* key in lower case: keys set in lower case compare as they are */
     regex *key_rx;               /* VAR:/regex/ */
     wstr full;                   /* "ARGS:foo" as written (for ctl target removal) */
 } target;
@@ -165,7 +178,7 @@ enum {
 };
 
 enum { SV_SET = 1, SV_ADD, SV_SUB, SV_DEL };
-typedef struct { int coll; macro_str key; int op; macro_str val; } setvar_act;
+typedef struct { int coll; macro_str key; int op; macro_str val; uint32_t key_hash; } setvar_act;   /* key_hash: hash_ci(key) without macros */
 
 enum {
     CTL_RULE_ENGINE = 1, CTL_REMOVE_BY_ID, CTL_REMOVE_BY_TAG, CTL_REMOVE_TARGET_BY_ID,
@@ -248,6 +261,7 @@ typedef struct {
     int n_tchains;
     uint8_t (*tchain_def)[25];   /* per chain id: [len, tfns...] */
     int16_t *tchain_parent;      /* chain id of the prefix without the last step, -1 for none */
+    uint64_t *tchain_steps;      /* per chain id: its transformations, bit T_* */
     arena mem;
     uint32_t n_regex;
     double compile_ms, warm_up_ms;
@@ -345,10 +359,15 @@ void tx_set_sc(waf_tx *tx, int v, wstr val);
 
 /* collections */
 void coll_add(arena *a, coll *c, wstr key, wstr val);
+void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hash);   /* hash: hash_ci(key) */
+/* Added without its hash, computed when the collection is first searched (MATCHED_VARS, added
+ * to per match, is seldom searched by key). */
+void coll_add_unhashed(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
-/* Indices of every item with this key (case-insensitive), in order; -1 when the collection
- * has no index or more than max match (then scan it). */
-int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
+kv *coll_find_h(coll *c, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
+/* Indices of every item with this key (case-insensitive), in order; -1 when more than max
+ * match (then scan it). */
+int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
 void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
@@ -387,7 +406,9 @@ uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx)
  * NULL when the chain changes no value (the results are the values themselves). */
 const wstr *source_column(waf_tx *tx, int base, bool names, int chain);
 void source_changed(waf_tx *tx, int base);   /* a scalar was set */
-bool source_empty(waf_tx *tx, int base);
+static inline bool source_empty(const waf_tx *tx, int base) {
+    return IS_COLLECTION(base) ? !tx->c[base].n : !tx->sc_set[base];
+}
 /* An operator that is a function of the value alone (libinjection, validators) need not run
  * again on a value equal to an earlier value of the same source it did not match: the owner
  * (a rule) records its misses, and asks before running on a repeated value. */
