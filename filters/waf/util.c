@@ -233,22 +233,31 @@ int var_lookup(const char *name, size_t n) {
 
 #define INDEX_FROM 16   /* collections with more items get a hash index */
 
-static void coll_reindex(arena *a, coll *c) {
+static void coll_reindex(coll *c) {
     uint32_t cap = 64;
     while (cap < c->n * 2) cap *= 2;
-    c->index = ar_alloc(a, cap * sizeof(int32_t));
-    memset(c->index, 0xff, cap * sizeof(int32_t));
-    c->index_cap = cap;
+    if (cap > c->index_cap) {
+        c->index = ar_alloc(c->a, cap * sizeof(int32_t));
+        c->index_cap = cap;
+    }
+    memset(c->index, 0xff, c->index_cap * sizeof(int32_t));
     c->indexed = true;
     for (uint32_t i = 0; i < c->n; i++) {
         if (!c->items[i].key.p) continue;
-        uint32_t h = hash_ci(c->items[i].key.p, c->items[i].key.n) & (cap - 1);
+        uint32_t h = hash_ci(c->items[i].key.p, c->items[i].key.n) & (c->index_cap - 1);
         while (c->index[h] >= 0) {
             /* keep the first occurrence of a key findable: later equal keys go after */
-            h = (h + 1) & (cap - 1);
+            h = (h + 1) & (c->index_cap - 1);
         }
         c->index[h] = (int32_t)i;
     }
+}
+
+/* Whether lookups go through the index (built now if it is out of date). */
+static bool coll_indexed(coll *c) {
+    if (c->n < INDEX_FROM) return false;
+    if (!c->indexed) coll_reindex(c);
+    return true;
 }
 
 void coll_add(arena *a, coll *c, wstr key, wstr val) {
@@ -259,19 +268,17 @@ void coll_add(arena *a, coll *c, wstr key, wstr val) {
         c->items = items;
         c->cap = cap;
     }
+    c->a = a;
     c->items[c->n++] = (kv){key, val};
-    if (c->indexed) {
-        if (c->n * 2 > c->index_cap) { coll_reindex(a, c); return; }
-        uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
-        while (c->index[h] >= 0) h = (h + 1) & (c->index_cap - 1);
-        c->index[h] = (int32_t)(c->n - 1);
-    } else if (c->n >= INDEX_FROM) {
-        coll_reindex(a, c);
-    }
+    if (!c->indexed) return;
+    if (c->n * 2 > c->index_cap) { c->indexed = false; return; }
+    uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
+    while (c->index[h] >= 0) h = (h + 1) & (c->index_cap - 1);
+    c->index[h] = (int32_t)(c->n - 1);
 }
 
 kv *coll_find(coll *c, wstr key) {
-    if (c->indexed) {
+    if (coll_indexed(c)) {
         uint32_t h = hash_ci(key.p, key.n) & (c->index_cap - 1);
         kv *best = NULL;
         while (c->index[h] >= 0) {
@@ -286,8 +293,8 @@ kv *coll_find(coll *c, wstr key) {
     return NULL;
 }
 
-int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
-    if (!c->indexed) return -1;
+int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
+    if (!coll_indexed(c)) return -1;
     int n = 0;
     for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
         const kv *it = &c->items[c->index[h]];

@@ -77,14 +77,18 @@ enum {
 const char *var_name(int v);
 int var_lookup(const char *name, size_t n);   /* 0 when unknown */
 
-/* An ordered key/value list (request collections, TX) with a case-insensitive index. */
+/* An ordered key/value list (request collections, TX) with a case-insensitive index, built
+ * by the first lookup that needs it and kept up to date by later additions while it has room
+ * (a body's hundreds of arguments are not indexed as they arrive, nor at all if no rule looks
+ * one up by name). */
 typedef struct { wstr key, val; } kv;
 typedef struct {
     kv *items;
     uint32_t n, cap;
     int32_t *index;              /* open addressing over items (NULL: linear scan) */
     uint32_t index_cap;
-    bool indexed;
+    bool indexed;                /* index holds every item (false: built again when needed) */
+    arena *a;                    /* the arena of the items, for the index */
 } coll;
 
 /* ------------------------------------------------------------------ rules */
@@ -348,7 +352,7 @@ void coll_add(arena *a, coll *c, wstr key, wstr val);
 kv *coll_find(coll *c, wstr key);
 /* Indices of every item with this key (case-insensitive), in order; -1 when the collection
  * has no index or more than max match (then scan it). */
-int coll_find_all(const coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
+int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
 void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
