@@ -167,6 +167,16 @@ static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, in
     }
 }
 
+/* Whether `step` leaves every value of the source as it is (s->present is known). */
+static bool step_keeps(waf_tx *tx, src_state *s, int base, bool names, int step) {
+    bool space = (s->present.w[0] >> ' ') & 1;
+    if (step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
+        if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
+        s->pairs_known = true;
+    }
+    return tfn_keeps(step, &s->present);
+}
+
 /* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
  * made of the bytes the values hold (transform.c, tfn_keeps).  Then its results are the
  * values themselves and its joined values the source's own: nothing is computed per value.
@@ -178,13 +188,7 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
     if (s->keeps[chain] < 0) {
         int parent = r->tchain_parent[chain];
         int step = r->tchain_def[chain][r->tchain_def[chain][0]];
-        bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent));
-        bool space = (s->present.w[0] >> ' ') & 1;
-        if (keeps && step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
-            if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
-            s->pairs_known = true;
-        }
-        keeps = keeps && tfn_keeps(step, &s->present);
+        bool keeps = (parent < 0 || chain_keeps(tx, s, base, names, parent)) && step_keeps(tx, s, base, names, step);
         s->keeps[chain] = keeps;
         if (keeps) s->col_done[chain] = COL_KEEPS;
     }
@@ -263,6 +267,15 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
     return apply_chain(tx, chain, in, vid);
 }
 
+/* Whether a step whose byte table is `acts` (transform.c, tfn_acts) may change v. */
+static inline bool acts_on(const uint8_t *acts, wstr v) {
+    const uint8_t *p = (const uint8_t *)v.p, *e = p + v.n;
+    uint8_t any = 0;
+    for (; p + 4 <= e && !(any & TFN_ACTS_ANY); p += 4) any |= acts[p[0]] | acts[p[1]] | acts[p[2]] | acts[p[3]];
+    for (; p < e; p++) any |= acts[*p];
+    return (any & TFN_ACTS_ANY) || (v.n && (acts[(uint8_t)v.p[v.n - 1]] & TFN_ACTS_LAST));
+}
+
 /* The results a chain's parent gives a column: NULL for the values themselves. */
 static const wstr *parent_results(const waf_rules *r, const src_state *s, int chain) {
     int p = r->tchain_parent[chain];
@@ -287,6 +300,12 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     int parent = r->tchain_parent[chain];
     const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
+    /* a parent that kept every value (by its results, where its bytes said it might not),
+     * then a step that keeps them by the values' bytes: the values themselves */
+    if (!ptv && parent >= 0 && step_keeps(tx, s, base, names, step)) {
+        s->col_done[chain] = COL_KEEPS;
+        return NULL;
+    }
     static const tfn_set NO_BYTES;
     if (ptv && (s->col_done[parent] & COL_EMPTY) && tfn_keeps(step, &NO_BYTES)) {
         s->tv[chain] = (wstr *)ptv;
@@ -307,13 +326,18 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     wstr *tv = s->tv[chain];
     bool fresh = !tv, same = true, empty = true;
     if (fresh) tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+    /* a value holding no byte the step acts on is its own result: told by a table lookup
+     * per byte, without a call (the short results of base64Decode, which the steps after it
+     * keep, are most of a JSON body's steps) */
+    const uint8_t *acts = tfn_acts(step);
     for (uint32_t u = 0; u < s->n_uniq; u++) {
         uint32_t i = s->uniq[u];
         const kv *it = &c->items[i];
         if (!it->key.p) continue;
         wstr in = ptv ? ptv[i] : (names ? it->key : it->val);
         if (fresh || !tv[i].p) {
-            wstr out = tfn_apply(&tx->a, step, in);
+            wstr out = in;
+            if (!acts || acts_on(acts, in)) out = tfn_apply(&tx->a, step, in);
             if (!out.p) out.p = "";
             tv[i] = out;
         }

@@ -764,6 +764,8 @@ wstr tfn_apply(arena *a, int t, wstr in) {
  * Built once; `never` for the transformations not listed (no such promise). */
 static tfn_set ACTS[T_COUNT];
 static bool NEVER[T_COUNT], acts_built;
+/* the same as byte tables (TFN_ACTS_ANY, TFN_ACTS_LAST), for a test per value */
+static uint8_t ACTS_BYTES[T_COUNT][256];
 
 static void acts_add(tfn_set *s, unsigned b) { s->w[b >> 6] |= 1ull << (b & 63); }
 static void acts_add_all(tfn_set *s, const char *bytes) {
@@ -808,6 +810,11 @@ static void acts_build(void) {
             break;
         default: NEVER[t] = true;
         }
+        for (unsigned b = 0; b < 256; b++)
+            if ((a->w[b >> 6] >> (b & 63)) & 1) ACTS_BYTES[t][b] = TFN_ACTS_ANY;
+        /* compressWhitespace acts on a ' ' only before another: its table says any ' ' */
+        if ((a->w[TFN_SPACE_PAIR >> 6] >> (TFN_SPACE_PAIR & 63)) & 1) ACTS_BYTES[t][' '] = TFN_ACTS_ANY;
+        if ((a->w[TFN_FINAL_DOT >> 6] >> (TFN_FINAL_DOT & 63)) & 1) ACTS_BYTES[t]['.'] |= TFN_ACTS_LAST;
     }
     acts_built = true;
 }
@@ -818,6 +825,11 @@ bool tfn_keeps(int t, const tfn_set *present) {
     const tfn_set *a = &ACTS[t];
     return !((a->w[0] & present->w[0]) | (a->w[1] & present->w[1]) | (a->w[2] & present->w[2]) |
              (a->w[3] & present->w[3]) | (a->w[4] & present->w[4]));
+}
+
+const uint8_t *tfn_acts(int t) {
+    if (!acts_built) acts_build();
+    return t <= 0 || t >= T_COUNT || NEVER[t] ? NULL : ACTS_BYTES[t];
 }
 
 static const struct { const char *name; int id; } TFNS[] = {
