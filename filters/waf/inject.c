@@ -74,6 +74,9 @@ static bool keyword_prefix(const char *w, size_t n, uint32_t h) {
  *    ends a word; a leading b, e, n, q, u or x parses a string only before a quote or '&'),
  *    unless the text before a '.' is a keyword (`select.1`): each such prefix among the
  *    first 31 bytes (what the token keeps) is looked up as libinjection does.
+ * Two tokens: such a word that is a bareword (a word shorter than the token's 32 bytes is
+ * looked up whole: `item`, not `select`), then spaces and digits only (`item 7`): the
+ * fingerprint is "n1", which no fold rule changes and the fingerprint table does not hold.
  * One pass: the bytes are checked and the prefix's hash grows as they are read. */
 bool sqli_impossible(wstr v) {
     if (!v.n) return true;
@@ -85,17 +88,19 @@ bool sqli_impossible(wstr v) {
     }
     if (!is_alpha(s[0])) return false;
     uint32_t h = 2166136261u;
-    size_t i = 0;
-    for (size_t n = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT; i < n; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (keyword_prefix(s, i, h ^ ((uint32_t)i * 2654435761u))) return false;
-        } else if (!WORD_BYTE[(uint8_t)c]) {
-            return false;
-        }
-        h = (h ^ (uint8_t)c) * 16777619u;
+    size_t i = 0, kept = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT;
+    for (; i < kept && WORD_BYTE[(uint8_t)s[i]]; i++) {
+        if (s[i] == '.' && keyword_prefix(s, i, h ^ ((uint32_t)i * 2654435761u))) return false;
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
     }
-    for (; i < v.n; i++)
-        if (!WORD_BYTE[(uint8_t)s[i]]) return false;
-    return true;
+    if (i == kept)
+        while (i < v.n && WORD_BYTE[(uint8_t)s[i]]) i++;
+    if (i == v.n) return true;
+    /* the word, then spaces and digits to the end */
+    size_t j = i;
+    while (j < v.n && s[j] == ' ') j++;
+    if (j == i || j == v.n) return false;
+    for (size_t k = j; k < v.n; k++)
+        if (!is_digit(s[k])) return false;
+    return i > TOKEN_KEPT || !keyword_prefix(s, i, h ^ ((uint32_t)i * 2654435761u));
 }
