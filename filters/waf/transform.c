@@ -517,45 +517,56 @@ static wstr t_utf8_unicode(arena *a, wstr in) {
     return (wstr){o, k};
 }
 
-static int b64v(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
+/* base64Decode's byte classes: a digit's value (0-63, '-' and '_' as 62 and 63), or what
+ * else the byte is to the decoder */
+enum { B64_PAD = 64, B64_SPACE, B64_URLSAFE_62, B64_URLSAFE_63, B64_END, B64_BAD };
+static uint8_t B64[256];
+static bool b64_built;
+
+static void b64_build(void) {
+    memset(B64, B64_BAD, sizeof B64);
+    static const char DIGITS[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++) B64[(uint8_t)DIGITS[i]] = (uint8_t)i;
+    B64['-'] = B64_URLSAFE_62;
+    B64['_'] = B64_URLSAFE_63;
+    B64['='] = B64_PAD;
+    B64[' '] = B64['\r'] = B64['\n'] = B64_SPACE;
+    B64[0] = B64_END;   /* the text ends at its first NUL */
+    b64_built = true;
 }
 
 /* Strict base64 (as mbedtls decodes it: whitespace allowed, anything else but the
  * alphabet and trailing '=' gives an empty result); `ext` is the forgiving variant
- * that skips invalid characters. */
+ * that skips invalid characters (and reads '-' and '_' as 62 and 63). */
 static wstr t_b64dec(arena *a, wstr in, bool ext) {
-    char *o = ar_alloc(a, in.n + 1);
+    if (!b64_built) b64_build();
+    char *o = NULL;
     size_t k = 0;
     unsigned acc = 0;
     int bits = 0;
-    size_t nlen = in.n;
-    const char *nul = memchr(in.p, 0, in.n);
-    if (nul) nlen = (size_t)(nul - in.p);
-    for (size_t i = 0; i < nlen; i++) {
-        unsigned char c = (unsigned char)in.p[i];
-        if (c == '=') {
-            if (ext) continue;
-            break;
+    for (size_t i = 0; i < in.n; i++) {
+        unsigned v = B64[(uint8_t)in.p[i]];
+        if (v >= 64) {
+            if (v == B64_URLSAFE_62 || v == B64_URLSAFE_63) {
+                if (!ext) return (wstr){"", 0};
+                v = v == B64_URLSAFE_62 ? 62 : 63;
+            } else if (v == B64_END || (v == B64_PAD && !ext)) {
+                break;
+            } else if (v == B64_BAD && !ext) {
+                return (wstr){"", 0};
+            } else {
+                continue;   /* whitespace; ext: '=' and invalid bytes */
+            }
         }
-        int v = b64v(c);
-        if (v < 0 || (!ext && (c == '-' || c == '_'))) {
-            if (!ext && !(c == ' ' || c == '\r' || c == '\n')) return (wstr){o, 0};
-            continue;
-        }
-        acc = (acc << 6) | (unsigned)v;
+        acc = (acc << 6) | v;
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
+            if (!o) o = ar_alloc(a, in.n - i + (size_t)k + 1);
             o[k++] = (char)((acc >> bits) & 0xff);
         }
     }
-    return (wstr){o, k};
+    return (wstr){o ? o : "", k};
 }
 
 static wstr t_b64enc(arena *a, wstr in) {
