@@ -342,10 +342,10 @@ static const char *plain_run(const char *p, const char *end) {
         memcpy(&w, p, 8);
         uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
         /* a zero byte of quote or slash, or a byte below 0x20 (high bit clear, below after
-         * subtracting 0x20): the usual has-zero-byte tests, exact up to false positives that
-         * the byte loop after them sorts out */
-        uint64_t hit = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w);
-        if (hit & highs) break;
+         * subtracting 0x20): the usual has-zero-byte tests, whose false positives only
+         * follow a true hit, so the lowest flagged byte (little-endian: the first) is one */
+        uint64_t hit = (((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w)) & highs;
+        if (hit) return p + (__builtin_ctzll(hit) >> 3);
     }
     while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
     return p;
