@@ -137,7 +137,7 @@ impl Member {
             None => return true,
         };
         match self.re.get_or_insert_with(|| Alone::new(src)) {
-            Alone::Bytes(set) => hay.iter().any(|&b| set[b as usize]),
+            Alone::Bytes(set) => hay.chunks(16).any(|c| c.iter().fold(false, |a, &b| a | set[b as usize])),
             Alone::Re(re) => re.is_match(hay),
             Alone::TooBig => true,
         }
