@@ -53,7 +53,7 @@ static const uint8_t WORD_BYTE[256] = {
  * dotted argument names share their first parts (json.items.…), so the last answers are
  * kept, found by a hash of the word's length and its first and last four bytes. */
 static bool keyword_prefix(const char *w, size_t n) {
-    static struct { uint8_t n; char w[TOKEN_KEPT]; bool kw; } memo[64];
+    static struct { uint8_t n; char w[TOKEN_KEPT]; bool kw; } memo[256];
     uint64_t x = n;
     if (n >= 4) {
         uint32_t first, last;
@@ -63,7 +63,7 @@ static bool keyword_prefix(const char *w, size_t n) {
     } else {
         for (size_t k = 0; k < n; k++) x = x << 8 | (uint8_t)w[k];
     }
-    __typeof__(memo[0]) *m = &memo[(x * 0x9E3779B97F4A7C15ull) >> 58];
+    __typeof__(memo[0]) *m = &memo[(x * 0x9E3779B97F4A7C15ull) >> 56];
     if (m->n == n && n && memcmp(m->w, w, n) == 0) return m->kw;
     char t = libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, w, n);
     m->n = (uint8_t)n;
