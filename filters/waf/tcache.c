@@ -105,7 +105,13 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
             memcpy(&w, v.p + k, 8);
             h = (h ^ w) * 0x9E3779B97F4A7C15ull;
         }
-        for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
+        if (k < v.n && v.n >= 8) {   /* the last bytes: the value's last eight, once */
+            uint64_t w;
+            memcpy(&w, v.p + v.n - 8, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        } else {
+            for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
+        }
         h *= 0x9E3779B97F4A7C15ull;   /* the product's top bits mix every byte */
         for (uint32_t at = (uint32_t)(h >> (64 - bits));; at = (at + 1) & (cap - 1)) {
             if (!slots[at]) { slots[at] = i + 1; break; }
@@ -157,7 +163,9 @@ static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, in
     for (uint32_t u = 0; u < n; u++) {
         wstr v;
         if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
-        for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
+        const uint8_t *p = (const uint8_t *)v.p, *e = p + v.n;
+        for (; p + 4 <= e; p += 4) seen[p[0]] = seen[p[1]] = seen[p[2]] = seen[p[3]] = 1;
+        for (; p < e; p++) seen[*p] = 1;
         if (v.n && v.p[v.n - 1] == '.') set->w[TFN_FINAL_DOT >> 6] |= 1ull << (TFN_FINAL_DOT & 63);
     }
     for (int k = 0; k < 32; k++) {   /* eight 0/1 bytes -> eight bits (bit i: byte i) */
