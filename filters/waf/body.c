@@ -301,8 +301,10 @@ typedef struct {
     wbuf path;                   /* current prefix, e.g. "json.a." */
 } jparser;
 
+static const bool JSON_WS[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1};
+
 static void jws(jparser *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+    while (j->p < j->end && JSON_WS[(uint8_t)*j->p]) j->p++;
 }
 
 static bool jerr(jparser *j, const char *msg) {
@@ -351,7 +353,9 @@ static const char *plain_run(const char *p, const char *end) {
     return p;
 }
 
-static bool jstring(jparser *j, wstr *out) {
+/* A string; `in_place`: one without escapes may be left in the body (an object key, which
+ * is only copied into argument names). */
+static bool jstring(jparser *j, wstr *out, bool in_place) {
     j->p++;
     /* the decoded string is never longer than its escaped form; one without escapes or
      * control characters (nearly all) is copied as it is */
@@ -365,6 +369,11 @@ static bool jstring(jparser *j, wstr *out) {
         } else {
             q++;
         }
+    }
+    if (plain && q < j->end && in_place) {
+        *out = (wstr){j->p, (size_t)(q - j->p)};
+        j->p = q + 1;
+        return true;
     }
     char *o = ar_alloc(&j->tx->a, (size_t)(q - j->p) + 1);
     if (plain && q < j->end) {
@@ -464,7 +473,7 @@ static bool jcontainer(jparser *j, wstr name, bool is_array) {
         } else {
             if (*j->p != '"') return jerr(j, "invalid object key (must be a string)");
             wstr key;
-            if (!jstring(j, &key)) return false;
+            if (!jstring(j, &key, true)) return false;
             if (!key.n) key = WSTR("empty-key");
             jws(j);
             if (j->p >= j->end || *j->p != ':') return jerr(j, "object key and value must be separated by a colon (':')");
@@ -494,7 +503,7 @@ static bool jvalue(jparser *j, wstr name, bool in_array) {
     }
     wstr val;
     if (c == '"') {
-        if (!jstring(j, &val)) return false;
+        if (!jstring(j, &val, false)) return false;
     } else if (c == 't' && j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) {
         val = WSTR("true"); j->p += 4;
     } else if (c == 'f' && j->end - j->p >= 5 && memcmp(j->p, "false", 5) == 0) {
