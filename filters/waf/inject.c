@@ -96,9 +96,22 @@ bool sqli_impossible(wstr v) {
         return true;
     }
     if (!is_alpha(s[0])) return false;
-    size_t i = 0, kept = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT;
-    for (uint8_t t; i < kept && (t = WORD_BYTE[(uint8_t)s[i]]); i++)
-        if (t == 2 && keyword_prefix(s, i)) return false;
+    /* the last value's text up to its last checked '.' (word bytes; no dotted prefix of it, nor
+     * itself, a keyword): a value that starts with it and a '.' (the next field of the same
+     * JSON object) is checked from there */
+    static char known[TOKEN_KEPT];
+    static size_t known_n;
+    size_t i = 0, kept = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT, dot = 0;
+    if (known_n && known_n < kept && s[known_n] == '.' && memcmp(s, known, known_n) == 0) i = known_n + 1;
+    for (uint8_t t; i < kept && (t = WORD_BYTE[(uint8_t)s[i]]); i++) {
+        if (t != 2) continue;
+        if (keyword_prefix(s, i)) return false;
+        dot = i;
+    }
+    if (dot) {
+        memcpy(known, s, dot);
+        known_n = dot;
+    }
     if (i == kept)
         while (i < v.n && WORD_BYTE[(uint8_t)s[i]]) i++;
     if (i == v.n) return true;

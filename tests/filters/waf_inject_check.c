@@ -63,9 +63,25 @@ static size_t gen(char *out, size_t cap) {
         for (size_t i = 0; i < len; i++) out[n++] = (char)('0' + rnd(10));
         break;
     }
-    case 1:     /* a word: pieces and word bytes, dotted */
-        n = gen_word(out, cap, 1 + rnd(40));
+    case 1: {   /* a word: pieces and word bytes, dotted; often the previous one's text up to
+                 * one of its dots and a new tail (the fields of one JSON object) */
+        static char prev[64];
+        static size_t prev_n;
+        const char *dot = prev_n && rnd(2) ? memchr(prev, '.', prev_n) : NULL;
+        while (dot && rnd(2)) {
+            const char *next = memchr(dot + 1, '.', prev_n - (size_t)(dot + 1 - prev));
+            if (!next) break;
+            dot = next;
+        }
+        if (dot) {
+            n = (size_t)(dot - prev) + 1;
+            memcpy(out, prev, n);
+        }
+        n += gen_word(out + n, cap - n, 1 + rnd(40 - (unsigned)(n < 40 ? n : 39)));
+        prev_n = n < sizeof prev ? n : sizeof prev;
+        memcpy(prev, out, prev_n);
         break;
+    }
     case 2: {   /* a word, whitespace (mostly spaces), then a number (mostly digits) */
         static const char *const GAP[] = {" ", " ", " ", "  ", "\t", " \n", ""};
         static const char *const NUM[] = {"7", "42", "0", "123456", "0x1f", "1.5", "1e3", "-1", "7a", "7 ", ""};
