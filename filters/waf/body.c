@@ -220,7 +220,9 @@ void body_multipart(waf_tx *tx, wstr body) {
             }
             /* name the part's headers */
             coll *ph = &tx->c[V_MULTIPART_PART_HEADERS];
-            for (uint32_t k = ph->n; k-- > 0 && ph->items[k].key.p == NULL;) ph->items[k].key = name;
+            uint32_t k = ph->n;
+            for (; k > 0 && ph->items[k - 1].key.p == NULL; k--) ph->items[k - 1].key = name;
+            if (ph->hashed > k) ph->hashed = k;   /* their keys' hashes are computed again */
             ph->indexed = false;
             /* part body: up to the next boundary line */
             const char *data = p, *q = p, *data_end = NULL;
@@ -301,8 +303,10 @@ typedef struct {
     wbuf path;                   /* current prefix, e.g. "json.a." */
 } jparser;
 
+static const bool JSON_WS[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1};
+
 static void jws(jparser *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+    while (j->p < j->end && JSON_WS[(uint8_t)*j->p]) j->p++;
 }
 
 static bool jerr(jparser *j, const char *msg) {
@@ -342,16 +346,18 @@ static const char *plain_run(const char *p, const char *end) {
         memcpy(&w, p, 8);
         uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
         /* a zero byte of quote or slash, or a byte below 0x20 (high bit clear, below after
-         * subtracting 0x20): the usual has-zero-byte tests, exact up to false positives that
-         * the byte loop after them sorts out */
-        uint64_t hit = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w);
-        if (hit & highs) break;
+         * subtracting 0x20): the usual has-zero-byte tests, whose false positives only
+         * follow a true hit, so the lowest flagged byte (little-endian: the first) is one */
+        uint64_t hit = (((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w)) & highs;
+        if (hit) return p + (__builtin_ctzll(hit) >> 3);
     }
     while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
     return p;
 }
 
-static bool jstring(jparser *j, wstr *out) {
+/* A string; `in_place`: one without escapes may be left in the body (an object key, which
+ * is only copied into argument names). */
+static bool jstring(jparser *j, wstr *out, bool in_place) {
     j->p++;
     /* the decoded string is never longer than its escaped form; one without escapes or
      * control characters (nearly all) is copied as it is */
@@ -365,6 +371,11 @@ static bool jstring(jparser *j, wstr *out) {
         } else {
             q++;
         }
+    }
+    if (plain && q < j->end && in_place) {
+        *out = (wstr){j->p, (size_t)(q - j->p)};
+        j->p = q + 1;
+        return true;
     }
     char *o = ar_alloc(&j->tx->a, (size_t)(q - j->p) + 1);
     if (plain && q < j->end) {
@@ -464,7 +475,7 @@ static bool jcontainer(jparser *j, wstr name, bool is_array) {
         } else {
             if (*j->p != '"') return jerr(j, "invalid object key (must be a string)");
             wstr key;
-            if (!jstring(j, &key)) return false;
+            if (!jstring(j, &key, true)) return false;
             if (!key.n) key = WSTR("empty-key");
             jws(j);
             if (j->p >= j->end || *j->p != ':') return jerr(j, "object key and value must be separated by a colon (':')");
@@ -494,7 +505,7 @@ static bool jvalue(jparser *j, wstr name, bool in_array) {
     }
     wstr val;
     if (c == '"') {
-        if (!jstring(j, &val)) return false;
+        if (!jstring(j, &val, false)) return false;
     } else if (c == 't' && j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) {
         val = WSTR("true"); j->p += 4;
     } else if (c == 'f' && j->end - j->p >= 5 && memcmp(j->p, "false", 5) == 0) {

@@ -34,9 +34,9 @@ bool xss_impossible(wstr v) {
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-/* the bytes of a one-token word: letters, digits, '_' and '.' */
-static const bool WORD_BYTE[256] = {
-    ['.'] = 1, ['_'] = 1,
+/* the bytes of a one-token word: letters, digits, '_' (1) and '.' (2) */
+static const uint8_t WORD_BYTE[256] = {
+    ['.'] = 2, ['_'] = 1,
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
     ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
     ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
@@ -48,13 +48,22 @@ static const bool WORD_BYTE[256] = {
 
 #define TOKEN_KEPT (sizeof ((stoken_t *)0)->val - 1)   /* the bytes of a word its token keeps */
 
-/* Whether libinjection's keyword table types the word w (the text before a '.') as anything
- * but a bareword.  The table is a binary search over ~9 000 entries; dotted argument names
- * share their first parts (json.items.…), so the last answers are kept, found by h (the
- * caller's hash of w, built a byte at a time as it reads the value). */
-static bool keyword_prefix(const char *w, size_t n, uint32_t h) {
-    static struct { uint8_t n; char w[TOKEN_KEPT]; bool kw; } memo[64];
-    __typeof__(memo[0]) *m = &memo[h >> 26];
+/* Whether libinjection's keyword table types the word w (the text before a '.', or a whole
+ * word) as anything but a bareword.  The table is a binary search over ~9 000 entries;
+ * dotted argument names share their first parts (json.items.…), so the last answers are
+ * kept, found by a hash of the word's length and its first and last four bytes. */
+static bool keyword_prefix(const char *w, size_t n) {
+    static struct { uint8_t n; char w[TOKEN_KEPT]; bool kw; } memo[256];
+    uint64_t x = n;
+    if (n >= 4) {
+        uint32_t first, last;
+        memcpy(&first, w, 4);
+        memcpy(&last, w + n - 4, 4);
+        x ^= (uint64_t)first << 32 | last;
+    } else {
+        for (size_t k = 0; k < n; k++) x = x << 8 | (uint8_t)w[k];
+    }
+    __typeof__(memo[0]) *m = &memo[(x * 0x9E3779B97F4A7C15ull) >> 56];
     if (m->n == n && n && memcmp(m->w, w, n) == 0) return m->kw;
     char t = libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, w, n);
     m->n = (uint8_t)n;
@@ -74,7 +83,10 @@ static bool keyword_prefix(const char *w, size_t n, uint32_t h) {
  *    ends a word; a leading b, e, n, q, u or x parses a string only before a quote or '&'),
  *    unless the text before a '.' is a keyword (`select.1`): each such prefix among the
  *    first 31 bytes (what the token keeps) is looked up as libinjection does.
- * One pass: the bytes are checked and the prefix's hash grows as they are read. */
+ * Two tokens: such a word that is a bareword (a word shorter than the token's 32 bytes is
+ * looked up whole: `item`, not `select`), then spaces and digits only (`item 7`): the
+ * fingerprint is "n1", which no fold rule changes and the fingerprint table does not hold.
+ * One pass over the bytes, a table lookup each. */
 bool sqli_impossible(wstr v) {
     if (!v.n) return true;
     const char *s = v.p;
@@ -84,18 +96,30 @@ bool sqli_impossible(wstr v) {
         return true;
     }
     if (!is_alpha(s[0])) return false;
-    uint32_t h = 2166136261u;
-    size_t i = 0;
-    for (size_t n = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT; i < n; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (keyword_prefix(s, i, h ^ ((uint32_t)i * 2654435761u))) return false;
-        } else if (!WORD_BYTE[(uint8_t)c]) {
-            return false;
-        }
-        h = (h ^ (uint8_t)c) * 16777619u;
+    /* the last value's text up to its last checked '.' (word bytes; no dotted prefix of it, nor
+     * itself, a keyword): a value that starts with it and a '.' (the next field of the same
+     * JSON object) is checked from there */
+    static char known[TOKEN_KEPT];
+    static size_t known_n;
+    size_t i = 0, kept = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT, dot = 0;
+    if (known_n && known_n < kept && s[known_n] == '.' && memcmp(s, known, known_n) == 0) i = known_n + 1;
+    for (uint8_t t; i < kept && (t = WORD_BYTE[(uint8_t)s[i]]); i++) {
+        if (t != 2) continue;
+        if (keyword_prefix(s, i)) return false;
+        dot = i;
     }
-    for (; i < v.n; i++)
-        if (!WORD_BYTE[(uint8_t)s[i]]) return false;
-    return true;
+    if (dot) {
+        memcpy(known, s, dot);
+        known_n = dot;
+    }
+    if (i == kept)
+        while (i < v.n && WORD_BYTE[(uint8_t)s[i]]) i++;
+    if (i == v.n) return true;
+    /* the word, then spaces and digits to the end */
+    size_t j = i;
+    while (j < v.n && s[j] == ' ') j++;
+    if (j == i || j == v.n) return false;
+    for (size_t k = j; k < v.n; k++)
+        if (!is_digit(s[k])) return false;
+    return i > TOKEN_KEPT || !keyword_prefix(s, i);
 }

@@ -363,6 +363,9 @@ static bool url_encoding_invalid(wstr v) {
 static bool utf8_invalid(wstr v) {
     const unsigned char *s = (const unsigned char *)v.p;
     for (size_t i = 0; i < v.n;) {
+        /* ASCII eight bytes a step (CRS 920250 sees every argument, mostly ASCII) */
+        uint64_t x;
+        if (i + 8 <= v.n && (memcpy(&x, s + i, 8), !(x & 0x8080808080808080ull))) { i += 8; continue; }
         unsigned char c = s[i];
         size_t left = v.n - i;
         unsigned d;

@@ -115,7 +115,13 @@ static const uint32_t *firsts(waf_tx *tx, src_state *s, const coll *c, bool name
             memcpy(&w, v.p + k, 8);
             h = (h ^ w) * 0x9E3779B97F4A7C15ull;
         }
-        for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
+        if (k < v.n && v.n >= 8) {   /* the last bytes: the value's last eight, once */
+            uint64_t w;
+            memcpy(&w, v.p + v.n - 8, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        } else {
+            for (; k < v.n; k++) h = (h ^ (uint8_t)v.p[k]) * 0x100000001B3ull;
+        }
         h *= 0x9E3779B97F4A7C15ull;   /* the product's top bits mix every byte */
         for (uint32_t at = (uint32_t)(h >> (64 - bits));; at = (at + 1) & (cap - 1)) {
             if (!slots[at]) { slots[at] = i + 1; break; }
@@ -167,7 +173,9 @@ static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, in
     for (uint32_t u = 0; u < n; u++) {
         wstr v;
         if (!value_at(tx, base, names, IS_COLLECTION(base) ? s->uniq[u] : u, &v)) continue;
-        for (size_t k = 0; k < v.n; k++) seen[(uint8_t)v.p[k]] = 1;
+        const uint8_t *p = (const uint8_t *)v.p, *e = p + v.n;
+        for (; p + 4 <= e; p += 4) seen[p[0]] = seen[p[1]] = seen[p[2]] = seen[p[3]] = 1;
+        for (; p < e; p++) seen[*p] = 1;
         if (v.n && v.p[v.n - 1] == '.') set->w[TFN_FINAL_DOT >> 6] |= 1ull << (TFN_FINAL_DOT & 63);
     }
     for (int k = 0; k < 32; k++) {   /* eight 0/1 bytes -> eight bits (bit i: byte i) */
@@ -175,6 +183,22 @@ static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, in
         memcpy(&x, seen + 8 * k, 8);
         set->w[k >> 3] |= ((x * 0x0102040810204080ull) >> 56) << (8 * (k & 7));
     }
+}
+
+/* Whether `step` leaves every value of the source as it is (s->present is known); decided
+ * once per source (t_known, t_keeps). */
+static bool step_keeps(waf_tx *tx, src_state *s, int base, bool names, int step) {
+    uint64_t bit = 1ull << step;
+    if (!(s->t_known & bit)) {
+        bool space = (s->present.w[0] >> ' ') & 1;
+        if (step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
+            if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
+            s->pairs_known = true;
+        }
+        s->t_known |= bit;
+        if (tfn_keeps(step, &s->present)) s->t_keeps |= bit;
+    }
+    return (s->t_keeps & bit) != 0;
 }
 
 /* Whether `chain` leaves every value of the source as it is: each of its steps keeps text
@@ -189,16 +213,8 @@ static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chai
     if (s->keeps[chain] < 0) {
         uint64_t steps = r->tchain_steps[chain];
         /* decide the steps not decided yet, while none is known to change a value */
-        for (uint64_t left = steps & ~s->t_known; left && !(steps & s->t_known & ~s->t_keeps); left &= left - 1) {
-            int step = __builtin_ctzll(left);
-            bool space = (s->present.w[0] >> ' ') & 1;
-            if (step == T_COMPRESSWHITESPACE && space && !s->pairs_known) {
-                if (space_pair(tx, s, base, names)) s->present.w[TFN_SPACE_PAIR >> 6] |= 1ull << (TFN_SPACE_PAIR & 63);
-                s->pairs_known = true;
-            }
-            s->t_known |= 1ull << step;
-            if (tfn_keeps(step, &s->present)) s->t_keeps |= 1ull << step;
-        }
+        for (uint64_t left = steps & ~s->t_known; left && !(steps & s->t_known & ~s->t_keeps); left &= left - 1)
+            step_keeps(tx, s, base, names, __builtin_ctzll(left));
         bool keeps = (steps & ~s->t_keeps) == 0;
         s->keeps[chain] = keeps;
         if (keeps) s->col_done[chain] = COL_KEEPS;
@@ -278,6 +294,15 @@ wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
     return apply_chain(tx, chain, in, vid);
 }
 
+/* Whether a step whose byte table is `acts` (transform.c, tfn_acts) may change v. */
+static inline bool acts_on(const uint8_t *acts, wstr v) {
+    const uint8_t *p = (const uint8_t *)v.p, *e = p + v.n;
+    uint8_t any = 0;
+    for (; p + 4 <= e && !(any & TFN_ACTS_ANY); p += 4) any |= acts[p[0]] | acts[p[1]] | acts[p[2]] | acts[p[3]];
+    for (; p < e; p++) any |= acts[*p];
+    return (any & TFN_ACTS_ANY) || (v.n && (acts[(uint8_t)v.p[v.n - 1]] & TFN_ACTS_LAST));
+}
+
 /* The results a chain's parent gives a column: NULL for the values themselves. */
 static const wstr *parent_results(const waf_rules *r, const src_state *s, int chain) {
     int p = r->tchain_parent[chain];
@@ -302,6 +327,12 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     int parent = r->tchain_parent[chain];
     const wstr *ptv = parent >= 0 ? column(tx, s, base, names, parent) : NULL;
     int step = r->tchain_def[chain][r->tchain_def[chain][0]];
+    /* a parent that kept every value (by its results, where its bytes said it might not),
+     * then a step that keeps them by the values' bytes: the values themselves */
+    if (!ptv && parent >= 0 && step_keeps(tx, s, base, names, step)) {
+        s->col_done[chain] = COL_KEEPS;
+        return NULL;
+    }
     static const tfn_set NO_BYTES;
     if (ptv && (s->col_done[parent] & COL_EMPTY) && tfn_keeps(step, &NO_BYTES)) {
         s->tv[chain] = (wstr *)ptv;
@@ -322,13 +353,18 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     wstr *tv = s->tv[chain];
     bool fresh = !tv, same = true, empty = true;
     if (fresh) tv = s->tv[chain] = ar_alloc(&tx->a, (size_t)(s->n ? s->n : 1) * sizeof *tv);
+    /* a value holding no byte the step acts on is its own result: told by a table lookup
+     * per byte, without a call (the short results of base64Decode, which the steps after it
+     * keep, are most of a JSON body's steps) */
+    const uint8_t *acts = tfn_acts(step);
     for (uint32_t u = 0; u < s->n_uniq; u++) {
         uint32_t i = s->uniq[u];
         const kv *it = &c->items[i];
         if (!it->key.p) continue;
         wstr in = ptv ? ptv[i] : (names ? it->key : it->val);
         if (fresh || !tv[i].p) {
-            wstr out = tfn_apply(&tx->a, step, in);
+            wstr out = in;
+            if (!acts || acts_on(acts, in)) out = tfn_apply(&tx->a, step, in);
             if (!out.p) out.p = "";
             tv[i] = out;
         }

@@ -47,12 +47,28 @@ static wstr t_upper(arena *a, wstr in) {
     return (wstr){o, in.n};
 }
 
+/* The high bit of each byte of w equal to c (exact: no borrow crosses a byte). */
+static inline uint64_t bytes_eq(uint64_t w, unsigned char c) {
+    uint64_t t = w ^ (0x0101010101010101ull * c);
+    return ~(((t & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | t) & 0x8080808080808080ull;
+}
+
 static wstr t_urldecode(arena *a, wstr in, bool uni) {
     if (!memchr(in.p, '%', in.n) && !memchr(in.p, '+', in.n)) return in;
     unsigned char *o = ar_alloc(a, in.n + 1), *d = o;
     const char *s = in.p;
     size_t n = in.n, i = 0;
     while (i < n) {
+        /* eight bytes without '%' at once, each '+' made a ' ' (a form body is text with a
+         * '+' every few bytes) */
+        uint64_t w;
+        if (i + 8 <= n && (memcpy(&w, s + i, 8), !bytes_eq(w, '%'))) {
+            w ^= (bytes_eq(w, '+') >> 7) * ('+' ^ ' ');
+            memcpy(d, &w, 8);
+            d += 8;
+            i += 8;
+            continue;
+        }
         if (s[i] == '%' && i + 1 < n) {
             if (uni && (s[i + 1] == 'u' || s[i + 1] == 'U')) {
                 if (i + 5 < n && is_hex(s[i + 2]) && is_hex(s[i + 3]) && is_hex(s[i + 4]) && is_hex(s[i + 5])) {
@@ -517,45 +533,56 @@ static wstr t_utf8_unicode(arena *a, wstr in) {
     return (wstr){o, k};
 }
 
-static int b64v(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
+/* base64Decode's byte classes: a digit's value (0-63, '-' and '_' as 62 and 63), or what
+ * else the byte is to the decoder */
+enum { B64_PAD = 64, B64_SPACE, B64_URLSAFE_62, B64_URLSAFE_63, B64_END, B64_BAD };
+static uint8_t B64[256];
+static bool b64_built;
+
+static void b64_build(void) {
+    memset(B64, B64_BAD, sizeof B64);
+    static const char DIGITS[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++) B64[(uint8_t)DIGITS[i]] = (uint8_t)i;
+    B64['-'] = B64_URLSAFE_62;
+    B64['_'] = B64_URLSAFE_63;
+    B64['='] = B64_PAD;
+    B64[' '] = B64['\r'] = B64['\n'] = B64_SPACE;
+    B64[0] = B64_END;   /* the text ends at its first NUL */
+    b64_built = true;
 }
 
 /* Strict base64 (as mbedtls decodes it: whitespace allowed, anything else but the
  * alphabet and trailing '=' gives an empty result); `ext` is the forgiving variant
- * that skips invalid characters. */
+ * that skips invalid characters (and reads '-' and '_' as 62 and 63). */
 static wstr t_b64dec(arena *a, wstr in, bool ext) {
-    char *o = ar_alloc(a, in.n + 1);
+    if (!b64_built) b64_build();
+    char *o = NULL;
     size_t k = 0;
     unsigned acc = 0;
     int bits = 0;
-    size_t nlen = in.n;
-    const char *nul = memchr(in.p, 0, in.n);
-    if (nul) nlen = (size_t)(nul - in.p);
-    for (size_t i = 0; i < nlen; i++) {
-        unsigned char c = (unsigned char)in.p[i];
-        if (c == '=') {
-            if (ext) continue;
-            break;
+    for (size_t i = 0; i < in.n; i++) {
+        unsigned v = B64[(uint8_t)in.p[i]];
+        if (v >= 64) {
+            if (v == B64_URLSAFE_62 || v == B64_URLSAFE_63) {
+                if (!ext) return (wstr){"", 0};
+                v = v == B64_URLSAFE_62 ? 62 : 63;
+            } else if (v == B64_END || (v == B64_PAD && !ext)) {
+                break;
+            } else if (v == B64_BAD && !ext) {
+                return (wstr){"", 0};
+            } else {
+                continue;   /* whitespace; ext: '=' and invalid bytes */
+            }
         }
-        int v = b64v(c);
-        if (v < 0 || (!ext && (c == '-' || c == '_'))) {
-            if (!ext && !(c == ' ' || c == '\r' || c == '\n')) return (wstr){o, 0};
-            continue;
-        }
-        acc = (acc << 6) | (unsigned)v;
+        acc = (acc << 6) | v;
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
+            if (!o) o = ar_alloc(a, in.n - i + (size_t)k + 1);
             o[k++] = (char)((acc >> bits) & 0xff);
         }
     }
-    return (wstr){o, k};
+    return (wstr){o ? o : "", k};
 }
 
 static wstr t_b64enc(arena *a, wstr in) {
@@ -764,6 +791,8 @@ wstr tfn_apply(arena *a, int t, wstr in) {
  * Built once; `never` for the transformations not listed (no such promise). */
 static tfn_set ACTS[T_COUNT];
 static bool NEVER[T_COUNT], acts_built;
+/* the same as byte tables (TFN_ACTS_ANY, TFN_ACTS_LAST), for a test per value */
+static uint8_t ACTS_BYTES[T_COUNT][256];
 
 static void acts_add(tfn_set *s, unsigned b) { s->w[b >> 6] |= 1ull << (b & 63); }
 static void acts_add_all(tfn_set *s, const char *bytes) {
@@ -808,6 +837,11 @@ static void acts_build(void) {
             break;
         default: NEVER[t] = true;
         }
+        for (unsigned b = 0; b < 256; b++)
+            if ((a->w[b >> 6] >> (b & 63)) & 1) ACTS_BYTES[t][b] = TFN_ACTS_ANY;
+        /* compressWhitespace acts on a ' ' only before another: its table says any ' ' */
+        if ((a->w[TFN_SPACE_PAIR >> 6] >> (TFN_SPACE_PAIR & 63)) & 1) ACTS_BYTES[t][' '] = TFN_ACTS_ANY;
+        if ((a->w[TFN_FINAL_DOT >> 6] >> (TFN_FINAL_DOT & 63)) & 1) ACTS_BYTES[t]['.'] |= TFN_ACTS_LAST;
     }
     acts_built = true;
 }
@@ -818,6 +852,11 @@ bool tfn_keeps(int t, const tfn_set *present) {
     const tfn_set *a = &ACTS[t];
     return !((a->w[0] & present->w[0]) | (a->w[1] & present->w[1]) | (a->w[2] & present->w[2]) |
              (a->w[3] & present->w[3]) | (a->w[4] & present->w[4]));
+}
+
+const uint8_t *tfn_acts(int t) {
+    if (!acts_built) acts_build();
+    return t <= 0 || t >= T_COUNT || NEVER[t] ? NULL : ACTS_BYTES[t];
 }
 
 static const struct { const char *name; int id; } TFNS[] = {

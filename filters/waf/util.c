@@ -253,23 +253,32 @@ static void coll_hash_rest(coll *c) {
     }
 }
 
-static void coll_reindex(arena *a, coll *c) {
+static void coll_reindex(coll *c) {
     uint32_t cap = 64;
     while (cap < c->n * 2) cap *= 2;
-    c->index = ar_alloc(a, cap * sizeof(int32_t));
-    memset(c->index, 0xff, cap * sizeof(int32_t));
-    c->index_cap = cap;
+    if (cap > c->index_cap) {
+        c->index = ar_alloc(c->a, cap * sizeof(int32_t));
+        c->index_cap = cap;
+    }
+    memset(c->index, 0xff, c->index_cap * sizeof(int32_t));
     c->indexed = true;
     coll_hash_rest(c);
     for (uint32_t i = 0; i < c->n; i++) {
         if (!c->items[i].key.p) continue;
-        uint32_t h = c->hashes[i] & (cap - 1);
+        uint32_t h = c->hashes[i] & (c->index_cap - 1);
         while (c->index[h] >= 0) {
             /* keep the first occurrence of a key findable: later equal keys go after */
-            h = (h + 1) & (cap - 1);
+            h = (h + 1) & (c->index_cap - 1);
         }
         c->index[h] = (int32_t)i;
     }
+}
+
+/* Whether lookups go through the index (built now if it is out of date). */
+static bool coll_indexed(coll *c) {
+    if (c->n < INDEX_FROM) return false;
+    if (!c->indexed) coll_reindex(c);
+    return true;
 }
 
 void coll_add(arena *a, coll *c, wstr key, wstr val) { coll_add_h(a, c, key, val, hash_ci(key.p, key.n)); }
@@ -289,31 +298,30 @@ static void coll_grow(arena *a, coll *c) {
 
 void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hk) {
     if (c->n == c->cap) coll_grow(a, c);
+    c->a = a;
     c->hashes[c->n] = hk;
     c->items[c->n++] = (kv){key, val};
     if (c->hashed == c->n - 1) c->hashed = c->n;
-    if (c->indexed) {
-        if (c->n * 2 > c->index_cap) { coll_reindex(a, c); return; }
-        uint32_t h = hk & (c->index_cap - 1);
-        while (c->index[h] >= 0) h = (h + 1) & (c->index_cap - 1);
-        c->index[h] = (int32_t)(c->n - 1);
-    } else if (c->n >= INDEX_FROM) {
-        coll_reindex(a, c);
-    }
+    if (!c->indexed) return;
+    if (c->n * 2 > c->index_cap) { c->indexed = false; return; }
+    uint32_t h = hk & (c->index_cap - 1);
+    while (c->index[h] >= 0) h = (h + 1) & (c->index_cap - 1);
+    c->index[h] = (int32_t)(c->n - 1);
 }
 
 void coll_add_unhashed(arena *a, coll *c, wstr key, wstr val) {
-    if (c->indexed || c->n + 1 >= INDEX_FROM) {   /* the index needs every hash */
+    if (c->indexed) {   /* a live index needs the hash now */
         coll_add(a, c, key, val);
         return;
     }
     if (c->n == c->cap) coll_grow(a, c);
+    c->a = a;
     c->items[c->n++] = (kv){key, val};
 }
 
 kv *coll_find_h(coll *c, wstr key, uint32_t hash) {
     if (c->hashed < c->n) coll_hash_rest(c);
-    if (c->indexed) {
+    if (coll_indexed(c)) {
         kv *best = NULL;
         for (uint32_t h = hash & (c->index_cap - 1); c->index[h] >= 0; h = (h + 1) & (c->index_cap - 1)) {
             int32_t i = c->index[h];
@@ -336,7 +344,7 @@ kv *coll_find(coll *c, wstr key) {
 int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max) {
     int n = 0;
     if (c->hashed < c->n) coll_hash_rest(c);
-    if (!c->indexed) {   /* in order already */
+    if (!coll_indexed(c)) {   /* in order already */
         for (uint32_t i = 0; i < c->n; i++) {
             const kv *it = &c->items[i];
             if (c->hashes[i] != hash || !it->key.p || !ieq(it->key.p, it->key.n, key.p, key.n)) continue;

@@ -87,14 +87,18 @@ enum {
 const char *var_name(int v);
 int var_lookup(const char *name, size_t n);   /* 0 when unknown */
 
-/* An ordered key/value list (request collections, TX) with a case-insensitive index. */
+/* An ordered key/value list (request collections, TX) with a case-insensitive index, built
+ * by the first lookup that needs it and kept up to date by later additions while it has room
+ * (a body's hundreds of arguments are not indexed as they arrive, nor at all if no rule looks
+ * one up by name). */
 typedef struct { wstr key, val; } kv;
 typedef struct {
     kv *items;
     uint32_t n, cap;
     int32_t *index;              /* open addressing over items (NULL: linear scan) */
     uint32_t index_cap;
-    bool indexed;
+    bool indexed;                /* index holds every item (false: built again when needed) */
+    arena *a;                    /* the arena of the items, for the index */
     uint32_t *hashes;            /* [cap] hash_ci of each item's key: probes compare it first */
     uint32_t hashed;             /* items whose hash is set (the rest were added without one) */
 } coll;
@@ -378,6 +382,10 @@ enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT };
 typedef struct { uint64_t w[5]; } tfn_set;
 /* t returns any text made only of the bytes in `present` unchanged */
 bool tfn_keeps(int t, const tfn_set *present);
+/* The same promise per text: t returns a text unchanged when none of its bytes has
+ * TFN_ACTS_ANY in the table and its last byte no TFN_ACTS_LAST.  NULL: no such promise. */
+enum { TFN_ACTS_ANY = 1, TFN_ACTS_LAST = 2 };
+const uint8_t *tfn_acts(int t);
 int tfn_lookup(const char *name, size_t n);
 const char *tfn_name(int t);
 

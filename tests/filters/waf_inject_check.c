@@ -37,27 +37,60 @@ static const char *const PIECES[] = {
 
 static const char ALNUM[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.";
 
-/* One value: pieces, or (often) letters, digits, '_' and '.' only, of every length up to ~40 */
+/* A word of pieces and word bytes, dotted, up to len bytes */
+static size_t gen_word(char *out, size_t cap, size_t len) {
+    size_t n = 0;
+    while (n < len && n + 16 < cap) {
+        if (rnd(3) == 0) {
+            const char *p = PIECES[rnd(30)];
+            size_t l = strlen(p);
+            memcpy(out + n, p, l);
+            n += l;
+        } else {
+            out[n++] = ALNUM[rnd(sizeof ALNUM - 1)];
+        }
+    }
+    return n;
+}
+
+/* One value: pieces, or (often) letters, digits, '_' and '.' only, of every length up to ~40,
+ * or such a word followed by whitespace and a number */
 static size_t gen(char *out, size_t cap) {
     size_t n = 0;
-    switch (rnd(4)) {
+    switch (rnd(5)) {
     case 0: {   /* digits */
         size_t len = 1 + rnd(20);
         for (size_t i = 0; i < len; i++) out[n++] = (char)('0' + rnd(10));
         break;
     }
-    case 1: {   /* a word: pieces and word bytes, dotted */
-        size_t len = 1 + rnd(40);
-        while (n < len && n + 16 < cap) {
-            if (rnd(3) == 0) {
-                const char *p = PIECES[rnd(30)];
-                size_t l = strlen(p);
-                memcpy(out + n, p, l);
-                n += l;
-            } else {
-                out[n++] = ALNUM[rnd(sizeof ALNUM - 1)];
-            }
+    case 1: {   /* a word: pieces and word bytes, dotted; often the previous one's text up to
+                 * one of its dots and a new tail (the fields of one JSON object) */
+        static char prev[64];
+        static size_t prev_n;
+        const char *dot = prev_n && rnd(2) ? memchr(prev, '.', prev_n) : NULL;
+        while (dot && rnd(2)) {
+            const char *next = memchr(dot + 1, '.', prev_n - (size_t)(dot + 1 - prev));
+            if (!next) break;
+            dot = next;
         }
+        if (dot) {
+            n = (size_t)(dot - prev) + 1;
+            memcpy(out, prev, n);
+        }
+        n += gen_word(out + n, cap - n, 1 + rnd(40 - (unsigned)(n < 40 ? n : 39)));
+        prev_n = n < sizeof prev ? n : sizeof prev;
+        memcpy(prev, out, prev_n);
+        break;
+    }
+    case 2: {   /* a word, whitespace (mostly spaces), then a number (mostly digits) */
+        static const char *const GAP[] = {" ", " ", " ", "  ", "\t", " \n", ""};
+        static const char *const NUM[] = {"7", "42", "0", "123456", "0x1f", "1.5", "1e3", "-1", "7a", "7 ", ""};
+        n = gen_word(out, cap, 1 + rnd(34));
+        const char *g = GAP[rnd(sizeof GAP / sizeof GAP[0])], *d = NUM[rnd(sizeof NUM / sizeof NUM[0])];
+        memcpy(out + n, g, strlen(g));
+        n += strlen(g);
+        memcpy(out + n, d, strlen(d));
+        n += strlen(d);
         break;
     }
     default: {  /* anything */

@@ -5,24 +5,23 @@
 //! of every set owning a literal that ends there, its suffixes' included.  A scan is then
 //! one table lookup per byte and, at such a state, a few ORs: occurrences are not
 //! reported one by one, as the `aho-corasick` crate's overlapping iterator does (in Wasm
-//! it took ~1.6x the time per byte on ordinary text).  A transition to a state that ends
-//! a literal carries a flag, so "does this state answer anything" is one test of the value
-//! just loaded.  The table is built in place (one row per state, breadth first, each row
-//! starting as a copy of its failure state's): its size is the peak of the build too.
+//! it took ~1.6x the time per byte on ordinary text).  The states that end a literal are
+//! numbered after all the others, so "does this state answer anything" is one comparison
+//! of the value just loaded, which indexes the table as it is (no flag to clear).  The
+//! table is built in place (one row per state, breadth first, each row starting as a copy
+//! of its failure state's; rows renumbered by swaps): its size is the peak of the build too.
 
 use std::collections::{HashMap, VecDeque};
-
-/// the flag of a next state that ends a literal
-const MATCH: u32 = 1 << 31;
 
 pub struct Gate {
     /// byte -> class (ASCII letters folded; bytes in no literal share class 0)
     classes: [u8; 256],
     /// per state a row: the next state per class, premultiplied by the row's length (so
-    /// that it indexes its row) and flagged with MATCH if it ends a literal; then, for a
-    /// state that ends one, its entry in `outs`
+    /// that it indexes its row); then, for a state that ends a literal, its entry in `outs`
     trans: Vec<u32>,
     out_col: usize,
+    /// the first row of the states that end a literal (premultiplied): they come last
+    first_match: u32,
     outs: Vec<Vec<(u32, u64)>>,
     /// the sets owning an empty literal: they occur in every input
     always: Vec<(u32, u64)>,
@@ -87,7 +86,7 @@ impl Gate {
         // each state's sets joined with its failure state's (its longest proper suffix)
         let n = kids.len();
         let row_len = stride + 1;
-        assert!(n * row_len < MATCH as usize);
+        assert!(n * row_len <= u32::MAX as usize);
         let mut trans = vec![0u32; n * row_len];
         let mut fail = vec![0u32; n];
         let mut order = Vec::with_capacity(n);
@@ -118,14 +117,25 @@ impl Gate {
             sets[s].sort_unstable();
             sets[s].dedup();
         }
-        // in place: next states premultiplied and flagged, each row's last entry its answer
+        // the states that end a literal renumbered last (the root, which ends none, stays 0)
+        let mut num = vec![0u32; n];
+        let mut next = 0u32;
+        for pass in [false, true] {
+            for s in 0..n {
+                if sets[s].is_empty() != pass {
+                    num[s] = next;
+                    next += 1;
+                }
+            }
+        }
+        let first_match = (n - sets.iter().filter(|v| !v.is_empty()).count()) * row_len;
+        // in place: next states renumbered and premultiplied, each row's last entry its answer
         let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
         let mut outs: Vec<Vec<(u32, u64)>> = Vec::new();
         for s in 0..n {
             let row = s * row_len;
             for e in &mut trans[row..row + stride] {
-                let t = *e as usize;
-                *e = (t * row_len) as u32 | if sets[t].is_empty() { 0 } else { MATCH };
+                *e = num[*e as usize] * row_len as u32;
             }
             if !sets[s].is_empty() {
                 trans[row + stride] = *index.entry(sets[s].clone()).or_insert_with(|| {
@@ -134,7 +144,16 @@ impl Gate {
                 });
             }
         }
-        Gate { classes, trans, out_col: stride, outs, always: masks(&always) }
+        // rows moved to their new numbers, a cycle of the permutation at a time
+        for s in 0..n {
+            while num[s] as usize != s {
+                let t = num[s] as usize;
+                let (lo, hi) = trans.split_at_mut(s.max(t) * row_len);
+                lo[s.min(t) * row_len..][..row_len].swap_with_slice(&mut hi[..row_len]);
+                num.swap(s, t);
+            }
+        }
+        Gate { classes, trans, out_col: stride, first_match: first_match as u32, outs, always: masks(&always) }
     }
 
     /// ORs into `bits` (64 sets per word) the sets one of whose literals occurs in `hay`.
@@ -142,16 +161,31 @@ impl Gate {
         for &(w, m) in &self.always {
             bits[w as usize] |= m;
         }
-        let (trans, classes) = (&self.trans[..], &self.classes);
+        let (trans, classes, first_match) = (&self.trans[..], &self.classes, self.first_match);
+        // every entry of `trans` starts a row and every class < stride
+        let step = |s: u32, b: u8| unsafe { *trans.get_unchecked(s as usize + *classes.get_unchecked(b as usize) as usize) };
         let mut s = 0u32;   // the root
-        for &b in hay {
-            // every entry of `trans` (flag cleared) starts a row and every class < stride
-            s = unsafe { *trans.get_unchecked((s & !MATCH) as usize + *classes.get_unchecked(b as usize) as usize) };
-            if s & MATCH != 0 {
-                for &(w, m) in &self.outs[trans[(s & !MATCH) as usize + self.out_col] as usize] {
-                    bits[w as usize] |= m;
+        let mut quads = hay.chunks_exact(4);
+        for q in &mut quads {
+            for &b in q {
+                s = step(s, b);
+                if s >= first_match {
+                    self.answer(s, bits);
                 }
             }
+        }
+        for &b in quads.remainder() {
+            s = step(s, b);
+            if s >= first_match {
+                self.answer(s, bits);
+            }
+        }
+    }
+
+    #[cold]
+    fn answer(&self, s: u32, bits: &mut [u64]) {
+        for &(w, m) in &self.outs[self.trans[s as usize + self.out_col] as usize] {
+            bits[w as usize] |= m;
         }
     }
 }

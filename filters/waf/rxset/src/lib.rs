@@ -48,9 +48,52 @@ const MEMBER_DFA_LIMIT: usize = 2 << 20;
 struct Member {
     /// Rust syntax; None: not in the set (the caller always runs the pattern)
     src: Option<String>,
-    /// compiled on first use; Err: too big alone (then it "may match" everything)
-    re: Option<Result<Regex, ()>>,
+    /// compiled on first use
+    re: Option<Alone>,
     common: bool,
+}
+
+/// A member's own matcher.
+enum Alone {
+    /// a pattern that is one class of bytes (`[\n\r]`, CRS 921140/921150 on every header and
+    /// argument name): any of them anywhere, told without entering a DFA per subject
+    Bytes(Box<[bool; 256]>),
+    Re(Regex),
+    /// too big alone: it "may match" everything
+    TooBig,
+}
+
+impl Alone {
+    fn new(src: &str) -> Alone {
+        if let Some(set) = byte_class(src) {
+            return Alone::Bytes(set);
+        }
+        build(src, MEMBER_DFA_LIMIT).map_or(Alone::TooBig, Alone::Re)
+    }
+}
+
+/// The bytes a pattern matches when it is a single class of bytes (one byte each match).
+fn byte_class(src: &str) -> Option<Box<[bool; 256]>> {
+    use regex_syntax::hir::{Class, HirKind};
+    let hir = regex_syntax::ParserBuilder::new().allow_invalid_utf8(true).build().parse(src).ok()?;
+    let mut h = &hir;
+    while let HirKind::Group(g) = h.kind() {
+        h = &g.hir;
+    }
+    let mut set = Box::new([false; 256]);
+    match h.kind() {
+        HirKind::Class(Class::Bytes(c)) => c.iter().for_each(|r| (r.start()..=r.end()).for_each(|b| set[b as usize] = true)),
+        HirKind::Class(Class::Unicode(c)) => {
+            for r in c.iter() {
+                if !r.end().is_ascii() {
+                    return None;
+                }
+                (r.start() as u8..=r.end() as u8).for_each(|b| set[b as usize] = true);
+            }
+        }
+        _ => return None,
+    }
+    Some(set)
 }
 
 pub struct RxSet {
@@ -93,9 +136,10 @@ impl Member {
             Some(s) => s,
             None => return true,
         };
-        match self.re.get_or_insert_with(|| build(src, MEMBER_DFA_LIMIT)) {
-            Ok(re) => re.is_match(hay),
-            Err(()) => true,
+        match self.re.get_or_insert_with(|| Alone::new(src)) {
+            Alone::Bytes(set) => hay.chunks(16).any(|c| c.iter().fold(false, |a, &b| a | set[b as usize])),
+            Alone::Re(re) => re.is_match(hay),
+            Alone::TooBig => true,
         }
     }
 }
@@ -403,6 +447,17 @@ mod tests {
         assert_eq!(bits[0], 0);
         g.scan(b"x UNION  Select y\n../ETC/Shadow", &mut bits);
         assert_eq!(bits[0], 0b011);
+    }
+
+    #[test]
+    fn a_class_of_bytes_alone_is_told_by_its_bytes() {
+        let pats: [&[u8]; 3] = [b"[\\n\\r]", b"(?i)[a-c]", b"[\\x80-\\xff]"];
+        let (mut s, _) = RxSet::new(&pats, &[COMMON, COMMON, COMMON], 1 << 20);
+        assert!(super::byte_class(s.members[0].src.as_deref().unwrap()).is_some());
+        assert!(s.may_match(0, b"a\rb") && !s.may_match(0, b"ab"));
+        assert!(s.may_match(1, b"xxB") && !s.may_match(1, b"xyz"));
+        assert!(s.may_match(2, b"caf\xc3\xa9") && !s.may_match(2, b"cafe"));
+        assert_eq!(s.scan(b"x\ny"), 0b001);
     }
 
     #[test]
