@@ -50,6 +50,15 @@ async def send(wasm: Path, rules: str, name: str = "waf", config: dict[str, Any]
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # (case, rules, request, blocked?)
+def _multipart_parts(fields: int) -> bytes:
+    """`fields` plain fields with a Content-Type each, then a part `up` with image/png."""
+    parts = [f'--XyZ\r\nContent-Disposition: form-data; name="f{i}"\r\nContent-Type: text/plain\r\n\r\nv\r\n'
+             for i in range(fields)]
+    parts.append('--XyZ\r\nContent-Disposition: form-data; name="up"; filename="a.png"\r\n'
+                 'Content-Type: image/png\r\n\r\nPNG\r\n--XyZ--\r\n')
+    return "".join(parts).encode()
+
+
 CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     # operators
     ("rx", f'SecRule ARGS:q "@rx ^a+b$" "{DENY}"', {"target": "/?q=aaab"}, True),
@@ -221,6 +230,14 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
      {"method": "POST", "headers": {"Content-Type": "multipart/form-data; boundary=XyZ"},
       "body": b'--XyZ\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n--XyZ\r\n'
               b'Content-Disposition: form-data; name="up"; filename="x.php"\r\n\r\n<?php\r\n--XyZ--\r\n'}, True),
+    # part headers are named after their part once its Content-Disposition is read: found by
+    # that name in a small collection and in an indexed one (more than 16 header lines)
+    ("multipart part headers by name", f'SecRule MULTIPART_PART_HEADERS:up "@contains image/png" "{DENY}"',
+     {"method": "POST", "headers": {"Content-Type": "multipart/form-data; boundary=XyZ"},
+      "body": _multipart_parts(1)}, True),
+    ("multipart part headers by name, indexed", f'SecRule MULTIPART_PART_HEADERS:up "@contains image/png" "{DENY}"',
+     {"method": "POST", "headers": {"Content-Type": "multipart/form-data; boundary=XyZ"},
+      "body": _multipart_parts(12)}, True),
     ("multipart strictness", f'SecRule MULTIPART_STRICT_ERROR "@eq 1" "{DENY},chain"\n SecRule MULTIPART_DATA_BEFORE "@eq 1"',
      {"method": "POST", "headers": {"Content-Type": "multipart/form-data; boundary=XyZ"},
       "body": b'junk\r\n--XyZ\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n--XyZ--\r\n'}, True),
