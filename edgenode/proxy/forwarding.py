@@ -23,15 +23,19 @@ from edgenode.config import OriginConfig
 from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
 from edgenode.http.messages import Request, Response
 
-__all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host"]
+__all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
+           "EDITED_NAMES"]
 
-#: a field line (lower-cased, after its CRLF) that ``forward_head`` leaves to
-#: ``forward_request``: hop-by-hop and framing fields, Expect, and the fields it appends
-#: to (a substring of a longer name only costs the general path, never a wrong head)
-_EDITED = re.compile(b"\r\n(?:%s):" % b"|".join(sorted(
-    re.escape(name.encode()) for name in HOP_BY_HOP | {
-        "content-length", "expect", "via", "x-forwarded-for", "x-forwarded-proto",
-        "x-forwarded-host"})))
+#: the lower-cased names (each after its line's CRLF) of the fields ``forward_head``
+#: leaves to ``forward_request``: hop-by-hop and framing fields, Expect, and the fields
+#: it appends to; grouped by prefix, which ``re`` tries faster than a flat list
+_EDITED = re.compile(
+    rb"\r\n(?:con(?:nection|tent-length)|expect|keep-alive"
+    rb"|proxy-(?:authenticate|authorization|connection)|t(?:e|railer|ransfer-encoding)"
+    rb"|upgrade|via|x-forwarded-(?:for|host|proto)):")
+#: what ``_EDITED`` finds
+EDITED_NAMES = HOP_BY_HOP | {"content-length", "expect", "via", "x-forwarded-for",
+                             "x-forwarded-proto", "x-forwarded-host"}
 
 
 def origin_authority(origin: OriginConfig) -> str:

@@ -13,7 +13,7 @@ from dataplane_support import RawClient, RawOrigin, node_config, parse_responses
 from edgenode.config import OriginConfig
 from edgenode.http.client import _encode_head
 from edgenode.http.messages import Request
-from edgenode.proxy.forwarding import forward_head, forward_request
+from edgenode.proxy.forwarding import EDITED_NAMES, forward_head, forward_request
 
 VIA = "1.1 edgenode"
 
@@ -65,6 +65,15 @@ def test_fields_forward_request_edits_take_the_general_path(raw):
     req = parsed(raw)
     assert forward_head(req, "192.0.2.1", origin(), VIA) is None
     assert b"\r\nHost: h\r\n" in general(req, "192.0.2.1")  # which still forwards it
+
+
+def test_every_edited_name_in_any_case_takes_the_general_path():
+    for name in EDITED_NAMES:
+        for spelt in (name, name.upper(), name.title()):
+            req = parsed([(b"Host", b"h"), (spelt.encode(), b"1"), (b"Accept", b"*/*")])
+            assert forward_head(req, "", origin(), VIA) is None, spelt
+        near = parsed([(b"Host", b"h"), (b"X-" + name.encode(), b"1"), (name.encode() + b"-x", b"1")])
+        assert forward_head(near, "", origin(), VIA) == general(near, ""), name
 
 
 def test_changed_fields_a_body_or_another_method_take_the_general_path():
