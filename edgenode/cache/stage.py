@@ -446,7 +446,8 @@ class CacheStage:
         # are then answered from the entry.  Its Range goes on: a 206 is stored as an
         # incomplete response, a 200 whole (and the range answered from it).
         storing = "no-store" not in req_cc
-        drop = tuple(n for n in CLIENT_VALIDATORS if n in req.headers) if storing else ()
+        drop = (tuple(n for n in CLIENT_VALIDATORS if n in req.headers)
+                if storing and has_client_validators(req.headers) else ())
         request_time = self.clock()
         if drop:
             resp = await self._forward(ex, nxt, _forward_request(req, drop, []))

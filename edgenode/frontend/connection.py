@@ -40,6 +40,7 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         # message being parsed
         self._url = b""
         self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._parsed = -1
         self._head_bytes = 0
         self._in_head = False
         self._head_start = 0.0

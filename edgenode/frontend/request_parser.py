@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import httptools
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
@@ -56,6 +56,8 @@ class RequestParser:
     _body: RequestBody | None
     _url: bytes
     _raw_headers: list[tuple[bytes, bytes]]
+    #: the version of the fields multidict as ``_fields`` made it from ``_raw_headers``
+    _parsed: int
     _fast_fields: CIMultiDict[str] | None
 
     def data_received(self, data: bytes) -> None:
@@ -206,23 +208,33 @@ class RequestParser:
         the response carry (the fast path's filtered hits make theirs here too; ``new_id``:
         the caller knows ``headers`` hold no X-Request-Id)."""
         incoming = None if new_id else headers.get("x-request-id")
+        raw: list[tuple[bytes, bytes]] | None = None
+        if body == b"" and getversion(headers) == self._parsed:  # fields as parsed
+            raw = self._raw_headers
         if incoming is None:
             rid = self.fe.request_ids.new()
             headers["X-Request-Id"] = rid  # the origin and the filters see it too
+            if raw is not None:
+                raw.append((b"X-Request-Id", rid.encode("latin-1")))
         else:
             rid = self.fe.request_ids.pick(incoming)
             if rid is not incoming or len(headers.getall("x-request-id")) > 1:
                 headers.popall("x-request-id")
                 headers["X-Request-Id"] = rid
-        exchange = Exchange(Request(method, target, headers, body, version), self.client, self.local)
+                raw = None
+        request = Request(method, target, headers, body, version)
+        if raw is not None:  # the parsed bytes, for an origin head written from them
+            request.raw = (getversion(headers), raw)
+        exchange = Exchange(request, self.client, self.local)
         exchange.request_id = rid
         if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
             exchange.interim = self.send_interim
         return exchange
 
     def _fields(self) -> CIMultiDict[str]:
-        return CIMultiDict([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])
-
+        fields = CIMultiDict([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])
+        self._parsed = getversion(fields)  # (an absolute-form target then replaces Host)
+        return fields
 
     def on_body(self, chunk: bytes) -> None:
         self._seen += len(chunk)

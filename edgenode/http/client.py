@@ -381,10 +381,11 @@ class _OriginConnection(asyncio.Protocol):
             self.transport.abort()
 
     # --- the request ----------------------------------------------------------------
-    async def send(self, req: Request, head: bytes, length: int | None,
-                   on_interim: OnInterim | None = None) -> Response:
-        """Write the request and wait for the final response head (interim ones go to
-        ``on_interim``)."""
+    def send(self, req: Request, head: bytes, length: int | None,
+             on_interim: OnInterim | None = None) -> asyncio.Future[Response]:
+        """Write the request; the future gets the final response head (interim ones go to
+        ``on_interim``).  The caller awaits it, then ``settled``: a plain call, not a
+        coroutine of its own, so a miss resumes one frame less."""
         self.uses += 1
         self._on_interim = on_interim
         self._busy = True
@@ -409,13 +410,14 @@ class _OriginConnection(asyncio.Protocol):
             self._upload = self.loop.create_task(self._send_body(req, head, length))
         self.head_deadline = self.loop.time() + self.pool.cfg.first_byte_timeout
         self.pool._awaiting_head(self)
-        try:
-            return await waiter
-        finally:
-            # Once the head is in, the body may complete and the pool hand this connection to
-            # another request before this task resumes: clear only our own waiter, never theirs.
-            if self._head_waiter is waiter:
-                self._head_waiter = None
+        return waiter
+
+    def settled(self, waiter: asyncio.Future[Response]) -> None:
+        """``send``'s future is done (or abandoned).  Once the head is in, the body may
+        complete and the pool hand this connection to another request before the caller
+        resumes: clear only our own waiter, never theirs."""
+        if self._head_waiter is waiter:
+            self._head_waiter = None
 
     def first_byte_timeout(self, waiter: asyncio.Future[Response]) -> None:
         if not waiter.done():
@@ -513,22 +515,33 @@ class OriginPool:
     def open_count(self) -> int:
         return self._open
 
-    async def request(self, req: Request, on_interim: OnInterim | None = None) -> Response:
+    async def request(self, req: Request, on_interim: OnInterim | None = None,
+                      head: bytes | None = None) -> Response:
         """Send ``req``; return the response with its body still streaming.
 
         Interim (1xx) responses that precede it are passed to ``on_interim`` as they come.
+        ``head``: ``req``'s head already encoded (``proxy.forwarding.forward_head``: a
+        request without a body), sent instead of encoding ``req``'s fields.
         """
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         if self._closed:
             raise OriginConnectError("origin pool is closed")
         self.requests += 1
-        head, length = _encode_head(req)
+        length: int | None = 0
+        if head is None:
+            head, length = _encode_head(req)
         replayable = req.method in _IDEMPOTENT and isinstance(req.body, (bytes, bytearray))
         for attempt in (0, 1):
-            conn = await self._acquire(fresh=attempt > 0)
+            conn = self._idle_connection() if attempt == 0 else None
+            if conn is None:
+                conn = await self._acquire()  # (a retry never takes an idle one)
             try:
-                response = await conn.send(req, head, length, on_interim)
+                waiter = conn.send(req, head, length, on_interim)
+                try:
+                    response = await waiter
+                finally:
+                    conn.settled(waiter)
                 if type(response.body) is OriginBody:
                     origin_body = response.body
                     data = origin_body.take_complete()
@@ -547,10 +560,15 @@ class OriginPool:
                 raise
         raise AssertionError("unreachable")
 
-    async def _acquire(self, fresh: bool) -> _OriginConnection:
+    def _idle_connection(self) -> _OriginConnection | None:
+        """The most recently used idle connection still open and within its idle
+        timeout (LIFO), or None."""
+        idle = self._idle
+        if not idle:
+            return None
         now = self.loop.time()
-        while self._idle and not fresh:
-            conn = self._idle.pop()
+        while idle:
+            conn = idle.pop()
             if conn.closed:
                 continue
             if now - conn.idle_since > self.cfg.idle_timeout:
@@ -558,6 +576,11 @@ class OriginPool:
                 continue
             self.reused += 1
             return conn
+        return None
+
+    async def _acquire(self) -> _OriginConnection:
+        """A connection when no idle one is to be used: one freed by another request when
+        the pool is full, else a new one."""
         if self._open >= self.cfg.max_connections:
             waiter: asyncio.Future[_OriginConnection | None] = self.loop.create_future()
             self._waiters.append(waiter)

@@ -112,9 +112,16 @@ class _Message:
 
 
 class Request(_Message):
-    """A request as received from a client (or built by a filter for a callout)."""
+    """A request as received from a client (or built by a filter for a callout).
 
-    __slots__ = ("method", "target", "path", "query", "version", "scheme")
+    ``raw``, when set, is ``(version, pairs)``: ``headers`` as the ``bytes`` (name, value)
+    pairs the front end parsed them from, in order, valid while
+    ``multidict.getversion(headers) == version``.  Forwarding a request no stage changed
+    then writes the origin's head from those bytes (``proxy.forwarding.forward_head``)
+    instead of re-encoding the multidict.
+    """
+
+    __slots__ = ("method", "target", "path", "query", "version", "scheme", "raw")
 
     def __init__(
         self,
@@ -131,6 +138,7 @@ class Request(_Message):
         self.body = body
         self.scheme = scheme
         self._trailers: Any = FROM_BODY
+        self.raw: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self.target = target  # ``set_target``, inlined: every request makes one
         path, sep, query = target.partition("?")
         self.path = path

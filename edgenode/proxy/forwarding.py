@@ -6,17 +6,36 @@ hop-by-hop fields go and ``Via`` is added.  ``Expect`` is dropped on the way in 
 the front end already answered ``100-continue`` to the client itself.  Trailers travel
 with the body (forbidden fields were dropped where they were parsed); the announcing
 ``Trailer`` field is hop-by-hop here, as in RFC 2616, and is not forwarded.
+
+A bodiless request whose fields no stage changed (``Request.raw`` still valid) goes to
+the origin as bytes written from the ones the client sent (``forward_head``): the same
+head ``forward_request`` and the origin client's encoding would make, without a copy of
+the multidict, its edits and a second ``Request``.
 """
 
 from __future__ import annotations
 
+import re
+
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
-from edgenode.http.headers import append_value, strip_hop_by_hop
+from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
 from edgenode.http.messages import Request, Response
 
-__all__ = ["forward_request", "forward_response", "origin_authority", "origin_host"]
+__all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
+           "EDITED_NAMES"]
+
+#: the lower-cased names (each after its line's CRLF) of the fields ``forward_head``
+#: leaves to ``forward_request``: hop-by-hop and framing fields, Expect, and the fields
+#: it appends to; grouped by prefix, which ``re`` tries faster than a flat list
+_EDITED = re.compile(
+    rb"\r\n(?:con(?:nection|tent-length)|expect|keep-alive"
+    rb"|proxy-(?:authenticate|authorization|connection)|t(?:e|railer|ransfer-encoding)"
+    rb"|upgrade|via|x-forwarded-(?:for|host|proto)):")
+#: what ``_EDITED`` finds
+EDITED_NAMES = HOP_BY_HOP | {"content-length", "expect", "via", "x-forwarded-for",
+                             "x-forwarded-proto", "x-forwarded-host"}
 
 
 def origin_authority(origin: OriginConfig) -> str:
@@ -55,6 +74,47 @@ def forward_request(req: Request, client_ip: str, origin: OriginConfig, via: str
     if client_host:
         headers["X-Forwarded-Host"] = client_host
     return Request(req.method, req.target, headers, req.body, "1.1", req.scheme).adopt_trailers(req)
+
+
+def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -> bytes | None:
+    """The origin request's head for ``req`` as bytes, equal to what ``forward_request``
+    and the origin client's encoding make, built from the client's parsed bytes; None:
+    take that general path (no valid ``raw``, a body, or a field it edits).
+
+    The fields go out in the client's order without Host, then Host, Via,
+    X-Forwarded-For, -Proto and -Host: where ``forward_request`` puts them when the
+    request had none of the last four.
+    """
+    raw = req.raw
+    method = req.method
+    if (raw is None or raw[0] != getversion(req.headers) or not raw[1] or req.body != b""
+            or (method != "GET" and method != "HEAD") or req.trailers):
+        return None
+    pairs = raw[1]
+    block = b"\r\n" + b"\r\n".join(map(b": ".join, pairs)) + b"\r\n"
+    low = block.lower()
+    if _EDITED.search(low) is not None:
+        return None
+    lines = len(pairs)
+    at = low.find(b"\r\nhost:")
+    client_host = ""
+    if at >= 0:  # the front end let one Host through at most
+        end = block.index(b"\r\n", at + 2)
+        client_host = block[at + 8:end].decode("latin-1")
+        block = block[:at] + block[end:]
+        lines -= 1
+    tail = f"Host: {origin_host(origin, client_host)}\r\nVia: {via}\r\n"
+    if client_ip:
+        tail += f"X-Forwarded-For: {client_ip}\r\n"
+    tail += f"X-Forwarded-Proto: {req.scheme}\r\n"
+    lines += 6 if client_ip else 5  # the request line, Host, Via, -Proto, the blank line
+    if client_host:
+        tail += f"X-Forwarded-Host: {client_host}\r\n"
+        lines += 1
+    head = f"{method} {req.target} HTTP/1.1".encode("latin-1") + block + tail.encode("latin-1") + b"\r\n"
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+        return None  # a CR or LF inside a line: the general path refuses it
+    return head
 
 
 def forward_response(resp: Response, via: str) -> Response:

@@ -18,7 +18,7 @@ from edgenode.http.messages import Request, Response, read_body
 from edgenode.http.error_reply import error_response
 from edgenode.observe.origins import OriginHealth
 from edgenode.pipeline.exchange import Exchange
-from edgenode.proxy.forwarding import forward_request, forward_response, origin_host
+from edgenode.proxy.forwarding import forward_head, forward_request, forward_response, origin_host
 from edgenode.proxy.routes import RouteTable
 from edgenode.proxy.tiers import Tier
 
@@ -57,9 +57,14 @@ class Upstream:
             pool = self.pool(name)
         except KeyError:
             return self._fail(exchange, name, 502, "unknown_origin", f"no origin named {name!r}")
-        forwarded = forward_request(req, exchange.client[0], pool.cfg, self.via)
         tier = self.tier
-        if tier is not None:
+        head = None
+        if tier is None:
+            head = forward_head(req, exchange.client[0], pool.cfg, self.via)
+            forwarded = req if head is not None else forward_request(
+                req, exchange.client[0], pool.cfg, self.via)
+        else:
+            forwarded = forward_request(req, exchange.client[0], pool.cfg, self.via)
             loop = tier.loop_reason(req.headers)
             if loop is not None:
                 return self._fail(exchange, name, 508, "loop", f"loop detected: {loop}")
@@ -71,7 +76,7 @@ class Upstream:
             if tier is not None:
                 response = await tier.fetch(forwarded, req.headers.get("host", ""), pool, on_interim)
             else:
-                response = await pool.request(forwarded, on_interim)
+                response = await pool.request(forwarded, on_interim, head)
         except OriginTimeout as exc:
             return self._fail(exchange, name, 504, f"{exc.kind}_timeout",
                               f"origin {exc.kind.replace('_', ' ')} timeout")
