@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import aiohttp
+import nats
 import pytest
 
 from edgenode.fleet.bus import ControlBus
@@ -137,3 +139,28 @@ async def test_revalidate_policy_marks_cache_stale_when_sync_is_lost(nats_server
     await until(lambda: node.cache.store.stats()["purged"] >= 1, timeout=10, what="soft purge of everything")
     _, headers, _ = await get(node.port, PATH, Host=SITE)
     assert "fwd=stale" in headers["cache-status"], headers["cache-status"]  # revalidated, not served as is
+
+
+async def test_purge_whose_publish_failed_while_connected_is_retried(nats_server: NatsServer,
+                                                                      make_fleet_node) -> None:
+    """A publish can fail without a disconnection (a timeout on a busy server, a NATS
+    cluster electing the stream's leader): the purge waits in the outbox and leaves as soon
+    as NATS takes it, not at some later reconnection."""
+    sender = await make_fleet_node(nats_server.url, "sender", tier="shield")
+    peer = await make_fleet_node(nats_server.url, "peer", tier="shield")
+    await get(peer.port, PATH, Host=SITE)
+    js = sender.fleet.bus.js
+    real_publish, failed = js.publish, []
+
+    async def publish(subject: str, *args: Any, **kwargs: Any) -> Any:
+        if subject == sender.fleet.bus.names.purge_subject and not failed:
+            failed.append(subject)
+            raise nats.errors.TimeoutError
+        return await real_publish(subject, *args, **kwargs)
+
+    js.publish = publish
+    out = await sender.fleet.purge("url", [URL], False)
+    assert failed and out["fleet"]["state"].startswith("queued")
+    await until(lambda: peer.fleet.purges.counts["applied"] == 1, what="the purge, published on retry")
+    assert sender.fleet.bus.connected and sender.fleet.purges.counts["published"] == 1
+    assert not await cached(peer)
