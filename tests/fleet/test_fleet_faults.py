@@ -136,7 +136,7 @@ async def test_revalidate_policy_marks_cache_stale_when_sync_is_lost(nats_server
     node = await make_fleet_node(link.url, "careful", tier="shield", unsynced="revalidate")
     await get(node.port, PATH, Host=SITE)
     await link.cut()
-    await until(lambda: node.cache.store.stats()["purged"] >= 1, timeout=10, what="soft purge of everything")
+    await until(lambda: node.cache.store.stats()["purged"] >= 1, what="soft purge of everything")
     _, headers, _ = await get(node.port, PATH, Host=SITE)
     assert "fwd=stale" in headers["cache-status"], headers["cache-status"]  # revalidated, not served as is
 
