@@ -161,8 +161,10 @@ def test_loopback_admin_without_token_gets_a_generated_one(tmp_path: Path) -> No
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     try:
         token_file = admin = None
+        printed: list[str] = []
         for _ in range(200):
             line = proc.stderr.readline()  # type: ignore[union-attr]
+            printed.append(line)
             m = re.match(r"edgenode: admin API token generated for this run .*: (\S+)$", line)
             if m:
                 token_file = Path(m.group(1))
@@ -170,7 +172,7 @@ def test_loopback_admin_without_token_gets_a_generated_one(tmp_path: Path) -> No
             if m or not line:
                 admin = m.group(1) if m else None
                 break
-        assert token_file is not None and admin is not None
+        assert token_file is not None and admin is not None, "".join(printed)
         assert token_file.parent == tmp_path / "edgenode"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
