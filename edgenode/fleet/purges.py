@@ -7,8 +7,9 @@ the ids it applied (and JetStream drops duplicate publishes of one id), so a
 redelivered or re-published purge is applied once.  A new consumer starts at the
 node's start time, so purges sent while a fresh node was still connecting are not lost.
 
-Purges accepted while NATS is unreachable wait in a bounded outbox and are published
-on reconnection (each node applies them then).
+Purges accepted while NATS is unreachable, or whose publish failed, wait in a bounded
+outbox and are published, in order, as soon as NATS takes them again (each node applies
+them then).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class PurgeLog:
         self.started_at = started_at or time.time()
         self._applied: OrderedDict[str, float] = OrderedDict()
         self._outbox: deque[PurgeOrder] = deque(maxlen=OUTBOX_MAX)
+        self._flushing = asyncio.Lock()
         #: set while this node has applied everything in the stream (cleared on disconnect)
         self.caught_up = asyncio.Event()
         self.counts = {"applied": 0, "duplicates": 0, "dropped": 0, "published": 0}
@@ -80,25 +82,33 @@ class PurgeLog:
 
     async def publish(self, order: PurgeOrder) -> bool:
         """Send ``order`` to the fleet; False when it had to wait in the outbox."""
+        if not self._outbox and await self._send(order):
+            return True
+        self._outbox.append(order)  # behind older ones: purges leave in the order accepted
+        return False
+
+    async def _send(self, order: PurgeOrder) -> bool:
         js = self.bus.js
         if js is None or not self.bus.connected:
-            self._outbox.append(order)
             return False
         try:
             await js.publish(self.bus.names.purge_subject, seal(self.key, order.body()),
                              headers={"Nats-Msg-Id": order.id})
-        except Exception as exc:  # NATS went away mid-call: keep it for later
+        except Exception as exc:  # NATS went away mid-call, or no stream leader yet (cluster)
             self.last_error = f"publish: {exc!r}"
-            self._outbox.append(order)
             return False
         self.counts["published"] += 1
         return True
 
     async def flush_outbox(self) -> None:
-        while self._outbox and self.bus.connected:
-            order = self._outbox.popleft()
-            if not await self.publish(order):
-                return
+        """Publish the outbox, oldest first, until empty or a publish fails; ``run()``
+        retries while connected, so a publish that failed without a disconnection (a
+        timeout, a stream electing its leader) is not left waiting for the next one."""
+        async with self._flushing:  # two flushers would send one order twice and drop the next
+            while self._outbox and self.bus.connected:
+                if not await self._send(self._outbox[0]):
+                    return
+                self._outbox.popleft()
 
     def _announce(self, order: PurgeOrder, applied_at: float, purged: int) -> None:
         nc = self.bus.nc
@@ -131,6 +141,7 @@ class PurgeLog:
             try:
                 if sub is None:
                     sub = await self._subscribe()
+                if self._outbox:
                     await self.flush_outbox()
                 if not self.caught_up.is_set():
                     await self._check_pending()

@@ -84,6 +84,11 @@ class GuestInstance:
             kind = _kind(message)
             if inv.cancelled or "wall-clock timeout" in message:
                 kind = "timeout"
+            elif kind == "cpu" and inv.limits.timeout * 1000 <= inv.limits.cpu_ms:
+                # epoch ticks are wall-clock and the deadline was the timeout's: this
+                # interrupt is the timeout, whether it or the loop's own wait fired first
+                raise GuestError("timeout", f"no response within the wall-clock timeout "
+                                            f"({inv.limits.timeout:g}s): {first_line(message)}")
             raise GuestError(kind, first_line(message))
 
 

@@ -24,7 +24,7 @@ from edgenode.fleet.natsserver import NatsServer
 from edgenode.fleet.procs import NodeProcess
 from edgenode.node import Node
 
-from fleet_support import FLEET_KEY, fleet_settings  # noqa: E402
+from fleet_support import CATCHUP_TIMEOUT, CONNECT_TIMEOUT, FLEET_KEY, SETTLE, fleet_settings, until  # noqa: E402
 
 REGISTRY = "/usr/bin/docker-registry"
 #: the admin token of the fleet tests' nodes
@@ -101,12 +101,14 @@ def module_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 async def make_fleet_node(origin_url: str, module_cache: Path, config_for: Callable[..., Any],
                           tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """``await make_fleet_node(nats_url, node_id, tier="edge", chain=None, start=True, **fleet)``;
-    each node id has its own state directory (its cache store), as on separate machines."""
+    """``await make_fleet_node(nats_url, node_id, tier="edge", chain=None, start=True, synced=True,
+    **fleet)``: started, and in sync with the fleet unless ``synced=False``; each node id has
+    its own state directory (its cache store), as on separate machines."""
     nodes: list[Node] = []
 
     async def make(nats_url: str, node_id: str, tier: str = "edge", chain: list[StageConfig] | None = None,
-                   start: bool = True, parents: list[ParentConfig] | None = None, **fleet: Any) -> Node:
+                   start: bool = True, parents: list[ParentConfig] | None = None, synced: bool = True,
+                   **fleet: Any) -> Node:
         cfg = config_for(origin_url)
         cfg.chain = chain or [StageConfig("cache", "cache")]
         cfg.server.state_dir = tmp_path / "nodes" / node_id
@@ -115,6 +117,8 @@ async def make_fleet_node(origin_url: str, module_cache: Path, config_for: Calla
         nodes.append(node)
         if start:
             await node.start()
+            if synced:  # a node serves before it is in sync (by design): tests start from in sync
+                await until(lambda: node.fleet.state() == "in-sync", timeout=SETTLE, what=f"{node_id} in sync")
         return node
 
     yield make
@@ -139,7 +143,8 @@ async def make_worker_node(origin_url: str, module_cache: Path,
                "log": {"access": "off", "level": "info"},
                "chain": chain or [{"type": "cache", "name": "cache"}],
                "fleet": {"node_id": node_id, "tier": tier, "name": "test", "nats": [nats_url], "heartbeat": 0.2,
-                         "node_ttl": 1.0, "catchup_timeout": 5.0, "connect_timeout": 1.0, **fleet}}
+                         "node_ttl": 1.0, "catchup_timeout": CATCHUP_TIMEOUT,
+                         "connect_timeout": CONNECT_TIMEOUT, **fleet}}
         path = tmp_path / f"{node_id}.toml"
         path.write_text(tomli_w.dumps(cfg))
         node = NodeProcess(node_id, tier, path, TOKEN, {"EDGENODE_FLEET_KEY": FLEET_KEY})

@@ -17,10 +17,23 @@ WAT = Path(__file__).parent / "wat"
 SITE = "www.example.com"
 
 
+#: how long a node may take to connect, and then to catch up, before it gives up and serves
+#: unsynced.  These are give-up points, not waits: a reachable NATS answers in milliseconds
+#: and an unreachable one (nothing listening) is refused at once, so they cost nothing when
+#: all is well.  They are generous because on a loaded machine a connection (or the R3
+#: stream creation on a NATS cluster) can take seconds, and a node that gives up starts
+#: unsynced: the tests would then test another scenario than the one they name.
+CONNECT_TIMEOUT = 10.0
+CATCHUP_TIMEOUT = 30.0
+#: how long a test waits for a node, a purge or a rollout to get somewhere: far more than
+#: it takes on a loaded machine; only a broken node waits this long
+SETTLE = 60.0
+
+
 def fleet_settings(nats_url: str, node_id: str, tier: str = "edge", **kw: Any) -> FleetConfig:
     cfg = FleetConfig(node_id=node_id, tier=tier, name="test", nats=[nats_url], key=FLEET_KEY.encode(),
-                      heartbeat=0.2, node_ttl=1.0, catchup_timeout=5.0, connect_timeout=1.0,
-                      breaker_failures=2, breaker_cooldown=1.0)
+                      heartbeat=0.2, node_ttl=1.0, catchup_timeout=CATCHUP_TIMEOUT,
+                      connect_timeout=CONNECT_TIMEOUT, breaker_failures=2, breaker_cooldown=1.0)
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
@@ -39,7 +52,7 @@ async def get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str]
             return resp.status, joined, await resp.read()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def until(predicate: Callable[[], bool], timeout: float = SETTLE, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -47,7 +60,8 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str 
         await asyncio.sleep(0.02)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = SETTLE,
+                     what: str = "condition") -> None:
     """``until`` for a condition that needs I/O to check."""
     deadline = time.monotonic() + timeout
     while not await check():

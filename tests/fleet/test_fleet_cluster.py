@@ -16,7 +16,7 @@ from edgenode.fleet.names import FleetNames
 from edgenode.fleet.natsserver import NatsCluster
 from edgenode.fleet.rollout import publish, wait_for_version
 
-from fleet_support import FLEET_KEY, SITE, WAT, get, stamp_chain, until  # noqa: E402
+from fleet_support import FLEET_KEY, SETTLE, SITE, WAT, get, stamp_chain, until  # noqa: E402
 
 KEY = FLEET_KEY.encode()
 
@@ -54,18 +54,18 @@ async def test_nodes_on_different_servers_act_as_one_fleet(cluster: NatsCluster,
         # the third server dies: its node moves to a server it learnt from the cluster
         await cluster.servers[2].stop()
         await until(lambda: nodes[2].fleet.bus.connected and nodes[2].fleet.bus.nc.connected_url.port
-                    != cluster.servers[2].port, timeout=15, what="failover to another server")
+                    != cluster.servers[2].port, what="failover to another server")
         path = "/obj/cl2?size=1k&ttl=300"
         for n in nodes:
             await get(n.port, path, Host=SITE)
         await nodes[1].fleet.purge("url", [f"http://{SITE}{path}"], False)
-        await until(lambda: all(n.fleet.purges.counts["applied"] == 2 for n in nodes), timeout=15,
+        await until(lambda: all(n.fleet.purges.counts["applied"] == 2 for n in nodes),
                     what="purge after the server died")
         assert not any([await cached(n, path) for n in nodes])
         doc = FleetDoc(chain=[StageConfig("wasm", "stamp", {"module": str(WAT / "stamp_b.wat")}),
                               StageConfig("cache", "cache")])
         version = await publish(operator, KEY, doc, Path("/"))
-        rows, _ = await wait_for_version(operator, KEY, version, 15.0, node_ttl=1.0, expect={"c0", "c1", "c2"})
+        rows, _ = await wait_for_version(operator, KEY, version, SETTLE, node_ttl=1.0, expect={"c0", "c1", "c2"})
         assert all(r["version"] == version for r in rows), [(r["id"], r["version"], r["state"]) for r in rows]
         assert [(await get(n.port, "/obj/s?size=10&cc=no-store", Host=SITE))[1]["x-filter-version"]
                 for n in nodes] == ["b"] * 3

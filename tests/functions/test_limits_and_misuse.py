@@ -3,6 +3,8 @@ node and the next request are unaffected."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,3 +111,24 @@ async def test_wall_clock_timeout_answers_503_and_stops_the_guest(
         assert "wall-clock timeout" in await r.text()
     assert node.functions["hello-py"].metrics.failures == {"timeout": 1}
     await _still_serves(http, base)
+
+
+async def test_wall_clock_timeout_is_a_timeout_even_when_the_loop_is_late(
+        serve: Callable[..., Any], http: aiohttp.ClientSession, py_component: Path) -> None:
+    """The guest's epoch deadline and the loop's wait both end at the timeout.  On a busy
+    machine the epoch interrupt can end the call before the loop's wait wakes up: that is
+    still the wall-clock timeout, not a CPU limit."""
+    node, base = await serve([stage(py_component, execution="threaded", cpu_deadline_ms=60000,
+                                    timeout="300ms")], cache=False)
+    fn = node.functions["hello-py"]
+    loop, real_call = asyncio.get_running_loop(), fn._call
+
+    def call_while_the_loop_is_busy(*args: Any) -> None:
+        loop.call_soon_threadsafe(time.sleep, 1.0)  # the loop sleeps through the deadline
+        real_call(*args)
+
+    fn._call = call_while_the_loop_is_busy
+    async with http.get(base + PY + "raw/loop") as r:
+        assert r.status == 503
+        assert "wall-clock timeout" in await r.text()
+    assert fn.metrics.failures == {"timeout": 1}

@@ -9,8 +9,9 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
@@ -18,6 +19,9 @@ TOKEN = "cw-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REPO = Path(__file__).resolve().parents[2]
 BOUND = 30.0
+#: how long ``eventually`` polls: a worker replacement spawns interpreters one slot at a
+#: time, which on a loaded machine takes tens of seconds; only a broken node waits this long
+SETTLE = 120.0
 
 
 class Cluster:
@@ -175,3 +179,12 @@ async def only_if_cached(conn: Conn, path: str, max_stale: bool = False) -> byte
     return head
 
 
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = SETTLE) -> None:
+    """Poll ``check`` until true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)

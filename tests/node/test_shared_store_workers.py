@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
-from cluster_support import BOUND, Cluster, one_connection_per_worker, start_cluster, stop_cluster, write_conf
+from cluster_support import (BOUND, Cluster, eventually, one_connection_per_worker, start_cluster, stop_cluster,
+                             write_conf)
 
 from edgenode.cache.store_files import META, StoreFiles
 
@@ -220,10 +221,10 @@ async def test_sighup_and_admin_restart_replace_workers_without_dropping_a_reque
         conns = await one_connection_per_worker(cluster, s)
         for conn in conns.values():  # a request in flight on each old worker
             await conn.send("/slow?delay_ms=1500")
-        for _ in range(500):
-            if await origin_count(s, origin_url, "/slow") == 2:
-                break
-            await asyncio.sleep(0.01)
+        async def in_flight() -> bool:
+            return await origin_count(s, origin_url, "/slow") == 2
+
+        await eventually(in_flight, "a slow request in flight on each old worker")
         statuses: list[int] = []
         done = asyncio.Event()
 
@@ -240,13 +241,12 @@ async def test_sighup_and_admin_restart_replace_workers_without_dropping_a_reque
         for conn in conns.values():
             assert await conn.response() == (200, b"slept 1500 ms\n")
             conn.close()
-        for _ in range(600):
-            now = await pids()
-            if not set(now) & set(first):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"workers were not replaced: {first} -> {now}")
+
+        async def replaced() -> bool:
+            return not set(await pids()) & set(first)
+
+        await eventually(replaced, f"workers {first} to be replaced")
+        now = await pids()
         done.set()
         await loader
         assert statuses and set(statuses) == {200}, statuses
@@ -255,4 +255,8 @@ async def test_sighup_and_admin_restart_replace_workers_without_dropping_a_reque
         assert not set(await pids()) & set(now)
         async with s.get(f"http://127.0.0.1:{cluster.port}/obj/kept?size=1k") as r:
             assert r.headers["X-Cache"] == "HIT"  # new workers, the same store
-    assert "replaced 2 workers (generation 1)" in cluster.stderr
+
+        async def logged() -> bool:  # stderr is read concurrently: the line may still be in the pipe
+            return "replaced 2 workers (generation 1)" in cluster.stderr
+
+        await eventually(logged, "the master's log of the SIGHUP restart")
