@@ -50,18 +50,6 @@ def wasm(name: str, module: Path, **options: Any) -> StageConfig:
     return StageConfig("wasm", name, {"module": str(module), **options})
 
 
-@pytest.fixture
-def start_node(origin_url: str, config_for: Callable[..., Any],
-               run_node: Callable[..., Any]) -> Callable[..., Any]:
-    async def start(*filters: StageConfig) -> Node:
-        cfg = config_for(origin_url)
-        cfg.chain = [*filters, StageConfig("cache", "cache")]
-        cfg.cache.store = "memory"  # several nodes per test
-        return await run_node(cfg, admin=False)
-
-    return start
-
-
 class FastCount:
     """Counts the requests the fast path marks plain (``_fast_filtered``) and the requests
     the dispatcher starts (``Dispatcher._start``: every request, fast or general)."""

@@ -39,18 +39,6 @@ class TaskCount:
         self.loop.set_task_factory(self._factory)
 
 
-@pytest.fixture
-def start_node(origin_url: str, config_for: Callable[..., Any],
-               run_node: Callable[..., Any]) -> Callable[..., Any]:
-    async def start(*filters: StageConfig) -> Node:
-        cfg = config_for(origin_url)
-        cfg.chain = [*filters, StageConfig("cache", "cache")]
-        cfg.cache.store = "memory"  # several nodes per test
-        return await run_node(cfg, admin=False)
-
-    return start
-
-
 def wasm(name: str, module: str, **options: Any) -> StageConfig:
     return StageConfig("wasm", name, {"module": str(WAT / module), **options})
 
