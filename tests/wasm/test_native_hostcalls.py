@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from envoy_probe import OUT, RET_PTR, RET_SIZE, EnvoyProbe
 
 from edgenode.config import StageConfig
 from edgenode.http.messages import CIMultiDict, Request
@@ -20,38 +21,19 @@ from edgenode.wasm.abi import Status
 from edgenode.wasm.engine import WasmEngine
 from edgenode.wasm.metrics import wasm_collector
 from edgenode.wasm.stage import WasmStage
-from edgenode.wasm.vm import FilterFailure, Vm
+from edgenode.wasm.vm import FilterFailure
 
 WAT = Path(__file__).parent / "wat"
-RET_PTR, RET_SIZE, OUT = 16, 20, 24
 I64 = struct.Struct("<q")
 
 
-class HostProbe:
+class HostProbe(EnvoyProbe):
     """Calls the probe's re-exported host functions with chosen arguments."""
-
-    def __init__(self, vm: Vm, exchange: Exchange | None) -> None:
-        self.vm = vm
-        self.ctx = vm.new_stream(exchange) if exchange is not None else None
-        self._next = 8192
-
-    def put(self, data: bytes) -> tuple[int, int]:
-        ptr = self._next
-        self.vm.mem.write(ptr, data)
-        self._next += len(data) + 8
-        return ptr, len(data)
-
-    def call(self, fn: str, *args: int) -> int:
-        name = "t_" + fn
-        if name not in self.vm.funcs:
-            self.vm.export(name, len(args), 1)
-        return self.vm.call(name, self.vm.root if self.ctx is None else self.ctx, *args)
 
     def prop(self, raw: bytes) -> tuple[int, bytes]:
         self.vm.mem.write(RET_PTR, b"\xff" * 8)
         status = self.call("proxy_get_property", *self.put(raw), RET_PTR, RET_SIZE)
-        ptr, size = struct.unpack("<II", self.vm.mem.read(RET_PTR, 8))
-        return status, (self.vm.mem.read(ptr, size) if size else b"") if status == Status.OK else b""
+        return status, self.returned() if status == Status.OK else b""
 
     def replace(self, key: str, value: str) -> int:
         return self.call("proxy_replace_header_map_value", 0, *self.put(key.encode()), *self.put(value.encode()))
