@@ -421,7 +421,7 @@ def reachable_host(host: str) -> str:
 
 
 class _CacheFastPath:
-    """The front end's fast path (``frontend.fast_hits.FastPath``) for fresh cache hits.
+    """The front end's fast path (``frontend.state.FastPath``) for fresh cache hits.
 
     For a chain that starts with the cache stage (a hit there is the whole of the
     request's work): ``lookup`` answers, but only while the metrics observer is the one

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
 
 import httptools
 from multidict import CIMultiDict
@@ -17,9 +16,7 @@ from edgenode.frontend.fast_hits import FastHits
 from edgenode.frontend.request_body import BODY_LOW_WATER, BadBody, RequestBody
 from edgenode.frontend.request_parser import RequestParser
 from edgenode.frontend.response_writer import ResponseWriter
-
-if TYPE_CHECKING:
-    from edgenode.frontend.server import FrontEnd
+from edgenode.frontend.state import FrontEndState
 
 __all__ = ["Connection"]
 
@@ -29,7 +26,7 @@ log = logging.getLogger("edgenode.frontend")
 class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Protocol):
     """One client connection: parse, dispatch in order, write responses."""
 
-    def __init__(self, fe: FrontEnd) -> None:
+    def __init__(self, fe: FrontEndState) -> None:
         self.fe = fe
         self.loop = fe.loop
         self.cfg = fe.cfg

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, getversion
 
@@ -31,38 +31,15 @@ from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import Prebuilt
 from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
+from edgenode.frontend.state import FastPath, FrontEndState
 from edgenode.pipeline.exchange import Exchange
 
 if TYPE_CHECKING:
     import httptools
 
-    from edgenode.frontend.server import FrontEnd
-
 __all__ = ["FastPath", "FastHits", "fast_prefix"]
 
 log = logging.getLogger("edgenode.frontend")
-
-
-class FastPath(Protocol):
-    """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
-
-    #: the chain starts with filters (Proxy-Wasm streams), then the producer: a plain
-    #: request is not looked up but marked plain for its chain (``_fast_filtered``)
-    filtered: bool
-
-    def lookup(self, method: str, target: str, host: str,
-               fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
-        """The answer, or None to send the request down the general path.
-
-        ``fields()`` builds the request's header multidict (only call it when needed).
-        Declining must leave no trace: the general path will see the same request.
-        """
-        ...
-
-    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
-        """``hit`` was written: ``sent`` body bytes, ``elapsed`` seconds since the head was
-        parsed (what ``on_complete`` learns from the exchange on the general path)."""
-        ...
 
 
 #: fast-path heads (up to the request id) kept per ``Prebuilt`` for GET, keep-alive, HTTP/1.1
@@ -85,7 +62,7 @@ def fast_prefix(hit: Prebuilt) -> bytes | None:
 class FastHits:
     """The fast-hit part of a client connection (``http/connection.py``)."""
 
-    fe: FrontEnd
+    fe: FrontEndState
     cfg: ServerConfig
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport | None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
 
 import httptools
 from multidict import CIMultiDict, getversion
@@ -24,9 +23,7 @@ from edgenode.http.messages import Body, Request
 from edgenode.frontend.request_body import BadBody, RequestBody
 from edgenode.frontend.request_head import METHODS, Reject, absolute_target, check_transfer_encoding
 from edgenode.pipeline.exchange import Exchange
-
-if TYPE_CHECKING:
-    from edgenode.frontend.server import FrontEnd
+from edgenode.frontend.state import FrontEndState
 
 __all__ = ["RequestParser", "PARSE_SLICE"]
 
@@ -40,7 +37,7 @@ class RequestParser:
     """The parsing part of a client connection (``http/connection.py``); httptools calls
     the ``on_*`` methods."""
 
-    fe: FrontEnd
+    fe: FrontEndState
     cfg: ServerConfig
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport | None

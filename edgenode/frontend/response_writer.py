@@ -15,16 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import AsyncIterator
 
 from multidict import CIMultiDict, getversion
 
 from edgenode.http.headers import DateCache, last_chunk
 from edgenode.http.messages import FROM_BODY, Response, close_body
 from edgenode.pipeline.exchange import Exchange
-
-if TYPE_CHECKING:
-    from edgenode.frontend.server import FrontEnd
+from edgenode.frontend.state import FrontEndState
 
 __all__ = ["ResponseWriter", "BadHead", "status_line", "NO_BODY_STATUS"]
 
@@ -58,7 +56,7 @@ class BadHead(Exception):
 class ResponseWriter:
     """The response-writing part of a client connection (``http/connection.py``)."""
 
-    fe: FrontEnd
+    fe: FrontEndState
     transport: asyncio.Transport | None
     closed: bool
     _current: object

@@ -7,7 +7,9 @@ lifecycle, flow control, closing, timers), ``request_parser.py`` (bytes to reque
 limits, malformed input), ``request_head.py`` (target and framing checks),
 ``request_body.py`` (a streamed request body with back-pressure), ``fast_hits.py``
 (fresh cache hits answered from the parser callback), ``dispatch.py`` (requests run in
-order: synchronous steps, a task only when one waits) and ``response_writer.py``.
+order: synchronous steps, a task only when one waits), ``batch.py`` (a loop iteration's
+requests run and answered together), ``response_writer.py``, and ``state.py`` (what the
+connections share with this server).
 """
 
 from __future__ import annotations
@@ -15,25 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Callable
 
 from edgenode.config import ServerConfig
 from edgenode.frontend.connection import Connection
-from edgenode.frontend.dispatch import Batch
-from edgenode.frontend.fast_hits import FastPath
+from edgenode.frontend.state import FastPath, FrontEndState, OnComplete, RequestHandler
 from edgenode.http.listen import listen_error
-from edgenode.http.messages import Prebuilt, Response
-from edgenode.http.request_id import RequestIds
-from edgenode.pipeline.chain import Outcome
-from edgenode.pipeline.exchange import Exchange
 
 __all__ = ["FrontEnd", "install_event_loop"]
 
 log = logging.getLogger("edgenode.frontend")
-
-OnComplete = Callable[[Exchange, Response], None]
-#: what the front end runs per request: the response, or an awaitable of it
-RequestHandler = Callable[[Exchange], Outcome]
 
 
 def install_event_loop() -> bool:
@@ -46,26 +38,15 @@ def install_event_loop() -> bool:
     return True
 
 
-class FrontEnd:
+class FrontEnd(FrontEndState):
     """The listening side of the node: accepts connections and runs ``handler``."""
 
     def __init__(self, handler: RequestHandler, cfg: ServerConfig,
                  on_complete: OnComplete | None = None,
                  fast_path: FastPath | None = None) -> None:
-        self.handler = handler
-        self.cfg = cfg
-        self.on_complete = on_complete
-        #: answers plain GET/HEAD requests without the handler when it can (cache hits)
-        self.fast_path = fast_path
-        self.fast_memo: dict[Prebuilt, bytes | None] = {}
-        self.request_ids = RequestIds()
-        #: requests whose synchronous steps run in this loop iteration's batch
-        self.batch = Batch()
-        self.connections: set[Connection] = set()
+        super().__init__(handler, cfg, on_complete, fast_path)
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
-        self._all_gone: asyncio.Future[None] | None = None
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
     async def start(self, host: str | None = None, port: int | None = None,
                     reuse_port: bool = False, sock: socket.socket | None = None) -> None:
@@ -85,11 +66,6 @@ class FrontEnd:
                 raise listen_error("server.listen", host, port, exc) from None
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else 0
-
-    def connection_gone(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        if not self.connections and self._all_gone is not None and not self._all_gone.done():
-            self._all_gone.set_result(None)
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, let in-flight requests finish for up to ``grace`` seconds,

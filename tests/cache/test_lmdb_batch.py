@@ -213,7 +213,7 @@ async def test_an_answer_leaves_after_the_stores_queued_before_it(tmp_path: Path
     """The front end's batch commits the store's queue before it writes an answer, so a
     client that has its answer finds the object in every worker (then a HIT, not a wait
     on the lease)."""
-    from edgenode.frontend.dispatch import Batch
+    from edgenode.frontend.batch import Batch
 
     store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
     batch = Batch()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, getversion
 
-from edgenode.frontend.dispatch import Batch
+from edgenode.frontend.batch import Batch
 from edgenode.frontend.response_writer import ResponseWriter
 from edgenode.http.messages import Request, Response
 from edgenode.pipeline.exchange import Exchange

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from edgenode.config import StageConfig
-from edgenode.frontend.dispatch import Batch
+from edgenode.frontend.batch import Batch
 from edgenode.node import Node
 
 

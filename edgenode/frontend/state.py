@@ -1,0 +1,79 @@
+"""What a client connection shares with the front end that accepted it: the handler, the
+fast path, the loop iteration's batch, request ids and the set of open connections.
+The connection's modules depend on this state, not on the listening server
+(``server.py``), which builds on it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Protocol
+
+from multidict import CIMultiDict
+
+from edgenode.config import ServerConfig
+from edgenode.frontend.batch import Batch
+from edgenode.http.messages import Prebuilt, Response
+from edgenode.http.request_id import RequestIds
+from edgenode.pipeline.chain import Outcome
+from edgenode.pipeline.exchange import Exchange
+
+__all__ = ["FastPath", "FrontEndState", "OnComplete", "OpenConnection", "RequestHandler"]
+
+OnComplete = Callable[[Exchange, Response], None]
+#: what the front end runs per request: the response, or an awaitable of it
+RequestHandler = Callable[[Exchange], Outcome]
+
+
+class FastPath(Protocol):
+    """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
+
+    #: the chain starts with filters (Proxy-Wasm streams), then the producer: a plain
+    #: request is not looked up but marked plain for its chain (``_fast_filtered``)
+    filtered: bool
+
+    def lookup(self, method: str, target: str, host: str,
+               fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
+        """The answer, or None to send the request down the general path.
+
+        ``fields()`` builds the request's header multidict (only call it when needed).
+        Declining must leave no trace: the general path will see the same request.
+        """
+        ...
+
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        """``hit`` was written: ``sent`` body bytes, ``elapsed`` seconds since the head was
+        parsed (what ``on_complete`` learns from the exchange on the general path)."""
+        ...
+
+
+class OpenConnection(Protocol):
+    """What shutting the front end down asks of each open connection."""
+
+    def start_shutdown(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class FrontEndState:
+    """The front end's state its connections read on every request."""
+
+    def __init__(self, handler: RequestHandler, cfg: ServerConfig,
+                 on_complete: OnComplete | None = None,
+                 fast_path: FastPath | None = None) -> None:
+        self.handler = handler
+        self.cfg = cfg
+        self.on_complete = on_complete
+        #: answers plain GET/HEAD requests without the handler when it can (cache hits)
+        self.fast_path = fast_path
+        self.fast_memo: dict[Prebuilt, bytes | None] = {}
+        self.request_ids = RequestIds()
+        #: requests whose synchronous steps run in this loop iteration's batch
+        self.batch = Batch()
+        self.connections: set[OpenConnection] = set()
+        self._all_gone: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+
+    def connection_gone(self, conn: OpenConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_gone is not None and not self._all_gone.done():
+            self._all_gone.set_result(None)
