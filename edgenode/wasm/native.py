@@ -6,7 +6,8 @@ host functions answered in C), ``HeaderBlock`` holds a header map serialised onc
 change (``set_view_types`` names the view classes its writes go through, contexts.py;
 ``set_property_functions`` the Python functions behind properties, hostcalls/properties.py),
 ``Histogram`` counts callback times, ``MetricTable`` holds a filter's own metrics
-(``NATIVE_PROPERTIES``: the property paths the core answers itself), ``define`` registers a host function with a linker,
+(``NATIVE_PROPERTIES``: the property paths the core answers itself), ``define``
+registers a host function with a linker,
 ``ticker_add``/``ticker_remove`` drive engine epochs from a native thread.
 """
 
@@ -23,8 +24,8 @@ from edgenode.wasm import _hostcore
 from edgenode.wasm.errors import GuestTrap, HostTrap, MemoryFault
 from edgenode.wasm.hostcalls import registry
 
-__all__ = ["Instance", "HeaderBlock", "Histogram", "MetricTable", "NATIVE_PROPERTIES", "define", "ticker_add", "ticker_remove",
-           "set_view_types", "set_property_functions"]
+__all__ = ["Instance", "HeaderBlock", "Histogram", "MetricTable", "NATIVE_PROPERTIES", "define",
+           "ticker_add", "ticker_remove", "set_view_types", "set_property_functions"]
 
 _log = logging.getLogger("edgenode.wasm")
 

@@ -401,8 +401,10 @@ class Vm:
         """Start from ``snap`` instead of running start-up: the same state, none of the calls.
 
         ``state`` None: the instance comes from a module with the snapshot baked in
-        (snapshot.bake), whose memory and globals already hold it; only the host side
-        (root context, context ids, tick period) is set.
+        (snapshot.bake), or was reset to it (``recycle``), and its memory and globals
+        already hold it; only the host side (root context, context ids, tick period) is
+        set.  A root the VM already has with the snapshot's id, no tick timer and no other
+        context is kept: it holds nothing else a new one would not.
         """
         if state is not None:
             try:
@@ -410,9 +412,12 @@ class Vm:
                                   state.value_size)
             except WasmtimeError as exc:
                 raise FilterLoadError(f"filter {self.plugin.name!r}: cannot restore snapshot: {exc}") from None
-        root = self.root = RootContext(snap.root_id)
+        root = self.root
+        if root is None or root.id != snap.root_id or root.tick_handle is not None or len(self.contexts) != 1:
+            self.contexts.clear()
+            root = self.root = RootContext(snap.root_id)
+            self.contexts[root.id] = root
         root.tick_ms = snap.tick_ms
-        self.contexts[root.id] = root
         self._ids = itertools.count(snap.next_context_id)
 
     def _last_words(self) -> str:
@@ -794,13 +799,7 @@ class Vm:
             return False
         forget_fds(self)
         self._tokens = itertools.count(1)
-        root = self.root
-        if root is not None and root.id == snap.root_id and root.tick_handle is None:
-            root.tick_ms = snap.tick_ms  # the host side as restore() sets it, the root kept
-            self._ids = itertools.count(snap.next_context_id)
-        else:
-            self.contexts.clear()
-            self.restore(snap, None)  # the host side: root context, context ids, tick period
+        self.restore(snap, None)  # the host side: root context, context ids, tick period
         return True
 
     def close(self, graceful: bool = True) -> None:
