@@ -110,8 +110,11 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
     sent: dict[str, float] = {}
     fault_at = purges // 3
 
+    fault_ms = 0.0
+
     async def fault() -> None:
-        nonlocal server
+        nonlocal server, fault_ms
+        started = time.monotonic()
         if name == "path-drop":
             links[0].stall()
             await asyncio.sleep(1.0)
@@ -125,6 +128,7 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
         elif name == "node-restart":
             await members[1].stop()
             members[1] = Member(links[1].url, "m1", seen, apply_delay=0.02)
+        fault_ms = (time.monotonic() - started) * 1000
 
     faulting = None
     for i in range(purges):
@@ -160,7 +164,7 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
     return {"pairs": len(want), "p50_ms": round(statistics.median(lat), 1) if lat else None,
             "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
             "max_ms": round(lat[-1], 1) if lat else None, "late_over_1s": sum(x > 1000 for x in lat) + missing,
-            "missing_after_cap": missing}
+            "missing_after_cap": missing, "fault_ms": round(fault_ms, 1)}
 
 
 async def child(args: argparse.Namespace) -> None:
@@ -201,14 +205,16 @@ def main() -> None:
     results = {label: run_tree(tree, args) for label, tree in trees.items()}
     print(f"\npurge propagation under faults: 3 members, {args.purges} purges at {args.rate:.0f}/s, "
           f"publish -> applied per member (ms)")
-    print(f"{'scenario':<16}" + "".join(f"{label + ' p50/p99/max':>32}{'late':>6}" for label in results))
+    print(f"{'scenario':<16}" + "".join(f"{label + ' p50/p99/max':>32}{'late':>6}{'fault':>8}" for label in results))
     for name in args.scenarios:
         row = f"{name:<16}"
         for r in results.values():
             s = r[name]
-            row += f"{s['p50_ms']:>12}/{s['p99_ms']}/{s['max_ms']}".rjust(32) + f"{s['late_over_1s']:>6}"
+            row += (f"{s['p50_ms']}/{s['p99_ms']}/{s['max_ms']}".rjust(32) + f"{s['late_over_1s']:>6}"
+                    + f"{s['fault_ms']:>8.0f}")
         print(row)
-    print("late: (purge, member) pairs applied more than 1 s after the publish, or not within the cap")
+    print("late: (purge, member) pairs applied more than 1 s after the publish, or not within the cap;\n"
+          "fault: ms the fault itself lasted (path silent, server down, member restarting)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                    "trees": {k: str(v) for k, v in trees.items()}, "results": results}, indent=2))

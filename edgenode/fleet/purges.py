@@ -24,6 +24,7 @@ them then).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -77,6 +78,8 @@ class PurgeLog:
         #: set when what the server delivered may not have reached the handler (a new
         #: subscription, a reconnection): ``run()`` rewinds the consumer to its ack floor
         self._rewind = True
+        #: wakes ``run()`` on a connection change, so a reconnection's rewind is not late
+        self._wake = asyncio.Event()
         bus.on_state.append(self._on_state)
 
     def _on_state(self, connected: bool) -> None:
@@ -84,6 +87,12 @@ class PurgeLog:
             self._rewind = True
         else:  # purges may be published now that this node will only see later
             self.caught_up.clear()
+        self._wake.set()
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     # --- local side ---------------------------------------------------------------------
     async def apply(self, order: PurgeOrder) -> int | None:
@@ -175,7 +184,7 @@ class PurgeLog:
         sub = None
         while not self.bus.stopping:
             if not self.bus.connected:
-                await asyncio.sleep(0.1)
+                await self._nap(0.1)
                 continue
             try:
                 if sub is None:
@@ -188,7 +197,7 @@ class PurgeLog:
                     await self._check_pending()
                     await asyncio.sleep(0.02)
                 else:
-                    await asyncio.sleep(0.5)
+                    await self._nap(0.5)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken connection or consumer: start over
