@@ -154,22 +154,27 @@ class PurgeLog:
 
     # --- the stream ---------------------------------------------------------------------
     async def _subscribe(self) -> Any:
-        """This node's durable push consumer; its callback applies purges in order."""
-        js = self.bus.js
-        assert js is not None
-        start = datetime.datetime.fromtimestamp(self.started_at - 1.0, tz=datetime.timezone.utc)
+        """This node's durable push consumer; its callback applies purges in order.
+
+        Bound without nats-py's "already bound" check: after a node's host lost its
+        network, the server keeps the old connection (and its interest in the consumer)
+        until its own pings give up, minutes later; the node that starts again must read
+        its purges meanwhile, and the dead connection's copies go nowhere."""
+        js, nc = self.bus.js, self.bus.nc
+        assert js is not None and nc is not None
         stream, durable = self.bus.names.purge_stream, self.bus.names.consumer(self.node_id)
         try:
-            info = await js.consumer_info(stream, durable)
+            cfg = (await js.consumer_info(stream, durable)).config
         except NotFoundError:
-            info = None
-        if info is not None and (info.config.ack_wait, info.config.max_ack_pending) != (ACK_WAIT, MAX_ACK_PENDING):
+            start = datetime.datetime.fromtimestamp(self.started_at - 1.0, tz=datetime.timezone.utc)
+            cfg = ConsumerConfig(durable_name=durable, deliver_subject=nc.new_inbox(),
+                                 deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start,
+                                 ack_wait=ACK_WAIT, max_ack_pending=MAX_ACK_PENDING, inactive_threshold=MAX_PURGE_AGE)
+            cfg = (await js.add_consumer(stream, cfg)).config
+        if (cfg.ack_wait, cfg.max_ack_pending) != (ACK_WAIT, MAX_ACK_PENDING):
             # made by an older version, with other timers: keep its position, take ours
-            await js.add_consumer(stream, info.config.evolve(ack_wait=ACK_WAIT, max_ack_pending=MAX_ACK_PENDING))
-        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start,
-                             ack_wait=ACK_WAIT, max_ack_pending=MAX_ACK_PENDING, inactive_threshold=MAX_PURGE_AGE)
-        return await js.subscribe(self.bus.names.purge_subject, durable=durable, stream=stream, config=cfg,
-                                  manual_ack=True, cb=self._handle)
+            cfg = (await js.add_consumer(stream, cfg.evolve(ack_wait=ACK_WAIT, max_ack_pending=MAX_ACK_PENDING))).config
+        return await js.subscribe_bind(stream, cfg, durable, cb=self._handle, manual_ack=True)
 
     async def _rewind_consumer(self) -> None:
         """Have the server deliver again, now, every purge it delivered that was not acked."""

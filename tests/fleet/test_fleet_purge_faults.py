@@ -87,6 +87,49 @@ async def test_node_stopped_before_it_acked_applies_the_purge_before_serving_aga
     assert again.fleet.state() == "in-sync"
 
 
+async def test_node_restarted_while_the_server_still_holds_its_dead_connection(
+        nats_server: NatsServer, make_fleet_node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its host lost the network: the server keeps the old connection, bound to the node's
+    consumer, for minutes; the node that starts again reads its purges anyway."""
+    monkeypatch.setattr(purges, "ACK_WAIT", AN_HOUR)
+    link = LinkProxy(nats_server.port)
+    await link.restore()
+    first = await make_fleet_node(link.url, "lost", tier="shield")
+    peer = await make_fleet_node(nats_server.url, "peer", tier="shield")
+    link.stall()
+    await first.stop(0.5)  # the server is not told: the stalled path holds its connection
+    await peer.fleet.purge("url", [URL], False)  # delivered into the dead connection
+
+    again = await make_fleet_node(nats_server.url, "lost", tier="shield", start=False)
+    applied_before_listening: list[int] = []
+    real_start = again.frontend.start
+
+    async def start_frontend(*a: Any, **kw: Any) -> Any:
+        applied_before_listening.append(again.fleet.purges.counts["applied"])
+        return await real_start(*a, **kw)
+
+    again.frontend.start = start_frontend
+    await asyncio.wait_for(again.start(), SETTLE)
+    assert applied_before_listening == [1]
+    await link.cut()
+
+
+async def test_consumer_of_an_older_version_keeps_its_position_and_takes_the_new_timers(
+        nats_server: NatsServer, make_fleet_node, operator: Any) -> None:
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    names = operator.names
+    await operator.js.add_consumer(names.purge_stream, ConsumerConfig(
+        durable_name=names.consumer("old"), deliver_subject="_INBOX.old-node", deliver_policy=DeliverPolicy.NEW,
+        ack_wait=30.0, max_ack_pending=10_000))
+    peer = await make_fleet_node(nats_server.url, "peer", tier="shield")
+    await peer.fleet.purge("url", [URL], False)  # missed by "old" while it was down
+    node = await make_fleet_node(nats_server.url, "old", tier="shield")
+    assert node.fleet.purges.counts["applied"] == 1
+    info = await operator.js.consumer_info(names.purge_stream, names.consumer("old"))
+    assert (info.config.ack_wait, info.config.max_ack_pending) == (purges.ACK_WAIT, purges.MAX_ACK_PENDING)
+
+
 async def test_nats_server_restarted_mid_stream_loses_no_purge(
         make_fleet_node, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(purges, "ACK_WAIT", AN_HOUR)
