@@ -186,10 +186,10 @@ class ControlBus:
         nc = self.nc
         if nc is None:
             raise ConnectionError("not connected to NATS")
-        try:
-            reply = await nc.request(f"$JS.API.CONSUMER.RESET.{stream}.{consumer}", b"", timeout=5.0)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):  # an older server
+        version = nc.connected_server_version
+        if (version.major, version.minor) < (2, 14):  # it would not answer at all
             return False
+        reply = await nc.request(f"$JS.API.CONSUMER.RESET.{stream}.{consumer}", b"", timeout=5.0)
         error = json.loads(reply.data).get("error")
         if error is None:
             return True

@@ -80,6 +80,7 @@ class PurgeLog:
         self._rewind = True
         #: wakes ``run()`` on a connection change, so a reconnection's rewind is not late
         self._wake = asyncio.Event()
+        self._told = False  # that the server cannot rewind (said once)
         bus.on_state.append(self._on_state)
 
     def _on_state(self, connected: bool) -> None:
@@ -180,9 +181,10 @@ class PurgeLog:
         """Have the server deliver again, now, every purge it delivered that was not acked."""
         self._rewind = False
         names = self.bus.names
-        if not await self.bus.reset_consumer(names.purge_stream, names.consumer(self.node_id)):
-            log.info("fleet: nats-server < 2.14 cannot reset a consumer: a purge lost in a broken "
-                     "connection is delivered again after %.0f s", ACK_WAIT)
+        if not await self.bus.reset_consumer(names.purge_stream, names.consumer(self.node_id)) and not self._told:
+            self._told = True
+            log.warning("fleet: nats-server < 2.14 cannot reset a consumer: a purge lost in a broken "
+                        "connection is delivered again after %.0f s", ACK_WAIT)
 
     async def run(self) -> None:
         """Keep the consumer subscribed and track whether this node has caught up."""

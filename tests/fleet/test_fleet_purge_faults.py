@@ -8,6 +8,7 @@ floor can bring the purge back within the tests' deadline, however loaded the ma
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,26 @@ async def test_failed_apply_is_retried_until_it_succeeds(nats_server: NatsServer
     await peer.fleet.purge("url", [URL], False)
     await until(lambda: node.fleet.purges.counts["applied"] == 1, what="the purge, on its third delivery")
     assert len(attempts) == 3 and not await cached(node)
+
+
+async def test_server_without_consumer_reset_still_delivers_and_says_so_once(
+        nats_server: NatsServer, make_fleet_node, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """nats-server before 2.14 has no consumer reset (and would not answer the request):
+    the node does not ask, warns once, and relies on the ack timer."""
+    from nats.aio.client import Client, ServerVersion
+
+    monkeypatch.setattr(Client, "connected_server_version", property(lambda self: ServerVersion("2.10.22")))
+    caplog.set_level(logging.WARNING, "edgenode.fleet")
+    link = LinkProxy(nats_server.port)
+    await link.restore()
+    node = await make_fleet_node(link.url, "older", tier="shield")
+    peer = await make_fleet_node(nats_server.url, "peer", tier="shield")
+    await get(node.port, PATH, Host=SITE)
+    await link.cut()
+    await link.restore()
+    await until(lambda: node.fleet.state() == "in-sync" and node.fleet.purges._rewind is False, what="reconnected")
+    await peer.fleet.purge("url", [URL], False)
+    await until(lambda: node.fleet.purges.counts["applied"] == 1, what="the purge")
+    assert caplog.text.count("cannot reset a consumer") == 2  # once for each node, not per reconnection
+    assert not await cached(node)
