@@ -6,8 +6,8 @@ Three fleet members (each the real purge consumer: ``ControlBus`` + ``PurgeLog``
 process, each over its own TCP path to a real nats-server on 127.0.0.1) and an operator
 who publishes ``--purges`` URL purges at ``--rate`` per second.  Latency is the time from
 the stream's ack of the publish (the purge is stored) to the first time a member applies
-it, for every (purge, member) pair.  Each scenario starts from a fresh server and members, with one fault a third of
-the way in:
+it, for every (purge, member) pair.  Each scenario starts from a fresh server and
+members, with one fault a third of the way in:
 
   * ``steady``: none;
   * ``path-drop``: member 0's path goes silent for 1 s and then dies (reset), as a
@@ -15,7 +15,10 @@ the way in:
   * ``server-restart``: nats-server is stopped (SIGTERM) and started again on its store;
   * ``node-restart``: member 1 (20 ms per apply) stops with purges delivered but not
     acked, and starts again at once under the same id;
-  * ``apply-failure``: member 2's first apply of every 5th purge fails.
+  * ``apply-failure``: member 2's first apply of every 5th purge fails;
+  * ``cluster-kill``: a three-server NATS cluster, each member on its own server, and the
+    server of member 0 is killed (SIGKILL) for good (the stream and consumers have 3
+    replicas: consumers whose leader was there are elected again on another server).
 
 A scenario ends when every member applied every purge, or after ``--cap`` seconds (the
 pairs still missing count as ``> cap``).  ``--baseline DIR`` runs the same scenarios with
@@ -29,6 +32,7 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "bench_fleet_faults.json"
 KEY = b"bench-fleet-key-0123456789"
 SITE = "www.example.com"
-SCENARIOS = ["steady", "path-drop", "server-restart", "node-restart", "apply-failure"]
+SCENARIOS = ["steady", "path-drop", "server-restart", "node-restart", "apply-failure", "cluster-kill"]
 
 
 class Member:
@@ -84,12 +88,18 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
     from edgenode.fleet.bus import ControlBus
     from edgenode.fleet.envelope import new_purge, seal
     from edgenode.fleet.names import FleetNames
-    from edgenode.fleet.natsserver import NatsServer
+    from edgenode.fleet.natsserver import NatsCluster, NatsServer
 
     store = tempfile.mkdtemp(prefix="bench-fleet-faults-")
-    server = NatsServer(store_dir=store)
-    await server.start()
-    links = [LinkProxy(server.port) for _ in range(3)]
+    cluster = NatsCluster(3, name="bench") if name == "cluster-kill" else None
+    if cluster is not None:
+        await cluster.start()
+        server = cluster.servers[0]
+    else:
+        server = NatsServer(store_dir=store)
+        await server.start()
+    ports = [s.port for s in cluster.servers] if cluster is not None else [server.port] * 3
+    links = [LinkProxy(port) for port in ports]
     for link in links:
         await link.restore()
     seen: dict[tuple[str, str], float] = {}
@@ -104,7 +114,8 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
     every_fifth: set[str] = set()
     members = [Member(links[0].url, "m0", seen), Member(links[1].url, "m1", seen, apply_delay=0.02),
                Member(links[2].url, "m2", seen, fail=fail_once if name == "apply-failure" else None)]
-    operator = ControlBus([server.url], FleetNames("bench"), client_name="operator")
+    urls = cluster.urls if cluster is not None else [server.url]
+    operator = ControlBus(urls[1:] if cluster is not None else urls, FleetNames("bench"), client_name="operator")
     await operator.open()
     await asyncio.wait_for(asyncio.gather(*(m.synced() for m in members)), 30)
     sent: dict[str, float] = {}
@@ -125,6 +136,10 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
             await server.stop()
             server = NatsServer(port=server.port, store_dir=store)
             await server.start()
+        elif name == "cluster-kill":  # SIGKILL: no leadership handed over
+            assert server._proc is not None
+            server._proc.kill()
+            await server._proc.wait()
         elif name == "node-restart":
             await members[1].stop()
             members[1] = Member(links[1].url, "m1", seen, apply_delay=0.02)
@@ -160,7 +175,8 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
     await operator.close()
     for link in links:
         await link.cut()
-    await server.stop()
+    await (cluster.stop() if cluster is not None else server.stop())
+    shutil.rmtree(store, ignore_errors=True)
     return {"pairs": len(want), "p50_ms": round(statistics.median(lat), 1) if lat else None,
             "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
             "max_ms": round(lat[-1], 1) if lat else None, "late_over_1s": sum(x > 1000 for x in lat) + missing,
