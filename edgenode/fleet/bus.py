@@ -3,7 +3,10 @@
 A node must serve whether NATS is there or not, so ``ControlBus.run()`` keeps trying
 to connect with capped exponential back-off (with jitter) and reports its state for
 /healthz; once connected, nats-py reconnects by itself after a drop and the bus
-follows its callbacks.  ``ensure()`` creates the purge stream and the buckets when
+follows its callbacks.  It pings the server every ``node_ttl / 3`` (at least 1 s), so a
+path that dies silently (no reset, just no packets) counts as a disconnection within about
+``node_ttl``, as a silent member does, instead of nats-py's two-minute default during which
+the node would call itself in sync while purges go nowhere.  ``ensure()`` creates the purge stream and the buckets when
 missing (any node or the CLI may be first), so a fleet needs no set-up step; on a NATS
 cluster of three or more servers (the servers a client knows: its own list and those the
 cluster announced) they get three replicas, so the control plane outlives a server.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -41,10 +45,12 @@ BACKOFF_CAP = 5.0
 CONFIG_HISTORY = 64
 #: replicas of the fleet's stream and buckets on a NATS cluster of at least this many servers
 CLUSTER_REPLICAS = 3
+#: pings unanswered before the connection counts as dead (nats-py then reconnects)
+MAX_OUTSTANDING_PINGS = 2
 
 
 async def connect(servers: list[str], *, name: str, credentials: str | None = None,
-                  timeout: float = 2.0, **callbacks: Any) -> Client:
+                  timeout: float = 2.0, ping_interval: float = 120.0, **callbacks: Any) -> Client:
     """One connection attempt that fails fast; once connected, nats-py reconnects by itself.
 
     nats-py keeps retrying a first connection to an unreachable server forever; a node
@@ -54,7 +60,8 @@ async def connect(servers: list[str], *, name: str, credentials: str | None = No
     await _probe(servers, timeout)
     opts: dict[str, Any] = dict(servers=servers, name=name, connect_timeout=timeout,
                                 allow_reconnect=True, max_reconnect_attempts=-1,
-                                reconnect_time_wait=0.5, **callbacks)
+                                reconnect_time_wait=0.5, ping_interval=ping_interval,
+                                max_outstanding_pings=MAX_OUTSTANDING_PINGS, **callbacks)
     if credentials:
         opts["user_credentials"] = credentials
     return await asyncio.wait_for(nats.connect(**opts), timeout * 2)
@@ -131,7 +138,8 @@ class ControlBus:
             self.last_error = f"{type(exc).__name__}: {exc}"
 
         self.nc = await connect(self.servers, name=self.client_name, credentials=self.credentials,
-                                timeout=self.connect_timeout, disconnected_cb=disconnected,
+                                timeout=self.connect_timeout, ping_interval=max(self.node_ttl / 3, 1.0),
+                                disconnected_cb=disconnected,
                                 reconnected_cb=reconnected, error_cb=error)
         self.js = self.nc.jetstream(timeout=5.0)
         try:
@@ -170,6 +178,24 @@ class ControlBus:
                 await nc.close()  # flushes what is buffered (acks, the membership delete)
             except (OSError, asyncio.TimeoutError) as exc:  # the link was already gone
                 log.debug("fleet: closing the NATS connection: %r", exc)
+
+    async def reset_consumer(self, stream: str, consumer: str) -> bool:
+        """Rewind ``consumer`` to its ack floor: every message it delivered that was not
+        acked is delivered again now, not when its ack timer runs out.  False when the
+        server has no such API (``$JS.API.CONSUMER.RESET``, nats-server 2.14 and later)."""
+        nc = self.nc
+        if nc is None:
+            raise ConnectionError("not connected to NATS")
+        version = nc.connected_server_version
+        if (version.major, version.minor) < (2, 14):  # it would not answer at all
+            return False
+        reply = await nc.request(f"$JS.API.CONSUMER.RESET.{stream}.{consumer}", b"", timeout=5.0)
+        error = json.loads(reply.data).get("error")
+        if error is None:
+            return True
+        if error.get("code") == 404 and "consumer" in str(error.get("description", "")):
+            raise NotFoundError(description=error.get("description"))
+        raise nats.js.errors.APIError(code=error.get("code"), description=error.get("description"))
 
     # --- resources -------------------------------------------------------------------
     def replicas(self) -> int:

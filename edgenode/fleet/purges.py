@@ -7,6 +7,15 @@ the ids it applied (and JetStream drops duplicate publishes of one id), so a
 redelivered or re-published purge is applied once.  A new consumer starts at the
 node's start time, so purges sent while a fresh node was still connecting are not lost.
 
+A purge is never left waiting for an ack timer.  A delivery that did not reach the
+handler (lost in the connection that died, or taken by a node that stopped before it
+acked) stays "pending" on the server, which would send it again only after ``ack_wait``;
+so on every subscription and reconnection the node rewinds its consumer to its ack floor
+(``$JS.API.CONSUMER.RESET``) and gets everything unacked at once.  ``ack_wait`` is short
+and only a backstop (a delivery lost without a reconnection); an apply that takes
+longer says so with in-progress acks, and a failed one is delivered again after a short,
+doubling delay.
+
 Purges accepted while NATS is unreachable, or whose publish failed, wait in a bounded
 outbox and are published, in order, as soon as NATS takes them again (each node applies
 them then).
@@ -15,6 +24,7 @@ them then).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
@@ -22,6 +32,7 @@ from collections import OrderedDict, deque
 from typing import Any, Awaitable, Callable
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import MAX_PURGE_AGE, BadMessage, PurgeOrder, open_sealed, parse_purge, seal
@@ -35,6 +46,15 @@ REMEMBER = 50_000
 OUTBOX_MAX = 10_000
 #: applied purges listed in status (id -> applied_at), newest last
 RECENT = 32
+#: seconds the server waits for an ack before it delivers a purge again (the backstop for a
+#: delivery lost while the connection stayed up); a longer apply sends in-progress acks
+ACK_WAIT = 2.0
+#: purges delivered and not yet acked, at most: a long catch-up arrives in windows the node
+#: applies well within ACK_WAIT, so a backlog waiting in the client is not redelivered
+MAX_ACK_PENDING = 256
+#: a purge whose apply failed comes back after NAK_FIRST seconds, doubling up to NAK_CAP
+NAK_FIRST = 0.05
+NAK_CAP = 2.0
 
 
 class PurgeLog:
@@ -55,11 +75,25 @@ class PurgeLog:
         self.counts = {"applied": 0, "duplicates": 0, "dropped": 0, "published": 0}
         self.last_error: str | None = None
         self.caught_up_at: float | None = None
+        #: set when what the server delivered may not have reached the handler (a new
+        #: subscription, a reconnection): ``run()`` rewinds the consumer to its ack floor
+        self._rewind = True
+        #: wakes ``run()`` on a connection change, so a reconnection's rewind is not late
+        self._wake = asyncio.Event()
+        self._told = False  # that the server cannot rewind (said once)
         bus.on_state.append(self._on_state)
 
     def _on_state(self, connected: bool) -> None:
-        if not connected:  # purges may be published now that this node will only see later
+        if connected:
+            self._rewind = True
+        else:  # purges may be published now that this node will only see later
             self.caught_up.clear()
+        self._wake.set()
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     # --- local side ---------------------------------------------------------------------
     async def apply(self, order: PurgeOrder) -> int | None:
@@ -121,39 +155,63 @@ class PurgeLog:
 
     # --- the stream ---------------------------------------------------------------------
     async def _subscribe(self) -> Any:
-        """This node's durable push consumer; its callback applies purges in order."""
-        js = self.bus.js
-        assert js is not None
-        start = datetime.datetime.fromtimestamp(self.started_at - 1.0, tz=datetime.timezone.utc)
-        cfg = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start,
-                             ack_wait=30.0, max_ack_pending=10_000, inactive_threshold=MAX_PURGE_AGE)
-        return await js.subscribe(self.bus.names.purge_subject, durable=self.bus.names.consumer(self.node_id),
-                                  stream=self.bus.names.purge_stream, config=cfg, manual_ack=True,
-                                  cb=self._handle)
+        """This node's durable push consumer; its callback applies purges in order.
+
+        Bound without nats-py's "already bound" check: after a node's host lost its
+        network, the server keeps the old connection (and its interest in the consumer)
+        until its own pings give up, minutes later; the node that starts again must read
+        its purges meanwhile, and the dead connection's copies go nowhere."""
+        js, nc = self.bus.js, self.bus.nc
+        assert js is not None and nc is not None
+        stream, durable = self.bus.names.purge_stream, self.bus.names.consumer(self.node_id)
+        try:
+            cfg = (await js.consumer_info(stream, durable)).config
+        except NotFoundError:
+            start = datetime.datetime.fromtimestamp(self.started_at - 1.0, tz=datetime.timezone.utc)
+            cfg = ConsumerConfig(durable_name=durable, deliver_subject=nc.new_inbox(),
+                                 deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start,
+                                 ack_wait=ACK_WAIT, max_ack_pending=MAX_ACK_PENDING, inactive_threshold=MAX_PURGE_AGE)
+            cfg = (await js.add_consumer(stream, cfg)).config
+        if (cfg.ack_wait, cfg.max_ack_pending) != (ACK_WAIT, MAX_ACK_PENDING):
+            # made by an older version, with other timers: keep its position, take ours
+            cfg = (await js.add_consumer(stream, cfg.evolve(ack_wait=ACK_WAIT, max_ack_pending=MAX_ACK_PENDING))).config
+        return await js.subscribe_bind(stream, cfg, durable, cb=self._handle, manual_ack=True)
+
+    async def _rewind_consumer(self) -> None:
+        """Have the server deliver again, now, every purge it delivered that was not acked."""
+        self._rewind = False
+        names = self.bus.names
+        if not await self.bus.reset_consumer(names.purge_stream, names.consumer(self.node_id)) and not self._told:
+            self._told = True
+            log.warning("fleet: nats-server < 2.14 cannot reset a consumer: a purge lost in a broken "
+                        "connection is delivered again after %.0f s", ACK_WAIT)
 
     async def run(self) -> None:
         """Keep the consumer subscribed and track whether this node has caught up."""
         sub = None
         while not self.bus.stopping:
             if not self.bus.connected:
-                await asyncio.sleep(0.1)
+                await self._nap(0.1)
                 continue
             try:
                 if sub is None:
                     sub = await self._subscribe()
+                if self._rewind:
+                    await self._rewind_consumer()
                 if self._outbox:
                     await self.flush_outbox()
                 if not self.caught_up.is_set():
                     await self._check_pending()
                     await asyncio.sleep(0.02)
                 else:
-                    await asyncio.sleep(0.5)
+                    await self._nap(0.5)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broken connection or consumer: start over
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.debug("fleet: purge consumer error: %s", self.last_error)
                 self.caught_up.clear()
+                self._rewind = True
                 if sub is not None:
                     try:
                         await sub.unsubscribe()
@@ -185,12 +243,16 @@ class PurgeLog:
                         getattr(msg.metadata.sequence, "stream", "?"), exc)
             await msg.term()  # never redelivered
             return
+        working = asyncio.ensure_future(_in_progress(msg))
         try:
             await self.apply(order)
         except Exception:
-            log.exception("fleet: applying purge %s failed", order.id)
-            await msg.nak(delay=1.0)
+            attempt = msg.metadata.num_delivered or 1
+            log.exception("fleet: applying purge %s failed (attempt %d)", order.id, attempt)
+            await msg.nak(delay=min(NAK_FIRST * 2 ** (attempt - 1), NAK_CAP))
             return
+        finally:
+            working.cancel()
         await msg.ack()
 
     def status(self) -> dict[str, Any]:
@@ -198,3 +260,14 @@ class PurgeLog:
         return {"caught_up": self.caught_up.is_set(), "caught_up_at": self.caught_up_at,
                 "outbox": len(self._outbox), "last_error": self.last_error, **self.counts,
                 "recent": dict(recent)}
+
+
+async def _in_progress(msg: Any) -> None:
+    """Tell the server, while an apply runs, that this delivery is being worked on, so a
+    slow apply (a busy worker, a purge of everything) is not delivered a second time."""
+    try:
+        while True:
+            await asyncio.sleep(ACK_WAIT / 3)
+            await msg.in_progress()
+    except Exception:  # the connection went away: the rewind on reconnection redelivers it
+        return

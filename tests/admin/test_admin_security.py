@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,9 +25,17 @@ from edgenode.node import Node
 TOKEN = "test-token"  # what conftest.node_config sets
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REPO = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
 #: a bound on a node process that neither refuses nor starts, so it cannot hang the suite
 HANG = 300.0
+
+
+def _env() -> dict[str, str]:
+    """A child node's environment, read when it starts: the test's own EDGENODE_STATE_DIR
+    (conftest), so its cache store is not the default one that another node started by a
+    concurrent suite may hold (that node's lock makes this one exit 2); no admin token."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("EDGENODE_ADMIN_TOKEN", None)
+    return env
 
 
 async def _raw(node: Node, request: bytes) -> tuple[int, bytes]:
@@ -125,8 +134,7 @@ def test_unsafe_admin_settings_exit_2(tmp_path: Path, args: list[str], message: 
     conf = tmp_path / "node.toml"
     conf.write_text('[admin]\nlisten = "127.0.0.1:0"\ntoken = "change-me"\n'
                     '[origins.default]\nurl = "http://127.0.0.1:9"\n')
-    env = {k: v for k, v in ENV.items() if k != "EDGENODE_ADMIN_TOKEN"}
-    err = _serve_fails([a.format(placeholder=conf) for a in args], env)
+    err = _serve_fails([a.format(placeholder=conf) for a in args], _env())
     assert re.match(rf"edgenode: config error: {message}", err), err
 
 
@@ -152,38 +160,42 @@ def test_loopback_and_long_remote_tokens_are_accepted(monkeypatch: pytest.Monkey
 def test_loopback_admin_without_token_gets_a_generated_one(tmp_path: Path) -> None:
     """No token on loopback: one is generated, kept in a private file whose path is
     printed at start, required by the API, and removed at exit."""
-    env = {k: v for k, v in ENV.items() if k != "EDGENODE_ADMIN_TOKEN"}
-    env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    env = dict(_env(), XDG_RUNTIME_DIR=str(tmp_path))
     os.chmod(tmp_path, 0o700)
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgenode", "serve", "--listen", "127.0.0.1:0", "--workers", "1",
          "--admin-listen", "127.0.0.1:0", "--origin", "http://127.0.0.1:9"],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.monotonic() + HANG  # one bound for the whole test, only a stuck node meets it
+    hang = threading.Timer(HANG, proc.kill)
+    hang.start()
+    token_file = admin = None
+    printed: list[str] = []
     try:
-        token_file = admin = None
-        printed: list[str] = []
-        for _ in range(200):
-            line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert proc.stderr is not None
+        for line in proc.stderr:  # until the ready banner, or EOF if the node exited
             printed.append(line)
             m = re.match(r"edgenode: admin API token generated for this run .*: (\S+)$", line)
             if m:
                 token_file = Path(m.group(1))
             m = re.search(r"admin=(http://127\.0\.0\.1:\d+)", line)
-            if m or not line:
-                admin = m.group(1) if m else None
+            if m:
+                admin = m.group(1)
                 break
         assert token_file is not None and admin is not None, "".join(printed)
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its log flowing
         assert token_file.parent == tmp_path / "edgenode"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
         assert len(token) >= 32
         with pytest.raises(urllib.error.HTTPError) as denied:
-            urllib.request.urlopen(f"{admin}/stats", timeout=10)
+            urllib.request.urlopen(f"{admin}/stats", timeout=deadline - time.monotonic())
         assert denied.value.code == 401
         req = urllib.request.Request(f"{admin}/stats", headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=deadline - time.monotonic()) as r:
             assert r.status == 200
     finally:
+        hang.cancel()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=max(deadline - time.monotonic(), 1.0)) == 0
     assert not token_file.exists()

@@ -52,6 +52,30 @@ async def get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str]
             return resp.status, joined, await resp.read()
 
 
+class Deadline:
+    """One time budget for a whole test: each wait takes what is left of it, so a step that
+    is slow on a loaded machine borrows from the quick ones, and only a broken node runs
+    the test out of time (instead of a short fixed wait per step failing at random)."""
+
+    def __init__(self, seconds: float = SETTLE) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(self.at - time.monotonic(), 0.0)
+
+
+async def rolled_out(operator: Any, version: int, deadline: Deadline, expect: set[str]) -> list[dict[str, Any]]:
+    """Fleet status rows of ``expect`` once each node runs or refused ``version``."""
+    from edgenode.fleet.rollout import wait_for_version
+
+    rows, _ = await wait_for_version(operator, FLEET_KEY.encode(), version, deadline.left(), node_ttl=1.0,
+                                     expect=expect)
+    done = {r["id"] for r in rows if version in (r.get("version"), (r.get("refused") or {}).get("version"))}
+    if done != expect:
+        raise AssertionError(f"version {version} not reached by {sorted(expect - done)} in time: {rows}")
+    return rows
+
+
 async def until(predicate: Callable[[], bool], timeout: float = SETTLE, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -72,13 +96,23 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = SETT
 
 class LinkProxy:
     """A TCP proxy on 127.0.0.1 standing for a node's network path to NATS: ``cut()``
-    drops every connection and refuses new ones, ``restore()`` listens again (same port)."""
+    drops every connection and refuses new ones, ``restore()`` listens again (same port);
+    ``stall()`` is a path that dies silently (nothing passes, nobody is told, new
+    connections hang), ``heal()`` lets bytes pass again."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def stall(self) -> None:
+        self._open.clear()
+
+    def heal(self) -> None:
+        self._open.set()
 
     @property
     def url(self) -> str:
@@ -98,6 +132,7 @@ class LinkProxy:
         self._writers.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._open.wait()
         try:
             up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -108,6 +143,7 @@ class LinkProxy:
         async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             try:
                 while data := await r.read(65536):
+                    await self._open.wait()
                     w.write(data)
                     await w.drain()
             except (ConnectionError, OSError):

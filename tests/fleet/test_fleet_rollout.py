@@ -9,9 +9,9 @@ from edgenode.config import StageConfig
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.fleetconfig import FleetDoc
 from edgenode.fleet.natsserver import NatsServer
-from edgenode.fleet.rollout import publish, read_status, rollback, wait_for_version
+from edgenode.fleet.rollout import publish, read_status, rollback
 
-from fleet_support import FLEET_KEY, SITE, WAT, get, stamp_chain, until  # noqa: E402
+from fleet_support import FLEET_KEY, SITE, WAT, Deadline, get, rolled_out, stamp_chain, until  # noqa: E402
 
 KEY = FLEET_KEY.encode()
 
@@ -28,21 +28,22 @@ async def stamp(node, path: str = "/obj/r?size=1k&cc=no-store") -> str:
 
 async def test_rollout_refusal_status_and_rollback(nats_server: NatsServer, make_fleet_node,
                                                    operator: ControlBus) -> None:
+    deadline = Deadline()
     nodes = [await make_fleet_node(nats_server.url, f"r{i}", tier="shield", chain=stamp_chain())
              for i in range(3)]
+    ids = {"r0", "r1", "r2"}
     assert [await stamp(n) for n in nodes] == ["a"] * 3
-    await until(lambda: all(n.fleet.membership.live() for n in nodes), what="heartbeats")
 
     v1 = await publish(operator, KEY, doc("stamp_b.wat"), Path("/"))
-    rows, _ = await wait_for_version(operator, KEY, v1, 10.0, node_ttl=1.0)
-    assert sorted(r["id"] for r in rows if r["version"] == v1) == ["r0", "r1", "r2"]
+    rows = await rolled_out(operator, v1, deadline, ids)
+    assert all(r["version"] == v1 for r in rows)
     assert [await stamp(n) for n in nodes] == ["b"] * 3
     digests = {r["modules"]["stamp"] for r in rows}
     assert len(digests) == 1 and digests.pop().startswith("sha256:")
 
     # a module whose configure fails: every node refuses, says why, keeps serving v1
     bad = await publish(operator, KEY, doc("refuse_config.wat"), Path("/"))
-    rows, _ = await wait_for_version(operator, KEY, bad, 10.0, node_ttl=1.0)
+    rows = await rolled_out(operator, bad, deadline, ids)
     assert all(r["version"] == v1 for r in rows)
     for r in rows:
         assert r["refused"]["version"] == bad and "stamp" in r["refused"]["reason"], r["refused"]
@@ -50,11 +51,11 @@ async def test_rollout_refusal_status_and_rollback(nats_server: NatsServer, make
 
     new, old = await rollback(operator, KEY, to=None)  # back to the version before the bad one
     assert old == v1
-    rows, _ = await wait_for_version(operator, KEY, new, 10.0, node_ttl=1.0)
+    rows = await rolled_out(operator, new, deadline, ids)
     assert all(r["version"] == new and r["refused"] is None for r in rows)
     new2, old2 = await rollback(operator, KEY)
     assert old2 == bad  # the previous version is the refused one: it is refused again
-    rows, _ = await wait_for_version(operator, KEY, new2, 10.0, node_ttl=1.0)
+    rows = await rolled_out(operator, new2, deadline, ids)
     assert all(r["version"] == new and r["refused"]["version"] == new2 for r in rows)
     assert [await stamp(n) for n in nodes] == ["b"] * 3
 
@@ -63,17 +64,18 @@ async def test_shape_change_and_cache_settings(nats_server: NatsServer, make_fle
                                                operator: ControlBus) -> None:
     node = await make_fleet_node(nats_server.url, "c0", tier="shield", chain=stamp_chain())
     other = FleetDoc(chain=[StageConfig("cache", "cache")])
+    deadline = Deadline()
     v = await publish(operator, KEY, other, Path("/"))
-    await until(lambda: node.fleet.config.refused is not None, what="refusal")
+    await until(lambda: node.fleet.config.refused is not None, deadline.left(), what="refusal")
     assert node.fleet.config.refused["version"] == v
     assert "adding, removing or reordering stages needs a restart" in node.fleet.config.refused["reason"]
 
     v = await publish(operator, KEY, doc("stamp_a.wat", max_bytes="512MiB"), Path("/"))
-    await until(lambda: (node.fleet.config.refused or {}).get("version") == v, what="refusal")
+    await until(lambda: (node.fleet.config.refused or {}).get("version") == v, deadline.left(), what="refusal")
     assert "cache.max_bytes: changing it needs a restart" in node.fleet.config.refused["reason"]
 
     v = await publish(operator, KEY, doc("stamp_a.wat", default_ttl="7s"), Path("/"))
-    await until(lambda: node.fleet.config.version == v, what="applied")
+    await until(lambda: node.fleet.config.version == v, deadline.left(), what="applied")
     assert node.config.cache.default_ttl == 7.0
 
 

@@ -10,9 +10,9 @@ from edgenode.config import StageConfig
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.fleetconfig import FleetDoc
 from edgenode.fleet.natsserver import NatsServer
-from edgenode.fleet.rollout import publish, wait_for_version
+from edgenode.fleet.rollout import publish
 
-from fleet_support import FLEET_KEY, SITE, get  # noqa: E402
+from fleet_support import FLEET_KEY, SITE, Deadline, get, rolled_out  # noqa: E402
 
 KEY = FLEET_KEY.encode()
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +33,7 @@ def rule(n: int, word: str) -> str:
 async def test_rollout_of_a_changed_waf_rule_file_blocks_on_every_node(nats_server: NatsServer, make_fleet_node,
                                                                        operator: ControlBus, tmp_path: Path,
                                                                        module_cache: Path) -> None:
+    deadline = Deadline()
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "site.conf").write_text("SecRuleEngine On\n" + rule(1001, "forbidden-a"))
@@ -45,7 +46,7 @@ async def test_rollout_of_a_changed_waf_rule_file_blocks_on_every_node(nats_serv
     # the operator changes the rule file on their machine and rolls it out
     (rules / "site.conf").write_text("SecRuleEngine On\n" + rule(1001, "forbidden-a") + rule(1002, "forbidden-b"))
     version = await publish(operator, KEY, FleetDoc(chain=waf_chain(rules)), Path("/"))
-    rows, _ = await wait_for_version(operator, KEY, version, 30.0, node_ttl=1.0, expect={"waf-0", "waf-1"})
+    rows = await rolled_out(operator, version, deadline, {"waf-0", "waf-1"})
     assert all(r["version"] == version for r in rows), rows
     for n in nodes:
         assert (await get(n.port, "/obj/forbidden-b?size=11", Host=SITE))[0] == 403
@@ -58,7 +59,7 @@ async def test_rollout_of_a_changed_waf_rule_file_blocks_on_every_node(nats_serv
     # a rule file that does not compile: refused with the file and line, the old rules stay
     (rules / "site.conf").write_text("SecRuleEngine On\nSecRule ARGS\n")
     bad = await publish(operator, KEY, FleetDoc(chain=waf_chain(rules)), Path("/"))
-    rows, _ = await wait_for_version(operator, KEY, bad, 30.0, node_ttl=1.0, expect={"waf-0", "waf-1"})
+    rows = await rolled_out(operator, bad, deadline, {"waf-0", "waf-1"})
     for r in rows:
         assert r["version"] == version and "site/site.conf:2" in r["refused"]["reason"], r["refused"]
     for n in nodes:
@@ -71,10 +72,11 @@ async def test_rollout_of_a_function_stage_uploads_its_component(nats_server: Na
         return [StageConfig("function", "hello", {"component": str(HELLO_C), "match": {"path_prefix": prefix}}),
                 StageConfig("cache", "cache")]
 
+    deadline = Deadline()
     node = await make_fleet_node(nats_server.url, "fn-0", tier="shield", chain=chain("/fn/a/"))
     assert (await get(node.port, "/fn/a/hello", Host=SITE))[2] == b"hello from c\n"
     version = await publish(operator, KEY, FleetDoc(chain=chain("/fn/b/")), Path("/"))
-    rows, _ = await wait_for_version(operator, KEY, version, 30.0, node_ttl=1.0, expect={"fn-0"})
+    rows = await rolled_out(operator, version, deadline, {"fn-0"})
     assert rows[0]["version"] == version, rows
     assert (await get(node.port, "/fn/b/hello", Host=SITE))[2] == b"hello from c\n"
     assert (await get(node.port, "/fn/a/hello", Host=SITE))[0] == 404  # now the origin's

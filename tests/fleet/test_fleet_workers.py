@@ -14,9 +14,10 @@ from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import new_purge, seal
 from edgenode.fleet.fleetconfig import FleetDoc
 from edgenode.fleet.natsserver import NatsServer
-from edgenode.fleet.rollout import publish, read_status, wait_for_version
+from edgenode.fleet.rollout import publish, read_status
 
-from fleet_support import FLEET_KEY, SITE, WAT, LinkProxy, eventually, get, per_worker, stamp_chain, until  # noqa: E402
+from fleet_support import (FLEET_KEY, SETTLE, SITE, WAT, Deadline, LinkProxy, eventually, get, per_worker,  # noqa: E402
+                           rolled_out, stamp_chain, until)
 
 KEY = FLEET_KEY.encode()
 STAMP = [{"type": "wasm", "name": "stamp", "module": str(WAT / "stamp_a.wat")}, {"type": "cache", "name": "cache"}]
@@ -33,11 +34,13 @@ async def status_of(operator: ControlBus, node_id: str) -> dict:
 
 async def test_two_worker_node_is_one_fleet_member(nats_server: NatsServer, make_fleet_node, make_worker_node,
                                                    operator: ControlBus) -> None:
+    deadline = Deadline(2 * SETTLE)  # two nodes, two rollouts, a process tree: one budget for all
     link = LinkProxy(nats_server.port)  # the node's path to NATS, cut at the end
     await link.restore()
     multi = await make_worker_node(link.url, "multi", "shield", chain=STAMP, unsynced="revalidate")
     edge = await make_fleet_node(nats_server.url, "e1", chain=stamp_chain())
-    await until(lambda: any(p.live for p in edge.upstream.tier.ring.parents.values()), what="edge sees the shield")
+    await until(lambda: any(p.live for p in edge.upstream.tier.ring.parents.values()), deadline.left(),
+                what="edge sees the shield")
 
     # one member, one line in fleet status, for the node and its two workers (a member is
     # listed while its last heartbeat is under node_ttl old: on a loaded machine one may be
@@ -48,7 +51,7 @@ async def test_two_worker_node_is_one_fleet_member(nats_server: NatsServer, make
         rows[:] = await read_status(operator, KEY, node_ttl=1.0)
         return {"e1", "multi"} <= {r["id"] for r in rows}
 
-    await eventually(both_listed, what="both nodes in fleet status")
+    await eventually(both_listed, deadline.left(), what="both nodes in fleet status")
     assert sorted(r["id"] for r in rows) == ["e1", "multi"]
     # both hops in Cache-Status and Via, named by node id whichever worker answered
     path, url = "/obj/w1?size=1k&ttl=300", f"http://{SITE}/obj/w1?size=1k&ttl=300"
@@ -64,7 +67,7 @@ async def test_two_worker_node_is_one_fleet_member(nats_server: NatsServer, make
 
     # a purge sent to another node: applied once by the node, gone for both workers
     await edge.fleet.purge("url", [url], False)
-    await eventually(lambda: _applied(multi, 1), what="the node applied the purge")
+    await eventually(lambda: _applied(multi, 1), deadline.left(), what="the node applied the purge")
     for c in conns:
         assert (await c.get(path, **ONLY_CACHED))[0] == 504, c.worker
     # a purge sent to the node's admin API: published once, applied once by the other node
@@ -72,34 +75,36 @@ async def test_two_worker_node_is_one_fleet_member(nats_server: NatsServer, make
     await get(edge.port, path2, Host=SITE)
     out = await multi.admin("POST", "/purge", {"url": f"http://{SITE}{path2}"})
     assert out["purged"] == 1 and out["fleet"]["state"] == "published"
-    await until(lambda: edge.fleet.purges.counts["applied"] == 2, what="the edge applied it")
+    await until(lambda: edge.fleet.purges.counts["applied"] == 2, deadline.left(), what="the edge applied it")
     stream = await operator.js.stream_info(operator.names.purge_stream)
     assert stream.state.messages == 2  # one per purge, not one per worker
-    await eventually(lambda: _heartbeat(operator, "purges_applied", 2), what="purges in the heartbeat")
+    await eventually(lambda: _heartbeat(operator, "purges_applied", 2), deadline.left(),
+                     what="purges in the heartbeat")
     for c in conns:
         assert (await c.get(path2, **ONLY_CACHED))[0] == 504, c.worker
 
     # a rollout reaches every worker; a broken version is refused by the node with the reason
     version = await publish(operator, KEY, doc("stamp_b.wat"), Path("/"))
-    rows, _ = await wait_for_version(operator, KEY, version, 15.0, node_ttl=1.0, expect={"multi", "e1"})
+    rows = await rolled_out(operator, version, deadline, {"multi", "e1"})
     assert all(r["version"] == version for r in rows), rows
     for c in conns:
         assert (await c.get("/obj/r?size=10&cc=no-store"))[1]["x-filter-version"] == "b", c.worker
     bad = await publish(operator, KEY, doc("refuse_config.wat"), Path("/"))
-    rows, _ = await wait_for_version(operator, KEY, bad, 15.0, node_ttl=1.0, expect={"multi"})
+    rows = await rolled_out(operator, bad, deadline, {"multi"})
     assert rows[0]["version"] == version and rows[0]["refused"]["version"] == bad
     assert "stamp" in rows[0]["refused"]["reason"]
     for c in conns:
         assert (await c.get("/obj/r?size=10&cc=no-store"))[1]["x-filter-version"] == "b", c.worker
     # node-wide figures in its one heartbeat: both workers' requests
     stats = await multi.admin("GET", "/stats")
-    await eventually(lambda: _heartbeat(operator, "requests", stats["requests"]), what="node-wide figures")
+    await eventually(lambda: _heartbeat(operator, "requests", stats["requests"]), deadline.left(),
+                     what="node-wide figures")
 
     # unsynced = "revalidate": sync lost for node_ttl marks the node's cache stale, for every worker
     path3 = "/obj/w3?size=1k&ttl=300"
     await conns[0].get(path3)
     await link.cut()
-    await eventually(lambda: _stale_everywhere(conns, path3), what="every worker revalidates")
+    await eventually(lambda: _stale_everywhere(conns, path3), deadline.left(), what="every worker revalidates")
     _, headers, _ = await conns[1].get(path3)
     assert "fwd=stale" in headers["cache-status"], headers["cache-status"]
     for c in conns:
@@ -120,6 +125,7 @@ async def _stale_everywhere(conns, path: str) -> bool:
 
 async def test_restarted_node_catches_up_before_its_workers_serve(nats_server: NatsServer, make_worker_node,
                                                                    operator: ControlBus) -> None:
+    deadline = Deadline()
     node = await make_worker_node(nats_server.url, "again", "shield", chain=STAMP)
     paths = [f"/obj/m{i}?size=1k&ttl=300" for i in range(4)]
     for p in paths:
@@ -148,8 +154,8 @@ async def test_restarted_node_catches_up_before_its_workers_serve(nats_server: N
     pids = [w["pid"] for w in (await node.admin("GET", "/stats"))["workers"]]
     assert (await status_of(operator, "again"))["live"]
     await node.kill(whole_node=False)  # the master alone
-    await eventually(lambda: _gone(pids), what="workers exit with their master")
-    await eventually(lambda: _not_live(operator, "again"), timeout=5.0, what="membership TTL")
+    await eventually(lambda: _gone(pids), deadline.left(), what="workers exit with their master")
+    await eventually(lambda: _not_live(operator, "again"), deadline.left(), what="membership TTL")
 
 
 async def _gone(pids: list[int]) -> bool:
