@@ -202,6 +202,8 @@ class Vm:
         self._callouts: dict[int, asyncio.Task[None]] = {}
         self.active_streams = 0
         self.on_idle: Callable[["Vm"], None] | None = None
+        #: resets so far (``recycle``): the first also unmaps the untouched zero pages
+        self.resets = 0
         # the trailers hooks are bound on first use (most streams have no trailers)
         self.request_trailers_hook = loaded.request_trailers_hook
         self.response_trailers_hook = loaded.response_trailers_hook
@@ -794,9 +796,10 @@ class Vm:
         self._end_root()
         if (self.failed is not None or self.tied or self._callouts
                 or not self.inst.reset(image.size, image.index, image.pages, state.names, state.values_addr,
-                                       state.value_size)):  # False: the memory grew
+                                       state.value_size, not self.resets)):  # False: the memory grew
             self.close(graceful=False)
             return False
+        self.resets += 1
         forget_fds(self)
         self._tokens = itertools.count(1)
         self.restore(snap, None)  # the host side: root context, context ids, tick period
