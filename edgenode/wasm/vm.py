@@ -793,16 +793,24 @@ class Vm:
                 or self._callouts or len(self.contexts) != 1):
             self.close()
             return False
-        self._end_root()
+        ids = self._hook_ids
+        if ids[3] >= 0 or ids[5] >= 0:
+            self._end_root()
         if (self.failed is not None or self.tied or self._callouts
                 or not self.inst.reset(image.size, image.index, image.pages, state.names, state.values_addr,
                                        state.value_size, not self.resets)):  # False: the memory grew
             self.close(graceful=False)
             return False
         self.resets += 1
-        forget_fds(self)
+        if self.files_opened:
+            forget_fds(self)
         self._tokens = itertools.count(1)
-        self.restore(snap, None)  # the host side: root context, context ids, tick period
+        root = self.root  # the host side: what restore(snap, None) sets, without its call
+        if root is not None and root.id == snap.root_id and root.tick_handle is None and len(self.contexts) == 1:
+            root.tick_ms = snap.tick_ms
+            self._ids = itertools.count(snap.next_context_id)
+        else:
+            self.restore(snap, None)
         return True
 
     def close(self, graceful: bool = True) -> None:
