@@ -1,8 +1,12 @@
 """Per-request isolation for large runtimes: a fresh instance from a start-up snapshot
 against one that runs start-up itself, per module, in the same run.
 
-Run: python benchmarks/bench_snapshot.py [--quick]
-Prints a table and writes benchmarks/results/bench_snapshot.json.  Each row starts and
+Run: python benchmarks/bench_snapshot.py [--quick] [--reset]
+Prints a table and writes benchmarks/results/bench_snapshot.json.  ``--reset`` instead
+times ``Vm.recycle`` (CPU µs) of an instance that has served streams, for the header-only
+filter and routing: what putting a used per-request instance back into its snapshot's
+state costs when its last stream changed nothing (the page-table scan, the compare of
+the pages it reports, the globals and the host side).  Each row starts and
 closes ``n`` per-request instances of one stage (what ``prewarm`` does in idle loop
 iterations, and a request does when the pool is empty) and reports µs per instance;
 "how" says whether the snapshot was copied into each instance or baked into the
@@ -64,10 +68,42 @@ def per_instance_us(stage: WasmStage, n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
+def recycle_us(n: int, rounds: int) -> None:
+    """Best CPU µs of ``Vm.recycle`` over ``rounds`` of ``n`` on a used instance, per module."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_filter_stream import make_stage, one
+
+    async def used(which: str) -> WasmStage:
+        stage = make_stage(which, None, "per-request")
+        for _ in range(100):  # streams, each followed by the loop turn that resets its instance
+            one(stage)
+            await asyncio.sleep(0)
+        return stage
+
+    print(f"{'Vm.recycle, used instance, nothing to copy':44} {'CPU µs':>8}")
+    for which, label in (("header", "header-only (tests/wasm/wat, 32 pages)"), ("routing", "routing (4,160 pages)")):
+        stage = asyncio.run(used(which))
+        vm, reset = stage._pool[-1], stage._reset
+        assert reset is not None
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.process_time()
+            for _ in range(n):
+                vm.recycle(*reset)
+            best = min(best, (time.process_time() - start) / n * 1e6)
+        print(f"{label:44} {best:8.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reset", action="store_true", help="time Vm.recycle of a used instance instead")
     args = ap.parse_args()
+    if args.reset:
+        recycle_us(20000 if args.quick else 100000, 5)
+        return
     n = 20 if args.quick else 100
     engine = WasmEngine(cache_dir=Path(tempfile.mkdtemp(prefix="bench-snapshot-")))
     rows = []

@@ -84,7 +84,7 @@ class WasmStage:
         #: per-request isolation: started instances waiting for a stream
         self._pool: list[Vm] = []
         #: resettable instances out with a stream, and whether the last one came back to
-        #: the pool (then the refill counts those out as coming back: ``_recycle``)
+        #: the pool (then the refill counts those out as coming back: ``_recycle_returned``)
         self._lent = 0
         self._reusing = True
         #: instances whose stream ended, waiting for ``_recycle_returned``
@@ -227,6 +227,8 @@ class WasmStage:
             if self._reset is not None:
                 vm.on_idle = self._after_stream
                 self._lent += 1
+                if self._reusing and len(self._pool) + self._lent >= self.opts.prewarm:
+                    return vm  # filled (``_filled``), the common case: no refill to start
             else:
                 vm.on_idle = _close_later
             self._start_refill()
@@ -256,7 +258,7 @@ class WasmStage:
 
     def _filled(self) -> bool:
         """Whether ``prewarm`` instances wait, counting those out with a stream as coming
-        back when the last one did (``_recycle``)."""
+        back when the last one did (``_recycle_returned``)."""
         lent = self._lent if self._reusing else 0
         return len(self._pool) + lent >= self.opts.prewarm
 
@@ -287,27 +289,23 @@ class WasmStage:
         self._returned.append(vm)
 
     def _recycle_returned(self) -> None:
-        """``_recycle`` each instance returned since the last pass."""
+        """Reset each instance returned since the last pass into the pool (``Vm.recycle``);
+        else (the pool has ``REUSE_LIMIT`` waiting, the stage closed or reloaded since, or
+        the reset refused) it is closed and the pool refilled."""
         returned, self._returned = self._returned, []
+        reset, pool = self._reset, self._pool
         for vm in returned:
-            self._recycle(vm)
-
-    def _recycle(self, vm: Vm) -> None:
-        """Reset ``vm`` into the pool (``Vm.recycle``); else (the pool has ``REUSE_LIMIT``
-        waiting, the stage closed or reloaded since, or the reset refused) it is closed
-        and the pool refilled."""
-        self._lent -= 1
-        reset = self._reset
-        if (reset is not None and not self._closed and vm.plugin is self.plugin
-                and len(self._pool) < REUSE_LIMIT):
-            self._reusing = vm.recycle(*reset)
-            if self._reusing:
-                vm.on_idle = None
-                self._pool.append(vm)
-                return
-        vm.close()  # a refused reset has closed it already
-        if not self._closed:
-            self._start_refill()
+            self._lent -= 1
+            if (reset is not None and not self._closed and vm.plugin is self.plugin
+                    and len(pool) < REUSE_LIMIT):
+                self._reusing = vm.recycle(*reset)
+                if self._reusing:
+                    vm.on_idle = None
+                    pool.append(vm)
+                    continue
+            vm.close()  # a refused reset has closed it already
+            if not self._closed:
+                self._start_refill()
 
     def _drain_pool(self) -> None:
         pool, self._pool = self._pool, []

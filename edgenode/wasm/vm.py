@@ -202,6 +202,8 @@ class Vm:
         self._callouts: dict[int, asyncio.Task[None]] = {}
         self.active_streams = 0
         self.on_idle: Callable[["Vm"], None] | None = None
+        #: resets so far (``recycle``): the first also unmaps the untouched zero pages
+        self.resets = 0
         # the trailers hooks are bound on first use (most streams have no trailers)
         self.request_trailers_hook = loaded.request_trailers_hook
         self.response_trailers_hook = loaded.response_trailers_hook
@@ -791,15 +793,24 @@ class Vm:
                 or self._callouts or len(self.contexts) != 1):
             self.close()
             return False
-        self._end_root()
+        ids = self._hook_ids
+        if ids[3] >= 0 or ids[5] >= 0:
+            self._end_root()
         if (self.failed is not None or self.tied or self._callouts
                 or not self.inst.reset(image.size, image.index, image.pages, state.names, state.values_addr,
-                                       state.value_size)):  # False: the memory grew
+                                       state.value_size, not self.resets)):  # False: the memory grew
             self.close(graceful=False)
             return False
-        forget_fds(self)
+        self.resets += 1
+        if self.files_opened:
+            forget_fds(self)
         self._tokens = itertools.count(1)
-        self.restore(snap, None)  # the host side: root context, context ids, tick period
+        root = self.root  # the host side: what restore(snap, None) sets, without its call
+        if root is not None and root.id == snap.root_id and root.tick_handle is None and len(self.contexts) == 1:
+            root.tick_ms = snap.tick_ms
+            self._ids = itertools.count(snap.next_context_id)
+        else:
+            self.restore(snap, None)
         return True
 
     def close(self, graceful: bool = True) -> None:

@@ -45,6 +45,18 @@ async def test_reused_instance_sees_the_snapshot_every_time(make_stage, terminal
     await st.close()
 
 
+async def test_page_written_after_earlier_streams_only_read_it_is_reset(make_stage, terminal,  # type: ignore[no-untyped-def]
+                                                                        origin) -> None:
+    # the first reset unmaps the zero pages no stream changed (the prefaulted 64 KiB);
+    # streams then read 40000 through the kernel's zero page, until one writes it
+    st = make_stage("reset_probe.wat", "reset", isolation="per-request", prewarm=0)
+    await _run(st, terminal, origin, "", "", "")
+    starts = st.plugin.metrics.vm_starts
+    assert await _run(st, terminal, origin, "write", "", "write", "") == [(200, FRESH)] * 4
+    assert st.plugin.metrics.vm_starts == starts  # the same instance, reset each time
+    await st.close()
+
+
 @pytest.mark.parametrize("action, status", [("grow", 200), ("trap", 503)])
 async def test_grown_or_trapped_instance_is_discarded(make_stage, terminal, origin,  # type: ignore[no-untyped-def]
                                                       action: str, status: int) -> None:

@@ -507,6 +507,7 @@ struct hc_page_region {
 #define HC_PAGEMAP_SCAN _IOWR('f', 16, struct hc_pm_scan_arg)
 #define HC_PAGE_IS_PRESENT (1 << 3)
 #define HC_PAGE_IS_SWAPPED (1 << 4)
+#define HC_PAGE_IS_PFNZERO (1 << 5)
 #define SCAN_REGIONS 64
 
 static const uint8_t zero_page[RESET_PAGE];
@@ -538,11 +539,25 @@ typedef struct {
     const uint8_t *pages;
     size_t npages; /* of memory */
     size_t nimage; /* in ``pages`` */
+    int trim;      /* unmap the zero pages found unchanged (trim_zero_pages) */
 } ResetImage;
 
-/* Pages [first, last) made equal to the image; -1 (ValueError) for a bad index. */
+/* Pages [first, last) unmapped (MADV_DONTNEED): each reads zeros again through the
+ * kernel's shared zero page until written, which the scan skips (HC_PAGE_IS_PFNZERO).
+ * Where the mapping underneath is the module's image rather than anonymous memory a
+ * page reads that image again, so each is checked and zeroed if it does not read zeros. */
+static void trim_zero_pages(const ResetImage *r, size_t first, size_t last) {
+    uint8_t *start = r->mem + first * RESET_PAGE;
+    if (madvise(start, (last - first) * RESET_PAGE, MADV_DONTNEED) != 0) return; /* left as they were: zeros */
+    for (uint8_t *page = start; page < r->mem + last * RESET_PAGE; page += RESET_PAGE)
+        if (memcmp(page, zero_page, RESET_PAGE) != 0) memset(page, 0, RESET_PAGE);
+}
+
+/* Pages [first, last) made equal to the image; -1 (ValueError) for a bad index.  With
+ * ``trim``, runs of zero pages that were already equal are unmapped. */
 static int reset_range(const ResetImage *r, size_t first, size_t last) {
     if (last > r->npages) last = r->npages;
+    size_t run = last; /* the first page of a run of unchanged zero pages; last: none */
     for (size_t p = first; p < last; p++) {
         uint32_t k = r->index[p];
         const uint8_t *src = k == RESET_ZERO ? zero_page : r->pages + (size_t)k * RESET_PAGE;
@@ -551,25 +566,37 @@ static int reset_range(const ResetImage *r, size_t first, size_t last) {
             return -1;
         }
         uint8_t *dst = r->mem + p * RESET_PAGE;
-        if (memcmp(dst, src, RESET_PAGE) != 0) memcpy(dst, src, RESET_PAGE);
+        if (memcmp(dst, src, RESET_PAGE) != 0) {
+            memcpy(dst, src, RESET_PAGE);
+        } else if (r->trim && k == RESET_ZERO) {
+            if (run == last) run = p;
+            continue;
+        }
+        if (run != last) trim_zero_pages(r, run, p);
+        run = last;
     }
+    if (run != last) trim_zero_pages(r, run, last);
     return 0;
 }
 
 /* The touched pages reset, found with PAGEMAP_SCAN: 0, -1 error set, 1 the scan is not
- * available (nothing done that matters: resetting a page twice is harmless). */
+ * available (nothing done that matters: resetting a page twice is harmless).  Pages
+ * mapped to the kernel's zero page are skipped: they read zeros and were never written
+ * (a write replaces the mapping), and a page whose snapshot is not all zeros is never
+ * such a page at a stream's start, as it equals the snapshot then. */
 static int reset_scanned(const ResetImage *r, int fd) {
     struct hc_page_region regions[SCAN_REGIONS];
     uintptr_t base = (uintptr_t)r->mem;
     struct hc_pm_scan_arg arg = {
         .size = sizeof arg, .start = base, .end = base + r->npages * RESET_PAGE, .vec = (uintptr_t)regions,
-        .vec_len = SCAN_REGIONS, .category_anyof_mask = HC_PAGE_IS_PRESENT | HC_PAGE_IS_SWAPPED,
+        .vec_len = SCAN_REGIONS, .category_inverted = HC_PAGE_IS_PFNZERO, .category_mask = HC_PAGE_IS_PFNZERO,
+        .category_anyof_mask = HC_PAGE_IS_PRESENT | HC_PAGE_IS_SWAPPED,
         .return_mask = HC_PAGE_IS_PRESENT | HC_PAGE_IS_SWAPPED,
     };
     for (;;) {
         int n = ioctl(fd, HC_PAGEMAP_SCAN, &arg);
         if (n < 0) {
-            pagemap_scan = 0;
+            pagemap_scan = 0; /* the entries read next count zero-page mappings as touched */
             return 1;
         }
         for (int i = 0; i < n; i++)
@@ -597,7 +624,7 @@ static int reset_entries(const ResetImage *r, int fd) {
     return 0;
 }
 
-/* reset(size, index, pages, names, values_addr, value_size) -> bool: a used per-request
+/* reset(size, index, pages, names, values_addr, value_size, trim) -> bool: a used per-request
  * instance put back into its post-configure snapshot's state: linear memory made equal
  * to the snapshot's started memory again (snapshot.ResetImage: per 4 KiB page a uint32
  * in ``index``, the page's number in ``pages`` or 0xFFFFFFFF for zeros), then the
@@ -606,23 +633,32 @@ static int reset_entries(const ResetImage *r, int fd) {
  * page still reads what the instance started with, which is the snapshot's.  C filters
  * start with 16 MiB of memory of which a stream touches a few dozen pages, so the page
  * table is asked for ranges (PAGEMAP_SCAN) rather than one entry per page where the
- * kernel can.  Pages that differ are copied.  False, with the instance untouched, when
- * the memory size differs (it grew). */
+ * kernel can.  Pages that differ are copied.  With ``trim`` (an instance's first reset),
+ * zero pages found unchanged are unmapped, so later scans skip them until written: a
+ * pooled instance starts with its first 64 KiB resident (prefault, and what wasmtime
+ * keeps resident of a reused slot), most of it a stack's far end or heap no stream
+ * touches, and comparing those pages was most of a reset's time.  False, with the
+ * instance untouched, when the memory size differs (it grew). */
 static PyObject *Instance_reset(Instance *self, PyObject *args) {
     unsigned long long want, values_addr;
     Py_buffer index, pages;
     PyObject *names;
     Py_ssize_t value_size;
-    if (!PyArg_ParseTuple(args, "Ky*y*OKn", &want, &index, &pages, &names, &values_addr, &value_size)) return NULL;
+    int trim;
+    if (!PyArg_ParseTuple(args, "Ky*y*OKnp", &want, &index, &pages, &names, &values_addr, &value_size, &trim))
+        return NULL;
     PyObject *result = Py_False;
     size_t size = self->store == NULL ? 0 : WT.memory_data_size(self->ctx, &self->memory);
     if (self->store == NULL || size != want || size % RESET_PAGE || (size_t)index.len != size / RESET_PAGE * 4)
         goto out;
     ResetImage r = {WT.memory_data(self->ctx, &self->memory), index.buf, pages.buf, size / RESET_PAGE,
-                    (size_t)pages.len / RESET_PAGE};
+                    (size_t)pages.len / RESET_PAGE, trim};
     int fd = (uintptr_t)r.mem % RESET_PAGE ? -1 : pagemap();
     int rc = fd >= 0 && pagemap_scan ? reset_scanned(&r, fd) : 1;
-    if (rc == 1) rc = reset_entries(&r, fd);
+    if (rc == 1) {
+        r.trim = 0; /* the entries count pages mapped to the zero page as touched: no gain */
+        rc = reset_entries(&r, fd);
+    }
     result = rc < 0 || write_globals(self, names, values_addr, value_size) < 0 ? NULL : Py_True;
 out:
     PyBuffer_Release(&index);
