@@ -40,10 +40,7 @@ _DERIVED = frozenset({"body", "proto", "hit"})
 FIELDS: tuple[str, ...] = tuple(f for f in Entry.__slots__ if f not in _DERIVED)
 FORMAT = "edgenode-cache/{}/{}".format(
     CODEC_VERSION, hashlib.sha256(" ".join(FIELDS).encode()).hexdigest()[:16])
-#: version 2: no back-references, so ``dumps`` keeps no table of the objects it wrote
-#: (versions 3 and 4 do, which made a record dearer to write and to read; records are
-#: larger, ~860 bytes instead of ~680 for the bench's 1 KB object); ``loads`` reads any
-_MARSHAL_VERSION = 2
+_MARSHAL_VERSION = 4
 
 
 def _pairs(pairs: Any) -> list[tuple[str, str]]:
