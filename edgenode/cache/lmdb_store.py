@@ -377,6 +377,7 @@ class SharedStore:
         self._held: set[str] = set()
 
     def _has_url_rows(self) -> bool:
+        """Read once at open: a store written under another ``[cache.key]`` may have some."""
         with self.env.begin() as txn:
             return bool(txn.stat(self._db["url"])["entries"])
 
