@@ -54,6 +54,7 @@ _CONVERTERS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "partial": (lambda p: (p.length, p.spans), lambda v: Partial(*v)),
 }
 _CONVERTED = [(FIELDS.index(name), to, back) for name, (to, back) in _CONVERTERS.items() if name in FIELDS]
+_CONVERTED_AT = tuple(i for i, _, _ in _CONVERTED)
 
 
 class StoreRecord:
@@ -80,15 +81,21 @@ _GET_FIELDS = operator.attrgetter(*FIELDS)
 
 def encode(entry: Entry) -> bytes:
     """The metadata record of ``entry`` (ValueError when a field cannot be stored)."""
-    values = list(_GET_FIELDS(entry))
-    for i, to, _ in _CONVERTED:
-        if values[i] is not None:
-            values[i] = to(values[i])
+    values: tuple[Any, ...] = _GET_FIELDS(entry)
+    for i in _CONVERTED_AT:
+        if values[i] is not None:  # (a trailer or a partial response: rare)
+            converted = list(values)
+            for j, to, _ in _CONVERTED:
+                if converted[j] is not None:
+                    converted[j] = to(converted[j])
+            values = tuple(converted)
+            break
     try:  # ``build_entry`` makes the stored fields plain ``str`` pairs: no pass over them
-        return marshal.dumps(tuple(values), _MARSHAL_VERSION)
+        return marshal.dumps(values, _MARSHAL_VERSION)
     except ValueError:
-        values[_HEADERS] = _pairs(values[_HEADERS])
-        return marshal.dumps(tuple(values), _MARSHAL_VERSION)
+        plain = list(values)
+        plain[_HEADERS] = _pairs(plain[_HEADERS])
+        return marshal.dumps(tuple(plain), _MARSHAL_VERSION)
 
 
 def decode_record(data: bytes | memoryview) -> StoreRecord:

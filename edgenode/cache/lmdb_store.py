@@ -177,10 +177,12 @@ class _Txn:
         self.totals["tick"] += 1
         return u64(self.totals["tick"])
 
-    def insert(self, entry: Entry, record: bytes) -> None:
+    def insert(self, entry: Entry, record: bytes, new: bool = False) -> None:
         """Store ``entry`` (``record``: its encoded metadata); a key that had no variants is
         logged for no one (no process can hold what was not there), so a plain miss moves
-        no worker's generation.
+        no worker's generation.  ``new``: the key is known to have no variants (a
+        single-process node read it absent and stored nothing under it since), so they
+        are not read again.
 
         Rows written: the object (its tick's value, a small body inline), its id's tick,
         its Surrogate-Keys; a large body on its own; a URL index row only for a key that
@@ -188,7 +190,7 @@ class _Txn:
         key, url = entry.key, entry.url
         kh = _h(key, 16)
         oid = kh + _h(entry.variant, 8)
-        olds = self.variants(kh)
+        olds = [] if new else self.variants(kh)
         for old_oid, tick, old in olds:
             # same variant, or the origin changed what it varies on: the old one goes
             if old_oid == oid or old.variant == entry.variant or old.vary != entry.vary:
@@ -199,7 +201,7 @@ class _Txn:
         if olds or uh != kh:
             known = self.url_stored(uh)
         else:  # a new key that is its URL: only the URL index can name the URL yet
-            known = self.has_prefix("url", uh)
+            known = self.s._url_rows is not False and self.has_prefix("url", uh)
         if not known:
             self.totals["urls"] += 1
         tick = self.next_tick()
@@ -210,6 +212,8 @@ class _Txn:
             txn.put(oid, body, db=db["body"])
         if uh != kh:
             txn.put(uh + kh, b"", db=db["url"])
+            if self.s._url_rows is False:
+                self.s._url_rows = True
         for tag in entry.surrogate_keys:
             txn.put(_h(tag, 16) + oid, b"", db=db["tag"])
         self.totals["bytes"] += entry.size
@@ -343,8 +347,12 @@ class SharedStore:
         self._file_leases = None if alone else FileLeases(self.files.leases_fd)
         #: keys a lookup found absent, in a single-process node (nothing but this process's
         #: own ``put`` can store one, and it forgets the key): a miss reads its key once,
-        #: not once per lookup (the fast path's, the cache stage's, collapsing's recheck)
+        #: not once per lookup (the fast path's, the cache stage's, collapsing's recheck),
+        #: and its store does not read it again
         self._absent: set[str] | None = set() if alone else None
+        #: whether the URL index may have rows (only keys other than their URL add them:
+        #: ``[cache.key] headers``); None when other processes write too (then it is read)
+        self._url_rows: bool | None = self._has_url_rows() if alone else None
         self.leases = None if self._file_leases is None else _BatchLeases(self._file_leases, self)
         self._cell = self.files.generation.cell
         self._seen = self._cell[0]
@@ -360,12 +368,18 @@ class SharedStore:
         self._write_retry = 0.0
         self.errors = 0
         self._totals: dict[str, int] = {}
-        #: stores queued in this loop pass (entry, encoded metadata), committed by ``flush``
-        self._batch: list[tuple[Entry, bytes]] = []
+        #: stores queued in this loop pass (entry, encoded metadata, whether the key is known
+        #: to have no variants), committed by ``flush``
+        self._batch: list[tuple[Entry, bytes, bool]] = []
         self._batch_keys: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
         #: keys whose lease is released once their queued store is committed
         self._held: set[str] = set()
+
+    def _has_url_rows(self) -> bool:
+        """Read once at open: a store written under another ``[cache.key]`` may have some."""
+        with self.env.begin() as txn:
+            return bool(txn.stat(self._db["url"])["entries"])
 
     # -- reading ---------------------------------------------------------------------------
     def lookup(self, key: str, req_headers: Headers) -> tuple[Entry | None, bool]:
@@ -405,10 +419,6 @@ class SharedStore:
                 return None
             hot = self._load(key)
             if hot is None:
-                if absent is not None:
-                    if len(absent) >= _ABSENT_KEPT:
-                        absent.clear()
-                    absent.add(key)
                 return None
         if hot.epoch != self._epoch:
             self._note(hot)
@@ -431,6 +441,7 @@ class SharedStore:
             with self.env.begin() as txn:
                 cur = txn.cursor(db=self._db["key"])
                 if not cur.set_range(kh) or cur.key()[:16] != kh:
+                    self._remember_absent(key)
                     return None
                 obj = self._db["obj"]
                 for oid, tick in cur:
@@ -458,6 +469,16 @@ class SharedStore:
         if hot.size <= self._hot_limit // _HOT_SHARE:
             self._keep(key, hot)
         return hot
+
+    def _remember_absent(self, key: str) -> None:
+        """In a single-process node: no row of the key's hash is stored (not merely none
+        readable: a failed read or a hash collision is not remembered), so neither its
+        next lookups nor its store (``_Txn.insert``) read the key's rows again."""
+        absent = self._absent
+        if absent is not None:
+            if len(absent) >= _ABSENT_KEPT:
+                absent.clear()
+            absent.add(key)
 
     def _keep(self, key: str, hot: _Hot) -> None:
         self._hot[key] = hot
@@ -569,10 +590,12 @@ class SharedStore:
         except ValueError:  # a field the codec cannot write
             log.exception("cache entry for %s cannot be stored", entry.url)
             return False
-        self._batch.append((entry, record))
+        absent = self._absent
+        new = absent is not None and entry.key in absent
+        if new:
+            absent.discard(entry.key)
+        self._batch.append((entry, record, new))
         self._batch_keys.add(entry.key)
-        if self._absent is not None:
-            self._absent.discard(entry.key)
         if self._flush_handle is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -615,11 +638,11 @@ class SharedStore:
                     self._file_leases.release(key)
         return stored
 
-    def _commit_batch(self, batch: list[tuple[Entry, bytes]]) -> int:
+    def _commit_batch(self, batch: list[tuple[Entry, bytes, bool]]) -> int:
         """Store ``batch`` in one transaction: its size, or -1 when that failed."""
         def work(w: _Txn) -> int:
-            for entry, record in batch:
-                w.insert(entry, record)
+            for entry, record, new in batch:
+                w.insert(entry, record, new)
             return len(batch)
 
         try:

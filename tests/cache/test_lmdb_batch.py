@@ -133,10 +133,10 @@ async def test_an_object_that_fails_loses_no_other(tmp_path: Path,
     store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
     insert = lmdb_store._Txn.insert
 
-    def failing(self: lmdb_store._Txn, e: object, record: bytes) -> None:
+    def failing(self: lmdb_store._Txn, e: object, record: bytes, new: bool = False) -> None:
         if getattr(e, "url", "").endswith("/bad"):
             raise RuntimeError("cannot store this one")
-        insert(self, e, record)  # type: ignore[arg-type]
+        insert(self, e, record, new)  # type: ignore[arg-type]
 
     monkeypatch.setattr(lmdb_store._Txn, "insert", failing)
     try:
