@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from itertools import chain
 from typing import AsyncIterator, Callable
 
 import httptools
@@ -28,7 +29,7 @@ from edgenode.config import OriginConfig
 from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
-from edgenode.http.headers import last_chunk, parse_trailers
+from edgenode.http.headers import last_chunk, trailer_fields
 from edgenode.http.messages import Request, Response
 
 __all__ = ["OriginPool", "OriginBody", "OnInterim"]
@@ -180,14 +181,14 @@ class _OriginConnection(asyncio.Protocol):
         self._head_waiter: asyncio.Future[Response] | None = None
         #: when the response head must have arrived (``OriginPool._check_heads``)
         self.head_deadline = 0.0
-        self._headers: list[tuple[bytes, bytes]] = []
+        #: the header section being parsed (head or trailers), decoded as it comes
+        self._headers: list[tuple[str, str]] = []
         self._status = 0
         self._body: OriginBody | None = None
         self._eof_delimited = False
         self._eof = False  # the origin half-closed cleanly (a FIN, not a reset)
-        # the header section being parsed (head or trailers): bytes in its complete fields,
-        # bytes fed since the parser last reported progress, and the limit for both
-        self._fields_size = 0
+        # bytes fed since the parser last reported progress, and the limit for those and
+        # for a header section's complete fields
         self._stalled = 0
         self._progress = False
         self._max_head = pool.cfg.max_header_bytes
@@ -210,6 +211,8 @@ class _OriginConnection(asyncio.Protocol):
             self.abort()
             return
         self._got_bytes = True
+        fields = self._headers
+        before = len(fields)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -221,7 +224,11 @@ class _OriginConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail_parse("origin switched protocols, which is not supported")
             return
-        if self._progress:
+        fields = self._headers
+        if fields and _fields_size(fields) > self._max_head:
+            # a header section still open after this read (head or trailers), too large
+            self._fail_parse(self._too_large(), "head_too_large")
+        elif self._progress or len(fields) != before:
             self._progress = False
             self._stalled = 0
         else:
@@ -277,11 +284,10 @@ class _OriginConnection(asyncio.Protocol):
 
     # --- parser callbacks -----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._progress = True
-        self._fields_size += len(name) + len(value) + 4
-        if self._fields_size > self._max_head:
-            raise _HeadTooLarge(self._too_large())
-        self._headers.append((name, value))
+        # one call per field: only the append; the section's size is checked at its end
+        # (``on_headers_complete``, ``on_message_complete``) or at the end of a read
+        # that left it open (``data_received``): bounded by one read either way
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def _too_large(self) -> str:
         part = "response head" if self._status == 0 else "trailer section"
@@ -289,19 +295,19 @@ class _OriginConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._progress = True
-        self._fields_size = 0  # the trailer section, if any, has a budget of its own
+        pairs = self._headers
+        if _fields_size(pairs) > self._max_head:
+            raise _HeadTooLarge(self._too_large())
+        self._headers = []  # the trailer section, if any, has a budget of its own
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             # an interim response (100 Continue, 102, 103 Early Hints): hand it on, then
             # wait for the final one; it is never part of the response (nor cached)
-            raw, self._headers = self._headers, []
             if self._on_interim is not None and status != 101:
-                self._interim(status, raw)
+                self._interim(status, pairs)
             return
         self._status = status
-        pairs = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
         headers: CIMultiDict[str] = CIMultiDict(pairs)
-        self._headers = []
         if self._method == "HEAD" or status in (204, 304):
             body: bytes | OriginBody = b""
             if self._method == "HEAD" and status not in (204, 304):
@@ -318,9 +324,8 @@ class _OriginConnection(asyncio.Protocol):
             response.fields = (getversion(headers), pairs)
             waiter.set_result(response)
 
-    def _interim(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
-        headers: CIMultiDict[str] = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw])
+    def _interim(self, status: int, pairs: list[tuple[str, str]]) -> None:
+        headers: CIMultiDict[str] = CIMultiDict(pairs)
         try:
             self._on_interim(Response(status, headers))  # type: ignore[misc]
         except Exception:  # the client side's trouble must not break this response
@@ -335,9 +340,12 @@ class _OriginConnection(asyncio.Protocol):
         self._progress = True
         if self._status == 0 or not self._busy:
             return  # end of an interim 1xx response
-        if self._headers:  # fields after the head: the chunked body's trailer section
+        fields = self._headers
+        if fields:  # fields after the head: the chunked body's trailer section
+            if _fields_size(fields) > self._max_head:
+                raise _HeadTooLarge(self._too_large())
             if self._body is not None:
-                self._body.trailers = parse_trailers(self._headers)
+                self._body.trailers = trailer_fields(fields)
             self._headers = []
         self._message_done(self.parser.should_keep_alive())
 
@@ -392,7 +400,7 @@ class _OriginConnection(asyncio.Protocol):
         self._got_bytes = False
         self._method = req.method
         self._headers = []
-        self._fields_size = self._stalled = 0
+        self._stalled = 0
         waiter: asyncio.Future[Response] = self.loop.create_future()
         self._head_waiter = waiter
         transport = self.transport
@@ -463,6 +471,11 @@ class _OriginConnection(asyncio.Protocol):
             waiter.set_exception(exc if isinstance(exc, ClientBodyError)
                                  else OriginConnectError(f"sending the request failed: {exc}"))
         self.abort()
+
+
+def _fields_size(fields: list[tuple[str, str]]) -> int:
+    """A header section's size as ``max_header_bytes`` counts it: ``Name: value\r\n``."""
+    return sum(map(len, chain.from_iterable(fields))) + 4 * len(fields)
 
 
 def _read_to_close(headers: CIMultiDict[str]) -> bool:

@@ -15,7 +15,8 @@ from multidict import CIMultiDict
 
 __all__ = [
     "HOP_BY_HOP", "connection_tokens", "strip_hop_by_hop", "append_value", "DateCache",
-    "split_host_port", "FORBIDDEN_TRAILERS", "parse_trailers", "last_chunk", "NOT_PLAIN",
+    "split_host_port", "FORBIDDEN_TRAILERS", "parse_trailers", "trailer_fields", "last_chunk",
+    "NOT_PLAIN",
 ]
 
 #: fields that describe one connection and never travel past a proxy
@@ -58,11 +59,15 @@ def parse_trailers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str] | None:
 
     Dropped at parse time so no filter, cache entry or origin ever sees them.
     """
+    return trailer_fields([(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw])
+
+
+def trailer_fields(pairs: list[tuple[str, str]]) -> CIMultiDict[str] | None:
+    """``parse_trailers`` for fields already decoded (the origin client decodes as it parses)."""
     trailers: CIMultiDict[str] = CIMultiDict()
-    for name, value in raw:
-        text = name.decode("latin-1")
-        if text.lower() not in FORBIDDEN_TRAILERS:
-            trailers.add(text, value.decode("latin-1"))
+    for name, value in pairs:
+        if name.lower() not in FORBIDDEN_TRAILERS:
+            trailers.add(name, value)
     return trailers or None
 
 
