@@ -129,13 +129,15 @@ class OriginBody:
         self._size += len(chunk)
         if self._size > BODY_HIGH_WATER and self._conn is not None:
             self._conn.pause()
-        self._wake()
+        if self._waiter is not None:  # (a body read whole after its head waits for nothing)
+            self._wake()
 
     def finish(self) -> None:
         """All bytes are in: detach from the connection (it may serve someone else now)."""
         self._done = True
         self._conn = None
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def fail(self, exc: BaseException) -> None:
         if not self._done:
@@ -359,7 +361,8 @@ class _OriginConnection(asyncio.Protocol):
         self._on_interim = None
         # The finished body detached above and no longer resumes us: a connection paused by
         # its back-pressure must read again before the pool hands it to the next request.
-        self.resume()
+        if self._paused:
+            self.resume()
         self.pool._release(self, keep_alive and self._upload_done)
 
     def _fail_parse(self, reason: str, kind: str = "protocol_error") -> None:
@@ -544,7 +547,6 @@ class OriginPool:
         length: int | None = 0
         if head is None:
             head, length = _encode_head(req)
-        replayable = req.method in _IDEMPOTENT and isinstance(req.body, (bytes, bytearray))
         for attempt in (0, 1):
             conn = self._idle_connection() if attempt == 0 else None
             if conn is None:
@@ -564,7 +566,8 @@ class OriginPool:
                             response.trailers = origin_body.trailers
                 return response
             except _Stale as exc:
-                if replayable and attempt == 0:
+                if (attempt == 0 and req.method in _IDEMPOTENT
+                        and isinstance(req.body, (bytes, bytearray))):  # replayable
                     self.retries += 1
                     continue
                 raise OriginConnectError(str(exc)) from None
