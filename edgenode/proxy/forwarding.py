@@ -110,13 +110,13 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
         tail = _tail(client_host, client_ip, req.scheme, via, origin)
         if tail is None:
             return None
-    target = req.target.encode("latin-1")
-    head = b"%s %s HTTP/1.1%s%s" % (method.encode("latin-1"), target, block, tail)
-    # the tail is checked once when made; here the client's lines and its target
-    if block.count(b"\n") != lines + 1 or block.count(b"\r") != lines + 1 or b"\n" in target \
-            or b"\r" in target:
+    target = req.target
+    # the tail is checked once when made; here the client's lines and the target (a
+    # ``str`` test: ``in`` on bytes tries the operand as an integer first, an exception)
+    if (block.count(b"\n") != lines + 1 or block.count(b"\r") != lines + 1 or "\n" in target
+            or "\r" in target):
         return None  # a CR or LF inside a line: the general path refuses it
-    return head
+    return b"%s %s HTTP/1.1%s%s" % (method.encode("latin-1"), target.encode("latin-1"), block, tail)
 
 
 #: ``_tail``'s results by its arguments (a few per node: clients' Host values and
