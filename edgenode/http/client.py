@@ -29,7 +29,7 @@ from edgenode.config import OriginConfig
 from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
-from edgenode.http.headers import last_chunk, trailer_fields
+from edgenode.http.headers import KEY, last_chunk, trailer_fields
 from edgenode.http.messages import Request, Response
 
 __all__ = ["OriginPool", "OriginBody", "OnInterim"]
@@ -494,11 +494,11 @@ def _read_to_close(headers: CIMultiDict[str]) -> bool:
     the origin had no business applying one; its name goes with the hop-by-hop fields and
     the bytes are forwarded as they came.
     """
-    codings = headers.getall("transfer-encoding", ())
+    codings = headers.getall(KEY.TRANSFER_ENCODING, ())
     if codings:
         last = ",".join(codings).rsplit(",", 1)[-1]
         return last.strip().lower() != "chunked"
-    return "content-length" not in headers
+    return KEY.CONTENT_LENGTH not in headers
 
 
 def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:

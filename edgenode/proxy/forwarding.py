@@ -20,7 +20,7 @@ import re
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
-from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
+from edgenode.http.headers import HOP_BY_HOP, KEY, append_value, strip_hop_by_hop
 from edgenode.http.messages import FROM_BODY, Request, Response
 
 __all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
@@ -158,7 +158,7 @@ def forward_response(resp: Response, via: str) -> Response:
     h = resp.headers
     fields = resp.fields
     strip_hop_by_hop(h)
-    if fields is not None and fields[0] == getversion(h) and "via" not in h:
+    if fields is not None and fields[0] == getversion(h) and KEY.VIA not in h:
         h.add("Via", via)
         fields[1].append(("Via", via))
         resp.fields = (getversion(h), fields[1])
