@@ -210,7 +210,7 @@ class RequestParser:
             raw = self._raw_headers
         if incoming is None:
             rid = self.fe.request_ids.new()
-            headers["X-Request-Id"] = rid  # the origin and the filters see it too
+            headers.add("X-Request-Id", rid)  # (absent) the origin and the filters see it too
             if raw is not None:
                 raw.append((b"X-Request-Id", rid.encode("latin-1")))
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from itertools import chain
 from typing import AsyncIterator, Callable
 
 import httptools
@@ -28,7 +29,7 @@ from edgenode.config import OriginConfig
 from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
-from edgenode.http.headers import last_chunk, parse_trailers
+from edgenode.http.headers import KEY, last_chunk, trailer_fields
 from edgenode.http.messages import Request, Response
 
 __all__ = ["OriginPool", "OriginBody", "OnInterim"]
@@ -128,13 +129,15 @@ class OriginBody:
         self._size += len(chunk)
         if self._size > BODY_HIGH_WATER and self._conn is not None:
             self._conn.pause()
-        self._wake()
+        if self._waiter is not None:  # (a body read whole after its head waits for nothing)
+            self._wake()
 
     def finish(self) -> None:
         """All bytes are in: detach from the connection (it may serve someone else now)."""
         self._done = True
         self._conn = None
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def fail(self, exc: BaseException) -> None:
         if not self._done:
@@ -180,15 +183,19 @@ class _OriginConnection(asyncio.Protocol):
         self._head_waiter: asyncio.Future[Response] | None = None
         #: when the response head must have arrived (``OriginPool._check_heads``)
         self.head_deadline = 0.0
-        self._headers: list[tuple[bytes, bytes]] = []
+        #: the header section being parsed (head or trailers), decoded as it comes
+        self._headers: list[tuple[str, str]] = []
         self._status = 0
         self._body: OriginBody | None = None
         self._eof_delimited = False
         self._eof = False  # the origin half-closed cleanly (a FIN, not a reset)
-        # the header section being parsed (head or trailers): bytes in its complete fields,
-        # bytes fed since the parser last reported progress, and the limit for both
-        self._fields_size = 0
+        # bytes fed since the parser last reported progress, and the limit for those and
+        # for a header section's complete fields
         self._stalled = 0
+        #: bytes received since the request was sent: a section's fields, counted as
+        #: ``Name: value\r\n``, are at most twice its bytes on the wire, so a head that
+        #: came within ``max_header_bytes / 2`` of them needs no count
+        self._fed = 0
         self._progress = False
         self._max_head = pool.cfg.max_header_bytes
         self._got_bytes = False
@@ -210,6 +217,9 @@ class _OriginConnection(asyncio.Protocol):
             self.abort()
             return
         self._got_bytes = True
+        self._fed += len(data)
+        fields = self._headers
+        before = len(fields)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -221,7 +231,11 @@ class _OriginConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail_parse("origin switched protocols, which is not supported")
             return
-        if self._progress:
+        fields = self._headers
+        if fields and _fields_size(fields) > self._max_head:
+            # a header section still open after this read (head or trailers), too large
+            self._fail_parse(self._too_large(), "head_too_large")
+        elif self._progress or len(fields) != before:
             self._progress = False
             self._stalled = 0
         else:
@@ -277,11 +291,10 @@ class _OriginConnection(asyncio.Protocol):
 
     # --- parser callbacks -----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._progress = True
-        self._fields_size += len(name) + len(value) + 4
-        if self._fields_size > self._max_head:
-            raise _HeadTooLarge(self._too_large())
-        self._headers.append((name, value))
+        # one call per field: only the append; the section's size is checked at its end
+        # (``on_headers_complete``, ``on_message_complete``) or at the end of a read
+        # that left it open (``data_received``): bounded by one read either way
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def _too_large(self) -> str:
         part = "response head" if self._status == 0 else "trailer section"
@@ -289,19 +302,19 @@ class _OriginConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._progress = True
-        self._fields_size = 0  # the trailer section, if any, has a budget of its own
+        pairs = self._headers
+        if self._fed > self._max_head // 2 and _fields_size(pairs) > self._max_head:
+            raise _HeadTooLarge(self._too_large())
+        self._headers = []  # the trailer section, if any, has a budget of its own
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             # an interim response (100 Continue, 102, 103 Early Hints): hand it on, then
             # wait for the final one; it is never part of the response (nor cached)
-            raw, self._headers = self._headers, []
             if self._on_interim is not None and status != 101:
-                self._interim(status, raw)
+                self._interim(status, pairs)
             return
         self._status = status
-        pairs = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
         headers: CIMultiDict[str] = CIMultiDict(pairs)
-        self._headers = []
         if self._method == "HEAD" or status in (204, 304):
             body: bytes | OriginBody = b""
             if self._method == "HEAD" and status not in (204, 304):
@@ -318,9 +331,8 @@ class _OriginConnection(asyncio.Protocol):
             response.fields = (getversion(headers), pairs)
             waiter.set_result(response)
 
-    def _interim(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
-        headers: CIMultiDict[str] = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw])
+    def _interim(self, status: int, pairs: list[tuple[str, str]]) -> None:
+        headers: CIMultiDict[str] = CIMultiDict(pairs)
         try:
             self._on_interim(Response(status, headers))  # type: ignore[misc]
         except Exception:  # the client side's trouble must not break this response
@@ -335,9 +347,12 @@ class _OriginConnection(asyncio.Protocol):
         self._progress = True
         if self._status == 0 or not self._busy:
             return  # end of an interim 1xx response
-        if self._headers:  # fields after the head: the chunked body's trailer section
+        fields = self._headers
+        if fields:  # fields after the head: the chunked body's trailer section
+            if _fields_size(fields) > self._max_head:
+                raise _HeadTooLarge(self._too_large())
             if self._body is not None:
-                self._body.trailers = parse_trailers(self._headers)
+                self._body.trailers = trailer_fields(fields)
             self._headers = []
         self._message_done(self.parser.should_keep_alive())
 
@@ -351,7 +366,8 @@ class _OriginConnection(asyncio.Protocol):
         self._on_interim = None
         # The finished body detached above and no longer resumes us: a connection paused by
         # its back-pressure must read again before the pool hands it to the next request.
-        self.resume()
+        if self._paused:
+            self.resume()
         self.pool._release(self, keep_alive and self._upload_done)
 
     def _fail_parse(self, reason: str, kind: str = "protocol_error") -> None:
@@ -392,7 +408,7 @@ class _OriginConnection(asyncio.Protocol):
         self._got_bytes = False
         self._method = req.method
         self._headers = []
-        self._fields_size = self._stalled = 0
+        self._stalled = self._fed = 0
         waiter: asyncio.Future[Response] = self.loop.create_future()
         self._head_waiter = waiter
         transport = self.transport
@@ -465,6 +481,11 @@ class _OriginConnection(asyncio.Protocol):
         self.abort()
 
 
+def _fields_size(fields: list[tuple[str, str]]) -> int:
+    """A header section's size as ``max_header_bytes`` counts it: ``Name: value\r\n``."""
+    return sum(map(len, chain.from_iterable(fields))) + 4 * len(fields)
+
+
 def _read_to_close(headers: CIMultiDict[str]) -> bool:
     """RFC 9112 §6.3: a body framed neither by chunked nor by Content-Length ends at close.
 
@@ -473,11 +494,11 @@ def _read_to_close(headers: CIMultiDict[str]) -> bool:
     the origin had no business applying one; its name goes with the hop-by-hop fields and
     the bytes are forwarded as they came.
     """
-    codings = headers.getall("transfer-encoding", ())
+    codings = headers.getall(KEY.TRANSFER_ENCODING, ())
     if codings:
         last = ",".join(codings).rsplit(",", 1)[-1]
         return last.strip().lower() != "chunked"
-    return "content-length" not in headers
+    return KEY.CONTENT_LENGTH not in headers
 
 
 def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
@@ -531,7 +552,6 @@ class OriginPool:
         length: int | None = 0
         if head is None:
             head, length = _encode_head(req)
-        replayable = req.method in _IDEMPOTENT and isinstance(req.body, (bytes, bytearray))
         for attempt in (0, 1):
             conn = self._idle_connection() if attempt == 0 else None
             if conn is None:
@@ -551,7 +571,8 @@ class OriginPool:
                             response.trailers = origin_body.trailers
                 return response
             except _Stale as exc:
-                if replayable and attempt == 0:
+                if (attempt == 0 and req.method in _IDEMPOTENT
+                        and isinstance(req.body, (bytes, bytearray))):  # replayable
                     self.retries += 1
                     continue
                 raise OriginConnectError(str(exc)) from None

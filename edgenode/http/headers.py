@@ -11,11 +11,12 @@ import re
 import time
 from email.utils import formatdate
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 __all__ = [
     "HOP_BY_HOP", "connection_tokens", "strip_hop_by_hop", "append_value", "DateCache",
-    "split_host_port", "FORBIDDEN_TRAILERS", "parse_trailers", "last_chunk", "NOT_PLAIN",
+    "split_host_port", "FORBIDDEN_TRAILERS", "parse_trailers", "trailer_fields", "last_chunk",
+    "NOT_PLAIN", "KEY",
 ]
 
 #: fields that describe one connection and never travel past a proxy
@@ -23,6 +24,18 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authenticate", "proxy-authorization",
 })
+
+
+class KEY:
+    """Field names as ``istr``, for the per-message lookups: a multidict finds an ``istr``
+    without lower-casing it first (~0.2k instructions less per test, multidict 7)."""
+
+    CONNECTION = istr("connection")
+    CONTENT_LENGTH = istr("content-length")
+    TRANSFER_ENCODING = istr("transfer-encoding")
+    VIA = istr("via")
+    #: ``HOP_BY_HOP``
+    HOP_BY_HOP = tuple(istr(name) for name in sorted(HOP_BY_HOP))
 
 
 #: fields that must not be sent or honoured as trailers (RFC 9110 6.5.1): framing,
@@ -58,11 +71,15 @@ def parse_trailers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str] | None:
 
     Dropped at parse time so no filter, cache entry or origin ever sees them.
     """
+    return trailer_fields([(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw])
+
+
+def trailer_fields(pairs: list[tuple[str, str]]) -> CIMultiDict[str] | None:
+    """``parse_trailers`` for fields already decoded (the origin client decodes as it parses)."""
     trailers: CIMultiDict[str] = CIMultiDict()
-    for name, value in raw:
-        text = name.decode("latin-1")
-        if text.lower() not in FORBIDDEN_TRAILERS:
-            trailers.add(text, value.decode("latin-1"))
+    for name, value in pairs:
+        if name.lower() not in FORBIDDEN_TRAILERS:
+            trailers.add(name, value)
     return trailers or None
 
 
@@ -106,10 +123,10 @@ def strip_hop_by_hop(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     Returns ``headers`` for chaining.  The common case (no ``Connection`` header and no
     other hop-by-hop field) costs one membership test per hop-by-hop name.
     """
-    if "connection" in headers:
+    if KEY.CONNECTION in headers:
         for token in connection_tokens(headers):
             headers.popall(token, None)
-    for name in HOP_BY_HOP:
+    for name in KEY.HOP_BY_HOP:
         if name in headers:
             del headers[name]
     return headers

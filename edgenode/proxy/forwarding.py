@@ -20,8 +20,8 @@ import re
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
-from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
-from edgenode.http.messages import Request, Response
+from edgenode.http.headers import HOP_BY_HOP, KEY, append_value, strip_hop_by_hop
+from edgenode.http.messages import FROM_BODY, Request, Response
 
 __all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
            "EDITED_NAMES"]
@@ -87,8 +87,9 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
     """
     raw = req.raw
     method = req.method
+    trailers = req._trailers  # a bytes body's trailers are only ever set explicitly
     if (raw is None or raw[0] != getversion(req.headers) or not raw[1] or req.body != b""
-            or (method != "GET" and method != "HEAD") or req.trailers):
+            or (method != "GET" and method != "HEAD") or (trailers is not FROM_BODY and trailers)):
         return None
     pairs = raw[1]
     block = b"\r\n" + b"\r\n".join(map(b": ".join, pairs)) + b"\r\n"
@@ -103,18 +104,48 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
         client_host = block[at + 8:end].decode("latin-1")
         block = block[:at] + block[end:]
         lines -= 1
+    tail = _tails.get((client_host, client_ip, req.scheme, via, origin.host, origin.port,
+                       origin.host_header))
+    if tail is None:
+        tail = _tail(client_host, client_ip, req.scheme, via, origin)
+        if tail is None:
+            return None
+    target = req.target
+    # the tail is checked once when made; here the client's lines and the target (a
+    # ``str`` test: ``in`` on bytes tries the operand as an integer first, an exception)
+    if (block.count(b"\n") != lines + 1 or block.count(b"\r") != lines + 1 or "\n" in target
+            or "\r" in target):
+        return None  # a CR or LF inside a line: the general path refuses it
+    return b"%s %s HTTP/1.1%s%s" % (method.encode("latin-1"), target.encode("latin-1"), block, tail)
+
+
+#: ``_tail``'s results by its arguments (a few per node: clients' Host values and
+#: addresses), cleared when full
+_tails: dict[tuple[str, str, str, str, str, int, str], bytes] = {}
+_TAILS_MAX = 1024
+
+
+def _tail(client_host: str, client_ip: str, scheme: str, via: str,
+          origin: OriginConfig) -> bytes | None:
+    """The lines ``forward_head`` writes after the client's (Host, Via, X-Forwarded-*) and
+    the blank line; None when a value holds CR or LF (the general path refuses it)."""
     tail = f"Host: {origin_host(origin, client_host)}\r\nVia: {via}\r\n"
+    lines = 3  # Host, Via, -Proto
     if client_ip:
         tail += f"X-Forwarded-For: {client_ip}\r\n"
-    tail += f"X-Forwarded-Proto: {req.scheme}\r\n"
-    lines += 6 if client_ip else 5  # the request line, Host, Via, -Proto, the blank line
+        lines += 1
+    tail += f"X-Forwarded-Proto: {scheme}\r\n"
     if client_host:
         tail += f"X-Forwarded-Host: {client_host}\r\n"
         lines += 1
-    head = f"{method} {req.target} HTTP/1.1".encode("latin-1") + block + tail.encode("latin-1") + b"\r\n"
-    if head.count(b"\n") != lines or head.count(b"\r") != lines:
-        return None  # a CR or LF inside a line: the general path refuses it
-    return head
+    tail += "\r\n"
+    if tail.count("\n") != lines + 1 or tail.count("\r") != lines + 1:
+        return None
+    if len(_tails) >= _TAILS_MAX:
+        _tails.clear()
+    data = _tails[(client_host, client_ip, scheme, via, origin.host, origin.port,
+                   origin.host_header)] = tail.encode("latin-1")
+    return data
 
 
 def forward_response(resp: Response, via: str) -> Response:
@@ -127,7 +158,7 @@ def forward_response(resp: Response, via: str) -> Response:
     h = resp.headers
     fields = resp.fields
     strip_hop_by_hop(h)
-    if fields is not None and fields[0] == getversion(h) and "via" not in h:
+    if fields is not None and fields[0] == getversion(h) and KEY.VIA not in h:
         h.add("Via", via)
         fields[1].append(("Via", via))
         resp.fields = (getversion(h), fields[1])

@@ -26,6 +26,8 @@ class RouteTable:
             if wildcard:
                 host = host[1:]  # ".example.com"
             self._routes.append((host, wildcard, route.path_prefix, route.origin))
+        #: the origin of every request when there are no routes (None: match each one)
+        self.fixed: str | None = None if self._routes else default_origin
 
     def pick(self, host: str, path: str) -> str:
         """The origin name for a request's Host value and path."""

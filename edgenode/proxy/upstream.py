@@ -51,12 +51,16 @@ class Upstream:
 
     async def __call__(self, exchange: Exchange) -> Response:
         req = exchange.request
-        name = exchange.origin or self.routes.pick(req.headers.get("host", ""), req.path)
-        exchange.origin = name
-        try:
-            pool = self.pool(name)
-        except KeyError:
-            return self._fail(exchange, name, 502, "unknown_origin", f"no origin named {name!r}")
+        name = exchange.origin
+        if not name:
+            name = exchange.origin = (self.routes.fixed
+                                      or self.routes.pick(req.headers.get("host", ""), req.path))
+        pool = self.pools.get(name)
+        if pool is None:
+            try:
+                pool = self.pool(name)
+            except KeyError:
+                return self._fail(exchange, name, 502, "unknown_origin", f"no origin named {name!r}")
         tier = self.tier
         head = None
         if tier is None:
