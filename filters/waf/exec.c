@@ -59,7 +59,22 @@ void tx_set_sc(waf_tx *tx, int v, wstr val) {
 
 static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
 
+/* "0" .. "99", NUL-separated: the counts and scores most rules produce need no copy */
+static const char SMALL_NUMS[] =
+    "0\0" "1\0" "2\0" "3\0" "4\0" "5\0" "6\0" "7\0" "8\0" "9\0"
+    "10\0" "11\0" "12\0" "13\0" "14\0" "15\0" "16\0" "17\0" "18\0" "19\0"
+    "20\0" "21\0" "22\0" "23\0" "24\0" "25\0" "26\0" "27\0" "28\0" "29\0"
+    "30\0" "31\0" "32\0" "33\0" "34\0" "35\0" "36\0" "37\0" "38\0" "39\0"
+    "40\0" "41\0" "42\0" "43\0" "44\0" "45\0" "46\0" "47\0" "48\0" "49\0"
+    "50\0" "51\0" "52\0" "53\0" "54\0" "55\0" "56\0" "57\0" "58\0" "59\0"
+    "60\0" "61\0" "62\0" "63\0" "64\0" "65\0" "66\0" "67\0" "68\0" "69\0"
+    "70\0" "71\0" "72\0" "73\0" "74\0" "75\0" "76\0" "77\0" "78\0" "79\0"
+    "80\0" "81\0" "82\0" "83\0" "84\0" "85\0" "86\0" "87\0" "88\0" "89\0"
+    "90\0" "91\0" "92\0" "93\0" "94\0" "95\0" "96\0" "97\0" "98\0" "99\0";
+
 wstr tx_num(waf_tx *tx, long long v) {
+    if (v >= 0 && v < 10) return (wstr){SMALL_NUMS + 2 * v, 1};
+    if (v >= 10 && v < 100) return (wstr){SMALL_NUMS + 20 + 3 * (v - 10), 2};
     /* decimal digits by hand: setvar arithmetic and per-argument sizes call this often */
     char b[24], *e = b + sizeof b, *p = e;
     unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
@@ -593,7 +608,8 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
         if (t->count) {
-            tvals tmp = {0};
+            tval few[32];   /* counted on the stack: most counts are a key's one or two items */
+            tvals tmp = {few, 0, 32};
             target whole = *t;
             whole.count = false;
             expand(tx, &whole, &tmp);
