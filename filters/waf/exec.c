@@ -565,6 +565,11 @@ static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t, bool 
         for (int q = np - 1; q >= 0; q--) {
             const wstr *col = source_column(tx, base[k], names, pre[q]);
             if (q < np - 1 && col == prev) continue;   /* the same results as the previous prefix */
+            /* the values themselves, none of whose bytes the operator could match on */
+            if (!col && run && op_misses_bytes(&ru->op, source_present(tx, base[k], names))) {
+                prev = col;
+                continue;
+            }
             for (uint32_t u = 0; u < nu; u++) {
                 uint32_t i = idx[u];
                 if (!items[i].key.p) continue;

@@ -676,6 +676,28 @@ bool pcre2_match_simple(const regex *re, wstr s) {
     return rc >= 0;
 }
 
+static inline bool has_byte(const tfn_set *s, unsigned b) { return (s->w[b >> 6] >> (b & 63)) & 1; }
+
+/* Each answer is the operator's own test on any value of those bytes: libinjection's XSS
+ * parse reports nothing without '<' or '=' (xss_impossible), ASCII is valid UTF-8, there is
+ * no invalid %-encoding without '%', and a byte range misses text of allowed bytes only. */
+bool op_misses_bytes(const oper *o, const tfn_set *present) {
+    if (o->negate || o->param.has_macro) return false;
+    switch (o->kind) {
+    case OP_DETECTXSS: return !has_byte(present, '<') && !has_byte(present, '=');
+    case OP_VALIDATEUTF8ENCODING: return !(present->w[2] | present->w[3]);
+    case OP_VALIDATEURLENCODING: return !has_byte(present, '%');
+    case OP_VALIDATEBYTERANGE:
+        for (int k = 0; k < 4; k++)
+            for (uint64_t w = present->w[k]; w; w &= w - 1) {
+                unsigned b = (unsigned)(64 * k + __builtin_ctzll(w));
+                if (!(o->byte_ok[b >> 3] & (1u << (b & 7)))) return false;
+            }
+        return true;
+    default: return false;
+    }
+}
+
 bool op_exec(waf_tx *tx, const rule *ru, wstr val, wstr *matched_data) {
     wstr md = {"", 0};
     bool m = op_eval(tx, ru, val, &md);

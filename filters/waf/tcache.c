@@ -393,6 +393,12 @@ const wstr *source_column(waf_tx *tx, int base, bool names, int chain) {
     return column(tx, source(tx, base, names), base, names, chain);
 }
 
+const tfn_set *source_present(waf_tx *tx, int base, bool names) {
+    src_state *s = source(tx, base, names);
+    if (!s->keeps) present_bytes(tx, s, base, names);
+    return &s->present;
+}
+
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
     src_state *s = source(tx, base, names);
     if (!s->n) return NULL;
