@@ -97,17 +97,19 @@ const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key) {
     return it ? &it->val : NULL;
 }
 
-/* key's item in the collection, added (empty) when missing; hash: hash_ci(key) */
-static kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash) {
+/* key's item in the collection, added (empty) when missing; hash: hash_ci(key).  A key
+ * that outlives the request (a rule's text, a macro's result in the arena) is kept as it
+ * is; `copy` copies any other. */
+static kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash, bool copy) {
     coll *c = named_coll(tx, coll_var, true);
     kv *it = coll_find_h(c, key, hash);
     if (it) return it;
-    coll_add_h(&tx->a, c, dupw(tx, key.p, key.n), (wstr){"", 0}, hash);
+    coll_add_h(&tx->a, c, copy ? dupw(tx, key.p, key.n) : key, (wstr){"", 0}, hash);
     return &c->items[c->n - 1];
 }
 
 void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val) {
-    var_slot(tx, coll_var, key, hash_ci(key.p, key.n))->val = val;
+    var_slot(tx, coll_var, key, hash_ci(key.p, key.n), true)->val = val;
 }
 
 /* ------------------------------------------------------------------ macros */
@@ -311,7 +313,7 @@ static void run_setvars(waf_tx *tx, const rule *ru) {
         wstr key = macro_expand(tx, &sv->key);
         if (sv->op == SV_DEL) { coll_del(named_coll(tx, sv->coll, true), key); continue; }
         wstr val = macro_expand(tx, &sv->val);
-        kv *it = var_slot(tx, sv->coll, key, sv->key.has_macro ? hash_ci(key.p, key.n) : sv->key_hash);
+        kv *it = var_slot(tx, sv->coll, key, sv->key.has_macro ? hash_ci(key.p, key.n) : sv->key_hash, false);
         if (sv->op == SV_SET) {
             it->val = val.p == sv->val.raw.p ? val : dupw(tx, val.p, val.n);
             continue;

@@ -246,6 +246,24 @@ static bool parse_ip(const char *s, size_t n, uint8_t out[16], bool *v6) {
     buf[n] = 0;
     memset(out, 0, 16);
     if (!memchr(buf, ':', n)) {
+        /* four dot-separated decimals of up to three digits (REMOTE_ADDR): by hand; anything
+         * else as sscanf reads it (spaces, signs) */
+        unsigned part[4], k = 0, digits = 0, acc = 0;
+        size_t i = 0;
+        for (; i < n; i++) {
+            char ch = buf[i];
+            if (ch >= '0' && ch <= '9' && digits < 3) { acc = acc * 10 + (unsigned)(ch - '0'); digits++; continue; }
+            if (ch != '.' || !digits || k == 3) break;
+            part[k++] = acc;
+            acc = digits = 0;
+        }
+        if (i == n && k == 3 && digits) {
+            part[3] = acc;
+            if (part[0] > 255 || part[1] > 255 || part[2] > 255 || part[3] > 255) return false;
+            for (int j = 0; j < 4; j++) out[j] = (uint8_t)part[j];
+            *v6 = false;
+            return true;
+        }
         unsigned a, b, c, d;
         char tail;
         if (sscanf(buf, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 || c > 255 || d > 255)
