@@ -726,7 +726,7 @@ void tx_set_unique_id(waf_tx *tx, wstr id) { tx_set_sc(tx, V_UNIQUE_ID, dupw(tx,
 
 void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val) {
     if (tx->rules->args_limit && (int)(tx->c[V_ARGS_GET].n + tx->c[V_ARGS_POST].n) >= tx->rules->args_limit) return;
-    coll_add(&tx->a, &tx->c[coll_var], key, val);
+    coll_add_unhashed(&tx->a, &tx->c[coll_var], key, val);   /* hashed if a lookup asks */
     tx->args_size += (long long)key.n + (long long)val.n;   /* ARGS_COMBINED_SIZE: set once the args are in */
 }
 
