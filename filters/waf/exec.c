@@ -59,7 +59,22 @@ void tx_set_sc(waf_tx *tx, int v, wstr val) {
 
 static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
 
+/* "0" .. "99", NUL-separated: the counts and scores most rules produce need no copy */
+static const char SMALL_NUMS[] =
+    "0\0" "1\0" "2\0" "3\0" "4\0" "5\0" "6\0" "7\0" "8\0" "9\0"
+    "10\0" "11\0" "12\0" "13\0" "14\0" "15\0" "16\0" "17\0" "18\0" "19\0"
+    "20\0" "21\0" "22\0" "23\0" "24\0" "25\0" "26\0" "27\0" "28\0" "29\0"
+    "30\0" "31\0" "32\0" "33\0" "34\0" "35\0" "36\0" "37\0" "38\0" "39\0"
+    "40\0" "41\0" "42\0" "43\0" "44\0" "45\0" "46\0" "47\0" "48\0" "49\0"
+    "50\0" "51\0" "52\0" "53\0" "54\0" "55\0" "56\0" "57\0" "58\0" "59\0"
+    "60\0" "61\0" "62\0" "63\0" "64\0" "65\0" "66\0" "67\0" "68\0" "69\0"
+    "70\0" "71\0" "72\0" "73\0" "74\0" "75\0" "76\0" "77\0" "78\0" "79\0"
+    "80\0" "81\0" "82\0" "83\0" "84\0" "85\0" "86\0" "87\0" "88\0" "89\0"
+    "90\0" "91\0" "92\0" "93\0" "94\0" "95\0" "96\0" "97\0" "98\0" "99\0";
+
 wstr tx_num(waf_tx *tx, long long v) {
+    if (v >= 0 && v < 10) return (wstr){SMALL_NUMS + 2 * v, 1};
+    if (v >= 10 && v < 100) return (wstr){SMALL_NUMS + 20 + 3 * (v - 10), 2};
     /* decimal digits by hand: setvar arithmetic and per-argument sizes call this often */
     char b[24], *e = b + sizeof b, *p = e;
     unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
@@ -82,17 +97,19 @@ const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key) {
     return it ? &it->val : NULL;
 }
 
-/* key's item in the collection, added (empty) when missing; hash: hash_ci(key) */
-static kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash) {
+/* key's item in the collection, added (empty) when missing; hash: hash_ci(key).  A key
+ * that outlives the request (a rule's text, a macro's result in the arena) is kept as it
+ * is; `copy` copies any other. */
+static kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash, bool copy) {
     coll *c = named_coll(tx, coll_var, true);
     kv *it = coll_find_h(c, key, hash);
     if (it) return it;
-    coll_add_h(&tx->a, c, dupw(tx, key.p, key.n), (wstr){"", 0}, hash);
+    coll_add_h(&tx->a, c, copy ? dupw(tx, key.p, key.n) : key, (wstr){"", 0}, hash);
     return &c->items[c->n - 1];
 }
 
 void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val) {
-    var_slot(tx, coll_var, key, hash_ci(key.p, key.n))->val = val;
+    var_slot(tx, coll_var, key, hash_ci(key.p, key.n), true)->val = val;
 }
 
 /* ------------------------------------------------------------------ macros */
@@ -296,7 +313,7 @@ static void run_setvars(waf_tx *tx, const rule *ru) {
         wstr key = macro_expand(tx, &sv->key);
         if (sv->op == SV_DEL) { coll_del(named_coll(tx, sv->coll, true), key); continue; }
         wstr val = macro_expand(tx, &sv->val);
-        kv *it = var_slot(tx, sv->coll, key, sv->key.has_macro ? hash_ci(key.p, key.n) : sv->key_hash);
+        kv *it = var_slot(tx, sv->coll, key, sv->key.has_macro ? hash_ci(key.p, key.n) : sv->key_hash, false);
         if (sv->op == SV_SET) {
             it->val = val.p == sv->val.raw.p ? val : dupw(tx, val.p, val.n);
             continue;
@@ -550,6 +567,11 @@ static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t, bool 
         for (int q = np - 1; q >= 0; q--) {
             const wstr *col = source_column(tx, base[k], names, pre[q]);
             if (q < np - 1 && col == prev) continue;   /* the same results as the previous prefix */
+            /* the values themselves, none of whose bytes the operator could match on */
+            if (!col && run && op_misses_bytes(&ru->op, source_present(tx, base[k], names))) {
+                prev = col;
+                continue;
+            }
             for (uint32_t u = 0; u < nu; u++) {
                 uint32_t i = idx[u];
                 if (!items[i].key.p) continue;
@@ -593,7 +615,8 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
         if (t->count) {
-            tvals tmp = {0};
+            tval few[32];   /* counted on the stack: most counts are a key's one or two items */
+            tvals tmp = {few, 0, 32};
             target whole = *t;
             whole.count = false;
             expand(tx, &whole, &tmp);
@@ -703,7 +726,7 @@ void tx_set_unique_id(waf_tx *tx, wstr id) { tx_set_sc(tx, V_UNIQUE_ID, dupw(tx,
 
 void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val) {
     if (tx->rules->args_limit && (int)(tx->c[V_ARGS_GET].n + tx->c[V_ARGS_POST].n) >= tx->rules->args_limit) return;
-    coll_add(&tx->a, &tx->c[coll_var], key, val);
+    coll_add_unhashed(&tx->a, &tx->c[coll_var], key, val);   /* hashed if a lookup asks */
     tx->args_size += (long long)key.n + (long long)val.n;   /* ARGS_COMBINED_SIZE: set once the args are in */
 }
 

@@ -72,6 +72,21 @@ static bool keyword_prefix(const char *w, size_t n) {
     return m->kw;
 }
 
+/* Whether w (the text before a word's first '.') begins one of the keyword table's dotted
+ * entries (CTXSYS.DRITHSX.SN, DBMS_LOCK.SLEEP, SYS.STRAGG, …, thirteen in all): no other
+ * dotted text is in the table, so after any other first part the lookups of the longer
+ * dotted prefixes (json.items, json.items.7) are known to find nothing. */
+static bool dotted_keyword_head(const char *w, size_t n) {
+    static const char *const HEADS[] = {"CTXSYS", "DBMS_LOCK", "DBMS_PIPE", "DBMS_UTILITY", "SYS",
+                                        "USER_LOCK", "UTL_HTTP", "UTL_INADDR"};
+    for (size_t h = 0; h < sizeof HEADS / sizeof HEADS[0]; h++) {
+        size_t k = 0;
+        for (; k < n && HEADS[h][k] && (w[k] & ~0x20) == HEADS[h][k]; k++) {}   /* word bytes: caseless */
+        if (k == n && !HEADS[h][k]) return true;
+    }
+    return false;
+}
+
 /* libinjection_sqli tokenizes the value; a value that is one token (a number, or a word)
  * has a one-character fingerprint, and the only such fingerprint it reports is 'X' (a value
  * it cannot parse), which neither a number nor a keyword lookup gives.  Only with a quote
@@ -101,16 +116,28 @@ bool sqli_impossible(wstr v) {
      * JSON object) is checked from there */
     static char known[TOKEN_KEPT];
     static size_t known_n;
+    static bool known_plain;   /* known's first part begins no dotted keyword */
     size_t i = 0, kept = v.n < TOKEN_KEPT ? v.n : TOKEN_KEPT, dot = 0;
-    if (known_n && known_n < kept && s[known_n] == '.' && memcmp(s, known, known_n) == 0) i = known_n + 1;
+    bool plain = false;        /* the prefixes past the first '.' need no lookup */
+    bool first = true;         /* the next '.' is the word's first */
+    if (known_n && known_n < kept && s[known_n] == '.' && memcmp(s, known, known_n) == 0) {
+        i = known_n + 1;
+        plain = known_plain;
+        first = false;
+    }
     for (uint8_t t; i < kept && (t = WORD_BYTE[(uint8_t)s[i]]); i++) {
         if (t != 2) continue;
-        if (keyword_prefix(s, i)) return false;
+        if (!plain) {
+            if (keyword_prefix(s, i)) return false;
+            if (first) plain = !dotted_keyword_head(s, i);
+        }
+        first = false;
         dot = i;
     }
     if (dot) {
         memcpy(known, s, dot);
         known_n = dot;
+        known_plain = plain;
     }
     if (i == kept)
         while (i < v.n && WORD_BYTE[(uint8_t)s[i]]) i++;

@@ -246,6 +246,24 @@ static bool parse_ip(const char *s, size_t n, uint8_t out[16], bool *v6) {
     buf[n] = 0;
     memset(out, 0, 16);
     if (!memchr(buf, ':', n)) {
+        /* four dot-separated decimals of up to three digits (REMOTE_ADDR): by hand; anything
+         * else as sscanf reads it (spaces, signs) */
+        unsigned part[4], k = 0, digits = 0, acc = 0;
+        size_t i = 0;
+        for (; i < n; i++) {
+            char ch = buf[i];
+            if (ch >= '0' && ch <= '9' && digits < 3) { acc = acc * 10 + (unsigned)(ch - '0'); digits++; continue; }
+            if (ch != '.' || !digits || k == 3) break;
+            part[k++] = acc;
+            acc = digits = 0;
+        }
+        if (i == n && k == 3 && digits) {
+            part[3] = acc;
+            if (part[0] > 255 || part[1] > 255 || part[2] > 255 || part[3] > 255) return false;
+            for (int j = 0; j < 4; j++) out[j] = (uint8_t)part[j];
+            *v6 = false;
+            return true;
+        }
         unsigned a, b, c, d;
         char tail;
         if (sscanf(buf, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 || c > 255 || d > 255)
@@ -674,6 +692,28 @@ bool pcre2_match_simple(const regex *re, wstr s) {
     if (!md && !(md = pcre2_match_data_create(1, NULL))) return false;
     int rc = pcre2_match((pcre2_code *)re->code, (PCRE2_SPTR)(s.p ? s.p : ""), s.n, 0, 0, md, NULL);
     return rc >= 0;
+}
+
+static inline bool has_byte(const tfn_set *s, unsigned b) { return (s->w[b >> 6] >> (b & 63)) & 1; }
+
+/* Each answer is the operator's own test on any value of those bytes: libinjection's XSS
+ * parse reports nothing without '<' or '=' (xss_impossible), ASCII is valid UTF-8, there is
+ * no invalid %-encoding without '%', and a byte range misses text of allowed bytes only. */
+bool op_misses_bytes(const oper *o, const tfn_set *present) {
+    if (o->negate || o->param.has_macro) return false;
+    switch (o->kind) {
+    case OP_DETECTXSS: return !has_byte(present, '<') && !has_byte(present, '=');
+    case OP_VALIDATEUTF8ENCODING: return !(present->w[2] | present->w[3]);
+    case OP_VALIDATEURLENCODING: return !has_byte(present, '%');
+    case OP_VALIDATEBYTERANGE:
+        for (int k = 0; k < 4; k++)
+            for (uint64_t w = present->w[k]; w; w &= w - 1) {
+                unsigned b = (unsigned)(64 * k + __builtin_ctzll(w));
+                if (!(o->byte_ok[b >> 3] & (1u << (b & 7)))) return false;
+            }
+        return true;
+    default: return false;
+    }
 }
 
 bool op_exec(waf_tx *tx, const rule *ru, wstr val, wstr *matched_data) {

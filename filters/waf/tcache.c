@@ -39,6 +39,8 @@ typedef struct src_state {
                                   * chain changes no value */
     wstr *joined;                /* [chain] -> joined results (p == NULL: not built) */
     uint16_t *computed, n_computed; /* the chains whose column column() computed, in order */
+    uint32_t *joined_n;          /* [chain] with COL_DONE: the length of its join, plus one */
+    uint32_t live, last;         /* the distinct values a column holds, and the last one's index */
     uint64_t *masks;             /* firstpass.c: [group] scan masks, valid where `done` is set */
     uint8_t *done;               /* [group / 8] bitmap */
 } src_state;
@@ -72,6 +74,7 @@ static __attribute__((noinline)) src_state *source_new(waf_tx *tx, int base, boo
     s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
     memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
     s->computed = NULL;
+    s->joined_n = NULL;
     s->n_computed = 0;
     s->first = NULL;
     s->uniq = NULL;
@@ -337,6 +340,7 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
     if (ptv && (s->col_done[parent] & COL_EMPTY) && tfn_keeps(step, &NO_BYTES)) {
         s->tv[chain] = (wstr *)ptv;
         s->col_done[chain] = s->col_done[parent];
+        s->joined_n[chain] = s->joined_n[parent];
         return ptv;
     }
     for (int k = 0; k < s->n_computed; k++) {
@@ -344,6 +348,7 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
         if (r->tchain_def[o][r->tchain_def[o][0]] != step || parent_results(r, s, o) != ptv) continue;
         s->tv[chain] = s->tv[o];
         s->col_done[chain] = s->col_done[o];
+        s->joined_n[chain] = s->joined_n[o];
         return s->col_done[chain] & COL_KEEPS ? NULL : s->tv[chain];
     }
     const coll *c = &tx->c[base];
@@ -357,6 +362,8 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
      * per byte, without a call (the short results of base64Decode, which the steps after it
      * keep, are most of a JSON body's steps) */
     const uint8_t *acts = tfn_acts(step);
+    size_t total = 0;   /* the join's length, for source_joined */
+    uint32_t live = 0, last = 0;
     for (uint32_t u = 0; u < s->n_uniq; u++) {
         uint32_t i = s->uniq[u];
         const kv *it = &c->items[i];
@@ -370,9 +377,18 @@ static const wstr *column(waf_tx *tx, src_state *s, int base, bool names, int ch
         }
         same = same && tv[i].p == in.p && tv[i].n == in.n;
         empty = empty && !tv[i].n;
+        total += tv[i].n + 1;
+        live++;
+        last = i;
     }
-    if (!s->computed) s->computed = ar_alloc(&tx->a, (size_t)r->n_tchains * sizeof *s->computed);
+    if (!s->computed) {
+        s->computed = ar_alloc(&tx->a, (size_t)r->n_tchains * sizeof *s->computed);
+        s->joined_n = ar_alloc(&tx->a, (size_t)r->n_tchains * sizeof *s->joined_n);
+    }
     s->computed[s->n_computed++] = (uint16_t)chain;
+    s->joined_n[chain] = (uint32_t)total;
+    s->live = live;
+    s->last = last;
     if (same && !ptv) {   /* the values themselves */
         s->col_done[chain] = COL_KEEPS;
         return NULL;
@@ -391,6 +407,12 @@ uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx)
 
 const wstr *source_column(waf_tx *tx, int base, bool names, int chain) {
     return column(tx, source(tx, base, names), base, names, chain);
+}
+
+const tfn_set *source_present(waf_tx *tx, int base, bool names) {
+    src_state *s = source(tx, base, names);
+    if (!s->keeps) present_bytes(tx, s, base, names);
+    return &s->present;
 }
 
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
@@ -423,18 +445,11 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
             return j;
         }
     coll *c = &tx->c[base];
-    size_t total = 0;
-    uint32_t live = 0, last = 0;
-    for (uint32_t u = 0; u < s->n_uniq; u++) {
-        uint32_t i = s->uniq[u];
-        if (!c->items[i].key.p) continue;
-        total += tv[i].n + 1;
-        live++;
-        last = i;
-    }
-    if (!live) return NULL;
-    if (live == 1) {
-        *j = tv[last];
+    /* the column's loop counted its values and the join's length */
+    size_t total = s->joined_n[chain];
+    if (!s->live) return NULL;
+    if (s->live == 1) {
+        *j = tv[s->last];
         return j;
     }
     /* the last step changed no value (urlDecode of text without '%', ...): the parent's

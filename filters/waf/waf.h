@@ -394,6 +394,9 @@ int op_lookup(const char *name, size_t n);
 bool op_compile(waf_rules *r, rule *ru, const char *param, size_t n, const char *dir,
                 const waf_file *files, int n_files, char *err, size_t err_len);
 bool op_exec(waf_tx *tx, const rule *ru, wstr val, wstr *matched_data);
+/* Whether the operator misses every value made of the bytes in `present` alone (a pure
+ * operator's test, asked once per source instead of once per value). */
+bool op_misses_bytes(const oper *o, const tfn_set *present);
 void op_free(oper *o);
 bool pcre2_match_simple(const regex *re, wstr s);
 bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err, size_t err_len);
@@ -413,6 +416,8 @@ uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx)
 /* The results of `chain` for the distinct values of a collection source, by item index;
  * NULL when the chain changes no value (the results are the values themselves). */
 const wstr *source_column(waf_tx *tx, int base, bool names, int chain);
+/* The bytes the distinct values of a collection source hold. */
+const tfn_set *source_present(waf_tx *tx, int base, bool names);
 void source_changed(waf_tx *tx, int base);   /* a scalar was set */
 static inline bool source_empty(const waf_tx *tx, int base) {
     return IS_COLLECTION(base) ? !tx->c[base].n : !tx->sc_set[base];

@@ -35,6 +35,15 @@ static const char *const PIECES[] = {
 };
 #define N_PIECES (sizeof PIECES / sizeof PIECES[0])
 
+/* the keyword table's dotted entries, their first parts and tails in any case */
+static const char *const DOTTED[] = {
+    "sys", "SYS", "Sys", "sys.", "SYS.STRAGG", "sys.database_name", "dbms_lock", "DBMS_PIPE", "dbms_utility",
+    "ctxsys", "CtxSys.drithsx", "user_lock", "utl_http", "UTL_INADDR", "utl_inaddr.get_host_name", "stragg",
+    "database_name", "sleep", "request", "get_host_address", "drithsx", "sn", "receive_message",
+    "fn_my_permissions", "sqlid_to_sqlhash", "sysx", "sy",
+};
+#define N_DOTTED (sizeof DOTTED / sizeof DOTTED[0])
+
 static const char ALNUM[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.";
 
 /* A word of pieces and word bytes, dotted, up to len bytes */
@@ -42,7 +51,7 @@ static size_t gen_word(char *out, size_t cap, size_t len) {
     size_t n = 0;
     while (n < len && n + 16 < cap) {
         if (rnd(3) == 0) {
-            const char *p = PIECES[rnd(30)];
+            const char *p = rnd(4) ? PIECES[rnd(30)] : DOTTED[rnd(N_DOTTED)];
             size_t l = strlen(p);
             memcpy(out + n, p, l);
             n += l;
