@@ -117,6 +117,8 @@ typedef struct pf_group {
     rule *members[GROUP_MAX];
     uint8_t flags[GROUP_MAX];    /* RXSET_CASELESS */
     uint8_t ok[GROUP_MAX];       /* the member is in the set (it has a translation) */
+    uint64_t classes;            /* members that are one class of bytes, tested here (class_*) */
+    uint8_t *cls[GROUP_MAX];     /* such a member's bytes: [256], 1 for each */
 } pf_group;
 
 /* where a rule's pattern sits: set and bit, for the values after chain `chain` */
@@ -382,6 +384,14 @@ void firstpass_build(waf_rules *r) {
             common |= pg->flags[k] & RXSET_COMMON;
         }
         pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
+        for (int k = 0; k < pg->n; k++) {
+            uint8_t cls[256];
+            if (!ok[k] || !rxset_take_class(pg->set, (size_t)k, cls)) continue;
+            pg->cls[k] = malloc(sizeof cls);
+            if (!pg->cls[k]) abort();
+            memcpy(pg->cls[k], cls, sizeof cls);
+            pg->classes |= 1ull << k;
+        }
         pg->gated = !common && rxset_gated(pg->set);
         pg->links |= common;   /* a set with common members always scans: no union */
         for (int k = 0; k < pg->n; k++) {
@@ -420,7 +430,10 @@ void firstpass_build(waf_rules *r) {
 }
 
 void firstpass_free(waf_rules *r) {
-    for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
+    for (int g = 0; g < r->n_pf_groups; g++) {
+        rxset_free(r->pf_groups[g].set);
+        for (int k = 0; k < r->pf_groups[g].n; k++) free(r->pf_groups[g].cls[k]);
+    }
     for (int u = 0; u < r->n_pf_unions; u++) rxset_free(r->pf_unions[u]);
     free(r->pf_unions);
     r->pf_unions = NULL;
@@ -544,6 +557,42 @@ static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
     return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
 }
 
+/* Whether v holds one of a class's bytes. */
+static bool class_in(const uint8_t *cls, wstr v) {
+    const uint8_t *p = (const uint8_t *)v.p, *e = p + v.n;
+    for (; p + 8 <= e; p += 8)
+        if (cls[p[0]] | cls[p[1]] | cls[p[2]] | cls[p[3]] | cls[p[4]] | cls[p[5]] | cls[p[6]] | cls[p[7]]) return true;
+    uint8_t any = 0;
+    for (; p < e; p++) any |= cls[*p];
+    return any;
+}
+
+/* A scan's mask with its class members (reported by the set without looking: a class holding
+ * '\n' would match every join of two values) told by the source's values after the set's
+ * chain, each value apart (921140/921150's `[\n\r]` on the header and argument names). */
+static uint64_t class_mask(waf_tx *tx, const pf_group *pg, int base, bool names, uint64_t mask) {
+    uint64_t want = mask & pg->classes, found = 0;
+    if (!want) return mask;
+    if (!IS_COLLECTION(base)) {
+        const wstr *j = source_joined(tx, base, names, pg->chain);
+        for (uint64_t w = want; w && j; w &= w - 1)
+            if (class_in(pg->cls[__builtin_ctzll(w)], *j)) found |= w & -w;
+        return (mask & ~pg->classes) | found;
+    }
+    const uint32_t *idx;
+    uint32_t nu = source_distinct(tx, base, names, &idx);
+    const wstr *col = source_column(tx, base, names, pg->chain);
+    const kv *items = tx->c[base].items;
+    for (uint32_t u = 0; u < nu && found != want; u++) {
+        uint32_t i = idx[u];
+        if (!items[i].key.p) continue;
+        wstr v = col ? col[i] : names ? items[i].key : items[i].val;
+        for (uint64_t w = want & ~found; w; w &= w - 1)
+            if (class_in(pg->cls[__builtin_ctzll(w)], v)) found |= w & -w;
+    }
+    return (mask & ~pg->classes) | found;
+}
+
 /* A set's sources joined by '\n' (kept per source list and chain while tx->src_epoch stays
  * put: sets of one chain and list share it). */
 static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int live, size_t total) {
@@ -645,6 +694,9 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     uint64_t mask = answered ? possible : 0;
     if (live == 1 && possible && !answered) {
         mask = group_scan(tx, pg, parts[0]);
+        if (only >= 0) mask = class_mask(tx, pg, only >> 1, only & 1, mask);
+        else for (uint64_t w = mask & pg->classes; w; w &= w - 1)   /* one header's value */
+            if (!class_in(pg->cls[__builtin_ctzll(w)], parts[0])) mask &= ~(w & -w);
     }
     if (live == 1 && only >= 0) {
         uint8_t *done;
@@ -668,7 +720,7 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
         const pf_group *pg = &tx->rules->pf_groups[g];
         const wstr *j = source_joined(tx, base, names, pg->chain);
         bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
-        masks[g] = possible && !(pg->gated && pg->phrases) ? group_scan(tx, pg, *j) : possible;
+        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j)) : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }
     return (masks[g] >> sl->bit) & 1;
@@ -696,9 +748,12 @@ bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t) {
 
 bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v) {
     if (!ru->n_pf || is_pm(ru)) return true;   /* @pm's own automaton is as fast */
-    for (int i = 0; i < ru->n_pf; i++)
-        if (ru->pf[i].chain == chain)
-            return rxset_match(tx->rules->pf_groups[ru->pf[i].group].set, ru->pf[i].bit, (const uint8_t *)v.p, v.n);
+    for (int i = 0; i < ru->n_pf; i++) {
+        if (ru->pf[i].chain != chain) continue;
+        const pf_group *pg = &tx->rules->pf_groups[ru->pf[i].group];
+        if ((pg->classes >> ru->pf[i].bit) & 1) return class_in(pg->cls[ru->pf[i].bit], v);
+        return rxset_match(pg->set, ru->pf[i].bit, (const uint8_t *)v.p, v.n);
+    }
     return true;
 }
 
