@@ -36,9 +36,12 @@
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
  *
- * On large inputs (a JSON body's joined values) the sets without literals of one phase (of
- * the blocks the warm-up reached) also share unions, DFAs of all their patterns, that scan
- * such an input first, once: where they find nothing, none of those sets scans it.  A large
+ * On large inputs (a JSON body's joined values) the sets of one phase (of the blocks the
+ * warm-up reached) also share unions, DFAs of all their patterns, that scan such an input
+ * first, once: where they find nothing, none of those sets scans it.  Sets with literals and
+ * sets without have unions apart: a gated set asks its union only about an input holding one
+ * of its literals (a JSON body's argument names all hold `json`, which gates three 942
+ * sets), and the unions of the others stay as small as before.  A large
  * input of several sources is asked about a source at a time (scan_large), and REQUEST_BODY
  * has a literal automaton of its own.  Smaller inputs, and inputs the union matches, go to
  * the sets as above, so an ordinary GET never runs a union.
@@ -60,7 +63,7 @@
 #define GROUP_MAX_BYTES 4096
 /* each set's lazy DFA cache (bytes); a set that outgrows it keeps working, slower */
 #define DFA_LIMIT (1u << 20)
-/* A phase's sets without literals are also merged into union DFAs, scanned first over
+/* A phase's sets are also merged into union DFAs, scanned first over
  * inputs at least this long: where it finds nothing, none of those sets is scanned there.
  * Smaller inputs go straight to the sets (on a GET the union would match joined ordinary
  * values, and each set would be scanned anyway). */
@@ -291,13 +294,13 @@ static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) 
     return off;
 }
 
-/* a set a union may answer for: patterns without literals, first links only (a chained
- * link's set scans only once its rule's earlier links matched) */
-static bool unionable(const pf_group *pg) { return pg->set && !pg->phrases && !pg->gated && !pg->links; }
+/* a set a union may answer for: patterns, first links only (a chained link's set scans only
+ * once its rule's earlier links matched); gated sets share unions only with gated sets */
+static bool unionable(const pf_group *pg) { return pg->set && !pg->phrases && !pg->links; }
 
-/* Per phase, the unionable sets of the blocks the warm-up requests reached (reached[block]:
- * those of the configured paranoia level) as few unions of two sets or more, each of up to
- * UNION_MAX_BYTES of patterns, sets in order. */
+/* Per phase and kind (gated or not), the unionable sets of the blocks the warm-up requests
+ * reached (reached[block]: those of the configured paranoia level) as few unions of two sets
+ * or more, each of up to UNION_MAX_BYTES of patterns, sets in order. */
 static void build_unions(waf_rules *r, const bool *reached) {
     int n = r->n_pf_groups;
     const uint8_t **pats = malloc((size_t)(n ? n : 1) * GROUP_MAX * sizeof *pats);
@@ -312,7 +315,8 @@ static void build_unions(waf_rules *r, const bool *reached) {
         size_t k = 0, bytes = 0;
         for (int h = g; h < n; h++) {
             const pf_group *ph = &r->pf_groups[h];
-            if (ph->phase != pg->phase || !reached[ph->block] || !unionable(ph) || ph->uni >= 0) continue;
+            if (ph->phase != pg->phase || ph->gated != pg->gated || !reached[ph->block] || !unionable(ph) || ph->uni >= 0)
+                continue;
             if (sets && bytes + ph->bytes > UNION_MAX_BYTES) continue;
             in[sets++] = h;
             for (int m = 0; m < ph->n; m++) {
