@@ -315,7 +315,8 @@ static void build_unions(waf_rules *r, const bool *reached) {
         size_t k = 0, bytes = 0;
         for (int h = g; h < n; h++) {
             const pf_group *ph = &r->pf_groups[h];
-            if (ph->phase != pg->phase || ph->gated != pg->gated || !reached[ph->block] || !unionable(ph) || ph->uni >= 0)
+            if (ph->phase != pg->phase || ph->gated != pg->gated || !reached[ph->block] || !unionable(ph)
+                || ph->uni >= 0)
                 continue;
             if (sets && bytes + ph->bytes > UNION_MAX_BYTES) continue;
             in[sets++] = h;
@@ -565,7 +566,8 @@ static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
 static bool class_in(const uint8_t *cls, wstr v) {
     const uint8_t *p = (const uint8_t *)v.p, *e = p + v.n;
     for (; p + 8 <= e; p += 8)
-        if (cls[p[0]] | cls[p[1]] | cls[p[2]] | cls[p[3]] | cls[p[4]] | cls[p[5]] | cls[p[6]] | cls[p[7]]) return true;
+        if (cls[p[0]] | cls[p[1]] | cls[p[2]] | cls[p[3]] | cls[p[4]] | cls[p[5]] | cls[p[6]] | cls[p[7]])
+            return true;
     uint8_t any = 0;
     for (; p < e; p++) any |= cls[*p];
     return any;
@@ -724,7 +726,8 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
         const pf_group *pg = &tx->rules->pf_groups[g];
         const wstr *j = source_joined(tx, base, names, pg->chain);
         bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
-        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j)) : possible;
+        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j))
+                                                           : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }
     return (masks[g] >> sl->bit) & 1;

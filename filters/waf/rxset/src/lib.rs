@@ -225,7 +225,12 @@ impl RxSet {
         let members = pats
             .iter()
             .zip(flags)
-            .map(|(p, &f)| Member { src: translate::translate(p, f & CASELESS != 0), re: None, common: false, taken: false })
+            .map(|(p, &f)| Member {
+                src: translate::translate(p, f & CASELESS != 0),
+                re: None,
+                common: false,
+                taken: false,
+            })
             .collect();
         RxSet { any: None, members, phrases: None, literals: None, dfa_limit }
     }
