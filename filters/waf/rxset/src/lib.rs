@@ -42,6 +42,8 @@ pub const MAX_PATTERNS: usize = 64;
 pub const COMMON: u8 = 1;
 pub const CASELESS: u8 = 2;
 const SIZE_LIMIT: usize = 16 << 20;
+/// a pattern longer than this (translated) is not looked at as a class of bytes
+const CLASS_MAX_LEN: usize = 128;
 /// lazy DFA cache of one member's own regex (the alternation gets the caller's limit)
 const MEMBER_DFA_LIMIT: usize = 2 << 20;
 
@@ -77,6 +79,10 @@ impl Alone {
 /// The bytes a pattern matches when it is a single class of bytes (one byte each match).
 fn byte_class(src: &str) -> Option<Box<[bool; 256]>> {
     use regex_syntax::hir::{Class, HirKind};
+    // asked of every member at configure: a long pattern is not parsed to find out
+    if src.len() > CLASS_MAX_LEN {
+        return None;
+    }
     let hir = regex_syntax::ParserBuilder::new().allow_invalid_utf8(true).build().parse(src).ok()?;
     let mut h = &hir;
     while let HirKind::Group(g) = h.kind() {
