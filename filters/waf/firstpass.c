@@ -36,9 +36,12 @@
  * that this works: those with literals, those without, and those that match ordinary
  * values ("common", always checked alone) go to separate sets.
  *
- * On large inputs (a JSON body's joined values) the sets without literals of one phase (of
- * the blocks the warm-up reached) also share unions, DFAs of all their patterns, that scan
- * such an input first, once: where they find nothing, none of those sets scans it.  A large
+ * On large inputs (a JSON body's joined values) the sets of one phase (of the blocks the
+ * warm-up reached) also share unions, DFAs of all their patterns, that scan such an input
+ * first, once: where they find nothing, none of those sets scans it.  Sets with literals and
+ * sets without have unions apart: a gated set asks its union only about an input holding one
+ * of its literals (a JSON body's argument names all hold `json`, which gates three 942
+ * sets), and the unions of the others stay as small as before.  A large
  * input of several sources is asked about a source at a time (scan_large), and REQUEST_BODY
  * has a literal automaton of its own.  Smaller inputs, and inputs the union matches, go to
  * the sets as above, so an ordinary GET never runs a union.
@@ -60,7 +63,7 @@
 #define GROUP_MAX_BYTES 4096
 /* each set's lazy DFA cache (bytes); a set that outgrows it keeps working, slower */
 #define DFA_LIMIT (1u << 20)
-/* A phase's sets without literals are also merged into union DFAs, scanned first over
+/* A phase's sets are also merged into union DFAs, scanned first over
  * inputs at least this long: where it finds nothing, none of those sets is scanned there.
  * Smaller inputs go straight to the sets (on a GET the union would match joined ordinary
  * values, and each set would be scanned anyway). */
@@ -117,6 +120,8 @@ typedef struct pf_group {
     rule *members[GROUP_MAX];
     uint8_t flags[GROUP_MAX];    /* RXSET_CASELESS */
     uint8_t ok[GROUP_MAX];       /* the member is in the set (it has a translation) */
+    uint64_t classes;            /* members that are one class of bytes, tested here (class_*) */
+    uint8_t *cls[GROUP_MAX];     /* such a member's bytes: [256], 1 for each */
 } pf_group;
 
 /* where a rule's pattern sits: set and bit, for the values after chain `chain` */
@@ -289,13 +294,13 @@ static int source_list(waf_rules *r, const pf_group *pg, int *n_used, int *cap) 
     return off;
 }
 
-/* a set a union may answer for: patterns without literals, first links only (a chained
- * link's set scans only once its rule's earlier links matched) */
-static bool unionable(const pf_group *pg) { return pg->set && !pg->phrases && !pg->gated && !pg->links; }
+/* a set a union may answer for: patterns, first links only (a chained link's set scans only
+ * once its rule's earlier links matched); gated sets share unions only with gated sets */
+static bool unionable(const pf_group *pg) { return pg->set && !pg->phrases && !pg->links; }
 
-/* Per phase, the unionable sets of the blocks the warm-up requests reached (reached[block]:
- * those of the configured paranoia level) as few unions of two sets or more, each of up to
- * UNION_MAX_BYTES of patterns, sets in order. */
+/* Per phase and kind (gated or not), the unionable sets of the blocks the warm-up requests
+ * reached (reached[block]: those of the configured paranoia level) as few unions of two sets
+ * or more, each of up to UNION_MAX_BYTES of patterns, sets in order. */
 static void build_unions(waf_rules *r, const bool *reached) {
     int n = r->n_pf_groups;
     const uint8_t **pats = malloc((size_t)(n ? n : 1) * GROUP_MAX * sizeof *pats);
@@ -310,7 +315,9 @@ static void build_unions(waf_rules *r, const bool *reached) {
         size_t k = 0, bytes = 0;
         for (int h = g; h < n; h++) {
             const pf_group *ph = &r->pf_groups[h];
-            if (ph->phase != pg->phase || !reached[ph->block] || !unionable(ph) || ph->uni >= 0) continue;
+            if (ph->phase != pg->phase || ph->gated != pg->gated || !reached[ph->block] || !unionable(ph)
+                || ph->uni >= 0)
+                continue;
             if (sets && bytes + ph->bytes > UNION_MAX_BYTES) continue;
             in[sets++] = h;
             for (int m = 0; m < ph->n; m++) {
@@ -382,6 +389,14 @@ void firstpass_build(waf_rules *r) {
             common |= pg->flags[k] & RXSET_COMMON;
         }
         pg->set = rxset_new(pats, lens, pg->flags, (size_t)pg->n, ok, DFA_LIMIT);
+        for (int k = 0; k < pg->n; k++) {
+            uint8_t cls[256];
+            if (!ok[k] || !rxset_take_class(pg->set, (size_t)k, cls)) continue;
+            pg->cls[k] = malloc(sizeof cls);
+            if (!pg->cls[k]) abort();
+            memcpy(pg->cls[k], cls, sizeof cls);
+            pg->classes |= 1ull << k;
+        }
         pg->gated = !common && rxset_gated(pg->set);
         pg->links |= common;   /* a set with common members always scans: no union */
         for (int k = 0; k < pg->n; k++) {
@@ -420,7 +435,10 @@ void firstpass_build(waf_rules *r) {
 }
 
 void firstpass_free(waf_rules *r) {
-    for (int g = 0; g < r->n_pf_groups; g++) rxset_free(r->pf_groups[g].set);
+    for (int g = 0; g < r->n_pf_groups; g++) {
+        rxset_free(r->pf_groups[g].set);
+        for (int k = 0; k < r->pf_groups[g].n; k++) free(r->pf_groups[g].cls[k]);
+    }
     for (int u = 0; u < r->n_pf_unions; u++) rxset_free(r->pf_unions[u]);
     free(r->pf_unions);
     r->pf_unions = NULL;
@@ -544,6 +562,43 @@ static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
     return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
 }
 
+/* Whether v holds one of a class's bytes. */
+static bool class_in(const uint8_t *cls, wstr v) {
+    const uint8_t *p = (const uint8_t *)v.p, *e = p + v.n;
+    for (; p + 8 <= e; p += 8)
+        if (cls[p[0]] | cls[p[1]] | cls[p[2]] | cls[p[3]] | cls[p[4]] | cls[p[5]] | cls[p[6]] | cls[p[7]])
+            return true;
+    uint8_t any = 0;
+    for (; p < e; p++) any |= cls[*p];
+    return any;
+}
+
+/* A scan's mask with its class members (reported by the set without looking: a class holding
+ * '\n' would match every join of two values) told by the source's values after the set's
+ * chain, each value apart (921140/921150's `[\n\r]` on the header and argument names). */
+static uint64_t class_mask(waf_tx *tx, const pf_group *pg, int base, bool names, uint64_t mask) {
+    uint64_t want = mask & pg->classes, found = 0;
+    if (!want) return mask;
+    if (!IS_COLLECTION(base)) {
+        const wstr *j = source_joined(tx, base, names, pg->chain);
+        for (uint64_t w = want; w && j; w &= w - 1)
+            if (class_in(pg->cls[__builtin_ctzll(w)], *j)) found |= w & -w;
+        return (mask & ~pg->classes) | found;
+    }
+    const uint32_t *idx;
+    uint32_t nu = source_distinct(tx, base, names, &idx);
+    const wstr *col = source_column(tx, base, names, pg->chain);
+    const kv *items = tx->c[base].items;
+    for (uint32_t u = 0; u < nu && found != want; u++) {
+        uint32_t i = idx[u];
+        if (!items[i].key.p) continue;
+        wstr v = col ? col[i] : names ? items[i].key : items[i].val;
+        for (uint64_t w = want & ~found; w; w &= w - 1)
+            if (class_in(pg->cls[__builtin_ctzll(w)], v)) found |= w & -w;
+    }
+    return (mask & ~pg->classes) | found;
+}
+
 /* A set's sources joined by '\n' (kept per source list and chain while tx->src_epoch stays
  * put: sets of one chain and list share it). */
 static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int live, size_t total) {
@@ -645,6 +700,9 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     uint64_t mask = answered ? possible : 0;
     if (live == 1 && possible && !answered) {
         mask = group_scan(tx, pg, parts[0]);
+        if (only >= 0) mask = class_mask(tx, pg, only >> 1, only & 1, mask);
+        else for (uint64_t w = mask & pg->classes; w; w &= w - 1)   /* one header's value */
+            if (!class_in(pg->cls[__builtin_ctzll(w)], parts[0])) mask &= ~(w & -w);
     }
     if (live == 1 && only >= 0) {
         uint8_t *done;
@@ -668,7 +726,8 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
         const pf_group *pg = &tx->rules->pf_groups[g];
         const wstr *j = source_joined(tx, base, names, pg->chain);
         bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
-        masks[g] = possible && !(pg->gated && pg->phrases) ? group_scan(tx, pg, *j) : possible;
+        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j))
+                                                           : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }
     return (masks[g] >> sl->bit) & 1;
@@ -696,9 +755,12 @@ bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t) {
 
 bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v) {
     if (!ru->n_pf || is_pm(ru)) return true;   /* @pm's own automaton is as fast */
-    for (int i = 0; i < ru->n_pf; i++)
-        if (ru->pf[i].chain == chain)
-            return rxset_match(tx->rules->pf_groups[ru->pf[i].group].set, ru->pf[i].bit, (const uint8_t *)v.p, v.n);
+    for (int i = 0; i < ru->n_pf; i++) {
+        if (ru->pf[i].chain != chain) continue;
+        const pf_group *pg = &tx->rules->pf_groups[ru->pf[i].group];
+        if ((pg->classes >> ru->pf[i].bit) & 1) return class_in(pg->cls[ru->pf[i].bit], v);
+        return rxset_match(pg->set, ru->pf[i].bit, (const uint8_t *)v.p, v.n);
+    }
     return true;
 }
 

@@ -31,6 +31,11 @@ RxSet *rxset_new_phrases(const uint8_t *const *phrases, const size_t *lens, size
 uint64_t rxset_scan(RxSet *s, const uint8_t *hay, size_t len);
 /* Pattern i alone on one subject: false only when PCRE2 would not match it either. */
 bool rxset_match(RxSet *s, size_t i, const uint8_t *hay, size_t len);
+/* When pattern i is one class of bytes (one byte each match, e.g. `[\n\r]`): out[b] = 1 for
+ * each of its bytes, and from then on the set reports it as possible without looking (scans
+ * and rxset_match): the caller tests those bytes itself, over values rather than their join,
+ * whose '\n' separators such a class may hold. */
+bool rxset_take_class(RxSet *s, size_t i, uint8_t out[256]);
 /* n patterns (any number) as one alternation, only asked whether any of them matches. */
 RxSet *rxset_new_union(const uint8_t *const *pats, const size_t *lens, const uint8_t *flags, size_t n,
                        size_t dfa_limit);

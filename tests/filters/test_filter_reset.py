@@ -32,7 +32,7 @@ CASES: dict[str, tuple[dict[str, Any], list[tuple[str, dict[str, str], int, bool
     "routing": ({"config": ROUTES}, [("/v1/items/7", {"cookie": "a=b"}, 200, True),
                                       ("/healthz", {}, 200, True), ("/other", {}, 200, True)]),
     # its start-up reads random bytes (Rust's hash seeds): a snapshot only when asked for;
-    # a blocked request's audit record grows memory by a page: that instance is closed
+    # a blocked request's audit record may grow memory by a page: then that instance is closed
     "waf": ({"config": {"mode": "block"}, "snapshot": "always"}, [
         ("/?q=1", {}, 200, True), ("/?q=<script>alert(1)</script>", {}, 403, False),
         ("/a/b?page=2&sort=name", {"accept": "text/html"}, 200, True)]),
@@ -95,11 +95,10 @@ async def test_used_instance_of_a_real_filter_is_its_snapshot_again(built, name:
             assert first.setdefault(target, answer) == answer  # a reset instance answers as a fresh one
             for _ in range(3):
                 await asyncio.sleep(0)  # the reset runs in the loop's idle time
-            if reset:
+            if reset or st._pool:  # without `reset`, kept only if its memory did not grow
                 assert len(st._pool) == 1  # put back, not closed
                 _assert_is_snapshot(st._pool[0], snap, memory)
             else:
-                assert not st._pool
                 starts += 1  # the next stream starts a new instance
     assert st.plugin.metrics.vm_starts == starts  # no other stream needed a new instance
     await st.close()

@@ -42,6 +42,8 @@ pub const MAX_PATTERNS: usize = 64;
 pub const COMMON: u8 = 1;
 pub const CASELESS: u8 = 2;
 const SIZE_LIMIT: usize = 16 << 20;
+/// a pattern longer than this (translated) is not looked at as a class of bytes
+const CLASS_MAX_LEN: usize = 128;
 /// lazy DFA cache of one member's own regex (the alternation gets the caller's limit)
 const MEMBER_DFA_LIMIT: usize = 2 << 20;
 
@@ -51,6 +53,8 @@ struct Member {
     /// compiled on first use
     re: Option<Alone>,
     common: bool,
+    /// one class of bytes the caller tests itself (rxset_take_class): scans report it unlooked
+    taken: bool,
 }
 
 /// A member's own matcher.
@@ -75,6 +79,10 @@ impl Alone {
 /// The bytes a pattern matches when it is a single class of bytes (one byte each match).
 fn byte_class(src: &str) -> Option<Box<[bool; 256]>> {
     use regex_syntax::hir::{Class, HirKind};
+    // asked of every member at configure: a long pattern is not parsed to find out
+    if src.len() > CLASS_MAX_LEN {
+        return None;
+    }
     let hir = regex_syntax::ParserBuilder::new().allow_invalid_utf8(true).build().parse(src).ok()?;
     let mut h = &hir;
     while let HirKind::Group(g) = h.kind() {
@@ -133,8 +141,8 @@ fn build(pat: &str, dfa_limit: usize) -> Result<Regex, ()> {
 impl Member {
     fn may_match(&mut self, hay: &[u8]) -> bool {
         let src = match &self.src {
-            Some(s) => s,
-            None => return true,
+            Some(s) if !self.taken => s,
+            _ => return true,
         };
         match self.re.get_or_insert_with(|| Alone::new(src)) {
             Alone::Bytes(set) => hay.chunks(16).any(|c| c.iter().fold(false, |a, &b| a | set[b as usize])),
@@ -158,6 +166,7 @@ impl RxSet {
                 src: translate::translate(p, f & CASELESS != 0),
                 re: None,
                 common: f & COMMON != 0,
+                taken: false,
             })
             .collect();
         let ok = members.iter().map(|m| m.src.is_some()).collect();
@@ -222,7 +231,12 @@ impl RxSet {
         let members = pats
             .iter()
             .zip(flags)
-            .map(|(p, &f)| Member { src: translate::translate(p, f & CASELESS != 0), re: None, common: false })
+            .map(|(p, &f)| Member {
+                src: translate::translate(p, f & CASELESS != 0),
+                re: None,
+                common: false,
+                taken: false,
+            })
             .collect();
         RxSet { any: None, members, phrases: None, literals: None, dfa_limit }
     }
@@ -240,6 +254,15 @@ impl RxSet {
             Some(Ok(None)) => false,
             _ => true,
         }
+    }
+
+    /// Member i's bytes when it is one class of bytes (one byte each match), which the caller
+    /// then tests itself: from here on the set reports it as possible without looking.
+    pub fn take_class(&mut self, i: usize) -> Option<Box<[bool; 256]>> {
+        let m = self.members.get_mut(i)?;
+        let set = byte_class(m.src.as_deref()?)?;
+        m.taken = true;
+        Some(set)
     }
 
     /// Whether pattern i alone may match `hay`.
@@ -366,6 +389,21 @@ pub unsafe extern "C" fn rxset_match(s: *mut RxSet, i: usize, hay: *const u8, le
 }
 
 /// # Safety
+/// `s` from rxset_new; `out` has 256 bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rxset_take_class(s: *mut RxSet, i: usize, out: *mut u8) -> bool {
+    match (*s).take_class(i) {
+        Some(set) => {
+            for (o, &b) in slice::from_raw_parts_mut(out, 256).iter_mut().zip(set.iter()) {
+                *o = b as u8;
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// # Safety
 /// `s` from rxset_new (or NULL), not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rxset_free(s: *mut RxSet) {
@@ -458,6 +496,11 @@ mod tests {
         assert!(s.may_match(1, b"xxB") && !s.may_match(1, b"xyz"));
         assert!(s.may_match(2, b"caf\xc3\xa9") && !s.may_match(2, b"cafe"));
         assert_eq!(s.scan(b"x\ny"), 0b001);
+        let taken = s.take_class(0).unwrap();
+        assert!(taken[b'\n' as usize] && taken[b'\r' as usize] && !taken[b'a' as usize]);
+        assert!(s.take_class(1).is_some());
+        assert_eq!(s.scan(b"xyz"), 0b011);   // taken members: reported without looking
+        assert!(s.may_match(0, b"ab"));
     }
 
     #[test]
