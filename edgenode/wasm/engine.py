@@ -155,12 +155,27 @@ def _pooling_fn(name: str, *argtypes: object) -> object:
     return fn
 
 
+#: the engine settings that shape generated code: _engine_config applies them and the
+#: compiled-module cache key names them, so changing one compiles every module afresh.
+#: How each was chosen (measured): docs/waf.md, "How the Wasm is built and run".
+CODEGEN_SETTINGS: dict[str, bool | str] = {
+    # CPU deadlines: a counter check at each function entry and loop back-edge
+    "epoch_interruption": True,
+    # a fixed memory base lets GuestMemory keep one view per instance (guestmem.py);
+    # 32-bit memories fit the default 4 GiB reservation + guard, so loads and stores
+    # carry no bounds checks and growth is unaffected
+    "memory_may_move": False,
+    "cranelift_opt_level": "speed",
+    "cranelift_nan_canonicalization": False,
+}
+#: ``CODEGEN_SETTINGS`` as the cache key's text
+CONFIG_ID = ";".join(f"{k}={v}" for k, v in CODEGEN_SETTINGS.items())
+
+
 def _engine_config(pool_instances: int) -> Config:
     cfg = Config()
-    cfg.epoch_interruption = True
-    # a fixed memory base lets GuestMemory keep one view per instance (guestmem.py);
-    # 32-bit memories fit the default 4 GiB reservation, so growth is unaffected
-    cfg.memory_may_move = False
+    for name, value in CODEGEN_SETTINGS.items():
+        setattr(cfg, name, value)
     if pool_instances:
         # wasmtime-py 50 has no binding for the pooling allocator; the C API does
         new = _pooling_fn("wasmtime_pooling_allocation_config_new")
@@ -222,7 +237,7 @@ class WasmEngine:
                  native_hostcalls: bool = True) -> None:
         self.pooling = pool_instances > 0
         self._main = _Runtime(pool_instances, native_hostcalls)
-        self.config_id = "epoch_interruption=1;memory_may_move=0"
+        self.config_id = CONFIG_ID
         self.engine = self._main.engine
         self.engine_ptr = self._main.ptr
         self.linker = self._main.linker

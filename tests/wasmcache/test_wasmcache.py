@@ -53,3 +53,19 @@ def test_cache_key_changes_with_engine_settings_and_version() -> None:
     keys = {cache_key(MODULE, "a", "1"), cache_key(MODULE, "b", "1"), cache_key(MODULE, "a", "2"),
             cache_key(COMPONENT, "a", "1")}
     assert len(keys) == 4
+
+
+def test_changed_codegen_setting_compiles_afresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An artifact compiled under other engine settings is never loaded: the settings are
+    in its name (wasmtime rejects some mismatched artifacts, not all)."""
+    from edgenode.wasm import engine as eng_mod
+
+    wat = Path(__file__).parents[1] / "wasm" / "wat" / "rewrite.wat"
+    cache = tmp_path / "cache"
+    assert not eng_mod.WasmEngine(cache_dir=cache, pool_instances=0).load(wat, "f").cache_hit
+    assert eng_mod.WasmEngine(cache_dir=cache, pool_instances=0).load(wat, "f").cache_hit
+    settings = {**eng_mod.CODEGEN_SETTINGS, "cranelift_opt_level": "speed_and_size"}
+    monkeypatch.setattr(eng_mod, "CODEGEN_SETTINGS", settings)
+    monkeypatch.setattr(eng_mod, "CONFIG_ID", ";".join(f"{k}={v}" for k, v in settings.items()))
+    assert not eng_mod.WasmEngine(cache_dir=cache, pool_instances=0).load(wat, "f").cache_hit
+    assert len(list(cache.glob("*.cwasm"))) == 2
