@@ -14,7 +14,14 @@ each tree's copy of this script alternately (ABBA)::
 
     python benchmarks/bench_filter_stream.py [--filter routing|header|waf] [--n 10000] [--rounds 5]
                                              [--isolation shared|per-request]
-                                             [--module other/routing.wasm] [--label x]
+                                             [--module other/routing.wasm] [--label x] [--on-demand]
+
+Instruction counts, which do not move with the machine's load, come from callgrind on
+two runs of different lengths (the difference over the streams between them), with
+``--on-demand`` (valgrind cannot reserve the pooling allocator's address space)::
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null python benchmarks/bench_filter_stream.py \
+        --filter header --on-demand --rounds 1 --n 1000     # then --n 4000: (I4000 - I1000) / 3000
 
 Prints best and median µs per stream over the rounds; writes
 benchmarks/results/filter_stream-<label>.json.
@@ -36,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from edgenode.config import StageConfig  # noqa: E402
 from edgenode.http.messages import CIMultiDict, Request, Response  # noqa: E402
 from edgenode.pipeline.exchange import Exchange  # noqa: E402
+from edgenode.wasm.engine import WasmEngine  # noqa: E402
 from edgenode.wasm.stage import WasmStage  # noqa: E402
 
 ROUTING_CONFIG = {"default_origin": "default", "routes": [
@@ -43,7 +51,7 @@ ROUTING_CONFIG = {"default_origin": "default", "routes": [
 BODY = b"x" * 1024
 
 
-def make_stage(which: str, module: str | None, isolation: str) -> WasmStage:
+def make_stage(which: str, module: str | None, isolation: str, engine: WasmEngine | None = None) -> WasmStage:
     if which == "routing":
         opts = {"module": module or str(ROOT / "filters/build/routing.wasm"), "config": ROUTING_CONFIG}
     elif which == "waf":
@@ -52,7 +60,7 @@ def make_stage(which: str, module: str | None, isolation: str) -> WasmStage:
     else:
         opts = {"module": module or str(ROOT / "tests/wasm/wat/header_only.wat")}
     opts["isolation"] = isolation
-    return WasmStage(StageConfig(type="wasm", name=which, options=opts), base_dir=ROOT)
+    return WasmStage(StageConfig(type="wasm", name=which, options=opts), base_dir=ROOT, engine=engine)
 
 
 def one(stage: WasmStage) -> Exchange:
@@ -93,8 +101,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--label", default="latest")
+    ap.add_argument("--on-demand", action="store_true",
+                    help="instances without the pooling allocator, whose address space reservation "
+                         "valgrind cannot make: for instruction counts under callgrind")
     args = ap.parse_args()
-    stage = make_stage(args.filter, args.module, args.isolation)
+    engine = WasmEngine(pool_instances=0) if args.on_demand else None
+    stage = make_stage(args.filter, args.module, args.isolation, engine)
     rounds, ex = asyncio.run(measure(stage, args.n, args.rounds, args.isolation == "per-request"))
     if args.filter == "routing":
         assert ex.origin == "default", ex.origin

@@ -1,9 +1,9 @@
 """In-process CPU cost of a 1 KB cache hit through the whole node (no sockets).
 
-A ``Node`` with chain ``[cache]`` (or ``--chain``: one of bench_proxy's chains, filters
-before the cache; access log off, no admin) serves keep-alive GETs fed
-straight into its front end's connection through a fake transport, so only the Python
-work per request is counted (parsing, Request/Exchange, the cache hit, the response
+A ``Node`` with chain ``[cache]`` (or ``--chain``: one of bench_proxy's chains or
+``no-part``, a filter that opens no stream; filters before the cache; access log off, no
+admin) serves keep-alive GETs fed straight into its front end's connection through a
+fake transport, so only the Python work per request is counted (parsing, Request/Exchange, the cache hit, the response
 head, completion hooks; on the general path also one task and one loop turn).  The
 URL is primed once, so every measured request is a fresh hit, answered by the front
 end's synchronous fast path unless ``--general`` turns it off.  Several rounds; the best round is the steadiest
@@ -53,6 +53,16 @@ from edgenode.pipeline.chain import Chain  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_proxy import CHAINS  # noqa: E402
+
+#: and a filter whose module has no HTTP hooks: the request leaves the fast path for the
+#: filtered route (plain mark, batch, flat step, the cache's kept answer, the general
+#: writer) but opens no stream, so it and ``header-shared`` split a filtered hit's cost
+#: into leaving the fast path and the filter's own stream
+CHAINS = {**CHAINS, "no-part": f"""[[chain]]
+type = "wasm"
+name = "no-part"
+module = "{ROOT / 'tests/wasm/wat/bench_calls.wat'}"
+"""}
 
 RESULTS = ROOT / "benchmarks" / "results"
 BODY = b"x" * 1024
