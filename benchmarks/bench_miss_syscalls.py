@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import subprocess
@@ -36,40 +35,6 @@ from edgenode.bench.loadgen import run_wrk  # noqa: E402
 #: software events (the benchmark machine is a VM without hardware counters)
 PERF_EVENTS = "context-switches,page-faults"
 _ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)\s*$")
-
-
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and its live descendants."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                raw = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(raw[raw.rfind(")") + 2:].split()[1])
-    tree, frontier = [pid], [pid]
-    while frontier:
-        cur = frontier.pop()
-        for child, parent in parents.items():
-            if parent == cur and child not in tree:
-                tree.append(child)
-                frontier.append(child)
-    return tree
-
-
-def user_sys(pid: int) -> tuple[float, float]:
-    """utime and stime (seconds) of ``pid``'s tree, reaped children included."""
-    user = system = 0
-    for p in tree_pids(pid):
-        try:
-            raw = Path(f"/proc/{p}/stat").read_text()
-        except OSError:
-            continue
-        f = raw[raw.rfind(")") + 2:].split()
-        user += int(f[11]) + int(f[13])
-        system += int(f[12]) + int(f[14])
-    return user / bp.CLK_TCK, system / bp.CLK_TCK
 
 
 def miss_load(target: bp.Target, tag: str, duration: float, connections: int,
@@ -92,16 +57,16 @@ def parse_strace(text: str) -> dict[str, int]:
 def measure(target: bp.Target, origin: bp.Origin, args: argparse.Namespace, script: Path) -> dict:
     out: dict = {"note": target.note}
     origin.fetches()
-    u0, s0 = user_sys(target.proc.pid)
+    u0, s0 = bp.tree_user_sys(target.proc.pid)
     n = miss_load(target, f"cpu-{target.name}", args.duration, args.connections, script)
-    u1, s1 = user_sys(target.proc.pid)
+    u1, s1 = bp.tree_user_sys(target.proc.pid)
     out["requests"] = n
     out["origin_fetches_per_request"] = round(origin.fetches() / n, 3)
     out["user_us"] = round((u1 - u0) * 1e6 / n, 1)
     out["sys_us"] = round((s1 - s0) * 1e6 / n, 1)
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as log:
         cmd = ["strace", "-c", "-f", "-o", log.name]
-        for pid in tree_pids(target.proc.pid):
+        for pid in bp.tree_pids(target.proc.pid):
             cmd += ["-p", str(pid)]
         tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # attached before the load starts
@@ -113,7 +78,7 @@ def measure(target: bp.Target, origin: bp.Origin, args: argparse.Namespace, scri
     out["syscalls_per_request"] = {k: round(v / n, 2) for k, v in
                                    sorted(calls.items(), key=lambda kv: -kv[1]) if v / n >= 0.01}
     out["syscalls_total_per_request"] = round(sum(calls.values()) / n, 2)
-    pids = ",".join(map(str, tree_pids(target.proc.pid)))
+    pids = ",".join(map(str, bp.tree_pids(target.proc.pid)))
     with tempfile.NamedTemporaryFile("r", suffix=".perf") as log:
         counter = subprocess.Popen(["perf", "stat", "-x", ",", "-o", log.name, "-e", PERF_EVENTS,
                                     "-p", pids], stderr=subprocess.DEVNULL)

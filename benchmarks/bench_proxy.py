@@ -147,9 +147,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` and all its live descendants, plus reaped children's times."""
-    parents: dict[int, int] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """Every live process's /proc stat fields after "pid (comm) "."""
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -158,22 +157,38 @@ def tree_cpu_seconds(pid: int) -> float:
             raw = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = raw[raw.rfind(")") + 2:].split()  # after "pid (comm) "
-        stats[int(entry)] = fields
-        parents[int(entry)] = int(fields[1])
-    tree, frontier = {pid}, [pid]
+        stats[int(entry)] = raw[raw.rfind(")") + 2:].split()
+    return stats
+
+
+def tree_pids(pid: int, stats: dict[int, list[str]] | None = None) -> list[int]:
+    """``pid`` and its live descendants."""
+    parents = {p: int(f[1]) for p, f in (stats or _proc_stats()).items()}
+    tree, frontier = [pid], [pid]
     while frontier:
         cur = frontier.pop()
         for child, parent in parents.items():
             if parent == cur and child not in tree:
-                tree.add(child)
+                tree.append(child)
                 frontier.append(child)
-    ticks = 0
-    for p in tree:
+    return tree
+
+
+def tree_user_sys(pid: int) -> tuple[float, float]:
+    """utime and stime (seconds) of ``pid``'s tree, reaped children's times included."""
+    stats = _proc_stats()
+    user = system = 0
+    for p in tree_pids(pid, stats):
         f = stats.get(p)
         if f:  # fields 14..17 of stat (utime stime cutime cstime) are 11..14 here
-            ticks += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
-    return ticks / CLK_TCK
+            user += int(f[11]) + int(f[13])
+            system += int(f[12]) + int(f[14])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime+stime of ``pid`` and all its live descendants, plus reaped children's times."""
+    return sum(tree_user_sys(pid))
 
 
 def spawn(cmd: list[str], run_dir: Path, name: str, root: Path = ROOT) -> tuple[subprocess.Popen, list[Path]]:

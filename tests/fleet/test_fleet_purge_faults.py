@@ -44,6 +44,20 @@ def hold_applies(node) -> tuple[asyncio.Event, list[str]]:
     return release, reached
 
 
+
+async def applied_before_listening(node: Any) -> list[int]:
+    """Start ``node``; the purges it had applied when its front end began to listen."""
+    seen: list[int] = []
+    real_start = node.frontend.start
+
+    async def start_frontend(*a: Any, **kw: Any) -> Any:
+        seen.append(node.fleet.purges.counts["applied"])
+        return await real_start(*a, **kw)
+
+    node.frontend.start = start_frontend
+    await asyncio.wait_for(node.start(), SETTLE)
+    return seen
+
 async def test_purge_lost_on_a_silently_dead_path_comes_back_on_reconnection(
         nats_server: NatsServer, make_fleet_node, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(purges, "ACK_WAIT", AN_HOUR)
@@ -75,16 +89,7 @@ async def test_node_stopped_before_it_acked_applies_the_purge_before_serving_aga
     release.set()
 
     again = await make_fleet_node(nats_server.url, "busy", tier="shield", start=False)
-    applied_before_listening: list[int] = []
-    real_start = again.frontend.start
-
-    async def start_frontend(*a: Any, **kw: Any) -> Any:
-        applied_before_listening.append(again.fleet.purges.counts["applied"])
-        return await real_start(*a, **kw)
-
-    again.frontend.start = start_frontend
-    await asyncio.wait_for(again.start(), SETTLE)
-    assert applied_before_listening == [1]
+    assert await applied_before_listening(again) == [1]
     assert again.fleet.state() == "in-sync"
 
 
@@ -102,16 +107,7 @@ async def test_node_restarted_while_the_server_still_holds_its_dead_connection(
     await peer.fleet.purge("url", [URL], False)  # delivered into the dead connection
 
     again = await make_fleet_node(nats_server.url, "lost", tier="shield", start=False)
-    applied_before_listening: list[int] = []
-    real_start = again.frontend.start
-
-    async def start_frontend(*a: Any, **kw: Any) -> Any:
-        applied_before_listening.append(again.fleet.purges.counts["applied"])
-        return await real_start(*a, **kw)
-
-    again.frontend.start = start_frontend
-    await asyncio.wait_for(again.start(), SETTLE)
-    assert applied_before_listening == [1]
+    assert await applied_before_listening(again) == [1]
     await link.cut()
 
 
