@@ -147,7 +147,10 @@ async def test_filter_counter_across_recycles_and_reloads(origin_url: str, confi
     many requests on reset-and-reused per-request instances, and across reloads."""
     name = "node-counters-iso"
     cfg = config_for(origin_url)
-    cfg.chain = [StageConfig("wasm", name, {"module": str(WAT / "counters.wat"), "isolation": "per-request"}),
+    # the deadline is counted in wall-clock epoch ticks: a generous one keeps 100 concurrent
+    # streams on a loaded two-core machine from being cut off (deadlines have their own tests)
+    cfg.chain = [StageConfig("wasm", name, {"module": str(WAT / "counters.wat"), "isolation": "per-request",
+                                            "cpu_deadline_ms": 5000}),
                  StageConfig("cache", "cache")]
     node = Node(cfg)
     await node.start()
