@@ -21,7 +21,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
 from edgenode.http.headers import HOP_BY_HOP, KEY, append_value, strip_hop_by_hop
-from edgenode.http.messages import FROM_BODY, Request, Response
+from edgenode.http.messages import Request, Response
 
 __all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
            "EDITED_NAMES"]
@@ -87,9 +87,8 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
     """
     raw = req.raw
     method = req.method
-    trailers = req._trailers  # a bytes body's trailers are only ever set explicitly
     if (raw is None or raw[0] != getversion(req.headers) or not raw[1] or req.body != b""
-            or (method != "GET" and method != "HEAD") or (trailers is not FROM_BODY and trailers)):
+            or (method != "GET" and method != "HEAD") or req.trailers):
         return None
     pairs = raw[1]
     block = b"\r\n" + b"\r\n".join(map(b": ".join, pairs)) + b"\r\n"
