@@ -1,5 +1,5 @@
 /* The edge-function host's C core: the module, value conversion, host-call trampolines,
- * instances and the epoch ticker (see _hostcall.h for the layout of the sources).
+ * instances and the epoch ticker (see hostcall.h for the layout of the sources).
  *
  * wasmtime's C API calls a host function with an array of wasmtime_component_val_t and
  * expects its result written into another.  Host functions written in C (the hot ones:
@@ -9,15 +9,13 @@
  * calls the function with the request's call state first, and encodes its return value
  * following a result type spec compiled once (see capi.py for the conventions).
  */
-#include "_hostcall.h"
+#include "hostcall.h"
 
 #include <errno.h>
 #include <string.h>
 #include <structmember.h>
 #include <time.h>
 
-api_t W;
-PyObject *GuestTrap, *MultiDict;
 static PyObject *OnError;    /* on_error(exception, call | None) -> the trap message (logs it) */
 static PyObject *WasmError;  /* _hostcall.WasmError: instantiation failed */
 
@@ -187,107 +185,6 @@ static PyObject *decode(void *ctx, val_t *v) {
     }
 }
 
-/* --- result helpers ---------------------------------------------------------------------------- */
-int arg_rep(CallObject *c, val_t *v, uint32_t *rep) {
-    void *host = NULL;
-    void *err = v->kind == K_RESOURCE ? W.any_to_host(c->ctx, v->of.resource, &host) : (void *)1;
-    if (err) {
-        if (v->kind == K_RESOURCE) W.error_delete(err);
-        PyErr_SetString(GuestTrap, "a guest-defined resource was passed where a host resource is expected");
-        return -1;
-    }
-    *rep = W.host_rep(host);
-    W.host_delete(host);
-    return 0;
-}
-
-int arg_opt_rep(CallObject *c, val_t *v, uint32_t *rep) {
-    *rep = 0;
-    return v->of.option ? arg_rep(c, v->of.option, rep) : 0;
-}
-
-static int put_resource(void *ctx, bool owned, uint32_t rep, uint32_t ty, val_t *out) {
-    void *host = W.host_new(owned, rep, ty), *any = NULL;
-    void *err = W.host_to_any(ctx, host, &any);
-    W.host_delete(host);
-    if (err) {
-        W.error_delete(err);
-        PyErr_SetString(GuestTrap, "cannot hand a resource to the guest");
-        return -1;
-    }
-    out->kind = K_RESOURCE;
-    out->of.resource = any;
-    return 0;
-}
-
-int ret_own(CallObject *c, val_t *out, uint32_t rep, uint8_t type) {
-    return put_resource(c->ctx, true, rep, type, out);
-}
-
-int ret_own_new(CallObject *c, val_t *out, PyObject *obj, uint8_t type, uint32_t parent) {
-    if (!obj) return -1;
-    uint32_t rep = table_add(c->table, obj, type, parent);
-    Py_DECREF(obj);
-    return rep ? ret_own(c, out, rep, type) : -1;
-}
-
-void ret_bool(val_t *out, bool b) { out->kind = K_BOOL; out->of.b = b; }
-void ret_u16(val_t *out, uint16_t x) { out->kind = K_U16; out->of.u16 = x; }
-void ret_u32(val_t *out, uint32_t x) { out->kind = K_U32; out->of.u32 = x; }
-void ret_u64(val_t *out, uint64_t x) { out->kind = K_U64; out->of.u64 = x; }
-
-void ret_string(val_t *out, const char *s, size_t n) {
-    out->kind = K_STRING;
-    W.byte_vec_new(&out->of.string, n, (const uint8_t *)s);
-}
-
-void ret_bytes(val_t *out, const uint8_t *data, size_t n) {
-    out->kind = K_LIST;
-    W.vallist_new_uninit(&out->of.list, n);
-    val_t *items = out->of.list.data;
-    for (size_t i = 0; i < n; i++) {
-        items[i].kind = K_U8;
-        items[i].of.u8 = data[i];
-    }
-}
-
-void ret_case(val_t *out, const char *name, val_t *payload) {
-    out->kind = K_VARIANT;
-    W.byte_vec_new(&out->of.variant.disc, strlen(name), (const uint8_t *)name);
-    out->of.variant.val = payload ? W.val_new(payload) : NULL;
-}
-
-void ret_result(val_t *out, bool ok, val_t *payload) {
-    out->kind = K_RESULT;
-    out->of.result.is_ok = ok;
-    out->of.result.val = payload ? W.val_new(payload) : NULL;
-}
-
-void ret_option(val_t *out, val_t *payload) {
-    out->kind = K_OPTION;
-    out->of.option = payload ? W.val_new(payload) : NULL;
-}
-
-void ret_list(val_t *out, size_t n) {
-    out->kind = K_LIST;
-    W.vallist_new_uninit(&out->of.list, n);
-    memset(out->of.list.data, 0, n * sizeof(val_t));
-}
-
-void ret_tuple(val_t *out, size_t n) {
-    out->kind = K_TUPLE;
-    W.valtuple_new_uninit(&out->of.list, n);
-    memset(out->of.list.data, 0, n * sizeof(val_t));
-}
-
-void ret_record(val_t *out, size_t n, const char *const *names) {
-    out->kind = K_RECORD;
-    W.valrecord_new_uninit(&out->of.record, n);
-    entry_t *e = out->of.record.data;
-    memset(e, 0, n * sizeof(entry_t));
-    for (size_t i = 0; i < n; i++) W.byte_vec_new(&e[i].name, strlen(names[i]), (const uint8_t *)names[i]);
-}
-
 /* --- encoding results from Python ---------------------------------------------------------------- */
 static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out);
 
@@ -410,7 +307,7 @@ static int encode(void *ctx, spec_t *s, PyObject *o, val_t *out) {
 }
 
 /* --- the trampolines ----------------------------------------------------------------------------- */
-void *trap_from_python(void) {
+static void *trap_from_python(void) {
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
     PyErr_NormalizeException(&type, &exc, &tb);

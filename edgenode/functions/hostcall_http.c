@@ -9,7 +9,7 @@
  * Outgoing requests (and the responses to them) are Python (http_host.py); they use
  * these fields, bodies and streams through the table.
  */
-#include "_hostcall.h"
+#include "hostcall.h"
 
 #include <strings.h>
 #include <structmember.h>

@@ -8,7 +8,7 @@
  * what was asked), a write appends the whole list at once.  Pollables are ready-checks
  * the request's call state waits on.
  */
-#include "_hostcall.h"
+#include "hostcall.h"
 
 #include <errno.h>
 #include <structmember.h>

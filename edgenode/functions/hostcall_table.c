@@ -8,7 +8,7 @@
  * an instance; after each request of a reused instance the reps it created are forgotten
  * (a later use of such a handle traps), so the table never grows with requests.
  */
-#include "_hostcall.h"
+#include "hostcall.h"
 
 #include <errno.h>
 #include <structmember.h>
@@ -488,3 +488,11 @@ PyTypeObject CallType = {
     .tp_members = call_members,
     .tp_getset = call_getset,
 };
+
+/* --- a new resource handed to the guest ---------------------------------------------------- */
+int ret_own_new(CallObject *c, val_t *out, PyObject *obj, uint8_t type, uint32_t parent) {
+    if (!obj) return -1;
+    uint32_t rep = table_add(c->table, obj, type, parent);
+    Py_DECREF(obj);
+    return rep ? ret_own(c, out, rep, type) : -1;
+}

@@ -1,10 +1,14 @@
 /* The edge-function host in C: declarations shared by its source files.
  *
- *   _hostcall.c       module, wasmtime C API addresses, value conversion, trampolines for
- *                     host functions written in Python, instances, the epoch ticker
- *   hostcall_table.c  the per-instance resource table and the per-request call state
- *   hostcall_io.c     byte sources and sinks, wasi:io (streams, poll, error), clocks, random
- *   hostcall_http.c   wasi:http/types: fields, requests, bodies, responses, the outparam
+ *   hostcall_values.c  wasmtime C API addresses, the shared exception types, argument and
+ *                      result writers
+ *   hostcall_table.c   the per-instance resource table and the per-request call state
+ *   hostcall_io.c      byte sources and sinks, wasi:io (streams, poll, error), clocks, random
+ *   hostcall_http.c    wasi:http/types: fields, requests, bodies, responses, the outparam
+ *   _hostcall.c        the module: value conversion and trampolines for host functions
+ *                      written in Python, instances, the epoch ticker
+ *
+ * Each file uses only those listed above it, so the units form no cycle.
  *
  * Every host function runs with the GIL held (inline requests keep it for the whole guest
  * call; threaded ones take it per host call), so host objects are ordinary Python objects
@@ -201,11 +205,14 @@ typedef int (*native_fn)(CallObject *c, val_t *args, val_t *results);
 typedef struct { const char *iface, *name; native_fn fn; } native_t;
 extern const native_t io_natives[], http_natives[];
 
-/* argument and result helpers (_hostcall.c); those returning int give -1 with a Python
- * error set.  A result written with a payload moves the payload (wasmtime frees it). */
+/* argument and result helpers (hostcall_values.c; ret_own_new in hostcall_table.c); those
+ * returning int give -1 with a Python error set.  A result written with a payload moves the
+ * payload (wasmtime frees it). */
 int arg_rep(CallObject *c, val_t *v, uint32_t *rep);
 int arg_opt_rep(CallObject *c, val_t *v, uint32_t *rep);   /* none: 0 */
 int ret_own(CallObject *c, val_t *out, uint32_t rep, uint8_t type);
+/* the host resource `rep` of type `ty` as a guest handle in `ctx` (owned or borrowed) */
+int put_resource(void *ctx, bool owned, uint32_t rep, uint32_t ty, val_t *out);
 /* add obj (a new reference, stolen) to the table and return it as own<type> */
 int ret_own_new(CallObject *c, val_t *out, PyObject *obj, uint8_t type, uint32_t parent);
 void ret_bool(val_t *out, bool b);
@@ -220,6 +227,5 @@ void ret_option(val_t *out, val_t *payload);                  /* NULL: none */
 void ret_list(val_t *out, size_t n);                          /* n zeroed items to fill */
 void ret_tuple(val_t *out, size_t n);
 void ret_record(val_t *out, size_t n, const char *const *names);
-void *trap_from_python(void);   /* the pending Python error as a wasmtime trap */
 
 #endif
