@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from edgenode.cache._fields import field_block, lower_names
+from edgenode.http._fields import field_block, lower_names
 from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,

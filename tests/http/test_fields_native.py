@@ -1,11 +1,11 @@
-"""The stored fields' passes in C (``edgenode.cache._fields``) equal the Python they replace."""
+"""The per-field passes in C (``edgenode.http._fields``) equal the Python they replace."""
 
 from __future__ import annotations
 
 import pytest
 from multidict import CIMultiDict, istr
 
-from edgenode.cache._fields import field_block, lower_names
+from edgenode.http._fields import Latin1Pairs, field_block, lower_names
 from edgenode.cache.policy import _NOT_STORED, build_entry
 
 CASES = [
@@ -72,3 +72,23 @@ def test_an_entry_with_a_field_a_hit_cannot_write_has_no_wire_block():
                      body=b"body", req_headers=CIMultiDict(), request_time=1e9, response_time=1e9,
                      heuristic_fraction=0.1, heuristic_max=86400.0)
     assert ok.wire == "Cache-Control: max-age=60\r\nX-V: café\r\nDate: Sun, 09 Sep 2001 01:46:40 GMT\r\n".encode("latin-1")
+
+
+def test_latin1_pairs_appends_what_the_python_callback_did():
+    target: list[tuple[str, str]] = []
+    on_header = Latin1Pairs(target)
+    raw = [(b"Content-Type", b"text/plain"), (b"X-Latin", b"caf\xe9 \xff"), (b"Empty", b"")]
+    for name, value in raw:
+        assert on_header(name, value) is None
+    assert target == [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+    assert on_header.target is target and all(type(v) is str for pair in target for v in pair)
+
+
+@pytest.mark.parametrize("args", [(b"a",), (b"a", b"b", b"c"), ("a", b"b"), (b"a", None)])
+def test_latin1_pairs_refuses_anything_but_two_bytes(args):
+    target: list[tuple[str, str]] = []
+    with pytest.raises(TypeError):
+        Latin1Pairs(target)(*args)
+    assert target == []
+    with pytest.raises(TypeError):
+        Latin1Pairs(("not", "a list"))

@@ -1,13 +1,15 @@
-/* The stored fields' passes of a miss (cache/policy.py ``build_entry``) in C.
+/* The per-field passes of a miss in C: the origin client's field callback
+ * (http/client.py) and the stored fields' passes (cache/policy.py ``build_entry``).
  *
- * A miss turns the origin's field pairs into the stored list, its wire block and its
- * size; in Python that is a lower() per name, a filter, a join, two counts and an
- * encode, ~1k instructions per field and pass.  Here it is one pass per call over the
- * same plain ``str`` pairs, with the same results (tests/cache/test_fields_native.py
- * holds them to the Python expressions they replace).
+ * In Python each is ~1k interpreter instructions per field and pass: a callback frame
+ * and two decodes per field as the origin's head is parsed; a lower() per name, a
+ * filter, a join, two counts and an encode when the response is stored.  Here each is
+ * one C call, with the same results (tests/http/test_fields_native.py holds them to
+ * the Python expressions they replace).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ``name.lower()`` as a plain str: ASCII names (every field name on the wire) are
@@ -182,6 +184,99 @@ fail:
     return NULL;
 }
 
+/* ``Latin1Pairs(target)``: called with a field's name and value (``bytes``, as
+ * httptools hands them to ``on_header``), appends ``(name, value)`` decoded as Latin-1
+ * to the list ``target``.  It holds only that list (of str pairs): no cycle. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *target;
+    vectorcallfunc vectorcall;
+} Latin1Pairs;
+
+static PyObject *latin1(PyObject *b) {
+    if (!PyBytes_Check(b)) {
+        PyErr_SetString(PyExc_TypeError, "field names and values must be bytes");
+        return NULL;
+    }
+    return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), NULL);
+}
+
+static PyObject *latin1_pairs_call(PyObject *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "Latin1Pairs takes (name, value)");
+        return NULL;
+    }
+    PyObject *name = latin1(args[0]);
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *value = latin1(args[1]);
+    if (value == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, name);
+    PyTuple_SET_ITEM(pair, 1, value);
+    int rc = PyList_Append(((Latin1Pairs *)self)->target, pair);
+    Py_DECREF(pair);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *latin1_pairs_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *target;
+    if (!PyArg_ParseTuple(args, "O!:Latin1Pairs", &PyList_Type, &target)) {
+        return NULL;
+    }
+    Latin1Pairs *self = (Latin1Pairs *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(target);
+    self->target = target;
+    self->vectorcall = latin1_pairs_call;
+    return (PyObject *)self;
+}
+
+static void latin1_pairs_dealloc(PyObject *self) {
+    Py_XDECREF(((Latin1Pairs *)self)->target);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *latin1_pairs_target(PyObject *self, void *closure) {
+    PyObject *target = ((Latin1Pairs *)self)->target;
+    Py_INCREF(target);
+    return target;
+}
+
+static PyGetSetDef latin1_pairs_getset[] = {
+    {"target", latin1_pairs_target, NULL, "the list the pairs are appended to", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject Latin1PairsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.http._fields.Latin1Pairs",
+    .tp_basicsize = sizeof(Latin1Pairs),
+    .tp_dealloc = latin1_pairs_dealloc,
+    .tp_vectorcall_offset = offsetof(Latin1Pairs, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Latin1Pairs(target: list): called with (name: bytes, value: bytes), appends the "
+              "pair decoded as Latin-1 to target.",
+    .tp_new = latin1_pairs_new,
+    .tp_getset = latin1_pairs_getset,
+};
+
 static PyMethodDef methods[] = {
     {"lower_names", (PyCFunction)lower_names, METH_O, lower_names_doc},
     {"field_block", (PyCFunction)(void (*)(void))field_block, METH_FASTCALL, field_block_doc},
@@ -190,9 +285,23 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fields",
-    "The stored fields' passes of a miss (cache/policy.py build_entry), in C.", -1, methods,
+    "The per-field passes of a miss (the origin client's field callback, build_entry's "
+    "stored fields), in C.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__fields(void) {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&Latin1PairsType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&Latin1PairsType);
+    if (PyModule_AddObject(m, "Latin1Pairs", (PyObject *)&Latin1PairsType) < 0) {
+        Py_DECREF(&Latin1PairsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }
