@@ -1,11 +1,13 @@
-/* The per-field passes of a miss in C: the origin client's field callback
+/* The per-field passes of a miss in C: the origin request's field lines from the
+ * client's (proxy/forwarding.py ``forward_head``), the origin client's field callback
  * (http/client.py) and the stored fields' passes (cache/policy.py ``build_entry``).
  *
- * In Python each is ~1k interpreter instructions per field and pass: a callback frame
- * and two decodes per field as the origin's head is parsed; a lower() per name, a
- * filter, a join, two counts and an encode when the response is stored.  Here each is
- * one C call, with the same results (tests/http/test_fields_native.py holds them to
- * the Python expressions they replace).
+ * In Python each is ~1k interpreter instructions per field and pass: a join, a
+ * lower-cased copy, a regular expression and two counts over the request's lines; a
+ * callback frame and two decodes per field as the origin's head is parsed; a lower()
+ * per name, a filter, a join, two counts and an encode when the response is stored.
+ * Here each is one C call, with the same results (tests/http/test_fields_native.py
+ * holds them to the Python expressions they replace).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -184,6 +186,110 @@ fail:
     return NULL;
 }
 
+/* Whether the ``n`` bytes at ``p`` hold CR or LF. */
+static int has_crlf(const char *p, Py_ssize_t n) {
+    return memchr(p, '\r', n) != NULL || memchr(p, '\n', n) != NULL;
+}
+
+/* ``name.lower()`` of a bytes name (ASCII letters, as bytes.lower), ``name`` itself
+ * when it has no upper-case letter. */
+static PyObject *lowered_bytes(PyObject *name) {
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    const char *src = PyBytes_AS_STRING(name);
+    Py_ssize_t i = 0;
+    while (i < n && !(src[i] >= 'A' && src[i] <= 'Z')) {
+        i++;
+    }
+    if (i == n) {
+        Py_INCREF(name);
+        return name;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(src, n);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *dst = PyBytes_AS_STRING(out);
+    for (; i < n; i++) {
+        if (dst[i] >= 'A' && dst[i] <= 'Z') {
+            dst[i] = (char)(dst[i] + 32);
+        }
+    }
+    return out;
+}
+
+PyDoc_STRVAR(request_lines_doc,
+"request_lines(pairs, edited) -> (block, host) | None\n\n"
+"The client's fields (a list of (name, value) bytes pairs) as the origin request's\n"
+"lines: ``block`` is CRLF then each ``Name: value`` line but Host's with its CRLF,\n"
+"``host`` the Host value (None without one).  None when a lower-case name is in\n"
+"``edited`` (a set of bytes), Host comes twice, or a name or value holds CR or LF.");
+
+static PyObject *request_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "request_lines(list, set or frozenset)");
+        return NULL;
+    }
+    PyObject *pairs = args[0], *edited = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(pairs), size = 2, host_at = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "fields must be (name, value) bytes pairs");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t k = PyBytes_GET_SIZE(name), v = PyBytes_GET_SIZE(value);
+        if (has_crlf(PyBytes_AS_STRING(name), k) || has_crlf(PyBytes_AS_STRING(value), v)) {
+            Py_RETURN_NONE;
+        }
+        PyObject *low = lowered_bytes(name);
+        if (low == NULL) {
+            return NULL;
+        }
+        int is_host = PyBytes_GET_SIZE(low) == 4 && memcmp(PyBytes_AS_STRING(low), "host", 4) == 0;
+        int found = is_host ? 0 : PySet_Contains(edited, low);
+        Py_DECREF(low);
+        if (found < 0) {
+            return NULL;
+        }
+        if (found || (is_host && host_at >= 0)) {
+            Py_RETURN_NONE;
+        }
+        if (is_host) {
+            host_at = i;
+        } else {
+            size += k + v + 4;
+        }
+    }
+    PyObject *block = PyBytes_FromStringAndSize(NULL, size);
+    if (block == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(block);
+    *out++ = '\r';
+    *out++ = '\n';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i == host_at) {
+            continue;
+        }
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t k = PyBytes_GET_SIZE(name), v = PyBytes_GET_SIZE(value);
+        memcpy(out, PyBytes_AS_STRING(name), k);
+        out += k;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, PyBytes_AS_STRING(value), v);
+        out += v;
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+    PyObject *host = host_at >= 0 ? PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, host_at), 1) : Py_None;
+    Py_INCREF(host);
+    return Py_BuildValue("(NN)", block, host);
+}
+
 /* ``Latin1Pairs(target)``: called with a field's name and value (``bytes``, as
  * httptools hands them to ``on_header``), appends ``(name, value)`` decoded as Latin-1
  * to the list ``target``.  It holds only that list (of str pairs): no cycle. */
@@ -278,6 +384,7 @@ static PyTypeObject Latin1PairsType = {
 };
 
 static PyMethodDef methods[] = {
+    {"request_lines", (PyCFunction)(void (*)(void))request_lines, METH_FASTCALL, request_lines_doc},
     {"lower_names", (PyCFunction)lower_names, METH_O, lower_names_doc},
     {"field_block", (PyCFunction)(void (*)(void))field_block, METH_FASTCALL, field_block_doc},
     {NULL, NULL, 0, NULL},
@@ -285,8 +392,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fields",
-    "The per-field passes of a miss (the origin client's field callback, build_entry's "
-    "stored fields), in C.", -1, methods,
+    "The per-field passes of a miss (the origin request's lines, the origin client's field "
+    "callback, build_entry's stored fields), in C.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__fields(void) {

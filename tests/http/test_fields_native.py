@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, istr
 
-from edgenode.http._fields import Latin1Pairs, field_block, lower_names
+import re
+
+from edgenode.http._fields import Latin1Pairs, field_block, lower_names, request_lines
 from edgenode.cache.policy import _NOT_STORED, build_entry
+from edgenode.proxy.forwarding import EDITED_NAMES
 
 CASES = [
     [],
@@ -92,3 +95,56 @@ def test_latin1_pairs_refuses_anything_but_two_bytes(args):
     assert target == []
     with pytest.raises(TypeError):
         Latin1Pairs(("not", "a list"))
+
+
+_EDITED_RE = re.compile(rb"\r\n(?:%s):" % b"|".join(re.escape(n.encode()) for n in sorted(EDITED_NAMES)))
+_EDITED = frozenset(n.encode() for n in EDITED_NAMES)
+
+
+def python_request_lines(pairs: list[tuple[bytes, bytes]]):
+    """What ``forward_head`` computed before: the joined block, a search for an edited
+    name, the Host line cut out, the CR/LF counts (and a Host value with CR or LF,
+    which ``_tail`` refused afterwards)."""
+    block = b"\r\n" + b"\r\n".join(map(b": ".join, pairs)) + b"\r\n"
+    low = block.lower()
+    if _EDITED_RE.search(low) is not None:
+        return None
+    lines = len(pairs)
+    at = low.find(b"\r\nhost:")
+    host = None
+    if at >= 0:
+        end = block.index(b"\r\n", at + 2)
+        host = block[at + 8:end]
+        block = block[:at] + block[end:]
+        lines -= 1
+    if block.count(b"\n") != lines + 1 or block.count(b"\r") != lines + 1:
+        return None
+    if host is not None and (b"\n" in host or b"\r" in host):
+        return None
+    return block, host
+
+
+REQUESTS = [
+    [(b"Host", b"example.com"), (b"User-Agent", b"wrk"), (b"Accept", b"*/*")],
+    [(b"user-agent", b"x"), (b"HOST", b"a:8080"), (b"X-Request-Id", b"abc")],
+    [(b"Accept", b"*/*")],
+    [(b"Host", b"h"), (b"X-Forwarded-For", b"1.2.3.4")],
+    [(b"Host", b"h"), (b"VIA", b"1.1 other")],
+    [(b"Host", b"h"), (b"Te", b"trailers")],
+    [(b"Host", b"h"), (b"X-Ok", b"a\r\nvia: 1")],
+    [(b"Host", b"h\nx"), (b"A", b"1")],
+    [(b"Hostname", b"n"), (b"Host", b"h"), (b"X-Via", b"v"), (b"Connectionx", b"c")],
+]
+
+
+@pytest.mark.parametrize("pairs", REQUESTS)
+def test_request_lines_equal_the_python_passes(pairs):
+    assert request_lines(pairs, _EDITED) == python_request_lines(pairs)
+
+
+def test_request_lines_refuse_a_second_host_and_anything_but_bytes_pairs():
+    assert request_lines([(b"Host", b"a"), (b"host", b"b")], _EDITED) is None
+    with pytest.raises(TypeError):
+        request_lines([("Host", "a")], _EDITED)
+    with pytest.raises(TypeError):
+        request_lines([(b"Host",)], _EDITED)
