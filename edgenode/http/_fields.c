@@ -1,11 +1,13 @@
 /* The per-field passes of a miss in C: the origin request's field lines from the
  * client's (proxy/forwarding.py ``forward_head``), the origin client's field callback
- * (http/client.py) and the stored fields' passes (cache/policy.py ``build_entry``).
+ * (http/client.py), the response's hop-by-hop check (``forward_response``) and the
+ * stored fields' passes (cache/policy.py ``build_entry``).
  *
- * In Python each is ~1k interpreter instructions per field and pass: a join, a
+ * In Python each is ~1k interpreter instructions per field or test: a join, a
  * lower-cased copy, a regular expression and two counts over the request's lines; a
- * callback frame and two decodes per field as the origin's head is parsed; a lower()
- * per name, a filter, a join, two counts and an encode when the response is stored.
+ * callback frame and two decodes per field as the origin's head is parsed; a multidict
+ * test per hop-by-hop name; a lower() per name, a filter, a join, two counts and an
+ * encode when the response is stored.
  * Here each is one C call, with the same results (tests/http/test_fields_native.py
  * holds them to the Python expressions they replace).
  */
@@ -184,6 +186,63 @@ static PyObject *field_block(PyObject *self, PyObject *const *args, Py_ssize_t n
 fail:
     Py_DECREF(stored);
     return NULL;
+}
+
+PyDoc_STRVAR(names_disjoint_doc,
+"names_disjoint(pairs, names) -> bool\n\n"
+"Whether no name of a list of (name, value) str pairs is, lower-cased, one of ``names``\n"
+"(a tuple of lower-case ASCII str): ``{k.lower() for k, _ in pairs}.isdisjoint(names)``\n"
+"without making the lower-case names.  False for a name beyond Latin-1 (the caller then\n"
+"asks the multidict).");
+
+static PyObject *names_disjoint(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "names_disjoint(list, tuple)");
+        return NULL;
+    }
+    PyObject *pairs = args[0], *names = args[1];
+    Py_ssize_t count = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *name, *value;
+        if (pair_at(pairs, i, &name, &value) < 0) {
+            return NULL;
+        }
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "field names must be str");
+            return NULL;
+        }
+        if (PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND) {
+            Py_RETURN_FALSE;
+        }
+        Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+        const Py_UCS1 *data = PyUnicode_1BYTE_DATA(name);
+        for (Py_ssize_t j = 0; j < count; j++) {
+            PyObject *low = PyTuple_GET_ITEM(names, j);
+            if (!PyUnicode_Check(low) || !PyUnicode_IS_ASCII(low)) {
+                PyErr_SetString(PyExc_TypeError, "names must be ASCII str");
+                return NULL;
+            }
+            if (PyUnicode_GET_LENGTH(low) != n) {
+                continue;
+            }
+            const Py_UCS1 *want = PyUnicode_1BYTE_DATA(low);
+            Py_ssize_t k = 0;
+            while (k < n) {
+                Py_UCS1 c = data[k];
+                if (c >= 'A' && c <= 'Z') {
+                    c = (Py_UCS1)(c + 32);
+                }
+                if (c != want[k]) {
+                    break;
+                }
+                k++;
+            }
+            if (k == n) {
+                Py_RETURN_FALSE;
+            }
+        }
+    }
+    Py_RETURN_TRUE;
 }
 
 /* Whether the ``n`` bytes at ``p`` hold CR or LF. */
@@ -384,6 +443,7 @@ static PyTypeObject Latin1PairsType = {
 };
 
 static PyMethodDef methods[] = {
+    {"names_disjoint", (PyCFunction)(void (*)(void))names_disjoint, METH_FASTCALL, names_disjoint_doc},
     {"request_lines", (PyCFunction)(void (*)(void))request_lines, METH_FASTCALL, request_lines_doc},
     {"lower_names", (PyCFunction)lower_names, METH_O, lower_names_doc},
     {"field_block", (PyCFunction)(void (*)(void))field_block, METH_FASTCALL, field_block_doc},

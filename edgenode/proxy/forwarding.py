@@ -18,8 +18,8 @@ from __future__ import annotations
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
-from edgenode.http._fields import request_lines
-from edgenode.http.headers import HOP_BY_HOP, KEY, append_value, strip_hop_by_hop
+from edgenode.http._fields import names_disjoint, request_lines
+from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
 from edgenode.http.messages import Request, Response
 
 __all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
@@ -30,6 +30,8 @@ __all__ = ["forward_request", "forward_head", "forward_response", "origin_author
 EDITED_NAMES = HOP_BY_HOP | {"content-length", "expect", "via", "x-forwarded-for",
                              "x-forwarded-proto", "x-forwarded-host"}
 _EDITED = frozenset(name.encode("ascii") for name in EDITED_NAMES)
+#: the origin's fields ``forward_response`` changes: hop-by-hop ones and Via
+_HOP_OR_VIA = tuple(sorted(HOP_BY_HOP | {"via"}))
 
 
 def origin_authority(origin: OriginConfig) -> str:
@@ -143,12 +145,13 @@ def forward_response(resp: Response, via: str) -> Response:
     """
     h = resp.headers
     fields = resp.fields
-    strip_hop_by_hop(h)
-    if fields is not None and fields[0] == getversion(h) and KEY.VIA not in h:
+    # the plain pairs checked in one C call, not a multidict test per hop-by-hop name
+    if fields is not None and fields[0] == getversion(h) and names_disjoint(fields[1], _HOP_OR_VIA):
         h.add("Via", via)
         fields[1].append(("Via", via))
         resp.fields = (getversion(h), fields[1])
     else:
+        strip_hop_by_hop(h)
         append_value(h, "Via", via)
         resp.fields = None
     return resp

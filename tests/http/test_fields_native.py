@@ -7,7 +7,7 @@ from multidict import CIMultiDict, istr
 
 import re
 
-from edgenode.http._fields import Latin1Pairs, field_block, lower_names, request_lines
+from edgenode.http._fields import Latin1Pairs, field_block, lower_names, names_disjoint, request_lines
 from edgenode.cache.policy import _NOT_STORED, build_entry
 from edgenode.proxy.forwarding import EDITED_NAMES
 
@@ -148,3 +148,25 @@ def test_request_lines_refuse_a_second_host_and_anything_but_bytes_pairs():
         request_lines([("Host", "a")], _EDITED)
     with pytest.raises(TypeError):
         request_lines([(b"Host",)], _EDITED)
+
+
+HOP_OR_VIA = ("connection", "keep-alive", "te", "transfer-encoding", "upgrade", "via")
+
+
+@pytest.mark.parametrize("pairs", CASES + [
+    [("VIA", "1.1 o")], [("Transfer-Encoding", "chunked")], [("x-te", "1"), ("TE", "trailers")],
+    [("Viä", "1")], [("Conn\u0113ction", "close")], [("Keep-Alivf", "1"), ("Upgrad", "x")],
+])
+def test_names_disjoint_equals_the_set_test(pairs):
+    expected = {k.lower() for k, _ in pairs}.isdisjoint(HOP_OR_VIA)
+    wide = any(max(map(ord, k), default=0) > 0xFF for k, _ in pairs)
+    # a name beyond Latin-1 is left to the multidict (False), whatever it is
+    assert names_disjoint(pairs, HOP_OR_VIA) is (expected and not wide)
+
+
+def test_names_disjoint_refuses_bad_input():
+    for bad in ([("A",)], [(1, "a")], "not a list"):
+        with pytest.raises(TypeError):
+            names_disjoint(bad, HOP_OR_VIA)
+    with pytest.raises(TypeError):
+        names_disjoint([("a", "b")], ("vïa",))
