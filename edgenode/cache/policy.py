@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from edgenode.http._fields import field_block, lower_names
 from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,
@@ -40,6 +41,9 @@ _NOT_STORED = HOP_BY_HOP | {"age", "content-length", "surrogate-key", "surrogate
 #: Set-Cookie too: we never share a personalised cookie (docs/caching.md), so one arriving
 #: on a 304 goes only to the client whose request was revalidated (the stage adds it).
 _NOT_REFRESHED = _NOT_STORED | {"set-cookie", "set-cookie2"}
+
+#: the stored field the wire block leaves out (``_prepare_hits``)
+_OWN_LENGTH = frozenset({"content-length"})
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 #: header fields as plain (name, value) pairs, in order
@@ -264,8 +268,7 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     answer).
     """
     pairs: Fields = [(str(k), v) for k, v in resp_headers.items()] if fields is None else fields
-    lows = [k.lower() for k, _ in pairs]
-    names = set(lows)
+    names = lower_names(pairs)
     if "cdn-cache-control" in names or "surrogate-control" in names:
         cc, targeted = response_directives(resp_headers)
     else:
@@ -275,10 +278,9 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
     e.partial = partial
     e.surrogate_control = tuple(resp_headers.getall("surrogate-control")) if "surrogate-control" in names else ()
-    stored = [pair for pair, low in zip(pairs, lows) if low not in drop]
+    # the stored list, its wire block (None: not writable as it is) and its length, in C
+    stored, block, chars = field_block(pairs, drop)
     kept = names - drop
-    text = "\r\n".join(map(": ".join, stored)) + "\r\n" if stored else ""
-    lines = len(stored)
     e.headers = stored
     if partial is None:
         length = str(len(body))
@@ -290,18 +292,20 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
         stored.append(("Date", added))
         proto.add("Date", added)
         kept.add("date")
-        text += f"Date: {added}\r\n"
-        lines += 1
+        line = f"Date: {added}\r\n"
+        chars += len(line)
+        if block is not None:
+            block += line.encode("ascii")  # (an IMF-fixdate)
     e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary"))) if "vary" in names else ()
     e.vary_values, e.variant = variant_signature(e.vary, req_headers)
     e.surrogate_keys = (tuple(k for v in resp_headers.getall("surrogate-key") for k in v.split())
                         if "surrogate-key" in names else ())
     e.trailers = CIMultiDict(trailers) if trailers else None
-    # each field counted as its "name: value\r\n" line (Content-Length's is not in ``text``)
-    e.size = len(body) + len(text) + (len(length) + 18 if partial is None else 0) + len(key) + 200
+    # each field counted as its "name: value\r\n" line (Content-Length's is not in ``chars``)
+    e.size = len(body) + chars + (len(length) + 18 if partial is None else 0) + len(key) + 200
     if e.trailers is not None:
         e.size += sum(len(k) + len(v) + 4 for k, v in e.trailers.items())
-    _prepare_hits(e, proto, kept, text, lines)
+    _prepare_hits(e, proto, kept, block)
     return e
 
 
@@ -311,11 +315,12 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
 _NOT_PRESERIALISED = frozenset({"age", "x-cache", "transfer-encoding", "connection"})
 
 
-def _prepare_hits(e: Entry, proto: CIMultiDict[str], names: set[str], text: str, lines: int) -> None:
+def _prepare_hits(e: Entry, proto: CIMultiDict[str], names: set[str], block: bytes | None) -> None:
     """Per-entry work done once at store time instead of on every hit.
 
     ``proto`` (``e.headers`` as a multidict) is the header multidict a hit copies, ``names``
-    its lower-case names, ``text`` its ``lines`` field lines but Content-Length's.
+    its lower-case names, ``block`` its field lines but Content-Length's (``field_block``:
+    None when one holds CR, LF or a character beyond Latin-1).
     ``wire`` is the header block as the front end would write it (see
     ``Response.wire_head``), or None when the stored fields cannot be sent as they are
     (they hold a field a hit rewrites, or bad characters): those hits take the general
@@ -329,12 +334,7 @@ def _prepare_hits(e: Entry, proto: CIMultiDict[str], names: set[str], text: str,
         return  # never a whole hit: only ranges inside what it holds
     if "date" not in names or not _NOT_PRESERIALISED.isdisjoint(names):
         return
-    if text.count("\n") != lines or text.count("\r") != lines:
-        return
-    try:
-        e.wire = text.encode("latin-1")
-    except UnicodeEncodeError:
-        pass
+    e.wire = block
 
 
 def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response_time: float,
@@ -352,9 +352,8 @@ def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response
     if added is not None:
         e.headers.append(("Date", added))
         h.add("Date", added)
-    wired = [pair for pair in e.headers if pair[0] != "Content-Length"]
-    _prepare_hits(e, h, {k.lower() for k, _ in e.headers}, "".join(map("%s: %s\r\n".__mod__, wired)),
-                  len(wired))
+    # (the stored Content-Length is always the node's own: left out of the block)
+    _prepare_hits(e, h, lower_names(e.headers), field_block(e.headers, _OWN_LENGTH)[1])
 
 
 def request_directives(req_headers: Headers) -> dict[str, str | None]:

@@ -26,6 +26,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
+from edgenode.http._fields import Latin1Pairs
 from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
@@ -175,7 +176,12 @@ class _OriginConnection(asyncio.Protocol):
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        #: the header section being parsed (head or trailers), decoded as it comes: the
+        #: parser's field callback appends to it in C (one list per connection, emptied
+        #: when a section is taken), so a field costs no Python frame
+        self._headers: list[tuple[str, str]] = []
+        self.on_header = Latin1Pairs(self._headers)
+        self.parser = httptools.HttpResponseParser(self)  # (finds ``on_header`` here)
         self.closed = False
         self.idle_since = 0.0
         self.uses = 0
@@ -183,8 +189,6 @@ class _OriginConnection(asyncio.Protocol):
         self._head_waiter: asyncio.Future[Response] | None = None
         #: when the response head must have arrived (``OriginPool._check_heads``)
         self.head_deadline = 0.0
-        #: the header section being parsed (head or trailers), decoded as it comes
-        self._headers: list[tuple[str, str]] = []
         self._status = 0
         self._body: OriginBody | None = None
         self._eof_delimited = False
@@ -290,11 +294,9 @@ class _OriginConnection(asyncio.Protocol):
                 waiter.set_exception(exc)
 
     # --- parser callbacks -----------------------------------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # one call per field: only the append; the section's size is checked at its end
-        # (``on_headers_complete``, ``on_message_complete``) or at the end of a read
-        # that left it open (``data_received``): bounded by one read either way
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    # ``on_header`` (``Latin1Pairs``) only appends; the section's size is checked at its
+    # end (``on_headers_complete``, ``on_message_complete``) or at the end of a read that
+    # left it open (``data_received``): bounded by one read either way
 
     def _too_large(self) -> str:
         part = "response head" if self._status == 0 else "trailer section"
@@ -302,10 +304,11 @@ class _OriginConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._progress = True
-        pairs = self._headers
-        if self._fed > self._max_head // 2 and _fields_size(pairs) > self._max_head:
+        fields = self._headers
+        if self._fed > self._max_head // 2 and _fields_size(fields) > self._max_head:
             raise _HeadTooLarge(self._too_large())
-        self._headers = []  # the trailer section, if any, has a budget of its own
+        pairs = fields[:]
+        fields.clear()  # the trailer section, if any, has a budget of its own
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             # an interim response (100 Continue, 102, 103 Early Hints): hand it on, then
@@ -353,7 +356,7 @@ class _OriginConnection(asyncio.Protocol):
                 raise _HeadTooLarge(self._too_large())
             if self._body is not None:
                 self._body.trailers = trailer_fields(fields)
-            self._headers = []
+            fields.clear()
         self._message_done(self.parser.should_keep_alive())
 
     def _message_done(self, keep_alive: bool) -> None:
@@ -407,7 +410,7 @@ class _OriginConnection(asyncio.Protocol):
         self._busy = True
         self._got_bytes = False
         self._method = req.method
-        self._headers = []
+        self._headers.clear()
         self._stalled = self._fed = 0
         waiter: asyncio.Future[Response] = self.loop.create_future()
         self._head_waiter = waiter

@@ -15,27 +15,23 @@ the multidict, its edits and a second ``Request``.
 
 from __future__ import annotations
 
-import re
-
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
-from edgenode.http.headers import HOP_BY_HOP, KEY, append_value, strip_hop_by_hop
+from edgenode.http._fields import names_disjoint, request_lines
+from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
 from edgenode.http.messages import Request, Response
 
 __all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
            "EDITED_NAMES"]
 
-#: the lower-cased names (each after its line's CRLF) of the fields ``forward_head``
-#: leaves to ``forward_request``: hop-by-hop and framing fields, Expect, and the fields
-#: it appends to; grouped by prefix, which ``re`` tries faster than a flat list
-_EDITED = re.compile(
-    rb"\r\n(?:con(?:nection|tent-length)|expect|keep-alive"
-    rb"|proxy-(?:authenticate|authorization|connection)|t(?:e|railer|ransfer-encoding)"
-    rb"|upgrade|via|x-forwarded-(?:for|host|proto)):")
-#: what ``_EDITED`` finds
+#: the lower-case names of the fields ``forward_head`` leaves to ``forward_request``:
+#: hop-by-hop and framing fields, Expect, and the fields it appends to
 EDITED_NAMES = HOP_BY_HOP | {"content-length", "expect", "via", "x-forwarded-for",
                              "x-forwarded-proto", "x-forwarded-host"}
+_EDITED = frozenset(name.encode("ascii") for name in EDITED_NAMES)
+#: the origin's fields ``forward_response`` changes: hop-by-hop ones and Via
+_HOP_OR_VIA = tuple(sorted(HOP_BY_HOP | {"via"}))
 
 
 def origin_authority(origin: OriginConfig) -> str:
@@ -90,19 +86,13 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
     if (raw is None or raw[0] != getversion(req.headers) or not raw[1] or req.body != b""
             or (method != "GET" and method != "HEAD") or req.trailers):
         return None
-    pairs = raw[1]
-    block = b"\r\n" + b"\r\n".join(map(b": ".join, pairs)) + b"\r\n"
-    low = block.lower()
-    if _EDITED.search(low) is not None:
+    # the client's lines but Host's, in one C pass; None: an edited field, or CR or LF
+    # inside a line (the general path refuses it)
+    found = request_lines(raw[1], _EDITED)
+    if found is None:
         return None
-    lines = len(pairs)
-    at = low.find(b"\r\nhost:")
-    client_host = ""
-    if at >= 0:  # the front end let one Host through at most
-        end = block.index(b"\r\n", at + 2)
-        client_host = block[at + 8:end].decode("latin-1")
-        block = block[:at] + block[end:]
-        lines -= 1
+    block, host = found
+    client_host = "" if host is None else host.decode("latin-1")
     tail = _tails.get((client_host, client_ip, req.scheme, via, origin.host, origin.port,
                        origin.host_header))
     if tail is None:
@@ -110,11 +100,10 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
         if tail is None:
             return None
     target = req.target
-    # the tail is checked once when made; here the client's lines and the target (a
+    # the tail is checked once when made, the client's lines above; here the target (a
     # ``str`` test: ``in`` on bytes tries the operand as an integer first, an exception)
-    if (block.count(b"\n") != lines + 1 or block.count(b"\r") != lines + 1 or "\n" in target
-            or "\r" in target):
-        return None  # a CR or LF inside a line: the general path refuses it
+    if "\n" in target or "\r" in target:
+        return None
     return b"%s %s HTTP/1.1%s%s" % (method.encode("latin-1"), target.encode("latin-1"), block, tail)
 
 
@@ -156,12 +145,13 @@ def forward_response(resp: Response, via: str) -> Response:
     """
     h = resp.headers
     fields = resp.fields
-    strip_hop_by_hop(h)
-    if fields is not None and fields[0] == getversion(h) and KEY.VIA not in h:
+    # the plain pairs checked in one C call, not a multidict test per hop-by-hop name
+    if fields is not None and fields[0] == getversion(h) and names_disjoint(fields[1], _HOP_OR_VIA):
         h.add("Via", via)
         fields[1].append(("Via", via))
         resp.fields = (getversion(h), fields[1])
     else:
+        strip_hop_by_hop(h)
         append_value(h, "Via", via)
         resp.fields = None
     return resp
