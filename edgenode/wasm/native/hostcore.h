@@ -103,6 +103,7 @@ extern unsigned long long hc_serial;
 /* instance.c */
 wasm_trap_t *hc_trap_from_text(const char *text);
 wasm_trap_t *hc_trap_from_pyerr(PyObject *fn_name);
+void hc_instantiate_failed(wasmtime_error_t *err);
 int64_t hc_guest_alloc(Instance *inst, uint32_t size, wasm_trap_t **trap);
 uint8_t *hc_mem(Instance *inst, uint64_t ptr, uint64_t len);
 

@@ -1,0 +1,12 @@
+/* Instance methods that put an instance into a snapshot's state (reset.c). */
+#ifndef EDGENODE_RESET_H
+#define EDGENODE_RESET_H
+
+#include "hostcore.h"
+
+/* Instance.restore(memory_size, pages, globals, values_addr, value_size) */
+PyObject *hc_instance_restore(Instance *self, PyObject *args);
+/* Instance.reset(size, index, pages, names, values_addr, value_size, trim) -> bool */
+PyObject *hc_instance_reset(Instance *self, PyObject *args);
+
+#endif
