@@ -46,6 +46,11 @@ typedef struct Instance {
     int stream_ids[7];
     PyObject *stream_stats[7];
     PyObject *metrics; /* the owner's filter's MetricTable, found at the first metric call */
+    /* the snapshot's mutable globals (reset.c): the export names they were found by, and
+     * their handles, so a reset writes them without a lookup by name */
+    PyObject *global_names;
+    wt_extern *globals;
+    Py_ssize_t nglobals;
 } Instance;
 
 typedef struct {

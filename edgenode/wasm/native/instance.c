@@ -616,6 +616,7 @@ static int Instance_clear(Instance *self) {
 static void Instance_dealloc(Instance *self) {
     PyObject_GC_UnTrack(self);
     drop_store(self);
+    hc_forget_globals(self);
     for (int i = 0; i < self->nhooks; i++) Py_XDECREF(self->hooks[i].name);
     PyMem_Free(self->hooks);
     Instance_clear(self);
@@ -649,7 +650,7 @@ static PyMethodDef Instance_methods[] = {
     {"set_stream_hooks", (PyCFunction)Instance_set_stream_hooks, METH_VARARGS,
      "set_stream_hooks(ids, stats): the stream callbacks open_stream/respond call"},
     {"restore", (PyCFunction)hc_instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
-    {"reset", (PyCFunction)hc_instance_reset, METH_VARARGS, "memory and globals back to a snapshot's"},
+    {"reset", (PyCFunction)(void (*)(void))hc_instance_reset, METH_FASTCALL, "memory and globals back to a snapshot's"},
     {"alloc", (PyCFunction)Instance_alloc, METH_O, "the guest allocator (nested call)"},
     {"bind", (PyCFunction)Instance_bind, METH_VARARGS, "bind(name, nparams, nresults) -> hook id"},
     {"memory_size", (PyCFunction)Instance_memory_size, METH_NOARGS, "linear memory size in bytes"},

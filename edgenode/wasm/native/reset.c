@@ -14,33 +14,63 @@
 
 extern PyObject *hc_instantiate_error;
 
+/* The handles of the globals exported as ``names`` (a sequence of bytes), found once per
+ * instance: looking each up by name cost more than the rest of a small module's reset.
+ * The names object is kept, so another object (a reloaded stage's) finds them again.
+ * 0, or -1 with an error set. */
+static int find_globals(Instance *self, PyObject *names) {
+    if (names == self->global_names) return 0;
+    PyObject *seq = PySequence_Fast(names, "names must be a sequence");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    wt_extern *found = PyMem_Malloc(sizeof(wt_extern) * (size_t)(n > 0 ? n : 1));
+    if (found == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char *name;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &name, &len) < 0) goto fail;
+        if (!WT.instance_export_get(self->ctx, &self->instance, name, (size_t)len, &found[i]) ||
+            found[i].kind != WT_EXTERN_GLOBAL) {
+            PyErr_Format(hc_instantiate_error, "snapshot global %s is not exported", name);
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    hc_forget_globals(self);
+    Py_INCREF(names);
+    self->global_names = names;
+    self->globals = found;
+    self->nglobals = n;
+    return 0;
+fail:
+    Py_DECREF(seq);
+    PyMem_Free(found);
+    return -1;
+}
+
+void hc_forget_globals(Instance *self) {
+    Py_CLEAR(self->global_names);
+    PyMem_Free(self->globals);
+    self->globals = NULL;
+    self->nglobals = 0;
+}
+
 /* Each exported global named in ``names`` set from the wasmtime_val_t array at
  * ``values_addr`` (one per name, in order): 0, or -1 with an error set. */
 static int write_globals(Instance *self, PyObject *names, unsigned long long values_addr, Py_ssize_t value_size) {
-    PyObject *seq = PySequence_Fast(names, "names must be a sequence");
-    if (seq == NULL) return -1;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        char *name;
-        Py_ssize_t len;
-        wt_extern ext;
-        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &name, &len) < 0) {
-            Py_DECREF(seq);
-            return -1;
-        }
-        if (!WT.instance_export_get(self->ctx, &self->instance, name, (size_t)len, &ext) ||
-            ext.kind != WT_EXTERN_GLOBAL) {
-            Py_DECREF(seq);
-            PyErr_Format(hc_instantiate_error, "snapshot global %s is not exported", name);
-            return -1;
-        }
-        wasmtime_error_t *err = WT.global_set(self->ctx, &ext.of, (const void *)(uintptr_t)(values_addr + (unsigned long long)i * (unsigned long long)value_size));
+    if (find_globals(self, names) < 0) return -1;
+    for (Py_ssize_t i = 0; i < self->nglobals; i++) {
+        const void *value = (const void *)(uintptr_t)(values_addr + (unsigned long long)i * (unsigned long long)value_size);
+        wasmtime_error_t *err = WT.global_set(self->ctx, &self->globals[i].of, value);
         if (err != NULL) {
-            Py_DECREF(seq);
             hc_instantiate_failed(err);
             return -1;
         }
     }
-    Py_DECREF(seq);
     return 0;
 }
 
@@ -239,30 +269,28 @@ static int reset_entries(const ResetImage *r, int fd) {
  * keeps resident of a reused slot), most of it a stack's far end or heap no stream
  * touches, and comparing those pages was most of a reset's time.  False, with the
  * instance untouched, when the memory size differs (it grew). */
-PyObject *hc_instance_reset(Instance *self, PyObject *args) {
-    unsigned long long want, values_addr;
-    Py_buffer index, pages;
-    PyObject *names;
-    Py_ssize_t value_size;
-    int trim;
-    if (!PyArg_ParseTuple(args, "Ky*y*OKnp", &want, &index, &pages, &names, &values_addr, &value_size, &trim))
+PyObject *hc_instance_reset(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "reset(size, index: bytes, pages: bytes, names, values_addr, value_size, trim)");
         return NULL;
-    PyObject *result = Py_False;
+    }
+    unsigned long long want = PyLong_AsUnsignedLongLong(args[0]);
+    unsigned long long values_addr = PyLong_AsUnsignedLongLong(args[4]);
+    Py_ssize_t value_size = PyLong_AsSsize_t(args[5]);
+    int trim = PyObject_IsTrue(args[6]);
+    if (PyErr_Occurred()) return NULL;
     size_t size = self->store == NULL ? 0 : WT.memory_data_size(self->ctx, &self->memory);
-    if (self->store == NULL || size != want || size % RESET_PAGE || (size_t)index.len != size / RESET_PAGE * 4)
-        goto out;
-    ResetImage r = {WT.memory_data(self->ctx, &self->memory), index.buf, pages.buf, size / RESET_PAGE,
-                    (size_t)pages.len / RESET_PAGE, trim};
+    if (self->store == NULL || size != want || size % RESET_PAGE || (size_t)PyBytes_GET_SIZE(args[1]) != size / RESET_PAGE * 4)
+        Py_RETURN_FALSE;
+    ResetImage r = {WT.memory_data(self->ctx, &self->memory), (const uint32_t *)PyBytes_AS_STRING(args[1]),
+                    (const uint8_t *)PyBytes_AS_STRING(args[2]), size / RESET_PAGE,
+                    (size_t)PyBytes_GET_SIZE(args[2]) / RESET_PAGE, trim};
     int fd = (uintptr_t)r.mem % RESET_PAGE ? -1 : pagemap();
     int rc = fd >= 0 && pagemap_scan ? reset_scanned(&r, fd) : 1;
     if (rc == 1) {
         r.trim = 0; /* the entries count pages mapped to the zero page as touched: no gain */
         rc = reset_entries(&r, fd);
     }
-    result = rc < 0 || write_globals(self, names, values_addr, value_size) < 0 ? NULL : Py_True;
-out:
-    PyBuffer_Release(&index);
-    PyBuffer_Release(&pages);
-    Py_XINCREF(result);
-    return result;
+    if (rc < 0 || write_globals(self, args[3], values_addr, (Py_ssize_t)value_size) < 0) return NULL;
+    Py_RETURN_TRUE;
 }
