@@ -241,3 +241,29 @@ def test_instances_are_still_reset_under_a_later_event_loop(engine: WasmEngine) 
     assert asyncio.run(streams(3)) == [FRESH] * 3
     assert st.plugin.metrics.vm_starts == starts  # reset under the new loop, none started
     asyncio.run(st.close())
+
+
+async def test_callout_tokens_start_again_after_a_reset(make_stage, terminal, origin,  # type: ignore[no-untyped-def]
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reset instance hands out callout tokens from 1 again, as a fresh one would."""
+    from edgenode.wasm.vm import Vm
+
+    seen: list[tuple[int, int]] = []
+    http_call = Vm.http_call
+
+    def spy(vm: Vm, *args: Any) -> tuple[int, int]:
+        status, token = http_call(vm, *args)
+        seen.append((id(vm), token))
+        return status, token
+
+    monkeypatch.setattr(Vm, "http_call", spy)
+    st = make_stage("callout.wat", "reset-callout", isolation="per-request", prewarm=0)
+    assert st.stats()["reset"] is True
+    handler = build_chain([st], terminal)
+    for _ in range(3):
+        resp = await handler(request())
+        assert resp.status == 200 and origin.seen[-1]["headers"].get("x-auth-status") == "202"  # the callout answered
+        await asyncio.sleep(0)  # idle time: the reset
+    assert [token for _, token in seen] == [1, 1, 1]
+    assert len({vm for vm, _ in seen[1:]}) == 1  # the same instance, reset between streams
+    await st.close()
