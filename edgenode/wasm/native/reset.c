@@ -64,8 +64,8 @@ void hc_forget_globals(Instance *self) {
 static int write_globals(Instance *self, PyObject *names, unsigned long long values_addr, Py_ssize_t value_size) {
     if (find_globals(self, names) < 0) return -1;
     for (Py_ssize_t i = 0; i < self->nglobals; i++) {
-        const void *value = (const void *)(uintptr_t)(values_addr + (unsigned long long)i * (unsigned long long)value_size);
-        wasmtime_error_t *err = WT.global_set(self->ctx, &self->globals[i].of, value);
+        uintptr_t value = (uintptr_t)(values_addr + (unsigned long long)i * (unsigned long long)value_size);
+        wasmtime_error_t *err = WT.global_set(self->ctx, &self->globals[i].of, (const void *)value);
         if (err != NULL) {
             hc_instantiate_failed(err);
             return -1;
@@ -271,7 +271,8 @@ static int reset_entries(const ResetImage *r, int fd) {
  * instance untouched, when the memory size differs (it grew). */
 PyObject *hc_instance_reset(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 7 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "reset(size, index: bytes, pages: bytes, names, values_addr, value_size, trim)");
+        PyErr_SetString(PyExc_TypeError,
+                        "reset(size, index: bytes, pages: bytes, names, values_addr, value_size, trim)");
         return NULL;
     }
     unsigned long long want = PyLong_AsUnsignedLongLong(args[0]);
@@ -280,7 +281,8 @@ PyObject *hc_instance_reset(Instance *self, PyObject *const *args, Py_ssize_t na
     int trim = PyObject_IsTrue(args[6]);
     if (PyErr_Occurred()) return NULL;
     size_t size = self->store == NULL ? 0 : WT.memory_data_size(self->ctx, &self->memory);
-    if (self->store == NULL || size != want || size % RESET_PAGE || (size_t)PyBytes_GET_SIZE(args[1]) != size / RESET_PAGE * 4)
+    if (self->store == NULL || size != want || size % RESET_PAGE ||
+        (size_t)PyBytes_GET_SIZE(args[1]) != size / RESET_PAGE * 4)
         Py_RETURN_FALSE;
     ResetImage r = {WT.memory_data(self->ctx, &self->memory), (const uint32_t *)PyBytes_AS_STRING(args[1]),
                     (const uint8_t *)PyBytes_AS_STRING(args[2]), size / RESET_PAGE,
