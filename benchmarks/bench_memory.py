@@ -20,7 +20,9 @@ origin are separate processes on 127.0.0.1.  It reports:
 
 ``--isolation per-request`` runs the filter with a fresh instance per request instead: no
 long-lived VM, and a held stream's figures then include its instance (the per-VM cost of
-that mode is the difference from the shared run's).
+that mode is the difference from the shared run's).  Its per-VM baseline is the instances
+waiting in the stage's pool (started ahead, or reset after a stream): how many, and their
+linear memory, at start-up and after the run (the pool follows the concurrency seen).
 
 Prints a table and writes benchmarks/results/memory-<timestamp>.json.
 
@@ -97,6 +99,16 @@ def vm_memory(node: Node) -> int:
             mem.stale = True
             total += len(mem.refresh())
     return total
+
+
+def pooled(node: Node) -> dict[str, int]:
+    """Per-request instances waiting in the stages' pools, and their linear memory."""
+    vms = [vm for stage in node.stages for vm in getattr(stage, "_pool", ()) if not vm.closed]
+    memory = 0
+    for vm in vms:
+        vm.mem.stale = True
+        memory += len(vm.mem.refresh())
+    return {"instances": len(vms), "linear_memory_bytes": memory}
 
 
 def sample(node: Node) -> dict[str, int | None]:
@@ -176,7 +188,7 @@ async def run(args: argparse.Namespace, origin_port: int, run_dir: Path) -> dict
     assert await get(port, HIT_PATH) == 200
     report["vm_baseline"] = {"vm_memory_bytes": vm_memory(node),
                              "rss_added_by_filter_stage_kib": rss_filter - rss_plain,  # type: ignore[operator]
-                             "rss_node_without_filter_kib": rss_plain}
+                             "rss_node_without_filter_kib": rss_plain, "pool": pooled(node)}
     report["streams_cold"] = await held_streams(node, port, args.streams, args.latency_ms)
     # growth over the long run, in slices of about requests/checkpoints
     per_slice = args.requests / args.checkpoints
@@ -201,6 +213,7 @@ async def run(args: argparse.Namespace, origin_port: int, run_dir: Path) -> dict
                         "rss_kib": last["rss_kib"] - first["rss_kib"],  # type: ignore[operator]
                         "vm_memory_bytes": last["vm_memory_bytes"] - first["vm_memory_bytes"],  # type: ignore[operator]
                         "py_objects": last["py_objects"] - first["py_objects"]}  # type: ignore[operator]
+    report["pool_after_run"] = pooled(node)
     report["streams_after_run"] = await held_streams(node, port, args.streams, args.latency_ms)
     await node.stop(1.0)
     return report
@@ -215,6 +228,11 @@ def print_report(r: dict[str, Any]) -> None:
         ("per-VM baseline: linear memory (bytes)", f"{b['vm_memory_bytes']:,}"),
         ("per-VM baseline: RSS the filter stage adds (KiB)", f"{b['rss_added_by_filter_stage_kib']:,}"),
     ]
+    if r["isolation"] == "per-request":
+        for label, pool in (("at start-up", b["pool"]), ("after the run", r["pool_after_run"])):
+            per = pool["linear_memory_bytes"] // pool["instances"] if pool["instances"] else 0
+            rows.append((f"pooled instances {label}: count / linear memory each (bytes)",
+                         f"{pool['instances']} / {per:,}"))
     for label, key in (("cold", "streams_cold"), ("after the run", "streams_after_run")):
         s = r[key]
         p = s["per_stream"]

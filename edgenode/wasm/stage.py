@@ -90,6 +90,8 @@ class WasmStage:
         #: instances whose stream ended, waiting for ``_recycle_returned``
         self._returned: list[Vm] = []
         self._refilling = False
+        #: the event loop the recycling and refills run in (``_running_loop``)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.plugin, self.loaded, self.vm, self._snapshot, self._reset = self._build(self.opts)
         self._backoff = ReloadBackoff(self.opts.reload_backoff)
@@ -254,7 +256,18 @@ class WasmStage:
         """Schedule ``_refill`` (unless it is running or has nothing to do)."""
         if not self._refilling and not self._filled():
             self._refilling = True
-            asyncio.get_running_loop().call_soon(self._refill)
+            self._running_loop().call_soon(self._refill)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running event loop (RuntimeError without one), kept between calls:
+        ``asyncio.get_running_loop`` makes a ``getpid`` system call every time (CPython
+        checks the loop is this process's), as much as the rest of a reset.  The kept
+        loop is asked for again once it no longer runs (a later ``asyncio.run``); the
+        node's workers are started processes, not forks of a running loop."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _filled(self) -> bool:
         """Whether ``prewarm`` instances wait, counting those out with a stream as coming
@@ -274,14 +287,14 @@ class WasmStage:
             return
         vm.inst.prefault(PREFAULT_BYTES)
         self._pool.append(vm)
-        asyncio.get_running_loop().call_soon(self._refill)
+        self._running_loop().call_soon(self._refill)
 
     def _after_stream(self, vm: Vm) -> None:
         """A resettable per-request instance after its stream: recycled in idle time, the
         instances of one loop pass (a batch of hits) in one callback."""
         if not self._returned:
             try:
-                asyncio.get_running_loop().call_soon(self._recycle_returned)
+                self._running_loop().call_soon(self._recycle_returned)
             except RuntimeError:  # no loop: nothing to reuse it for
                 self._lent -= 1
                 vm.close()

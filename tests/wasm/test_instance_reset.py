@@ -6,17 +6,22 @@ discarded.  The filters run in front of a real origin on 127.0.0.1 (conftest.ter
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import wasmtime
 from wasm_helpers import request
 
+from edgenode.config import StageConfig
+from edgenode.http.messages import CIMultiDict, Response
 from edgenode.pipeline.stage import build_chain
 from edgenode.wasm.snapshot import mutations, resettable
+from edgenode.wasm.engine import WasmEngine
 from edgenode.wasm.stage import WasmStage
 
 FRESH = "11111"  # reset_probe.wat: every part of the state is the snapshot's
+WAT = Path(__file__).parent / "wat"
 
 
 async def _run(st: WasmStage, terminal: Callable, origin: Any, *actions: str) -> list[tuple[int, str]]:
@@ -208,4 +213,57 @@ async def test_reset_drops_the_wasi_file_table(make_stage, terminal, origin) -> 
     assert await _run(st, terminal, origin, "") == [(200, FRESH)]
     assert st.plugin.metrics.vm_starts == starts and st._pool[-1] is vm  # reset, not replaced
     assert not vm.files_opened and vm not in wasi._TABLES
+    await st.close()
+
+
+def test_instances_are_still_reset_under_a_later_event_loop(engine: WasmEngine) -> None:
+    """The stage keeps the loop it schedules resets in (asking asyncio for it is a system
+    call); once that loop has stopped (a second ``asyncio.run``), the running one is found,
+    so the later loop's streams still get reset instances rather than new ones."""
+    st = WasmStage(StageConfig("wasm", "reset", {"module": str(WAT / "reset_probe.wat"),
+                                                 "isolation": "per-request", "prewarm": 0}),
+                   base_dir=WAT, engine=engine)
+
+    async def streams(n: int) -> list[str | None]:
+        states = []
+        for _ in range(n):
+            ex = request()
+            driver = st.open_stream(ex)
+            assert driver is not None and not isinstance(driver, Response)
+            assert driver.enter(None) is None
+            states.append(ex.request.headers.get("x-state"))
+            assert isinstance(driver.around(Response(200, CIMultiDict(), b"ok")), Response)
+            await asyncio.sleep(0)  # idle time: the reset
+        return states
+
+    assert asyncio.run(streams(2)) == [FRESH] * 2
+    starts = st.plugin.metrics.vm_starts
+    assert asyncio.run(streams(3)) == [FRESH] * 3
+    assert st.plugin.metrics.vm_starts == starts  # reset under the new loop, none started
+    asyncio.run(st.close())
+
+
+async def test_callout_tokens_start_again_after_a_reset(make_stage, terminal, origin,  # type: ignore[no-untyped-def]
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reset instance hands out callout tokens from 1 again, as a fresh one would."""
+    from edgenode.wasm.vm import Vm
+
+    seen: list[tuple[int, int]] = []
+    http_call = Vm.http_call
+
+    def spy(vm: Vm, *args: Any) -> tuple[int, int]:
+        status, token = http_call(vm, *args)
+        seen.append((id(vm), token))
+        return status, token
+
+    monkeypatch.setattr(Vm, "http_call", spy)
+    st = make_stage("callout.wat", "reset-callout", isolation="per-request", prewarm=0)
+    assert st.stats()["reset"] is True
+    handler = build_chain([st], terminal)
+    for _ in range(3):
+        resp = await handler(request())
+        assert resp.status == 200 and origin.seen[-1]["headers"].get("x-auth-status") == "202"  # the callout answered
+        await asyncio.sleep(0)  # idle time: the reset
+    assert [token for _, token in seen] == [1, 1, 1]
+    assert len({vm for vm, _ in seen[1:]}) == 1  # the same instance, reset between streams
     await st.close()

@@ -46,6 +46,11 @@ typedef struct Instance {
     int stream_ids[7];
     PyObject *stream_stats[7];
     PyObject *metrics; /* the owner's filter's MetricTable, found at the first metric call */
+    /* the snapshot's mutable globals (reset.c): the export names they were found by, and
+     * their handles, so a reset writes them without a lookup by name */
+    PyObject *global_names;
+    wt_extern *globals;
+    Py_ssize_t nglobals;
 } Instance;
 
 typedef struct {
@@ -103,6 +108,7 @@ extern unsigned long long hc_serial;
 /* instance.c */
 wasm_trap_t *hc_trap_from_text(const char *text);
 wasm_trap_t *hc_trap_from_pyerr(PyObject *fn_name);
+void hc_instantiate_failed(wasmtime_error_t *err);
 int64_t hc_guest_alloc(Instance *inst, uint32_t size, wasm_trap_t **trap);
 uint8_t *hc_mem(Instance *inst, uint64_t ptr, uint64_t len);
 
