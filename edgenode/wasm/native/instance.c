@@ -244,6 +244,28 @@ static PyObject *Instance_call(Instance *self, PyObject *const *args, Py_ssize_t
  * set_stream_hooks() named it (eos < 0: the 0.1.0 two-argument form); the headers result
  * (0 if skipped).  The hooks and histograms are the instance's, so a stream's first
  * transition passes only what is its own. */
+PyObject *hc_open_stream(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *v) {
+    int create = self->stream_ids[0], headers = self->stream_ids[1];
+    PyObject *prev = enter(self, ctx);
+    PyObject *r = NULL;
+    if (create >= 0) {
+        int64_t a[2] = {v[0], v[1]};
+        r = timed_call(self, create, self->stream_stats[0], timings, a, 2);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
+        r = NULL;
+    }
+    if (headers >= 0) {
+        int64_t a[3] = {v[0], v[2], v[3]};
+        r = timed_call(self, headers, self->stream_stats[1], timings, a, v[3] < 0 ? 2 : 3);
+    } else {
+        r = PyLong_FromLong(0);
+    }
+done:
+    leave(self, prev);
+    return r;
+}
+
 static PyObject *Instance_open_stream(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "open_stream takes 6 arguments");
@@ -251,25 +273,7 @@ static PyObject *Instance_open_stream(Instance *self, PyObject *const *args, Py_
     }
     int64_t v[4];
     if (int_args(args + 2, 4, v) < 0) return NULL;
-    int create = self->stream_ids[0], headers = self->stream_ids[1];
-    PyObject *prev = enter(self, args[0]);
-    PyObject *r = NULL;
-    if (create >= 0) {
-        int64_t a[2] = {v[0], v[1]};
-        r = timed_call(self, create, self->stream_stats[0], args[1], a, 2);
-        if (r == NULL) goto done;
-        Py_DECREF(r);
-        r = NULL;
-    }
-    if (headers >= 0) {
-        int64_t a[3] = {v[0], v[2], v[3]};
-        r = timed_call(self, headers, self->stream_stats[1], args[1], a, v[3] < 0 ? 2 : 3);
-    } else {
-        r = PyLong_FromLong(0);
-    }
-done:
-    leave(self, prev);
-    return r;
+    return hc_open_stream(self, args[0], args[1], v);
 }
 
 /* proxy_on_done, proxy_on_log, proxy_on_delete (ids < 0 skipped): 1 done, 0 on_done
@@ -319,17 +323,11 @@ static PyObject *Instance_end_stream(Instance *self, PyObject *const *args, Py_s
  * headers, 1 body) or 2 when both continued; ended: 1 done, 0 on_done returned false,
  * -1 not ended; body_buffer: ctx.response_body as the body callback left it (at the
  * stream's end ctx.request_body and ctx.response_body are None). */
-static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "respond takes 6 arguments");
-        return NULL;
-    }
-    int64_t v[4];
-    if (int_args(args + 2, 4, v) < 0) return NULL;
+int hc_respond(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *v, HcResponded *out) {
     int head = self->stream_ids[2], body = self->stream_ids[6];
-    PyObject *ctx = args[0], *timings = args[1];
     PyObject *prev = enter(self, ctx);
-    PyObject *out = NULL, *buffer = NULL;
+    PyObject *buffer = NULL;
+    int rc = -1;
     long action = 0;
     int stage = 0, ended = -1;
     if (head >= 0) {
@@ -375,12 +373,32 @@ static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssiz
         }
         if (PyObject_SetAttr(ctx, s_request_body, Py_None) < 0) goto done;
     }
-    out = Py_BuildValue("(liiO)", action, stage, ended, buffer ? buffer : Py_None);
+    out->action = action;
+    out->stage = stage;
+    out->ended = ended;
+    out->buffer = buffer;
+    buffer = NULL;
+    rc = 0;
 done:
     Py_XDECREF(buffer);
     leave(self, prev);
+    return rc;
+}
+
+static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "respond takes 6 arguments");
+        return NULL;
+    }
+    int64_t v[4];
+    if (int_args(args + 2, 4, v) < 0) return NULL;
+    HcResponded r;
+    if (hc_respond(self, args[0], args[1], v, &r) < 0) return NULL;
+    PyObject *out = Py_BuildValue("(liiO)", r.action, r.stage, r.ended, r.buffer ? r.buffer : Py_None);
+    Py_XDECREF(r.buffer);
     return out;
 }
+
 
 /* set_stream_hooks(ids, stats): the stream callbacks' hook ids (engine.STREAM_PHASES
  * order, -1 not exported) and histograms (None: not recorded), for open_stream/respond */
