@@ -25,6 +25,19 @@ typedef struct {
     PyObject *name; /* str, for trap messages */
 } Hook;
 
+/* One filter's stream: the Proxy-Wasm stream context and its driver's state in one object
+ * (stream.c; contexts.StreamContext and stream.StreamDriver are its Python subclasses).
+ * Object fields NULL read as None. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *dict; /* the rarely set state (holds, trailers), contexts._StreamDefaults */
+    PyObject *vm, *ex, *cfg, *request, *root, *request_block, *response, *response_block;
+    PyObject *local_response, *paused, *request_body, *response_body;
+    long long id;
+    char request_headers_open, response_headers_open, response_started, in_log, closed, continued,
+        done_pending, finished;
+} StreamCore;
+
 typedef struct Instance {
     PyObject_HEAD
     wasmtime_store_t *store;
@@ -81,19 +94,6 @@ typedef struct {
     struct Metric *items;
 } MetricTable;
 
-/* One filter's stream: the Proxy-Wasm stream context and its driver's state in one object
- * (stream.c; contexts.StreamContext and stream.StreamDriver are its Python subclasses).
- * Object fields NULL read as None. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *dict; /* the rarely set state (holds, trailers), contexts._StreamDefaults */
-    PyObject *vm, *ex, *cfg, *request, *root, *request_block, *response, *response_block;
-    PyObject *local_response, *paused, *request_body, *response_body;
-    long long id;
-    char request_headers_open, response_headers_open, response_started, in_log, closed, continued,
-        done_pending, finished;
-} StreamCore;
-
 extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType;
 
 /* set up by setup() */
@@ -126,9 +126,10 @@ typedef struct {
     PyObject *buffer; /* a new reference, or NULL */
 } HcResponded;
 /* v: ctx_id, nheaders, eos (< 0: ABI 0.1.0), body_size; 0, or -1 with GuestTrap */
-int hc_respond(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *v, HcResponded *out);
+int hc_respond(Instance *self, StreamCore *ctx, PyObject *timings, const int64_t *v, HcResponded *out);
 
 /* headers.c */
+PyObject *hc_block_new(PyObject *message, int is_request);
 int hc_block_fresh(HeaderBlock *b);
 PyObject *hc_block_view(HeaderBlock *b); /* borrowed; NULL with an exception */
 PyObject *hc_set_view_types(PyObject *self, PyObject *args);

@@ -323,9 +323,9 @@ static PyObject *Instance_end_stream(Instance *self, PyObject *const *args, Py_s
  * headers, 1 body) or 2 when both continued; ended: 1 done, 0 on_done returned false,
  * -1 not ended; body_buffer: ctx.response_body as the body callback left it (at the
  * stream's end ctx.request_body and ctx.response_body are None). */
-int hc_respond(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *v, HcResponded *out) {
+int hc_respond(Instance *self, StreamCore *ctx, PyObject *timings, const int64_t *v, HcResponded *out) {
     int head = self->stream_ids[2], body = self->stream_ids[6];
-    PyObject *prev = enter(self, ctx);
+    PyObject *prev = enter(self, (PyObject *)ctx);
     PyObject *buffer = NULL;
     int rc = -1;
     long action = 0;
@@ -339,16 +339,15 @@ int hc_respond(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *
     }
     if (action == 0 && body >= 0 && v[3] > 0) {
         stage = 1;
-        if (PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
-            PyObject_SetAttr(ctx, s_continued, Py_False) < 0)
-            goto done;
+        ctx->response_headers_open = 0;
+        ctx->continued = 0;
         int64_t a[3] = {v[0], v[3], 1};
         PyObject *r = timed_call(self, body, self->stream_stats[6], timings, a, 3);
         if (r == NULL) goto done;
         action = PyLong_AsLong(r);
         Py_DECREF(r);
         /* the trailers a filter may add in the last body callback: closed after it */
-        PyObject *trailers = PyObject_GetAttr(ctx, s_response_trailers);
+        PyObject *trailers = PyObject_GetAttr((PyObject *)ctx, s_response_trailers);
         if (trailers == NULL || (trailers != Py_None && PyObject_SetAttr(trailers, s_writable, Py_False) < 0)) {
             Py_XDECREF(trailers);
             goto done;
@@ -357,21 +356,18 @@ int hc_respond(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *
     }
     if (action == 0) {
         stage = 2;
-        buffer = PyObject_GetAttr(ctx, s_response_body);
-        if (buffer == NULL || PyObject_SetAttr(ctx, s_in_log, Py_True) < 0 ||
-            PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
-            PyObject_SetAttr(ctx, s_request_headers_open, Py_False) < 0 ||
-            PyObject_SetAttr(ctx, s_response_body, Py_None) < 0)
-            goto done;
+        buffer = ctx->response_body; /* taken from the stream: its maps and buffers close */
+        ctx->response_body = NULL;
+        ctx->in_log = 1;
+        ctx->response_headers_open = 0;
+        ctx->request_headers_open = 0;
         ended = end_calls(self, timings, self->stream_ids + 3, self->stream_stats + 3, v[0]);
         if (ended < 0) { /* the body buffer stays with the stream for the caller to use */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            if (PyObject_SetAttr(ctx, s_response_body, buffer) < 0) PyErr_Clear();
-            PyErr_Restore(type, value, tb);
+            Py_XSETREF(ctx->response_body, buffer);
+            buffer = NULL;
             goto done;
         }
-        if (PyObject_SetAttr(ctx, s_request_body, Py_None) < 0) goto done;
+        Py_CLEAR(ctx->request_body);
     }
     out->action = action;
     out->stage = stage;
@@ -392,8 +388,12 @@ static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssiz
     }
     int64_t v[4];
     if (int_args(args + 2, 4, v) < 0) return NULL;
+    if (!PyObject_TypeCheck(args[0], &StreamCoreType)) {
+        PyErr_SetString(PyExc_TypeError, "respond: ctx must be a stream context");
+        return NULL;
+    }
     HcResponded r;
-    if (hc_respond(self, args[0], args[1], v, &r) < 0) return NULL;
+    if (hc_respond(self, (StreamCore *)args[0], args[1], v, &r) < 0) return NULL;
     PyObject *out = Py_BuildValue("(liiO)", r.action, r.stage, r.ended, r.buffer ? r.buffer : Py_None);
     Py_XDECREF(r.buffer);
     return out;

@@ -21,8 +21,21 @@ static PyObject *n_failed, *n_closed, *n_root, *n_plugin, *n_observer, *n_opens,
 
 static int is_none(PyObject *o) { return o == NULL || o == Py_None; }
 
+/* An attribute of a plain Python object (the Vm, its Plugin, the settings): from its
+ * instance dict when there (none of theirs is a descriptor), else looked up as usual.
+ * A new reference. */
+static PyObject *own_attr(PyObject *o, PyObject *name) {
+    PyObject **dictptr = _PyObject_GetDictPtr(o);
+    if (dictptr != NULL && *dictptr != NULL) {
+        PyObject *v = PyDict_GetItemWithError(*dictptr, name);
+        if (v != NULL) return Py_NewRef(v);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_GetAttr(o, name);
+}
+
 static int attr_true(PyObject *o, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(o, name);
+    PyObject *v = own_attr(o, name);
     if (v == NULL) return -1;
     int r = PyObject_IsTrue(v);
     Py_DECREF(v);
@@ -32,16 +45,16 @@ static int attr_true(PyObject *o, PyObject *name) {
 /* Whether the VM takes the one-call path: not failed, not closed, no developer-tools
  * observer (those go through Vm.start_stream / Vm.respond, one callback at a time). */
 static int vm_direct(PyObject *vm) {
-    PyObject *failed = PyObject_GetAttr(vm, n_failed);
+    PyObject *failed = own_attr(vm, n_failed);
     if (failed == NULL) return -1;
     int ok = failed == Py_None;
     Py_DECREF(failed);
     if (!ok) return 0;
     int closed = attr_true(vm, n_closed);
     if (closed != 0) return closed < 0 ? -1 : 0;
-    PyObject *plugin = PyObject_GetAttr(vm, n_plugin);
+    PyObject *plugin = own_attr(vm, n_plugin);
     if (plugin == NULL) return -1;
-    PyObject *observer = PyObject_GetAttr(plugin, n_observer);
+    PyObject *observer = own_attr(plugin, n_observer);
     Py_DECREF(plugin);
     if (observer == NULL) return -1;
     ok = observer == Py_None;
@@ -50,7 +63,7 @@ static int vm_direct(PyObject *vm) {
 }
 
 static Instance *vm_instance(PyObject *vm) {
-    PyObject *inst = PyObject_GetAttr(vm, n_inst);
+    PyObject *inst = own_attr(vm, n_inst);
     if (inst != NULL && !PyObject_TypeCheck(inst, &InstanceType)) {
         PyErr_SetString(PyExc_TypeError, "vm.inst is not an Instance");
         Py_CLEAR(inst);
@@ -59,14 +72,16 @@ static Instance *vm_instance(PyObject *vm) {
 }
 
 static int add_active(PyObject *vm, long delta, long *now) {
-    PyObject *n = PyObject_GetAttr(vm, n_active_streams);
+    PyObject *n = own_attr(vm, n_active_streams);
     if (n == NULL) return -1;
     long v = PyLong_AsLong(n) + delta;
     Py_DECREF(n);
     if (v == -1 + delta && PyErr_Occurred()) return -1;
     PyObject *nv = PyLong_FromLong(v);
     if (nv == NULL) return -1;
-    int rc = PyObject_SetAttr(vm, n_active_streams, nv);
+    PyObject **dictptr = _PyObject_GetDictPtr(vm);
+    int rc = dictptr != NULL && *dictptr != NULL ? PyDict_SetItem(*dictptr, n_active_streams, nv)
+                                                 : PyObject_SetAttr(vm, n_active_streams, nv);
     Py_DECREF(nv);
     *now = v;
     return rc;
@@ -103,8 +118,7 @@ static PyObject *block_for(PyObject *maps, int i, PyObject *message) {
         Py_INCREF(block);
         return block;
     }
-    block = PyObject_CallFunctionObjArgs((PyObject *)&HeaderBlockType, message, i == 0 ? Py_True : Py_False,
-                                         NULL);
+    block = hc_block_new(message, i == 0);
     if (block == NULL) return NULL;
     Py_INCREF(block);
     PyList_SetItem(maps, i, block);
@@ -121,10 +135,10 @@ static int stream_register(StreamCore *s) {
         PyErr_SetString(PyExc_RuntimeError, "a stream needs a VM and an exchange");
         return -1;
     }
-    PyObject *root = PyObject_GetAttr(vm, n_root);
+    PyObject *root = own_attr(vm, n_root);
     if (root == NULL) return -1;
     Py_XSETREF(s->root, root);
-    PyObject *ids = PyObject_GetAttr(vm, n_ids);
+    PyObject *ids = own_attr(vm, n_ids);
     if (ids == NULL) return -1;
     PyObject *id = PyIter_Next(ids);
     Py_DECREF(ids);
@@ -142,7 +156,7 @@ static int stream_register(StreamCore *s) {
     if (block == NULL) goto done;
     Py_XSETREF(s->request_block, block);
     s->request_headers_open = 1;
-    contexts = PyObject_GetAttr(vm, n_contexts);
+    contexts = own_attr(vm, n_contexts);
     if (contexts == NULL || PyObject_SetItem(contexts, id, (PyObject *)s) < 0) goto done;
     long now;
     rc = add_active(vm, 1, &now);
@@ -162,22 +176,20 @@ static PyObject *Stream_register(StreamCore *s, PyObject *unused) {
 static int stream_forget(StreamCore *s) {
     PyObject *vm = s->vm;
     s->finished = 1;
-    PyObject *contexts = PyObject_GetAttr(vm, n_contexts);
+    PyObject *contexts = own_attr(vm, n_contexts);
     if (contexts == NULL) return -1;
     PyObject *id = PyLong_FromLongLong(s->id);
-    if (id == NULL) {
-        Py_DECREF(contexts);
-        return -1;
-    }
-    PyObject *gone = PyObject_CallMethod(contexts, "pop", "OO", id, Py_None);
-    Py_DECREF(id);
+    PyObject *gone = id == NULL                   ? NULL
+                     : PyDict_CheckExact(contexts) ? _PyDict_Pop(contexts, id, Py_None)
+                                                   : PyObject_CallMethod(contexts, "pop", "OO", id, Py_None);
+    Py_XDECREF(id);
     Py_DECREF(contexts);
     if (gone == NULL) return -1;
     Py_DECREF(gone);
     long now;
     if (add_active(vm, -1, &now) < 0) return -1;
     if (now != 0) return 0;
-    PyObject *on_idle = PyObject_GetAttr(vm, n_on_idle);
+    PyObject *on_idle = own_attr(vm, n_on_idle);
     if (on_idle == NULL) return -1;
     if (on_idle != Py_None) {
         PyObject *r = PyObject_CallOneArg(on_idle, vm);
@@ -310,7 +322,7 @@ static PyObject *Stream_enter(StreamCore *s, PyObject *rest) {
 
 /* timed(response) unless the stage has timings off or the client did not ask for them. */
 static PyObject *maybe_timed(StreamCore *s, PyObject *response) {
-    int on = attr_true(s->cfg, n_server_timing);
+    int on = attr_true(s->cfg, n_server_timing);  /* a StreamSettings slot: looked up as usual */
     if (on <= 0) return on < 0 ? NULL : Py_NewRef(response);
     int asked = attr_true(s->ex, n_server_timing);
     if (asked < 0) return NULL;
@@ -362,7 +374,7 @@ static PyObject *Stream_in_memory(StreamCore *s, PyObject *const *args, Py_ssize
     s->response_started = 1;
     int64_t v[4] = {s->id, n + 1, inst->v010 ? -1 : size == 0, 0};
     HcResponded r;
-    int rc = hc_respond(inst, (PyObject *)s, timings, v, &r);
+    int rc = hc_respond(inst, s, timings, v, &r);
     Py_DECREF(inst);
     Py_DECREF(timings);
     if (rc < 0) {
@@ -414,7 +426,7 @@ static PyObject *Stream_around(StreamCore *s, PyObject *outcome) {
         return PyObject_CallMethodOneArg((PyObject *)s, m_respond_async, outcome);
     }
     if (out == NULL) return NULL;
-    PyObject *backoff = PyObject_GetAttr(s->cfg, n_backoff);
+    PyObject *backoff = own_attr(s->cfg, n_backoff);
     int failures = backoff == NULL ? -1 : backoff == Py_None ? 0 : attr_true(backoff, n_failures);
     Py_XDECREF(backoff);
     if (failures != 0) {
@@ -433,8 +445,8 @@ static PyObject *Stream_around(StreamCore *s, PyObject *outcome) {
 /* StreamCore(vm, exchange, cfg=None) */
 static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
     PyObject *vm, *ex, *cfg = Py_None;
-    static char *kwlist[] = {"vm", "exchange", "cfg", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O", kwlist, &vm, &ex, &cfg)) return -1;
+    if (!_PyArg_NoKeywords("StreamCore", kwds) || !PyArg_UnpackTuple(args, "StreamCore", 2, 3, &vm, &ex, &cfg))
+        return -1;
     PyObject *request = PyObject_GetAttr(ex, s_request);
     if (request == NULL) return -1;
     Py_XSETREF(s->request, request);
