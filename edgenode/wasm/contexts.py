@@ -13,6 +13,7 @@ the ``:authority`` entry (as in Envoy); the name ``host`` is accepted as an alia
 from __future__ import annotations
 
 import asyncio
+
 from edgenode.http.messages import CIMultiDict, Request, Response
 from edgenode.wasm.holds import Hold
 from edgenode.wasm.native import StreamCore, set_view_types

@@ -499,7 +499,7 @@ class Vm:
         except GuestTrap as exc:
             return self.respond_trapped(ctx, exc, body_hook)
         if ended > 0:
-            self._forget(ctx)
+            ctx.forget()
         elif ended == 0:
             ctx.done_pending = True
         return action, stage, buffer
@@ -513,7 +513,7 @@ class Vm:
         self.fail(exc.args[0])
         buffer = ctx.response_body
         ctx.request_body = ctx.response_body = None
-        self._forget(ctx)
+        ctx.forget()
         return 0, 2, buffer
 
     def _respond_observed(self, ctx: StreamContext, nheaders: int, body: bytes,
@@ -556,9 +556,6 @@ class Vm:
             if not completed:
                 ctx.done_pending = True
                 return
-        self._forget(ctx)
-
-    def _forget(self, ctx: StreamContext) -> None:
         ctx.forget()
 
     def _end_observed(self, ctx: StreamContext, ids: tuple[int, int, int]) -> bool:
