@@ -13,14 +13,10 @@ the ``:authority`` entry (as in Envoy); the name ``host`` is accepted as an alia
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from edgenode.http.messages import CIMultiDict, Request, Response
 from edgenode.wasm.holds import Hold
-from edgenode.wasm.native import HeaderBlock, set_view_types
-
-if TYPE_CHECKING:
-    from edgenode.pipeline.exchange import Exchange
+from edgenode.wasm.native import StreamCore, set_view_types
 
 __all__ = ["RootContext", "StreamContext", "RequestHeaders", "ResponseHeaders", "PairsMap",
            "HeaderMap", "TrailerFields"]
@@ -270,59 +266,27 @@ class RootContext:
 
 
 class _StreamDefaults:
-    """A stream's state that most streams never change: read from the class until set."""
+    """A stream's state that most streams never set: read from the class until set (the
+    hot fields are native.StreamCore's)."""
 
-    response: Response | None = None
-    response_block: HeaderBlock | None = None
     #: set_buffer_bytes changed the body buffer during the current body callback
     body_modified = False
-    response_headers_open = False
-    #: the response headers callback ran (response_phase.py)
-    response_started = False
     #: the body callback of an in-memory response ran with the headers (and held)
     response_body_delivered = False
-    #: final phase: every header map readable, nothing writable
-    in_log = False
-    #: buffered body visible as buffer 0/1 during the body callbacks
-    request_body: bytearray | None = None
-    response_body: bytearray | None = None
-    local_response: Response | None = None
-    closed = False
-    #: the stream phase currently held by a Stop* result ("request"/"response")
-    paused: str | None = None
     #: what kind of hold it is (holds.py)
-    hold = Hold.NONE
+    hold_kind = Hold.NONE
     resume: "asyncio.Future[None] | None" = None
-    #: continue_stream() arrived during the callback that paused
-    continued = False
-    done_pending = False
-    finished = False
     #: maps 1/3 once the body they end is over (None before, and read as empty)
     request_trailers: TrailerFields | None = None
     response_trailers: TrailerFields | None = None
 
 
-class StreamContext(_StreamDefaults):
-    """One HTTP stream's state as the host functions see it."""
+class StreamContext(StreamCore, _StreamDefaults):
+    """One HTTP stream's state as the host functions see it: ``StreamCore(vm, exchange)``,
+    then ``register()`` (the driver, stream.StreamDriver, is the same object)."""
 
-    __slots__ = ("id", "root", "exchange", "request", "request_block", "request_headers_open")
+    __slots__ = ()
     is_root = False
-
-    def __init__(self, context_id: int, root: RootContext, exchange: "Exchange") -> None:
-        self.id = context_id
-        self.root = root
-        self.exchange = exchange
-        request = self.request = exchange.request
-        maps = exchange.wasm_maps
-        if maps is None:
-            maps = exchange.wasm_maps = [None, None]
-        block = maps[0]
-        if block is None or block.message is not request:
-            block = maps[0] = HeaderBlock(request, True)
-        #: map 0 serialised (host core); writes go through its view
-        self.request_block = block
-        #: request headers readable/writable (request-header phase, or paused in it)
-        self.request_headers_open = True
 
     @property
     def request_view(self) -> RequestHeaders:
@@ -332,14 +296,6 @@ class StreamContext(_StreamDefaults):
     def response_view(self) -> ResponseHeaders | None:
         block = self.response_block
         return None if block is None else block.view  # type: ignore[no-any-return]
-
-    def set_response(self, response: Response) -> None:
-        self.response = response
-        maps = self.exchange.wasm_maps
-        block = maps[1]  # type: ignore[index]
-        if block is None or block.message is not response:
-            block = maps[1] = HeaderBlock(response, False)  # type: ignore[index]
-        self.response_block = block
 
     def resume_stream(self, phase: str) -> None:
         """continue_stream/close_stream/local reply: release a held phase."""

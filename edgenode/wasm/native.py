@@ -5,7 +5,8 @@ wasmtime C API inside the wasmtime wheel and to the Python side.
 host functions answered in C), ``HeaderBlock`` holds a header map serialised once per
 change (``set_view_types`` names the view classes its writes go through, contexts.py;
 ``set_property_functions`` the Python functions behind properties, hostcalls/properties.py),
-``Histogram`` counts callback times, ``MetricTable`` holds a filter's own metrics
+``StreamCore`` is a stream's context and driver state, each side of the usual stream in
+one call (contexts.py, stream.py), ``Histogram`` counts callback times, ``MetricTable`` holds a filter's own metrics
 (``NATIVE_PROPERTIES``: the property paths the core answers itself), ``define``
 registers a host function with a linker,
 ``ticker_add``/``ticker_remove`` drive engine epochs from a native thread.
@@ -25,7 +26,8 @@ from edgenode.wasm.errors import GuestTrap, HostTrap, MemoryFault
 from edgenode.wasm.hostcalls import registry
 
 __all__ = ["Instance", "HeaderBlock", "Histogram", "MetricTable", "NATIVE_PROPERTIES", "define",
-           "ticker_add", "ticker_remove", "set_view_types", "set_property_functions"]
+           "ticker_add", "ticker_remove", "set_view_types", "set_property_functions", "StreamCore",
+           "stream_setup"]
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -44,9 +46,11 @@ Instance = _hostcore.Instance
 HeaderBlock = _hostcore.HeaderBlock
 Histogram = _hostcore.Histogram
 MetricTable = _hostcore.MetricTable
+StreamCore = _hostcore.StreamCore
 NATIVE_PROPERTIES: tuple[str, ...] = _hostcore.NATIVE_PROPERTIES
 define = _hostcore.define
 ticker_add = _hostcore.ticker_add
 ticker_remove = _hostcore.ticker_remove
 set_view_types = _hostcore.set_view_types
 set_property_functions = _hostcore.set_property_functions
+stream_setup = _hostcore.stream_setup

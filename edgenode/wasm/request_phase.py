@@ -46,7 +46,7 @@ async def _request_body(s: Stream) -> None:
     buf = ctx.request_body = bytearray()
     out: list[bytes] = []
     try:
-        if ctx.paused is not None and ctx.hold in STOP_ALL:
+        if ctx.paused is not None and ctx.hold_kind in STOP_ALL:
             ctx.request_body = None  # no body buffer before the filter gets its callback
             eos = await s.gather_held(reader, held, limit)
             if eos is None:

@@ -17,12 +17,13 @@ from typing import AsyncIterator, Callable
 from edgenode.http.messages import FROM_BODY, Body, CIMultiDict, Response, TrailerRelay, trailers_of
 from edgenode.wasm.bodies import ChunkReader, has_body, prepend
 from edgenode.wasm.contexts import TrailerFields
+from edgenode.wasm.errors import GuestTrap
 from edgenode.wasm.holds import STOP_ALL, Hold
 from edgenode.wasm.replies import StreamAborted, reset_response, text_response
 from edgenode.wasm.streamstate import PauseTimeout, Stream
 from edgenode.wasm.vm import FilterFailure
 
-__all__ = ["in_memory", "response_fast", "response_phase"]
+__all__ = ["in_memory_slow", "respond_raised", "responded", "response_fast", "response_phase"]
 
 RESP_HEADERS, RESP_BODY = "proxy_on_response_headers", "proxy_on_response_body"
 
@@ -36,11 +37,11 @@ def response_fast(s: Stream, response: Response) -> Response | None:
     vm = s.vm
     body = response.body
     if type(body) is bytes and response._trailers is FROM_BODY:  # the common case: a hit, no trailers
-        return in_memory(s, response, body)
+        return s.in_memory(response, body)
     if isinstance(body, (bytes, bytearray)):
         if vm.response_body_hooks and response.trailers:
             return None  # a bytes body's trailers go through the trailers hook
-        return in_memory(s, response, body if isinstance(body, bytes) else bytes(body))
+        return s.in_memory(response, body if isinstance(body, bytes) else bytes(body))
     if vm.response_body_hooks and RESP_BODY in vm.funcs:
         return None  # a streamed body through the body hook
     ctx = s.ctx
@@ -64,9 +65,10 @@ def response_fast(s: Stream, response: Response) -> Response | None:
     return _finish_response(s, response)
 
 
-def in_memory(s: Stream, response: Response, body: bytes) -> Response | None:
-    """A response whose body is in memory: headers hook, body hook and the stream's end in
-    one call into the host core; a hold or a reply from them continues in response_phase."""
+def in_memory_slow(s: Stream, response: Response, body: bytes) -> Response | None:
+    """``in_memory`` (native.StreamCore: a response whose body is in memory) with a body
+    callback, or on a failed, closed or observed VM: the same steps through
+    ``Vm.respond``; a hold or a reply from them continues in response_phase."""
     vm, ctx = s.vm, s.ctx
     ctx.set_response(response)
     ctx.continued = False
@@ -75,10 +77,33 @@ def in_memory(s: Stream, response: Response, body: bytes) -> Response | None:
     try:
         action, stage, buffer = vm.respond(ctx, len(response.headers) + 1, body)
     except FilterFailure:
-        if s.fail_open:
-            vm.finish_stream(ctx)
-            return response
-        return s.fail()
+        return _respond_failed(s, response)
+    return responded(s, response, body, action, stage, buffer)
+
+
+def respond_raised(s: Stream, response: Response, body: bytes, exc: BaseException) -> Response | None:
+    """``in_memory``'s native call raised ``exc``: a trap as ``Vm.respond`` meets it."""
+    if not isinstance(exc, GuestTrap):
+        raise exc
+    try:
+        action, stage, buffer = s.vm.respond_trapped(s.ctx, exc, -1)
+    except FilterFailure:
+        return _respond_failed(s, response)
+    return responded(s, response, body, action, stage, buffer)
+
+
+def _respond_failed(s: Stream, response: Response) -> Response:
+    if s.fail_open:
+        s.vm.finish_stream(s.ctx)
+        return response
+    return s.fail()
+
+
+def responded(s: Stream, response: Response, body: bytes, action: int, stage: int,
+              buffer: bytes | bytearray | None) -> Response | None:
+    """After the response callbacks of ``in_memory``: a changed body or trailers, a hold,
+    a local reply or a close (``stage`` as ``Vm.respond`` returns it)."""
+    vm, ctx = s.vm, s.ctx
     if buffer is not None and buffer is not body:  # the body callback changed the body
         data = bytes(buffer)
         response.body = data
@@ -140,7 +165,7 @@ async def response_phase(s: Stream, response: Response) -> Response:
                 else:
                     action = s.call(RESP_HEADERS, "response_headers", n, 0 if has_body(body) else 1)
                 s.hold_headers("response", action)
-        if ctx.paused is not None and ctx.hold in STOP_ALL and not s.ended():
+        if ctx.paused is not None and ctx.hold_kind in STOP_ALL and not s.ended():
             overflow = await _gather(s, response)
             if overflow is not None:
                 vm.finish_stream(ctx)

@@ -14,7 +14,11 @@ trailer CIMultiDict in place; streamed bodies are handed on as ``TrailerRelay`` 
 the trailers of the source survive the wrapping.
 
 The common case (no hold, no body hook) runs synchronously: no futures, no extra
-coroutine per phase.
+coroutine per phase.  The driver is the stream's context too (``native.StreamCore``):
+``begin``/``enter`` and ``around``/``in_memory`` are native, one call into the host core
+per side of the usual stream, and go on in the methods below (``_opened``,
+``_responded``, ...) only where a hold, a body, a local reply or a failure needs the
+event loop or Python objects.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from typing import Awaitable
 
 from edgenode.http.messages import FROM_BODY, Response
 from edgenode.pipeline.chain import Next, Outcome, settle
+from edgenode.wasm.contexts import StreamContext
+from edgenode.wasm.errors import GuestTrap
+from edgenode.wasm.native import stream_setup
 from edgenode.wasm.replies import StreamAborted, failure_response, reset_response
 from edgenode.wasm.request_phase import request_rest
-from edgenode.wasm.response_phase import in_memory, response_fast, response_phase
+from edgenode.wasm.response_phase import in_memory_slow, respond_raised, responded, response_fast, response_phase
 from edgenode.wasm.streamstate import PauseTimeout, Stream, StreamSettings
 from edgenode.wasm.vm import FilterFailure
 
@@ -52,41 +59,56 @@ class Step(Enum):
 NEXT, ASYNC, REPLY, BYPASS = Step.NEXT, Step.ASYNC, Step.REPLY, Step.BYPASS
 
 
-class StreamDriver(Stream):
+class StreamDriver(StreamContext, Stream):
     """Runs one stream through one filter: request hooks, ``next``, response hooks.
 
-    ``through(rest)`` is the filter's step in the chain (pipeline/chain.py): made of
-    synchronous steps a caller can also use directly (docs/architecture.md):
-    ``begin()`` -> ``Step`` or a final ``Response``; on ``ASYNC`` ``await
-    finish_request()``; then ``respond(response)`` -> the response, or None: ``await
-    respond_async(response)``.  Nothing here pauses unless a filter holds the stream or
-    a body callback must see a streamed body.
+    ``StreamDriver(vm, exchange, settings)``.  ``through(rest)`` is the filter's step in
+    the chain (pipeline/chain.py): made of synchronous steps a caller can also use
+    directly (docs/architecture.md): ``begin()`` (native: registers the context, then
+    context create and request headers in one call) -> ``Step`` or a final
+    ``Response``; on ``ASYNC`` ``await finish_request()``; then ``respond(response)``
+    -> the response, or None: ``await respond_async(response)``.  ``enter``/``around``
+    (native) are the same steps as the chain's ``StreamSteps``.  Nothing here pauses
+    unless a filter holds the stream or a body callback must see a streamed body.
     """
 
     __slots__ = ()
 
-    def begin(self) -> Step | Response:
-        """Create the stream's context and run its request headers callback (one call into
-        the host core); ``Step.ASYNC`` when a hold or a body the hooks must see needs the
-        event loop (``finish_request``)."""
-        vm, req = self.vm, self.ex.request
-        ctx = self.ctx = vm.new_stream(self.ex)
-        body = req.body
-        body = not isinstance(body, (bytes, bytearray)) or len(body) > 0  # bodies.has_body, inlined
-        headers = req.headers
+    # --- the request side after begin()'s native call --------------------------------
+    def _begin_slow(self, nheaders: int, body: bool) -> Step | Response:
+        """``begin`` on a failed or closed VM, or under developer tools' observer."""
         try:
-            action = vm.start_stream(ctx, len(headers) + 4 - ("host" in headers), not body)
-            if action and ctx.local_response is None and not ctx.closed and self.hold_headers("request", action):
-                return ASYNC
+            action = self.vm.start_stream(self, nheaders, not body)
         except FilterFailure:
             return self._request_failed()
         except BaseException:
-            vm.finish_stream(ctx)
+            self.vm.finish_stream(self)
             raise
-        if ctx.local_response is not None or ctx.closed:
+        return self._opened(action, body)
+
+    def _opened(self, action: int, body: bool) -> Step | Response:
+        """After the request headers callback: a hold, a local reply or a close."""
+        try:
+            if action and self.local_response is None and not self.closed and self.hold_headers("request", action):
+                return ASYNC
+        except BaseException:
+            self.vm.finish_stream(self)
+            raise
+        if self.local_response is not None or self.closed:
             return self._after_request()
-        ctx.request_headers_open = False
-        return ASYNC if body and vm.request_body_hooks else NEXT
+        self.request_headers_open = False
+        return ASYNC if body and self.vm.request_body_hooks else NEXT
+
+    def _open_raised(self, exc: BaseException) -> Step | Response:
+        """begin()'s native call raised ``exc``: a trap fails the filter; else the stream
+        ends and ``exc`` goes on."""
+        if isinstance(exc, GuestTrap):
+            try:
+                self.vm._trapped("", exc)
+            except FilterFailure:
+                return self._request_failed()
+        self.vm.finish_stream(self)
+        raise exc
 
     async def finish_request(self) -> Step | Response:
         """The request side that needs the event loop: a hold, a body the hooks must see."""
@@ -98,12 +120,13 @@ class StreamDriver(Stream):
             if not self.fail_open:
                 return self.timed_out()
             self.log_timeout_open()
-            self.ctx.request_headers_open = False
+            self.request_headers_open = False
         except BaseException:  # the client went away mid-body, or cancellation
-            self.vm.finish_stream(self.ctx)
+            self.vm.finish_stream(self)
             raise
         return self._after_request()
 
+    # --- the response side --------------------------------------------------------------
     def respond(self, response: Response) -> Response | None:
         """The response side when nothing can wait (None: ``await respond_async``)."""
         out = response_fast(self, response)
@@ -116,35 +139,22 @@ class StreamDriver(Stream):
         self._succeeded()
         return out
 
-    def through(self, rest: Next) -> Outcome:
-        """This filter around ``rest`` (the chain after it): the response when nothing
-        paused, else an awaitable that continues the same steps."""
-        return self._after_begin(self.begin(), rest)
+    def _in_memory_slow(self, response: Response, body: bytes) -> Response | None:
+        return in_memory_slow(self, response, body)
 
-    def enter(self, rest: Next) -> Outcome | None:
-        """The request side (pipeline/chain.py ``StreamSteps``): None when the stream
-        continues (the caller runs ``rest``, then ``around``), else this filter's
-        outcome, going on with ``rest`` as ``through`` does."""
-        step = self.begin()
-        return None if step is NEXT else self._after_begin(step, rest)
+    def _responded(self, response: Response, body: bytes, action: int, stage: int,
+                   buffer: bytearray | bytes | None) -> Response | None:
+        return responded(self, response, body, action, stage, buffer)
 
-    def abort(self) -> None:
-        """The chain after this filter raised: end the stream (done, log, delete)."""
-        self.vm.finish_stream(self.ctx)
+    def _respond_raised(self, response: Response, body: bytes, exc: BaseException) -> Response | None:
+        return respond_raised(self, response, body, exc)
 
-    def _after_begin(self, step: Step | Response, rest: Next) -> Outcome:
-        if step is ASYNC:
-            return self._resume_request(rest)
-        return self._after_request_step(step, rest)
-
-    def around(self, outcome: Outcome) -> Outcome:
-        """The response side over what the chain after this filter answered (``begin``
-        returned ``Step.NEXT``): a response, or an awaitable continuing the same steps."""
-        if not isinstance(outcome, Response):
-            return self._resume_response(outcome)
-        body = outcome.body  # ``respond``, inlined: the common case (a hit) straight to its step
+    def _around(self, outcome: Response) -> Outcome:
+        """``around`` over a response the native step does not take (a streamed body,
+        trailers)."""
+        body = outcome.body
         if type(body) is bytes and outcome._trailers is FROM_BODY:
-            out = in_memory(self, outcome, body)
+            out = self.in_memory(outcome, body)
         else:
             out = response_fast(self, outcome)
         if out is None:
@@ -154,18 +164,33 @@ class StreamDriver(Stream):
             self._succeeded()
         return out
 
+    # --- the chain's steps --------------------------------------------------------------
+    def through(self, rest: Next) -> Outcome:
+        """This filter around ``rest`` (the chain after it): the response when nothing
+        paused, else an awaitable that continues the same steps."""
+        return self._after_begin(self.begin(), rest)
+
+    def abort(self) -> None:
+        """The chain after this filter raised: end the stream (done, log, delete)."""
+        self.vm.finish_stream(self)
+
+    def _after_begin(self, step: Step | Response, rest: Next) -> Outcome:
+        if step is ASYNC:
+            return self._resume_request(rest)
+        return self._after_request_step(step, rest)
+
     def _after_request_step(self, step: Step | Response, rest: Next) -> Outcome:
         if isinstance(step, Response):
             return step
         if step is BYPASS:
             return rest(self.ex)
         if step is REPLY:
-            outcome: Outcome = self.ctx.local_response  # type: ignore[assignment]
+            outcome: Outcome = self.local_response  # type: ignore[assignment]
         else:
             try:
                 outcome = rest(self.ex)
             except BaseException:
-                self.vm.finish_stream(self.ctx)
+                self.vm.finish_stream(self)
                 raise
         return self.around(outcome)
 
@@ -177,27 +202,29 @@ class StreamDriver(Stream):
         try:
             response = await pending
         except BaseException:
-            self.vm.finish_stream(self.ctx)
+            self.vm.finish_stream(self)
             raise
         out = self.respond(response)
         return out if out is not None else await self.respond_async(response)
 
     def _request_failed(self) -> Step | Response:
         if self.fail_open:
-            self.vm.finish_stream(self.ctx)
+            self.vm.finish_stream(self)
             return BYPASS
         return self.fail()
 
     def _after_request(self) -> Step | Response:
-        ctx = self.ctx
-        if ctx.paused is not None:  # ended by a local reply or close while held
+        if self.paused is not None:  # ended by a local reply or close while held
             self.unhold()
-        if ctx.closed:
-            self.vm.finish_stream(ctx)
+        if self.closed:
+            self.vm.finish_stream(self)
             return reset_response()
-        return NEXT if ctx.local_response is None else REPLY
+        return NEXT if self.local_response is None else REPLY
 
     def _succeeded(self) -> None:
         backoff = self.cfg.backoff
         if backoff is not None and backoff.failures and self.vm.failed is None:
             backoff.succeeded()  # a stream completed on the reloaded VM
+
+
+stream_setup(NEXT, ASYNC, Response, FROM_BODY)  # what the native steps return and test

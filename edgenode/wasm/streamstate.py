@@ -48,15 +48,15 @@ class StreamSettings:
 
 
 class Stream:
-    """Per-stream state of one filter and the primitives of both directions."""
+    """The primitives of both directions of one filter's stream, a mixin of the driver
+    (stream.StreamDriver), whose state is native.StreamCore's: the VM, the Exchange, the
+    stage's settings, and the stream's context (``ctx``: the driver itself)."""
 
-    __slots__ = ("vm", "ex", "ctx", "cfg")
-
-    def __init__(self, vm: Vm, exchange: Exchange, cfg: StreamSettings) -> None:
-        self.vm = vm
-        self.ex = exchange
-        self.cfg = cfg
-        self.ctx: StreamContext = None  # type: ignore[assignment]  # set by StreamDriver.run
+    __slots__ = ()
+    vm: Vm
+    ex: Exchange
+    cfg: StreamSettings
+    ctx: StreamContext
 
     @property
     def name(self) -> str:
@@ -100,13 +100,13 @@ class Stream:
         """Start holding ``direction``; continue_stream from now on completes ``ctx.resume``."""
         ctx = self.ctx
         ctx.paused = direction
-        ctx.hold = kind
+        ctx.hold_kind = kind
         ctx.resume = asyncio.get_running_loop().create_future()
 
     def unhold(self) -> None:
         ctx = self.ctx
         ctx.paused = None
-        ctx.hold = Hold.NONE
+        ctx.hold_kind = Hold.NONE
         ctx.resume = None
 
     def released_by(self, action: int) -> bool:
@@ -121,7 +121,7 @@ class Stream:
         if ctx.resume.done():
             ctx.resume.result()
             return True
-        return action == 0 and ctx.hold is Hold.ITERATION
+        return action == 0 and ctx.hold_kind is Hold.ITERATION
 
     async def wait(self) -> None:
         """Wait until the hold ends (continue, local reply, close) or times out."""
@@ -160,7 +160,7 @@ class Stream:
         ctx = self.ctx
         fut = ctx.resume
         assert fut is not None
-        watermark = ctx.hold is Hold.ALL_WATERMARK
+        watermark = ctx.hold_kind is Hold.ALL_WATERMARK
         eos = reader.finished
         timer = asyncio.get_running_loop().call_later(self.pause_timeout, _expire, fut)
         try:

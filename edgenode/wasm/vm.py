@@ -427,11 +427,11 @@ class Vm:
 
     # --- streams ---------------------------------------------------------------
     def new_stream(self, exchange: Exchange) -> StreamContext:
-        """A stream's context; the guest hears of it in ``start_stream``."""
+        """A stream's context on its own (tests, tools); the guest hears of it in
+        ``start_stream``.  A filter's streams are ``StreamDriver``s, registered by ``begin``."""
         assert self.root is not None
-        ctx = StreamContext(next(self._ids), self.root, exchange)
-        self.contexts[ctx.id] = ctx
-        self.active_streams += 1
+        ctx = StreamContext(self, exchange)
+        ctx.register()
         return ctx
 
     def start_stream(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
@@ -497,18 +497,24 @@ class Vm:
                 ctx, ctx.exchange.timings, ctx.id, nheaders, -1 if self.v010 else not body,
                 len(body) if body_hook >= 0 else 0)
         except GuestTrap as exc:
-            if exc.args[1] in (ids[2], body_hook):
-                return self._trapped("", exc), 0, None
-            self.fail(exc.args[0])  # on_done/on_log/on_delete trapped: the response stands
-            buffer = ctx.response_body
-            ctx.request_body = ctx.response_body = None
-            self._forget(ctx)
-            return 0, 2, buffer
+            return self.respond_trapped(ctx, exc, body_hook)
         if ended > 0:
-            self._forget(ctx)
+            ctx.forget()
         elif ended == 0:
             ctx.done_pending = True
         return action, stage, buffer
+
+    def respond_trapped(self, ctx: StreamContext, exc: GuestTrap, body_hook: int) -> tuple[int, int, Any]:
+        """``respond``'s outcome when a callback trapped: FilterFailure if the response
+        headers or body callback did; else (on_done, on_log or on_delete) the VM fails,
+        the stream is over and the response stands."""
+        if exc.args[1] in (self._hook_ids[2], body_hook):
+            return self._trapped("", exc), 0, None
+        self.fail(exc.args[0])
+        buffer = ctx.response_body
+        ctx.request_body = ctx.response_body = None
+        ctx.forget()
+        return 0, 2, buffer
 
     def _respond_observed(self, ctx: StreamContext, nheaders: int, body: bytes,
                           body_hook: int) -> tuple[int, int, Any]:
@@ -550,14 +556,7 @@ class Vm:
             if not completed:
                 ctx.done_pending = True
                 return
-        self._forget(ctx)
-
-    def _forget(self, ctx: StreamContext) -> None:
-        ctx.finished = True
-        self.contexts.pop(ctx.id, None)
-        self.active_streams -= 1
-        if self.active_streams == 0 and self.on_idle is not None:
-            self.on_idle(self)
+        ctx.forget()
 
     def _end_observed(self, ctx: StreamContext, ids: tuple[int, int, int]) -> bool:
         """``_end``'s calls one by one, for developer tools' observer."""

@@ -350,6 +350,15 @@ static int HeaderBlock_init(HeaderBlock *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
+/* HeaderBlock(message, is_request) without the call through the type (stream.c). */
+PyObject *hc_block_new(PyObject *message, int is_request) {
+    HeaderBlock *b = (HeaderBlock *)HeaderBlockType.tp_alloc(&HeaderBlockType, 0);
+    if (b == NULL) return NULL;
+    b->message = Py_NewRef(message);
+    b->is_request = is_request;
+    return (PyObject *)b;
+}
+
 static PyObject *HeaderBlock_wire(HeaderBlock *self, PyObject *unused) {
     if (hc_block_fresh(self) < 0) return NULL;
     Py_INCREF(self->wire);

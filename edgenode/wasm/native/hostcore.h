@@ -25,6 +25,19 @@ typedef struct {
     PyObject *name; /* str, for trap messages */
 } Hook;
 
+/* One filter's stream: the Proxy-Wasm stream context and its driver's state in one object
+ * (stream.c; contexts.StreamContext and stream.StreamDriver are its Python subclasses).
+ * Object fields NULL read as None. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *dict; /* the rarely set state (holds, trailers), contexts._StreamDefaults */
+    PyObject *vm, *ex, *cfg, *request, *root, *request_block, *response, *response_block;
+    PyObject *local_response, *paused, *request_body, *response_body;
+    long long id;
+    char request_headers_open, response_headers_open, response_started, in_log, closed, continued,
+        done_pending, finished;
+} StreamCore;
+
 typedef struct Instance {
     PyObject_HEAD
     wasmtime_store_t *store;
@@ -86,7 +99,7 @@ typedef struct {
     struct Metric *items;
 } MetricTable;
 
-extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType;
+extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType;
 
 /* set up by setup() */
 extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report,
@@ -111,8 +124,18 @@ wasm_trap_t *hc_trap_from_pyerr(PyObject *fn_name);
 void hc_instantiate_failed(wasmtime_error_t *err);
 int64_t hc_guest_alloc(Instance *inst, uint32_t size, wasm_trap_t **trap);
 uint8_t *hc_mem(Instance *inst, uint64_t ptr, uint64_t len);
+/* v: ctx_id, root_id, nheaders, eos (< 0: ABI 0.1.0); the headers result, NULL with GuestTrap */
+PyObject *hc_open_stream(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *v);
+typedef struct {
+    long action;
+    int stage, ended;
+    PyObject *buffer; /* a new reference, or NULL */
+} HcResponded;
+/* v: ctx_id, nheaders, eos (< 0: ABI 0.1.0), body_size; 0, or -1 with GuestTrap */
+int hc_respond(Instance *self, StreamCore *ctx, PyObject *timings, const int64_t *v, HcResponded *out);
 
 /* headers.c */
+PyObject *hc_block_new(PyObject *message, int is_request);
 int hc_block_fresh(HeaderBlock *b);
 PyObject *hc_block_view(HeaderBlock *b); /* borrowed; NULL with an exception */
 PyObject *hc_set_view_types(PyObject *self, PyObject *args);
@@ -134,6 +157,9 @@ void hc_observe(Histogram *h, double value);
 int hc_metric_increment(MetricTable *t, uint32_t mid, int64_t delta);
 int hc_metric_record(MetricTable *t, uint32_t mid, uint64_t value);
 int hc_metric_get(MetricTable *t, uint32_t mid, uint64_t *out);
+
+/* stream.c */
+PyObject *hc_stream_setup(PyObject *self, PyObject *args);
 
 /* ticker.c */
 PyObject *hc_ticker_add(PyObject *self, PyObject *args);

@@ -108,22 +108,13 @@ static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int use, int64_t *
         return NULL;
     }
     PyObject *ctx = inst->effective;
-    if (ctx == Py_None) return NULL;
-    int root = ctx_flag(ctx, s_is_root);
-    if (root != 0) return NULL; /* root context (or error: the Python path reports it) */
-    int open = ctx_flag(ctx, mtype == 0 ? s_request_headers_open : s_response_headers_open);
-    if (open < 0) return NULL;
-    if (!open) {
-        if (write) return NULL;
-        int in_log = ctx_flag(ctx, s_in_log);
-        if (in_log != 1) return NULL;
-    }
-    PyObject *block = PyObject_GetAttr(ctx, mtype == 0 ? s_request_block : s_response_block);
-    if (block == NULL) return NULL;
-    if (!Py_IS_TYPE(block, &HeaderBlockType)) { /* no response yet */
-        Py_DECREF(block);
-        return NULL;
-    }
+    if (!PyObject_TypeCheck(ctx, &StreamCoreType)) return NULL; /* none, or the root context */
+    StreamCore *sc = (StreamCore *)ctx;
+    int open = mtype == 0 ? sc->request_headers_open : sc->response_headers_open;
+    if (!open && (write || !sc->in_log)) return NULL;
+    PyObject *block = mtype == 0 ? sc->request_block : sc->response_block;
+    if (block == NULL || !Py_IS_TYPE(block, &HeaderBlockType)) return NULL; /* no response yet */
+    Py_INCREF(block);
     if (use == MAP_READ && hc_block_fresh((HeaderBlock *)block) < 0) {
         Py_DECREF(block);
         *status = HC_FALLBACK; /* let the Python implementation meet (and report) the problem */

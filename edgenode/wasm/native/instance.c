@@ -247,6 +247,28 @@ static PyObject *Instance_call(Instance *self, PyObject *const *args, Py_ssize_t
  * set_stream_hooks() named it (eos < 0: the 0.1.0 two-argument form); the headers result
  * (0 if skipped).  The hooks and histograms are the instance's, so a stream's first
  * transition passes only what is its own. */
+PyObject *hc_open_stream(Instance *self, PyObject *ctx, PyObject *timings, const int64_t *v) {
+    int create = self->stream_ids[0], headers = self->stream_ids[1];
+    PyObject *prev = enter(self, ctx);
+    PyObject *r = NULL;
+    if (create >= 0) {
+        int64_t a[2] = {v[0], v[1]};
+        r = timed_call(self, create, self->stream_stats[0], timings, a, 2);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
+        r = NULL;
+    }
+    if (headers >= 0) {
+        int64_t a[3] = {v[0], v[2], v[3]};
+        r = timed_call(self, headers, self->stream_stats[1], timings, a, v[3] < 0 ? 2 : 3);
+    } else {
+        r = PyLong_FromLong(0);
+    }
+done:
+    leave(self, prev);
+    return r;
+}
+
 static PyObject *Instance_open_stream(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "open_stream takes 6 arguments");
@@ -254,25 +276,7 @@ static PyObject *Instance_open_stream(Instance *self, PyObject *const *args, Py_
     }
     int64_t v[4];
     if (int_args(args + 2, 4, v) < 0) return NULL;
-    int create = self->stream_ids[0], headers = self->stream_ids[1];
-    PyObject *prev = enter(self, args[0]);
-    PyObject *r = NULL;
-    if (create >= 0) {
-        int64_t a[2] = {v[0], v[1]};
-        r = timed_call(self, create, self->stream_stats[0], args[1], a, 2);
-        if (r == NULL) goto done;
-        Py_DECREF(r);
-        r = NULL;
-    }
-    if (headers >= 0) {
-        int64_t a[3] = {v[0], v[2], v[3]};
-        r = timed_call(self, headers, self->stream_stats[1], args[1], a, v[3] < 0 ? 2 : 3);
-    } else {
-        r = PyLong_FromLong(0);
-    }
-done:
-    leave(self, prev);
-    return r;
+    return hc_open_stream(self, args[0], args[1], v);
 }
 
 /* proxy_on_done, proxy_on_log, proxy_on_delete (ids < 0 skipped): 1 done, 0 on_done
@@ -322,17 +326,11 @@ static PyObject *Instance_end_stream(Instance *self, PyObject *const *args, Py_s
  * headers, 1 body) or 2 when both continued; ended: 1 done, 0 on_done returned false,
  * -1 not ended; body_buffer: ctx.response_body as the body callback left it (at the
  * stream's end ctx.request_body and ctx.response_body are None). */
-static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "respond takes 6 arguments");
-        return NULL;
-    }
-    int64_t v[4];
-    if (int_args(args + 2, 4, v) < 0) return NULL;
+int hc_respond(Instance *self, StreamCore *ctx, PyObject *timings, const int64_t *v, HcResponded *out) {
     int head = self->stream_ids[2], body = self->stream_ids[6];
-    PyObject *ctx = args[0], *timings = args[1];
-    PyObject *prev = enter(self, ctx);
-    PyObject *out = NULL, *buffer = NULL;
+    PyObject *prev = enter(self, (PyObject *)ctx);
+    PyObject *buffer = NULL;
+    int rc = -1;
     long action = 0;
     int stage = 0, ended = -1;
     if (head >= 0) {
@@ -344,16 +342,15 @@ static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssiz
     }
     if (action == 0 && body >= 0 && v[3] > 0) {
         stage = 1;
-        if (PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
-            PyObject_SetAttr(ctx, s_continued, Py_False) < 0)
-            goto done;
+        ctx->response_headers_open = 0;
+        ctx->continued = 0;
         int64_t a[3] = {v[0], v[3], 1};
         PyObject *r = timed_call(self, body, self->stream_stats[6], timings, a, 3);
         if (r == NULL) goto done;
         action = PyLong_AsLong(r);
         Py_DECREF(r);
         /* the trailers a filter may add in the last body callback: closed after it */
-        PyObject *trailers = PyObject_GetAttr(ctx, s_response_trailers);
+        PyObject *trailers = PyObject_GetAttr((PyObject *)ctx, s_response_trailers);
         if (trailers == NULL || (trailers != Py_None && PyObject_SetAttr(trailers, s_writable, Py_False) < 0)) {
             Py_XDECREF(trailers);
             goto done;
@@ -362,28 +359,49 @@ static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssiz
     }
     if (action == 0) {
         stage = 2;
-        buffer = PyObject_GetAttr(ctx, s_response_body);
-        if (buffer == NULL || PyObject_SetAttr(ctx, s_in_log, Py_True) < 0 ||
-            PyObject_SetAttr(ctx, s_response_headers_open, Py_False) < 0 ||
-            PyObject_SetAttr(ctx, s_request_headers_open, Py_False) < 0 ||
-            PyObject_SetAttr(ctx, s_response_body, Py_None) < 0)
-            goto done;
+        buffer = ctx->response_body; /* taken from the stream: its maps and buffers close */
+        ctx->response_body = NULL;
+        ctx->in_log = 1;
+        ctx->response_headers_open = 0;
+        ctx->request_headers_open = 0;
         ended = end_calls(self, timings, self->stream_ids + 3, self->stream_stats + 3, v[0]);
         if (ended < 0) { /* the body buffer stays with the stream for the caller to use */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            if (PyObject_SetAttr(ctx, s_response_body, buffer) < 0) PyErr_Clear();
-            PyErr_Restore(type, value, tb);
+            Py_XSETREF(ctx->response_body, buffer);
+            buffer = NULL;
             goto done;
         }
-        if (PyObject_SetAttr(ctx, s_request_body, Py_None) < 0) goto done;
+        Py_CLEAR(ctx->request_body);
     }
-    out = Py_BuildValue("(liiO)", action, stage, ended, buffer ? buffer : Py_None);
+    out->action = action;
+    out->stage = stage;
+    out->ended = ended;
+    out->buffer = buffer;
+    buffer = NULL;
+    rc = 0;
 done:
     Py_XDECREF(buffer);
     leave(self, prev);
+    return rc;
+}
+
+static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "respond takes 6 arguments");
+        return NULL;
+    }
+    int64_t v[4];
+    if (int_args(args + 2, 4, v) < 0) return NULL;
+    if (!PyObject_TypeCheck(args[0], &StreamCoreType)) {
+        PyErr_SetString(PyExc_TypeError, "respond: ctx must be a stream context");
+        return NULL;
+    }
+    HcResponded r;
+    if (hc_respond(self, (StreamCore *)args[0], args[1], v, &r) < 0) return NULL;
+    PyObject *out = Py_BuildValue("(liiO)", r.action, r.stage, r.ended, r.buffer ? r.buffer : Py_None);
+    Py_XDECREF(r.buffer);
     return out;
 }
+
 
 /* set_stream_hooks(ids, stats): the stream callbacks' hook ids (engine.STREAM_PHASES
  * order, -1 not exported) and histograms (None: not recorded), for open_stream/respond */

@@ -70,6 +70,8 @@ static PyMethodDef methods[] = {
      "set_property_functions(split_path, get(vm, path), set(vm, path, value)): properties' Python side"},
     {"set_view_types", hc_set_view_types, METH_VARARGS,
      "set_view_types(RequestHeaders, ResponseHeaders): the views HeaderBlock writes through"},
+    {"stream_setup", hc_stream_setup, METH_VARARGS,
+     "stream_setup(Step.NEXT, Step.ASYNC, Response, FROM_BODY): what StreamCore's steps return and test"},
     {NULL},
 };
 
@@ -128,13 +130,13 @@ PyMODINIT_FUNC PyInit__hostcore(void) {
     INTERN(s_metrics, "metrics");
     INTERN(s_table, "table");
     INTERN(s_effects, "effects");
-    PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType, &MetricTableType};
-    for (int i = 0; i < 4; i++)
+    PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType, &MetricTableType, &StreamCoreType};
+    for (int i = 0; i < 5; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
-    const char *names[] = {"Instance", "HeaderBlock", "Histogram", "MetricTable"};
-    for (int i = 0; i < 4; i++) {
+    const char *names[] = {"Instance", "HeaderBlock", "Histogram", "MetricTable", "StreamCore"};
+    for (int i = 0; i < 5; i++) {
         Py_INCREF(types[i]);
         if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) < 0) return NULL;
     }

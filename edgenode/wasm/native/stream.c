@@ -1,0 +1,592 @@
+/* StreamCore: one filter's stream, context and driver state in one object.
+ *
+ * The usual stream (no hold, no body callback, no local reply, no failure) takes one
+ * native call per side: begin() registers the context and runs context create + request
+ * headers (hc_open_stream); in_memory() runs response headers + the stream's end over a
+ * response whose body is in memory (hc_respond).  enter()/around() are the chain's steps
+ * (pipeline/chain.py StreamSteps) around them.  Whatever needs the event loop or the
+ * Python objects of a hold, a body, a reply or a failure goes on in the Python methods of
+ * the subclass (stream.StreamDriver), each named where it is called below. */
+#include "hostcore.h"
+
+#include <structmember.h>
+
+/* set by stream_setup(): Step.NEXT, Step.ASYNC, the Response type, messages.FROM_BODY */
+static PyObject *step_next, *step_async, *response_type, *from_body;
+static PyObject *n_failed, *n_closed, *n_root, *n_plugin, *n_observer, *n_opens, *n_inst, *n_ids, *n_contexts,
+    *n_active_streams, *n_on_idle, *n_request_body_hooks, *n_timings, *n_wasm_maps, *n_body, *n_trailers,
+    *n_server_timing, *n_backoff, *n_failures, *n_timing_header, *n_one, *m_begin_slow, *m_opened,
+    *m_open_raised, *m_after_begin, *m_around, *m_respond_async, *m_in_memory_slow, *m_responded,
+    *m_respond_raised, *m_timed, *m_succeeded, *m_resume_response;
+
+static int is_none(PyObject *o) { return o == NULL || o == Py_None; }
+
+/* An attribute of a plain Python object (the Vm, its Plugin, the settings): from its
+ * instance dict when there (none of theirs is a descriptor), else looked up as usual.
+ * A new reference. */
+static PyObject *own_attr(PyObject *o, PyObject *name) {
+    PyObject **dictptr = _PyObject_GetDictPtr(o);
+    if (dictptr != NULL && *dictptr != NULL) {
+        PyObject *v = PyDict_GetItemWithError(*dictptr, name);
+        if (v != NULL) return Py_NewRef(v);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_GetAttr(o, name);
+}
+
+static int attr_true(PyObject *o, PyObject *name) {
+    PyObject *v = own_attr(o, name);
+    if (v == NULL) return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* Whether the VM takes the one-call path: not failed, not closed, no developer-tools
+ * observer (those go through Vm.start_stream / Vm.respond, one callback at a time). */
+static int vm_direct(PyObject *vm) {
+    PyObject *failed = own_attr(vm, n_failed);
+    if (failed == NULL) return -1;
+    int ok = failed == Py_None;
+    Py_DECREF(failed);
+    if (!ok) return 0;
+    int closed = attr_true(vm, n_closed);
+    if (closed != 0) return closed < 0 ? -1 : 0;
+    PyObject *plugin = own_attr(vm, n_plugin);
+    if (plugin == NULL) return -1;
+    PyObject *observer = own_attr(plugin, n_observer);
+    Py_DECREF(plugin);
+    if (observer == NULL) return -1;
+    ok = observer == Py_None;
+    Py_DECREF(observer);
+    return ok;
+}
+
+static Instance *vm_instance(PyObject *vm) {
+    PyObject *inst = own_attr(vm, n_inst);
+    if (inst != NULL && !PyObject_TypeCheck(inst, &InstanceType)) {
+        PyErr_SetString(PyExc_TypeError, "vm.inst is not an Instance");
+        Py_CLEAR(inst);
+    }
+    return (Instance *)inst;
+}
+
+static int add_active(PyObject *vm, long delta, long *now) {
+    PyObject *n = own_attr(vm, n_active_streams);
+    if (n == NULL) return -1;
+    long v = PyLong_AsLong(n) + delta;
+    Py_DECREF(n);
+    if (v == -1 + delta && PyErr_Occurred()) return -1;
+    PyObject *nv = PyLong_FromLong(v);
+    if (nv == NULL) return -1;
+    PyObject **dictptr = _PyObject_GetDictPtr(vm);
+    int rc = dictptr != NULL && *dictptr != NULL ? PyDict_SetItem(*dictptr, n_active_streams, nv)
+                                                 : PyObject_SetAttr(vm, n_active_streams, nv);
+    Py_DECREF(nv);
+    *now = v;
+    return rc;
+}
+
+/* ex.wasm_maps (made on first use): the blocks the filters of one stream share. */
+static PyObject *exchange_maps(StreamCore *s) {
+    PyObject *maps = PyObject_GetAttr(s->ex, n_wasm_maps);
+    if (maps == NULL) return NULL;
+    if (maps == Py_None) {
+        Py_DECREF(maps);
+        maps = PyList_New(2);
+        if (maps == NULL) return NULL;
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(maps, 0, Py_None);
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(maps, 1, Py_None);
+        if (PyObject_SetAttr(s->ex, n_wasm_maps, maps) < 0) {
+            Py_DECREF(maps);
+            return NULL;
+        }
+    } else if (!PyList_Check(maps) || PyList_GET_SIZE(maps) != 2) {
+        Py_DECREF(maps);
+        PyErr_SetString(PyExc_TypeError, "Exchange.wasm_maps must be a list of two");
+        return NULL;
+    }
+    return maps;
+}
+
+/* maps[i]'s block if it serialises ``message``, else a new one put there (a new reference). */
+static PyObject *block_for(PyObject *maps, int i, PyObject *message) {
+    PyObject *block = PyList_GET_ITEM(maps, i);
+    if (Py_IS_TYPE(block, &HeaderBlockType) && ((HeaderBlock *)block)->message == message) {
+        Py_INCREF(block);
+        return block;
+    }
+    block = hc_block_new(message, i == 0);
+    if (block == NULL) return NULL;
+    Py_INCREF(block);
+    PyList_SetItem(maps, i, block);
+    return block;
+}
+
+/* --- the context ------------------------------------------------------------------- */
+
+/* register(): a context id from the VM, the root, map 0's block, and the VM's count of
+ * open streams (what the guest hears of in begin(), or in a test's own calls). */
+static int stream_register(StreamCore *s) {
+    PyObject *vm = s->vm;
+    if (is_none(vm) || is_none(s->ex) || is_none(s->request)) {
+        PyErr_SetString(PyExc_RuntimeError, "a stream needs a VM and an exchange");
+        return -1;
+    }
+    PyObject *root = own_attr(vm, n_root);
+    if (root == NULL) return -1;
+    Py_XSETREF(s->root, root);
+    PyObject *ids = own_attr(vm, n_ids);
+    if (ids == NULL) return -1;
+    PyObject *id = PyIter_Next(ids);
+    Py_DECREF(ids);
+    if (id == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "context ids exhausted");
+        return -1;
+    }
+    s->id = PyLong_AsLongLong(id);
+    PyObject *maps = NULL, *contexts = NULL;
+    int rc = -1;
+    if (s->id == -1 && PyErr_Occurred()) goto done;
+    maps = exchange_maps(s);
+    if (maps == NULL) goto done;
+    PyObject *block = block_for(maps, 0, s->request);
+    if (block == NULL) goto done;
+    Py_XSETREF(s->request_block, block);
+    s->request_headers_open = 1;
+    contexts = own_attr(vm, n_contexts);
+    if (contexts == NULL || PyObject_SetItem(contexts, id, (PyObject *)s) < 0) goto done;
+    long now;
+    rc = add_active(vm, 1, &now);
+done:
+    Py_DECREF(id);
+    Py_XDECREF(maps);
+    Py_XDECREF(contexts);
+    return rc;
+}
+
+static PyObject *Stream_register(StreamCore *s, PyObject *unused) {
+    if (stream_register(s) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* forget(): the stream is over for the VM (its context forgotten, on_idle at the last). */
+static int stream_forget(StreamCore *s) {
+    PyObject *vm = s->vm;
+    s->finished = 1;
+    PyObject *contexts = own_attr(vm, n_contexts);
+    if (contexts == NULL) return -1;
+    PyObject *id = PyLong_FromLongLong(s->id);
+    PyObject *gone = id == NULL                   ? NULL
+                     : PyDict_CheckExact(contexts) ? _PyDict_Pop(contexts, id, Py_None)
+                                                   : PyObject_CallMethod(contexts, "pop", "OO", id, Py_None);
+    Py_XDECREF(id);
+    Py_DECREF(contexts);
+    if (gone == NULL) return -1;
+    Py_DECREF(gone);
+    long now;
+    if (add_active(vm, -1, &now) < 0) return -1;
+    if (now != 0) return 0;
+    PyObject *on_idle = own_attr(vm, n_on_idle);
+    if (on_idle == NULL) return -1;
+    if (on_idle != Py_None) {
+        PyObject *r = PyObject_CallOneArg(on_idle, vm);
+        Py_DECREF(on_idle);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    Py_DECREF(on_idle);
+    return 0;
+}
+
+static PyObject *Stream_forget(StreamCore *s, PyObject *unused) {
+    if (stream_forget(s) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* set_response(response): map 2 is ``response``'s block (shared by the stream's filters). */
+static int set_response(StreamCore *s, PyObject *response) {
+    PyObject *maps = exchange_maps(s);
+    if (maps == NULL) return -1;
+    PyObject *block = block_for(maps, 1, response);
+    Py_DECREF(maps);
+    if (block == NULL) return -1;
+    Py_INCREF(response);
+    Py_XSETREF(s->response, response);
+    Py_XSETREF(s->response_block, block);
+    return 0;
+}
+
+static PyObject *Stream_set_response(StreamCore *s, PyObject *response) {
+    if (set_response(s, response) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* --- the driver's usual case ------------------------------------------------------------- */
+
+/* The pending exception as an object (for the Python method that handles it). */
+static PyObject *fetch_exception(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* begin() -> Step | Response: the request side (StreamDriver's doc). */
+static PyObject *Stream_begin(StreamCore *s, PyObject *unused) {
+    if (stream_register(s) < 0) return NULL;
+    PyObject *body = PyObject_GetAttr(s->request, n_body);
+    if (body == NULL) return NULL;
+    int has_body = PyBytes_Check(body)       ? PyBytes_GET_SIZE(body) > 0
+                   : PyByteArray_Check(body) ? PyByteArray_GET_SIZE(body) > 0
+                                             : 1;
+    Py_DECREF(body);
+    PyObject *headers = PyObject_GetAttr(s->request, s_headers);
+    if (headers == NULL) return NULL;
+    Py_ssize_t n = PyObject_Length(headers);
+    int host = n < 0 ? -1 : PySequence_Contains(headers, s_host);
+    Py_DECREF(headers);
+    if (host < 0) return NULL;
+    n += 4 - host;
+    int direct = vm_direct(s->vm);
+    if (direct < 0) return NULL;
+    if (!direct) /* failed, closed or observed: Vm.start_stream, one callback at a time */
+    {
+        PyObject *count = PyLong_FromSsize_t(n);
+        if (count == NULL) return NULL;
+        PyObject *out = PyObject_CallMethodObjArgs((PyObject *)s, m_begin_slow, count,
+                                                   has_body ? Py_True : Py_False, NULL);
+        Py_DECREF(count);
+        return out;
+    }
+    int opens = attr_true(s->vm, n_opens);
+    if (opens < 0) return NULL;
+    long action = 0;
+    if (opens) {
+        Instance *inst = vm_instance(s->vm);
+        if (inst == NULL) return NULL;
+        PyObject *timings = PyObject_GetAttr(s->ex, n_timings);
+        PyObject *root_id = timings ? PyObject_GetAttr(s->root, s_id) : NULL;
+        PyObject *r = NULL;
+        if (root_id != NULL) {
+            int64_t v[4] = {s->id, PyLong_AsLongLong(root_id), n, inst->v010 ? -1 : !has_body};
+            if (!PyErr_Occurred()) r = hc_open_stream(inst, (PyObject *)s, timings, v);
+        }
+        Py_DECREF(inst);
+        Py_XDECREF(timings);
+        Py_XDECREF(root_id);
+        if (r == NULL) { /* a trap, or the callbacks' host calls raised */
+            PyObject *exc = fetch_exception();
+            if (exc == NULL) return NULL;
+            PyObject *out = PyObject_CallMethodOneArg((PyObject *)s, m_open_raised, exc);
+            Py_DECREF(exc);
+            return out;
+        }
+        action = PyLong_AsLong(r);
+        Py_DECREF(r);
+        if (action == -1 && PyErr_Occurred()) return NULL;
+    }
+    if (action != 0 || !is_none(s->local_response) || s->closed) { /* a hold, a reply, a close */
+        PyObject *a = PyLong_FromLong(action);
+        if (a == NULL) return NULL;
+        PyObject *out = PyObject_CallMethodObjArgs((PyObject *)s, m_opened, a, has_body ? Py_True : Py_False, NULL);
+        Py_DECREF(a);
+        return out;
+    }
+    s->request_headers_open = 0;
+    if (has_body) {
+        int hooks = attr_true(s->vm, n_request_body_hooks);
+        if (hooks < 0) return NULL;
+        if (hooks) return Py_NewRef(step_async);
+    }
+    return Py_NewRef(step_next);
+}
+
+/* enter(rest) -> None | Outcome: begin(), then (unless it continued) _after_begin. */
+static PyObject *Stream_enter(StreamCore *s, PyObject *rest) {
+    PyObject *step = Stream_begin(s, NULL);
+    if (step == NULL || step == step_next) {
+        Py_XDECREF(step);
+        return step == NULL ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *out = PyObject_CallMethodObjArgs((PyObject *)s, m_after_begin, step, rest, NULL);
+    Py_DECREF(step);
+    return out;
+}
+
+/* timed(response) unless the stage has timings off or the client did not ask for them. */
+static PyObject *maybe_timed(StreamCore *s, PyObject *response) {
+    int on = attr_true(s->cfg, n_server_timing);  /* a StreamSettings slot: looked up as usual */
+    if (on <= 0) return on < 0 ? NULL : Py_NewRef(response);
+    int asked = attr_true(s->ex, n_server_timing);
+    if (asked < 0) return NULL;
+    if (!asked) {
+        PyObject *headers = PyObject_GetAttr(s->request, s_headers);
+        if (headers == NULL) return NULL;
+        PyObject *v = PyObject_CallMethodOneArg(headers, s_get, n_timing_header);
+        Py_DECREF(headers);
+        if (v == NULL) return NULL;
+        asked = PyUnicode_Check(v) && PyUnicode_Compare(v, n_one) == 0;
+        Py_DECREF(v);
+    }
+    if (!asked) return Py_NewRef(response);
+    return PyObject_CallMethodOneArg((PyObject *)s, m_timed, response);
+}
+
+/* in_memory(response, body) -> Response | None: the response side over a body in memory
+ * (response_phase.py); None: the stream goes on in response_phase (a hold). */
+static PyObject *Stream_in_memory(StreamCore *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "in_memory(response, body: bytes)");
+        return NULL;
+    }
+    PyObject *response = args[0], *body = args[1];
+    Py_ssize_t size = PyBytes_GET_SIZE(body);
+    int direct = vm_direct(s->vm);
+    if (direct < 0) return NULL;
+    Instance *inst = NULL;
+    if (direct) {
+        inst = vm_instance(s->vm);
+        if (inst == NULL) return NULL;
+        direct = size == 0 || inst->stream_ids[6] < 0;
+    }
+    if (!direct) { /* a body callback, or a VM off the one-call path */
+        Py_XDECREF(inst);
+        return PyObject_CallMethodObjArgs((PyObject *)s, m_in_memory_slow, response, body, NULL);
+    }
+    PyObject *headers = PyObject_GetAttr(response, s_headers);
+    Py_ssize_t n = headers ? PyObject_Length(headers) : -1;
+    Py_XDECREF(headers);
+    PyObject *timings = n < 0 ? NULL : PyObject_GetAttr(s->ex, n_timings);
+    if (timings == NULL || set_response(s, response) < 0) {
+        Py_DECREF(inst);
+        Py_XDECREF(timings);
+        return NULL;
+    }
+    s->continued = 0;
+    s->response_headers_open = 1;
+    s->response_started = 1;
+    int64_t v[4] = {s->id, n + 1, inst->v010 ? -1 : size == 0, 0};
+    HcResponded r;
+    int rc = hc_respond(inst, s, timings, v, &r);
+    Py_DECREF(inst);
+    Py_DECREF(timings);
+    if (rc < 0) {
+        PyObject *exc = fetch_exception();
+        if (exc == NULL) return NULL;
+        PyObject *out = PyObject_CallMethodObjArgs((PyObject *)s, m_respond_raised, response, body, exc, NULL);
+        Py_DECREF(exc);
+        return out;
+    }
+    Py_XDECREF(r.buffer); /* no body callback: nothing to hand on */
+    if (r.stage == 2) {
+        if (r.ended > 0) {
+            if (stream_forget(s) < 0) return NULL;
+        } else if (r.ended == 0) {
+            s->done_pending = 1;
+        }
+        if (is_none(s->local_response) && !s->closed) return maybe_timed(s, response);
+    }
+    PyObject *a = PyLong_FromLong(r.action), *st = PyLong_FromLong(r.stage);
+    PyObject *out = NULL;
+    if (a != NULL && st != NULL)
+        out = PyObject_CallMethodObjArgs((PyObject *)s, m_responded, response, body, a, st, Py_None, NULL);
+    Py_XDECREF(a);
+    Py_XDECREF(st);
+    return out;
+}
+
+/* around(outcome) -> Outcome: the response side over what the rest of the chain answered;
+ * the usual hit (a Response, bytes body, no trailers) straight to in_memory, the rest in
+ * StreamDriver._around. */
+static PyObject *Stream_around(StreamCore *s, PyObject *outcome) {
+    if (!PyObject_TypeCheck(outcome, (PyTypeObject *)response_type))
+        return PyObject_CallMethodOneArg((PyObject *)s, m_resume_response, outcome);
+    PyObject *body = PyObject_GetAttr(outcome, n_body);
+    if (body == NULL) return NULL;
+    PyObject *trailers = PyBytes_CheckExact(body) ? PyObject_GetAttr(outcome, n_trailers) : NULL;
+    if (trailers != from_body) {
+        Py_DECREF(body);
+        if (trailers == NULL && PyErr_Occurred()) return NULL;
+        Py_XDECREF(trailers);
+        return PyObject_CallMethodOneArg((PyObject *)s, m_around, outcome);
+    }
+    Py_DECREF(trailers);
+    PyObject *args[2] = {outcome, body};
+    PyObject *out = Stream_in_memory(s, args, 2);
+    Py_DECREF(body);
+    if (out == Py_None) {
+        Py_DECREF(out);
+        return PyObject_CallMethodOneArg((PyObject *)s, m_respond_async, outcome);
+    }
+    if (out == NULL) return NULL;
+    PyObject *backoff = own_attr(s->cfg, n_backoff);
+    int failures = backoff == NULL ? -1 : backoff == Py_None ? 0 : attr_true(backoff, n_failures);
+    Py_XDECREF(backoff);
+    if (failures != 0) {
+        PyObject *r = failures < 0 ? NULL : PyObject_CallMethodNoArgs((PyObject *)s, m_succeeded);
+        if (r == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    return out;
+}
+
+/* --- the type ---------------------------------------------------------------------- */
+
+/* StreamCore(vm, exchange, cfg=None) */
+static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
+    PyObject *vm, *ex, *cfg = Py_None;
+    if (!_PyArg_NoKeywords("StreamCore", kwds) || !PyArg_UnpackTuple(args, "StreamCore", 2, 3, &vm, &ex, &cfg))
+        return -1;
+    PyObject *request = PyObject_GetAttr(ex, s_request);
+    if (request == NULL) return -1;
+    Py_XSETREF(s->request, request);
+    Py_XSETREF(s->vm, Py_NewRef(vm));
+    Py_XSETREF(s->ex, Py_NewRef(ex));
+    Py_XSETREF(s->cfg, Py_NewRef(cfg));
+    return 0;
+}
+
+static PyObject *Stream_get_ctx(StreamCore *s, void *closure) { return Py_NewRef((PyObject *)s); }
+
+#define FIELDS(X)                                                                                  \
+    X(dict) X(vm) X(ex) X(cfg) X(request) X(root) X(request_block) X(response) X(response_block) \
+        X(local_response) X(paused) X(request_body) X(response_body)
+
+static int Stream_traverse(StreamCore *s, visitproc visit, void *arg) {
+#define VISIT(f) Py_VISIT(s->f);
+    FIELDS(VISIT)
+    return 0;
+}
+
+static int Stream_clear(StreamCore *s) {
+#define CLEAR(f) Py_CLEAR(s->f);
+    FIELDS(CLEAR)
+    return 0;
+}
+
+static void Stream_dealloc(StreamCore *s) {
+    PyObject_GC_UnTrack(s);
+    Stream_clear(s);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyMethodDef Stream_methods[] = {
+    {"register", (PyCFunction)Stream_register, METH_NOARGS, "an id, the root and map 0; the VM counts the stream"},
+    {"forget", (PyCFunction)Stream_forget, METH_NOARGS, "the VM forgets the stream (on_idle after its last)"},
+    {"set_response", (PyCFunction)Stream_set_response, METH_O, "map 2 is this response's"},
+    {"begin", (PyCFunction)Stream_begin, METH_NOARGS, "the request side -> Step | Response"},
+    {"enter", (PyCFunction)Stream_enter, METH_O, "the chain's request side: None when it continues"},
+    {"in_memory", (PyCFunction)(void (*)(void))Stream_in_memory, METH_FASTCALL,
+     "the response side over a body in memory -> Response | None"},
+    {"around", (PyCFunction)Stream_around, METH_O, "the chain's response side"},
+    {NULL},
+};
+
+#define OBJ(name, field, doc) {name, T_OBJECT, offsetof(StreamCore, field), 0, doc}
+#define FLAG(name, doc) {#name, T_BOOL, offsetof(StreamCore, name), 0, doc}
+static PyMemberDef Stream_members[] = {
+    OBJ("vm", vm, "the filter's Vm"),
+    OBJ("ex", ex, "the Exchange"),
+    OBJ("exchange", ex, "the Exchange"),
+    OBJ("cfg", cfg, "the stage's StreamSettings"),
+    OBJ("request", request, "the exchange's Request"),
+    OBJ("root", root, "the root context"),
+    OBJ("request_block", request_block, "map 0 serialised; writes go through its view"),
+    OBJ("response", response, "the response the response hooks see"),
+    OBJ("response_block", response_block, "map 2 serialised"),
+    OBJ("local_response", local_response, "the filter's local reply"),
+    OBJ("paused", paused, "the phase held by a Stop* result (\"request\"/\"response\")"),
+    OBJ("request_body", request_body, "buffer 0 during the request body callbacks"),
+    OBJ("response_body", response_body, "buffer 1 during the response body callbacks"),
+    {"id", T_LONGLONG, offsetof(StreamCore, id), 0, "the context id"},
+    FLAG(request_headers_open, "request headers readable/writable"),
+    FLAG(response_headers_open, "response headers readable/writable"),
+    FLAG(response_started, "the response headers callback ran"),
+    FLAG(in_log, "final phase: every map readable, nothing writable"),
+    FLAG(closed, "proxy_close_stream"),
+    FLAG(continued, "continue_stream() arrived during the callback that paused"),
+    FLAG(done_pending, "on_done returned false: log/delete wait for proxy_done"),
+    FLAG(finished, "the VM forgot the stream"),
+    {NULL},
+};
+
+static PyGetSetDef Stream_getset[] = {
+    {"ctx", (getter)Stream_get_ctx, NULL, "the stream's context: the stream itself", NULL},
+    {NULL},
+};
+
+PyTypeObject StreamCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edgenode.wasm._hostcore.StreamCore",
+    .tp_basicsize = sizeof(StreamCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One filter's stream: context and driver state, the usual case of each side in one call",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Stream_init,
+    .tp_dealloc = (destructor)Stream_dealloc,
+    .tp_traverse = (traverseproc)Stream_traverse,
+    .tp_clear = (inquiry)Stream_clear,
+    .tp_methods = Stream_methods,
+    .tp_members = Stream_members,
+    .tp_getset = Stream_getset,
+    .tp_dictoffset = offsetof(StreamCore, dict),
+};
+
+#define NAME(var, text)                                        \
+    do {                                                       \
+        if ((var = PyUnicode_InternFromString(text)) == NULL) \
+            return NULL;                                       \
+    } while (0)
+
+/* stream_setup(NEXT, ASYNC, Response, FROM_BODY): what stream.py defines */
+PyObject *hc_stream_setup(PyObject *self, PyObject *args) {
+    PyObject *next, *async_, *rtype, *fb;
+    if (!PyArg_ParseTuple(args, "OOO!O", &next, &async_, &PyType_Type, &rtype, &fb)) return NULL;
+    Py_XSETREF(step_next, Py_NewRef(next));
+    Py_XSETREF(step_async, Py_NewRef(async_));
+    Py_XSETREF(response_type, Py_NewRef(rtype));
+    Py_XSETREF(from_body, Py_NewRef(fb));
+    NAME(n_failed, "failed");
+    NAME(n_closed, "closed");
+    NAME(n_root, "root");
+    NAME(n_plugin, "plugin");
+    NAME(n_observer, "observer");
+    NAME(n_opens, "_opens");
+    NAME(n_inst, "inst");
+    NAME(n_ids, "_ids");
+    NAME(n_contexts, "contexts");
+    NAME(n_active_streams, "active_streams");
+    NAME(n_on_idle, "on_idle");
+    NAME(n_request_body_hooks, "request_body_hooks");
+    NAME(n_timings, "timings");
+    NAME(n_wasm_maps, "wasm_maps");
+    NAME(n_body, "body");
+    NAME(n_trailers, "_trailers");
+    NAME(n_server_timing, "server_timing");
+    NAME(n_backoff, "backoff");
+    NAME(n_failures, "failures");
+    NAME(n_timing_header, "x-edgenode-timing");
+    NAME(n_one, "1");
+    NAME(m_begin_slow, "_begin_slow");
+    NAME(m_opened, "_opened");
+    NAME(m_open_raised, "_open_raised");
+    NAME(m_after_begin, "_after_begin");
+    NAME(m_around, "_around");
+    NAME(m_respond_async, "respond_async");
+    NAME(m_in_memory_slow, "_in_memory_slow");
+    NAME(m_responded, "_responded");
+    NAME(m_respond_raised, "_respond_raised");
+    NAME(m_timed, "timed");
+    NAME(m_succeeded, "_succeeded");
+    NAME(m_resume_response, "_resume_response");
+    Py_RETURN_NONE;
+}

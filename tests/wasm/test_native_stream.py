@@ -1,0 +1,103 @@
+"""The chain's steps of a filter's stream (``enter``/``around``: native.StreamCore, one call
+into the host core per side of the usual stream) against real modules: the stream is its
+own context, the VM forgets it at the end, and a filter that traps, loops or exhausts its
+memory on this path is contained as on the Python path (misbehave.wat, x-misbehave-in
+picks the callback)."""
+
+from __future__ import annotations
+
+import pytest
+from wasm_helpers import request
+
+from edgenode.http.messages import CIMultiDict, Response
+from edgenode.pipeline.exchange import Exchange
+from edgenode.wasm.metrics import filter_metrics
+from edgenode.wasm.stream import StreamDriver
+
+
+def hit(ex: Exchange) -> Response:
+    return Response(200, CIMultiDict({"Content-Length": "2"}), b"ok")
+
+
+def not_called(ex: Exchange) -> Response:
+    raise AssertionError("the rest of the chain ran")
+
+
+def test_usual_stream_one_object_and_forgotten(make_stage) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("header_only.wat", "native-hdr")
+    ex = request()
+    driver = st.open_stream(ex)
+    assert isinstance(driver, StreamDriver)
+    assert driver.enter(not_called) is None
+    assert driver.ctx is driver and st.vm.contexts[driver.id] is driver and st.vm.active_streams == 1
+    out = driver.around(hit(ex))
+    assert isinstance(out, Response) and out.headers["x-filtered"] == "yes"
+    assert driver.finished and driver.in_log and not driver.response_headers_open
+    assert st.vm.active_streams == 0 and list(st.vm.contexts) == [st.vm.root.id]
+    assert {phase for _, phase in ex.timings} == {"context_create", "request_headers", "response_headers"}
+
+
+def test_server_timing_on_the_native_path(make_stage) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("header_only.wat", "native-timing")
+    ex = request(x_edgenode_timing="1")
+    driver = st.open_stream(ex)
+    assert driver.enter(not_called) is None
+    out = driver.around(hit(ex))
+    assert out.headers["Server-Timing"].startswith("wasm-native-timing;dur=")
+    plain = st.open_stream(request())
+    assert plain.enter(not_called) is None
+    assert "Server-Timing" not in plain.around(hit(plain.ex)).headers
+
+
+def test_observer_sees_each_callback_of_the_same_steps(make_stage) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("header_only.wat", "native-observed")
+    seen: list[str] = []
+    st.plugin.observer = lambda filt, name, phase, dt, result, ex: seen.append(name)
+    ex = request()
+    driver = st.open_stream(ex)
+    assert driver.enter(not_called) is None
+    assert driver.around(hit(ex)).headers["x-filtered"] == "yes"
+    assert seen == ["proxy_on_context_create", "proxy_on_request_headers", "proxy_on_response_headers"]
+    assert st.vm.active_streams == 0
+
+
+@pytest.mark.parametrize("what", ["trap", "loop", "bomb"])
+def test_request_headers_failure_on_the_native_path(make_stage, what) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("misbehave.wat", f"native-req-{what}", cpu_deadline_ms=20, memory_limit="2MiB")
+    driver = st.open_stream(request(x_misbehave=what))
+    out = driver.enter(not_called)
+    assert isinstance(out, Response) and out.status == 503
+    assert st.vm.failed and filter_metrics[f"native-req-{what}"].traps == 1
+    assert st.vm.active_streams == 0
+    again = st.open_stream(request())  # a failed shared VM stays failed (fail_closed)
+    assert isinstance(again, Response) and again.status == 503
+
+
+@pytest.mark.parametrize("what", ["trap", "loop", "bomb"])
+def test_request_headers_failure_fail_open_bypasses(make_stage, what) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("misbehave.wat", f"native-open-{what}", cpu_deadline_ms=20, memory_limit="2MiB",
+                    failure_policy="fail_open")
+    ex = request(x_misbehave=what)
+    out = st.open_stream(ex).enter(hit)
+    assert isinstance(out, Response) and out.status == 200 and "x-ok" not in out.headers
+    assert st.vm.failed and st.vm.active_streams == 0
+
+
+@pytest.mark.parametrize("what", ["trap", "loop", "bomb"])
+def test_response_headers_failure_on_the_native_path(make_stage, what) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("misbehave.wat", f"native-resp-{what}", cpu_deadline_ms=20, memory_limit="2MiB")
+    ex = request(x_misbehave=what, x_misbehave_in="response")
+    driver = st.open_stream(ex)
+    assert driver.enter(not_called) is None
+    out = driver.around(hit(ex))
+    assert out.status == 503 and st.vm.failed and st.vm.active_streams == 0
+
+
+def test_on_log_trap_keeps_the_response(make_stage) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("misbehave.wat", "native-log")
+    ex = request(x_misbehave="trap", x_misbehave_in="log")
+    driver = st.open_stream(ex)
+    assert driver.enter(not_called) is None
+    out = driver.around(hit(ex))
+    assert out.status == 200 and out.headers["x-ok"] == "1"
+    assert st.vm.failed and driver.finished and st.vm.active_streams == 0
