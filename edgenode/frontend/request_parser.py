@@ -212,10 +212,12 @@ class RequestParser:
         if body == b"" and getversion(headers) == self._parsed:  # fields as parsed
             raw = self._raw_headers
         if incoming is None:
-            rid = self.fe.request_ids.new()
+            ids = self.fe.request_ids  # ``RequestIds.new``, formatted as bytes first (ASCII)
+            wire = b"%s%x" % (ids.prefix, next(ids.count))
+            rid = wire.decode()
             headers.add("X-Request-Id", rid)  # (absent) the origin and the filters see it too
             if raw is not None:
-                raw.append((b"X-Request-Id", rid.encode("latin-1")))
+                raw.append((b"X-Request-Id", wire))
         else:
             rid = self.fe.request_ids.pick(incoming)
             if rid is not incoming or len(headers.getall("x-request-id")) > 1:
