@@ -38,6 +38,8 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         self._url = b""
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._parsed = -1
+        self._last_raw: list[tuple[bytes, bytes]] = []
+        self._last_text: list[tuple[str, str]] = []
         self._head_bytes = 0
         self._in_head = False
         self._head_start = 0.0

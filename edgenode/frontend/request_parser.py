@@ -56,6 +56,9 @@ class RequestParser:
     #: the version of the fields multidict as ``_fields`` made it from ``_raw_headers``
     _parsed: int
     _fast_fields: CIMultiDict[str] | None
+    #: the last head's raw pairs ``_fields`` decoded, and their text
+    _last_raw: list[tuple[bytes, bytes]]
+    _last_text: list[tuple[str, str]]
 
     def data_received(self, data: bytes) -> None:
         if self._dead:
@@ -209,10 +212,12 @@ class RequestParser:
         if body == b"" and getversion(headers) == self._parsed:  # fields as parsed
             raw = self._raw_headers
         if incoming is None:
-            rid = self.fe.request_ids.new()
+            ids = self.fe.request_ids  # ``RequestIds.new``, formatted as bytes first (ASCII)
+            wire = b"%s%x" % (ids.prefix, next(ids.count))
+            rid = wire.decode()
             headers.add("X-Request-Id", rid)  # (absent) the origin and the filters see it too
             if raw is not None:
-                raw.append((b"X-Request-Id", rid.encode("latin-1")))
+                raw.append((b"X-Request-Id", wire))
         else:
             rid = self.fe.request_ids.pick(incoming)
             if rid is not incoming or len(headers.getall("x-request-id")) > 1:
@@ -229,7 +234,14 @@ class RequestParser:
         return exchange
 
     def _fields(self) -> CIMultiDict[str]:
-        fields = CIMultiDict([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers])
+        """The head's fields as text.  A keep-alive client mostly repeats its fields from
+        one request to the next, so their decoded text is kept per connection and reused
+        while the raw pairs are equal (decoding is most of this multidict's cost)."""
+        raw = self._raw_headers
+        if raw != self._last_raw:
+            self._last_raw = raw.copy()  # (``_exchange`` may append the request id to raw)
+            self._last_text = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+        fields = CIMultiDict(self._last_text)
         self._parsed = getversion(fields)  # (an absolute-form target then replaces Host)
         return fields
 

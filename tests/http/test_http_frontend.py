@@ -106,6 +106,28 @@ async def test_keep_alive_serves_several_requests_on_one_connection(frontend):
     await client.close()
 
 
+async def test_each_request_gets_its_own_fields_on_a_keep_alive_connection(frontend):
+    """The decoded text of a head's fields is reused while a connection repeats them: a
+    changed value, an added or a dropped field, and Latin-1 bytes still reach the handler
+    as sent, and a handler that edits its request's fields does not leak into the next."""
+    heads = [b"X-A: 1\r\nX-B: caf\xe9\r\n", b"X-A: 1\r\nX-B: caf\xe9\r\n", b"X-A: 2\r\nX-B: caf\xe9\r\n",
+             b"X-A: 2\r\n", b"X-A: 2\r\nX-C: 3\r\n", b""]
+    client = await RawClient.connect(frontend.port)
+    seen = []
+    for fields in heads:
+        await client.send(b"GET /hit HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n")
+        resp = await client.read_response()
+        assert resp.status == 200
+        request = frontend.completed[-1][0].request
+        seen.append([(k, v) for k, v in request.headers.items() if k != "X-Request-Id"])
+        request.headers["X-A"] = "edited"  # the handler's copy only
+    await client.close()
+    host = ("Host", "a")
+    assert seen == [[host, ("X-A", "1"), ("X-B", "caf\xe9")], [host, ("X-A", "1"), ("X-B", "caf\xe9")],
+                    [host, ("X-A", "2"), ("X-B", "caf\xe9")], [host, ("X-A", "2")],
+                    [host, ("X-A", "2"), ("X-C", "3")], [host]]
+
+
 async def test_pipelined_requests_are_answered_in_order(frontend):
     raw = (b"GET /sleep?0.1 HTTP/1.1\r\nHost: a\r\n\r\n"
            b"GET /sleep?0 HTTP/1.1\r\nHost: a\r\n\r\n"
