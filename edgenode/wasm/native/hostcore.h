@@ -101,10 +101,12 @@ typedef struct {
 
 extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType;
 
-/* set up by setup() */
+/* globals.c: set up by setup() (module.c) */
 extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report,
-    *hc_current_dict;
-/* interned attribute names */
+    *hc_current_dict, *hc_instantiate_error;
+/* globals.c: interned attribute names, made by hc_intern_names() at import (0, or -1 with a
+ * Python error set) */
+int hc_intern_names(void);
 extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_open,
     *s_response_headers_open, *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method,
     *s_target, *s_scheme, *s_status, *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable,
@@ -112,13 +114,17 @@ extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_head
     *s_version, *s_request_id, *s_x_request_id, *s_id, *s_client, *s_local, *s_empty, *s_plugin, *s_metrics,
     *s_table, *s_effects;
 
-/* the instance whose guest call is in progress (calls never nest across instances) */
+/* globals.c: the instance whose guest call is in progress (calls never nest across instances) */
 extern Instance *hc_current;
 /* advanced whenever Python code may have run (a call starts, a Python host function
  * ran): a block checked at the current serial is still current */
 extern unsigned long long hc_serial;
 
-/* instance.c */
+/* instance.c (the type's methods: hc_instance_methods here, hc_reset_methods in reset.c,
+ * hc_stream_instance_methods in stream.c; module.c joins them) */
+extern PyMethodDef hc_instance_methods[];
+int hc_int_args(PyObject *const *args, Py_ssize_t n, int64_t *out);
+void hc_forget_globals(Instance *self); /* the snapshot globals' handles reset.c keeps */
 wasm_trap_t *hc_trap_from_text(const char *text);
 wasm_trap_t *hc_trap_from_pyerr(PyObject *fn_name);
 void hc_instantiate_failed(wasmtime_error_t *err);
@@ -160,6 +166,7 @@ int hc_metric_get(MetricTable *t, uint32_t mid, uint64_t *out);
 
 /* stream.c */
 PyObject *hc_stream_setup(PyObject *self, PyObject *args);
+extern PyMethodDef hc_stream_instance_methods[];
 
 /* ticker.c */
 PyObject *hc_ticker_add(PyObject *self, PyObject *args);

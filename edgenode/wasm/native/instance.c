@@ -10,13 +10,9 @@
 #include <time.h>
 
 #include "hostcore.h"
-#include "reset.h"
 
 #include <structmember.h>
 
-Instance *hc_current = NULL;
-unsigned long long hc_serial = 0;
-PyObject *hc_instantiate_error = NULL;
 
 #define MAX_SLOTS 16
 
@@ -93,6 +89,14 @@ uint8_t *hc_mem(Instance *inst, uint64_t ptr, uint64_t len) {
     size_t size = WT.memory_data_size(inst->ctx, &inst->memory);
     if (ptr + len > size || ptr + len < ptr) return NULL;
     return WT.memory_data(inst->ctx, &inst->memory) + ptr;
+}
+
+/* Drop the snapshot globals' handles the instance keeps (reset.c finds them). */
+void hc_forget_globals(Instance *self) {
+    Py_CLEAR(self->global_names);
+    PyMem_Free(self->globals);
+    self->globals = NULL;
+    self->nglobals = 0;
 }
 
 static void drop_store(Instance *self) {
@@ -218,7 +222,7 @@ static PyObject *timed_call(Instance *self, int id, PyObject *stats, PyObject *t
     return PyLong_FromLong(result);
 }
 
-static int int_args(PyObject *const *args, Py_ssize_t n, int64_t *out) {
+int hc_int_args(PyObject *const *args, Py_ssize_t n, int64_t *out) {
     for (Py_ssize_t i = 0; i < n; i++) {
         out[i] = PyLong_AsLongLong(args[i]);
         if (out[i] == -1 && PyErr_Occurred()) return -1;
@@ -235,7 +239,7 @@ static PyObject *Instance_call(Instance *self, PyObject *const *args, Py_ssize_t
     int id = (int)PyLong_AsLong(args[0]);
     if (id == -1 && PyErr_Occurred()) return NULL;
     int64_t a[MAX_SLOTS];
-    if (int_args(args + 4, nargs - 4, a) < 0) return NULL;
+    if (hc_int_args(args + 4, nargs - 4, a) < 0) return NULL;
     PyObject *prev = enter(self, args[1]);
     PyObject *r = timed_call(self, id, args[2], args[3], a, (int)(nargs - 4));
     leave(self, prev);
@@ -275,7 +279,7 @@ static PyObject *Instance_open_stream(Instance *self, PyObject *const *args, Py_
         return NULL;
     }
     int64_t v[4];
-    if (int_args(args + 2, 4, v) < 0) return NULL;
+    if (hc_int_args(args + 2, 4, v) < 0) return NULL;
     return hc_open_stream(self, args[0], args[1], v);
 }
 
@@ -305,8 +309,8 @@ static PyObject *Instance_end_stream(Instance *self, PyObject *const *args, Py_s
     int64_t ctx_id, v[3];
     int ids[3];
     PyObject *stats[3] = {args[3], args[5], args[7]};
-    if (int_args(args + 8, 1, &ctx_id) < 0 || int_args(args + 2, 1, &v[0]) < 0 || int_args(args + 4, 1, &v[1]) < 0 ||
-        int_args(args + 6, 1, &v[2]) < 0)
+    if (hc_int_args(args + 8, 1, &ctx_id) < 0 || hc_int_args(args + 2, 1, &v[0]) < 0 || hc_int_args(args + 4, 1, &v[1]) < 0 ||
+        hc_int_args(args + 6, 1, &v[2]) < 0)
         return NULL;
     for (int i = 0; i < 3; i++) ids[i] = v[i] < 0 ? -1 : (int)v[i];
     PyObject *prev = enter(self, args[0]);
@@ -383,25 +387,6 @@ done:
     leave(self, prev);
     return rc;
 }
-
-static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "respond takes 6 arguments");
-        return NULL;
-    }
-    int64_t v[4];
-    if (int_args(args + 2, 4, v) < 0) return NULL;
-    if (!PyObject_TypeCheck(args[0], &StreamCoreType)) {
-        PyErr_SetString(PyExc_TypeError, "respond: ctx must be a stream context");
-        return NULL;
-    }
-    HcResponded r;
-    if (hc_respond(self, (StreamCore *)args[0], args[1], v, &r) < 0) return NULL;
-    PyObject *out = Py_BuildValue("(liiO)", r.action, r.stage, r.ended, r.buffer ? r.buffer : Py_None);
-    Py_XDECREF(r.buffer);
-    return out;
-}
-
 
 /* set_stream_hooks(ids, stats): the stream callbacks' hook ids (engine.STREAM_PHASES
  * order, -1 not exported) and histograms (None: not recorded), for open_stream/respond */
@@ -656,19 +641,16 @@ static PyObject *Instance_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     return (PyObject *)self;
 }
 
-static PyMethodDef Instance_methods[] = {
+/* the methods instance.c implements; module.c adds reset.c's and stream.c's to the type */
+PyMethodDef hc_instance_methods[] = {
     {"call", (PyCFunction)(void (*)(void))Instance_call, METH_FASTCALL,
      "call(hook, ctx, stats, timings, *args) -> int: one callback with ctx effective"},
     {"end_stream", (PyCFunction)(void (*)(void))Instance_end_stream, METH_FASTCALL,
      "proxy_on_done + proxy_on_log + proxy_on_delete in one call"},
     {"open_stream", (PyCFunction)(void (*)(void))Instance_open_stream, METH_FASTCALL,
      "proxy_on_context_create + proxy_on_request_headers in one call"},
-    {"respond", (PyCFunction)(void (*)(void))Instance_respond, METH_FASTCALL,
-     "response headers, the body callback of a bytes body, and the stream's end in one call"},
     {"set_stream_hooks", (PyCFunction)Instance_set_stream_hooks, METH_VARARGS,
      "set_stream_hooks(ids, stats): the stream callbacks open_stream/respond call"},
-    {"restore", (PyCFunction)hc_instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
-    {"reset", (PyCFunction)(void (*)(void))hc_instance_reset, METH_FASTCALL, "memory and globals back to a snapshot's"},
     {"alloc", (PyCFunction)Instance_alloc, METH_O, "the guest allocator (nested call)"},
     {"bind", (PyCFunction)Instance_bind, METH_VARARGS, "bind(name, nparams, nresults) -> hook id"},
     {"memory_size", (PyCFunction)Instance_memory_size, METH_NOARGS, "linear memory size in bytes"},
@@ -703,7 +685,6 @@ PyTypeObject InstanceType = {
     .tp_dealloc = (destructor)Instance_dealloc,
     .tp_traverse = (traverseproc)Instance_traverse,
     .tp_clear = (inquiry)Instance_clear,
-    .tp_methods = Instance_methods,
     .tp_members = Instance_members,
     .tp_getset = Instance_getset,
 };

@@ -1,13 +1,6 @@
 /* The _hostcore extension module: types, setup() and the linker/ticker entry points. */
 #include "hostcore.h"
-
-PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report, *hc_current_dict;
-extern PyObject *hc_instantiate_error;
-PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_open, *s_response_headers_open,
-    *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method, *s_target, *s_scheme, *s_status,
-    *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable, *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props,
-    *s_request, *s_path, *s_query, *s_version, *s_request_id, *s_x_request_id, *s_id, *s_client, *s_local, *s_empty,
-    *s_plugin, *s_metrics, *s_table, *s_effects;
+#include "reset.h"
 
 static int ready = 0;
 
@@ -81,55 +74,27 @@ static struct PyModuleDef moduledef = {
     methods,
 };
 
-#define INTERN(var, text)                                    \
-    do {                                                     \
-        if ((var = PyUnicode_InternFromString(text)) == NULL) \
-            return NULL;                                     \
-    } while (0)
+/* Instance's methods, joined from the units that implement them (each unit depends only on
+ * those below it; the module, on top, puts the type together). */
+static PyMethodDef instance_methods[32];
+
+static int join_instance_methods(void) {
+    PyMethodDef *parts[] = {hc_instance_methods, hc_reset_methods, hc_stream_instance_methods};
+    size_t n = 0;
+    for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++)
+        for (PyMethodDef *d = parts[p]; d->ml_name != NULL; d++) {
+            if (n + 1 >= sizeof instance_methods / sizeof instance_methods[0]) {
+                PyErr_SetString(PyExc_ImportError, "_hostcore: too many Instance methods");
+                return -1;
+            }
+            instance_methods[n++] = *d;
+        }
+    InstanceType.tp_methods = instance_methods;
+    return 0;
+}
 
 PyMODINIT_FUNC PyInit__hostcore(void) {
-    INTERN(s_is_root, "is_root");
-    INTERN(s_request_block, "request_block");
-    INTERN(s_response_block, "response_block");
-    INTERN(s_request_headers_open, "request_headers_open");
-    INTERN(s_response_headers_open, "response_headers_open");
-    INTERN(s_in_log, "in_log");
-    INTERN(s_request_body, "request_body");
-    INTERN(s_response_body, "response_body");
-    INTERN(s_headers, "headers");
-    INTERN(s_method, "method");
-    INTERN(s_target, "target");
-    INTERN(s_scheme, "scheme");
-    INTERN(s_status, "status");
-    INTERN(s_items, "items");
-    INTERN(s_add, "add");
-    INTERN(s_replace, "replace");
-    INTERN(s_remove, "remove");
-    INTERN(s_set_pairs, "set_pairs");
-    INTERN(s_popall, "popall");
-    INTERN(s_continued, "continued");
-    INTERN(s_response_trailers, "response_trailers");
-    INTERN(s_writable, "writable");
-    INTERN(s_CURRENT, "CURRENT");
-    INTERN(s_host, "host");
-    INTERN(s_get, "get");
-    INTERN(s_exchange, "exchange");
-    INTERN(s_wire_head, "wire_head");
-    INTERN(s_props, "props");
-    INTERN(s_request, "request");
-    INTERN(s_path, "path");
-    INTERN(s_query, "query");
-    INTERN(s_version, "version");
-    INTERN(s_request_id, "request_id");
-    INTERN(s_x_request_id, "x-request-id");
-    INTERN(s_id, "id");
-    INTERN(s_client, "client");
-    INTERN(s_local, "local");
-    INTERN(s_empty, "");
-    INTERN(s_plugin, "plugin");
-    INTERN(s_metrics, "metrics");
-    INTERN(s_table, "table");
-    INTERN(s_effects, "effects");
+    if (hc_intern_names() < 0 || join_instance_methods() < 0) return NULL;
     PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType, &MetricTableType, &StreamCoreType};
     for (int i = 0; i < 5; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;

@@ -12,7 +12,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-extern PyObject *hc_instantiate_error;
 
 /* The handles of the globals exported as ``names`` (a sequence of bytes), found once per
  * instance: looking each up by name cost more than the rest of a small module's reset.
@@ -50,13 +49,6 @@ fail:
     Py_DECREF(seq);
     PyMem_Free(found);
     return -1;
-}
-
-void hc_forget_globals(Instance *self) {
-    Py_CLEAR(self->global_names);
-    PyMem_Free(self->globals);
-    self->globals = NULL;
-    self->nglobals = 0;
 }
 
 /* Each exported global named in ``names`` set from the wasmtime_val_t array at
@@ -296,3 +288,9 @@ PyObject *hc_instance_reset(Instance *self, PyObject *const *args, Py_ssize_t na
     if (rc < 0 || write_globals(self, args[3], values_addr, (Py_ssize_t)value_size) < 0) return NULL;
     Py_RETURN_TRUE;
 }
+
+PyMethodDef hc_reset_methods[] = {
+    {"restore", (PyCFunction)hc_instance_restore, METH_VARARGS, "write a post-configure snapshot in"},
+    {"reset", (PyCFunction)(void (*)(void))hc_instance_reset, METH_FASTCALL, "memory and globals back to a snapshot's"},
+    {NULL},
+};

@@ -9,7 +9,7 @@ PyObject *hc_instance_restore(Instance *self, PyObject *args);
 /* Instance.reset(size, index, pages, names, values_addr, value_size, trim) -> bool */
 PyObject *hc_instance_reset(Instance *self, PyObject *const *args, Py_ssize_t nargs);
 
-/* Drop the globals' handles the instance keeps (its store is going away) */
-void hc_forget_globals(Instance *self);
+/* Instance.restore and Instance.reset (module.c adds them to the type) */
+extern PyMethodDef hc_reset_methods[];
 
 #endif

@@ -590,3 +590,29 @@ PyObject *hc_stream_setup(PyObject *self, PyObject *args) {
     NAME(m_resume_response, "_resume_response");
     Py_RETURN_NONE;
 }
+
+/* Instance.respond(ctx, timings, *4 ints): hc_respond for a stream context the Python driver
+ * steps itself (a VM under observation, or after a pause). */
+static PyObject *Instance_respond(Instance *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "respond takes 6 arguments");
+        return NULL;
+    }
+    int64_t v[4];
+    if (hc_int_args(args + 2, 4, v) < 0) return NULL;
+    if (!PyObject_TypeCheck(args[0], &StreamCoreType)) {
+        PyErr_SetString(PyExc_TypeError, "respond: ctx must be a stream context");
+        return NULL;
+    }
+    HcResponded r;
+    if (hc_respond(self, (StreamCore *)args[0], args[1], v, &r) < 0) return NULL;
+    PyObject *out = Py_BuildValue("(liiO)", r.action, r.stage, r.ended, r.buffer ? r.buffer : Py_None);
+    Py_XDECREF(r.buffer);
+    return out;
+}
+
+PyMethodDef hc_stream_instance_methods[] = {
+    {"respond", (PyCFunction)(void (*)(void))Instance_respond, METH_FASTCALL,
+     "response headers, the body callback of a bytes body, and the stream's end in one call"},
+    {NULL},
+};
