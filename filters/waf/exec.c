@@ -597,7 +597,8 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         after_full_match(tx, ru);
         return true;
     }
-    if (ru->pf_all && !firstpass_rule_may_match(tx, ru)) {
+    /* (a chain's first rule was screened by waf_run_phase) */
+    if (ru->pf_all && ru->parent && !firstpass_rule_may_match(tx, ru)) {
         clear_matched(tx);
         return false;
     }
@@ -691,6 +692,12 @@ bool waf_run_phase(waf_tx *tx, int phase) {
             continue;
         }
         clear_matched(tx);   /* MATCHED_VAR(S) start empty for every rule (not for chain links) */
+        /* most rules of an ordinary request: the first pass rules out every target, and a rule
+         * that does not match has no effect (one mask test, without eval_rule's set-up) */
+        if (ru->pf_all && !firstpass_rule_may_match(tx, ru)) {
+            i++;
+            continue;
+        }
         bool m = eval_rule(tx, ru);
         if (tx->intercepted && tx->engine == ENGINE_ON) return true;
         if (tx->engine == ENGINE_OFF) return false;
