@@ -523,6 +523,12 @@ static bool pure_operator(const oper *op) {
     }
 }
 
+/* firstpass_value_may_match without a call for the rules outside the regex sets (most that
+ * reach a value: TX checks, counts, @within) */
+static inline bool value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v) {
+    return !ru->n_pf || firstpass_value_may_match(tx, ru, chain, v);
+}
+
 /* The request collections whose values a whole-collection target lists (expand's order):
  * their count, 0 when the target is keyed, counted or not such a collection. */
 static int whole_sources(const target *t, int base[2], bool *names) {
@@ -580,7 +586,7 @@ static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t, bool 
                     wstr was = prev ? prev[i] : (names ? items[i].key : items[i].val);
                     if (cur.n == was.n && (cur.p == was.p || memcmp(cur.p, was.p, cur.n) == 0)) continue;
                 }
-                if (firstpass_value_may_match(tx, ru, pre[q], cur) && (!run || op_exec(tx, ru, cur, &md))) return false;
+                if (value_may_match(tx, ru, pre[q], cur) && (!run || op_exec(tx, ru, cur, &md))) return false;
             }
             prev = col;
         }
@@ -612,7 +618,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
         if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
-        if (!firstpass_may_match(tx, ru, t)) continue;
+        if (ru->n_pf && !firstpass_may_match(tx, ru, t)) continue;
         if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
         if (t->count) {
@@ -646,7 +652,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                     wstr cur = transform(tx, pre[k], v->val, v->vid);
                     if (k < np - 1 && cur.n == prev.n && (cur.p == prev.p || memcmp(cur.p, prev.p, cur.n) == 0)) continue;
                     prev = cur;
-                    if (firstpass_value_may_match(tx, ru, pre[k], cur) && op_exec(tx, ru, cur, &md)) {
+                    if (value_may_match(tx, ru, pre[k], cur) && op_exec(tx, ru, cur, &md)) {
                         any = hit = true;
                         matched(tx, v, cur);
                         run_setvars(tx, ru);
@@ -656,7 +662,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                 continue;
             }
             wstr tv = transform(tx, ru->tchain, v->val, v->vid);
-            if (firstpass_value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
+            if (value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
                 any = true;
                 matched(tx, v, tv);
                 run_setvars(tx, ru);

@@ -273,8 +273,7 @@ static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid) {
     return tfn_apply(&tx->a, r->tchain_def[chain][len], base);
 }
 
-wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
-    if (tx->rules->tchain_def[chain][0] == 0) return in;
+wstr transform_chain(waf_tx *tx, int chain, wstr in, uint32_t vid) {
     if (vid) {
         int base = (int)(vid >> 24);
         uint32_t idx = (vid & 0xffffffu) >> 1;

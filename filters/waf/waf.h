@@ -407,7 +407,11 @@ void rx_free(regex *re);
  * scalar, stable once set.  A value id (vid) names one value of a source; 0: not stable. */
 #define VID(base, idx, names) ((((uint32_t)(base)) << 24) | ((uint32_t)(idx) << 1) | (names))
 /* tcache.c: a value after a transformation chain, computed once per request */
-wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
+wstr transform_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
+/* inline: most rules that reach a value have no transformation (t:none) */
+static inline wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
+    return tx->rules->tchain_def[chain][0] ? transform_chain(tx, chain, in, vid) : in;
+}
 /* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
 /* The distinct values of a collection source (repeats left out, deleted items too): their
