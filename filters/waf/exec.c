@@ -161,17 +161,17 @@ static inline uint64_t bytes_eq(uint64_t w, uint8_t b) {
     return ~(((x & 0x7F7F7F7F7F7F7F7Full) + 0x7F7F7F7F7F7F7F7Full) | x | 0x7F7F7F7F7F7F7F7Full);
 }
 
-/* Whether s holds a '\n', eight bytes a step. */
+/* Whether s holds a '\n', eight bytes a step (the last step overlaps the one before: no
+ * byte-by-byte tail after the first eight). */
 static bool has_newline(wstr s) {
-    size_t i = 0;
-    for (; i + 8 <= s.n; i += 8) {
-        uint64_t w;
+    if (s.n < 8) return memchr(s.p, '\n', s.n) != NULL;
+    uint64_t w;
+    for (size_t i = 0; i + 8 < s.n; i += 8) {
         memcpy(&w, s.p + i, 8);
         if (bytes_eq(w, '\n')) return true;
     }
-    for (; i < s.n; i++)
-        if (s.p[i] == '\n') return true;
-    return false;
+    memcpy(&w, s.p + s.n - 8, 8);
+    return bytes_eq(w, '\n') != 0;
 }
 
 static bool key_selected(const target *t, wstr key) {
