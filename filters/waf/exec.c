@@ -276,6 +276,24 @@ static void expand(waf_tx *tx, const target *t, tvals *out) {
     if (tx->sc_set[v]) tv_push(tx, out, v, (wstr){0}, tx->sc[v], VID(v, 0, 0));
 }
 
+/* &VAR:key of a collection expand() lists as it is (TX, REQUEST_HEADERS, ...: CRS's
+ * initialisation rules count a TX key each): the number of items with that key, told by the
+ * index without listing them; -1 when expand must list them. */
+static int count_keyed(waf_tx *tx, const target *t) {
+    int v = t->var;
+    if (!IS_COLLECTION(v) || !t->key.n || t->key_rx) return -1;
+    switch (v) {
+    case V_ARGS: case V_ARGS_NAMES: case V_ARGS_GET_NAMES: case V_ARGS_POST_NAMES:
+    case V_REQUEST_HEADERS_NAMES: case V_REQUEST_COOKIES_NAMES: case V_MATCHED_VARS_NAMES:
+    case V_RESPONSE_HEADERS_NAMES: case V_XML: case V_RULE: case V_ENV:
+        return -1;
+    default: {
+        uint32_t idx[32];
+        return coll_find_all(&tx->c[v], t->key_lc, t->key_hash, idx, 32);
+    }
+    }
+}
+
 static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash) {
     target t = {0};
     t.var = var;
@@ -622,12 +640,16 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
         if (t->count) {
-            tval few[32];   /* counted on the stack: most counts are a key's one or two items */
-            tvals tmp = {few, 0, 32};
-            target whole = *t;
-            whole.count = false;
-            expand(tx, &whole, &tmp);
-            tv_push(tx, &vals, t->var, t->key, tx_num(tx, tmp.n), 0);
+            int n = count_keyed(tx, t);
+            if (n < 0) {
+                tval few[32];   /* counted on the stack: most counts are a key's one or two items */
+                tvals tmp = {few, 0, 32};
+                target whole = *t;
+                whole.count = false;
+                expand(tx, &whole, &tmp);
+                n = tmp.n;
+            }
+            tv_push(tx, &vals, t->var, t->key, tx_num(tx, n), 0);
             tx->scratch = vals.v;
             tx->scratch_cap = vals.cap;
         } else {
