@@ -635,7 +635,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
-        if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
+        if ((ru->has_exclusions || rm_apply) && target_excluded_whole(tx, ru, t, rm_apply)) continue;
         if (ru->n_pf && !firstpass_may_match(tx, ru, t)) continue;
         if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
