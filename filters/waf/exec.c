@@ -141,14 +141,17 @@ wstr macro_expand(waf_tx *tx, const macro_str *m) {
 typedef struct { int coll; wstr key; wstr val; uint32_t vid; } tval;
 typedef struct { tval *v; int n, cap; } tvals;
 
-static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32_t vid) {
-    if (out->n == out->cap) {
-        int cap = out->cap ? out->cap * 2 : 32;
-        tval *nv = ar_alloc(&tx->a, (size_t)cap * sizeof(tval));
-        if (out->n) memcpy(nv, out->v, (size_t)out->n * sizeof(tval));
-        out->v = nv;
-        out->cap = cap;
-    }
+static __attribute__((noinline)) void tv_grow(waf_tx *tx, tvals *out) {
+    int cap = out->cap ? out->cap * 2 : 32;
+    tval *nv = ar_alloc(&tx->a, (size_t)cap * sizeof(tval));
+    if (out->n) memcpy(nv, out->v, (size_t)out->n * sizeof(tval));
+    out->v = nv;
+    out->cap = cap;
+}
+
+/* inline: a rule's every target value passes here, and the list seldom grows */
+static inline void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32_t vid) {
+    if (__builtin_expect(out->n == out->cap, 0)) tv_grow(tx, out);
     out->v[out->n++] = (tval){coll, key, val, vid};
 }
 
