@@ -722,13 +722,13 @@ bool waf_run_phase(waf_tx *tx, int phase) {
             i++;
             continue;
         }
-        clear_matched(tx);   /* MATCHED_VAR(S) start empty for every rule (not for chain links) */
         /* most rules of an ordinary request: the first pass rules out every target, and a rule
          * that does not match has no effect (one mask test, without eval_rule's set-up) */
         if (ru->pf_all && !firstpass_rule_may_match(tx, ru)) {
             i++;
             continue;
         }
+        clear_matched(tx);   /* MATCHED_VAR(S) start empty for every rule (not for chain links) */
         bool m = eval_rule(tx, ru);
         if (tx->intercepted && tx->engine == ENGINE_ON) return true;
         if (tx->engine == ENGINE_OFF) return false;

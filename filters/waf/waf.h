@@ -422,7 +422,12 @@ uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx)
 const wstr *source_column(waf_tx *tx, int base, bool names, int chain);
 /* The bytes the distinct values of a collection source hold. */
 const tfn_set *source_present(waf_tx *tx, int base, bool names);
-void source_changed(waf_tx *tx, int base);   /* a scalar was set */
+/* A scalar was set: its state is dropped, and so is what was computed from the sources (but
+ * for MATCHED_VAR(_NAME), which every match sets).  Inline: each match sets two. */
+static inline void source_changed(waf_tx *tx, int base) {
+    tx->src[2 * base] = tx->src[2 * base + 1] = NULL;
+    if (base != V_MATCHED_VAR && base != V_MATCHED_VAR_NAME) tx->src_epoch++;
+}
 static inline bool source_empty(const waf_tx *tx, int base) {
     return IS_COLLECTION(base) ? !tx->c[base].n : !tx->sc_set[base];
 }
