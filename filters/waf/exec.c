@@ -141,14 +141,17 @@ wstr macro_expand(waf_tx *tx, const macro_str *m) {
 typedef struct { int coll; wstr key; wstr val; uint32_t vid; } tval;
 typedef struct { tval *v; int n, cap; } tvals;
 
-static void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32_t vid) {
-    if (out->n == out->cap) {
-        int cap = out->cap ? out->cap * 2 : 32;
-        tval *nv = ar_alloc(&tx->a, (size_t)cap * sizeof(tval));
-        if (out->n) memcpy(nv, out->v, (size_t)out->n * sizeof(tval));
-        out->v = nv;
-        out->cap = cap;
-    }
+static __attribute__((noinline)) void tv_grow(waf_tx *tx, tvals *out) {
+    int cap = out->cap ? out->cap * 2 : 32;
+    tval *nv = ar_alloc(&tx->a, (size_t)cap * sizeof(tval));
+    if (out->n) memcpy(nv, out->v, (size_t)out->n * sizeof(tval));
+    out->v = nv;
+    out->cap = cap;
+}
+
+/* inline: a rule's every target value passes here, and the list seldom grows */
+static inline void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32_t vid) {
+    if (__builtin_expect(out->n == out->cap, 0)) tv_grow(tx, out);
     out->v[out->n++] = (tval){coll, key, val, vid};
 }
 
@@ -161,17 +164,17 @@ static inline uint64_t bytes_eq(uint64_t w, uint8_t b) {
     return ~(((x & 0x7F7F7F7F7F7F7F7Full) + 0x7F7F7F7F7F7F7F7Full) | x | 0x7F7F7F7F7F7F7F7Full);
 }
 
-/* Whether s holds a '\n', eight bytes a step. */
+/* Whether s holds a '\n', eight bytes a step (the last step overlaps the one before: no
+ * byte-by-byte tail after the first eight). */
 static bool has_newline(wstr s) {
-    size_t i = 0;
-    for (; i + 8 <= s.n; i += 8) {
-        uint64_t w;
+    if (s.n < 8) return memchr(s.p, '\n', s.n) != NULL;
+    uint64_t w;
+    for (size_t i = 0; i + 8 < s.n; i += 8) {
         memcpy(&w, s.p + i, 8);
         if (bytes_eq(w, '\n')) return true;
     }
-    for (; i < s.n; i++)
-        if (s.p[i] == '\n') return true;
-    return false;
+    memcpy(&w, s.p + s.n - 8, 8);
+    return bytes_eq(w, '\n') != 0;
 }
 
 static bool key_selected(const target *t, wstr key) {
@@ -274,6 +277,24 @@ static void expand(waf_tx *tx, const target *t, tvals *out) {
         return;
     }
     if (tx->sc_set[v]) tv_push(tx, out, v, (wstr){0}, tx->sc[v], VID(v, 0, 0));
+}
+
+/* &VAR:key of a collection expand() lists as it is (TX, REQUEST_HEADERS, ...: CRS's
+ * initialisation rules count a TX key each): the number of items with that key, told by the
+ * index without listing them; -1 when expand must list them. */
+static int count_keyed(waf_tx *tx, const target *t) {
+    int v = t->var;
+    if (!IS_COLLECTION(v) || !t->key.n || t->key_rx) return -1;
+    switch (v) {
+    case V_ARGS: case V_ARGS_NAMES: case V_ARGS_GET_NAMES: case V_ARGS_POST_NAMES:
+    case V_REQUEST_HEADERS_NAMES: case V_REQUEST_COOKIES_NAMES: case V_MATCHED_VARS_NAMES:
+    case V_RESPONSE_HEADERS_NAMES: case V_XML: case V_RULE: case V_ENV:
+        return -1;
+    default: {
+        uint32_t idx[32];
+        return coll_find_all(&tx->c[v], t->key_lc, t->key_hash, idx, 32);
+    }
+    }
 }
 
 static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash) {
@@ -523,6 +544,12 @@ static bool pure_operator(const oper *op) {
     }
 }
 
+/* firstpass_value_may_match without a call for the rules outside the regex sets (most that
+ * reach a value: TX checks, counts, @within) */
+static inline bool value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v) {
+    return !ru->n_pf || firstpass_value_may_match(tx, ru, chain, v);
+}
+
 /* The request collections whose values a whole-collection target lists (expand's order):
  * their count, 0 when the target is keyed, counted or not such a collection. */
 static int whole_sources(const target *t, int base[2], bool *names) {
@@ -580,7 +607,7 @@ static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t, bool 
                     wstr was = prev ? prev[i] : (names ? items[i].key : items[i].val);
                     if (cur.n == was.n && (cur.p == was.p || memcmp(cur.p, was.p, cur.n) == 0)) continue;
                 }
-                if (firstpass_value_may_match(tx, ru, pre[q], cur) && (!run || op_exec(tx, ru, cur, &md))) return false;
+                if (value_may_match(tx, ru, pre[q], cur) && (!run || op_exec(tx, ru, cur, &md))) return false;
             }
             prev = col;
         }
@@ -597,7 +624,8 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
         after_full_match(tx, ru);
         return true;
     }
-    if (ru->pf_all && !firstpass_rule_may_match(tx, ru)) {
+    /* (a chain's first rule was screened by waf_run_phase) */
+    if (ru->pf_all && ru->parent && !firstpass_rule_may_match(tx, ru)) {
         clear_matched(tx);
         return false;
     }
@@ -610,17 +638,21 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
     for (int ti = 0; ti < ru->n_targets; ti++) {
         const target *t = &ru->targets[ti];
         if (t->exclude) continue;
-        if (target_excluded_whole(tx, ru, t, rm_apply)) continue;
-        if (!firstpass_may_match(tx, ru, t)) continue;
+        if ((ru->has_exclusions || rm_apply) && target_excluded_whole(tx, ru, t, rm_apply)) continue;
+        if (ru->n_pf && !firstpass_may_match(tx, ru, t)) continue;
         if ((pure || screened) && distinct_all_miss(tx, ru, t, pure)) continue;
         vals.n = 0;
         if (t->count) {
-            tval few[32];   /* counted on the stack: most counts are a key's one or two items */
-            tvals tmp = {few, 0, 32};
-            target whole = *t;
-            whole.count = false;
-            expand(tx, &whole, &tmp);
-            tv_push(tx, &vals, t->var, t->key, tx_num(tx, tmp.n), 0);
+            int n = count_keyed(tx, t);
+            if (n < 0) {
+                tval few[32];   /* counted on the stack: most counts are a key's one or two items */
+                tvals tmp = {few, 0, 32};
+                target whole = *t;
+                whole.count = false;
+                expand(tx, &whole, &tmp);
+                n = tmp.n;
+            }
+            tv_push(tx, &vals, t->var, t->key, tx_num(tx, n), 0);
             tx->scratch = vals.v;
             tx->scratch_cap = vals.cap;
         } else {
@@ -645,7 +677,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                     wstr cur = transform(tx, pre[k], v->val, v->vid);
                     if (k < np - 1 && cur.n == prev.n && (cur.p == prev.p || memcmp(cur.p, prev.p, cur.n) == 0)) continue;
                     prev = cur;
-                    if (firstpass_value_may_match(tx, ru, pre[k], cur) && op_exec(tx, ru, cur, &md)) {
+                    if (value_may_match(tx, ru, pre[k], cur) && op_exec(tx, ru, cur, &md)) {
                         any = hit = true;
                         matched(tx, v, cur);
                         run_setvars(tx, ru);
@@ -655,7 +687,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
                 continue;
             }
             wstr tv = transform(tx, ru->tchain, v->val, v->vid);
-            if (firstpass_value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
+            if (value_may_match(tx, ru, ru->tchain, tv) && op_exec(tx, ru, tv, &md)) {
                 any = true;
                 matched(tx, v, tv);
                 run_setvars(tx, ru);
@@ -687,6 +719,12 @@ bool waf_run_phase(waf_tx *tx, int phase) {
     for (int i = 0; i < n;) {
         const rule *ru = list[i];
         if (ru->is_marker || ru->removed || (tx->n_rm_ids + tx->n_rm_tags && rule_removed_at_runtime(tx, ru))) {
+            i++;
+            continue;
+        }
+        /* most rules of an ordinary request: the first pass rules out every target, and a rule
+         * that does not match has no effect (one mask test, without eval_rule's set-up) */
+        if (ru->pf_all && !firstpass_rule_may_match(tx, ru)) {
             i++;
             continue;
         }

@@ -90,11 +90,6 @@ static __attribute__((noinline)) src_state *source_new(waf_tx *tx, int base, boo
     return s;
 }
 
-void source_changed(waf_tx *tx, int base) {
-    tx->src[2 * base] = tx->src[2 * base + 1] = NULL;
-    if (base != V_MATCHED_VAR && base != V_MATCHED_VAR_NAME) tx->src_epoch++;
-}
-
 /* first[i]: the index of the first value (or name) of the collection equal to value i.  A
  * value repeated in a source (JSON arrays of records, repeated form fields) is joined and
  * scanned once: transformations are functions of the value alone. */
@@ -273,8 +268,7 @@ static wstr apply_chain(waf_tx *tx, int chain, wstr in, uint32_t vid) {
     return tfn_apply(&tx->a, r->tchain_def[chain][len], base);
 }
 
-wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
-    if (tx->rules->tchain_def[chain][0] == 0) return in;
+wstr transform_chain(waf_tx *tx, int chain, wstr in, uint32_t vid) {
     if (vid) {
         int base = (int)(vid >> 24);
         uint32_t idx = (vid & 0xffffffu) >> 1;

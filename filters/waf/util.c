@@ -160,6 +160,11 @@ uint32_t hash_ci(const char *p, size_t n) {
 }
 
 bool parse_num(wstr s, long long *out) {
+    /* one digit: most TX values CRS compares and adds to (levels, flags, scores) */
+    if (s.n == 1 && (unsigned char)(s.p[0] - '0') < 10) {
+        *out = s.p[0] - '0';
+        return true;
+    }
     size_t i = 0;
     while (i < s.n && (s.p[i] == ' ' || s.p[i] == '\t')) i++;
     bool neg = false;

@@ -407,7 +407,11 @@ void rx_free(regex *re);
  * scalar, stable once set.  A value id (vid) names one value of a source; 0: not stable. */
 #define VID(base, idx, names) ((((uint32_t)(base)) << 24) | ((uint32_t)(idx) << 1) | (names))
 /* tcache.c: a value after a transformation chain, computed once per request */
-wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid);
+wstr transform_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
+/* inline: most rules that reach a value have no transformation (t:none) */
+static inline wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
+    return tx->rules->tchain_def[chain][0] ? transform_chain(tx, chain, in, vid) : in;
+}
 /* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
 /* The distinct values of a collection source (repeats left out, deleted items too): their
@@ -418,7 +422,12 @@ uint32_t source_distinct(waf_tx *tx, int base, bool names, const uint32_t **idx)
 const wstr *source_column(waf_tx *tx, int base, bool names, int chain);
 /* The bytes the distinct values of a collection source hold. */
 const tfn_set *source_present(waf_tx *tx, int base, bool names);
-void source_changed(waf_tx *tx, int base);   /* a scalar was set */
+/* A scalar was set: its state is dropped, and so is what was computed from the sources (but
+ * for MATCHED_VAR(_NAME), which every match sets).  Inline: each match sets two. */
+static inline void source_changed(waf_tx *tx, int base) {
+    tx->src[2 * base] = tx->src[2 * base + 1] = NULL;
+    if (base != V_MATCHED_VAR && base != V_MATCHED_VAR_NAME) tx->src_epoch++;
+}
 static inline bool source_empty(const waf_tx *tx, int base) {
     return IS_COLLECTION(base) ? !tx->c[base].n : !tx->sc_set[base];
 }

@@ -172,6 +172,20 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("REQUEST_BODY", f'SecRule REQUEST_BODY "@contains needle" "{DENY}"',
      {"method": "POST", "headers": {"Content-Type": "text/plain"}, "body": b"hay needle hay"}, True),
     ("count selector", f'SecRule &REQUEST_HEADERS:X-Missing "@eq 0" "{DENY}"', {}, True),
+    # a key's items counted by the collection's index, in a small collection and an indexed one
+    ("count of a repeated key", f'SecRule &ARGS_GET:a "@eq 2" "{DENY}"', {"target": "/?a=1&b=2&a=3"}, True),
+    ("count of a repeated key, indexed", f'SecRule &ARGS_GET:a "@eq 3" "{DENY}"',
+     {"target": "/?" + "&".join(f"k{i}=v" for i in range(20)) + "&a=1&A=2&a=3"}, True),
+    ("count of a TX key", 'SecAction "id:2,phase:1,pass,nolog,setvar:tx.k=1"\n'
+                          f'SecRule &TX:K "@eq 1" "{DENY},chain"\n SecRule &TX:missing "@eq 0"', {}, True),
+    # `^lit` (multiline) matches after a '\n' of a key that does not start with lit: a key shorter
+    # than a word, the newline in a full word, and in the last (overlapping) word only
+    *((f"key regex ^literal after a newline at {k}",
+       f'SecRule ARGS:k "@rx ." "id:2,phase:1,pass,nolog,setvar:\'tx.%{{ARGS.k}}=1\'"\n'
+       f'SecRule TX:/^lit_/ "@eq 1" "{DENY}"', {"target": f"/?k={'x' * k}%0Alit_{rest}"}, True)
+      for k, rest in ((1, ""), (9, "yyyyyy"), (16, ""))),
+    ("key regex ^literal, no newline", 'SecRule ARGS:k "@rx ." "id:2,phase:1,pass,nolog,setvar:\'tx.%{ARGS.k}=1\'"\n'
+                                       f'SecRule TX:/^lit_/ "@eq 1" "{DENY}"', {"target": "/?k=xxxxxxxxxlit_yyyyyy"}, False),
     ("exclusion", f'SecRule ARGS|!ARGS:safe "@rx <" "{DENY}"', {"target": "/?safe=%3C"}, False),
     ("regex key", f'SecRule ARGS:/^tok_/ "@rx x" "{DENY}"', {"target": "/?tok_1=x"}, True),
     ("regex exclusion", f'SecRule ARGS|!ARGS:/^tok_/ "@rx x" "{DENY}"', {"target": "/?tok_1=x"}, False),
