@@ -525,15 +525,18 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
 }
 
 /* The unions' answers per large input (valid while tx->src_epoch stays put), by address or
- * by bytes: a union scans each distinct input once for all its sets. */
+ * by bytes: a union scans each distinct input once for all its sets.  Beside them, the shapes
+ * of the large sources asked about (below). */
 #define UNION_MEMO 64
+#define SHAPE_MEMO 16
 struct union_memo {
     uint32_t epoch;
-    int n;
-    struct { int uni; const char *p; size_t n; bool any; } e[UNION_MEMO];
+    int n, n_shapes;
+    struct { int uni; bool folded; const char *p; size_t n; bool any; } e[UNION_MEMO];
+    struct { int from; const wstr *col; wstr shape; } shapes[SHAPE_MEMO];   /* col: as source_column's */
 };
 
-static bool union_any(waf_tx *tx, int uni, wstr in) {
+static struct union_memo *union_memo(waf_tx *tx) {
     struct union_memo *um = tx->union_memo;
     if (!um) {
         um = tx->union_memo = ar_alloc(&tx->a, sizeof *um);
@@ -541,14 +544,24 @@ static bool union_any(waf_tx *tx, int uni, wstr in) {
     }
     if (um->epoch != tx->src_epoch + 1) {
         um->epoch = tx->src_epoch + 1;
-        um->n = 0;
+        um->n = um->n_shapes = 0;
     }
+    return um;
+}
+
+/* Whether union `uni` may match in `in`; `folded`: in is a source's shapes (below), asked of
+ * the union's folded alternation. */
+static bool union_any(waf_tx *tx, int uni, wstr in, bool folded) {
+    struct union_memo *um = union_memo(tx);
     for (int k = 0; k < um->n; k++)
-        if (um->e[k].uni == uni && um->e[k].n == in.n && (um->e[k].p == in.p || memcmp(um->e[k].p, in.p, in.n) == 0))
+        if (um->e[k].uni == uni && um->e[k].folded == folded && um->e[k].n == in.n
+            && (um->e[k].p == in.p || memcmp(um->e[k].p, in.p, in.n) == 0))
             return um->e[k].any;
-    bool any = rxset_any(tx->rules->pf_unions[uni], (const uint8_t *)in.p, in.n);
+    RxSet *u = tx->rules->pf_unions[uni];
+    bool any = folded ? rxset_any_folded(u, (const uint8_t *)in.p, in.n) : rxset_any(u, (const uint8_t *)in.p, in.n);
     if (um->n < UNION_MEMO) {
         um->e[um->n].uni = uni;
+        um->e[um->n].folded = folded;
         um->e[um->n].p = in.p;
         um->e[um->n].n = in.n;
         um->e[um->n++].any = any;
@@ -556,9 +569,84 @@ static bool union_any(waf_tx *tx, int uni, wstr in) {
     return any;
 }
 
-/* A set's DFA over one input: nothing where its union found nothing. */
-static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
-    if (pg->uni >= 0 && in.n >= UNION_MIN_INPUT && !union_any(tx, pg->uni, in)) return 0;
+/* A source's part of a large input is worth reducing to its shapes from this size on (the
+ * shapes cost one pass over it, a union's scan several). */
+#define SHAPE_MIN_PART 1024
+
+/* The shapes of a collection source's distinct values (`col`: their results after a chain,
+ * as source_column's; the values' join is `part`): each value with its digits written as
+ * `0`, each shape once, joined by '\n'.  Where a union matches a value, its folded alternation
+ * matches the value's shape (rxset_any_folded), so it may be asked about the shapes instead of
+ * the join: a JSON array's argument names, `json.items.array_N.field`, are a few shapes per
+ * field.  The part itself when the shapes are more than half the values read (from a kilobyte
+ * read on). */
+static wstr shapes_of(waf_tx *tx, int base, bool names, const wstr *col, wstr part) {
+    const uint32_t *idx;
+    uint32_t nu = source_distinct(tx, base, names, &idx);
+    const kv *items = tx->c[base].items;
+    size_t cap = 16, k = 0, read = 0;
+    while (cap < 2 * (size_t)nu) cap *= 2;
+    struct { uint32_t at, n; } *seen = ar_alloc(&tx->a, cap * sizeof *seen);
+    memset(seen, 0xff, cap * sizeof *seen);
+    char *o = ar_alloc(&tx->a, part.n / 2 + 1 + part.n);   /* a value is no longer than the join */
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t i = idx[u];
+        if (!items[i].key.p) continue;
+        wstr v = col ? col[i] : names ? items[i].key : items[i].val;
+        size_t at = k ? k + 1 : 0;
+        uint64_t h = v.n;
+        for (size_t q = 0; q < v.n; q += 8) {
+            uint64_t w = 0;
+            for (size_t b = q; b < v.n && b < q + 8; b++) {
+                uint8_t c = (uint8_t)v.p[b];
+                c = (uint8_t)(c - '0') < 10 ? '0' : c;
+                o[at + b] = (char)c;
+                w = w << 8 | c;
+            }
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+            h ^= h >> 29;
+        }
+        size_t sl = (size_t)(h >> 40) & (cap - 1);
+        while (seen[sl].at != UINT32_MAX && (seen[sl].n != v.n || memcmp(o + seen[sl].at, o + at, v.n) != 0))
+            sl = (sl + 1) & (cap - 1);
+        read += v.n + 1;
+        if (seen[sl].at != UINT32_MAX) continue;   /* a repeated shape */
+        seen[sl].at = (uint32_t)at;
+        seen[sl].n = (uint32_t)v.n;
+        if (k) o[k] = '\n';
+        k = at + v.n;
+        /* more than half of what was read, once a part's worth of it: not worth it */
+        if (k > read / 2 && (read >= SHAPE_MIN_PART || k > part.n / 2)) return part;
+    }
+    return (wstr){o, k};
+}
+
+/* Whether union `uni` may match in a source's part of a large input (`from`: 2 * variable +
+ * names, or -1 when the input is not one collection source's): asked about the source's
+ * shapes (kept per source and column: chains whose results are the same values share them)
+ * where they are less than half the part. */
+static bool union_any_part(waf_tx *tx, int uni, int from, int chain, wstr part) {
+    if (from < 0 || part.n < SHAPE_MIN_PART || !IS_COLLECTION(from >> 1)) return union_any(tx, uni, part, false);
+    const wstr *col = source_column(tx, from >> 1, from & 1, chain);
+    struct union_memo *um = union_memo(tx);
+    wstr sh = {NULL, 0};
+    for (int k = 0; k < um->n_shapes && !sh.p; k++)
+        if (um->shapes[k].from == from && um->shapes[k].col == col) sh = um->shapes[k].shape;
+    if (!sh.p) {
+        sh = shapes_of(tx, from >> 1, from & 1, col, part);
+        if (um->n_shapes < SHAPE_MEMO) {
+            um->shapes[um->n_shapes].from = from;
+            um->shapes[um->n_shapes].col = col;
+            um->shapes[um->n_shapes++].shape = sh;
+        }
+    }
+    return sh.p == part.p ? union_any(tx, uni, part, false) : union_any(tx, uni, sh, true);
+}
+
+/* A set's DFA over one input (`from`: its source, as union_any_part): nothing where its union
+ * found nothing. */
+static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in, int from) {
+    if (pg->uni >= 0 && in.n >= UNION_MIN_INPUT && !union_any_part(tx, pg->uni, from, pg->chain, in)) return 0;
     return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
 }
 
@@ -623,7 +711,8 @@ static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int li
  *  - gated: only the parts holding one of the set's literals can match;
  *  - in a union: only the parts where the union (a superset) matches can match;
  *  - the set scans the parts left, or all of them joined. */
-static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const wstr *parts, int live, size_t total) {
+static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const wstr *parts, const int16_t *from, int live,
+                                                     size_t total) {
     const pf_group *pg = &tx->rules->pf_groups[g];
     uint64_t lit = 0, all = live == 64 ? ~0ull : (1ull << live) - 1;
     for (int k = 0; k < live && pg->gated; k++)
@@ -634,7 +723,7 @@ static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const ws
     if (pg->uni >= 0) {
         uint64_t any = 0;
         for (int k = 0; k < live; k++)
-            if (((need >> k) & 1) && union_any(tx, pg->uni, parts[k])) any |= 1ull << k;
+            if (((need >> k) & 1) && union_any_part(tx, pg->uni, from[k], pg->chain, parts[k])) any |= 1ull << k;
         need = any;
     }
     if (!need) return 0;
@@ -666,6 +755,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     const int16_t *ids = r->pf_sources + pg->list + 1;
     int n_ids = r->pf_sources[pg->list];
     wstr parts[64];
+    int16_t from[64];   /* each part's source id, -1: one header's value */
     int live = 0, only = -1;
     size_t total = 0;
     for (int k = 0; k < n_ids; k++) {
@@ -676,6 +766,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
             for (uint32_t i = 0; i < c->n && live < 64; i++) {
                 if (c->hashes[i] != hash || !c->items[i].key.p || !ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) continue;
                 parts[live] = transform(tx, pg->chain, c->items[i].val, VID(V_REQUEST_HEADERS, i, 0));
+                from[live] = -1;
                 total += parts[live++].n + 1;
                 only = -1;
             }
@@ -684,12 +775,13 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         if (source_empty(tx, ids[k] >> 1) || live == 64) continue;
         const wstr *j = source_joined(tx, ids[k] >> 1, ids[k] & 1, pg->chain);
         if (!j) continue;
+        from[live] = ids[k];
         parts[live++] = *j;
         total += j->n + 1;
         only = ids[k];
     }
     if (live > 1 && total >= UNION_MIN_INPUT) {
-        sc->mask = scan_large(tx, g, parts, live, total);
+        sc->mask = scan_large(tx, g, parts, from, live, total);
         sc->epoch = tx->src_epoch + 1;
         return sc->mask;
     }
@@ -699,7 +791,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     bool answered = pg->gated && pg->phrases;   /* the literal pass found a phrase, or none */
     uint64_t mask = answered ? possible : 0;
     if (live == 1 && possible && !answered) {
-        mask = group_scan(tx, pg, parts[0]);
+        mask = group_scan(tx, pg, parts[0], only);
         if (only >= 0) mask = class_mask(tx, pg, only >> 1, only & 1, mask);
         else for (uint64_t w = mask & pg->classes; w; w &= w - 1)   /* one header's value */
             if (!class_in(pg->cls[__builtin_ctzll(w)], parts[0])) mask &= ~(w & -w);
@@ -710,7 +802,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         masks[g] = mask;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     } else if (live > 1 && possible && !answered) {
-        mask = group_scan(tx, pg, join_parts(tx, pg, parts, live, total));
+        mask = group_scan(tx, pg, join_parts(tx, pg, parts, live, total), -1);
     }
     sc->mask = mask;
     sc->epoch = tx->src_epoch + 1;
@@ -726,7 +818,7 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
         const pf_group *pg = &tx->rules->pf_groups[g];
         const wstr *j = source_joined(tx, base, names, pg->chain);
         bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
-        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j))
+        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j, 2 * base + names))
                                                            : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }
@@ -802,8 +894,12 @@ void firstpass_warm_up(waf_rules *r, waf_tx *tx) {
     warm_one(tx, "POST", "/api/cart", "application/json",
              "{\"items\":[{\"id\":1,\"name\":\"blue shoes\",\"note\":\"an ordinary product\"}]}", reached);
     /* the unions of the sets of the blocks that ran (the configured paranoia level), compiled
-     * now: inputs as small as these never reach them */
+     * now, each also with its digits folded (for the shapes of large sources): inputs as small as
+     * these never reach them */
     build_unions(r, reached);
-    for (int u = 0; u < r->n_pf_unions; u++) rxset_any(r->pf_unions[u], (const uint8_t *)"", 0);
+    for (int u = 0; u < r->n_pf_unions; u++) {
+        rxset_any(r->pf_unions[u], (const uint8_t *)"", 0);
+        rxset_any_folded(r->pf_unions[u], (const uint8_t *)"", 0);
+    }
     free(reached);
 }

@@ -41,6 +41,10 @@ RxSet *rxset_new_union(const uint8_t *const *pats, const size_t *lens, const uin
                        size_t dfa_limit);
 /* From rxset_new_union: false only when no member can match anywhere in hay. */
 bool rxset_any(RxSet *s, const uint8_t *hay, size_t len);
+/* From rxset_new_union, hay being a text whose digits are all written as `0`: false only when
+ * no member can match anywhere in a text that reads as hay once its digits are so written
+ * (each member with every digit it holds also taking `0`, rxset/src/fold.rs). */
+bool rxset_any_folded(RxSet *s, const uint8_t *hay, size_t len);
 void rxset_free(RxSet *s);
 
 /* The literal pass.  Whether every match of the pattern (as rxset_new translates it) contains

@@ -26,6 +26,7 @@
 //! literals, and the literal pass answers for it.
 //!
 //! C ABI for the engine: filters/waf/rxset.h.
+pub mod fold;
 pub mod gate;
 pub mod literals;
 pub mod translate;
@@ -116,6 +117,8 @@ pub struct RxSet {
     /// its phrases, then the literal pass is its whole answer)
     literals: Option<Vec<Vec<u8>>>,
     dfa_limit: usize,
+    /// a union's members with their digits folded (fold.rs) as one alternation, as `any`
+    folded: Option<Result<Option<Regex>, ()>>,
 }
 
 /// A phrase list and its automaton, built on first use: a list the literal pass answers for
@@ -171,7 +174,7 @@ impl RxSet {
             .collect();
         let ok = members.iter().map(|m| m.src.is_some()).collect();
         let literals = Self::literals(&members);
-        (RxSet { any: None, members, phrases: None, literals, dfa_limit }, ok)
+        (RxSet { any: None, members, phrases: None, literals, dfa_limit, folded: None }, ok)
     }
 
     fn literals(members: &[Member]) -> Option<Vec<Vec<u8>>> {
@@ -192,7 +195,14 @@ impl RxSet {
         let list: Vec<Vec<u8>> = phrases.iter().map(|p| p.to_vec()).collect();
         // an empty phrase is in every input: nothing for the literal pass to look for
         let literals = if list.iter().any(|p| p.is_empty()) { None } else { Some(list.clone()) };
-        RxSet { any: None, members: Vec::new(), phrases: Some(Phrases { list, ac: None }), literals, dfa_limit: 0 }
+        RxSet {
+            any: None,
+            members: Vec::new(),
+            phrases: Some(Phrases { list, ac: None }),
+            literals,
+            dfa_limit: 0,
+            folded: None,
+        }
     }
 
     fn alternation(&self) -> Result<Option<Regex>, ()> {
@@ -238,7 +248,7 @@ impl RxSet {
                 taken: false,
             })
             .collect();
-        RxSet { any: None, members, phrases: None, literals: None, dfa_limit }
+        RxSet { any: None, members, phrases: None, literals: None, dfa_limit, folded: None }
     }
 
     /// Whether any member may match `hay` (a member without translation: always).
@@ -251,6 +261,24 @@ impl RxSet {
         }
         match &self.any {
             Some(Ok(Some(any))) => any.is_match(hay),
+            Some(Ok(None)) => false,
+            _ => true,
+        }
+    }
+
+    /// Whether any member may match a text whose digits are all written as `0` (fold.rs),
+    /// `hay` being that text: its folded alternation, compiled on first use.
+    pub fn any_match_folded(&mut self, hay: &[u8]) -> bool {
+        if self.folded.is_none() {
+            let srcs: Option<Vec<String>> = self.members.iter().map(|m| fold::fold_digits(m.src.as_deref()?)).collect();
+            self.folded = Some(match srcs {
+                Some(v) if v.is_empty() => Ok(None),
+                Some(v) => build(&v.join("|"), self.dfa_limit).map(Some),
+                None => Err(()),
+            });
+        }
+        match &self.folded {
+            Some(Ok(Some(re))) => re.is_match(hay),
             Some(Ok(None)) => false,
             _ => true,
         }
@@ -372,6 +400,13 @@ pub unsafe extern "C" fn rxset_new_union(pats: *const *const u8, lens: *const us
     let ls = slice::from_raw_parts(lens, n);
     let v: Vec<&[u8]> = ps.iter().zip(ls).map(|(&p, &l)| bytes(p, l)).collect();
     Box::into_raw(Box::new(RxSet::union(&v, slice::from_raw_parts(flags, n), dfa_limit)))
+}
+
+/// # Safety
+/// `s` from rxset_new_union; `hay` points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn rxset_any_folded(s: *mut RxSet, hay: *const u8, len: usize) -> bool {
+    (*s).any_match_folded(bytes(hay, len))
 }
 
 /// # Safety
