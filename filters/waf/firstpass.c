@@ -526,14 +526,15 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
 
 /* The unions' answers per large input (valid while tx->src_epoch stays put), by address or
  * by bytes: a union scans each distinct input once for all its sets.  Beside them, the shapes
- * of the large sources asked about (below). */
+ * of the large sources the unions are asked about instead (below). */
 #define UNION_MEMO 64
 #define SHAPE_MEMO 16
+typedef struct union_shapes { int from; const wstr *col; wstr text; } union_shapes;
 struct union_memo {
     uint32_t epoch;
     int n, n_shapes;
-    struct { int uni; bool folded; const char *p; size_t n; bool any; } e[UNION_MEMO];
-    struct { int from; const wstr *col; wstr shape; } shapes[SHAPE_MEMO];   /* col: as source_column's */
+    struct { int uni; const char *p; size_t n; bool any; } e[UNION_MEMO];
+    union_shapes shapes[SHAPE_MEMO];   /* by source and column (col as source_column's) */
 };
 
 static struct union_memo *union_memo(waf_tx *tx) {
@@ -549,19 +550,15 @@ static struct union_memo *union_memo(waf_tx *tx) {
     return um;
 }
 
-/* Whether union `uni` may match in `in`; `folded`: in is a source's shapes (below), asked of
- * the union's folded alternation. */
-static bool union_any(waf_tx *tx, int uni, wstr in, bool folded) {
+/* Whether union `uni` may match in `in` (a text, or shapes below). */
+static bool union_any(waf_tx *tx, int uni, wstr in) {
     struct union_memo *um = union_memo(tx);
     for (int k = 0; k < um->n; k++)
-        if (um->e[k].uni == uni && um->e[k].folded == folded && um->e[k].n == in.n
-            && (um->e[k].p == in.p || memcmp(um->e[k].p, in.p, in.n) == 0))
+        if (um->e[k].uni == uni && um->e[k].n == in.n && (um->e[k].p == in.p || memcmp(um->e[k].p, in.p, in.n) == 0))
             return um->e[k].any;
-    RxSet *u = tx->rules->pf_unions[uni];
-    bool any = folded ? rxset_any_folded(u, (const uint8_t *)in.p, in.n) : rxset_any(u, (const uint8_t *)in.p, in.n);
+    bool any = rxset_any(tx->rules->pf_unions[uni], (const uint8_t *)in.p, in.n);
     if (um->n < UNION_MEMO) {
         um->e[um->n].uni = uni;
-        um->e[um->n].folded = folded;
         um->e[um->n].p = in.p;
         um->e[um->n].n = in.n;
         um->e[um->n++].any = any;
@@ -575,11 +572,11 @@ static bool union_any(waf_tx *tx, int uni, wstr in, bool folded) {
 
 /* The shapes of a collection source's distinct values (`col`: their results after a chain,
  * as source_column's; the values' join is `part`): each value with its digits written as
- * `0`, each shape once, joined by '\n'.  Where a union matches a value, its folded alternation
- * matches the value's shape (rxset_any_folded), so it may be asked about the shapes instead of
- * the join: a JSON array's argument names, `json.items.array_N.field`, are a few shapes per
- * field.  The part itself when the shapes are more than half the values read (from a kilobyte
- * read on). */
+ * `0`, each shape once, joined by '\n'.  A union matches a value's shape wherever it matches
+ * the value (its patterns' digits are folded, rxset_new_union), so it is asked about the
+ * shapes instead of the join: a JSON array's argument names, `json.items.array_N.field`, are a
+ * few shapes per field.  The part itself when the shapes are more than half the values read
+ * (from a kilobyte read on). */
 static wstr shapes_of(waf_tx *tx, int base, bool names, const wstr *col, wstr part) {
     const uint32_t *idx;
     uint32_t nu = source_distinct(tx, base, names, &idx);
@@ -594,20 +591,22 @@ static wstr shapes_of(waf_tx *tx, int base, bool names, const wstr *col, wstr pa
         if (!items[i].key.p) continue;
         wstr v = col ? col[i] : names ? items[i].key : items[i].val;
         size_t at = k ? k + 1 : 0;
-        uint64_t h = v.n;
-        for (size_t q = 0; q < v.n; q += 8) {
-            uint64_t w = 0;
-            for (size_t b = q; b < v.n && b < q + 8; b++) {
-                uint8_t c = (uint8_t)v.p[b];
-                c = (uint8_t)(c - '0') < 10 ? '0' : c;
-                o[at + b] = (char)c;
-                w = w << 8 | c;
-            }
-            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-            h ^= h >> 29;
+        char *d = o + at;
+        for (size_t b = 0; b < v.n; b++) {
+            uint8_t c = (uint8_t)v.p[b];
+            d[b] = (char)((uint8_t)(c - '0') < 10 ? '0' : c);
         }
+        uint64_t h = v.n, w;
+        size_t q = 0;
+        for (; q + 8 <= v.n; q += 8) {
+            memcpy(&w, d + q, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        }
+        for (w = 0; q < v.n; q++) w = w << 8 | (uint8_t)d[q];
+        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
         size_t sl = (size_t)(h >> 40) & (cap - 1);
-        while (seen[sl].at != UINT32_MAX && (seen[sl].n != v.n || memcmp(o + seen[sl].at, o + at, v.n) != 0))
+        while (seen[sl].at != UINT32_MAX && (seen[sl].n != v.n || memcmp(o + seen[sl].at, d, v.n) != 0))
             sl = (sl + 1) & (cap - 1);
         read += v.n + 1;
         if (seen[sl].at != UINT32_MAX) continue;   /* a repeated shape */
@@ -621,26 +620,19 @@ static wstr shapes_of(waf_tx *tx, int base, bool names, const wstr *col, wstr pa
     return (wstr){o, k};
 }
 
-/* Whether union `uni` may match in a source's part of a large input (`from`: 2 * variable +
- * names, or -1 when the input is not one collection source's): asked about the source's
- * shapes (kept per source and column: chains whose results are the same values share them)
- * where they are less than half the part. */
+/* Whether union `uni` may match in an input (`from`: its source, 2 * variable + names, or -1
+ * when it is not one collection source's values after `chain`): asked about the source's
+ * shapes where they are less than half the input (kept per source and column: chains whose
+ * results are the same values share them). */
 static bool union_any_part(waf_tx *tx, int uni, int from, int chain, wstr part) {
-    if (from < 0 || part.n < SHAPE_MIN_PART || !IS_COLLECTION(from >> 1)) return union_any(tx, uni, part, false);
+    if (from < 0 || part.n < SHAPE_MIN_PART || !IS_COLLECTION(from >> 1)) return union_any(tx, uni, part);
     const wstr *col = source_column(tx, from >> 1, from & 1, chain);
     struct union_memo *um = union_memo(tx);
-    wstr sh = {NULL, 0};
-    for (int k = 0; k < um->n_shapes && !sh.p; k++)
-        if (um->shapes[k].from == from && um->shapes[k].col == col) sh = um->shapes[k].shape;
-    if (!sh.p) {
-        sh = shapes_of(tx, from >> 1, from & 1, col, part);
-        if (um->n_shapes < SHAPE_MEMO) {
-            um->shapes[um->n_shapes].from = from;
-            um->shapes[um->n_shapes].col = col;
-            um->shapes[um->n_shapes++].shape = sh;
-        }
-    }
-    return sh.p == part.p ? union_any(tx, uni, part, false) : union_any(tx, uni, sh, true);
+    for (int k = 0; k < um->n_shapes; k++)
+        if (um->shapes[k].from == from && um->shapes[k].col == col) return union_any(tx, uni, um->shapes[k].text);
+    wstr text = shapes_of(tx, from >> 1, from & 1, col, part);
+    if (um->n_shapes < SHAPE_MEMO) um->shapes[um->n_shapes++] = (union_shapes){from, col, text};
+    return union_any(tx, uni, text);
 }
 
 /* A set's DFA over one input (`from`: its source, as union_any_part): nothing where its union
@@ -704,6 +696,18 @@ static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int li
     return u->joined;
 }
 
+/* The source of one of a set's parts (2 * variable + names, the values' join after the set's
+ * chain), or -1 (one header's value). */
+static int part_source(waf_tx *tx, const pf_group *pg, wstr part) {
+    const int16_t *ids = tx->rules->pf_sources + pg->list + 1;
+    for (int k = 0; k < tx->rules->pf_sources[pg->list]; k++) {
+        if (ids[k] >= HEADER_KEY_ID || source_empty(tx, ids[k] >> 1)) continue;
+        const wstr *j = source_joined(tx, ids[k] >> 1, ids[k] & 1, pg->chain);
+        if (j && j->p == part.p && j->n == part.n) return ids[k];
+    }
+    return -1;
+}
+
 /* A set over several sources of UNION_MIN_INPUT bytes or more (a JSON body's argument values
  * and names).  A value lies within one source's part, so a match of a value is a match in
  * its part: each part is asked apart, which a part that is the same bytes under several
@@ -711,8 +715,7 @@ static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int li
  *  - gated: only the parts holding one of the set's literals can match;
  *  - in a union: only the parts where the union (a superset) matches can match;
  *  - the set scans the parts left, or all of them joined. */
-static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const wstr *parts, const int16_t *from, int live,
-                                                     size_t total) {
+static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const wstr *parts, int live, size_t total) {
     const pf_group *pg = &tx->rules->pf_groups[g];
     uint64_t lit = 0, all = live == 64 ? ~0ull : (1ull << live) - 1;
     for (int k = 0; k < live && pg->gated; k++)
@@ -723,7 +726,10 @@ static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const ws
     if (pg->uni >= 0) {
         uint64_t any = 0;
         for (int k = 0; k < live; k++)
-            if (((need >> k) & 1) && union_any_part(tx, pg->uni, from[k], pg->chain, parts[k])) any |= 1ull << k;
+            if (((need >> k) & 1)
+                && union_any_part(tx, pg->uni, parts[k].n >= SHAPE_MIN_PART ? part_source(tx, pg, parts[k]) : -1,
+                                  pg->chain, parts[k]))
+                any |= 1ull << k;
         need = any;
     }
     if (!need) return 0;
@@ -755,7 +761,6 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     const int16_t *ids = r->pf_sources + pg->list + 1;
     int n_ids = r->pf_sources[pg->list];
     wstr parts[64];
-    int16_t from[64];   /* each part's source id, -1: one header's value */
     int live = 0, only = -1;
     size_t total = 0;
     for (int k = 0; k < n_ids; k++) {
@@ -766,7 +771,6 @@ static uint64_t set_scan(waf_tx *tx, int g) {
             for (uint32_t i = 0; i < c->n && live < 64; i++) {
                 if (c->hashes[i] != hash || !c->items[i].key.p || !ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) continue;
                 parts[live] = transform(tx, pg->chain, c->items[i].val, VID(V_REQUEST_HEADERS, i, 0));
-                from[live] = -1;
                 total += parts[live++].n + 1;
                 only = -1;
             }
@@ -775,13 +779,12 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         if (source_empty(tx, ids[k] >> 1) || live == 64) continue;
         const wstr *j = source_joined(tx, ids[k] >> 1, ids[k] & 1, pg->chain);
         if (!j) continue;
-        from[live] = ids[k];
         parts[live++] = *j;
         total += j->n + 1;
         only = ids[k];
     }
     if (live > 1 && total >= UNION_MIN_INPUT) {
-        sc->mask = scan_large(tx, g, parts, from, live, total);
+        sc->mask = scan_large(tx, g, parts, live, total);
         sc->epoch = tx->src_epoch + 1;
         return sc->mask;
     }
@@ -894,12 +897,8 @@ void firstpass_warm_up(waf_rules *r, waf_tx *tx) {
     warm_one(tx, "POST", "/api/cart", "application/json",
              "{\"items\":[{\"id\":1,\"name\":\"blue shoes\",\"note\":\"an ordinary product\"}]}", reached);
     /* the unions of the sets of the blocks that ran (the configured paranoia level), compiled
-     * now, each also with its digits folded (for the shapes of large sources): inputs as small as
-     * these never reach them */
+     * now: inputs as small as these never reach them */
     build_unions(r, reached);
-    for (int u = 0; u < r->n_pf_unions; u++) {
-        rxset_any(r->pf_unions[u], (const uint8_t *)"", 0);
-        rxset_any_folded(r->pf_unions[u], (const uint8_t *)"", 0);
-    }
+    for (int u = 0; u < r->n_pf_unions; u++) rxset_any(r->pf_unions[u], (const uint8_t *)"", 0);
     free(reached);
 }

@@ -117,8 +117,6 @@ pub struct RxSet {
     /// its phrases, then the literal pass is its whole answer)
     literals: Option<Vec<Vec<u8>>>,
     dfa_limit: usize,
-    /// a union's members with their digits folded (fold.rs) as one alternation, as `any`
-    folded: Option<Result<Option<Regex>, ()>>,
 }
 
 /// A phrase list and its automaton, built on first use: a list the literal pass answers for
@@ -174,7 +172,7 @@ impl RxSet {
             .collect();
         let ok = members.iter().map(|m| m.src.is_some()).collect();
         let literals = Self::literals(&members);
-        (RxSet { any: None, members, phrases: None, literals, dfa_limit, folded: None }, ok)
+        (RxSet { any: None, members, phrases: None, literals, dfa_limit }, ok)
     }
 
     fn literals(members: &[Member]) -> Option<Vec<Vec<u8>>> {
@@ -201,7 +199,6 @@ impl RxSet {
             phrases: Some(Phrases { list, ac: None }),
             literals,
             dfa_limit: 0,
-            folded: None,
         }
     }
 
@@ -236,19 +233,20 @@ impl RxSet {
     }
 
     /// Many patterns as one alternation that is only asked whether any of them matches
-    /// (rxset_new_union): compiled on first use.
+    /// (rxset_new_union), each with its digits folded (fold.rs: the caller may also ask about
+    /// texts whose digits are written as `0`): compiled on first use.
     pub fn union(pats: &[&[u8]], flags: &[u8], dfa_limit: usize) -> RxSet {
         let members = pats
             .iter()
             .zip(flags)
             .map(|(p, &f)| Member {
-                src: translate::translate(p, f & CASELESS != 0),
+                src: translate::translate(p, f & CASELESS != 0).and_then(|t| fold::fold_digits(&t)),
                 re: None,
                 common: false,
                 taken: false,
             })
             .collect();
-        RxSet { any: None, members, phrases: None, literals: None, dfa_limit, folded: None }
+        RxSet { any: None, members, phrases: None, literals: None, dfa_limit }
     }
 
     /// Whether any member may match `hay` (a member without translation: always).
@@ -261,24 +259,6 @@ impl RxSet {
         }
         match &self.any {
             Some(Ok(Some(any))) => any.is_match(hay),
-            Some(Ok(None)) => false,
-            _ => true,
-        }
-    }
-
-    /// Whether any member may match a text whose digits are all written as `0` (fold.rs),
-    /// `hay` being that text: its folded alternation, compiled on first use.
-    pub fn any_match_folded(&mut self, hay: &[u8]) -> bool {
-        if self.folded.is_none() {
-            let srcs: Option<Vec<String>> = self.members.iter().map(|m| fold::fold_digits(m.src.as_deref()?)).collect();
-            self.folded = Some(match srcs {
-                Some(v) if v.is_empty() => Ok(None),
-                Some(v) => build(&v.join("|"), self.dfa_limit).map(Some),
-                None => Err(()),
-            });
-        }
-        match &self.folded {
-            Some(Ok(Some(re))) => re.is_match(hay),
             Some(Ok(None)) => false,
             _ => true,
         }
@@ -400,13 +380,6 @@ pub unsafe extern "C" fn rxset_new_union(pats: *const *const u8, lens: *const us
     let ls = slice::from_raw_parts(lens, n);
     let v: Vec<&[u8]> = ps.iter().zip(ls).map(|(&p, &l)| bytes(p, l)).collect();
     Box::into_raw(Box::new(RxSet::union(&v, slice::from_raw_parts(flags, n), dfa_limit)))
-}
-
-/// # Safety
-/// `s` from rxset_new_union; `hay` points to `len` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn rxset_any_folded(s: *mut RxSet, hay: *const u8, len: usize) -> bool {
-    (*s).any_match_folded(bytes(hay, len))
 }
 
 /// # Safety
