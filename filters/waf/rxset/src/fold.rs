@@ -11,10 +11,12 @@ use regex_syntax::hir::{
 };
 use regex_syntax::ParserBuilder;
 
-/// `src`: a translated pattern (Rust syntax, as lib.rs compiles it); None when it does not parse.
+/// `src`: a translated pattern (Rust syntax, as lib.rs compiles it); None when it does not
+/// parse.  A pattern without digits is returned as it is (compiled as before).
 pub fn fold_digits(src: &str) -> Option<String> {
     let hir = ParserBuilder::new().allow_invalid_utf8(true).build().parse(src).ok()?;
-    Some(fold(&hir).to_string())
+    let folded = fold(&hir);
+    Some(if folded == hir { src.to_string() } else { folded.to_string() })
 }
 
 fn has_digit(start: u32, end: u32) -> bool {
