@@ -525,15 +525,19 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
 }
 
 /* The unions' answers per large input (valid while tx->src_epoch stays put), by address or
- * by bytes: a union scans each distinct input once for all its sets. */
+ * by bytes: a union scans each distinct input once for all its sets.  Beside them, the shapes
+ * of the large sources the unions are asked about instead (below). */
 #define UNION_MEMO 64
+#define SHAPE_MEMO 16
+typedef struct union_shapes { int from; const wstr *col; wstr text; } union_shapes;
 struct union_memo {
     uint32_t epoch;
-    int n;
+    int n, n_shapes;
     struct { int uni; const char *p; size_t n; bool any; } e[UNION_MEMO];
+    union_shapes shapes[SHAPE_MEMO];   /* by source and column (col as source_column's) */
 };
 
-static bool union_any(waf_tx *tx, int uni, wstr in) {
+static struct union_memo *union_memo(waf_tx *tx) {
     struct union_memo *um = tx->union_memo;
     if (!um) {
         um = tx->union_memo = ar_alloc(&tx->a, sizeof *um);
@@ -541,8 +545,14 @@ static bool union_any(waf_tx *tx, int uni, wstr in) {
     }
     if (um->epoch != tx->src_epoch + 1) {
         um->epoch = tx->src_epoch + 1;
-        um->n = 0;
+        um->n = um->n_shapes = 0;
     }
+    return um;
+}
+
+/* Whether union `uni` may match in `in` (a text, or shapes below). */
+static bool union_any(waf_tx *tx, int uni, wstr in) {
+    struct union_memo *um = union_memo(tx);
     for (int k = 0; k < um->n; k++)
         if (um->e[k].uni == uni && um->e[k].n == in.n && (um->e[k].p == in.p || memcmp(um->e[k].p, in.p, in.n) == 0))
             return um->e[k].any;
@@ -556,9 +566,79 @@ static bool union_any(waf_tx *tx, int uni, wstr in) {
     return any;
 }
 
-/* A set's DFA over one input: nothing where its union found nothing. */
-static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in) {
-    if (pg->uni >= 0 && in.n >= UNION_MIN_INPUT && !union_any(tx, pg->uni, in)) return 0;
+/* A source's part of a large input is worth reducing to its shapes from this size on (the
+ * shapes cost one pass over it, a union's scan several). */
+#define SHAPE_MIN_PART 1024
+
+/* The shapes of a collection source's distinct values (`col`: their results after a chain,
+ * as source_column's; the values' join is `part`): each value with its digits written as
+ * `0`, each shape once, joined by '\n'.  A union matches a value's shape wherever it matches
+ * the value (its patterns' digits are folded, rxset_new_union), so it is asked about the
+ * shapes instead of the join: a JSON array's argument names, `json.items.array_N.field`, are a
+ * few shapes per field.  The part itself when the shapes are more than half the values read
+ * (from a kilobyte read on). */
+static wstr shapes_of(waf_tx *tx, int base, bool names, const wstr *col, wstr part) {
+    const uint32_t *idx;
+    uint32_t nu = source_distinct(tx, base, names, &idx);
+    const kv *items = tx->c[base].items;
+    size_t cap = 16, k = 0, read = 0;
+    while (cap < 2 * (size_t)nu) cap *= 2;
+    struct { uint32_t at, n; } *seen = ar_alloc(&tx->a, cap * sizeof *seen);
+    memset(seen, 0xff, cap * sizeof *seen);
+    char *o = ar_alloc(&tx->a, part.n / 2 + 1 + part.n);   /* a value is no longer than the join */
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t i = idx[u];
+        if (!items[i].key.p) continue;
+        wstr v = col ? col[i] : names ? items[i].key : items[i].val;
+        size_t at = k ? k + 1 : 0;
+        char *d = o + at;
+        for (size_t b = 0; b < v.n; b++) {
+            uint8_t c = (uint8_t)v.p[b];
+            d[b] = (char)((uint8_t)(c - '0') < 10 ? '0' : c);
+        }
+        uint64_t h = v.n, w;
+        size_t q = 0;
+        for (; q + 8 <= v.n; q += 8) {
+            memcpy(&w, d + q, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        }
+        for (w = 0; q < v.n; q++) w = w << 8 | (uint8_t)d[q];
+        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
+        size_t sl = (size_t)(h >> 40) & (cap - 1);
+        while (seen[sl].at != UINT32_MAX && (seen[sl].n != v.n || memcmp(o + seen[sl].at, d, v.n) != 0))
+            sl = (sl + 1) & (cap - 1);
+        read += v.n + 1;
+        if (seen[sl].at != UINT32_MAX) continue;   /* a repeated shape */
+        seen[sl].at = (uint32_t)at;
+        seen[sl].n = (uint32_t)v.n;
+        if (k) o[k] = '\n';
+        k = at + v.n;
+        /* more than half of what was read, once a part's worth of it: not worth it */
+        if (k > read / 2 && (read >= SHAPE_MIN_PART || k > part.n / 2)) return part;
+    }
+    return (wstr){o, k};
+}
+
+/* Whether union `uni` may match in an input (`from`: its source, 2 * variable + names, or -1
+ * when it is not one collection source's values after `chain`): asked about the source's
+ * shapes where they are less than half the input (kept per source and column: chains whose
+ * results are the same values share them). */
+static bool union_any_part(waf_tx *tx, int uni, int from, int chain, wstr part) {
+    if (from < 0 || part.n < SHAPE_MIN_PART || !IS_COLLECTION(from >> 1)) return union_any(tx, uni, part);
+    const wstr *col = source_column(tx, from >> 1, from & 1, chain);
+    struct union_memo *um = union_memo(tx);
+    for (int k = 0; k < um->n_shapes; k++)
+        if (um->shapes[k].from == from && um->shapes[k].col == col) return union_any(tx, uni, um->shapes[k].text);
+    wstr text = shapes_of(tx, from >> 1, from & 1, col, part);
+    if (um->n_shapes < SHAPE_MEMO) um->shapes[um->n_shapes++] = (union_shapes){from, col, text};
+    return union_any(tx, uni, text);
+}
+
+/* A set's DFA over one input (`from`: its source, as union_any_part): nothing where its union
+ * found nothing. */
+static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in, int from) {
+    if (pg->uni >= 0 && in.n >= UNION_MIN_INPUT && !union_any_part(tx, pg->uni, from, pg->chain, in)) return 0;
     return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
 }
 
@@ -616,6 +696,18 @@ static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int li
     return u->joined;
 }
 
+/* The source of one of a set's parts (2 * variable + names, the values' join after the set's
+ * chain), or -1 (one header's value). */
+static int part_source(waf_tx *tx, const pf_group *pg, wstr part) {
+    const int16_t *ids = tx->rules->pf_sources + pg->list + 1;
+    for (int k = 0; k < tx->rules->pf_sources[pg->list]; k++) {
+        if (ids[k] >= HEADER_KEY_ID || source_empty(tx, ids[k] >> 1)) continue;
+        const wstr *j = source_joined(tx, ids[k] >> 1, ids[k] & 1, pg->chain);
+        if (j && j->p == part.p && j->n == part.n) return ids[k];
+    }
+    return -1;
+}
+
 /* A set over several sources of UNION_MIN_INPUT bytes or more (a JSON body's argument values
  * and names).  A value lies within one source's part, so a match of a value is a match in
  * its part: each part is asked apart, which a part that is the same bytes under several
@@ -634,7 +726,10 @@ static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const ws
     if (pg->uni >= 0) {
         uint64_t any = 0;
         for (int k = 0; k < live; k++)
-            if (((need >> k) & 1) && union_any(tx, pg->uni, parts[k])) any |= 1ull << k;
+            if (((need >> k) & 1)
+                && union_any_part(tx, pg->uni, parts[k].n >= SHAPE_MIN_PART ? part_source(tx, pg, parts[k]) : -1,
+                                  pg->chain, parts[k]))
+                any |= 1ull << k;
         need = any;
     }
     if (!need) return 0;
@@ -699,7 +794,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     bool answered = pg->gated && pg->phrases;   /* the literal pass found a phrase, or none */
     uint64_t mask = answered ? possible : 0;
     if (live == 1 && possible && !answered) {
-        mask = group_scan(tx, pg, parts[0]);
+        mask = group_scan(tx, pg, parts[0], only);
         if (only >= 0) mask = class_mask(tx, pg, only >> 1, only & 1, mask);
         else for (uint64_t w = mask & pg->classes; w; w &= w - 1)   /* one header's value */
             if (!class_in(pg->cls[__builtin_ctzll(w)], parts[0])) mask &= ~(w & -w);
@@ -710,7 +805,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         masks[g] = mask;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     } else if (live > 1 && possible && !answered) {
-        mask = group_scan(tx, pg, join_parts(tx, pg, parts, live, total));
+        mask = group_scan(tx, pg, join_parts(tx, pg, parts, live, total), -1);
     }
     sc->mask = mask;
     sc->epoch = tx->src_epoch + 1;
@@ -726,7 +821,7 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
         const pf_group *pg = &tx->rules->pf_groups[g];
         const wstr *j = source_joined(tx, base, names, pg->chain);
         bool possible = j && (!pg->gated || literal_occurs(tx, *j, g));
-        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j))
+        masks[g] = possible && !(pg->gated && pg->phrases) ? class_mask(tx, pg, base, names, group_scan(tx, pg, *j, 2 * base + names))
                                                            : possible;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     }

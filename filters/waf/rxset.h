@@ -36,10 +36,13 @@ bool rxset_match(RxSet *s, size_t i, const uint8_t *hay, size_t len);
  * and rxset_match): the caller tests those bytes itself, over values rather than their join,
  * whose '\n' separators such a class may hold. */
 bool rxset_take_class(RxSet *s, size_t i, uint8_t out[256]);
-/* n patterns (any number) as one alternation, only asked whether any of them matches. */
+/* n patterns (any number) as one alternation, only asked whether any of them matches, each
+ * with its digits folded: every ASCII digit a literal or class holds also takes `0`
+ * (rxset/src/fold.rs), so that it may also be asked about a text with its digits written as `0`. */
 RxSet *rxset_new_union(const uint8_t *const *pats, const size_t *lens, const uint8_t *flags, size_t n,
                        size_t dfa_limit);
-/* From rxset_new_union: false only when no member can match anywhere in hay. */
+/* From rxset_new_union: false only when no member can match anywhere in hay, nor in any text
+ * that reads as hay once its digits are written as `0`. */
 bool rxset_any(RxSet *s, const uint8_t *hay, size_t len);
 void rxset_free(RxSet *s);
 

@@ -112,6 +112,35 @@ async def test_large_input_union_keeps_each_sets_matches(waf_wasm) -> None:
     await stage.close()
 
 
+async def test_unions_over_shapes_keep_digit_specific_matches(waf_wasm) -> None:
+    """A union is asked about a large JSON body's argument names and values with their digits
+    written as 0, each such shape once, by its patterns with their digits folded: a rule that
+    asks for particular digits still matches exactly the values holding them."""
+    rules = "\n".join([
+        'SecRule REQUEST_HEADERS:Content-Type "@beginsWith application/json" '
+        '"id:2,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"',
+        'SecRule ARGS "@rx [a-z]{6} 3[0-9]7\\b" "id:401,phase:2,pass,log,t:none"',
+        'SecRule ARGS "@rx [a-z]{6} 4[0-9]7\\b" "id:402,phase:2,pass,log,t:none"',
+        'SecRule ARGS_NAMES "@rx _3[0-9]9\\.text$" "id:403,phase:2,pass,log,t:none"',
+        'SecRule ARGS_NAMES "@rx _4[0-9]9\\.text$" "id:404,phase:2,pass,log,t:none"',
+        'SecRule ARGS "@rx ^[qz]{6}$" "id:405,phase:2,pass,log,t:none,t:urlDecodeUni"',
+    ])
+    stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-shapes")
+    terminal, _ = origin_ok()
+
+    async def fired(n: int) -> list[str]:
+        items = [{"id": i, "text": f"an ordinary product description number {i}"} for i in range(n)]
+        req = make_request("/api", method="POST", headers={"Content-Type": "application/json"},
+                           body=json.dumps({"items": items}).encode())
+        resp, _ = await run_stage([stage], req, terminal)
+        return [r for r in resp.headers.get("x-waf-rules", "").split(",") if r]
+
+    assert await fired(300) == []
+    assert await fired(400) == ["401", "403"]
+    assert await fired(500) == ["401", "402", "403", "404"]
+    await stage.close()
+
+
 async def test_configure_reports_compile_and_warm_up(waf_wasm, caplog) -> None:
     caplog.set_level(logging.INFO)
     stage = make_stage(waf_wasm, {"directives": f'SecRule ARGS "@rx abc" "{DENY}"'}, name="waf-warm")

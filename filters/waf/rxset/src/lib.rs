@@ -26,6 +26,7 @@
 //! literals, and the literal pass answers for it.
 //!
 //! C ABI for the engine: filters/waf/rxset.h.
+pub mod fold;
 pub mod gate;
 pub mod literals;
 pub mod translate;
@@ -192,7 +193,13 @@ impl RxSet {
         let list: Vec<Vec<u8>> = phrases.iter().map(|p| p.to_vec()).collect();
         // an empty phrase is in every input: nothing for the literal pass to look for
         let literals = if list.iter().any(|p| p.is_empty()) { None } else { Some(list.clone()) };
-        RxSet { any: None, members: Vec::new(), phrases: Some(Phrases { list, ac: None }), literals, dfa_limit: 0 }
+        RxSet {
+            any: None,
+            members: Vec::new(),
+            phrases: Some(Phrases { list, ac: None }),
+            literals,
+            dfa_limit: 0,
+        }
     }
 
     fn alternation(&self) -> Result<Option<Regex>, ()> {
@@ -226,13 +233,14 @@ impl RxSet {
     }
 
     /// Many patterns as one alternation that is only asked whether any of them matches
-    /// (rxset_new_union): compiled on first use.
+    /// (rxset_new_union), each with its digits folded (fold.rs: the caller may also ask about
+    /// texts whose digits are written as `0`): compiled on first use.
     pub fn union(pats: &[&[u8]], flags: &[u8], dfa_limit: usize) -> RxSet {
         let members = pats
             .iter()
             .zip(flags)
             .map(|(p, &f)| Member {
-                src: translate::translate(p, f & CASELESS != 0),
+                src: translate::translate(p, f & CASELESS != 0).and_then(|t| fold::fold_digits(&t)),
                 re: None,
                 common: false,
                 taken: false,
