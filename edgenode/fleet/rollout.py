@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
+
 from edgenode.config import ConfigError, StageConfig, read_toml
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import BadMessage, open_sealed, seal
@@ -24,6 +26,9 @@ from edgenode.fleet.membership import parse_member
 from edgenode.fleet.modules import upload, wasm_bytes
 from edgenode.fleet.names import CONFIG_KEY
 from edgenode.fleet.oci import is_oci
+
+#: reads of the config history before a rollback gives up (each ~50 ms apart)
+HISTORY_TRIES = 20
 
 __all__ = ["load_doc", "publish", "rollback", "read_status", "live_nodes", "wait_for_version", "format_status",
            "current_version"]
@@ -79,6 +84,30 @@ async def _upload_stage(bus: ControlBus, index: int, sc: StageConfig, base: Path
     return replace(sc, options=options)
 
 
+async def _history(kv: Any) -> list[Any]:
+    """Every kept revision of the config key, oldest first.
+
+    nats-py's ``history`` can end its replay before the messages already on their way
+    (nats-io/nats.py#842): it then answers a prefix of the history, or raises NoKeysError.
+    So the answer counts only once its last entry is the key's current revision.
+    """
+    try:
+        current = (await kv.get(CONFIG_KEY)).revision
+    except KeyDeletedError as exc:
+        current = exc.entry.revision if exc.entry is not None else None
+    except KeyNotFoundError:
+        return []
+    for _ in range(HISTORY_TRIES):
+        try:
+            entries = await kv.history(CONFIG_KEY)
+        except NoKeysError:
+            entries = []
+        if entries and (current is None or entries[-1].revision >= current):
+            return entries
+        await asyncio.sleep(0.05)
+    raise ConfigError("rollback: the config bucket's history did not read back whole; try again")
+
+
 def _local(path: str, base: Path) -> Path:
     return Path(path) if Path(path).is_absolute() else base / path
 
@@ -86,7 +115,7 @@ def _local(path: str, base: Path) -> Path:
 async def rollback(bus: ControlBus, key: bytes, to: int | None = None) -> tuple[int, int]:
     """Re-publish version ``to`` (default: the one before the current); (new, old) versions."""
     kv = await bus.config_kv()
-    history = [e for e in await kv.history(CONFIG_KEY) if e.value and e.operation not in ("DEL", "PURGE")]
+    history = [e for e in await _history(kv) if e.value and e.operation not in ("DEL", "PURGE")]
     if len(history) < (1 if to is not None else 2):
         raise ConfigError("rollback: no earlier version to go back to")
     if to is None:
