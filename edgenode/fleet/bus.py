@@ -229,6 +229,18 @@ class ControlBus:
     async def nodes_kv(self) -> KeyValue:
         return await self._js().key_value(self.names.nodes_bucket)
 
+    async def kv_keys(self, bucket: str) -> list[str]:
+        """The keys a KV bucket holds messages for, from one stream-info request.
+
+        nats-py's ``KeyValue.keys()`` replays the bucket through a watcher that can stop
+        before the messages already on their way (nats-io/nats.py#842) and answer too few
+        keys, or none; the stream's own per-subject state has no such race.  A deleted
+        key is listed while its delete marker is kept: reading it finds it gone.
+        """
+        prefix = f"$KV.{bucket}."
+        info = await self._js().stream_info(f"KV_{bucket}", subjects_filter=prefix + ">")
+        return sorted(subject[len(prefix):] for subject in (info.state.subjects or {}))
+
     async def modules(self) -> ObjectStore:
         js = self._js()
         try:

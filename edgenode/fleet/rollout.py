@@ -145,10 +145,7 @@ async def read_status(bus: ControlBus, key: bytes, node_ttl: float = 3.0) -> lis
     """One row per member with a heartbeat in the bucket; ``live`` from its age."""
     kv = await bus.nodes_kv()
     rows = []
-    try:
-        keys = await kv.keys()
-    except Exception:  # an empty bucket raises NoKeysError
-        return []
+    keys = await bus.kv_keys(bus.names.nodes_bucket)
     now = time.time()
     for k in keys:
         try:

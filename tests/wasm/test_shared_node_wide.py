@@ -63,6 +63,10 @@ def _config(state_dir: Path) -> Config:
 def test_cas_increments_from_two_processes_lose_nothing(tmp_path: Path) -> None:
     state = NodeState.open(_config(tmp_path), owner=True, workers=2)  # the master's part
     try:
+        # the key exists before the workers start: a set with cas 0 (what a filter passes
+        # for a key it found absent) is unconditional in Proxy-Wasm, so two first sets
+        # would both win; every set here then carries a CAS
+        assert shared_data.set("vm", b"n", b"0", 0) == Status.OK
         procs = [_worker(tmp_path, "count", "5000") for _ in range(2)]
         outs = [p.communicate(timeout=120)[0] for p in procs]
         assert [p.returncode for p in procs] == [0, 0]
