@@ -64,6 +64,15 @@ static int pair_at(PyObject *pairs, Py_ssize_t i, PyObject **name, PyObject **va
     return 0;
 }
 
+/* The lower-cased name of the pair at ``i`` (a new reference; NULL with an error set), and
+ * its name and value as borrowed references. */
+static PyObject *lowered_at(PyObject *pairs, Py_ssize_t i, PyObject **name, PyObject **value) {
+    if (pair_at(pairs, i, name, value) < 0) {
+        return NULL;
+    }
+    return lowered(*name);
+}
+
 PyDoc_STRVAR(lower_names_doc,
 "lower_names(pairs) -> set\n\n"
 "The lower-case names of a list of (name, value) str pairs: ``{k.lower() for k, _ in pairs}``.");
@@ -79,10 +88,7 @@ static PyObject *lower_names(PyObject *self, PyObject *pairs) {
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
         PyObject *name, *value;
-        if (pair_at(pairs, i, &name, &value) < 0) {
-            goto fail;
-        }
-        PyObject *low = lowered(name);
+        PyObject *low = lowered_at(pairs, i, &name, &value);
         if (low == NULL) {
             goto fail;
         }
@@ -134,10 +140,7 @@ static PyObject *field_block(PyObject *self, PyObject *const *args, Py_ssize_t n
     int safe = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *name, *value;
-        if (pair_at(pairs, i, &name, &value) < 0) {
-            goto fail;
-        }
-        PyObject *low = lowered(name);
+        PyObject *low = lowered_at(pairs, i, &name, &value);
         if (low == NULL) {
             goto fail;
         }
