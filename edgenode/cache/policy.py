@@ -13,13 +13,13 @@ from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from edgenode.http._fields import field_block, lower_names
 from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,
 )
 from edgenode.cache.ranges import Partial, parse_content_range
 from edgenode.cache.vary import normalise_field, prefers_language
+from edgenode.http._fields import field_block, lower_names
 
 __all__ = [
     "HEURISTIC_STATUSES", "Entry", "storability", "freshness_lifetime", "initial_age",

@@ -180,25 +180,11 @@ class ResponseWriter:
             return False
         rid = exchange.request_id
         line = _status_lines.get((status, response.reason)) or status_line(status, response.reason)
-        exchange.status = status
-        if self.closed:
-            return True
-        size = len(body)
-        if rid and size <= 65536:  # the common answer: head and body formatted as one buffer
-            data = b"%s%sContent-Length: %d\r\nX-Request-Id: %s\r\n\r\n%s" % (
-                line, wire[1], size, rid.encode("latin-1"), body)
-            batch = self.fe.batch  # ``_send``, inlined
-            if batch.running or batch.holding:
-                batch.send(self.transport, data)  # type: ignore[arg-type]
-            else:
-                self.transport.write(data)  # type: ignore[union-attr]
-            exchange.response_bytes = size
-            return True
         if rid:  # every request the front end parsed has one
             head = b"%s%sContent-Length: %d\r\nX-Request-Id: %s\r\n\r\n" % (
-                line, wire[1], size, rid.encode("latin-1"))
+                line, wire[1], len(body), rid.encode("latin-1"))
         else:
-            head = b"%s%sContent-Length: %d\r\n\r\n" % (line, wire[1], size)
+            head = b"%s%sContent-Length: %d\r\n\r\n" % (line, wire[1], len(body))
         self._send_message(exchange, status, head, body)
         return True
 
