@@ -89,7 +89,8 @@ def run_node(conn, origin_url: str, wasm: str, workers: int) -> None:  # child p
             "cache": {"max_bytes": "512MiB"},
             "origins": {"default": {"url": origin_url}},
             "chain": [
-                {"type": "wasm", "name": "image-accept", "module": wasm, "root_id": "image-accept", "config": cfg},
+                {"type": "wasm", "name": "image-accept", "module": str(Path(wasm).with_name("image-accept.wasm")),
+                 "root_id": "image-accept", "config": cfg},
                 {"type": "cache"},
                 {"type": "wasm", "name": "image", "module": wasm, "root_id": "image", "config": cfg,
                  "cpu_deadline_ms": 1000, "allow_on_headers_stop_iteration": True},
@@ -222,7 +223,8 @@ def main() -> None:
     args = ap.parse_args()
     n_transform, n_cached, n_small = (20, 200, 300) if args.quick else (60, 1000, 1500)
 
-    subprocess.run(["make", "-s", "-C", str(ROOT / "filters"), "build/image.wasm"], check=True)
+    subprocess.run(["make", "-s", "-C", str(ROOT / "filters"), "build/image.wasm", "build/image-accept.wasm"],
+                   check=True)
     wasm = str(ROOT / "filters" / "build" / "image.wasm")
     ctx = multiprocessing.get_context("spawn")
     o_parent, o_child = ctx.Pipe()

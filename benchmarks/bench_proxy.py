@@ -227,7 +227,7 @@ config = {{ mode = "block" }}
 _IMAGE_ACCEPT = f"""[[chain]]
 type = "wasm"
 name = "image-accept"
-module = "{ROOT / 'filters/build/image.wasm'}"
+module = "{ROOT / 'filters/build/image-accept.wasm'}"
 root_id = "image-accept"
 config = {{ path_prefix = "/img/" }}
 """

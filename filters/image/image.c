@@ -15,6 +15,10 @@
  *             query  <path_prefix>photo.jpg?w=400&h=300&fit=cover&f=auto&q=75&dpr=2
  *             path   <path_prefix>w=400,h=300,fit=cover,f=webp/photo.jpg
  * path_prefix "" puts every path in scope, with the query scheme only.
+ *
+ * Built twice: image.wasm holds both root_ids; image-accept.wasm (-DIMAGE_ACCEPT_ONLY) holds
+ * "image-accept" alone and exports only the request headers hook, so a chain that runs it
+ * before the cache pays no response-side callbacks (Proxy-Wasm hooks are per module).
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -273,27 +277,6 @@ static void default_params(params *p, const config *c) {
     snprintf(p->fmt, sizeof p->fmt, "auto");
 }
 
-static bool check_limits(const params *p, const config *c, violation *why) {
-    char buf[64];
-    if (p->dpr < 0.5 || p->dpr > c->max_dpr) {
-        snprintf(buf, sizeof buf, "%g", c->max_dpr);
-        return violate(why, 400, "dpr: must be between 0.5 and %s", buf);
-    }
-    if ((double)p->w * p->dpr > c->max_width || (double)p->h * p->dpr > c->max_height) {
-        snprintf(buf, sizeof buf, "%ux%u", c->max_width, c->max_height);
-        return violate(why, 400, "output size exceeds the limit of %s", buf);
-    }
-    if (p->w && c->nallowed) {
-        bool ok = false;
-        for (size_t i = 0; i < c->nallowed && !ok; i++) ok = c->allowed_widths[i] == p->w;
-        if (!ok) {
-            snprintf(buf, sizeof buf, "%d", p->w);
-            return violate(why, 400, "width %s is not in the allowed widths", buf);
-        }
-    }
-    return true;
-}
-
 /* The parsed request: parameters, the origin target without them, and the signed message. */
 typedef struct {
     params p;
@@ -374,18 +357,6 @@ static uint32_t accepted_formats(const config *c) {
     return out & c->auto_formats;
 }
 
-static bool signature_ok(const config *c, const parsed *pr) {
-    if (!c->secret) return true;
-    if (!pr->has_sig || pr->sig.n != 64) return false;
-    uint8_t mac[32];
-    char hex[65];
-    pw_hmac_sha256(c->secret, strlen(c->secret), pr->signed_msg.data, pr->signed_msg.len, mac);
-    pw_hex(mac, 32, hex);
-    unsigned diff = 0; /* constant time */
-    for (size_t i = 0; i < 64; i++) diff |= (unsigned)(hex[i] ^ (pr->sig.p[i] | 0x20));
-    return diff == 0;
-}
-
 /* ---- "image-accept": before the cache ------------------------------------------------------ */
 
 static pw_action accept_on_request_headers(pw_stream *s, size_t n, bool eos) {
@@ -412,6 +383,41 @@ static pw_action accept_on_request_headers(pw_stream *s, size_t n, bool eos) {
 }
 
 /* ---- "image": after the cache ---------------------------------------------------------------- */
+#ifndef IMAGE_ACCEPT_ONLY
+
+static bool check_limits(const params *p, const config *c, violation *why) {
+    char buf[64];
+    if (p->dpr < 0.5 || p->dpr > c->max_dpr) {
+        snprintf(buf, sizeof buf, "%g", c->max_dpr);
+        return violate(why, 400, "dpr: must be between 0.5 and %s", buf);
+    }
+    if ((double)p->w * p->dpr > c->max_width || (double)p->h * p->dpr > c->max_height) {
+        snprintf(buf, sizeof buf, "%ux%u", c->max_width, c->max_height);
+        return violate(why, 400, "output size exceeds the limit of %s", buf);
+    }
+    if (p->w && c->nallowed) {
+        bool ok = false;
+        for (size_t i = 0; i < c->nallowed && !ok; i++) ok = c->allowed_widths[i] == p->w;
+        if (!ok) {
+            snprintf(buf, sizeof buf, "%d", p->w);
+            return violate(why, 400, "width %s is not in the allowed widths", buf);
+        }
+    }
+    return true;
+}
+
+static bool signature_ok(const config *c, const parsed *pr) {
+    if (!c->secret) return true;
+    if (!pr->has_sig || pr->sig.n != 64) return false;
+    uint8_t mac[32];
+    char hex[65];
+    pw_hmac_sha256(c->secret, strlen(c->secret), pr->signed_msg.data, pr->signed_msg.len, mac);
+    pw_hex(mac, 32, hex);
+    unsigned diff = 0; /* constant time */
+    for (size_t i = 0; i < 64; i++) diff |= (unsigned)(hex[i] ^ (pr->sig.p[i] | 0x20));
+    return diff == 0;
+}
+
 
 static void free_state(stream_state *st) {
     if (!st) return;
@@ -656,6 +662,8 @@ static void image_on_stream_delete(pw_stream *s) {
     s->user = NULL;
 }
 
+#endif /* IMAGE_ACCEPT_ONLY */
+
 static const pw_filter image_accept = {
     .root_id = "image-accept",
     .on_configure = on_configure,
@@ -663,6 +671,9 @@ static const pw_filter image_accept = {
     .on_request_headers = accept_on_request_headers,
 };
 
+#ifdef IMAGE_ACCEPT_ONLY
+const pw_filter *const pw_filters[] = {&image_accept, NULL};
+#else
 static const pw_filter image = {
     .root_id = NULL,
     .on_configure = on_configure,
@@ -675,3 +686,4 @@ static const pw_filter image = {
 };
 
 const pw_filter *const pw_filters[] = {&image_accept, &image, NULL};
+#endif

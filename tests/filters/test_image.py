@@ -9,6 +9,7 @@ import hmac
 import io
 
 import pytest
+import wasmtime
 from PIL import Image
 
 from edgenode.http.messages import CIMultiDict, Response
@@ -35,6 +36,18 @@ def image_wasm(build_filter):
 
 
 @pytest.fixture(scope="module")
+def accept_wasm(build_filter):
+    """The request-side filter alone (the same source built with IMAGE_ACCEPT_ONLY)."""
+    return build_filter("image-accept")
+
+
+@pytest.fixture(scope="module", params=["image", "image-accept"])
+def accept_module(request, image_wasm, accept_wasm):
+    """Each module the "image-accept" root id runs from."""
+    return image_wasm if request.param == "image" else accept_wasm
+
+
+@pytest.fixture(scope="module")
 def service():
     svc = ImageService(workers=1)
     yield svc
@@ -53,13 +66,13 @@ def image_origin(body: bytes = SOURCE, ctype: str = "image/jpeg"):
     return terminal, seen
 
 
-def stages(image_wasm, service, config=None):
+def stages(image_wasm, service, config=None, accept_wasm=None):
     async def callout(name, req, timeout):
         assert name == IMAGE_UPSTREAM
         return await service.handle(req)
 
     cfg = config or {}
-    return [make_stage(image_wasm, cfg, name="image-accept", root_id="image-accept"),
+    return [make_stage(accept_wasm or image_wasm, cfg, name="image-accept", root_id="image-accept"),
             make_stage(image_wasm, cfg, name="image", root_id="image", callout=callout,
                        allow_on_headers_stop_iteration=True)]
 
@@ -130,20 +143,32 @@ async def test_dpr_multiplies_the_size(image_wasm, service) -> None:
     ("text/html,image/webp,*/*;q=0.8", "WEBP", "image/webp,*/*"),
     ("*/*", "JPEG", "*/*"),
 ])
-async def test_format_auto_follows_normalised_accept(image_wasm, service, accept, fmt, normalised) -> None:
+async def test_format_auto_follows_normalised_accept(image_wasm, accept_module, service, accept, fmt,
+                                                     normalised) -> None:
     terminal, seen = image_origin()
-    resp, _ = await run_stage(stages(image_wasm, service), request("/img/p.jpg?w=320", {"Accept": accept}), terminal)
+    resp, _ = await run_stage(stages(image_wasm, service, accept_wasm=accept_module),
+                              request("/img/p.jpg?w=320", {"Accept": accept}), terminal)
     assert resp.status == 200
     assert seen[0].request.headers["accept"] == normalised  # what the cache keys the variant on
     assert decode(resp.body).format == fmt
     assert resp.headers["vary"] == "Accept"
 
 
-async def test_auto_formats_config_restricts_the_choice(image_wasm, service) -> None:
+async def test_auto_formats_config_restricts_the_choice(image_wasm, accept_module, service) -> None:
     terminal, _ = image_origin()
-    resp, _ = await run_stage(stages(image_wasm, service, {"auto_formats": ["webp"]}),
+    resp, _ = await run_stage(stages(image_wasm, service, {"auto_formats": ["webp"]}, accept_module),
                               request("/img/p.jpg?w=320", {"Accept": "image/avif,image/webp"}), terminal)
     assert decode(resp.body).format == "WEBP"
+
+
+def test_image_accept_module_exports_only_the_request_headers_hook(image_wasm, accept_wasm) -> None:
+    def hooks(path):
+        module = wasmtime.Module.from_file(wasmtime.Engine(), str(path))
+        return {e.name for e in module.exports if e.name.startswith("proxy_on_")
+                and (e.name.endswith("_headers") or e.name.endswith("_body"))}
+
+    assert hooks(accept_wasm) == {"proxy_on_request_headers"}
+    assert {"proxy_on_response_headers", "proxy_on_response_body"} <= hooks(image_wasm)
 
 
 async def test_requests_without_parameters_pass_untouched(image_wasm, service) -> None:
