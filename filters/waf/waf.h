@@ -278,6 +278,7 @@ typedef struct {
     struct RxGate *pf_gate_body; /* firstpass.c: the same over those of the sets targeting REQUEST_BODY */
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
     wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
+    uint32_t *pf_header_hashes;  /* firstpass.c: hash_ci of each */
     int n_pf_header_keys;
 } waf_rules;
 
