@@ -468,10 +468,12 @@ void firstpass_free(waf_rules *r) {
  * found that way is compared by bytes with the inputs already searched. */
 #define LIT_MEMO 256   /* distinct inputs remembered (an ordinary request has ~30 per phase) */
 typedef struct lit_entry { const char *p; size_t n; uint64_t *bits; } lit_entry;   /* bits NULL: free */
-/* by address (open addressing), and the entries in order: an input missed by address may
- * hold the same bytes as one of them */
+/* by address (open addressing), and the entries listed by their length's low bits: an input
+ * missed by address may hold the same bytes as one of the same length */
+#define LIT_LENS 64
 struct lit_memo {
-    lit_entry table[LIT_MEMO]; int n_kept; uint16_t kept[LIT_MEMO];
+    lit_entry table[LIT_MEMO];
+    uint16_t by_len[LIT_LENS], next[LIT_MEMO];   /* slot + 1 of the last kept, of the one before; 0: none */
     lit_entry body[8]; int n_body;   /* REQUEST_BODY after the chains asked, r->pf_gate_body's answers */
 };
 
@@ -518,8 +520,8 @@ static __attribute__((noinline)) bool literal_search(waf_tx *tx, wstr in, int g)
     /* the same bytes at another address (chains whose results are equal but were built
      * anew, e.g. ARGS_NAMES of a JSON body): the same answer */
     uint64_t *bits = NULL;
-    for (int k = 0; k < lm->n_kept && !bits; k++) {
-        const lit_entry *m = &lm->table[lm->kept[k]];
+    for (uint16_t k = lm->by_len[in.n % LIT_LENS]; k && !bits; k = lm->next[k - 1]) {
+        const lit_entry *m = &lm->table[k - 1];
         if (m->n == in.n && memcmp(m->p, in.p, in.n) == 0) bits = m->bits;
     }
     if (!bits) {
@@ -529,7 +531,9 @@ static __attribute__((noinline)) bool literal_search(waf_tx *tx, wstr in, int g)
     }
     if (e) {   /* else: full, not kept */
         *e = (lit_entry){in.p, in.n, bits};
-        lm->kept[lm->n_kept++] = (uint16_t)(e - lm->table);
+        uint16_t *head = &lm->by_len[in.n % LIT_LENS];
+        lm->next[e - lm->table] = *head;
+        *head = (uint16_t)(e - lm->table + 1);
     }
     return (bits[g / 64] >> (g % 64)) & 1;
 }
