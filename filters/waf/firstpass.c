@@ -243,8 +243,10 @@ static int16_t header_key_id(waf_rules *r, wstr key) {
         if (ieq(r->pf_header_keys[i].p, r->pf_header_keys[i].n, key.p, key.n)) return (int16_t)(HEADER_KEY_ID + i);
     if (r->n_pf_header_keys == 256) return -1;
     r->pf_header_keys = realloc(r->pf_header_keys, (size_t)(r->n_pf_header_keys + 1) * sizeof *r->pf_header_keys);
-    if (!r->pf_header_keys) abort();
+    r->pf_header_hashes = realloc(r->pf_header_hashes, (size_t)(r->n_pf_header_keys + 1) * sizeof *r->pf_header_hashes);
+    if (!r->pf_header_keys || !r->pf_header_hashes) abort();
     r->pf_header_keys[r->n_pf_header_keys] = key;
+    r->pf_header_hashes[r->n_pf_header_keys] = hash_ci(key.p, key.n);
     return (int16_t)(HEADER_KEY_ID + r->n_pf_header_keys++);
 }
 
@@ -452,6 +454,8 @@ void firstpass_free(waf_rules *r) {
     r->pf_sources = NULL;
     free(r->pf_header_keys);
     r->pf_header_keys = NULL;
+    free(r->pf_header_hashes);
+    r->pf_header_hashes = NULL;
     r->n_pf_header_keys = 0;
     r->pf_groups = NULL;
     r->n_pf_groups = 0;
@@ -464,12 +468,19 @@ void firstpass_free(waf_rules *r) {
  * found that way is compared by bytes with the inputs already searched. */
 #define LIT_MEMO 256   /* distinct inputs remembered (an ordinary request has ~30 per phase) */
 typedef struct lit_entry { const char *p; size_t n; uint64_t *bits; } lit_entry;   /* bits NULL: free */
-/* by address (open addressing), and the entries in order: an input missed by address may
- * hold the same bytes as one of them */
+/* by address (open addressing), and the entries listed by their length's low bits: an input
+ * missed by address may hold the same bytes as one of the same length */
+#define LIT_LENS 64
 struct lit_memo {
-    lit_entry table[LIT_MEMO]; int n_kept; uint16_t kept[LIT_MEMO];
+    lit_entry table[LIT_MEMO];
+    uint16_t by_len[LIT_LENS], next[LIT_MEMO];   /* slot + 1 of the last kept, of the one before; 0: none */
     lit_entry body[8]; int n_body;   /* REQUEST_BODY after the chains asked, r->pf_gate_body's answers */
 };
+
+/* an input's first slot in the table */
+static inline uint32_t lit_slot(wstr in) {
+    return (uint32_t)(((uintptr_t)in.p >> 3) * 2654435761u ^ (uint32_t)in.n * 40503u) % LIT_MEMO;
+}
 
 /* A set that targets REQUEST_BODY asking about it (after the set's chain): the small automaton
  * of only such sets' literals answers, at prefilter speed on the whole body (its few hits). */
@@ -486,7 +497,8 @@ static __attribute__((noinline)) bool body_literal_occurs(waf_tx *tx, struct lit
     return (bits[g / 64] >> (g % 64)) & 1;
 }
 
-static bool literal_occurs(waf_tx *tx, wstr in, int g) {
+/* The answer past the first slot: probed, found by bytes, or searched (then kept). */
+static __attribute__((noinline)) bool literal_search(waf_tx *tx, wstr in, int g) {
     const waf_rules *r = tx->rules;
     size_t words = ((size_t)r->n_pf_groups + 63) / 64;
     struct lit_memo *lm = tx->lit_memo;
@@ -498,7 +510,7 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
         const wstr *b = source_joined(tx, V_REQUEST_BODY, false, r->pf_groups[g].chain);
         if (b && b->p == in.p && b->n == in.n) return body_literal_occurs(tx, lm, in, g);
     }
-    uint32_t h = (uint32_t)(((uintptr_t)in.p >> 3) * 2654435761u ^ (uint32_t)in.n * 40503u);
+    uint32_t h = lit_slot(in);
     lit_entry *e = NULL;
     for (int probe = 0; probe < 8; probe++) {
         lit_entry *m = &lm->table[(h + (uint32_t)probe) % LIT_MEMO];
@@ -508,8 +520,8 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
     /* the same bytes at another address (chains whose results are equal but were built
      * anew, e.g. ARGS_NAMES of a JSON body): the same answer */
     uint64_t *bits = NULL;
-    for (int k = 0; k < lm->n_kept && !bits; k++) {
-        const lit_entry *m = &lm->table[lm->kept[k]];
+    for (uint16_t k = lm->by_len[in.n % LIT_LENS]; k && !bits; k = lm->next[k - 1]) {
+        const lit_entry *m = &lm->table[k - 1];
         if (m->n == in.n && memcmp(m->p, in.p, in.n) == 0) bits = m->bits;
     }
     if (!bits) {
@@ -519,9 +531,22 @@ static bool literal_occurs(waf_tx *tx, wstr in, int g) {
     }
     if (e) {   /* else: full, not kept */
         *e = (lit_entry){in.p, in.n, bits};
-        lm->kept[lm->n_kept++] = (uint16_t)(e - lm->table);
+        uint16_t *head = &lm->by_len[in.n % LIT_LENS];
+        lm->next[e - lm->table] = *head;
+        *head = (uint16_t)(e - lm->table + 1);
     }
     return (bits[g / 64] >> (g % 64)) & 1;
+}
+
+/* Whether one of set g's literals occurs in the input: the answer kept at the input's first
+ * slot by address (inline: ~530 questions per GET, most answered there), or literal_search. */
+static inline bool literal_occurs(waf_tx *tx, wstr in, int g) {
+    const struct lit_memo *lm = tx->lit_memo;
+    if (lm && !(tx->rules->pf_groups[g].body && tx->sc_set[V_REQUEST_BODY])) {
+        const lit_entry *m = &lm->table[lit_slot(in)];
+        if (m->p == in.p && m->n == in.n && m->bits) return (m->bits[(unsigned)g / 64] >> ((unsigned)g % 64)) & 1;
+    }
+    return literal_search(tx, in, g);
 }
 
 /* The unions' answers per large input (valid while tx->src_epoch stays put), by address or
@@ -749,7 +774,7 @@ static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const ws
  * a set that did match is scanned again per source, to know where. */
 typedef struct pf_scan { uint32_t epoch; uint64_t mask; } pf_scan;
 
-static uint64_t set_scan(waf_tx *tx, int g) {
+static __attribute__((noinline)) uint64_t set_scan(waf_tx *tx, int g) {
     const waf_rules *r = tx->rules;
     if (!tx->pf_scans) {
         tx->pf_scans = ar_alloc(&tx->a, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
@@ -767,7 +792,7 @@ static uint64_t set_scan(waf_tx *tx, int g) {
         if (ids[k] >= HEADER_KEY_ID) {   /* one header by name: its values after the chain */
             const coll *c = &tx->c[V_REQUEST_HEADERS];
             wstr key = r->pf_header_keys[ids[k] - HEADER_KEY_ID];
-            uint32_t hash = hash_ci(key.p, key.n);
+            uint32_t hash = r->pf_header_hashes[ids[k] - HEADER_KEY_ID];
             for (uint32_t i = 0; i < c->n && live < 64; i++) {
                 if (c->hashes[i] != hash || !c->items[i].key.p || !ieq(c->items[i].key.p, c->items[i].key.n, key.p, key.n)) continue;
                 parts[live] = transform(tx, pg->chain, c->items[i].val, VID(V_REQUEST_HEADERS, i, 0));
@@ -812,9 +837,15 @@ static uint64_t set_scan(waf_tx *tx, int g) {
     return mask;
 }
 
+/* A set's scan mask: the one already made (asked ~4 times per set per GET, inline), or set_scan. */
+static inline uint64_t set_mask(waf_tx *tx, int g) {
+    const pf_scan *sc = tx->pf_scans ? &tx->pf_scans[g] : NULL;
+    return sc && sc->epoch == tx->src_epoch + 1 ? sc->mask : set_scan(tx, g);
+}
+
 static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) {
     int g = sl->group;
-    if (!((set_scan(tx, g) >> sl->bit) & 1)) return false;
+    if (!((set_mask(tx, g) >> sl->bit) & 1)) return false;
     uint8_t *done;
     uint64_t *masks = source_masks(tx, base, names, &done);
     if (!(done[g >> 3] & (1u << (g & 7)))) {
@@ -830,7 +861,7 @@ static bool slot_may_match(waf_tx *tx, const pf_slot *sl, int base, bool names) 
 
 bool firstpass_rule_may_match(waf_tx *tx, const rule *ru) {
     for (int i = 0; i < ru->n_pf; i++)
-        if ((set_scan(tx, ru->pf[i].group) >> ru->pf[i].bit) & 1) return true;
+        if ((set_mask(tx, ru->pf[i].group) >> ru->pf[i].bit) & 1) return true;
     return false;
 }
 

@@ -26,10 +26,10 @@ typedef struct src_state {
     uint32_t *first;             /* [n] index of the first value equal to this one (NULL: not yet) */
     uint32_t *uniq, n_uniq;      /* with first: the indices of the distinct values, in order */
     const void **no_match;       /* [n] the last rule whose operator did not match value i */
-    int8_t *keeps;               /* [chain] 1: the chain changes no value, 0: it may, -1: unknown */
+    bool present_known;          /* present and the transformations are decided */
     uint64_t t_known, t_keeps;   /* transformations (bit T_*) decided for the values, and those
                                   * that keep them */
-    tfn_set present;             /* the bytes of the values (with keeps) */
+    tfn_set present;             /* the bytes of the values */
     bool pairs_known;            /* present's TFN_SPACE_PAIR is computed */
     wstr raw_joined;             /* the values themselves, joined (p == NULL: not built) */
     wstr **tv;                   /* [chain] -> [n] results (p == NULL: not computed) */
@@ -80,7 +80,7 @@ static __attribute__((noinline)) src_state *source_new(waf_tx *tx, int base, boo
     s->uniq = NULL;
     s->n_uniq = 0;
     s->no_match = NULL;
-    s->keeps = NULL;
+    s->present_known = false;
     s->t_known = s->t_keeps = 0;
     s->pairs_known = false;
     s->raw_joined = (wstr){NULL, 0};
@@ -157,11 +157,11 @@ static bool space_pair(waf_tx *tx, src_state *s, int base, bool names) {
 }
 
 /* The bytes the source's values hold (s->present), once per source: a byte store per byte
- * of the values, packed into the set after. */
+ * of the values, packed into the set after.  Then every transformation is decided at once
+ * (compressWhitespace, whose two-spaces test is a scan of its own, when asked), so that a
+ * chain's answer is one mask test. */
 static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, int base, bool names) {
-    const waf_rules *r = tx->rules;
-    s->keeps = ar_alloc(&tx->a, (size_t)r->n_tchains);
-    memset(s->keeps, -1, (size_t)r->n_tchains);
+    s->present_known = true;
     uint8_t seen[256];
     memset(seen, 0, sizeof seen);
     tfn_set *set = &s->present;
@@ -181,10 +181,12 @@ static __attribute__((noinline)) void present_bytes(waf_tx *tx, src_state *s, in
         memcpy(&x, seen + 8 * k, 8);
         set->w[k >> 3] |= ((x * 0x0102040810204080ull) >> 56) << (8 * (k & 7));
     }
+    s->t_known = ~(1ull << T_COMPRESSWHITESPACE);
+    s->t_keeps = tfn_keeps_all(set) & s->t_known;
 }
 
 /* Whether `step` leaves every value of the source as it is (s->present is known); decided
- * once per source (t_known, t_keeps). */
+ * once per source (t_known, t_keeps: present_bytes decides all but compressWhitespace). */
 static bool step_keeps(waf_tx *tx, src_state *s, int base, bool names, int step) {
     uint64_t bit = 1ull << step;
     if (!(s->t_known & bit)) {
@@ -204,20 +206,15 @@ static bool step_keeps(waf_tx *tx, src_state *s, int base, bool names, int step)
  * values themselves and its joined values the source's own: nothing is computed per value.
  * (Each step sees the values unchanged, by induction along the chain.)  Each transformation
  * is decided once per source, and a chain by its set of steps. */
-static bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chain) {
-    const waf_rules *r = tx->rules;
-    if (r->tchain_def[chain][0] == 0) return true;
-    if (!s->keeps) present_bytes(tx, s, base, names);
-    if (s->keeps[chain] < 0) {
-        uint64_t steps = r->tchain_steps[chain];
-        /* decide the steps not decided yet, while none is known to change a value */
-        for (uint64_t left = steps & ~s->t_known; left && !(steps & s->t_known & ~s->t_keeps); left &= left - 1)
-            step_keeps(tx, s, base, names, __builtin_ctzll(left));
-        bool keeps = (steps & ~s->t_keeps) == 0;
-        s->keeps[chain] = keeps;
-        if (keeps) s->col_done[chain] = COL_KEEPS;
-    }
-    return s->keeps[chain];
+static inline bool chain_keeps(waf_tx *tx, src_state *s, int base, bool names, int chain) {
+    uint64_t steps = tx->rules->tchain_steps[chain];
+    if (!steps) return true;
+    if (!s->present_known) present_bytes(tx, s, base, names);
+    if ((steps & ~s->t_known) && !(steps & ~s->t_keeps & s->t_known))   /* compressWhitespace */
+        step_keeps(tx, s, base, names, T_COMPRESSWHITESPACE);
+    if (steps & ~s->t_keeps) return false;
+    s->col_done[chain] = COL_KEEPS;
+    return true;
 }
 
 /* The source's values joined by '\n', repeats left out. */
@@ -405,7 +402,7 @@ const wstr *source_column(waf_tx *tx, int base, bool names, int chain) {
 
 const tfn_set *source_present(waf_tx *tx, int base, bool names) {
     src_state *s = source(tx, base, names);
-    if (!s->keeps) present_bytes(tx, s, base, names);
+    if (!s->present_known) present_bytes(tx, s, base, names);
     return &s->present;
 }
 

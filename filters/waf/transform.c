@@ -854,6 +854,18 @@ bool tfn_keeps(int t, const tfn_set *present) {
              (a->w[3] & present->w[3]) | (a->w[4] & present->w[4]));
 }
 
+uint64_t tfn_keeps_all(const tfn_set *present) {
+    if (!acts_built) acts_build();
+    uint64_t keeps = 0;
+    for (int t = 1; t < T_COUNT; t++) {
+        const tfn_set *a = &ACTS[t];
+        if (!NEVER[t] && !((a->w[0] & present->w[0]) | (a->w[1] & present->w[1]) | (a->w[2] & present->w[2]) |
+                           (a->w[3] & present->w[3]) | (a->w[4] & present->w[4])))
+            keeps |= 1ull << t;
+    }
+    return keeps;
+}
+
 const uint8_t *tfn_acts(int t) {
     if (!acts_built) acts_build();
     return t <= 0 || t >= T_COUNT || NEVER[t] ? NULL : ACTS_BYTES[t];

@@ -278,6 +278,7 @@ typedef struct {
     struct RxGate *pf_gate_body; /* firstpass.c: the same over those of the sets targeting REQUEST_BODY */
     int16_t *pf_sources;         /* firstpass.c: every set's sources, 2 * variable + names */
     wstr *pf_header_keys;        /* firstpass.c: request headers targeted by name */
+    uint32_t *pf_header_hashes;  /* firstpass.c: hash_ci of each */
     int n_pf_header_keys;
 } waf_rules;
 
@@ -382,6 +383,7 @@ enum { TFN_SPACE_PAIR = 256, TFN_FINAL_DOT };
 typedef struct { uint64_t w[5]; } tfn_set;
 /* t returns any text made only of the bytes in `present` unchanged */
 bool tfn_keeps(int t, const tfn_set *present);
+uint64_t tfn_keeps_all(const tfn_set *present);   /* bit T_*: tfn_keeps(T_*, present) */
 /* The same promise per text: t returns a text unchanged when none of its bytes has
  * TFN_ACTS_ANY in the table and its last byte no TFN_ACTS_LAST.  NULL: no such promise. */
 enum { TFN_ACTS_ANY = 1, TFN_ACTS_LAST = 2 };
