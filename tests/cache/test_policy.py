@@ -106,6 +106,16 @@ def test_initial_age_rfc9111():
     assert initial_age(None, NOW + 100, NOW, NOW) == 0
 
 
+@pytest.mark.parametrize("date, request_time", [(NOW - 10, NOW), (NOW + 100, NOW), (NOW, NOW - 2),
+                                                 (NOW - 1, NOW - 5)])
+def test_an_entry_without_age_has_initial_ages_corrected_age(date, request_time):
+    e = build_entry(key="k", url="u", status=200, reason="OK",
+                    resp_headers=H(cache_control="max-age=100", date=format_http_date(date)),
+                    body=b"x", req_headers=H(), request_time=request_time, response_time=NOW,
+                    heuristic_fraction=0.1, heuristic_max=86400.0)
+    assert e.age0 == initial_age(None, date, request_time, NOW)
+
+
 def test_entry_precomputes_and_adds_date():
     e = build_entry(key="k", url="u", status=200, reason="OK", resp_headers=H(cache_control="max-age=100"),
                     body=b"x", req_headers=H(), request_time=NOW, response_time=NOW,
