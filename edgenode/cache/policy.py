@@ -112,7 +112,7 @@ def storability(method: str, req_headers: Headers, req_cc: Mapping[str, str | No
         return "authorization"
     if "set-cookie" in resp_headers:
         return "set-cookie"
-    if "*" in split_list(resp_headers.getall("vary", ())):
+    if "vary" in resp_headers and "*" in split_list(resp_headers.getall("vary")):
         return "vary-star"
     if not ("public" in resp_cc or ("expires" in resp_headers and not targeted) or "max-age" in resp_cc
             or "s-maxage" in resp_cc or status in HEURISTIC_STATUSES):
@@ -204,15 +204,12 @@ def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tupl
     return values, "\x00".join(f"{n}={v}" for n, v in zip(vary, values))
 
 
-def _not_stored(resp_headers: Headers, names: set[str], cc: Mapping[str, str | None],
-                targeted: bool) -> frozenset[str]:
-    """The lower-case names not stored: ``_NOT_STORED``, the fields ``Connection`` names,
-    and those of private="f" / no-cache="f" (a shared cache may store the response without
-    them; the ones Cache-Control names are dropped even when a targeted field rules
-    freshness)."""
+def _not_stored(resp_headers: Headers, cc: Mapping[str, str | None], targeted: bool) -> frozenset[str]:
+    """The lower-case names not stored but the ones ``Connection`` names (``_connected``):
+    ``_NOT_STORED`` and those of private="f" / no-cache="f" (a shared cache may store the
+    response without them; the ones Cache-Control names are dropped even when a
+    targeted field rules freshness)."""
     extra: set[str] = set()
-    if "connection" in names:
-        extra.update(token.lower() for token in split_list(resp_headers.getall("connection")))
     plain = parse_cache_control(resp_headers.getall("cache-control", ())) if targeted else cc
     for directives in (cc, plain):
         if "private" in directives:
@@ -220,6 +217,11 @@ def _not_stored(resp_headers: Headers, names: set[str], cc: Mapping[str, str | N
         if "no-cache" in directives:
             extra.update(field_names(directives["no-cache"]))
     return _NOT_STORED | extra if extra else _NOT_STORED
+
+
+def _connected(resp_headers: Headers) -> set[str]:
+    """The lower-case names the response's ``Connection`` fields list (hop-by-hop)."""
+    return {token.lower() for token in split_list(resp_headers.getall("connection"))}
 
 
 def _set_facts(e: Entry, status: int, fields: Headers, cc: Mapping[str, str | None],
@@ -235,12 +237,15 @@ def _set_facts(e: Entry, status: int, fields: Headers, cc: Mapping[str, str | No
     e.request_time = request_time
     e.response_time = response_time
     e.date = date
-    e.age0 = initial_age(age, date, request_time, response_time)
+    # (no Age field, the usual case: ``initial_age``'s corrected age without the call)
+    e.age0 = (initial_age(age, date, request_time, response_time) if age is not None
+              else max(0.0, response_time - date, response_time - request_time))
     e.lifetime = freshness_lifetime(status, fields, cc, date, heuristic_fraction, heuristic_max,
                                     default_ttl, targeted)
     e.fresh_until = response_time + e.lifetime - e.age0
-    e.swr = float(delta_seconds(cc.get("stale-while-revalidate")) or 0)
-    e.sie = float(delta_seconds(cc.get("stale-if-error")) or 0)
+    swr, sie = cc.get("stale-while-revalidate"), cc.get("stale-if-error")
+    e.swr = float(delta_seconds(swr) or 0) if swr is not None else 0.0
+    e.sie = float(delta_seconds(sie) or 0) if sie is not None else 0.0
     e.no_stale = "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
     e.no_cache = "no-cache" in cc and not cc["no-cache"]
     e.auth_ok = _auth_allowed(cc)
@@ -254,7 +259,8 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
                 req_headers: Headers, request_time: float, response_time: float,
                 heuristic_fraction: float, heuristic_max: float, default_ttl: float = 0.0,
                 trailers: Headers | None = None, partial: Partial | None = None,
-                fields: Fields | None = None) -> Entry:
+                fields: Fields | None = None,
+                directives: tuple[dict[str, str | None], bool] | None = None) -> Entry:
     """Turn a storable response into an Entry (parsing its caching fields once).
 
     ``fields``: ``resp_headers`` as plain ``str`` pairs, when the caller has them
@@ -265,22 +271,24 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     trailer fields, RFC 9111 §3 lets a cache keep them) are stored as they are and
     replayed on full hits.  ``partial``: the entry is an incomplete response (status 206)
     holding those spans (``resp_headers`` without the 206's Content-Range: it is made per
-    answer).
+    answer).  ``directives``: ``response_directives(resp_headers)``, when the caller
+    has them (the cache stage's storability decision), so they are not parsed again.
     """
     pairs: Fields = [(str(k), v) for k, v in resp_headers.items()] if fields is None else fields
-    names = lower_names(pairs)
-    if "cdn-cache-control" in names or "surrogate-control" in names:
-        cc, targeted = response_directives(resp_headers)
-    else:
-        cc, targeted = parse_cache_control(resp_headers.getall("cache-control", ())), False
-    drop = _not_stored(resp_headers, names, cc, targeted)
+    cc, targeted = directives if directives is not None else response_directives(resp_headers)
+    drop = _not_stored(resp_headers, cc, targeted)
+    # the stored list, its wire block (None: not writable as it is) and its length, and
+    # every lower-case name, in one C pass
+    names: set[str] = set()
+    stored, block, chars = field_block(pairs, drop, names)
+    if "connection" in names:  # the fields it lists are not stored either (rare: a second pass)
+        drop = drop | _connected(resp_headers)
+        stored, block, chars = field_block(pairs, drop)
+    kept = names - drop
     e = Entry()
     e.key, e.url, e.status, e.reason, e.body = key, url, status, reason, body
     e.partial = partial
     e.surrogate_control = tuple(resp_headers.getall("surrogate-control")) if "surrogate-control" in names else ()
-    # the stored list, its wire block (None: not writable as it is) and its length, in C
-    stored, block, chars = field_block(pairs, drop)
-    kept = names - drop
     e.headers = stored
     if partial is None:
         length = str(len(body))
@@ -296,10 +304,17 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
         chars += len(line)
         if block is not None:
             block += line.encode("ascii")  # (an IMF-fixdate)
-    e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary"))) if "vary" in names else ()
-    e.vary_values, e.variant = variant_signature(e.vary, req_headers)
-    e.surrogate_keys = (tuple(k for v in resp_headers.getall("surrogate-key") for k in v.split())
-                        if "surrogate-key" in names else ())
+    if "vary" in names:
+        e.vary = tuple(n.lower() for n in split_list(resp_headers.getall("vary")))
+        e.vary_values, e.variant = variant_signature(e.vary, req_headers)
+    else:
+        e.vary, e.vary_values, e.variant = (), (), ""
+    if "surrogate-key" in names:
+        tags = resp_headers.getall("surrogate-key")
+        e.surrogate_keys = (tuple(tags[0].split()) if len(tags) == 1
+                            else tuple(k for v in tags for k in v.split()))
+    else:
+        e.surrogate_keys = ()
     e.trailers = CIMultiDict(trailers) if trailers else None
     # each field counted as its "name: value\r\n" line (Content-Length's is not in ``chars``)
     e.size = len(body) + chars + (len(length) + 18 if partial is None else 0) + len(key) + 200

@@ -271,7 +271,7 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        age = str(int(max(0.0, entry.age(now))))
+        age = str(int(max(0.0, entry.age0 + (now - entry.response_time))))  # entry.age(now), inlined
         status_code = entry.status
         body = entry.body
         wire = entry.wire
@@ -419,7 +419,7 @@ class CacheStage:
             finally:
                 # header-time outcomes resolve the flight; a streamed body resolves it at its
                 # end (the tee holds it).  Anything else (an exception) releases the waiters.
-                if not flight.handed_off:
+                if not flight.handed_off and not flight.future.done():
                     flight.release()
         assert fut is not None
         entry = await self.collapser.wait(fut, self.cfg.collapse_timeout)
@@ -619,7 +619,8 @@ class CacheStage:
                                request_time=request_time, response_time=response_time,
                                heuristic_fraction=self.cfg.heuristic_fraction,
                                heuristic_max=self.cfg.heuristic_max, default_ttl=self.cfg.default_ttl,
-                               trailers=trailers, partial=partial, fields=fields)
+                               trailers=trailers, partial=partial, fields=fields,
+                               directives=(resp_cc, targeted))
 
         if reason is None and isinstance(resp.body, (bytes, bytearray)):
             body = bytes(resp.body)
@@ -667,7 +668,7 @@ class CacheStage:
             flight.done(entry if stored else None)
         now = self.clock()
         cache_status = status.forwarded(self.cache_name, fwd, fwd_status=fwd_status, stored=stored)
-        if self._answers(entry, ex.request):
+        if entry.partial is None or self._answers(entry, ex.request):
             return self._serve(ex, entry, now, "MISS", cache_status)
         _strip_surrogate(resp)
         self._mark(ex, resp, "MISS", cache_status)

@@ -119,16 +119,18 @@ PyDoc_STRVAR(field_block_doc,
 "``stored``: the pairs whose lower-case name is not in ``drop`` (a new list of the same\n"
 "tuples); ``block``: their ``Name: value\\r\\n`` lines as Latin-1 bytes, or None when a\n"
 "name or value holds CR, LF or a character beyond Latin-1; ``chars``: the lines' length\n"
-"in characters (what ``len`` of the joined text is).");
+"in characters (what ``len`` of the joined text is).\n\n"
+"``field_block(pairs, drop, names)``: also adds every pair's lower-case name (stored or\n"
+"not) to the set ``names``, so a caller needing both lowers each name once.");
 
 static PyObject *field_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "field_block(pairs, drop)");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "field_block(pairs, drop[, names])");
         return NULL;
     }
-    PyObject *pairs = args[0], *drop = args[1];
-    if (!PyList_Check(pairs) || !PyAnySet_Check(drop)) {
-        PyErr_SetString(PyExc_TypeError, "field_block(list, set or frozenset)");
+    PyObject *pairs = args[0], *drop = args[1], *names = nargs == 3 ? args[2] : NULL;
+    if (!PyList_Check(pairs) || !PyAnySet_Check(drop) || (names != NULL && !PySet_Check(names))) {
+        PyErr_SetString(PyExc_TypeError, "field_block(list, set or frozenset[, set])");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(pairs);
@@ -145,6 +147,9 @@ static PyObject *field_block(PyObject *self, PyObject *const *args, Py_ssize_t n
             goto fail;
         }
         int dropped = PySet_Contains(drop, low);
+        if (dropped >= 0 && names != NULL && PySet_Add(names, low) < 0) {
+            dropped = -1;
+        }
         Py_DECREF(low);
         if (dropped < 0) {
             goto fail;

@@ -15,7 +15,7 @@ from edgenode.cache.directives import format_http_date, parse_cache_control, par
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
     FRESH, REVALIDATE, STALE_OK, STALE_SWR, build_entry, evaluate, freshness_lifetime, initial_age,
-    normalise_field, refresh_entry, storability,
+    normalise_field, refresh_entry, response_directives, storability,
 )
 from edgenode.cache.ranges import UNSATISFIABLE, parse_range
 from edgenode.config import CacheKeyConfig
@@ -104,6 +104,16 @@ def test_initial_age_rfc9111():
     assert initial_age("30", NOW, NOW - 2, NOW) == 32
     # a Date in the future gives no negative age
     assert initial_age(None, NOW + 100, NOW, NOW) == 0
+
+
+@pytest.mark.parametrize("date, request_time", [(NOW - 10, NOW), (NOW + 100, NOW), (NOW, NOW - 2),
+                                                 (NOW - 1, NOW - 5)])
+def test_an_entry_without_age_has_initial_ages_corrected_age(date, request_time):
+    e = build_entry(key="k", url="u", status=200, reason="OK",
+                    resp_headers=H(cache_control="max-age=100", date=format_http_date(date)),
+                    body=b"x", req_headers=H(), request_time=request_time, response_time=NOW,
+                    heuristic_fraction=0.1, heuristic_max=86400.0)
+    assert e.age0 == initial_age(None, date, request_time, NOW)
 
 
 def test_entry_precomputes_and_adds_date():
@@ -290,19 +300,23 @@ def test_cache_key():
      ("Last-Modified", DATE), ("X-Cache", "HIT")],
     [("Cache-Control", "public"), ("Date", DATE), ("Connection", "X-Hop"), ("X-Hop", "1"),
      ("Expires", format_http_date(NOW + 30))],
+    [("CDN-Cache-Control", "max-age=5"), ("Cache-Control", 'no-cache="X-Tmp"'), ("X-Tmp", "t"),
+     ("Surrogate-Control", "max-age=9"), ("Surrogate-Key", "k1"), ("Surrogate-Key", "k2 k3")],
 ])
 def test_an_entry_from_plain_pairs_equals_the_one_from_the_multidict(fields):
-    """``fields`` (the origin client's plain pairs) only make ``build_entry`` cheaper: the
-    stored fields, facts, wire block and size are the same as from the multidict alone."""
-    def made(pairs):
+    """``fields`` (the origin client's plain pairs) and ``directives`` (the stage's
+    storability check) only make ``build_entry`` cheaper: the stored fields, facts, wire
+    block and size are the same as from the multidict alone."""
+    def made(pairs, directives=None):
         return build_entry(key="k", url="http://h/", status=200, reason="OK", resp_headers=CIMultiDict(fields),
                            body=b"body", req_headers=H(accept="text/html"), request_time=NOW,
                            response_time=NOW + 1, heuristic_fraction=0.1, heuristic_max=86400.0,
-                           fields=pairs)
+                           fields=pairs, directives=directives)
     a, b = made(None), made(list(fields))
+    c = made(list(fields), response_directives(CIMultiDict(fields)))
     for name in ("headers", "wire", "size", "lifetime", "age0", "etag", "last_modified", "vary",
-                 "vary_values", "surrogate_keys", "no_cache", "auth_ok"):
-        assert getattr(a, name) == getattr(b, name), name
-    assert list(a.proto.items()) == list(b.proto.items())
+                 "vary_values", "surrogate_keys", "surrogate_control", "no_cache", "auth_ok", "swr"):
+        assert getattr(a, name) == getattr(b, name) == getattr(c, name), name
+    assert list(a.proto.items()) == list(b.proto.items()) == list(c.proto.items())
     assert all(type(k) is str for k, _ in b.headers)  # marshal takes them as they are
     assert ("X-Secret" in dict(b.headers)) is False and ("X-Hop" in dict(b.headers)) is False

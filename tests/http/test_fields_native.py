@@ -40,6 +40,9 @@ def python_block(pairs: list[tuple[str, str]], drop: frozenset[str]):
 def test_field_block_equals_the_python_passes(pairs):
     for drop in (_NOT_STORED, frozenset(), frozenset({"x-ünïcode", "etag"}), {"server"}):
         assert field_block(pairs, drop) == python_block(pairs, drop)
+        names = {"kept-before"}
+        assert field_block(pairs, drop, names) == python_block(pairs, drop)
+        assert names == {k.lower() for k, _ in pairs} | {"kept-before"}  # stored or dropped
     assert lower_names(pairs) == {k.lower() for k, _ in pairs}
 
 
@@ -61,6 +64,14 @@ def test_anything_but_str_pairs_is_refused(bad):
         field_block(bad, _NOT_STORED)
     with pytest.raises(TypeError):
         lower_names(bad)
+    with pytest.raises(TypeError):
+        field_block(bad, _NOT_STORED, set())
+
+
+def test_the_names_argument_must_be_a_set():
+    for names in (frozenset(), [], {"a": 1}):
+        with pytest.raises(TypeError):
+            field_block([("A", "1")], _NOT_STORED, names)
 
 
 def test_an_entry_with_a_field_a_hit_cannot_write_has_no_wire_block():
