@@ -143,7 +143,8 @@ class CacheStage:
         if (method != "GET" and method != "HEAD") or self.nested:
             return None
         if type(req) is RawRequest:  # its fields not made yet: the ones the front end found plain
-            host = req.host
+            value = req.field(b"host")
+            host = "" if value is None else value.decode("latin-1")
         else:
             h = req.headers
             plain = ex.plain

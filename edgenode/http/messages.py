@@ -209,13 +209,19 @@ class RawRequest(Request):
         self.__class__ = Request
         _HEADERS.__set__(self, value)
 
+    def field(self, name: bytes) -> bytes | None:
+        """The first value of the field ``name`` (lower-case), from the parsed bytes (the
+        multidict is not made)."""
+        size = len(name)
+        for key, value in self.raw[1]:  # type: ignore[index]
+            if len(key) == size and key.lower() == name:
+                return value
+        return None
+
     @property
     def host(self) -> str:
-        """The first Host field, from the parsed bytes (the multidict is not made)."""
-        for name, value in self.raw[1]:  # type: ignore[index]
-            if len(name) == 4 and name.lower() == b"host":
-                return value.decode("latin-1")
-        return ""
+        value = self.field(b"host")
+        return "" if value is None else value.decode("latin-1")
 
 
 class Response(_Message):
