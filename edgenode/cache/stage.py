@@ -32,8 +32,8 @@ from edgenode.cache.ranges import (
 from edgenode.cache.store import CacheStore
 from edgenode.config import CacheConfig
 from edgenode.http.headers import NOT_PLAIN
-from edgenode.http.messages import Prebuilt, Request, Response, TrailerRelay, close_body, trailers_of
-from edgenode.pipeline.exchange import Exchange
+from edgenode.http.messages import Prebuilt, RawRequest, Request, Response, TrailerRelay, close_body, trailers_of
+from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.stage import Handler, wrap_stage
 
@@ -132,7 +132,8 @@ class CacheStage:
         them as one flat step and asks this first): they may have rewritten the
         request, so it is checked here as the front end checks the raw head (method,
         none of ``NOT_PLAIN``: skipped while the fields are the ones the front end found
-        plain, ``Exchange.plain``), and the key is the rewritten request's.  The response
+        plain, ``Exchange.plain``, or a ``RawRequest`` whose fields nothing made), and the
+        key is the rewritten request's.  The response
         is ``_serve``'s for the same hit: its fields a copy of the kept answer's
         (``Prebuilt.fields``), its ``wire_head`` the kept block; declining leaves nothing
         behind but the LRU touch ``handle``'s lookup makes too.
@@ -141,10 +142,18 @@ class CacheStage:
         method = req.method
         if (method != "GET" and method != "HEAD") or self.nested:
             return None
-        h = req.headers
-        if ex.plain != getversion(h) and not _NOT_PLAIN.isdisjoint(map(str.lower, h)):
-            return None  # (the front end's check stands while the filters left the fields alone)
-        found = self._fresh(req.scheme, req.target, h.get("host", ""), lambda: h)
+        if type(req) is RawRequest:  # its fields not made yet: the ones the front end found plain
+            value = req.field(b"host")
+            host = "" if value is None else value.decode("latin-1")
+        else:
+            h = req.headers
+            plain = ex.plain
+            if plain == RAW_PLAIN and req.raw is not None:  # made since, maybe unchanged
+                plain = req.raw[0]
+            if plain != getversion(h) and not _NOT_PLAIN.isdisjoint(map(str.lower, h)):
+                return None  # (the front end's check stands while the filters left the fields alone)
+            host = h.get("host", "")
+        found = self._fresh(req.scheme, req.target, host, lambda: req.headers)
         if found is None:
             return None
         hit = found[1]

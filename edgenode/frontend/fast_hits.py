@@ -32,7 +32,7 @@ from edgenode.http.messages import Prebuilt
 from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
-from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 
 if TYPE_CHECKING:
     import httptools
@@ -82,7 +82,7 @@ class FastHits:
     _send_large: Callable[[bytes, bytes], None]
 
     def _arm_timer(self, delay: float) -> None: ...
-    def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
+    def _exchange(self, method: str, target: str, headers: CIMultiDict[str] | None, version: str,
                   body: bytes, new_id: bool = False) -> Exchange: ...
     #: Dispatcher's
     _start: Callable[[Pending], None]
@@ -193,9 +193,17 @@ class FastHits:
         (``CacheStage.hit_response``, which trusts the mark while the filters leave the
         fields alone) run back to back with the batch's other requests, and a kept-bytes
         answer leaves with its other answers (``_write_wire``).  ``new_id``: the request
-        carries no X-Request-Id (the node makes one)."""
-        headers = self._fields()
-        exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, b"", new_id)
-        exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
+        carries no X-Request-Id (the node makes one): then the request is a ``RawRequest``,
+        its fields multidict made only if a filter or stage reads it (the host core and
+        ``hit_response`` read the parsed pairs), and while it is not made the fields are
+        the ones found plain here."""
+        target = self._url.decode("latin-1")
+        if new_id:
+            exchange = self._exchange(method, target, None, version, b"", True)
+            exchange.plain = RAW_PLAIN
+        else:
+            headers = self._fields()
+            exchange = self._exchange(method, target, headers, version, b"")
+            exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
         # not ``_dispatch``: nothing is in flight and writing is not paused (``_fast``'s terms)
         self._start(Pending(exchange, None, self.parser.should_keep_alive()))

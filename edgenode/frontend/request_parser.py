@@ -19,7 +19,7 @@ from edgenode.config import ServerConfig
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
-from edgenode.http.messages import Body, Request
+from edgenode.http.messages import Body, RawRequest, Request
 from edgenode.frontend.request_body import BadBody, RequestBody
 from edgenode.frontend.request_head import METHODS, Reject, absolute_target, check_transfer_encoding
 from edgenode.pipeline.exchange import Exchange
@@ -202,31 +202,39 @@ class RequestParser:
         exchange = self._exchange(method, target, headers, version, body if body is not None else b"")
         self._dispatch(Pending(exchange, body, keep_alive))
 
-    def _exchange(self, method: str, target: str, headers: CIMultiDict[str], version: str,
+    def _exchange(self, method: str, target: str, headers: CIMultiDict[str] | None, version: str,
                   body: Body, new_id: bool = False) -> Exchange:
         """The request and its exchange, with the request id the origin, the filters and
         the response carry (the fast path's filtered hits make theirs here too; ``new_id``:
-        the caller knows ``headers`` hold no X-Request-Id)."""
-        incoming = None if new_id else headers.get("x-request-id")
+        the caller knows the fields hold no X-Request-Id).  ``headers`` None (with
+        ``new_id``, no body): a ``RawRequest`` over the parsed pairs, its multidict made
+        only if something reads it."""
+        incoming = None if headers is None or new_id else headers.get("x-request-id")
         raw: list[tuple[bytes, bytes]] | None = None
-        if body == b"" and getversion(headers) == self._parsed:  # fields as parsed
+        if headers is None or (body == b"" and getversion(headers) == self._parsed):  # fields as parsed
             raw = self._raw_headers
         if incoming is None:
             ids = self.fe.request_ids  # ``RequestIds.new``, formatted as bytes first (ASCII)
             wire = b"%s%x" % (ids.prefix, next(ids.count))
             rid = wire.decode()
-            headers.add("X-Request-Id", rid)  # (absent) the origin and the filters see it too
+            if headers is not None:
+                headers.add("X-Request-Id", rid)  # (absent) the origin and the filters see it too
             if raw is not None:
                 raw.append((b"X-Request-Id", wire))
         else:
+            assert headers is not None
             rid = self.fe.request_ids.pick(incoming)
             if rid is not incoming or len(headers.getall("x-request-id")) > 1:
                 headers.popall("x-request-id")
                 headers["X-Request-Id"] = rid
                 raw = None
-        request = Request(method, target, headers, body, version)
-        if raw is not None:  # the parsed bytes, for an origin head written from them
-            request.raw = (getversion(headers), raw)
+        if headers is None:
+            assert raw is not None
+            request: Request = RawRequest(method, target, raw, version)
+        else:
+            request = Request(method, target, headers, body, version)
+            if raw is not None:  # the parsed bytes, for an origin head written from them
+                request.raw = (getversion(headers), raw)
         exchange = Exchange(request, self.client, self.local)
         exchange.request_id = rid
         if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client

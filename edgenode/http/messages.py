@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Union
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, getversion
 
 Body = Union[bytes, AsyncIterator[bytes]]
 
-__all__ = ["Body", "Request", "Response", "CIMultiDict", "read_body", "close_body", "trailers_of",
+__all__ = ["Body", "Request", "RawRequest", "Response", "CIMultiDict", "read_body", "close_body", "trailers_of",
            "TrailerRelay", "Prebuilt"]
 
 
@@ -162,6 +162,66 @@ class Request(_Message):
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
+
+
+#: the slot ``Request.headers`` is stored in (``RawRequest`` fills it on first use)
+_HEADERS = _Message.headers
+
+
+class RawRequest(Request):
+    """A request whose fields multidict is made only when something reads ``headers``.
+
+    A plain GET/HEAD behind filters (``frontend/fast_hits.py``) is mostly answered
+    without anyone reading its fields as text: the filters' host core reads the parsed
+    bytes (``raw``, ``(-1, pairs)`` until then) and the cache its Host.  The first read
+    (or a replacement) of ``headers`` makes the multidict from ``raw``, exactly as the
+    front end would have (Latin-1 text, in order), sets ``raw``'s version to it, and
+    turns the object into a plain ``Request``: from then on no code can tell the two
+    apart, and reading ``headers`` is a slot read again.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, method: str, target: str, pairs: list[tuple[bytes, bytes]],
+                 version: str = "1.1", scheme: str = "http") -> None:
+        self.method = method
+        self.version = version
+        self.body = b""
+        self.scheme = scheme
+        self._trailers = FROM_BODY
+        self.raw = (-1, pairs)
+        self.target = target
+        path, sep, query = target.partition("?")
+        self.path = path
+        self.query = query if sep else ""
+
+    @property  # type: ignore[override]
+    def headers(self) -> CIMultiDict[str]:
+        pairs = self.raw[1]  # type: ignore[index]
+        fields: CIMultiDict[str] = CIMultiDict([(n.decode("latin-1"), v.decode("latin-1")) for n, v in pairs])
+        self.__class__ = Request
+        _HEADERS.__set__(self, fields)
+        self.raw = (getversion(fields), pairs)
+        return fields
+
+    @headers.setter
+    def headers(self, value: CIMultiDict[str]) -> None:
+        self.__class__ = Request
+        _HEADERS.__set__(self, value)
+
+    def field(self, name: bytes) -> bytes | None:
+        """The first value of the field ``name`` (lower-case), from the parsed bytes (the
+        multidict is not made)."""
+        size = len(name)
+        for key, value in self.raw[1]:  # type: ignore[index]
+            if len(key) == size and key.lower() == name:
+                return value
+        return None
+
+    @property
+    def host(self) -> str:
+        value = self.field(b"host")
+        return "" if value is None else value.decode("latin-1")
 
 
 class Response(_Message):

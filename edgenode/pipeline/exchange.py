@@ -15,6 +15,10 @@ from edgenode.http.messages import Request, Response
 
 _ids = itertools.count(1)
 
+#: ``Exchange.plain`` of a request whose parsed pairs the front end found plain (a
+#: ``messages.RawRequest``)
+RAW_PLAIN = -2
+
 
 class Closable(Protocol):
     def close(self) -> None:
@@ -72,8 +76,10 @@ class Exchange:
         #: every filter of the stream until one changes them (wasm/contexts.py)
         self.wasm_maps: list[Any] | None = None
         #: the request's header multidict version when the front end found none of
-        #: ``http.headers.NOT_PLAIN`` in it (-1: not checked); while it is unchanged, a
-        #: stage need not look again (``CacheStage.hit_response``)
+        #: ``http.headers.NOT_PLAIN`` in it (-1: not checked; ``RAW_PLAIN``: a
+        #: ``RawRequest``'s parsed pairs, whose multidict's version is ``request.raw[0]``
+        #: once made); while it is unchanged, a stage need not look again
+        #: (``CacheStage.hit_response``)
         self.plain = -1
 
     def add_timing(self, name: str, phase: str, seconds: float) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from edgenode.http.messages import CIMultiDict, Request, Response
+from edgenode.http.messages import CIMultiDict, RawRequest, Request, Response
 from edgenode.wasm.holds import Hold
 from edgenode.wasm.native import StreamCore, set_view_types
 
@@ -305,4 +305,4 @@ class StreamContext(StreamCore, _StreamDefaults):
             self.continued = True
 
 
-set_view_types(RequestHeaders, ResponseHeaders)  # the views HeaderBlock writes through
+set_view_types(RequestHeaders, ResponseHeaders, RawRequest)  # the views HeaderBlock writes through

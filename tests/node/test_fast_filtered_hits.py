@@ -20,6 +20,7 @@ import pytest
 
 from edgenode.config import StageConfig
 from edgenode.frontend.connection import Connection
+from edgenode.http.messages import RawRequest
 from edgenode.node import Node
 from edgenode.observe.accesslog import log_record
 
@@ -102,10 +103,13 @@ class Observed:
         self.records: list[dict[str, Any]] = []
         #: per request: whether the fast path marked it plain
         self.plain: list[bool] = []
+        #: per request: whether its fields multidict was never made (a ``RawRequest``)
+        self.raw: list[bool] = []
         node.signals.on_request_end.append(self._record)
 
     def _record(self, ex: Any, response: Any) -> None:
         self.plain.append(ex.plain != -1)
+        self.raw.append(type(ex.request) is RawRequest)
         rec = log_record(ex, response)
         rec["time"] = rec["total_ms"] = "*"
         rec["request_id"] = re.sub(r"^[0-9a-f]{12}-[0-9a-f]+$", "*", rec["request_id"])
@@ -163,6 +167,9 @@ async def test_a_header_filters_hit_is_the_general_paths_byte_for_byte(
     assert b"Server-Timing: wasm-first;dur=*" in fast[1] and b"wasm-second;dur=*" in fast[1]
     assert b"\r\nX-Request-Id: abc-123\r\n" in fast[2]
     assert seen.records[2]["cache"] == "HIT" and seen.records[2]["request_id"] == "abc-123"
+    # the filters' reads, Server-Timing's request field and the cache's Host came from
+    # the parsed bytes: no fields multidict made (an incoming id takes the general route)
+    assert seen.raw == [True, True, False] + [False] * 3
     assert {"first.request_headers", "first.response_headers", "second.request_headers",
             "second.response_headers"} <= set(seen.records[2]["filters"])
 
@@ -231,3 +238,20 @@ async def test_a_miss_started_on_the_fast_path_is_fetched_and_stored(
     assert first.count(b"x-filtered: yes") == second.count(b"x-filtered: yes") == 1
     assert count.fast == count.general == 2
     assert json.loads(json.dumps(node.stats()))["cache"]["hits"] == 1
+
+
+async def test_a_filter_that_writes_a_request_field_makes_the_fields_where_it_writes(
+        start_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """wire_bytes.wat compares a Cookie's UTF-8 bytes and copies an obs-text field (reads
+    from the parsed bytes), then sets a request field: the fields are made there, from
+    the same bytes, and the map it reads next, the cache's plain check and the answer
+    are the general path's; header_only.wat behind it reads the made fields."""
+    node = await start_node(wasm("bytes", WAT / "wire_bytes.wat"), wasm("header", WAT / "header_only.wat"))
+    path = "/obj/fast-bytes?size=90"
+    await exchange(node, path)  # stored
+    cookie = "Cookie: a=\uff1cscript\uff1e\r\nX-Obs: caf\u00e9\r\n"
+    fast, _, seen, _ = await both_paths(node, [(path, cookie), (path, "")], monkeypatch)
+    assert b"x-cookie-echo: a=\xef\xbc\x9cscript\xef\xbc\x9e\r\n" in fast[0]
+    assert b"X-Cache: HIT\r\n" in fast[0] and b"x-filtered: yes\r\n" in fast[0]
+    assert seen.raw == [False, False, False, False]  # made by the write, on both paths
+    assert [r["cache"] for r in seen.records] == ["HIT"] * 4

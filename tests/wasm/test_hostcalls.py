@@ -10,7 +10,8 @@ import time
 import pytest
 from multidict import CIMultiDict, getversion
 
-from edgenode.http.messages import Response
+from edgenode.http.messages import RawRequest, Request, Response
+from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm.abi import Status, decode_map, encode_map
 from edgenode.wasm.foreign import register_foreign_function, unregister_foreign_function
 from edgenode.wasm.metrics import wasm_collector
@@ -410,3 +411,44 @@ def test_http_call_argument_checks(probe: Probe) -> None:
     assert probe.call("proxy_http_call", *auth, *no_path, 0, 0, 0, 0, 1000, 40) == BAD_ARG
     bad_map = probe.put(b"\x09\x00\x00\x00")
     assert probe.call("proxy_http_call", *auth, *bad_map, 0, 0, 0, 0, 1000, 40) == BAD_ARG
+
+
+def test_a_raw_requests_map_is_its_parsed_bytes_until_a_write_makes_its_fields(
+        probe: Probe, request: pytest.FixtureRequest) -> None:
+    """A ``RawRequest`` (a filtered plain hit's, fields not made): every value read, the
+    whole map, its size and the request properties are what the same request with its
+    fields made gives, read from the parsed bytes without making them; a write makes
+    them (from the same bytes) and the map then shows the write."""
+    pairs = [(b"Host", b"example.com"), (b"X-Dup", b"first"), (b"x-dup", b"second"),
+             (b"X-Latin", b"caf\xe9"), (b"X-Utf8", "snow \u2603".encode()), (b"caf\xe9", b"v"),
+             (b"X-Request-Id", b"abc-1")]
+    keys = [b":method", b":path", b":scheme", b":authority", b"host", b"HOST", b"x-dup", b"X-Utf8",
+            b"x-latin", b"x-absent", b"caf\xe9", b""]
+    props = [b"request.host", b"request.path", b"request.id"]
+
+    def read(ex: Exchange) -> tuple[dict[bytes, tuple[int, bytes]], bytes, int, list[bytes]]:
+        probe.ex, probe.ctx = ex, probe.vm.new_stream(ex)
+        values = {k: get_header(probe, 0, k) for k in keys}
+        got = []
+        for path in props:
+            assert probe.call("proxy_get_property", *probe.put(path), RET_PTR, RET_SIZE) == OK
+            got.append(probe.returned())
+        assert probe.call("proxy_get_header_map_pairs", 0, RET_PTR, RET_SIZE) == OK
+        whole = probe.returned()
+        assert probe.call("proxy_get_header_map_size", 0, 32) == OK
+        return values, whole, probe.u32(32), got
+
+    raw = Exchange(RawRequest("GET", "/p?q=1", list(pairs)))
+    made = Exchange(Request("GET", "/p?q=1", CIMultiDict((k.decode("latin-1"), v.decode("latin-1"))
+                                                         for k, v in pairs)))
+    assert read(raw) == read(made)
+    if request.node.callspec.params["probe"] == "core":  # (the Python host functions make them)
+        assert type(raw.request) is RawRequest  # read, never made
+    k, v = probe.put(b"x-new"), probe.put(b"1")
+    probe.ex, probe.ctx = raw, probe.vm.new_stream(raw)
+    assert get_header(probe, 0, b"x-latin") == (OK, b"caf\xe9")
+    assert probe.call("proxy_add_header_map_value", 0, *k, *v) == OK
+    assert type(raw.request) is Request and raw.request.headers.getall("x-dup") == ["first", "second"]
+    assert raw.request.raw is not None and raw.request.raw[0] != getversion(raw.request.headers)
+    assert probe.call("proxy_get_header_map_pairs", 0, RET_PTR, RET_SIZE) == OK
+    assert decode_map(probe.returned())[-1] == ("x-new", "1")

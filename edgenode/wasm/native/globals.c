@@ -12,7 +12,7 @@ PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_headers_ope
     *s_in_log, *s_request_body, *s_response_body, *s_headers, *s_method, *s_target, *s_scheme, *s_status,
     *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable, *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props,
     *s_request, *s_path, *s_query, *s_version, *s_request_id, *s_x_request_id, *s_id, *s_client, *s_local, *s_empty,
-    *s_plugin, *s_metrics, *s_table, *s_effects;
+    *s_plugin, *s_metrics, *s_table, *s_effects, *s_raw;
 
 #define INTERN(var, text)                                    \
     do {                                                     \
@@ -63,5 +63,6 @@ int hc_intern_names(void) {
     INTERN(s_metrics, "metrics");
     INTERN(s_table, "table");
     INTERN(s_effects, "effects");
+    INTERN(s_raw, "raw");
     return 0;
 }

@@ -1,7 +1,8 @@
 /* HeaderBlock: a message's header map serialised once in the Proxy-Wasm wire format.
  *
  * Built from the node's Request/Response (pseudo-headers first, names lower-cased,
- * names and values as their wire bytes: the node's header text is Latin-1), shared by
+ * names and values as their wire bytes: the node's header text is Latin-1) -- a request
+ * whose fields multidict nothing made (RawRequest) from its parsed bytes --, shared by
  * every filter of the stream, and rebuilt only when the message changed (the header
  * multidict's version, or a new method/target/scheme/status object).  Reads (value by
  * name, all pairs, size) are answered from it -- except a request value read before
@@ -73,6 +74,55 @@ static int is_host(const char *k, Py_ssize_t kl) {
     return kl == 4 && (k[0] | 0x20) == 'h' && (k[1] | 0x20) == 'o' && (k[2] | 0x20) == 's' && (k[3] | 0x20) == 't';
 }
 
+static PyTypeObject *raw_request_type; /* messages.RawRequest (set_view_types) */
+
+PyObject *hc_raw_pairs(PyObject *request) {
+    if (Py_TYPE(request) != raw_request_type) return NULL;
+    PyObject *raw = PyObject_GetAttr(request, s_raw);
+    if (raw == NULL) return NULL;
+    PyObject *pairs = PyTuple_Check(raw) && PyTuple_GET_SIZE(raw) == 2 ? PyTuple_GET_ITEM(raw, 1) : NULL;
+    if (pairs == NULL || !PyList_Check(pairs)) {
+        Py_DECREF(raw);
+        PyErr_SetString(PyExc_TypeError, "RawRequest.raw must be (version, list of pairs)");
+        return NULL;
+    }
+    Py_INCREF(pairs);
+    Py_DECREF(raw);
+    return pairs;
+}
+
+/* pairs[i] as two byte strings, or -1 with an exception set. */
+static int raw_pair(PyObject *pairs, Py_ssize_t i, const char **k, Py_ssize_t *kl, const char **v, Py_ssize_t *vl) {
+    PyObject *item = PyList_GET_ITEM(pairs, i);
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(item, 0)) ||
+        !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+        PyErr_SetString(PyExc_TypeError, "RawRequest pairs must be (bytes, bytes)");
+        return -1;
+    }
+    *k = PyBytes_AS_STRING(PyTuple_GET_ITEM(item, 0)), *kl = PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 0));
+    *v = PyBytes_AS_STRING(PyTuple_GET_ITEM(item, 1)), *vl = PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 1));
+    return 0;
+}
+
+int hc_pairs_get(PyObject *pairs, const char *key, size_t klen, PyObject **owner, const char **value,
+                 size_t *vlen) {
+    *owner = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+        const char *k, *v;
+        Py_ssize_t kl, vl;
+        if (raw_pair(pairs, i, &k, &kl, &v, &vl) < 0) return -1;
+        if ((size_t)kl != klen) continue;
+        size_t j = 0;
+        while (j < klen && (((unsigned char)k[j] >= 'A' && (unsigned char)k[j] <= 'Z') ? k[j] | 0x20 : k[j]) == key[j]) j++;
+        if (j < klen) continue;
+        *owner = Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 1));
+        *value = v;
+        *vlen = (size_t)vl;
+        return 1;
+    }
+    return 0;
+}
+
 static void block_reset(HeaderBlock *b) {
     Py_CLEAR(b->wire);
     PyMem_Free(b->index);
@@ -95,20 +145,25 @@ static int headers_version(PyObject *headers, unsigned long long *out) {
 /* (Re)serialise the map from the message. */
 static int block_build(HeaderBlock *b) {
     PyObject *msg = b->message;
-    PyObject *headers = PyObject_GetAttr(msg, s_headers);
-    if (headers == NULL) return -1;
+    /* a RawRequest: its parsed bytes (b->headers stays NULL: current until it is made) */
+    PyObject *list = b->is_request ? hc_raw_pairs(msg) : NULL;
+    if (list == NULL && PyErr_Occurred()) return -1;
+    PyObject *headers = list != NULL ? NULL : PyObject_GetAttr(msg, s_headers);
+    if (list == NULL && headers == NULL) return -1;
     Pair stack[48];
     Pairs p = {stack, 0, 48, NULL};
-    PyObject *items = NULL, *list = NULL, *method = NULL, *target = NULL, *scheme = NULL, *status = NULL;
+    PyObject *items = NULL, *method = NULL, *target = NULL, *scheme = NULL, *status = NULL;
     PyObject *wire = NULL;
     int rc = -1;
     char status_text[24];
-    unsigned long long version;
-    if (headers_version(headers, &version) < 0) goto done;
-    items = PyObject_CallMethodNoArgs(headers, s_items);
-    if (items == NULL) goto done;
-    list = PySequence_List(items);
-    if (list == NULL) goto done;
+    unsigned long long version = 0;
+    if (list == NULL) {
+        if (headers_version(headers, &version) < 0) goto done;
+        items = PyObject_CallMethodNoArgs(headers, s_items);
+        if (items == NULL) goto done;
+        list = PySequence_List(items);
+        if (list == NULL) goto done;
+    }
     Py_ssize_t count = PyList_GET_SIZE(list);
     const char *k, *v;
     Py_ssize_t kl, vl;
@@ -133,13 +188,17 @@ static int block_build(HeaderBlock *b) {
     }
     int have_host = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(list, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-            PyErr_SetString(PyExc_TypeError, "headers.items() must yield pairs");
-            goto done;
+        if (headers == NULL) {
+            if (raw_pair(list, i, &k, &kl, &v, &vl) < 0) goto done;
+        } else {
+            PyObject *item = PyList_GET_ITEM(list, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+                PyErr_SetString(PyExc_TypeError, "headers.items() must yield pairs");
+                goto done;
+            }
+            if ((k = text_bytes(&p, PyTuple_GET_ITEM(item, 0), &kl)) == NULL) goto done;
+            if ((v = text_bytes(&p, PyTuple_GET_ITEM(item, 1), &vl)) == NULL) goto done;
         }
-        if ((k = text_bytes(&p, PyTuple_GET_ITEM(item, 0), &kl)) == NULL) goto done;
-        if ((v = text_bytes(&p, PyTuple_GET_ITEM(item, 1), &vl)) == NULL) goto done;
         if (b->is_request && is_host(k, kl)) {
             if (!have_host) p.pairs[authority].v = v, p.pairs[authority].vl = vl;
             have_host = 1;
@@ -221,8 +280,9 @@ int hc_block_fresh(HeaderBlock *b) {
 int hc_block_check(HeaderBlock *b) {
     if (b->wire == NULL) return block_build(b);
     PyObject *msg = b->message;
-    int same = same_attr(msg, s_headers, b->headers);
-    if (same == 1) {
+    /* built from a RawRequest's bytes: current while its fields are not made */
+    int same = b->headers == NULL ? Py_TYPE(msg) == raw_request_type : same_attr(msg, s_headers, b->headers);
+    if (same == 1 && b->headers != NULL) {
         unsigned long long version;
         if (headers_version(b->headers, &version) < 0) return -1;
         same = version == b->version;
@@ -290,6 +350,19 @@ int hc_block_value(HeaderBlock *b, const char *key, size_t klen, PyObject **owne
     } else {
         /* "host" and ":authority": the first Host field, "" without one */
         int host = is_host(key, (Py_ssize_t)klen) || (klen == 10 && memcmp(key, ":authority", 10) == 0);
+        PyObject *pairs = hc_raw_pairs(msg);
+        if (pairs != NULL) { /* a RawRequest: from its parsed bytes */
+            int r = host ? hc_pairs_get(pairs, "host", 4, owner, value, vlen) : hc_pairs_get(pairs, key, klen, owner, value, vlen);
+            Py_DECREF(pairs);
+            if (r == 0 && host) {
+                *owner = Py_NewRef(Py_None);
+                *value = "";
+                *vlen = 0;
+                return 1;
+            }
+            return r;
+        }
+        if (PyErr_Occurred()) return -1;
         PyObject *headers = PyObject_GetAttr(msg, s_headers);
         PyObject *name = headers == NULL ? NULL
                          : host ? Py_NewRef(s_host) : PyUnicode_DecodeLatin1(key, (Py_ssize_t)klen, NULL);
@@ -329,8 +402,10 @@ PyObject *hc_block_view(HeaderBlock *b) {
 }
 
 PyObject *hc_set_view_types(PyObject *self, PyObject *args) {
-    PyObject *request, *response;
-    if (!PyArg_ParseTuple(args, "OO", &request, &response)) return NULL;
+    PyObject *request, *response, *raw;
+    if (!PyArg_ParseTuple(args, "OOO!", &request, &response, &PyType_Type, &raw)) return NULL;
+    Py_INCREF(raw);
+    Py_XSETREF(raw_request_type, (PyTypeObject *)raw);
     Py_INCREF(request);
     Py_XSETREF(view_types[1], request);
     Py_INCREF(response);

@@ -112,7 +112,7 @@ extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_head
     *s_target, *s_scheme, *s_status, *s_items, *s_add, *s_replace, *s_remove, *s_set_pairs, *s_popall, *s_continued, *s_response_trailers, *s_writable,
     *s_CURRENT, *s_host, *s_get, *s_exchange, *s_wire_head, *s_props, *s_request, *s_path, *s_query,
     *s_version, *s_request_id, *s_x_request_id, *s_id, *s_client, *s_local, *s_empty, *s_plugin, *s_metrics,
-    *s_table, *s_effects;
+    *s_table, *s_effects, *s_raw;
 
 /* globals.c: the instance whose guest call is in progress (calls never nest across instances) */
 extern Instance *hc_current;
@@ -148,6 +148,14 @@ PyObject *hc_set_view_types(PyObject *self, PyObject *args);
 const char *hc_block_lookup(HeaderBlock *b, const char *key, size_t klen, size_t *vlen);
 int hc_block_value(HeaderBlock *b, const char *key, size_t klen, PyObject **owner, const char **value,
                    size_t *vlen);
+/* The parsed (name, value) bytes pairs of a request whose fields multidict is not made yet
+ * (messages.RawRequest): a new reference; NULL when it is not one (an exception set when
+ * reading them failed). */
+PyObject *hc_raw_pairs(PyObject *request);
+/* The first value of lower-case ``key`` among such pairs: 1 and *value (held by *owner, a
+ * new reference), 0 not found, -1 with an exception set. */
+int hc_pairs_get(PyObject *pairs, const char *key, size_t klen, PyObject **owner, const char **value,
+                 size_t *vlen);
 
 /* hostfns.c */
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name);

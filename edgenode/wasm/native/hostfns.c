@@ -540,8 +540,21 @@ static int address_value(PyObject *host, long long port, PropValue *out) {
     return 0;
 }
 
-/* request.headers.get(name, default) (a new reference) */
+/* request.headers.get(name, default) (a new reference; ``name`` lower-case ASCII) */
 static PyObject *request_header(PyObject *request, PyObject *name, PyObject *dflt) {
+    PyObject *pairs = hc_raw_pairs(request);
+    if (pairs != NULL) { /* a RawRequest: from its parsed bytes */
+        Py_ssize_t kl;
+        const char *k = PyUnicode_AsUTF8AndSize(name, &kl), *v;
+        PyObject *owner = NULL;
+        size_t vl;
+        int r = k == NULL ? -1 : hc_pairs_get(pairs, k, (size_t)kl, &owner, &v, &vl);
+        Py_DECREF(pairs);
+        PyObject *out = r < 0 ? NULL : r ? PyUnicode_DecodeLatin1(v, (Py_ssize_t)vl, NULL) : Py_NewRef(dflt);
+        Py_XDECREF(owner);
+        return out;
+    }
+    if (PyErr_Occurred()) return NULL;
     PyObject *headers = PyObject_GetAttr(request, s_headers);
     if (headers == NULL) return NULL;
     PyObject *v = PyObject_CallMethodObjArgs(headers, s_get, name, dflt, NULL);

@@ -62,7 +62,7 @@ static PyMethodDef methods[] = {
     {"set_property_functions", hc_set_property_functions, METH_VARARGS,
      "set_property_functions(split_path, get(vm, path), set(vm, path, value)): properties' Python side"},
     {"set_view_types", hc_set_view_types, METH_VARARGS,
-     "set_view_types(RequestHeaders, ResponseHeaders): the views HeaderBlock writes through"},
+     "set_view_types(RequestHeaders, ResponseHeaders, RawRequest): the views HeaderBlock writes through, and the request type whose fields it reads as parsed bytes"},
     {"stream_setup", hc_stream_setup, METH_VARARGS,
      "stream_setup(Step.NEXT, Step.ASYNC, Response, FROM_BODY): what StreamCore's steps return and test"},
     {NULL},

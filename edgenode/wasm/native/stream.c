@@ -247,11 +247,24 @@ static PyObject *Stream_begin(StreamCore *s, PyObject *unused) {
                    : PyByteArray_Check(body) ? PyByteArray_GET_SIZE(body) > 0
                                              : 1;
     Py_DECREF(body);
-    PyObject *headers = PyObject_GetAttr(s->request, s_headers);
-    if (headers == NULL) return NULL;
-    Py_ssize_t n = PyObject_Length(headers);
-    int host = n < 0 ? -1 : PySequence_Contains(headers, s_host);
-    Py_DECREF(headers);
+    Py_ssize_t n;
+    int host;
+    PyObject *pairs = hc_raw_pairs(s->request); /* a RawRequest: its fields are not made for this */
+    if (pairs != NULL) {
+        PyObject *owner;
+        const char *v;
+        size_t vl;
+        n = PyList_GET_SIZE(pairs);
+        host = hc_pairs_get(pairs, "host", 4, &owner, &v, &vl);
+        Py_DECREF(pairs);
+        Py_XDECREF(owner);
+    } else {
+        PyObject *headers = PyErr_Occurred() ? NULL : PyObject_GetAttr(s->request, s_headers);
+        if (headers == NULL) return NULL;
+        n = PyObject_Length(headers);
+        host = n < 0 ? -1 : PySequence_Contains(headers, s_host);
+        Py_DECREF(headers);
+    }
     if (host < 0) return NULL;
     n += 4 - host;
     int direct = vm_direct(s->vm);
@@ -320,13 +333,26 @@ static PyObject *Stream_enter(StreamCore *s, PyObject *rest) {
     return out;
 }
 
-/* timed(response) unless the stage has timings off or the client did not ask for them. */
+/* add_timing(response) unless the stage has timings off or the client did not ask for them
+ * (StreamDriver.timed's test). */
 static PyObject *maybe_timed(StreamCore *s, PyObject *response) {
     int on = attr_true(s->cfg, n_server_timing);  /* a StreamSettings slot: looked up as usual */
     if (on <= 0) return on < 0 ? NULL : Py_NewRef(response);
     int asked = attr_true(s->ex, n_server_timing);
     if (asked < 0) return NULL;
-    if (!asked) {
+    PyObject *pairs = asked ? NULL : hc_raw_pairs(s->request);
+    if (pairs != NULL) { /* a RawRequest: from its parsed bytes */
+        PyObject *owner;
+        const char *v;
+        size_t vl;
+        asked = hc_pairs_get(pairs, "x-edgenode-timing", 17, &owner, &v, &vl);
+        Py_DECREF(pairs);
+        Py_XDECREF(owner);
+        if (asked < 0) return NULL;
+        asked = asked && vl == 1 && v[0] == '1';
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    } else if (!asked) {
         PyObject *headers = PyObject_GetAttr(s->request, s_headers);
         if (headers == NULL) return NULL;
         PyObject *v = PyObject_CallMethodOneArg(headers, s_get, n_timing_header);
@@ -585,7 +611,7 @@ PyObject *hc_stream_setup(PyObject *self, PyObject *args) {
     NAME(m_in_memory_slow, "_in_memory_slow");
     NAME(m_responded, "_responded");
     NAME(m_respond_raised, "_respond_raised");
-    NAME(m_timed, "timed");
+    NAME(m_timed, "add_timing");
     NAME(m_succeeded, "_succeeded");
     NAME(m_resume_response, "_resume_response");
     Py_RETURN_NONE;
