@@ -55,6 +55,18 @@ def test_plain_fields_decides_as_the_python_check(size: int) -> None:
         assert decided[True] and decided[False]  # both outcomes exercised
 
 
+def test_plain_fields_follows_the_set_it_is_given() -> None:
+    raw = [(b"Host", b"a"), (b"Accept", b"*/*")]
+    assert plain_fields(raw, frozenset({b"accept"})) is None
+    assert plain_fields(raw, NOT_PLAIN) == ("a", None)
+    assert plain_fields(raw, frozenset()) == ("a", None)
+    with pytest.raises(TypeError):
+        plain_fields(raw, frozenset({"accept"}))  # names are bytes
+    with pytest.raises(TypeError):
+        plain_fields(raw, set(NOT_PLAIN))
+    assert plain_fields(raw + [(b"Range", b"bytes=0-1")], NOT_PLAIN) is None
+
+
 def test_plain_fields_rejects_what_is_not_a_head() -> None:
     with pytest.raises(TypeError):
         plain_fields([("Host", "example.com")], NOT_PLAIN)
