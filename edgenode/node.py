@@ -433,7 +433,7 @@ class _CacheFastPath:
     signal sees a real ``Exchange``, as on the general path.
     """
 
-    __slots__ = ("_cache", "_signals", "_observe", "done", "filtered")
+    __slots__ = ("_cache", "_signals", "_observe", "_metrics", "filtered")
 
     def __init__(self, node: Node) -> None:
         assert node.cache is not None
@@ -442,8 +442,7 @@ class _CacheFastPath:
         self.filtered = node.stages[0] is not node.cache
         self._signals = node.signals
         self._observe = node._observe
-        #: the metrics' own method: the front end calls it with the hit's values, no frame between
-        self.done = node.metrics.observe_parts
+        self._metrics = node.metrics
 
     def lookup(self, method: str, target: str, host: str,
                fields: Callable[[], Any]) -> Prebuilt | None:
@@ -452,6 +451,9 @@ class _CacheFastPath:
         if signals.on_request_start or len(ends) != 1 or ends[0] is not self._observe:
             return None
         return self._cache.fast_hit(target, host, fields)
+
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        self._metrics.observe_parts(hit.x_cache, hit.status, sent, elapsed)
 
 
 def _filter_stats(stage: Any) -> dict[str, Any]:

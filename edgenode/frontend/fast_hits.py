@@ -161,7 +161,7 @@ class FastHits:
             if method == "GET":
                 sent = len(body)
         try:
-            fast.done(hit.x_cache, hit.status, sent, perf_counter() - start)
+            fast.done(hit, sent, perf_counter() - start)
         except Exception:
             log.exception("fast path completion failed")
         if self.closed:

@@ -40,10 +40,9 @@ class FastPath(Protocol):
         """
         ...
 
-    def done(self, label: str, status: int, sent: int, elapsed: float) -> None:
-        """A hit was written: its ``Prebuilt.x_cache`` and status, ``sent`` body bytes,
-        ``elapsed`` seconds since the head was parsed (what ``on_complete`` learns from
-        the exchange on the general path)."""
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        """``hit`` was written: ``sent`` body bytes, ``elapsed`` seconds since the head was
+        parsed (what ``on_complete`` learns from the exchange on the general path)."""
         ...
 
 

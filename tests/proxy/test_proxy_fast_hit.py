@@ -45,8 +45,8 @@ class Spy:
             self.answered.append(f"{method} {target}")
         return hit
 
-    def done(self, label: str, status: int, sent: int, elapsed: float) -> None:
-        self.inner.done(label, status, sent, elapsed)
+    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
+        self.inner.done(hit, sent, elapsed)
 
 
 async def origin() -> tuple[web.AppRunner, int]:
