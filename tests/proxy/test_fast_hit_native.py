@@ -1,13 +1,15 @@
 """The fast path's C helpers (``frontend/_fasthit.c``) against what they replace: the
-Python check of a head's raw fields and the kept answer's ``%`` formatting."""
+Python check of a head's raw fields, the kept answer's ``%`` formatting, and httptools'
+``get_http_version`` for a head without a Connection field."""
 
 from __future__ import annotations
 
 import itertools
 
+import httptools
 import pytest
 
-from edgenode.frontend._fasthit import kept_answer, plain_fields
+from edgenode.frontend._fasthit import has_connection, kept_answer, plain_fields
 from edgenode.http.headers import NOT_PLAIN
 
 Raw = list[tuple[bytes, bytes]]
@@ -90,3 +92,44 @@ def test_kept_answer_refuses_what_it_cannot_format() -> None:
         kept_answer(b"", 2**64, b"")
     with pytest.raises(TypeError):
         kept_answer("", 1, b"")
+
+
+class _Head:
+    """Records what ``RequestParser.on_headers_complete`` reads of a parsed head."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.raw: Raw = []
+        self.seen: tuple[str, bool, bool] | None = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.seen = (self.parser.get_http_version(), self.parser.should_keep_alive(),
+                     has_connection(self.raw))
+
+
+@pytest.mark.parametrize("version", [b"0.9", b"1.0", b"1.1", b"1.2", b"2.0", b"2.1", b"3.0", b"9.9"])
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n", b"CONNECTION: close\r\n",
+                                        b"connection: upgrade\r\n", b"Keep-Alive: timeout=5\r\n"])
+def test_keep_alive_without_connection_is_http11_alone(version: bytes, connection: bytes) -> None:
+    head = _Head()
+    try:
+        head.parser.feed_data(b"GET / HTTP/%s\r\nHost: a\r\n%s\r\n" % (version, connection))
+    except httptools.HttpParserError:
+        assert version not in (b"0.9", b"1.0", b"1.1", b"2.0")  # every other version stops here
+        return
+    assert head.seen is not None
+    got, keep_alive, has = head.seen
+    assert has == connection.lower().startswith(b"connection:")
+    # the callback's rule: HTTP/1.1 without asking httptools when this holds
+    assert (keep_alive and not has) == (got == "1.1" and not has)
+
+
+def test_has_connection_reads_names_only() -> None:
+    assert has_connection([(b"Host", b"a"), (b"cOnNeCtIoN", b"close")])
+    assert not has_connection([(b"Host", b"connection"), (b"Connections", b"x"), (b"Connectio", b"x")])
+    assert not has_connection([])
+    with pytest.raises(TypeError):
+        has_connection([("Connection", "close")])
