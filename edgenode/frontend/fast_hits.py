@@ -94,8 +94,9 @@ class FastHits:
             fields = self._fast_fields = self._fields()
         return fields
 
-    def _fast(self, fast: FastPath, method: str, version: str) -> bool:
+    def _fast(self, fast: FastPath, method: str, version: str, keep_alive: bool) -> bool:
         """Answer a plain GET/HEAD from ``fast`` right here; False: take the general path.
+        ``keep_alive``: the parser's answer for this head.
 
         Only called with nothing in flight on this connection, so the answer is in order,
         and not while the transport asks us to stop writing (a client that pipelines
@@ -121,7 +122,7 @@ class FastHits:
             return False
         if hit is None:
             return False
-        keep_alive = self.parser.should_keep_alive() and not self._closing
+        keep_alive = keep_alive and not self._closing
         body = hit.body
         ids = self.fe.request_ids
         if (incoming is None and keep_alive and version == "1.1" and method == "GET"

@@ -169,7 +169,8 @@ class RequestParser:
         # without a Connection field, llhttp keeps only an HTTP/1.1 connection alive (every
         # version but 1.1, 1.0, 0.9 and 2.0 is a parse error): formatting the version is
         # the dearer call (``_fasthit.c``)
-        if parser.should_keep_alive() and not has_connection(self._raw_headers):
+        keep_alive = parser.should_keep_alive()
+        if keep_alive and not has_connection(self._raw_headers):
             version = "1.1"
         else:
             version = parser.get_http_version()
@@ -180,7 +181,7 @@ class RequestParser:
         if (fast is not None and (method == "GET" or method == "HEAD") and self._current is None
                 and not self._dead and not self._write_paused and self._url.startswith(b"/")):
             self._fast_fields = None
-            if self._fast(fast, method, version):
+            if self._fast(fast, method, version, keep_alive):
                 return
             headers = self._fast_fields  # built already when the fast path looked at them
         if headers is None:
@@ -201,7 +202,6 @@ class RequestParser:
         else:
             cl = headers.get("content-length")
             has_body = cl is not None and cl != "0"
-        keep_alive = parser.should_keep_alive()
         body: RequestBody | None = None
         if has_body:
             expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
