@@ -1,7 +1,7 @@
 /* The fast path's per-request work in C (frontend/fast_hits.py): as Python, the check of
  * a head's raw fields (a lower-cased copy of every name, a set lookup and two comparisons
- * each) and the answer's ``b"%s%x\r\n\r\n%s"`` formatting were a sixth of a fast hit's
- * interpreter work; the head's version, a twentieth.
+ * each) and the answer's ``b"%s%x\r\n\r\n%s"`` formatting cost ~6k of a fast hit's ~71k
+ * instructions, and httptools' version string ~2.3k.
  *
  *   plain_fields(raw, not_plain) -> (host: str, incoming: bytes | None) | None
  *
