@@ -29,6 +29,7 @@ from multidict import CIMultiDict, getversion
 from edgenode.config import ServerConfig
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import Prebuilt
+from edgenode.frontend._fasthit import kept_answer, plain_fields
 from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
@@ -93,8 +94,9 @@ class FastHits:
             fields = self._fast_fields = self._fields()
         return fields
 
-    def _fast(self, fast: FastPath, method: str, version: str) -> bool:
+    def _fast(self, fast: FastPath, method: str, version: str, keep_alive: bool) -> bool:
         """Answer a plain GET/HEAD from ``fast`` right here; False: take the general path.
+        ``keep_alive``: the parser's answer for this head.
 
         Only called with nothing in flight on this connection, so the answer is in order,
         and not while the transport asks us to stop writing (a client that pipelines
@@ -103,35 +105,24 @@ class FastHits:
         ``Response`` with ``wire_head`` set (tests/proxy/test_proxy_hit_wire.py holds
         the two paths to that).
         """
-        host: bytes | None = None
-        incoming: bytes | None = None
-        for name, value in self._raw_headers:
-            low = name.lower()
-            if low in NOT_PLAIN:
-                return False
-            if low == b"host":
-                if host is not None:
-                    return False  # the general path answers 400
-                host = value
-            elif low == b"x-request-id":
-                if incoming is not None:
-                    return False  # the general path replaces repeated ids
-                incoming = value
-        if host is None:
+        # none of NOT_PLAIN, one Host, at most one X-Request-Id (the general path answers
+        # 400 to a repeated Host and replaces repeated ids)
+        plain = plain_fields(self._raw_headers, NOT_PLAIN)
+        if plain is None:
             return False
+        host, incoming = plain
         if fast.filtered:
             self._fast_filtered(method, version, incoming is None)
             return True
         start = perf_counter()
         try:
-            hit = fast.lookup(method, self._url.decode("latin-1"), host.decode("latin-1"),
-                              self._fast_fields_once)
+            hit = fast.lookup(method, self._url.decode("latin-1"), host, self._fast_fields_once)
         except Exception:  # a bug there must not turn into a 400 from the parser
             log.exception("fast path lookup failed for %r", self._url[:200])
             return False
         if hit is None:
             return False
-        keep_alive = self.parser.should_keep_alive() and not self._closing
+        keep_alive = keep_alive and not self._closing
         body = hit.body
         ids = self.fe.request_ids
         if (incoming is None and keep_alive and version == "1.1" and method == "GET"
@@ -147,7 +138,7 @@ class FastHits:
                 prefix = memo[hit] = None if head is None else head + b"X-Request-Id: " + ids.prefix
             if prefix is None:
                 return False
-            data = b"%s%x\r\n\r\n%s" % (prefix, next(ids.count), body)
+            data = kept_answer(prefix, next(ids.count), body)
         else:
             head = fast_prefix(hit)
             if head is None:

@@ -16,6 +16,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
+from edgenode.frontend._fasthit import has_connection
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
@@ -165,7 +166,14 @@ class RequestParser:
         parser = self.parser
         raw_method = parser.get_method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
-        version = parser.get_http_version()
+        # without a Connection field, llhttp keeps only an HTTP/1.1 connection alive (every
+        # version but 1.1, 1.0, 0.9 and 2.0 is a parse error): formatting the version is
+        # the dearer call (``_fasthit.c``)
+        keep_alive = parser.should_keep_alive()
+        if keep_alive and not has_connection(self._raw_headers):
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise Reject(505, f"HTTP version {version} is not supported")
         headers: CIMultiDict[str] | None = None
@@ -173,7 +181,7 @@ class RequestParser:
         if (fast is not None and (method == "GET" or method == "HEAD") and self._current is None
                 and not self._dead and not self._write_paused and self._url.startswith(b"/")):
             self._fast_fields = None
-            if self._fast(fast, method, version):
+            if self._fast(fast, method, version, keep_alive):
                 return
             headers = self._fast_fields  # built already when the fast path looked at them
         if headers is None:
@@ -194,7 +202,6 @@ class RequestParser:
         else:
             cl = headers.get("content-length")
             has_body = cl is not None and cl != "0"
-        keep_alive = parser.should_keep_alive()
         body: RequestBody | None = None
         if has_body:
             expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"

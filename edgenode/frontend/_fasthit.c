@@ -1,0 +1,194 @@
+/* The fast path's per-request work in C (frontend/fast_hits.py): as Python, the check of
+ * a head's raw fields (a lower-cased copy of every name, a set lookup and two comparisons
+ * each) and the answer's ``b"%s%x\r\n\r\n%s"`` formatting cost ~6k of a fast hit's ~71k
+ * instructions, and httptools' version string ~2.3k.
+ *
+ *   plain_fields(raw, not_plain) -> (host: str, incoming: bytes | None) | None
+ *
+ * ``raw``: the head's (name, value) pairs as httptools gave them; ``not_plain``: the
+ * lower-case names that keep a request off the fast path (``http.headers.NOT_PLAIN``).
+ * None when one of them is present, Host is missing or repeated, or X-Request-Id is
+ * repeated (the general path answers or replaces those); else the Host value decoded
+ * as latin-1 and the X-Request-Id value, if any.
+ *
+ *   has_connection(raw) -> bool
+ *
+ * Whether the head has a Connection field.  Without one, llhttp's keep-alive answer is
+ * the version's (1.1: yes; 1.0, 0.9, 2.0: no; any other version is a parse error), so
+ * the parser callback knows an HTTP/1.1 head without ``get_http_version``, whose
+ * ``str.format`` of the two numbers cost ~2.3k instructions per request.
+ *
+ *   kept_answer(prefix, number, body) -> bytes
+ *
+ * A kept answer's bytes: ``prefix`` (the head up to the request id's number), the number
+ * in lower-case hex, the head's end, ``body``: what ``b"%s%x\r\n\r\n%s"`` makes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static int lower_eq(const char *name, Py_ssize_t n, const char *low, Py_ssize_t m) {
+    if (n != m)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 'a' - 'A';
+        if (c != low[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* ``not_plain``'s names as a flat table, made on the first call with that set (the
+ * frozen set is a module constant): a name is compared with the members of its length
+ * only, where walking the set's table cost ~0.25k instructions per field */
+#define TABLE_MAX 64
+static PyObject *table_set;
+static Py_ssize_t table_len;
+static const char *table_name[TABLE_MAX];
+static Py_ssize_t table_size[TABLE_MAX];
+
+static int load_table(PyObject *set) {
+    const char *names[TABLE_MAX];
+    Py_ssize_t sizes[TABLE_MAX];
+    Py_ssize_t pos = 0, n = 0;
+    PyObject *key;
+    Py_hash_t hash;
+    while (_PySet_NextEntry(set, &pos, &key, &hash)) {
+        if (!PyBytes_Check(key) || n == TABLE_MAX) {
+            PyErr_SetString(PyExc_TypeError, "plain_fields: not_plain holds at most 64 names, as bytes");
+            return -1;
+        }
+        names[n] = PyBytes_AS_STRING(key);
+        sizes[n++] = PyBytes_GET_SIZE(key);
+    }
+    memcpy(table_name, names, sizeof(names[0]) * n);
+    memcpy(table_size, sizes, sizeof(sizes[0]) * n);
+    table_len = n;
+    Py_INCREF(set);  /* its names stay alive with it */
+    Py_XSETREF(table_set, set);
+    return 0;
+}
+
+/* whether ``name``, lower-cased, is one of the table's names */
+static int in_table(const char *name, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < table_len; i++) {
+        if (table_size[i] == n && lower_eq(name, n, table_name[i], n))
+            return 1;
+    }
+    return 0;
+}
+
+static PyObject *plain_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "plain_fields(raw: list, not_plain: frozenset)");
+        return NULL;
+    }
+    PyObject *raw = args[0];
+    if (args[1] != table_set && (!PyFrozenSet_Check(args[1]) || load_table(args[1]) < 0)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "plain_fields: not_plain must be a frozenset");
+        return NULL;
+    }
+    PyObject *host = NULL, *incoming = NULL;
+    Py_ssize_t count = PyList_GET_SIZE(raw);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyList_GET_ITEM(raw, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0))
+                || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "plain_fields: pairs of bytes expected");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        const char *s = PyBytes_AS_STRING(name);
+        Py_ssize_t n = PyBytes_GET_SIZE(name);
+        if (lower_eq(s, n, "host", 4)) {
+            if (host != NULL)
+                Py_RETURN_NONE;
+            host = PyTuple_GET_ITEM(pair, 1);
+        } else if (lower_eq(s, n, "x-request-id", 12)) {
+            if (incoming != NULL)
+                Py_RETURN_NONE;
+            incoming = PyTuple_GET_ITEM(pair, 1);
+        } else {
+            if (in_table(s, n))
+                Py_RETURN_NONE;
+        }
+    }
+    if (host == NULL)
+        Py_RETURN_NONE;
+    PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(host), PyBytes_GET_SIZE(host), NULL);
+    if (text == NULL)
+        return NULL;
+    PyObject *out = PyTuple_Pack(2, text, incoming != NULL ? incoming : Py_None);
+    Py_DECREF(text);
+    return out;
+}
+
+static PyObject *has_connection(PyObject *self, PyObject *raw) {
+    if (!PyList_Check(raw)) {
+        PyErr_SetString(PyExc_TypeError, "has_connection(raw: list)");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(raw);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyList_GET_ITEM(raw, i);
+        PyObject *name;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyBytes_Check(name = PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_SetString(PyExc_TypeError, "has_connection: pairs of bytes expected");
+            return NULL;
+        }
+        if (lower_eq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "connection", 10))
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *kept_answer(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "kept_answer(prefix: bytes, number: int, body: bytes)");
+        return NULL;
+    }
+    unsigned long long number = PyLong_AsUnsignedLongLong(args[1]);
+    if (number == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    char hex[16];
+    int digits = 0;
+    do {
+        hex[15 - digits++] = "0123456789abcdef"[number & 15];
+        number >>= 4;
+    } while (number);
+    Py_ssize_t np = PyBytes_GET_SIZE(args[0]), nb = PyBytes_GET_SIZE(args[2]);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, np + digits + 4 + nb);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, PyBytes_AS_STRING(args[0]), np);
+    p += np;
+    memcpy(p, hex + 16 - digits, digits);
+    p += digits;
+    memcpy(p, "\r\n\r\n", 4);
+    memcpy(p + 4, PyBytes_AS_STRING(args[2]), nb);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"plain_fields", (PyCFunction)(void (*)(void))plain_fields, METH_FASTCALL,
+     "plain_fields(raw, not_plain) -> (host, incoming) | None: the fast path's check of a head's fields."},
+    {"has_connection", has_connection, METH_O,
+     "has_connection(raw) -> bool: whether the head has a Connection field."},
+    {"kept_answer", (PyCFunction)(void (*)(void))kept_answer, METH_FASTCALL,
+     "kept_answer(prefix, number, body) -> bytes: prefix, the number in hex, CRLF CRLF, body."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fasthit", "The fast path's per-request work in C.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fasthit(void) {
+    return PyModule_Create(&module);
+}

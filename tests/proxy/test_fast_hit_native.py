@@ -1,0 +1,135 @@
+"""The fast path's C helpers (``frontend/_fasthit.c``) against what they replace: the
+Python check of a head's raw fields, the kept answer's ``%`` formatting, and httptools'
+``get_http_version`` for a head without a Connection field."""
+
+from __future__ import annotations
+
+import itertools
+
+import httptools
+import pytest
+
+from edgenode.frontend._fasthit import has_connection, kept_answer, plain_fields
+from edgenode.http.headers import NOT_PLAIN
+
+Raw = list[tuple[bytes, bytes]]
+
+
+def reference(raw: Raw) -> tuple[str, bytes | None] | None:
+    """The loop ``FastHits._fast`` ran before: none of NOT_PLAIN, one Host, at most one
+    X-Request-Id."""
+    host: bytes | None = None
+    incoming: bytes | None = None
+    for name, value in raw:
+        low = name.lower()
+        if low in NOT_PLAIN:
+            return None
+        if low == b"host":
+            if host is not None:
+                return None
+            host = value
+        elif low == b"x-request-id":
+            if incoming is not None:
+                return None
+            incoming = value
+    return None if host is None else (host.decode("latin-1"), incoming)
+
+
+FIELDS: Raw = [(b"Host", b"example.com"), (b"HOST", b"other.example"), (b"host", b"caf\xe9.example"),
+               (b"X-Request-Id", b"abc-1"), (b"x-request-ID", b"abc-2"), (b"User-Agent", b"wrk"),
+               (b"Accept", b"*/*"), (b"Hostx", b"no"), (b"Hos", b"no"), (b"X-Request-Idx", b"no"),
+               (b"", b"empty name"), (b"A" * 300, b"long name")]
+FIELDS += [(name.upper(), b"1") for name in sorted(NOT_PLAIN)]
+FIELDS += [(name.title(), b"1") for name in sorted(NOT_PLAIN)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3])
+def test_plain_fields_decides_as_the_python_check(size: int) -> None:
+    heads = list(itertools.permutations(FIELDS, size)) if size < 3 else \
+        [list(t) for t in itertools.islice(itertools.permutations(FIELDS, 3), 0, None, 7)]
+    decided = {True: 0, False: 0}
+    for head in heads:
+        raw = list(head)
+        got = plain_fields(raw, NOT_PLAIN)
+        assert got == reference(raw), raw
+        decided[got is not None] += 1
+    if size:
+        assert decided[True] and decided[False]  # both outcomes exercised
+
+
+def test_plain_fields_follows_the_set_it_is_given() -> None:
+    raw = [(b"Host", b"a"), (b"Accept", b"*/*")]
+    assert plain_fields(raw, frozenset({b"accept"})) is None
+    assert plain_fields(raw, NOT_PLAIN) == ("a", None)
+    assert plain_fields(raw, frozenset()) == ("a", None)
+    with pytest.raises(TypeError):
+        plain_fields(raw, frozenset({"accept"}))  # names are bytes
+    with pytest.raises(TypeError):
+        plain_fields(raw, set(NOT_PLAIN))
+    assert plain_fields(raw + [(b"Range", b"bytes=0-1")], NOT_PLAIN) is None
+
+
+def test_plain_fields_rejects_what_is_not_a_head() -> None:
+    with pytest.raises(TypeError):
+        plain_fields([("Host", "example.com")], NOT_PLAIN)
+    with pytest.raises(TypeError):
+        plain_fields([(b"Host",)], NOT_PLAIN)
+    with pytest.raises(TypeError):
+        plain_fields((), NOT_PLAIN)
+
+
+@pytest.mark.parametrize("number", [0, 1, 9, 10, 15, 16, 255, 4096, 0xDEADBEEF, 2**63, 2**64 - 1])
+def test_kept_answer_is_the_percent_format(number: int) -> None:
+    prefix = b"HTTP/1.1 200 OK\r\nX-Request-Id: 0a1b2c3d4e5f-"
+    for body in (b"", b"x" * 1024):
+        assert kept_answer(prefix, number, body) == b"%s%x\r\n\r\n%s" % (prefix, number, body)
+
+
+def test_kept_answer_refuses_what_it_cannot_format() -> None:
+    with pytest.raises(OverflowError):
+        kept_answer(b"", -1, b"")
+    with pytest.raises(OverflowError):
+        kept_answer(b"", 2**64, b"")
+    with pytest.raises(TypeError):
+        kept_answer("", 1, b"")
+
+
+class _Head:
+    """Records what ``RequestParser.on_headers_complete`` reads of a parsed head."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.raw: Raw = []
+        self.seen: tuple[str, bool, bool] | None = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.seen = (self.parser.get_http_version(), self.parser.should_keep_alive(),
+                     has_connection(self.raw))
+
+
+@pytest.mark.parametrize("version", [b"0.9", b"1.0", b"1.1", b"1.2", b"2.0", b"2.1", b"3.0", b"9.9"])
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n", b"CONNECTION: close\r\n",
+                                        b"connection: upgrade\r\n", b"Keep-Alive: timeout=5\r\n"])
+def test_keep_alive_without_connection_is_http11_alone(version: bytes, connection: bytes) -> None:
+    head = _Head()
+    try:
+        head.parser.feed_data(b"GET / HTTP/%s\r\nHost: a\r\n%s\r\n" % (version, connection))
+    except httptools.HttpParserError:
+        assert version not in (b"0.9", b"1.0", b"1.1", b"2.0")  # every other version stops here
+        return
+    assert head.seen is not None
+    got, keep_alive, has = head.seen
+    assert has == connection.lower().startswith(b"connection:")
+    # the callback's rule: HTTP/1.1 without asking httptools when this holds
+    assert (keep_alive and not has) == (got == "1.1" and not has)
+
+
+def test_has_connection_reads_names_only() -> None:
+    assert has_connection([(b"Host", b"a"), (b"cOnNeCtIoN", b"close")])
+    assert not has_connection([(b"Host", b"connection"), (b"Connections", b"x"), (b"Connectio", b"x")])
+    assert not has_connection([])
+    with pytest.raises(TypeError):
+        has_connection([("Connection", "close")])
