@@ -47,12 +47,6 @@ static wstr t_upper(arena *a, wstr in) {
     return (wstr){o, in.n};
 }
 
-/* The high bit of each byte of w equal to c (exact: no borrow crosses a byte). */
-static inline uint64_t bytes_eq(uint64_t w, unsigned char c) {
-    uint64_t t = w ^ (0x0101010101010101ull * c);
-    return ~(((t & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | t) & 0x8080808080808080ull;
-}
-
 static wstr t_urldecode(arena *a, wstr in, bool uni) {
     if (!memchr(in.p, '%', in.n) && !memchr(in.p, '+', in.n)) return in;
     unsigned char *o = ar_alloc(a, in.n + 1), *d = o;
