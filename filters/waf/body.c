@@ -5,6 +5,7 @@
  * URLENCODED lives in intake.c next to the query-string parser it shares.
  * A body that does not parse sets REQBODY_ERROR=1 and REQBODY_ERROR_MSG; the
  * rules (e.g. 200002 of the base configuration) decide what that means.
+ * Layer: above tx.c; below intake.c, which hands it the body.
  */
 #include <stdio.h>
 #include <stdlib.h>

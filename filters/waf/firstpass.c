@@ -49,6 +49,8 @@
  * A rule that may match runs, per value, its pattern's own DFA first and PCRE2
  * only where that matched: PCRE2's cost on a long value that does not match is
  * bounded only by the match limit.
+ *
+ * Layer: above tcache.c and rx.c; below exec.c, parse.c and warmup.c.
  */
 #include <stdlib.h>
 #include <string.h>

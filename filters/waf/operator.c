@@ -4,6 +4,8 @@
  * with the ruleset's match limits: a value that hits a limit does not match,
  * and the hit is counted (TX:MSC_PCRE_LIMITS_EXCEEDED, the filter's metric).
  * @pm / @pmFromFile use a case-insensitive Aho-Corasick automaton (ac.c).
+ * Layer: above expand.c (macros), tx.c (captures), rx.c, ac.c and inject.c; below
+ * exec.c and parse.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,6 +6,8 @@
  * splits directives into arguments, and compiles each SecRule / SecAction /
  * SecMarker into a rule with its targets, operator, transformations and
  * actions.  Every error names file, line and reason; nothing is half-loaded.
+ * Layer: above operator.c, firstpass.c, expand.c (macros), rx.c, transform.c and
+ * vars.c; only filter.c calls it.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -3,6 +3,7 @@
  * including its edge cases (e.g. only the low byte of %uHHHH, full-width ASCII
  * folding, 1-6 digit CSS escapes), since CRS regexes are written against that
  * output.  Every function returns the input itself when nothing changes.
+ * Layer: above util.c; below tcache.c and parse.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

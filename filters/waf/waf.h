@@ -1,11 +1,23 @@
 /*
- * SecLang engine: shared types.
+ * SecLang engine: shared types, and each unit's functions.
  *
  * A ruleset (waf_rules) is parsed and compiled once from SecLang text (parse.c)
  * and is read-only afterwards; a transaction (waf_tx) holds one request's
  * variables, collections and matches, allocated from a per-request arena that
  * is reset between requests.  No Proxy-Wasm calls in the engine files: only
  * filter.c talks to the host, so the engine also builds natively.
+ *
+ * The units, in layers: each uses only units on lines below its own
+ * (tests/layout/test_c_unit_cycles.py fails on a cycle).
+ *   filter.c                    the Proxy-Wasm glue (over filters/sdk)
+ *   parse.c, warmup.c           compiling the rules; the first pass's warm-up requests
+ *   exec.c, intake.c            the phase runner; the request into the transaction
+ *   operator.c, firstpass.c, body.c    operators; the first pass; body processors
+ *   expand.c                    a target's values, and macros
+ *   tx.c, tcache.c              the transaction's state; values after transformation chains
+ *   rx.c, transform.c           compiled patterns; transformations
+ *   vars.c, ac.c, inject.c      variable names; Aho-Corasick; libinjection's cheap answers
+ *   util.c (util.h), memchr.c   arena, buffers, strings, collections; memchr
  */
 #ifndef WAF_H
 #define WAF_H
