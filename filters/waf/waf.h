@@ -305,7 +305,7 @@ void waf_tx_free(waf_tx *tx);
 /* TX value by name (case-insensitive); NULL when unset. */
 const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key);
 void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val);
-static inline void source_changed(waf_tx *tx, int base);
+static inline void source_changed(waf_tx *tx, int base);   /* the sources, below */
 /* Set a scalar variable (REQUEST_BODY, MULTIPART_* flags, ...).  Inline: each match sets two. */
 static inline void tx_set_sc(waf_tx *tx, int v, wstr val) {
     tx->sc[v] = val;
