@@ -1,5 +1,5 @@
 /*
- * The transaction layer (above util.c and vars; below every unit that reads or fills a
+ * The transaction layer (above util.c; below every unit that reads or fills a
  * request): a transaction's life (init, reset between requests, free), its scalar
  * variables, its collections by name (TX, and the per-transaction IP, SESSION, ...), and the
  * numbers and request arguments the layers above store in them.  Nothing here runs rules,

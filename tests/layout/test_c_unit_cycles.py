@@ -65,7 +65,8 @@ def unit_symbols(sources: list[str], workdir: Path, flags: list[str] | None = No
         obj = workdir / (source.replace("/", "_") + ".o")
         built = subprocess.run([cc, "-std=gnu11", "-c", "-O0", *flags, str(ROOT / source), "-o", str(obj)],
                                capture_output=True, text=True)
-        assert built.returncode == 0, f"{source} does not compile alone (filters: `make filters` first):\n{built.stderr}"
+        assert built.returncode == 0, \
+            f"{source} does not compile alone (filters: `make filters` first):\n{built.stderr}"
         defined[source] = _symbols(obj, "--defined-only", "--extern-only")
         used[source] = _symbols(obj, "--undefined-only")
     return defined, used
@@ -74,7 +75,8 @@ def unit_symbols(sources: list[str], workdir: Path, flags: list[str] | None = No
 def unit_graph(symbols: Symbols, entry_points: frozenset[str] = frozenset()) -> dict[str, set[str]]:
     """unit -> the units whose symbols it uses, but for entry_points."""
     defined, used = symbols
-    return {unit: {other for other in defined if other != unit and (used[unit] - entry_points) & defined[other]}
+    uses = {unit: used[unit] - entry_points for unit in defined}
+    return {unit: {other for other in defined if other != unit and uses[unit] & defined[other]}
             for unit in defined}
 
 
