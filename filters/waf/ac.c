@@ -2,6 +2,7 @@
  * Case-insensitive Aho-Corasick automaton: ASCII letters fold to lower case,
  * other bytes compare as they are.  Children are sorted arrays (binary search)
  * so large word lists (@pmFromFile) stay compact; the root has a direct table.
+ * Layer: a leaf (operator.c builds @pm lists into it).
  */
 #include <stdlib.h>
 #include <string.h>

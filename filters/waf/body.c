@@ -2,17 +2,16 @@
  * Request body processors: MULTIPART (with ModSecurity's strictness flags),
  * JSON (argument names json.a.b / json.a.array_0, as ModSecurity v3 builds
  * them) and XML (well-formedness, the document's text and its attribute values).
- * URLENCODED lives in exec.c next to the query-string parser it shares.
+ * URLENCODED lives in intake.c next to the query-string parser it shares.
  * A body that does not parse sets REQBODY_ERROR=1 and REQBODY_ERROR_MSG; the
  * rules (e.g. 200002 of the base configuration) decide what that means.
+ * Layer: above tx.c; below intake.c, which hands it the body.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "waf.h"
-
-static wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
 
 static void flag(waf_tx *tx, int v) { tx_set_sc(tx, v, WSTR("1")); }
 

@@ -19,6 +19,7 @@
  * reaches the cache or the origin; an audit line (JSON) is logged with the
  * request id and every matched rule.  In detect mode the response carries
  * X-WAF-Score and X-WAF-Rules.
+ * Layer: the top: the engine (waf.h) and the SDK below it.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,6 +4,7 @@
  * on each distinct one (CRS 942100 and 941100 target ARGS and ARGS_NAMES).  Each test
  * below follows libinjection's own code paths, so its answer is libinjection's; the unit
  * test checks them against libinjection on generated values.
+ * Layer: a leaf beside libinjection (operator.c asks it first).
  */
 #include <string.h>
 

@@ -3,6 +3,7 @@
  * by byte; libinjection calls memchr for every character of a word and the
  * transformations' "anything to do?" checks scan whole values, so this one
  * compares 8 bytes at a time.  (libc's definition is weak: this one is used.)
+ * Layer: a leaf, below every unit that calls memchr.
  */
 #include <stddef.h>
 #include <stdint.h>

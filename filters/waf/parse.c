@@ -6,6 +6,8 @@
  * splits directives into arguments, and compiles each SecRule / SecAction /
  * SecMarker into a rule with its targets, operator, transformations and
  * actions.  Every error names file, line and reason; nothing is half-loaded.
+ * Layer: above operator.c, firstpass.c, expand.c (macros), rx.c, transform.c and
+ * vars.c; only filter.c calls it.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,45 +42,6 @@ static bool fail(parser *ps, const char *fmt, ...) {
 }
 
 static wstr sdup(parser *ps, const char *p, size_t n) { return (wstr){ar_dup(&ps->r->mem, p, n), n}; }
-
-/* ------------------------------------------------------------------ macros */
-
-bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len) {
-    m->raw = (wstr){ar_dup(a, p, n), n};
-    m->has_macro = false;
-    m->n = 0;
-    /* count parts upper bound */
-    int cap = 1;
-    for (size_t i = 0; i + 1 < n; i++) if (p[i] == '%' && p[i + 1] == '{') cap += 2;
-    m->parts = ar_alloc(a, (size_t)cap * sizeof(macro_part));
-    size_t lit = 0, i = 0;
-    while (i < n) {
-        if (p[i] == '%' && i + 1 < n && p[i + 1] == '{') {
-            const char *close = memchr(p + i + 2, '}', n - i - 2);
-            if (!close) { i++; continue; }
-            const char *name = p + i + 2;
-            size_t nl = (size_t)(close - name);
-            const char *dot = memchr(name, '.', nl);
-            const char *colon = memchr(name, ':', nl);
-            if (!dot || (colon && colon < dot)) dot = colon;
-            size_t vl = dot ? (size_t)(dot - name) : nl;
-            int var = var_lookup(name, vl);
-            if (!var) {
-                snprintf(err, err_len, "unknown variable in macro %%{%.*s}", (int)nl, name);
-                return false;
-            }
-            if (i > lit) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, i - lit}, 0, {0}, 0};
-            wstr key = {NULL, 0};
-            if (dot) key = (wstr){m->raw.p + (dot + 1 - p), nl - vl - 1};
-            m->parts[m->n++] = (macro_part){{0}, var, key, hash_ci(key.p, key.n)};
-            m->has_macro = true;
-            i = (size_t)(close - p) + 1;
-            lit = i;
-        } else i++;
-    }
-    if (lit < n || m->n == 0) m->parts[m->n++] = (macro_part){(wstr){m->raw.p + lit, n - lit}, 0, {0}, 0};
-    return true;
-}
 
 /* ------------------------------------------------------------------ tokenising */
 

@@ -14,6 +14,7 @@
  * to an earlier one of its source is joined once (transformations are functions
  * of the value), and a chain none of whose steps can change the source's values
  * (tfn_keeps: no byte it acts on occurs) is not computed at all.
+ * Layer: above transform.c; below firstpass.c and exec.c.
  */
 #include <string.h>
 

@@ -3,6 +3,7 @@
  * including its edge cases (e.g. only the low byte of %uHHHH, full-width ASCII
  * folding, 1-6 digit CSS escapes), since CRS regexes are written against that
  * output.  Every function returns the input itself when nothing changes.
+ * Layer: above util.c; below tcache.c and parse.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,12 +46,6 @@ static wstr t_upper(arena *a, wstr in) {
         o[k] = (c >= 'a' && c <= 'z') ? c - 32 : c;
     }
     return (wstr){o, in.n};
-}
-
-/* The high bit of each byte of w equal to c (exact: no borrow crosses a byte). */
-static inline uint64_t bytes_eq(uint64_t w, unsigned char c) {
-    uint64_t t = w ^ (0x0101010101010101ull * c);
-    return ~(((t & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | t) & 0x8080808080808080ull;
 }
 
 static wstr t_urldecode(arena *a, wstr in, bool uni) {

@@ -1,54 +1,28 @@
 /*
- * SecLang engine: shared types.
+ * SecLang engine: shared types, and each unit's functions.
  *
  * A ruleset (waf_rules) is parsed and compiled once from SecLang text (parse.c)
  * and is read-only afterwards; a transaction (waf_tx) holds one request's
  * variables, collections and matches, allocated from a per-request arena that
  * is reset between requests.  No Proxy-Wasm calls in the engine files: only
  * filter.c talks to the host, so the engine also builds natively.
+ *
+ * The units, in layers: each uses only units on lines below its own
+ * (tests/layout/test_c_unit_cycles.py fails on a cycle).
+ *   filter.c                    the Proxy-Wasm glue (over filters/sdk)
+ *   parse.c, warmup.c           compiling the rules; the first pass's warm-up requests
+ *   exec.c, intake.c            the phase runner; the request into the transaction
+ *   operator.c, firstpass.c, body.c    operators; the first pass; body processors
+ *   expand.c                    a target's values, and macros
+ *   tx.c, tcache.c              the transaction's state; values after transformation chains
+ *   rx.c, transform.c           compiled patterns; transformations
+ *   vars.c, ac.c, inject.c      variable names; Aho-Corasick; libinjection's cheap answers
+ *   util.c (util.h), memchr.c   arena, buffers, strings, collections; memchr
  */
 #ifndef WAF_H
 #define WAF_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-
-/* ------------------------------------------------------------------ strings, arena */
-
-typedef struct { const char *p; size_t n; } wstr;
-#define WSTR(lit) ((wstr){(lit), sizeof(lit) - 1})
-
-typedef struct arena_blk { struct arena_blk *next; size_t cap, used; char data[]; } arena_blk;
-typedef struct { arena_blk *head, *spare; size_t total; } arena;
-
-void *ar_alloc_block(arena *a, size_t n);      /* ar_alloc's slow path: a new block */
-/* 8-aligned, never NULL (aborts on OOM); inline: most allocations fit the current block */
-static inline void *ar_alloc(arena *a, size_t n) {
-    n = (n + 7) & ~(size_t)7;
-    arena_blk *b = a->head;
-    if (__builtin_expect(!b || b->used + n > b->cap, 0)) return ar_alloc_block(a, n);
-    void *p = b->data + b->used;
-    b->used += n;
-    a->total += n;
-    return p;
-}
-char *ar_dup(arena *a, const char *p, size_t n); /* NUL-terminated copy */
-void ar_reset(arena *a);                       /* keeps blocks for reuse, up to AR_KEEP bytes */
-void ar_free(arena *a);
-
-/* A growable byte buffer (malloc) */
-typedef struct { char *p; size_t n, cap; } wbuf;
-void wb_put(wbuf *b, const char *p, size_t n);
-void wb_putc(wbuf *b, char c);
-void wb_puts(wbuf *b, const char *s);
-void wb_free(wbuf *b);
-
-bool ieq(const char *a, size_t an, const char *b, size_t bn);
-bool ieqz(wstr a, const char *z);
-char *xstrndup(const char *p, size_t n);
-uint32_t hash_ci(const char *p, size_t n);
-bool parse_num(wstr s, long long *out);      /* ModSecurity-style atoi: leading digits */
+#include "util.h"
 
 /* ------------------------------------------------------------------ variables */
 
@@ -84,24 +58,9 @@ enum {
 };
 
 #define IS_COLLECTION(v) ((v) <= V_LAST_COLLECTION)
+/* vars.c: the variables' names */
 const char *var_name(int v);
 int var_lookup(const char *name, size_t n);   /* 0 when unknown */
-
-/* An ordered key/value list (request collections, TX) with a case-insensitive index, built
- * by the first lookup that needs it and kept up to date by later additions while it has room
- * (a body's hundreds of arguments are not indexed as they arrive, nor at all if no rule looks
- * one up by name). */
-typedef struct { wstr key, val; } kv;
-typedef struct {
-    kv *items;
-    uint32_t n, cap;
-    int32_t *index;              /* open addressing over items (NULL: linear scan) */
-    uint32_t index_cap;
-    bool indexed;                /* index holds every item (false: built again when needed) */
-    arena *a;                    /* the arena of the items, for the index */
-    uint32_t *hashes;            /* [cap] hash_ci of each item's key: probes compare it first */
-    uint32_t hashed;             /* items whose hash is set (the rest were added without one) */
-} coll;
 
 /* ------------------------------------------------------------------ rules */
 
@@ -340,11 +299,36 @@ typedef struct waf_tx {
     long long args_size;         /* ARGS_COMBINED_SIZE */
 } waf_tx;
 
+/* tx.c: the transaction's state */
 void waf_tx_init(waf_tx *tx, const waf_rules *rules);
 void waf_tx_reset(waf_tx *tx);
 void waf_tx_free(waf_tx *tx);
+/* TX value by name (case-insensitive); NULL when unset. */
+const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key);
+void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val);
+static inline void source_changed(waf_tx *tx, int base);   /* the sources, below */
+/* Set a scalar variable (REQUEST_BODY, MULTIPART_* flags, ...).  Inline: each match sets two. */
+static inline void tx_set_sc(waf_tx *tx, int v, wstr val) {
+    tx->sc[v] = val;
+    tx->sc_set[v] = 1;
+    source_changed(tx, v);
+}
+wstr tx_num(waf_tx *tx, long long v);
+void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val);
+void tx_body_error(waf_tx *tx, const char *msg);
+/* key's item in the collection, added (empty) when missing (setvar, captures) */
+kv *var_slot(waf_tx *tx, int coll_var, wstr key, uint32_t hash, bool copy);
+/* The collection a variable (TX, IP, SESSION, ...) names in this transaction */
+static inline coll *named_coll(waf_tx *tx, int var, bool create) {
+    if (var == V_TX || var < V_GEO || var > V_RESOURCE) return &tx->c[var];
+    /* IP, SESSION, USER, GLOBAL, RESOURCE, GEO: per-transaction collections */
+    return &tx->c[var];
+    (void)create;
+}
+/* a copy in the transaction's arena */
+static inline wstr dupw(waf_tx *tx, const char *p, size_t n) { return (wstr){ar_dup(&tx->a, p, n), n}; }
 
-/* Request input (filter.c fills these, then runs the phases). */
+/* intake.c: request input (filter.c fills these, then runs the phases). */
 void tx_set_connection(waf_tx *tx, wstr client_ip, int client_port, wstr server_ip, int server_port);
 void tx_set_request_line(waf_tx *tx, wstr method, wstr uri, wstr protocol);
 void tx_add_header(waf_tx *tx, wstr name, wstr value);
@@ -352,28 +336,10 @@ void tx_set_unique_id(waf_tx *tx, wstr id);
 void tx_headers_done(waf_tx *tx);      /* cookies, REQUEST_HEADERS-derived variables */
 /* The body (possibly cut at the limit); `truncated` when it was longer. */
 void tx_process_body(waf_tx *tx, const char *body, size_t len, bool truncated);
+void body_urlencoded(waf_tx *tx, wstr body, int target_coll);
 
-/* Run one phase; true when a disruptive action intercepted the request. */
+/* exec.c: run one phase; true when a disruptive action intercepted the request. */
 bool waf_run_phase(waf_tx *tx, int phase);
-
-/* TX value by name (case-insensitive); NULL when unset. */
-const wstr *tx_get_var(waf_tx *tx, int coll_var, wstr key);
-void tx_set_var(waf_tx *tx, int coll_var, wstr key, wstr val);
-/* Set a scalar variable (REQUEST_BODY, MULTIPART_* flags, ...). */
-void tx_set_sc(waf_tx *tx, int v, wstr val);
-
-/* collections */
-void coll_add(arena *a, coll *c, wstr key, wstr val);
-void coll_add_h(arena *a, coll *c, wstr key, wstr val, uint32_t hash);   /* hash: hash_ci(key) */
-/* Added without its hash, computed when the collection is first searched (MATCHED_VARS, added
- * to per match, is seldom searched by key). */
-void coll_add_unhashed(arena *a, coll *c, wstr key, wstr val);
-kv *coll_find(coll *c, wstr key);
-kv *coll_find_h(coll *c, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
-/* Indices of every item with this key (case-insensitive), in order; -1 when more than max
- * match (then scan it). */
-int coll_find_all(coll *c, wstr key, uint32_t hash, uint32_t *out, int max);   /* hash: hash_ci(key) */
-void coll_del(coll *c, wstr key);
 
 /* transformations (transform.c); out may alias nothing, result in arena */
 wstr tfn_apply(arena *a, int t, wstr in);
@@ -400,9 +366,11 @@ bool op_exec(waf_tx *tx, const rule *ru, wstr val, wstr *matched_data);
  * operator's test, asked once per source instead of once per value). */
 bool op_misses_bytes(const oper *o, const tfn_set *present);
 void op_free(oper *o);
+int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures);
+
+/* rx.c: patterns compiled, freed, and matched without a transaction */
 bool pcre2_match_simple(const regex *re, wstr s);
 bool rx_compile(regex *out, const char *pat, size_t n, bool caseless, char *err, size_t err_len);
-int rx_match(waf_tx *tx, const regex *re, wstr subject, bool want_captures);
 void rx_free(regex *re);
 
 /* Request values by source: a source is a request collection's values or names, or a
@@ -445,11 +413,10 @@ uint64_t *source_masks(waf_tx *tx, int base, bool names, uint8_t **done);
 /* firstpass.c: regex sets over each source's joined values, to skip rules that cannot match */
 void firstpass_build(waf_rules *r);
 void firstpass_free(waf_rules *r);
-/* Run ordinary requests through the rules once, so the regex sets they reach are compiled
- * (and their DFAs warm) before the first real request. */
-/* runs ordinary requests through `tx` (the caller's, kept for the first real request: its
- * arena and per-set tables are then part of the configured instance, not a heap growth) */
-void firstpass_warm_up(waf_rules *r, waf_tx *tx);
+/* reached[block] set for each block (waf_rules.n_pf_blocks) whose sets tx scanned */
+void firstpass_mark_reached(const waf_tx *tx, bool *reached);
+/* The unions of the sets of the reached blocks, built and compiled */
+void firstpass_build_unions(waf_rules *r, const bool *reached);
 /* false when no value of any target of rule ru (pf_all) can match its operator */
 bool firstpass_rule_may_match(waf_tx *tx, const rule *ru);
 /* false when no value of target t can match rule ru's operator */
@@ -461,17 +428,31 @@ bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v);
 bool sqli_impossible(wstr v);
 bool xss_impossible(wstr v);
 
-/* macros (exec.c) */
+/* expand.c: macros, and a target's values */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);
 wstr macro_expand(waf_tx *tx, const macro_str *m);
+/* A target's value: the variable it is shown as, its key, value and vid (0: not stable) */
+typedef struct { int coll; wstr key; wstr val; uint32_t vid; } tval;
+typedef struct { tval *v; int n, cap; } tvals;
+void tv_grow(waf_tx *tx, tvals *out);   /* tv_push's slow path */
+/* inline: a rule's every target value passes here, and the list seldom grows */
+static inline void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32_t vid) {
+    if (__builtin_expect(out->n == out->cap, 0)) tv_grow(tx, out);
+    out->v[out->n++] = (tval){coll, key, val, vid};
+}
+/* The values target t names, appended to out (a collection's in order; `&VAR` is counted by
+ * the caller) */
+void expand(waf_tx *tx, const target *t, tvals *out);
 
 /* body processors (body.c) */
-void body_urlencoded(waf_tx *tx, wstr body, int target_coll);
 void body_multipart(waf_tx *tx, wstr body);
 void body_json(waf_tx *tx, wstr body);
 void body_xml(waf_tx *tx, wstr body);
-void tx_body_error(waf_tx *tx, const char *msg);
-void tx_add_arg(waf_tx *tx, int coll_var, wstr key, wstr val);
-wstr tx_num(waf_tx *tx, long long v);
+
+/* warmup.c: run ordinary requests through the rules once, so the regex sets they reach are
+ * compiled (and their DFAs warm) before the first real request; through `tx` (the caller's,
+ * kept for the first real request: its arena and per-set tables are then part of the
+ * configured instance, not a heap growth) */
+void firstpass_warm_up(waf_rules *r, waf_tx *tx);
 
 #endif
