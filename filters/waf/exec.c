@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "waf.h"
+#include "expand.h"
+#include "tcache.h"
 
 /* &VAR:key of a collection expand() lists as it is (TX, REQUEST_HEADERS, ...: CRS's
  * initialisation rules count a TX key each): the number of items with that key, told by the

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "waf.h"
+#include "expand.h"
 
 /* ------------------------------------------------------------------ macros */
 

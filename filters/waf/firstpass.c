@@ -56,7 +56,7 @@
 #include <string.h>
 
 #include "rxset.h"
-#include "waf.h"
+#include "tcache.h"
 
 /* patterns per set, and their total length: larger sets scan fewer times, but the states
  * of their DFA grow with the patterns' size (and a DFA that keeps outgrowing its cache

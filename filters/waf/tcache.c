@@ -18,7 +18,7 @@
  */
 #include <string.h>
 
-#include "waf.h"
+#include "tcache.h"
 
 enum { COL_DONE = 1, COL_KEEPS = 2, COL_EMPTY = 4 };
 

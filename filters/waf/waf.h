@@ -18,6 +18,9 @@
  *   rx.c, transform.c           compiled patterns; transformations
  *   vars.c, ac.c, inject.c      variable names; Aho-Corasick; libinjection's cheap answers
  *   util.c (util.h), memchr.c   arena, buffers, strings, collections; memchr
+ * This header holds declarations and inline helpers that call nothing but util.c; an
+ * inline helper that calls into a unit stands in that unit's own header (expand.h:
+ * tv_push; tcache.h: transform), so no header depends on a unit above it.
  */
 #ifndef WAF_H
 #define WAF_H
@@ -256,7 +259,6 @@ typedef struct {
     bool disruptive;
 } waf_match;
 
-struct src_state;
 /* firstpass.c: the joined values of a set's sources, per (source list, chain) */
 #define UNION_CACHE 64
 typedef struct { uint32_t epoch; int list, chain; wstr joined; } union_join;
@@ -376,12 +378,7 @@ void rx_free(regex *re);
 /* Request values by source: a source is a request collection's values or names, or a
  * scalar, stable once set.  A value id (vid) names one value of a source; 0: not stable. */
 #define VID(base, idx, names) ((((uint32_t)(base)) << 24) | ((uint32_t)(idx) << 1) | (names))
-/* tcache.c: a value after a transformation chain, computed once per request */
-wstr transform_chain(waf_tx *tx, int chain, wstr in, uint32_t vid);
-/* inline: most rules that reach a value have no transformation (t:none) */
-static inline wstr transform(waf_tx *tx, int chain, wstr in, uint32_t vid) {
-    return tx->rules->tchain_def[chain][0] ? transform_chain(tx, chain, in, vid) : in;
-}
+/* a value after a transformation chain: tcache.h */
 /* Every value of a source after `chain`, joined by '\n' (NULL when the source is empty). */
 const wstr *source_joined(waf_tx *tx, int base, bool names, int chain);
 /* The distinct values of a collection source (repeats left out, deleted items too): their
@@ -431,18 +428,7 @@ bool xss_impossible(wstr v);
 /* expand.c: macros, and a target's values */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);
 wstr macro_expand(waf_tx *tx, const macro_str *m);
-/* A target's value: the variable it is shown as, its key, value and vid (0: not stable) */
-typedef struct { int coll; wstr key; wstr val; uint32_t vid; } tval;
-typedef struct { tval *v; int n, cap; } tvals;
-void tv_grow(waf_tx *tx, tvals *out);   /* tv_push's slow path */
-/* inline: a rule's every target value passes here, and the list seldom grows */
-static inline void tv_push(waf_tx *tx, tvals *out, int coll, wstr key, wstr val, uint32_t vid) {
-    if (__builtin_expect(out->n == out->cap, 0)) tv_grow(tx, out);
-    out->v[out->n++] = (tval){coll, key, val, vid};
-}
-/* The values target t names, appended to out (a collection's in order; `&VAR` is counted by
- * the caller) */
-void expand(waf_tx *tx, const target *t, tvals *out);
+/* a target's values: expand.h */
 
 /* body processors (body.c) */
 void body_multipart(waf_tx *tx, wstr body);
