@@ -104,7 +104,7 @@ class StreamDriver(StreamContext, Stream):
         ends and ``exc`` goes on."""
         if isinstance(exc, GuestTrap):
             try:
-                self.vm._trapped("", exc)
+                self.vm.trapped("", exc)
             except FilterFailure:
                 return self._request_failed()
         self.vm.finish_stream(self)

@@ -292,9 +292,9 @@ class Vm:
         try:
             return self.inst.call(self.funcs[name], ctx, stats, timings, *args)
         except GuestTrap as exc:
-            return self._trapped(name, exc)
+            return self.trapped(name, exc)
 
-    def _trapped(self, name: str, exc: GuestTrap) -> int:
+    def trapped(self, name: str, exc: GuestTrap) -> int:
         """A callback trapped: fail the VM and raise (``_start`` exiting 0 is a clean exit)."""
         if name == "_start" and self.exit_code == 0:
             return 0
@@ -311,7 +311,7 @@ class Vm:
             result = self.inst.call(self.funcs[name], ctx, stats, timings, *args)
             return result
         except GuestTrap as exc:
-            return self._trapped(name, exc)
+            return self.trapped(name, exc)
         finally:
             self.plugin.observer(self.plugin.name, name, phase,  # type: ignore[misc]
                                  _perf_counter() - t0, result, exchange)
@@ -445,7 +445,7 @@ class Vm:
             return self.inst.open_stream(ctx, ctx.exchange.timings, ctx.id, ctx.root.id, nheaders,
                                          -1 if self.v010 else end_of_stream)
         except GuestTrap as exc:
-            return self._trapped("", exc)
+            return self.trapped("", exc)
 
     def _start_checked(self, ctx: StreamContext, nheaders: int, end_of_stream: bool) -> int:
         """``start_stream`` on a failed or closed VM, or for developer tools' observer."""
@@ -509,7 +509,7 @@ class Vm:
         headers or body callback did; else (on_done, on_log or on_delete) the VM fails,
         the stream is over and the response stands."""
         if exc.args[1] in (self._hook_ids[2], body_hook):
-            return self._trapped("", exc), 0, None
+            return self.trapped("", exc), 0, None
         self.fail(exc.args[0])
         buffer = ctx.response_body
         ctx.request_body = ctx.response_body = None
