@@ -85,6 +85,20 @@ async def test_large_json_body_finds_the_one_bad_value(waf_wasm) -> None:
     assert resp.status == 200 and len(seen) == 1
 
 
+def products(n: int) -> list[dict[str, Any]]:
+    """A large JSON body's items: ordinary text, the digits of each index in it."""
+    return [{"id": i, "text": f"an ordinary product description number {i}"} for i in range(n)]
+
+
+async def json_rules_fired(stage, body: dict[str, Any]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The rule ids a detect-only WAF stage reports for ``body`` POSTed as JSON."""
+    terminal, _ = origin_ok()
+    req = make_request("/api", method="POST", headers={"Content-Type": "application/json"},
+                       body=json.dumps(body).encode())
+    resp, _ = await run_stage([stage], req, terminal)
+    return [r for r in resp.headers.get("x-waf-rules", "").split(",") if r]
+
+
 async def test_large_input_union_keeps_each_sets_matches(waf_wasm) -> None:
     """Sets without literals of one block, on different chains, also share a union scanned
     first over large inputs: where it matches, each set still reports its own rules."""
@@ -96,19 +110,11 @@ async def test_large_input_union_keeps_each_sets_matches(waf_wasm) -> None:
         'SecRule ARGS "@rx ^[qz]{6}$" "id:303,phase:2,pass,log,t:none,t:lowercase"',
     ])
     stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-union")
-    terminal, _ = origin_ok()
-    items = [{"id": i, "text": f"an ordinary product description number {i}"} for i in range(400)]
-
-    async def fired(body: dict[str, Any]) -> list[str]:
-        req = make_request("/api", method="POST", headers={"Content-Type": "application/json"},
-                           body=json.dumps(body).encode())
-        resp, _ = await run_stage([stage], req, terminal)
-        return [r for r in resp.headers.get("x-waf-rules", "").split(",") if r]
-
-    assert await fired({"items": items}) == []
+    items = products(400)
+    assert await json_rules_fired(stage, {"items": items}) == []
     items[7]["text"] = "call 555-1234"
     items[300]["text"] = "QZQZQZ"
-    assert await fired({"items": items}) == ["301", "303"]
+    assert await json_rules_fired(stage, {"items": items}) == ["301", "303"]
     await stage.close()
 
 
@@ -126,18 +132,9 @@ async def test_unions_over_shapes_keep_digit_specific_matches(waf_wasm) -> None:
         'SecRule ARGS "@rx ^[qz]{6}$" "id:405,phase:2,pass,log,t:none,t:urlDecodeUni"',
     ])
     stage = make_stage(waf_wasm, {"directives": "SecRuleEngine DetectionOnly\n" + rules}, name="waf-shapes")
-    terminal, _ = origin_ok()
-
-    async def fired(n: int) -> list[str]:
-        items = [{"id": i, "text": f"an ordinary product description number {i}"} for i in range(n)]
-        req = make_request("/api", method="POST", headers={"Content-Type": "application/json"},
-                           body=json.dumps({"items": items}).encode())
-        resp, _ = await run_stage([stage], req, terminal)
-        return [r for r in resp.headers.get("x-waf-rules", "").split(",") if r]
-
-    assert await fired(300) == []
-    assert await fired(400) == ["401", "403"]
-    assert await fired(500) == ["401", "402", "403", "404"]
+    assert await json_rules_fired(stage, {"items": products(300)}) == []
+    assert await json_rules_fired(stage, {"items": products(400)}) == ["401", "403"]
+    assert await json_rules_fired(stage, {"items": products(500)}) == ["401", "402", "403", "404"]
     await stage.close()
 
 
