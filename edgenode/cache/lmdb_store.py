@@ -397,11 +397,8 @@ class SharedStore:
 
         A key kept hot, noted in this flush epoch, with nothing queued or changed by
         another process since, is ``_variants``' answer without its call (the usual hit)."""
-        if not self._batch_keys and self._cell[0] == self._seen:
-            hot = self._hot.get(key)
-            if hot is None or hot.epoch != self._epoch:
-                hot = self._variants(key)
-        else:
+        hot = self._hot.get(key) if not self._batch_keys and self._cell[0] == self._seen else None
+        if hot is None or hot.epoch != self._epoch:
             hot = self._variants(key)
         if hot is None:
             return None

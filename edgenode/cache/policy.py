@@ -237,9 +237,7 @@ def _set_facts(e: Entry, status: int, fields: Headers, cc: Mapping[str, str | No
     e.request_time = request_time
     e.response_time = response_time
     e.date = date
-    # (no Age field, the usual case: ``initial_age``'s corrected age without the call)
-    e.age0 = (initial_age(age, date, request_time, response_time) if age is not None
-              else max(0.0, response_time - date, response_time - request_time))
+    e.age0 = initial_age(age, date, request_time, response_time)
     e.lifetime = freshness_lifetime(status, fields, cc, date, heuristic_fraction, heuristic_max,
                                     default_ttl, targeted)
     e.fresh_until = response_time + e.lifetime - e.age0

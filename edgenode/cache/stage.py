@@ -142,18 +142,14 @@ class CacheStage:
         method = req.method
         if (method != "GET" and method != "HEAD") or self.nested:
             return None
-        if type(req) is RawRequest:  # its fields not made yet: the ones the front end found plain
-            value = req.field(b"host")
-            host = "" if value is None else value.decode("latin-1")
-        else:
+        if type(req) is not RawRequest:  # a RawRequest's fields are still the ones found plain
             h = req.headers
             plain = ex.plain
             if plain == RAW_PLAIN and req.raw is not None:  # made since, maybe unchanged
                 plain = req.raw[0]
             if plain != getversion(h) and not _NOT_PLAIN.isdisjoint(map(str.lower, h)):
                 return None  # (the front end's check stands while the filters left the fields alone)
-            host = h.get("host", "")
-        found = self._fresh(req.scheme, req.target, host, lambda: req.headers)
+        found = self._fresh(req.scheme, req.target, req.host, lambda: req.headers)
         if found is None:
             return None
         hit = found[1]
@@ -280,7 +276,7 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        age = str(int(max(0.0, entry.age0 + (now - entry.response_time))))  # entry.age(now), inlined
+        age = str(int(max(0.0, entry.age(now))))
         status_code = entry.status
         body = entry.body
         wire = entry.wire

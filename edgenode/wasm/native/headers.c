@@ -104,6 +104,15 @@ static int raw_pair(PyObject *pairs, Py_ssize_t i, const char **k, Py_ssize_t *k
     return 0;
 }
 
+/* Whether the n-byte name ``k``, its ASCII letters lower-cased, is the lower-case ``key``. */
+static int lower_name_is(const char *k, const char *key, size_t n) {
+    for (size_t j = 0; j < n; j++) {
+        unsigned char c = (unsigned char)k[j];
+        if ((c >= 'A' && c <= 'Z' ? c | 0x20 : c) != (unsigned char)key[j]) return 0;
+    }
+    return 1;
+}
+
 int hc_pairs_get(PyObject *pairs, const char *key, size_t klen, PyObject **owner, const char **value,
                  size_t *vlen) {
     *owner = NULL;
@@ -111,10 +120,7 @@ int hc_pairs_get(PyObject *pairs, const char *key, size_t klen, PyObject **owner
         const char *k, *v;
         Py_ssize_t kl, vl;
         if (raw_pair(pairs, i, &k, &kl, &v, &vl) < 0) return -1;
-        if ((size_t)kl != klen) continue;
-        size_t j = 0;
-        while (j < klen && (((unsigned char)k[j] >= 'A' && (unsigned char)k[j] <= 'Z') ? k[j] | 0x20 : k[j]) == key[j]) j++;
-        if (j < klen) continue;
+        if ((size_t)kl != klen || !lower_name_is(k, key, klen)) continue;
         *owner = Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, i), 1));
         *value = v;
         *vlen = (size_t)vl;

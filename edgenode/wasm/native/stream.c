@@ -17,7 +17,7 @@ static PyObject *n_failed, *n_closed, *n_root, *n_plugin, *n_observer, *n_opens,
     *n_active_streams, *n_on_idle, *n_request_body_hooks, *n_timings, *n_wasm_maps, *n_body, *n_trailers,
     *n_server_timing, *n_backoff, *n_failures, *n_timing_header, *n_one, *m_begin_slow, *m_opened,
     *m_open_raised, *m_after_begin, *m_around, *m_respond_async, *m_in_memory_slow, *m_responded,
-    *m_respond_raised, *m_timed, *m_succeeded, *m_resume_response;
+    *m_respond_raised, *m_add_timing, *m_succeeded, *m_resume_response;
 
 static int is_none(PyObject *o) { return o == NULL || o == Py_None; }
 
@@ -346,10 +346,10 @@ static PyObject *maybe_timed(StreamCore *s, PyObject *response) {
         const char *v;
         size_t vl;
         asked = hc_pairs_get(pairs, "x-edgenode-timing", 17, &owner, &v, &vl);
-        Py_DECREF(pairs);
+        asked = asked > 0 ? vl == 1 && v[0] == '1' : asked; /* read while owner holds it */
         Py_XDECREF(owner);
+        Py_DECREF(pairs);
         if (asked < 0) return NULL;
-        asked = asked && vl == 1 && v[0] == '1';
     } else if (PyErr_Occurred()) {
         return NULL;
     } else if (!asked) {
@@ -362,7 +362,7 @@ static PyObject *maybe_timed(StreamCore *s, PyObject *response) {
         Py_DECREF(v);
     }
     if (!asked) return Py_NewRef(response);
-    return PyObject_CallMethodOneArg((PyObject *)s, m_timed, response);
+    return PyObject_CallMethodOneArg((PyObject *)s, m_add_timing, response);
 }
 
 /* in_memory(response, body) -> Response | None: the response side over a body in memory
@@ -611,7 +611,7 @@ PyObject *hc_stream_setup(PyObject *self, PyObject *args) {
     NAME(m_in_memory_slow, "_in_memory_slow");
     NAME(m_responded, "_responded");
     NAME(m_respond_raised, "_respond_raised");
-    NAME(m_timed, "add_timing");
+    NAME(m_add_timing, "add_timing");
     NAME(m_succeeded, "_succeeded");
     NAME(m_resume_response, "_resume_response");
     Py_RETURN_NONE;
