@@ -179,7 +179,7 @@ class ResponseWriter:
                 or "connection" in headers or not keep_alive or exchange.request.version != "1.1"):
             return False
         rid = exchange.request_id
-        line = _status_lines.get((status, response.reason)) or status_line(status, response.reason)
+        line = status_line(status, response.reason)
         if rid:  # every request the front end parsed has one
             head = b"%s%sContent-Length: %d\r\nX-Request-Id: %s\r\n\r\n" % (
                 line, wire[1], len(body), rid.encode("latin-1"))

@@ -81,9 +81,10 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
     X-Forwarded-For, -Proto and -Host: where ``forward_request`` puts them when the
     request had none of the last four.
     """
+    version = getversion(req.headers)  # first: a RawRequest's raw carries the version once made
     raw = req.raw
     method = req.method
-    if (raw is None or raw[0] != getversion(req.headers) or not raw[1] or req.body != b""
+    if (raw is None or raw[0] != version or not raw[1] or req.body != b""
             or (method != "GET" and method != "HEAD") or req.trailers):
         return None
     # the client's lines but Host's, in one C pass; None: an edited field, or CR or LF

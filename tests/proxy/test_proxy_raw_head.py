@@ -12,7 +12,7 @@ from multidict import CIMultiDict, getversion
 from dataplane_support import RawClient, RawOrigin, node_config, parse_responses, start_node
 from edgenode.config import OriginConfig
 from edgenode.http.client import _encode_head
-from edgenode.http.messages import Request
+from edgenode.http.messages import RawRequest, Request
 from edgenode.proxy.forwarding import EDITED_NAMES, forward_head, forward_request
 
 VIA = "1.1 edgenode"
@@ -49,6 +49,15 @@ def test_the_raw_head_equals_the_general_paths(raw, client_ip, policy):
     head = forward_head(req, client_ip, origin(policy), VIA)
     assert head is not None
     assert head == general(req, client_ip, policy)
+
+
+def test_a_raw_request_whose_fields_nothing_made_takes_the_raw_head():
+    """A filtered plain request's ``RawRequest`` reaches forwarding with its fields not
+    made: forward_head makes them and still writes the head from the parsed bytes."""
+    raw = [(b"Host", b"www.example.com"), (b"User-Agent", b"wrk")]
+    head = forward_head(RawRequest("GET", "/a?b=1", list(raw)), "192.0.2.1", origin(), VIA)
+    assert head is not None
+    assert head == general(parsed(list(raw)), "192.0.2.1")
 
 
 @pytest.mark.parametrize("raw", [
