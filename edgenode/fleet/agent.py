@@ -25,7 +25,7 @@ from edgenode.config import FleetConfig
 from edgenode.fleet.applier import ConfigApplier
 from edgenode.fleet.bus import ControlBus
 from edgenode.fleet.envelope import PurgeOrder, new_purge
-from edgenode.fleet.host import FleetHost
+from edgenode.fleet.host import FleetHost, PurgeIncomplete
 from edgenode.fleet.membership import Member, Membership
 from edgenode.fleet.names import FleetNames
 from edgenode.fleet.purges import PurgeLog
@@ -114,12 +114,26 @@ class FleetAgent:
         return await self.host.purge(order.kind, list(order.values), order.soft)
 
     async def purge(self, kind: str, values: list[str], soft: bool) -> dict[str, Any]:
-        """A purge from this node's admin API: applied here now, and sent to the fleet."""
+        """A purge from this node's admin API: applied here now, and sent to the fleet.
+
+        Sent even when applying it here failed: the other nodes purge, and this node's
+        own delivery from the stream retries it here (an order that failed is not
+        remembered as applied)."""
         order = new_purge(kind, values, soft, self.member_id)
-        purged = await self.purges.apply(order) or 0
+        errors: list[str] = []
+        try:
+            purged = await self.purges.apply(order) or 0
+        except PurgeIncomplete as exc:
+            purged, errors = exc.purged, exc.errors
+        except Exception as exc:
+            log.exception("fleet: applying purge %s here failed", order.id)
+            purged, errors = 0, [f"this node: {exc}"]
         sent = await self.purges.publish(order)
-        return {"purged": purged, "soft": soft,
-                "fleet": {"id": order.id, "state": "published" if sent else "queued until NATS is back"}}
+        out: dict[str, Any] = {"purged": purged, "soft": soft,
+                               "fleet": {"id": order.id, "state": "published" if sent else "queued until NATS is back"}}
+        if errors:
+            out["errors"] = errors
+        return out
 
     # --- state ------------------------------------------------------------------------
     async def _connection_changed(self, connected: bool) -> None:

@@ -14,14 +14,25 @@ from typing import Any, Protocol
 from edgenode.config import Config, StageConfig
 from edgenode.fleet.applier import swap_stages
 
-__all__ = ["FleetHost", "NodeHost", "set_cache_keys"]
+__all__ = ["FleetHost", "NodeHost", "PurgeIncomplete", "set_cache_keys"]
+
+
+class PurgeIncomplete(Exception):
+    """A purge reached only part of the node (a worker did not answer): the fleet's
+    delivery must not be acked, so it comes again and reaches the rest."""
+
+    def __init__(self, purged: int, errors: list[str]) -> None:
+        super().__init__(f"purged {purged} object(s), but not everywhere: {'; '.join(errors)}")
+        self.purged = purged
+        self.errors = errors
 
 
 class FleetHost(Protocol):
     config: Config
 
     async def purge(self, kind: str, values: list[str], soft: bool) -> int:
-        """Apply a purge to the whole node; the number of objects purged."""
+        """Apply a purge to the whole node; the number of objects purged.  Raises
+        ``PurgeIncomplete`` when part of the node did not apply it."""
         ...
 
     async def stats(self) -> dict[str, Any]:

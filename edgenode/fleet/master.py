@@ -30,7 +30,7 @@ from edgenode.control import ControlError
 from edgenode.fleet.agent import FleetAgent
 from edgenode.fleet.applier import Refused
 from edgenode.fleet.fleetconfig import ROLLABLE, stage_artifact
-from edgenode.fleet.host import set_cache_keys
+from edgenode.fleet.host import PurgeIncomplete, set_cache_keys
 from edgenode.fleet.oci import cached_module, is_oci
 from edgenode.fleet.worker import FleetState, stage_json, write_state
 
@@ -99,7 +99,10 @@ class MasterHost:
 
     # --- purges and figures ------------------------------------------------------------
     async def purge(self, kind: str, values: list[str], soft: bool) -> int:
-        return int((await self.fanout.purge_here(kind, values, soft))["purged"])
+        out = await self.fanout.purge_here(kind, values, soft)
+        if out.get("errors"):  # a worker's memory store kept the objects
+            raise PurgeIncomplete(int(out["purged"]), list(out["errors"]))
+        return int(out["purged"])
 
     async def stats(self) -> dict[str, Any]:
         out = await self.fanout.stats()

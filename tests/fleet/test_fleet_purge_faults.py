@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from edgenode.fleet import purges
+from edgenode.fleet.host import PurgeIncomplete
 from edgenode.fleet.natsserver import NatsServer
 
 from fleet_support import SETTLE, SITE, LinkProxy, get, until  # noqa: E402
@@ -209,3 +210,31 @@ async def test_server_without_consumer_reset_still_delivers_and_says_so_once(
     await until(lambda: node.fleet.purges.counts["applied"] == 1, what="the purge")
     assert caplog.text.count("cannot reset a consumer") == 2  # once for each node, not per reconnection
     assert not await cached(node)
+
+
+async def test_purge_that_fails_here_still_reaches_the_fleet_and_comes_back_here(
+        nats_server: NatsServer, make_fleet_node) -> None:
+    """An admin purge whose local apply fails (a worker that did not answer) is still
+    published: the other nodes purge, the caller is told what failed, and the node's own
+    delivery from the stream applies it here (the failed order is not remembered)."""
+    node = await make_fleet_node(nats_server.url, "partial", tier="shield")
+    peer = await make_fleet_node(nats_server.url, "peer", tier="shield")
+    for n in (node, peer):
+        await get(n.port, PATH, Host=SITE)
+        assert await cached(n)
+    real, attempts = node.fleet.purges._apply_fn, []
+
+    async def partial(order: Any) -> int:
+        attempts.append(order.id)
+        if len(attempts) == 1:
+            raise PurgeIncomplete(0, ["worker 1: control socket refused"])
+        return await real(order)
+
+    node.fleet.purges._apply_fn = partial
+    out = await node.fleet.purge("url", [URL], False)
+    assert out["errors"] == ["worker 1: control socket refused"] and out["purged"] == 0
+    assert out["fleet"]["state"] == "published"
+    await until(lambda: peer.fleet.purges.counts["applied"] == 1, what="the peer applied it")
+    assert not await cached(peer)
+    await until(lambda: node.fleet.purges.counts["applied"] == 1, what="its own delivery, applied here")
+    assert len(attempts) == 2 and not await cached(node)

@@ -4,16 +4,21 @@ parsing, the ketama ring, [fleet] config validation, fleet config documents."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgenode.config import CacheConfig, ConfigError, FleetConfig, OriginConfig, ParentConfig, parse_config
+from edgenode.control import ControlError
 from edgenode.fleet.envelope import BadMessage, new_purge, open_sealed, parse_purge, seal
 from edgenode.fleet.files import parse_tree
 from edgenode.fleet.fleetconfig import cache_changes, parse_doc
-from edgenode.fleet.master import merge_tiers
+from edgenode.fleet.host import PurgeIncomplete
+from edgenode.fleet.master import MasterHost, merge_tiers
 from edgenode.fleet.modules import ModuleError
 from edgenode.proxy.tiers import CircuitBreaker, ParentRing, parse_cdn_loop
+from edgenode.workers import FanoutAdmin
 
 KEY = b"k" * 20
 
@@ -162,3 +167,25 @@ def test_workers_tier_figures_merge_into_the_nodes() -> None:
     assert merged["parents"] == [{"id": "s1", "url": "http://s1", "live": True, "circuit": "open", "requests": 7,
                                   "failures": 0}]
     assert merge_tiers([{}]) is None
+
+
+async def test_master_purge_that_missed_a_worker_is_not_taken_as_applied(tmp_path: Path) -> None:
+    """With per-worker stores the master's purge goes to every worker; one that did not
+    answer makes the purge incomplete, so the fleet's delivery is not acked."""
+    cfg = parse_config({"origins": {"default": {"url": "http://127.0.0.1:9"}}, "cache": {"store": "memory"},
+                        "chain": [{"type": "cache"}]}, tmp_path)
+    answers: list[Any] = [{"purged": 2}, ControlError("control socket refused")]
+
+    class Workers:  # the worker processes' control sockets: the edge of the master's world
+        config, count, store = cfg, 2, None
+
+        async def each(self, method: str, path: str, body: dict[str, Any] | None = None) -> list[Any]:
+            return answers
+
+    sup = Workers()
+    host = MasterHost(sup, tmp_path / "fleet-state.json", FanoutAdmin(sup))
+    with pytest.raises(PurgeIncomplete) as info:
+        await host.purge("url", ["http://site/a"], False)
+    assert info.value.purged == 2 and info.value.errors == ["worker 1: control socket refused"]
+    answers[1] = {"purged": 1}
+    assert await host.purge("url", ["http://site/a"], False) == 3
