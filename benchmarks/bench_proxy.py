@@ -16,7 +16,7 @@ no target's figure; "origin/req" is the origin's fetches per request during the 
 (1.00 on a miss load: every request missed, for nginx as for edgenode), and every proxy
 keeps its cache on tmpfs (/dev/shm).
 ``--baseline DIR`` also runs the edgenode targets from another checkout (e.g. the main
-branch) in the same rounds, for before/after tables.  Prints tables and writes
+branch), with that tree's filter modules, in the same rounds, for before/after tables.  Prints tables and writes
 benchmarks/results/proxy-<timestamp>.json.
 
 With ``--hit-ratio-workers N`` it also measures what more workers cost in hit ratio: the
@@ -592,6 +592,22 @@ def relate(report: dict) -> None:
                        "met": value is not None and value <= bound})
 
 
+def chain_from(text: str, root: Path) -> tuple[str, list[str]]:
+    """``text`` (a ``CHAINS`` entry, module paths in this tree) with each module taken from
+    ``root``'s tree instead, so a ``--baseline`` target runs that tree's filters; a module
+    that tree lacks stays this tree's (returned, for the target's note)."""
+    kept = []
+    for line in text.splitlines():
+        if line.startswith("module = ") and root.resolve() != ROOT:
+            here = Path(line.split('"')[1])
+            there = root / here.relative_to(ROOT)
+            if there.exists():
+                text = text.replace(f'"{here}"', f'"{there}"')
+            else:
+                kept.append(str(here.relative_to(ROOT)))
+    return text, kept
+
+
 def start_targets(names: list[str], origin_port: int, args: argparse.Namespace, run_dir: Path,
                   report: dict) -> list[Target]:
     """Start every target (servers pinned to ``args.pin``); a failure is reported, not fatal."""
@@ -605,9 +621,12 @@ def start_targets(names: list[str], origin_port: int, args: argparse.Namespace, 
             else:
                 base, _, chain = name.rpartition(":")
                 root = args.baseline if base else ROOT
-                target = launch_edgenode(origin_port, args.workers, tdir, name=name, chain=CHAINS[chain],
+                text, kept = chain_from(CHAINS[chain], root)
+                target = launch_edgenode(origin_port, args.workers, tdir, name=name, chain=text,
                                          pin=args.pin, root=root)
                 target.name = name
+                if kept:
+                    target.note += f"; this tree's {', '.join(kept)} (not in {root})"
         except (RuntimeError, OSError) as exc:
             report["targets"][name] = {"error": str(exc)}
             print(f"{name}: not measured: {str(exc).splitlines()[0]}", file=sys.stderr)
