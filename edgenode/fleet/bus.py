@@ -207,11 +207,15 @@ class ControlBus:
         js = self._js()
         n = self.names
         try:
-            await js.stream_info(n.purge_stream)
+            info = await js.stream_info(n.purge_stream)
+            if not info.config.allow_direct:  # made by an older version: nodes read it directly too
+                with contextlib.suppress(nats.errors.Error):
+                    await js.update_stream(info.config.evolve(allow_direct=True))
         except NotFoundError:
             await _tolerate_race(js.add_stream(StreamConfig(
                 name=n.purge_stream, subjects=[n.purge_subject], storage=StorageType.FILE,
-                max_age=MAX_PURGE_AGE, duplicate_window=120.0, num_replicas=self.replicas())))
+                max_age=MAX_PURGE_AGE, duplicate_window=120.0, num_replicas=self.replicas(),
+                allow_direct=True)))
         await self._bucket(n.config_bucket, history=CONFIG_HISTORY)
         await self._bucket(n.nodes_bucket, ttl=max(self.node_ttl * 4, 10.0))
 

@@ -92,6 +92,13 @@ class NatsServer:
         while await self._proc.stderr.readline():
             pass
 
+    async def kill(self) -> None:
+        """SIGKILL, as a crashed host: the server hands none of its leaderships over
+        (``stop()`` then cleans up)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:

@@ -16,6 +16,15 @@ and only a backstop (a delivery lost without a reconnection); an apply that take
 longer says so with in-progress acks, and a failed one is delivered again after a short,
 doubling delay.
 
+Nor does a purge wait for the server to mend the consumer.  A consumer whose leader died
+with its server is silent until the survivors elect another (nats-server's Raft waits
+4–9 s), and a consumer's deliveries wait behind a slow apply.  So once the consumer has
+caught up, the node asks the stream every ``READ_EVERY`` seconds, from any replica (direct
+get), for its last purge; one stored after the last the consumer delivered and still
+undelivered ``GAP_GRACE`` later is read straight from the stream and applied, whether or
+not the consumer answers (its copy, later, is a duplicate).  Purges are removals and
+commute, so applying one ahead of a slower one loses nothing.
+
 Purges accepted while NATS is unreachable, or whose publish failed, wait in a bounded
 outbox and are published, in order, as soon as NATS takes them again (each node applies
 them then).
@@ -31,6 +40,7 @@ import time
 from collections import OrderedDict, deque
 from typing import Any, Awaitable, Callable
 
+import nats.errors
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -55,6 +65,10 @@ MAX_ACK_PENDING = 256
 #: a purge whose apply failed comes back after NAK_FIRST seconds, doubling up to NAK_CAP
 NAK_FIRST = 0.05
 NAK_CAP = 2.0
+#: seconds a purge stored after the last one the consumer delivered may wait for it before
+#: it is read from the stream directly; the stream is asked every READ_EVERY seconds
+GAP_GRACE = 0.5
+READ_EVERY = 0.25
 
 
 class PurgeLog:
@@ -72,7 +86,12 @@ class PurgeLog:
         self._flushing = asyncio.Lock()
         #: set while this node has applied everything in the stream (cleared on disconnect)
         self.caught_up = asyncio.Event()
-        self.counts = {"applied": 0, "duplicates": 0, "dropped": 0, "published": 0}
+        self.counts = {"applied": 0, "duplicates": 0, "dropped": 0, "published": 0, "read_directly": 0}
+        #: the newest stream sequence this node's consumer delivered (or it read directly);
+        #: None until the consumer first caught up or delivered (where the node starts)
+        self._seen_seq: int | None = None
+        #: when a purge newer than ``_seen_seq`` was first found in the stream, undelivered
+        self._behind_since: float | None = None
         self.last_error: str | None = None
         self.caught_up_at: float | None = None
         #: set when what the server delivered may not have reached the handler (a new
@@ -187,7 +206,15 @@ class PurgeLog:
                         "connection is delivered again after %.0f s", ACK_WAIT)
 
     async def run(self) -> None:
-        """Keep the consumer subscribed and track whether this node has caught up."""
+        """Keep the consumer subscribed and track whether this node has caught up (and,
+        beside it, read what the consumer leaves undelivered)."""
+        reader = asyncio.create_task(self._read_forever(), name="fleet-purge-reader")
+        try:
+            await self._consume()
+        finally:
+            reader.cancel()
+
+    async def _consume(self) -> None:
         sub = None
         while not self.bus.stopping:
             if not self.bus.connected:
@@ -226,7 +253,66 @@ class PurgeLog:
         assert js is not None
         info = await js.consumer_info(self.bus.names.purge_stream, self.bus.names.consumer(self.node_id))
         if info.num_pending == 0 and info.num_ack_pending == 0 and self.bus.connected:
+            # a new consumer starts after the purges older than the node: so does the reader
+            delivered = info.delivered.stream_seq if info.delivered is not None else 0
+            self._seen_seq = max(self._seen_seq or 0, delivered or 0)
             self._mark_caught_up()
+
+    async def _read_forever(self) -> None:
+        """Every READ_EVERY seconds while connected, once the consumer's position is known
+        (``_seen_seq``: from its first catch-up on), whether or not the consumer answers."""
+        while not self.bus.stopping:
+            await asyncio.sleep(READ_EVERY)
+            if self._seen_seq is None or not self.bus.connected:
+                continue
+            try:
+                await self._read_undelivered()
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:  # no replica answered: next time
+                log.debug("fleet: reading the purge stream directly failed: %r", exc)
+
+    async def _read_undelivered(self) -> None:
+        """Apply the purges stored after the last one the consumer delivered, read from
+        the stream by any replica, once the newest has waited ``GAP_GRACE`` for the
+        consumer (its leader died, or an apply holds its deliveries back)."""
+        js = self.bus.js
+        assert js is not None
+        stream, subject = self.bus.names.purge_stream, self.bus.names.purge_subject
+        try:
+            last = await js.get_last_msg(stream, subject, direct=True)
+        except NotFoundError:  # nothing stored
+            return
+        seen = self._seen_seq or 0
+        if not last.seq or last.seq <= seen:
+            self._behind_since = None
+            return
+        now = time.monotonic()
+        if self._behind_since is None or now - self._behind_since < GAP_GRACE:
+            self._behind_since = self._behind_since or now
+            return
+        self._behind_since = None
+        seq = seen + 1
+        while seq <= last.seq:
+            try:  # the first purge at or after ``seq`` (older ones may have expired)
+                msg = await js.get_msg(stream, seq=seq, subject=subject, direct=True, next=True)
+            except NotFoundError:
+                break
+            if not msg.seq or msg.data is None:
+                break
+            try:
+                order = parse_purge(open_sealed(self.key, msg.data, "purge"))
+            except BadMessage:  # the consumer's handler drops and reports it
+                order = None
+            try:
+                applied = order is not None and await self.apply(order) is not None
+            except Exception as exc:  # left to the consumer's delivery, which retries it
+                log.warning("fleet: applying purge %s read from the stream failed: %r", order.id, exc)
+                return
+            if applied:
+                self.counts["read_directly"] += 1
+                log.info("fleet: purge %s (stream seq %d) read from the stream: its consumer had not "
+                         "delivered it after %.1f s", order.id, msg.seq, GAP_GRACE)
+            self._seen_seq = max(self._seen_seq or 0, msg.seq)
+            seq = msg.seq + 1
 
     def _mark_caught_up(self) -> None:
         if not self.caught_up.is_set():
@@ -235,6 +321,7 @@ class PurgeLog:
             self.caught_up.set()
 
     async def _handle(self, msg: Any) -> None:
+        self._seen_seq = max(self._seen_seq or 0, msg.metadata.sequence.stream)
         try:
             order = parse_purge(open_sealed(self.key, msg.data, "purge"))
         except BadMessage as exc:

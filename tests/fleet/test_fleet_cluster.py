@@ -4,9 +4,11 @@ stream and buckets are replicated, and a server's death moves its nodes to the o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import AsyncIterator
 
+import nats
 import pytest
 
 from edgenode.config import StageConfig
@@ -16,7 +18,7 @@ from edgenode.fleet.names import FleetNames
 from edgenode.fleet.natsserver import NatsCluster
 from edgenode.fleet.rollout import publish, wait_for_version
 
-from fleet_support import FLEET_KEY, SETTLE, SITE, WAT, get, stamp_chain, until  # noqa: E402
+from fleet_support import FLEET_KEY, SETTLE, SITE, WAT, eventually, get, stamp_chain, until  # noqa: E402
 
 KEY = FLEET_KEY.encode()
 
@@ -71,3 +73,42 @@ async def test_nodes_on_different_servers_act_as_one_fleet(cluster: NatsCluster,
                 for n in nodes] == ["b"] * 3
     finally:
         await operator.close()
+
+
+async def test_purge_reaches_a_node_whose_consumer_lost_its_leader(cluster: NatsCluster, make_fleet_node) -> None:
+    """A server dies (SIGKILL) holding the leadership of a node's purge consumer: the
+    consumer is silent until the survivors elect another leader (nats-server waits 4-9 s),
+    so the node reads the purge from the stream's surviving replicas instead."""
+    nodes = [await make_fleet_node(url, f"k{i}", tier="shield") for i, url in enumerate(cluster.urls)]
+    node, bus = nodes[0], nodes[0].fleet.bus
+    stream, consumer = bus.names.purge_stream, bus.names.consumer("k0")
+    # the victim: neither the node's own server nor the stream's leader (the stream keeps
+    # taking purges); the node's consumer is led from there
+    leader = (await bus.js.stream_info(stream)).cluster.leader
+    victim = next(s for s in cluster.servers[1:] if s.name != leader)
+    sender = next(n for n, s in zip(nodes[1:], cluster.servers[1:]) if s is not victim)
+    operator = await nats.connect(cluster.urls[0])
+    try:
+        if (await bus.js.consumer_info(stream, consumer)).cluster.leader != victim.name:
+            answer = await operator.request(f"$JS.API.CONSUMER.LEADER.STEPDOWN.{stream}.{consumer}",
+                                            json.dumps({"placement": {"preferred": victim.name}}).encode(), timeout=5)
+            assert json.loads(answer.data).get("success"), answer.data
+    finally:
+        await operator.close()
+
+    async def led_by_victim() -> bool:
+        try:
+            return (await bus.js.consumer_info(stream, consumer, timeout=1.0)).cluster.leader == victim.name
+        except nats.errors.TimeoutError:  # between two leaders
+            return False
+
+    await eventually(led_by_victim, what="the consumer led from the victim")
+    path = "/obj/leaderless?size=1k&ttl=300"
+    await get(node.port, path, Host=SITE)
+    assert await cached(node, path)
+    await victim.kill()
+    out = await sender.fleet.purge("url", [f"http://{SITE}{path}"], False)
+    assert out["fleet"]["state"] == "published", out
+    await until(lambda: node.fleet.purges.counts["applied"] == 1, what="the purge, without its consumer")
+    assert node.fleet.purges.counts["read_directly"] == 1
+    assert not await cached(node, path)
