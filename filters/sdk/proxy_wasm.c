@@ -174,7 +174,8 @@ uint8_t *pw_headers_serialize(const pw_headers *h, size_t *out_len) {
     return buf;
 }
 
-bool pw_headers_deserialize(const uint8_t *data, size_t len, pw_headers *out) {
+bool pw_pairs_open(pw_pairs *it, const uint8_t *data, size_t len) {
+    *it = (pw_pairs){data, 0, 0, 0};
     if (len == 0) return true;
     if (len < 4) return false;
     uint32_t n = get_u32(data);
@@ -185,12 +186,31 @@ bool pw_headers_deserialize(const uint8_t *data, size_t len, pw_headers *out) {
         /* each string is followed by a NUL; compare without computing kl + 1, which
          * wraps to 0 for kl == UINT32_MAX where size_t is 32 bits (wasm32) */
         if ((size_t)(end - p) <= kl) return false;
-        const char *k = (const char *)p;
         p += (size_t)kl + 1;
         if ((size_t)(end - p) <= vl) return false;
-        pw_headers_add(out, k, kl, (const char *)p, vl);
         p += (size_t)vl + 1;
     }
+    it->n = n;
+    it->at = 4 + 8 * (size_t)n;
+    return true;
+}
+
+bool pw_pairs_next(pw_pairs *it, pw_pair *out) {
+    if (it->i == it->n) return false;
+    const uint8_t *sizes = it->data + 4 + 8 * (size_t)it->i++;
+    size_t kl = get_u32(sizes), vl = get_u32(sizes + 4);
+    out->key = (char *)it->data + it->at;
+    out->key_len = kl;
+    out->value = out->key + kl + 1;
+    out->value_len = vl;
+    it->at += kl + 1 + vl + 1;
+    return true;
+}
+
+bool pw_headers_deserialize(const uint8_t *data, size_t len, pw_headers *out) {
+    pw_pairs it;
+    if (!pw_pairs_open(&it, data, len)) return false;
+    for (pw_pair p; pw_pairs_next(&it, &p);) pw_headers_add(out, p.key, p.key_len, p.value, p.value_len);
     return true;
 }
 
@@ -459,12 +479,21 @@ pw_status pw_remove_header(pw_map_type map, const char *name) {
 }
 
 bool pw_get_headers(pw_map_type map, pw_headers *out) {
+    pw_bytes raw;
+    if (!pw_get_header_pairs(map, &raw)) return false;
+    bool ok = pw_headers_deserialize((const uint8_t *)raw.data, raw.len, out);
+    pw_bytes_free(&raw);
+    return ok;
+}
+
+bool pw_get_header_pairs(pw_map_type map, pw_bytes *out) {
     char *ptr = NULL;
     size_t size = 0;
+    out->data = NULL;
+    out->len = 0;
     if (proxy_get_header_map_pairs(map, &ptr, &size) != PW_OK) return false;
-    bool ok = pw_headers_deserialize((const uint8_t *)ptr, ptr ? size : 0, out);
-    free(ptr);
-    return ok;
+    take(ptr, size, out);
+    return true;
 }
 
 pw_status pw_set_headers(pw_map_type map, const pw_headers *h) {

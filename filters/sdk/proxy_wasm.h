@@ -90,6 +90,14 @@ uint8_t *pw_headers_serialize(const pw_headers *h, size_t *out_len);
 /* Parse the ABI map encoding into `out` (appends). False on malformed input. */
 bool pw_headers_deserialize(const uint8_t *data, size_t len, pw_headers *out);
 
+/* The ABI map encoding read in place: each pair's key and value point into the buffer
+ * (lengths, not NULs, end them), without a copy or an allocation per pair. */
+typedef struct { const uint8_t *data; uint32_t n, i; size_t at; } pw_pairs;
+/* Checks the whole encoding first: false on malformed input (nothing to read then). */
+bool pw_pairs_open(pw_pairs *it, const uint8_t *data, size_t len);
+/* The next pair (pointing into the buffer); false after the last. */
+bool pw_pairs_next(pw_pairs *it, pw_pair *out);
+
 /* ---- Contexts and the filter table -------------------------------------------- */
 
 typedef struct pw_root pw_root;
@@ -167,6 +175,9 @@ pw_status pw_add_header(pw_map_type map, const char *name, const char *value, si
 pw_status pw_remove_header(pw_map_type map, const char *name);
 /* All pairs of `map` (appended to `out`); false if the map is unavailable. */
 bool pw_get_headers(pw_map_type map, pw_headers *out);
+/* `map` in the ABI map encoding, the host's one copy (read it with pw_pairs_open, free it
+ * with pw_bytes_free); false if the map is unavailable. */
+bool pw_get_header_pairs(pw_map_type map, pw_bytes *out);
 pw_status pw_set_headers(pw_map_type map, const pw_headers *h);
 
 /* ---- Buffers (bodies, configuration) -------------------------------------------- */

@@ -377,36 +377,43 @@ static void connection_info(wstr addr, wstr *ip, int *port) {
     if (ip->n >= 2 && ip->p[0] == '[') { ip->p++; ip->n -= 2; }
 }
 
+static bool key_is(const pw_pair *h, const char *name, size_t n) {
+    return h->key_len == n && memcmp(h->key, name, n) == 0;
+}
+
 static pw_action on_request_headers(pw_stream *s, size_t num_headers, bool end_of_stream) {
     (void)num_headers;
     plugin *p = s->root->user;
     stream_state *st = state(s);
     if (!p || !st) return PW_CONTINUE;
-    pw_headers hs = {0};
-    if (!pw_get_headers(PW_MAP_REQUEST_HEADERS, &hs)) return PW_CONTINUE;
-    st->ptx = tx_get(p);
-    if (!st->ptx) { pw_headers_free(&hs); return PW_CONTINUE; }
+    /* the host's copy of the map, read in place: the transaction copies what it keeps */
+    pw_bytes raw;
+    pw_pairs pairs;
+    if (!pw_get_header_pairs(PW_MAP_REQUEST_HEADERS, &raw)) return PW_CONTINUE;
+    if (!pw_pairs_open(&pairs, (const uint8_t *)raw.data, raw.len) || !(st->ptx = tx_get(p))) {
+        pw_bytes_free(&raw);
+        return PW_CONTINUE;
+    }
     waf_tx *tx = &st->ptx->tx;
     wstr method = {"GET", 3}, path = {"/", 1}, authority = {NULL, 0};
     wstr rid = {NULL, 0};
-    for (size_t i = 0; i < hs.count; i++) {
-        pw_pair *h = &hs.items[i];
-        if (h->key[0] != ':') continue;
-        if (strcmp(h->key, ":method") == 0) method = (wstr){h->value, h->value_len};
-        else if (strcmp(h->key, ":path") == 0) path = (wstr){h->value, h->value_len};
-        else if (strcmp(h->key, ":authority") == 0) authority = (wstr){h->value, h->value_len};
+    pw_pairs it = pairs;
+    for (pw_pair h; pw_pairs_next(&it, &h);) {
+        if (!h.key_len || h.key[0] != ':') continue;
+        if (key_is(&h, ":method", 7)) method = (wstr){h.value, h.value_len};
+        else if (key_is(&h, ":path", 5)) path = (wstr){h.value, h.value_len};
+        else if (key_is(&h, ":authority", 10)) authority = (wstr){h.value, h.value_len};
     }
     wstr proto = prop(tx, "request.protocol");
     tx_set_request_line(tx, method, path, proto.n ? proto : WSTR("HTTP/1.1"));
     if (authority.p && authority.n) tx_add_header(tx, WSTR("host"), authority);
-    for (size_t i = 0; i < hs.count; i++) {
-        pw_pair *h = &hs.items[i];
-        if (h->key[0] == ':') continue;
-        tx_add_header(tx, (wstr){h->key, h->key_len}, (wstr){h->value, h->value_len});
-        if (strcmp(h->key, "x-request-id") == 0) rid = (wstr){h->value, h->value_len};
+    for (pw_pair h; pw_pairs_next(&pairs, &h);) {
+        if (h.key_len && h.key[0] == ':') continue;
+        tx_add_header(tx, (wstr){h.key, h.key_len}, (wstr){h.value, h.value_len});
+        if (key_is(&h, "x-request-id", 12)) rid = (wstr){h.value, h.value_len};
     }
-    pw_headers_free(&hs);
     tx_set_unique_id(tx, rid.p ? rid : prop(tx, "request.id"));
+    pw_bytes_free(&raw);
     wstr ip;
     int port;
     connection_info(prop(tx, "source.address"), &ip, &port);

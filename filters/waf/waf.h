@@ -17,7 +17,7 @@
  *   tx.c, tcache.c              the transaction's state; values after transformation chains
  *   rx.c, transform.c           compiled patterns; transformations
  *   vars.c, ac.c, inject.c      variable names; Aho-Corasick; libinjection's cheap answers
- *   util.c (util.h), memchr.c   arena, buffers, strings, collections; memchr
+ *   util.c (util.h), wordlibc.c arena, buffers, strings, collections; memchr/memcmp/strlen
  * This header holds declarations and inline helpers that call nothing but util.c; an
  * inline helper that calls into a unit stands in that unit's own header (expand.h:
  * tv_push; tcache.h: transform), so no header depends on a unit above it.
