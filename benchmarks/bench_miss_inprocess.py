@@ -52,7 +52,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 BODY = b"x" * 1024
 
 
-def origin_response(modified: float = 1724426938.0) -> bytes:
+def origin_response(modified: float) -> bytes:
     """What ``edgenode origin`` answers for ``/obj/NAME?size=1k&ttl=3600`` (fields in its order;
     its Last-Modified is the name's own, so ``modified`` differs per object)."""
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
