@@ -4,8 +4,8 @@
 Starts the bench origin, nginx and edgenode (cache only, one worker, each pinned like
 ``bench_proxy.py``) and runs wrk's miss load (a new URL per request) against each.  Per
 target it reports the server tree's user and system CPU per request (/proc utime and
-stime over the load), then, in a second and shorter load with ``strace -c -f`` attached
-to every process of the tree, the system calls per request by name (strace slows the
+stime over the load, in all and by process and thread of the tree), then, in a second
+and shorter load with ``strace -c -f`` attached to every process of the tree, the system calls per request by name (strace slows the
 server, so only its counts are read, never its times), and in a third the context
 switches and page faults per request (``perf stat``).  Prints a table and writes JSON.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import subprocess
@@ -44,6 +45,24 @@ def miss_load(target: bp.Target, tag: str, duration: float, connections: int,
     return result.requests
 
 
+def thread_times(root: int) -> dict[str, tuple[int, int]]:
+    """utime and stime (clock ticks) of every thread of ``root``'s tree, by "pid/tid comm"."""
+    out = {}
+    for pid in bp.tree_pids(root):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            fields = raw[raw.rfind(")") + 2:].split()
+            out[f"{pid}/{tid} {raw[raw.find('(') + 1:raw.rfind(')')]}"] = (int(fields[11]), int(fields[12]))
+    return out
+
+
 def parse_strace(text: str) -> dict[str, int]:
     """``strace -c`` summary rows -> calls per system call."""
     calls = {}
@@ -57,13 +76,20 @@ def parse_strace(text: str) -> dict[str, int]:
 def measure(target: bp.Target, origin: bp.Origin, args: argparse.Namespace, script: Path) -> dict:
     out: dict = {"note": target.note}
     origin.fetches()
+    t0 = thread_times(target.proc.pid)
     u0, s0 = bp.tree_user_sys(target.proc.pid)
     n = miss_load(target, f"cpu-{target.name}", args.duration, args.connections, script)
     u1, s1 = bp.tree_user_sys(target.proc.pid)
+    t1 = thread_times(target.proc.pid)
     out["requests"] = n
     out["origin_fetches_per_request"] = round(origin.fetches() / n, 3)
     out["user_us"] = round((u1 - u0) * 1e6 / n, 1)
     out["sys_us"] = round((s1 - s0) * 1e6 / n, 1)
+    # which process and thread of the tree the CPU went to (a supervisor, a writer thread)
+    out["threads_user_sys_us"] = {
+        name: [round((u - t0.get(name, (0, 0))[0]) * 1e6 / bp.CLK_TCK / n, 1),
+               round((y - t0.get(name, (0, 0))[1]) * 1e6 / bp.CLK_TCK / n, 1)]
+        for name, (u, y) in t1.items() if (u, y) != t0.get(name, (0, 0))}
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as log:
         cmd = ["strace", "-c", "-f", "-o", log.name]
         for pid in bp.tree_pids(target.proc.pid):
@@ -131,6 +157,9 @@ def main() -> int:
     for name in names:
         print(f"  {name:<26}" + "".join(f"{t['syscalls_per_request'].get(name, 0):>12}"
                                         for t in report["targets"].values()))
+    for name, target in report["targets"].items():
+        for thread, (user, system) in target["threads_user_sys_us"].items():
+            print(f"  {name} {thread}: {user} user + {system} system µs per request")
     out = args.output or bp.RESULTS / f"miss-syscalls-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")

@@ -6,9 +6,9 @@ Cache-Control field), so the hit path never re-parses them.
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
+from datetime import date
 from typing import Iterable
 
 __all__ = ["parse_cache_control", "parse_targeted", "delta_seconds", "field_names", "parse_http_date",
@@ -185,6 +185,9 @@ def parse_http_date(value: str | None) -> float | None:
     return ts
 
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
 def _parse_http_date(value: str) -> float | None:
     try:
         m = _IMF.match(value)
@@ -204,11 +207,14 @@ def _parse_http_date(value: str) -> float | None:
         month = _MONTHS.get(mon.lower())
         if month is None:
             return None
-        t = (int(year), month, int(day), int(hh), int(mm), int(ss))
-        if not (1 <= t[2] <= calendar.monthrange(t[0], month)[1] and t[3] < 24 and t[4] < 60
-                and t[5] <= 60):
+        h, mi, s = int(hh), int(mm), int(ss)
+        if not (h < 24 and mi < 60 and s <= 60):
             return None
-        return float(calendar.timegm(t + (0, 0, 0)))
+        # date() refuses a day its month lacks (and year 0) in C; its ordinal gives the
+        # days since the epoch without calendar's Python (every miss of a new object
+        # parses its Last-Modified)
+        days = date(int(year), month, int(day)).toordinal() - _EPOCH_ORDINAL
+        return float(days * 86400 + h * 3600 + mi * 60 + s)
     except (ValueError, OverflowError):
         return None
 

@@ -3,6 +3,8 @@ conditionals, ranges, directives, cache key.  No sockets, no clock."""
 
 from __future__ import annotations
 
+import calendar
+
 import pytest
 from hishel import Request as HRequest, Response as HResponse
 from hishel._core._headers import Headers as HHeaders
@@ -67,9 +69,27 @@ def test_three_date_formats(text):
 
 
 @pytest.mark.parametrize("text", ["", "0", "-1", "yesterday", "Sun, 32 Nov 1994 08:49:37 GMT",
-                                  "Sun, 06 Foo 1994 08:49:37 GMT"])
+                                  "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 29 Feb 2023 08:49:37 GMT",
+                                  "Sun, 29 Feb 1900 08:49:37 GMT", "Sun, 31 Apr 2024 08:49:37 GMT",
+                                  "Sun, 00 Jan 2024 08:49:37 GMT", "Sun, 01 Jan 0000 08:49:37 GMT",
+                                  "Sun, 01 Jan 2024 24:00:00 GMT", "Sun, 01 Jan 2024 23:60:00 GMT",
+                                  "Sun, 01 Jan 2024 23:59:61 GMT"])
 def test_invalid_dates(text):
     assert parse_http_date(text) is None
+
+
+@pytest.mark.parametrize("day,month,year,clock", [
+    (29, "Feb", 2024, "23:59:60"), (29, "Feb", 2000, "00:00:00"), (31, "Dec", 9999, "23:59:59"),
+    (1, "Jan", 1, "00:00:00"), (1, "Jan", 1970, "00:00:00"), (28, "Feb", 2100, "12:30:45"),
+    (31, "Jan", 2038, "03:14:08")])
+def test_dates_at_the_edges(day, month, year, clock):
+    """Leap days, month ends, the first and last years and a leap second: the epoch seconds
+    calendar.timegm gives."""
+    mon = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec").index(month) + 1
+    hh, mm, ss = map(int, clock.split(":"))
+    expected = float(calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0)))
+    assert parse_http_date(f"Sun, {day:02d} {month} {year:04d} {clock} GMT") == expected
+    assert parse_http_date(f"Sun {month} {day:2d} {clock} {year:04d}") == expected
 
 
 # -- freshness and age --------------------------------------------------------------------
