@@ -224,8 +224,8 @@ class CacheStage:
 
     def _fresh(self, scheme: str, target: str, host: str,
                fields: Callable[[], Headers]) -> tuple[Entry, Prebuilt, str] | None:
-        """The entry and its kept answer for a fresh full hit (counted), with its key, or None (an incomplete entry has no ``wire``: never a
-        full hit)."""
+        """The entry, its kept answer and its key for a fresh full hit (counted), or None
+        (an incomplete entry has no ``wire``: never a full hit)."""
         _, key = self.keys.for_parts(scheme, host, target, fields)
         entry = self.store.lookup_lazy(key, fields)
         if entry is None or entry.wire is None or entry.trailers is not None or entry.no_cache:
