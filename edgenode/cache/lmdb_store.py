@@ -407,6 +407,18 @@ class SharedStore:
             return entries[0]
         return self.lookup(key, fields())[0]
 
+    def fast_token(self, key: str) -> object | None:
+        """The key's kept variants while ``lookup_lazy`` would answer them as they are (its
+        shortcut's terms: nothing queued, no other process's change, noted in this flush
+        epoch) and they are one variant without Vary; None otherwise.  A put, purge,
+        eviction or another process's write replaces or drops them, so a caller holding
+        the token from an earlier answer finds it changed (the cache stage's kept hits)."""
+        hot = self._hot.get(key) if not self._batch_keys and self._cell[0] == self._seen else None
+        if hot is None or hot.epoch != self._epoch:
+            return None
+        entries = hot.entries
+        return hot if len(entries) == 1 and not entries[0].vary else None
+
     def newest(self, key: str) -> Entry | None:
         hot = self._variants(key)
         return hot.entries[-1] if hot is not None else None

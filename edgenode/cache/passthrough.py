@@ -37,6 +37,9 @@ class PassThroughStore:
     def lookup_lazy(self, key: str, fields: Callable[[], Headers]) -> Entry | None:
         return None
 
+    def fast_token(self, key: str) -> object | None:
+        return None
+
     def newest(self, key: str) -> Entry | None:
         return None
 

@@ -50,6 +50,39 @@ _STORE_STRIP = CLIENT_VALIDATORS + ("range", "if-range")
 Cc = Mapping[str, "str | None"]
 
 
+#: answers ``fast_hit`` keeps per (target, Host), cleared when full, and the largest body
+#: kept there (a kept answer holds its object until replaced: at most ~32 MiB of them)
+_KEPT_ENTRIES = 256
+_KEPT_BODY = 128 * 1024
+#: how far inside its span a kept answer's clock must be (the span's ends are float sums)
+_KEPT_MARGIN = 1e-5
+
+
+class _Kept:
+    """A fresh hit ``fast_hit`` hands out again: its key, the store's token for the key's
+    object (``Store.fast_token``), the answer and its entry (whose ``hit`` a 304's update
+    in place resets), and the clock span (``lo``, ``hi``) in which ``_fresh`` would stamp
+    it with the same whole-second Age and ttl."""
+
+    __slots__ = ("key", "token", "hit", "entry", "lo", "hi")
+
+    def __init__(self, key: str, token: object, hit: Prebuilt, entry: Entry) -> None:
+        self.key = key
+        self.token = token
+        self.hit = hit
+        self.entry = entry
+        age_s, ttl_s = hit.stamp[0], hit.stamp[1]
+        base = entry.response_time - entry.age0  # age = now - base
+        fresh_until = entry.fresh_until  # ttl = fresh_until - now
+        # int(age) stays age_s while age_s <= age < age_s + 1 (any age below 1 stamps 0);
+        # int(ttl) stays ttl_s while ttl_s <= ttl < ttl_s + 1, and the hit needs ttl > 0
+        lo = fresh_until - ttl_s - 1.0
+        if age_s > 0:
+            lo = max(lo, base + age_s)
+        self.lo = lo + _KEPT_MARGIN
+        self.hi = min(base + age_s + 1.0, fresh_until - ttl_s) - _KEPT_MARGIN
+
+
 def _strip_surrogate(resp: Response) -> None:
     """Surrogate-Key/-Control are for us (and purges), never for clients (as Fastly does)."""
     h = resp.headers
@@ -86,6 +119,9 @@ class CacheStage:
         self.clock = clock
         self.store = store if store is not None else CacheStore(cfg, clock)
         self.keys = KeyBuilder(cfg.key)
+        #: (target, Host) -> the fast path's kept answer (``fast_hit``); None when the key
+        #: takes request fields (``[cache.key] headers``): the pair then does not name it
+        self._kept: dict[tuple[str, str], _Kept] | None = None if cfg.key.headers else {}
         self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._counters = self.store.counters
@@ -120,9 +156,32 @@ class CacheStage:
         what ``_serve`` and the front end write for the same request; the answer is kept
         on the entry and handed out again while Age and the ttl (whole seconds) stay
         the same.
+
+        The usual hit repeats the last one for the same (target, Host): that answer is
+        kept here (``_Kept``) and handed out again, without the key, the lookup or the
+        freshness arithmetic, while the clock is inside the span where ``_fresh`` would
+        build the same stamp and the store vouches for the key's object as unchanged and
+        noted (``fast_token``: nothing queued, no other process's change, the same single
+        variant, its LRU note taken); otherwise ``_fresh`` decides as before.
         """
+        kept = self._kept
+        if kept is not None:
+            k = kept.get((target, host))
+            if (k is not None and k.lo < self.clock() < k.hi and k.entry.hit is k.hit
+                    and self.store.fast_token(k.key) is k.token):
+                self._counters["hits"] += 1
+                return k.hit
         found = self._fresh("http", target, host, fields)
-        return None if found is None else found[1]
+        if found is None:
+            return None
+        entry, hit, key = found
+        if kept is not None and len(entry.body) <= _KEPT_BODY:
+            token = self.store.fast_token(key)
+            if token is not None:
+                if len(kept) >= _KEPT_ENTRIES:
+                    kept.clear()
+                kept[(target, host)] = _Kept(key, token, hit, entry)
+        return hit
 
     def hit_response(self, ex: Exchange) -> Response | None:
         """``handle``'s answer to a plain GET/HEAD that is a fresh full hit, built from the
@@ -164,9 +223,9 @@ class CacheStage:
         return resp
 
     def _fresh(self, scheme: str, target: str, host: str,
-               fields: Callable[[], Headers]) -> tuple[Entry, Prebuilt] | None:
-        """The entry and its kept answer for a fresh full hit (counted), or None (an
-        incomplete entry has no ``wire``: never a full hit)."""
+               fields: Callable[[], Headers]) -> tuple[Entry, Prebuilt, str] | None:
+        """The entry, its kept answer and its key for a fresh full hit (counted), or None
+        (an incomplete entry has no ``wire``: never a full hit)."""
         _, key = self.keys.for_parts(scheme, host, target, fields)
         entry = self.store.lookup_lazy(key, fields)
         if entry is None or entry.wire is None or entry.trailers is not None or entry.no_cache:
@@ -189,7 +248,7 @@ class CacheStage:
             hit = entry.hit = Prebuilt(code, entry.reason, block, entry.body, "HIT",
                                        cache_status, stamp)
         self._counters["hits"] += 1
-        return entry, hit
+        return entry, hit, key
 
     def handle(self, ex: Exchange, rest: Next) -> Outcome:
         """The cache's step (pipeline/chain.py): a hit is answered synchronously; what

@@ -61,6 +61,12 @@ class Store(Protocol):
 
     def lookup_lazy(self, key: str, fields: Callable[[], Headers]) -> Entry | None: ...
 
+    def fast_token(self, key: str) -> object | None:
+        """An object that stays the same (``is``) while the key's one variant without Vary
+        is ``lookup_lazy``'s answer with nothing left to do (no LRU touch, no read), and
+        changes when it no longer is; None when the store cannot vouch for that now."""
+        ...
+
     def newest(self, key: str) -> Entry | None:
         """The most recently stored variant of ``key`` (a collapsed waiter's answer)."""
         ...
@@ -151,6 +157,10 @@ class CacheStore:
                 self._lru[(key, entry.variant)]  # LRU touch
                 return entry
         return self.lookup(key, fields())[0]
+
+    def fast_token(self, key: str) -> object | None:
+        """None: a hit here touches the LRU, and a soft purge changes an entry in place."""
+        return None
 
     def newest(self, key: str) -> Entry | None:
         variants = self._variants.get(key)

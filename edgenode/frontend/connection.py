@@ -10,6 +10,7 @@ from collections import deque
 import httptools
 from multidict import CIMultiDict
 
+from edgenode.frontend._fasthit import FieldSink
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher, Pending
 from edgenode.http.errors import ClientBodyError
 from edgenode.frontend.fast_hits import FastHits
@@ -31,16 +32,17 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         self.loop = fe.loop
         self.cfg = fe.cfg
         self.transport: asyncio.Transport | None = None
+        # httptools reads its callbacks once, here: on_header is the sink, a C callable
+        self._sink = self.on_header = FieldSink(fe.cfg.max_header_bytes, self._fields_too_large)
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         # message being parsed
         self._url = b""
-        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._raw_headers: list[tuple[bytes, bytes]] = self._sink.raw
         self._parsed = -1
         self._last_raw: list[tuple[bytes, bytes]] = []
         self._last_text: list[tuple[str, str]] = []
-        self._head_bytes = 0
         self._in_head = False
         self._head_start = 0.0
         self._body: RequestBody | None = None

@@ -16,7 +16,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend._fasthit import has_connection
+from edgenode.frontend._fasthit import FieldSink, has_connection
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
@@ -54,6 +54,9 @@ class RequestParser:
     _body: RequestBody | None
     _url: bytes
     _raw_headers: list[tuple[bytes, bytes]]
+    #: httptools' ``on_header``: appends to ``_raw_headers`` (its ``raw``) and counts the
+    #: field lines' bytes (its ``size``) against ``max_header_bytes`` (``_fields_too_large``)
+    _sink: FieldSink
     #: the version of the fields multidict as ``_fields`` made it from ``_raw_headers``
     _parsed: int
     _fast_fields: CIMultiDict[str] | None
@@ -70,9 +73,9 @@ class RequestParser:
             self._parse(data)
             return
         if self._in_head:  # what the current header section had accounted for before this read
-            self._mark = len(self._url) + self._head_bytes
+            self._mark = len(self._url) + self._sink.size
         elif self._chunk_pending:
-            self._mark = self._head_bytes
+            self._mark = self._sink.size
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -96,16 +99,16 @@ class RequestParser:
             if self._in_head:
                 if self._head_start < 0:
                     self._head_start = self.loop.time()  # the read that began this message
-                seen += len(self._url) + self._head_bytes - self._mark  # the head so far
+                seen += len(self._url) + self._sink.size - self._mark  # the head so far
             else:
-                seen += self._head_bytes - self._mark  # the trailer fields so far
+                seen += self._sink.size - self._mark  # the trailer fields so far
             # The read ended inside a header section (the head, or a chunked body's trailer
             # section).  Complete fields are counted per message (on_header), the target in
             # on_url; httptools keeps an unfinished field line to itself, so its bytes are
             # what this read held beyond what was accounted for (plus the whole of earlier
             # reads that accounted for nothing).
             self._partial = len(data) - seen if seen > 0 else self._partial + len(data)
-            if self._head_bytes + self._partial > self.cfg.max_header_bytes:
+            if self._sink.size + self._partial > self.cfg.max_header_bytes:
                 part = "header" if self._in_head else "trailer"
                 self._protocol_error(431, f"request {part} fields too large")
 
@@ -143,8 +146,9 @@ class RequestParser:
         self._in_head = True
         self._mark = 0
         self._url = b""
-        self._raw_headers = []
-        self._head_bytes = 0
+        sink = self._sink
+        self._raw_headers = sink.raw = []
+        sink.size = 0
         self._head_start = -1.0  # stamped below only if the head spans several reads
 
     def on_url(self, url: bytes) -> None:
@@ -152,17 +156,15 @@ class RequestParser:
         if len(self._url) > self.cfg.max_request_line_bytes:
             raise Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4  # "Name: value\r\n"
-        if self._head_bytes > self.cfg.max_header_bytes:
-            part = "header block" if self._in_head else "trailer section"
-            raise Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
-        self._raw_headers.append((name, value))
+    def _fields_too_large(self) -> None:
+        """The sink's ``over``: a field line took the section past ``max_header_bytes``."""
+        part = "header block" if self._in_head else "trailer section"
+        raise Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         # the head's bytes in this read (method, version, line ends: roughly)
-        self._seen += len(self._url) + self._head_bytes + 16 - self._mark
+        self._seen += len(self._url) + self._sink.size + 16 - self._mark
         parser = self.parser
         raw_method = parser.get_method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
@@ -198,7 +200,7 @@ class RequestParser:
             check_transfer_encoding(headers.getall("transfer-encoding"), version)
             has_body = True
             self._n_head = len(self._raw_headers)
-            self._head_bytes = 0  # the trailer section has its own budget
+            self._sink.size = 0  # the trailer section has its own budget
         else:
             cl = headers.get("content-length")
             has_body = cl is not None and cl != "0"

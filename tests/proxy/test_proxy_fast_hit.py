@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import email.utils
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from dataplane_support import RawClient, start_aiohttp
-from edgenode.cache.policy import build_entry
+from edgenode.cache.lmdb_store import SharedStore
+from edgenode.cache.policy import build_entry, refresh_entry
 from edgenode.config import StageConfig, load_config, parse_config, with_overrides
 from edgenode.cache.stage import CacheStage
 from edgenode.http.headers import NOT_PLAIN
@@ -26,7 +30,28 @@ from edgenode.node import Node
 NOW = 1_800_000_000.0
 DATE = email.utils.formatdate(NOW, usegmt=True)
 
-Step = tuple[str, Any]  # ("send", request bytes) on a new connection | ("advance", seconds)
+#: ("send", request bytes) on a new connection | ("advance", seconds) | ("purge", (kind,
+#: values, soft)) | ("store", (target, body)): another worker's store of the target
+Step = tuple[str, Any]
+
+#: another worker process of the node: stores an object in the node's LMDB store
+OTHER_WORKER = f"""
+import sys
+from pathlib import Path
+from multidict import CIMultiDict
+from edgenode.cache.lmdb_store import SharedStore
+from edgenode.cache.lmdb_store import SharedStore
+from edgenode.cache.policy import build_entry, refresh_entry
+from edgenode.config import CacheConfig
+path, url, body, now = sys.argv[1:]
+store = SharedStore(CacheConfig(), Path(path), owner=False)
+headers = CIMultiDict({{"Cache-Control": "max-age=600", "Date": "{DATE}", "X-Thing": "other"}})
+assert store.put(build_entry(key=url, url=url, status=200, reason="OK", resp_headers=headers,
+                             body=body.encode(), req_headers=CIMultiDict(), request_time=float(now),
+                             response_time=float(now), heuristic_fraction=0.1, heuristic_max=3600))
+store.flush()
+store.close()
+"""
 
 
 class Spy:
@@ -69,26 +94,46 @@ async def origin() -> tuple[web.AppRunner, int]:
 
 
 async def run(origin_port: int, fast: bool, steps: list[Step], *,
-              key_headers: list[str] | None = None) -> dict[str, Any]:
-    """Run ``steps`` on a fresh node; the bytes each connection got and what was counted."""
+              key_headers: list[str] | None = None, workers: int = 1) -> dict[str, Any]:
+    """Run ``steps`` on a fresh node; the bytes each connection got and what was counted.
+    ``workers`` > 1: the node's store is shared (it takes leases and watches the
+    generation a store opened by another worker moves)."""
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{origin_port}")
     cfg.chain = [StageConfig("cache", "cache")]
-    cfg.cache.path = cfg.server.state_dir / ("fast" if fast else "slow")  # both start empty
+    cfg.cache.path = cfg.server.state_dir / f"{'fast' if fast else 'slow'}-{workers}"  # empty
     cfg.log.access = "off"
     if key_headers:
         cfg.cache.key.headers = key_headers
-    node = Node(cfg, admin=False)
+    node = Node(cfg, admin=False, workers=workers)
     now = [NOW]
-    assert node.cache is not None
-    node.cache.clock = node.cache.store.clock = lambda: now[0]
+    cache = node.cache
+    assert cache is not None
+    cache.clock = cache.store.clock = lambda: now[0]
     spy = Spy(node.frontend.fast_path)
     node.frontend.fast_path = spy if fast else None
+    fresh = cache._fresh
+    decided: list[str] = []  # the targets ``_fresh`` decided (the others were kept answers)
+
+    def counted_fresh(scheme: str, target: str, *rest: Any) -> Any:
+        decided.append(target)
+        return fresh(scheme, target, *rest)
+
+    cache._fresh = counted_fresh  # type: ignore[method-assign]
     await node.start()
     wire: list[bytes] = []
     try:
         for kind, arg in steps:
             if kind == "advance":
                 now[0] += arg
+                continue
+            if kind == "purge":
+                node.purge(*arg)
+                continue
+            if kind == "store":
+                target, body = arg
+                url = cache.keys.for_parts("http", "fast.test", target, CIMultiDict)[1]
+                subprocess.run([sys.executable, "-c", OTHER_WORKER, str(cache.store.path), url,  # type: ignore[attr-defined]
+                                body, repr(now[0])], check=True, timeout=60)
                 continue
             client = await RawClient.connect(node.port)
             try:
@@ -98,7 +143,7 @@ async def run(origin_port: int, fast: bool, steps: list[Step], *,
                 await client.close()
     finally:
         await node.stop(1.0)
-    return {"wire": wire, "answered": spy.answered, "asked": spy.asked,
+    return {"wire": wire, "answered": spy.answered, "asked": spy.asked, "decided": decided,
             "stats": {k: v for k, v in node.metrics.snapshot().items() if k != "uptime_seconds"},
             "cache": {k: v for k, v in node.cache.stats().items() if k != "path"},
             "metrics": _counted(node.metrics.exposition())}
@@ -178,6 +223,40 @@ async def test_age_and_ttl_move_on_and_stale_entries_fall_back() -> None:
     assert b"Age: 2\r\nCache-Status: edgenode; hit; ttl=2\r\n" in fast["wire"][2]
     assert b"X-Cache: HIT" not in fast["wire"][3]
     assert fast["asked"].count("/obj/short?ttl=5") == 5  # the stale one was asked, and declined
+
+
+async def test_kept_answers_follow_age_purges_and_other_workers_stores() -> None:
+    """The stage hands its last answer for a (target, Host) out again only while nothing it
+    depends on moved: the whole-second Age, a purge (soft or not), another worker's store."""
+    k = get("/obj/k")
+    steps: list[Step] = [
+        ("advance", 0.25),  # inside a second of the clock: Age and ttl keep their seconds a while
+        ("send", get("/obj/k", CLOSE)),
+        ("send", k + k + get("/obj/k", CLOSE)),  # the first decided, then kept
+        ("advance", 0.5),
+        ("send", get("/obj/k", CLOSE)),  # the same seconds: kept
+        ("advance", 0.6),
+        ("send", k + get("/obj/k", CLOSE)),  # Age 1: decided again, then kept
+        ("store", ("/obj/k", "from another worker")),
+        ("send", k + get("/obj/k", CLOSE)),  # the other worker's object, then kept
+        ("purge", ("url", ["http://fast.test/obj/k"], True)),  # soft: stale, revalidated
+        ("send", get("/obj/k", CLOSE)),
+        ("send", k + get("/obj/k", CLOSE)),
+        ("purge", ("url", ["http://fast.test/obj/k"], False)),
+        ("send", get("/obj/k", CLOSE)),  # a miss
+        ("send", get("/obj/k", CLOSE)),
+    ]
+    for workers in (1, 2):
+        fast, _ = await both(steps, workers=workers)
+        wire = fast["wire"]
+        assert b"Age: 0\r\n" in wire[2] and b"Age: 1\r\n" in wire[3]
+        assert wire[4].count(b"from another worker") == 2 and b"X-Thing: other" in wire[4]
+        assert b"X-Cache: HIT" not in wire[5] and b"from another worker" not in wire[5]
+        assert b"X-Cache: MISS" in wire[7] and b"X-Cache: HIT" in wire[8]
+        assert fast["answered"] == ["GET /obj/k"] * 11
+        # kept answers were handed out (the LRU note's epoch may end between two sends:
+        # then one more is decided by ``_fresh``)
+        assert len(fast["decided"]) < len(fast["asked"]) == 14
 
 
 async def test_vary_and_key_header_hits() -> None:
@@ -318,3 +397,71 @@ async def test_a_failing_fast_path_leaves_the_request_to_the_chain() -> None:
         await runner.cleanup()
     assert broken.asked == ["/obj/b", "/obj/b"]
     assert wire.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-Cache: HIT" in wire
+
+
+def test_kept_answers_only_while_the_store_and_the_clock_vouch(tmp_path: Path) -> None:
+    """``fast_hit``'s kept answer against ``_fresh``, without a loop (the LRU note's epoch
+    moves only with a commit): kept in the same Age and ttl seconds, decided again when one
+    moves, after a local store, a purge, a 304's update in place, and never for Vary."""
+    now = [NOW + 0.25]
+    cfg = parse_config({"origins": {"o": {"url": "http://127.0.0.1:1"}}}).cache
+    store = SharedStore(cfg, tmp_path / "c", alone=True, clock=lambda: now[0])
+    stage = CacheStage(cfg, store, clock=lambda: now[0])
+    decided: list[str] = []
+    fresh = stage._fresh
+
+    def counted_fresh(scheme: str, target: str, *rest: Any) -> Any:
+        decided.append(target)
+        return fresh(scheme, target, *rest)
+
+    stage._fresh = counted_fresh  # type: ignore[method-assign]
+    no_fields: Callable[[], Any] = lambda: CIMultiDict({"Accept-Encoding": "gzip"})  # noqa: E731
+
+    def put(path: str, body: bytes = b"x", **headers: str) -> Any:
+        url = f"http://fast.test{path}"
+        entry = build_entry(key=url, url=url, status=200, reason="OK", resp_headers=CIMultiDict(
+            {"Cache-Control": "max-age=60", "Date": DATE, **headers}), body=body,
+            req_headers=CIMultiDict({"Accept-Encoding": "gzip"}), request_time=NOW,
+            response_time=NOW, heuristic_fraction=0.1, heuristic_max=3600)
+        assert store.put(entry)
+        return entry
+
+    def hit(path: str = "/k") -> Prebuilt | None:
+        return stage.fast_hit(path, "fast.test", no_fields)
+
+    put("/k")
+    first = hit()
+    assert first is not None and b"Age: 0\r\n" in first.block
+    now[0] += 0.5
+    assert hit() is first and hit() is first
+    assert decided == ["/k"]
+    now[0] += 0.5  # Age 1, ttl 58: a new answer, kept in turn
+    second = hit()
+    assert second is not None and b"Age: 1\r\n" in second.block and hit() is second
+    assert decided == ["/k"] * 2
+    put("/k", b"replaced")  # a local store replaces the key's object
+    third = hit()
+    assert third is not None and third.body == b"replaced" and hit() is third
+    assert decided == ["/k"] * 3
+    entry = store.newest("http://fast.test/k")  # the object the store keeps decoded
+    assert entry is not None and entry.hit is third
+    refresh_entry(entry, CIMultiDict({"X-Revalidated": "1"}), now[0], now[0], 0.1, 3600)
+    fourth = hit()  # updated in place by a 304 (the store's write may fail): decided again
+    assert fourth is not None and b"X-Revalidated: 1\r\n" in fourth.block
+    assert decided == ["/k"] * 4
+    assert store.purge_url("http://fast.test/k", soft=True) == 1
+    assert hit() is None and hit() is None  # stale
+    assert store.purge_url("http://fast.test/k") == 1
+    assert hit() is None
+    assert decided == ["/k"] * 7
+    put("/v", Vary="Accept-Encoding")
+    assert hit("/v") is not None and hit("/v") is not None
+    assert decided[7:] == ["/v"] * 2  # a Vary variant: decided every time
+    now[0] = NOW + 59.5  # the last half second of freshness, then stale
+    put("/e")
+    assert hit("/e") is not None and hit("/e") is not None
+    now[0] = NOW + 60.0
+    assert hit("/e") is None
+    assert decided[9:] == ["/e", "/e"]
+    assert store.counters["hits"] == 12
+    store.close()
