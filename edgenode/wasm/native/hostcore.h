@@ -157,6 +157,21 @@ PyObject *hc_raw_pairs(PyObject *request);
 int hc_pairs_get(PyObject *pairs, const char *key, size_t klen, PyObject **owner, const char **value,
                  size_t *vlen);
 
+/* attrs.c: a ``__slots__`` attribute read by the offset a call site remembered for the type
+ * it last saw (PyObject_GetAttr for anything else; the same result either way). */
+typedef struct {
+    PyTypeObject *type;
+    unsigned int version; /* the type's tp_version_tag when the offset was found */
+    Py_ssize_t offset;
+} HcSlot;
+PyObject *hc_slot_get(PyObject *o, PyObject *name, HcSlot *cache);
+/* o.name through a cache of this call site's own (a new reference, NULL with an exception) */
+#define HC_SLOT(o, name)                      \
+    ({                                        \
+        static HcSlot hc_slot_site_;          \
+        hc_slot_get((o), (name), &hc_slot_site_); \
+    })
+
 /* hostfns.c */
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name);
 PyObject *hc_define(PyObject *self, PyObject *args);
