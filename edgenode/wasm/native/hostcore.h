@@ -44,6 +44,11 @@ typedef struct Instance {
     wasmtime_context_t *ctx;
     wt_instance instance;
     wt_memory memory;
+    /* linear memory's base (fixed: engine.CODEGEN_SETTINGS has memory_may_move off) and
+     * its size when last read (hc_mem reads it again only for an access beyond it: a
+     * linear memory never shrinks) */
+    uint8_t *mem_base;
+    size_t mem_size;
     Hook *hooks;
     int nhooks;
     int alloc_hook; /* malloc / proxy_on_memory_allocate, -1: none */
