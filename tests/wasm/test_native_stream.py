@@ -101,3 +101,25 @@ def test_on_log_trap_keeps_the_response(make_stage) -> None:  # type: ignore[no-
     out = driver.around(hit(ex))
     assert out.status == 200 and out.headers["x-ok"] == "1"
     assert st.vm.failed and driver.finished and st.vm.active_streams == 0
+
+
+def test_slot_reads_by_remembered_offset_follow_the_type() -> None:
+    """The core reads the exchange's ``request`` by the slot offset it found for the type;
+    another object of the type, a type changed since, and an unset slot answer as
+    ``getattr`` does."""
+
+    class Ex:
+        __slots__ = ("request",)
+
+    first, second = Ex(), Ex()
+    first.request, second.request = "first", "second"
+    assert StreamDriver(None, first).request == "first"
+    assert StreamDriver(None, second).request == "second"
+    Ex.request = property(lambda self: "property")  # type: ignore[assignment]
+    assert StreamDriver(None, first).request == "property"
+
+    class Unset:
+        __slots__ = ("request",)
+
+    with pytest.raises(AttributeError):
+        StreamDriver(None, Unset())

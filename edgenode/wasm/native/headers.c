@@ -78,7 +78,7 @@ static PyTypeObject *raw_request_type; /* messages.RawRequest (set_view_types) *
 
 PyObject *hc_raw_pairs(PyObject *request) {
     if (Py_TYPE(request) != raw_request_type) return NULL;
-    PyObject *raw = PyObject_GetAttr(request, s_raw);
+    PyObject *raw = HC_SLOT(request, s_raw);
     if (raw == NULL) return NULL;
     PyObject *pairs = PyTuple_Check(raw) && PyTuple_GET_SIZE(raw) == 2 ? PyTuple_GET_ITEM(raw, 1) : NULL;
     if (pairs == NULL || !PyList_Check(pairs)) {

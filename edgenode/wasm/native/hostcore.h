@@ -44,6 +44,11 @@ typedef struct Instance {
     wasmtime_context_t *ctx;
     wt_instance instance;
     wt_memory memory;
+    /* linear memory's base (fixed: engine.CODEGEN_SETTINGS has memory_may_move off) and
+     * its size when last read (hc_mem reads it again only for an access beyond it: a
+     * linear memory never shrinks) */
+    uint8_t *mem_base;
+    size_t mem_size;
     Hook *hooks;
     int nhooks;
     int alloc_hook; /* malloc / proxy_on_memory_allocate, -1: none */
@@ -156,6 +161,21 @@ PyObject *hc_raw_pairs(PyObject *request);
  * new reference), 0 not found, -1 with an exception set. */
 int hc_pairs_get(PyObject *pairs, const char *key, size_t klen, PyObject **owner, const char **value,
                  size_t *vlen);
+
+/* attrs.c: a ``__slots__`` attribute read by the offset a call site remembered for the type
+ * it last saw (PyObject_GetAttr for anything else; the same result either way). */
+typedef struct {
+    PyTypeObject *type;
+    unsigned int version; /* the type's tp_version_tag when the offset was found */
+    Py_ssize_t offset;
+} HcSlot;
+PyObject *hc_slot_get(PyObject *o, PyObject *name, HcSlot *cache);
+/* o.name through a cache of this call site's own (a new reference, NULL with an exception) */
+#define HC_SLOT(o, name)                      \
+    ({                                        \
+        static HcSlot hc_slot_site_;          \
+        hc_slot_get((o), (name), &hc_slot_site_); \
+    })
 
 /* hostfns.c */
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name);

@@ -209,7 +209,7 @@ static int64_t write_status(HeaderBlock *b, PyObject *res, wasm_trap_t **trap, P
 /* The response's pre-serialised head (``Response.wire_head``, a cache hit's) when it is
  * current for ``headers`` (a new reference), else NULL with no error set. */
 static PyObject *current_wire(PyObject *message, PyObject *headers) {
-    PyObject *wire = PyObject_GetAttr(message, s_wire_head);
+    PyObject *wire = HC_SLOT(message, s_wire_head);
     if (wire == NULL) {
         PyErr_Clear();
         return NULL;
@@ -293,7 +293,7 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
         PyObject *res = NULL;
         if (k != NULL && (!with_value || v != NULL)) {
             if (direct) {
-                PyObject *headers = PyObject_GetAttr(b->message, s_headers);
+                PyObject *headers = HC_SLOT(b->message, s_headers);
                 if (headers != NULL) {
                     if (method == s_add) {
                         PyObject *wire = b->is_request || own_field(lower, klen) ? NULL

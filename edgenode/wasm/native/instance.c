@@ -84,11 +84,17 @@ wasm_trap_t *hc_trap_from_pyerr(PyObject *fn_name) {
 
 /* --- memory ---------------------------------------------------------------------------- */
 
-/* Guest memory at [ptr, ptr+len), or NULL when it lies outside linear memory. */
+/* Guest memory at [ptr, ptr+len), or NULL when it lies outside linear memory.  The size
+ * is asked of wasmtime again only for an access beyond the one last seen (the guest may
+ * have grown its memory since). */
 uint8_t *hc_mem(Instance *inst, uint64_t ptr, uint64_t len) {
-    size_t size = WT.memory_data_size(inst->ctx, &inst->memory);
-    if (ptr + len > size || ptr + len < ptr) return NULL;
-    return WT.memory_data(inst->ctx, &inst->memory) + ptr;
+    uint64_t end = ptr + len;
+    if (end < ptr) return NULL;
+    if (end > inst->mem_size) {
+        inst->mem_size = WT.memory_data_size(inst->ctx, &inst->memory);
+        if (end > inst->mem_size) return NULL;
+    }
+    return inst->mem_base + ptr;
 }
 
 /* Drop the snapshot globals' handles the instance keeps (reset.c finds them). */
@@ -104,6 +110,8 @@ static void drop_store(Instance *self) {
         WT.store_delete(self->store);
         self->store = NULL;
         self->ctx = NULL;
+        self->mem_base = NULL;
+        self->mem_size = 0;
     }
     self->delete_pending = 0;
 }
@@ -594,6 +602,8 @@ static int Instance_init(Instance *self, PyObject *args, PyObject *kwds) {
         goto fail;
     }
     self->memory = ext.of.memory;
+    self->mem_base = WT.memory_data(self->ctx, &self->memory);
+    self->mem_size = WT.memory_data_size(self->ctx, &self->memory);
     return 0;
 fail:
     drop_store(self);

@@ -34,6 +34,14 @@ static PyObject *own_attr(PyObject *o, PyObject *name) {
     return PyObject_GetAttr(o, name);
 }
 
+/* 1 / 0 for a new reference's truth (released), -1 for NULL or an error */
+static int truth(PyObject *v) {
+    if (v == NULL) return -1;
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
 static int attr_true(PyObject *o, PyObject *name) {
     PyObject *v = own_attr(o, name);
     if (v == NULL) return -1;
@@ -89,7 +97,7 @@ static int add_active(PyObject *vm, long delta, long *now) {
 
 /* ex.wasm_maps (made on first use): the blocks the filters of one stream share. */
 static PyObject *exchange_maps(StreamCore *s) {
-    PyObject *maps = PyObject_GetAttr(s->ex, n_wasm_maps);
+    PyObject *maps = HC_SLOT(s->ex, n_wasm_maps);
     if (maps == NULL) return NULL;
     if (maps == Py_None) {
         Py_DECREF(maps);
@@ -241,7 +249,7 @@ static PyObject *fetch_exception(void) {
 /* begin() -> Step | Response: the request side (StreamDriver's doc). */
 static PyObject *Stream_begin(StreamCore *s, PyObject *unused) {
     if (stream_register(s) < 0) return NULL;
-    PyObject *body = PyObject_GetAttr(s->request, n_body);
+    PyObject *body = HC_SLOT(s->request, n_body);
     if (body == NULL) return NULL;
     int has_body = PyBytes_Check(body)       ? PyBytes_GET_SIZE(body) > 0
                    : PyByteArray_Check(body) ? PyByteArray_GET_SIZE(body) > 0
@@ -284,8 +292,8 @@ static PyObject *Stream_begin(StreamCore *s, PyObject *unused) {
     if (opens) {
         Instance *inst = vm_instance(s->vm);
         if (inst == NULL) return NULL;
-        PyObject *timings = PyObject_GetAttr(s->ex, n_timings);
-        PyObject *root_id = timings ? PyObject_GetAttr(s->root, s_id) : NULL;
+        PyObject *timings = HC_SLOT(s->ex, n_timings);
+        PyObject *root_id = timings ? HC_SLOT(s->root, s_id) : NULL;
         PyObject *r = NULL;
         if (root_id != NULL) {
             int64_t v[4] = {s->id, PyLong_AsLongLong(root_id), n, inst->v010 ? -1 : !has_body};
@@ -336,9 +344,9 @@ static PyObject *Stream_enter(StreamCore *s, PyObject *rest) {
 /* add_timing(response) unless the stage has timings off or the client did not ask for them
  * (StreamDriver.timed's test). */
 static PyObject *maybe_timed(StreamCore *s, PyObject *response) {
-    int on = attr_true(s->cfg, n_server_timing);  /* a StreamSettings slot: looked up as usual */
+    int on = truth(HC_SLOT(s->cfg, n_server_timing));
     if (on <= 0) return on < 0 ? NULL : Py_NewRef(response);
-    int asked = attr_true(s->ex, n_server_timing);
+    int asked = truth(HC_SLOT(s->ex, n_server_timing));
     if (asked < 0) return NULL;
     PyObject *pairs = asked ? NULL : hc_raw_pairs(s->request);
     if (pairs != NULL) { /* a RawRequest: from its parsed bytes */
@@ -386,10 +394,10 @@ static PyObject *Stream_in_memory(StreamCore *s, PyObject *const *args, Py_ssize
         Py_XDECREF(inst);
         return PyObject_CallMethodObjArgs((PyObject *)s, m_in_memory_slow, response, body, NULL);
     }
-    PyObject *headers = PyObject_GetAttr(response, s_headers);
+    PyObject *headers = HC_SLOT(response, s_headers);
     Py_ssize_t n = headers ? PyObject_Length(headers) : -1;
     Py_XDECREF(headers);
-    PyObject *timings = n < 0 ? NULL : PyObject_GetAttr(s->ex, n_timings);
+    PyObject *timings = n < 0 ? NULL : HC_SLOT(s->ex, n_timings);
     if (timings == NULL || set_response(s, response) < 0) {
         Py_DECREF(inst);
         Py_XDECREF(timings);
@@ -434,9 +442,9 @@ static PyObject *Stream_in_memory(StreamCore *s, PyObject *const *args, Py_ssize
 static PyObject *Stream_around(StreamCore *s, PyObject *outcome) {
     if (!PyObject_TypeCheck(outcome, (PyTypeObject *)response_type))
         return PyObject_CallMethodOneArg((PyObject *)s, m_resume_response, outcome);
-    PyObject *body = PyObject_GetAttr(outcome, n_body);
+    PyObject *body = HC_SLOT(outcome, n_body);
     if (body == NULL) return NULL;
-    PyObject *trailers = PyBytes_CheckExact(body) ? PyObject_GetAttr(outcome, n_trailers) : NULL;
+    PyObject *trailers = PyBytes_CheckExact(body) ? HC_SLOT(outcome, n_trailers) : NULL;
     if (trailers != from_body) {
         Py_DECREF(body);
         if (trailers == NULL && PyErr_Occurred()) return NULL;
@@ -452,8 +460,8 @@ static PyObject *Stream_around(StreamCore *s, PyObject *outcome) {
         return PyObject_CallMethodOneArg((PyObject *)s, m_respond_async, outcome);
     }
     if (out == NULL) return NULL;
-    PyObject *backoff = own_attr(s->cfg, n_backoff);
-    int failures = backoff == NULL ? -1 : backoff == Py_None ? 0 : attr_true(backoff, n_failures);
+    PyObject *backoff = HC_SLOT(s->cfg, n_backoff);
+    int failures = backoff == NULL ? -1 : backoff == Py_None ? 0 : truth(HC_SLOT(backoff, n_failures));
     Py_XDECREF(backoff);
     if (failures != 0) {
         PyObject *r = failures < 0 ? NULL : PyObject_CallMethodNoArgs((PyObject *)s, m_succeeded);
@@ -473,7 +481,7 @@ static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
     PyObject *vm, *ex, *cfg = Py_None;
     if (!_PyArg_NoKeywords("StreamCore", kwds) || !PyArg_UnpackTuple(args, "StreamCore", 2, 3, &vm, &ex, &cfg))
         return -1;
-    PyObject *request = PyObject_GetAttr(ex, s_request);
+    PyObject *request = HC_SLOT(ex, s_request);
     if (request == NULL) return -1;
     Py_XSETREF(s->request, request);
     Py_XSETREF(s->vm, Py_NewRef(vm));
