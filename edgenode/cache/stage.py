@@ -50,8 +50,11 @@ _STORE_STRIP = CLIENT_VALIDATORS + ("range", "if-range")
 Cc = Mapping[str, "str | None"]
 
 
-#: answers ``fast_hit`` keeps per (target, Host), cleared when full, and the largest body
-#: kept there (a kept answer holds its object until replaced: at most ~32 MiB of them)
+#: answers ``fast_hit`` keeps per (target, Host), at most, and the largest body kept there
+#: (a kept answer holds its object until replaced or swept: at most ~32 MiB of them).  A
+#: kept answer's span ends within a second of its making, so when the table is full the
+#: ended ones are swept out at most once a second and until then no answer is added: many
+#: objects hit in turn cost a failed look-up each, not a new ``_Kept`` per hit
 _KEPT_ENTRIES = 256
 _KEPT_BODY = 128 * 1024
 #: how far inside its span a kept answer's clock must be (the span's ends are float sums)
@@ -122,6 +125,7 @@ class CacheStage:
         #: (target, Host) -> the fast path's kept answer (``fast_hit``); None when the key
         #: takes request fields (``[cache.key] headers``): the pair then does not name it
         self._kept: dict[tuple[str, str], _Kept] | None = None if cfg.key.headers else {}
+        self._kept_sweep = 0.0  # the clock before which the full table is not swept again
         self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._counters = self.store.counters
@@ -175,13 +179,24 @@ class CacheStage:
         if found is None:
             return None
         entry, hit, key = found
-        if kept is not None and len(entry.body) <= _KEPT_BODY:
+        if kept is not None and len(entry.body) <= _KEPT_BODY and self._room(kept, (target, host)):
             token = self.store.fast_token(key)
             if token is not None:
-                if len(kept) >= _KEPT_ENTRIES:
-                    kept.clear()
                 kept[(target, host)] = _Kept(key, token, hit, entry)
         return hit
+
+    def _room(self, kept: dict[tuple[str, str], _Kept], pair: tuple[str, str]) -> bool:
+        """Whether ``pair``'s answer may be kept: it replaces its own, or the table has
+        room, or a sweep of the ended answers (at most once a second) makes some."""
+        if len(kept) < _KEPT_ENTRIES or pair in kept:
+            return True
+        now = self.clock()
+        if now < self._kept_sweep:
+            return False
+        self._kept_sweep = now + 1.0
+        for ended in [p for p, k in kept.items() if k.hi <= now]:
+            del kept[ended]
+        return len(kept) < _KEPT_ENTRIES
 
     def hit_response(self, ex: Exchange) -> Response | None:
         """``handle``'s answer to a plain GET/HEAD that is a fresh full hit, built from the

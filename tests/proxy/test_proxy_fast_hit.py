@@ -22,6 +22,7 @@ from dataplane_support import RawClient, start_aiohttp
 from edgenode.cache.lmdb_store import SharedStore
 from edgenode.cache.policy import build_entry, refresh_entry
 from edgenode.config import StageConfig, load_config, parse_config, with_overrides
+from edgenode.cache import stage as cache_stage
 from edgenode.cache.stage import CacheStage
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import CIMultiDict, Prebuilt
@@ -465,3 +466,29 @@ def test_kept_answers_only_while_the_store_and_the_clock_vouch(tmp_path: Path) -
     assert decided[9:] == ["/e", "/e"]
     assert store.counters["hits"] == 12
     store.close()
+
+
+def test_kept_answers_table_full_adds_none_until_a_sweep(tmp_path: Path, monkeypatch: Any) -> None:
+    """Objects hit in turn beyond the table's size: no answer is added while it is full
+    (each such hit is decided, not kept), and once the kept answers' spans have ended a
+    sweep (at most once a second) makes room again."""
+    monkeypatch.setattr(cache_stage, "_KEPT_ENTRIES", 2)
+    now = [NOW + 0.25]
+    cfg = parse_config({"origins": {"o": {"url": "http://127.0.0.1:1"}}}).cache
+    store = SharedStore(cfg, tmp_path / "c", alone=True, clock=lambda: now[0])
+    stage = CacheStage(cfg, store, clock=lambda: now[0])
+    fields: Callable[[], Any] = lambda: CIMultiDict()  # noqa: E731
+    for path in ("/a", "/b", "/c"):
+        url = f"http://fast.test{path}"
+        assert store.put(build_entry(key=url, url=url, status=200, reason="OK", resp_headers=CIMultiDict(
+            {"Cache-Control": "max-age=60", "Date": DATE}), body=b"x", req_headers=CIMultiDict(),
+            request_time=NOW, response_time=NOW, heuristic_fraction=0.1, heuristic_max=3600))
+    for path in ("/a", "/b", "/c", "/c"):
+        assert stage.fast_hit(path, "fast.test", fields) is not None
+    assert stage._kept is not None and sorted(stage._kept) == [("/a", "fast.test"), ("/b", "fast.test")]
+    now[0] += 0.5  # still full, the spans not ended: /c is answered, not kept
+    assert stage.fast_hit("/c", "fast.test", fields) is not None
+    assert sorted(stage._kept) == [("/a", "fast.test"), ("/b", "fast.test")]
+    now[0] += 1.0  # Age 1: /a's and /b's spans have ended, and the last sweep is a second old
+    assert stage.fast_hit("/c", "fast.test", fields) is not None
+    assert sorted(stage._kept) == [("/c", "fast.test")]
