@@ -10,7 +10,7 @@ from collections import deque
 import httptools
 from multidict import CIMultiDict
 
-from edgenode.frontend._fasthit import FieldSink
+from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher, Pending
 from edgenode.http.errors import ClientBodyError
 from edgenode.frontend.fast_hits import FastHits
@@ -32,14 +32,18 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         self.loop = fe.loop
         self.cfg = fe.cfg
         self.transport: asyncio.Transport | None = None
-        # httptools reads its callbacks once, here: on_header is the sink, a C callable
-        self._sink = self.on_header = FieldSink(fe.cfg.max_header_bytes, self._fields_too_large)
+        # httptools reads its callbacks once, here: on_header and on_url are the sink's, C
+        # callables
+        sink = self._sink = self.on_header = HeadSink(
+            fe.cfg.max_header_bytes, self._fields_too_large,
+            fe.cfg.max_request_line_bytes, self._target_too_long)
+        self.on_url = sink.on_url
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         # message being parsed
         self._url = b""
-        self._raw_headers: list[tuple[bytes, bytes]] = self._sink.raw
+        self._raw_headers: list[tuple[bytes, bytes]] = sink.raw
         self._parsed = -1
         self._last_raw: list[tuple[bytes, bytes]] = []
         self._last_text: list[tuple[str, str]] = []
