@@ -148,9 +148,9 @@ class _Owner:
         self.reference = reference
         if reference:
             self.url, self.raw, self.size = b"", [], 0
-            self.on_url, self.on_header = self.ref_url, self.ref_header
+            self.on_message_begin, self.on_url, self.on_header = self.ref_begin, self.ref_url, self.ref_header
         else:
-            self.on_url, self.on_header = self.sink.on_url, self.sink
+            self.on_message_begin, self.on_url, self.on_header = self.sink.begin, self.sink.on_url, self.sink
         self.parser = httptools.HttpRequestParser(self)
 
     def state(self) -> tuple[bytes, Raw, int]:
@@ -158,12 +158,8 @@ class _Owner:
             return self.url, self.raw, self.size
         return self.sink.url, self.sink.raw, self.sink.size
 
-    def on_message_begin(self) -> None:
-        if self.reference:
-            self.url, self.raw, self.size = b"", [], 0
-        else:
-            raw = self.sink.begin()
-            assert raw is self.sink.raw and raw == [] and (self.sink.url, self.sink.size) == (b"", 0)
+    def ref_begin(self) -> None:
+        self.url, self.raw, self.size = b"", [], 0
 
     def ref_url(self, url: bytes) -> None:
         self.url += url
@@ -184,6 +180,9 @@ class _Owner:
         raise Reject(414, "target")
 
     def on_headers_complete(self) -> None:
+        if not self.reference:
+            assert self.sink.in_head is True
+            self.sink.in_head = False
         self.heads.append(self.state())
 
     def feed(self, data: bytes, cut: int) -> tuple[list[tuple[bytes, Raw, int]], bytes, int | None]:
@@ -234,8 +233,22 @@ def test_head_sink_refuses_what_it_cannot_take() -> None:
         sink.raw = []  # type: ignore[misc]
     with pytest.raises(AttributeError):
         sink.url = b"/"  # type: ignore[misc]
-    assert (sink.url, sink.raw, sink.size) == (b"", [], 0)  # nothing taken
+    assert (sink.url, sink.raw, sink.size, sink.in_head) == (b"", [], 0, False)  # nothing taken
     unset = HeadSink.__new__(HeadSink)
-    for call in (unset.begin, lambda: unset.on_url(b"/"), lambda: unset(b"a", b"b"), lambda: unset.url):
+    for call in (unset.begin, lambda: unset.on_url(b"/"), lambda: unset(b"a", b"b")):
         with pytest.raises(TypeError):
             call()
+    with pytest.raises(AttributeError):
+        unset.url
+
+
+def test_head_sink_begins_a_new_head() -> None:
+    sink = _Owner(False).sink
+    sink.begin()
+    sink.on_url(b"/a")
+    sink(b"Host", b"a")
+    raw = sink.raw
+    sink.in_head = False
+    sink.begin()  # the next head: nothing of the last one, whose list is kept as it was
+    assert (sink.url, sink.raw, sink.size, sink.in_head) == (b"", [], 0, True)
+    assert sink.raw is not raw and raw == [(b"Host", b"a")]
