@@ -10,7 +10,7 @@ from collections import deque
 import httptools
 from multidict import CIMultiDict
 
-from edgenode.frontend._fasthit import FieldSink
+from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher, Pending
 from edgenode.http.errors import ClientBodyError
 from edgenode.frontend.fast_hits import FastHits
@@ -32,19 +32,23 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         self.loop = fe.loop
         self.cfg = fe.cfg
         self.transport: asyncio.Transport | None = None
-        # httptools reads its callbacks once, here: on_header is the sink, a C callable
-        self._sink = self.on_header = FieldSink(fe.cfg.max_header_bytes, self._fields_too_large)
+        # httptools reads its callbacks once, here: on_header, on_url and on_message_begin
+        # are the sink's, C callables
+        sink = self._sink = self.on_header = HeadSink(
+            fe.cfg.max_header_bytes, self._fields_too_large,
+            fe.cfg.max_request_line_bytes, self._target_too_long)
+        self.on_url = sink.on_url
+        self.on_message_begin = sink.begin
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         # message being parsed
         self._url = b""
-        self._raw_headers: list[tuple[bytes, bytes]] = self._sink.raw
+        self._raw_headers: list[tuple[bytes, bytes]] = sink.raw
         self._parsed = -1
         self._last_raw: list[tuple[bytes, bytes]] = []
         self._last_text: list[tuple[str, str]] = []
-        self._in_head = False
-        self._head_start = 0.0
+        self._head_start = -1.0  # while the sink is in a head: the read that began it
         self._body: RequestBody | None = None
         # chunked request: header lines before the trailers (0: not chunked), and whether a
         # chunk header came with no data after it yet (the last chunk's trailer section)
@@ -234,7 +238,7 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         if self.closed or self._current is not None or self._queue:
             return  # re-armed when the connection becomes idle again
         now = self.loop.time()
-        if self._in_head:
+        if self._sink.in_head:
             deadline = self._head_start + self.cfg.request_timeout
             if now >= deadline:
                 self._protocol_error(408, "timed out waiting for the request head")
@@ -256,7 +260,7 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         if self._linger_end:
             self.transport.close()  # type: ignore[union-attr]
             return
-        if self._current is None and not self._queue and not self._in_head:
+        if self._current is None and not self._queue and not self._sink.in_head:
             self._dead = True
             self._flush_held()  # a fast hit's answer may be held
             self.transport.close()  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend._fasthit import FieldSink, has_connection
+from edgenode.frontend._fasthit import HeadSink, has_connection
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
@@ -52,11 +52,19 @@ class RequestParser:
     _write_paused: bool
     _read_paused: bool
     _body: RequestBody | None
-    _url: bytes
     _raw_headers: list[tuple[bytes, bytes]]
-    #: httptools' ``on_header``: appends to ``_raw_headers`` (its ``raw``) and counts the
-    #: field lines' bytes (its ``size``) against ``max_header_bytes`` (``_fields_too_large``)
-    _sink: FieldSink
+    #: the last complete head's target (the sink's ``url`` while a head is parsed)
+    _url: bytes
+    #: httptools' ``on_header`` (appends to its ``raw``, ``_raw_headers`` once the head is
+    #: complete, and counts the field lines' bytes, its ``size``, against
+    #: ``max_header_bytes``: ``_fields_too_large``), ``on_url`` (its ``url`` within
+    #: ``max_request_line_bytes``: ``_target_too_long``) and ``on_message_begin`` (a new
+    #: head: its ``in_head`` True until ``on_headers_complete``)
+    _sink: HeadSink
+    #: what the open header section had accounted for before this read (0 outside one),
+    #: and when its head's first read came (-1 outside a head)
+    _mark: int
+    _head_start: float
     #: the version of the fields multidict as ``_fields`` made it from ``_raw_headers``
     _parsed: int
     _fast_fields: CIMultiDict[str] | None
@@ -72,10 +80,11 @@ class RequestParser:
         if len(data) > PARSE_SLICE and not self._slicing:
             self._parse(data)
             return
-        if self._in_head:  # what the current header section had accounted for before this read
-            self._mark = len(self._url) + self._sink.size
+        sink = self._sink
+        if sink.in_head:  # what the current header section had accounted for before this read
+            self._mark = len(sink.url) + sink.size
         elif self._chunk_pending:
-            self._mark = self._sink.size
+            self._mark = sink.size
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -95,21 +104,22 @@ class RequestParser:
             return
         seen = self._seen
         self._seen = 0
-        if self._in_head or self._chunk_pending:
-            if self._in_head:
+        in_head = sink.in_head
+        if in_head or self._chunk_pending:
+            if in_head:
                 if self._head_start < 0:
                     self._head_start = self.loop.time()  # the read that began this message
-                seen += len(self._url) + self._sink.size - self._mark  # the head so far
+                seen += len(sink.url) + sink.size - self._mark  # the head so far
             else:
-                seen += self._sink.size - self._mark  # the trailer fields so far
+                seen += sink.size - self._mark  # the trailer fields so far
             # The read ended inside a header section (the head, or a chunked body's trailer
             # section).  Complete fields are counted per message (on_header), the target in
             # on_url; httptools keeps an unfinished field line to itself, so its bytes are
             # what this read held beyond what was accounted for (plus the whole of earlier
             # reads that accounted for nothing).
             self._partial = len(data) - seen if seen > 0 else self._partial + len(data)
-            if self._sink.size + self._partial > self.cfg.max_header_bytes:
-                part = "header" if self._in_head else "trailer"
+            if sink.size + self._partial > self.cfg.max_header_bytes:
+                part = "header" if in_head else "trailer"
                 self._protocol_error(431, f"request {part} fields too large")
 
     def _parse(self, data: bytes) -> None:
@@ -142,29 +152,24 @@ class RequestParser:
             self._parse(data)
             self.body_drained()
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._mark = 0
-        self._url = b""
-        sink = self._sink
-        self._raw_headers = sink.raw = []
-        sink.size = 0
-        self._head_start = -1.0  # stamped below only if the head spans several reads
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.cfg.max_request_line_bytes:
-            raise Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
+    def _target_too_long(self) -> None:
+        """The sink's ``url_over``: the request target grew past ``max_request_line_bytes``."""
+        raise Reject(414, f"request line longer than {self.cfg.max_request_line_bytes} bytes")
 
     def _fields_too_large(self) -> None:
         """The sink's ``over``: a field line took the section past ``max_header_bytes``."""
-        part = "header block" if self._in_head else "trailer section"
+        part = "header block" if self._sink.in_head else "trailer section"
         raise Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        sink = self._sink
+        sink.in_head = False
+        url = self._url = sink.url
+        self._raw_headers = sink.raw
         # the head's bytes in this read (method, version, line ends: roughly)
-        self._seen += len(self._url) + self._sink.size + 16 - self._mark
+        self._seen += len(url) + sink.size + 16 - self._mark
+        self._mark = 0
+        self._head_start = -1.0
         parser = self.parser
         raw_method = parser.get_method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
@@ -181,7 +186,7 @@ class RequestParser:
         headers: CIMultiDict[str] | None = None
         fast = self.fe.fast_path
         if (fast is not None and (method == "GET" or method == "HEAD") and self._current is None
-                and not self._dead and not self._write_paused and self._url.startswith(b"/")):
+                and not self._dead and not self._write_paused and url.startswith(b"/")):
             self._fast_fields = None
             if self._fast(fast, method, version, keep_alive):
                 return
@@ -190,7 +195,7 @@ class RequestParser:
             headers = self._fields()
         if method == "CONNECT":
             raise Reject(405, "CONNECT is not supported")
-        target = self._url.decode("latin-1")
+        target = url.decode("latin-1")
         if not target.startswith("/"):
             target = absolute_target(method, target, headers)
         hosts = headers.getall("host", ())
@@ -200,7 +205,7 @@ class RequestParser:
             check_transfer_encoding(headers.getall("transfer-encoding"), version)
             has_body = True
             self._n_head = len(self._raw_headers)
-            self._sink.size = 0  # the trailer section has its own budget
+            sink.size = 0  # the trailer section has its own budget
         else:
             cl = headers.get("content-length")
             has_body = cl is not None and cl != "0"
@@ -277,6 +282,7 @@ class RequestParser:
 
     def on_message_complete(self) -> None:
         self._chunk_pending = False
+        self._mark = 0  # (a trailer section's)
         body = self._body
         if body is not None:
             n = self._n_head
@@ -292,7 +298,7 @@ class RequestParser:
         if self._dead:
             return
         self._dead = True
-        self._in_head = False
+        self._sink.in_head = False
         if self._body is not None:
             self._body.fail(BadBody(status, f"bad request body: {message}"))
             self._body = None
@@ -300,9 +306,10 @@ class RequestParser:
             self._read_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
         method = "-"
-        if self._url:  # llhttp reports DELETE (method 0) when no method was parsed
+        url = self._sink.url  # the target so far (a 414's, or the head's before a 4xx)
+        if url:  # llhttp reports DELETE (method 0) when no method was parsed
             method = self.parser.get_method().decode("ascii", "replace")
-        target = self._url.decode("latin-1")[:200] or "-"
+        target = url.decode("latin-1")[:200] or "-"
         request = Request(method, target, CIMultiDict())
         exchange = Exchange(request, self.client, self.local)
         exchange.request_id = self.fe.request_ids.new()

@@ -1,6 +1,7 @@
 """The fast path's C helpers (``frontend/_fasthit.c``) against what they replace: the
-Python check of a head's raw fields, the kept answer's ``%`` formatting, and httptools'
-``get_http_version`` for a head without a Connection field."""
+Python check of a head's raw fields, the kept answer's ``%`` formatting, httptools'
+``get_http_version`` for a head without a Connection field, and the parser callbacks
+(``HeadSink``) that were ``RequestParser`` methods."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import itertools
 import httptools
 import pytest
 
-from edgenode.frontend._fasthit import has_connection, kept_answer, plain_fields
+from edgenode.frontend._fasthit import HeadSink, has_connection, kept_answer, plain_fields
+from edgenode.frontend.request_head import Reject
 from edgenode.http.headers import NOT_PLAIN
 
 Raw = list[tuple[bytes, bytes]]
@@ -133,3 +135,120 @@ def test_has_connection_reads_names_only() -> None:
     assert not has_connection([])
     with pytest.raises(TypeError):
         has_connection([("Connection", "close")])
+
+
+class _Owner:
+    """A head's target and fields as a real httptools parser reports them, collected by a
+    ``HeadSink`` or (``reference``) by the Python callbacks it replaced."""
+
+    def __init__(self, reference: bool, limit: int = 64, url_limit: int = 16) -> None:
+        self.limit, self.url_limit = limit, url_limit
+        self.heads: list[tuple[bytes, Raw, int]] = []
+        self.sink = HeadSink(limit, self._fields_too_large, url_limit, self._target_too_long)
+        self.reference = reference
+        if reference:
+            self.url, self.raw, self.size = b"", [], 0
+            self.on_message_begin, self.on_url, self.on_header = self.ref_begin, self.ref_url, self.ref_header
+        else:
+            self.on_message_begin, self.on_url, self.on_header = self.sink.begin, self.sink.on_url, self.sink
+        self.parser = httptools.HttpRequestParser(self)
+
+    def state(self) -> tuple[bytes, Raw, int]:
+        if self.reference:
+            return self.url, self.raw, self.size
+        return self.sink.url, self.sink.raw, self.sink.size
+
+    def ref_begin(self) -> None:
+        self.url, self.raw, self.size = b"", [], 0
+
+    def ref_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.url_limit:
+            self._target_too_long()
+
+    def ref_header(self, name: bytes, value: bytes) -> None:
+        self.size += len(name) + len(value) + 4
+        if self.size > self.limit:
+            self._fields_too_large()
+        else:
+            self.raw.append((name, value))
+
+    def _fields_too_large(self) -> None:
+        raise Reject(431, "fields")
+
+    def _target_too_long(self) -> None:
+        raise Reject(414, "target")
+
+    def on_headers_complete(self) -> None:
+        if not self.reference:
+            assert self.sink.in_head is True
+            self.sink.in_head = False
+        self.heads.append(self.state())
+
+    def feed(self, data: bytes, cut: int) -> tuple[list[tuple[bytes, Raw, int]], bytes, int | None]:
+        """What the heads held, the target so far, and the status of a rejection."""
+        try:
+            self.parser.feed_data(data[:cut])
+            self.parser.feed_data(data[cut:])
+        except httptools.HttpParserError as exc:
+            assert isinstance(exc.__context__, Reject)
+            return self.heads, self.state()[0], exc.__context__.status
+        return self.heads, self.state()[0], None
+
+
+HEADS = [
+    b"GET /a?b=c HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\nGET /second HTTP/1.1\r\nHost: b\r\n\r\n",
+    b"GET /exactly-16-byte HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /seventeen-bytes1 HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nLong: " + b"v" * 30 + b"\r\nNext: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nLong: " + b"v" * 60 + b"\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("data", HEADS)
+def test_head_sink_keeps_the_state_the_python_callbacks_kept(data: bytes) -> None:
+    for cut in range(len(data) + 1):  # the target and the fields split across two reads
+        assert _Owner(False).feed(data, cut) == _Owner(True).feed(data, cut)
+
+
+def test_head_sink_limits() -> None:
+    heads, url, status = _Owner(False).feed(HEADS[1], 9)
+    assert (url, status) == (b"/exactly-16-byte", None) and len(url) == 16
+    assert heads == [(b"/exactly-16-byte", [(b"Host", b"a")], 9)]
+    heads, url, status = _Owner(False).feed(HEADS[2], 9)  # 414 with the target as parsed
+    assert (heads, url, status) == ([], b"/seventeen-bytes1", 414)
+    heads, url, status = _Owner(False).feed(HEADS[4], 20)
+    assert (heads, status) == ([], 431)
+    heads, url, status = _Owner(False).feed(HEADS[3], 0)
+    assert heads == [(b"/", [(b"Host", b"a"), (b"Long", b"v" * 30), (b"Next", b"1")], 9 + 38 + 9)]
+
+
+def test_head_sink_refuses_what_it_cannot_take() -> None:
+    sink = _Owner(False).sink
+    with pytest.raises(TypeError):
+        sink.on_url("/a")
+    with pytest.raises(TypeError):
+        sink("Host", b"a")
+    with pytest.raises(AttributeError):
+        sink.raw = []  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        sink.url = b"/"  # type: ignore[misc]
+    assert (sink.url, sink.raw, sink.size, sink.in_head) == (b"", [], 0, False)  # nothing taken
+    unset = HeadSink.__new__(HeadSink)
+    for call in (unset.begin, lambda: unset.on_url(b"/"), lambda: unset(b"a", b"b")):
+        with pytest.raises(TypeError):
+            call()
+    with pytest.raises(AttributeError):
+        unset.url
+
+
+def test_head_sink_begins_a_new_head() -> None:
+    sink = _Owner(False).sink
+    sink.begin()
+    sink.on_url(b"/a")
+    sink(b"Host", b"a")
+    raw = sink.raw
+    sink.in_head = False
+    sink.begin()  # the next head: nothing of the last one, whose list is kept as it was
+    assert (sink.url, sink.raw, sink.size, sink.in_head) == (b"", [], 0, True)
+    assert sink.raw is not raw and raw == [(b"Host", b"a")]
