@@ -98,91 +98,93 @@ async def scenario(name: str, purges: int, rate: float, cap: float) -> dict[str,
     else:
         server = NatsServer(store_dir=store)
         await server.start()
-    ports = [s.port for s in cluster.servers] if cluster is not None else [server.port] * 3
-    links = [LinkProxy(port) for port in ports]
-    for link in links:
-        await link.restore()
-    seen: dict[tuple[str, str], float] = {}
-    failed: set[str] = set()
+    try:  # the servers are stopped whatever happens: a failed scenario leaves none running
+        ports = [s.port for s in cluster.servers] if cluster is not None else [server.port] * 3
+        links = [LinkProxy(port) for port in ports]
+        for link in links:
+            await link.restore()
+        seen: dict[tuple[str, str], float] = {}
+        failed: set[str] = set()
 
-    def fail_once(order_id: str) -> bool:
-        if order_id in every_fifth and order_id not in failed:
-            failed.add(order_id)
-            return True
-        return False
+        def fail_once(order_id: str) -> bool:
+            if order_id in every_fifth and order_id not in failed:
+                failed.add(order_id)
+                return True
+            return False
 
-    every_fifth: set[str] = set()
-    members = [Member(links[0].url, "m0", seen), Member(links[1].url, "m1", seen, apply_delay=0.02),
-               Member(links[2].url, "m2", seen, fail=fail_once if name == "apply-failure" else None)]
-    urls = cluster.urls if cluster is not None else [server.url]
-    operator = ControlBus(urls[1:] if cluster is not None else urls, FleetNames("bench"), client_name="operator")
-    await operator.open()
-    await asyncio.wait_for(asyncio.gather(*(m.synced() for m in members)), 30)
-    sent: dict[str, float] = {}
-    fault_at = purges // 3
+        every_fifth: set[str] = set()
+        members = [Member(links[0].url, "m0", seen), Member(links[1].url, "m1", seen, apply_delay=0.02),
+                   Member(links[2].url, "m2", seen, fail=fail_once if name == "apply-failure" else None)]
+        urls = cluster.urls if cluster is not None else [server.url]
+        operator = ControlBus(urls[1:] if cluster is not None else urls, FleetNames("bench"), client_name="operator")
+        await operator.open()
+        await asyncio.wait_for(asyncio.gather(*(m.synced() for m in members)), 30)
+        sent: dict[str, float] = {}
+        fault_at = purges // 3
 
-    fault_ms = 0.0
+        fault_ms = 0.0
 
-    async def fault() -> None:
-        nonlocal server, fault_ms
-        started = time.monotonic()
-        if name == "path-drop":
-            links[0].stall()
-            await asyncio.sleep(1.0)
-            await links[0].cut()
-            links[0].heal()
-            await links[0].restore()
-        elif name == "server-restart":
-            await server.stop()
-            server = NatsServer(port=server.port, store_dir=store)
-            await server.start()
-        elif name == "cluster-kill":  # SIGKILL: no leadership handed over
-            if hasattr(server, "kill"):
-                await server.kill()
-            else:  # a --baseline tree older than NatsServer.kill
-                server._proc.kill()
-                await server._proc.wait()
-        elif name == "node-restart":
-            await members[1].stop()
-            members[1] = Member(links[1].url, "m1", seen, apply_delay=0.02)
-        fault_ms = (time.monotonic() - started) * 1000
+        async def fault() -> None:
+            nonlocal server, fault_ms
+            started = time.monotonic()
+            if name == "path-drop":
+                links[0].stall()
+                await asyncio.sleep(1.0)
+                await links[0].cut()
+                links[0].heal()
+                await links[0].restore()
+            elif name == "server-restart":
+                await server.stop()
+                server = NatsServer(port=server.port, store_dir=store)
+                await server.start()
+            elif name == "cluster-kill":  # SIGKILL: no leadership handed over
+                if hasattr(server, "kill"):
+                    await server.kill()
+                else:  # a --baseline tree older than NatsServer.kill
+                    server._proc.kill()
+                    await server._proc.wait()
+            elif name == "node-restart":
+                await members[1].stop()
+                members[1] = Member(links[1].url, "m1", seen, apply_delay=0.02)
+            fault_ms = (time.monotonic() - started) * 1000
 
-    faulting = None
-    for i in range(purges):
-        if i == fault_at:
-            faulting = asyncio.create_task(fault())
-        order = new_purge("url", [f"http://{SITE}/obj/{name}-{i}"], False, "operator")
-        if i % 5 == 0:
-            every_fifth.add(order.id)
-        while True:  # the operator retries until NATS takes it (a server restarting)
-            try:
-                assert operator.js is not None
-                await operator.js.publish(operator.names.purge_subject, seal(KEY, order.body()),
-                                          headers={"Nats-Msg-Id": order.id}, timeout=1.0)
-                break
-            except Exception:
-                await asyncio.sleep(0.05)
-        sent[order.id] = time.monotonic()  # stored in the stream: from here on it is the members' job
-        await asyncio.sleep(1 / rate)
-    if faulting is not None:
-        await faulting
-    deadline = time.monotonic() + cap
-    want = {(m, p) for m in ("m0", "m1", "m2") for p in sent}
-    while not want <= seen.keys() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    lat = sorted((seen[(m, p)] - sent[p]) * 1000 for m, p in want if (m, p) in seen)
-    missing = len(want - seen.keys())
-    for m in members:
-        await m.stop()
-    await operator.close()
-    for link in links:
-        await link.cut()
-    await (cluster.stop() if cluster is not None else server.stop())
-    shutil.rmtree(store, ignore_errors=True)
-    return {"pairs": len(want), "p50_ms": round(statistics.median(lat), 1) if lat else None,
-            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
-            "max_ms": round(lat[-1], 1) if lat else None, "late_over_1s": sum(x > 1000 for x in lat) + missing,
-            "missing_after_cap": missing, "fault_ms": round(fault_ms, 1)}
+        faulting = None
+        for i in range(purges):
+            if i == fault_at:
+                faulting = asyncio.create_task(fault())
+            order = new_purge("url", [f"http://{SITE}/obj/{name}-{i}"], False, "operator")
+            if i % 5 == 0:
+                every_fifth.add(order.id)
+            while True:  # the operator retries until NATS takes it (a server restarting)
+                try:
+                    assert operator.js is not None
+                    await operator.js.publish(operator.names.purge_subject, seal(KEY, order.body()),
+                                              headers={"Nats-Msg-Id": order.id}, timeout=1.0)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.05)
+            sent[order.id] = time.monotonic()  # stored in the stream: from here on it is the members' job
+            await asyncio.sleep(1 / rate)
+        if faulting is not None:
+            await faulting
+        deadline = time.monotonic() + cap
+        want = {(m, p) for m in ("m0", "m1", "m2") for p in sent}
+        while not want <= seen.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        lat = sorted((seen[(m, p)] - sent[p]) * 1000 for m, p in want if (m, p) in seen)
+        missing = len(want - seen.keys())
+        for m in members:
+            await m.stop()
+        await operator.close()
+        for link in links:
+            await link.cut()
+        return {"pairs": len(want), "p50_ms": round(statistics.median(lat), 1) if lat else None,
+                "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
+                "max_ms": round(lat[-1], 1) if lat else None, "late_over_1s": sum(x > 1000 for x in lat) + missing,
+                "missing_after_cap": missing, "fault_ms": round(fault_ms, 1)}
+    finally:
+        await (cluster.stop() if cluster is not None else server.stop())
+        shutil.rmtree(store, ignore_errors=True)
 
 
 async def child(args: argparse.Namespace) -> None:
