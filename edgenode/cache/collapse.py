@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from edgenode.cache.policy import Entry
+from edgenode.kept_loop import KeptLoop
 
 if TYPE_CHECKING:
     from edgenode.cache.store import Leases, Store
@@ -63,23 +64,14 @@ class Collapser:
         self._store = store
         self._leases: Leases | None = store.leases if store is not None else None
         self._remote: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, kept between misses: ``asyncio.get_running_loop`` makes a
-        ``getpid`` system call each time (CPython checks the loop is this process's).  A
-        kept loop that no longer runs (a later ``asyncio.run``) is asked for again."""
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
+        self._loop = KeptLoop()  # asked for once per miss
 
     def join(self, key: str) -> tuple[Flight | None, asyncio.Future[Entry | None] | None]:
         """``(flight, None)`` for the leader, ``(None, future)`` for a waiter."""
         fut = self._flights.get(key)
         if fut is not None and not fut.done():
             return None, fut
-        loop = self._running_loop()
+        loop = self._loop.get()
         fut = loop.create_future()
         self._flights[key] = fut
         leases = self._leases

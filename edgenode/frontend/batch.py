@@ -8,6 +8,8 @@ import asyncio
 import logging
 from typing import Protocol
 
+from edgenode.kept_loop import KeptLoop
+
 __all__ = ["Batch", "HOLD_LIMIT", "StoreQueue"]
 
 log = logging.getLogger("edgenode.frontend")
@@ -60,23 +62,14 @@ class Batch:
         self.running = False
         #: the cache store whose writes wait for the end of the loop pass, if any
         self.stores: StoreQueue | None = None
-        #: the event loop the callbacks run in (``_running_loop``)
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        """The running event loop, kept between calls: ``asyncio.get_running_loop`` makes a
-        ``getpid`` system call every time (CPython checks the loop is this process's), once
-        per loop pass here.  The kept loop is asked for again once it no longer runs."""
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
+        #: the event loop the callbacks run in (asked for once per loop pass)
+        self._loop = KeptLoop()
 
     def add(self, conn: Steps) -> None:
         self._ready.append(conn)
         if not self._scheduled:
             self._scheduled = True
-            self._running_loop().call_soon(self.run)
+            self._loop.get().call_soon(self.run)
 
     def send(self, transport: asyncio.Transport, data: bytes) -> None:
         """Write ``data`` when this batch's steps are over, or (outside them) in a callback
@@ -87,7 +80,7 @@ class Batch:
             self.flush()
         elif not self.running and not self._flush_scheduled:
             self._flush_scheduled = True
-            self._running_loop().call_soon(self.flush)
+            self._loop.get().call_soon(self.flush)
 
     @property
     def holding(self) -> bool:

@@ -29,6 +29,7 @@ from wasmtime import WasmtimeError, wat2wasm
 
 from edgenode.config import StageConfig
 from edgenode.http.messages import Response
+from edgenode.kept_loop import KeptLoop
 from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.exchange import Exchange
 from edgenode.pipeline.stage import Handler, wrap_stage
@@ -90,8 +91,9 @@ class WasmStage:
         #: instances whose stream ended, waiting for ``_recycle_returned``
         self._returned: list[Vm] = []
         self._refilling = False
-        #: the event loop the recycling and refills run in (``_running_loop``)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        #: the event loop the recycling and refills run in (asked for per reset: a
+        #: ``getpid`` each would cost as much as the rest of a reset)
+        self._loop = KeptLoop()
         self._closed = False
         self.plugin, self.loaded, self.vm, self._snapshot, self._reset = self._build(self.opts)
         self._backoff = ReloadBackoff(self.opts.reload_backoff)
@@ -256,18 +258,7 @@ class WasmStage:
         """Schedule ``_refill`` (unless it is running or has nothing to do)."""
         if not self._refilling and not self._filled():
             self._refilling = True
-            self._running_loop().call_soon(self._refill)
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        """The running event loop (RuntimeError without one), kept between calls:
-        ``asyncio.get_running_loop`` makes a ``getpid`` system call every time (CPython
-        checks the loop is this process's), as much as the rest of a reset.  The kept
-        loop is asked for again once it no longer runs (a later ``asyncio.run``); the
-        node's workers are started processes, not forks of a running loop."""
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
+            self._loop.get().call_soon(self._refill)
 
     def _filled(self) -> bool:
         """Whether ``prewarm`` instances wait, counting those out with a stream as coming
@@ -287,14 +278,14 @@ class WasmStage:
             return
         vm.inst.prefault(PREFAULT_BYTES)
         self._pool.append(vm)
-        self._running_loop().call_soon(self._refill)
+        self._loop.get().call_soon(self._refill)
 
     def _after_stream(self, vm: Vm) -> None:
         """A resettable per-request instance after its stream: recycled in idle time, the
         instances of one loop pass (a batch of hits) in one callback."""
         if not self._returned:
             try:
-                self._running_loop().call_soon(self._recycle_returned)
+                self._loop.get().call_soon(self._recycle_returned)
             except RuntimeError:  # no loop: nothing to reuse it for
                 self._lent -= 1
                 vm.close()

@@ -42,13 +42,7 @@ static int truth(PyObject *v) {
     return r;
 }
 
-static int attr_true(PyObject *o, PyObject *name) {
-    PyObject *v = own_attr(o, name);
-    if (v == NULL) return -1;
-    int r = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
-}
+static int attr_true(PyObject *o, PyObject *name) { return truth(own_attr(o, name)); }
 
 /* Whether the VM takes the one-call path: not failed, not closed, no developer-tools
  * observer (those go through Vm.start_stream / Vm.respond, one callback at a time). */
