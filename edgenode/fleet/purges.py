@@ -90,8 +90,9 @@ class PurgeLog:
         #: the newest stream sequence this node's consumer delivered (or it read directly);
         #: None until the consumer first caught up or delivered (where the node starts)
         self._seen_seq: int | None = None
-        #: when a purge newer than ``_seen_seq`` was first found in the stream, undelivered
-        self._behind_since: float | None = None
+        #: the newest purge found in the stream beyond ``_seen_seq`` (its stream sequence)
+        #: and when: read directly if the consumer has not delivered it GAP_GRACE later
+        self._behind: tuple[int, float] | None = None
         self.last_error: str | None = None
         self.caught_up_at: float | None = None
         #: set when what the server delivered may not have reached the handler (a new
@@ -272,8 +273,10 @@ class PurgeLog:
 
     async def _read_undelivered(self) -> None:
         """Apply the purges stored after the last one the consumer delivered, read from
-        the stream by any replica, once the newest has waited ``GAP_GRACE`` for the
-        consumer (its leader died, or an apply holds its deliveries back)."""
+        the stream by any replica, up to one found there ``GAP_GRACE`` ago that the consumer
+        has not delivered since (its leader died, or an apply holds its deliveries back).
+        A purge the consumer delivers in time is never read: under a steady flow each
+        newest purge gets its own grace."""
         js = self.bus.js
         assert js is not None
         stream, subject = self.bus.names.purge_stream, self.bus.names.purge_subject
@@ -283,15 +286,18 @@ class PurgeLog:
             return
         seen = self._seen_seq or 0
         if not last.seq or last.seq <= seen:
-            self._behind_since = None
+            self._behind = None
             return
-        now = time.monotonic()
-        if self._behind_since is None or now - self._behind_since < GAP_GRACE:
-            self._behind_since = self._behind_since or now
+        now, behind = time.monotonic(), self._behind
+        if behind is None or behind[0] <= seen:  # the one found before was delivered in time
+            self._behind = (last.seq, now)
             return
-        self._behind_since = None
+        upto, found_at = behind
+        if now - found_at < GAP_GRACE:
+            return
+        self._behind = None
         seq = seen + 1
-        while seq <= last.seq:
+        while seq <= upto:
             try:  # the first purge at or after ``seq`` (older ones may have expired)
                 msg = await js.get_msg(stream, seq=seq, subject=subject, direct=True, next=True)
             except NotFoundError:
