@@ -191,6 +191,11 @@ class _OriginConnection(asyncio.Protocol):
         self.head_deadline = 0.0
         self._status = 0
         self._body: OriginBody | None = None
+        #: a response handed on whose body so far came in the read that carried its head
+        #: (``_parts``): it gets its body as ``bytes`` if the message ends in that read,
+        #: else an ``OriginBody`` fed with those parts when the read is done
+        self._early: Response | None = None
+        self._parts: list[bytes] = []
         self._eof_delimited = False
         self._eof = False  # the origin half-closed cleanly (a FIN, not a reset)
         # bytes fed since the parser last reported progress, and the limit for those and
@@ -226,6 +231,8 @@ class _OriginConnection(asyncio.Protocol):
         before = len(fields)
         try:
             self.parser.feed_data(data)
+            if self._early is not None:  # the body goes on after this read
+                self._stream_early()
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._fail_parse(str(exc.__context__), "head_too_large")
@@ -318,21 +325,40 @@ class _OriginConnection(asyncio.Protocol):
             return
         self._status = status
         headers: CIMultiDict[str] = CIMultiDict(pairs)
-        if self._method == "HEAD" or status in (204, 304):
-            body: bytes | OriginBody = b""
+        streamed = not (self._method == "HEAD" or status in (204, 304))
+        if not streamed:
             if self._method == "HEAD" and status not in (204, 304):
                 # llhttp would wait for Content-Length bytes that a HEAD answer never has
                 version = self.parser.get_http_version()
                 self.parser = httptools.HttpResponseParser(self)
                 self._message_done(_keep_alive(headers, version))
         else:
-            body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
             self._eof_delimited = _read_to_close(headers)
         waiter = self._head_waiter
-        if waiter is not None and not waiter.done():
-            response = Response(status, headers, body)
-            response.fields = (getversion(headers), pairs)
-            waiter.set_result(response)
+        if waiter is None or waiter.done():  # abandoned: the body is read and dropped
+            if streamed:
+                self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
+            return
+        response = Response(status, headers, b"")
+        response.fields = (getversion(headers), pairs)
+        if streamed:
+            if self._eof_delimited:  # ends only at the connection's close
+                response.body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
+            else:  # its body so far collects in ``_parts`` (its owner resumes after this read)
+                self._early = response
+        waiter.set_result(response)
+
+    def _stream_early(self) -> None:
+        """The read that carried ``_early``'s head ended before its body: the rest
+        streams through an ``OriginBody`` holding the parts read so far."""
+        response, self._early = self._early, None
+        assert response is not None
+        body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
+        parts = self._parts
+        for part in parts:
+            body.feed(part)
+        parts.clear()
+        response.body = body
 
     def _interim(self, status: int, pairs: list[tuple[str, str]]) -> None:
         headers: CIMultiDict[str] = CIMultiDict(pairs)
@@ -343,7 +369,9 @@ class _OriginConnection(asyncio.Protocol):
 
     def on_body(self, chunk: bytes) -> None:
         self._progress = True
-        if self._body is not None:
+        if self._early is not None:
+            self._parts.append(chunk)
+        elif self._body is not None:
             self._body.feed(chunk)
 
     def on_message_complete(self) -> None:
@@ -354,12 +382,21 @@ class _OriginConnection(asyncio.Protocol):
         if fields:  # fields after the head: the chunked body's trailer section
             if _fields_size(fields) > self._max_head:
                 raise _HeadTooLarge(self._too_large())
-            if self._body is not None:
+            if self._early is not None:
+                self._early.trailers = trailer_fields(fields)
+            elif self._body is not None:
                 self._body.trailers = trailer_fields(fields)
             fields.clear()
         self._message_done(self.parser.should_keep_alive())
 
     def _message_done(self, keep_alive: bool) -> None:
+        early = self._early
+        if early is not None:  # the whole body came with the head: handed on as bytes
+            self._early = None
+            parts = self._parts
+            if parts:
+                early.body = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts.clear()
         body = self._body
         self._body = None
         self._status = 0
@@ -374,6 +411,8 @@ class _OriginConnection(asyncio.Protocol):
         self.pool._release(self, keep_alive and self._upload_done)
 
     def _fail_parse(self, reason: str, kind: str = "protocol_error") -> None:
+        if self._early is not None:  # its body fails from its iterator, as a streamed one's
+            self._stream_early()
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(OriginProtocolError(reason, kind))
