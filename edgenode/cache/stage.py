@@ -673,9 +673,13 @@ class CacheStage:
         if reason is None and expected is not None and expected > self.cfg.max_object_bytes:
             reason = "too-large"
 
-        origin_headers = resp.headers.copy() if reason is None else resp.headers
-        if span is not None and reason is None:
-            origin_headers.popall("content-range")  # made per answer from what we hold
+        # the entry's fields: a copy when the response's own may change before the entry is
+        # made from them (a streamed body's, at its end) or lose Content-Range (a 206's)
+        origin_headers = resp.headers
+        if reason is None and (span is not None or not isinstance(resp.body, (bytes, bytearray))):
+            origin_headers = origin_headers.copy()
+            if span is not None:
+                origin_headers.popall("content-range")  # made per answer from what we hold
         # the origin client's plain pairs, while no one has changed the fields since
         plain = resp.fields
         fields = (plain[1] if plain is not None and span is None and plain[0] == getversion(resp.headers)

@@ -99,7 +99,8 @@ class NodeMetrics:
             hist = self._origin.get(origin)
             if hist is None:
                 hist = self._origin[origin] = _Buckets()
-            hist.observe(exchange.origin_time)
+            hist.counts[bisect_left(_LATENCY_BUCKETS, exchange.origin_time)] += 1  # (every miss)
+            hist.sum += exchange.origin_time
 
     def observe_parts(self, label: str, status: int, sent: int, elapsed: float) -> None:
         """What ``observe`` records of every request, from plain values (the front end's
@@ -152,17 +153,15 @@ class NodeMetrics:
 
 
 class _Buckets:
-    """One histogram series: per-bucket counts (the last is +Inf) and the sum."""
+    """One histogram series: per-bucket counts (the last is +Inf) and the sum; its
+    callers count a value in place (``counts[bisect_left(_LATENCY_BUCKETS, value)]``: le,
+    value <= bound), without a frame per request."""
 
     __slots__ = ("counts", "sum")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)
         self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(_LATENCY_BUCKETS, value)] += 1  # le: value <= bound
-        self.sum += value
 
     def cumulative(self) -> list[tuple[str, float]]:
         out, acc = [], 0
