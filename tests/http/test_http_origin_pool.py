@@ -288,3 +288,47 @@ async def test_streamed_upload_uses_chunked_or_content_length():
     assert b"content-length: 6" in seen[2].lower() and seen[3] == b"abcdef"
     await pool.close()
     await origin.close()
+
+
+async def test_a_body_that_comes_with_its_head_is_handed_on_as_bytes():
+    """A response read whole in the read that carried its head needs no body iterator: its
+    body (and a chunked one's trailers) are on the response as the pool returns it."""
+    async def whole(reader, writer):
+        await read_request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+        await read_request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+                     b"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 9\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    origin = await raw_origin(whole)
+    pool = OriginPool(origin_cfg(origin.port))
+    resp = await pool.request(get_req())
+    assert resp.body == b"hello" and resp.trailers is None
+    resp = await pool.request(get_req())
+    assert resp.body == b"abcde" and resp.trailers["X-Sum"] == "9"
+    assert pool.opened == 1 and pool.reused == 1
+    await pool.close()
+    await origin.close()
+
+
+async def test_a_body_broken_in_the_read_of_its_head_raises_from_the_iterator():
+    """Bytes the parser refuses after a head in the same read: the response is handed on,
+    the part read before streams, then its body raises (the connection is not reused)."""
+    async def broken(reader, writer):
+        await read_request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    origin = await raw_origin(broken)
+    pool = OriginPool(origin_cfg(origin.port))
+    resp = await pool.request(get_req())
+    assert await resp.body.__anext__() == b"hello"
+    with pytest.raises(OriginBodyError):
+        await resp.body.__anext__()
+    assert pool.idle_count == 0
+    await pool.close()
+    await origin.close()
