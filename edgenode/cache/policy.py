@@ -274,9 +274,7 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     """
     pairs: Fields = [(str(k), v) for k, v in resp_headers.items()] if fields is None else fields
     cc, targeted = directives if directives is not None else response_directives(resp_headers)
-    # (no private="f" / no-cache="f" on the usual miss: nothing to drop but ``_NOT_STORED``)
-    drop = (_not_stored(resp_headers, cc, targeted) if targeted or "private" in cc or "no-cache" in cc
-            else _NOT_STORED)
+    drop = _not_stored(resp_headers, cc, targeted)
     # the stored list, its wire block (None: not writable as it is) and its length, and
     # every lower-case name, in one C pass
     names: set[str] = set()
