@@ -4,6 +4,7 @@ conditionals, ranges, directives, cache key.  No sockets, no clock."""
 from __future__ import annotations
 
 import calendar
+import random
 
 import pytest
 from hishel import Request as HRequest, Response as HResponse
@@ -311,6 +312,20 @@ def test_cache_key():
     assert url == "http://h/p?id=7&v=2" and key == "http://h/p?id=7&v=2\nx-dev:mobile"
     kb = KeyBuilder(CacheKeyConfig(ignore_query=["utm"]))
     assert kb.normalise_url("HTTP://H:80/p?utm=1") == "http://h/p"
+
+
+@pytest.mark.parametrize("ignore", [["utm_source", "utm_medium"], ["a"], ["", "a.b"], ["a+", "x"]])
+def test_a_query_loses_exactly_its_empty_and_ignored_parameters(ignore):
+    """A query with nothing to drop is kept as it is without a pass over its parameters;
+    every other one is filtered: the answer is the filter's on generated queries."""
+    kb = KeyBuilder(CacheKeyConfig(ignore_query=ignore))
+    pieces = ["a", "b", "utm_source", "utm_sourcex", "utm_medium=", "x", "=", "a=b", "a.b", "aab", "a+",
+              "&", "&", "="]
+    rng = random.Random(7)
+    for _ in range(20_000):
+        query = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        expected = "&".join(p for p in query.split("&") if p and p.partition("=")[0] not in ignore)
+        assert kb.query(query) == expected, query
 
 
 @pytest.mark.parametrize("fields", [
