@@ -40,9 +40,9 @@ static wstr full_name(waf_tx *tx, const tval *v) {
     size_t cl = cn.n;
     if (!IS_COLLECTION(v->coll) || !v->key.p) return cn;
     char *o = ar_alloc(&tx->a, cl + 1 + v->key.n + 1);
-    memcpy(o, cn.p, cl);
+    copy_bytes(o, cn.p, cl);
     o[cl] = ':';
-    memcpy(o + cl + 1, v->key.p, v->key.n);
+    copy_bytes(o + cl + 1, v->key.p, v->key.n);
     o[cl + 1 + v->key.n] = 0;
     return (wstr){o, cl + 1 + v->key.n};
 }

@@ -235,7 +235,7 @@ static const wstr *raw_joined(waf_tx *tx, src_state *s, int base, bool names) {
         for (uint32_t u = 0; u < s->n_uniq; u++) {
             if (!value_at(tx, base, names, s->uniq[u], &v)) continue;
             if (k) o[k++] = '\n';
-            memcpy(o + k, v.p, v.n);
+            copy_bytes(o + k, v.p, v.n);
             k += v.n;
         }
         s->raw_joined = (wstr){o, k};
@@ -458,7 +458,7 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
         uint32_t i = s->uniq[u];
         if (!c->items[i].key.p) continue;
         if (k) o[k++] = '\n';
-        if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
+        copy_bytes(o + k, tv[i].p, tv[i].n);
         k += tv[i].n;
     }
     *j = (wstr){o, k};
