@@ -36,13 +36,13 @@ static int count_keyed(waf_tx *tx, const target *t) {
 
 /* "ARGS:foo" / "REQUEST_URI" */
 static wstr full_name(waf_tx *tx, const tval *v) {
-    const char *cn = var_name(v->coll);
-    size_t cl = strlen(cn);
-    if (!IS_COLLECTION(v->coll) || !v->key.p) return (wstr){cn, cl};
+    wstr cn = var_name_w(v->coll);
+    size_t cl = cn.n;
+    if (!IS_COLLECTION(v->coll) || !v->key.p) return cn;
     char *o = ar_alloc(&tx->a, cl + 1 + v->key.n + 1);
-    memcpy(o, cn, cl);
+    copy_bytes(o, cn.p, cl);
     o[cl] = ':';
-    memcpy(o + cl + 1, v->key.p, v->key.n);
+    copy_bytes(o + cl + 1, v->key.p, v->key.n);
     o[cl + 1 + v->key.n] = 0;
     return (wstr){o, cl + 1 + v->key.n};
 }

@@ -64,7 +64,7 @@ wstr macro_expand(waf_tx *tx, const macro_str *m) {
     char *o = ar_alloc(&tx->a, total + 1);
     size_t k = 0;
     for (int i = 0; i < m->n; i++) {
-        if (vals[i].n) memcpy(o + k, vals[i].p, vals[i].n);
+        copy_bytes(o + k, vals[i].p, vals[i].n);
         k += vals[i].n;
     }
     o[k] = 0;

@@ -715,7 +715,7 @@ static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int li
         size_t at = 0;
         for (int k = 0; k < live; k++) {
             if (at) o[at++] = '\n';
-            memcpy(o + at, parts[k].p, parts[k].n);
+            copy_bytes(o + at, parts[k].p, parts[k].n);
             at += parts[k].n;
         }
         *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};

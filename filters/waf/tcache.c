@@ -68,12 +68,13 @@ static __attribute__((noinline)) src_state *source_new(waf_tx *tx, int base, boo
     int chains = tx->rules->n_tchains;
     src_state *s = ar_alloc(&tx->a, sizeof *s);
     s->n = n;
-    s->tv = ar_alloc(&tx->a, (size_t)chains * sizeof *s->tv);
-    memset(s->tv, 0, (size_t)chains * sizeof *s->tv);
-    s->col_done = ar_alloc(&tx->a, (size_t)chains);
-    memset(s->col_done, 0, (size_t)chains);
-    s->joined = ar_alloc(&tx->a, (size_t)chains * sizeof *s->joined);
-    memset(s->joined, 0, (size_t)chains * sizeof *s->joined);
+    /* the three per-chain arrays in one piece, cleared by one memset (a libcall in Wasm) */
+    size_t tv_n = (size_t)chains * sizeof *s->tv, joined_n = (size_t)chains * sizeof *s->joined;
+    char *arrays = ar_alloc(&tx->a, joined_n + tv_n + (size_t)chains);
+    memset(arrays, 0, joined_n + tv_n + (size_t)chains);
+    s->joined = (wstr *)arrays;
+    s->tv = (wstr **)(arrays + joined_n);
+    s->col_done = (uint8_t *)(arrays + joined_n + tv_n);
     s->computed = NULL;
     s->joined_n = NULL;
     s->n_computed = 0;
@@ -234,7 +235,7 @@ static const wstr *raw_joined(waf_tx *tx, src_state *s, int base, bool names) {
         for (uint32_t u = 0; u < s->n_uniq; u++) {
             if (!value_at(tx, base, names, s->uniq[u], &v)) continue;
             if (k) o[k++] = '\n';
-            memcpy(o + k, v.p, v.n);
+            copy_bytes(o + k, v.p, v.n);
             k += v.n;
         }
         s->raw_joined = (wstr){o, k};
@@ -457,7 +458,7 @@ const wstr *source_joined(waf_tx *tx, int base, bool names, int chain) {
         uint32_t i = s->uniq[u];
         if (!c->items[i].key.p) continue;
         if (k) o[k++] = '\n';
-        if (tv[i].n) memcpy(o + k, tv[i].p, tv[i].n);
+        copy_bytes(o + k, tv[i].p, tv[i].n);
         k += tv[i].n;
     }
     *j = (wstr){o, k};

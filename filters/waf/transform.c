@@ -767,9 +767,13 @@ wstr tfn_apply(arena *a, int t, wstr in) {
     case T_HEXDECODE: return t_hexdec(a, in);
     case T_HEXENCODE: return t_hexenc(a, in);
     case T_SQLHEXDECODE: return t_sqlhex(a, in);
-    case T_LENGTH: {
-        char *o = ar_alloc(a, 24);
-        return (wstr){o, (size_t)snprintf(o, 24, "%zu", in.n)};
+    case T_LENGTH: {   /* the decimal length, written by hand: snprintf is dear in Wasm */
+        char d[24], *o = ar_alloc(a, 24);
+        size_t n = 0, v = in.n;
+        do d[n++] = (char)('0' + v % 10); while (v /= 10);
+        for (size_t i = 0; i < n; i++) o[i] = d[n - 1 - i];
+        o[n] = 0;
+        return (wstr){o, n};
     }
     case T_TRIM: return t_trim(in, true, true);
     case T_TRIMLEFT: return t_trim(in, true, false);

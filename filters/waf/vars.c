@@ -66,6 +66,14 @@ static const char *const VAR_NAMES[V_COUNT] = {
 
 const char *var_name(int v) { return (v > 0 && v < V_COUNT && VAR_NAMES[v]) ? VAR_NAMES[v] : "?"; }
 
+wstr var_name_w(int v) {
+    static uint8_t lens[V_COUNT];   /* length + 1 of each name counted (0: not yet) */
+    const char *n = var_name(v);
+    if (v <= 0 || v >= V_COUNT) return (wstr){n, strlen(n)};
+    if (!lens[v]) lens[v] = (uint8_t)(strlen(n) + 1);
+    return (wstr){n, lens[v] - 1u};
+}
+
 int var_lookup(const char *name, size_t n) {
     for (int v = 1; v < V_COUNT; v++)
         if (VAR_NAMES[v] && ieq(name, n, VAR_NAMES[v], strlen(VAR_NAMES[v]))) return v;

@@ -63,6 +63,9 @@ enum {
 #define IS_COLLECTION(v) ((v) <= V_LAST_COLLECTION)
 /* vars.c: the variables' names */
 const char *var_name(int v);
+/* var_name with its length, counted once per variable: every match names its variable
+ * (MATCHED_VAR_NAME), and a strlen per match is a loop with an epoch check in Wasm */
+wstr var_name_w(int v);
 int var_lookup(const char *name, size_t n);   /* 0 when unknown */
 
 /* ------------------------------------------------------------------ rules */

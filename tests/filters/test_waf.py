@@ -150,6 +150,8 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
      {"target": "/?a=" + base64.b64encode(b"secret").decode().rstrip("=")}, True),
     ("hexDecode", f'SecRule ARGS:a "@streq AB" "{DENY},t:hexDecode"', {"target": "/?a=4142"}, True),
     ("length", f'SecRule ARGS:a "@eq 5" "{DENY},t:length"', {"target": "/?a=hello"}, True),
+    ("length, three digits", f'SecRule ARGS:a "@streq 123" "{DENY},t:length"', {"target": "/?a=" + "x" * 123}, True),
+    ("length of an empty value", f'SecRule ARGS:a "@streq 0" "{DENY},t:length"', {"target": "/?a=&b=1"}, True),
     ("trim", f'SecRule ARGS:a "@streq x" "{DENY},t:trim"', {"target": "/?a=%20x%20"}, True),
     ("escapeSeqDecode", f'SecRule ARGS:a "@streq A" "{DENY},t:escapeSeqDecode"', {"target": "/?a=%5Cx41"}, True),
     ("t:none resets", f'SecRule ARGS:a "@streq ABC" "{DENY},t:lowercase,t:none"', {"target": "/?a=ABC"}, True),
@@ -199,6 +201,11 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
      {"method": "POST", "headers": FORM, "body": b"a=1"}, True),
     ("chain: a link fails", f'SecRule REQUEST_METHOD "@streq POST" "{DENY},chain"\n SecRule ARGS:a "@streq 2"',
      {"method": "POST", "headers": FORM, "body": b"a=1"}, False),
+    # the name is the variable's name, then ':' and the key (copied by lengths of 1 to 40 bytes)
+    *[(f"MATCHED_VAR_NAME, a {n}-byte key", f'SecRule ARGS "@rx ^s" "{DENY},chain"\n SecRule MATCHED_VAR_NAME "@streq ARGS:{"k" * n}"',
+       {"target": f"/?{'k' * n}=secret"}, True) for n in (1, 3, 5, 12, 20, 40)],
+    ("MATCHED_VAR_NAME of a scalar", f'SecRule REQUEST_URI "@rx ^/p" "{DENY},chain"\n SecRule MATCHED_VAR_NAME "@streq REQUEST_URI"',
+     {"target": "/p"}, True),
     ("chain sees MATCHED_VAR", f'SecRule ARGS "@rx ^s" "{DENY},chain"\n SecRule MATCHED_VAR "@streq secret"', {"target": "/?a=secret"}, True),
     ("capture", f'SecRule ARGS:a "@rx ^(\\w+)-(\\d+)$" "{DENY},capture,chain"\n SecRule TX:2 "@streq 42"', {"target": "/?a=abc-42"}, True),
     ("skipAfter", 'SecRule REQUEST_URI "@unconditionalMatch" "id:2,phase:2,pass,nolog,skipAfter:END"\n'

@@ -47,6 +47,12 @@ const SIZE_LIMIT: usize = 16 << 20;
 const CLASS_MAX_LEN: usize = 128;
 /// lazy DFA cache of one member's own regex (the alternation gets the caller's limit)
 const MEMBER_DFA_LIMIT: usize = 2 << 20;
+/// Two branches that never match (a byte before the start of the text, one after its end),
+/// put before every alternation: a partial start and end anchor, for which `regex` 1.7
+/// extracts neither prefix nor suffix literals.  Its literal search (Aho-Corasick, without
+/// SIMD in Wasm) cost more than the lazy DFA scanning the same bytes itself, and a gated
+/// set's literals are already the literal pass's answer.
+const NO_LITERAL_SCAN: &str = r"\x00\A|\z\x00";
 
 struct Member {
     /// Rust syntax; None: not in the set (the caller always runs the pattern)
@@ -207,7 +213,7 @@ impl RxSet {
         if rare.is_empty() {
             return Ok(None);
         }
-        build(&rare.join("|"), self.dfa_limit).map(Some)
+        build(&format!("{}|{}", NO_LITERAL_SCAN, rare.join("|")), self.dfa_limit).map(Some)
     }
 
     /// Bit i: pattern i may match somewhere in `hay`.
@@ -472,6 +478,22 @@ mod tests {
         assert_eq!(s.scan(b"nothing here"), 0);
         assert!(s.may_match(2, b"7"));
         assert!(!s.may_match(0, b"union"));
+    }
+
+    #[test]
+    fn alternations_match_as_their_members_without_a_literal_scan() {
+        // the two branches that switch the regex crate's literal search off match nothing,
+        // at the text's ends or beside NUL bytes; members with short prefixes still match there
+        let pats: [&[u8]; 2] = [b"<x", b";\\s*id"];
+        let (mut s, _) = RxSet::new(&pats, &[0, 0], 1 << 20);
+        for hay in [&b""[..], b"\x00", b"a\x00", b"\x00a\x00", b"<y;\x00"] {
+            assert_eq!(s.scan(hay), 0, "{:?}", hay);
+        }
+        assert_eq!(s.scan(b"\x00<x"), 0b01);
+        assert_eq!(s.scan(b"a;  id\x00"), 0b10);
+        let mut u = RxSet::union(&pats, &[0, 0], 1 << 20);
+        assert!(!u.any_match(b"\x00") && !u.any_match(b""));
+        assert!(u.any_match(b"\x00;id"));
     }
 
     #[test]
