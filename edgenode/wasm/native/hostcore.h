@@ -39,12 +39,10 @@ typedef struct {
 } StreamCore;
 
 /* A filter VM's state every stream reads (vmcore.c; vm.Vm is its Python subclass).
- * Object fields NULL read as None. */
+ * NULL: not assigned yet. */
 typedef struct {
     PyObject_HEAD
-    PyObject *failed, *plugin, *inst, *root, *contexts, *ids, *on_idle;
-    Py_ssize_t active_streams;
-    char closed, opens;
+    PyObject *failed, *plugin, *inst, *root, *contexts, *ids, *on_idle, *closed, *opens, *active_streams;
 } VmCore;
 
 typedef struct Instance {

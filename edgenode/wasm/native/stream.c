@@ -43,6 +43,22 @@ static int truth(PyObject *v) {
 
 static int attr_true(PyObject *o, PyObject *name) { return truth(own_attr(o, name)); }
 
+/* 1 / 0 for a borrowed flag's truth (NULL: false), -1 with an error */
+static int flag(PyObject *v) {
+    return v == Py_True ? 1 : v == Py_False || v == NULL ? 0 : PyObject_IsTrue(v);
+}
+
+/* vm.active_streams += delta (the new count in *now): 0, or -1 with an error */
+static int add_active(VmCore *vm, Py_ssize_t delta, Py_ssize_t *now) {
+    Py_ssize_t n = vm->active_streams == NULL ? 0 : PyLong_AsSsize_t(vm->active_streams);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    PyObject *nv = PyLong_FromSsize_t(n + delta);
+    if (nv == NULL) return -1;
+    Py_XSETREF(vm->active_streams, nv);
+    *now = n + delta;
+    return 0;
+}
+
 /* The stream's VM as its native state (vmcore.c; borrowed), NULL with TypeError. */
 static VmCore *vm_core(PyObject *vm) {
     if (vm != NULL && PyObject_TypeCheck(vm, &VmCoreType)) return (VmCore *)vm;
@@ -53,7 +69,9 @@ static VmCore *vm_core(PyObject *vm) {
 /* Whether the VM takes the one-call path: not failed, not closed, no developer-tools
  * observer (those go through Vm.start_stream / Vm.respond, one callback at a time). */
 static int vm_direct(VmCore *vm) {
-    if (!is_none(vm->failed) || vm->closed) return 0;
+    if (!is_none(vm->failed)) return 0;
+    int closed = flag(vm->closed);
+    if (closed != 0) return closed < 0 ? -1 : 0;
     if (vm->plugin == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the VM has no plugin");
         return -1;
@@ -148,7 +166,8 @@ static int stream_register(StreamCore *s) {
     PyObject *contexts = Py_NewRef(vm->contexts);
     rc = PyObject_SetItem(contexts, id, (PyObject *)s);
     Py_DECREF(contexts);
-    if (rc == 0) vm->active_streams++;
+    Py_ssize_t now;
+    if (rc == 0) rc = add_active(vm, 1, &now);
 done:
     Py_DECREF(id);
     Py_XDECREF(maps);
@@ -178,7 +197,9 @@ static int stream_forget(StreamCore *s) {
     Py_DECREF(contexts);
     if (gone == NULL) return -1;
     Py_DECREF(gone);
-    if (--vm->active_streams != 0 || is_none(vm->on_idle)) return 0;
+    Py_ssize_t now;
+    if (add_active(vm, -1, &now) < 0) return -1;
+    if (now != 0 || is_none(vm->on_idle)) return 0;
     PyObject *on_idle = Py_NewRef(vm->on_idle);
     PyObject *r = PyObject_CallOneArg(on_idle, (PyObject *)vm);
     Py_DECREF(on_idle);
@@ -266,7 +287,9 @@ static PyObject *Stream_begin(StreamCore *s, PyObject *unused) {
         return out;
     }
     long action = 0;
-    if (vm->opens) {
+    int opens = flag(vm->opens);
+    if (opens < 0) return NULL;
+    if (opens) {
         Instance *inst = vm_instance(vm);
         if (inst == NULL) return NULL;
         PyObject *timings = HC_SLOT(s->ex, n_timings);

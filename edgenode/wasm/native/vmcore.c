@@ -9,7 +9,8 @@
 
 #include <structmember.h>
 
-#define FIELDS(X) X(failed) X(plugin) X(inst) X(root) X(contexts) X(ids) X(on_idle)
+#define FIELDS(X) \
+    X(failed) X(plugin) X(inst) X(root) X(contexts) X(ids) X(on_idle) X(closed) X(opens) X(active_streams)
 
 static int VmCore_traverse(VmCore *v, visitproc visit, void *arg) {
 #define VISIT(f) Py_VISIT(v->f);
@@ -29,7 +30,9 @@ static void VmCore_dealloc(VmCore *v) {
     Py_TYPE(v)->tp_free((PyObject *)v);
 }
 
-#define OBJ(name, field, doc) {name, T_OBJECT, offsetof(VmCore, field), 0, doc}
+/* T_OBJECT_EX, as a Python attribute: unset until assigned (AttributeError), and the
+ * interpreter's specialised slot reads and writes (3.11 has them for no other member type) */
+#define OBJ(name, field, doc) {name, T_OBJECT_EX, offsetof(VmCore, field), 0, doc}
 static PyMemberDef VmCore_members[] = {
     OBJ("failed", failed, "why the VM failed (None: it has not)"),
     OBJ("plugin", plugin, "the filter's Plugin"),
@@ -38,9 +41,9 @@ static PyMemberDef VmCore_members[] = {
     OBJ("contexts", contexts, "context id -> context"),
     OBJ("_ids", ids, "the next context ids (an iterator)"),
     OBJ("on_idle", on_idle, "called with the VM when its last open stream ends"),
-    {"closed", T_BOOL, offsetof(VmCore, closed), 0, "the instance is closed"},
-    {"_opens", T_BOOL, offsetof(VmCore, opens), 0, "a context create or request headers hook is exported"},
-    {"active_streams", T_PYSSIZET, offsetof(VmCore, active_streams), 0, "streams registered and not forgotten"},
+    OBJ("closed", closed, "the instance is closed"),
+    OBJ("_opens", opens, "a context create or request headers hook is exported"),
+    OBJ("active_streams", active_streams, "streams registered and not forgotten (an int)"),
     {NULL},
 };
 
