@@ -28,7 +28,7 @@ from edgenode.wasm.errors import GuestTrap
 from edgenode.wasm.globalstate import GlobalState
 from edgenode.wasm.guestmem import GuestMemory
 from edgenode.wasm.metrics import FilterMetrics
-from edgenode.wasm.native import Histogram, Instance
+from edgenode.wasm.native import Histogram, Instance, VmCore
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import TrapBurst
 from edgenode.wasm.snapshot import ResetImage, Snapshot, diff_pages, nonzero_pages
@@ -162,8 +162,13 @@ class Plugin:
             self.logger.log(_PY_LEVELS[level], "%s", message, extra={"filter": self.name})
 
 
-class Vm:
-    """One instance of a filter module and the Proxy-Wasm state around it."""
+class Vm(VmCore):
+    """One instance of a filter module and the Proxy-Wasm state around it.
+
+    What every stream reads (failed, closed, plugin, inst, root, contexts, context ids, open
+    streams, on_idle, whether streams open) are ``VmCore``'s C fields: the native stream
+    steps read them by offset, and a failure, close or reload assigned here is what they
+    read next."""
 
     def __init__(self, plugin: Plugin, loaded: LoadedModule, engine: WasmEngine) -> None:
         self.plugin = plugin

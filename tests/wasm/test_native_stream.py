@@ -103,6 +103,38 @@ def test_on_log_trap_keeps_the_response(make_stage) -> None:  # type: ignore[no-
     assert st.vm.failed and driver.finished and st.vm.active_streams == 0
 
 
+@pytest.mark.parametrize("how", ["fail", "close"])
+def test_a_vm_failed_or_closed_mid_stream_is_seen_by_the_next_step(make_stage, how) -> None:  # type: ignore[no-untyped-def]
+    """The native steps read the VM's state (vmcore.c) as the Vm last set it: a stream
+    whose VM failed or closed after its request side gets the failure reply, not a call
+    into the instance."""
+    st = make_stage("header_only.wat", f"native-mid-{how}")
+    ex = request()
+    driver = st.open_stream(ex)
+    assert driver.enter(not_called) is None and st.vm.active_streams == 1
+    if how == "fail":
+        st.vm.fail("failed from outside")
+    else:
+        st.vm.close()
+    out = driver.around(hit(ex))
+    assert out.status == 503 and "x-filtered" not in out.headers
+    assert not any(phase == "response_headers" for _, phase in ex.timings)
+
+
+def test_a_reloaded_vm_takes_new_streams_while_the_failed_one_ends_its_own(make_stage) -> None:  # type: ignore[no-untyped-def]
+    st = make_stage("header_only.wat", "native-reload", failure_policy="reload")
+    old = st.vm
+    first = st.open_stream(request())
+    assert first.enter(not_called) is None and old.active_streams == 1
+    old.fail("failed from outside")
+    second = st.open_stream(request())
+    assert isinstance(second, StreamDriver) and second.vm is st.vm is not old
+    assert second.enter(not_called) is None and st.vm.active_streams == 1
+    assert second.around(hit(second.ex)).headers["x-filtered"] == "yes"
+    assert st.vm.active_streams == 0 and st.vm.failed is None
+    assert first.around(hit(first.ex)).status == 503
+
+
 def test_slot_reads_by_remembered_offset_follow_the_type() -> None:
     """The core reads the exchange's ``request`` by the slot offset it found for the type;
     another object of the type, a type changed since, and an unset slot answer as

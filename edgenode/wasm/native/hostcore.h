@@ -38,6 +38,13 @@ typedef struct {
         done_pending, finished;
 } StreamCore;
 
+/* A filter VM's state every stream reads (vmcore.c; vm.Vm is its Python subclass).
+ * NULL: not assigned yet. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *failed, *plugin, *inst, *root, *contexts, *ids, *on_idle, *closed, *opens, *active_streams;
+} VmCore;
+
 typedef struct Instance {
     PyObject_HEAD
     wasmtime_store_t *store;
@@ -104,7 +111,7 @@ typedef struct {
     struct Metric *items;
 } MetricTable;
 
-extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType;
+extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType, VmCoreType;
 
 /* globals.c: set up by setup() (module.c) */
 extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report,

@@ -13,15 +13,14 @@
 
 /* set by stream_setup(): Step.NEXT, Step.ASYNC, the Response type, messages.FROM_BODY */
 static PyObject *step_next, *step_async, *response_type, *from_body;
-static PyObject *n_failed, *n_closed, *n_root, *n_plugin, *n_observer, *n_opens, *n_inst, *n_ids, *n_contexts,
-    *n_active_streams, *n_on_idle, *n_request_body_hooks, *n_timings, *n_wasm_maps, *n_body, *n_trailers,
+static PyObject *n_observer, *n_request_body_hooks, *n_timings, *n_wasm_maps, *n_body, *n_trailers,
     *n_server_timing, *n_backoff, *n_failures, *n_timing_header, *n_one, *m_begin_slow, *m_opened,
     *m_open_raised, *m_after_begin, *m_around, *m_respond_async, *m_in_memory_slow, *m_responded,
     *m_respond_raised, *m_add_timing, *m_succeeded, *m_resume_response;
 
 static int is_none(PyObject *o) { return o == NULL || o == Py_None; }
 
-/* An attribute of a plain Python object (the Vm, its Plugin, the settings): from its
+/* An attribute of a plain Python object (the Vm's Plugin, the Vm's own less used ones): from its
  * instance dict when there (none of theirs is a descriptor), else looked up as usual.
  * A new reference. */
 static PyObject *own_attr(PyObject *o, PyObject *name) {
@@ -44,49 +43,53 @@ static int truth(PyObject *v) {
 
 static int attr_true(PyObject *o, PyObject *name) { return truth(own_attr(o, name)); }
 
+/* 1 / 0 for a borrowed flag's truth (NULL: false), -1 with an error */
+static int flag(PyObject *v) {
+    return v == Py_True ? 1 : v == Py_False || v == NULL ? 0 : PyObject_IsTrue(v);
+}
+
+/* vm.active_streams += delta (the new count in *now): 0, or -1 with an error */
+static int add_active(VmCore *vm, Py_ssize_t delta, Py_ssize_t *now) {
+    Py_ssize_t n = vm->active_streams == NULL ? 0 : PyLong_AsSsize_t(vm->active_streams);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    PyObject *nv = PyLong_FromSsize_t(n + delta);
+    if (nv == NULL) return -1;
+    Py_XSETREF(vm->active_streams, nv);
+    *now = n + delta;
+    return 0;
+}
+
+/* The stream's VM as its native state (vmcore.c; borrowed), NULL with TypeError. */
+static VmCore *vm_core(PyObject *vm) {
+    if (vm != NULL && PyObject_TypeCheck(vm, &VmCoreType)) return (VmCore *)vm;
+    PyErr_SetString(PyExc_TypeError, "a stream's vm must be a Vm");
+    return NULL;
+}
+
 /* Whether the VM takes the one-call path: not failed, not closed, no developer-tools
  * observer (those go through Vm.start_stream / Vm.respond, one callback at a time). */
-static int vm_direct(PyObject *vm) {
-    PyObject *failed = own_attr(vm, n_failed);
-    if (failed == NULL) return -1;
-    int ok = failed == Py_None;
-    Py_DECREF(failed);
-    if (!ok) return 0;
-    int closed = attr_true(vm, n_closed);
+static int vm_direct(VmCore *vm) {
+    if (!is_none(vm->failed)) return 0;
+    int closed = flag(vm->closed);
     if (closed != 0) return closed < 0 ? -1 : 0;
-    PyObject *plugin = own_attr(vm, n_plugin);
-    if (plugin == NULL) return -1;
-    PyObject *observer = own_attr(plugin, n_observer);
-    Py_DECREF(plugin);
+    if (vm->plugin == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the VM has no plugin");
+        return -1;
+    }
+    PyObject *observer = own_attr(vm->plugin, n_observer);
     if (observer == NULL) return -1;
-    ok = observer == Py_None;
+    int ok = observer == Py_None;
     Py_DECREF(observer);
     return ok;
 }
 
-static Instance *vm_instance(PyObject *vm) {
-    PyObject *inst = own_attr(vm, n_inst);
-    if (inst != NULL && !PyObject_TypeCheck(inst, &InstanceType)) {
+static Instance *vm_instance(VmCore *vm) {
+    PyObject *inst = vm->inst;
+    if (inst == NULL || !PyObject_TypeCheck(inst, &InstanceType)) {
         PyErr_SetString(PyExc_TypeError, "vm.inst is not an Instance");
-        Py_CLEAR(inst);
+        return NULL;
     }
-    return (Instance *)inst;
-}
-
-static int add_active(PyObject *vm, long delta, long *now) {
-    PyObject *n = own_attr(vm, n_active_streams);
-    if (n == NULL) return -1;
-    long v = PyLong_AsLong(n) + delta;
-    Py_DECREF(n);
-    if (v == -1 + delta && PyErr_Occurred()) return -1;
-    PyObject *nv = PyLong_FromLong(v);
-    if (nv == NULL) return -1;
-    PyObject **dictptr = _PyObject_GetDictPtr(vm);
-    int rc = dictptr != NULL && *dictptr != NULL ? PyDict_SetItem(*dictptr, n_active_streams, nv)
-                                                 : PyObject_SetAttr(vm, n_active_streams, nv);
-    Py_DECREF(nv);
-    *now = v;
-    return rc;
+    return (Instance *)Py_NewRef(inst);
 }
 
 /* ex.wasm_maps (made on first use): the blocks the filters of one stream share. */
@@ -132,16 +135,18 @@ static PyObject *block_for(PyObject *maps, int i, PyObject *message) {
 /* register(): a context id from the VM, the root, map 0's block, and the VM's count of
  * open streams (what the guest hears of in begin(), or in a test's own calls). */
 static int stream_register(StreamCore *s) {
-    PyObject *vm = s->vm;
-    if (is_none(vm) || is_none(s->ex) || is_none(s->request)) {
+    if (is_none(s->vm) || is_none(s->ex) || is_none(s->request)) {
         PyErr_SetString(PyExc_RuntimeError, "a stream needs a VM and an exchange");
         return -1;
     }
-    PyObject *root = own_attr(vm, n_root);
-    if (root == NULL) return -1;
-    Py_XSETREF(s->root, root);
-    PyObject *ids = own_attr(vm, n_ids);
-    if (ids == NULL) return -1;
+    VmCore *vm = vm_core(s->vm);
+    if (vm == NULL) return -1;
+    Py_XSETREF(s->root, Py_XNewRef(vm->root));
+    if (vm->ids == NULL || vm->contexts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the VM has no context ids");
+        return -1;
+    }
+    PyObject *ids = Py_NewRef(vm->ids);
     PyObject *id = PyIter_Next(ids);
     Py_DECREF(ids);
     if (id == NULL) {
@@ -149,7 +154,7 @@ static int stream_register(StreamCore *s) {
         return -1;
     }
     s->id = PyLong_AsLongLong(id);
-    PyObject *maps = NULL, *contexts = NULL;
+    PyObject *maps = NULL;
     int rc = -1;
     if (s->id == -1 && PyErr_Occurred()) goto done;
     maps = exchange_maps(s);
@@ -158,14 +163,14 @@ static int stream_register(StreamCore *s) {
     if (block == NULL) goto done;
     Py_XSETREF(s->request_block, block);
     s->request_headers_open = 1;
-    contexts = own_attr(vm, n_contexts);
-    if (contexts == NULL || PyObject_SetItem(contexts, id, (PyObject *)s) < 0) goto done;
-    long now;
-    rc = add_active(vm, 1, &now);
+    PyObject *contexts = Py_NewRef(vm->contexts);
+    rc = PyObject_SetItem(contexts, id, (PyObject *)s);
+    Py_DECREF(contexts);
+    Py_ssize_t now;
+    if (rc == 0) rc = add_active(vm, 1, &now);
 done:
     Py_DECREF(id);
     Py_XDECREF(maps);
-    Py_XDECREF(contexts);
     return rc;
 }
 
@@ -176,10 +181,14 @@ static PyObject *Stream_register(StreamCore *s, PyObject *unused) {
 
 /* forget(): the stream is over for the VM (its context forgotten, on_idle at the last). */
 static int stream_forget(StreamCore *s) {
-    PyObject *vm = s->vm;
+    VmCore *vm = vm_core(s->vm);
+    if (vm == NULL) return -1;
     s->finished = 1;
-    PyObject *contexts = own_attr(vm, n_contexts);
-    if (contexts == NULL) return -1;
+    if (vm->contexts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the VM has no contexts");
+        return -1;
+    }
+    PyObject *contexts = Py_NewRef(vm->contexts);
     PyObject *id = PyLong_FromLongLong(s->id);
     PyObject *gone = id == NULL                   ? NULL
                      : PyDict_CheckExact(contexts) ? _PyDict_Pop(contexts, id, Py_None)
@@ -188,19 +197,14 @@ static int stream_forget(StreamCore *s) {
     Py_DECREF(contexts);
     if (gone == NULL) return -1;
     Py_DECREF(gone);
-    long now;
+    Py_ssize_t now;
     if (add_active(vm, -1, &now) < 0) return -1;
-    if (now != 0) return 0;
-    PyObject *on_idle = own_attr(vm, n_on_idle);
-    if (on_idle == NULL) return -1;
-    if (on_idle != Py_None) {
-        PyObject *r = PyObject_CallOneArg(on_idle, vm);
-        Py_DECREF(on_idle);
-        if (r == NULL) return -1;
-        Py_DECREF(r);
-        return 0;
-    }
+    if (now != 0 || is_none(vm->on_idle)) return 0;
+    PyObject *on_idle = Py_NewRef(vm->on_idle);
+    PyObject *r = PyObject_CallOneArg(on_idle, (PyObject *)vm);
     Py_DECREF(on_idle);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
     return 0;
 }
 
@@ -269,7 +273,9 @@ static PyObject *Stream_begin(StreamCore *s, PyObject *unused) {
     }
     if (host < 0) return NULL;
     n += 4 - host;
-    int direct = vm_direct(s->vm);
+    VmCore *vm = vm_core(s->vm);
+    if (vm == NULL) return NULL;
+    int direct = vm_direct(vm);
     if (direct < 0) return NULL;
     if (!direct) /* failed, closed or observed: Vm.start_stream, one callback at a time */
     {
@@ -280,11 +286,11 @@ static PyObject *Stream_begin(StreamCore *s, PyObject *unused) {
         Py_DECREF(count);
         return out;
     }
-    int opens = attr_true(s->vm, n_opens);
-    if (opens < 0) return NULL;
     long action = 0;
+    int opens = flag(vm->opens);
+    if (opens < 0) return NULL;
     if (opens) {
-        Instance *inst = vm_instance(s->vm);
+        Instance *inst = vm_instance(vm);
         if (inst == NULL) return NULL;
         PyObject *timings = HC_SLOT(s->ex, n_timings);
         PyObject *root_id = timings ? HC_SLOT(s->root, s_id) : NULL;
@@ -376,11 +382,13 @@ static PyObject *Stream_in_memory(StreamCore *s, PyObject *const *args, Py_ssize
     }
     PyObject *response = args[0], *body = args[1];
     Py_ssize_t size = PyBytes_GET_SIZE(body);
-    int direct = vm_direct(s->vm);
+    VmCore *vm = vm_core(s->vm);
+    if (vm == NULL) return NULL;
+    int direct = vm_direct(vm);
     if (direct < 0) return NULL;
     Instance *inst = NULL;
     if (direct) {
-        inst = vm_instance(s->vm);
+        inst = vm_instance(vm);
         if (inst == NULL) return NULL;
         direct = size == 0 || inst->stream_ids[6] < 0;
     }
@@ -583,17 +591,7 @@ PyObject *hc_stream_setup(PyObject *self, PyObject *args) {
     Py_XSETREF(step_async, Py_NewRef(async_));
     Py_XSETREF(response_type, Py_NewRef(rtype));
     Py_XSETREF(from_body, Py_NewRef(fb));
-    NAME(n_failed, "failed");
-    NAME(n_closed, "closed");
-    NAME(n_root, "root");
-    NAME(n_plugin, "plugin");
     NAME(n_observer, "observer");
-    NAME(n_opens, "_opens");
-    NAME(n_inst, "inst");
-    NAME(n_ids, "_ids");
-    NAME(n_contexts, "contexts");
-    NAME(n_active_streams, "active_streams");
-    NAME(n_on_idle, "on_idle");
     NAME(n_request_body_hooks, "request_body_hooks");
     NAME(n_timings, "timings");
     NAME(n_wasm_maps, "wasm_maps");
