@@ -3,13 +3,14 @@
  * each) and the answer's ``b"%s%x\r\n\r\n%s"`` formatting cost ~6k of a fast hit's ~71k
  * instructions, and httptools' version string ~2.3k.
  *
- *   plain_fields(raw, not_plain) -> (host: str, incoming: bytes | None) | None
+ *   plain_fields(raw, not_plain) -> (host: bytes, incoming: bytes | None) | None
  *
  * ``raw``: the head's (name, value) pairs as httptools gave them; ``not_plain``: the
  * lower-case names that keep a request off the fast path (``http.headers.NOT_PLAIN``).
  * None when one of them is present, Host is missing or repeated, or X-Request-Id is
- * repeated (the general path answers or replaces those); else the Host value decoded
- * as latin-1 and the X-Request-Id value, if any.
+ * repeated (the general path answers or replaces those); else the Host value and the
+ * X-Request-Id value, if any, as parsed (the cache's kept answers are keyed by the raw
+ * target and Host: a repeated hit decodes neither).
  *
  *   has_connection(raw) -> bool
  *
@@ -142,12 +143,7 @@ static PyObject *plain_fields(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     if (host == NULL)
         Py_RETURN_NONE;
-    PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(host), PyBytes_GET_SIZE(host), NULL);
-    if (text == NULL)
-        return NULL;
-    PyObject *out = PyTuple_Pack(2, text, incoming != NULL ? incoming : Py_None);
-    Py_DECREF(text);
-    return out;
+    return PyTuple_Pack(2, host, incoming != NULL ? incoming : Py_None);
 }
 
 static PyObject *has_connection(PyObject *self, PyObject *raw) {
@@ -394,7 +390,7 @@ static PyTypeObject HeadSinkType = {
 
 static PyMethodDef methods[] = {
     {"plain_fields", (PyCFunction)(void (*)(void))plain_fields, METH_FASTCALL,
-     "plain_fields(raw, not_plain) -> (host, incoming) | None: the fast path's check of a head's fields."},
+     "plain_fields(raw, not_plain) -> (host, incoming) | None: the fast path's check of a head's fields (bytes as parsed)."},
     {"has_connection", has_connection, METH_O,
      "has_connection(raw) -> bool: whether the head has a Connection field."},
     {"kept_answer", (PyCFunction)(void (*)(void))kept_answer, METH_FASTCALL,

@@ -116,7 +116,7 @@ class FastHits:
             return True
         start = perf_counter()
         try:
-            hit = fast.lookup(method, self._url.decode("latin-1"), host, self._fast_fields_once)
+            hit = fast.lookup(method, self._url, host, self._fast_fields_once)
         except Exception:  # a bug there must not turn into a 400 from the parser
             log.exception("fast path lookup failed for %r", self._url[:200])
             return False
