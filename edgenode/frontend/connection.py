@@ -11,6 +11,7 @@ import httptools
 from multidict import CIMultiDict
 
 from edgenode.frontend._fasthit import HeadSink
+from edgenode.http.headers import NOT_PLAIN
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher, Pending
 from edgenode.http.errors import ClientBodyError
 from edgenode.frontend.fast_hits import FastHits
@@ -36,7 +37,7 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         # on_message_complete are the sink's, C callables
         sink = self._sink = self.on_header = HeadSink(
             fe.cfg.max_header_bytes, self._fields_too_large,
-            fe.cfg.max_request_line_bytes, self._target_too_long)
+            fe.cfg.max_request_line_bytes, self._target_too_long, NOT_PLAIN)
         self.on_url = sink.on_url
         self.on_message_begin = sink.begin
         self.on_message_complete = sink.complete

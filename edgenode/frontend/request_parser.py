@@ -16,7 +16,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend._fasthit import HeadSink, has_connection
+from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
@@ -59,7 +59,9 @@ class RequestParser:
     #: complete, and counts the field lines' bytes, its ``size``, against
     #: ``max_header_bytes``: ``_fields_too_large``), ``on_url`` (its ``url`` within
     #: ``max_request_line_bytes``: ``_target_too_long``) and ``on_message_begin`` (a new
-    #: head: its ``in_head`` True until ``on_headers_complete``); its ``complete``,
+    #: head: its ``in_head`` True until ``on_headers_complete``), and what the fast path
+    #: and the version rule ask of the fields (``host``, ``incoming``, ``connection``,
+    #: decided as they come); its ``complete``,
     #: ``on_message_complete``, calls ``_message_complete`` after a head with a body
     _sink: HeadSink
     #: what the open header section had accounted for before this read (0 outside one),
@@ -178,7 +180,7 @@ class RequestParser:
         # version but 1.1, 1.0, 0.9 and 2.0 is a parse error): formatting the version is
         # the dearer call (``_fasthit.c``)
         keep_alive = parser.should_keep_alive()
-        if keep_alive and not has_connection(self._raw_headers):
+        if keep_alive and not sink.connection:
             version = "1.1"
         else:
             version = parser.get_http_version()
