@@ -278,3 +278,17 @@ def test_head_sink_begins_a_new_head() -> None:
     sink.begin()  # the next head: nothing of the last one, whose list is kept as it was
     assert (sink.url, sink.raw, sink.size, sink.in_head) == (b"", [], 0, True)
     assert sink.raw is not raw and raw == [(b"Host", b"a")]
+
+
+def test_head_sink_completes_a_message_with_a_body_only() -> None:
+    sink = sink_of([(b"Host", b"a")])
+    ends: list[str] = []
+    assert sink.body_done is None
+    sink.complete()  # no body: nothing to call
+    sink.body_done = lambda: ends.append("body")
+    sink.complete()
+    sink.complete()  # (the callback clears it itself in the parser)
+    assert ends == ["body", "body"]
+    sink.body_done = None
+    sink.complete()
+    assert ends == ["body", "body"]

@@ -318,6 +318,32 @@ async def test_requests_that_are_not_plain_take_the_general_path() -> None:
     assert fast["wire"][-1].startswith(b"HTTP/1.1 400 ")
 
 
+async def test_raw_host_request_ids_connection_and_bodies_on_one_connection() -> None:
+    """What the head sink decides as the fields come (the Host as parsed, which keys the
+    kept answer; X-Request-Id; Connection) and the end of a message with a body (the
+    sink's ``complete`` calls back only then), mixed with fast hits on one connection."""
+    latin = b"GET /obj/h HTTP/1.1\r\nHost: caf\xe9.test\r\n\r\n"
+    chunked = (b"GET /obj/a HTTP/1.1\r\nHost: fast.test\r\nTransfer-Encoding: chunked\r\n"
+               b"Trailer: X-Sum\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n")
+    sized = b"GET /obj/a HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 3\r\n\r\nxyz"
+    steps: list[Step] = [
+        ("advance", 0.25),  # inside a second: Age and ttl keep their seconds a while
+        ("send", get("/obj/a", CLOSE)),
+        ("send", latin.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")),
+        ("send", latin + latin + get("/obj/a", "X-Request-Id: given") + get("/obj/a", "Connection: keep-alive")
+         + get("/obj/a", "x-request-id: a", "X-Request-Id: b") + chunked + get("/obj/a") + sized
+         + get("/obj/a", CLOSE)),
+        ("send", get("/obj/a", "X-Request-Id: a", "X-Request-Id: b", CLOSE)),
+    ]
+    fast, _ = await both(steps)
+    # the second latin-1 Host's hit is a kept answer; the repeated id takes the general
+    # path, and what follows it on the connection queues behind it
+    assert fast["answered"] == ["GET /obj/h", "GET /obj/h", "GET /obj/a", "GET /obj/a"]
+    assert fast["decided"].count("/obj/h") < fast["asked"].count("/obj/h") == 3  # one kept
+    assert fast["wire"][2].count(b"HTTP/1.1 200 OK\r\n") == 9
+    assert b"X-Request-Id: *\r\n" in fast["wire"][3] and fast["asked"][-1] == "/obj/a"
+
+
 async def test_other_request_hooks_see_every_request() -> None:
     runner, port = await origin()
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{port}")
