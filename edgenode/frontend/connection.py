@@ -11,9 +11,9 @@ import httptools
 from multidict import CIMultiDict
 
 from edgenode.frontend._fasthit import HeadSink
-from edgenode.http.headers import NOT_PLAIN
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher, Pending
 from edgenode.http.errors import ClientBodyError
+from edgenode.http.headers import NOT_PLAIN
 from edgenode.frontend.fast_hits import FastHits
 from edgenode.frontend.request_body import BODY_LOW_WATER, BadBody, RequestBody
 from edgenode.frontend.request_parser import RequestParser

@@ -61,8 +61,8 @@ class RequestParser:
     #: ``max_request_line_bytes``: ``_target_too_long``) and ``on_message_begin`` (a new
     #: head: its ``in_head`` True until ``on_headers_complete``), and what the fast path
     #: and the version rule ask of the fields (``host``, ``incoming``, ``connection``,
-    #: decided as they come); its ``complete``,
-    #: ``on_message_complete``, calls ``_message_complete`` after a head with a body
+    #: decided as they come); its ``complete`` (``on_message_complete``) calls
+    #: ``_message_complete`` after a head with a body
     _sink: HeadSink
     #: what the open header section had accounted for before this read (0 outside one),
     #: and when its head's first read came (-1 outside a head)
