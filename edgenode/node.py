@@ -444,7 +444,7 @@ class _CacheFastPath:
         self._observe = node._observe
         self._metrics = node.metrics
 
-    def lookup(self, method: str, target: str, host: str,
+    def lookup(self, method: str, target: bytes, host: bytes,
                fields: Callable[[], Any]) -> Prebuilt | None:
         signals = self._signals
         ends = signals.on_request_end

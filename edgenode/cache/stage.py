@@ -124,7 +124,7 @@ class CacheStage:
         self.keys = KeyBuilder(cfg.key)
         #: (target, Host) -> the fast path's kept answer (``fast_hit``); None when the key
         #: takes request fields (``[cache.key] headers``): the pair then does not name it
-        self._kept: dict[tuple[str, str], _Kept] | None = None if cfg.key.headers else {}
+        self._kept: dict[tuple[bytes, bytes], _Kept] | None = None if cfg.key.headers else {}
         self._kept_sweep = 0.0  # the clock before which the full table is not swept again
         self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -145,13 +145,15 @@ class CacheStage:
         return self.store.stats()
 
     # -- entry points ---------------------------------------------------------------------
-    def fast_hit(self, target: str, host: str, fields: Callable[[], Headers]) -> Prebuilt | None:
+    def fast_hit(self, target: bytes, host: bytes, fields: Callable[[], Headers]) -> Prebuilt | None:
         """A fresh full hit for a plain GET/HEAD (the same for both: the front end leaves
         out a HEAD's body), pre-serialised; None: use the chain.
 
         For the front end's fast path (``FrontEnd(fast_path=...)``) when this is the
         chain's first stage (with ``nested``, the outermost: no inner stage runs on a hit,
-        so none needs the key recorded).  The front end only asks about plain requests
+        so none needs the key recorded), with the target and Host as parsed (latin-1
+        text, decoded only when the kept answer does not serve).  The front end only asks
+        about plain requests
         (none of ``http.headers.NOT_PLAIN``: no cache directives, validators, ranges,
         credentials, upgrade or body), so of ``_handle``'s decisions only the key, the
         lookup (Vary included) and freshness are left.  Anything else (stale, trailers,
@@ -175,7 +177,7 @@ class CacheStage:
                     and self.store.fast_token(k.key) is k.token):
                 self._counters["hits"] += 1
                 return k.hit
-        found = self._fresh("http", target, host, fields)
+        found = self._fresh("http", target.decode("latin-1"), host.decode("latin-1"), fields)
         if found is None:
             return None
         entry, hit, key = found
@@ -185,7 +187,7 @@ class CacheStage:
                 kept[(target, host)] = _Kept(key, token, hit, entry)
         return hit
 
-    def _room(self, kept: dict[tuple[str, str], _Kept], pair: tuple[str, str]) -> bool:
+    def _room(self, kept: dict[tuple[bytes, bytes], _Kept], pair: tuple[bytes, bytes]) -> bool:
         """Whether ``pair``'s answer may be kept: it replaces its own, or the table has
         room, or a sweep of the ended answers (at most once a second) makes some."""
         if len(kept) < _KEPT_ENTRIES or pair in kept:

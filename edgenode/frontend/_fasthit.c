@@ -3,42 +3,46 @@
  * each) and the answer's ``b"%s%x\r\n\r\n%s"`` formatting cost ~6k of a fast hit's ~71k
  * instructions, and httptools' version string ~2.3k.
  *
- *   plain_fields(raw, not_plain) -> (host: str, incoming: bytes | None) | None
- *
- * ``raw``: the head's (name, value) pairs as httptools gave them; ``not_plain``: the
- * lower-case names that keep a request off the fast path (``http.headers.NOT_PLAIN``).
- * None when one of them is present, Host is missing or repeated, or X-Request-Id is
- * repeated (the general path answers or replaces those); else the Host value decoded
- * as latin-1 and the X-Request-Id value, if any.
- *
- *   has_connection(raw) -> bool
- *
- * Whether the head has a Connection field.  Without one, llhttp's keep-alive answer is
- * the version's (1.1: yes; 1.0, 0.9, 2.0: no; any other version is a parse error), so
- * the parser callback knows an HTTP/1.1 head without ``get_http_version``, whose
- * ``str.format`` of the two numbers cost ~2.3k instructions per request.
- *
  *   kept_answer(prefix, number, body) -> bytes
  *
  * A kept answer's bytes: ``prefix`` (the head up to the request id's number), the number
  * in lower-case hex, the head's end, ``body``: what ``b"%s%x\r\n\r\n%s"`` makes.
  *
- *   HeadSink(limit, over, url_limit, url_over) -> sink
+ *   HeadSink(limit, over, url_limit, url_over, not_plain) -> sink
  *
- * httptools' ``on_header``, ``on_url`` and ``on_message_begin`` without a Python frame (as
- * methods, ~1.3k, ~1.5k and ~2.7k instructions per call), and the head they collect:
+ * httptools' ``on_header``, ``on_url``, ``on_message_begin`` and ``on_message_complete``
+ * without a Python frame (as methods, ~1.3k, ~1.5k and ~2.7k instructions per call for the
+ * first three), and the head they collect:
  *
  *   sink(name, value): ``on_header``.  Adds the field line's bytes (``len(name) +
  *   len(value) + 4``) to ``size`` and, within ``limit``, appends ``(name, value)`` to the
- *   list ``raw``; past it calls ``over()`` (which raises the parser's 431) and appends
- *   nothing.
+ *   list ``raw`` and classifies the name (below); past it calls ``over()`` (which raises
+ *   the parser's 431) and appends nothing.
  *   sink.on_url(data): ``on_url``.  ``url += data``; past ``url_limit`` bytes calls
  *   ``url_over()`` (which raises the parser's 414) with ``url`` as parsed so far.
  *   sink.begin(): ``on_message_begin``.  A new head: ``raw`` a new empty list, ``size`` 0,
  *   ``url`` empty, ``in_head`` True (the parser sets it False when the head is complete).
+ *   sink.complete(): ``on_message_complete``.  Calls ``body_done`` unless it is None: the
+ *   parser sets it for a message with a body (whose end has work: trailers, the body's
+ *   end); a message without one has none (~0.7k instructions per request as a Python
+ *   method).
  *
- * ``raw``, ``url`` and ``in_head`` are object members, which the interpreter's attribute
- * caches read (and write) as cheaply as an instance's own attributes.
+ * What the fast path and the version rule ask of the head's fields, decided as each field
+ * is appended (a second pass over ``raw`` and its call cost more than the comparisons):
+ *
+ *   ``host``: the Host value while the fields so far are plain (none of ``not_plain``, the
+ *   lower-case names that keep a request off the fast path, ``http.headers.NOT_PLAIN``;
+ *   exactly one Host; at most one X-Request-Id: the general path answers or replaces
+ *   those), else None.  As parsed: the cache's kept answers are keyed by the raw target
+ *   and Host, so a repeated hit decodes neither.
+ *   ``incoming``: the first X-Request-Id value, or None.
+ *   ``connection``: whether a Connection field came.  Without one, llhttp's keep-alive
+ *   answer is the version's (1.1: yes; 1.0, 0.9, 2.0: no; any other version is a parse
+ *   error), so the parser callback knows an HTTP/1.1 head without ``get_http_version``,
+ *   whose ``str.format`` of the two numbers cost ~2.3k instructions per request.
+ *
+ * ``raw``, ``url``, ``in_head`` and those three are object members, which the interpreter's
+ * attribute caches read (and write) as cheaply as an instance's own attributes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -59,9 +63,10 @@ static int lower_eq(const char *name, Py_ssize_t n, const char *low, Py_ssize_t 
     return 1;
 }
 
-/* ``not_plain``'s names as a flat table, made on the first call with that set (the
- * frozen set is a module constant): a name is compared with the members of its length
- * only, where walking the set's table cost ~0.25k instructions per field */
+/* ``not_plain``'s names as a flat table, made when a sink is made with that set (the
+ * frozen set is a module constant; a sink with another set loads its own again when it
+ * classifies): a name is compared with the members of its length only, where walking the
+ * set's table cost ~0.25k instructions per field */
 #define TABLE_MAX 64
 static PyObject *table_set;
 static Py_ssize_t table_len;
@@ -76,7 +81,7 @@ static int load_table(PyObject *set) {
     Py_hash_t hash;
     while (_PySet_NextEntry(set, &pos, &key, &hash)) {
         if (!PyBytes_Check(key) || n == TABLE_MAX) {
-            PyErr_SetString(PyExc_TypeError, "plain_fields: not_plain holds at most 64 names, as bytes");
+            PyErr_SetString(PyExc_TypeError, "HeadSink: not_plain holds at most 64 names, as bytes");
             return -1;
         }
         names[n] = PyBytes_AS_STRING(key);
@@ -97,73 +102,6 @@ static int in_table(const char *name, Py_ssize_t n) {
             return 1;
     }
     return 0;
-}
-
-static PyObject *plain_fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyList_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "plain_fields(raw: list, not_plain: frozenset)");
-        return NULL;
-    }
-    PyObject *raw = args[0];
-    if (args[1] != table_set && (!PyFrozenSet_Check(args[1]) || load_table(args[1]) < 0)) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "plain_fields: not_plain must be a frozenset");
-        return NULL;
-    }
-    PyObject *host = NULL, *incoming = NULL;
-    Py_ssize_t count = PyList_GET_SIZE(raw);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *pair = PyList_GET_ITEM(raw, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
-                || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0))
-                || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError, "plain_fields: pairs of bytes expected");
-            return NULL;
-        }
-        PyObject *name = PyTuple_GET_ITEM(pair, 0);
-        const char *s = PyBytes_AS_STRING(name);
-        Py_ssize_t n = PyBytes_GET_SIZE(name);
-        if (lower_eq(s, n, "host", 4)) {
-            if (host != NULL)
-                Py_RETURN_NONE;
-            host = PyTuple_GET_ITEM(pair, 1);
-        } else if (lower_eq(s, n, "x-request-id", 12)) {
-            if (incoming != NULL)
-                Py_RETURN_NONE;
-            incoming = PyTuple_GET_ITEM(pair, 1);
-        } else {
-            if (in_table(s, n))
-                Py_RETURN_NONE;
-        }
-    }
-    if (host == NULL)
-        Py_RETURN_NONE;
-    PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(host), PyBytes_GET_SIZE(host), NULL);
-    if (text == NULL)
-        return NULL;
-    PyObject *out = PyTuple_Pack(2, text, incoming != NULL ? incoming : Py_None);
-    Py_DECREF(text);
-    return out;
-}
-
-static PyObject *has_connection(PyObject *self, PyObject *raw) {
-    if (!PyList_Check(raw)) {
-        PyErr_SetString(PyExc_TypeError, "has_connection(raw: list)");
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(raw);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *pair = PyList_GET_ITEM(raw, i);
-        PyObject *name;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
-                || !PyBytes_Check(name = PyTuple_GET_ITEM(pair, 0))) {
-            PyErr_SetString(PyExc_TypeError, "has_connection: pairs of bytes expected");
-            return NULL;
-        }
-        if (lower_eq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "connection", 10))
-            Py_RETURN_TRUE;
-    }
-    Py_RETURN_FALSE;
 }
 
 static PyObject *kept_answer(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -201,17 +139,27 @@ typedef struct {
     PyObject *in_head;
     PyObject *over;
     PyObject *url_over;
+    PyObject *body_done;
+    PyObject *not_plain;   /* frozenset of lower-case bytes names */
+    PyObject *host;        /* the Host value while the fields are plain, else None */
+    PyObject *incoming;    /* the first X-Request-Id value, or None */
+    PyObject *connection;  /* True once a Connection field came */
+    PyObject *first_host;  /* the first Host value (NULL before one) */
+    Py_ssize_t hosts;      /* Host fields so far */
+    int blocked;           /* one of not_plain, or a second X-Request-Id, came */
     Py_ssize_t size;
     Py_ssize_t limit;
     Py_ssize_t url_limit;
 } HeadSink;
 
 static int sink_init(HeadSink *self, PyObject *args, PyObject *kwds) {
-    PyObject *over, *url_over;
+    PyObject *over, *url_over, *not_plain;
     Py_ssize_t limit, url_limit;
-    static char *kwlist[] = {"limit", "over", "url_limit", "url_over", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nOnO:HeadSink", kwlist, &limit, &over,
-                                     &url_limit, &url_over))
+    static char *kwlist[] = {"limit", "over", "url_limit", "url_over", "not_plain", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nOnOO!:HeadSink", kwlist, &limit, &over,
+                                     &url_limit, &url_over, &PyFrozenSet_Type, &not_plain))
+        return -1;
+    if (not_plain != table_set && load_table(not_plain) < 0)  /* its names are checked here */
         return -1;
     PyObject *raw = PyList_New(0);
     if (raw == NULL)
@@ -226,6 +174,14 @@ static int sink_init(HeadSink *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->in_head, Py_NewRef(Py_False));
     Py_XSETREF(self->over, Py_NewRef(over));
     Py_XSETREF(self->url_over, Py_NewRef(url_over));
+    Py_XSETREF(self->body_done, Py_NewRef(Py_None));
+    Py_XSETREF(self->not_plain, Py_NewRef(not_plain));
+    Py_XSETREF(self->host, Py_NewRef(Py_None));
+    Py_XSETREF(self->incoming, Py_NewRef(Py_None));
+    Py_XSETREF(self->connection, Py_NewRef(Py_False));
+    Py_CLEAR(self->first_host);
+    self->hosts = 0;
+    self->blocked = 0;
     self->limit = limit;
     self->url_limit = url_limit;
     self->size = 0;
@@ -237,6 +193,8 @@ static int sink_traverse(HeadSink *self, visitproc visit, void *arg) {
     Py_VISIT(self->in_head);
     Py_VISIT(self->over);
     Py_VISIT(self->url_over);
+    Py_VISIT(self->body_done);
+    Py_VISIT(self->not_plain);
     return 0;
 }
 
@@ -246,6 +204,12 @@ static int sink_clear(HeadSink *self) {
     Py_CLEAR(self->in_head);
     Py_CLEAR(self->over);
     Py_CLEAR(self->url_over);
+    Py_CLEAR(self->body_done);
+    Py_CLEAR(self->not_plain);
+    Py_CLEAR(self->host);
+    Py_CLEAR(self->incoming);
+    Py_CLEAR(self->connection);
+    Py_CLEAR(self->first_host);
     return 0;
 }
 
@@ -256,10 +220,37 @@ static void sink_dealloc(HeadSink *self) {
 }
 
 static int sink_ready(HeadSink *self) {
-    if (self->raw == NULL || self->url == NULL) {
+    if (self->raw == NULL || self->url == NULL || self->not_plain == NULL) {
         PyErr_SetString(PyExc_TypeError, "HeadSink was not initialised");
         return -1;
     }
+    return 0;
+}
+
+/* the appended field's part in ``host``, ``incoming`` and ``connection`` (the module's
+ * comment) */
+static int classify(HeadSink *self, PyObject *name, PyObject *value) {
+    const char *s = PyBytes_AS_STRING(name);
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    if (self->not_plain != table_set && load_table(self->not_plain) < 0)
+        return -1;  /* (another sink's set was loaded since) */
+    if (lower_eq(s, n, "host", 4)) {
+        if (self->hosts++ == 0)
+            self->first_host = Py_NewRef(value);
+    } else if (lower_eq(s, n, "x-request-id", 12)) {
+        if (self->incoming != Py_None)
+            self->blocked = 1;
+        else
+            Py_SETREF(self->incoming, Py_NewRef(value));
+    } else {
+        if (lower_eq(s, n, "connection", 10) && self->connection != Py_True)
+            Py_SETREF(self->connection, Py_NewRef(Py_True));
+        if (in_table(s, n))
+            self->blocked = 1;
+    }
+    PyObject *host = !self->blocked && self->hosts == 1 ? self->first_host : Py_None;
+    if (self->host != host)
+        Py_SETREF(self->host, Py_NewRef(host));
     return 0;
 }
 
@@ -294,7 +285,7 @@ static PyObject *sink_call(HeadSink *self, PyObject *args, PyObject *kwds) {
         return NULL;
     int rc = PyList_Append(self->raw, pair);
     Py_DECREF(pair);
-    if (rc < 0)
+    if (rc < 0 || classify(self, name, value) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -332,7 +323,24 @@ static PyObject *sink_begin(HeadSink *self, PyObject *unused) {
     Py_SETREF(self->url, url);
     Py_SETREF(self->raw, raw);
     Py_XSETREF(self->in_head, Py_NewRef(Py_True));
+    Py_SETREF(self->host, Py_NewRef(Py_None));
+    Py_SETREF(self->incoming, Py_NewRef(Py_None));
+    Py_SETREF(self->connection, Py_NewRef(Py_False));
+    Py_CLEAR(self->first_host);
+    self->hosts = 0;
+    self->blocked = 0;
     self->size = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *sink_complete(HeadSink *self, PyObject *unused) {
+    PyObject *done = self->body_done;
+    if (done == NULL || done == Py_None)
+        Py_RETURN_NONE;
+    PyObject *r = PyObject_CallNoArgs(done);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
     Py_RETURN_NONE;
 }
 
@@ -342,6 +350,14 @@ static PyMemberDef sink_members[] = {
     {"in_head", T_OBJECT_EX, offsetof(HeadSink, in_head), 0,
      "True from begin() until the parser has the whole head"},
     {"size", T_PYSSIZET, offsetof(HeadSink, size), 0, "the field lines' bytes so far"},
+    {"host", T_OBJECT_EX, offsetof(HeadSink, host), READONLY,
+     "the Host value while the head's fields are plain, else None"},
+    {"incoming", T_OBJECT_EX, offsetof(HeadSink, incoming), READONLY,
+     "the head's first X-Request-Id value, or None"},
+    {"connection", T_OBJECT_EX, offsetof(HeadSink, connection), READONLY,
+     "whether the head has a Connection field"},
+    {"body_done", T_OBJECT_EX, offsetof(HeadSink, body_done), 0,
+     "what complete() calls (a message with a body), or None"},
     {NULL},
 };
 
@@ -349,14 +365,16 @@ static PyMethodDef sink_methods[] = {
     {"on_url", (PyCFunction)sink_url, METH_O, "httptools' on_url: url += data, within url_limit."},
     {"begin", (PyCFunction)sink_begin, METH_NOARGS,
      "httptools' on_message_begin: raw a new empty list, size 0, url empty, in_head True."},
+    {"complete", (PyCFunction)sink_complete, METH_NOARGS,
+     "httptools' on_message_complete: calls body_done unless it is None."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject HeadSinkType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "edgenode.frontend._fasthit.HeadSink",
-    .tp_doc = "HeadSink(limit, over, url_limit, url_over): httptools' on_header, on_url and "
-              "on_message_begin in C (see the module's comment).",
+    .tp_doc = "HeadSink(limit, over, url_limit, url_over, not_plain): httptools' on_header, on_url, "
+              "on_message_begin and on_message_complete in C (see the module's comment).",
     .tp_basicsize = sizeof(HeadSink),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -370,10 +388,6 @@ static PyTypeObject HeadSinkType = {
 };
 
 static PyMethodDef methods[] = {
-    {"plain_fields", (PyCFunction)(void (*)(void))plain_fields, METH_FASTCALL,
-     "plain_fields(raw, not_plain) -> (host, incoming) | None: the fast path's check of a head's fields."},
-    {"has_connection", has_connection, METH_O,
-     "has_connection(raw) -> bool: whether the head has a Connection field."},
     {"kept_answer", (PyCFunction)(void (*)(void))kept_answer, METH_FASTCALL,
      "kept_answer(prefix, number, body) -> bytes: prefix, the number in hex, CRLF CRLF, body."},
     {NULL, NULL, 0, NULL},

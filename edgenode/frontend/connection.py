@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher, Pending
 from edgenode.http.errors import ClientBodyError
+from edgenode.http.headers import NOT_PLAIN
 from edgenode.frontend.fast_hits import FastHits
 from edgenode.frontend.request_body import BODY_LOW_WATER, BadBody, RequestBody
 from edgenode.frontend.request_parser import RequestParser
@@ -32,13 +33,14 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         self.loop = fe.loop
         self.cfg = fe.cfg
         self.transport: asyncio.Transport | None = None
-        # httptools reads its callbacks once, here: on_header, on_url and on_message_begin
-        # are the sink's, C callables
+        # httptools reads its callbacks once, here: on_header, on_url, on_message_begin and
+        # on_message_complete are the sink's, C callables
         sink = self._sink = self.on_header = HeadSink(
             fe.cfg.max_header_bytes, self._fields_too_large,
-            fe.cfg.max_request_line_bytes, self._target_too_long)
+            fe.cfg.max_request_line_bytes, self._target_too_long, NOT_PLAIN)
         self.on_url = sink.on_url
         self.on_message_begin = sink.begin
+        self.on_message_complete = sink.complete
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import Prebuilt
-from edgenode.frontend._fasthit import kept_answer, plain_fields
+from edgenode.frontend._fasthit import HeadSink, kept_answer
 from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
@@ -73,6 +72,7 @@ class FastHits:
     _dead: bool
     _url: bytes
     _raw_headers: list[tuple[bytes, bytes]]
+    _sink: HeadSink
     _fast_fields: CIMultiDict[str] | None
     _idle_since: float
     _timer: asyncio.TimerHandle | None
@@ -106,17 +106,18 @@ class FastHits:
         the two paths to that).
         """
         # none of NOT_PLAIN, one Host, at most one X-Request-Id (the general path answers
-        # 400 to a repeated Host and replaces repeated ids)
-        plain = plain_fields(self._raw_headers, NOT_PLAIN)
-        if plain is None:
+        # 400 to a repeated Host and replaces repeated ids): the sink decided as they came
+        sink = self._sink
+        host = sink.host
+        if host is None:
             return False
-        host, incoming = plain
+        incoming = sink.incoming
         if fast.filtered:
             self._fast_filtered(method, version, incoming is None)
             return True
         start = perf_counter()
         try:
-            hit = fast.lookup(method, self._url.decode("latin-1"), host, self._fast_fields_once)
+            hit = fast.lookup(method, self._url, host, self._fast_fields_once)
         except Exception:  # a bug there must not turn into a 400 from the parser
             log.exception("fast path lookup failed for %r", self._url[:200])
             return False

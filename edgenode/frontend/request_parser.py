@@ -16,7 +16,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend._fasthit import HeadSink, has_connection
+from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
@@ -59,7 +59,10 @@ class RequestParser:
     #: complete, and counts the field lines' bytes, its ``size``, against
     #: ``max_header_bytes``: ``_fields_too_large``), ``on_url`` (its ``url`` within
     #: ``max_request_line_bytes``: ``_target_too_long``) and ``on_message_begin`` (a new
-    #: head: its ``in_head`` True until ``on_headers_complete``)
+    #: head: its ``in_head`` True until ``on_headers_complete``), and what the fast path
+    #: and the version rule ask of the fields (``host``, ``incoming``, ``connection``,
+    #: decided as they come); its ``complete`` (``on_message_complete``) calls
+    #: ``_message_complete`` after a head with a body
     _sink: HeadSink
     #: what the open header section had accounted for before this read (0 outside one),
     #: and when its head's first read came (-1 outside a head)
@@ -177,7 +180,7 @@ class RequestParser:
         # version but 1.1, 1.0, 0.9 and 2.0 is a parse error): formatting the version is
         # the dearer call (``_fasthit.c``)
         keep_alive = parser.should_keep_alive()
-        if keep_alive and not has_connection(self._raw_headers):
+        if keep_alive and not sink.connection:
             version = "1.1"
         else:
             version = parser.get_http_version()
@@ -213,6 +216,7 @@ class RequestParser:
         if has_body:
             expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
             body = self._body = RequestBody(self, expect)
+            sink.body_done = self._message_complete  # this message's end has work
         exchange = self._exchange(method, target, headers, version, body if body is not None else b"")
         self._dispatch(Pending(exchange, body, keep_alive))
 
@@ -280,7 +284,10 @@ class RequestParser:
         self._mark = 0
         self._partial = 0
 
-    def on_message_complete(self) -> None:
+    def _message_complete(self) -> None:
+        """The sink's ``body_done``: the end of a message with a body (a message without
+        one leaves nothing to do at its end: no chunk, trailer section or body)."""
+        self._sink.body_done = None
         self._chunk_pending = False
         self._mark = 0  # (a trailer section's)
         body = self._body

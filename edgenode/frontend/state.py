@@ -31,9 +31,10 @@ class FastPath(Protocol):
     #: request is not looked up but marked plain for its chain (``_fast_filtered``)
     filtered: bool
 
-    def lookup(self, method: str, target: str, host: str,
+    def lookup(self, method: str, target: bytes, host: bytes,
                fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
-        """The answer, or None to send the request down the general path.
+        """The answer, or None to send the request down the general path.  ``target``
+        and ``host``: the origin-form target and the Host value as parsed (latin-1 text).
 
         ``fields()`` builds the request's header multidict (only call it when needed).
         Declining must leave no trace: the general path will see the same request.

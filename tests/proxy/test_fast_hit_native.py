@@ -1,7 +1,8 @@
 """The fast path's C helpers (``frontend/_fasthit.c``) against what they replace: the
-Python check of a head's raw fields, the kept answer's ``%`` formatting, httptools'
-``get_http_version`` for a head without a Connection field, and the parser callbacks
-(``HeadSink``) that were ``RequestParser`` methods."""
+Python check of a head's raw fields (now decided by the ``HeadSink`` as they come), the
+kept answer's ``%`` formatting, httptools' ``get_http_version`` for a head without a
+Connection field, and the parser callbacks (``HeadSink``) that were ``RequestParser``
+methods."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import itertools
 import httptools
 import pytest
 
-from edgenode.frontend._fasthit import HeadSink, has_connection, kept_answer, plain_fields
+from edgenode.frontend._fasthit import HeadSink, kept_answer
 from edgenode.frontend.request_head import Reject
 from edgenode.http.headers import NOT_PLAIN
 
 Raw = list[tuple[bytes, bytes]]
 
 
-def reference(raw: Raw) -> tuple[str, bytes | None] | None:
+def reference(raw: Raw) -> tuple[bytes, bytes | None] | None:
     """The loop ``FastHits._fast`` ran before: none of NOT_PLAIN, one Host, at most one
     X-Request-Id."""
     host: bytes | None = None
@@ -34,7 +35,25 @@ def reference(raw: Raw) -> tuple[str, bytes | None] | None:
             if incoming is not None:
                 return None
             incoming = value
-    return None if host is None else (host.decode("latin-1"), incoming)
+    return None if host is None else (host, incoming)
+
+
+def _refuse() -> None:
+    raise AssertionError("no limit is reached here")
+
+
+def sink_of(raw: Raw, not_plain: frozenset[bytes] = NOT_PLAIN) -> HeadSink:
+    """A sink that took ``raw`` as httptools hands a head's fields over."""
+    sink = HeadSink(1 << 20, _refuse, 1 << 20, _refuse, not_plain)
+    sink.begin()
+    for name, value in raw:
+        sink(name, value)
+    return sink
+
+
+def plain(sink: HeadSink) -> tuple[bytes, bytes | None] | None:
+    """The sink's answer in ``reference``'s terms."""
+    return None if sink.host is None else (sink.host, sink.incoming)
 
 
 FIELDS: Raw = [(b"Host", b"example.com"), (b"HOST", b"other.example"), (b"host", b"caf\xe9.example"),
@@ -46,38 +65,46 @@ FIELDS += [(name.title(), b"1") for name in sorted(NOT_PLAIN)]
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 3])
-def test_plain_fields_decides_as_the_python_check(size: int) -> None:
+def test_head_sink_decides_plain_as_the_python_check(size: int) -> None:
     heads = list(itertools.permutations(FIELDS, size)) if size < 3 else \
         [list(t) for t in itertools.islice(itertools.permutations(FIELDS, 3), 0, None, 7)]
     decided = {True: 0, False: 0}
     for head in heads:
         raw = list(head)
-        got = plain_fields(raw, NOT_PLAIN)
+        got = plain(sink_of(raw))
         assert got == reference(raw), raw
         decided[got is not None] += 1
     if size:
         assert decided[True] and decided[False]  # both outcomes exercised
 
 
-def test_plain_fields_follows_the_set_it_is_given() -> None:
+def test_head_sink_follows_the_set_it_is_given() -> None:
     raw = [(b"Host", b"a"), (b"Accept", b"*/*")]
-    assert plain_fields(raw, frozenset({b"accept"})) is None
-    assert plain_fields(raw, NOT_PLAIN) == ("a", None)
-    assert plain_fields(raw, frozenset()) == ("a", None)
+    assert plain(sink_of(raw, frozenset({b"accept"}))) is None
+    assert plain(sink_of(raw, NOT_PLAIN)) == (b"a", None)
+    assert plain(sink_of(raw, frozenset())) == (b"a", None)
     with pytest.raises(TypeError):
-        plain_fields(raw, frozenset({"accept"}))  # names are bytes
+        sink_of(raw, frozenset({"accept"}))  # type: ignore[arg-type]  # names are bytes
     with pytest.raises(TypeError):
-        plain_fields(raw, set(NOT_PLAIN))
-    assert plain_fields(raw + [(b"Range", b"bytes=0-1")], NOT_PLAIN) is None
+        sink_of(raw, set(NOT_PLAIN))  # type: ignore[arg-type]
+    assert plain(sink_of(raw + [(b"Range", b"bytes=0-1")], NOT_PLAIN)) is None
+    # two sinks with their own sets, fed in turn
+    strict, usual = sink_of([], frozenset({b"accept"})), sink_of([])
+    for name, value in raw:
+        strict(name, value)
+        usual(name, value)
+    assert (plain(strict), plain(usual)) == (None, (b"a", None))
 
 
-def test_plain_fields_rejects_what_is_not_a_head() -> None:
-    with pytest.raises(TypeError):
-        plain_fields([("Host", "example.com")], NOT_PLAIN)
-    with pytest.raises(TypeError):
-        plain_fields([(b"Host",)], NOT_PLAIN)
-    with pytest.raises(TypeError):
-        plain_fields((), NOT_PLAIN)
+def test_head_sink_decides_the_head_it_is_in() -> None:
+    sink = sink_of([(b"Host", b"a"), (b"X-Request-Id", b"r"), (b"Connection", b"close")])
+    assert (sink.host, sink.incoming, sink.connection) == (b"a", b"r", True)
+    sink.begin()
+    assert (sink.host, sink.incoming, sink.connection) == (None, None, False)
+    sink(b"Host", b"b")
+    assert (sink.host, sink.incoming, sink.connection) == (b"b", None, False)
+    with pytest.raises(AttributeError):
+        sink.host = b"c"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("number", [0, 1, 9, 10, 15, 16, 255, 4096, 0xDEADBEEF, 2**63, 2**64 - 1])
@@ -100,16 +127,14 @@ class _Head:
     """Records what ``RequestParser.on_headers_complete`` reads of a parsed head."""
 
     def __init__(self) -> None:
+        self.on_header = self.sink = sink_of([])
+        self.on_message_begin = self.sink.begin
         self.parser = httptools.HttpRequestParser(self)
-        self.raw: Raw = []
         self.seen: tuple[str, bool, bool] | None = None
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.raw.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.seen = (self.parser.get_http_version(), self.parser.should_keep_alive(),
-                     has_connection(self.raw))
+                     self.sink.connection)
 
 
 @pytest.mark.parametrize("version", [b"0.9", b"1.0", b"1.1", b"1.2", b"2.0", b"2.1", b"3.0", b"9.9"])
@@ -129,12 +154,13 @@ def test_keep_alive_without_connection_is_http11_alone(version: bytes, connectio
     assert (keep_alive and not has) == (got == "1.1" and not has)
 
 
-def test_has_connection_reads_names_only() -> None:
-    assert has_connection([(b"Host", b"a"), (b"cOnNeCtIoN", b"close")])
-    assert not has_connection([(b"Host", b"connection"), (b"Connections", b"x"), (b"Connectio", b"x")])
-    assert not has_connection([])
-    with pytest.raises(TypeError):
-        has_connection([("Connection", "close")])
+def test_connection_reads_names_only() -> None:
+    assert sink_of([(b"Host", b"a"), (b"cOnNeCtIoN", b"close")]).connection is True
+    assert sink_of([(b"Host", b"connection"), (b"Connections", b"x"), (b"Connectio", b"x")]).connection is False
+    assert sink_of([]).connection is False
+    # a Connection field keeps a request plain unless the set names it
+    assert plain(sink_of([(b"Host", b"a"), (b"Connection", b"close")])) == (b"a", None)
+    assert plain(sink_of([(b"Host", b"a"), (b"Connection", b"close")], frozenset({b"connection"}))) is None
 
 
 class _Owner:
@@ -144,7 +170,7 @@ class _Owner:
     def __init__(self, reference: bool, limit: int = 64, url_limit: int = 16) -> None:
         self.limit, self.url_limit = limit, url_limit
         self.heads: list[tuple[bytes, Raw, int]] = []
-        self.sink = HeadSink(limit, self._fields_too_large, url_limit, self._target_too_long)
+        self.sink = HeadSink(limit, self._fields_too_large, url_limit, self._target_too_long, NOT_PLAIN)
         self.reference = reference
         if reference:
             self.url, self.raw, self.size = b"", [], 0
@@ -252,3 +278,17 @@ def test_head_sink_begins_a_new_head() -> None:
     sink.begin()  # the next head: nothing of the last one, whose list is kept as it was
     assert (sink.url, sink.raw, sink.size, sink.in_head) == (b"", [], 0, True)
     assert sink.raw is not raw and raw == [(b"Host", b"a")]
+
+
+def test_head_sink_completes_a_message_with_a_body_only() -> None:
+    sink = sink_of([(b"Host", b"a")])
+    ends: list[str] = []
+    assert sink.body_done is None
+    sink.complete()  # no body: nothing to call
+    sink.body_done = lambda: ends.append("body")
+    sink.complete()
+    sink.complete()  # (the callback clears it itself in the parser)
+    assert ends == ["body", "body"]
+    sink.body_done = None
+    sink.complete()
+    assert ends == ["body", "body"]

@@ -64,11 +64,11 @@ class Spy:
         self.asked: list[str] = []
         self.answered: list[str] = []
 
-    def lookup(self, method: str, target: str, host: str, fields: Callable[[], Any]) -> Prebuilt | None:
-        self.asked.append(target)
+    def lookup(self, method: str, target: bytes, host: bytes, fields: Callable[[], Any]) -> Prebuilt | None:
+        self.asked.append(target.decode("latin-1"))
         hit = self.inner.lookup(method, target, host, fields)
         if hit is not None:
-            self.answered.append(f"{method} {target}")
+            self.answered.append(f"{method} {target.decode('latin-1')}")
         return hit
 
     def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
@@ -318,6 +318,32 @@ async def test_requests_that_are_not_plain_take_the_general_path() -> None:
     assert fast["wire"][-1].startswith(b"HTTP/1.1 400 ")
 
 
+async def test_raw_host_request_ids_connection_and_bodies_on_one_connection() -> None:
+    """What the head sink decides as the fields come (the Host as parsed, which keys the
+    kept answer; X-Request-Id; Connection) and the end of a message with a body (the
+    sink's ``complete`` calls back only then), mixed with fast hits on one connection."""
+    latin = b"GET /obj/h HTTP/1.1\r\nHost: caf\xe9.test\r\n\r\n"
+    chunked = (b"GET /obj/a HTTP/1.1\r\nHost: fast.test\r\nTransfer-Encoding: chunked\r\n"
+               b"Trailer: X-Sum\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n")
+    sized = b"GET /obj/a HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 3\r\n\r\nxyz"
+    steps: list[Step] = [
+        ("advance", 0.25),  # inside a second: Age and ttl keep their seconds a while
+        ("send", get("/obj/a", CLOSE)),
+        ("send", latin.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")),
+        ("send", latin + latin + get("/obj/a", "X-Request-Id: given") + get("/obj/a", "Connection: keep-alive")
+         + get("/obj/a", "x-request-id: a", "X-Request-Id: b") + chunked + get("/obj/a") + sized
+         + get("/obj/a", CLOSE)),
+        ("send", get("/obj/a", "X-Request-Id: a", "X-Request-Id: b", CLOSE)),
+    ]
+    fast, _ = await both(steps)
+    # the second latin-1 Host's hit is a kept answer; the repeated id takes the general
+    # path, and what follows it on the connection queues behind it
+    assert fast["answered"] == ["GET /obj/h", "GET /obj/h", "GET /obj/a", "GET /obj/a"]
+    assert fast["decided"].count("/obj/h") < fast["asked"].count("/obj/h") == 3  # one kept
+    assert fast["wire"][2].count(b"HTTP/1.1 200 OK\r\n") == 9
+    assert b"X-Request-Id: *\r\n" in fast["wire"][3] and fast["asked"][-1] == "/obj/a"
+
+
 async def test_other_request_hooks_see_every_request() -> None:
     runner, port = await origin()
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{port}")
@@ -364,18 +390,18 @@ def test_fast_hit_declines_what_it_cannot_answer_whole() -> None:
     store("/empty", status=204)
     store("/nocache", **{"Cache-Control": "no-cache"})
     store("/odd", **{"X-Cache": "from-origin"})  # no pre-serialised block
-    hit = stage.fast_hit("/ok", "fast.test", no_fields)
+    hit = stage.fast_hit(b"/ok", b"fast.test", no_fields)
     assert hit is not None and hit.block.endswith(b"X-Cache: HIT\r\n")
-    assert stage.fast_hit("/ok", "fast.test", no_fields) is hit  # same second: reused
+    assert stage.fast_hit(b"/ok", b"fast.test", no_fields) is hit  # same second: reused
     for path in ("/trailers", "/empty", "/nocache", "/odd", "/absent"):
-        assert stage.fast_hit(path, "fast.test", no_fields) is None, path
+        assert stage.fast_hit(path.encode(), b"fast.test", no_fields) is None, path
     assert stage.store.counters["hits"] == 2
 
 
 async def test_a_failing_fast_path_leaves_the_request_to_the_chain() -> None:
     class Broken(Spy):
-        def lookup(self, method: str, target: str, host: str, fields: Callable[[], Any]) -> Prebuilt | None:
-            self.asked.append(target)
+        def lookup(self, method: str, target: bytes, host: bytes, fields: Callable[[], Any]) -> Prebuilt | None:
+            self.asked.append(target.decode("latin-1"))
             raise RuntimeError("fast path bug")
 
     runner, port = await origin()
@@ -428,7 +454,7 @@ def test_kept_answers_only_while_the_store_and_the_clock_vouch(tmp_path: Path) -
         return entry
 
     def hit(path: str = "/k") -> Prebuilt | None:
-        return stage.fast_hit(path, "fast.test", no_fields)
+        return stage.fast_hit(path.encode(), b"fast.test", no_fields)
 
     put("/k")
     first = hit()
@@ -484,11 +510,11 @@ def test_kept_answers_table_full_adds_none_until_a_sweep(tmp_path: Path, monkeyp
             {"Cache-Control": "max-age=60", "Date": DATE}), body=b"x", req_headers=CIMultiDict(),
             request_time=NOW, response_time=NOW, heuristic_fraction=0.1, heuristic_max=3600))
     for path in ("/a", "/b", "/c", "/c"):
-        assert stage.fast_hit(path, "fast.test", fields) is not None
-    assert stage._kept is not None and sorted(stage._kept) == [("/a", "fast.test"), ("/b", "fast.test")]
+        assert stage.fast_hit(path.encode(), b"fast.test", fields) is not None
+    assert stage._kept is not None and sorted(stage._kept) == [(b"/a", b"fast.test"), (b"/b", b"fast.test")]
     now[0] += 0.5  # still full, the spans not ended: /c is answered, not kept
-    assert stage.fast_hit("/c", "fast.test", fields) is not None
-    assert sorted(stage._kept) == [("/a", "fast.test"), ("/b", "fast.test")]
+    assert stage.fast_hit(b"/c", b"fast.test", fields) is not None
+    assert sorted(stage._kept) == [(b"/a", b"fast.test"), (b"/b", b"fast.test")]
     now[0] += 1.0  # Age 1: /a's and /b's spans have ended, and the last sweep is a second old
-    assert stage.fast_hit("/c", "fast.test", fields) is not None
-    assert sorted(stage._kept) == [("/c", "fast.test")]
+    assert stage.fast_hit(b"/c", b"fast.test", fields) is not None
+    assert sorted(stage._kept) == [(b"/c", b"fast.test")]
