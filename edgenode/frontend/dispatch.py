@@ -21,7 +21,6 @@ from collections import deque
 from edgenode.http.error_reply import error_response
 from edgenode.http.errors import ClientBodyError
 from edgenode.http.messages import Response, close_body
-from edgenode.frontend.request_body import RequestBody
 from edgenode.http.request_id import current_request_id
 from edgenode.frontend.response_writer import BadHead
 from edgenode.frontend.state import FrontEndState
