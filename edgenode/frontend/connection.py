@@ -11,7 +11,7 @@ import httptools
 from multidict import CIMultiDict
 
 from edgenode.frontend._fasthit import HeadSink
-from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher, Pending
+from edgenode.frontend.dispatch import PIPELINE_DEPTH, Dispatcher
 from edgenode.http.errors import ClientBodyError
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.frontend.fast_hits import FastHits
@@ -19,6 +19,7 @@ from edgenode.frontend.request_body import BODY_LOW_WATER, BadBody, RequestBody
 from edgenode.frontend.request_parser import RequestParser
 from edgenode.frontend.response_writer import ResponseWriter
 from edgenode.frontend.state import FrontEndState
+from edgenode.pipeline.exchange import Exchange
 
 __all__ = ["Connection"]
 
@@ -67,8 +68,8 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         self._unparsed = b""
         self._parse_scheduled = False
         # dispatch state
-        self._queue: deque[Pending] = deque()
-        self._current: Pending | None = None
+        self._queue: deque[Exchange] = deque()
+        self._current: Exchange | None = None
         self._dead = False  # stop parsing: a protocol error was queued or the peer left
         self._closing = False  # graceful shutdown: close after the current response
         self._read_paused = False
@@ -106,9 +107,9 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         gone = ClientBodyError("client closed the connection before sending the whole body")
         if self._body is not None:
             self._body.fail(gone)
-        for pending in self._queue:
-            if pending.body is not None:
-                pending.body.fail(gone)
+        for exchange in self._queue:
+            if exchange.reader is not None:
+                exchange.reader.fail(gone)
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None

@@ -21,32 +21,18 @@ from collections import deque
 from edgenode.http.error_reply import error_response
 from edgenode.http.errors import ClientBodyError
 from edgenode.http.messages import Response, close_body
-from edgenode.frontend.request_body import RequestBody
 from edgenode.http.request_id import current_request_id
 from edgenode.frontend.response_writer import BadHead
 from edgenode.frontend.state import FrontEndState
 from edgenode.pipeline.chain import Outcome
 from edgenode.pipeline.exchange import Exchange
 
-__all__ = ["Dispatcher", "Pending", "PIPELINE_DEPTH", "handler_error"]
+__all__ = ["Dispatcher", "PIPELINE_DEPTH", "handler_error"]
 
 log = logging.getLogger("edgenode.frontend")
 
 #: pipelined requests queued behind the one in progress before reading pauses
 PIPELINE_DEPTH = 16
-
-
-class Pending:
-    """A parsed request waiting for its turn (or a protocol error to answer)."""
-
-    __slots__ = ("exchange", "body", "keep_alive", "error")
-
-    def __init__(self, exchange: Exchange, body: RequestBody | None, keep_alive: bool,
-                 error: Response | None = None) -> None:
-        self.exchange = exchange
-        self.body = body
-        self.keep_alive = keep_alive
-        self.error = error
 
 
 class Dispatcher:
@@ -58,30 +44,32 @@ class Dispatcher:
     closed: bool
     _closing: bool
     _dead: bool
-    _current: Pending | None
-    _queue: deque[Pending]
+    #: the request being answered and those parsed behind it: each its ``Exchange``, which
+    #: carries what the front end needs to answer it (``keep_alive``, ``reader``, ``error``)
+    _current: Exchange | None
+    _queue: deque[Exchange]
     _write_paused: bool
     _task: asyncio.Task[None] | None
     _idle_since: float
     _timer: asyncio.TimerHandle | None
 
-    def _dispatch(self, pending: Pending) -> None:
+    def _dispatch(self, exchange: Exchange) -> None:
         if self._current is None and not self._write_paused:
-            self._start(pending)
+            self._start(exchange)
         else:  # behind the one in progress, or until the client reads what it was sent
-            self._queue.append(pending)
+            self._queue.append(exchange)
             if len(self._queue) >= PIPELINE_DEPTH:
                 self._pause_reading()
 
-    def _start(self, pending: Pending) -> None:
+    def _start(self, exchange: Exchange) -> None:
         """Queue the request's synchronous steps for this loop iteration's batch; a task
         when it has a body (the handler reads it on the loop)."""
-        self._current = pending
-        if pending.error is not None:
-            self._finish_error(pending)
+        self._current = exchange
+        if exchange.error is not None:
+            self._finish_error(exchange)
             return
-        if pending.body is not None:
-            self._task = self.loop.create_task(self._run(pending, None))
+        if exchange.reader is not None:
+            self._task = self.loop.create_task(self._run(exchange, None))
             return
         self.fe.batch.add(self)
 
@@ -92,9 +80,8 @@ class Dispatcher:
         A request whose chain finishes synchronously (a cache hit behind filters that did
         not pause) is answered here, without a task or coroutine.
         """
-        pending = self._current
-        assert pending is not None
-        exchange = pending.exchange
+        exchange = self._current
+        assert exchange is not None
         token = current_request_id.set(exchange.request_id)  # log lines of the steps carry it
         try:
             outcome = self.fe.handler(exchange)
@@ -103,20 +90,19 @@ class Dispatcher:
         finally:
             current_request_id.reset(token)
         if isinstance(outcome, Response) and type(outcome.body) is bytes:
-            self._respond(pending, outcome)
+            self._respond(exchange, outcome)
         else:
-            self._task = self.loop.create_task(self._run(pending, outcome))
+            self._task = self.loop.create_task(self._run(exchange, outcome))
 
-    def _finish_error(self, pending: Pending) -> None:
-        response = pending.error
+    def _finish_error(self, exchange: Exchange) -> None:
+        response = exchange.error
         assert response is not None
-        self._write_bytes_response(pending.exchange, response, False)
-        self._complete(pending, response, False)
+        self._write_bytes_response(exchange, response, False)
+        self._complete(exchange, response, False)
 
-    async def _run(self, pending: Pending, outcome: Outcome | None) -> None:
+    async def _run(self, exchange: Exchange, outcome: Outcome | None) -> None:
         """The handler's steps that wait (``outcome``: what its synchronous part returned;
         None: run it here), then the response."""
-        exchange = pending.exchange
         current_request_id.set(exchange.request_id)  # this task's log lines carry it
         try:
             if outcome is None:
@@ -128,9 +114,9 @@ class Dispatcher:
         if type(body) is not bytes and isinstance(body, (bytearray, memoryview)):
             response.body = bytes(body)
         if type(response.body) is bytes:
-            self._respond(pending, response)
+            self._respond(exchange, response)
             return
-        keep_alive = pending.keep_alive and not self._closing
+        keep_alive = exchange.keep_alive and not self._closing
         try:
             try:
                 keep_alive = await self._write_stream_response(exchange, response, keep_alive)
@@ -139,14 +125,13 @@ class Dispatcher:
                 response, keep_alive = self._answer_bad_head(exchange, exc, keep_alive)
         except Exception:
             keep_alive = self._write_failed(exchange)
-        self._complete(pending, response, keep_alive)
+        self._complete(exchange, response, keep_alive)
 
-    def _respond(self, pending: Pending, response: Response) -> None:
+    def _respond(self, exchange: Exchange, response: Response) -> None:
         """Write a response whose body is in memory, then move on."""
-        exchange = pending.exchange
-        keep_alive = pending.keep_alive and not self._closing
+        keep_alive = exchange.keep_alive and not self._closing
         if self._write_wire(exchange, response, keep_alive):  # a hit: its kept head as bytes
-            self._complete(pending, response, keep_alive)
+            self._complete(exchange, response, keep_alive)
             return
         try:
             try:
@@ -159,7 +144,7 @@ class Dispatcher:
                 response, keep_alive = self._answer_bad_head(exchange, exc, keep_alive)
         except Exception:
             keep_alive = self._write_failed(exchange)
-        self._complete(pending, response, keep_alive)
+        self._complete(exchange, response, keep_alive)
 
     def _answer_bad_head(self, exchange: Exchange, exc: BadHead, keep_alive: bool) -> tuple[Response, bool]:
         """The handler's response head cannot be written: log it and answer 500 instead."""
@@ -174,19 +159,19 @@ class Dispatcher:
             self.transport.abort()
         return False
 
-    def _complete(self, pending: Pending, response: Response, keep_alive: bool) -> None:
+    def _complete(self, exchange: Exchange, response: Response, keep_alive: bool) -> None:
         """The response is written (or aborted): report it and move to the next request."""
-        pending.exchange.release()
+        exchange.release()
         on_complete = self.fe.on_complete
         if on_complete is not None:
             try:
-                on_complete(pending.exchange, response)
+                on_complete(exchange, response)
             except Exception:
                 log.exception("on_complete callback failed")
         self._current = None
         if self.closed:
             return
-        body = pending.body
+        body = exchange.reader
         if not keep_alive or (self._dead and not self._queue):
             # input may be left unread: after a protocol error, or a body not read to its end
             self._close(linger=self._dead or (body is not None and not body.done))

@@ -29,7 +29,6 @@ from multidict import CIMultiDict, getversion
 from edgenode.config import ServerConfig
 from edgenode.http.messages import Prebuilt
 from edgenode.frontend._fasthit import HeadSink, kept_answer
-from edgenode.frontend.dispatch import Pending
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
@@ -84,9 +83,9 @@ class FastHits:
 
     def _arm_timer(self, delay: float) -> None: ...
     def _exchange(self, method: str, target: str, headers: CIMultiDict[str] | None, version: str,
-                  body: bytes, new_id: bool = False) -> Exchange: ...
+                  keep_alive: bool, reader: None = None, new_id: bool = False) -> Exchange: ...
     #: Dispatcher's
-    _start: Callable[[Pending], None]
+    _start: Callable[[Exchange], None]
 
     def _fast_fields_once(self) -> CIMultiDict[str]:
         fields = self._fast_fields
@@ -190,12 +189,13 @@ class FastHits:
         ``hit_response`` read the parsed pairs), and while it is not made the fields are
         the ones found plain here."""
         target = self._url.decode("latin-1")
+        keep_alive = self.parser.should_keep_alive()
         if new_id:
-            exchange = self._exchange(method, target, None, version, b"", True)
+            exchange = self._exchange(method, target, None, version, keep_alive, None, True)
             exchange.plain = RAW_PLAIN
         else:
             headers = self._fields()
-            exchange = self._exchange(method, target, headers, version, b"")
+            exchange = self._exchange(method, target, headers, version, keep_alive)
             exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
         # not ``_dispatch``: nothing is in flight and writing is not paused (``_fast``'s terms)
-        self._start(Pending(exchange, None, self.parser.should_keep_alive()))
+        self._start(exchange)

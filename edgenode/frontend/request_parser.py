@@ -17,7 +17,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.frontend._fasthit import HeadSink
-from edgenode.frontend.dispatch import PIPELINE_DEPTH, Pending
+from edgenode.frontend.dispatch import PIPELINE_DEPTH
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
 from edgenode.http.messages import Body, RawRequest, Request
@@ -47,8 +47,8 @@ class RequestParser:
     local: tuple[str, int]
     closed: bool
     _dead: bool
-    _current: Pending | None
-    _queue: deque[Pending]
+    _current: Exchange | None
+    _queue: deque[Exchange]
     _write_paused: bool
     _read_paused: bool
     _body: RequestBody | None
@@ -217,16 +217,18 @@ class RequestParser:
             expect = version == "1.1" and headers.get("expect", "").lower() == "100-continue"
             body = self._body = RequestBody(self, expect)
             sink.body_done = self._message_complete  # this message's end has work
-        exchange = self._exchange(method, target, headers, version, body if body is not None else b"")
-        self._dispatch(Pending(exchange, body, keep_alive))
+        self._dispatch(self._exchange(method, target, headers, version, keep_alive, body))
 
     def _exchange(self, method: str, target: str, headers: CIMultiDict[str] | None, version: str,
-                  body: Body, new_id: bool = False) -> Exchange:
+                  keep_alive: bool, reader: RequestBody | None = None,
+                  new_id: bool = False) -> Exchange:
         """The request and its exchange, with the request id the origin, the filters and
         the response carry (the fast path's filtered hits make theirs here too; ``new_id``:
         the caller knows the fields hold no X-Request-Id).  ``headers`` None (with
         ``new_id``, no body): a ``RawRequest`` over the parsed pairs, its multidict made
-        only if something reads it."""
+        only if something reads it.  ``keep_alive`` and ``reader``: the front end's, on
+        the exchange (``Exchange.keep_alive``, ``Exchange.reader``)."""
+        body: Body = b"" if reader is None else reader
         incoming = None if headers is None or new_id else headers.get("x-request-id")
         raw: list[tuple[bytes, bytes]] | None = None
         if headers is None or (body == b"" and getversion(headers) == self._parsed):  # fields as parsed
@@ -253,7 +255,7 @@ class RequestParser:
             request = Request(method, target, headers, body, version)
             if raw is not None:  # the parsed bytes, for an origin head written from them
                 request.raw = (getversion(headers), raw)
-        exchange = Exchange(request, self.client, self.local)
+        exchange = Exchange(request, self.client, self.local, keep_alive, reader)
         exchange.request_id = rid
         if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
             exchange.interim = self.send_interim
@@ -320,4 +322,5 @@ class RequestParser:
         request = Request(method, target, CIMultiDict())
         exchange = Exchange(request, self.client, self.local)
         exchange.request_id = self.fe.request_ids.new()
-        self._dispatch(Pending(exchange, None, False, error_response(status, message, close=True)))
+        exchange.error = error_response(status, message, close=True)
+        self._dispatch(exchange)

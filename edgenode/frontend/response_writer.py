@@ -59,7 +59,7 @@ class ResponseWriter:
     fe: FrontEndState
     transport: asyncio.Transport | None
     closed: bool
-    _current: object
+    _current: Exchange | None
     _write_paused: bool
     _drain_waiter: asyncio.Future[None] | None
     loop: asyncio.AbstractEventLoop
@@ -84,11 +84,11 @@ class ResponseWriter:
         answers ``Expect`` itself); 101 never (protocol switches are not supported).
         """
         current = self._current
-        if self.closed or current is None or current.exchange.status:
+        if self.closed or current is None or current.status:
             return  # the final response has begun: too late for an interim one
         status = response.status
         if status == 100:
-            body = current.body
+            body = current.reader
             if body is None or not body.expect:
                 return
             body.expect = False

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from edgenode.http.messages import Request, Response
+
+if TYPE_CHECKING:
+    from edgenode.frontend.request_body import RequestBody
 
 _ids = itertools.count(1)
 
@@ -31,7 +34,7 @@ class Exchange:
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
         "status", "server_timing", "interim", "_open", "target", "request_id", "wasm_maps",
-        "plain",
+        "plain", "keep_alive", "reader", "error",
     )
 
     def __init__(
@@ -39,6 +42,8 @@ class Exchange:
         request: Request,
         client: tuple[str, int] = ("127.0.0.1", 0),
         local: tuple[str, int] = ("127.0.0.1", 0),
+        keep_alive: bool = False,
+        reader: RequestBody | None = None,
     ) -> None:
         self.request = request
         #: the request target as the client sent it (stages may rewrite the request's)
@@ -81,6 +86,14 @@ class Exchange:
         #: once made); while it is unchanged, a stage need not look again
         #: (``CacheStage.hit_response``)
         self.plain = -1
+        #: the front end's, for a client's request (one object per request, as it waits
+        #: for its turn on the connection and runs): whether the connection may stay open
+        #: after the answer (the client's wish), the request body as read from the client
+        #: (None: it has none; stages may replace ``request.body``), and the protocol
+        #: error answered in place of running the chain
+        self.keep_alive = keep_alive
+        self.reader = reader
+        self.error: Response | None = None
 
     def add_timing(self, name: str, phase: str, seconds: float) -> None:
         key = (name, phase)
