@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <time.h>
 
 static int is_space(Py_UCS1 c) {
     return (c >= 9 && c <= 13) || (c >= 28 && c <= 32) || c == 0x85 || c == 0xa0;
@@ -99,6 +100,22 @@ static int seconds(int year, int month, int day, int h, int mi, int sec, double 
     return 1;
 }
 
+/* RFC 9110: a two-digit year that would be more than 50 years in the future is the most
+ * recent past year with the same last two digits (``rfc850_year`` in directives.py). */
+static int rfc850_year(int yy) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int this_year = tm.tm_year + 1900;
+    int year = this_year - this_year % 100 + yy;
+    if (year > this_year + 50) {
+        year -= 100;
+    } else if (year + 100 <= this_year + 50) {
+        year += 100;
+    }
+    return year;
+}
+
 /* ``s[:n]`` is one date without its surrounding whitespace: its seconds into ``out``;
  * 0 when it is not a valid date. */
 static int parse(const Py_UCS1 *s, Py_ssize_t n, double *out) {
@@ -150,8 +167,7 @@ static int parse(const Py_UCS1 *s, Py_ssize_t n, double *out) {
         if (day < 0 || month == 0 || yy < 0 || !clock_at(t + 11, &h, &mi, &sec)) {
             return 0;
         }
-        /* RFC 9110: a two-digit year more than 50 years in the future is in the past century */
-        return seconds(yy < 70 ? 2000 + yy : 1900 + yy, month, day, h, mi, sec, out);
+        return seconds(rfc850_year(yy), month, day, h, mi, sec, out);
     }
     return 0;
 }

@@ -190,6 +190,17 @@ def parse_http_date(value: str | None) -> float | None:
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
+def rfc850_year(yy: int, this_year: int) -> int:
+    """The year of an rfc850-date's two digits (RFC 9110 §5.6.7): one that would be more
+    than 50 years in the future is the most recent past year with the same last two."""
+    year = this_year - this_year % 100 + yy
+    if year > this_year + 50:
+        return year - 100
+    if year + 100 <= this_year + 50:
+        return year + 100
+    return year
+
+
 def _parse_http_date(value: str) -> float | None:
     """``parse_http_date`` by the expressions (for any str; ``http_date`` is held to it)."""
     try:
@@ -200,8 +211,7 @@ def _parse_http_date(value: str) -> float | None:
             m = _RFC850.match(value)
             if m:
                 day, mon, yy, hh, mm, ss = m.groups()
-                # RFC 9110: a two-digit year more than 50 years in the future is in the past century
-                year = str(2000 + int(yy) if int(yy) < 70 else 1900 + int(yy))
+                year = str(rfc850_year(int(yy), time.gmtime().tm_year))
             else:
                 m = _ASCTIME.match(value)
                 if not m:
