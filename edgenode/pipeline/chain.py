@@ -13,8 +13,8 @@ Stages that only implement the older ``wrap(next) -> Handler`` contract are wrap
 once here and always take the awaitable route.
 
 The chain's leading stages that open a stream around the rest (``Opens``: the
-Proxy-Wasm filters in front of the cache) are run by one flat step (``_Streams``)
-instead of one nested step each: every stream's request side in chain order, the rest
+Proxy-Wasm filters in front of the cache) are run by one flat step (``_Streams``;
+``_Stream`` when there is one) instead of one nested step each: every stream's request side in chain order, the rest
 of the chain, the response sides in reverse order -- the same hooks in the same order
 as the nested steps.  A request side that does not simply continue (a hold, a body to
 read, a local reply, a failure) goes on with the chain after it, as the nested step
