@@ -13,8 +13,8 @@ Stages that only implement the older ``wrap(next) -> Handler`` contract are wrap
 once here and always take the awaitable route.
 
 The chain's leading stages that open a stream around the rest (``Opens``: the
-Proxy-Wasm filters in front of the cache) are run by one flat step (``_Streams``)
-instead of one nested step each: every stream's request side in chain order, the rest
+Proxy-Wasm filters in front of the cache) are run by one flat step (``_Streams``;
+``_Stream`` when there is one) instead of one nested step each: every stream's request side in chain order, the rest
 of the chain, the response sides in reverse order -- the same hooks in the same order
 as the nested steps.  A request side that does not simply continue (a hold, a body to
 read, a local reply, a failure) goes on with the chain after it, as the nested step
@@ -180,6 +180,46 @@ class _Streams:
         return await out
 
 
+class _Stream:
+    """``_Streams`` for the usual chain, one leading ``Opens`` stage: the same steps
+    without the loops and the list of entered streams."""
+
+    __slots__ = ("stage", "rest", "hit")
+
+    def __init__(self, stage: Opens, rest: Next,
+                 hit: Callable[[Exchange], Response | None] | None) -> None:
+        self.stage = stage
+        self.rest = rest
+        self.hit = hit
+
+    def __call__(self, exchange: Exchange) -> Outcome:
+        steps = self.stage.open_stream(exchange)
+        if steps is not None:
+            if isinstance(steps, Response):
+                return steps
+            outcome = steps.enter(self.rest)
+            if outcome is not None:
+                return outcome
+            try:
+                hit = self.hit
+                if hit is None or (outcome := hit(exchange)) is None:
+                    outcome = self.rest(exchange)
+            except BaseException:
+                steps.abort()
+                raise
+            return steps.around(outcome)
+        hit = self.hit
+        if hit is None or (outcome := hit(exchange)) is None:
+            outcome = self.rest(exchange)
+        return outcome
+
+    async def settled(self, exchange: Exchange) -> Response:
+        out = self(exchange)
+        if isinstance(out, Response):
+            return out
+        return await out
+
+
 class Chain:
     """``stages`` (outermost first) linked around ``terminal``, once; call it per request."""
 
@@ -198,7 +238,8 @@ class Chain:
             n += 1
         if n:
             hit = getattr(stages[n], "hit_response", None) if n < len(stages) else None
-            step = _Streams(stages[:n], rests[:n], hit)  # type: ignore[arg-type]
+            step = (_Stream(stages[0], rests[0], hit) if n == 1  # type: ignore[arg-type]
+                    else _Streams(stages[:n], rests[:n], hit))  # type: ignore[arg-type]
         self.first = step
         self.names = tuple(getattr(s, "name", type(s).__name__) for s in stages)
 

@@ -177,6 +177,37 @@ async def test_a_failing_rest_aborts_the_streams_that_entered() -> None:
     assert log == ["enter a", "enter b", "abort a", "abort b"]
 
 
+async def test_one_leading_stream_runs_the_same_steps_as_several() -> None:
+    log: list[str] = []
+
+    def broken(exchange: Exchange) -> Response:
+        raise RuntimeError("boom")
+
+    chain = Chain([Streamed("a", log), Hits("cache")], origin)
+    ex = Exchange(Request("GET", "/hit", CIMultiDict({"Host": "example.com"})))
+    out = chain(ex)
+    assert isinstance(out, Response) and out.body == b"hit"
+    assert log == ["enter a", "around a"]
+    log.clear()
+    response = await settle(chain(exchange()))  # declined: the stage's own step, then the origin
+    assert response.body == b"origin" and response.headers.getall("x-out") == ["cache"]
+    assert log == ["enter a", "around a"]
+    log.clear()
+    out = Chain([Streamed("a", log, reply=True), Tag("b")], origin)(exchange())
+    assert isinstance(out, Response) and out.status == 403 and log == ["enter a"]
+    log.clear()
+    response = await settle(Chain([Streamed("a", log, pause=True), Tag("b")], origin)(exchange()))
+    assert response.body == b"origin" and log[0] == "enter a" and log[-1] == "around a"
+    log.clear()
+    try:
+        Chain([Streamed("a", log)], broken)(exchange())  # type: ignore[arg-type]
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failure must propagate")
+    assert log == ["enter a", "abort a"]
+
+
 def _modules() -> set[str]:
     """Every edgenode module and package, C extensions included."""
     names = {".".join(p.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")

@@ -298,7 +298,8 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
                     if (method == s_add) {
                         PyObject *wire = b->is_request || own_field(lower, klen) ? NULL
                                          : current_wire(b->message, headers);
-                        res = PyObject_CallMethodObjArgs(headers, s_add, k, v, NULL);
+                        PyObject *args[3] = {headers, k, v};
+                        res = PyObject_VectorcallMethod(s_add, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
                         if (res != NULL && wire != NULL) extend_wire(b->message, headers, wire, lower, klen, value, vlen);
                         Py_XDECREF(wire);
                     } else if (method == s_replace) {
