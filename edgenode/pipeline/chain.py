@@ -14,9 +14,9 @@ once here and always take the awaitable route.
 
 The chain's leading stages that open a stream around the rest (``Opens``: the
 Proxy-Wasm filters in front of the cache) are run by one flat step (``_Streams``;
-``_Stream`` when there is one) instead of one nested step each: every stream's request side in chain order, the rest
-of the chain, the response sides in reverse order -- the same hooks in the same order
-as the nested steps.  A request side that does not simply continue (a hold, a body to
+``_Stream`` when there is one) instead of one nested step each: every stream's request
+side in chain order, the rest of the chain, the response sides in reverse order -- the
+same hooks in the same order as the nested steps.  A request side that does not simply continue (a hold, a body to
 read, a local reply, a failure) goes on with the chain after it, as the nested step
 would; the stage right after them may answer a request by itself first
 (``hit_response``: a cache stage's fresh plain hit, from its kept answer).
