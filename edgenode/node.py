@@ -424,36 +424,27 @@ class _CacheFastPath:
     """The front end's fast path (``frontend.state.FastPath``) for fresh cache hits.
 
     For a chain that starts with the cache stage (a hit there is the whole of the
-    request's work): ``lookup`` answers, but only while the metrics observer is the one
-    per-request hook: any other subscriber (the access log, a recorder, a request-start
-    hook) gets the real ``Exchange``, so then every request takes the chain.  A fast
-    hit is counted in the metrics exactly as the chain's hit would be.  For a chain
-    whose filters come before the cache (``filtered``) the front end only marks a plain
-    request so (``Exchange.plain``) and it runs its chain in the batch: every hook and
-    signal sees a real ``Exchange``, as on the general path.
+    request's work) the answer is ``CacheStage.fast_hit``, one call that validates a
+    kept answer, counts the hit and records the metrics exactly as the chain's hit
+    would be: it answers only while the metrics observer is the one per-request hook
+    (``observe_fast``): any other subscriber (the access log, a recorder, a
+    request-start hook) gets the real ``Exchange``, so then every request takes the
+    chain.  For a chain whose filters come before the cache (``filtered``) the front end
+    only marks a plain request so (``Exchange.plain``) and it runs its chain in the
+    batch: every hook and signal sees a real ``Exchange``, as on the general path.
     """
 
-    __slots__ = ("_cache", "_signals", "_observe", "_metrics", "filtered")
+    __slots__ = ("answer", "filtered")
 
     def __init__(self, node: Node) -> None:
-        assert node.cache is not None
-        self._cache = node.cache
+        cache = node.cache
+        assert cache is not None
         #: filters come first: the front end marks a plain request for the chain
-        self.filtered = node.stages[0] is not node.cache
-        self._signals = node.signals
-        self._observe = node._observe
-        self._metrics = node.metrics
-
-    def lookup(self, method: str, target: bytes, host: bytes,
-               fields: Callable[[], Any]) -> Prebuilt | None:
-        signals = self._signals
-        ends = signals.on_request_end
-        if signals.on_request_start or len(ends) != 1 or ends[0] is not self._observe:
-            return None
-        return self._cache.fast_hit(target, host, fields)
-
-    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
-        self._metrics.observe_parts(hit.x_cache, hit.status, sent, elapsed)
+        self.filtered = node.stages[0] is not cache
+        signals = node.signals
+        cache.observe_fast(node.metrics.observe_parts, signals.on_request_start, signals.on_request_end,
+                           node._observe)
+        self.answer = cache.fast_hit
 
 
 def _filter_stats(stage: Any) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Callable, Mapping
+from time import perf_counter
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 from urllib.parse import urljoin
 
 from multidict import CIMultiDict, getversion
@@ -86,6 +87,10 @@ class _Kept:
         self.hi = min(base + age_s + 1.0, fresh_until - ttl_s) - _KEPT_MARGIN
 
 
+def _unobserved(label: str, status: int, sent: int, elapsed: float) -> None:
+    """A stage's fast hits before ``observe_fast``: counted nowhere but the cache's counters."""
+
+
 def _strip_surrogate(resp: Response) -> None:
     """Surrogate-Key/-Control are for us (and purges), never for clients (as Fastly does)."""
     h = resp.headers
@@ -129,6 +134,23 @@ class CacheStage:
         self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._counters = self.store.counters
+        #: the fast path's listener gate and metrics (``observe_fast``): by default none
+        self._fast_starts: list[object] = []
+        self._fast_ends: list[object] = []
+        self._fast_sole: list[object] = []
+        self._fast_observe: Callable[[str, int, int, float], None] = _unobserved
+
+    def observe_fast(self, observe: Callable[[str, int, int, float], None], starts: list[Any],
+                     ends: list[Any], sole: object) -> None:
+        """Count ``fast_hit``'s answers with ``observe`` (label, status, body bytes, seconds:
+        ``Metrics.observe_parts``), the record that ``ends``' hook ``sole`` would make of
+        the request.  So ``fast_hit`` answers only while ``starts`` is empty and ``ends``
+        holds ``sole`` alone: any other listener (the access log, tracing, a recorder)
+        needs the request's ``Exchange``, which only the chain makes."""
+        self._fast_observe = observe
+        self._fast_starts = starts
+        self._fast_ends = ends
+        self._fast_sole = [sole]
 
     def wrap(self, next_handler: Handler) -> Handler:
         return wrap_stage(self, next_handler)
@@ -145,9 +167,12 @@ class CacheStage:
         return self.store.stats()
 
     # -- entry points ---------------------------------------------------------------------
-    def fast_hit(self, target: bytes, host: bytes, fields: Callable[[], Headers]) -> Prebuilt | None:
+    def fast_hit(self, target: bytes, host: bytes, fields: Callable[[], Headers], get: bool = True,
+                 start: float = 0.0) -> Prebuilt | None:
         """A fresh full hit for a plain GET/HEAD (the same for both: the front end leaves
-        out a HEAD's body), pre-serialised; None: use the chain.
+        out a HEAD's body), pre-serialised and counted in the metrics as written (its body's
+        bytes when ``get``, the seconds since ``start``, a ``perf_counter`` reading: see
+        ``observe_fast``); None: use the chain.
 
         For the front end's fast path (``FrontEnd(fast_path=...)``) when this is the
         chain's first stage (with ``nested``, the outermost: no inner stage runs on a hit,
@@ -157,8 +182,9 @@ class CacheStage:
         (none of ``http.headers.NOT_PLAIN``: no cache directives, validators, ranges,
         credentials, upgrade or body), so of ``_handle``'s decisions only the key, the
         lookup (Vary included) and freshness are left.  Anything else (stale, trailers,
-        no pre-serialised block, a status without a body) declines, leaving nothing
-        behind but the LRU touch the general path's lookup makes too.  The bytes equal
+        no pre-serialised block, a status without a body, a stored X-Request-Id, which the
+        general path replaces) declines, leaving nothing behind but the LRU touch the
+        general path's lookup makes too.  The bytes equal
         what ``_serve`` and the front end write for the same request; the answer is kept
         on the entry and handed out again while Age and the ttl (whole seconds) stay
         the same.
@@ -168,19 +194,34 @@ class CacheStage:
         freshness arithmetic, while the clock is inside the span where ``_fresh`` would
         build the same stamp and the store vouches for the key's object as unchanged and
         noted (``fast_token``: nothing queued, no other process's change, the same single
-        variant, its LRU note taken); otherwise ``_fresh`` decides as before.
+        variant, its LRU note taken); otherwise ``_fresh`` decides as before.  Its
+        validation, the hit count and the metrics are this one call.
         """
+        if self._fast_starts or self._fast_ends != self._fast_sole:
+            return None
         kept = self._kept
-        if kept is not None:
-            k = kept.get((target, host))
-            if (k is not None and k.lo < self.clock() < k.hi and k.entry.hit is k.hit
-                    and self.store.fast_token(k.key) is k.token):
-                self._counters["hits"] += 1
-                return k.hit
+        k = kept.get((target, host)) if kept is not None else None
+        if (k is not None and k.lo < self.clock() < k.hi and k.entry.hit is k.hit
+                and self.store.fast_token(k.key) is k.token):
+            self._counters["hits"] += 1
+            hit = k.hit
+        else:
+            hit = self._fast_decide(target, host, fields)
+            if hit is None:
+                return None
+        self._fast_observe(hit.x_cache, hit.status, len(hit.body) if get else 0, perf_counter() - start)
+        return hit
+
+    def _fast_decide(self, target: bytes, host: bytes, fields: Callable[[], Headers]) -> Prebuilt | None:
+        """``fast_hit``'s answer when no kept one serves: ``_fresh`` decides, and a small
+        answer is kept for the pair."""
         found = self._fresh("http", target.decode("latin-1"), host.decode("latin-1"), fields)
         if found is None:
             return None
         entry, hit, key = found
+        if b"x-request-id:" in hit.block.lower():
+            return None
+        kept = self._kept
         if kept is not None and len(entry.body) <= _KEPT_BODY and self._room(kept, (target, host)):
             token = self.store.fast_token(key)
             if token is not None:

@@ -8,7 +8,6 @@ import asyncio
 import logging
 from typing import Protocol
 
-from edgenode.kept_loop import KeptLoop
 
 __all__ = ["Batch", "HOLD_LIMIT", "StoreQueue"]
 
@@ -62,14 +61,18 @@ class Batch:
         self.running = False
         #: the cache store whose writes wait for the end of the loop pass, if any
         self.stores: StoreQueue | None = None
-        #: the event loop the callbacks run in (asked for once per loop pass)
-        self._loop = KeptLoop()
+        #: the event loop the callbacks run in, asked of asyncio only when it no longer runs
+        #: (``kept_loop.KeptLoop``'s rule, inline: no frame per request)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, conn: Steps) -> None:
         self._ready.append(conn)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.get().call_soon(self.run)
+            loop = self._loop
+            if loop is None or not loop.is_running():
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.run)
 
     def send(self, transport: asyncio.Transport, data: bytes) -> None:
         """Write ``data`` when this batch's steps are over, or (outside them) in a callback
@@ -80,7 +83,10 @@ class Batch:
             self.flush()
         elif not self.running and not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.get().call_soon(self.flush)
+            loop = self._loop
+            if loop is None or not loop.is_running():
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush)
 
     @property
     def holding(self) -> bool:

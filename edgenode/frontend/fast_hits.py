@@ -48,12 +48,10 @@ FAST_MEMO_BODY = 8192
 FAST_MEMO_ENTRIES = 256
 
 
-def fast_prefix(hit: Prebuilt) -> bytes | None:
+def fast_prefix(hit: Prebuilt) -> bytes:
     """The head ``Connection._head`` writes for ``hit`` as a Response with ``wire_head``,
-    up to its per-request fields (X-Request-Id, Connection); None when the stored block
-    carries an X-Request-Id of its own (the general path replaces it)."""
-    if b"x-request-id:" in hit.block.lower():
-        return None
+    up to its per-request fields (X-Request-Id, Connection); the fast path never answers
+    with a stored X-Request-Id (the general path replaces it: ``CacheStage.fast_hit``)."""
     return b"%s%sContent-Length: %d\r\n" % (status_line(hit.status, hit.reason), hit.block,
                                                len(hit.body))
 
@@ -114,9 +112,9 @@ class FastHits:
         if fast.filtered:
             self._fast_filtered(method, version, incoming is None)
             return True
-        start = perf_counter()
-        try:
-            hit = fast.lookup(method, self._url, host, self._fast_fields_once)
+        try:  # counted as written: nothing below declines it
+            hit = fast.answer(self._url, host, self._fast_fields_once, method == "GET" and not self.closed,
+                              perf_counter())
         except Exception:  # a bug there must not turn into a 400 from the parser
             log.exception("fast path lookup failed for %r", self._url[:200])
             return False
@@ -134,15 +132,10 @@ class FastHits:
             if prefix == b"":
                 if len(memo) >= FAST_MEMO_ENTRIES:
                     memo.clear()
-                head = fast_prefix(hit)
-                prefix = memo[hit] = None if head is None else head + b"X-Request-Id: " + ids.prefix
-            if prefix is None:
-                return False
+                prefix = memo[hit] = fast_prefix(hit) + b"X-Request-Id: " + ids.prefix
             data = kept_answer(prefix, next(ids.count), body)
         else:
             head = fast_prefix(hit)
-            if head is None:
-                return False
             rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
             if not keep_alive:
                 conn = b"Connection: close\r\n"
@@ -153,18 +146,11 @@ class FastHits:
             head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
             if method == "GET" and body:
                 data = head + body if len(body) <= 65536 else None
-        sent = 0
         if not self.closed:
             if data is None:  # a large body: not copied behind the head
                 self._send_large(head, body)
             else:  # with the loop iteration's other answers (``Batch.send``)
                 self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
-            if method == "GET":
-                sent = len(body)
-        try:
-            fast.done(hit, sent, perf_counter() - start)
-        except Exception:
-            log.exception("fast path completion failed")
         if self.closed:
             return True
         if not keep_alive:

@@ -31,19 +31,17 @@ class FastPath(Protocol):
     #: request is not looked up but marked plain for its chain (``_fast_filtered``)
     filtered: bool
 
-    def lookup(self, method: str, target: bytes, host: bytes,
-               fields: Callable[[], CIMultiDict[str]]) -> Prebuilt | None:
-        """The answer, or None to send the request down the general path.  ``target``
-        and ``host``: the origin-form target and the Host value as parsed (latin-1 text).
+    def answer(self, target: bytes, host: bytes, fields: Callable[[], CIMultiDict[str]],
+               get: bool, start: float) -> Prebuilt | None:
+        """The answer, already counted as written, or None to send the request down the
+        general path.  ``target`` and ``host``: the origin-form target and the Host value
+        as parsed (latin-1 text); ``get``: its body is sent (a GET on an open connection);
+        ``start``: ``perf_counter()`` when the head was parsed (the metrics' duration, what
+        ``on_complete`` learns from the exchange on the general path).
 
         ``fields()`` builds the request's header multidict (only call it when needed).
         Declining must leave no trace: the general path will see the same request.
         """
-        ...
-
-    def done(self, hit: Prebuilt, sent: int, elapsed: float) -> None:
-        """``hit`` was written: ``sent`` body bytes, ``elapsed`` seconds since the head was
-        parsed (what ``on_complete`` learns from the exchange on the general path)."""
         ...
 
 
