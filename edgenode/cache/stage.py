@@ -178,16 +178,15 @@ class CacheStage:
         chain's first stage (with ``nested``, the outermost: no inner stage runs on a hit,
         so none needs the key recorded), with the target and Host as parsed (latin-1
         text, decoded only when the kept answer does not serve).  The front end only asks
-        about plain requests
-        (none of ``http.headers.NOT_PLAIN``: no cache directives, validators, ranges,
-        credentials, upgrade or body), so of ``_handle``'s decisions only the key, the
-        lookup (Vary included) and freshness are left.  Anything else (stale, trailers,
-        no pre-serialised block, a status without a body, a stored X-Request-Id, which the
-        general path replaces) declines, leaving nothing behind but the LRU touch the
-        general path's lookup makes too.  The bytes equal
-        what ``_serve`` and the front end write for the same request; the answer is kept
-        on the entry and handed out again while Age and the ttl (whole seconds) stay
-        the same.
+        about plain requests (none of ``http.headers.NOT_PLAIN``: no cache directives,
+        validators, ranges, credentials, upgrade or body), so of ``_handle``'s decisions
+        only the key, the lookup (Vary included) and freshness are left.  Anything else
+        (stale, trailers, no pre-serialised block, a status without a body, a stored
+        X-Request-Id, which the general path replaces) declines, leaving nothing behind
+        but the LRU touch the general path's lookup makes too.  The bytes equal what
+        ``_serve`` and the front end write for the same request; the answer is kept on
+        the entry and handed out again while Age and the ttl (whole seconds) stay the
+        same.
 
         The usual hit repeats the last one for the same (target, Host): that answer is
         kept here (``_Kept``) and handed out again, without the key, the lookup or the
