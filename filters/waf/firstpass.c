@@ -706,19 +706,17 @@ static uint64_t class_mask(waf_tx *tx, const pf_group *pg, int base, bool names,
     return (mask & ~pg->classes) | found;
 }
 
-/* A set's sources joined by '\n' (kept per source list and chain while tx->src_epoch stays
- * put: sets of one chain and list share it). */
-static wstr join_parts(waf_tx *tx, const pf_group *pg, const wstr *parts, int live, size_t total) {
-    union_join *u = &tx->union_joins[(pg->list * 31u + pg->chain) % UNION_CACHE];
-    if (u->epoch != tx->src_epoch + 1 || u->list != pg->list || u->chain != pg->chain) {
-        char *o = ar_alloc(&tx->a, total);
+/* A set's sources joined by '\n', kept with its inputs (set_inputs). */
+static wstr join_parts(waf_tx *tx, set_input *u) {
+    if (!u->joined.p) {
+        char *o = ar_alloc(&tx->a, u->total);
         size_t at = 0;
-        for (int k = 0; k < live; k++) {
+        for (int k = 0; k < u->live; k++) {
             if (at) o[at++] = '\n';
-            copy_bytes(o + at, parts[k].p, parts[k].n);
-            at += parts[k].n;
+            copy_bytes(o + at, u->parts[k].p, u->parts[k].n);
+            at += u->parts[k].n;
         }
-        *u = (union_join){tx->src_epoch + 1, pg->list, pg->chain, {o, at}};
+        u->joined = (wstr){o, at};
     }
     return u->joined;
 }
@@ -735,56 +733,13 @@ static int part_source(waf_tx *tx, const pf_group *pg, wstr part) {
     return -1;
 }
 
-/* A set over several sources of UNION_MIN_INPUT bytes or more (a JSON body's argument values
- * and names).  A value lies within one source's part, so a match of a value is a match in
- * its part: each part is asked apart, which a part that is the same bytes under several
- * chains or source lists (the argument names, which most chains keep) answers once.
- *  - gated: only the parts holding one of the set's literals can match;
- *  - in a union: only the parts where the union (a superset) matches can match;
- *  - the set scans the parts left, or all of them joined. */
-static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, const wstr *parts, int live, size_t total) {
-    const pf_group *pg = &tx->rules->pf_groups[g];
-    uint64_t lit = 0, all = live == 64 ? ~0ull : (1ull << live) - 1;
-    for (int k = 0; k < live && pg->gated; k++)
-        if (literal_occurs(tx, parts[k], g)) lit |= 1ull << k;
-    if (pg->gated && pg->phrases) return lit != 0;   /* the literal pass found a phrase, or none */
-    if (pg->gated && !lit) return 0;
-    uint64_t need = pg->gated ? lit : all;   /* the parts where the set may match */
-    if (pg->uni >= 0) {
-        uint64_t any = 0;
-        for (int k = 0; k < live; k++)
-            if (((need >> k) & 1)
-                && union_any_part(tx, pg->uni, parts[k].n >= SHAPE_MIN_PART ? part_source(tx, pg, parts[k]) : -1,
-                                  pg->chain, parts[k]))
-                any |= 1ull << k;
-        need = any;
-    }
-    if (!need) return 0;
-    if (need == all) {
-        wstr in = join_parts(tx, pg, parts, live, total);
-        return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
-    }
-    uint64_t mask = 0;
-    for (int k = 0; k < live; k++)
-        if ((need >> k) & 1) mask |= rxset_scan(pg->set, (const uint8_t *)parts[k].p, parts[k].n);
-    return mask;
-}
-
-/* A set's scan over all its sources at once (valid while tx->src_epoch stays put): the
- * values of every source its members target, after its chain, joined by '\n'.  On an
- * ordinary request nothing matches and one scan clears the set for every rule and target;
- * a set that did match is scanned again per source, to know where. */
-typedef struct pf_scan { uint32_t epoch; uint64_t mask; } pf_scan;
-
-static __attribute__((noinline)) uint64_t set_scan(waf_tx *tx, int g) {
+/* A set's inputs: its sources' values after its chain, one part per source (per header for a
+ * header by name).  Kept per source list and chain while tx->src_epoch stays put: the sets
+ * of one block mostly share both, and gathering the parts costs a call per source. */
+static set_input *set_inputs(waf_tx *tx, const pf_group *pg) {
     const waf_rules *r = tx->rules;
-    if (!tx->pf_scans) {
-        tx->pf_scans = ar_alloc(&tx->a, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
-        memset(tx->pf_scans, 0, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
-    }
-    pf_scan *sc = &tx->pf_scans[g];
-    if (sc->epoch == tx->src_epoch + 1) return sc->mask;
-    const pf_group *pg = &r->pf_groups[g];
+    set_input *u = &tx->inputs[(pg->list * 31u + pg->chain) % INPUTS_CACHE];
+    if (u->epoch == tx->src_epoch + 1 && u->list == pg->list && u->chain == pg->chain) return u;
     const int16_t *ids = r->pf_sources + pg->list + 1;
     int n_ids = r->pf_sources[pg->list];
     wstr parts[64];
@@ -810,11 +765,72 @@ static __attribute__((noinline)) uint64_t set_scan(waf_tx *tx, int g) {
         total += j->n + 1;
         only = ids[k];
     }
-    if (live > 1 && total >= UNION_MIN_INPUT) {
-        sc->mask = scan_large(tx, g, parts, live, total);
+    wstr *kept = ar_alloc(&tx->a, (size_t)(live ? live : 1) * sizeof *kept);
+    memcpy(kept, parts, (size_t)live * sizeof *kept);
+    *u = (set_input){tx->src_epoch + 1, pg->list, pg->chain, live, only, total, kept, {NULL, 0}};
+    return u;
+}
+
+/* A set over several sources of UNION_MIN_INPUT bytes or more (a JSON body's argument values
+ * and names).  A value lies within one source's part, so a match of a value is a match in
+ * its part: each part is asked apart, which a part that is the same bytes under several
+ * chains or source lists (the argument names, which most chains keep) answers once.
+ *  - gated: only the parts holding one of the set's literals can match;
+ *  - in a union: only the parts where the union (a superset) matches can match;
+ *  - the set scans the parts left, or all of them joined. */
+static __attribute__((noinline)) uint64_t scan_large(waf_tx *tx, int g, set_input *u) {
+    const pf_group *pg = &tx->rules->pf_groups[g];
+    const wstr *parts = u->parts;
+    int live = u->live;
+    uint64_t lit = 0, all = live == 64 ? ~0ull : (1ull << live) - 1;
+    for (int k = 0; k < live && pg->gated; k++)
+        if (literal_occurs(tx, parts[k], g)) lit |= 1ull << k;
+    if (pg->gated && pg->phrases) return lit != 0;   /* the literal pass found a phrase, or none */
+    if (pg->gated && !lit) return 0;
+    uint64_t need = pg->gated ? lit : all;   /* the parts where the set may match */
+    if (pg->uni >= 0) {
+        uint64_t any = 0;
+        for (int k = 0; k < live; k++)
+            if (((need >> k) & 1)
+                && union_any_part(tx, pg->uni, parts[k].n >= SHAPE_MIN_PART ? part_source(tx, pg, parts[k]) : -1,
+                                  pg->chain, parts[k]))
+                any |= 1ull << k;
+        need = any;
+    }
+    if (!need) return 0;
+    if (need == all) {
+        wstr in = join_parts(tx, u);
+        return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
+    }
+    uint64_t mask = 0;
+    for (int k = 0; k < live; k++)
+        if ((need >> k) & 1) mask |= rxset_scan(pg->set, (const uint8_t *)parts[k].p, parts[k].n);
+    return mask;
+}
+
+/* A set's scan over all its sources at once (valid while tx->src_epoch stays put): the
+ * values of every source its members target, after its chain, joined by '\n'.  On an
+ * ordinary request nothing matches and one scan clears the set for every rule and target;
+ * a set that did match is scanned again per source, to know where. */
+typedef struct pf_scan { uint32_t epoch; uint64_t mask; } pf_scan;
+
+static __attribute__((noinline)) uint64_t set_scan(waf_tx *tx, int g) {
+    const waf_rules *r = tx->rules;
+    if (!tx->pf_scans) {
+        tx->pf_scans = ar_alloc(&tx->a, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
+        memset(tx->pf_scans, 0, (size_t)r->n_pf_groups * sizeof *tx->pf_scans);
+    }
+    pf_scan *sc = &tx->pf_scans[g];
+    if (sc->epoch == tx->src_epoch + 1) return sc->mask;
+    const pf_group *pg = &r->pf_groups[g];
+    set_input *u = set_inputs(tx, pg);
+    if (u->live > 1 && u->total >= UNION_MIN_INPUT) {
+        sc->mask = scan_large(tx, g, u);
         sc->epoch = tx->src_epoch + 1;
         return sc->mask;
     }
+    const wstr *parts = u->parts;
+    int live = u->live, only = u->only;
     /* none of the set's literals in any input: nothing can match, nothing to join or scan */
     bool possible = !pg->gated;
     for (int k = 0; k < live && !possible; k++) possible = literal_occurs(tx, parts[k], g);
@@ -832,7 +848,7 @@ static __attribute__((noinline)) uint64_t set_scan(waf_tx *tx, int g) {
         masks[g] = mask;
         done[g >> 3] |= (uint8_t)(1u << (g & 7));
     } else if (live > 1 && possible && !answered) {
-        mask = group_scan(tx, pg, join_parts(tx, pg, parts, live, total), -1);
+        mask = group_scan(tx, pg, join_parts(tx, u), -1);
     }
     sc->mask = mask;
     sc->epoch = tx->src_epoch + 1;

@@ -262,9 +262,10 @@ typedef struct {
     bool disruptive;
 } waf_match;
 
-/* firstpass.c: the joined values of a set's sources, per (source list, chain) */
-#define UNION_CACHE 64
-typedef struct { uint32_t epoch; int list, chain; wstr joined; } union_join;
+/* firstpass.c: a set's inputs per (source list, chain): its sources' values after the chain
+ * (parts), and their join once a set asks for it */
+#define INPUTS_CACHE 64
+typedef struct { uint32_t epoch; int list, chain, live, only; size_t total; wstr *parts; wstr joined; } set_input;
 
 typedef struct waf_tx {
     const waf_rules *rules;
@@ -290,7 +291,7 @@ typedef struct waf_tx {
     struct src_state *src[2 * (V_COUNT + 1)]; /* tcache.c: per source (variable, names?) */
     uint32_t src_epoch;          /* bumped whenever a source of values may have changed */
     struct pf_scan *pf_scans;    /* firstpass.c: per set, its scan over all its sources */
-    union_join union_joins[UNION_CACHE];
+    set_input inputs[INPUTS_CACHE];
     struct lit_memo *lit_memo;   /* firstpass.c: the literal pass's answers per input */
     struct union_memo *union_memo; /* firstpass.c: the block unions' answers per large input */
     const rule *cur_rule;        /* for %{RULE.*} */
