@@ -123,7 +123,22 @@ class _Wrapped:
         return self.settled(exchange)
 
 
-class _Streams:
+class _Flat:
+    """A flat step's awaited answer (``_Streams``, ``_Stream``)."""
+
+    __slots__ = ()
+
+    def __call__(self, exchange: Exchange) -> Outcome:
+        raise NotImplementedError
+
+    async def settled(self, exchange: Exchange) -> Response:
+        out = self(exchange)
+        if isinstance(out, Response):
+            return out
+        return await out
+
+
+class _Streams(_Flat):
     """The chain's leading ``Opens`` stages as one step (see the module doc)."""
 
     __slots__ = ("stages", "rests", "after", "hit")
@@ -173,14 +188,8 @@ class _Streams:
                 raise
         return outcome
 
-    async def settled(self, exchange: Exchange) -> Response:
-        out = self(exchange)
-        if isinstance(out, Response):
-            return out
-        return await out
 
-
-class _Stream:
+class _Stream(_Flat):
     """``_Streams`` for the usual chain, one leading ``Opens`` stage: the same steps
     without the loops and the list of entered streams."""
 
@@ -212,12 +221,6 @@ class _Stream:
         if hit is None or (outcome := hit(exchange)) is None:
             outcome = self.rest(exchange)
         return outcome
-
-    async def settled(self, exchange: Exchange) -> Response:
-        out = self(exchange)
-        if isinstance(out, Response):
-            return out
-        return await out
 
 
 class Chain:
