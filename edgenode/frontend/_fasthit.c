@@ -145,6 +145,10 @@ typedef struct {
     PyObject *incoming;    /* the first X-Request-Id value, or None */
     PyObject *connection;  /* True once a Connection field came */
     PyObject *first_host;  /* the first Host value (NULL before one) */
+    PyObject *keep_alive;  /* bind(): the parser's should_keep_alive */
+    PyObject *method;      /* bind(): the parser's get_method */
+    PyObject *fast;        /* bind(): fast(get) for a pre-screened head */
+    PyObject *general;     /* bind(): general() for every other head */
     Py_ssize_t hosts;      /* Host fields so far */
     int blocked;           /* one of not_plain, or a second X-Request-Id, came */
     Py_ssize_t size;
@@ -195,6 +199,10 @@ static int sink_traverse(HeadSink *self, visitproc visit, void *arg) {
     Py_VISIT(self->url_over);
     Py_VISIT(self->body_done);
     Py_VISIT(self->not_plain);
+    Py_VISIT(self->keep_alive);
+    Py_VISIT(self->method);
+    Py_VISIT(self->fast);
+    Py_VISIT(self->general);
     return 0;
 }
 
@@ -210,6 +218,10 @@ static int sink_clear(HeadSink *self) {
     Py_CLEAR(self->incoming);
     Py_CLEAR(self->connection);
     Py_CLEAR(self->first_host);
+    Py_CLEAR(self->keep_alive);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->fast);
+    Py_CLEAR(self->general);
     return 0;
 }
 
@@ -344,6 +356,62 @@ static PyObject *sink_complete(HeadSink *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+static PyObject *sink_bind(HeadSink *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "HeadSink.bind(keep_alive, method, fast, general)");
+        return NULL;
+    }
+    Py_XSETREF(self->keep_alive, Py_NewRef(args[0]));
+    Py_XSETREF(self->method, Py_NewRef(args[1]));
+    Py_XSETREF(self->fast, Py_NewRef(args[2]));
+    Py_XSETREF(self->general, Py_NewRef(args[3]));
+    Py_RETURN_NONE;
+}
+
+/* 1: a GET, 0: a HEAD, -1: another method (-2: an error), by the parser's method name */
+static int get_or_head(PyObject *method) {
+    PyObject *name = PyObject_CallNoArgs(method);
+    if (name == NULL)
+        return -2;
+    int kind = -1;
+    if (PyBytes_Check(name)) {
+        const char *s = PyBytes_AS_STRING(name);
+        Py_ssize_t n = PyBytes_GET_SIZE(name);
+        if (n == 3 && memcmp(s, "GET", 3) == 0)
+            kind = 1;
+        else if (n == 4 && memcmp(s, "HEAD", 4) == 0)
+            kind = 0;
+    }
+    Py_DECREF(name);
+    return kind;
+}
+
+static PyObject *sink_headers_complete(HeadSink *self, PyObject *unused) {
+    if (self->general == NULL) {
+        PyErr_SetString(PyExc_TypeError, "HeadSink.headers_complete before bind()");
+        return NULL;
+    }
+    Py_XSETREF(self->in_head, Py_NewRef(Py_False));
+    if (self->host != Py_None && self->connection != Py_True && self->url != NULL
+            && PyBytes_GET_SIZE(self->url) > 0 && PyBytes_AS_STRING(self->url)[0] == '/') {
+        int kind = get_or_head(self->method);
+        if (kind == -2)
+            return NULL;
+        if (kind >= 0) {
+            PyObject *keep = PyObject_CallNoArgs(self->keep_alive);
+            if (keep == NULL)
+                return NULL;
+            int alive = PyObject_IsTrue(keep);
+            Py_DECREF(keep);
+            if (alive < 0)
+                return NULL;
+            if (alive)  /* no Connection field: HTTP/1.1 */
+                return PyObject_CallOneArg(self->fast, kind ? Py_True : Py_False);
+        }
+    }
+    return PyObject_CallNoArgs(self->general);
+}
+
 static PyMemberDef sink_members[] = {
     {"raw", T_OBJECT_EX, offsetof(HeadSink, raw), READONLY, "the list the head's fields are appended to"},
     {"url", T_OBJECT_EX, offsetof(HeadSink, url), READONLY, "the head's target so far"},
@@ -367,6 +435,11 @@ static PyMethodDef sink_methods[] = {
      "httptools' on_message_begin: raw a new empty list, size 0, url empty, in_head True."},
     {"complete", (PyCFunction)sink_complete, METH_NOARGS,
      "httptools' on_message_complete: calls body_done unless it is None."},
+    {"bind", (PyCFunction)(void (*)(void))sink_bind, METH_FASTCALL,
+     "bind(keep_alive, method, fast, general): what headers_complete calls."},
+    {"headers_complete", (PyCFunction)sink_headers_complete, METH_NOARGS,
+     "httptools' on_headers_complete: in_head False, then fast(get) for a plain keep-alive HTTP/1.1 "
+     "GET/HEAD with an origin-form target, else general()."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,15 +34,17 @@ class Connection(RequestParser, FastHits, Dispatcher, ResponseWriter, asyncio.Pr
         self.loop = fe.loop
         self.cfg = fe.cfg
         self.transport: asyncio.Transport | None = None
-        # httptools reads its callbacks once, here: on_header, on_url, on_message_begin and
-        # on_message_complete are the sink's, C callables
+        # httptools reads its callbacks once, here: on_header, on_url, on_message_begin,
+        # on_headers_complete and on_message_complete are the sink's, C callables
         sink = self._sink = self.on_header = HeadSink(
             fe.cfg.max_header_bytes, self._fields_too_large,
             fe.cfg.max_request_line_bytes, self._target_too_long, NOT_PLAIN)
         self.on_url = sink.on_url
         self.on_message_begin = sink.begin
+        self.on_headers_complete = sink.headers_complete
         self.on_message_complete = sink.complete
-        self.parser = httptools.HttpRequestParser(self)
+        parser = self.parser = httptools.HttpRequestParser(self)
+        sink.bind(parser.should_keep_alive, parser.get_method, self._fast, self._general_head)
         self.client: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         # message being parsed

@@ -75,6 +75,8 @@ class FastHits:
     _timer: asyncio.TimerHandle | None
 
     def _fields(self) -> CIMultiDict[str]: ...
+    #: RequestParser's: the general path for a head the fast path did not answer
+    _request_head: Callable[[str, str, bool, CIMultiDict[str] | None], None]
     #: ResponseWriter's (stubs here would shadow them)
     _flush_held: Callable[[], None]
     _send_large: Callable[[bytes, bytes], None]
@@ -91,40 +93,52 @@ class FastHits:
             fields = self._fast_fields = self._fields()
         return fields
 
-    def _fast(self, fast: FastPath, method: str, version: str, keep_alive: bool) -> bool:
-        """Answer a plain GET/HEAD from ``fast`` right here; False: take the general path.
-        ``keep_alive``: the parser's answer for this head.
+    def _fast(self, get: bool, version: str = "1.1", keep_alive: bool = True) -> None:
+        """A complete plain GET (``get``) or HEAD head with an origin-form target: answered
+        from the fast path right here, else the general path (``_request_head``).  The sink calls
+        it for a keep-alive HTTP/1.1 head (``HeadSink.headers_complete``: one Python frame
+        from the parser to the cache's answer), ``_general_head`` for the others
+        (``version``, ``keep_alive``: the parser's answers).
 
-        Only called with nothing in flight on this connection, so the answer is in order,
+        Answered only with nothing in flight on this connection, so the answer is in order,
         and not while the transport asks us to stop writing (a client that pipelines
         without reading gets the general path's pace, not a burst of answers per read).
         The bytes are the ones ``_write_bytes_response`` writes for the equivalent
         ``Response`` with ``wire_head`` set (tests/proxy/test_proxy_hit_wire.py holds
         the two paths to that).
         """
+        # the head's end, as ``_end_head`` (written out: no frame between the parser and
+        # the cache's answer)
+        sink = self._sink
+        url = self._url = sink.url
+        self._raw_headers = sink.raw
+        self._seen += len(url) + sink.size + 16 - self._mark
+        self._mark = 0
+        self._head_start = -1.0
+        self._fast_fields = None
+        method = "GET" if get else "HEAD"
+        fast = self.fe.fast_path
+        if fast is None or self._current is not None or self._dead or self._write_paused:
+            self._request_head(method, version, keep_alive, None)
+            return
         # none of NOT_PLAIN, one Host, at most one X-Request-Id (the general path answers
         # 400 to a repeated Host and replaces repeated ids): the sink decided as they came
-        sink = self._sink
-        host = sink.host
-        if host is None:
-            return False
         incoming = sink.incoming
         if fast.filtered:
-            self._fast_filtered(method, version, incoming is None)
-            return True
+            self._fast_filtered(method, version, keep_alive, incoming is None)
+            return
         try:  # counted as written: nothing below declines it
-            hit = fast.answer(self._url, host, self._fast_fields_once, method == "GET" and not self.closed,
-                              perf_counter())
+            hit = fast.answer(url, sink.host, self._fast_fields_once, get and not self.closed, perf_counter())
         except Exception:  # a bug there must not turn into a 400 from the parser
-            log.exception("fast path lookup failed for %r", self._url[:200])
-            return False
+            log.exception("fast path lookup failed for %r", url[:200])
+            hit = None
         if hit is None:
-            return False
+            self._request_head(method, version, keep_alive, self._fast_fields)
+            return
         keep_alive = keep_alive and not self._closing
         body = hit.body
         ids = self.fe.request_ids
-        if (incoming is None and keep_alive and version == "1.1" and method == "GET"
-                and len(body) <= FAST_MEMO_BODY):
+        if incoming is None and keep_alive and get and version == "1.1" and len(body) <= FAST_MEMO_BODY:
             # the common answer: its head up to the request id's number is kept until
             # ``hit`` changes, and the id is formatted straight into the bytes written
             memo = self.fe.fast_memo
@@ -144,7 +158,7 @@ class FastHits:
             else:
                 conn = b""
             head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
-            if method == "GET" and body:
+            if get and body:
                 data = head + body if len(body) <= 65536 else None
         if not self.closed:
             if data is None:  # a large body: not copied behind the head
@@ -152,18 +166,17 @@ class FastHits:
             else:  # with the loop iteration's other answers (``Batch.send``)
                 self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
         if self.closed:
-            return True
+            return
         if not keep_alive:
             self._dead = True
             self._flush_held()
             self.transport.close()  # type: ignore[union-attr]
-            return True
+            return
         self._idle_since = self.loop.time()
         if self._timer is None:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
-        return True
 
-    def _fast_filtered(self, method: str, version: str, new_id: bool) -> None:
+    def _fast_filtered(self, method: str, version: str, keep_alive: bool, new_id: bool) -> None:
         """A plain GET/HEAD behind filters: its ``Exchange`` (as ``_exchange`` makes every
         request's), marked plain, runs in the loop iteration's batch like any request
         (``Dispatcher``): there the filters' hooks and the cache's kept answer
@@ -175,7 +188,6 @@ class FastHits:
         ``hit_response`` read the parsed pairs), and while it is not made the fields are
         the ones found plain here."""
         target = self._url.decode("latin-1")
-        keep_alive = self.parser.should_keep_alive()
         if new_id:
             exchange = self._exchange(method, target, None, version, keep_alive, None, True)
             exchange.plain = RAW_PLAIN

@@ -164,15 +164,14 @@ class RequestParser:
         part = "header block" if self._sink.in_head else "trailer section"
         raise Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
 
-    def on_headers_complete(self) -> None:
+    def _general_head(self) -> None:
+        """The sink's ``general`` (``HeadSink.headers_complete``, httptools'
+        ``on_headers_complete``): a head its test did not
+        find a plain keep-alive HTTP/1.1 GET/HEAD with an origin-form target (the sink then
+        calls ``_fast`` itself): every other method, version, a Connection field, a head
+        with one of ``NOT_PLAIN``.  A plain GET/HEAD of another kind (HTTP/1.0, a
+        Connection field) still goes to ``_fast``."""
         sink = self._sink
-        sink.in_head = False
-        url = self._url = sink.url
-        self._raw_headers = sink.raw
-        # the head's bytes in this read (method, version, line ends: roughly)
-        self._seen += len(url) + sink.size + 16 - self._mark
-        self._mark = 0
-        self._head_start = -1.0
         parser = self.parser
         raw_method = parser.get_method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
@@ -186,16 +185,31 @@ class RequestParser:
             version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise Reject(505, f"HTTP version {version} is not supported")
-        headers: CIMultiDict[str] | None = None
-        fast = self.fe.fast_path
-        if (fast is not None and (method == "GET" or method == "HEAD") and self._current is None
-                and not self._dead and not self._write_paused and url.startswith(b"/")):
-            self._fast_fields = None
-            if self._fast(fast, method, version, keep_alive):
-                return
-            headers = self._fast_fields  # built already when the fast path looked at them
+        if (method == "GET" or method == "HEAD") and sink.host is not None and sink.url.startswith(b"/"):
+            self._fast(method == "GET", version, keep_alive)
+            return
+        self._end_head()
+        self._request_head(method, version, keep_alive, None)
+
+    def _end_head(self) -> None:
+        """The head is complete: its target and fields for the request, its bytes counted
+        in this read's (``data_received``).  (``_fast`` writes the same lines: the fast
+        path's one frame.)"""
+        sink = self._sink
+        url = self._url = sink.url
+        self._raw_headers = sink.raw
+        # the head's bytes in this read (method, version, line ends: roughly)
+        self._seen += len(url) + sink.size + 16 - self._mark
+        self._mark = 0
+        self._head_start = -1.0
+
+    def _request_head(self, method: str, version: str, keep_alive: bool, headers: CIMultiDict[str] | None) -> None:
+        """A complete head the fast path did not answer: its request dispatched, or its
+        4xx/5xx raised (``Reject``).  ``headers``: the fields, if the fast path made them."""
         if headers is None:
             headers = self._fields()
+        url = self._url
+        sink = self._sink
         if method == "CONNECT":
             raise Reject(405, "CONNECT is not supported")
         target = url.decode("latin-1")
