@@ -105,7 +105,7 @@ def _oid(key: str, variant: str) -> bytes:
 class _Hot:
     """A key's variants as this worker decoded them (newest last), and their ids."""
 
-    __slots__ = ("entries", "oids", "size", "epoch")
+    __slots__ = ("entries", "oids", "size", "epoch", "single")
 
     def __init__(self, entries: list[Entry], oids: list[bytes], size: int) -> None:
         self.entries = entries
@@ -113,6 +113,9 @@ class _Hot:
         self.size = size
         #: the flush epoch in which this worker last noted a hit on it
         self.epoch = -1
+        #: one variant without Vary (what ``fast_token`` vouches for; ``entries`` is never
+        #: changed in place, and an entry's Vary is set when it is built)
+        self.single = len(entries) == 1 and not entries[0].vary
 
 
 class _Txn:
@@ -414,10 +417,7 @@ class SharedStore:
         eviction or another process's write replaces or drops them, so a caller holding
         the token from an earlier answer finds it changed (the cache stage's kept hits)."""
         hot = self._hot.get(key) if not self._batch_keys and self._cell[0] == self._seen else None
-        if hot is None or hot.epoch != self._epoch:
-            return None
-        entries = hot.entries
-        return hot if len(entries) == 1 and not entries[0].vary else None
+        return hot if hot is not None and hot.epoch == self._epoch and hot.single else None
 
     def newest(self, key: str) -> Entry | None:
         hot = self._variants(key)
