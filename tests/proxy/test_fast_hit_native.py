@@ -292,3 +292,75 @@ def test_head_sink_completes_a_message_with_a_body_only() -> None:
     sink.body_done = None
     sink.complete()
     assert ends == ["body", "body"]
+
+
+class _Decider:
+    """A real httptools parser whose ``on_headers_complete`` is the sink's
+    ``headers_complete``: records which of ``fast(get)`` and ``general()`` it called, and
+    what the parser reported for the head (the Python rule's inputs)."""
+
+    def __init__(self) -> None:
+        self.on_header = self.sink = HeadSink(1 << 20, _refuse, 1 << 20, _refuse, NOT_PLAIN)
+        self.on_message_begin, self.on_url = self.sink.begin, self.sink.on_url
+        self.on_headers_complete = self.sink.headers_complete
+        self.parser = httptools.HttpRequestParser(self)
+        self.sink.bind(self.parser.should_keep_alive, self.parser.get_method, self.fast, self.general)
+        self.calls: list[tuple[str, bool | None, bool]] = []
+        self.facts: list[tuple[bytes, bool, bool, bytes | None, bytes]] = []
+
+    def _record(self, kind: str, get: bool | None) -> None:
+        self.calls.append((kind, get, self.sink.in_head))
+        parser, sink = self.parser, self.sink
+        self.facts.append((parser.get_method(), parser.should_keep_alive(), sink.connection, sink.host,
+                           sink.url))
+
+    def fast(self, get: bool) -> None:
+        self._record("fast", get)
+
+    def general(self) -> None:
+        self._record("general", None)
+
+
+def python_rule(method: bytes, keep_alive: bool, connection: bool, host: bytes | None,
+                url: bytes) -> tuple[str, bool | None]:
+    """``RequestParser``'s rule the sink decides in C: a plain keep-alive GET/HEAD with an
+    origin-form target and no Connection field (so HTTP/1.1) goes to ``fast``."""
+    if (method in (b"GET", b"HEAD") and keep_alive and not connection and host is not None
+            and url.startswith(b"/")):
+        return "fast", method == b"GET"
+    return "general", None
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD", b"POST", b"OPTIONS", b"GETX", b"DELETE"])
+@pytest.mark.parametrize("version", [b"1.0", b"1.1"])
+@pytest.mark.parametrize("target", [b"/a?b", b"http://a/x", b"*"])
+@pytest.mark.parametrize("fields", [
+    b"Host: a\r\n", b"", b"Host: a\r\nHost: b\r\n", b"Host: a\r\nConnection: keep-alive\r\n",
+    b"Host: a\r\nConnection: close\r\n", b"Host: a\r\nCache-Control: no-cache\r\n",
+    b"Host: a\r\nX-Request-Id: r1\r\n", b"Host: a\r\nContent-Length: 0\r\n",
+])
+def test_headers_complete_takes_the_fast_path_by_the_python_rule(method: bytes, version: bytes,
+                                                                  target: bytes, fields: bytes) -> None:
+    d = _Decider()
+    try:
+        d.parser.feed_data(b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, fields))
+    except httptools.HttpParserError:
+        assert method == b"GETX" or target == b"*" and method != b"OPTIONS"  # llhttp's own refusals
+        assert d.calls == []
+        return
+    assert len(d.calls) == 1
+    kind, get, in_head = d.calls[0]
+    assert in_head is False  # the head is over before either is called
+    assert (kind, get) == python_rule(*d.facts[0])
+
+
+def test_headers_complete_on_pipelined_heads_and_unbound() -> None:
+    d = _Decider()
+    d.parser.feed_data(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                       b"GET /3 HTTP/1.1\r\nHost: a\r\nPragma: x\r\n\r\nGET /4 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert [c[:2] for c in d.calls] == [("fast", True), ("fast", False), ("general", None), ("fast", True)]
+    unbound = HeadSink(1 << 20, _refuse, 1 << 20, _refuse, NOT_PLAIN)
+    with pytest.raises(TypeError):
+        unbound.headers_complete()
+    with pytest.raises(TypeError):
+        unbound.bind(print, print, print)  # type: ignore[call-arg]
