@@ -107,8 +107,8 @@ class FastHits:
         ``Response`` with ``wire_head`` set (tests/proxy/test_proxy_hit_wire.py holds
         the two paths to that).
         """
-        # the head's end, as ``_end_head`` (written out: no frame between the parser and
-        # the cache's answer)
+        # the head is over, as in ``_general_head`` (written out: no frame between the
+        # parser and the cache's answer)
         sink = self._sink
         url = self._url = sink.url
         self._raw_headers = sink.raw

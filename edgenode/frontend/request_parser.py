@@ -165,12 +165,12 @@ class RequestParser:
         raise Reject(431, f"request {part} larger than {self.cfg.max_header_bytes} bytes")
 
     def _general_head(self) -> None:
-        """The sink's ``general`` (``HeadSink.headers_complete``, httptools'
-        ``on_headers_complete``): a head its test did not
-        find a plain keep-alive HTTP/1.1 GET/HEAD with an origin-form target (the sink then
-        calls ``_fast`` itself): every other method, version, a Connection field, a head
-        with one of ``NOT_PLAIN``.  A plain GET/HEAD of another kind (HTTP/1.0, a
-        Connection field) still goes to ``_fast``."""
+        """The sink's ``general`` (``HeadSink.headers_complete`` is httptools'
+        ``on_headers_complete``): a head the sink did not find a plain keep-alive HTTP/1.1
+        GET/HEAD with an origin-form target (those it hands to ``_fast`` itself): other
+        methods and versions, a Connection field, one of ``NOT_PLAIN``, an absolute-form
+        target.  A plain GET/HEAD among them (HTTP/1.0, a Connection field) still goes to
+        ``_fast``: the one fast path."""
         sink = self._sink
         parser = self.parser
         raw_method = parser.get_method()
@@ -188,20 +188,15 @@ class RequestParser:
         if (method == "GET" or method == "HEAD") and sink.host is not None and sink.url.startswith(b"/"):
             self._fast(method == "GET", version, keep_alive)
             return
-        self._end_head()
-        self._request_head(method, version, keep_alive, None)
-
-    def _end_head(self) -> None:
-        """The head is complete: its target and fields for the request, its bytes counted
-        in this read's (``data_received``).  (``_fast`` writes the same lines: the fast
-        path's one frame.)"""
-        sink = self._sink
+        # the head is over: its target and fields for the request, its bytes counted in this
+        # read's (``data_received``); ``_fast`` does the same for the heads it takes
         url = self._url = sink.url
         self._raw_headers = sink.raw
         # the head's bytes in this read (method, version, line ends: roughly)
         self._seen += len(url) + sink.size + 16 - self._mark
         self._mark = 0
         self._head_start = -1.0
+        self._request_head(method, version, keep_alive, None)
 
     def _request_head(self, method: str, version: str, keep_alive: bool, headers: CIMultiDict[str] | None) -> None:
         """A complete head the fast path did not answer: its request dispatched, or its
