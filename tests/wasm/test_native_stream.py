@@ -7,6 +7,7 @@ picks the callback)."""
 from __future__ import annotations
 
 import pytest
+from multidict import getversion
 from wasm_helpers import request
 
 from edgenode.http.messages import CIMultiDict, Response
@@ -59,6 +60,54 @@ def test_observer_sees_each_callback_of_the_same_steps(make_stage) -> None:  # t
     assert driver.around(hit(ex)).headers["x-filtered"] == "yes"
     assert seen == ["proxy_on_context_create", "proxy_on_request_headers", "proxy_on_response_headers"]
     assert st.vm.active_streams == 0
+
+
+def test_observer_set_after_streams_ran_is_seen_by_the_next(make_stage) -> None:  # type: ignore[no-untyped-def]
+    """The plugin's ``observer`` is read by its slot offset once streams ran: set later (as
+    developer tools do), the next stream is observed; cleared, it takes the one-call path."""
+    st = make_stage("header_only.wat", "native-observed-late")
+    seen: list[str] = []
+
+    def stream() -> None:
+        driver = st.open_stream(request())
+        assert driver.enter(not_called) is None
+        assert driver.around(hit(driver.ex)).headers["x-filtered"] == "yes"
+
+    stream()
+    st.plugin.observer = lambda filt, name, phase, dt, result, ex: seen.append(name)
+    stream()
+    assert seen == ["proxy_on_context_create", "proxy_on_request_headers", "proxy_on_response_headers"]
+    st.plugin.observer = None
+    stream()
+    assert len(seen) == 3
+
+
+def test_hit_wire_head_extension_written_as_setattr_would(make_stage) -> None:  # type: ignore[no-untyped-def]
+    """A kept head extended by a filter's added field is stored by the slot's offset; a
+    type whose ``wire_head`` is a property gets the same value through its setter."""
+
+    class Watched(Response):
+        __slots__ = ("written",)
+
+        @property  # type: ignore[override]
+        def wire_head(self) -> tuple[int, bytes] | None:
+            return self.written
+
+        @wire_head.setter
+        def wire_head(self, value: tuple[int, bytes] | None) -> None:
+            self.written = value
+
+    st = make_stage("header_only.wat", "native-wire")
+    outs = []
+    for kind in (Response, Response, Watched):
+        driver = st.open_stream(request())
+        assert driver.enter(not_called) is None
+        resp = kind(200, CIMultiDict({"Date": "x"}), b"ok")
+        resp.wire_head = (getversion(resp.headers), b"Date: x\r\n")
+        outs.append(driver.around(resp))
+    for out in outs:
+        assert out.wire_head == (getversion(out.headers), b"Date: x\r\nx-filtered: yes\r\n")
+    assert outs[2].written is outs[2].wire_head
 
 
 @pytest.mark.parametrize("what", ["trap", "loop", "bomb"])

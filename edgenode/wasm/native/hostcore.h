@@ -183,6 +183,13 @@ PyObject *hc_slot_get(PyObject *o, PyObject *name, HcSlot *cache);
         static HcSlot hc_slot_site_;          \
         hc_slot_get((o), (name), &hc_slot_site_); \
     })
+/* o.name = v the same way (0, or -1 with an exception) */
+int hc_slot_set(PyObject *o, PyObject *name, PyObject *v, HcSlot *cache);
+#define HC_SLOT_SET(o, name, v)                       \
+    ({                                                \
+        static HcSlot hc_slot_site_;                  \
+        hc_slot_set((o), (name), (v), &hc_slot_site_); \
+    })
 
 /* hostfns.c */
 int64_t hc_native(int id, Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name);

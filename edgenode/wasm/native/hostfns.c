@@ -255,7 +255,7 @@ static void extend_wire(PyObject *message, PyObject *headers, PyObject *wire, co
         memcpy(p + 2 + vl, "\r\n", 2);
         pair = PyTuple_Pack(2, version, grown);
     }
-    if (pair == NULL || PyObject_SetAttr(message, s_wire_head, pair) < 0) PyErr_Clear();
+    if (pair == NULL || HC_SLOT_SET(message, s_wire_head, pair) < 0) PyErr_Clear();
     Py_XDECREF(pair);
     Py_XDECREF(grown);
     Py_XDECREF(version);

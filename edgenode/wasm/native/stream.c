@@ -76,7 +76,7 @@ static int vm_direct(VmCore *vm) {
         PyErr_SetString(PyExc_RuntimeError, "the VM has no plugin");
         return -1;
     }
-    PyObject *observer = own_attr(vm->plugin, n_observer);
+    PyObject *observer = HC_SLOT(vm->plugin, n_observer); /* Plugin's slot, set any time */
     if (observer == NULL) return -1;
     int ok = observer == Py_None;
     Py_DECREF(observer);
@@ -104,7 +104,7 @@ static PyObject *exchange_maps(StreamCore *s) {
         PyList_SET_ITEM(maps, 0, Py_None);
         Py_INCREF(Py_None);
         PyList_SET_ITEM(maps, 1, Py_None);
-        if (PyObject_SetAttr(s->ex, n_wasm_maps, maps) < 0) {
+        if (HC_SLOT_SET(s->ex, n_wasm_maps, maps) < 0) {
             Py_DECREF(maps);
             return NULL;
         }
