@@ -59,10 +59,8 @@ typedef struct {
     char small[2048];
 } Buf;
 
-static int reserve(Buf *b, Py_ssize_t n) {
-    if (b->len + n <= b->cap) {
-        return 0;
-    }
+/* room for ``n`` more bytes past the stack buffer (records of large bodies' fields) */
+static int grow(Buf *b, Py_ssize_t n) {
     Py_ssize_t cap = b->cap * 2;
     while (cap < b->len + n) {
         cap *= 2;
@@ -78,6 +76,10 @@ static int reserve(Buf *b, Py_ssize_t n) {
     b->data = data;
     b->cap = cap;
     return 0;
+}
+
+static inline int reserve(Buf *b, Py_ssize_t n) {
+    return b->len + n <= b->cap ? 0 : grow(b, n);
 }
 
 static void put_u32(Buf *b, uint32_t v) {
