@@ -133,6 +133,9 @@ static int seen_before(Buf *b, PyObject *v, int *flag) {
 
 static int put_str(Buf *b, PyObject *v) {
     int flag;
+    if (PyUnicode_READY(v) < 0) {  /* (a legacy string of the deprecated C API) */
+        return -1;
+    }
     if (seen_before(b, v, &flag)) {  /* (``put_value`` reserved its 5 bytes) */
         return 0;
     }
