@@ -2,14 +2,17 @@
 
 Every ``Entry`` field except the body and what is rebuilt from the rest (the header
 multidict a hit copies, the fast path's pre-serialised answer) is kept, in the order
-of ``FIELDS``, as one ``marshal`` record, so decoding is a single C call.  Fields whose
-values are not plain data (a multidict, a named tuple) have a converter each way in
-``_CONVERTERS``.  An object's value in the store (``pack``) is a short head (the
-object id, the record's length, whether the body follows), the record, and a body of
-at most ``INLINE_BODY`` bytes, so a small object is one value: one B-tree row written
-per miss instead of two.  ``FORMAT`` names the layout: it changes whenever ``Entry``
-gains, loses or reorders a field or ``CODEC_VERSION`` is bumped, and a store written in
-another format is wiped rather than misread.
+of ``FIELDS``, as one ``marshal`` record, so decoding is a single C call.  The usual
+entry's record is written by ``_record.RecordWriter`` (C: the entry's slots read by
+offset, marshal's encoding, repeated strings as back-references without marshal's
+per-record hash table); one with values it leaves alone goes to ``marshal.dumps``, and
+``marshal.loads`` reads both.  Fields whose values are not plain data (a multidict, a
+named tuple) have a converter each way in ``_CONVERTERS``.  An object's value in the
+store (``pack``) is a short head (the object id, the record's length, whether the body
+follows), the record, and a body of at most ``INLINE_BODY`` bytes, so a small object is
+one value: one B-tree row written per miss instead of two.  ``FORMAT`` names the layout:
+it changes whenever ``Entry`` gains, loses or reorders a field or ``CODEC_VERSION`` is
+bumped, and a store written in another format is wiped rather than misread.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Callable
 
 from multidict import CIMultiDict
 
+from edgenode.cache._record import RecordWriter
 from edgenode.cache.policy import Entry
 from edgenode.cache.ranges import Partial
 
@@ -79,8 +83,20 @@ _HEADERS = _INDEX["headers"]
 _GET_FIELDS = operator.attrgetter(*FIELDS)
 
 
+#: the usual entry's record in one C call (marshal's encoding, no hash table per record)
+_WRITE = RecordWriter(Entry, FIELDS)
+
+
 def encode(entry: Entry) -> bytes:
     """The metadata record of ``entry`` (ValueError when a field cannot be stored)."""
+    try:
+        return _WRITE(entry)
+    except ValueError:  # a trailer multidict, a ``Partial``, an ``istr`` name: marshal's way
+        return _encode_any(entry)
+
+
+def _encode_any(entry: Entry) -> bytes:
+    """``encode`` for an entry with values the C writer leaves to marshal."""
     values: tuple[Any, ...] = _GET_FIELDS(entry)
     for i in _CONVERTED_AT:
         if values[i] is not None:  # (a trailer or a partial response: rare)
