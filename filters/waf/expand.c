@@ -51,8 +51,7 @@ bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, siz
 
 static wstr var_first(waf_tx *tx, int var, wstr key, uint32_t hash);   /* hash: hash_ci(key) */
 
-wstr macro_expand(waf_tx *tx, const macro_str *m) {
-    if (!m->has_macro) return m->raw;
+wstr macro_expand_parts(waf_tx *tx, const macro_str *m) {
     if (m->n == 1 && m->parts[0].var) return var_first(tx, m->parts[0].var, m->parts[0].key, m->parts[0].key_hash);
     wstr one[16], *vals = m->n <= 16 ? one : ar_alloc(&tx->a, (size_t)m->n * sizeof *vals);
     size_t total = 0;

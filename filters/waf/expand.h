@@ -5,6 +5,13 @@
 
 #include "waf.h"
 
+wstr macro_expand_parts(waf_tx *tx, const macro_str *m);   /* macro_expand of a text with macros */
+/* A macro text's value.  Inline: most setvar keys and values, messages and log data hold no
+ * macro (~135 a GET), and a Wasm call costs more than the test. */
+static inline wstr macro_expand(waf_tx *tx, const macro_str *m) {
+    return m->has_macro ? macro_expand_parts(tx, m) : m->raw;
+}
+
 /* A target's value: the variable it is shown as, its key, value and vid (0: not stable) */
 typedef struct { int coll; wstr key; wstr val; uint32_t vid; } tval;
 typedef struct { tval *v; int n, cap; } tvals;

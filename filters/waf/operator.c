@@ -14,6 +14,7 @@
 #include "libinjection.h"
 #include "pcre2.h"
 #include "waf.h"
+#include "expand.h"
 
 /* ------------------------------------------------------------------ regex */
 
@@ -448,7 +449,7 @@ static bool is_word(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a
 /* Evaluate the operator (without negation); *md gets the matched data (for logging). */
 static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
     const oper *o = &ru->op;
-    wstr p = o->param.has_macro ? macro_expand(tx, &o->param) : o->param.raw;
+    wstr p = macro_expand(tx, &o->param);
     size_t at = 0, len = 0;
     switch (o->kind) {
     case OP_RX: {

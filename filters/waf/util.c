@@ -159,12 +159,7 @@ uint32_t hash_ci(const char *p, size_t n) {
     return (uint32_t)(h >> 32);
 }
 
-bool parse_num(wstr s, long long *out) {
-    /* one digit: most TX values CRS compares and adds to (levels, flags, scores) */
-    if (s.n == 1 && (unsigned char)(s.p[0] - '0') < 10) {
-        *out = s.p[0] - '0';
-        return true;
-    }
+bool parse_num_text(wstr s, long long *out) {
     size_t i = 0;
     while (i < s.n && (s.p[i] == ' ' || s.p[i] == '\t')) i++;
     bool neg = false;
@@ -191,7 +186,9 @@ static void coll_hash_rest(coll *c) {
     }
 }
 
-static void coll_reindex(coll *c) {
+/* Out of line: the lookups' inline test (coll_indexed) stays small, and a Wasm call to it
+ * would pay an entry, an epoch check and the spills of the rebuild's loop. */
+static __attribute__((noinline)) void coll_reindex(coll *c) {
     uint32_t cap = 64;
     while (cap < c->n * 2) cap *= 2;
     if (cap > c->index_cap) {
@@ -213,7 +210,7 @@ static void coll_reindex(coll *c) {
 }
 
 /* Whether lookups go through the index (built now if it is out of date). */
-static bool coll_indexed(coll *c) {
+static inline bool coll_indexed(coll *c) {
     if (c->n < INDEX_FROM) return false;
     if (!c->indexed) coll_reindex(c);
     return true;

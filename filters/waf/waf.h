@@ -431,8 +431,7 @@ bool xss_impossible(wstr v);
 
 /* expand.c: macros, and a target's values */
 bool macro_parse(arena *a, macro_str *m, const char *p, size_t n, char *err, size_t err_len);
-wstr macro_expand(waf_tx *tx, const macro_str *m);
-/* a target's values: expand.h */
+/* macro_expand and a target's values: expand.h */
 
 /* body processors (body.c) */
 void body_multipart(waf_tx *tx, wstr body);
