@@ -188,7 +188,8 @@ class _OriginConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)  # (finds ``on_header`` here)
         self.closed = False
         self.idle_since = 0.0
-        #: how long it may wait idle for its next request (``_keep_for``)
+        #: how long it may wait idle for its next request (``_keep_for`` of the last
+        #: ``Keep-Alive`` field the origin sent on it)
         self.keep_for = pool.cfg.idle_timeout
         self.uses = 0
         self._method = "GET"
@@ -332,8 +333,8 @@ class _OriginConnection(asyncio.Protocol):
         self._status = status
         headers: CIMultiDict[str] = CIMultiDict(pairs)
         hint = headers.get("keep-alive")
-        self.keep_for = (self.pool.cfg.idle_timeout if hint is None
-                         else _keep_for(hint, self.pool.cfg.idle_timeout))
+        if hint is not None:  # the origin's setting: it holds for the next responses too
+            self.keep_for = _keep_for(hint, self.pool.cfg.idle_timeout)
         streamed = not (self._method == "HEAD" or status in (204, 304))
         if not streamed:
             if self._method == "HEAD" and status not in (204, 304):
