@@ -188,9 +188,6 @@ class _OriginConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)  # (finds ``on_header`` here)
         self.closed = False
         self.idle_since = 0.0
-        #: how long it may wait idle for its next request (``_keep_for`` of the last
-        #: ``Keep-Alive`` field the origin sent on it)
-        self.keep_for = pool.cfg.idle_timeout
         self.uses = 0
         self._method = "GET"
         self._head_waiter: asyncio.Future[Response] | None = None
@@ -332,9 +329,10 @@ class _OriginConnection(asyncio.Protocol):
             return
         self._status = status
         headers: CIMultiDict[str] = CIMultiDict(pairs)
-        hint = headers.get("keep-alive")
-        if hint is not None:  # the origin's setting: it holds for the next responses too
-            self.keep_for = _keep_for(hint, self.pool.cfg.idle_timeout)
+        hint = headers.get(KEY.KEEP_ALIVE)
+        if hint is not None:  # the origin's setting: it holds for its other connections too
+            pool = self.pool
+            pool.keep_for = _keep_for(hint, pool.cfg.idle_timeout)
         streamed = not (self._method == "HEAD" or status in (204, 304))
         if not streamed:
             if self._method == "HEAD" and status not in (204, 304):
@@ -574,7 +572,7 @@ def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
 
 class OriginPool:
     """Keep-alive connections to one origin: LIFO reuse, idle timeout (cut short by the
-    origin's ``Keep-Alive: timeout``, ``_keep_for``), a size cap."""
+    origin's ``Keep-Alive: timeout``, ``keep_for``), a size cap."""
 
     def __init__(self, cfg: OriginConfig) -> None:
         self.cfg = cfg
@@ -587,6 +585,9 @@ class OriginPool:
         self._heads: set[_OriginConnection] = set()
         self._head_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        #: how long a connection may wait idle for its next request: ``idle_timeout``, or
+        #: less after the origin's last ``Keep-Alive`` field (``_keep_for``)
+        self.keep_for = cfg.idle_timeout
         #: counters for metrics
         self.opened = 0
         self.reused = 0
@@ -647,7 +648,7 @@ class OriginPool:
         raise AssertionError("unreachable")
 
     def _idle_connection(self) -> _OriginConnection | None:
-        """The most recently used idle connection still open and idle no longer than its
+        """The most recently used idle connection still open and idle no longer than
         ``keep_for`` (LIFO), or None."""
         idle = self._idle
         if not idle:
@@ -657,7 +658,7 @@ class OriginPool:
             conn = idle.pop()
             if conn.closed:
                 continue
-            if now - conn.idle_since > conn.keep_for:
+            if now - conn.idle_since > self.keep_for:
                 conn.abort()
                 continue
             self.reused += 1
@@ -747,7 +748,7 @@ class OriginPool:
         conn.idle_since = self.loop.time()
         self._idle.append(conn)
         if self._sweeper is None:
-            self._sweeper = self.loop.call_later(max(0.01, conn.keep_for), self._sweep)
+            self._sweeper = self.loop.call_later(max(0.01, self.keep_for), self._sweep)
 
     def _lost(self, conn: _OriginConnection) -> None:
         try:
@@ -757,14 +758,15 @@ class OriginPool:
         self._slot_freed()
 
     def _sweep(self) -> None:
-        """Close connections idle longer than their ``keep_for`` (one timer per pool)."""
+        """Close connections idle longer than ``keep_for`` (one timer per pool)."""
         self._sweeper = None
         now = self.loop.time()
-        for conn in [c for c in self._idle if now - c.idle_since >= c.keep_for]:
+        keep_for = self.keep_for
+        for conn in [c for c in self._idle if now - c.idle_since >= keep_for]:
             conn.abort()
         if self._idle:
-            first = min(c.idle_since + c.keep_for for c in self._idle)
-            self._sweeper = self.loop.call_later(max(0.01, first - now), self._sweep)
+            oldest = min(c.idle_since for c in self._idle)
+            self._sweeper = self.loop.call_later(max(0.01, oldest + keep_for - now), self._sweep)
 
     async def close(self) -> None:
         """Close idle connections and refuse new requests; busy ones close when done."""
