@@ -47,6 +47,10 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: framing we write ourselves, so the caller's values never reach the wire
 _FRAMING = ("content-length", "transfer-encoding", "connection")
+#: seconds taken off an origin's ``Keep-Alive: timeout=N``: a request written on a
+#: connection the origin is closing at that moment is lost unanswered, and one that cannot
+#: be replayed (a POST, a streamed body) then fails with a 502
+KEEP_ALIVE_MARGIN = 1.0
 
 
 class _HeadTooLarge(Exception):
@@ -325,6 +329,10 @@ class _OriginConnection(asyncio.Protocol):
             return
         self._status = status
         headers: CIMultiDict[str] = CIMultiDict(pairs)
+        hint = headers.get(KEY.KEEP_ALIVE)
+        if hint is not None:  # the origin's setting: it holds for its other connections too
+            pool = self.pool
+            pool.keep_for = _keep_for(hint, pool.cfg.idle_timeout)
         streamed = not (self._method == "HEAD" or status in (204, 304))
         if not streamed:
             if self._method == "HEAD" and status not in (204, 304):
@@ -543,6 +551,18 @@ def _read_to_close(headers: CIMultiDict[str]) -> bool:
     return KEY.CONTENT_LENGTH not in headers
 
 
+def _keep_for(hint: str, idle_timeout: float) -> float:
+    """An idle connection's lifetime given the origin's ``Keep-Alive`` field (``timeout=5,
+    max=100``, RFC 2068 §19.7.1.1): about then the origin closes it (Node.js, saying 5,
+    after 6 s), so it is reused only up to ``KEEP_ALIVE_MARGIN`` before; ``idle_timeout``
+    without a timeout or when that is the shorter."""
+    for part in hint.split(","):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "timeout" and value.strip().isdigit():
+            return min(idle_timeout, int(value) - KEEP_ALIVE_MARGIN)
+    return idle_timeout
+
+
 def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
     tokens = ",".join(headers.getall("connection", ())).lower()
     if version == "1.0":
@@ -551,7 +571,8 @@ def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
 
 
 class OriginPool:
-    """Keep-alive connections to one origin: LIFO reuse, idle timeout, a size cap."""
+    """Keep-alive connections to one origin: LIFO reuse, idle timeout (cut short by the
+    origin's ``Keep-Alive: timeout``, ``keep_for``), a size cap."""
 
     def __init__(self, cfg: OriginConfig) -> None:
         self.cfg = cfg
@@ -564,6 +585,9 @@ class OriginPool:
         self._heads: set[_OriginConnection] = set()
         self._head_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        #: how long a connection may wait idle for its next request: ``idle_timeout``, or
+        #: less after the origin's last ``Keep-Alive`` field (``_keep_for``)
+        self.keep_for = cfg.idle_timeout
         #: counters for metrics
         self.opened = 0
         self.reused = 0
@@ -624,8 +648,8 @@ class OriginPool:
         raise AssertionError("unreachable")
 
     def _idle_connection(self) -> _OriginConnection | None:
-        """The most recently used idle connection still open and within its idle
-        timeout (LIFO), or None."""
+        """The most recently used idle connection still open and idle no longer than
+        ``keep_for`` (LIFO), or None."""
         idle = self._idle
         if not idle:
             return None
@@ -634,7 +658,7 @@ class OriginPool:
             conn = idle.pop()
             if conn.closed:
                 continue
-            if now - conn.idle_since > self.cfg.idle_timeout:
+            if now - conn.idle_since > self.keep_for:
                 conn.abort()
                 continue
             self.reused += 1
@@ -724,7 +748,7 @@ class OriginPool:
         conn.idle_since = self.loop.time()
         self._idle.append(conn)
         if self._sweeper is None:
-            self._sweeper = self.loop.call_later(self.cfg.idle_timeout, self._sweep)
+            self._sweeper = self.loop.call_later(max(0.01, self.keep_for), self._sweep)
 
     def _lost(self, conn: _OriginConnection) -> None:
         try:
@@ -734,15 +758,15 @@ class OriginPool:
         self._slot_freed()
 
     def _sweep(self) -> None:
-        """Close connections idle longer than ``idle_timeout`` (one timer per pool)."""
+        """Close connections idle longer than ``keep_for`` (one timer per pool)."""
         self._sweeper = None
         now = self.loop.time()
-        for conn in [c for c in self._idle if now - c.idle_since >= self.cfg.idle_timeout]:
+        keep_for = self.keep_for
+        for conn in [c for c in self._idle if now - c.idle_since >= keep_for]:
             conn.abort()
         if self._idle:
             oldest = min(c.idle_since for c in self._idle)
-            self._sweeper = self.loop.call_later(
-                max(0.01, oldest + self.cfg.idle_timeout - now), self._sweep)
+            self._sweeper = self.loop.call_later(max(0.01, oldest + keep_for - now), self._sweep)
 
     async def close(self) -> None:
         """Close idle connections and refuse new requests; busy ones close when done."""

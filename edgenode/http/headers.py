@@ -32,6 +32,7 @@ class KEY:
 
     CONNECTION = istr("connection")
     CONTENT_LENGTH = istr("content-length")
+    KEEP_ALIVE = istr("keep-alive")
     TRANSFER_ENCODING = istr("transfer-encoding")
     VIA = istr("via")
     #: ``HOP_BY_HOP``

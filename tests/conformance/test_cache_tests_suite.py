@@ -68,6 +68,18 @@ def _wait_http(url: str, proc: subprocess.Popen, what: str) -> None:
     pytest.fail(f"{what} did not answer {url} within 30 s")
 
 
+def _why(client_stderr: bytes, node_log: Path) -> str:
+    """What the logs say went wrong: the suite's client reports a test whose setup failed
+    (e.g. "PUT config resulted in 502": the origin never got the test's config, so its
+    requests get 409) only on stderr; the node logs its origin failures (the suite's
+    disconnect tests always cause one)."""
+    lines = [line for line in client_stderr.decode(errors="replace").splitlines()
+             if line.startswith("ERROR")]
+    lines += [line for line in node_log.read_text(errors="replace").splitlines()
+              if " WARNING " in line or " ERROR " in line]
+    return "".join(f"\n  {line}" for line in lines)
+
+
 def _summarizer() -> ModuleType:
     spec = importlib.util.spec_from_file_location("cache_tests_summarize", SUITE_DIR / "summarize.py")
     assert spec is not None and spec.loader is not None
@@ -126,7 +138,7 @@ access = "off"
             log.close()
 
 
-def test_cache_tests_suite_score(suite: Path, node_and_origin: str) -> None:
+def test_cache_tests_suite_score(suite: Path, node_and_origin: str, tmp_path: Path) -> None:
     # what `npm run cli --base=...` would set (package.json config: no single test id)
     env = {**os.environ, "npm_config_base": node_and_origin, "npm_package_config_id": ""}
     run = subprocess.run(["node", "--no-warnings", "test-engine/cli.mjs"], cwd=suite / "cache-tests",
@@ -145,6 +157,7 @@ def test_cache_tests_suite_score(suite: Path, node_and_origin: str) -> None:
     passed = len(scored) - len(failing)
     report = f"passed {passed} of {len(scored)}; not passing: " + ", ".join(
         f"{tid} ({scored[tid]}: {verdicts.verdict(tid)}: {results[tid]})" for tid in failing)
+    report += _why(run.stderr, tmp_path / "node.log")
     print(report)
     assert len(scored) == 265, report
     assert passed >= FLOOR, report

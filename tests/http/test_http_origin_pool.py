@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 
 import pytest
@@ -253,6 +254,43 @@ async def test_stale_pooled_connection_is_retried_once():
     post = Request("POST", "/", CIMultiDict({"Host": "t"}), b"data")
     with pytest.raises(OriginConnectError, match="before responding"):
         await pool.request(post)
+    await pool.close()
+    await origin.close()
+
+
+async def test_an_origin_keep_alive_timeout_bounds_reuse():
+    """An origin that sends ``Keep-Alive: timeout=2`` closes a connection idle that long; a
+    request written as it does (its FIN still on the way) is lost unanswered, and a PUT
+    with a streamed body cannot be replayed.  So the pool reuses the connection only up to
+    ``KEEP_ALIVE_MARGIN`` before that timeout, and sends the PUT on a new one."""
+    loop = asyncio.get_running_loop()
+
+    async def closes_after_its_timeout(reader, writer):
+        idle_since = None
+        while True:
+            head = await read_request_head(reader)
+            if idle_since is not None and loop.time() - idle_since >= 2:
+                abort_writer(writer)  # its close crossed this request
+                return
+            length = re.search(rb"content-length: *(\d+)", head.lower())
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            writer.write(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=2, max=100\r\n"
+                         b"Content-Length: 2\r\n\r\nok")
+            await writer.drain()
+            idle_since = loop.time()
+
+    async def upload():
+        yield b"abc"
+
+    origin = await raw_origin(closes_after_its_timeout)
+    pool = OriginPool(origin_cfg(origin.port))
+    for _ in range(2):  # well within the timeout: the connection is reused
+        assert await read_body((await pool.request(get_req())).body) == b"ok"
+    assert (pool.opened, pool.reused) == (1, 1)
+    await asyncio.sleep(2.05)
+    put = Request("PUT", "/", CIMultiDict({"Host": "t", "Content-Length": "3"}), upload())
+    assert await read_body((await pool.request(put)).body) == b"ok"
+    assert (pool.opened, pool.reused, origin.connections) == (2, 1, 2)
     await pool.close()
     await origin.close()
 
