@@ -278,9 +278,8 @@ class CacheStage:
             return None
         pair = None  # (target, Host) as parsed while the filters left both alone
         if type(req) is RawRequest:  # its fields are still the ones found plain
-            host = req.field(b"host")
-            if req.target is ex.target and host is not None and req.scheme == "http":
-                pair = (ex.target.encode("latin-1"), host)
+            if req.target is ex.target and req.scheme == "http":
+                pair = ex.parsed
         else:
             h = req.headers
             plain = ex.plain
