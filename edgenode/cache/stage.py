@@ -265,10 +265,10 @@ class CacheStage:
         none of ``NOT_PLAIN``: skipped while the fields are the ones the front end found
         plain, ``Exchange.plain``, or a ``RawRequest`` whose fields nothing made), and the
         key is the rewritten request's.  While the target and Host are still the ones the
-        front end parsed (a ``RawRequest`` whose target nothing replaced), the answer is
-        ``fast_hit``'s kept one for the pair (``_kept_hit``: no key, lookup or freshness
-        arithmetic), and ``_fresh``'s answer is kept for it.  The response
-        is ``_serve``'s for the same hit: its fields a copy of the kept answer's
+        front end parsed (``Exchange.parsed``, a ``RawRequest`` whose target nothing
+        replaced), the answer is ``fast_hit``'s kept one for the pair (``_kept_hit``: no
+        key, lookup or freshness arithmetic), and ``_fresh``'s answer is kept for it.  The
+        response is ``_serve``'s for the same hit: its fields a copy of the kept answer's
         (``Prebuilt.fields``), its ``wire_head`` the kept block; declining leaves nothing
         behind but the LRU touch ``handle``'s lookup makes too.
         """
