@@ -198,11 +198,8 @@ class CacheStage:
         """
         if self._fast_starts or self._fast_ends != self._fast_sole:
             return None
-        kept = self._kept
-        k = kept.get((target, host)) if kept is not None else None
-        if (k is not None and k.lo < self.clock() < k.hi and k.entry.hit is k.hit
-                and self.store.fast_token(k.key) is k.token):
-            self._counters["hits"] += 1
+        k = self._kept_hit((target, host))
+        if k is not None:
             hit = k.hit
         else:
             hit = self._fast_decide(target, host, fields)
@@ -211,21 +208,39 @@ class CacheStage:
         self._fast_observe(hit.x_cache, hit.status, len(hit.body) if get else 0, perf_counter() - start)
         return hit
 
+    def _kept_hit(self, pair: tuple[bytes, bytes]) -> _Kept | None:
+        """The kept answer for a plain GET/HEAD's (target, Host) as parsed, counted as a
+        hit, while it still serves: the clock inside its span, its entry's answer still
+        it and the store vouching for the key's object (``fast_token``); None: ``_fresh``
+        decides (``fast_hit`` and ``hit_response`` share this rule)."""
+        kept = self._kept
+        k = kept.get(pair) if kept is not None else None
+        if (k is not None and k.lo < self.clock() < k.hi and k.entry.hit is k.hit
+                and self.store.fast_token(k.key) is k.token):
+            self._counters["hits"] += 1
+            return k
+        return None
+
     def _fast_decide(self, target: bytes, host: bytes, fields: Callable[[], Headers]) -> Prebuilt | None:
         """``fast_hit``'s answer when no kept one serves: ``_fresh`` decides, and a small
         answer is kept for the pair."""
         found = self._fresh("http", target.decode("latin-1"), host.decode("latin-1"), fields)
-        if found is None:
+        if found is None or b"x-request-id:" in found[1].block.lower():
             return None
-        entry, hit, key = found
-        if b"x-request-id:" in hit.block.lower():
-            return None
+        self._keep((target, host), found)
+        return found[1]
+
+    def _keep(self, pair: tuple[bytes, bytes], found: tuple[Entry, Prebuilt, str]) -> None:
+        """Keep ``_fresh``'s answer for ``pair`` (``_kept_hit`` hands it out again) when it
+        is small, the table has room and the store vouches for the key's object; the
+        caller has checked that the answer holds no X-Request-Id (the general path
+        replaces a stored one)."""
         kept = self._kept
-        if kept is not None and len(entry.body) <= _KEPT_BODY and self._room(kept, (target, host)):
+        entry, hit, key = found
+        if kept is not None and len(entry.body) <= _KEPT_BODY and self._room(kept, pair):
             token = self.store.fast_token(key)
             if token is not None:
-                kept[(target, host)] = _Kept(key, token, hit, entry)
-        return hit
+                kept[pair] = _Kept(key, token, hit, entry)
 
     def _room(self, kept: dict[tuple[bytes, bytes], _Kept], pair: tuple[bytes, bytes]) -> bool:
         """Whether ``pair``'s answer may be kept: it replaces its own, or the table has
@@ -249,8 +264,11 @@ class CacheStage:
         request, so it is checked here as the front end checks the raw head (method,
         none of ``NOT_PLAIN``: skipped while the fields are the ones the front end found
         plain, ``Exchange.plain``, or a ``RawRequest`` whose fields nothing made), and the
-        key is the rewritten request's.  The response
-        is ``_serve``'s for the same hit: its fields a copy of the kept answer's
+        key is the rewritten request's.  While the target and Host are still the ones the
+        front end parsed (``Exchange.parsed``, a ``RawRequest`` whose target nothing
+        replaced), the answer is ``fast_hit``'s kept one for the pair (``_kept_hit``: no
+        key, lookup or freshness arithmetic), and ``_fresh``'s answer is kept for it.  The
+        response is ``_serve``'s for the same hit: its fields a copy of the kept answer's
         (``Prebuilt.fields``), its ``wire_head`` the kept block; declining leaves nothing
         behind but the LRU touch ``handle``'s lookup makes too.
         """
@@ -258,20 +276,30 @@ class CacheStage:
         method = req.method
         if (method != "GET" and method != "HEAD") or self.nested:
             return None
-        if type(req) is not RawRequest:  # a RawRequest's fields are still the ones found plain
+        pair = None  # (target, Host) as parsed while the filters left both alone
+        if type(req) is RawRequest:  # its fields are still the ones found plain
+            if req.target is ex.target and req.scheme == "http":
+                pair = ex.parsed
+        else:
             h = req.headers
             plain = ex.plain
             if plain == RAW_PLAIN and req.raw is not None:  # made since, maybe unchanged
                 plain = req.raw[0]
             if plain != getversion(h) and not _NOT_PLAIN.isdisjoint(map(str.lower, h)):
                 return None  # (the front end's check stands while the filters left the fields alone)
-        found = self._fresh(req.scheme, req.target, req.host, lambda: req.headers)
-        if found is None:
-            return None
-        hit = found[1]
+        k = self._kept_hit(pair) if pair is not None else None
+        if k is not None:
+            entry, hit = k.entry, k.hit
+        else:
+            found = self._fresh(req.scheme, req.target, req.host, lambda: req.headers)
+            if found is None:
+                return None
+            entry, hit = found[0], found[1]
+            if pair is not None and b"x-request-id:" not in hit.block.lower():
+                self._keep(pair, found)
         fields = hit.fields
         if fields is None:  # the stored fields and the hit's three, once per kept answer
-            fields = hit.fields = self._hit_fields(found[0], str(hit.stamp[0]), hit.cache_status, "HIT")
+            fields = hit.fields = self._hit_fields(entry, str(hit.stamp[0]), hit.cache_status, "HIT")
         ex.cache_status = hit.cache_status
         ex.x_cache = "HIT"
         headers = fields.copy()

@@ -191,6 +191,7 @@ class FastHits:
         if new_id:
             exchange = self._exchange(method, target, None, version, keep_alive, None, True)
             exchange.plain = RAW_PLAIN
+            exchange.parsed = (self._url, self._sink.host)
         else:
             headers = self._fields()
             exchange = self._exchange(method, target, headers, version, keep_alive)

@@ -34,7 +34,7 @@ class Exchange:
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
         "status", "server_timing", "interim", "_open", "target", "request_id", "wasm_maps",
-        "plain", "keep_alive", "reader", "error",
+        "plain", "parsed", "keep_alive", "reader", "error",
     )
 
     def __init__(
@@ -86,6 +86,9 @@ class Exchange:
         #: once made); while it is unchanged, a stage need not look again
         #: (``CacheStage.hit_response``)
         self.plain = -1
+        #: a ``RawRequest``'s target and Host as the bytes the front end parsed (None:
+        #: not one), the cache's kept answers' key (``CacheStage.hit_response``)
+        self.parsed: tuple[bytes, bytes] | None = None
         #: the front end's, for a client's request (one object per request, as it waits
         #: for its turn on the connection and runs): whether the connection may stay open
         #: after the answer (the client's wish), the request body as read from the client

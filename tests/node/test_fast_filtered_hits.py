@@ -255,3 +255,69 @@ async def test_a_filter_that_writes_a_request_field_makes_the_fields_where_it_wr
     assert b"X-Cache: HIT\r\n" in fast[0] and b"x-filtered: yes\r\n" in fast[0]
     assert seen.raw == [False, False, False, False]  # made by the write, on both paths
     assert [r["cache"] for r in seen.records] == ["HIT"] * 4
+
+
+def cache_stage(node: Node) -> Any:
+    return next(s for s in node.stages if type(s).__name__ == "CacheStage")
+
+
+@pytest.fixture
+def start_lmdb_node(origin_url: str, config_for: Callable[..., Any], run_node: Callable[..., Any],
+                    tmp_path: Path) -> Callable[..., Any]:
+    """``start_node`` over the shared store, whose objects the cache keeps answers for
+    (the memory store vouches for none: ``fast_token``)."""
+    async def start(*filters: StageConfig) -> Node:
+        cfg = config_for(origin_url)
+        cfg.chain = [*filters, StageConfig("cache", "cache")]
+        cfg.cache.store = "lmdb"
+        cfg.server.state_dir = tmp_path
+        return await run_node(cfg, admin=False)
+
+    return start
+
+
+async def test_a_path_rewritten_to_another_kept_object_gets_that_objects_answer(
+        start_lmdb_node: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The routing filter rewriting ``/alias`` to ``/obj/kept-b``: its hit is b's, not the
+    answer kept for the client's own target (there is none) nor a's, though both a and b
+    are kept answers reused by the untouched requests; the fast path's answers and
+    records are the general path's."""
+    routes = {"default_origin": "default",
+              "routes": [{"name": "alias", "match": {"path_prefix": "/alias"}, "rewrite": "/obj/kept-b"}]}
+    node = await start_lmdb_node(wasm("routing", ROUTING, config=routes))
+    a, b = "/obj/kept-a?size=100", "/obj/kept-b?size=200"
+    for path in (a, a, b, b):  # stored, then kept for the pair
+        await exchange(node, path)
+    kept = cache_stage(node)._kept
+    assert {(a.encode(), b"t"), (b.encode(), b"t")} <= set(kept)
+    hits = cache_stage(node).store.counters["hits"]
+    fast, _, seen, _ = await both_paths(node, [(a, ""), ("/alias?size=200", ""), (b, "")], monkeypatch)
+    assert fast[1] == fast[2] != fast[0]
+    assert len(fast[1].split(b"\r\n\r\n", 1)[1]) == 200
+    assert [r["cache"] for r in seen.records] == ["HIT"] * 6
+    assert cache_stage(node).store.counters["hits"] - hits == 6
+    assert (b"/alias?size=200", b"t") not in kept  # a rewritten target is not the parsed pair
+
+
+async def test_a_purge_or_expiry_between_kept_hits_is_not_answered_from_the_kept_answer(
+        start_lmdb_node: Callable[..., Any]) -> None:
+    """A kept answer stops serving the moment its object is purged or its freshness ends
+    between two filtered hits: the next request goes to the origin (a MISS) and is kept
+    again afterwards."""
+    node = await start_lmdb_node(wasm("header", WAT / "header_only.wat"))
+    stage = cache_stage(node)
+    path = "/obj/kept-purge?size=60"
+    for _ in range(3):  # stored, kept, then answered from the kept answer
+        await exchange(node, path)
+    assert (path.encode(), b"t") in stage._kept
+    assert b"X-Cache: HIT\r\n" in await exchange(node, path)
+    assert stage.store.purge_url(f"http://t{path}") >= 1
+    assert b"X-Cache: MISS\r\n" in await exchange(node, path)
+    assert b"X-Cache: HIT\r\n" in await exchange(node, path)
+    assert b"X-Cache: HIT\r\n" in await exchange(node, path)  # kept again
+    real = stage.clock
+    stage.clock = lambda: real() + 10 * 86400.0  # past any freshness the origin gives
+    try:
+        assert b"X-Cache: HIT\r\n" not in await exchange(node, path)
+    finally:
+        stage.clock = real
