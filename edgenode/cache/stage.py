@@ -225,22 +225,24 @@ class CacheStage:
         """``fast_hit``'s answer when no kept one serves: ``_fresh`` decides, and a small
         answer is kept for the pair."""
         found = self._fresh("http", target.decode("latin-1"), host.decode("latin-1"), fields)
-        if found is None or b"x-request-id:" in found[1].block.lower():
+        if found is None or not self._keep((target, host), found):
             return None
-        self._keep((target, host), found)
         return found[1]
 
-    def _keep(self, pair: tuple[bytes, bytes], found: tuple[Entry, Prebuilt, str]) -> None:
+    def _keep(self, pair: tuple[bytes, bytes], found: tuple[Entry, Prebuilt, str]) -> bool:
         """Keep ``_fresh``'s answer for ``pair`` (``_kept_hit`` hands it out again) when it
-        is small, the table has room and the store vouches for the key's object; the
-        caller has checked that the answer holds no X-Request-Id (the general path
-        replaces a stored one)."""
-        kept = self._kept
+        is small, the table has room and the store vouches for the key's object.  False,
+        nothing kept, when the stored answer holds an X-Request-Id of its own: only the
+        general path replaces it, so the fast path declines such an answer."""
         entry, hit, key = found
+        if b"x-request-id:" in hit.block.lower():
+            return False
+        kept = self._kept
         if kept is not None and len(entry.body) <= _KEPT_BODY and self._room(kept, pair):
             token = self.store.fast_token(key)
             if token is not None:
                 kept[pair] = _Kept(key, token, hit, entry)
+        return True
 
     def _room(self, kept: dict[tuple[bytes, bytes], _Kept], pair: tuple[bytes, bytes]) -> bool:
         """Whether ``pair``'s answer may be kept: it replaces its own, or the table has
@@ -295,7 +297,7 @@ class CacheStage:
             if found is None:
                 return None
             entry, hit = found[0], found[1]
-            if pair is not None and b"x-request-id:" not in hit.block.lower():
+            if pair is not None:
                 self._keep(pair, found)
         fields = hit.fields
         if fields is None:  # the stored fields and the hit's three, once per kept answer

@@ -330,8 +330,9 @@ class _OriginConnection(asyncio.Protocol):
         self._status = status
         headers: CIMultiDict[str] = CIMultiDict(pairs)
         hint = headers.get(KEY.KEEP_ALIVE)
-        if hint is not None:  # the origin's setting: it holds for its other connections too
-            pool = self.pool
+        pool = self.pool
+        if hint is not None and hint != pool.keep_hint:  # the origin's setting: for its other connections too
+            pool.keep_hint = hint
             pool.keep_for = _keep_for(hint, pool.cfg.idle_timeout)
         streamed = not (self._method == "HEAD" or status in (204, 304))
         if not streamed:
@@ -586,8 +587,10 @@ class OriginPool:
         self._head_timer: asyncio.TimerHandle | None = None
         self._closed = False
         #: how long a connection may wait idle for its next request: ``idle_timeout``, or
-        #: less after the origin's last ``Keep-Alive`` field (``_keep_for``)
+        #: less after the origin's last ``Keep-Alive`` field (``_keep_for``), read again
+        #: only when that field changes (an origin sends the same one with every response)
         self.keep_for = cfg.idle_timeout
+        self.keep_hint: str | None = None
         #: counters for metrics
         self.opened = 0
         self.reused = 0
