@@ -9,9 +9,19 @@
  * single spaces; a day the month lacks, year 0, hour 24, minute 60 or second 61 is
  * invalid.  A str beyond Latin-1 raises ValueError: the caller's expressions decide it
  * (tests/cache/test_dates_native.py holds the two to the same answers).
+ *
+ * ``freshness_facts(...)`` reads an entry's freshness facts (cache/policy.py
+ * ``_set_facts``: Date, Age, the lifetime from s-maxage, max-age, Expires or the
+ * heuristic, the stale windows, the validators) from the stored fields' pairs and the
+ * directives in one call, where Python made five calls and three multidict lookups per
+ * stored response.  It raises ValueError for what it does not read as Python does (a
+ * name or a delta-seconds beyond ASCII, a date beyond Latin-1): the caller then runs
+ * the Python reading (``policy._facts``), which tests/cache/test_facts_native.py holds
+ * it to.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 #include <time.h>
 
 static int is_space(Py_UCS1 c) {
@@ -201,8 +211,255 @@ static PyObject *http_date(PyObject *module, PyObject *value) {
     return PyFloat_FromDouble(ts);
 }
 
+/* RFC 9111 §1.2.2: delta-seconds beyond this are read as this (directives.MAX_DELTA) */
+#define MAX_DELTA 2147483648.0
+
+/* ``parse_http_date(value)`` for a field value (borrowed, or NULL when absent): 1 with
+ * the seconds in ``out``, 0 when absent or invalid, -1 with ValueError for a character
+ * beyond Latin-1 (the expressions decide that). */
+static int date_value(PyObject *value, double *out) {
+    if (value == NULL) {
+        return 0;
+    }
+    if (!PyUnicode_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "field values must be str");
+        return -1;
+    }
+    if (PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+        PyErr_SetString(PyExc_ValueError, "a character beyond Latin-1");
+        return -1;
+    }
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(value);
+    while (start < end && is_space(s[start])) {
+        start++;
+    }
+    while (end > start && is_space(s[end - 1])) {
+        end--;
+    }
+    return parse(s + start, end - start, out);
+}
+
+/* ``float(delta_seconds(s[:n]) or 0)`` for ASCII text (``isdigit``, then the clamp). */
+static double delta_of(const Py_UCS1 *s, Py_ssize_t n) {
+    double v = 0.0;
+    if (n == 0) {
+        return 0.0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!is_digit(s[i])) {
+            return 0.0;
+        }
+        if (v < MAX_DELTA) {
+            v = v * 10 + (s[i] - '0');
+        }
+    }
+    return v < MAX_DELTA ? v : MAX_DELTA;
+}
+
+/* ``float(delta_seconds(value) or 0)`` for a directive's argument (borrowed; None or
+ * NULL: 0); -1 with ValueError when it holds a character beyond ASCII (Python's
+ * ``isdigit`` takes other digits: the Python reading decides). */
+static int delta_value(PyObject *value, double *out) {
+    *out = 0.0;
+    if (value == NULL || value == Py_None) {
+        return 0;
+    }
+    if (!PyUnicode_Check(value) || !PyUnicode_IS_ASCII(value)) {
+        PyErr_SetString(PyExc_ValueError, "a delta-seconds beyond ASCII");
+        return -1;
+    }
+    *out = delta_of(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value));
+    return 0;
+}
+
+/* ``initial_age``'s Age value: the first member of the first Age line, stripped
+ * (``age.split(",", 1)[0].strip()``), as delta-seconds; 0 when absent or invalid. */
+static int age_value(PyObject *age, double *out) {
+    *out = 0.0;
+    if (age == Py_None) {
+        return 0;
+    }
+    if (!PyUnicode_Check(age) || !PyUnicode_IS_ASCII(age)) {
+        PyErr_SetString(PyExc_ValueError, "an Age beyond ASCII");
+        return -1;
+    }
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(age);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(age), end = 0, start = 0;
+    while (end < n && s[end] != ',') {
+        end++;
+    }
+    while (start < end && is_space(s[start])) {
+        start++;
+    }
+    while (end > start && is_space(s[end - 1])) {
+        end--;
+    }
+    *out = delta_of(s + start, end - start);
+    return 0;
+}
+
+/* Whether the ASCII str ``name`` is ``want`` (lower-case, ``len`` long) in any case. */
+static int named(PyObject *name, const char *want, Py_ssize_t len) {
+    if (PyUnicode_GET_LENGTH(name) != len) {
+        return 0;
+    }
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(name);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (lower(s[i]) != want[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The first values of Date, ETag, Expires and Last-Modified among ``pairs`` (borrowed,
+ * NULL when absent), as a case-insensitive multidict's ``get`` finds them. */
+typedef struct {
+    PyObject *date, *etag, *expires, *last_modified;
+} Found;
+
+static int find_fields(PyObject *pairs, Found *f) {
+    memset(f, 0, sizeof(*f));
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+                || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_SetString(PyExc_TypeError, "fields must be (name, value) str pairs");
+            return -1;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyUnicode_IS_ASCII(name)) {
+            PyErr_SetString(PyExc_ValueError, "a field name beyond ASCII");
+            return -1;
+        }
+        PyObject **slot = NULL;
+        if (named(name, "date", 4)) {
+            slot = &f->date;
+        } else if (named(name, "etag", 4)) {
+            slot = &f->etag;
+        } else if (named(name, "expires", 7)) {
+            slot = &f->expires;
+        } else if (named(name, "last-modified", 13)) {
+            slot = &f->last_modified;
+        }
+        if (slot != NULL && *slot == NULL) {
+            *slot = value;
+        }
+    }
+    return 0;
+}
+
+/* the directive names read here, interned at import */
+static PyObject *s_maxage, *max_age, *swr_name, *sie_name, *must_revalidate, *proxy_revalidate,
+    *no_cache, *public_name;
+
+/* ``cc[name]`` borrowed, NULL when absent (-1 on an error) */
+static int directive(PyObject *cc, PyObject *name, PyObject **out) {
+    *out = PyDict_GetItemWithError(cc, name);
+    return *out == NULL && PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(freshness_facts_doc,
+"freshness_facts(fields, cc, targeted, heuristic, age, request_time, response_time,\n"
+"                heuristic_fraction, heuristic_max, default_ttl) -> tuple\n\n"
+"An entry's freshness facts from its stored ``fields`` ((name, value) str pairs) and the\n"
+"directives ``cc`` (a dict), as cache/policy.py ``_facts`` computes them: ``(date, age0,\n"
+"lifetime, fresh_until, swr, sie, no_stale, no_cache, auth_ok, etag, last_modified,\n"
+"last_modified_ts, dated)``; ``dated`` is False when the fields hold no valid Date (then\n"
+"``date`` is ``response_time``).  ``heuristic``: the status allows a heuristic lifetime;\n"
+"``age``: the response's first Age line or None.  ValueError for a name or delta-seconds\n"
+"beyond ASCII or a date beyond Latin-1.");
+
+static PyObject *freshness_facts(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10 || !PyList_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "freshness_facts(list, dict, targeted, heuristic, age, "
+                                         "request_time, response_time, fraction, max, default_ttl)");
+        return NULL;
+    }
+    PyObject *pairs = args[0], *cc = args[1];
+    int targeted = PyObject_IsTrue(args[2]), heuristic = PyObject_IsTrue(args[3]);
+    double request_time = PyFloat_AsDouble(args[5]), response_time = PyFloat_AsDouble(args[6]);
+    double fraction = PyFloat_AsDouble(args[7]), hmax = PyFloat_AsDouble(args[8]);
+    double default_ttl = PyFloat_AsDouble(args[9]);
+    if (targeted < 0 || heuristic < 0 || PyErr_Occurred()) {
+        return NULL;
+    }
+    Found f;
+    if (find_fields(pairs, &f) < 0) {
+        return NULL;
+    }
+    double date, age, lifetime = 0.0, swr, sie, expires, last_ts;
+    int dated = date_value(f.date, &date);
+    int has_last = date_value(f.last_modified, &last_ts);
+    if (dated < 0 || has_last < 0 || age_value(args[4], &age) < 0) {
+        return NULL;
+    }
+    if (!dated) {
+        date = response_time;
+    }
+    PyObject *smax, *maxage, *swr_arg, *sie_arg, *mustr, *proxyr, *nocache, *pub;
+    if (directive(cc, s_maxage, &smax) < 0 || directive(cc, max_age, &maxage) < 0
+            || directive(cc, swr_name, &swr_arg) < 0 || directive(cc, sie_name, &sie_arg) < 0
+            || directive(cc, must_revalidate, &mustr) < 0 || directive(cc, proxy_revalidate, &proxyr) < 0
+            || directive(cc, no_cache, &nocache) < 0 || directive(cc, public_name, &pub) < 0) {
+        return NULL;
+    }
+    /* freshness_lifetime: s-maxage, max-age, Expires - Date, then the heuristic */
+    if (smax != NULL) {
+        if (delta_value(smax, &lifetime) < 0) {
+            return NULL;
+        }
+    } else if (maxage != NULL) {
+        if (delta_value(maxage, &lifetime) < 0) {
+            return NULL;
+        }
+    } else if (f.expires != NULL && !targeted) {
+        int ok = date_value(f.expires, &expires);
+        if (ok < 0) {
+            return NULL;
+        }
+        lifetime = ok && expires - date > 0.0 ? expires - date : 0.0;
+    } else if (heuristic || pub != NULL) {
+        if (has_last) {
+            double h = (date - last_ts) * fraction;
+            lifetime = h > 0.0 ? h : 0.0;
+            lifetime = hmax < lifetime ? hmax : lifetime;
+        } else {
+            lifetime = default_ttl;
+        }
+    }
+    if (delta_value(swr_arg, &swr) < 0 || delta_value(sie_arg, &sie) < 0) {
+        return NULL;
+    }
+    /* initial_age: max(apparent age, Age + the response delay) */
+    double apparent = response_time - date > 0.0 ? response_time - date : 0.0;
+    double corrected = age + (response_time - request_time);
+    double age0 = corrected > apparent ? corrected : apparent;
+    int no_cache_all = 0;
+    if (nocache != NULL) {
+        int arg = PyObject_IsTrue(nocache);
+        if (arg < 0) {
+            return NULL;
+        }
+        no_cache_all = !arg;
+    }
+    PyObject *last = has_last ? PyFloat_FromDouble(last_ts) : Py_NewRef(Py_None);
+    if (last == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(dddddd" "OOO" "OON" "O)", date, age0, lifetime,
+                         response_time + lifetime - age0, swr, sie,
+                         (mustr || proxyr || smax) ? Py_True : Py_False,
+                         no_cache_all ? Py_True : Py_False,
+                         (pub || smax || mustr) ? Py_True : Py_False,
+                         f.etag ? f.etag : Py_None, f.last_modified ? f.last_modified : Py_None,
+                         last, dated ? Py_True : Py_False);
+}
+
 static PyMethodDef methods[] = {
     {"http_date", (PyCFunction)http_date, METH_O, http_date_doc},
+    {"freshness_facts", (PyCFunction)(void (*)(void))freshness_facts, METH_FASTCALL, freshness_facts_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -212,5 +469,15 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__dates(void) {
+    struct { PyObject **slot; const char *text; } names[] = {
+        {&s_maxage, "s-maxage"}, {&max_age, "max-age"}, {&swr_name, "stale-while-revalidate"},
+        {&sie_name, "stale-if-error"}, {&must_revalidate, "must-revalidate"},
+        {&proxy_revalidate, "proxy-revalidate"}, {&no_cache, "no-cache"}, {&public_name, "public"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
+            return NULL;
+        }
+    }
     return PyModule_Create(&module);
 }

@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from edgenode.cache._dates import freshness_facts
 from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,
@@ -224,33 +225,46 @@ def _connected(resp_headers: Headers) -> set[str]:
     return {token.lower() for token in split_list(resp_headers.getall("connection"))}
 
 
-def _set_facts(e: Entry, status: int, fields: Headers, cc: Mapping[str, str | None],
+def _set_facts(e: Entry, status: int, fields: Fields, cc: dict[str, str | None],
                targeted: bool, age: str | None, request_time: float, response_time: float,
                heuristic_fraction: float, heuristic_max: float, default_ttl: float) -> str | None:
-    """Compute the freshness facts from the stored fields; the Date value to add when
-    the response had none."""
-    added = None
-    date = parse_http_date(fields.get("date"))
-    if date is None:
-        date = response_time
-        added = format_http_date(response_time)
+    """Compute the freshness facts from the stored fields (plain pairs); the Date value to
+    add when the response had none.  One C call (``_dates.freshness_facts``); ``_facts``
+    when it leaves the fields to Python (a name or delta-seconds beyond ASCII)."""
+    try:
+        facts = freshness_facts(fields, cc, targeted, status in HEURISTIC_STATUSES, age, request_time,
+                                response_time, heuristic_fraction, heuristic_max, default_ttl)
+    except ValueError:
+        facts = _facts(status, CIMultiDict(fields), cc, targeted, age, request_time, response_time,
+                       heuristic_fraction, heuristic_max, default_ttl)
+    (e.date, e.age0, e.lifetime, e.fresh_until, e.swr, e.sie, e.no_stale, e.no_cache, e.auth_ok,
+     e.etag, e.last_modified, e.last_modified_ts, dated) = facts
     e.request_time = request_time
     e.response_time = response_time
-    e.date = date
-    e.age0 = initial_age(age, date, request_time, response_time)
-    e.lifetime = freshness_lifetime(status, fields, cc, date, heuristic_fraction, heuristic_max,
-                                    default_ttl, targeted)
-    e.fresh_until = response_time + e.lifetime - e.age0
+    return None if dated else format_http_date(response_time)
+
+
+def _facts(status: int, fields: Headers, cc: Mapping[str, str | None], targeted: bool,
+           age: str | None, request_time: float, response_time: float, heuristic_fraction: float,
+           heuristic_max: float, default_ttl: float) -> tuple[object, ...]:
+    """``_dates.freshness_facts`` in Python (its reference, and the reading of what it
+    leaves alone): ``(date, age0, lifetime, fresh_until, swr, sie, no_stale, no_cache,
+    auth_ok, etag, last_modified, last_modified_ts, dated)``."""
+    date = parse_http_date(fields.get("date"))
+    dated = date is not None
+    if date is None:
+        date = response_time
+    age0 = initial_age(age, date, request_time, response_time)
+    lifetime = freshness_lifetime(status, fields, cc, date, heuristic_fraction,
+                                  heuristic_max, default_ttl, targeted)
     swr, sie = cc.get("stale-while-revalidate"), cc.get("stale-if-error")
-    e.swr = float(delta_seconds(swr) or 0) if swr is not None else 0.0
-    e.sie = float(delta_seconds(sie) or 0) if sie is not None else 0.0
-    e.no_stale = "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
-    e.no_cache = "no-cache" in cc and not cc["no-cache"]
-    e.auth_ok = _auth_allowed(cc)
-    e.etag = fields.get("etag")
-    e.last_modified = fields.get("last-modified")
-    e.last_modified_ts = parse_http_date(e.last_modified)
-    return added
+    last_modified = fields.get("last-modified")
+    return (date, age0, lifetime, response_time + lifetime - age0,
+            float(delta_seconds(swr) or 0) if swr is not None else 0.0,
+            float(delta_seconds(sie) or 0) if sie is not None else 0.0,
+            "must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc,
+            "no-cache" in cc and not cc["no-cache"], _auth_allowed(cc),
+            fields.get("etag"), last_modified, parse_http_date(last_modified), dated)
 
 
 def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
@@ -292,7 +306,7 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
         length = str(len(body))
         stored.append(("Content-Length", length))
     proto = CIMultiDict(stored)
-    added = _set_facts(e, status, proto, cc, targeted, resp_headers.get("age"), request_time, response_time,
+    added = _set_facts(e, status, stored, cc, targeted, resp_headers.get("age"), request_time, response_time,
                        heuristic_fraction, heuristic_max, default_ttl)
     if added is not None:
         stored.append(("Date", added))
@@ -360,7 +374,7 @@ def refresh_entry(e: Entry, resp_headers: Headers, request_time: float, response
         e.surrogate_control = tuple(resp_headers.getall("surrogate-control"))
     h = CIMultiDict(e.headers)
     cc, targeted = response_directives(h, e.surrogate_control)
-    added = _set_facts(e, e.status, h, cc, targeted, resp_headers.get("age"), request_time,
+    added = _set_facts(e, e.status, e.headers, cc, targeted, resp_headers.get("age"), request_time,
                        response_time, heuristic_fraction, heuristic_max, default_ttl)
     if added is not None:
         e.headers.append(("Date", added))
