@@ -8,6 +8,7 @@ concurrent misses, background stale-while-revalidate refreshes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from time import perf_counter
@@ -85,6 +86,14 @@ class _Kept:
             lo = max(lo, base + age_s)
         self.lo = lo + _KEPT_MARGIN
         self.hi = min(base + age_s + 1.0, fresh_until - ttl_s) - _KEPT_MARGIN
+
+
+#: what an entry is made of besides its body (``CacheStage._make_entry``), kept from header
+#: time until a streamed body ends: key, URL, the request's fields, the origin's status,
+#: reason and fields, a 206's span, the request and response times, the directives and
+#: the origin client's plain pairs
+_Made = tuple[str, str, Headers, int, str, Headers, "tuple[int, int, int] | None", float, float,
+              "tuple[dict[str, str | None], bool]", "list[tuple[str, str]] | None"]
 
 
 def _unobserved(label: str, status: int, sent: int, elapsed: float) -> None:
@@ -366,7 +375,7 @@ class CacheStage:
             if method == "HEAD":
                 return self._bypass(ex, nxt, "partial", count="misses", x_cache="MISS")
             return self._collapsed(ex, nxt, key, req_cc,
-                                  lambda fl: self._complete(ex, nxt, entry, key, url, req_cc, fl))
+                                  functools.partial(self._complete, ex, nxt, entry, key, url, req_cc))
         if entry is not None:
             outcome, forced = evaluate(entry, now, req_cc)
             if outcome == FRESH:
@@ -383,14 +392,14 @@ class CacheStage:
                 return self._gateway_timeout(ex, "only-if-cached")
             fwd = "request" if forced else "stale"
             return self._collapsed(ex, nxt, key, req_cc,
-                                  lambda fl: self._revalidate(ex, nxt, entry, key, url, req_cc, fwd, fl))
+                                  functools.partial(self._revalidate, ex, nxt, entry, key, url, req_cc, fwd))
         if "only-if-cached" in req_cc:
             return self._gateway_timeout(ex, "only-if-cached")
         fwd = "vary-miss" if any_variant else "uri-miss"
         if method == "HEAD":
             return self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
         return self._collapsed(ex, nxt, key, req_cc,
-                              lambda fl: self._miss(ex, nxt, key, url, req_cc, fwd, fl), missed=True)
+                              functools.partial(self._miss, ex, nxt, key, url, req_cc, fwd), missed=True)
 
     # -- answers built from a stored entry -----------------------------------------------
     @staticmethod
@@ -538,8 +547,9 @@ class CacheStage:
                     and self.keys.normalise_url(urljoin(url, location.strip())) == url):
                 self._counters["bypass"] += 1
                 req_cc = request_directives(req.headers) if "cache-control" in req.headers else {}
-                return await self._from_origin(ex, resp, key, url, req_cc, "method", None, request_time,
-                                               None, need_entry=False, names_target=True)
+                out = self._from_origin(ex, resp, key, url, req_cc, "method", None, request_time,
+                                        None, need_entry=False, names_target=True)
+                return out if isinstance(out, Response) else await out
         _strip_surrogate(resp)
         self._counters["bypass"] += 1
         self._mark(ex, resp, "BYPASS", status.forwarded(self.cache_name, "method", fwd_status=resp.status))
@@ -605,8 +615,9 @@ class CacheStage:
         else:
             resp = await nxt(ex)
         self._counters["misses"] += 1
-        return await self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
-                                       flight, need_entry=bool(drop) or "range" in req.headers)
+        out = self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
+                                flight, need_entry=bool(drop) or "range" in req.headers)
+        return out if isinstance(out, Response) else await out
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                         req_cc: Cc, flight: Flight | None) -> Response:
@@ -631,8 +642,9 @@ class CacheStage:
         request_time = self.clock()
         resp = await self._forward(ex, nxt, _forward_request(req, _STORE_STRIP, add))
         self._counters["misses"] += 1
-        out = await self._from_origin(ex, resp, key, url, req_cc, "partial", None, request_time,
-                                      flight, need_entry=True)
+        found = self._from_origin(ex, resp, key, url, req_cc, "partial", None, request_time,
+                                  flight, need_entry=True)
+        out = found if isinstance(found, Response) else await found
         if out.status != 206:
             return out
         await close_body(out.body)
@@ -689,8 +701,9 @@ class CacheStage:
             request_time = self.clock()
             resp = await self._forward(ex, nxt, fwd_req)
         self._counters["misses"] += 1
-        return await self._from_origin(ex, resp, key, url, req_cc, fwd, resp.status, request_time,
-                                       flight, need_entry=True)
+        out = self._from_origin(ex, resp, key, url, req_cc, fwd, resp.status, request_time,
+                                flight, need_entry=True)
+        return out if isinstance(out, Response) else await out
 
     def _stale_on_failure(self, ex: Exchange, entry: Entry, fwd: str, fwd_status: int | None,
                           unreachable: bool) -> Response | None:
@@ -718,11 +731,16 @@ class CacheStage:
         strip = lambda t: t.strip()[2:] if t.strip().startswith("W/") else t.strip()  # noqa: E731
         return strip(tag) == strip(entry.etag)
 
-    async def _from_origin(self, ex: Exchange, resp: Response, key: str, url: str, req_cc: Cc,
-                           fwd: str, fwd_status: int | None, request_time: float,
-                           flight: Flight | None, need_entry: bool,
-                           names_target: bool = False) -> Response:
-        """Decide at header time whether to store; store bytes now or tee a streamed body."""
+    def _from_origin(self, ex: Exchange, resp: Response, key: str, url: str, req_cc: Cc,
+                     fwd: str, fwd_status: int | None, request_time: float,
+                     flight: Flight | None, need_entry: bool,
+                     names_target: bool = False) -> Outcome:
+        """Decide at header time whether to store; store bytes now or tee a streamed body.
+
+        The answer is a ``Response`` but where a streamed body must be buffered first
+        (the client's Range or validators are answered from the entry): then the
+        coroutine that does it, so the usual miss (a body read with its head) takes no
+        coroutine of its own."""
         req = ex.request
         response_time = self.clock()
         resp_cc, targeted = response_directives(resp.headers)
@@ -748,7 +766,8 @@ class CacheStage:
         # the entry's fields: a copy when the response's own may change before the entry is
         # made from them (a streamed body's, at its end) or lose Content-Range (a 206's)
         origin_headers = resp.headers
-        if reason is None and (span is not None or not isinstance(resp.body, (bytes, bytearray))):
+        in_memory = isinstance(resp.body, (bytes, bytearray))
+        if reason is None and (span is not None or not in_memory):
             origin_headers = origin_headers.copy()
             if span is not None:
                 origin_headers.popall("content-range")  # made per answer from what we hold
@@ -756,46 +775,63 @@ class CacheStage:
         plain = resp.fields
         fields = (plain[1] if plain is not None and span is None and plain[0] == getversion(resp.headers)
                   else None)
+        made: _Made = (key, url, req.headers, resp.status, resp.reason, origin_headers, span, request_time,
+                       response_time, (resp_cc, targeted), fields)
 
-        def make_entry(body: bytes, trailers: CIMultiDict[str] | None) -> Entry:
-            code, phrase, partial = resp.status, resp.reason, None
-            if span is not None:
-                first, last, length = span
-                spans: tuple[tuple[int, int], ...] = ((first, last),)
-                base = self._combinable(key, req.headers, origin_headers, length)
-                if base is not None and base.partial is not None:
-                    spans, body = combine(base.partial, base.body, (first, last), body)
-                if spans == ((0, length - 1),):
-                    code, phrase = 200, ""  # complete now: a whole response
-                else:
-                    partial = Partial(length, spans)
-            return build_entry(key=key, url=url, status=code, reason=phrase,
-                               resp_headers=origin_headers, body=body, req_headers=req.headers,
-                               request_time=request_time, response_time=response_time,
-                               heuristic_fraction=self.cfg.heuristic_fraction,
-                               heuristic_max=self.cfg.heuristic_max, default_ttl=self.cfg.default_ttl,
-                               trailers=trailers, partial=partial, fields=fields,
-                               directives=(resp_cc, targeted))
-
-        if reason is None and isinstance(resp.body, (bytes, bytearray)):
-            body = bytes(resp.body)
+        if reason is None and in_memory:
+            body = bytes(resp.body)  # type: ignore[arg-type]
             if len(body) <= self.cfg.max_object_bytes and (expected is None or expected == len(body)):
-                return self._store_and_serve(ex, resp, make_entry(body, resp.trailers), flight, fwd,
-                                             fwd_status)
+                return self._store_and_serve(ex, resp, self._make_entry(made, body, resp.trailers), flight,
+                                             fwd, fwd_status)
             reason = "too-large" if len(body) > self.cfg.max_object_bytes else "length-mismatch"
         if reason is None and need_entry:
             # the client's Range/validators must be answered from the entry: buffer it
-            source = resp.body
-            buffered, rest = await self._buffer(source)  # type: ignore[arg-type]
-            if rest is None and (expected is None or expected == len(buffered)):
-                resp.body, resp.trailers = buffered, trailers_of(source)
-                return self._store_and_serve(ex, resp, make_entry(buffered, resp.trailers), flight,
-                                             fwd, fwd_status)
-            if rest is not None:
-                resp.body = TrailerRelay(self._chain(buffered, rest), source)
+            return self._buffered(ex, resp, made, flight, fwd, fwd_status, expected)
+        return self._pass_on(ex, resp, made, flight, fwd, fwd_status, expected, reason)
+
+    def _make_entry(self, made: _Made, body: bytes, trailers: CIMultiDict[str] | None) -> Entry:
+        """The entry of the origin's response ``made`` describes, with ``body``; a 206's
+        spans combined with the incomplete response we hold of the same representation."""
+        key, url, req_headers, code, phrase, headers, span, request_time, response_time, directives, fields = made
+        partial = None
+        if span is not None:
+            first, last, length = span
+            spans: tuple[tuple[int, int], ...] = ((first, last),)
+            base = self._combinable(key, req_headers, headers, length)
+            if base is not None and base.partial is not None:
+                spans, body = combine(base.partial, base.body, (first, last), body)
+            if spans == ((0, length - 1),):
+                code, phrase = 200, ""  # complete now: a whole response
             else:
-                resp.body, resp.trailers = buffered, trailers_of(source)
-            reason = "too-large" if rest is not None else "length-mismatch"
+                partial = Partial(length, spans)
+        cfg = self.cfg
+        return build_entry(key=key, url=url, status=code, reason=phrase, resp_headers=headers, body=body,
+                           req_headers=req_headers, request_time=request_time, response_time=response_time,
+                           heuristic_fraction=cfg.heuristic_fraction, heuristic_max=cfg.heuristic_max,
+                           default_ttl=cfg.default_ttl, trailers=trailers, partial=partial,
+                           fields=fields, directives=directives)
+
+    async def _buffered(self, ex: Exchange, resp: Response, made: _Made, flight: Flight | None,
+                        fwd: str, fwd_status: int | None, expected: int | None) -> Response:
+        """A storable streamed body read whole first (up to ``max_object_bytes``), then
+        stored and answered from; passed on uncached when longer or cut short."""
+        source = resp.body
+        buffered, rest = await self._buffer(source)  # type: ignore[arg-type]
+        if rest is None and (expected is None or expected == len(buffered)):
+            resp.body, resp.trailers = buffered, trailers_of(source)
+            return self._store_and_serve(ex, resp, self._make_entry(made, buffered, resp.trailers), flight,
+                                         fwd, fwd_status)
+        if rest is not None:
+            resp.body = TrailerRelay(self._chain(buffered, rest), source)
+        else:
+            resp.body, resp.trailers = buffered, trailers_of(source)
+        reason = "too-large" if rest is not None else "length-mismatch"
+        return self._pass_on(ex, resp, made, flight, fwd, fwd_status, expected, reason)
+
+    def _pass_on(self, ex: Exchange, resp: Response, made: _Made, flight: Flight | None, fwd: str,
+                 fwd_status: int | None, expected: int | None, reason: str | None) -> Response:
+        """The origin's response as it is: uncached (``reason``), or a streamed body teed
+        into the store as it passes."""
         _strip_surrogate(resp)
         if reason is not None:
             if flight is not None:
@@ -808,6 +844,7 @@ class CacheStage:
         if flight is not None:
             flight.handed_off = True
         source = resp.body
+        make_entry = functools.partial(self._make_entry, made)
         resp.body = TrailerRelay(self._tee(source, make_entry, flight, expected), source)  # type: ignore[arg-type]
         self._mark(ex, resp, "MISS", status.forwarded(self.cache_name, fwd, fwd_status=fwd_status,
                                                       stored=True))
