@@ -16,18 +16,9 @@
 #include <stddef.h>
 #include <string.h>
 
-/* ``name.lower()`` as a plain str: ASCII names (every field name on the wire) are
- * lowered here, reusing ``name`` when it is already a lower-case plain str. */
-static PyObject *lowered(PyObject *name) {
-    if (!PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "field names must be str");
-        return NULL;
-    }
-    if (!PyUnicode_IS_ASCII(name)) {
-        return PyObject_CallMethod(name, "lower", NULL);
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
-    const Py_UCS1 *src = PyUnicode_1BYTE_DATA(name);
+/* ``name.lower()`` of an ASCII name as a new plain str, ``name`` itself when it is one
+ * already. */
+static PyObject *lowered_ascii(PyObject *name, const Py_UCS1 *src, Py_ssize_t n) {
     Py_ssize_t i = 0;
     while (i < n && !(src[i] >= 'A' && src[i] <= 'Z')) {
         i++;
@@ -46,6 +37,65 @@ static PyObject *lowered(PyObject *name) {
         dst[j] = (c >= 'A' && c <= 'Z') ? (Py_UCS1)(c + 32) : c;
     }
     return out;
+}
+
+/* Lower-cased names kept by their text, a slot per (length, first, middle and last
+ * character): an origin's field names repeat from response to response, so each is
+ * lowered, allocated and hashed once (the stored fields' names go through a set), not
+ * once per field. */
+#define KEPT_SLOTS 128
+static struct {
+    PyObject *text;  /* an exact str holding the name as it came */
+    PyObject *low;   /* its lower-case form, hashed */
+} kept[KEPT_SLOTS];
+
+/* The slot of a name's text (``n`` > 0 characters, or bytes of the same values). */
+static size_t kept_slot(const unsigned char *src, Py_ssize_t n) {
+    return ((size_t)n * 31 + src[0] * 7 + src[n / 2] * 3 + src[n - 1]) % KEPT_SLOTS;
+}
+
+/* The kept name whose text is the ``n`` > 0 bytes at ``src`` (borrowed), or NULL. */
+static PyObject *kept_text(const unsigned char *src, Py_ssize_t n, size_t slot) {
+    PyObject *text = kept[slot].text;
+    if (text != NULL && PyUnicode_GET_LENGTH(text) == n
+            && memcmp(PyUnicode_1BYTE_DATA(text), src, (size_t)n) == 0) {
+        return text;
+    }
+    return NULL;
+}
+
+/* ``name.lower()`` as a plain str (a new reference): ASCII names (every field name on
+ * the wire) lowered here and kept (``kept``), others by ``str.lower``. */
+static PyObject *lowered(PyObject *name) {
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "field names must be str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(name)) {
+        return PyObject_CallMethod(name, "lower", NULL);
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    const Py_UCS1 *src = PyUnicode_1BYTE_DATA(name);
+    if (n == 0) {
+        return lowered_ascii(name, src, n);
+    }
+    size_t slot = kept_slot(src, n);
+    if (kept_text(src, n, slot) != NULL) {
+        Py_INCREF(kept[slot].low);
+        return kept[slot].low;
+    }
+    PyObject *low = lowered_ascii(name, src, n);
+    if (low == NULL) {
+        return NULL;
+    }
+    if (PyUnicode_CheckExact(name)) {
+        (void)PyObject_Hash(low);  /* kept with it (a str's hash cannot fail) */
+        Py_INCREF(name);
+        Py_INCREF(low);
+        Py_XSETREF(kept[slot].text, name);
+        Py_XSETREF(kept[slot].low, low);
+    }
+    return low;
 }
 
 /* The pair at ``i`` of ``pairs`` as borrowed name and value (str both). */
@@ -374,13 +424,36 @@ static PyObject *latin1(PyObject *b) {
     return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), NULL);
 }
 
+/* A field name read as Latin-1: the kept name of the same text (``kept``: one str per
+ * name an origin repeats, its lower-case form made once), else a new str, kept. */
+static PyObject *latin1_name(PyObject *b) {
+    if (PyBytes_Check(b) && PyBytes_GET_SIZE(b) > 0) {
+        const unsigned char *src = (const unsigned char *)PyBytes_AS_STRING(b);
+        Py_ssize_t n = PyBytes_GET_SIZE(b);
+        PyObject *text = kept_text(src, n, kept_slot(src, n));
+        if (text != NULL) {
+            Py_INCREF(text);
+            return text;
+        }
+    }
+    PyObject *name = latin1(b);
+    if (name != NULL && PyUnicode_IS_ASCII(name)) {
+        PyObject *low = lowered(name);  /* (keeps the name) */
+        if (low == NULL) {
+            Py_CLEAR(name);
+        }
+        Py_XDECREF(low);
+    }
+    return name;
+}
+
 static PyObject *latin1_pairs_call(PyObject *self, PyObject *const *args, size_t nargsf,
                                    PyObject *kwnames) {
     if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
         PyErr_SetString(PyExc_TypeError, "Latin1Pairs takes (name, value)");
         return NULL;
     }
-    PyObject *name = latin1(args[0]);
+    PyObject *name = latin1_name(args[0]);
     if (name == NULL) {
         return NULL;
     }
