@@ -15,7 +15,7 @@
  * heuristic, the stale windows, the validators) from the stored fields' pairs and the
  * directives in one call, where Python made five calls and three multidict lookups per
  * stored response.  It raises ValueError for what it does not read as Python does (a
- * name or a delta-seconds beyond ASCII, a date beyond Latin-1): the caller then runs
+ * name or an Age beyond ASCII, a date beyond Latin-1): the caller then runs
  * the Python reading (``policy._facts``), which tests/cache/test_facts_native.py holds
  * it to.
  */
@@ -257,24 +257,26 @@ static double delta_of(const Py_UCS1 *s, Py_ssize_t n) {
     return v < MAX_DELTA ? v : MAX_DELTA;
 }
 
-/* ``float(delta_seconds(value) or 0)`` for a directive's argument (borrowed; None or
- * NULL: 0); -1 with ValueError when it holds a character beyond ASCII (Python's
- * ``isdigit`` takes other digits: the Python reading decides). */
+/* ``float(delta_seconds(value) or 0)`` for a directive's argument (borrowed; None,
+ * NULL or a str beyond ASCII: 0). */
 static int delta_value(PyObject *value, double *out) {
     *out = 0.0;
     if (value == NULL || value == Py_None) {
         return 0;
     }
-    if (!PyUnicode_Check(value) || !PyUnicode_IS_ASCII(value)) {
-        PyErr_SetString(PyExc_ValueError, "a delta-seconds beyond ASCII");
+    if (!PyUnicode_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "directive arguments must be str");
         return -1;
     }
-    *out = delta_of(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value));
+    if (PyUnicode_IS_ASCII(value)) {
+        *out = delta_of(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value));
+    }
     return 0;
 }
 
 /* ``initial_age``'s Age value: the first member of the first Age line, stripped
- * (``age.split(",", 1)[0].strip()``), as delta-seconds; 0 when absent or invalid. */
+ * (``age.split(",", 1)[0].strip()``), as delta-seconds; 0 when absent or invalid;
+ * -1 with ValueError beyond ASCII (``str.strip`` takes other spaces: Python decides). */
 static int age_value(PyObject *age, double *out) {
     *out = 0.0;
     if (age == Py_None) {
@@ -368,8 +370,8 @@ PyDoc_STRVAR(freshness_facts_doc,
 "lifetime, fresh_until, swr, sie, no_stale, no_cache, auth_ok, etag, last_modified,\n"
 "last_modified_ts, dated)``; ``dated`` is False when the fields hold no valid Date (then\n"
 "``date`` is ``response_time``).  ``heuristic``: the status allows a heuristic lifetime;\n"
-"``age``: the response's first Age line or None.  ValueError for a name or delta-seconds\n"
-"beyond ASCII or a date beyond Latin-1.");
+"``age``: the response's first Age line or None.  ValueError for a name or an Age beyond\n"
+"ASCII or a date beyond Latin-1.");
 
 static PyObject *freshness_facts(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 10 || !PyList_Check(args[0]) || !PyDict_Check(args[1])) {

@@ -142,8 +142,10 @@ _DELTA_DIRECTIVES = frozenset({"max-age", "s-maxage", "stale-while-revalidate", 
 
 
 def delta_seconds(arg: str | None) -> int | None:
-    """A delta-seconds argument as int; None when absent or malformed."""
-    if arg is None or not arg.isdigit():
+    """A delta-seconds argument as int; None when absent or malformed (RFC 9111 §1.2.2:
+    ASCII digits only, so neither ``int``'s other digits nor the superscripts ``isdigit``
+    accepts and ``int`` refuses)."""
+    if arg is None or not (arg.isascii() and arg.isdigit()):
         return None
     return min(int(arg), MAX_DELTA)
 

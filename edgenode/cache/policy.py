@@ -230,7 +230,7 @@ def _set_facts(e: Entry, status: int, fields: Fields, cc: dict[str, str | None],
                heuristic_fraction: float, heuristic_max: float, default_ttl: float) -> str | None:
     """Compute the freshness facts from the stored fields (plain pairs); the Date value to
     add when the response had none.  One C call (``_dates.freshness_facts``); ``_facts``
-    when it leaves the fields to Python (a name or delta-seconds beyond ASCII)."""
+    when it leaves the fields to Python (a name or an Age beyond ASCII)."""
     try:
         facts = freshness_facts(fields, cc, targeted, status in HEURISTIC_STATUSES, age, request_time,
                                 response_time, heuristic_fraction, heuristic_max, default_ttl)
