@@ -199,6 +199,8 @@ typedef struct rule {
     int n_pf;                    /* chain it is scanned after (multiMatch: every prefix); 0: none */
     bool pf_all;                 /* every target is a source the sets scan: one look decides */
     bool has_exclusions;         /* some target is a !VAR:key exclusion */
+    bool tx_check;               /* a chain head on one TX key or &TX:key count, no transformation,
+                                    outside the regex sets: exec.c evaluates it without the value list */
 } rule;
 
 /* Default actions per phase (SecDefaultAction). */
