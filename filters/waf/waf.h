@@ -429,6 +429,8 @@ bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v);
 
 /* inject.c: values libinjection_sqli / libinjection_xss would call benign, told cheaply */
 bool sqli_impossible(wstr v);
+/* libinjection_sqli(s, n, fp), its keyword lookups answered from kept answers */
+int sqli_detect(const char *s, size_t n, char fp[8]);
 bool xss_impossible(wstr v);
 
 /* expand.c: macros, and a target's values */
