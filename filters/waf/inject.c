@@ -3,7 +3,8 @@
  * hundreds of ids, numbers and dotted argument names, and @detectSQLi / @detectXSS run
  * on each distinct one (CRS 942100 and 941100 target ARGS and ARGS_NAMES).  Each test
  * below follows libinjection's own code paths, so its answer is libinjection's; the unit
- * test checks them against libinjection on generated values.
+ * test checks them against libinjection on generated values.  Where libinjection does run,
+ * its keyword lookups are answered from the same kept answers (sqli_detect).
  * Layer: a leaf beside libinjection (operator.c asks it first).
  */
 #include <string.h>
