@@ -429,6 +429,50 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
     return true;
 }
 
+/* At most this many TX items per key are read by tx_check; more (never in CRS: TX keys are
+ * set, not added) go through eval_rule. */
+#define TX_CHECK_ITEMS 4
+
+/* A rule->tx_check rule: its key's items (or their count) read from TX's index, the operator
+ * on each, and on a match what eval_rule does (matched values, setvars, the chain's links,
+ * actions).  The values are read before the operator runs, as eval_rule lists them first. */
+static bool eval_tx_check(waf_tx *tx, const rule *ru) {
+    const target *t = &ru->targets[0];
+    if (tx->n_rm_targets) return eval_rule(tx, ru);
+    uint32_t idx[32];
+    int n = coll_find_all(&tx->c[V_TX], t->key_lc, t->key_hash, idx, 32);
+    if (n < 0 || (!t->count && n > TX_CHECK_ITEMS)) return eval_rule(tx, ru);
+    tx->cur_rule = ru;
+    tval vals[TX_CHECK_ITEMS];
+    int nv = 0;
+    if (t->count) {
+        vals[nv++] = (tval){V_TX, t->key, tx_num(tx, n), 0};
+    } else {
+        for (int k = 0; k < n; k++) {
+            const kv *it = &tx->c[V_TX].items[idx[k]];
+            vals[nv++] = (tval){V_TX, it->key, it->val, 0};
+        }
+    }
+    bool any = false;
+    wstr md;
+    for (int k = 0; k < nv; k++) {
+        if (!op_exec(tx, ru, vals[k].val, &md)) continue;
+        any = true;
+        matched(tx, &vals[k], vals[k].val);
+        run_setvars(tx, ru);
+    }
+    if (!any) {
+        clear_matched(tx);
+        return false;
+    }
+    if (ru->chain) {
+        if (!ru->next_link || !eval_rule(tx, ru->next_link)) return false;
+        tx->cur_rule = ru;
+    }
+    after_full_match(tx, ru);
+    return true;
+}
+
 bool waf_run_phase(waf_tx *tx, int phase) {
     const waf_rules *r = tx->rules;
     tx->phase = phase;
@@ -450,7 +494,7 @@ bool waf_run_phase(waf_tx *tx, int phase) {
             continue;
         }
         clear_matched(tx);   /* MATCHED_VAR(S) start empty for every rule (not for chain links) */
-        bool m = eval_rule(tx, ru);
+        bool m = ru->tx_check ? eval_tx_check(tx, ru) : eval_rule(tx, ru);
         if (tx->intercepted && tx->engine == ENGINE_ON) return true;
         if (tx->engine == ENGINE_OFF) return false;
         if (tx->allow_phase) { tx->allow_phase = false; return false; }

@@ -884,7 +884,10 @@ bool firstpass_rule_may_match(waf_tx *tx, const rule *ru) {
 }
 
 bool firstpass_may_match(waf_tx *tx, const rule *ru, const target *t) {
-    if (!ru->n_pf || t->count || t->exclude) return true;
+    /* one key's values (REQUEST_HEADERS:Content-Type): each is checked by the pattern's DFA
+     * as it is listed, which costs less than a scan of its whole collection's values (and an
+     * absent key lists none).  Not XML's XPath targets, which list the whole document. */
+    if (!ru->n_pf || t->count || t->exclude || (t->key.n && !t->key_rx && t->var != V_XML)) return true;
     int base[2];
     bool names[2];
     int n = target_sources(t, base, names);

@@ -3,7 +3,8 @@
  * hundreds of ids, numbers and dotted argument names, and @detectSQLi / @detectXSS run
  * on each distinct one (CRS 942100 and 941100 target ARGS and ARGS_NAMES).  Each test
  * below follows libinjection's own code paths, so its answer is libinjection's; the unit
- * test checks them against libinjection on generated values.
+ * test checks them against libinjection on generated values.  Where libinjection does run,
+ * its keyword lookups are answered from the same kept answers (sqli_detect).
  * Layer: a leaf beside libinjection (operator.c asks it first).
  */
 #include <string.h>
@@ -49,12 +50,15 @@ static const uint8_t WORD_BYTE[256] = {
 
 #define TOKEN_KEPT (sizeof ((stoken_t *)0)->val - 1)   /* the bytes of a word its token keeps */
 
-/* Whether libinjection's keyword table types the word w (the text before a '.', or a whole
- * word) as anything but a bareword.  The table is a binary search over ~9 000 entries;
- * dotted argument names share their first parts (json.items.…), so the last answers are
- * kept, found by a hash of the word's length and its first and last four bytes. */
-static bool keyword_prefix(const char *w, size_t n) {
-    static struct { uint8_t n; char w[TOKEN_KEPT]; bool kw; } memo[256];
+/* libinjection's keyword table's type for the word w (0: not in it).  The table is a binary
+ * search over ~9 000 entries (~1 100 Wasm instructions a lookup); the same words come back
+ * in every request (a User-Agent's `Mozilla`, `Gecko`) and in every dotted argument name's
+ * first parts (json.items.…), so the last answers are kept, found by a hash of the word's
+ * length and its first and last four bytes.  The answer is a function of the word's bytes
+ * alone (a static table), so it is kept across requests.  Longer words are looked up. */
+static char keyword_type(const char *w, size_t n) {
+    static struct { uint8_t n; char w[TOKEN_KEPT]; char type; } memo[256];
+    if (!n || n > TOKEN_KEPT) return libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, w, n);
     uint64_t x = n;
     if (n >= 4) {
         uint32_t first, last;
@@ -65,12 +69,34 @@ static bool keyword_prefix(const char *w, size_t n) {
         for (size_t k = 0; k < n; k++) x = x << 8 | (uint8_t)w[k];
     }
     __typeof__(memo[0]) *m = &memo[(x * 0x9E3779B97F4A7C15ull) >> 56];
-    if (m->n == n && n && memcmp(m->w, w, n) == 0) return m->kw;
-    char t = libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, w, n);
+    if (m->n == n && memcmp(m->w, w, n) == 0) return m->type;
+    m->type = libinjection_sqli_lookup_word(NULL, LOOKUP_WORD, w, n);
     m->n = (uint8_t)n;
     memcpy(m->w, w, n);
-    m->kw = t != '\0' && t != 'n';   /* 'n': a bareword */
-    return m->kw;
+    return m->type;
+}
+
+/* Whether the keyword table types w (the text before a '.', or a whole word) as anything
+ * but a bareword ('n'). */
+static bool keyword_prefix(const char *w, size_t n) {
+    char t = keyword_type(w, n);
+    return t != '\0' && t != 'n';
+}
+
+/* libinjection's lookup callback: words and operators from keyword_type's kept answers,
+ * fingerprints by libinjection's own check (its lookup does no more). */
+static char sqli_lookup(struct libinjection_sqli_state *sf, int type, const char *w, size_t n) {
+    return type == LOOKUP_FINGERPRINT ? libinjection_sqli_lookup_word(sf, type, w, n) : keyword_type(w, n);
+}
+
+int sqli_detect(const char *s, size_t n, char fp[8]) {
+    struct libinjection_sqli_state st;
+    libinjection_sqli_init(&st, s, n, 0);
+    libinjection_sqli_callback(&st, sqli_lookup, NULL);
+    int is = libinjection_is_sqli(&st);
+    if (is) strcpy(fp, st.fingerprint);
+    else fp[0] = '\0';
+    return is;
 }
 
 /* Whether w (the text before a word's first '.') begins one of the keyword table's dotted

@@ -563,7 +563,7 @@ static bool op_eval(waf_tx *tx, const rule *ru, wstr v, wstr *md) {
         return false;
     case OP_DETECTSQLI: {
         char fp[8] = {0};
-        if (sqli_impossible(v) || !libinjection_sqli(v.p ? v.p : "", v.n, fp)) return false;
+        if (sqli_impossible(v) || !sqli_detect(v.p ? v.p : "", v.n, fp)) return false;
         size_t fl = strlen(fp);
         *md = (wstr){ar_dup(&tx->a, fp, fl), fl};
         if (ru->capture) tx_set_var(tx, V_TX, WSTR("0"), *md);

@@ -199,6 +199,8 @@ typedef struct rule {
     int n_pf;                    /* chain it is scanned after (multiMatch: every prefix); 0: none */
     bool pf_all;                 /* every target is a source the sets scan: one look decides */
     bool has_exclusions;         /* some target is a !VAR:key exclusion */
+    bool tx_check;               /* a chain head on one TX key or &TX:key count, no transformation,
+                                    outside the regex sets: exec.c evaluates it without the value list */
 } rule;
 
 /* Default actions per phase (SecDefaultAction). */
@@ -427,6 +429,8 @@ bool firstpass_value_may_match(waf_tx *tx, const rule *ru, int chain, wstr v);
 
 /* inject.c: values libinjection_sqli / libinjection_xss would call benign, told cheaply */
 bool sqli_impossible(wstr v);
+/* libinjection_sqli(s, n, fp), its keyword lookups answered from kept answers */
+int sqli_detect(const char *s, size_t n, char fp[8]);
 bool xss_impossible(wstr v);
 
 /* expand.c: macros, and a target's values */
