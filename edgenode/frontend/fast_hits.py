@@ -28,7 +28,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.messages import Prebuilt
-from edgenode.frontend._fasthit import HeadSink, kept_answer
+from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
@@ -137,34 +137,21 @@ class FastHits:
             return
         keep_alive = keep_alive and not self._closing
         body = hit.body
-        ids = self.fe.request_ids
         if incoming is None and keep_alive and get and version == "1.1" and len(body) <= FAST_MEMO_BODY:
-            # the common answer: its head up to the request id's number is kept until
-            # ``hit`` changes, and the id is formatted straight into the bytes written
+            # the common answer (on an open connection: a closed one is ``_dead``, declined
+            # above): its head up to the request id's number is kept until ``hit`` changes,
+            # and the id is formatted straight into the bytes held for the loop iteration's
+            # flush, in one C call
+            ids = self.fe.request_ids
             memo = self.fe.fast_memo
             prefix = memo.get(hit, b"")
             if prefix == b"":
                 if len(memo) >= FAST_MEMO_ENTRIES:
                     memo.clear()
                 prefix = memo[hit] = fast_prefix(hit) + b"X-Request-Id: " + ids.prefix
-            data = kept_answer(prefix, next(ids.count), body)
-        else:
-            head = fast_prefix(hit)
-            rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
-            if not keep_alive:
-                conn = b"Connection: close\r\n"
-            elif version == "1.0":
-                conn = b"Connection: keep-alive\r\n"
-            else:
-                conn = b""
-            head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
-            if get and body:
-                data = head + body if len(body) <= 65536 else None
-        if not self.closed:
-            if data is None:  # a large body: not copied behind the head
-                self._send_large(head, body)
-            else:  # with the loop iteration's other answers (``Batch.send``)
-                self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
+            self.fe.batch.send_kept(self.transport, prefix, next(ids.count), body)
+        elif not self.closed:
+            self._fast_write(hit, incoming, keep_alive, get, version)
         if self.closed:
             return
         if not keep_alive:
@@ -175,6 +162,28 @@ class FastHits:
         self._idle_since = self.loop.time()
         if self._timer is None:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+
+    def _fast_write(self, hit: Prebuilt, incoming: bytes | None, keep_alive: bool, get: bool,
+                    version: str) -> None:
+        """Write a fast hit's answer other than the common kept one (an incoming request
+        id, HTTP/1.0, a close, a HEAD, a larger body): its head formatted per request."""
+        ids = self.fe.request_ids
+        body = hit.body
+        head = fast_prefix(hit)
+        rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
+        if not keep_alive:
+            conn = b"Connection: close\r\n"
+        elif version == "1.0":
+            conn = b"Connection: keep-alive\r\n"
+        else:
+            conn = b""
+        head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
+        if get and body:
+            data = head + body if len(body) <= 65536 else None
+        if data is None:  # a large body: not copied behind the head
+            self._send_large(head, body)
+        else:  # with the loop iteration's other answers (``Batch.send``)
+            self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
 
     def _fast_filtered(self, method: str, version: str, keep_alive: bool, new_id: bool) -> None:
         """A plain GET/HEAD behind filters: its ``Exchange`` (as ``_exchange`` makes every
