@@ -468,6 +468,279 @@ static PyTypeObject HeadSinkType = {
     .tp_members = sink_members,
 };
 
+/* The loop iteration's held writes (``batch.Batch``'s base): the list of (transport,
+ * bytes) a fast hit's answer joins, its byte count, and the flush, in C so the kept answer
+ * is built and held in one call from ``_fast`` (``send_kept``) instead of ``kept_answer``
+ * and a ``Batch.send`` frame (~50 bytecodes), and the flush per loop pass runs without a
+ * frame either.  ``Batch`` (Python) adds the run of the iteration's steps.
+ *
+ *   held.send(transport, data): hold ``data`` for ``transport``; past ``HOLD_LIMIT``
+ *   bytes flush now, else (outside the batch's steps, ``running``) schedule one flush
+ *   on the running loop (kept in ``_loop``, asked of asyncio only when it no longer runs).
+ *   held.send_kept(transport, prefix, number, body): the same for ``kept_answer``'s bytes.
+ *   held.flush(): commit the stores' queued writes (``stores.queued()``/``flush()``),
+ *   then write every held buffer whose transport is not closing, in order.
+ *   held.holding: buffers are held, or the stores have writes queued.
+ */
+#define HOLD_LIMIT (64 * 1024)
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *out;     /* list of (transport, bytes) */
+    PyObject *stores;  /* the cache store whose writes wait for the flush, or None */
+    PyObject *loop;    /* the kept event loop, or None */
+    Py_ssize_t held;   /* bytes in out */
+    char running;      /* the batch's steps are running: send holds until they end */
+    char scheduled;    /* a flush is scheduled */
+} Held;
+
+static PyObject *get_running_loop;  /* asyncio.get_running_loop, looked up once */
+static PyObject *str_is_running, *str_call_soon, *str_flush, *str_queued, *str_is_closing,
+    *str_write;
+
+static int held_init(Held *self, PyObject *args, PyObject *kwds) {
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Held() takes no arguments");
+        return -1;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return -1;
+    Py_XSETREF(self->out, out);
+    Py_XSETREF(self->stores, Py_NewRef(Py_None));
+    Py_XSETREF(self->loop, Py_NewRef(Py_None));
+    self->held = 0;
+    self->running = 0;
+    self->scheduled = 0;
+    return 0;
+}
+
+static int held_traverse(Held *self, visitproc visit, void *arg) {
+    Py_VISIT(self->out);
+    Py_VISIT(self->stores);
+    Py_VISIT(self->loop);
+    return 0;
+}
+
+static int held_clear(Held *self) {
+    Py_CLEAR(self->out);
+    Py_CLEAR(self->stores);
+    Py_CLEAR(self->loop);
+    return 0;
+}
+
+static void held_dealloc(Held *self) {
+    PyObject_GC_UnTrack(self);
+    held_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* call ``obj.name()`` and return its truth (-1: an error) */
+static int call_truth(PyObject *obj, PyObject *name) {
+    PyObject *r = PyObject_CallMethodNoArgs(obj, name);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+static PyObject *held_flush(Held *self, PyObject *unused) {
+    if (self->out == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Held was not initialised");
+        return NULL;
+    }
+    self->scheduled = 0;
+    self->held = 0;
+    if (self->stores != Py_None) {  /* stored before answered: the client then finds it everywhere */
+        int queued = call_truth(self->stores, str_queued);
+        if (queued < 0)
+            return NULL;
+        if (queued) {
+            PyObject *r = PyObject_CallMethodNoArgs(self->stores, str_flush);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+        }
+    }
+    PyObject *fresh = PyList_New(0);
+    if (fresh == NULL)
+        return NULL;
+    PyObject *out = self->out, *item;
+    self->out = fresh;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(out); i++) {
+        /* held while the transport's code runs (someone may hold the old list too) */
+        item = Py_NewRef(PyList_GET_ITEM(out, i));
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "Held: a held write is not a (transport, bytes) pair");
+            goto fail;
+        }
+        PyObject *transport = PyTuple_GET_ITEM(item, 0);
+        int closing = call_truth(transport, str_is_closing);  /* the peer left: nowhere to go */
+        if (closing < 0)
+            goto fail;
+        if (!closing) {
+            PyObject *r = PyObject_CallMethodOneArg(transport, str_write, PyTuple_GET_ITEM(item, 1));
+            if (r == NULL)
+                goto fail;
+            Py_DECREF(r);
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(item);
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* schedule one flush on the running loop (the kept one while it runs) */
+static int held_schedule(Held *self) {
+    PyObject *loop = self->loop;
+    int running = loop == Py_None ? 0 : call_truth(loop, str_is_running);
+    if (running < 0)
+        return -1;
+    if (!running) {
+        loop = PyObject_CallNoArgs(get_running_loop);
+        if (loop == NULL)
+            return -1;
+        Py_SETREF(self->loop, loop);
+    }
+    PyObject *flush = PyObject_GetAttr((PyObject *)self, str_flush);
+    if (flush == NULL)
+        return -1;
+    PyObject *handle = PyObject_CallMethodOneArg(self->loop, str_call_soon, flush);
+    Py_DECREF(flush);
+    if (handle == NULL)
+        return -1;
+    Py_DECREF(handle);
+    self->scheduled = 1;
+    return 0;
+}
+
+/* hold ``data`` (a new reference, taken) for ``transport`` */
+static PyObject *held_hold(Held *self, PyObject *transport, PyObject *data) {
+    if (self->out == NULL) {
+        Py_DECREF(data);
+        PyErr_SetString(PyExc_TypeError, "Held was not initialised");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, Py_NewRef(transport));
+    PyTuple_SET_ITEM(pair, 1, data);
+    int rc = PyList_Append(self->out, pair);
+    Py_DECREF(pair);
+    if (rc < 0)
+        return NULL;
+    self->held += n;
+    if (self->held > HOLD_LIMIT)
+        return held_flush(self, NULL);
+    if (!self->running && !self->scheduled && held_schedule(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *held_send(Held *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "send(transport, data: bytes)");
+        return NULL;
+    }
+    return held_hold(self, args[0], Py_NewRef(args[1]));
+}
+
+static PyObject *held_send_kept(Held *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "send_kept(transport, prefix, number, body)");
+        return NULL;
+    }
+    PyObject *data = kept_answer(NULL, args + 1, 3);
+    if (data == NULL)
+        return NULL;
+    return held_hold(self, args[0], data);
+}
+
+static PyObject *held_holding(Held *self, void *closure) {
+    if (self->out != NULL && PyList_GET_SIZE(self->out) > 0)
+        Py_RETURN_TRUE;
+    if (self->stores == NULL || self->stores == Py_None)
+        Py_RETURN_FALSE;
+    int queued = call_truth(self->stores, str_queued);
+    if (queued < 0)
+        return NULL;
+    return PyBool_FromLong(queued);
+}
+
+static PyMemberDef held_members[] = {
+    {"_out", T_OBJECT_EX, offsetof(Held, out), READONLY, "the held (transport, bytes) pairs"},
+    {"_held", T_PYSSIZET, offsetof(Held, held), READONLY, "bytes held"},
+    {"_loop", T_OBJECT_EX, offsetof(Held, loop), 0, "the kept event loop, or None"},
+    {"stores", T_OBJECT_EX, offsetof(Held, stores), 0,
+     "the cache store whose writes wait for the end of the loop pass, or None"},
+    {"running", T_BOOL, offsetof(Held, running), 0,
+     "the batch's steps are running: send holds a write until they end"},
+    {NULL},
+};
+
+static PyGetSetDef held_getset[] = {
+    {"holding", (getter)held_holding, NULL,
+     "a write must wait for flush: answers are held, or stores are queued for the commit", NULL},
+    {NULL},
+};
+
+static PyMethodDef held_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))held_send, METH_FASTCALL,
+     "send(transport, data): write data when the batch's steps are over, or after the loop "
+     "iteration's reads."},
+    {"send_kept", (PyCFunction)(void (*)(void))held_send_kept, METH_FASTCALL,
+     "send_kept(transport, prefix, number, body): send() of kept_answer(prefix, number, body)."},
+    {"flush", (PyCFunction)held_flush, METH_NOARGS,
+     "Commit the stores' queued writes, then write what is held, in order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HeldType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.frontend._fasthit.Held",
+    .tp_doc = "Held(): the loop iteration's held writes (see the module's comment).",
+    .tp_basicsize = sizeof(Held),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)held_init,
+    .tp_dealloc = (destructor)held_dealloc,
+    .tp_traverse = (traverseproc)held_traverse,
+    .tp_clear = (inquiry)held_clear,
+    .tp_methods = held_methods,
+    .tp_members = held_members,
+    .tp_getset = held_getset,
+};
+
+static int intern_names(void) {
+    static struct { PyObject **slot; const char *text; } names[] = {
+        {&str_is_running, "is_running"}, {&str_call_soon, "call_soon"}, {&str_flush, "flush"},
+        {&str_queued, "queued"}, {&str_is_closing, "is_closing"}, {&str_write, "write"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    }
+    if (get_running_loop == NULL) {
+        PyObject *asyncio = PyImport_ImportModule("asyncio");
+        if (asyncio == NULL)
+            return -1;
+        get_running_loop = PyObject_GetAttrString(asyncio, "get_running_loop");
+        Py_DECREF(asyncio);
+        if (get_running_loop == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 static PyMethodDef methods[] = {
     {"kept_answer", (PyCFunction)(void (*)(void))kept_answer, METH_FASTCALL,
      "kept_answer(prefix, number, body) -> bytes: prefix, the number in hex, CRLF CRLF, body."},
@@ -479,12 +752,14 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__fasthit(void) {
-    if (PyType_Ready(&HeadSinkType) < 0)
+    if (PyType_Ready(&HeadSinkType) < 0 || PyType_Ready(&HeldType) < 0 || intern_names() < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "HeadSink", (PyObject *)&HeadSinkType) < 0) {
+    if (PyModule_AddObjectRef(m, "HeadSink", (PyObject *)&HeadSinkType) < 0
+            || PyModule_AddObjectRef(m, "Held", (PyObject *)&HeldType) < 0
+            || PyModule_AddIntConstant(m, "HOLD_LIMIT", HOLD_LIMIT) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -8,14 +8,13 @@ import asyncio
 import logging
 from typing import Protocol
 
+# HOLD_LIMIT: bytes a batch holds before it writes them at once (a client pipelining many
+# fast hits in one read meets the transport's flow control, not an unbounded list)
+from edgenode.frontend._fasthit import HOLD_LIMIT, Held
 
 __all__ = ["Batch", "HOLD_LIMIT", "StoreQueue"]
 
 log = logging.getLogger("edgenode.frontend")
-
-#: bytes a batch holds before it writes them at once (a client pipelining many fast hits
-#: in one read meets the transport's flow control, not an unbounded list)
-HOLD_LIMIT = 64 * 1024
 
 
 class Steps(Protocol):
@@ -34,7 +33,7 @@ class StoreQueue(Protocol):
     def flush(self) -> int: ...
 
 
-class Batch:
+class Batch(Held):
     """Connections whose current request waits for its synchronous steps, run together in
     one loop callback (what a task per request got from the loop: the requests of one
     read batch processed back to back, which keeps the chain's code and data in cache).
@@ -46,24 +45,18 @@ class Batch:
     instead of a kernel send between two requests' Python.  Whatever closes a
     connection or writes to it directly flushes what is held first (``flush``), so order
     on a connection holds.
+
+    The held writes are ``_fasthit.Held``'s, in C (``send``, ``send_kept``, ``flush``,
+    ``holding``, ``running``, ``stores``): a fast hit's kept answer is built and held in
+    one call, and the flush per loop pass takes no Python frame.
     """
 
-    __slots__ = ("_ready", "_scheduled", "_out", "_held", "_flush_scheduled", "running", "stores",
-                 "_loop")
+    __slots__ = ("_ready", "_scheduled")
 
     def __init__(self) -> None:
+        super().__init__()
         self._ready: list[Steps] = []
         self._scheduled = False
-        self._out: list[tuple[asyncio.Transport, bytes]] = []
-        self._held = 0  # bytes in _out
-        self._flush_scheduled = False
-        #: the batch's steps are running: ``send`` holds a write until they end
-        self.running = False
-        #: the cache store whose writes wait for the end of the loop pass, if any
-        self.stores: StoreQueue | None = None
-        #: the event loop the callbacks run in, asked of asyncio only when it no longer runs
-        #: (``kept_loop.KeptLoop``'s rule, inline: no frame per request)
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, conn: Steps) -> None:
         self._ready.append(conn)
@@ -73,38 +66,6 @@ class Batch:
             if loop is None or not loop.is_running():
                 loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self.run)
-
-    def send(self, transport: asyncio.Transport, data: bytes) -> None:
-        """Write ``data`` when this batch's steps are over, or (outside them) in a callback
-        after the loop iteration's reads."""
-        self._out.append((transport, data))
-        self._held += len(data)
-        if self._held > HOLD_LIMIT:
-            self.flush()
-        elif not self.running and not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop = self._loop
-            if loop is None or not loop.is_running():
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self.flush)
-
-    @property
-    def holding(self) -> bool:
-        """A write must wait for ``flush`` (a direct write or a close flushes first):
-        answers are held, or stores are queued for the loop pass's commit."""
-        return bool(self._out) or (self.stores is not None and self.stores.queued())
-
-    def flush(self) -> None:
-        """Write what ``send`` holds now, in order (before anything closes a connection
-        or writes to it directly)."""
-        self._flush_scheduled = False
-        self._held = 0
-        if self.stores is not None and self.stores.queued():
-            self.stores.flush()  # stored before answered: the client then finds it everywhere
-        out, self._out = self._out, []
-        for transport, data in out:
-            if not transport.is_closing():  # the peer left: its answers go nowhere
-                transport.write(data)
 
     def run(self) -> None:
         self._scheduled = False

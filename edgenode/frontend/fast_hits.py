@@ -28,7 +28,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.messages import Prebuilt
-from edgenode.frontend._fasthit import HeadSink, kept_answer
+from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
@@ -75,8 +75,8 @@ class FastHits:
     _timer: asyncio.TimerHandle | None
 
     def _fields(self) -> CIMultiDict[str]: ...
-    #: RequestParser's: the general path for a head the fast path did not answer
-    _request_head: Callable[[str, str, bool, CIMultiDict[str] | None], None]
+    #: Dispatcher's: a parsed request run in order
+    _dispatch: Callable[[Exchange], None]
     #: ResponseWriter's (stubs here would shadow them)
     _flush_held: Callable[[], None]
     _send_large: Callable[[bytes, bytes], None]
@@ -95,7 +95,7 @@ class FastHits:
 
     def _fast(self, get: bool, version: str = "1.1", keep_alive: bool = True) -> None:
         """A complete plain GET (``get``) or HEAD head with an origin-form target: answered
-        from the fast path right here, else the general path (``_request_head``).  The sink calls
+        from the fast path right here, else the general path (``_plain_head``).  The sink calls
         it for a keep-alive HTTP/1.1 head (``HeadSink.headers_complete``: one Python frame
         from the parser to the cache's answer), ``_general_head`` for the others
         (``version``, ``keep_alive``: the parser's answers).
@@ -119,7 +119,7 @@ class FastHits:
         method = "GET" if get else "HEAD"
         fast = self.fe.fast_path
         if fast is None or self._current is not None or self._dead or self._write_paused:
-            self._request_head(method, version, keep_alive, None)
+            self._plain_head(method, version, keep_alive, None)
             return
         # none of NOT_PLAIN, one Host, at most one X-Request-Id (the general path answers
         # 400 to a repeated Host and replaces repeated ids): the sink decided as they came
@@ -133,38 +133,25 @@ class FastHits:
             log.exception("fast path lookup failed for %r", url[:200])
             hit = None
         if hit is None:
-            self._request_head(method, version, keep_alive, self._fast_fields)
+            self._plain_head(method, version, keep_alive, self._fast_fields)
             return
         keep_alive = keep_alive and not self._closing
         body = hit.body
-        ids = self.fe.request_ids
         if incoming is None and keep_alive and get and version == "1.1" and len(body) <= FAST_MEMO_BODY:
-            # the common answer: its head up to the request id's number is kept until
-            # ``hit`` changes, and the id is formatted straight into the bytes written
+            # the common answer (on an open connection: a closed one is ``_dead``, declined
+            # above): its head up to the request id's number is kept until ``hit`` changes,
+            # and the id is formatted straight into the bytes held for the loop iteration's
+            # flush, in one C call
+            ids = self.fe.request_ids
             memo = self.fe.fast_memo
             prefix = memo.get(hit, b"")
             if prefix == b"":
                 if len(memo) >= FAST_MEMO_ENTRIES:
                     memo.clear()
                 prefix = memo[hit] = fast_prefix(hit) + b"X-Request-Id: " + ids.prefix
-            data = kept_answer(prefix, next(ids.count), body)
-        else:
-            head = fast_prefix(hit)
-            rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
-            if not keep_alive:
-                conn = b"Connection: close\r\n"
-            elif version == "1.0":
-                conn = b"Connection: keep-alive\r\n"
-            else:
-                conn = b""
-            head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
-            if get and body:
-                data = head + body if len(body) <= 65536 else None
-        if not self.closed:
-            if data is None:  # a large body: not copied behind the head
-                self._send_large(head, body)
-            else:  # with the loop iteration's other answers (``Batch.send``)
-                self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
+            self.fe.batch.send_kept(self.transport, prefix, next(ids.count), body)
+        elif not self.closed:
+            self._fast_write(hit, incoming, keep_alive, get, version)
         if self.closed:
             return
         if not keep_alive:
@@ -175,6 +162,41 @@ class FastHits:
         self._idle_since = self.loop.time()
         if self._timer is None:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
+
+    def _plain_head(self, method: str, version: str, keep_alive: bool,
+                    headers: CIMultiDict[str] | None) -> None:
+        """A plain GET/HEAD head the fast path did not answer: dispatched on the general
+        path.  What ``_request_head`` checks the sink has decided already (none of
+        ``NOT_PLAIN``: no body or framing; one Host; an origin-form target), so nothing
+        there could refuse it, and the request id is new unless one came (``incoming``).
+        ``headers``: the fields, if the fast path made them."""
+        if headers is None:
+            headers = self._fields()
+        target = self._url.decode("latin-1")
+        new_id = self._sink.incoming is None
+        self._dispatch(self._exchange(method, target, headers, version, keep_alive, None, new_id))
+
+    def _fast_write(self, hit: Prebuilt, incoming: bytes | None, keep_alive: bool, get: bool,
+                    version: str) -> None:
+        """Write a fast hit's answer other than the common kept one (an incoming request
+        id, HTTP/1.0, a close, a HEAD, a larger body): its head formatted per request."""
+        ids = self.fe.request_ids
+        body = hit.body
+        head = fast_prefix(hit)
+        rid = ids.pick(incoming.decode("latin-1")) if incoming is not None else ids.new()
+        if not keep_alive:
+            conn = b"Connection: close\r\n"
+        elif version == "1.0":
+            conn = b"Connection: keep-alive\r\n"
+        else:
+            conn = b""
+        head = data = b"%sX-Request-Id: %s\r\n%s\r\n" % (head, rid.encode(), conn)
+        if get and body:
+            data = head + body if len(body) <= 65536 else None
+        if data is None:  # a large body: not copied behind the head
+            self._send_large(head, body)
+        else:  # with the loop iteration's other answers (``Batch.send``)
+            self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
 
     def _fast_filtered(self, method: str, version: str, keep_alive: bool, new_id: bool) -> None:
         """A plain GET/HEAD behind filters: its ``Exchange`` (as ``_exchange`` makes every

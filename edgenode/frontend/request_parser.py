@@ -199,8 +199,9 @@ class RequestParser:
         self._request_head(method, version, keep_alive, None)
 
     def _request_head(self, method: str, version: str, keep_alive: bool, headers: CIMultiDict[str] | None) -> None:
-        """A complete head the fast path did not answer: its request dispatched, or its
-        4xx/5xx raised (``Reject``).  ``headers``: the fields, if the fast path made them."""
+        """A complete head that is not a plain GET/HEAD (those go to ``_fast``, and the
+        ones it does not answer to ``_plain_head``): its request dispatched, or its
+        4xx/5xx raised (``Reject``).  ``headers``: the fields, if already made."""
         if headers is None:
             headers = self._fields()
         url = self._url

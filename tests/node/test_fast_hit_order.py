@@ -63,18 +63,20 @@ async def exchange(node: Node, data: str) -> bytes:
 
 
 class Holds:
-    """Counts the writes held outside a batch's steps (the fast hits')."""
+    """Counts the writes held outside a batch's steps (the fast hits': ``send_kept`` for
+    the kept answers, ``send`` for the others)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.outside = 0
-        send = Batch.send
+        for name in ("send", "send_kept"):
+            monkeypatch.setattr(Batch, name, self._counting(getattr(Batch, name)))
 
-        def counting(batch: Batch, transport: Any, data: bytes) -> None:
+    def _counting(self, send: Callable[..., None]) -> Callable[..., None]:
+        def counting(batch: Batch, transport: Any, *data: Any) -> None:
             if not batch.running:
                 self.outside += 1
-            send(batch, transport, data)
-
-        monkeypatch.setattr(Batch, "send", counting)
+            send(batch, transport, *data)
+        return counting
 
 
 CASES = {
