@@ -34,7 +34,9 @@ from edgenode.cache.ranges import (
 from edgenode.cache.store import CacheStore
 from edgenode.config import CacheConfig
 from edgenode.http.headers import NOT_PLAIN
-from edgenode.http.messages import Prebuilt, RawRequest, Request, Response, TrailerRelay, close_body, trailers_of
+from edgenode.http.messages import (
+    FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, TrailerRelay, close_body, trailers_of,
+)
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.stage import Handler, wrap_stage
@@ -313,9 +315,15 @@ class CacheStage:
             fields = hit.fields = self._hit_fields(entry, str(hit.stamp[0]), hit.cache_status, "HIT")
         ex.cache_status = hit.cache_status
         ex.x_cache = "HIT"
-        headers = fields.copy()
-        resp = Response(hit.status, headers, b"" if method == "HEAD" else hit.body, hit.reason)
+        headers = fields.copy()  # a filter may edit them
+        resp = PrebuiltResponse()  # ``Response.__init__``'s slots, stored here (no frame)
+        resp.status = hit.status
+        resp.headers = headers
+        resp.body = b"" if method == "HEAD" else hit.body
+        resp.reason = hit.reason
         resp.wire_head = (getversion(headers), hit.block)
+        resp.fields = None
+        resp._trailers = FROM_BODY
         return resp
 
     def _fresh(self, scheme: str, target: str, host: str,

@@ -22,7 +22,7 @@ from multidict import CIMultiDict, getversion
 Body = Union[bytes, AsyncIterator[bytes]]
 
 __all__ = ["Body", "Request", "RawRequest", "Response", "CIMultiDict", "read_body", "close_body", "trailers_of",
-           "TrailerRelay", "Prebuilt"]
+           "TrailerRelay", "Prebuilt", "PrebuiltResponse"]
 
 
 class _FromBody:
@@ -288,6 +288,22 @@ class Prebuilt:
 
     def __repr__(self) -> str:
         return f"<Prebuilt {self.status} {self.x_cache}>"
+
+
+class PrebuiltResponse(Response):
+    """A ``Response`` made per cache hit from a kept answer (``CacheStage.hit_response``):
+    the same slots, methods and meaning, made without a Python ``__init__``.
+
+    CPython 3.11 runs a class's Python ``__init__`` in an interpreter frame of its own
+    (``type_call`` -> ``slot_tp_init``), and a function that builds the object costs a
+    frame too: ~1.1k of the ~4k instructions of a hit's ``Response`` with its fields'
+    copy, made once per cache hit behind filters.  With ``object.__init__`` the class call
+    stays in C and its maker stores every slot ``Response.__init__`` does
+    (``tests/pipeline/test_hit_response.py`` holds the two equal, slot by slot).
+    """
+
+    __slots__ = ()
+    __init__ = object.__init__  # type: ignore[assignment]
 
 
 async def read_body(body: Body, limit: int | None = None) -> bytes:
