@@ -33,6 +33,7 @@ typedef struct {
     PyObject *dict; /* the rarely set state (holds, trailers), contexts._StreamDefaults */
     /* request_block / response_block: NULL until a call needs them (hc_stream_block) */
     PyObject *vm, *ex, *cfg, *request, *root, *request_block, *response, *response_block;
+    PyObject *key; /* the context id as the VM's ``contexts`` holds it (register()), NULL before */
     PyObject *local_response, *paused, *request_body, *response_body;
     long long id;
     char request_headers_open, response_headers_open, response_started, in_log, closed, continued,

@@ -284,6 +284,18 @@ static void extend_wire(PyObject *message, PyObject *headers, PyObject *wire, co
     Py_XDECREF(version);
 }
 
+/* ``n`` Latin-1 bytes as text (a new reference): the text this call site decoded last when
+ * the bytes are the same (a filter writes the same names, often the same values, on every
+ * stream), else decoded and kept. */
+static PyObject *latin1_text(const char *p, uint32_t n, PyObject **last) {
+    PyObject *t = *last;
+    if (t != NULL && (uint32_t)PyUnicode_GET_LENGTH(t) == n && memcmp(PyUnicode_1BYTE_DATA(t), p, n) == 0)
+        return Py_NewRef(t);
+    t = PyUnicode_DecodeLatin1(p, n, NULL);
+    if (t != NULL) Py_XSETREF(*last, Py_NewRef(t));
+    return t;
+}
+
 /* add / replace / remove: an ordinary field on the message's multidict (no block needed), a
  * pseudo-header or the request's Host through the block's view (ValueError: BAD_ARGUMENT) */
 static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, int with_value,
@@ -316,8 +328,9 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
             unsigned char c = key[i];
             lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
         }
-    PyObject *k = lower == NULL ? NULL : PyUnicode_DecodeLatin1(direct ? lower : (const char *)key, klen, NULL);
-    PyObject *v = with_value ? PyUnicode_DecodeLatin1((const char *)value, vlen, NULL) : NULL;
+    static PyObject *last_key, *last_value;
+    PyObject *k = lower == NULL ? NULL : latin1_text(direct ? lower : (const char *)key, klen, &last_key);
+    PyObject *v = with_value ? latin1_text((const char *)value, vlen, &last_value) : NULL;
     PyObject *res = NULL;
     if (k != NULL && (!with_value || v != NULL)) {
         if (direct) {

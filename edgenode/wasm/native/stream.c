@@ -180,6 +180,7 @@ static int stream_register(StreamCore *s) {
     s->id = PyLong_AsLongLong(id);
     int rc = -1;
     if (s->id == -1 && PyErr_Occurred()) goto done;
+    Py_XSETREF(s->key, Py_NewRef(id));
     s->request_headers_open = 1;
     PyObject *contexts = Py_NewRef(vm->contexts);
     rc = PyObject_SetItem(contexts, id, (PyObject *)s);
@@ -206,7 +207,7 @@ static int stream_forget(StreamCore *s) {
         return -1;
     }
     PyObject *contexts = Py_NewRef(vm->contexts);
-    PyObject *id = PyLong_FromLongLong(s->id);
+    PyObject *id = s->key != NULL ? Py_NewRef(s->key) : PyLong_FromLongLong(s->id);
     PyObject *gone = id == NULL                   ? NULL
                      : PyDict_CheckExact(contexts) ? _PyDict_Pop(contexts, id, Py_None)
                                                    : PyObject_CallMethod(contexts, "pop", "OO", id, Py_None);
@@ -507,7 +508,7 @@ static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
 static PyObject *Stream_get_ctx(StreamCore *s, void *closure) { return Py_NewRef((PyObject *)s); }
 
 #define FIELDS(X)                                                                                  \
-    X(dict) X(vm) X(ex) X(cfg) X(request) X(root) X(request_block) X(response) X(response_block) \
+    X(dict) X(vm) X(ex) X(cfg) X(request) X(root) X(key) X(request_block) X(response) X(response_block) \
         X(local_response) X(paused) X(request_body) X(response_body)
 
 static int Stream_traverse(StreamCore *s, visitproc visit, void *arg) {
