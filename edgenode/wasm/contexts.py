@@ -1,8 +1,9 @@
 """Root and stream contexts, and the header-map views the host functions act on.
 
 A stream context holds its messages' maps serialised (``native.HeaderBlock``, read by the
-host core) over the views below (through which every write goes); the blocks live on the
-Exchange, so the filters of one stream share them until one changes a map.
+host core) over the views below (through which every write goes), each made when a call
+first needs it (a read of a request field or a write of an ordinary field needs none); the
+blocks live on the Exchange, so the filters of one stream share them until one changes a map.
 
 A view adapts one of the node's messages to Proxy-Wasm map semantics: lower-case
 names, pseudo-headers as ordinary entries (``:method :path :authority :scheme`` on

@@ -151,6 +151,17 @@ def _hit_response() -> Response:
     return response
 
 
+def test_written_fields_are_each_the_bytes_written(probe: Probe) -> None:
+    """Fields written one after another, names and values of one length each, are each the
+    text of their own bytes (the core reuses the text it decoded last only for the same
+    bytes)."""
+    fields = [(b"x-one", b"aaa"), (b"x-two", b"bbb"), (b"x-two", b"bbb"), (b"X-One", b"ccc")]
+    for key, value in fields:
+        assert probe.call("proxy_add_header_map_value", 0, *probe.put(key), *probe.put(value)) == OK
+    added = list(probe.ex.request.headers.items())[-4:]
+    assert added == [("x-one", "aaa"), ("x-two", "bbb"), ("x-two", "bbb"), ("x-one", "ccc")]
+
+
 def test_added_response_field_keeps_the_pre_serialised_head(probe: Probe,
                                                             request: pytest.FixtureRequest) -> None:
     """Whatever answers the map writes (the core or Python), the head the front end

@@ -110,6 +110,29 @@ def test_hit_wire_head_extension_written_as_setattr_would(make_stage) -> None:  
     assert outs[2].written is outs[2].wire_head
 
 
+def test_map_blocks_made_only_when_a_call_needs_them(make_stage) -> None:  # type: ignore[no-untyped-def]
+    """Reading request fields and adding a response field (header_only.wat) makes neither
+    map's block nor the exchange's list of them.  A block asked for is made then and shared
+    by the exchange's other filter, and a field that filter adds without a block of its own
+    is in the block's next serialisation."""
+    first, second = make_stage("header_only.wat", "lazy-a"), make_stage("header_only.wat", "lazy-b")
+    ex = request()
+    a, b = first.open_stream(ex), second.open_stream(ex)
+    assert a.enter(not_called) is None and b.enter(not_called) is None
+    assert ex.wasm_maps is None
+    block = a.request_block
+    assert ex.wasm_maps[0] is block and b.request_block is block
+    assert block.get(b":authority") == b"example.com"
+    resp = hit(ex)
+    a.set_response(resp)
+    assert b"x-filtered" not in a.response_block.wire()
+    out = b.around(resp)
+    assert ex.wasm_maps[1] is a.response_block
+    assert b"x-filtered\x00yes\x00" in a.response_block.wire()
+    assert a.around(out).headers.getall("x-filtered") == ["yes", "yes"]
+    assert first.vm.active_streams == second.vm.active_streams == 0
+
+
 @pytest.mark.parametrize("what", ["trap", "loop", "bomb"])
 def test_request_headers_failure_on_the_native_path(make_stage, what) -> None:  # type: ignore[no-untyped-def]
     st = make_stage("misbehave.wat", f"native-req-{what}", cpu_deadline_ms=20, memory_limit="2MiB")

@@ -346,7 +346,13 @@ int hc_block_value(HeaderBlock *b, const char *key, size_t klen, PyObject **owne
         *owner = Py_NewRef(b->wire);
         return 1;
     }
-    PyObject *msg = b->message, *found = NULL;
+    return hc_request_value(b->message, key, klen, owner, value, vlen);
+}
+
+int hc_request_value(PyObject *msg, const char *key, size_t klen, PyObject **owner, const char **value,
+                     size_t *vlen) {
+    *owner = NULL;
+    PyObject *found = NULL;
     PyObject *attr = klen == 7 && memcmp(key, ":method", 7) == 0   ? s_method
                      : klen == 5 && memcmp(key, ":path", 5) == 0   ? s_target
                      : klen == 7 && memcmp(key, ":scheme", 7) == 0 ? s_scheme

@@ -31,7 +31,9 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyObject *dict; /* the rarely set state (holds, trailers), contexts._StreamDefaults */
+    /* request_block / response_block: NULL until a call needs them (hc_stream_block) */
     PyObject *vm, *ex, *cfg, *request, *root, *request_block, *response, *response_block;
+    PyObject *key; /* the context id as the VM's ``contexts`` holds it (register()), NULL before */
     PyObject *local_response, *paused, *request_body, *response_body;
     long long id;
     char request_headers_open, response_headers_open, response_started, in_log, closed, continued,
@@ -164,6 +166,10 @@ int hc_block_value(HeaderBlock *b, const char *key, size_t klen, PyObject **owne
  * (messages.RawRequest): a new reference; NULL when it is not one (an exception set when
  * reading them failed). */
 PyObject *hc_raw_pairs(PyObject *request);
+/* hc_block_value's answer from the request itself, for a request no call serialised
+ * (``key`` lower-case ASCII) */
+int hc_request_value(PyObject *request, const char *key, size_t klen, PyObject **owner, const char **value,
+                     size_t *vlen);
 /* The first value of lower-case ``key`` among such pairs: 1 and *value (held by *owner, a
  * new reference), 0 not found, -1 with an exception set. */
 int hc_pairs_get(PyObject *pairs, const char *key, size_t klen, PyObject **owner, const char **value,
@@ -208,6 +214,9 @@ int hc_metric_get(MetricTable *t, uint32_t mid, uint64_t *out);
 
 /* stream.c */
 PyObject *hc_stream_setup(PyObject *self, PyObject *args);
+/* map 0's / 2's block of a stream, made on first use (borrowed; NULL without an error: no
+ * such message yet) */
+HeaderBlock *hc_stream_block(StreamCore *s, int response);
 extern PyMethodDef hc_stream_instance_methods[];
 
 /* ticker.c */

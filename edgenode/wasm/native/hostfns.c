@@ -94,14 +94,9 @@ static int ctx_flag(PyObject *ctx, PyObject *name) {
     return r;
 }
 
-enum { MAP_READ, MAP_WRITE, MAP_VALUE };
-
-/* The block of map 0 / 2 a call may use now (a new reference); *status BAD_ARGUMENT if
- * not available in this phase (as hostcalls._map); HC_FALLBACK for the other maps.
- * ``use``: MAP_READ serialises it; MAP_WRITE and MAP_VALUE (one value, hc_block_value)
- * need no serialisation. */
-static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int use, int64_t *status) {
-    int write = use == MAP_WRITE;
+/* The stream whose map 0 / 2 a call may use now (borrowed); NULL with *status BAD_ARGUMENT
+ * when it is not available in this phase (as hostcalls._map), HC_FALLBACK for the other maps. */
+static StreamCore *map_stream(Instance *inst, uint32_t mtype, int write, int64_t *status) {
     *status = ST_BAD_ARGUMENT;
     if (mtype != 0 && mtype != 2) {
         *status = HC_FALLBACK;
@@ -112,34 +107,60 @@ static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int use, int64_t *
     StreamCore *sc = (StreamCore *)ctx;
     int open = mtype == 0 ? sc->request_headers_open : sc->response_headers_open;
     if (!open && (write || !sc->in_log)) return NULL;
-    PyObject *block = mtype == 0 ? sc->request_block : sc->response_block;
-    if (block == NULL || !Py_IS_TYPE(block, &HeaderBlockType)) return NULL; /* no response yet */
-    Py_INCREF(block);
-    if (use == MAP_READ && hc_block_fresh((HeaderBlock *)block) < 0) {
-        Py_DECREF(block);
+    PyObject *message = mtype == 0 ? sc->request : sc->response;
+    return message == NULL || message == Py_None ? NULL : sc; /* no response yet */
+}
+
+/* The block of map 0 / 2 a call may use now (a new reference), made if the stream has none
+ * yet; *status as map_stream's.  ``read``: serialised and current. */
+static HeaderBlock *map_block(Instance *inst, uint32_t mtype, int read, int64_t *status) {
+    StreamCore *sc = map_stream(inst, mtype, !read, status);
+    if (sc == NULL) return NULL;
+    HeaderBlock *b = hc_stream_block(sc, mtype == 2);
+    if (b == NULL || (read && hc_block_fresh(b) < 0)) {
         *status = HC_FALLBACK; /* let the Python implementation meet (and report) the problem */
         PyErr_Clear();
         return NULL;
     }
-    return (HeaderBlock *)block;
+    Py_INCREF(b);
+    return b;
+}
+
+static int ascii_text(const char *p, size_t n) {
+    int ascii = 1;
+    for (size_t i = 0; i < n; i++) ascii &= (unsigned char)p[i] < 0x80;
+    return ascii;
+}
+
+/* The first value of lower-case ``key`` in map 0 / 2 (as hc_block_value): a request whose map
+ * no call serialised answers from itself, with no block made. */
+static int map_value(StreamCore *sc, uint32_t mtype, const char *key, size_t klen, PyObject **owner,
+                     const char **value, size_t *vlen) {
+    if (mtype == 0 && sc->request_block == NULL && ascii_text(key, klen))
+        return hc_request_value(sc->request, key, klen, owner, value, vlen);
+    HeaderBlock *b = hc_stream_block(sc, mtype == 2);
+    if (b == NULL) {
+        *owner = NULL;
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "no message for the map");
+        return -1;
+    }
+    Py_INCREF(b);
+    int found = hc_block_value(b, key, klen, owner, value, vlen);
+    Py_DECREF(b);
+    return found;
 }
 
 static int64_t get_header_map_value(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_VALUE, &status);
-    if (b == NULL) return status;
+    uint32_t mtype = U32(raw, 0);
+    StreamCore *sc = map_stream(inst, mtype, 0, &status);
+    if (sc == NULL) return status;
     uint32_t klen = U32(raw, 2);
     uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
-    if (key == NULL) {
-        Py_DECREF(b);
-        return ST_INVALID_MEMORY_ACCESS;
-    }
+    if (key == NULL) return ST_INVALID_MEMORY_ACCESS;
     char small[128];
     char *lower = klen <= sizeof small ? small : PyMem_Malloc(klen);
-    if (lower == NULL) {
-        Py_DECREF(b);
-        return HC_FALLBACK;
-    }
+    if (lower == NULL) return HC_FALLBACK;
     for (uint32_t i = 0; i < klen; i++) {
         unsigned char c = key[i];
         lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
@@ -147,9 +168,8 @@ static int64_t get_header_map_value(Instance *inst, wt_val_raw *raw, wasm_trap_t
     size_t vlen = 0;
     const char *v = NULL;
     PyObject *owner = NULL;
-    int found = hc_block_value(b, lower, klen, &owner, &v, &vlen);
+    int found = map_value(sc, mtype, lower, klen, &owner, &v, &vlen);
     if (lower != small) PyMem_Free(lower);
-    Py_DECREF(b);
     if (found < 0) { /* let the Python implementation meet (and report) the problem */
         PyErr_Clear();
         return HC_FALLBACK;
@@ -167,7 +187,7 @@ static int64_t get_header_map_value(Instance *inst, wt_val_raw *raw, wasm_trap_t
 
 static int64_t get_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, int size_only) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_READ, &status);
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 1, &status);
     if (b == NULL) return status;
     PyObject *wire = b->wire;
     Py_INCREF(wire);
@@ -190,7 +210,10 @@ static int forbidden(const uint8_t *p, size_t n) {
 }
 
 /* The status of a map write whose Python call returned ``res`` (a new reference or
- * NULL): a ValueError is BAD_ARGUMENT, any other exception traps; the block goes stale. */
+ * NULL): a ValueError is BAD_ARGUMENT, any other exception traps.  The stream's block of
+ * the message (``b``; NULL: it made none) goes stale.  Another filter's block of the message
+ * needs nothing: it was last checked before this guest call began (hc_serial moved since),
+ * so its next read compares the message again. */
 static int64_t write_status(HeaderBlock *b, PyObject *res, wasm_trap_t **trap, PyObject *fn_name) {
     int64_t r = ST_OK;
     if (res == NULL) {
@@ -202,7 +225,7 @@ static int64_t write_status(HeaderBlock *b, PyObject *res, wasm_trap_t **trap, P
         }
     }
     Py_XDECREF(res);
-    Py_CLEAR(b->wire); /* rebuilt on the next read */
+    if (b != NULL) Py_CLEAR(b->wire); /* rebuilt on the next read */
     return r;
 }
 
@@ -261,74 +284,91 @@ static void extend_wire(PyObject *message, PyObject *headers, PyObject *wire, co
     Py_XDECREF(version);
 }
 
-/* add / replace / remove: an ordinary field on the message's multidict, a pseudo-header
- * or the request's Host through the view (ValueError: BAD_ARGUMENT) */
+/* ``n`` Latin-1 bytes as text (a new reference): the text this call site decoded last when
+ * the bytes are the same (a filter writes the same names, often the same values, on every
+ * stream), else decoded and kept. */
+static PyObject *latin1_text(const char *p, uint32_t n, PyObject **last) {
+    PyObject *t = *last;
+    if (t != NULL && (uint32_t)PyUnicode_GET_LENGTH(t) == n && memcmp(PyUnicode_1BYTE_DATA(t), p, n) == 0)
+        return Py_NewRef(t);
+    t = PyUnicode_DecodeLatin1(p, n, NULL);
+    if (t != NULL) Py_XSETREF(*last, Py_NewRef(t));
+    return t;
+}
+
+/* add / replace / remove: an ordinary field on the message's multidict (no block needed), a
+ * pseudo-header or the request's Host through the block's view (ValueError: BAD_ARGUMENT) */
 static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, int with_value,
                             wasm_trap_t **trap, PyObject *fn_name) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_WRITE, &status);
-    if (b == NULL) return status;
+    uint32_t mtype = U32(raw, 0);
+    StreamCore *sc = map_stream(inst, mtype, 1, &status);
+    if (sc == NULL) return status;
+    int is_request = mtype == 0;
+    PyObject *message = is_request ? sc->request : sc->response;
     uint32_t klen = U32(raw, 2), vlen = with_value ? U32(raw, 4) : 0;
     uint8_t *key = hc_mem(inst, U32(raw, 1), klen);
     uint8_t *value = with_value ? hc_mem(inst, U32(raw, 3), vlen) : (uint8_t *)"";
-    int64_t r = ST_OK;
-    if (key == NULL || value == NULL) {
-        r = ST_INVALID_MEMORY_ACCESS;
-    } else if (with_value && (klen == 0 || forbidden(key, klen) || forbidden(value, vlen))) {
-        r = ST_BAD_ARGUMENT;
-    } else {
-        /* an ordinary field goes straight to the message's multidict (lower-cased, as the
-         * view stores it); pseudo-headers and the request's Host alias through the view */
-        int direct = klen > 0 && key[0] != ':' && !(b->is_request && klen == 4 && strncasecmp((const char *)key, "host", 4) == 0);
-        char small[128];
-        char *lower = !direct || klen <= sizeof small ? small : PyMem_Malloc(klen);
-        if (direct && lower != NULL)
-            for (uint32_t i = 0; i < klen; i++) {
-                unsigned char c = key[i];
-                lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
-            }
-        PyObject *k = lower == NULL ? NULL
-                      : PyUnicode_DecodeLatin1(direct ? lower : (const char *)key, klen, NULL);
-        PyObject *v = with_value ? PyUnicode_DecodeLatin1((const char *)value, vlen, NULL) : NULL;
-        PyObject *res = NULL;
-        if (k != NULL && (!with_value || v != NULL)) {
-            if (direct) {
-                PyObject *headers = HC_SLOT(b->message, s_headers);
-                if (headers != NULL) {
-                    if (method == s_add) {
-                        PyObject *wire = b->is_request || own_field(lower, klen) ? NULL
-                                         : current_wire(b->message, headers);
-                        PyObject *args[3] = {headers, k, v};
-                        res = PyObject_VectorcallMethod(s_add, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-                        if (res != NULL && wire != NULL) extend_wire(b->message, headers, wire, lower, klen, value, vlen);
-                        Py_XDECREF(wire);
-                    } else if (method == s_replace) {
-                        res = PyObject_SetItem(headers, k, v) < 0 ? NULL : Py_NewRef(Py_None);
-                    } else {
-                        res = PyObject_CallMethodObjArgs(headers, s_popall, k, Py_None, NULL);
-                    }
-                    Py_DECREF(headers);
-                }
-            } else {
-                PyObject *view = hc_block_view(b);
-                if (view != NULL)
-                    res = with_value ? PyObject_CallMethodObjArgs(view, method, k, v, NULL)
-                                     : PyObject_CallMethodObjArgs(view, method, k, NULL);
-            }
-        }
-        if (lower != small) PyMem_Free(lower);
-        Py_XDECREF(k);
-        Py_XDECREF(v);
-        r = write_status(b, res, trap, fn_name);
+    if (key == NULL || value == NULL) return ST_INVALID_MEMORY_ACCESS;
+    if (with_value && (klen == 0 || forbidden(key, klen) || forbidden(value, vlen))) return ST_BAD_ARGUMENT;
+    /* an ordinary field goes straight to the message's multidict (lower-cased, as the
+     * view stores it); pseudo-headers and the request's Host alias through the view */
+    int direct = klen > 0 && key[0] != ':' && !(is_request && klen == 4 && strncasecmp((const char *)key, "host", 4) == 0);
+    HeaderBlock *b = is_request ? (HeaderBlock *)sc->request_block : (HeaderBlock *)sc->response_block;
+    if (!direct && (b = hc_stream_block(sc, !is_request)) == NULL) {
+        PyErr_Clear();
+        return HC_FALLBACK;
     }
-    Py_DECREF(b);
+    Py_XINCREF(b);
+    Py_INCREF(message);
+    char small[128];
+    char *lower = !direct || klen <= sizeof small ? small : PyMem_Malloc(klen);
+    if (direct && lower != NULL)
+        for (uint32_t i = 0; i < klen; i++) {
+            unsigned char c = key[i];
+            lower[i] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
+        }
+    static PyObject *last_key, *last_value;
+    PyObject *k = lower == NULL ? NULL : latin1_text(direct ? lower : (const char *)key, klen, &last_key);
+    PyObject *v = with_value ? latin1_text((const char *)value, vlen, &last_value) : NULL;
+    PyObject *res = NULL;
+    if (k != NULL && (!with_value || v != NULL)) {
+        if (direct) {
+            PyObject *headers = HC_SLOT(message, s_headers);
+            if (headers != NULL) {
+                if (method == s_add) {
+                    PyObject *wire = is_request || own_field(lower, klen) ? NULL : current_wire(message, headers);
+                    PyObject *args[3] = {headers, k, v};
+                    res = PyObject_VectorcallMethod(s_add, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                    if (res != NULL && wire != NULL) extend_wire(message, headers, wire, lower, klen, value, vlen);
+                    Py_XDECREF(wire);
+                } else if (method == s_replace) {
+                    res = PyObject_SetItem(headers, k, v) < 0 ? NULL : Py_NewRef(Py_None);
+                } else {
+                    res = PyObject_CallMethodObjArgs(headers, s_popall, k, Py_None, NULL);
+                }
+                Py_DECREF(headers);
+            }
+        } else {
+            PyObject *view = hc_block_view(b);
+            if (view != NULL)
+                res = with_value ? PyObject_CallMethodObjArgs(view, method, k, v, NULL)
+                                 : PyObject_CallMethodObjArgs(view, method, k, NULL);
+        }
+    }
+    if (lower != small) PyMem_Free(lower);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    int64_t r = write_status(b, res, trap, fn_name);
+    Py_XDECREF(b);
+    Py_DECREF(message);
     return r;
 }
 
 /* proxy_set_header_map_pairs: decode (as abi.decode_map), then view.set_pairs */
 static int64_t set_header_map_pairs(Instance *inst, wt_val_raw *raw, wasm_trap_t **trap, PyObject *fn_name) {
     int64_t status;
-    HeaderBlock *b = map_block(inst, U32(raw, 0), MAP_WRITE, &status);
+    HeaderBlock *b = map_block(inst, U32(raw, 0), 0, &status);
     if (b == NULL) return status;
     uint32_t size = U32(raw, 2);
     uint8_t *data = hc_mem(inst, U32(raw, 1), size);

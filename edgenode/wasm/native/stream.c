@@ -130,10 +130,34 @@ static PyObject *block_for(PyObject *maps, int i, PyObject *message) {
     return block;
 }
 
+/* Map 0's or 2's block (``response`` 0 / 1), made on first use: most filters read a few
+ * request fields (answered from the message) and add a response field (written to it), so
+ * most streams need neither block, nor the exchange's list that shares them between its
+ * filters.  The exchange's block of the same message when another filter made one, else a
+ * new one there.  Borrowed; NULL without an error when there is no such message yet. */
+HeaderBlock *hc_stream_block(StreamCore *s, int response) {
+    PyObject **field = response ? &s->response_block : &s->request_block;
+    if (*field != NULL) return (HeaderBlock *)*field;
+    PyObject *message = response ? s->response : s->request;
+    if (is_none(message) || is_none(s->ex)) return NULL;
+    PyObject *maps = exchange_maps(s);
+    if (maps == NULL) return NULL;
+    *field = block_for(maps, response, message);
+    Py_DECREF(maps);
+    return (HeaderBlock *)*field;
+}
+
+static PyObject *Stream_get_block(StreamCore *s, void *response) {
+    HeaderBlock *b = hc_stream_block(s, response != NULL);
+    if (b == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return Py_NewRef((PyObject *)b);
+}
+
 /* --- the context ------------------------------------------------------------------- */
 
-/* register(): a context id from the VM, the root, map 0's block, and the VM's count of
- * open streams (what the guest hears of in begin(), or in a test's own calls). */
+/* register(): a context id from the VM, the root, and the VM's count of open streams (what
+ * the guest hears of in begin(), or in a test's own calls).  Map 0's block is made when a
+ * call needs it (hc_stream_block). */
 static int stream_register(StreamCore *s) {
     if (is_none(s->vm) || is_none(s->ex) || is_none(s->request)) {
         PyErr_SetString(PyExc_RuntimeError, "a stream needs a VM and an exchange");
@@ -154,14 +178,9 @@ static int stream_register(StreamCore *s) {
         return -1;
     }
     s->id = PyLong_AsLongLong(id);
-    PyObject *maps = NULL;
     int rc = -1;
     if (s->id == -1 && PyErr_Occurred()) goto done;
-    maps = exchange_maps(s);
-    if (maps == NULL) goto done;
-    PyObject *block = block_for(maps, 0, s->request);
-    if (block == NULL) goto done;
-    Py_XSETREF(s->request_block, block);
+    Py_XSETREF(s->key, Py_NewRef(id));
     s->request_headers_open = 1;
     PyObject *contexts = Py_NewRef(vm->contexts);
     rc = PyObject_SetItem(contexts, id, (PyObject *)s);
@@ -170,7 +189,6 @@ static int stream_register(StreamCore *s) {
     if (rc == 0) rc = add_active(vm, 1, &now);
 done:
     Py_DECREF(id);
-    Py_XDECREF(maps);
     return rc;
 }
 
@@ -189,7 +207,7 @@ static int stream_forget(StreamCore *s) {
         return -1;
     }
     PyObject *contexts = Py_NewRef(vm->contexts);
-    PyObject *id = PyLong_FromLongLong(s->id);
+    PyObject *id = s->key != NULL ? Py_NewRef(s->key) : PyLong_FromLongLong(s->id);
     PyObject *gone = id == NULL                   ? NULL
                      : PyDict_CheckExact(contexts) ? _PyDict_Pop(contexts, id, Py_None)
                                                    : PyObject_CallMethod(contexts, "pop", "OO", id, Py_None);
@@ -213,16 +231,11 @@ static PyObject *Stream_forget(StreamCore *s, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* set_response(response): map 2 is ``response``'s block (shared by the stream's filters). */
+/* set_response(response): map 2 is ``response``'s (its block made when a call needs it). */
 static int set_response(StreamCore *s, PyObject *response) {
-    PyObject *maps = exchange_maps(s);
-    if (maps == NULL) return -1;
-    PyObject *block = block_for(maps, 1, response);
-    Py_DECREF(maps);
-    if (block == NULL) return -1;
     Py_INCREF(response);
     Py_XSETREF(s->response, response);
-    Py_XSETREF(s->response_block, block);
+    Py_CLEAR(s->response_block);
     return 0;
 }
 
@@ -495,7 +508,7 @@ static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
 static PyObject *Stream_get_ctx(StreamCore *s, void *closure) { return Py_NewRef((PyObject *)s); }
 
 #define FIELDS(X)                                                                                  \
-    X(dict) X(vm) X(ex) X(cfg) X(request) X(root) X(request_block) X(response) X(response_block) \
+    X(dict) X(vm) X(ex) X(cfg) X(request) X(root) X(key) X(request_block) X(response) X(response_block) \
         X(local_response) X(paused) X(request_body) X(response_body)
 
 static int Stream_traverse(StreamCore *s, visitproc visit, void *arg) {
@@ -517,7 +530,7 @@ static void Stream_dealloc(StreamCore *s) {
 }
 
 static PyMethodDef Stream_methods[] = {
-    {"register", (PyCFunction)Stream_register, METH_NOARGS, "an id, the root and map 0; the VM counts the stream"},
+    {"register", (PyCFunction)Stream_register, METH_NOARGS, "an id and the root; the VM counts the stream"},
     {"forget", (PyCFunction)Stream_forget, METH_NOARGS, "the VM forgets the stream (on_idle after its last)"},
     {"set_response", (PyCFunction)Stream_set_response, METH_O, "map 2 is this response's"},
     {"begin", (PyCFunction)Stream_begin, METH_NOARGS, "the request side -> Step | Response"},
@@ -537,9 +550,7 @@ static PyMemberDef Stream_members[] = {
     OBJ("cfg", cfg, "the stage's StreamSettings"),
     OBJ("request", request, "the exchange's Request"),
     OBJ("root", root, "the root context"),
-    OBJ("request_block", request_block, "map 0 serialised; writes go through its view"),
     OBJ("response", response, "the response the response hooks see"),
-    OBJ("response_block", response_block, "map 2 serialised"),
     OBJ("local_response", local_response, "the filter's local reply"),
     OBJ("paused", paused, "the phase held by a Stop* result (\"request\"/\"response\")"),
     OBJ("request_body", request_body, "buffer 0 during the request body callbacks"),
@@ -558,6 +569,9 @@ static PyMemberDef Stream_members[] = {
 
 static PyGetSetDef Stream_getset[] = {
     {"ctx", (getter)Stream_get_ctx, NULL, "the stream's context: the stream itself", NULL},
+    {"request_block", (getter)Stream_get_block, NULL, "map 0 serialised (made on first read); writes go through its view", NULL},
+    {"response_block", (getter)Stream_get_block, NULL, "map 2 serialised (made on first read), None before a response",
+     (void *)1},
     {NULL},
 };
 
