@@ -772,7 +772,7 @@ static set_input *set_inputs(waf_tx *tx, const pf_group *pg) {
         only = ids[k];
     }
     wstr *kept = ar_alloc(&tx->a, (size_t)(live ? live : 1) * sizeof *kept);
-    memcpy(kept, parts, (size_t)live * sizeof *kept);
+    copy_bytes((char *)kept, (const char *)parts, (size_t)live * sizeof *kept);   /* mostly 1-4 parts */
     *u = (set_input){tx->src_epoch + 1, pg->list, pg->chain, live, only, total, kept, {NULL, 0}};
     return u;
 }
