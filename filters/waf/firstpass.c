@@ -123,6 +123,7 @@ typedef struct pf_group {
     uint8_t flags[GROUP_MAX];    /* RXSET_CASELESS */
     uint8_t ok[GROUP_MAX];       /* the member is in the set (it has a translation) */
     uint64_t classes;            /* members that are one class of bytes, tested here (class_*) */
+    bool only_classes;           /* every member in the set is such a class: never scanned */
     uint8_t *cls[GROUP_MAX];     /* such a member's bytes: [256], 1 for each */
 } pf_group;
 
@@ -401,6 +402,9 @@ void firstpass_build(waf_rules *r) {
             memcpy(pg->cls[k], cls, sizeof cls);
             pg->classes |= 1ull << k;
         }
+        uint64_t in_set = 0;
+        for (int k = 0; k < pg->n; k++) in_set |= (uint64_t)(ok[k] != 0) << k;
+        pg->only_classes = pg->classes && pg->classes == in_set;
         pg->gated = !common && rxset_gated(pg->set);
         pg->links |= common;   /* a set with common members always scans: no union */
         for (int k = 0; k < pg->n; k++) {
@@ -663,9 +667,11 @@ static bool union_any_part(waf_tx *tx, int uni, int from, int chain, wstr part) 
 }
 
 /* A set's DFA over one input (`from`: its source, as union_any_part): nothing where its union
- * found nothing. */
+ * found nothing.  A set of byte classes only (921140/921190's `[\n\r]`) is not scanned: its
+ * members are all possible, and the callers tell them by the values' bytes (class_mask). */
 static uint64_t group_scan(waf_tx *tx, const pf_group *pg, wstr in, int from) {
     if (pg->uni >= 0 && in.n >= UNION_MIN_INPUT && !union_any_part(tx, pg->uni, from, pg->chain, in)) return 0;
+    if (pg->only_classes) return pg->classes;
     return rxset_scan(pg->set, (const uint8_t *)in.p, in.n);
 }
 
@@ -766,7 +772,7 @@ static set_input *set_inputs(waf_tx *tx, const pf_group *pg) {
         only = ids[k];
     }
     wstr *kept = ar_alloc(&tx->a, (size_t)(live ? live : 1) * sizeof *kept);
-    memcpy(kept, parts, (size_t)live * sizeof *kept);
+    copy_bytes((char *)kept, (const char *)parts, (size_t)live * sizeof *kept);   /* mostly 1-4 parts */
     *u = (set_input){tx->src_epoch + 1, pg->list, pg->chain, live, only, total, kept, {NULL, 0}};
     return u;
 }
