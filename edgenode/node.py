@@ -147,7 +147,9 @@ class Node:
         fast = _CacheFastPath(self) if self._fast_chain() else None
         #: the front end's handler (tools swap its ``chain``, e.g. to stub the origin)
         self.entry = _Entry(self.signals, self.chain)
-        self.frontend = FrontEnd(self.entry, config.server, on_complete=self.signals.request_end,
+        # its bound ``__call__``: CPython 3.11 runs a bound method's frame in its caller's
+        # interpreter invocation, an object's ``__call__`` (``slot_tp_call``) in one of its own
+        self.frontend = FrontEnd(self.entry.__call__, config.server, on_complete=self.signals.request_end,
                                  fast_path=fast)
         if isinstance(self.store, SharedStore):  # its writes are committed before answers leave
             self.frontend.batch.stores = self.store

@@ -20,10 +20,10 @@ from edgenode.frontend._fasthit import HeadSink
 from edgenode.frontend.dispatch import PIPELINE_DEPTH
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
-from edgenode.http.messages import Body, RawRequest, Request
+from edgenode.http.messages import Body, Request, raw_request
 from edgenode.frontend.request_body import BadBody, RequestBody
 from edgenode.frontend.request_head import METHODS, Reject, absolute_target, check_transfer_encoding
-from edgenode.pipeline.exchange import Exchange
+from edgenode.pipeline.exchange import Exchange, client_exchange
 from edgenode.frontend.state import FrontEndState
 
 __all__ = ["RequestParser", "PARSE_SLICE"]
@@ -260,16 +260,14 @@ class RequestParser:
                 raw = None
         if headers is None:
             assert raw is not None
-            request: Request = RawRequest(method, target, raw, version)
+            request: Request = raw_request(method, target, raw, version)
         else:
             request = Request(method, target, headers, body, version)
             if raw is not None:  # the parsed bytes, for an origin head written from them
                 request.raw = (getversion(headers), raw)
-        exchange = Exchange(request, self.client, self.local, keep_alive, reader)
-        exchange.request_id = rid
-        if version == "1.1":  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
-            exchange.interim = self.send_interim
-        return exchange
+        # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
+        interim = self.send_interim if version == "1.1" else None
+        return client_exchange(request, self.client, self.local, keep_alive, reader, rid, interim)
 
     def _fields(self) -> CIMultiDict[str]:
         """The head's fields as text.  A keep-alive client mostly repeats its fields from

@@ -125,3 +125,52 @@ class Exchange:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+
+class ClientExchange(Exchange):
+    """An ``Exchange`` the front end makes per client request (``client_exchange``): the
+    same slots, methods and meaning, made without a Python ``__init__``."""
+
+    __slots__ = ()
+    __init__ = object.__init__  # type: ignore[assignment]
+
+
+def client_exchange(request: Request, client: tuple[str, int], local: tuple[str, int],
+                    keep_alive: bool, reader: RequestBody | None, request_id: str,
+                    interim: Callable[[Response], None] | None) -> Exchange:
+    """The exchange of a client's request, its slots stored here (meanings: ``Exchange``).
+
+    CPython 3.11 runs a class's Python ``__init__`` in an interpreter invocation of its
+    own (``type_call`` -> ``slot_tp_init``); with ``object.__init__`` the class call stays
+    in C and this function's frame runs in its caller's (the front end's, once per
+    request).  It stores every slot ``Exchange.__init__`` does, with the front end's
+    request id and interim sender; ``tests/pipeline/test_client_exchange.py`` holds the
+    two equal, slot by slot.
+    """
+    ex = ClientExchange()
+    ex.request = request
+    ex.target = request.target
+    ex.request_id = request_id
+    ex.client = client
+    ex.local = local
+    ex.id = next(_ids)
+    ex.start = time.perf_counter()
+    ex.start_wall = time.time()
+    ex.origin = None
+    ex.cache_status = ""
+    ex.x_cache = ""
+    ex.origin_time = None
+    ex.timings = {}
+    ex.props = {}
+    ex.response_bytes = 0
+    ex.status = 0
+    ex.server_timing = False
+    ex._open = None
+    ex.interim = interim
+    ex.wasm_maps = None
+    ex.plain = -1
+    ex.parsed = None
+    ex.keep_alive = keep_alive
+    ex.reader = reader
+    ex.error = None
+    return ex

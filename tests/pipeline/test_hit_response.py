@@ -12,7 +12,7 @@ from multidict import CIMultiDict, getversion
 from edgenode.cache.directives import format_http_date
 from edgenode.cache.stage import CacheStage
 from edgenode.config import CacheConfig
-from edgenode.http.messages import FROM_BODY, PrebuiltResponse, RawRequest, Request, Response
+from edgenode.http.messages import FROM_BODY, PrebuiltResponse, Request, Response, raw_request
 from edgenode.pipeline.chain import Chain
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 
@@ -37,7 +37,7 @@ async def _stored() -> CacheStage:
 
 def _raw_exchange(method: str) -> Exchange:
     """A plain request as the front end's fast path hands it on behind filters."""
-    ex = Exchange(RawRequest(method, "/obj", list(PAIRS)))
+    ex = Exchange(raw_request(method, "/obj", list(PAIRS)))
     ex.plain = RAW_PLAIN
     ex.parsed = (b"/obj", b"example.com")
     return ex

@@ -12,7 +12,7 @@ from multidict import CIMultiDict, getversion
 from dataplane_support import RawClient, RawOrigin, node_config, parse_responses, start_node
 from edgenode.config import OriginConfig
 from edgenode.http.client import _encode_head
-from edgenode.http.messages import RawRequest, Request
+from edgenode.http.messages import Request, raw_request
 from edgenode.proxy.forwarding import EDITED_NAMES, forward_head, forward_request
 
 VIA = "1.1 edgenode"
@@ -55,7 +55,7 @@ def test_a_raw_request_whose_fields_nothing_made_takes_the_raw_head():
     """A filtered plain request's ``RawRequest`` reaches forwarding with its fields not
     made: forward_head makes them and still writes the head from the parsed bytes."""
     raw = [(b"Host", b"www.example.com"), (b"User-Agent", b"wrk")]
-    head = forward_head(RawRequest("GET", "/a?b=1", list(raw)), "192.0.2.1", origin(), VIA)
+    head = forward_head(raw_request("GET", "/a?b=1", list(raw)), "192.0.2.1", origin(), VIA)
     assert head is not None
     assert head == general(parsed(list(raw)), "192.0.2.1")
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from multidict import CIMultiDict, getversion
 
-from edgenode.http.messages import RawRequest, Request, Response
+from edgenode.http.messages import RawRequest, Request, Response, raw_request
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm.abi import Status, decode_map, encode_map
 from edgenode.wasm.foreign import register_foreign_function, unregister_foreign_function
@@ -449,7 +449,7 @@ def test_a_raw_requests_map_is_its_parsed_bytes_until_a_write_makes_its_fields(
         assert probe.call("proxy_get_header_map_size", 0, 32) == OK
         return values, whole, probe.u32(32), got
 
-    raw = Exchange(RawRequest("GET", "/p?q=1", list(pairs)))
+    raw = Exchange(raw_request("GET", "/p?q=1", list(pairs)))
     made = Exchange(Request("GET", "/p?q=1", CIMultiDict((k.decode("latin-1"), v.decode("latin-1"))
                                                          for k, v in pairs)))
     assert read(raw) == read(made)
