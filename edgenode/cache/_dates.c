@@ -187,42 +187,16 @@ PyDoc_STRVAR(http_date_doc,
 "Seconds since the epoch of an HTTP-date in one of its three formats; None if invalid.\n"
 "ValueError for a str holding a character beyond Latin-1.");
 
-static PyObject *http_date(PyObject *module, PyObject *value) {
-    if (!PyUnicode_Check(value)) {
-        PyErr_SetString(PyExc_TypeError, "an HTTP date must be a str");
-        return NULL;
-    }
-    if (PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
-        PyErr_SetString(PyExc_ValueError, "a character beyond Latin-1");
-        return NULL;
-    }
-    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
-    Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(value);
-    while (start < end && is_space(s[start])) {
-        start++;
-    }
-    while (end > start && is_space(s[end - 1])) {
-        end--;
-    }
-    double ts;
-    if (!parse(s + start, end - start, &ts)) {
-        Py_RETURN_NONE;
-    }
-    return PyFloat_FromDouble(ts);
-}
-
-/* RFC 9111 §1.2.2: delta-seconds beyond this are read as this (directives.MAX_DELTA) */
-#define MAX_DELTA 2147483648.0
-
-/* ``parse_http_date(value)`` for a field value (borrowed, or NULL when absent): 1 with
- * the seconds in ``out``, 0 when absent or invalid, -1 with ValueError for a character
+/* ``parse_http_date(value)`` for a field value (borrowed, or NULL when absent), for
+ * ``http_date`` and the freshness facts: 1 with the seconds in ``out``, 0 when absent or
+ * invalid, -1 with TypeError for a value that is not a str or ValueError for a character
  * beyond Latin-1 (the expressions decide that). */
 static int date_value(PyObject *value, double *out) {
     if (value == NULL) {
         return 0;
     }
     if (!PyUnicode_Check(value)) {
-        PyErr_SetString(PyExc_TypeError, "field values must be str");
+        PyErr_SetString(PyExc_TypeError, "an HTTP date must be a str");
         return -1;
     }
     if (PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
@@ -239,6 +213,21 @@ static int date_value(PyObject *value, double *out) {
     }
     return parse(s + start, end - start, out);
 }
+
+static PyObject *http_date(PyObject *module, PyObject *value) {
+    double ts;
+    int found = date_value(value, &ts);
+    if (found < 0) {
+        return NULL;
+    }
+    if (!found) {
+        Py_RETURN_NONE;
+    }
+    return PyFloat_FromDouble(ts);
+}
+
+/* RFC 9111 §1.2.2: delta-seconds beyond this are read as this (directives.MAX_DELTA) */
+#define MAX_DELTA 2147483648.0
 
 /* ``float(delta_seconds(s[:n]) or 0)`` for ASCII text (``isdigit``, then the clamp). */
 static double delta_of(const Py_UCS1 *s, Py_ssize_t n) {
