@@ -336,6 +336,23 @@ static bool distinct_all_miss(waf_tx *tx, const rule *ru, const target *t, bool 
     return true;
 }
 
+static bool eval_rule(waf_tx *tx, const rule *ru);
+
+/* A rule's end once its values are read (eval_rule and eval_tx_check): no match clears the
+ * matched values; a match runs the chain's links, then the rule's actions. */
+static bool conclude_rule(waf_tx *tx, const rule *ru, bool any) {
+    if (!any) {
+        clear_matched(tx);
+        return false;
+    }
+    if (ru->chain) {
+        if (!ru->next_link || !eval_rule(tx, ru->next_link)) return false;
+        tx->cur_rule = ru;
+    }
+    after_full_match(tx, ru);
+    return true;
+}
+
 static bool eval_rule(waf_tx *tx, const rule *ru) {
     tx->cur_rule = ru;
     if (ru->is_action) {
@@ -417,16 +434,7 @@ static bool eval_rule(waf_tx *tx, const rule *ru) {
             }
         }
     }
-    if (!any) {
-        clear_matched(tx);
-        return false;
-    }
-    if (ru->chain) {
-        if (!ru->next_link || !eval_rule(tx, ru->next_link)) return false;
-        tx->cur_rule = ru;
-    }
-    after_full_match(tx, ru);
-    return true;
+    return conclude_rule(tx, ru, any);
 }
 
 /* At most this many TX items per key are read by tx_check; more (never in CRS: TX keys are
@@ -461,16 +469,7 @@ static bool eval_tx_check(waf_tx *tx, const rule *ru) {
         matched(tx, &vals[k], vals[k].val);
         run_setvars(tx, ru);
     }
-    if (!any) {
-        clear_matched(tx);
-        return false;
-    }
-    if (ru->chain) {
-        if (!ru->next_link || !eval_rule(tx, ru->next_link)) return false;
-        tx->cur_rule = ru;
-    }
-    after_full_match(tx, ru);
-    return true;
+    return conclude_rule(tx, ru, any);
 }
 
 bool waf_run_phase(waf_tx *tx, int phase) {
