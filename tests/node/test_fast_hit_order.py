@@ -17,6 +17,7 @@ import pytest
 from edgenode.config import StageConfig
 from edgenode.frontend.batch import Batch
 from edgenode.node import Node
+from wire_support import send_and_read
 
 
 @pytest.fixture
@@ -42,20 +43,7 @@ POST = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
 async def exchange(node: Node, data: str) -> bytes:
     """Send ``data`` on a new connection and read until the node closes it (or 1 s of
     quiet); the bytes with the per-request fields masked."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
-    out = b""
-    try:
-        writer.write(data.encode())
-        while True:
-            try:
-                more = await asyncio.wait_for(reader.read(1 << 20), 1.0)
-            except asyncio.TimeoutError:
-                break
-            if not more:
-                break
-            out += more
-    finally:
-        writer.close()
+    out = await send_and_read(node.port, data, 1.0)
     out = re.sub(rb"(?i)(x-request-id\"?(:|,)\s*\"?)[0-9a-z-]+", rb"\1*", out)
     out = re.sub(rb"\r\nAge: [0-9]+\r\n", b"\r\nAge: *\r\n", out)
     out = re.sub(rb"; ttl=[0-9]+", b"; ttl=*", out)

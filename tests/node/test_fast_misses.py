@@ -7,7 +7,6 @@ plain still gets ``_request_head``'s refusals."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ import pytest
 from edgenode.config import StageConfig
 from edgenode.frontend.connection import Connection
 from edgenode.node import Node
+from wire_support import send_and_read
 
 
 def get(name: str, extra: str = "", version: str = "1.1", method: str = "GET") -> str:
@@ -32,21 +32,7 @@ SCRIPT = (get("a") + get("b", "X-Request-Id: client-id-7\r\n") + get("c", "X-Req
 async def exchange(node: Node, data: str) -> bytes:
     """Send ``data`` on a new connection and read until the node closes it (or 2 s of
     quiet)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
-    out = b""
-    try:
-        writer.write(data.encode())
-        while True:
-            try:
-                more = await asyncio.wait_for(reader.read(1 << 20), 2.0)
-            except asyncio.TimeoutError:
-                break
-            if not more:
-                break
-            out += more
-    finally:
-        writer.close()
-    return out
+    return await send_and_read(node.port, data, 2.0)
 
 
 def masked(out: bytes) -> bytes:
