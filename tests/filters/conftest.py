@@ -4,7 +4,8 @@ drive them through the real Proxy-Wasm host (``WasmStage``).
 ``build_filter("routing")`` runs ``make -C filters build/routing.wasm`` once per session
 and returns the module path; a missing compiler is a test failure with the reason, not
 a skip.  ``run_stage(...)`` sends one request through a stage (or a chain of stages)
-whose terminal handler plays the origin.
+whose terminal handler plays the origin.  ``run_inject_check(...)`` builds and runs a
+native check of the WAF's libinjection glue against libinjection itself.
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ def build_filter() -> Callable[[str], Path]:
         return built[name]
 
     return build
+
+
+LIBINJECTION = FILTERS / "build" / "deps" / "libinjection-python-1.1.6" / "libinjection" / "src"
+
+
+def run_inject_check(check: Path, exe: Path, *args: str) -> dict[str, int]:
+    """Build ``check`` natively with the WAF's ``inject.c`` and the libinjection sources the
+    filter links (fetched into filters/build/deps by its build), run it with ``args`` and
+    return the counts it prints as ``name number`` pairs."""
+    sources = [check, FILTERS / "waf" / "inject.c",
+               *(LIBINJECTION / f"libinjection_{m}.c" for m in ("sqli", "xss", "html5"))]
+    build = subprocess.run([sys.executable, "-m", "ziglang", "cc", "-O2", "-w", f"-I{LIBINJECTION}",
+                            f"-I{FILTERS / 'waf'}", "-o", str(exe), *map(str, sources)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe), *args], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[:2000]
+    fields = run.stdout.split()
+    return dict(zip(fields[::2], map(int, fields[1::2])))
 
 
 def make_stage(module: Path, config: Any, name: str = "filter", callout=None, **options: Any):
