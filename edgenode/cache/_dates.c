@@ -24,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "_facts.h"
+
 static int is_space(Py_UCS1 c) {
     return (c >= 9 && c <= 13) || (c >= 28 && c <= 32) || c == 0x85 || c == 0xa0;
 }
@@ -351,6 +353,86 @@ static int directive(PyObject *cc, PyObject *name, PyObject **out) {
     return *out == NULL && PyErr_Occurred() ? -1 : 0;
 }
 
+/* ``freshness_facts`` without its Python objects: 0 with ``out`` filled, -1 with an
+ * exception (ValueError for what Python reads differently).  Exported as the capsule
+ * ``_compute_facts`` for cache/_entry.c. */
+static int compute_facts(PyObject *pairs, PyObject *cc, int targeted, int heuristic, PyObject *age_arg,
+                         double request_time, double response_time, double fraction, double hmax,
+                         double default_ttl, Facts *out) {
+    Found f;
+    if (find_fields(pairs, &f) < 0) {
+        return -1;
+    }
+    double date, age, lifetime = 0.0, expires, last_ts = 0.0;
+    int dated = date_value(f.date, &date);
+    int has_last = date_value(f.last_modified, &last_ts);
+    if (dated < 0 || has_last < 0 || age_value(age_arg, &age) < 0) {
+        return -1;
+    }
+    if (!dated) {
+        date = response_time;
+    }
+    PyObject *smax, *maxage, *swr_arg, *sie_arg, *mustr, *proxyr, *nocache, *pub;
+    if (directive(cc, s_maxage, &smax) < 0 || directive(cc, max_age, &maxage) < 0
+            || directive(cc, swr_name, &swr_arg) < 0 || directive(cc, sie_name, &sie_arg) < 0
+            || directive(cc, must_revalidate, &mustr) < 0 || directive(cc, proxy_revalidate, &proxyr) < 0
+            || directive(cc, no_cache, &nocache) < 0 || directive(cc, public_name, &pub) < 0) {
+        return -1;
+    }
+    /* freshness_lifetime: s-maxage, max-age, Expires - Date, then the heuristic */
+    if (smax != NULL) {
+        if (delta_value(smax, &lifetime) < 0) {
+            return -1;
+        }
+    } else if (maxage != NULL) {
+        if (delta_value(maxage, &lifetime) < 0) {
+            return -1;
+        }
+    } else if (f.expires != NULL && !targeted) {
+        int ok = date_value(f.expires, &expires);
+        if (ok < 0) {
+            return -1;
+        }
+        lifetime = ok && expires - date > 0.0 ? expires - date : 0.0;
+    } else if (heuristic || pub != NULL) {
+        if (has_last) {
+            double h = (date - last_ts) * fraction;
+            lifetime = h > 0.0 ? h : 0.0;
+            lifetime = hmax < lifetime ? hmax : lifetime;
+        } else {
+            lifetime = default_ttl;
+        }
+    }
+    if (delta_value(swr_arg, &out->swr) < 0 || delta_value(sie_arg, &out->sie) < 0) {
+        return -1;
+    }
+    /* initial_age: max(apparent age, Age + the response delay) */
+    double apparent = response_time - date > 0.0 ? response_time - date : 0.0;
+    double corrected = age + (response_time - request_time);
+    double age0 = corrected > apparent ? corrected : apparent;
+    int no_cache_all = 0;
+    if (nocache != NULL) {
+        int arg = PyObject_IsTrue(nocache);
+        if (arg < 0) {
+            return -1;
+        }
+        no_cache_all = !arg;
+    }
+    out->date = date;
+    out->age0 = age0;
+    out->lifetime = lifetime;
+    out->fresh_until = response_time + lifetime - age0;
+    out->no_stale = mustr || proxyr || smax;
+    out->no_cache = no_cache_all;
+    out->auth_ok = pub || smax || mustr;
+    out->etag = f.etag;
+    out->last_modified = f.last_modified;
+    out->has_last = has_last;
+    out->last_ts = last_ts;
+    out->dated = dated;
+    return 0;
+}
+
 PyDoc_STRVAR(freshness_facts_doc,
 "freshness_facts(fields, cc, targeted, heuristic, age, request_time, response_time,\n"
 "                heuristic_fraction, heuristic_max, default_ttl) -> tuple\n\n"
@@ -368,7 +450,6 @@ static PyObject *freshness_facts(PyObject *module, PyObject *const *args, Py_ssi
                                          "request_time, response_time, fraction, max, default_ttl)");
         return NULL;
     }
-    PyObject *pairs = args[0], *cc = args[1];
     int targeted = PyObject_IsTrue(args[2]), heuristic = PyObject_IsTrue(args[3]);
     double request_time = PyFloat_AsDouble(args[5]), response_time = PyFloat_AsDouble(args[6]);
     double fraction = PyFloat_AsDouble(args[7]), hmax = PyFloat_AsDouble(args[8]);
@@ -376,76 +457,20 @@ static PyObject *freshness_facts(PyObject *module, PyObject *const *args, Py_ssi
     if (targeted < 0 || heuristic < 0 || PyErr_Occurred()) {
         return NULL;
     }
-    Found f;
-    if (find_fields(pairs, &f) < 0) {
+    Facts x;
+    if (compute_facts(args[0], args[1], targeted, heuristic, args[4], request_time, response_time,
+                      fraction, hmax, default_ttl, &x) < 0) {
         return NULL;
     }
-    double date, age, lifetime = 0.0, swr, sie, expires, last_ts;
-    int dated = date_value(f.date, &date);
-    int has_last = date_value(f.last_modified, &last_ts);
-    if (dated < 0 || has_last < 0 || age_value(args[4], &age) < 0) {
-        return NULL;
-    }
-    if (!dated) {
-        date = response_time;
-    }
-    PyObject *smax, *maxage, *swr_arg, *sie_arg, *mustr, *proxyr, *nocache, *pub;
-    if (directive(cc, s_maxage, &smax) < 0 || directive(cc, max_age, &maxage) < 0
-            || directive(cc, swr_name, &swr_arg) < 0 || directive(cc, sie_name, &sie_arg) < 0
-            || directive(cc, must_revalidate, &mustr) < 0 || directive(cc, proxy_revalidate, &proxyr) < 0
-            || directive(cc, no_cache, &nocache) < 0 || directive(cc, public_name, &pub) < 0) {
-        return NULL;
-    }
-    /* freshness_lifetime: s-maxage, max-age, Expires - Date, then the heuristic */
-    if (smax != NULL) {
-        if (delta_value(smax, &lifetime) < 0) {
-            return NULL;
-        }
-    } else if (maxage != NULL) {
-        if (delta_value(maxage, &lifetime) < 0) {
-            return NULL;
-        }
-    } else if (f.expires != NULL && !targeted) {
-        int ok = date_value(f.expires, &expires);
-        if (ok < 0) {
-            return NULL;
-        }
-        lifetime = ok && expires - date > 0.0 ? expires - date : 0.0;
-    } else if (heuristic || pub != NULL) {
-        if (has_last) {
-            double h = (date - last_ts) * fraction;
-            lifetime = h > 0.0 ? h : 0.0;
-            lifetime = hmax < lifetime ? hmax : lifetime;
-        } else {
-            lifetime = default_ttl;
-        }
-    }
-    if (delta_value(swr_arg, &swr) < 0 || delta_value(sie_arg, &sie) < 0) {
-        return NULL;
-    }
-    /* initial_age: max(apparent age, Age + the response delay) */
-    double apparent = response_time - date > 0.0 ? response_time - date : 0.0;
-    double corrected = age + (response_time - request_time);
-    double age0 = corrected > apparent ? corrected : apparent;
-    int no_cache_all = 0;
-    if (nocache != NULL) {
-        int arg = PyObject_IsTrue(nocache);
-        if (arg < 0) {
-            return NULL;
-        }
-        no_cache_all = !arg;
-    }
-    PyObject *last = has_last ? PyFloat_FromDouble(last_ts) : Py_NewRef(Py_None);
+    PyObject *last = x.has_last ? PyFloat_FromDouble(x.last_ts) : Py_NewRef(Py_None);
     if (last == NULL) {
         return NULL;
     }
-    return Py_BuildValue("(dddddd" "OOO" "OON" "O)", date, age0, lifetime,
-                         response_time + lifetime - age0, swr, sie,
-                         (mustr || proxyr || smax) ? Py_True : Py_False,
-                         no_cache_all ? Py_True : Py_False,
-                         (pub || smax || mustr) ? Py_True : Py_False,
-                         f.etag ? f.etag : Py_None, f.last_modified ? f.last_modified : Py_None,
-                         last, dated ? Py_True : Py_False);
+    return Py_BuildValue("(dddddd" "OOO" "OON" "O)", x.date, x.age0, x.lifetime, x.fresh_until,
+                         x.swr, x.sie, x.no_stale ? Py_True : Py_False,
+                         x.no_cache ? Py_True : Py_False, x.auth_ok ? Py_True : Py_False,
+                         x.etag ? x.etag : Py_None, x.last_modified ? x.last_modified : Py_None,
+                         last, x.dated ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
@@ -470,5 +495,15 @@ PyMODINIT_FUNC PyInit__dates(void) {
             return NULL;
         }
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New((void *)compute_facts, FACTS_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObject(m, "_compute_facts", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from edgenode.cache._dates import freshness_facts
+from edgenode.cache._entry import UsualEntry
 from edgenode.cache.directives import (
     delta_seconds, field_names, format_http_date, parse_cache_control, parse_http_date, parse_targeted,
     split_list,
@@ -198,6 +199,10 @@ class Entry:
         self.fresh_until = min(self.fresh_until, now)
 
 
+#: ``build_entry`` of the usual response in one C call (None: not usual, ``_build_entry``'s)
+usual_entry = UsualEntry(Entry, CIMultiDict, HEURISTIC_STATUSES)
+
+
 def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tuple[str | None, ...], str]:
     if not vary:
         return (), ""
@@ -285,9 +290,28 @@ def build_entry(*, key: str, url: str, status: int, reason: str, resp_headers: H
     holding those spans (``resp_headers`` without the 206's Content-Range: it is made per
     answer).  ``directives``: ``response_directives(resp_headers)``, when the caller
     has them (the cache stage's storability decision), so they are not parsed again.
+    The usual response's entry is made in one C call (``usual_entry``); ``_build_entry``
+    makes the others.
     """
     pairs: Fields = [(str(k), v) for k, v in resp_headers.items()] if fields is None else fields
     cc, targeted = directives if directives is not None else response_directives(resp_headers)
+    if partial is None and not trailers:
+        e = usual_entry(key, url, status, reason, pairs, body, cc, targeted, request_time, response_time,
+                        heuristic_fraction, heuristic_max, default_ttl)
+        if e is not None:
+            return e
+    return _build_entry(key, url, status, reason, resp_headers, body, req_headers, request_time,
+                        response_time, heuristic_fraction, heuristic_max, default_ttl, trailers, partial,
+                        pairs, cc, targeted)
+
+
+def _build_entry(key: str, url: str, status: int, reason: str, resp_headers: Headers, body: bytes,
+                 req_headers: Headers, request_time: float, response_time: float,
+                 heuristic_fraction: float, heuristic_max: float, default_ttl: float,
+                 trailers: Headers | None, partial: Partial | None, pairs: Fields,
+                 cc: dict[str, str | None], targeted: bool) -> Entry:
+    """``build_entry`` in Python: the reference ``usual_entry`` is held to, and the maker of
+    every entry it leaves alone (Vary, Connection, a Date to add, trailers, a 206...)."""
     drop = _not_stored(resp_headers, cc, targeted)
     # the stored list, its wire block (None: not writable as it is) and its length, and
     # every lower-case name, in one C pass

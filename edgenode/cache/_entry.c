@@ -1,0 +1,494 @@
+/* The usual miss's entry made in C (cache/policy.py ``build_entry``).
+ *
+ * Every stored miss ran ``build_entry``'s Python: the names not stored, the stored list
+ * with its wire block and size (a C pass), the freshness facts (a C call), the entry's
+ * ~30 slot stores, the hits' multidict and the wire decision, ~41k instructions of
+ * which most was the interpreter around the C calls.  ``UsualEntry(Entry, CIMultiDict,
+ * statuses)(key, url, status, reason, pairs, body, cc, targeted, request_time,
+ * response_time, heuristic_fraction, heuristic_max, default_ttl)`` makes the same entry
+ * in one call for the usual response, or answers None and ``build_entry``'s Python
+ * (its reference: tests/cache/test_entry_native.py) makes it.  The usual response: no
+ * targeted directives, no ``private``/``no-cache`` naming fields, no Vary, no Connection,
+ * a valid Date, names ASCII, names and values Latin-1 without CR or LF (then the wire
+ * block is theirs), and what the freshness facts read as Python does.  The caller
+ * passes no trailers and no incomplete (206) response.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+#include "_facts.h"
+
+static compute_facts_fn compute_facts;
+
+/* the entry's slots this sets, in this order (cache/policy.py ``Entry.__slots__``) */
+enum {
+    S_KEY, S_URL, S_VARIANT, S_STATUS, S_REASON, S_HEADERS, S_BODY, S_SIZE, S_REQUEST_TIME,
+    S_RESPONSE_TIME, S_DATE, S_AGE0, S_LIFETIME, S_FRESH_UNTIL, S_SWR, S_SIE, S_NO_STALE,
+    S_NO_CACHE, S_AUTH_OK, S_ETAG, S_LAST_MODIFIED, S_LAST_MODIFIED_TS, S_VARY, S_VARY_VALUES,
+    S_SURROGATE_KEYS, S_SURROGATE_CONTROL, S_PROTO, S_WIRE, S_TRAILERS, S_HIT, S_PARTIAL, S_COUNT
+};
+
+static const char *slot_names[S_COUNT] = {
+    "key", "url", "variant", "status", "reason", "headers", "body", "size", "request_time",
+    "response_time", "date", "age0", "lifetime", "fresh_until", "swr", "sie", "no_stale",
+    "no_cache", "auth_ok", "etag", "last_modified", "last_modified_ts", "vary", "vary_values",
+    "surrogate_keys", "surrogate_control", "proto", "wire", "trailers", "hit", "partial",
+};
+
+/* what a field's lower-case name means here */
+enum { F_STORED, F_DROPPED, F_AGE, F_SURROGATE_KEY, F_SURROGATE_CONTROL, F_X_CACHE, F_OTHER_PATH };
+
+/* ``policy._NOT_STORED`` and the names that send a response to the Python path */
+static const struct { const char *name; int kind; } special[] = {
+    {"keep-alive", F_DROPPED}, {"proxy-connection", F_DROPPED}, {"te", F_DROPPED},
+    {"trailer", F_DROPPED}, {"transfer-encoding", F_DROPPED}, {"upgrade", F_DROPPED},
+    {"proxy-authenticate", F_DROPPED}, {"proxy-authorization", F_DROPPED},
+    {"content-length", F_DROPPED}, {"age", F_AGE}, {"surrogate-key", F_SURROGATE_KEY},
+    {"surrogate-control", F_SURROGATE_CONTROL}, {"x-cache", F_X_CACHE},
+    {"connection", F_OTHER_PATH}, {"vary", F_OTHER_PATH},
+};
+
+/* the longest special name, "proxy-authorization" */
+#define SPECIAL_MAX 19
+
+/* The kind of the ASCII name ``s`` (``n`` characters), compared without case. */
+static int kind_of(const Py_UCS1 *s, Py_ssize_t n) {
+    char low[SPECIAL_MAX];
+    if (n > SPECIAL_MAX) {
+        return F_STORED;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        low[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+    }
+    for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++) {
+        if ((Py_ssize_t)strlen(special[k].name) == n && memcmp(special[k].name, low, n) == 0) {
+            return special[k].kind;
+        }
+    }
+    return F_STORED;
+}
+
+/* A value the wire block can hold as it is: Latin-1 without CR or LF. */
+static int wire_safe(PyObject *s) {
+    if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND) {
+        return 0;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    const void *data = PyUnicode_1BYTE_DATA(s);
+    return memchr(data, '\r', n) == NULL && memchr(data, '\n', n) == NULL;
+}
+
+/* Whether ``cc`` names fields (``private="a"``, ``no-cache="a"``): those are not stored,
+ * which ``policy._not_stored`` decides; 1 yes, 0 no, -1 error. */
+static PyObject *private_name, *no_cache_name, *content_length_name;
+
+static int names_fields(PyObject *cc) {
+    PyObject *names[2] = {private_name, no_cache_name};
+    for (int i = 0; i < 2; i++) {
+        PyObject *arg = PyDict_GetItemWithError(cc, names[i]);
+        if (arg == NULL) {
+            if (PyErr_Occurred()) {
+                return -1;
+            }
+            continue;
+        }
+        int truth = PyObject_IsTrue(arg);
+        if (truth != 0) {
+            return truth;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyTypeObject *cls;       /* Entry */
+    PyObject *multidict;     /* CIMultiDict: the hits' prototype */
+    PyObject *statuses;      /* the statuses with a heuristic lifetime */
+    Py_ssize_t offsets[S_COUNT];
+} UsualEntry;
+
+/* The stored pairs' ``Name: value\r\n`` lines (``chars`` long) as bytes. */
+static PyObject *wire_block(PyObject *stored, Py_ssize_t count, Py_ssize_t chars) {
+    PyObject *block = PyBytes_FromStringAndSize(NULL, chars);
+    if (block == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(block);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyList_GET_ITEM(stored, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t k = PyUnicode_GET_LENGTH(name), v = PyUnicode_GET_LENGTH(value);
+        memcpy(out, PyUnicode_1BYTE_DATA(name), k);
+        out += k;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, PyUnicode_1BYTE_DATA(value), v);
+        out += v;
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+    return block;
+}
+
+/* What one pass over the origin's pairs finds (borrowed references but the lists). */
+typedef struct {
+    PyObject *stored;    /* the pairs stored, a new list */
+    PyObject *tags;      /* Surrogate-Key members, a new list or NULL */
+    PyObject *controls;  /* Surrogate-Control values, a new list or NULL */
+    PyObject *age;       /* the first Age value, or NULL */
+    Py_ssize_t chars;    /* the stored lines' length */
+    int x_cache;         /* an X-Cache field is stored: no wire block */
+} Scan;
+
+static void scan_clear(Scan *s) {
+    Py_CLEAR(s->stored);
+    Py_CLEAR(s->tags);
+    Py_CLEAR(s->controls);
+}
+
+/* Append ``value`` to the list ``*list``, made on first use. */
+static int append_to(PyObject **list, PyObject *value) {
+    if (*list == NULL && (*list = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    return PyList_Append(*list, value);
+}
+
+/* Sort the origin's pairs: 1 done, 0 not the usual response, -1 error. */
+static int scan_fields(PyObject *pairs, Scan *s) {
+    memset(s, 0, sizeof(*s));
+    if ((s->stored = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            return 0;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(name)
+                || !wire_safe(name) || !wire_safe(value)) {
+            return 0;
+        }
+        int r = 0;
+        switch (kind_of(PyUnicode_1BYTE_DATA(name), PyUnicode_GET_LENGTH(name))) {
+        case F_OTHER_PATH:
+            return 0;
+        case F_DROPPED:
+            continue;
+        case F_AGE:
+            if (s->age == NULL) {
+                s->age = value;
+            }
+            continue;
+        case F_SURROGATE_KEY: {
+            PyObject *members = PyUnicode_Split(value, NULL, -1);
+            if (members == NULL) {
+                return -1;
+            }
+            if (s->tags == NULL) {
+                s->tags = members;
+                continue;
+            }
+            r = PyList_SetSlice(s->tags, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, members);
+            Py_DECREF(members);
+            if (r < 0) {
+                return -1;
+            }
+            continue;
+        }
+        case F_SURROGATE_CONTROL:
+            if (append_to(&s->controls, value) < 0) {
+                return -1;
+            }
+            continue;
+        case F_X_CACHE:
+            s->x_cache = 1;
+            break;
+        }
+        if (PyList_Append(s->stored, pair) < 0) {
+            return -1;
+        }
+        s->chars += PyUnicode_GET_LENGTH(name) + PyUnicode_GET_LENGTH(value) + 4;
+    }
+    return 1;
+}
+
+/* A tuple of ``list``'s items, () when NULL (new reference). */
+static PyObject *as_tuple(PyObject *list) {
+    return list == NULL ? PyTuple_New(0) : PyList_AsTuple(list);
+}
+
+/* Store ``value`` (a new reference, NULL when its making failed) in the empty slot. */
+static int set_slot(UsualEntry *self, PyObject *e, int slot, PyObject *value) {
+    if (value == NULL) {
+        return -1;
+    }
+    *(PyObject **)((char *)e + self->offsets[slot]) = value;
+    return 0;
+}
+
+static PyObject *floatv(double v) {
+    return PyFloat_FromDouble(v);
+}
+
+static PyObject *boolv(int v) {
+    return Py_NewRef(v ? Py_True : Py_False);
+}
+
+/* The entry's slots from what the scan and the facts found; -1 on an error. */
+static int fill(UsualEntry *self, PyObject *e, PyObject *const *args, Scan *s, PyObject *block,
+                Facts *x, Py_ssize_t size) {
+    PyObject *proto = PyObject_CallOneArg(self->multidict, s->stored);
+    if (proto == NULL) {
+        return -1;
+    }
+    if (set_slot(self, e, S_PROTO, proto) < 0
+            || set_slot(self, e, S_KEY, Py_NewRef(args[0])) < 0
+            || set_slot(self, e, S_URL, Py_NewRef(args[1])) < 0
+            || set_slot(self, e, S_VARIANT, PyUnicode_New(0, 0)) < 0
+            || set_slot(self, e, S_STATUS, Py_NewRef(args[2])) < 0
+            || set_slot(self, e, S_REASON, Py_NewRef(args[3])) < 0
+            || set_slot(self, e, S_HEADERS, Py_NewRef(s->stored)) < 0
+            || set_slot(self, e, S_BODY, Py_NewRef(args[5])) < 0
+            || set_slot(self, e, S_SIZE, PyLong_FromSsize_t(size)) < 0
+            || set_slot(self, e, S_REQUEST_TIME, Py_NewRef(args[8])) < 0
+            || set_slot(self, e, S_RESPONSE_TIME, Py_NewRef(args[9])) < 0
+            || set_slot(self, e, S_DATE, floatv(x->date)) < 0
+            || set_slot(self, e, S_AGE0, floatv(x->age0)) < 0
+            || set_slot(self, e, S_LIFETIME, floatv(x->lifetime)) < 0
+            || set_slot(self, e, S_FRESH_UNTIL, floatv(x->fresh_until)) < 0
+            || set_slot(self, e, S_SWR, floatv(x->swr)) < 0
+            || set_slot(self, e, S_SIE, floatv(x->sie)) < 0
+            || set_slot(self, e, S_NO_STALE, boolv(x->no_stale)) < 0
+            || set_slot(self, e, S_NO_CACHE, boolv(x->no_cache)) < 0
+            || set_slot(self, e, S_AUTH_OK, boolv(x->auth_ok)) < 0
+            || set_slot(self, e, S_ETAG, Py_NewRef(x->etag ? x->etag : Py_None)) < 0
+            || set_slot(self, e, S_LAST_MODIFIED, Py_NewRef(x->last_modified ? x->last_modified : Py_None)) < 0
+            || set_slot(self, e, S_LAST_MODIFIED_TS, x->has_last ? floatv(x->last_ts) : Py_NewRef(Py_None)) < 0
+            || set_slot(self, e, S_VARY, PyTuple_New(0)) < 0
+            || set_slot(self, e, S_VARY_VALUES, PyTuple_New(0)) < 0
+            || set_slot(self, e, S_SURROGATE_KEYS, as_tuple(s->tags)) < 0
+            || set_slot(self, e, S_SURROGATE_CONTROL, as_tuple(s->controls)) < 0
+            || set_slot(self, e, S_WIRE, Py_NewRef(s->x_cache ? Py_None : block)) < 0
+            || set_slot(self, e, S_TRAILERS, Py_NewRef(Py_None)) < 0
+            || set_slot(self, e, S_HIT, Py_NewRef(Py_None)) < 0
+            || set_slot(self, e, S_PARTIAL, Py_NewRef(Py_None)) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+#define NARGS 13
+
+static PyObject *usual_call(UsualEntry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != NARGS || kwnames != NULL || !PyUnicode_Check(args[0]) || !PyLong_CheckExact(args[2])
+            || !PyList_Check(args[4]) || !PyDict_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "UsualEntry(key: str, url, status: int, reason, pairs: list, body, "
+                                         "cc: dict, targeted, request_time, response_time, "
+                                         "heuristic_fraction, heuristic_max, default_ttl)");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[5]) || !PyFloat_CheckExact(args[8]) || !PyFloat_CheckExact(args[9])) {
+        Py_RETURN_NONE;  /* (a body or times of other types: stored as they are, by Python) */
+    }
+    int targeted = PyObject_IsTrue(args[7]);
+    double fraction = PyFloat_AsDouble(args[10]), hmax = PyFloat_AsDouble(args[11]);
+    double default_ttl = PyFloat_AsDouble(args[12]);
+    if (targeted < 0 || PyErr_Occurred()) {
+        return NULL;
+    }
+    int named = targeted ? 1 : names_fields(args[6]);
+    if (named != 0) {
+        return named < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    int heuristic = PySet_Contains(self->statuses, args[2]);
+    if (heuristic < 0) {
+        return NULL;
+    }
+    Scan s;
+    int usual = scan_fields(args[4], &s);
+    PyObject *result = NULL, *length = NULL, *length_pair = NULL, *block = NULL, *e = NULL;
+    if (usual <= 0) {
+        goto done;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(s.stored), body_len = PyBytes_GET_SIZE(args[5]);
+    length = PyUnicode_FromFormat("%zd", body_len);
+    if (length == NULL || (length_pair = PyTuple_Pack(2, content_length_name, length)) == NULL
+            || PyList_Append(s.stored, length_pair) < 0) {
+        goto done;
+    }
+    Facts x;
+    if (compute_facts(s.stored, args[6], 0, heuristic, s.age ? s.age : Py_None,
+                      PyFloat_AS_DOUBLE(args[8]), PyFloat_AS_DOUBLE(args[9]), fraction, hmax,
+                      default_ttl, &x) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {  /* read differently in Python */
+            PyErr_Clear();
+            usual = 0;
+        }
+        goto done;
+    }
+    if (!x.dated) {  /* a Date to add: Python's */
+        usual = 0;
+        goto done;
+    }
+    Py_ssize_t size = body_len + s.chars + PyUnicode_GET_LENGTH(length) + 18
+                      + PyUnicode_GET_LENGTH(args[0]) + 200;
+    if ((block = wire_block(s.stored, count, s.chars)) == NULL
+            || (e = PyObject_CallNoArgs((PyObject *)self->cls)) == NULL) {
+        goto done;
+    }
+    if (fill(self, e, args, &s, block, &x, size) == 0) {
+        result = Py_NewRef(e);
+    }
+done:
+    Py_XDECREF(e);
+    Py_XDECREF(block);
+    Py_XDECREF(length_pair);
+    Py_XDECREF(length);
+    scan_clear(&s);
+    if (result == NULL && usual == 0 && !PyErr_Occurred()) {
+        return Py_NewRef(Py_None);
+    }
+    return result;
+}
+
+static int usual_init(UsualEntry *self, PyObject *args, PyObject *kwds) {
+    PyObject *cls, *multidict, *statuses;
+    if (!PyArg_ParseTuple(args, "O!OO!:UsualEntry", &PyType_Type, &cls, &multidict,
+                          &PyFrozenSet_Type, &statuses)) {
+        return -1;
+    }
+    for (int i = 0; i < S_COUNT; i++) {
+        PyObject *name = PyUnicode_FromString(slot_names[i]);
+        if (name == NULL) {
+            return -1;
+        }
+        PyObject *descr = _PyType_Lookup((PyTypeObject *)cls, name);
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%R is not an object slot of %R", name, cls);
+            Py_DECREF(name);
+            return -1;
+        }
+        Py_DECREF(name);
+        self->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    if (((PyTypeObject *)cls)->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + S_COUNT * sizeof(PyObject *))) {
+        PyErr_Format(PyExc_TypeError, "%R has slots this does not set", cls);
+        return -1;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(self->cls, (PyTypeObject *)cls);
+    Py_INCREF(multidict);
+    Py_XSETREF(self->multidict, multidict);
+    Py_INCREF(statuses);
+    Py_XSETREF(self->statuses, statuses);
+    self->vectorcall = (vectorcallfunc)usual_call;
+    return 0;
+}
+
+static PyObject *usual_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    UsualEntry *self = (UsualEntry *)PyType_GenericNew(type, args, kwds);
+    if (self != NULL) {
+        self->vectorcall = NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *usual_tp_call(UsualEntry *self, PyObject *args, PyObject *kwds) {
+    if (self->cls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "UsualEntry not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call((PyObject *)self, args, kwds);
+}
+
+static int usual_traverse(UsualEntry *self, visitproc visit, void *arg) {
+    Py_VISIT(self->cls);
+    Py_VISIT(self->multidict);
+    Py_VISIT(self->statuses);
+    return 0;
+}
+
+static int usual_clear(UsualEntry *self) {
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->multidict);
+    Py_CLEAR(self->statuses);
+    return 0;
+}
+
+static void usual_dealloc(UsualEntry *self) {
+    PyObject_GC_UnTrack(self);
+    usual_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject UsualEntryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.cache._entry.UsualEntry",
+    .tp_doc = PyDoc_STR("UsualEntry(Entry, CIMultiDict, heuristic_statuses)(key, url, status, reason, "
+                        "pairs, body, cc, targeted, request_time, response_time, "
+                        "heuristic_fraction, heuristic_max, default_ttl): build_entry's Entry for "
+                        "the usual response, or None (build_entry's Python decides)"),
+    .tp_basicsize = sizeof(UsualEntry),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(UsualEntry, vectorcall),
+    .tp_new = usual_new,
+    .tp_init = (initproc)usual_init,
+    .tp_call = (ternaryfunc)usual_tp_call,
+    .tp_traverse = (traverseproc)usual_traverse,
+    .tp_clear = (inquiry)usual_clear,
+    .tp_dealloc = (destructor)usual_dealloc,
+};
+
+static struct PyModuleDef entry_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "edgenode.cache._entry",
+    .m_doc = PyDoc_STR("The usual miss's cache entry made in C (policy.build_entry's Python is its reference)."),
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__entry(void) {
+    /* (not ``PyCapsule_Import``: it walks the package's attributes, which are not set
+     * while ``edgenode.cache`` imports) */
+    PyObject *dates = PyImport_ImportModule("edgenode.cache._dates");
+    if (dates == NULL) {
+        return NULL;
+    }
+    PyObject *capsule = PyObject_GetAttrString(dates, "_compute_facts");
+    Py_DECREF(dates);
+    if (capsule == NULL) {
+        return NULL;
+    }
+    compute_facts = (compute_facts_fn)PyCapsule_GetPointer(capsule, FACTS_CAPSULE);
+    Py_DECREF(capsule);
+    if (compute_facts == NULL) {
+        return NULL;
+    }
+    if ((private_name == NULL && (private_name = PyUnicode_InternFromString("private")) == NULL)
+            || (no_cache_name == NULL && (no_cache_name = PyUnicode_InternFromString("no-cache")) == NULL)
+            || (content_length_name == NULL
+                && (content_length_name = PyUnicode_InternFromString("Content-Length")) == NULL)) {
+        return NULL;
+    }
+    if (PyType_Ready(&UsualEntryType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&entry_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&UsualEntryType);
+    if (PyModule_AddObject(m, "UsualEntry", (PyObject *)&UsualEntryType) < 0) {
+        Py_DECREF(&UsualEntryType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
