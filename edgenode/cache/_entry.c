@@ -40,31 +40,44 @@ static const char *slot_names[S_COUNT] = {
 /* what a field's lower-case name means here */
 enum { F_STORED, F_DROPPED, F_AGE, F_SURROGATE_KEY, F_SURROGATE_CONTROL, F_X_CACHE, F_OTHER_PATH };
 
-/* ``policy._NOT_STORED`` and the names that send a response to the Python path */
-static const struct { const char *name; int kind; } special[] = {
-    {"keep-alive", F_DROPPED}, {"proxy-connection", F_DROPPED}, {"te", F_DROPPED},
-    {"trailer", F_DROPPED}, {"transfer-encoding", F_DROPPED}, {"upgrade", F_DROPPED},
-    {"proxy-authenticate", F_DROPPED}, {"proxy-authorization", F_DROPPED},
-    {"content-length", F_DROPPED}, {"age", F_AGE}, {"surrogate-key", F_SURROGATE_KEY},
-    {"surrogate-control", F_SURROGATE_CONTROL}, {"x-cache", F_X_CACHE},
-    {"connection", F_OTHER_PATH}, {"vary", F_OTHER_PATH},
-};
+/* ``policy._NOT_STORED`` and the names that send a response to the Python path, by
+ * length (a name is compared only with the special names of its length) */
+typedef struct { const char *name; int kind; } Special;
+
+static const Special len2[] = {{"te", F_DROPPED}, {NULL, 0}};
+static const Special len3[] = {{"age", F_AGE}, {NULL, 0}};
+static const Special len4[] = {{"vary", F_OTHER_PATH}, {NULL, 0}};
+static const Special len7[] = {{"trailer", F_DROPPED}, {"upgrade", F_DROPPED}, {"x-cache", F_X_CACHE},
+                               {NULL, 0}};
+static const Special len10[] = {{"keep-alive", F_DROPPED}, {"connection", F_OTHER_PATH}, {NULL, 0}};
+static const Special len13[] = {{"surrogate-key", F_SURROGATE_KEY}, {NULL, 0}};
+static const Special len14[] = {{"content-length", F_DROPPED}, {NULL, 0}};
+static const Special len16[] = {{"proxy-connection", F_DROPPED}, {NULL, 0}};
+static const Special len17[] = {{"transfer-encoding", F_DROPPED}, {"surrogate-control", F_SURROGATE_CONTROL},
+                                {NULL, 0}};
+static const Special len18[] = {{"proxy-authenticate", F_DROPPED}, {NULL, 0}};
+static const Special len19[] = {{"proxy-authorization", F_DROPPED}, {NULL, 0}};
 
 /* the longest special name, "proxy-authorization" */
 #define SPECIAL_MAX 19
 
+static const Special *by_length[SPECIAL_MAX + 1] = {
+    [2] = len2, [3] = len3, [4] = len4, [7] = len7, [10] = len10, [13] = len13, [14] = len14,
+    [16] = len16, [17] = len17, [18] = len18, [19] = len19,
+};
+
 /* The kind of the ASCII name ``s`` (``n`` characters), compared without case. */
 static int kind_of(const Py_UCS1 *s, Py_ssize_t n) {
-    char low[SPECIAL_MAX];
-    if (n > SPECIAL_MAX) {
+    if (n > SPECIAL_MAX || by_length[n] == NULL) {
         return F_STORED;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        low[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
-    }
-    for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++) {
-        if ((Py_ssize_t)strlen(special[k].name) == n && memcmp(special[k].name, low, n) == 0) {
-            return special[k].kind;
+    for (const Special *k = by_length[n]; k->name != NULL; k++) {
+        Py_ssize_t i = 0;
+        while (i < n && ((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]) == (Py_UCS1)k->name[i]) {
+            i++;
+        }
+        if (i == n) {
+            return k->kind;
         }
     }
     return F_STORED;
