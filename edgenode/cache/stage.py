@@ -26,7 +26,7 @@ from edgenode.cache.conditional import (
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
     FRESH, STALE_OK, STALE_SWR, Entry, Headers, build_entry, evaluate, invalidation_targets,
-    refresh_entry, request_directives, response_directives, storability,
+    refresh_entry, request_directives, response_directives, storability, usual_entry,
 )
 from edgenode.cache.ranges import (
     Partial, combine, covers, extract, gaps, multipart, parse_content_range, parse_range,
@@ -813,6 +813,12 @@ class CacheStage:
             else:
                 partial = Partial(length, spans)
         cfg = self.cfg
+        if partial is None and fields is not None and not trailers:  # the usual miss: one C call
+            entry = usual_entry(key, url, code, phrase, fields, body, directives[0], directives[1], request_time,
+                                response_time, cfg.heuristic_fraction, cfg.heuristic_max, cfg.default_ttl)
+            if entry is not None:
+                return entry
+        # (build_entry asks usual_entry again: only a response it left to Python pays that)
         return build_entry(key=key, url=url, status=code, reason=phrase, resp_headers=headers, body=body,
                            req_headers=req_headers, request_time=request_time, response_time=response_time,
                            heuristic_fraction=cfg.heuristic_fraction, heuristic_max=cfg.heuristic_max,
