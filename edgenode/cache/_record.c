@@ -13,8 +13,9 @@
  * strings held twice (the key and URL, the ETag and Last-Modified beside their fields),
  * so the record stays marshal's size.  It writes None, bools, ints of 32 bits, floats,
  * str, bytes, exact tuples and lists of these; anything else (a trailer multidict, a
- * ``Partial``, an ``istr`` name, a larger int) raises ValueError and the caller hands
- * that entry to marshal.
+ * ``Partial``, an ``istr`` name, a larger int) raises ValueError, or goes to the
+ * ``fallback`` given (codec.py's marshal path), so the usual record is one C call from
+ * its caller.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -231,16 +232,24 @@ static int put_value(Buf *b, PyObject *v, int depth) {
 
 typedef struct {
     PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *fallback;    /* called with the entry when a value is not one it writes, or NULL */
     PyTypeObject *cls;
     PyObject *names;       /* tuple of the field names, for the error of an unset slot */
     Py_ssize_t count;
     Py_ssize_t *offsets;   /* each field's slot offset in ``cls`` */
 } RecordWriter;
 
+static PyObject *writer_vectorcall(RecordWriter *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames);
+
 static int writer_init(RecordWriter *self, PyObject *args, PyObject *kwds) {
-    PyObject *cls, *names;
-    if (!PyArg_ParseTuple(args, "O!O!:RecordWriter", &PyType_Type, &cls, &PyTuple_Type, &names)) {
+    PyObject *cls, *names, *fallback = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!|O:RecordWriter", &PyType_Type, &cls, &PyTuple_Type, &names, &fallback)) {
         return -1;
+    }
+    if (fallback == Py_None) {
+        fallback = NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(names);
     if (n >= 256) {
@@ -268,20 +277,16 @@ static int writer_init(RecordWriter *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->cls, (PyTypeObject *)cls);
     Py_INCREF(names);
     Py_XSETREF(self->names, names);
+    Py_XINCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
     self->count = n;
     self->offsets = offsets;
+    self->vectorcall = (vectorcallfunc)writer_vectorcall;
     return 0;
 }
 
-static PyObject *writer_call(RecordWriter *self, PyObject *args, PyObject *kwds) {
-    PyObject *entry;
-    if (self->cls == NULL) {
-        PyErr_SetString(PyExc_TypeError, "RecordWriter not initialised");
-        return NULL;
-    }
-    if (!PyArg_ParseTuple(args, "O:RecordWriter", &entry)) {
-        return NULL;
-    }
+/* The record of ``entry``'s slots; ValueError for a value it does not write. */
+static PyObject *write_record(RecordWriter *self, PyObject *entry) {
     if (!PyObject_TypeCheck(entry, self->cls)) {
         PyErr_Format(PyExc_TypeError, "expected %.100s, got %.100s", self->cls->tp_name,
                      Py_TYPE(entry)->tp_name);
@@ -314,15 +319,48 @@ done:
     return result;
 }
 
+/* ``write_record``, handing an entry with a value it does not write to the fallback */
+static PyObject *writer_vectorcall(RecordWriter *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "RecordWriter takes one entry");
+        return NULL;
+    }
+    PyObject *result = write_record(self, args[0]);
+    if (result == NULL && self->fallback != NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        result = PyObject_CallOneArg(self->fallback, args[0]);
+    }
+    return result;
+}
+
+static PyObject *writer_call(RecordWriter *self, PyObject *args, PyObject *kwds) {
+    if (self->cls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "RecordWriter not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call((PyObject *)self, args, kwds);
+}
+
+static PyObject *writer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    RecordWriter *self = (RecordWriter *)PyType_GenericNew(type, args, kwds);
+    if (self != NULL) {
+        self->vectorcall = NULL;
+    }
+    return (PyObject *)self;
+}
+
 static int writer_traverse(RecordWriter *self, visitproc visit, void *arg) {
     Py_VISIT(self->cls);
     Py_VISIT(self->names);
+    Py_VISIT(self->fallback);
     return 0;
 }
 
 static int writer_clear(RecordWriter *self) {
     Py_CLEAR(self->cls);
     Py_CLEAR(self->names);
+    Py_CLEAR(self->fallback);
     return 0;
 }
 
@@ -336,11 +374,13 @@ static void writer_dealloc(RecordWriter *self) {
 static PyTypeObject RecordWriterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "edgenode.cache._record.RecordWriter",
-    .tp_doc = PyDoc_STR("RecordWriter(cls, fields)(obj): marshal.dumps(tuple of obj's slots "
-                        "named by fields) for plain values, without back-references"),
+    .tp_doc = PyDoc_STR("RecordWriter(cls, fields[, fallback])(obj): marshal.dumps(tuple of obj's "
+                        "slots named by fields) for plain values, strings referred back to; "
+                        "fallback(obj) for an obj with other values (else ValueError)"),
     .tp_basicsize = sizeof(RecordWriter),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(RecordWriter, vectorcall),
+    .tp_new = writer_new,
     .tp_init = (initproc)writer_init,
     .tp_call = (ternaryfunc)writer_call,
     .tp_traverse = (traverseproc)writer_traverse,
@@ -348,11 +388,63 @@ static PyTypeObject RecordWriterType = {
     .tp_dealloc = (destructor)writer_dealloc,
 };
 
+/* an object value's head (codec.py ``_HEAD``, ``>24sIB``): the object id, the record's
+ * length big-endian, 1 when the body follows */
+#define OID_SIZE 24
+#define HEAD_SIZE (OID_SIZE + 4 + 1)
+
+PyDoc_STRVAR(pack_value_doc,
+"pack_value(oid, record, body, inline_limit) -> bytes\n\n"
+"An object's stored value (codec.py ``pack``): the head (the 24-byte ``oid``, the\n"
+"record's length, whether the body follows), ``record``, and ``body`` when it is at most\n"
+"``inline_limit`` bytes, in one allocation.");
+
+static PyObject *pack_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])
+            || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "pack_value(oid: bytes, record: bytes, body: bytes, inline_limit: int)");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(args[1]), body = PyBytes_GET_SIZE(args[2]);
+    if (PyBytes_GET_SIZE(args[0]) != OID_SIZE || n > (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "an object id of 24 bytes and a record under 4 GiB");
+        return NULL;
+    }
+    int inline_body = body <= limit;
+    PyObject *value = PyBytes_FromStringAndSize(NULL, HEAD_SIZE + n + (inline_body ? body : 0));
+    if (value == NULL) {
+        return NULL;
+    }
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(value);
+    memcpy(p, PyBytes_AS_STRING(args[0]), OID_SIZE);
+    p[OID_SIZE] = (unsigned char)(n >> 24);
+    p[OID_SIZE + 1] = (unsigned char)(n >> 16);
+    p[OID_SIZE + 2] = (unsigned char)(n >> 8);
+    p[OID_SIZE + 3] = (unsigned char)n;
+    p[OID_SIZE + 4] = (unsigned char)inline_body;
+    memcpy(p + HEAD_SIZE, PyBytes_AS_STRING(args[1]), n);
+    if (inline_body) {
+        memcpy(p + HEAD_SIZE + n, PyBytes_AS_STRING(args[2]), body);
+    }
+    return value;
+}
+
+static PyMethodDef record_methods[] = {
+    {"pack_value", (PyCFunction)(void (*)(void))pack_value, METH_FASTCALL, pack_value_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef record_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "edgenode.cache._record",
-    .m_doc = PyDoc_STR("A stored entry's metadata record in marshal's encoding, written in C."),
+    .m_doc = PyDoc_STR("A stored entry's metadata record in marshal's encoding, and the object's "
+                       "stored value, written in C."),
     .m_size = -1,
+    .m_methods = record_methods,
 };
 
 PyMODINIT_FUNC PyInit__record(void) {

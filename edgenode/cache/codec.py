@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from multidict import CIMultiDict
 
-from edgenode.cache._record import RecordWriter
+from edgenode.cache._record import RecordWriter, pack_value
 from edgenode.cache.policy import Entry
 from edgenode.cache.ranges import Partial
 
@@ -83,18 +83,6 @@ _HEADERS = _INDEX["headers"]
 _GET_FIELDS = operator.attrgetter(*FIELDS)
 
 
-#: the usual entry's record in one C call (marshal's encoding, no hash table per record)
-_WRITE = RecordWriter(Entry, FIELDS)
-
-
-def encode(entry: Entry) -> bytes:
-    """The metadata record of ``entry`` (ValueError when a field cannot be stored)."""
-    try:
-        return _WRITE(entry)
-    except ValueError:  # a trailer multidict, a ``Partial``, an ``istr`` name: marshal's way
-        return _encode_any(entry)
-
-
 def _encode_any(entry: Entry) -> bytes:
     """``encode`` for an entry with values the C writer leaves to marshal."""
     values: tuple[Any, ...] = _GET_FIELDS(entry)
@@ -112,6 +100,12 @@ def _encode_any(entry: Entry) -> bytes:
         plain = list(values)
         plain[_HEADERS] = _pairs(plain[_HEADERS])
         return marshal.dumps(tuple(plain), _MARSHAL_VERSION)
+
+
+#: ``encode(entry)``: the metadata record of ``entry`` in one C call (marshal's encoding, no
+#: hash table per record); an entry with a trailer multidict, a ``Partial`` or an ``istr``
+#: name goes to ``_encode_any`` (ValueError when a field cannot be stored)
+encode = RecordWriter(Entry, FIELDS, _encode_any)
 
 
 def decode_record(data: bytes | memoryview) -> StoreRecord:
@@ -139,12 +133,10 @@ _HEAD = struct.Struct(">24sIB")
 _HEAD_SIZE = _HEAD.size
 
 
-def pack(oid: bytes, record: bytes, body: bytes) -> bytes:
-    """The stored value of an object: head, metadata record, and the body when it is
-    small (``INLINE_BODY``; a larger one is stored on its own under the object id)."""
-    if len(body) <= INLINE_BODY:
-        return _HEAD.pack(oid, len(record), 1) + record + body
-    return _HEAD.pack(oid, len(record), 0) + record
+#: ``pack(oid, record, body, INLINE_BODY)``: the stored value of an object: head, metadata
+#: record, and the body when it is small (``INLINE_BODY``; a larger one is stored on its
+#: own under the object id), in one C call (``_HEAD``'s layout, one allocation)
+pack = pack_value
 
 
 def unpack(value: bytes | memoryview) -> tuple[bytes, StoreRecord, bytes | memoryview | None]:

@@ -177,8 +177,8 @@ class _Txn:
 
     # -- changing ----------------------------------------------------------------------------
     def next_tick(self) -> bytes:
-        self.totals["tick"] += 1
-        return u64(self.totals["tick"])
+        tick = self.totals["tick"] = self.totals["tick"] + 1
+        return _U64.pack(tick)  # (``u64``'s encoding without its frame: once per object written)
 
     def insert(self, entry: Entry, record: bytes, new: bool = False) -> None:
         """Store ``entry`` (``record``: its encoded metadata); a key that had no variants is
@@ -198,7 +198,9 @@ class _Txn:
             # same variant, or the origin changed what it varies on: the old one goes
             if old_oid == oid or old.variant == entry.variant or old.vary != entry.vary:
                 self.remove(old_oid, tick, old)
-        self.make_room(entry.size)
+        size = entry.size
+        if self.totals["bytes"] + size > self.s.max_bytes:
+            self.make_room(size)
         txn, db = self.txn, self.db
         uh = kh if url == key else _h(url, 16)
         if olds or uh != kh:
@@ -209,17 +211,22 @@ class _Txn:
             self.totals["urls"] += 1
         tick = self.next_tick()
         body = entry.body
-        txn.put(tick, pack(oid, record, body), db=self._obj, append=True)
-        txn.put(oid, tick, db=self._key)
+        # the rows of every miss are put with positional arguments (dupdata, overwrite,
+        # append, db): py-lmdb parses keywords per call, ~1.3k instructions a put
+        put = txn.put
+        put(tick, pack(oid, record, body, INLINE_BODY), True, True, True, self._obj)
+        put(oid, tick, True, True, False, self._key)
         if len(body) > INLINE_BODY:
             txn.put(oid, body, db=db["body"])
         if uh != kh:
             txn.put(uh + kh, b"", db=db["url"])
             if self.s._url_rows is False:
                 self.s._url_rows = True
-        for tag in entry.surrogate_keys:
-            txn.put(_h(tag, 16) + oid, b"", db=db["tag"])
-        self.totals["bytes"] += entry.size
+        if entry.surrogate_keys:
+            tags = db["tag"]
+            for tag in entry.surrogate_keys:
+                put(_h(tag, 16) + oid, b"", True, True, False, tags)
+        self.totals["bytes"] += size
         self.totals["entries"] += 1
         if olds:  # workers may hold the key's other (or removed) variants
             self.invalid.append(key)
@@ -259,10 +266,9 @@ class _Txn:
         self.invalid.append(record.key)
 
     def make_room(self, size: int) -> None:
-        """Evict least recently used objects until ``size`` more bytes fit."""
+        """Evict least recently used objects until ``size`` more bytes fit (``insert`` calls
+        it only when they do not)."""
         limit = self.s.max_bytes
-        if self.totals["bytes"] + size <= limit:
-            return
         cur = self.txn.cursor(db=self._obj)
         while self.totals["bytes"] + size > limit and cur.first():
             tick = bytes(cur.key())

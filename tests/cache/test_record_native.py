@@ -150,6 +150,27 @@ def test_entries_the_c_writer_leaves_to_marshal_are_stored_as_before() -> None:
     assert all(type(k) is str for k, _ in back.headers)
 
 
+def test_the_fallback_takes_only_what_the_writer_leaves() -> None:
+    """``RecordWriter(cls, fields, fallback)``: an entry with a value it does not write goes
+    to ``fallback`` (codec.encode's marshal path); other errors are not handed over."""
+    seen: list[Entry] = []
+
+    def fallback(e: Entry) -> bytes:
+        seen.append(e)
+        return b"fallback"
+
+    write = RecordWriter(Entry, FIELDS, fallback)
+    usual = entry("/c")
+    assert write(usual) == RecordWriter(Entry, FIELDS)(usual) and seen == []
+    usual.trailers = CIMultiDict({"X-Sum": "1"})
+    assert write(usual) == b"fallback" and seen == [usual]
+    with pytest.raises(AttributeError):
+        write(Entry())
+    with pytest.raises(TypeError):
+        write(usual, usual)
+    assert seen == [usual]
+
+
 def test_a_store_written_by_the_previous_encoder_is_served(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A store the previous code wrote (marshal's records, the same FORMAT) is not wiped:
@@ -177,3 +198,23 @@ def test_a_store_written_by_the_previous_encoder_is_served(tmp_path: Path,
     got, _ = store.lookup(new.key, req)
     assert got is not None and got.headers == new.headers and got.variant == new.variant
     store.close()
+
+
+def test_the_stored_value_is_the_heads_layout() -> None:
+    """``codec.pack`` (C) against the head's ``struct`` layout it writes (``>24sIB``), on
+    bodies either side of ``INLINE_BODY``, and read back by ``unpack``."""
+    rng = random.Random(24)
+    for _ in range(300):
+        oid = rng.randbytes(24)
+        record = marshal.dumps((rng.random(), "k" * rng.randint(0, 300)), 4)
+        body = rng.randbytes(rng.choice((0, 1, codec.INLINE_BODY - 1, codec.INLINE_BODY, codec.INLINE_BODY + 1)))
+        inline = len(body) <= codec.INLINE_BODY
+        value = codec.pack(oid, record, body, codec.INLINE_BODY)
+        assert value == codec._HEAD.pack(oid, len(record), int(inline)) + record + (body if inline else b"")
+        back_oid, back, rest = codec.unpack(value)
+        assert back_oid == oid and back.values == marshal.loads(record)
+        assert rest == (body if inline else None)
+    with pytest.raises(ValueError):
+        codec.pack(b"short", b"", b"", codec.INLINE_BODY)
+    with pytest.raises(TypeError):
+        codec.pack(bytes(24), "a str", b"", codec.INLINE_BODY)
