@@ -300,15 +300,16 @@ static int fill(UsualEntry *self, PyObject *e, PyObject *const *args, Scan *s, P
 
 static PyObject *usual_call(UsualEntry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != NARGS || kwnames != NULL || !PyUnicode_Check(args[0]) || !PyLong_CheckExact(args[2])
-            || !PyList_Check(args[4]) || !PyDict_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "UsualEntry(key: str, url, status: int, reason, pairs: list, body, "
-                                         "cc: dict, targeted, request_time, response_time, "
-                                         "heuristic_fraction, heuristic_max, default_ttl)");
+    if (nargs != NARGS || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "UsualEntry(key, url, status, reason, pairs, body, cc, targeted, "
+                                         "request_time, response_time, heuristic_fraction, "
+                                         "heuristic_max, default_ttl)");
         return NULL;
     }
-    if (!PyBytes_CheckExact(args[5]) || !PyFloat_CheckExact(args[8]) || !PyFloat_CheckExact(args[9])) {
-        Py_RETURN_NONE;  /* (a body or times of other types: stored as they are, by Python) */
+    if (!PyUnicode_Check(args[0]) || !PyLong_CheckExact(args[2]) || !PyList_Check(args[4])
+            || !PyBytes_CheckExact(args[5]) || !PyDict_Check(args[6]) || !PyFloat_CheckExact(args[8])
+            || !PyFloat_CheckExact(args[9])) {
+        Py_RETURN_NONE;  /* (values of other types: stored as they are, by Python) */
     }
     int targeted = PyObject_IsTrue(args[7]);
     double fraction = PyFloat_AsDouble(args[10]), hmax = PyFloat_AsDouble(args[11]);
