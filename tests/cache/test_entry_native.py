@@ -186,3 +186,37 @@ def test_other_argument_types_go_to_python():
         assert usual_entry(*args) is None, (at, other)
     assert usual_entry("k", "u", 200, "OK", [("Date", format_http_date(NOW)), ("x",)], b"", {}, False,
                        NOW, NOW, 0.1, 1.0, 0.0) is None
+
+
+async def test_the_stage_answers_as_without_the_c_entry(make_harness, origin, monkeypatch):
+    """Through the cache stage (both stores): the miss, the hit, a 304 and a range answered
+    from an entry the C call made are the answers of one ``_build_entry`` made."""
+    from edgenode.cache import policy, stage
+
+    origin.route("/a", body=b"a" * 1024, cache_control="public, max-age=60", etag='"e"',
+                 last_modified="Mon, 01 Jan 2024 00:00:00 GMT", surrogate_key="t1 t2", x_note="caf\xe9")
+    origin.route("/v", body=b"v", cache_control="max-age=60", vary="Accept-Encoding")
+    asks = (("/a", {}), ("/a", {}), ("/a", {"if_none_match": '"e"'}), ("/a", {"range": "bytes=0-3"}),
+            ("/v", {"accept_encoding": "gzip"}), ("/v", {"accept_encoding": "gzip"}))
+
+    async def answers(harness) -> list[object]:
+        out = []
+        for target, headers in asks:
+            r, body, _ = await harness.send(target, **headers)
+            out.append((r.status, list(r.headers.items()), body))
+        return out
+
+    made: list[object] = []
+
+    def counted(*args: object) -> object:
+        entry = usual_entry(*args)
+        made.append(entry)
+        return entry
+
+    monkeypatch.setattr(policy, "usual_entry", counted)
+    monkeypatch.setattr(stage, "usual_entry", counted)
+    ours = await answers(make_harness())
+    assert any(e is not None for e in made) and any(e is None for e in made)  # /a in C, /v in Python
+    monkeypatch.setattr(policy, "usual_entry", lambda *args: None)
+    monkeypatch.setattr(stage, "usual_entry", lambda *args: None)
+    assert await answers(make_harness()) == ours
