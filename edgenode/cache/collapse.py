@@ -57,6 +57,13 @@ class Flight:
         """Nothing will be stored: send the waiters to the origin themselves."""
         self.done(None)
 
+    def settle(self) -> None:
+        """The leader's fetch ended: header-time outcomes resolved the flight, a streamed
+        body resolves it at its end (the tee holds it, ``handed_off``); anything else (an
+        exception) releases the waiters."""
+        if not self.handed_off and not self.future.done():
+            self.done(None)
+
 
 class Collapser:
     def __init__(self, store: "Store | None" = None) -> None:

@@ -392,7 +392,14 @@ class SharedStore:
 
     # -- reading ---------------------------------------------------------------------------
     def lookup(self, key: str, req_headers: Headers) -> tuple[Entry | None, bool]:
-        """The newest variant that matches the request, and whether any variant exists."""
+        """The newest variant that matches the request, and whether any variant exists.
+
+        A key a lookup found absent in a single-process node is absent until this
+        process stores it (``put`` forgets it first): answered without ``_variants``, as
+        the stage's lookup and collapsing's look again after the fast path's read."""
+        absent = self._absent
+        if absent is not None and key in absent:
+            return None, False
         hot = self._variants(key)
         if hot is None:
             return None, False

@@ -406,8 +406,7 @@ class CacheStage:
         fwd = "vary-miss" if any_variant else "uri-miss"
         if method == "HEAD":
             return self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
-        return self._collapsed(ex, nxt, key, req_cc,
-                              functools.partial(self._miss, ex, nxt, key, url, req_cc, fwd), missed=True)
+        return self._miss(ex, nxt, key, url, req_cc, fwd, None, lead=True)
 
     # -- answers built from a stored entry -----------------------------------------------
     @staticmethod
@@ -565,15 +564,28 @@ class CacheStage:
 
     # -- collapsing -------------------------------------------------------------------------
     async def _collapsed(self, ex: Exchange, nxt: Handler, key: str, req_cc: Cc,
-                         fetch: Callable[[Flight | None], Awaitable[Response]],
-                         missed: bool = False) -> Response:
-        """``fetch`` as the key's leader, or wait for the leader's entry.  ``missed``: the
-        lookup found nothing; a leader that finished between that lookup and this
-        coroutine's start has stored the entry, so a new leader looks again first."""
+                         fetch: Callable[[Flight | None], Awaitable[Response]]) -> Response:
+        """``fetch`` as the key's leader, or wait for the leader's entry."""
+        flight, fut, _ = self._lead(ex, key, req_cc, False)
+        if fut is not None:
+            return await self._follow(ex, fut, fetch)
+        try:
+            return await fetch(flight)
+        finally:
+            if flight is not None:
+                flight.settle()
+
+    def _lead(self, ex: Exchange, key: str, req_cc: Cc,
+              missed: bool) -> tuple[Flight | None, asyncio.Future[Entry | None] | None, Response | None]:
+        """Join the key's flight: ``(flight, None, None)`` to lead it, ``(None, future,
+        None)`` to wait for its leader's entry, ``(None, None, None)`` when the request is
+        not collapsed.  ``missed``: the lookup found nothing; a leader that finished
+        between that lookup and this call (a coroutine's start) has stored the entry, so a
+        new leader looks again first, and a fresh entry found is ``(None, None, answer)``."""
         h = ex.request.headers
         if (not self.cfg.collapse or "authorization" in h or "no-cache" in req_cc
                 or "no-store" in req_cc):
-            return await fetch(None)
+            return None, None, None
         flight, fut = self.collapser.join(key)
         if flight is not None and missed:
             entry, _ = self.store.lookup(key, h)
@@ -581,16 +593,14 @@ class CacheStage:
             if entry is not None and entry.partial is None and evaluate(entry, now, req_cc)[0] == FRESH:
                 flight.done(entry)
                 self._counters["hits"] += 1
-                return self._serve(ex, entry, now, "HIT", status.hit(self.cache_name, entry.fresh_until - now))
-        if flight is not None:
-            try:
-                return await fetch(flight)
-            finally:
-                # header-time outcomes resolve the flight; a streamed body resolves it at its
-                # end (the tee holds it).  Anything else (an exception) releases the waiters.
-                if not flight.handed_off and not flight.future.done():
-                    flight.release()
-        assert fut is not None
+                return None, None, self._serve(ex, entry, now, "HIT",
+                                               status.hit(self.cache_name, entry.fresh_until - now))
+        return flight, fut, None
+
+    async def _follow(self, ex: Exchange, fut: asyncio.Future[Entry | None],
+                      fetch: Callable[[Flight | None], Awaitable[Response]]) -> Response:
+        """A waiter: the leader's entry when it answers the request, else ``fetch`` alone."""
+        h = ex.request.headers
         entry = await self.collapser.wait(fut, self.cfg.collapse_timeout)
         if entry is not None and entry.vary_matches(h) and self._answers(entry, ex.request):
             self._counters["collapsed"] += 1
@@ -609,23 +619,36 @@ class CacheStage:
             ex.request = original
 
     async def _miss(self, ex: Exchange, nxt: Handler, key: str, url: str, req_cc: Cc,
-                    fwd: str, flight: Flight | None) -> Response:
-        req = ex.request
-        # an unconditional request, so the answer can be stored; the client's validators
-        # are then answered from the entry.  Its Range goes on: a 206 is stored as an
-        # incomplete response, a 200 whole (and the range answered from it).
-        storing = "no-store" not in req_cc
-        drop = (tuple(n for n in CLIENT_VALIDATORS if n in req.headers)
-                if storing and has_client_validators(req.headers) else ())
-        request_time = self.clock()
-        if drop:
-            resp = await self._forward(ex, nxt, _forward_request(req, drop, []))
-        else:
-            resp = await nxt(ex)
-        self._counters["misses"] += 1
-        out = self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
-                                flight, need_entry=bool(drop) or "range" in req.headers)
-        return out if isinstance(out, Response) else await out
+                    fwd: str, flight: Flight | None, lead: bool = False) -> Response:
+        """Fetch from the origin to store.  ``lead``: the lookup found nothing, so first
+        lead the key's flight or wait for its leader (``_lead``): ``_collapsed`` around
+        this fetch, in this one coroutine (the usual miss's only one in the cache)."""
+        if lead:
+            flight, fut, served = self._lead(ex, key, req_cc, True)
+            if served is not None:
+                return served
+            if fut is not None:
+                return await self._follow(ex, fut, functools.partial(self._miss, ex, nxt, key, url, req_cc, fwd))
+        try:
+            req = ex.request
+            # an unconditional request, so the answer can be stored; the client's validators
+            # are then answered from the entry.  Its Range goes on: a 206 is stored as an
+            # incomplete response, a 200 whole (and the range answered from it).
+            h = req.headers
+            drop = (tuple(n for n in CLIENT_VALIDATORS if n in h)
+                    if "no-store" not in req_cc and has_client_validators(h) else ())
+            request_time = self.clock()
+            if drop:
+                resp = await self._forward(ex, nxt, _forward_request(req, drop, []))
+            else:
+                resp = await nxt(ex)
+            self._counters["misses"] += 1
+            out = self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
+                                    flight, need_entry=bool(drop) or "range" in h)
+            return out if isinstance(out, Response) else await out
+        finally:
+            if lead and flight is not None:
+                flight.settle()
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                         req_cc: Cc, flight: Flight | None) -> Response:

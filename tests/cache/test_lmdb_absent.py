@@ -88,3 +88,49 @@ def test_url_index_rows_left_by_another_configuration_still_count(tmp_path: Path
         assert store.stats()["urls"] == 2
     finally:
         store.close()
+
+
+async def test_a_key_read_absent_is_looked_up_again_without_a_read(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage's lookup and collapsing's look again after the fast path's read: a key
+    read absent answers them from memory until this process stores it, then is read."""
+    store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
+    calls: list[str] = []
+    variants = SharedStore._variants
+
+    def counted(self: SharedStore, key: str) -> object:
+        calls.append(key)
+        return variants(self, key)
+
+    monkeypatch.setattr(SharedStore, "_variants", counted)
+    try:
+        assert store.lookup(URL, CIMultiDict()) == (None, False)
+        assert calls == [URL]
+        assert store.lookup(URL, CIMultiDict()) == (None, False)
+        assert store.lookup(URL, CIMultiDict()) == (None, False)
+        assert calls == [URL]  # answered from the absent key, not read again
+        assert store.put(entry("/a", b"one", at=time.time()))
+        found, any_variant = store.lookup(URL, CIMultiDict())  # queued: committed, then read
+        assert found is not None and found.body == b"one" and any_variant
+        assert calls == [URL, URL]
+    finally:
+        store.close()
+
+
+async def test_with_other_processes_every_lookup_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another worker may store the key at any time: a lookup reads the store each time."""
+    store = SharedStore(CacheConfig(), tmp_path / "c")
+    calls: list[str] = []
+    variants = SharedStore._variants
+
+    def counted(self: SharedStore, key: str) -> object:
+        calls.append(key)
+        return variants(self, key)
+
+    monkeypatch.setattr(SharedStore, "_variants", counted)
+    try:
+        assert store.lookup(URL, CIMultiDict()) == (None, False)
+        assert store.lookup(URL, CIMultiDict()) == (None, False)
+        assert calls == [URL, URL]
+    finally:
+        store.close()

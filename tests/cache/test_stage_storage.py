@@ -239,3 +239,50 @@ async def test_a_miss_whose_leader_finished_before_its_fetch_began_is_a_hit(harn
     assert await read_body(resp.body) == BODY
     assert resp.headers["X-Cache"] == "HIT"
     assert origin.hits["/late"] == 1
+
+
+async def test_a_leader_whose_fetch_raises_releases_its_waiters(make_harness, origin):
+    """The usual miss leads the key's flight and fetches in one coroutine: when the fetch
+    raises, the waiters go to the origin themselves at once, not after the collapse
+    timeout."""
+    h = make_harness(collapse_timeout=5.0)
+    gate = asyncio.Event()
+
+    async def broken(ex: Exchange) -> Response:
+        await gate.wait()
+        raise RuntimeError("the rest of the chain broke")
+    origin.route("/x", body=b"ok", cache_control="max-age=60")
+    ex = Exchange(Request("GET", "/x", CIMultiDict({"Host": "example.com"})))
+    leader = asyncio.ensure_future(h.stage.handle(ex, SimpleNamespace(settled=broken)))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the leader has joined the key's flight
+    waiter = asyncio.create_task(h.send("/x"))
+    await asyncio.sleep(0.05)
+    assert not waiter.done() and origin.hits["/x"] == 0  # it waits for the leader
+    gate.set()
+    try:
+        await leader
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the leader's fetch should have raised")
+    r, b, _ = await asyncio.wait_for(waiter, 1.0)
+    assert b == b"ok" and r.headers["X-Cache"] == "MISS" and origin.hits["/x"] == 1
+
+
+async def test_the_usual_miss_awaits_the_origin_from_one_cache_coroutine(harness, origin):
+    """The miss's step returns one coroutine that leads the key's flight and awaits the
+    rest of the chain itself: no second cache coroutine between them."""
+    origin.route("/one", body=BODY, cache_control="max-age=60")
+    gate = asyncio.Event()
+
+    async def terminal(ex: Exchange) -> Response:
+        await gate.wait()
+        return await harness.terminal(ex)
+    ex = Exchange(Request("GET", "/one", CIMultiDict({"Host": "example.com"})))
+    pending = harness.stage.handle(ex, SimpleNamespace(settled=terminal))  # type: ignore[arg-type]
+    task = asyncio.ensure_future(pending)
+    await asyncio.sleep(0)
+    assert pending.cr_await is not None and pending.cr_await.cr_code is terminal.__code__
+    gate.set()
+    resp = await task
+    assert await read_body(resp.body) == BODY and resp.headers["X-Cache"] == "MISS"
