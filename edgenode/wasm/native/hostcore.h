@@ -113,7 +113,8 @@ typedef struct {
     struct Metric *items;
 } MetricTable;
 
-extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType, VmCoreType;
+extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType, VmCoreType,
+    StreamOpenerType;
 
 /* globals.c: set up by setup() (module.c) */
 extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report,

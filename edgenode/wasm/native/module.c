@@ -101,13 +101,14 @@ static int join_instance_methods(void) {
 PyMODINIT_FUNC PyInit__hostcore(void) {
     if (hc_intern_names() < 0 || join_instance_methods() < 0) return NULL;
     PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType, &MetricTableType, &StreamCoreType,
-                             &VmCoreType};
-    for (int i = 0; i < 6; i++)
+                             &VmCoreType, &StreamOpenerType};
+    for (int i = 0; i < 7; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
-    const char *names[] = {"Instance", "HeaderBlock", "Histogram", "MetricTable", "StreamCore", "VmCore"};
-    for (int i = 0; i < 6; i++) {
+    const char *names[] = {"Instance", "HeaderBlock", "Histogram", "MetricTable", "StreamCore", "VmCore",
+                           "StreamOpener"};
+    for (int i = 0; i < 7; i++) {
         Py_INCREF(types[i]);
         if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) < 0) return NULL;
     }
