@@ -6,7 +6,8 @@ host functions answered in C), ``HeaderBlock`` holds a header map serialised onc
 change (``set_view_types`` names the view classes its writes go through, contexts.py;
 ``set_property_functions`` the Python functions behind properties, hostcalls/properties.py),
 ``StreamCore`` is a stream's context and driver state, each side of the usual stream in
-one call (contexts.py, stream.py), ``VmCore`` the VM state a stream reads (vm.py's ``Vm`` is
+one call (contexts.py, stream.py), ``StreamOpener`` a stage's ``open_stream`` that makes the
+usual stream in C (stage.py), ``VmCore`` the VM state a stream reads (vm.py's ``Vm`` is
 its subclass), ``Histogram`` counts callback times, ``MetricTable`` holds a filter's own metrics
 (``NATIVE_PROPERTIES``: the property paths the core answers itself), ``define``
 registers a host function with a linker,
@@ -28,7 +29,7 @@ from edgenode.wasm.hostcalls import registry
 
 __all__ = ["Instance", "HeaderBlock", "Histogram", "MetricTable", "NATIVE_PROPERTIES", "define",
            "ticker_add", "ticker_remove", "set_view_types", "set_property_functions", "StreamCore",
-           "stream_setup", "VmCore"]
+           "stream_setup", "StreamOpener", "VmCore"]
 
 _log = logging.getLogger("edgenode.wasm")
 
@@ -48,6 +49,7 @@ HeaderBlock = _hostcore.HeaderBlock
 Histogram = _hostcore.Histogram
 MetricTable = _hostcore.MetricTable
 StreamCore = _hostcore.StreamCore
+StreamOpener = _hostcore.StreamOpener
 VmCore = _hostcore.VmCore
 NATIVE_PROPERTIES: tuple[str, ...] = _hostcore.NATIVE_PROPERTIES
 define = _hostcore.define

@@ -37,6 +37,7 @@ from edgenode.redis.services import RedisServices
 from edgenode.wasm.engine import FilterLoadError, LoadedModule, WasmEngine, default_engine
 from edgenode.wasm.globalstate import GlobalState
 from edgenode.wasm.metrics import metrics_for
+from edgenode.wasm.native import StreamOpener
 from edgenode.wasm.options import WasmOptions, parse_options
 from edgenode.wasm.properties import PluginInfo
 from edgenode.wasm.recovery import ReloadBackoff
@@ -98,6 +99,10 @@ class WasmStage:
         self.plugin, self.loaded, self.vm, self._snapshot, self._reset = self._build(self.opts)
         self._backoff = ReloadBackoff(self.opts.reload_backoff)
         self._make_settings()
+        #: ``open_stream`` in C for a shared VM with stream hooks (``_arm_opener``): the
+        #: usual stream made with no Python frame, anything else by the method below
+        self._opener = StreamOpener(StreamDriver, WasmStage.open_stream.__get__(self))
+        self._arm_opener()
 
     # --- construction ------------------------------------------------------------
     def _build(self, opts: WasmOptions) -> tuple[Plugin, LoadedModule, Vm | None, _Snap | None,
@@ -191,7 +196,10 @@ class WasmStage:
     def open_stream(self, exchange: Exchange) -> StreamDriver | Response | None:
         """This filter's part in ``exchange``: a driver to run (``run``, or its
         synchronous steps), None when the filter takes no part (no stream callbacks, or
-        unavailable under ``fail_open``), or the failure reply when it is unavailable."""
+        unavailable under ``fail_open``), or the failure reply when it is unavailable.
+        On a shared VM with stream hooks the instance's ``open_stream`` is the native
+        opener (``_arm_opener``), which makes the usual stream the same way and calls
+        this for the rest."""
         vm = self.vm
         if vm is None or vm.failed is not None or (vm.root.tick_ms  # type: ignore[union-attr]
                                                    and vm.root.tick_handle is None):  # type: ignore[union-attr]
@@ -207,6 +215,20 @@ class WasmStage:
         if not vm.stream_hooks:
             return None
         return StreamDriver(vm, exchange, settings)
+
+    def _arm_opener(self) -> None:
+        """The native opener as the instance's ``open_stream`` when the shared VM has
+        stream hooks, with that VM and its settings; else (per-request instances, a module
+        without stream hooks) the method itself, at no extra call.  Called whenever the
+        VM or the settings change."""
+        vm, opener = self.vm, self._opener
+        if vm is not None and vm.stream_hooks:
+            opener.vm, opener.settings = vm, self._settings
+            self.open_stream = opener  # type: ignore[method-assign]
+            return
+        opener.vm = None
+        if self.open_stream is opener:  # not through ``__dict__``: that would leave the
+            del self.open_stream  # instance's attributes in a dict, each read slower
 
     def _make_settings(self) -> None:
         """Stream settings of the shared VM (resets the reload back-off) and of one-stream
@@ -318,6 +340,7 @@ class WasmStage:
 
     def _swap(self, new_vm: Vm | None) -> None:
         old, self.vm = self.vm, new_vm
+        self._arm_opener()
         if old is not None:
             if old.active_streams == 0 or old.failed is not None:
                 old.close()

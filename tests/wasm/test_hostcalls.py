@@ -191,6 +191,39 @@ def test_added_framing_field_makes_the_head_stale(probe: Probe, name: bytes) -> 
     assert response.wire_head is not None and response.wire_head[0] != getversion(response.headers)
 
 
+def test_the_core_reaches_multidicts_c_api() -> None:
+    """The build found ``multidict_capi.h`` (setup.py) and the installed multidict exports
+    its C API: field maps are versioned and added to without a Python call."""
+    from edgenode.wasm import _hostcore
+
+    assert _hostcore.multidict_capi() is True
+
+
+def test_added_field_through_a_subclass_calls_its_own_add(probe: Probe) -> None:
+    """The C API takes a field map of multidict's own types only: a subclass's ``add`` is
+    called as before, and the kept head follows the version its add left."""
+
+    class Counted(CIMultiDict):  # type: ignore[type-arg]
+        adds: list[tuple[str, str]] = []
+
+        def add(self, key: str, value: str) -> None:  # type: ignore[override]
+            self.adds.append((key, value))
+            super().add(key, value)
+
+    for kind in (CIMultiDict, Counted):
+        response = _hit_response()
+        response.headers = kind(response.headers)
+        response.wire_head = (getversion(response.headers), response.wire_head[1])  # type: ignore[index]
+        probe.ctx.set_response(response)
+        probe.ctx.response_headers_open = True
+        assert probe.call("proxy_add_header_map_value", 2, *probe.put(b"X-Added"), *probe.put(b"1")) == OK
+        assert response.headers.getall("X-ADDED") == ["1"]
+        if probe.vm.plugin.name == "probe":  # the core keeps the head current
+            assert response.wire_head == (getversion(response.headers),
+                                          b"Content-Type: text/plain\r\nAge: 3\r\nx-added: 1\r\n")
+    assert Counted.adds == [("x-added", "1")]
+
+
 def test_response_status_pseudo_header(probe: Probe) -> None:
     probe.ctx.set_response(Response(200))
     probe.ctx.response_headers_open = True

@@ -6,13 +6,17 @@ picks the callback)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from multidict import getversion
 from wasm_helpers import request
 
+from edgenode.config import StageConfig
 from edgenode.http.messages import CIMultiDict, Response
 from edgenode.pipeline.exchange import Exchange
 from edgenode.wasm.metrics import filter_metrics
+from edgenode.wasm.native import StreamOpener
 from edgenode.wasm.stream import StreamDriver
 
 
@@ -227,3 +231,31 @@ def test_slot_reads_by_remembered_offset_follow_the_type() -> None:
 
     with pytest.raises(AttributeError):
         StreamDriver(None, Unset())
+
+
+async def test_the_stages_opener_makes_the_usual_stream_and_hands_on_the_rest(make_stage) -> None:  # type: ignore[no-untyped-def]
+    """``open_stream`` makes the usual stream on the shared VM in C, as the driver's class
+    call would; a tick not armed yet, a failed VM (and its reload), per-request instances
+    and a module without stream hooks are decided by the stage's Python opener."""
+    st = make_stage("counters.wat", "opener", failure_policy="reload", reload_backoff="0s")
+    assert isinstance(st.open_stream, StreamOpener) and st.open_stream.vm is st.vm and st.vm.root.tick_ms
+    st.vm.root.tick_handle.cancel()
+    st.vm.root.tick_handle = None  # as before the loop ran
+    ex = request()
+    first = st.open_stream(ex)  # the Python opener arms the tick
+    assert st.vm.root.tick_handle is not None
+    usual = st.open_stream(ex)
+    for driver in (first, usual):
+        assert type(driver) is StreamDriver and driver.vm is st.vm and driver.ex is ex
+        assert driver.cfg is st._settings and driver.request is ex.request and driver.id == 0
+    old = st.vm
+    old.fail("test")
+    again = st.open_stream(request())  # reloaded: the opener follows the new VM
+    assert isinstance(again, StreamDriver) and again.vm is st.vm is st.open_stream.vm and st.vm is not old
+    per_request = make_stage("header_only.wat", "opener-pr", isolation="per-request")
+    assert not isinstance(per_request.open_stream, StreamOpener)
+    assert isinstance(per_request.open_stream(request()), StreamDriver)
+    no_hooks = make_stage("bench_calls.wat", "opener-no-hooks")  # no HTTP hooks: takes no part
+    assert not isinstance(no_hooks.open_stream, StreamOpener) and no_hooks.open_stream(request()) is None
+    await st.reload(StageConfig("wasm", "opener", {"module": str(Path(__file__).parent / "wat/bench_calls.wat")}))
+    assert not isinstance(st.open_stream, StreamOpener) and st.open_stream(request()) is None

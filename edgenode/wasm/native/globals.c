@@ -4,6 +4,10 @@
  * depend on each other in layers, not in a circle. */
 #include "hostcore.h"
 
+#ifdef HC_MULTIDICT_CAPI
+#include "multidict_capi.h" /* from the installed multidict package (setup.py) */
+#endif
+
 PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report, *hc_current_dict;
 Instance *hc_current = NULL;
 unsigned long long hc_serial = 0;
@@ -64,5 +68,67 @@ int hc_intern_names(void) {
     INTERN(s_table, "table");
     INTERN(s_effects, "effects");
     INTERN(s_raw, "raw");
+    return 0;
+}
+
+/* --- multidict: a field map's version and an added field, without a Python call ------------ */
+
+#ifdef HC_MULTIDICT_CAPI
+static MultiDict_CAPI *md_capi; /* NULL: the installed multidict has no (usable) C API */
+static PyTypeObject *md_types[2]; /* MultiDict, CIMultiDict: the exact types the C API takes */
+#endif
+
+int hc_multidict_setup(void) {
+#ifdef HC_MULTIDICT_CAPI
+    if (md_capi != NULL) return 1;
+    MultiDict_CAPI *capi = MultiDict_GetCAPI();
+    if (capi == NULL) { /* no capsule (a pure-Python multidict) or an older API: Python calls */
+        PyErr_Clear();
+        return 0;
+    }
+    md_types[0] = MultiDict_GetType(capi);
+    md_types[1] = CIMultiDict_GetType(capi);
+    if (md_types[0] == NULL || md_types[1] == NULL) {
+        Py_CLEAR(md_types[0]);
+        Py_CLEAR(md_types[1]);
+        PyErr_Clear();
+        return 0;
+    }
+    md_capi = capi;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef HC_MULTIDICT_CAPI
+/* Whether ``headers`` is a MultiDict or CIMultiDict itself (a subclass may override ``add``). */
+static int md_exact(PyObject *headers) {
+    return md_capi != NULL && (Py_IS_TYPE(headers, md_types[1]) || Py_IS_TYPE(headers, md_types[0]));
+}
+#endif
+
+int hc_md_version(PyObject *headers, unsigned long long *out) {
+#ifdef HC_MULTIDICT_CAPI
+    if (md_exact(headers)) {
+        *out = MultiDict_GetVersion(md_capi, headers);
+        return *out == 0 && PyErr_Occurred() ? -1 : 0;
+    }
+#endif
+    PyObject *v = PyObject_CallOneArg(hc_getversion, headers);
+    if (v == NULL) return -1;
+    *out = PyLong_AsUnsignedLongLong(v);
+    Py_DECREF(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+int hc_md_add(PyObject *headers, PyObject *key, PyObject *value) {
+#ifdef HC_MULTIDICT_CAPI
+    if (md_exact(headers)) return MultiDict_Add(md_capi, headers, key, value);
+#endif
+    PyObject *args[3] = {headers, key, value};
+    PyObject *res = PyObject_VectorcallMethod(s_add, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (res == NULL) return -1;
+    Py_DECREF(res);
     return 0;
 }

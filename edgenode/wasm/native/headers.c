@@ -140,13 +140,6 @@ static void block_reset(HeaderBlock *b) {
     Py_CLEAR(b->scheme);
 }
 
-static int headers_version(PyObject *headers, unsigned long long *out) {
-    PyObject *v = PyObject_CallOneArg(hc_getversion, headers);
-    if (v == NULL) return -1;
-    *out = PyLong_AsUnsignedLongLong(v);
-    Py_DECREF(v);
-    return PyErr_Occurred() ? -1 : 0;
-}
 
 /* (Re)serialise the map from the message. */
 static int block_build(HeaderBlock *b) {
@@ -164,7 +157,7 @@ static int block_build(HeaderBlock *b) {
     char status_text[24];
     unsigned long long version = 0;
     if (list == NULL) {
-        if (headers_version(headers, &version) < 0) goto done;
+        if (hc_md_version(headers, &version) < 0) goto done;
         items = PyObject_CallMethodNoArgs(headers, s_items);
         if (items == NULL) goto done;
         list = PySequence_List(items);
@@ -290,7 +283,7 @@ int hc_block_check(HeaderBlock *b) {
     int same = b->headers == NULL ? Py_TYPE(msg) == raw_request_type : same_attr(msg, s_headers, b->headers);
     if (same == 1 && b->headers != NULL) {
         unsigned long long version;
-        if (headers_version(b->headers, &version) < 0) return -1;
+        if (hc_md_version(b->headers, &version) < 0) return -1;
         same = version == b->version;
     }
     if (same == 1 && b->is_request) {

@@ -113,7 +113,8 @@ typedef struct {
     struct Metric *items;
 } MetricTable;
 
-extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType, VmCoreType;
+extern PyTypeObject InstanceType, HeaderBlockType, HistogramType, MetricTableType, StreamCoreType, VmCoreType,
+    StreamOpenerType;
 
 /* globals.c: set up by setup() (module.c) */
 extern PyObject *hc_GuestTrap, *hc_HostTrap, *hc_MemoryFault, *hc_getversion, *hc_report,
@@ -128,6 +129,12 @@ extern PyObject *s_is_root, *s_request_block, *s_response_block, *s_request_head
     *s_version, *s_request_id, *s_x_request_id, *s_id, *s_client, *s_local, *s_empty, *s_plugin, *s_metrics,
     *s_table, *s_effects, *s_raw;
 
+/* globals.c: multidict's C API, looked up by setup() (1 found, 0 not: the Python calls) */
+int hc_multidict_setup(void);
+/* a field map's version (multidict.getversion): 0, or -1 with an exception */
+int hc_md_version(PyObject *headers, unsigned long long *out);
+/* headers.add(key, value): 0, or -1 with an exception (a subclass's own ``add`` is called) */
+int hc_md_add(PyObject *headers, PyObject *key, PyObject *value);
 /* globals.c: the instance whose guest call is in progress (calls never nest across instances) */
 extern Instance *hc_current;
 /* advanced whenever Python code may have run (a call starts, a Python host function

@@ -237,11 +237,10 @@ static PyObject *current_wire(PyObject *message, PyObject *headers) {
         PyErr_Clear();
         return NULL;
     }
-    if (PyTuple_Check(wire) && PyTuple_GET_SIZE(wire) == 2 && PyBytes_Check(PyTuple_GET_ITEM(wire, 1))) {
-        PyObject *version = PyObject_CallOneArg(hc_getversion, headers);
-        int same = version == NULL ? -1 : PyObject_RichCompareBool(version, PyTuple_GET_ITEM(wire, 0), Py_EQ);
-        Py_XDECREF(version);
-        if (same == 1) return wire;
+    if (PyTuple_Check(wire) && PyTuple_GET_SIZE(wire) == 2 && PyBytes_Check(PyTuple_GET_ITEM(wire, 1)) &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(wire, 0))) {
+        unsigned long long version, kept = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(wire, 0));
+        if (!PyErr_Occurred() && hc_md_version(headers, &version) == 0 && version == kept) return wire;
         PyErr_Clear();
     }
     Py_DECREF(wire);
@@ -264,7 +263,8 @@ static void extend_wire(PyObject *message, PyObject *headers, PyObject *wire, co
                         uint32_t kl, const uint8_t *v, uint32_t vl) {
     PyObject *block = PyTuple_GET_ITEM(wire, 1);
     Py_ssize_t old = PyBytes_GET_SIZE(block);
-    PyObject *version = PyObject_CallOneArg(hc_getversion, headers);
+    unsigned long long now;
+    PyObject *version = hc_md_version(headers, &now) < 0 ? NULL : PyLong_FromUnsignedLongLong(now);
     PyObject *grown = version == NULL ? NULL : PyBytes_FromStringAndSize(NULL, old + kl + vl + 4);
     PyObject *pair = NULL;
     if (grown != NULL) {
@@ -338,8 +338,7 @@ static int64_t write_header(Instance *inst, wt_val_raw *raw, PyObject *method, i
             if (headers != NULL) {
                 if (method == s_add) {
                     PyObject *wire = is_request || own_field(lower, klen) ? NULL : current_wire(message, headers);
-                    PyObject *args[3] = {headers, k, v};
-                    res = PyObject_VectorcallMethod(s_add, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                    res = hc_md_add(headers, k, v) < 0 ? NULL : Py_NewRef(Py_None);
                     if (res != NULL && wire != NULL) extend_wire(message, headers, wire, lower, klen, value, vlen);
                     Py_XDECREF(wire);
                 } else if (method == s_replace) {

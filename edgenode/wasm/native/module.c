@@ -34,8 +34,11 @@ static PyObject *setup(PyObject *self, PyObject *args) {
         Py_INCREF(values[i]);
         Py_XSETREF(*slots[i], values[i]);
     }
+    hc_multidict_setup();
     Py_RETURN_NONE;
 }
+
+static PyObject *multidict_capi(PyObject *self, PyObject *unused) { return PyBool_FromLong(hc_multidict_setup()); }
 
 static PyObject *define(PyObject *self, PyObject *args) {
     if (!ready) {
@@ -63,6 +66,8 @@ static PyMethodDef methods[] = {
      "set_property_functions(split_path, get(vm, path), set(vm, path, value)): properties' Python side"},
     {"set_view_types", hc_set_view_types, METH_VARARGS,
      "set_view_types(RequestHeaders, ResponseHeaders, RawRequest): the views HeaderBlock writes through, and the request type whose fields it reads as parsed bytes"},
+    {"multidict_capi", multidict_capi, METH_NOARGS,
+     "whether field maps are versioned and added to through multidict's C API (else Python calls)"},
     {"stream_setup", hc_stream_setup, METH_VARARGS,
      "stream_setup(Step.NEXT, Step.ASYNC, Response, FROM_BODY): what StreamCore's steps return and test"},
     {NULL},
@@ -96,13 +101,14 @@ static int join_instance_methods(void) {
 PyMODINIT_FUNC PyInit__hostcore(void) {
     if (hc_intern_names() < 0 || join_instance_methods() < 0) return NULL;
     PyTypeObject *types[] = {&InstanceType, &HeaderBlockType, &HistogramType, &MetricTableType, &StreamCoreType,
-                             &VmCoreType};
-    for (int i = 0; i < 6; i++)
+                             &VmCoreType, &StreamOpenerType};
+    for (int i = 0; i < 7; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL) return NULL;
-    const char *names[] = {"Instance", "HeaderBlock", "Histogram", "MetricTable", "StreamCore", "VmCore"};
-    for (int i = 0; i < 6; i++) {
+    const char *names[] = {"Instance", "HeaderBlock", "Histogram", "MetricTable", "StreamCore", "VmCore",
+                           "StreamOpener"};
+    for (int i = 0; i < 7; i++) {
         Py_INCREF(types[i]);
         if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) < 0) return NULL;
     }

@@ -13,6 +13,7 @@
 
 /* set by stream_setup(): Step.NEXT, Step.ASYNC, the Response type, messages.FROM_BODY */
 static PyObject *step_next, *step_async, *response_type, *from_body;
+static PyObject *n_tick_ms, *n_tick_handle;
 static PyObject *n_observer, *n_request_body_hooks, *n_timings, *n_wasm_maps, *n_body, *n_trailers,
     *n_server_timing, *n_backoff, *n_failures, *n_timing_header, *n_one, *m_begin_slow, *m_opened,
     *m_open_raised, *m_after_begin, *m_around, *m_respond_async, *m_in_memory_slow, *m_responded,
@@ -491,11 +492,8 @@ static PyObject *Stream_around(StreamCore *s, PyObject *outcome) {
 
 /* --- the type ---------------------------------------------------------------------- */
 
-/* StreamCore(vm, exchange, cfg=None) */
-static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
-    PyObject *vm, *ex, *cfg = Py_None;
-    if (!_PyArg_NoKeywords("StreamCore", kwds) || !PyArg_UnpackTuple(args, "StreamCore", 2, 3, &vm, &ex, &cfg))
-        return -1;
+/* A stream's objects: its VM, exchange, settings and the exchange's request (0, or -1). */
+static int stream_bind(StreamCore *s, PyObject *vm, PyObject *ex, PyObject *cfg) {
     PyObject *request = HC_SLOT(ex, s_request);
     if (request == NULL) return -1;
     Py_XSETREF(s->request, request);
@@ -503,6 +501,14 @@ static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
     Py_XSETREF(s->ex, Py_NewRef(ex));
     Py_XSETREF(s->cfg, Py_NewRef(cfg));
     return 0;
+}
+
+/* StreamCore(vm, exchange, cfg=None) */
+static int Stream_init(StreamCore *s, PyObject *args, PyObject *kwds) {
+    PyObject *vm, *ex, *cfg = Py_None;
+    if (!_PyArg_NoKeywords("StreamCore", kwds) || !PyArg_UnpackTuple(args, "StreamCore", 2, 3, &vm, &ex, &cfg))
+        return -1;
+    return stream_bind(s, vm, ex, cfg);
 }
 
 static PyObject *Stream_get_ctx(StreamCore *s, void *closure) { return Py_NewRef((PyObject *)s); }
@@ -591,6 +597,119 @@ PyTypeObject StreamCoreType = {
     .tp_dictoffset = offsetof(StreamCore, dict),
 };
 
+/* --- the stage's opener ------------------------------------------------------------------ */
+
+/* StreamOpener(driver, general): a filter stage's open_stream.  The usual stream (the shared
+ * VM set here, not failed, its tick timer armed if it ticks) is a new ``driver`` made here,
+ * as ``driver(vm, exchange, settings)`` would make it; anything else (a failed VM, a tick
+ * not armed yet, no VM set) is ``general(exchange)``.  The stage uses it only while its
+ * shared VM has stream hooks (stage.py ``_arm_opener``). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *vm, *settings, *driver, *general;
+} StreamOpener;
+
+/* 1: the usual stream opens on o->vm; 0: the general opener decides; -1 with an error. */
+static int opener_usual(StreamOpener *o) {
+    if (is_none(o->vm) || !PyObject_TypeCheck(o->vm, &VmCoreType)) return 0;
+    VmCore *vm = (VmCore *)o->vm;
+    if (!is_none(vm->failed) || is_none(vm->root)) return 0;
+    int ticks = truth(HC_SLOT(vm->root, n_tick_ms));
+    if (ticks <= 0) return ticks < 0 ? -1 : 1;
+    PyObject *handle = HC_SLOT(vm->root, n_tick_handle); /* armed: the loop runs its ticks */
+    if (handle == NULL) return -1;
+    int armed = handle != Py_None;
+    Py_DECREF(handle);
+    return armed;
+}
+
+static PyObject *Opener_vectorcall(StreamOpener *o, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL || o->general == NULL) {
+        PyErr_SetString(PyExc_TypeError, o->general == NULL ? "StreamOpener not initialised" : "open_stream(exchange)");
+        return NULL;
+    }
+    int usual = opener_usual(o);
+    if (usual <= 0) return usual < 0 ? NULL : PyObject_CallOneArg(o->general, args[0]);
+    PyTypeObject *type = (PyTypeObject *)o->driver;
+    StreamCore *s = (StreamCore *)type->tp_alloc(type, 0);
+    if (s == NULL) return NULL;
+    if (stream_bind(s, o->vm, args[0], o->settings == NULL ? Py_None : o->settings) < 0) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    return (PyObject *)s;
+}
+
+static int Opener_init(StreamOpener *o, PyObject *args, PyObject *kwds) {
+    PyObject *driver, *general;
+    if (!_PyArg_NoKeywords("StreamOpener", kwds) ||
+        !PyArg_ParseTuple(args, "O!O:StreamOpener", &PyType_Type, &driver, &general))
+        return -1;
+    if (n_tick_ms == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "StreamOpener: stream_setup() first");
+        return -1;
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)driver, &StreamCoreType)) {
+        PyErr_SetString(PyExc_TypeError, "StreamOpener: the driver must be a StreamCore type");
+        return -1;
+    }
+    Py_XSETREF(o->driver, Py_NewRef(driver));
+    Py_XSETREF(o->general, Py_NewRef(general));
+    o->vectorcall = (vectorcallfunc)Opener_vectorcall;
+    return 0;
+}
+
+static int Opener_traverse(StreamOpener *o, visitproc visit, void *arg) {
+    Py_VISIT(o->vm);
+    Py_VISIT(o->settings);
+    Py_VISIT(o->driver);
+    Py_VISIT(o->general);
+    return 0;
+}
+
+static int Opener_clear(StreamOpener *o) {
+    Py_CLEAR(o->vm);
+    Py_CLEAR(o->settings);
+    Py_CLEAR(o->driver);
+    Py_CLEAR(o->general);
+    return 0;
+}
+
+static void Opener_dealloc(StreamOpener *o) {
+    PyObject_GC_UnTrack(o);
+    Opener_clear(o);
+    Py_TYPE(o)->tp_free((PyObject *)o);
+}
+
+/* not initialised: a call is a TypeError */
+static PyObject *Opener_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    StreamOpener *o = (StreamOpener *)type->tp_alloc(type, 0);
+    if (o != NULL) o->vectorcall = (vectorcallfunc)Opener_vectorcall;
+    return (PyObject *)o;
+}
+
+static PyMemberDef Opener_members[] = {
+    {"vm", T_OBJECT, offsetof(StreamOpener, vm), 0, "the shared VM the usual stream opens on (None: none)"},
+    {"settings", T_OBJECT, offsetof(StreamOpener, settings), 0, "the usual stream's StreamSettings"},
+    {NULL},
+};
+
+PyTypeObject StreamOpenerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edgenode.wasm._hostcore.StreamOpener",
+    .tp_basicsize = sizeof(StreamOpener),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A filter stage's open_stream: the usual stream made in C, anything else by the stage",
+    .tp_new = Opener_new,
+    .tp_init = (initproc)Opener_init,
+    .tp_dealloc = (destructor)Opener_dealloc,
+    .tp_traverse = (traverseproc)Opener_traverse,
+    .tp_clear = (inquiry)Opener_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(StreamOpener, vectorcall),
+    .tp_members = Opener_members,
+};
+
 #define NAME(var, text)                                        \
     do {                                                       \
         if ((var = PyUnicode_InternFromString(text)) == NULL) \
@@ -605,6 +724,8 @@ PyObject *hc_stream_setup(PyObject *self, PyObject *args) {
     Py_XSETREF(step_async, Py_NewRef(async_));
     Py_XSETREF(response_type, Py_NewRef(rtype));
     Py_XSETREF(from_body, Py_NewRef(fb));
+    NAME(n_tick_ms, "tick_ms");
+    NAME(n_tick_handle, "tick_handle");
     NAME(n_observer, "observer");
     NAME(n_request_body_hooks, "request_body_hooks");
     NAME(n_timings, "timings");
