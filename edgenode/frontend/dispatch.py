@@ -82,13 +82,14 @@ class Dispatcher:
         """
         exchange = self._current
         assert exchange is not None
-        token = current_request_id.set(exchange.request_id)  # log lines of the steps carry it
+        # Log lines of the steps (and of the answer's write) carry the id.  Not reset: the
+        # batch runs in a loop callback, in a copy of the context of its own, and the next
+        # request it runs sets its own id first.
+        current_request_id.set(exchange.request_id)
         try:
             outcome = self.fe.handler(exchange)
         except Exception as exc:
             outcome = handler_error(exchange, exc)
-        finally:
-            current_request_id.reset(token)
         if isinstance(outcome, Response) and type(outcome.body) is bytes:
             self._respond(exchange, outcome)
         else:
