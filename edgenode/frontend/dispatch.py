@@ -162,7 +162,8 @@ class Dispatcher:
 
     def _complete(self, exchange: Exchange, response: Response, keep_alive: bool) -> None:
         """The response is written (or aborted): report it and move to the next request."""
-        exchange.release()
+        if exchange._open is not None:  # ``release``'s own test: its frame only when it has work
+            exchange.release()
         on_complete = self.fe.on_complete
         if on_complete is not None:
             try:
