@@ -91,7 +91,12 @@ class Dispatcher:
         except Exception as exc:
             outcome = handler_error(exchange, exc)
         if isinstance(outcome, Response) and type(outcome.body) is bytes:
-            self._respond(exchange, outcome)
+            # ``_respond``'s steps without its frame: the usual answer here is a hit
+            keep_alive = exchange.keep_alive and not self._closing
+            if self._write_wire(exchange, outcome, keep_alive):  # its kept head as bytes
+                self._complete(exchange, outcome, keep_alive)
+            else:
+                self._write_general(exchange, outcome, keep_alive)
         else:
             self._task = self.loop.create_task(self._run(exchange, outcome))
 
@@ -133,7 +138,11 @@ class Dispatcher:
         keep_alive = exchange.keep_alive and not self._closing
         if self._write_wire(exchange, response, keep_alive):  # a hit: its kept head as bytes
             self._complete(exchange, response, keep_alive)
-            return
+        else:
+            self._write_general(exchange, response, keep_alive)
+
+    def _write_general(self, exchange: Exchange, response: Response, keep_alive: bool) -> None:
+        """``_respond`` for an answer ``_write_wire`` declined: the general writers."""
         try:
             try:
                 trailers = response.trailers
