@@ -481,6 +481,13 @@ static PyTypeObject HeadSinkType = {
  *   held.flush(): commit the stores' queued writes (``stores.queued()``/``flush()``),
  *   then write every held buffer whose transport is not closing, in order.
  *   held.holding: buffers are held, or the stores have writes queued.
+ *   held.send_wire(transport, line, block, body, rid): a kept head's answer behind
+ *   filters (``ResponseWriter._write_wire``): the status line, the block, Content-Length
+ *   and X-Request-Id formatted with the body into one buffer and held as ``send`` holds
+ *   (written now when nothing waits and the steps are not running), where Python took
+ *   four frames (``status_line``, ``_send_message``, ``_send``, ``send``) and a second copy
+ *   of the body (``head + body``); past 64 KiB of body, what is held is written first and
+ *   then head and body as two buffers.
  */
 #define HOLD_LIMIT (64 * 1024)
 
@@ -497,6 +504,7 @@ typedef struct {
 static PyObject *get_running_loop;  /* asyncio.get_running_loop, looked up once */
 static PyObject *str_is_running, *str_call_soon, *str_flush, *str_queued, *str_is_closing,
     *str_write;
+static PyObject *str_writelines;  /* send_wire's large answer */
 
 static int held_init(Held *self, PyObject *args, PyObject *kwds) {
     if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
@@ -676,6 +684,124 @@ static PyObject *held_holding(Held *self, void *closure) {
     return PyBool_FromLong(queued);
 }
 
+/* Whether a write must wait for the flush (``holding``), without the bool object. */
+static int held_is_holding(Held *self) {
+    if (PyList_GET_SIZE(self->out) > 0)
+        return 1;
+    if (self->stores == NULL || self->stores == Py_None)
+        return 0;
+    return call_truth(self->stores, str_queued);
+}
+
+/* The kept head's framing: ``line``, ``block``, Content-Length, X-Request-Id (when ``rid``
+ * has ``nrid`` bytes), the head's end, and ``body`` when ``with_body``: the bytes
+ * ``ResponseWriter._write_wire`` formatted in Python. */
+static PyObject *wire_bytes(PyObject *line, PyObject *block, Py_ssize_t length, const char *rid,
+                            Py_ssize_t nrid, PyObject *body, int with_body) {
+    char digits[24];
+    int nd = snprintf(digits, sizeof digits, "%zd", length);
+    Py_ssize_t nl = PyBytes_GET_SIZE(line), nk = PyBytes_GET_SIZE(block);
+    Py_ssize_t size = nl + nk + 16 + nd + 2 + (nrid ? 14 + nrid + 2 : 0) + 2 + (with_body ? length : 0);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, PyBytes_AS_STRING(line), nl);
+    p += nl;
+    memcpy(p, PyBytes_AS_STRING(block), nk);
+    p += nk;
+    memcpy(p, "Content-Length: ", 16);
+    memcpy(p + 16, digits, nd);
+    p += 16 + nd;
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (nrid) {
+        memcpy(p, "X-Request-Id: ", 14);
+        memcpy(p + 14, rid, nrid);
+        p += 14 + nrid;
+        memcpy(p, "\r\n", 2);
+        p += 2;
+    }
+    memcpy(p, "\r\n", 2);
+    if (with_body)
+        memcpy(p + 2, PyBytes_AS_STRING(body), length);
+    return out;
+}
+
+/* send_wire(transport, line, block, body, rid): a kept head's whole answer written as
+ * ``ResponseWriter._send_message`` writes it: up to 64 KiB of body in one buffer, held
+ * while the batch's steps run or writes wait (else written now), a larger body after
+ * the held writes, head and body as two buffers (the body not copied). */
+static PyObject *held_send_wire(Held *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || !PyBytes_Check(args[3])
+            || !(args[4] == Py_None || PyUnicode_Check(args[4]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_wire(transport, line: bytes, block: bytes, body: bytes, rid: str | None)");
+        return NULL;
+    }
+    if (self->out == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Held was not initialised");
+        return NULL;
+    }
+    PyObject *transport = args[0], *body = args[3], *rid = args[4], *encoded = NULL;
+    const char *rid_text = NULL;
+    Py_ssize_t nrid = 0;
+    if (rid != Py_None && PyUnicode_GET_LENGTH(rid) > 0) {
+        if (PyUnicode_IS_ASCII(rid)) {
+            rid_text = (const char *)PyUnicode_DATA(rid);
+            nrid = PyUnicode_GET_LENGTH(rid);
+        } else {
+            encoded = PyUnicode_AsLatin1String(rid);
+            if (encoded == NULL)
+                return NULL;
+            rid_text = PyBytes_AS_STRING(encoded);
+            nrid = PyBytes_GET_SIZE(encoded);
+        }
+    }
+    Py_ssize_t length = PyBytes_GET_SIZE(body);
+    int whole = length <= 65536;
+    PyObject *data = wire_bytes(args[1], args[2], length, rid_text, nrid, body, whole);
+    Py_XDECREF(encoded);
+    if (data == NULL)
+        return NULL;
+    if (whole) {
+        int holding = self->running ? 1 : held_is_holding(self);
+        if (holding < 0)
+            goto fail;
+        if (holding)
+            return held_hold(self, transport, data);  /* takes data */
+        PyObject *r = PyObject_CallMethodOneArg(transport, str_write, data);
+        Py_DECREF(data);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    int holding = held_is_holding(self);  /* what is held leaves first: order on the connection */
+    if (holding < 0)
+        goto fail;
+    if (holding) {
+        PyObject *r = held_flush(self, NULL);
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+    }
+    PyObject *parts = PyList_New(2);
+    if (parts == NULL)
+        goto fail;
+    PyList_SET_ITEM(parts, 0, data);  /* the list owns data now */
+    PyList_SET_ITEM(parts, 1, Py_NewRef(body));
+    PyObject *r = PyObject_CallMethodOneArg(transport, str_writelines, parts);
+    Py_DECREF(parts);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(data);
+    return NULL;
+}
+
 static PyMemberDef held_members[] = {
     {"_out", T_OBJECT_EX, offsetof(Held, out), READONLY, "the held (transport, bytes) pairs"},
     {"_held", T_PYSSIZET, offsetof(Held, held), READONLY, "bytes held"},
@@ -699,6 +825,9 @@ static PyMethodDef held_methods[] = {
      "iteration's reads."},
     {"send_kept", (PyCFunction)(void (*)(void))held_send_kept, METH_FASTCALL,
      "send_kept(transport, prefix, number, body): send() of kept_answer(prefix, number, body)."},
+    {"send_wire", (PyCFunction)(void (*)(void))held_send_wire, METH_FASTCALL,
+     "send_wire(transport, line, block, body, rid): a kept head's answer (status line, block, "
+     "Content-Length, X-Request-Id, body) written as one buffer, held while writes wait."},
     {"flush", (PyCFunction)held_flush, METH_NOARGS,
      "Commit the stores' queued writes, then write what is held, in order."},
     {NULL, NULL, 0, NULL},
@@ -724,6 +853,7 @@ static int intern_names(void) {
     static struct { PyObject **slot; const char *text; } names[] = {
         {&str_is_running, "is_running"}, {&str_call_soon, "call_soon"}, {&str_flush, "flush"},
         {&str_queued, "queued"}, {&str_is_closing, "is_closing"}, {&str_write, "write"},
+        {&str_writelines, "writelines"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

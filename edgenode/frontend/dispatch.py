@@ -82,15 +82,21 @@ class Dispatcher:
         """
         exchange = self._current
         assert exchange is not None
-        token = current_request_id.set(exchange.request_id)  # log lines of the steps carry it
+        # Log lines of the steps (and of the answer's write) carry the id.  Not reset: the
+        # batch runs in a loop callback, in a copy of the context of its own, and the next
+        # request it runs sets its own id first.
+        current_request_id.set(exchange.request_id)
         try:
             outcome = self.fe.handler(exchange)
         except Exception as exc:
             outcome = handler_error(exchange, exc)
-        finally:
-            current_request_id.reset(token)
         if isinstance(outcome, Response) and type(outcome.body) is bytes:
-            self._respond(exchange, outcome)
+            # ``_respond``'s steps without its frame: the usual answer here is a hit
+            keep_alive = exchange.keep_alive and not self._closing
+            if self._write_wire(exchange, outcome, keep_alive):  # its kept head as bytes
+                self._complete(exchange, outcome, keep_alive)
+            else:
+                self._write_general(exchange, outcome, keep_alive)
         else:
             self._task = self.loop.create_task(self._run(exchange, outcome))
 
@@ -132,7 +138,11 @@ class Dispatcher:
         keep_alive = exchange.keep_alive and not self._closing
         if self._write_wire(exchange, response, keep_alive):  # a hit: its kept head as bytes
             self._complete(exchange, response, keep_alive)
-            return
+        else:
+            self._write_general(exchange, response, keep_alive)
+
+    def _write_general(self, exchange: Exchange, response: Response, keep_alive: bool) -> None:
+        """``_respond`` for an answer ``_write_wire`` declined: the general writers."""
         try:
             try:
                 trailers = response.trailers
@@ -161,7 +171,8 @@ class Dispatcher:
 
     def _complete(self, exchange: Exchange, response: Response, keep_alive: bool) -> None:
         """The response is written (or aborted): report it and move to the next request."""
-        exchange.release()
+        if exchange._open is not None:  # ``release``'s own test: its frame only when it has work
+            exchange.release()
         on_complete = self.fe.on_complete
         if on_complete is not None:
             try:

@@ -165,7 +165,9 @@ class ResponseWriter:
         cache hit, whatever filters added to it) in one buffer, as ``_write_bytes_response``
         would, without its general checks; False (nothing written): not such an answer.
 
-        The bytes are ``_write_bytes_response``'s (tests/http/test_write_wire.py).
+        The bytes are ``_write_bytes_response``'s (tests/http/test_write_wire.py), formatted
+        and held by ``Batch.send_wire`` in C: the status line's memo is read here, and no
+        Python frame runs between this one and the held write.
         """
         wire = response.wire_head
         if wire is None:
@@ -178,14 +180,13 @@ class ResponseWriter:
                 or exchange.request.method != "GET" or "x-request-id" in headers
                 or "connection" in headers or not keep_alive or exchange.request.version != "1.1"):
             return False
-        rid = exchange.request_id
-        line = status_line(status, response.reason)
-        if rid:  # every request the front end parsed has one
-            head = b"%s%sContent-Length: %d\r\nX-Request-Id: %s\r\n\r\n" % (
-                line, wire[1], len(body), rid.encode("latin-1"))
-        else:
-            head = b"%s%sContent-Length: %d\r\n\r\n" % (line, wire[1], len(body))
-        self._send_message(exchange, status, head, body)
+        exchange.status = status
+        if not self.closed:
+            reason = response.reason
+            line = _status_lines.get((status, reason)) or status_line(status, reason)
+            # the head's framing, the body and the held write (``_send_message``'s) in one C call
+            self.fe.batch.send_wire(self.transport, line, wire[1], body, exchange.request_id)
+            exchange.response_bytes = len(body)
         return True
 
     def _send_message(self, exchange: Exchange, status: int, head: bytes, body: bytes) -> None:
