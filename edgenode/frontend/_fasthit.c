@@ -747,6 +747,11 @@ static PyTypeObject HeldType = {
  * and ``time.time()`` (read through the module, as the Python maker does), two new dicts,
  * ``plain`` ``raw_plain`` and ``parsed`` ``(url, host)``.  ``raw`` is appended to last, so
  * an error leaves it as it was.
+ *
+ *   client_exchange(request, client, local, keep_alive, reader, request_id, interim) -> exchange
+ *
+ * ``exchange.client_exchange``'s ``ClientExchange`` (every other request ``_exchange``
+ * makes: the general path, a miss, a filtered hit with an X-Request-Id of its own).
  */
 enum { R_METHOD, R_VERSION, R_BODY, R_SCHEME, R_TRAILERS, R_RAW, R_TARGET, R_PATH, R_QUERY, R_STORED };
 static const char *const request_slots[R_STORED] = {
@@ -770,7 +775,7 @@ typedef struct {
 } Makers;
 
 static Makers makers;  /* bound by bind_makers (request_type NULL: not bound) */
-static PyObject *time_module, *str_perf_counter, *str_time, *str_http, *str_empty,
+static PyObject *time_module, *str_perf_counter, *str_time, *str_http, *str_empty, *str_target,
     *bytes_request_id, *minus_one, *zero;
 
 /* the member descriptors (slots) in ``type`` and its bases */
@@ -813,6 +818,7 @@ static int resolve_slots(PyTypeObject *type, const char *const *names, Py_ssize_
 static int maker_constants(void) {
     static struct { PyObject **slot; const char *text; } names[] = {
         {&str_perf_counter, "perf_counter"}, {&str_time, "time"}, {&str_http, "http"}, {&str_empty, ""},
+        {&str_target, "target"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
@@ -1036,6 +1042,27 @@ static PyObject *filtered_exchange(PyObject *self, PyObject *const *args, Py_ssi
     return ex;
 }
 
+static PyObject *native_client_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    /* request, client, local, keep_alive, reader, request_id, interim */
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "client_exchange(request, client, local, keep_alive, reader, request_id, interim)");
+        return NULL;
+    }
+    if (makers.request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "client_exchange before bind_makers");
+        return NULL;
+    }
+    PyObject *target = PyObject_GetAttr(args[0], str_target);
+    if (target == NULL)
+        return NULL;
+    ExchangeArgs a = {args[0], target, args[5], args[1], args[2], args[3], args[4], args[6],
+                      minus_one, Py_None};
+    PyObject *ex = make_exchange(&a);
+    Py_DECREF(target);
+    return ex;
+}
+
 static int intern_names(void) {
     static struct { PyObject **slot; const char *text; } names[] = {
         {&str_is_running, "is_running"}, {&str_call_soon, "call_soon"}, {&str_flush, "flush"},
@@ -1066,6 +1093,9 @@ static PyMethodDef methods[] = {
     {"filtered_exchange", (PyCFunction)(void (*)(void))filtered_exchange, METH_FASTCALL,
      "filtered_exchange(method, url, raw, host, version, keep_alive, prefix, count, client, local, "
      "interim) -> exchange: a filtered plain request's RawRequest and ClientExchange."},
+    {"client_exchange", (PyCFunction)(void (*)(void))native_client_exchange, METH_FASTCALL,
+     "client_exchange(request, client, local, keep_alive, reader, request_id, interim) -> exchange: "
+     "exchange.client_exchange's ClientExchange."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,7 +16,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend._fasthit import HeadSink, bind_makers
+from edgenode.frontend._fasthit import HeadSink, bind_makers, client_exchange as native_client_exchange
 from edgenode.frontend.dispatch import PIPELINE_DEPTH
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
@@ -33,10 +33,11 @@ log = logging.getLogger("edgenode.frontend")
 #: a read larger than this is parsed in slices of it, so parsing can stop at a full queue
 PARSE_SLICE = 4096
 
-#: a filtered plain request's ``RawRequest`` and ``ClientExchange`` made in one C call
-#: (``FastHits._fast_filtered``), slots stored by offset (``_fasthit.c``), when the classes'
-#: slots are the ones it stores; else by ``_exchange``'s Python makers, its reference
+#: the front end's ``ClientExchange`` (and a filtered plain request's ``RawRequest`` with
+#: it: ``FastHits._fast_filtered``) made in C, slots stored by offset (``_fasthit.c``), when
+#: the classes' slots are the ones it stores; else by the Python makers, its reference
 NATIVE_EXCHANGE: bool = bind_makers(RawRequest, ClientExchange, FROM_BODY, exchange_ids, RAW_PLAIN)
+make_exchange = native_client_exchange if NATIVE_EXCHANGE else client_exchange
 
 
 class RequestParser:
@@ -273,7 +274,7 @@ class RequestParser:
                 request.raw = (getversion(headers), raw)
         # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
         interim = self.send_interim if version == "1.1" else None
-        return client_exchange(request, self.client, self.local, keep_alive, reader, rid, interim)
+        return make_exchange(request, self.client, self.local, keep_alive, reader, rid, interim)
 
     def _fields(self) -> CIMultiDict[str]:
         """The head's fields as text.  A keep-alive client mostly repeats its fields from

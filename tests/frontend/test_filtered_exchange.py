@@ -1,11 +1,12 @@
-"""A filtered plain request's objects made in C (``_fasthit.filtered_exchange``, bound by
-``bind_makers``): over real sockets on 127.0.0.1, every slot of the ``ClientExchange`` and
-its ``RawRequest`` that ``_fast_filtered`` hands to ``_start`` is the one the Python
-makers (``_exchange``, ``raw_request``, ``client_exchange``) give for the same request,
-for GET and HEAD, HTTP/1.0 and 1.1, Connection: close, targets with and without a query,
-and an incoming X-Request-Id (which takes the Python makers either way); classes whose
-slots the maker does not store are refused; an error leaves the parsed pairs as they
-were; the clocks are the ``time`` module's."""
+"""The front end's request objects made in C (``_fasthit.filtered_exchange`` and
+``client_exchange``, bound by ``bind_makers``): over real sockets on 127.0.0.1, every slot
+of the ``ClientExchange`` and its ``RawRequest`` that ``_fast_filtered`` hands to
+``_start`` is the one the Python makers (``_exchange``, ``raw_request``,
+``client_exchange``) give for the same request, for GET and HEAD, HTTP/1.0 and 1.1,
+Connection: close, targets with and without a query, and an incoming X-Request-Id (its
+exchange from the C ``client_exchange``, held to the Python one slot by slot too);
+classes whose slots the maker does not store are refused; an error leaves the parsed
+pairs as they were; the clocks are the ``time`` module's."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import pytest
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend import fast_hits
+from edgenode.frontend import fast_hits, request_parser
 from edgenode.frontend._fasthit import bind_makers, filtered_exchange
+from edgenode.frontend._fasthit import client_exchange as native_client_exchange
 from edgenode.frontend.connection import Connection
 from edgenode.frontend.server import FrontEnd
 from edgenode.http.messages import FROM_BODY, RawRequest, Request, Response
-from edgenode.pipeline.exchange import RAW_PLAIN, ClientExchange, Exchange, exchange_ids
+from edgenode.pipeline.exchange import RAW_PLAIN, ClientExchange, Exchange, client_exchange, exchange_ids
 
 
 class Filtered:
@@ -68,6 +70,8 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
     """Each head sent on its own connection to a front end behind filters (request ids
     from the same prefix and count every run): what ``_start`` got, per request."""
     monkeypatch.setattr(fast_hits, "NATIVE_EXCHANGE", native)
+    if not native:
+        monkeypatch.setattr(request_parser, "make_exchange", client_exchange)
     seen: list[dict[str, Any]] = []
     start = Connection._start
     made: list[int] = []
@@ -130,6 +134,27 @@ async def test_the_c_made_objects_are_the_python_makers_slot_by_slot(monkeypatch
     assert plain[0]["request.raw"][1][-1] == (b"X-Request-Id", b"0123456789ab-1")
     assert all(s["plain"] == RAW_PLAIN and s["parsed"][0] == s["target"].encode() for s in plain)
     assert native[5]["request.type"] is Request and native[5]["request_id"] == "abc-123"
+
+
+@pytest.mark.parametrize("interim", [lambda response: None, None])
+def test_the_c_client_exchange_is_the_python_one_slot_by_slot(interim: Any) -> None:
+    """``_exchange``'s maker for every other request (``request_parser.make_exchange``)."""
+    assert request_parser.make_exchange is native_client_exchange
+    request = Request("POST", "/a?b=1", CIMultiDict({"Host": "example.com"}))
+    reader: Any = object()
+    args = (request, ("192.0.2.1", 4), ("127.0.0.1", 80), True, reader, "rid-1", interim)
+    made, expected = native_client_exchange(*args), client_exchange(*args)
+    assert type(made) is type(expected) is ClientExchange
+    for name in slots(Exchange):
+        got, want = getattr(made, name), getattr(expected, name)
+        if name == "id":
+            assert got + 1 == want  # the next of the same counter
+        elif name in ("start", "start_wall"):
+            assert type(got) is float and got <= want
+        elif name in ("timings", "props"):
+            assert got == want == {} and got is not want
+        else:
+            assert got is want or (type(got) is type(want) and got == want), name
 
 
 def test_classes_whose_slots_the_maker_does_not_store_are_refused() -> None:
