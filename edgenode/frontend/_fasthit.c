@@ -849,6 +849,349 @@ static PyTypeObject HeldType = {
     .tp_getset = held_getset,
 };
 
+/* The objects of a filtered plain request (``fast_hits.py`` ``_fast_filtered``: a plain
+ * GET/HEAD behind filters, without an X-Request-Id of its own), made in one call: the
+ * Python makers (``request_parser.py`` ``_exchange`` with ``messages.raw_request`` and
+ * ``exchange.client_exchange``, the reference and the fallback) cost ~7.8k instructions per
+ * request in their three frames, ~35 slot stores and the request id formatted as bytes then
+ * decoded.
+ *
+ *   bind_makers(raw_request_type, exchange_type, from_body, exchange_ids, raw_plain) -> bool
+ *
+ * Resolves, once at set-up, the member offset of every slot the maker stores from the
+ * classes' slot descriptors (as ``wasm/native/attrs.c`` reads them), after checking that
+ * the classes' slots are exactly the ones below (a slot added to a class and not stored
+ * here), that they are plain object slots, and that neither class has its own ``__new__``
+ * or ``__init__``.  False (nothing bound) when they are not: the caller keeps the Python
+ * makers.  ``from_body``: ``messages.FROM_BODY``; ``exchange_ids``: the counter of
+ * ``Exchange.id``; ``raw_plain``: ``exchange.RAW_PLAIN``.
+ *
+ *   filtered_exchange(method, url, raw, host, version, keep_alive, prefix, count, client,
+ *                     local, interim) -> exchange
+ *
+ * What ``_fast_filtered`` gets from the Python makers for such a request: the request id
+ * ``prefix`` + ``next(count)`` in hex, appended to ``raw`` as ``(b"X-Request-Id", id)``;
+ * the ``RawRequest`` over ``(-1, raw)`` with the target ``url`` decoded as Latin-1, its
+ * path and query; the ``ClientExchange`` with ``next(exchange_ids)``, ``time.perf_counter()``
+ * and ``time.time()`` (read through the module, as the Python maker does), two new dicts,
+ * ``plain`` ``raw_plain`` and ``parsed`` ``(url, host)``.  ``raw`` is appended to last, so
+ * an error leaves it as it was.
+ *
+ *   client_exchange(request, client, local, keep_alive, reader, request_id, interim) -> exchange
+ *
+ * ``exchange.client_exchange``'s ``ClientExchange`` (every other request ``_exchange``
+ * makes: the general path, a miss, a filtered hit with an X-Request-Id of its own).
+ */
+enum { R_METHOD, R_VERSION, R_BODY, R_SCHEME, R_TRAILERS, R_RAW, R_TARGET, R_PATH, R_QUERY, R_STORED };
+static const char *const request_slots[R_STORED] = {
+    "method", "version", "body", "scheme", "_trailers", "raw", "target", "path", "query"};
+#define REQUEST_UNSET 1  /* ``headers``: a ``RawRequest`` makes it on first read */
+
+enum { X_REQUEST, X_TARGET, X_REQUEST_ID, X_CLIENT, X_LOCAL, X_ID, X_START, X_START_WALL,
+       X_ORIGIN, X_CACHE_STATUS, X_X_CACHE, X_ORIGIN_TIME, X_TIMINGS, X_PROPS, X_RESPONSE_BYTES,
+       X_STATUS, X_SERVER_TIMING, X_OPEN, X_INTERIM, X_WASM_MAPS, X_PLAIN, X_PARSED,
+       X_KEEP_ALIVE, X_READER, X_ERROR, X_STORED };
+static const char *const exchange_slots[X_STORED] = {
+    "request", "target", "request_id", "client", "local", "id", "start", "start_wall",
+    "origin", "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
+    "status", "server_timing", "_open", "interim", "wasm_maps", "plain", "parsed",
+    "keep_alive", "reader", "error"};
+
+typedef struct {
+    PyTypeObject *request_type, *exchange_type;
+    PyObject *from_body, *exchange_ids, *raw_plain;
+    Py_ssize_t request_at[R_STORED], exchange_at[X_STORED];
+} Makers;
+
+static Makers makers;  /* bound by bind_makers (request_type NULL: not bound) */
+static PyObject *time_module, *str_perf_counter, *str_time, *str_http, *str_empty, *str_target,
+    *bytes_request_id, *minus_one, *zero;
+
+/* the member descriptors (slots) in ``type`` and its bases */
+static Py_ssize_t count_slots(PyTypeObject *type) {
+    Py_ssize_t n = 0;
+    PyObject *mro = type->tp_mro;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict, *value;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(dict, &pos, NULL, &value))
+            n += Py_IS_TYPE(value, &PyMemberDescr_Type);
+    }
+    return n;
+}
+
+/* the offsets of ``names`` as plain writable object slots of ``type`` into ``at``: 1, or 0
+ * when one is not such a slot, or the type's slots are not ``n + unset``, or it has a
+ * ``__new__``/``__init__`` of its own (-1: an error) */
+static int resolve_slots(PyTypeObject *type, const char *const *names, Py_ssize_t n,
+                         Py_ssize_t unset, Py_ssize_t *at) {
+    if (type->tp_new != PyBaseObject_Type.tp_new || type->tp_init != PyBaseObject_Type.tp_init
+            || type->tp_alloc != PyType_GenericAlloc || count_slots(type) != n + unset)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyUnicode_InternFromString(names[i]);
+        if (name == NULL)
+            return -1;
+        PyObject *d = _PyType_Lookup(type, name);  /* borrowed */
+        Py_DECREF(name);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type))
+            return 0;
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY))
+            return 0;
+        at[i] = m->offset;
+    }
+    return 1;
+}
+
+static int maker_constants(void) {
+    static struct { PyObject **slot; const char *text; } names[] = {
+        {&str_perf_counter, "perf_counter"}, {&str_time, "time"}, {&str_http, "http"}, {&str_empty, ""},
+        {&str_target, "target"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    }
+    if (bytes_request_id == NULL && (bytes_request_id = PyBytes_FromString("X-Request-Id")) == NULL)
+        return -1;
+    if (minus_one == NULL && (minus_one = PyLong_FromLong(-1)) == NULL)
+        return -1;
+    if (zero == NULL && (zero = PyLong_FromLong(0)) == NULL)
+        return -1;
+    if (time_module == NULL && (time_module = PyImport_ImportModule("time")) == NULL)
+        return -1;
+    return 0;
+}
+
+static PyObject *bind_makers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bind_makers(raw_request_type, exchange_type, from_body, exchange_ids, raw_plain)");
+        return NULL;
+    }
+    if (maker_constants() < 0)
+        return NULL;
+    Makers found = {(PyTypeObject *)args[0], (PyTypeObject *)args[1]};
+    int ok = resolve_slots(found.request_type, request_slots, R_STORED, REQUEST_UNSET, found.request_at);
+    if (ok == 1)
+        ok = resolve_slots(found.exchange_type, exchange_slots, X_STORED, 0, found.exchange_at);
+    if (ok < 0)
+        return NULL;
+    if (ok == 0 || !PyIter_Check(args[3]))
+        Py_RETURN_FALSE;
+    Py_INCREF(found.request_type);
+    Py_INCREF(found.exchange_type);
+    found.from_body = Py_NewRef(args[2]);
+    found.exchange_ids = Py_NewRef(args[3]);
+    found.raw_plain = Py_NewRef(args[4]);
+    Makers old = makers;
+    makers = found;
+    Py_XDECREF(old.request_type);
+    Py_XDECREF(old.exchange_type);
+    Py_XDECREF(old.from_body);
+    Py_XDECREF(old.exchange_ids);
+    Py_XDECREF(old.raw_plain);
+    Py_RETURN_TRUE;
+}
+
+/* store ``value`` (a new reference, taken) in ``obj``'s slot at ``offset`` (empty: made by
+ * tp_alloc) */
+static inline void put(PyObject *obj, Py_ssize_t offset, PyObject *value) {
+    *(PyObject **)((char *)obj + offset) = value;
+}
+
+/* ``time.<name>()``, as the Python maker calls it (a replaced clock function included) */
+static PyObject *clock_read(PyObject *name) {
+    PyObject *clock = PyObject_GetAttr(time_module, name);
+    if (clock == NULL)
+        return NULL;
+    PyObject *now = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    return now;
+}
+
+/* the request id ``prefix`` + ``next(count)`` in lower-case hex, as bytes */
+static PyObject *request_id_bytes(PyObject *prefix, PyObject *count) {
+    PyObject *next = PyIter_Next(count);
+    if (next == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "the request id counter ended");
+        return NULL;
+    }
+    unsigned long long number = PyLong_AsUnsignedLongLong(next);
+    Py_DECREF(next);
+    if (number == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    char hex[16];
+    int digits = 0;
+    do {
+        hex[15 - digits++] = "0123456789abcdef"[number & 15];
+        number >>= 4;
+    } while (number);
+    Py_ssize_t np = PyBytes_GET_SIZE(prefix);
+    PyObject *wire = PyBytes_FromStringAndSize(NULL, np + digits);
+    if (wire == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(wire), PyBytes_AS_STRING(prefix), np);
+    memcpy(PyBytes_AS_STRING(wire) + np, hex + 16 - digits, digits);
+    return wire;
+}
+
+/* the ``RawRequest`` ``raw_request(method, target, raw, version)`` makes */
+static PyObject *make_raw_request(PyObject *method, PyObject *url, PyObject *target, PyObject *raw,
+                                  PyObject *version) {
+    const char *s = PyBytes_AS_STRING(url);
+    const char *mark = memchr(s, '?', PyBytes_GET_SIZE(url));  /* Latin-1: a byte per character */
+    PyObject *path, *query;
+    if (mark == NULL) {  /* ``target.partition("?")``: the target itself, "" */
+        path = Py_NewRef(target);
+        query = Py_NewRef(str_empty);
+    } else {
+        Py_ssize_t at = mark - s;
+        path = PyUnicode_Substring(target, 0, at);
+        query = PyUnicode_Substring(target, at + 1, PyUnicode_GET_LENGTH(target));
+        if (path == NULL || query == NULL) {
+            Py_XDECREF(path);
+            Py_XDECREF(query);
+            return NULL;
+        }
+    }
+    PyObject *pair = PyTuple_Pack(2, minus_one, raw);
+    PyObject *request = pair == NULL ? NULL : makers.request_type->tp_alloc(makers.request_type, 0);
+    if (request == NULL) {
+        Py_XDECREF(pair);
+        Py_DECREF(path);
+        Py_DECREF(query);
+        return NULL;
+    }
+    const Py_ssize_t *at = makers.request_at;
+    put(request, at[R_METHOD], Py_NewRef(method));
+    put(request, at[R_VERSION], Py_NewRef(version));
+    put(request, at[R_BODY], PyBytes_FromStringAndSize(NULL, 0));  /* b"": the shared empty bytes */
+    put(request, at[R_SCHEME], Py_NewRef(str_http));
+    put(request, at[R_TRAILERS], Py_NewRef(makers.from_body));
+    put(request, at[R_RAW], pair);
+    put(request, at[R_TARGET], Py_NewRef(target));
+    put(request, at[R_PATH], path);
+    put(request, at[R_QUERY], query);
+    return request;
+}
+
+/* an exchange's values from its maker's caller (borrowed) */
+typedef struct {
+    PyObject *request, *target, *request_id, *client, *local, *keep_alive, *reader, *interim,
+        *plain, *parsed;
+} ExchangeArgs;
+
+/* the ``ClientExchange`` ``client_exchange`` makes from ``a``: its own id, clocks and dicts */
+static PyObject *make_exchange(const ExchangeArgs *a) {
+    PyObject *id = PyIter_Next(makers.exchange_ids);
+    PyObject *start = id == NULL ? NULL : clock_read(str_perf_counter);
+    PyObject *wall = start == NULL ? NULL : clock_read(str_time);
+    PyObject *timings = wall == NULL ? NULL : PyDict_New();
+    PyObject *props = timings == NULL ? NULL : PyDict_New();
+    PyObject *ex = props == NULL ? NULL : makers.exchange_type->tp_alloc(makers.exchange_type, 0);
+    if (ex == NULL) {
+        if (id == NULL && !PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "the exchange id counter ended");
+        Py_XDECREF(id);
+        Py_XDECREF(start);
+        Py_XDECREF(wall);
+        Py_XDECREF(timings);
+        Py_XDECREF(props);
+        return NULL;
+    }
+    const Py_ssize_t *at = makers.exchange_at;
+    put(ex, at[X_REQUEST], Py_NewRef(a->request));
+    put(ex, at[X_TARGET], Py_NewRef(a->target));
+    put(ex, at[X_REQUEST_ID], Py_NewRef(a->request_id));
+    put(ex, at[X_CLIENT], Py_NewRef(a->client));
+    put(ex, at[X_LOCAL], Py_NewRef(a->local));
+    put(ex, at[X_ID], id);
+    put(ex, at[X_START], start);
+    put(ex, at[X_START_WALL], wall);
+    put(ex, at[X_ORIGIN], Py_NewRef(Py_None));
+    put(ex, at[X_CACHE_STATUS], Py_NewRef(str_empty));
+    put(ex, at[X_X_CACHE], Py_NewRef(str_empty));
+    put(ex, at[X_ORIGIN_TIME], Py_NewRef(Py_None));
+    put(ex, at[X_TIMINGS], timings);
+    put(ex, at[X_PROPS], props);
+    put(ex, at[X_RESPONSE_BYTES], Py_NewRef(zero));
+    put(ex, at[X_STATUS], Py_NewRef(zero));
+    put(ex, at[X_SERVER_TIMING], Py_NewRef(Py_False));
+    put(ex, at[X_OPEN], Py_NewRef(Py_None));
+    put(ex, at[X_INTERIM], Py_NewRef(a->interim));
+    put(ex, at[X_WASM_MAPS], Py_NewRef(Py_None));
+    put(ex, at[X_PLAIN], Py_NewRef(a->plain));
+    put(ex, at[X_PARSED], Py_NewRef(a->parsed));
+    put(ex, at[X_KEEP_ALIVE], Py_NewRef(a->keep_alive));
+    put(ex, at[X_READER], Py_NewRef(a->reader));
+    put(ex, at[X_ERROR], Py_NewRef(Py_None));
+    return ex;
+}
+
+static PyObject *filtered_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    /* method, url, raw, host, version, keep_alive, prefix, count, client, local, interim */
+    if (nargs != 11 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_Check(args[2])
+            || !PyBytes_Check(args[3]) || !PyUnicode_Check(args[4]) || !PyBytes_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "filtered_exchange(method: str, url: bytes, raw: list, host: bytes, version: str, "
+                        "keep_alive, prefix: bytes, count, client, local, interim)");
+        return NULL;
+    }
+    if (makers.request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "filtered_exchange before bind_makers");
+        return NULL;
+    }
+    PyObject *url = args[1], *raw = args[2];
+    PyObject *wire = request_id_bytes(args[6], args[7]);
+    if (wire == NULL)
+        return NULL;
+    PyObject *rid = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(wire), PyBytes_GET_SIZE(wire), NULL);
+    PyObject *id_pair = rid == NULL ? NULL : PyTuple_Pack(2, bytes_request_id, wire);
+    Py_DECREF(wire);
+    PyObject *target = id_pair == NULL ? NULL
+        : PyUnicode_DecodeLatin1(PyBytes_AS_STRING(url), PyBytes_GET_SIZE(url), NULL);
+    PyObject *request = target == NULL ? NULL : make_raw_request(args[0], url, target, raw, args[4]);
+    PyObject *parsed = request == NULL ? NULL : PyTuple_Pack(2, url, args[3]);
+    PyObject *ex = NULL;
+    if (parsed != NULL) {
+        ExchangeArgs a = {request, target, rid, args[8], args[9], args[5], Py_None, args[10],
+                          makers.raw_plain, parsed};
+        ex = make_exchange(&a);
+    }
+    Py_XDECREF(rid);
+    Py_XDECREF(target);
+    Py_XDECREF(request);
+    Py_XDECREF(parsed);
+    if (ex != NULL && PyList_Append(raw, id_pair) < 0)
+        Py_CLEAR(ex);
+    Py_XDECREF(id_pair);
+    return ex;
+}
+
+static PyObject *native_client_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    /* request, client, local, keep_alive, reader, request_id, interim */
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "client_exchange(request, client, local, keep_alive, reader, request_id, interim)");
+        return NULL;
+    }
+    if (makers.request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "client_exchange before bind_makers");
+        return NULL;
+    }
+    PyObject *target = PyObject_GetAttr(args[0], str_target);
+    if (target == NULL)
+        return NULL;
+    ExchangeArgs a = {args[0], target, args[5], args[1], args[2], args[3], args[4], args[6],
+                      minus_one, Py_None};
+    PyObject *ex = make_exchange(&a);
+    Py_DECREF(target);
+    return ex;
+}
+
 static int intern_names(void) {
     static struct { PyObject **slot; const char *text; } names[] = {
         {&str_is_running, "is_running"}, {&str_call_soon, "call_soon"}, {&str_flush, "flush"},
@@ -874,6 +1217,15 @@ static int intern_names(void) {
 static PyMethodDef methods[] = {
     {"kept_answer", (PyCFunction)(void (*)(void))kept_answer, METH_FASTCALL,
      "kept_answer(prefix, number, body) -> bytes: prefix, the number in hex, CRLF CRLF, body."},
+    {"bind_makers", (PyCFunction)(void (*)(void))bind_makers, METH_FASTCALL,
+     "bind_makers(raw_request_type, exchange_type, from_body, exchange_ids, raw_plain) -> bool: "
+     "the classes' slot offsets for filtered_exchange, or False when their slots are not its own."},
+    {"filtered_exchange", (PyCFunction)(void (*)(void))filtered_exchange, METH_FASTCALL,
+     "filtered_exchange(method, url, raw, host, version, keep_alive, prefix, count, client, local, "
+     "interim) -> exchange: a filtered plain request's RawRequest and ClientExchange."},
+    {"client_exchange", (PyCFunction)(void (*)(void))native_client_exchange, METH_FASTCALL,
+     "client_exchange(request, client, local, keep_alive, reader, request_id, interim) -> exchange: "
+     "exchange.client_exchange's ClientExchange."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.http.messages import Prebuilt
-from edgenode.frontend._fasthit import HeadSink
+from edgenode.http.messages import Prebuilt, Response
+from edgenode.frontend._fasthit import HeadSink, filtered_exchange
+from edgenode.frontend.request_parser import NATIVE_EXCHANGE
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
@@ -64,6 +65,8 @@ class FastHits:
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport | None
     parser: httptools.HttpRequestParser
+    client: tuple[str, int]
+    local: tuple[str, int]
     closed: bool
     _closing: bool
     _dead: bool
@@ -86,6 +89,8 @@ class FastHits:
                   keep_alive: bool, reader: None = None, new_id: bool = False) -> Exchange: ...
     #: Dispatcher's
     _start: Callable[[Exchange], None]
+    #: ResponseWriter's
+    send_interim: Callable[[Response], None]
 
     def _fast_fields_once(self) -> CIMultiDict[str]:
         fields = self._fast_fields
@@ -208,15 +213,23 @@ class FastHits:
         carries no X-Request-Id (the node makes one): then the request is a ``RawRequest``,
         its fields multidict made only if a filter or stage reads it (the host core and
         ``hit_response`` read the parsed pairs), and while it is not made the fields are
-        the ones found plain here."""
-        target = self._url.decode("latin-1")
-        if new_id:
-            exchange = self._exchange(method, target, None, version, keep_alive, None, True)
+        the ones found plain here.  Those objects are made in one C call
+        (``_fasthit.filtered_exchange``: ``NATIVE_EXCHANGE``), else by ``_exchange``'s
+        Python makers, which it is held equal to (tests/frontend/test_filtered_exchange.py)."""
+        if new_id and NATIVE_EXCHANGE:
+            ids = self.fe.request_ids
+            sink = self._sink
+            interim = self.send_interim if version == "1.1" else None  # as ``_exchange``
+            exchange = filtered_exchange(method, sink.url, sink.raw, sink.host, version, keep_alive,
+                                         ids.prefix, ids.count, self.client, self.local, interim)
+        elif new_id:
+            exchange = self._exchange(method, self._url.decode("latin-1"), None, version, keep_alive,
+                                      None, True)
             exchange.plain = RAW_PLAIN
             exchange.parsed = (self._url, self._sink.host)
         else:
             headers = self._fields()
-            exchange = self._exchange(method, target, headers, version, keep_alive)
+            exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, keep_alive)
             exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
         # not ``_dispatch``: nothing is in flight and writing is not paused (``_fast``'s terms)
         self._start(exchange)

@@ -16,14 +16,14 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend._fasthit import HeadSink
+from edgenode.frontend._fasthit import HeadSink, bind_makers, client_exchange as native_client_exchange
 from edgenode.frontend.dispatch import PIPELINE_DEPTH
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
-from edgenode.http.messages import Body, Request, raw_request
+from edgenode.http.messages import FROM_BODY, Body, RawRequest, Request, raw_request
 from edgenode.frontend.request_body import BadBody, RequestBody
 from edgenode.frontend.request_head import METHODS, Reject, absolute_target, check_transfer_encoding
-from edgenode.pipeline.exchange import Exchange, client_exchange
+from edgenode.pipeline.exchange import RAW_PLAIN, ClientExchange, Exchange, client_exchange, exchange_ids
 from edgenode.frontend.state import FrontEndState
 
 __all__ = ["RequestParser", "PARSE_SLICE"]
@@ -32,6 +32,12 @@ log = logging.getLogger("edgenode.frontend")
 
 #: a read larger than this is parsed in slices of it, so parsing can stop at a full queue
 PARSE_SLICE = 4096
+
+#: the front end's ``ClientExchange`` (and a filtered plain request's ``RawRequest`` with
+#: it: ``FastHits._fast_filtered``) made in C, slots stored by offset (``_fasthit.c``), when
+#: the classes' slots are the ones it stores; else by the Python makers, its reference
+NATIVE_EXCHANGE: bool = bind_makers(RawRequest, ClientExchange, FROM_BODY, exchange_ids, RAW_PLAIN)
+make_exchange = native_client_exchange if NATIVE_EXCHANGE else client_exchange
 
 
 class RequestParser:
@@ -233,8 +239,9 @@ class RequestParser:
                   keep_alive: bool, reader: RequestBody | None = None,
                   new_id: bool = False) -> Exchange:
         """The request and its exchange, with the request id the origin, the filters and
-        the response carry (the fast path's filtered hits make theirs here too; ``new_id``:
-        the caller knows the fields hold no X-Request-Id).  ``headers`` None (with
+        the response carry (the fast path's filtered hits with an id of their own make theirs
+        here too, and the others when the C maker is not bound: ``NATIVE_EXCHANGE``;
+        ``new_id``: the caller knows the fields hold no X-Request-Id).  ``headers`` None (with
         ``new_id``, no body): a ``RawRequest`` over the parsed pairs, its multidict made
         only if something reads it.  ``keep_alive`` and ``reader``: the front end's, on
         the exchange (``Exchange.keep_alive``, ``Exchange.reader``)."""
@@ -267,7 +274,7 @@ class RequestParser:
                 request.raw = (getversion(headers), raw)
         # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
         interim = self.send_interim if version == "1.1" else None
-        return client_exchange(request, self.client, self.local, keep_alive, reader, rid, interim)
+        return make_exchange(request, self.client, self.local, keep_alive, reader, rid, interim)
 
     def _fields(self) -> CIMultiDict[str]:
         """The head's fields as text.  A keep-alive client mostly repeats its fields from

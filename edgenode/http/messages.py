@@ -222,7 +222,9 @@ def raw_request(method: str, target: str, pairs: list[tuple[bytes, bytes]],
     function's frame runs in its caller's.  It stores every slot ``Request.__init__``
     does but ``headers`` (made on first read); ``tests/http/test_raw_request.py`` holds
     the two equal, slot by slot.  The class stays ``RawRequest`` itself: the filters'
-    host core and the cache test its exact type.
+    host core and the cache test its exact type.  The front end's C maker
+    (``frontend/_fasthit.c`` ``filtered_exchange``) stores the same slots, and refuses to
+    bind (leaving this maker to the front end) when the class's slots are not its own.
     """
     request = RawRequest()
     request.method = method

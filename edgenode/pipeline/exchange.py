@@ -16,7 +16,8 @@ from edgenode.http.messages import Request, Response
 if TYPE_CHECKING:
     from edgenode.frontend.request_body import RequestBody
 
-_ids = itertools.count(1)
+#: ``Exchange.id``'s counter (the front end's C maker takes it too: ``frontend/_fasthit.c``)
+exchange_ids = itertools.count(1)
 
 #: ``Exchange.plain`` of a request whose parsed pairs the front end found plain (a
 #: ``messages.RawRequest``)
@@ -52,7 +53,7 @@ class Exchange:
         self.request_id = ""
         self.client = client
         self.local = local
-        self.id = next(_ids)
+        self.id = next(exchange_ids)
         self.start = time.perf_counter()
         self.start_wall = time.time()
         #: name of the origin the request goes to (set by routing; None = default)
@@ -145,7 +146,9 @@ def client_exchange(request: Request, client: tuple[str, int], local: tuple[str,
     in C and this function's frame runs in its caller's (the front end's, once per
     request).  It stores every slot ``Exchange.__init__`` does, with the front end's
     request id and interim sender; ``tests/pipeline/test_client_exchange.py`` holds the
-    two equal, slot by slot.
+    two equal, slot by slot.  The front end's C maker of a filtered plain request
+    (``frontend/_fasthit.c`` ``filtered_exchange``) stores the same slots: a slot added
+    here and not there makes its ``bind_makers`` refuse, and the front end keeps this maker.
     """
     ex = ClientExchange()
     ex.request = request
@@ -153,7 +156,7 @@ def client_exchange(request: Request, client: tuple[str, int], local: tuple[str,
     ex.request_id = request_id
     ex.client = client
     ex.local = local
-    ex.id = next(_ids)
+    ex.id = next(exchange_ids)
     ex.start = time.perf_counter()
     ex.start_wall = time.time()
     ex.origin = None
