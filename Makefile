@@ -26,7 +26,7 @@ system:
 	fi
 
 # the C extensions are compiled by the install: their sources count too
-$(STAMP): pyproject.toml $(wildcard edgenode/wasm/native/*.c edgenode/wasm/native/*.h edgenode/functions/*.c edgenode/functions/*.h edgenode/http/*.c edgenode/frontend/*.c edgenode/cache/*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard edgenode/*/*.c edgenode/*/*.h edgenode/*/native/*.c edgenode/*/native/*.h)
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test,functions]'
