@@ -36,6 +36,7 @@ from edgenode.config import CacheConfig
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
     FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, TrailerRelay, close_body, trailers_of,
+    made_response,
 )
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 from edgenode.pipeline.chain import Next, Outcome
@@ -812,7 +813,10 @@ class CacheStage:
         if reason is None and in_memory:
             body = bytes(resp.body)  # type: ignore[arg-type]
             if len(body) <= self.cfg.max_object_bytes and (expected is None or expected == len(body)):
-                return self._store_and_serve(ex, resp, self._make_entry(made, body, resp.trailers), flight,
+                trailers = resp._trailers  # ``resp.trailers`` without its two frames
+                if trailers is FROM_BODY:
+                    trailers = None if type(resp.body) is bytes else trailers_of(resp.body)
+                return self._store_and_serve(ex, resp, self._make_entry(made, body, trailers), flight,
                                              fwd, fwd_status)
             reason = "too-large" if len(body) > self.cfg.max_object_bytes else "length-mismatch"
         if reason is None and need_entry:
@@ -897,10 +901,40 @@ class CacheStage:
             flight.done(entry if stored else None)
         now = self.clock()
         cache_status = status.forwarded(self.cache_name, fwd, fwd_status=fwd_status, stored=stored)
-        if entry.partial is None or self._answers(entry, ex.request):
+        if entry.partial is None:
+            return self._miss_answer(ex, entry, now, cache_status)
+        if self._answers(entry, ex.request):
             return self._serve(ex, entry, now, "MISS", cache_status)
         _strip_surrogate(resp)
         self._mark(ex, resp, "MISS", cache_status)
+        return resp
+
+    def _miss_answer(self, ex: Exchange, entry: Entry, now: float, cache_status: str) -> Response:
+        """The answer from the whole entry a miss just made: ``_serve``'s common case (the
+        stored fields as they are plus Age, Cache-Status and X-Cache, its head as bytes)
+        in this one frame, where ``_serve`` takes three and ``Response.__init__``; the
+        client's validators or Range, and a head not in Latin-1, go to ``_serve``."""
+        req = ex.request
+        h = req.headers
+        wire = entry.wire
+        if wire is None or "if-none-match" in h or "if-modified-since" in h or "range" in h:
+            return self._serve(ex, entry, now, "MISS", cache_status)
+        age = str(int(max(0.0, entry.age(now))))
+        try:
+            block = wire + f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: MISS\r\n".encode("latin-1")
+        except UnicodeEncodeError:
+            return self._serve(ex, entry, now, "MISS", cache_status)
+        headers = entry.proto.copy()  # the proto is shared (memory store, waiters); a filter may edit these
+        headers["Age"] = age
+        headers.add("Cache-Status", cache_status)
+        headers["X-Cache"] = "MISS"
+        ex.cache_status = cache_status
+        ex.x_cache = "MISS"
+        head = req.method == "HEAD"
+        trailers = entry.trailers
+        resp = made_response(entry.status, headers, b"" if head else entry.body, entry.reason, None,
+                             FROM_BODY if trailers is None or head else trailers.copy())
+        resp.wire_head = (getversion(headers), block)
         return resp
 
     def _combinable(self, key: str, req_headers: Headers, resp_headers: Headers,

@@ -31,7 +31,7 @@ from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
 from edgenode.http.headers import KEY, last_chunk, trailer_fields
-from edgenode.http.messages import Request, Response
+from edgenode.http.messages import FROM_BODY, Request, Response, made_response
 
 __all__ = ["OriginPool", "OriginBody", "OnInterim"]
 
@@ -348,8 +348,7 @@ class _OriginConnection(asyncio.Protocol):
             if streamed:
                 self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
             return
-        response = Response(status, headers, b"")
-        response.fields = (getversion(headers), pairs)
+        response = made_response(status, headers, b"", "", (getversion(headers), pairs), FROM_BODY)
         if streamed:
             if self._eof_delimited:  # ends only at the connection's close
                 response.body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)

@@ -20,7 +20,7 @@ from multidict import CIMultiDict, getversion
 from edgenode.config import OriginConfig
 from edgenode.http._fields import names_disjoint, request_lines
 from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
-from edgenode.http.messages import Request, Response
+from edgenode.http.messages import FROM_BODY, Request, Response
 
 __all__ = ["forward_request", "forward_head", "forward_response", "origin_authority", "origin_host",
            "EDITED_NAMES"]
@@ -84,8 +84,9 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
     version = getversion(req.headers)  # first: a RawRequest's raw carries the version once made
     raw = req.raw
     method = req.method
+    trailers = req._trailers  # with an empty body in memory, ``FROM_BODY`` means none
     if (raw is None or raw[0] != version or not raw[1] or req.body != b""
-            or (method != "GET" and method != "HEAD") or req.trailers):
+            or (method != "GET" and method != "HEAD") or (trailers is not FROM_BODY and trailers)):
         return None
     # the client's lines but Host's, in one C pass; None: an edited field, or CR or LF
     # inside a line (the general path refuses it)
