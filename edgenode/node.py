@@ -153,6 +153,7 @@ class Node:
                                  fast_path=fast)
         if isinstance(self.store, SharedStore):  # its writes are committed before answers leave
             self.frontend.batch.stores = self.store
+            self.frontend.batch.queue = self.store.queue()
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0
