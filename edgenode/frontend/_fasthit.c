@@ -976,7 +976,7 @@ static PyTypeObject HeldType = {
     .tp_getset = held_getset,
 };
 
-/* The objects of a filtered plain request (``fast_hits.py`` ``_fast_filtered``: a plain
+/* The objects of a filtered plain request (``fast_hits.py`` ``_fast``: a plain
  * GET/HEAD behind filters, without an X-Request-Id of its own), made in one call: the
  * Python makers (``request_parser.py`` ``_exchange`` with ``messages.raw_request`` and
  * ``exchange.client_exchange``, the reference and the fallback) cost ~7.8k instructions per
@@ -996,7 +996,7 @@ static PyTypeObject HeldType = {
  *   filtered_exchange(method, url, raw, host, version, keep_alive, prefix, count, client,
  *                     local, interim) -> exchange
  *
- * What ``_fast_filtered`` gets from the Python makers for such a request: the request id
+ * What ``_fast`` gets from the Python makers for such a request: the request id
  * ``prefix`` + ``next(count)`` in hex, appended to ``raw`` as ``(b"X-Request-Id", id)``;
  * the ``RawRequest`` over ``(-1, raw)`` with the target ``url`` decoded as Latin-1, its
  * path and query; the ``ClientExchange`` with ``next(exchange_ids)``, ``time.perf_counter()``
