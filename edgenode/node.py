@@ -50,12 +50,45 @@ _FILTER_LOG_LEVELS = {"trace": "trace", "debug": "debug", "info": "info", "warni
 InternalUpstream = Callable[[Request], Awaitable[Response]]
 
 
+class _Hooks(list):  # type: ignore[type-arg]
+    """A hook list that tells its watcher (``changed``) after every change: the front
+    end calls the chain's first step directly while no request-start hook is subscribed
+    (``_Entry.attach``), and tools subscribe after the node is built."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed: Callable[[], None] | None = None
+
+
+def _watched(name: str) -> Callable[..., Any]:
+    """``list.<name>``, then the watcher told."""
+    base = getattr(list, name)
+
+    def method(self: _Hooks, *args: Any) -> Any:
+        result = base(self, *args)
+        if self.changed is not None:
+            self.changed()
+        return result
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("append", "extend", "insert", "remove", "pop", "clear", "__setitem__", "__delitem__",
+              "__iadd__", "__imul__"):
+    setattr(_Hooks, _name, _watched(_name))
+
+
 @dataclass
 class Signals:
     """Per-request hooks (like aiohttp's TraceConfig): metrics, the access log and
-    benchmark tools subscribe; a hook that raises is logged and never breaks a request."""
+    benchmark tools subscribe; a hook that raises is logged and never breaks a request.
+    The lists are subscribed to in place (appended to), not replaced: their readers
+    keep them (the front end's handler, the cache's fast path)."""
 
-    on_request_start: list[Callable[[Exchange], None]] = field(default_factory=list)
+    on_request_start: list[Callable[[Exchange], None]] = field(default_factory=_Hooks)
     on_request_end: list[Callable[[Exchange, Response], None]] = field(default_factory=list)
 
     def request_start(self, exchange: Exchange) -> None:
@@ -74,18 +107,51 @@ class Signals:
 
 
 class _Entry:
-    """The front end's handler: the request-start signals, then the chain's first step."""
+    """The front end's handler: the request-start signals, then the chain's first step.
 
-    __slots__ = ("signals", "chain")
+    While no request-start hook is subscribed the front end it is attached to calls the
+    chain's first step itself (one Python frame less per request); a hook subscribed
+    (``Signals.on_request_start`` is watched) or a chain swapped (``chain``: tools stub
+    the origin) binds the front end's handler again."""
+
+    __slots__ = ("signals", "_chain", "_frontend")
 
     def __init__(self, signals: Signals, chain: Chain) -> None:
         self.signals = signals
-        self.chain = chain
+        self._chain = chain
+        self._frontend: FrontEnd | None = None
+
+    @property
+    def chain(self) -> Chain:
+        return self._chain
+
+    @chain.setter
+    def chain(self, chain: Chain) -> None:
+        self._chain = chain
+        self._bind()
+
+    def attach(self, frontend: FrontEnd) -> None:
+        """Keep ``frontend``'s handler bound to this entry's current form."""
+        self._frontend = frontend
+        hooks = self.signals.on_request_start
+        if isinstance(hooks, _Hooks):
+            hooks.changed = self._bind
+        self._bind()
+
+    def _bind(self) -> None:
+        frontend = self._frontend
+        if frontend is None:
+            return
+        hooks = self.signals.on_request_start
+        # a bound method, not the object: CPython 3.11 runs its frame in the caller's
+        # interpreter invocation, an object's ``__call__`` (``slot_tp_call``) in one of its own
+        direct = isinstance(hooks, _Hooks) and hooks.changed == self._bind and not hooks
+        frontend.handler = self._chain.first if direct else self.__call__
 
     def __call__(self, exchange: Exchange) -> Outcome:
         if self.signals.on_request_start:
             self.signals.request_start(exchange)
-        return self.chain.first(exchange)  # ``Chain.__call__`` without its frame
+        return self._chain.first(exchange)  # ``Chain.__call__`` without its frame
 
 
 class Node:
@@ -147,12 +213,12 @@ class Node:
         fast = _CacheFastPath(self) if self._fast_chain() else None
         #: the front end's handler (tools swap its ``chain``, e.g. to stub the origin)
         self.entry = _Entry(self.signals, self.chain)
-        # its bound ``__call__``: CPython 3.11 runs a bound method's frame in its caller's
-        # interpreter invocation, an object's ``__call__`` (``slot_tp_call``) in one of its own
         self.frontend = FrontEnd(self.entry.__call__, config.server, on_complete=self.signals.request_end,
                                  fast_path=fast)
+        self.entry.attach(self.frontend)  # the chain's first step itself while no hook is subscribed
         if isinstance(self.store, SharedStore):  # its writes are committed before answers leave
             self.frontend.batch.stores = self.store
+            self.frontend.batch.queue = self.store.queue()
         self._admin_enabled = admin and config.admin.listen is not None
         self._admin_runner: web.AppRunner | None = None
         self.admin_port = 0

@@ -638,6 +638,12 @@ class SharedStore:
         """Stores wait for this loop pass's commit (``flush``)."""
         return bool(self._batch)
 
+    def queue(self) -> list[tuple[Entry, bytes, bool]]:
+        """The queued stores' list itself, cleared in place by ``flush`` and never
+        rebound: the front end's flush per loop pass reads its emptiness without a call
+        (``Batch.queue``)."""
+        return self._batch
+
     def flush(self) -> int:
         """Commit the queued stores in one transaction; how many were stored.
 
@@ -650,7 +656,8 @@ class SharedStore:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        batch, self._batch = self._batch, []
+        batch = self._batch.copy()
+        self._batch.clear()  # in place: ``queue``'s readers keep the list
         keys, self._batch_keys = self._batch_keys, set()
         stored = 0
         try:

@@ -488,6 +488,12 @@ static PyTypeObject HeadSinkType = {
  *   four frames (``status_line``, ``_send_message``, ``_send``, ``send``) and a second copy
  *   of the body (``head + body``); past 64 KiB of body, what is held is written first and
  *   then head and body as two buffers.
+ *   held.add(conn) / held.run(): the batch's steps (``Batch``): ``add`` keeps ``conn`` for
+ *   this loop iteration's ``run`` (scheduled once with the loop's ``call_soon``), ``run``
+ *   calls each one's ``run_steps()`` in order with writes held, then flushes: two Python
+ *   frames per request before.
+ *   held.queue: the stores' list of queued writes (``SharedStore.queue()``), whose
+ *   emptiness ``flush`` and ``holding`` read without the ``queued()`` call per loop pass.
  */
 #define HOLD_LIMIT (64 * 1024)
 
@@ -499,12 +505,16 @@ typedef struct {
     Py_ssize_t held;   /* bytes in out */
     char running;      /* the batch's steps are running: send holds until they end */
     char scheduled;    /* a flush is scheduled */
+    PyObject *ready;   /* connections whose steps the next ``run`` runs (``add``) */
+    PyObject *queue;   /* the stores' list of queued writes (read for its emptiness), or None */
+    char steps_scheduled;  /* a ``run`` is scheduled */
 } Held;
 
 static PyObject *get_running_loop;  /* asyncio.get_running_loop, looked up once */
 static PyObject *str_is_running, *str_call_soon, *str_flush, *str_queued, *str_is_closing,
     *str_write;
 static PyObject *str_writelines;  /* send_wire's large answer */
+static PyObject *str_run, *str_run_steps, *str_steps_failed;  /* the batch's steps */
 
 static int held_init(Held *self, PyObject *args, PyObject *kwds) {
     if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
@@ -517,9 +527,15 @@ static int held_init(Held *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->out, out);
     Py_XSETREF(self->stores, Py_NewRef(Py_None));
     Py_XSETREF(self->loop, Py_NewRef(Py_None));
+    PyObject *ready = PyList_New(0);
+    if (ready == NULL)
+        return -1;
+    Py_XSETREF(self->ready, ready);
+    Py_XSETREF(self->queue, Py_NewRef(Py_None));
     self->held = 0;
     self->running = 0;
     self->scheduled = 0;
+    self->steps_scheduled = 0;
     return 0;
 }
 
@@ -527,6 +543,8 @@ static int held_traverse(Held *self, visitproc visit, void *arg) {
     Py_VISIT(self->out);
     Py_VISIT(self->stores);
     Py_VISIT(self->loop);
+    Py_VISIT(self->ready);
+    Py_VISIT(self->queue);
     return 0;
 }
 
@@ -534,6 +552,8 @@ static int held_clear(Held *self) {
     Py_CLEAR(self->out);
     Py_CLEAR(self->stores);
     Py_CLEAR(self->loop);
+    Py_CLEAR(self->ready);
+    Py_CLEAR(self->queue);
     return 0;
 }
 
@@ -553,6 +573,16 @@ static int call_truth(PyObject *obj, PyObject *name) {
     return t;
 }
 
+/* Whether the stores have writes queued: the length of their list when it was given
+ * (``queue``: no call on every loop pass), else ``stores.queued()`` (-1: an error). */
+static int held_stores_queued(Held *self) {
+    if (self->stores == NULL || self->stores == Py_None)
+        return 0;
+    if (self->queue != NULL && PyList_CheckExact(self->queue))
+        return PyList_GET_SIZE(self->queue) > 0;
+    return call_truth(self->stores, str_queued);
+}
+
 static PyObject *held_flush(Held *self, PyObject *unused) {
     if (self->out == NULL) {
         PyErr_SetString(PyExc_TypeError, "Held was not initialised");
@@ -561,7 +591,7 @@ static PyObject *held_flush(Held *self, PyObject *unused) {
     self->scheduled = 0;
     self->held = 0;
     if (self->stores != Py_None) {  /* stored before answered: the client then finds it everywhere */
-        int queued = call_truth(self->stores, str_queued);
+        int queued = held_stores_queued(self);
         if (queued < 0)
             return NULL;
         if (queued) {
@@ -603,8 +633,8 @@ fail:
     return NULL;
 }
 
-/* schedule one flush on the running loop (the kept one while it runs) */
-static int held_schedule(Held *self) {
+/* ``self.<name>`` called soon on the running loop (the kept one while it runs) */
+static int held_soon(Held *self, PyObject *name) {
     PyObject *loop = self->loop;
     int running = loop == Py_None ? 0 : call_truth(loop, str_is_running);
     if (running < 0)
@@ -615,14 +645,21 @@ static int held_schedule(Held *self) {
             return -1;
         Py_SETREF(self->loop, loop);
     }
-    PyObject *flush = PyObject_GetAttr((PyObject *)self, str_flush);
-    if (flush == NULL)
+    PyObject *method = PyObject_GetAttr((PyObject *)self, name);
+    if (method == NULL)
         return -1;
-    PyObject *handle = PyObject_CallMethodOneArg(self->loop, str_call_soon, flush);
-    Py_DECREF(flush);
+    PyObject *handle = PyObject_CallMethodOneArg(self->loop, str_call_soon, method);
+    Py_DECREF(method);
     if (handle == NULL)
         return -1;
     Py_DECREF(handle);
+    return 0;
+}
+
+/* schedule one flush on the running loop */
+static int held_schedule(Held *self) {
+    if (held_soon(self, str_flush) < 0)
+        return -1;
     self->scheduled = 1;
     return 0;
 }
@@ -676,9 +713,7 @@ static PyObject *held_send_kept(Held *self, PyObject *const *args, Py_ssize_t na
 static PyObject *held_holding(Held *self, void *closure) {
     if (self->out != NULL && PyList_GET_SIZE(self->out) > 0)
         Py_RETURN_TRUE;
-    if (self->stores == NULL || self->stores == Py_None)
-        Py_RETURN_FALSE;
-    int queued = call_truth(self->stores, str_queued);
+    int queued = held_stores_queued(self);
     if (queued < 0)
         return NULL;
     return PyBool_FromLong(queued);
@@ -688,9 +723,7 @@ static PyObject *held_holding(Held *self, void *closure) {
 static int held_is_holding(Held *self) {
     if (PyList_GET_SIZE(self->out) > 0)
         return 1;
-    if (self->stores == NULL || self->stores == Py_None)
-        return 0;
-    return call_truth(self->stores, str_queued);
+    return held_stores_queued(self);
 }
 
 /* The kept head's framing: ``line``, ``block``, Content-Length, X-Request-Id (when ``rid``
@@ -802,6 +835,90 @@ fail:
     return NULL;
 }
 
+/* add(conn): run ``conn.run_steps()`` in this loop iteration's ``run`` (one callback
+ * scheduled for the iteration's first), where ``Batch.add`` took a Python frame per
+ * request. */
+static PyObject *held_add(Held *self, PyObject *conn) {
+    if (self->ready == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Held was not initialised");
+        return NULL;
+    }
+    if (PyList_Append(self->ready, conn) < 0)
+        return NULL;
+    if (!self->steps_scheduled) {
+        if (held_soon(self, str_run) < 0)
+            return NULL;
+        self->steps_scheduled = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+/* One connection's steps; an ``Exception`` they raise goes to ``self._steps_failed(exc)``
+ * (the log), so one connection's failure does not strand the others.  -1: an error that
+ * must propagate (not an ``Exception``, or the callback's own). */
+static int held_run_one(Held *self, PyObject *conn) {
+    PyObject *r = PyObject_CallMethodNoArgs(conn, str_run_steps);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL)
+        PyException_SetTraceback(value, tb);
+    r = PyObject_CallMethodOneArg((PyObject *)self, str_steps_failed, value);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* run(): the steps of every connection added since the last run, in order, with writes
+ * held (``running``), then the flush: ``Batch.run``'s loop without its frame. */
+static PyObject *held_run(Held *self, PyObject *unused) {
+    if (self->ready == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Held was not initialised");
+        return NULL;
+    }
+    PyObject *fresh = PyList_New(0);
+    if (fresh == NULL)
+        return NULL;
+    self->steps_scheduled = 0;
+    PyObject *ready = self->ready;
+    self->ready = fresh;
+    self->running = 1;
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ready) && !failed; i++) {
+        PyObject *conn = Py_NewRef(PyList_GET_ITEM(ready, i));
+        failed = held_run_one(self, conn) < 0;
+        Py_DECREF(conn);
+    }
+    Py_DECREF(ready);
+    self->running = 0;
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (failed)
+        PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = held_flush(self, NULL);
+    if (r == NULL) {  /* the flush's error wins, as a ``finally`` that raises */
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (failed) {
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMemberDef held_members[] = {
     {"_out", T_OBJECT_EX, offsetof(Held, out), READONLY, "the held (transport, bytes) pairs"},
     {"_held", T_PYSSIZET, offsetof(Held, held), READONLY, "bytes held"},
@@ -810,6 +927,11 @@ static PyMemberDef held_members[] = {
      "the cache store whose writes wait for the end of the loop pass, or None"},
     {"running", T_BOOL, offsetof(Held, running), 0,
      "the batch's steps are running: send holds a write until they end"},
+    {"queue", T_OBJECT_EX, offsetof(Held, queue), 0,
+     "the stores' list of queued writes, read for its emptiness (cleared in place, never "
+     "rebound), or None: then stores.queued() is asked"},
+    {"_ready", T_OBJECT_EX, offsetof(Held, ready), READONLY,
+     "the connections whose steps the next run runs"},
     {NULL},
 };
 
@@ -830,6 +952,11 @@ static PyMethodDef held_methods[] = {
      "Content-Length, X-Request-Id, body) written as one buffer, held while writes wait."},
     {"flush", (PyCFunction)held_flush, METH_NOARGS,
      "Commit the stores' queued writes, then write what is held, in order."},
+    {"add", (PyCFunction)held_add, METH_O,
+     "add(conn): run conn.run_steps() in this loop iteration's run (scheduled once)."},
+    {"run", (PyCFunction)held_run, METH_NOARGS,
+     "Run the added connections' steps in order with writes held, then flush; an Exception "
+     "from one goes to self._steps_failed(exc)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -849,7 +976,7 @@ static PyTypeObject HeldType = {
     .tp_getset = held_getset,
 };
 
-/* The objects of a filtered plain request (``fast_hits.py`` ``_fast_filtered``: a plain
+/* The objects of a filtered plain request (``fast_hits.py`` ``_fast``: a plain
  * GET/HEAD behind filters, without an X-Request-Id of its own), made in one call: the
  * Python makers (``request_parser.py`` ``_exchange`` with ``messages.raw_request`` and
  * ``exchange.client_exchange``, the reference and the fallback) cost ~7.8k instructions per
@@ -869,7 +996,7 @@ static PyTypeObject HeldType = {
  *   filtered_exchange(method, url, raw, host, version, keep_alive, prefix, count, client,
  *                     local, interim) -> exchange
  *
- * What ``_fast_filtered`` gets from the Python makers for such a request: the request id
+ * What ``_fast`` gets from the Python makers for such a request: the request id
  * ``prefix`` + ``next(count)`` in hex, appended to ``raw`` as ``(b"X-Request-Id", id)``;
  * the ``RawRequest`` over ``(-1, raw)`` with the target ``url`` decoded as Latin-1, its
  * path and query; the ``ClientExchange`` with ``next(exchange_ids)``, ``time.perf_counter()``
@@ -1196,7 +1323,8 @@ static int intern_names(void) {
     static struct { PyObject **slot; const char *text; } names[] = {
         {&str_is_running, "is_running"}, {&str_call_soon, "call_soon"}, {&str_flush, "flush"},
         {&str_queued, "queued"}, {&str_is_closing, "is_closing"}, {&str_write, "write"},
-        {&str_writelines, "writelines"},
+        {&str_writelines, "writelines"}, {&str_run, "run"}, {&str_run_steps, "run_steps"},
+        {&str_steps_failed, "_steps_failed"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

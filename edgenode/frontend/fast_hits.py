@@ -11,7 +11,7 @@ When it declines, the request takes the general path unchanged.
 Behind Proxy-Wasm filters (``FastPath.filtered``: the chain's leading stages open a
 stream around the rest, then the cache) a plain request cannot be answered before the
 filters' hooks ran (they may rewrite it, reply, pause), so it is marked plain
-(``Exchange.plain``, ``_fast_filtered``) and runs its chain in the loop iteration's
+(``Exchange.plain``, ``_fast``) and runs its chain in the loop iteration's
 batch like any request: there the cache answers it from the entry's kept answer without
 checking the fields again (``CacheStage.hit_response``), and the answer leaves as bytes
 with the batch's others (``ResponseWriter._write_wire``).
@@ -87,8 +87,8 @@ class FastHits:
     def _arm_timer(self, delay: float) -> None: ...
     def _exchange(self, method: str, target: str, headers: CIMultiDict[str] | None, version: str,
                   keep_alive: bool, reader: None = None, new_id: bool = False) -> Exchange: ...
-    #: Dispatcher's
-    _start: Callable[[Exchange], None]
+    #: Dispatcher's: the request being answered
+    _current: Exchange | None
     #: ResponseWriter's
     send_interim: Callable[[Response], None]
 
@@ -129,8 +129,20 @@ class FastHits:
         # none of NOT_PLAIN, one Host, at most one X-Request-Id (the general path answers
         # 400 to a repeated Host and replaces repeated ids): the sink decided as they came
         incoming = sink.incoming
-        if fast.filtered:
-            self._fast_filtered(method, version, keep_alive, incoming is None)
+        if fast.filtered:  # marked plain, run in the batch (see ``_filtered_exchange``)
+            fe = self.fe
+            if incoming is None and NATIVE_EXCHANGE:  # the usual one, its objects in one C call
+                ids = fe.request_ids
+                interim = self.send_interim if version == "1.1" else None  # as ``_exchange``
+                exchange = filtered_exchange(method, url, sink.raw, sink.host, version, keep_alive,
+                                             ids.prefix, ids.count, self.client, self.local, interim)
+            else:
+                exchange = self._filtered_exchange(method, version, keep_alive, incoming is None)
+            fe.filtered_started += 1
+            # ``Dispatcher._start``'s steps for it: nothing is in flight, writing is not
+            # paused (checked above), it has no error and no body
+            self._current = exchange
+            fe.batch.add(self)
             return
         try:  # counted as written: nothing below declines it
             hit = fast.answer(url, sink.host, self._fast_fields_once, get and not self.closed, perf_counter())
@@ -203,33 +215,28 @@ class FastHits:
         else:  # with the loop iteration's other answers (``Batch.send``)
             self.fe.batch.send(self.transport, data)  # type: ignore[arg-type]
 
-    def _fast_filtered(self, method: str, version: str, keep_alive: bool, new_id: bool) -> None:
-        """A plain GET/HEAD behind filters: its ``Exchange`` (as ``_exchange`` makes every
-        request's), marked plain, runs in the loop iteration's batch like any request
-        (``Dispatcher``): there the filters' hooks and the cache's kept answer
-        (``CacheStage.hit_response``, which trusts the mark while the filters leave the
-        fields alone) run back to back with the batch's other requests, and a kept-bytes
-        answer leaves with its other answers (``_write_wire``).  ``new_id``: the request
-        carries no X-Request-Id (the node makes one): then the request is a ``RawRequest``,
-        its fields multidict made only if a filter or stage reads it (the host core and
-        ``hit_response`` read the parsed pairs), and while it is not made the fields are
-        the ones found plain here.  Those objects are made in one C call
-        (``_fasthit.filtered_exchange``: ``NATIVE_EXCHANGE``), else by ``_exchange``'s
-        Python makers, which it is held equal to (tests/frontend/test_filtered_exchange.py)."""
-        if new_id and NATIVE_EXCHANGE:
-            ids = self.fe.request_ids
-            sink = self._sink
-            interim = self.send_interim if version == "1.1" else None  # as ``_exchange``
-            exchange = filtered_exchange(method, sink.url, sink.raw, sink.host, version, keep_alive,
-                                         ids.prefix, ids.count, self.client, self.local, interim)
-        elif new_id:
+    def _filtered_exchange(self, method: str, version: str, keep_alive: bool,
+                           new_id: bool) -> Exchange:
+        """The ``Exchange`` of a plain GET/HEAD behind filters (as ``_exchange`` makes every
+        request's), marked plain, when ``_fast`` does not make it in C: it runs in the loop
+        iteration's batch like any request (``Dispatcher``), where the filters' hooks and
+        the cache's kept answer (``CacheStage.hit_response``, which trusts the mark while
+        the filters leave the fields alone) run back to back with the batch's other
+        requests, and a kept-bytes answer leaves with its other answers (``_write_wire``).
+        ``new_id``: the request carries no X-Request-Id (the node makes one): then the
+        request is a ``RawRequest``, its fields multidict made only if a filter or stage
+        reads it (the host core and ``hit_response`` read the parsed pairs), and while it is
+        not made the fields are the ones found plain here.  ``_fast`` makes those objects
+        in one C call (``_fasthit.filtered_exchange``: ``NATIVE_EXCHANGE``); these Python
+        makers are the reference it is held equal to
+        (tests/frontend/test_filtered_exchange.py)."""
+        if new_id:
             exchange = self._exchange(method, self._url.decode("latin-1"), None, version, keep_alive,
                                       None, True)
             exchange.plain = RAW_PLAIN
             exchange.parsed = (self._url, self._sink.host)
-        else:
-            headers = self._fields()
-            exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, keep_alive)
-            exchange.plain = getversion(headers)  # checked above: none of NOT_PLAIN
-        # not ``_dispatch``: nothing is in flight and writing is not paused (``_fast``'s terms)
-        self._start(exchange)
+            return exchange
+        headers = self._fields()
+        exchange = self._exchange(method, self._url.decode("latin-1"), headers, version, keep_alive)
+        exchange.plain = getversion(headers)  # checked in ``_fast``: none of NOT_PLAIN
+        return exchange

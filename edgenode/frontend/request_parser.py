@@ -34,7 +34,7 @@ log = logging.getLogger("edgenode.frontend")
 PARSE_SLICE = 4096
 
 #: the front end's ``ClientExchange`` (and a filtered plain request's ``RawRequest`` with
-#: it: ``FastHits._fast_filtered``) made in C, slots stored by offset (``_fasthit.c``), when
+#: it: ``FastHits._fast``) made in C, slots stored by offset (``_fasthit.c``), when
 #: the classes' slots are the ones it stores; else by the Python makers, its reference
 NATIVE_EXCHANGE: bool = bind_makers(RawRequest, ClientExchange, FROM_BODY, exchange_ids, RAW_PLAIN)
 make_exchange = native_client_exchange if NATIVE_EXCHANGE else client_exchange

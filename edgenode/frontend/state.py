@@ -28,7 +28,7 @@ class FastPath(Protocol):
     """Answers plain GET/HEAD requests synchronously when it can (see the module doc)."""
 
     #: the chain starts with filters (Proxy-Wasm streams), then the producer: a plain
-    #: request is not looked up but marked plain for its chain (``_fast_filtered``)
+    #: request is not looked up but marked plain for its chain (``FastHits._fast``)
     filtered: bool
 
     def answer(self, target: bytes, host: bytes, fields: Callable[[], CIMultiDict[str]],
@@ -68,6 +68,9 @@ class FrontEndState:
         self.request_ids = RequestIds()
         #: requests whose synchronous steps run in this loop iteration's batch
         self.batch = Batch()
+        #: plain requests behind filters the fast path marked and handed to the batch
+        #: itself (``FastHits._fast``: not through ``Dispatcher._start``)
+        self.filtered_started = 0
         self.connections: set[OpenConnection] = set()
         self._all_gone: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]

@@ -1,7 +1,7 @@
 """The front end's request objects made in C (``_fasthit.filtered_exchange`` and
 ``client_exchange``, bound by ``bind_makers``): over real sockets on 127.0.0.1, every slot
-of the ``ClientExchange`` and its ``RawRequest`` that ``_fast_filtered`` hands to
-``_start`` is the one the Python makers (``_exchange``, ``raw_request``,
+of the ``ClientExchange`` and its ``RawRequest`` that ``_fast`` hands to the batch
+(``run_steps`` finds it) is the one the Python makers (``_exchange``, ``raw_request``,
 ``client_exchange``) give for the same request, for GET and HEAD, HTTP/1.0 and 1.1,
 Connection: close, targets with and without a query, and an incoming X-Request-Id (its
 exchange from the C ``client_exchange``, held to the Python one slot by slot too);
@@ -44,7 +44,7 @@ def slots(cls: type) -> list[str]:
 
 def snapshot(conn: Connection, exchange: Exchange) -> dict[str, Any]:
     """The exchange's slots and its request's (all but the fields ``headers``, made on
-    first read) as ``_start`` got them, the mutable ones copied, the connection's own
+    first read) as the request's steps got them, the mutable ones copied, the connection's own
     (its addresses, its interim sender) as whether they are the connection's."""
     seen: dict[str, Any] = {"type": type(exchange), "request.type": type(exchange.request)}
     for name in slots(Exchange):
@@ -68,12 +68,13 @@ def snapshot(conn: Connection, exchange: Exchange) -> dict[str, Any]:
 
 async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Each head sent on its own connection to a front end behind filters (request ids
-    from the same prefix and count every run): what ``_start`` got, per request."""
+    from the same prefix and count every run): what the request's steps got (``run_steps``:
+    the fast path hands its exchange to the batch without ``_start``), per request."""
     monkeypatch.setattr(fast_hits, "NATIVE_EXCHANGE", native)
     if not native:
         monkeypatch.setattr(request_parser, "make_exchange", client_exchange)
     seen: list[dict[str, Any]] = []
-    start = Connection._start
+    steps = Connection.run_steps
     made: list[int] = []
 
     def counted(*args: Any) -> Exchange:
@@ -82,11 +83,12 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(fast_hits, "filtered_exchange", counted)
 
-    def recorded(conn: Connection, exchange: Exchange) -> None:
-        seen.append(snapshot(conn, exchange))
-        start(conn, exchange)
+    def recorded(conn: Connection) -> None:
+        assert conn._current is not None
+        seen.append(snapshot(conn, conn._current))
+        steps(conn)
 
-    monkeypatch.setattr(Connection, "_start", recorded)
+    monkeypatch.setattr(Connection, "run_steps", recorded)
     fe = FrontEnd(lambda ex: Response(204), ServerConfig(), fast_path=Filtered())
     fe.request_ids.prefix = b"0123456789ab-"
     fe.request_ids._text = "0123456789ab-"

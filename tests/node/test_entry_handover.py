@@ -1,6 +1,8 @@
 """The front end hands each request to the node's entry as its bound ``__call__`` (a
-frame in the caller's interpreter invocation, not through ``slot_tp_call``): the
-request-start signals still run, and a chain swapped on the entry takes the next request."""
+frame in the caller's interpreter invocation, not through ``slot_tp_call``) once a
+request-start hook is subscribed (before that, to the chain's first step itself:
+tests/node/test_entry_direct.py): the request-start signals still run, and a chain
+swapped on the entry takes the next request."""
 
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from edgenode.pipeline.chain import Chain
 
 
 async def test_the_handler_is_the_entrys_bound_call_and_follows_its_chain(node: Node) -> None:
-    handler = node.frontend.handler
-    assert handler.__self__ is node.entry and handler.__func__ is _Entry.__call__  # type: ignore[attr-defined]
     started: list[str] = []
     node.signals.on_request_start.append(lambda ex: started.append(ex.request.target))
+    handler = node.frontend.handler
+    assert handler.__self__ is node.entry and handler.__func__ is _Entry.__call__  # type: ignore[attr-defined]
 
     async def origin(ex: Any) -> Response:
         return Response(200, CIMultiDict({"Cache-Control": "no-store"}), b"swapped")

@@ -1,4 +1,4 @@
-"""Filtered hits through the front end's fast path (``FastHits._fast_filtered``), on a real
+"""Filtered hits through the front end's fast path (``FastHits._fast``), on a real
 node on 127.0.0.1: a plain GET behind Proxy-Wasm filters is marked plain there and runs
 its chain in the loop iteration's batch, where the cache answers from its kept answer
 without looking at the fields again; every hook, signal and figure is the general path's.
@@ -52,23 +52,29 @@ def wasm(name: str, module: Path, **options: Any) -> StageConfig:
 
 
 class FastCount:
-    """Counts the requests the fast path marks plain (``_fast_filtered``) and the requests
-    the dispatcher starts (``Dispatcher._start``: every request, fast or general)."""
+    """Counts the requests the fast path marks plain and hands to the batch itself (the
+    front end's ``filtered_started``) and every request started: those, and the ones the
+    dispatcher starts (``Dispatcher._start``: the general path's)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.fast = self.general = 0
-        fast, start = Connection._fast_filtered, Connection._start
-
-        def counted_fast(conn: Connection, *args: Any) -> None:
-            self.fast += 1
-            fast(conn, *args)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, node: Node) -> None:
+        self.fe = node.frontend
+        self.since = node.frontend.filtered_started
+        self.dispatched = 0
+        start = Connection._start
 
         def counted_start(conn: Connection, *args: Any) -> None:
-            self.general += 1
+            self.dispatched += 1
             start(conn, *args)
 
-        monkeypatch.setattr(Connection, "_fast_filtered", counted_fast)
         monkeypatch.setattr(Connection, "_start", counted_start)
+
+    @property
+    def fast(self) -> int:
+        return self.fe.filtered_started - self.since
+
+    @property
+    def general(self) -> int:
+        return self.fast + self.dispatched
 
 
 def mask(data: bytes) -> bytes:
@@ -126,7 +132,7 @@ async def both_paths(node: Node, requests: list[tuple[str, str]],
     """``requests`` answered on the fast path, then again with it off; the answers (and the
     node's records of them) must be the same, so the caller gets both for its checks."""
     seen = Observed(node)
-    count = FastCount(monkeypatch)
+    count = FastCount(monkeypatch, node)
     before = seen.counters()
     fast = [await exchange(node, path, extra) for path, extra in requests]
     mid = seen.counters()
@@ -231,7 +237,7 @@ async def test_a_miss_started_on_the_fast_path_is_fetched_and_stored(
     and goes on to the origin in a task; the stored answer is the next request's hit,
     answered from the kept answer after the filters (``hit_response``)."""
     node = await start_node(wasm("fast-miss", WAT / "header_only.wat"))
-    count = FastCount(monkeypatch)
+    count = FastCount(monkeypatch, node)
     first = await exchange(node, "/obj/fast-miss?size=80")
     second = await exchange(node, "/obj/fast-miss?size=80")
     assert b"X-Cache: MISS\r\n" in first and b"X-Cache: HIT\r\n" in second
