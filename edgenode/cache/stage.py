@@ -224,7 +224,7 @@ class CacheStage:
         """The kept answer for a plain GET/HEAD's (target, Host) as parsed, counted as a
         hit, while it still serves: the clock inside its span, its entry's answer still
         it and the store vouching for the key's object (``fast_token``); None: ``_fresh``
-        decides (``fast_hit`` and ``hit_response`` share this rule)."""
+        decides (``hit_response`` repeats this rule inline: keep the two the same)."""
         kept = self._kept
         k = kept.get(pair) if kept is not None else None
         if (k is not None and k.lo < self.clock() < k.hi and k.entry.hit is k.hit
@@ -280,8 +280,8 @@ class CacheStage:
         plain, ``Exchange.plain``, or a ``RawRequest`` whose fields nothing made), and the
         key is the rewritten request's.  While the target and Host are still the ones the
         front end parsed (``Exchange.parsed``, a ``RawRequest`` whose target nothing
-        replaced), the answer is ``fast_hit``'s kept one for the pair (``_kept_hit``: no
-        key, lookup or freshness arithmetic), and ``_fresh``'s answer is kept for it.  The
+        replaced), the answer is ``fast_hit``'s kept one for the pair (``_kept_hit``'s
+        rule, inline to spare a frame: no key, lookup or freshness arithmetic), and ``_fresh``'s answer is kept for it.  The
         response is ``_serve``'s for the same hit: its fields a copy of the kept answer's
         (``Prebuilt.fields``), its ``wire_head`` the kept block; declining leaves nothing
         behind but the LRU touch ``handle``'s lookup makes too.
@@ -301,8 +301,12 @@ class CacheStage:
                 plain = req.raw[0]
             if plain != getversion(h) and not _NOT_PLAIN.isdisjoint(map(str.lower, h)):
                 return None  # (the front end's check stands while the filters left the fields alone)
-        k = self._kept_hit(pair) if pair is not None else None
-        if k is not None:
+        # ``_kept_hit``'s rule, inline: this is every filtered hit's path
+        kept = self._kept
+        k = kept.get(pair) if pair is not None and kept is not None else None
+        if (k is not None and k.lo < self.clock() < k.hi and k.entry.hit is k.hit
+                and self.store.fast_token(k.key) is k.token):
+            self._counters["hits"] += 1
             entry, hit = k.entry, k.hit
         else:
             found = self._fresh(req.scheme, req.target, req.host, lambda: req.headers)
