@@ -90,11 +90,8 @@ def test_url_index_rows_left_by_another_configuration_still_count(tmp_path: Path
         store.close()
 
 
-async def test_a_key_read_absent_is_looked_up_again_without_a_read(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stage's lookup and collapsing's look again after the fast path's read: a key
-    read absent answers them from memory until this process stores it, then is read."""
-    store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
+def count_variant_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys ``SharedStore._variants`` reads from now on, in order (the store's reads)."""
     calls: list[str] = []
     variants = SharedStore._variants
 
@@ -103,6 +100,15 @@ async def test_a_key_read_absent_is_looked_up_again_without_a_read(tmp_path: Pat
         return variants(self, key)
 
     monkeypatch.setattr(SharedStore, "_variants", counted)
+    return calls
+
+
+async def test_a_key_read_absent_is_looked_up_again_without_a_read(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage's lookup and collapsing's look again after the fast path's read: a key
+    read absent answers them from memory until this process stores it, then is read."""
+    store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
+    calls = count_variant_reads(monkeypatch)
     try:
         assert store.lookup(URL, CIMultiDict()) == (None, False)
         assert calls == [URL]
@@ -120,14 +126,7 @@ async def test_a_key_read_absent_is_looked_up_again_without_a_read(tmp_path: Pat
 async def test_with_other_processes_every_lookup_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another worker may store the key at any time: a lookup reads the store each time."""
     store = SharedStore(CacheConfig(), tmp_path / "c")
-    calls: list[str] = []
-    variants = SharedStore._variants
-
-    def counted(self: SharedStore, key: str) -> object:
-        calls.append(key)
-        return variants(self, key)
-
-    monkeypatch.setattr(SharedStore, "_variants", counted)
+    calls = count_variant_reads(monkeypatch)
     try:
         assert store.lookup(URL, CIMultiDict()) == (None, False)
         assert store.lookup(URL, CIMultiDict()) == (None, False)
