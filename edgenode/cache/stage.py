@@ -415,22 +415,6 @@ class CacheStage:
 
     # -- answers built from a stored entry -----------------------------------------------
     @staticmethod
-    def _full_hit(ex: Exchange, entry: Entry, age: str, cache_status: str, x_cache: str,
-                  block: bytes | None) -> Response:
-        """The stored answer as it is plus Age, Cache-Status and X-Cache; ``block``: its
-        wire head with those three, when it can be written as bytes."""
-        headers = CacheStage._hit_fields(entry, age, cache_status, x_cache)
-        ex.cache_status = cache_status
-        ex.x_cache = x_cache
-        head = ex.request.method == "HEAD"
-        resp = Response(entry.status, headers, b"" if head else entry.body, entry.reason)
-        if entry.trailers is not None and not head:
-            resp.trailers = entry.trailers.copy()  # a filter may edit them: not the stored ones
-        if block is not None:
-            resp.wire_head = (getversion(headers), block)
-        return resp
-
-    @staticmethod
     def _hit_fields(entry: Entry, age: str, cache_status: str, x_cache: str) -> CIMultiDict[str]:
         """The stored fields plus Age, Cache-Status and X-Cache (a full hit's)."""
         headers = entry.proto.copy()
@@ -449,13 +433,21 @@ class CacheStage:
         wire = entry.wire
         if wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
                                  and "range" not in h):
-            # the common hit: stored fields as they are plus ours, pre-serialised at store time
+            # the common answer (a hit, a miss's just stored): the stored fields as they are
+            # plus ours, their head pre-serialised at store time, made without ``__init__``
+            headers = self._hit_fields(entry, age, cache_status, x_cache)
+            ex.cache_status = cache_status
+            ex.x_cache = x_cache
+            head = req.method == "HEAD"
+            trailers = entry.trailers  # a copy: a filter may edit them, not the stored ones
+            resp = made_response(status_code, headers, b"" if head else body, entry.reason, None,
+                                 FROM_BODY if trailers is None or head else trailers.copy())
             try:
                 tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
-                block: bytes | None = wire + tail.encode("latin-1")
-            except UnicodeEncodeError:
-                block = None
-            return self._full_hit(ex, entry, age, cache_status, x_cache, block)
+                resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
+            except UnicodeEncodeError:  # written by the general writer
+                pass
+            return resp
         headers = entry.proto.copy()
         headers["Age"] = age
         partial = entry.partial
@@ -905,40 +897,10 @@ class CacheStage:
             flight.done(entry if stored else None)
         now = self.clock()
         cache_status = status.forwarded(self.cache_name, fwd, fwd_status=fwd_status, stored=stored)
-        if entry.partial is None:
-            return self._miss_answer(ex, entry, now, cache_status)
-        if self._answers(entry, ex.request):
+        if entry.partial is None or self._answers(entry, ex.request):
             return self._serve(ex, entry, now, "MISS", cache_status)
         _strip_surrogate(resp)
         self._mark(ex, resp, "MISS", cache_status)
-        return resp
-
-    def _miss_answer(self, ex: Exchange, entry: Entry, now: float, cache_status: str) -> Response:
-        """The answer from the whole entry a miss just made: ``_serve``'s common case (the
-        stored fields as they are plus Age, Cache-Status and X-Cache, its head as bytes)
-        in this one frame, where ``_serve`` takes three and ``Response.__init__``; the
-        client's validators or Range, and a head not in Latin-1, go to ``_serve``."""
-        req = ex.request
-        h = req.headers
-        wire = entry.wire
-        if wire is None or "if-none-match" in h or "if-modified-since" in h or "range" in h:
-            return self._serve(ex, entry, now, "MISS", cache_status)
-        age = str(int(max(0.0, entry.age(now))))
-        try:
-            block = wire + f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: MISS\r\n".encode("latin-1")
-        except UnicodeEncodeError:
-            return self._serve(ex, entry, now, "MISS", cache_status)
-        headers = entry.proto.copy()  # the proto is shared (memory store, waiters); a filter may edit these
-        headers["Age"] = age
-        headers.add("Cache-Status", cache_status)
-        headers["X-Cache"] = "MISS"
-        ex.cache_status = cache_status
-        ex.x_cache = "MISS"
-        head = req.method == "HEAD"
-        trailers = entry.trailers
-        resp = made_response(entry.status, headers, b"" if head else entry.body, entry.reason, None,
-                             FROM_BODY if trailers is None or head else trailers.copy())
-        resp.wire_head = (getversion(headers), block)
         return resp
 
     def _combinable(self, key: str, req_headers: Headers, resp_headers: Headers,

@@ -22,7 +22,7 @@ from multidict import CIMultiDict, getversion
 Body = Union[bytes, AsyncIterator[bytes]]
 
 __all__ = ["Body", "Request", "RawRequest", "raw_request", "Response", "CIMultiDict", "read_body", "close_body", "trailers_of",
-           "TrailerRelay", "Prebuilt", "PrebuiltResponse"]
+           "TrailerRelay", "Prebuilt", "PrebuiltResponse", "made_response"]
 
 
 class _FromBody:
@@ -307,8 +307,10 @@ class Prebuilt:
 
 
 class PrebuiltResponse(Response):
-    """A ``Response`` made per cache hit from a kept answer (``CacheStage.hit_response``):
-    the same slots, methods and meaning, made without a Python ``__init__``.
+    """A ``Response`` made without a Python ``__init__``, with the same slots, methods and
+    meaning: per cache hit from a kept answer (``CacheStage.hit_response``, its slots
+    stored in place), per miss for the origin's head and the cache's answer
+    (``made_response``).
 
     CPython 3.11 runs a class's Python ``__init__`` in an interpreter frame of its own
     (``type_call`` -> ``slot_tp_init``), and a function that builds the object costs a
@@ -352,17 +354,9 @@ async def close_body(body: Body) -> None:
             pass
 
 
-class MadeResponse(Response):
-    """A ``Response`` made by ``made_response``: the same slots, methods and meaning,
-    made without a Python ``__init__`` (as ``PrebuiltResponse``)."""
-
-    __slots__ = ()
-    __init__ = object.__init__  # type: ignore[assignment]  # made by ``made_response``
-
-
 def made_response(status: int, headers: CIMultiDict[str], body: Body, reason: str,
                   fields: tuple[int, list[tuple[str, str]]] | None, trailers: Any) -> Response:
-    """A ``MadeResponse`` with every slot ``Response.__init__`` stores, stored here.
+    """A ``PrebuiltResponse`` with every slot ``Response.__init__`` stores, stored here.
 
     Made once or twice per miss (the origin's response head, the cache's answer): the
     class call stays in C and this frame runs in its caller's, where ``Response(...)``
@@ -371,7 +365,7 @@ def made_response(status: int, headers: CIMultiDict[str], body: Body, reason: st
     the front end's kept-head writer takes only that), or the trailers the caller holds.
     ``tests/http/test_made_response.py`` holds it to the class, slot by slot.
     """
-    response = MadeResponse()
+    response = PrebuiltResponse()
     response.status = status
     response.headers = headers
     response.body = body

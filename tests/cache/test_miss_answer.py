@@ -1,6 +1,7 @@
-"""The miss's answer (``CacheStage._miss_answer``) from the entry it just stored: equal
-slot by slot to ``_serve``'s for the same entry, the request's own to edit, and left to
-``_serve`` when the client's validators or Range need it."""
+"""The miss's answer from the entry it just stored (``CacheStage._serve``'s common answer,
+made without ``Response.__init__``): equal slot by slot to the ``Response`` the class makes
+for the same entry, the request's own to edit, and a 304 or 206 when the client's
+validators or Range ask for one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from multidict import CIMultiDict, getversion
 from edgenode.cache.directives import format_http_date
 from edgenode.cache.stage import CacheStage
 from edgenode.config import CacheConfig
-from edgenode.http.messages import FROM_BODY, MadeResponse, Request, Response
+from edgenode.http.messages import FROM_BODY, PrebuiltResponse, Request, Response
 from edgenode.pipeline.chain import Chain
 from edgenode.pipeline.exchange import Exchange
 
@@ -37,20 +38,34 @@ def _request(method: str, extra: dict[str, str] | None = None) -> Request:
 
 async def _miss(stage: CacheStage, req: Request, trailers: CIMultiDict[str] | None = None
                 ) -> tuple[Response, list[tuple[Any, ...]]]:
-    """The miss's answer through ``handle``, and what ``_miss_answer`` was called with."""
+    """The miss's answer through ``handle``, and what ``_serve`` was called with."""
     seen: list[tuple[Any, ...]] = []
-    real = stage._miss_answer
+    real = stage._serve
 
-    def spy(ex: Exchange, entry: Any, now: float, cache_status: str) -> Response:
+    def spy(ex: Exchange, entry: Any, now: float, x_cache: str, cache_status: str) -> Response:
         seen.append((entry, now, cache_status))
-        return real(ex, entry, now, cache_status)
+        return real(ex, entry, now, x_cache, cache_status)
 
-    stage._miss_answer = spy  # type: ignore[method-assign]
+    stage._serve = spy  # type: ignore[method-assign]
     ex = Exchange(req)
     out = stage.handle(ex, Chain([], _origin(trailers)))
     resp = out if isinstance(out, Response) else await out
     assert ex.x_cache == "MISS"
     return resp, seen
+
+
+def _class_made(entry: Any, now: float, cache_status: str, method: str) -> Response:
+    """The answer ``Response.__init__`` makes for a whole entry: its fields plus Age,
+    Cache-Status and X-Cache, its trailers a copy, its head the stored block plus those."""
+    age = str(int(max(0.0, entry.age(now))))
+    headers = CacheStage._hit_fields(entry, age, cache_status, "MISS")
+    head = method == "HEAD"
+    resp = Response(entry.status, headers, b"" if head else entry.body, entry.reason)
+    if entry.trailers is not None and not head:
+        resp.trailers = entry.trailers.copy()
+    tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: MISS\r\n".encode("latin-1")
+    resp.wire_head = (getversion(headers), entry.wire + tail)
+    return resp
 
 
 def _slots() -> list[str]:
@@ -64,12 +79,12 @@ async def test_the_miss_answer_is_serves_slot_by_slot(method: str, trailers: CIM
     made, seen = await _miss(stage, _request("GET"), trailers)
     assert len(seen) == 1
     entry, now, cache_status = seen[0]
-    ex_made, ex_serve = Exchange(_request(method)), Exchange(_request(method))
-    made = stage._miss_answer(ex_made, entry, now, cache_status)
-    expected = stage._serve(ex_serve, entry, now, "MISS", cache_status)
-    assert type(made) is MadeResponse
-    assert (ex_made.cache_status, ex_made.x_cache) == (ex_serve.cache_status, ex_serve.x_cache)
-    for name in _slots():  # a slot ``Response`` gains must be stored by ``_miss_answer`` too
+    ex_made = Exchange(_request(method))
+    made = CacheStage._serve(stage, ex_made, entry, now, "MISS", cache_status)
+    expected = _class_made(entry, now, cache_status, method)
+    assert type(made) is PrebuiltResponse
+    assert (ex_made.cache_status, ex_made.x_cache) == (cache_status, "MISS")
+    for name in _slots():  # a slot ``Response`` gains must be stored by ``made_response`` too
         got, want = getattr(made, name), getattr(expected, name)
         if name == "headers":
             assert list(got.items()) == list(want.items())
@@ -91,7 +106,7 @@ async def test_the_miss_answer_is_serves_slot_by_slot(method: str, trailers: CIM
 async def test_the_miss_answer_is_its_own_to_edit() -> None:
     stage = CacheStage(CacheConfig())
     first, seen = await _miss(stage, _request("GET"))
-    assert type(first) is MadeResponse and first.wire_head is not None
+    assert type(first) is PrebuiltResponse and first.wire_head is not None
     assert first.wire_head[0] == getversion(first.headers)
     first.headers.add("X-Filtered", "yes")
     assert first.wire_head[0] != getversion(first.headers)  # its kept head goes stale

@@ -11,7 +11,7 @@ from multidict import CIMultiDict, getversion
 from dataplane_support import RawOrigin, read_request_head
 from edgenode.config import OriginConfig
 from edgenode.http.client import OriginPool
-from edgenode.http.messages import FROM_BODY, MadeResponse, Request, Response, made_response
+from edgenode.http.messages import FROM_BODY, PrebuiltResponse, Request, Response, made_response
 
 
 def _slots() -> list[str]:
@@ -24,7 +24,7 @@ def test_the_makers_response_is_the_classs_slot_by_slot(status: int, body: bytes
     headers = CIMultiDict([("Content-Type", "text/plain"), ("X-A", "1")])
     made = made_response(status, headers, body, reason, None, FROM_BODY)
     expected = Response(status, headers, body, reason)
-    assert type(made) is MadeResponse and isinstance(made, Response)
+    assert type(made) is PrebuiltResponse and isinstance(made, Response)
     for name in _slots():  # a slot ``Response`` gains must be stored by ``made_response`` too
         assert getattr(made, name) == getattr(expected, name), name
     assert made._trailers is FROM_BODY and made.trailers is None and repr(made) == repr(expected)
@@ -41,9 +41,9 @@ def test_known_fields_and_trailers_are_stored_as_given() -> None:
 
 
 def test_its_class_call_runs_no_python_init() -> None:
-    assert MadeResponse.__init__ is object.__init__
+    assert PrebuiltResponse.__init__ is object.__init__
     with pytest.raises(TypeError):
-        MadeResponse(200)  # type: ignore[call-arg]  # only the maker fills one
+        PrebuiltResponse(200)  # type: ignore[call-arg]  # only the maker fills one
 
 
 async def test_the_origin_clients_head_is_made_by_it_with_its_plain_pairs() -> None:
@@ -59,7 +59,7 @@ async def test_the_origin_clients_head_is_made_by_it_with_its_plain_pairs() -> N
                                    port=origin.port))
     try:
         resp = await pool.request(Request("GET", "/", CIMultiDict({"Host": "t"})))
-        assert type(resp) is MadeResponse and (resp.status, resp.reason, resp.body) == (200, "", b"hello")
+        assert type(resp) is PrebuiltResponse and (resp.status, resp.reason, resp.body) == (200, "", b"hello")
         assert resp.wire_head is None and resp.trailers is None
         assert resp.fields == (getversion(resp.headers), [("Content-Type", "text/plain"), ("ETag", '"e"'),
                                                           ("Content-Length", "5")])
