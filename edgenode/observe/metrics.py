@@ -24,23 +24,12 @@ from edgenode.http.messages import Response
 from edgenode.observe._series import BOUNDS, Recorder, Series
 from edgenode.pipeline.exchange import Exchange
 
-__all__ = ["NodeMetrics", "CacheCollector", "merge_expositions", "status_class", "cache_label"]
+__all__ = ["NodeMetrics", "CacheCollector", "merge_expositions"]
 
 #: the duration histograms' bounds (seconds; a last bucket is +Inf), as the C series count
 _LATENCY_BUCKETS = BOUNDS
-#: a status's class by its code (a lookup, no call)
-_CLASS_OF = {code: f"{code // 100}xx" for code in range(100, 600)}
 #: the status classes a series counts (``Series.classes``), by index
 _CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
-
-
-def status_class(status: int) -> str:
-    return _CLASS_OF.get(status, "other")
-
-
-def cache_label(exchange: Exchange) -> str:
-    """The metrics label for the cache outcome: HIT, MISS, ... or NONE (no cache stage)."""
-    return exchange.x_cache.upper() if exchange.x_cache else "NONE"
 
 
 class CacheCollector:
