@@ -1,0 +1,497 @@
+/* The origin connection's response callbacks in C (http/client.py ``_OriginConnection``).
+ *
+ * httptools finds ``on_headers_complete``, ``on_body`` and ``on_message_complete`` on the
+ * object it parses for.  In Python those were ~5 frames per origin response (the head's
+ * framing tests, the response made, the waiter settled, the body collected, the message's
+ * end and the connection's release), ~1-3k interpreter instructions each.  ``OriginCore``
+ * is the connection's C base: it holds the state those callbacks share with the Python
+ * methods as C fields (members for the Python side, as fast as slots) and answers the
+ * usual response in C: a final status, not 204/304, to a request other than HEAD, framed
+ * by Content-Length or chunked, its waiter still waiting, and its whole body in the read
+ * that carried its head.  Every other case goes to the Python methods (the reference:
+ * ``_headers_complete``, ``_on_body``, ``_message_complete``, ``_message_done``) before
+ * anything is changed, so the two paths never share half a response
+ * (tests/http/test_origin_native.py holds the C path's response to the Python one's).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stddef.h>
+#include <string.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *pool;         /* the OriginPool */
+    PyObject *parser;       /* httptools.HttpResponseParser fed by this connection */
+    PyObject *headers;      /* the header section being parsed: (name, value) str pairs */
+    PyObject *method;       /* the request's method */
+    PyObject *head_waiter;  /* the future of the response head, or None */
+    PyObject *early;        /* the response handed on whose body is still in ``parts`` */
+    PyObject *parts;        /* ``early``'s body so far */
+    PyObject *body;         /* the streamed body (OriginBody), or None */
+    PyObject *on_interim;   /* the interim responses' receiver, or None */
+    PyObject *status;       /* the final response's status (an int), 0 between messages */
+    Py_ssize_t fed;         /* bytes received since the request was sent */
+    Py_ssize_t max_head;    /* max_header_bytes */
+    Py_ssize_t stalled;     /* bytes fed since the parser last reported progress */
+    char progress;          /* the parser reported a field, body byte or message end */
+    char eof_delimited;     /* the body ends only at the connection's close */
+    char busy;              /* a request is out and its response not all in */
+    char paused;            /* reading paused by the body's back-pressure */
+    char upload_done;       /* the request's body is all sent */
+    char got_bytes;         /* a byte of the response arrived */
+} OriginCore;
+
+/* bound once by ``bind``: the classes and values the usual response is made of, and the
+ * offsets of the response's slots (``made_response`` stores the same ones) */
+static PyObject *md_class, *from_body, *getversion_fn;
+static PyTypeObject *response_type;
+enum { R_STATUS, R_HEADERS, R_BODY, R_REASON, R_WIRE_HEAD, R_FIELDS, R_TRAILERS, R_SLOTS };
+static const char *const response_slots[R_SLOTS] = {
+    "status", "headers", "body", "reason", "wire_head", "fields", "_trailers",
+};
+static Py_ssize_t response_at[R_SLOTS];
+static PyObject *str_get_status_code, *str_done, *str_set_result, *str_should_keep_alive,
+    *str_release, *str_keep_hint, *str_head, *str_empty, *bytes_empty,
+    *str_headers_complete, *str_on_body, *str_message_complete, *str_feed_data, *str_body_attr,
+    *str_data_received, *str_parse_failed;
+
+/* ASCII case-insensitive test of a 1-byte str against a lower-case literal of ``n`` chars */
+static int name_is(PyObject *name, const char *lower, Py_ssize_t n) {
+    if (!PyUnicode_Check(name) || PyUnicode_GET_LENGTH(name) != n
+            || PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND)
+        return 0;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(name);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS1 c = s[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (Py_UCS1)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* a Transfer-Encoding value that is exactly ``chunked`` (any case, spaces around) */
+static int value_is_chunked(PyObject *value) {
+    if (!PyUnicode_Check(value) || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND)
+        return 0;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t a = 0, b = PyUnicode_GET_LENGTH(value);
+    while (a < b && (s[a] == ' ' || s[a] == '\t'))
+        a++;
+    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t'))
+        b--;
+    static const char chunked[] = "chunked";
+    if (b - a != 7)
+        return 0;
+    for (Py_ssize_t i = 0; i < 7; i++) {
+        Py_UCS1 c = s[a + i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (Py_UCS1)chunked[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* 1: the head's fields frame the body by Content-Length or chunked alone and carry no
+ * Keep-Alive hint other than the pool's last; 0: the Python method decides; -1: error */
+static int usual_fields(OriginCore *self) {
+    PyObject *fields = self->headers;
+    Py_ssize_t n = PyList_GET_SIZE(fields);
+    int framed = 0, codings = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(fields, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            return 0;
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t len = PyUnicode_Check(name) ? PyUnicode_GET_LENGTH(name) : 0;
+        if (len == 14 && name_is(name, "content-length", 14)) {
+            framed = 1;
+        } else if (len == 17 && name_is(name, "transfer-encoding", 17)) {
+            if (codings++ || !value_is_chunked(value))
+                return 0;
+        } else if (len == 10 && name_is(name, "keep-alive", 10)) {
+            PyObject *hint = PyObject_GetAttr(self->pool, str_keep_hint);
+            if (hint == NULL)
+                return -1;
+            int same = PyUnicode_Check(hint) ? PyUnicode_Compare(hint, value) == 0 : 0;
+            Py_DECREF(hint);
+            if (!same)
+                return 0;
+        }
+    }
+    return framed || codings;
+}
+
+/* 1: the head just parsed is a usual response (``status`` its code, a new reference);
+ * 0: the Python method takes it; -1: error.  Changes nothing. */
+static int usual_head(OriginCore *self, PyObject **status) {
+    if (self->fed > self->max_head / 2 || self->head_waiter == NULL || self->head_waiter == Py_None
+            || self->parser == NULL || self->pool == NULL || self->headers == NULL
+            || !PyList_CheckExact(self->headers) || self->method == NULL || !PyUnicode_Check(self->method)
+            || PyUnicode_Compare(self->method, str_head) == 0 || md_class == NULL)
+        return 0;
+    PyObject *code = PyObject_CallMethodNoArgs(self->parser, str_get_status_code);
+    if (code == NULL)
+        return -1;
+    long value = PyLong_AsLong(code);
+    if (value == -1 && PyErr_Occurred()) {
+        Py_DECREF(code);
+        return -1;
+    }
+    if (value < 200 || value == 204 || value == 304) {
+        Py_DECREF(code);
+        return 0;
+    }
+    PyObject *done = PyObject_CallMethodNoArgs(self->head_waiter, str_done);
+    if (done == NULL) {
+        Py_DECREF(code);
+        return -1;
+    }
+    int abandoned = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    int usual = abandoned == 0 ? usual_fields(self) : (abandoned < 0 ? -1 : 0);
+    if (usual != 1) {
+        Py_DECREF(code);
+        return usual;
+    }
+    *status = code;
+    return 1;
+}
+
+/* the response's slot at ``at`` */
+static inline PyObject **slot(PyObject *response, int at) {
+    return (PyObject **)((char *)response + response_at[at]);
+}
+
+/* a ``PrebuiltResponse`` with the slots ``made_response`` stores, stored by their offsets
+ * (its class call is ``object``'s: the allocation and nothing else) */
+static PyObject *made_head(PyObject *status, PyObject *headers, PyObject *pairs) {
+    PyObject *version = PyObject_CallOneArg(getversion_fn, headers);
+    if (version == NULL)
+        return NULL;
+    PyObject *fields = PyTuple_Pack(2, version, pairs);
+    Py_DECREF(version);
+    if (fields == NULL)
+        return NULL;
+    PyObject *response = response_type->tp_alloc(response_type, 0);
+    if (response == NULL) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    *slot(response, R_STATUS) = Py_NewRef(status);
+    *slot(response, R_HEADERS) = Py_NewRef(headers);
+    *slot(response, R_BODY) = Py_NewRef(bytes_empty);
+    *slot(response, R_REASON) = Py_NewRef(str_empty);
+    *slot(response, R_WIRE_HEAD) = Py_NewRef(Py_None);
+    *slot(response, R_FIELDS) = fields;  /* taken */
+    *slot(response, R_TRAILERS) = Py_NewRef(from_body);
+    return response;
+}
+
+/* ``on_headers_complete``: the usual head made into the response and handed to its waiter,
+ * its body to collect in ``parts``; any other to ``_headers_complete`` */
+static PyObject *core_headers_complete(PyObject *op, PyObject *unused) {
+    OriginCore *self = (OriginCore *)op;
+    PyObject *status = NULL;
+    int usual = usual_head(self, &status);
+    if (usual < 0)
+        return NULL;
+    if (usual == 0)
+        return PyObject_CallMethodNoArgs(op, str_headers_complete);
+    self->progress = 1;
+    PyObject *fields = self->headers;
+    PyObject *pairs = PyList_GetSlice(fields, 0, PyList_GET_SIZE(fields));
+    if (pairs == NULL || PyList_SetSlice(fields, 0, PyList_GET_SIZE(fields), NULL) < 0) {
+        Py_XDECREF(pairs);
+        Py_DECREF(status);
+        return NULL;
+    }
+    Py_SETREF(self->status, status);  /* taken */
+    self->eof_delimited = 0;
+    PyObject *headers = PyObject_CallOneArg(md_class, pairs);
+    PyObject *response = headers == NULL ? NULL : made_head(self->status, headers, pairs);
+    Py_XDECREF(headers);
+    Py_DECREF(pairs);
+    if (response == NULL)
+        return NULL;
+    Py_XSETREF(self->early, Py_NewRef(response));
+    PyObject *waiter = Py_NewRef(self->head_waiter);
+    PyObject *rc = PyObject_CallMethodOneArg(waiter, str_set_result, response);
+    Py_DECREF(waiter);
+    Py_DECREF(response);
+    return rc;
+}
+
+/* ``on_body``: a part of the early response's body kept; any other to ``_on_body`` */
+static PyObject *core_on_body(PyObject *op, PyObject *chunk) {
+    OriginCore *self = (OriginCore *)op;
+    if (self->early == NULL || self->early == Py_None || self->parts == NULL
+            || !PyList_CheckExact(self->parts))
+        return PyObject_CallMethodOneArg(op, str_on_body, chunk);
+    self->progress = 1;
+    if (PyList_Append(self->parts, chunk) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* the early response's body as bytes: its one part, or the (several) parts joined */
+static PyObject *early_body(PyObject *parts) {
+    if (PyList_GET_SIZE(parts) == 1)
+        return Py_NewRef(PyList_GET_ITEM(parts, 0));
+    return _PyBytes_Join(bytes_empty, parts);
+}
+
+/* ``on_message_complete``: the early response's body set from its parts and the
+ * connection released, as ``_message_done`` does; trailers, a streamed body, a paused
+ * connection or an interim response's end to ``_message_complete`` */
+static PyObject *core_message_complete(PyObject *op, PyObject *unused) {
+    OriginCore *self = (OriginCore *)op;
+    PyObject *early = self->early;
+    if (self->status == NULL || !PyLong_CheckExact(self->status) || Py_SIZE(self->status) == 0
+            || !self->busy || early == NULL || early == Py_None || self->parts == NULL
+            || (self->body != NULL && self->body != Py_None) || self->paused || self->headers == NULL
+            || !PyList_CheckExact(self->headers) || PyList_GET_SIZE(self->headers) != 0
+            || !PyList_CheckExact(self->parts) || self->pool == NULL || self->parser == NULL)
+        return PyObject_CallMethodNoArgs(op, str_message_complete);
+    PyObject *flag = PyObject_CallMethodNoArgs(self->parser, str_should_keep_alive);
+    if (flag == NULL)
+        return NULL;
+    int keep_alive = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    if (keep_alive < 0)
+        return NULL;
+    self->progress = 1;
+    if (PyList_GET_SIZE(self->parts)) {
+        PyObject *body = early_body(self->parts);
+        if (body == NULL)
+            return NULL;
+        if (Py_IS_TYPE(early, response_type))
+            Py_XSETREF(*slot(early, R_BODY), body);
+        else if (PyObject_SetAttr(early, str_body_attr, body) < 0) {  /* (made by Python) */
+            Py_DECREF(body);
+            return NULL;
+        } else
+            Py_DECREF(body);
+        if (PyList_SetSlice(self->parts, 0, PyList_GET_SIZE(self->parts), NULL) < 0)
+            return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL)
+        return NULL;
+    Py_SETREF(self->status, zero);
+    Py_SETREF(self->early, Py_NewRef(Py_None));
+    Py_XSETREF(self->on_interim, Py_NewRef(Py_None));
+    self->busy = 0;
+    PyObject *reusable = keep_alive && self->upload_done ? Py_True : Py_False;
+    return PyObject_CallMethodObjArgs(self->pool, str_release, op, reusable, NULL);
+}
+
+/* a parse's exception handed to ``_parse_failed`` (which re-raises what is not the parser's) */
+static PyObject *parse_failed(PyObject *op) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == NULL) {  /* (no exception object: nothing to hand on) */
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    if (tb != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *rc = PyObject_CallMethodOneArg(op, str_parse_failed, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* the protocol's ``data_received``: the read fed to the parser, whose callbacks above
+ * answer the usual response; a read without a request out, a parse error, a body going on
+ * past the read or a header section left open to the Python methods (``_data_received``,
+ * ``_parse_failed``, ``_after_read``) */
+static PyObject *core_data_received(PyObject *op, PyObject *data) {
+    OriginCore *self = (OriginCore *)op;
+    if (!self->busy || !PyBytes_Check(data) || self->parser == NULL || self->headers == NULL
+            || !PyList_CheckExact(self->headers))
+        return PyObject_CallMethodOneArg(op, str_data_received, data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    self->got_bytes = 1;
+    self->fed += size;
+    Py_ssize_t before = PyList_GET_SIZE(self->headers);
+    /* held: a callback may replace the parser (a HEAD answer's) while it runs */
+    PyObject *parser = Py_NewRef(self->parser);
+    PyObject *rc = PyObject_CallMethodOneArg(parser, str_feed_data, data);
+    Py_DECREF(parser);
+    if (rc == NULL)
+        return PyErr_ExceptionMatches(PyExc_Exception) ? parse_failed(op) : NULL;
+    Py_DECREF(rc);
+    if (self->progress && (self->early == NULL || self->early == Py_None)
+            && PyList_CheckExact(self->headers) && PyList_GET_SIZE(self->headers) == 0) {
+        self->progress = 0;
+        self->stalled = 0;
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallMethod(op, "_after_read", "nn", before, size);
+}
+
+static PyMethodDef core_methods[] = {
+    {"data_received", core_data_received, METH_O,
+     "The protocol's read: parsed, the usual response answered in C."},
+    {"on_headers_complete", core_headers_complete, METH_NOARGS,
+     "The parser's head end: the usual response made and handed on in C."},
+    {"on_body", core_on_body, METH_O, "The parser's body part: kept for the early response."},
+    {"on_message_complete", core_message_complete, METH_NOARGS,
+     "The parser's message end: the early response's body set, the connection released."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef core_members[] = {
+    {"pool", T_OBJECT_EX, offsetof(OriginCore, pool), 0, "the OriginPool"},
+    {"parser", T_OBJECT_EX, offsetof(OriginCore, parser), 0, "the response parser"},
+    {"_headers", T_OBJECT_EX, offsetof(OriginCore, headers), 0, "the header section being parsed"},
+    {"_method", T_OBJECT_EX, offsetof(OriginCore, method), 0, "the request's method"},
+    {"_head_waiter", T_OBJECT_EX, offsetof(OriginCore, head_waiter), 0, "the head's future, or None"},
+    {"_early", T_OBJECT_EX, offsetof(OriginCore, early), 0, "the response whose body is in _parts"},
+    {"_parts", T_OBJECT_EX, offsetof(OriginCore, parts), 0, "the early response's body so far"},
+    {"_body", T_OBJECT_EX, offsetof(OriginCore, body), 0, "the streamed body, or None"},
+    {"_on_interim", T_OBJECT_EX, offsetof(OriginCore, on_interim), 0, "the interim receiver"},
+    {"_status", T_OBJECT_EX, offsetof(OriginCore, status), 0, "the final status, 0 between"},
+    {"_fed", T_PYSSIZET, offsetof(OriginCore, fed), 0, "bytes received since the request"},
+    {"_max_head", T_PYSSIZET, offsetof(OriginCore, max_head), 0, "max_header_bytes"},
+    {"_progress", T_BOOL, offsetof(OriginCore, progress), 0, "the parser made progress"},
+    {"_eof_delimited", T_BOOL, offsetof(OriginCore, eof_delimited), 0, "the body ends at close"},
+    {"_busy", T_BOOL, offsetof(OriginCore, busy), 0, "a response is awaited or arriving"},
+    {"_paused", T_BOOL, offsetof(OriginCore, paused), 0, "reading paused"},
+    {"_upload_done", T_BOOL, offsetof(OriginCore, upload_done), 0, "the request body is sent"},
+    {"_got_bytes", T_BOOL, offsetof(OriginCore, got_bytes), 0, "a response byte arrived"},
+    {"_stalled", T_PYSSIZET, offsetof(OriginCore, stalled), 0, "bytes fed without progress"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static int core_traverse(PyObject *op, visitproc visit, void *arg) {
+    OriginCore *self = (OriginCore *)op;
+    Py_VISIT(self->pool);
+    Py_VISIT(self->parser);
+    Py_VISIT(self->headers);
+    Py_VISIT(self->method);
+    Py_VISIT(self->head_waiter);
+    Py_VISIT(self->early);
+    Py_VISIT(self->parts);
+    Py_VISIT(self->body);
+    Py_VISIT(self->on_interim);
+    Py_VISIT(self->status);
+    return 0;
+}
+
+static int core_clear(PyObject *op) {
+    OriginCore *self = (OriginCore *)op;
+    Py_CLEAR(self->pool);
+    Py_CLEAR(self->parser);
+    Py_CLEAR(self->headers);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->head_waiter);
+    Py_CLEAR(self->early);
+    Py_CLEAR(self->parts);
+    Py_CLEAR(self->body);
+    Py_CLEAR(self->on_interim);
+    Py_CLEAR(self->status);
+    return 0;
+}
+
+static void core_dealloc(PyObject *op) {
+    PyObject_GC_UnTrack(op);
+    core_clear(op);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyTypeObject OriginCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.http._origin.OriginCore",
+    .tp_basicsize = sizeof(OriginCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = PyDoc_STR("An origin connection's parser callbacks and the state they share."),
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = core_dealloc,
+    .tp_traverse = core_traverse,
+    .tp_clear = core_clear,
+    .tp_methods = core_methods,
+    .tp_members = core_members,
+};
+
+/* ``bind(CIMultiDict, PrebuiltResponse, FROM_BODY, getversion)``: what the usual response
+ * is made of, given by the Python side once */
+static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind(CIMultiDict, PrebuiltResponse, FROM_BODY, getversion)");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[1];
+    if (type->tp_new != PyBaseObject_Type.tp_new || type->tp_init != PyBaseObject_Type.tp_init
+            || type->tp_alloc != PyType_GenericAlloc) {
+        PyErr_SetString(PyExc_TypeError, "bind: the response type must be made without __init__");
+        return NULL;
+    }
+    Py_ssize_t found[R_SLOTS];
+    for (int i = 0; i < R_SLOTS; i++) {
+        PyObject *name = PyUnicode_InternFromString(response_slots[i]);
+        if (name == NULL)
+            return NULL;
+        PyObject *d = _PyType_Lookup(type, name);  /* borrowed */
+        Py_DECREF(name);
+        PyMemberDef *m = d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)
+            ? ((PyMemberDescrObject *)d)->d_member : NULL;
+        if (m == NULL || m->type != T_OBJECT_EX || (m->flags & READONLY)) {
+            PyErr_Format(PyExc_TypeError, "bind: %s is not a plain slot of the response type",
+                         response_slots[i]);
+            return NULL;
+        }
+        found[i] = m->offset;
+    }
+    memcpy(response_at, found, sizeof(found));
+    Py_XSETREF(md_class, Py_NewRef(args[0]));
+    Py_XSETREF(response_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(from_body, Py_NewRef(args[2]));
+    Py_XSETREF(getversion_fn, Py_NewRef(args[3]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
+     "bind(CIMultiDict, PrebuiltResponse, FROM_BODY, getversion): the usual response's makers."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef origin_module = {
+    PyModuleDef_HEAD_INIT, "_origin", "The origin connection's usual response in C.", -1,
+    module_methods,
+};
+
+static int intern_all(void) {
+    static struct { PyObject **slot; const char *text; } names[] = {
+        {&str_get_status_code, "get_status_code"}, {&str_done, "done"},
+        {&str_set_result, "set_result"}, {&str_should_keep_alive, "should_keep_alive"},
+        {&str_release, "_release"}, {&str_keep_hint, "keep_hint"}, {&str_head, "HEAD"},
+        {&str_empty, ""}, {&str_headers_complete, "_headers_complete"},
+        {&str_on_body, "_on_body"}, {&str_message_complete, "_message_complete"},
+        {&str_body_attr, "body"}, {&str_feed_data, "feed_data"},
+        {&str_data_received, "_data_received"}, {&str_parse_failed, "_parse_failed"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if ((*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    }
+    return (bytes_empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__origin(void) {
+    if (intern_all() < 0 || PyType_Ready(&OriginCoreType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&origin_module);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&OriginCoreType);
+    if (PyModule_AddObject(module, "OriginCore", (PyObject *)&OriginCoreType) < 0) {
+        Py_DECREF(&OriginCoreType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
