@@ -474,11 +474,12 @@ class _OriginConnection(OriginCore, asyncio.Protocol):
             self.transport.abort()
 
     # --- the request ----------------------------------------------------------------
-    def send(self, req: Request, head: bytes, length: int | None,
-             on_interim: OnInterim | None = None) -> asyncio.Future[Response]:
+    def _send(self, req: Request, head: bytes, length: int | None,
+              on_interim: OnInterim | None = None) -> asyncio.Future[Response]:
         """Write the request; the future gets the final response head (interim ones go to
         ``on_interim``).  The caller awaits it, then ``settled``: a plain call, not a
-        coroutine of its own, so a miss resumes one frame less."""
+        coroutine of its own, so a miss resumes one frame less.  ``OriginCore.send`` (C)
+        takes a request without a body and hands any other here: the reference."""
         self.uses += 1
         self._on_interim = on_interim
         self._busy = True

@@ -19,6 +19,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
 from edgenode.http._fields import names_disjoint, request_lines
+from edgenode.http._origin import request_head
 from edgenode.http.headers import HOP_BY_HOP, append_value, strip_hop_by_hop
 from edgenode.http.messages import FROM_BODY, Request, Response
 
@@ -101,12 +102,21 @@ def forward_head(req: Request, client_ip: str, origin: OriginConfig, via: str) -
         tail = _tail(client_host, client_ip, req.scheme, via, origin)
         if tail is None:
             return None
-    target = req.target
-    # the tail is checked once when made, the client's lines above; here the target (a
-    # ``str`` test: ``in`` on bytes tries the operand as an integer first, an exception)
+    # the tail is checked once when made, the client's lines above; the target here
+    return request_head(method, req.target, block, tail)
+
+
+def _request_head(method: str, target: str, block: bytes, tail: bytes) -> bytes | None:
+    """The reference of ``http._origin.request_head``: the request line, ``block`` and
+    ``tail`` as one bytes object; None when the target holds CR or LF or a character past
+    Latin-1 (the general path refuses or fails on it)."""
     if "\n" in target or "\r" in target:
         return None
-    return b"%s %s HTTP/1.1%s%s" % (method.encode("latin-1"), target.encode("latin-1"), block, tail)
+    try:
+        line = b"%s %s HTTP/1.1" % (method.encode("latin-1"), target.encode("latin-1"))
+    except UnicodeEncodeError:
+        return None
+    return line + block + tail
 
 
 #: ``_tail``'s results by its arguments (a few per node: clients' Host values and

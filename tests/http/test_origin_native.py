@@ -1,7 +1,7 @@
-"""The origin connection's usual response in C (``http/_origin.c``) against its Python
-reference (``_OriginConnection``'s ``_data_received``, ``_headers_complete``, ``_on_body``,
-``_message_complete``): the same responses slot by slot over many generated origin heads,
-on real sockets, and every unusual case still reaching the Python methods."""
+"""The origin connection's usual exchange in C (``http/_origin.c``) against its Python
+reference (``_OriginConnection``'s ``_send``, ``_data_received``, ``_headers_complete``,
+``_on_body``, ``_message_complete``): the same responses slot by slot over many generated
+origin heads, on real sockets, and every unusual case still reaching the Python methods."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from edgenode.http.messages import FROM_BODY, PrebuiltResponse, Request, Respons
 
 #: the Python methods the C callbacks hand unusual cases to
 REFERENCE = ("_data_received", "_headers_complete", "_on_body", "_message_complete", "_after_read",
-             "_parse_failed")
+             "_parse_failed", "_send")
 
 
 class PythonConnection(_OriginConnection):
@@ -32,6 +32,7 @@ class PythonConnection(_OriginConnection):
     on_headers_complete = _OriginConnection._headers_complete
     on_body = _OriginConnection._on_body
     on_message_complete = _OriginConnection._message_complete
+    send = _OriginConnection._send  # type: ignore[assignment]
 
 
 def counting(base: type[_OriginConnection], calls: Counter[str]) -> type[_OriginConnection]:
