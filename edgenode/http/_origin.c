@@ -1,17 +1,22 @@
-/* The origin connection's response callbacks in C (http/client.py ``_OriginConnection``).
+/* The usual origin exchange of a miss in C (http/client.py ``_OriginConnection``).
  *
- * httptools finds ``on_headers_complete``, ``on_body`` and ``on_message_complete`` on the
- * object it parses for.  In Python those were ~5 frames per origin response (the head's
- * framing tests, the response made, the waiter settled, the body collected, the message's
- * end and the connection's release), ~1-3k interpreter instructions each.  ``OriginCore``
- * is the connection's C base: it holds the state those callbacks share with the Python
- * methods as C fields (members for the Python side, as fast as slots) and answers the
- * usual response in C: a final status, not 204/304, to a request other than HEAD, framed
- * by Content-Length or chunked, its waiter still waiting, and its whole body in the read
- * that carried its head.  Every other case goes to the Python methods (the reference:
- * ``_headers_complete``, ``_on_body``, ``_message_complete``, ``_message_done``) before
- * anything is changed, so the two paths never share half a response
- * (tests/http/test_origin_native.py holds the C path's response to the Python one's).
+ * uvloop calls the protocol's ``data_received`` and httptools finds
+ * ``on_headers_complete``, ``on_body`` and ``on_message_complete`` on the object it parses
+ * for; the request goes out through ``send``.  In Python those were ~8 frames per miss
+ * (the read, the head's framing tests, the response made, the waiter settled, the body
+ * collected, the message's end, the send), ~0.5-3k interpreter instructions each.
+ * ``OriginCore`` is the connection's C base: it holds the state those share with the
+ * Python methods as C fields (members for the Python side, as fast as slots) and runs the
+ * usual exchange in C: a request without a body, and a final response, not 204/304, to a
+ * request other than HEAD, framed by Content-Length or chunked, with no Keep-Alive hint new
+ * to the pool, its waiter still waiting, its whole body in the read that carried its head.
+ * Every other case goes to the Python methods (the reference: ``_send``,
+ * ``_data_received``, ``_headers_complete``, ``_on_body``, ``_message_complete``,
+ * ``_after_read``, ``_parse_failed``) before anything is changed, so the two paths never
+ * share half a response (tests/http/test_origin_native.py holds the C path's responses to
+ * the Python one's).  The connection is released through the pool's ``_release``.
+ * ``request_head`` is ``proxy/forwarding.py``'s request line and copy
+ * (tests/proxy/test_request_head_native.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
