@@ -181,14 +181,15 @@ bind(CIMultiDict, PrebuiltResponse, FROM_BODY, getversion)
 class _OriginConnection(OriginCore, asyncio.Protocol):
     """One keep-alive connection to an origin, one request at a time.
 
-    The protocol's ``data_received`` and the parser's ``on_headers_complete``,
+    ``send``, the protocol's ``data_received`` and the parser's ``on_headers_complete``,
     ``on_body`` and ``on_message_complete`` are ``OriginCore``'s (``http/_origin.c``),
-    which also holds the state they share as C fields: the usual response (final, framed
-    by Content-Length or chunked, its body in the read with its head, its waiter waiting)
-    is made, handed on and its connection released in C, ~6 Python frames fewer per
-    miss.  Any other read or response goes to ``_data_received``, ``_headers_complete``,
-    ``_on_body``, ``_message_complete`` and ``_after_read`` below, the reference the C is
-    held to (``tests/http/test_origin_native.py``).
+    which also holds the state they share as C fields: a request without a body is sent,
+    and the usual response (final, framed by Content-Length or chunked, its body in the
+    read with its head, its waiter waiting) made, handed on and its connection released,
+    in C, ~8 Python frames fewer per miss.  Any other request, read or response goes to
+    ``_send``, ``_data_received``, ``_headers_complete``, ``_on_body``,
+    ``_message_complete`` and ``_after_read`` below, the reference the C is held to
+    (``tests/http/test_origin_native.py``).
     """
 
     def __init__(self, pool: OriginPool) -> None:
