@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterator
 
 import lmdb
 
+from edgenode.cache._key import Reader
 from edgenode.cache.codec import INLINE_BODY, StoreRecord, decode, encode, pack, repack, unpack
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.leases import FileLeases
@@ -384,6 +385,12 @@ class SharedStore:
         self._flush_handle: asyncio.Handle | None = None
         #: keys whose lease is released once their queued store is committed
         self._held: set[str] = set()
+        # a key read absent answered in C: ``lookup_lazy`` reads it there (hash, read
+        # transaction, cursor, absent note), ``lookup`` answers a key known absent; the
+        # methods below are its reference and answer everything else
+        reader = Reader(self, SharedStore.lookup, SharedStore.lookup_lazy, hashlib.blake2b,
+                        _HASHES[16], _HASHES_KEPT, _ABSENT_KEPT, lmdb.Error)
+        self.lookup, self.lookup_lazy = reader.lookup, reader.lookup_lazy
 
     def _has_url_rows(self) -> bool:
         """Read once at open: a store written under another ``[cache.key]`` may have some."""
