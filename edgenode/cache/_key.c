@@ -10,8 +10,11 @@
  * headers``: the key is the URL); an absolute-form target goes to the Python methods
  * given, which stay the reference (tests/cache/test_key_native.py holds the two equal).
  *
- * ``Reader(store, lookup, lookup_lazy, blake2b, hashes, hashes_kept, absent_kept,
- * error)`` answers ``SharedStore.lookup_lazy`` for a key neither kept hot nor queued
+ * ``Hasher(memos, kept, reference)`` is ``lmdb_store._h`` (a key's, variant's or tag's
+ * BLAKE2b through the module's memo, computed here): a miss hashes its key, variant and
+ * tags.
+ *
+ * ``Reader(store, lookup, lookup_lazy, hasher, absent_kept, error)`` answers ``SharedStore.lookup_lazy`` for a key neither kept hot nor queued
  * when the store holds no row of the key's hash (its hash, a read transaction, a
  * cursor's ``set_range``, the absent note: py-lmdb's objects called through the C API),
  * and ``SharedStore.lookup`` for a key a single-process node already read absent.
@@ -21,6 +24,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #define HASH_SIZE 16
@@ -28,9 +33,9 @@
 static PyObject *str_amp, *str_q, *str_sep, *str_slash, *str_empty, *str_host;
 static PyObject *str_http_port, *str_https_port, *str_colon;
 static PyObject *str_get, *str_lower, *str_scheme, *str_headers, *str_target;
-static PyObject *str_begin, *str_cursor, *str_set_range, *str_key, *str_abort, *str_digest;
+static PyObject *str_begin, *str_cursor, *str_set_range, *str_key, *str_abort;
 static PyObject *str_batch_keys, *str_hot, *str_absent, *str_env, *str_db, *str_http, *str_https;
-static PyObject *kw_digest_size, *absent_answer;
+static PyObject *absent_answer;
 
 /* ---------------------------------------------------------------------------------------
  * the key
@@ -61,7 +66,9 @@ static PyObject *concat(PyObject *const *parts, int n) {
     Py_ssize_t at = 0;
     for (int i = 0; i < n; i++) {
         Py_ssize_t k = PyUnicode_GET_LENGTH(parts[i]);
-        if (k && PyUnicode_CopyCharacters(out, at, parts[i], 0, k) < 0) {
+        if (maxchar < 256) {  /* (the usual URL: one byte a character throughout) */
+            memcpy(PyUnicode_1BYTE_DATA(out) + at, PyUnicode_1BYTE_DATA(parts[i]), k);
+        } else if (k && PyUnicode_CopyCharacters(out, at, parts[i], 0, k) < 0) {
             Py_DECREF(out);
             return NULL;
         }
@@ -135,8 +142,38 @@ static PyObject *norm_host(PyObject *raw, PyObject *scheme) {
     return host;
 }
 
+/* Whether ``query[start:end]`` is one of ``names`` (a frozenset): 1, 0, -1 on an error.
+ * A one-byte query is compared with each name in place (the configured lists are short),
+ * any other through a substring and the set. */
+static int named(PyObject *names, PyObject *query, Py_ssize_t start, Py_ssize_t end) {
+    if (PyUnicode_KIND(query) == PyUnicode_1BYTE_KIND && PySet_GET_SIZE(names) <= 16) {
+        const char *p = (const char *)PyUnicode_1BYTE_DATA(query) + start;
+        Py_ssize_t pos = 0;
+        PyObject *name;
+        Py_hash_t hash;
+        while (_PySet_NextEntry(names, &pos, &name, &hash)) {
+            if (PyUnicode_Check(name) && PyUnicode_GET_LENGTH(name) == end - start
+                    && PyUnicode_KIND(name) == PyUnicode_1BYTE_KIND
+                    && memcmp(PyUnicode_1BYTE_DATA(name), p, end - start) == 0) {
+                return 1;
+            }
+        }
+        return 0;
+    }
+    PyObject *sub = PyUnicode_Substring(query, start, end);
+    if (sub == NULL) {
+        return -1;
+    }
+    int r = PySet_Contains(names, sub);
+    Py_DECREF(sub);
+    return r;
+}
+
 /* Whether the parameter ``query[start:end]`` stays in the key: 1, 0, -1 on an error. */
 static int kept_param(KeyCore *self, PyObject *query, Py_ssize_t start, Py_ssize_t end) {
+    if (start == end) {  /* (an empty parameter) */
+        return 0;
+    }
     if (self->whitelist == NULL && self->ignore == NULL) {
         return 1;
     }
@@ -144,20 +181,33 @@ static int kept_param(KeyCore *self, PyObject *query, Py_ssize_t start, Py_ssize
     if (eq == -2) {
         return -1;
     }
-    PyObject *name = PyUnicode_Substring(query, start, eq < 0 ? end : eq);
-    if (name == NULL) {
-        return -1;
-    }
-    int keep = 1;
-    if (self->whitelist != NULL) {
-        keep = PySet_Contains(self->whitelist, name);
-    }
+    eq = eq < 0 ? end : eq;
+    int keep = self->whitelist == NULL ? 1 : named(self->whitelist, query, start, eq);
     if (keep == 1 && self->ignore != NULL) {
-        int ignored = PySet_Contains(self->ignore, name);
+        int ignored = named(self->ignore, query, start, eq);
         keep = ignored < 0 ? -1 : !ignored;
     }
-    Py_DECREF(name);
     return keep;
+}
+
+/* The bounds of the parameter of ``query`` (length ``n``) that starts at ``start``: its
+ * end (the next '&' or ``n``), -2 on an error. */
+static Py_ssize_t param_end(PyObject *query, Py_ssize_t start, Py_ssize_t n) {
+    Py_ssize_t amp = PyUnicode_FindChar(query, '&', start, n, 1);
+    return amp == -1 ? n : amp;
+}
+
+/* Whether every parameter of ``query`` stays: 1, 0, -1 on an error. */
+static int all_kept(KeyCore *self, PyObject *query, Py_ssize_t n) {
+    for (Py_ssize_t start = 0; start <= n;) {
+        Py_ssize_t end = param_end(query, start, n);
+        int keep = end == -2 ? -1 : kept_param(self, query, start, end);
+        if (keep <= 0) {
+            return keep;
+        }
+        start = end + 1;
+    }
+    return 1;
 }
 
 /* ``KeyBuilder.query``: empty and filtered-out parameters dropped, sorted when
@@ -167,38 +217,31 @@ static PyObject *norm_query(KeyCore *self, PyObject *query) {
     if (n == 0 || (self->ignore == NULL && self->whitelist == NULL && !self->sort)) {
         return Py_NewRef(query);
     }
+    if (!self->sort) {
+        int unchanged = all_kept(self, query, n);
+        if (unchanged != 0) {
+            return unchanged < 0 ? NULL : Py_NewRef(query);
+        }
+    }
     PyObject *params = PyList_New(0);
     if (params == NULL) {
         return NULL;
     }
-    int changed = 0;
     for (Py_ssize_t start = 0; start <= n;) {
-        Py_ssize_t amp = PyUnicode_FindChar(query, '&', start, n, 1);
-        if (amp == -2) {
-            goto fail;
-        }
-        if (amp < 0) {
-            amp = n;
-        }
-        int keep = amp == start ? 0 : kept_param(self, query, start, amp);
+        Py_ssize_t end = param_end(query, start, n);
+        int keep = end == -2 ? -1 : kept_param(self, query, start, end);
         if (keep < 0) {
             goto fail;
         }
         if (keep) {
-            PyObject *p = PyUnicode_Substring(query, start, amp);
+            PyObject *p = PyUnicode_Substring(query, start, end);
             if (p == NULL || PyList_Append(params, p) < 0) {
                 Py_XDECREF(p);
                 goto fail;
             }
             Py_DECREF(p);
-        } else {
-            changed = 1;
         }
-        start = amp + 1;
-    }
-    if (!changed && !self->sort) {
-        Py_DECREF(params);
-        return Py_NewRef(query);
+        start = end + 1;
     }
     if (self->sort && PyList_Sort(params) < 0) {
         goto fail;
@@ -368,6 +411,235 @@ static PyTypeObject KeyCoreType = {
 };
 
 /* ---------------------------------------------------------------------------------------
+ * the hashes of keys, variants and tags (``lmdb_store._h``)
+ */
+
+/* BLAKE2b (RFC 7693) without a key, digests of up to 64 bytes: the digest
+ * ``hashlib.blake2b(data, digest_size=n)`` gives, without its object and method calls
+ * (tests/cache/test_lmdb_lookup_native.py holds the two equal). */
+
+static const uint64_t B2_IV[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+
+/* the message word schedule of each round (round r uses row r mod 10) */
+static const uint8_t B2_SIGMA[10][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+};
+
+static inline uint64_t rotr64(uint64_t x, int n) {
+    return (x >> n) | (x << (64 - n));
+}
+
+static inline uint64_t load64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* the mixing function G on the words a, b, c, d of ``v`` with the message words x, y */
+#define B2_G(a, b, c, d, x, y) do {                     \
+        v[a] = v[a] + v[b] + (x);                       \
+        v[d] = rotr64(v[d] ^ v[a], 32);                 \
+        v[c] = v[c] + v[d];                             \
+        v[b] = rotr64(v[b] ^ v[c], 24);                 \
+        v[a] = v[a] + v[b] + (y);                       \
+        v[d] = rotr64(v[d] ^ v[a], 16);                 \
+        v[c] = v[c] + v[d];                             \
+        v[b] = rotr64(v[b] ^ v[c], 63);                 \
+    } while (0)
+
+/* the compression function F: ``h`` takes in one 128-byte block; ``t`` counts the bytes
+ * hashed so far, ``last`` marks the final block */
+static void b2_compress(uint64_t h[8], const unsigned char block[128], uint64_t t, int last) {
+    uint64_t v[16], m[16];
+    for (int i = 0; i < 16; i++) {
+        m[i] = load64(block + 8 * i);
+    }
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = B2_IV[i];
+    }
+    v[12] ^= t;  /* (the counter's high word is 0: texts are far below 2**64 bytes) */
+    if (last) {
+        v[14] = ~v[14];
+    }
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = B2_SIGMA[r % 10];
+        B2_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        B2_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        B2_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        B2_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        B2_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        B2_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        B2_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        B2_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) {
+        h[i] ^= v[i] ^ v[i + 8];
+    }
+}
+
+/* The ``size``-byte BLAKE2b digest of ``data[:n]`` into ``out`` (1 <= size <= 64). */
+static void blake2b(const unsigned char *data, size_t n, int size, unsigned char *out) {
+    uint64_t h[8];
+    memcpy(h, B2_IV, sizeof(h));
+    h[0] ^= 0x01010000ULL ^ (uint64_t)size;  /* depth 1, fanout 1, no key */
+    size_t done = 0;
+    while (n - done > 128) {
+        b2_compress(h, data + done, done + 128, 0);
+        done += 128;
+    }
+    unsigned char last[128] = {0};
+    memcpy(last, data + done, n - done);
+    b2_compress(h, last, n, 1);
+    for (int i = 0; i < size; i++) {
+        out[i] = (unsigned char)(h[i / 8] >> (8 * (i % 8)));
+    }
+}
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *memo16;     /* the memos of 16- and 8-byte digests, by text */
+    PyObject *memo8;
+    Py_ssize_t kept;      /* a memo is cleared when it holds this many */
+    PyObject *reference;  /* the Python function, for anything else */
+} Hasher;
+
+/* The blake2b digest of ``text`` (UTF-8, surrogates passed) of ``size`` bytes, through
+ * ``memo`` (borrowed from the memo; NULL on an error). */
+static PyObject *memo_hash(Hasher *self, PyObject *memo, PyObject *text, int size) {
+    PyObject *digest = PyDict_GetItemWithError(memo, text);
+    if (digest != NULL || PyErr_Occurred()) {
+        return digest;
+    }
+    PyObject *encoded = NULL;  /* the UTF-8 of a text that is not ASCII */
+    if (!PyUnicode_IS_ASCII(text) && (encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass")) == NULL) {
+        return NULL;
+    }
+    const unsigned char *data = encoded == NULL ? PyUnicode_1BYTE_DATA(text) : (unsigned char *)PyBytes_AS_STRING(encoded);
+    size_t n = encoded == NULL ? (size_t)PyUnicode_GET_LENGTH(text) : (size_t)PyBytes_GET_SIZE(encoded);
+    unsigned char out[64];
+    blake2b(data, n, size, out);
+    Py_XDECREF(encoded);
+    digest = PyBytes_FromStringAndSize((const char *)out, size);
+    if (digest == NULL) {
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(memo) >= self->kept) {
+        PyDict_Clear(memo);
+    }
+    int r = PyDict_SetItem(memo, text, digest);
+    Py_DECREF(digest);  /* the memo holds it */
+    return r < 0 ? NULL : digest;
+}
+
+static PyObject *hasher_call(Hasher *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 2 && kwnames == NULL && PyUnicode_CheckExact(args[0]) && PyLong_CheckExact(args[1])) {
+        long size = PyLong_AsLong(args[1]);
+        PyObject *memo = size == 16 ? self->memo16 : size == 8 ? self->memo8 : NULL;
+        if (memo != NULL) {
+            PyObject *digest = memo_hash(self, memo, args[0], (int)size);
+            return Py_XNewRef(digest);
+        }
+        if (size == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_Vectorcall(self->reference, args, nargsf, kwnames);
+}
+
+static int hasher_init(Hasher *self, PyObject *args, PyObject *kwds) {
+    PyObject *memos, *reference;
+    Py_ssize_t kept;
+    if (!PyArg_ParseTuple(args, "O!nO:Hasher", &PyDict_Type, &memos, &kept, &reference)) {
+        return -1;
+    }
+    PyObject *sizes[2] = {PyLong_FromLong(16), PyLong_FromLong(8)};
+    PyObject *m16 = sizes[0] == NULL ? NULL : PyDict_GetItemWithError(memos, sizes[0]);
+    PyObject *m8 = sizes[1] == NULL ? NULL : PyDict_GetItemWithError(memos, sizes[1]);
+    Py_XDECREF(sizes[0]);
+    Py_XDECREF(sizes[1]);
+    if (m16 == NULL || m8 == NULL || !PyDict_CheckExact(m16) || !PyDict_CheckExact(m8)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Hasher: memos maps 16 and 8 to dicts");
+        }
+        return -1;
+    }
+    Py_XSETREF(self->memo16, Py_NewRef(m16));
+    Py_XSETREF(self->memo8, Py_NewRef(m8));
+    Py_XSETREF(self->reference, Py_NewRef(reference));
+    self->kept = kept;
+    self->vectorcall = (vectorcallfunc)hasher_call;
+    return 0;
+}
+
+static PyObject *hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    Hasher *self = (Hasher *)PyType_GenericNew(type, args, kwds);
+    if (self != NULL) {
+        self->vectorcall = NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *hasher_tp_call(Hasher *self, PyObject *args, PyObject *kwds) {
+    if (self->reference == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Hasher not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call((PyObject *)self, args, kwds);
+}
+
+static int hasher_traverse(Hasher *self, visitproc visit, void *arg) {
+    Py_VISIT(self->memo16);
+    Py_VISIT(self->memo8);
+    Py_VISIT(self->reference);
+    return 0;
+}
+
+static int hasher_clear(Hasher *self) {
+    Py_CLEAR(self->memo16);
+    Py_CLEAR(self->memo8);
+    Py_CLEAR(self->reference);
+    return 0;
+}
+
+static void hasher_dealloc(Hasher *self) {
+    PyObject_GC_UnTrack(self);
+    hasher_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject HasherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.cache._key.Hasher",
+    .tp_basicsize = sizeof(Hasher),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Hasher(memos, kept, reference)(text, size): lmdb_store._h in C",
+    .tp_vectorcall_offset = offsetof(Hasher, vectorcall),
+    .tp_call = (ternaryfunc)hasher_tp_call,
+    .tp_new = hasher_new,
+    .tp_init = (initproc)hasher_init,
+    .tp_traverse = (traverseproc)hasher_traverse,
+    .tp_clear = (inquiry)hasher_clear,
+    .tp_dealloc = (destructor)hasher_dealloc,
+};
+
+/* ---------------------------------------------------------------------------------------
  * the absent key's read
  */
 
@@ -380,44 +652,10 @@ typedef struct {
     PyObject *key_db;         /* the ``key`` database */
     PyObject *py_lookup;      /* SharedStore.lookup (the function: the reference) */
     PyObject *py_lookup_lazy; /* SharedStore.lookup_lazy */
-    PyObject *blake2b;        /* hashlib.blake2b */
-    PyObject *hashes;         /* lmdb_store's memo of 16-byte hashes */
-    Py_ssize_t hashes_kept;
+    Hasher *hasher;           /* lmdb_store._h */
     Py_ssize_t absent_kept;
     PyObject *error;          /* lmdb.Error */
 } Reader;
-
-/* ``lmdb_store._h(key, 16)``, through its memo (borrowed from the memo; NULL on an error). */
-static PyObject *key_hash(Reader *self, PyObject *key) {
-    PyObject *digest = PyDict_GetItemWithError(self->hashes, key);
-    if (digest != NULL || PyErr_Occurred()) {
-        return digest;
-    }
-    PyObject *data = PyUnicode_IS_ASCII(key)
-        ? PyBytes_FromStringAndSize((const char *)PyUnicode_1BYTE_DATA(key), PyUnicode_GET_LENGTH(key))
-        : PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
-    if (data == NULL) {
-        return NULL;
-    }
-    PyObject *args[2] = {data, PyLong_FromLong(HASH_SIZE)};
-    PyObject *h = args[1] == NULL ? NULL : PyObject_Vectorcall(self->blake2b, args, 1, kw_digest_size);
-    Py_DECREF(data);
-    Py_XDECREF(args[1]);
-    if (h == NULL) {
-        return NULL;
-    }
-    digest = PyObject_CallMethodNoArgs(h, str_digest);
-    Py_DECREF(h);
-    if (digest == NULL) {
-        return NULL;
-    }
-    if (PyDict_GET_SIZE(self->hashes) >= self->hashes_kept) {
-        PyDict_Clear(self->hashes);
-    }
-    int r = PyDict_SetItem(self->hashes, key, digest);
-    Py_DECREF(digest);  /* the memo holds it */
-    return r < 0 ? NULL : digest;
-}
 
 /* Whether the store holds a row of the hash ``kh``: 1, 0 (none), -1 when the read
  * failed with lmdb.Error (cleared: Python reads again and reports it), -2 on another
@@ -509,7 +747,7 @@ static int read_absent(Reader *self, PyObject *key) {
     if (self->absent != NULL && (r = PySet_Contains(self->absent, key)) != 0) {
         return r;
     }
-    PyObject *kh = key_hash(self, key);
+    PyObject *kh = memo_hash(self->hasher, self->hasher->memo16, key, HASH_SIZE);
     if (kh == NULL) {
         return -1;
     }
@@ -554,10 +792,10 @@ static PyObject *reader_lookup(Reader *self, PyObject *const *args, Py_ssize_t n
 }
 
 static int reader_init(Reader *self, PyObject *args, PyObject *kwds) {
-    PyObject *store, *py_lookup, *py_lookup_lazy, *blake2b, *hashes, *error;
-    Py_ssize_t hashes_kept, absent_kept;
-    if (!PyArg_ParseTuple(args, "OOOOO!nnO:Reader", &store, &py_lookup, &py_lookup_lazy, &blake2b,
-                          &PyDict_Type, &hashes, &hashes_kept, &absent_kept, &error)) {
+    PyObject *store, *py_lookup, *py_lookup_lazy, *hasher, *error;
+    Py_ssize_t absent_kept;
+    if (!PyArg_ParseTuple(args, "OOOO!nO:Reader", &store, &py_lookup, &py_lookup_lazy, &HasherType,
+                          &hasher, &absent_kept, &error)) {
         return -1;
     }
     PyObject *hot = PyObject_GetAttr(store, str_hot);
@@ -586,10 +824,9 @@ static int reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->key_db, key_db);
     Py_XSETREF(self->py_lookup, Py_NewRef(py_lookup));
     Py_XSETREF(self->py_lookup_lazy, Py_NewRef(py_lookup_lazy));
-    Py_XSETREF(self->blake2b, Py_NewRef(blake2b));
-    Py_XSETREF(self->hashes, Py_NewRef(hashes));
+    Py_XSETREF(self->hasher, (Hasher *)Py_NewRef(hasher));
+
     Py_XSETREF(self->error, Py_NewRef(error));
-    self->hashes_kept = hashes_kept;
     self->absent_kept = absent_kept;
     return 0;
 }
@@ -602,8 +839,8 @@ static int reader_traverse(Reader *self, visitproc visit, void *arg) {
     Py_VISIT(self->key_db);
     Py_VISIT(self->py_lookup);
     Py_VISIT(self->py_lookup_lazy);
-    Py_VISIT(self->blake2b);
-    Py_VISIT(self->hashes);
+    Py_VISIT(self->hasher);
+
     Py_VISIT(self->error);
     return 0;
 }
@@ -616,8 +853,8 @@ static int reader_clear(Reader *self) {
     Py_CLEAR(self->key_db);
     Py_CLEAR(self->py_lookup);
     Py_CLEAR(self->py_lookup_lazy);
-    Py_CLEAR(self->blake2b);
-    Py_CLEAR(self->hashes);
+    Py_CLEAR(self->hasher);
+
     Py_CLEAR(self->error);
     return 0;
 }
@@ -641,7 +878,7 @@ static PyTypeObject ReaderType = {
     .tp_name = "edgenode.cache._key.Reader",
     .tp_basicsize = sizeof(Reader),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Reader(store, lookup, lookup_lazy, blake2b, hashes, hashes_kept, absent_kept, error)",
+    .tp_doc = "Reader(store, lookup, lookup_lazy, hasher, absent_kept, error)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)reader_init,
     .tp_traverse = (traverseproc)reader_traverse,
@@ -665,7 +902,7 @@ static int intern_all(void) {
         {&str_get, "get"}, {&str_lower, "lower"}, {&str_scheme, "scheme"},
         {&str_headers, "headers"}, {&str_target, "target"}, {&str_begin, "begin"},
         {&str_cursor, "cursor"}, {&str_set_range, "set_range"}, {&str_key, "key"},
-        {&str_abort, "abort"}, {&str_digest, "digest"}, {&str_batch_keys, "_batch_keys"},
+        {&str_abort, "abort"}, {&str_batch_keys, "_batch_keys"},
         {&str_hot, "_hot"}, {&str_absent, "_absent"}, {&str_env, "env"}, {&str_db, "_db"},
         {&str_http, "http://"}, {&str_https, "https://"},
     };
@@ -674,13 +911,13 @@ static int intern_all(void) {
             return -1;
         }
     }
-    kw_digest_size = Py_BuildValue("(s)", "digest_size");
     absent_answer = PyTuple_Pack(2, Py_None, Py_False);
-    return kw_digest_size == NULL || absent_answer == NULL ? -1 : 0;
+    return absent_answer == NULL ? -1 : 0;
 }
 
 PyMODINIT_FUNC PyInit__key(void) {
-    if (intern_all() < 0 || PyType_Ready(&KeyCoreType) < 0 || PyType_Ready(&ReaderType) < 0) {
+    if (intern_all() < 0 || PyType_Ready(&KeyCoreType) < 0 || PyType_Ready(&HasherType) < 0
+            || PyType_Ready(&ReaderType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&key_module);
@@ -688,6 +925,7 @@ PyMODINIT_FUNC PyInit__key(void) {
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "KeyCore", (PyObject *)&KeyCoreType) < 0
+            || PyModule_AddObjectRef(m, "Hasher", (PyObject *)&HasherType) < 0
             || PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterator
 
 import lmdb
 
-from edgenode.cache._key import Reader
+from edgenode.cache._key import Hasher, Reader
 from edgenode.cache.codec import INLINE_BODY, StoreRecord, decode, encode, pack, repack, unpack
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.leases import FileLeases
@@ -88,7 +88,8 @@ _HASHES: dict[int, dict[str, bytes]] = {16: {}, 8: {}}
 _HASHES_KEPT = 1024
 
 
-def _h(text: str, size: int) -> bytes:
+def _py_h(text: str, size: int) -> bytes:
+    """``_h``'s reference (and its answer for anything but a str and a size of 16 or 8)."""
     memo = _HASHES[size]
     digest = memo.get(text)
     if digest is None:
@@ -97,6 +98,11 @@ def _h(text: str, size: int) -> bytes:
         digest = memo[text] = hashlib.blake2b(text.encode("utf-8", "surrogatepass"),
                                               digest_size=size).digest()
     return digest
+
+
+#: a key's, variant's or URL's hash through ``_HASHES``, in C (``_py_h``): every miss hashes
+#: its key, variant and tags
+_h: Callable[[str, int], bytes] = Hasher(_HASHES, _HASHES_KEPT, _py_h)
 
 
 def _oid(key: str, variant: str) -> bytes:
@@ -388,8 +394,7 @@ class SharedStore:
         # a key read absent answered in C: ``lookup_lazy`` reads it there (hash, read
         # transaction, cursor, absent note), ``lookup`` answers a key known absent; the
         # methods below are its reference and answer everything else
-        reader = Reader(self, SharedStore.lookup, SharedStore.lookup_lazy, hashlib.blake2b,
-                        _HASHES[16], _HASHES_KEPT, _ABSENT_KEPT, lmdb.Error)
+        reader = Reader(self, SharedStore.lookup, SharedStore.lookup_lazy, _h, _ABSENT_KEPT, lmdb.Error)
         self.lookup, self.lookup_lazy = reader.lookup, reader.lookup_lazy
 
     def _has_url_rows(self) -> bool:

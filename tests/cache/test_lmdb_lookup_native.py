@@ -99,6 +99,27 @@ async def test_a_key_read_absent_in_c_is_remembered_and_hashed_as_stored(tmp_pat
         store.close()
 
 
+def test_c_hashes_equal_the_python_ones() -> None:
+    texts = ["", "a", "http://example.com/ü€", "\ud800 surrogate", "obj-bench", "é" * 64, "€" * 43]
+    texts += ["x" * n for n in (1, 63, 64, 127, 128, 129, 255, 256, 257, 1000)]
+    for size in (16, 8):
+        for text in texts:
+            lmdb_store._HASHES[size].clear()
+            native = lmdb_store._h(text, size)
+            assert lmdb_store._HASHES[size][text] == native  # remembered
+            lmdb_store._HASHES[size].clear()
+            assert native == lmdb_store._py_h(text, size) == hashlib.blake2b(
+                text.encode("utf-8", "surrogatepass"), digest_size=size).digest()
+            assert lmdb_store._h(text, size) == native  # from the memo
+    memo = lmdb_store._HASHES[16]
+    memo.clear()
+    for i in range(lmdb_store._HASHES_KEPT + 1):
+        lmdb_store._h(str(i), 16)
+    assert len(memo) == 1  # cleared when full, as Python's
+    with pytest.raises(KeyError):
+        lmdb_store._h("a", 32)  # (Python's answer for another size)
+
+
 def test_another_workers_write_is_seen(tmp_path: Path) -> None:
     store = SharedStore(CacheConfig(), tmp_path / "c")
     peer = Peer(tmp_path / "c")
@@ -124,8 +145,7 @@ def test_a_failed_read_is_reported_by_python(tmp_path: Path, caplog: pytest.LogC
     store = SharedStore(CacheConfig(), tmp_path / "c", alone=True)
     env, store.env = store.env, _FailingEnv()  # type: ignore[assignment]
     try:
-        reader = Reader(store, SharedStore.lookup, SharedStore.lookup_lazy, hashlib.blake2b,
-                        lmdb_store._HASHES[16], lmdb_store._HASHES_KEPT, 64, lmdb.Error)
+        reader = Reader(store, SharedStore.lookup, SharedStore.lookup_lazy, lmdb_store._h, 64, lmdb.Error)
         assert reader.lookup_lazy(BASE + "/a", CIMultiDict) is None
         assert store.errors == 1 and "read failed" in caplog.text  # Python read it again, and said so
         assert store._absent == set()  # not known absent: not remembered
