@@ -17,7 +17,11 @@
  * ``Reader(store, lookup, lookup_lazy, hasher, absent_kept, error)`` answers ``SharedStore.lookup_lazy`` for a key neither kept hot nor queued
  * when the store holds no row of the key's hash (its hash, a read transaction, a
  * cursor's ``set_range``, the absent note: py-lmdb's objects called through the C API),
- * and ``SharedStore.lookup`` for a key a single-process node already read absent.
+ * and ``SharedStore.lookup`` for a key a single-process node already read absent.  With
+ * other processes the note answers only the one lookup that follows in the same flush
+ * epoch (the stage's, after the fast path's read): collapsing's lookup after its lease
+ * reads the store again, so a key another worker stored meanwhile is found there, as
+ * before (the request was a miss when it was read).
  * Anything else (a kept or queued key, a row found, a read that failed) is the Python
  * methods' (``lookup``, ``lookup_lazy``: the reference and the fallback), so a present
  * key is read there again and a failure is reported there.
@@ -29,12 +33,14 @@
 #include <string.h>
 
 #define HASH_SIZE 16
+/* keys read absent noted at most (with other processes), for the stage's lookup after */
+#define NOTED_MAX 64
 
 static PyObject *str_amp, *str_q, *str_sep, *str_slash, *str_empty, *str_host;
 static PyObject *str_http_port, *str_https_port, *str_colon;
 static PyObject *str_get, *str_lower, *str_scheme, *str_headers, *str_target;
 static PyObject *str_begin, *str_cursor, *str_set_range, *str_key, *str_abort;
-static PyObject *str_batch_keys, *str_hot, *str_absent, *str_env, *str_db, *str_http, *str_https;
+static PyObject *str_epoch, *str_batch_keys, *str_hot, *str_absent, *str_env, *str_db, *str_http, *str_https;
 static PyObject *absent_answer;
 
 /* ---------------------------------------------------------------------------------------
@@ -654,6 +660,8 @@ typedef struct {
     PyObject *py_lookup_lazy; /* SharedStore.lookup_lazy */
     Hasher *hasher;           /* lmdb_store._h */
     Py_ssize_t absent_kept;
+    PyObject *noted;          /* with other processes: keys read absent, not yet looked up again */
+    PyObject *noted_epoch;    /* the store's flush epoch they were read in */
     PyObject *error;          /* lmdb.Error */
 } Reader;
 
@@ -708,15 +716,56 @@ done:
     return out;
 }
 
-/* ``_remember_absent``: a single-process node's note of a key read absent. */
+/* Note a key read absent: in a single-process node for good (``_remember_absent``: only
+ * this process stores, and its ``put`` forgets the key); with other processes for the
+ * one lookup that follows in this flush epoch (``note_taken``). */
 static int remember_absent(Reader *self, PyObject *key) {
-    if (self->absent == NULL) {
-        return 0;
+    if (self->absent != NULL) {
+        if (PySet_GET_SIZE(self->absent) >= self->absent_kept && PySet_Clear(self->absent) < 0) {
+            return -1;
+        }
+        return PySet_Add(self->absent, key);
     }
-    if (PySet_GET_SIZE(self->absent) >= self->absent_kept && PySet_Clear(self->absent) < 0) {
+    PyObject *epoch = PyObject_GetAttr(self->store, str_epoch);
+    if (epoch == NULL) {
         return -1;
     }
-    return PySet_Add(self->absent, key);
+    int same = self->noted_epoch == NULL ? 0 : PyObject_RichCompareBool(epoch, self->noted_epoch, Py_EQ);
+    if (same < 0) {
+        Py_DECREF(epoch);
+        return -1;
+    }
+    if (!same || PyDict_GET_SIZE(self->noted) >= NOTED_MAX) {
+        PyDict_Clear(self->noted);
+    }
+    Py_XSETREF(self->noted_epoch, epoch);
+    return PyDict_SetItem(self->noted, key, Py_None);
+}
+
+/* ``key``'s note dropped, if any: 0, -1 on an error. */
+static int drop_note(PyObject *noted, PyObject *key) {
+    int r = PyDict_Contains(noted, key);
+    return r <= 0 ? r : PyDict_DelItem(noted, key);
+}
+
+/* With other processes: whether ``key`` was read absent in this flush epoch and not looked
+ * up since (the note is taken: the next lookup, collapsing's after its lease, reads the
+ * store); 1, 0, -1 on an error. */
+static int note_taken(Reader *self, PyObject *key) {
+    if (PyDict_GET_SIZE(self->noted) == 0) {
+        return 0;
+    }
+    int r = PyDict_Contains(self->noted, key);
+    if (r <= 0 || PyDict_DelItem(self->noted, key) < 0) {
+        return r == 0 ? 0 : -1;
+    }
+    PyObject *epoch = PyObject_GetAttr(self->store, str_epoch);
+    if (epoch == NULL) {
+        return -1;
+    }
+    r = PyObject_RichCompareBool(epoch, self->noted_epoch, Py_EQ);
+    Py_DECREF(epoch);
+    return r;
 }
 
 /* Whether ``key`` is queued for this loop pass's commit: 1, 0, -1 on an error. */
@@ -735,6 +784,9 @@ static int queued(Reader *self, PyObject *key) {
 static int read_absent(Reader *self, PyObject *key) {
     if (!PyUnicode_CheckExact(key)) {
         return 0;
+    }
+    if (PyDict_GET_SIZE(self->noted) && drop_note(self->noted, key) < 0) {  /* (read again now) */
+        return -1;
     }
     PyObject *hot = PyDict_GetItemWithError(self->hot, key);
     if (hot != NULL || PyErr_Occurred()) {
@@ -781,8 +833,14 @@ static PyObject *reader_lookup(Reader *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "lookup(key, req_headers)");
         return NULL;
     }
-    if (self->absent != NULL && PyUnicode_CheckExact(args[0])) {
-        int r = PySet_Contains(self->absent, args[0]);
+    if (PyUnicode_CheckExact(args[0])) {
+        int r;
+        if (self->absent != NULL) {
+            r = PySet_Contains(self->absent, args[0]);
+        } else if ((r = note_taken(self, args[0])) > 0) {
+            int q = queued(self, args[0]);  /* (a store of it queued since: Python's) */
+            r = q < 0 ? -1 : !q;
+        }
         if (r != 0) {
             return r < 0 ? NULL : Py_NewRef(absent_answer);
         }
@@ -825,7 +883,11 @@ static int reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->py_lookup, Py_NewRef(py_lookup));
     Py_XSETREF(self->py_lookup_lazy, Py_NewRef(py_lookup_lazy));
     Py_XSETREF(self->hasher, (Hasher *)Py_NewRef(hasher));
-
+    Py_XSETREF(self->noted, PyDict_New());
+    Py_CLEAR(self->noted_epoch);
+    if (self->noted == NULL) {
+        return -1;
+    }
     Py_XSETREF(self->error, Py_NewRef(error));
     self->absent_kept = absent_kept;
     return 0;
@@ -840,7 +902,8 @@ static int reader_traverse(Reader *self, visitproc visit, void *arg) {
     Py_VISIT(self->py_lookup);
     Py_VISIT(self->py_lookup_lazy);
     Py_VISIT(self->hasher);
-
+    Py_VISIT(self->noted);
+    Py_VISIT(self->noted_epoch);
     Py_VISIT(self->error);
     return 0;
 }
@@ -854,7 +917,8 @@ static int reader_clear(Reader *self) {
     Py_CLEAR(self->py_lookup);
     Py_CLEAR(self->py_lookup_lazy);
     Py_CLEAR(self->hasher);
-
+    Py_CLEAR(self->noted);
+    Py_CLEAR(self->noted_epoch);
     Py_CLEAR(self->error);
     return 0;
 }
@@ -902,7 +966,7 @@ static int intern_all(void) {
         {&str_get, "get"}, {&str_lower, "lower"}, {&str_scheme, "scheme"},
         {&str_headers, "headers"}, {&str_target, "target"}, {&str_begin, "begin"},
         {&str_cursor, "cursor"}, {&str_set_range, "set_range"}, {&str_key, "key"},
-        {&str_abort, "abort"}, {&str_batch_keys, "_batch_keys"},
+        {&str_abort, "abort"}, {&str_batch_keys, "_batch_keys"}, {&str_epoch, "_epoch"},
         {&str_hot, "_hot"}, {&str_absent, "_absent"}, {&str_env, "env"}, {&str_db, "_db"},
         {&str_http, "http://"}, {&str_https, "https://"},
     };

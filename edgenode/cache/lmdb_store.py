@@ -392,8 +392,10 @@ class SharedStore:
         #: keys whose lease is released once their queued store is committed
         self._held: set[str] = set()
         # a key read absent answered in C: ``lookup_lazy`` reads it there (hash, read
-        # transaction, cursor, absent note), ``lookup`` answers a key known absent; the
-        # methods below are its reference and answer everything else
+        # transaction, cursor, absent note), ``lookup`` answers a key known absent (with
+        # other processes: only the one lookup after the read, in its flush epoch, so the
+        # stage's lookup after the fast path's read does not read again, collapsing's
+        # after its lease does); the methods below are its reference and answer the rest
         reader = Reader(self, SharedStore.lookup, SharedStore.lookup_lazy, _h, _ABSENT_KEPT, lmdb.Error)
         self.lookup, self.lookup_lazy = reader.lookup, reader.lookup_lazy
 

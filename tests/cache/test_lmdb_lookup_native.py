@@ -19,6 +19,7 @@ from edgenode.cache.lmdb_store import SharedStore
 from edgenode.cache.policy import Entry, build_entry
 from edgenode.config import CacheConfig
 
+from tests.cache.test_lmdb_absent import count_variant_reads
 from tests.cache.test_lmdb_store import Peer, entry
 
 BASE = "http://example.com"
@@ -129,6 +130,35 @@ def test_another_workers_write_is_seen(tmp_path: Path) -> None:
         assert peer.ask("put", "/a") == "ok"
         assert _answer(store.lookup_lazy(key, CIMultiDict)) == b"peer"
         assert _both(store, key, CIMultiDict()) == (b"peer", True)
+    finally:
+        peer.close()
+        store.close()
+
+
+async def test_with_other_workers_the_read_answers_the_one_lookup_after_it(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path's read of an absent key answers the stage's lookup that follows (same
+    flush epoch, nothing queued for it); the next one (collapsing's, after its lease)
+    reads the store, and finds what another worker stored meanwhile."""
+    store = SharedStore(CacheConfig(), tmp_path / "c")
+    peer = Peer(tmp_path / "c")
+    calls = count_variant_reads(monkeypatch)
+    try:
+        key, none = BASE + "/a", CIMultiDict[str]()
+        assert store.lookup_lazy(key, CIMultiDict) is None
+        assert peer.ask("put", "/a") == "ok"
+        assert store.lookup(key, none) == (None, False) and calls == []  # the stage's: the read's answer
+        found, _ = store.lookup(key, none)  # collapsing's: read
+        assert _answer(found) == b"peer" and calls == [key]
+        # a note outlives no flush epoch, and no store of the key queued since
+        other = BASE + "/b"
+        assert store.lookup_lazy(other, CIMultiDict) is None
+        assert store.put(entry("/c", b"c", at=time.time()))
+        store.flush()
+        assert store.lookup(other, none) == (None, False) and calls == [key, other]
+        assert store.lookup_lazy(BASE + "/d", CIMultiDict) is None
+        assert store.put(entry("/d", b"d", at=time.time()))
+        assert _answer(store.lookup(BASE + "/d", none)[0]) == b"d"
     finally:
         peer.close()
         store.close()
