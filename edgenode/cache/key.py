@@ -4,6 +4,11 @@ GET and HEAD share one key (HEAD is answered from a stored GET).  The key is the
 normalised absolute URL (lowercase host, default port dropped, query filtered per
 ``[cache.key]``) plus the values of any configured request headers.  The URL part is
 also what ``purge_url`` takes, so the admin API and the stage agree on one spelling.
+
+A miss builds its key twice (the fast path's lookup and the stage's): without
+``[cache.key] headers`` that is one C call each (``_key.KeyCore``: an origin-form
+target; an absolute-form one goes to the Python methods ``py_for_parts`` and
+``py_for_request``, which stay the reference its tests hold it to).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 from typing import Callable
 from urllib.parse import urlsplit
 
+from edgenode.cache._key import KeyCore
 from edgenode.cache.policy import Headers
 from edgenode.config import CacheKeyConfig
 from edgenode.http.messages import Request
@@ -24,7 +30,13 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 class KeyBuilder:
     """Builds ``(url, key)`` for requests and normalises URLs given to purge."""
 
-    __slots__ = ("_ignore", "_whitelist", "_sort", "_headers", "_query_work", "_dropping", "_memo")
+    __slots__ = ("_ignore", "_whitelist", "_sort", "_headers", "_query_work", "_dropping", "_memo",
+                 "for_parts", "for_request")
+
+    #: ``(url, key)`` from the request's pieces (``py_for_parts``), in C without headers
+    for_parts: Callable[[str, str, str, Callable[[], Headers]], tuple[str, str]]
+    #: ``(url, key)`` of a request (``py_for_request``), in C without headers
+    for_request: Callable[[Request], tuple[str, str]]
 
     #: normalised URLs remembered per (scheme, Host, target) when Host + target fit in
     #: MEMO_TARGET characters (memory stays below ~MEMO_SIZE * MEMO_TARGET); cleared when full
@@ -42,6 +54,11 @@ class KeyBuilder:
         names = "|".join(map(re.escape, sorted(self._ignore, key=len, reverse=True)))
         self._dropping = re.compile(f"(?:^|&)(?:(?:{names})(?:[=&]|$)|&|$)" if names else "(?:^|&)(?:&|$)")
         self._memo: dict[tuple[str, str, str], str] = {}
+        if self._headers:  # the key takes the request's fields: Python's
+            self.for_parts, self.for_request = self.py_for_parts, self.py_for_request
+        else:
+            core = KeyCore(self._ignore, self._whitelist, self._sort, self.py_for_parts, self.py_for_request)
+            self.for_parts, self.for_request = core.for_parts, core.for_request
 
     def host(self, raw: str, scheme: str) -> str:
         host = raw.strip().lower()
@@ -72,14 +89,14 @@ class KeyBuilder:
         parts = urlsplit(url.strip())
         return self.url(parts.scheme.lower() or "http", parts.netloc, parts.path, parts.query)
 
-    def for_request(self, req: Request) -> tuple[str, str]:
+    def py_for_request(self, req: Request) -> tuple[str, str]:
         """``(url, key)``; key == url unless ``[cache.key] headers`` adds request header values."""
         h = req.headers
-        return self.for_parts(req.scheme, h.get("host", ""), req.target, lambda: h)
+        return self.py_for_parts(req.scheme, h.get("host", ""), req.target, lambda: h)
 
-    def for_parts(self, scheme: str, host: str, target: str,
-                  fields: Callable[[], Headers]) -> tuple[str, str]:
-        """``for_request`` from the request's pieces; ``fields()`` is only called when
+    def py_for_parts(self, scheme: str, host: str, target: str,
+                     fields: Callable[[], Headers]) -> tuple[str, str]:
+        """``py_for_request`` from the request's pieces; ``fields()`` is only called when
         ``[cache.key] headers`` needs the request's header fields."""
         memo_key = (scheme, host, target)
         url = self._memo.get(memo_key)

@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterator
 
 import lmdb
 
+from edgenode.cache._key import Hasher, Reader
 from edgenode.cache.codec import INLINE_BODY, StoreRecord, decode, encode, pack, repack, unpack
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.leases import FileLeases
@@ -87,7 +88,8 @@ _HASHES: dict[int, dict[str, bytes]] = {16: {}, 8: {}}
 _HASHES_KEPT = 1024
 
 
-def _h(text: str, size: int) -> bytes:
+def _py_h(text: str, size: int) -> bytes:
+    """``_h``'s reference (and its answer for anything but a str and a size of 16 or 8)."""
     memo = _HASHES[size]
     digest = memo.get(text)
     if digest is None:
@@ -96,6 +98,11 @@ def _h(text: str, size: int) -> bytes:
         digest = memo[text] = hashlib.blake2b(text.encode("utf-8", "surrogatepass"),
                                               digest_size=size).digest()
     return digest
+
+
+#: a key's, variant's or URL's hash through ``_HASHES``, in C (``_py_h``): every miss hashes
+#: its key, variant and tags
+_h: Callable[[str, int], bytes] = Hasher(_HASHES, _HASHES_KEPT, _py_h)
 
 
 def _oid(key: str, variant: str) -> bytes:
@@ -384,6 +391,13 @@ class SharedStore:
         self._flush_handle: asyncio.Handle | None = None
         #: keys whose lease is released once their queued store is committed
         self._held: set[str] = set()
+        # a key read absent answered in C: ``lookup_lazy`` reads it there (hash, read
+        # transaction, cursor, absent note), ``lookup`` answers a key known absent (with
+        # other processes: only the one lookup after the read, in its flush epoch, so the
+        # stage's lookup after the fast path's read does not read again, collapsing's
+        # after its lease does); the methods below are its reference and answer the rest
+        reader = Reader(self, SharedStore.lookup, SharedStore.lookup_lazy, _h, _ABSENT_KEPT, lmdb.Error)
+        self.lookup, self.lookup_lazy = reader.lookup, reader.lookup_lazy
 
     def _has_url_rows(self) -> bool:
         """Read once at open: a store written under another ``[cache.key]`` may have some."""
