@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterator
 
 import lmdb
 
+from edgenode.cache._record import UsualWriter
 from edgenode.cache.codec import INLINE_BODY, StoreRecord, decode, encode, pack, repack, unpack
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.leases import FileLeases
@@ -102,6 +103,11 @@ def _oid(key: str, variant: str) -> bytes:
     return _h(key, 16) + _h(variant, 8)
 
 
+#: ``_Txn.insert_all``'s usual entries in one C call (``_record.c``; ``_Txn.insert`` is the
+#: reference it is held to, and the writer of every other entry)
+_write_usual = UsualWriter(Entry, _h, INLINE_BODY)
+
+
 class _Hot:
     """A key's variants as this worker decoded them (newest last), and their ids."""
 
@@ -126,6 +132,8 @@ class _Txn:
         self.txn = txn
         self.db = db = store.files.dbs
         self._key, self._obj = db["key"], db["obj"]
+        #: the databases an insert writes, in ``_write_usual``'s order
+        self._rows = (db["obj"], db["key"], db["body"], db["tag"])
         self.totals = read_totals(txn, db["meta"])
         self.start = dict(self.totals)
         self.invalid: list[str] = []
@@ -179,6 +187,13 @@ class _Txn:
     def next_tick(self) -> bytes:
         tick = self.totals["tick"] = self.totals["tick"] + 1
         return _U64.pack(tick)  # (``u64``'s encoding without its frame: once per object written)
+
+    def insert_all(self, batch: list[tuple[Entry, bytes, bool]]) -> None:
+        """``insert`` of each ``(entry, record, new)``, the usual entries' rows written in C:
+        a key read absent that is its URL, in a store without URL index rows, that fits
+        (a single-process node's plain miss); the others are handed to ``insert``."""
+        _write_usual(self.txn.put, self._rows, batch, self.totals, self.s.max_bytes, self.s,
+                     self.insert)
 
     def insert(self, entry: Entry, record: bytes, new: bool = False) -> None:
         """Store ``entry`` (``record``: its encoded metadata); a key that had no variants is
@@ -678,8 +693,7 @@ class SharedStore:
     def _commit_batch(self, batch: list[tuple[Entry, bytes, bool]]) -> int:
         """Store ``batch`` in one transaction: its size, or -1 when that failed."""
         def work(w: _Txn) -> int:
-            for entry, record, new in batch:
-                w.insert(entry, record, new)
+            w.insert_all(batch)
             return len(batch)
 
         try:
