@@ -21,6 +21,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <time.h>
 
 /* marshal's type codes (Python/marshal.c, version 4) */
 #define M_NONE 'N'
@@ -461,8 +462,12 @@ static PyObject *pack_value(PyObject *module, PyObject *const *args, Py_ssize_t 
  * and one row per Surrogate-Key, and its totals move by one object and one URL.
  * ``UsualWriter(Entry, hash, inline_limit)`` writes a batch's usual entries in one call,
  * the same rows in the same order as ``insert`` (the hashes from ``hash``, lmdb_store's
- * ``_h``), and hands every other entry to ``insert`` (its ``fallback``) with the totals
- * written back first and read again after. */
+ * ``_h``; a Surrogate-Key's kept in a memo of its own, since most stores repeat a few and
+ * a call of ``_h`` is a Python frame), and hands every other entry to ``insert`` (its
+ * ``fallback``) with the totals written back first and read again after. */
+
+/* Surrogate-Keys whose hashes are kept (then the memo starts again) */
+#define TAGS_KEPT 1024
 
 /* the entry slots the rows are made of */
 enum { F_KEY, F_URL, F_VARIANT, F_SIZE, F_BODY, F_TAGS, F_COUNT };
@@ -479,6 +484,7 @@ typedef struct {
     PyObject *empty_variant;  /* hash("", 8): the variant of every entry without Vary */
     PyObject *sizes[2];       /* 16 and 8, the digest sizes */
     PyObject *url_rows;       /* "_url_rows", read from the store */
+    PyObject *tags;           /* Surrogate-Key -> its hash: most stores repeat a few tags */
     PyObject *totals[T_COUNT];
     Py_ssize_t offsets[F_COUNT];
     Py_ssize_t inline_limit;
@@ -494,6 +500,24 @@ static PyObject *digest(UsualWriter *self, PyObject *text, int which, Py_ssize_t
         return NULL;
     }
     return d;
+}
+
+/* The 16-byte hash of the Surrogate-Key ``tag`` (borrowed: held by the memo). */
+static PyObject *tag_digest(UsualWriter *self, PyObject *tag) {
+    PyObject *d = PyDict_GetItemWithError(self->tags, tag);
+    if (d != NULL || PyErr_Occurred()) {
+        return d;
+    }
+    if (PyDict_GET_SIZE(self->tags) >= TAGS_KEPT) {
+        PyDict_Clear(self->tags);
+    }
+    d = digest(self, tag, 0, 16);
+    if (d == NULL) {
+        return NULL;
+    }
+    int r = PyDict_SetItem(self->tags, tag, d);
+    Py_DECREF(d);
+    return r < 0 ? NULL : d;
 }
 
 /* ``put(key, value, True, True, append, db)``: py-lmdb's positional form */
@@ -613,11 +637,10 @@ static int usual_rows(UsualWriter *self, PyObject *put, PyObject *const *db, PyO
         goto done;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(f[F_TAGS]); i++) {
-        if ((h = digest(self, PyTuple_GET_ITEM(f[F_TAGS], i), 0, 16)) == NULL) {
+        if ((h = tag_digest(self, PyTuple_GET_ITEM(f[F_TAGS], i))) == NULL) {
             goto done;
         }
         memcpy(oid_buf, PyBytes_AS_STRING(h), 16);  /* the tag row: its hash, then the id */
-        Py_DECREF(h);
         memcpy(oid_buf + 16, PyBytes_AS_STRING(oid), OID_SIZE);
         PyObject *row = PyBytes_FromStringAndSize(oid_buf, 16 + OID_SIZE);
         PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
@@ -742,9 +765,10 @@ static int usual_init(UsualWriter *self, PyObject *args, PyObject *kwds) {
         }
     }
     Py_XSETREF(self->url_rows, PyUnicode_InternFromString("_url_rows"));
+    Py_XSETREF(self->tags, PyDict_New());
     Py_XSETREF(self->sizes[0], PyLong_FromLong(16));
     Py_XSETREF(self->sizes[1], PyLong_FromLong(8));
-    if (self->url_rows == NULL || self->sizes[0] == NULL || self->sizes[1] == NULL) {
+    if (self->url_rows == NULL || self->tags == NULL || self->sizes[0] == NULL || self->sizes[1] == NULL) {
         return -1;
     }
     Py_INCREF(cls);
@@ -790,6 +814,7 @@ static int usual_clear(UsualWriter *self) {
     Py_CLEAR(self->hash);
     Py_CLEAR(self->empty_variant);
     Py_CLEAR(self->url_rows);
+    Py_CLEAR(self->tags);
     for (int i = 0; i < 2; i++) {
         Py_CLEAR(self->sizes[i]);
     }
@@ -823,6 +848,208 @@ static PyTypeObject UsualWriterType = {
     .tp_dealloc = (destructor)usual_dealloc,
 };
 
+/* -- the store's queue (lmdb_store.py ``SharedStore.put``) ----------------------------
+ *
+ * Every miss queues its entry for the pass's commit: the size and write-failure checks,
+ * the record (``encode``), whether the key was read absent, the batch's tuple and key,
+ * and the pass's first store schedules the commit.  ``StoreQueue(cls, encode, batch,
+ * keys, absent, schedule, fallback)(entry)`` takes those steps in one call on the
+ * store's own list and sets; an entry of another type, or one ``encode`` refuses
+ * (ValueError), goes to ``fallback`` (the Python ``put``: the reference, which logs it). */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyTypeObject *cls;
+    Py_ssize_t key_offset, size_offset;
+    PyObject *encode;
+    PyObject *batch;     /* list of (entry, record, new) */
+    PyObject *keys;      /* set: the batch's keys */
+    PyObject *absent;    /* set of keys read absent, or None */
+    PyObject *schedule;  /* () -> bool: the pass's first store (its answer is put's) */
+    PyObject *fallback;  /* (entry) -> bool */
+    long long max_bytes;
+    double retry_until;  /* (monotonic clock) no store before then: writes failed */
+} StoreQueue;
+
+static int writes_paused(StoreQueue *self) {
+    if (self->retry_until <= 0) {
+        return 0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  /* (``time.monotonic``'s clock) */
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9 < self->retry_until;
+}
+
+/* Queue ``entry`` (its ``key``): the batch's tuple and key, the absent key forgotten. */
+static int enqueue(StoreQueue *self, PyObject *entry, PyObject *key, PyObject *record) {
+    int new = 0;
+    if (self->absent != Py_None) {
+        new = PySet_Discard(self->absent, key);  /* 1: it was there */
+        if (new < 0) {
+            return -1;
+        }
+    }
+    PyObject *item = PyTuple_Pack(3, entry, record, new ? Py_True : Py_False);
+    if (item == NULL) {
+        return -1;
+    }
+    int r = PyList_Append(self->batch, item);
+    Py_DECREF(item);
+    return r < 0 ? -1 : PySet_Add(self->keys, key);
+}
+
+static PyObject *queue_vectorcall(StoreQueue *self, PyObject *const *args, size_t nargsf,
+                                  PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "StoreQueue takes one entry");
+        return NULL;
+    }
+    PyObject *entry = args[0];
+    if (!Py_IS_TYPE(entry, self->cls)) {
+        return PyObject_CallOneArg(self->fallback, entry);
+    }
+    PyObject *key = *(PyObject **)((char *)entry + self->key_offset);
+    PyObject *size = *(PyObject **)((char *)entry + self->size_offset);
+    if (key == NULL || size == NULL || !PyUnicode_CheckExact(key) || !PyLong_CheckExact(size)) {
+        return PyObject_CallOneArg(self->fallback, entry);
+    }
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(size, &overflow);
+    if (overflow > 0 || n > self->max_bytes || writes_paused(self)) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *record = PyObject_CallOneArg(self->encode, entry);
+    if (record == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return PyObject_CallOneArg(self->fallback, entry);  /* (it logs the refusal) */
+    }
+    int r = enqueue(self, entry, key, record);
+    Py_DECREF(record);
+    if (r < 0) {
+        return NULL;
+    }
+    if (PyList_GET_SIZE(self->batch) == 1) {
+        return PyObject_CallNoArgs(self->schedule);
+    }
+    Py_RETURN_TRUE;
+}
+
+static int queue_init(StoreQueue *self, PyObject *args, PyObject *kwds) {
+    PyObject *cls, *encode, *batch, *keys, *absent, *schedule, *fallback;
+    if (!PyArg_ParseTuple(args, "O!OO!O!OOO:StoreQueue", &PyType_Type, &cls, &encode, &PyList_Type,
+                          &batch, &PySet_Type, &keys, &absent, &schedule, &fallback)) {
+        return -1;
+    }
+    if (absent != Py_None && !PySet_Check(absent)) {
+        PyErr_SetString(PyExc_TypeError, "absent: a set or None");
+        return -1;
+    }
+    PyObject *names = Py_BuildValue("(ss)", "key", "size");
+    if (names == NULL) {
+        return -1;
+    }
+    Py_ssize_t offsets[2];
+    int r = slot_offsets(cls, names, offsets);
+    Py_DECREF(names);
+    if (r < 0) {
+        return -1;
+    }
+    self->key_offset = offsets[0];
+    self->size_offset = offsets[1];
+    Py_INCREF(cls);
+    Py_XSETREF(self->cls, (PyTypeObject *)cls);
+    Py_INCREF(encode);
+    Py_XSETREF(self->encode, encode);
+    Py_INCREF(batch);
+    Py_XSETREF(self->batch, batch);
+    Py_INCREF(keys);
+    Py_XSETREF(self->keys, keys);
+    Py_INCREF(absent);
+    Py_XSETREF(self->absent, absent);
+    Py_INCREF(schedule);
+    Py_XSETREF(self->schedule, schedule);
+    Py_INCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
+    self->vectorcall = (vectorcallfunc)queue_vectorcall;
+    return 0;
+}
+
+static PyObject *queue_call(StoreQueue *self, PyObject *args, PyObject *kwds) {
+    if (self->cls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "StoreQueue not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call((PyObject *)self, args, kwds);
+}
+
+static PyObject *queue_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    StoreQueue *self = (StoreQueue *)PyType_GenericNew(type, args, kwds);
+    if (self != NULL) {
+        self->vectorcall = NULL;
+        self->max_bytes = 0;
+        self->retry_until = 0;
+    }
+    return (PyObject *)self;
+}
+
+static int queue_traverse(StoreQueue *self, visitproc visit, void *arg) {
+    Py_VISIT(self->cls);
+    Py_VISIT(self->encode);
+    Py_VISIT(self->batch);
+    Py_VISIT(self->keys);
+    Py_VISIT(self->absent);
+    Py_VISIT(self->schedule);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int queue_clear(StoreQueue *self) {
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->encode);
+    Py_CLEAR(self->batch);
+    Py_CLEAR(self->keys);
+    Py_CLEAR(self->absent);
+    Py_CLEAR(self->schedule);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void queue_dealloc(StoreQueue *self) {
+    PyObject_GC_UnTrack(self);
+    queue_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef queue_members[] = {
+    {"max_bytes", T_LONGLONG, offsetof(StoreQueue, max_bytes), 0,
+     "entries larger than this are refused"},
+    {"retry_until", T_DOUBLE, offsetof(StoreQueue, retry_until), 0,
+     "time.monotonic() before which entries are refused (writes failed); 0: none"},
+    {NULL},
+};
+
+static PyTypeObject StoreQueueType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.cache._record.StoreQueue",
+    .tp_doc = PyDoc_STR("StoreQueue(cls, encode, batch, keys, absent, schedule, fallback)(entry): "
+                        "SharedStore.put's queueing in one call; fallback(entry) for another type "
+                        "or an entry encode refuses"),
+    .tp_basicsize = sizeof(StoreQueue),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(StoreQueue, vectorcall),
+    .tp_members = queue_members,
+    .tp_new = queue_new,
+    .tp_init = (initproc)queue_init,
+    .tp_call = (ternaryfunc)queue_call,
+    .tp_traverse = (traverseproc)queue_traverse,
+    .tp_clear = (inquiry)queue_clear,
+    .tp_dealloc = (destructor)queue_dealloc,
+};
+
 static PyMethodDef record_methods[] = {
     {"pack_value", (PyCFunction)(void (*)(void))pack_value, METH_FASTCALL, pack_value_doc},
     {NULL, NULL, 0, NULL},
@@ -838,7 +1065,8 @@ static struct PyModuleDef record_module = {
 };
 
 PyMODINIT_FUNC PyInit__record(void) {
-    if (PyType_Ready(&RecordWriterType) < 0 || PyType_Ready(&UsualWriterType) < 0) {
+    if (PyType_Ready(&RecordWriterType) < 0 || PyType_Ready(&UsualWriterType) < 0
+            || PyType_Ready(&StoreQueueType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&record_module);
@@ -854,6 +1082,12 @@ PyMODINIT_FUNC PyInit__record(void) {
     Py_INCREF(&UsualWriterType);
     if (PyModule_AddObject(m, "UsualWriter", (PyObject *)&UsualWriterType) < 0) {
         Py_DECREF(&UsualWriterType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&StoreQueueType);
+    if (PyModule_AddObject(m, "StoreQueue", (PyObject *)&StoreQueueType) < 0) {
+        Py_DECREF(&StoreQueueType);
         Py_DECREF(m);
         return NULL;
     }

@@ -49,11 +49,12 @@ import marshal
 import struct
 import time
 from pathlib import Path
+from types import MethodType
 from typing import Any, Callable, Iterator
 
 import lmdb
 
-from edgenode.cache._record import UsualWriter
+from edgenode.cache._record import StoreQueue, UsualWriter
 from edgenode.cache.codec import INLINE_BODY, StoreRecord, decode, encode, pack, repack, unpack
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.leases import FileLeases
@@ -362,7 +363,6 @@ class SharedStore:
         self.cfg = cfg
         self.clock = clock
         self.path = path
-        self.max_bytes = cfg.max_bytes
         self.keys = KeyBuilder(cfg.key)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.files = StoreFiles(path, cfg.max_bytes, owner)
@@ -389,7 +389,6 @@ class SharedStore:
         self._epoch = 0
         self._timer: asyncio.TimerHandle | None = None
         self._write_error: str | None = None
-        self._write_retry = 0.0
         self.errors = 0
         self._totals: dict[str, int] = {}
         #: stores queued in this loop pass (entry, encoded metadata, whether the key is known
@@ -397,8 +396,25 @@ class SharedStore:
         self._batch: list[tuple[Entry, bytes, bool]] = []
         self._batch_keys: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
+        #: ``put``'s steps in C, on the lists and sets above (never rebound); it holds the
+        #: byte bound and the end of a write failure's pause.  The instance's ``put`` is
+        #: this queue (a miss's store is one C call, no frame); the class's ``put`` is its
+        #: reference and its fallback
+        self._queue = StoreQueue(Entry, encode, self._batch, self._batch_keys, self._absent,
+                                 self._schedule, MethodType(SharedStore.put, self))
+        self._queue.max_bytes = cfg.max_bytes
+        self.put = self._queue
         #: keys whose lease is released once their queued store is committed
         self._held: set[str] = set()
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound on the objects' bytes (lowered when the map fills up)."""
+        return self._queue.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._queue.max_bytes = value
 
     def _has_url_rows(self) -> bool:
         """Read once at open: a store written under another ``[cache.key]`` may have some."""
@@ -573,7 +589,7 @@ class SharedStore:
         """Run ``work`` in one write transaction (with this process's LRU notes), publish its
         invalidations; ``default`` when writes fail (the failure is logged and counted)."""
         if self._write_error is not None:
-            if time.monotonic() < self._write_retry:
+            if time.monotonic() < self._queue.retry_until:
                 return default
             self._write_error = None
         pending, self._pending = self._pending, {}
@@ -581,7 +597,8 @@ class SharedStore:
         try:
             with self.env.begin(write=True) as txn:
                 w = _Txn(self, txn)
-                w.promote(iter(pending))
+                if pending:
+                    w.promote(iter(pending))
                 result = work(w)
                 seq = w.finish()
         except lmdb.MapFullError:
@@ -611,7 +628,7 @@ class SharedStore:
     def _write_failed(self, exc: Exception) -> None:
         self.errors += 1
         self._write_error = str(exc)
-        self._write_retry = time.monotonic() + WRITE_RETRY
+        self._queue.retry_until = time.monotonic() + WRITE_RETRY
         log.error("cache store %s: write failed (%s); not storing new objects for %.0f s, "
                   "serving what is stored", self.path, exc, WRITE_RETRY)
 
@@ -625,10 +642,13 @@ class SharedStore:
 
         Under an event loop the stores of one loop pass are committed together at the
         end of it (``flush``); without one, at once.  Until then this process's lookups
-        of the key commit first, and a collapsing lease on it is held."""
+        of the key commit first, and a collapsing lease on it is held.
+
+        (A store's ``put`` is ``_queue``, the same steps in C; this is their reference,
+        and what it hands an entry the C encoder refuses.)"""
         if entry.size > self.max_bytes:
             return False
-        if self._write_error is not None and time.monotonic() < self._write_retry:
+        if time.monotonic() < self._queue.retry_until:
             return False
         try:
             record = encode(entry)
@@ -641,12 +661,18 @@ class SharedStore:
             absent.discard(entry.key)
         self._batch.append((entry, record, new))
         self._batch_keys.add(entry.key)
-        if self._flush_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (tools, tests): commit now
-                return self.flush() > 0
-            self._flush_handle = loop.call_soon(self.flush)
+        if len(self._batch) == 1:
+            return self._schedule()
+        return True
+
+    def _schedule(self) -> bool:
+        """The pass's first store: commit the batch when the pass ends (at once without
+        an event loop); ``put``'s answer."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (tools, tests): commit now
+            return self.flush() > 0
+        self._flush_handle = loop.call_soon(self.flush)
         return True
 
     def queued(self) -> bool:
@@ -672,8 +698,9 @@ class SharedStore:
             self._flush_handle.cancel()
             self._flush_handle = None
         batch = self._batch.copy()
-        self._batch.clear()  # in place: ``queue``'s readers keep the list
-        keys, self._batch_keys = self._batch_keys, set()
+        self._batch.clear()  # in place: ``queue``'s readers and ``_queue`` keep the list
+        keys = self._batch_keys.copy()
+        self._batch_keys.clear()  # (``_queue`` keeps the set)
         stored = 0
         try:
             if batch:

@@ -40,7 +40,7 @@ def _entry(rng: random.Random, path: str, keyed: float = 0.0) -> Entry:
         req["Accept-Encoding"] = rng.choice(["gzip", "br", ""])
     size = rng.choice([0, 5, 1024, INLINE_BODY, INLINE_BODY + 1, 20000])
     return build_entry(key=key, url=url, status=200, reason="OK", resp_headers=headers,
-                       body=bytes(rng.randrange(256) for _ in range(size)), req_headers=req,
+                       body=rng.randbytes(size), req_headers=req,
                        request_time=NOW, response_time=NOW, heuristic_fraction=0.1,
                        heuristic_max=86400)
 
@@ -221,3 +221,32 @@ def test_arguments_of_other_types_are_refused(tmp_path: Path) -> None:
                 writer(txn.put, w._rows, [("not", "a")], w.totals, 1 << 30, store, w.insert)
     finally:
         store.close()
+
+
+async def test_surrogate_keys_past_the_writers_memo_are_the_python_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer keeps Surrogate-Keys' hashes in a memo of its own that starts again when
+    full: more distinct tags than it keeps still write the rows ``insert`` writes."""
+    def tagged(i: int) -> Entry:
+        tags = " ".join(f"t{i}-{j}" for j in range(60)) + " shared"
+        return build_entry(key=f"http://example.com/t{i}", url=f"http://example.com/t{i}", status=200,
+                           reason="OK", resp_headers=CIMultiDict({"Cache-Control": "max-age=60",
+                                                                  "Surrogate-Key": tags}),
+                           body=b"t", req_headers=CIMultiDict(), request_time=NOW,
+                           response_time=NOW, heuristic_fraction=0.1, heuristic_max=86400)
+
+    passes = [[(tagged(i), True) for i in range(p * 8, p * 8 + 8)] for p in range(3)]
+    _encode_once(monkeypatch)
+    with monkeypatch.context() as m:
+        _python_inserts(m)
+        reference = await _run(tmp_path / "py", passes, alone=True, max_bytes=1 << 30)
+    python = _count_inserts(monkeypatch)
+    native = await _run(tmp_path / "c", passes, alone=True, max_bytes=1 << 30)
+    try:
+        assert python == []
+        assert _dump(native) == _dump(reference)
+        assert len(_dump(native)["tag"]) == 24 * 61
+        assert native.purge_keys(["shared"]) == 24 and native.stats()["entries"] == 0
+    finally:
+        native.close()
+        reference.close()
