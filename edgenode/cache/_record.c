@@ -464,7 +464,8 @@ static PyObject *pack_value(PyObject *module, PyObject *const *args, Py_ssize_t 
  * the same rows in the same order as ``insert`` (the hashes from ``hash``, lmdb_store's
  * ``_h``; a Surrogate-Key's kept in a memo of its own, since most stores repeat a few and
  * a call of ``_h`` is a Python frame), and hands every other entry to ``insert`` (its
- * ``fallback``) with the totals written back first and read again after. */
+ * ``fallback``) with the totals written back first (read again before the next usual
+ * entry, as ``store._url_rows`` is). */
 
 /* Surrogate-Keys whose hashes are kept (then the memo starts again) */
 #define TAGS_KEPT 1024
@@ -572,10 +573,11 @@ static int no_url_rows(UsualWriter *self, PyObject *store) {
     return r;
 }
 
-/* The entry's slots when it is a usual one that fits in ``room`` (1), else 0. */
-static int usual_slots(UsualWriter *self, PyObject *entry, PyObject *record, PyObject *new,
-                       long long bytes, long long room, PyObject **f, long long *size) {
-    if (new != Py_True || !Py_IS_TYPE(entry, self->cls) || !PyBytes_CheckExact(record)) {
+/* The slots of an entry whose key was read absent when it is a usual one that fits in
+ * ``room`` (1), else 0. */
+static int usual_slots(UsualWriter *self, PyObject *entry, PyObject *record, long long bytes,
+                       long long room, PyObject **f, long long *size) {
+    if (!Py_IS_TYPE(entry, self->cls) || !PyBytes_CheckExact(record)) {
         return 0;
     }
     for (int i = 0; i < F_COUNT; i++) {
@@ -662,7 +664,10 @@ done:
     return r;
 }
 
-/* One call's arguments and state: the totals as numbers, whether entries may be usual */
+/* One call's arguments and state.  The totals dict and ``store._url_rows`` are read only
+ * before a usual entry, and the totals written back only before a fallback and at the
+ * end, so a batch with no key read absent (several workers) costs nothing more than the
+ * loop of ``insert``. */
 typedef struct {
     PyObject *put;
     PyObject *const *db;  /* obj, key, body, tag */
@@ -671,34 +676,44 @@ typedef struct {
     PyObject *store;
     PyObject *fallback;
     long long t[T_COUNT];
+    int stale;            /* ``t`` and ``plain`` not read since the last fallback (or ever) */
+    int dirty;            /* ``t`` moved since it was read */
     int plain;            /* ``store._url_rows`` is False */
 } Batch;
 
-/* One batch item: its rows when usual, else ``fallback(entry, record, new)`` with the
- * totals written back before and read after (and ``store._url_rows`` read again). */
+/* One batch item: its rows when usual, else ``fallback(entry, record, new)``. */
 static int usual_item(UsualWriter *self, Batch *b, PyObject *item) {
     if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) {
         PyErr_SetString(PyExc_TypeError, "batch items are (entry, record, new)");
         return -1;
     }
     PyObject *entry = PyTuple_GET_ITEM(item, 0), *record = PyTuple_GET_ITEM(item, 1);
-    PyObject *f[F_COUNT];
-    long long size;
-    if (b->plain && usual_slots(self, entry, record, PyTuple_GET_ITEM(item, 2), b->t[T_BYTES],
-                                b->room, f, &size)) {
-        return usual_rows(self, b->put, b->db, record, f, size, b->t);
+    if (PyTuple_GET_ITEM(item, 2) == Py_True) {  /* only a key read absent can be usual */
+        if (b->stale) {
+            if ((b->plain = no_url_rows(self, b->store)) < 0 || read_totals(self, b->totals, b->t) < 0) {
+                return -1;
+            }
+            b->stale = 0;
+        }
+        PyObject *f[F_COUNT];
+        long long size;
+        if (b->plain && usual_slots(self, entry, record, b->t[T_BYTES], b->room, f, &size)) {
+            b->dirty = 1;
+            return usual_rows(self, b->put, b->db, record, f, size, b->t);
+        }
     }
-    if (write_totals(self, b->totals, b->t) < 0) {
-        return -1;
+    if (b->dirty) {
+        if (write_totals(self, b->totals, b->t) < 0) {
+            return -1;
+        }
+        b->dirty = 0;
     }
     PyObject *r = PyObject_Vectorcall(b->fallback, ((PyTupleObject *)item)->ob_item, 3, NULL);
     if (r == NULL) {
         return -1;
     }
     Py_DECREF(r);
-    if (read_totals(self, b->totals, b->t) < 0 || (b->plain = no_url_rows(self, b->store)) < 0) {
-        return -1;
-    }
+    b->stale = 1;  /* (``insert`` moved the totals and may have written a URL index row) */
     return 0;
 }
 
@@ -712,11 +727,8 @@ static PyObject *usual_vectorcall(UsualWriter *self, PyObject *const *args, size
         return NULL;
     }
     Batch b = {args[0], ((PyTupleObject *)args[1])->ob_item, args[3], PyLong_AsLongLong(args[4]),
-               args[5], args[6], {0}, 0};
+               args[5], args[6], {0}, 1, 0, 0};
     if (b.room == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if ((b.plain = no_url_rows(self, b.store)) < 0 || read_totals(self, b.totals, b.t) < 0) {
         return NULL;
     }
     /* (the list is flush's own copy, but ``fallback`` runs Python: each item is held) */
@@ -729,7 +741,7 @@ static PyObject *usual_vectorcall(UsualWriter *self, PyObject *const *args, size
             return NULL;
         }
     }
-    if (write_totals(self, b.totals, b.t) < 0) {
+    if (b.dirty && write_totals(self, b.totals, b.t) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
