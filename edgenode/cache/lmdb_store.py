@@ -49,11 +49,13 @@ import marshal
 import struct
 import time
 from pathlib import Path
+from types import MethodType
 from typing import Any, Callable, Iterator
 
 import lmdb
 
 from edgenode.cache._key import Hasher, Reader
+from edgenode.cache._record import StoreQueue, UsualWriter
 from edgenode.cache.codec import INLINE_BODY, StoreRecord, decode, encode, pack, repack, unpack
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.leases import FileLeases
@@ -109,6 +111,11 @@ def _oid(key: str, variant: str) -> bytes:
     return _h(key, 16) + _h(variant, 8)
 
 
+#: ``_Txn.insert_all``'s usual entries in one C call (``_record.c``; ``_Txn.insert`` is the
+#: reference it is held to, and the writer of every other entry)
+_write_usual = UsualWriter(Entry, _h, INLINE_BODY)
+
+
 class _Hot:
     """A key's variants as this worker decoded them (newest last), and their ids."""
 
@@ -133,6 +140,8 @@ class _Txn:
         self.txn = txn
         self.db = db = store.files.dbs
         self._key, self._obj = db["key"], db["obj"]
+        #: the databases an insert writes, in ``_write_usual``'s order
+        self._rows = (db["obj"], db["key"], db["body"], db["tag"])
         self.totals = read_totals(txn, db["meta"])
         self.start = dict(self.totals)
         self.invalid: list[str] = []
@@ -186,6 +195,13 @@ class _Txn:
     def next_tick(self) -> bytes:
         tick = self.totals["tick"] = self.totals["tick"] + 1
         return _U64.pack(tick)  # (``u64``'s encoding without its frame: once per object written)
+
+    def insert_all(self, batch: list[tuple[Entry, bytes, bool]]) -> None:
+        """``insert`` of each ``(entry, record, new)``, the usual entries' rows written in C:
+        a key read absent that is its URL, in a store without URL index rows, that fits
+        (a single-process node's plain miss); the others are handed to ``insert``."""
+        _write_usual(self.txn.put, self._rows, batch, self.totals, self.s.max_bytes, self.s,
+                     self.insert)
 
     def insert(self, entry: Entry, record: bytes, new: bool = False) -> None:
         """Store ``entry`` (``record``: its encoded metadata); a key that had no variants is
@@ -354,7 +370,6 @@ class SharedStore:
         self.cfg = cfg
         self.clock = clock
         self.path = path
-        self.max_bytes = cfg.max_bytes
         self.keys = KeyBuilder(cfg.key)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.files = StoreFiles(path, cfg.max_bytes, owner)
@@ -381,7 +396,6 @@ class SharedStore:
         self._epoch = 0
         self._timer: asyncio.TimerHandle | None = None
         self._write_error: str | None = None
-        self._write_retry = 0.0
         self.errors = 0
         self._totals: dict[str, int] = {}
         #: stores queued in this loop pass (entry, encoded metadata, whether the key is known
@@ -389,6 +403,14 @@ class SharedStore:
         self._batch: list[tuple[Entry, bytes, bool]] = []
         self._batch_keys: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
+        #: ``put``'s steps in C, on the lists and sets above (never rebound); it holds the
+        #: byte bound and the end of a write failure's pause.  The instance's ``put`` is
+        #: this queue (a miss's store is one C call, no frame); the class's ``put`` is its
+        #: reference and its fallback
+        self._queue = StoreQueue(Entry, encode, self._batch, self._batch_keys, self._absent,
+                                 self._schedule, MethodType(SharedStore.put, self))
+        self._queue.max_bytes = cfg.max_bytes
+        self.put = self._queue
         #: keys whose lease is released once their queued store is committed
         self._held: set[str] = set()
         # a key read absent answered in C: ``lookup_lazy`` reads it there (hash, read
@@ -398,6 +420,15 @@ class SharedStore:
         # after its lease does); the methods below are its reference and answer the rest
         reader = Reader(self, SharedStore.lookup, SharedStore.lookup_lazy, _h, _ABSENT_KEPT, lmdb.Error)
         self.lookup, self.lookup_lazy = reader.lookup, reader.lookup_lazy
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound on the objects' bytes (lowered when the map fills up)."""
+        return self._queue.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._queue.max_bytes = value
 
     def _has_url_rows(self) -> bool:
         """Read once at open: a store written under another ``[cache.key]`` may have some."""
@@ -572,7 +603,7 @@ class SharedStore:
         """Run ``work`` in one write transaction (with this process's LRU notes), publish its
         invalidations; ``default`` when writes fail (the failure is logged and counted)."""
         if self._write_error is not None:
-            if time.monotonic() < self._write_retry:
+            if time.monotonic() < self._queue.retry_until:
                 return default
             self._write_error = None
         pending, self._pending = self._pending, {}
@@ -580,7 +611,8 @@ class SharedStore:
         try:
             with self.env.begin(write=True) as txn:
                 w = _Txn(self, txn)
-                w.promote(iter(pending))
+                if pending:
+                    w.promote(iter(pending))
                 result = work(w)
                 seq = w.finish()
         except lmdb.MapFullError:
@@ -610,7 +642,7 @@ class SharedStore:
     def _write_failed(self, exc: Exception) -> None:
         self.errors += 1
         self._write_error = str(exc)
-        self._write_retry = time.monotonic() + WRITE_RETRY
+        self._queue.retry_until = time.monotonic() + WRITE_RETRY
         log.error("cache store %s: write failed (%s); not storing new objects for %.0f s, "
                   "serving what is stored", self.path, exc, WRITE_RETRY)
 
@@ -624,10 +656,13 @@ class SharedStore:
 
         Under an event loop the stores of one loop pass are committed together at the
         end of it (``flush``); without one, at once.  Until then this process's lookups
-        of the key commit first, and a collapsing lease on it is held."""
+        of the key commit first, and a collapsing lease on it is held.
+
+        (A store's ``put`` is ``_queue``, the same steps in C; this is their reference,
+        and what it hands an entry the C encoder refuses.)"""
         if entry.size > self.max_bytes:
             return False
-        if self._write_error is not None and time.monotonic() < self._write_retry:
+        if time.monotonic() < self._queue.retry_until:
             return False
         try:
             record = encode(entry)
@@ -640,12 +675,18 @@ class SharedStore:
             absent.discard(entry.key)
         self._batch.append((entry, record, new))
         self._batch_keys.add(entry.key)
-        if self._flush_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (tools, tests): commit now
-                return self.flush() > 0
-            self._flush_handle = loop.call_soon(self.flush)
+        if len(self._batch) == 1:
+            return self._schedule()
+        return True
+
+    def _schedule(self) -> bool:
+        """The pass's first store: commit the batch when the pass ends (at once without
+        an event loop); ``put``'s answer."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (tools, tests): commit now
+            return self.flush() > 0
+        self._flush_handle = loop.call_soon(self.flush)
         return True
 
     def queued(self) -> bool:
@@ -671,8 +712,9 @@ class SharedStore:
             self._flush_handle.cancel()
             self._flush_handle = None
         batch = self._batch.copy()
-        self._batch.clear()  # in place: ``queue``'s readers keep the list
-        keys, self._batch_keys = self._batch_keys, set()
+        self._batch.clear()  # in place: ``queue``'s readers and ``_queue`` keep the list
+        keys = self._batch_keys.copy()
+        self._batch_keys.clear()  # (``_queue`` keeps the set)
         stored = 0
         try:
             if batch:
@@ -692,8 +734,7 @@ class SharedStore:
     def _commit_batch(self, batch: list[tuple[Entry, bytes, bool]]) -> int:
         """Store ``batch`` in one transaction: its size, or -1 when that failed."""
         def work(w: _Txn) -> int:
-            for entry, record, new in batch:
-                w.insert(entry, record, new)
+            w.insert_all(batch)
             return len(batch)
 
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import mmap
+import operator
 import os
 import struct
 from pathlib import Path
@@ -54,8 +55,12 @@ def read_totals(txn: Any, meta: Any) -> dict[str, int]:
     return dict(zip(TOTALS, _TOTALS.unpack(raw) if raw is not None else (0,) * len(TOTALS)))
 
 
+#: the totals' values in ``TOTALS`` order, in one C call (once per write transaction)
+_TOTAL_VALUES = operator.itemgetter(*TOTALS)
+
+
 def pack_totals(totals: dict[str, int]) -> bytes:
-    return _TOTALS.pack(*(totals[name] for name in TOTALS))
+    return _TOTALS.pack(*_TOTAL_VALUES(totals))
 
 
 def u64(n: int) -> bytes:
