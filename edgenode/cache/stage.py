@@ -644,7 +644,7 @@ class CacheStage:
                                     flight, need_entry=bool(drop) or "range" in h)
             return out if isinstance(out, Response) else await out
         finally:
-            if lead and flight is not None:
+            if lead and flight is not None and not flight.resolved:
                 flight.settle()
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
