@@ -36,7 +36,6 @@ from edgenode.config import CacheConfig
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
     FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, TrailerRelay, close_body, trailers_of,
-    made_response,
 )
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 from edgenode.pipeline.chain import Next, Outcome
@@ -427,26 +426,39 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        age = str(int(max(0.0, entry.age(now))))
+        age_s = entry.age0 + (now - entry.response_time)  # ``entry.age(now)``, inline
+        age = str(int(age_s)) if age_s > 0.0 else "0"
         status_code = entry.status
         body = entry.body
         wire = entry.wire
         if wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
                                  and "range" not in h):
             # the common answer (a hit, a miss's just stored): the stored fields as they are
-            # plus ours, their head pre-serialised at store time, made without ``__init__``
-            headers = self._hit_fields(entry, age, cache_status, x_cache)
+            # plus ours (``_hit_fields``, inline), their head pre-serialised at store time,
+            # made without ``__init__`` (``made_response``'s slots, stored here)
+            headers = entry.proto.copy()
+            headers["Age"] = age
+            headers.add("Cache-Status", cache_status)
+            headers["X-Cache"] = x_cache
             ex.cache_status = cache_status
             ex.x_cache = x_cache
-            head = req.method == "HEAD"
             trailers = entry.trailers  # a copy: a filter may edit them, not the stored ones
-            resp = made_response(status_code, headers, b"" if head else body, entry.reason, None,
-                                 FROM_BODY if trailers is None or head else trailers.copy())
+            resp = PrebuiltResponse()
+            resp.status = status_code
+            resp.headers = headers
+            resp.reason = entry.reason
+            resp.fields = None
+            if req.method == "HEAD":
+                resp.body = b""
+                resp._trailers = FROM_BODY
+            else:
+                resp.body = body
+                resp._trailers = FROM_BODY if trailers is None else trailers.copy()
             try:
                 tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
                 resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
             except UnicodeEncodeError:  # written by the general writer
-                pass
+                resp.wire_head = None
             return resp
         headers = entry.proto.copy()
         headers["Age"] = age
