@@ -23,10 +23,11 @@ from edgenode.cache.conditional import (
     CLIENT_VALIDATORS, client_not_modified, has_client_validators, if_range_matches,
     not_modified_fields, revalidation_headers, same_representation, strong_validator,
 )
+from edgenode.cache.directives import CC_MEMO
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
     FRESH, STALE_OK, STALE_SWR, Entry, Headers, build_entry, evaluate, invalidation_targets,
-    refresh_entry, request_directives, response_directives, storability, usual_entry,
+    refresh_entry, request_directives, response_directives, storability, usual_entry, usual_stored,
 )
 from edgenode.cache.ranges import (
     Partial, combine, covers, extract, gaps, multipart, parse_content_range, parse_range,
@@ -145,6 +146,8 @@ class CacheStage:
         self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._counters = self.store.counters
+        #: the Cache-Status of a stored miss, per fwd (``_stored_miss``)
+        self._miss_statuses: dict[str, str] = {}
         #: the fast path's listener gate and metrics (``observe_fast``): by default none
         self._fast_starts: list[object] = []
         self._fast_ends: list[object] = []
@@ -367,7 +370,12 @@ class CacheStage:
         if method != "GET" and method != "HEAD":
             return self._unsafe(ex, nxt)
         h = req.headers
-        if "upgrade" in h or "if-match" in h or "if-unmodified-since" in h:
+        plain = ex.plain
+        if plain == RAW_PLAIN and req.raw is not None:  # a ``RawRequest``'s fields, made since
+            plain = req.raw[0]
+        # the front end found none of NOT_PLAIN in the fields, unchanged since: no checks
+        plain = plain == getversion(h)
+        if not plain and ("upgrade" in h or "if-match" in h or "if-unmodified-since" in h):
             return self._bypass(ex, nxt, "request")
         url, key = self.keys.for_request(req)
         if self.nested:
@@ -375,10 +383,10 @@ class CacheStage:
             if key in seen:
                 return rest(ex)
             seen.add(key)
-        req_cc = request_directives(h) if "cache-control" in h else {}
+        req_cc = request_directives(h) if not plain and "cache-control" in h else {}
         now = self.clock()
         entry, any_variant = self.store.lookup(key, h)
-        if entry is not None and "authorization" in h and not entry.auth_ok:
+        if entry is not None and not plain and "authorization" in h and not entry.auth_ok:
             return self._bypass(ex, nxt, "request")
         if entry is not None and entry.partial is not None and not self._answers(entry, req):
             # RFC 9111 §3.3: an incomplete response answers only ranges inside what it holds
@@ -410,7 +418,7 @@ class CacheStage:
         fwd = "vary-miss" if any_variant else "uri-miss"
         if method == "HEAD":
             return self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
-        return self._miss(ex, nxt, key, url, req_cc, fwd, None, lead=True)
+        return self._miss(ex, nxt, key, url, req_cc, fwd, None, True, plain)
 
     # -- answers built from a stored entry -----------------------------------------------
     @staticmethod
@@ -584,16 +592,17 @@ class CacheStage:
             if flight is not None:
                 flight.settle()
 
-    def _lead(self, ex: Exchange, key: str, req_cc: Cc,
-              missed: bool) -> tuple[Flight | None, asyncio.Future[Entry | None] | None, Response | None]:
+    def _lead(self, ex: Exchange, key: str, req_cc: Cc, missed: bool,
+              plain: bool = False) -> tuple[Flight | None, asyncio.Future[Entry | None] | None, Response | None]:
         """Join the key's flight: ``(flight, None, None)`` to lead it, ``(None, future,
         None)`` to wait for its leader's entry, ``(None, None, None)`` when the request is
         not collapsed.  ``missed``: the lookup found nothing; a leader that finished
         between that lookup and this call (a coroutine's start) has stored the entry, so a
-        new leader looks again first, and a fresh entry found is ``(None, None, answer)``."""
+        new leader looks again first, and a fresh entry found is ``(None, None, answer)``.
+        ``plain``: the request holds no directives or credentials (``handle``)."""
         h = ex.request.headers
-        if (not self.cfg.collapse or "authorization" in h or "no-cache" in req_cc
-                or "no-store" in req_cc):
+        if not self.cfg.collapse or (not plain and ("authorization" in h or "no-cache" in req_cc
+                                                     or "no-store" in req_cc)):
             return None, None, None
         flight, fut = self.collapser.join(key)
         if flight is not None and missed:
@@ -628,12 +637,14 @@ class CacheStage:
             ex.request = original
 
     async def _miss(self, ex: Exchange, nxt: Handler, key: str, url: str, req_cc: Cc,
-                    fwd: str, flight: Flight | None, lead: bool = False) -> Response:
+                    fwd: str, flight: Flight | None, lead: bool = False, plain: bool = False) -> Response:
         """Fetch from the origin to store.  ``lead``: the lookup found nothing, so first
         lead the key's flight or wait for its leader (``_lead``): ``_collapsed`` around
-        this fetch, in this one coroutine (the usual miss's only one in the cache)."""
+        this fetch, in this one coroutine (the usual miss's only one in the cache).
+        ``plain``: the request holds none of ``NOT_PLAIN`` (``handle``): no validators,
+        Range, directives or credentials to look for."""
         if lead:
-            flight, fut, served = self._lead(ex, key, req_cc, True)
+            flight, fut, served = self._lead(ex, key, req_cc, True, plain)
             if served is not None:
                 return served
             if fut is not None:
@@ -644,20 +655,58 @@ class CacheStage:
             # are then answered from the entry.  Its Range goes on: a 206 is stored as an
             # incomplete response, a 200 whole (and the range answered from it).
             h = req.headers
-            drop = (tuple(n for n in CLIENT_VALIDATORS if n in h)
-                    if "no-store" not in req_cc and has_client_validators(h) else ())
+            if plain:
+                drop: tuple[str, ...] = ()
+                usual = ranged = False
+            else:  # (``has_client_validators``, inline)
+                drop = (tuple(n for n in CLIENT_VALIDATORS if n in h) if "no-store" not in req_cc
+                        and ("if-none-match" in h or "if-modified-since" in h) else ())
+                ranged = "range" in h
+                usual = not (drop or ranged or req_cc) and "authorization" not in h
             request_time = self.clock()
             if drop:
                 resp = await self._forward(ex, nxt, _forward_request(req, drop, []))
             else:
                 resp = await nxt(ex)
             self._counters["misses"] += 1
+            if plain or usual:  # (a GET: ``handle`` sends a HEAD's miss on uncached)
+                out = self._stored_miss(ex, resp, key, url, request_time, flight, fwd)
+                if out is not None:
+                    return out
             out = self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
-                                    flight, need_entry=bool(drop) or "range" in h)
+                                    flight, need_entry=bool(drop) or ranged)
             return out if isinstance(out, Response) else await out
         finally:
             if lead and flight is not None and not flight.resolved:
                 flight.settle()
+
+    def _stored_miss(self, ex: Exchange, resp: Response, key: str, url: str, request_time: float,
+                     flight: Flight | None, fwd: str) -> Response | None:
+        """The answer to a GET with no directives, validators, Range or credentials whose
+        origin response is the usual storable one (its body in memory, no trailers, its
+        plain pairs current): the decision and the entry in one C call (``usual_stored``),
+        stored and answered here; None, nothing done: ``_from_origin`` decides (its Python
+        is the reference the C call is held to: tests/cache/test_stored_miss.py)."""
+        plain = resp.fields
+        if (plain is None or resp._trailers is not FROM_BODY or type(resp.body) is not bytes
+                or plain[0] != getversion(resp.headers)):
+            return None
+        cfg = self.cfg
+        now = self.clock()
+        entry = usual_stored(key, url, resp.status, resp.reason, plain[1], resp.body, CC_MEMO,
+                             cfg.max_object_bytes, request_time, now, cfg.heuristic_fraction,
+                             cfg.heuristic_max, cfg.default_ttl)
+        if entry is None:
+            return None
+        stored = self.store.put(entry)  # (``_put``'s checks: the C call made them)
+        if flight is not None:
+            flight.done(entry if stored else None)
+        cache_status = self._miss_statuses.get(fwd) if stored else None
+        if cache_status is None:
+            cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
+            if stored:
+                self._miss_statuses[fwd] = cache_status
+        return self._serve(ex, entry, self.clock(), "MISS", cache_status)
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                         req_cc: Cc, flight: Flight | None) -> Response:
@@ -787,7 +836,7 @@ class CacheStage:
         reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted,
                              names_target)
         cl = resp.headers.get("content-length")
-        expected = int(cl) if cl is not None and cl.isdigit() else None
+        expected = int(cl) if cl is not None and cl.isascii() and cl.isdigit() else None  # (not "²")
         # a storable 206 is combined with what we hold before it is stored: buffer it, and
         # check its body against its Content-Range
         span = None
