@@ -549,18 +549,14 @@ static PyMethodDef usual_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static int usual_init(UsualEntry *self, PyObject *args, PyObject *kwds) {
-    PyObject *cls, *multidict, *statuses;
-    if (!PyArg_ParseTuple(args, "O!OO!:UsualEntry", &PyType_Type, &cls, &multidict,
-                          &PyFrozenSet_Type, &statuses)) {
-        return -1;
-    }
-    for (int i = 0; i < S_COUNT; i++) {
-        PyObject *name = PyUnicode_FromString(slot_names[i]);
+/* The slot offsets of ``names`` in ``cls`` (object slots, and all of its slots): 0 or -1. */
+static int slot_offsets(PyTypeObject *cls, const char **names, int count, Py_ssize_t *offsets) {
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
         if (name == NULL) {
             return -1;
         }
-        PyObject *descr = _PyType_Lookup((PyTypeObject *)cls, name);
+        PyObject *descr = _PyType_Lookup(cls, name);
         if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
                 || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
             PyErr_Format(PyExc_TypeError, "%R is not an object slot of %R", name, cls);
@@ -568,10 +564,22 @@ static int usual_init(UsualEntry *self, PyObject *args, PyObject *kwds) {
             return -1;
         }
         Py_DECREF(name);
-        self->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
     }
-    if (((PyTypeObject *)cls)->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + S_COUNT * sizeof(PyObject *))) {
+    if (cls->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + count * sizeof(PyObject *))) {
         PyErr_Format(PyExc_TypeError, "%R has slots this does not set", cls);
+        return -1;
+    }
+    return 0;
+}
+
+static int usual_init(UsualEntry *self, PyObject *args, PyObject *kwds) {
+    PyObject *cls, *multidict, *statuses;
+    if (!PyArg_ParseTuple(args, "O!OO!:UsualEntry", &PyType_Type, &cls, &multidict,
+                          &PyFrozenSet_Type, &statuses)) {
+        return -1;
+    }
+    if (slot_offsets((PyTypeObject *)cls, slot_names, S_COUNT, self->offsets) < 0) {
         return -1;
     }
     Py_INCREF(cls);
@@ -619,6 +627,243 @@ static void usual_dealloc(UsualEntry *self) {
     usual_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
+
+/* ---- the answer from a whole entry (cache/stage.py ``_serve``'s common answer) ---- */
+
+/* the response's slots this sets (http/messages.py ``Response``, ``_Message``) */
+enum { R_STATUS, R_HEADERS, R_BODY, R_REASON, R_FIELDS, R_TRAILERS, R_WIRE_HEAD, R_COUNT };
+
+static const char *response_slot_names[R_COUNT] = {
+    "status", "headers", "body", "reason", "fields", "_trailers", "wire_head",
+};
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Py_ssize_t entry_offsets[S_COUNT];  /* Entry's slots */
+    PyTypeObject *entry_cls;            /* Entry */
+    PyTypeObject *cls;                  /* PrebuiltResponse */
+    PyObject *from_body;                /* messages.FROM_BODY */
+    PyObject *getversion;               /* multidict.getversion */
+    Py_ssize_t offsets[R_COUNT];
+} EntryAnswer;
+
+static PyObject *copy_name, *add_name, *age_name, *cache_status_name, *x_cache_name;
+
+/* The entry's slot (borrowed; NULL with AttributeError when unset). */
+static PyObject *entry_slot(EntryAnswer *self, PyObject *entry, int slot) {
+    PyObject *v = *(PyObject **)((char *)entry + self->entry_offsets[slot]);
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "entry slot %s is not set", slot_names[slot]);
+    }
+    return v;
+}
+
+/* ``wire`` and the three lines a whole answer adds, as one bytes. */
+static PyObject *answer_block(PyObject *wire, PyObject *age, PyObject *cache_status, PyObject *x_cache) {
+    static const char a[] = "Age: ", c[] = "\r\nCache-Status: ", x[] = "\r\nX-Cache: ";
+    PyObject *parts[3] = {age, cache_status, x_cache};
+    const char *labels[3] = {a, c, x};
+    Py_ssize_t labels_len[3] = {sizeof(a) - 1, sizeof(c) - 1, sizeof(x) - 1};
+    Py_ssize_t n = PyBytes_GET_SIZE(wire) + 2;
+    for (int i = 0; i < 3; i++) {
+        n += labels_len[i] + PyUnicode_GET_LENGTH(parts[i]);
+    }
+    PyObject *block = PyBytes_FromStringAndSize(NULL, n);
+    if (block == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(block);
+    memcpy(out, PyBytes_AS_STRING(wire), PyBytes_GET_SIZE(wire));
+    out += PyBytes_GET_SIZE(wire);
+    for (int i = 0; i < 3; i++) {
+        memcpy(out, labels[i], labels_len[i]);
+        out += labels_len[i];
+        memcpy(out, PyUnicode_1BYTE_DATA(parts[i]), PyUnicode_GET_LENGTH(parts[i]));
+        out += PyUnicode_GET_LENGTH(parts[i]);
+    }
+    *out++ = '\r';
+    *out++ = '\n';
+    return block;
+}
+
+/* The entry's fields plus Age, Cache-Status and X-Cache (``_hit_fields``): new reference. */
+static PyObject *answer_fields(PyObject *proto, PyObject *age, PyObject *cache_status, PyObject *x_cache) {
+    PyObject *headers = PyObject_CallMethodNoArgs(proto, copy_name);
+    if (headers == NULL) {
+        return NULL;
+    }
+    PyObject *added = NULL;
+    if (PyObject_SetItem(headers, age_name, age) < 0
+            || (added = PyObject_CallMethodObjArgs(headers, add_name, cache_status_name, cache_status, NULL)) == NULL
+            || PyObject_SetItem(headers, x_cache_name, x_cache) < 0) {
+        Py_XDECREF(added);
+        Py_DECREF(headers);
+        return NULL;
+    }
+    Py_DECREF(added);
+    return headers;
+}
+
+/* Store ``value`` (a new reference, NULL when its making failed) in the response's slot. */
+static int set_response_slot(EntryAnswer *self, PyObject *r, int slot, PyObject *value) {
+    if (value == NULL) {
+        return -1;
+    }
+    *(PyObject **)((char *)r + self->offsets[slot]) = value;
+    return 0;
+}
+
+#define ANSWER_NARGS 5
+
+/* (entry, now, cache_status, x_cache, head) -> the whole entry's answer, or None when
+ * it is not the common one this makes (no wire block, trailers, an Age beyond what
+ * ``int`` of a float makes as digits here, a status text beyond Latin-1): ``_serve``'s
+ * Python then makes it. */
+static PyObject *answer_call(EntryAnswer *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != ANSWER_NARGS || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "EntryAnswer(entry, now, cache_status, x_cache, head)");
+        return NULL;
+    }
+    PyObject *entry = args[0], *cache_status = args[2], *x_cache = args[3];
+    if (!PyObject_TypeCheck(entry, self->entry_cls) || !PyFloat_CheckExact(args[1])
+            || !PyUnicode_CheckExact(cache_status) || !PyUnicode_CheckExact(x_cache)
+            || PyUnicode_KIND(cache_status) != PyUnicode_1BYTE_KIND
+            || PyUnicode_KIND(x_cache) != PyUnicode_1BYTE_KIND) {
+        Py_RETURN_NONE;
+    }
+    int head = PyObject_IsTrue(args[4]);
+    if (head < 0) {
+        return NULL;
+    }
+    PyObject *wire = entry_slot(self, entry, S_WIRE), *trailers = entry_slot(self, entry, S_TRAILERS);
+    PyObject *age0 = entry_slot(self, entry, S_AGE0), *rtime = entry_slot(self, entry, S_RESPONSE_TIME);
+    PyObject *proto = entry_slot(self, entry, S_PROTO), *status = entry_slot(self, entry, S_STATUS);
+    PyObject *reason = entry_slot(self, entry, S_REASON), *body = entry_slot(self, entry, S_BODY);
+    if (wire == NULL || trailers == NULL || age0 == NULL || rtime == NULL || proto == NULL || status == NULL
+            || reason == NULL || body == NULL) {
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(wire) || trailers != Py_None || !PyFloat_CheckExact(age0)
+            || !PyFloat_CheckExact(rtime)) {
+        Py_RETURN_NONE;
+    }
+    double age_s = PyFloat_AS_DOUBLE(age0) + (PyFloat_AS_DOUBLE(args[1]) - PyFloat_AS_DOUBLE(rtime));
+    if (age_s >= 1e15) {  /* (and an infinite one: ``int`` raises in Python) */
+        Py_RETURN_NONE;
+    }
+    PyObject *age = PyUnicode_FromFormat("%lld", age_s > 0.0 ? (long long)age_s : 0LL);
+    if (age == NULL) {
+        return NULL;
+    }
+    PyObject *headers = NULL, *block = NULL, *version = NULL, *wire_head = NULL, *r = NULL, *result = NULL;
+    if ((headers = answer_fields(proto, age, cache_status, x_cache)) == NULL
+            || (block = answer_block(wire, age, cache_status, x_cache)) == NULL
+            || (version = PyObject_CallOneArg(self->getversion, headers)) == NULL
+            || (wire_head = PyTuple_Pack(2, version, block)) == NULL
+            || (r = PyObject_CallNoArgs((PyObject *)self->cls)) == NULL) {
+        goto done;
+    }
+    if (set_response_slot(self, r, R_STATUS, Py_NewRef(status)) == 0
+            && set_response_slot(self, r, R_HEADERS, Py_NewRef(headers)) == 0
+            && set_response_slot(self, r, R_BODY, head ? PyBytes_FromStringAndSize(NULL, 0) : Py_NewRef(body)) == 0
+            && set_response_slot(self, r, R_REASON, Py_NewRef(reason)) == 0
+            && set_response_slot(self, r, R_FIELDS, Py_NewRef(Py_None)) == 0
+            && set_response_slot(self, r, R_TRAILERS, Py_NewRef(self->from_body)) == 0
+            && set_response_slot(self, r, R_WIRE_HEAD, Py_NewRef(wire_head)) == 0) {
+        result = Py_NewRef(r);
+    }
+done:
+    Py_XDECREF(r);
+    Py_XDECREF(wire_head);
+    Py_XDECREF(version);
+    Py_XDECREF(block);
+    Py_XDECREF(headers);
+    Py_DECREF(age);
+    return result;
+}
+
+static int answer_init(EntryAnswer *self, PyObject *args, PyObject *kwds) {
+    PyObject *entry_cls, *cls, *from_body, *getversion;
+    if (!PyArg_ParseTuple(args, "O!O!OO:EntryAnswer", &PyType_Type, &entry_cls, &PyType_Type, &cls,
+                          &from_body, &getversion)) {
+        return -1;
+    }
+    if (slot_offsets((PyTypeObject *)entry_cls, slot_names, S_COUNT, self->entry_offsets) < 0
+            || slot_offsets((PyTypeObject *)cls, response_slot_names, R_COUNT, self->offsets) < 0) {
+        return -1;
+    }
+    if (((PyTypeObject *)cls)->tp_init != PyBaseObject_Type.tp_init) {
+        PyErr_Format(PyExc_TypeError, "%R has an __init__ of its own", cls);
+        return -1;
+    }
+    Py_INCREF(entry_cls);
+    Py_XSETREF(self->entry_cls, (PyTypeObject *)entry_cls);
+    Py_INCREF(cls);
+    Py_XSETREF(self->cls, (PyTypeObject *)cls);
+    Py_INCREF(from_body);
+    Py_XSETREF(self->from_body, from_body);
+    Py_INCREF(getversion);
+    Py_XSETREF(self->getversion, getversion);
+    self->vectorcall = (vectorcallfunc)answer_call;
+    return 0;
+}
+
+static PyObject *answer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    EntryAnswer *self = (EntryAnswer *)PyType_GenericNew(type, args, kwds);
+    if (self != NULL) {
+        self->vectorcall = NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *answer_tp_call(EntryAnswer *self, PyObject *args, PyObject *kwds) {
+    if (self->cls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "EntryAnswer not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call((PyObject *)self, args, kwds);
+}
+
+static int answer_traverse(EntryAnswer *self, visitproc visit, void *arg) {
+    Py_VISIT(self->entry_cls);
+    Py_VISIT(self->cls);
+    Py_VISIT(self->from_body);
+    Py_VISIT(self->getversion);
+    return 0;
+}
+
+static int answer_clear(EntryAnswer *self) {
+    Py_CLEAR(self->entry_cls);
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->from_body);
+    Py_CLEAR(self->getversion);
+    return 0;
+}
+
+static void answer_dealloc(EntryAnswer *self) {
+    PyObject_GC_UnTrack(self);
+    answer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject EntryAnswerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.cache._entry.EntryAnswer",
+    .tp_doc = PyDoc_STR("EntryAnswer(Entry, PrebuiltResponse, FROM_BODY, getversion)(entry, now, cache_status, "
+                        "x_cache, head): the whole entry's answer as CacheStage._serve makes it (the stored "
+                        "fields plus Age, Cache-Status and X-Cache, the head as bytes), or None (_serve's "
+                        "Python makes it)"),
+    .tp_basicsize = sizeof(EntryAnswer),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(EntryAnswer, vectorcall),
+    .tp_new = answer_new,
+    .tp_init = (initproc)answer_init,
+    .tp_call = (ternaryfunc)answer_tp_call,
+    .tp_traverse = (traverseproc)answer_traverse,
+    .tp_clear = (inquiry)answer_clear,
+    .tp_dealloc = (destructor)answer_dealloc,
+};
 
 static PyTypeObject UsualEntryType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -675,7 +920,14 @@ PyMODINIT_FUNC PyInit__entry(void) {
             || (s_maxage_name == NULL && (s_maxage_name = PyUnicode_InternFromString("s-maxage")) == NULL)) {
         return NULL;
     }
-    if (PyType_Ready(&UsualEntryType) < 0) {
+    const char *texts[5] = {"copy", "add", "Age", "Cache-Status", "X-Cache"};
+    PyObject **names[5] = {&copy_name, &add_name, &age_name, &cache_status_name, &x_cache_name};
+    for (int i = 0; i < 5; i++) {
+        if (*names[i] == NULL && (*names[i] = PyUnicode_InternFromString(texts[i])) == NULL) {
+            return NULL;
+        }
+    }
+    if (PyType_Ready(&UsualEntryType) < 0 || PyType_Ready(&EntryAnswerType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&entry_module);
@@ -685,6 +937,12 @@ PyMODINIT_FUNC PyInit__entry(void) {
     Py_INCREF(&UsualEntryType);
     if (PyModule_AddObject(m, "UsualEntry", (PyObject *)&UsualEntryType) < 0) {
         Py_DECREF(&UsualEntryType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&EntryAnswerType);
+    if (PyModule_AddObject(m, "EntryAnswer", (PyObject *)&EntryAnswerType) < 0) {
+        Py_DECREF(&EntryAnswerType);
         Py_DECREF(m);
         return NULL;
     }

@@ -23,6 +23,7 @@ from edgenode.cache.conditional import (
     CLIENT_VALIDATORS, client_not_modified, has_client_validators, if_range_matches,
     not_modified_fields, revalidation_headers, same_representation, strong_validator,
 )
+from edgenode.cache._entry import EntryAnswer
 from edgenode.cache.directives import CC_MEMO
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
@@ -37,6 +38,7 @@ from edgenode.config import CacheConfig
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
     FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, TrailerRelay, close_body, trailers_of,
+    made_response,
 )
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 from edgenode.pipeline.chain import Next, Outcome
@@ -50,6 +52,9 @@ log = logging.getLogger("edgenode.cache")
 _NOT_PLAIN = frozenset(name.decode("ascii") for name in NOT_PLAIN)
 
 _ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
+#: a whole entry's common answer in one C call (None: ``CacheStage._whole_answer``, its
+#: reference, makes it): ``(entry, now, cache_status, x_cache, head)``
+_entry_answer = EntryAnswer(Entry, PrebuiltResponse, FROM_BODY, getversion)
 _SURROGATE = ("surrogate-key", "surrogate-control")
 _STORE_STRIP = CLIENT_VALIDATORS + ("range", "if-range")
 Cc = Mapping[str, "str | None"]
@@ -434,40 +439,20 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        age_s = entry.age0 + (now - entry.response_time)  # ``entry.age(now)``, inline
-        age = str(int(age_s)) if age_s > 0.0 else "0"
-        status_code = entry.status
-        body = entry.body
-        wire = entry.wire
-        if wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
-                                 and "range" not in h):
+        if entry.wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
+                                       and "range" not in h):
             # the common answer (a hit, a miss's just stored): the stored fields as they are
-            # plus ours (``_hit_fields``, inline), their head pre-serialised at store time,
-            # made without ``__init__`` (``made_response``'s slots, stored here)
-            headers = entry.proto.copy()
-            headers["Age"] = age
-            headers.add("Cache-Status", cache_status)
-            headers["X-Cache"] = x_cache
+            # plus ours, their head pre-serialised at store time, made without ``__init__``
+            head = req.method == "HEAD"
+            resp = _entry_answer(entry, now, cache_status, x_cache, head)
+            if resp is None:
+                resp = self._whole_answer(entry, now, cache_status, x_cache, head)
             ex.cache_status = cache_status
             ex.x_cache = x_cache
-            trailers = entry.trailers  # a copy: a filter may edit them, not the stored ones
-            resp = PrebuiltResponse()
-            resp.status = status_code
-            resp.headers = headers
-            resp.reason = entry.reason
-            resp.fields = None
-            if req.method == "HEAD":
-                resp.body = b""
-                resp._trailers = FROM_BODY
-            else:
-                resp.body = body
-                resp._trailers = FROM_BODY if trailers is None else trailers.copy()
-            try:
-                tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
-                resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
-            except UnicodeEncodeError:  # written by the general writer
-                resp.wire_head = None
             return resp
+        status_code = entry.status
+        body = entry.body
+        age = str(int(max(0.0, entry.age(now))))
         headers = entry.proto.copy()
         headers["Age"] = age
         partial = entry.partial
@@ -494,6 +479,28 @@ class CacheStage:
         if (entry.trailers is not None and status_code == entry.status and partial is None
                 and req.method != "HEAD"):
             resp.trailers = entry.trailers.copy()  # whole-body metadata: not on 304/206/416
+        return resp
+
+    @staticmethod
+    def _whole_answer(entry: Entry, now: float, cache_status: str, x_cache: str, head: bool) -> Response:
+        """The whole entry's answer (``_serve``'s common one): the stored fields plus Age,
+        Cache-Status and X-Cache, their head as bytes (the stored block plus those lines:
+        none when they are beyond Latin-1), made without ``__init__``.  ``_entry_answer``
+        makes the usual one in C; this is its reference (tests/cache/test_entry_answer.py)
+        and the maker of the rest (trailers, no block, a Cache-Status or X-Cache beyond
+        Latin-1, an age of 1e15 s or more)."""
+        age = str(int(max(0.0, entry.age(now))))
+        headers = CacheStage._hit_fields(entry, age, cache_status, x_cache)
+        trailers = entry.trailers  # a copy: a filter may edit them, not the stored ones
+        resp = made_response(entry.status, headers, b"" if head else entry.body, entry.reason, None,
+                             FROM_BODY if trailers is None or head else trailers.copy())
+        wire = entry.wire
+        if wire is not None:
+            try:
+                tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
+                resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
+            except UnicodeEncodeError:  # written by the general writer
+                pass
         return resp
 
     @staticmethod
@@ -706,7 +713,13 @@ class CacheStage:
             cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
             if stored:
                 self._miss_statuses[fwd] = cache_status
-        return self._serve(ex, entry, self.clock(), "MISS", cache_status)
+        # ``_serve``'s common answer: the request asks for neither a 304 nor a range
+        resp = _entry_answer(entry, self.clock(), cache_status, "MISS", False)
+        if resp is None:
+            return self._serve(ex, entry, self.clock(), "MISS", cache_status)
+        ex.cache_status = cache_status
+        ex.x_cache = "MISS"
+        return resp
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                         req_cc: Cc, flight: Flight | None) -> Response:
