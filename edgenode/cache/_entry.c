@@ -37,8 +37,12 @@ static const char *slot_names[S_COUNT] = {
     "surrogate_keys", "surrogate_control", "proto", "wire", "trailers", "hit", "partial",
 };
 
-/* what a field's lower-case name means here */
-enum { F_STORED, F_DROPPED, F_AGE, F_SURROGATE_KEY, F_SURROGATE_CONTROL, F_X_CACHE, F_OTHER_PATH };
+/* what a field's lower-case name means here (the last five are stored too: only the
+ * stored miss's decision, ``UsualEntry.stored``, looks at them) */
+enum {
+    F_STORED, F_DROPPED, F_AGE, F_SURROGATE_KEY, F_SURROGATE_CONTROL, F_X_CACHE, F_OTHER_PATH,
+    F_CONTENT_LENGTH, F_CACHE_CONTROL, F_CDN_CACHE_CONTROL, F_SET_COOKIE, F_EXPIRES
+};
 
 /* ``policy._NOT_STORED`` and the names that send a response to the Python path, by
  * length (a name is compared only with the special names of its length) */
@@ -48,13 +52,15 @@ static const Special len2[] = {{"te", F_DROPPED}, {NULL, 0}};
 static const Special len3[] = {{"age", F_AGE}, {NULL, 0}};
 static const Special len4[] = {{"vary", F_OTHER_PATH}, {NULL, 0}};
 static const Special len7[] = {{"trailer", F_DROPPED}, {"upgrade", F_DROPPED}, {"x-cache", F_X_CACHE},
-                               {NULL, 0}};
-static const Special len10[] = {{"keep-alive", F_DROPPED}, {"connection", F_OTHER_PATH}, {NULL, 0}};
-static const Special len13[] = {{"surrogate-key", F_SURROGATE_KEY}, {NULL, 0}};
-static const Special len14[] = {{"content-length", F_DROPPED}, {NULL, 0}};
+                               {"expires", F_EXPIRES}, {NULL, 0}};
+static const Special len10[] = {{"keep-alive", F_DROPPED}, {"connection", F_OTHER_PATH},
+                                {"set-cookie", F_SET_COOKIE}, {NULL, 0}};
+static const Special len13[] = {{"surrogate-key", F_SURROGATE_KEY}, {"cache-control", F_CACHE_CONTROL},
+                                {NULL, 0}};
+static const Special len14[] = {{"content-length", F_CONTENT_LENGTH}, {NULL, 0}};
 static const Special len16[] = {{"proxy-connection", F_DROPPED}, {NULL, 0}};
 static const Special len17[] = {{"transfer-encoding", F_DROPPED}, {"surrogate-control", F_SURROGATE_CONTROL},
-                                {NULL, 0}};
+                                {"cdn-cache-control", F_CDN_CACHE_CONTROL}, {NULL, 0}};
 static const Special len18[] = {{"proxy-authenticate", F_DROPPED}, {NULL, 0}};
 static const Special len19[] = {{"proxy-authorization", F_DROPPED}, {NULL, 0}};
 
@@ -155,12 +161,17 @@ typedef struct {
     PyObject *age;       /* the first Age value, or NULL */
     Py_ssize_t chars;    /* the stored lines' length */
     int x_cache;         /* an X-Cache field is stored: no wire block */
+    /* for the stored miss's decision: */
+    PyObject *cc;        /* the Cache-Control values, a new list or NULL */
+    PyObject *length;    /* the first Content-Length value, or NULL */
+    int cdn, cookie, expires;  /* CDN-Cache-Control, Set-Cookie, Expires are there */
 } Scan;
 
 static void scan_clear(Scan *s) {
     Py_CLEAR(s->stored);
     Py_CLEAR(s->tags);
     Py_CLEAR(s->controls);
+    Py_CLEAR(s->cc);
 }
 
 /* Append ``value`` to the list ``*list``, made on first use. */
@@ -221,6 +232,25 @@ static int scan_fields(PyObject *pairs, Scan *s) {
             continue;
         case F_X_CACHE:
             s->x_cache = 1;
+            break;
+        case F_CONTENT_LENGTH:
+            if (s->length == NULL) {
+                s->length = value;
+            }
+            continue;
+        case F_CACHE_CONTROL:
+            if (append_to(&s->cc, value) < 0) {
+                return -1;
+            }
+            break;
+        case F_CDN_CACHE_CONTROL:
+            s->cdn = 1;
+            break;
+        case F_SET_COOKIE:
+            s->cookie = 1;
+            break;
+        case F_EXPIRES:
+            s->expires = 1;
             break;
         }
         if (PyList_Append(s->stored, pair) < 0) {
@@ -298,6 +328,69 @@ static int fill(UsualEntry *self, PyObject *e, PyObject *const *args, Scan *s, P
 
 #define NARGS 13
 
+/* The entry of the scanned usual response (``args`` as ``usual_call``'s but for ``cc``):
+ * a new reference; NULL with an exception, or without one when the facts leave the
+ * response to Python.  ``reused``: only an entry that could be reused (a lifetime, a
+ * validator or a stale window: the stage's ``_put`` stores no other). */
+static PyObject *make_entry(UsualEntry *self, PyObject *const *args, PyObject *cc, int heuristic,
+                            Scan *s, int reused) {
+    double fraction = PyFloat_AsDouble(args[10]), hmax = PyFloat_AsDouble(args[11]);
+    double default_ttl = PyFloat_AsDouble(args[12]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *result = NULL, *length = NULL, *length_pair = NULL, *block = NULL, *e = NULL;
+    Py_ssize_t count = PyList_GET_SIZE(s->stored), body_len = PyBytes_GET_SIZE(args[5]);
+    length = PyUnicode_FromFormat("%zd", body_len);
+    if (length == NULL || (length_pair = PyTuple_Pack(2, content_length_name, length)) == NULL
+            || PyList_Append(s->stored, length_pair) < 0) {
+        goto done;
+    }
+    Facts x;
+    if (compute_facts(s->stored, cc, 0, heuristic, s->age ? s->age : Py_None,
+                      PyFloat_AS_DOUBLE(args[8]), PyFloat_AS_DOUBLE(args[9]), fraction, hmax,
+                      default_ttl, &x) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {  /* read differently in Python */
+            PyErr_Clear();
+        }
+        goto done;
+    }
+    if (!x.dated) {  /* a Date to add: Python's */
+        goto done;
+    }
+    if (reused && x.lifetime <= 0 && x.etag == NULL && x.last_modified == NULL && x.swr <= 0
+            && x.sie <= 0) {
+        goto done;
+    }
+    Py_ssize_t size = body_len + s->chars + PyUnicode_GET_LENGTH(length) + 18
+                      + PyUnicode_GET_LENGTH(args[0]) + 200;
+    if ((block = wire_block(s->stored, count, s->chars)) == NULL
+            || (e = PyObject_CallNoArgs((PyObject *)self->cls)) == NULL) {
+        goto done;
+    }
+    if (fill(self, e, args, s, block, &x, size) == 0) {
+        result = Py_NewRef(e);
+    }
+done:
+    Py_XDECREF(e);
+    Py_XDECREF(block);
+    Py_XDECREF(length_pair);
+    Py_XDECREF(length);
+    return result;
+}
+
+/* NULL with an exception, else None (new reference). */
+static PyObject *none_unless_error(void) {
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+}
+
+/* Whether ``args`` hold the types ``usual_call`` and ``usual_stored`` take as they are. */
+static int usual_types(PyObject *const *args) {
+    return PyUnicode_Check(args[0]) && PyLong_CheckExact(args[2]) && PyList_Check(args[4])
+           && PyBytes_CheckExact(args[5]) && PyDict_Check(args[6]) && PyFloat_CheckExact(args[8])
+           && PyFloat_CheckExact(args[9]);
+}
+
 static PyObject *usual_call(UsualEntry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (nargs != NARGS || kwnames != NULL) {
@@ -306,15 +399,11 @@ static PyObject *usual_call(UsualEntry *self, PyObject *const *args, size_t narg
                                          "heuristic_max, default_ttl)");
         return NULL;
     }
-    if (!PyUnicode_Check(args[0]) || !PyLong_CheckExact(args[2]) || !PyList_Check(args[4])
-            || !PyBytes_CheckExact(args[5]) || !PyDict_Check(args[6]) || !PyFloat_CheckExact(args[8])
-            || !PyFloat_CheckExact(args[9])) {
+    if (!usual_types(args)) {
         Py_RETURN_NONE;  /* (values of other types: stored as they are, by Python) */
     }
     int targeted = PyObject_IsTrue(args[7]);
-    double fraction = PyFloat_AsDouble(args[10]), hmax = PyFloat_AsDouble(args[11]);
-    double default_ttl = PyFloat_AsDouble(args[12]);
-    if (targeted < 0 || PyErr_Occurred()) {
+    if (targeted < 0) {
         return NULL;
     }
     int named = targeted ? 1 : names_fields(args[6]);
@@ -327,49 +416,161 @@ static PyObject *usual_call(UsualEntry *self, PyObject *const *args, size_t narg
     }
     Scan s;
     int usual = scan_fields(args[4], &s);
-    PyObject *result = NULL, *length = NULL, *length_pair = NULL, *block = NULL, *e = NULL;
-    if (usual <= 0) {
-        goto done;
+    PyObject *result = usual > 0 ? make_entry(self, args, args[6], heuristic, &s, 0) : NULL;
+    scan_clear(&s);
+    return result != NULL ? result : none_unless_error();
+}
+
+/* ``value`` as the decimal number its ASCII digits spell (``str.isdigit`` and ``int``
+ * as the stage reads Content-Length), or -1: empty, another character, or too long. */
+static Py_ssize_t digits_value(PyObject *value) {
+    if (!PyUnicode_IS_ASCII(value)) {
+        return -1;
     }
-    Py_ssize_t count = PyList_GET_SIZE(s.stored), body_len = PyBytes_GET_SIZE(args[5]);
-    length = PyUnicode_FromFormat("%zd", body_len);
-    if (length == NULL || (length_pair = PyTuple_Pack(2, content_length_name, length)) == NULL
-            || PyList_Append(s.stored, length_pair) < 0) {
-        goto done;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    const Py_UCS1 *d = PyUnicode_1BYTE_DATA(value);
+    if (n == 0 || n > 15) {
+        return -1;
     }
-    Facts x;
-    if (compute_facts(s.stored, args[6], 0, heuristic, s.age ? s.age : Py_None,
-                      PyFloat_AS_DOUBLE(args[8]), PyFloat_AS_DOUBLE(args[9]), fraction, hmax,
-                      default_ttl, &x) < 0) {
-        if (PyErr_ExceptionMatches(PyExc_ValueError)) {  /* read differently in Python */
-            PyErr_Clear();
-            usual = 0;
+    Py_ssize_t v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (d[i] < '0' || d[i] > '9') {
+            return -1;
         }
+        v = v * 10 + (d[i] - '0');
+    }
+    return v;
+}
+
+static PyObject *must_understand_name, *no_store_name, *public_name, *max_age_name, *s_maxage_name;
+
+/* Whether ``cc`` holds ``name``: 1, 0, or -1 with an exception. */
+static int has(PyObject *cc, PyObject *name) {
+    return PyDict_Contains(cc, name);
+}
+
+/* The stored miss's decision on what the scan and ``cc`` found (RFC 9111 §3, as
+ * ``policy.storability`` and the stage's length checks decide it for a GET with no
+ * request directives or credentials): 1 stored as the usual entry, 0 left to Python,
+ * -1 error.  Left to Python: a targeted field (CDN-Cache-Control, Surrogate-Control),
+ * Set-Cookie, must-understand, no-store, private, no freshness information, a body
+ * longer than ``max_bytes`` and a Content-Length that is not the body's length (and,
+ * in ``make_entry``, an entry that could never be reused). */
+static int stored_usual(PyObject *const *args, Scan *s, PyObject *cc, int heuristic) {
+    if (s->cdn || s->controls != NULL || s->cookie) {
+        return 0;
+    }
+    PyObject *refused[3] = {must_understand_name, no_store_name, private_name};
+    for (int i = 0; i < 3; i++) {
+        int r = has(cc, refused[i]);
+        if (r != 0) {
+            return r < 0 ? -1 : 0;
+        }
+    }
+    if (!heuristic && !s->expires) {
+        PyObject *fresh[3] = {public_name, max_age_name, s_maxage_name};
+        int any = 0;
+        for (int i = 0; i < 3 && !any; i++) {
+            if ((any = has(cc, fresh[i])) < 0) {
+                return -1;
+            }
+        }
+        if (!any) {
+            return 0;
+        }
+    }
+    Py_ssize_t body_len = PyBytes_GET_SIZE(args[5]);
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(args[7]);
+    if (max_bytes == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (body_len > max_bytes || (s->length != NULL && digits_value(s->length) != body_len)) {
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *usual_stored(UsualEntry *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != NARGS) {
+        PyErr_SetString(PyExc_TypeError, "UsualEntry.stored(key, url, status, reason, pairs, body, memo, "
+                                         "max_bytes, request_time, response_time, heuristic_fraction, "
+                                         "heuristic_max, default_ttl)");
+        return NULL;
+    }
+    if (!usual_types(args) || !PyLong_CheckExact(args[7])) {
+        Py_RETURN_NONE;
+    }
+    long status = PyLong_AsLong(args[2]);
+    if (status == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (status < 200 || status == 304 || status == 206) {  /* not stored, or combined: Python's */
+        Py_RETURN_NONE;
+    }
+    int heuristic = PySet_Contains(self->statuses, args[2]);
+    if (heuristic < 0) {
+        return NULL;
+    }
+    Scan s;
+    PyObject *cc = NULL, *result = NULL;
+    if (scan_fields(args[4], &s) <= 0) {
         goto done;
     }
-    if (!x.dated) {  /* a Date to add: Python's */
-        usual = 0;
+    if (s.cc == NULL) {
+        cc = PyDict_New();
+    } else {  /* the parsed directives, when ``parse_cache_control`` has them in its memo */
+        PyObject *lines = PyList_AsTuple(s.cc);
+        if (lines == NULL) {
+            goto done;
+        }
+        cc = Py_XNewRef(PyDict_GetItemWithError(args[6], lines));
+        Py_DECREF(lines);
+    }
+    if (cc == NULL || !PyDict_CheckExact(cc)) {
         goto done;
     }
-    Py_ssize_t size = body_len + s.chars + PyUnicode_GET_LENGTH(length) + 18
-                      + PyUnicode_GET_LENGTH(args[0]) + 200;
-    if ((block = wire_block(s.stored, count, s.chars)) == NULL
-            || (e = PyObject_CallNoArgs((PyObject *)self->cls)) == NULL) {
-        goto done;
-    }
-    if (fill(self, e, args, &s, block, &x, size) == 0) {
-        result = Py_NewRef(e);
+    if (names_fields(cc) == 0 && stored_usual(args, &s, cc, heuristic) > 0) {
+        result = make_entry(self, args, cc, heuristic, &s, 1);
     }
 done:
-    Py_XDECREF(e);
-    Py_XDECREF(block);
-    Py_XDECREF(length_pair);
-    Py_XDECREF(length);
+    Py_XDECREF(cc);
     scan_clear(&s);
-    if (result == NULL && usual == 0 && !PyErr_Occurred()) {
-        return Py_NewRef(Py_None);
+    return result != NULL ? result : none_unless_error();
+}
+
+static PyMethodDef usual_methods[] = {
+    {"stored", (PyCFunction)(void (*)(void))usual_stored, METH_FASTCALL,
+     PyDoc_STR("stored(key, url, status, reason, pairs, body, memo, max_bytes, request_time, "
+               "response_time, heuristic_fraction, heuristic_max, default_ttl): the entry the cache "
+               "stage stores for a GET's usual response (no request directives or credentials), "
+               "its decision and its entry in one call; None: the stage's Python decides.  "
+               "``memo``: parse_cache_control's parsed values (directives._CC_MEMO)")},
+    {NULL, NULL, 0, NULL},
+};
+
+/* The slot offsets of ``names`` in ``cls`` (object slots, and all of its slots): 0 or -1. */
+static int slot_offsets(PyTypeObject *cls, const char **names, int count, Py_ssize_t *offsets) {
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
+        if (name == NULL) {
+            return -1;
+        }
+        PyObject *descr = _PyType_Lookup(cls, name);
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%R is not an object slot of %R", name, cls);
+            Py_DECREF(name);
+            return -1;
+        }
+        Py_DECREF(name);
+        offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
     }
-    return result;
+    if (cls->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + count * sizeof(PyObject *))) {
+        PyErr_Format(PyExc_TypeError, "%R has slots this does not set", cls);
+        return -1;
+    }
+    return 0;
 }
 
 static int usual_init(UsualEntry *self, PyObject *args, PyObject *kwds) {
@@ -378,23 +579,7 @@ static int usual_init(UsualEntry *self, PyObject *args, PyObject *kwds) {
                           &PyFrozenSet_Type, &statuses)) {
         return -1;
     }
-    for (int i = 0; i < S_COUNT; i++) {
-        PyObject *name = PyUnicode_FromString(slot_names[i]);
-        if (name == NULL) {
-            return -1;
-        }
-        PyObject *descr = _PyType_Lookup((PyTypeObject *)cls, name);
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
-                || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-            PyErr_Format(PyExc_TypeError, "%R is not an object slot of %R", name, cls);
-            Py_DECREF(name);
-            return -1;
-        }
-        Py_DECREF(name);
-        self->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-    }
-    if (((PyTypeObject *)cls)->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + S_COUNT * sizeof(PyObject *))) {
-        PyErr_Format(PyExc_TypeError, "%R has slots this does not set", cls);
+    if (slot_offsets((PyTypeObject *)cls, slot_names, S_COUNT, self->offsets) < 0) {
         return -1;
     }
     Py_INCREF(cls);
@@ -443,6 +628,243 @@ static void usual_dealloc(UsualEntry *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* ---- the answer from a whole entry (cache/stage.py ``_serve``'s common answer) ---- */
+
+/* the response's slots this sets (http/messages.py ``Response``, ``_Message``) */
+enum { R_STATUS, R_HEADERS, R_BODY, R_REASON, R_FIELDS, R_TRAILERS, R_WIRE_HEAD, R_COUNT };
+
+static const char *response_slot_names[R_COUNT] = {
+    "status", "headers", "body", "reason", "fields", "_trailers", "wire_head",
+};
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Py_ssize_t entry_offsets[S_COUNT];  /* Entry's slots */
+    PyTypeObject *entry_cls;            /* Entry */
+    PyTypeObject *cls;                  /* PrebuiltResponse */
+    PyObject *from_body;                /* messages.FROM_BODY */
+    PyObject *getversion;               /* multidict.getversion */
+    Py_ssize_t offsets[R_COUNT];
+} EntryAnswer;
+
+static PyObject *copy_name, *add_name, *age_name, *cache_status_name, *x_cache_name;
+
+/* The entry's slot (borrowed; NULL with AttributeError when unset). */
+static PyObject *entry_slot(EntryAnswer *self, PyObject *entry, int slot) {
+    PyObject *v = *(PyObject **)((char *)entry + self->entry_offsets[slot]);
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "entry slot %s is not set", slot_names[slot]);
+    }
+    return v;
+}
+
+/* ``wire`` and the three lines a whole answer adds, as one bytes. */
+static PyObject *answer_block(PyObject *wire, PyObject *age, PyObject *cache_status, PyObject *x_cache) {
+    static const char a[] = "Age: ", c[] = "\r\nCache-Status: ", x[] = "\r\nX-Cache: ";
+    PyObject *parts[3] = {age, cache_status, x_cache};
+    const char *labels[3] = {a, c, x};
+    Py_ssize_t labels_len[3] = {sizeof(a) - 1, sizeof(c) - 1, sizeof(x) - 1};
+    Py_ssize_t n = PyBytes_GET_SIZE(wire) + 2;
+    for (int i = 0; i < 3; i++) {
+        n += labels_len[i] + PyUnicode_GET_LENGTH(parts[i]);
+    }
+    PyObject *block = PyBytes_FromStringAndSize(NULL, n);
+    if (block == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(block);
+    memcpy(out, PyBytes_AS_STRING(wire), PyBytes_GET_SIZE(wire));
+    out += PyBytes_GET_SIZE(wire);
+    for (int i = 0; i < 3; i++) {
+        memcpy(out, labels[i], labels_len[i]);
+        out += labels_len[i];
+        memcpy(out, PyUnicode_1BYTE_DATA(parts[i]), PyUnicode_GET_LENGTH(parts[i]));
+        out += PyUnicode_GET_LENGTH(parts[i]);
+    }
+    *out++ = '\r';
+    *out++ = '\n';
+    return block;
+}
+
+/* The entry's fields plus Age, Cache-Status and X-Cache (``_hit_fields``): new reference. */
+static PyObject *answer_fields(PyObject *proto, PyObject *age, PyObject *cache_status, PyObject *x_cache) {
+    PyObject *headers = PyObject_CallMethodNoArgs(proto, copy_name);
+    if (headers == NULL) {
+        return NULL;
+    }
+    PyObject *added = NULL;
+    if (PyObject_SetItem(headers, age_name, age) < 0
+            || (added = PyObject_CallMethodObjArgs(headers, add_name, cache_status_name, cache_status, NULL)) == NULL
+            || PyObject_SetItem(headers, x_cache_name, x_cache) < 0) {
+        Py_XDECREF(added);
+        Py_DECREF(headers);
+        return NULL;
+    }
+    Py_DECREF(added);
+    return headers;
+}
+
+/* Store ``value`` (a new reference, NULL when its making failed) in the response's slot. */
+static int set_response_slot(EntryAnswer *self, PyObject *r, int slot, PyObject *value) {
+    if (value == NULL) {
+        return -1;
+    }
+    *(PyObject **)((char *)r + self->offsets[slot]) = value;
+    return 0;
+}
+
+#define ANSWER_NARGS 5
+
+/* (entry, now, cache_status, x_cache, head) -> the whole entry's answer, or None when
+ * it is not the common one this makes (no wire block, trailers, an Age beyond what
+ * ``int`` of a float makes as digits here, a status text beyond Latin-1): ``_serve``'s
+ * Python then makes it. */
+static PyObject *answer_call(EntryAnswer *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != ANSWER_NARGS || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "EntryAnswer(entry, now, cache_status, x_cache, head)");
+        return NULL;
+    }
+    PyObject *entry = args[0], *cache_status = args[2], *x_cache = args[3];
+    if (!PyObject_TypeCheck(entry, self->entry_cls) || !PyFloat_CheckExact(args[1])
+            || !PyUnicode_CheckExact(cache_status) || !PyUnicode_CheckExact(x_cache)
+            || PyUnicode_KIND(cache_status) != PyUnicode_1BYTE_KIND
+            || PyUnicode_KIND(x_cache) != PyUnicode_1BYTE_KIND) {
+        Py_RETURN_NONE;
+    }
+    int head = PyObject_IsTrue(args[4]);
+    if (head < 0) {
+        return NULL;
+    }
+    PyObject *wire = entry_slot(self, entry, S_WIRE), *trailers = entry_slot(self, entry, S_TRAILERS);
+    PyObject *age0 = entry_slot(self, entry, S_AGE0), *rtime = entry_slot(self, entry, S_RESPONSE_TIME);
+    PyObject *proto = entry_slot(self, entry, S_PROTO), *status = entry_slot(self, entry, S_STATUS);
+    PyObject *reason = entry_slot(self, entry, S_REASON), *body = entry_slot(self, entry, S_BODY);
+    if (wire == NULL || trailers == NULL || age0 == NULL || rtime == NULL || proto == NULL || status == NULL
+            || reason == NULL || body == NULL) {
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(wire) || trailers != Py_None || !PyFloat_CheckExact(age0)
+            || !PyFloat_CheckExact(rtime)) {
+        Py_RETURN_NONE;
+    }
+    double age_s = PyFloat_AS_DOUBLE(age0) + (PyFloat_AS_DOUBLE(args[1]) - PyFloat_AS_DOUBLE(rtime));
+    if (age_s >= 1e15) {  /* (and an infinite one: ``int`` raises in Python) */
+        Py_RETURN_NONE;
+    }
+    PyObject *age = PyUnicode_FromFormat("%lld", age_s > 0.0 ? (long long)age_s : 0LL);
+    if (age == NULL) {
+        return NULL;
+    }
+    PyObject *headers = NULL, *block = NULL, *version = NULL, *wire_head = NULL, *r = NULL, *result = NULL;
+    if ((headers = answer_fields(proto, age, cache_status, x_cache)) == NULL
+            || (block = answer_block(wire, age, cache_status, x_cache)) == NULL
+            || (version = PyObject_CallOneArg(self->getversion, headers)) == NULL
+            || (wire_head = PyTuple_Pack(2, version, block)) == NULL
+            || (r = PyObject_CallNoArgs((PyObject *)self->cls)) == NULL) {
+        goto done;
+    }
+    if (set_response_slot(self, r, R_STATUS, Py_NewRef(status)) == 0
+            && set_response_slot(self, r, R_HEADERS, Py_NewRef(headers)) == 0
+            && set_response_slot(self, r, R_BODY, head ? PyBytes_FromStringAndSize(NULL, 0) : Py_NewRef(body)) == 0
+            && set_response_slot(self, r, R_REASON, Py_NewRef(reason)) == 0
+            && set_response_slot(self, r, R_FIELDS, Py_NewRef(Py_None)) == 0
+            && set_response_slot(self, r, R_TRAILERS, Py_NewRef(self->from_body)) == 0
+            && set_response_slot(self, r, R_WIRE_HEAD, Py_NewRef(wire_head)) == 0) {
+        result = Py_NewRef(r);
+    }
+done:
+    Py_XDECREF(r);
+    Py_XDECREF(wire_head);
+    Py_XDECREF(version);
+    Py_XDECREF(block);
+    Py_XDECREF(headers);
+    Py_DECREF(age);
+    return result;
+}
+
+static int answer_init(EntryAnswer *self, PyObject *args, PyObject *kwds) {
+    PyObject *entry_cls, *cls, *from_body, *getversion;
+    if (!PyArg_ParseTuple(args, "O!O!OO:EntryAnswer", &PyType_Type, &entry_cls, &PyType_Type, &cls,
+                          &from_body, &getversion)) {
+        return -1;
+    }
+    if (slot_offsets((PyTypeObject *)entry_cls, slot_names, S_COUNT, self->entry_offsets) < 0
+            || slot_offsets((PyTypeObject *)cls, response_slot_names, R_COUNT, self->offsets) < 0) {
+        return -1;
+    }
+    if (((PyTypeObject *)cls)->tp_init != PyBaseObject_Type.tp_init) {
+        PyErr_Format(PyExc_TypeError, "%R has an __init__ of its own", cls);
+        return -1;
+    }
+    Py_INCREF(entry_cls);
+    Py_XSETREF(self->entry_cls, (PyTypeObject *)entry_cls);
+    Py_INCREF(cls);
+    Py_XSETREF(self->cls, (PyTypeObject *)cls);
+    Py_INCREF(from_body);
+    Py_XSETREF(self->from_body, from_body);
+    Py_INCREF(getversion);
+    Py_XSETREF(self->getversion, getversion);
+    self->vectorcall = (vectorcallfunc)answer_call;
+    return 0;
+}
+
+static PyObject *answer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    EntryAnswer *self = (EntryAnswer *)PyType_GenericNew(type, args, kwds);
+    if (self != NULL) {
+        self->vectorcall = NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *answer_tp_call(EntryAnswer *self, PyObject *args, PyObject *kwds) {
+    if (self->cls == NULL) {
+        PyErr_SetString(PyExc_TypeError, "EntryAnswer not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call((PyObject *)self, args, kwds);
+}
+
+static int answer_traverse(EntryAnswer *self, visitproc visit, void *arg) {
+    Py_VISIT(self->entry_cls);
+    Py_VISIT(self->cls);
+    Py_VISIT(self->from_body);
+    Py_VISIT(self->getversion);
+    return 0;
+}
+
+static int answer_clear(EntryAnswer *self) {
+    Py_CLEAR(self->entry_cls);
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->from_body);
+    Py_CLEAR(self->getversion);
+    return 0;
+}
+
+static void answer_dealloc(EntryAnswer *self) {
+    PyObject_GC_UnTrack(self);
+    answer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject EntryAnswerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.cache._entry.EntryAnswer",
+    .tp_doc = PyDoc_STR("EntryAnswer(Entry, PrebuiltResponse, FROM_BODY, getversion)(entry, now, cache_status, "
+                        "x_cache, head): the whole entry's answer as CacheStage._serve makes it (the stored "
+                        "fields plus Age, Cache-Status and X-Cache, the head as bytes), or None (_serve's "
+                        "Python makes it)"),
+    .tp_basicsize = sizeof(EntryAnswer),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(EntryAnswer, vectorcall),
+    .tp_new = answer_new,
+    .tp_init = (initproc)answer_init,
+    .tp_call = (ternaryfunc)answer_tp_call,
+    .tp_traverse = (traverseproc)answer_traverse,
+    .tp_clear = (inquiry)answer_clear,
+    .tp_dealloc = (destructor)answer_dealloc,
+};
+
 static PyTypeObject UsualEntryType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "edgenode.cache._entry.UsualEntry",
@@ -456,6 +878,7 @@ static PyTypeObject UsualEntryType = {
     .tp_new = usual_new,
     .tp_init = (initproc)usual_init,
     .tp_call = (ternaryfunc)usual_tp_call,
+    .tp_methods = usual_methods,
     .tp_traverse = (traverseproc)usual_traverse,
     .tp_clear = (inquiry)usual_clear,
     .tp_dealloc = (destructor)usual_dealloc,
@@ -488,10 +911,23 @@ PyMODINIT_FUNC PyInit__entry(void) {
     if ((private_name == NULL && (private_name = PyUnicode_InternFromString("private")) == NULL)
             || (no_cache_name == NULL && (no_cache_name = PyUnicode_InternFromString("no-cache")) == NULL)
             || (content_length_name == NULL
-                && (content_length_name = PyUnicode_InternFromString("Content-Length")) == NULL)) {
+                && (content_length_name = PyUnicode_InternFromString("Content-Length")) == NULL)
+            || (must_understand_name == NULL
+                && (must_understand_name = PyUnicode_InternFromString("must-understand")) == NULL)
+            || (no_store_name == NULL && (no_store_name = PyUnicode_InternFromString("no-store")) == NULL)
+            || (public_name == NULL && (public_name = PyUnicode_InternFromString("public")) == NULL)
+            || (max_age_name == NULL && (max_age_name = PyUnicode_InternFromString("max-age")) == NULL)
+            || (s_maxage_name == NULL && (s_maxage_name = PyUnicode_InternFromString("s-maxage")) == NULL)) {
         return NULL;
     }
-    if (PyType_Ready(&UsualEntryType) < 0) {
+    const char *texts[5] = {"copy", "add", "Age", "Cache-Status", "X-Cache"};
+    PyObject **names[5] = {&copy_name, &add_name, &age_name, &cache_status_name, &x_cache_name};
+    for (int i = 0; i < 5; i++) {
+        if (*names[i] == NULL && (*names[i] = PyUnicode_InternFromString(texts[i])) == NULL) {
+            return NULL;
+        }
+    }
+    if (PyType_Ready(&UsualEntryType) < 0 || PyType_Ready(&EntryAnswerType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&entry_module);
@@ -501,6 +937,12 @@ PyMODINIT_FUNC PyInit__entry(void) {
     Py_INCREF(&UsualEntryType);
     if (PyModule_AddObject(m, "UsualEntry", (PyObject *)&UsualEntryType) < 0) {
         Py_DECREF(&UsualEntryType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&EntryAnswerType);
+    if (PyModule_AddObject(m, "EntryAnswer", (PyObject *)&EntryAnswerType) < 0) {
+        Py_DECREF(&EntryAnswerType);
         Py_DECREF(m);
         return NULL;
     }

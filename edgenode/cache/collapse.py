@@ -32,26 +32,43 @@ POLL_MAX = 0.02
 
 
 class Flight:
-    """The leader's handle: resolve exactly once with the stored entry or None."""
+    """The leader's handle: resolve exactly once with the stored entry or None.
 
-    __slots__ = ("_collapser", "key", "future", "handed_off", "_leased")
+    The waiters' future is made when the first waiter joins (``waiter``): the usual miss
+    has none, and its leader then makes and resolves no future at all.  Made by
+    ``Collapser.join`` without a Python ``__init__`` (a frame per miss less): its slots
+    are ``_collapser``, ``key``, ``future`` (the waiters', None until one joins),
+    ``handed_off`` (a streamed body, the tee, took over resolving it), ``_leased`` (it
+    holds the store's lease of the key) and ``resolved``."""
 
-    def __init__(self, collapser: "Collapser", key: str, future: asyncio.Future[Entry | None],
-                 leased: bool = False) -> None:
-        self._collapser = collapser
-        self.key = key
-        self.future = future
-        #: set when a streamed body (the tee) took over resolving the flight
-        self.handed_off = False
-        self._leased = leased
+    __slots__ = ("_collapser", "key", "future", "handed_off", "_leased", "resolved")
+    __init__ = object.__init__  # type: ignore[assignment]
+    _collapser: "Collapser"
+    key: str
+    future: asyncio.Future[Entry | None] | None
+    handed_off: bool
+    _leased: bool
+    resolved: bool
+
+    def waiter(self) -> asyncio.Future[Entry | None]:
+        """The future a waiter awaits for the leader's entry (made on first use)."""
+        fut = self.future
+        if fut is None:
+            fut = self.future = self._collapser._loop.get().create_future()
+        return fut
 
     def done(self, entry: Entry | None) -> None:
-        if not self.future.done():
-            self.future.set_result(entry)
-            if self._collapser._flights.get(self.key) is self.future:
-                del self._collapser._flights[self.key]
-            if self._leased:  # the store frees it once the entry is committed: others find it
-                self._collapser.release_lease(self.key)
+        if self.resolved:
+            return
+        self.resolved = True
+        fut = self.future
+        if fut is not None and not fut.done():
+            fut.set_result(entry)
+        flights = self._collapser._flights
+        if flights.get(self.key) is self:
+            del flights[self.key]
+        if self._leased:  # the store frees it once the entry is committed: others find it
+            self._collapser.release_lease(self.key)
 
     def release(self) -> None:
         """Nothing will be stored: send the waiters to the origin themselves."""
@@ -61,13 +78,14 @@ class Flight:
         """The leader's fetch ended: header-time outcomes resolved the flight, a streamed
         body resolves it at its end (the tee holds it, ``handed_off``); anything else (an
         exception) releases the waiters."""
-        if not self.handed_off and not self.future.done():
+        if not self.handed_off and not self.resolved:
             self.done(None)
 
 
 class Collapser:
     def __init__(self, store: "Store | None" = None) -> None:
-        self._flights: dict[str, asyncio.Future[Entry | None]] = {}
+        #: the keys' unresolved flights
+        self._flights: dict[str, Flight] = {}
         self._store = store
         self._leases: Leases | None = store.leases if store is not None else None
         self._remote: set[asyncio.Task[None]] = set()
@@ -75,18 +93,23 @@ class Collapser:
 
     def join(self, key: str) -> tuple[Flight | None, asyncio.Future[Entry | None] | None]:
         """``(flight, None)`` for the leader, ``(None, future)`` for a waiter."""
-        fut = self._flights.get(key)
-        if fut is not None and not fut.done():
-            return None, fut
-        loop = self._loop.get()
-        fut = loop.create_future()
-        self._flights[key] = fut
+        flight = self._flights.get(key)
+        if flight is not None:  # (a resolved flight has left the table)
+            return None, flight.waiter()
         leases = self._leases
-        if leases is None:
-            return Flight(self, key, fut), None
-        if leases.acquire(key):
-            return Flight(self, key, fut, leased=True), None
-        task = loop.create_task(self._elsewhere(key, fut))
+        leased = leases is not None and leases.acquire(key)
+        flight = self._flights[key] = Flight()  # its slots, stored here
+        flight._collapser = self
+        flight.key = key
+        flight.future = None
+        flight.handed_off = False
+        flight._leased = leased
+        flight.resolved = False
+        if leases is None or leased:
+            return flight, None
+        # another process leads: this one's requests wait for what it stored
+        fut = flight.waiter()
+        task = self._loop.get().create_task(self._elsewhere(flight))
         self._remote.add(task)
         task.add_done_callback(self._remote.discard)
         return None, fut
@@ -95,10 +118,11 @@ class Collapser:
         assert self._leases is not None
         self._leases.release(key)
 
-    async def _elsewhere(self, key: str, fut: asyncio.Future[Entry | None]) -> None:
-        """Wait for another process's fetch of ``key``; resolve with what it stored."""
+    async def _elsewhere(self, flight: Flight) -> None:
+        """Wait for another process's fetch of the flight's key; resolve with what it stored."""
         assert self._store is not None and self._leases is not None
         store = self._store
+        key = flight.key
         entry = None
         try:
             deadline = time.monotonic() + store.cfg.collapse_timeout
@@ -110,10 +134,7 @@ class Collapser:
             if found is not None and found.fresh_until > store.clock():
                 entry = found
         finally:
-            if not fut.done():
-                fut.set_result(entry)
-            if self._flights.get(key) is fut:
-                del self._flights[key]
+            flight.done(entry)
 
     @staticmethod
     async def wait(fut: asyncio.Future[Entry | None], timeout: float) -> Entry | None:

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from edgenode.cache._dates import http_date
 
-__all__ = ["parse_cache_control", "parse_targeted", "delta_seconds", "field_names", "parse_http_date",
+__all__ = ["CC_MEMO", "parse_cache_control", "parse_targeted", "delta_seconds", "field_names", "parse_http_date",
            "format_http_date", "split_list"]
 
 #: RFC 9111 §1.2.2: delta-seconds beyond this are treated as this value.
@@ -25,9 +25,10 @@ _DIRECTIVE = re.compile(r'\s*([^\s=,"]+)(?:=("(?:[^"\\]|\\.)*"|[^\s,"]*))?\s*(?:
 
 
 #: parsed Cache-Control values kept per process (origins repeat a handful; a miss parses
-#: each several times); cleared when full
+#: each several times); cleared when full.  Read-only elsewhere: the cache stage's C
+#: decision (``policy.usual_stored``) takes a response's directives from it
 MEMO_SIZE = 1024
-_CC_MEMO: dict[tuple[str, ...], dict[str, str | None]] = {}
+CC_MEMO: dict[tuple[str, ...], dict[str, str | None]] = {}
 
 
 def parse_cache_control(values: Iterable[str]) -> dict[str, str | None]:
@@ -38,11 +39,11 @@ def parse_cache_control(values: Iterable[str]) -> dict[str, str | None]:
     make ``delta_seconds`` see one consistent value).  Each caller gets its own dict.
     """
     lines = tuple(values)
-    parsed = _CC_MEMO.get(lines)
+    parsed = CC_MEMO.get(lines)
     if parsed is None:
-        if len(_CC_MEMO) >= MEMO_SIZE:
-            _CC_MEMO.clear()
-        parsed = _CC_MEMO[lines] = _parse_cache_control(lines)
+        if len(CC_MEMO) >= MEMO_SIZE:
+            CC_MEMO.clear()
+        parsed = CC_MEMO[lines] = _parse_cache_control(lines)
     return dict(parsed)
 
 

@@ -27,7 +27,7 @@ __all__ = [
     "HEURISTIC_STATUSES", "Entry", "storability", "freshness_lifetime", "initial_age",
     "build_entry", "normalise_field", "request_directives", "evaluate", "refresh_entry",
     "FRESH", "STALE_OK", "STALE_SWR", "REVALIDATE", "HOP_BY_HOP", "invalidation_targets",
-    "variant_signature", "response_directives", "explicit_freshness",
+    "variant_signature", "response_directives", "explicit_freshness", "usual_stored",
 ]
 
 #: RFC 9110 §15.1: statuses whose responses may get a heuristic freshness lifetime.
@@ -201,6 +201,11 @@ class Entry:
 
 #: ``build_entry`` of the usual response in one C call (None: not usual, ``_build_entry``'s)
 usual_entry = UsualEntry(Entry, CIMultiDict, HEURISTIC_STATUSES)
+#: the cache stage's decision to store a GET's usual response and its entry, in one C call
+#: (None: the stage's Python decides): ``(key, url, status, reason, pairs, body, memo,
+#: max_bytes, request_time, response_time, heuristic_fraction, heuristic_max,
+#: default_ttl)``, ``memo`` the parsed Cache-Control values (``directives.CC_MEMO``)
+usual_stored = usual_entry.stored
 
 
 def variant_signature(vary: tuple[str, ...], req_headers: Headers) -> tuple[tuple[str | None, ...], str]:

@@ -23,10 +23,12 @@ from edgenode.cache.conditional import (
     CLIENT_VALIDATORS, client_not_modified, has_client_validators, if_range_matches,
     not_modified_fields, revalidation_headers, same_representation, strong_validator,
 )
+from edgenode.cache._entry import EntryAnswer
+from edgenode.cache.directives import CC_MEMO
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
     FRESH, STALE_OK, STALE_SWR, Entry, Headers, build_entry, evaluate, invalidation_targets,
-    refresh_entry, request_directives, response_directives, storability, usual_entry,
+    refresh_entry, request_directives, response_directives, storability, usual_entry, usual_stored,
 )
 from edgenode.cache.ranges import (
     Partial, combine, covers, extract, gaps, multipart, parse_content_range, parse_range,
@@ -50,6 +52,9 @@ log = logging.getLogger("edgenode.cache")
 _NOT_PLAIN = frozenset(name.decode("ascii") for name in NOT_PLAIN)
 
 _ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
+#: a whole entry's common answer in one C call (None: ``CacheStage._whole_answer``, its
+#: reference, makes it): ``(entry, now, cache_status, x_cache, head)``
+_entry_answer = EntryAnswer(Entry, PrebuiltResponse, FROM_BODY, getversion)
 _SURROGATE = ("surrogate-key", "surrogate-control")
 _STORE_STRIP = CLIENT_VALIDATORS + ("range", "if-range")
 Cc = Mapping[str, "str | None"]
@@ -146,6 +151,8 @@ class CacheStage:
         self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._counters = self.store.counters
+        #: the Cache-Status of a stored miss, per fwd (``_stored_miss``)
+        self._miss_statuses: dict[str, str] = {}
         #: the fast path's listener gate and metrics (``observe_fast``): by default none
         self._fast_starts: list[object] = []
         self._fast_ends: list[object] = []
@@ -368,7 +375,12 @@ class CacheStage:
         if method != "GET" and method != "HEAD":
             return self._unsafe(ex, nxt)
         h = req.headers
-        if "upgrade" in h or "if-match" in h or "if-unmodified-since" in h:
+        plain = ex.plain
+        if plain == RAW_PLAIN and req.raw is not None:  # a ``RawRequest``'s fields, made since
+            plain = req.raw[0]
+        # the front end found none of NOT_PLAIN in the fields, unchanged since: no checks
+        plain = plain == getversion(h)
+        if not plain and ("upgrade" in h or "if-match" in h or "if-unmodified-since" in h):
             return self._bypass(ex, nxt, "request")
         url, key = self.keys.for_request(req)
         if self.nested:
@@ -376,10 +388,10 @@ class CacheStage:
             if key in seen:
                 return rest(ex)
             seen.add(key)
-        req_cc = request_directives(h) if "cache-control" in h else {}
+        req_cc = request_directives(h) if not plain and "cache-control" in h else {}
         now = self.clock()
         entry, any_variant = self.store.lookup(key, h)
-        if entry is not None and "authorization" in h and not entry.auth_ok:
+        if entry is not None and not plain and "authorization" in h and not entry.auth_ok:
             return self._bypass(ex, nxt, "request")
         if entry is not None and entry.partial is not None and not self._answers(entry, req):
             # RFC 9111 §3.3: an incomplete response answers only ranges inside what it holds
@@ -411,7 +423,7 @@ class CacheStage:
         fwd = "vary-miss" if any_variant else "uri-miss"
         if method == "HEAD":
             return self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
-        return self._miss(ex, nxt, key, url, req_cc, fwd, None, lead=True)
+        return self._miss(ex, nxt, key, url, req_cc, fwd, None, True, plain)
 
     # -- answers built from a stored entry -----------------------------------------------
     @staticmethod
@@ -427,27 +439,20 @@ class CacheStage:
         """A response from ``entry``: 200 (or stored status), 304, 206 or 416 as the request asks."""
         req = ex.request
         h = req.headers
-        age = str(int(max(0.0, entry.age(now))))
-        status_code = entry.status
-        body = entry.body
-        wire = entry.wire
-        if wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
-                                 and "range" not in h):
+        if entry.wire is not None and ("if-none-match" not in h and "if-modified-since" not in h
+                                       and "range" not in h):
             # the common answer (a hit, a miss's just stored): the stored fields as they are
             # plus ours, their head pre-serialised at store time, made without ``__init__``
-            headers = self._hit_fields(entry, age, cache_status, x_cache)
+            head = req.method == "HEAD"
+            resp = _entry_answer(entry, now, cache_status, x_cache, head)
+            if resp is None:
+                resp = self._whole_answer(entry, now, cache_status, x_cache, head)
             ex.cache_status = cache_status
             ex.x_cache = x_cache
-            head = req.method == "HEAD"
-            trailers = entry.trailers  # a copy: a filter may edit them, not the stored ones
-            resp = made_response(status_code, headers, b"" if head else body, entry.reason, None,
-                                 FROM_BODY if trailers is None or head else trailers.copy())
-            try:
-                tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
-                resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
-            except UnicodeEncodeError:  # written by the general writer
-                pass
             return resp
+        status_code = entry.status
+        body = entry.body
+        age = str(int(max(0.0, entry.age(now))))
         headers = entry.proto.copy()
         headers["Age"] = age
         partial = entry.partial
@@ -474,6 +479,28 @@ class CacheStage:
         if (entry.trailers is not None and status_code == entry.status and partial is None
                 and req.method != "HEAD"):
             resp.trailers = entry.trailers.copy()  # whole-body metadata: not on 304/206/416
+        return resp
+
+    @staticmethod
+    def _whole_answer(entry: Entry, now: float, cache_status: str, x_cache: str, head: bool) -> Response:
+        """The whole entry's answer (``_serve``'s common one): the stored fields plus Age,
+        Cache-Status and X-Cache, their head as bytes (the stored block plus those lines:
+        none when they are beyond Latin-1), made without ``__init__``.  ``_entry_answer``
+        makes the usual one in C; this is its reference (tests/cache/test_entry_answer.py)
+        and the maker of the rest (trailers, no block, a Cache-Status or X-Cache beyond
+        Latin-1, an age of 1e15 s or more)."""
+        age = str(int(max(0.0, entry.age(now))))
+        headers = CacheStage._hit_fields(entry, age, cache_status, x_cache)
+        trailers = entry.trailers  # a copy: a filter may edit them, not the stored ones
+        resp = made_response(entry.status, headers, b"" if head else entry.body, entry.reason, None,
+                             FROM_BODY if trailers is None or head else trailers.copy())
+        wire = entry.wire
+        if wire is not None:
+            try:
+                tail = f"Age: {age}\r\nCache-Status: {cache_status}\r\nX-Cache: {x_cache}\r\n"
+                resp.wire_head = (getversion(headers), wire + tail.encode("latin-1"))
+            except UnicodeEncodeError:  # written by the general writer
+                pass
         return resp
 
     @staticmethod
@@ -572,16 +599,17 @@ class CacheStage:
             if flight is not None:
                 flight.settle()
 
-    def _lead(self, ex: Exchange, key: str, req_cc: Cc,
-              missed: bool) -> tuple[Flight | None, asyncio.Future[Entry | None] | None, Response | None]:
+    def _lead(self, ex: Exchange, key: str, req_cc: Cc, missed: bool,
+              plain: bool = False) -> tuple[Flight | None, asyncio.Future[Entry | None] | None, Response | None]:
         """Join the key's flight: ``(flight, None, None)`` to lead it, ``(None, future,
         None)`` to wait for its leader's entry, ``(None, None, None)`` when the request is
         not collapsed.  ``missed``: the lookup found nothing; a leader that finished
         between that lookup and this call (a coroutine's start) has stored the entry, so a
-        new leader looks again first, and a fresh entry found is ``(None, None, answer)``."""
+        new leader looks again first, and a fresh entry found is ``(None, None, answer)``.
+        ``plain``: the request holds no directives or credentials (``handle``)."""
         h = ex.request.headers
-        if (not self.cfg.collapse or "authorization" in h or "no-cache" in req_cc
-                or "no-store" in req_cc):
+        if not self.cfg.collapse or (not plain and ("authorization" in h or "no-cache" in req_cc
+                                                     or "no-store" in req_cc)):
             return None, None, None
         flight, fut = self.collapser.join(key)
         if flight is not None and missed:
@@ -616,12 +644,14 @@ class CacheStage:
             ex.request = original
 
     async def _miss(self, ex: Exchange, nxt: Handler, key: str, url: str, req_cc: Cc,
-                    fwd: str, flight: Flight | None, lead: bool = False) -> Response:
+                    fwd: str, flight: Flight | None, lead: bool = False, plain: bool = False) -> Response:
         """Fetch from the origin to store.  ``lead``: the lookup found nothing, so first
         lead the key's flight or wait for its leader (``_lead``): ``_collapsed`` around
-        this fetch, in this one coroutine (the usual miss's only one in the cache)."""
+        this fetch, in this one coroutine (the usual miss's only one in the cache).
+        ``plain``: the request holds none of ``NOT_PLAIN`` (``handle``): no validators,
+        Range, directives or credentials to look for."""
         if lead:
-            flight, fut, served = self._lead(ex, key, req_cc, True)
+            flight, fut, served = self._lead(ex, key, req_cc, True, plain)
             if served is not None:
                 return served
             if fut is not None:
@@ -632,20 +662,64 @@ class CacheStage:
             # are then answered from the entry.  Its Range goes on: a 206 is stored as an
             # incomplete response, a 200 whole (and the range answered from it).
             h = req.headers
-            drop = (tuple(n for n in CLIENT_VALIDATORS if n in h)
-                    if "no-store" not in req_cc and has_client_validators(h) else ())
+            if plain:
+                drop: tuple[str, ...] = ()
+                usual = ranged = False
+            else:  # (``has_client_validators``, inline)
+                drop = (tuple(n for n in CLIENT_VALIDATORS if n in h) if "no-store" not in req_cc
+                        and ("if-none-match" in h or "if-modified-since" in h) else ())
+                ranged = "range" in h
+                usual = not (drop or ranged or req_cc) and "authorization" not in h
             request_time = self.clock()
             if drop:
                 resp = await self._forward(ex, nxt, _forward_request(req, drop, []))
             else:
                 resp = await nxt(ex)
             self._counters["misses"] += 1
+            if plain or usual:  # (a GET: ``handle`` sends a HEAD's miss on uncached)
+                out = self._stored_miss(ex, resp, key, url, request_time, flight, fwd)
+                if out is not None:
+                    return out
             out = self._from_origin(ex, resp, key, url, req_cc, fwd, None, request_time,
-                                    flight, need_entry=bool(drop) or "range" in h)
+                                    flight, need_entry=bool(drop) or ranged)
             return out if isinstance(out, Response) else await out
         finally:
-            if lead and flight is not None:
+            if lead and flight is not None and not flight.resolved:
                 flight.settle()
+
+    def _stored_miss(self, ex: Exchange, resp: Response, key: str, url: str, request_time: float,
+                     flight: Flight | None, fwd: str) -> Response | None:
+        """The answer to a GET with no directives, validators, Range or credentials whose
+        origin response is the usual storable one (its body in memory, no trailers, its
+        plain pairs current): the decision and the entry in one C call (``usual_stored``),
+        stored and answered here; None, nothing done: ``_from_origin`` decides (its Python
+        is the reference the C call is held to: tests/cache/test_stored_miss.py)."""
+        plain = resp.fields
+        if (plain is None or resp._trailers is not FROM_BODY or type(resp.body) is not bytes
+                or plain[0] != getversion(resp.headers)):
+            return None
+        cfg = self.cfg
+        now = self.clock()
+        entry = usual_stored(key, url, resp.status, resp.reason, plain[1], resp.body, CC_MEMO,
+                             cfg.max_object_bytes, request_time, now, cfg.heuristic_fraction,
+                             cfg.heuristic_max, cfg.default_ttl)
+        if entry is None:
+            return None
+        stored = self.store.put(entry)  # (``_put``'s checks: the C call made them)
+        if flight is not None:
+            flight.done(entry if stored else None)
+        cache_status = self._miss_statuses.get(fwd) if stored else None
+        if cache_status is None:
+            cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
+            if stored:
+                self._miss_statuses[fwd] = cache_status
+        # ``_serve``'s common answer: the request asks for neither a 304 nor a range
+        resp = _entry_answer(entry, self.clock(), cache_status, "MISS", False)
+        if resp is None:
+            return self._serve(ex, entry, self.clock(), "MISS", cache_status)
+        ex.cache_status = cache_status
+        ex.x_cache = "MISS"
+        return resp
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                         req_cc: Cc, flight: Flight | None) -> Response:
@@ -775,7 +849,7 @@ class CacheStage:
         reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted,
                              names_target)
         cl = resp.headers.get("content-length")
-        expected = int(cl) if cl is not None and cl.isdigit() else None
+        expected = int(cl) if cl is not None and cl.isascii() and cl.isdigit() else None  # (not "²")
         # a storable 206 is combined with what we hold before it is stored: buffer it, and
         # check its body against its Content-Range
         span = None
