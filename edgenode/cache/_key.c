@@ -10,9 +10,9 @@
  * headers``: the key is the URL); an absolute-form target goes to the Python methods
  * given, which stay the reference (tests/cache/test_key_native.py holds the two equal).
  *
- * ``Hasher(memos, kept, reference)`` is ``lmdb_store._h`` (a key's, variant's or tag's
- * BLAKE2b through the module's memo, computed here): a miss hashes its key, variant and
- * tags.
+ * ``Hasher(memos, kept, reference, blake2b)`` is ``lmdb_store._h`` (a key's, variant's or
+ * tag's BLAKE2b through the module's memo; hashlib makes the digest): a miss hashes its
+ * key, variant and tags.
  *
  * ``Reader(store, lookup, lookup_lazy, hasher, absent_kept, error)`` answers ``SharedStore.lookup_lazy`` for a key neither kept hot nor queued
  * when the store holds no row of the key's hash (its hash, a read transaction, a
@@ -41,6 +41,7 @@ static PyObject *str_http_port, *str_https_port, *str_colon;
 static PyObject *str_get, *str_lower, *str_scheme, *str_headers, *str_target;
 static PyObject *str_begin, *str_cursor, *str_set_range, *str_key, *str_abort;
 static PyObject *str_epoch, *str_batch_keys, *str_hot, *str_absent, *str_env, *str_db, *str_http, *str_https;
+static PyObject *str_digest, *kw_digest_size, *int_16, *int_8;
 static PyObject *absent_answer;
 
 /* ---------------------------------------------------------------------------------------
@@ -420,102 +421,6 @@ static PyTypeObject KeyCoreType = {
  * the hashes of keys, variants and tags (``lmdb_store._h``)
  */
 
-/* BLAKE2b (RFC 7693) without a key, digests of up to 64 bytes: the digest
- * ``hashlib.blake2b(data, digest_size=n)`` gives, without its object and method calls
- * (tests/cache/test_lmdb_lookup_native.py holds the two equal). */
-
-static const uint64_t B2_IV[8] = {
-    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
-    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
-};
-
-/* the message word schedule of each round (round r uses row r mod 10) */
-static const uint8_t B2_SIGMA[10][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
-    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
-    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
-    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
-    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
-    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
-    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
-    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
-    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
-};
-
-static inline uint64_t rotr64(uint64_t x, int n) {
-    return (x >> n) | (x << (64 - n));
-}
-
-static inline uint64_t load64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-/* the mixing function G on the words a, b, c, d of ``v`` with the message words x, y */
-#define B2_G(a, b, c, d, x, y) do {                     \
-        v[a] = v[a] + v[b] + (x);                       \
-        v[d] = rotr64(v[d] ^ v[a], 32);                 \
-        v[c] = v[c] + v[d];                             \
-        v[b] = rotr64(v[b] ^ v[c], 24);                 \
-        v[a] = v[a] + v[b] + (y);                       \
-        v[d] = rotr64(v[d] ^ v[a], 16);                 \
-        v[c] = v[c] + v[d];                             \
-        v[b] = rotr64(v[b] ^ v[c], 63);                 \
-    } while (0)
-
-/* the compression function F: ``h`` takes in one 128-byte block; ``t`` counts the bytes
- * hashed so far, ``last`` marks the final block */
-static void b2_compress(uint64_t h[8], const unsigned char block[128], uint64_t t, int last) {
-    uint64_t v[16], m[16];
-    for (int i = 0; i < 16; i++) {
-        m[i] = load64(block + 8 * i);
-    }
-    for (int i = 0; i < 8; i++) {
-        v[i] = h[i];
-        v[i + 8] = B2_IV[i];
-    }
-    v[12] ^= t;  /* (the counter's high word is 0: texts are far below 2**64 bytes) */
-    if (last) {
-        v[14] = ~v[14];
-    }
-    for (int r = 0; r < 12; r++) {
-        const uint8_t *s = B2_SIGMA[r % 10];
-        B2_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        B2_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        B2_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        B2_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        B2_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        B2_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        B2_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        B2_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
-    for (int i = 0; i < 8; i++) {
-        h[i] ^= v[i] ^ v[i + 8];
-    }
-}
-
-/* The ``size``-byte BLAKE2b digest of ``data[:n]`` into ``out`` (1 <= size <= 64). */
-static void blake2b(const unsigned char *data, size_t n, int size, unsigned char *out) {
-    uint64_t h[8];
-    memcpy(h, B2_IV, sizeof(h));
-    h[0] ^= 0x01010000ULL ^ (uint64_t)size;  /* depth 1, fanout 1, no key */
-    size_t done = 0;
-    while (n - done > 128) {
-        b2_compress(h, data + done, done + 128, 0);
-        done += 128;
-    }
-    unsigned char last[128] = {0};
-    memcpy(last, data + done, n - done);
-    b2_compress(h, last, n, 1);
-    for (int i = 0; i < size; i++) {
-        out[i] = (unsigned char)(h[i / 8] >> (8 * (i % 8)));
-    }
-}
-
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -523,6 +428,7 @@ typedef struct {
     PyObject *memo8;
     Py_ssize_t kept;      /* a memo is cleared when it holds this many */
     PyObject *reference;  /* the Python function, for anything else */
+    PyObject *blake2b;    /* hashlib.blake2b: the digest itself is the library's */
 } Hasher;
 
 /* The blake2b digest of ``text`` (UTF-8, surrogates passed) of ``size`` bytes, through
@@ -532,16 +438,20 @@ static PyObject *memo_hash(Hasher *self, PyObject *memo, PyObject *text, int siz
     if (digest != NULL || PyErr_Occurred()) {
         return digest;
     }
-    PyObject *encoded = NULL;  /* the UTF-8 of a text that is not ASCII */
-    if (!PyUnicode_IS_ASCII(text) && (encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass")) == NULL) {
+    PyObject *data = PyUnicode_IS_ASCII(text)
+        ? PyBytes_FromStringAndSize((const char *)PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text))
+        : PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass");
+    if (data == NULL) {
         return NULL;
     }
-    const unsigned char *data = encoded == NULL ? PyUnicode_1BYTE_DATA(text) : (unsigned char *)PyBytes_AS_STRING(encoded);
-    size_t n = encoded == NULL ? (size_t)PyUnicode_GET_LENGTH(text) : (size_t)PyBytes_GET_SIZE(encoded);
-    unsigned char out[64];
-    blake2b(data, n, size, out);
-    Py_XDECREF(encoded);
-    digest = PyBytes_FromStringAndSize((const char *)out, size);
+    PyObject *args[2] = {data, size == 16 ? int_16 : int_8};
+    PyObject *h = PyObject_Vectorcall(self->blake2b, args, 1, kw_digest_size);
+    Py_DECREF(data);
+    if (h == NULL) {
+        return NULL;
+    }
+    digest = PyObject_CallMethodNoArgs(h, str_digest);
+    Py_DECREF(h);
     if (digest == NULL) {
         return NULL;
     }
@@ -570,9 +480,9 @@ static PyObject *hasher_call(Hasher *self, PyObject *const *args, size_t nargsf,
 }
 
 static int hasher_init(Hasher *self, PyObject *args, PyObject *kwds) {
-    PyObject *memos, *reference;
+    PyObject *memos, *reference, *blake2b;
     Py_ssize_t kept;
-    if (!PyArg_ParseTuple(args, "O!nO:Hasher", &PyDict_Type, &memos, &kept, &reference)) {
+    if (!PyArg_ParseTuple(args, "O!nOO:Hasher", &PyDict_Type, &memos, &kept, &reference, &blake2b)) {
         return -1;
     }
     PyObject *sizes[2] = {PyLong_FromLong(16), PyLong_FromLong(8)};
@@ -589,6 +499,7 @@ static int hasher_init(Hasher *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->memo16, Py_NewRef(m16));
     Py_XSETREF(self->memo8, Py_NewRef(m8));
     Py_XSETREF(self->reference, Py_NewRef(reference));
+    Py_XSETREF(self->blake2b, Py_NewRef(blake2b));
     self->kept = kept;
     self->vectorcall = (vectorcallfunc)hasher_call;
     return 0;
@@ -614,6 +525,7 @@ static int hasher_traverse(Hasher *self, visitproc visit, void *arg) {
     Py_VISIT(self->memo16);
     Py_VISIT(self->memo8);
     Py_VISIT(self->reference);
+    Py_VISIT(self->blake2b);
     return 0;
 }
 
@@ -621,6 +533,7 @@ static int hasher_clear(Hasher *self) {
     Py_CLEAR(self->memo16);
     Py_CLEAR(self->memo8);
     Py_CLEAR(self->reference);
+    Py_CLEAR(self->blake2b);
     return 0;
 }
 
@@ -635,7 +548,7 @@ static PyTypeObject HasherType = {
     .tp_name = "edgenode.cache._key.Hasher",
     .tp_basicsize = sizeof(Hasher),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Hasher(memos, kept, reference)(text, size): lmdb_store._h in C",
+    .tp_doc = "Hasher(memos, kept, reference, blake2b)(text, size): lmdb_store._h in C",
     .tp_vectorcall_offset = offsetof(Hasher, vectorcall),
     .tp_call = (ternaryfunc)hasher_tp_call,
     .tp_new = hasher_new,
@@ -968,15 +881,20 @@ static int intern_all(void) {
         {&str_cursor, "cursor"}, {&str_set_range, "set_range"}, {&str_key, "key"},
         {&str_abort, "abort"}, {&str_batch_keys, "_batch_keys"}, {&str_epoch, "_epoch"},
         {&str_hot, "_hot"}, {&str_absent, "_absent"}, {&str_env, "env"}, {&str_db, "_db"},
-        {&str_http, "http://"}, {&str_https, "https://"},
+        {&str_http, "http://"}, {&str_https, "https://"}, {&str_digest, "digest"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
             return -1;
         }
     }
+    PyObject *digest_size = PyUnicode_InternFromString("digest_size");
+    kw_digest_size = digest_size == NULL ? NULL : PyTuple_Pack(1, digest_size);
+    Py_XDECREF(digest_size);
+    int_16 = PyLong_FromLong(16);
+    int_8 = PyLong_FromLong(8);
     absent_answer = PyTuple_Pack(2, Py_None, Py_False);
-    return absent_answer == NULL ? -1 : 0;
+    return kw_digest_size == NULL || int_16 == NULL || int_8 == NULL || absent_answer == NULL ? -1 : 0;
 }
 
 PyMODINIT_FUNC PyInit__key(void) {

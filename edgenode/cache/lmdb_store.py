@@ -104,7 +104,7 @@ def _py_h(text: str, size: int) -> bytes:
 
 #: a key's, variant's or URL's hash through ``_HASHES``, in C (``_py_h``): every miss hashes
 #: its key, variant and tags
-_h: Callable[[str, int], bytes] = Hasher(_HASHES, _HASHES_KEPT, _py_h)
+_h: Callable[[str, int], bytes] = Hasher(_HASHES, _HASHES_KEPT, _py_h, hashlib.blake2b)
 
 
 def _oid(key: str, variant: str) -> bytes:
