@@ -1007,7 +1007,16 @@ static PyTypeObject HeldType = {
  *   client_exchange(request, client, local, keep_alive, reader, request_id, interim) -> exchange
  *
  * ``exchange.client_exchange``'s ``ClientExchange`` (every other request ``_exchange``
- * makes: the general path, a miss, a filtered hit with an X-Request-Id of its own).
+ * makes: the general path, a filtered hit with an X-Request-Id of its own).
+ *
+ *   bind_plain(request_type, multidict_type, getversion) -> bool
+ *   plain_exchange(method, url, raw, version, keep_alive, prefix, count, client, local,
+ *                  interim) -> exchange
+ *
+ * A plain GET/HEAD the fast path declined (the usual miss), without an X-Request-Id of its
+ * own, made in one call where ``_plain_head`` ran ``_fields``, ``_exchange`` and
+ * ``Request.__init__`` (an interpreter invocation of its own): the ``Request`` with its
+ * fields' multidict (below ``bind_plain``), the ``ClientExchange``.
  */
 enum { R_METHOD, R_VERSION, R_BODY, R_SCHEME, R_TRAILERS, R_RAW, R_TARGET, R_PATH, R_QUERY, R_STORED };
 static const char *const request_slots[R_STORED] = {
@@ -1031,6 +1040,16 @@ typedef struct {
 } Makers;
 
 static Makers makers;  /* bound by bind_makers (request_type NULL: not bound) */
+
+/* bound by bind_plain (request_type NULL: not bound): ``Request`` itself, whose slots are
+ * ``RawRequest``'s (the same offsets) and ``headers``; the fields' multidict type and
+ * multidict's ``getversion`` */
+static struct {
+    PyTypeObject *request_type;
+    PyObject *multidict, *getversion;
+    Py_ssize_t headers_at;
+} plain_makers;
+static PyObject *str_request_id;  /* "X-Request-Id" */
 static PyObject *time_module, *str_perf_counter, *str_time, *str_http, *str_empty, *str_target,
     *bytes_request_id, *minus_one, *zero;
 
@@ -1165,9 +1184,12 @@ static PyObject *request_id_bytes(PyObject *prefix, PyObject *count) {
     return wire;
 }
 
-/* the ``RawRequest`` ``raw_request(method, target, raw, version)`` makes */
-static PyObject *make_raw_request(PyObject *method, PyObject *url, PyObject *target, PyObject *raw,
-                                  PyObject *version) {
+/* a request of ``type`` (made by ``tp_alloc``: no ``__init__`` runs) with the slots
+ * ``Request.__init__`` stores: ``headers`` NULL leaves that slot unset (a ``RawRequest``
+ * makes it on first read) and ``raw`` is ``(raw_version, raw)`` */
+static PyObject *make_request(PyTypeObject *type, PyObject *headers, PyObject *raw_version,
+                              PyObject *method, PyObject *url, PyObject *target, PyObject *raw,
+                              PyObject *version) {
     const char *s = PyBytes_AS_STRING(url);
     const char *mark = memchr(s, '?', PyBytes_GET_SIZE(url));  /* Latin-1: a byte per character */
     PyObject *path, *query;
@@ -1184,8 +1206,8 @@ static PyObject *make_raw_request(PyObject *method, PyObject *url, PyObject *tar
             return NULL;
         }
     }
-    PyObject *pair = PyTuple_Pack(2, minus_one, raw);
-    PyObject *request = pair == NULL ? NULL : makers.request_type->tp_alloc(makers.request_type, 0);
+    PyObject *pair = PyTuple_Pack(2, raw_version, raw);
+    PyObject *request = pair == NULL ? NULL : type->tp_alloc(type, 0);
     if (request == NULL) {
         Py_XDECREF(pair);
         Py_DECREF(path);
@@ -1202,6 +1224,8 @@ static PyObject *make_raw_request(PyObject *method, PyObject *url, PyObject *tar
     put(request, at[R_TARGET], Py_NewRef(target));
     put(request, at[R_PATH], path);
     put(request, at[R_QUERY], query);
+    if (headers != NULL)
+        put(request, plain_makers.headers_at, Py_NewRef(headers));
     return request;
 }
 
@@ -1280,7 +1304,7 @@ static PyObject *filtered_exchange(PyObject *self, PyObject *const *args, Py_ssi
     Py_DECREF(wire);
     PyObject *target = id_pair == NULL ? NULL
         : PyUnicode_DecodeLatin1(PyBytes_AS_STRING(url), PyBytes_GET_SIZE(url), NULL);
-    PyObject *request = target == NULL ? NULL : make_raw_request(args[0], url, target, raw, args[4]);
+    PyObject *request = target == NULL ? NULL : make_request(makers.request_type, NULL, minus_one, args[0], url, target, raw, args[4]);
     PyObject *parsed = request == NULL ? NULL : PyTuple_Pack(2, url, args[3]);
     PyObject *ex = NULL;
     if (parsed != NULL) {
@@ -1319,6 +1343,132 @@ static PyObject *native_client_exchange(PyObject *self, PyObject *const *args, P
     return ex;
 }
 
+/* bind_plain(request_type, multidict_type, getversion) -> bool: ``plain_exchange``'s
+ * ``Request`` class (after ``bind_makers``): its slots must be exactly ``headers`` and the
+ * nine ``RawRequest`` stores, at the same offsets, with ``object``'s ``__new__``.  Its
+ * Python ``__init__`` is not run: the maker stores every slot it stores (held equal by
+ * tests/frontend/test_plain_exchange.py).  False, nothing bound, otherwise. */
+static PyObject *bind_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_plain(request_type, multidict_type, getversion)");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    if (makers.request_type == NULL || type->tp_new != PyBaseObject_Type.tp_new
+            || type->tp_alloc != PyType_GenericAlloc || count_slots(type) != R_STORED + 1)
+        Py_RETURN_FALSE;
+    Py_ssize_t at[R_STORED + 1];
+    static const char *const names[R_STORED + 1] = {
+        "method", "version", "body", "scheme", "_trailers", "raw", "target", "path", "query", "headers"};
+    for (Py_ssize_t i = 0; i <= R_STORED; i++) {
+        PyObject *name = PyUnicode_InternFromString(names[i]);
+        if (name == NULL)
+            return NULL;
+        PyObject *d = _PyType_Lookup(type, name);  /* borrowed */
+        Py_DECREF(name);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type))
+            Py_RETURN_FALSE;
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY) || (i < R_STORED && m->offset != makers.request_at[i]))
+            Py_RETURN_FALSE;
+        at[i] = m->offset;
+    }
+    if (str_request_id == NULL && (str_request_id = PyUnicode_InternFromString("X-Request-Id")) == NULL)
+        return NULL;
+    Py_XSETREF(plain_makers.multidict, Py_NewRef(args[1]));
+    Py_XSETREF(plain_makers.getversion, Py_NewRef(args[2]));
+    plain_makers.headers_at = at[R_STORED];
+    Py_XSETREF(plain_makers.request_type, (PyTypeObject *)Py_NewRef(type));
+    Py_RETURN_TRUE;
+}
+
+/* ``[(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]`` and
+ * ``(name, value)`` after them, for the multidict */
+static PyObject *text_pairs(PyObject *raw, PyObject *name, PyObject *value) {
+    Py_ssize_t n = PyList_GET_SIZE(raw);
+    PyObject *out = PyList_New(n + 1);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(raw, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0))
+                || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "plain_exchange: raw holds (bytes, bytes) pairs");
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *k = PyTuple_GET_ITEM(pair, 0), *v = PyTuple_GET_ITEM(pair, 1);
+        PyObject *tk = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k), NULL);
+        PyObject *tv = tk == NULL ? NULL : PyUnicode_DecodeLatin1(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v), NULL);
+        PyObject *text = tv == NULL ? NULL : PyTuple_Pack(2, tk, tv);
+        Py_XDECREF(tk);
+        Py_XDECREF(tv);
+        if (text == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, text);
+    }
+    PyObject *last = PyTuple_Pack(2, name, value);
+    if (last == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyList_SET_ITEM(out, n, last);
+    return out;
+}
+
+/* plain_exchange(method, url, raw, version, keep_alive, prefix, count, client, local,
+ * interim) -> exchange: what ``_plain_head`` gets from the Python makers for a plain
+ * GET/HEAD the fast path declined, without an X-Request-Id of its own and its fields not
+ * made: the request id as ``filtered_exchange`` makes it, the ``Request`` (``bind_plain``)
+ * with its fields multidict (the parsed pairs as Latin-1 text, then X-Request-Id) and
+ * ``raw`` ``(getversion(fields), raw)``, and the ``ClientExchange`` (``plain`` -1, no
+ * ``parsed``).  ``raw`` is appended to last, so an error leaves it as it was. */
+static PyObject *plain_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_Check(args[2])
+            || !PyUnicode_Check(args[3]) || !PyBytes_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "plain_exchange(method: str, url: bytes, raw: list, version: str, keep_alive, "
+                        "prefix: bytes, count, client, local, interim)");
+        return NULL;
+    }
+    if (plain_makers.request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "plain_exchange before bind_plain");
+        return NULL;
+    }
+    PyObject *url = args[1], *raw = args[2];
+    PyObject *wire = request_id_bytes(args[5], args[6]);
+    if (wire == NULL)
+        return NULL;
+    PyObject *rid = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(wire), PyBytes_GET_SIZE(wire), NULL);
+    PyObject *id_pair = rid == NULL ? NULL : PyTuple_Pack(2, bytes_request_id, wire);
+    Py_DECREF(wire);
+    PyObject *text = id_pair == NULL ? NULL : text_pairs(raw, str_request_id, rid);
+    PyObject *headers = text == NULL ? NULL : PyObject_CallOneArg(plain_makers.multidict, text);
+    Py_XDECREF(text);
+    PyObject *fields_version = headers == NULL ? NULL : PyObject_CallOneArg(plain_makers.getversion, headers);
+    PyObject *target = fields_version == NULL ? NULL
+        : PyUnicode_DecodeLatin1(PyBytes_AS_STRING(url), PyBytes_GET_SIZE(url), NULL);
+    PyObject *request = target == NULL ? NULL
+        : make_request(plain_makers.request_type, headers, fields_version, args[0], url, target, raw, args[3]);
+    PyObject *ex = NULL;
+    if (request != NULL) {
+        ExchangeArgs a = {request, target, rid, args[7], args[8], args[4], Py_None, args[9],
+                          minus_one, Py_None};
+        ex = make_exchange(&a);
+    }
+    Py_XDECREF(rid);
+    Py_XDECREF(headers);
+    Py_XDECREF(fields_version);
+    Py_XDECREF(target);
+    Py_XDECREF(request);
+    if (ex != NULL && PyList_Append(raw, id_pair) < 0)
+        Py_CLEAR(ex);
+    Py_XDECREF(id_pair);
+    return ex;
+}
+
 static int intern_names(void) {
     static struct { PyObject **slot; const char *text; } names[] = {
         {&str_is_running, "is_running"}, {&str_call_soon, "call_soon"}, {&str_flush, "flush"},
@@ -1351,6 +1501,12 @@ static PyMethodDef methods[] = {
     {"filtered_exchange", (PyCFunction)(void (*)(void))filtered_exchange, METH_FASTCALL,
      "filtered_exchange(method, url, raw, host, version, keep_alive, prefix, count, client, local, "
      "interim) -> exchange: a filtered plain request's RawRequest and ClientExchange."},
+    {"bind_plain", (PyCFunction)(void (*)(void))bind_plain, METH_FASTCALL,
+     "bind_plain(request_type, multidict_type, getversion) -> bool: plain_exchange's Request class, "
+     "or False when its slots are not the ones it stores."},
+    {"plain_exchange", (PyCFunction)(void (*)(void))plain_exchange, METH_FASTCALL,
+     "plain_exchange(method, url, raw, version, keep_alive, prefix, count, client, local, interim) "
+     "-> exchange: a declined plain request's Request, its fields and its ClientExchange."},
     {"client_exchange", (PyCFunction)(void (*)(void))native_client_exchange, METH_FASTCALL,
      "client_exchange(request, client, local, keep_alive, reader, request_id, interim) -> exchange: "
      "exchange.client_exchange's ClientExchange."},

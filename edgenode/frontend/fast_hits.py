@@ -28,8 +28,8 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
 from edgenode.http.messages import Prebuilt, Response
-from edgenode.frontend._fasthit import HeadSink, filtered_exchange
-from edgenode.frontend.request_parser import NATIVE_EXCHANGE
+from edgenode.frontend._fasthit import HeadSink, filtered_exchange, plain_exchange
+from edgenode.frontend.request_parser import NATIVE_EXCHANGE, NATIVE_PLAIN
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
@@ -186,11 +186,25 @@ class FastHits:
         path.  What ``_request_head`` checks the sink has decided already (none of
         ``NOT_PLAIN``: no body or framing; one Host; an origin-form target), so nothing
         there could refuse it, and the request id is new unless one came (``incoming``).
-        ``headers``: the fields, if the fast path made them."""
+        ``headers``: the fields, if the fast path made them.  The usual one (neither) has
+        its objects made in one C call (``_fasthit.plain_exchange``: ``NATIVE_PLAIN``);
+        ``_fields`` and ``_exchange`` are its reference (tests/frontend/test_plain_exchange.py)."""
+        new_id = self._sink.incoming is None
+        if headers is None and new_id and NATIVE_PLAIN:  # the usual miss: its objects in one C call
+            ids = self.fe.request_ids
+            interim = self.send_interim if version == "1.1" else None  # as ``_exchange``
+            exchange = plain_exchange(method, self._url, self._raw_headers, version, keep_alive,
+                                      ids.prefix, ids.count, self.client, self.local, interim)
+            if self._current is None and not self._write_paused:
+                # ``_dispatch`` -> ``_start``'s steps for it: it has no error and no body
+                self._current = exchange
+                self.fe.batch.add(self)
+            else:
+                self._dispatch(exchange)
+            return
         if headers is None:
             headers = self._fields()
         target = self._url.decode("latin-1")
-        new_id = self._sink.incoming is None
         self._dispatch(self._exchange(method, target, headers, version, keep_alive, None, new_id))
 
     def _fast_write(self, hit: Prebuilt, incoming: bytes | None, keep_alive: bool, get: bool,

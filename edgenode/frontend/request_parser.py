@@ -16,7 +16,7 @@ import httptools
 from multidict import CIMultiDict, getversion
 
 from edgenode.config import ServerConfig
-from edgenode.frontend._fasthit import HeadSink, bind_makers, client_exchange as native_client_exchange
+from edgenode.frontend._fasthit import HeadSink, bind_makers, bind_plain, client_exchange as native_client_exchange
 from edgenode.frontend.dispatch import PIPELINE_DEPTH
 from edgenode.http.error_reply import error_response
 from edgenode.http.headers import parse_trailers
@@ -38,6 +38,10 @@ PARSE_SLICE = 4096
 #: the classes' slots are the ones it stores; else by the Python makers, its reference
 NATIVE_EXCHANGE: bool = bind_makers(RawRequest, ClientExchange, FROM_BODY, exchange_ids, RAW_PLAIN)
 make_exchange = native_client_exchange if NATIVE_EXCHANGE else client_exchange
+#: a declined plain GET/HEAD's ``Request`` (its fields made from the parsed pairs) and
+#: exchange made in C too (``_fasthit.plain_exchange``: ``FastHits._fast``), when
+#: ``Request``'s slots are the ones it stores; else ``_plain_head``'s Python makers
+NATIVE_PLAIN: bool = NATIVE_EXCHANGE and bind_plain(Request, CIMultiDict, getversion)
 
 
 class RequestParser:

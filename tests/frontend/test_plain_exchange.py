@@ -1,0 +1,171 @@
+"""A declined plain request's objects made in C (``_fasthit.plain_exchange``, bound by
+``bind_plain``): over real sockets on 127.0.0.1, every slot of the ``ClientExchange`` and
+its ``Request`` (the fields' multidict item by item) that ``_plain_head`` hands to the
+batch is the one the Python makers (``_fields``, ``_exchange``, ``Request``,
+``client_exchange``) give for the same request: GET and HEAD, HTTP/1.0 and 1.1,
+Connection: close, targets with and without a query, repeated and Latin-1 fields, an
+incoming X-Request-Id (the Python path, as before) and a request queued behind another;
+a ``Request`` class whose slots the maker does not store is refused; an error leaves the
+parsed pairs as they were."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from multidict import CIMultiDict, getversion
+
+from edgenode.config import ServerConfig
+from edgenode.frontend import fast_hits, request_parser
+from edgenode.frontend._fasthit import bind_plain, plain_exchange
+from edgenode.frontend.connection import Connection
+from edgenode.frontend.server import FrontEnd
+from edgenode.http.messages import FROM_BODY, Request, Response
+from edgenode.pipeline.exchange import ClientExchange, Exchange, client_exchange
+from tests.exchange_support import slots
+
+
+class Declining:
+    """A cache-first fast path that finds nothing: every plain GET/HEAD is declined."""
+
+    filtered = False
+
+    def answer(self, *args: Any) -> None:
+        return None
+
+
+def snapshot(conn: Connection, exchange: Exchange) -> dict[str, Any]:
+    """The exchange's slots and its request's as the request's steps got them, the fields
+    as their items, the multidict versions as whether they agree, the connection's own
+    (addresses, interim sender) as whether they are the connection's."""
+    seen: dict[str, Any] = {"type": type(exchange), "request.type": type(exchange.request)}
+    for name in slots(Exchange):
+        value = getattr(exchange, name)
+        seen[name] = dict(value) if type(value) is dict else value
+    seen["request"] = exchange.request is not None
+    seen["client"] = exchange.client == conn.client and type(exchange.client) is tuple
+    seen["local"] = exchange.local == conn.local and type(exchange.local) is tuple
+    seen["interim"] = None if exchange.interim is None else exchange.interim == conn.send_interim
+    request = exchange.request
+    for name in slots(Request):
+        value = getattr(request, name)
+        if name == "headers":
+            value = (type(value), list(value.items()))
+        elif name == "raw":  # the fields' multidict version is a global counter's
+            value = (value[0] == getversion(request.headers), list(value[1]))
+        seen["request." + name] = value
+    return seen
+
+
+async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The heads sent on one connection each (a bytes string may hold pipelined heads) to a
+    front end whose fast path declines them all (request ids from the same prefix and
+    count every run): what each request's steps got, in order."""
+    monkeypatch.setattr(fast_hits, "NATIVE_PLAIN", native)
+    if not native:
+        monkeypatch.setattr(request_parser, "make_exchange", client_exchange)
+    made: list[int] = []
+
+    def counted(*args: Any) -> Exchange:
+        made.append(1)
+        return plain_exchange(*args)
+
+    monkeypatch.setattr(fast_hits, "plain_exchange", counted)
+    seen: list[dict[str, Any]] = []
+    steps = Connection.run_steps
+
+    def recorded(conn: Connection) -> None:
+        assert conn._current is not None
+        seen.append(snapshot(conn, conn._current))
+        steps(conn)
+
+    monkeypatch.setattr(Connection, "run_steps", recorded)
+    fe = FrontEnd(lambda ex: Response(204), ServerConfig(), fast_path=Declining())
+    fe.request_ids.prefix = b"0123456789ab-"
+    fe.request_ids._text = "0123456789ab-"
+    await fe.start("127.0.0.1", 0)
+    try:
+        for head in heads:
+            reader, writer = await asyncio.open_connection("127.0.0.1", fe.port)
+            writer.write(head)
+            for _ in range(head.count(b"\r\n\r\n")):
+                assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.")
+            writer.close()
+    finally:
+        await fe.shutdown(0.1)
+    monkeypatch.undo()
+    assert len(made) == (sum(h.count(b"\r\n\r\n") for h in heads if b"X-Request-Id" not in h)
+                         if native else 0)
+    return seen
+
+
+HEADS = [
+    b"GET /obj/a?size=10&x HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n",
+    b"HEAD /obj/b HTTP/1.1\r\nhost: example.com\r\n\r\n",
+    b"GET /obj/c? HTTP/1.0\r\nHost: h\r\n\r\n",
+    b"GET /obj/d?q HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    b"GET /obj/e HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+    b"GET /obj/f HTTP/1.1\r\nHost: h\r\nAccept: a\r\naccept: b\r\nX-Note: caf\xe9 \xff\r\n\r\n",
+    b"GET /obj/g HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-123\r\n\r\n",
+    b"GET /obj/h HTTP/1.1\r\nHost: h\r\n\r\nGET /obj/i HTTP/1.1\r\nHost: h\r\n\r\n",
+]
+
+
+async def test_the_c_made_objects_are_the_python_makers_slot_by_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fast_hits.NATIVE_PLAIN  # ``Request``'s slots are the maker's
+    native = await started(True, HEADS, monkeypatch)
+    python = await started(False, HEADS, monkeypatch)
+    assert len(native) == len(python) == 9
+    for got, want in zip(native, python):
+        for name in ("id", "start", "start_wall"):  # a shared counter and the clocks
+            assert type(got.pop(name)) is type(want.pop(name))
+        assert got == want
+    assert all(s["type"] is ClientExchange and s["request.type"] is Request for s in native)
+    assert [s["request.method"] for s in native[:3]] == ["GET", "HEAD", "GET"]
+    assert [(s["request.path"], s["request.query"]) for s in native[:4]] == [
+        ("/obj/a", "size=10&x"), ("/obj/b", ""), ("/obj/c", ""), ("/obj/d", "q")]
+    assert [s["keep_alive"] for s in native[:5]] == [True, True, False, False, True]
+    assert [s["interim"] for s in native[:5]] == [True, True, None, True, None]
+    first = native[0]
+    assert first["request.headers"] == (CIMultiDict, [
+        ("Host", "example.com"), ("User-Agent", "t"), ("Accept", "*/*"), ("X-Request-Id", "0123456789ab-1")])
+    assert first["request.raw"] == (True, [(b"Host", b"example.com"), (b"User-Agent", b"t"),
+                                           (b"Accept", b"*/*"), (b"X-Request-Id", b"0123456789ab-1")])
+    assert ("X-Note", "caf\xe9 \xff") in native[5]["request.headers"][1]
+    assert native[6]["request_id"] == "abc-123"
+    assert [s["request.target"] for s in native[7:]] == ["/obj/h", "/obj/i"]  # the second queued
+    assert all(s["plain"] == -1 and s["parsed"] is None and s["request.body"] == b""
+               and s["request._trailers"] is FROM_BODY for s in native)
+
+
+def test_a_request_class_whose_slots_the_maker_does_not_store_is_refused() -> None:
+    class MoreSlots(Request):
+        __slots__ = ("extra",)
+
+    class OwnNew(Request):
+        __slots__ = ()
+
+        def __new__(cls, *args: Any) -> OwnNew:
+            return super().__new__(cls)
+
+    for request_type in (MoreSlots, OwnNew, ClientExchange):
+        assert bind_plain(request_type, CIMultiDict, getversion) is False
+    # refused without unbinding: the front end's class is still the one made
+    made = plain_exchange("GET", b"/", [(b"Host", b"h")], "1.1", True, b"p-", itertools.count(1),
+                          ("", 0), ("", 0), None)
+    assert type(made) is ClientExchange and type(made.request) is Request
+    assert list(made.request.headers.items()) == [("Host", "h"), ("X-Request-Id", "p-1")]
+
+
+def test_an_error_leaves_the_parsed_pairs_as_they_were() -> None:
+    raw = [(b"Host", b"h")]
+    with pytest.raises(RuntimeError):
+        plain_exchange("GET", b"/", raw, "1.1", True, b"p-", iter(()), ("", 0), ("", 0), None)
+    with pytest.raises(TypeError):
+        plain_exchange("GET", b"/", raw + [("Host", "h")], "1.1", True, b"p-", itertools.count(1),
+                       ("", 0), ("", 0), None)
+    with pytest.raises(TypeError):
+        plain_exchange("GET", "/", raw, "1.1", True, b"p-", itertools.count(1), ("", 0), ("", 0), None)
+    assert raw == [(b"Host", b"h")]
