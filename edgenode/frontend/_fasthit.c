@@ -1423,8 +1423,8 @@ static PyObject *text_pairs(PyObject *raw, PyObject *name, PyObject *value) {
  * GET/HEAD the fast path declined, without an X-Request-Id of its own and its fields not
  * made: the request id as ``filtered_exchange`` makes it, the ``Request`` (``bind_plain``)
  * with its fields multidict (the parsed pairs as Latin-1 text, then X-Request-Id) and
- * ``raw`` ``(getversion(fields), raw)``, and the ``ClientExchange`` (``plain`` -1, no
- * ``parsed``).  ``raw`` is appended to last, so an error leaves it as it was. */
+ * ``raw`` ``(getversion(fields), raw)``, and the ``ClientExchange`` (``plain`` that
+ * version: the sink found none of ``NOT_PLAIN``; no ``parsed``).  ``raw`` is appended to last, so an error leaves it as it was. */
 static PyObject *plain_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 10 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_Check(args[2])
             || !PyUnicode_Check(args[3]) || !PyBytes_Check(args[5])) {
@@ -1455,7 +1455,7 @@ static PyObject *plain_exchange(PyObject *self, PyObject *const *args, Py_ssize_
     PyObject *ex = NULL;
     if (request != NULL) {
         ExchangeArgs a = {request, target, rid, args[7], args[8], args[4], Py_None, args[9],
-                          minus_one, Py_None};
+                          fields_version, Py_None};
         ex = make_exchange(&a);
     }
     Py_XDECREF(rid);

@@ -124,7 +124,7 @@ class FastHits:
         method = "GET" if get else "HEAD"
         fast = self.fe.fast_path
         if fast is None or self._current is not None or self._dead or self._write_paused:
-            self._plain_head(method, version, keep_alive, None)
+            self._plain_head(method, version, keep_alive, None, False)
             return
         # none of NOT_PLAIN, one Host, at most one X-Request-Id (the general path answers
         # 400 to a repeated Host and replaces repeated ids): the sink decided as they came
@@ -150,7 +150,7 @@ class FastHits:
             log.exception("fast path lookup failed for %r", url[:200])
             hit = None
         if hit is None:
-            self._plain_head(method, version, keep_alive, self._fast_fields)
+            self._plain_head(method, version, keep_alive, self._fast_fields, True)
             return
         keep_alive = keep_alive and not self._closing
         body = hit.body
@@ -181,20 +181,27 @@ class FastHits:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
 
     def _plain_head(self, method: str, version: str, keep_alive: bool,
-                    headers: CIMultiDict[str] | None) -> None:
+                    headers: CIMultiDict[str] | None, declined: bool) -> None:
         """A plain GET/HEAD head the fast path did not answer: dispatched on the general
         path.  What ``_request_head`` checks the sink has decided already (none of
         ``NOT_PLAIN``: no body or framing; one Host; an origin-form target), so nothing
         there could refuse it, and the request id is new unless one came (``incoming``).
-        ``headers``: the fields, if the fast path made them.  The usual one (neither) has
-        its objects made in one C call (``_fasthit.plain_exchange``: ``NATIVE_PLAIN``);
-        ``_fields`` and ``_exchange`` are its reference (tests/frontend/test_plain_exchange.py)."""
+        ``headers``: the fields, if the fast path made them.  ``declined``: the fast path
+        looked and declined (the usual miss): the exchange is marked plain at its fields'
+        version (``Exchange.plain``), so the cache skips the field checks the sink made;
+        otherwise (no fast path, or one that may not answer now) it is not, and the
+        general path checks everything.  The usual one (no fields made, no incoming id)
+        has its objects made in one C call (``_fasthit.plain_exchange``: ``NATIVE_PLAIN``,
+        which marks it); ``_fields`` and ``_exchange`` are its reference
+        (tests/frontend/test_plain_exchange.py)."""
         new_id = self._sink.incoming is None
         if headers is None and new_id and NATIVE_PLAIN:  # the usual miss: its objects in one C call
             ids = self.fe.request_ids
             interim = self.send_interim if version == "1.1" else None  # as ``_exchange``
             exchange = plain_exchange(method, self._url, self._raw_headers, version, keep_alive,
                                       ids.prefix, ids.count, self.client, self.local, interim)
+            if not declined:
+                exchange.plain = -1
             if self._current is None and not self._write_paused:
                 # ``_dispatch`` -> ``_start``'s steps for it: it has no error and no body
                 self._current = exchange
@@ -205,7 +212,10 @@ class FastHits:
         if headers is None:
             headers = self._fields()
         target = self._url.decode("latin-1")
-        self._dispatch(self._exchange(method, target, headers, version, keep_alive, None, new_id))
+        exchange = self._exchange(method, target, headers, version, keep_alive, None, new_id)
+        if declined:  # the sink found none of NOT_PLAIN
+            exchange.plain = getversion(exchange.request.headers)
+        self._dispatch(exchange)
 
     def _fast_write(self, hit: Prebuilt, incoming: bytes | None, keep_alive: bool, get: bool,
                     version: str) -> None:
