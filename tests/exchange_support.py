@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Callable
 
 from edgenode.pipeline.exchange import Exchange
 
@@ -28,3 +29,39 @@ def assert_same_exchange(made: Any, expected: Any, identical: bool = False) -> N
             assert got is want or (type(got) is type(want) and got == want), name
         else:
             assert got == want, name
+
+
+async def steps_seen(monkeypatch: Any, fast_path: Any, heads: list[bytes],
+                     snapshot: Callable[[Any, Exchange], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each of ``heads`` (pipelined heads in one string) sent on a connection of its own to
+    a front end with ``fast_path`` whose handler answers 204 (request ids from the same
+    prefix and count every run): ``snapshot(connection, exchange)`` of every request as its
+    steps got it (``run_steps``), in order.  ``monkeypatch`` holds the ``run_steps`` patch."""
+    from edgenode.config import ServerConfig
+    from edgenode.frontend.connection import Connection
+    from edgenode.frontend.server import FrontEnd
+    from edgenode.http.messages import Response
+
+    seen: list[dict[str, Any]] = []
+    steps = Connection.run_steps
+
+    def recorded(conn: Connection) -> None:
+        assert conn._current is not None
+        seen.append(snapshot(conn, conn._current))
+        steps(conn)
+
+    monkeypatch.setattr(Connection, "run_steps", recorded)
+    fe = FrontEnd(lambda ex: Response(204), ServerConfig(), fast_path=fast_path)
+    fe.request_ids.prefix = b"0123456789ab-"
+    fe.request_ids._text = "0123456789ab-"
+    await fe.start("127.0.0.1", 0)
+    try:
+        for head in heads:
+            reader, writer = await asyncio.open_connection("127.0.0.1", fe.port)
+            writer.write(head)
+            for _ in range(head.count(b"\r\n\r\n")):
+                assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.")
+            writer.close()
+    finally:
+        await fe.shutdown(0.1)
+    return seen

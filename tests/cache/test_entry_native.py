@@ -3,7 +3,6 @@ the Python it stands in for (``policy._build_entry``), on generated origin respo
 
 from __future__ import annotations
 
-import math
 import random
 from http import HTTPStatus
 
@@ -13,6 +12,7 @@ from multidict import CIMultiDict
 from edgenode.cache.codec import decode, decode_record, encode
 from edgenode.cache.directives import format_http_date
 from edgenode.cache.policy import Entry, _build_entry, build_entry, response_directives, usual_entry
+from tests.entry_support import entry_slots, same_value
 
 NOW = 1_700_000_000.0
 _NAMES = ("Content-Type", "content-type", "Cache-Control", "ETag", "etag", "Last-Modified", "Date", "DATE",
@@ -60,16 +60,6 @@ def _response(rng: random.Random, usual: bool) -> list[tuple[str, str]]:
     return fields
 
 
-def _slots(e: Entry) -> dict[str, object]:
-    out = {name: getattr(e, name) for name in Entry.__slots__}
-    out["proto"] = list(e.proto.items())
-    return out
-
-
-def _same(a: object, b: object) -> bool:
-    return type(a) is type(b) and (a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)))  # type: ignore[arg-type]
-
-
 def _args(rng: random.Random, fields: list[tuple[str, str]]) -> dict[str, object]:
     headers = CIMultiDict(fields)
     return dict(key=rng.choice(("http://a/x", "http://a/" + "k" * rng.randint(0, 40))), url="http://a/x",
@@ -101,15 +91,15 @@ def test_generated_responses_give_the_python_entry():
     for i in range(5_000):
         kw = _args(rng, _response(rng, usual=i % 4 != 0))
         ours = _native(kw)
-        theirs = _slots(_reference(kw))
+        theirs = entry_slots(_reference(kw))
         if ours is None:
             continue
         made += 1
-        mine = _slots(ours)
+        mine = entry_slots(ours)
         for name in Entry.__slots__:
-            assert _same(mine[name], theirs[name]), (name, kw["fields"], mine[name], theirs[name])
+            assert same_value(mine[name], theirs[name]), (name, kw["fields"], mine[name], theirs[name])
         assert decode_record(encode(ours)).values == decode_record(encode(_reference(kw))).values
-        assert _slots(decode(decode_record(encode(ours)), ours.body))["headers"] == theirs["headers"]
+        assert entry_slots(decode(decode_record(encode(ours)), ours.body))["headers"] == theirs["headers"]
     assert made > 2_000  # the usual responses are made in C
 
 
@@ -144,7 +134,7 @@ def test_what_python_makes(extra, why):
     kw = _args(random.Random(1), fields)
     assert _native(kw) is None, why
     made = build_entry(**kw)  # type: ignore[arg-type]
-    assert _slots(made) == _slots(_reference(kw))
+    assert entry_slots(made) == entry_slots(_reference(kw))
 
 
 def test_a_response_without_a_date_gets_one_from_python():
@@ -168,7 +158,7 @@ def test_the_bench_response():
     assert made.headers[-1] == ("Content-Length", "1024")
     assert made.wire == b"".join(f"{n}: {v}\r\n".encode() for n, v in fields
                                  if n not in ("Surrogate-Key", "Content-Length"))
-    assert _slots(made) == _slots(_reference(kw))
+    assert entry_slots(made) == entry_slots(_reference(kw))
 
 
 def test_other_argument_types_go_to_python():

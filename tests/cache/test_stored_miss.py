@@ -6,7 +6,6 @@ and the stored entry equal to the Python path's."""
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from typing import Any
@@ -21,6 +20,7 @@ from edgenode.config import CacheConfig
 from edgenode.http.messages import FROM_BODY, Request, Response, made_response
 from edgenode.pipeline.chain import Chain
 from edgenode.pipeline.exchange import Exchange
+from tests.entry_support import entry_slots, same_value
 
 NOW = 1_700_000_000.0
 MAX_BYTES = 4096
@@ -88,16 +88,6 @@ def _native(status: int, fields: list[tuple[str, str]], body: bytes) -> Entry | 
                         0.1, 86400.0, 0.0)
 
 
-def _slots(e: Entry) -> dict[str, object]:
-    out = {name: getattr(e, name) for name in Entry.__slots__}
-    out["proto"] = list(e.proto.items())
-    return out
-
-
-def _same(a: object, b: object) -> bool:
-    return type(a) is type(b) and (a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)))  # type: ignore[arg-type]
-
-
 def test_generated_responses_are_stored_as_the_python_decides() -> None:
     rng = random.Random(9111)
     made = 0
@@ -109,9 +99,9 @@ def test_generated_responses_are_stored_as_the_python_decides() -> None:
             continue
         made += 1
         assert theirs is not None, (status, fields, len(body))
-        mine, want = _slots(ours), _slots(theirs)
+        mine, want = entry_slots(ours), entry_slots(theirs)
         for name in Entry.__slots__:
-            assert _same(mine[name], want[name]), (name, status, fields, mine[name], want[name])
+            assert same_value(mine[name], want[name]), (name, status, fields, mine[name], want[name])
     assert made > 500  # the usual responses are decided in C
 
 
@@ -204,7 +194,7 @@ async def test_the_stage_answers_and_stores_as_its_python_path(monkeypatch: Any)
             assert entry is not None
             answers.append((resp.status, resp.reason, list(resp.headers.items()), resp.body, resp._trailers,
                             resp.wire_head[1] if resp.wire_head else None,
-                            {k: v for k, v in _slots(entry).items() if k not in ("hit", "request_time",
+                            {k: v for k, v in entry_slots(entry).items() if k not in ("hit", "request_time",
                                                                                  "response_time", "fresh_until", "age0")},
                             dict(stage.stats())))
         assert answers[0] == answers[1]

@@ -10,7 +10,6 @@ pairs as they were; the clocks are the ``time`` module's."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from typing import Any
@@ -18,15 +17,13 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, getversion
 
-from edgenode.config import ServerConfig
 from edgenode.frontend import fast_hits, request_parser
 from edgenode.frontend._fasthit import bind_makers, filtered_exchange
 from edgenode.frontend._fasthit import client_exchange as native_client_exchange
 from edgenode.frontend.connection import Connection
-from edgenode.frontend.server import FrontEnd
-from edgenode.http.messages import FROM_BODY, RawRequest, Request, Response
+from edgenode.http.messages import FROM_BODY, RawRequest, Request
 from edgenode.pipeline.exchange import RAW_PLAIN, ClientExchange, Exchange, client_exchange, exchange_ids
-from tests.exchange_support import assert_same_exchange, slots
+from tests.exchange_support import assert_same_exchange, slots, steps_seen
 
 
 class Filtered:
@@ -69,8 +66,6 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(fast_hits, "NATIVE_EXCHANGE", native)
     if not native:
         monkeypatch.setattr(request_parser, "make_exchange", client_exchange)
-    seen: list[dict[str, Any]] = []
-    steps = Connection.run_steps
     made: list[int] = []
 
     def counted(*args: Any) -> Exchange:
@@ -78,25 +73,7 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
         return filtered_exchange(*args)
 
     monkeypatch.setattr(fast_hits, "filtered_exchange", counted)
-
-    def recorded(conn: Connection) -> None:
-        assert conn._current is not None
-        seen.append(snapshot(conn, conn._current))
-        steps(conn)
-
-    monkeypatch.setattr(Connection, "run_steps", recorded)
-    fe = FrontEnd(lambda ex: Response(204), ServerConfig(), fast_path=Filtered())
-    fe.request_ids.prefix = b"0123456789ab-"
-    fe.request_ids._text = "0123456789ab-"
-    await fe.start("127.0.0.1", 0)
-    try:
-        for head in heads:
-            reader, writer = await asyncio.open_connection("127.0.0.1", fe.port)
-            writer.write(head)
-            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.")
-            writer.close()
-    finally:
-        await fe.shutdown(0.1)
+    seen = await steps_seen(monkeypatch, Filtered(), heads, snapshot)
     monkeypatch.undo()
     assert len(made) == (sum(b"X-Request-Id" not in head for head in heads) if native else 0)
     return seen

@@ -10,21 +10,18 @@ parsed pairs as they were."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any
 
 import pytest
 from multidict import CIMultiDict, getversion
 
-from edgenode.config import ServerConfig
 from edgenode.frontend import fast_hits, request_parser
 from edgenode.frontend._fasthit import bind_plain, plain_exchange
 from edgenode.frontend.connection import Connection
-from edgenode.frontend.server import FrontEnd
-from edgenode.http.messages import FROM_BODY, Request, Response
+from edgenode.http.messages import FROM_BODY, Request
 from edgenode.pipeline.exchange import ClientExchange, Exchange, client_exchange
-from tests.exchange_support import slots
+from tests.exchange_support import slots, steps_seen
 
 
 class Declining:
@@ -75,28 +72,7 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
         return plain_exchange(*args)
 
     monkeypatch.setattr(fast_hits, "plain_exchange", counted)
-    seen: list[dict[str, Any]] = []
-    steps = Connection.run_steps
-
-    def recorded(conn: Connection) -> None:
-        assert conn._current is not None
-        seen.append(snapshot(conn, conn._current))
-        steps(conn)
-
-    monkeypatch.setattr(Connection, "run_steps", recorded)
-    fe = FrontEnd(lambda ex: Response(204), ServerConfig(), fast_path=Declining())
-    fe.request_ids.prefix = b"0123456789ab-"
-    fe.request_ids._text = "0123456789ab-"
-    await fe.start("127.0.0.1", 0)
-    try:
-        for head in heads:
-            reader, writer = await asyncio.open_connection("127.0.0.1", fe.port)
-            writer.write(head)
-            for _ in range(head.count(b"\r\n\r\n")):
-                assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.")
-            writer.close()
-    finally:
-        await fe.shutdown(0.1)
+    seen = await steps_seen(monkeypatch, Declining(), heads, snapshot)
     monkeypatch.undo()
     assert len(made) == (sum(h.count(b"\r\n\r\n") for h in heads if b"X-Request-Id" not in h)
                          if native else 0)
