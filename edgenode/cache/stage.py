@@ -1,8 +1,10 @@
 """The cache as a chain stage: hits answered here, misses sent on through ``next``.
 
 Policy lives in ``policy``/``conditional``/``ranges`` (sans-IO); this module does the
-I/O around it: forwarding, teeing streamed bodies into the store, collapsing
-concurrent misses, background stale-while-revalidate refreshes.
+I/O around it: lookups, forwarding, collapsing concurrent misses, revalidation,
+background stale-while-revalidate refreshes, the answers from a stored entry.  What
+the origin sent is decided on, stored and answered from in ``storing`` (the base
+``OriginStoring``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import functools
 import logging
 import time
 from time import perf_counter
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable
 from urllib.parse import urljoin
 
 from multidict import CIMultiDict, getversion
@@ -21,24 +23,20 @@ from edgenode.cache import status
 from edgenode.cache.collapse import Collapser, Flight
 from edgenode.cache.conditional import (
     CLIENT_VALIDATORS, client_not_modified, has_client_validators, if_range_matches,
-    not_modified_fields, revalidation_headers, same_representation, strong_validator,
+    not_modified_fields, revalidation_headers, strong_validator,
 )
-from edgenode.cache._entry import EntryAnswer
-from edgenode.cache.directives import CC_MEMO
 from edgenode.cache.key import KeyBuilder
 from edgenode.cache.policy import (
-    FRESH, STALE_OK, STALE_SWR, Entry, Headers, build_entry, evaluate, invalidation_targets,
-    refresh_entry, request_directives, response_directives, storability, usual_entry, usual_stored,
+    FRESH, STALE_OK, STALE_SWR, Entry, Headers, evaluate, invalidation_targets, refresh_entry,
+    request_directives,
 )
-from edgenode.cache.ranges import (
-    Partial, combine, covers, extract, gaps, multipart, parse_content_range, parse_range,
-)
+from edgenode.cache.ranges import covers, extract, gaps, multipart, parse_range
 from edgenode.cache.store import CacheStore
+from edgenode.cache.storing import Cc, OriginStoring, entry_answer, strip_surrogate
 from edgenode.config import CacheConfig
 from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
-    FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, TrailerRelay, close_body, trailers_of,
-    made_response,
+    FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, close_body, made_response,
 )
 from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
 from edgenode.pipeline.chain import Next, Outcome
@@ -52,12 +50,7 @@ log = logging.getLogger("edgenode.cache")
 _NOT_PLAIN = frozenset(name.decode("ascii") for name in NOT_PLAIN)
 
 _ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
-#: a whole entry's common answer in one C call (None: ``CacheStage._whole_answer``, its
-#: reference, makes it): ``(entry, now, cache_status, x_cache, head)``
-_entry_answer = EntryAnswer(Entry, PrebuiltResponse, FROM_BODY, getversion)
-_SURROGATE = ("surrogate-key", "surrogate-control")
 _STORE_STRIP = CLIENT_VALIDATORS + ("range", "if-range")
-Cc = Mapping[str, "str | None"]
 
 
 #: answers ``fast_hit`` keeps per (target, Host), at most, and the largest body kept there
@@ -96,24 +89,10 @@ class _Kept:
         self.hi = min(base + age_s + 1.0, fresh_until - ttl_s) - _KEPT_MARGIN
 
 
-#: what an entry is made of besides its body (``CacheStage._make_entry``), kept from header
-#: time until a streamed body ends: key, URL, the request's fields, the origin's status,
-#: reason and fields, a 206's span, the request and response times, the directives and
-#: the origin client's plain pairs
-_Made = tuple[str, str, Headers, int, str, Headers, "tuple[int, int, int] | None", float, float,
-              "tuple[dict[str, str | None], bool]", "list[tuple[str, str]] | None"]
 
 
 def _unobserved(label: str, status: int, sent: int, elapsed: float) -> None:
     """A stage's fast hits before ``observe_fast``: counted nowhere but the cache's counters."""
-
-
-def _strip_surrogate(resp: Response) -> None:
-    """Surrogate-Key/-Control are for us (and purges), never for clients (as Fastly does)."""
-    h = resp.headers
-    if "surrogate-key" in h or "surrogate-control" in h:
-        for name in _SURROGATE:
-            h.popall(name, None)
 
 
 def _forward_request(req: Request, drop: tuple[str, ...], add: list[tuple[str, str]]) -> Request:
@@ -125,7 +104,7 @@ def _forward_request(req: Request, drop: tuple[str, ...], add: list[tuple[str, s
     return Request(req.method, req.target, h, req.body, req.version, req.scheme).adopt_trailers(req)
 
 
-class CacheStage:
+class CacheStage(OriginStoring):
     """RFC 9111 shared cache stage; see docs/caching.md for the behaviour it implements.
 
     A chain may hold several cache stages over one store (e.g. a second one after the
@@ -444,7 +423,7 @@ class CacheStage:
             # the common answer (a hit, a miss's just stored): the stored fields as they are
             # plus ours, their head pre-serialised at store time, made without ``__init__``
             head = req.method == "HEAD"
-            resp = _entry_answer(entry, now, cache_status, x_cache, head)
+            resp = entry_answer(entry, now, cache_status, x_cache, head)
             if resp is None:
                 resp = self._whole_answer(entry, now, cache_status, x_cache, head)
             ex.cache_status = cache_status
@@ -485,7 +464,7 @@ class CacheStage:
     def _whole_answer(entry: Entry, now: float, cache_status: str, x_cache: str, head: bool) -> Response:
         """The whole entry's answer (``_serve``'s common one): the stored fields plus Age,
         Cache-Status and X-Cache, their head as bytes (the stored block plus those lines:
-        none when they are beyond Latin-1), made without ``__init__``.  ``_entry_answer``
+        none when they are beyond Latin-1), made without ``__init__``.  ``storing.entry_answer``
         makes the usual one in C; this is its reference (tests/cache/test_entry_answer.py)
         and the maker of the rest (trailers, no block, a Cache-Status or X-Cache beyond
         Latin-1, an age of 1e15 s or more)."""
@@ -555,7 +534,7 @@ class CacheStage:
     async def _bypass(self, ex: Exchange, nxt: Handler, fwd: str, count: str = "bypass",
                       x_cache: str = "BYPASS") -> Response:
         resp = await nxt(ex)
-        _strip_surrogate(resp)
+        strip_surrogate(resp)
         self._counters[count] += 1
         self._mark(ex, resp, x_cache, status.forwarded(self.cache_name, fwd, fwd_status=resp.status))
         return resp
@@ -581,7 +560,7 @@ class CacheStage:
                 out = self._from_origin(ex, resp, key, url, req_cc, "method", None, request_time,
                                         None, need_entry=False, names_target=True)
                 return out if isinstance(out, Response) else await out
-        _strip_surrogate(resp)
+        strip_surrogate(resp)
         self._counters["bypass"] += 1
         self._mark(ex, resp, "BYPASS", status.forwarded(self.cache_name, "method", fwd_status=resp.status))
         return resp
@@ -687,39 +666,6 @@ class CacheStage:
             if lead and flight is not None and not flight.resolved:
                 flight.settle()
 
-    def _stored_miss(self, ex: Exchange, resp: Response, key: str, url: str, request_time: float,
-                     flight: Flight | None, fwd: str) -> Response | None:
-        """The answer to a GET with no directives, validators, Range or credentials whose
-        origin response is the usual storable one (its body in memory, no trailers, its
-        plain pairs current): the decision and the entry in one C call (``usual_stored``),
-        stored and answered here; None, nothing done: ``_from_origin`` decides (its Python
-        is the reference the C call is held to: tests/cache/test_stored_miss.py)."""
-        plain = resp.fields
-        if (plain is None or resp._trailers is not FROM_BODY or type(resp.body) is not bytes
-                or plain[0] != getversion(resp.headers)):
-            return None
-        cfg = self.cfg
-        now = self.clock()
-        entry = usual_stored(key, url, resp.status, resp.reason, plain[1], resp.body, CC_MEMO,
-                             cfg.max_object_bytes, request_time, now, cfg.heuristic_fraction,
-                             cfg.heuristic_max, cfg.default_ttl)
-        if entry is None:
-            return None
-        stored = self.store.put(entry)  # (``_put``'s checks: the C call made them)
-        if flight is not None:
-            flight.done(entry if stored else None)
-        cache_status = self._miss_statuses.get(fwd) if stored else None
-        if cache_status is None:
-            cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
-            if stored:
-                self._miss_statuses[fwd] = cache_status
-        # ``_serve``'s common answer: the request asks for neither a 304 nor a range
-        resp = _entry_answer(entry, self.clock(), cache_status, "MISS", False)
-        if resp is None:
-            return self._serve(ex, entry, self.clock(), "MISS", cache_status)
-        ex.cache_status = cache_status
-        ex.x_cache = "MISS"
-        return resp
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                         req_cc: Cc, flight: Flight | None) -> Response:
@@ -833,224 +779,15 @@ class CacheStage:
         strip = lambda t: t.strip()[2:] if t.strip().startswith("W/") else t.strip()  # noqa: E731
         return strip(tag) == strip(entry.etag)
 
-    def _from_origin(self, ex: Exchange, resp: Response, key: str, url: str, req_cc: Cc,
-                     fwd: str, fwd_status: int | None, request_time: float,
-                     flight: Flight | None, need_entry: bool,
-                     names_target: bool = False) -> Outcome:
-        """Decide at header time whether to store; store bytes now or tee a streamed body.
 
-        The answer is a ``Response`` but where a streamed body must be buffered first
-        (the client's Range or validators are answered from the entry): then the
-        coroutine that does it, so the usual miss (a body read with its head) takes no
-        coroutine of its own."""
-        req = ex.request
-        response_time = self.clock()
-        resp_cc, targeted = response_directives(resp.headers)
-        reason = storability(req.method, req.headers, req_cc, resp.status, resp.headers, resp_cc, targeted,
-                             names_target)
-        cl = resp.headers.get("content-length")
-        expected = int(cl) if cl is not None and cl.isascii() and cl.isdigit() else None  # (not "²")
-        # a storable 206 is combined with what we hold before it is stored: buffer it, and
-        # check its body against its Content-Range
-        span = None
-        if resp.status == 206 and reason is None:
-            span = parse_content_range(resp.headers.get("content-range"))
-            assert span is not None  # storability checked it
-            need_entry = True
-            size = span[1] - span[0] + 1
-            if expected is None:
-                expected = size
-            elif expected != size:
-                reason = "length-mismatch"
-        if reason is None and expected is not None and expected > self.cfg.max_object_bytes:
-            reason = "too-large"
 
-        # the entry's fields: a copy when the response's own may change before the entry is
-        # made from them (a streamed body's, at its end) or lose Content-Range (a 206's)
-        origin_headers = resp.headers
-        in_memory = isinstance(resp.body, (bytes, bytearray))
-        if reason is None and (span is not None or not in_memory):
-            origin_headers = origin_headers.copy()
-            if span is not None:
-                origin_headers.popall("content-range")  # made per answer from what we hold
-        # the origin client's plain pairs, while no one has changed the fields since
-        plain = resp.fields
-        fields = (plain[1] if plain is not None and span is None and plain[0] == getversion(resp.headers)
-                  else None)
-        made: _Made = (key, url, req.headers, resp.status, resp.reason, origin_headers, span, request_time,
-                       response_time, (resp_cc, targeted), fields)
 
-        if reason is None and in_memory:
-            body = bytes(resp.body)  # type: ignore[arg-type]
-            if len(body) <= self.cfg.max_object_bytes and (expected is None or expected == len(body)):
-                trailers = resp._trailers  # ``resp.trailers`` without its two frames
-                if trailers is FROM_BODY:
-                    trailers = None if type(resp.body) is bytes else trailers_of(resp.body)
-                return self._store_and_serve(ex, resp, self._make_entry(made, body, trailers), flight,
-                                             fwd, fwd_status)
-            reason = "too-large" if len(body) > self.cfg.max_object_bytes else "length-mismatch"
-        if reason is None and need_entry:
-            # the client's Range/validators must be answered from the entry: buffer it
-            return self._buffered(ex, resp, made, flight, fwd, fwd_status, expected)
-        return self._pass_on(ex, resp, made, flight, fwd, fwd_status, expected, reason)
 
-    def _make_entry(self, made: _Made, body: bytes, trailers: CIMultiDict[str] | None) -> Entry:
-        """The entry of the origin's response ``made`` describes, with ``body``; a 206's
-        spans combined with the incomplete response we hold of the same representation."""
-        key, url, req_headers, code, phrase, headers, span, request_time, response_time, directives, fields = made
-        partial = None
-        if span is not None:
-            first, last, length = span
-            spans: tuple[tuple[int, int], ...] = ((first, last),)
-            base = self._combinable(key, req_headers, headers, length)
-            if base is not None and base.partial is not None:
-                spans, body = combine(base.partial, base.body, (first, last), body)
-            if spans == ((0, length - 1),):
-                code, phrase = 200, ""  # complete now: a whole response
-            else:
-                partial = Partial(length, spans)
-        cfg = self.cfg
-        if partial is None and fields is not None and not trailers:  # the usual miss: one C call
-            entry = usual_entry(key, url, code, phrase, fields, body, directives[0], directives[1], request_time,
-                                response_time, cfg.heuristic_fraction, cfg.heuristic_max, cfg.default_ttl)
-            if entry is not None:
-                return entry
-        # (build_entry asks usual_entry again: only a response it left to Python pays that)
-        return build_entry(key=key, url=url, status=code, reason=phrase, resp_headers=headers, body=body,
-                           req_headers=req_headers, request_time=request_time, response_time=response_time,
-                           heuristic_fraction=cfg.heuristic_fraction, heuristic_max=cfg.heuristic_max,
-                           default_ttl=cfg.default_ttl, trailers=trailers, partial=partial,
-                           fields=fields, directives=directives)
 
-    async def _buffered(self, ex: Exchange, resp: Response, made: _Made, flight: Flight | None,
-                        fwd: str, fwd_status: int | None, expected: int | None) -> Response:
-        """A storable streamed body read whole first (up to ``max_object_bytes``), then
-        stored and answered from; passed on uncached when longer or cut short."""
-        source = resp.body
-        buffered, rest = await self._buffer(source)  # type: ignore[arg-type]
-        if rest is None and (expected is None or expected == len(buffered)):
-            resp.body, resp.trailers = buffered, trailers_of(source)
-            return self._store_and_serve(ex, resp, self._make_entry(made, buffered, resp.trailers), flight,
-                                         fwd, fwd_status)
-        if rest is not None:
-            resp.body = TrailerRelay(self._chain(buffered, rest), source)
-        else:
-            resp.body, resp.trailers = buffered, trailers_of(source)
-        reason = "too-large" if rest is not None else "length-mismatch"
-        return self._pass_on(ex, resp, made, flight, fwd, fwd_status, expected, reason)
 
-    def _pass_on(self, ex: Exchange, resp: Response, made: _Made, flight: Flight | None, fwd: str,
-                 fwd_status: int | None, expected: int | None, reason: str | None) -> Response:
-        """The origin's response as it is: uncached (``reason``), or a streamed body teed
-        into the store as it passes."""
-        _strip_surrogate(resp)
-        if reason is not None:
-            if flight is not None:
-                flight.release()
-            self._counters["uncacheable"] += 1
-            self._mark(ex, resp, "MISS", status.forwarded(self.cache_name, fwd, fwd_status=fwd_status,
-                                                          detail=reason))
-            return resp
-        # storable and streamed: pass chunks through while keeping a copy
-        if flight is not None:
-            flight.handed_off = True
-        source = resp.body
-        make_entry = functools.partial(self._make_entry, made)
-        resp.body = TrailerRelay(self._tee(source, make_entry, flight, expected), source)  # type: ignore[arg-type]
-        self._mark(ex, resp, "MISS", status.forwarded(self.cache_name, fwd, fwd_status=fwd_status,
-                                                      stored=True))
-        return resp
 
-    def _store_and_serve(self, ex: Exchange, resp: Response, entry: Entry, flight: Flight | None,
-                         fwd: str, fwd_status: int | None) -> Response:
-        """Store ``entry`` (made from ``resp``, whose body is in memory) and answer from it;
-        ``resp`` itself when the entry holds no answer to the request (an origin's 206
-        for other bytes than the client asked for)."""
-        stored = self._put(entry)
-        if flight is not None:
-            flight.done(entry if stored else None)
-        now = self.clock()
-        cache_status = status.forwarded(self.cache_name, fwd, fwd_status=fwd_status, stored=stored)
-        if entry.partial is None or self._answers(entry, ex.request):
-            return self._serve(ex, entry, now, "MISS", cache_status)
-        _strip_surrogate(resp)
-        self._mark(ex, resp, "MISS", cache_status)
-        return resp
 
-    def _combinable(self, key: str, req_headers: Headers, resp_headers: Headers,
-                    length: int) -> Entry | None:
-        """The stored incomplete response a new 206 for the same representation extends
-        (RFC 9111 §3.4: matching strong validators), if any."""
-        base, _ = self.store.lookup(key, req_headers)
-        if (base is None or base.partial is None or base.partial.length != length
-                or not same_representation(base, resp_headers)):
-            return None
-        return base
 
-    def _put(self, entry: Entry) -> bool:
-        """Store unless the entry could never be reused (no lifetime and nothing to revalidate)
-        or combined partial content grew past ``max_object_bytes``."""
-        if entry.lifetime <= 0 and entry.etag is None and entry.last_modified is None \
-                and entry.swr <= 0 and entry.sie <= 0:
-            self._counters["uncacheable"] += 1
-            return False
-        if len(entry.body) > self.cfg.max_object_bytes:
-            self._counters["uncacheable"] += 1
-            return False
-        return self.store.put(entry)
-
-    async def _buffer(self, body: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator[bytes] | None]:
-        """Read up to max_object_bytes; ``rest`` is the unread iterator when it was longer."""
-        parts: list[bytes] = []
-        size = 0
-        it = body.__aiter__()
-        async for chunk in it:
-            parts.append(chunk)
-            size += len(chunk)
-            if size > self.cfg.max_object_bytes:
-                return b"".join(parts), it
-        return b"".join(parts), None
-
-    @staticmethod
-    async def _chain(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        try:
-            yield head
-            async for chunk in rest:
-                yield chunk
-        finally:
-            await close_body(rest)
-
-    async def _tee(self, body: AsyncIterator[bytes],
-                   make_entry: Callable[[bytes, CIMultiDict[str] | None], Entry],
-                   flight: Flight | None, expected: int | None) -> AsyncIterator[bytes]:
-        """Yield the origin's chunks; store the whole body only if it ended normally and complete."""
-        parts: list[bytes] = []
-        size = 0
-        keep = True
-        complete = False
-        try:
-            async for chunk in body:
-                if keep:
-                    size += len(chunk)
-                    if size > self.cfg.max_object_bytes:
-                        keep = False
-                        parts = []
-                        if flight is not None:
-                            flight.release()
-                    else:
-                        parts.append(chunk)
-                yield chunk
-            complete = True
-        finally:
-            stored_entry = None
-            if complete and keep and (expected is None or size == expected):
-                entry = make_entry(b"".join(parts), trailers_of(body))
-                if self._put(entry):
-                    stored_entry = entry
-            if flight is not None:
-                flight.done(stored_entry)
-            if not complete:
-                await close_body(body)
 
     # -- stale-while-revalidate ------------------------------------------------------------
     def _schedule_refresh(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str) -> None:

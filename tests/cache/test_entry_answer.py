@@ -1,5 +1,5 @@
 """A whole entry's answer made in one C call (``_entry.EntryAnswer``, the cache stage's
-``_entry_answer``) against the Python it stands in for (``CacheStage._whole_answer``):
+``entry_answer``) against the Python it stands in for (``CacheStage._whole_answer``):
 slot by slot on generated entries, its fields the request's own, and the cases it leaves
 to Python."""
 
@@ -15,7 +15,8 @@ from multidict import CIMultiDict, getversion
 from edgenode.cache._entry import EntryAnswer
 from edgenode.cache.directives import format_http_date
 from edgenode.cache.policy import Entry, build_entry
-from edgenode.cache.stage import CacheStage, _entry_answer
+from edgenode.cache.stage import CacheStage
+from edgenode.cache.storing import entry_answer
 from edgenode.http.messages import FROM_BODY, PrebuiltResponse, Response
 
 NOW = 1_700_000_000.0
@@ -59,9 +60,9 @@ def test_generated_entries_are_answered_as_the_python_does() -> None:
         try:
             theirs = CacheStage._whole_answer(entry, now, cache_status, x_cache, head)
         except OverflowError:  # (an infinite Age: the Python raises, the C leaves it to it)
-            assert _entry_answer(entry, now, cache_status, x_cache, head) is None
+            assert entry_answer(entry, now, cache_status, x_cache, head) is None
             continue
-        ours = _entry_answer(entry, now, cache_status, x_cache, head)
+        ours = entry_answer(entry, now, cache_status, x_cache, head)
         if ours is None:
             assert (entry.wire is None or entry.trailers is not None or now >= 1e15
                     or cache_status.startswith("n\u20ac"))
@@ -78,13 +79,13 @@ def test_the_answer_is_the_requests_own() -> None:
     entry.trailers = None
     entry.wire = entry.wire or b""
     proto = list(entry.proto.items())
-    resp = _entry_answer(entry, NOW + 2.0, "edgenode; hit; ttl=598", "HIT", False)
+    resp = entry_answer(entry, NOW + 2.0, "edgenode; hit; ttl=598", "HIT", False)
     assert resp is not None and resp.headers is not entry.proto
     resp.headers["X-Edited"] = "1"  # a filter's edit
     assert list(entry.proto.items()) == proto
     assert resp.headers["Age"] == str(int(entry.age(NOW + 2.0))) and resp._trailers is FROM_BODY and resp.fields is None
     assert resp.body is entry.body
-    assert _entry_answer(entry, NOW, "s", "HIT", True).body == b""  # type: ignore[union-attr]
+    assert entry_answer(entry, NOW, "s", "HIT", True).body == b""  # type: ignore[union-attr]
 
 
 def test_classes_it_cannot_fill_are_refused() -> None:
@@ -96,4 +97,4 @@ def test_classes_it_cannot_fill_are_refused() -> None:
         EntryAnswer(Entry, Slotted, FROM_BODY, getversion)
     with pytest.raises(TypeError):  # a Python __init__ it would skip
         EntryAnswer(Entry, Response, FROM_BODY, getversion)
-    assert _entry_answer(object(), NOW, "s", "HIT", False) is None
+    assert entry_answer(object(), NOW, "s", "HIT", False) is None

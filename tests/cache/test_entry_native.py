@@ -181,7 +181,7 @@ def test_other_argument_types_go_to_python():
 async def test_the_stage_answers_as_without_the_c_entry(make_harness, origin, monkeypatch):
     """Through the cache stage (both stores): the miss, the hit, a 304 and a range answered
     from an entry the C call made are the answers of one ``_build_entry`` made."""
-    from edgenode.cache import policy, stage
+    from edgenode.cache import policy, storing
 
     origin.route("/a", body=b"a" * 1024, cache_control="public, max-age=60", etag='"e"',
                  last_modified="Mon, 01 Jan 2024 00:00:00 GMT", surrogate_key="t1 t2", x_note="caf\xe9")
@@ -204,9 +204,9 @@ async def test_the_stage_answers_as_without_the_c_entry(make_harness, origin, mo
         return entry
 
     monkeypatch.setattr(policy, "usual_entry", counted)
-    monkeypatch.setattr(stage, "usual_entry", counted)
+    monkeypatch.setattr(storing, "usual_entry", counted)
     ours = await answers(make_harness())
     assert any(e is not None for e in made) and any(e is None for e in made)  # /a in C, /v in Python
     monkeypatch.setattr(policy, "usual_entry", lambda *args: None)
-    monkeypatch.setattr(stage, "usual_entry", lambda *args: None)
+    monkeypatch.setattr(storing, "usual_entry", lambda *args: None)
     assert await answers(make_harness()) == ours

@@ -12,7 +12,7 @@ from typing import Any
 
 from multidict import CIMultiDict, getversion
 
-from edgenode.cache import stage as stage_module
+from edgenode.cache import storing
 from edgenode.cache.directives import CC_MEMO, format_http_date, parse_cache_control
 from edgenode.cache.policy import Entry, build_entry, response_directives, storability, usual_stored
 from edgenode.cache.stage import CacheStage
@@ -174,7 +174,7 @@ async def test_the_stage_answers_and_stores_as_its_python_path(monkeypatch: Any)
     usual = [("Content-Type", "text/plain"), ("Cache-Control", "max-age=600"), ("ETag", '"v1"'),
              ("Date", date), ("Content-Length", str(len(BODY))), ("Surrogate-Key", "a b")]
     parse_cache_control(["max-age=600"])
-    real = stage_module.usual_stored
+    real = storing.usual_stored
     for request in ({}, {"User-Agent": "t"}):
         answers = []
         for native in (True, False):
@@ -185,7 +185,7 @@ async def test_the_stage_answers_and_stores_as_its_python_path(monkeypatch: Any)
                 calls.append(out)
                 return out
 
-            monkeypatch.setattr(stage_module, "usual_stored", spy)
+            monkeypatch.setattr(storing, "usual_stored", spy)
             stage = CacheStage(CacheConfig())
             resp = await _through(stage, usual, request)
             entry, _ = stage.store.lookup(stage.keys.for_request(Request("GET", "/obj", CIMultiDict(
@@ -203,8 +203,8 @@ async def test_the_stage_answers_and_stores_as_its_python_path(monkeypatch: Any)
 
 async def test_a_request_with_directives_or_credentials_takes_the_python_path(monkeypatch: Any) -> None:
     calls: list[object] = []
-    real = stage_module.usual_stored
-    monkeypatch.setattr(stage_module, "usual_stored", lambda *a: calls.append(a) or real(*a))
+    real = storing.usual_stored
+    monkeypatch.setattr(storing, "usual_stored", lambda *a: calls.append(a) or real(*a))
     fields = [("Cache-Control", "max-age=600"), ("Date", format_http_date(time.time()))]
     parse_cache_control(["max-age=600"])
     stage = CacheStage(CacheConfig())
