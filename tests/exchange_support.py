@@ -65,3 +65,29 @@ async def steps_seen(monkeypatch: Any, fast_path: Any, heads: list[bytes],
     finally:
         await fe.shutdown(0.1)
     return seen
+
+
+async def made_and_seen(monkeypatch: Any, native: bool, flag: str, maker: str, fast_path: Any,
+                        heads: list[bytes], snapshot: Callable[[Any, Exchange], dict[str, Any]]
+                        ) -> tuple[int, list[dict[str, Any]]]:
+    """``steps_seen`` with the front end's C maker ``fast_hits.<maker>`` on (``native``: its
+    switch ``fast_hits.<flag>``) or off (the Python makers, with the Python
+    ``client_exchange``): how many requests the C maker made, and what the steps got.  The
+    patches are undone before it returns."""
+    from edgenode.frontend import fast_hits, request_parser
+    from edgenode.pipeline.exchange import client_exchange
+
+    monkeypatch.setattr(fast_hits, flag, native)
+    if not native:
+        monkeypatch.setattr(request_parser, "make_exchange", client_exchange)
+    made: list[int] = []
+    real = getattr(fast_hits, maker)
+
+    def counted(*args: Any) -> Exchange:
+        made.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fast_hits, maker, counted)
+    seen = await steps_seen(monkeypatch, fast_path, heads, snapshot)
+    monkeypatch.undo()
+    return len(made), seen

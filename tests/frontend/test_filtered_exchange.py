@@ -23,7 +23,7 @@ from edgenode.frontend._fasthit import client_exchange as native_client_exchange
 from edgenode.frontend.connection import Connection
 from edgenode.http.messages import FROM_BODY, RawRequest, Request
 from edgenode.pipeline.exchange import RAW_PLAIN, ClientExchange, Exchange, client_exchange, exchange_ids
-from tests.exchange_support import assert_same_exchange, slots, steps_seen
+from tests.exchange_support import assert_same_exchange, made_and_seen, slots
 
 
 class Filtered:
@@ -63,19 +63,9 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
     """Each head sent on its own connection to a front end behind filters (request ids
     from the same prefix and count every run): what the request's steps got (``run_steps``:
     the fast path hands its exchange to the batch without ``_start``), per request."""
-    monkeypatch.setattr(fast_hits, "NATIVE_EXCHANGE", native)
-    if not native:
-        monkeypatch.setattr(request_parser, "make_exchange", client_exchange)
-    made: list[int] = []
-
-    def counted(*args: Any) -> Exchange:
-        made.append(1)
-        return filtered_exchange(*args)
-
-    monkeypatch.setattr(fast_hits, "filtered_exchange", counted)
-    seen = await steps_seen(monkeypatch, Filtered(), heads, snapshot)
-    monkeypatch.undo()
-    assert len(made) == (sum(b"X-Request-Id" not in head for head in heads) if native else 0)
+    made, seen = await made_and_seen(monkeypatch, native, "NATIVE_EXCHANGE", "filtered_exchange", Filtered(), heads,
+                                     snapshot)
+    assert made == (sum(b"X-Request-Id" not in head for head in heads) if native else 0)
     return seen
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, getversion
 
-from edgenode.frontend import fast_hits, request_parser
+from edgenode.frontend import fast_hits
 from edgenode.frontend._fasthit import bind_plain, plain_exchange
 from edgenode.frontend.connection import Connection
 from edgenode.http.messages import FROM_BODY, Request
-from edgenode.pipeline.exchange import ClientExchange, Exchange, client_exchange
-from tests.exchange_support import slots, steps_seen
+from edgenode.pipeline.exchange import ClientExchange, Exchange
+from tests.exchange_support import made_and_seen, slots
 
 
 class Declining:
@@ -62,20 +62,9 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
     """The heads sent on one connection each (a bytes string may hold pipelined heads) to a
     front end whose fast path declines them all (request ids from the same prefix and
     count every run): what each request's steps got, in order."""
-    monkeypatch.setattr(fast_hits, "NATIVE_PLAIN", native)
-    if not native:
-        monkeypatch.setattr(request_parser, "make_exchange", client_exchange)
-    made: list[int] = []
-
-    def counted(*args: Any) -> Exchange:
-        made.append(1)
-        return plain_exchange(*args)
-
-    monkeypatch.setattr(fast_hits, "plain_exchange", counted)
-    seen = await steps_seen(monkeypatch, Declining(), heads, snapshot)
-    monkeypatch.undo()
-    assert len(made) == (sum(h.count(b"\r\n\r\n") for h in heads if b"X-Request-Id" not in h)
-                         if native else 0)
+    made, seen = await made_and_seen(monkeypatch, native, "NATIVE_PLAIN", "plain_exchange", Declining(), heads,
+                                     snapshot)
+    assert made == (sum(h.count(b"\r\n\r\n") for h in heads if b"X-Request-Id" not in h) if native else 0)
     return seen
 
 
