@@ -38,7 +38,7 @@ from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
     FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, close_body, made_response,
 )
-from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
+from edgenode.pipeline.exchange import Exchange, fields_plain
 from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.stage import Handler, wrap_stage
 
@@ -130,8 +130,6 @@ class CacheStage(OriginStoring):
         self.collapser = Collapser(self.store)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._counters = self.store.counters
-        #: the Cache-Status of a stored miss, per fwd (``_stored_miss``)
-        self._miss_statuses: dict[str, str] = {}
         #: the fast path's listener gate and metrics (``observe_fast``): by default none
         self._fast_starts: list[object] = []
         self._fast_ends: list[object] = []
@@ -281,11 +279,7 @@ class CacheStage(OriginStoring):
             if req.target is ex.target and req.scheme == "http":
                 pair = ex.parsed
         else:
-            h = req.headers
-            plain = ex.plain
-            if plain == RAW_PLAIN and req.raw is not None:  # made since, maybe unchanged
-                plain = req.raw[0]
-            if plain != getversion(h) and not _NOT_PLAIN.isdisjoint(map(str.lower, h)):
+            if not fields_plain(ex, req) and not _NOT_PLAIN.isdisjoint(map(str.lower, req.headers)):
                 return None  # (the front end's check stands while the filters left the fields alone)
         # ``_kept_hit``'s rule, inline: this is every filtered hit's path
         kept = self._kept
@@ -354,11 +348,7 @@ class CacheStage(OriginStoring):
         if method != "GET" and method != "HEAD":
             return self._unsafe(ex, nxt)
         h = req.headers
-        plain = ex.plain
-        if plain == RAW_PLAIN and req.raw is not None:  # a ``RawRequest``'s fields, made since
-            plain = req.raw[0]
-        # the front end found none of NOT_PLAIN in the fields, unchanged since: no checks
-        plain = plain == getversion(h)
+        plain = fields_plain(ex, req)  # none of NOT_PLAIN, unchanged since: no checks
         if not plain and ("upgrade" in h or "if-match" in h or "if-unmodified-since" in h):
             return self._bypass(ex, nxt, "request")
         url, key = self.keys.for_request(req)

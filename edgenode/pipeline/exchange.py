@@ -11,6 +11,8 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from multidict import getversion
+
 from edgenode.http.messages import Request, Response
 
 if TYPE_CHECKING:
@@ -22,6 +24,18 @@ exchange_ids = itertools.count(1)
 #: ``Exchange.plain`` of a request whose parsed pairs the front end found plain (a
 #: ``messages.RawRequest``)
 RAW_PLAIN = -2
+
+
+def fields_plain(ex: "Exchange", req: Request) -> bool:
+    """Whether ``req``'s fields are still the ones the front end found plain (none of
+    ``http.headers.NOT_PLAIN``): ``ex.plain`` is their multidict version then, or
+    ``RAW_PLAIN`` for a ``RawRequest`` whose fields were made since at the version it
+    kept (``req.raw[0]``).  A filter or stage that edits them moves the version, so the
+    request's checks run again (the cache's ``handle`` and ``hit_response``)."""
+    plain = ex.plain
+    if plain == RAW_PLAIN and req.raw is not None:
+        plain = req.raw[0]
+    return plain == getversion(req.headers)
 
 
 class Closable(Protocol):
