@@ -6,6 +6,7 @@ towards the client, so the cache closest to the client is last).
 
 from __future__ import annotations
 
+import functools
 import math
 
 __all__ = ["hit", "forwarded", "plain"]
@@ -16,6 +17,7 @@ def hit(name: str, ttl: float, detail: str | None = None) -> str:
     return f"{s}; detail={detail}" if detail else s
 
 
+@functools.lru_cache(maxsize=256)  # every miss asks for one of a few: answered without a frame
 def forwarded(name: str, fwd: str, *, fwd_status: int | None = None, stored: bool = False,
               collapsed: bool = False, ttl: float | None = None, detail: str | None = None) -> str:
     parts = [name, f"fwd={fwd}"]

@@ -67,8 +67,6 @@ class OriginStoring:
     clock: Callable[[], float]
     cache_name: str
     _counters: dict[str, int]
-    #: the Cache-Status of a stored miss, per fwd (``_stored_miss``)
-    _miss_statuses: dict[str, str]
     # (``CacheStage``'s: the answer from a stored entry, the marks on a passed-on response)
     _serve: Callable[..., Response]
     _mark: Callable[[Exchange, Response, str, str], None]
@@ -86,7 +84,7 @@ class OriginStoring:
                 or plain[0] != getversion(resp.headers)):
             return None
         cfg = self.cfg
-        now = self.clock()
+        now = self.clock()  # the response's time, and the answer's (its Age is 0)
         entry = usual_stored(key, url, resp.status, resp.reason, plain[1], resp.body, CC_MEMO,
                              cfg.max_object_bytes, request_time, now, cfg.heuristic_fraction,
                              cfg.heuristic_max, cfg.default_ttl)
@@ -95,15 +93,11 @@ class OriginStoring:
         stored = self.store.put(entry)  # (``_put``'s checks: the C call made them)
         if flight is not None:
             flight.done(entry if stored else None)
-        cache_status = self._miss_statuses.get(fwd) if stored else None
-        if cache_status is None:
-            cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
-            if stored:
-                self._miss_statuses[fwd] = cache_status
+        cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
         # ``_serve``'s common answer: the request asks for neither a 304 nor a range
-        resp = entry_answer(entry, self.clock(), cache_status, "MISS", False)
+        resp = entry_answer(entry, now, cache_status, "MISS", False)
         if resp is None:
-            return self._serve(ex, entry, self.clock(), "MISS", cache_status)
+            return self._serve(ex, entry, now, "MISS", cache_status)
         ex.cache_status = cache_status
         ex.x_cache = "MISS"
         return resp
