@@ -309,7 +309,16 @@ done:
     return pair;
 }
 
+/* The error of a method called on an object made without its ``__init__`` (NULL). */
+static PyObject *not_initialised(const char *type) {
+    PyErr_Format(PyExc_TypeError, "%s not initialised", type);
+    return NULL;
+}
+
 static PyObject *key_for_parts(KeyCore *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (self->py_for_parts == NULL) {
+        return not_initialised("KeyCore");
+    }
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "for_parts(scheme, host, target, fields)");
         return NULL;
@@ -326,6 +335,9 @@ static PyObject *key_for_parts(KeyCore *self, PyObject *const *args, Py_ssize_t 
 }
 
 static PyObject *key_for_request(KeyCore *self, PyObject *req) {
+    if (self->py_for_request == NULL) {
+        return not_initialised("KeyCore");
+    }
     PyObject *scheme = NULL, *headers = NULL, *host = NULL, *target = NULL, *out = NULL;
     if ((scheme = PyObject_GetAttr(req, str_scheme)) == NULL
             || (headers = PyObject_GetAttr(req, str_headers)) == NULL
@@ -564,7 +576,7 @@ static PyTypeObject HasherType = {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *store;          /* the SharedStore (its ``_batch_keys``: ``flush`` rebinds it) */
+    PyObject *store;          /* the SharedStore (its ``_batch_keys`` read per lookup) */
     PyObject *hot;            /* its ``_hot`` (cleared in place, never rebound) */
     PyObject *absent;         /* its ``_absent`` set, NULL with other processes */
     PyObject *env;            /* its lmdb Environment */
@@ -729,6 +741,9 @@ static int read_absent(Reader *self, PyObject *key) {
 }
 
 static PyObject *reader_lookup_lazy(Reader *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (self->store == NULL) {
+        return not_initialised("Reader");
+    }
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "lookup_lazy(key, fields)");
         return NULL;
@@ -742,6 +757,9 @@ static PyObject *reader_lookup_lazy(Reader *self, PyObject *const *args, Py_ssiz
 }
 
 static PyObject *reader_lookup(Reader *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (self->store == NULL) {
+        return not_initialised("Reader");
+    }
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "lookup(key, req_headers)");
         return NULL;

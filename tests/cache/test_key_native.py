@@ -97,3 +97,15 @@ def test_pieces_that_are_not_str_go_to_python() -> None:
     assert keys.for_parts("http", Text("H"), Text("/a"), CIMultiDict) == ("http://h/a",) * 2
     with pytest.raises(TypeError):
         keys.for_parts("http", "h", "/a")  # type: ignore[call-arg]
+
+
+def test_objects_made_without_init_refuse_their_methods() -> None:
+    """A ``KeyCore`` or ``Reader`` made by ``__new__`` alone answers a TypeError, not a crash."""
+    from edgenode.cache._key import KeyCore, Reader
+
+    key = KeyCore.__new__(KeyCore)
+    reader = Reader.__new__(Reader)
+    for call in (lambda: key.for_parts("http", "h", "/", lambda: {}), lambda: key.for_request(object()),
+                 lambda: reader.lookup("k", {}), lambda: reader.lookup_lazy("k", lambda: {})):
+        with pytest.raises(TypeError, match="not initialised"):
+            call()
