@@ -282,13 +282,14 @@ def main() -> int:
         run_dir = Path(tmp)
         if args.load_cpus:
             os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
-        origin, origin_port = start_origin(run_dir)  # inherits the load CPUs
+        origin = start_origin(run_dir)  # inherits the load CPUs
+        origin_port = origin.port
         try:
             if pin:
                 os.sched_setaffinity(0, pin)
             report = asyncio.run(run(args, origin_port, run_dir))
         finally:
-            stop(origin)
+            stop(origin.proc)
     report.update(timestamp=stamp, store=args.store, tolerance_kib=args.tolerance_kib, isolation=args.isolation,
                   chain=[f"header-only ({args.isolation})", "cache"],
                   machine={"cpus": os.cpu_count(), "python": platform.python_version(),

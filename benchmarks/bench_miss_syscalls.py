@@ -11,6 +11,7 @@ switches and page faults per request (``perf stat``).  Prints a table and writes
 
     flock /tmp/bench.lock python benchmarks/bench_miss_syscalls.py --duration 4
     flock /tmp/bench.lock python benchmarks/bench_miss_syscalls.py --root /path/to/other/checkout
+    flock /tmp/bench.lock python benchmarks/bench_miss_syscalls.py --origin nginx
 """
 
 from __future__ import annotations
@@ -126,26 +127,28 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--root", type=Path, default=ROOT, help="the source tree edgenode runs from")
     parser.add_argument("--pin", default="0")
+    parser.add_argument("--origin", choices=tuple(bp.ORIGINS), default="nginx",
+                        help="as bench_proxy.py's --origin")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     run_dir = Path(tempfile.mkdtemp(prefix="miss-syscalls-"))
     script = run_dir / "miss.lua"
     script.write_text(bp.MISS_LUA)
-    origin_proc, origin_port = bp.start_origin(run_dir)
-    origin = bp.Origin(origin_proc, origin_port)
+    origin = bp.start_origin(run_dir, args.origin)
+    origin_port = origin.port
     targets = []
     try:
         targets.append(bp.launch_nginx(origin_port, 1, run_dir, pin=args.pin))
         edge_dir = run_dir / "edgenode"
         edge_dir.mkdir()
         targets.append(bp.launch_edgenode(origin_port, 1, edge_dir, pin=args.pin, root=args.root))
-        report = {"root": str(args.root), "targets": {}}
+        report = {"root": str(args.root), "origin": bp.ORIGINS[args.origin], "targets": {}}
         for target in targets:
             report["targets"][target.name] = measure(target, origin, args, script)
     finally:
         for target in targets:
             bp.stop(target.proc)
-        bp.stop(origin_proc)
+        bp.stop(origin.proc)
     names = sorted({k for t in report["targets"].values() for k in t["syscalls_per_request"]},
                    key=lambda k: -max(t["syscalls_per_request"].get(k, 0)
                                       for t in report["targets"].values()))

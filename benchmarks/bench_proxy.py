@@ -11,10 +11,15 @@ request, the default chain without and with the WAF).  Loads: a 1 KB cache hit a
 no-store ones.  Per load it reports requests/s, latency and server CPU per request
 (utime+stime of the server's process tree from /proc, before/after: the steadier
 figure), the median over rounds, ratios to nginx, and checks the targets (``TARGETS``).
-Every target fetches from the same simulated origin, a process of its own whose CPU is in
-no target's figure; "origin/req" is the origin's fetches per request during the load
-(1.00 on a miss load: every request missed, for nginx as for edgenode), and every proxy
-keeps its cache on tmpfs (/dev/shm).
+Every target fetches from the same origin, a process of its own on the load generator's
+CPU whose CPU is in no target's figure: by default nginx answering the loads' paths from
+files with the simulated origin's caching headers (``--origin nginx``), cheap enough that
+on a miss load every proxy runs flat out, so its CPU per request is its own work.  With
+``--origin simulated`` (``edgenode.origin``, ~190 µs a request in Python) the origin sets
+a miss load's pace and every proxy idles between its answers: a miss then also pays the
+refill of the caches after each sleep, more for a larger footprint.  "origin/req" is the
+origin's fetches per request during the load (1.00 on a miss load: every request missed,
+for nginx as for edgenode), and every proxy keeps its cache on tmpfs (/dev/shm).
 ``--baseline DIR`` also runs the edgenode targets from another checkout (e.g. the main
 branch), with that tree's filter modules, in the same rounds, for before/after tables.  Prints tables and writes
 benchmarks/results/proxy-<timestamp>.json.
@@ -26,6 +31,7 @@ ratio and origin requests (the origin's own counter) and the difference.
 
     python benchmarks/bench_proxy.py --rounds 3 --duration 5
     python benchmarks/bench_proxy.py --chains edgenode,routing --loads 1k-hit --baseline /work/main
+    python benchmarks/bench_proxy.py --chains edgenode --loads 1k-miss --origin simulated
     python benchmarks/bench_proxy.py --targets "" --hit-ratio-workers 2
 """
 
@@ -34,6 +40,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import base64
+import hashlib
 import itertools
 import json
 import math
@@ -57,8 +65,11 @@ sys.path.insert(0, str(ROOT))
 
 from edgenode.bench.loadgen import LoadResult, run_load, run_wrk, wrk_available  # noqa: E402
 from edgenode.bench.workload import run_demo_workload  # noqa: E402
+from edgenode.origin import content  # noqa: E402
 
 REFERENCE = ROOT / "benchmarks" / "reference"
+#: the origins a run can fetch from (``--origin``)
+ORIGINS = {"simulated": "edgenode.origin", "nginx": "nginx serving the loads' paths from files"}
 RESULTS = ROOT / "benchmarks" / "results"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -86,12 +97,20 @@ class Target:
 
 @dataclass
 class Origin:
-    """The one simulated origin every target fetches from."""
+    """The one origin every target fetches from: the simulated origin, or nginx serving
+    the loads' paths from files (``--origin nginx``)."""
     proc: subprocess.Popen
     port: int
+    kind: str = "simulated"
+    _seen: int = 0
 
     def fetches(self) -> int:
-        """Requests that reached the origin since the last call (its counter is reset)."""
+        """Requests that reached the origin since the last call."""
+        if self.kind == "nginx":  # stub_status counts requests since start, this one included
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}/__nginx_status", timeout=30) as r:
+                total = int(r.read().decode().splitlines()[2].split()[2])
+            got, self._seen = total - self._seen - 1, total
+            return got
         req = urllib.request.Request(f"http://{HOST}:{self.port}/__stats")
         with urllib.request.urlopen(req, timeout=30) as r:
             total = json.loads(r.read())["total"]
@@ -202,12 +221,44 @@ def spawn(cmd: list[str], run_dir: Path, name: str, root: Path = ROOT) -> tuple[
     return proc, [out, err]
 
 
-def start_origin(run_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_origin(run_dir: Path, kind: str = "simulated") -> Origin:
     port = free_port()
+    if kind == "nginx":
+        return start_nginx_origin(run_dir, port)
     proc, logs = spawn([sys.executable, "-m", "edgenode.origin", "--listen", f"{HOST}:{port}",
                         "--max-age", "3600"], run_dir, "origin")
     wait_ready(proc, port, logs)
-    return proc, port
+    return Origin(proc, port)
+
+
+def start_nginx_origin(run_dir: Path, port: int) -> Origin:
+    """nginx answering /obj/NAME?size=1k|100k from one file per size, with the simulated
+    origin's Cache-Control, Surrogate-Key and Repr-Digest: an origin cheap enough that the
+    proxies run flat out instead of idling between its answers."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        raise FileNotFoundError("nginx is not installed (benchmarks/setup_reference.sh)")
+    odir = run_dir / "origin-nginx"
+    data = odir / "data"
+    data.mkdir(parents=True)
+    digests = {}
+    for size, nbytes in (("1k", 1024), ("100k", 100 * 1024)):
+        body = content.object_body("bench", nbytes)
+        (data / size).write_bytes(body)
+        digests[size] = f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+    os.chmod(run_dir, 0o755)
+    for d in (odir, data):
+        os.chmod(d, 0o755)
+    conf = (REFERENCE / "origin-nginx.conf").read_text().format(
+        user_directive="user root;" if os.geteuid() == 0 else "", run_dir=odir, data_dir=data,
+        host=HOST, port=port, digest_1k=digests["1k"], digest_100k=digests["100k"])
+    conf_path = odir / "nginx.conf"
+    conf_path.write_text(conf)
+    proc, logs = spawn([binary, "-p", str(odir), "-c", str(conf_path)], run_dir, "origin")
+    wait_ready(proc, port, logs + [odir / "error.log"])
+    origin = Origin(proc, port, "nginx")
+    origin.fetches()
+    return origin
 
 
 #: edgenode chains measured beside nginx: name -> the ``[[chain]]`` stages before the cache
@@ -649,6 +700,9 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="also run the chains from this source tree (before/after)")
     parser.add_argument("--pin", default="0", help="CPUs the servers run on ('' to not pin); the load "
                         "generator and the origin run on the others")
+    parser.add_argument("--origin", choices=tuple(ORIGINS), default="nginx",
+                        help="simulated: edgenode.origin (Python, ~190 us a request: it sets a miss "
+                        "load's pace); nginx: the same paths from files, so the proxies run flat out")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--output", type=Path, help="JSON path (default benchmarks/results/proxy-<ts>.json)")
@@ -707,8 +761,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="edgenode-bench-") as tmp:
         run_dir = Path(tmp)
         os.chmod(run_dir, 0o755)  # varnishd's unprivileged child must reach its work dir
-        origin, origin_port = start_origin(run_dir)
-        report["origin"] = (f"edgenode.origin on port {origin_port} (1 process, shared by every target; "
+        origin = start_origin(run_dir, args.origin)
+        origin_port = origin.port
+        report["origin"] = (f"{ORIGINS[args.origin]} on port {origin_port} (1 process, shared by every target; "
                             "its CPU is not in any target's figure)")
         targets: list[Target] = []
         try:
@@ -719,7 +774,7 @@ def main() -> int:
                     for target in targets:
                         print(f"round {rnd + 1}/{args.rounds}: {target.name} {load} ...", file=sys.stderr, flush=True)
                         samples.setdefault((target.name, load), []).append(
-                            measure(target, load, args, run_dir, rnd, Origin(origin, origin_port)))
+                            measure(target, load, args, run_dir, rnd, origin))
             for (name, load), rounds in samples.items():
                 report["targets"][name]["loads"][load] = summarize(rounds)
             for target in targets:
@@ -728,11 +783,14 @@ def main() -> int:
             for target in targets:
                 stop(target.proc)
         try:
-            if args.hit_ratio_workers:
+            if args.hit_ratio_workers:  # the demo workload needs the simulated origin's paths
+                if origin.kind != "simulated":
+                    stop(origin.proc)
+                    origin = start_origin(run_dir)
                 report["workers_hit_ratio"] = measure_worker_hit_ratio(
-                    origin_port, args.hit_ratio_workers, run_dir, args)
+                    origin.port, args.hit_ratio_workers, run_dir, args)
         finally:
-            stop(origin)
+            stop(origin.proc)
     relate(report)
     if report["targets"]:
         print_table(report)

@@ -74,7 +74,8 @@ def verified(body: bytes, digest: str) -> bool:
 
 # -- hit: lmdb vs memory -------------------------------------------------------------------
 def section_hit(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
-    origin, origin_port = bp.start_origin(run_dir)
+    origin = bp.start_origin(run_dir)
+    origin_port = origin.port
     kinds = (("memory", "memory", ""), ("lmdb", "lmdb", ""), ("lmdb-nohot", "lmdb", "hot_bytes = 0"))
     targets = []
     try:
@@ -104,7 +105,7 @@ def section_hit(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     finally:
         for t in targets:
             bp.stop(t.proc)
-        bp.stop(origin)
+        bp.stop(origin.proc)
     out: dict[str, Any] = {"rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
                            "targets": {}, "ratio_lmdb_memory": {}}
     for t in targets:

@@ -149,7 +149,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgenode-profile-") as tmp:
         run_dir = Path(tmp)
-        origin, origin_port = start_origin(run_dir)
+        origin = start_origin(run_dir)
+        origin_port = origin.port
         try:
             if args.count:
                 install_event_loop()
@@ -172,7 +173,7 @@ def main() -> int:
                 for f, c in incl.most_common(args.top):
                     print(f"{100 * c / total:6.1f}%  {f}")
         finally:
-            stop(origin)
+            stop(origin.proc)
     return 0
 
 
