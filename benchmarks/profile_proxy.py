@@ -2,7 +2,8 @@
 """Profile the node's request path: py-spy under wrk, and Python frames per request.
 
 For one of bench_proxy's chains (``--chain``, e.g. ``header-shared``) it starts the
-simulated origin and ``edgenode serve`` (one worker), warms a 1 KB object, then:
+origin (``--origin``, as bench_proxy's) and ``edgenode serve`` (one worker), warms a 1 KB
+object, then:
 
 * ``py-spy record`` of the worker while wrk sends cache hits (``--miss``: misses): the functions with the
   most samples, by own time and with their callees (``--top``), and the collapsed
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_proxy import CHAINS, HOST, MISS_LUA, launch_edgenode, probe, start_origin, stop  # noqa: E402
+from bench_proxy import CHAINS, HOST, MISS_LUA, ORIGINS, launch_edgenode, probe, start_origin, stop  # noqa: E402
 
 from edgenode.bench.loadgen import run_wrk  # noqa: E402
 from edgenode.frontend.server import install_event_loop  # noqa: E402
@@ -146,10 +147,11 @@ def main() -> int:
     parser.add_argument("--miss", action="store_true", help="profile 1 KB misses (a new URL per request)")
     parser.add_argument("--count", type=int, default=0, metavar="N", help="count frames over N hits (0: skip)")
     parser.add_argument("--out", type=Path, help="collapsed stacks (default: a temp file)")
+    parser.add_argument("--origin", choices=tuple(ORIGINS), default="nginx", help="as bench_proxy.py's --origin")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgenode-profile-") as tmp:
         run_dir = Path(tmp)
-        origin = start_origin(run_dir)
+        origin = start_origin(run_dir, args.origin)
         origin_port = origin.port
         try:
             if args.count:
