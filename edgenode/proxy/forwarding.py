@@ -33,6 +33,12 @@ EDITED_NAMES = HOP_BY_HOP | {"content-length", "expect", "via", "x-forwarded-for
 _EDITED = frozenset(name.encode("ascii") for name in EDITED_NAMES)
 #: the origin's fields ``forward_response`` changes: hop-by-hop ones and Via
 _HOP_OR_VIA = tuple(sorted(HOP_BY_HOP | {"via"}))
+#: the hop-by-hop fields the plain pairs drop themselves: the ``Connection: keep-alive``
+#: many origins (nginx, Apache) send on every response, and the Keep-Alive it names
+_CONNECTION_FIELDS = frozenset({"connection", "keep-alive"})
+#: the Connection tokens that name no other field of the message
+_CONNECTION_OPTIONS = frozenset({"keep-alive", "close", ""})
+_HOP_OR_VIA_NAMES = frozenset(_HOP_OR_VIA)
 
 
 def origin_authority(origin: OriginConfig) -> str:
@@ -151,19 +157,42 @@ def _tail(client_host: str, client_ip: str, scheme: str, via: str,
 def forward_response(resp: Response, via: str) -> Response:
     """Strip hop-by-hop fields and add ``Via``, in place (the origin's response is ours).
 
-    The response's plain ``fields`` stay valid when that is only a new Via line at the
-    end (the common case: no hop-by-hop field, no Via from the origin); otherwise they
-    are dropped and their users go through the multidict.
+    The response's plain ``fields`` stay valid when that is a new Via line at the end,
+    less a ``Connection`` naming only ``keep-alive`` or ``close`` and a ``Keep-Alive``
+    (the common cases); otherwise they are dropped and their users go through the
+    multidict.
     """
     h = resp.headers
     fields = resp.fields
     # the plain pairs checked in one C call, not a multidict test per hop-by-hop name
-    if fields is not None and fields[0] == getversion(h) and names_disjoint(fields[1], _HOP_OR_VIA):
-        h.add("Via", via)
-        fields[1].append(("Via", via))
-        resp.fields = (getversion(h), fields[1])
-    else:
-        strip_hop_by_hop(h)
-        append_value(h, "Via", via)
-        resp.fields = None
+    if fields is not None and fields[0] == getversion(h):
+        pairs = fields[1] if names_disjoint(fields[1], _HOP_OR_VIA) else _without_connection(fields[1], h)
+        if pairs is not None:
+            h.add("Via", via)
+            pairs.append(("Via", via))
+            resp.fields = (getversion(h), pairs)
+            return resp
+    strip_hop_by_hop(h)
+    append_value(h, "Via", via)
+    resp.fields = None
     return resp
+
+
+def _without_connection(pairs: list[tuple[str, str]], h: CIMultiDict[str]) -> list[tuple[str, str]] | None:
+    """``pairs`` less Connection and Keep-Alive, both also removed from ``h``, when they are
+    its only hop-by-hop or Via fields and Connection names no other field (RFC 9110 7.6.1);
+    None, nothing changed, otherwise."""
+    kept = []
+    for name, value in pairs:
+        low = name.lower()
+        if low in _CONNECTION_FIELDS:
+            if low == "connection" and not all(t.strip().lower() in _CONNECTION_OPTIONS
+                                               for t in value.split(",")):
+                return None
+        elif low in _HOP_OR_VIA_NAMES:
+            return None
+        else:
+            kept.append((name, value))
+    h.popall("Connection", None)
+    h.popall("Keep-Alive", None)
+    return kept
