@@ -13,6 +13,7 @@ its user / system split (``getrusage``: the store's page writes and faults are s
 which instruction counts do not show).
 
     python benchmarks/bench_miss_inprocess.py [--n 4000] [--rounds 5] [--conns 8] [--label x] [--idle 0.002]
+    python benchmarks/bench_miss_inprocess.py --origin-fields nginx   # nginx's fields, Connection: keep-alive
 
 The stand-in origin gives each object its own Last-Modified, as ``edgenode origin`` does,
 so every miss parses one.  ``--idle`` sleeps after each batch: under wrk the node wakes
@@ -52,11 +53,20 @@ RESULTS = ROOT / "benchmarks" / "results"
 BODY = b"x" * 1024
 
 
-def origin_response(modified: float) -> bytes:
+def origin_response(modified: float, fields: str = "simulated") -> bytes:
     """What ``edgenode origin`` answers for ``/obj/NAME?size=1k&ttl=3600`` (fields in its order;
-    its Last-Modified is the name's own, so ``modified`` differs per object)."""
+    its Last-Modified is the name's own, so ``modified`` differs per object); with ``fields``
+    "nginx", what bench_proxy's nginx origin answers (its fields, ``Connection: keep-alive``)."""
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
     last = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(modified))
+    if fields == "nginx":
+        return (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: " + date.encode() + b"\r\n"
+                b"Content-Type: application/octet-stream\r\nContent-Length: 1024\r\n"
+                b"Last-Modified: " + last.encode() + b"\r\nConnection: keep-alive\r\n"
+                b"ETag: \"6b150366-400\"\r\nCache-Control: public, max-age=3600\r\n"
+                b"Surrogate-Key: obj-bench\r\n"
+                b"Repr-Digest: sha-256=:FpNzA8r9iSPJpfJQ1dVAS79vx0uaF8yeZWMtUZWjZhE=:\r\n"
+                b"Accept-Ranges: bytes\r\n\r\n" + BODY)
     return (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
             b"Cache-Control: public, max-age=3600\r\nSurrogate-Key: obj-bench\r\n"
             b"Repr-Digest: sha-256=:FpNzA8r9iSPJpfJQ1dVAS79vx0uaF8yeZWMtUZWjZhE=:\r\n"
@@ -107,9 +117,10 @@ class FakeTransport(HitTransport):
             waiter.set_result(None)
 
 
-async def run(n: int, rounds: int, conns: int, store: str, idle: float) -> list[tuple[float, float, float]]:
+async def run(n: int, rounds: int, conns: int, store: str, idle: float,
+              fields: str = "simulated") -> list[tuple[float, float, float]]:
     loop = asyncio.get_running_loop()
-    Origin.replies = [origin_response(1704067200.0 + 86400 * i + i) for i in range(REPLIES)]
+    Origin.replies = [origin_response(1704067200.0 + 86400 * i + i, fields) for i in range(REPLIES)]
     server = await loop.create_server(Origin, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     cfg = with_overrides(load_config(), listen="127.0.0.1:0", origin=f"http://127.0.0.1:{port}")
@@ -177,13 +188,16 @@ def main() -> None:
     ap.add_argument("--store", choices=("lmdb", "memory"), default="lmdb", help="[cache] store")
     ap.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
                     help="sleep after each batch (under wrk the node idles between bursts of ~5 misses)")
+    ap.add_argument("--origin-fields", choices=("simulated", "nginx"), default="simulated",
+                    help="the stand-in origin answers with edgenode origin's fields or nginx's")
     args = ap.parse_args()
     install_event_loop()
-    measured = asyncio.run(run(args.n, args.rounds, args.conns, args.store, args.idle))
+    measured = asyncio.run(run(args.n, args.rounds, args.conns, args.store, args.idle, args.origin_fields))
     per_round = [cpu for cpu, _, _ in measured]
     median = statistics.median(per_round)
     user, system = next((u, s) for cpu, u, s in measured if cpu == median)
     result = {"label": args.label, "store": args.store, "conns": args.conns, "n": args.n, "idle_s": args.idle,
+              "origin_fields": args.origin_fields,
               "rounds": per_round, "best_us": min(per_round), "median_us": median,
               "median_user_us": user, "median_system_us": system}
     print(f"{'1 KB miss, in-process (' + args.label + ')':40} {'best':>8} {'median':>8} {'user':>8} {'system':>8}")

@@ -38,7 +38,7 @@ _HOP_OR_VIA = tuple(sorted(HOP_BY_HOP | {"via"}))
 _CONNECTION_FIELDS = frozenset({"connection", "keep-alive"})
 #: the Connection tokens that name no other field of the message
 _CONNECTION_OPTIONS = frozenset({"keep-alive", "close", ""})
-_HOP_OR_VIA_NAMES = frozenset(_HOP_OR_VIA)
+_OTHER_HOP_OR_VIA = tuple(sorted(frozenset(_HOP_OR_VIA) - _CONNECTION_FIELDS))
 
 
 def origin_authority(origin: OriginConfig) -> str:
@@ -182,17 +182,11 @@ def _without_connection(pairs: list[tuple[str, str]], h: CIMultiDict[str]) -> li
     """``pairs`` less Connection and Keep-Alive, both also removed from ``h``, when they are
     its only hop-by-hop or Via fields and Connection names no other field (RFC 9110 7.6.1);
     None, nothing changed, otherwise."""
-    kept = []
-    for name, value in pairs:
-        low = name.lower()
-        if low in _CONNECTION_FIELDS:
-            if low == "connection" and not all(t.strip().lower() in _CONNECTION_OPTIONS
-                                               for t in value.split(",")):
-                return None
-        elif low in _HOP_OR_VIA_NAMES:
+    if not names_disjoint(pairs, _OTHER_HOP_OR_VIA):
+        return None
+    for value in h.getall("Connection", ()):
+        if not _CONNECTION_OPTIONS.issuperset([token.strip().lower() for token in value.split(",")]):
             return None
-        else:
-            kept.append((name, value))
     h.popall("Connection", None)
     h.popall("Keep-Alive", None)
-    return kept
+    return [pair for pair in pairs if pair[0].lower() not in _CONNECTION_FIELDS]
