@@ -39,7 +39,9 @@ class Flight:
     ``Collapser.join`` without a Python ``__init__`` (a frame per miss less): its slots
     are ``_collapser``, ``key``, ``future`` (the waiters', None until one joins),
     ``handed_off`` (a streamed body, the tee, took over resolving it), ``_leased`` (it
-    holds the store's lease of the key) and ``resolved``."""
+    holds the store's lease of the key) and ``resolved``.  The usual miss's leader is made
+    the same way by ``CacheStage._plain_miss``, and ended by ``_stored_miss`` with
+    ``done``'s steps inline while no one waits and no lease is held."""
 
     __slots__ = ("_collapser", "key", "future", "handed_off", "_leased", "resolved")
     __init__ = object.__init__  # type: ignore[assignment]
@@ -64,7 +66,7 @@ class Flight:
         fut = self.future
         if fut is not None and not fut.done():
             fut.set_result(entry)
-        flights = self._collapser._flights
+        flights = self._collapser.flights
         if flights.get(self.key) is self:
             del flights[self.key]
         if self._leased:  # the store frees it once the entry is committed: others find it
@@ -84,21 +86,23 @@ class Flight:
 
 class Collapser:
     def __init__(self, store: "Store | None" = None) -> None:
-        #: the keys' unresolved flights
-        self._flights: dict[str, Flight] = {}
+        #: the keys' unresolved flights (the cache stage leads the usual miss's in place)
+        self.flights: dict[str, Flight] = {}
         self._store = store
         self._leases: Leases | None = store.leases if store is not None else None
+        #: no other process leads a key: a leader takes no lease (``CacheStage._plain_miss``)
+        self.alone = self._leases is None
         self._remote: set[asyncio.Task[None]] = set()
         self._loop = KeptLoop()  # asked for once per miss
 
     def join(self, key: str) -> tuple[Flight | None, asyncio.Future[Entry | None] | None]:
         """``(flight, None)`` for the leader, ``(None, future)`` for a waiter."""
-        flight = self._flights.get(key)
+        flight = self.flights.get(key)
         if flight is not None:  # (a resolved flight has left the table)
             return None, flight.waiter()
         leases = self._leases
         leased = leases is not None and leases.acquire(key)
-        flight = self._flights[key] = Flight()  # its slots, stored here
+        flight = self.flights[key] = Flight()  # its slots, stored here
         flight._collapser = self
         flight.key = key
         flight.future = None
@@ -150,4 +154,4 @@ class Collapser:
             task.cancel()
 
     def __len__(self) -> int:
-        return len(self._flights)
+        return len(self.flights)

@@ -92,7 +92,11 @@ class OriginStoring:
             return None
         stored = self.store.put(entry)  # (``_put``'s checks: the C call made them)
         if flight is not None:
-            flight.done(entry if stored else None)
+            if flight.future is None and not flight._leased and not flight.resolved:
+                flight.resolved = True  # ``Flight.done``'s steps when no one waits and no lease is held
+                del flight._collapser.flights[flight.key]
+            else:
+                flight.done(entry if stored else None)
         cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
         # ``_serve``'s common answer: the request asks for neither a 304 nor a range
         resp = entry_answer(entry, now, cache_status, "MISS", False)
