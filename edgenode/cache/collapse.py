@@ -39,9 +39,9 @@ class Flight:
     ``Collapser.join`` without a Python ``__init__`` (a frame per miss less): its slots
     are ``_collapser``, ``key``, ``future`` (the waiters', None until one joins),
     ``handed_off`` (a streamed body, the tee, took over resolving it), ``_leased`` (it
-    holds the store's lease of the key) and ``resolved``.  The usual miss's leader is made
-    the same way by ``CacheStage._plain_miss``, and ended by ``_stored_miss`` with
-    ``done``'s steps inline while no one waits and no lease is held."""
+    holds the store's lease of the key) and ``resolved``.  A key led alone (the usual
+    miss: ``Collapser.flights``) has none until a waiter joins or its leader asks for it
+    (``Collapser.flight``)."""
 
     __slots__ = ("_collapser", "key", "future", "handed_off", "_leased", "resolved")
     __init__ = object.__init__  # type: ignore[assignment]
@@ -86,29 +86,23 @@ class Flight:
 
 class Collapser:
     def __init__(self, store: "Store | None" = None) -> None:
-        #: the keys' unresolved flights (the cache stage leads the usual miss's in place)
-        self.flights: dict[str, Flight] = {}
+        #: the keys' unresolved flights; None: a key led alone, its ``Flight`` not made (no
+        #: one joined yet: ``CacheStage._plain_miss`` sets the key and ends it by ``pop``)
+        self.flights: dict[str, Flight | None] = {}
         self._store = store
         self._leases: Leases | None = store.leases if store is not None else None
-        #: no other process leads a key: a leader takes no lease (``CacheStage._plain_miss``)
+        #: no other process leads a key, so a leader takes no lease (and may lead alone)
         self.alone = self._leases is None
         self._remote: set[asyncio.Task[None]] = set()
         self._loop = KeptLoop()  # asked for once per miss
 
     def join(self, key: str) -> tuple[Flight | None, asyncio.Future[Entry | None] | None]:
         """``(flight, None)`` for the leader, ``(None, future)`` for a waiter."""
-        flight = self.flights.get(key)
-        if flight is not None:  # (a resolved flight has left the table)
-            return None, flight.waiter()
+        if key in self.flights:  # (a resolved flight has left the table)
+            return None, self.flight(key).waiter()
         leases = self._leases
         leased = leases is not None and leases.acquire(key)
-        flight = self.flights[key] = Flight()  # its slots, stored here
-        flight._collapser = self
-        flight.key = key
-        flight.future = None
-        flight.handed_off = False
-        flight._leased = leased
-        flight.resolved = False
+        flight = self.flights[key] = self._made(key, leased)
         if leases is None or leased:
             return flight, None
         # another process leads: this one's requests wait for what it stored
@@ -117,6 +111,24 @@ class Collapser:
         self._remote.add(task)
         task.add_done_callback(self._remote.discard)
         return None, fut
+
+    def flight(self, key: str) -> Flight:
+        """The unresolved flight of ``key``, made now when it is led alone and no one joined."""
+        flight = self.flights[key]
+        if flight is None:
+            flight = self.flights[key] = self._made(key, False)
+        return flight
+
+    def _made(self, key: str, leased: bool) -> Flight:
+        """A new unresolved flight of ``key`` (its slots stored here: no ``__init__``)."""
+        flight = Flight()
+        flight._collapser = self
+        flight.key = key
+        flight.future = None
+        flight.handed_off = False
+        flight._leased = leased
+        flight.resolved = False
+        return flight
 
     def release_lease(self, key: str) -> None:
         assert self._leases is not None

@@ -593,19 +593,19 @@ class CacheStage(OriginStoring):
         if flight is not None and missed:
             entry, _ = self.store.lookup(key, h)
             if entry is not None:
-                served = self._stored_since(ex, entry, flight, req_cc)
+                served = self._stored_since(ex, entry, req_cc)
                 if served is not None:
+                    flight.done(entry)
                     return None, None, served
         return flight, fut, None
 
-    def _stored_since(self, ex: Exchange, entry: Entry, flight: Flight, req_cc: Cc = _NO_CC) -> Response | None:
+    def _stored_since(self, ex: Exchange, entry: Entry, req_cc: Cc = _NO_CC) -> Response | None:
         """A new leader's answer from ``entry``, which a leader stored between the lookup that
-        missed and this one (its flight ended), when it is fresh and whole: a hit, and
-        ``flight`` ends with it; None: fetch."""
+        missed and this one (its flight ended), when it is fresh and whole: a hit (the
+        caller ends its flight with ``entry``); None: fetch."""
         now = self.clock()
         if entry.partial is not None or evaluate(entry, now, req_cc)[0] != FRESH:
             return None
-        flight.done(entry)
         self._counters["hits"] += 1
         return self._serve(ex, entry, now, "HIT", status.hit(self.cache_name, entry.fresh_until - now))
 
@@ -677,40 +677,40 @@ class CacheStage(OriginStoring):
     async def _plain_miss(self, ex: Exchange, nxt: Handler, key: str, url: str, fwd: str) -> Response:
         """The usual miss: ``_miss``'s steps with ``lead`` and ``plain`` (a GET holding none of
         ``NOT_PLAIN`` whose key the lookup found absent) in one frame, where this process
-        alone collapses the key's requests (no lease to take).  The key's flight is led as
-        ``Collapser.join`` leads it or waited for (``_follow``), a fresh entry stored since
-        the lookup answers (``_lead``'s look again); the origin's usual storable answer is
-        stored, its flight ended and answered as ``_stored_miss`` does (``Flight.done``
-        inline while no one waits: no future, no lease); anything else as ``_miss``."""
+        alone collapses the key's requests (no lease to take).  The key is led alone (its
+        ``Flight`` made only when a waiter joins or the fetch needs one: ``Collapser.flight``)
+        or its leader waited for (``_follow``); a fresh entry stored since the lookup
+        answers (``_lead``'s look again); the origin's usual storable answer is stored,
+        answered and ends the flight (``_stored_miss``); anything else as ``_miss``."""
         collapser = self.collapser
         flights = collapser.flights
-        flight = flights.get(key)
-        if flight is not None:  # another request leads: its entry, or a fetch of our own
-            return await self._follow(ex, flight.waiter(), functools.partial(
+        if key in flights:  # another request leads: its entry, or a fetch of our own
+            return await self._follow(ex, collapser.flight(key).waiter(), functools.partial(
                 self._miss, ex, nxt, key, url, _NO_CC, fwd))
-        flight = flights[key] = Flight()  # ``Collapser.join``'s leader, its slots stored here
-        flight._collapser = collapser
-        flight.key = key
-        flight.future = None
-        flight.handed_off = False
-        flight._leased = False
-        flight.resolved = False
+        flights[key] = None  # led alone
+        flight: Flight | None = None  # (made when the fetch needs one)
         try:
             entry, _ = self.store.lookup(key, ex.request.headers)
             if entry is not None:  # a leader stored it between the lookup and this start
-                served = self._stored_since(ex, entry, flight)
+                served = self._stored_since(ex, entry)
                 if served is not None:
+                    del flights[key]  # (no one joined: nothing was awaited)
                     return served
             request_time = self.clock()
             resp = await nxt(ex)
             self._counters["misses"] += 1
-            out = self._stored_miss(ex, resp, key, url, request_time, flight, fwd)
+            out = self._stored_miss(ex, resp, key, url, request_time, None, fwd, alone=True)
             if out is not None:
                 return out
+            flight = collapser.flight(key)
             out = self._from_origin(ex, resp, key, url, _NO_CC, fwd, None, request_time, flight, need_entry=False)
             return out if isinstance(out, Response) else await out
         finally:
-            if not flight.resolved:
+            if flight is None:  # ended, or the fetch raised: the waiters go to the origin
+                joined = flights.pop(key, None)
+                if joined is not None:
+                    joined.done(None)
+            elif not flight.resolved:
                 flight.settle()
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
