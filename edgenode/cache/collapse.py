@@ -36,12 +36,11 @@ class Flight:
 
     The waiters' future is made when the first waiter joins (``waiter``): the usual miss
     has none, and its leader then makes and resolves no future at all.  Made by
-    ``Collapser.join`` without a Python ``__init__`` (a frame per miss less): its slots
-    are ``_collapser``, ``key``, ``future`` (the waiters', None until one joins),
-    ``handed_off`` (a streamed body, the tee, took over resolving it), ``_leased`` (it
-    holds the store's lease of the key) and ``resolved``.  A key led alone (the usual
-    miss: ``Collapser.flights``) has none until a waiter joins or its leader asks for it
-    (``Collapser.flight``)."""
+    ``Collapser._made`` without a Python ``__init__``: its slots are ``_collapser``,
+    ``key``, ``future`` (the waiters', None until one joins), ``handed_off`` (a streamed
+    body, the tee, took over resolving it), ``_leased`` (it holds the store's lease of
+    the key) and ``resolved``.  A key led alone (the usual miss: ``Collapser.flights``)
+    has none until a waiter joins or its leader asks for it (``Collapser.flight``)."""
 
     __slots__ = ("_collapser", "key", "future", "handed_off", "_leased", "resolved")
     __init__ = object.__init__  # type: ignore[assignment]

@@ -699,11 +699,12 @@ class CacheStage(OriginStoring):
             request_time = self.clock()
             resp = await nxt(ex)
             self._counters["misses"] += 1
-            out = self._stored_miss(ex, resp, key, url, request_time, None, fwd, alone=True)
+            out = self._stored_miss(ex, resp, key, url, request_time, None, fwd, led_alone=True)
             if out is not None:
                 return out
             flight = collapser.flight(key)
-            out = self._from_origin(ex, resp, key, url, _NO_CC, fwd, None, request_time, flight, need_entry=False)
+            out = self._from_origin(ex, resp, key, url, _NO_CC, fwd, None, request_time, flight,
+                                    need_entry=False)
             return out if isinstance(out, Response) else await out
         finally:
             if flight is None:  # ended, or the fetch raised: the waiters go to the origin

@@ -74,13 +74,14 @@ class OriginStoring:
     _answers: Callable[[Entry, Request], bool]
 
     def _stored_miss(self, ex: Exchange, resp: Response, key: str, url: str, request_time: float,
-                     flight: Flight | None, fwd: str, alone: bool = False) -> Response | None:
+                     flight: Flight | None, fwd: str, led_alone: bool = False) -> Response | None:
         """The answer to a GET with no directives, validators, Range or credentials whose
         origin response is the usual storable one (its body in memory, no trailers, its
         plain pairs current): the decision and the entry in one C call (``usual_stored``),
-        stored and answered here, the flight ended (``alone``: the key's, led alone, ended
-        in the flights table); None, nothing done: ``_from_origin`` decides (its Python
-        is the reference the C call is held to: tests/cache/test_stored_miss.py)."""
+        stored and answered here, the flight ended (``led_alone``: the key's, led without a
+        ``Flight``, ended in the flights table); None, nothing done: ``_from_origin``
+        decides (its Python is the reference the C call is held to:
+        tests/cache/test_stored_miss.py)."""
         plain = resp.fields
         if (plain is None or resp._trailers is not FROM_BODY or type(resp.body) is not bytes
                 or plain[0] != getversion(resp.headers)):
@@ -93,7 +94,7 @@ class OriginStoring:
         if entry is None:
             return None
         stored = self.store.put(entry)  # (``_put``'s checks: the C call made them)
-        if alone:  # the key's flight, led alone (``_plain_miss``): a Flight if a waiter joined
+        if led_alone:  # the key's flight (``_plain_miss``): a Flight if a waiter joined
             joined = self.collapser.flights.pop(key)
             if joined is not None:
                 joined.done(entry if stored else None)
