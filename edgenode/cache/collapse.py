@@ -36,10 +36,11 @@ class Flight:
 
     The waiters' future is made when the first waiter joins (``waiter``): the usual miss
     has none, and its leader then makes and resolves no future at all.  Made by
-    ``Collapser.join`` without a Python ``__init__`` (a frame per miss less): its slots
-    are ``_collapser``, ``key``, ``future`` (the waiters', None until one joins),
-    ``handed_off`` (a streamed body, the tee, took over resolving it), ``_leased`` (it
-    holds the store's lease of the key) and ``resolved``."""
+    ``Collapser._made`` without a Python ``__init__``: its slots are ``_collapser``,
+    ``key``, ``future`` (the waiters', None until one joins), ``handed_off`` (a streamed
+    body, the tee, took over resolving it), ``_leased`` (it holds the store's lease of
+    the key) and ``resolved``.  A key led alone (the usual miss: ``Collapser.flights``)
+    has none until a waiter joins or its leader asks for it (``Collapser.flight``)."""
 
     __slots__ = ("_collapser", "key", "future", "handed_off", "_leased", "resolved")
     __init__ = object.__init__  # type: ignore[assignment]
@@ -64,7 +65,7 @@ class Flight:
         fut = self.future
         if fut is not None and not fut.done():
             fut.set_result(entry)
-        flights = self._collapser._flights
+        flights = self._collapser.flights
         if flights.get(self.key) is self:
             del flights[self.key]
         if self._leased:  # the store frees it once the entry is committed: others find it
@@ -84,27 +85,23 @@ class Flight:
 
 class Collapser:
     def __init__(self, store: "Store | None" = None) -> None:
-        #: the keys' unresolved flights
-        self._flights: dict[str, Flight] = {}
+        #: the keys' unresolved flights; None: a key led alone, its ``Flight`` not made (no
+        #: one joined yet: ``CacheStage._plain_miss`` sets the key and ends it by ``pop``)
+        self.flights: dict[str, Flight | None] = {}
         self._store = store
         self._leases: Leases | None = store.leases if store is not None else None
+        #: no other process leads a key, so a leader takes no lease (and may lead alone)
+        self.alone = self._leases is None
         self._remote: set[asyncio.Task[None]] = set()
         self._loop = KeptLoop()  # asked for once per miss
 
     def join(self, key: str) -> tuple[Flight | None, asyncio.Future[Entry | None] | None]:
         """``(flight, None)`` for the leader, ``(None, future)`` for a waiter."""
-        flight = self._flights.get(key)
-        if flight is not None:  # (a resolved flight has left the table)
-            return None, flight.waiter()
+        if key in self.flights:  # (a resolved flight has left the table)
+            return None, self.flight(key).waiter()
         leases = self._leases
         leased = leases is not None and leases.acquire(key)
-        flight = self._flights[key] = Flight()  # its slots, stored here
-        flight._collapser = self
-        flight.key = key
-        flight.future = None
-        flight.handed_off = False
-        flight._leased = leased
-        flight.resolved = False
+        flight = self.flights[key] = self._made(key, leased)
         if leases is None or leased:
             return flight, None
         # another process leads: this one's requests wait for what it stored
@@ -113,6 +110,24 @@ class Collapser:
         self._remote.add(task)
         task.add_done_callback(self._remote.discard)
         return None, fut
+
+    def flight(self, key: str) -> Flight:
+        """The unresolved flight of ``key``, made now when it is led alone and no one joined."""
+        flight = self.flights[key]
+        if flight is None:
+            flight = self.flights[key] = self._made(key, False)
+        return flight
+
+    def _made(self, key: str, leased: bool) -> Flight:
+        """A new unresolved flight of ``key`` (its slots stored here: no ``__init__``)."""
+        flight = Flight()
+        flight._collapser = self
+        flight.key = key
+        flight.future = None
+        flight.handed_off = False
+        flight._leased = leased
+        flight.resolved = False
+        return flight
 
     def release_lease(self, key: str) -> None:
         assert self._leases is not None
@@ -150,4 +165,4 @@ class Collapser:
             task.cancel()
 
     def __len__(self) -> int:
-        return len(self._flights)
+        return len(self.flights)

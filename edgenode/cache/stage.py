@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from time import perf_counter
+from types import MappingProxyType
 from typing import Any, Awaitable, Callable
 from urllib.parse import urljoin
 
@@ -38,7 +39,7 @@ from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
     FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, close_body, made_response,
 )
-from edgenode.pipeline.exchange import Exchange, fields_plain
+from edgenode.pipeline.exchange import RAW_PLAIN, Exchange, fields_plain
 from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.stage import Handler, wrap_stage
 
@@ -48,6 +49,9 @@ log = logging.getLogger("edgenode.cache")
 
 #: request fields after which a hit is more than the stored answer (``hit_response``)
 _NOT_PLAIN = frozenset(name.decode("ascii") for name in NOT_PLAIN)
+
+#: the directives of a request holding none (a plain one's)
+_NO_CC: Cc = MappingProxyType({})
 
 _ORIGIN_ERRORS = frozenset({500, 502, 503, 504})
 _STORE_STRIP = CLIENT_VALIDATORS + ("range", "if-range")
@@ -348,7 +352,10 @@ class CacheStage(OriginStoring):
         if method != "GET" and method != "HEAD":
             return self._unsafe(ex, nxt)
         h = req.headers
-        plain = fields_plain(ex, req)  # none of NOT_PLAIN, unchanged since: no checks
+        plain = ex.plain  # none of NOT_PLAIN, unchanged since: no checks (``fields_plain``, inline)
+        if plain == RAW_PLAIN and req.raw is not None:
+            plain = req.raw[0]
+        plain = plain == getversion(h)
         if not plain and ("upgrade" in h or "if-match" in h or "if-unmodified-since" in h):
             return self._bypass(ex, nxt, "request")
         url, key = self.keys.for_request(req)
@@ -392,6 +399,8 @@ class CacheStage(OriginStoring):
         fwd = "vary-miss" if any_variant else "uri-miss"
         if method == "HEAD":
             return self._bypass(ex, nxt, fwd, count="misses", x_cache="MISS")
+        if plain and self.collapser.alone and self.cfg.collapse:
+            return self._plain_miss(ex, nxt, key, url, fwd)
         return self._miss(ex, nxt, key, url, req_cc, fwd, None, True, plain)
 
     # -- answers built from a stored entry -----------------------------------------------
@@ -583,13 +592,22 @@ class CacheStage(OriginStoring):
         flight, fut = self.collapser.join(key)
         if flight is not None and missed:
             entry, _ = self.store.lookup(key, h)
-            now = self.clock()
-            if entry is not None and entry.partial is None and evaluate(entry, now, req_cc)[0] == FRESH:
-                flight.done(entry)
-                self._counters["hits"] += 1
-                return None, None, self._serve(ex, entry, now, "HIT",
-                                               status.hit(self.cache_name, entry.fresh_until - now))
+            if entry is not None:
+                served = self._stored_since(ex, entry, req_cc)
+                if served is not None:
+                    flight.done(entry)
+                    return None, None, served
         return flight, fut, None
+
+    def _stored_since(self, ex: Exchange, entry: Entry, req_cc: Cc = _NO_CC) -> Response | None:
+        """A new leader's answer from ``entry``, which a leader stored between the lookup that
+        missed and this one (its flight ended), when it is fresh and whole: a hit (the
+        caller ends its flight with ``entry``); None: fetch."""
+        now = self.clock()
+        if entry.partial is not None or evaluate(entry, now, req_cc)[0] != FRESH:
+            return None
+        self._counters["hits"] += 1
+        return self._serve(ex, entry, now, "HIT", status.hit(self.cache_name, entry.fresh_until - now))
 
     async def _follow(self, ex: Exchange, fut: asyncio.Future[Entry | None],
                       fetch: Callable[[Flight | None], Awaitable[Response]]) -> Response:
@@ -656,6 +674,45 @@ class CacheStage(OriginStoring):
             if lead and flight is not None and not flight.resolved:
                 flight.settle()
 
+    async def _plain_miss(self, ex: Exchange, nxt: Handler, key: str, url: str, fwd: str) -> Response:
+        """The usual miss: ``_miss``'s steps with ``lead`` and ``plain`` (a GET holding none of
+        ``NOT_PLAIN`` whose key the lookup found absent) in one frame, where this process
+        alone collapses the key's requests (no lease to take).  The key is led alone (its
+        ``Flight`` made only when a waiter joins or the fetch needs one: ``Collapser.flight``)
+        or its leader waited for (``_follow``); a fresh entry stored since the lookup
+        answers (``_lead``'s look again); the origin's usual storable answer is stored,
+        answered and ends the flight (``_stored_miss``); anything else as ``_miss``."""
+        collapser = self.collapser
+        flights = collapser.flights
+        if key in flights:  # another request leads: its entry, or a fetch of our own
+            return await self._follow(ex, collapser.flight(key).waiter(), functools.partial(
+                self._miss, ex, nxt, key, url, _NO_CC, fwd))
+        flights[key] = None  # led alone
+        flight: Flight | None = None  # (made when the fetch needs one)
+        try:
+            entry, _ = self.store.lookup(key, ex.request.headers)
+            if entry is not None:  # a leader stored it between the lookup and this start
+                served = self._stored_since(ex, entry)
+                if served is not None:
+                    del flights[key]  # (no one joined: nothing was awaited)
+                    return served
+            request_time = self.clock()
+            resp = await nxt(ex)
+            self._counters["misses"] += 1
+            out = self._stored_miss(ex, resp, key, url, request_time, None, fwd, led_alone=True)
+            if out is not None:
+                return out
+            flight = collapser.flight(key)
+            out = self._from_origin(ex, resp, key, url, _NO_CC, fwd, None, request_time, flight,
+                                    need_entry=False)
+            return out if isinstance(out, Response) else await out
+        finally:
+            if flight is None:  # ended, or the fetch raised: the waiters go to the origin
+                joined = flights.pop(key, None)
+                if joined is not None:
+                    joined.done(None)
+            elif not flight.resolved:
+                flight.settle()
 
     async def _complete(self, ex: Exchange, nxt: Handler, entry: Entry, key: str, url: str,
                         req_cc: Cc, flight: Flight | None) -> Response:

@@ -18,7 +18,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.cache import status
 from edgenode.cache._entry import EntryAnswer
-from edgenode.cache.collapse import Flight
+from edgenode.cache.collapse import Collapser, Flight
 from edgenode.cache.conditional import same_representation
 from edgenode.cache.directives import CC_MEMO
 from edgenode.cache.policy import (
@@ -66,6 +66,7 @@ class OriginStoring:
     store: CacheStore
     clock: Callable[[], float]
     cache_name: str
+    collapser: Collapser
     _counters: dict[str, int]
     # (``CacheStage``'s: the answer from a stored entry, the marks on a passed-on response)
     _serve: Callable[..., Response]
@@ -73,12 +74,14 @@ class OriginStoring:
     _answers: Callable[[Entry, Request], bool]
 
     def _stored_miss(self, ex: Exchange, resp: Response, key: str, url: str, request_time: float,
-                     flight: Flight | None, fwd: str) -> Response | None:
+                     flight: Flight | None, fwd: str, led_alone: bool = False) -> Response | None:
         """The answer to a GET with no directives, validators, Range or credentials whose
         origin response is the usual storable one (its body in memory, no trailers, its
         plain pairs current): the decision and the entry in one C call (``usual_stored``),
-        stored and answered here; None, nothing done: ``_from_origin`` decides (its Python
-        is the reference the C call is held to: tests/cache/test_stored_miss.py)."""
+        stored and answered here, the flight ended (``led_alone``: the key's, led without a
+        ``Flight``, ended in the flights table); None, nothing done: ``_from_origin``
+        decides (its Python is the reference the C call is held to:
+        tests/cache/test_stored_miss.py)."""
         plain = resp.fields
         if (plain is None or resp._trailers is not FROM_BODY or type(resp.body) is not bytes
                 or plain[0] != getversion(resp.headers)):
@@ -91,7 +94,11 @@ class OriginStoring:
         if entry is None:
             return None
         stored = self.store.put(entry)  # (``_put``'s checks: the C call made them)
-        if flight is not None:
+        if led_alone:  # the key's flight (``_plain_miss``): a Flight if a waiter joined
+            joined = self.collapser.flights.pop(key)
+            if joined is not None:
+                joined.done(entry if stored else None)
+        elif flight is not None:
             flight.done(entry if stored else None)
         cache_status = status.forwarded(self.cache_name, fwd, stored=stored)
         # ``_serve``'s common answer: the request asks for neither a 304 nor a range

@@ -56,3 +56,27 @@ async def test_settle_releases_waiters_unless_resolved_or_handed_off() -> None:
     assert late is not None and not late.done()
     teed.done(None)
     assert late.result() is None and len(collapser) == 0
+
+
+async def test_a_key_led_alone_gets_its_flight_when_a_waiter_joins() -> None:
+    """A key led alone (the usual miss: None in the table) has no ``Flight`` until a
+    waiter joins, which makes it unleased with the waiters' future; the leader's
+    ``flight`` then answers that one, and its end takes the key out of the table."""
+    collapser = Collapser()
+    collapser.flights["k"] = None
+    leader_none, fut = collapser.join("k")
+    assert leader_none is None and fut is not None and not fut.done()
+    flight = collapser.flights["k"]
+    assert flight is not None and flight.future is fut and not flight._leased and not flight.resolved
+    assert collapser.flight("k") is flight
+    _, again = collapser.join("k")
+    assert again is fut
+    entry = object()
+    flight.done(entry)  # type: ignore[arg-type]
+    assert await collapser.wait(fut, 1.0) is entry and len(collapser) == 0
+
+    collapser.flights["j"] = None
+    made = collapser.flight("j")  # the leader's fetch needs one: made with no future
+    assert collapser.flights["j"] is made and made.future is None and made.key == "j"
+    made.settle()
+    assert made.resolved and len(collapser) == 0

@@ -98,3 +98,16 @@ def test_classes_it_cannot_fill_are_refused() -> None:
     with pytest.raises(TypeError):  # a Python __init__ it would skip
         EntryAnswer(Entry, Response, FROM_BODY, getversion)
     assert entry_answer(object(), NOW, "s", "HIT", False) is None
+
+
+@pytest.mark.parametrize("age", [0.0, 0.99, 1.0, 9.9, 10.0, 99.5, 100.0, 12345.6, 1e14 + 3.0, -7.0])
+def test_the_age_is_the_python_ones_digits(age: float) -> None:
+    """The C writes the Age's digits itself (``decimal``): as ``str(int(max(0, age)))``."""
+    entry = _entry(random.Random(5))
+    entry.trailers = None
+    entry.wire = entry.wire or b""
+    now = entry.response_time - entry.age0 + age
+    ours = entry_answer(entry, now, "edgenode; hit; ttl=5", "HIT", False)
+    theirs = CacheStage._whole_answer(entry, now, "edgenode; hit; ttl=5", "HIT", False)
+    assert ours is not None and ours.headers["Age"] == str(int(max(0.0, entry.age(now))))
+    assert _slots(ours) == _slots(theirs)

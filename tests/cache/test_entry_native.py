@@ -210,3 +210,13 @@ async def test_the_stage_answers_as_without_the_c_entry(make_harness, origin, mo
     monkeypatch.setattr(policy, "usual_entry", lambda *args: None)
     monkeypatch.setattr(storing, "usual_entry", lambda *args: None)
     assert await answers(make_harness()) == ours
+
+
+@pytest.mark.parametrize("size", [0, 1, 9, 10, 99, 100, 1023, 1024, 65536, 1_000_000])
+def test_the_stored_content_length_is_the_bodys_length_in_digits(size: int) -> None:
+    """The C writes the length's digits itself (``decimal``): as ``str(len(body))``."""
+    kw = _args(random.Random(4), [("Cache-Control", "max-age=60"), ("Date", format_http_date(NOW))])
+    kw["body"] = b"b" * size
+    made = _native(kw)
+    assert made is not None and made.headers[-1] == ("Content-Length", str(size))
+    assert entry_slots(made)["headers"] == entry_slots(_reference(kw))["headers"]
