@@ -39,6 +39,7 @@ typedef struct {
     PyObject *loop;         /* the pool's event loop */
     PyObject *transport;    /* the connection's transport, or None before it is made */
     double head_deadline;   /* when the response head must have arrived */
+    double idle_since;      /* when the pool took it back idle */
     Py_ssize_t uses;        /* requests sent on this connection */
     Py_ssize_t fed;         /* bytes received since the request was sent */
     Py_ssize_t max_head;    /* max_header_bytes */
@@ -49,11 +50,12 @@ typedef struct {
     char paused;            /* reading paused by the body's back-pressure */
     char upload_done;       /* the request's body is all sent */
     char got_bytes;         /* a byte of the response arrived */
+    char closed;            /* aborted or lost: never sent on again */
 } OriginCore;
 
 /* bound once by ``bind``: the classes and values the usual response is made of, and the
  * offsets of the response's slots (``made_response`` stores the same ones) */
-static PyObject *md_class, *from_body, *getversion_fn;
+static PyObject *md_class, *from_body, *getversion_fn, *long_zero, *long_one;
 static PyTypeObject *response_type;
 enum { R_STATUS, R_HEADERS, R_BODY, R_REASON, R_WIRE_HEAD, R_FIELDS, R_TRAILERS, R_SLOTS };
 static const char *const response_slots[R_SLOTS] = {
@@ -65,7 +67,9 @@ static PyObject *str_get_status_code, *str_done, *str_set_result, *str_should_ke
     *str_headers_complete, *str_on_body, *str_message_complete, *str_feed_data, *str_body_attr,
     *str_data_received, *str_parse_failed, *str_send, *str_method, *str_create_future,
     *str_write, *str_time, *str_cfg, *str_first_byte_timeout, *str_heads, *str_head_timer,
-    *str_awaiting_head;
+    *str_awaiting_head, *str_loop, *str_pool_closed, *str_idle, *str_keep_for, *str_abort,
+    *str_reused, *str_requests, *str_waiters, *str_sweeper, *str_fields, *str_headers_attr,
+    *str_add, *str_via;
 
 /* ASCII case-insensitive test of a 1-byte str against a lower-case literal of ``n`` chars */
 static int name_is(PyObject *name, const char *lower, Py_ssize_t n) {
@@ -251,6 +255,61 @@ static PyObject *early_body(PyObject *parts) {
     return _PyBytes_Join(bytes_empty, parts);
 }
 
+/* ``loop.time()`` as a double into ``now``: 0, or -1 on error */
+static int loop_time(PyObject *loop, double *now) {
+    PyObject *value = PyObject_CallMethodNoArgs(loop, str_time);
+    if (value == NULL)
+        return -1;
+    *now = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* 1: ``pool.name`` is empty (a false value); 0: not; -1: error */
+static int pool_empty(PyObject *pool, PyObject *name) {
+    PyObject *value = PyObject_GetAttr(pool, name);
+    if (value == NULL)
+        return -1;
+    int full = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return full < 0 ? -1 : !full;
+}
+
+/* 1: the pool's ``_release`` would put the reusable connection back idle and no more
+ * (an open pool that no request waits for, its idle sweep's timer running); 0: its method
+ * decides (it aborts, hands the connection on, or starts the sweep); -1: error */
+static int keeps_idle(OriginCore *self, int reusable) {
+    if (!reusable || self->closed || self->loop == NULL)
+        return 0;
+    int rc = pool_empty(self->pool, str_pool_closed);
+    if (rc != 1)
+        return rc;
+    rc = pool_empty(self->pool, str_waiters);
+    if (rc != 1)
+        return rc;
+    rc = pool_empty(self->pool, str_sweeper);
+    return rc < 0 ? -1 : !rc;
+}
+
+/* the pool's ``_release(conn, reusable)``: the usual case (``keeps_idle``) here, the
+ * connection put back idle since now; any other to the pool's method */
+static PyObject *release(OriginCore *self, int reusable) {
+    int keeps = keeps_idle(self, reusable);
+    PyObject *idle = keeps == 1 ? PyObject_GetAttr(self->pool, str_idle) : NULL;
+    if (keeps < 0 || (keeps == 1 && idle == NULL))
+        return NULL;
+    if (idle == NULL || !PyList_CheckExact(idle)) {
+        Py_XDECREF(idle);
+        return PyObject_CallMethodObjArgs(self->pool, str_release, (PyObject *)self,
+                                          reusable ? Py_True : Py_False, NULL);
+    }
+    int rc = loop_time(self->loop, &self->idle_since) < 0 ? -1 : PyList_Append(idle, (PyObject *)self);
+    Py_DECREF(idle);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ``on_message_complete``: the early response's body set from its parts and the
  * connection released, as ``_message_done`` does; trailers, a streamed body, a paused
  * connection or an interim response's end to ``_message_complete`` */
@@ -291,9 +350,9 @@ static PyObject *core_message_complete(PyObject *op, PyObject *unused) {
     Py_SETREF(self->status, zero);
     Py_SETREF(self->early, Py_NewRef(Py_None));
     Py_XSETREF(self->on_interim, Py_NewRef(Py_None));
+    Py_XSETREF(self->head_waiter, Py_NewRef(Py_None));  /* done: its owner needs it no more */
     self->busy = 0;
-    PyObject *reusable = keep_alive && self->upload_done ? Py_True : Py_False;
-    return PyObject_CallMethodObjArgs(self->pool, str_release, op, reusable, NULL);
+    return release(self, keep_alive && self->upload_done);
 }
 
 /* a parse's exception handed to ``_parse_failed`` (which re-raises what is not the parser's) */
@@ -365,14 +424,9 @@ static int awaiting_head(OriginCore *self) {
     return done == NULL ? -1 : 0;
 }
 
-/* ``loop.time() + pool.cfg.first_byte_timeout`` into ``head_deadline`` */
-static int set_head_deadline(OriginCore *self) {
-    PyObject *now = PyObject_CallMethodNoArgs(self->loop, str_time);
-    if (now == NULL)
-        return -1;
-    double at = PyFloat_AsDouble(now);
-    Py_DECREF(now);
-    PyObject *cfg = at == -1.0 && PyErr_Occurred() ? NULL : PyObject_GetAttr(self->pool, str_cfg);
+/* ``now + pool.cfg.first_byte_timeout`` into ``head_deadline`` */
+static int set_head_deadline(OriginCore *self, double now) {
+    PyObject *cfg = PyObject_GetAttr(self->pool, str_cfg);
     if (cfg == NULL)
         return -1;
     PyObject *timeout = PyObject_GetAttr(cfg, str_first_byte_timeout);
@@ -383,20 +437,17 @@ static int set_head_deadline(OriginCore *self) {
     Py_DECREF(timeout);
     if (seconds == -1.0 && PyErr_Occurred())
         return -1;
-    self->head_deadline = at + seconds;
+    self->head_deadline = now + seconds;
     return 0;
 }
 
-/* ``send(req, head, length, on_interim=None)``: a request without a body written as its
- * head, its response awaited (the future returned); any other to ``_send`` */
-static PyObject *core_send(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
-    OriginCore *self = (OriginCore *)op;
-    if (nargs < 3 || nargs > 4) {
-        PyErr_SetString(PyExc_TypeError, "send(req, head, length, on_interim=None)");
-        return NULL;
-    }
-    PyObject *req = args[0], *head = args[1], *on_interim = nargs == 4 ? args[3] : Py_None;
-    PyObject *body = PyLong_CheckExact(args[2]) && Py_SIZE(args[2]) == 0 && PyBytes_CheckExact(head)
+/* ``send``'s work: a request without a body written as its head, its response awaited
+ * (the future returned), the deadline from ``now`` (NULL: the loop's time read here); any
+ * other request to ``_send`` */
+static PyObject *send_request(OriginCore *self, PyObject *req, PyObject *head, PyObject *length,
+                              PyObject *on_interim, const double *now) {
+    PyObject *op = (PyObject *)self;
+    PyObject *body = PyLong_CheckExact(length) && Py_SIZE(length) == 0 && PyBytes_CheckExact(head)
         && self->loop != NULL && self->transport != NULL && self->transport != Py_None
         && self->pool != NULL && self->headers != NULL && PyList_CheckExact(self->headers)
         ? PyObject_GetAttr(req, str_body_attr) : NULL;
@@ -405,7 +456,7 @@ static PyObject *core_send(PyObject *op, PyObject *const *args, Py_ssize_t nargs
     int usual = body != NULL && PyBytes_CheckExact(body) && PyBytes_GET_SIZE(body) == 0;
     Py_XDECREF(body);
     if (!usual)
-        return PyObject_VectorcallMethod(str_send, (PyObject *[]){op, args[0], args[1], args[2], on_interim},
+        return PyObject_VectorcallMethod(str_send, (PyObject *[]){op, req, head, length, on_interim},
                                          5, NULL);
     PyObject *method = PyObject_GetAttr(req, str_method);
     if (method == NULL)
@@ -424,11 +475,23 @@ static PyObject *core_send(PyObject *op, PyObject *const *args, Py_ssize_t nargs
     Py_XSETREF(self->head_waiter, Py_NewRef(waiter));
     PyObject *written = PyObject_CallMethodOneArg(self->transport, str_write, head);
     Py_XDECREF(written);
-    if (written == NULL || set_head_deadline(self) < 0 || awaiting_head(self) < 0) {
+    double at = 0.0;
+    if (written == NULL || (now == NULL && loop_time(self->loop, &at) < 0)
+            || set_head_deadline(self, now == NULL ? at : *now) < 0 || awaiting_head(self) < 0) {
         Py_DECREF(waiter);
         return NULL;
     }
     return waiter;
+}
+
+/* ``send(req, head, length, on_interim=None)``: a request without a body written as its
+ * head, its response awaited (the future returned); any other to ``_send`` */
+static PyObject *core_send(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 3 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "send(req, head, length, on_interim=None)");
+        return NULL;
+    }
+    return send_request((OriginCore *)op, args[0], args[1], args[2], nargs == 4 ? args[3] : Py_None, NULL);
 }
 
 static PyMethodDef core_methods[] = {
@@ -468,6 +531,8 @@ static PyMemberDef core_members[] = {
     {"transport", T_OBJECT_EX, offsetof(OriginCore, transport), 0, "the transport, or None"},
     {"head_deadline", T_DOUBLE, offsetof(OriginCore, head_deadline), 0, "the head's deadline"},
     {"uses", T_PYSSIZET, offsetof(OriginCore, uses), 0, "requests sent on this connection"},
+    {"closed", T_BOOL, offsetof(OriginCore, closed), 0, "aborted or lost"},
+    {"idle_since", T_DOUBLE, offsetof(OriginCore, idle_since), 0, "when it went back idle"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -524,6 +589,224 @@ static PyTypeObject OriginCoreType = {
     .tp_methods = core_methods,
     .tp_members = core_members,
 };
+
+/* ``obj.name += 1`` for an int attribute */
+static int count_one(PyObject *obj, PyObject *name) {
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    PyObject *more = PyNumber_Add(value, long_one);
+    Py_DECREF(value);
+    if (more == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, more);
+    Py_DECREF(more);
+    return rc;
+}
+
+/* 1: the pool has its loop and is open, and ``req`` has no body (``_send_idle``'s first
+ * test); 0: not; -1: error */
+static int idle_sendable(PyObject *pool, PyObject *req, PyObject *head, PyObject **loop) {
+    if (!PyBytes_CheckExact(head))
+        return 0;
+    *loop = PyObject_GetAttr(pool, str_loop);
+    if (*loop == NULL)
+        return -1;
+    if (*loop == Py_None)
+        return 0;
+    PyObject *closed = PyObject_GetAttr(pool, str_pool_closed);
+    if (closed == NULL)
+        return -1;
+    int shut = PyObject_IsTrue(closed);
+    Py_DECREF(closed);
+    if (shut != 0)
+        return shut < 0 ? -1 : 0;
+    PyObject *body = PyObject_GetAttr(req, str_body_attr);
+    if (body == NULL)
+        return -1;
+    int empty = PyBytes_CheckExact(body) && PyBytes_GET_SIZE(body) == 0;
+    Py_DECREF(body);
+    return empty;
+}
+
+/* ``_idle_connection``: the most recently used idle connection still open and idle no
+ * longer than ``keep_for`` at ``now`` (LIFO; those passed over are dropped, the expired
+ * aborted), counted as reused; NULL with no error: none */
+static OriginCore *idle_connection(PyObject *pool, PyObject *idle, double now) {
+    PyObject *limit = PyObject_GetAttr(pool, str_keep_for);
+    double keep_for = limit == NULL ? -1.0 : PyFloat_AsDouble(limit);
+    Py_XDECREF(limit);
+    if (keep_for == -1.0 && PyErr_Occurred())
+        return NULL;
+    while (PyList_GET_SIZE(idle)) {
+        Py_ssize_t last = PyList_GET_SIZE(idle) - 1;
+        PyObject *conn = Py_NewRef(PyList_GET_ITEM(idle, last));
+        if (!PyObject_TypeCheck(conn, &OriginCoreType)) {  /* (not ours: the Python path's) */
+            Py_DECREF(conn);
+            return NULL;
+        }
+        if (PyList_SetSlice(idle, last, last + 1, NULL) < 0) {
+            Py_DECREF(conn);
+            return NULL;
+        }
+        OriginCore *core = (OriginCore *)conn;
+        if (core->closed) {
+            Py_DECREF(conn);
+            continue;
+        }
+        if (now - core->idle_since > keep_for) {
+            PyObject *done = PyObject_CallMethodNoArgs(conn, str_abort);
+            Py_DECREF(conn);
+            if (done == NULL)
+                return NULL;
+            Py_DECREF(done);
+            continue;
+        }
+        if (count_one(pool, str_reused) < 0) {
+            Py_DECREF(conn);
+            return NULL;
+        }
+        return core;
+    }
+    return NULL;
+}
+
+/* ``send_idle(pool, req, head, on_interim=None)``: ``OriginPool._send_idle``, the
+ * reference: a request without a body, its head encoded, sent on an idle connection:
+ * the connection and the future of the response head; None with
+ * nothing sent when the pool has no loop yet, is closed or has no idle connection to use
+ * (``request`` then takes the request) */
+static PyObject *send_idle(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 3 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "send_idle(pool, req, head, on_interim=None)");
+        return NULL;
+    }
+    PyObject *pool = args[0], *req = args[1], *head = args[2];
+    PyObject *loop = NULL;
+    int sendable = idle_sendable(pool, req, head, &loop);
+    PyObject *idle = sendable == 1 ? PyObject_GetAttr(pool, str_idle) : NULL;
+    if (sendable == 1 && idle != NULL && (!PyList_CheckExact(idle) || PyList_GET_SIZE(idle) == 0)) {
+        Py_DECREF(idle);
+        idle = NULL;
+        sendable = 0;
+    }
+    double now = 0.0;
+    OriginCore *conn = idle != NULL && loop_time(loop, &now) == 0 ? idle_connection(pool, idle, now) : NULL;
+    Py_XDECREF(idle);
+    Py_XDECREF(loop);
+    if (PyErr_Occurred()) {
+        Py_XDECREF(conn);
+        return NULL;
+    }
+    if (conn == NULL)
+        Py_RETURN_NONE;
+    PyObject *waiter = count_one(pool, str_requests) < 0 ? NULL
+        : send_request(conn, req, head, long_zero, nargs == 4 ? args[3] : Py_None, &now);
+    if (waiter == NULL) {
+        Py_DECREF(conn);
+        return NULL;
+    }
+    PyObject *sent = PyTuple_Pack(2, (PyObject *)conn, waiter);
+    Py_DECREF(conn);
+    Py_DECREF(waiter);
+    return sent;
+}
+
+/* 1: no field name of ``pairs`` (str pairs) is, in any case, one of ``names`` (lower-case
+ * ASCII str); 0: one is, or a pair or name is not the usual kind */
+static int names_absent(PyObject *pairs, PyObject *names) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            return 0;
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        if (!PyUnicode_Check(name) || PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND)
+            return 0;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(names); j++) {
+            PyObject *low = PyTuple_GET_ITEM(names, j);
+            if (!PyUnicode_Check(low) || !PyUnicode_IS_ASCII(low))
+                return 0;
+            if (PyUnicode_GET_LENGTH(low) == n && name_is(name, (const char *)PyUnicode_1BYTE_DATA(low), n))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* 1: ``resp``'s plain fields (its ``fields``: version, pairs) are current (``getversion``
+ * of its headers) and hold none of ``names``: ``pair`` added to its headers and appended to its pairs, their version
+ * renewed; 0: nothing changed; -1: error */
+static int pair_added(PyObject *resp, PyObject *names, PyObject *pair, PyObject *getversion) {
+    PyObject *fields = PyObject_GetAttr(resp, str_fields);
+    if (fields == NULL)
+        return -1;
+    if (!PyTuple_CheckExact(fields) || PyTuple_GET_SIZE(fields) != 2
+            || !PyList_CheckExact(PyTuple_GET_ITEM(fields, 1))) {
+        Py_DECREF(fields);
+        return 0;
+    }
+    PyObject *pairs = PyTuple_GET_ITEM(fields, 1);
+    PyObject *headers = PyObject_GetAttr(resp, str_headers_attr);
+    PyObject *version = headers == NULL ? NULL : PyObject_CallOneArg(getversion, headers);
+    int rc = version == NULL ? -1 : PyObject_RichCompareBool(PyTuple_GET_ITEM(fields, 0), version, Py_EQ);
+    Py_XDECREF(version);
+    if (rc == 1 && names_absent(pairs, names)) {
+        PyObject *added = PyObject_VectorcallMethod(
+            str_add, (PyObject *[]){headers, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)}, 3, NULL);
+        Py_XDECREF(added);
+        version = added == NULL || PyList_Append(pairs, pair) < 0 ? NULL
+            : PyObject_CallOneArg(getversion, headers);
+        PyObject *renewed = version == NULL ? NULL : PyTuple_Pack(2, version, pairs);
+        Py_XDECREF(version);
+        rc = renewed == NULL || PyObject_SetAttr(resp, str_fields, renewed) < 0 ? -1 : 1;
+        Py_XDECREF(renewed);
+    } else if (rc == 1) {
+        rc = 0;
+    }
+    Py_XDECREF(headers);
+    Py_DECREF(fields);
+    return rc;
+}
+
+/* ``forward_response(resp, via)`` as ``response_forwarder(reference, names, getversion)``
+ * makes it: the usual response (``pair_added``: Via the one change) in C, any other
+ * through the reference; ``self`` is (reference, names, getversion) */
+static PyObject *forwarded(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "forward_response(resp, via: str)");
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, str_via, args[1]);
+    if (pair == NULL)
+        return NULL;
+    int rc = pair_added(args[0], PyTuple_GET_ITEM(self, 1), pair, PyTuple_GET_ITEM(self, 2));
+    Py_DECREF(pair);
+    if (rc < 0)
+        return NULL;
+    if (rc == 1)
+        return Py_NewRef(args[0]);
+    return PyObject_Vectorcall(PyTuple_GET_ITEM(self, 0), args, 2, NULL);
+}
+
+static PyMethodDef forwarded_def = {
+    "forward_response", (PyCFunction)(void (*)(void))forwarded, METH_FASTCALL,
+    "forward_response(resp, via): Via added in place; the reference for an unusual response.",
+};
+
+/* ``response_forwarder(reference, names, getversion)``: ``forwarded`` bound to them */
+static PyObject *response_forwarder(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyTuple_CheckExact(args[1]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "response_forwarder(reference, names: tuple, getversion)");
+        return NULL;
+    }
+    PyObject *bound = PyTuple_Pack(3, args[0], args[1], args[2]);
+    if (bound == NULL)
+        return NULL;
+    PyObject *fn = PyCFunction_NewEx(&forwarded_def, bound, NULL);
+    Py_DECREF(bound);
+    return fn;
+}
 
 /* ``bind(CIMultiDict, PrebuiltResponse, FROM_BODY, getversion)``: what the usual response
  * is made of, given by the Python side once */
@@ -603,6 +886,10 @@ static PyObject *request_head(PyObject *module, PyObject *const *args, Py_ssize_
 static PyMethodDef module_methods[] = {
     {"request_head", (PyCFunction)(void (*)(void))request_head, METH_FASTCALL,
      "request_head(method, target, block, tail): the origin request's head, or None."},
+    {"send_idle", (PyCFunction)(void (*)(void))send_idle, METH_FASTCALL,
+     "send_idle(pool, req, head, on_interim=None): the request sent on an idle connection, or None."},
+    {"response_forwarder", (PyCFunction)(void (*)(void))response_forwarder, METH_FASTCALL,
+     "response_forwarder(reference, names, getversion): forward_response, its usual case in C."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
      "bind(CIMultiDict, PrebuiltResponse, FROM_BODY, getversion): the usual response's makers."},
     {NULL, NULL, 0, NULL},
@@ -626,11 +913,17 @@ static int intern_all(void) {
         {&str_write, "write"}, {&str_time, "time"}, {&str_cfg, "cfg"},
         {&str_first_byte_timeout, "first_byte_timeout"}, {&str_heads, "_heads"},
         {&str_head_timer, "_head_timer"}, {&str_awaiting_head, "_awaiting_head"},
+        {&str_loop, "loop"}, {&str_pool_closed, "_closed"}, {&str_idle, "_idle"},
+        {&str_keep_for, "keep_for"}, {&str_abort, "abort"}, {&str_reused, "reused"},
+        {&str_requests, "requests"}, {&str_waiters, "_waiters"}, {&str_sweeper, "_sweeper"},
+        {&str_fields, "fields"}, {&str_headers_attr, "headers"}, {&str_add, "add"}, {&str_via, "Via"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
             return -1;
     }
+    if ((long_zero = PyLong_FromLong(0)) == NULL || (long_one = PyLong_FromLong(1)) == NULL)
+        return -1;
     return (bytes_empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL ? -1 : 0;
 }
 
