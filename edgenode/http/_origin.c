@@ -22,6 +22,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -53,9 +54,39 @@ typedef struct {
     char closed;            /* aborted or lost: never sent on again */
 } OriginCore;
 
+/* the pool's state the usual exchange reads and writes (``OriginPool``'s C base): members
+ * for the Python side, plain fields here, not an attribute lookup each */
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;         /* the event loop, None before the first request */
+    PyObject *cfg;          /* the OriginConfig */
+    PyObject *idle;         /* idle connections, most recent last */
+    PyObject *waiters;      /* requests waiting for a connection (a deque) */
+    PyObject *sweeper;      /* the idle sweep's timer, or None */
+    PyObject *heads;        /* connections awaiting a response head (a set) */
+    PyObject *head_timer;   /* the first-byte timer, or None */
+    PyObject *keep_hint;    /* the origin's last Keep-Alive field, or None */
+    double keep_for;        /* how long a connection may wait idle */
+    Py_ssize_t requests;    /* requests sent (metrics) */
+    Py_ssize_t reused;      /* requests on a kept connection (metrics) */
+    char closed;            /* closed: no new requests */
+} PoolCore;
+
+static PyTypeObject PoolCoreType;
+
+/* ``pool`` as a ``PoolCore`` with its fields set, or NULL: the Python methods take it */
+static PoolCore *pool_core(PyObject *pool) {
+    if (pool == NULL || !PyObject_TypeCheck(pool, &PoolCoreType))
+        return NULL;
+    PoolCore *core = (PoolCore *)pool;
+    return core->loop != NULL && core->cfg != NULL && core->idle != NULL && core->waiters != NULL
+        && core->sweeper != NULL && core->heads != NULL && core->head_timer != NULL
+        && core->keep_hint != NULL ? core : NULL;
+}
+
 /* bound once by ``bind``: the classes and values the usual response is made of, and the
  * offsets of the response's slots (``made_response`` stores the same ones) */
-static PyObject *md_class, *from_body, *getversion_fn, *long_zero, *long_one;
+static PyObject *md_class, *from_body, *getversion_fn, *long_zero;
 static PyTypeObject *response_type;
 enum { R_STATUS, R_HEADERS, R_BODY, R_REASON, R_WIRE_HEAD, R_FIELDS, R_TRAILERS, R_SLOTS };
 static const char *const response_slots[R_SLOTS] = {
@@ -63,13 +94,11 @@ static const char *const response_slots[R_SLOTS] = {
 };
 static Py_ssize_t response_at[R_SLOTS];
 static PyObject *str_get_status_code, *str_done, *str_set_result, *str_should_keep_alive,
-    *str_release, *str_keep_hint, *str_head, *str_empty, *bytes_empty,
+    *str_release, *str_head, *str_empty, *bytes_empty,
     *str_headers_complete, *str_on_body, *str_message_complete, *str_feed_data, *str_body_attr,
     *str_data_received, *str_parse_failed, *str_send, *str_method, *str_create_future,
-    *str_write, *str_time, *str_cfg, *str_first_byte_timeout, *str_heads, *str_head_timer,
-    *str_awaiting_head, *str_loop, *str_pool_closed, *str_idle, *str_keep_for, *str_abort,
-    *str_reused, *str_requests, *str_waiters, *str_sweeper, *str_fields, *str_headers_attr,
-    *str_add, *str_via;
+    *str_write, *str_time, *str_first_byte_timeout, *str_awaiting_head, *str_abort,
+    *str_fields, *str_headers_attr, *str_add, *str_via;
 
 /* ASCII case-insensitive test of a 1-byte str against a lower-case literal of ``n`` chars */
 static int name_is(PyObject *name, const char *lower, Py_ssize_t n) {
@@ -124,12 +153,11 @@ static int usual_fields(OriginCore *self) {
             if (codings++ || !value_is_chunked(value))
                 return 0;
         } else if (len == 10 && name_is(name, "keep-alive", 10)) {
-            PyObject *hint = PyObject_GetAttr(self->pool, str_keep_hint);
-            if (hint == NULL)
+            PyObject *hint = ((PoolCore *)self->pool)->keep_hint;  /* (``usual_head`` checked) */
+            int same = PyUnicode_Check(hint) && PyUnicode_Check(value) ? PyUnicode_Compare(hint, value) : -1;
+            if (same == -1 && PyErr_Occurred())
                 return -1;
-            int same = PyUnicode_Check(hint) ? PyUnicode_Compare(hint, value) == 0 : 0;
-            Py_DECREF(hint);
-            if (!same)
+            if (same != 0)
                 return 0;
         }
     }
@@ -140,7 +168,7 @@ static int usual_fields(OriginCore *self) {
  * 0: the Python method takes it; -1: error.  Changes nothing. */
 static int usual_head(OriginCore *self, PyObject **status) {
     if (self->fed > self->max_head / 2 || self->head_waiter == NULL || self->head_waiter == Py_None
-            || self->parser == NULL || self->pool == NULL || self->headers == NULL
+            || self->parser == NULL || pool_core(self->pool) == NULL || self->headers == NULL
             || !PyList_CheckExact(self->headers) || self->method == NULL || !PyUnicode_Check(self->method)
             || PyUnicode_Compare(self->method, str_head) == 0 || md_class == NULL)
         return 0;
@@ -265,47 +293,28 @@ static int loop_time(PyObject *loop, double *now) {
     return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* 1: ``pool.name`` is empty (a false value); 0: not; -1: error */
-static int pool_empty(PyObject *pool, PyObject *name) {
-    PyObject *value = PyObject_GetAttr(pool, name);
-    if (value == NULL)
-        return -1;
-    int full = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return full < 0 ? -1 : !full;
-}
-
 /* 1: the pool's ``_release`` would put the reusable connection back idle and no more
  * (an open pool that no request waits for, its idle sweep's timer running); 0: its method
  * decides (it aborts, hands the connection on, or starts the sweep); -1: error */
-static int keeps_idle(OriginCore *self, int reusable) {
-    if (!reusable || self->closed || self->loop == NULL)
+static int keeps_idle(OriginCore *self, PoolCore *pool, int reusable) {
+    if (!reusable || self->closed || pool == NULL || pool->closed || pool->sweeper == Py_None
+            || !PyList_CheckExact(pool->idle))
         return 0;
-    int rc = pool_empty(self->pool, str_pool_closed);
-    if (rc != 1)
-        return rc;
-    rc = pool_empty(self->pool, str_waiters);
-    if (rc != 1)
-        return rc;
-    rc = pool_empty(self->pool, str_sweeper);
-    return rc < 0 ? -1 : !rc;
+    Py_ssize_t waiting = PyObject_Length(pool->waiters);
+    return waiting < 0 ? -1 : waiting == 0;
 }
 
 /* the pool's ``_release(conn, reusable)``: the usual case (``keeps_idle``) here, the
  * connection put back idle since now; any other to the pool's method */
 static PyObject *release(OriginCore *self, int reusable) {
-    int keeps = keeps_idle(self, reusable);
-    PyObject *idle = keeps == 1 ? PyObject_GetAttr(self->pool, str_idle) : NULL;
-    if (keeps < 0 || (keeps == 1 && idle == NULL))
+    PoolCore *pool = pool_core(self->pool);
+    int keeps = keeps_idle(self, pool, reusable);
+    if (keeps < 0)
         return NULL;
-    if (idle == NULL || !PyList_CheckExact(idle)) {
-        Py_XDECREF(idle);
+    if (!keeps)
         return PyObject_CallMethodObjArgs(self->pool, str_release, (PyObject *)self,
                                           reusable ? Py_True : Py_False, NULL);
-    }
-    int rc = loop_time(self->loop, &self->idle_since) < 0 ? -1 : PyList_Append(idle, (PyObject *)self);
-    Py_DECREF(idle);
-    if (rc < 0)
+    if (loop_time(pool->loop, &self->idle_since) < 0 || PyList_Append(pool->idle, (PyObject *)self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -404,33 +413,20 @@ static PyObject *core_data_received(PyObject *op, PyObject *data) {
 
 /* the pool's ``_awaiting_head(conn)`` for a connection just sent on: added to the pool's
  * set of connections awaiting a head; the pool's method when its timer is not running */
-static int awaiting_head(OriginCore *self) {
-    PyObject *heads = PyObject_GetAttr(self->pool, str_heads);
-    if (heads == NULL)
-        return -1;
-    int rc = PySet_Check(heads) ? PySet_Add(heads, (PyObject *)self) : 1;
-    Py_DECREF(heads);
+static int awaiting_head(OriginCore *self, PoolCore *pool) {
+    int rc = PySet_Check(pool->heads) ? PySet_Add(pool->heads, (PyObject *)self) : 1;
     if (rc < 0)
         return -1;
-    PyObject *timer = rc == 0 ? PyObject_GetAttr(self->pool, str_head_timer) : NULL;
-    if (rc == 0 && timer == NULL)
-        return -1;
-    int running = timer != NULL && timer != Py_None;
-    Py_XDECREF(timer);
-    if (running)
+    if (rc == 0 && pool->head_timer != Py_None)
         return 0;
-    PyObject *done = PyObject_CallMethodOneArg(self->pool, str_awaiting_head, (PyObject *)self);
+    PyObject *done = PyObject_CallMethodOneArg((PyObject *)pool, str_awaiting_head, (PyObject *)self);
     Py_XDECREF(done);
     return done == NULL ? -1 : 0;
 }
 
 /* ``now + pool.cfg.first_byte_timeout`` into ``head_deadline`` */
-static int set_head_deadline(OriginCore *self, double now) {
-    PyObject *cfg = PyObject_GetAttr(self->pool, str_cfg);
-    if (cfg == NULL)
-        return -1;
-    PyObject *timeout = PyObject_GetAttr(cfg, str_first_byte_timeout);
-    Py_DECREF(cfg);
+static int set_head_deadline(OriginCore *self, PoolCore *pool, double now) {
+    PyObject *timeout = PyObject_GetAttr(pool->cfg, str_first_byte_timeout);
     if (timeout == NULL)
         return -1;
     double seconds = PyFloat_AsDouble(timeout);
@@ -447,9 +443,10 @@ static int set_head_deadline(OriginCore *self, double now) {
 static PyObject *send_request(OriginCore *self, PyObject *req, PyObject *head, PyObject *length,
                               PyObject *on_interim, const double *now) {
     PyObject *op = (PyObject *)self;
+    PoolCore *pool = pool_core(self->pool);
     PyObject *body = PyLong_CheckExact(length) && Py_SIZE(length) == 0 && PyBytes_CheckExact(head)
         && self->loop != NULL && self->transport != NULL && self->transport != Py_None
-        && self->pool != NULL && self->headers != NULL && PyList_CheckExact(self->headers)
+        && pool != NULL && self->headers != NULL && PyList_CheckExact(self->headers)
         ? PyObject_GetAttr(req, str_body_attr) : NULL;
     if (body == NULL && PyErr_Occurred())
         return NULL;
@@ -477,7 +474,7 @@ static PyObject *send_request(OriginCore *self, PyObject *req, PyObject *head, P
     Py_XDECREF(written);
     double at = 0.0;
     if (written == NULL || (now == NULL && loop_time(self->loop, &at) < 0)
-            || set_head_deadline(self, now == NULL ? at : *now) < 0 || awaiting_head(self) < 0) {
+            || set_head_deadline(self, pool, now == NULL ? at : *now) < 0 || awaiting_head(self, pool) < 0) {
         Py_DECREF(waiter);
         return NULL;
     }
@@ -590,54 +587,72 @@ static PyTypeObject OriginCoreType = {
     .tp_members = core_members,
 };
 
-/* ``obj.name += 1`` for an int attribute */
-static int count_one(PyObject *obj, PyObject *name) {
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    PyObject *more = PyNumber_Add(value, long_one);
-    Py_DECREF(value);
-    if (more == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(obj, name, more);
-    Py_DECREF(more);
-    return rc;
+static PyMemberDef pool_members[] = {
+    {"loop", T_OBJECT_EX, offsetof(PoolCore, loop), 0, "the event loop, None before the first request"},
+    {"cfg", T_OBJECT_EX, offsetof(PoolCore, cfg), 0, "the OriginConfig"},
+    {"_idle", T_OBJECT_EX, offsetof(PoolCore, idle), 0, "idle connections, most recent last"},
+    {"_waiters", T_OBJECT_EX, offsetof(PoolCore, waiters), 0, "requests waiting for a connection"},
+    {"_sweeper", T_OBJECT_EX, offsetof(PoolCore, sweeper), 0, "the idle sweep's timer, or None"},
+    {"_heads", T_OBJECT_EX, offsetof(PoolCore, heads), 0, "connections awaiting a response head"},
+    {"_head_timer", T_OBJECT_EX, offsetof(PoolCore, head_timer), 0, "the first-byte timer, or None"},
+    {"keep_hint", T_OBJECT_EX, offsetof(PoolCore, keep_hint), 0, "the origin's last Keep-Alive field"},
+    {"keep_for", T_DOUBLE, offsetof(PoolCore, keep_for), 0, "how long a connection may wait idle"},
+    {"requests", T_PYSSIZET, offsetof(PoolCore, requests), 0, "requests sent"},
+    {"reused", T_PYSSIZET, offsetof(PoolCore, reused), 0, "requests on a kept connection"},
+    {"_closed", T_BOOL, offsetof(PoolCore, closed), 0, "closed: no new requests"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static int pool_traverse(PyObject *op, visitproc visit, void *arg) {
+    PoolCore *self = (PoolCore *)op;
+    Py_VISIT(self->loop);
+    Py_VISIT(self->cfg);
+    Py_VISIT(self->idle);
+    Py_VISIT(self->waiters);
+    Py_VISIT(self->sweeper);
+    Py_VISIT(self->heads);
+    Py_VISIT(self->head_timer);
+    Py_VISIT(self->keep_hint);
+    return 0;
 }
 
-/* 1: the pool has its loop and is open, and ``req`` has no body (``_send_idle``'s first
- * test); 0: not; -1: error */
-static int idle_sendable(PyObject *pool, PyObject *req, PyObject *head, PyObject **loop) {
-    if (!PyBytes_CheckExact(head))
-        return 0;
-    *loop = PyObject_GetAttr(pool, str_loop);
-    if (*loop == NULL)
-        return -1;
-    if (*loop == Py_None)
-        return 0;
-    PyObject *closed = PyObject_GetAttr(pool, str_pool_closed);
-    if (closed == NULL)
-        return -1;
-    int shut = PyObject_IsTrue(closed);
-    Py_DECREF(closed);
-    if (shut != 0)
-        return shut < 0 ? -1 : 0;
-    PyObject *body = PyObject_GetAttr(req, str_body_attr);
-    if (body == NULL)
-        return -1;
-    int empty = PyBytes_CheckExact(body) && PyBytes_GET_SIZE(body) == 0;
-    Py_DECREF(body);
-    return empty;
+static int pool_clear(PyObject *op) {
+    PoolCore *self = (PoolCore *)op;
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->cfg);
+    Py_CLEAR(self->idle);
+    Py_CLEAR(self->waiters);
+    Py_CLEAR(self->sweeper);
+    Py_CLEAR(self->heads);
+    Py_CLEAR(self->head_timer);
+    Py_CLEAR(self->keep_hint);
+    return 0;
 }
+
+static void pool_dealloc(PyObject *op) {
+    PyObject_GC_UnTrack(op);
+    pool_clear(op);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyTypeObject PoolCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "edgenode.http._origin.PoolCore",
+    .tp_basicsize = sizeof(PoolCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = PyDoc_STR("An origin pool's state that the usual exchange reads and writes."),
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = pool_dealloc,
+    .tp_traverse = pool_traverse,
+    .tp_clear = pool_clear,
+    .tp_members = pool_members,
+};
 
 /* ``_idle_connection``: the most recently used idle connection still open and idle no
  * longer than ``keep_for`` at ``now`` (LIFO; those passed over are dropped, the expired
  * aborted), counted as reused; NULL with no error: none */
-static OriginCore *idle_connection(PyObject *pool, PyObject *idle, double now) {
-    PyObject *limit = PyObject_GetAttr(pool, str_keep_for);
-    double keep_for = limit == NULL ? -1.0 : PyFloat_AsDouble(limit);
-    Py_XDECREF(limit);
-    if (keep_for == -1.0 && PyErr_Occurred())
-        return NULL;
+static OriginCore *idle_connection(PoolCore *pool, double now) {
+    PyObject *idle = pool->idle;
     while (PyList_GET_SIZE(idle)) {
         Py_ssize_t last = PyList_GET_SIZE(idle) - 1;
         PyObject *conn = Py_NewRef(PyList_GET_ITEM(idle, last));
@@ -654,7 +669,7 @@ static OriginCore *idle_connection(PyObject *pool, PyObject *idle, double now) {
             Py_DECREF(conn);
             continue;
         }
-        if (now - core->idle_since > keep_for) {
+        if (now - core->idle_since > pool->keep_for) {
             PyObject *done = PyObject_CallMethodNoArgs(conn, str_abort);
             Py_DECREF(conn);
             if (done == NULL)
@@ -662,10 +677,7 @@ static OriginCore *idle_connection(PyObject *pool, PyObject *idle, double now) {
             Py_DECREF(done);
             continue;
         }
-        if (count_one(pool, str_reused) < 0) {
-            Py_DECREF(conn);
-            return NULL;
-        }
+        pool->reused++;
         return core;
     }
     return NULL;
@@ -673,35 +685,32 @@ static OriginCore *idle_connection(PyObject *pool, PyObject *idle, double now) {
 
 /* ``send_idle(pool, req, head, on_interim=None)``: ``OriginPool._send_idle``, the
  * reference: a request without a body, its head encoded, sent on an idle connection:
- * the connection and the future of the response head; None with
- * nothing sent when the pool has no loop yet, is closed or has no idle connection to use
- * (``request`` then takes the request) */
+ * the connection and the future of the response head; None with nothing sent when the
+ * pool has no loop yet, is closed or has no idle connection to use (``request`` then
+ * takes the request) */
 static PyObject *send_idle(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 3 || nargs > 4) {
         PyErr_SetString(PyExc_TypeError, "send_idle(pool, req, head, on_interim=None)");
         return NULL;
     }
-    PyObject *pool = args[0], *req = args[1], *head = args[2];
-    PyObject *loop = NULL;
-    int sendable = idle_sendable(pool, req, head, &loop);
-    PyObject *idle = sendable == 1 ? PyObject_GetAttr(pool, str_idle) : NULL;
-    if (sendable == 1 && idle != NULL && (!PyList_CheckExact(idle) || PyList_GET_SIZE(idle) == 0)) {
-        Py_DECREF(idle);
-        idle = NULL;
-        sendable = 0;
-    }
-    double now = 0.0;
-    OriginCore *conn = idle != NULL && loop_time(loop, &now) == 0 ? idle_connection(pool, idle, now) : NULL;
-    Py_XDECREF(idle);
-    Py_XDECREF(loop);
-    if (PyErr_Occurred()) {
-        Py_XDECREF(conn);
-        return NULL;
-    }
-    if (conn == NULL)
+    PyObject *req = args[1], *head = args[2];
+    PoolCore *pool = pool_core(args[0]);
+    if (pool == NULL || pool->loop == Py_None || pool->closed || !PyBytes_CheckExact(head)
+            || !PyList_CheckExact(pool->idle) || PyList_GET_SIZE(pool->idle) == 0)
         Py_RETURN_NONE;
-    PyObject *waiter = count_one(pool, str_requests) < 0 ? NULL
-        : send_request(conn, req, head, long_zero, nargs == 4 ? args[3] : Py_None, &now);
+    PyObject *body = PyObject_GetAttr(req, str_body_attr);
+    if (body == NULL)
+        return NULL;
+    int empty = PyBytes_CheckExact(body) && PyBytes_GET_SIZE(body) == 0;
+    Py_DECREF(body);
+    double now = 0.0;
+    if (!empty)
+        Py_RETURN_NONE;
+    OriginCore *conn = loop_time(pool->loop, &now) < 0 ? NULL : idle_connection(pool, now);
+    if (conn == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    pool->requests++;
+    PyObject *waiter = send_request(conn, req, head, long_zero, nargs == 4 ? args[3] : Py_None, &now);
     if (waiter == NULL) {
         Py_DECREF(conn);
         return NULL;
@@ -715,6 +724,13 @@ static PyObject *send_idle(PyObject *module, PyObject *const *args, Py_ssize_t n
 /* 1: no field name of ``pairs`` (str pairs) is, in any case, one of ``names`` (lower-case
  * ASCII str); 0: one is, or a pair or name is not the usual kind */
 static int names_absent(PyObject *pairs, PyObject *names) {
+    uint64_t lengths = 0;  /* bit n: a name of n characters (under 64) is among ``names`` */
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(names); j++) {
+        PyObject *low = PyTuple_GET_ITEM(names, j);
+        if (!PyUnicode_Check(low) || PyUnicode_GET_LENGTH(low) >= 64)
+            return 0;
+        lengths |= (uint64_t)1 << PyUnicode_GET_LENGTH(low);
+    }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
         PyObject *pair = PyList_GET_ITEM(pairs, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
@@ -723,6 +739,8 @@ static int names_absent(PyObject *pairs, PyObject *names) {
         if (!PyUnicode_Check(name) || PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND)
             return 0;
         Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+        if (n >= 64 || !(lengths >> n & 1))
+            continue;
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(names); j++) {
             PyObject *low = PyTuple_GET_ITEM(names, j);
             if (!PyUnicode_Check(low) || !PyUnicode_IS_ASCII(low))
@@ -904,31 +922,28 @@ static int intern_all(void) {
     static struct { PyObject **slot; const char *text; } names[] = {
         {&str_get_status_code, "get_status_code"}, {&str_done, "done"},
         {&str_set_result, "set_result"}, {&str_should_keep_alive, "should_keep_alive"},
-        {&str_release, "_release"}, {&str_keep_hint, "keep_hint"}, {&str_head, "HEAD"},
+        {&str_release, "_release"}, {&str_head, "HEAD"},
         {&str_empty, ""}, {&str_headers_complete, "_headers_complete"},
         {&str_on_body, "_on_body"}, {&str_message_complete, "_message_complete"},
         {&str_body_attr, "body"}, {&str_feed_data, "feed_data"},
         {&str_data_received, "_data_received"}, {&str_parse_failed, "_parse_failed"},
         {&str_send, "_send"}, {&str_method, "method"}, {&str_create_future, "create_future"},
-        {&str_write, "write"}, {&str_time, "time"}, {&str_cfg, "cfg"},
-        {&str_first_byte_timeout, "first_byte_timeout"}, {&str_heads, "_heads"},
-        {&str_head_timer, "_head_timer"}, {&str_awaiting_head, "_awaiting_head"},
-        {&str_loop, "loop"}, {&str_pool_closed, "_closed"}, {&str_idle, "_idle"},
-        {&str_keep_for, "keep_for"}, {&str_abort, "abort"}, {&str_reused, "reused"},
-        {&str_requests, "requests"}, {&str_waiters, "_waiters"}, {&str_sweeper, "_sweeper"},
+        {&str_write, "write"}, {&str_time, "time"},
+        {&str_first_byte_timeout, "first_byte_timeout"}, {&str_awaiting_head, "_awaiting_head"},
+        {&str_abort, "abort"},
         {&str_fields, "fields"}, {&str_headers_attr, "headers"}, {&str_add, "add"}, {&str_via, "Via"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
             return -1;
     }
-    if ((long_zero = PyLong_FromLong(0)) == NULL || (long_one = PyLong_FromLong(1)) == NULL)
+    if ((long_zero = PyLong_FromLong(0)) == NULL)
         return -1;
     return (bytes_empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL ? -1 : 0;
 }
 
 PyMODINIT_FUNC PyInit__origin(void) {
-    if (intern_all() < 0 || PyType_Ready(&OriginCoreType) < 0)
+    if (intern_all() < 0 || PyType_Ready(&OriginCoreType) < 0 || PyType_Ready(&PoolCoreType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&origin_module);
     if (module == NULL)
@@ -936,6 +951,12 @@ PyMODINIT_FUNC PyInit__origin(void) {
     Py_INCREF(&OriginCoreType);
     if (PyModule_AddObject(module, "OriginCore", (PyObject *)&OriginCoreType) < 0) {
         Py_DECREF(&OriginCoreType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&PoolCoreType);
+    if (PyModule_AddObject(module, "PoolCore", (PyObject *)&PoolCoreType) < 0) {
+        Py_DECREF(&PoolCoreType);
         Py_DECREF(module);
         return NULL;
     }

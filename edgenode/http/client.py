@@ -27,7 +27,7 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
 from edgenode.http._fields import Latin1Pairs
-from edgenode.http._origin import OriginCore, bind, send_idle
+from edgenode.http._origin import OriginCore, PoolCore, bind, send_idle
 from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
@@ -621,9 +621,12 @@ def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
     return "close" not in tokens
 
 
-class OriginPool:
+class OriginPool(PoolCore):
     """Keep-alive connections to one origin: LIFO reuse, idle timeout (cut short by the
-    origin's ``Keep-Alive: timeout``, ``keep_for``), a size cap."""
+    origin's ``Keep-Alive: timeout``, ``keep_for``), a size cap.
+
+    The state the C side of the usual exchange reads and writes (``send_idle``, the
+    send, the release) is ``PoolCore``'s C fields, members here."""
 
     def __init__(self, cfg: OriginConfig) -> None:
         self.cfg = cfg
