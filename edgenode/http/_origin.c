@@ -753,8 +753,8 @@ static int names_absent(PyObject *pairs, PyObject *names) {
 }
 
 /* 1: ``resp``'s plain fields (its ``fields``: version, pairs) are current (``getversion``
- * of its headers) and hold none of ``names``: ``pair`` added to its headers and appended to its pairs, their version
- * renewed; 0: nothing changed; -1: error */
+ * of its headers) and hold none of ``names``: ``pair`` added to its headers and appended
+ * to its pairs, their version renewed; 0: nothing changed; -1: error */
 static int pair_added(PyObject *resp, PyObject *names, PyObject *pair, PyObject *getversion) {
     PyObject *fields = PyObject_GetAttr(resp, str_fields);
     if (fields == NULL)
@@ -814,7 +814,8 @@ static PyMethodDef forwarded_def = {
 
 /* ``response_forwarder(reference, names, getversion)``: ``forwarded`` bound to them */
 static PyObject *response_forwarder(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyTuple_CheckExact(args[1]) || !PyCallable_Check(args[2])) {
+    if (nargs != 3 || !PyCallable_Check(args[0]) || !PyTuple_CheckExact(args[1])
+            || !PyCallable_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "response_forwarder(reference, names: tuple, getversion)");
         return NULL;
     }

@@ -700,8 +700,8 @@ class OriginPool(PoolCore):
                 raise
         raise AssertionError("unreachable")
 
-    def _send_idle(self, req: Request, head: bytes,
-                   on_interim: OnInterim | None = None) -> tuple[_OriginConnection, asyncio.Future[Response]] | None:
+    def _send_idle(self, req: Request, head: bytes, on_interim: OnInterim | None = None
+                   ) -> tuple[_OriginConnection, asyncio.Future[Response]] | None:
         """The reference of ``http._origin.send_idle(pool, ...)``: ``request``'s usual
         start without a coroutine.  A request without a body, its ``head`` encoded, sent
         on an idle connection: the connection and the future of the response head; the

@@ -119,7 +119,8 @@ async def test_the_message_end_clears_its_own_waiter(conn_class: type, method: s
         assert response.status == 200 and response.body == (b"hello" if method == "GET" else b"")
         (conn,) = pool._idle
         assert conn._head_waiter is None
-        sent = send_idle(pool, Request(method, "/x", CIMultiDict({"Host": "t"})), HEAD.replace(b"GET", method.encode()))
+        head = HEAD.replace(b"GET", method.encode())
+        sent = send_idle(pool, Request(method, "/x", CIMultiDict({"Host": "t"})), head)
         assert sent is not None and (await sent[1]).status == 200
         await asyncio.sleep(0)
         assert sent[0]._head_waiter is None and pool.idle_count == 1
@@ -160,7 +161,8 @@ async def test_the_upstream_sends_the_usual_request_on_an_idle_connection(
     try:
         for _ in range(3):
             response = await upstream(exchange())
-            assert (response.status, response.body, response.headers["Via"]) == (200, b"hello", "1.1 edgenode")
+            assert (response.status, response.body) == (200, b"hello")
+            assert response.headers["Via"] == "1.1 edgenode"
         pool = upstream.pools["default"]
         assert calls["request"] == 1  # the first opened the connection; the others took it idle
         assert (pool.requests, pool.opened, pool.reused, pool.idle_count) == (3, 1, 2, 1)
