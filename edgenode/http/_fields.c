@@ -13,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -341,12 +342,53 @@ PyDoc_STRVAR(request_lines_doc,
 "``host`` the Host value (None without one).  None when a lower-case name is in\n"
 "``edited`` (a set of bytes), Host comes twice, or a name or value holds CR or LF.");
 
+/* the frozenset of edited names last seen, and the lengths of its names (bit n: n bytes;
+ * bit 63: 63 bytes or more): a name of another length is not looked up */
+static PyObject *edited_seen;
+static uint64_t edited_lengths;
+
+/* the lengths of the names in ``edited`` (a set of bytes) into ``lengths``, kept for a
+ * frozenset; -1 (an error set) when a member is not bytes */
+static int lengths_of(PyObject *edited, uint64_t *lengths) {
+    if (edited == edited_seen) {
+        *lengths = edited_lengths;
+        return 0;
+    }
+    uint64_t found = 0;
+    Py_ssize_t pos = 0;
+    PyObject *key;
+    Py_hash_t hash;
+    while (_PySet_NextEntry(edited, &pos, &key, &hash)) {
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "edited names must be bytes");
+            return -1;
+        }
+        found |= (uint64_t)1 << (PyBytes_GET_SIZE(key) < 63 ? PyBytes_GET_SIZE(key) : 63);
+    }
+    if (PyFrozenSet_CheckExact(edited)) {
+        Py_XSETREF(edited_seen, Py_NewRef(edited));
+        edited_lengths = found;
+    }
+    *lengths = found;
+    return 0;
+}
+
+/* Whether the bytes name ``name`` (``k`` bytes) is ``Host`` in any case */
+static int is_host_name(const char *name, Py_ssize_t k) {
+    return k == 4 && (name[0] | 0x20) == 'h' && (name[1] | 0x20) == 'o' && (name[2] | 0x20) == 's'
+        && (name[3] | 0x20) == 't';
+}
+
 static PyObject *request_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyList_Check(args[0]) || !PyAnySet_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "request_lines(list, set or frozenset)");
         return NULL;
     }
     PyObject *pairs = args[0], *edited = args[1];
+    uint64_t lengths;
+    if (lengths_of(edited, &lengths) < 0) {
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(pairs), size = 2, host_at = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyList_GET_ITEM(pairs, i);
@@ -360,15 +402,17 @@ static PyObject *request_lines(PyObject *self, PyObject *const *args, Py_ssize_t
         if (has_crlf(PyBytes_AS_STRING(name), k) || has_crlf(PyBytes_AS_STRING(value), v)) {
             Py_RETURN_NONE;
         }
-        PyObject *low = lowered_bytes(name);
-        if (low == NULL) {
-            return NULL;
-        }
-        int is_host = PyBytes_GET_SIZE(low) == 4 && memcmp(PyBytes_AS_STRING(low), "host", 4) == 0;
-        int found = is_host ? 0 : PySet_Contains(edited, low);
-        Py_DECREF(low);
-        if (found < 0) {
-            return NULL;
+        int is_host = is_host_name(PyBytes_AS_STRING(name), k), found = 0;
+        if (!is_host && (lengths >> (k < 63 ? k : 63) & 1)) {
+            PyObject *low = lowered_bytes(name);
+            if (low == NULL) {
+                return NULL;
+            }
+            found = PySet_Contains(edited, low);
+            Py_DECREF(low);
+            if (found < 0) {
+                return NULL;
+            }
         }
         if (found || (is_host && host_at >= 0)) {
             Py_RETURN_NONE;
@@ -403,8 +447,9 @@ static PyObject *request_lines(PyObject *self, PyObject *const *args, Py_ssize_t
         *out++ = '\n';
     }
     PyObject *host = host_at >= 0 ? PyTuple_GET_ITEM(PyList_GET_ITEM(pairs, host_at), 1) : Py_None;
-    Py_INCREF(host);
-    return Py_BuildValue("(NN)", block, host);
+    PyObject *found = PyTuple_Pack(2, block, host);
+    Py_DECREF(block);
+    return found;
 }
 
 /* ``Latin1Pairs(target)``: called with a field's name and value (``bytes``, as

@@ -27,14 +27,14 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.config import OriginConfig
 from edgenode.http._fields import Latin1Pairs
-from edgenode.http._origin import OriginCore, bind
+from edgenode.http._origin import OriginCore, PoolCore, bind, send_idle
 from edgenode.http.errors import (
     ClientBodyError, OriginBodyError, OriginConnectError, OriginProtocolError, OriginTimeout,
 )
 from edgenode.http.headers import KEY, last_chunk, trailer_fields
 from edgenode.http.messages import FROM_BODY, PrebuiltResponse, Request, Response, made_response
 
-__all__ = ["OriginPool", "OriginBody", "OnInterim"]
+__all__ = ["OriginPool", "OriginBody", "OnInterim", "send_idle", "take_whole"]
 
 log = logging.getLogger("edgenode.http.client")
 
@@ -185,8 +185,9 @@ class _OriginConnection(OriginCore, asyncio.Protocol):
     ``on_body`` and ``on_message_complete`` are ``OriginCore``'s (``http/_origin.c``),
     which also holds the state they share as C fields: a request without a body is sent,
     and the usual response (final, framed by Content-Length or chunked, its body in the
-    read with its head, its waiter waiting) made, handed on and its connection released,
-    in C, ~8 Python frames fewer per miss.  Any other request, read or response goes to
+    read with its head, its waiter waiting) made, handed on and its connection released
+    (put back idle without the pool's ``_release`` when nothing else is to be done), in
+    C, ~9 Python frames fewer per miss.  Any other request, read or response goes to
     ``_send``, ``_data_received``, ``_headers_complete``, ``_on_body``,
     ``_message_complete`` and ``_after_read`` below, the reference the C is held to
     (``tests/http/test_origin_native.py``).
@@ -363,26 +364,28 @@ class _OriginConnection(OriginCore, asyncio.Protocol):
             pool.keep_hint = hint
             pool.keep_for = _keep_for(hint, pool.cfg.idle_timeout)
         streamed = not (self._method == "HEAD" or status in (204, 304))
-        if not streamed:
-            if self._method == "HEAD" and status not in (204, 304):
-                # llhttp would wait for Content-Length bytes that a HEAD answer never has
-                version = self.parser.get_http_version()
-                self.parser = httptools.HttpResponseParser(self)
-                self._message_done(_keep_alive(headers, version))
-        else:
+        # a HEAD answer ends with its head (llhttp would wait for Content-Length bytes that
+        # it never has): a new parser, and the message done once its waiter has the head
+        ends = self._method == "HEAD" and status not in (204, 304)
+        if ends:
+            version = self.parser.get_http_version()
+            self.parser = httptools.HttpResponseParser(self)
+        elif streamed:
             self._eof_delimited = _read_to_close(headers)
         waiter = self._head_waiter
         if waiter is None or waiter.done():  # abandoned: the body is read and dropped
             if streamed:
                 self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
-            return
-        response = made_response(status, headers, b"", "", (getversion(headers), pairs), FROM_BODY)
-        if streamed:
-            if self._eof_delimited:  # ends only at the connection's close
-                response.body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
-            else:  # its body so far collects in ``_parts`` (its owner resumes after this read)
-                self._early = response
-        waiter.set_result(response)
+        else:
+            response = made_response(status, headers, b"", "", (getversion(headers), pairs), FROM_BODY)
+            if streamed:
+                if self._eof_delimited:  # ends only at the connection's close
+                    response.body = self._body = OriginBody(self, self.pool.cfg.between_bytes_timeout)
+                else:  # its body so far collects in ``_parts`` (its owner resumes after this read)
+                    self._early = response
+            waiter.set_result(response)
+        if ends:
+            self._message_done(_keep_alive(headers, version))
 
     def _stream_early(self) -> None:
         """The read that carried ``_early``'s head ended before its body: the rest
@@ -440,6 +443,7 @@ class _OriginConnection(OriginCore, asyncio.Protocol):
             body.finish()
         self._busy = False
         self._on_interim = None
+        self._head_waiter = None  # done (or abandoned): its owner needs it no more
         # The finished body detached above and no longer resumes us: a connection paused by
         # its back-pressure must read again before the pool hands it to the next request.
         if self._paused:
@@ -560,6 +564,24 @@ class _OriginConnection(OriginCore, asyncio.Protocol):
         self.abort()
 
 
+def take_whole(response: Response) -> bool:
+    """An ``OriginBody`` already all in and not read yet handed on as ``bytes`` (its
+    trailers on the response): stored without the streaming tee, written with its head."""
+    origin_body: OriginBody = response.body  # type: ignore[assignment]
+    data = origin_body.take_complete()
+    if data is None:
+        return False
+    response.body = data
+    if origin_body.trailers is not None:
+        response.trailers = origin_body.trailers
+    return True
+
+
+def _replayable(req: Request) -> bool:
+    """A request that may go again after a stale connection lost it."""
+    return req.method in _IDEMPOTENT and isinstance(req.body, (bytes, bytearray))
+
+
 def _fields_size(fields: list[tuple[str, str]]) -> int:
     """A header section's size as ``max_header_bytes`` counts it: ``Name: value\r\n``."""
     return sum(map(len, chain.from_iterable(fields))) + 4 * len(fields)
@@ -599,9 +621,12 @@ def _keep_alive(headers: CIMultiDict[str], version: str) -> bool:
     return "close" not in tokens
 
 
-class OriginPool:
+class OriginPool(PoolCore):
     """Keep-alive connections to one origin: LIFO reuse, idle timeout (cut short by the
-    origin's ``Keep-Alive: timeout``, ``keep_for``), a size cap."""
+    origin's ``Keep-Alive: timeout``, ``keep_for``), a size cap.
+
+    The state the C side of the usual exchange reads and writes (``send_idle``, the
+    send, the release) is ``PoolCore``'s C fields, members here."""
 
     def __init__(self, cfg: OriginConfig) -> None:
         self.cfg = cfg
@@ -634,22 +659,25 @@ class OriginPool:
         return self._open
 
     async def request(self, req: Request, on_interim: OnInterim | None = None,
-                      head: bytes | None = None) -> Response:
+                      head: bytes | None = None, replay: bool = False) -> Response:
         """Send ``req``; return the response with its body still streaming.
 
         Interim (1xx) responses that precede it are passed to ``on_interim`` as they come.
         ``head``: ``req``'s head already encoded (``proxy.forwarding.forward_head``: a
-        request without a body), sent instead of encoding ``req``'s fields.
+        request without a body), sent instead of encoding ``req``'s fields.  ``replay``:
+        ``req`` was counted and sent on an idle connection that turned out stale
+        (``failed_idle``): it goes once more, on a new connection.
         """
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         if self._closed:
             raise OriginConnectError("origin pool is closed")
-        self.requests += 1
+        if not replay:
+            self.requests += 1
         length: int | None = 0
         if head is None:
             head, length = _encode_head(req)
-        for attempt in (0, 1):
+        for attempt in ((1,) if replay else (0, 1)):
             conn = self._idle_connection() if attempt == 0 else None
             if conn is None:
                 conn = await self._acquire()  # (a retry never takes an idle one)
@@ -660,16 +688,10 @@ class OriginPool:
                 finally:
                     conn.settled(waiter)
                 if type(response.body) is OriginBody:
-                    origin_body = response.body
-                    data = origin_body.take_complete()
-                    if data is not None:
-                        response.body = data
-                        if origin_body.trailers is not None:
-                            response.trailers = origin_body.trailers
+                    take_whole(response)
                 return response
             except _Stale as exc:
-                if (attempt == 0 and req.method in _IDEMPOTENT
-                        and isinstance(req.body, (bytes, bytearray))):  # replayable
+                if attempt == 0 and _replayable(req):
                     self.retries += 1
                     continue
                 raise OriginConnectError(str(exc)) from None
@@ -677,6 +699,39 @@ class OriginPool:
                 conn.abort()
                 raise
         raise AssertionError("unreachable")
+
+    def _send_idle(self, req: Request, head: bytes, on_interim: OnInterim | None = None
+                   ) -> tuple[_OriginConnection, asyncio.Future[Response]] | None:
+        """The reference of ``http._origin.send_idle(pool, ...)``: ``request``'s usual
+        start without a coroutine.  A request without a body, its ``head`` encoded, sent
+        on an idle connection: the connection and the future of the response head; the
+        caller awaits it, and on a failure hands both to ``failed_idle``.  None, with
+        nothing sent: the pool has no loop yet, is closed, or has no idle connection to
+        use (``request`` takes the request)."""
+        if (self.loop is None or self._closed or type(head) is not bytes
+                or type(req.body) is not bytes or req.body):
+            return None
+        conn = self._idle_connection()
+        if conn is None:
+            return None
+        self.requests += 1
+        return conn, conn.send(req, head, 0, on_interim)
+
+    async def failed_idle(self, sent: tuple[_OriginConnection, asyncio.Future[Response]],
+                          exc: BaseException, req: Request, on_interim: OnInterim | None = None,
+                          head: bytes | None = None) -> Response:
+        """``send_idle``'s exchange failed before its head with ``exc``, as ``request``'s
+        first attempt handles it: a stale connection's replayable request goes once more
+        on a new connection; any other failure aborts the connection and is raised."""
+        conn, waiter = sent
+        conn.settled(waiter)
+        if not isinstance(exc, _Stale):
+            conn.abort()
+            raise exc
+        if not _replayable(req):
+            raise OriginConnectError(str(exc)) from None
+        self.retries += 1
+        return await self.request(req, on_interim, head, replay=True)
 
     def _idle_connection(self) -> _OriginConnection | None:
         """The most recently used idle connection still open and idle no longer than
@@ -768,6 +823,9 @@ class OriginPool:
                 return
 
     def _release(self, conn: _OriginConnection, reusable: bool) -> None:
+        """``conn``'s response is all in: back idle, to a waiting request, or aborted.
+        ``OriginCore`` puts a usual one back idle itself (a running sweep, no one
+        waiting); this is the reference and every other case."""
         if not reusable or conn.closed or self._closed:
             conn.abort()
             return

@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from edgenode.config import Config
-from edgenode.http.client import OriginBody, OriginPool
+from edgenode.http.client import OriginBody, OriginPool, send_idle, take_whole
 from edgenode.http.errors import OriginConnectError, OriginError, OriginProtocolError, OriginTimeout
 from edgenode.http.messages import Request, Response, read_body
 from edgenode.http.error_reply import error_response
@@ -80,7 +80,16 @@ class Upstream:
             if tier is not None:
                 response = await tier.fetch(forwarded, req.headers.get("host", ""), pool, on_interim)
             else:
-                response = await pool.request(forwarded, on_interim, head)
+                # the usual request sent on an idle connection and its head awaited here,
+                # without the pool's coroutine; any other through ``request``
+                sent = None if head is None else send_idle(pool, forwarded, head, on_interim)
+                if sent is None:
+                    response = await pool.request(forwarded, on_interim, head)
+                else:
+                    try:
+                        response = await sent[1]
+                    except BaseException as exc:
+                        response = await pool.failed_idle(sent, exc, forwarded, on_interim, head)
         except OriginTimeout as exc:
             return self._fail(exchange, name, 504, f"{exc.kind}_timeout",
                               f"origin {exc.kind.replace('_', ' ')} timeout")
@@ -91,7 +100,7 @@ class Upstream:
         except OriginError as exc:
             return self._fail(exchange, name, 502, "origin_error", str(exc))
         exchange.origin_time = time.perf_counter() - started
-        if type(response.body) is OriginBody:
+        if type(response.body) is OriginBody and not take_whole(response):
             exchange.hold(response.body)  # closed when the request ends, whatever happens to it
         return forward_response(response, self.via)
 

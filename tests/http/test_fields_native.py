@@ -161,6 +161,44 @@ def test_request_lines_refuse_a_second_host_and_anything_but_bytes_pairs():
         request_lines([(b"Host",)], _EDITED)
 
 
+def lines_by_sets(pairs, edited):
+    """``request_lines``' answer by set tests on the lower-cased names: the reference of
+    its look-ups skipped by length."""
+    names = [n.lower() for n, _ in pairs]
+    if any(b"\r" in n + v or b"\n" in n + v for n, v in pairs) or names.count(b"host") > 1:
+        return None
+    if any(n in edited for n in names if n != b"host"):
+        return None
+    block = b"\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in pairs if n.lower() != b"host")
+    host = next((v for n, v in pairs if n.lower() == b"host"), None)
+    return block, host
+
+
+NAME_POOL = [b"Host", b"HOST", b"hOsT", b"Hosts", b"Hos", b"User-Agent", b"Connection", b"CONNECTION",
+             b"Keep-Alivf", b"Via", b"vIA", b"Te", b"Tf", b"X-Request-Id", b"X" * 63, b"X" * 64, b"x" * 70,
+             b"Transfer-Encoding", b"X-Forwarded-Host", b"X-Forwarded-Hosz", b"Accept"]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_request_lines_look_up_by_length_what_set_tests_find(seed):
+    import random
+    rng = random.Random(seed)
+    pairs = [(rng.choice(NAME_POOL), rng.choice([b"v", b"a b", b""])) for _ in range(rng.randint(0, 5))]
+    long_name = bytes(b"x" * 70)
+    edited = rng.choice([_EDITED, _EDITED | {long_name}, frozenset({b"accept"}), set(_EDITED)])
+    assert request_lines(pairs, edited) == lines_by_sets(pairs, edited)
+
+
+def test_request_lines_read_a_changed_set_again():
+    edited = {b"accept"}
+    pairs = [(b"Host", b"h"), (b"User-Agent", b"u")]
+    assert request_lines(pairs, edited) is not None
+    edited.add(b"user-agent")
+    assert request_lines(pairs, edited) is None
+    assert request_lines(pairs, frozenset({b"x"})) is not None
+    assert request_lines(pairs, frozenset({b"user-agent"})) is None
+
+
 HOP_OR_VIA = ("connection", "keep-alive", "te", "transfer-encoding", "upgrade", "via")
 
 
