@@ -34,6 +34,11 @@ log = logging.getLogger("edgenode.frontend")
 #: pipelined requests queued behind the one in progress before reading pauses
 PIPELINE_DEPTH = 16
 
+#: the name of a request's task (``run_steps``): made as ``asyncio.Task`` with this name,
+#: not by ``loop.create_task``, which formats a name per task ("Task-<n>") and, in uvloop,
+#: adds a call (~1.7k instructions per miss; the factory test here takes 0.4k of it back)
+TASK_NAME = "edgenode-request"
+
 
 class Dispatcher:
     """The request-running part of a client connection (``http/connection.py``)."""
@@ -97,8 +102,11 @@ class Dispatcher:
                 self._complete(exchange, outcome, keep_alive)
             else:
                 self._write_general(exchange, outcome, keep_alive)
-        else:
-            self._task = self.loop.create_task(self._run(exchange, outcome))
+        else:  # the steps that wait, in a task (``Task`` itself unless the loop has a factory)
+            loop = self.loop
+            run = self._run(exchange, outcome)
+            self._task = (asyncio.Task(run, loop=loop, name=TASK_NAME) if loop.get_task_factory() is None
+                          else loop.create_task(run))
 
     def _finish_error(self, exchange: Exchange) -> None:
         response = exchange.error
