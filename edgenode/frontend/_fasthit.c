@@ -1427,10 +1427,13 @@ static PyObject *text_pairs(PyObject *raw, PyObject *name, PyObject *value) {
 /* ``exchange.declined_key(asked)``: the note ``declined`` holds for ``asked``, taken (the
  * cell's reference, the cell emptied), or None; a new reference either way */
 static PyObject *take_declined(PyObject *asked) {
-    PyObject *note = PyList_GET_ITEM(plain_makers.declined, 0);  /* borrowed */
+    PyObject *cell = plain_makers.declined;
+    if (PyList_GET_SIZE(cell) != 1)  /* (one item, as bound: nothing to take otherwise) */
+        return Py_NewRef(Py_None);
+    PyObject *note = PyList_GET_ITEM(cell, 0);  /* borrowed */
     if (!PyTuple_CheckExact(note) || PyTuple_GET_SIZE(note) != 3 || PyTuple_GET_ITEM(note, 0) != asked)
         return Py_NewRef(Py_None);
-    PyList_SET_ITEM(plain_makers.declined, 0, Py_NewRef(Py_None));
+    PyList_SET_ITEM(cell, 0, Py_NewRef(Py_None));
     return note;
 }
 

@@ -39,7 +39,7 @@ def declined_key(asked: object) -> tuple[object, object, tuple[str, str]] | None
     """The note ``DECLINED`` holds for the request the fast path was asked about with
     ``asked``, taken (the cell emptied), or None: the fast path left none for it.  The
     front end's C maker (``_fasthit.plain_exchange``) does the same; this is its reference."""
-    note = DECLINED[0]
+    note = DECLINED[0] if len(DECLINED) == 1 else None  # (a cell emptied by hand: nothing)
     if note is None or note[0] is not asked:
         return None
     DECLINED[0] = None

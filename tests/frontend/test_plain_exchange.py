@@ -144,6 +144,11 @@ def test_a_note_for_another_request_is_not_taken() -> None:
         assert take(asked) is None and DECLINED[0] is note  # left as it was
         assert take(other) is note and DECLINED[0] is None  # taken
         assert take(other) is None
+        DECLINED.clear()  # a cell that is not the one bound: nothing to take, nothing read
+        try:
+            assert take(other) is None
+        finally:
+            DECLINED.append(None)
 
 
 def test_a_request_class_whose_slots_the_maker_does_not_store_is_refused() -> None:
