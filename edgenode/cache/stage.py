@@ -39,7 +39,7 @@ from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
     FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, close_body, made_response,
 )
-from edgenode.pipeline.exchange import RAW_PLAIN, Exchange, fields_plain
+from edgenode.pipeline.exchange import DECLINED, RAW_PLAIN, Exchange, fields_plain
 from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.stage import Handler, wrap_stage
 
@@ -193,18 +193,23 @@ class CacheStage(OriginStoring):
         freshness arithmetic, while the clock is inside the span where ``_fresh`` would
         build the same stamp and the store vouches for the key's object as unchanged and
         noted (``fast_token``: nothing queued, no other process's change, the same single
-        variant, its LRU note taken); otherwise ``_fresh`` decides as before.  Its
-        validation, the hit count and the metrics are this one call.
+        variant, its LRU note taken); otherwise ``_fresh`` decides as before, and a small
+        answer is kept for the pair.  Its validation, the hit count and the metrics are
+        this one call.  A decline for want of an entry (the usual miss) leaves the key
+        ``_fresh`` made in ``exchange.DECLINED`` for ``fields``: the front end puts it on
+        the request's exchange, and ``handle`` does not build it again.
         """
         if self._fast_starts or self._fast_ends != self._fast_sole:
             return None
-        k = self._kept_hit((target, host))
+        pair = (target, host)
+        k = self._kept_hit(pair)
         if k is not None:
             hit = k.hit
-        else:
-            hit = self._fast_decide(target, host, fields)
-            if hit is None:
+        else:  # ``_fresh`` decides (a miss's decline: the key it made left for ``handle``)
+            found = self._fresh("http", target.decode("latin-1"), host.decode("latin-1"), fields, fields)
+            if found is None or not self._keep(pair, found):
                 return None
+            hit = found[1]
         self._fast_observe(hit.x_cache, hit.status, len(hit.body) if get else 0, perf_counter() - start)
         return hit
 
@@ -220,14 +225,6 @@ class CacheStage(OriginStoring):
             self._counters["hits"] += 1
             return k
         return None
-
-    def _fast_decide(self, target: bytes, host: bytes, fields: Callable[[], Headers]) -> Prebuilt | None:
-        """``fast_hit``'s answer when no kept one serves: ``_fresh`` decides, and a small
-        answer is kept for the pair."""
-        found = self._fresh("http", target.decode("latin-1"), host.decode("latin-1"), fields)
-        if found is None or not self._keep((target, host), found):
-            return None
-        return found[1]
 
     def _keep(self, pair: tuple[bytes, bytes], found: tuple[Entry, Prebuilt, str]) -> bool:
         """Keep ``_fresh``'s answer for ``pair`` (``_kept_hit`` hands it out again) when it
@@ -315,13 +312,18 @@ class CacheStage(OriginStoring):
         resp._trailers = FROM_BODY
         return resp
 
-    def _fresh(self, scheme: str, target: str, host: str,
-               fields: Callable[[], Headers]) -> tuple[Entry, Prebuilt, str] | None:
+    def _fresh(self, scheme: str, target: str, host: str, fields: Callable[[], Headers],
+               asked: object = None) -> tuple[Entry, Prebuilt, str] | None:
         """The entry, its kept answer and its key for a fresh full hit (counted), or None
-        (an incomplete entry has no ``wire``: never a full hit)."""
-        _, key = self.keys.for_parts(scheme, host, target, fields)
+        (an incomplete entry has no ``wire``: never a full hit).  ``asked``: the front
+        end's ``fields`` callable (``fast_hit``): when no such entry is stored, the key
+        made here is left for that request in ``exchange.DECLINED`` (``handle`` takes it)."""
+        made = self.keys.for_parts(scheme, host, target, fields)
+        key = made[1]
         entry = self.store.lookup_lazy(key, fields)
         if entry is None or entry.wire is None or entry.trailers is not None or entry.no_cache:
+            if asked is not None:  # the usual miss: its key for ``handle``
+                DECLINED[0] = (asked, self, made)
             return None
         now = self.clock()
         ttl = entry.fresh_until - now
@@ -358,7 +360,11 @@ class CacheStage(OriginStoring):
         plain = plain == getversion(h)
         if not plain and ("upgrade" in h or "if-match" in h or "if-unmodified-since" in h):
             return self._bypass(ex, nxt, "request")
-        url, key = self.keys.for_request(req)
+        known = ex.cache_key  # the fast path's key, while made from this scheme, target and fields
+        if known is not None and plain and known[1] is self and req.target is ex.target and req.scheme == "http":
+            url, key = known[2]
+        else:
+            url, key = self.keys.for_request(req)
         if self.nested:
             seen = ex.props.setdefault("cache.keys", set())
             if key in seen:

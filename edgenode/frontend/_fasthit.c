@@ -1009,14 +1009,15 @@ static PyTypeObject HeldType = {
  * ``exchange.client_exchange``'s ``ClientExchange`` (every other request ``_exchange``
  * makes: the general path, a filtered hit with an X-Request-Id of its own).
  *
- *   bind_plain(request_type, multidict_type, getversion) -> bool
+ *   bind_plain(request_type, multidict_type, getversion, declined) -> bool
  *   plain_exchange(method, url, raw, version, keep_alive, prefix, count, client, local,
- *                  interim) -> exchange
+ *                  interim, asked) -> exchange
  *
  * A plain GET/HEAD the fast path declined (the usual miss), without an X-Request-Id of its
  * own, made in one call where ``_plain_head`` ran ``_fields``, ``_exchange`` and
  * ``Request.__init__`` (an interpreter invocation of its own): the ``Request`` with its
- * fields' multidict (below ``bind_plain``), the ``ClientExchange``.
+ * fields' multidict (below ``bind_plain``), the ``ClientExchange``, and the cache key the
+ * fast path made for it taken from ``declined`` (``exchange.DECLINED``).
  */
 enum { R_METHOD, R_VERSION, R_BODY, R_SCHEME, R_TRAILERS, R_RAW, R_TARGET, R_PATH, R_QUERY, R_STORED };
 static const char *const request_slots[R_STORED] = {
@@ -1026,12 +1027,12 @@ static const char *const request_slots[R_STORED] = {
 enum { X_REQUEST, X_TARGET, X_REQUEST_ID, X_CLIENT, X_LOCAL, X_ID, X_START, X_START_WALL,
        X_ORIGIN, X_CACHE_STATUS, X_X_CACHE, X_ORIGIN_TIME, X_TIMINGS, X_PROPS, X_RESPONSE_BYTES,
        X_STATUS, X_SERVER_TIMING, X_OPEN, X_INTERIM, X_WASM_MAPS, X_PLAIN, X_PARSED,
-       X_KEEP_ALIVE, X_READER, X_ERROR, X_STORED };
+       X_KEEP_ALIVE, X_READER, X_ERROR, X_CACHE_KEY, X_STORED };
 static const char *const exchange_slots[X_STORED] = {
     "request", "target", "request_id", "client", "local", "id", "start", "start_wall",
     "origin", "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
     "status", "server_timing", "_open", "interim", "wasm_maps", "plain", "parsed",
-    "keep_alive", "reader", "error"};
+    "keep_alive", "reader", "error", "cache_key"};
 
 typedef struct {
     PyTypeObject *request_type, *exchange_type;
@@ -1047,6 +1048,7 @@ static Makers makers;  /* bound by bind_makers (request_type NULL: not bound) */
 static struct {
     PyTypeObject *request_type;
     PyObject *multidict, *getversion;
+    PyObject *declined;  /* ``exchange.DECLINED``: a list of one note (or None) */
     Py_ssize_t headers_at;
 } plain_makers;
 static PyObject *str_request_id;  /* "X-Request-Id" */
@@ -1232,7 +1234,7 @@ static PyObject *make_request(PyTypeObject *type, PyObject *headers, PyObject *r
 /* an exchange's values from its maker's caller (borrowed) */
 typedef struct {
     PyObject *request, *target, *request_id, *client, *local, *keep_alive, *reader, *interim,
-        *plain, *parsed;
+        *plain, *parsed, *cache_key;
 } ExchangeArgs;
 
 /* the ``ClientExchange`` ``client_exchange`` makes from ``a``: its own id, clocks and dicts */
@@ -1279,6 +1281,7 @@ static PyObject *make_exchange(const ExchangeArgs *a) {
     put(ex, at[X_KEEP_ALIVE], Py_NewRef(a->keep_alive));
     put(ex, at[X_READER], Py_NewRef(a->reader));
     put(ex, at[X_ERROR], Py_NewRef(Py_None));
+    put(ex, at[X_CACHE_KEY], Py_NewRef(a->cache_key));
     return ex;
 }
 
@@ -1309,7 +1312,7 @@ static PyObject *filtered_exchange(PyObject *self, PyObject *const *args, Py_ssi
     PyObject *ex = NULL;
     if (parsed != NULL) {
         ExchangeArgs a = {request, target, rid, args[8], args[9], args[5], Py_None, args[10],
-                          makers.raw_plain, parsed};
+                          makers.raw_plain, parsed, Py_None};
         ex = make_exchange(&a);
     }
     Py_XDECREF(rid);
@@ -1337,20 +1340,22 @@ static PyObject *native_client_exchange(PyObject *self, PyObject *const *args, P
     if (target == NULL)
         return NULL;
     ExchangeArgs a = {args[0], target, args[5], args[1], args[2], args[3], args[4], args[6],
-                      minus_one, Py_None};
+                      minus_one, Py_None, Py_None};
     PyObject *ex = make_exchange(&a);
     Py_DECREF(target);
     return ex;
 }
 
-/* bind_plain(request_type, multidict_type, getversion) -> bool: ``plain_exchange``'s
+/* bind_plain(request_type, multidict_type, getversion, declined) -> bool: ``plain_exchange``'s
  * ``Request`` class (after ``bind_makers``): its slots must be exactly ``headers`` and the
  * nine ``RawRequest`` stores, at the same offsets, with ``object``'s ``__new__``.  Its
  * Python ``__init__`` is not run: the maker stores every slot it stores (held equal by
- * tests/frontend/test_plain_exchange.py).  False, nothing bound, otherwise. */
+ * tests/frontend/test_plain_exchange.py).  False, nothing bound, otherwise.  ``declined``:
+ * ``exchange.DECLINED``, the fast path's note of a declined request's cache key. */
 static PyObject *bind_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyCallable_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "bind_plain(request_type, multidict_type, getversion)");
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyCallable_Check(args[2])
+            || !PyList_CheckExact(args[3]) || PyList_GET_SIZE(args[3]) != 1) {
+        PyErr_SetString(PyExc_TypeError, "bind_plain(request_type, multidict_type, getversion, declined: [note])");
         return NULL;
     }
     PyTypeObject *type = (PyTypeObject *)args[0];
@@ -1377,6 +1382,7 @@ static PyObject *bind_plain(PyObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     Py_XSETREF(plain_makers.multidict, Py_NewRef(args[1]));
     Py_XSETREF(plain_makers.getversion, Py_NewRef(args[2]));
+    Py_XSETREF(plain_makers.declined, Py_NewRef(args[3]));
     plain_makers.headers_at = at[R_STORED];
     Py_XSETREF(plain_makers.request_type, (PyTypeObject *)Py_NewRef(type));
     Py_RETURN_TRUE;
@@ -1418,19 +1424,36 @@ static PyObject *text_pairs(PyObject *raw, PyObject *name, PyObject *value) {
     return out;
 }
 
+/* ``exchange.declined_key(asked)``: the note ``declined`` holds for ``asked``, taken (the
+ * cell's reference, the cell emptied), or None; a new reference either way */
+static PyObject *take_declined(PyObject *asked) {
+    PyObject *cell = plain_makers.declined;
+    if (PyList_GET_SIZE(cell) != 1)  /* (one item, as bound: nothing to take otherwise) */
+        return Py_NewRef(Py_None);
+    PyObject *note = PyList_GET_ITEM(cell, 0);  /* borrowed */
+    if (!PyTuple_CheckExact(note) || PyTuple_GET_SIZE(note) != 3 || PyTuple_GET_ITEM(note, 0) != asked)
+        return Py_NewRef(Py_None);
+    PyList_SET_ITEM(cell, 0, Py_NewRef(Py_None));
+    return note;
+}
+
 /* plain_exchange(method, url, raw, version, keep_alive, prefix, count, client, local,
- * interim) -> exchange: what ``_plain_head`` gets from the Python makers for a plain
- * GET/HEAD the fast path declined, without an X-Request-Id of its own and its fields not
- * made: the request id as ``filtered_exchange`` makes it, the ``Request`` (``bind_plain``)
- * with its fields multidict (the parsed pairs as Latin-1 text, then X-Request-Id) and
- * ``raw`` ``(getversion(fields), raw)``, and the ``ClientExchange`` (``plain`` that
- * version: the sink found none of ``NOT_PLAIN``; no ``parsed``).  ``raw`` is appended to last, so an error leaves it as it was. */
+ * interim, asked) -> exchange: what ``_plain_head`` gets from the Python makers for a
+ * plain GET/HEAD, without an X-Request-Id of its own and its fields not made: the request
+ * id as ``filtered_exchange`` makes it, the ``Request`` (``bind_plain``) with its fields
+ * multidict (the parsed pairs as Latin-1 text, then X-Request-Id) and ``raw``
+ * ``(getversion(fields), raw)``, and the ``ClientExchange`` (no ``parsed``).  ``asked``:
+ * None when the fast path was not asked (``plain`` -1), else the ``fields`` callable it
+ * was asked with and declined: ``plain`` the fields' version (the sink found none of
+ * ``NOT_PLAIN``) and ``cache_key`` the fast path's note for it (``declined_key``).
+ * ``raw`` is appended to last and the note taken last, so an error leaves both as they
+ * were. */
 static PyObject *plain_exchange(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 10 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_Check(args[2])
+    if (nargs != 11 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1]) || !PyList_Check(args[2])
             || !PyUnicode_Check(args[3]) || !PyBytes_Check(args[5])) {
         PyErr_SetString(PyExc_TypeError,
                         "plain_exchange(method: str, url: bytes, raw: list, version: str, keep_alive, "
-                        "prefix: bytes, count, client, local, interim)");
+                        "prefix: bytes, count, client, local, interim, asked)");
         return NULL;
     }
     if (plain_makers.request_type == NULL) {
@@ -1453,9 +1476,10 @@ static PyObject *plain_exchange(PyObject *self, PyObject *const *args, Py_ssize_
     PyObject *request = target == NULL ? NULL
         : make_request(plain_makers.request_type, headers, fields_version, args[0], url, target, raw, args[3]);
     PyObject *ex = NULL;
+    PyObject *asked = args[10];
     if (request != NULL) {
         ExchangeArgs a = {request, target, rid, args[7], args[8], args[4], Py_None, args[9],
-                          fields_version, Py_None};
+                          asked == Py_None ? minus_one : fields_version, Py_None, Py_None};
         ex = make_exchange(&a);
     }
     Py_XDECREF(rid);
@@ -1466,6 +1490,10 @@ static PyObject *plain_exchange(PyObject *self, PyObject *const *args, Py_ssize_
     if (ex != NULL && PyList_Append(raw, id_pair) < 0)
         Py_CLEAR(ex);
     Py_XDECREF(id_pair);
+    if (ex != NULL && asked != Py_None) {
+        PyObject **slot = (PyObject **)((char *)ex + makers.exchange_at[X_CACHE_KEY]);
+        Py_XSETREF(*slot, take_declined(asked));
+    }
     return ex;
 }
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from multidict import CIMultiDict, getversion
 
@@ -32,7 +32,7 @@ from edgenode.frontend._fasthit import HeadSink, filtered_exchange, plain_exchan
 from edgenode.frontend.request_parser import NATIVE_EXCHANGE, NATIVE_PLAIN
 from edgenode.frontend.response_writer import status_line
 from edgenode.frontend.state import FastPath, FrontEndState
-from edgenode.pipeline.exchange import RAW_PLAIN, Exchange
+from edgenode.pipeline.exchange import RAW_PLAIN, Exchange, declined_key
 
 if TYPE_CHECKING:
     import httptools
@@ -124,7 +124,7 @@ class FastHits:
         method = "GET" if get else "HEAD"
         fast = self.fe.fast_path
         if fast is None or self._current is not None or self._dead or self._write_paused:
-            self._plain_head(method, version, keep_alive, None, False)
+            self._plain_head(method, version, keep_alive, None, None)
             return
         # none of NOT_PLAIN, one Host, at most one X-Request-Id (the general path answers
         # 400 to a repeated Host and replaces repeated ids): the sink decided as they came
@@ -144,13 +144,14 @@ class FastHits:
             self._current = exchange
             fe.batch.add(self)
             return
+        fields = self._fast_fields_once  # (this call's: it names the request to the fast path)
         try:  # counted as written: nothing below declines it
-            hit = fast.answer(url, sink.host, self._fast_fields_once, get and not self.closed, perf_counter())
+            hit = fast.answer(url, sink.host, fields, get and not self.closed, perf_counter())
         except Exception:  # a bug there must not turn into a 400 from the parser
             log.exception("fast path lookup failed for %r", url[:200])
             hit = None
         if hit is None:
-            self._plain_head(method, version, keep_alive, self._fast_fields, True)
+            self._plain_head(method, version, keep_alive, self._fast_fields, fields)
             return
         keep_alive = keep_alive and not self._closing
         body = hit.body
@@ -181,27 +182,27 @@ class FastHits:
             self._arm_timer(min(self.cfg.keepalive_timeout, self.cfg.request_timeout))
 
     def _plain_head(self, method: str, version: str, keep_alive: bool,
-                    headers: CIMultiDict[str] | None, declined: bool) -> None:
+                    headers: CIMultiDict[str] | None, asked: Callable[[], CIMultiDict[str]] | None) -> None:
         """A plain GET/HEAD head the fast path did not answer: dispatched on the general
         path.  What ``_request_head`` checks the sink has decided already (none of
         ``NOT_PLAIN``: no body or framing; one Host; an origin-form target), so nothing
         there could refuse it, and the request id is new unless one came (``incoming``).
-        ``headers``: the fields, if the fast path made them.  ``declined``: the fast path
-        looked and declined (the usual miss): the exchange is marked plain at its fields'
-        version (``Exchange.plain``), so the cache skips the field checks the sink made;
-        otherwise (no fast path, or one that may not answer now) it is not, and the
+        ``headers``: the fields, if the fast path made them.  ``asked``: the ``fields``
+        callable the fast path was asked with and declined (the usual miss), None when it
+        was not asked (no fast path, or one that may not answer now).  When it declined,
+        the exchange is marked plain at its fields' version (``Exchange.plain``), so the
+        cache skips the field checks the sink made, and it carries the cache key the fast
+        path made for it (``Exchange.cache_key``: ``exchange.declined_key``); otherwise the
         general path checks everything.  The usual one (no fields made, no incoming id)
         has its objects made in one C call (``_fasthit.plain_exchange``: ``NATIVE_PLAIN``,
-        which marks it); ``_fields`` and ``_exchange`` are its reference
-        (tests/frontend/test_plain_exchange.py)."""
+        which marks it and takes the key); ``_fields``, ``_exchange`` and ``declined_key``
+        are its reference (tests/frontend/test_plain_exchange.py)."""
         new_id = self._sink.incoming is None
         if headers is None and new_id and NATIVE_PLAIN:  # the usual miss: its objects in one C call
             ids = self.fe.request_ids
             interim = self.send_interim if version == "1.1" else None  # as ``_exchange``
             exchange = plain_exchange(method, self._url, self._raw_headers, version, keep_alive,
-                                      ids.prefix, ids.count, self.client, self.local, interim)
-            if not declined:
-                exchange.plain = -1
+                                      ids.prefix, ids.count, self.client, self.local, interim, asked)
             if self._current is None and not self._write_paused:
                 # ``_dispatch`` -> ``_start``'s steps for it: it has no error and no body
                 self._current = exchange
@@ -213,8 +214,9 @@ class FastHits:
             headers = self._fields()
         target = self._url.decode("latin-1")
         exchange = self._exchange(method, target, headers, version, keep_alive, None, new_id)
-        if declined:  # the sink found none of NOT_PLAIN
+        if asked is not None:  # the sink found none of NOT_PLAIN
             exchange.plain = getversion(exchange.request.headers)
+            exchange.cache_key = declined_key(asked)
         self._dispatch(exchange)
 
     def _fast_write(self, hit: Prebuilt, incoming: bytes | None, keep_alive: bool, get: bool,

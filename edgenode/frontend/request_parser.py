@@ -23,7 +23,9 @@ from edgenode.http.headers import parse_trailers
 from edgenode.http.messages import FROM_BODY, Body, RawRequest, Request, raw_request
 from edgenode.frontend.request_body import BadBody, RequestBody
 from edgenode.frontend.request_head import METHODS, Reject, absolute_target, check_transfer_encoding
-from edgenode.pipeline.exchange import RAW_PLAIN, ClientExchange, Exchange, client_exchange, exchange_ids
+from edgenode.pipeline.exchange import (
+    DECLINED, RAW_PLAIN, ClientExchange, Exchange, client_exchange, exchange_ids,
+)
 from edgenode.frontend.state import FrontEndState
 
 __all__ = ["RequestParser", "PARSE_SLICE"]
@@ -39,9 +41,10 @@ PARSE_SLICE = 4096
 NATIVE_EXCHANGE: bool = bind_makers(RawRequest, ClientExchange, FROM_BODY, exchange_ids, RAW_PLAIN)
 make_exchange = native_client_exchange if NATIVE_EXCHANGE else client_exchange
 #: a declined plain GET/HEAD's ``Request`` (its fields made from the parsed pairs) and
-#: exchange made in C too (``_fasthit.plain_exchange``: ``FastHits._fast``), when
-#: ``Request``'s slots are the ones it stores; else ``_plain_head``'s Python makers
-NATIVE_PLAIN: bool = NATIVE_EXCHANGE and bind_plain(Request, CIMultiDict, getversion)
+#: exchange made in C too (``_fasthit.plain_exchange``: ``FastHits._fast``), with the
+#: cache key the fast path made for it (``exchange.DECLINED``), when ``Request``'s slots
+#: are the ones it stores; else ``_plain_head``'s Python makers
+NATIVE_PLAIN: bool = NATIVE_EXCHANGE and bind_plain(Request, CIMultiDict, getversion, DECLINED)
 
 
 class RequestParser:

@@ -39,8 +39,11 @@ class FastPath(Protocol):
         ``start``: ``perf_counter()`` when the head was parsed (the metrics' duration, what
         ``on_complete`` learns from the exchange on the general path).
 
-        ``fields()`` builds the request's header multidict (only call it when needed).
-        Declining must leave no trace: the general path will see the same request.
+        ``fields()`` builds the request's header multidict (only call it when needed);
+        the object names the request too (the front end passes a new one per head).
+        Declining must leave no trace but one: a producer that made the request's cache key
+        before declining may leave it in ``pipeline.exchange.DECLINED`` under ``fields``,
+        and the front end hands it to the request's exchange (``Exchange.cache_key``).
         """
         ...
 

@@ -25,6 +25,26 @@ exchange_ids = itertools.count(1)
 #: ``messages.RawRequest``)
 RAW_PLAIN = -2
 
+#: The cache key the front end's fast path made for a request it declined (the usual
+#: miss: no entry for it), handed to the cache stage's ``handle`` so it is not built
+#: again: ``(asked, stage, (url, key))``, left here by ``CacheStage.fast_hit`` (``asked``:
+#: the ``fields`` callable the front end asked with, which names the request) and taken
+#: by the front end for that request's exchange (``declined_key``: ``Exchange.cache_key``).
+#: One cell: the front end asks and makes the exchange back to back in the parser
+#: callback, and a note left for another ``asked`` is never taken.
+DECLINED: list[tuple[object, object, tuple[str, str]] | None] = [None]
+
+
+def declined_key(asked: object) -> tuple[object, object, tuple[str, str]] | None:
+    """The note ``DECLINED`` holds for the request the fast path was asked about with
+    ``asked``, taken (the cell emptied), or None: the fast path left none for it.  The
+    front end's C maker (``_fasthit.plain_exchange``) does the same; this is its reference."""
+    note = DECLINED[0] if len(DECLINED) == 1 else None  # (a cell emptied by hand: nothing)
+    if note is None or note[0] is not asked:
+        return None
+    DECLINED[0] = None
+    return note
+
 
 def fields_plain(ex: "Exchange", req: Request) -> bool:
     """Whether ``req``'s fields are still the ones the front end found plain (none of
@@ -49,7 +69,7 @@ class Exchange:
         "request", "client", "local", "id", "start", "start_wall", "origin",
         "cache_status", "x_cache", "origin_time", "timings", "props", "response_bytes",
         "status", "server_timing", "interim", "_open", "target", "request_id", "wasm_maps",
-        "plain", "parsed", "keep_alive", "reader", "error",
+        "plain", "parsed", "keep_alive", "reader", "error", "cache_key",
     )
 
     def __init__(
@@ -112,6 +132,10 @@ class Exchange:
         self.keep_alive = keep_alive
         self.reader = reader
         self.error: Response | None = None
+        #: the note of the cache key the front end's fast path made for this request before
+        #: declining it (``DECLINED``), or None; the cache stage that made it takes the key
+        #: while the request's scheme, target and fields are the ones it was made from
+        self.cache_key: tuple[object, object, tuple[str, str]] | None = None
 
     def add_timing(self, name: str, phase: str, seconds: float) -> None:
         key = (name, phase)
@@ -190,4 +214,5 @@ def client_exchange(request: Request, client: tuple[str, int], local: tuple[str,
     ex.keep_alive = keep_alive
     ex.reader = reader
     ex.error = None
+    ex.cache_key = None
     return ex
