@@ -171,9 +171,11 @@ def make_store(request, tmp_path, clock):
 async def make_harness(origin, session, clock, make_store):
     made: list[Harness] = []
 
-    def make(**cfg_kw) -> Harness:
+    def make(store_for=None, **cfg_kw) -> Harness:
+        """A harness with ``cfg_kw``'s cache config; ``store_for(cfg)`` makes its store
+        (``make_store`` by default)."""
         cfg = CacheConfig(**cfg_kw)
-        h = Harness(origin, session, cfg, clock, make_store(cfg))
+        h = Harness(origin, session, cfg, clock, (store_for or make_store)(cfg))
         made.append(h)
         return h
     yield make
@@ -184,3 +186,18 @@ async def make_harness(origin, session, clock, make_store):
 @pytest.fixture
 def harness(make_harness):
     return make_harness()
+
+
+def held_stream(origin, path: str, release: asyncio.Event):
+    """An uncacheable streamed answer for ``path`` whose first request's body stays open
+    until ``release`` is set (its waiters must be answered meanwhile)."""
+    async def streaming(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Cache-Control": "private"})
+        await resp.prepare(request)
+        await resp.write(b"first")
+        if origin.hits[path] == 1:
+            await release.wait()
+        await resp.write(b"last")
+        await resp.write_eof()
+        return resp
+    return streaming

@@ -22,7 +22,7 @@ from edgenode.cache.store import CacheStore, Store
 from edgenode.config import CacheConfig
 from edgenode.http.messages import FROM_BODY, Request, Response, made_response, read_body
 from edgenode.pipeline.exchange import Exchange
-from tests.cache.conftest import Harness
+from tests.cache.conftest import Harness, held_stream
 
 BODY = bytes(range(256)) * 4
 Terminal = Callable[[Exchange], Awaitable[Response]]
@@ -44,17 +44,9 @@ def alone_store(request: Any, tmp_path: Any, clock: Any) -> Any:
 
 
 @pytest.fixture
-async def plain_harness(origin: Any, session: Any, clock: Any, alone_store: Any) -> Any:
-    made: list[Harness] = []
-
-    def make(**cfg_kw: Any) -> Harness:
-        cfg = CacheConfig(**cfg_kw)
-        h = Harness(origin, session, cfg, clock, alone_store(cfg))
-        made.append(h)
-        return h
-    yield make
-    for h in made:
-        await h.stage.close()
+def plain_harness(make_harness: Any, alone_store: Any) -> Any:
+    """``make_harness`` with a store whose node is this process."""
+    return lambda **cfg_kw: make_harness(store_for=alone_store, **cfg_kw)
 
 
 @pytest.fixture
@@ -184,16 +176,7 @@ async def test_a_plain_leaders_uncacheable_answer_releases_its_waiters(plain_har
     h = plain_harness()
     release_body = asyncio.Event()
 
-    async def streaming(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Cache-Control": "private"})
-        await resp.prepare(request)
-        await resp.write(b"first")
-        if origin.hits["/u"] == 1:  # the leader's body stays open until the waiters got here
-            await release_body.wait()
-        await resp.write(b"last")
-        await resp.write_eof()
-        return resp
-    origin.routes["/u"] = streaming
+    origin.routes["/u"] = held_stream(origin, "/u", release_body)  # the leader's body stays open
     leader = asyncio.create_task(_send(h, "/u"))
     await origin.first_request("/u")
     done = await asyncio.gather(*[_send(h, "/u") for _ in range(5)])  # while the leader's body is open

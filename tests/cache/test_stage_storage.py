@@ -10,6 +10,7 @@ from multidict import CIMultiDict
 
 from edgenode.http.messages import Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
+from tests.cache.conftest import held_stream
 
 BODY = bytes(range(256)) * 4  # 1024 bytes
 
@@ -62,16 +63,7 @@ async def test_collapsing_twenty_concurrent_misses(harness, origin):
 async def test_uncacheable_leader_releases_waiters_while_streaming(harness, origin):
     release_body = asyncio.Event()
 
-    async def streaming(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Cache-Control": "private"})
-        await resp.prepare(request)
-        await resp.write(b"first")
-        if origin.hits["/u"] == 1:  # the leader's body stays open until the waiters got here
-            await release_body.wait()
-        await resp.write(b"last")
-        await resp.write_eof()
-        return resp
-    origin.routes["/u"] = streaming
+    origin.routes["/u"] = held_stream(origin, "/u", release_body)  # the leader's body stays open
     leader = asyncio.create_task(harness.send("/u"))
     await origin.first_request("/u")
     waiters = [asyncio.create_task(harness.send("/u")) for _ in range(5)]
