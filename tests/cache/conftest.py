@@ -150,18 +150,24 @@ async def session():
     await s.close()
 
 
-@pytest.fixture(params=["memory", "lmdb"])
-def make_store(request, tmp_path, clock):
-    """Every stage test runs on both stores: they must behave the same."""
+def stores(kind: str, tmp_path, clock, alone: bool = False):
+    """A store maker for the fixtures, ``(make, made)``: ``kind`` "memory" or an LMDB store
+    (``alone``: its node is this process, so it takes no leases)."""
     made: list[Store] = []
 
     def make(cfg: CacheConfig) -> Store:
-        if request.param == "memory":
-            store: Store = CacheStore(cfg, clock)
-        else:
-            store = SharedStore(cfg, tmp_path / f"store{len(made)}", clock=clock)
+        store: Store = (CacheStore(cfg, clock) if kind == "memory"
+                        else SharedStore(cfg, tmp_path / f"{'alone' if alone else 'store'}{len(made)}",
+                                     clock=clock, alone=alone))
         made.append(store)
         return store
+    return make, made
+
+
+@pytest.fixture(params=["memory", "lmdb"])
+def make_store(request, tmp_path, clock):
+    """Every stage test runs on both stores: they must behave the same."""
+    make, made = stores(request.param, tmp_path, clock)
     yield make
     for store in made:
         store.close()
@@ -201,3 +207,18 @@ def held_stream(origin, path: str, release: asyncio.Event):
         await resp.write_eof()
         return resp
     return streaming
+
+
+def reset_leader(origin, path: str, gate: asyncio.Event):
+    """A cacheable answer for ``path`` whose first request's connection is reset mid-body
+    once ``gate`` is set; later requests get a whole answer."""
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        if origin.hits[path] == 1:
+            resp = web.StreamResponse(headers={"Cache-Control": "max-age=60", "Content-Length": "100"})
+            await resp.prepare(request)
+            await resp.write(b"x" * 10)
+            await gate.wait()
+            request.transport.close()  # type: ignore[union-attr]
+            return resp
+        return web.Response(body=b"ok", headers={"Cache-Control": "max-age=60"})
+    return flaky

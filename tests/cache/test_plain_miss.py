@@ -16,13 +16,11 @@ from multidict import CIMultiDict, getversion
 
 from edgenode.cache.collapse import Collapser
 from edgenode.cache.directives import format_http_date, parse_cache_control
-from edgenode.cache.lmdb_store import SharedStore
 from edgenode.cache.stage import CacheStage
-from edgenode.cache.store import CacheStore, Store
-from edgenode.config import CacheConfig
+from edgenode.cache.store import CacheStore
 from edgenode.http.messages import FROM_BODY, Request, Response, made_response, read_body
 from edgenode.pipeline.exchange import Exchange
-from tests.cache.conftest import Harness, held_stream
+from tests.cache.conftest import Harness, held_stream, reset_leader, stores
 
 BODY = bytes(range(256)) * 4
 Terminal = Callable[[Exchange], Awaitable[Response]]
@@ -31,13 +29,7 @@ Terminal = Callable[[Exchange], Awaitable[Response]]
 @pytest.fixture(params=["memory", "lmdb-alone"])
 def alone_store(request: Any, tmp_path: Any, clock: Any) -> Any:
     """A store whose node is this process: no leases, so the stage leads misses in place."""
-    made: list[Store] = []
-
-    def make(cfg: CacheConfig) -> Store:
-        store: Store = (CacheStore(cfg, clock) if request.param == "memory"
-                        else SharedStore(cfg, tmp_path / f"s{len(made)}", clock=clock, alone=True))
-        made.append(store)
-        return store
+    make, made = stores(request.param, tmp_path, clock, alone=True)
     yield make
     for store in made:
         store.close()
@@ -191,17 +183,7 @@ async def test_a_plain_leader_whose_body_breaks_sends_its_waiters_to_the_origin(
         plain_harness: Any, origin: Any, led: list[str]) -> None:
     h = plain_harness()
     gate = asyncio.Event()
-
-    async def flaky(request: web.Request) -> web.StreamResponse:
-        if origin.hits["/f"] == 1:  # the leader: cacheable headers, then a reset mid-body
-            resp = web.StreamResponse(headers={"Cache-Control": "max-age=60", "Content-Length": "100"})
-            await resp.prepare(request)
-            await resp.write(b"x" * 10)
-            await gate.wait()
-            request.transport.close()  # type: ignore[union-attr]
-            return resp
-        return web.Response(body=b"ok", headers={"Cache-Control": "max-age=60"})
-    origin.routes["/f"] = flaky
+    origin.routes["/f"] = reset_leader(origin, "/f", gate)  # the leader: a reset mid-body
     leader = asyncio.create_task(_send(h, "/f"))
     await origin.first_request("/f")
     waiters = [asyncio.create_task(_send(h, "/f")) for _ in range(3)]

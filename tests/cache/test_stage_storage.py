@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 
 from edgenode.http.messages import Request, Response, read_body
 from edgenode.pipeline.exchange import Exchange
-from tests.cache.conftest import held_stream
+from tests.cache.conftest import held_stream, reset_leader
 
 BODY = bytes(range(256)) * 4  # 1024 bytes
 
@@ -77,17 +77,7 @@ async def test_uncacheable_leader_releases_waiters_while_streaming(harness, orig
 
 async def test_leader_failure_sends_waiters_to_origin(harness, origin):
     gate = asyncio.Event()
-
-    async def flaky(request: web.Request) -> web.StreamResponse:
-        if origin.hits["/f"] == 1:  # the leader: cacheable headers, then a reset mid-body
-            resp = web.StreamResponse(headers={"Cache-Control": "max-age=60", "Content-Length": "100"})
-            await resp.prepare(request)
-            await resp.write(b"x" * 10)
-            await gate.wait()
-            request.transport.close()  # type: ignore[union-attr]
-            return resp
-        return web.Response(body=b"ok", headers={"Cache-Control": "max-age=60"})
-    origin.routes["/f"] = flaky
+    origin.routes["/f"] = reset_leader(origin, "/f", gate)  # the leader: a reset mid-body
     leader = asyncio.create_task(harness.send("/f"))
     await origin.first_request("/f")
     waiters = [asyncio.create_task(harness.send("/f")) for _ in range(3)]
