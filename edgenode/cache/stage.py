@@ -39,7 +39,7 @@ from edgenode.http.headers import NOT_PLAIN
 from edgenode.http.messages import (
     FROM_BODY, Prebuilt, PrebuiltResponse, RawRequest, Request, Response, close_body, made_response,
 )
-from edgenode.pipeline.exchange import DECLINED, RAW_PLAIN, Exchange, fields_plain
+from edgenode.pipeline.exchange import DECLINED, Exchange, fields_plain
 from edgenode.pipeline.chain import Next, Outcome
 from edgenode.pipeline.stage import Handler, wrap_stage
 
@@ -91,8 +91,6 @@ class _Kept:
             lo = max(lo, base + age_s)
         self.lo = lo + _KEPT_MARGIN
         self.hi = min(base + age_s + 1.0, fresh_until - ttl_s) - _KEPT_MARGIN
-
-
 
 
 def _unobserved(label: str, status: int, sent: int, elapsed: float) -> None:
@@ -354,10 +352,7 @@ class CacheStage(OriginStoring):
         if method != "GET" and method != "HEAD":
             return self._unsafe(ex, nxt)
         h = req.headers
-        plain = ex.plain  # none of NOT_PLAIN, unchanged since: no checks (``fields_plain``, inline)
-        if plain == RAW_PLAIN and req.raw is not None:
-            plain = req.raw[0]
-        plain = plain == getversion(h)
+        plain = fields_plain(ex, req)  # none of NOT_PLAIN, unchanged since: no checks
         if not plain and ("upgrade" in h or "if-match" in h or "if-unmodified-since" in h):
             return self._bypass(ex, nxt, "request")
         known = ex.cache_key  # the fast path's key, while made from this scheme, target and fields
@@ -831,15 +826,6 @@ class CacheStage(OriginStoring):
             return True
         strip = lambda t: t.strip()[2:] if t.strip().startswith("W/") else t.strip()  # noqa: E731
         return strip(tag) == strip(entry.etag)
-
-
-
-
-
-
-
-
-
 
 
     # -- stale-while-revalidate ------------------------------------------------------------

@@ -129,12 +129,7 @@ class Dispatcher:
         if type(body) is not bytes and isinstance(body, (bytearray, memoryview)):
             response.body = bytes(body)
         if type(response.body) is bytes:
-            # as in ``run_steps`` (written out: no frame between the task and the write)
-            keep_alive = exchange.keep_alive and not self._closing
-            if self._write_wire(exchange, response, keep_alive):  # its kept head as bytes
-                self._complete(exchange, response, keep_alive)
-            else:
-                self._write_general(exchange, response, keep_alive)
+            self._respond(exchange, response)
             return
         keep_alive = exchange.keep_alive and not self._closing
         try:
@@ -146,6 +141,15 @@ class Dispatcher:
         except Exception:
             keep_alive = self._write_failed(exchange)
         self._complete(exchange, response, keep_alive)
+
+    def _respond(self, exchange: Exchange, response: Response) -> None:
+        """Write a response whose body is in memory, then move on (``run_steps`` has the
+        same steps inline for the answer it gets without waiting: every hit's)."""
+        keep_alive = exchange.keep_alive and not self._closing
+        if self._write_wire(exchange, response, keep_alive):  # its kept head as bytes
+            self._complete(exchange, response, keep_alive)
+        else:
+            self._write_general(exchange, response, keep_alive)
 
     def _write_general(self, exchange: Exchange, response: Response, keep_alive: bool) -> None:
         """A body in memory that ``_write_wire`` declined: the general writers, then the
