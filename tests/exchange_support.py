@@ -91,3 +91,13 @@ async def made_and_seen(monkeypatch: Any, native: bool, flag: str, maker: str, f
     seen = await steps_seen(monkeypatch, fast_path, heads, snapshot)
     monkeypatch.undo()
     return len(made), seen
+
+
+#: plain GET/HEAD heads a maker and its reference are held to alike (a test adds its own)
+PLAIN_HEADS = [
+    b"GET /obj/a?size=10&x HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n",
+    b"HEAD /obj/b HTTP/1.1\r\nhost: example.com\r\n\r\n",
+    b"GET /obj/c? HTTP/1.0\r\nHost: h\r\n\r\n",
+    b"GET /obj/d?q HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    b"GET /obj/e HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+]

@@ -22,7 +22,7 @@ from edgenode.frontend._fasthit import bind_plain, plain_exchange
 from edgenode.frontend.connection import Connection
 from edgenode.http.messages import FROM_BODY, Request
 from edgenode.pipeline.exchange import DECLINED, ClientExchange, Exchange, declined_key
-from tests.exchange_support import made_and_seen, slots
+from tests.exchange_support import PLAIN_HEADS, made_and_seen, slots
 
 
 class Declining:
@@ -81,12 +81,7 @@ async def started(native: bool, heads: list[bytes], monkeypatch: pytest.MonkeyPa
     return seen
 
 
-HEADS = [
-    b"GET /obj/a?size=10&x HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n",
-    b"HEAD /obj/b HTTP/1.1\r\nhost: example.com\r\n\r\n",
-    b"GET /obj/c? HTTP/1.0\r\nHost: h\r\n\r\n",
-    b"GET /obj/d?q HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    b"GET /obj/e HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+HEADS = PLAIN_HEADS + [
     b"GET /obj/f HTTP/1.1\r\nHost: h\r\nAccept: a\r\naccept: b\r\nX-Note: caf\xe9 \xff\r\n\r\n",
     b"GET /obj/g HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-123\r\n\r\n",
     b"GET /obj/h HTTP/1.1\r\nHost: h\r\n\r\nGET /obj/i HTTP/1.1\r\nHost: h\r\n\r\n",
